@@ -1,0 +1,824 @@
+//! The endpoint: this peer's identity, the table of known peers, handshakes, and the
+//! sans-IO interface (inputs `handle_*` and commands, outputs `poll_*`).
+
+use super::ids::{MessageId, PeerId};
+use super::link::{Link, LinkCounters, LinkEvent, QueueError};
+use super::wire::{self, DecodeError, Frame, Header, Hello, MAX_NICK_BYTES};
+use super::{MAX_MESSAGE_BYTES, MAX_PEERS};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// First interval between hellos to an address that has not answered; it doubles after each.
+const PROBE_FIRST: Duration = Duration::from_millis(250);
+/// Longest interval between hellos to an unanswered address (it is retried for ever, so a peer
+/// that starts later is found by itself).
+const PROBE_MAX: Duration = Duration::from_secs(30);
+/// After this many unanswered hellos, the user is told the address does not answer.
+const PROBE_REPORT_AFTER: u32 = 5;
+/// Addresses being probed at most; the oldest is dropped beyond it.
+const MAX_PROBES: usize = 64;
+/// Addresses remembered per peer.
+const MAX_ADDRS: usize = 4;
+/// Hellos per second we send in answer to datagrams from unknown senders (a burst of as many).
+const WHO_ARE_YOU_PER_SEC: u32 = 10;
+/// Distinct senders told about a version mismatch at most (each once).
+const MAX_VERSION_REPORTS: usize = 64;
+
+/// How this endpoint presents itself.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our identity.
+    pub peer_id: PeerId,
+    /// Our display name.
+    pub nick: String,
+    /// The UDP port we listen on, told to peers in hellos.
+    pub port: u16,
+    /// Seed for all randomness (the session number), so runs can be replayed.
+    pub seed: u64,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub to: SocketAddr,
+    /// The UDP payload, never over [`wire::MAX_DATAGRAM`] bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Who a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every known peer that has not left.
+    Everyone,
+    /// One peer, as a direct message.
+    Peer(PeerId),
+}
+
+/// A message accepted by [`Endpoint::send_message`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The id its delivery events will carry.
+    pub id: MessageId,
+    /// The peers it was queued for (empty if nobody is known yet).
+    pub recipients: Vec<PeerId>,
+}
+
+/// Why a message was refused as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// Longer than [`MAX_MESSAGE_BYTES`].
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An empty message.
+    Empty,
+    /// A direct message to a peer that is unknown or has left.
+    UnknownPeer,
+    /// After [`Endpoint::leave`].
+    Leaving,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::TooLong { len } => write!(
+                f,
+                "message is {len} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (64 KiB)"
+            ),
+            SendError::Empty => write!(f, "empty message"),
+            SendError::UnknownPeer => write!(f, "no such peer (it may have left)"),
+            SendError::Leaving => write!(f, "leaving: no more messages are accepted"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why a message will not reach a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UndeliveredReason {
+    /// That peer's queue is full (see [`super::MAX_QUEUED_ITEMS`]).
+    QueueFull,
+}
+
+/// How a peer came to be known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// We added its address (`/add`, `--peer`).
+    Manual,
+    /// It contacted us first.
+    Incoming,
+}
+
+/// A peer's state as the user sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Answering.
+    Online,
+    /// Not acknowledging; messages wait in its queue.
+    Unreachable,
+    /// Said goodbye.
+    Left,
+}
+
+/// Something that happened, for the user interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new peer, or one that had left, said hello.
+    PeerJoined {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Where it was heard from.
+        addr: SocketAddr,
+    },
+    /// A peer changed its nick.
+    PeerRenamed {
+        /// Who.
+        peer: PeerId,
+        /// The nick before.
+        old: String,
+        /// The nick now.
+        new: String,
+    },
+    /// A peer said goodbye.
+    PeerLeft {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages still queued for it, kept for its return.
+        queued: usize,
+    },
+    /// A peer stopped acknowledging.
+    PeerUnreachable {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages queued for it.
+        queued: usize,
+    },
+    /// An unreachable peer answered again; its queue is being resent.
+    PeerReachable {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+    },
+    /// A message arrived (exactly once, in the sender's order).
+    Message {
+        /// From whom.
+        from: PeerId,
+        /// The sender's nick when it arrived.
+        nick: String,
+        /// The sender's id for it.
+        id: MessageId,
+        /// Sent to us alone.
+        direct: bool,
+        /// The text, as sent (not yet sanitised for a terminal).
+        text: String,
+    },
+    /// A peer acknowledged all of one of our messages.
+    Delivered {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+        /// It had been reported as delayed.
+        late: bool,
+    },
+    /// A message has not been acknowledged after [`super::DELAYED_AFTER`]; still trying.
+    DeliveryDelayed {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+    },
+    /// A message will not be delivered to a peer.
+    Undelivered {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+        /// Why.
+        reason: UndeliveredReason,
+    },
+    /// An address we were asked to contact has not answered several hellos (still trying).
+    AddressUnanswered {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A tailchat of another protocol version is sending to us (reported once per address).
+    VersionMismatch {
+        /// Its address.
+        from: SocketAddr,
+        /// Its version.
+        version: u8,
+    },
+}
+
+/// A snapshot of one peer, for `/peers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Identity.
+    pub id: PeerId,
+    /// Nick.
+    pub nick: String,
+    /// Known addresses, the one in use first.
+    pub addrs: Vec<SocketAddr>,
+    /// How it was found.
+    pub found: Found,
+    /// When we last heard from it.
+    pub last_heard: Instant,
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// Our messages not yet acknowledged by it.
+    pub undelivered: usize,
+    /// Online, unreachable or left.
+    pub state: PeerState,
+}
+
+/// Counters of what came in and what was dropped, for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`Endpoint::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Datagrams produced by [`Endpoint::poll_transmit`].
+    pub datagrams_out: u64,
+    /// Dropped: not a tailchat datagram.
+    pub not_tailchat: u64,
+    /// Dropped: another protocol version.
+    pub bad_version: u64,
+    /// Dropped: malformed header or frame.
+    pub malformed: u64,
+    /// Dropped: our own datagram (heard back from a broadcast).
+    pub own: u64,
+    /// Dropped: a non-hello datagram from a peer we do not know.
+    pub unknown_sender: u64,
+    /// Dropped: a non-hello datagram from an old or unknown session of a known peer.
+    pub stale_session: u64,
+    /// Dropped: a hello from a new peer while the table was full.
+    pub table_full: u64,
+    /// Frames of unknown kinds skipped.
+    pub unknown_frames: u64,
+    /// Stream items received again after delivery.
+    pub duplicates: u64,
+    /// Stream items retransmitted.
+    pub retransmitted: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
+    /// Datagrams refused for an item beyond the receive window.
+    pub out_of_window: u64,
+    /// Fragments dropped or reassemblies abandoned.
+    pub bad_fragments: u64,
+}
+
+/// A known peer.
+#[derive(Debug)]
+struct Peer {
+    /// Its nick.
+    nick: String,
+    /// Its listening port, from its hello.
+    port: u16,
+    /// The session its datagrams must carry.
+    session: u64,
+    /// Addresses, most recently heard first.
+    addrs: Vec<SocketAddr>,
+    /// How we found it.
+    found: Found,
+    /// Left, or not.
+    left: bool,
+    /// When we last heard from it.
+    last_heard: Instant,
+    /// The reliable link.
+    link: Link,
+    /// Counters already added to [`Stats`], so only the difference is added.
+    counted: LinkCounters,
+}
+
+/// An address we send hellos to until someone answers from it.
+#[derive(Debug)]
+struct Probe {
+    /// Where.
+    addr: SocketAddr,
+    /// When the next hello goes.
+    next: Instant,
+    /// Hellos sent so far.
+    attempts: u32,
+}
+
+/// The protocol state machine for one tailchat instance. See the module documentation of
+/// [`crate::proto`] for how to drive it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Identity and nick.
+    config: Config,
+    /// This run's random session number.
+    session: u64,
+    /// Next message id.
+    next_msg: u64,
+    /// Known peers.
+    peers: BTreeMap<PeerId, Peer>,
+    /// Addresses awaiting an answer.
+    probes: Vec<Probe>,
+    /// Datagrams ready to send.
+    transmits: VecDeque<Transmit>,
+    /// Events ready for the UI.
+    events: VecDeque<Event>,
+    /// Counters.
+    stats: Stats,
+    /// Addresses already told about a version mismatch.
+    version_reported: BTreeSet<SocketAddr>,
+    /// Tokens for answering unknown senders, refilled each second.
+    who_are_you: (u32, Instant),
+    /// [`Endpoint::leave`] was called.
+    leaving: bool,
+}
+
+impl Endpoint {
+    /// A new endpoint, started at `now`.
+    pub fn new(config: Config, now: Instant) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Self {
+            session: rng.gen(),
+            config,
+            next_msg: 1,
+            peers: BTreeMap::new(),
+            probes: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            version_reported: BTreeSet::new(),
+            who_are_you: (WHO_ARE_YOU_PER_SEC, now),
+            leaving: false,
+        }
+    }
+
+    /// Our identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.config.peer_id
+    }
+
+    /// Our nick.
+    pub fn nick(&self) -> &str {
+        &self.config.nick
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// Next event for the user interface.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next be called, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.values().filter_map(|p| p.link.next_timeout());
+        let probes = self.probes.iter().map(|p| p.next);
+        peers.chain(probes).min()
+    }
+
+    /// Runs whatever timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.drive(now);
+    }
+
+    /// One datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        let datagram = match wire::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.count_decode_error(from, e);
+                return;
+            }
+        };
+        self.stats.unknown_frames += u64::from(datagram.unknown_frames);
+        let header = datagram.header;
+        if header.sender == self.config.peer_id {
+            self.stats.own += 1;
+            return;
+        }
+        let hello = datagram.frames.iter().find_map(|f| match f {
+            Frame::Hello(h) => Some((h.clone(), false)),
+            Frame::HelloReply(h) => Some((h.clone(), true)),
+            _ => None,
+        });
+        if let Some((hello, is_reply)) = hello {
+            self.on_hello(now, from, header, hello, is_reply);
+        }
+        let eliciting = datagram.is_ack_eliciting();
+        let Some(peer) = self.peers.get_mut(&header.sender) else {
+            self.stats.unknown_sender += 1;
+            if eliciting {
+                self.who_are_you(now, from);
+            }
+            return;
+        };
+        if peer.session != header.session {
+            self.stats.stale_session += 1;
+            return;
+        }
+        peer.last_heard = now;
+        note_address(&mut peer.addrs, from);
+        let was_unreachable = peer.link.is_unreachable();
+        let mut out = Vec::new();
+        if peer
+            .link
+            .on_datagram(now, header.packet, datagram.frames, &mut out)
+            && was_unreachable
+            && !peer.left
+        {
+            self.events.push_back(Event::PeerReachable {
+                peer: header.sender,
+                nick: peer.nick.clone(),
+            });
+        }
+        self.link_events(header.sender, out);
+        self.drive(now);
+    }
+
+    /// Starts contacting a peer at `addr` (`/add`, `--peer`): hellos go out until it answers.
+    pub fn add_address(&mut self, now: Instant, addr: SocketAddr) {
+        if self.probes.iter().any(|p| p.addr == addr) {
+            return;
+        }
+        if self.probes.len() >= MAX_PROBES {
+            self.probes.remove(0);
+        }
+        self.probes.push(Probe {
+            addr,
+            next: now,
+            attempts: 0,
+        });
+        self.drive(now);
+    }
+
+    /// Sends `text` to `to`.
+    ///
+    /// # Errors
+    /// A [`SendError`] if the message is refused as a whole. A peer whose queue is full gets an
+    /// [`Event::Undelivered`] instead.
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        text: &str,
+    ) -> Result<Sent, SendError> {
+        if self.leaving {
+            return Err(SendError::Leaving);
+        }
+        if text.is_empty() {
+            return Err(SendError::Empty);
+        }
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(SendError::TooLong { len: text.len() });
+        }
+        let (recipients, direct): (Vec<PeerId>, bool) = match to {
+            Recipients::Everyone => (
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| !p.left)
+                    .map(|(&id, _)| id)
+                    .collect(),
+                false,
+            ),
+            Recipients::Peer(id) => match self.peers.get(&id) {
+                Some(p) if !p.left => (vec![id], true),
+                _ => return Err(SendError::UnknownPeer),
+            },
+        };
+        let id = MessageId(self.next_msg);
+        self.next_msg += 1;
+        for &peer_id in &recipients {
+            let peer = self.peers.get_mut(&peer_id).expect("listed above");
+            if let Err(QueueError::Full) = peer.link.queue_message(now, id, direct, text) {
+                self.events.push_back(Event::Undelivered {
+                    to: peer_id,
+                    id,
+                    reason: UndeliveredReason::QueueFull,
+                });
+            }
+        }
+        self.drive(now);
+        Ok(Sent { id, recipients })
+    }
+
+    /// Changes our nick and tells every peer (ordered with our messages to it).
+    ///
+    /// # Errors
+    /// Refuses an empty nick or one over [`MAX_NICK_BYTES`] bytes, with a message saying so.
+    pub fn set_nick(&mut self, now: Instant, nick: &str) -> Result<(), String> {
+        if nick.is_empty() || nick.len() > MAX_NICK_BYTES {
+            return Err(format!("a nick must be 1 to {MAX_NICK_BYTES} bytes long"));
+        }
+        self.config.nick = nick.to_owned();
+        for p in self.peers.values_mut().filter(|p| !p.left) {
+            p.link.queue_nick(nick);
+        }
+        self.drive(now);
+        Ok(())
+    }
+
+    /// Says goodbye to every peer. Keep driving the endpoint until
+    /// [`Endpoint::leave_complete`] (or a short grace period) so the goodbyes are acknowledged.
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.probes.clear();
+        for p in self.peers.values_mut().filter(|p| !p.left) {
+            p.link.queue_leave();
+        }
+        self.drive(now);
+    }
+
+    /// True once every peer has acknowledged our leave (or there was nobody to tell).
+    pub fn leave_complete(&self) -> bool {
+        self.peers.values().all(|p| !p.link.leave_outstanding())
+    }
+
+    /// Messages queued and not yet acknowledged, summed over peers.
+    pub fn undelivered(&self) -> usize {
+        self.peers.values().map(|p| p.link.undelivered()).sum()
+    }
+
+    /// A snapshot of every known peer, ordered by nick.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut v: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(&id, p)| PeerInfo {
+                id,
+                nick: p.nick.clone(),
+                addrs: p.addrs.clone(),
+                found: p.found,
+                last_heard: p.last_heard,
+                rtt: p.link.rtt.srtt(),
+                undelivered: p.link.undelivered(),
+                state: if p.left {
+                    PeerState::Left
+                } else if p.link.is_unreachable() {
+                    PeerState::Unreachable
+                } else {
+                    PeerState::Online
+                },
+            })
+            .collect();
+        v.sort_by(|a, b| a.nick.cmp(&b.nick).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// The nick of a known peer.
+    pub fn nick_of(&self, peer: PeerId) -> Option<&str> {
+        self.peers.get(&peer).map(|p| p.nick.as_str())
+    }
+
+    fn count_decode_error(&mut self, from: SocketAddr, e: DecodeError) {
+        match e {
+            DecodeError::NotTailchat => self.stats.not_tailchat += 1,
+            DecodeError::UnsupportedVersion(version) => {
+                self.stats.bad_version += 1;
+                if self.version_reported.len() < MAX_VERSION_REPORTS
+                    && self.version_reported.insert(from)
+                {
+                    self.events
+                        .push_back(Event::VersionMismatch { from, version });
+                }
+            }
+            DecodeError::BadHeader | DecodeError::BadFrame(_) | DecodeError::Truncated => {
+                self.stats.malformed += 1
+            }
+        }
+    }
+
+    fn hello_frame(&self, reply: bool) -> Frame {
+        let h = Hello {
+            nick: self.config.nick.clone(),
+            port: self.config.port,
+            caps: 0,
+        };
+        if reply {
+            Frame::HelloReply(h)
+        } else {
+            Frame::Hello(h)
+        }
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            sender: self.config.peer_id,
+            session: self.session,
+            packet: 0,
+        }
+    }
+
+    fn send_hello(&mut self, to: SocketAddr, reply: bool) {
+        let bytes = wire::encode(&self.header(), &[self.hello_frame(reply)]);
+        self.transmits.push_back(Transmit { to, bytes });
+    }
+
+    /// An unknown sender wants something from us: say hello (rate-limited, no state kept), so
+    /// a peer that still knows an old us learns who is at this address now.
+    fn who_are_you(&mut self, now: Instant, from: SocketAddr) {
+        let (tokens, since) = &mut self.who_are_you;
+        if now.saturating_duration_since(*since) >= Duration::from_secs(1) {
+            *tokens = WHO_ARE_YOU_PER_SEC;
+            *since = now;
+        }
+        if *tokens > 0 && !self.leaving {
+            *tokens -= 1;
+            self.send_hello(from, false);
+        }
+    }
+
+    fn on_hello(&mut self, now: Instant, from: SocketAddr, header: Header, h: Hello, reply: bool) {
+        let probed = self.probes.iter().position(|p| p.addr == from);
+        if let Some(i) = probed {
+            self.probes.remove(i);
+        }
+        if !self.peers.contains_key(&header.sender) && !self.make_room() {
+            self.stats.table_full += 1;
+            return;
+        }
+        let id = header.sender;
+        let peer = self.peers.entry(id).or_insert_with(|| Peer {
+            nick: h.nick.clone(),
+            port: h.port,
+            session: header.session,
+            addrs: vec![from],
+            found: if probed.is_some() {
+                Found::Manual
+            } else {
+                Found::Incoming
+            },
+            left: true, // so that the code below reports it as joining
+            last_heard: now,
+            link: Link::new(now),
+            counted: LinkCounters::default(),
+        });
+        let new_session = peer.session != header.session;
+        let returning = peer.left || new_session || peer.link.is_unreachable();
+        if returning {
+            let joined = peer.left;
+            peer.session = header.session;
+            peer.left = false;
+            peer.link.restart(now, new_session);
+            let event = if joined {
+                Event::PeerJoined {
+                    peer: id,
+                    nick: h.nick.clone(),
+                    addr: from,
+                }
+            } else {
+                Event::PeerReachable {
+                    peer: id,
+                    nick: h.nick.clone(),
+                }
+            };
+            self.events.push_back(event);
+        }
+        if peer.nick != h.nick {
+            let old = std::mem::replace(&mut peer.nick, h.nick.clone());
+            if !returning {
+                self.events.push_back(Event::PeerRenamed {
+                    peer: id,
+                    old,
+                    new: h.nick,
+                });
+            }
+        }
+        peer.port = h.port;
+        peer.last_heard = now;
+        note_address(&mut peer.addrs, from);
+        if !reply && !self.leaving {
+            self.send_hello(from, true);
+        }
+    }
+
+    /// Frees a slot in the peer table if it is full, by forgetting a departed peer with nothing
+    /// queued. Returns false if no slot could be had.
+    fn make_room(&mut self) -> bool {
+        if self.peers.len() < MAX_PEERS {
+            return true;
+        }
+        let victim = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.left && p.link.undelivered() == 0)
+            .min_by_key(|(_, p)| p.last_heard)
+            .map(|(&id, _)| id);
+        victim.is_some_and(|id| self.peers.remove(&id).is_some())
+    }
+
+    fn link_events(&mut self, id: PeerId, out: Vec<LinkEvent>) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        for e in out {
+            let event = match e {
+                LinkEvent::Message { msg, direct, text } => Event::Message {
+                    from: id,
+                    nick: peer.nick.clone(),
+                    id: msg,
+                    direct,
+                    text,
+                },
+                LinkEvent::Nick(new) => {
+                    let old = std::mem::replace(&mut peer.nick, new.clone());
+                    Event::PeerRenamed { peer: id, old, new }
+                }
+                LinkEvent::Delivered(msg, late) => Event::Delivered {
+                    to: id,
+                    id: msg,
+                    late,
+                },
+                LinkEvent::Delayed(msg) => Event::DeliveryDelayed { to: id, id: msg },
+                LinkEvent::Unreachable => Event::PeerUnreachable {
+                    peer: id,
+                    nick: peer.nick.clone(),
+                    queued: peer.link.undelivered(),
+                },
+                LinkEvent::Left => {
+                    peer.left = true;
+                    Event::PeerLeft {
+                        peer: id,
+                        nick: peer.nick.clone(),
+                        queued: peer.link.undelivered(),
+                    }
+                }
+            };
+            self.events.push_back(event);
+        }
+    }
+
+    /// Runs due timers and builds every datagram that is ready.
+    fn drive(&mut self, now: Instant) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let mut out = Vec::new();
+            let header = self.header();
+            let peer = self.peers.get_mut(&id).expect("listed above");
+            if peer.link.next_timeout().is_some_and(|t| t <= now) {
+                peer.link.on_timeout(now, &mut out);
+            }
+            let to = peer.addrs[0];
+            while let Some(bytes) = peer.link.poll_datagram(now, header) {
+                self.transmits.push_back(Transmit { to, bytes });
+            }
+            add_counters(&mut self.stats, &mut peer.counted, peer.link.counters);
+            self.link_events(id, out);
+        }
+        let mut due = Vec::new();
+        for p in self.probes.iter_mut().filter(|p| p.next <= now) {
+            p.attempts += 1;
+            let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
+            p.next = now + interval.min(PROBE_MAX);
+            due.push((p.addr, p.attempts == PROBE_REPORT_AFTER));
+        }
+        for (addr, report) in due {
+            self.send_hello(addr, false);
+            if report {
+                self.events.push_back(Event::AddressUnanswered { addr });
+            }
+        }
+    }
+}
+
+/// Puts `from` first in a peer's address list (it is the one that last worked).
+fn note_address(addrs: &mut Vec<SocketAddr>, from: SocketAddr) {
+    if addrs.first() == Some(&from) {
+        return;
+    }
+    addrs.retain(|a| *a != from);
+    addrs.insert(0, from);
+    addrs.truncate(MAX_ADDRS);
+}
+
+fn add_counters(stats: &mut Stats, counted: &mut LinkCounters, now: LinkCounters) {
+    stats.duplicates += now.duplicates - counted.duplicates;
+    stats.retransmitted += now.retransmitted - counted.retransmitted;
+    stats.timeouts += now.timeouts - counted.timeouts;
+    stats.out_of_window += now.out_of_window - counted.out_of_window;
+    stats.bad_fragments += now.bad_fragments - counted.bad_fragments;
+    *counted = now;
+}

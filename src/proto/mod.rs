@@ -1,0 +1,57 @@
+//! The protocol core: a pure, deterministic state machine (no sockets, no clock, no tokio).
+//!
+//! [`Endpoint`] turns "send this text to these peers" into datagrams and datagrams back into
+//! messages, exactly once and in order per sender, over a network that loses, duplicates and
+//! reorders. Time is passed in (`now`), randomness comes from a seed, so the same inputs always
+//! give the same outputs; the simulator in `tests/` relies on that.
+//!
+//! Inputs: [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`], and the commands
+//! [`Endpoint::send_message`], [`Endpoint::add_address`], [`Endpoint::set_nick`],
+//! [`Endpoint::leave`]. After any input, drain the outputs in this order:
+//! [`Endpoint::poll_transmit`] until `None`, [`Endpoint::poll_event`] until `None`, then arm one
+//! timer for [`Endpoint::poll_timeout`].
+//!
+//! # Layout
+//! - `wire`: the datagram format (see `docs/PROTOCOL.md`).
+//! - `endpoint`: the peer table, handshakes and the inputs and outputs above.
+//! - `link`: one peer's reliable stream: packet numbers, acks, retransmission, reordering.
+//! - `rtt`: the round-trip-time estimator and timeout constants.
+//! - `ranges`: the range set behind acks.
+
+mod endpoint;
+pub mod ids;
+mod link;
+pub mod ranges;
+pub mod rtt;
+pub mod wire;
+
+pub use endpoint::{
+    Config, Endpoint, Event, Found, PeerInfo, PeerState, Recipients, SendError, Sent, Stats,
+    Transmit, UndeliveredReason,
+};
+pub use ids::{MessageId, PeerId};
+
+use std::time::Duration;
+
+/// The largest message, in bytes of UTF-8, that [`Endpoint::send_message`] accepts.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// A message longer than this many bytes travels as fragments of at most this many bytes.
+/// Chosen so that a full chat or fragment frame, the largest header and an ack frame still fit
+/// in [`wire::MAX_DATAGRAM`].
+pub const FRAGMENT_BYTES: usize = 1000;
+/// Stream items a receiver buffers beyond the next expected one, and so the most a sender has
+/// in flight to one peer. Bounds per-peer reordering memory to about 150 KB.
+pub const WINDOW: u64 = 128;
+/// Items (messages and fragments) queued for one peer at most; a message that would pass this
+/// is refused for that peer with [`Event::Undelivered`].
+pub const MAX_QUEUED_ITEMS: usize = 8192;
+/// Known peers at most; beyond it a newcomer is refused (after evicting departed peers).
+pub const MAX_PEERS: usize = 256;
+/// A peer whose outstanding data has not been acknowledged for this long is unreachable.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
+/// Idle peers are pinged this often, keeping round-trip time and liveness current.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// A message not acknowledged this long after it was queued is reported as delayed.
+pub const DELAYED_AFTER: Duration = Duration::from_secs(2);
+/// A partly reassembled message that makes no progress for this long is dropped.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,509 @@
+//! The wire format: how one UDP datagram is laid out, and its encoder and decoder.
+//!
+//! A datagram is a fixed prelude (magic and version), a postcard-encoded [`Header`], then any
+//! number of frames, each `kind` + length-prefixed body. The length prefix is what lets a peer
+//! skip a frame kind it does not know, so later versions can add frames without breaking older
+//! peers; and a body may carry more bytes than the fields a version knows, so later versions can
+//! also append fields to a frame. `docs/PROTOCOL.md` is the normative description; the test
+//! vectors there are checked against this code.
+//!
+//! Decoding never panics and never allocates more than the datagram's own size suggests:
+//! every length is checked against the bytes that remain (postcard does this for strings and
+//! sequences; ack ranges are additionally capped).
+
+use super::ids::{MessageId, PeerId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// First four bytes of every tailchat datagram; anything else is not ours and is dropped.
+pub const MAGIC: [u8; 4] = *b"TCHT";
+/// The protocol version this code speaks (byte 4 of every datagram).
+pub const VERSION: u8 = 1;
+/// No datagram is ever sent with a UDP payload larger than this (RFC 9000 §14; Tailscale's
+/// tunnel MTU is 1280, so 1200 leaves room for IPv6 and UDP headers).
+pub const MAX_DATAGRAM: usize = 1200;
+/// At most this many ranges in one ack frame; more is a malformed frame.
+pub const MAX_ACK_RANGES: usize = 64;
+/// Longest nick accepted on the wire, in bytes; a longer nick is a malformed frame.
+pub const MAX_NICK_BYTES: usize = 64;
+
+/// Frame kind numbers, as they appear on the wire.
+pub mod kind {
+    /// "I am here, please answer": identity, nick, port.
+    pub const HELLO: u32 = 1;
+    /// The answer to a hello; same body, never answered itself.
+    pub const HELLO_REPLY: u32 = 2;
+    /// A whole chat message that fits in one frame.
+    pub const CHAT: u32 = 3;
+    /// One piece of a chat message too large for one frame.
+    pub const FRAGMENT: u32 = 4;
+    /// Acknowledges packet numbers.
+    pub const ACK: u32 = 5;
+    /// Asks for an ack, to measure round-trip time and liveness.
+    pub const PING: u32 = 6;
+    /// The sender's nick changed.
+    pub const NICK: u32 = 7;
+    /// The sender is leaving.
+    pub const LEAVE: u32 = 8;
+}
+
+/// What follows the prelude in every datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Who sent this datagram.
+    pub sender: PeerId,
+    /// Random per run of the sender; a new value means the sender restarted and its packet
+    /// numbers start again.
+    pub session: u64,
+    /// The sender's packet number towards this receiver; meaningful only when the datagram
+    /// carries an ack-eliciting frame.
+    pub packet: u64,
+}
+
+/// Body of `Hello` and `HelloReply`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's display name.
+    pub nick: String,
+    /// The UDP port the sender listens on (so others can reach it, even if learned second-hand).
+    pub port: u16,
+    /// Capability bits; none are defined in version 1, so this is 0. Unknown bits are ignored.
+    pub caps: u64,
+}
+
+/// Body of `Chat`: a whole message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chat {
+    /// Position in the sender→receiver stream; orders and de-duplicates.
+    pub seq: u64,
+    /// The sender's message id, the same for every recipient of this message.
+    pub msg: MessageId,
+    /// True for a direct message to this receiver alone, false for a group message.
+    pub direct: bool,
+    /// The text, UTF-8.
+    pub text: String,
+}
+
+/// Body of `Fragment`: piece `index` of `count` of one message's UTF-8 bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fragment {
+    /// Position in the sender→receiver stream; a message's fragments take consecutive seqs.
+    pub seq: u64,
+    /// The message this is a piece of.
+    pub msg: MessageId,
+    /// True for a direct message.
+    pub direct: bool,
+    /// Which piece, from 0.
+    pub index: u16,
+    /// How many pieces the message has (2 or more).
+    pub count: u16,
+    /// The piece's bytes; pieces may split a UTF-8 character, the whole is valid UTF-8.
+    pub data: Vec<u8>,
+}
+
+/// Body of `Nick`: the sender's new nick, ordered with its messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NickChange {
+    /// Position in the sender→receiver stream.
+    pub seq: u64,
+    /// The new nick.
+    pub nick: String,
+}
+
+/// One inclusive range of acknowledged packet numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRange {
+    /// Lowest packet number in the range.
+    pub first: u64,
+    /// Highest packet number in the range (≥ `first`).
+    pub last: u64,
+}
+
+/// Body of `Ack`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Microseconds between receiving the highest acknowledged packet and sending this ack, so
+    /// the sender can take it out of its round-trip-time sample.
+    pub delay_us: u64,
+    /// Acknowledged packet numbers, highest range first, ranges disjoint and not adjacent.
+    pub ranges: Vec<AckRange>,
+}
+
+/// A decoded frame of a kind this version knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// See [`kind::HELLO`].
+    Hello(Hello),
+    /// See [`kind::HELLO_REPLY`].
+    HelloReply(Hello),
+    /// See [`kind::CHAT`].
+    Chat(Chat),
+    /// See [`kind::FRAGMENT`].
+    Fragment(Fragment),
+    /// See [`kind::ACK`].
+    Ack(Ack),
+    /// See [`kind::PING`].
+    Ping,
+    /// See [`kind::NICK`].
+    Nick(NickChange),
+    /// See [`kind::LEAVE`].
+    Leave,
+}
+
+impl Frame {
+    /// True if receiving this frame obliges the receiver to acknowledge the packet.
+    pub fn is_ack_eliciting(&self) -> bool {
+        matches!(
+            self,
+            Frame::Chat(_) | Frame::Fragment(_) | Frame::Ping | Frame::Nick(_) | Frame::Leave
+        )
+    }
+
+    fn kind(&self) -> u32 {
+        match self {
+            Frame::Hello(_) => kind::HELLO,
+            Frame::HelloReply(_) => kind::HELLO_REPLY,
+            Frame::Chat(_) => kind::CHAT,
+            Frame::Fragment(_) => kind::FRAGMENT,
+            Frame::Ack(_) => kind::ACK,
+            Frame::Ping => kind::PING,
+            Frame::Nick(_) => kind::NICK,
+            Frame::Leave => kind::LEAVE,
+        }
+    }
+
+    /// Appends this frame (kind, length, body) to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let body = match self {
+            Frame::Hello(h) | Frame::HelloReply(h) => to_vec(h),
+            Frame::Chat(c) => to_vec(c),
+            Frame::Fragment(f) => to_vec(f),
+            Frame::Ack(a) => to_vec(a),
+            Frame::Nick(n) => to_vec(n),
+            Frame::Ping | Frame::Leave => Vec::new(),
+        };
+        extend(out, &(self.kind(), body.as_slice()));
+    }
+
+    /// The number of bytes [`Frame::encode_into`] appends.
+    pub fn encoded_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.encode_into(&mut v);
+        v.len()
+    }
+}
+
+/// Why a datagram could not be decoded. The datagram is dropped and counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than the prelude, or does not start with [`MAGIC`]: not a tailchat datagram.
+    NotTailchat,
+    /// A tailchat datagram of another protocol version.
+    UnsupportedVersion(u8),
+    /// The header is cut short or malformed.
+    BadHeader,
+    /// A frame of a known kind whose body does not decode (or breaks a limit).
+    BadFrame(u32),
+    /// The frame list is cut short (a kind or length runs past the end).
+    Truncated,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::NotTailchat => write!(f, "not a tailchat datagram"),
+            DecodeError::UnsupportedVersion(v) => {
+                write!(f, "protocol version {v} (this program speaks {VERSION})")
+            }
+            DecodeError::BadHeader => write!(f, "malformed header"),
+            DecodeError::BadFrame(k) => write!(f, "malformed frame of kind {k}"),
+            DecodeError::Truncated => write!(f, "truncated frame list"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A decoded datagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// Sender, session and packet number.
+    pub header: Header,
+    /// The frames this version knows, in order.
+    pub frames: Vec<Frame>,
+    /// How many frames of unknown kinds were skipped.
+    pub unknown_frames: u32,
+}
+
+impl Datagram {
+    /// True if the receiver must acknowledge this datagram's packet number.
+    pub fn is_ack_eliciting(&self) -> bool {
+        self.frames.iter().any(Frame::is_ack_eliciting)
+    }
+}
+
+/// Writes the prelude and header that start every datagram.
+pub fn encode_header(header: &Header, out: &mut Vec<u8>) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    extend(out, header);
+}
+
+/// Encodes a whole datagram (used by tests and the spec's test vectors).
+pub fn encode(header: &Header, frames: &[Frame]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    encode_header(header, &mut out);
+    for f in frames {
+        f.encode_into(&mut out);
+    }
+    out
+}
+
+/// Decodes one datagram.
+///
+/// # Errors
+/// Returns a [`DecodeError`] saying what was wrong; never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
+    if bytes.len() < 5 || bytes[..4] != MAGIC {
+        return Err(DecodeError::NotTailchat);
+    }
+    if bytes[4] != VERSION {
+        return Err(DecodeError::UnsupportedVersion(bytes[4]));
+    }
+    let (header, mut rest): (Header, &[u8]) =
+        postcard::take_from_bytes(&bytes[5..]).map_err(|_| DecodeError::BadHeader)?;
+    let mut frames = Vec::new();
+    let mut unknown_frames = 0;
+    while !rest.is_empty() {
+        let ((kind, body), tail): ((u32, &[u8]), &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|_| DecodeError::Truncated)?;
+        rest = tail;
+        match decode_frame(kind, body) {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => unknown_frames += 1,
+            Err(()) => return Err(DecodeError::BadFrame(kind)),
+        }
+    }
+    Ok(Datagram {
+        header,
+        frames,
+        unknown_frames,
+    })
+}
+
+/// Decodes a frame body of the given kind: `Ok(None)` for a kind this version does not know.
+fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
+    let frame = match kind {
+        kind::HELLO => Frame::Hello(check_hello(take(body)?)?),
+        kind::HELLO_REPLY => Frame::HelloReply(check_hello(take(body)?)?),
+        kind::CHAT => Frame::Chat(take(body)?),
+        kind::FRAGMENT => {
+            let f: Fragment = take(body)?;
+            if f.count < 2 || f.index >= f.count || f.data.is_empty() {
+                return Err(());
+            }
+            Frame::Fragment(f)
+        }
+        kind::ACK => {
+            let a: Ack = take(body)?;
+            let ordered = a.ranges.windows(2).all(|w| w[1].last + 1 < w[0].first);
+            if a.ranges.is_empty()
+                || a.ranges.len() > MAX_ACK_RANGES
+                || !ordered
+                || a.ranges.iter().any(|r| r.first > r.last)
+            {
+                return Err(());
+            }
+            Frame::Ack(a)
+        }
+        kind::PING => Frame::Ping,
+        kind::NICK => {
+            let n: NickChange = take(body)?;
+            if !nick_ok(&n.nick) {
+                return Err(());
+            }
+            Frame::Nick(n)
+        }
+        kind::LEAVE => Frame::Leave,
+        _ => return Ok(None),
+    };
+    Ok(Some(frame))
+}
+
+fn check_hello(h: Hello) -> Result<Hello, ()> {
+    if nick_ok(&h.nick) {
+        Ok(h)
+    } else {
+        Err(())
+    }
+}
+
+fn nick_ok(nick: &str) -> bool {
+    !nick.is_empty() && nick.len() <= MAX_NICK_BYTES
+}
+
+/// Decodes a body's known fields; bytes after them are a later version's fields and ignored.
+fn take<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ()> {
+    postcard::take_from_bytes(body)
+        .map(|(v, _rest)| v)
+        .map_err(|_| ())
+}
+
+fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut v = Vec::new();
+    extend(&mut v, value);
+    v
+}
+
+fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Serializing plain structs into a Vec cannot fail: postcard only errors on unsupported
+    // serde types (none here) or on a full fixed buffer (a Vec grows).
+    let bytes = postcard::to_allocvec(value).expect("postcard encoding into a Vec is infallible");
+    out.extend_from_slice(&bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            sender: PeerId(0x0123_4567_89ab_cdef),
+            session: 42,
+            packet: 7,
+        }
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        let frames = vec![
+            Frame::Hello(Hello {
+                nick: "alice".into(),
+                port: 7654,
+                caps: 0,
+            }),
+            Frame::HelloReply(Hello {
+                nick: "bob".into(),
+                port: 1,
+                caps: 3,
+            }),
+            Frame::Chat(Chat {
+                seq: 0,
+                msg: MessageId(1),
+                direct: false,
+                text: "héllo 👋".into(),
+            }),
+            Frame::Fragment(Fragment {
+                seq: 300,
+                msg: MessageId(2),
+                direct: true,
+                index: 1,
+                count: 3,
+                data: vec![0, 255, 7],
+            }),
+            Frame::Ack(Ack {
+                delay_us: 1234,
+                ranges: vec![
+                    AckRange { first: 10, last: 12 },
+                    AckRange { first: 1, last: 5 },
+                ],
+            }),
+            Frame::Ping,
+            Frame::Nick(NickChange {
+                seq: 9,
+                nick: "alicia".into(),
+            }),
+            Frame::Leave,
+        ];
+        let bytes = encode(&header(), &frames);
+        let d = decode(&bytes).unwrap();
+        assert_eq!(d.header, header());
+        assert_eq!(d.frames, frames);
+        assert_eq!(d.unknown_frames, 0);
+    }
+
+    #[test]
+    fn unknown_frames_are_skipped_and_counted() {
+        let mut bytes = encode(&header(), &[Frame::Ping]);
+        extend(&mut bytes, &(99u32, &[1u8, 2, 3][..]));
+        Frame::Leave.encode_into(&mut bytes);
+        let d = decode(&bytes).unwrap();
+        assert_eq!(d.frames, vec![Frame::Ping, Frame::Leave]);
+        assert_eq!(d.unknown_frames, 1);
+    }
+
+    #[test]
+    fn longer_bodies_are_accepted_for_forward_compatibility() {
+        let mut body = to_vec(&Hello {
+            nick: "a".into(),
+            port: 2,
+            caps: 0,
+        });
+        body.extend_from_slice(&[9, 9, 9]);
+        let mut bytes = encode(&header(), &[]);
+        extend(&mut bytes, &(kind::HELLO, body.as_slice()));
+        let d = decode(&bytes).unwrap();
+        assert!(matches!(&d.frames[0], Frame::Hello(h) if h.nick == "a" && h.port == 2));
+    }
+
+    #[test]
+    fn wrong_magic_version_and_truncation_are_typed_errors() {
+        let bytes = encode(&header(), &[Frame::Ping]);
+        assert_eq!(decode(b"TCH"), Err(DecodeError::NotTailchat));
+        assert_eq!(decode(b"XXXX\x01abc"), Err(DecodeError::NotTailchat));
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert_eq!(decode(&v2), Err(DecodeError::UnsupportedVersion(2)));
+        assert_eq!(decode(&bytes[..6]), Err(DecodeError::BadHeader));
+        let chat = encode(
+            &header(),
+            &[Frame::Chat(Chat {
+                seq: 1,
+                msg: MessageId(1),
+                direct: false,
+                text: "hello".into(),
+            })],
+        );
+        for cut in 5..chat.len() {
+            assert!(decode(&chat[..cut]).is_err(), "cut at {cut} decoded");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let bad_acks = [
+            vec![],
+            vec![AckRange { first: 5, last: 4 }],
+            vec![AckRange { first: 1, last: 2 }, AckRange { first: 5, last: 6 }],
+            vec![AckRange { first: 5, last: 6 }, AckRange { first: 1, last: 4 }],
+        ];
+        for ranges in bad_acks {
+            let bytes = encode(&header(), &[Frame::Ack(Ack { delay_us: 0, ranges })]);
+            assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(kind::ACK)));
+        }
+        let long_nick = Frame::Nick(NickChange {
+            seq: 0,
+            nick: "x".repeat(MAX_NICK_BYTES + 1),
+        });
+        assert!(decode(&encode(&header(), &[long_nick])).is_err());
+        let bad_fragment = Frame::Fragment(Fragment {
+            seq: 0,
+            msg: MessageId(1),
+            direct: false,
+            index: 2,
+            count: 2,
+            data: vec![1],
+        });
+        assert!(decode(&encode(&header(), &[bad_fragment])).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_text_is_rejected() {
+        let mut body = Vec::new();
+        extend(&mut body, &(0u64, 1u64, false));
+        extend(&mut body, &[0xffu8, 0xfe][..]);
+        let mut bytes = encode(&header(), &[]);
+        extend(&mut bytes, &(kind::CHAT, body.as_slice()));
+        assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(kind::CHAT)));
+    }
+}
