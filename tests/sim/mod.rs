@@ -1,0 +1,366 @@
+//! A deterministic network simulator for the protocol core.
+//!
+//! N endpoints on a virtual clock that jumps straight to the next thing that happens (a
+//! datagram arriving or an endpoint's `poll_timeout()`), joined by links with latency, jitter
+//! (and so reordering), uniform and bursty (Gilbert–Elliott) loss, duplication and partitions.
+//! Everything random comes from one seed, so a failing seed replays exactly; tests print it.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tailchat::proto::wire::MAX_DATAGRAM;
+use tailchat::proto::{Config, Endpoint, Event, MessageId, PeerId, Recipients};
+
+/// How one direction of a link behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkParams {
+    /// One-way base latency.
+    pub latency: Duration,
+    /// Extra delay, uniform in [0, jitter); larger than the send spacing, it reorders.
+    pub jitter: Duration,
+    /// Probability a datagram is lost (in the "good" state when bursty).
+    pub loss: f64,
+    /// Bursty loss: probability to enter the bad state per datagram (0 = uniform loss only).
+    pub burst_enter: f64,
+    /// Probability to leave the bad state per datagram.
+    pub burst_exit: f64,
+    /// Loss probability in the bad state.
+    pub burst_loss: f64,
+    /// Probability a datagram is delivered twice.
+    pub duplicate: f64,
+}
+
+impl LinkParams {
+    /// A clean LAN link: 0.5 ms each way (1 ms RTT), a little jitter.
+    pub fn lan() -> Self {
+        Self {
+            latency: Duration::from_micros(500),
+            jitter: Duration::from_micros(100),
+            loss: 0.0,
+            burst_enter: 0.0,
+            burst_exit: 1.0,
+            burst_loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+
+    /// A hostile link: the given uniform loss each way, 5% duplication, and enough jitter to
+    /// reorder datagrams sent back to back.
+    pub fn lossy(loss: f64) -> Self {
+        Self {
+            loss,
+            duplicate: 0.05,
+            jitter: Duration::from_millis(2),
+            ..Self::lan()
+        }
+    }
+}
+
+/// One simulated host.
+pub struct Node {
+    /// The protocol core under test.
+    pub ep: Endpoint,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Everything it reported, with the virtual time.
+    pub events: Vec<(Instant, Event)>,
+}
+
+/// A datagram on the wire.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    /// When it arrives.
+    at: Instant,
+    /// Tie-breaker so equal times keep send order (determinism).
+    order: u64,
+    /// Destination node index.
+    to: usize,
+    /// Source address.
+    from: SocketAddr,
+    /// Payload.
+    bytes: Vec<u8>,
+}
+
+/// The simulated network.
+pub struct Sim {
+    /// Seed, printed on failure.
+    pub seed: u64,
+    /// Virtual time now.
+    pub now: Instant,
+    /// Virtual time zero.
+    pub start: Instant,
+    /// The hosts.
+    pub nodes: Vec<Node>,
+    /// Per-direction link behaviour, `links[from][to]`.
+    pub links: Vec<Vec<LinkParams>>,
+    /// Bad-state flags of bursty links.
+    burst_bad: Vec<Vec<bool>>,
+    /// Directions currently cut, as (from, to).
+    pub cut: BTreeSet<(usize, usize)>,
+    /// Datagrams in flight.
+    queue: BinaryHeap<Reverse<InFlight>>,
+    /// Order counter.
+    order: u64,
+    /// The randomness.
+    rng: ChaCha8Rng,
+    /// Datagrams sent, dropped and delivered.
+    pub sent: u64,
+    /// Datagrams lost on links.
+    pub lost: u64,
+    /// Largest datagram seen.
+    pub largest_datagram: usize,
+}
+
+impl Sim {
+    /// `n` nodes joined pairwise by links with `params`. Nothing is connected yet.
+    pub fn new(seed: u64, n: usize, params: LinkParams) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let start = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                let cfg = Config {
+                    peer_id: PeerId(rng.gen()),
+                    nick: format!("n{i}"),
+                    port: 7654,
+                    seed: rng.gen(),
+                };
+                Node {
+                    ep: Endpoint::new(cfg, start),
+                    addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, i as u8 + 1), 7654)),
+                    events: Vec::new(),
+                }
+            })
+            .collect();
+        Self {
+            seed,
+            now: start,
+            start,
+            nodes,
+            links: vec![vec![params; n]; n],
+            burst_bad: vec![vec![false; n]; n],
+            cut: BTreeSet::new(),
+            queue: BinaryHeap::new(),
+            order: 0,
+            rng,
+            sent: 0,
+            lost: 0,
+            largest_datagram: 0,
+        }
+    }
+
+    /// Sets both directions between every pair to `params`.
+    pub fn set_all_links(&mut self, params: LinkParams) {
+        for row in &mut self.links {
+            for l in row.iter_mut() {
+                *l = params;
+            }
+        }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Node `i`'s PeerId.
+    pub fn id(&self, i: usize) -> PeerId {
+        self.nodes[i].ep.peer_id()
+    }
+
+    /// Node `from` adds node `to`'s address, as `/add` would.
+    pub fn add(&mut self, from: usize, to: usize) {
+        let addr = self.nodes[to].addr;
+        let now = self.now;
+        self.nodes[from].ep.add_address(now, addr);
+        self.flush(from);
+    }
+
+    /// Every node adds node 0, and the simulation runs until all know each other.
+    pub fn connect_star(&mut self) {
+        for i in 1..self.nodes.len() {
+            self.add(i, 0);
+        }
+        let n = self.nodes.len();
+        for i in 1..n {
+            for j in (i + 1)..n {
+                self.add(i, j);
+            }
+        }
+        let ok = self.run_until_cond(Duration::from_secs(120), |s| {
+            s.nodes.iter().all(|node| {
+                node.ep.peers().len() == n - 1
+                    && node
+                        .ep
+                        .peers()
+                        .iter()
+                        .all(|p| p.state == tailchat::proto::PeerState::Online)
+            })
+        });
+        assert!(ok, "seed {}: nodes did not all meet", self.seed);
+    }
+
+    /// Node `i` sends `text`.
+    pub fn send(&mut self, i: usize, to: Recipients, text: &str) -> MessageId {
+        let now = self.now;
+        let sent = self.nodes[i]
+            .ep
+            .send_message(now, to, text)
+            .unwrap_or_else(|e| panic!("seed {}: send refused: {e}", self.seed));
+        self.flush(i);
+        sent.id
+    }
+
+    /// Hands raw bytes to node `to` as if from `from`.
+    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.nodes[to].ep.handle_datagram(now, from, bytes);
+        self.flush(to);
+    }
+
+    /// Drains node `i`'s transmits onto the links and its events into its log.
+    pub fn flush(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].ep.poll_transmit() {
+            self.sent += 1;
+            self.largest_datagram = self.largest_datagram.max(t.bytes.len());
+            assert!(
+                t.bytes.len() <= MAX_DATAGRAM,
+                "seed {}: datagram of {} bytes",
+                self.seed,
+                t.bytes.len()
+            );
+            let Some(to) = self.nodes.iter().position(|n| n.addr == t.to) else {
+                continue; // nobody at that address
+            };
+            self.transmit(i, to, t.bytes);
+        }
+        let now = self.now;
+        while let Some(e) = self.nodes[i].ep.poll_event() {
+            self.nodes[i].events.push((now, e));
+        }
+    }
+
+    fn transmit(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        if self.cut.contains(&(from, to)) {
+            self.lost += 1;
+            return;
+        }
+        let p = self.links[from][to];
+        let bad = &mut self.burst_bad[from][to];
+        if *bad {
+            if self.rng.gen_bool(p.burst_exit) {
+                *bad = false;
+            }
+        } else if p.burst_enter > 0.0 && self.rng.gen_bool(p.burst_enter) {
+            *bad = true;
+        }
+        let loss = if *bad { p.burst_loss } else { p.loss };
+        if self.rng.gen_bool(loss) {
+            self.lost += 1;
+            return;
+        }
+        let copies = if self.rng.gen_bool(p.duplicate) { 2 } else { 1 };
+        for _ in 0..copies {
+            let jitter = if p.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(self.rng.gen_range(0..p.jitter.as_nanos() as u64))
+            };
+            self.order += 1;
+            self.queue.push(Reverse(InFlight {
+                at: self.now + p.latency + jitter,
+                order: self.order,
+                to,
+                from: self.nodes[from].addr,
+                bytes: bytes.clone(),
+            }));
+        }
+    }
+
+    /// The next moment anything happens.
+    fn next_time(&self) -> Option<Instant> {
+        let net = self.queue.peek().map(|r| r.0.at);
+        let timers = self.nodes.iter().filter_map(|n| n.ep.poll_timeout());
+        net.into_iter().chain(timers).min()
+    }
+
+    /// Advances to the next moment anything happens, if it is no later than `limit`.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        let Some(t) = self.next_time() else {
+            return false;
+        };
+        if t > limit {
+            return false;
+        }
+        self.now = self.now.max(t);
+        let now = self.now;
+        while self.queue.peek().is_some_and(|r| r.0.at <= now) {
+            let d = self.queue.pop().expect("peeked").0;
+            self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
+            self.flush(d.to);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
+                self.nodes[i].ep.handle_timeout(now);
+                self.flush(i);
+            }
+        }
+        true
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let limit = self.now + d;
+        let mut steps = 0u64;
+        while self.step(limit) {
+            steps += 1;
+            assert!(steps < 50_000_000, "seed {}: simulation does not settle", self.seed);
+        }
+        self.now = limit;
+    }
+
+    /// Runs until `cond` holds (checked after every step) or `max` passes; returns whether it
+    /// held.
+    pub fn run_until_cond(&mut self, max: Duration, cond: impl Fn(&Sim) -> bool) -> bool {
+        let limit = self.now + max;
+        let mut steps = 0u64;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if !self.step(limit) {
+                self.now = limit;
+                return cond(self);
+            }
+            steps += 1;
+            assert!(steps < 50_000_000, "seed {}: simulation does not settle", self.seed);
+        }
+    }
+
+    /// Messages node `i` received, as (sender, id, direct, text), in arrival order.
+    pub fn received(&self, i: usize) -> Vec<(PeerId, MessageId, bool, String)> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message {
+                    from,
+                    id,
+                    direct,
+                    text,
+                    ..
+                } => Some((*from, *id, *direct, text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether node `i` has seen an event matching `f`.
+    pub fn saw(&self, i: usize, f: impl Fn(&Event) -> bool) -> bool {
+        self.nodes[i].events.iter().any(|(_, e)| f(e))
+    }
+}
