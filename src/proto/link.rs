@@ -557,9 +557,11 @@ impl Link {
                 }
             }
         }
-        if newly.is_empty() {
+        // Only packets we really sent count: an ack may name numbers we never used (a forged
+        // or replayed datagram reached the peer), and must not move `largest_acked` past them.
+        let Some(largest_newly) = newly.iter().map(|(pn, _)| *pn).max() else {
             return;
-        }
+        };
         if let Some((_, p)) = newly.iter().find(|(pn, _)| *pn == largest) {
             self.rtt.update(
                 now.saturating_duration_since(p.time),
@@ -569,7 +571,10 @@ impl Link {
         for (_, p) in newly {
             self.acked(now, p, out);
         }
-        self.largest_acked = Some(self.largest_acked.map_or(largest, |l| l.max(largest)));
+        self.largest_acked = Some(
+            self.largest_acked
+                .map_or(largest_newly, |l| l.max(largest_newly)),
+        );
         self.backoff = 0;
         self.waiting_since = (!self.sent.is_empty()).then_some(now);
         self.detect_lost(now);

@@ -233,6 +233,10 @@ impl Sim {
                 self.seed,
                 t.bytes.len()
             );
+            if std::env::var_os("SIM_TRACE").is_some() {
+                let d = tailchat::proto::wire::decode(&t.bytes);
+                eprintln!("{:?} {i}->{}: {d:?}", self.elapsed(), t.to);
+            }
             let Some(to) = self.nodes.iter().position(|n| n.addr == t.to) else {
                 continue; // nobody at that address
             };
