@@ -54,7 +54,11 @@ fn replayed_datagrams_change_nothing() {
             sim.inject(1, *from, bytes);
         }
         sim.run_for(Duration::from_secs(5));
-        assert_eq!(messages(&sim, 1), before, "seed {seed}: replay delivered again");
+        assert_eq!(
+            messages(&sim, 1),
+            before,
+            "seed {seed}: replay delivered again"
+        );
         let peers_after = sim.nodes[1].ep.peers();
         assert_eq!(peers_after.len(), peers_before.len());
         assert!(sim.nodes[1].ep.stats().duplicates > 0);
@@ -140,7 +144,10 @@ fn random_bytes_never_panic_and_are_counted() {
         sim.inject(1, from, &bytes);
     }
     let s = sim.nodes[1].ep.stats();
-    assert!(s.not_tailchat > 0 && s.malformed + s.unknown_sender > 0, "{s:?}");
+    assert!(
+        s.not_tailchat > 0 && s.malformed + s.unknown_sender > 0,
+        "{s:?}"
+    );
     assert!(sim.received(1).is_empty());
     assert_eq!(sim.nodes[1].ep.peers().len(), 1);
 }
@@ -165,7 +172,11 @@ fn a_flood_from_random_identities_is_bounded() {
         sim.inject(1, from, &bytes);
     }
     assert_eq!(sim.nodes[1].ep.peers().len(), 1);
-    assert!(sim.sent - sent_before <= 20, "answered {}", sim.sent - sent_before);
+    assert!(
+        sim.sent - sent_before <= 20,
+        "answered {}",
+        sim.sent - sent_before
+    );
     // Hellos from random ids fill the table up to its bound and no further.
     for i in 0..(MAX_PEERS as u32 + 500) {
         let bytes = wire::encode(
@@ -258,26 +269,52 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
     let seq = 0u64..300;
     prop_oneof![
         (seq.clone(), any::<u64>(), any::<bool>(), ".{0,40}").prop_map(|(seq, m, direct, text)| {
-            Frame::Chat(Chat { seq, msg: MessageId(m), direct, text })
+            Frame::Chat(Chat {
+                seq,
+                msg: MessageId(m),
+                direct,
+                text,
+            })
         }),
-        (seq.clone(), 0u64..4, 0u16..5, 2u16..6, proptest::collection::vec(any::<u8>(), 1..50))
-            .prop_map(|(seq, m, index, count, data)| Frame::Fragment(wire::Fragment {
-                seq, msg: MessageId(m), direct: false, index, count, data
-            })),
-        (any::<u64>(), proptest::collection::vec((0u64..400, 0u64..5), 1..6)).prop_map(|(delay_us, raw)| {
-            // Build valid descending, disjoint ranges from arbitrary pieces.
-            let mut ranges = Vec::new();
-            let mut top = 1000u64;
-            for (gap, len) in raw {
-                let last = top.saturating_sub(gap + 2);
-                let first = last.saturating_sub(len);
-                if last < 2 || first + 1 >= top { break; }
-                ranges.push(wire::AckRange { first, last });
-                top = first;
-            }
-            if ranges.is_empty() { ranges.push(wire::AckRange { first: 0, last: 0 }); }
-            Frame::Ack(wire::Ack { delay_us, ranges })
-        }),
+        (
+            seq.clone(),
+            0u64..4,
+            0u16..5,
+            2u16..6,
+            proptest::collection::vec(any::<u8>(), 1..50)
+        )
+            .prop_map(
+                |(seq, m, index, count, data)| Frame::Fragment(wire::Fragment {
+                    seq,
+                    msg: MessageId(m),
+                    direct: false,
+                    index,
+                    count,
+                    data
+                })
+            ),
+        (
+            any::<u64>(),
+            proptest::collection::vec((0u64..400, 0u64..5), 1..6)
+        )
+            .prop_map(|(delay_us, raw)| {
+                // Build valid descending, disjoint ranges from arbitrary pieces.
+                let mut ranges = Vec::new();
+                let mut top = 1000u64;
+                for (gap, len) in raw {
+                    let last = top.saturating_sub(gap + 2);
+                    let first = last.saturating_sub(len);
+                    if last < 2 || first + 1 >= top {
+                        break;
+                    }
+                    ranges.push(wire::AckRange { first, last });
+                    top = first;
+                }
+                if ranges.is_empty() {
+                    ranges.push(wire::AckRange { first: 0, last: 0 });
+                }
+                Frame::Ack(wire::Ack { delay_us, ranges })
+            }),
         Just(Frame::Ping),
         Just(Frame::Leave),
         (seq, "[a-z]{1,10}").prop_map(|(seq, nick)| Frame::Nick(wire::NickChange { seq, nick })),

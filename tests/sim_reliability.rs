@@ -35,10 +35,11 @@ fn exchange(seed: u64, params: LinkParams, messages_per_node: usize) {
         let id = sim.send(from, to, &text);
         for r in (0..n).filter(|&r| r != from) {
             if direct_to.is_none() || direct_to == Some(r) {
-                expected
-                    .entry((r, from))
-                    .or_default()
-                    .push((id, direct_to.is_some(), text.clone()));
+                expected.entry((r, from)).or_default().push((
+                    id,
+                    direct_to.is_some(),
+                    text.clone(),
+                ));
                 sent_to.push((from, id, r));
             }
         }
@@ -81,7 +82,10 @@ fn exchange(seed: u64, params: LinkParams, messages_per_node: usize) {
 }
 
 fn seeds(count: u64) -> impl Iterator<Item = u64> {
-    let base: u64 = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let base: u64 = std::env::var("SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     base..base + count
 }
 
@@ -147,7 +151,10 @@ fn a_64_kib_message_arrives_intact_under_30_percent_loss() {
         assert_eq!(got.len(), 1, "seed {seed}");
         assert_eq!(got[0].1, id);
         assert!(got[0].3 == text, "seed {seed}: text differs");
-        assert!(sim.saw(0, |e| matches!(e, Event::Delivered { id: i, .. } if *i == id)));
+        assert!(sim.saw(
+            0,
+            |e| matches!(e, Event::Delivered { id: i, .. } if *i == id)
+        ));
     }
 }
 
@@ -301,7 +308,10 @@ fn one_peer_is_one_peer_whatever_its_address() {
     sim.run_for(Duration::from_secs(2));
     let peers = sim.nodes[1].ep.peers();
     assert_eq!(peers.len(), 1);
-    assert_eq!(peers[0].addrs[0], sim.nodes[0].addr, "replies go to the newest address");
+    assert_eq!(
+        peers[0].addrs[0], sim.nodes[0].addr,
+        "replies go to the newest address"
+    );
     assert_eq!(sim.received(1).len(), 2);
     assert_eq!(sim.nodes[0].ep.undelivered(), 0);
 }
@@ -316,4 +326,31 @@ fn peer_ids_differ_and_nicks_may_repeat() {
     let bobs: Vec<PeerId> = sim.nodes[0].ep.peers().iter().map(|p| p.id).collect();
     assert_eq!(bobs.len(), 2);
     assert_ne!(bobs[0], bobs[1]);
+}
+
+#[test]
+fn a_dead_peer_costs_one_datagram_per_timeout() {
+    let mut sim = Sim::new(10, 2, LinkParams::lan());
+    sim.connect_star();
+    sim.cut.insert((0, 1));
+    sim.cut.insert((1, 0));
+    for k in 0..200 {
+        sim.send(0, Recipients::Everyone, &format!("{k} {}", "y".repeat(900)));
+    }
+    let ok = sim.run_until_cond(Duration::from_secs(30), |s| {
+        s.saw(0, |e| matches!(e, Event::PeerUnreachable { .. }))
+    });
+    assert!(ok);
+    sim.run_for(Duration::from_secs(5));
+    let before = sim.sent_by[0];
+    sim.run_for(Duration::from_secs(60));
+    let per_minute = sim.sent_by[0] - before;
+    // MAX_RTO is 2 s: about 30 probes a minute, not the whole queue again and again.
+    assert!(
+        per_minute <= 32,
+        "{per_minute} datagrams a minute to a dead peer"
+    );
+    sim.cut.clear();
+    let ok = sim.run_until_cond(Duration::from_secs(30), |s| s.received(1).len() == 200);
+    assert!(ok, "queue not delivered after the peer came back");
 }

@@ -465,10 +465,8 @@ impl Link {
         self.eliciting_since_ack += 1;
         // Duplicates are re-acked at once (our ack was probably lost); so are packets out of
         // order, which tell the sender about the gap sooner.
-        let immediate = !is_new
-            || packet != expected
-            || out_of_order
-            || self.eliciting_since_ack >= ACK_EVERY;
+        let immediate =
+            !is_new || packet != expected || out_of_order || self.eliciting_since_ack >= ACK_EVERY;
         let deadline = if immediate { now } else { now + MAX_ACK_DELAY };
         self.ack_deadline = Some(self.ack_deadline.map_or(deadline, |d| d.min(deadline)));
     }
@@ -550,7 +548,11 @@ impl Link {
         let largest = ack.ranges[0].last;
         let mut newly: Vec<(u64, SentPacket)> = Vec::new();
         for r in &ack.ranges {
-            let pns: Vec<u64> = self.sent.range(r.first..=r.last).map(|(&pn, _)| pn).collect();
+            let pns: Vec<u64> = self
+                .sent
+                .range(r.first..=r.last)
+                .map(|(&pn, _)| pn)
+                .collect();
             for pn in pns {
                 if let Some(p) = self.sent.remove(&pn) {
                     newly.push((pn, p));
@@ -658,10 +660,18 @@ impl Link {
         }
         if let Some(largest) = self.largest_acked {
             let delay = self.rtt.loss_delay();
-            consider(self.sent.range(..largest).next().map(|(_, p)| p.time + delay));
+            consider(
+                self.sent
+                    .range(..largest)
+                    .next()
+                    .map(|(_, p)| p.time + delay),
+            );
         }
         if !self.sent.is_empty() {
-            consider(self.last_eliciting_sent.map(|s| s + self.rtt.rto(self.backoff)));
+            consider(
+                self.last_eliciting_sent
+                    .map(|s| s + self.rtt.rto(self.backoff)),
+            );
         } else if !self.unreachable && self.unsent.is_empty() && !self.ping_pending {
             consider(Some(self.last_activity + KEEPALIVE_INTERVAL));
         }
@@ -697,8 +707,7 @@ impl Link {
                 .last_eliciting_sent
                 .is_some_and(|s| s + self.rtt.rto(self.backoff) <= now)
         {
-            // Timeout: everything in flight is presumed lost and goes out again, but only one
-            // packet at a time until an ack shows the path works.
+            // Timeout: everything in flight is presumed lost and goes out again.
             self.counters.timeouts += 1;
             self.backoff = self.backoff.saturating_add(1);
             self.requeue_all_sent();
@@ -737,15 +746,16 @@ impl Link {
             .next()
             .map_or(self.next_seq, |&s| s)
             .saturating_add(WINDOW);
-        let probing = self.backoff > 0 && !self.sent.is_empty();
+        // Towards a peer declared unreachable, one packet at a time until it answers: a dead
+        // peer costs one datagram per timeout. Before that, new data is sent even while timeouts
+        // back off: its acks are the fastest way to find (and repair) what was lost, and on a
+        // LAN random loss is far more likely than congestion.
+        let probing = self.unreachable && !self.sent.is_empty();
         let has_data = !probing
             && !self.left
             && (self.ping_pending
                 || self.leave_pending
-                || self
-                    .unsent
-                    .first()
-                    .is_some_and(|&s| s < send_window_end));
+                || self.unsent.first().is_some_and(|&s| s < send_window_end));
         let ack_due = self.ack_pending && (has_data || self.ack_deadline.is_some_and(|d| d <= now));
         // A leave goes out even when probing or left: it is the last thing we say.
         let leave_now = self.leave_pending && !probing;
@@ -770,11 +780,7 @@ impl Link {
             leave: false,
         };
         if has_data {
-            let candidates: Vec<u64> = self
-                .unsent
-                .range(..send_window_end)
-                .copied()
-                .collect();
+            let candidates: Vec<u64> = self.unsent.range(..send_window_end).copied().collect();
             for seq in candidates {
                 let frame = self.items[&seq].item.clone().into_frame(seq);
                 if buf.len() + frame.encoded_len() > MAX_DATAGRAM {

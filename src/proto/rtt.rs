@@ -52,7 +52,11 @@ impl RttEstimator {
     pub fn update(&mut self, rtt: Duration, ack_delay: Duration) {
         // Only subtract the ack delay where it leaves a plausible sample (RFC 9002 §5.3).
         let ack_delay = ack_delay.min(MAX_ACK_DELAY);
-        let sample = if rtt > ack_delay { rtt - ack_delay } else { rtt };
+        let sample = if rtt > ack_delay {
+            rtt - ack_delay
+        } else {
+            rtt
+        };
         self.latest = sample;
         if !self.sampled {
             self.sampled = true;
@@ -79,7 +83,17 @@ impl RttEstimator {
     pub fn rto(&self, backoff: u32) -> Duration {
         let base = self.srtt + (self.rttvar * 4).max(GRANULARITY) + MAX_ACK_DELAY;
         let base = base.max(MIN_RTO);
-        base.saturating_mul(1 << backoff.min(16)).min(MAX_RTO)
+        // Back off by 1.5× per consecutive expiry (KCP's nodelay factor) rather than TCP's 2×:
+        // on a LAN a run of timeouts is far more often random loss than congestion, and the
+        // cap below, not the factor, is what keeps a dead peer's traffic small.
+        let mut rto = base;
+        for _ in 0..backoff.min(16) {
+            rto = rto * 3 / 2;
+            if rto >= MAX_RTO {
+                break;
+            }
+        }
+        rto.min(MAX_RTO)
     }
 }
 
@@ -115,7 +129,11 @@ mod tests {
         assert_eq!(r.srtt(), Some(MS * 5));
         let mut r = RttEstimator::default();
         r.update(MS * 100, MS * 90);
-        assert_eq!(r.srtt(), Some(MS * 95), "peer may not claim more than MAX_ACK_DELAY");
+        assert_eq!(
+            r.srtt(),
+            Some(MS * 95),
+            "peer may not claim more than MAX_ACK_DELAY"
+        );
     }
 
     #[test]
@@ -126,8 +144,8 @@ mod tests {
             r.update(MS, Duration::ZERO);
         }
         assert_eq!(r.rto(0), MIN_RTO);
-        assert_eq!(r.rto(1), MIN_RTO * 2);
-        assert_eq!(r.rto(2), MIN_RTO * 4);
+        assert_eq!(r.rto(1), MIN_RTO * 3 / 2);
+        assert_eq!(r.rto(2), MIN_RTO * 9 / 4);
         assert_eq!(r.rto(30), MAX_RTO);
     }
 }

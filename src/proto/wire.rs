@@ -404,7 +404,10 @@ mod tests {
             Frame::Ack(Ack {
                 delay_us: 1234,
                 ranges: vec![
-                    AckRange { first: 10, last: 12 },
+                    AckRange {
+                        first: 10,
+                        last: 12,
+                    },
                     AckRange { first: 1, last: 5 },
                 ],
             }),
@@ -476,11 +479,23 @@ mod tests {
         let bad_acks = [
             vec![],
             vec![AckRange { first: 5, last: 4 }],
-            vec![AckRange { first: 1, last: 2 }, AckRange { first: 5, last: 6 }],
-            vec![AckRange { first: 5, last: 6 }, AckRange { first: 1, last: 4 }],
+            vec![
+                AckRange { first: 1, last: 2 },
+                AckRange { first: 5, last: 6 },
+            ],
+            vec![
+                AckRange { first: 5, last: 6 },
+                AckRange { first: 1, last: 4 },
+            ],
         ];
         for ranges in bad_acks {
-            let bytes = encode(&header(), &[Frame::Ack(Ack { delay_us: 0, ranges })]);
+            let bytes = encode(
+                &header(),
+                &[Frame::Ack(Ack {
+                    delay_us: 0,
+                    ranges,
+                })],
+            );
             assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(kind::ACK)));
         }
         let long_nick = Frame::Nick(NickChange {

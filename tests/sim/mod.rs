@@ -114,6 +114,8 @@ pub struct Sim {
     pub lost: u64,
     /// Largest datagram seen.
     pub largest_datagram: usize,
+    /// Datagrams sent by each node.
+    pub sent_by: Vec<u64>,
 }
 
 impl Sim {
@@ -150,6 +152,7 @@ impl Sim {
             sent: 0,
             lost: 0,
             largest_datagram: 0,
+            sent_by: vec![0; n],
         }
     }
 
@@ -226,6 +229,7 @@ impl Sim {
     pub fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].ep.poll_transmit() {
             self.sent += 1;
+            self.sent_by[i] += 1;
             self.largest_datagram = self.largest_datagram.max(t.bytes.len());
             assert!(
                 t.bytes.len() <= MAX_DATAGRAM,
@@ -322,7 +326,11 @@ impl Sim {
         let mut steps = 0u64;
         while self.step(limit) {
             steps += 1;
-            assert!(steps < 50_000_000, "seed {}: simulation does not settle", self.seed);
+            assert!(
+                steps < 50_000_000,
+                "seed {}: simulation does not settle",
+                self.seed
+            );
         }
         self.now = limit;
     }
@@ -341,7 +349,11 @@ impl Sim {
                 return cond(self);
             }
             steps += 1;
-            assert!(steps < 50_000_000, "seed {}: simulation does not settle", self.seed);
+            assert!(
+                steps < 50_000_000,
+                "seed {}: simulation does not settle",
+                self.seed
+            );
         }
     }
 
