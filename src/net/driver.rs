@@ -1,0 +1,375 @@
+//! The driver: one tokio task that runs the protocol core against a real UDP socket, a real
+//! clock and the user's commands. It owns the [`Endpoint`]; after every wake-up (a datagram, the
+//! timer, a command, a resolved name) it drains every datagram and every event the core has.
+
+use crate::net::addr::{self, HostSpec};
+use crate::net::socket::{self, Bound};
+use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
+use crate::ui::command::{self, Command};
+use crate::ui::present::{self, Outstanding};
+use crate::ui::render::Output;
+use crate::ui::terminal::{Input, OutputSender, Shared};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// How long `/quit` waits for peers to acknowledge the goodbye.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Everything the driver needs to start.
+pub struct Setup {
+    /// The protocol core, already configured.
+    pub endpoint: Endpoint,
+    /// The bound socket.
+    pub bound: Bound,
+    /// Peers to contact at start (`--peer`).
+    pub peers: Vec<HostSpec>,
+    /// The port assumed for `/add HOST` without a port.
+    pub default_port: u16,
+}
+
+/// The user-interface side, as the driver sees it.
+pub struct UiPort {
+    /// Lines typed (or piped) by the user.
+    pub input: mpsc::UnboundedReceiver<Input>,
+    /// Where output lines go.
+    pub output: OutputSender,
+    /// The prompt's nick and the nicks offered for completion.
+    pub shared: Arc<Shared>,
+}
+
+/// A finished name lookup for `/add` or `--peer`.
+struct Resolved {
+    /// What the user typed, for messages.
+    spec: HostSpec,
+    /// The addresses, or why there are none.
+    result: Result<Vec<SocketAddr>, String>,
+}
+
+/// The running chat: the core plus the state of the conversation with the user.
+struct Chat {
+    /// The protocol core.
+    ep: Endpoint,
+    /// Where output goes.
+    ui: OutputSender,
+    /// Prompt nick and completion list.
+    shared: Arc<Shared>,
+    /// Our messages awaiting acknowledgement, for notices.
+    outstanding: Outstanding,
+    /// Whether the socket is IPv6 (IPv4 peers then use mapped addresses).
+    ipv6: bool,
+    /// Which address families the socket reaches, (v4, v6).
+    reaches: (bool, bool),
+    /// Port for `/add` without one.
+    default_port: u16,
+    /// Sends lookups' results back into the loop.
+    resolved_tx: mpsc::UnboundedSender<Resolved>,
+    /// When `/quit` gives up waiting for acks; `Some` once quitting.
+    quit_by: Option<Instant>,
+    /// Datagrams the kernel refused to send (logged, not fatal).
+    send_errors: u64,
+}
+
+/// Runs the chat until the user quits, input ends, or `shutdown` completes.
+///
+/// # Errors
+/// Only if the socket cannot be handed to tokio; everything later is reported to the user and
+/// survived.
+pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    let socket = UdpSocket::from_std(setup.bound.socket)?;
+    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+    let mut chat = Chat {
+        ep: setup.endpoint,
+        ui: ui.output,
+        shared: ui.shared,
+        outstanding: Outstanding::default(),
+        ipv6: setup.bound.ipv6,
+        reaches: (setup.bound.reaches_v4, setup.bound.reaches_v6),
+        default_port: setup.default_port,
+        resolved_tx,
+        quit_by: None,
+        send_errors: 0,
+    };
+    for spec in setup.peers {
+        chat.resolve(spec);
+    }
+    let mut input = ui.input;
+    let mut input_open = true;
+    tokio::pin!(shutdown);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let timer = chat.next_wakeup();
+        tokio::select! {
+            () = &mut shutdown, if chat.quit_by.is_none() => chat.quit(),
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let from = socket::normalize(from);
+                    chat.ep.handle_datagram(Instant::now(), from, &buf[..n]);
+                }
+                // ICMP errors surface here on some systems; the protocol copes with the loss.
+                Err(e) => tracing::debug!("receive error: {e}"),
+            },
+            () = sleep_until(timer) => chat.ep.handle_timeout(Instant::now()),
+            line = input.recv(), if input_open => match line {
+                Some(Input::Line(line)) => chat.on_line(&line),
+                Some(Input::Eof) | None => {
+                    input_open = false;
+                    chat.quit();
+                }
+            },
+            Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+        }
+        chat.flush(&socket).await;
+        if let Some(by) = chat.quit_by {
+            if chat.ep.leave_complete() || Instant::now() >= by {
+                break;
+            }
+        }
+    }
+    chat.goodbye();
+    Ok(())
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Chat {
+    fn print(&self, out: Output) {
+        self.ui.print(&out);
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        match (self.ep.poll_timeout(), self.quit_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends every datagram the core has ready and shows every event.
+    async fn flush(&mut self, socket: &UdpSocket) {
+        while let Some(t) = self.ep.poll_transmit() {
+            let to = socket::for_socket(t.to, self.ipv6);
+            if let Err(e) = socket.send_to(&t.bytes, to).await {
+                self.send_errors += 1;
+                tracing::debug!("cannot send to {to}: {e}");
+            }
+        }
+        let mut changed_peers = false;
+        while let Some(e) = self.ep.poll_event() {
+            changed_peers |= matches!(
+                e,
+                Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
+            );
+            let ep = &self.ep;
+            let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+            if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
+                self.ui.print(&out);
+            }
+        }
+        if changed_peers {
+            let nicks: Vec<String> = self
+                .ep
+                .peers()
+                .into_iter()
+                .filter(|p| p.state != PeerState::Left)
+                .map(|p| p.nick)
+                .collect();
+            if let Ok(mut n) = self.shared.nicks.lock() {
+                *n = nicks;
+            }
+        }
+    }
+
+    fn on_line(&mut self, line: &str) {
+        match command::parse(line) {
+            Ok(None) => {}
+            Ok(Some(cmd)) => self.on_command(cmd),
+            Err(e) => self.print(Output::Error(e.to_string())),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Say(text) => self.say(now, Recipients::Everyone, None, text),
+            Command::Msg { nick, text } => match self.find_peer(&nick) {
+                Ok((id, nick)) => self.say(now, Recipients::Peer(id), Some(nick), text),
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Add(text) => match addr::parse(&text, self.default_port) {
+                Ok(spec) => self.resolve(spec),
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
+                Ok(()) => {
+                    if let Ok(mut n) = self.shared.nick.lock() {
+                        n.clone_from(&nick);
+                    }
+                    self.print(Output::Notice(format!("you are now {nick}")));
+                }
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Peers => {
+                for line in present::peers_lines(&self.ep.peers(), now) {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::Help => {
+                for line in command::help_lines() {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::History { .. } => self.print(Output::Error(
+                "history is not kept yet in this version".to_owned(),
+            )),
+            Command::Quit => self.quit(),
+        }
+    }
+
+    fn say(&mut self, now: Instant, to: Recipients, to_nick: Option<String>, text: String) {
+        match self.ep.send_message(now, to, &text) {
+            Ok(sent) if sent.recipients.is_empty() => self.print(Output::Error(
+                "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
+            )),
+            Ok(sent) => {
+                self.outstanding
+                    .sent(sent.id, &text, sent.recipients.len());
+                let me = self.ep.nick().to_owned();
+                self.print(match to_nick {
+                    Some(nick) => Output::Direct {
+                        from: me,
+                        to: Some(nick),
+                        text,
+                    },
+                    None => Output::Group { nick: me, text },
+                });
+            }
+            Err(e) => self.print(Output::Error(format!("not sent: {e}"))),
+        }
+    }
+
+    /// Finds the one peer a `/msg` means: by nick, or `nick#idprefix` when nicks are shared.
+    fn find_peer(&self, wanted: &str) -> Result<(PeerId, String), String> {
+        let (nick, prefix) = match wanted.split_once('#') {
+            Some((n, p)) => (n, Some(p.to_ascii_lowercase())),
+            None => (wanted, None),
+        };
+        let candidates: Vec<_> = self
+            .ep
+            .peers()
+            .into_iter()
+            .filter(|p| p.state != PeerState::Left && p.nick == nick)
+            .filter(|p| {
+                prefix
+                    .as_deref()
+                    .is_none_or(|pre| p.id.to_string().starts_with(pre))
+            })
+            .collect();
+        match candidates.as_slice() {
+            [one] => Ok((one.id, one.nick.clone())),
+            [] => {
+                let here: Vec<String> = self
+                    .ep
+                    .peers()
+                    .into_iter()
+                    .filter(|p| p.state != PeerState::Left)
+                    .map(|p| p.nick)
+                    .collect();
+                Err(if here.is_empty() {
+                    format!("no peer called '{wanted}'; nobody is here yet — /add HOST[:PORT]")
+                } else {
+                    format!("no peer called '{wanted}'; here now: {}", here.join(", "))
+                })
+            }
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|p| {
+                        let id = p.id.to_string();
+                        let addr = p.addrs.first().map(|a| present::show_addr(*a));
+                        format!("{}#{} ({})", p.nick, &id[..8], addr.unwrap_or_default())
+                    })
+                    .collect();
+                Err(format!(
+                    "'{wanted}' is ambiguous: {} — use /msg NICK#ID TEXT",
+                    names.join(", ")
+                ))
+            }
+        }
+    }
+
+    /// Looks a spec up off the loop; the answer comes back through `resolved_tx`.
+    fn resolve(&mut self, spec: HostSpec) {
+        let tx = self.resolved_tx.clone();
+        tokio::spawn(async move {
+            let result = addr::resolve(&spec).await;
+            let _ = tx.send(Resolved { spec, result });
+        });
+    }
+
+    fn on_resolved(&mut self, r: Resolved) {
+        let addrs = match r.result {
+            Ok(a) => a,
+            Err(e) => return self.print(Output::Error(e)),
+        };
+        let (v4, v6) = self.reaches;
+        let usable: Vec<SocketAddr> = addrs
+            .into_iter()
+            .map(socket::normalize)
+            .filter(|a| if a.is_ipv4() { v4 } else { v6 })
+            .collect();
+        if usable.is_empty() {
+            return self.print(Output::Error(format!(
+                "cannot reach {}: its addresses are of a family this socket does not speak (check --bind)",
+                r.spec
+            )));
+        }
+        let peers = self.ep.peers();
+        let now = Instant::now();
+        for a in &usable {
+            if let Some(p) = peers
+                .iter()
+                .find(|p| p.state == PeerState::Online && p.addrs.contains(a))
+            {
+                self.print(Output::Notice(format!(
+                    "already connected to {} at {}",
+                    p.nick,
+                    present::show_addr(*a)
+                )));
+                continue;
+            }
+            self.ep.add_address(now, *a);
+            self.print(Output::Notice(format!(
+                "contacting {}…",
+                present::show_addr(*a)
+            )));
+        }
+    }
+
+    fn quit(&mut self) {
+        if self.quit_by.is_none() {
+            self.ep.leave(Instant::now());
+            self.quit_by = Some(Instant::now() + QUIT_GRACE);
+        }
+    }
+
+    fn goodbye(&self) {
+        let lost = self.ep.undelivered();
+        if lost > 0 {
+            self.print(Output::Error(format!(
+                "{lost} message(s) had not been acknowledged and are dropped: this version keeps no outbox on disk"
+            )));
+        }
+        if self.send_errors > 0 {
+            tracing::info!("{} datagrams could not be sent", self.send_errors);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The real program, several processes on loopback with `--no-discovery`: joining, group and
+//! direct messages, nick changes, leaving, `/add` by IPv6 and by name, and bad input.
+
+mod common;
+
+use common::{command, Chat};
+
+/// Starts alice and bob with bob adding alice, and waits until both see the other.
+fn pair() -> (Chat, Chat) {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = Chat::start("bob", &["--bind", "127.0.0.1", "--peer", &peer]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+#[test]
+fn two_peers_join_and_chat_both_ways() {
+    let (mut alice, mut bob) = pair();
+    alice.send("hello bob");
+    alice.expect("<alice> hello bob"); // own line echoed
+    bob.expect("<alice> hello bob");
+    bob.send("hi alice 👋");
+    alice.expect("<bob> hi alice 👋");
+}
+
+#[test]
+fn a_direct_message_is_not_seen_by_the_third() {
+    let (mut alice, mut bob) = pair();
+    let mut carol = Chat::start(
+        "carol",
+        &["--bind", "127.0.0.1", "--peer", &format!("127.0.0.1:{}", alice.port)],
+    );
+    carol.expect("alice joined");
+    carol.send(&format!("/add 127.0.0.1:{}", bob.port));
+    carol.expect("bob joined");
+    bob.expect("carol joined");
+    alice.send("/msg bob just for you");
+    alice.expect("*-> bob* just for you");
+    bob.expect("*alice* just for you");
+    // A group message sent after the direct one reaches carol; by then the direct one would
+    // have too, were it sent to her (each sender's messages arrive in order).
+    alice.send("for everyone");
+    carol.expect("<alice> for everyone");
+    assert!(
+        !carol.seen.iter().any(|l| l.contains("just for you")),
+        "carol saw the direct message: {:?}",
+        carol.seen
+    );
+}
+
+#[test]
+fn nick_change_and_leave_are_announced() {
+    let (mut alice, mut bob) = pair();
+    alice.send("/nick alicia");
+    alice.expect("you are now alicia");
+    bob.expect("alice is now alicia");
+    alice.send("still me");
+    bob.expect("<alicia> still me");
+    alice.send("/quit");
+    bob.expect("alicia left");
+    assert!(alice.wait_exit().success());
+    bob.send("/peers");
+    bob.expect_where("alicia listed as left", |l| l.contains("alicia") && l.contains("left"));
+}
+
+#[test]
+fn end_of_input_quits_cleanly() {
+    let (mut alice, mut bob) = pair();
+    bob.close_input();
+    alice.expect("bob left");
+    assert!(bob.wait_exit().success());
+}
+
+#[test]
+fn add_by_ipv6_and_by_name() {
+    let mut alice = Chat::start("alice", &[]);
+    let mut bob = Chat::start("bob", &[]);
+    bob.send(&format!("/add [::1]:{}", alice.port));
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    let mut carol = Chat::start("carol", &[]);
+    carol.send(&format!("/add localhost:{}", alice.port));
+    carol.expect("alice joined");
+    alice.expect("carol joined");
+    carol.send("via a name");
+    alice.expect("<carol> via a name");
+}
+
+#[test]
+fn bad_adds_and_commands_say_what_to_do() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    alice.send("/add no-such-host.invalid");
+    alice.expect("cannot resolve 'no-such-host.invalid'");
+    alice.send("/add not a host");
+    alice.expect("expected HOST[:PORT]");
+    alice.send("/frobnicate");
+    alice.expect_where("unknown command pointing at /help", |l| {
+        l.contains("/frobnicate") && l.contains("/help")
+    });
+    alice.send("/msg nobody hi");
+    alice.expect("no peer called 'nobody'");
+    alice.send("hello?");
+    alice.expect("nobody is here yet");
+    alice.send("/help");
+    for cmd in ["/msg", "/add", "/peers", "/nick", "/quit", "/help"] {
+        alice.expect(cmd);
+    }
+}
+
+#[test]
+fn invalid_command_line_values_exit_2_with_clap_errors() {
+    for args in [
+        &["--port", "70000"][..],
+        &["--nick", ""],
+        &["--nick", "two words"],
+        &["--bind", "not-an-ip"],
+        &["--peer", "bad host"],
+        &["--frobnicate"],
+    ] {
+        let (mut cmd, _dir) = command(args);
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_time_failures_exit_1_with_advice() {
+    let alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let port = alice.port.to_string();
+    let (mut cmd, _dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", &port]);
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("tailchat: cannot bind UDP 127.0.0.1:"), "{err}");
+    assert!(err.contains("--port"), "{err}");
+
+    let (mut cmd, _dir) = command(&["--no-discovery", "--bind", "192.0.2.1", "--port", "0"]);
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on this machine"), "{err}");
+}
+
+#[test]
+fn hostile_text_from_a_peer_reaches_the_screen_defanged() {
+    let (mut alice, mut bob) = pair();
+    alice.send("evil \x1b]0;pwned\x07title \x1b[2Jclear \u{9b}31mred \u{202e}rtl");
+    let line = bob.expect("<alice> evil");
+    assert!(!line.contains('\x1b') && !line.contains('\u{9b}') && !line.contains('\x07'));
+    assert!(!line.contains('\u{202e}'));
+    assert!(line.contains("title") && line.contains("clear") && line.contains("red"));
+}

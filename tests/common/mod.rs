@@ -1,0 +1,178 @@
+//! Running the real `tailchat` binary in tests: a clean environment, piped stdin/stdout, and
+//! waiting for output lines under a timeout (never sleeping to synchronise).
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long to wait for an expected line before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One running tailchat process.
+pub struct Chat {
+    /// The process.
+    child: Child,
+    /// Its standard input (commands), `None` once closed.
+    stdin: Option<ChildStdin>,
+    /// Lines of its standard output, as they come.
+    lines: Receiver<String>,
+    /// Every line seen so far (for failure reports).
+    pub seen: Vec<String>,
+    /// The command line, for failure reports.
+    pub cmdline: String,
+    /// Its UDP port.
+    pub port: u16,
+    /// Its nick.
+    pub nick: String,
+    /// Temporary data directory, removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+/// A command for the binary with a clean environment and a private data directory.
+pub fn command(args: &[&str]) -> (Command, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailchat"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("USER", "tester")
+        .env("RUST_LOG", "warn")
+        .args(args);
+    (cmd, dir)
+}
+
+impl Chat {
+    /// Starts `tailchat --nick NICK --no-discovery --port 0 ARGS…` and waits for its start line.
+    pub fn start(nick: &str, args: &[&str]) -> Chat {
+        let mut all = vec!["--nick", nick, "--no-discovery", "--port", "0"];
+        all.extend_from_slice(args);
+        let (mut cmd, dir) = command(&all);
+        let cmdline = format!("tailchat {}", all.join(" "));
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tailchat");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut chat = Chat {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            cmdline,
+            port: 0,
+            nick: nick.to_owned(),
+            _dir: dir,
+        };
+        let start = chat.expect("listening on UDP port");
+        let port = start
+            .split("listening on UDP port ")
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| chat.fail("no port in the start line"));
+        chat.port = port;
+        chat
+    }
+
+    /// Types a line.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to tailchat");
+        stdin.flush().expect("flush");
+    }
+
+    /// Closes standard input (EOF), which means /quit.
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        self.expect_where(needle, |l| l.contains(needle))
+    }
+
+    /// Waits for a line matching `f`; `what` describes it for the failure report.
+    pub fn expect_where(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if f(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("timed out waiting for a line with {what:?}"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("output ended before a line with {what:?}"))
+                }
+            }
+        }
+    }
+
+    /// Collects whatever arrives within `d` (for asserting something did NOT appear after an
+    /// event that proves it would have by now).
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line.clone());
+            got.push(line);
+        }
+        got
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Read what is left of the output.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail("did not exit");
+            }
+            // Polling a child's exit status has no event to wait on; this is a bounded poll,
+            // not a synchronisation sleep.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails the test with the command line and everything the process printed.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\ncommand: {}\noutput so far:\n{}",
+            self.cmdline,
+            self.seen.join("\n")
+        );
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
