@@ -1,0 +1,436 @@
+//! Checks the test vectors of `docs/PROTOCOL.md` against the real encoder and decoder.
+//!
+//! The spec is the contract for implementations in other languages, so its bytes must be what
+//! this code produces and accepts. Every `Vector: NAME` line in the spec, followed by a fenced
+//! `hex` block, is decoded with [`wire::decode`] and compared with a [`Datagram`] built here by
+//! name; that datagram is then re-encoded with [`wire::encode`] and compared byte for byte with
+//! the spec. A vector missing from the spec, or one the spec has and this file does not know,
+//! fails the test, so the two cannot drift apart silently.
+
+use tailchat::proto::wire::{
+    self, Ack, AckRange, Chat, Datagram, DecodeError, Fragment, Frame, Header, Hello, NickChange,
+};
+use tailchat::proto::{MessageId, PeerId};
+
+/// Where the spec lives, relative to the crate root.
+const SPEC: &str = "docs/PROTOCOL.md";
+/// The spec promises at least this many vectors.
+const MIN_VECTORS: usize = 6;
+/// Frame kinds version 1 knows; anything else is skipped by a decoder.
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=8;
+
+/// One test vector as found in the spec.
+#[derive(Debug)]
+struct Vector {
+    /// The name after `Vector: `.
+    name: String,
+    /// The bytes of the `hex` block.
+    bytes: Vec<u8>,
+    /// 1-based line of the `Vector:` line, for error messages.
+    line: usize,
+}
+
+/// What re-encoding the decoded datagram must give, relative to the vector's own bytes.
+#[derive(Debug)]
+enum Reencoding {
+    /// Exactly the vector's bytes.
+    Identical,
+    /// The vector's bytes minus its frames of unknown kinds (the decoder skips those).
+    WithoutUnknownFrames,
+    /// The bytes of another vector: the body carries fields a later version added, which the
+    /// decoder ignores, so the canonical encoding is that of the plain frame.
+    SameAsVector(&'static str),
+}
+
+/// What a named vector must decode to.
+struct Expected {
+    /// The vector's name in the spec.
+    name: &'static str,
+    /// The decoded datagram.
+    datagram: Datagram,
+    /// How its re-encoding relates to the spec's bytes.
+    reencoding: Reencoding,
+}
+
+const ALICE: PeerId = PeerId(0x0123_4567_89ab_cdef);
+const BOB: PeerId = PeerId(0xfedc_ba98_7654_3210);
+
+fn alice(packet: u64) -> Header {
+    Header {
+        sender: ALICE,
+        session: 42,
+        packet,
+    }
+}
+
+fn bob(packet: u64) -> Header {
+    Header {
+        sender: BOB,
+        session: 7,
+        packet,
+    }
+}
+
+fn datagram(header: Header, frames: Vec<Frame>) -> Datagram {
+    Datagram {
+        header,
+        frames,
+        unknown_frames: 0,
+    }
+}
+
+fn alice_hello() -> Frame {
+    Frame::Hello(Hello {
+        nick: "alice".into(),
+        port: 7654,
+        caps: 0,
+    })
+}
+
+/// Every vector the spec must contain, and what each decodes to.
+fn expectations() -> Vec<Expected> {
+    use Reencoding::*;
+    vec![
+        Expected {
+            name: "hello",
+            datagram: datagram(alice(0), vec![alice_hello()]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "hello-reply",
+            datagram: datagram(
+                bob(0),
+                vec![Frame::HelloReply(Hello {
+                    nick: "bob".into(),
+                    port: 7654,
+                    caps: 0,
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "chat",
+            datagram: datagram(
+                alice(3),
+                vec![Frame::Chat(Chat {
+                    seq: 2,
+                    msg: MessageId(3),
+                    direct: false,
+                    text: "héllo".into(),
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "fragment",
+            datagram: datagram(
+                alice(200),
+                vec![Frame::Fragment(Fragment {
+                    seq: 130,
+                    msg: MessageId(4),
+                    direct: true,
+                    index: 2,
+                    count: 3,
+                    data: b"ld!".to_vec(),
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "ack",
+            datagram: datagram(
+                bob(2),
+                vec![Frame::Ack(Ack {
+                    delay_us: 1500,
+                    ranges: vec![
+                        AckRange { first: 5, last: 6 },
+                        AckRange { first: 0, last: 3 },
+                    ],
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "ack-chat-unknown",
+            datagram: Datagram {
+                header: alice(5),
+                frames: vec![
+                    Frame::Ack(Ack {
+                        delay_us: 0,
+                        ranges: vec![AckRange { first: 0, last: 2 }],
+                    }),
+                    Frame::Chat(Chat {
+                        seq: 4,
+                        msg: MessageId(5),
+                        direct: false,
+                        text: "ok".into(),
+                    }),
+                ],
+                unknown_frames: 1,
+            },
+            reencoding: WithoutUnknownFrames,
+        },
+        Expected {
+            name: "nick",
+            datagram: datagram(
+                alice(6),
+                vec![Frame::Nick(NickChange {
+                    seq: 5,
+                    nick: "alicia".into(),
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "ping",
+            datagram: datagram(bob(3), vec![Frame::Ping]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "leave",
+            datagram: datagram(alice(7), vec![Frame::Leave]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "hello-extended",
+            datagram: datagram(alice(0), vec![alice_hello()]),
+            reencoding: SameAsVector("hello"),
+        },
+    ]
+}
+
+/// Reads the spec and extracts its vectors.
+fn load() -> Vec<Vector> {
+    let path = format!("{}/{SPEC}", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    parse_vectors(&doc)
+}
+
+/// Finds every line `Vector: NAME` and the fenced `hex` block after it (blank lines and prose
+/// may not come between them). Panics with the line number on anything malformed, so a typo
+/// in the spec cannot hide a vector from the test.
+fn parse_vectors(doc: &str) -> Vec<Vector> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut vectors: Vec<Vector> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(name) = lines[i].strip_prefix("Vector: ") else {
+            i += 1;
+            continue;
+        };
+        let line = i + 1;
+        let name = name.trim();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{SPEC}:{line}: vector name {name:?} must be lowercase letters, digits and '-'"
+        );
+        assert!(
+            vectors.iter().all(|v| v.name != name),
+            "{SPEC}:{line}: vector {name:?} appears twice"
+        );
+        i += 1;
+        while i < lines.len() && lines[i].trim().is_empty() {
+            i += 1;
+        }
+        assert!(
+            i < lines.len() && lines[i] == "```hex",
+            "{SPEC}:{line}: `Vector: {name}` must be followed by a ```hex block"
+        );
+        i += 1;
+        let mut bytes = Vec::new();
+        while i < lines.len() && lines[i] != "```" {
+            bytes.extend(parse_hex_line(lines[i], i + 1));
+            i += 1;
+        }
+        assert!(i < lines.len(), "{SPEC}:{line}: unterminated hex block");
+        i += 1;
+        assert!(!bytes.is_empty(), "{SPEC}:{line}: empty hex block");
+        vectors.push(Vector {
+            name: name.to_owned(),
+            bytes,
+            line,
+        });
+    }
+    vectors
+}
+
+/// One line of a hex block: lowercase hex pairs separated by single spaces.
+fn parse_hex_line(text: &str, line: usize) -> Vec<u8> {
+    let bytes: Vec<u8> = text
+        .split(' ')
+        .map(|pair| {
+            let ok = pair.len() == 2
+                && pair
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+            assert!(
+                ok,
+                "{SPEC}:{line}: {pair:?} is not a lowercase hex pair (pairs are separated by one space)"
+            );
+            u8::from_str_radix(pair, 16).expect("checked above")
+        })
+        .collect();
+    bytes
+}
+
+/// Reads one unsigned LEB128 varint; this is an independent reading of the spec's encoding
+/// rule, not a call into the code under test.
+fn read_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = bytes[*pos];
+        *pos += 1;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return value;
+        }
+    }
+    panic!("varint longer than 10 bytes");
+}
+
+/// The datagram with its frames of unknown kinds cut out, walking the frame list as the spec
+/// describes it: after the header, each frame is varint kind, varint body length, body.
+fn without_unknown_frames(bytes: &[u8]) -> Vec<u8> {
+    let mut pos = 5;
+    for _ in 0..3 {
+        read_varint(bytes, &mut pos);
+    }
+    let mut out = bytes[..pos].to_vec();
+    while pos < bytes.len() {
+        let start = pos;
+        let kind = read_varint(bytes, &mut pos);
+        let len = usize::try_from(read_varint(bytes, &mut pos)).expect("small length");
+        pos += len;
+        assert!(pos <= bytes.len(), "frame body runs past the datagram");
+        if KNOWN_KINDS.contains(&kind) {
+            out.extend_from_slice(&bytes[start..pos]);
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_spec_has_every_expected_vector_and_no_other() {
+    let vectors = load();
+    assert!(
+        vectors.len() >= MIN_VECTORS,
+        "{SPEC} has {} vectors, at least {MIN_VECTORS} expected",
+        vectors.len()
+    );
+    let expected = expectations();
+    for e in &expected {
+        assert!(
+            vectors.iter().any(|v| v.name == e.name),
+            "{SPEC} lacks `Vector: {}`",
+            e.name
+        );
+    }
+    for v in &vectors {
+        assert!(
+            expected.iter().any(|e| e.name == v.name),
+            "{SPEC}:{}: vector {:?} has no expectation in tests/protocol_vectors.rs",
+            v.line,
+            v.name
+        );
+    }
+}
+
+#[test]
+fn every_vector_decodes_to_its_datagram_and_reencodes_to_the_spec_bytes() {
+    let vectors = load();
+    for e in expectations() {
+        let Some(v) = vectors.iter().find(|v| v.name == e.name) else {
+            continue; // reported by the_spec_has_every_expected_vector_and_no_other
+        };
+        let at = format!("{SPEC}:{} (vector {})", v.line, v.name);
+        assert!(
+            v.bytes.len() <= wire::MAX_DATAGRAM,
+            "{at}: over the datagram limit"
+        );
+
+        let decoded = wire::decode(&v.bytes).unwrap_or_else(|err| panic!("{at}: {err}"));
+        assert_eq!(decoded, e.datagram, "{at}: decoded value differs");
+
+        let reencoded = wire::encode(&decoded.header, &decoded.frames);
+        let want = match e.reencoding {
+            Reencoding::Identical => v.bytes.clone(),
+            Reencoding::WithoutUnknownFrames => {
+                assert!(decoded.unknown_frames > 0, "{at}: no unknown frame skipped");
+                let known = without_unknown_frames(&v.bytes);
+                assert!(known.len() < v.bytes.len(), "{at}: nothing was cut");
+                known
+            }
+            Reencoding::SameAsVector(other) => {
+                let other = vectors
+                    .iter()
+                    .find(|o| o.name == other)
+                    .unwrap_or_else(|| panic!("{at}: refers to missing vector {other:?}"));
+                assert_ne!(
+                    v.bytes, other.bytes,
+                    "{at}: must differ from {}",
+                    other.name
+                );
+                other.bytes.clone()
+            }
+        };
+        assert_eq!(
+            hex(&reencoded),
+            hex(&want),
+            "{at}: re-encoding differs from the spec's bytes"
+        );
+    }
+}
+
+#[test]
+fn the_unknown_frame_vector_skips_exactly_kind_42() {
+    let vectors = load();
+    let v = vectors
+        .iter()
+        .find(|v| v.name == "ack-chat-unknown")
+        .expect("vector present");
+    let decoded = wire::decode(&v.bytes).expect("decodes");
+    assert_eq!(decoded.unknown_frames, 1);
+    assert_eq!(decoded.frames.len(), 2);
+    let cut = v.bytes.len() - without_unknown_frames(&v.bytes).len();
+    assert_eq!(cut, 5, "kind 42 + length 3 + 3 body bytes");
+}
+
+#[test]
+fn the_prelude_rules_hold_for_every_vector() {
+    for v in load() {
+        let mut wrong_magic = v.bytes.clone();
+        wrong_magic[0] ^= 0x20;
+        assert_eq!(
+            wire::decode(&wrong_magic),
+            Err(DecodeError::NotTailchat),
+            "{}",
+            v.name
+        );
+        let mut version_2 = v.bytes.clone();
+        version_2[4] = 2;
+        assert_eq!(
+            wire::decode(&version_2),
+            Err(DecodeError::UnsupportedVersion(2)),
+            "{}",
+            v.name
+        );
+        let mut last_frame_cut = v.bytes.clone();
+        last_frame_cut.pop();
+        assert!(
+            wire::decode(&last_frame_cut).is_err(),
+            "{}: a datagram whose last frame is cut short must be dropped whole",
+            v.name
+        );
+    }
+}
