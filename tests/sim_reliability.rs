@@ -354,3 +354,61 @@ fn a_dead_peer_costs_one_datagram_per_timeout() {
     let ok = sim.run_until_cond(Duration::from_secs(30), |s| s.received(1).len() == 200);
     assert!(ok, "queue not delivered after the peer came back");
 }
+
+#[test]
+fn one_way_loss_does_not_make_the_state_flap() {
+    let mut sim = Sim::new(20, 2, LinkParams::lan());
+    sim.connect_star();
+    sim.cut.insert((0, 1)); // node 0 can hear node 1, but nothing gets through to it
+    sim.send(0, Recipients::Everyone, "lost in one direction");
+    sim.run_for(Duration::from_secs(120));
+    let count = |f: fn(&Event) -> bool| sim.nodes[0].events.iter().filter(|(_, e)| f(e)).count();
+    assert_eq!(count(|e| matches!(e, Event::PeerUnreachable { .. })), 1);
+    assert_eq!(count(|e| matches!(e, Event::PeerReachable { .. })), 0);
+    sim.cut.clear();
+    let ok = sim.run_until_cond(Duration::from_secs(10), |s| {
+        s.received(1).len() == 1 && s.saw(0, |e| matches!(e, Event::PeerReachable { .. }))
+    });
+    assert!(ok, "not delivered, or not reported reachable, after healing");
+}
+
+#[test]
+fn leaving_right_after_a_near_full_datagram_stays_within_the_size_limit() {
+    for len in 950..1000 {
+        let mut sim = Sim::new(21, 2, LinkParams::lan());
+        sim.connect_star();
+        sim.cut.insert((1, 0)); // no acks: the chat and the leave share a datagram
+        let now = sim.now;
+        sim.nodes[0]
+            .ep
+            .send_message(now, Recipients::Everyone, &"z".repeat(len))
+            .unwrap();
+        sim.nodes[0].ep.leave(now);
+        sim.flush(0); // asserts every datagram is ≤ 1200 bytes
+        sim.run_for(Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn a_late_hello_from_an_old_session_does_not_cut_the_peer_off() {
+    use tailchat::proto::wire::{self, Frame, Header, Hello};
+    let mut sim = Sim::new(22, 2, LinkParams::lan());
+    sim.connect_star();
+    let stale = wire::encode(
+        &Header {
+            sender: sim.id(0),
+            session: 12345, // not node 0's session
+            packet: 0,
+        },
+        &[Frame::HelloReply(Hello {
+            nick: "n0".into(),
+            port: 7654,
+            caps: 0,
+        })],
+    );
+    let from = sim.nodes[0].addr;
+    sim.inject(1, from, &stale);
+    sim.send(0, Recipients::Everyone, "after the stale hello");
+    let ok = sim.run_until_cond(Duration::from_secs(5), |s| s.received(1).len() == 1);
+    assert!(ok, "node 1 never heard node 0 again");
+}

@@ -437,24 +437,19 @@ impl Endpoint {
             return;
         };
         if peer.session != header.session {
+            // A late hello from an earlier run may have switched the session we expect; a
+            // hello back (rate-limited) makes the peer state its current one.
             self.stats.stale_session += 1;
+            if eliciting {
+                self.who_are_you(now, from);
+            }
             return;
         }
         peer.last_heard = now;
         note_address(&mut peer.addrs, from);
-        let was_unreachable = peer.link.is_unreachable();
         let mut out = Vec::new();
-        if peer
-            .link
-            .on_datagram(now, header.packet, datagram.frames, &mut out)
-            && was_unreachable
-            && !peer.left
-        {
-            self.events.push_back(Event::PeerReachable {
-                peer: header.sender,
-                nick: peer.nick.clone(),
-            });
-        }
+        peer.link
+            .on_datagram(now, header.packet, datagram.frames, &mut out);
         self.link_events(header.sender, out);
         self.drive(now);
     }
@@ -744,6 +739,9 @@ impl Endpoint {
                     text,
                 },
                 LinkEvent::Nick(new) => {
+                    if peer.nick == new {
+                        continue; // already learned from a hello
+                    }
                     let old = std::mem::replace(&mut peer.nick, new.clone());
                     Event::PeerRenamed { peer: id, old, new }
                 }
@@ -753,6 +751,10 @@ impl Endpoint {
                     late,
                 },
                 LinkEvent::Delayed(msg) => Event::DeliveryDelayed { to: id, id: msg },
+                LinkEvent::Reachable => Event::PeerReachable {
+                    peer: id,
+                    nick: peer.nick.clone(),
+                },
                 LinkEvent::Unreachable => Event::PeerUnreachable {
                     peer: id,
                     nick: peer.nick.clone(),

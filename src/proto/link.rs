@@ -27,6 +27,8 @@ const ACK_BUDGET: usize = 128;
 const PACKET_THRESHOLD: u64 = 3;
 /// Ack at once after this many ack-eliciting packets (RFC 9000 §13.2.2).
 const ACK_EVERY: u32 = 2;
+/// A packet number more than this far above the highest one received refuses the datagram.
+pub const MAX_PACKET_JUMP: u64 = 1 << 16;
 
 /// What one stream item carries; it becomes a frame once a stream sequence number is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +132,8 @@ pub enum LinkEvent {
     Delayed(MessageId),
     /// Outstanding data has gone unacknowledged for [`UNREACHABLE_AFTER`].
     Unreachable,
+    /// An unreachable peer acknowledged something again.
+    Reachable,
     /// The peer said it is leaving.
     Left,
 }
@@ -217,6 +221,8 @@ pub struct Link {
     unreachable: bool,
     /// The peer has left: no timers run, queued items wait for its return.
     left: bool,
+    /// Hearing an unreachable peer already triggered a resend in this timeout period.
+    resent_on_heard: bool,
     /// Counters for statistics.
     pub counters: LinkCounters,
 
@@ -273,6 +279,7 @@ impl Link {
             backoff: 0,
             unreachable: false,
             left: false,
+            resent_on_heard: false,
             counters: LinkCounters::default(),
             next_packet: 0,
             sent: BTreeMap::new(),
@@ -397,12 +404,20 @@ impl Link {
             Frame::Nick(n) => n.seq >= window_end,
             _ => false,
         });
-        if beyond {
+        // A packet number far beyond any seen is not from a sane sender (numbers go up by one
+        // per packet); accepting it would fill the ack ranges with numbers the sender never
+        // used and crowd out the real ones.
+        let pn_limit = self
+            .received
+            .max()
+            .unwrap_or(0)
+            .saturating_add(MAX_PACKET_JUMP);
+        let eliciting = frames.iter().any(Frame::is_ack_eliciting);
+        if beyond || (eliciting && packet > pn_limit) {
             self.counters.out_of_window += 1;
             return false;
         }
         self.heard(now);
-        let eliciting = frames.iter().any(Frame::is_ack_eliciting);
         let mut out_of_order = false;
         for frame in frames {
             match frame {
@@ -428,14 +443,17 @@ impl Link {
         true
     }
 
-    /// The peer spoke: a link that was unreachable resends everything at once.
+    /// The peer spoke: if it was unreachable, everything in flight is resent at once. It counts
+    /// as reachable again only once it acknowledges something (hearing it proves one direction
+    /// only; with loss the other way, the state would flap).
     fn heard(&mut self, now: Instant) {
         self.last_activity = now;
-        if self.unreachable {
-            self.unreachable = false;
+        // Once per timeout period: the peer's acks (of packets other than ours, say) must not
+        // drive a resend loop.
+        if self.unreachable && !self.resent_on_heard {
+            self.resent_on_heard = true;
             self.backoff = 0;
             self.requeue_all_sent();
-            self.waiting_since = None;
         }
     }
 
@@ -443,8 +461,11 @@ impl Link {
     /// flight is sent afresh.
     pub fn restart(&mut self, now: Instant, new_session: bool) {
         self.left = false;
-        self.unreachable = true; // makes `heard` resend at once
         self.heard(now);
+        self.backoff = 0;
+        self.requeue_all_sent();
+        self.unreachable = false;
+        self.waiting_since = None;
         if new_session {
             // The peer's packet numbers start again; forget the old ones.
             self.received = RangeSet::new(ACK_RANGES_KEPT);
@@ -579,6 +600,10 @@ impl Link {
         );
         self.backoff = 0;
         self.waiting_since = (!self.sent.is_empty()).then_some(now);
+        if self.unreachable {
+            self.unreachable = false;
+            out.push(LinkEvent::Reachable);
+        }
         self.detect_lost(now);
     }
 
@@ -652,10 +677,8 @@ impl Link {
         if self.ack_pending {
             consider(self.ack_deadline);
         }
-        if let Some(p) = self.partial.as_ref() {
-            consider(Some(p.last_progress + REASSEMBLY_TIMEOUT));
-        }
         if self.left {
+            consider(self.partial.as_ref().map(|p| p.last_progress + REASSEMBLY_TIMEOUT));
             return t;
         }
         if let Some(largest) = self.largest_acked {
@@ -690,10 +713,14 @@ impl Link {
 
     /// Runs the timers that are due at `now`.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<LinkEvent>) {
-        if self
-            .partial
-            .as_ref()
-            .is_some_and(|p| p.last_progress + REASSEMBLY_TIMEOUT <= now)
+        // Only a departed peer's half message times out: while the peer is here, its ordered
+        // stream must complete the message, and dropping the pieces already acknowledged would
+        // lose it silently.
+        if self.left
+            && self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.last_progress + REASSEMBLY_TIMEOUT <= now)
         {
             self.partial = None;
             self.counters.bad_fragments += 1;
@@ -709,6 +736,7 @@ impl Link {
         {
             // Timeout: everything in flight is presumed lost and goes out again.
             self.counters.timeouts += 1;
+            self.resent_on_heard = false;
             self.backoff = self.backoff.saturating_add(1);
             self.requeue_all_sent();
             if self.unsent.is_empty() && !self.leave_pending {
@@ -791,14 +819,18 @@ impl Link {
                 packet.seqs.push(seq);
             }
         }
-        if leave_now && buf.len() < MAX_DATAGRAM {
+        if leave_now && buf.len() + Frame::Leave.encoded_len() <= MAX_DATAGRAM {
             Frame::Leave.encode_into(&mut buf);
             packet.leave = true;
             self.leave_pending = false;
             self.leave_unacked = true;
         }
         let eliciting = !packet.seqs.is_empty() || packet.leave;
-        if self.ping_pending && !eliciting && has_data {
+        if self.ping_pending
+            && !eliciting
+            && has_data
+            && buf.len() + Frame::Ping.encoded_len() <= MAX_DATAGRAM
+        {
             Frame::Ping.encode_into(&mut buf);
             packet.ping = true;
         }

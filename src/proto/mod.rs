@@ -53,5 +53,6 @@ pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// A message not acknowledged this long after it was queued is reported as delayed.
 pub const DELAYED_AFTER: Duration = Duration::from_secs(2);
-/// A partly reassembled message that makes no progress for this long is dropped.
+/// A partly reassembled message from a peer that has left is dropped after this long without
+/// progress (while the peer is here, its ordered stream always completes the message).
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -306,7 +306,10 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         }
         kind::ACK => {
             let a: Ack = take(body)?;
-            let ordered = a.ranges.windows(2).all(|w| w[1].last + 1 < w[0].first);
+            let ordered = a
+                .ranges
+                .windows(2)
+                .all(|w| w[1].last.saturating_add(1) < w[0].first);
             if a.ranges.is_empty()
                 || a.ranges.len() > MAX_ACK_RANGES
                 || !ordered
