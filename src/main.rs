@@ -11,7 +11,7 @@ use tailchat::net::addr::{self, HostSpec};
 use tailchat::net::driver::{self, Setup, UiPort};
 use tailchat::net::socket;
 use tailchat::proto::{Config, Endpoint, PeerId};
-use tailchat::ui::command::validate_nick;
+use tailchat::ui::command::{is_valid_nick, MAX_NICK_CHARS};
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal::{self, Shared};
 
@@ -52,7 +52,13 @@ pub struct Args {
 }
 
 fn parse_nick(s: &str) -> Result<String, String> {
-    validate_nick(s).map(|()| s.to_owned())
+    if is_valid_nick(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "a nick is 1 to {MAX_NICK_CHARS} characters, without spaces or control characters"
+        ))
+    }
 }
 
 /// Peers given on the command line take the default port; `--port` is only known after
@@ -109,10 +115,7 @@ fn run(args: Args) -> Result<(), String> {
         },
         Instant::now(),
     );
-    let shared = Arc::new(Shared {
-        nick: Mutex::new(nick.clone()),
-        nicks: Mutex::new(Vec::new()),
-    });
+    let shared = Arc::new(Shared::new(nick.clone()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,14 +137,18 @@ fn run(args: Args) -> Result<(), String> {
         peers,
         default_port,
     };
+    let output = term.output.clone();
     let ui = UiPort {
         input: term.input,
         output: term.output,
         shared,
     };
-    runtime
+    let result = runtime
         .block_on(driver::run(setup, ui, shutdown_signal()))
-        .map_err(|e| format!("network driver failed: {e}"))
+        .map_err(|e| format!("network driver failed: {e}"));
+    // The printer thread owns the screen: let it write the last lines before we exit.
+    output.flush();
+    result
 }
 
 /// Completes on Ctrl-C (when not reading a terminal) or SIGTERM: both mean "/quit".
@@ -164,7 +171,7 @@ fn login_name() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
-        .find(|n| validate_nick(n).is_ok())
+        .find(|n| is_valid_nick(n))
 }
 
 /// Logs never reach the prompt line: without a terminal they go to stderr; on a terminal, only
@@ -221,7 +228,8 @@ mod tests {
 
     #[test]
     fn peers_take_the_port_given_later() {
-        let a = Args::try_parse_from(["tailchat", "--peer", "laptop", "--peer", "[::1]:9"]).unwrap();
+        let a =
+            Args::try_parse_from(["tailchat", "--peer", "laptop", "--peer", "[::1]:9"]).unwrap();
         assert_eq!(a.peers[0].port, 0, "filled in by run()");
         assert_eq!(a.peers[1].port, 9);
         assert!(Args::try_parse_from(["tailchat", "--nick", "two words"]).is_err());

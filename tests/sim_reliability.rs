@@ -369,7 +369,10 @@ fn one_way_loss_does_not_make_the_state_flap() {
     let ok = sim.run_until_cond(Duration::from_secs(10), |s| {
         s.received(1).len() == 1 && s.saw(0, |e| matches!(e, Event::PeerReachable { .. }))
     });
-    assert!(ok, "not delivered, or not reported reachable, after healing");
+    assert!(
+        ok,
+        "not delivered, or not reported reachable, after healing"
+    );
 }
 
 #[test]

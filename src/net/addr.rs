@@ -144,13 +144,26 @@ mod tests {
         assert_eq!(ok("[fd7a::1]").to_string(), "[fd7a::1]:7654");
         assert_eq!(ok("[fd7a::1]:9000").to_string(), "[fd7a::1]:9000");
         assert_eq!(ok("laptop").to_string(), "laptop:7654");
-        assert_eq!(ok("laptop.tail1234.ts.net:9000").to_string(), "laptop.tail1234.ts.net:9000");
+        assert_eq!(
+            ok("laptop.tail1234.ts.net:9000").to_string(),
+            "laptop.tail1234.ts.net:9000"
+        );
         assert_eq!(ok(" localhost ").host, Host::Name("localhost".into()));
     }
 
     #[test]
     fn rejects_nonsense_with_a_hint() {
-        for bad in ["", "host:0", "host:99999", "host:x", "[fd7a::1", "[zz]:1", "a b", "[::1]x", "bad/name"] {
+        for bad in [
+            "",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "[fd7a::1",
+            "[zz]:1",
+            "a b",
+            "[::1]x",
+            "bad/name",
+        ] {
             let e = parse(bad, 7654).unwrap_err();
             assert!(e.contains("expected HOST[:PORT]"), "{bad}: {e}");
         }
@@ -169,6 +182,9 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_name_is_a_clear_error() {
         let e = resolve(&ok("no-such-host.invalid")).await.unwrap_err();
-        assert!(e.starts_with("cannot resolve 'no-such-host.invalid'"), "{e}");
+        assert!(
+            e.starts_with("cannot resolve 'no-such-host.invalid'"),
+            "{e}"
+        );
     }
 }

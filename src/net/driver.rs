@@ -240,8 +240,7 @@ impl Chat {
                 "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
             )),
             Ok(sent) => {
-                self.outstanding
-                    .sent(sent.id, &text, sent.recipients.len());
+                self.outstanding.sent(sent.id, &text, sent.recipients.len());
                 let me = self.ep.nick().to_owned();
                 self.print(match to_nick {
                     Some(nick) => Output::Direct {

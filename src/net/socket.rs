@@ -59,7 +59,9 @@ fn bind_one(at: SocketAddr) -> Result<Bound, (SocketAddr, io::Error)> {
     Ok(Bound {
         socket: socket.into(),
         ipv6,
-        reaches_v4: !ipv6 || dual || matches!(at.ip(), IpAddr::V6(ip) if ip.to_ipv4_mapped().is_some()),
+        reaches_v4: !ipv6
+            || dual
+            || matches!(at.ip(), IpAddr::V6(ip) if ip.to_ipv4_mapped().is_some()),
         reaches_v6: ipv6,
     })
 }

@@ -678,7 +678,11 @@ impl Link {
             consider(self.ack_deadline);
         }
         if self.left {
-            consider(self.partial.as_ref().map(|p| p.last_progress + REASSEMBLY_TIMEOUT));
+            consider(
+                self.partial
+                    .as_ref()
+                    .map(|p| p.last_progress + REASSEMBLY_TIMEOUT),
+            );
             return t;
         }
         if let Some(largest) = self.largest_acked {

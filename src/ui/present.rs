@@ -222,7 +222,15 @@ mod tests {
         let lines = peers_lines(&[info("bob", PeerState::Unreachable)], Instant::now());
         assert_eq!(lines.len(), 2);
         let l = &lines[1];
-        for part in ["bob", "unreachable", "0.42ms", "3", "just now", "manual", "10.0.0.2:7654"] {
+        for part in [
+            "bob",
+            "unreachable",
+            "0.42ms",
+            "3",
+            "just now",
+            "manual",
+            "10.0.0.2:7654",
+        ] {
             assert!(l.contains(part), "{part} missing in {l}");
         }
         assert!(!l.contains("::ffff:"));
@@ -242,10 +250,28 @@ mod tests {
                 "not yet delivered to bob: “see you at the station t…” (still trying)".into()
             ))
         );
-        let quiet = event_output(&Event::Delivered { to: PeerId(2), id, late: false }, name, &mut o);
+        let quiet = event_output(
+            &Event::Delivered {
+                to: PeerId(2),
+                id,
+                late: false,
+            },
+            name,
+            &mut o,
+        );
         assert_eq!(quiet, None);
-        let late = event_output(&Event::Delivered { to: PeerId(1), id, late: true }, name, &mut o);
-        assert!(matches!(late, Some(Output::Notice(s)) if s.starts_with("delivered to bob after all")));
+        let late = event_output(
+            &Event::Delivered {
+                to: PeerId(1),
+                id,
+                late: true,
+            },
+            name,
+            &mut o,
+        );
+        assert!(
+            matches!(late, Some(Output::Notice(s)) if s.starts_with("delivered to bob after all"))
+        );
         assert!(o.messages.is_empty(), "settled messages are forgotten");
     }
 

@@ -1,0 +1,468 @@
+//! Turns one line typed at the prompt into a [`Command`].
+//!
+//! Pure: no terminal, no network, no clock, so every rule below is unit-tested. A line is a
+//! command only when its very first character is `/`; anything else (including a line with
+//! leading spaces) is chat text sent as typed. `//text` escapes the slash and sends `/text`.
+//! Command names are matched ASCII-case-insensitively, as IRC clients do, because a stray
+//! Shift should not turn `/MSG bob hi` into an error.
+
+use std::fmt;
+
+/// Usage of `/msg`, shared by [`COMMANDS`] and the error that quotes it so the two never drift.
+const MSG_USAGE: &str = "/msg NICK TEXT";
+/// Usage of `/add`.
+const ADD_USAGE: &str = "/add HOST[:PORT]";
+/// Usage of `/nick`.
+const NICK_USAGE: &str = "/nick NEW";
+/// Usage of `/peers`.
+const PEERS_USAGE: &str = "/peers";
+/// Usage of `/history`.
+const HISTORY_USAGE: &str = "/history [NICK] [N]";
+/// Usage of `/help`.
+const HELP_USAGE: &str = "/help";
+/// Usage of `/quit`.
+const QUIT_USAGE: &str = "/quit";
+
+/// Longest nick accepted, in characters (not bytes, so non-Latin nicks get the same room).
+pub const MAX_NICK_CHARS: usize = 32;
+
+/// Every command as `(usage, one-line description)`, in the order `/help` lists them.
+///
+/// The first word of each usage is the command name; tab completion takes names from here.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (MSG_USAGE, "send TEXT privately to NICK"),
+    (ADD_USAGE, "add a peer by address (the port is optional)"),
+    (NICK_USAGE, "change your nick"),
+    (
+        PEERS_USAGE,
+        "list known peers: state, round-trip time, queued messages, addresses",
+    ),
+    (HELP_USAGE, "show this list"),
+    (QUIT_USAGE, "leave the chat (also /exit)"),
+];
+
+/// What the user asked for with one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Text for everyone, exactly as typed (a leading `//` is sent as `/`).
+    Say(String),
+    /// `/msg NICK TEXT`: a private message; `text` keeps its inner and trailing spaces.
+    Msg {
+        /// Who the message is for.
+        nick: String,
+        /// The message, as typed after the nick.
+        text: String,
+    },
+    /// `/add HOST[:PORT]`, unparsed: resolving names is the network driver's job.
+    Add(String),
+    /// `/nick NEW`, already checked with [`is_valid_nick`].
+    Nick(String),
+    /// `/peers`.
+    Peers,
+    /// `/help`.
+    Help,
+    /// `/quit` or `/exit`.
+    Quit,
+    /// `/history [NICK] [N]`.
+    History {
+        /// Only messages exchanged with this nick, when given.
+        nick: Option<String>,
+        /// Only the last `count` messages (at least 1), when given.
+        count: Option<usize>,
+    },
+}
+
+/// Why a line could not be understood; its `Display` tells the user what to type instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The word after `/` is not a command; holds the word as typed, slash included.
+    Unknown(String),
+    /// A known command with missing or extra arguments; holds its usage line.
+    Usage(&'static str),
+    /// A nick that breaks the rules of [`is_valid_nick`].
+    InvalidNick,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown(name) => {
+                write!(f, "unknown command {name} — type /help for the list")
+            }
+            Self::Usage(usage) => write!(f, "usage: {usage}"),
+            Self::InvalidNick => write!(
+                f,
+                "nick must be 1 to {MAX_NICK_CHARS} characters without spaces"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// Parses one typed line.
+///
+/// Returns `Ok(None)` for an empty or whitespace-only line, which should simply be ignored.
+///
+/// # Errors
+///
+/// Returns a [`CommandError`] for an unknown `/command`, a command with the wrong arguments,
+/// or an invalid nick; show it to the user and let them retype.
+pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(after_slash) = line.strip_prefix('/') else {
+        return Ok(Some(Command::Say(line.to_owned())));
+    };
+    if after_slash.starts_with('/') {
+        return Ok(Some(Command::Say(after_slash.to_owned())));
+    }
+    let (name, rest) = split_word(after_slash);
+    let args: Vec<&str> = rest.split_whitespace().collect();
+    let command = match name.to_ascii_lowercase().as_str() {
+        "msg" => {
+            let (nick, text) = split_word(rest.trim_start());
+            if nick.is_empty() || text.trim().is_empty() {
+                return Err(CommandError::Usage(MSG_USAGE));
+            }
+            Command::Msg {
+                nick: checked_nick(nick)?,
+                text: text.trim_start().to_owned(),
+            }
+        }
+        "add" => match args.as_slice() {
+            [address] => Command::Add((*address).to_owned()),
+            _ => return Err(CommandError::Usage(ADD_USAGE)),
+        },
+        "nick" => match args.as_slice() {
+            [] => return Err(CommandError::Usage(NICK_USAGE)),
+            [nick] => Command::Nick(checked_nick(nick)?),
+            // Several words are most likely a nick with a space in it, so say what is wrong
+            // with the nick rather than repeating the usage.
+            _ => return Err(CommandError::InvalidNick),
+        },
+        "peers" => no_arguments(&args, PEERS_USAGE, Command::Peers)?,
+        "help" => no_arguments(&args, HELP_USAGE, Command::Help)?,
+        "quit" | "exit" => no_arguments(&args, QUIT_USAGE, Command::Quit)?,
+        "history" => parse_history(&args)?,
+        _ => return Err(CommandError::Unknown(format!("/{name}"))),
+    };
+    Ok(Some(command))
+}
+
+/// Whether `nick` is acceptable: 1 to [`MAX_NICK_CHARS`] characters, none of them whitespace,
+/// a control character, or a bidi override/isolate (which would make it display as another
+/// nick).
+#[must_use]
+pub fn is_valid_nick(nick: &str) -> bool {
+    let count = nick.chars().count();
+    (1..=MAX_NICK_CHARS).contains(&count)
+        && nick.chars().all(|c| {
+            !c.is_whitespace() && !c.is_control() && !crate::ui::render::is_bidi_control(c)
+        })
+}
+
+/// The `/help` text: one line per entry of [`COMMANDS`], descriptions aligned in a column.
+#[must_use]
+pub fn help_lines() -> Vec<String> {
+    let width = COMMANDS
+        .iter()
+        .map(|(usage, _)| usage.chars().count())
+        .max()
+        .unwrap_or(0);
+    let say = (
+        "TEXT",
+        "send TEXT to everyone (start it with // to send a leading /)",
+    );
+    std::iter::once(&say)
+        .chain(COMMANDS.iter())
+        .map(|(usage, description)| format!("{usage:<width$}  {description}"))
+        .collect()
+}
+
+/// The command names (`/msg`, `/add`, …) in [`COMMANDS`] order, for completion.
+pub fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS
+        .iter()
+        .map(|(usage, _)| usage.split_whitespace().next().unwrap_or(usage))
+}
+
+/// Splits off the first whitespace-separated word; the rest keeps its leading whitespace so
+/// callers decide how much of the user's spacing to keep.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find(char::is_whitespace) {
+        Some(end) => s.split_at(end),
+        None => (s, ""),
+    }
+}
+
+/// Returns `nick` owned if [`is_valid_nick`] accepts it.
+fn checked_nick(nick: &str) -> Result<String, CommandError> {
+    if is_valid_nick(nick) {
+        Ok(nick.to_owned())
+    } else {
+        Err(CommandError::InvalidNick)
+    }
+}
+
+/// `command` if no argument was given; extra words are refused rather than silently dropped
+/// so that a typo like `/peers bob` is noticed.
+fn no_arguments(
+    args: &[&str],
+    usage: &'static str,
+    command: Command,
+) -> Result<Command, CommandError> {
+    if args.is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Usage(usage))
+    }
+}
+
+/// `/history`, `/history N`, `/history NICK`, `/history NICK N`. A lone all-digit word is a
+/// count, not a nick: a peer called `42` is reached with `/history 42 20`.
+fn parse_history(args: &[&str]) -> Result<Command, CommandError> {
+    let usage = CommandError::Usage(HISTORY_USAGE);
+    let (nick, count) = match args {
+        [] => (None, None),
+        [word] => match parse_count(word) {
+            Some(Ok(count)) => (None, Some(count)),
+            Some(Err(())) => return Err(usage),
+            None => (Some(checked_nick(word)?), None),
+        },
+        [nick, count] => match parse_count(count) {
+            Some(Ok(count)) => (Some(checked_nick(nick)?), Some(count)),
+            _ => return Err(usage),
+        },
+        _ => return Err(usage),
+    };
+    Ok(Command::History { nick, count })
+}
+
+/// `None` if `word` is not a number at all, `Some(Err)` if it is one but not a usable count
+/// (zero or too large), `Some(Ok)` otherwise.
+fn parse_count(word: &str) -> Option<Result<usize, ()>> {
+    if !word.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match word.parse::<usize>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err(()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        parse(line)
+            .unwrap_or_else(|e| panic!("{line:?} failed: {e}"))
+            .unwrap_or_else(|| panic!("{line:?} parsed as nothing"))
+    }
+
+    fn err(line: &str) -> CommandError {
+        match parse(line) {
+            Err(e) => e,
+            Ok(c) => panic!("{line:?} parsed as {c:?}"),
+        }
+    }
+
+    fn say(text: &str) -> Command {
+        Command::Say(text.to_owned())
+    }
+
+    #[test]
+    fn blank_lines_are_nothing() {
+        for line in ["", " ", "\t", "   \t  "] {
+            assert_eq!(parse(line), Ok(None), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn plain_text_is_said_exactly_as_typed() {
+        assert_eq!(ok("hello"), say("hello"));
+        assert_eq!(ok("  two  spaces  "), say("  two  spaces  "));
+        assert_eq!(ok("héllo 👋 世界"), say("héllo 👋 世界"));
+        // Only a slash in the first column makes a command.
+        assert_eq!(ok(" /quit"), say(" /quit"));
+        assert_eq!(ok("a/b"), say("a/b"));
+    }
+
+    #[test]
+    fn double_slash_sends_a_literal_slash() {
+        assert_eq!(ok("//foo"), say("/foo"));
+        assert_eq!(ok("//"), say("/"));
+        assert_eq!(ok("///x y"), say("//x y"));
+    }
+
+    #[test]
+    fn long_text_passes_through() {
+        let text = "x".repeat(70_000);
+        assert_eq!(ok(&text), say(&text));
+    }
+
+    #[test]
+    fn msg_splits_nick_and_keeps_text_spacing() {
+        assert_eq!(
+            ok("/msg bob hi  there "),
+            Command::Msg {
+                nick: "bob".into(),
+                text: "hi  there ".into()
+            }
+        );
+        assert_eq!(
+            ok("/msg   bob \t  hi"),
+            Command::Msg {
+                nick: "bob".into(),
+                text: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn msg_without_text_is_a_usage_error() {
+        for line in ["/msg", "/msg ", "/msg bob", "/msg bob   "] {
+            assert_eq!(err(line), CommandError::Usage(MSG_USAGE), "{line:?}");
+        }
+        assert_eq!(err("/msg bob").to_string(), "usage: /msg NICK TEXT");
+    }
+
+    #[test]
+    fn msg_to_an_impossible_nick_is_refused() {
+        let long = "n".repeat(MAX_NICK_CHARS + 1);
+        assert_eq!(err(&format!("/msg {long} hi")), CommandError::InvalidNick);
+    }
+
+    #[test]
+    fn add_takes_exactly_one_address() {
+        assert_eq!(ok("/add 10.0.0.2"), Command::Add("10.0.0.2".into()));
+        assert_eq!(ok("/add host:7654 "), Command::Add("host:7654".into()));
+        assert_eq!(ok("/add [::1]:7654"), Command::Add("[::1]:7654".into()));
+        assert_eq!(err("/add"), CommandError::Usage(ADD_USAGE));
+        assert_eq!(err("/add a b"), CommandError::Usage(ADD_USAGE));
+    }
+
+    #[test]
+    fn nick_is_validated() {
+        assert_eq!(ok("/nick alice"), Command::Nick("alice".into()));
+        assert_eq!(ok("/nick Zoë_世界"), Command::Nick("Zoë_世界".into()));
+        let longest = "é".repeat(MAX_NICK_CHARS);
+        assert_eq!(ok(&format!("/nick {longest}")), Command::Nick(longest));
+        assert_eq!(err("/nick"), CommandError::Usage(NICK_USAGE));
+        assert_eq!(err("/nick bob smith"), CommandError::InvalidNick);
+        let too_long = "é".repeat(MAX_NICK_CHARS + 1);
+        assert_eq!(err(&format!("/nick {too_long}")), CommandError::InvalidNick);
+        assert_eq!(err("/nick a\u{7}b"), CommandError::InvalidNick);
+        assert_eq!(err("/nick a\u{1b}[2Jb"), CommandError::InvalidNick);
+        assert_eq!(err("/nick \u{202e}evil"), CommandError::InvalidNick);
+        assert_eq!(
+            err("/nick a b").to_string(),
+            "nick must be 1 to 32 characters without spaces"
+        );
+    }
+
+    #[test]
+    fn nick_rules() {
+        assert!(is_valid_nick("a"));
+        assert!(!is_valid_nick(""));
+        assert!(!is_valid_nick("a\u{a0}b"), "no-break space is whitespace");
+        assert!(!is_valid_nick("a\u{85}b"), "C1 control");
+        assert!(!is_valid_nick("a\u{2066}b"), "bidi isolate");
+    }
+
+    #[test]
+    fn argumentless_commands() {
+        assert_eq!(ok("/peers"), Command::Peers);
+        assert_eq!(ok("/help"), Command::Help);
+        assert_eq!(ok("/quit"), Command::Quit);
+        assert_eq!(ok("/exit"), Command::Quit);
+        assert_eq!(ok("/quit   "), Command::Quit);
+        assert_eq!(err("/peers bob"), CommandError::Usage(PEERS_USAGE));
+        assert_eq!(err("/help me"), CommandError::Usage(HELP_USAGE));
+        assert_eq!(err("/exit now"), CommandError::Usage(QUIT_USAGE));
+    }
+
+    #[test]
+    fn names_ignore_ascii_case() {
+        assert_eq!(ok("/QUIT"), Command::Quit);
+        assert_eq!(
+            ok("/Msg Bob hi"),
+            Command::Msg {
+                nick: "Bob".into(),
+                text: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn history_forms() {
+        let history = |nick: Option<&str>, count| Command::History {
+            nick: nick.map(str::to_owned),
+            count,
+        };
+        assert_eq!(ok("/history"), history(None, None));
+        assert_eq!(ok("/history 50"), history(None, Some(50)));
+        assert_eq!(ok("/history bob"), history(Some("bob"), None));
+        assert_eq!(ok("/history bob 50"), history(Some("bob"), Some(50)));
+        assert_eq!(ok("/history 42 5"), history(Some("42"), Some(5)));
+    }
+
+    #[test]
+    fn history_rejects_bad_counts_and_extra_words() {
+        for line in [
+            "/history 0",
+            "/history bob 0",
+            "/history bob x",
+            "/history 50 bob",
+            "/history a b c",
+            "/history 99999999999999999999999",
+        ] {
+            assert_eq!(err(line), CommandError::Usage(HISTORY_USAGE), "{line:?}");
+        }
+        assert_eq!(err("/history b\u{1b}b"), CommandError::InvalidNick);
+    }
+
+    #[test]
+    fn unknown_commands_name_themselves_and_point_to_help() {
+        assert_eq!(err("/foo bar"), CommandError::Unknown("/foo".into()));
+        assert_eq!(
+            err("/foo").to_string(),
+            "unknown command /foo — type /help for the list"
+        );
+        assert_eq!(err("/"), CommandError::Unknown("/".into()));
+        assert_eq!(err("/ hi"), CommandError::Unknown("/".into()));
+    }
+
+    #[test]
+    fn every_listed_command_parses_and_is_named() {
+        let names: Vec<&str> = command_names().collect();
+        assert_eq!(names, ["/msg", "/add", "/nick", "/peers", "/help", "/quit"]);
+        for name in names {
+            assert!(
+                !matches!(parse(name), Err(CommandError::Unknown(_))),
+                "{name} is listed but unknown to parse"
+            );
+        }
+    }
+
+    #[test]
+    fn help_is_one_aligned_line_per_command() {
+        let lines = help_lines();
+        assert_eq!(
+            lines.len(),
+            COMMANDS.len() + 1,
+            "plain text first, then each command"
+        );
+        assert!(lines[0].starts_with("TEXT ") && lines[0].contains("everyone"));
+        let column = |line: &str, description: &str| line.find(description).unwrap();
+        let first = column(&lines[1], COMMANDS[0].1);
+        for (line, (usage, description)) in lines[1..].iter().zip(COMMANDS) {
+            assert!(line.starts_with(usage), "{line:?}");
+            assert_eq!(column(line, description), first, "{line:?} is not aligned");
+        }
+        assert_eq!(column(&lines[0], "send TEXT to everyone"), first);
+        assert_eq!(lines[1], "/msg NICK TEXT    send TEXT privately to NICK");
+    }
+}

@@ -1,0 +1,115 @@
+//! Tab completion of command names and peer nicks, as a pure function of the edited line.
+//!
+//! The rustyline helper in `terminal.rs` only forwards to [`complete`], so the rules are
+//! tested here without a terminal.
+
+use crate::ui::command::{command_names, is_valid_nick};
+use crate::ui::render::sanitize;
+
+/// Completions for the word that ends at byte `pos` of `line`.
+///
+/// Returns the byte offset where that word starts (the text to replace runs from there to
+/// `pos`) and the replacement candidates, sorted and without duplicates:
+///
+/// - a word starting with `/` at the start of the line completes to command names, each
+///   followed by a space so the arguments can be typed straight away;
+/// - any other word (including an empty one, to list everyone after `/msg `) completes to the
+///   nicks in `nicks` that start with it, ignoring case. Nicks that could not be typed as one
+///   argument, or that contain anything [`sanitize`] would strip, are never offered: the list
+///   is printed to the terminal as is, and peers choose their own nicks.
+///
+/// A `pos` that is past the end of `line` or inside a character completes nothing.
+#[must_use]
+pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>) {
+    let Some(before) = line.get(..pos) else {
+        return (pos, Vec::new());
+    };
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
+    let word = &before[start..];
+    let mut candidates: Vec<String> = if start == 0 && word.starts_with('/') {
+        command_names()
+            .filter(|name| name.starts_with(&word.to_ascii_lowercase()))
+            .map(|name| format!("{name} "))
+            .collect()
+    } else {
+        let word = word.to_lowercase();
+        nicks
+            .iter()
+            .filter(|nick| is_valid_nick(nick) && sanitize(nick) == **nick)
+            .filter(|nick| nick.to_lowercase().starts_with(&word))
+            .cloned()
+            .collect()
+    };
+    candidates.sort();
+    candidates.dedup();
+    (start, candidates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nicks(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn at_end(line: &str, known: &[&str]) -> (usize, Vec<String>) {
+        complete(line, line.len(), &nicks(known))
+    }
+
+    #[test]
+    fn commands_complete_at_the_start_of_the_line() {
+        assert_eq!(at_end("/m", &[]), (0, vec!["/msg ".to_owned()]));
+        assert_eq!(at_end("/h", &[]), (0, nicks(&["/help "])));
+        assert_eq!(at_end("/", &[]).1.len(), 6);
+        assert_eq!(at_end("/Q", &[]), (0, vec!["/quit ".to_owned()]));
+        assert_eq!(at_end("/zzz", &[]), (0, vec![]));
+    }
+
+    #[test]
+    fn commands_do_not_complete_later_in_the_line() {
+        assert_eq!(at_end("say /m", &["alice"]), (4, vec![]));
+    }
+
+    #[test]
+    fn nicks_complete_the_word_under_the_cursor() {
+        let known = ["alice", "Alfred", "bob"];
+        assert_eq!(at_end("/msg al", &known), (5, nicks(&["Alfred", "alice"])));
+        assert_eq!(
+            at_end("/msg ", &known),
+            (5, nicks(&["Alfred", "alice", "bob"]))
+        );
+        assert_eq!(at_end("/history B", &known), (9, nicks(&["bob"])));
+        assert_eq!(at_end("bo", &known), (0, nicks(&["bob"])));
+        // The cursor in the middle of the line: only the text before it counts.
+        assert_eq!(
+            complete("/msg b hello", 6, &nicks(&known)),
+            (5, nicks(&["bob"]))
+        );
+    }
+
+    #[test]
+    fn nicks_are_offered_once_and_only_if_safe() {
+        let known = ["bob", "bob", "bo b", "bo\u{1b}[2Jb", "bo\u{202e}b", "bó"];
+        assert_eq!(at_end("b", &known), (0, nicks(&["bob", "bó"])));
+    }
+
+    #[test]
+    fn word_start_is_a_byte_offset_after_multibyte_whitespace() {
+        let line = "hé\u{3000}al";
+        let (start, found) = at_end(line, &["alice"]);
+        assert_eq!(&line[start..], "al");
+        assert_eq!(found, nicks(&["alice"]));
+    }
+
+    #[test]
+    fn bad_cursor_positions_complete_nothing() {
+        assert_eq!(
+            complete("héllo", 2, &nicks(&["héllo"])).1,
+            Vec::<String>::new()
+        );
+        assert_eq!(complete("ab", 9, &nicks(&["ab"])).1, Vec::<String>::new());
+    }
+}

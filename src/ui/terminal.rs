@@ -1,0 +1,563 @@
+//! The terminal edge: reads typed lines and prints rendered output, on two threads of its own.
+//!
+//! [`start`] picks one of two modes:
+//!
+//! - **Interactive** (stdin and stdout are both terminals, and rustyline can create an
+//!   `ExternalPrinter`): rustyline runs on the `tailchat-readline` thread with the prompt
+//!   `nick> `, history and tab completion. Output goes through the `ExternalPrinter`, which
+//!   redraws the half-typed line below each printed line instead of clobbering it. Colours are
+//!   on unless `NO_COLOR` is set to a non-empty value.
+//! - **Plain** (anything else, e.g. `printf '/add host\nhello\n' | tailchat`): a thread reads
+//!   stdin line by line (invalid UTF-8 replaced, `\n` or `\r\n` stripped) and then sends
+//!   [`Input::Eof`]; output is written to stdout one line at a time, flushed, with no prompt
+//!   and no colours.
+//!
+//! Known rustyline 15 limitation (upstream issue kkawakam/rustyline#976): once an
+//! `ExternalPrinter` exists, readline waits in `select` on the terminal without looking at the
+//! bytes it has already buffered, so when several characters arrive in one read (an input
+//! method committing a word, a paste without bracketed paste, input scripted through a pty)
+//! only the first is handled until the next key press. Ordinary typing and bracketed paste
+//! are not affected.
+//!
+//! In both modes a single `tailchat-printer` thread is the only writer of output, fed over a
+//! std channel, so [`OutputSender::print`] never blocks async code (the `ExternalPrinter`
+//! itself may block while rustyline redraws). Do not `println!` anywhere else while the
+//! terminal runs; diagnostics (tracing) belong on stderr or in a file, and on a terminal they
+//! will still land across the prompt.
+//!
+//! # Shutting down
+//!
+//! The normal ways out leave the terminal as it was found, because rustyline restores it when
+//! `readline` returns and the readline thread then stops reading on its own:
+//!
+//! - `/quit` or `/exit`: the thread hands over the line and ends;
+//! - Ctrl-D, or Ctrl-C on an empty line: the thread sends [`Input::Eof`] and ends.
+//!
+//! The main program should treat a quit command, [`Input::Eof`] and a closed `input` channel
+//! (`recv()` returning `None`) alike: stop the network, call [`OutputSender::flush`] (it
+//! blocks, so from synchronous code or `spawn_blocking`) so that the last lines are on screen,
+//! and return from `main`. The threads are not joined; the process exit ends them. In plain
+//! mode the stdin thread may still be blocked in `read`, which is harmless.
+//!
+//! Exiting for any other reason while a prompt is open (a fatal network error, SIGTERM) is
+//! the one case that cannot be made clean here: the readline thread is blocked in `readline`
+//! with the terminal in raw mode, rustyline offers no way to interrupt it from another
+//! thread, so the terminal stays raw after the process exits (the user's shell may need
+//! `reset`). Restoring it would take saving the terminal attributes at start (`tcgetattr`) and
+//! putting them back at exit, which std cannot do.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Context, Editor, Event, EventContext,
+    EventHandler, ExternalPrinter, Helper, KeyEvent, RepeatCount,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tracing::{debug, error, warn};
+
+use crate::ui::command::{self, Command};
+use crate::ui::completion;
+use crate::ui::render::{render, sanitize, Output};
+
+/// How many typed lines the up-arrow history keeps (rustyline's default of 100 is short for a
+/// chat where the same few commands come back all day).
+const MAX_HISTORY: usize = 1000;
+
+/// What the user typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// One line, without its line ending; feed it to [`command::parse`].
+    Line(String),
+    /// End of input: Ctrl-D, Ctrl-C on an empty line, or the end of a piped stdin.
+    Eof,
+}
+
+/// State the terminal reads while it runs, written by the rest of the program.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Our nick, shown in the prompt; read afresh before each prompt. The readline thread also
+    /// stores a valid `/nick` here itself before the next prompt, so the prompt never lags.
+    pub nick: Mutex<String>,
+    /// Nicks of known peers, offered by tab completion.
+    pub nicks: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    /// Shared state with our `nick` and no peers yet.
+    #[must_use]
+    pub fn new(nick: impl Into<String>) -> Self {
+        Self {
+            nick: Mutex::new(nick.into()),
+            nicks: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Both ends of the running terminal, as returned by [`start`].
+#[derive(Debug)]
+pub struct Terminal {
+    /// Typed lines, then [`Input::Eof`]; `None` from `recv()` means the same as `Eof`.
+    pub input: UnboundedReceiver<Input>,
+    /// Where to send everything to show; clone it freely.
+    pub output: OutputSender,
+}
+
+/// A handle on the printer thread, the only writer of output.
+#[derive(Debug, Clone)]
+pub struct OutputSender {
+    /// Queue to the printer thread; unbounded so sending never waits.
+    lines: mpsc::Sender<ToPrinter>,
+    /// Whether [`render`] adds colours: decided once at start for the mode and `NO_COLOR`.
+    color: bool,
+}
+
+/// What the printer thread is asked to do, in order.
+#[derive(Debug)]
+enum ToPrinter {
+    /// Write this already rendered line.
+    Line(String),
+    /// Signal the sender once everything queued before has been written.
+    Flush(mpsc::Sender<()>),
+}
+
+impl OutputSender {
+    /// Renders `out` with the local time of day and queues it for printing. Never blocks; if
+    /// the printer thread is gone, the line is dropped.
+    pub fn print(&self, out: &Output) {
+        let line = render(out, chrono::Local::now().time(), self.color);
+        // Sending fails only once the printer thread has ended, when there is nowhere left to
+        // write to anyway.
+        let _ = self.lines.send(ToPrinter::Line(line));
+    }
+
+    /// Blocks until every line queued before this call has been written (or the printer
+    /// thread is gone). Meant for the end of the program; not for async code.
+    pub fn flush(&self) {
+        let (done, written) = mpsc::channel();
+        if self.lines.send(ToPrinter::Flush(done)).is_ok() {
+            // An error here means the printer thread died, so nothing more will be written.
+            let _ = written.recv();
+        }
+    }
+}
+
+/// Starts reading input and printing output, in interactive or plain mode (see the module
+/// documentation). `history_file`, if given, is loaded now (a missing file is fine) and each
+/// new line is appended to it; any trouble with it is logged and otherwise ignored. Plain mode
+/// keeps no history.
+#[must_use]
+pub fn start(shared: Arc<Shared>, history_file: Option<PathBuf>) -> Terminal {
+    let (input_tx, input) = unbounded_channel();
+    let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
+    let output = if interactive {
+        start_interactive(shared, history_file, input_tx).unwrap_or_else(start_plain)
+    } else {
+        start_plain(input_tx)
+    };
+    Terminal { input, output }
+}
+
+/// Sets up rustyline and its printer, or gives `input_tx` back when this terminal cannot have
+/// them, so the caller can fall back to plain mode.
+fn start_interactive(
+    shared: Arc<Shared>,
+    history_file: Option<PathBuf>,
+    input_tx: UnboundedSender<Input>,
+) -> Result<OutputSender, UnboundedSender<Input>> {
+    let config = match Config::builder().max_history_size(MAX_HISTORY) {
+        Ok(builder) => builder,
+        Err(e) => {
+            debug!("cannot size the history ({e}); plain mode");
+            return Err(input_tx);
+        }
+    }
+    .auto_add_history(false)
+    .completion_type(CompletionType::List)
+    .build();
+    let mut editor: Editor<ChatHelper, FileHistory> = match Editor::with_config(config) {
+        Ok(editor) => editor,
+        Err(e) => {
+            debug!("cannot start line editing ({e}); plain mode");
+            return Err(input_tx);
+        }
+    };
+    let mut printer = match editor.create_external_printer() {
+        Ok(printer) => printer,
+        Err(e) => {
+            debug!("cannot print above the prompt ({e}); plain mode");
+            return Err(input_tx);
+        }
+    };
+    editor.set_helper(Some(ChatHelper {
+        shared: Arc::clone(&shared),
+    }));
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(CtrlCOnEmptyLineEnds)),
+    );
+    if let Some(path) = &history_file {
+        match editor.load_history(path) {
+            Ok(()) => {}
+            Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("cannot read history from {}: {e}", path.display()),
+        }
+    }
+    let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    // The ExternalPrinter writes the line as is while rustyline is not in raw mode (between
+    // two prompts), so the line ending must be ours.
+    let output = spawn_printer(color, move |line| {
+        printer.print(format!("{line}\n")).map_err(io::Error::other)
+    });
+    spawn_named("tailchat-readline", move || {
+        read_interactive(editor, &shared, history_file.as_deref(), &input_tx);
+    });
+    Ok(output)
+}
+
+/// Plain mode: stdin lines in, stdout lines out.
+fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
+    let output = spawn_printer(false, |line| {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()
+    });
+    spawn_named("tailchat-stdin", move || {
+        read_plain(io::stdin().lock(), &input_tx);
+    });
+    output
+}
+
+/// Starts the printer thread writing every rendered line through `sink`.
+fn spawn_printer(
+    color: bool,
+    sink: impl FnMut(String) -> io::Result<()> + Send + 'static,
+) -> OutputSender {
+    let (lines, queue) = mpsc::channel();
+    spawn_named("tailchat-printer", move || run_printer(&queue, sink));
+    OutputSender { lines, color }
+}
+
+/// The printer loop: until every [`OutputSender`] is dropped, write lines in order and answer
+/// flushes. A failing sink (closed stdout, …) is reported once, not once per line.
+fn run_printer(queue: &mpsc::Receiver<ToPrinter>, mut sink: impl FnMut(String) -> io::Result<()>) {
+    let mut reported = false;
+    for message in queue {
+        match message {
+            ToPrinter::Line(line) => {
+                if let Err(e) = sink(line) {
+                    if !reported {
+                        warn!("cannot write output: {e}");
+                        reported = true;
+                    }
+                }
+            }
+            ToPrinter::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The readline loop; see the module documentation for when it ends.
+fn read_interactive(
+    mut editor: Editor<ChatHelper, FileHistory>,
+    shared: &Shared,
+    history_file: Option<&Path>,
+    input_tx: &UnboundedSender<Input>,
+) {
+    let mut history_file = history_file;
+    loop {
+        // The nick is ours, but it may come from anywhere (config, another peer's rename
+        // notice), and rustyline prints the prompt verbatim.
+        let prompt = format!("{}> ", sanitize(&lock(&shared.nick)));
+        match editor.readline(&prompt) {
+            Ok(line) => {
+                remember(&mut editor, &line, &mut history_file);
+                let parsed = command::parse(&line);
+                if let Ok(Some(Command::Nick(nick))) = &parsed {
+                    lock(&shared.nick).clone_from(nick);
+                }
+                let quit = matches!(parsed, Ok(Some(Command::Quit)));
+                if input_tx.send(Input::Line(line)).is_err() || quit {
+                    return;
+                }
+            }
+            // Ctrl-C on a non-empty line: rustyline has dropped the line, prompt again.
+            Err(ReadlineError::Interrupted) => {}
+            Err(ReadlineError::Eof) => {
+                let _ = input_tx.send(Input::Eof);
+                return;
+            }
+            Err(e) => {
+                warn!("cannot read the terminal: {e}");
+                let _ = input_tx.send(Input::Eof);
+                return;
+            }
+        }
+    }
+}
+
+/// Adds a non-blank `line` to the up-arrow history and appends it to the history file. After
+/// the first failure to write the file, gives up on it (`history_file` becomes `None`) rather
+/// than warning on every line.
+fn remember(
+    editor: &mut Editor<ChatHelper, FileHistory>,
+    line: &str,
+    history_file: &mut Option<&Path>,
+) {
+    if line.trim().is_empty() {
+        return;
+    }
+    match editor.add_history_entry(line) {
+        Ok(true) => {}
+        // Ignored as a repeat of the previous line: nothing new to save.
+        Ok(false) => return,
+        Err(e) => {
+            warn!("cannot add to history: {e}");
+            return;
+        }
+    }
+    if let Some(path) = *history_file {
+        if let Err(e) = editor.append_history(path) {
+            warn!(
+                "cannot save history to {}: {e}; not trying again",
+                path.display()
+            );
+            *history_file = None;
+        }
+    }
+}
+
+/// Reads lines from `reader` until it ends or fails, then sends [`Input::Eof`].
+fn read_plain(mut reader: impl BufRead, input_tx: &UnboundedSender<Input>) {
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match reader.read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {
+                if bytes.ends_with(b"\n") {
+                    bytes.pop();
+                    if bytes.ends_with(b"\r") {
+                        bytes.pop();
+                    }
+                }
+                let line = String::from_utf8_lossy(&bytes).into_owned();
+                if input_tx.send(Input::Line(line)).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!("cannot read stdin: {e}");
+                break;
+            }
+        }
+    }
+    let _ = input_tx.send(Input::Eof);
+}
+
+/// Starts a named thread (names show in debuggers and panics). Failing to start one is logged:
+/// the channels it held close, which reads as end of input or as output going nowhere.
+fn spawn_named(name: &str, body: impl FnOnce() + Send + 'static) {
+    if let Err(e) = thread::Builder::new().name(name.to_owned()).spawn(body) {
+        error!("cannot start thread {name}: {e}");
+    }
+}
+
+/// Locks `mutex`, carrying on after a panic elsewhere: a nick or a list of nicks cannot be
+/// left half-updated in a way that matters to the prompt.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The rustyline helper: tab completion from [`completion::complete`], nothing else.
+struct ChatHelper {
+    /// Where the current peer nicks are read from at each Tab.
+    shared: Arc<Shared>,
+}
+
+impl Completer for ChatHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let (start, found) = completion::complete(line, pos, &lock(&self.shared.nicks));
+        let candidates = found
+            .into_iter()
+            .map(|replacement| Pair {
+                display: replacement.trim_end().to_owned(),
+                replacement,
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+
+impl Highlighter for ChatHelper {}
+
+impl Validator for ChatHelper {}
+
+impl Helper for ChatHelper {}
+
+/// Ctrl-C ends the session on an empty line (like Ctrl-D) and only clears a non-empty one,
+/// so a habitual Ctrl-C never throws away a half-typed message *and* quits.
+struct CtrlCOnEmptyLineEnds;
+
+impl ConditionalEventHandler for CtrlCOnEmptyLineEnds {
+    fn handle(
+        &self,
+        _event: &Event,
+        _count: RepeatCount,
+        _positive: bool,
+        ctx: &EventContext,
+    ) -> Option<Cmd> {
+        // `None` keeps rustyline's own Ctrl-C: readline returns `Interrupted`.
+        ctx.line().is_empty().then_some(Cmd::EndOfFile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(input: &mut UnboundedReceiver<Input>) -> Vec<Input> {
+        let mut all = Vec::new();
+        while let Ok(item) = input.try_recv() {
+            all.push(item);
+        }
+        all
+    }
+
+    fn line(text: &str) -> Input {
+        Input::Line(text.to_owned())
+    }
+
+    #[test]
+    fn plain_input_strips_line_endings_then_ends() {
+        let (tx, mut rx) = unbounded_channel();
+        let stdin: &[u8] = b"/add host\r\nhello\n\n  spaced  \nno newline at end";
+        read_plain(stdin, &tx);
+        assert_eq!(
+            drain(&mut rx),
+            [
+                line("/add host"),
+                line("hello"),
+                line(""),
+                line("  spaced  "),
+                line("no newline at end"),
+                Input::Eof
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_input_replaces_invalid_utf8() {
+        let (tx, mut rx) = unbounded_channel();
+        let stdin: &[u8] = b"caf\xc3\xa9 \xff!\n";
+        read_plain(stdin, &tx);
+        assert_eq!(drain(&mut rx), [line("café \u{fffd}!"), Input::Eof]);
+    }
+
+    #[test]
+    fn plain_input_stops_when_nobody_listens() {
+        let (tx, rx) = unbounded_channel();
+        drop(rx);
+        // Must return instead of reading an endless stdin.
+        read_plain(io::BufReader::new(io::repeat(b'\n')), &tx);
+    }
+
+    /// A printer thread writing into a vector, as the real one writes to the terminal.
+    fn recording_printer(color: bool) -> (OutputSender, Arc<Mutex<Vec<String>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&written);
+        let output = spawn_printer(color, move |line| {
+            lock(&sink).push(line);
+            Ok(())
+        });
+        (output, written)
+    }
+
+    #[test]
+    fn flush_waits_for_every_earlier_line_in_order() {
+        let (output, written) = recording_printer(false);
+        let other = output.clone();
+        for i in 0..100 {
+            output.print(&Output::Info(format!("line {i}")));
+            other.print(&Output::Notice(format!("notice {i}")));
+        }
+        output.flush();
+        let written = lock(&written).clone();
+        assert_eq!(written.len(), 200);
+        for (i, pair) in written.chunks(2).enumerate() {
+            // Each line is "HH:MM " then the body.
+            assert_eq!(&pair[0][6..], format!("line {i}"));
+            assert_eq!(&pair[1][6..], format!("-!- notice {i}"));
+        }
+    }
+
+    #[test]
+    fn printed_lines_are_rendered_and_sanitized() {
+        let (plain, plain_written) = recording_printer(false);
+        let evil = Output::Group {
+            nick: "mallory".into(),
+            text: "\u{1b}]0;owned\u{7}hi\u{1b}[2J".into(),
+        };
+        plain.print(&evil);
+        plain.flush();
+        let line = lock(&plain_written).pop().unwrap();
+        assert!(line.ends_with(" <mallory> hi"), "{line:?}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+
+        let (coloured, coloured_written) = recording_printer(true);
+        coloured.print(&evil);
+        coloured.flush();
+        assert!(lock(&coloured_written).pop().unwrap().contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_failing_sink_does_not_stop_the_printer() {
+        let (queue_tx, queue) = mpsc::channel();
+        let mut attempts = 0;
+        let (done, flushed) = mpsc::channel();
+        queue_tx.send(ToPrinter::Line("a".into())).unwrap();
+        queue_tx.send(ToPrinter::Line("b".into())).unwrap();
+        queue_tx.send(ToPrinter::Flush(done)).unwrap();
+        drop(queue_tx);
+        run_printer(&queue, |_| {
+            attempts += 1;
+            Err(io::Error::from(io::ErrorKind::BrokenPipe))
+        });
+        assert_eq!(attempts, 2);
+        assert_eq!(flushed.try_recv(), Ok(()));
+    }
+
+    #[test]
+    fn flush_returns_when_the_printer_is_gone() {
+        let (lines, queue) = mpsc::channel();
+        drop(queue);
+        let output = OutputSender {
+            lines,
+            color: false,
+        };
+        output.print(&Output::Info("dropped".into()));
+        output.flush();
+    }
+}
