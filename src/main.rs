@@ -140,7 +140,7 @@ fn run(args: Args) -> Result<(), String> {
     let output = term.output.clone();
     let ui = UiPort {
         input: term.input,
-        output: term.output,
+        output: Box::new(term.output),
         shared,
     };
     let result = runtime

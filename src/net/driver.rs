@@ -9,6 +9,7 @@ use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
 use crate::ui::terminal::{Input, OutputSender, Shared};
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -32,12 +33,30 @@ pub struct Setup {
     pub default_port: u16,
 }
 
+/// Where the driver's output lines go: the terminal, or a channel in tests and benchmarks.
+pub trait OutputSink: Send {
+    /// Shows one line; must not block.
+    fn print(&self, out: &Output);
+}
+
+impl OutputSink for OutputSender {
+    fn print(&self, out: &Output) {
+        OutputSender::print(self, out);
+    }
+}
+
+impl OutputSink for std::sync::mpsc::Sender<Output> {
+    fn print(&self, out: &Output) {
+        let _ = self.send(out.clone());
+    }
+}
+
 /// The user-interface side, as the driver sees it.
 pub struct UiPort {
     /// Lines typed (or piped) by the user.
     pub input: mpsc::UnboundedReceiver<Input>,
     /// Where output lines go.
-    pub output: OutputSender,
+    pub output: Box<dyn OutputSink>,
     /// The prompt's nick and the nicks offered for completion.
     pub shared: Arc<Shared>,
 }
@@ -55,7 +74,7 @@ struct Chat {
     /// The protocol core.
     ep: Endpoint,
     /// Where output goes.
-    ui: OutputSender,
+    ui: Box<dyn OutputSink>,
     /// Prompt nick and completion list.
     shared: Arc<Shared>,
     /// Our messages awaiting acknowledgement, for notices.

@@ -11,7 +11,7 @@
 use super::ids::MessageId;
 use super::ranges::RangeSet;
 use super::rtt::{RttEstimator, MAX_ACK_DELAY};
-use super::wire::{self, Ack, AckRange, Chat, Fragment, Frame, Header, NickChange, MAX_DATAGRAM};
+use super::wire::{self, kind, Ack, AckRange, Frame, Header, MAX_DATAGRAM};
 use super::{
     DELAYED_AFTER, FRAGMENT_BYTES, KEEPALIVE_INTERVAL, MAX_MESSAGE_BYTES, MAX_QUEUED_ITEMS,
     REASSEMBLY_TIMEOUT, UNREACHABLE_AFTER, WINDOW,
@@ -60,32 +60,6 @@ pub enum Item {
 }
 
 impl Item {
-    fn into_frame(self, seq: u64) -> Frame {
-        match self {
-            Item::Chat { msg, direct, text } => Frame::Chat(Chat {
-                seq,
-                msg,
-                direct,
-                text,
-            }),
-            Item::Fragment {
-                msg,
-                direct,
-                index,
-                count,
-                data,
-            } => Frame::Fragment(Fragment {
-                seq,
-                msg,
-                direct,
-                index,
-                count,
-                data,
-            }),
-            Item::Nick(nick) => Frame::Nick(NickChange { seq, nick }),
-        }
-    }
-
     fn from_frame(frame: Frame) -> Option<(u64, Item)> {
         match frame {
             Frame::Chat(c) => Some((
@@ -145,11 +119,13 @@ pub enum QueueError {
     Full,
 }
 
-/// An item the peer has not acknowledged yet.
+/// An item the peer has not acknowledged yet, encoded once (it may be sent several times).
 #[derive(Debug)]
 struct OutItem {
-    /// What to send.
-    item: Item,
+    /// Frame kind (`Chat`, `Fragment` or `Nick`).
+    kind: u32,
+    /// The frame's fields after the sequence number, already encoded.
+    fields: Vec<u8>,
     /// The message it belongs to, for the delivery report.
     msg: Option<MessageId>,
 }
@@ -244,6 +220,9 @@ pub struct Link {
     unsent: BTreeSet<u64>,
     /// Messages not yet acknowledged in full.
     messages: BTreeMap<MessageId, PendingMessage>,
+    /// Messages up to this id have been checked for the delay notice. Ids grow with the time
+    /// they were queued, so the unchecked ones are a suffix and the timer needs only the first.
+    delay_checked: MessageId,
     /// A ping is waiting to be sent.
     ping_pending: bool,
     /// A leave is waiting to be sent.
@@ -290,6 +269,7 @@ impl Link {
             items: BTreeMap::new(),
             unsent: BTreeSet::new(),
             messages: BTreeMap::new(),
+            delay_checked: MessageId(0),
             ping_pending: false,
             leave_pending: false,
             leave_unacked: false,
@@ -332,24 +312,17 @@ impl Link {
         text: &str,
     ) -> Result<(), QueueError> {
         debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
-        let pieces: Vec<Item> = if text.len() <= FRAGMENT_BYTES {
-            vec![Item::Chat {
-                msg,
-                direct,
-                text: text.to_owned(),
-            }]
+        let pieces: Vec<(u32, Vec<u8>)> = if text.len() <= FRAGMENT_BYTES {
+            vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)))]
         } else {
             let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
             let count = chunks.len() as u16;
             chunks
                 .into_iter()
                 .enumerate()
-                .map(|(i, data)| Item::Fragment {
-                    msg,
-                    direct,
-                    index: i as u16,
-                    count,
-                    data: data.to_vec(),
+                .map(|(i, data)| {
+                    let fields = (msg, direct, i as u16, count, data);
+                    (kind::FRAGMENT, wire::stream_fields(&fields))
                 })
                 .collect()
         };
@@ -364,21 +337,21 @@ impl Link {
                 delay_reported: false,
             },
         );
-        for item in pieces {
-            self.push_item(item, Some(msg));
+        for (kind, fields) in pieces {
+            self.push_item(kind, fields, Some(msg));
         }
         Ok(())
     }
 
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
-        self.push_item(Item::Nick(nick.to_owned()), None);
+        self.push_item(kind::NICK, wire::stream_fields(&nick), None);
     }
 
-    fn push_item(&mut self, item: Item, msg: Option<MessageId>) {
+    fn push_item(&mut self, kind: u32, fields: Vec<u8>, msg: Option<MessageId>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.items.insert(seq, OutItem { item, msg });
+        self.items.insert(seq, OutItem { kind, fields, msg });
         self.unsent.insert(seq);
     }
 
@@ -706,11 +679,9 @@ impl Link {
             consider(self.waiting_since.map(|w| w + UNREACHABLE_AFTER));
         }
         consider(
-            self.messages
-                .values()
-                .filter(|m| !m.delay_reported)
-                .map(|m| m.queued_at + DELAYED_AFTER)
-                .min(),
+            self.unchecked_messages()
+                .next()
+                .map(|(_, m)| m.queued_at + DELAYED_AFTER),
         );
         t
     }
@@ -762,12 +733,24 @@ impl Link {
             self.unreachable = true;
             out.push(LinkEvent::Unreachable);
         }
-        for (&msg, m) in self.messages.iter_mut() {
-            if !m.delay_reported && m.queued_at + DELAYED_AFTER <= now {
+        let due: Vec<MessageId> = self
+            .unchecked_messages()
+            .take_while(|(_, m)| m.queued_at + DELAYED_AFTER <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(m) = self.messages.get_mut(&id) {
                 m.delay_reported = true;
-                out.push(LinkEvent::Delayed(msg));
             }
+            self.delay_checked = id;
+            out.push(LinkEvent::Delayed(id));
         }
+    }
+
+    fn unchecked_messages(&self) -> impl Iterator<Item = (&MessageId, &PendingMessage)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.messages
+            .range((Excluded(self.delay_checked), Unbounded))
     }
 
     /// Builds the next datagram for this peer, if there is anything to send at `now`.
@@ -812,13 +795,21 @@ impl Link {
             leave: false,
         };
         if has_data {
-            let candidates: Vec<u64> = self.unsent.range(..send_window_end).copied().collect();
+            // At most as many as could fit in one datagram (an item takes ≥ 4 bytes).
+            let candidates: Vec<u64> = self
+                .unsent
+                .range(..send_window_end)
+                .take(MAX_DATAGRAM / 4)
+                .copied()
+                .collect();
             for seq in candidates {
-                let frame = self.items[&seq].item.clone().into_frame(seq);
-                if buf.len() + frame.encoded_len() > MAX_DATAGRAM {
+                let item = &self.items[&seq];
+                if buf.len() + wire::stream_frame_len(item.kind, seq, item.fields.len())
+                    > MAX_DATAGRAM
+                {
                     break;
                 }
-                frame.encode_into(&mut buf);
+                wire::encode_stream_frame(item.kind, seq, &item.fields, &mut buf);
                 self.unsent.remove(&seq);
                 packet.seqs.push(seq);
             }
@@ -856,18 +847,16 @@ impl Link {
         let delay_us = self
             .largest_received_at
             .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
-        let mut ranges: Vec<AckRange> = Vec::new();
-        for (first, last) in self.received.iter_desc() {
-            ranges.push(AckRange { first, last });
-            let frame = Frame::Ack(Ack {
-                delay_us,
-                ranges: ranges.clone(),
-            });
-            if frame.encoded_len() > ACK_BUDGET {
-                ranges.pop();
-                break;
-            }
+        let ranges: Vec<AckRange> = self
+            .received
+            .iter_desc()
+            .map(|(first, last)| AckRange { first, last })
+            .collect();
+        let mut ack = Ack { delay_us, ranges };
+        // Usually one or two ranges; only after heavy loss do the oldest have to go.
+        while ack.ranges.len() > 1 && Frame::Ack(ack.clone()).encoded_len() > ACK_BUDGET {
+            ack.ranges.pop();
         }
-        (!ranges.is_empty()).then_some(Frame::Ack(Ack { delay_us, ranges }))
+        (!ack.ranges.is_empty()).then_some(Frame::Ack(ack))
     }
 }

@@ -352,6 +352,33 @@ fn take<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ()> {
         .map_err(|_| ())
 }
 
+/// Encodes the fields of a stream frame that follow its sequence number: a sender encodes
+/// them once per message and only prefixes `kind`, length and `seq` each time it (re)sends.
+pub fn stream_fields<T: Serialize>(fields: &T) -> Vec<u8> {
+    to_vec(fields)
+}
+
+/// Appends a stream frame (`Chat`, `Fragment` or `Nick`) from its kind, sequence number and
+/// the fields after it (see [`stream_fields`]); the same bytes as [`Frame::encode_into`].
+pub fn encode_stream_frame(kind: u32, seq: u64, fields: &[u8], out: &mut Vec<u8>) {
+    let seq_len = varint_len(seq);
+    extend(out, &kind);
+    extend(out, &((seq_len + fields.len()) as u64));
+    extend(out, &seq);
+    out.extend_from_slice(fields);
+}
+
+/// The length of what [`encode_stream_frame`] appends.
+pub fn stream_frame_len(kind: u32, seq: u64, fields_len: usize) -> usize {
+    let body = varint_len(seq) + fields_len;
+    varint_len(u64::from(kind)) + varint_len(body as u64) + body
+}
+
+/// Bytes of a postcard varint.
+fn varint_len(v: u64) -> usize {
+    (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
+}
+
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     let mut v = Vec::new();
     extend(&mut v, value);
@@ -361,8 +388,8 @@ fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
 fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serializing plain structs into a Vec cannot fail: postcard only errors on unsupported
     // serde types (none here) or on a full fixed buffer (a Vec grows).
-    let bytes = postcard::to_allocvec(value).expect("postcard encoding into a Vec is infallible");
-    out.extend_from_slice(&bytes);
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(value, buf).expect("postcard encoding into a Vec is infallible");
 }
 
 #[cfg(test)]
@@ -426,6 +453,53 @@ mod tests {
         assert_eq!(d.header, header());
         assert_eq!(d.frames, frames);
         assert_eq!(d.unknown_frames, 0);
+    }
+
+    #[test]
+    fn stream_frames_encoded_from_fields_match_whole_frames() {
+        for (seq, text) in [
+            (0u64, ""),
+            (127, "x"),
+            (128, "é"),
+            (1 << 40, &"y".repeat(300)[..]),
+        ] {
+            let whole = Frame::Chat(Chat {
+                seq,
+                msg: MessageId(9),
+                direct: true,
+                text: text.into(),
+            });
+            let fields = stream_fields(&(MessageId(9), true, text));
+            let mut out = Vec::new();
+            encode_stream_frame(kind::CHAT, seq, &fields, &mut out);
+            let mut expected = Vec::new();
+            whole.encode_into(&mut expected);
+            assert_eq!(out, expected);
+            assert_eq!(stream_frame_len(kind::CHAT, seq, fields.len()), out.len());
+        }
+        let fragment = Frame::Fragment(Fragment {
+            seq: 3,
+            msg: MessageId(2),
+            direct: false,
+            index: 1,
+            count: 4,
+            data: vec![1, 2, 3],
+        });
+        let mut out = Vec::new();
+        let fields = stream_fields(&(MessageId(2), false, 1u16, 4u16, &[1u8, 2, 3][..]));
+        encode_stream_frame(kind::FRAGMENT, 3, &fields, &mut out);
+        let mut expected = Vec::new();
+        fragment.encode_into(&mut expected);
+        assert_eq!(out, expected);
+        let nick = Frame::Nick(NickChange {
+            seq: 5,
+            nick: "n".into(),
+        });
+        let mut out = Vec::new();
+        encode_stream_frame(kind::NICK, 5, &stream_fields(&"n"), &mut out);
+        let mut expected = Vec::new();
+        nick.encode_into(&mut expected);
+        assert_eq!(out, expected);
     }
 
     #[test]

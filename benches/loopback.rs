@@ -1,0 +1,237 @@
+//! Real sockets on loopback, one run: raw UDP round trip (the baseline), tailchat send→deliver
+//! latency between two instances of the real driver, sustained reliable messages per second to
+//! one peer, and the idle RSS of the program. Figures go to docs/BENCHMARKS.md by hand.
+//!
+//! Run: `cargo bench --bench loopback`.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+use tailchat::net::addr;
+use tailchat::net::driver::{self, Setup, UiPort};
+use tailchat::net::socket;
+use tailchat::proto::{Config, Endpoint, PeerId};
+use tailchat::ui::render::Output;
+use tailchat::ui::terminal::{Input, Shared};
+use tokio::sync::mpsc::UnboundedSender;
+
+const ROUND_TRIPS: usize = 20_000;
+const LATENCY_MESSAGES: usize = 10_000;
+const BURST: usize = 200_000;
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Plain blocking sockets: A sends 64 bytes, B echoes, A waits.
+fn raw_round_trips() -> Vec<Duration> {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_addr = b.local_addr().unwrap();
+    let echo = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..ROUND_TRIPS {
+            let (n, from) = b.recv_from(&mut buf).unwrap();
+            b.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    let mut buf = [0u8; 64];
+    let mut rtts = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        a.send_to(&[7u8; 64], b_addr).unwrap();
+        a.recv_from(&mut buf).unwrap();
+        rtts.push(t.elapsed());
+    }
+    echo.join().unwrap();
+    rtts.sort();
+    rtts
+}
+
+/// Plain `send()` of 64-byte datagrams for one second; how many per second the receiver gets.
+fn raw_rate() -> f64 {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let to = rx.local_addr().unwrap();
+    let counter = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut n = 0u64;
+        while rx.recv_from(&mut buf).is_ok() {
+            n += 1;
+        }
+        n
+    });
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..64 {
+            let _ = tx.send_to(&[1u8; 64], to);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    counter.join().unwrap() as f64 / secs
+}
+
+/// One instance of the real driver on its own thread, like the program runs it.
+struct Instance {
+    input: UnboundedSender<Input>,
+    output: Receiver<Output>,
+    port: u16,
+}
+
+fn start(nick: &str, peer: Option<u16>) -> Instance {
+    let bound = socket::bind(Some("127.0.0.1".parse().unwrap()), 0).unwrap();
+    let port = bound.socket.local_addr().unwrap().port();
+    let endpoint = Endpoint::new(
+        Config {
+            peer_id: PeerId(rand::random()),
+            nick: nick.to_owned(),
+            port,
+            seed: rand::random(),
+        },
+        Instant::now(),
+    );
+    let peers = peer
+        .map(|p| vec![addr::parse(&format!("127.0.0.1:{p}"), 7654).unwrap()])
+        .unwrap_or_default();
+    let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel();
+    let shared = Arc::new(Shared::new(nick));
+    thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let setup = Setup {
+            endpoint,
+            bound,
+            peers,
+            default_port: 7654,
+        };
+        let ui = UiPort {
+            input: in_rx,
+            output: Box::new(out_tx),
+            shared,
+        };
+        rt.block_on(driver::run(setup, ui, std::future::pending()))
+            .unwrap();
+    });
+    Instance {
+        input: in_tx,
+        output: out_rx,
+        port,
+    }
+}
+
+impl Instance {
+    fn wait_for(&self, f: impl Fn(&Output) -> bool) {
+        loop {
+            let o = self
+                .output
+                .recv_timeout(Duration::from_secs(10))
+                .expect("expected output");
+            if f(&o) {
+                return;
+            }
+        }
+    }
+}
+
+fn is_group(o: &Output, want: &str) -> bool {
+    matches!(o, Output::Group { text, .. } if text == want)
+}
+
+fn idle_rss_kib() -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tailchat"))
+        .args([
+            "--nick",
+            "idle",
+            "--no-discovery",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    // Measuring an idle program means letting it idle; this is a measurement, not a test.
+    thread::sleep(Duration::from_secs(2));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn main() {
+    let rtts = raw_round_trips();
+    let raw_one_way = pct(&rtts, 0.5) / 2;
+    println!(
+        "raw UDP round trip, 64 B, {ROUND_TRIPS} times: p50 {} p99 {} (one way ≈ {})",
+        us(pct(&rtts, 0.5)),
+        us(pct(&rtts, 0.99)),
+        us(raw_one_way)
+    );
+    let rate = raw_rate();
+    println!("raw UDP send() rate, 64 B: {rate:.0} datagrams/s received");
+
+    let a = start("alice", None);
+    let b = start("bob", Some(a.port));
+    b.wait_for(|o| matches!(o, Output::Notice(n) if n.contains("alice joined")));
+    a.wait_for(|o| matches!(o, Output::Notice(n) if n.contains("bob joined")));
+
+    // Latency: one message at a time, from alice's input to bob's output.
+    let mut lat = Vec::with_capacity(LATENCY_MESSAGES);
+    for i in 0..LATENCY_MESSAGES {
+        let text = format!("latency {i}");
+        let t = Instant::now();
+        a.input.send(Input::Line(text.clone())).unwrap();
+        b.wait_for(|o| is_group(o, &text));
+        lat.push(t.elapsed());
+        while a.output.try_recv().is_ok() {}
+    }
+    lat.sort();
+    let p50 = pct(&lat, 0.5);
+    println!(
+        "tailchat send→deliver, {LATENCY_MESSAGES} messages: p50 {} p99 {} max {} — p50 is {:.1}× raw one way",
+        us(p50),
+        us(pct(&lat, 0.99)),
+        us(*lat.last().unwrap()),
+        p50.as_secs_f64() / raw_one_way.as_secs_f64()
+    );
+
+    // Throughput: a burst of short messages; time until bob has them all.
+    let t = Instant::now();
+    for i in 0..BURST {
+        a.input.send(Input::Line(format!("burst {i}"))).unwrap();
+    }
+    let last = format!("burst {}", BURST - 1);
+    b.wait_for(|o| is_group(o, &last));
+    let secs = t.elapsed().as_secs_f64();
+    let msgs = BURST as f64 / secs;
+    println!(
+        "tailchat sustained: {BURST} messages in {secs:.2} s = {msgs:.0} messages/s — {:.2}× the raw datagram rate",
+        msgs / rate
+    );
+
+    println!("idle RSS of the program: {} KiB", idle_rss_kib());
+}
