@@ -97,6 +97,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             nick: nick.to_owned(),
             port,
             seed: rand::random(),
+            discovery: false,
         },
         Instant::now(),
     );

@@ -112,6 +112,7 @@ fn run(args: Args) -> Result<(), String> {
             nick: nick.clone(),
             port: local.port(),
             seed: rand::random(),
+            discovery: !args.no_discovery,
         },
         Instant::now(),
     );

@@ -3,7 +3,7 @@
 
 use super::ids::{MessageId, PeerId};
 use super::link::{Link, LinkCounters, LinkEvent, QueueError};
-use super::wire::{self, DecodeError, Frame, Header, Hello, MAX_NICK_BYTES};
+use super::wire::{self, DecodeError, Frame, Header, Hello, PeerEntry, MAX_NICK_BYTES};
 use super::{MAX_MESSAGE_BYTES, MAX_PEERS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +19,22 @@ const PROBE_FIRST: Duration = Duration::from_millis(250);
 const PROBE_MAX: Duration = Duration::from_secs(30);
 /// After this many unanswered hellos, the user is told the address does not answer.
 const PROBE_REPORT_AFTER: u32 = 5;
+/// Hellos to an address heard announcing, or learned from a peer, before giving up on it
+/// (250 ms doubling: about 16 s in all).
+const PROBE_LIMIT_DISCOVERED: u32 = 6;
+/// Peers heard from longer ago than this are not passed on in peer exchange.
+const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
+/// Gaps between the first LAN announcements after start (or after a new interface appears):
+/// several, so one lost datagram does not hide us.
+const ANNOUNCE_BURST: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+];
+/// Gap between later announcements, ±10% jitter so peers started together do not stay in step.
+/// Newcomers are found by their own announcements at once; these only catch peers that missed
+/// them, so they can be rare: one small datagram per interface every half minute.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 /// Addresses being probed at most; the oldest is dropped beyond it.
 const MAX_PROBES: usize = 64;
 /// Addresses remembered per peer.
@@ -39,6 +55,8 @@ pub struct Config {
     pub port: u16,
     /// Seed for all randomness (the session number), so runs can be replayed.
     pub seed: u64,
+    /// Whether to announce ourselves on the LAN (see [`Endpoint::poll_announce`]).
+    pub discovery: bool,
 }
 
 /// A datagram to send.
@@ -112,6 +130,10 @@ pub enum UndeliveredReason {
 pub enum Found {
     /// We added its address (`/add`, `--peer`).
     Manual,
+    /// It announced itself on the LAN.
+    Announced,
+    /// Another peer told us of it (peer exchange).
+    Learned,
     /// It contacted us first.
     Incoming,
 }
@@ -313,6 +335,12 @@ struct Probe {
     next: Instant,
     /// Hellos sent so far.
     attempts: u32,
+    /// Why we probe it; becomes the peer's [`Found`].
+    origin: Found,
+    /// Give up after this many hellos (`None`: never, for addresses the user gave).
+    limit: Option<u32>,
+    /// Tell the user after [`PROBE_REPORT_AFTER`] unanswered hellos.
+    report: bool,
 }
 
 /// The protocol state machine for one tailchat instance. See the module documentation of
@@ -341,6 +369,14 @@ pub struct Endpoint {
     who_are_you: (u32, Instant),
     /// [`Endpoint::leave`] was called.
     leaving: bool,
+    /// Seeded randomness (announcement jitter).
+    rng: ChaCha8Rng,
+    /// When the next LAN announcement is due (`None` without discovery).
+    announce_at: Option<Instant>,
+    /// Announcements of the current burst already sent.
+    announce_burst: usize,
+    /// Announcement datagrams ready for the driver to broadcast.
+    announces: VecDeque<Vec<u8>>,
 }
 
 impl Endpoint {
@@ -349,6 +385,10 @@ impl Endpoint {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         Self {
             session: rng.gen(),
+            announce_at: config.discovery.then_some(now),
+            announce_burst: 0,
+            announces: VecDeque::new(),
+            rng,
             config,
             next_msg: 1,
             peers: BTreeMap::new(),
@@ -385,6 +425,25 @@ impl Endpoint {
         Some(t)
     }
 
+    /// Next LAN announcement to send to every broadcast and multicast address (only with
+    /// [`Config::discovery`]). Drain it like [`Endpoint::poll_transmit`].
+    #[must_use]
+    pub fn poll_announce(&mut self) -> Option<Vec<u8>> {
+        let a = self.announces.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(a)
+    }
+
+    /// Announces again soon, in a burst: a network interface appeared (a laptop joined a
+    /// network), so peers there have not heard of us.
+    pub fn announce_soon(&mut self, now: Instant) {
+        if self.announce_at.is_some() && !self.leaving {
+            self.announce_at = Some(now);
+            self.announce_burst = 0;
+            self.drive(now);
+        }
+    }
+
     /// Next event for the user interface.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -396,7 +455,7 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().filter_map(|p| p.link.next_timeout());
         let probes = self.probes.iter().map(|p| p.next);
-        peers.chain(probes).min()
+        peers.chain(probes).chain(self.announce_at).min()
     }
 
     /// Runs whatever timers are due.
@@ -427,6 +486,10 @@ impl Endpoint {
         });
         if let Some((hello, is_reply)) = hello {
             self.on_hello(now, from, header, hello, is_reply);
+        } else if let Some(Frame::Announce(_)) = datagram.frames.first() {
+            self.on_announce(now, from, header);
+            self.drive(now);
+            return;
         }
         let eliciting = datagram.is_ack_eliciting();
         let Some(peer) = self.peers.get_mut(&header.sender) else {
@@ -450,24 +513,52 @@ impl Endpoint {
         let mut out = Vec::new();
         peer.link
             .on_datagram(now, header.packet, datagram.frames, &mut out);
-        self.link_events(header.sender, out);
+        self.link_events(now, header.sender, out);
         self.drive(now);
     }
 
     /// Starts contacting a peer at `addr` (`/add`, `--peer`): hellos go out until it answers.
     pub fn add_address(&mut self, now: Instant, addr: SocketAddr) {
-        if self.probes.iter().any(|p| p.addr == addr) {
+        self.add_probe(now, addr, Found::Manual);
+        self.drive(now);
+    }
+
+    /// Starts sending hellos to `addr`; what gives up, and whether the user hears of it,
+    /// depends on `origin`.
+    fn add_probe(&mut self, now: Instant, addr: SocketAddr, origin: Found) {
+        if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+            if origin == Found::Manual && p.origin != Found::Manual {
+                // The user asked for it: keep trying for ever, and say so if it stays silent.
+                p.origin = Found::Manual;
+                p.limit = None;
+                p.report = true;
+            }
+            return;
+        }
+        if self.leaving {
             return;
         }
         if self.probes.len() >= MAX_PROBES {
-            self.probes.remove(0);
+            // Forget the oldest probe, preferring one that was not asked for by the user.
+            let i = self
+                .probes
+                .iter()
+                .position(|p| p.origin != Found::Manual)
+                .unwrap_or(0);
+            self.probes.remove(i);
         }
+        let (limit, report) = match origin {
+            Found::Manual => (None, true),
+            _ => (Some(PROBE_LIMIT_DISCOVERED), false),
+        };
         self.probes.push(Probe {
             addr,
             next: now,
             attempts: 0,
+            origin,
+            limit,
+            report,
         });
-        self.drive(now);
     }
 
     /// Sends `text` to `to`.
@@ -541,6 +632,7 @@ impl Endpoint {
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
         self.probes.clear();
+        self.announce_at = None;
         for p in self.peers.values_mut().filter(|p| !p.left) {
             p.link.queue_leave();
         }
@@ -619,6 +711,14 @@ impl Endpoint {
         }
     }
 
+    fn announce_frame(&self) -> Frame {
+        Frame::Announce(Hello {
+            nick: self.config.nick.clone(),
+            port: self.config.port,
+            caps: 0,
+        })
+    }
+
     fn header(&self) -> Header {
         Header {
             sender: self.config.peer_id,
@@ -647,10 +747,11 @@ impl Endpoint {
     }
 
     fn on_hello(&mut self, now: Instant, from: SocketAddr, header: Header, h: Hello, reply: bool) {
-        let probed = self.probes.iter().position(|p| p.addr == from);
-        if let Some(i) = probed {
-            self.probes.remove(i);
-        }
+        let probed = self
+            .probes
+            .iter()
+            .position(|p| p.addr == from)
+            .map(|i| self.probes.remove(i).origin);
         if !self.peers.contains_key(&header.sender) && !self.make_room() {
             self.stats.table_full += 1;
             return;
@@ -661,36 +762,39 @@ impl Endpoint {
             port: h.port,
             session: header.session,
             addrs: vec![from],
-            found: if probed.is_some() {
-                Found::Manual
-            } else {
-                Found::Incoming
-            },
+            found: probed.unwrap_or(Found::Incoming),
             left: true, // so that the code below reports it as joining
             last_heard: now,
             link: Link::new(now),
             counted: LinkCounters::default(),
         });
         let new_session = peer.session != header.session;
-        let returning = peer.left || new_session || peer.link.is_unreachable();
+        // A hello from an unreachable peer in the same session proves only that it reaches us;
+        // it counts as reachable once it acknowledges something (no flapping on one-way loss).
+        let was_unreachable = peer.link.is_unreachable();
+        let returning = peer.left || new_session;
+        if probed == Some(Found::Manual) {
+            peer.found = Found::Manual;
+        }
+        let mut share = false;
         if returning {
             let joined = peer.left;
+            share = joined;
             peer.session = header.session;
             peer.left = false;
             peer.link.restart(now, new_session);
-            let event = if joined {
-                Event::PeerJoined {
+            if joined {
+                self.events.push_back(Event::PeerJoined {
                     peer: id,
                     nick: h.nick.clone(),
                     addr: from,
-                }
-            } else {
-                Event::PeerReachable {
+                });
+            } else if was_unreachable {
+                self.events.push_back(Event::PeerReachable {
                     peer: id,
                     nick: h.nick.clone(),
-                }
-            };
-            self.events.push_back(event);
+                });
+            }
         }
         if peer.nick != h.nick {
             let old = std::mem::replace(&mut peer.nick, h.nick.clone());
@@ -707,6 +811,100 @@ impl Endpoint {
         note_address(&mut peer.addrs, from);
         if !reply && !self.leaving {
             self.send_hello(from, true);
+        }
+        if share {
+            self.exchange_peers(now, id);
+        }
+    }
+
+    /// An announcement heard on the LAN. A peer we are not talking to gets a hello at once (so a
+    /// newcomer learns everyone within a round trip); one we know is simply noted at this
+    /// address too.
+    fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) {
+        if let Some(peer) = self.peers.get_mut(&header.sender) {
+            let current = peer.session == header.session && !peer.left;
+            if current && !peer.link.is_unreachable() {
+                if peer.found == Found::Incoming {
+                    peer.found = Found::Announced;
+                }
+                peer.last_heard = now;
+                note_address(&mut peer.addrs, from);
+                return;
+            }
+        }
+        if self.probes.iter().any(|p| p.addr == from) {
+            return;
+        }
+        // Rate-limited like other answers to strangers: a flood of announcements from made-up
+        // identities costs a few hellos a second, and at most MAX_PROBES entries.
+        let (tokens, since) = &mut self.who_are_you;
+        if now.saturating_duration_since(*since) >= Duration::from_secs(1) {
+            *tokens = WHO_ARE_YOU_PER_SEC;
+            *since = now;
+        }
+        if *tokens == 0 {
+            return;
+        }
+        *tokens -= 1;
+        self.add_probe(now, from, Found::Announced);
+    }
+
+    /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
+    fn exchange_peers(&mut self, now: Instant, new: PeerId) {
+        let entries: Vec<PeerEntry> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.left
+                    && !p.link.is_unreachable()
+                    && now.saturating_duration_since(p.last_heard) <= EXCHANGE_MAX_AGE
+            })
+            .filter_map(|(&id, p)| {
+                let addrs: Vec<SocketAddr> = p
+                    .addrs
+                    .iter()
+                    .copied()
+                    .filter(shareable)
+                    .take(wire::MAX_ENTRY_ADDRS)
+                    .collect();
+                (!addrs.is_empty()).then(|| PeerEntry {
+                    id,
+                    nick: p.nick.clone(),
+                    addrs,
+                    heard_secs: now.saturating_duration_since(p.last_heard).as_secs() as u32,
+                })
+            })
+            .collect();
+        let (news, others): (Vec<PeerEntry>, Vec<PeerEntry>) =
+            entries.into_iter().partition(|e| e.id == new);
+        if let Some(p) = self.peers.get_mut(&new) {
+            if !others.is_empty() {
+                p.link.queue_peers(&others);
+            }
+        }
+        if news.is_empty() {
+            return;
+        }
+        for other in others {
+            if let Some(p) = self.peers.get_mut(&other.id) {
+                p.link.queue_peers(&news);
+            }
+        }
+    }
+
+    /// Entries from peer exchange: peers we do not know yet are contacted directly, and listed
+    /// only once they answer.
+    fn on_peer_entries(&mut self, now: Instant, entries: Vec<PeerEntry>) {
+        for e in entries {
+            if e.id == self.config.peer_id
+                || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
+                || self.peers.get(&e.id).is_some_and(|p| !p.left)
+            {
+                continue;
+            }
+            for addr in e.addrs.into_iter().filter(shareable) {
+                self.add_probe(now, addr, Found::Learned);
+            }
         }
     }
 
@@ -725,12 +923,30 @@ impl Endpoint {
         victim.is_some_and(|id| self.peers.remove(&id).is_some())
     }
 
-    fn link_events(&mut self, id: PeerId, out: Vec<LinkEvent>) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
+    fn link_events(&mut self, now: Instant, id: PeerId, out: Vec<LinkEvent>) {
         for e in out {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if matches!(e, LinkEvent::Unreachable | LinkEvent::Left) && peer.found == Found::Manual
+            {
+                // A peer the user added is looked for again at its address: if it restarts (a
+                // new identity there), it comes back by itself.
+                let addr = peer.addrs[0];
+                self.add_probe(now, addr, Found::Manual);
+                if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+                    p.report = false;
+                    p.next = now + PROBE_MAX;
+                }
+            }
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
             let event = match e {
+                LinkEvent::Peers(entries) => {
+                    self.on_peer_entries(now, entries);
+                    continue;
+                }
                 LinkEvent::Message { msg, direct, text } => Event::Message {
                     from: id,
                     nick: peer.nick.clone(),
@@ -788,20 +1004,48 @@ impl Endpoint {
                 self.transmits.push_back(Transmit { to, bytes });
             }
             add_counters(&mut self.stats, &mut peer.counted, peer.link.counters);
-            self.link_events(id, out);
+            self.link_events(now, id, out);
         }
+        // A discovered address that never answered is forgotten once its last hello timed out.
+        self.probes
+            .retain(|p| !(p.next <= now && p.limit.is_some_and(|l| p.attempts >= l)));
         let mut due = Vec::new();
         for p in self.probes.iter_mut().filter(|p| p.next <= now) {
             p.attempts += 1;
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
             p.next = now + interval.min(PROBE_MAX);
-            due.push((p.addr, p.attempts == PROBE_REPORT_AFTER));
+            due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
+        }
+        if let Some(at) = self.announce_at.filter(|&at| at <= now) {
+            let bytes = wire::encode(&self.header(), &[self.announce_frame()]);
+            self.announces.push_back(bytes);
+            self.announce_burst += 1;
+            let gap = match ANNOUNCE_BURST.get(self.announce_burst) {
+                Some(gap) => *gap,
+                None => {
+                    let jitter = self.rng.gen_range(0.9..1.1);
+                    ANNOUNCE_INTERVAL.mul_f64(jitter)
+                }
+            };
+            self.announce_at = Some(at.max(now) + gap);
         }
         for (addr, report) in due {
             self.send_hello(addr, false);
             if report {
                 self.events.push_back(Event::AddressUnanswered { addr });
             }
+        }
+    }
+}
+
+/// Whether an address means the same thing to another peer: not IPv6 link-local (its zone is
+/// lost on the wire) and not unspecified.
+fn shareable(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V4(a) => !a.ip().is_unspecified(),
+        SocketAddr::V6(a) => {
+            let ip = a.ip();
+            !ip.is_unspecified() && (ip.segments()[0] & 0xffc0) != 0xfe80
         }
     }
 }

@@ -11,7 +11,7 @@
 use super::ids::MessageId;
 use super::ranges::RangeSet;
 use super::rtt::{RttEstimator, MAX_ACK_DELAY};
-use super::wire::{self, kind, Ack, AckRange, Frame, Header, MAX_DATAGRAM};
+use super::wire::{self, kind, Ack, AckRange, Frame, Header, PeerEntry, MAX_DATAGRAM};
 use super::{
     DELAYED_AFTER, FRAGMENT_BYTES, KEEPALIVE_INTERVAL, MAX_MESSAGE_BYTES, MAX_QUEUED_ITEMS,
     REASSEMBLY_TIMEOUT, UNREACHABLE_AFTER, WINDOW,
@@ -57,6 +57,8 @@ pub enum Item {
     },
     /// The sender's new nick.
     Nick(String),
+    /// Peers the sender knows.
+    Peers(Vec<PeerEntry>),
 }
 
 impl Item {
@@ -81,6 +83,7 @@ impl Item {
                 },
             )),
             Frame::Nick(n) => Some((n.seq, Item::Nick(n.nick))),
+            Frame::Peers(p) => Some((p.seq, Item::Peers(p.peers))),
             _ => None,
         }
     }
@@ -100,6 +103,8 @@ pub enum LinkEvent {
     },
     /// The peer changed its nick.
     Nick(String),
+    /// The peer told us of peers it knows.
+    Peers(Vec<PeerEntry>),
     /// A message was acknowledged in full; `late` if it had been reported delayed.
     Delivered(MessageId, bool),
     /// A message has waited [`DELAYED_AFTER`] without acknowledgement.
@@ -343,6 +348,26 @@ impl Link {
         Ok(())
     }
 
+    /// Queues peer-exchange entries (at most [`wire::MAX_PEER_ENTRIES`] per frame).
+    /// Each frame's entries are chosen to fit in one datagram beside a header and an ack.
+    pub fn queue_peers(&mut self, peers: &[PeerEntry]) {
+        let mut chunk: Vec<PeerEntry> = Vec::new();
+        for entry in peers {
+            chunk.push(entry.clone());
+            let too_big = wire::stream_fields(&chunk).len() > FRAGMENT_BYTES;
+            if too_big || chunk.len() > wire::MAX_PEER_ENTRIES {
+                let last = chunk.pop().expect("just pushed");
+                if !chunk.is_empty() {
+                    self.push_item(kind::PEERS, wire::stream_fields(&chunk), None);
+                }
+                chunk = vec![last];
+            }
+        }
+        if !chunk.is_empty() {
+            self.push_item(kind::PEERS, wire::stream_fields(&chunk), None);
+        }
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.push_item(kind::NICK, wire::stream_fields(&nick), None);
@@ -375,6 +400,7 @@ impl Link {
             Frame::Chat(c) => c.seq >= window_end,
             Frame::Fragment(f) => f.seq >= window_end,
             Frame::Nick(n) => n.seq >= window_end,
+            Frame::Peers(p) => p.seq >= window_end,
             _ => false,
         });
         // A packet number far beyond any seen is not from a sane sender (numbers go up by one
@@ -486,6 +512,7 @@ impl Link {
                 out.push(LinkEvent::Message { msg, direct, text });
             }
             Item::Nick(nick) => out.push(LinkEvent::Nick(nick)),
+            Item::Peers(peers) => out.push(LinkEvent::Peers(peers)),
             Item::Fragment {
                 msg,
                 direct,

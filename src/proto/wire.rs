@@ -14,6 +14,7 @@
 use super::ids::{MessageId, PeerId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// First four bytes of every tailchat datagram; anything else is not ours and is dropped.
 pub const MAGIC: [u8; 4] = *b"TCHT";
@@ -26,6 +27,10 @@ pub const MAX_DATAGRAM: usize = 1200;
 pub const MAX_ACK_RANGES: usize = 64;
 /// Longest nick accepted on the wire, in bytes; a longer nick is a malformed frame.
 pub const MAX_NICK_BYTES: usize = 64;
+/// Entries in one `Peers` frame at most.
+pub const MAX_PEER_ENTRIES: usize = 16;
+/// Addresses in one peer entry at most.
+pub const MAX_ENTRY_ADDRS: usize = 4;
 
 /// Frame kind numbers, as they appear on the wire.
 pub mod kind {
@@ -45,6 +50,10 @@ pub mod kind {
     pub const NICK: u32 = 7;
     /// The sender is leaving.
     pub const LEAVE: u32 = 8;
+    /// "I am here" to the whole LAN (broadcast or multicast); answered with a hello.
+    pub const ANNOUNCE: u32 = 9;
+    /// Peers the sender knows, for peer exchange.
+    pub const PEERS: u32 = 10;
 }
 
 /// What follows the prelude in every datagram.
@@ -110,6 +119,28 @@ pub struct NickChange {
     pub nick: String,
 }
 
+/// One peer in a `Peers` frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Its identity.
+    pub id: PeerId,
+    /// Its nick.
+    pub nick: String,
+    /// Addresses the sender reaches it at, the one that last worked first.
+    pub addrs: Vec<SocketAddr>,
+    /// Seconds since the sender last heard from it.
+    pub heard_secs: u32,
+}
+
+/// Body of `Peers`: some of the peers the sender knows (a long list takes several frames).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerList {
+    /// Position in the sender→receiver stream.
+    pub seq: u64,
+    /// The peers.
+    pub peers: Vec<PeerEntry>,
+}
+
 /// One inclusive range of acknowledged packet numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckRange {
@@ -148,6 +179,10 @@ pub enum Frame {
     Nick(NickChange),
     /// See [`kind::LEAVE`].
     Leave,
+    /// See [`kind::ANNOUNCE`].
+    Announce(Hello),
+    /// See [`kind::PEERS`].
+    Peers(PeerList),
 }
 
 impl Frame {
@@ -155,7 +190,12 @@ impl Frame {
     pub fn is_ack_eliciting(&self) -> bool {
         matches!(
             self,
-            Frame::Chat(_) | Frame::Fragment(_) | Frame::Ping | Frame::Nick(_) | Frame::Leave
+            Frame::Chat(_)
+                | Frame::Fragment(_)
+                | Frame::Ping
+                | Frame::Nick(_)
+                | Frame::Leave
+                | Frame::Peers(_)
         )
     }
 
@@ -169,13 +209,16 @@ impl Frame {
             Frame::Ping => kind::PING,
             Frame::Nick(_) => kind::NICK,
             Frame::Leave => kind::LEAVE,
+            Frame::Announce(_) => kind::ANNOUNCE,
+            Frame::Peers(_) => kind::PEERS,
         }
     }
 
     /// Appends this frame (kind, length, body) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let body = match self {
-            Frame::Hello(h) | Frame::HelloReply(h) => to_vec(h),
+            Frame::Hello(h) | Frame::HelloReply(h) | Frame::Announce(h) => to_vec(h),
+            Frame::Peers(p) => to_vec(p),
             Frame::Chat(c) => to_vec(c),
             Frame::Fragment(f) => to_vec(f),
             Frame::Ack(a) => to_vec(a),
@@ -328,6 +371,17 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
             Frame::Nick(n)
         }
         kind::LEAVE => Frame::Leave,
+        kind::ANNOUNCE => Frame::Announce(check_hello(take(body)?)?),
+        kind::PEERS => {
+            let p: PeerList = take(body)?;
+            let entries_ok = p.peers.iter().all(|e| {
+                nick_ok(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
+            });
+            if p.peers.is_empty() || p.peers.len() > MAX_PEER_ENTRIES || !entries_ok {
+                return Err(());
+            }
+            Frame::Peers(p)
+        }
         _ => return Ok(None),
     };
     Ok(Some(frame))
@@ -447,6 +501,23 @@ mod tests {
                 nick: "alicia".into(),
             }),
             Frame::Leave,
+            Frame::Announce(Hello {
+                nick: "carol".into(),
+                port: 7654,
+                caps: 0,
+            }),
+            Frame::Peers(PeerList {
+                seq: 4,
+                peers: vec![PeerEntry {
+                    id: PeerId(77),
+                    nick: "dave".into(),
+                    addrs: vec![
+                        "10.1.2.3:7654".parse().unwrap(),
+                        "[fd7a::5]:7000".parse().unwrap(),
+                    ],
+                    heard_secs: 3,
+                }],
+            }),
         ];
         let bytes = encode(&header(), &frames);
         let d = decode(&bytes).unwrap();

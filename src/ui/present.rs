@@ -165,6 +165,8 @@ pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
         let rtt = p.rtt.map_or_else(|| "?".to_owned(), show_rtt);
         let found = match p.found {
             Found::Manual => "manual",
+            Found::Announced => "announced",
+            Found::Learned => "learned",
             Found::Incoming => "incoming",
         };
         let addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();

@@ -116,11 +116,30 @@ pub struct Sim {
     pub largest_datagram: usize,
     /// Datagrams sent by each node.
     pub sent_by: Vec<u64>,
+    /// Each node's LAN segment: announcements reach the other nodes of the same one.
+    pub segment: Vec<Option<u32>>,
+    /// Announcements sent.
+    pub announces: u64,
+    /// Datagrams sent from one node to another's address, `sent_pairs[from][to]`, whether or
+    /// not the link delivered them.
+    pub sent_pairs: Vec<Vec<u64>>,
 }
 
 impl Sim {
     /// `n` nodes joined pairwise by links with `params`. Nothing is connected yet.
     pub fn new(seed: u64, n: usize, params: LinkParams) -> Self {
+        Self::build(seed, n, params, false)
+    }
+
+    /// `n` nodes on one LAN segment (0) with discovery on: their announcements reach each
+    /// other, as broadcast and multicast would.
+    pub fn new_lan(seed: u64, n: usize, params: LinkParams) -> Self {
+        let mut sim = Self::build(seed, n, params, true);
+        sim.segment = vec![Some(0); n];
+        sim
+    }
+
+    fn build(seed: u64, n: usize, params: LinkParams, discovery: bool) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let start = Instant::now();
         let nodes = (0..n)
@@ -130,6 +149,7 @@ impl Sim {
                     nick: format!("n{i}"),
                     port: 7654,
                     seed: rng.gen(),
+                    discovery,
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
@@ -153,7 +173,26 @@ impl Sim {
             lost: 0,
             largest_datagram: 0,
             sent_by: vec![0; n],
+            segment: vec![None; n],
+            sent_pairs: vec![vec![0; n]; n],
+            announces: 0,
         }
+    }
+
+    /// Replaces node `i` with a fresh process at the same address: a new identity and session,
+    /// nothing remembered.
+    pub fn restart_node(&mut self, i: usize) {
+        let discovery = self.segment[i].is_some();
+        let cfg = Config {
+            peer_id: PeerId(self.rng.gen()),
+            nick: format!("n{i}"),
+            port: 7654,
+            seed: self.rng.gen(),
+            discovery,
+        };
+        self.nodes[i].ep = Endpoint::new(cfg, self.now);
+        self.nodes[i].events.clear();
+        self.flush(i);
     }
 
     /// Sets both directions between every pair to `params`.
@@ -244,7 +283,28 @@ impl Sim {
             let Some(to) = self.nodes.iter().position(|n| n.addr == t.to) else {
                 continue; // nobody at that address
             };
+            self.sent_pairs[i][to] += 1;
             self.transmit(i, to, t.bytes);
+        }
+        while let Some(bytes) = self.nodes[i].ep.poll_announce() {
+            self.announces += 1;
+            assert!(bytes.len() <= MAX_DATAGRAM);
+            let Some(seg) = self.segment[i] else { continue };
+            for to in 0..self.nodes.len() {
+                if to != i && self.segment[to] == Some(seg) {
+                    self.transmit(i, to, bytes.clone());
+                }
+            }
+            // Multicast loops back to the sender, which must ignore its own announcement.
+            let own = self.nodes[i].addr;
+            self.order += 1;
+            self.queue.push(Reverse(InFlight {
+                at: self.now,
+                order: self.order,
+                to: i,
+                from: own,
+                bytes,
+            }));
         }
         let now = self.now;
         while let Some(e) = self.nodes[i].ep.poll_event() {

@@ -1,0 +1,201 @@
+//! Discovery in the simulator: LAN announcements, ignoring our own, one peer at several
+//! addresses, peer exchange across a network without broadcast, and the bounds on all of it.
+
+mod sim;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sim::{LinkParams, Sim};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tailchat::proto::wire::{self, Frame, Header, Hello};
+use tailchat::proto::{Event, Found, PeerId, PeerState, Recipients};
+
+fn all_know_each_other(s: &Sim) -> bool {
+    let n = s.nodes.len();
+    s.nodes.iter().all(|node| {
+        let peers = node.ep.peers();
+        peers.len() == n - 1 && peers.iter().all(|p| p.state == PeerState::Online)
+    })
+}
+
+#[test]
+fn a_lan_finds_itself_without_anyone_typing_an_address() {
+    for seed in 1..=10 {
+        let mut sim = Sim::new_lan(seed, 4, LinkParams::lossy(0.1));
+        let ok = sim.run_until_cond(Duration::from_secs(2), all_know_each_other);
+        assert!(ok, "seed {seed}: not everyone met within 2 s");
+        for node in &sim.nodes {
+            assert!(node
+                .ep
+                .peers()
+                .iter()
+                .all(|p| matches!(p.found, Found::Announced | Found::Incoming | Found::Learned)));
+        }
+        sim.send(0, Recipients::Everyone, "hello lan");
+        sim.run_for(Duration::from_secs(2));
+        for i in 1..4 {
+            assert_eq!(sim.received(i).len(), 1, "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn our_own_announcements_are_ignored() {
+    let mut sim = Sim::new_lan(2, 2, LinkParams::lan());
+    sim.run_for(Duration::from_secs(5));
+    for node in &sim.nodes {
+        assert!(node.ep.stats().own > 0, "the loopback copy was seen");
+        assert_eq!(node.ep.peers().len(), 1, "we are not our own peer");
+    }
+}
+
+#[test]
+fn a_newcomer_appears_everywhere_within_a_second() {
+    let mut sim = Sim::new_lan(3, 4, LinkParams::lan());
+    sim.segment[3] = None; // node 3's network is down at first
+    sim.run_for(Duration::from_secs(60));
+    assert!(sim.nodes[3].ep.peers().is_empty());
+    // Its interface comes up: the driver tells the core, which announces at once.
+    sim.segment[3] = Some(0);
+    let now = sim.now;
+    sim.nodes[3].ep.announce_soon(now);
+    sim.flush(3);
+    let started = sim.now;
+    let ok = sim.run_until_cond(Duration::from_secs(1), all_know_each_other);
+    assert!(ok, "newcomer not known everywhere within 1 s");
+    assert!(
+        sim.now - started < Duration::from_millis(50),
+        "took {:?}",
+        sim.now - started
+    );
+}
+
+#[test]
+fn steady_state_announcements_are_rare() {
+    let mut sim = Sim::new_lan(4, 3, LinkParams::lan());
+    sim.run_for(Duration::from_secs(10));
+    let before = sim.announces;
+    sim.run_for(Duration::from_secs(300));
+    let per_node_per_minute = (sim.announces - before) as f64 / 3.0 / 5.0;
+    assert!(
+        (1.5..=2.5).contains(&per_node_per_minute),
+        "{per_node_per_minute} announcements per node per minute"
+    );
+}
+
+#[test]
+fn one_peer_heard_at_two_addresses_is_one_peer() {
+    let mut sim = Sim::new_lan(5, 2, LinkParams::lan());
+    assert!(sim.run_until_cond(Duration::from_secs(2), all_know_each_other));
+    // Node 0 is also on a second interface: its announcement arrives from there too.
+    let now = sim.now;
+    sim.nodes[0].ep.announce_soon(now);
+    let bytes = sim.nodes[0].ep.poll_announce().expect("an announcement");
+    let second: SocketAddr = "192.168.7.1:7654".parse().unwrap();
+    sim.inject(1, second, &bytes);
+    let peers = sim.nodes[1].ep.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].addrs.len(), 2);
+    assert_eq!(
+        peers[0].addrs[0], second,
+        "the address that last worked comes first"
+    );
+}
+
+#[test]
+fn one_add_across_a_tailnet_brings_in_everyone_that_peer_knows() {
+    // No broadcast: nodes are not on a common LAN segment.
+    let mut sim = Sim::new(6, 4, LinkParams::lossy(0.1));
+    sim.add(1, 2); // B knows C
+    sim.add(1, 3); // and D
+    assert!(
+        sim.run_until_cond(Duration::from_secs(10), |s| s.nodes[1].ep.peers().len()
+            == 2)
+    );
+    sim.add(0, 1); // A adds B, once
+    let ok = sim.run_until_cond(Duration::from_secs(10), all_know_each_other);
+    assert!(ok, "the mesh did not form");
+    let a = sim.nodes[0].ep.peers();
+    let c = a.iter().find(|p| p.id == sim.id(2)).unwrap();
+    assert_eq!(c.found, Found::Learned);
+    let b = a.iter().find(|p| p.id == sim.id(1)).unwrap();
+    assert_eq!(b.found, Found::Manual);
+    sim.send(0, Recipients::Everyone, "hi all");
+    sim.send(2, Recipients::Peer(sim.id(0)), "hi A, from C");
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.received(2).len(), 1);
+    assert_eq!(sim.received(3).len(), 1);
+    assert_eq!(sim.received(0).len(), 1);
+}
+
+#[test]
+fn a_learned_address_that_never_answers_is_dropped() {
+    let mut sim = Sim::new(7, 3, LinkParams::lan());
+    sim.add(1, 2); // B knows C
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| s.nodes[1].ep.peers().len() == 1));
+    sim.cut.insert((0, 2)); // but A cannot reach C
+    sim.cut.insert((2, 0));
+    sim.add(0, 1);
+    sim.run_for(Duration::from_secs(40));
+    let tried = sim.sent_pairs[0][2];
+    assert!(tried > 0, "A tried the learned address");
+    sim.run_for(Duration::from_secs(120));
+    assert_eq!(
+        sim.sent_pairs[0][2], tried,
+        "A kept trying a dead learned address"
+    );
+    assert!(sim.nodes[0].ep.peers().iter().all(|p| p.id != sim.id(2)));
+}
+
+#[test]
+fn a_flood_of_announcements_from_made_up_peers_is_bounded() {
+    let mut sim = Sim::new_lan(8, 1, LinkParams::lan());
+    sim.run_for(Duration::from_secs(5));
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let before = sim.sent;
+    for i in 0..10_000u32 {
+        let bytes = wire::encode(
+            &Header {
+                sender: PeerId(rng.gen()),
+                session: 1,
+                packet: 0,
+            },
+            &[Frame::Announce(Hello {
+                nick: "flood".into(),
+                port: 7654,
+                caps: 0,
+            })],
+        );
+        let from = SocketAddr::from(([10, 70, (i >> 8) as u8, i as u8], 7654));
+        sim.inject(0, from, &bytes);
+    }
+    assert!(
+        sim.sent - before <= 10,
+        "{} hellos answered the flood",
+        sim.sent - before
+    );
+    sim.run_for(Duration::from_secs(60));
+    assert!(sim.nodes[0].ep.peers().is_empty());
+}
+
+#[test]
+fn a_restarted_manual_peer_comes_back_by_itself() {
+    let mut sim = Sim::new(9, 2, LinkParams::lan());
+    sim.connect_star(); // node 1 added node 0 by hand
+                        // Node 0 dies; a new process (new identity) starts at the same address.
+    sim.cut.insert((0, 1));
+    sim.cut.insert((1, 0));
+    sim.run_for(Duration::from_secs(30));
+    assert!(sim.saw(1, |e| matches!(e, Event::PeerUnreachable { .. })));
+    let old_id = sim.id(0);
+    sim.restart_node(0);
+    sim.cut.clear();
+    let ok = sim.run_until_cond(Duration::from_secs(40), |s| {
+        s.saw(
+            1,
+            |e| matches!(e, Event::PeerJoined { peer, .. } if *peer != old_id),
+        )
+    });
+    assert!(ok, "the restarted peer was not found again");
+}
