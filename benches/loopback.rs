@@ -117,6 +117,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             bound,
             peers,
             default_port: 7654,
+            discovery: false,
         };
         let ui = UiPort {
             input: in_rx,

@@ -106,13 +106,17 @@ fn run(args: Args) -> Result<(), String> {
             p
         })
         .collect();
+    // Announcements are heard only on the wildcard address: a socket bound to one address does
+    // not receive broadcasts.
+    let bound_to_one = args.bind.is_some_and(|ip| !ip.is_unspecified());
+    let discovery = !args.no_discovery && !bound_to_one;
     let endpoint = Endpoint::new(
         Config {
             peer_id: PeerId(rand::random()),
             nick: nick.clone(),
             port: local.port(),
             seed: rand::random(),
-            discovery: !args.no_discovery,
+            discovery,
         },
         Instant::now(),
     );
@@ -122,13 +126,13 @@ fn run(args: Args) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let term = terminal::start(shared.clone(), None);
-    let discovery = if args.no_discovery {
-        "LAN discovery off"
-    } else {
-        "LAN discovery not built yet"
+    let discovery_note = match (discovery, bound_to_one) {
+        (true, _) => "LAN discovery on",
+        (false, true) if !args.no_discovery => "LAN discovery off: it needs the default --bind",
+        (false, _) => "LAN discovery off",
     };
     term.output.print(&Output::Notice(format!(
-        "tailchat {}: you are {nick}, listening on UDP port {} ({discovery}). /help lists commands.",
+        "tailchat {}: you are {nick}, listening on UDP port {} ({discovery_note}). /help lists commands.",
         env!("CARGO_PKG_VERSION"),
         local.port()
     )));
@@ -137,6 +141,7 @@ fn run(args: Args) -> Result<(), String> {
         bound,
         peers,
         default_port,
+        discovery,
     };
     let output = term.output.clone();
     let ui = UiPort {

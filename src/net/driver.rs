@@ -3,6 +3,7 @@
 //! timer, a command, a resolved name) it drains every datagram and every event the core has.
 
 use crate::net::addr::{self, HostSpec};
+use crate::net::discovery::Discovery;
 use crate::net::socket::{self, Bound};
 use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
 use crate::ui::command::{self, Command};
@@ -20,6 +21,9 @@ use tokio::sync::mpsc;
 
 /// How long `/quit` waits for peers to acknowledge the goodbye.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
+/// How often the network interfaces are scanned for changes (a new network means announcing
+/// at once; a scan is one cheap system call).
+const INTERFACE_SCAN: Duration = Duration::from_secs(5);
 
 /// Everything the driver needs to start.
 pub struct Setup {
@@ -31,6 +35,8 @@ pub struct Setup {
     pub peers: Vec<HostSpec>,
     /// The port assumed for `/add HOST` without a port.
     pub default_port: u16,
+    /// Announce on and listen to the LAN.
+    pub discovery: bool,
 }
 
 /// Where the driver's output lines go: the terminal, or a channel in tests and benchmarks.
@@ -100,6 +106,10 @@ struct Chat {
 /// survived.
 pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let socket = UdpSocket::from_std(setup.bound.socket)?;
+    let port = socket.local_addr()?.port();
+    let mut discovery = setup
+        .discovery
+        .then(|| Discovery::new(port, setup.bound.ipv6));
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
     let mut chat = Chat {
         ep: setup.endpoint,
@@ -116,6 +126,18 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
     for spec in setup.peers {
         chat.resolve(spec);
     }
+    if let Some(d) = discovery.as_mut() {
+        d.refresh(&socket);
+        let names = d.targets().names();
+        chat.print(Output::Notice(if names.is_empty() {
+            "LAN discovery: no network interface to announce on yet (still watching); /add HOST works".to_owned()
+        } else {
+            format!("LAN discovery: announcing on {}", names.join(", "))
+        }));
+    }
+    let mut scan = tokio::time::interval(INTERFACE_SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    scan.tick().await; // the first tick is immediate; the scan above did its work
     let mut input = ui.input;
     let mut input_open = true;
     tokio::pin!(shutdown);
@@ -141,8 +163,13 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+            _ = scan.tick(), if discovery.is_some() => {
+                if discovery.as_mut().is_some_and(|d| d.refresh(&socket)) {
+                    chat.ep.announce_soon(Instant::now());
+                }
+            }
         }
-        chat.flush(&socket).await;
+        chat.flush(&socket, discovery.as_ref()).await;
         if let Some(by) = chat.quit_by {
             if chat.ep.leave_complete() || Instant::now() >= by {
                 break;
@@ -173,7 +200,12 @@ impl Chat {
     }
 
     /// Sends every datagram the core has ready and shows every event.
-    async fn flush(&mut self, socket: &UdpSocket) {
+    async fn flush(&mut self, socket: &UdpSocket, discovery: Option<&Discovery>) {
+        while let Some(bytes) = self.ep.poll_announce() {
+            if let Some(d) = discovery {
+                d.announce(socket, &bytes).await;
+            }
+        }
         while let Some(t) = self.ep.poll_transmit() {
             let to = socket::for_socket(t.to, self.ipv6);
             if let Err(e) = socket.send_to(&t.bytes, to).await {

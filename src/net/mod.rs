@@ -2,5 +2,6 @@
 //! the protocol core against real sockets and a real clock.
 
 pub mod addr;
+pub mod discovery;
 pub mod driver;
 pub mod socket;

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# A real LAN in network namespaces (needs root; CI runs it): the real binary with default flags
+# (discovery on) on each host.
+#   1. a bridged LAN of three hosts: they list each other within 2 s, a group message reaches
+#      both others, /quit is noticed within 2 s, kill -9 within the documented 15 s (+ margin);
+#   2. two subnets joined by a router, so broadcast and multicast do not cross: one /add across
+#      makes the far side's other peer appear (peer exchange), and messages flow both ways.
+# Everything it creates is removed on exit, pass or fail. Traffic stays inside the namespaces.
+# Usage: scripts/netns-lan-test.sh [path/to/tailchat]   (default: target/debug/tailchat)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(readlink -f "${1:-target/debug/tailchat}")
+[ -x "$BIN" ] || { echo "no binary at $BIN: run cargo build first" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
+command -v ip >/dev/null || { echo "needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
+
+P="tc$$"                 # namespace prefix, unique per run
+WORK=$(mktemp -d)
+NAMESPACES=()
+PIDS=()
+passed=0
+failed=0
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ns() {  # create a namespace with loopback up and IPv6 DAD off (addresses usable at once)
+  ip netns add "$P$1"
+  NAMESPACES+=("$P$1")
+  ip -n "$P$1" link set lo up
+  ip netns exec "$P$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+}
+
+bridge() {  # bridge() NAME: a namespace holding one bridge, the "switch"
+  ns "$1"
+  ip -n "$P$1" link add br0 type bridge
+  ip -n "$P$1" link set br0 up
+}
+
+host() {  # host NAME SWITCH ADDR/PREFIX [GATEWAY]: a host with one interface on a switch
+  ns "$1"
+  ip link add name eth0 netns "$P$1" type veth peer name "$1" netns "$P$2"
+  ip -n "$P$2" link set "$1" master br0 up
+  ip -n "$P$1" addr add "$3" brd + dev eth0
+  ip -n "$P$1" link set eth0 up
+  if [ $# -ge 4 ]; then ip -n "$P$1" route add default via "$4"; fi
+}
+
+start() {  # start NAME [ARGS…]: tailchat --nick NAME on host NAME, commands through a fifo
+  local name=$1; shift
+  mkfifo "$WORK/$name.in"
+  ip netns exec "$P$name" env -i PATH="$PATH" HOME="$WORK/$name.home" NO_COLOR=1 RUST_LOG=tailchat=debug \
+    "$BIN" --nick "$name" "$@" <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  disown "$!"  # no "Killed" job notices from bash when a host is killed on purpose
+  eval "exec {fd_$name}>\"$WORK/$name.in\""
+}
+
+pid_of() { echo "${PIDS[$1]}"; }
+
+say() {  # say NAME LINE: type a line on host NAME
+  local fd
+  eval "fd=\$fd_$1"
+  printf '%s\n' "$2" >&"$fd"
+}
+
+wait_for() {  # wait_for NAME PATTERN SECONDS: until NAME's output has a line matching PATTERN
+  local deadline=$((SECONDS + $3))
+  local start_ms
+  start_ms=$(date +%s%3N)
+  while ! grep -q -- "$2" "$WORK/$1.out" 2>/dev/null; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "    timed out after $3 s waiting for '$2' on $1"
+      return 1
+    fi
+    sleep 0.05  # polling a log file for an expected line, bounded by the deadline
+  done
+  echo "    $1 saw '$2' after $(( $(date +%s%3N) - start_ms )) ms"
+}
+
+check() {  # check "description" command…
+  local what=$1; shift
+  echo "- $what"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "  FAILED: $what"; fi
+}
+
+dump() {
+  for f in "$WORK"/*.out "$WORK"/*.err; do
+    [ -s "$f" ] || continue
+    echo "---- $(basename "$f")"
+    cat "$f"
+  done
+}
+
+lan_finds_itself() {
+  wait_for h1 "h2 joined" 2 && wait_for h1 "h3 joined" 2 &&
+  wait_for h2 "h1 joined" 2 && wait_for h2 "h3 joined" 2 &&
+  wait_for h3 "h1 joined" 2 && wait_for h3 "h2 joined" 2
+}
+
+echo "== 1. a bridged LAN of three hosts"
+bridge sw
+host h1 sw 10.77.0.1/24
+host h2 sw 10.77.0.2/24
+host h3 sw 10.77.0.3/24
+start h1; start h2; start h3
+check "the three list each other within 2 s, with nobody typing an address" lan_finds_itself
+say h1 "/peers"
+check "/peers says they were announced" wait_for h1 "announced" 2
+say h1 "hello from h1"
+check "a group message reaches h2" wait_for h2 "<h1> hello from h1" 2
+check "and h3" wait_for h3 "<h1> hello from h1" 2
+say h3 "/quit"
+check "/quit is noticed by h1 within 2 s" wait_for h1 "h3 left" 2
+check "and by h2" wait_for h2 "h3 left" 2
+kill -9 "$(pid_of 1)"
+check "kill -9 of h2 is noticed within the documented 15 s (keepalive 5 s + 10 s)" \
+  wait_for h1 "h2 is not answering" 20
+
+echo "== 2. two subnets joined by a router: broadcast does not cross, one /add does"
+ns r
+bridge swa
+bridge swb
+ip link add name lana netns "${P}r" type veth peer name ra netns "${P}swa"
+ip link add name lanb netns "${P}r" type veth peer name rb netns "${P}swb"
+ip -n "${P}swa" link set ra master br0 up
+ip -n "${P}swb" link set rb master br0 up
+ip -n "${P}r" addr add 10.78.1.254/24 dev lana
+ip -n "${P}r" addr add 10.78.2.254/24 dev lanb
+ip -n "${P}r" link set lana up
+ip -n "${P}r" link set lanb up
+ip netns exec "${P}r" sysctl -qw net.ipv4.ip_forward=1
+host a1 swa 10.78.1.1/24 10.78.1.254
+host a2 swa 10.78.1.2/24 10.78.1.254
+host b1 swb 10.78.2.1/24 10.78.2.254
+host b2 swb 10.78.2.2/24 10.78.2.254
+start a1; start a2; start b1; start b2
+check "a1 and a2 meet on their LAN" wait_for a1 "a2 joined" 2
+check "b1 and b2 meet on theirs" wait_for b1 "b2 joined" 2
+check "nothing crosses the router by itself" \
+  bash -c "! grep -q 'b[12] joined' '$WORK/a1.out' '$WORK/a2.out'"
+say a1 "/add 10.78.2.1"
+check "one /add: a1 meets b1" wait_for a1 "b1 joined" 3
+check "and learns b2 from it" wait_for a1 "b2 joined" 3
+check "b2 learns a1 and a2 too" wait_for b2 "a2 joined" 3
+say b2 "from the far side"
+check "messages flow one way" wait_for a2 "<b2> from the far side" 2
+say a2 "and back"
+check "and the other" wait_for b2 "<a2> and back" 2
+say a1 "/peers"
+check "/peers on a1 shows b2 as learned" wait_for a1 "learned" 2
+
+echo "== 3. each way of announcing works on its own (nftables drops the other two)"
+if command -v nft >/dev/null; then
+  only() {  # only WHAT DROP1 DROP2: two hosts that can hear only one kind of announcement
+    local what=$1 n=$2
+    bridge "sw$n"
+    host "p$n" "sw$n" "10.79.$n.1/24"
+    host "q$n" "sw$n" "10.79.$n.2/24"
+    for h in "p$n" "q$n"; do
+      ip netns exec "$P$h" nft -f - <<NFT
+table inet only {
+  chain in {
+    type filter hook input priority 0;
+    $3 drop
+    $4 drop
+  }
+}
+NFT
+    done
+    start "p$n"; start "q$n"
+    check "$what alone: the two meet within 2 s" wait_for "p$n" "q$n joined" 2
+  }
+  only "subnet broadcast" 1 "ip daddr 239.255.76.54" "ip6 daddr ff02::7654"
+  only "IPv4 multicast" 2 "ip daddr 10.79.2.255" "ip6 daddr ff02::7654"
+  only "IPv6 multicast" 3 "ip daddr 10.79.3.255" "ip daddr 239.255.76.54"
+else
+  echo "  (skipped: nft not installed; apt-get install nftables)"
+  failed=$((failed + 1))
+fi
+
+echo
+for f in "$WORK"/*.err; do grep -H "cannot join\|announcement to" "$f" | head -3 || true; done
+echo "$passed passed, $failed failed"
+if [ "$failed" -gt 0 ]; then dump; exit 1; fi
