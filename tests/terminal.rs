@@ -1,0 +1,436 @@
+//! The real program on a real terminal: bob runs inside a private tmux server (a pty, so
+//! rustyline's interactive mode with its `ExternalPrinter` is what gets tested), alice runs
+//! in plain mode on pipes. Checks that a half-typed line survives a message printed above the
+//! prompt, that the prompt shows the nick and follows `/nick`, and that `/quit` exits 0.
+//!
+//! Needs `tmux` on `PATH`. Every wait polls the pane (or alice's output) until the expected
+//! text is there, under [`WAIT`]; nothing sleeps to synchronise.
+//!
+//! Keys are sent one character per `send-keys` call, each waited for on screen before the
+//! next: rustyline 15 handles only the first of several characters that arrive in one read
+//! until the next key press (kkawakam/rustyline#976, see `src/ui/terminal.rs`), and a typist
+//! never sends two at once anyway.
+
+mod common;
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Chat, WAIT};
+
+/// The pane size: wide enough that no line in these tests wraps.
+const COLUMNS: usize = 100;
+/// The pane height.
+const ROWS: usize = 30;
+/// The tmux session (and so the target of every pane command); the server is private, so it
+/// is the only one.
+const SESSION: &str = "chat";
+/// Between two looks at the pane: tmux has no "wait until the screen shows X", so waits poll.
+const POLL: Duration = Duration::from_millis(10);
+
+/// How many lines of the program's log a failure shows (rustyline logs every key at debug).
+const LOG_TAIL: usize = 60;
+/// What the shell around the program prints, then the exit status and `]`.
+const EXIT_MARK: &str = "[tailchat exit status ";
+
+/// Gives each tmux server of this test process its own socket name.
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// One snapshot of the pane.
+struct Screen {
+    /// Every row of the pane, trailing blanks trimmed by tmux.
+    rows: Vec<String>,
+    /// Cursor column, from 0; the only way to see a typed trailing space.
+    cursor_x: usize,
+    /// Cursor row, from 0.
+    cursor_y: usize,
+}
+
+impl Screen {
+    /// The last non-empty row and its index: the prompt line while readline runs.
+    fn prompt_line(&self) -> Option<(usize, &str)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, row)| !row.trim().is_empty())
+            .map(|(i, row)| (i, row.as_str()))
+    }
+
+    /// Whether the prompt line is exactly `line` (trailing spaces are not on the screen, so
+    /// they are checked through the cursor) with the cursor at its end.
+    fn prompt_is(&self, line: &str) -> bool {
+        self.prompt_line().is_some_and(|(row, text)| {
+            text.trim_end() == line.trim_end()
+                && self.cursor_y == row
+                && self.cursor_x == line.chars().count()
+        })
+    }
+
+    /// The index of the first row containing `needle`.
+    fn row_with(&self, needle: &str) -> Option<usize> {
+        self.rows.iter().position(|row| row.contains(needle))
+    }
+
+    /// The whole screen, framed, for failure reports.
+    fn show(&self) -> String {
+        format!(
+            "cursor at column {}, row {}\n{}\n{}\n{}",
+            self.cursor_x,
+            self.cursor_y,
+            "-".repeat(COLUMNS),
+            self.rows.join("\n"),
+            "-".repeat(COLUMNS),
+        )
+    }
+}
+
+/// The tailchat of one nick running in a tmux pane on a private tmux server, whose whole
+/// state (socket, data directory of the program) lives in a temporary directory. Dropping it
+/// kills the server, and with it the program, even when the test fails.
+struct Pane {
+    /// `-L` name of the private server.
+    socket: String,
+    /// The command line that started the pane, for failure reports.
+    cmdline: String,
+    /// Where the program's log goes (`RUST_LOG` is set), shown on failure.
+    log: PathBuf,
+    /// Temporary directory: tmux socket, HOME and data of the program; removed on drop.
+    dir: tempfile::TempDir,
+    /// Whether a failure report already showed the screen, so the drop need not again.
+    screen_shown: Cell<bool>,
+}
+
+impl Pane {
+    /// Starts `tailchat --nick NICK --no-discovery --port 0 --bind 127.0.0.1 ARGS…` in a
+    /// fresh `COLUMNS`×`ROWS` pane with a clean environment, and waits for its prompt.
+    fn start(nick: &str, args: &[&str]) -> Pane {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().to_str().expect("UTF-8 temp dir").to_owned();
+        let socket = format!(
+            "tailchat-test-{}-{}",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        );
+        let columns = COLUMNS.to_string();
+        let rows = ROWS.to_string();
+        let tmux_args: Vec<String> = [
+            // One command list, so the options hold before the program can print or exit;
+            // the pane stays after the program ends, with its last screen.
+            "set-option",
+            "-g",
+            "remain-on-exit",
+            "on",
+            ";",
+            "set-option",
+            "-g",
+            "default-terminal",
+            "screen-256color",
+            ";",
+            "new-session",
+            "-d",
+            "-s",
+            SESSION,
+            "-x",
+            &columns,
+            "-y",
+            &rows,
+            // The exit status is read from the screen, not from tmux's `pane_dead_status`:
+            // Debian's tmux 3.3a now and then never reaps the pane's process (seen in about
+            // half the runs here; a SIGCHLD sent to the server by hand makes it reap), so the
+            // status never arrives. tmux/tmux#311 blames libutempter's SIGCHLD handler.
+            "sh",
+            "-c",
+            &format!("\"$@\"; echo \"{EXIT_MARK}$?]\""),
+            "sh",
+            "env",
+            "-i",
+            "TERM=screen-256color",
+            "NO_COLOR=1",
+            "USER=tester",
+            // In interactive mode the log goes to a file, shown on failure.
+            "RUST_LOG=debug",
+            &format!("HOME={home}"),
+            &format!("XDG_DATA_HOME={home}/data"),
+            &format!("XDG_CONFIG_HOME={home}/config"),
+            env!("CARGO_BIN_EXE_tailchat"),
+            "--nick",
+            nick,
+            "--no-discovery",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+        ]
+        .iter()
+        .chain(args)
+        .map(|a| (*a).to_owned())
+        .collect();
+        let cmdline = format!(
+            "TMUX_TMPDIR={home} tmux -L {socket} -f /dev/null {}",
+            tmux_args
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let pane = Pane {
+            cmdline,
+            socket,
+            log: dir.path().join("data/tailchat/tailchat.log"),
+            dir,
+            screen_shown: Cell::new(false),
+        };
+        let args: Vec<&str> = tmux_args.iter().map(String::as_str).collect();
+        if let Err(e) = pane.tmux(&args) {
+            panic!(
+                "cannot start tmux (is it installed? apt-get install tmux): {e}\ncommand: {}",
+                pane.cmdline
+            );
+        }
+        pane.wait(&format!("the prompt {nick:?}"), |s| {
+            s.prompt_is(&format!("{nick}> "))
+        });
+        pane
+    }
+
+    /// Runs `tmux ARGS…` against the private server with a clean environment and returns its
+    /// standard output.
+    fn tmux(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("tmux")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("TMUX_TMPDIR", self.dir.path())
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run tmux {args:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "tmux {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a tmux command that must succeed.
+    fn tmux_ok(&self, args: &[&str]) -> String {
+        self.tmux(args).unwrap_or_else(|e| self.fail(&e, None))
+    }
+
+    /// The pane as it is now.
+    fn screen(&self) -> Result<Screen, String> {
+        // One command list, so the cursor and the rows come from the same moment.
+        let out = self.tmux(&[
+            "display-message",
+            "-p",
+            "-t",
+            SESSION,
+            "#{cursor_x} #{cursor_y}",
+            ";",
+            "capture-pane",
+            "-p",
+            "-t",
+            SESSION,
+        ])?;
+        let mut lines = out.lines();
+        let cursor = lines.next().unwrap_or_default();
+        let mut cursor = cursor.split(' ').map(str::parse::<usize>);
+        let (Some(Ok(cursor_x)), Some(Ok(cursor_y))) = (cursor.next(), cursor.next()) else {
+            return Err(format!("no cursor position in tmux's answer: {out:?}"));
+        };
+        Ok(Screen {
+            rows: lines.map(str::to_owned).collect(),
+            cursor_x,
+            cursor_y,
+        })
+    }
+
+    /// Polls the pane until `done` holds and returns that screen; after [`WAIT`], fails with
+    /// `what` and the last screen.
+    fn wait(&self, what: &str, done: impl Fn(&Screen) -> bool) -> Screen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen().unwrap_or_else(|e| self.fail(&e, None));
+            if done(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out waiting for {what}"), Some(&screen));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until some row contains `needle`.
+    fn wait_for_text(&self, needle: &str) -> Screen {
+        self.wait(&format!("a row with {needle:?}"), |s| {
+            s.row_with(needle).is_some()
+        })
+    }
+
+    /// Types `text` after the prompt `prompt` already showing `before`, one character at a
+    /// time, each waited for on the prompt line (see the module documentation for why).
+    fn type_text(&self, prompt: &str, before: &str, text: &str) {
+        let mut line = format!("{prompt}{before}");
+        for c in text.chars() {
+            line.push(c);
+            self.tmux_ok(&["send-keys", "-t", SESSION, "-l", "--", &c.to_string()]);
+            self.wait(&format!("the prompt line {line:?}"), |s| s.prompt_is(&line));
+        }
+    }
+
+    /// Presses Enter.
+    fn enter(&self) {
+        self.tmux_ok(&["send-keys", "-t", SESSION, "Enter"]);
+    }
+
+    /// Waits for the program to end and returns its exit status, as the wrapping shell
+    /// reports it on the screen (128 + N for signal N).
+    fn wait_exit(&self) -> i32 {
+        let screen = self.wait("the program's exit status", |s| {
+            s.rows.iter().any(|row| row.starts_with(EXIT_MARK))
+        });
+        let row = screen
+            .rows
+            .iter()
+            .find(|row| row.starts_with(EXIT_MARK))
+            .expect("waited for");
+        row[EXIT_MARK.len()..]
+            .trim_end_matches(']')
+            .parse()
+            .unwrap_or_else(|_| self.fail("unreadable exit status", Some(&screen)))
+    }
+
+    /// Fails the test with `why`, the command line and `screen`.
+    fn fail(&self, why: &str, screen: Option<&Screen>) -> ! {
+        self.screen_shown.set(screen.is_some());
+        panic!(
+            "{why}\ncommand: {}\nscreen: {}",
+            self.cmdline,
+            screen.map_or_else(|| "unavailable".to_owned(), Screen::show)
+        );
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Whatever failed (maybe alice's side), the pane and the program's log say what
+            // bob saw.
+            let screen = if self.screen_shown.get() {
+                "(shown above)".to_owned()
+            } else {
+                self.screen()
+                    .map_or_else(|e| format!("unavailable: {e}"), |s| s.show())
+            };
+            let log = std::fs::read_to_string(&self.log).map_or_else(
+                |e| format!("unavailable ({}): {e}", self.log.display()),
+                |log| {
+                    let lines: Vec<&str> = log.lines().collect();
+                    lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
+                },
+            );
+            eprintln!(
+                "tmux pane at failure (command: {}):\n{screen}\nend of its log:\n{log}",
+                self.cmdline
+            );
+        }
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// `arg` as a shell word, for the command line in failure reports.
+fn shell_quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Starts alice on pipes and bob in a pane added to her, and waits until each sees the other.
+fn alice_and_bob_in_a_pane() -> (Chat, Pane) {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let bob = Pane::start("bob", &["--peer", &peer]);
+    bob.wait_for_text("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+/// Types `/quit` at the prompt `prompt`; alice must see `nick left` and the program exit 0.
+fn quit(alice: &mut Chat, pane: &Pane, prompt: &str, nick: &str) {
+    pane.type_text(prompt, "", "/quit");
+    pane.enter();
+    alice.expect(&format!("{nick} left"));
+    let status = pane.wait_exit();
+    if status != 0 {
+        let screen = pane.screen().ok();
+        pane.fail(
+            &format!("exit status {status}, expected 0"),
+            screen.as_ref(),
+        );
+    }
+}
+
+#[test]
+fn a_half_typed_line_survives_an_incoming_message() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    bob.type_text("bob> ", "", "half typed");
+
+    alice.send("message while typing");
+    let screen = bob.wait(
+        "alice's message above the prompt, with the half-typed line redrawn below it",
+        |s| {
+            let message = s.row_with("<alice> message while typing");
+            let prompt = s.prompt_line().map(|(row, _)| row);
+            matches!((message, prompt), (Some(m), Some(p)) if m < p)
+                && s.prompt_is("bob> half typed")
+        },
+    );
+    // The half-typed line is not duplicated above the message either.
+    assert_eq!(
+        screen
+            .rows
+            .iter()
+            .filter(|row| row.contains("half typed"))
+            .count(),
+        1,
+        "{}",
+        screen.show()
+    );
+
+    bob.type_text("bob> ", "half typed", " line");
+    bob.enter();
+    alice.expect("<bob> half typed line");
+    bob.wait("bob's own line echoed and an empty prompt", |s| {
+        s.row_with("<bob> half typed line").is_some() && s.prompt_is("bob> ")
+    });
+
+    quit(&mut alice, &bob, "bob> ", "bob");
+}
+
+#[test]
+fn the_prompt_shows_the_nick_and_follows_nick_changes() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    bob.wait("the prompt \"bob> \"", |s| s.prompt_is("bob> "));
+
+    bob.type_text("bob> ", "", "/nick robert");
+    bob.enter();
+    alice.expect("bob is now robert");
+    bob.wait("the prompt \"robert> \"", |s| s.prompt_is("robert> "));
+
+    bob.type_text("robert> ", "", "hi");
+    bob.enter();
+    alice.expect("<robert> hi");
+
+    quit(&mut alice, &bob, "robert> ", "robert");
+}
