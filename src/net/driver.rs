@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+/// Datagrams (or typed lines) taken in one wake-up before the core builds its answers: what
+/// arrives together is answered together (shared datagrams, one ack), and the bound keeps one
+/// busy source from starving the others.
+const BATCH: usize = 64;
 /// How long `/quit` waits for peers to acknowledge the goodbye.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 /// How often the network interfaces are scanned for changes (a new network means announcing
@@ -146,20 +150,41 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
         let timer = chat.next_wakeup();
         tokio::select! {
             () = &mut shutdown, if chat.quit_by.is_none() => chat.quit(),
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let from = socket::normalize(from);
-                    chat.ep.handle_datagram(Instant::now(), from, &buf[..n]);
+            r = socket.recv_from(&mut buf) => {
+                let mut next = Some(r);
+                let mut taken = 0;
+                while let Some(r) = next.take() {
+                    match r {
+                        Ok((n, from)) => {
+                            let from = socket::normalize(from);
+                            chat.ep.handle_datagram(Instant::now(), from, &buf[..n]);
+                        }
+                        // ICMP errors surface here on some systems; the protocol copes.
+                        Err(e) => tracing::debug!("receive error: {e}"),
+                    }
+                    taken += 1;
+                    if taken < BATCH {
+                        next = socket.try_recv_from(&mut buf).ok().map(Ok);
+                    }
                 }
-                // ICMP errors surface here on some systems; the protocol copes with the loss.
-                Err(e) => tracing::debug!("receive error: {e}"),
             },
             () = sleep_until(timer) => chat.ep.handle_timeout(Instant::now()),
-            line = input.recv(), if input_open => match line {
-                Some(Input::Line(line)) => chat.on_line(&line),
-                Some(Input::Eof) | None => {
-                    input_open = false;
-                    chat.quit();
+            line = input.recv(), if input_open => {
+                let mut next = Some(line);
+                let mut taken = 0;
+                while let Some(line) = next.take() {
+                    match line {
+                        Some(Input::Line(line)) => chat.on_line(&line),
+                        Some(Input::Eof) | None => {
+                            input_open = false;
+                            chat.quit();
+                            break;
+                        }
+                    }
+                    taken += 1;
+                    if taken < BATCH {
+                        next = input.try_recv().ok().map(Some);
+                    }
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),

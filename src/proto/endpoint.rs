@@ -371,6 +371,10 @@ pub struct Endpoint {
     leaving: bool,
     /// Seeded randomness (announcement jitter).
     rng: ChaCha8Rng,
+    /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
+    /// the first `poll_*` after a batch of inputs, packs messages typed or received together
+    /// into shared datagrams and one ack, without delaying anything.
+    pending: Option<Instant>,
     /// When the next LAN announcement is due (`None` without discovery).
     announce_at: Option<Instant>,
     /// Announcements of the current burst already sent.
@@ -388,6 +392,7 @@ impl Endpoint {
             announce_at: config.discovery.then_some(now),
             announce_burst: 0,
             announces: VecDeque::new(),
+            pending: None,
             rng,
             config,
             next_msg: 1,
@@ -420,6 +425,7 @@ impl Endpoint {
     /// Next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.catch_up();
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
         Some(t)
@@ -429,6 +435,7 @@ impl Endpoint {
     /// [`Config::discovery`]). Drain it like [`Endpoint::poll_transmit`].
     #[must_use]
     pub fn poll_announce(&mut self) -> Option<Vec<u8>> {
+        self.catch_up();
         let a = self.announces.pop_front()?;
         self.stats.datagrams_out += 1;
         Some(a)
@@ -440,19 +447,23 @@ impl Endpoint {
         if self.announce_at.is_some() && !self.leaving {
             self.announce_at = Some(now);
             self.announce_burst = 0;
-            self.drive(now);
+            self.mark(now);
         }
     }
 
     /// Next event for the user interface.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.catch_up();
         self.events.pop_front()
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.pending.is_some() {
+            return self.pending; // work is waiting: call `handle_timeout` (or a `poll_*`) now
+        }
         let peers = self.peers.values().filter_map(|p| p.link.next_timeout());
         let probes = self.probes.iter().map(|p| p.next);
         peers.chain(probes).chain(self.announce_at).min()
@@ -460,7 +471,7 @@ impl Endpoint {
 
     /// Runs whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.drive(now);
+        self.mark(now);
     }
 
     /// One datagram arrived from `from`.
@@ -488,7 +499,7 @@ impl Endpoint {
             self.on_hello(now, from, header, hello, is_reply);
         } else if let Some(Frame::Announce(_)) = datagram.frames.first() {
             self.on_announce(now, from, header);
-            self.drive(now);
+            self.mark(now);
             return;
         }
         let eliciting = datagram.is_ack_eliciting();
@@ -514,13 +525,13 @@ impl Endpoint {
         peer.link
             .on_datagram(now, header.packet, datagram.frames, &mut out);
         self.link_events(now, header.sender, out);
-        self.drive(now);
+        self.mark(now);
     }
 
     /// Starts contacting a peer at `addr` (`/add`, `--peer`): hellos go out until it answers.
     pub fn add_address(&mut self, now: Instant, addr: SocketAddr) {
         self.add_probe(now, addr, Found::Manual);
-        self.drive(now);
+        self.mark(now);
     }
 
     /// Starts sending hellos to `addr`; what gives up, and whether the user hears of it,
@@ -607,7 +618,7 @@ impl Endpoint {
                 });
             }
         }
-        self.drive(now);
+        self.mark(now);
         Ok(Sent { id, recipients })
     }
 
@@ -623,7 +634,7 @@ impl Endpoint {
         for p in self.peers.values_mut().filter(|p| !p.left) {
             p.link.queue_nick(nick);
         }
-        self.drive(now);
+        self.mark(now);
         Ok(())
     }
 
@@ -636,7 +647,7 @@ impl Endpoint {
         for p in self.peers.values_mut().filter(|p| !p.left) {
             p.link.queue_leave();
         }
-        self.drive(now);
+        self.mark(now);
     }
 
     /// True once every peer has acknowledged our leave (or there was nobody to tell).
@@ -986,6 +997,17 @@ impl Endpoint {
                 }
             };
             self.events.push_back(event);
+        }
+    }
+
+    /// Notes that inputs arrived at `now`; the work happens at the next `poll_*`.
+    fn mark(&mut self, now: Instant) {
+        self.pending = Some(self.pending.map_or(now, |p| p.max(now)));
+    }
+
+    fn catch_up(&mut self) {
+        if let Some(now) = self.pending.take() {
+            self.drive(now);
         }
     }
 
