@@ -7,17 +7,19 @@
 //! the spec. A vector missing from the spec, or one the spec has and this file does not know,
 //! fails the test, so the two cannot drift apart silently.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tailchat::proto::wire::{
     self, Ack, AckRange, Chat, Datagram, DecodeError, Fragment, Frame, Header, Hello, NickChange,
+    PeerEntry, PeerList,
 };
 use tailchat::proto::{MessageId, PeerId};
 
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
-const MIN_VECTORS: usize = 6;
+const MIN_VECTORS: usize = 12;
 /// Frame kinds version 1 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=8;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=10;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -54,6 +56,18 @@ struct Expected {
 
 const ALICE: PeerId = PeerId(0x0123_4567_89ab_cdef);
 const BOB: PeerId = PeerId(0xfedc_ba98_7654_3210);
+const CAROL: PeerId = PeerId(0x00c0_ffee);
+
+/// Carol's addresses in vector `peers`, as bob lists them.
+fn carol_addrs() -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20)), 7654),
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 3)),
+            7654,
+        ),
+    ]
+}
 
 fn alice(packet: u64) -> Header {
     Header {
@@ -195,6 +209,34 @@ fn expectations() -> Vec<Expected> {
             name: "hello-extended",
             datagram: datagram(alice(0), vec![alice_hello()]),
             reencoding: SameAsVector("hello"),
+        },
+        Expected {
+            name: "announce",
+            datagram: datagram(
+                alice(0),
+                vec![Frame::Announce(Hello {
+                    nick: "alice".into(),
+                    port: 7654,
+                    caps: 0,
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "peers",
+            datagram: datagram(
+                bob(4),
+                vec![Frame::Peers(PeerList {
+                    seq: 3,
+                    peers: vec![PeerEntry {
+                        id: CAROL,
+                        nick: "carol".into(),
+                        addrs: carol_addrs(),
+                        heard_secs: 3,
+                    }],
+                })],
+            ),
+            reencoding: Identical,
         },
     ]
 }
@@ -433,4 +475,74 @@ fn the_prelude_rules_hold_for_every_vector() {
             v.name
         );
     }
+}
+
+#[test]
+fn announce_is_hello_with_another_kind_and_elicits_no_ack() {
+    let vectors = load();
+    let find = |name: &str| {
+        vectors
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("vector {name} present"))
+    };
+    let (announce, hello) = (find("announce"), find("hello"));
+    let differing: Vec<usize> = (0..hello.bytes.len())
+        .filter(|&i| announce.bytes.get(i) != hello.bytes.get(i))
+        .collect();
+    assert_eq!(announce.bytes.len(), hello.bytes.len());
+    assert_eq!(differing, vec![16], "only the frame kind differs");
+    assert_eq!(announce.bytes[16], 9);
+    let decoded = wire::decode(&announce.bytes).expect("decodes");
+    assert!(!decoded.is_ack_eliciting());
+    let peers = wire::decode(&find("peers").bytes).expect("decodes");
+    assert!(peers.is_ack_eliciting());
+}
+
+/// Walks vector `peers` by the rules of the spec (§3.3, §5.9) without the code under test:
+/// socket addresses are a varint variant index (0 IPv4, 1 IPv6), the raw octets, and the port
+/// as a varint, with no flow label or scope id.
+#[test]
+fn the_peers_vector_follows_the_socket_address_rules() {
+    let vectors = load();
+    let v = vectors
+        .iter()
+        .find(|v| v.name == "peers")
+        .expect("vector present");
+    let b = &v.bytes;
+    let mut pos = 5;
+    for _ in 0..3 {
+        read_varint(b, &mut pos);
+    }
+    assert_eq!(read_varint(b, &mut pos), 10, "kind Peers");
+    let body_len = usize::try_from(read_varint(b, &mut pos)).expect("small");
+    assert_eq!(pos + body_len, b.len(), "the frame ends the datagram");
+    assert_eq!(read_varint(b, &mut pos), 3, "seq");
+    assert_eq!(read_varint(b, &mut pos), 1, "one entry");
+    assert_eq!(read_varint(b, &mut pos), CAROL.0, "id");
+    let nick_len = usize::try_from(read_varint(b, &mut pos)).expect("small");
+    assert_eq!(&b[pos..pos + nick_len], b"carol");
+    pos += nick_len;
+    let count = read_varint(b, &mut pos);
+    let mut addrs = Vec::new();
+    for _ in 0..count {
+        let ip = match read_varint(b, &mut pos) {
+            0 => {
+                let o: [u8; 4] = b[pos..pos + 4].try_into().expect("4 bytes");
+                pos += 4;
+                IpAddr::V4(Ipv4Addr::from(o))
+            }
+            1 => {
+                let o: [u8; 16] = b[pos..pos + 16].try_into().expect("16 bytes");
+                pos += 16;
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            other => panic!("variant {other} is neither IPv4 nor IPv6"),
+        };
+        let port = u16::try_from(read_varint(b, &mut pos)).expect("a u16 port");
+        addrs.push(SocketAddr::new(ip, port));
+    }
+    assert_eq!(addrs, carol_addrs());
+    assert_eq!(read_varint(b, &mut pos), 3, "heard_secs");
+    assert_eq!(pos, b.len(), "nothing left over");
 }
