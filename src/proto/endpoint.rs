@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// First interval between hellos to an address that has not answered; it doubles after each.
@@ -19,17 +19,20 @@ const PROBE_FIRST: Duration = Duration::from_millis(250);
 const PROBE_MAX: Duration = Duration::from_secs(30);
 /// After this many unanswered hellos, the user is told the address does not answer.
 const PROBE_REPORT_AFTER: u32 = 5;
+/// After this many hellos the interval has reached [`PROBE_MAX`] (250 ms · 2⁸ / 2 > 30 s).
+const PROBE_SLOW_ATTEMPTS: u32 = 8;
 /// Hellos to an address heard announcing, or learned from a peer, before giving up on it
 /// (250 ms doubling: about 16 s in all).
 const PROBE_LIMIT_DISCOVERED: u32 = 6;
 /// Peers heard from longer ago than this are not passed on in peer exchange.
 const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
-/// Gaps between the first LAN announcements after start (or after a new interface appears):
-/// several, so one lost datagram does not hide us.
+/// Gaps after the first, second and third LAN announcements at start (or after a new
+/// interface appears): at 0, 0.5 and 1.5 s, so one lost datagram does not hide us. Entry 0 is
+/// unused (the first goes at once).
 const ANNOUNCE_BURST: [Duration; 3] = [
     Duration::ZERO,
     Duration::from_millis(500),
-    Duration::from_millis(1500),
+    Duration::from_millis(1000),
 ];
 /// Gap between later announcements, ±10% jitter so peers started together do not stay in step.
 /// Newcomers are found by their own announcements at once; these only catch peers that missed
@@ -550,13 +553,17 @@ impl Endpoint {
             return;
         }
         if self.probes.len() >= MAX_PROBES {
-            // Forget the oldest probe, preferring one that was not asked for by the user.
-            let i = self
-                .probes
-                .iter()
-                .position(|p| p.origin != Found::Manual)
-                .unwrap_or(0);
-            self.probes.remove(i);
+            // Forget the oldest probe the user did not ask for; never push out one they did
+            // for a discovered address (a flood of announcements must not erase a /add).
+            match self.probes.iter().position(|p| p.origin != Found::Manual) {
+                Some(i) => {
+                    self.probes.remove(i);
+                }
+                None if origin == Found::Manual => {
+                    self.probes.remove(0);
+                }
+                None => return,
+            }
         }
         let (limit, report) = match origin {
             Found::Manual => (None, true),
@@ -809,7 +816,8 @@ impl Endpoint {
         }
         if peer.nick != h.nick {
             let old = std::mem::replace(&mut peer.nick, h.nick.clone());
-            if !returning {
+            // A join already shows the new nick; anything else is a rename to tell.
+            if !share {
                 self.events.push_back(Event::PeerRenamed {
                     peer: id,
                     old,
@@ -832,6 +840,9 @@ impl Endpoint {
     /// newcomer learns everyone within a round trip); one we know is simply noted at this
     /// address too.
     fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) {
+        if self.leaving {
+            return;
+        }
         if let Some(peer) = self.peers.get_mut(&header.sender) {
             let current = peer.session == header.session && !peer.left;
             if current && !peer.link.is_unreachable() {
@@ -862,50 +873,53 @@ impl Endpoint {
 
     /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
     fn exchange_peers(&mut self, now: Instant, new: PeerId) {
-        let entries: Vec<PeerEntry> = self
-            .peers
+        // An entry for `about`, as `to` can use it: only addresses that mean the same there.
+        let entry = |peers: &BTreeMap<PeerId, Peer>, about: PeerId, to: PeerId| {
+            let p = peers.get(&about)?;
+            let to_addr = peers.get(&to)?.addrs[0];
+            let fresh = now.saturating_duration_since(p.last_heard) <= EXCHANGE_MAX_AGE;
+            if p.left || p.link.is_unreachable() || !fresh {
+                return None;
+            }
+            let addrs: Vec<SocketAddr> = p
+                .addrs
+                .iter()
+                .copied()
+                .filter(|a| shareable(a, &to_addr))
+                .take(wire::MAX_ENTRY_ADDRS)
+                .collect();
+            (!addrs.is_empty()).then(|| PeerEntry {
+                id: about,
+                nick: p.nick.clone(),
+                addrs,
+                heard_secs: now.saturating_duration_since(p.last_heard).as_secs() as u32,
+            })
+        };
+        let others: Vec<PeerId> = self.peers.keys().copied().filter(|&id| id != new).collect();
+        let for_new: Vec<PeerEntry> = others
             .iter()
-            .filter(|(_, p)| {
-                !p.left
-                    && !p.link.is_unreachable()
-                    && now.saturating_duration_since(p.last_heard) <= EXCHANGE_MAX_AGE
-            })
-            .filter_map(|(&id, p)| {
-                let addrs: Vec<SocketAddr> = p
-                    .addrs
-                    .iter()
-                    .copied()
-                    .filter(shareable)
-                    .take(wire::MAX_ENTRY_ADDRS)
-                    .collect();
-                (!addrs.is_empty()).then(|| PeerEntry {
-                    id,
-                    nick: p.nick.clone(),
-                    addrs,
-                    heard_secs: now.saturating_duration_since(p.last_heard).as_secs() as u32,
-                })
-            })
+            .filter_map(|&o| entry(&self.peers, o, new))
             .collect();
-        let (news, others): (Vec<PeerEntry>, Vec<PeerEntry>) =
-            entries.into_iter().partition(|e| e.id == new);
+        let about_new: Vec<(PeerId, PeerEntry)> = others
+            .iter()
+            .filter(|&&o| entry(&self.peers, o, new).is_some())
+            .filter_map(|&o| entry(&self.peers, new, o).map(|e| (o, e)))
+            .collect();
         if let Some(p) = self.peers.get_mut(&new) {
-            if !others.is_empty() {
-                p.link.queue_peers(&others);
+            if !for_new.is_empty() {
+                p.link.queue_peers(&for_new);
             }
         }
-        if news.is_empty() {
-            return;
-        }
-        for other in others {
-            if let Some(p) = self.peers.get_mut(&other.id) {
-                p.link.queue_peers(&news);
+        for (to, e) in about_new {
+            if let Some(p) = self.peers.get_mut(&to) {
+                p.link.queue_peers(&[e]);
             }
         }
     }
 
     /// Entries from peer exchange: peers we do not know yet are contacted directly, and listed
     /// only once they answer.
-    fn on_peer_entries(&mut self, now: Instant, entries: Vec<PeerEntry>) {
+    fn on_peer_entries(&mut self, now: Instant, from: PeerId, entries: Vec<PeerEntry>) {
         for e in entries {
             if e.id == self.config.peer_id
                 || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
@@ -913,8 +927,11 @@ impl Endpoint {
             {
                 continue;
             }
-            for addr in e.addrs.into_iter().filter(shareable) {
-                self.add_probe(now, addr, Found::Learned);
+            let via = self.peers.get(&from).map(|p| p.addrs[0]);
+            for addr in e.addrs {
+                if via.is_some_and(|v| shareable(&addr, &v)) {
+                    self.add_probe(now, addr, Found::Learned);
+                }
             }
         }
     }
@@ -946,7 +963,9 @@ impl Endpoint {
                 let addr = peer.addrs[0];
                 self.add_probe(now, addr, Found::Manual);
                 if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+                    // Every PROBE_MAX, quietly: start the schedule where it is already slow.
                     p.report = false;
+                    p.attempts = p.attempts.max(PROBE_SLOW_ATTEMPTS);
                     p.next = now + PROBE_MAX;
                 }
             }
@@ -955,7 +974,7 @@ impl Endpoint {
             };
             let event = match e {
                 LinkEvent::Peers(entries) => {
-                    self.on_peer_entries(now, entries);
+                    self.on_peer_entries(now, id, entries);
                     continue;
                 }
                 LinkEvent::Message { msg, direct, text } => Event::Message {
@@ -1060,14 +1079,20 @@ impl Endpoint {
     }
 }
 
-/// Whether an address means the same thing to another peer: not IPv6 link-local (its zone is
-/// lost on the wire) and not unspecified.
-fn shareable(addr: &SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V4(a) => !a.ip().is_unspecified(),
-        SocketAddr::V6(a) => {
-            let ip = a.ip();
-            !ip.is_unspecified() && (ip.segments()[0] & 0xffc0) != 0xfe80
+/// Whether `addr` means the same thing to a peer we reach at `via`: a unicast address, not
+/// link-local (an IPv6 zone is lost on the wire; 169.254/16 is per link), and loopback only
+/// between peers that talk over loopback (that is, on one machine).
+fn shareable(addr: &SocketAddr, via: &SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    if ip.is_loopback() {
+        return via.ip().to_canonical().is_loopback();
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80)
         }
     }
 }

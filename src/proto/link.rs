@@ -196,7 +196,7 @@ pub struct LinkCounters {
 pub struct Link {
     /// Round-trip time towards this peer.
     pub rtt: RttEstimator,
-    /// Consecutive timeouts without an ack; the timeout doubles with each.
+    /// Consecutive timeouts without an ack; the timeout grows 1.5× with each.
     backoff: u32,
     /// Whether the link is declared unreachable (reported once until it answers again).
     unreachable: bool,
