@@ -87,6 +87,25 @@ pub struct Sent {
     pub id: MessageId,
     /// The peers it was queued for (empty if nobody is known yet).
     pub recipients: Vec<PeerId>,
+    /// The peers whose queue was full: it will not reach them.
+    pub refused: Vec<PeerId>,
+}
+
+/// A peer as storage remembers it, for [`Endpoint::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredPeer {
+    /// Its identity.
+    pub id: PeerId,
+    /// Its last nick.
+    pub nick: String,
+    /// Its last addresses, the one that last worked first.
+    pub addrs: Vec<SocketAddr>,
+    /// Whether the user added it by hand (then it is contacted at start).
+    pub manual: bool,
+    /// The highest message id from it already shown.
+    pub delivered_through: MessageId,
+    /// Our messages it has not acknowledged, in id order: (id, direct, text).
+    pub outbox: Vec<(MessageId, bool, String)>,
 }
 
 /// Why a message was refused as a whole.
@@ -144,6 +163,8 @@ pub enum Found {
 /// A peer's state as the user sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerState {
+    /// Known from an earlier run, not heard from since this one started.
+    Offline,
     /// Answering.
     Online,
     /// Not acknowledging; messages wait in its queue.
@@ -319,8 +340,10 @@ struct Peer {
     addrs: Vec<SocketAddr>,
     /// How we found it.
     found: Found,
-    /// Left, or not.
+    /// Left (or, when not `seen`, not heard from in this run).
     left: bool,
+    /// Heard from in this run (false for a peer restored from storage until it says hello).
+    seen: bool,
     /// When we last heard from it.
     last_heard: Instant,
     /// The reliable link.
@@ -513,9 +536,14 @@ impl Endpoint {
             }
             return;
         };
-        if peer.session != header.session {
-            // A late hello from an earlier run may have switched the session we expect; a
-            // hello back (rate-limited) makes the peer state its current one.
+        // Meant for another run of ours (we restarted), or from another run of the peer (a late
+        // hello from an earlier run may have switched the session we expect): dropped, and a
+        // hello back (rate-limited) makes the peer state its current session and learn ours.
+        let for_us = datagram.frames.iter().all(|f| match f {
+            Frame::Session(s) => *s == self.session,
+            _ => true,
+        });
+        if peer.session != header.session || !for_us {
             self.stats.stale_session += 1;
             if eliciting {
                 self.who_are_you(now, from);
@@ -599,34 +627,89 @@ impl Endpoint {
         if text.len() > MAX_MESSAGE_BYTES {
             return Err(SendError::TooLong { len: text.len() });
         }
-        let (recipients, direct): (Vec<PeerId>, bool) = match to {
-            Recipients::Everyone => (
-                self.peers
-                    .iter()
-                    .filter(|(_, p)| !p.left)
-                    .map(|(&id, _)| id)
-                    .collect(),
-                false,
-            ),
-            Recipients::Peer(id) => match self.peers.get(&id) {
-                Some(p) if !p.left => (vec![id], true),
-                _ => return Err(SendError::UnknownPeer),
-            },
+        // Everyone we know takes part in the group, present or not: a peer that left or is
+        // offline gets the message when it is back.
+        let (candidates, direct): (Vec<PeerId>, bool) = match to {
+            Recipients::Everyone => (self.peers.keys().copied().collect(), false),
+            Recipients::Peer(id) if self.peers.contains_key(&id) => (vec![id], true),
+            Recipients::Peer(_) => return Err(SendError::UnknownPeer),
         };
         let id = MessageId(self.next_msg);
         self.next_msg += 1;
-        for &peer_id in &recipients {
+        let mut recipients = Vec::new();
+        let mut refused = Vec::new();
+        for peer_id in candidates {
             let peer = self.peers.get_mut(&peer_id).expect("listed above");
-            if let Err(QueueError::Full) = peer.link.queue_message(now, id, direct, text) {
-                self.events.push_back(Event::Undelivered {
-                    to: peer_id,
-                    id,
-                    reason: UndeliveredReason::QueueFull,
-                });
+            match peer.link.queue_message(now, id, direct, text) {
+                Ok(()) => recipients.push(peer_id),
+                Err(QueueError::Full { first }) => {
+                    refused.push(peer_id);
+                    if first {
+                        self.events.push_back(Event::Undelivered {
+                            to: peer_id,
+                            id,
+                            reason: UndeliveredReason::QueueFull,
+                        });
+                    }
+                }
             }
         }
         self.mark(now);
-        Ok(Sent { id, recipients })
+        Ok(Sent {
+            id,
+            recipients,
+            refused,
+        })
+    }
+
+    /// Brings back what storage remembers from an earlier run: the next message id, and for
+    /// each peer its nick, addresses, the highest message id already shown from it, and our
+    /// messages it has not acknowledged (queued again, in id order). Such peers are listed as
+    /// offline until they say hello; the ones added by hand, and the ones with messages
+    /// waiting, are contacted at their last addresses. Call it once, before anything else.
+    pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
+        self.next_msg = self.next_msg.max(next_msg.0);
+        for r in peers.into_iter().take(MAX_PEERS) {
+            if r.id == self.config.peer_id || r.addrs.is_empty() {
+                continue;
+            }
+            let mut link = Link::new(now);
+            link.set_delivered_through(r.delivered_through);
+            for (msg, direct, text) in &r.outbox {
+                // Refusal (over the bound) only drops what an earlier run had already queued
+                // past it; the journal keeps them.
+                let _ = link.queue_message(now, *msg, *direct, text);
+            }
+            let contact = r.manual || !r.outbox.is_empty();
+            let origin = if r.manual {
+                Found::Manual
+            } else {
+                Found::Learned
+            };
+            let addr = r.addrs[0];
+            self.peers.insert(
+                r.id,
+                Peer {
+                    nick: r.nick,
+                    port: addr.port(),
+                    session: 0,
+                    addrs: r.addrs.into_iter().take(MAX_ADDRS).collect(),
+                    found: origin,
+                    left: true,
+                    seen: false,
+                    last_heard: now,
+                    link,
+                    counted: LinkCounters::default(),
+                },
+            );
+            if contact {
+                self.add_probe(now, addr, origin);
+                if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+                    p.report = false;
+                }
+            }
+        }
+        self.mark(now);
     }
 
     /// Changes our nick and tells every peer (ordered with our messages to it).
@@ -680,7 +763,9 @@ impl Endpoint {
                 last_heard: p.last_heard,
                 rtt: p.link.rtt.srtt(),
                 undelivered: p.link.undelivered(),
-                state: if p.left {
+                state: if !p.seen {
+                    PeerState::Offline
+                } else if p.left {
                     PeerState::Left
                 } else if p.link.is_unreachable() {
                     PeerState::Unreachable
@@ -782,6 +867,7 @@ impl Endpoint {
             addrs: vec![from],
             found: probed.unwrap_or(Found::Incoming),
             left: true, // so that the code below reports it as joining
+            seen: true,
             last_heard: now,
             link: Link::new(now),
             counted: LinkCounters::default(),
@@ -796,6 +882,7 @@ impl Endpoint {
         }
         let mut share = false;
         if returning {
+            peer.seen = true;
             let joined = peer.left;
             share = joined;
             peer.session = header.session;
@@ -1041,7 +1128,7 @@ impl Endpoint {
                 peer.link.on_timeout(now, &mut out);
             }
             let to = peer.addrs[0];
-            while let Some(bytes) = peer.link.poll_datagram(now, header) {
+            while let Some(bytes) = peer.link.poll_datagram(now, header, peer.session) {
                 self.transmits.push_back(Transmit { to, bytes });
             }
             add_counters(&mut self.stats, &mut peer.counted, peer.link.counters);

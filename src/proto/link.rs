@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 /// Ranges of received packet numbers remembered for acks.
 const ACK_RANGES_KEPT: usize = 32;
-/// Bytes an ack frame may take in a datagram that also carries data.
-const ACK_BUDGET: usize = 128;
+/// Bytes an ack frame may take in a datagram that also carries data. With the largest header
+/// (35), a `Session` frame (12) and the largest stream item (1036) this stays within
+/// [`MAX_DATAGRAM`], so an item always fits in a datagram of its own.
+const ACK_BUDGET: usize = 100;
 /// A packet is lost once this many later packets have been acknowledged (RFC 9002 §6.1.1).
 const PACKET_THRESHOLD: u64 = 3;
 /// Ack at once after this many ack-eliciting packets (RFC 9000 §13.2.2).
@@ -120,8 +122,12 @@ pub enum LinkEvent {
 /// Why a message could not be queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum QueueError {
-    /// The per-peer queue bound ([`MAX_QUEUED_ITEMS`]) would be passed.
-    Full,
+    /// The per-peer queue bound ([`MAX_QUEUED_ITEMS`]) would be passed; `first` for the first
+    /// refusal since the queue last had room (so the user is told once, not per message).
+    Full {
+        /// First refusal since there was room.
+        first: bool,
+    },
 }
 
 /// An item the peer has not acknowledged yet, encoded once (it may be sent several times).
@@ -138,6 +144,9 @@ struct OutItem {
 /// A message not yet acknowledged in full.
 #[derive(Debug)]
 struct PendingMessage {
+    /// Its items, encoded, kept whole so that it can be sent again from the start if the peer
+    /// restarts (a new stream) while only part of it was acknowledged.
+    pieces: Vec<(u32, Vec<u8>)>,
     /// Items of it still unacknowledged.
     remaining: u32,
     /// When it was queued, for the delay notice.
@@ -204,6 +213,10 @@ pub struct Link {
     left: bool,
     /// Hearing an unreachable peer already triggered a resend in this timeout period.
     resent_on_heard: bool,
+    /// A message was refused for a full queue and the queue has not had room since.
+    full_reported: bool,
+    /// The highest message id from this peer already shown.
+    delivered_msg: MessageId,
     /// Counters for statistics.
     pub counters: LinkCounters,
 
@@ -264,6 +277,8 @@ impl Link {
             unreachable: false,
             left: false,
             resent_on_heard: false,
+            full_reported: false,
+            delivered_msg: MessageId(0),
             counters: LinkCounters::default(),
             next_packet: 0,
             sent: BTreeMap::new(),
@@ -332,20 +347,75 @@ impl Link {
                 .collect()
         };
         if self.items.len() + pieces.len() > MAX_QUEUED_ITEMS {
-            return Err(QueueError::Full);
+            let first = !self.full_reported;
+            self.full_reported = true;
+            return Err(QueueError::Full { first });
+        }
+        for (kind, fields) in &pieces {
+            self.push_item(*kind, fields.clone(), Some(msg));
         }
         self.messages.insert(
             msg,
             PendingMessage {
                 remaining: pieces.len() as u32,
+                pieces,
                 queued_at: now,
                 delay_reported: false,
             },
         );
-        for (kind, fields) in pieces {
-            self.push_item(kind, fields, Some(msg));
-        }
         Ok(())
+    }
+
+    /// The peer restarted (a new session): both streams start again from sequence number 0.
+    /// Our unacknowledged messages are queued again, whole and in id order; the receiver's
+    /// message-id watermark ([`Link::set_delivered_through`]) drops any it had already shown.
+    /// Nick changes and peer lists in flight are dropped: the peer's hello carries the nick, and
+    /// peers are exchanged again on rejoining.
+    fn reset_streams(&mut self) {
+        self.recv_next = 0;
+        self.reorder.clear();
+        self.partial = None;
+        self.sent.clear();
+        self.items.clear();
+        self.unsent.clear();
+        self.next_seq = 0;
+        let pending: Vec<(MessageId, Vec<(u32, Vec<u8>)>)> = self
+            .messages
+            .iter()
+            .map(|(&id, m)| (id, m.pieces.clone()))
+            .collect();
+        for (id, pieces) in pending {
+            if let Some(m) = self.messages.get_mut(&id) {
+                m.remaining = pieces.len() as u32;
+            }
+            for (kind, fields) in pieces {
+                self.push_item(kind, fields, Some(id));
+            }
+        }
+    }
+
+    /// Raises the watermark of messages already shown from this peer (restored from storage
+    /// after a restart, so a message resent across restarts is shown once).
+    pub fn set_delivered_through(&mut self, id: MessageId) {
+        self.delivered_msg = self.delivered_msg.max(id);
+    }
+
+    /// Shows a whole message unless its id is not above the watermark: a sender's messages to
+    /// us arrive in id order, so an id at or below it was shown before (a resend after a
+    /// restart).
+    fn deliver_message(
+        &mut self,
+        msg: MessageId,
+        direct: bool,
+        text: String,
+        out: &mut Vec<LinkEvent>,
+    ) {
+        if msg <= self.delivered_msg {
+            self.counters.duplicates += 1;
+            return;
+        }
+        self.delivered_msg = msg;
+        out.push(LinkEvent::Message { msg, direct, text });
     }
 
     /// Queues peer-exchange entries (at most [`wire::MAX_PEER_ENTRIES`] per frame).
@@ -466,12 +536,13 @@ impl Link {
         self.unreachable = false;
         self.waiting_since = None;
         if new_session {
-            // The peer's packet numbers start again; forget the old ones.
+            // The peer's packet numbers and streams start again; forget the old ones.
             self.received = RangeSet::new(ACK_RANGES_KEPT);
             self.ack_pending = false;
             self.ack_deadline = None;
             self.eliciting_since_ack = 0;
             self.largest_acked = None;
+            self.reset_streams();
         }
     }
 
@@ -509,7 +580,7 @@ impl Link {
                 if self.partial.take().is_some() {
                     self.counters.bad_fragments += 1;
                 }
-                out.push(LinkEvent::Message { msg, direct, text });
+                self.deliver_message(msg, direct, text, out);
             }
             Item::Nick(nick) => out.push(LinkEvent::Nick(nick)),
             Item::Peers(peers) => out.push(LinkEvent::Peers(peers)),
@@ -553,11 +624,7 @@ impl Link {
                 if p.next == p.count {
                     let p = self.partial.take().expect("checked above");
                     match String::from_utf8(p.data) {
-                        Ok(text) => out.push(LinkEvent::Message {
-                            msg: p.msg,
-                            direct: p.direct,
-                            text,
-                        }),
+                        Ok(text) => self.deliver_message(p.msg, p.direct, text, out),
                         Err(_) => self.counters.bad_fragments += 1,
                     }
                 }
@@ -608,6 +675,7 @@ impl Link {
     }
 
     fn acked(&mut self, _now: Instant, p: SentPacket, out: &mut Vec<LinkEvent>) {
+        self.full_reported &= self.items.len() >= MAX_QUEUED_ITEMS / 2;
         if p.leave {
             self.leave_unacked = false;
         }
@@ -781,7 +849,15 @@ impl Link {
     }
 
     /// Builds the next datagram for this peer, if there is anything to send at `now`.
-    pub fn poll_datagram(&mut self, now: Instant, mut header: Header) -> Option<Vec<u8>> {
+    ///
+    /// `to_session` is the peer's session as we know it; it goes in a `Session` frame so that a
+    /// peer that restarted drops what we meant for its previous run.
+    pub fn poll_datagram(
+        &mut self,
+        now: Instant,
+        mut header: Header,
+        to_session: u64,
+    ) -> Option<Vec<u8>> {
         let send_window_end = self
             .items
             .keys()
@@ -807,6 +883,8 @@ impl Link {
         header.packet = self.next_packet;
         let mut buf = Vec::with_capacity(MAX_DATAGRAM);
         wire::encode_header(&header, &mut buf);
+        Frame::Session(to_session).encode_into(&mut buf);
+        let empty_len = buf.len();
         if ack_due {
             if let Some(ack) = self.build_ack(now) {
                 ack.encode_into(&mut buf);
@@ -867,7 +945,8 @@ impl Link {
             self.next_packet += 1;
         }
         debug_assert!(buf.len() <= MAX_DATAGRAM);
-        Some(buf)
+        // Nothing fitted (cannot happen with the size limits, but must never loop).
+        (buf.len() > empty_len).then_some(buf)
     }
 
     fn build_ack(&self, now: Instant) -> Option<Frame> {

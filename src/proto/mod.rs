@@ -26,8 +26,8 @@ pub mod rtt;
 pub mod wire;
 
 pub use endpoint::{
-    Config, Endpoint, Event, Found, PeerInfo, PeerState, Recipients, SendError, Sent, Stats,
-    Transmit, UndeliveredReason,
+    Config, Endpoint, Event, Found, PeerInfo, PeerState, Recipients, RestoredPeer, SendError, Sent,
+    Stats, Transmit, UndeliveredReason,
 };
 pub use ids::{MessageId, PeerId};
 

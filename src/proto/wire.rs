@@ -54,6 +54,9 @@ pub mod kind {
     pub const ANNOUNCE: u32 = 9;
     /// Peers the sender knows, for peer exchange.
     pub const PEERS: u32 = 10;
+    /// The receiver's session as the sender knows it: a restarted receiver drops datagrams
+    /// meant for its previous run.
+    pub const SESSION: u32 = 11;
 }
 
 /// What follows the prelude in every datagram.
@@ -183,6 +186,8 @@ pub enum Frame {
     Announce(Hello),
     /// See [`kind::PEERS`].
     Peers(PeerList),
+    /// See [`kind::SESSION`].
+    Session(u64),
 }
 
 impl Frame {
@@ -211,6 +216,7 @@ impl Frame {
             Frame::Leave => kind::LEAVE,
             Frame::Announce(_) => kind::ANNOUNCE,
             Frame::Peers(_) => kind::PEERS,
+            Frame::Session(_) => kind::SESSION,
         }
     }
 
@@ -219,6 +225,7 @@ impl Frame {
         let body = match self {
             Frame::Hello(h) | Frame::HelloReply(h) | Frame::Announce(h) => to_vec(h),
             Frame::Peers(p) => to_vec(p),
+            Frame::Session(s) => to_vec(s),
             Frame::Chat(c) => to_vec(c),
             Frame::Fragment(f) => to_vec(f),
             Frame::Ack(a) => to_vec(a),
@@ -372,6 +379,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         }
         kind::LEAVE => Frame::Leave,
         kind::ANNOUNCE => Frame::Announce(check_hello(take(body)?)?),
+        kind::SESSION => Frame::Session(take(body)?),
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
@@ -501,6 +509,7 @@ mod tests {
                 nick: "alicia".into(),
             }),
             Frame::Leave,
+            Frame::Session(u64::MAX),
             Frame::Announce(Hello {
                 nick: "carol".into(),
                 port: 7654,

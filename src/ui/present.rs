@@ -158,6 +158,7 @@ pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
     )];
     for p in peers {
         let state = match p.state {
+            PeerState::Offline => "offline",
             PeerState::Online => "online",
             PeerState::Unreachable => "unreachable",
             PeerState::Left => "left",

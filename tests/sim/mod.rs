@@ -195,6 +195,27 @@ impl Sim {
         self.flush(i);
     }
 
+    /// Replaces node `i` with a new run of the same peer (same identity, new session) that
+    /// remembers what storage would give it.
+    pub fn restart_node_as(
+        &mut self,
+        i: usize,
+        next_msg: tailchat::proto::MessageId,
+        restored: Vec<tailchat::proto::RestoredPeer>,
+    ) {
+        let cfg = Config {
+            peer_id: self.id(i),
+            nick: format!("n{i}"),
+            port: 7654,
+            seed: self.rng.gen(),
+            discovery: self.segment[i].is_some(),
+        };
+        let now = self.now;
+        self.nodes[i].ep = Endpoint::new(cfg, now);
+        self.nodes[i].ep.restore(now, next_msg, restored);
+        self.flush(i);
+    }
+
     /// Sets both directions between every pair to `params`.
     pub fn set_all_links(&mut self, params: LinkParams) {
         for row in &mut self.links {
