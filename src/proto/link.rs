@@ -32,6 +32,9 @@ const ACK_EVERY: u32 = 2;
 /// A packet number more than this far above the highest one received refuses the datagram.
 pub const MAX_PACKET_JUMP: u64 = 1 << 16;
 
+/// A message's stream items as (frame kind, encoded fields after the sequence number).
+type Pieces = Vec<(u32, Vec<u8>)>;
+
 /// What one stream item carries; it becomes a frame once a stream sequence number is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
@@ -146,7 +149,7 @@ struct OutItem {
 struct PendingMessage {
     /// Its items, encoded, kept whole so that it can be sent again from the start if the peer
     /// restarts (a new stream) while only part of it was acknowledged.
-    pieces: Vec<(u32, Vec<u8>)>,
+    pieces: Pieces,
     /// Items of it still unacknowledged.
     remaining: u32,
     /// When it was queued, for the delay notice.
@@ -332,7 +335,7 @@ impl Link {
         text: &str,
     ) -> Result<(), QueueError> {
         debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
-        let pieces: Vec<(u32, Vec<u8>)> = if text.len() <= FRAGMENT_BYTES {
+        let pieces: Pieces = if text.len() <= FRAGMENT_BYTES {
             vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)))]
         } else {
             let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
@@ -379,7 +382,7 @@ impl Link {
         self.items.clear();
         self.unsent.clear();
         self.next_seq = 0;
-        let pending: Vec<(MessageId, Vec<(u32, Vec<u8>)>)> = self
+        let pending: Vec<(MessageId, Pieces)> = self
             .messages
             .iter()
             .map(|(&id, m)| (id, m.pieces.clone()))
