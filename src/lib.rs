@@ -7,7 +7,11 @@
 //!   against the network and the clock.
 //! - [`ui`]: the terminal — command parsing and rendering (pure), presentation of events, and
 //!   the rustyline edge.
+//! - [`store`]: everything on disk — the data directory (identity, and the journal of the
+//!   conversation: history, and what a restart needs to resend and deduplicate) and the config
+//!   file.
 //! - `main.rs`: the command line, logging, and start-up.
 pub mod net;
 pub mod proto;
+pub mod store;
 pub mod ui;

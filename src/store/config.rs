@@ -1,0 +1,236 @@
+//! The config file (`config.toml`): defaults for the command line's options, so a user need
+//! not type their nick and peers at every start. tailchat only reads it, never writes it.
+//!
+//! ```toml
+//! nick = "alice"
+//! port = 7654
+//! peers = ["bob.tailnet.ts.net", "192.168.1.20:7654"]
+//! discovery = true
+//! data_dir = "/home/alice/chat"
+//! ```
+//!
+//! Every key is optional; an unknown key is an error, so a typo is reported instead of being
+//! silently ignored.
+
+use crate::store::dirs::io_reason;
+use serde::Deserialize;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The settings a config file may hold. Each is `None` when the file does not set it; the
+/// command line overrides whatever is set here.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The nick to start with, instead of `--nick`.
+    pub nick: Option<String>,
+    /// The UDP port to listen on, instead of `--port`.
+    pub port: Option<u16>,
+    /// Peers to contact at start, as `--peer` takes them (host, host:port, address).
+    pub peers: Option<Vec<String>>,
+    /// Whether to look for peers on the LAN, instead of the discovery flag.
+    pub discovery: Option<bool>,
+    /// Where to keep identity and history, instead of `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Reads the config file at `path`; `Ok(None)` if there is no file there.
+///
+/// # Errors
+/// The file cannot be read, or is not valid TOML with the keys and types of [`FileConfig`]; the
+/// message names the file and, where known, the 1-based line of the mistake.
+pub fn load(path: &Path) -> Result<Option<FileConfig>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read config file {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
+        }
+    };
+    toml::from_str(&text).map(Some).map_err(|e| {
+        // toml's own Display draws a multi-line excerpt; one line suits a start-up error.
+        let (place, key) = match e.span() {
+            Some(span) => (
+                format!(", line {}", line_of(&text, span.start)),
+                key_before(&text, span.start)
+                    .map(|k| format!(" for key `{k}`"))
+                    .unwrap_or_default(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "invalid config file {}{place}: {}{key}",
+            path.display(),
+            e.message().trim_end()
+        )
+    })
+}
+
+/// The key whose value starts at byte `offset`, when it is on the same line (`port = "x"`):
+/// toml 0.8 reports a bad value's place but not its key, and "expected u16" alone does not
+/// say which setting is wrong.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let before = text.get(line_start..offset)?;
+    let key = before[..before.find('=')?].trim().trim_matches('"');
+    (!key.is_empty()).then_some(key)
+}
+
+/// The 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// Writes `contents` to a config file in a new temporary directory.
+    fn file_with(contents: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        fs::write(&path, contents).unwrap();
+        (tmp, path)
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(load(&tmp.path().join("config.toml")), Ok(None));
+    }
+
+    #[test]
+    fn empty_file_sets_nothing() {
+        let (_tmp, path) = file_with("# nothing yet\n");
+        assert_eq!(load(&path), Ok(Some(FileConfig::default())));
+    }
+
+    #[test]
+    fn full_file() {
+        let (_tmp, path) = file_with(
+            "nick = \"alice\"\nport = 7654\npeers = [\"bob:7000\", \"10.0.0.2\"]\n\
+             discovery = false\ndata_dir = \"/srv/chat\"\n",
+        );
+        assert_eq!(
+            load(&path),
+            Ok(Some(FileConfig {
+                nick: Some("alice".into()),
+                port: Some(7654),
+                peers: Some(vec!["bob:7000".into(), "10.0.0.2".into()]),
+                discovery: Some(false),
+                data_dir: Some(PathBuf::from("/srv/chat")),
+            }))
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_file_line_and_key() {
+        let (_tmp, path) = file_with("nick = \"alice\"\n\nport = \"x\"\n");
+        assert_eq!(
+            load(&path).unwrap_err(),
+            format!(
+                "invalid config file {}, line 3: invalid type: string \"x\", expected u16 \
+                 for key `port`",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn out_of_range_port() {
+        let (_tmp, path) = file_with("port = 70000\n");
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.starts_with(&format!("invalid config file {}, line 1: ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let (_tmp, path) = file_with("nick = \"a\"\nprot = 7654\n");
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "invalid config file {}, line 2: unknown field `prot`",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_toml_is_an_error() {
+        let (_tmp, path) = file_with("nick = \"alice\"\npeers = [\"a\",\n");
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.starts_with(&format!("invalid config file {}, line ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_file_names_it() {
+        // A directory in place of the file cannot be read, even by root.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        fs::create_dir(&path).unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(
+            err,
+            format!("cannot read config file {}: Is a directory", path.display())
+        );
+    }
+
+    #[test]
+    fn not_utf8_is_unreadable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        fs::write(&path, b"nick = \"\xff\"\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.starts_with(&format!("cannot read config file {}: ", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_in_array_names_the_key() {
+        let (_tmp, path) = file_with("peers = [\"a\", 7]\n");
+        assert_eq!(
+            load(&path).unwrap_err(),
+            format!(
+                "invalid config file {}, line 1: invalid type: integer `7`, expected a string \
+                 for key `peers`",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn keys_before_values() {
+        assert_eq!(key_before("a = 1\nport = \"x\"", 13), Some("port"));
+        assert_eq!(key_before("\"nick\" = 5", 9), Some("nick"));
+        assert_eq!(key_before("prot = 1", 0), None);
+        assert_eq!(key_before("peers = [\n  1]", 12), None);
+        assert_eq!(key_before("x", 99), None);
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+        assert_eq!(line_of("a\n", 99), 2);
+    }
+}

@@ -1,0 +1,388 @@
+//! The journal: an append-only file holding the conversation — its history, and what a restart
+//! needs to carry on: which of our messages still have to reach whom, which messages from each
+//! peer we already have, and how to reach peers again.
+//!
+//! # File format
+//! All integers are little-endian.
+//!
+//! ```text
+//! file   = header record*
+//! header = "TCJ1"                     4 bytes: identifies the file and its format version
+//! record = marker length crc payload
+//! marker = 0xC3 0x7A                  2 bytes: where a record starts
+//! length = u32                        bytes in payload; over 1 MiB (1_048_576) is corrupt
+//! crc    = u32                        CRC-32 (IEEE, as crc32fast computes it) of payload
+//! payload = postcard encoding of a `Record`
+//! ```
+//!
+//! In `Record::Peer`, each address is encoded as `V4([u8; 4] ip, u16 port)` or
+//! `V6([u8; 16] ip, u16 port, u32 flowinfo, u32 scope_id)` rather than as serde encodes a
+//! `SocketAddr`, which drops the scope id that a link-local IPv6 address needs.
+//!
+//! The order of [`Record`]'s variants and fields is part of the format: postcard numbers
+//! variants by position and does not name fields. New kinds of record go at the end; an older
+//! version skips them with a warning (a whole record whose checksum is right but whose payload
+//! it cannot decode).
+//!
+//! # Reading a damaged file
+//! The reader never gives up on the file, and one bad record never hides the ones around it. A
+//! record whose marker, length or checksum is wrong is skipped with a warning naming its byte
+//! offset and the reason, and reading resumes at the next marker that starts a record whose
+//! length and checksum are right. If no such record follows, the bad bytes are the file's tail:
+//! what a crash or power loss leaves when it interrupts a write (a torn tail).
+//! [`Journal::open`] truncates a torn tail to the end of the last good record, so new records
+//! are not glued to the garbage; damage in the middle is left as it is. A record that is whole
+//! (right length and checksum) but does not decode is skipped and kept.
+//!
+//! # Durability
+//! [`Journal::append`] buffers; [`Journal::sync`] writes the buffer and waits for the disk
+//! (fdatasync). Callers append a batch of records and sync once before acting on any of them
+//! (group commit): before acknowledging a message they heard, before sending one they wrote.
+//! A record is durable only once synced; a crash may lose unsynced records, or leave a torn
+//! tail, but never an earlier record.
+//!
+//! One process at a time: [`Journal::open`] takes an exclusive lock on the file, so a second
+//! tailchat on the same data directory (which would also share this peer's identity) is refused.
+
+mod addrs;
+mod frame;
+mod history;
+mod restore;
+
+pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
+pub use history::{format_history_line, HistoryFilter, HistoryLine};
+pub use restore::{Outgoing, PeerRecord, Restored};
+
+use frame::{frame, scan};
+use history::select;
+use restore::summarize;
+
+use crate::proto::PeerId;
+use crate::store::dirs::io_reason;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The journal's file name in the data directory.
+pub const JOURNAL_FILE: &str = "journal";
+
+/// One entry in the journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A message we sent; written before any datagram carrying it leaves.
+    Said {
+        /// When it was sent, in milliseconds since the Unix epoch.
+        at_ms: i64,
+        /// Its message id (our ids count 1, 2, 3, … across restarts).
+        id: u64,
+        /// Our nick when we sent it.
+        nick: String,
+        /// The peer it was for, if it was a direct message; `None` for the group.
+        direct_to: Option<PeerId>,
+        /// Every peer it was sent to: whose delivery we wait for.
+        recipients: Vec<PeerId>,
+        /// What we wrote.
+        text: String,
+    },
+    /// A message we received; written (and synced) before it is acknowledged.
+    Heard {
+        /// When it arrived, in milliseconds since the Unix epoch.
+        at_ms: i64,
+        /// Who wrote it.
+        from: PeerId,
+        /// Their nick when they wrote it.
+        nick: String,
+        /// Its id in the sender's numbering.
+        id: u64,
+        /// Whether it was a direct message to us rather than to the group.
+        direct: bool,
+        /// What they wrote, as received (unsanitised).
+        text: String,
+    },
+    /// A recipient acknowledged all of our message `id`.
+    Delivered {
+        /// The recipient.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// Our message `id` will never reach `to` (refused: its queue was full).
+    Dropped {
+        /// The recipient that will not get it.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// How to reach a peer again after a restart (written when a peer joins, or its nick or
+    /// address changes).
+    Peer {
+        /// The peer.
+        id: PeerId,
+        /// Its nick at the time.
+        nick: String,
+        /// The addresses it was reachable at.
+        #[serde(with = "addrs")]
+        addrs: Vec<SocketAddr>,
+        /// Whether the user added it by hand (`--peer`, `/connect`) rather than it being
+        /// discovered: a manual peer is worth contacting again after a restart.
+        manual: bool,
+    },
+}
+
+/// Why the journal could not be opened, read or written.
+#[derive(Debug)]
+pub enum JournalError {
+    /// The operating system refused an operation on the journal.
+    Io {
+        /// The journal's path.
+        path: PathBuf,
+        /// What was being done ("open", "read", "write to", …), for the message.
+        action: &'static str,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The file exists but is not a tailchat journal; it was left untouched.
+    NotAJournal {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// Another process has the journal open.
+    Locked {
+        /// The journal's path.
+        path: PathBuf,
+    },
+    /// A record whose payload is over [`MAX_PAYLOAD`]; readers would take it for corruption.
+    RecordTooLarge {
+        /// The payload's size.
+        bytes: usize,
+    },
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::Io {
+                path,
+                action,
+                source,
+            } => write!(
+                f,
+                "cannot {action} journal {}: {}",
+                path.display(),
+                io_reason(source)
+            ),
+            JournalError::NotAJournal { path } => write!(
+                f,
+                "{}: not a tailchat journal (it does not start with \"TCJ1\"); it was left \
+                 untouched — move it away, or choose another --data-dir",
+                path.display()
+            ),
+            JournalError::Locked { path } => write!(
+                f,
+                "journal {} is in use by another tailchat — quit that one, or choose another \
+                 --data-dir (one data directory is one peer)",
+                path.display()
+            ),
+            JournalError::RecordTooLarge { bytes } => write!(
+                f,
+                "a journal record of {bytes} bytes is over the limit of {MAX_PAYLOAD} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The open journal, ready to append to.
+pub struct Journal {
+    /// Where it is, for messages.
+    path: PathBuf,
+    /// The file, opened for appending and locked, behind a buffer so a batch of records costs
+    /// one write.
+    file: BufWriter<File>,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+impl Journal {
+    /// Opens the journal at `path`, creating it (mode 0600, header written and synced) if it
+    /// does not exist or is empty, and reads it back into a [`Restored`] summary. A torn tail
+    /// is truncated (see the module doc); any damage is described in [`Restored::warnings`].
+    ///
+    /// # Errors
+    /// The file cannot be opened, locked, read or repaired; it is held by another process; or
+    /// it exists and does not start with the journal header (it is then left untouched).
+    pub fn open(path: &Path) -> Result<(Journal, Restored), JournalError> {
+        let io_err = |action| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Io {
+                path,
+                action,
+                source,
+            }
+        };
+        // Append mode: every write lands at the end, whatever the file offset, including after
+        // the truncation below.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_err("open"))?;
+        // Locked before reading: two writers would interleave their records.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock")(e)),
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_err("read"))?;
+
+        // Empty (or cut inside the header): a journal whose creation was interrupted, since
+        // nothing else writes this name; there is nothing in it to lose.
+        if bytes.len() < HEADER.len() && HEADER.starts_with(&bytes) {
+            file.set_len(0).map_err(io_err("truncate"))?;
+            file.write_all(&HEADER).map_err(io_err("write to"))?;
+            file.sync_all().map_err(io_err("sync"))?;
+            // The new directory entry is only durable once the directory is synced.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err("sync the directory of"))?;
+            }
+            bytes = HEADER.to_vec();
+        }
+        if !bytes.starts_with(&HEADER) {
+            return Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+            });
+        }
+
+        let scan = scan(&bytes);
+        let mut warnings = scan.warnings;
+        if let Some(tail) = scan.tail {
+            warnings.push(format!(
+                "{}; truncated the file to {} bytes, after the last good record",
+                tail.describe(bytes.len()),
+                tail.at
+            ));
+            file.set_len(tail.at as u64).map_err(io_err("truncate"))?;
+            file.sync_all().map_err(io_err("sync"))?;
+        }
+        let mut restored = summarize(&scan.records);
+        restored.warnings = warnings
+            .into_iter()
+            .map(|w| format!("journal {}: {w}", path.display()))
+            .collect();
+        tracing::debug!(
+            "journal {}: {} records, {} warnings",
+            path.display(),
+            restored.records,
+            restored.warnings.len()
+        );
+        let journal = Journal {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+        };
+        Ok((journal, restored))
+    }
+
+    /// Adds `r` to the write buffer. It reaches the disk at the next [`Journal::sync`] (or
+    /// earlier, when the buffer fills); only a sync makes it durable.
+    ///
+    /// # Errors
+    /// The record is over [`MAX_PAYLOAD`] (nothing is written), or writing failed. After a
+    /// write error the file may end in a partial record; the next [`Journal::open`] repairs
+    /// that, so the caller should report the error and stop using this journal.
+    pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
+        let frame = frame(r)?;
+        self.file
+            .write_all(&frame)
+            .map_err(|source| self.io_error("write to", source))
+    }
+
+    /// Writes every appended record and waits until the disk has them (fdatasync). Call it
+    /// once per batch, before acknowledging or sending anything appended in it.
+    ///
+    /// # Errors
+    /// Writing or syncing failed (a full disk, an I/O error); the records appended since the
+    /// last successful sync may not be durable.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .flush()
+            .map_err(|source| self.io_error("write to", source))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(|source| self.io_error("sync", source))
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last `last` lines of the conversation that `filter` selects, oldest first, read
+    /// again from the file (with the same tolerance of damage as [`Journal::open`], but
+    /// repairing nothing). Records appended since the last [`Journal::sync`] may be missing.
+    /// Also returns the warnings about damage met on the way.
+    ///
+    /// # Errors
+    /// The file cannot be read, or no longer starts with the journal header.
+    pub fn history(
+        &self,
+        filter: &HistoryFilter,
+        last: usize,
+    ) -> Result<(Vec<HistoryLine>, Vec<String>), JournalError> {
+        let bytes = std::fs::read(&self.path).map_err(|source| self.io_error("read", source))?;
+        if !bytes.starts_with(&HEADER) {
+            return Err(JournalError::NotAJournal {
+                path: self.path.clone(),
+            });
+        }
+        let scan = scan(&bytes);
+        let mut warnings = scan.warnings;
+        if let Some(tail) = scan.tail {
+            warnings.push(tail.describe(bytes.len()));
+        }
+        let warnings = warnings
+            .into_iter()
+            .map(|w| format!("journal {}: {w}", self.path.display()))
+            .collect();
+        let mut lines = select(&scan.records, filter);
+        lines.drain(..lines.len().saturating_sub(last));
+        Ok((lines, warnings))
+    }
+
+    /// An I/O error on this journal.
+    fn io_error(&self, action: &'static str, source: io::Error) -> JournalError {
+        JournalError::Io {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+//! Storage: everything tailchat keeps on disk, which all lives in one data directory (see
+//! [`dirs::data_dir`]; `--data-dir` chooses another), except the config file, which is only
+//! read.
+//!
+//! # What lives where
+//! In the data directory (created mode 0700):
+//! - `identity.toml` ([`identity`]): this peer's [`PeerId`](crate::proto::PeerId), created at
+//!   first start. Peers know each other by it, so it is never replaced silently.
+//! - `journal` ([`journal`]): the append-only record of the conversation — what we said and
+//!   heard, deliveries, and how to reach peers — from which a restart rebuilds the outbox, the
+//!   deduplication state and the peer list, and `/history` reads.
+//! - `prompt_history`: the lines typed at the prompt, kept by the terminal's line editor.
+//! - `tailchat.log`: the diagnostic log.
+//!
+//! Outside it, `config.toml` ([`config`], at [`dirs::config_file`]): defaults for the command
+//! line's options.
+//!
+//! # When data reaches the disk
+//! - The journal is synced (fdatasync) once per batch of work (group commit): after appending
+//!   the batch's records, before any acknowledgement of a message heard in that batch leaves,
+//!   and before any datagram carrying a message we wrote in it leaves. So a peer never believes
+//!   we have a message that a crash could lose, and we never send a message that a restart
+//!   would forget to resend or would number again.
+//! - The identity is written once, atomically: temporary file, fsync, link into place, fsync of
+//!   the directory.
+//! - The config file is only read.
+//! - The journal holds an exclusive lock while open: one data directory is one running peer.
+//!
+//! # Layout
+//! - [`dirs`]: the data directory and config file paths, and the start-up writability check.
+//! - [`identity`]: the identity file, read or created.
+//! - [`journal`]: the journal's format, its tolerant reader, the restart summary, history.
+//! - [`config`]: the config file, parsed with line-numbered errors.
+
+pub mod config;
+pub mod dirs;
+pub mod identity;
+pub mod journal;
+
+/// The identity file's name in the data directory.
+pub use identity::IDENTITY_FILE;
+/// The journal's file name in the data directory.
+pub use journal::JOURNAL_FILE;
+
+/// The prompt history's file name in the data directory (kept by the line editor).
+pub const PROMPT_HISTORY_FILE: &str = "prompt_history";
+/// The log file's name in the data directory.
+pub const LOG_FILE: &str = "tailchat.log";
