@@ -10,7 +10,11 @@ use std::time::Instant;
 use tailchat::net::addr::{self, HostSpec};
 use tailchat::net::driver::{self, Setup, UiPort};
 use tailchat::net::socket;
-use tailchat::proto::{Config, Endpoint, PeerId};
+use tailchat::proto::{Config, Endpoint, MessageId, PeerId, RestoredPeer};
+use tailchat::store::{
+    self,
+    journal::{Journal, Restored},
+};
 use tailchat::ui::command::{is_valid_nick, MAX_NICK_CHARS};
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal::{self, Shared};
@@ -28,9 +32,9 @@ pub struct Args {
     nick: Option<String>,
 
     /// UDP port to listen on, and the port assumed for peers given without one (0: any free
-    /// port)
-    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// port) [default: 7654]
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
 
     /// Local address to listen on [default: every address, IPv6 and IPv4]
     #[arg(long, value_name = "ADDR")]
@@ -46,7 +50,8 @@ pub struct Args {
     #[arg(long)]
     no_discovery: bool,
 
-    /// Where history and identity are kept [default: $XDG_DATA_HOME/tailchat]
+    /// Where identity, history and undelivered messages are kept [default:
+    /// $XDG_DATA_HOME/tailchat]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -80,68 +85,84 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    init_logging(interactive, args.data_dir.as_ref());
-    let nick = args
-        .nick
-        .clone()
-        .or_else(login_name)
-        .unwrap_or_else(|| "anon".to_owned());
-    let bound = socket::bind(args.bind, args.port)?;
+    let settings = Settings::merge(args)?;
+    let bound = socket::bind(settings.bind, settings.port)?;
     let local = bound
         .socket
         .local_addr()
         .map_err(|e| format!("cannot read the socket's address: {e}"))?;
-    let default_port = if args.port == 0 {
-        DEFAULT_PORT
-    } else {
-        args.port
-    };
-    let peers = args
-        .peers
-        .into_iter()
-        .map(|mut p| {
-            if p.port == 0 {
-                p.port = default_port;
-            }
-            p
-        })
-        .collect();
     // Announcements are heard only on the wildcard address: a socket bound to one address does
     // not receive broadcasts.
-    let bound_to_one = args.bind.is_some_and(|ip| !ip.is_unspecified());
-    let discovery = !args.no_discovery && !bound_to_one;
-    let endpoint = Endpoint::new(
+    let bound_to_one = settings.bind.is_some_and(|ip| !ip.is_unspecified());
+    let discovery = settings.discovery && !bound_to_one;
+    let (storage, storage_error) = match Storage::open(settings.data_dir.as_deref()) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
+    init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
+    let now = Instant::now();
+    let mut endpoint = Endpoint::new(
         Config {
-            peer_id: PeerId(rand::random()),
-            nick: nick.clone(),
+            peer_id: storage
+                .as_ref()
+                .map_or_else(|| PeerId(rand::random()), |s| s.id),
+            nick: settings.nick.clone(),
             port: local.port(),
             seed: rand::random(),
             discovery,
         },
-        Instant::now(),
+        now,
     );
-    let shared = Arc::new(Shared::new(nick.clone()));
+    let shared = Arc::new(Shared::new(settings.nick.clone()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let term = terminal::start(shared.clone(), None);
+    let prompt_history = storage
+        .as_ref()
+        .map(|s| s.dir.join(store::PROMPT_HISTORY_FILE));
+    let term = terminal::start(shared.clone(), prompt_history);
     let discovery_note = match (discovery, bound_to_one) {
         (true, _) => "LAN discovery on",
-        (false, true) if !args.no_discovery => "LAN discovery off: it needs the default --bind",
+        (false, true) if settings.discovery => "LAN discovery off: it needs the default --bind",
         (false, _) => "LAN discovery off",
     };
     term.output.print(&Output::Notice(format!(
-        "tailchat {}: you are {nick}, listening on UDP port {} ({discovery_note}). /help lists commands.",
+        "tailchat {}: you are {}, listening on UDP port {} ({discovery_note}). /help lists commands.",
         env!("CARGO_PKG_VERSION"),
+        settings.nick,
         local.port()
     )));
+    let journal = match (storage, storage_error) {
+        (Some(s), _) => {
+            for w in &s.restored.warnings {
+                term.output.print(&Output::Notice(w.clone()));
+            }
+            let waiting: usize = s.restored.outbox.values().map(Vec::len).sum();
+            if waiting > 0 {
+                term.output.print(&Output::Notice(format!(
+                    "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
+                )));
+            }
+            let (next_msg, peers) = restored_peers(&s.restored);
+            endpoint.restore(now, next_msg, peers);
+            Some(s.journal)
+        }
+        (None, Some(e)) => {
+            term.output.print(&Output::Error(format!(
+                "storage off: {e} — the chat works, but nothing is kept after you quit"
+            )));
+            None
+        }
+        (None, None) => None,
+    };
     let setup = Setup {
         endpoint,
         bound,
-        peers,
-        default_port,
+        peers: settings.peers,
+        default_port: settings.default_port,
         discovery,
+        journal,
     };
     let output = term.output.clone();
     let ui = UiPort {
@@ -155,6 +176,138 @@ fn run(args: Args) -> Result<(), String> {
     // The printer thread owns the screen: let it write the last lines before we exit.
     output.flush();
     result
+}
+
+/// The options in force: the command line over the config file over the defaults.
+struct Settings {
+    /// Display name.
+    nick: String,
+    /// Port to listen on (0: any).
+    port: u16,
+    /// Port assumed for peers given without one.
+    default_port: u16,
+    /// Address to listen on.
+    bind: Option<IpAddr>,
+    /// Peers to contact at start: the config file's, then the command line's.
+    peers: Vec<HostSpec>,
+    /// LAN announcements wanted.
+    discovery: bool,
+    /// Where to keep data, if not the default.
+    data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// # Errors
+    /// An unreadable or invalid config file, named, with the line at fault.
+    fn merge(args: Args) -> Result<Settings, String> {
+        let file = store::dirs::config_file();
+        let cfg = match &file {
+            Some(path) => store::config::load(path)?.unwrap_or_default(),
+            None => store::config::FileConfig::default(),
+        };
+        let in_file = |what: &str| {
+            format!(
+                "invalid config file {}: {what}",
+                file.as_deref()
+                    .map_or("?".into(), |p| p.display().to_string())
+            )
+        };
+        if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_nick(n)) {
+            return Err(in_file(&format!(
+                "nick '{n}': a nick is 1 to {MAX_NICK_CHARS} characters, without spaces"
+            )));
+        }
+        let port = args.port.or(cfg.port).unwrap_or(DEFAULT_PORT);
+        let default_port = if port == 0 { DEFAULT_PORT } else { port };
+        let mut peers = Vec::new();
+        for p in cfg.peers.iter().flatten() {
+            peers.push(
+                addr::parse(p, default_port).map_err(|e| in_file(&format!("peer '{p}': {e}")))?,
+            );
+        }
+        peers.extend(args.peers.into_iter().map(|mut p| {
+            if p.port == 0 {
+                p.port = default_port;
+            }
+            p
+        }));
+        Ok(Settings {
+            nick: args
+                .nick
+                .or(cfg.nick)
+                .or_else(login_name)
+                .unwrap_or_else(|| "anon".to_owned()),
+            port,
+            default_port,
+            bind: args.bind,
+            peers,
+            discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
+            data_dir: args.data_dir.or(cfg.data_dir),
+        })
+    }
+}
+
+/// What was opened in the data directory.
+struct Storage {
+    /// The directory.
+    dir: PathBuf,
+    /// Our identity.
+    id: PeerId,
+    /// The open journal.
+    journal: Journal,
+    /// What the journal remembers.
+    restored: Restored,
+}
+
+impl Storage {
+    /// # Errors
+    /// The data directory cannot be created or written, the identity file is unreadable, or
+    /// the journal cannot be opened: each says which file and what to do.
+    fn open(explicit: Option<&std::path::Path>) -> Result<Storage, String> {
+        let dir = store::dirs::data_dir(explicit)?;
+        store::dirs::check_writable(&dir)?;
+        let id = store::identity::load_or_create(&dir, rand::random)?;
+        let (journal, restored) =
+            Journal::open(&dir.join(store::JOURNAL_FILE)).map_err(|e| e.to_string())?;
+        Ok(Storage {
+            dir,
+            id,
+            journal,
+            restored,
+        })
+    }
+}
+
+/// The journal's summary as the protocol core takes it back.
+fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
+    let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
+    ids.extend(r.outbox.keys().copied());
+    ids.extend(r.delivered_from.keys().copied());
+    ids.sort();
+    ids.dedup();
+    let peers = ids
+        .into_iter()
+        .map(|id| {
+            let known = r.peers.get(&id);
+            RestoredPeer {
+                id,
+                nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
+                addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
+                manual: known.is_some_and(|p| p.manual),
+                delivered_through: MessageId(r.delivered_from.get(&id).copied().unwrap_or(0)),
+                outbox: r
+                    .outbox
+                    .get(&id)
+                    .map(|v| {
+                        v.iter()
+                            .map(|o| (MessageId(o.id), o.direct, o.text.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    (MessageId(r.next_msg), peers)
 }
 
 /// Completes on Ctrl-C (when not reading a terminal) or SIGTERM: both mean "/quit".
@@ -182,7 +335,7 @@ fn login_name() -> Option<String> {
 
 /// Logs never reach the prompt line: without a terminal they go to stderr; on a terminal, only
 /// when RUST_LOG asks for them, to `tailchat.log` in the data directory.
-fn init_logging(interactive: bool, data_dir: Option<&PathBuf>) {
+fn init_logging(interactive: bool, data_dir: Option<&std::path::Path>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     if !interactive {
@@ -195,16 +348,13 @@ fn init_logging(interactive: bool, data_dir: Option<&PathBuf>) {
     if std::env::var_os("RUST_LOG").is_none() {
         return;
     }
-    let Some(dir) = data_dir.cloned().or_else(default_data_dir) else {
+    let Some(dir) = data_dir else {
         return;
     };
-    if std::fs::create_dir_all(&dir).is_err() {
-        return;
-    }
     let Ok(file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("tailchat.log"))
+        .open(dir.join(store::LOG_FILE))
     else {
         return;
     };
@@ -213,13 +363,6 @@ fn init_logging(interactive: bool, data_dir: Option<&PathBuf>) {
         .with_ansi(false)
         .with_writer(Mutex::new(file))
         .try_init();
-}
-
-fn default_data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
-    Some(base.join("tailchat"))
 }
 
 #[cfg(test)]

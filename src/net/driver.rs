@@ -6,6 +6,7 @@ use crate::net::addr::{self, HostSpec};
 use crate::net::discovery::Discovery;
 use crate::net::socket::{self, Bound};
 use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
+use crate::store::journal::{format_history_line, HistoryFilter, Journal, Record};
 use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
@@ -41,6 +42,8 @@ pub struct Setup {
     pub default_port: u16,
     /// Announce on and listen to the LAN.
     pub discovery: bool,
+    /// The journal (history, outbox, delivered state), if storage is available.
+    pub journal: Option<Journal>,
 }
 
 /// Where the driver's output lines go: the terminal, or a channel in tests and benchmarks.
@@ -101,6 +104,10 @@ struct Chat {
     quit_by: Option<Instant>,
     /// Datagrams the kernel refused to send (logged, not fatal).
     send_errors: u64,
+    /// Where the conversation is kept; `None` when storage is off or failed.
+    journal: Option<Journal>,
+    /// Records appended since the last sync.
+    journal_dirty: bool,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes.
@@ -126,6 +133,8 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
         resolved_tx,
         quit_by: None,
         send_errors: 0,
+        journal: setup.journal,
+        journal_dirty: false,
     };
     for spec in setup.peers {
         chat.resolve(spec);
@@ -224,8 +233,16 @@ impl Chat {
         }
     }
 
-    /// Sends every datagram the core has ready and shows every event.
+    /// Records, then sends, then shows. What an event means for storage (a message heard, a
+    /// delivery) is appended and synced before any datagram of this batch leaves, so no ack
+    /// goes out for a message that is not on disk, and no message of ours leaves before it is.
     async fn flush(&mut self, socket: &UdpSocket, discovery: Option<&Discovery>) {
+        let mut events = Vec::new();
+        while let Some(e) = self.ep.poll_event() {
+            self.record_event(&e);
+            events.push(e);
+        }
+        self.sync_journal();
         while let Some(bytes) = self.ep.poll_announce() {
             if let Some(d) = discovery {
                 d.announce(socket, &bytes).await;
@@ -239,7 +256,7 @@ impl Chat {
             }
         }
         let mut changed_peers = false;
-        while let Some(e) = self.ep.poll_event() {
+        for e in events {
             changed_peers |= matches!(
                 e,
                 Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
@@ -303,9 +320,7 @@ impl Chat {
                     self.print(Output::Info(line));
                 }
             }
-            Command::History { .. } => self.print(Output::Error(
-                "history is not kept yet in this version".to_owned(),
-            )),
+            Command::History { nick, count } => self.history(nick, count),
             Command::Quit => self.quit(),
         }
     }
@@ -318,6 +333,24 @@ impl Chat {
             Ok(sent) => {
                 self.outstanding.sent(sent.id, &text, sent.recipients.len());
                 let me = self.ep.nick().to_owned();
+                self.append(&Record::Said {
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    id: sent.id.0,
+                    nick: me.clone(),
+                    direct_to: match to {
+                        Recipients::Peer(p) => Some(p),
+                        Recipients::Everyone => None,
+                    },
+                    recipients: sent.recipients.clone(),
+                    text: text.clone(),
+                });
+                let away: Vec<String> = self
+                    .ep
+                    .peers()
+                    .into_iter()
+                    .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
+                    .map(|p| p.nick)
+                    .collect();
                 self.print(match to_nick {
                     Some(nick) => Output::Direct {
                         from: me,
@@ -326,6 +359,21 @@ impl Chat {
                     },
                     None => Output::Group { nick: me, text },
                 });
+                if !away.is_empty() {
+                    let kept = if self.journal.is_some() {
+                        "kept on disk"
+                    } else {
+                        "kept in memory"
+                    };
+                    self.print(Output::Notice(format!(
+                        "{} away: the message is {kept} and goes out when they are back",
+                        if away.len() == 1 {
+                            format!("{} is", away[0])
+                        } else {
+                            format!("{} are", away.join(", "))
+                        }
+                    )));
+                }
             }
             Err(e) => self.print(Output::Error(format!("not sent: {e}"))),
         }
@@ -429,6 +477,97 @@ impl Chat {
         }
     }
 
+    /// Appends a record; a failure turns storage off for the rest of the run, with a notice.
+    fn append(&mut self, record: &Record) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        match journal.append(record) {
+            Ok(()) => self.journal_dirty = true,
+            Err(e) => self.storage_failed(&e.to_string()),
+        }
+    }
+
+    fn sync_journal(&mut self) {
+        if !self.journal_dirty {
+            return;
+        }
+        self.journal_dirty = false;
+        if let Some(Err(e)) = self.journal.as_mut().map(Journal::sync) {
+            self.storage_failed(&e.to_string());
+        }
+    }
+
+    fn storage_failed(&mut self, why: &str) {
+        self.journal = None;
+        self.print(Output::Error(format!(
+            "storage failed: {why} — the chat carries on, but history and undelivered messages are now kept in memory only"
+        )));
+    }
+
+    /// What storage keeps of an event: messages heard, deliveries, and how to reach peers.
+    fn record_event(&mut self, e: &Event) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let record = match e {
+            Event::Message {
+                from,
+                nick,
+                id,
+                direct,
+                text,
+            } => Record::Heard {
+                at_ms: now_ms,
+                from: *from,
+                nick: nick.clone(),
+                id: id.0,
+                direct: *direct,
+                text: text.clone(),
+            },
+            Event::Delivered { to, id, .. } => Record::Delivered { to: *to, id: id.0 },
+            Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => {
+                let Some(p) = self.ep.peers().into_iter().find(|p| p.id == *peer) else {
+                    return;
+                };
+                Record::Peer {
+                    id: p.id,
+                    nick: p.nick,
+                    addrs: p.addrs,
+                    manual: p.found == crate::proto::Found::Manual,
+                }
+            }
+            _ => return,
+        };
+        self.append(&record);
+    }
+
+    /// `/history [NICK] [N]`: the last N lines of the group, or of the conversation with NICK.
+    fn history(&mut self, nick: Option<String>, count: Option<usize>) {
+        let Some(journal) = self.journal.as_ref() else {
+            return self.print(Output::Error(
+                "no history: storage is off (see the notice at start)".to_owned(),
+            ));
+        };
+        let filter = match &nick {
+            Some(n) => HistoryFilter::Direct { nick: n.clone() },
+            None => HistoryFilter::Group,
+        };
+        match journal.history(&filter, count.unwrap_or(20)) {
+            Ok((lines, warnings)) => {
+                for w in warnings {
+                    self.print(Output::Notice(w));
+                }
+                if lines.is_empty() {
+                    let what = nick.map_or("the group".to_owned(), |n| format!("{n}"));
+                    return self.print(Output::Info(format!("no history with {what} yet")));
+                }
+                for l in &lines {
+                    self.print(Output::Info(format_history_line(l)));
+                }
+            }
+            Err(e) => self.print(Output::Error(format!("cannot read history: {e}"))),
+        }
+    }
+
     fn quit(&mut self) {
         if self.quit_by.is_none() {
             self.ep.leave(Instant::now());
@@ -437,10 +576,14 @@ impl Chat {
     }
 
     fn goodbye(&self) {
-        let lost = self.ep.undelivered();
-        if lost > 0 {
+        let waiting = self.ep.undelivered();
+        if waiting > 0 && self.journal.is_some() {
+            self.print(Output::Notice(format!(
+                "{waiting} message(s) not yet acknowledged are kept, and sent when you and they are both back"
+            )));
+        } else if waiting > 0 {
             self.print(Output::Error(format!(
-                "{lost} message(s) had not been acknowledged and are dropped: this version keeps no outbox on disk"
+                "{waiting} message(s) had not been acknowledged and are lost: storage is off"
             )));
         }
         if self.send_errors > 0 {

@@ -407,6 +407,8 @@ pub struct Endpoint {
     announce_burst: usize,
     /// Announcement datagrams ready for the driver to broadcast.
     announces: VecDeque<Vec<u8>>,
+    /// Restored peers with no known address: applied when they say hello.
+    dormant: BTreeMap<PeerId, RestoredPeer>,
 }
 
 impl Endpoint {
@@ -419,6 +421,7 @@ impl Endpoint {
             announce_burst: 0,
             announces: VecDeque::new(),
             pending: None,
+            dormant: BTreeMap::new(),
             rng,
             config,
             next_msg: 1,
@@ -670,7 +673,12 @@ impl Endpoint {
     pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
         self.next_msg = self.next_msg.max(next_msg.0);
         for r in peers.into_iter().take(MAX_PEERS) {
-            if r.id == self.config.peer_id || r.addrs.is_empty() {
+            if r.id == self.config.peer_id {
+                continue;
+            }
+            if r.addrs.is_empty() {
+                // Nowhere to contact it: wait until it contacts us.
+                self.dormant.insert(r.id, r);
                 continue;
             }
             let mut link = Link::new(now);
@@ -872,6 +880,12 @@ impl Endpoint {
             link: Link::new(now),
             counted: LinkCounters::default(),
         });
+        if let Some(r) = self.dormant.remove(&id) {
+            peer.link.set_delivered_through(r.delivered_through);
+            for (msg, direct, text) in &r.outbox {
+                let _ = peer.link.queue_message(now, *msg, *direct, text);
+            }
+        }
         let new_session = peer.session != header.session;
         // A hello from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).
