@@ -557,7 +557,7 @@ impl Chat {
                     self.print(Output::Notice(w));
                 }
                 if lines.is_empty() {
-                    let what = nick.map_or("the group".to_owned(), |n| format!("{n}"));
+                    let what = nick.unwrap_or_else(|| "the group".to_owned());
                     return self.print(Output::Info(format!("no history with {what} yet")));
                 }
                 for l in &lines {
