@@ -118,6 +118,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             peers,
             default_port: 7654,
             discovery: false,
+            journal: None,
         };
         let ui = UiPort {
             input: in_rx,
