@@ -97,6 +97,12 @@ impl Chat {
         stdin.flush().expect("flush");
     }
 
+    /// Kills the process at once (SIGKILL), as a crash or power loss would end it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Closes standard input (EOF), which means /quit.
     pub fn close_input(&mut self) {
         self.stdin = None;

@@ -1,0 +1,264 @@
+//! Storage with the real program: identity and history survive a restart, `/history`, messages
+//! to a peer that is down arrive exactly once when it is back (whichever side restarts, even
+//! after kill -9 in the middle of a burst), damaged journals are read past with a warning, and
+//! a bad config file or data directory is reported clearly.
+
+mod common;
+
+use common::{command, Chat};
+use std::path::Path;
+
+fn data(dir: &Path) -> String {
+    dir.to_str().unwrap().to_owned()
+}
+
+fn start(nick: &str, dir: &Path, extra: &[&str]) -> Chat {
+    let d = data(dir);
+    let mut args = vec!["--bind", "127.0.0.1", "--data-dir", d.as_str()];
+    args.extend_from_slice(extra);
+    Chat::start(nick, &args)
+}
+
+/// alice, and bob who adds her; both wait for the other.
+fn pair(a_dir: &Path, b_dir: &Path) -> (Chat, Chat) {
+    let mut alice = start("alice", a_dir, &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = start("bob", b_dir, &["--peer", &peer]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+fn quit(mut c: Chat) {
+    c.send("/quit");
+    assert!(c.wait_exit().success());
+}
+
+#[test]
+fn identity_and_history_survive_a_restart() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    alice.send("first words");
+    bob.expect("<alice> first words");
+    bob.send("/msg alice just for you");
+    alice.expect("*bob* just for you");
+    quit(alice);
+    bob.expect("alice left");
+    // The same alice again (same data dir): bob sees her come back, not a stranger.
+    let mut alice = start(
+        "alice",
+        a.path(),
+        &["--peer", &format!("127.0.0.1:{}", bob.port)],
+    );
+    bob.expect("alice joined");
+    bob.send("/peers");
+    let listing = bob.expect_where("alice in /peers", |l| {
+        l.contains("alice") && l.contains("online")
+    });
+    assert!(
+        !bob.seen
+            .iter()
+            .any(|l| l.contains("alice") && l.contains("unreachable")),
+        "{listing}"
+    );
+    alice.send("/history");
+    alice.expect_where("group history line", |l| {
+        l.contains("<alice> first words") && l.chars().filter(|c| *c == '-').count() >= 2
+    });
+    alice.send("/history bob");
+    alice.expect("*bob* just for you");
+    alice.send("/history carol");
+    alice.expect("no history with carol yet");
+}
+
+#[test]
+fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, bob) = pair(a.path(), b.path());
+    quit(bob);
+    alice.expect("bob left");
+    alice.send("while you were out");
+    alice.expect("bob is away");
+    let mut bob = start(
+        "bob",
+        b.path(),
+        &["--peer", &format!("127.0.0.1:{}", alice.port)],
+    );
+    bob.expect("<alice> while you were out");
+    alice.send("and now");
+    bob.expect("<alice> and now");
+    let shown = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("while you were out"))
+        .count();
+    assert_eq!(shown, 1, "{:?}", bob.seen);
+    bob.send("/history");
+    bob.expect("and now");
+    let in_history = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("while you were out"))
+        .count();
+    assert_eq!(in_history, 2, "once live, once in /history: {:?}", bob.seen);
+}
+
+#[test]
+fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, bob) = pair(a.path(), b.path());
+    quit(bob);
+    alice.expect("bob left");
+    alice.send("kept for bob");
+    alice.expect("bob is away");
+    quit(alice);
+    let mut alice = start("alice", a.path(), &[]);
+    alice.expect("1 message(s) from earlier wait");
+    let mut bob = start(
+        "bob",
+        b.path(),
+        &["--peer", &format!("127.0.0.1:{}", alice.port)],
+    );
+    bob.expect("<alice> kept for bob");
+    alice.send("hello again");
+    bob.expect("<alice> hello again");
+    assert_eq!(
+        bob.seen
+            .iter()
+            .filter(|l| l.contains("kept for bob"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_burst_loses_and_duplicates_nothing() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    for k in 0..200 {
+        alice.send(&format!("burst {k:03}"));
+    }
+    bob.expect("<alice> burst 050");
+    bob.kill_hard();
+    let mut bob = start(
+        "bob",
+        b.path(),
+        &["--peer", &format!("127.0.0.1:{}", alice.port)],
+    );
+    bob.expect("<alice> burst 199");
+    bob.send("/history 1000");
+    // /peers after it marks the end of the listing (commands are answered in order).
+    bob.send("/peers");
+    bob.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    let mut counts = vec![0; 200];
+    for l in &bob.seen {
+        // History lines carry a date: 2026-11-25 14:02 <alice> burst 123
+        if l.matches('-').count() >= 2 && l.contains("<alice> burst ") {
+            let k: usize = l.rsplit(' ').next().unwrap().parse().unwrap();
+            counts[k] += 1;
+        }
+    }
+    let wrong: Vec<(usize, i32)> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c != 1)
+        .map(|(k, c)| (k, *c))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "(message, times in history) not exactly once: {wrong:?}"
+    );
+    alice.send("/quit");
+}
+
+#[test]
+fn a_damaged_journal_is_read_past_with_a_warning() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    for k in 0..5 {
+        alice.send(&format!("line {k}"));
+        bob.expect(&format!("<alice> line {k}"));
+    }
+    quit(bob);
+    let journal = b.path().join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    // Corrupt a byte in the middle (inside "line 2"'s record) and tear the tail.
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"line 2")
+        .expect("record in journal");
+    bytes[at + 5] ^= 0xff;
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&journal, &bytes).unwrap();
+    let mut bob = start("bob", b.path(), &[]);
+    bob.expect_where("a warning about the journal", |l| {
+        l.contains("journal") && l.contains("offset")
+    });
+    bob.send("/history");
+    bob.expect("<alice> line 3");
+    assert!(
+        bob.seen.iter().any(|l| l.contains("<alice> line 1")),
+        "{:?}",
+        bob.seen
+    );
+    assert!(!bob
+        .seen
+        .iter()
+        .any(|l| l.contains("line 2") && l.contains("<alice>") && l.matches('-').count() >= 2));
+    drop(alice);
+}
+
+#[test]
+fn an_invalid_config_file_names_the_file_and_line() {
+    let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
+    let config_dir = dir.path().join("config/tailchat");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        "nick = \"ok\"\n\nport = \"x\"\n",
+    )
+    .unwrap();
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn the_config_file_sets_defaults_and_flags_override_it() {
+    let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
+    let config_dir = dir.path().join("config/tailchat");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        "nick = \"fromfile\"\nport = 1\n",
+    )
+    .unwrap();
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("you are fromfile"), "{text}");
+    assert!(
+        !text.contains("UDP port 1 "),
+        "--port 0 overrides the file: {text}"
+    );
+}
+
+#[test]
+fn an_unusable_data_dir_is_reported_and_the_chat_carries_on() {
+    let (mut alice, mut bob) = {
+        let mut alice = Chat::start(
+            "alice",
+            &["--bind", "127.0.0.1", "--data-dir", "/proc/no/such/dir"],
+        );
+        alice.expect("storage off");
+        let peer = format!("127.0.0.1:{}", alice.port);
+        let bob = Chat::start("bob", &["--bind", "127.0.0.1", "--peer", &peer]);
+        (alice, bob)
+    };
+    bob.expect("alice joined");
+    alice.send("still chatting");
+    bob.expect("<alice> still chatting");
+}
