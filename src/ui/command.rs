@@ -37,6 +37,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         PEERS_USAGE,
         "list known peers: state, round-trip time, queued messages, addresses",
     ),
+    (
+        HISTORY_USAGE,
+        "the last N lines (default 20) of the group, or of your conversation with NICK",
+    ),
     (HELP_USAGE, "show this list"),
     (QUIT_USAGE, "leave the chat (also /exit)"),
 ];
