@@ -114,7 +114,9 @@ fn bad_adds_and_commands_say_what_to_do() {
     alice.expect("nobody is here yet");
     alice.send("/help");
     alice.expect("send TEXT to everyone");
-    for cmd in ["/msg", "/add", "/nick", "/peers", "/help", "/quit"] {
+    for cmd in [
+        "/msg", "/add", "/nick", "/peers", "/history", "/help", "/quit",
+    ] {
         alice.expect_where(cmd, |l| l.split_whitespace().nth(1) == Some(cmd));
     }
 }

@@ -442,7 +442,10 @@ mod tests {
     #[test]
     fn every_listed_command_parses_and_is_named() {
         let names: Vec<&str> = command_names().collect();
-        assert_eq!(names, ["/msg", "/add", "/nick", "/peers", "/help", "/quit"]);
+        assert_eq!(
+            names,
+            ["/msg", "/add", "/nick", "/peers", "/history", "/help", "/quit"]
+        );
         for name in names {
             assert!(
                 !matches!(parse(name), Err(CommandError::Unknown(_))),
@@ -467,6 +470,6 @@ mod tests {
             assert_eq!(column(line, description), first, "{line:?} is not aligned");
         }
         assert_eq!(column(&lines[0], "send TEXT to everyone"), first);
-        assert_eq!(lines[1], "/msg NICK TEXT    send TEXT privately to NICK");
+        assert_eq!(lines[1], "/msg NICK TEXT       send TEXT privately to NICK");
     }
 }
