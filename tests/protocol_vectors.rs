@@ -17,9 +17,9 @@ use tailchat::proto::{MessageId, PeerId};
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
-const MIN_VECTORS: usize = 12;
+const MIN_VECTORS: usize = 13;
 /// Frame kinds version 1 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=10;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=11;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -235,6 +235,26 @@ fn expectations() -> Vec<Expected> {
                         heard_secs: 3,
                     }],
                 })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "session-ack-chat",
+            datagram: datagram(
+                alice(8),
+                vec![
+                    Frame::Session(7),
+                    Frame::Ack(Ack {
+                        delay_us: 2000,
+                        ranges: vec![AckRange { first: 0, last: 4 }],
+                    }),
+                    Frame::Chat(Chat {
+                        seq: 0,
+                        msg: MessageId(9),
+                        direct: true,
+                        text: "hi bob".into(),
+                    }),
+                ],
             ),
             reencoding: Identical,
         },
@@ -545,4 +565,42 @@ fn the_peers_vector_follows_the_socket_address_rules() {
     assert_eq!(addrs, carol_addrs());
     assert_eq!(read_varint(b, &mut pos), 3, "heard_secs");
     assert_eq!(pos, b.len(), "nothing left over");
+}
+
+/// Walks vector `session-ack-chat` by the rules of the spec (§4, §5.10) without the code under
+/// test: right after the header comes a Session frame (kind 11) whose body is the receiver's
+/// session as a varint, bob's 7 here; the Session frame alone elicits no ack, the Chat does.
+#[test]
+fn the_session_vector_starts_with_the_receivers_session() {
+    let vectors = load();
+    let v = vectors
+        .iter()
+        .find(|v| v.name == "session-ack-chat")
+        .expect("vector session-ack-chat present");
+    let b = &v.bytes;
+    let mut pos = 5;
+    assert_eq!(read_varint(b, &mut pos), ALICE.0, "sender");
+    assert_eq!(read_varint(b, &mut pos), 42, "alice's session");
+    read_varint(b, &mut pos);
+    assert_eq!(read_varint(b, &mut pos), 11, "first frame: kind Session");
+    let body_len = usize::try_from(read_varint(b, &mut pos)).expect("small");
+    let body_end = pos + body_len;
+    assert_eq!(read_varint(b, &mut pos), 7, "bob's session");
+    assert_eq!(pos, body_end, "the body is one varint");
+    let mut kinds = Vec::new();
+    while pos < b.len() {
+        kinds.push(read_varint(b, &mut pos));
+        let len = usize::try_from(read_varint(b, &mut pos)).expect("small");
+        pos += len;
+    }
+    assert_eq!(kinds, vec![5, 3], "then an Ack and a Chat");
+    assert_eq!(pos, b.len(), "nothing left over");
+
+    let session_only = wire::encode(&alice(0), &[Frame::Session(7)]);
+    let decoded = wire::decode(&session_only).expect("decodes");
+    assert!(
+        !decoded.is_ack_eliciting(),
+        "a Session frame elicits no ack"
+    );
+    assert!(wire::decode(b).expect("decodes").is_ack_eliciting());
 }
