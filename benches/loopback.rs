@@ -98,6 +98,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             port,
             seed: rand::random(),
             discovery: false,
+            session: rand::random::<u64>() | 1,
         },
         Instant::now(),
     );
@@ -119,6 +120,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             default_port: 7654,
             discovery: false,
             journal: None,
+            scripted: false,
         };
         let ui = UiPort {
             input: in_rx,

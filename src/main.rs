@@ -15,7 +15,7 @@ use tailchat::store::{
     self,
     journal::{Journal, Restored},
 };
-use tailchat::ui::command::{is_valid_nick, MAX_NICK_CHARS};
+use tailchat::ui::command::{is_valid_nick, NICK_RULE};
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal::{self, Shared};
 
@@ -60,9 +60,7 @@ fn parse_nick(s: &str) -> Result<String, String> {
     if is_valid_nick(s) {
         Ok(s.to_owned())
     } else {
-        Err(format!(
-            "a nick is 1 to {MAX_NICK_CHARS} characters, without spaces or control characters"
-        ))
+        Err(NICK_RULE.to_owned())
     }
 }
 
@@ -110,6 +108,7 @@ fn run(args: Args) -> Result<(), String> {
             port: local.port(),
             seed: rand::random(),
             discovery,
+            session: new_session(),
         },
         now,
     );
@@ -163,6 +162,7 @@ fn run(args: Args) -> Result<(), String> {
         default_port: settings.default_port,
         discovery,
         journal,
+        scripted: !interactive,
     };
     let output = term.output.clone();
     let ui = UiPort {
@@ -213,9 +213,7 @@ impl Settings {
             )
         };
         if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_nick(n)) {
-            return Err(in_file(&format!(
-                "nick '{n}': a nick is 1 to {MAX_NICK_CHARS} characters, without spaces"
-            )));
+            return Err(in_file(&format!("nick '{n}': {NICK_RULE}")));
         }
         let port = args.port.or(cfg.port).unwrap_or(DEFAULT_PORT);
         let default_port = if port == 0 { DEFAULT_PORT } else { port };
@@ -310,10 +308,12 @@ fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
     (MessageId(r.next_msg), peers)
 }
 
-/// Completes on Ctrl-C (when not reading a terminal) or SIGTERM: both mean "/quit".
+/// Completes on Ctrl-C (when not reading a terminal), SIGTERM or SIGHUP (the terminal window
+/// was closed): all mean "/quit", so peers hear that we left.
 async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait_for = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -322,8 +322,18 @@ async fn shutdown_signal() {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+        () = wait_for(SignalKind::terminate()) => {}
+        () = wait_for(SignalKind::hangup()) => {}
     }
+}
+
+/// This run's session number: larger than any earlier run's (wall-clock milliseconds in the
+/// high bits), unpredictable in the low 16, never 0.
+fn new_session() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (ms << 16) | u64::from(rand::random::<u16>()) | 1
 }
 
 fn login_name() -> Option<String> {

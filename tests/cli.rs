@@ -170,3 +170,34 @@ fn hostile_text_from_a_peer_reaches_the_screen_defanged() {
     assert!(!line.contains('\u{202e}'));
     assert!(line.contains("title") && line.contains("clear") && line.contains("red"));
 }
+
+#[test]
+fn a_script_on_standard_input_reaches_its_peer() {
+    // The README's example: printf '/add HOST\nbuild finished\n' | tailchat --nick ci-bot
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let (mut cmd, _dir) = command(&[
+        "--nick",
+        "ci-bot",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]);
+    let mut bot = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = bot.stdin.take().unwrap();
+        write!(stdin, "/add 127.0.0.1:{}\nbuild finished\n", alice.port).unwrap();
+    } // closing stdin: end of input, which means /quit
+    alice.expect("<ci-bot> build finished");
+    alice.expect("ci-bot left");
+    let out = bot.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("not sent"), "{text}");
+}

@@ -154,8 +154,9 @@ fn random_bytes_never_panic_and_are_counted() {
 
 #[test]
 fn a_flood_from_random_identities_is_bounded() {
-    let mut sim = Sim::new(14, 2, LinkParams::lan());
-    sim.connect_star();
+    let mut sim = Sim::new(14, 3, LinkParams::lan());
+    sim.add(0, 1);
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| s.nodes[1].ep.peers().len() == 1));
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     // Non-hello datagrams from unknown ids: no state, and only a trickle of answers.
     let sent_before = sim.sent;
@@ -177,29 +178,42 @@ fn a_flood_from_random_identities_is_bounded() {
         "answered {}",
         sim.sent - sent_before
     );
-    // Hellos from random ids fill the table up to its bound and no further.
-    for i in 0..(MAX_PEERS as u32 + 500) {
-        let bytes = wire::encode(
-            &Header {
-                sender: PeerId(rng.gen()),
-                session: 1,
-                packet: 0,
-            },
-            &[Frame::Hello(Hello {
-                nick: "flood".into(),
-                port: 7654,
-                caps: 0,
-            })],
-        );
-        let from = SocketAddr::from(([10, 60, (i >> 8) as u8, i as u8], 7654));
-        sim.inject(1, from, &bytes);
+    // Hellos from random ids, 100 a second for a minute: admitted only a few a second, the
+    // table never grows past its bound, and it never locks out a newcomer.
+    let mut n = 0u32;
+    for _ in 0..60 {
+        for _ in 0..100 {
+            n += 1;
+            let bytes = wire::encode(
+                &Header {
+                    sender: PeerId(rng.gen()),
+                    session: 1,
+                    packet: 0,
+                },
+                &[Frame::Hello(Hello {
+                    nick: "flood".into(),
+                    port: 7654,
+                    caps: 0,
+                })],
+            );
+            let from = SocketAddr::from(([10, 60, (n >> 8) as u8, n as u8], 7654));
+            sim.inject(1, from, &bytes);
+        }
+        sim.run_for(Duration::from_secs(1));
+        assert!(sim.nodes[1].ep.peers().len() <= MAX_PEERS);
     }
-    assert_eq!(sim.nodes[1].ep.peers().len(), MAX_PEERS);
-    assert!(sim.nodes[1].ep.stats().table_full >= 500);
+    assert!(sim.nodes[1].ep.stats().table_full >= 5000);
     // The real peer still gets through.
     sim.send(0, Recipients::Everyone, "still here");
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.received(1).len(), 1);
+    // And a newcomer is admitted: the flood's peers never answer, so they become evictable.
+    sim.add(2, 1);
+    let newcomer = sim.id(2);
+    let ok = sim.run_until_cond(Duration::from_secs(60), |s| {
+        s.nodes[1].ep.peers().iter().any(|p| p.id == newcomer)
+    });
+    assert!(ok, "a newcomer was locked out by the flood");
 }
 
 #[test]
@@ -317,6 +331,40 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             }),
         Just(Frame::Ping),
         Just(Frame::Leave),
+        any::<u64>().prop_map(Frame::Session),
+        ("[a-z]{1,8}", any::<u16>(), any::<bool>()).prop_map(|(nick, port, reply)| {
+            let h = Hello {
+                nick,
+                port,
+                caps: 0,
+            };
+            if reply {
+                Frame::HelloReply(h)
+            } else {
+                Frame::Hello(h)
+            }
+        }),
+        ("[a-z]{1,8}", any::<u16>()).prop_map(|(nick, port)| Frame::Announce(Hello {
+            nick,
+            port,
+            caps: 0
+        })),
+        (
+            0u64..300,
+            any::<u64>(),
+            "[a-z]{1,8}",
+            any::<[u8; 4]>(),
+            any::<u16>()
+        )
+            .prop_map(|(seq, id, nick, ip, port)| Frame::Peers(wire::PeerList {
+                seq,
+                peers: vec![wire::PeerEntry {
+                    id: PeerId(id),
+                    nick,
+                    addrs: vec![SocketAddr::from((ip, port))],
+                    heard_secs: 1,
+                }],
+            })),
         (seq, "[a-z]{1,10}").prop_map(|(seq, nick)| Frame::Nick(wire::NickChange { seq, nick })),
     ]
 }

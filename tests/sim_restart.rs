@@ -160,3 +160,83 @@ fn a_group_message_waits_for_a_peer_that_left() {
     });
     assert!(ok, "got {:?}", texts(&sim, 2));
 }
+
+#[test]
+fn a_message_acknowledged_behind_a_gap_is_not_lost_when_the_receiver_restarts() {
+    let mut sim = Sim::new(5, 2, LinkParams::lan());
+    sim.connect_star();
+    // m1's datagram is lost; m2's arrives and is acknowledged, but waits behind the gap.
+    let now = sim.now;
+    let m1 = sim.nodes[0]
+        .ep
+        .send_message(now, Recipients::Everyone, "m1")
+        .unwrap()
+        .id;
+    while sim.nodes[0].ep.poll_transmit().is_some() {}
+    let m2 = sim.send(0, Recipients::Everyone, "m2");
+    sim.cut.insert((0, 1)); // and nothing more gets through for now
+    sim.run_for(Duration::from_millis(50));
+    assert!(texts(&sim, 1).is_empty(), "m2 is held behind the gap");
+    assert!(
+        !sim.saw(0, |e| matches!(e, Event::Delivered { id, .. } if *id == m2)),
+        "m2 must not count as delivered while m1, before it, is not"
+    );
+    // The receiver restarts before the gap is filled: its reorder buffer is gone.
+    let node0 = RestoredPeer {
+        id: sim.id(0),
+        nick: "n0".into(),
+        addrs: vec![sim.nodes[0].addr],
+        manual: true,
+        delivered_through: MessageId(0),
+        outbox: vec![],
+    };
+    sim.restart_node_as(1, MessageId(1), vec![node0]);
+    sim.cut.clear();
+    let ok = sim.run_until_cond(Duration::from_secs(30), |s| texts(s, 1).len() == 2);
+    assert!(ok, "got {:?}", texts(&sim, 1));
+    assert_eq!(texts(&sim, 1), vec!["m1", "m2"]);
+    sim.run_for(Duration::from_secs(5));
+    for id in [m1, m2] {
+        assert!(sim.saw(
+            0,
+            |e| matches!(e, Event::Delivered { id: i, .. } if *i == id)
+        ));
+    }
+}
+
+#[test]
+fn a_late_hello_from_an_earlier_run_does_not_reset_the_current_one() {
+    use tailchat::proto::wire::{self, Frame, Header, Hello};
+    let mut sim = Sim::new(6, 2, LinkParams::lan());
+    sim.connect_star();
+    sim.send(0, Recipients::Everyone, "one");
+    sim.run_for(Duration::from_secs(1));
+    // A hello from node 0's previous run (a smaller session) arrives late at node 1.
+    let stale = wire::encode(
+        &Header {
+            sender: sim.id(0),
+            session: 5,
+            packet: 0,
+        },
+        &[Frame::Hello(Hello {
+            nick: "n0".into(),
+            port: 7654,
+            caps: 0,
+        })],
+    );
+    let from = sim.nodes[0].addr;
+    sim.inject(1, from, &stale);
+    for k in 0..20 {
+        sim.send(0, Recipients::Everyone, &format!("after {k}"));
+        sim.send(1, Recipients::Everyone, &format!("back {k}"));
+    }
+    let ok = sim.run_until_cond(Duration::from_secs(30), |s| {
+        texts(s, 1).len() == 21 && texts(s, 0).len() == 20
+    });
+    assert!(
+        ok,
+        "node 1 got {:?}, node 0 got {:?}",
+        texts(&sim, 1),
+        texts(&sim, 0)
+    );
+}

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 /// arrives together is answered together (shared datagrams, one ack), and the bound keeps one
 /// busy source from starving the others.
 const BATCH: usize = 64;
+/// How long a script's next line waits for a `/add` or `--peer` to be answered.
+const SCRIPT_CONTACT_WAIT: Duration = Duration::from_secs(5);
 /// How long `/quit` waits for peers to acknowledge the goodbye.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 /// How often the network interfaces are scanned for changes (a new network means announcing
@@ -44,6 +46,9 @@ pub struct Setup {
     pub discovery: bool,
     /// The journal (history, outbox, delivered state), if storage is available.
     pub journal: Option<Journal>,
+    /// Input is a script, not a person: hold its lines while a contact it asked for is being
+    /// made, so `printf '/add host\nhello\n' | tailchat` says hello to someone.
+    pub scripted: bool,
 }
 
 /// Where the driver's output lines go: the terminal, or a channel in tests and benchmarks.
@@ -108,6 +113,10 @@ struct Chat {
     journal: Option<Journal>,
     /// Records appended since the last sync.
     journal_dirty: bool,
+    /// Whether input is a script (see [`Setup::scripted`]).
+    scripted: bool,
+    /// Script lines are held until a contact is answered, or until this time.
+    hold_until: Option<Instant>,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes.
@@ -135,6 +144,8 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
         send_errors: 0,
         journal: setup.journal,
         journal_dirty: false,
+        scripted: setup.scripted,
+        hold_until: None,
     };
     for spec in setup.peers {
         chat.resolve(spec);
@@ -177,8 +188,14 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
                     }
                 }
             },
-            () = sleep_until(timer) => chat.ep.handle_timeout(Instant::now()),
-            line = input.recv(), if input_open => {
+            () = sleep_until(timer) => {
+                let now = Instant::now();
+                if chat.hold_until.is_some_and(|t| t <= now) {
+                    chat.hold_until = None;
+                }
+                chat.ep.handle_timeout(now);
+            }
+            line = input.recv(), if input_open && chat.hold_until.is_none() => {
                 let mut next = Some(line);
                 let mut taken = 0;
                 while let Some(line) = next.take() {
@@ -191,7 +208,8 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
                         }
                     }
                     taken += 1;
-                    if taken < BATCH {
+                    // A script's line waits while a contact it asked for is being made.
+                    if taken < BATCH && chat.hold_until.is_none() {
                         next = input.try_recv().ok().map(Some);
                     }
                 }
@@ -227,10 +245,10 @@ impl Chat {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        match (self.ep.poll_timeout(), self.quit_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.ep.poll_timeout(), self.quit_by, self.hold_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Records, then sends, then shows. What an event means for storage (a message heard, a
@@ -257,6 +275,14 @@ impl Chat {
         }
         let mut changed_peers = false;
         for e in events {
+            if matches!(
+                e,
+                Event::PeerJoined { .. }
+                    | Event::PeerReachable { .. }
+                    | Event::AddressUnanswered { .. }
+            ) {
+                self.hold_until = None; // the contact a script waited for is made (or hopeless)
+            }
             changed_peers |= matches!(
                 e,
                 Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
@@ -431,6 +457,9 @@ impl Chat {
 
     /// Looks a spec up off the loop; the answer comes back through `resolved_tx`.
     fn resolve(&mut self, spec: HostSpec) {
+        if self.scripted {
+            self.hold_until = Some(Instant::now() + SCRIPT_CONTACT_WAIT);
+        }
         let tx = self.resolved_tx.clone();
         tokio::spawn(async move {
             let result = addr::resolve(&spec).await;
@@ -441,7 +470,10 @@ impl Chat {
     fn on_resolved(&mut self, r: Resolved) {
         let addrs = match r.result {
             Ok(a) => a,
-            Err(e) => return self.print(Output::Error(e)),
+            Err(e) => {
+                self.hold_until = None;
+                return self.print(Output::Error(e));
+            }
         };
         let (v4, v6) = self.reaches;
         let usable: Vec<SocketAddr> = addrs

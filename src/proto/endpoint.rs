@@ -40,6 +40,11 @@ const ANNOUNCE_BURST: [Duration; 3] = [
 const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 /// Addresses being probed at most; the oldest is dropped beyond it.
 const MAX_PROBES: usize = 64;
+/// Of those, learned from peer lists at most: a peer list cannot make us probe without bound.
+const MAX_LEARNED_PROBES: usize = 32;
+/// A newcomer is told of this many peers at most (the most recently heard): enough to mesh a
+/// small network, and a stranger's hello cannot make us send a long list.
+const MAX_SHARED_WITH_NEWCOMER: usize = 32;
 /// Addresses remembered per peer.
 const MAX_ADDRS: usize = 4;
 /// Hellos per second we send in answer to datagrams from unknown senders (a burst of as many).
@@ -60,6 +65,10 @@ pub struct Config {
     pub seed: u64,
     /// Whether to announce ourselves on the LAN (see [`Endpoint::poll_announce`]).
     pub discovery: bool,
+    /// This run's session number: non-zero, and larger than any earlier run's of the same
+    /// identity (the driver takes the wall clock in milliseconds, shifted left 16 bits, plus
+    /// random low bits), so a late hello from an earlier run is recognised as such.
+    pub session: u64,
 }
 
 /// A datagram to send.
@@ -74,7 +83,7 @@ pub struct Transmit {
 /// Who a message is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recipients {
-    /// Every known peer that has not left.
+    /// Every known peer, including ones that left or are offline (they get it when back).
     Everyone,
     /// One peer, as a direct message.
     Peer(PeerId),
@@ -118,7 +127,7 @@ pub enum SendError {
     },
     /// An empty message.
     Empty,
-    /// A direct message to a peer that is unknown or has left.
+    /// A direct message to a peer that is not known.
     UnknownPeer,
     /// After [`Endpoint::leave`].
     Leaving,
@@ -132,7 +141,7 @@ impl fmt::Display for SendError {
                 "message is {len} bytes; the limit is {MAX_MESSAGE_BYTES} bytes (64 KiB)"
             ),
             SendError::Empty => write!(f, "empty message"),
-            SendError::UnknownPeer => write!(f, "no such peer (it may have left)"),
+            SendError::UnknownPeer => write!(f, "no such peer"),
             SendError::Leaving => write!(f, "leaving: no more messages are accepted"),
         }
     }
@@ -257,6 +266,15 @@ pub enum Event {
         /// Why.
         reason: UndeliveredReason,
     },
+    /// The peer table was full and this absent peer was forgotten to make room.
+    PeerForgotten {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages that were waiting for it, now dropped.
+        dropped: usize,
+    },
     /// An address we were asked to contact has not answered several hellos (still trying).
     AddressUnanswered {
         /// The address.
@@ -288,7 +306,7 @@ pub struct PeerInfo {
     pub rtt: Option<Duration>,
     /// Our messages not yet acknowledged by it.
     pub undelivered: usize,
-    /// Online, unreachable or left.
+    /// Offline (restored, not heard from in this run), online, unreachable or left.
     pub state: PeerState,
 }
 
@@ -414,9 +432,9 @@ pub struct Endpoint {
 impl Endpoint {
     /// A new endpoint, started at `now`.
     pub fn new(config: Config, now: Instant) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
         Self {
-            session: rng.gen(),
+            session: config.session,
             announce_at: config.discovery.then_some(now),
             announce_burst: 0,
             announces: VecDeque::new(),
@@ -506,6 +524,11 @@ impl Endpoint {
     /// One datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        if bytes.len() > wire::MAX_DATAGRAM {
+            // No tailchat sends more; accepting it would let one item be any size.
+            self.stats.malformed += 1;
+            return;
+        }
         let datagram = match wire::decode(bytes) {
             Ok(d) => d,
             Err(e) => {
@@ -682,6 +705,7 @@ impl Endpoint {
                 continue;
             }
             let mut link = Link::new(now);
+            link.set_away();
             link.set_delivered_through(r.delivered_through);
             for (msg, direct, text) in &r.outbox {
                 // Refusal (over the bound) only drops what an earlier run had already queued
@@ -748,9 +772,13 @@ impl Endpoint {
         self.mark(now);
     }
 
-    /// True once every peer has acknowledged our leave (or there was nobody to tell).
+    /// True once every peer has acknowledged our leave and every message to a peer that is
+    /// online has been delivered (or there was nobody to tell).
     pub fn leave_complete(&self) -> bool {
-        self.peers.values().all(|p| !p.link.leave_outstanding())
+        self.peers.values().all(|p| {
+            let online = p.seen && !p.left && !p.link.is_unreachable();
+            !p.link.leave_outstanding() && !(online && p.link.undelivered() > 0)
+        })
     }
 
     /// Messages queued and not yet acknowledged, summed over peers.
@@ -846,26 +874,29 @@ impl Endpoint {
     /// An unknown sender wants something from us: say hello (rate-limited, no state kept), so
     /// a peer that still knows an old us learns who is at this address now.
     fn who_are_you(&mut self, now: Instant, from: SocketAddr) {
-        let (tokens, since) = &mut self.who_are_you;
-        if now.saturating_duration_since(*since) >= Duration::from_secs(1) {
-            *tokens = WHO_ARE_YOU_PER_SEC;
-            *since = now;
-        }
-        if *tokens > 0 && !self.leaving {
-            *tokens -= 1;
+        if !self.leaving && self.take_token(now) {
             self.send_hello(from, false);
         }
     }
 
     fn on_hello(&mut self, now: Instant, from: SocketAddr, header: Header, h: Hello, reply: bool) {
-        let probed = self
-            .probes
-            .iter()
-            .position(|p| p.addr == from)
-            .map(|i| self.probes.remove(i).origin);
-        if !self.peers.contains_key(&header.sender) && !self.make_room() {
-            self.stats.table_full += 1;
-            return;
+        let probe = self.probes.iter().position(|p| p.addr == from);
+        let probed = probe.map(|i| self.probes[i].origin);
+        if !self.peers.contains_key(&header.sender) {
+            // A stranger we did not ask for costs a token (a flood of made-up identities is
+            // admitted a few a second), and a full table must make room: until both, the
+            // hello is dropped, and a probe of ours stays to try again.
+            if probed.is_none() && !self.take_token(now) {
+                self.stats.table_full += 1;
+                return;
+            }
+            if !self.make_room() {
+                self.stats.table_full += 1;
+                return;
+            }
+        }
+        if let Some(i) = probe {
+            self.probes.remove(i);
         }
         let id = header.sender;
         let peer = self.peers.entry(id).or_insert_with(|| Peer {
@@ -886,6 +917,12 @@ impl Endpoint {
                 let _ = peer.link.queue_message(now, *msg, *direct, text);
             }
         }
+        if header.session < peer.session {
+            // A late hello from an earlier run of this peer (sessions grow run by run): it
+            // must not reset the streams of the current one.
+            self.stats.stale_session += 1;
+            return;
+        }
         let new_session = peer.session != header.session;
         // A hello from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).
@@ -898,7 +935,7 @@ impl Endpoint {
         if returning {
             peer.seen = true;
             let joined = peer.left;
-            share = joined;
+            share = joined || new_session;
             peer.session = header.session;
             peer.left = false;
             peer.link.restart(now, new_session);
@@ -960,16 +997,9 @@ impl Endpoint {
         }
         // Rate-limited like other answers to strangers: a flood of announcements from made-up
         // identities costs a few hellos a second, and at most MAX_PROBES entries.
-        let (tokens, since) = &mut self.who_are_you;
-        if now.saturating_duration_since(*since) >= Duration::from_secs(1) {
-            *tokens = WHO_ARE_YOU_PER_SEC;
-            *since = now;
+        if self.take_token(now) {
+            self.add_probe(now, from, Found::Announced);
         }
-        if *tokens == 0 {
-            return;
-        }
-        *tokens -= 1;
-        self.add_probe(now, from, Found::Announced);
     }
 
     /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
@@ -997,10 +1027,12 @@ impl Endpoint {
             })
         };
         let others: Vec<PeerId> = self.peers.keys().copied().filter(|&id| id != new).collect();
-        let for_new: Vec<PeerEntry> = others
+        let mut for_new: Vec<PeerEntry> = others
             .iter()
             .filter_map(|&o| entry(&self.peers, o, new))
             .collect();
+        for_new.sort_by_key(|e| e.heard_secs);
+        for_new.truncate(MAX_SHARED_WITH_NEWCOMER);
         let about_new: Vec<(PeerId, PeerEntry)> = others
             .iter()
             .filter(|&&o| entry(&self.peers, o, new).is_some())
@@ -1030,6 +1062,10 @@ impl Endpoint {
             }
             let via = self.peers.get(&from).map(|p| p.addrs[0]);
             for addr in e.addrs {
+                let learned = self.probes.iter().filter(|p| p.origin == Found::Learned);
+                if learned.count() >= MAX_LEARNED_PROBES {
+                    return;
+                }
                 if via.is_some_and(|v| shareable(&addr, &v)) {
                     self.add_probe(now, addr, Found::Learned);
                 }
@@ -1043,13 +1079,43 @@ impl Endpoint {
         if self.peers.len() < MAX_PEERS {
             return true;
         }
+        // First a departed peer with nothing waiting; failing that, the one not heard from for
+        // longest among those not online (its queue is dropped, and the user told). Peers that
+        // are online are never pushed out.
+        let gone = |p: &Peer| p.left || !p.seen || p.link.is_unreachable();
         let victim = self
             .peers
             .iter()
-            .filter(|(_, p)| p.left && p.link.undelivered() == 0)
-            .min_by_key(|(_, p)| p.last_heard)
+            .filter(|(_, p)| gone(p))
+            .min_by_key(|(_, p)| (p.link.undelivered() > 0, p.last_heard))
             .map(|(&id, _)| id);
-        victim.is_some_and(|id| self.peers.remove(&id).is_some())
+        let Some(peer) = victim.and_then(|id| self.peers.remove(&id).map(|p| (id, p))) else {
+            return false;
+        };
+        let (id, p) = peer;
+        let dropped = p.link.undelivered();
+        if dropped > 0 {
+            self.events.push_back(Event::PeerForgotten {
+                peer: id,
+                nick: p.nick,
+                dropped,
+            });
+        }
+        true
+    }
+
+    /// Takes a token from the bucket that limits what strangers can make us do.
+    fn take_token(&mut self, now: Instant) -> bool {
+        let (tokens, since) = &mut self.who_are_you;
+        if now.saturating_duration_since(*since) >= Duration::from_secs(1) {
+            *tokens = WHO_ARE_YOU_PER_SEC;
+            *since = now;
+        }
+        if *tokens == 0 {
+            return false;
+        }
+        *tokens -= 1;
+        true
     }
 
     fn link_events(&mut self, now: Instant, id: PeerId, out: Vec<LinkEvent>) {

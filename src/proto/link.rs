@@ -152,6 +152,8 @@ struct PendingMessage {
     pieces: Pieces,
     /// Items of it still unacknowledged.
     remaining: u32,
+    /// Sequence number of its last item in the current stream.
+    last_seq: u64,
     /// When it was queued, for the delay notice.
     queued_at: Instant,
     /// Whether [`LinkEvent::Delayed`] has been reported.
@@ -360,6 +362,7 @@ impl Link {
         self.messages.insert(
             msg,
             PendingMessage {
+                last_seq: self.next_seq - 1,
                 remaining: pieces.len() as u32,
                 pieces,
                 queued_at: now,
@@ -388,11 +391,13 @@ impl Link {
             .map(|(&id, m)| (id, m.pieces.clone()))
             .collect();
         for (id, pieces) in pending {
-            if let Some(m) = self.messages.get_mut(&id) {
-                m.remaining = pieces.len() as u32;
-            }
+            let count = pieces.len() as u32;
             for (kind, fields) in pieces {
                 self.push_item(kind, fields, Some(id));
+            }
+            if let Some(m) = self.messages.get_mut(&id) {
+                m.remaining = count;
+                m.last_seq = self.next_seq - 1;
             }
         }
     }
@@ -453,6 +458,11 @@ impl Link {
         self.unsent.insert(seq);
     }
 
+    /// Marks a peer restored from storage as away: no timers run until it says hello.
+    pub fn set_away(&mut self) {
+        self.left = true;
+    }
+
     /// Queues a leave; it goes out even to a peer that is not answering.
     pub fn queue_leave(&mut self) {
         self.leave_pending = true;
@@ -479,13 +489,14 @@ impl Link {
         // A packet number far beyond any seen is not from a sane sender (numbers go up by one
         // per packet); accepting it would fill the ack ranges with numbers the sender never
         // used and crowd out the real ones.
-        let pn_limit = self
+        // With nothing received yet (a new or restarted stream) any number is plausible: the
+        // sender's numbering does not start again when ours does.
+        let jump = self
             .received
             .max()
-            .unwrap_or(0)
-            .saturating_add(MAX_PACKET_JUMP);
+            .is_some_and(|m| packet > m.saturating_add(MAX_PACKET_JUMP));
         let eliciting = frames.iter().any(Frame::is_ack_eliciting);
-        if beyond || (eliciting && packet > pn_limit) {
+        if beyond || (eliciting && jump) {
             self.counters.out_of_window += 1;
             return false;
         }
@@ -690,12 +701,19 @@ impl Link {
             let Some(msg) = item.msg else { continue };
             if let Some(m) = self.messages.get_mut(&msg) {
                 m.remaining -= 1;
-                if m.remaining == 0 {
-                    let late = m.delay_reported;
-                    self.messages.remove(&msg);
-                    out.push(LinkEvent::Delivered(msg, late));
-                }
             }
+        }
+        // A message is delivered once all of it AND everything before it is acknowledged: the
+        // receiver shows (and stores) items in order, so an acked item behind a gap is only
+        // held in its reorder buffer, and would be lost if it restarted now.
+        let floor = self.items.keys().next().copied();
+        while let Some((&id, m)) = self.messages.first_key_value() {
+            if m.remaining > 0 || floor.is_some_and(|f| f <= m.last_seq) {
+                break;
+            }
+            let late = m.delay_reported;
+            self.messages.remove(&id);
+            out.push(LinkEvent::Delivered(id, late));
         }
     }
 
@@ -776,11 +794,13 @@ impl Link {
         if !self.unreachable {
             consider(self.waiting_since.map(|w| w + UNREACHABLE_AFTER));
         }
-        consider(
-            self.unchecked_messages()
-                .next()
-                .map(|(_, m)| m.queued_at + DELAYED_AFTER),
-        );
+        if !self.unreachable {
+            consider(
+                self.unchecked_messages()
+                    .next()
+                    .map(|(_, m)| m.queued_at + DELAYED_AFTER),
+            );
+        }
         t
     }
 
@@ -831,6 +851,9 @@ impl Link {
             self.unreachable = true;
             out.push(LinkEvent::Unreachable);
         }
+        if self.unreachable {
+            return; // the unreachable notice already said that messages wait
+        }
         let due: Vec<MessageId> = self
             .unchecked_messages()
             .take_while(|(_, m)| m.queued_at + DELAYED_AFTER <= now)
@@ -879,7 +902,7 @@ impl Link {
                 || self.unsent.first().is_some_and(|&s| s < send_window_end));
         let ack_due = self.ack_pending && (has_data || self.ack_deadline.is_some_and(|d| d <= now));
         // A leave goes out even when probing or left: it is the last thing we say.
-        let leave_now = self.leave_pending && !probing;
+        let leave_now = self.leave_pending;
         if !has_data && !ack_due && !leave_now {
             return None;
         }

@@ -25,6 +25,12 @@ const QUIT_USAGE: &str = "/quit";
 
 /// Longest nick accepted, in characters (not bytes, so non-Latin nicks get the same room).
 pub const MAX_NICK_CHARS: usize = 32;
+/// What a valid nick is, for error messages.
+pub const NICK_RULE: &str =
+    "a nick is 1 to 32 characters (at most 64 bytes), without spaces or control characters";
+/// And in bytes: the wire's limit ([`crate::proto::wire::MAX_NICK_BYTES`]), which 32 emoji
+/// would pass.
+pub const MAX_NICK_BYTES: usize = crate::proto::wire::MAX_NICK_BYTES;
 
 /// Every command as `(usage, one-line description)`, in the order `/help` lists them.
 ///
@@ -94,10 +100,7 @@ impl fmt::Display for CommandError {
                 write!(f, "unknown command {name} — type /help for the list")
             }
             Self::Usage(usage) => write!(f, "usage: {usage}"),
-            Self::InvalidNick => write!(
-                f,
-                "nick must be 1 to {MAX_NICK_CHARS} characters without spaces"
-            ),
+            Self::InvalidNick => write!(f, "{NICK_RULE}"),
         }
     }
 }
@@ -162,6 +165,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
 pub fn is_valid_nick(nick: &str) -> bool {
     let count = nick.chars().count();
     (1..=MAX_NICK_CHARS).contains(&count)
+        && nick.len() <= MAX_NICK_BYTES
         && nick.chars().all(|c| {
             !c.is_whitespace() && !c.is_control() && !crate::ui::render::is_bidi_control(c)
         })
@@ -361,10 +365,11 @@ mod tests {
         assert_eq!(err("/nick a\u{7}b"), CommandError::InvalidNick);
         assert_eq!(err("/nick a\u{1b}[2Jb"), CommandError::InvalidNick);
         assert_eq!(err("/nick \u{202e}evil"), CommandError::InvalidNick);
-        assert_eq!(
-            err("/nick a b").to_string(),
-            "nick must be 1 to 32 characters without spaces"
-        );
+        assert_eq!(err("/nick a b").to_string(), NICK_RULE);
+        // 17 emoji are 17 characters but 68 bytes: over the wire's limit.
+        let emoji = "😀".repeat(17);
+        assert_eq!(err(&format!("/nick {emoji}")), CommandError::InvalidNick);
+        assert!(is_valid_nick(&"😀".repeat(16)));
     }
 
     #[test]

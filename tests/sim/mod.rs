@@ -150,6 +150,7 @@ impl Sim {
                     port: 7654,
                     seed: rng.gen(),
                     discovery,
+                    session: (1 << 16) | u64::from(rng.gen::<u16>()),
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
@@ -179,6 +180,13 @@ impl Sim {
         }
     }
 
+    /// A session number for a node started now: larger than any earlier one, as the program's
+    /// (clock milliseconds in the high bits).
+    fn next_session(&mut self) -> u64 {
+        let ms = self.elapsed().as_millis() as u64 + 2;
+        (ms << 16) | u64::from(self.rng.gen::<u16>())
+    }
+
     /// Replaces node `i` with a fresh process at the same address: a new identity and session,
     /// nothing remembered.
     pub fn restart_node(&mut self, i: usize) {
@@ -189,6 +197,7 @@ impl Sim {
             port: 7654,
             seed: self.rng.gen(),
             discovery,
+            session: self.next_session(),
         };
         self.nodes[i].ep = Endpoint::new(cfg, self.now);
         self.nodes[i].events.clear();
@@ -209,6 +218,7 @@ impl Sim {
             port: 7654,
             seed: self.rng.gen(),
             discovery: self.segment[i].is_some(),
+            session: self.next_session(),
         };
         let now = self.now;
         self.nodes[i].ep = Endpoint::new(cfg, now);

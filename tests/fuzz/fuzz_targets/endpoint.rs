@@ -11,7 +11,7 @@ use tailchat::proto::{Config, Endpoint, PeerId, Recipients};
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
     let mut ep = Endpoint::new(
-        Config { peer_id: PeerId(1), nick: "me".into(), port: 7654, seed: 1, discovery: false },
+        Config { peer_id: PeerId(1), nick: "me".into(), port: 7654, seed: 1, discovery: false, session: 1 },
         start,
     );
     let from: SocketAddr = "10.0.0.2:7654".parse().unwrap();
