@@ -777,7 +777,8 @@ impl Endpoint {
     pub fn leave_complete(&self) -> bool {
         self.peers.values().all(|p| {
             let online = p.seen && !p.left && !p.link.is_unreachable();
-            !p.link.leave_outstanding() && !(online && p.link.undelivered() > 0)
+            let waiting = online && p.link.undelivered() > 0;
+            !(p.link.leave_outstanding() || waiting)
         })
     }
 
