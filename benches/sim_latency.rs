@@ -59,7 +59,7 @@ fn main() {
             percentile(&lat, 0.50).as_secs_f64() * 1e3,
             percentile(&lat, 0.99).as_secs_f64() * 1e3,
             lat.last().unwrap().as_secs_f64() * 1e3,
-            sim.nodes[0].ep.stats().retransmitted,
+            sim.nodes[0].ep.stats().links.retransmitted,
         );
     }
 }

@@ -61,7 +61,7 @@ fn replayed_datagrams_change_nothing() {
         );
         let peers_after = sim.nodes[1].ep.peers();
         assert_eq!(peers_after.len(), peers_before.len());
-        assert!(sim.nodes[1].ep.stats().duplicates > 0);
+        assert!(sim.nodes[1].ep.stats().links.duplicates > 0);
     }
 }
 
@@ -106,7 +106,7 @@ fn datagrams_beyond_the_receive_window_are_refused() {
     sim.inject(1, from, &bytes);
     sim.run_for(Duration::from_secs(1));
     assert!(sim.received(1).is_empty());
-    assert_eq!(sim.nodes[1].ep.stats().out_of_window, 1);
+    assert_eq!(sim.nodes[1].ep.stats().links.out_of_window, 1);
     // The real stream still works afterwards.
     sim.send(0, Recipients::Everyone, "real");
     sim.run_for(Duration::from_secs(1));

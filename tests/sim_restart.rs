@@ -9,6 +9,19 @@ use sim::{LinkParams, Sim};
 use std::time::Duration;
 use tailchat::proto::{Event, MessageId, PeerState, Recipients, RestoredPeer};
 
+/// Node `i` as another node's storage remembers it: added by hand, nothing waiting for it,
+/// messages from it shown up to `shown`.
+fn remembered(sim: &Sim, i: usize, shown: MessageId) -> RestoredPeer {
+    RestoredPeer {
+        id: sim.id(i),
+        nick: format!("n{i}"),
+        addrs: vec![sim.nodes[i].addr],
+        manual: true,
+        delivered_through: shown,
+        outbox: vec![],
+    }
+}
+
 fn texts(sim: &Sim, i: usize) -> Vec<String> {
     sim.received(i).into_iter().map(|m| m.3).collect()
 }
@@ -26,14 +39,7 @@ fn a_receiver_that_restarts_sees_each_message_once() {
         let before = texts(&sim, 1);
         let last_seen = sim.received(1).last().unwrap().1;
         // Node 1 crashes and comes back; its journal says it has shown up to `last_seen`.
-        let node0 = RestoredPeer {
-            id: sim.id(0),
-            nick: "n0".into(),
-            addrs: vec![sim.nodes[0].addr],
-            manual: true,
-            delivered_through: last_seen,
-            outbox: vec![],
-        };
+        let node0 = remembered(&sim, 0, last_seen);
         sim.restart_node_as(1, MessageId(1), vec![node0]);
         sim.nodes[1].events.clear();
         assert_eq!(sim.nodes[1].ep.peers()[0].state, PeerState::Offline);
@@ -107,14 +113,7 @@ fn datagrams_meant_for_an_earlier_run_are_dropped() {
         old.push(t.bytes);
     }
     // Node 1 restarts (same identity, nothing shown yet) before any of it arrives.
-    let node0 = RestoredPeer {
-        id: sim.id(0),
-        nick: "n0".into(),
-        addrs: vec![sim.nodes[0].addr],
-        manual: true,
-        delivered_through: MessageId(0),
-        outbox: vec![],
-    };
+    let node0 = remembered(&sim, 0, MessageId(0));
     sim.restart_node_as(1, MessageId(1), vec![node0]);
     sim.run_for(Duration::from_secs(2)); // they meet again
     let from = sim.nodes[0].addr;
@@ -146,14 +145,7 @@ fn a_group_message_waits_for_a_peer_that_left() {
         "queued for the peer that left"
     );
     // It comes back (same identity): the message is delivered then.
-    let node0 = RestoredPeer {
-        id: sim.id(0),
-        nick: "n0".into(),
-        addrs: vec![sim.nodes[0].addr],
-        manual: true,
-        delivered_through: MessageId(0),
-        outbox: vec![],
-    };
+    let node0 = remembered(&sim, 0, MessageId(0));
     sim.restart_node_as(2, MessageId(1), vec![node0]);
     let ok = sim.run_until_cond(Duration::from_secs(60), |s| {
         texts(s, 2) == vec!["while you were out"] && s.nodes[0].ep.undelivered() == 0
@@ -182,14 +174,7 @@ fn a_message_acknowledged_behind_a_gap_is_not_lost_when_the_receiver_restarts() 
         "m2 must not count as delivered while m1, before it, is not"
     );
     // The receiver restarts before the gap is filled: its reorder buffer is gone.
-    let node0 = RestoredPeer {
-        id: sim.id(0),
-        nick: "n0".into(),
-        addrs: vec![sim.nodes[0].addr],
-        manual: true,
-        delivered_through: MessageId(0),
-        outbox: vec![],
-    };
+    let node0 = remembered(&sim, 0, MessageId(0));
     sim.restart_node_as(1, MessageId(1), vec![node0]);
     sim.cut.clear();
     let ok = sim.run_until_cond(Duration::from_secs(30), |s| texts(s, 1).len() == 2);

@@ -294,13 +294,7 @@ impl Chat {
             }
         }
         if changed_peers {
-            let nicks: Vec<String> = self
-                .ep
-                .peers()
-                .into_iter()
-                .filter(|p| p.state != PeerState::Left)
-                .map(|p| p.nick)
-                .collect();
+            let nicks = self.present_nicks();
             if let Ok(mut n) = self.shared.nicks.lock() {
                 *n = nicks;
             }
@@ -405,6 +399,16 @@ impl Chat {
         }
     }
 
+    /// Nicks of the peers that have not left (for completion and error messages).
+    fn present_nicks(&self) -> Vec<String> {
+        self.ep
+            .peers()
+            .into_iter()
+            .filter(|p| p.state != PeerState::Left)
+            .map(|p| p.nick)
+            .collect()
+    }
+
     /// Finds the one peer a `/msg` means: by nick, or `nick#idprefix` when nicks are shared.
     fn find_peer(&self, wanted: &str) -> Result<(PeerId, String), String> {
         let (nick, prefix) = match wanted.split_once('#') {
@@ -425,13 +429,7 @@ impl Chat {
         match candidates.as_slice() {
             [one] => Ok((one.id, one.nick.clone())),
             [] => {
-                let here: Vec<String> = self
-                    .ep
-                    .peers()
-                    .into_iter()
-                    .filter(|p| p.state != PeerState::Left)
-                    .map(|p| p.nick)
-                    .collect();
+                let here = self.present_nicks();
                 Err(if here.is_empty() {
                     format!("no peer called '{wanted}'; nobody is here yet — /add HOST[:PORT]")
                 } else {

@@ -333,16 +333,8 @@ pub struct Stats {
     pub table_full: u64,
     /// Frames of unknown kinds skipped.
     pub unknown_frames: u64,
-    /// Stream items received again after delivery.
-    pub duplicates: u64,
-    /// Stream items retransmitted.
-    pub retransmitted: u64,
-    /// Retransmission timeouts.
-    pub timeouts: u64,
-    /// Datagrams refused for an item beyond the receive window.
-    pub out_of_window: u64,
-    /// Fragments dropped or reassemblies abandoned.
-    pub bad_fragments: u64,
+    /// The links' counters, summed over peers (duplicates, retransmissions, timeouts…).
+    pub links: LinkCounters,
 }
 
 /// A known peer.
@@ -1276,10 +1268,11 @@ fn note_address(addrs: &mut Vec<SocketAddr>, from: SocketAddr) {
 }
 
 fn add_counters(stats: &mut Stats, counted: &mut LinkCounters, now: LinkCounters) {
-    stats.duplicates += now.duplicates - counted.duplicates;
-    stats.retransmitted += now.retransmitted - counted.retransmitted;
-    stats.timeouts += now.timeouts - counted.timeouts;
-    stats.out_of_window += now.out_of_window - counted.out_of_window;
-    stats.bad_fragments += now.bad_fragments - counted.bad_fragments;
+    let s = &mut stats.links;
+    s.duplicates += now.duplicates - counted.duplicates;
+    s.retransmitted += now.retransmitted - counted.retransmitted;
+    s.timeouts += now.timeouts - counted.timeouts;
+    s.out_of_window += now.out_of_window - counted.out_of_window;
+    s.bad_fragments += now.bad_fragments - counted.bad_fragments;
     *counted = now;
 }

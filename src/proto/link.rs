@@ -191,7 +191,7 @@ struct Partial {
 }
 
 /// Counts a link keeps for the endpoint's statistics.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCounters {
     /// Stream items that arrived again after delivery.
     pub duplicates: u64,

@@ -30,6 +30,7 @@ pub use endpoint::{
     Stats, Transmit, UndeliveredReason,
 };
 pub use ids::{MessageId, PeerId};
+pub use link::LinkCounters;
 
 use std::time::Duration;
 
