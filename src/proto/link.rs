@@ -17,6 +17,7 @@ use super::{
     REASSEMBLY_TIMEOUT, UNREACHABLE_AFTER, WINDOW,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Ranges of received packet numbers remembered for acks.
@@ -33,7 +34,7 @@ const ACK_EVERY: u32 = 2;
 pub const MAX_PACKET_JUMP: u64 = 1 << 16;
 
 /// A message's stream items as (frame kind, encoded fields after the sequence number).
-type Pieces = Vec<(u32, Vec<u8>)>;
+type Pieces = Vec<(u32, Arc<[u8]>)>;
 
 /// What one stream item carries; it becomes a frame once a stream sequence number is attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,8 +139,9 @@ pub enum QueueError {
 struct OutItem {
     /// Frame kind (`Chat`, `Fragment` or `Nick`).
     kind: u32,
-    /// The frame's fields after the sequence number, already encoded.
-    fields: Vec<u8>,
+    /// The frame's fields after the sequence number, already encoded (shared with the
+    /// message's pieces, kept for a restart).
+    fields: Arc<[u8]>,
     /// The message it belongs to, for the delivery report.
     msg: Option<MessageId>,
 }
@@ -338,7 +340,7 @@ impl Link {
     ) -> Result<(), QueueError> {
         debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
         let pieces: Pieces = if text.len() <= FRAGMENT_BYTES {
-            vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)))]
+            vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)).into())]
         } else {
             let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
             let count = chunks.len() as u16;
@@ -347,7 +349,7 @@ impl Link {
                 .enumerate()
                 .map(|(i, data)| {
                     let fields = (msg, direct, i as u16, count, data);
-                    (kind::FRAGMENT, wire::stream_fields(&fields))
+                    (kind::FRAGMENT, wire::stream_fields(&fields).into())
                 })
                 .collect()
         };
@@ -436,22 +438,22 @@ impl Link {
             if too_big || chunk.len() > wire::MAX_PEER_ENTRIES {
                 let last = chunk.pop().expect("just pushed");
                 if !chunk.is_empty() {
-                    self.push_item(kind::PEERS, wire::stream_fields(&chunk), None);
+                    self.push_item(kind::PEERS, wire::stream_fields(&chunk).into(), None);
                 }
                 chunk = vec![last];
             }
         }
         if !chunk.is_empty() {
-            self.push_item(kind::PEERS, wire::stream_fields(&chunk), None);
+            self.push_item(kind::PEERS, wire::stream_fields(&chunk).into(), None);
         }
     }
 
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
-        self.push_item(kind::NICK, wire::stream_fields(&nick), None);
+        self.push_item(kind::NICK, wire::stream_fields(&nick).into(), None);
     }
 
-    fn push_item(&mut self, kind: u32, fields: Vec<u8>, msg: Option<MessageId>) {
+    fn push_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: Option<MessageId>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.items.insert(seq, OutItem { kind, fields, msg });
