@@ -81,6 +81,112 @@ fn raw_rate() -> f64 {
     counter.join().unwrap() as f64 / secs
 }
 
+/// The protocol core alone over the same blocking sockets as the raw baseline (same wake-up
+/// model: one thread blocked in `recv` per side): alice's `send_message` to bob's `Message`
+/// event, one at a time. The difference to raw UDP is what the protocol itself costs.
+fn core_one_way() -> Vec<Duration> {
+    let a_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a_addr, b_addr) = (a_sock.local_addr().unwrap(), b_sock.local_addr().unwrap());
+    let endpoint = |nick: &str, port: u16| {
+        Endpoint::new(
+            Config {
+                peer_id: PeerId(rand::random()),
+                nick: nick.to_owned(),
+                port,
+                seed: rand::random(),
+                discovery: false,
+                session: rand::random::<u64>() | 1,
+            },
+            Instant::now(),
+        )
+    };
+    let mut a = endpoint("alice", a_addr.port());
+    let mut b = endpoint("bob", b_addr.port());
+    // Both sides run their endpoint on their own thread, like the drivers; a channel tells
+    // alice's thread when to send, and bob's reports each arrival time.
+    let (go_tx, go_rx) = mpsc::channel::<Instant>();
+    let (done_tx, done_rx) = mpsc::channel::<Duration>();
+    let pump = |ep: &mut Endpoint, sock: &UdpSocket| {
+        while let Some(t) = ep.poll_transmit() {
+            let _ = sock.send_to(&t.bytes, t.to);
+        }
+    };
+    let bob = thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        b_sock
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .unwrap();
+        let mut seen = 0;
+        while seen < ROUND_TRIPS {
+            match b_sock.recv_from(&mut buf) {
+                Ok((n, from)) => b.handle_datagram(Instant::now(), from, &buf[..n]),
+                Err(_) => b.handle_timeout(Instant::now()),
+            }
+            pump(&mut b, &b_sock);
+            while let Some(e) = b.poll_event() {
+                if let tailchat::proto::Event::Message { text, .. } = e {
+                    let sent: u128 = text.parse().unwrap();
+                    let now = bench_clock();
+                    done_tx
+                        .send(Duration::from_nanos((now - sent) as u64))
+                        .unwrap();
+                    seen += 1;
+                }
+            }
+        }
+    });
+    a.add_address(Instant::now(), b_addr);
+    pump(&mut a, &a_sock);
+    a_sock
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut joined = false;
+    while !joined {
+        if let Ok((n, from)) = a_sock.recv_from(&mut buf) {
+            a.handle_datagram(Instant::now(), from, &buf[..n]);
+        } else {
+            a.handle_timeout(Instant::now());
+        }
+        pump(&mut a, &a_sock);
+        while let Some(e) = a.poll_event() {
+            joined |= matches!(e, tailchat::proto::Event::PeerJoined { .. });
+        }
+    }
+    drop(go_tx);
+    drop(go_rx);
+    let mut lat = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let stamp = bench_clock().to_string();
+        a.send_message(
+            Instant::now(),
+            tailchat::proto::Recipients::Everyone,
+            &stamp,
+        )
+        .unwrap();
+        pump(&mut a, &a_sock);
+        let d = done_rx.recv().unwrap();
+        lat.push(d);
+        // Take bob's acks so alice's queue stays empty.
+        while let Ok((n, from)) = a_sock.recv_from(&mut buf) {
+            a.handle_datagram(Instant::now(), from, &buf[..n]);
+            pump(&mut a, &a_sock);
+        }
+        while a.poll_event().is_some() {}
+    }
+    bob.join().unwrap();
+    lat.sort();
+    lat
+}
+
+/// Nanoseconds on one clock both threads read.
+fn bench_clock() -> u128 {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos()
+}
+
 /// One instance of the real driver on its own thread, like the program runs it.
 struct Instance {
     input: UnboundedSender<Input>,
@@ -195,6 +301,13 @@ fn main() {
         us(pct(&rtts, 0.5)),
         us(pct(&rtts, 0.99)),
         us(raw_one_way)
+    );
+    let core = core_one_way();
+    println!(
+        "protocol core over blocking sockets, send_message→Message, {ROUND_TRIPS} times: p50 {} p99 {} — p50 is {:.1}× raw one way",
+        us(pct(&core, 0.5)),
+        us(pct(&core, 0.99)),
+        pct(&core, 0.5).as_secs_f64() / raw_one_way.as_secs_f64()
     );
     let rate = raw_rate();
     println!("raw UDP send() rate, 64 B: {rate:.0} datagrams/s received");

@@ -554,6 +554,15 @@ impl Chat {
                 text: text.clone(),
             },
             Event::Delivered { to, id, .. } => Record::Delivered { to: *to, id: id.0 },
+            Event::PeerForgotten { peer, dropped, .. } => {
+                for id in dropped {
+                    self.append(&Record::Dropped {
+                        to: *peer,
+                        id: id.0,
+                    });
+                }
+                return;
+            }
             Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => {
                 let Some(p) = self.ep.peers().into_iter().find(|p| p.id == *peer) else {
                     return;

@@ -45,6 +45,8 @@ const MAX_LEARNED_PROBES: usize = 32;
 /// A newcomer is told of this many peers at most (the most recently heard): enough to mesh a
 /// small network, and a stranger's hello cannot make us send a long list.
 const MAX_SHARED_WITH_NEWCOMER: usize = 32;
+/// Evicted peers whose message-id watermark is remembered at most.
+const MAX_FORGOTTEN: usize = 1024;
 /// Addresses remembered per peer.
 const MAX_ADDRS: usize = 4;
 /// Hellos per second we send in answer to datagrams from unknown senders (a burst of as many).
@@ -273,7 +275,7 @@ pub enum Event {
         /// Its nick.
         nick: String,
         /// Our messages that were waiting for it, now dropped.
-        dropped: usize,
+        dropped: Vec<MessageId>,
     },
     /// An address we were asked to contact has not answered several hellos (still trying).
     AddressUnanswered {
@@ -419,6 +421,8 @@ pub struct Endpoint {
     announces: VecDeque<Vec<u8>>,
     /// Restored peers with no known address: applied when they say hello.
     dormant: BTreeMap<PeerId, RestoredPeer>,
+    /// Message-id watermarks of peers evicted from the table, applied if they come back.
+    forgotten: BTreeMap<PeerId, MessageId>,
 }
 
 impl Endpoint {
@@ -432,6 +436,7 @@ impl Endpoint {
             announces: VecDeque::new(),
             pending: None,
             dormant: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             rng,
             config,
             next_msg: 1,
@@ -904,6 +909,9 @@ impl Endpoint {
             link: Link::new(now),
             counted: LinkCounters::default(),
         });
+        if let Some(shown) = self.forgotten.remove(&id) {
+            peer.link.set_delivered_through(shown);
+        }
         if let Some(r) = self.dormant.remove(&id) {
             peer.link.set_delivered_through(r.delivered_through);
             for (msg, direct, text) in &r.outbox {
@@ -912,8 +920,8 @@ impl Endpoint {
         }
         if header.session < peer.session {
             // A late hello from an earlier run of this peer (sessions grow run by run): it
-            // must not reset the streams of the current one.
-            self.stats.stale_session += 1;
+            // must not reset the streams of the current one. (The datagram is counted stale
+            // once, by the session check that follows in `handle_datagram`.)
             return;
         }
         let new_session = peer.session != header.session;
@@ -925,9 +933,10 @@ impl Endpoint {
             peer.found = Found::Manual;
         }
         let mut share = false;
+        let mut joined = false;
         if returning {
             peer.seen = true;
-            let joined = peer.left;
+            joined = peer.left;
             share = joined || new_session;
             peer.session = header.session;
             peer.left = false;
@@ -948,7 +957,7 @@ impl Endpoint {
         if peer.nick != h.nick {
             let old = std::mem::replace(&mut peer.nick, h.nick.clone());
             // A join already shows the new nick; anything else is a rename to tell.
-            if !share {
+            if !joined {
                 self.events.push_back(Event::PeerRenamed {
                     peer: id,
                     old,
@@ -1072,9 +1081,9 @@ impl Endpoint {
         if self.peers.len() < MAX_PEERS {
             return true;
         }
-        // First a departed peer with nothing waiting; failing that, the one not heard from for
-        // longest among those not online (its queue is dropped, and the user told). Peers that
-        // are online are never pushed out.
+        // Among the peers not online (left, offline or unreachable): the one with nothing
+        // waiting heard from longest ago, else the one heard from longest ago (its queue is
+        // dropped, and the user told). Peers that are online are never pushed out.
         let gone = |p: &Peer| p.left || !p.seen || p.link.is_unreachable();
         let victim = self
             .peers
@@ -1086,8 +1095,13 @@ impl Endpoint {
             return false;
         };
         let (id, p) = peer;
-        let dropped = p.link.undelivered();
-        if dropped > 0 {
+        // Should it come back in this run, it must not be shown again what it has seen.
+        if self.forgotten.len() >= MAX_FORGOTTEN {
+            self.forgotten.pop_first();
+        }
+        self.forgotten.insert(id, p.link.delivered_through());
+        let dropped = p.link.pending_ids();
+        if !dropped.is_empty() {
             self.events.push_back(Event::PeerForgotten {
                 peer: id,
                 nick: p.nick,

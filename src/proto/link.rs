@@ -404,6 +404,16 @@ impl Link {
         }
     }
 
+    /// The highest message id from this peer already shown.
+    pub fn delivered_through(&self) -> MessageId {
+        self.delivered_msg
+    }
+
+    /// Our messages it has not acknowledged, in id order.
+    pub fn pending_ids(&self) -> Vec<MessageId> {
+        self.messages.keys().copied().collect()
+    }
+
     /// Raises the watermark of messages already shown from this peer (restored from storage
     /// after a restart, so a message resent across restarts is shown once).
     pub fn set_delivered_through(&mut self, id: MessageId) {

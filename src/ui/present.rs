@@ -123,7 +123,8 @@ pub fn event_output(
             Output::Error(format!("not delivered to {}: {quote} — {why}", nick_of(*to)))
         }
         Event::PeerForgotten { nick, dropped, .. } => Output::Error(format!(
-            "forgot {nick}, long absent, to make room for new peers: {dropped} message(s) waiting for them were dropped"
+            "forgot {nick}, long absent, to make room for new peers: {} message(s) waiting for them were dropped",
+            dropped.len()
         )),
         Event::AddressUnanswered { addr } => Output::Notice(format!(
             "no answer from {} yet (still trying) — is tailchat running there, and UDP port {} open?",
