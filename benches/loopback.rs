@@ -138,15 +138,14 @@ fn core_one_way() -> Vec<Duration> {
     });
     a.add_address(Instant::now(), b_addr);
     pump(&mut a, &a_sock);
-    a_sock
-        .set_read_timeout(Some(Duration::from_millis(1)))
-        .unwrap();
+    a_sock.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 2048];
     let mut joined = false;
     while !joined {
         if let Ok((n, from)) = a_sock.recv_from(&mut buf) {
             a.handle_datagram(Instant::now(), from, &buf[..n]);
         } else {
+            thread::yield_now();
             a.handle_timeout(Instant::now());
         }
         pump(&mut a, &a_sock);
@@ -166,14 +165,20 @@ fn core_one_way() -> Vec<Duration> {
         )
         .unwrap();
         pump(&mut a, &a_sock);
-        let d = done_rx.recv().unwrap();
-        lat.push(d);
-        // Take bob's acks so alice's queue stays empty.
-        while let Ok((n, from)) = a_sock.recv_from(&mut buf) {
-            a.handle_datagram(Instant::now(), from, &buf[..n]);
+        // Wait for bob, while taking his acks and running alice's timers (a datagram the
+        // kernel drops is retransmitted, as in the program).
+        let d = loop {
+            if let Ok(d) = done_rx.try_recv() {
+                break d;
+            }
+            match a_sock.recv_from(&mut buf) {
+                Ok((n, from)) => a.handle_datagram(Instant::now(), from, &buf[..n]),
+                Err(_) => a.handle_timeout(Instant::now()),
+            }
             pump(&mut a, &a_sock);
-        }
-        while a.poll_event().is_some() {}
+            while a.poll_event().is_some() {}
+        };
+        lat.push(d);
     }
     bob.join().unwrap();
     lat.sort();
