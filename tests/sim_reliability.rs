@@ -415,3 +415,21 @@ fn a_late_hello_from_an_old_session_does_not_cut_the_peer_off() {
     let ok = sim.run_until_cond(Duration::from_secs(5), |s| s.received(1).len() == 1);
     assert!(ok, "node 1 never heard node 0 again");
 }
+
+#[test]
+fn the_handshake_gives_a_first_round_trip_time() {
+    let mut sim = Sim::new(23, 2, LinkParams::lan());
+    sim.add(1, 0); // node 1 says hello, node 0 answers
+    assert!(sim.run_until_cond(Duration::from_secs(1), |s| !s.nodes[1]
+        .ep
+        .peers()
+        .is_empty()));
+    let rtt = sim.nodes[1].ep.peers()[0]
+        .rtt
+        .expect("an RTT from the hello and its reply");
+    // 0.5 ms each way plus up to 0.1 ms of jitter each way.
+    assert!(
+        rtt >= Duration::from_micros(1000) && rtt <= Duration::from_micros(1200),
+        "{rtt:?}"
+    );
+}

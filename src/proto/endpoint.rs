@@ -373,6 +373,8 @@ struct Probe {
     next: Instant,
     /// Hellos sent so far.
     attempts: u32,
+    /// When the last hello went: if only one did, its answer is a clean first RTT sample.
+    last_sent: Option<Instant>,
     /// Why we probe it; becomes the peer's [`Found`].
     origin: Found,
     /// Give up after this many hellos (`None`: never, for addresses the user gave).
@@ -624,6 +626,7 @@ impl Endpoint {
             addr,
             next: now,
             attempts: 0,
+            last_sent: None,
             origin,
             limit,
             report,
@@ -880,6 +883,13 @@ impl Endpoint {
     fn on_hello(&mut self, now: Instant, from: SocketAddr, header: Header, h: Hello, reply: bool) {
         let probe = self.probes.iter().position(|p| p.addr == from);
         let probed = probe.map(|i| self.probes[i].origin);
+        // One hello, one answer: the round trip is unambiguous (Karn), so `/peers` shows an RTT
+        // from the first moment rather than after the first keepalive.
+        let handshake_rtt = probe
+            .map(|i| &self.probes[i])
+            .filter(|p| p.attempts == 1)
+            .and_then(|p| p.last_sent)
+            .map(|sent| now.saturating_duration_since(sent));
         if !self.peers.contains_key(&header.sender) {
             // A stranger we did not ask for costs a token (a flood of made-up identities is
             // admitted a few a second), and a full table must make room: until both, the
@@ -909,6 +919,9 @@ impl Endpoint {
             link: Link::new(now),
             counted: LinkCounters::default(),
         });
+        if let Some(rtt) = handshake_rtt.filter(|_| peer.link.rtt.srtt().is_none()) {
+            peer.link.rtt.update(rtt, Duration::ZERO);
+        }
         if let Some(shown) = self.forgotten.remove(&id) {
             peer.link.set_delivered_through(shown);
         }
@@ -1227,6 +1240,7 @@ impl Endpoint {
         let mut due = Vec::new();
         for p in self.probes.iter_mut().filter(|p| p.next <= now) {
             p.attempts += 1;
+            p.last_sent = Some(now);
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
             p.next = now + interval.min(PROBE_MAX);
             due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
