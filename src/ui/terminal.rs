@@ -283,6 +283,9 @@ fn read_interactive(
             Ok(line) => {
                 remember(&mut editor, &line, &mut history_file);
                 let parsed = command::parse(&line);
+                if matches!(parsed, Ok(Some(Command::Say(_) | Command::Msg { .. }))) {
+                    erase_accepted_line(&mut editor, &prompt, &line);
+                }
                 if let Ok(Some(Command::Nick(nick))) = &parsed {
                     lock(&shared.nick).clone_from(nick);
                 }
@@ -304,6 +307,27 @@ fn read_interactive(
             }
         }
     }
+}
+
+/// Removes the line just entered from the screen: a message comes back at once as its echo
+/// (`12:03 <alice> hi`), and showing it twice is clutter. Between two `readline` calls this
+/// thread owns the terminal (the external printer waits for the next call), so nothing else
+/// is written meanwhile. The rows are counted in characters, which never overestimates the
+/// display width, so at worst a wide-character line leaves a row behind; it never erases an
+/// earlier line.
+fn erase_accepted_line(editor: &mut Editor<ChatHelper, FileHistory>, prompt: &str, line: &str) {
+    let Some((cols, _)) = editor.dimensions().filter(|(c, _)| *c > 0) else {
+        return;
+    };
+    if line.contains(['\n', '\r']) {
+        return; // a pasted multi-line entry: its layout is not worth guessing
+    }
+    let width = prompt.chars().count() + line.chars().count();
+    let rows = width.div_ceil(cols).max(1);
+    let mut out = std::io::stdout().lock();
+    // CSI n F: to the start of the line n rows up; CSI J: erase to the end of the screen.
+    let _ = write!(out, "\x1b[{rows}F\x1b[J");
+    let _ = out.flush();
 }
 
 /// Adds a non-blank `line` to the up-arrow history and appends it to the history file. After
