@@ -411,9 +411,20 @@ fn a_half_typed_line_survives_an_incoming_message() {
     bob.type_text("bob> ", "half typed", " line");
     bob.enter();
     alice.expect("<bob> half typed line");
-    bob.wait("bob's own line echoed and an empty prompt", |s| {
+    let screen = bob.wait("bob's own line echoed and an empty prompt", |s| {
         s.row_with("<bob> half typed line").is_some() && s.prompt_is("bob> ")
     });
+    // The typed line is replaced by its echo, not shown twice.
+    assert_eq!(
+        screen
+            .rows
+            .iter()
+            .filter(|r| r.contains("half typed line"))
+            .count(),
+        1,
+        "{}",
+        screen.show()
+    );
 
     quit(&mut alice, &bob, "bob> ", "bob");
 }
