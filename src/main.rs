@@ -144,6 +144,9 @@ fn run(args: Args) -> Result<(), String> {
                 )));
             }
             let (next_msg, peers) = restored_peers(&s.restored);
+            // Ids also grow with the clock, so they never repeat even if the journal was lost
+            // or a write failed (a receiver would take a repeated id for a message it showed).
+            let next_msg = MessageId(next_msg.0.max(clock_message_floor()));
             endpoint.restore(now, next_msg, peers);
             Some(s.journal)
         }
@@ -325,6 +328,14 @@ async fn shutdown_signal() {
         () = wait_for(SignalKind::terminate()) => {}
         () = wait_for(SignalKind::hangup()) => {}
     }
+}
+
+/// The lowest message id this run may use: wall-clock milliseconds × 4096, so every run starts
+/// above any earlier run's ids unless that run sent over 4096 messages per millisecond.
+fn clock_message_floor() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| (d.as_millis() as u64) << 12)
 }
 
 /// This run's session number: larger than any earlier run's (wall-clock milliseconds in the

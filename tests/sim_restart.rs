@@ -225,3 +225,64 @@ fn a_late_hello_from_an_earlier_run_does_not_reset_the_current_one() {
         texts(&sim, 0)
     );
 }
+
+#[test]
+fn a_restored_outbox_is_queued_whole_even_past_the_bound() {
+    let mut sim = Sim::new(7, 2, LinkParams::lan());
+    sim.connect_star();
+    // More waiting pieces than a live queue accepts (an earlier run accepted them over time).
+    let big = "x".repeat(64 * 1024);
+    let mut outbox: Vec<(MessageId, bool, String)> = (1..=130)
+        .map(|i| (MessageId(i), false, big.clone()))
+        .collect();
+    outbox.push((MessageId(131), false, "small".into()));
+    let mut node1 = remembered(&sim, 1, MessageId(0));
+    node1.outbox = outbox;
+    sim.restart_node_as(0, MessageId(132), vec![node1]);
+    assert_eq!(
+        sim.nodes[0].ep.undelivered(),
+        131,
+        "no gap: every message queued"
+    );
+    let ok = sim.run_until_cond(Duration::from_secs(600), |s| {
+        s.nodes[0].ep.undelivered() == 0
+    });
+    assert!(ok);
+    let shown: Vec<u64> = sim.received(1).iter().map(|m| m.1 .0).collect();
+    assert_eq!(shown, (1..=131).collect::<Vec<u64>>());
+}
+
+#[test]
+fn restoring_more_peers_than_the_table_holds_loses_nothing() {
+    let mut sim = Sim::new(8, 2, LinkParams::lan());
+    sim.connect_star();
+    // 300 remembered peers (identities seen over time); the last one has a message waiting,
+    // and node 1 is one of them, with messages already shown.
+    let mut peers: Vec<RestoredPeer> = (0..300u64)
+        .map(|i| RestoredPeer {
+            id: tailchat::proto::PeerId(1000 + i),
+            nick: format!("p{i}"),
+            addrs: vec![std::net::SocketAddr::from((
+                [10, 9, (i / 250) as u8, (i % 250) as u8 + 1],
+                7654,
+            ))],
+            manual: false,
+            delivered_through: MessageId(0),
+            outbox: vec![],
+        })
+        .collect();
+    peers[299].outbox = vec![(MessageId(1), true, "for the last one".into())];
+    let mut node1 = remembered(&sim, 1, MessageId(5));
+    node1.manual = false;
+    node1.outbox = vec![(MessageId(2), false, "for node 1".into())];
+    peers.push(node1);
+    sim.restart_node_as(0, MessageId(3), peers);
+    assert_eq!(
+        sim.nodes[0].ep.undelivered(),
+        2,
+        "both waiting messages kept"
+    );
+    let ok = sim.run_until_cond(Duration::from_secs(30), |s| !s.received(1).is_empty());
+    assert!(ok, "node 1 did not get its message");
+    assert_eq!(texts(&sim, 1), vec!["for node 1"]);
+}

@@ -109,8 +109,11 @@ struct Chat {
     quit_by: Option<Instant>,
     /// Datagrams the kernel refused to send (logged, not fatal).
     send_errors: u64,
-    /// Where the conversation is kept; `None` when storage is off or failed.
+    /// Where the conversation is kept; `None` when storage is off. After a failure it stays
+    /// open (so its lock keeps a second tailchat off this identity) but unused.
     journal: Option<Journal>,
+    /// Writing failed: storage is off for the rest of the run.
+    journal_failed: bool,
     /// Records appended since the last sync.
     journal_dirty: bool,
     /// Whether input is a script (see [`Setup::scripted`]).
@@ -143,6 +146,7 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
         quit_by: None,
         send_errors: 0,
         journal: setup.journal,
+        journal_failed: false,
         journal_dirty: false,
         scripted: setup.scripted,
         hold_until: None,
@@ -228,6 +232,7 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
             }
         }
     }
+    chat.remember_addresses();
     chat.goodbye();
     Ok(())
 }
@@ -380,7 +385,7 @@ impl Chat {
                     None => Output::Group { nick: me, text },
                 });
                 if !away.is_empty() {
-                    let kept = if self.journal.is_some() {
+                    let kept = if self.storing() {
                         "kept on disk"
                     } else {
                         "kept in memory"
@@ -509,6 +514,9 @@ impl Chat {
 
     /// Appends a record; a failure turns storage off for the rest of the run, with a notice.
     fn append(&mut self, record: &Record) {
+        if self.journal_failed {
+            return;
+        }
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
@@ -523,13 +531,21 @@ impl Chat {
             return;
         }
         self.journal_dirty = false;
+        if self.journal_failed {
+            return;
+        }
         if let Some(Err(e)) = self.journal.as_mut().map(Journal::sync) {
             self.storage_failed(&e.to_string());
         }
     }
 
+    /// Whether what happens is being kept on disk.
+    fn storing(&self) -> bool {
+        self.journal.is_some() && !self.journal_failed
+    }
+
     fn storage_failed(&mut self, why: &str) {
-        self.journal = None;
+        self.journal_failed = true;
         self.print(Output::Error(format!(
             "storage failed: {why} — the chat carries on, but history and undelivered messages are now kept in memory only"
         )));
@@ -581,9 +597,11 @@ impl Chat {
 
     /// `/history [NICK] [N]`: the last N lines of the group, or of the conversation with NICK.
     fn history(&mut self, nick: Option<String>, count: Option<usize>) {
-        let Some(journal) = self.journal.as_ref() else {
+        // What this batch appended must be readable: flush it first.
+        self.sync_journal();
+        let Some(journal) = self.journal.as_ref().filter(|_| !self.journal_failed) else {
             return self.print(Output::Error(
-                "no history: storage is off (see the notice at start)".to_owned(),
+                "no history: storage is off (see the notices above)".to_owned(),
             ));
         };
         let filter = match &nick {
@@ -614,9 +632,26 @@ impl Chat {
         }
     }
 
+    /// Before exiting: every peer's current addresses go to the journal (a peer may have
+    /// moved since it joined), so the next run contacts it where it was last heard.
+    fn remember_addresses(&mut self) {
+        for p in self.ep.peers() {
+            if p.state == PeerState::Offline {
+                continue; // not heard in this run: its record is already the latest
+            }
+            self.append(&Record::Peer {
+                id: p.id,
+                nick: p.nick,
+                addrs: p.addrs,
+                manual: p.found == crate::proto::Found::Manual,
+            });
+        }
+        self.sync_journal();
+    }
+
     fn goodbye(&self) {
         let waiting = self.ep.undelivered();
-        if waiting > 0 && self.journal.is_some() {
+        if waiting > 0 && self.storing() {
             self.print(Output::Notice(format!(
                 "{waiting} message(s) not yet acknowledged are kept, and sent when you and they are both back"
             )));

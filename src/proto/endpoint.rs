@@ -695,12 +695,17 @@ impl Endpoint {
     /// waiting, are contacted at their last addresses. Call it once, before anything else.
     pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
         self.next_msg = self.next_msg.max(next_msg.0);
-        for r in peers.into_iter().take(MAX_PEERS) {
+        // The table takes the peers that matter most first: messages waiting for them, then
+        // added by hand; the rest wait, dormant, until they say hello.
+        let mut peers = peers;
+        peers.sort_by_key(|r| (r.outbox.is_empty(), !r.manual));
+        let room = MAX_PEERS.saturating_sub(self.peers.len());
+        for (i, r) in peers.into_iter().enumerate() {
             if r.id == self.config.peer_id {
                 continue;
             }
-            if r.addrs.is_empty() {
-                // Nowhere to contact it: wait until it contacts us.
+            if r.addrs.is_empty() || i >= room {
+                // Nowhere to contact it, or no room: applied when it contacts us.
                 self.dormant.insert(r.id, r);
                 continue;
             }
@@ -708,9 +713,9 @@ impl Endpoint {
             link.set_away();
             link.set_delivered_through(r.delivered_through);
             for (msg, direct, text) in &r.outbox {
-                // Refusal (over the bound) only drops what an earlier run had already queued
-                // past it; the journal keeps them.
-                let _ = link.queue_message(now, *msg, *direct, text);
+                // Whole and without gaps: an earlier run accepted these, so the bound does not
+                // apply (a gap would let the receiver's watermark swallow the missing one).
+                link.requeue_message(now, *msg, *direct, text);
             }
             let contact = r.manual || !r.outbox.is_empty();
             let origin = if r.manual {
@@ -719,6 +724,7 @@ impl Endpoint {
                 Found::Learned
             };
             let addr = r.addrs[0];
+            let addrs_to_probe: Vec<SocketAddr> = r.addrs.iter().copied().take(MAX_ADDRS).collect();
             self.peers.insert(
                 r.id,
                 Peer {
@@ -735,9 +741,11 @@ impl Endpoint {
                 },
             );
             if contact {
-                self.add_probe(now, addr, origin);
-                if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
-                    p.report = false;
+                for addr in addrs_to_probe {
+                    self.add_probe(now, addr, origin);
+                    if let Some(p) = self.probes.iter_mut().find(|p| p.addr == addr) {
+                        p.report = false;
+                    }
                 }
             }
         }
@@ -928,7 +936,7 @@ impl Endpoint {
         if let Some(r) = self.dormant.remove(&id) {
             peer.link.set_delivered_through(r.delivered_through);
             for (msg, direct, text) in &r.outbox {
-                let _ = peer.link.queue_message(now, *msg, *direct, text);
+                peer.link.requeue_message(now, *msg, *direct, text);
             }
         }
         if header.session < peer.session {

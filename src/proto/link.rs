@@ -338,26 +338,43 @@ impl Link {
         direct: bool,
         text: &str,
     ) -> Result<(), QueueError> {
-        debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
-        let pieces: Pieces = if text.len() <= FRAGMENT_BYTES {
-            vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)).into())]
-        } else {
-            let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
-            let count = chunks.len() as u16;
-            chunks
-                .into_iter()
-                .enumerate()
-                .map(|(i, data)| {
-                    let fields = (msg, direct, i as u16, count, data);
-                    (kind::FRAGMENT, wire::stream_fields(&fields).into())
-                })
-                .collect()
-        };
+        let pieces = Self::pieces(msg, direct, text);
         if self.items.len() + pieces.len() > MAX_QUEUED_ITEMS {
             let first = !self.full_reported;
             self.full_reported = true;
             return Err(QueueError::Full { first });
         }
+        self.enqueue(now, msg, pieces);
+        Ok(())
+    }
+
+    /// Queues a message an earlier run accepted (restored from storage). The queue bound does
+    /// not apply: refusing one would leave a gap in the ids, and the receiver's watermark
+    /// would then swallow the missing message when it came later.
+    pub fn requeue_message(&mut self, now: Instant, msg: MessageId, direct: bool, text: &str) {
+        let pieces = Self::pieces(msg, direct, text);
+        self.enqueue(now, msg, pieces);
+    }
+
+    /// A message's stream items: one chat, or fragments of [`FRAGMENT_BYTES`].
+    fn pieces(msg: MessageId, direct: bool, text: &str) -> Pieces {
+        debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
+        if text.len() <= FRAGMENT_BYTES {
+            return vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)).into())];
+        }
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
+        let count = chunks.len() as u16;
+        chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let fields = (msg, direct, i as u16, count, data);
+                (kind::FRAGMENT, wire::stream_fields(&fields).into())
+            })
+            .collect()
+    }
+
+    fn enqueue(&mut self, now: Instant, msg: MessageId, pieces: Pieces) {
         for (kind, fields) in &pieces {
             self.push_item(*kind, fields.clone(), Some(msg));
         }
@@ -371,7 +388,6 @@ impl Link {
                 delay_reported: false,
             },
         );
-        Ok(())
     }
 
     /// The peer restarted (a new session): both streams start again from sequence number 0.
