@@ -88,19 +88,6 @@ fn core_one_way() -> Vec<Duration> {
     let a_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (a_addr, b_addr) = (a_sock.local_addr().unwrap(), b_sock.local_addr().unwrap());
-    let endpoint = |nick: &str, port: u16| {
-        Endpoint::new(
-            Config {
-                peer_id: PeerId(rand::random()),
-                nick: nick.to_owned(),
-                port,
-                seed: rand::random(),
-                discovery: false,
-                session: rand::random::<u64>() | 1,
-            },
-            Instant::now(),
-        )
-    };
     let mut a = endpoint("alice", a_addr.port());
     let mut b = endpoint("bob", b_addr.port());
     // Both sides run their endpoint on their own thread, like the drivers; a channel tells
@@ -185,6 +172,21 @@ fn core_one_way() -> Vec<Duration> {
     lat
 }
 
+/// A fresh protocol core for one side of a benchmark (no discovery, random identity).
+fn endpoint(nick: &str, port: u16) -> Endpoint {
+    Endpoint::new(
+        Config {
+            peer_id: PeerId(rand::random()),
+            nick: nick.to_owned(),
+            port,
+            seed: rand::random(),
+            discovery: false,
+            session: rand::random::<u64>() | 1,
+        },
+        Instant::now(),
+    )
+}
+
 /// Nanoseconds on one clock both threads read.
 fn bench_clock() -> u128 {
     use std::sync::OnceLock;
@@ -202,17 +204,7 @@ struct Instance {
 fn start(nick: &str, peer: Option<u16>) -> Instance {
     let bound = socket::bind(Some("127.0.0.1".parse().unwrap()), 0).unwrap();
     let port = bound.socket.local_addr().unwrap().port();
-    let endpoint = Endpoint::new(
-        Config {
-            peer_id: PeerId(rand::random()),
-            nick: nick.to_owned(),
-            port,
-            seed: rand::random(),
-            discovery: false,
-            session: rand::random::<u64>() | 1,
-        },
-        Instant::now(),
-    );
+    let endpoint = endpoint(nick, port);
     let peers = peer
         .map(|p| vec![addr::parse(&format!("127.0.0.1:{p}"), 7654).unwrap()])
         .unwrap_or_default();

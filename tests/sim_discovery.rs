@@ -3,13 +3,13 @@
 
 mod sim;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sim::{LinkParams, Sim};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tailchat::proto::wire::{self, Frame, Header, Hello};
-use tailchat::proto::{Event, Found, PeerId, PeerState, Recipients};
+use tailchat::proto::wire::{Frame, Hello};
+use tailchat::proto::{Event, Found, PeerState, Recipients};
 
 fn all_know_each_other(s: &Sim) -> bool {
     let n = s.nodes.len();
@@ -155,17 +155,13 @@ fn a_flood_of_announcements_from_made_up_peers_is_bounded() {
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let before = sim.sent;
     for i in 0..10_000u32 {
-        let bytes = wire::encode(
-            &Header {
-                sender: PeerId(rng.gen()),
-                session: 1,
-                packet: 0,
-            },
-            &[Frame::Announce(Hello {
+        let bytes = sim::from_stranger(
+            &mut rng,
+            Frame::Announce(Hello {
                 nick: "flood".into(),
                 port: 7654,
                 caps: 0,
-            })],
+            }),
         );
         let from = SocketAddr::from(([10, 70, (i >> 8) as u8, i as u8], 7654));
         sim.inject(0, from, &bytes);

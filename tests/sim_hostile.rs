@@ -184,17 +184,13 @@ fn a_flood_from_random_identities_is_bounded() {
     for _ in 0..60 {
         for _ in 0..100 {
             n += 1;
-            let bytes = wire::encode(
-                &Header {
-                    sender: PeerId(rng.gen()),
-                    session: 1,
-                    packet: 0,
-                },
-                &[Frame::Hello(Hello {
+            let bytes = sim::from_stranger(
+                &mut rng,
+                Frame::Hello(Hello {
                     nick: "flood".into(),
                     port: 7654,
                     caps: 0,
-                })],
+                }),
             );
             let from = SocketAddr::from(([10, 60, (n >> 8) as u8, n as u8], 7654));
             sim.inject(1, from, &bytes);

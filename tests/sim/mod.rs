@@ -61,6 +61,17 @@ impl LinkParams {
     }
 }
 
+/// A datagram from a made-up identity (random PeerId, session 1) carrying one frame: what a
+/// flood test sends.
+pub fn from_stranger(rng: &mut impl Rng, frame: tailchat::proto::wire::Frame) -> Vec<u8> {
+    let header = tailchat::proto::wire::Header {
+        sender: PeerId(rng.gen()),
+        session: 1,
+        packet: 0,
+    };
+    tailchat::proto::wire::encode(&header, &[frame])
+}
+
 /// One simulated host.
 pub struct Node {
     /// The protocol core under test.
