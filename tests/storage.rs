@@ -79,12 +79,24 @@ fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
     alice.expect("bob left");
     alice.send("while you were out");
     alice.expect("bob is away");
+    alice.send("and more");
+    alice.send("/peers"); // answered in order: every line before it has been printed
+    alice.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    let told = alice.seen.iter().filter(|l| l.contains("is away")).count();
+    assert_eq!(
+        told, 1,
+        "told once per absence, not per message: {:?}",
+        alice.seen
+    );
     let mut bob = start(
         "bob",
         b.path(),
         &["--peer", &format!("127.0.0.1:{}", alice.port)],
     );
     bob.expect("<alice> while you were out");
+    bob.expect("<alice> and more");
     alice.send("and now");
     bob.expect("<alice> and now");
     let shown = bob

@@ -120,6 +120,8 @@ struct Chat {
     scripted: bool,
     /// Script lines are held until a contact is answered, or until this time.
     hold_until: Option<Instant>,
+    /// Absent peers already told about ("bob is away: messages … wait"), until they are back.
+    away_told: std::collections::HashSet<PeerId>,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes.
@@ -150,6 +152,7 @@ pub async fn run(setup: Setup, ui: UiPort, shutdown: impl Future<Output = ()>) -
         journal_dirty: false,
         scripted: setup.scripted,
         hold_until: None,
+        away_told: std::collections::HashSet::new(),
     };
     for spec in setup.peers {
         chat.resolve(spec);
@@ -288,6 +291,9 @@ impl Chat {
             ) {
                 self.hold_until = None; // the contact a script waited for is made (or hopeless)
             }
+            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                self.away_told.remove(peer); // back: its next absence is worth telling again
+            }
             changed_peers |= matches!(
                 e,
                 Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
@@ -369,11 +375,14 @@ impl Chat {
                     recipients: sent.recipients.clone(),
                     text: text.clone(),
                 });
+                // Told once per absence, not on every message: with a few peers away, a
+                // notice per line would drown the conversation.
                 let away: Vec<String> = self
                     .ep
                     .peers()
                     .into_iter()
                     .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
+                    .filter(|p| self.away_told.insert(p.id))
                     .map(|p| p.nick)
                     .collect();
                 self.print(match to_nick {
@@ -391,7 +400,7 @@ impl Chat {
                         "kept in memory"
                     };
                     self.print(Output::Notice(format!(
-                        "{} away: the message is {kept} and goes out when they are back",
+                        "{} away: messages to them are {kept} and go out when they are back",
                         if away.len() == 1 {
                             format!("{} is", away[0])
                         } else {
