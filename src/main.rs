@@ -333,18 +333,20 @@ async fn shutdown_signal() {
 /// The lowest message id this run may use: wall-clock milliseconds × 4096, so every run starts
 /// above any earlier run's ids unless that run sent over 4096 messages per millisecond.
 fn clock_message_floor() -> u64 {
+    (unix_ms() << 12).max(1)
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock reads before it).
+fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| (d.as_millis() as u64) << 12)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This run's session number: larger than any earlier run's (wall-clock milliseconds in the
 /// high bits), unpredictable in the low 16, never 0.
 fn new_session() -> u64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    (ms << 16) | u64::from(rand::random::<u16>()) | 1
+    (unix_ms() << 16) | u64::from(rand::random::<u16>()) | 1
 }
 
 fn login_name() -> Option<String> {

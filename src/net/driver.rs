@@ -589,7 +589,7 @@ impl Chat {
                 return;
             }
             Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => {
-                let Some(p) = self.ep.peers().into_iter().find(|p| p.id == *peer) else {
+                let Some(p) = self.ep.peer(*peer) else {
                     return;
                 };
                 Record::Peer {

@@ -344,8 +344,6 @@ pub struct Stats {
 struct Peer {
     /// Its nick.
     nick: String,
-    /// Its listening port, from its hello.
-    port: u16,
     /// The session its datagrams must carry.
     session: u64,
     /// Addresses, most recently heard first.
@@ -723,13 +721,11 @@ impl Endpoint {
             } else {
                 Found::Learned
             };
-            let addr = r.addrs[0];
             let addrs_to_probe: Vec<SocketAddr> = r.addrs.iter().copied().take(MAX_ADDRS).collect();
             self.peers.insert(
                 r.id,
                 Peer {
                     nick: r.nick,
-                    port: addr.port(),
                     session: 0,
                     addrs: r.addrs.into_iter().take(MAX_ADDRS).collect(),
                     found: origin,
@@ -797,30 +793,32 @@ impl Endpoint {
 
     /// A snapshot of every known peer, ordered by nick.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut v: Vec<PeerInfo> = self
-            .peers
-            .iter()
-            .map(|(&id, p)| PeerInfo {
-                id,
-                nick: p.nick.clone(),
-                addrs: p.addrs.clone(),
-                found: p.found,
-                last_heard: p.last_heard,
-                rtt: p.link.rtt.srtt(),
-                undelivered: p.link.undelivered(),
-                state: if !p.seen {
-                    PeerState::Offline
-                } else if p.left {
-                    PeerState::Left
-                } else if p.link.is_unreachable() {
-                    PeerState::Unreachable
-                } else {
-                    PeerState::Online
-                },
-            })
-            .collect();
+        let mut v: Vec<PeerInfo> = self.peers.keys().filter_map(|&id| self.peer(id)).collect();
         v.sort_by(|a, b| a.nick.cmp(&b.nick).then(a.id.cmp(&b.id)));
         v
+    }
+
+    /// A snapshot of one known peer.
+    pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
+        let p = self.peers.get(&id)?;
+        Some(PeerInfo {
+            id,
+            nick: p.nick.clone(),
+            addrs: p.addrs.clone(),
+            found: p.found,
+            last_heard: p.last_heard,
+            rtt: p.link.rtt.srtt(),
+            undelivered: p.link.undelivered(),
+            state: if !p.seen {
+                PeerState::Offline
+            } else if p.left {
+                PeerState::Left
+            } else if p.link.is_unreachable() {
+                PeerState::Unreachable
+            } else {
+                PeerState::Online
+            },
+        })
     }
 
     /// The nick of a known peer.
@@ -846,25 +844,21 @@ impl Endpoint {
         }
     }
 
-    fn hello_frame(&self, reply: bool) -> Frame {
-        let h = Hello {
+    /// What we say about ourselves in hellos and announcements.
+    fn my_hello(&self) -> Hello {
+        Hello {
             nick: self.config.nick.clone(),
             port: self.config.port,
             caps: 0,
-        };
-        if reply {
-            Frame::HelloReply(h)
-        } else {
-            Frame::Hello(h)
         }
     }
 
-    fn announce_frame(&self) -> Frame {
-        Frame::Announce(Hello {
-            nick: self.config.nick.clone(),
-            port: self.config.port,
-            caps: 0,
-        })
+    fn hello_frame(&self, reply: bool) -> Frame {
+        if reply {
+            Frame::HelloReply(self.my_hello())
+        } else {
+            Frame::Hello(self.my_hello())
+        }
     }
 
     fn header(&self) -> Header {
@@ -917,7 +911,6 @@ impl Endpoint {
         let id = header.sender;
         let peer = self.peers.entry(id).or_insert_with(|| Peer {
             nick: h.nick.clone(),
-            port: h.port,
             session: header.session,
             addrs: vec![from],
             found: probed.unwrap_or(Found::Incoming),
@@ -986,7 +979,6 @@ impl Endpoint {
                 });
             }
         }
-        peer.port = h.port;
         peer.last_heard = now;
         note_address(&mut peer.addrs, from);
         if !reply && !self.leaving {
@@ -1254,7 +1246,7 @@ impl Endpoint {
             due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
         }
         if let Some(at) = self.announce_at.filter(|&at| at <= now) {
-            let bytes = wire::encode(&self.header(), &[self.announce_frame()]);
+            let bytes = wire::encode(&self.header(), &[Frame::Announce(self.my_hello())]);
             self.announces.push_back(bytes);
             self.announce_burst += 1;
             let gap = match ANNOUNCE_BURST.get(self.announce_burst) {

@@ -507,13 +507,9 @@ impl Link {
         out: &mut Vec<LinkEvent>,
     ) -> bool {
         let window_end = self.recv_next.saturating_add(WINDOW);
-        let beyond = frames.iter().any(|f| match f {
-            Frame::Chat(c) => c.seq >= window_end,
-            Frame::Fragment(f) => f.seq >= window_end,
-            Frame::Nick(n) => n.seq >= window_end,
-            Frame::Peers(p) => p.seq >= window_end,
-            _ => false,
-        });
+        let beyond = frames
+            .iter()
+            .any(|f| f.stream_seq().is_some_and(|seq| seq >= window_end));
         // A packet number far beyond any seen is not from a sane sender (numbers go up by one
         // per packet); accepting it would fill the ack ranges with numbers the sender never
         // used and crowd out the real ones.

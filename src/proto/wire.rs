@@ -204,6 +204,17 @@ impl Frame {
         )
     }
 
+    /// The stream sequence number of a stream frame (`Chat`, `Fragment`, `Nick`, `Peers`).
+    pub fn stream_seq(&self) -> Option<u64> {
+        match self {
+            Frame::Chat(c) => Some(c.seq),
+            Frame::Fragment(f) => Some(f.seq),
+            Frame::Nick(n) => Some(n.seq),
+            Frame::Peers(p) => Some(p.seq),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> u32 {
         match self {
             Frame::Hello(_) => kind::HELLO,
