@@ -6,8 +6,8 @@
 #[path = "../tests/sim/mod.rs"]
 mod sim;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use sim::{LinkParams, Sim};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -39,7 +39,7 @@ fn main() {
             let id = sim.send(0, Recipients::Everyone, &format!("message {k}"));
             sent_at.insert(id, sim.now);
             // Chat pace: a message every 20–200 ms.
-            sim.run_for(Duration::from_millis(rng.gen_range(20..200)));
+            sim.run_for(Duration::from_millis(rng.random_range(20..200)));
         }
         sim.run_for(Duration::from_secs(30));
         let mut lat: Vec<Duration> = sim.nodes[1]

@@ -3,8 +3,8 @@
 
 mod sim;
 
+use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use sim::{LinkParams, Sim};
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 mod sim;
 
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use sim::{LinkParams, Sim};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -135,8 +135,8 @@ fn random_bytes_never_panic_and_are_counted() {
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     let from: SocketAddr = "10.9.9.9:1234".parse().unwrap();
     for i in 0..20_000 {
-        let len = rng.gen_range(0..1500);
-        let mut bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let len = rng.random_range(0..1500);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         if i % 2 == 0 && bytes.len() >= 5 {
             bytes[..4].copy_from_slice(&wire::MAGIC);
             bytes[4] = wire::VERSION;
@@ -163,7 +163,7 @@ fn a_flood_from_random_identities_is_bounded() {
     for i in 0..5_000u32 {
         let bytes = wire::encode(
             &Header {
-                sender: PeerId(rng.gen()),
+                sender: PeerId(rng.random()),
                 session: 1,
                 packet: 0,
             },

@@ -3,8 +3,8 @@
 
 mod sim;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use sim::{LinkParams, Sim};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,8 +26,10 @@ fn exchange(seed: u64, params: LinkParams, messages_per_node: usize) {
     let mut sent_to: Vec<(usize, MessageId, usize)> = Vec::new();
     for k in 0..messages_per_node * n {
         let from = k % n;
-        let text = format!("m{k} from {from} {}", "x".repeat(rng.gen_range(0..40)));
-        let direct_to = rng.gen_bool(0.3).then(|| (from + rng.gen_range(1..n)) % n);
+        let text = format!("m{k} from {from} {}", "x".repeat(rng.random_range(0..40)));
+        let direct_to = rng
+            .random_bool(0.3)
+            .then(|| (from + rng.random_range(1..n)) % n);
         let to = match direct_to {
             Some(d) => Recipients::Peer(sim.id(d)),
             None => Recipients::Everyone,
@@ -43,7 +45,7 @@ fn exchange(seed: u64, params: LinkParams, messages_per_node: usize) {
                 sent_to.push((from, id, r));
             }
         }
-        sim.run_for(Duration::from_millis(rng.gen_range(0..30)));
+        sim.run_for(Duration::from_millis(rng.random_range(0..30)));
     }
     let everything = |s: &Sim| {
         (0..n).all(|r| {

@@ -73,10 +73,14 @@ pub fn scan() -> Targets {
     let Ok(ifaces) = if_addrs::get_if_addrs() else {
         return t;
     };
-    for iface in ifaces.into_iter().filter(|i| !i.is_loopback()) {
+    // Not loopback, not point-to-point (a tunnel has no one else on it) and operationally up.
+    for iface in ifaces
+        .into_iter()
+        .filter(|i| !i.is_loopback() && !i.is_p2p() && i.is_oper_up())
+    {
         match &iface.addr {
             if_addrs::IfAddr::V4(v4) => {
-                // No broadcast flag: a point-to-point link. A /32 has no one else on it.
+                // No broadcast address: nowhere to announce. A /32 has no one else on it.
                 if v4.broadcast.is_some() && v4.prefixlen < 32 {
                     t.v4.insert(Lan4 {
                         name: iface.name.clone(),
@@ -85,38 +89,16 @@ pub fn scan() -> Targets {
                     });
                 }
             }
-            // IPv6 interfaces come from `ipv6_interfaces`: if-addrs hides link-local
-            // addresses, which are all that many LAN interfaces have.
-            if_addrs::IfAddr::V6(_) => {}
+            // Any IPv6 address will do (a link-local one is all many LAN interfaces have): the
+            // multicast group is joined by interface index.
+            if_addrs::IfAddr::V6(_) => {
+                if let Some(index) = iface.index {
+                    t.v6.insert((index, iface.name.clone()));
+                }
+            }
         }
     }
-    t.v6 = ipv6_interfaces();
     t
-}
-
-/// Interfaces that are up, multicast-capable, not loopback and not point-to-point, and have
-/// an IPv6 address (a link-local one is enough), with their indexes.
-fn ipv6_interfaces() -> BTreeSet<(u32, String)> {
-    use nix::net::if_::InterfaceFlags as F;
-    let mut found = BTreeSet::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        return found;
-    };
-    for a in addrs {
-        let usable = a.flags.contains(F::IFF_UP | F::IFF_MULTICAST)
-            && !a.flags.intersects(F::IFF_LOOPBACK | F::IFF_POINTOPOINT);
-        let ipv6 = a
-            .address
-            .as_ref()
-            .is_some_and(|s| s.as_sockaddr_in6().is_some());
-        if !usable || !ipv6 {
-            continue;
-        }
-        if let Ok(index) = nix::net::if_::if_nametoindex(a.interface_name.as_str()) {
-            found.insert((index, a.interface_name));
-        }
-    }
-    found
 }
 
 /// The interfaces we announce on and the groups joined so far.

@@ -5,8 +5,8 @@ use super::ids::{MessageId, PeerId};
 use super::link::{Link, LinkCounters, LinkEvent, QueueError};
 use super::wire::{self, DecodeError, Frame, Header, Hello, PeerEntry, MAX_NICK_BYTES};
 use super::{MAX_MESSAGE_BYTES, MAX_PEERS};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -1252,7 +1252,7 @@ impl Endpoint {
             let gap = match ANNOUNCE_BURST.get(self.announce_burst) {
                 Some(gap) => *gap,
                 None => {
-                    let jitter = self.rng.gen_range(0.9..1.1);
+                    let jitter = self.rng.random_range(0.9..1.1);
                     ANNOUNCE_INTERVAL.mul_f64(jitter)
                 }
             };

@@ -323,7 +323,7 @@ fn erase_accepted_line(editor: &mut Editor<ChatHelper, FileHistory>, prompt: &st
         return; // a pasted multi-line entry: its layout is not worth guessing
     }
     let width = prompt.chars().count() + line.chars().count();
-    let rows = width.div_ceil(cols).max(1);
+    let rows = width.div_ceil(usize::from(cols)).max(1);
     let mut out = std::io::stdout().lock();
     // CSI n F: to the start of the line n rows up; CSI J: erase to the end of the screen.
     let _ = write!(out, "\x1b[{rows}F\x1b[J");

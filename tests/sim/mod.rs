@@ -7,8 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -63,9 +63,9 @@ impl LinkParams {
 
 /// A datagram from a made-up identity (random PeerId, session 1) carrying one frame: what a
 /// flood test sends.
-pub fn from_stranger(rng: &mut impl Rng, frame: tailchat::proto::wire::Frame) -> Vec<u8> {
+pub fn from_stranger(rng: &mut impl RngExt, frame: tailchat::proto::wire::Frame) -> Vec<u8> {
     let header = tailchat::proto::wire::Header {
-        sender: PeerId(rng.gen()),
+        sender: PeerId(rng.random()),
         session: 1,
         packet: 0,
     };
@@ -156,12 +156,12 @@ impl Sim {
         let nodes = (0..n)
             .map(|i| {
                 let cfg = Config {
-                    peer_id: PeerId(rng.gen()),
+                    peer_id: PeerId(rng.random()),
                     nick: format!("n{i}"),
                     port: 7654,
-                    seed: rng.gen(),
+                    seed: rng.random(),
                     discovery,
-                    session: (1 << 16) | u64::from(rng.gen::<u16>()),
+                    session: (1 << 16) | u64::from(rng.random::<u16>()),
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
@@ -195,7 +195,7 @@ impl Sim {
     /// (clock milliseconds in the high bits).
     fn next_session(&mut self) -> u64 {
         let ms = self.elapsed().as_millis() as u64 + 2;
-        (ms << 16) | u64::from(self.rng.gen::<u16>())
+        (ms << 16) | u64::from(self.rng.random::<u16>())
     }
 
     /// Replaces node `i` with a fresh process at the same address: a new identity and session,
@@ -203,10 +203,10 @@ impl Sim {
     pub fn restart_node(&mut self, i: usize) {
         let discovery = self.segment[i].is_some();
         let cfg = Config {
-            peer_id: PeerId(self.rng.gen()),
+            peer_id: PeerId(self.rng.random()),
             nick: format!("n{i}"),
             port: 7654,
-            seed: self.rng.gen(),
+            seed: self.rng.random(),
             discovery,
             session: self.next_session(),
         };
@@ -227,7 +227,7 @@ impl Sim {
             peer_id: self.id(i),
             nick: format!("n{i}"),
             port: 7654,
-            seed: self.rng.gen(),
+            seed: self.rng.random(),
             discovery: self.segment[i].is_some(),
             session: self.next_session(),
         };
@@ -362,23 +362,27 @@ impl Sim {
         let p = self.links[from][to];
         let bad = &mut self.burst_bad[from][to];
         if *bad {
-            if self.rng.gen_bool(p.burst_exit) {
+            if self.rng.random_bool(p.burst_exit) {
                 *bad = false;
             }
-        } else if p.burst_enter > 0.0 && self.rng.gen_bool(p.burst_enter) {
+        } else if p.burst_enter > 0.0 && self.rng.random_bool(p.burst_enter) {
             *bad = true;
         }
         let loss = if *bad { p.burst_loss } else { p.loss };
-        if self.rng.gen_bool(loss) {
+        if self.rng.random_bool(loss) {
             self.lost += 1;
             return;
         }
-        let copies = if self.rng.gen_bool(p.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.random_bool(p.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = if p.jitter.is_zero() {
                 Duration::ZERO
             } else {
-                Duration::from_nanos(self.rng.gen_range(0..p.jitter.as_nanos() as u64))
+                Duration::from_nanos(self.rng.random_range(0..p.jitter.as_nanos() as u64))
             };
             self.order += 1;
             self.queue.push(Reverse(InFlight {
