@@ -8,15 +8,15 @@ use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use tailchat::app::{self, Setup};
 use tailchat::net::addr;
-use tailchat::net::driver::{self, Setup, UiPort};
 use tailchat::net::socket;
+use tailchat::net::udp::UdpIo;
 use tailchat::proto::{Config, Endpoint, PeerId};
 use tailchat::ui::render::Output;
-use tailchat::ui::terminal::{Input, Shared};
+use tailchat::ui::terminal::Input;
 use tokio::sync::mpsc::UnboundedSender;
 
 const ROUND_TRIPS: usize = 20_000;
@@ -210,7 +210,6 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
         .unwrap_or_default();
     let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
     let (out_tx, out_rx) = mpsc::channel();
-    let shared = Arc::new(Shared::new(nick));
     thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -218,20 +217,16 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             .unwrap();
         let setup = Setup {
             endpoint,
-            bound,
             peers,
             default_port: 7654,
-            discovery: false,
+            reaches: (bound.reaches_v4, bound.reaches_v6),
             journal: None,
             scripted: false,
         };
-        let ui = UiPort {
-            input: in_rx,
-            output: Box::new(out_tx),
-            shared,
-        };
-        rt.block_on(driver::run(setup, ui, std::future::pending()))
-            .unwrap();
+        rt.block_on(async {
+            let net = UdpIo::new(bound, false).unwrap();
+            app::run(setup, net, Box::new(out_tx), in_rx, std::future::pending()).await;
+        });
     });
     Instance {
         input: in_tx,

@@ -1,16 +1,23 @@
 //! tailchat: a peer-to-peer chat for the terminal, for a small trusted network.
 //!
 //! # Layout
+//! Data flows one way: socket → `proto` → event → `app` → (journal, screen), and keyboard →
+//! `app` → `proto` → datagram → socket.
 //! - [`proto`]: the pure protocol core — wire format, reliable exactly-once delivery, the peer
-//!   table. No sockets, no clock, no tokio.
-//! - [`net`]: the socket, addresses as users type them, and the driver task that runs the core
-//!   against the network and the clock.
-//! - [`ui`]: the terminal — command parsing and rendering (pure), presentation of events, and
-//!   the rustyline edge.
+//!   table, the nick rule. No sockets, no clock, no tokio.
+//! - [`app`]: the application — the event loop, what each command and event does, the
+//!   persistence policy (which events become journal records, synced before datagrams
+//!   leave), settings and start-up. Unit-tested over channels.
+//! - [`net`]: the socket, addresses as users type them, LAN discovery, and batched datagram
+//!   I/O. Imports only `proto`.
+//! - [`ui`]: the terminal — command parsing, rendering and presentation (pure), and the
+//!   rustyline edge, fed over channels.
 //! - [`store`]: everything on disk — the data directory (identity, and the journal of the
 //!   conversation: history, and what a restart needs to resend and deduplicate) and the config
 //!   file.
-//! - `main.rs`: the command line, logging, and start-up.
+//! - `main.rs`: parses the command line, sets up logging, the runtime and the terminal, and
+//!   hands over to [`app::run`].
+pub mod app;
 pub mod net;
 pub mod proto;
 pub mod store;

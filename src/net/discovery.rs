@@ -7,8 +7,10 @@
 //!   field can be wrong) on interfaces that can broadcast — which leaves out point-to-point
 //!   tunnels such as `tailscale0`, where broadcast means nothing;
 //! - the administratively scoped IPv4 multicast group [`MULTICAST_V4`] on those interfaces;
-//! - the link-local IPv6 multicast group [`MULTICAST_V6`] on every interface with an IPv6
-//!   address, chosen by scope id.
+//! - the link-local IPv6 multicast group [`MULTICAST_V6`] on every such interface where the
+//!   group can be joined (that is, where IPv6 is on), chosen by scope id. if-addrs does not
+//!   list link-local IPv6 addresses, which are all many LAN interfaces have, so an interface
+//!   is tried by its index whatever addresses it lists, and left out if the join fails.
 //!
 //! Both groups are joined on every such interface, so the socket hears announcements however
 //! they were sent. Interfaces are scanned again every few seconds, so a laptop that joins a
@@ -42,23 +44,8 @@ pub struct Lan4 {
 pub struct Targets {
     /// Broadcast-capable IPv4 interface addresses.
     pub v4: BTreeSet<Lan4>,
-    /// Indexes of interfaces with IPv6, with their names.
+    /// Indexes of the interfaces to try IPv6 multicast on, with their names.
     pub v6: BTreeSet<(u32, String)>,
-}
-
-impl Targets {
-    /// Interface names, for the user.
-    pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .v4
-            .iter()
-            .map(|l| l.name.clone())
-            .chain(self.v6.iter().map(|(_, n)| n.clone()))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
 }
 
 /// The subnet broadcast address of `ip` with `netmask`.
@@ -89,13 +76,11 @@ pub fn scan() -> Targets {
                     });
                 }
             }
-            // Any IPv6 address will do (a link-local one is all many LAN interfaces have): the
-            // multicast group is joined by interface index.
-            if_addrs::IfAddr::V6(_) => {
-                if let Some(index) = iface.index {
-                    t.v6.insert((index, iface.name.clone()));
-                }
-            }
+            if_addrs::IfAddr::V6(_) => {}
+        }
+        // IPv6 multicast is joined by interface index, whatever addresses are listed.
+        if let Some(index) = iface.index {
+            t.v6.insert((index, iface.name.clone()));
         }
     }
     t
@@ -110,6 +95,9 @@ pub struct Discovery {
     ipv6_socket: bool,
     /// The last scan.
     targets: Targets,
+    /// Interfaces (by index) where the IPv6 group could not be joined: no IPv6 there, so no
+    /// IPv6 announcements either.
+    v6_refused: BTreeSet<u32>,
 }
 
 impl Discovery {
@@ -119,12 +107,31 @@ impl Discovery {
             port,
             ipv6_socket,
             targets: Targets::default(),
+            v6_refused: BTreeSet::new(),
         }
     }
 
-    /// The interfaces in use.
-    pub fn targets(&self) -> &Targets {
-        &self.targets
+    /// Names of the interfaces announced on, for the user.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .targets
+            .v4
+            .iter()
+            .map(|l| l.name.clone())
+            .chain(self.v6_targets().map(|(_, n)| n.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The IPv6 interfaces whose group was joined.
+    fn v6_targets(&self) -> impl Iterator<Item = &(u32, String)> {
+        let usable = self.ipv6_socket;
+        self.targets
+            .v6
+            .iter()
+            .filter(move |(index, _)| usable && !self.v6_refused.contains(index))
     }
 
     /// Scans again and joins the multicast groups on interfaces that are new. Returns true if
@@ -140,12 +147,18 @@ impl Discovery {
             }
         }
         for (index, name) in now.v6.difference(&self.targets.v6) {
-            appeared = true;
             if !self.ipv6_socket {
                 continue;
             }
-            if let Err(e) = sock.join_multicast_v6(&MULTICAST_V6, *index) {
-                tracing::debug!("cannot join {MULTICAST_V6} on {name}: {e}");
+            match sock.join_multicast_v6(&MULTICAST_V6, *index) {
+                Ok(()) => {
+                    appeared = true;
+                    self.v6_refused.remove(index);
+                }
+                Err(e) => {
+                    tracing::debug!("cannot join {MULTICAST_V6} on {name}: {e}");
+                    self.v6_refused.insert(*index);
+                }
             }
         }
         self.targets = now;
@@ -164,11 +177,9 @@ impl Discovery {
                 send(socket, bytes, socket::for_socket(to, self.ipv6_socket)).await;
             }
         }
-        if self.ipv6_socket {
-            for (index, _) in &self.targets.v6 {
-                let to = SocketAddrV6::new(MULTICAST_V6, self.port, 0, *index);
-                send(socket, bytes, SocketAddr::V6(to)).await;
-            }
+        for (index, _) in self.v6_targets() {
+            let to = SocketAddrV6::new(MULTICAST_V6, self.port, 0, *index);
+            send(socket, bytes, SocketAddr::V6(to)).await;
         }
     }
 }

@@ -1,7 +1,13 @@
-//! The network room: the socket, addresses as users type them, and the driver task that runs
-//! the protocol core against real sockets and a real clock.
+//! The network room: the socket, addresses as users type them, LAN discovery, and batched
+//! datagram I/O for the protocol core. Imports [`crate::proto`] and nothing else of ours.
+//!
+//! # Layout
+//! - [`socket`]: binding (dual-stack, broadcast, buffer size) and address normalisation.
+//! - [`addr`]: `HOST[:PORT]` as users type it, and name resolution.
+//! - [`discovery`]: the interfaces to announce on, and the multicast groups.
+//! - [`udp`]: [`udp::UdpIo`], which moves datagrams between the socket and an `Endpoint`.
 
 pub mod addr;
 pub mod discovery;
-pub mod driver;
 pub mod socket;
+pub mod udp;

@@ -85,13 +85,7 @@ fn explain_bind_error(at: SocketAddr, e: &io::Error) -> String {
 
 /// The address as people write it: an IPv4-mapped IPv6 address becomes plain IPv4.
 pub fn normalize(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The address to hand the socket: IPv4 peers are reached through mapped addresses on an IPv6

@@ -27,7 +27,7 @@ const QUIT_USAGE: &str = "/quit";
 pub const MAX_NICK_CHARS: usize = 32;
 /// What a valid nick is, for error messages.
 pub const NICK_RULE: &str =
-    "a nick is 1 to 32 characters (at most 64 bytes), without spaces or control characters";
+    "a nick is 1 to 32 characters (at most 64 bytes), without spaces, '#' or control characters";
 /// And in bytes: the wire's limit ([`crate::proto::wire::MAX_NICK_BYTES`]), which 32 emoji
 /// would pass.
 pub const MAX_NICK_BYTES: usize = crate::proto::wire::MAX_NICK_BYTES;
@@ -167,7 +167,10 @@ pub fn is_valid_nick(nick: &str) -> bool {
     (1..=MAX_NICK_CHARS).contains(&count)
         && nick.len() <= MAX_NICK_BYTES
         && nick.chars().all(|c| {
-            !c.is_whitespace() && !c.is_control() && !crate::ui::render::is_bidi_control(c)
+            c != '#'
+                && !c.is_whitespace()
+                && !c.is_control()
+                && !crate::ui::render::is_bidi_control(c)
         })
 }
 

@@ -142,7 +142,7 @@ pub fn event_output(
 
 /// An address as people write it (no `::ffff:` prefix).
 pub fn show_addr(addr: SocketAddr) -> String {
-    crate::net::socket::normalize(addr).to_string()
+    SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
 }
 
 /// Lines of `/peers`: a header and one line per peer.

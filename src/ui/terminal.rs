@@ -46,9 +46,10 @@
 //! `reset`). Restoring it would take saving the terminal attributes at start (`tcgetattr`) and
 //! putting them back at exit, which std cannot do.
 
+use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc;
 use std::thread;
 
 use rustyline::completion::{Completer, Pair};
@@ -81,25 +82,14 @@ pub enum Input {
     Eof,
 }
 
-/// State the terminal reads while it runs, written by the rest of the program.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// Our nick, shown in the prompt; read afresh before each prompt. The readline thread also
-    /// stores a valid `/nick` here itself before the next prompt, so the prompt never lags.
-    pub nick: Mutex<String>,
-    /// Nicks of known peers, offered by tab completion.
-    pub nicks: Mutex<Vec<String>>,
-}
-
-impl Shared {
-    /// Shared state with our `nick` and no peers yet.
-    #[must_use]
-    pub fn new(nick: impl Into<String>) -> Self {
-        Self {
-            nick: Mutex::new(nick.into()),
-            nicks: Mutex::new(Vec::new()),
-        }
-    }
+/// What the rest of the program tells the prompt, over a channel the readline thread drains
+/// before each prompt and at each Tab (so no lock is shared between threads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ToPrompt {
+    /// Our nick changed: the prompt shows it.
+    Nick(String),
+    /// The nicks of the peers present, offered by tab completion.
+    PeerNicks(Vec<String>),
 }
 
 /// Both ends of the running terminal, as returned by [`start`].
@@ -111,11 +101,14 @@ pub struct Terminal {
     pub output: OutputSender,
 }
 
-/// A handle on the printer thread, the only writer of output.
+/// A handle on the printer thread, the only writer of output, and on the prompt.
 #[derive(Debug, Clone)]
 pub struct OutputSender {
     /// Queue to the printer thread; unbounded so sending never waits.
     lines: mpsc::Sender<ToPrinter>,
+    /// Queue to the readline thread (its receiver is gone in plain mode: sends then fail
+    /// harmlessly).
+    prompt: mpsc::Sender<ToPrompt>,
     /// Whether [`render`] adds colours: decided once at start for the mode and `NO_COLOR`.
     color: bool,
 }
@@ -139,6 +132,16 @@ impl OutputSender {
         let _ = self.lines.send(ToPrinter::Line(line));
     }
 
+    /// Shows `nick` in the prompt from the next prompt on.
+    pub fn set_nick(&self, nick: &str) {
+        let _ = self.prompt.send(ToPrompt::Nick(nick.to_owned()));
+    }
+
+    /// Offers `nicks` to tab completion from the next Tab on.
+    pub fn set_peer_nicks(&self, nicks: Vec<String>) {
+        let _ = self.prompt.send(ToPrompt::PeerNicks(nicks));
+    }
+
     /// Blocks until every line queued before this call has been written (or the printer
     /// thread is gone). Meant for the end of the program; not for async code.
     pub fn flush(&self) {
@@ -153,13 +156,13 @@ impl OutputSender {
 /// Starts reading input and printing output, in interactive or plain mode (see the module
 /// documentation). `history_file`, if given, is loaded now (a missing file is fine) and each
 /// new line is appended to it; any trouble with it is logged and otherwise ignored. Plain mode
-/// keeps no history.
+/// keeps no history. The prompt starts as `nick> `.
 #[must_use]
-pub fn start(shared: Arc<Shared>, history_file: Option<PathBuf>) -> Terminal {
+pub fn start(nick: &str, history_file: Option<PathBuf>) -> Terminal {
     let (input_tx, input) = unbounded_channel();
     let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
     let output = if interactive {
-        start_interactive(shared, history_file, input_tx).unwrap_or_else(start_plain)
+        start_interactive(nick, history_file, input_tx).unwrap_or_else(start_plain)
     } else {
         start_plain(input_tx)
     };
@@ -169,7 +172,7 @@ pub fn start(shared: Arc<Shared>, history_file: Option<PathBuf>) -> Terminal {
 /// Sets up rustyline and its printer, or gives `input_tx` back when this terminal cannot have
 /// them, so the caller can fall back to plain mode.
 fn start_interactive(
-    shared: Arc<Shared>,
+    nick: &str,
     history_file: Option<PathBuf>,
     input_tx: UnboundedSender<Input>,
 ) -> Result<OutputSender, UnboundedSender<Input>> {
@@ -197,8 +200,11 @@ fn start_interactive(
             return Err(input_tx);
         }
     };
+    let (prompt, updates) = mpsc::channel();
     editor.set_helper(Some(ChatHelper {
-        shared: Arc::clone(&shared),
+        updates,
+        nick: RefCell::new(nick.to_owned()),
+        peer_nicks: RefCell::new(Vec::new()),
     }));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
@@ -214,18 +220,18 @@ fn start_interactive(
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     // The ExternalPrinter writes the line as is while rustyline is not in raw mode (between
     // two prompts), so the line ending must be ours.
-    let output = spawn_printer(color, move |line| {
+    let output = spawn_printer(color, prompt, move |line| {
         printer.print(format!("{line}\n")).map_err(io::Error::other)
     });
     spawn_named("tailchat-readline", move || {
-        read_interactive(editor, &shared, history_file.as_deref(), &input_tx);
+        read_interactive(editor, history_file.as_deref(), &input_tx);
     });
     Ok(output)
 }
 
 /// Plain mode: stdin lines in, stdout lines out.
 fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
-    let output = spawn_printer(false, |line| {
+    let output = spawn_printer(false, mpsc::channel().0, |line| {
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{line}")?;
         stdout.flush()
@@ -239,11 +245,16 @@ fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
 /// Starts the printer thread writing every rendered line through `sink`.
 fn spawn_printer(
     color: bool,
+    prompt: mpsc::Sender<ToPrompt>,
     sink: impl FnMut(String) -> io::Result<()> + Send + 'static,
 ) -> OutputSender {
     let (lines, queue) = mpsc::channel();
     spawn_named("tailchat-printer", move || run_printer(&queue, sink));
-    OutputSender { lines, color }
+    OutputSender {
+        lines,
+        prompt,
+        color,
+    }
 }
 
 /// The printer loop: until every [`OutputSender`] is dropped, write lines in order and answer
@@ -270,7 +281,6 @@ fn run_printer(queue: &mpsc::Receiver<ToPrinter>, mut sink: impl FnMut(String) -
 /// The readline loop; see the module documentation for when it ends.
 fn read_interactive(
     mut editor: Editor<ChatHelper, FileHistory>,
-    shared: &Shared,
     history_file: Option<&Path>,
     input_tx: &UnboundedSender<Input>,
 ) {
@@ -278,7 +288,8 @@ fn read_interactive(
     loop {
         // The nick is ours, but it may come from anywhere (config, another peer's rename
         // notice), and rustyline prints the prompt verbatim.
-        let prompt = format!("{}> ", sanitize(&lock(&shared.nick)));
+        let nick = editor.helper().map(ChatHelper::nick).unwrap_or_default();
+        let prompt = format!("{}> ", sanitize(&nick));
         match editor.readline(&prompt) {
             Ok(line) => {
                 remember(&mut editor, &line, &mut history_file);
@@ -286,8 +297,9 @@ fn read_interactive(
                 if matches!(parsed, Ok(Some(Command::Say(_) | Command::Msg { .. }))) {
                     erase_accepted_line(&mut editor, &prompt, &line);
                 }
-                if let Ok(Some(Command::Nick(nick))) = &parsed {
-                    lock(&shared.nick).clone_from(nick);
+                if let (Ok(Some(Command::Nick(nick))), Some(helper)) = (&parsed, editor.helper()) {
+                    // Shown at once: the application's confirmation comes after the prompt.
+                    helper.nick.borrow_mut().clone_from(nick);
                 }
                 let quit = matches!(parsed, Ok(Some(Command::Quit)));
                 if input_tx.send(Input::Line(line)).is_err() || quit {
@@ -398,16 +410,33 @@ fn spawn_named(name: &str, body: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Locks `mutex`, carrying on after a panic elsewhere: a nick or a list of nicks cannot be
-/// left half-updated in a way that matters to the prompt.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// The rustyline helper: the prompt's state, and tab completion from
+/// [`completion::complete`]. Lives on the readline thread only.
+struct ChatHelper {
+    /// Updates from the rest of the program, drained before each prompt and at each Tab.
+    updates: mpsc::Receiver<ToPrompt>,
+    /// Our nick, shown in the prompt.
+    nick: RefCell<String>,
+    /// Nicks of the peers present, offered by completion.
+    peer_nicks: RefCell<Vec<String>>,
 }
 
-/// The rustyline helper: tab completion from [`completion::complete`], nothing else.
-struct ChatHelper {
-    /// Where the current peer nicks are read from at each Tab.
-    shared: Arc<Shared>,
+impl ChatHelper {
+    /// Applies every update sent so far.
+    fn refresh(&self) {
+        for update in self.updates.try_iter() {
+            match update {
+                ToPrompt::Nick(nick) => *self.nick.borrow_mut() = nick,
+                ToPrompt::PeerNicks(nicks) => *self.peer_nicks.borrow_mut() = nicks,
+            }
+        }
+    }
+
+    /// Our nick as it stands.
+    fn nick(&self) -> String {
+        self.refresh();
+        self.nick.borrow().clone()
+    }
 }
 
 impl Completer for ChatHelper {
@@ -419,7 +448,8 @@ impl Completer for ChatHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let (start, found) = completion::complete(line, pos, &lock(&self.shared.nicks));
+        self.refresh();
+        let (start, found) = completion::complete(line, pos, &self.peer_nicks.borrow());
         let candidates = found
             .into_iter()
             .map(|replacement| Pair {
@@ -461,6 +491,11 @@ impl ConditionalEventHandler for CtrlCOnEmptyLineEnds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     fn drain(input: &mut UnboundedReceiver<Input>) -> Vec<Input> {
         let mut all = Vec::new();
@@ -512,7 +547,7 @@ mod tests {
     fn recording_printer(color: bool) -> (OutputSender, Arc<Mutex<Vec<String>>>) {
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&written);
-        let output = spawn_printer(color, move |line| {
+        let output = spawn_printer(color, mpsc::channel().0, move |line| {
             lock(&sink).push(line);
             Ok(())
         });
@@ -579,9 +614,37 @@ mod tests {
         drop(queue);
         let output = OutputSender {
             lines,
+            prompt: mpsc::channel().0,
             color: false,
         };
         output.print(&Output::Info("dropped".into()));
         output.flush();
+    }
+}
+
+#[cfg(test)]
+mod prompt_tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_takes_the_latest_nick_and_peer_list_sent() {
+        let (prompt, updates) = mpsc::channel();
+        let helper = ChatHelper {
+            updates,
+            nick: RefCell::new("alice".into()),
+            peer_nicks: RefCell::new(Vec::new()),
+        };
+        let (lines, _queue) = mpsc::channel();
+        let output = OutputSender {
+            lines,
+            prompt,
+            color: false,
+        };
+        assert_eq!(helper.nick(), "alice");
+        output.set_nick("ally");
+        output.set_peer_nicks(vec!["bob".into()]);
+        output.set_peer_nicks(vec!["bob".into(), "carol".into()]);
+        assert_eq!(helper.nick(), "ally");
+        assert_eq!(*helper.peer_nicks.borrow(), ["bob", "carol"]);
     }
 }

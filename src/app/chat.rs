@@ -1,0 +1,392 @@
+//! The running chat: the protocol core plus the conversation with the user — what each command
+//! does, what each event becomes on disk and on screen, and when a script's next line may go.
+//! No sockets and no terminal: the event loop ([`super::run`]) feeds it and moves its bytes.
+
+use crate::app::lookup::{find_peer, present_nicks};
+use crate::app::persist::{HistoryError, Persistence};
+use crate::app::Screen;
+use crate::net::addr::{self, HostSpec};
+use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
+use crate::store::journal::{format_history_line, HistoryFilter, Journal};
+use crate::ui::command::{self, Command};
+use crate::ui::present::{self, Outstanding};
+use crate::ui::render::Output;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long a script's next line waits for a `/add` or `--peer` to be answered.
+pub const SCRIPT_CONTACT_WAIT: Duration = Duration::from_secs(5);
+/// How long `/quit` waits for peers to acknowledge the goodbye.
+pub const QUIT_GRACE: Duration = Duration::from_secs(1);
+/// `/history` without a count shows this many lines.
+const HISTORY_DEFAULT: usize = 20;
+
+/// A finished name lookup for `/add` or `--peer`.
+#[derive(Debug)]
+pub struct Resolved {
+    /// What the user typed, for messages.
+    pub spec: HostSpec,
+    /// The addresses, or why there are none.
+    pub result: Result<Vec<SocketAddr>, String>,
+}
+
+/// The chat's state between wake-ups.
+pub struct Chat {
+    /// The protocol core.
+    pub(super) ep: Endpoint,
+    /// Where lines, the prompt's nick and the completion list go.
+    screen: Box<dyn Screen>,
+    /// Our messages awaiting acknowledgement, so notices can quote them.
+    outstanding: Outstanding,
+    /// Which address families the socket reaches, (v4, v6): addresses of another family are
+    /// refused with a hint instead of being probed in vain.
+    reaches: (bool, bool),
+    /// Port for `/add` without one.
+    default_port: u16,
+    /// Sends lookups' results back into the loop.
+    resolved_tx: mpsc::UnboundedSender<Resolved>,
+    /// When `/quit` gives up waiting for acks; `Some` once quitting.
+    quit_by: Option<Instant>,
+    /// The journal and its policy.
+    persist: Persistence,
+    /// Input is a script, not a person: hold its lines while a contact it asked for is being
+    /// made, so `printf '/add host\nhello\n' | tailchat` says hello to someone.
+    scripted: bool,
+    /// Script lines are held until a contact is answered, or until this time.
+    hold_until: Option<Instant>,
+    /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
+    /// with a few peers away, a notice per line would drown the conversation.
+    away_told: HashSet<PeerId>,
+}
+
+impl Chat {
+    /// A chat around `ep`. Lookups it starts report back through `resolved_tx`.
+    pub fn new(
+        ep: Endpoint,
+        screen: Box<dyn Screen>,
+        journal: Option<Journal>,
+        reaches: (bool, bool),
+        default_port: u16,
+        scripted: bool,
+        resolved_tx: mpsc::UnboundedSender<Resolved>,
+    ) -> Self {
+        Self {
+            ep,
+            screen,
+            outstanding: Outstanding::default(),
+            reaches,
+            default_port,
+            resolved_tx,
+            quit_by: None,
+            persist: Persistence::new(journal),
+            scripted,
+            hold_until: None,
+            away_told: HashSet::new(),
+        }
+    }
+
+    /// Shows one line.
+    pub fn print(&self, out: Output) {
+        self.screen.print(&out);
+    }
+
+    /// When the loop must wake up next even if nothing arrives.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        [self.ep.poll_timeout(), self.quit_by, self.hold_until]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The timer fired: the core's timers, and a script's hold running out.
+    pub fn on_timer(&mut self, now: Instant) {
+        if self.hold_until.is_some_and(|t| t <= now) {
+            self.hold_until = None;
+        }
+        self.ep.handle_timeout(now);
+    }
+
+    /// Whether typed lines may be taken now (a script's line waits for its contact).
+    pub fn accepts_input(&self) -> bool {
+        self.hold_until.is_none()
+    }
+
+    /// Whether the user has quit and the goodbye is acknowledged or has run out of time.
+    pub fn finished(&self, now: Instant) -> bool {
+        self.quit_by
+            .is_some_and(|by| self.ep.leave_complete() || now >= by)
+    }
+
+    /// Whether quitting has started.
+    pub fn quitting(&self) -> bool {
+        self.quit_by.is_some()
+    }
+
+    /// First half of a wake-up's output: takes the core's events and makes durable what they
+    /// mean (appended and synced), before the loop lets any datagram leave. Returns the
+    /// events, for [`Self::show`] once the datagrams are sent.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut events = Vec::new();
+        while let Some(e) = self.ep.poll_event() {
+            for record in Persistence::records_for(&self.ep, &e, now_ms) {
+                self.append(&record);
+            }
+            events.push(e);
+        }
+        self.sync();
+        events
+    }
+
+    /// Second half: what the events mean for the user.
+    pub fn show(&mut self, events: Vec<Event>) {
+        let mut changed_peers = false;
+        for e in events {
+            if matches!(
+                e,
+                Event::PeerJoined { .. }
+                    | Event::PeerReachable { .. }
+                    | Event::AddressUnanswered { .. }
+            ) {
+                self.hold_until = None; // the contact a script waited for is made (or hopeless)
+            }
+            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                self.away_told.remove(peer); // back: its next absence is worth telling again
+            }
+            changed_peers |= matches!(
+                e,
+                Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
+            );
+            let ep = &self.ep;
+            let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+            if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
+                self.screen.print(&out);
+            }
+        }
+        if changed_peers {
+            self.screen.peer_nicks(present_nicks(&self.ep.peers()));
+        }
+    }
+
+    /// A typed line.
+    pub fn on_line(&mut self, line: &str) {
+        match command::parse(line) {
+            Ok(None) => {}
+            Ok(Some(cmd)) => self.on_command(cmd),
+            Err(e) => self.print(Output::Error(e.to_string())),
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Say(text) => self.say(now, Recipients::Everyone, None, text),
+            Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
+                Ok((id, nick)) => self.say(now, Recipients::Peer(id), Some(nick), text),
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Add(text) => match addr::parse(&text, self.default_port) {
+                Ok(spec) => self.resolve(spec),
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
+                Ok(()) => {
+                    self.screen.nick(&nick);
+                    self.print(Output::Notice(format!("you are now {nick}")));
+                }
+                Err(e) => self.print(Output::Error(e)),
+            },
+            Command::Peers => {
+                for line in present::peers_lines(&self.ep.peers(), now) {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::Help => {
+                for line in command::help_lines() {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::History { nick, count } => self.history(nick, count),
+            Command::Quit => self.quit(),
+        }
+    }
+
+    fn say(&mut self, now: Instant, to: Recipients, to_nick: Option<String>, text: String) {
+        let sent = match self.ep.send_message(now, to, &text) {
+            Ok(sent) if sent.recipients.is_empty() => {
+                return self.print(Output::Error(
+                    "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
+                ))
+            }
+            Ok(sent) => sent,
+            Err(e) => return self.print(Output::Error(format!("not sent: {e}"))),
+        };
+        self.outstanding.sent(sent.id, &text, sent.recipients.len());
+        let me = self.ep.nick().to_owned();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.append(&Persistence::said(&me, to, &sent, &text, now_ms));
+        let away: Vec<String> = self
+            .ep
+            .peers()
+            .into_iter()
+            .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
+            .filter(|p| self.away_told.insert(p.id))
+            .map(|p| p.nick)
+            .collect();
+        self.print(match to_nick {
+            Some(nick) => Output::Direct {
+                from: me,
+                to: Some(nick),
+                text,
+            },
+            None => Output::Group { nick: me, text },
+        });
+        if !away.is_empty() {
+            let kept = if self.persist.storing() {
+                "kept on disk"
+            } else {
+                "kept in memory"
+            };
+            let who = match away.as_slice() {
+                [one] => format!("{one} is"),
+                many => format!("{} are", many.join(", ")),
+            };
+            self.print(Output::Notice(format!(
+                "{who} away: messages to them are {kept} and go out when they are back"
+            )));
+        }
+    }
+
+    /// Looks a spec up off the loop; the answer comes back through `resolved_tx`.
+    pub fn resolve(&mut self, spec: HostSpec) {
+        if self.scripted {
+            self.hold_until = Some(Instant::now() + SCRIPT_CONTACT_WAIT);
+        }
+        let tx = self.resolved_tx.clone();
+        tokio::spawn(async move {
+            let result = addr::resolve(&spec).await;
+            let _ = tx.send(Resolved { spec, result });
+        });
+    }
+
+    /// A lookup finished: contact every usable address not already connected.
+    pub fn on_resolved(&mut self, r: Resolved) {
+        let addrs = match r.result {
+            Ok(a) => a,
+            Err(e) => {
+                self.hold_until = None;
+                return self.print(Output::Error(e));
+            }
+        };
+        let (v4, v6) = self.reaches;
+        let usable: Vec<SocketAddr> = addrs
+            .into_iter()
+            .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+            .filter(|a| if a.is_ipv4() { v4 } else { v6 })
+            .collect();
+        if usable.is_empty() {
+            self.hold_until = None;
+            return self.print(Output::Error(format!(
+                "cannot reach {}: its addresses are of a family this socket does not speak (check --bind)",
+                r.spec
+            )));
+        }
+        let peers = self.ep.peers();
+        let now = Instant::now();
+        for a in &usable {
+            if let Some(p) = peers
+                .iter()
+                .find(|p| p.state == PeerState::Online && p.addrs.contains(a))
+            {
+                self.print(Output::Notice(format!(
+                    "already connected to {} at {}",
+                    p.nick,
+                    present::show_addr(*a)
+                )));
+                continue;
+            }
+            self.ep.add_address(now, *a);
+            self.print(Output::Notice(format!(
+                "contacting {}…",
+                present::show_addr(*a)
+            )));
+        }
+    }
+
+    fn append(&mut self, record: &crate::store::journal::Record) {
+        if let Some(failure) = self.persist.append(record) {
+            self.print(Output::Error(failure));
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(failure) = self.persist.sync() {
+            self.print(Output::Error(failure));
+        }
+    }
+
+    /// `/history [NICK] [N]`: the last N lines of the group, or of the conversation with NICK.
+    fn history(&mut self, nick: Option<String>, count: Option<usize>) {
+        let filter = match &nick {
+            Some(n) => HistoryFilter::Direct { nick: n.clone() },
+            None => HistoryFilter::Group,
+        };
+        self.sync(); // what this wake-up appended must be readable
+        match self
+            .persist
+            .history(&filter, count.unwrap_or(HISTORY_DEFAULT))
+        {
+            Ok((lines, warnings)) => {
+                for w in warnings {
+                    self.print(Output::Notice(w));
+                }
+                if lines.is_empty() {
+                    let what = nick.unwrap_or_else(|| "the group".to_owned());
+                    return self.print(Output::Info(format!("no history with {what} yet")));
+                }
+                for l in &lines {
+                    self.print(Output::Info(format_history_line(l)));
+                }
+            }
+            Err(why) => {
+                self.print(Output::Error(match why {
+                    HistoryError::Off => {
+                        "no history: storage is off (see the notices above)".to_owned()
+                    }
+                    HistoryError::Unreadable(e) => format!("cannot read history: {e}"),
+                }));
+            }
+        }
+    }
+
+    /// Starts leaving (once): peers are told, and the loop ends when they acknowledge or
+    /// [`QUIT_GRACE`] runs out.
+    pub fn quit(&mut self) {
+        if self.quit_by.is_none() {
+            self.ep.leave(Instant::now());
+            self.quit_by = Some(Instant::now() + QUIT_GRACE);
+        }
+    }
+
+    /// Before exiting: where every peer was last heard goes to the journal, and the user is
+    /// told what is still waiting.
+    pub fn goodbye(&mut self) {
+        for record in Persistence::addresses(&self.ep.peers()) {
+            self.append(&record);
+        }
+        self.sync();
+        let waiting = self.ep.undelivered();
+        if waiting > 0 && self.persist.storing() {
+            self.print(Output::Notice(format!(
+                "{waiting} message(s) not yet acknowledged are kept, and sent when you and they are both back"
+            )));
+        } else if waiting > 0 {
+            self.print(Output::Error(format!(
+                "{waiting} message(s) had not been acknowledged and are lost: storage is off"
+            )));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Which peer a nick typed by the user means. Pure: a function of the peer list, so the rules
+//! are tested without a network.
+
+use crate::proto::{PeerId, PeerInfo, PeerState};
+use std::net::SocketAddr;
+
+/// Hex digits of a peer id shown to tell apart peers that share a nick.
+const ID_PREFIX: usize = 8;
+
+/// Nicks of the peers that have not left (for completion and error messages).
+pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
+    peers
+        .iter()
+        .filter(|p| p.state != PeerState::Left)
+        .map(|p| p.nick.clone())
+        .collect()
+}
+
+/// The one peer `wanted` means, with its nick: a present peer whose nick is exactly `wanted`,
+/// or, when several share a nick, `NICK#IDPREFIX` (hex digits of its id). An exact nick is
+/// tried first, so a nick that itself contains `#` (allowed by older versions) still works.
+///
+/// # Errors
+/// A message for the user: who is here when nobody matches, or how to pick one of several.
+pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), String> {
+    let present = || peers.iter().filter(|p| p.state != PeerState::Left);
+    let mut candidates: Vec<&PeerInfo> = present().filter(|p| p.nick == wanted).collect();
+    if candidates.is_empty() {
+        if let Some((nick, prefix)) = wanted.rsplit_once('#') {
+            let prefix = prefix.to_ascii_lowercase();
+            candidates = present()
+                .filter(|p| p.nick == nick && p.id.to_string().starts_with(&prefix))
+                .collect();
+        }
+    }
+    match candidates.as_slice() {
+        [one] => Ok((one.id, one.nick.clone())),
+        [] => {
+            let here = present_nicks(peers);
+            Err(if here.is_empty() {
+                format!("no peer called '{wanted}'; nobody is here yet — /add HOST[:PORT]")
+            } else {
+                format!("no peer called '{wanted}'; here now: {}", here.join(", "))
+            })
+        }
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|p| {
+                    let id = p.id.to_string();
+                    let addr = p.addrs.first().map(|a| show(*a)).unwrap_or_default();
+                    let short = id.get(..ID_PREFIX).unwrap_or(&id);
+                    format!("{}#{short} ({addr})", p.nick)
+                })
+                .collect();
+            Err(format!(
+                "'{wanted}' is ambiguous: {} — use /msg NICK#ID TEXT",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// An address as people write it.
+fn show(a: SocketAddr) -> String {
+    SocketAddr::new(a.ip().to_canonical(), a.port()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Found;
+    use std::time::Instant;
+
+    fn peer(id: u64, nick: &str, state: PeerState) -> PeerInfo {
+        PeerInfo {
+            id: PeerId(id),
+            nick: nick.into(),
+            addrs: vec!["[::ffff:10.0.0.2]:7654".parse().unwrap()],
+            found: Found::Manual,
+            last_heard: Instant::now(),
+            rtt: None,
+            undelivered: 0,
+            state,
+        }
+    }
+
+    #[test]
+    fn a_nick_finds_its_present_peer_only() {
+        let peers = [
+            peer(1, "bob", PeerState::Online),
+            peer(2, "carol", PeerState::Left),
+        ];
+        assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(1), "bob".into())));
+        let err = find_peer(&peers, "carol").unwrap_err();
+        assert_eq!(err, "no peer called 'carol'; here now: bob");
+        let err = find_peer(&[], "bob").unwrap_err();
+        assert!(err.contains("nobody is here yet"), "{err}");
+    }
+
+    #[test]
+    fn a_nick_with_a_hash_is_found_whole_before_it_is_split() {
+        // An older peer may call itself c#dev: `/msg c#dev` must reach it.
+        let peers = [peer(0xabcd, "c#dev", PeerState::Online)];
+        assert_eq!(
+            find_peer(&peers, "c#dev"),
+            Ok((PeerId(0xabcd), "c#dev".into()))
+        );
+    }
+
+    #[test]
+    fn shared_nicks_are_told_apart_by_an_id_prefix() {
+        let a = 0x1d79_0000_0000_0001;
+        let b = 0x2e80_0000_0000_0002;
+        let peers = [
+            peer(a, "bob", PeerState::Online),
+            peer(b, "bob", PeerState::Unreachable),
+        ];
+        let err = find_peer(&peers, "bob").unwrap_err();
+        assert!(err.contains("ambiguous"), "{err}");
+        assert!(err.contains("bob#1d790000 (10.0.0.2:7654)"), "{err}");
+        assert!(err.contains("bob#2e800000"), "{err}");
+        assert_eq!(find_peer(&peers, "bob#1D7"), Ok((PeerId(a), "bob".into())));
+        assert_eq!(find_peer(&peers, "bob#2e"), Ok((PeerId(b), "bob".into())));
+        assert!(find_peer(&peers, "bob#ff").is_err());
+    }
+
+    #[test]
+    fn present_nicks_leave_out_who_left() {
+        let peers = [
+            peer(1, "bob", PeerState::Offline),
+            peer(2, "carol", PeerState::Left),
+            peer(3, "dave", PeerState::Online),
+        ];
+        assert_eq!(present_nicks(&peers), ["bob", "dave"]);
+    }
+}

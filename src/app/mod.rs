@@ -1,0 +1,216 @@
+//! The application room: where tailchat's rules live, between the terminal ([`crate::ui`]),
+//! the network ([`crate::net`]), the disk ([`crate::store`]) and the protocol core
+//! ([`crate::proto`]).
+//!
+//! # Layout
+//! - [`run`] (this file): the event loop. It selects over the network, one timer, typed
+//!   lines, finished name lookups, an interface rescan and shutdown, and after every wake-up
+//!   drains the core in the order that keeps the durability promise: events first (what they
+//!   mean is appended to the journal and synced), then datagrams out, then lines on screen.
+//!   It reaches the network through the [`Network`] trait and the screen through [`Screen`],
+//!   so it runs in tests over channels, without sockets or a terminal.
+//! - [`chat`]: the chat's state and what each command and event does.
+//! - [`lookup`]: which peer a typed nick means.
+//! - [`persist`]: which events become journal records; group commit.
+//! - [`settings`]: the command line over the config file over the defaults.
+//! - [`start`]: the data directory opened and the journal restored into the core.
+
+pub mod chat;
+pub mod lookup;
+pub mod persist;
+pub mod settings;
+pub mod start;
+
+use crate::net::addr::HostSpec;
+use crate::net::udp::UdpIo;
+use crate::proto::Endpoint;
+use crate::store::journal::Journal;
+use crate::ui::render::Output;
+use crate::ui::terminal::Input;
+use chat::Chat;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Datagrams (or typed lines) taken in one wake-up before the core builds its answers: what
+/// arrives together is answered together (shared datagrams, one ack), and the bound keeps one
+/// busy source from starving the others.
+const BATCH: usize = 64;
+/// How often the network interfaces are scanned for changes (a new network means announcing
+/// at once; a scan is one cheap system call).
+const INTERFACE_SCAN: Duration = Duration::from_secs(5);
+
+/// The network as the event loop uses it. [`UdpIo`] is the real one.
+pub trait Network {
+    /// Completes when a datagram may be waiting (spuriously at times).
+    fn readable(&mut self) -> impl Future<Output = ()>;
+    /// Hands every datagram already waiting, up to `max`, to `ep`; returns how many.
+    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize;
+    /// Sends everything `ep` has to send: announcements, then datagrams.
+    fn transmit(&mut self, ep: &mut Endpoint) -> impl Future<Output = ()>;
+    /// Scans the interfaces again; true when one appeared (time to announce).
+    fn rescan(&mut self) -> bool;
+    /// The interfaces announced on, or `None` when LAN discovery is off.
+    fn discovery_interfaces(&self) -> Option<Vec<String>>;
+}
+
+impl Network for UdpIo {
+    async fn readable(&mut self) {
+        UdpIo::readable(self).await;
+    }
+
+    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
+        UdpIo::receive(self, ep, now, max)
+    }
+
+    async fn transmit(&mut self, ep: &mut Endpoint) {
+        UdpIo::transmit(self, ep).await;
+    }
+
+    fn rescan(&mut self) -> bool {
+        UdpIo::rescan(self)
+    }
+
+    fn discovery_interfaces(&self) -> Option<Vec<String>> {
+        UdpIo::discovery_interfaces(self)
+    }
+}
+
+/// The screen as the application uses it. None of these may block.
+pub trait Screen: Send {
+    /// Shows one line.
+    fn print(&self, out: &Output);
+    /// Our nick changed: the prompt shows it.
+    fn nick(&self, nick: &str);
+    /// The nicks of the peers present, for completion.
+    fn peer_nicks(&self, nicks: Vec<String>);
+}
+
+impl Screen for crate::ui::terminal::OutputSender {
+    fn print(&self, out: &Output) {
+        crate::ui::terminal::OutputSender::print(self, out);
+    }
+
+    fn nick(&self, nick: &str) {
+        self.set_nick(nick);
+    }
+
+    fn peer_nicks(&self, nicks: Vec<String>) {
+        self.set_peer_nicks(nicks);
+    }
+}
+
+/// A channel of lines, for tests and benchmarks: the prompt is not kept.
+impl Screen for std::sync::mpsc::Sender<Output> {
+    fn print(&self, out: &Output) {
+        let _ = self.send(out.clone());
+    }
+
+    fn nick(&self, _nick: &str) {}
+
+    fn peer_nicks(&self, _nicks: Vec<String>) {}
+}
+
+/// Everything the loop needs to start, besides the network and the screen.
+pub struct Setup {
+    /// The protocol core, configured and restored (see [`start::endpoint`]).
+    pub endpoint: Endpoint,
+    /// Peers to contact at start (`--peer`, config file).
+    pub peers: Vec<HostSpec>,
+    /// The port assumed for `/add HOST` without a port.
+    pub default_port: u16,
+    /// Which address families the socket reaches, (v4, v6).
+    pub reaches: (bool, bool),
+    /// The journal (history, outbox, delivered state), if storage is available.
+    pub journal: Option<Journal>,
+    /// Input is a script, not a person (see [`chat::Chat`]).
+    pub scripted: bool,
+}
+
+/// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where
+/// peers were and says what is still waiting.
+pub async fn run(
+    setup: Setup,
+    mut net: impl Network,
+    screen: Box<dyn Screen>,
+    mut input: mpsc::UnboundedReceiver<Input>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+    let mut chat = Chat::new(
+        setup.endpoint,
+        screen,
+        setup.journal,
+        setup.reaches,
+        setup.default_port,
+        setup.scripted,
+        resolved_tx,
+    );
+    for spec in setup.peers {
+        chat.resolve(spec);
+    }
+    if let Some(names) = net.discovery_interfaces() {
+        chat.print(Output::Notice(if names.is_empty() {
+            "LAN discovery: no network interface to announce on yet (still watching); /add HOST works".to_owned()
+        } else {
+            format!("LAN discovery: announcing on {}", names.join(", "))
+        }));
+    }
+    let discovering = net.discovery_interfaces().is_some();
+    let mut scan = tokio::time::interval(INTERFACE_SCAN);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    scan.tick().await; // the first tick is immediate; the network scanned at start
+    let mut input_open = true;
+    tokio::pin!(shutdown);
+    loop {
+        let timer = chat.next_wakeup();
+        tokio::select! {
+            () = &mut shutdown, if !chat.quitting() => chat.quit(),
+            () = net.readable() => {
+                net.receive(&mut chat.ep, Instant::now(), BATCH);
+            }
+            () = sleep_until(timer) => chat.on_timer(Instant::now()),
+            line = input.recv(), if input_open && chat.accepts_input() => {
+                let mut next = Some(line);
+                let mut taken = 0;
+                while let Some(line) = next.take() {
+                    match line {
+                        Some(Input::Line(line)) => chat.on_line(&line),
+                        Some(Input::Eof) | None => {
+                            input_open = false;
+                            chat.quit();
+                            break;
+                        }
+                    }
+                    taken += 1;
+                    // A script's line waits while a contact it asked for is being made.
+                    if taken < BATCH && chat.accepts_input() {
+                        next = input.try_recv().ok().map(Some);
+                    }
+                }
+            },
+            Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+            _ = scan.tick(), if discovering => {
+                if net.rescan() {
+                    chat.ep.announce_soon(Instant::now());
+                }
+            }
+        }
+        // The durability order: events recorded and synced, then datagrams, then the screen.
+        let events = chat.take_events();
+        net.transmit(&mut chat.ep).await;
+        chat.show(events);
+        if chat.finished(Instant::now()) {
+            break;
+        }
+    }
+    chat.goodbye();
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,258 @@
+//! The persistence policy: which events become journal records, and when the journal is
+//! synced. The event loop appends a wake-up's records and calls [`Persistence::sync`] once
+//! before any datagram of that wake-up leaves (group commit), so no ack goes out for a message
+//! that is not on disk and no message of ours leaves before it is.
+//!
+//! A write failure turns storage off for the rest of the run (the chat carries on in memory),
+//! and says so once.
+
+use crate::proto::{Endpoint, Event, Found, PeerInfo, PeerState, Recipients, Sent};
+use crate::store::journal::{HistoryFilter, HistoryLine, Journal, Record};
+
+/// The journal as the application uses it.
+#[derive(Debug)]
+pub struct Persistence {
+    /// Where the conversation is kept; `None` when storage is off. After a failure it stays
+    /// open (so its lock keeps a second tailchat off this identity) but unused.
+    journal: Option<Journal>,
+    /// Writing failed: storage is off for the rest of the run.
+    failed: bool,
+    /// Records appended since the last sync.
+    dirty: bool,
+}
+
+/// Why history cannot be shown.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HistoryError {
+    /// Storage is off (never on, or failed earlier).
+    Off,
+    /// The journal could not be read; the reason.
+    Unreadable(String),
+}
+
+impl Persistence {
+    /// Persistence through `journal`, or none.
+    pub fn new(journal: Option<Journal>) -> Self {
+        Self {
+            journal,
+            failed: false,
+            dirty: false,
+        }
+    }
+
+    /// Whether what happens is being kept on disk.
+    pub fn storing(&self) -> bool {
+        self.journal.is_some() && !self.failed
+    }
+
+    /// Appends a record. On failure storage goes off and the returned message says so (once).
+    #[must_use = "a storage failure must be shown to the user"]
+    pub fn append(&mut self, record: &Record) -> Option<String> {
+        if self.failed {
+            return None;
+        }
+        let journal = self.journal.as_mut()?;
+        match journal.append(record) {
+            Ok(()) => {
+                self.dirty = true;
+                None
+            }
+            Err(e) => Some(self.fail(&e.to_string())),
+        }
+    }
+
+    /// Makes every record appended so far durable. On failure storage goes off and the
+    /// returned message says so (once).
+    #[must_use = "a storage failure must be shown to the user"]
+    pub fn sync(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.dirty) || self.failed {
+            return None;
+        }
+        match self.journal.as_mut().map(Journal::sync) {
+            Some(Err(e)) => Some(self.fail(&e.to_string())),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, why: &str) -> String {
+        self.failed = true;
+        format!(
+            "storage failed: {why} — the chat carries on, but history and undelivered messages are now kept in memory only"
+        )
+    }
+
+    /// The records an event means for storage: messages heard, deliveries, messages dropped
+    /// for a forgotten peer, and how to reach peers. `ep` names the peer of a join or rename.
+    pub fn records_for(ep: &Endpoint, e: &Event, now_ms: i64) -> Vec<Record> {
+        match e {
+            Event::Message {
+                from,
+                nick,
+                id,
+                direct,
+                text,
+            } => vec![Record::Heard {
+                at_ms: now_ms,
+                from: *from,
+                nick: nick.clone(),
+                id: id.0,
+                direct: *direct,
+                text: text.clone(),
+            }],
+            Event::Delivered { to, id, .. } => vec![Record::Delivered { to: *to, id: id.0 }],
+            Event::PeerForgotten { peer, dropped, .. } => dropped
+                .iter()
+                .map(|id| Record::Dropped {
+                    to: *peer,
+                    id: id.0,
+                })
+                .collect(),
+            Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => {
+                ep.peer(*peer).map(peer_record).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The record of a message we wrote.
+    pub fn said(nick: &str, to: Recipients, sent: &Sent, text: &str, now_ms: i64) -> Record {
+        Record::Said {
+            at_ms: now_ms,
+            id: sent.id.0,
+            nick: nick.to_owned(),
+            direct_to: match to {
+                Recipients::Peer(p) => Some(p),
+                Recipients::Everyone => None,
+            },
+            recipients: sent.recipients.clone(),
+            text: text.to_owned(),
+        }
+    }
+
+    /// Records of where every peer heard in this run was last (a peer may have moved since it
+    /// joined), so the next run contacts it there. Peers not heard in this run are skipped:
+    /// their record is already the latest.
+    pub fn addresses(peers: &[PeerInfo]) -> Vec<Record> {
+        peers
+            .iter()
+            .filter(|p| p.state != PeerState::Offline)
+            .cloned()
+            .map(peer_record)
+            .collect()
+    }
+
+    /// The last `count` lines of the group, or of the direct conversation with a nick. Call
+    /// [`Self::sync`] first, so that what this wake-up appended is readable.
+    ///
+    /// # Errors
+    /// [`HistoryError::Off`] when nothing is stored; [`HistoryError::Unreadable`] when the
+    /// journal cannot be read.
+    pub fn history(
+        &self,
+        filter: &HistoryFilter,
+        count: usize,
+    ) -> Result<(Vec<HistoryLine>, Vec<String>), HistoryError> {
+        let Some(journal) = self.journal.as_ref().filter(|_| !self.failed) else {
+            return Err(HistoryError::Off);
+        };
+        journal
+            .history(filter, count)
+            .map_err(|e| HistoryError::Unreadable(e.to_string()))
+    }
+}
+
+fn peer_record(p: PeerInfo) -> Record {
+    Record::Peer {
+        id: p.id,
+        nick: p.nick,
+        addrs: p.addrs,
+        manual: p.found == Found::Manual,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{MessageId, PeerId};
+
+    fn journal_in(dir: &std::path::Path) -> Journal {
+        Journal::open(&dir.join("journal")).unwrap().0
+    }
+
+    #[test]
+    fn heard_messages_and_deliveries_are_recorded_other_events_are_not() {
+        let ep = crate::app::start::test_endpoint("alice");
+        let heard = Event::Message {
+            from: PeerId(2),
+            nick: "bob".into(),
+            id: MessageId(9),
+            direct: true,
+            text: "hi".into(),
+        };
+        let recs = Persistence::records_for(&ep, &heard, 1234);
+        assert!(matches!(
+            &recs[..],
+            [Record::Heard {
+                at_ms: 1234,
+                id: 9,
+                direct: true,
+                ..
+            }]
+        ));
+        let delivered = Event::Delivered {
+            to: PeerId(2),
+            id: MessageId(5),
+            late: false,
+        };
+        assert!(matches!(
+            &Persistence::records_for(&ep, &delivered, 0)[..],
+            [Record::Delivered { id: 5, .. }]
+        ));
+        let forgotten = Event::PeerForgotten {
+            peer: PeerId(3),
+            nick: "carol".into(),
+            dropped: vec![MessageId(1), MessageId(2)],
+        };
+        assert_eq!(Persistence::records_for(&ep, &forgotten, 0).len(), 2);
+        let delayed = Event::DeliveryDelayed {
+            to: PeerId(2),
+            id: MessageId(5),
+        };
+        assert!(Persistence::records_for(&ep, &delayed, 0).is_empty());
+    }
+
+    #[test]
+    fn history_reads_what_was_appended_and_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Persistence::new(Some(journal_in(dir.path())));
+        assert!(p.storing());
+        let sent = Sent {
+            id: MessageId(1),
+            recipients: vec![PeerId(2)],
+            refused: Vec::new(),
+        };
+        let rec = Persistence::said("alice", Recipients::Everyone, &sent, "hello", 0);
+        assert_eq!(p.append(&rec), None);
+        assert_eq!(p.sync(), None);
+        let (lines, warnings) = p.history(&HistoryFilter::Group, 10).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].text, "hello");
+    }
+
+    #[test]
+    fn without_a_journal_nothing_is_stored_and_history_says_so() {
+        let mut p = Persistence::new(None);
+        assert!(!p.storing());
+        let rec = Record::Delivered {
+            to: PeerId(1),
+            id: 1,
+        };
+        assert_eq!(p.append(&rec), None);
+        assert_eq!(p.sync(), None);
+        assert!(matches!(
+            p.history(&HistoryFilter::Group, 5),
+            Err(HistoryError::Off)
+        ));
+    }
+}

@@ -1,0 +1,202 @@
+//! Start-up: the data directory opened, and what the journal remembers turned into the
+//! protocol core's state (peers, their outboxes, what was already shown, where message ids
+//! and sessions continue).
+
+use crate::proto::{Config, Endpoint, MessageId, PeerId, RestoredPeer};
+use crate::store::{
+    self,
+    journal::{Journal, Restored},
+};
+use crate::ui::render::Output;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What was opened in the data directory.
+#[derive(Debug)]
+pub struct Storage {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Our identity.
+    pub id: PeerId,
+    /// The open journal.
+    pub journal: Journal,
+    /// What the journal remembers.
+    pub restored: Restored,
+}
+
+impl Storage {
+    /// Opens (creating it if needed) the data directory: `explicit`, or the default.
+    ///
+    /// # Errors
+    /// The data directory cannot be created or written, the identity file is unreadable, or
+    /// the journal cannot be opened: each says which file and what to do.
+    pub fn open(explicit: Option<&Path>) -> Result<Storage, String> {
+        let dir = store::dirs::data_dir(explicit)?;
+        store::dirs::check_writable(&dir)?;
+        let id = store::identity::load_or_create(&dir, rand::random)?;
+        let (journal, restored) =
+            Journal::open(&dir.join(store::JOURNAL_FILE)).map_err(|e| e.to_string())?;
+        Ok(Storage {
+            dir,
+            id,
+            journal,
+            restored,
+        })
+    }
+
+    /// The prompt history's path.
+    pub fn prompt_history(&self) -> PathBuf {
+        self.dir.join(store::PROMPT_HISTORY_FILE)
+    }
+}
+
+/// The protocol core for this run: our identity (stored, or new when storage is off), a fresh
+/// session, and whatever `storage` remembers restored into it. Returns it with the notices
+/// start-up has for the user (journal warnings, messages waiting from earlier).
+pub fn endpoint(
+    nick: &str,
+    port: u16,
+    discovery: bool,
+    storage: Option<&Storage>,
+    now: Instant,
+) -> (Endpoint, Vec<Output>) {
+    let mut ep = Endpoint::new(
+        Config {
+            peer_id: storage.map_or_else(|| PeerId(rand::random()), |s| s.id),
+            nick: nick.to_owned(),
+            port,
+            seed: rand::random(),
+            discovery,
+            session: new_session(unix_ms()),
+        },
+        now,
+    );
+    let mut notices = Vec::new();
+    if let Some(s) = storage {
+        notices.extend(s.restored.warnings.iter().cloned().map(Output::Notice));
+        let waiting: usize = s.restored.outbox.values().map(Vec::len).sum();
+        if waiting > 0 {
+            notices.push(Output::Notice(format!(
+                "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
+            )));
+        }
+        let (next_msg, peers) = restored_peers(&s.restored);
+        // Ids also grow with the clock, so they never repeat even if the journal was lost
+        // or a write failed (a receiver would take a repeated id for a message it showed).
+        let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));
+        ep.restore(now, next_msg, peers);
+    }
+    (ep, notices)
+}
+
+/// The journal's summary as the protocol core takes it back: the next message id, and every
+/// peer the journal knows of (by a peer record, an outbox, or messages already shown).
+pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
+    let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
+    ids.extend(r.outbox.keys().copied());
+    ids.extend(r.delivered_from.keys().copied());
+    ids.sort();
+    ids.dedup();
+    let peers = ids
+        .into_iter()
+        .map(|id| {
+            let known = r.peers.get(&id);
+            RestoredPeer {
+                id,
+                nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
+                addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
+                manual: known.is_some_and(|p| p.manual),
+                delivered_through: MessageId(r.delivered_from.get(&id).copied().unwrap_or(0)),
+                outbox: r
+                    .outbox
+                    .get(&id)
+                    .map(|v| {
+                        v.iter()
+                            .map(|o| (MessageId(o.id), o.direct, o.text.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    (MessageId(r.next_msg), peers)
+}
+
+/// The lowest message id a run starting at `unix_ms` may use: milliseconds × 4096, so every
+/// run starts above any earlier run's ids unless that run sent over 4096 messages per
+/// millisecond.
+pub fn clock_message_floor(unix_ms: u64) -> u64 {
+    (unix_ms << 12).max(1)
+}
+
+/// The session number of a run starting at `unix_ms`: larger than any earlier run's
+/// (milliseconds in the high bits), unpredictable in the low 16, never 0.
+pub fn new_session(unix_ms: u64) -> u64 {
+    (unix_ms << 16) | u64::from(rand::random::<u16>()) | 1
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock reads before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A core for unit tests: no storage, no discovery.
+#[cfg(test)]
+pub fn test_endpoint(nick: &str) -> Endpoint {
+    endpoint(nick, 7654, false, None, Instant::now()).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::{Outgoing, PeerRecord};
+
+    #[test]
+    fn sessions_and_id_floors_grow_with_the_clock() {
+        let (a, b) = (new_session(1_000), new_session(1_001));
+        assert!(b > a && a != 0);
+        assert!(clock_message_floor(1_001) > clock_message_floor(1_000));
+        assert_eq!(clock_message_floor(0), 1);
+    }
+
+    #[test]
+    fn every_peer_the_journal_knows_of_is_restored_once() {
+        let mut r = Restored {
+            next_msg: 42,
+            ..Restored::default()
+        };
+        r.peers.insert(
+            PeerId(1),
+            PeerRecord {
+                nick: "bob".into(),
+                addrs: vec!["127.0.0.1:7654".parse().unwrap()],
+                manual: true,
+            },
+        );
+        r.outbox.insert(
+            PeerId(1),
+            vec![Outgoing {
+                id: 7,
+                direct: false,
+                text: "later".into(),
+                at_ms: 0,
+            }],
+        );
+        r.delivered_from.insert(PeerId(2), 9);
+        let (next, peers) = restored_peers(&r);
+        assert_eq!(next, MessageId(42));
+        assert_eq!(peers.len(), 2);
+        let bob = &peers[0];
+        assert_eq!(
+            (bob.id, bob.nick.as_str(), bob.manual),
+            (PeerId(1), "bob", true)
+        );
+        assert_eq!(bob.outbox, [(MessageId(7), false, "later".to_owned())]);
+        let unnamed = &peers[1];
+        assert_eq!(unnamed.nick, PeerId(2).to_string());
+        assert_eq!(unnamed.delivered_through, MessageId(9));
+        assert!(unnamed.addrs.is_empty());
+    }
+}
