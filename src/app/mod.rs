@@ -208,6 +208,9 @@ pub async fn run(
     chat.goodbye();
 }
 
+#[cfg(test)]
+mod tests;
+
 async fn sleep_until(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,

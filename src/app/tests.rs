@@ -1,0 +1,339 @@
+//! The application end to end, over channels: two or three chats on an in-memory network, each
+//! on its own thread and runtime as the program runs it, typed lines in and rendered outputs
+//! out. No sockets, no terminal.
+
+use super::{run, Network, Setup};
+use crate::app::start;
+use crate::net::addr;
+use crate::proto::Endpoint;
+use crate::store::journal::Journal;
+use crate::ui::render::Output;
+use crate::ui::terminal::Input;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// How long a test waits for an expected line before failing.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Datagrams on their way: (from, bytes).
+type Datagram = (SocketAddr, Vec<u8>);
+/// Every chat's inbox by address: the in-memory network's "switch".
+type Switch = Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Datagram>>>>;
+/// A datagram seen by a [`MemoryNet`]'s tap.
+enum Tap<'a> {
+    /// Handed to the core.
+    In(&'a [u8]),
+    /// One sent by the core, before it is delivered.
+    Out,
+}
+/// Called with every datagram in and out.
+type OnTap = Box<dyn FnMut(Tap<'_>) + Send>;
+
+/// A [`Network`] made of channels.
+struct MemoryNet {
+    /// Our address on the switch.
+    addr: SocketAddr,
+    /// Datagrams for us.
+    inbox: mpsc::UnboundedReceiver<Datagram>,
+    /// Datagrams taken from the inbox by `readable` and not yet handed to the core.
+    pending: VecDeque<Datagram>,
+    /// Everyone's inboxes.
+    switch: Switch,
+    /// A check run on every datagram in and out.
+    tap: Option<OnTap>,
+}
+
+impl Network for MemoryNet {
+    async fn readable(&mut self) {
+        if self.pending.is_empty() {
+            match self.inbox.recv().await {
+                Some(d) => self.pending.push_back(d),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
+        while let Ok(d) = self.inbox.try_recv() {
+            self.pending.push_back(d);
+        }
+        let mut taken = 0;
+        while taken < max {
+            let Some((from, bytes)) = self.pending.pop_front() else {
+                break;
+            };
+            if let Some(tap) = self.tap.as_mut() {
+                tap(Tap::In(&bytes));
+            }
+            ep.handle_datagram(now, from, &bytes);
+            taken += 1;
+        }
+        taken
+    }
+
+    async fn transmit(&mut self, ep: &mut Endpoint) {
+        while ep.poll_announce().is_some() {}
+        while let Some(t) = ep.poll_transmit() {
+            if let Some(tap) = self.tap.as_mut() {
+                tap(Tap::Out);
+            }
+            let to = self.switch.lock().unwrap().get(&t.to).cloned();
+            if let Some(to) = to {
+                let _ = to.send((self.addr, t.bytes));
+            }
+        }
+    }
+
+    fn rescan(&mut self) -> bool {
+        false
+    }
+
+    fn discovery_interfaces(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// One running chat, seen from outside.
+struct Running {
+    /// Typed lines.
+    input: mpsc::UnboundedSender<Input>,
+    /// What it shows.
+    output: std_mpsc::Receiver<Output>,
+    /// Its address.
+    addr: SocketAddr,
+    /// Ends when the chat's loop has returned.
+    done: std_mpsc::Receiver<()>,
+}
+
+/// Everything shown so far, kept for failure messages.
+struct Seen(Vec<Output>);
+
+impl Running {
+    /// Waits for a line that `matches`, failing the test after [`WAIT`].
+    fn wait_for(&self, seen: &mut Seen, what: &str, matches: impl Fn(&Output) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(o) => {
+                    let hit = matches(&o);
+                    seen.0.push(o);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} at {} within {WAIT:?}; saw {:#?}",
+                    self.addr, seen.0
+                ),
+            }
+        }
+    }
+
+    fn type_line(&self, line: &str) {
+        self.input.send(Input::Line(line.to_owned())).unwrap();
+    }
+}
+
+/// Starts a chat called `nick` at 10.0.0.`host`:7654 on `switch`, contacting `peers` at start.
+fn start_chat(
+    switch: &Switch,
+    nick: &str,
+    host: u8,
+    peers: &[SocketAddr],
+    journal: Option<Journal>,
+    tap: Option<OnTap>,
+) -> Running {
+    let addr: SocketAddr = format!("10.0.0.{host}:7654").parse().unwrap();
+    let (tx, inbox) = mpsc::unbounded_channel();
+    switch.lock().unwrap().insert(addr, tx);
+    let net = MemoryNet {
+        addr,
+        inbox,
+        pending: VecDeque::new(),
+        switch: Arc::clone(switch),
+        tap,
+    };
+    let setup = Setup {
+        endpoint: start::test_endpoint(nick),
+        peers: peers
+            .iter()
+            .map(|a| addr::parse(&a.to_string(), 7654).unwrap())
+            .collect(),
+        default_port: 7654,
+        reaches: (true, true),
+        journal,
+        scripted: false,
+    };
+    let (input, input_rx) = mpsc::unbounded_channel();
+    let (out_tx, output) = std_mpsc::channel();
+    let (done_tx, done) = std_mpsc::channel();
+    thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run(
+            setup,
+            net,
+            Box::new(out_tx),
+            input_rx,
+            std::future::pending(),
+        ));
+        let _ = done_tx.send(());
+    });
+    Running {
+        input,
+        output,
+        addr,
+        done,
+    }
+}
+
+fn group(o: &Output, nick: &str, text: &str) -> bool {
+    matches!(o, Output::Group { nick: n, text: t } if n == nick && t == text)
+}
+
+fn notice(o: &Output, part: &str) -> bool {
+    matches!(o, Output::Notice(s) if s.contains(part))
+}
+
+fn error(o: &Output, part: &str) -> bool {
+    matches!(o, Output::Error(s) if s.contains(part))
+}
+
+fn info(o: &Output, part: &str) -> bool {
+    matches!(o, Output::Info(s) if s.contains(part))
+}
+
+#[test]
+fn two_chats_meet_talk_directly_and_say_goodbye() {
+    let switch = Switch::default();
+    let bob = start_chat(&switch, "bob", 2, &[], None, None);
+    let alice = start_chat(&switch, "alice", 1, &[bob.addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+
+    alice.type_line("hello bob");
+    alice.wait_for(&mut a, "the echo", |o| group(o, "alice", "hello bob"));
+    bob.wait_for(&mut b, "the message", |o| group(o, "alice", "hello bob"));
+
+    bob.type_line("/msg alice just you");
+    bob.wait_for(&mut b, "the direct echo", |o| {
+        matches!(o, Output::Direct { from, to: Some(to), text } if from == "bob" && to == "alice" && text == "just you")
+    });
+    alice.wait_for(&mut a, "the direct message", |o| {
+        matches!(o, Output::Direct { from, to: None, text } if from == "bob" && text == "just you")
+    });
+
+    alice.type_line("/msg carol hi");
+    alice.wait_for(&mut a, "an error naming who is here", |o| {
+        error(o, "no peer called 'carol'; here now: bob")
+    });
+
+    alice.type_line("/peers");
+    alice.wait_for(&mut a, "bob in /peers", |o| {
+        info(o, "bob") && info(o, "online") && info(o, "manual")
+    });
+
+    alice.type_line("/quit");
+    bob.wait_for(&mut b, "alice left", |o| notice(o, "alice left"));
+    alice
+        .done
+        .recv_timeout(WAIT)
+        .expect("alice's loop ends after /quit");
+}
+
+#[test]
+fn nobody_to_send_to_and_bad_commands_are_told() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let mut a = Seen(Vec::new());
+    alice.type_line("anyone?");
+    alice.wait_for(&mut a, "nobody is here", |o| {
+        error(o, "not sent: nobody is here yet")
+    });
+    alice.type_line("/frobnicate");
+    alice.wait_for(&mut a, "unknown command", |o| matches!(o, Output::Error(_)));
+    alice.type_line("/history");
+    alice.wait_for(&mut a, "storage off", |o| {
+        error(o, "no history: storage is off")
+    });
+    alice.type_line("/nick ally");
+    alice.wait_for(&mut a, "the rename", |o| notice(o, "you are now ally"));
+    alice.input.send(Input::Eof).unwrap();
+    alice.done.recv_timeout(WAIT).expect("end of input quits");
+}
+
+#[test]
+fn a_message_heard_is_on_disk_before_anything_is_sent_after_it() {
+    // Long lines travel one to a datagram, so the burst draws immediate acks (every second
+    // packet), not only delayed ones that a later wake-up would send after the sync anyway.
+    const LINES: usize = 20;
+    let line = |i: usize| format!("durable marker {i:02} {}", "x".repeat(900));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let (journal, _) = Journal::open(&path).unwrap();
+    // (markers heard, datagrams checked, complaints)
+    let state = Arc::new(Mutex::new((
+        Vec::<Vec<u8>>::new(),
+        0usize,
+        Vec::<String>::new(),
+    )));
+    let tap: OnTap = {
+        let state = Arc::clone(&state);
+        Box::new(move |tap: Tap<'_>| {
+            let mut s = state.lock().unwrap();
+            match tap {
+                Tap::In(bytes) => {
+                    for i in 0..LINES {
+                        let marker = format!("durable marker {i:02} ").into_bytes();
+                        if contains(bytes, &marker) && !s.0.contains(&marker) {
+                            s.0.push(marker);
+                        }
+                    }
+                }
+                // Whatever bob sends (its acks among it) must find every message it has
+                // heard already in the journal file.
+                Tap::Out if !s.0.is_empty() => {
+                    s.1 += 1;
+                    let on_disk = std::fs::read(&path).unwrap_or_default();
+                    let missing = s.0.iter().filter(|m| !contains(&on_disk, m)).count();
+                    if missing > 0 {
+                        s.2.push(format!(
+                            "a datagram left with {missing} heard message(s) not on disk"
+                        ));
+                    }
+                }
+                Tap::Out => {}
+            }
+        })
+    };
+    let switch = Switch::default();
+    let bob = start_chat(&switch, "bob", 2, &[], Some(journal), Some(tap));
+    let alice = start_chat(&switch, "alice", 1, &[bob.addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    for i in 0..LINES {
+        alice.type_line(&line(i));
+    }
+    bob.wait_for(&mut b, "the last line", |o| {
+        group(o, "alice", &line(LINES - 1))
+    });
+    alice.type_line("/quit");
+    alice.done.recv_timeout(WAIT).unwrap();
+    let s = state.lock().unwrap();
+    assert_eq!(s.0.len(), LINES);
+    assert!(s.2.is_empty(), "{:?}", s.2);
+    assert!(s.1 > 0, "bob never sent an ack");
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
