@@ -224,7 +224,7 @@ impl Chat {
             Ok(sent) => sent,
             Err(e) => return self.print(Output::Error(format!("not sent: {e}"))),
         };
-        self.outstanding.sent(sent.id, &text, sent.recipients.len());
+        self.outstanding.sent(sent.id, &text, &sent.recipients);
         let me = self.ep.nick().to_owned();
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.append(&Persistence::said(&me, to, &sent, &text, now_ms));

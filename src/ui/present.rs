@@ -3,7 +3,7 @@
 
 use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
 use crate::ui::render::Output;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,14 +16,14 @@ const MAX_TRACKED: usize = 4096;
 /// them ("not yet delivered to bob: “see you at…”").
 #[derive(Debug, Default)]
 pub struct Outstanding {
-    /// id → (quoted beginning, recipients not yet acknowledged).
-    messages: HashMap<MessageId, (String, usize)>,
+    /// id → (quoted beginning, recipients not yet settled).
+    messages: HashMap<MessageId, (String, HashSet<PeerId>)>,
 }
 
 impl Outstanding {
-    /// Remembers a message sent to `recipients` peers.
-    pub fn sent(&mut self, id: MessageId, text: &str, recipients: usize) {
-        if recipients == 0 {
+    /// Remembers a message queued for `recipients`.
+    pub fn sent(&mut self, id: MessageId, text: &str, recipients: &[PeerId]) {
+        if recipients.is_empty() {
             return;
         }
         if self.messages.len() >= MAX_TRACKED {
@@ -31,7 +31,8 @@ impl Outstanding {
                 self.messages.remove(&oldest);
             }
         }
-        self.messages.insert(id, (snippet(text), recipients));
+        self.messages
+            .insert(id, (snippet(text), recipients.iter().copied().collect()));
     }
 
     /// The quoted beginning of a message, or its id if it was forgotten.
@@ -41,11 +42,12 @@ impl Outstanding {
             .map_or_else(|| format!("message {id}"), |(s, _)| format!("“{s}”"))
     }
 
-    /// One recipient is done with a message (delivered or given up).
-    fn settle(&mut self, id: MessageId) {
+    /// One recipient is done with a message (delivered or given up). A peer the message was
+    /// never queued for (refused at once, its queue full) changes nothing.
+    fn settle(&mut self, id: MessageId, peer: PeerId) {
         if let Some((_, left)) = self.messages.get_mut(&id) {
-            *left -= 1;
-            if *left == 0 {
+            left.remove(&peer);
+            if left.is_empty() {
                 self.messages.remove(&id);
             }
         }
@@ -103,7 +105,7 @@ pub fn event_output(
         Event::PeerReachable { nick, .. } => Output::Notice(format!("{nick} is answering again")),
         Event::Delivered { to, id, late } => {
             let quote = outstanding.quote(*id);
-            outstanding.settle(*id);
+            outstanding.settle(*id, *to);
             if !late {
                 return None; // success is quiet
             }
@@ -116,7 +118,7 @@ pub fn event_output(
         )),
         Event::Undelivered { to, id, reason } => {
             let quote = outstanding.quote(*id);
-            outstanding.settle(*id);
+            outstanding.settle(*id, *to);
             let why = match reason {
                 UndeliveredReason::QueueFull => "too many messages are already waiting for them",
             };
@@ -248,7 +250,11 @@ mod tests {
     fn success_is_quiet_but_delay_and_late_delivery_are_told() {
         let mut o = Outstanding::default();
         let id = MessageId(7);
-        o.sent(id, "see you at the station tonight", 2);
+        o.sent(
+            id,
+            "see you at the station tonight",
+            &[PeerId(1), PeerId(2)],
+        );
         let name = |_| "bob".to_owned();
         let delayed = event_output(&Event::DeliveryDelayed { to: PeerId(1), id }, name, &mut o);
         assert_eq!(
@@ -280,6 +286,25 @@ mod tests {
             matches!(late, Some(Output::Notice(s)) if s.starts_with("delivered to bob after all"))
         );
         assert!(o.messages.is_empty(), "settled messages are forgotten");
+    }
+
+    #[test]
+    fn a_refusal_for_a_peer_never_queued_keeps_the_quote_for_the_others() {
+        let mut o = Outstanding::default();
+        let id = MessageId(3);
+        o.sent(id, "lunch?", &[PeerId(1)]);
+        let name = |_| "carol".to_owned();
+        let refused = Event::Undelivered {
+            to: PeerId(9),
+            id,
+            reason: UndeliveredReason::QueueFull,
+        };
+        assert!(event_output(&refused, name, &mut o).is_some());
+        let delayed = event_output(&Event::DeliveryDelayed { to: PeerId(1), id }, name, &mut o);
+        assert!(
+            matches!(&delayed, Some(Output::Notice(s)) if s.contains("“lunch?”")),
+            "{delayed:?}"
+        );
     }
 
     #[test]
