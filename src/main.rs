@@ -120,6 +120,8 @@ fn run(args: Args) -> Result<(), String> {
     let prompt_history = storage
         .as_ref()
         .map(|s| s.dir.join(store::PROMPT_HISTORY_FILE));
+    // Before the first prompt; puts the terminal back however this function ends, or panics.
+    let _terminal_state = tailchat::ui::tty::TerminalState::save_interactive();
     let term = terminal::start(shared.clone(), prompt_history);
     let discovery_note = match (discovery, bound_to_one) {
         (true, _) => "LAN discovery on",

@@ -2,7 +2,8 @@
 //! rustyline's interactive mode with its `ExternalPrinter` is what gets tested), alice runs
 //! in plain mode on pipes. Checks that a half-typed line survives a message printed above the
 //! prompt, that the prompt shows the nick and follows `/nick`, that input arriving in one
-//! burst shows whole at once, and that `/quit` exits 0.
+//! burst shows whole at once, that `/quit` exits 0, and that SIGTERM or SIGHUP at an open
+//! prompt leaves the terminal as it was found.
 //!
 //! Needs `tmux` on `PATH`. Every wait polls the pane (or alice's output) until the expected
 //! text is there, under [`WAIT`]; nothing sleeps to synchronise.
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Chat, WAIT};
+use nix::sys::termios::{self, LocalFlags};
 
 /// The pane size: wide enough that no line in these tests wraps.
 const COLUMNS: usize = 100;
@@ -313,6 +315,72 @@ impl Pane {
         self.tmux_ok(&["send-keys", "-t", SESSION, "-l", "--", text]);
     }
 
+    /// The process id of the program: the only child of the shell that started the pane.
+    fn program_pid(&self) -> u32 {
+        let shell = self.tmux_ok(&["display-message", "-p", "-t", SESSION, "#{pane_pid}"]);
+        let shell = shell.trim();
+        let children = format!("/proc/{shell}/task/{shell}/children");
+        let found = std::fs::read_to_string(&children)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read {children}: {e}"), None));
+        match found.split_whitespace().collect::<Vec<_>>()[..] {
+            [pid] => pid
+                .parse()
+                .unwrap_or_else(|_| self.fail(&format!("{children}: {found:?}"), None)),
+            _ => self.fail(&format!("not one child in {children}: {found:?}"), None),
+        }
+    }
+
+    /// Sends `signal` (a name for `kill`, e.g. `TERM`) to the program.
+    fn kill(&self, signal: &str) {
+        let pid = self.program_pid().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap_or_else(|e| self.fail(&format!("cannot run kill: {e}"), None));
+        if !status.success() {
+            self.fail(&format!("kill -{signal} {pid} failed: {status}"), None);
+        }
+    }
+
+    /// The terminal's local-mode flags, read from outside the pane (the tests are not a
+    /// session leader, so opening the pane's terminal cannot make it theirs).
+    fn local_flags(&self) -> LocalFlags {
+        let tty = self.tmux_ok(&["display-message", "-p", "-t", SESSION, "#{pane_tty}"]);
+        let tty = tty.trim();
+        let file = std::fs::File::open(tty)
+            .unwrap_or_else(|e| self.fail(&format!("cannot open {tty}: {e}"), None));
+        termios::tcgetattr(&file)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read the modes of {tty}: {e}"), None))
+            .local_flags
+    }
+
+    /// Once the program has exited and the shell shows its prompt, runs `stty -a` in the pane
+    /// and returns the words it printed. The command ends with Ctrl-J, a newline whatever the
+    /// terminal's modes, so that it runs even on a terminal left raw.
+    fn stty_in_shell(&self) -> Vec<String> {
+        let prompt = SHELL_PROMPT.trim_end();
+        self.wait("the shell's prompt after the program", |s| {
+            s.row_with(EXIT_MARK)
+                .is_some_and(|exit| s.rows[exit + 1..].iter().any(|r| r.trim_end() == prompt))
+        });
+        self.tmux_ok(&["send-keys", "-t", SESSION, "-l", "--", "stty -a"]);
+        self.tmux_ok(&["send-keys", "-t", SESSION, "C-j"]);
+        // stty -a starts with "speed" (on the prompt's row if the command was not echoed);
+        // the shell's next prompt says it has finished.
+        let screen = self.wait("the output of stty -a, then the shell's prompt", |s| {
+            s.row_with("speed ")
+                .is_some_and(|speed| s.rows[speed + 1..].iter().any(|r| r.trim_end() == prompt))
+        });
+        let speed = screen.row_with("speed ").expect("waited for");
+        screen.rows[speed..]
+            .iter()
+            .take_while(|r| r.trim_end() != prompt)
+            .flat_map(|r| r.split(|c: char| c.is_whitespace() || c == ';'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Waits for the program to end and returns its exit status, as the wrapping shell
     /// reports it on the screen (128 + N for signal N), and whether that report starts a row
     /// (rather than being glued to whatever the program left on its last row).
@@ -550,4 +618,55 @@ fn a_burst_of_input_shows_whole_across_an_incoming_message() {
         enter_sends_exactly(&mut alice, &bob, text);
     }
     quit(&mut alice, &bob, "bob> ", "bob");
+}
+
+/// Sends `signal` to bob while his prompt holds a half-typed line: he must quit through the
+/// shutdown path (exit status 0), leave the cursor at the start of a row, and `stty -a` in
+/// the shell after him must show the terminal back in canonical mode with echo, as the shell
+/// had it before.
+fn a_signal_at_the_prompt_leaves_the_terminal_as_found(signal: &str) {
+    let bob = Pane::start("bob", &[]);
+    bob.type_text("bob> ", "", "half typed");
+    // Else this test proves nothing: rustyline holds the terminal raw while it reads.
+    let modes = bob.local_flags();
+    if modes.intersects(LocalFlags::ICANON | LocalFlags::ECHO) {
+        let screen = bob.screen().ok();
+        bob.fail(
+            &format!("the terminal is not raw at the prompt: {modes:?}"),
+            screen.as_ref(),
+        );
+    }
+
+    bob.kill(signal);
+    let (status, own_row) = bob.wait_exit_report();
+    let words = bob.stty_in_shell();
+    let mut wrong = Vec::new();
+    if status != 0 {
+        wrong.push(format!("exit status {status}, expected 0"));
+    }
+    for (wanted, broken) in [("icanon", "-icanon"), ("echo", "-echo")] {
+        if !words.iter().any(|w| w == wanted) || words.iter().any(|w| w == broken) {
+            wrong.push(format!("stty -a shows no {wanted:?} or shows {broken:?}"));
+        }
+    }
+    if !own_row {
+        wrong.push("the shell's next output is glued to the prompt line".to_owned());
+    }
+    if !wrong.is_empty() {
+        let screen = bob.screen().ok();
+        bob.fail(
+            &format!("after SIG{signal}: {}", wrong.join("; ")),
+            screen.as_ref(),
+        );
+    }
+}
+
+#[test]
+fn sigterm_at_the_prompt_leaves_the_terminal_as_found() {
+    a_signal_at_the_prompt_leaves_the_terminal_as_found("TERM");
+}
+
+#[test]
+fn sighup_at_the_prompt_leaves_the_terminal_as_found() {
+    a_signal_at_the_prompt_leaves_the_terminal_as_found("HUP");
 }
