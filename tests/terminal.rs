@@ -1,15 +1,24 @@
 //! The real program on a real terminal: bob runs inside a private tmux server (a pty, so
 //! rustyline's interactive mode with its `ExternalPrinter` is what gets tested), alice runs
 //! in plain mode on pipes. Checks that a half-typed line survives a message printed above the
-//! prompt, that the prompt shows the nick and follows `/nick`, and that `/quit` exits 0.
+//! prompt, that the prompt shows the nick and follows `/nick`, that input arriving in one
+//! burst shows whole at once, that `/quit` exits 0, and that SIGTERM or SIGHUP at an open
+//! prompt leaves the terminal as it was found.
 //!
 //! Needs `tmux` on `PATH`. Every wait polls the pane (or alice's output) until the expected
 //! text is there, under [`WAIT`]; nothing sleeps to synchronise.
 //!
-//! Keys are sent one character per `send-keys` call, each waited for on screen before the
-//! next: rustyline 15 handles only the first of several characters that arrive in one read
-//! until the next key press (kkawakam/rustyline#976, see `src/ui/terminal.rs`), and a typist
-//! never sends two at once anyway.
+//! Typed text is sent one character per `send-keys` call, each waited for on screen before
+//! the next, as a typist sends it. Bursts (a paste without bracketed paste, an input method
+//! committing a word) are sent in one `send-keys -l` call, which tmux writes to the terminal
+//! in one write: rustyline 15 showed only the first character of such a burst until the next
+//! key press (kkawakam/rustyline#976, fixed in rustyline 19), and [`Pane::send_burst`] is
+//! there to keep it fixed.
+//!
+//! The program runs under a shell in the pane, so that after it exits the pane holds an
+//! interactive `sh` where `stty -a` shows what the program left behind. On Debian `sh` is
+//! dash, which has no line editing and so leaves the terminal's attributes alone; a shell
+//! with line editing sets its own while it reads, which could hide a terminal left raw.
 
 mod common;
 
@@ -20,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Chat, WAIT};
+use nix::sys::termios::{self, LocalFlags};
 
 /// The pane size: wide enough that no line in these tests wraps.
 const COLUMNS: usize = 100;
@@ -35,6 +45,12 @@ const POLL: Duration = Duration::from_millis(10);
 const LOG_TAIL: usize = 60;
 /// What the shell around the program prints, then the exit status and `]`.
 const EXIT_MARK: &str = "[tailchat exit status ";
+/// The prompt of the shell that takes over the pane once the program has exited.
+const SHELL_PROMPT: &str = "shell$ ";
+
+/// What [`Pane::send_burst`] sends in the burst tests: a sentence as a paste without
+/// bracketed paste delivers it, and a word as an input method commits it (wide characters).
+const BURSTS: [&str; 2] = ["plain paste of a sentence", "日本語"];
 
 /// Gives each tmux server of this test process its own socket name.
 static SERVERS: AtomicUsize = AtomicUsize::new(0);
@@ -66,7 +82,7 @@ impl Screen {
         self.prompt_line().is_some_and(|(row, text)| {
             text.trim_end() == line.trim_end()
                 && self.cursor_y == row
-                && self.cursor_x == line.chars().count()
+                && self.cursor_x == columns(line)
         })
     }
 
@@ -142,9 +158,10 @@ impl Pane {
             // Debian's tmux 3.3a now and then never reaps the pane's process (seen in about
             // half the runs here; a SIGCHLD sent to the server by hand makes it reap), so the
             // status never arrives. tmux/tmux#311 blames libutempter's SIGCHLD handler.
+            // Then an interactive shell takes the pane over, to look at the terminal with.
             "sh",
             "-c",
-            &format!("\"$@\"; echo \"{EXIT_MARK}$?]\""),
+            &format!("\"$@\"; echo \"{EXIT_MARK}$?]\"; export PS1='{SHELL_PROMPT}'; exec sh -i"),
             "sh",
             "env",
             "-i",
@@ -291,21 +308,101 @@ impl Pane {
         self.tmux_ok(&["send-keys", "-t", SESSION, "Enter"]);
     }
 
-    /// Waits for the program to end and returns its exit status, as the wrapping shell
-    /// reports it on the screen (128 + N for signal N).
-    fn wait_exit(&self) -> i32 {
-        let screen = self.wait("the program's exit status", |s| {
-            s.rows.iter().any(|row| row.starts_with(EXIT_MARK))
+    /// Sends `text` in one `send-keys -l` call: tmux queues its characters and writes them to
+    /// the terminal together, so the program reads them in one burst, as it reads a paste
+    /// without bracketed paste or a word committed by an input method.
+    fn send_burst(&self, text: &str) {
+        self.tmux_ok(&["send-keys", "-t", SESSION, "-l", "--", text]);
+    }
+
+    /// The process id of the program: the only child of the shell that started the pane.
+    fn program_pid(&self) -> u32 {
+        let shell = self.tmux_ok(&["display-message", "-p", "-t", SESSION, "#{pane_pid}"]);
+        let shell = shell.trim();
+        let children = format!("/proc/{shell}/task/{shell}/children");
+        let found = std::fs::read_to_string(&children)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read {children}: {e}"), None));
+        match found.split_whitespace().collect::<Vec<_>>()[..] {
+            [pid] => pid
+                .parse()
+                .unwrap_or_else(|_| self.fail(&format!("{children}: {found:?}"), None)),
+            _ => self.fail(&format!("not one child in {children}: {found:?}"), None),
+        }
+    }
+
+    /// Sends `signal` (a name for `kill`, e.g. `TERM`) to the program.
+    fn kill(&self, signal: &str) {
+        let pid = self.program_pid().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap_or_else(|e| self.fail(&format!("cannot run kill: {e}"), None));
+        if !status.success() {
+            self.fail(&format!("kill -{signal} {pid} failed: {status}"), None);
+        }
+    }
+
+    /// The terminal's local-mode flags, read from outside the pane (the tests are not a
+    /// session leader, so opening the pane's terminal cannot make it theirs).
+    fn local_flags(&self) -> LocalFlags {
+        let tty = self.tmux_ok(&["display-message", "-p", "-t", SESSION, "#{pane_tty}"]);
+        let tty = tty.trim();
+        let file = std::fs::File::open(tty)
+            .unwrap_or_else(|e| self.fail(&format!("cannot open {tty}: {e}"), None));
+        termios::tcgetattr(&file)
+            .unwrap_or_else(|e| self.fail(&format!("cannot read the modes of {tty}: {e}"), None))
+            .local_flags
+    }
+
+    /// Once the program has exited and the shell shows its prompt, runs `stty -a` in the pane
+    /// and returns the words it printed. The command ends with Ctrl-J, a newline whatever the
+    /// terminal's modes, so that it runs even on a terminal left raw.
+    fn stty_in_shell(&self) -> Vec<String> {
+        let prompt = SHELL_PROMPT.trim_end();
+        self.wait("the shell's prompt after the program", |s| {
+            s.row_with(EXIT_MARK)
+                .is_some_and(|exit| s.rows[exit + 1..].iter().any(|r| r.trim_end() == prompt))
         });
-        let row = screen
+        self.tmux_ok(&["send-keys", "-t", SESSION, "-l", "--", "stty -a"]);
+        self.tmux_ok(&["send-keys", "-t", SESSION, "C-j"]);
+        // stty -a starts with "speed" (on the prompt's row if the command was not echoed);
+        // the shell's next prompt says it has finished.
+        let screen = self.wait("the output of stty -a, then the shell's prompt", |s| {
+            s.row_with("speed ")
+                .is_some_and(|speed| s.rows[speed + 1..].iter().any(|r| r.trim_end() == prompt))
+        });
+        let speed = screen.row_with("speed ").expect("waited for");
+        screen.rows[speed..]
+            .iter()
+            .take_while(|r| r.trim_end() != prompt)
+            .flat_map(|r| r.split(|c: char| c.is_whitespace() || c == ';'))
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits for the program to end and returns its exit status, as the wrapping shell
+    /// reports it on the screen (128 + N for signal N), and whether that report starts a row
+    /// (rather than being glued to whatever the program left on its last row).
+    fn wait_exit_report(&self) -> (i32, bool) {
+        let screen = self.wait("the program's exit status", |s| {
+            s.rows.iter().any(|row| exit_report(row).is_some())
+        });
+        let (status, own_row) = screen
             .rows
             .iter()
-            .find(|row| row.starts_with(EXIT_MARK))
+            .find_map(|row| exit_report(row))
             .expect("waited for");
-        row[EXIT_MARK.len()..]
-            .trim_end_matches(']')
+        let status = status
             .parse()
-            .unwrap_or_else(|_| self.fail("unreadable exit status", Some(&screen)))
+            .unwrap_or_else(|_| self.fail("unreadable exit status", Some(&screen)));
+        (status, own_row)
+    }
+
+    /// Waits for the program to end and returns its exit status (see
+    /// [`Pane::wait_exit_report`]).
+    fn wait_exit(&self) -> i32 {
+        self.wait_exit_report().0
     }
 
     /// Fails the test with `why`, the command line and `screen`.
@@ -344,6 +441,32 @@ impl Drop for Pane {
         }
         let _ = self.tmux(&["kill-server"]);
     }
+}
+
+/// The exit status in the wrapping shell's report on `row` (complete up to its `]`), and
+/// whether the report starts the row.
+fn exit_report(row: &str) -> Option<(&str, bool)> {
+    let (before, after) = row.split_once(EXIT_MARK)?;
+    let (status, _) = after.split_once(']')?;
+    Some((status, before.is_empty()))
+}
+
+/// How many columns `text` takes on the terminal: two for each East Asian wide character
+/// (Hangul, CJK, kana, full-width forms), one for any other. Enough for the text these tests
+/// type; not a general `wcwidth`.
+fn columns(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '\u{1100}'..='\u{115f}'
+            | '\u{2e80}'..='\u{a4cf}'
+            | '\u{ac00}'..='\u{d7a3}'
+            | '\u{f900}'..='\u{faff}'
+            | '\u{ff00}'..='\u{ff60}'
+            | '\u{ffe0}'..='\u{ffe6}'
+            | '\u{20000}'..='\u{3fffd}' => 2,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// `arg` as a shell word, for the command line in failure reports.
@@ -444,4 +567,106 @@ fn the_prompt_shows_the_nick_and_follows_nick_changes() {
     alice.expect("<robert> hi");
 
     quit(&mut alice, &bob, "robert> ", "robert");
+}
+
+/// Presses Enter on bob's prompt holding `text`: alice must receive exactly `text` from bob,
+/// and bob's screen show its echo and an empty prompt.
+fn enter_sends_exactly(alice: &mut Chat, bob: &Pane, text: &str) {
+    bob.enter();
+    let said = format!("<bob> {text}");
+    alice.expect_where(&said, |line| line.ends_with(&said));
+    bob.wait(&format!("{said:?} echoed and an empty prompt"), |s| {
+        s.row_with(&said).is_some() && s.prompt_is("bob> ")
+    });
+}
+
+#[test]
+fn a_burst_of_input_shows_whole_at_once() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    for text in BURSTS {
+        bob.send_burst(text);
+        // No further key is pressed: the whole burst must show by itself.
+        let line = format!("bob> {text}");
+        bob.wait(
+            &format!("the whole burst on the prompt line {line:?}"),
+            |s| s.prompt_is(&line),
+        );
+        enter_sends_exactly(&mut alice, &bob, text);
+    }
+    quit(&mut alice, &bob, "bob> ", "bob");
+}
+
+#[test]
+fn a_burst_of_input_shows_whole_across_an_incoming_message() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    for (i, text) in BURSTS.into_iter().enumerate() {
+        let message = format!("message {i} during a burst");
+        bob.send_burst(text);
+        // Sent without waiting for the burst to show: the message reaches bob's prompt before
+        // or after readline has read the burst, and either way the screen must end the same.
+        alice.send(&message);
+        let line = format!("bob> {text}");
+        let above = format!("<alice> {message}");
+        bob.wait(
+            &format!("{above:?} above the prompt, and the whole burst on it: {line:?}"),
+            |s| {
+                let message = s.row_with(&above);
+                let prompt = s.prompt_line().map(|(row, _)| row);
+                matches!((message, prompt), (Some(m), Some(p)) if m < p) && s.prompt_is(&line)
+            },
+        );
+        enter_sends_exactly(&mut alice, &bob, text);
+    }
+    quit(&mut alice, &bob, "bob> ", "bob");
+}
+
+/// Sends `signal` to bob while his prompt holds a half-typed line: he must quit through the
+/// shutdown path (exit status 0), leave the cursor at the start of a row, and `stty -a` in
+/// the shell after him must show the terminal back in canonical mode with echo, as the shell
+/// had it before.
+fn a_signal_at_the_prompt_leaves_the_terminal_as_found(signal: &str) {
+    let bob = Pane::start("bob", &[]);
+    bob.type_text("bob> ", "", "half typed");
+    // Else this test proves nothing: rustyline holds the terminal raw while it reads.
+    let modes = bob.local_flags();
+    if modes.intersects(LocalFlags::ICANON | LocalFlags::ECHO) {
+        let screen = bob.screen().ok();
+        bob.fail(
+            &format!("the terminal is not raw at the prompt: {modes:?}"),
+            screen.as_ref(),
+        );
+    }
+
+    bob.kill(signal);
+    let (status, own_row) = bob.wait_exit_report();
+    let words = bob.stty_in_shell();
+    let mut wrong = Vec::new();
+    if status != 0 {
+        wrong.push(format!("exit status {status}, expected 0"));
+    }
+    for (wanted, broken) in [("icanon", "-icanon"), ("echo", "-echo")] {
+        if !words.iter().any(|w| w == wanted) || words.iter().any(|w| w == broken) {
+            wrong.push(format!("stty -a shows no {wanted:?} or shows {broken:?}"));
+        }
+    }
+    if !own_row {
+        wrong.push("the shell's next output is glued to the prompt line".to_owned());
+    }
+    if !wrong.is_empty() {
+        let screen = bob.screen().ok();
+        bob.fail(
+            &format!("after SIG{signal}: {}", wrong.join("; ")),
+            screen.as_ref(),
+        );
+    }
+}
+
+#[test]
+fn sigterm_at_the_prompt_leaves_the_terminal_as_found() {
+    a_signal_at_the_prompt_leaves_the_terminal_as_found("TERM");
+}
+
+#[test]
+fn sighup_at_the_prompt_leaves_the_terminal_as_found() {
+    a_signal_at_the_prompt_leaves_the_terminal_as_found("HUP");
 }

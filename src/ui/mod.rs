@@ -11,6 +11,8 @@
 //!   threads of its own and talks to the async rest of the program through channels:
 //!   [`terminal::Input`] lines in, [`render::Output`] values out through
 //!   [`terminal::OutputSender`]. Its module documentation says how to shut down.
+//! - [`tty`]: saves the terminal's modes before the first prompt and puts them back on every
+//!   way out, panics included, for when the program ends with a prompt open.
 //!
 //! The pure modules are unit-tested without a terminal; `terminal` is kept thin because a
 //! real terminal is what it cannot be tested against.
@@ -20,3 +22,4 @@ pub mod completion;
 pub mod present;
 pub mod render;
 pub mod terminal;
+pub mod tty;

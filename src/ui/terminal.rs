@@ -12,12 +12,11 @@
 //!   [`Input::Eof`]; output is written to stdout one line at a time, flushed, with no prompt
 //!   and no colours.
 //!
-//! Known rustyline 15 limitation (upstream issue kkawakam/rustyline#976): once an
-//! `ExternalPrinter` exists, readline waits in `select` on the terminal without looking at the
-//! bytes it has already buffered, so when several characters arrive in one read (an input
-//! method committing a word, a paste without bracketed paste, input scripted through a pty)
-//! only the first is handled until the next key press. Ordinary typing and bracketed paste
-//! are not affected.
+//! Input that arrives in one read (an input method committing a word, a paste without
+//! bracketed paste, typing ahead over a slow link) shows whole at once. rustyline 15 showed
+//! only its first character until the next key press, because with an `ExternalPrinter` it
+//! waited in `select` on the terminal without looking at the bytes it had already buffered
+//! (kkawakam/rustyline#976, fixed in rustyline 19); `tests/terminal.rs` keeps it fixed.
 //!
 //! In both modes a single `tailchat-printer` thread is the only writer of output, fed over a
 //! std channel, so [`OutputSender::print`] never blocks async code (the `ExternalPrinter`
@@ -39,12 +38,11 @@
 //! and return from `main`. The threads are not joined; the process exit ends them. In plain
 //! mode the stdin thread may still be blocked in `read`, which is harmless.
 //!
-//! Exiting for any other reason while a prompt is open (a fatal network error, SIGTERM) is
-//! the one case that cannot be made clean here: the readline thread is blocked in `readline`
-//! with the terminal in raw mode, rustyline offers no way to interrupt it from another
-//! thread, so the terminal stays raw after the process exits (the user's shell may need
-//! `reset`). Restoring it would take saving the terminal attributes at start (`tcgetattr`) and
-//! putting them back at exit, which std cannot do.
+//! Exiting for any other reason while a prompt is open (SIGTERM or SIGHUP, a fatal network
+//! error, a panic) leaves the readline thread blocked in `readline` with the terminal in raw
+//! mode, and rustyline offers no way to interrupt it from another thread. The terminal is put
+//! back by [`crate::ui::tty::TerminalState`] instead, which the main program saves before
+//! calling [`start`] and keeps until it returns.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
