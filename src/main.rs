@@ -44,6 +44,8 @@ fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    // Before the first prompt; puts the terminal back however this function ends, or panics.
+    let _terminal_state = tailchat::ui::tty::TerminalState::save_interactive();
     let term = terminal::start(
         &settings.nick,
         storage.as_ref().map(Storage::prompt_history),
