@@ -274,3 +274,42 @@ fn an_unusable_data_dir_is_reported_and_the_chat_carries_on() {
     alice.send("still chatting");
     bob.expect("<alice> still chatting");
 }
+
+#[test]
+fn every_line_echoed_before_a_kill_is_in_history_after_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    for k in 0..300 {
+        alice.send(&format!("said {k:03}"));
+    }
+    alice.expect("<alice> said 100");
+    alice.kill_hard();
+    alice.read_rest();
+    let echoed: Vec<String> = alice
+        .seen
+        .iter()
+        .filter_map(|l| l.split_once("<alice> ").map(|(_, t)| t.to_owned()))
+        .collect();
+    assert!(echoed.len() > 100, "{echoed:?}");
+    drop(alice);
+    let mut alice = start("alice", a.path(), &[]);
+    alice.send("/history 1000");
+    alice.send("/peers");
+    alice.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    let missing: Vec<&String> = echoed
+        .iter()
+        .filter(|t| {
+            !alice
+                .seen
+                .iter()
+                .any(|l| l.ends_with(&format!("<alice> {t}")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "echoed before the kill but not in history after it: {missing:?}"
+    );
+    bob.kill_hard();
+}

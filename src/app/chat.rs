@@ -57,6 +57,10 @@ pub struct Chat {
     scripted: bool,
     /// Script lines are held until a contact is answered, or until this time.
     hold_until: Option<Instant>,
+    /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
+    /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
+    /// disk: a line the user saw as sent survives a crash.
+    pending: Vec<Output>,
     /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
@@ -84,13 +88,21 @@ impl Chat {
             persist: Persistence::new(journal),
             scripted,
             hold_until: None,
+            pending: Vec::new(),
             away_told: HashSet::new(),
         }
     }
 
-    /// Shows one line.
-    pub fn print(&self, out: Output) {
-        self.screen.print(&out);
+    /// Queues one line for the screen (see [`Self::flush_screen`]).
+    pub fn print(&mut self, out: Output) {
+        self.pending.push(out);
+    }
+
+    /// Shows the queued lines. Call only when everything appended is synced.
+    pub fn flush_screen(&mut self) {
+        for out in self.pending.drain(..) {
+            self.screen.print(&out);
+        }
     }
 
     /// When the loop must wake up next even if nothing arrives.
@@ -141,8 +153,10 @@ impl Chat {
         events
     }
 
-    /// Second half: what the events mean for the user.
+    /// Second half, once the journal is synced: the lines of this wake-up's commands (our
+    /// echoes among them), then what the events mean for the user.
     pub fn show(&mut self, events: Vec<Event>) {
+        self.flush_screen();
         let mut changed_peers = false;
         for e in events {
             if matches!(
@@ -388,5 +402,6 @@ impl Chat {
                 "{waiting} message(s) had not been acknowledged and are lost: storage is off"
             )));
         }
+        self.flush_screen();
     }
 }

@@ -157,6 +157,7 @@ pub async fn run(
             format!("LAN discovery: announcing on {}", names.join(", "))
         }));
     }
+    chat.flush_screen();
     let discovering = net.discovery_interfaces().is_some();
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

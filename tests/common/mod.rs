@@ -103,6 +103,14 @@ impl Chat {
         let _ = self.child.wait();
     }
 
+    /// After the process has ended: everything it wrote that was not read yet (the pipe's
+    /// reader ends at end of file).
+    pub fn read_rest(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(WAIT) {
+            self.seen.push(line);
+        }
+    }
+
     /// Closes standard input (EOF), which means /quit.
     pub fn close_input(&mut self) {
         self.stdin = None;
