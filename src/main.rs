@@ -66,6 +66,10 @@ fn run(args: Args) -> Result<(), String> {
     for n in &notices {
         term.output.print(n);
     }
+    if let Some(problem) = storage.as_ref().and_then(|s| s.problem.clone()) {
+        term.output
+            .print(&Output::Error(format!("storage: {problem}")));
+    }
     if let Some(e) = storage_error {
         term.output.print(&Output::Error(format!(
             "storage off: {e} — the chat works, but nothing is kept after you quit"
@@ -77,7 +81,7 @@ fn run(args: Args) -> Result<(), String> {
         peers: settings.peers,
         default_port: settings.default_port,
         reaches,
-        journal: storage.map(|s| s.journal),
+        journal: storage.and_then(|s| s.journal),
         scripted: !interactive,
     };
     let output = term.output.clone();

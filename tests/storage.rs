@@ -313,3 +313,128 @@ fn every_line_echoed_before_a_kill_is_in_history_after_it() {
     );
     bob.kill_hard();
 }
+
+/// A small tmpfs on a fresh directory, for a read-only or full data directory; unmounted when
+/// dropped. Mounting needs root (CI runs as root); elsewhere the tests using it say they were
+/// skipped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount() -> Option<Tmpfs> {
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        Tmpfs::run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=2m",
+            "tmpfs",
+            &data(dir.path()),
+        ]);
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn remount(&self, how: &str) {
+        Tmpfs::run(&["mount", "-o", &format!("remount,{how}"), &data(self.path())]);
+    }
+
+    /// Fills the file system to the last byte.
+    fn fill(&self) {
+        let filler = self.path().join("filler");
+        // dd stops with "No space left on device": that is the point.
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", data(&filler)), "bs=4k"])
+            .output();
+        let out = std::process::Command::new("df")
+            .arg(self.path())
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("100%"),
+            "not full"
+        );
+    }
+
+    fn run(args: &[&str]) {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", &data(self.path())])
+            .status();
+    }
+}
+
+/// alice on `dir` comes back while the directory cannot be written: bob must see the same
+/// alice (one line in /peers), and alice must still read her history.
+fn comes_back_as_herself(dir: &Path, bob: &mut Chat, trouble: &str) {
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let mut alice = start("alice", dir, &["--peer", &peer]);
+    alice.expect_where(&format!("a notice about the {trouble}"), |l| {
+        l.contains("storage:") && l.contains("as the same peer")
+    });
+    bob.expect("alice joined");
+    alice.send("/history");
+    alice.expect("<alice> before the trouble");
+    bob.send("/peers");
+    bob.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    let header = bob.seen.len();
+    // /help after it marks the end of the table (commands are answered in order).
+    bob.send("/help");
+    bob.expect("/quit");
+    let rows: Vec<&String> = bob.seen[header..]
+        .iter()
+        .take_while(|l| !l.contains("/msg"))
+        .collect();
+    let alices = rows.iter().filter(|l| l.contains(" alice ")).count();
+    assert_eq!(
+        alices, 1,
+        "alice listed {alices} times after a {trouble}: {rows:#?}"
+    );
+    alice.send("said during the trouble");
+    bob.expect("<alice> said during the trouble");
+    quit(alice);
+    bob.expect("alice left");
+}
+
+#[test]
+fn a_read_only_or_full_data_directory_keeps_the_identity_and_history() {
+    let Some(fs) = Tmpfs::mount() else { return };
+    let b = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = pair(fs.path(), b.path());
+    alice.send("before the trouble");
+    bob.expect("<alice> before the trouble");
+    quit(alice);
+    bob.expect("alice left");
+
+    fs.remount("ro");
+    comes_back_as_herself(fs.path(), &mut bob, "read-only directory");
+
+    fs.remount("rw");
+    fs.fill();
+    comes_back_as_herself(fs.path(), &mut bob, "full disk");
+}

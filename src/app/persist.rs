@@ -42,14 +42,15 @@ impl Persistence {
 
     /// Whether what happens is being kept on disk.
     pub fn storing(&self) -> bool {
-        self.journal.is_some() && !self.failed
+        self.journal.as_ref().is_some_and(Journal::writable) && !self.failed
     }
 
-    /// Appends a record. On failure storage goes off and the returned message says so (once).
+    /// Appends a record, when storing. On failure storage goes off and the returned message
+    /// says so (once).
     #[must_use = "a storage failure must be shown to the user"]
     pub fn append(&mut self, record: &Record) -> Option<String> {
-        if self.failed {
-            return None;
+        if !self.storing() {
+            return None; // off, failed, or read-only (said at start)
         }
         let journal = self.journal.as_mut()?;
         match journal.append(record) {
@@ -145,8 +146,9 @@ impl Persistence {
     /// [`Self::sync`] first, so that what this wake-up appended is readable.
     ///
     /// # Errors
-    /// [`HistoryError::Off`] when nothing is stored; [`HistoryError::Unreadable`] when the
-    /// journal cannot be read.
+    /// [`HistoryError::Off`] when there is no journal (or writing it failed);
+    /// [`HistoryError::Unreadable`] when the journal cannot be read. A read-only journal is
+    /// read.
     pub fn history(
         &self,
         filter: &HistoryFilter,
@@ -238,6 +240,32 @@ mod tests {
         assert!(warnings.is_empty());
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].text, "hello");
+    }
+
+    #[test]
+    fn a_read_only_journal_is_read_but_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (mut writable, _) = Journal::open(&path).unwrap();
+        let sent = Sent {
+            id: MessageId(1),
+            recipients: vec![PeerId(2)],
+            refused: Vec::new(),
+        };
+        let said = Persistence::said("alice", Recipients::Everyone, &sent, "kept", 0);
+        writable.append(&said).unwrap();
+        writable.sync().unwrap();
+        drop(writable);
+        let before = std::fs::read(&path).unwrap();
+        let (read_only, restored) = Journal::open_read_only(&path).unwrap();
+        assert_eq!(restored.next_msg, 2);
+        let mut p = Persistence::new(Some(read_only));
+        assert!(!p.storing());
+        assert_eq!(p.append(&said), None, "skipped quietly, not a failure");
+        assert_eq!(p.sync(), None);
+        let (lines, _) = p.history(&HistoryFilter::Group, 10).unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
     #[test]

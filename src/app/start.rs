@@ -5,7 +5,7 @@
 use crate::proto::{Config, Endpoint, MessageId, PeerId, RestoredPeer};
 use crate::store::{
     self,
-    journal::{Journal, Restored},
+    journal::{Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
@@ -16,31 +16,71 @@ use std::time::Instant;
 pub struct Storage {
     /// The directory.
     pub dir: PathBuf,
-    /// Our identity.
+    /// Our identity: the stored one whenever it can be read.
     pub id: PeerId,
-    /// The open journal.
-    pub journal: Journal,
+    /// The journal: writable, or read-only when the directory cannot be written (then
+    /// [`Self::problem`] says so); `None` when it cannot even be read.
+    pub journal: Option<Journal>,
     /// What the journal remembers.
     pub restored: Restored,
+    /// What cannot be kept, for one notice at start.
+    pub problem: Option<String>,
 }
 
 impl Storage {
-    /// Opens (creating it if needed) the data directory: `explicit`, or the default.
+    /// Opens (creating it if needed) the data directory: `explicit`, or the default. A
+    /// directory that cannot be written (read-only, full) still gives its identity and its
+    /// journal to read: who we are never changes because of trouble with the disk.
     ///
     /// # Errors
-    /// The data directory cannot be created or written, the identity file is unreadable, or
-    /// the journal cannot be opened: each says which file and what to do.
+    /// No data directory can be made, the identity file is unreadable or damaged, or the
+    /// journal is held by another tailchat: each says which file and what to do. Storage is
+    /// then off, under a new identity.
     pub fn open(explicit: Option<&Path>) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
-        store::dirs::check_writable(&dir)?;
+        let path = dir.join(store::JOURNAL_FILE);
+        if let Err(cannot_write) = store::dirs::check_writable(&dir) {
+            let stored = store::identity::load(&dir)?;
+            let id = stored.unwrap_or_else(|| PeerId(rand::random()));
+            let (journal, restored, unreadable) = match Journal::open_read_only(&path) {
+                Ok((j, r)) => (Some(j), r, None),
+                Err(e) => (None, Restored::default(), Some(e.to_string())),
+            };
+            let mut problem = format!(
+                "{cannot_write} — carrying on{}, but nothing new is kept after you quit",
+                match stored {
+                    Some(_) => " as the same peer, with history to read",
+                    None => " under a new identity",
+                }
+            );
+            if let Some(e) = unreadable {
+                problem.push_str(&format!(" (and {e})"));
+            }
+            return Ok(Storage {
+                dir,
+                id,
+                journal,
+                restored,
+                problem: Some(problem),
+            });
+        }
         let id = store::identity::load_or_create(&dir, rand::random)?;
-        let (journal, restored) =
-            Journal::open(&dir.join(store::JOURNAL_FILE)).map_err(|e| e.to_string())?;
+        let (journal, restored, problem) = match Journal::open(&path) {
+            Ok((j, r)) => (j, r, None),
+            Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
+            Err(e) => {
+                // Not writable after all: read what can be read, and say what cannot be kept.
+                let (j, r) = Journal::open_read_only(&path).map_err(|e| e.to_string())?;
+                let why = format!("{e} — history is read-only, nothing new is kept after you quit");
+                (j, r, Some(why))
+            }
+        };
         Ok(Storage {
             dir,
             id,
-            journal,
+            journal: Some(journal),
             restored,
+            problem,
         })
     }
 

@@ -58,6 +58,14 @@ pub fn load_or_create(dir: &Path, fresh: impl FnOnce() -> u64) -> Result<PeerId,
     }
 }
 
+/// The identity in `dir`, without creating one: for a data directory that cannot be written.
+///
+/// # Errors
+/// The file exists but cannot be read or is not an identity file.
+pub fn load(dir: &Path) -> Result<Option<PeerId>, String> {
+    read(&dir.join(IDENTITY_FILE))
+}
+
 /// The id in `path`, or `None` if there is no such file.
 fn read(path: &Path) -> Result<Option<PeerId>, String> {
     let bytes = match fs::read(path) {

@@ -155,6 +155,11 @@ pub enum JournalError {
         /// The journal's path.
         path: PathBuf,
     },
+    /// The journal was opened read-only (its directory cannot be written).
+    ReadOnly {
+        /// The journal's path.
+        path: PathBuf,
+    },
     /// A record whose payload is over [`MAX_PAYLOAD`]; readers would take it for corruption.
     RecordTooLarge {
         /// The payload's size.
@@ -187,6 +192,11 @@ impl fmt::Display for JournalError {
                  --data-dir (one data directory is one peer)",
                 path.display()
             ),
+            JournalError::ReadOnly { path } => write!(
+                f,
+                "journal {} is open read-only: its data directory cannot be written",
+                path.display()
+            ),
             JournalError::RecordTooLarge { bytes } => write!(
                 f,
                 "a journal record of {bytes} bytes is over the limit of {MAX_PAYLOAD} bytes"
@@ -204,13 +214,13 @@ impl std::error::Error for JournalError {
     }
 }
 
-/// The open journal, ready to append to.
+/// The open journal, ready to append to (or only to read, see [`Journal::open_read_only`]).
 pub struct Journal {
     /// Where it is, for messages.
     path: PathBuf,
     /// The file, opened for appending and locked, behind a buffer so a batch of records costs
-    /// one write.
-    file: BufWriter<File>,
+    /// one write; `None` when opened read-only.
+    file: Option<BufWriter<File>>,
 }
 
 impl fmt::Debug for Journal {
@@ -278,33 +288,61 @@ impl Journal {
             });
         }
 
-        let scan = scan(&bytes);
-        let mut warnings = scan.warnings;
-        if let Some(tail) = scan.tail {
-            warnings.push(format!(
+        let mut torn_at = None;
+        let restored = read_back(path, &bytes, |tail, len| {
+            torn_at = Some(tail.at);
+            format!(
                 "{}; truncated the file to {} bytes, after the last good record",
-                tail.describe(bytes.len()),
+                tail.describe(len),
                 tail.at
-            ));
-            file.set_len(tail.at as u64).map_err(io_err("truncate"))?;
+            )
+        });
+        if let Some(at) = torn_at {
+            file.set_len(at as u64).map_err(io_err("truncate"))?;
             file.sync_all().map_err(io_err("sync"))?;
         }
-        let mut restored = summarize(&scan.records);
-        restored.warnings = warnings
-            .into_iter()
-            .map(|w| format!("journal {}: {w}", path.display()))
-            .collect();
-        tracing::debug!(
-            "journal {}: {} records, {} warnings",
-            path.display(),
-            restored.records,
-            restored.warnings.len()
-        );
         let journal = Journal {
             path: path.to_path_buf(),
-            file: BufWriter::new(file),
+            file: Some(BufWriter::new(file)),
         };
         Ok((journal, restored))
+    }
+
+    /// Opens the journal at `path` only to read: for a data directory that cannot be written
+    /// (a read-only mount, a full disk), so that history and what a restart needs are still
+    /// known. Nothing is created, locked or repaired; a missing file reads as empty. Appending
+    /// fails with [`JournalError::ReadOnly`]; syncing does nothing.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read, or is not a journal.
+    pub fn open_read_only(path: &Path) -> Result<(Journal, Restored), JournalError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HEADER.to_vec(),
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: path.to_path_buf(),
+                    action: "read",
+                    source,
+                })
+            }
+        };
+        if !bytes.starts_with(&HEADER) {
+            return Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+            });
+        }
+        let restored = read_back(path, &bytes, |tail, len| tail.describe(len));
+        let journal = Journal {
+            path: path.to_path_buf(),
+            file: None,
+        };
+        Ok((journal, restored))
+    }
+
+    /// Whether records can be appended (not opened read-only).
+    pub fn writable(&self) -> bool {
+        self.file.is_some()
     }
 
     /// Adds `r` to the write buffer. It reaches the disk at the next [`Journal::sync`] (or
@@ -316,8 +354,12 @@ impl Journal {
     /// that, so the caller should report the error and stop using this journal.
     pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
         let frame = frame(r)?;
-        self.file
-            .write_all(&frame)
+        let Some(file) = self.file.as_mut() else {
+            return Err(JournalError::ReadOnly {
+                path: self.path.clone(),
+            });
+        };
+        file.write_all(&frame)
             .map_err(|source| self.io_error("write to", source))
     }
 
@@ -328,13 +370,11 @@ impl Journal {
     /// Writing or syncing failed (a full disk, an I/O error); the records appended since the
     /// last successful sync may not be durable.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        self.file
-            .flush()
-            .map_err(|source| self.io_error("write to", source))?;
-        self.file
-            .get_ref()
-            .sync_data()
-            .map_err(|source| self.io_error("sync", source))
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let flushed = file.flush().and_then(|()| file.get_ref().sync_data());
+        flushed.map_err(|source| self.io_error("sync", source))
     }
 
     /// The journal's path.
@@ -354,7 +394,12 @@ impl Journal {
         filter: &HistoryFilter,
         last: usize,
     ) -> Result<(Vec<HistoryLine>, Vec<String>), JournalError> {
-        let bytes = std::fs::read(&self.path).map_err(|source| self.io_error("read", source))?;
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            // Read-only and never created: nothing was said yet.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.writable() => HEADER.to_vec(),
+            Err(source) => return Err(self.io_error("read", source)),
+        };
         if !bytes.starts_with(&HEADER) {
             return Err(JournalError::NotAJournal {
                 path: self.path.clone(),
@@ -382,6 +427,32 @@ impl Journal {
             source,
         }
     }
+}
+
+/// The restart summary of a journal's `bytes`, with its warnings prefixed by the path; a torn
+/// tail is described by `tail_warning(tail, file length)`.
+fn read_back(
+    path: &Path,
+    bytes: &[u8],
+    tail_warning: impl FnOnce(&frame::Tail, usize) -> String,
+) -> Restored {
+    let scan = scan(bytes);
+    let mut warnings = scan.warnings;
+    if let Some(tail) = &scan.tail {
+        warnings.push(tail_warning(tail, bytes.len()));
+    }
+    let mut restored = summarize(&scan.records);
+    restored.warnings = warnings
+        .into_iter()
+        .map(|w| format!("journal {}: {w}", path.display()))
+        .collect();
+    tracing::debug!(
+        "journal {}: {} records, {} warnings",
+        path.display(),
+        restored.records,
+        restored.warnings.len()
+    );
+    restored
 }
 
 #[cfg(test)]
