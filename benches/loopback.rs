@@ -222,6 +222,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             reaches: (bound.reaches_v4, bound.reaches_v6),
             journal: None,
             scripted: false,
+            unshown: Vec::new(),
         };
         rt.block_on(async {
             let net = UdpIo::new(bound, false).unwrap();

@@ -35,7 +35,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot read the socket's address: {e}"))?
         .port();
     let discovery = settings.discovery_possible();
-    let (storage, storage_error) = match Storage::open(settings.data_dir.as_deref()) {
+    let (mut storage, storage_error) = match Storage::open(settings.data_dir.as_deref()) {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e)),
     };
@@ -81,6 +81,10 @@ fn run(args: Args) -> Result<(), String> {
         peers: settings.peers,
         default_port: settings.default_port,
         reaches,
+        unshown: storage
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.restored.unshown))
+            .unwrap_or_default(),
         journal: storage.and_then(|s| s.journal),
         scripted: !interactive,
     };

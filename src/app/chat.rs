@@ -7,12 +7,12 @@ use crate::app::persist::{HistoryError, Persistence};
 use crate::app::Screen;
 use crate::net::addr::{self, HostSpec};
 use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
-use crate::store::journal::{format_history_line, HistoryFilter, Journal};
+use crate::store::journal::{format_history_line, HistoryFilter, Journal, Record, Unshown};
 use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -61,6 +61,9 @@ pub struct Chat {
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
     pending: Vec<Output>,
+    /// Messages handed to the screen and not yet known to be written: per screen mark, the
+    /// highest id shown per sender. Recorded as shown once the screen passes the mark.
+    unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
     /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
@@ -77,7 +80,7 @@ impl Chat {
         scripted: bool,
         resolved_tx: mpsc::UnboundedSender<Resolved>,
     ) -> Self {
-        Self {
+        let mut chat = Self {
             ep,
             screen,
             outstanding: Outstanding::default(),
@@ -89,8 +92,13 @@ impl Chat {
             scripted,
             hold_until: None,
             pending: Vec::new(),
+            unconfirmed: Vec::new(),
             away_told: HashSet::new(),
-        }
+        };
+        // From here on, messages heard are tracked until shown (see `Record::Shown`).
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        chat.append(&Record::Opened { at_ms });
+        chat
     }
 
     /// Queues one line for the screen (see [`Self::flush_screen`]).
@@ -142,6 +150,7 @@ impl Chat {
     /// events, for [`Self::show`] once the datagrams are sent.
     pub fn take_events(&mut self) -> Vec<Event> {
         let now_ms = chrono::Utc::now().timestamp_millis();
+        self.record_shown(self.screen.reached());
         let mut events = Vec::new();
         while let Some(e) = self.ep.poll_event() {
             for record in Persistence::records_for(&self.ep, &e, now_ms) {
@@ -157,6 +166,7 @@ impl Chat {
     /// echoes among them), then what the events mean for the user.
     pub fn show(&mut self, events: Vec<Event>) {
         self.flush_screen();
+        let mut shown = BTreeMap::new();
         let mut changed_peers = false;
         for e in events {
             if matches!(
@@ -174,14 +184,55 @@ impl Chat {
                 e,
                 Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
             );
+            if let Event::Message { from, id, .. } = &e {
+                shown.insert(*from, id.0);
+            }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
             if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
                 self.screen.print(&out);
             }
         }
+        if !shown.is_empty() {
+            self.unconfirmed.push((self.screen.mark(), shown));
+        }
         if changed_peers {
             self.screen.peer_nicks(present_nicks(&self.ep.peers()));
+        }
+    }
+
+    /// Messages heard in an earlier run that never reached the screen (a crash between
+    /// acknowledging and printing): shown now, under a separator, and then recorded as shown.
+    pub fn replay(&mut self, unshown: Vec<Unshown>) {
+        if unshown.is_empty() {
+            return;
+        }
+        self.screen
+            .print(&Output::Notice("--- while you were away ---".to_owned()));
+        let mut shown = BTreeMap::new();
+        for u in unshown {
+            self.screen
+                .print(&Output::Info(format_history_line(&u.line)));
+            let through = shown.entry(u.from).or_insert(u.id);
+            *through = (*through).max(u.id);
+        }
+        self.unconfirmed.push((self.screen.mark(), shown));
+    }
+
+    /// Records as shown the messages whose screen mark is at or below `reached`.
+    fn record_shown(&mut self, reached: u64) {
+        let done = self
+            .unconfirmed
+            .partition_point(|(mark, _)| *mark <= reached);
+        let mut through: BTreeMap<PeerId, u64> = BTreeMap::new();
+        for (_, shown) in self.unconfirmed.drain(..done) {
+            for (from, id) in shown {
+                let t = through.entry(from).or_insert(id);
+                *t = (*t).max(id);
+            }
+        }
+        for (from, id) in through {
+            self.append(&Record::Shown { from, id });
         }
     }
 
@@ -330,7 +381,7 @@ impl Chat {
         }
     }
 
-    fn append(&mut self, record: &crate::store::journal::Record) {
+    fn append(&mut self, record: &Record) {
         if let Some(failure) = self.persist.append(record) {
             self.print(Output::Error(failure));
         }
@@ -388,6 +439,8 @@ impl Chat {
     /// Before exiting: where every peer was last heard goes to the journal, and the user is
     /// told what is still waiting.
     pub fn goodbye(&mut self) {
+        self.screen.flush();
+        self.record_shown(self.screen.reached());
         for record in Persistence::addresses(&self.ep.peers()) {
             self.append(&record);
         }

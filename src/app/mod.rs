@@ -24,7 +24,7 @@ pub mod start;
 use crate::net::addr::HostSpec;
 use crate::net::udp::UdpIo;
 use crate::proto::Endpoint;
-use crate::store::journal::Journal;
+use crate::store::journal::{Journal, Unshown};
 use crate::ui::render::Output;
 use crate::ui::terminal::Input;
 use chat::Chat;
@@ -77,7 +77,7 @@ impl Network for UdpIo {
     }
 }
 
-/// The screen as the application uses it. None of these may block.
+/// The screen as the application uses it. None of these may block, except [`Screen::flush`].
 pub trait Screen: Send {
     /// Shows one line.
     fn print(&self, out: &Output);
@@ -85,6 +85,12 @@ pub trait Screen: Send {
     fn nick(&self, nick: &str);
     /// The nicks of the peers present, for completion.
     fn peer_nicks(&self, nicks: Vec<String>);
+    /// A mark after every line printed so far (increasing).
+    fn mark(&self) -> u64;
+    /// The last mark whose lines have all been written (or skipped and counted).
+    fn reached(&self) -> u64;
+    /// Waits until every line printed so far is written. Blocks: only at the very end.
+    fn flush(&self);
 }
 
 impl Screen for crate::ui::terminal::OutputSender {
@@ -99,9 +105,22 @@ impl Screen for crate::ui::terminal::OutputSender {
     fn peer_nicks(&self, nicks: Vec<String>) {
         self.set_peer_nicks(nicks);
     }
+
+    fn mark(&self) -> u64 {
+        crate::ui::terminal::OutputSender::mark(self)
+    }
+
+    fn reached(&self) -> u64 {
+        crate::ui::terminal::OutputSender::reached(self)
+    }
+
+    fn flush(&self) {
+        crate::ui::terminal::OutputSender::flush(self);
+    }
 }
 
-/// A channel of lines, for tests and benchmarks: the prompt is not kept.
+/// A channel of lines, for tests and benchmarks: the prompt is not kept, and a line sent is a
+/// line written.
 impl Screen for std::sync::mpsc::Sender<Output> {
     fn print(&self, out: &Output) {
         let _ = self.send(out.clone());
@@ -110,6 +129,16 @@ impl Screen for std::sync::mpsc::Sender<Output> {
     fn nick(&self, _nick: &str) {}
 
     fn peer_nicks(&self, _nicks: Vec<String>) {}
+
+    fn mark(&self) -> u64 {
+        0
+    }
+
+    fn reached(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn flush(&self) {}
 }
 
 /// Everything the loop needs to start, besides the network and the screen.
@@ -126,6 +155,8 @@ pub struct Setup {
     pub journal: Option<Journal>,
     /// Input is a script, not a person (see [`chat::Chat`]).
     pub scripted: bool,
+    /// Messages heard in an earlier run that may never have reached the screen, shown first.
+    pub unshown: Vec<Unshown>,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where
@@ -147,6 +178,7 @@ pub async fn run(
         setup.scripted,
         resolved_tx,
     );
+    chat.replay(setup.unshown);
     for spec in setup.peers {
         chat.resolve(spec);
     }

@@ -169,6 +169,7 @@ fn start_chat(
         reaches: (true, true),
         journal,
         scripted: false,
+        unshown: Vec::new(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();

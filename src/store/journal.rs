@@ -51,7 +51,7 @@ mod restore;
 
 pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
 pub use history::{format_history_line, HistoryFilter, HistoryLine};
-pub use restore::{Outgoing, PeerRecord, Restored};
+pub use restore::{Outgoing, PeerRecord, Restored, Unshown};
 
 use frame::{frame, scan};
 use history::select;
@@ -130,6 +130,22 @@ pub enum Record {
         /// Whether the user added it by hand (`--peer`, `/connect`) rather than it being
         /// discovered: a manual peer is worth contacting again after a restart.
         manual: bool,
+    },
+    /// A run started with this journal writable; from here on, [`Record::Shown`] says which
+    /// messages heard reached the screen (a journal without it predates that, and nothing
+    /// before it is replayed).
+    Opened {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// Every message heard from `from` up to `id` has been written to the screen (or counted
+    /// there as skipped). Messages heard after the last [`Record::Opened`] and not covered are
+    /// shown at the next start, under `--- while you were away ---`.
+    Shown {
+        /// The sender.
+        from: PeerId,
+        /// The highest of its message ids shown.
+        id: u64,
     },
 }
 

@@ -47,7 +47,8 @@
 use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use rustyline::completion::{Completer, Pair};
@@ -99,11 +100,19 @@ pub struct Terminal {
     pub output: OutputSender,
 }
 
+/// Bytes of rendered lines waiting for the printer at most. While the screen does not keep up
+/// (Ctrl-S, a slow ssh link, a script that stopped reading its output), lines past this are
+/// counted and skipped rather than held: memory stays bounded and the network never waits.
+/// Every message is in the journal, so `/history` shows what was skipped.
+pub const MAX_QUEUED_OUTPUT: usize = 4 << 20;
+
 /// A handle on the printer thread, the only writer of output, and on the prompt.
 #[derive(Debug, Clone)]
 pub struct OutputSender {
-    /// Queue to the printer thread; unbounded so sending never waits.
+    /// Queue to the printer thread; never waits (see [`MAX_QUEUED_OUTPUT`]).
     lines: mpsc::Sender<ToPrinter>,
+    /// What the printer and the senders share: bytes queued, lines skipped, marks reached.
+    state: Arc<PrinterState>,
     /// Queue to the readline thread (its receiver is gone in plain mode: sends then fail
     /// harmlessly).
     prompt: mpsc::Sender<ToPrompt>,
@@ -116,8 +125,23 @@ pub struct OutputSender {
 enum ToPrinter {
     /// Write this already rendered line.
     Line(String),
+    /// Everything queued before is written (or skipped): record this mark as reached.
+    Mark(u64),
     /// Signal the sender once everything queued before has been written.
     Flush(mpsc::Sender<()>),
+}
+
+/// Counters shared by the senders and the printer thread.
+#[derive(Debug, Default)]
+struct PrinterState {
+    /// Bytes of lines queued and not yet written.
+    queued: AtomicUsize,
+    /// Lines refused because the queue was full, not yet reported.
+    skipped: AtomicU64,
+    /// The last mark handed out.
+    marked: AtomicU64,
+    /// The last mark the printer reached.
+    reached: AtomicU64,
 }
 
 impl OutputSender {
@@ -125,9 +149,28 @@ impl OutputSender {
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
         let line = render(out, chrono::Local::now().time(), self.color);
+        let len = line.len();
+        if self.state.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_OUTPUT {
+            self.state.queued.fetch_sub(len, Ordering::AcqRel);
+            self.state.skipped.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
         // Sending fails only once the printer thread has ended, when there is nowhere left to
         // write to anyway.
         let _ = self.lines.send(ToPrinter::Line(line));
+    }
+
+    /// A mark after every line printed so far: [`Self::reached`] passes it once those lines
+    /// are written (or skipped and counted), so the caller can tell what the user has seen.
+    pub fn mark(&self) -> u64 {
+        let mark = self.state.marked.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = self.lines.send(ToPrinter::Mark(mark));
+        mark
+    }
+
+    /// The last mark the printer has reached.
+    pub fn reached(&self) -> u64 {
+        self.state.reached.load(Ordering::Acquire)
     }
 
     /// Shows `nick` in the prompt from the next prompt on.
@@ -247,9 +290,14 @@ fn spawn_printer(
     sink: impl FnMut(String) -> io::Result<()> + Send + 'static,
 ) -> OutputSender {
     let (lines, queue) = mpsc::channel();
-    spawn_named("tailchat-printer", move || run_printer(&queue, sink));
+    let state = Arc::new(PrinterState::default());
+    let shared = Arc::clone(&state);
+    spawn_named("tailchat-printer", move || {
+        run_printer(&queue, &shared, sink)
+    });
     OutputSender {
         lines,
+        state,
         prompt,
         color,
     }
@@ -257,18 +305,40 @@ fn spawn_printer(
 
 /// The printer loop: until every [`OutputSender`] is dropped, write lines in order and answer
 /// flushes. A failing sink (closed stdout, …) is reported once, not once per line.
-fn run_printer(queue: &mpsc::Receiver<ToPrinter>, mut sink: impl FnMut(String) -> io::Result<()>) {
+fn run_printer(
+    queue: &mpsc::Receiver<ToPrinter>,
+    state: &PrinterState,
+    mut sink: impl FnMut(String) -> io::Result<()>,
+) {
     let mut reported = false;
+    let mut write = |line: String| {
+        if let Err(e) = sink(line) {
+            if !reported {
+                warn!("cannot write output: {e}");
+                reported = true;
+            }
+        }
+    };
     for message in queue {
+        // Lines skipped while the screen lagged are told about as soon as it keeps up again,
+        // before anything newer.
+        let skipped = state.skipped.swap(0, Ordering::AcqRel);
+        if skipped > 0 {
+            write(render(
+                &Output::Error(format!(
+                    "{skipped} line(s) not shown: the screen was not keeping up — /history shows the messages"
+                )),
+                chrono::Local::now().time(),
+                false,
+            ));
+        }
         match message {
             ToPrinter::Line(line) => {
-                if let Err(e) = sink(line) {
-                    if !reported {
-                        warn!("cannot write output: {e}");
-                        reported = true;
-                    }
-                }
+                let len = line.len();
+                write(line);
+                state.queued.fetch_sub(len, Ordering::AcqRel);
             }
+            ToPrinter::Mark(mark) => state.reached.store(mark, Ordering::Release),
             ToPrinter::Flush(done) => {
                 let _ = done.send(());
             }
@@ -489,7 +559,7 @@ impl ConditionalEventHandler for CtrlCOnEmptyLineEnds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
 
     fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -598,7 +668,7 @@ mod tests {
         queue_tx.send(ToPrinter::Line("b".into())).unwrap();
         queue_tx.send(ToPrinter::Flush(done)).unwrap();
         drop(queue_tx);
-        run_printer(&queue, |_| {
+        run_printer(&queue, &PrinterState::default(), |_| {
             attempts += 1;
             Err(io::Error::from(io::ErrorKind::BrokenPipe))
         });
@@ -607,11 +677,54 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_screen_skips_and_counts_lines_instead_of_growing() {
+        // A sink that blocks until released: the terminal under Ctrl-S.
+        let (release, gate) = mpsc::channel::<()>();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&written);
+        let output = spawn_printer(false, mpsc::channel().0, move |line| {
+            if lock(&sink).is_empty() {
+                let _ = gate.recv();
+            }
+            lock(&sink).push(line);
+            Ok(())
+        });
+        let line = "x".repeat(1000);
+        let total = 2 * MAX_QUEUED_OUTPUT / 1000;
+        for _ in 0..total {
+            output.print(&Output::Info(line.clone()));
+        }
+        assert!(output.state.queued.load(Ordering::Acquire) <= MAX_QUEUED_OUTPUT);
+        let skipped = output.state.skipped.load(Ordering::Acquire);
+        assert!(
+            skipped as usize >= total / 3,
+            "{skipped} of {total} skipped"
+        );
+        let mark = output.mark();
+        release.send(()).unwrap();
+        output.print(&Output::Info("after the stall".into()));
+        output.flush();
+        assert!(output.reached() >= mark);
+        let written = lock(&written).clone();
+        assert_eq!(written.len() as u64 + skipped, total as u64 + 2);
+        let notice = written
+            .iter()
+            .find(|l| l.contains("not shown"))
+            .expect("a notice of the skipped lines");
+        assert!(
+            notice.contains(&format!("{skipped} line(s) not shown")),
+            "{notice}"
+        );
+        assert!(written.last().unwrap().ends_with("after the stall"));
+    }
+
+    #[test]
     fn flush_returns_when_the_printer_is_gone() {
         let (lines, queue) = mpsc::channel();
         drop(queue);
         let output = OutputSender {
             lines,
+            state: Arc::default(),
             prompt: mpsc::channel().0,
             color: false,
         };
@@ -635,6 +748,7 @@ mod prompt_tests {
         let (lines, _queue) = mpsc::channel();
         let output = OutputSender {
             lines,
+            state: Arc::default(),
             prompt,
             color: false,
         };

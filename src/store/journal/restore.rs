@@ -1,6 +1,6 @@
 //! The restart summary: what the records of a journal mean for a program starting again.
 
-use super::Record;
+use super::{HistoryLine, Record};
 use crate::proto::PeerId;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +16,18 @@ pub struct Outgoing {
     pub text: String,
     /// When we first sent it, in milliseconds since the Unix epoch.
     pub at_ms: i64,
+}
+
+/// A message heard that may never have reached the screen (heard, acknowledged, then a crash
+/// before it was written): shown at the next start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unshown {
+    /// Who wrote it.
+    pub from: PeerId,
+    /// Its id in the sender's numbering.
+    pub id: u64,
+    /// The message as history shows it.
+    pub line: HistoryLine,
 }
 
 /// What the journal last said about a peer: enough to contact it again.
@@ -40,6 +52,9 @@ pub struct Restored {
     /// Per recipient, in id order, our messages it has neither acknowledged nor refused: what
     /// to send again.
     pub outbox: BTreeMap<PeerId, Vec<Outgoing>>,
+    /// Messages heard since the first [`Record::Opened`] and never marked [`Record::Shown`],
+    /// in the order heard.
+    pub unshown: Vec<Unshown>,
     /// The last [`Record::Peer`] written for each peer.
     pub peers: BTreeMap<PeerId, PeerRecord>,
     /// What was wrong with the file (skipped records, a truncated tail), one line each, for the
@@ -56,8 +71,16 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
     // Per recipient, keyed by id so each comes out in id order whatever the records' order.
     let mut outbox: BTreeMap<PeerId, BTreeMap<u64, Outgoing>> = BTreeMap::new();
     let mut peers = BTreeMap::new();
+    let mut tracking = false;
+    let mut heard = Vec::new();
+    let mut shown: BTreeMap<PeerId, u64> = BTreeMap::new();
     for record in records {
         match record {
+            Record::Opened { .. } => tracking = true,
+            Record::Shown { from, id } => {
+                let through = shown.entry(*from).or_insert(*id);
+                *through = (*through).max(*id);
+            }
             Record::Said {
                 at_ms,
                 id,
@@ -79,9 +102,29 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
                     );
                 }
             }
-            Record::Heard { from, id, .. } => {
+            Record::Heard {
+                at_ms,
+                from,
+                nick,
+                id,
+                direct,
+                text,
+            } => {
                 let highest = delivered_from.entry(*from).or_insert(*id);
                 *highest = (*highest).max(*id);
+                if tracking {
+                    heard.push(Unshown {
+                        from: *from,
+                        id: *id,
+                        line: HistoryLine {
+                            at_ms: *at_ms,
+                            nick: nick.clone(),
+                            to: None,
+                            direct: *direct,
+                            text: text.clone(),
+                        },
+                    });
+                }
             }
             Record::Delivered { to, id } | Record::Dropped { to, id } => {
                 if let Some(pending) = outbox.get_mut(to) {
@@ -113,8 +156,65 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
             .filter(|(_, pending)| !pending.is_empty())
             .map(|(to, pending)| (to, pending.into_values().collect()))
             .collect(),
+        unshown: heard
+            .into_iter()
+            .filter(|u| shown.get(&u.from).is_none_or(|through| u.id > *through))
+            .collect(),
         peers,
         warnings: Vec::new(),
         records: records.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heard(from: u64, id: u64) -> Record {
+        Record::Heard {
+            at_ms: 0,
+            from: PeerId(from),
+            nick: "bob".into(),
+            id,
+            direct: false,
+            text: format!("m{id}"),
+        }
+    }
+
+    fn shown(from: u64, id: u64) -> Record {
+        Record::Shown {
+            from: PeerId(from),
+            id,
+        }
+    }
+
+    fn unshown(records: &[Record]) -> Vec<(u64, u64)> {
+        summarize(records)
+            .unshown
+            .iter()
+            .map(|u| (u.from.0, u.id))
+            .collect()
+    }
+
+    #[test]
+    fn messages_heard_but_not_shown_are_replayed_once_tracking_began() {
+        let opened = Record::Opened { at_ms: 0 };
+        // Before any Opened (an older version wrote these): never replayed.
+        assert!(unshown(&[heard(1, 1), heard(1, 2)]).is_empty());
+        let records = [
+            heard(1, 1),
+            opened.clone(),
+            heard(1, 2),
+            heard(2, 7),
+            heard(1, 3),
+            shown(1, 2),
+            heard(2, 8),
+            shown(2, 7),
+            heard(1, 4),
+        ];
+        assert_eq!(unshown(&records), [(1, 3), (2, 8), (1, 4)]);
+        let mut all_shown = records.to_vec();
+        all_shown.extend([shown(1, 4), shown(2, 8)]);
+        assert!(unshown(&all_shown).is_empty());
     }
 }

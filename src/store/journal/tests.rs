@@ -196,6 +196,7 @@ fn restart_summary() {
                 BOB,
                 vec![outgoing(1, false, "to all"), outgoing(3, false, "again")]
             )]),
+            unshown: Vec::new(),
             peers: BTreeMap::from([(
                 ALICE,
                 PeerRecord {
