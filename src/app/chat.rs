@@ -193,9 +193,7 @@ impl Chat {
                 self.screen.print(&out);
             }
         }
-        if !shown.is_empty() {
-            self.unconfirmed.push((self.screen.mark(), shown));
-        }
+        self.await_shown(shown);
         if changed_peers {
             self.screen.peer_nicks(present_nicks(&self.ep.peers()));
         }
@@ -216,7 +214,28 @@ impl Chat {
             let through = shown.entry(u.from).or_insert(u.id);
             *through = (*through).max(u.id);
         }
-        self.unconfirmed.push((self.screen.mark(), shown));
+        self.await_shown(shown);
+    }
+
+    /// Messages just handed to the screen (highest id per sender), to record as shown once
+    /// the screen has written them. While the screen lags, they join the newest unconfirmed
+    /// entry under the later mark, so a stalled screen holds one entry, not one per wake-up.
+    fn await_shown(&mut self, shown: BTreeMap<PeerId, u64>) {
+        if shown.is_empty() {
+            return;
+        }
+        let mark = self.screen.mark();
+        let reached = self.screen.reached();
+        match self.unconfirmed.last_mut() {
+            Some((last, pending)) if *last > reached => {
+                *last = mark;
+                for (from, id) in shown {
+                    let t = pending.entry(from).or_insert(id);
+                    *t = (*t).max(id);
+                }
+            }
+            _ => self.unconfirmed.push((mark, shown)),
+        }
     }
 
     /// Records as shown the messages whose screen mark is at or below `reached`.

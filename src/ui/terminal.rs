@@ -123,12 +123,11 @@ pub struct OutputSender {
 /// What the printer thread is asked to do, in order.
 #[derive(Debug)]
 enum ToPrinter {
-    /// Write this already rendered line.
-    Line(String),
-    /// Everything queued before is written (or skipped): record this mark as reached.
-    Mark(u64),
-    /// Signal the sender once everything queued before has been written.
-    Flush(mpsc::Sender<()>),
+    /// Write this already rendered line, the `.0`th printed.
+    Line(u64, String),
+    /// Signal the sender once everything queued before has been written; lines up to `.1`
+    /// are then all written or skipped.
+    Flush(mpsc::Sender<()>, u64),
 }
 
 /// Counters shared by the senders and the printer thread.
@@ -138,10 +137,10 @@ struct PrinterState {
     queued: AtomicUsize,
     /// Lines refused because the queue was full, not yet reported.
     skipped: AtomicU64,
-    /// The last mark handed out.
-    marked: AtomicU64,
-    /// The last mark the printer reached.
-    reached: AtomicU64,
+    /// Lines printed so far (written, queued or skipped): the number of the last one.
+    printed: AtomicU64,
+    /// The number of the last line written; every line before it is written or skipped.
+    written: AtomicU64,
 }
 
 impl OutputSender {
@@ -150,6 +149,7 @@ impl OutputSender {
     pub fn print(&self, out: &Output) {
         let line = render(out, chrono::Local::now().time(), self.color);
         let len = line.len();
+        let number = self.state.printed.fetch_add(1, Ordering::AcqRel) + 1;
         if self.state.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_OUTPUT {
             self.state.queued.fetch_sub(len, Ordering::AcqRel);
             self.state.skipped.fetch_add(1, Ordering::AcqRel);
@@ -157,20 +157,18 @@ impl OutputSender {
         }
         // Sending fails only once the printer thread has ended, when there is nowhere left to
         // write to anyway.
-        let _ = self.lines.send(ToPrinter::Line(line));
+        let _ = self.lines.send(ToPrinter::Line(number, line));
     }
 
     /// A mark after every line printed so far: [`Self::reached`] passes it once those lines
     /// are written (or skipped and counted), so the caller can tell what the user has seen.
     pub fn mark(&self) -> u64 {
-        let mark = self.state.marked.fetch_add(1, Ordering::AcqRel) + 1;
-        let _ = self.lines.send(ToPrinter::Mark(mark));
-        mark
+        self.state.printed.load(Ordering::Acquire)
     }
 
     /// The last mark the printer has reached.
     pub fn reached(&self) -> u64 {
-        self.state.reached.load(Ordering::Acquire)
+        self.state.written.load(Ordering::Acquire)
     }
 
     /// Shows `nick` in the prompt from the next prompt on.
@@ -187,7 +185,8 @@ impl OutputSender {
     /// thread is gone). Meant for the end of the program; not for async code.
     pub fn flush(&self) {
         let (done, written) = mpsc::channel();
-        if self.lines.send(ToPrinter::Flush(done)).is_ok() {
+        let through = self.mark();
+        if self.lines.send(ToPrinter::Flush(done, through)).is_ok() {
             // An error here means the printer thread died, so nothing more will be written.
             let _ = written.recv();
         }
@@ -333,13 +332,14 @@ fn run_printer(
             ));
         }
         match message {
-            ToPrinter::Line(line) => {
+            ToPrinter::Line(number, line) => {
                 let len = line.len();
                 write(line);
                 state.queued.fetch_sub(len, Ordering::AcqRel);
+                state.written.fetch_max(number, Ordering::AcqRel);
             }
-            ToPrinter::Mark(mark) => state.reached.store(mark, Ordering::Release),
-            ToPrinter::Flush(done) => {
+            ToPrinter::Flush(done, through) => {
+                state.written.fetch_max(through, Ordering::AcqRel);
                 let _ = done.send(());
             }
         }
@@ -664,9 +664,9 @@ mod tests {
         let (queue_tx, queue) = mpsc::channel();
         let mut attempts = 0;
         let (done, flushed) = mpsc::channel();
-        queue_tx.send(ToPrinter::Line("a".into())).unwrap();
-        queue_tx.send(ToPrinter::Line("b".into())).unwrap();
-        queue_tx.send(ToPrinter::Flush(done)).unwrap();
+        queue_tx.send(ToPrinter::Line(1, "a".into())).unwrap();
+        queue_tx.send(ToPrinter::Line(2, "b".into())).unwrap();
+        queue_tx.send(ToPrinter::Flush(done, 2)).unwrap();
         drop(queue_tx);
         run_printer(&queue, &PrinterState::default(), |_| {
             attempts += 1;
@@ -701,10 +701,18 @@ mod tests {
             "{skipped} of {total} skipped"
         );
         let mark = output.mark();
+        assert_eq!(
+            mark, total as u64,
+            "every line is numbered, skipped ones too"
+        );
+        assert!(
+            output.reached() < mark,
+            "the stalled screen has not written them"
+        );
         release.send(()).unwrap();
         output.print(&Output::Info("after the stall".into()));
         output.flush();
-        assert!(output.reached() >= mark);
+        assert_eq!(output.reached(), mark + 1);
         let written = lock(&written).clone();
         assert_eq!(written.len() as u64 + skipped, total as u64 + 2);
         let notice = written
