@@ -217,6 +217,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             .unwrap();
         let setup = Setup {
             endpoint,
+            session: 1,
             peers,
             default_port: 7654,
             reaches: (bound.reaches_v4, bound.reaches_v6),

@@ -56,14 +56,14 @@ fn run(args: Args) -> Result<(), String> {
         settings.nick,
         settings.discovery_note(),
     )));
-    let (endpoint, notices) = start::endpoint(
+    let started = start::endpoint(
         &settings.nick,
         port,
         discovery,
         storage.as_ref(),
         Instant::now(),
     );
-    for n in &notices {
+    for n in &started.notices {
         term.output.print(n);
     }
     if let Some(problem) = storage.as_ref().and_then(|s| s.problem.clone()) {
@@ -77,7 +77,8 @@ fn run(args: Args) -> Result<(), String> {
     }
     let reaches = (bound.reaches_v4, bound.reaches_v6);
     let setup = Setup {
-        endpoint,
+        endpoint: started.endpoint,
+        session: started.session,
         peers: settings.peers,
         default_port: settings.default_port,
         reaches,

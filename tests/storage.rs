@@ -529,3 +529,40 @@ fn messages_acknowledged_but_never_written_are_shown_after_a_crash() {
         "nothing was left to replay: the test did not stall bob's screen"
     );
 }
+
+#[test]
+fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
+    if std::process::Command::new("faketime")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
+        return;
+    }
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, bob) = pair(a.path(), b.path());
+    quit(bob);
+    alice.expect("bob left");
+    // An NTP correction, a dead RTC battery, a VM restored from a snapshot: only the wall
+    // clock moves (the monotonic clock does not).
+    let d = data(b.path());
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = Chat::start_under(
+        &[
+            "env",
+            "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            "faketime",
+            "-f",
+            "-1h",
+        ],
+        "bob",
+        &["--bind", "127.0.0.1", "--data-dir", &d, "--peer", &peer],
+    );
+    alice.expect("bob joined");
+    bob.expect("alice joined");
+    bob.send("an hour behind");
+    alice.expect("<bob> an hour behind");
+    alice.send("and back");
+    bob.expect("<alice> and back");
+}

@@ -70,7 +70,8 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat around `ep`. Lookups it starts report back through `resolved_tx`.
+    /// A chat around `ep`, whose session is `session`. Lookups it starts report back through
+    /// `resolved_tx`.
     pub fn new(
         ep: Endpoint,
         screen: Box<dyn Screen>,
@@ -78,6 +79,7 @@ impl Chat {
         reaches: (bool, bool),
         default_port: u16,
         scripted: bool,
+        session: u64,
         resolved_tx: mpsc::UnboundedSender<Resolved>,
     ) -> Self {
         let mut chat = Self {
@@ -97,7 +99,7 @@ impl Chat {
         };
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
-        chat.append(&Record::Opened { at_ms });
+        chat.append(&Record::Opened { at_ms, session });
         chat
     }
 

@@ -145,6 +145,8 @@ impl Screen for std::sync::mpsc::Sender<Output> {
 pub struct Setup {
     /// The protocol core, configured and restored (see [`start::endpoint`]).
     pub endpoint: Endpoint,
+    /// Its session number, recorded in the journal so that the next run's is larger.
+    pub session: u64,
     /// Peers to contact at start (`--peer`, config file).
     pub peers: Vec<HostSpec>,
     /// The port assumed for `/add HOST` without a port.
@@ -176,6 +178,7 @@ pub async fn run(
         setup.reaches,
         setup.default_port,
         setup.scripted,
+        setup.session,
         resolved_tx,
     );
     chat.replay(setup.unshown);

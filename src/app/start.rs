@@ -90,16 +90,28 @@ impl Storage {
     }
 }
 
-/// The protocol core for this run: our identity (stored, or new when storage is off), a fresh
-/// session, and whatever `storage` remembers restored into it. Returns it with the notices
-/// start-up has for the user (journal warnings, messages waiting from earlier).
+/// The protocol core for this run, as [`endpoint`] makes it.
+#[derive(Debug)]
+pub struct Started {
+    /// The core: our identity (stored, or new when storage is off), a fresh session, and
+    /// whatever storage remembers restored into it.
+    pub endpoint: Endpoint,
+    /// This run's session number (recorded in the journal, so the next run's is larger).
+    pub session: u64,
+    /// What start-up has to tell the user (journal warnings, messages waiting from earlier).
+    pub notices: Vec<Output>,
+}
+
+/// The protocol core for this run (see [`Started`]).
 pub fn endpoint(
     nick: &str,
     port: u16,
     discovery: bool,
     storage: Option<&Storage>,
     now: Instant,
-) -> (Endpoint, Vec<Output>) {
+) -> Started {
+    let after = storage.map_or(0, |s| s.restored.last_session);
+    let session = new_session(unix_ms(), after);
     let mut ep = Endpoint::new(
         Config {
             peer_id: storage.map_or_else(|| PeerId(rand::random()), |s| s.id),
@@ -107,7 +119,7 @@ pub fn endpoint(
             port,
             seed: rand::random(),
             discovery,
-            session: new_session(unix_ms()),
+            session,
         },
         now,
     );
@@ -126,7 +138,11 @@ pub fn endpoint(
         let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));
         ep.restore(now, next_msg, peers);
     }
-    (ep, notices)
+    Started {
+        endpoint: ep,
+        session,
+        notices,
+    }
 }
 
 /// The journal's summary as the protocol core takes it back: the next message id, and every
@@ -169,10 +185,13 @@ pub fn clock_message_floor(unix_ms: u64) -> u64 {
     (unix_ms << 12).max(1)
 }
 
-/// The session number of a run starting at `unix_ms`: larger than any earlier run's
-/// (milliseconds in the high bits), unpredictable in the low 16, never 0.
-pub fn new_session(unix_ms: u64) -> u64 {
-    (unix_ms << 16) | u64::from(rand::random::<u16>()) | 1
+/// The session number of a run starting at `unix_ms`, after a run whose session was `after`
+/// (0: none known): larger than `after` whatever the clock says (it may have stepped back),
+/// and otherwise clock milliseconds in the high bits, so it also grows when the journal was
+/// lost; unpredictable in the low 16 bits; never 0.
+pub fn new_session(unix_ms: u64, after: u64) -> u64 {
+    let clock = (unix_ms << 16) | u64::from(rand::random::<u16>()) | 1;
+    clock.max(after.saturating_add(1))
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock reads before it).
@@ -185,7 +204,7 @@ fn unix_ms() -> u64 {
 /// A core for unit tests: no storage, no discovery.
 #[cfg(test)]
 pub fn test_endpoint(nick: &str) -> Endpoint {
-    endpoint(nick, 7654, false, None, Instant::now()).0
+    endpoint(nick, 7654, false, None, Instant::now()).endpoint
 }
 
 #[cfg(test)]
@@ -195,8 +214,11 @@ mod tests {
 
     #[test]
     fn sessions_and_id_floors_grow_with_the_clock() {
-        let (a, b) = (new_session(1_000), new_session(1_001));
+        let (a, b) = (new_session(1_000, 0), new_session(1_001, 0));
         assert!(b > a && a != 0);
+        // The clock stepped back an hour: the session still grows past the recorded one.
+        let recorded = new_session(10_000_000, 0);
+        assert!(new_session(10_000_000 - 3_600_000, recorded) > recorded);
         assert!(clock_message_floor(1_001) > clock_message_floor(1_000));
         assert_eq!(clock_message_floor(0), 1);
     }

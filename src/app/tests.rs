@@ -161,6 +161,7 @@ fn start_chat(
     };
     let setup = Setup {
         endpoint: start::test_endpoint(nick),
+        session: 1,
         peers: peers
             .iter()
             .map(|a| addr::parse(&a.to_string(), 7654).unwrap())

@@ -137,6 +137,8 @@ pub enum Record {
     Opened {
         /// When, in milliseconds since the Unix epoch.
         at_ms: i64,
+        /// The run's session number: the next run's is larger, whatever the clock says.
+        session: u64,
     },
     /// Every message heard from `from` up to `id` has been written to the screen (or counted
     /// there as skipped). Messages heard after the last [`Record::Opened`] and not covered are

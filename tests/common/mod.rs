@@ -49,10 +49,29 @@ pub fn command(args: &[&str]) -> (Command, tempfile::TempDir) {
 impl Chat {
     /// Starts `tailchat --nick NICK --no-discovery --port 0 ARGS…` and waits for its start line.
     pub fn start(nick: &str, args: &[&str]) -> Chat {
+        Chat::start_under(&[], nick, args)
+    }
+
+    /// As [`Chat::start`], run through `wrapper` (a program and its arguments, which runs the
+    /// rest of its command line: `faketime -f -1h`, say).
+    pub fn start_under(wrapper: &[&str], nick: &str, args: &[&str]) -> Chat {
         let mut all = vec!["--nick", nick, "--no-discovery", "--port", "0"];
         all.extend_from_slice(args);
-        let (mut cmd, dir) = command(&all);
-        let cmdline = format!("tailchat {}", all.join(" "));
+        let (cmd, dir) = command(&all);
+        let mut cmd = match wrapper {
+            [] => cmd,
+            [program, rest @ ..] => {
+                let mut wrapped = Command::new(program);
+                wrapped.env_clear();
+                wrapped.envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+                wrapped
+                    .args(rest)
+                    .arg(cmd.get_program())
+                    .args(cmd.get_args());
+                wrapped
+            }
+        };
+        let cmdline = format!("{} tailchat {}", wrapper.join(" "), all.join(" "));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

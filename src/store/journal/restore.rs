@@ -55,6 +55,9 @@ pub struct Restored {
     /// Messages heard since the first [`Record::Opened`] and never marked [`Record::Shown`],
     /// in the order heard.
     pub unshown: Vec<Unshown>,
+    /// The largest session number of an earlier run (0 if none was recorded): this run's
+    /// must be larger, even if the clock went back.
+    pub last_session: u64,
     /// The last [`Record::Peer`] written for each peer.
     pub peers: BTreeMap<PeerId, PeerRecord>,
     /// What was wrong with the file (skipped records, a truncated tail), one line each, for the
@@ -72,11 +75,15 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
     let mut outbox: BTreeMap<PeerId, BTreeMap<u64, Outgoing>> = BTreeMap::new();
     let mut peers = BTreeMap::new();
     let mut tracking = false;
+    let mut last_session = 0;
     let mut heard = Vec::new();
     let mut shown: BTreeMap<PeerId, u64> = BTreeMap::new();
     for record in records {
         match record {
-            Record::Opened { .. } => tracking = true,
+            Record::Opened { session, .. } => {
+                tracking = true;
+                last_session = last_session.max(*session);
+            }
             Record::Shown { from, id } => {
                 let through = shown.entry(*from).or_insert(*id);
                 *through = (*through).max(*id);
@@ -161,6 +168,7 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
             .filter(|u| shown.get(&u.from).is_none_or(|through| u.id > *through))
             .collect(),
         peers,
+        last_session,
         warnings: Vec::new(),
         records: records.len(),
     }
@@ -198,7 +206,10 @@ mod tests {
 
     #[test]
     fn messages_heard_but_not_shown_are_replayed_once_tracking_began() {
-        let opened = Record::Opened { at_ms: 0 };
+        let opened = Record::Opened {
+            at_ms: 0,
+            session: 1,
+        };
         // Before any Opened (an older version wrote these): never replayed.
         assert!(unshown(&[heard(1, 1), heard(1, 2)]).is_empty());
         let records = [
@@ -216,5 +227,20 @@ mod tests {
         let mut all_shown = records.to_vec();
         all_shown.extend([shown(1, 4), shown(2, 8)]);
         assert!(unshown(&all_shown).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_session_is_the_largest_recorded() {
+        let opened = |session| Record::Opened { at_ms: 0, session };
+        assert_eq!(summarize(&[]).last_session, 0);
+        assert_eq!(
+            summarize(&[opened(5), opened(9), opened(7)]).last_session,
+            9
+        );
     }
 }

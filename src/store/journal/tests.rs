@@ -197,6 +197,7 @@ fn restart_summary() {
                 vec![outgoing(1, false, "to all"), outgoing(3, false, "again")]
             )]),
             unshown: Vec::new(),
+            last_session: 0,
             peers: BTreeMap::from([(
                 ALICE,
                 PeerRecord {
