@@ -4,10 +4,10 @@
 
 use crate::app::lookup::{find_peer, present_nicks};
 use crate::app::persist::{HistoryError, Persistence};
-use crate::app::Screen;
+use crate::app::{Screen, Setup};
 use crate::net::addr::{self, HostSpec};
 use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
-use crate::store::journal::{format_history_line, HistoryFilter, Journal, Record, Unshown};
+use crate::store::journal::{format_history_line, HistoryFilter, Record, Unshown};
 use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
@@ -70,18 +70,22 @@ pub struct Chat {
 }
 
 impl Chat {
-    /// A chat around `ep`, whose session is `session`. Lookups it starts report back through
-    /// `resolved_tx`.
+    /// The chat `setup` describes (its `peers` and `unshown` are for [`super::run`] and
+    /// ignored here). Lookups it starts report back through `resolved_tx`.
     pub fn new(
-        ep: Endpoint,
+        setup: Setup,
         screen: Box<dyn Screen>,
-        journal: Option<Journal>,
-        reaches: (bool, bool),
-        default_port: u16,
-        scripted: bool,
-        session: u64,
         resolved_tx: mpsc::UnboundedSender<Resolved>,
     ) -> Self {
+        let Setup {
+            endpoint: ep,
+            session,
+            journal,
+            reaches,
+            default_port,
+            scripted,
+            ..
+        } = setup;
         let mut chat = Self {
             ep,
             screen,

@@ -171,18 +171,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
-    let mut chat = Chat::new(
-        setup.endpoint,
-        screen,
-        setup.journal,
-        setup.reaches,
-        setup.default_port,
-        setup.scripted,
-        setup.session,
-        resolved_tx,
-    );
-    chat.replay(setup.unshown);
-    for spec in setup.peers {
+    let mut setup = setup;
+    let peers = std::mem::take(&mut setup.peers);
+    let unshown = std::mem::take(&mut setup.unshown);
+    let mut chat = Chat::new(setup, screen, resolved_tx);
+    chat.replay(unshown);
+    for spec in peers {
         chat.resolve(spec);
     }
     if let Some(names) = net.discovery_interfaces() {
