@@ -223,6 +223,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             reaches: (bound.reaches_v4, bound.reaches_v6),
             journal: None,
             scripted: false,
+            wait: std::time::Duration::from_secs(5),
             unshown: Vec::new(),
         };
         rt.block_on(async {

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
+use tailchat::app::chat::Outcome;
 use tailchat::app::settings::{Args, Settings};
 use tailchat::app::start::{self, Storage};
 use tailchat::app::{self, Setup};
@@ -17,18 +18,21 @@ use tailchat::ui::terminal;
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
             eprintln!("tailchat: {e}");
-            ExitCode::from(1)
+            ExitCode::from(Outcome::COULD_NOT_START)
         }
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<Outcome, String> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let settings = Settings::merge(args)?;
-    let bound = socket::bind(settings.bind, settings.port)?;
+    // A script on a machine where someone already chats on the default port takes any free
+    // port rather than failing: it reaches its peers with --peer or /add.
+    let fallback = !interactive && !settings.port_chosen;
+    let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)?;
     let port = bound
         .socket
         .local_addr()
@@ -56,6 +60,12 @@ fn run(args: Args) -> Result<(), String> {
         settings.nick,
         settings.discovery_note(),
     )));
+    if fell_back {
+        term.output.print(&Output::Notice(format!(
+            "UDP port {} is in use (another tailchat?), so this script listens on {port}",
+            settings.port
+        )));
+    }
     let started = start::endpoint(
         &settings.nick,
         port,
@@ -88,20 +98,14 @@ fn run(args: Args) -> Result<(), String> {
             .unwrap_or_default(),
         journal: storage.and_then(|s| s.journal),
         scripted: !interactive,
+        wait: settings.wait,
     };
     let output = term.output.clone();
     let result = runtime.block_on(async {
         let net =
             UdpIo::new(bound, discovery).map_err(|e| format!("cannot use the socket: {e}"))?;
-        app::run(
-            setup,
-            net,
-            Box::new(term.output),
-            term.input,
-            shutdown_signal(),
-        )
-        .await;
-        Ok(())
+        let screen = Box::new(term.output);
+        Ok(app::run(setup, net, screen, term.input, shutdown_signal()).await)
     });
     // The printer thread owns the screen: let it write the last lines before we exit.
     output.flush();

@@ -201,3 +201,120 @@ fn a_script_on_standard_input_reaches_its_peer() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("not sent"), "{text}");
 }
+
+/// Runs a script (`input` on standard input) with `args`; returns its exit code, standard
+/// output and standard error.
+fn script(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut all = vec![
+        "--nick",
+        "ci-bot",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ];
+    all.extend_from_slice(args);
+    let (mut cmd, _dir) = command(&all);
+    let mut bot = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    bot.stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = bot.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_script_exits_0_only_when_everything_was_delivered() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let input = format!("/add 127.0.0.1:{}\nbuild finished\n", alice.port);
+    let (code, stdout, stderr) = script(&[], &input);
+    alice.expect("<ci-bot> build finished");
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("<ci-bot> build finished"), "{stdout}");
+    assert!(
+        !stdout.contains("error"),
+        "errors belong on standard error: {stdout}"
+    );
+}
+
+#[test]
+fn a_script_with_an_invalid_command_exits_3_with_the_error_on_stderr() {
+    for bad in [
+        "/frobnicate\n",
+        "/msg nobody hi\n",
+        "/add a b c\n",
+        "/nick two words\n",
+    ] {
+        let (code, stdout, stderr) = script(&[], bad);
+        assert_eq!(code, Some(3), "{bad:?}: stdout {stdout} stderr {stderr}");
+        assert!(stderr.contains("error:"), "{bad:?}: {stderr}");
+        assert!(!stdout.contains("error:"), "{bad:?}: {stdout}");
+    }
+}
+
+#[test]
+fn a_script_with_nobody_to_send_to_exits_4() {
+    let (code, stdout, stderr) = script(&["--wait", "0.2"], "anyone there?\n");
+    assert_eq!(code, Some(4), "stdout {stdout} stderr {stderr}");
+    assert!(stderr.contains("nobody is here"), "{stderr}");
+}
+
+#[test]
+fn a_script_whose_message_is_not_acknowledged_within_the_wait_exits_5() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let (mut cmd, _dir) = command(&[
+        "--nick",
+        "ci-bot",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--wait",
+        "0.5",
+        "--peer",
+        &format!("127.0.0.1:{}", alice.port),
+    ]);
+    let mut bot = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    alice.expect("ci-bot joined");
+    // alice stops answering (SIGSTOP: alive, silent), then the bot says something and ends.
+    let stop = std::process::Command::new("kill")
+        .args(["-STOP", &alice.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    {
+        use std::io::Write;
+        let mut stdin = bot.stdin.take().unwrap();
+        writeln!(stdin, "is anyone listening").unwrap();
+    }
+    let out = bot.wait_with_output().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &alice.pid().to_string()])
+        .status();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

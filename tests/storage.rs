@@ -34,6 +34,13 @@ fn quit(mut c: Chat) {
     assert!(c.wait_exit().success());
 }
 
+/// Quits a script that still has messages waiting: after its wait, it exits 5 ("some
+/// messages not delivered").
+fn quit_undelivered(mut c: Chat) {
+    c.send("/quit");
+    assert_eq!(c.wait_exit().code(), Some(5), "{:#?}", c.seen);
+}
+
 #[test]
 fn identity_and_history_survive_a_restart() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -123,7 +130,7 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     alice.expect("bob left");
     alice.send("kept for bob");
     alice.expect("bob is away");
-    quit(alice);
+    quit_undelivered(alice);
     let mut alice = start("alice", a.path(), &[]);
     alice.expect("1 message(s) from earlier wait");
     let mut bob = start(

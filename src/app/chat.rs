@@ -17,10 +17,48 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How long a script's next line waits for a `/add` or `--peer` to be answered.
-pub const SCRIPT_CONTACT_WAIT: Duration = Duration::from_secs(5);
 /// How long `/quit` waits for peers to acknowledge the goodbye.
 pub const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+/// How a run went, for a script's exit code (see [`Outcome::exit_code`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// A command typed (or piped) was invalid: unknown, misused, or naming a peer or host
+    /// that does not exist.
+    pub invalid_command: bool,
+    /// A message had nobody to go to.
+    pub nobody_to_send_to: bool,
+    /// Messages still unacknowledged by some recipient when the run ended.
+    pub undelivered: usize,
+}
+
+impl Outcome {
+    /// Everything sent was delivered to every recipient.
+    pub const DELIVERED: u8 = 0;
+    /// tailchat could not start (socket, data directory, config file); clap's own usage
+    /// errors exit 2.
+    pub const COULD_NOT_START: u8 = 1;
+    /// A command was invalid.
+    pub const INVALID_COMMAND: u8 = 3;
+    /// A message had nobody to go to.
+    pub const NOBODY_TO_SEND_TO: u8 = 4;
+    /// Some messages were not delivered within the wait.
+    pub const UNDELIVERED: u8 = 5;
+
+    /// The exit code: the first of these that applies — invalid command, nobody to send to,
+    /// undelivered — else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.invalid_command {
+            Self::INVALID_COMMAND
+        } else if self.nobody_to_send_to {
+            Self::NOBODY_TO_SEND_TO
+        } else if self.undelivered > 0 {
+            Self::UNDELIVERED
+        } else {
+            Self::DELIVERED
+        }
+    }
+}
 /// `/history` without a count shows this many lines.
 const HISTORY_DEFAULT: usize = 20;
 
@@ -55,8 +93,15 @@ pub struct Chat {
     /// Input is a script, not a person: hold its lines while a contact it asked for is being
     /// made, so `printf '/add host\nhello\n' | tailchat` says hello to someone.
     scripted: bool,
+    /// How long a script waits: for a contact it asked for, and at the end for its messages
+    /// to be acknowledged.
+    wait: Duration,
     /// Script lines are held until a contact is answered, or until this time.
     hold_until: Option<Instant>,
+    /// Input has ended: once every message is acknowledged, or at this time, quit.
+    drain_until: Option<Instant>,
+    /// What went wrong, for the exit code.
+    outcome: Outcome,
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
@@ -84,6 +129,7 @@ impl Chat {
             reaches,
             default_port,
             scripted,
+            wait,
             ..
         } = setup;
         let mut chat = Self {
@@ -96,7 +142,10 @@ impl Chat {
             quit_by: None,
             persist: Persistence::new(journal),
             scripted,
+            wait,
             hold_until: None,
+            drain_until: None,
+            outcome: Outcome::default(),
             pending: Vec::new(),
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
@@ -121,10 +170,15 @@ impl Chat {
 
     /// When the loop must wake up next even if nothing arrives.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        [self.ep.poll_timeout(), self.quit_by, self.hold_until]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.ep.poll_timeout(),
+            self.quit_by,
+            self.hold_until,
+            self.drain_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The timer fired: the core's timers, and a script's hold running out.
@@ -141,14 +195,46 @@ impl Chat {
     }
 
     /// Whether the user has quit and the goodbye is acknowledged or has run out of time.
-    pub fn finished(&self, now: Instant) -> bool {
+    /// A script whose input has ended first waits for its messages to be acknowledged.
+    pub fn finished(&mut self, now: Instant) -> bool {
+        if let Some(until) = self.drain_until {
+            if self.ep.undelivered() == 0 || now >= until {
+                self.drain_until = None;
+                self.quit();
+            }
+        }
         self.quit_by
             .is_some_and(|by| self.ep.leave_complete() || now >= by)
+    }
+
+    /// Input has ended: a script first waits (up to its wait) for its messages to be
+    /// acknowledged; a person quits at once.
+    pub fn end_of_input(&mut self) {
+        if self.scripted && self.ep.undelivered() > 0 && !self.quitting() {
+            self.drain_until
+                .get_or_insert_with(|| Instant::now() + self.wait);
+        } else {
+            self.quit();
+        }
     }
 
     /// Whether quitting has started.
     pub fn quitting(&self) -> bool {
         self.quit_by.is_some()
+    }
+
+    /// How the run went so far.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            undelivered: self.ep.undelivered(),
+            ..self.outcome
+        }
+    }
+
+    /// Shows an error in a command the user gave, and remembers it for the exit code.
+    fn command_error(&mut self, message: String) {
+        self.outcome.invalid_command = true;
+        self.print(Output::Error(message));
     }
 
     /// First half of a wake-up's output: takes the core's events and makes durable what they
@@ -266,7 +352,7 @@ impl Chat {
         match command::parse(line) {
             Ok(None) => {}
             Ok(Some(cmd)) => self.on_command(cmd),
-            Err(e) => self.print(Output::Error(e.to_string())),
+            Err(e) => self.command_error(e.to_string()),
         }
     }
 
@@ -276,18 +362,18 @@ impl Chat {
             Command::Say(text) => self.say(now, Recipients::Everyone, None, text),
             Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
                 Ok((id, nick)) => self.say(now, Recipients::Peer(id), Some(nick), text),
-                Err(e) => self.print(Output::Error(e)),
+                Err(e) => self.command_error(e),
             },
             Command::Add(text) => match addr::parse(&text, self.default_port) {
                 Ok(spec) => self.resolve(spec),
-                Err(e) => self.print(Output::Error(e)),
+                Err(e) => self.command_error(e),
             },
             Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
                 Ok(()) => {
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
                 }
-                Err(e) => self.print(Output::Error(e)),
+                Err(e) => self.command_error(e),
             },
             Command::Peers => {
                 for line in present::peers_lines(&self.ep.peers(), now) {
@@ -300,16 +386,18 @@ impl Chat {
                 }
             }
             Command::History { nick, count } => self.history(nick, count),
-            Command::Quit => self.quit(),
+            // A script's /quit, like its end, first waits for its messages to be acknowledged.
+            Command::Quit => self.end_of_input(),
         }
     }
 
     fn say(&mut self, now: Instant, to: Recipients, to_nick: Option<String>, text: String) {
         let sent = match self.ep.send_message(now, to, &text) {
             Ok(sent) if sent.recipients.is_empty() => {
+                self.outcome.nobody_to_send_to = true;
                 return self.print(Output::Error(
                     "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
-                ))
+                ));
             }
             Ok(sent) => sent,
             Err(e) => return self.print(Output::Error(format!("not sent: {e}"))),
@@ -353,7 +441,7 @@ impl Chat {
     /// Looks a spec up off the loop; the answer comes back through `resolved_tx`.
     pub fn resolve(&mut self, spec: HostSpec) {
         if self.scripted {
-            self.hold_until = Some(Instant::now() + SCRIPT_CONTACT_WAIT);
+            self.hold_until = Some(Instant::now() + self.wait);
         }
         let tx = self.resolved_tx.clone();
         tokio::spawn(async move {
@@ -368,7 +456,7 @@ impl Chat {
             Ok(a) => a,
             Err(e) => {
                 self.hold_until = None;
-                return self.print(Output::Error(e));
+                return self.command_error(e);
             }
         };
         let (v4, v6) = self.reaches;
@@ -379,10 +467,10 @@ impl Chat {
             .collect();
         if usable.is_empty() {
             self.hold_until = None;
-            return self.print(Output::Error(format!(
+            return self.command_error(format!(
                 "cannot reach {}: its addresses are of a family this socket does not speak (check --bind)",
                 r.spec
-            )));
+            ));
         }
         let peers = self.ep.peers();
         let now = Instant::now();

@@ -27,7 +27,7 @@ use crate::proto::Endpoint;
 use crate::store::journal::{Journal, Unshown};
 use crate::ui::render::Output;
 use crate::ui::terminal::Input;
-use chat::Chat;
+use chat::{Chat, Outcome};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -157,19 +157,22 @@ pub struct Setup {
     pub journal: Option<Journal>,
     /// Input is a script, not a person (see [`chat::Chat`]).
     pub scripted: bool,
+    /// How long a script waits for a contact it asked for, and at the end for its messages
+    /// to be acknowledged.
+    pub wait: Duration,
     /// Messages heard in an earlier run that may never have reached the screen, shown first.
     pub unshown: Vec<Unshown>,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where
-/// peers were and says what is still waiting.
+/// peers were, says what is still waiting, and returns how it went.
 pub async fn run(
     setup: Setup,
     mut net: impl Network,
     screen: Box<dyn Screen>,
     mut input: mpsc::UnboundedReceiver<Input>,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Outcome {
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
     let mut setup = setup;
     let peers = std::mem::take(&mut setup.peers);
@@ -209,7 +212,7 @@ pub async fn run(
                         Some(Input::Line(line)) => chat.on_line(&line),
                         Some(Input::Eof) | None => {
                             input_open = false;
-                            chat.quit();
+                            chat.end_of_input();
                             break;
                         }
                     }
@@ -236,6 +239,7 @@ pub async fn run(
         }
     }
     chat.goodbye();
+    chat.outcome()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::ui::command::{is_valid_nick, NICK_RULE};
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The port used when none is given, here and for peers.
 pub const DEFAULT_PORT: u16 = 7654;
@@ -42,6 +43,23 @@ pub struct Args {
     /// $XDG_DATA_HOME/tailchat]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Scripts: how long to wait for a peer asked for with /add or --peer to answer, and at
+    /// the end for every message to be acknowledged (the exit code says if one was not)
+    /// [default: 5]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+}
+
+/// How long a script waits when `--wait` is not given.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|w| w.is_finite() && (0.0..=86_400.0).contains(w))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "a number of seconds from 0 to 86400, e.g. 5 or 0.5".to_owned())
 }
 
 fn parse_nick(s: &str) -> Result<String, String> {
@@ -75,6 +93,11 @@ pub struct Settings {
     pub discovery: bool,
     /// Where to keep data, if not the default.
     pub data_dir: Option<PathBuf>,
+    /// Whether the port was chosen (command line or config file) rather than defaulted: a
+    /// script may then not fall back to another one.
+    pub port_chosen: bool,
+    /// How long a script waits (see [`Args::wait`]).
+    pub wait: Duration,
 }
 
 impl Settings {
@@ -98,6 +121,7 @@ impl Settings {
         if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_nick(n)) {
             return Err(in_file(&format!("nick '{n}': {NICK_RULE}")));
         }
+        let port_chosen = args.port.or(cfg.port).is_some();
         let port = args.port.or(cfg.port).unwrap_or(DEFAULT_PORT);
         let default_port = if port == 0 { DEFAULT_PORT } else { port };
         let mut peers = Vec::new();
@@ -124,6 +148,8 @@ impl Settings {
             peers,
             discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
             data_dir: args.data_dir.or(cfg.data_dir),
+            port_chosen,
+            wait: args.wait.unwrap_or(DEFAULT_WAIT),
         })
     }
 
@@ -170,5 +196,13 @@ mod tests {
         assert!(Args::try_parse_from(["tailchat", "--nick", "c#dev"]).is_err());
         assert!(Args::try_parse_from(["tailchat", "--port", "70000"]).is_err());
         assert!(Args::try_parse_from(["tailchat", "--peer", "a b"]).is_err());
+        let w = Args::try_parse_from(["tailchat", "--wait", "0.5"]).unwrap();
+        assert_eq!(w.wait, Some(Duration::from_millis(500)));
+        for bad in ["-1", "nan", "inf", "soon", "100000"] {
+            assert!(
+                Args::try_parse_from(["tailchat", "--wait", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

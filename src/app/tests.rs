@@ -170,6 +170,7 @@ fn start_chat(
         reaches: (true, true),
         journal,
         scripted: false,
+        wait: Duration::from_secs(5),
         unshown: Vec::new(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();

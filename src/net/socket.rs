@@ -38,6 +38,33 @@ pub fn bind(addr: Option<IpAddr>, port: u16) -> Result<Bound, String> {
     result.map_err(|(at, e)| explain_bind_error(at, &e))
 }
 
+/// [`bind`], and with `fallback`, any free port when `port` is in use. Returns the socket and
+/// whether it fell back.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_or_any(
+    addr: Option<IpAddr>,
+    port: u16,
+    fallback: bool,
+) -> Result<(Bound, bool), String> {
+    match bind(addr, port) {
+        Err(e) if fallback && port != 0 && bind_in_use(addr, port) => {
+            bind(addr, 0).map(|b| (b, true)).map_err(|_| e)
+        }
+        other => other.map(|b| (b, false)),
+    }
+}
+
+/// Whether binding `port` fails because it is in use.
+fn bind_in_use(addr: Option<IpAddr>, port: u16) -> bool {
+    let at = SocketAddr::new(addr.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)), port);
+    let v4 = SocketAddr::new(addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), port);
+    [at, v4]
+        .into_iter()
+        .any(|a| matches!(bind_one(a), Err((_, e)) if e.kind() == io::ErrorKind::AddrInUse))
+}
+
 fn bind_one(at: SocketAddr) -> Result<Bound, (SocketAddr, io::Error)> {
     let wrap = |e| (at, e);
     let domain = if at.is_ipv6() {
@@ -122,6 +149,17 @@ mod tests {
         let err = bind(Some("127.0.0.1".parse().unwrap()), port).unwrap_err();
         assert!(err.contains("cannot bind UDP 127.0.0.1:"), "{err}");
         assert!(err.contains("--port"), "{err}");
+    }
+
+    #[test]
+    fn a_used_port_falls_back_to_a_free_one_only_when_asked() {
+        let lo = Some("127.0.0.1".parse().unwrap());
+        let first = bind(lo, 0).unwrap();
+        let port = first.socket.local_addr().unwrap().port();
+        assert!(bind_or_any(lo, port, false).is_err());
+        let (other, fell_back) = bind_or_any(lo, port, true).unwrap();
+        assert!(fell_back);
+        assert_ne!(other.socket.local_addr().unwrap().port(), port);
     }
 
     #[test]

@@ -123,8 +123,9 @@ pub struct OutputSender {
 /// What the printer thread is asked to do, in order.
 #[derive(Debug)]
 enum ToPrinter {
-    /// Write this already rendered line, the `.0`th printed.
-    Line(u64, String),
+    /// Write this already rendered line, the `.0`th printed; `.2`: it is an error (in plain
+    /// mode errors go to standard error, so standard output carries only the conversation).
+    Line(u64, String, bool),
     /// Signal the sender once everything queued before has been written; lines up to `.1`
     /// are then all written or skipped.
     Flush(mpsc::Sender<()>, u64),
@@ -157,7 +158,8 @@ impl OutputSender {
         }
         // Sending fails only once the printer thread has ended, when there is nowhere left to
         // write to anyway.
-        let _ = self.lines.send(ToPrinter::Line(number, line));
+        let error = matches!(out, Output::Error(_));
+        let _ = self.lines.send(ToPrinter::Line(number, line, error));
     }
 
     /// A mark after every line printed so far: [`Self::reached`] passes it once those lines
@@ -260,7 +262,7 @@ fn start_interactive(
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     // The ExternalPrinter writes the line as is while rustyline is not in raw mode (between
     // two prompts), so the line ending must be ours.
-    let output = spawn_printer(color, prompt, move |line| {
+    let output = spawn_printer(color, prompt, move |line, _error| {
         printer.print(format!("{line}\n")).map_err(io::Error::other)
     });
     spawn_named("tailchat-readline", move || {
@@ -271,7 +273,12 @@ fn start_interactive(
 
 /// Plain mode: stdin lines in, stdout lines out.
 fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
-    let output = spawn_printer(false, mpsc::channel().0, |line| {
+    let output = spawn_printer(false, mpsc::channel().0, |line, error| {
+        if error {
+            let mut stderr = io::stderr().lock();
+            writeln!(stderr, "{line}")?;
+            return stderr.flush();
+        }
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{line}")?;
         stdout.flush()
@@ -286,7 +293,7 @@ fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
 fn spawn_printer(
     color: bool,
     prompt: mpsc::Sender<ToPrompt>,
-    sink: impl FnMut(String) -> io::Result<()> + Send + 'static,
+    sink: impl FnMut(String, bool) -> io::Result<()> + Send + 'static,
 ) -> OutputSender {
     let (lines, queue) = mpsc::channel();
     let state = Arc::new(PrinterState::default());
@@ -307,11 +314,11 @@ fn spawn_printer(
 fn run_printer(
     queue: &mpsc::Receiver<ToPrinter>,
     state: &PrinterState,
-    mut sink: impl FnMut(String) -> io::Result<()>,
+    mut sink: impl FnMut(String, bool) -> io::Result<()>,
 ) {
     let mut reported = false;
-    let mut write = |line: String| {
-        if let Err(e) = sink(line) {
+    let mut write = |line: String, error: bool| {
+        if let Err(e) = sink(line, error) {
             if !reported {
                 warn!("cannot write output: {e}");
                 reported = true;
@@ -329,12 +336,12 @@ fn run_printer(
                 )),
                 chrono::Local::now().time(),
                 false,
-            ));
+            ), true);
         }
         match message {
-            ToPrinter::Line(number, line) => {
+            ToPrinter::Line(number, line, error) => {
                 let len = line.len();
-                write(line);
+                write(line, error);
                 state.queued.fetch_sub(len, Ordering::AcqRel);
                 state.written.fetch_max(number, Ordering::AcqRel);
             }
@@ -615,7 +622,7 @@ mod tests {
     fn recording_printer(color: bool) -> (OutputSender, Arc<Mutex<Vec<String>>>) {
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&written);
-        let output = spawn_printer(color, mpsc::channel().0, move |line| {
+        let output = spawn_printer(color, mpsc::channel().0, move |line, _| {
             lock(&sink).push(line);
             Ok(())
         });
@@ -664,11 +671,13 @@ mod tests {
         let (queue_tx, queue) = mpsc::channel();
         let mut attempts = 0;
         let (done, flushed) = mpsc::channel();
-        queue_tx.send(ToPrinter::Line(1, "a".into())).unwrap();
-        queue_tx.send(ToPrinter::Line(2, "b".into())).unwrap();
+        queue_tx
+            .send(ToPrinter::Line(1, "a".into(), false))
+            .unwrap();
+        queue_tx.send(ToPrinter::Line(2, "b".into(), true)).unwrap();
         queue_tx.send(ToPrinter::Flush(done, 2)).unwrap();
         drop(queue_tx);
-        run_printer(&queue, &PrinterState::default(), |_| {
+        run_printer(&queue, &PrinterState::default(), |_, _| {
             attempts += 1;
             Err(io::Error::from(io::ErrorKind::BrokenPipe))
         });
@@ -682,7 +691,7 @@ mod tests {
         let (release, gate) = mpsc::channel::<()>();
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&written);
-        let output = spawn_printer(false, mpsc::channel().0, move |line| {
+        let output = spawn_printer(false, mpsc::channel().0, move |line, _| {
             if lock(&sink).is_empty() {
                 let _ = gate.recv();
             }

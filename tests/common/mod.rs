@@ -75,19 +75,17 @@ impl Chat {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn tailchat");
+        // Errors go to standard error when not on a terminal; the tests read both streams as
+        // one (each line whole, in the order each stream wrote them).
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let err_tx = tx.clone();
+        std::thread::spawn(move || forward_lines(stdout, &tx));
+        std::thread::spawn(move || forward_lines(stderr, &err_tx));
         let mut chat = Chat {
             stdin: child.stdin.take(),
             child,
@@ -128,6 +126,11 @@ impl Chat {
         while let Ok(line) = self.lines.recv_timeout(WAIT) {
             self.seen.push(line);
         }
+    }
+
+    /// The process id (to stop or signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Closes standard input (EOF), which means /quit.
@@ -200,6 +203,16 @@ impl Chat {
             self.cmdline,
             self.seen.join("\n")
         );
+    }
+}
+
+/// Sends each line read from `from` until it ends or nobody listens.
+fn forward_lines(from: impl std::io::Read, to: &mpsc::Sender<String>) {
+    for line in BufReader::new(from).lines() {
+        let Ok(line) = line else { break };
+        if to.send(line).is_err() {
+            break;
+        }
     }
 }
 
