@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use std::io::IsTerminal;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -152,6 +153,7 @@ fn init_logging(interactive: bool, data_dir: Option<&std::path::Path>) {
     let Ok(file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(dir.join(store::LOG_FILE))
     else {
         return;

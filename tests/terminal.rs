@@ -567,6 +567,15 @@ fn the_prompt_shows_the_nick_and_follows_nick_changes() {
     alice.expect("<robert> hi");
 
     quit(&mut alice, &bob, "robert> ", "robert");
+
+    // On a terminal, logs (RUST_LOG is set) go to a private file, with tailchat's own events.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&bob.log).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", bob.log.display());
+    let log = std::fs::read_to_string(&bob.log).unwrap();
+    for wanted in ["tailchat::app", "PeerJoined", "journal synced"] {
+        assert!(log.contains(wanted), "no {wanted:?} in the log:\n{log}");
+    }
 }
 
 /// Presses Enter on bob's prompt holding `text`: alice must receive exactly `text` from bob,

@@ -102,6 +102,8 @@ pub struct Chat {
     drain_until: Option<Instant>,
     /// What went wrong, for the exit code.
     outcome: Outcome,
+    /// The core's counters as last logged.
+    last_stats: String,
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
@@ -146,6 +148,7 @@ impl Chat {
             hold_until: None,
             drain_until: None,
             outcome: Outcome::default(),
+            last_stats: String::new(),
             pending: Vec::new(),
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
@@ -223,6 +226,16 @@ impl Chat {
         self.quit_by.is_some()
     }
 
+    /// Logs the core's counters (datagrams in and out, dropped and why, retransmissions), at
+    /// debug level, when they changed since the last time.
+    pub fn log_stats(&mut self) {
+        let stats = format!("{:?}", self.ep.stats());
+        if stats != self.last_stats {
+            tracing::debug!("counters: {stats}");
+            self.last_stats = stats;
+        }
+    }
+
     /// How the run went so far.
     pub fn outcome(&self) -> Outcome {
         Outcome {
@@ -245,6 +258,7 @@ impl Chat {
         self.record_shown(self.screen.reached());
         let mut events = Vec::new();
         while let Some(e) = self.ep.poll_event() {
+            tracing::debug!("event: {e:?}");
             for record in Persistence::records_for(&self.ep, &e, now_ms) {
                 self.append(&record);
             }

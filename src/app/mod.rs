@@ -38,7 +38,8 @@ use tokio::sync::mpsc;
 /// busy source from starving the others.
 const BATCH: usize = 64;
 /// How often the network interfaces are scanned for changes (a new network means announcing
-/// at once; a scan is one cheap system call).
+/// at once; a scan is one cheap system call), and the core's counters logged (at debug level,
+/// when they changed).
 const INTERFACE_SCAN: Duration = Duration::from_secs(5);
 
 /// The network as the event loop uses it. [`UdpIo`] is the real one.
@@ -175,6 +176,7 @@ pub async fn run(
 ) -> Outcome {
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
     let mut setup = setup;
+    let setup_session = setup.session;
     let peers = std::mem::take(&mut setup.peers);
     let unshown = std::mem::take(&mut setup.unshown);
     let mut chat = Chat::new(setup, screen, resolved_tx);
@@ -191,6 +193,12 @@ pub async fn run(
     }
     chat.flush_screen();
     let discovering = net.discovery_interfaces().is_some();
+    tracing::debug!(
+        "running as {} (session {}), discovery {}",
+        chat.ep.peer_id(),
+        setup_session,
+        if discovering { "on" } else { "off" }
+    );
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
     scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     scan.tick().await; // the first tick is immediate; the network scanned at start
@@ -224,10 +232,11 @@ pub async fn run(
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
-            _ = scan.tick(), if discovering => {
-                if net.rescan() {
+            _ = scan.tick() => {
+                if discovering && net.rescan() {
                     chat.ep.announce_soon(Instant::now());
                 }
+                chat.log_stats();
             }
         }
         // The durability order: events recorded and synced, then datagrams, then the screen.

@@ -69,9 +69,13 @@ impl Persistence {
         if !std::mem::take(&mut self.dirty) || self.failed {
             return None;
         }
+        let started = std::time::Instant::now();
         match self.journal.as_mut().map(Journal::sync) {
             Some(Err(e)) => Some(self.fail(&e.to_string())),
-            _ => None,
+            _ => {
+                tracing::debug!("journal synced in {:?}", started.elapsed());
+                None
+            }
         }
     }
 

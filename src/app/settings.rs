@@ -169,10 +169,20 @@ impl Settings {
     }
 }
 
+/// The user's login name: from the password database, else `$USER` or `$LOGNAME` (a service
+/// or container may run with neither set, or as a user the database does not know).
 fn login_name() -> Option<String> {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
+    let from_passwd = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    from_passwd
+        .into_iter()
+        .chain(
+            ["USER", "LOGNAME"]
+                .iter()
+                .filter_map(|v| std::env::var(v).ok()),
+        )
         .find(|n| is_valid_nick(n))
 }
 
@@ -180,6 +190,15 @@ fn login_name() -> Option<String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_login_name_comes_from_the_password_database() {
+        // The tests run as a user the database knows (root in CI): no environment needed.
+        let expected = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .map(|u| u.name);
+        assert_eq!(login_name(), expected);
+    }
 
     #[test]
     fn command_line_definition_is_valid() {

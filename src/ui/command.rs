@@ -254,8 +254,13 @@ fn parse_history(args: &[&str]) -> Result<Command, CommandError> {
 /// `None` if `word` is not a number at all, `Some(Err)` if it is one but not a usable count
 /// (zero or too large), `Some(Ok)` otherwise.
 fn parse_count(word: &str) -> Option<Result<usize, ()>> {
-    if !word.bytes().all(|b| b.is_ascii_digit()) {
+    // A sign makes it a (bad) number, not a nick: `/history -3` is a usage error.
+    let digits = word.strip_prefix(['-', '+']).unwrap_or(word);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
+    }
+    if digits.len() != word.len() {
+        return Some(Err(()));
     }
     Some(match word.parse::<usize>() {
         Ok(count) if count > 0 => Ok(count),
@@ -430,6 +435,9 @@ mod tests {
             "/history 50 bob",
             "/history a b c",
             "/history 99999999999999999999999",
+            "/history -3",
+            "/history +3",
+            "/history bob -3",
         ] {
             assert_eq!(err(line), CommandError::Usage(HISTORY_USAGE), "{line:?}");
         }
