@@ -224,6 +224,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             journal: None,
             scripted: false,
             wait: std::time::Duration::from_secs(5),
+            json: false,
             unshown: Vec::new(),
         };
         rt.block_on(async {

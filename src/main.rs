@@ -55,14 +55,22 @@ fn run(args: Args) -> Result<Outcome, String> {
         &settings.nick,
         storage.as_ref().map(Storage::prompt_history),
     );
-    term.output.print(&Output::Notice(format!(
+    let json = settings.json;
+    let say = |out: Output| {
+        if json {
+            term.output.print_raw(app::json::line(&out));
+        } else {
+            term.output.print(&out);
+        }
+    };
+    say(Output::Notice(format!(
         "tailchat {}: you are {}, listening on UDP port {port} ({}). /help lists commands.",
         env!("CARGO_PKG_VERSION"),
         settings.nick,
         settings.discovery_note(),
     )));
     if fell_back {
-        term.output.print(&Output::Notice(format!(
+        say(Output::Notice(format!(
             "UDP port {} is in use (another tailchat?), so this script listens on {port}",
             settings.port
         )));
@@ -74,15 +82,21 @@ fn run(args: Args) -> Result<Outcome, String> {
         storage.as_ref(),
         Instant::now(),
     );
-    for n in &started.notices {
-        term.output.print(n);
+    if json {
+        term.output.print_raw(app::json::ready(
+            &settings.nick,
+            started.endpoint.peer_id(),
+            port,
+        ));
+    }
+    for n in started.notices.iter().cloned() {
+        say(n);
     }
     if let Some(problem) = storage.as_ref().and_then(|s| s.problem.clone()) {
-        term.output
-            .print(&Output::Error(format!("storage: {problem}")));
+        say(Output::Error(format!("storage: {problem}")));
     }
     if let Some(e) = storage_error {
-        term.output.print(&Output::Error(format!(
+        say(Output::Error(format!(
             "storage off: {e} — the chat works, but nothing is kept after you quit"
         )));
     }
@@ -100,6 +114,7 @@ fn run(args: Args) -> Result<Outcome, String> {
         journal: storage.and_then(|s| s.journal),
         scripted: !interactive,
         wait: settings.wait,
+        json: settings.json,
     };
     let output = term.output.clone();
     let result = runtime.block_on(async {

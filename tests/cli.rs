@@ -318,3 +318,146 @@ fn a_script_whose_message_is_not_acknowledged_within_the_wait_exits_5() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A program driving tailchat with `--json`: every line it reads must be a JSON object of
+/// schema version 1, and peer text must arrive byte-exact (escaped, not stripped).
+#[test]
+fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
+    use serde_json::Value;
+    use std::io::{BufRead, BufReader, Write};
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let (mut cmd, _dir) = command(&[
+        "--nick",
+        "bot",
+        "--json",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]);
+    let mut bot = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = bot.stdin.take().unwrap();
+    let stdout = bot.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+            assert_eq!(v["v"], 1, "{line}");
+            assert!(v["type"].is_string(), "{line}");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut expect = |what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
+        loop {
+            let v = rx
+                .recv_timeout(common::WAIT)
+                .unwrap_or_else(|_| panic!("no {what}; saw {seen:#?}"));
+            seen.push(v.clone());
+            if f(&v) {
+                return v;
+            }
+        }
+    };
+    let ready = expect("ready", &|v| v["type"] == "ready");
+    assert_eq!(ready["nick"], "bot");
+    assert!(ready["port"].as_u64().unwrap() > 0);
+    let send = |stdin: &mut std::process::ChildStdin, v: Value| {
+        writeln!(stdin, "{v}").unwrap();
+    };
+    send(
+        &mut stdin,
+        serde_json::json!({"cmd": "add", "host": format!("127.0.0.1:{}", alice.port)}),
+    );
+    let join = expect("alice's join", &|v| v["type"] == "join");
+    assert_eq!(join["nick"], "alice");
+    assert_eq!(join["id"].as_str().unwrap().len(), 16);
+
+    let evil = "red \u{1b}[31malert\u{1b}[0m \u{7} \"quoted\" ünï";
+    alice.send(evil);
+    let msg = expect("alice's message", &|v| v["type"] == "message");
+    assert_eq!(msg["text"], evil, "byte-exact in JSON");
+    assert_eq!(msg["from"], "alice");
+    assert_eq!(msg["direct"], false);
+    assert!(msg["id"].is_u64() && msg["time"].is_string());
+    let on_screen = alice.expect("<alice> red");
+    assert!(
+        !on_screen.contains('\u{1b}') && !on_screen.contains('\u{7}'),
+        "{on_screen:?}"
+    );
+
+    send(
+        &mut stdin,
+        serde_json::json!({"cmd": "send", "text": "hello from a bot", "ignored": [1, 2]}),
+    );
+    let sent = expect("the sent echo", &|v| v["type"] == "sent");
+    assert_eq!(sent["text"], "hello from a bot");
+    assert_eq!(sent["recipients"].as_array().unwrap().len(), 1);
+    alice.expect("<bot> hello from a bot");
+    let delivered = expect("delivery", &|v| v["type"] == "delivered");
+    assert_eq!(delivered["id"], sent["id"]);
+    assert_eq!(delivered["to"], "alice");
+
+    send(
+        &mut stdin,
+        serde_json::json!({"cmd": "msg", "to": "alice", "text": "psst"}),
+    );
+    let direct = expect("the direct echo", &|v| v["type"] == "sent");
+    assert_eq!(direct["direct"], true);
+    assert_eq!(direct["to"], "alice");
+    alice.expect("*bot* psst");
+
+    send(&mut stdin, serde_json::json!({"cmd": "peers"}));
+    let peers = expect("the peer list", &|v| v["type"] == "peers");
+    let list = peers["peers"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["nick"], "alice");
+    assert_eq!(list[0]["state"], "online");
+    assert!(list[0]["addrs"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+
+    send(
+        &mut stdin,
+        serde_json::json!({"cmd": "history", "count": 10}),
+    );
+    let history = expect("history", &|v| v["type"] == "history");
+    let texts: Vec<&str> = history["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.contains(&evil) && texts.contains(&"hello from a bot"),
+        "{texts:?}"
+    );
+
+    writeln!(stdin, "this is not json").unwrap();
+    let err = expect("an error object", &|v| v["type"] == "error");
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a JSON command"));
+    send(&mut stdin, serde_json::json!({"cmd": "dance"}));
+    let err = expect("an unknown-command error", &|v| {
+        v["type"] == "error" && v["message"].as_str().unwrap_or("").contains("dance")
+    });
+    assert!(err["message"].as_str().unwrap().contains("unknown command"));
+
+    send(&mut stdin, serde_json::json!({"cmd": "quit"}));
+    alice.expect("bot left");
+    let status = bot.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "an invalid command was given, so 3");
+}

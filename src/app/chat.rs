@@ -2,6 +2,7 @@
 //! does, what each event becomes on disk and on screen, and when a script's next line may go.
 //! No sockets and no terminal: the event loop ([`super::run`]) feeds it and moves its bytes.
 
+use crate::app::json;
 use crate::app::lookup::{find_peer, present_nicks};
 use crate::app::persist::{HistoryError, Persistence};
 use crate::app::{Screen, Setup};
@@ -71,6 +72,14 @@ pub struct Resolved {
     pub result: Result<Vec<SocketAddr>, String>,
 }
 
+/// A line waiting for the screen.
+enum Line {
+    /// For a person.
+    Human(Output),
+    /// A JSON object for a program.
+    Json(String),
+}
+
 /// The chat's state between wake-ups.
 pub struct Chat {
     /// The protocol core.
@@ -107,7 +116,9 @@ pub struct Chat {
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
-    pending: Vec<Output>,
+    pending: Vec<Line>,
+    /// Output is JSON lines for a program (`--json`), input JSON commands.
+    json: bool,
     /// Messages handed to the screen and not yet known to be written: per screen mark, the
     /// highest id shown per sender. Recorded as shown once the screen passes the mark.
     unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
@@ -132,6 +143,7 @@ impl Chat {
             default_port,
             scripted,
             wait,
+            json,
             ..
         } = setup;
         let mut chat = Self {
@@ -150,6 +162,7 @@ impl Chat {
             outcome: Outcome::default(),
             last_stats: String::new(),
             pending: Vec::new(),
+            json,
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
         };
@@ -159,15 +172,26 @@ impl Chat {
         chat
     }
 
-    /// Queues one line for the screen (see [`Self::flush_screen`]).
+    /// Queues one line for the screen (see [`Self::flush_screen`]); as JSON in JSON mode.
     pub fn print(&mut self, out: Output) {
-        self.pending.push(out);
+        self.pending.push(if self.json {
+            Line::Json(json::line(&out))
+        } else {
+            Line::Human(out)
+        });
     }
 
     /// Shows the queued lines. Call only when everything appended is synced.
     pub fn flush_screen(&mut self) {
-        for out in self.pending.drain(..) {
-            self.screen.print(&out);
+        for line in std::mem::take(&mut self.pending) {
+            self.show_line(line);
+        }
+    }
+
+    fn show_line(&self, line: Line) {
+        match line {
+            Line::Human(out) => self.screen.print(&out),
+            Line::Json(text) => self.screen.print_json(text),
         }
     }
 
@@ -295,7 +319,10 @@ impl Chat {
             }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
-            if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
+            if self.json {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                self.screen.print_json(json::event(&e, name, now_ms));
+            } else if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
                 self.screen.print(&out);
             }
         }
@@ -311,12 +338,19 @@ impl Chat {
         if unshown.is_empty() {
             return;
         }
-        self.screen
-            .print(&Output::Notice("--- while you were away ---".to_owned()));
         let mut shown = BTreeMap::new();
-        for u in unshown {
+        if self.json {
+            let lines: Vec<_> = unshown.iter().map(|u| u.line.clone()).collect();
+            self.screen.print_json(json::history("missed", &lines));
+        } else {
             self.screen
-                .print(&Output::Info(format_history_line(&u.line)));
+                .print(&Output::Notice("--- while you were away ---".to_owned()));
+            for u in &unshown {
+                self.screen
+                    .print(&Output::Info(format_history_line(&u.line)));
+            }
+        }
+        for u in unshown {
             let through = shown.entry(u.from).or_insert(u.id);
             *through = (*through).max(u.id);
         }
@@ -363,10 +397,15 @@ impl Chat {
 
     /// A typed line.
     pub fn on_line(&mut self, line: &str) {
-        match command::parse(line) {
+        let parsed = if self.json {
+            json::parse_command(line)
+        } else {
+            command::parse(line).map_err(|e| e.to_string())
+        };
+        match parsed {
             Ok(None) => {}
             Ok(Some(cmd)) => self.on_command(cmd),
-            Err(e) => self.command_error(e.to_string()),
+            Err(e) => self.command_error(e),
         }
     }
 
@@ -389,6 +428,10 @@ impl Chat {
                 }
                 Err(e) => self.command_error(e),
             },
+            Command::Peers if self.json => {
+                let peers = json::peers(&self.ep.peers(), now);
+                self.pending.push(Line::Json(peers));
+            }
             Command::Peers => {
                 for line in present::peers_lines(&self.ep.peers(), now) {
                     self.print(Output::Info(line));
@@ -428,14 +471,23 @@ impl Chat {
             .filter(|p| self.away_told.insert(p.id))
             .map(|p| p.nick)
             .collect();
-        self.print(match to_nick {
-            Some(nick) => Output::Direct {
-                from: me,
-                to: Some(nick),
-                text,
-            },
-            None => Output::Group { nick: me, text },
-        });
+        if self.json {
+            let to = match (to, &to_nick) {
+                (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
+                _ => None,
+            };
+            let echo = json::sent(sent.id, &me, to, &sent.recipients, &text, now_ms);
+            self.pending.push(Line::Json(echo));
+        } else {
+            self.print(match to_nick {
+                Some(nick) => Output::Direct {
+                    from: me,
+                    to: Some(nick),
+                    text,
+                },
+                None => Output::Group { nick: me, text },
+            });
+        }
         if !away.is_empty() {
             let kept = if self.persist.storing() {
                 "kept on disk"
@@ -534,6 +586,11 @@ impl Chat {
             Ok((lines, warnings)) => {
                 for w in warnings {
                     self.print(Output::Notice(w));
+                }
+                if self.json {
+                    return self
+                        .pending
+                        .push(Line::Json(json::history("history", &lines)));
                 }
                 if lines.is_empty() {
                     let what = nick.unwrap_or_else(|| "the group".to_owned());

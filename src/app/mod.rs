@@ -16,6 +16,7 @@
 //! - [`start`]: the data directory opened and the journal restored into the core.
 
 pub mod chat;
+pub mod json;
 pub mod lookup;
 pub mod persist;
 pub mod settings;
@@ -92,6 +93,8 @@ pub trait Screen: Send {
     fn reached(&self) -> u64;
     /// Waits until every line printed so far is written. Blocks: only at the very end.
     fn flush(&self);
+    /// Shows one JSON line as it is (already escaped; `--json` mode).
+    fn print_json(&self, line: String);
 }
 
 impl Screen for crate::ui::terminal::OutputSender {
@@ -118,6 +121,10 @@ impl Screen for crate::ui::terminal::OutputSender {
     fn flush(&self) {
         crate::ui::terminal::OutputSender::flush(self);
     }
+
+    fn print_json(&self, line: String) {
+        self.print_raw(line);
+    }
 }
 
 /// A channel of lines, for tests and benchmarks: the prompt is not kept, and a line sent is a
@@ -140,6 +147,10 @@ impl Screen for std::sync::mpsc::Sender<Output> {
     }
 
     fn flush(&self) {}
+
+    fn print_json(&self, line: String) {
+        let _ = self.send(Output::Info(line));
+    }
 }
 
 /// Everything the loop needs to start, besides the network and the screen.
@@ -161,6 +172,8 @@ pub struct Setup {
     /// How long a script waits for a contact it asked for, and at the end for its messages
     /// to be acknowledged.
     pub wait: Duration,
+    /// Output is JSON lines and input JSON commands (`--json`), for programs.
+    pub json: bool,
     /// Messages heard in an earlier run that may never have reached the screen, shown first.
     pub unshown: Vec<Unshown>,
 }

@@ -49,6 +49,11 @@ pub struct Args {
     /// [default: 5]
     #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
     pub wait: Option<Duration>,
+
+    /// For programs: every event is one JSON object per line on standard output, and every
+    /// input line is a JSON command (schema in the README, "Scripts and bots")
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How long a script waits when `--wait` is not given.
@@ -98,6 +103,8 @@ pub struct Settings {
     pub port_chosen: bool,
     /// How long a script waits (see [`Args::wait`]).
     pub wait: Duration,
+    /// JSON lines in and out (see [`Args::json`]).
+    pub json: bool,
 }
 
 impl Settings {
@@ -150,6 +157,7 @@ impl Settings {
             data_dir: args.data_dir.or(cfg.data_dir),
             port_chosen,
             wait: args.wait.unwrap_or(DEFAULT_WAIT),
+            json: args.json,
         })
     }
 

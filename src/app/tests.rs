@@ -171,6 +171,7 @@ fn start_chat(
         journal,
         scripted: false,
         wait: Duration::from_secs(5),
+        json: false,
         unshown: Vec::new(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();

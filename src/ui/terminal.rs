@@ -149,6 +149,12 @@ impl OutputSender {
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
         let line = render(out, chrono::Local::now().time(), self.color);
+        self.queue(line, matches!(out, Output::Error(_)));
+    }
+
+    /// Queues a rendered line (`error`: for standard error in plain mode), or counts it as
+    /// skipped when the queue is full.
+    fn queue(&self, line: String, error: bool) {
         let len = line.len();
         let number = self.state.printed.fetch_add(1, Ordering::AcqRel) + 1;
         if self.state.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_OUTPUT {
@@ -158,8 +164,13 @@ impl OutputSender {
         }
         // Sending fails only once the printer thread has ended, when there is nowhere left to
         // write to anyway.
-        let error = matches!(out, Output::Error(_));
         let _ = self.lines.send(ToPrinter::Line(number, line, error));
+    }
+
+    /// Queues a line that is already safe to print as it is (a JSON object, escaped), like
+    /// [`Self::print`] in every other way.
+    pub fn print_raw(&self, line: String) {
+        self.queue(line, false);
     }
 
     /// A mark after every line printed so far: [`Self::reached`] passes it once those lines

@@ -1,0 +1,323 @@
+//! JSON lines for programs (`--json`, and the control socket): one JSON object per line for
+//! every event out, one JSON command per line in. The schema is in the README ("Scripts and
+//! bots"); every object carries `"v": 1`. Peer text is JSON-escaped, never sanitised: a program
+//! gets exactly what was sent. Pure: values in, strings out.
+
+use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
+use crate::store::journal::HistoryLine;
+use crate::ui::command::{is_valid_nick, Command, NICK_RULE};
+use crate::ui::render::Output;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// The schema's version, in every object.
+pub const VERSION: u32 = 1;
+
+/// One command as a program sends it; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct Wire {
+    /// What to do.
+    cmd: String,
+    /// `send`, `msg`: the message.
+    text: Option<String>,
+    /// `msg`: the recipient's nick (or `NICK#IDPREFIX`).
+    to: Option<String>,
+    /// `nick`: the new nick; `history`: whose conversation.
+    nick: Option<String>,
+    /// `add`: `HOST[:PORT]`.
+    host: Option<String>,
+    /// `history`: how many lines.
+    count: Option<usize>,
+}
+
+/// The command a JSON line asks for.
+///
+/// # Errors
+/// Not JSON, not an object with a `cmd`, an unknown command, or a missing or invalid field:
+/// the message says which.
+pub fn parse_command(line: &str) -> Result<Option<Command>, String> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let w: Wire = serde_json::from_str(line).map_err(|e| format!("not a JSON command: {e}"))?;
+    let need = |field: Option<String>, name: &str| {
+        field.ok_or_else(|| format!("'{}' needs a \"{name}\" field", w.cmd))
+    };
+    let cmd = match w.cmd.as_str() {
+        "send" => Command::Say(need(w.text.clone(), "text")?),
+        "msg" => Command::Msg {
+            nick: need(w.to.clone(), "to")?,
+            text: need(w.text.clone(), "text")?,
+        },
+        "nick" => {
+            let nick = need(w.nick.clone(), "nick")?;
+            if !is_valid_nick(&nick) {
+                return Err(NICK_RULE.to_owned());
+            }
+            Command::Nick(nick)
+        }
+        "add" => Command::Add(need(w.host.clone(), "host")?),
+        "peers" => Command::Peers,
+        "history" => {
+            if w.count == Some(0) {
+                return Err("'history' needs a \"count\" of at least 1".to_owned());
+            }
+            Command::History {
+                nick: w.nick.clone(),
+                count: w.count,
+            }
+        }
+        "quit" => Command::Quit,
+        other => {
+            return Err(format!(
+                "unknown command '{other}' (known: send, msg, nick, add, peers, history, quit)"
+            ))
+        }
+    };
+    Ok(Some(cmd))
+}
+
+/// An object of `kind` with the version, and `fields`.
+fn object(kind: &str, fields: Value) -> String {
+    let mut o = json!({ "v": VERSION, "type": kind });
+    if let (Some(o), Value::Object(fields)) = (o.as_object_mut(), fields) {
+        o.extend(fields);
+    }
+    o.to_string()
+}
+
+/// The first object: who we are and where we listen.
+pub fn ready(nick: &str, id: PeerId, port: u16) -> String {
+    object(
+        "ready",
+        json!({ "nick": nick, "id": id.to_string(), "port": port, "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+/// A human line (error, notice, information) as JSON.
+pub fn line(out: &Output) -> String {
+    match out {
+        Output::Error(text) => object("error", json!({ "message": text })),
+        Output::Notice(text) => object("notice", json!({ "text": text })),
+        Output::Info(text) => object("info", json!({ "text": text })),
+        Output::Group { nick, text } => {
+            object("info", json!({ "text": format!("<{nick}> {text}") }))
+        }
+        Output::Direct { from, text, .. } => {
+            object("info", json!({ "text": format!("*{from}* {text}") }))
+        }
+    }
+}
+
+/// A message of ours, as queued: `to` is the recipient of a direct message.
+pub fn sent(
+    id: MessageId,
+    nick: &str,
+    to: Option<(PeerId, &str)>,
+    recipients: &[PeerId],
+    text: &str,
+    at_ms: i64,
+) -> String {
+    object(
+        "sent",
+        json!({
+            "id": id.0,
+            "from": nick,
+            "to": to.map(|(_, n)| n),
+            "to_id": to.map(|(p, _)| p.to_string()),
+            "direct": to.is_some(),
+            "recipients": recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "text": text,
+            "time": time(at_ms),
+        }),
+    )
+}
+
+/// A protocol event as JSON; `nick_of` names a peer by id.
+pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> String {
+    match e {
+        Event::Message {
+            from,
+            nick,
+            id,
+            direct,
+            text,
+        } => object(
+            "message",
+            json!({
+                "id": id.0, "from": nick, "from_id": from.to_string(),
+                "direct": direct, "text": text, "time": time(at_ms),
+            }),
+        ),
+        Event::PeerJoined { peer, nick, addr } => object(
+            "join",
+            json!({ "nick": nick, "id": peer.to_string(), "addr": show(*addr) }),
+        ),
+        Event::PeerRenamed { peer, old, new } => object(
+            "nick",
+            json!({ "id": peer.to_string(), "old": old, "new": new }),
+        ),
+        Event::PeerLeft { peer, nick, queued } => object(
+            "leave",
+            json!({ "nick": nick, "id": peer.to_string(), "queued": queued }),
+        ),
+        Event::PeerUnreachable { peer, nick, queued } => object(
+            "unreachable",
+            json!({ "nick": nick, "id": peer.to_string(), "queued": queued }),
+        ),
+        Event::PeerReachable { peer, nick } => {
+            object("reachable", json!({ "nick": nick, "id": peer.to_string() }))
+        }
+        Event::Delivered { to, id, late } => object(
+            "delivered",
+            json!({ "id": id.0, "to": nick_of(*to), "to_id": to.to_string(), "late": late }),
+        ),
+        Event::DeliveryDelayed { to, id } => object(
+            "delayed",
+            json!({ "id": id.0, "to": nick_of(*to), "to_id": to.to_string() }),
+        ),
+        Event::Undelivered { to, id, reason } => object(
+            "not_delivered",
+            json!({
+                "id": id.0, "to": nick_of(*to), "to_id": to.to_string(),
+                "reason": match reason { UndeliveredReason::QueueFull => "queue_full" },
+            }),
+        ),
+        Event::PeerForgotten {
+            peer,
+            nick,
+            dropped,
+        } => object(
+            "forgotten",
+            json!({
+                "nick": nick, "id": peer.to_string(),
+                "dropped": dropped.iter().map(|m| m.0).collect::<Vec<_>>(),
+            }),
+        ),
+        Event::AddressUnanswered { addr } => object("no_answer", json!({ "addr": show(*addr) })),
+        Event::VersionMismatch { from, version } => object(
+            "version_mismatch",
+            json!({ "addr": show(*from), "version": version }),
+        ),
+    }
+}
+
+/// The answer to `peers`.
+pub fn peers(list: &[PeerInfo], now: Instant) -> String {
+    let peers: Vec<Value> = list
+        .iter()
+        .map(|p| {
+            json!({
+                "nick": p.nick,
+                "id": p.id.to_string(),
+                "state": match p.state {
+                    PeerState::Offline => "offline",
+                    PeerState::Online => "online",
+                    PeerState::Unreachable => "unreachable",
+                    PeerState::Left => "left",
+                },
+                "rtt_ms": p.rtt.map(|d| d.as_secs_f64() * 1e3),
+                "queued": p.undelivered,
+                "last_heard_s": now.saturating_duration_since(p.last_heard).as_secs_f64(),
+                "found": match p.found {
+                    Found::Manual => "manual",
+                    Found::Announced => "announced",
+                    Found::Learned => "learned",
+                    Found::Incoming => "incoming",
+                },
+                "addrs": p.addrs.iter().map(|a| show(*a)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    object("peers", json!({ "peers": peers }))
+}
+
+/// The answer to `history` (`kind` "history"), or messages missed in an earlier run, shown at
+/// start (`kind` "missed").
+pub fn history(kind: &str, lines: &[HistoryLine]) -> String {
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            json!({
+                "time": time(l.at_ms), "from": l.nick, "to": l.to,
+                "direct": l.direct, "text": l.text,
+            })
+        })
+        .collect();
+    object(kind, json!({ "lines": lines }))
+}
+
+/// Milliseconds since the epoch as RFC 3339, UTC.
+fn time(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn show(a: std::net::SocketAddr) -> String {
+    std::net::SocketAddr::new(a.ip().to_canonical(), a.port()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Value {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn commands_parse_with_unknown_fields_ignored_and_errors_said() {
+        assert_eq!(
+            parse_command(r#"{"cmd":"send","text":"hi","extra":1}"#),
+            Ok(Some(Command::Say("hi".into())))
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"msg","to":"bob","text":" two  spaces "}"#),
+            Ok(Some(Command::Msg {
+                nick: "bob".into(),
+                text: " two  spaces ".into()
+            }))
+        );
+        assert_eq!(
+            parse_command(r#"{"cmd":"history","nick":"bob","count":5}"#),
+            Ok(Some(Command::History {
+                nick: Some("bob".into()),
+                count: Some(5)
+            }))
+        );
+        assert_eq!(parse_command("  "), Ok(None));
+        assert!(parse_command(r#"{"cmd":"dance"}"#)
+            .unwrap_err()
+            .contains("unknown command 'dance'"));
+        assert!(parse_command(r#"{"cmd":"msg","text":"x"}"#)
+            .unwrap_err()
+            .contains("\"to\""));
+        assert!(parse_command("/msg bob hi")
+            .unwrap_err()
+            .contains("not a JSON"));
+        assert!(parse_command(r#"{"cmd":"nick","nick":"two words"}"#).is_err());
+        assert!(parse_command(r#"{"cmd":"history","count":0}"#).is_err());
+    }
+
+    #[test]
+    fn peer_text_is_escaped_not_sanitised() {
+        let evil = "\u{1b}]0;owned\u{7}hi\n\"quoted\"";
+        let e = Event::Message {
+            from: PeerId(0xab),
+            nick: "mallory".into(),
+            id: MessageId(7),
+            direct: false,
+            text: evil.into(),
+        };
+        let line = event(&e, |_| String::new(), 0);
+        assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
+        let v = parsed(&line);
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["text"], evil);
+        assert_eq!(v["from_id"], "00000000000000ab");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    }
+}
