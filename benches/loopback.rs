@@ -225,6 +225,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             scripted: false,
             wait: std::time::Duration::from_secs(5),
             json: false,
+            control_dir: None,
             unshown: Vec::new(),
         };
         rt.block_on(async {

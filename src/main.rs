@@ -101,6 +101,11 @@ fn run(args: Args) -> Result<Outcome, String> {
         )));
     }
     let reaches = (bound.reaches_v4, bound.reaches_v6);
+    // Programs reach this tailchat through its data directory, when it has one of its own.
+    let control_dir = storage
+        .as_ref()
+        .filter(|s| s.journal.as_ref().is_some_and(|j| j.writable()))
+        .map(|s| s.dir.clone());
     let setup = Setup {
         endpoint: started.endpoint,
         session: started.session,
@@ -115,6 +120,7 @@ fn run(args: Args) -> Result<Outcome, String> {
         scripted: !interactive,
         wait: settings.wait,
         json: settings.json,
+        control_dir,
     };
     let output = term.output.clone();
     let result = runtime.block_on(async {

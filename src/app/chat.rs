@@ -2,6 +2,7 @@
 //! does, what each event becomes on disk and on screen, and when a script's next line may go.
 //! No sockets and no terminal: the event loop ([`super::run`]) feeds it and moves its bytes.
 
+use crate::app::control::{ClientId, FromClient};
 use crate::app::json;
 use crate::app::lookup::{find_peer, present_nicks};
 use crate::app::persist::{HistoryError, Persistence};
@@ -72,6 +73,15 @@ pub struct Resolved {
     pub result: Result<Vec<SocketAddr>, String>,
 }
 
+/// Where a waiting line goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dest {
+    /// The terminal (or standard output).
+    Screen,
+    /// A program on the control socket.
+    Client(ClientId),
+}
+
 /// A line waiting for the screen.
 enum Line {
     /// For a person.
@@ -116,7 +126,11 @@ pub struct Chat {
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
-    pending: Vec<Line>,
+    pending: Vec<(Dest, Line)>,
+    /// Programs connected through the control socket, by connection.
+    clients: BTreeMap<ClientId, mpsc::Sender<String>>,
+    /// The connection whose command is being carried out: answers go to it.
+    reply_to: Option<ClientId>,
     /// Output is JSON lines for a program (`--json`), input JSON commands.
     json: bool,
     /// Messages handed to the screen and not yet known to be written: per screen mark, the
@@ -162,6 +176,8 @@ impl Chat {
             outcome: Outcome::default(),
             last_stats: String::new(),
             pending: Vec::new(),
+            clients: BTreeMap::new(),
+            reply_to: None,
             json,
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
@@ -174,17 +190,78 @@ impl Chat {
 
     /// Queues one line for the screen (see [`Self::flush_screen`]); as JSON in JSON mode.
     pub fn print(&mut self, out: Output) {
-        self.pending.push(if self.json {
+        let line = if self.json || self.reply_to.is_some() {
             Line::Json(json::line(&out))
         } else {
             Line::Human(out)
-        });
+        };
+        self.pending.push((self.dest(), line));
+    }
+
+    /// Where an answer goes: the connection whose command it answers, else the screen.
+    fn dest(&self) -> Dest {
+        self.reply_to.map_or(Dest::Screen, Dest::Client)
+    }
+
+    /// Whether answers are JSON (JSON mode, or answering a connection).
+    fn answers_json(&self) -> bool {
+        self.json || self.reply_to.is_some()
+    }
+
+    /// Queues a JSON answer for whoever asked.
+    fn answer_json(&mut self, text: String) {
+        self.pending.push((self.dest(), Line::Json(text)));
+    }
+
+    /// A program connected through the control socket.
+    pub fn client_connected(&mut self, id: ClientId, to: mpsc::Sender<String>) {
+        self.clients.insert(id, to);
+    }
+
+    /// A line from a connected program: a JSON command, answered to it alone. `quit` ends
+    /// the connection, not the chat.
+    pub fn on_client(&mut self, msg: FromClient) {
+        match msg {
+            FromClient::Gone(id) => {
+                self.clients.remove(&id);
+            }
+            FromClient::Line(id, line) => {
+                self.reply_to = Some(id);
+                match json::parse_command(&line) {
+                    Ok(None) => {}
+                    Ok(Some(Command::Quit)) => {
+                        self.clients.remove(&id);
+                    }
+                    Ok(Some(cmd)) => self.on_command(cmd),
+                    Err(e) => self.command_error(e),
+                }
+                self.reply_to = None;
+            }
+        }
+    }
+
+    /// Sends `line` to every connection; one that does not keep up is dropped.
+    fn broadcast(&mut self, line: &str) {
+        self.clients
+            .retain(|_, to| to.try_send(line.to_owned()).is_ok());
     }
 
     /// Shows the queued lines. Call only when everything appended is synced.
     pub fn flush_screen(&mut self) {
-        for line in std::mem::take(&mut self.pending) {
-            self.show_line(line);
+        for (dest, line) in std::mem::take(&mut self.pending) {
+            match (dest, line) {
+                (Dest::Screen, line) => self.show_line(line),
+                (Dest::Client(id), Line::Json(text)) => {
+                    if self
+                        .clients
+                        .get(&id)
+                        .is_some_and(|to| to.try_send(text).is_err())
+                    {
+                        self.clients.remove(&id);
+                    }
+                }
+                (Dest::Client(_), Line::Human(_)) => {}
+            }
         }
     }
 
@@ -268,9 +345,12 @@ impl Chat {
         }
     }
 
-    /// Shows an error in a command the user gave, and remembers it for the exit code.
+    /// Shows an error in a command the user (or a script) gave, and remembers it for the
+    /// exit code; a connected program's mistake is only told to it.
     fn command_error(&mut self, message: String) {
-        self.outcome.invalid_command = true;
+        if self.reply_to.is_none() {
+            self.outcome.invalid_command = true;
+        }
         self.print(Output::Error(message));
     }
 
@@ -319,11 +399,20 @@ impl Chat {
             }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
-            if self.json {
-                let now_ms = chrono::Utc::now().timestamp_millis();
-                self.screen.print_json(json::event(&e, name, now_ms));
-            } else if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
-                self.screen.print(&out);
+            let as_json = (self.json || !self.clients.is_empty())
+                .then(|| json::event(&e, name, chrono::Utc::now().timestamp_millis()));
+            if let Some(line) = &as_json {
+                self.broadcast(line);
+            }
+            match as_json {
+                Some(line) if self.json => self.screen.print_json(line),
+                _ => {
+                    let ep = &self.ep;
+                    let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+                    if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
+                        self.screen.print(&out);
+                    }
+                }
             }
         }
         self.await_shown(shown);
@@ -428,9 +517,9 @@ impl Chat {
                 }
                 Err(e) => self.command_error(e),
             },
-            Command::Peers if self.json => {
+            Command::Peers if self.answers_json() => {
                 let peers = json::peers(&self.ep.peers(), now);
-                self.pending.push(Line::Json(peers));
+                self.answer_json(peers);
             }
             Command::Peers => {
                 for line in present::peers_lines(&self.ep.peers(), now) {
@@ -471,14 +560,21 @@ impl Chat {
             .filter(|p| self.away_told.insert(p.id))
             .map(|p| p.nick)
             .collect();
+        let to_json = match (to, &to_nick) {
+            (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
+            _ => None,
+        };
+        let echo = json::sent(sent.id, &me, to_json, &sent.recipients, &text, now_ms);
+        // Every connection hears of it (the one that asked, too), after the sync.
+        for id in self.clients.keys().copied().collect::<Vec<_>>() {
+            self.pending
+                .push((Dest::Client(id), Line::Json(echo.clone())));
+        }
         if self.json {
-            let to = match (to, &to_nick) {
-                (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
-                _ => None,
-            };
-            let echo = json::sent(sent.id, &me, to, &sent.recipients, &text, now_ms);
-            self.pending.push(Line::Json(echo));
+            self.pending.push((Dest::Screen, Line::Json(echo)));
         } else {
+            // The user sees it too, even when a program sent it in their name.
+            let reply_to = self.reply_to.take();
             self.print(match to_nick {
                 Some(nick) => Output::Direct {
                     from: me,
@@ -487,6 +583,7 @@ impl Chat {
                 },
                 None => Output::Group { nick: me, text },
             });
+            self.reply_to = reply_to;
         }
         if !away.is_empty() {
             let kept = if self.persist.storing() {
@@ -587,10 +684,8 @@ impl Chat {
                 for w in warnings {
                     self.print(Output::Notice(w));
                 }
-                if self.json {
-                    return self
-                        .pending
-                        .push(Line::Json(json::history("history", &lines)));
+                if self.answers_json() {
+                    return self.answer_json(json::history("history", &lines));
                 }
                 if lines.is_empty() {
                     let what = nick.unwrap_or_else(|| "the group".to_owned());

@@ -16,6 +16,7 @@
 //! - [`start`]: the data directory opened and the journal restored into the core.
 
 pub mod chat;
+pub mod control;
 pub mod json;
 pub mod lookup;
 pub mod persist;
@@ -29,6 +30,8 @@ use crate::store::journal::{Journal, Unshown};
 use crate::ui::render::Output;
 use crate::ui::terminal::Input;
 use chat::{Chat, Outcome};
+use control::{ClientId, ControlServer, FromClient};
+use std::path::PathBuf;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -174,6 +177,8 @@ pub struct Setup {
     pub wait: Duration,
     /// Output is JSON lines and input JSON commands (`--json`), for programs.
     pub json: bool,
+    /// Where to listen for programs (the data directory; see [`control`]), if anywhere.
+    pub control_dir: Option<PathBuf>,
     /// Messages heard in an earlier run that may never have reached the screen, shown first.
     pub unshown: Vec<Unshown>,
 }
@@ -192,7 +197,18 @@ pub async fn run(
     let setup_session = setup.session;
     let peers = std::mem::take(&mut setup.peers);
     let unshown = std::mem::take(&mut setup.unshown);
+    let control_dir = setup.control_dir.take();
     let mut chat = Chat::new(setup, screen, resolved_tx);
+    let mut control = control_dir.and_then(|dir| match ControlServer::bind(&dir) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            chat.print(Output::Notice(format!(
+                "control socket off ({e}): tailchat send will start its own peer"
+            )));
+            None
+        }
+    });
+    let (client_tx, mut client_rx) = mpsc::unbounded_channel();
     chat.replay(unshown);
     for spec in peers {
         chat.resolve(spec);
@@ -245,6 +261,8 @@ pub async fn run(
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+            Some((id, to)) = accept(control.as_mut(), &client_tx) => chat.client_connected(id, to),
+            Some(msg) = client_rx.recv() => chat.on_client(msg),
             _ = scan.tick() => {
                 if discovering && net.rescan() {
                     chat.ep.announce_soon(Instant::now());
@@ -266,6 +284,17 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests;
+
+/// The next program on the control socket, or never when there is none.
+async fn accept(
+    control: Option<&mut ControlServer>,
+    to_loop: &mpsc::UnboundedSender<FromClient>,
+) -> Option<(ClientId, mpsc::Sender<String>)> {
+    match control {
+        Some(server) => server.accept(to_loop).await,
+        None => std::future::pending().await,
+    }
+}
 
 async fn sleep_until(t: Option<Instant>) {
     match t {

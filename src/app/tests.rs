@@ -172,6 +172,7 @@ fn start_chat(
         scripted: false,
         wait: Duration::from_secs(5),
         json: false,
+        control_dir: None,
         unshown: Vec::new(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();
