@@ -215,6 +215,7 @@ impl Frame {
         }
     }
 
+    /// This frame's kind number on the wire.
     fn kind(&self) -> u32 {
         match self {
             Frame::Hello(_) => kind::HELLO,
@@ -325,14 +326,17 @@ pub fn encode(header: &Header, frames: &[Frame]) -> Vec<u8> {
 /// # Errors
 /// Returns a [`DecodeError`] saying what was wrong; never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
-    if bytes.len() < 5 || bytes[..4] != MAGIC {
+    let (prelude, after) = bytes.split_at_checked(5).ok_or(DecodeError::NotTailchat)?;
+    let (magic, version) = prelude.split_at(4);
+    if magic != MAGIC {
         return Err(DecodeError::NotTailchat);
     }
-    if bytes[4] != VERSION {
-        return Err(DecodeError::UnsupportedVersion(bytes[4]));
+    if version != [VERSION] {
+        let v = version.first().copied().unwrap_or_default();
+        return Err(DecodeError::UnsupportedVersion(v));
     }
     let (header, mut rest): (Header, &[u8]) =
-        postcard::take_from_bytes(&bytes[5..]).map_err(|_| DecodeError::BadHeader)?;
+        postcard::take_from_bytes(after).map_err(|_| DecodeError::BadHeader)?;
     let mut frames = Vec::new();
     let mut unknown_frames = 0;
     while !rest.is_empty() {
@@ -369,8 +373,9 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
             let a: Ack = take(body)?;
             let ordered = a
                 .ranges
-                .windows(2)
-                .all(|w| w[1].last.saturating_add(1) < w[0].first);
+                .iter()
+                .zip(a.ranges.iter().skip(1))
+                .all(|(higher, lower)| lower.last.saturating_add(1) < higher.first);
             if a.ranges.is_empty()
                 || a.ranges.len() > MAX_ACK_RANGES
                 || !ordered
@@ -406,6 +411,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
     Ok(Some(frame))
 }
 
+/// A hello, announcement or hello reply whose nick is empty or too long is malformed.
 fn check_hello(h: Hello) -> Result<Hello, ()> {
     if nick_ok(&h.nick) {
         Ok(h)
@@ -414,6 +420,7 @@ fn check_hello(h: Hello) -> Result<Hello, ()> {
     }
 }
 
+/// Whether a nick is acceptable on the wire: 1 to [`MAX_NICK_BYTES`] bytes.
 fn nick_ok(nick: &str) -> bool {
     !nick.is_empty() && nick.len() <= MAX_NICK_BYTES
 }
@@ -452,12 +459,14 @@ fn varint_len(v: u64) -> usize {
     (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
+/// `value` postcard-encoded.
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     let mut v = Vec::new();
     extend(&mut v, value);
     v
 }
 
+/// Appends `value`, postcard-encoded, to `out`.
 fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serializing plain structs into a Vec cannot fail: postcard only errors on unsupported
     // serde types (none here) or on a full fixed buffer (a Vec grows).
@@ -466,6 +475,7 @@ fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // a test that indexes out of bounds fails, as it should
 mod tests {
     use super::*;
 

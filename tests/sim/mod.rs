@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tailchat::proto::wire::MAX_DATAGRAM;
-use tailchat::proto::{Config, Endpoint, Event, MessageId, PeerId, Recipients};
+use tailchat::proto::{Config, Endpoint, Event, Limits, MessageId, PeerId, Recipients};
 
 /// How one direction of a link behaves.
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +134,8 @@ pub struct Sim {
     /// Datagrams sent from one node to another's address, `sent_pairs[from][to]`, whether or
     /// not the link delivered them.
     pub sent_pairs: Vec<Vec<u64>>,
+    /// The limits every endpoint is built with (restarted ones included).
+    pub limits: Limits,
 }
 
 impl Sim {
@@ -150,7 +152,23 @@ impl Sim {
         sim
     }
 
+    /// `n` nodes like [`Sim::new`], built with `limits` instead of the defaults, so a test
+    /// reaches a bound in a few steps.
+    pub fn with_limits(seed: u64, n: usize, params: LinkParams, limits: Limits) -> Self {
+        Self::build_with(seed, n, params, false, limits)
+    }
+
     fn build(seed: u64, n: usize, params: LinkParams, discovery: bool) -> Self {
+        Self::build_with(seed, n, params, discovery, Limits::default())
+    }
+
+    fn build_with(
+        seed: u64,
+        n: usize,
+        params: LinkParams,
+        discovery: bool,
+        limits: Limits,
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let start = Instant::now();
         let nodes = (0..n)
@@ -162,6 +180,7 @@ impl Sim {
                     seed: rng.random(),
                     discovery,
                     session: (1 << 16) | u64::from(rng.random::<u16>()),
+                    limits,
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
@@ -188,6 +207,7 @@ impl Sim {
             segment: vec![None; n],
             sent_pairs: vec![vec![0; n]; n],
             announces: 0,
+            limits,
         }
     }
 
@@ -209,6 +229,7 @@ impl Sim {
             seed: self.rng.random(),
             discovery,
             session: self.next_session(),
+            limits: self.limits,
         };
         self.nodes[i].ep = Endpoint::new(cfg, self.now);
         self.nodes[i].events.clear();
@@ -230,6 +251,7 @@ impl Sim {
             seed: self.rng.random(),
             discovery: self.segment[i].is_some(),
             session: self.next_session(),
+            limits: self.limits,
         };
         let now = self.now;
         self.nodes[i].ep = Endpoint::new(cfg, now);
