@@ -15,7 +15,9 @@ pub struct Config {
     pub port: u16,
     /// Seed for all randomness (the session number), so runs can be replayed.
     pub seed: u64,
-    /// Whether to announce ourselves on the LAN (see [`crate::proto::Endpoint::poll_announce`]).
+    /// Whether to announce ourselves on the LAN (see [`crate::proto::Endpoint::poll_announce`])
+    /// and to answer the announcements of others. Without it, announcements heard are dropped
+    /// (counted in [`crate::proto::Stats::discovery_off`]).
     pub discovery: bool,
     /// This run's session number: non-zero, and larger than any earlier run's of the same
     /// identity (the driver takes the wall clock in milliseconds, shifted left 16 bits, plus

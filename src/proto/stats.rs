@@ -24,6 +24,9 @@ pub struct Stats {
     pub stale_session: u64,
     /// Dropped: a hello from a new peer while the table was full.
     pub table_full: u64,
+    /// Dropped: a LAN announcement heard while discovery is off
+    /// ([`crate::proto::Config::discovery`]).
+    pub discovery_off: u64,
     /// Frames of unknown kinds skipped.
     pub unknown_frames: u64,
     /// The links' counters, summed over peers (duplicates, retransmissions, timeouts…).

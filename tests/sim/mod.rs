@@ -222,6 +222,17 @@ impl Sim {
     /// nothing remembered.
     pub fn restart_node(&mut self, i: usize) {
         let discovery = self.segment[i].is_some();
+        self.start_fresh(i, discovery);
+    }
+
+    /// Replaces node `i` with a fresh process, as [`Sim::restart_node`], run without discovery
+    /// (`--no-discovery`): it stays on its LAN segment, so it hears the others'
+    /// announcements, but makes none.
+    pub fn restart_node_without_discovery(&mut self, i: usize) {
+        self.start_fresh(i, false);
+    }
+
+    fn start_fresh(&mut self, i: usize, discovery: bool) {
         let cfg = Config {
             peer_id: PeerId(self.rng.random()),
             nick: format!("n{i}"),

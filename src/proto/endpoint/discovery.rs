@@ -3,7 +3,8 @@
 //!
 //! An address the user gave is tried for ever, ever more slowly, and the user is told when it
 //! stays silent; one heard announcing or learned from a peer is given up after a few hellos.
-//! With discovery off ([`crate::proto::Config::discovery`]) we do not announce.
+//! With discovery off ([`crate::proto::Config::discovery`]) we neither announce nor answer
+//! announcements.
 
 use super::Endpoint;
 use crate::proto::wire::{self, Frame, Header};
@@ -263,10 +264,14 @@ impl Endpoint {
         }
     }
 
-    /// An announcement heard on the LAN. A peer we are not talking to gets a hello at once (so
-    /// a newcomer learns everyone within a round trip); one we know is simply noted at this
-    /// address too.
+    /// An announcement heard on the LAN. Without discovery it is dropped. Otherwise a peer we
+    /// are not talking to gets a hello at once (so a newcomer learns everyone within a round
+    /// trip); one we know is simply noted at this address too.
     pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) {
+        if !self.config.discovery {
+            self.stats.discovery_off += 1;
+            return;
+        }
         if self.leaving {
             return;
         }
