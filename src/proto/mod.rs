@@ -15,7 +15,8 @@
 //! - Public types, apart from the state machine: `config` ([`Config`], [`Limits`]), `output`
 //!   ([`Transmit`], [`Event`]), `sending` ([`Recipients`], [`Sent`], [`SendError`]),
 //!   `peer_info` ([`PeerInfo`], [`PeerState`], [`Found`], [`RestoredPeer`]), `stats`
-//!   ([`Stats`], [`LinkCounters`]), [`ids`] ([`PeerId`], [`MessageId`]).
+//!   ([`Stats`], [`LinkCounters`]), [`ids`] ([`PeerId`], [`MessageId`]) and [`nick`] (the one
+//!   rule for nicks).
 //! - [`wire`]: the datagram format (see `docs/PROTOCOL.md`).
 //! - `endpoint`: [`Endpoint`], the inputs and outputs above; beside it `endpoint/peers` (the
 //!   peer table: admission, rate limiting, eviction), `endpoint/handshake` (hellos and
@@ -32,6 +33,7 @@ mod config;
 mod endpoint;
 pub mod ids;
 mod link;
+pub mod nick;
 mod output;
 mod peer_info;
 pub mod ranges;

@@ -14,7 +14,8 @@ pub struct Stats {
     pub not_tailchat: u64,
     /// Dropped: another protocol version.
     pub bad_version: u64,
-    /// Dropped: malformed header or frame.
+    /// Dropped: malformed header or frame (an invalid nick included, see
+    /// [`crate::proto::nick`]).
     pub malformed: u64,
     /// Dropped: our own datagram (heard back from a broadcast).
     pub own: u64,

@@ -12,6 +12,7 @@
 //! sequences; ack ranges are additionally capped).
 
 use super::ids::{MessageId, PeerId};
+use super::nick::is_valid_nick;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,8 +26,9 @@ pub const VERSION: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1200;
 /// At most this many ranges in one ack frame; more is a malformed frame.
 pub const MAX_ACK_RANGES: usize = 64;
-/// Longest nick accepted on the wire, in bytes; a longer nick is a malformed frame.
-pub const MAX_NICK_BYTES: usize = 64;
+/// Longest nick accepted on the wire, in bytes. The whole rule is [`super::nick`]'s: a frame
+/// whose nick breaks it is malformed.
+pub use super::nick::MAX_NICK_BYTES;
 /// Entries in one `Peers` frame at most.
 pub const MAX_PEER_ENTRIES: usize = 16;
 /// Addresses in one peer entry at most.
@@ -388,7 +390,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PING => Frame::Ping,
         kind::NICK => {
             let n: NickChange = take(body)?;
-            if !nick_ok(&n.nick) {
+            if !is_valid_nick(&n.nick) {
                 return Err(());
             }
             Frame::Nick(n)
@@ -399,7 +401,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
-                nick_ok(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
+                is_valid_nick(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
             });
             if p.peers.is_empty() || p.peers.len() > MAX_PEER_ENTRIES || !entries_ok {
                 return Err(());
@@ -411,18 +413,13 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
     Ok(Some(frame))
 }
 
-/// A hello, announcement or hello reply whose nick is empty or too long is malformed.
+/// A hello, announcement or hello reply whose nick breaks the nick rule is malformed.
 fn check_hello(h: Hello) -> Result<Hello, ()> {
-    if nick_ok(&h.nick) {
+    if is_valid_nick(&h.nick) {
         Ok(h)
     } else {
         Err(())
     }
-}
-
-/// Whether a nick is acceptable on the wire: 1 to [`MAX_NICK_BYTES`] bytes.
-fn nick_ok(nick: &str) -> bool {
-    !nick.is_empty() && nick.len() <= MAX_NICK_BYTES
 }
 
 /// Decodes a body's known fields; bytes after them are a later version's fields and ignored.
@@ -690,6 +687,48 @@ mod tests {
             data: vec![1],
         });
         assert!(decode(&encode(&header(), &[bad_fragment])).is_err());
+    }
+
+    #[test]
+    fn a_nick_that_breaks_the_nick_rule_makes_its_frame_malformed() {
+        let hello = |nick: &str| Hello {
+            nick: nick.into(),
+            port: 7654,
+            caps: 0,
+        };
+        let entry = |nick: &str| PeerEntry {
+            id: PeerId(5),
+            nick: nick.into(),
+            addrs: vec!["10.0.0.5:7654".parse().unwrap()],
+            heard_secs: 0,
+        };
+        for bad in ["", "c#dev", "bob smith", "\u{202e}evil", "a\u{7}"] {
+            let frames = [
+                (kind::HELLO, Frame::Hello(hello(bad))),
+                (kind::HELLO_REPLY, Frame::HelloReply(hello(bad))),
+                (kind::ANNOUNCE, Frame::Announce(hello(bad))),
+                (
+                    kind::NICK,
+                    Frame::Nick(NickChange {
+                        seq: 0,
+                        nick: bad.into(),
+                    }),
+                ),
+                (
+                    kind::PEERS,
+                    Frame::Peers(PeerList {
+                        seq: 0,
+                        peers: vec![entry("ok"), entry(bad)],
+                    }),
+                ),
+            ];
+            for (k, frame) in frames {
+                let bytes = encode(&header(), &[Frame::Ping, frame]);
+                assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(k)), "{bad:?}");
+            }
+        }
+        let ok = encode(&header(), &[Frame::Hello(hello("c-dev"))]);
+        assert!(decode(&ok).is_ok());
     }
 
     #[test]

@@ -19,7 +19,8 @@ use self::discovery::{Announcer, Probes};
 use self::peers::PeerTable;
 use super::ids::{MessageId, PeerId};
 use super::link::{LinkEvent, QueueError};
-use super::wire::{self, DecodeError, Frame, MAX_NICK_BYTES};
+use super::nick::{is_valid_nick, NICK_RULE};
+use super::wire::{self, DecodeError, Frame};
 use super::{
     Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats, Transmit,
     UndeliveredReason, MAX_MESSAGE_BYTES,
@@ -282,10 +283,11 @@ impl Endpoint {
     /// Changes our nick and tells every peer (ordered with our messages to it).
     ///
     /// # Errors
-    /// Refuses an empty nick or one over [`MAX_NICK_BYTES`] bytes, with a message saying so.
+    /// Refuses a nick that breaks the rule of [`crate::proto::nick`], with [`NICK_RULE`] as the
+    /// message.
     pub fn set_nick(&mut self, now: Instant, nick: &str) -> Result<(), String> {
-        if nick.is_empty() || nick.len() > MAX_NICK_BYTES {
-            return Err(format!("a nick must be 1 to {MAX_NICK_BYTES} bytes long"));
+        if !is_valid_nick(nick) {
+            return Err(NICK_RULE.to_owned());
         }
         nick.clone_into(&mut self.config.nick);
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
