@@ -5,11 +5,22 @@
 //! reorders. Time is passed in (`now`), randomness comes from a seed, so the same inputs always
 //! give the same outputs; the simulator in `tests/` relies on that.
 //!
+//! # Driving it
+//!
 //! Inputs: [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`], and the commands
 //! [`Endpoint::send_message`], [`Endpoint::add_address`], [`Endpoint::set_nick`],
-//! [`Endpoint::leave`]. After any input, drain the outputs in this order:
-//! [`Endpoint::poll_transmit`] until `None`, [`Endpoint::poll_event`] until `None`, then arm one
-//! timer for [`Endpoint::poll_timeout`].
+//! [`Endpoint::leave`] (and, once at start, [`Endpoint::restore`]). After any input, drain the
+//! outputs in this order:
+//!
+//! 1. [`Endpoint::poll_event`] until `None`; record what must survive a crash (received
+//!    messages, delivery reports) and make it durable (sync the journal);
+//! 2. only then [`Endpoint::poll_announce`] and [`Endpoint::poll_transmit`] until `None`, and
+//!    send what they give;
+//! 3. arm one timer for [`Endpoint::poll_timeout`].
+//!
+//! The order keeps the durability promise: the datagrams of a batch carry the acks of the
+//! messages its events report, and once a peer has an ack it never sends that message again.
+//! Sending before the journal is synced could acknowledge a message that a crash then loses.
 //!
 //! # Layout
 //! - Public types, apart from the state machine: `config` ([`Config`], [`Limits`]), `output`

@@ -339,8 +339,13 @@ impl Sim {
         self.flush(to);
     }
 
-    /// Drains node `i`'s transmits onto the links and its events into its log.
+    /// Drains node `i`'s events into its log, then its transmits onto the links: the order the
+    /// protocol core documents (a real driver makes the events durable in between).
     pub fn flush(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(e) = self.nodes[i].ep.poll_event() {
+            self.nodes[i].events.push((now, e));
+        }
         while let Some(t) = self.nodes[i].ep.poll_transmit() {
             self.sent += 1;
             self.sent_by[i] += 1;
@@ -380,10 +385,6 @@ impl Sim {
                 from: own,
                 bytes,
             }));
-        }
-        let now = self.now;
-        while let Some(e) = self.nodes[i].ep.poll_event() {
-            self.nodes[i].events.push((now, e));
         }
     }
 

@@ -98,6 +98,14 @@ impl Endpoint {
         self.stats
     }
 
+    /// Next event for the user interface and the journal. Drain these first after any input,
+    /// and make durable what must be before sending anything (see [`crate::proto`]).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.catch_up();
+        self.events.pop_front()
+    }
+
     /// Next LAN announcement to send to every broadcast and multicast address (only with
     /// [`Config::discovery`]). Drain it like [`Endpoint::poll_transmit`].
     #[must_use]
@@ -115,13 +123,6 @@ impl Endpoint {
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
         Some(t)
-    }
-
-    /// Next event for the user interface.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.catch_up();
-        self.events.pop_front()
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called, if ever.
