@@ -457,3 +457,60 @@ impl Endpoint {
         self.run_discovery(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Limits;
+
+    fn endpoint(now: Instant) -> Endpoint {
+        let config = Config {
+            peer_id: PeerId(1),
+            nick: "me".into(),
+            port: 7654,
+            seed: 1,
+            discovery: false,
+            session: 1 << 16,
+            limits: Limits::default(),
+        };
+        Endpoint::new(config, now)
+    }
+
+    #[test]
+    fn set_nick_follows_the_one_nick_rule() {
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        for bad in ["", "c#dev", "two words", &"x".repeat(33)] {
+            assert_eq!(ep.set_nick(now, bad), Err(NICK_RULE.to_owned()), "{bad:?}");
+        }
+        assert_eq!(ep.nick(), "me");
+        assert_eq!(ep.set_nick(now, "Zoë_世界"), Ok(()));
+        assert_eq!(ep.nick(), "Zoë_世界");
+    }
+
+    #[test]
+    fn a_hello_with_a_nick_that_breaks_the_rule_is_malformed() {
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        let header = wire::Header {
+            sender: PeerId(2),
+            session: 1,
+            packet: 0,
+        };
+        let hello = |nick: &str| {
+            let h = wire::Hello {
+                nick: nick.into(),
+                port: 7654,
+                caps: 0,
+            };
+            wire::encode(&header, &[Frame::Hello(h)])
+        };
+        let from = SocketAddr::from(([10, 0, 0, 2], 7654));
+        ep.handle_datagram(now, from, &hello("c#dev"));
+        assert_eq!(ep.stats().malformed, 1);
+        assert!(ep.poll_event().is_none() && ep.poll_transmit().is_none());
+        ep.handle_datagram(now, from, &hello("cdev"));
+        assert!(matches!(ep.poll_event(), Some(Event::PeerJoined { .. })));
+        assert!(ep.poll_transmit().is_some(), "the hello is answered");
+    }
+}
