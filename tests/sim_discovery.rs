@@ -195,3 +195,51 @@ fn a_restarted_manual_peer_comes_back_by_itself() {
     });
     assert!(ok, "the restarted peer was not found again");
 }
+
+#[test]
+fn without_discovery_announcements_heard_are_dropped_unanswered() {
+    // Node 0 runs with --no-discovery on a LAN where the others announce themselves.
+    let mut sim = Sim::new_lan(10, 3, LinkParams::lan());
+    sim.restart_node_without_discovery(0);
+    let ok = sim.run_until_cond(Duration::from_secs(60), |s| {
+        s.nodes[1].ep.peers().len() == 1 && s.nodes[2].ep.peers().len() == 1
+    });
+    assert!(ok, "the nodes with discovery found each other");
+    sim.run_for(Duration::from_secs(60));
+    let stats = sim.nodes[0].ep.stats();
+    assert!(
+        stats.discovery_off >= 2,
+        "the announcements were heard: {stats:?}"
+    );
+    assert_eq!(sim.sent_by[0], 0, "and not answered");
+    assert!(sim.nodes[0].ep.peers().is_empty());
+    for i in 1..3 {
+        assert!(sim.nodes[i].ep.peers().iter().all(|p| p.id != sim.id(0)));
+    }
+}
+
+#[test]
+fn without_discovery_a_stream_of_announcements_costs_nothing() {
+    // 40 announcements from made-up peers, 10 a second: with discovery on each would be probed
+    // (6 hellos each); with it off none is answered.
+    let mut sim = Sim::new(11, 1, LinkParams::lan());
+    // Not the simulator's seed: the first identity it draws is node 0's own.
+    let mut rng = ChaCha8Rng::seed_from_u64(1011);
+    for i in 0..40u8 {
+        let bytes = sim::from_stranger(
+            &mut rng,
+            Frame::Announce(Hello {
+                nick: "elsewhere".into(),
+                port: 7654,
+                caps: 0,
+            }),
+        );
+        let from = SocketAddr::from(([10, 80, 0, i], 7654));
+        sim.inject(0, from, &bytes);
+        sim.run_for(Duration::from_millis(100));
+    }
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(sim.sent_by[0], 0, "no hello, no probe");
+    assert_eq!(sim.nodes[0].ep.stats().discovery_off, 40);
+    assert!(sim.nodes[0].ep.peers().is_empty());
+}

@@ -10,7 +10,7 @@ use sim::{LinkParams, Sim};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tailchat::proto::wire::{self, Chat, Frame, Header, Hello};
-use tailchat::proto::{Event, MessageId, PeerId, Recipients, MAX_PEERS, WINDOW};
+use tailchat::proto::{Event, Limits, MessageId, PeerId, Recipients, WINDOW};
 
 /// Two connected nodes that exchanged a few messages, and every datagram node 1 received.
 fn recorded_session(seed: u64) -> (Sim, Vec<(SocketAddr, Vec<u8>)>) {
@@ -154,7 +154,13 @@ fn random_bytes_never_panic_and_are_counted() {
 
 #[test]
 fn a_flood_from_random_identities_is_bounded() {
-    let mut sim = Sim::new(14, 3, LinkParams::lan());
+    // A table of 16 peers rather than the default 256: the flood fills it in two seconds
+    // instead of half a minute, and each simulated second costs a sixteenth.
+    let limits = Limits {
+        max_peers: 16,
+        ..Limits::default()
+    };
+    let mut sim = Sim::with_limits(14, 3, LinkParams::lan(), limits);
     sim.add(0, 1);
     assert!(sim.run_until_cond(Duration::from_secs(5), |s| s.nodes[1].ep.peers().len() == 1));
     let mut rng = ChaCha8Rng::seed_from_u64(14);
@@ -196,8 +202,13 @@ fn a_flood_from_random_identities_is_bounded() {
             sim.inject(1, from, &bytes);
         }
         sim.run_for(Duration::from_secs(1));
-        assert!(sim.nodes[1].ep.peers().len() <= MAX_PEERS);
+        assert!(sim.nodes[1].ep.peers().len() <= limits.max_peers);
     }
+    assert_eq!(
+        sim.nodes[1].ep.peers().len(),
+        limits.max_peers,
+        "the flood did reach the bound"
+    );
     assert!(sim.nodes[1].ep.stats().table_full >= 5000);
     // The real peer still gets through.
     sim.send(0, Recipients::Everyone, "still here");

@@ -7,7 +7,9 @@ mod sim;
 
 use sim::{LinkParams, Sim};
 use std::time::Duration;
-use tailchat::proto::{Event, MessageId, PeerState, Recipients, RestoredPeer};
+use tailchat::proto::{
+    Event, Limits, MessageId, PeerState, Recipients, RestoredPeer, FRAGMENT_BYTES,
+};
 
 /// Node `i` as another node's storage remembers it: added by hand, nothing waiting for it,
 /// messages from it shown up to `shown`.
@@ -228,28 +230,44 @@ fn a_late_hello_from_an_earlier_run_does_not_reset_the_current_one() {
 
 #[test]
 fn a_restored_outbox_is_queued_whole_even_past_the_bound() {
-    let mut sim = Sim::new(7, 2, LinkParams::lan());
+    // A queue bound of 16 items rather than the default 8192: the same property, passed with
+    // a few messages instead of thousands of fragments.
+    let limits = Limits {
+        max_queued_items: 16,
+        ..Limits::default()
+    };
+    let mut sim = Sim::with_limits(7, 2, LinkParams::lan(), limits);
     sim.connect_star();
-    // More waiting pieces than a live queue accepts (an earlier run accepted them over time).
-    let big = "x".repeat(64 * 1024);
-    let mut outbox: Vec<(MessageId, bool, String)> = (1..=130)
+    // More waiting pieces than a live queue accepts (an earlier run accepted them over time):
+    // six messages of three fragments each, and a small one.
+    let big = "x".repeat(3 * FRAGMENT_BYTES);
+    let mut outbox: Vec<(MessageId, bool, String)> = (1..=6)
         .map(|i| (MessageId(i), false, big.clone()))
         .collect();
-    outbox.push((MessageId(131), false, "small".into()));
+    outbox.push((MessageId(7), false, "small".into()));
     let mut node1 = remembered(&sim, 1, MessageId(0));
     node1.outbox = outbox;
-    sim.restart_node_as(0, MessageId(132), vec![node1]);
+    sim.restart_node_as(0, MessageId(8), vec![node1]);
     assert_eq!(
         sim.nodes[0].ep.undelivered(),
-        131,
+        7,
         "no gap: every message queued"
+    );
+    // The queue is past its bound: a live message is refused for that peer.
+    let now = sim.now;
+    let to = Recipients::Peer(sim.id(1));
+    let live = sim.nodes[0].ep.send_message(now, to, "one more").unwrap();
+    assert_eq!(
+        live.refused,
+        vec![sim.id(1)],
+        "the bound applies to live messages"
     );
     let ok = sim.run_until_cond(Duration::from_secs(600), |s| {
         s.nodes[0].ep.undelivered() == 0
     });
     assert!(ok);
     let shown: Vec<u64> = sim.received(1).iter().map(|m| m.1 .0).collect();
-    assert_eq!(shown, (1..=131).collect::<Vec<u64>>());
+    assert_eq!(shown, (1..=7).collect::<Vec<u64>>());
 }
 
 #[test]

@@ -5,32 +5,61 @@
 //! reorders. Time is passed in (`now`), randomness comes from a seed, so the same inputs always
 //! give the same outputs; the simulator in `tests/` relies on that.
 //!
+//! # Driving it
+//!
 //! Inputs: [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`], and the commands
 //! [`Endpoint::send_message`], [`Endpoint::add_address`], [`Endpoint::set_nick`],
-//! [`Endpoint::leave`]. After any input, drain the outputs in this order:
-//! [`Endpoint::poll_transmit`] until `None`, [`Endpoint::poll_event`] until `None`, then arm one
-//! timer for [`Endpoint::poll_timeout`].
+//! [`Endpoint::leave`] (and, once at start, [`Endpoint::restore`]). After any input, drain the
+//! outputs in this order:
+//!
+//! 1. [`Endpoint::poll_event`] until `None`; record what must survive a crash (received
+//!    messages, delivery reports) and make it durable (sync the journal);
+//! 2. only then [`Endpoint::poll_announce`] and [`Endpoint::poll_transmit`] until `None`, and
+//!    send what they give;
+//! 3. arm one timer for [`Endpoint::poll_timeout`].
+//!
+//! The order keeps the durability promise: the datagrams of a batch carry the acks of the
+//! messages its events report, and once a peer has an ack it never sends that message again.
+//! Sending before the journal is synced could acknowledge a message that a crash then loses.
 //!
 //! # Layout
-//! - `wire`: the datagram format (see `docs/PROTOCOL.md`).
-//! - `endpoint`: the peer table, handshakes and the inputs and outputs above.
-//! - `link`: one peer's reliable stream: packet numbers, acks, retransmission, reordering.
-//! - `rtt`: the round-trip-time estimator and timeout constants.
-//! - `ranges`: the range set behind acks.
+//! - Public types, apart from the state machine: `config` ([`Config`], [`Limits`]), `output`
+//!   ([`Transmit`], [`Event`]), `sending` ([`Recipients`], [`Sent`], [`SendError`]),
+//!   `peer_info` ([`PeerInfo`], [`PeerState`], [`Found`], [`RestoredPeer`]), `stats`
+//!   ([`Stats`], [`LinkCounters`]), [`ids`] ([`PeerId`], [`MessageId`]) and [`nick`] (the one
+//!   rule for nicks).
+//! - [`wire`]: the datagram format (see `docs/PROTOCOL.md`).
+//! - `endpoint`: [`Endpoint`], the inputs and outputs above; beside it `endpoint/peers` (the
+//!   peer table: admission, rate limiting, eviction), `endpoint/handshake` (hellos and
+//!   sessions), `endpoint/discovery` (probes and LAN announcements) and `endpoint/exchange`
+//!   (peer exchange).
+//! - `link`: one peer's reliable stream and its state (offline, online, unreachable, left);
+//!   beside it `link/send` (queue, window, packing datagrams), `link/recovery` (packets in
+//!   flight, loss detection, retransmission timeout), `link/receive` (acks owed, ordering,
+//!   de-duplication) and `link/reassembly` (fragments).
+//! - [`rtt`]: the round-trip-time estimator and timeout constants.
+//! - [`ranges`]: the range set behind acks.
 
+mod config;
 mod endpoint;
 pub mod ids;
 mod link;
+pub mod nick;
+mod output;
+mod peer_info;
 pub mod ranges;
 pub mod rtt;
+mod sending;
+mod stats;
 pub mod wire;
 
-pub use endpoint::{
-    Config, Endpoint, Event, Found, PeerInfo, PeerState, Recipients, RestoredPeer, SendError, Sent,
-    Stats, Transmit, UndeliveredReason,
-};
+pub use config::{Config, Limits};
+pub use endpoint::Endpoint;
 pub use ids::{MessageId, PeerId};
-pub use link::LinkCounters;
+pub use output::{Event, Transmit, UndeliveredReason};
+pub use peer_info::{Found, PeerInfo, PeerState, RestoredPeer};
+pub use sending::{Recipients, SendError, Sent};
+pub use stats::{LinkCounters, Stats};
 
 use std::time::Duration;
 
@@ -43,10 +72,12 @@ pub const FRAGMENT_BYTES: usize = 1000;
 /// Stream items a receiver buffers beyond the next expected one, and so the most a sender has
 /// in flight to one peer. Bounds per-peer reordering memory to about 150 KB.
 pub const WINDOW: u64 = 128;
-/// Items (messages and fragments) queued for one peer at most; a message that would pass this
-/// is refused for that peer with [`Event::Undelivered`].
+/// Items (messages and fragments) queued for one peer at most, by default
+/// ([`Limits::max_queued_items`]); a message that would pass the bound is refused for that
+/// peer with [`Event::Undelivered`].
 pub const MAX_QUEUED_ITEMS: usize = 8192;
-/// Known peers at most; beyond it a newcomer is refused (after evicting departed peers).
+/// Known peers at most, by default ([`Limits::max_peers`]); beyond it a newcomer is refused
+/// (after evicting departed peers).
 pub const MAX_PEERS: usize = 256;
 /// A peer whose outstanding data has not been acknowledged for this long is unreachable.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);

@@ -12,6 +12,7 @@
 //! sequences; ack ranges are additionally capped).
 
 use super::ids::{MessageId, PeerId};
+use super::nick::is_valid_nick;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,8 +26,9 @@ pub const VERSION: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1200;
 /// At most this many ranges in one ack frame; more is a malformed frame.
 pub const MAX_ACK_RANGES: usize = 64;
-/// Longest nick accepted on the wire, in bytes; a longer nick is a malformed frame.
-pub const MAX_NICK_BYTES: usize = 64;
+/// Longest nick accepted on the wire, in bytes. The whole rule is [`super::nick`]'s: a frame
+/// whose nick breaks it is malformed.
+pub use super::nick::MAX_NICK_BYTES;
 /// Entries in one `Peers` frame at most.
 pub const MAX_PEER_ENTRIES: usize = 16;
 /// Addresses in one peer entry at most.
@@ -215,6 +217,7 @@ impl Frame {
         }
     }
 
+    /// This frame's kind number on the wire.
     fn kind(&self) -> u32 {
         match self {
             Frame::Hello(_) => kind::HELLO,
@@ -325,14 +328,17 @@ pub fn encode(header: &Header, frames: &[Frame]) -> Vec<u8> {
 /// # Errors
 /// Returns a [`DecodeError`] saying what was wrong; never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
-    if bytes.len() < 5 || bytes[..4] != MAGIC {
+    let (prelude, after) = bytes.split_at_checked(5).ok_or(DecodeError::NotTailchat)?;
+    let (magic, version) = prelude.split_at(4);
+    if magic != MAGIC {
         return Err(DecodeError::NotTailchat);
     }
-    if bytes[4] != VERSION {
-        return Err(DecodeError::UnsupportedVersion(bytes[4]));
+    if version != [VERSION] {
+        let v = version.first().copied().unwrap_or_default();
+        return Err(DecodeError::UnsupportedVersion(v));
     }
     let (header, mut rest): (Header, &[u8]) =
-        postcard::take_from_bytes(&bytes[5..]).map_err(|_| DecodeError::BadHeader)?;
+        postcard::take_from_bytes(after).map_err(|_| DecodeError::BadHeader)?;
     let mut frames = Vec::new();
     let mut unknown_frames = 0;
     while !rest.is_empty() {
@@ -369,8 +375,9 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
             let a: Ack = take(body)?;
             let ordered = a
                 .ranges
-                .windows(2)
-                .all(|w| w[1].last.saturating_add(1) < w[0].first);
+                .iter()
+                .zip(a.ranges.iter().skip(1))
+                .all(|(higher, lower)| lower.last.saturating_add(1) < higher.first);
             if a.ranges.is_empty()
                 || a.ranges.len() > MAX_ACK_RANGES
                 || !ordered
@@ -383,7 +390,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PING => Frame::Ping,
         kind::NICK => {
             let n: NickChange = take(body)?;
-            if !nick_ok(&n.nick) {
+            if !is_valid_nick(&n.nick) {
                 return Err(());
             }
             Frame::Nick(n)
@@ -394,7 +401,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
-                nick_ok(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
+                is_valid_nick(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
             });
             if p.peers.is_empty() || p.peers.len() > MAX_PEER_ENTRIES || !entries_ok {
                 return Err(());
@@ -406,16 +413,13 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
     Ok(Some(frame))
 }
 
+/// A hello, announcement or hello reply whose nick breaks the nick rule is malformed.
 fn check_hello(h: Hello) -> Result<Hello, ()> {
-    if nick_ok(&h.nick) {
+    if is_valid_nick(&h.nick) {
         Ok(h)
     } else {
         Err(())
     }
-}
-
-fn nick_ok(nick: &str) -> bool {
-    !nick.is_empty() && nick.len() <= MAX_NICK_BYTES
 }
 
 /// Decodes a body's known fields; bytes after them are a later version's fields and ignored.
@@ -452,12 +456,14 @@ fn varint_len(v: u64) -> usize {
     (64 - v.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
+/// `value` postcard-encoded.
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     let mut v = Vec::new();
     extend(&mut v, value);
     v
 }
 
+/// Appends `value`, postcard-encoded, to `out`.
 fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serializing plain structs into a Vec cannot fail: postcard only errors on unsupported
     // serde types (none here) or on a full fixed buffer (a Vec grows).
@@ -466,6 +472,7 @@ fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // a test that indexes out of bounds fails, as it should
 mod tests {
     use super::*;
 
@@ -680,6 +687,48 @@ mod tests {
             data: vec![1],
         });
         assert!(decode(&encode(&header(), &[bad_fragment])).is_err());
+    }
+
+    #[test]
+    fn a_nick_that_breaks_the_nick_rule_makes_its_frame_malformed() {
+        let hello = |nick: &str| Hello {
+            nick: nick.into(),
+            port: 7654,
+            caps: 0,
+        };
+        let entry = |nick: &str| PeerEntry {
+            id: PeerId(5),
+            nick: nick.into(),
+            addrs: vec!["10.0.0.5:7654".parse().unwrap()],
+            heard_secs: 0,
+        };
+        for bad in ["", "c#dev", "bob smith", "\u{202e}evil", "a\u{7}"] {
+            let frames = [
+                (kind::HELLO, Frame::Hello(hello(bad))),
+                (kind::HELLO_REPLY, Frame::HelloReply(hello(bad))),
+                (kind::ANNOUNCE, Frame::Announce(hello(bad))),
+                (
+                    kind::NICK,
+                    Frame::Nick(NickChange {
+                        seq: 0,
+                        nick: bad.into(),
+                    }),
+                ),
+                (
+                    kind::PEERS,
+                    Frame::Peers(PeerList {
+                        seq: 0,
+                        peers: vec![entry("ok"), entry(bad)],
+                    }),
+                ),
+            ];
+            for (k, frame) in frames {
+                let bytes = encode(&header(), &[Frame::Ping, frame]);
+                assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(k)), "{bad:?}");
+            }
+        }
+        let ok = encode(&header(), &[Frame::Hello(hello("c-dev"))]);
+        assert!(decode(&ok).is_ok());
     }
 
     #[test]

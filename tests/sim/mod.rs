@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tailchat::proto::wire::MAX_DATAGRAM;
-use tailchat::proto::{Config, Endpoint, Event, MessageId, PeerId, Recipients};
+use tailchat::proto::{Config, Endpoint, Event, Limits, MessageId, PeerId, Recipients};
 
 /// How one direction of a link behaves.
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +134,8 @@ pub struct Sim {
     /// Datagrams sent from one node to another's address, `sent_pairs[from][to]`, whether or
     /// not the link delivered them.
     pub sent_pairs: Vec<Vec<u64>>,
+    /// The limits every endpoint is built with (restarted ones included).
+    pub limits: Limits,
 }
 
 impl Sim {
@@ -150,7 +152,23 @@ impl Sim {
         sim
     }
 
+    /// `n` nodes like [`Sim::new`], built with `limits` instead of the defaults, so a test
+    /// reaches a bound in a few steps.
+    pub fn with_limits(seed: u64, n: usize, params: LinkParams, limits: Limits) -> Self {
+        Self::build_with(seed, n, params, false, limits)
+    }
+
     fn build(seed: u64, n: usize, params: LinkParams, discovery: bool) -> Self {
+        Self::build_with(seed, n, params, discovery, Limits::default())
+    }
+
+    fn build_with(
+        seed: u64,
+        n: usize,
+        params: LinkParams,
+        discovery: bool,
+        limits: Limits,
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let start = Instant::now();
         let nodes = (0..n)
@@ -162,6 +180,7 @@ impl Sim {
                     seed: rng.random(),
                     discovery,
                     session: (1 << 16) | u64::from(rng.random::<u16>()),
+                    limits,
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
@@ -188,6 +207,7 @@ impl Sim {
             segment: vec![None; n],
             sent_pairs: vec![vec![0; n]; n],
             announces: 0,
+            limits,
         }
     }
 
@@ -202,6 +222,17 @@ impl Sim {
     /// nothing remembered.
     pub fn restart_node(&mut self, i: usize) {
         let discovery = self.segment[i].is_some();
+        self.start_fresh(i, discovery);
+    }
+
+    /// Replaces node `i` with a fresh process, as [`Sim::restart_node`], run without discovery
+    /// (`--no-discovery`): it stays on its LAN segment, so it hears the others'
+    /// announcements, but makes none.
+    pub fn restart_node_without_discovery(&mut self, i: usize) {
+        self.start_fresh(i, false);
+    }
+
+    fn start_fresh(&mut self, i: usize, discovery: bool) {
         let cfg = Config {
             peer_id: PeerId(self.rng.random()),
             nick: format!("n{i}"),
@@ -209,6 +240,7 @@ impl Sim {
             seed: self.rng.random(),
             discovery,
             session: self.next_session(),
+            limits: self.limits,
         };
         self.nodes[i].ep = Endpoint::new(cfg, self.now);
         self.nodes[i].events.clear();
@@ -230,6 +262,7 @@ impl Sim {
             seed: self.rng.random(),
             discovery: self.segment[i].is_some(),
             session: self.next_session(),
+            limits: self.limits,
         };
         let now = self.now;
         self.nodes[i].ep = Endpoint::new(cfg, now);
@@ -306,8 +339,13 @@ impl Sim {
         self.flush(to);
     }
 
-    /// Drains node `i`'s transmits onto the links and its events into its log.
+    /// Drains node `i`'s events into its log, then its transmits onto the links: the order the
+    /// protocol core documents (a real driver makes the events durable in between).
     pub fn flush(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(e) = self.nodes[i].ep.poll_event() {
+            self.nodes[i].events.push((now, e));
+        }
         while let Some(t) = self.nodes[i].ep.poll_transmit() {
             self.sent += 1;
             self.sent_by[i] += 1;
@@ -347,10 +385,6 @@ impl Sim {
                 from: own,
                 bytes,
             }));
-        }
-        let now = self.now;
-        while let Some(e) = self.nodes[i].ep.poll_event() {
-            self.nodes[i].events.push((now, e));
         }
     }
 

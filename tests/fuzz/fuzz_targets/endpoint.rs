@@ -6,12 +6,12 @@ use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tailchat::proto::wire::{self, Frame, Header, Hello, MAX_DATAGRAM};
-use tailchat::proto::{Config, Endpoint, PeerId, Recipients};
+use tailchat::proto::{Config, Endpoint, Limits, PeerId, Recipients};
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
     let mut ep = Endpoint::new(
-        Config { peer_id: PeerId(1), nick: "me".into(), port: 7654, seed: 1, discovery: false, session: 1 },
+        Config { peer_id: PeerId(1), nick: "me".into(), port: 7654, seed: 1, discovery: false, session: 1, limits: Limits::default() },
         start,
     );
     let from: SocketAddr = "10.0.0.2:7654".parse().unwrap();

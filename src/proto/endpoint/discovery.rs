@@ -1,0 +1,457 @@
+//! Discovery: addresses we send hellos to until someone answers ([`Probes`]), and our LAN
+//! announcements ([`Announcer`]) and what we do with those of others.
+//!
+//! An address the user gave is tried for ever, ever more slowly, and the user is told when it
+//! stays silent; one heard announcing or learned from a peer is given up after a few hellos.
+//! With discovery off ([`crate::proto::Config::discovery`]) we neither announce nor answer
+//! announcements.
+
+use super::Endpoint;
+use crate::proto::wire::{self, Frame, Header};
+use crate::proto::{Event, Found};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// First interval between hellos to an address that has not answered; it doubles after each.
+const PROBE_FIRST: Duration = Duration::from_millis(250);
+/// Longest interval between hellos to an unanswered address (it is retried for ever, so a peer
+/// that starts later is found by itself).
+const PROBE_MAX: Duration = Duration::from_secs(30);
+/// After this many unanswered hellos, the user is told the address does not answer.
+const PROBE_REPORT_AFTER: u32 = 5;
+/// After this many hellos the interval has reached [`PROBE_MAX`] (250 ms · 2⁸ / 2 > 30 s).
+const PROBE_SLOW_ATTEMPTS: u32 = 8;
+/// Hellos to an address heard announcing, or learned from a peer, before giving up on it
+/// (250 ms doubling: about 16 s in all).
+const PROBE_LIMIT_DISCOVERED: u32 = 6;
+/// Addresses being probed at most; the oldest is dropped beyond it.
+const MAX_PROBES: usize = 64;
+/// Gaps after the first, second and third LAN announcements at start (or after a new
+/// interface appears): at 0, 0.5 and 1.5 s, so one lost datagram does not hide us. Entry 0 is
+/// unused (the first goes at once).
+const ANNOUNCE_BURST: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+];
+/// Gap between later announcements, ±10% jitter so peers started together do not stay in step.
+/// Newcomers are found by their own announcements at once; these only catch peers that missed
+/// them, so they can be rare: one small datagram per interface every half minute.
+const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// An address we send hellos to until someone answers from it.
+#[derive(Debug)]
+pub struct Probe {
+    /// Where.
+    addr: SocketAddr,
+    /// When the next hello goes.
+    next: Instant,
+    /// Hellos sent so far.
+    attempts: u32,
+    /// When the last hello went: if only one did, its answer is a clean first RTT sample.
+    last_sent: Option<Instant>,
+    /// Why we probe it; becomes the peer's [`Found`].
+    pub origin: Found,
+    /// Give up after this many hellos (`None`: never, for addresses the user gave).
+    limit: Option<u32>,
+    /// Tell the user after [`PROBE_REPORT_AFTER`] unanswered hellos.
+    report: bool,
+}
+
+impl Probe {
+    /// The round trip of the one hello sent, if an answer came at `now` after exactly one
+    /// (with more, which one it answers is ambiguous).
+    pub fn clean_rtt(&self, now: Instant) -> Option<Duration> {
+        self.last_sent
+            .filter(|_| self.attempts == 1)
+            .map(|sent| now.saturating_duration_since(sent))
+    }
+}
+
+/// The addresses being probed, oldest first, at most [`MAX_PROBES`].
+#[derive(Debug, Default)]
+pub struct Probes {
+    /// The probes, oldest first.
+    list: Vec<Probe>,
+}
+
+impl Probes {
+    /// Starts sending hellos to `addr` now, unless it is probed already (then a user's request
+    /// makes it permanent and reported). Beyond [`MAX_PROBES`] the oldest probe the user did
+    /// not ask for goes; one they did is never pushed out for a discovered address (a flood of
+    /// announcements must not erase an `/add`).
+    pub fn add(&mut self, now: Instant, addr: SocketAddr, origin: Found) {
+        if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {
+            if origin == Found::Manual && p.origin != Found::Manual {
+                p.origin = Found::Manual;
+                p.limit = None;
+                p.report = true;
+            }
+            return;
+        }
+        if self.list.len() >= MAX_PROBES {
+            match self.list.iter().position(|p| p.origin != Found::Manual) {
+                Some(i) => {
+                    self.list.remove(i);
+                }
+                None if origin == Found::Manual && !self.list.is_empty() => {
+                    self.list.remove(0);
+                }
+                None => return,
+            }
+        }
+        let (limit, report) = match origin {
+            Found::Manual => (None, true),
+            _ => (Some(PROBE_LIMIT_DISCOVERED), false),
+        };
+        self.list.push(Probe {
+            addr,
+            next: now,
+            attempts: 0,
+            last_sent: None,
+            origin,
+            limit,
+            report,
+        });
+    }
+
+    /// The probe of `addr`.
+    pub fn get(&self, addr: SocketAddr) -> Option<&Probe> {
+        self.list.iter().find(|p| p.addr == addr)
+    }
+
+    /// Whether `addr` is being probed.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        self.get(addr).is_some()
+    }
+
+    /// Stops probing `addr` (it answered).
+    pub fn remove(&mut self, addr: SocketAddr) {
+        self.list.retain(|p| p.addr != addr);
+    }
+
+    /// Stops probing everything.
+    pub fn clear(&mut self) {
+        self.list.clear();
+    }
+
+    /// How many probes come from peer lists.
+    pub fn learned(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|p| p.origin == Found::Learned)
+            .count()
+    }
+
+    /// Probes `addr` without telling the user that it does not answer.
+    pub fn quiet(&mut self, addr: SocketAddr) {
+        if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {
+            p.report = false;
+        }
+    }
+
+    /// Probes `addr` quietly at the slowest pace, from `now`: a peer the user added went away,
+    /// and is looked for again in case it comes back.
+    pub fn slow(&mut self, now: Instant, addr: SocketAddr) {
+        if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {
+            p.report = false;
+            p.attempts = p.attempts.max(PROBE_SLOW_ATTEMPTS);
+            p.next = now + PROBE_MAX;
+        }
+    }
+
+    /// When the next hello is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.list.iter().map(|p| p.next).min()
+    }
+
+    /// The hellos due at `now`, as (address, whether to tell the user it does not answer);
+    /// reschedules them, and forgets discovered addresses whose last hello went unanswered.
+    pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, bool)> {
+        self.list
+            .retain(|p| !(p.next <= now && p.limit.is_some_and(|l| p.attempts >= l)));
+        let mut due = Vec::new();
+        for p in self.list.iter_mut().filter(|p| p.next <= now) {
+            p.attempts += 1;
+            p.last_sent = Some(now);
+            let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
+            p.next = now + interval.min(PROBE_MAX);
+            due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
+        }
+        due
+    }
+}
+
+/// When our LAN announcements go: a burst at start (and after [`Announcer::soon`]), then
+/// rarely, with jitter.
+#[derive(Debug)]
+pub struct Announcer {
+    /// When the next announcement is due (`None` without discovery, or after leaving).
+    at: Option<Instant>,
+    /// Announcements of the current burst already sent.
+    burst: usize,
+    /// Seeded randomness for the jitter.
+    rng: ChaCha8Rng,
+}
+
+impl Announcer {
+    /// Announcing from `now` if `on`, with randomness from `seed`.
+    pub fn new(on: bool, now: Instant, seed: u64) -> Self {
+        Self {
+            at: on.then_some(now),
+            burst: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// When the next announcement is due.
+    pub fn next(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Starts a new burst at `now`, if announcing at all; returns whether it did.
+    pub fn soon(&mut self, now: Instant) -> bool {
+        if self.at.is_none() {
+            return false;
+        }
+        self.at = Some(now);
+        self.burst = 0;
+        true
+    }
+
+    /// Announces no more.
+    pub fn stop(&mut self) {
+        self.at = None;
+    }
+
+    /// Whether an announcement is due at `now`; if so, schedules the next one.
+    pub fn due(&mut self, now: Instant) -> bool {
+        let Some(at) = self.at.filter(|&at| at <= now) else {
+            return false;
+        };
+        self.burst += 1;
+        let gap = match ANNOUNCE_BURST.get(self.burst) {
+            Some(gap) => *gap,
+            None => ANNOUNCE_INTERVAL.mul_f64(self.rng.random_range(0.9..1.1)),
+        };
+        self.at = Some(at.max(now) + gap);
+        true
+    }
+}
+
+impl Endpoint {
+    /// Starts contacting a peer at `addr` (`/add`, `--peer`): hellos go out until it answers.
+    pub fn add_address(&mut self, now: Instant, addr: SocketAddr) {
+        self.add_probe(now, addr, Found::Manual);
+        self.mark(now);
+    }
+
+    /// Announces again soon, in a burst: a network interface appeared (a laptop joined a
+    /// network), so peers there have not heard of us.
+    pub fn announce_soon(&mut self, now: Instant) {
+        if !self.leaving && self.announcer.soon(now) {
+            self.mark(now);
+        }
+    }
+
+    /// Starts sending hellos to `addr` (not after leaving); what gives up, and whether the
+    /// user hears of it, depends on `origin`.
+    pub(super) fn add_probe(&mut self, now: Instant, addr: SocketAddr, origin: Found) {
+        if !self.leaving {
+            self.probes.add(now, addr, origin);
+        }
+    }
+
+    /// An announcement heard on the LAN. Without discovery it is dropped. Otherwise a peer we
+    /// are not talking to gets a hello at once (so a newcomer learns everyone within a round
+    /// trip); one we know is simply noted at this address too.
+    pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) {
+        if !self.config.discovery {
+            self.stats.discovery_off += 1;
+            return;
+        }
+        if self.leaving {
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&header.sender) {
+            if peer.session == header.session && peer.is_online() {
+                if peer.found == Found::Incoming {
+                    peer.found = Found::Announced;
+                }
+                peer.last_heard = now;
+                peer.addrs.note(from);
+                return;
+            }
+        }
+        if self.probes.contains(from) {
+            return;
+        }
+        // Rate-limited like other answers to strangers: a flood of announcements from made-up
+        // identities costs a few hellos a second, and at most MAX_PROBES entries.
+        if self.peers.allow_stranger(now) {
+            self.add_probe(now, from, Found::Announced);
+        }
+    }
+
+    /// Sends the hellos and the announcement due at `now`.
+    pub(super) fn run_discovery(&mut self, now: Instant) {
+        let due = self.probes.due(now);
+        if self.announcer.due(now) {
+            let bytes = wire::encode(&self.header(), &[Frame::Announce(self.my_hello())]);
+            self.announces.push_back(bytes);
+        }
+        for (addr, report) in due {
+            self.send_hello(addr, false);
+            if report {
+                self.events.push_back(Event::AddressUnanswered { addr });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], i))
+    }
+
+    /// The times of the first `n` hellos to a probe added at `t0`.
+    fn schedule(origin: Found, n: usize, t0: Instant) -> Vec<(Duration, bool)> {
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), origin);
+        let mut got = Vec::new();
+        while got.len() < n {
+            let Some(at) = probes.next_due() else { break };
+            for (_, report) in probes.due(at) {
+                got.push((at - t0, report));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_manual_address_is_tried_for_ever_ever_more_slowly_and_reported_once() {
+        let t0 = Instant::now();
+        let got = schedule(Found::Manual, 12, t0);
+        let times: Vec<u64> = got.iter().map(|(d, _)| d.as_millis() as u64).collect();
+        assert_eq!(
+            times,
+            vec![0, 250, 750, 1750, 3750, 7750, 15750, 31750, 61750, 91750, 121750, 151750]
+        );
+        let reports: Vec<usize> = got
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, report))| report.then_some(i))
+            .collect();
+        assert_eq!(reports, vec![PROBE_REPORT_AFTER as usize - 1]);
+    }
+
+    #[test]
+    fn a_discovered_address_is_given_up_after_a_few_hellos() {
+        let t0 = Instant::now();
+        let got = schedule(Found::Announced, 100, t0);
+        assert_eq!(got.len(), PROBE_LIMIT_DISCOVERED as usize);
+        assert!(got.iter().all(|(_, report)| !report));
+    }
+
+    #[test]
+    fn the_user_asking_for_a_discovered_address_makes_it_permanent() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Learned);
+        probes.add(t0, addr(1), Found::Manual);
+        assert_eq!(probes.get(addr(1)).map(|p| p.origin), Some(Found::Manual));
+        let mut hellos = 0;
+        while hellos < 20 {
+            let at = probes.next_due().unwrap();
+            hellos += probes.due(at).len();
+        }
+    }
+
+    #[test]
+    fn a_flood_of_discovered_addresses_never_pushes_out_a_manual_one() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Manual);
+        for i in 2..500 {
+            probes.add(t0, addr(i), Found::Announced);
+        }
+        assert_eq!(probes.list.len(), MAX_PROBES);
+        assert!(probes.contains(addr(1)));
+        assert!(probes.contains(addr(499)) && !probes.contains(addr(2)));
+        for i in 1000..1000 + MAX_PROBES as u16 {
+            probes.add(t0, addr(i), Found::Manual);
+        }
+        probes.add(t0, addr(9), Found::Announced);
+        assert!(!probes.contains(addr(9)), "no room among manual probes");
+        assert!(
+            !probes.contains(addr(1)),
+            "the oldest manual one made room for a newer"
+        );
+    }
+
+    #[test]
+    fn only_the_answer_to_a_single_hello_is_a_clean_rtt_sample() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Manual);
+        assert_eq!(
+            probes.get(addr(1)).unwrap().clean_rtt(t0),
+            None,
+            "none sent"
+        );
+        probes.due(t0);
+        let p = probes.get(addr(1)).unwrap();
+        assert_eq!(p.clean_rtt(t0 + MS * 3), Some(MS * 3));
+        probes.due(t0 + MS * 250);
+        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(t0 + MS * 260), None);
+    }
+
+    #[test]
+    fn slowed_probes_wait_the_longest_interval_quietly() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Manual);
+        probes.slow(t0, addr(1));
+        assert_eq!(probes.next_due(), Some(t0 + PROBE_MAX));
+        let mut at = t0;
+        for _ in 0..10 {
+            at = probes.next_due().unwrap();
+            assert!(probes.due(at).iter().all(|(_, report)| !report));
+        }
+        assert_eq!(probes.next_due(), Some(at + PROBE_MAX));
+    }
+
+    #[test]
+    fn announcements_go_in_a_burst_then_every_half_minute_or_so() {
+        let t0 = Instant::now();
+        let mut a = Announcer::new(true, t0, 7);
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let at = a.next().unwrap();
+            assert!(a.due(at));
+            times.push(at - t0);
+        }
+        assert_eq!(
+            times.get(..3),
+            Some(&[Duration::ZERO, MS * 500, MS * 1500][..])
+        );
+        let later_gaps = times.iter().skip(2).zip(times.iter().skip(3));
+        for gap in later_gaps.map(|(earlier, later)| *later - *earlier) {
+            assert!(gap >= ANNOUNCE_INTERVAL * 9 / 10 && gap <= ANNOUNCE_INTERVAL * 11 / 10);
+        }
+        let last = times.last().copied().unwrap_or_default();
+        assert!(!a.due(t0 + last), "not twice at one time");
+        assert!(a.soon(t0 + MS * 100_000));
+        assert_eq!(a.next(), Some(t0 + MS * 100_000));
+        a.stop();
+        assert!(!a.soon(t0) && a.next().is_none());
+        assert!(!Announcer::new(false, t0, 7).soon(t0));
+    }
+}

@@ -1,0 +1,158 @@
+//! Peer exchange: when a peer joins, it is told of the peers we know and they are told of it,
+//! so a group meshes without anyone adding everyone. What a peer hears this way is only a
+//! hint: the addresses are probed, and a peer is listed once it answers.
+
+use super::peers::Peer;
+use super::Endpoint;
+use crate::proto::ids::PeerId;
+use crate::proto::wire::{self, PeerEntry};
+use crate::proto::Found;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Peers heard from longer ago than this are not passed on in peer exchange.
+const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
+/// A newcomer is told of this many peers at most (the most recently heard): enough to mesh a
+/// small network, and a stranger's hello cannot make us send a long list.
+const MAX_SHARED_WITH_NEWCOMER: usize = 32;
+/// Addresses learned from peer lists being probed at most: a peer list cannot make us probe
+/// without bound.
+const MAX_LEARNED_PROBES: usize = 32;
+
+impl Endpoint {
+    /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
+    pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId) {
+        let peers = &self.peers;
+        let entry = |about: PeerId, to: PeerId| {
+            let p = peers.get(&about)?;
+            entry_for(now, about, p, peers.get(&to)?.addrs.current())
+        };
+        let others: Vec<PeerId> = self
+            .peers
+            .ids()
+            .into_iter()
+            .filter(|&id| id != new)
+            .collect();
+        let mut for_new: Vec<PeerEntry> = others.iter().filter_map(|&o| entry(o, new)).collect();
+        for_new.sort_by_key(|e| e.heard_secs);
+        for_new.truncate(MAX_SHARED_WITH_NEWCOMER);
+        let about_new: Vec<(PeerId, PeerEntry)> = others
+            .iter()
+            .filter(|&&o| entry(o, new).is_some())
+            .filter_map(|&o| entry(new, o).map(|e| (o, e)))
+            .collect();
+        if let Some(p) = self.peers.get_mut(&new) {
+            if !for_new.is_empty() {
+                p.link.queue_peers(&for_new);
+            }
+        }
+        for (to, e) in about_new {
+            if let Some(p) = self.peers.get_mut(&to) {
+                p.link.queue_peers(&[e]);
+            }
+        }
+    }
+
+    /// Entries from peer exchange, from peer `from`: peers we do not know yet (or that are
+    /// away) are contacted directly, and listed only once they answer.
+    pub(super) fn on_peer_entries(&mut self, now: Instant, from: PeerId, entries: Vec<PeerEntry>) {
+        let via = self.peers.get(&from).map(|p| p.addrs.current());
+        for e in entries {
+            if e.id == self.config.peer_id
+                || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
+                || self.peers.get(&e.id).is_some_and(|p| !p.state().is_away())
+            {
+                continue;
+            }
+            for addr in e.addrs {
+                if self.probes.learned() >= MAX_LEARNED_PROBES {
+                    return;
+                }
+                if via.is_some_and(|v| shareable(&addr, &v)) {
+                    self.add_probe(now, addr, Found::Learned);
+                }
+            }
+        }
+    }
+}
+
+/// An entry about peer `about` for a peer we reach at `to_addr`: only if `about` is online and
+/// heard from lately, with only the addresses that mean the same there.
+fn entry_for(now: Instant, about: PeerId, p: &Peer, to_addr: SocketAddr) -> Option<PeerEntry> {
+    let age = now.saturating_duration_since(p.last_heard);
+    if !p.is_online() || age > EXCHANGE_MAX_AGE {
+        return None;
+    }
+    let addrs: Vec<SocketAddr> = p
+        .addrs
+        .iter()
+        .filter(|a| shareable(a, &to_addr))
+        .take(wire::MAX_ENTRY_ADDRS)
+        .collect();
+    (!addrs.is_empty()).then(|| PeerEntry {
+        id: about,
+        nick: p.nick.clone(),
+        addrs,
+        heard_secs: u32::try_from(age.as_secs()).unwrap_or(u32::MAX),
+    })
+}
+
+/// Whether `addr` means the same thing to a peer we reach at `via`: a unicast address, not
+/// link-local (an IPv6 zone is lost on the wire; 169.254/16 is per link), and loopback only
+/// between peers that talk over loopback (that is, on one machine).
+fn shareable(addr: &SocketAddr, via: &SocketAddr) -> bool {
+    let ip = addr.ip().to_canonical();
+    if ip.is_loopback() {
+        return via.ip().to_canonical().is_loopback();
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            let link_local = v6.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80);
+            !(v6.is_unspecified() || v6.is_multicast() || link_local)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_addresses_that_mean_the_same_to_the_receiver_are_shared() {
+        let lan = sa("192.168.1.9:7654");
+        for ok in [
+            "10.0.0.2:7654",
+            "100.64.1.2:1",
+            "[fd7a:115c::5]:7654",
+            "[2001:db8::1]:9",
+        ] {
+            assert!(shareable(&sa(ok), &lan), "{ok}");
+        }
+        for bad in [
+            "169.254.3.4:7654",
+            "0.0.0.0:7654",
+            "224.0.0.1:7654",
+            "255.255.255.255:7654",
+            "[fe80::1]:7654",
+            "[::]:7654",
+            "[ff02::1]:7654",
+            "127.0.0.1:7654",
+            "[::1]:7654",
+        ] {
+            assert!(!shareable(&sa(bad), &lan), "{bad}");
+        }
+        let local = sa("127.0.0.1:7000");
+        assert!(
+            shareable(&sa("127.0.0.1:7654"), &local),
+            "loopback on one machine"
+        );
+        assert!(shareable(&sa("[::ffff:127.0.0.1]:7654"), &local));
+    }
+}

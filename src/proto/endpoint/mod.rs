@@ -1,0 +1,516 @@
+//! The endpoint: this peer's identity, its peers, and the sans-IO interface (inputs
+//! `handle_*` and commands, outputs `poll_*`; see [`crate::proto`] for the order to drive it
+//! in).
+//!
+//! [`Endpoint`] is one struct whose `impl` blocks are spread over this module's files, one idea
+//! each:
+//! - this file: the inputs and outputs, the commands, and turning link events into events;
+//! - `peers`: the peer table (admission, its token bucket, eviction, restored peers);
+//! - `handshake`: hellos, sessions, and answering strangers;
+//! - `discovery`: probing addresses until they answer, and LAN announcements;
+//! - `exchange`: telling peers about each other.
+
+mod discovery;
+mod exchange;
+mod handshake;
+mod peers;
+
+use self::discovery::{Announcer, Probes};
+use self::peers::PeerTable;
+use super::ids::{MessageId, PeerId};
+use super::link::{LinkEvent, QueueError};
+use super::nick::{is_valid_nick, NICK_RULE};
+use super::wire::{self, DecodeError, Frame};
+use super::{
+    Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats, Transmit,
+    UndeliveredReason, MAX_MESSAGE_BYTES,
+};
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Distinct senders told about a version mismatch at most (each once).
+const MAX_VERSION_REPORTS: usize = 64;
+
+/// The protocol state machine for one tailchat instance. See the module documentation of
+/// [`crate::proto`] for how to drive it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Identity, nick, session and limits.
+    config: Config,
+    /// Next message id.
+    next_msg: u64,
+    /// Known peers.
+    peers: PeerTable,
+    /// Addresses awaiting an answer.
+    probes: Probes,
+    /// When LAN announcements are due.
+    announcer: Announcer,
+    /// Datagrams ready to send.
+    transmits: VecDeque<Transmit>,
+    /// Announcement datagrams ready for the driver to broadcast.
+    announces: VecDeque<Vec<u8>>,
+    /// Events ready for the UI.
+    events: VecDeque<Event>,
+    /// Counters.
+    stats: Stats,
+    /// Addresses already told about a version mismatch.
+    version_reported: BTreeSet<SocketAddr>,
+    /// [`Endpoint::leave`] was called.
+    leaving: bool,
+    /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
+    /// the first `poll_*` after a batch of inputs, packs messages typed or received together
+    /// into shared datagrams and one ack, without delaying anything.
+    pending: Option<Instant>,
+}
+
+impl Endpoint {
+    /// A new endpoint, started at `now`.
+    pub fn new(config: Config, now: Instant) -> Self {
+        Self {
+            announcer: Announcer::new(config.discovery, now, config.seed),
+            peers: PeerTable::new(config.limits, now),
+            config,
+            next_msg: 1,
+            probes: Probes::default(),
+            transmits: VecDeque::new(),
+            announces: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            version_reported: BTreeSet::new(),
+            leaving: false,
+            pending: None,
+        }
+    }
+
+    /// Our identity.
+    pub fn peer_id(&self) -> PeerId {
+        self.config.peer_id
+    }
+
+    /// Our nick.
+    pub fn nick(&self) -> &str {
+        &self.config.nick
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Next event for the user interface and the journal. Drain these first after any input,
+    /// and make durable what must be before sending anything (see [`crate::proto`]).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.catch_up();
+        self.events.pop_front()
+    }
+
+    /// Next LAN announcement to send to every broadcast and multicast address (only with
+    /// [`Config::discovery`]). Drain it like [`Endpoint::poll_transmit`].
+    #[must_use]
+    pub fn poll_announce(&mut self) -> Option<Vec<u8>> {
+        self.catch_up();
+        let a = self.announces.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(a)
+    }
+
+    /// Next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.catch_up();
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next be called, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.pending.is_some() {
+            return self.pending; // work is waiting: call `handle_timeout` (or a `poll_*`) now
+        }
+        let peers = self.peers.iter().filter_map(|(_, p)| p.link.next_timeout());
+        peers
+            .chain(self.probes.next_due())
+            .chain(self.announcer.next())
+            .min()
+    }
+
+    /// Runs whatever timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.mark(now);
+    }
+
+    /// One datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.datagrams_in += 1;
+        if bytes.len() > wire::MAX_DATAGRAM {
+            // No tailchat sends more; accepting it would let one item be any size.
+            self.stats.malformed += 1;
+            return;
+        }
+        let datagram = match wire::decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                self.count_decode_error(from, e);
+                return;
+            }
+        };
+        self.stats.unknown_frames += u64::from(datagram.unknown_frames);
+        let header = datagram.header;
+        if header.sender == self.config.peer_id {
+            self.stats.own += 1;
+            return;
+        }
+        let hello = datagram.frames.iter().find_map(|f| match f {
+            Frame::Hello(h) => Some((h.clone(), false)),
+            Frame::HelloReply(h) => Some((h.clone(), true)),
+            _ => None,
+        });
+        if let Some((hello, is_reply)) = hello {
+            self.on_hello(now, from, header, hello, is_reply);
+        } else if let Some(Frame::Announce(_)) = datagram.frames.first() {
+            self.on_announce(now, from, header);
+            self.mark(now);
+            return;
+        }
+        let eliciting = datagram.is_ack_eliciting();
+        let session = self.config.session;
+        let Some(peer) = self.peers.get_mut(&header.sender) else {
+            self.stats.unknown_sender += 1;
+            if eliciting {
+                self.who_are_you(now, from);
+            }
+            return;
+        };
+        // Meant for another run of ours (we restarted), or from another run of the peer (a late
+        // hello from an earlier run may have switched the session we expect): dropped, and a
+        // hello back (rate-limited) makes the peer state its current session and learn ours.
+        let for_us = datagram.frames.iter().all(|f| match f {
+            Frame::Session(s) => *s == session,
+            _ => true,
+        });
+        if peer.session != header.session || !for_us {
+            self.stats.stale_session += 1;
+            if eliciting {
+                self.who_are_you(now, from);
+            }
+            return;
+        }
+        peer.last_heard = now;
+        peer.addrs.note(from);
+        let mut out = Vec::new();
+        peer.link
+            .on_datagram(now, header.packet, datagram.frames, &mut out);
+        self.link_events(now, header.sender, out);
+        self.mark(now);
+    }
+
+    /// Sends `text` to `to`.
+    ///
+    /// # Errors
+    /// A [`SendError`] if the message is refused as a whole. A peer whose queue is full gets an
+    /// [`Event::Undelivered`] instead.
+    pub fn send_message(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        text: &str,
+    ) -> Result<Sent, SendError> {
+        if self.leaving {
+            return Err(SendError::Leaving);
+        }
+        if text.is_empty() {
+            return Err(SendError::Empty);
+        }
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(SendError::TooLong { len: text.len() });
+        }
+        // Everyone we know takes part in the group, present or not: a peer that left or is
+        // offline gets the message when it is back.
+        let (candidates, direct): (Vec<PeerId>, bool) = match to {
+            Recipients::Everyone => (self.peers.ids(), false),
+            Recipients::Peer(id) if self.peers.contains(&id) => (vec![id], true),
+            Recipients::Peer(_) => return Err(SendError::UnknownPeer),
+        };
+        let id = MessageId(self.next_msg);
+        self.next_msg += 1;
+        let mut recipients = Vec::new();
+        let mut refused = Vec::new();
+        for peer_id in candidates {
+            let Some(peer) = self.peers.get_mut(&peer_id) else {
+                continue;
+            };
+            match peer.link.queue_message(now, id, direct, text) {
+                Ok(()) => recipients.push(peer_id),
+                Err(QueueError::Full { first }) => {
+                    refused.push(peer_id);
+                    if first {
+                        self.events.push_back(Event::Undelivered {
+                            to: peer_id,
+                            id,
+                            reason: UndeliveredReason::QueueFull,
+                        });
+                    }
+                }
+            }
+        }
+        self.mark(now);
+        Ok(Sent {
+            id,
+            recipients,
+            refused,
+        })
+    }
+
+    /// Brings back what storage remembers from an earlier run: the next message id, and for
+    /// each peer its nick, addresses, the highest message id already shown from it, and our
+    /// messages it has not acknowledged (queued again, in id order, past the queue bound).
+    /// Such peers are listed as offline until they say hello; the ones added by hand, and the
+    /// ones with messages waiting, are contacted at their last addresses. The table takes the
+    /// peers that matter most first; the rest wait, dormant, until they say hello. Call it
+    /// once, before anything else.
+    pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
+        self.next_msg = self.next_msg.max(next_msg.0);
+        for (addr, origin) in self.peers.restore(now, self.config.peer_id, peers) {
+            self.add_probe(now, addr, origin);
+            self.probes.quiet(addr);
+        }
+        self.mark(now);
+    }
+
+    /// Changes our nick and tells every peer (ordered with our messages to it).
+    ///
+    /// # Errors
+    /// Refuses a nick that breaks the rule of [`crate::proto::nick`], with [`NICK_RULE`] as the
+    /// message.
+    pub fn set_nick(&mut self, now: Instant, nick: &str) -> Result<(), String> {
+        if !is_valid_nick(nick) {
+            return Err(NICK_RULE.to_owned());
+        }
+        nick.clone_into(&mut self.config.nick);
+        for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
+            p.link.queue_nick(nick);
+        }
+        self.mark(now);
+        Ok(())
+    }
+
+    /// Says goodbye to every peer. Keep driving the endpoint until
+    /// [`Endpoint::leave_complete`] (or a short grace period) so the goodbyes are acknowledged.
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.probes.clear();
+        self.announcer.stop();
+        for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
+            p.link.queue_leave();
+        }
+        self.mark(now);
+    }
+
+    /// True once every peer has acknowledged our leave and every message to a peer that is
+    /// online has been delivered (or there was nobody to tell).
+    pub fn leave_complete(&self) -> bool {
+        self.peers.iter().all(|(_, p)| {
+            let waiting = p.is_online() && p.link.undelivered() > 0;
+            !(p.link.leave_outstanding() || waiting)
+        })
+    }
+
+    /// Messages queued and not yet acknowledged, summed over peers.
+    pub fn undelivered(&self) -> usize {
+        self.peers.iter().map(|(_, p)| p.link.undelivered()).sum()
+    }
+
+    /// A snapshot of every known peer, ordered by nick.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut v: Vec<PeerInfo> = self.peers.iter().map(|(&id, p)| p.info(id)).collect();
+        v.sort_by(|a, b| a.nick.cmp(&b.nick).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// A snapshot of one known peer.
+    pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
+        self.peers.get(&id).map(|p| p.info(id))
+    }
+
+    /// The nick of a known peer.
+    pub fn nick_of(&self, peer: PeerId) -> Option<&str> {
+        self.peers.get(&peer).map(|p| p.nick.as_str())
+    }
+
+    /// Counts a datagram that did not decode, and reports another version once per address.
+    fn count_decode_error(&mut self, from: SocketAddr, e: DecodeError) {
+        match e {
+            DecodeError::NotTailchat => self.stats.not_tailchat += 1,
+            DecodeError::UnsupportedVersion(version) => {
+                self.stats.bad_version += 1;
+                if self.version_reported.len() < MAX_VERSION_REPORTS
+                    && self.version_reported.insert(from)
+                {
+                    self.events
+                        .push_back(Event::VersionMismatch { from, version });
+                }
+            }
+            DecodeError::BadHeader | DecodeError::BadFrame(_) | DecodeError::Truncated => {
+                self.stats.malformed += 1
+            }
+        }
+    }
+
+    /// Turns what peer `id`'s link reported into events (and peer exchange, and looking again
+    /// for a peer the user added that went away).
+    fn link_events(&mut self, now: Instant, id: PeerId, out: Vec<LinkEvent>) {
+        for e in out {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if matches!(e, LinkEvent::Unreachable | LinkEvent::Left) && peer.found == Found::Manual
+            {
+                // A peer the user added is looked for again at its address: if it restarts (a
+                // new identity there), it comes back by itself.
+                let addr = peer.addrs.current();
+                self.add_probe(now, addr, Found::Manual);
+                self.probes.slow(now, addr);
+            }
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            let event = match e {
+                LinkEvent::Peers(entries) => {
+                    self.on_peer_entries(now, id, entries);
+                    continue;
+                }
+                LinkEvent::Message { msg, direct, text } => Event::Message {
+                    from: id,
+                    nick: peer.nick.clone(),
+                    id: msg,
+                    direct,
+                    text,
+                },
+                LinkEvent::Nick(new) => {
+                    if peer.nick == new {
+                        continue; // already learned from a hello
+                    }
+                    let old = std::mem::replace(&mut peer.nick, new.clone());
+                    Event::PeerRenamed { peer: id, old, new }
+                }
+                LinkEvent::Delivered(msg, late) => Event::Delivered {
+                    to: id,
+                    id: msg,
+                    late,
+                },
+                LinkEvent::Delayed(msg) => Event::DeliveryDelayed { to: id, id: msg },
+                LinkEvent::Reachable => Event::PeerReachable {
+                    peer: id,
+                    nick: peer.nick.clone(),
+                },
+                LinkEvent::Unreachable => Event::PeerUnreachable {
+                    peer: id,
+                    nick: peer.nick.clone(),
+                    queued: peer.link.undelivered(),
+                },
+                LinkEvent::Left => Event::PeerLeft {
+                    peer: id,
+                    nick: peer.nick.clone(),
+                    queued: peer.link.undelivered(),
+                },
+            };
+            self.events.push_back(event);
+        }
+    }
+
+    /// Notes that inputs arrived at `now`; the work happens at the next `poll_*`.
+    fn mark(&mut self, now: Instant) {
+        self.pending = Some(self.pending.map_or(now, |p| p.max(now)));
+    }
+
+    /// Does the work that inputs since the last `poll_*` left waiting.
+    fn catch_up(&mut self) {
+        if let Some(now) = self.pending.take() {
+            self.drive(now);
+        }
+    }
+
+    /// Runs due timers and builds every datagram that is ready.
+    fn drive(&mut self, now: Instant) {
+        for id in self.peers.ids() {
+            let header = self.header();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            if peer.link.next_timeout().is_some_and(|t| t <= now) {
+                peer.link.on_timeout(now, &mut out);
+            }
+            let to = peer.addrs.current();
+            while let Some(bytes) = peer.link.poll_datagram(now, header, peer.session) {
+                self.transmits.push_back(Transmit { to, bytes });
+            }
+            self.stats
+                .links
+                .add_since(&mut peer.counted, peer.link.counters());
+            self.link_events(now, id, out);
+        }
+        self.run_discovery(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Limits;
+
+    fn endpoint(now: Instant) -> Endpoint {
+        let config = Config {
+            peer_id: PeerId(1),
+            nick: "me".into(),
+            port: 7654,
+            seed: 1,
+            discovery: false,
+            session: 1 << 16,
+            limits: Limits::default(),
+        };
+        Endpoint::new(config, now)
+    }
+
+    #[test]
+    fn set_nick_follows_the_one_nick_rule() {
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        for bad in ["", "c#dev", "two words", &"x".repeat(33)] {
+            assert_eq!(ep.set_nick(now, bad), Err(NICK_RULE.to_owned()), "{bad:?}");
+        }
+        assert_eq!(ep.nick(), "me");
+        assert_eq!(ep.set_nick(now, "Zoë_世界"), Ok(()));
+        assert_eq!(ep.nick(), "Zoë_世界");
+    }
+
+    #[test]
+    fn a_hello_with_a_nick_that_breaks_the_rule_is_malformed() {
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        let header = wire::Header {
+            sender: PeerId(2),
+            session: 1,
+            packet: 0,
+        };
+        let hello = |nick: &str| {
+            let h = wire::Hello {
+                nick: nick.into(),
+                port: 7654,
+                caps: 0,
+            };
+            wire::encode(&header, &[Frame::Hello(h)])
+        };
+        let from = SocketAddr::from(([10, 0, 0, 2], 7654));
+        ep.handle_datagram(now, from, &hello("c#dev"));
+        assert_eq!(ep.stats().malformed, 1);
+        assert!(ep.poll_event().is_none() && ep.poll_transmit().is_none());
+        ep.handle_datagram(now, from, &hello("cdev"));
+        assert!(matches!(ep.poll_event(), Some(Event::PeerJoined { .. })));
+        assert!(ep.poll_transmit().is_some(), "the hello is answered");
+    }
+}

@@ -1,0 +1,637 @@
+//! The sending half of a link: the queue of stream items (messages, fragments, nick changes,
+//! peer lists), the send window, and packing items into datagrams. Which items a lost packet
+//! carried comes back here ([`SendQueue::on_lost`]) to be sent again; which ones an ack
+//! covered ([`SendQueue::on_acked`]) is what delivery reports are made of.
+
+use super::LinkEvent;
+use crate::proto::ids::MessageId;
+use crate::proto::wire::{self, kind, Frame, PeerEntry, MAX_DATAGRAM};
+use crate::proto::{DELAYED_AFTER, FRAGMENT_BYTES, MAX_MESSAGE_BYTES, WINDOW};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A message's stream items as (frame kind, encoded fields after the sequence number).
+type Pieces = Vec<(u32, Arc<[u8]>)>;
+
+/// Why a message could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The per-peer queue bound ([`crate::proto::Limits::max_queued_items`]) would be passed;
+    /// `first` for the first refusal since the queue last had room (so the user is told once,
+    /// not per message).
+    Full {
+        /// First refusal since there was room.
+        first: bool,
+    },
+}
+
+/// What one packet carried that needs an ack: given back on its ack or its loss.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Carried {
+    /// Stream items it carried.
+    pub seqs: Vec<u64>,
+    /// Whether it carried a ping.
+    pub ping: bool,
+    /// Whether it carried a leave.
+    pub leave: bool,
+}
+
+impl Carried {
+    /// Whether the receiver must acknowledge the packet (a ping alone counts too).
+    pub fn is_ack_eliciting(&self) -> bool {
+        !self.seqs.is_empty() || self.ping || self.leave
+    }
+}
+
+/// An item the peer has not acknowledged yet, encoded once (it may be sent several times).
+#[derive(Debug)]
+struct OutItem {
+    /// Frame kind (`Chat`, `Fragment`, `Nick` or `Peers`).
+    kind: u32,
+    /// The frame's fields after the sequence number, already encoded (shared with the
+    /// message's pieces, kept for a restart).
+    fields: Arc<[u8]>,
+    /// The message it belongs to, for the delivery report.
+    msg: Option<MessageId>,
+}
+
+/// A message not yet acknowledged in full.
+#[derive(Debug)]
+struct PendingMessage {
+    /// Its items, encoded, kept whole so that it can be sent again from the start if the peer
+    /// restarts (a new stream) while only part of it was acknowledged.
+    pieces: Pieces,
+    /// Items of it still unacknowledged.
+    remaining: u32,
+    /// Sequence number of its last item in the current stream.
+    last_seq: u64,
+    /// When it was queued, for the delay notice.
+    queued_at: Instant,
+    /// Whether [`LinkEvent::Delayed`] has been reported.
+    delay_reported: bool,
+}
+
+/// Our stream towards one peer: what is queued, what is unsent, and what each message still
+/// waits for.
+#[derive(Debug)]
+pub struct SendQueue {
+    /// Items queued at most (unacknowledged ones count); see [`QueueError::Full`].
+    max_items: usize,
+    /// Next stream sequence number to give an item.
+    next_seq: u64,
+    /// Items not yet acknowledged, by sequence number.
+    items: BTreeMap<u64, OutItem>,
+    /// Sequence numbers to (re)send, lowest first; always a subset of `items`' keys.
+    unsent: BTreeSet<u64>,
+    /// Messages not yet acknowledged in full.
+    messages: BTreeMap<MessageId, PendingMessage>,
+    /// Messages up to this id have been checked for the delay notice. Ids grow with the time
+    /// they were queued, so the unchecked ones are a suffix and the timer needs only the first.
+    delay_checked: MessageId,
+    /// A ping is waiting to be sent.
+    ping_pending: bool,
+    /// A leave is waiting to be sent.
+    leave_pending: bool,
+    /// A leave was sent and is not yet acknowledged.
+    leave_unacked: bool,
+    /// A message was refused for a full queue and the queue has not had room since.
+    full_reported: bool,
+    /// Items put back for sending after a loss (for [`crate::proto::LinkCounters`]).
+    retransmitted: u64,
+}
+
+impl SendQueue {
+    /// An empty queue that holds at most `max_items` items.
+    pub fn new(max_items: usize) -> Self {
+        Self {
+            max_items,
+            next_seq: 0,
+            items: BTreeMap::new(),
+            unsent: BTreeSet::new(),
+            messages: BTreeMap::new(),
+            delay_checked: MessageId(0),
+            ping_pending: false,
+            leave_pending: false,
+            leave_unacked: false,
+            full_reported: false,
+            retransmitted: 0,
+        }
+    }
+
+    /// Queues a message, split into fragments if needed.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] if it would pass the queue bound.
+    pub fn queue_message(
+        &mut self,
+        now: Instant,
+        msg: MessageId,
+        direct: bool,
+        text: &str,
+    ) -> Result<(), QueueError> {
+        let pieces = pieces(msg, direct, text);
+        if self.items.len() + pieces.len() > self.max_items {
+            let first = !self.full_reported;
+            self.full_reported = true;
+            return Err(QueueError::Full { first });
+        }
+        self.enqueue(now, msg, pieces);
+        Ok(())
+    }
+
+    /// Queues a message an earlier run accepted (restored from storage). The queue bound does
+    /// not apply: refusing one would leave a gap in the ids, and the receiver's watermark
+    /// would then swallow the missing message when it came later.
+    pub fn requeue_message(&mut self, now: Instant, msg: MessageId, direct: bool, text: &str) {
+        self.enqueue(now, msg, pieces(msg, direct, text));
+    }
+
+    /// Queues a message's pieces and remembers them whole until it is delivered.
+    fn enqueue(&mut self, now: Instant, msg: MessageId, pieces: Pieces) {
+        for (kind, fields) in &pieces {
+            self.push_item(*kind, fields.clone(), Some(msg));
+        }
+        self.messages.insert(
+            msg,
+            PendingMessage {
+                last_seq: self.next_seq.saturating_sub(1),
+                remaining: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
+                pieces,
+                queued_at: now,
+                delay_reported: false,
+            },
+        );
+    }
+
+    /// Queues peer-exchange entries (at most [`wire::MAX_PEER_ENTRIES`] per frame).
+    /// Each frame's entries are chosen to fit in one datagram beside a header and an ack.
+    pub fn queue_peers(&mut self, peers: &[PeerEntry]) {
+        let mut chunk: Vec<PeerEntry> = Vec::new();
+        for entry in peers {
+            chunk.push(entry.clone());
+            let too_big = wire::stream_fields(&chunk).len() > FRAGMENT_BYTES;
+            if too_big || chunk.len() > wire::MAX_PEER_ENTRIES {
+                // The entry just pushed starts the next frame; the ones before it fit.
+                chunk.pop();
+                if !chunk.is_empty() {
+                    self.push_item(kind::PEERS, wire::stream_fields(&chunk).into(), None);
+                }
+                chunk = vec![entry.clone()];
+            }
+        }
+        if !chunk.is_empty() {
+            self.push_item(kind::PEERS, wire::stream_fields(&chunk).into(), None);
+        }
+    }
+
+    /// Queues a nick change, ordered after everything queued before it.
+    pub fn queue_nick(&mut self, nick: &str) {
+        self.push_item(kind::NICK, wire::stream_fields(&nick).into(), None);
+    }
+
+    /// Queues a leave; it goes out even to a peer that is not answering.
+    pub fn queue_leave(&mut self) {
+        self.leave_pending = true;
+    }
+
+    /// Asks for a ping in the next datagram (keepalive, or a probe after a timeout).
+    pub fn request_ping(&mut self) {
+        self.ping_pending = true;
+    }
+
+    /// Gives an item the next sequence number and marks it for sending.
+    fn push_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: Option<MessageId>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.items.insert(seq, OutItem { kind, fields, msg });
+        self.unsent.insert(seq);
+    }
+
+    /// The peer restarted (a new session): the stream starts again from sequence number 0.
+    /// Unacknowledged messages are queued again, whole and in id order (the receiver's
+    /// message-id watermark drops any it had already shown). Nick changes and peer lists in
+    /// flight are dropped: the peer's hello carries the nick, and peers are exchanged again on
+    /// rejoining.
+    pub fn restart_stream(&mut self) {
+        self.items.clear();
+        self.unsent.clear();
+        self.next_seq = 0;
+        let pending: Vec<(MessageId, Pieces)> = self
+            .messages
+            .iter()
+            .map(|(&id, m)| (id, m.pieces.clone()))
+            .collect();
+        for (id, pieces) in pending {
+            let count = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+            for (kind, fields) in pieces {
+                self.push_item(kind, fields, Some(id));
+            }
+            if let Some(m) = self.messages.get_mut(&id) {
+                m.remaining = count;
+                m.last_seq = self.next_seq.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Messages queued and not yet acknowledged.
+    pub fn undelivered(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Our messages not yet acknowledged, in id order.
+    pub fn pending_ids(&self) -> Vec<MessageId> {
+        self.messages.keys().copied().collect()
+    }
+
+    /// Whether a leave is still waiting to be sent or acknowledged.
+    pub fn leave_outstanding(&self) -> bool {
+        self.leave_pending || self.leave_unacked
+    }
+
+    /// Whether a leave is waiting to be sent.
+    pub fn leave_pending(&self) -> bool {
+        self.leave_pending
+    }
+
+    /// Whether a ping is waiting to be sent.
+    pub fn ping_pending(&self) -> bool {
+        self.ping_pending
+    }
+
+    /// Whether every item has been sent (some may still await their ack).
+    pub fn all_sent(&self) -> bool {
+        self.unsent.is_empty()
+    }
+
+    /// The first sequence number beyond the send window: at most [`WINDOW`] items past the
+    /// oldest unacknowledged one, which is what the receiver buffers.
+    pub fn window_end(&self) -> u64 {
+        self.items
+            .keys()
+            .next()
+            .map_or(self.next_seq, |&s| s)
+            .saturating_add(WINDOW)
+    }
+
+    /// Whether anything ack-eliciting waits to be sent within the window `window_end`.
+    pub fn has_data(&self, window_end: u64) -> bool {
+        self.ping_pending
+            || self.leave_pending
+            || self.unsent.first().is_some_and(|&s| s < window_end)
+    }
+
+    /// Appends unsent items below `window_end` to `buf`, lowest first, while they fit in
+    /// [`MAX_DATAGRAM`]; notes them in `carried`.
+    pub fn fill(&mut self, buf: &mut Vec<u8>, window_end: u64, carried: &mut Carried) {
+        // At most as many as could fit in one datagram (an item takes ≥ 4 bytes).
+        let candidates: Vec<u64> = self
+            .unsent
+            .range(..window_end)
+            .take(MAX_DATAGRAM / 4)
+            .copied()
+            .collect();
+        for seq in candidates {
+            let Some(item) = self.items.get(&seq) else {
+                // Cannot happen (`unsent` only names queued items), but must not stick.
+                self.unsent.remove(&seq);
+                continue;
+            };
+            if buf.len() + wire::stream_frame_len(item.kind, seq, item.fields.len()) > MAX_DATAGRAM
+            {
+                break;
+            }
+            wire::encode_stream_frame(item.kind, seq, &item.fields, buf);
+            self.unsent.remove(&seq);
+            carried.seqs.push(seq);
+        }
+    }
+
+    /// Appends the pending leave to `buf` if it fits; notes it in `carried`.
+    pub fn fill_leave(&mut self, buf: &mut Vec<u8>, carried: &mut Carried) {
+        if self.leave_pending && buf.len() + Frame::Leave.encoded_len() <= MAX_DATAGRAM {
+            Frame::Leave.encode_into(buf);
+            carried.leave = true;
+            self.leave_pending = false;
+            self.leave_unacked = true;
+        }
+    }
+
+    /// Appends the pending ping to `buf` if it fits; notes it in `carried`.
+    pub fn fill_ping(&mut self, buf: &mut Vec<u8>, carried: &mut Carried) {
+        if self.ping_pending && buf.len() + Frame::Ping.encoded_len() <= MAX_DATAGRAM {
+            Frame::Ping.encode_into(buf);
+            carried.ping = true;
+        }
+    }
+
+    /// A packet went out carrying something to acknowledge: a pending ping is no longer
+    /// needed (that packet's ack measures the same).
+    pub fn on_packet_sent(&mut self) {
+        self.ping_pending = false;
+    }
+
+    /// A packet's contents were acknowledged. Reports every message now delivered in full.
+    pub fn on_acked(&mut self, carried: Carried, out: &mut Vec<LinkEvent>) {
+        self.full_reported &= self.items.len() >= self.max_items / 2;
+        if carried.leave {
+            self.leave_unacked = false;
+        }
+        for seq in carried.seqs {
+            self.unsent.remove(&seq);
+            let Some(item) = self.items.remove(&seq) else {
+                continue;
+            };
+            let Some(msg) = item.msg else { continue };
+            if let Some(m) = self.messages.get_mut(&msg) {
+                m.remaining = m.remaining.saturating_sub(1);
+            }
+        }
+        // A message is delivered once all of it AND everything before it is acknowledged: the
+        // receiver shows (and stores) items in order, so an acked item behind a gap is only
+        // held in its reorder buffer, and would be lost if it restarted now.
+        let floor = self.items.keys().next().copied();
+        while let Some((&id, m)) = self.messages.first_key_value() {
+            if m.remaining > 0 || floor.is_some_and(|f| f <= m.last_seq) {
+                break;
+            }
+            let late = m.delay_reported;
+            self.messages.remove(&id);
+            out.push(LinkEvent::Delivered(id, late));
+        }
+    }
+
+    /// A packet was lost (or presumed lost): what it carried goes out again.
+    pub fn on_lost(&mut self, carried: Carried) {
+        for seq in carried.seqs {
+            if self.items.contains_key(&seq) && self.unsent.insert(seq) {
+                self.retransmitted += 1;
+            }
+        }
+        self.ping_pending |= carried.ping;
+        if carried.leave && self.leave_unacked {
+            self.leave_pending = true;
+            self.leave_unacked = false;
+        }
+    }
+
+    /// When the next message becomes late enough for a delay notice.
+    pub fn next_delay_notice(&self) -> Option<Instant> {
+        self.unchecked_messages()
+            .next()
+            .map(|(_, m)| m.queued_at + DELAYED_AFTER)
+    }
+
+    /// Reports every message unacknowledged [`DELAYED_AFTER`] after it was queued (once each).
+    pub fn report_delays(&mut self, now: Instant, out: &mut Vec<LinkEvent>) {
+        let due: Vec<MessageId> = self
+            .unchecked_messages()
+            .take_while(|(_, m)| m.queued_at + DELAYED_AFTER <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            if let Some(m) = self.messages.get_mut(&id) {
+                m.delay_reported = true;
+            }
+            self.delay_checked = id;
+            out.push(LinkEvent::Delayed(id));
+        }
+    }
+
+    /// Messages not yet checked for the delay notice, in id (and so queueing) order.
+    fn unchecked_messages(&self) -> impl Iterator<Item = (&MessageId, &PendingMessage)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.messages
+            .range((Excluded(self.delay_checked), Unbounded))
+    }
+
+    /// Items put back for sending after a loss, since the start.
+    pub fn retransmitted(&self) -> u64 {
+        self.retransmitted
+    }
+}
+
+/// A message's stream items: one chat, or fragments of [`FRAGMENT_BYTES`].
+fn pieces(msg: MessageId, direct: bool, text: &str) -> Pieces {
+    debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
+    if text.len() <= FRAGMENT_BYTES {
+        return vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)).into())];
+    }
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
+    // At most MAX_MESSAGE_BYTES / FRAGMENT_BYTES + 1 = 66 pieces: far within u16.
+    let count = u16::try_from(chunks.len()).unwrap_or(u16::MAX);
+    (0..count)
+        .zip(chunks)
+        .map(|(i, data)| {
+            let fields = (msg, direct, i, count, data);
+            (kind::FRAGMENT, wire::stream_fields(&fields).into())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    /// Everything `fill` puts in one fresh datagram buffer.
+    fn fill_one(q: &mut SendQueue) -> Carried {
+        let mut buf = Vec::new();
+        let mut carried = Carried::default();
+        q.fill(&mut buf, q.window_end(), &mut carried);
+        assert!(buf.len() <= MAX_DATAGRAM);
+        carried
+    }
+
+    #[test]
+    fn a_long_message_becomes_fragments_of_at_most_fragment_bytes() {
+        assert_eq!(pieces(MessageId(1), false, "short").len(), 1);
+        let text = "x".repeat(FRAGMENT_BYTES * 2 + 1);
+        let p = pieces(MessageId(1), false, &text);
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|(k, _)| *k == kind::FRAGMENT));
+        let most = "y".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(
+            pieces(MessageId(2), true, &most).len(),
+            MAX_MESSAGE_BYTES.div_ceil(FRAGMENT_BYTES)
+        );
+    }
+
+    #[test]
+    fn the_queue_bound_refuses_and_says_so_once_until_there_is_room() {
+        let now = t0();
+        let mut q = SendQueue::new(4);
+        let three = "z".repeat(FRAGMENT_BYTES * 3);
+        assert_eq!(q.queue_message(now, MessageId(1), false, &three), Ok(()));
+        assert_eq!(q.queue_message(now, MessageId(2), false, "a"), Ok(()));
+        let full = q.queue_message(now, MessageId(3), false, "b");
+        assert_eq!(full, Err(QueueError::Full { first: true }));
+        let again = q.queue_message(now, MessageId(4), false, "c");
+        assert_eq!(again, Err(QueueError::Full { first: false }));
+        // A restored message is queued past the bound.
+        q.requeue_message(now, MessageId(5), false, "d");
+        assert_eq!(q.undelivered(), 3);
+        // The notice is re-armed by an ack that finds the queue below half full.
+        let mut out = Vec::new();
+        while !q.all_sent() {
+            let sent = fill_one(&mut q);
+            q.on_acked(sent, &mut out);
+        }
+        assert_eq!(q.undelivered(), 0);
+        q.queue_message(now, MessageId(6), false, "e").unwrap();
+        let sent = fill_one(&mut q);
+        q.on_acked(sent, &mut out);
+        q.queue_message(now, MessageId(7), false, &three).unwrap();
+        q.queue_message(now, MessageId(8), false, "f").unwrap();
+        let refused = q.queue_message(now, MessageId(9), false, "g");
+        assert_eq!(refused, Err(QueueError::Full { first: true }));
+    }
+
+    #[test]
+    fn items_fill_a_datagram_in_order_within_its_size() {
+        let now = t0();
+        let mut q = SendQueue::new(1000);
+        let text = "w".repeat(400);
+        for i in 1..=5 {
+            q.queue_message(now, MessageId(i), false, &text).unwrap();
+        }
+        let first = fill_one(&mut q);
+        assert_eq!(first.seqs, vec![0, 1], "two 400-byte chats fit, not three");
+        let second = fill_one(&mut q);
+        assert_eq!(second.seqs, vec![2, 3]);
+        let third = fill_one(&mut q);
+        assert_eq!(third.seqs, vec![4]);
+        assert!(q.all_sent());
+    }
+
+    #[test]
+    fn the_window_stops_sending_until_the_oldest_item_is_acknowledged() {
+        let now = t0();
+        let mut q = SendQueue::new(10_000);
+        let total = WINDOW + 10;
+        for i in 0..total {
+            q.queue_message(now, MessageId(i + 1), false, "m").unwrap();
+        }
+        let mut sent = Vec::new();
+        while q.has_data(q.window_end()) {
+            sent.push(fill_one(&mut q));
+        }
+        let count: usize = sent.iter().map(|c| c.seqs.len()).sum();
+        assert_eq!(count as u64, WINDOW, "no more than the window in flight");
+        // Acknowledging the first packet (which holds seq 0) moves the window on.
+        let mut out = Vec::new();
+        q.on_acked(sent.remove(0), &mut out);
+        assert!(q.has_data(q.window_end()));
+    }
+
+    #[test]
+    fn a_message_is_delivered_only_once_everything_before_it_is_acknowledged() {
+        let now = t0();
+        let mut q = SendQueue::new(100);
+        q.queue_message(now, MessageId(1), false, &"a".repeat(700))
+            .unwrap();
+        q.queue_message(now, MessageId(2), false, &"b".repeat(700))
+            .unwrap();
+        let p1 = fill_one(&mut q);
+        let p2 = fill_one(&mut q);
+        let mut out = Vec::new();
+        q.on_acked(p2, &mut out);
+        assert!(out.is_empty(), "message 2 is held behind message 1");
+        q.on_acked(p1, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                LinkEvent::Delivered(MessageId(1), false),
+                LinkEvent::Delivered(MessageId(2), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn lost_items_go_out_again_and_are_counted() {
+        let now = t0();
+        let mut q = SendQueue::new(100);
+        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        q.queue_leave();
+        let mut buf = Vec::new();
+        let mut carried = Carried::default();
+        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill_leave(&mut buf, &mut carried);
+        assert!(q.all_sent() && !q.leave_pending() && q.leave_outstanding());
+        q.on_lost(carried.clone());
+        assert_eq!(q.retransmitted(), 1);
+        assert!(!q.all_sent() && q.leave_pending());
+        // Lost twice before being resent counts once.
+        q.on_lost(carried);
+        assert_eq!(q.retransmitted(), 1);
+    }
+
+    #[test]
+    fn a_restarted_stream_resends_whole_messages_from_zero() {
+        let now = t0();
+        let mut q = SendQueue::new(100);
+        q.queue_nick("new");
+        let long = "f".repeat(FRAGMENT_BYTES + 1);
+        q.queue_message(now, MessageId(7), false, &long).unwrap();
+        let first = fill_one(&mut q);
+        assert_eq!(first.seqs, vec![0, 1, 2], "the nick and both fragments");
+        // Only the nick and the first fragment are acknowledged before the peer restarts.
+        let mut out = Vec::new();
+        let part = Carried {
+            seqs: vec![0, 1],
+            ..Carried::default()
+        };
+        q.on_acked(part, &mut out);
+        assert!(out.is_empty());
+        q.restart_stream();
+        let again = fill_one(&mut q);
+        assert_eq!(
+            again.seqs,
+            vec![0, 1],
+            "both fragments, renumbered; no nick"
+        );
+        q.on_acked(again, &mut out);
+        assert_eq!(out, vec![LinkEvent::Delivered(MessageId(7), false)]);
+    }
+
+    #[test]
+    fn a_delay_is_reported_once_per_message_and_marks_its_delivery_late() {
+        let now = t0();
+        let mut q = SendQueue::new(100);
+        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        assert_eq!(q.next_delay_notice(), Some(now + DELAYED_AFTER));
+        let mut out = Vec::new();
+        q.report_delays(now + Duration::from_millis(10), &mut out);
+        assert!(out.is_empty());
+        q.report_delays(now + DELAYED_AFTER, &mut out);
+        assert_eq!(out, vec![LinkEvent::Delayed(MessageId(1))]);
+        assert_eq!(q.next_delay_notice(), None);
+        out.clear();
+        let c = fill_one(&mut q);
+        q.on_acked(c, &mut out);
+        assert_eq!(out, vec![LinkEvent::Delivered(MessageId(1), true)]);
+    }
+
+    #[test]
+    fn a_long_peer_list_is_split_into_frames_that_fit() {
+        let mut q = SendQueue::new(100);
+        let entries: Vec<PeerEntry> = (0..40u64)
+            .map(|i| PeerEntry {
+                id: crate::proto::PeerId(i),
+                nick: format!("peer{i}"),
+                addrs: vec![std::net::SocketAddr::from(([10, 0, 0, 1], 7654))],
+                heard_secs: 1,
+            })
+            .collect();
+        q.queue_peers(&entries);
+        let mut frames = 0;
+        while !q.all_sent() {
+            frames += fill_one(&mut q).seqs.len();
+        }
+        assert_eq!(frames, 3, "16 + 16 + 8 entries");
+    }
+}

@@ -1,0 +1,130 @@
+//! What an endpoint gives back: datagrams to send ([`Transmit`], from
+//! [`crate::proto::Endpoint::poll_transmit`]) and what happened, for the user interface and the
+//! journal ([`Event`], from [`crate::proto::Endpoint::poll_event`]).
+
+use super::ids::{MessageId, PeerId};
+use std::net::SocketAddr;
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub to: SocketAddr,
+    /// The UDP payload, never over [`crate::proto::wire::MAX_DATAGRAM`] bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a message will not reach a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UndeliveredReason {
+    /// That peer's queue is full (see [`crate::proto::Limits::max_queued_items`]).
+    QueueFull,
+}
+
+/// Something that happened, for the user interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new peer, or one that had left, said hello.
+    PeerJoined {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Where it was heard from.
+        addr: SocketAddr,
+    },
+    /// A peer changed its nick.
+    PeerRenamed {
+        /// Who.
+        peer: PeerId,
+        /// The nick before.
+        old: String,
+        /// The nick now.
+        new: String,
+    },
+    /// A peer said goodbye.
+    PeerLeft {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages still queued for it, kept for its return.
+        queued: usize,
+    },
+    /// A peer stopped acknowledging.
+    PeerUnreachable {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages queued for it.
+        queued: usize,
+    },
+    /// An unreachable peer answered again; its queue is being resent.
+    PeerReachable {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+    },
+    /// A message arrived (exactly once, in the sender's order).
+    Message {
+        /// From whom.
+        from: PeerId,
+        /// The sender's nick when it arrived.
+        nick: String,
+        /// The sender's id for it.
+        id: MessageId,
+        /// Sent to us alone.
+        direct: bool,
+        /// The text, as sent (not yet sanitised for a terminal).
+        text: String,
+    },
+    /// A peer acknowledged all of one of our messages.
+    Delivered {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+        /// It had been reported as delayed.
+        late: bool,
+    },
+    /// A message has not been acknowledged after [`crate::proto::DELAYED_AFTER`]; still
+    /// trying.
+    DeliveryDelayed {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+    },
+    /// A message will not be delivered to a peer.
+    Undelivered {
+        /// Which peer.
+        to: PeerId,
+        /// Which message.
+        id: MessageId,
+        /// Why.
+        reason: UndeliveredReason,
+    },
+    /// The peer table was full and this absent peer was forgotten to make room.
+    PeerForgotten {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Our messages that were waiting for it, now dropped.
+        dropped: Vec<MessageId>,
+    },
+    /// An address we were asked to contact has not answered several hellos (still trying).
+    AddressUnanswered {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A tailchat of another protocol version is sending to us (reported once per address).
+    VersionMismatch {
+        /// Its address.
+        from: SocketAddr,
+        /// Its version.
+        version: u8,
+    },
+}

@@ -1,0 +1,70 @@
+//! Peers as callers see them: a snapshot for `/peers` ([`PeerInfo`], with its [`PeerState`] and
+//! how it was [`Found`]), and a peer as storage remembers it across runs ([`RestoredPeer`]).
+
+use super::ids::{MessageId, PeerId};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How a peer came to be known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// We added its address (`/add`, `--peer`).
+    Manual,
+    /// It announced itself on the LAN.
+    Announced,
+    /// Another peer told us of it (peer exchange).
+    Learned,
+    /// It contacted us first.
+    Incoming,
+}
+
+/// A peer's state as the user sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerState {
+    /// Known from an earlier run, not heard from since this one started.
+    Offline,
+    /// Answering.
+    Online,
+    /// Not acknowledging; messages wait in its queue.
+    Unreachable,
+    /// Said goodbye.
+    Left,
+}
+
+/// A snapshot of one peer, for `/peers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Identity.
+    pub id: PeerId,
+    /// Nick.
+    pub nick: String,
+    /// Known addresses, the one in use first.
+    pub addrs: Vec<SocketAddr>,
+    /// How it was found.
+    pub found: Found,
+    /// When we last heard from it.
+    pub last_heard: Instant,
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// Our messages not yet acknowledged by it.
+    pub undelivered: usize,
+    /// Offline (restored, not heard from in this run), online, unreachable or left.
+    pub state: PeerState,
+}
+
+/// A peer as storage remembers it, for [`crate::proto::Endpoint::restore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredPeer {
+    /// Its identity.
+    pub id: PeerId,
+    /// Its last nick.
+    pub nick: String,
+    /// Its last addresses, the one that last worked first.
+    pub addrs: Vec<SocketAddr>,
+    /// Whether the user added it by hand (then it is contacted at start).
+    pub manual: bool,
+    /// The highest message id from it already shown.
+    pub delivered_through: MessageId,
+    /// Our messages it has not acknowledged, in id order: (id, direct, text).
+    pub outbox: Vec<(MessageId, bool, String)>,
+}

@@ -1,0 +1,64 @@
+//! Counters of what came in, went out and was dropped, for diagnostics and tests: the
+//! endpoint's ([`Stats`]) and the links' ([`LinkCounters`], summed over peers into
+//! [`Stats::links`]).
+
+/// Counters of what came in and what was dropped, for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to [`crate::proto::Endpoint::handle_datagram`].
+    pub datagrams_in: u64,
+    /// Datagrams produced by [`crate::proto::Endpoint::poll_transmit`] and
+    /// [`crate::proto::Endpoint::poll_announce`].
+    pub datagrams_out: u64,
+    /// Dropped: not a tailchat datagram.
+    pub not_tailchat: u64,
+    /// Dropped: another protocol version.
+    pub bad_version: u64,
+    /// Dropped: malformed header or frame (an invalid nick included, see
+    /// [`crate::proto::nick`]).
+    pub malformed: u64,
+    /// Dropped: our own datagram (heard back from a broadcast).
+    pub own: u64,
+    /// Dropped: a non-hello datagram from a peer we do not know.
+    pub unknown_sender: u64,
+    /// Dropped: a non-hello datagram from an old or unknown session of a known peer.
+    pub stale_session: u64,
+    /// Dropped: a hello from a new peer while the table was full.
+    pub table_full: u64,
+    /// Dropped: a LAN announcement heard while discovery is off
+    /// ([`crate::proto::Config::discovery`]).
+    pub discovery_off: u64,
+    /// Frames of unknown kinds skipped.
+    pub unknown_frames: u64,
+    /// The links' counters, summed over peers (duplicates, retransmissions, timeouts…).
+    pub links: LinkCounters,
+}
+
+/// Counts a link keeps for the endpoint's statistics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// Stream items that arrived again after delivery.
+    pub duplicates: u64,
+    /// Stream items sent again after a loss.
+    pub retransmitted: u64,
+    /// Retransmission timeouts that fired.
+    pub timeouts: u64,
+    /// Datagrams dropped because an item lay beyond the receive window.
+    pub out_of_window: u64,
+    /// Fragments that did not fit the message being reassembled, and reassemblies abandoned.
+    pub bad_fragments: u64,
+}
+
+impl LinkCounters {
+    /// Adds what one link counted since `counted` (its counters when last added), and moves
+    /// `counted` on to `now`: links only count up, so the sum stays exact without walking
+    /// every link each time.
+    pub(crate) fn add_since(&mut self, counted: &mut LinkCounters, now: LinkCounters) {
+        self.duplicates += now.duplicates - counted.duplicates;
+        self.retransmitted += now.retransmitted - counted.retransmitted;
+        self.timeouts += now.timeouts - counted.timeouts;
+        self.out_of_window += now.out_of_window - counted.out_of_window;
+        self.bad_fragments += now.bad_fragments - counted.bad_fragments;
+        *counted = now;
+    }
+}
