@@ -14,7 +14,7 @@ use tailchat::app::{self, Setup};
 use tailchat::net::addr;
 use tailchat::net::socket;
 use tailchat::net::udp::UdpIo;
-use tailchat::proto::{Config, Endpoint, PeerId};
+use tailchat::proto::{Config, Endpoint, Limits, PeerId};
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal::Input;
 use tokio::sync::mpsc::UnboundedSender;
@@ -182,6 +182,7 @@ fn endpoint(nick: &str, port: u16) -> Endpoint {
             seed: rand::random(),
             discovery: false,
             session: rand::random::<u64>() | 1,
+            limits: Limits::default(),
         },
         Instant::now(),
     )

@@ -275,7 +275,7 @@ fn an_unusable_data_dir_is_reported_and_the_chat_carries_on() {
             "alice",
             &["--bind", "127.0.0.1", "--data-dir", "/proc/no/such/dir"],
         );
-        alice.expect("storage off");
+        alice.expect_seen_or("storage off", |l| l.contains("storage off"));
         let peer = format!("127.0.0.1:{}", alice.port);
         let bob = Chat::start("bob", &["--bind", "127.0.0.1", "--peer", &peer]);
         (alice, bob)
@@ -402,7 +402,7 @@ impl Drop for Tmpfs {
 fn comes_back_as_herself(dir: &Path, bob: &mut Chat, trouble: &str) {
     let peer = format!("127.0.0.1:{}", bob.port);
     let mut alice = start("alice", dir, &["--peer", &peer]);
-    alice.expect_where(&format!("a notice about the {trouble}"), |l| {
+    alice.expect_seen_or(&format!("a notice about the {trouble}"), |l| {
         l.contains("storage:") && l.contains("as the same peer")
     });
     bob.expect("alice joined");

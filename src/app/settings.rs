@@ -1,8 +1,8 @@
 //! The options in force: the command line (clap) over the config file over the defaults.
 
 use crate::net::addr::{self, HostSpec};
+use crate::proto::nick::{is_valid_nick, NICK_RULE};
 use crate::store;
-use crate::ui::command::{is_valid_nick, NICK_RULE};
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::PathBuf;

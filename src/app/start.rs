@@ -2,7 +2,7 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{Config, Endpoint, MessageId, PeerId, RestoredPeer};
+use crate::proto::{Config, Endpoint, Limits, MessageId, PeerId, RestoredPeer};
 use crate::store::{
     self,
     journal::{Journal, JournalError, Restored},
@@ -120,6 +120,7 @@ pub fn endpoint(
             seed: rand::random(),
             discovery,
             session,
+            limits: Limits::default(),
         },
         now,
     );

@@ -23,14 +23,8 @@ const HELP_USAGE: &str = "/help";
 /// Usage of `/quit`.
 const QUIT_USAGE: &str = "/quit";
 
-/// Longest nick accepted, in characters (not bytes, so non-Latin nicks get the same room).
-pub const MAX_NICK_CHARS: usize = 32;
-/// What a valid nick is, for error messages.
-pub const NICK_RULE: &str =
-    "a nick is 1 to 32 characters (at most 64 bytes), without spaces, '#' or control characters";
-/// And in bytes: the wire's limit ([`crate::proto::wire::MAX_NICK_BYTES`]), which 32 emoji
-/// would pass.
-pub const MAX_NICK_BYTES: usize = crate::proto::wire::MAX_NICK_BYTES;
+/// The nick rule is the protocol's, so what the prompt accepts is what peers accept.
+pub use crate::proto::nick::{is_valid_nick, MAX_NICK_BYTES, MAX_NICK_CHARS, NICK_RULE};
 
 /// Every command as `(usage, one-line description)`, in the order `/help` lists them.
 ///
@@ -156,22 +150,6 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         _ => return Err(CommandError::Unknown(format!("/{name}"))),
     };
     Ok(Some(command))
-}
-
-/// Whether `nick` is acceptable: 1 to [`MAX_NICK_CHARS`] characters, none of them whitespace,
-/// a control character, or a bidi override/isolate (which would make it display as another
-/// nick).
-#[must_use]
-pub fn is_valid_nick(nick: &str) -> bool {
-    let count = nick.chars().count();
-    (1..=MAX_NICK_CHARS).contains(&count)
-        && nick.len() <= MAX_NICK_BYTES
-        && nick.chars().all(|c| {
-            c != '#'
-                && !c.is_whitespace()
-                && !c.is_control()
-                && !crate::ui::render::is_bidi_control(c)
-        })
 }
 
 /// The `/help` text: one line per entry of [`COMMANDS`], descriptions aligned in a column.

@@ -143,6 +143,15 @@ impl Chat {
         self.expect_where(needle, |l| l.contains(needle))
     }
 
+    /// A line matching `f` already seen, or else the next one: for lines on standard error,
+    /// which may arrive before the standard output lines that come first in the program.
+    pub fn expect_seen_or(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        match self.seen.iter().find(|l| f(l)) {
+            Some(line) => line.clone(),
+            None => self.expect_where(what, f),
+        }
+    }
+
     /// Waits for a line matching `f`; `what` describes it for the failure report.
     pub fn expect_where(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
