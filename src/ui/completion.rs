@@ -4,7 +4,7 @@
 //! tested here without a terminal.
 
 use crate::ui::command::{command_names, is_valid_nick};
-use crate::ui::render::sanitize;
+use crate::ui::render::display_nick;
 
 /// Completions for the word that ends at byte `pos` of `line`.
 ///
@@ -15,8 +15,9 @@ use crate::ui::render::sanitize;
 ///   followed by a space so the arguments can be typed straight away;
 /// - any other word (including an empty one, to list everyone after `/msg `) completes to the
 ///   nicks in `nicks` that start with it, ignoring case. Nicks that could not be typed as one
-///   argument, or that contain anything [`sanitize`] would strip, are never offered: the list
-///   is printed to the terminal as is, and peers choose their own nicks.
+///   argument, or that do not display as they are (anything [`display_nick`] would strip, such
+///   as a zero-width character that makes `b\u{200b}ob` look like `bob`), are never offered:
+///   the list is printed to the terminal as is, and peers choose their own nicks.
 ///
 /// A `pos` that is past the end of `line` or inside a character completes nothing.
 #[must_use]
@@ -37,7 +38,7 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
         let word = word.to_lowercase();
         nicks
             .iter()
-            .filter(|nick| is_valid_nick(nick) && sanitize(nick) == **nick)
+            .filter(|nick| is_valid_nick(nick) && display_nick(nick) == **nick)
             .filter(|nick| nick.to_lowercase().starts_with(&word))
             .cloned()
             .collect()
@@ -94,6 +95,15 @@ mod tests {
     fn nicks_are_offered_once_and_only_if_safe() {
         let known = ["bob", "bob", "bo b", "bo\u{1b}[2Jb", "bo\u{202e}b", "bó"];
         assert_eq!(at_end("b", &known), (0, nicks(&["bob", "bó"])));
+        // Look-alikes: invisible characters, a joiner text would keep, too many marks.
+        let known = [
+            "bob",
+            "b\u{200b}ob",
+            "bó\u{200d}é",
+            "bo\u{301}\u{301}\u{301}\u{301}\u{301}b",
+            "bö",
+        ];
+        assert_eq!(at_end("b", &known), (0, nicks(&["bob", "bö"])));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! of their inputs, so they are tested without a terminal or a network.
 
 use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
-use crate::ui::render::Output;
+use crate::ui::render::{display_nick, Output};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use unicode_width::UnicodeWidthStr as _;
 
 /// Characters of a message quoted in a delivery notice.
 const SNIPPET_CHARS: usize = 24;
@@ -68,11 +69,16 @@ pub fn snippet(text: &str) -> String {
 }
 
 /// What to print for an event, if anything. `nick_of` names a peer by id.
+///
+/// Nicks inside notices are shown as [`display_nick`] shows them, as the nicks of messages are
+/// by [`crate::ui::render::render`]: a notice is only sanitized as text, which would keep a
+/// joiner or a variation selector in a nick.
 pub fn event_output(
     event: &Event,
     nick_of: impl Fn(PeerId) -> String,
     outstanding: &mut Outstanding,
 ) -> Option<Output> {
+    let nick_of = |id| display_nick(&nick_of(id));
     let out = match event {
         Event::Message {
             nick, text, direct, ..
@@ -90,19 +96,33 @@ pub fn event_output(
                 }
             }
         }
-        Event::PeerJoined { nick, addr, .. } => {
-            Output::Notice(format!("{nick} joined ({})", show_addr(*addr)))
+        Event::PeerJoined { nick, addr, .. } => Output::Notice(format!(
+            "{} joined ({})",
+            display_nick(nick),
+            show_addr(*addr)
+        )),
+        Event::PeerRenamed { old, new, .. } => Output::Notice(format!(
+            "{} is now {}",
+            display_nick(old),
+            display_nick(new)
+        )),
+        Event::PeerLeft { nick, queued, .. } => {
+            let nick = display_nick(nick);
+            Output::Notice(match queued {
+                0 => format!("{nick} left"),
+                n => format!("{nick} left; {n} of your messages wait for their return"),
+            })
         }
-        Event::PeerRenamed { old, new, .. } => Output::Notice(format!("{old} is now {new}")),
-        Event::PeerLeft { nick, queued, .. } => Output::Notice(match queued {
-            0 => format!("{nick} left"),
-            n => format!("{nick} left; {n} of your messages wait for their return"),
-        }),
-        Event::PeerUnreachable { nick, queued, .. } => Output::Notice(match queued {
-            0 => format!("{nick} is not answering"),
-            n => format!("{nick} is not answering; {n} of your messages wait and will be resent when they are back"),
-        }),
-        Event::PeerReachable { nick, .. } => Output::Notice(format!("{nick} is answering again")),
+        Event::PeerUnreachable { nick, queued, .. } => {
+            let nick = display_nick(nick);
+            Output::Notice(match queued {
+                0 => format!("{nick} is not answering"),
+                n => format!("{nick} is not answering; {n} of your messages wait and will be resent when they are back"),
+            })
+        }
+        Event::PeerReachable { nick, .. } => {
+            Output::Notice(format!("{} is answering again", display_nick(nick)))
+        }
         Event::Delivered { to, id, late } => {
             let quote = outstanding.quote(*id);
             outstanding.settle(*id, *to);
@@ -125,7 +145,8 @@ pub fn event_output(
             Output::Error(format!("not delivered to {}: {quote} — {why}", nick_of(*to)))
         }
         Event::PeerForgotten { nick, dropped, .. } => Output::Error(format!(
-            "forgot {nick}, long absent, to make room for new peers: {} message(s) waiting for them were dropped",
+            "forgot {}, long absent, to make room for new peers: {} message(s) waiting for them were dropped",
+            display_nick(nick),
             dropped.len()
         )),
         Event::AddressUnanswered { addr } => Output::Notice(format!(
@@ -147,29 +168,78 @@ pub fn show_addr(addr: SocketAddr) -> String {
     SocketAddr::new(addr.ip().to_canonical(), addr.port()).to_string()
 }
 
-/// Lines of `/peers`: a header and one line per peer.
+/// The names to show for the peers present, in the order given: each nick as
+/// [`display_nick`] shows it, followed by `#` and the first 8 hex digits of the peer's id when
+/// it would otherwise look like another peer's name.
+///
+/// A shown nick gets the suffix when another peer's shown nick is the same string (compared
+/// case-sensitively: `bob` and `b\u{200b}ob` both show as `bob`, so both are suffixed), and
+/// always when it contains `#` itself, which no nick typed into tailchat can, so that a peer
+/// called `bob#0123abcd` cannot pass for a suffixed `bob`. Peers choose their own ids, so two
+/// names still equal with 8 digits get all 16. A suffixed name therefore differs from every
+/// unsuffixed one (those contain no `#`) and from every other suffixed one (the part after
+/// the last `#` is the id), unless the same id is listed twice.
+#[must_use]
+pub fn display_names(peers: &[(PeerId, &str)]) -> Vec<String> {
+    let shown: Vec<String> = peers.iter().map(|(_, nick)| display_nick(nick)).collect();
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for name in &shown {
+        *count.entry(name).or_default() += 1;
+    }
+    let suffixed: Vec<Option<String>> = peers
+        .iter()
+        .zip(&shown)
+        .map(|((id, _), name)| {
+            (count[name.as_str()] > 1 || name.contains('#'))
+                .then(|| format!("{name}#{}", &id.to_string()[..8]))
+        })
+        .collect();
+    let mut short_count: HashMap<&str, usize> = HashMap::new();
+    for name in suffixed.iter().flatten() {
+        *short_count.entry(name).or_default() += 1;
+    }
+    peers
+        .iter()
+        .zip(shown.iter().zip(&suffixed))
+        .map(|((id, _), (name, suffixed))| match suffixed {
+            None => name.clone(),
+            Some(short) if short_count[short.as_str()] == 1 => short.clone(),
+            Some(_) => format!("{name}#{id}"),
+        })
+        .collect()
+}
+
+/// Headings of the `/peers` columns.
+const PEERS_HEADINGS: [&str; 7] = [
+    "nick",
+    "state",
+    "rtt",
+    "queued",
+    "last heard",
+    "found",
+    "addresses",
+];
+/// Which `/peers` columns are right-aligned (the numbers).
+const PEERS_RIGHT_ALIGNED: [bool; 7] = [false, false, true, true, true, false, false];
+
+/// Lines of `/peers`: a header and one line per peer, in columns that line up on a terminal.
+///
+/// Nicks are the [`display_names`] of the peers listed. Every column is as wide, in terminal
+/// columns (a CJK character or an emoji counts two), as its widest heading or value as
+/// displayed, so each row's columns start at the same place.
 pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
     if peers.is_empty() {
         return vec!["no peers yet — /add HOST[:PORT] to reach someone".to_owned()];
     }
-    let nick_w = peers
-        .iter()
-        .map(|p| p.nick.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let mut lines = vec![format!(
-        "{:nick_w$}  {:11}  {:>8}  {:>6}  {:>10}  {:8}  addresses",
-        "nick", "state", "rtt", "queued", "last heard", "found"
-    )];
-    for p in peers {
+    let named: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
+    let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
+    for (p, name) in peers.iter().zip(display_names(&named)) {
         let state = match p.state {
             PeerState::Offline => "offline",
             PeerState::Online => "online",
             PeerState::Unreachable => "unreachable",
             PeerState::Left => "left",
         };
-        let rtt = p.rtt.map_or_else(|| "?".to_owned(), show_rtt);
         let found = match p.found {
             Found::Manual => "manual",
             Found::Announced => "announced",
@@ -177,18 +247,49 @@ pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
             Found::Incoming => "incoming",
         };
         let addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();
-        lines.push(format!(
-            "{:nick_w$}  {:11}  {:>8}  {:>6}  {:>10}  {:8}  {}",
-            p.nick,
-            state,
-            rtt,
-            p.undelivered,
+        rows.push([
+            name,
+            state.to_owned(),
+            p.rtt.map_or_else(|| "?".to_owned(), show_rtt),
+            p.undelivered.to_string(),
             ago(now.saturating_duration_since(p.last_heard)),
-            found,
-            addrs.join(", ")
-        ));
+            found.to_owned(),
+            addrs.join(", "),
+        ]);
     }
-    lines
+    table(&rows, PEERS_RIGHT_ALIGNED)
+}
+
+/// Lays `rows` out in columns two spaces apart, each padded to its widest cell in terminal
+/// columns; the last column is not padded, so no line ends in spaces.
+fn table<const N: usize>(rows: &[[String; N]], right_aligned: [bool; N]) -> Vec<String> {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.width());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = " ".repeat(widths[i] - cell.width());
+                if right_aligned[i] {
+                    line.push_str(&pad);
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    if i + 1 < N {
+                        line.push_str(&pad);
+                    }
+                }
+            }
+            line
+        })
+        .collect()
 }
 
 fn show_rtt(d: Duration) -> String {
@@ -244,6 +345,152 @@ mod tests {
         }
         assert!(!l.contains("::ffff:"));
         assert!(peers_lines(&[], Instant::now())[0].contains("/add"));
+    }
+
+    /// The terminal column where each of `cells` starts in `line`, looked for left to right.
+    fn starts(line: &str, cells: &[&str]) -> Vec<usize> {
+        let mut from = 0;
+        cells
+            .iter()
+            .map(|cell| {
+                let at = from
+                    + line[from..]
+                        .find(cell)
+                        .unwrap_or_else(|| panic!("{cell:?} not in {line:?}"));
+                from = at + cell.len();
+                line[..at].width()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn peers_columns_line_up_whatever_the_nicks() {
+        // Instants after a start, never before it: a machine up for less than the oldest
+        // `ago` has no instant that far back.
+        let start = Instant::now();
+        let now = start + Duration::from_secs(7200);
+        let peer = |id, nick: &str, state, rtt, undelivered, ago: u64, found| PeerInfo {
+            id: PeerId(id),
+            nick: nick.into(),
+            addrs: vec!["10.0.0.2:7654".parse().unwrap()],
+            found,
+            last_heard: start + Duration::from_secs(7200 - ago),
+            rtt,
+            undelivered,
+            state,
+        };
+        let ms = Duration::from_micros;
+        #[rustfmt::skip]
+        let peers = [
+            peer(0x0123_4567_89ab_cdef, "bob", PeerState::Online, Some(ms(420)), 3, 0, Found::Manual),
+            peer(0xfedc_ba98_7654_3210, "b\u{200b}ob", PeerState::Offline, None, 0, 5, Found::Announced),
+            peer(3, "李小龍", PeerState::Unreachable, Some(ms(25_000)), 12, 180, Found::Learned),
+            peer(4, "👩\u{200d}💻\u{fe0f}", PeerState::Left, Some(ms(1500)), 7, 7200, Found::Incoming),
+            peer(5, "e\u{301}ve", PeerState::Online, Some(ms(900)), 1, 1, Found::Announced),
+        ];
+        let lines = peers_lines(&peers, now);
+        #[rustfmt::skip]
+        let cells: [[&str; 7]; 6] = [
+            PEERS_HEADINGS,
+            ["bob#01234567", "online", "0.42ms", "3", "just now", "manual", "10.0.0.2:7654"],
+            ["bob#fedcba98", "offline", "?", "0", "5s ago", "announced", "10.0.0.2:7654"],
+            ["李小龍", "unreachable", "25ms", "12", "3m ago", "learned", "10.0.0.2:7654"],
+            ["👩💻", "left", "1.50ms", "7", "2h ago", "incoming", "10.0.0.2:7654"],
+            ["e\u{301}ve", "online", "0.90ms", "1", "1s ago", "announced", "10.0.0.2:7654"],
+        ];
+        assert_eq!(lines.len(), cells.len());
+        // Where each column starts (left-aligned) or ends (right-aligned), on screen.
+        let edges: Vec<Vec<usize>> = lines
+            .iter()
+            .zip(&cells)
+            .map(|(line, cells)| {
+                assert!(!line.ends_with(' '), "{line:?}");
+                starts(line, cells)
+                    .into_iter()
+                    .zip(cells)
+                    .zip(PEERS_RIGHT_ALIGNED)
+                    .map(|((start, cell), right)| if right { start + cell.width() } else { start })
+                    .collect()
+            })
+            .collect();
+        for (line, row) in lines.iter().zip(&edges) {
+            assert_eq!(
+                row, &edges[0],
+                "misaligned: {line:?} against {:?}",
+                lines[0]
+            );
+        }
+        assert_eq!(edges[0][0], 0);
+    }
+
+    #[test]
+    fn look_alike_nicks_are_told_apart_by_id() {
+        let bob = PeerId(0x0123_4567_89ab_cdef);
+        let fake = PeerId(0xfedc_ba98_7654_3210);
+        let carol = PeerId(7);
+        assert_eq!(
+            display_names(&[(bob, "bob"), (fake, "b\u{200b}ob"), (carol, "carol")]),
+            ["bob#01234567", "bob#fedcba98", "carol"]
+        );
+        // Alone, or only alike in case, a nick is shown as it is.
+        assert_eq!(display_names(&[(fake, "b\u{200b}ob")]), ["bob"]);
+        assert_eq!(
+            display_names(&[(bob, "bob"), (fake, "Bob")]),
+            ["bob", "Bob"]
+        );
+        assert!(display_names(&[]).is_empty());
+        // A nick that brings its own suffix gets a real one after it.
+        assert_eq!(
+            display_names(&[(bob, "bob"), (fake, "bob#01234567")]),
+            ["bob", "bob#01234567#fedcba98"]
+        );
+        // Ids that agree in their first 8 digits are shown whole.
+        let twin = PeerId(0x0123_4567_0000_0000);
+        assert_eq!(
+            display_names(&[(bob, "bob"), (twin, "bob\u{2060}"), (fake, "bob")]),
+            [
+                "bob#0123456789abcdef",
+                "bob#0123456700000000",
+                "bob#fedcba98"
+            ]
+        );
+        // Nothing visible: still a name, and two of them are told apart.
+        assert_eq!(
+            display_names(&[(bob, "\u{200b}"), (fake, "\u{feff}")]),
+            ["\u{fffd}#01234567", "\u{fffd}#fedcba98"]
+        );
+    }
+
+    #[test]
+    fn notices_show_nicks_as_displayed() {
+        let mut o = Outstanding::default();
+        let name = |_| "b\u{200d}ob".to_owned();
+        let joined = Event::PeerJoined {
+            peer: PeerId(1),
+            nick: "é\u{200d}é\u{fe0f}".into(),
+            addr: "10.0.0.2:7654".parse().unwrap(),
+        };
+        assert_eq!(
+            event_output(&joined, name, &mut o),
+            Some(Output::Notice("éé joined (10.0.0.2:7654)".into()))
+        );
+        let renamed = Event::PeerRenamed {
+            peer: PeerId(1),
+            old: "bob\u{2063}".into(),
+            new: "ö\u{200c}b".into(),
+        };
+        assert_eq!(
+            event_output(&renamed, name, &mut o),
+            Some(Output::Notice("bob is now öb".into()))
+        );
+        let delayed = Event::DeliveryDelayed {
+            to: PeerId(1),
+            id: MessageId(1),
+        };
+        assert!(matches!(
+            event_output(&delayed, name, &mut o),
+            Some(Output::Notice(s)) if s.starts_with("not yet delivered to bob:")
+        ));
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! Turns what the chat has to say into one terminal line, and makes peer text safe to print.
 //!
 //! Pure and unit-tested. [`render`] is the single choke point between anything a peer sent
-//! and the terminal: it runs [`sanitize`] over every field it prints, and only afterwards adds
-//! its own colour sequences, so no byte a peer chose can move the cursor, clear the screen,
-//! retitle the window, plant a hyperlink or reorder text.
+//! and the terminal: it runs [`sanitize`] over every text it prints and [`display_nick`] over
+//! every nick, and only afterwards adds its own colour sequences, so no character a peer chose
+//! can move the cursor, clear the screen, retitle the window, plant a hyperlink, reorder text,
+//! hide inside a name so that it passes for another, or stack marks into a tower.
 
 use std::fmt::Write as _;
 
 use chrono::NaiveTime;
+use unicode_width::UnicodeWidthChar as _;
 
-/// What [`sanitize`] prints in place of a line break (`\n`, `\r` or `\r\n`) in peer text.
+/// What [`sanitize`] prints in place of a line break (`\n`, `\r`, `\r\n`, `U+2028` or
+/// `U+2029`) in peer text.
 ///
 /// Visible rather than a plain space so a multi-line paste still reads as several lines, and
 /// so a `\r` meant to overwrite the start of the line with something else shows up as what it
@@ -62,7 +65,8 @@ const NICK_COLOURS: [&str; 6] = [
     "\x1b[95m", // bright magenta
 ];
 
-/// Renders `out` as one line starting with `HH:MM `, sanitized, with colours when `color`.
+/// Renders `out` as one line starting with `HH:MM `, with colours when `color`: nicks through
+/// [`display_nick`], every other text through [`sanitize`].
 ///
 /// With `color == false` the result contains no ESC byte or other control character at all.
 #[must_use]
@@ -76,7 +80,7 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     }
     match out {
         Output::Group { nick, text } => {
-            let nick = sanitize(nick);
+            let nick = display_nick(nick);
             push_nick(&mut line, &format!("<{nick}>"), &nick, color);
             line.push(' ');
             line.push_str(&sanitize(text));
@@ -84,11 +88,11 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
         Output::Direct { from, to, text } => {
             let (label, colour_key) = match to {
                 Some(to) => {
-                    let to = sanitize(to);
+                    let to = display_nick(to);
                     (format!("*-> {to}*"), to)
                 }
                 None => {
-                    let from = sanitize(from);
+                    let from = display_nick(from);
                     (format!("*{from}*"), from)
                 }
             };
@@ -103,43 +107,256 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     line
 }
 
-/// Makes any text safe to print on a terminal, keeping every printable character.
+/// Makes any text safe to print on a terminal: nothing in it can hide, reorder or fake what
+/// is shown.
 ///
 /// - Escape sequences are removed whole, not just their ESC: CSI (`ESC [` … final byte),
 ///   string sequences (OSC `ESC ]`, DCS `ESC P`, SOS `ESC X`, PM `ESC ^`, APC `ESC _`, up to
 ///   BEL or ST, or to the end of the text when unterminated), other `ESC` + intermediates +
 ///   final byte, and their 8-bit C1 forms (`U+009B` CSI, `U+009D` OSC, …).
-/// - `\t` becomes a space; `\n`, `\r` and `\r\n` become [`LINE_BREAK`].
+/// - `\t` becomes a space; `\n`, `\r`, `\r\n`, the line separator `U+2028` and the paragraph
+///   separator `U+2029` become [`LINE_BREAK`].
 /// - Every other C0 control, DEL and every C1 control (`U+0080`–`U+009F`) is dropped.
-/// - Bidi embeddings, overrides and isolates (`U+202A`–`U+202E`, `U+2066`–`U+2069`) are
-///   dropped: they can make text display in an order other than the one it was written in.
+/// - Invisible characters are dropped (see [`is_invisible`]): bidi embeddings, overrides,
+///   isolates and marks, which make text display in an order other than the one it was
+///   written in; zero-width spaces, word joiners, invisible operators, the BOM, soft hyphens,
+///   Hangul fillers and the other format and default-ignorable characters, which would let
+///   `b\u{200b}ob` pass for `bob` or smuggle text nobody sees; tag characters, which spell
+///   hidden ASCII (so the subdivision flags of England, Scotland and Wales show as a plain
+///   black flag).
+/// - The joiners `U+200D` (ZWJ) and `U+200C` (ZWNJ) are kept only between two non-ASCII
+///   characters, where scripts and emoji need them (`👩\u{200d}💻`, Persian
+///   `می\u{200c}خواهم`, Devanagari `क्\u{200d}ष`); anywhere else they are dropped. Variation
+///   selectors are kept (`❤\u{fe0f}` needs one).
+/// - After any character that takes up room on screen, at most [`MAX_MARKS`] zero-width
+///   characters (combining marks, kept joiners and variation selectors, conjoining jamo) are
+///   kept and the rest of the run dropped, so marks cannot stack into a tower over the line or
+///   make a message that shows nothing out of thousands of characters. Dropped characters do
+///   not end a run.
 /// - Everything else (letters, accents, CJK, emoji, …) is kept untouched.
+///
+/// Idempotent, and the result contains none of the characters it drops.
 #[must_use]
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut run = MarkRun::default();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\t' => out.push(' '),
+            '\t' => run.push(&mut out, ' '),
             '\r' => {
                 chars.next_if_eq(&'\n');
-                out.push_str(LINE_BREAK);
+                push_line_break(&mut out, &mut run);
             }
-            '\n' => out.push_str(LINE_BREAK),
+            '\n' | '\u{2028}' | '\u{2029}' => push_line_break(&mut out, &mut run),
             '\u{1b}' => skip_escape(&mut chars),
             '\u{9b}' => skip_csi(&mut chars),
             '\u{90}' | '\u{98}' | '\u{9d}' | '\u{9e}' | '\u{9f}' => skip_string(&mut chars),
-            c if c.is_control() || is_bidi_control(c) => {}
-            c => out.push(c),
+            c if c.is_control() || is_invisible(c) => {}
+            c if is_joiner(c) => {
+                let after_non_ascii = out
+                    .chars()
+                    .next_back()
+                    .is_some_and(|before| !before.is_ascii() && !is_joiner(before));
+                let before_non_ascii = chars.peek().is_some_and(|&next| is_kept_wide(next));
+                if after_non_ascii && before_non_ascii {
+                    run.push(&mut out, c);
+                }
+            }
+            c => run.push(&mut out, c),
         }
     }
     out
+}
+
+/// Appends [`LINE_BREAK`], which ends any run of zero-width characters.
+fn push_line_break(out: &mut String, run: &mut MarkRun) {
+    out.push_str(LINE_BREAK);
+    run.kept = 0;
+}
+
+/// Whether [`sanitize`] keeps `c` as it is and `c` takes up room on screen and is not ASCII:
+/// what may follow a joiner that [`sanitize`] keeps. Because such a character is always kept,
+/// a joiner kept once is kept again when the result is sanitized a second time.
+fn is_kept_wide(c: char) -> bool {
+    !c.is_ascii()
+        && !c.is_control()
+        && !matches!(c, '\u{2028}' | '\u{2029}')
+        && !is_invisible(c)
+        && c.width().is_some_and(|w| w > 0)
 }
 
 /// Whether `c` is a bidi embedding, override or isolate control (the "Trojan Source" set).
 #[must_use]
 pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+// Characters that hide or fake text. This part depends on no UI type, so that it can move to
+// the protocol as is when nicks are normalised on the wire.
+
+/// Zero-width characters kept after one character that takes up room on screen.
+///
+/// Four, after Unicode's own advice for spotting spoofed text (UTS #39, section 5.4: "Forbid
+/// sequences of more than 4 nonspacing marks"). Real text stays well within it: a Vietnamese
+/// vowel carries two marks (`ệ` decomposed is `e` + dot below + circumflex), a decomposed
+/// Hangul syllable two jamo, Devanagari at most a nukta, a virama and a joiner, pointed Hebrew
+/// three to four, an emoji a variation selector and a joiner. Zalgo text stacks dozens.
+pub const MAX_MARKS: usize = 4;
+
+/// What [`display_nick`] shows for a nick that has nothing visible left.
+pub const NO_VISIBLE_NICK: &str = "\u{fffd}";
+
+/// Counts the zero-width characters kept since the last character that takes up room on
+/// screen, to keep at most [`MAX_MARKS`] of them.
+#[derive(Debug, Default)]
+struct MarkRun {
+    /// Zero-width characters kept since the last character of non-zero width.
+    kept: usize,
+}
+
+impl MarkRun {
+    /// Whether `c` may be appended after what was kept so far, counting it if so.
+    fn admits(&mut self, c: char) -> bool {
+        if c.width() == Some(0) {
+            if self.kept >= MAX_MARKS {
+                return false;
+            }
+            self.kept += 1;
+        } else {
+            self.kept = 0;
+        }
+        true
+    }
+
+    /// Appends `c` to `out` unless it would be one zero-width character too many.
+    fn push(&mut self, out: &mut String, c: char) {
+        if self.admits(c) {
+            out.push(c);
+        }
+    }
+}
+
+/// Whether `c` is invisible and no text needs it on a terminal: every default-ignorable code
+/// point (Unicode's `Default_Ignorable_Code_Point`, assigned or reserved) apart from the two
+/// joiners and the variation selectors, and the format characters (general category `Cf`)
+/// that have no visible form: the interlinear annotation characters `U+FFF9`–`U+FFFB` and the
+/// Egyptian hieroglyph format controls. In full: soft hyphen `U+00AD`, combining grapheme
+/// joiner `U+034F`, Arabic letter mark `U+061C`, Hangul fillers (`U+115F`, `U+1160`, `U+3164`,
+/// `U+FFA0`), Khmer inherent vowels `U+17B4`–`U+17B5`, Mongolian vowel separator `U+180E`,
+/// zero-width space `U+200B`, left-to-right and right-to-left marks `U+200E`–`U+200F`, bidi
+/// embeddings and overrides `U+202A`–`U+202E`, word joiner, invisible operators, bidi
+/// isolates and deprecated format characters `U+2060`–`U+206F`, zero-width no-break space
+/// (BOM) `U+FEFF`, `U+FFF0`–`U+FFFB`, Egyptian format controls `U+13430`–`U+1343F`,
+/// shorthand format controls `U+1BCA0`–`U+1BCA3`, musical format controls
+/// `U+1D173`–`U+1D17A`, and tags and reserved code points `U+E0000`–`U+E0FFF` except the
+/// variation selectors `U+E0100`–`U+E01EF`.
+#[must_use]
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{61c}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180e}'
+            | '\u{200b}'
+            | '\u{200e}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff0}'..='\u{fffb}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e00ff}'
+            | '\u{e01f0}'..='\u{e0fff}'
+    )
+}
+
+/// Whether `c` is the zero-width joiner or non-joiner, which emoji sequences and some scripts
+/// need between two characters and which are invisible anywhere else.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{200c}' | '\u{200d}')
+}
+
+/// Whether `c` is a variation selector: invisible, it picks a glyph for the character before
+/// it (emoji or text presentation, a CJK ideograph variant, a Mongolian letter form).
+fn is_variation_selector(c: char) -> bool {
+    matches!(
+        c,
+        '\u{180b}'..='\u{180d}' | '\u{180f}' | '\u{fe00}'..='\u{fe0f}' | '\u{e0100}'..='\u{e01ef}'
+    )
+}
+
+/// Whether `c` is a format character (`Cf`) that is drawn, spanning the digits after it: the
+/// Arabic, Syriac and Kaithi number and year signs (Unicode's prepended concatenation marks).
+fn is_prepended_sign(c: char) -> bool {
+    matches!(
+        c,
+        '\u{600}'..='\u{605}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+    )
+}
+
+/// A peer's nick as it may be shown: what the user reads as that peer's name, so two nicks
+/// that display alike are equal strings. Pure, and the same rule wherever a nick is shown.
+///
+/// - Control characters are dropped one by one, without [`sanitize`]'s parsing of escape
+///   sequences: what is printable of a sequence stays, so `\u{1b}[0mbob` shows as `[0mbob`
+///   rather than passing for `bob`.
+/// - Every format character (`Cf`) and every default-ignorable code point is dropped,
+///   including the joiners (a ZWJ emoji shows as its parts) and the variation selectors:
+///   [`is_invisible`], `U+200C`–`U+200D`, `U+180B`–`U+180D`, `U+180F`, `U+FE00`–`U+FE0F`,
+///   `U+E0100`–`U+E01EF`, and the number signs `U+0600`–`U+0605`, `U+06DD`, `U+070F`,
+///   `U+0890`–`U+0891`, `U+08E2`, `U+110BD`, `U+110CD`.
+/// - Whitespace of any kind (tab, line breaks, `U+2028`, no-break and wide spaces, …) becomes
+///   one ASCII space; runs of it become one, and none is left at either end, so `bob ` is
+///   shown as `bob`.
+/// - Zero-width characters (combining marks, conjoining jamo) before the first visible
+///   character are dropped, and at most [`MAX_MARKS`] are kept after any other one.
+/// - A nick with nothing left is shown as [`NO_VISIBLE_NICK`].
+///
+/// The result is unchanged by `display_nick` and by [`sanitize`].
+#[must_use]
+pub fn display_nick(nick: &str) -> String {
+    let mut out = String::with_capacity(nick.len());
+    // No mark may come before the first visible character: there would be nothing of the
+    // nick's own for it to sit on.
+    let mut run = MarkRun { kept: MAX_MARKS };
+    let mut space_pending = false;
+    for c in nick.chars() {
+        if c.is_whitespace() {
+            if !out.is_empty() {
+                space_pending = true;
+                run.kept = 0;
+            }
+        } else if !(c.is_control()
+            || is_invisible(c)
+            || is_joiner(c)
+            || is_variation_selector(c)
+            || is_prepended_sign(c))
+            && run.admits(c)
+        {
+            if space_pending {
+                out.push(' ');
+                space_pending = false;
+            }
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push_str(NO_VISIBLE_NICK);
+    }
+    out
 }
 
 /// Type of the character stream the escape skippers walk.
@@ -199,7 +416,8 @@ fn skip_string(chars: &mut Chars<'_>) {
     }
 }
 
-/// Appends `label` (already sanitized), coloured after `nick` when `color`.
+/// Appends `label` (already made safe), coloured after the displayed `nick` when `color`, so
+/// that nicks which display alike are also coloured alike and colour tells nothing hidden.
 fn push_nick(line: &mut String, label: &str, nick: &str, color: bool) {
     if color {
         let _ = write!(line, "{}{label}{RESET}", nick_colour(nick));
@@ -271,16 +489,46 @@ mod tests {
         ("\u{202e}txt.exe\u{202c}", "txt.exe"),   // right-to-left override
         ("a\u{2066}b\u{2067}c\u{2068}d\u{2069}", "abcd"), // isolates
         ("\u{202a}\u{202b}\u{202d}x", "x"),       // embeddings, LTR override
+        ("b\u{200b}ob", "bob"),                   // zero-width space
+        ("b\u{200c}o\u{200d}b", "bob"),           // joiners between ASCII letters
+        ("\u{200d}👩", "👩"),                     // joiner with nothing before it
+        ("👩\u{200d}", "👩"),                     // joiner with nothing after it
+        ("👩\u{200d}a", "👩a"),                   // joiner before ASCII
+        ("👩\u{200d}\u{200d}💻", "👩\u{200d}💻"), // doubled joiner
+        ("a\u{200e}b\u{200f}c\u{61c}d", "abcd"),  // LRM, RLM, ALM
+        ("a\u{2060}b\u{2061}c\u{2064}d", "abcd"), // word joiner, invisible operators
+        ("\u{feff}bom", "bom"),                   // BOM / zero-width no-break space
+        ("soft\u{ad}hyphen", "softhyphen"),       // soft hyphen
+        ("a\u{180e}b\u{34f}c", "abc"),            // Mongolian vowel separator, CGJ
+        ("a\u{fff9}b\u{fffa}c\u{fffb}", "abc"),   // interlinear annotation
+        ("\u{3164}\u{ffa0}\u{115f}\u{1160}x", "x"), // Hangul fillers
+        ("ok\u{e0020}\u{e0068}\u{e0069}\u{e007f}", "ok"), // tags spelling hidden text
+        ("one\u{2028}two\u{2029}three", "one ⏎ two ⏎ three"), // line and paragraph separators
     ];
 
     fn assert_terminal_safe(s: &str) {
         for c in s.chars() {
             assert!(
-                !c.is_control() && !is_bidi_control(c),
+                !c.is_control() && !is_bidi_control(c) && !is_invisible(c),
                 "unsafe {:?} in {s:?}",
                 c
             );
         }
+    }
+
+    /// The longest run of zero-width characters in `s`.
+    fn longest_mark_run(s: &str) -> usize {
+        let mut longest = 0;
+        let mut run = 0;
+        for c in s.chars() {
+            if c.width() == Some(0) {
+                run += 1;
+                longest = longest.max(run);
+            } else {
+                run = 0;
+            }
+        }
+        longest
     }
 
     #[test]
@@ -298,13 +546,203 @@ mod tests {
             "plain ASCII, with punctuation: (a) [b] {c} ~!@#$%^&*",
             "accents: café, naïve, Ærøskøbing, ğüşıöç",
             "CJK: 你好世界 こんにちは 안녕하세요",
-            "emoji: 👋🏽 👨‍👩‍👧 🇫🇷 ❤️",
+            "emoji: 👋🏽 👨‍👩‍👧 🇫🇷 ❤️ 👩\u{200d}💻 🏳\u{fe0f}\u{200d}🌈 1\u{fe0f}\u{20e3}",
             "right-to-left script itself is fine: שלום مرحبا",
-            "combining: e\u{301} zero-width joiner: a\u{200d}b",
+            "combining: e\u{301}, Vietnamese: Tiếng Việt, decomposed: Tie\u{302}\u{301}ng Vie\u{323}\u{302}t",
+            "Hindi: नमस्ते, conjunct forms: क्\u{200d}ष क्\u{200c}ष",
+            "Persian with a non-joiner: می\u{200c}خواهم",
+            "pointed Hebrew: שָׁלוֹם בְּרֵאשִׁית, Thai: น้ำ ที่",
+            "decomposed Hangul: \u{1112}\u{1161}\u{11ab}\u{1100}\u{1173}\u{11af}",
+            "a CJK variant: 葛\u{e0100}",
             "",
         ] {
             assert_eq!(sanitize(text), text);
         }
+    }
+
+    #[test]
+    fn zalgo_is_cut_to_a_few_marks_per_character() {
+        let zalgo = "Z\u{351}\u{36b}\u{343}\u{36a}\u{302}\u{36b}\u{33d}\u{34f}\u{334}\u{319}\u{324}\u{31e}\u{349}\u{35a}a\u{300}\u{301}\u{302}\u{303}\u{304}\u{305}l\u{316}g\u{317}\u{318}o";
+        let clean = sanitize(zalgo);
+        assert_eq!(
+            clean,
+            "Z\u{351}\u{36b}\u{343}\u{36a}a\u{300}\u{301}\u{302}\u{303}l\u{316}g\u{317}\u{318}o"
+        );
+        assert_eq!(longest_mark_run(&clean), MAX_MARKS);
+    }
+
+    #[test]
+    fn a_message_of_marks_alone_shows_almost_nothing() {
+        // The issue's case: 64 KiB of combining marks (two bytes each) was one line of
+        // 32,768 characters.
+        let marks = "\u{301}".repeat(32 * 1024);
+        assert_eq!(marks.len(), 64 * 1024);
+        assert_eq!(sanitize(&marks), "\u{301}".repeat(MAX_MARKS));
+        // Marks hidden behind dropped characters still count as one run.
+        let interleaved = "x\u{301}\u{200b}".repeat(1000);
+        let clean = sanitize(&interleaved);
+        assert_eq!(clean.chars().count(), 1000 * 2);
+        let stacked = format!("x{}", "\u{301}\u{200b}\u{1b}[0m".repeat(1000));
+        assert_eq!(
+            sanitize(&stacked),
+            format!("x{}", "\u{301}".repeat(MAX_MARKS))
+        );
+    }
+
+    #[test]
+    fn line_breaks_and_tabs_end_a_run_of_marks() {
+        let m4 = "\u{301}".repeat(MAX_MARKS);
+        assert_eq!(
+            sanitize(&format!("a{m4}\n{m4}\t{m4}\u{2028}{m4}")),
+            format!("a{m4}{LINE_BREAK}{m4} {m4}{LINE_BREAK}{m4}")
+        );
+    }
+
+    #[test]
+    fn tricky_inputs_sanitize_the_same_twice() {
+        for text in [
+            "👩\u{200d}\u{2028}",
+            "👩\u{200d}\u{200b}💻",
+            "👩\u{200d}\u{200b}a",
+            "é\u{200d}\u{200c}ü",
+            "é\u{200d}\u{1b}[0mü",
+            "é\u{200d}\u{85}ü",
+            "é\u{301}\u{301}\u{301}\u{200d}ü",
+            "é\u{301}\u{301}\u{301}\u{301}\u{200d}ü",
+            "\u{301}\u{301}\n\u{301}\u{301}\u{301}\u{301}\u{301}",
+        ] {
+            let once = sanitize(text);
+            assert_eq!(sanitize(&once), once, "sanitize({text:?})");
+        }
+    }
+
+    #[test]
+    fn nicks_show_without_anything_hidden() {
+        for (nick, shown) in [
+            ("bob", "bob"),
+            ("b\u{200b}ob", "bob"),
+            ("\u{feff}bob\u{200e}", "bob"),
+            ("bob\u{2063}\u{2060}", "bob"),
+            ("b\u{ad}ob", "bob"),
+            ("bo\u{34f}b", "bob"),
+            ("bob\u{e0041}\u{e0042}", "bob"),
+            ("\u{202e}bob", "bob"),
+            // Joiners, even where text keeps them, and variation selectors.
+            ("👩\u{200d}💻", "👩💻"),
+            ("ё\u{200c}ж", "ёж"),
+            ("❤\u{fe0f}", "❤"),
+            // Whitespace, line breaks included, is one space inside and none at the ends.
+            ("  bob\t\n", "bob"),
+            ("bob\u{a0}", "bob"),
+            ("bob\u{3000}smith", "bob smith"),
+            ("bob\r\n\u{2028}smith", "bob smith"),
+            // Controls go one by one; what is printable of an escape sequence stays in sight.
+            ("\u{1b}[31mbob", "[31mbob"),
+            ("bo\u{7}\u{9b}b", "bob"),
+            // Marks: none before the first character, at most MAX_MARKS after one.
+            ("\u{301}\u{301}bob", "bob"),
+            (" \u{301}bob", "bob"),
+            ("e\u{301}", "e\u{301}"),
+            ("bob \u{301}", "bob \u{301}"),
+            (
+                "o\u{300}\u{301}\u{302}\u{303}\u{304}\u{305}",
+                "o\u{300}\u{301}\u{302}\u{303}",
+            ),
+            ("Việt", "Việt"),
+            ("नमस्ते", "नमस्ते"),
+            ("李小龍", "李小龍"),
+            // Nothing visible at all.
+            ("", NO_VISIBLE_NICK),
+            ("\u{200b}\u{200d}", NO_VISIBLE_NICK),
+            ("\u{301}", NO_VISIBLE_NICK),
+            (" \t ", NO_VISIBLE_NICK),
+        ] {
+            assert_eq!(display_nick(nick), shown, "display_nick({nick:?})");
+        }
+    }
+
+    #[test]
+    fn every_invisible_class_is_dropped_from_nicks_at_both_ends() {
+        // The first and last code point of every range the nick rule drops.
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{61c}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{17b4}',
+            '\u{17b5}',
+            '\u{180b}',
+            '\u{180d}',
+            '\u{180e}',
+            '\u{180f}',
+            '\u{200b}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{ffa0}',
+            '\u{fff0}',
+            '\u{fffb}',
+            '\u{600}',
+            '\u{605}',
+            '\u{6dd}',
+            '\u{70f}',
+            '\u{890}',
+            '\u{891}',
+            '\u{8e2}',
+            '\u{110bd}',
+            '\u{110cd}',
+            '\u{13430}',
+            '\u{1343f}',
+            '\u{1bca0}',
+            '\u{1bca3}',
+            '\u{1d173}',
+            '\u{1d17a}',
+            '\u{e0000}',
+            '\u{e0fff}',
+            '\u{e0100}',
+            '\u{e01ef}',
+        ] {
+            assert_eq!(display_nick(&format!("a{c}b")), "ab", "{c:?}");
+        }
+    }
+
+    #[test]
+    fn nicks_are_rendered_as_displayed() {
+        let time = NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+        let group = Output::Group {
+            nick: "b\u{200b}ob\u{1b}[0m".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(render(&group, time, false), "09:00 <bob[0m> hi");
+        let received = Output::Direct {
+            from: "\u{feff}eve\u{200d}".into(),
+            to: None,
+            text: "psst".into(),
+        };
+        assert_eq!(render(&received, time, false), "09:00 *eve* psst");
+        let sent = Output::Direct {
+            from: "me".into(),
+            to: Some("b\u{2060}ob".into()),
+            text: "psst".into(),
+        };
+        assert_eq!(render(&sent, time, false), "09:00 *-> bob* psst");
+        // Alike on screen, alike in colour: colour gives nothing hidden away either.
+        let plain = Output::Group {
+            nick: "bob".into(),
+            text: "hi".into(),
+        };
+        let hidden = Output::Group {
+            nick: "b\u{200b}ob".into(),
+            text: "hi".into(),
+        };
+        assert_eq!(render(&plain, time, true), render(&hidden, time, true));
     }
 
     #[test]
@@ -467,6 +905,53 @@ mod tests {
         fn sanitized_text_is_always_terminal_safe(text in any::<String>()) {
             let clean = sanitize(&text);
             prop_assert!(clean.chars().all(|c| !c.is_control() && !is_bidi_control(c)));
+            prop_assert!(clean.chars().all(|c| !is_invisible(c)));
+            prop_assert!(longest_mark_run(&clean) <= MAX_MARKS);
+        }
+
+        #[test]
+        fn sanitize_drops_every_invisible_character(
+            before in "[a-zé]{0,3}",
+            c in "[\\p{Default_Ignorable_Code_Point}\\p{Cf}--\\u{200c}\\u{200d}\\p{Variation_Selector}\\u{600}-\\u{605}\\u{6dd}\\u{70f}\\u{890}\\u{891}\\u{8e2}\\u{110bd}\\u{110cd}]",
+            after in "[a-zé]{0,3}",
+        ) {
+            prop_assert_eq!(sanitize(&format!("{before}{c}{after}")), format!("{before}{after}"));
+        }
+
+        /// Idempotence where it is hard: joiners next to marks, separators, escapes and
+        /// dropped characters, which arbitrary strings almost never put side by side.
+        #[test]
+        fn sanitize_is_idempotent_around_joiners(
+            text in "[aé👩💻 \\u{200d}\\u{200c}\\u{200b}\\u{2028}\\u{301}\\u{fe0f}\\u{1b}\\u{85}\\n\\r\\[m]*",
+        ) {
+            let once = sanitize(&text);
+            prop_assert_eq!(sanitize(&once), once);
+        }
+
+        #[test]
+        fn marks_on_marks_never_pile_up(text in "[a\\p{Mn}\\p{Me}\\u{200d}\\u{fe0f}]*") {
+            prop_assert!(longest_mark_run(&sanitize(&text)) <= MAX_MARKS);
+            prop_assert!(longest_mark_run(&display_nick(&text)) <= MAX_MARKS);
+        }
+
+        #[test]
+        fn displayed_nicks_are_safe_settled_and_sanitized(nick in any::<String>()) {
+            let shown = display_nick(&nick);
+            prop_assert!(!shown.is_empty());
+            prop_assert!(shown.chars().all(|c| !c.is_control() && !is_invisible(c)));
+            let hidden = ['\u{200c}', '\u{200d}', '\u{fe0f}', '\u{2028}'];
+            prop_assert!(!shown.contains(hidden), "{:?}", shown);
+            prop_assert!(!shown.starts_with(' ') && !shown.ends_with(' ') && !shown.contains("  "));
+            prop_assert!(longest_mark_run(&shown) <= MAX_MARKS);
+            prop_assert_eq!(&display_nick(&shown), &shown);
+            prop_assert_eq!(&sanitize(&shown), &shown);
+        }
+
+        #[test]
+        fn nicks_lose_every_format_and_default_ignorable_character(
+            c in "[\\p{Cf}\\p{Default_Ignorable_Code_Point}]",
+        ) {
+            prop_assert_eq!(display_nick(&format!("b{c}ob")), "bob");
         }
 
         #[test]
@@ -475,8 +960,15 @@ mod tests {
             prop_assert_eq!(sanitize(&once), once);
         }
 
+        /// Safe text: characters that take up room on screen (no controls, format or
+        /// default-ignorable characters, line or paragraph separators, marks, conjoining or
+        /// prepended characters, or code points unassigned in Unicode 16), each followed by
+        /// up to [`MAX_MARKS`] combining marks. Narrower than before the marks limit and the
+        /// invisible characters were added to the rule, and by exactly those.
         #[test]
-        fn safe_text_is_unchanged(text in "[^\\p{Cc}\u{202a}-\u{202e}\u{2066}-\u{2069}]*") {
+        fn safe_text_is_unchanged(
+            text in "([^\\p{Cc}\\p{Cf}\\p{Default_Ignorable_Code_Point}\\p{Zl}\\p{Zp}\\p{M}\\p{Cn}\\p{gcb=V}\\p{gcb=T}\\p{gcb=Prepend}\\u{a8fa}][\\p{Mn}\\p{Me}--\\p{Default_Ignorable_Code_Point}]{0,4})*",
+        ) {
             prop_assert_eq!(sanitize(&text), text);
         }
 
