@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
 use tailchat::app::chat::Outcome;
-use tailchat::app::settings::{Args, Settings};
+use tailchat::app::settings::{Action, Args, Settings};
 use tailchat::app::start::{self, Storage};
 use tailchat::app::{self, Setup};
+use tailchat::app::{client, control};
 use tailchat::net::socket;
 use tailchat::net::udp::UdpIo;
 use tailchat::store;
@@ -17,8 +18,14 @@ use tailchat::ui::render::Output;
 use tailchat::ui::terminal;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args) {
+    let mut args = Args::parse();
+    let action = args.action.take();
+    let result = Settings::merge(args).and_then(|settings| match action {
+        None => run(settings, None),
+        Some(Action::Send { to, text }) => send(settings, &to, text),
+        Some(Action::Attach) => attach(&settings).map(|()| Outcome::default()),
+    });
+    match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(e) => {
             eprintln!("tailchat: {e}");
@@ -27,9 +34,73 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<Outcome, String> {
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let settings = Settings::merge(args)?;
+/// `tailchat send`: through the running tailchat on this data directory when there is one,
+/// else as a one-shot script of this identity.
+fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome, String> {
+    let text = if words.is_empty() {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("cannot read the message from standard input: {e}"))?;
+        text.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        words.join(" ")
+    };
+    if text.trim().is_empty() {
+        eprintln!("error: nothing to send — tailchat send [--to NICK]... TEXT");
+        return Ok(Outcome {
+            invalid_command: true,
+            ..Outcome::default()
+        });
+    }
+    let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
+    if let Some(stream) = control::socket_to_use(&dir)?.and_then(|p| client::connect(&p)) {
+        return client::send(stream, to, &text, settings.wait);
+    }
+    // Nobody runs here: be that peer for as long as it takes. A leading '/' is text, not a
+    // command ('//' is sent as '/').
+    let escaped = if text.starts_with('/') {
+        format!("/{text}")
+    } else {
+        text.clone()
+    };
+    let lines = if to.is_empty() {
+        vec![escaped]
+    } else {
+        to.iter()
+            .map(|nick| format!("/msg {nick} {text}"))
+            .collect()
+    };
+    run(settings, Some(lines))
+}
+
+/// `tailchat attach --json`: relays between this program's standard streams and the running
+/// tailchat's control socket.
+fn attach(settings: &Settings) -> Result<(), String> {
+    if !settings.json {
+        return Err("attach speaks JSON lines: use tailchat attach --json".to_owned());
+    }
+    let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
+    let path = control::socket_to_use(&dir)?.ok_or_else(|| {
+        format!(
+            "no tailchat is running on data directory {} (no {} there) — start one first",
+            dir.display(),
+            control::SOCKET_FILE
+        )
+    })?;
+    let stream = client::connect(&path).ok_or_else(|| {
+        format!(
+            "the tailchat of data directory {} is not answering on {}",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    client::attach(stream)
+}
+
+/// Runs the chat: at the prompt, or as a script (standard input, or `script` lines).
+fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, String> {
+    let interactive =
+        script.is_none() && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     // A script on a machine where someone already chats on the default port takes any free
     // port rather than failing: it reaches its peers with --peer or /add.
     let fallback = !interactive && !settings.port_chosen;
@@ -45,16 +116,27 @@ fn run(args: Args) -> Result<Outcome, String> {
         Err(e) => (None, Some(e)),
     };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
+    // Not told which nick: the one this identity used last, else the login name.
+    if let Some(last) = storage
+        .as_ref()
+        .and_then(|s| s.restored.last_nick.clone())
+        .filter(|n| !settings.nick_chosen && tailchat::proto::nick::is_valid_nick(n))
+    {
+        settings.nick = last;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     // Before the first prompt; puts the terminal back however this function ends, or panics.
     let _terminal_state = tailchat::ui::tty::TerminalState::save_interactive();
-    let term = terminal::start(
-        &settings.nick,
-        storage.as_ref().map(Storage::prompt_history),
-    );
+    let term = match script {
+        Some(lines) => terminal::start_with_input(lines),
+        None => terminal::start(
+            &settings.nick,
+            storage.as_ref().map(Storage::prompt_history),
+        ),
+    };
     let json = settings.json;
     let say = |out: Output| {
         if json {

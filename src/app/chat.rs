@@ -184,7 +184,12 @@ impl Chat {
         };
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
-        chat.append(&Record::Opened { at_ms, session });
+        let nick = chat.ep.nick().to_owned();
+        chat.append(&Record::Opened {
+            at_ms,
+            session,
+            nick,
+        });
         chat
     }
 

@@ -16,6 +16,7 @@
 //! - [`start`]: the data directory opened and the journal restored into the core.
 
 pub mod chat;
+pub mod client;
 pub mod control;
 pub mod json;
 pub mod lookup;

@@ -3,7 +3,7 @@
 use crate::net::addr::{self, HostSpec};
 use crate::proto::nick::{is_valid_nick, NICK_RULE};
 use crate::store;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,43 +17,66 @@ pub const DEFAULT_PORT: u16 = 7654;
 #[command(name = "tailchat", version, about, max_term_width = 100)]
 pub struct Args {
     /// Your display name [default: your login name]
-    #[arg(long, value_name = "NICK", value_parser = parse_nick)]
+    #[arg(long, global = true, value_name = "NICK", value_parser = parse_nick)]
     pub nick: Option<String>,
 
     /// UDP port to listen on, and the port assumed for peers given without one (0: any free
     /// port) [default: 7654]
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, global = true, value_name = "PORT")]
     pub port: Option<u16>,
 
     /// Local address to listen on [default: every address, IPv6 and IPv4]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
 
     /// A peer to contact at start, as HOST[:PORT] (an IPv4 or IPv6 address, or a host name);
     /// repeatable
-    #[arg(long = "peer", value_name = "HOST[:PORT]", value_parser = parse_peer)]
+    #[arg(long = "peer", global = true, value_name = "HOST[:PORT]", value_parser = parse_peer)]
     pub peers: Vec<HostSpec>,
 
     /// Do not announce on or listen to the LAN (broadcast and multicast); reach peers with
     /// --peer and /add only
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_discovery: bool,
 
     /// Where identity, history and undelivered messages are kept [default:
     /// $XDG_DATA_HOME/tailchat]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// Scripts: how long to wait for a peer asked for with /add or --peer to answer, and at
     /// the end for every message to be acknowledged (the exit code says if one was not)
     /// [default: 5]
-    #[arg(long, value_name = "SECONDS", value_parser = parse_wait)]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_wait)]
     pub wait: Option<Duration>,
 
     /// For programs: every event is one JSON object per line on standard output, and every
     /// input line is a JSON command (schema in the README, "Scripts and bots")
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
+
+    /// What to do instead of chatting at the prompt
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send one message as you and exit: through your running tailchat when one runs on the
+    /// same data directory, else as yourself on a free port (what cannot be delivered within
+    /// --wait stays queued). Exit codes as for scripts
+    Send {
+        /// Send it to NICK only, as a direct message; repeatable. Without it: to everyone
+        #[arg(long = "to", value_name = "NICK")]
+        to: Vec<String>,
+        /// The message (several words are joined with spaces); standard input when none
+        #[arg(value_name = "TEXT")]
+        text: Vec<String>,
+    },
+    /// Follow and drive your running tailchat: JSON events out, JSON commands in (needs
+    /// --json)
+    Attach,
 }
 
 /// How long a script waits when `--wait` is not given.
@@ -103,6 +126,9 @@ pub struct Settings {
     pub port_chosen: bool,
     /// How long a script waits (see [`Args::wait`]).
     pub wait: Duration,
+    /// Whether the nick was chosen (command line or config file) rather than defaulted: a
+    /// nick remembered from the last run then wins over the login name.
+    pub nick_chosen: bool,
     /// JSON lines in and out (see [`Args::json`]).
     pub json: bool,
 }
@@ -143,7 +169,9 @@ impl Settings {
             }
             p
         }));
+        let nick_chosen = args.nick.is_some() || cfg.nick.is_some();
         Ok(Settings {
+            nick_chosen,
             nick: args
                 .nick
                 .or(cfg.nick)
@@ -223,6 +251,18 @@ mod tests {
         assert!(Args::try_parse_from(["tailchat", "--nick", "c#dev"]).is_err());
         assert!(Args::try_parse_from(["tailchat", "--port", "70000"]).is_err());
         assert!(Args::try_parse_from(["tailchat", "--peer", "a b"]).is_err());
+        let send = Args::try_parse_from([
+            "tailchat", "send", "--to", "bob", "build", "ok", "--wait", "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            send.action,
+            Some(Action::Send {
+                to: vec!["bob".into()],
+                text: vec!["build".into(), "ok".into()]
+            })
+        );
+        assert_eq!(send.wait, Some(Duration::from_secs(2)));
         let w = Args::try_parse_from(["tailchat", "--wait", "0.5"]).unwrap();
         assert_eq!(w.wait, Some(Duration::from_millis(500)));
         for bad in ["-1", "nan", "inf", "soon", "100000"] {

@@ -139,6 +139,8 @@ pub enum Record {
         at_ms: i64,
         /// The run's session number: the next run's is larger, whatever the clock says.
         session: u64,
+        /// Our nick at the start of the run: the next run keeps it unless told otherwise.
+        nick: String,
     },
     /// Every message heard from `from` up to `id` has been written to the screen (or counted
     /// there as skipped). Messages heard after the last [`Record::Opened`] and not covered are

@@ -284,7 +284,31 @@ fn start_interactive(
 
 /// Plain mode: stdin lines in, stdout lines out.
 fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
-    let output = spawn_printer(false, mpsc::channel().0, |line, error| {
+    let output = plain_printer();
+    spawn_named("tailchat-stdin", move || {
+        read_plain(io::stdin().lock(), &input_tx);
+    });
+    output
+}
+
+/// Plain mode with these `lines` as the whole input (then end of input), standard input
+/// untouched: for `tailchat send`, whose message comes from its command line.
+#[must_use]
+pub fn start_with_input(lines: Vec<String>) -> Terminal {
+    let (input_tx, input) = unbounded_channel();
+    for line in lines {
+        let _ = input_tx.send(Input::Line(line));
+    }
+    let _ = input_tx.send(Input::Eof);
+    Terminal {
+        input,
+        output: plain_printer(),
+    }
+}
+
+/// The plain printer: standard output, errors to standard error.
+fn plain_printer() -> OutputSender {
+    spawn_printer(false, mpsc::channel().0, |line, error| {
         if error {
             let mut stderr = io::stderr().lock();
             writeln!(stderr, "{line}")?;
@@ -293,11 +317,7 @@ fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
         let mut stdout = io::stdout().lock();
         writeln!(stdout, "{line}")?;
         stdout.flush()
-    });
-    spawn_named("tailchat-stdin", move || {
-        read_plain(io::stdin().lock(), &input_tx);
-    });
-    output
+    })
 }
 
 /// Starts the printer thread writing every rendered line through `sink`.

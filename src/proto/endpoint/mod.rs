@@ -18,7 +18,7 @@ mod peers;
 use self::discovery::{Announcer, Probes};
 use self::peers::PeerTable;
 use super::ids::{MessageId, PeerId};
-use super::link::{LinkEvent, QueueError};
+use super::link::{LinkEvent, LinkState, QueueError};
 use super::nick::{is_valid_nick, NICK_RULE};
 use super::wire::{self, DecodeError, Frame};
 use super::{
@@ -239,10 +239,16 @@ impl Endpoint {
         self.next_msg += 1;
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
+        let mut contact = Vec::new();
         for peer_id in candidates {
             let Some(peer) = self.peers.get_mut(&peer_id) else {
                 continue;
             };
+            // A peer restored from storage and not heard in this run is contacted once a
+            // message waits for it (restore only contacts those that had one already).
+            if peer.state() == LinkState::Offline {
+                contact.extend(peer.addrs.iter().map(|a| (a, peer.found)));
+            }
             match peer.link.queue_message(now, id, direct, text) {
                 Ok(()) => recipients.push(peer_id),
                 Err(QueueError::Full { first }) => {
@@ -255,6 +261,12 @@ impl Endpoint {
                         });
                     }
                 }
+            }
+        }
+        for (addr, origin) in contact {
+            if !self.probes.contains(addr) {
+                self.add_probe(now, addr, origin);
+                self.probes.quiet(addr);
             }
         }
         self.mark(now);

@@ -58,6 +58,8 @@ pub struct Restored {
     /// The largest session number of an earlier run (0 if none was recorded): this run's
     /// must be larger, even if the clock went back.
     pub last_session: u64,
+    /// Our nick as last recorded (a run's start, or a message we wrote).
+    pub last_nick: Option<String>,
     /// The last [`Record::Peer`] written for each peer.
     pub peers: BTreeMap<PeerId, PeerRecord>,
     /// What was wrong with the file (skipped records, a truncated tail), one line each, for the
@@ -76,13 +78,15 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
     let mut peers = BTreeMap::new();
     let mut tracking = false;
     let mut last_session = 0;
+    let mut last_nick = None;
     let mut heard = Vec::new();
     let mut shown: BTreeMap<PeerId, u64> = BTreeMap::new();
     for record in records {
         match record {
-            Record::Opened { session, .. } => {
+            Record::Opened { session, nick, .. } => {
                 tracking = true;
                 last_session = last_session.max(*session);
+                last_nick = Some(nick.clone());
             }
             Record::Shown { from, id } => {
                 let through = shown.entry(*from).or_insert(*id);
@@ -91,12 +95,13 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
             Record::Said {
                 at_ms,
                 id,
+                nick,
                 direct_to,
                 recipients,
                 text,
-                ..
             } => {
                 max_said = max_said.max(*id);
+                last_nick = Some(nick.clone());
                 for to in recipients {
                     outbox.entry(*to).or_default().insert(
                         *id,
@@ -169,6 +174,7 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
             .collect(),
         peers,
         last_session,
+        last_nick,
         warnings: Vec::new(),
         records: records.len(),
     }
@@ -209,6 +215,7 @@ mod tests {
         let opened = Record::Opened {
             at_ms: 0,
             session: 1,
+            nick: "alice".into(),
         };
         // Before any Opened (an older version wrote these): never replayed.
         assert!(unshown(&[heard(1, 1), heard(1, 2)]).is_empty());
@@ -236,7 +243,11 @@ mod session_tests {
 
     #[test]
     fn the_last_session_is_the_largest_recorded() {
-        let opened = |session| Record::Opened { at_ms: 0, session };
+        let opened = |session| Record::Opened {
+            at_ms: 0,
+            session,
+            nick: "alice".into(),
+        };
         assert_eq!(summarize(&[]).last_session, 0);
         assert_eq!(
             summarize(&[opened(5), opened(9), opened(7)]).last_session,

@@ -198,6 +198,7 @@ fn restart_summary() {
             )]),
             unshown: Vec::new(),
             last_session: 0,
+            last_nick: Some("me".into()),
             peers: BTreeMap::from([(
                 ALICE,
                 PeerRecord {

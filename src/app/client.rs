@@ -1,0 +1,166 @@
+//! The other end of the control socket ([`super::control`]): `tailchat send` handing one
+//! message to the user's running tailchat and waiting for its delivery, and
+//! `tailchat attach --json` relaying JSON lines between a program and it. Plain blocking I/O:
+//! these run instead of the chat, not inside it.
+
+use crate::app::chat::Outcome;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Connects to the socket at `path`; `None` when nothing answers there (a socket file left
+/// by a tailchat that is gone).
+pub fn connect(path: &Path) -> Option<UnixStream> {
+    UnixStream::connect(path).ok()
+}
+
+/// The commands that send `text` to `to` (everyone when empty).
+fn commands(to: &[String], text: &str) -> Vec<Value> {
+    if to.is_empty() {
+        vec![json!({ "cmd": "send", "text": text })]
+    } else {
+        to.iter()
+            .map(|nick| json!({ "cmd": "msg", "to": nick, "text": text }))
+            .collect()
+    }
+}
+
+/// Sends `text` through the running tailchat on `stream` and waits, at most `wait` after the
+/// answers, for every recipient to acknowledge it. Errors and what was not delivered are
+/// said on standard error.
+///
+/// # Errors
+/// The connection failed or closed before the answers came.
+pub fn send(
+    stream: UnixStream,
+    to: &[String],
+    text: &str,
+    wait: Duration,
+) -> Result<Outcome, String> {
+    let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
+    let mut writer = stream.try_clone().map_err(lost)?;
+    let commands = commands(to, text);
+    for c in &commands {
+        writeln!(writer, "{c}").map_err(lost)?;
+    }
+    let mut reader = BufReader::new(stream);
+    let mut outcome = Outcome::default();
+    // (message id, recipient id) still waiting for an acknowledgement.
+    let mut waiting: BTreeSet<(u64, String)> = BTreeSet::new();
+    let mut names = std::collections::BTreeMap::new();
+    let mut answers = 0;
+    // The answers come at once; deliveries within `wait` of them.
+    let mut deadline = Instant::now() + wait + Duration::from_secs(5);
+    let mut line = String::new();
+    while answers < commands.len() || !waiting.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        reader
+            .get_ref()
+            .set_read_timeout(Some(left))
+            .map_err(lost)?;
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Err("the running tailchat closed the connection".to_owned()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(lost(e)),
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        match v["type"].as_str() {
+            Some("sent") if answers < commands.len() && v["text"].as_str() == Some(text) => {
+                answers += 1;
+                let id = v["id"].as_u64().unwrap_or_default();
+                for r in v["recipients"].as_array().into_iter().flatten() {
+                    waiting.insert((id, r.as_str().unwrap_or_default().to_owned()));
+                }
+                if answers == commands.len() {
+                    deadline = Instant::now() + wait;
+                }
+            }
+            Some("error") if answers < commands.len() => {
+                answers += 1;
+                let message = field("message");
+                eprintln!("error: {message}");
+                if message.contains("nobody is here") {
+                    outcome.nobody_to_send_to = true;
+                } else {
+                    outcome.invalid_command = true;
+                }
+            }
+            Some("delivered") => {
+                waiting.remove(&(v["id"].as_u64().unwrap_or_default(), field("to_id")));
+            }
+            Some("delayed") => {
+                names.insert(field("to_id"), field("to"));
+            }
+            Some("not_delivered") => {
+                let key = (v["id"].as_u64().unwrap_or_default(), field("to_id"));
+                if waiting.remove(&key) {
+                    eprintln!("error: not delivered to {}", field("to"));
+                    outcome.undelivered += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if answers < commands.len() {
+        return Err("the running tailchat did not answer".to_owned());
+    }
+    for (_, to) in &waiting {
+        let name = names.get(to).cloned().unwrap_or_else(|| to.clone());
+        eprintln!(
+            "not yet delivered to {name}: your running tailchat keeps it and sends it when they are back"
+        );
+    }
+    outcome.undelivered += waiting.len();
+    let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
+    Ok(outcome)
+}
+
+/// Relays standard input (JSON commands) to the running tailchat on `stream`, and its JSON
+/// events to standard output, until it closes the connection; end of standard input detaches.
+///
+/// # Errors
+/// The connection failed.
+pub fn attach(stream: UnixStream) -> Result<(), String> {
+    let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
+    let mut writer = stream.try_clone().map_err(lost)?;
+    std::thread::spawn(move || {
+        let stdin = io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if writeln!(writer, "{line}").is_err() {
+                return;
+            }
+        }
+        let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut stdout = io::stdout().lock();
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(lost)?;
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            break; // nobody reads our output any more
+        }
+    }
+    Ok(())
+}

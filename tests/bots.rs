@@ -1,0 +1,191 @@
+//! Programs and the running tailchat: `tailchat send` through the control socket and without
+//! one, a socket of the wrong owner or mode refused, and `tailchat attach --json`.
+
+mod common;
+
+use common::{command, Chat};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+fn data(dir: &Path) -> String {
+    dir.to_str().unwrap().to_owned()
+}
+
+/// `tailchat send ARGS…` with `--data-dir dir`, run to the end.
+fn send(dir: &Path, args: &[&str]) -> Output {
+    let d = data(dir);
+    let mut all = vec![
+        "send",
+        "--data-dir",
+        &d,
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--wait",
+        "5",
+    ];
+    all.extend_from_slice(args);
+    let (mut cmd, _home) = command(&all);
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// alice on `dir` (her control socket there), and bob who adds her.
+fn alice_and_bob(dir: &Path) -> (Chat, Chat) {
+    let d = data(dir);
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1", "--data-dir", &d]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = Chat::start("bob", &["--bind", "127.0.0.1", "--peer", &peer]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+#[test]
+fn send_goes_through_the_running_tailchat_as_its_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    assert!(dir.path().join("control.sock").exists());
+    let out = send(dir.path(), &["build", "1234", "passed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    bob.expect("<alice> build 1234 passed");
+    alice.expect("<alice> build 1234 passed"); // on her own screen, as if she typed it
+
+    let out = send(dir.path(), &["--to", "bob", "just", "for", "you"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    bob.expect("*alice* just for you");
+
+    let out = send(dir.path(), &["--to", "carol", "hello?"]);
+    assert_eq!(out.status.code(), Some(3), "no carol: an invalid command");
+    assert!(
+        text(&out.stderr).contains("no peer called 'carol'"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    alice.send("/history 5");
+    alice.expect_where("the sent line in history", |l| {
+        l.contains("-") && l.contains("<alice> build 1234 passed")
+    });
+}
+
+#[test]
+fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, mut bob) = alice_and_bob(dir.path());
+    let mut alice = alice;
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    bob.expect("alice left");
+    assert!(
+        !dir.path().join("control.sock").exists(),
+        "removed when alice quit"
+    );
+    // alice's journal knows where bob is: the message reaches him from her identity.
+    let out = send(dir.path(), &["while", "you", "work"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    bob.expect("<alice> while you work");
+    bob.send("/peers");
+    bob.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    let header = bob.seen.len();
+    bob.send("/help");
+    bob.expect("/quit");
+    let alices = bob.seen[header..]
+        .iter()
+        .take_while(|l| !l.contains("/msg"))
+        .filter(|l| l.contains(" alice "))
+        .count();
+    assert_eq!(alices, 1, "the same alice, not a stranger: {:#?}", bob.seen);
+}
+
+#[test]
+fn a_control_socket_others_could_use_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = send(dir.path(), &["hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("other users"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if nix::unistd::getuid().is_root() {
+        nix::unistd::chown(&sock, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        let out = send(dir.path(), &["hi"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("another user"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn attach_follows_and_drives_the_running_tailchat() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    let d = data(dir.path());
+    let (mut cmd, _home) = command(&["attach", "--json", "--data-dir", &d]);
+    let mut attached = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = attached.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    let stdout = attached.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let v: Value = serde_json::from_str(&line.unwrap()).expect("JSON");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str, f: &dyn Fn(&Value) -> bool| loop {
+        let v = rx
+            .recv_timeout(common::WAIT)
+            .unwrap_or_else(|_| panic!("no {what}"));
+        assert_eq!(v["v"], 1);
+        if f(&v) {
+            return v;
+        }
+    };
+    writeln!(stdin, r#"{{"cmd":"peers"}}"#).unwrap();
+    let peers = next("peers", &|v| v["type"] == "peers");
+    assert_eq!(peers["peers"][0]["nick"], "bob");
+    bob.send("seen by the bot");
+    let m = next("bob's message", &|v| v["type"] == "message");
+    assert_eq!(m["text"], "seen by the bot");
+    writeln!(
+        stdin,
+        r#"{{"cmd":"send","text":"the bot speaks for alice"}}"#
+    )
+    .unwrap();
+    next("the sent echo", &|v| v["type"] == "sent");
+    bob.expect("<alice> the bot speaks for alice");
+    alice.expect("<alice> the bot speaks for alice");
+    drop(stdin); // detaches; alice carries on
+    assert!(attached.wait().unwrap().success());
+    bob.send("still here?");
+    alice.expect("<bob> still here?");
+}
