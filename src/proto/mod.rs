@@ -40,6 +40,8 @@
 //! - [`rtt`]: the round-trip-time estimator and timeout constants.
 //! - [`ranges`]: the range set behind acks.
 
+#![deny(clippy::indexing_slicing)]
+
 mod config;
 mod endpoint;
 pub mod ids;
