@@ -412,6 +412,7 @@ impl Chat {
             match as_json {
                 Some(line) if self.json => self.screen.print_json(line),
                 _ => {
+                    let e = self.told_apart(e);
                     let ep = &self.ep;
                     let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
                     if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
@@ -423,6 +424,51 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             self.screen.peer_nicks(present_nicks(&self.ep.peers()));
+        }
+    }
+
+    /// A message whose sender's nick looks like another present peer's (or ours) is shown
+    /// under the name that tells them apart (`bob#1d79e0c2`): a peer cannot pass for another
+    /// by choosing a look-alike nick.
+    fn told_apart(&self, e: Event) -> Event {
+        let Event::Message {
+            from,
+            nick,
+            id,
+            direct,
+            text,
+        } = e
+        else {
+            return e;
+        };
+        let peers = self.ep.peers();
+        let mut present: Vec<(PeerId, &str)> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Left || p.id == from)
+            .map(|p| {
+                (
+                    p.id,
+                    if p.id == from {
+                        nick.as_str()
+                    } else {
+                        p.nick.as_str()
+                    },
+                )
+            })
+            .collect();
+        present.push((self.ep.peer_id(), self.ep.nick()));
+        let names = present::display_names(&present);
+        let nick = present
+            .iter()
+            .position(|(p, _)| *p == from)
+            .and_then(|i| names.get(i).cloned())
+            .unwrap_or(nick);
+        Event::Message {
+            from,
+            nick,
+            id,
+            direct,
+            text,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The options in force: the command line (clap) over the config file over the defaults.
 
 use crate::net::addr::{self, HostSpec};
-use crate::proto::nick::{is_valid_nick, NICK_RULE};
+use crate::proto::nick::NICK_RULE;
 use crate::store;
+use crate::ui::command::is_valid_own_nick;
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -91,7 +92,7 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_nick(s: &str) -> Result<String, String> {
-    if is_valid_nick(s) {
+    if is_valid_own_nick(s) {
         Ok(s.to_owned())
     } else {
         Err(NICK_RULE.to_owned())
@@ -151,7 +152,7 @@ impl Settings {
                     .map_or("?".into(), |p| p.display().to_string())
             )
         };
-        if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_nick(n)) {
+        if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_own_nick(n)) {
             return Err(in_file(&format!("nick '{n}': {NICK_RULE}")));
         }
         let port_chosen = args.port.or(cfg.port).is_some();
@@ -219,7 +220,7 @@ fn login_name() -> Option<String> {
                 .iter()
                 .filter_map(|v| std::env::var(v).ok()),
         )
-        .find(|n| is_valid_nick(n))
+        .find(|n| is_valid_own_nick(n))
 }
 
 #[cfg(test)]

@@ -342,3 +342,44 @@ fn a_message_heard_is_on_disk_before_anything_is_sent_after_it() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn a_look_alike_nick_cannot_pass_for_another_peer_or_for_us() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let fake_bob = start_chat(&switch, "b\u{200b}ob", 3, &[alice.addr], None, None);
+    let fake_alice = start_chat(&switch, "alice", 4, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    for _ in 0..3 {
+        alice.wait_for(&mut a, "a join", |o| notice(o, "joined"));
+    }
+    let from = |o: &Output, text: &str| match o {
+        Output::Group { nick, text: t } if t == text => Some(nick.clone()),
+        _ => None,
+    };
+    bob.type_line("from the real bob");
+    alice.wait_for(&mut a, "bob's line", |o| {
+        from(o, "from the real bob").is_some()
+    });
+    fake_bob.type_line("from the fake bob");
+    alice.wait_for(&mut a, "the fake's line", |o| {
+        from(o, "from the fake bob").is_some()
+    });
+    fake_alice.type_line("from a second alice");
+    alice.wait_for(&mut a, "the second alice's line", |o| {
+        from(o, "from a second alice").is_some()
+    });
+    let name = |text: &str| a.0.iter().find_map(|o| from(o, text)).unwrap();
+    let (real, fake, other) = (
+        name("from the real bob"),
+        name("from the fake bob"),
+        name("from a second alice"),
+    );
+    assert!(
+        real.starts_with("bob#") && fake.starts_with("bob#"),
+        "{real} {fake}"
+    );
+    assert_ne!(real, fake);
+    assert!(other.starts_with("alice#"), "{other}");
+}

@@ -138,6 +138,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         },
         "nick" => match args.as_slice() {
             [] => return Err(CommandError::Usage(NICK_USAGE)),
+            [nick] if !is_valid_own_nick(nick) => return Err(CommandError::InvalidNick),
             [nick] => Command::Nick(checked_nick(nick)?),
             // Several words are most likely a nick with a space in it, so say what is wrong
             // with the nick rather than repeating the usage.
@@ -184,6 +185,14 @@ fn split_word(s: &str) -> (&str, &str) {
         Some(end) => s.split_at(end),
         None => (s, ""),
     }
+}
+
+/// Whether `nick` may be ours: the protocol's rule, and shown exactly as written (no
+/// invisible or format characters, no stacked marks), so nobody can take a nick that looks
+/// like another's. Peers' nicks are only displayed that way, not refused.
+#[must_use]
+pub fn is_valid_own_nick(nick: &str) -> bool {
+    is_valid_nick(nick) && crate::ui::render::display_nick(nick) == nick
 }
 
 /// Returns `nick` owned if [`is_valid_nick`] accepts it.
@@ -345,6 +354,11 @@ mod tests {
         let longest = "é".repeat(MAX_NICK_CHARS);
         assert_eq!(ok(&format!("/nick {longest}")), Command::Nick(longest));
         assert_eq!(err("/nick"), CommandError::Usage(NICK_USAGE));
+        assert_eq!(err("/nick b\u{200b}ob"), CommandError::InvalidNick);
+        assert_eq!(
+            err("/nick bo\u{300}\u{300}\u{300}\u{300}\u{300}b"),
+            CommandError::InvalidNick
+        );
         assert_eq!(err("/nick bob smith"), CommandError::InvalidNick);
         let too_long = "é".repeat(MAX_NICK_CHARS + 1);
         assert_eq!(err(&format!("/nick {too_long}")), CommandError::InvalidNick);

@@ -66,7 +66,7 @@ use tracing::{debug, error, warn};
 
 use crate::ui::command::{self, Command};
 use crate::ui::completion;
-use crate::ui::render::{render, sanitize, Output};
+use crate::ui::render::{render, Output};
 
 /// How many typed lines the up-arrow history keeps (rustyline's default of 100 is short for a
 /// chat where the same few commands come back all day).
@@ -395,7 +395,7 @@ fn read_interactive(
         // The nick is ours, but it may come from anywhere (config, another peer's rename
         // notice), and rustyline prints the prompt verbatim.
         let nick = editor.helper().map(ChatHelper::nick).unwrap_or_default();
-        let prompt = format!("{}> ", sanitize(&nick));
+        let prompt = format!("{}> ", crate::ui::render::display_nick(&nick));
         match editor.readline(&prompt) {
             Ok(line) => {
                 remember(&mut editor, &line, &mut history_file);
