@@ -679,3 +679,39 @@ fn sigterm_at_the_prompt_leaves_the_terminal_as_found() {
 fn sighup_at_the_prompt_leaves_the_terminal_as_found() {
     a_signal_at_the_prompt_leaves_the_terminal_as_found("HUP");
 }
+
+#[test]
+fn a_mention_rings_the_bell_once_and_our_own_line_does_not() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    bob.wait("the prompt \"bob> \"", |s| s.prompt_is("bob> "));
+    // Everything the program writes to the terminal, byte for byte.
+    let raw = bob.dir.path().join("raw-output");
+    bob.tmux_ok(&["pipe-pane", "-o", &format!("cat >> {}", raw.display())]);
+    let bells = || {
+        std::fs::read(&raw)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| **b == 0x07)
+            .count()
+    };
+    alice.send("just chatting");
+    bob.wait_for_text("<alice> just chatting");
+    bob.type_text("bob> ", "", "bob here, no bell for me");
+    bob.enter();
+    alice.expect("<bob> bob here, no bell for me");
+    alice.send("Bob: are you there?");
+    bob.wait_for_text("<alice> Bob: are you there?");
+    alice.send("the end");
+    bob.wait_for_text("<alice> the end");
+    // tmux hands the bytes to `cat` as it draws them; wait (bounded) until the file has them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !String::from_utf8_lossy(&std::fs::read(&raw).unwrap_or_default()).contains("the end") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pipe-pane wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(bells(), 1, "one bell: for the mention only");
+    quit(&mut alice, &bob, "bob> ", "bob");
+}

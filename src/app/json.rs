@@ -107,6 +107,7 @@ pub fn line(out: &Output) -> String {
         Output::Direct { from, text, .. } => {
             object("info", json!({ "text": format!("*{from}* {text}") }))
         }
+        Output::Mention(inner) => line(inner),
     }
 }
 

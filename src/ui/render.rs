@@ -44,8 +44,13 @@ pub enum Output {
     Error(String),
     /// Plain lines such as `/help` and `/peers` output.
     Info(String),
+    /// A message (`Group` or `Direct`) that calls us — our nick as a word, or a direct
+    /// message: its text is highlighted, and on a terminal the bell rings once.
+    Mention(Box<Output>),
 }
 
+/// Style of a message that calls us (bold yellow), as irssi and weechat highlight.
+const MENTION_STYLE: &str = "\x1b[1;33m";
 /// Colour of `-!-` notices (cyan): present but quieter than messages.
 const NOTICE_COLOUR: &str = "\x1b[36m";
 /// Colour of `error:` lines (red).
@@ -71,6 +76,17 @@ const NICK_COLOURS: [&str; 6] = [
 /// With `color == false` the result contains no ESC byte or other control character at all.
 #[must_use]
 pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
+    let (out, highlight) = match out {
+        Output::Mention(inner) => (inner.as_ref(), color),
+        other => (other, false),
+    };
+    let text_style = |line: &mut String, text: &str| {
+        if highlight {
+            let _ = write!(line, "{MENTION_STYLE}{}{RESET}", sanitize(text));
+        } else {
+            line.push_str(&sanitize(text));
+        }
+    };
     let mut line = String::new();
     let clock = time.format("%H:%M");
     if color {
@@ -83,7 +99,7 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
             let nick = display_nick(nick);
             push_nick(&mut line, &format!("<{nick}>"), &nick, color);
             line.push(' ');
-            line.push_str(&sanitize(text));
+            text_style(&mut line, text);
         }
         Output::Direct { from, to, text } => {
             let (label, colour_key) = match to {
@@ -98,11 +114,13 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
             };
             push_nick(&mut line, &label, &colour_key, color);
             line.push(' ');
-            line.push_str(&sanitize(text));
+            text_style(&mut line, text);
         }
         Output::Notice(text) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", text, color),
         Output::Error(text) => push_styled(&mut line, ERROR_COLOUR, "error: ", text, color),
         Output::Info(text) => line.push_str(&sanitize(text)),
+        // Nested mentions are not made; shown as their message.
+        Output::Mention(inner) => return render(inner, time, color),
     }
     line
 }

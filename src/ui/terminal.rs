@@ -118,6 +118,9 @@ pub struct OutputSender {
     prompt: mpsc::Sender<ToPrompt>,
     /// Whether [`render`] adds colours: decided once at start for the mode and `NO_COLOR`.
     color: bool,
+    /// Whether a line that calls us ([`Output::Mention`]) rings the terminal bell (BEL):
+    /// interactive mode only, never into a pipe.
+    bell: bool,
 }
 
 /// What the printer thread is asked to do, in order.
@@ -148,7 +151,10 @@ impl OutputSender {
     /// Renders `out` with the local time of day and queues it for printing. Never blocks; if
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
-        let line = render(out, chrono::Local::now().time(), self.color);
+        let mut line = render(out, chrono::Local::now().time(), self.color);
+        if self.bell && matches!(out, Output::Mention(_)) {
+            line.insert(0, '\u{7}');
+        }
         self.queue(line, matches!(out, Output::Error(_)));
     }
 
@@ -182,6 +188,11 @@ impl OutputSender {
     /// The last mark the printer has reached.
     pub fn reached(&self) -> u64 {
         self.state.written.load(Ordering::Acquire)
+    }
+
+    /// No bell for mentions (`bell = false` in the config file).
+    pub fn silence_bell(&mut self) {
+        self.bell = false;
     }
 
     /// Shows `nick` in the prompt from the next prompt on.
@@ -273,9 +284,10 @@ fn start_interactive(
     let color = std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     // The ExternalPrinter writes the line as is while rustyline is not in raw mode (between
     // two prompts), so the line ending must be ours.
-    let output = spawn_printer(color, prompt, move |line, _error| {
+    let mut output = spawn_printer(color, prompt, move |line, _error| {
         printer.print(format!("{line}\n")).map_err(io::Error::other)
     });
+    output.bell = true;
     spawn_named("tailchat-readline", move || {
         read_interactive(editor, history_file.as_deref(), &input_tx);
     });
@@ -337,6 +349,7 @@ fn spawn_printer(
         state,
         prompt,
         color,
+        bell: false,
     }
 }
 
@@ -775,6 +788,7 @@ mod tests {
             state: Arc::default(),
             prompt: mpsc::channel().0,
             color: false,
+            bell: false,
         };
         output.print(&Output::Info("dropped".into()));
         output.flush();
@@ -799,6 +813,7 @@ mod prompt_tests {
             state: Arc::default(),
             prompt,
             color: false,
+            bell: false,
         };
         assert_eq!(helper.nick(), "alice");
         output.set_nick("ally");
