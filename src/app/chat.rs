@@ -4,7 +4,7 @@
 
 use crate::app::control::{ClientId, FromClient};
 use crate::app::json;
-use crate::app::lookup::{find_peer, present_nicks};
+use crate::app::lookup::find_peer;
 use crate::app::persist::{HistoryError, Persistence};
 use crate::app::{Screen, Setup};
 use crate::net::addr::{self, HostSpec};
@@ -434,8 +434,29 @@ impl Chat {
         }
         self.await_shown(shown);
         if changed_peers {
-            self.screen.peer_nicks(present_nicks(&self.ep.peers()));
+            self.screen.peer_nicks(self.completion_names());
         }
+    }
+
+    /// The names completion offers: each present peer's nick, with `#IDPREFIX` where nicks
+    /// are shared (so `/msg bob#1d79e0c2` picks one).
+    fn completion_names(&self) -> Vec<String> {
+        self.display_names()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// Each present peer with the name it is shown under (see [`present::display_names`]).
+    fn display_names(&self) -> Vec<(PeerId, String)> {
+        let peers = self.ep.peers();
+        let present: Vec<(PeerId, &str)> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Left)
+            .map(|p| (p.id, p.nick.as_str()))
+            .collect();
+        let names = present::display_names(&present);
+        present.iter().map(|(id, _)| *id).zip(names).collect()
     }
 
     /// A message whose sender's nick looks like another present peer's (or ours) is shown
@@ -565,7 +586,15 @@ impl Chat {
         match cmd {
             Command::Say(text) => self.say(now, Recipients::Everyone, None, text),
             Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
-                Ok((id, nick)) => self.say(now, Recipients::Peer(id), Some(nick), text),
+                Ok((id, nick)) => {
+                    // The echo says which one, when nicks are shared: `*-> bob#1d79e0c2*`.
+                    let shown = self
+                        .display_names()
+                        .into_iter()
+                        .find(|(p, _)| *p == id)
+                        .map_or(nick, |(_, name)| name);
+                    self.say(now, Recipients::Peer(id), Some(shown), text);
+                }
                 Err(e) => self.command_error(e),
             },
             Command::Add(text) => match addr::parse(&text, self.default_port) {
@@ -576,6 +605,16 @@ impl Chat {
                 Ok(()) => {
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
+                    let taken = self.ep.peers().into_iter().any(|p| {
+                        p.state != PeerState::Left
+                            && crate::ui::render::display_nick(&p.nick) == nick
+                    });
+                    if taken {
+                        self.print(Output::Notice(format!(
+                            "someone here is also called {nick}: peers will tell you apart by your id ({nick}#{})",
+                            &self.ep.peer_id().to_string()[..8]
+                        )));
+                    }
                 }
                 Err(e) => self.command_error(e),
             },

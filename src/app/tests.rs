@@ -200,8 +200,16 @@ fn start_chat(
     }
 }
 
+/// The message itself, whether or not it calls us.
+fn plain(o: &Output) -> &Output {
+    match o {
+        Output::Mention(inner) => inner,
+        other => other,
+    }
+}
+
 fn group(o: &Output, nick: &str, text: &str) -> bool {
-    matches!(o, Output::Group { nick: n, text: t } if n == nick && t == text)
+    matches!(plain(o), Output::Group { nick: n, text: t } if n == nick && t == text)
 }
 
 fn notice(o: &Output, part: &str) -> bool {
@@ -234,7 +242,8 @@ fn two_chats_meet_talk_directly_and_say_goodbye() {
         matches!(o, Output::Direct { from, to: Some(to), text } if from == "bob" && to == "alice" && text == "just you")
     });
     alice.wait_for(&mut a, "the direct message", |o| {
-        matches!(o, Output::Direct { from, to: None, text } if from == "bob" && text == "just you")
+        matches!(o, Output::Mention(inner) if matches!(inner.as_ref(),
+            Output::Direct { from, to: None, text } if from == "bob" && text == "just you"))
     });
 
     alice.type_line("/msg carol hi");
@@ -354,7 +363,7 @@ fn a_look_alike_nick_cannot_pass_for_another_peer_or_for_us() {
     for _ in 0..3 {
         alice.wait_for(&mut a, "a join", |o| notice(o, "joined"));
     }
-    let from = |o: &Output, text: &str| match o {
+    let from = |o: &Output, text: &str| match plain(o) {
         Output::Group { nick, text: t } if t == text => Some(nick.clone()),
         _ => None,
     };
@@ -382,4 +391,50 @@ fn a_look_alike_nick_cannot_pass_for_another_peer_or_for_us() {
     );
     assert_ne!(real, fake);
     assert!(other.starts_with("alice#"), "{other}");
+}
+
+#[test]
+fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob1 = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let bob2 = start_chat(&switch, "bob", 3, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    for _ in 0..2 {
+        alice.wait_for(&mut a, "a bob joining", |o| notice(o, "bob joined"));
+    }
+    alice.type_line("/msg bob hi");
+    alice.wait_for(&mut a, "the ambiguity", |o| error(o, "is ambiguous"));
+    let Some(Output::Error(e)) = a.0.last() else {
+        unreachable!()
+    };
+    let first = e
+        .split_whitespace()
+        .find(|w| w.starts_with("bob#"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_owned();
+    alice.type_line(&format!("/msg {first} just you"));
+    alice.wait_for(
+        &mut a,
+        "the echo naming that bob",
+        |o| matches!(o, Output::Direct { to: Some(to), .. } if *to == first),
+    );
+    let mut b1 = Seen(Vec::new());
+    let mut b2 = Seen(Vec::new());
+    let got = |seen: &Seen| {
+        seen.0
+            .iter()
+            .any(|o| matches!(plain(o), Output::Direct { text, .. } if text == "just you"))
+    };
+    // Exactly one of the two got it; the other then hears the group line after it.
+    alice.type_line("to both");
+    bob1.wait_for(&mut b1, "the group line", |o| group(o, "alice", "to both"));
+    bob2.wait_for(&mut b2, "the group line", |o| group(o, "alice", "to both"));
+    assert!(got(&b1) != got(&b2), "one bob only");
+
+    alice.type_line("/nick bob");
+    alice.wait_for(&mut a, "the warning", |o| {
+        notice(o, "someone here is also called bob")
+    });
 }

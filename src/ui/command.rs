@@ -128,7 +128,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 return Err(CommandError::Usage(MSG_USAGE));
             }
             Command::Msg {
-                nick: checked_nick(nick)?,
+                nick: checked_peer(nick)?,
                 text: text.trim_start().to_owned(),
             }
         }
@@ -204,6 +204,22 @@ fn checked_nick(nick: &str) -> Result<String, CommandError> {
     }
 }
 
+/// A peer as a command names it: its nick, or `NICK#IDPREFIX` when nicks are shared (the
+/// nick itself must follow the rule; which peer it is, is looked up later).
+fn checked_peer(name: &str) -> Result<String, CommandError> {
+    checked_nick(without_id(name)).map(|_| name.to_owned())
+}
+
+/// A peer's name without the `#IDPREFIX` that tells apart peers sharing a nick
+/// (`bob#1d79e0c2` → `bob`); any other name as it is.
+#[must_use]
+pub fn without_id(name: &str) -> &str {
+    match name.rsplit_once('#') {
+        Some((nick, id)) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => nick,
+        _ => name,
+    }
+}
+
 /// `command` if no argument was given; extra words are refused rather than silently dropped
 /// so that a typo like `/peers bob` is noticed.
 fn no_arguments(
@@ -227,10 +243,10 @@ fn parse_history(args: &[&str]) -> Result<Command, CommandError> {
         [word] => match parse_count(word) {
             Some(Ok(count)) => (None, Some(count)),
             Some(Err(())) => return Err(usage),
-            None => (Some(checked_nick(word)?), None),
+            None => (Some(checked_peer(word)?), None),
         },
         [nick, count] => match parse_count(count) {
-            Some(Ok(count)) => (Some(checked_nick(nick)?), Some(count)),
+            Some(Ok(count)) => (Some(checked_peer(nick)?), Some(count)),
             _ => return Err(usage),
         },
         _ => return Err(usage),
@@ -354,6 +370,15 @@ mod tests {
         let longest = "é".repeat(MAX_NICK_CHARS);
         assert_eq!(ok(&format!("/nick {longest}")), Command::Nick(longest));
         assert_eq!(err("/nick"), CommandError::Usage(NICK_USAGE));
+        assert_eq!(
+            ok("/msg bob#1d79e0c2 hi"),
+            Command::Msg {
+                nick: "bob#1d79e0c2".into(),
+                text: "hi".into()
+            }
+        );
+        assert_eq!(err("/msg bob#zz hi"), CommandError::InvalidNick);
+        assert_eq!(err("/nick bob#1d79"), CommandError::InvalidNick);
         assert_eq!(err("/nick b\u{200b}ob"), CommandError::InvalidNick);
         assert_eq!(
             err("/nick bo\u{300}\u{300}\u{300}\u{300}\u{300}b"),

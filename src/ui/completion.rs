@@ -3,7 +3,7 @@
 //! The rustyline helper in `terminal.rs` only forwards to [`complete`], so the rules are
 //! tested here without a terminal.
 
-use crate::ui::command::{command_names, is_valid_nick};
+use crate::ui::command::{command_names, is_valid_nick, without_id};
 use crate::ui::render::display_nick;
 
 /// Completions for the word that ends at byte `pos` of `line`.
@@ -36,11 +36,13 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
             .collect()
     } else {
         let word = word.to_lowercase();
+        // At the start of a line a nick is an address: `bob: `, as irssi and weechat do.
+        let suffix = if start == 0 { ": " } else { "" };
         nicks
             .iter()
-            .filter(|nick| is_valid_nick(nick) && display_nick(nick) == **nick)
+            .filter(|nick| is_valid_nick(without_id(nick)) && display_nick(nick) == **nick)
             .filter(|nick| nick.to_lowercase().starts_with(&word))
-            .cloned()
+            .map(|nick| format!("{nick}{suffix}"))
             .collect()
     };
     candidates.sort();
@@ -83,7 +85,8 @@ mod tests {
             (5, nicks(&["Alfred", "alice", "bob"]))
         );
         assert_eq!(at_end("/history B", &known), (9, nicks(&["bob"])));
-        assert_eq!(at_end("bo", &known), (0, nicks(&["bob"])));
+        // At the start of a line, a nick is addressed: `bob: `.
+        assert_eq!(at_end("bo", &known), (0, nicks(&["bob: "])));
         // The cursor in the middle of the line: only the text before it counts.
         assert_eq!(
             complete("/msg b hello", 6, &nicks(&known)),
@@ -94,7 +97,7 @@ mod tests {
     #[test]
     fn nicks_are_offered_once_and_only_if_safe() {
         let known = ["bob", "bob", "bo b", "bo\u{1b}[2Jb", "bo\u{202e}b", "bó"];
-        assert_eq!(at_end("b", &known), (0, nicks(&["bob", "bó"])));
+        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob", "bó"])));
         // Look-alikes: invisible characters, a joiner text would keep, too many marks.
         let known = [
             "bob",
@@ -103,7 +106,17 @@ mod tests {
             "bo\u{301}\u{301}\u{301}\u{301}\u{301}b",
             "bö",
         ];
-        assert_eq!(at_end("b", &known), (0, nicks(&["bob", "bö"])));
+        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob", "bö"])));
+    }
+
+    #[test]
+    fn peers_sharing_a_nick_are_offered_by_name_and_id() {
+        let known = ["bob#1d79e0c2", "bob#2e80aa01", "carol"];
+        assert_eq!(
+            at_end("/msg b", &known),
+            (5, nicks(&["bob#1d79e0c2", "bob#2e80aa01"]))
+        );
+        assert_eq!(at_end("bob#2", &known), (0, nicks(&["bob#2e80aa01: "])));
     }
 
     #[test]
