@@ -715,3 +715,32 @@ fn a_mention_rings_the_bell_once_and_our_own_line_does_not() {
     assert_eq!(bells(), 1, "one bell: for the mention only");
     quit(&mut alice, &bob, "bob> ", "bob");
 }
+
+#[test]
+fn a_multi_line_paste_is_one_message_shown_as_lines() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    bob.wait("the prompt \"bob> \"", |s| s.prompt_is("bob> "));
+    bob.tmux_ok(&["set-buffer", "first pasted line\nsecond pasted line"]);
+    // -p: as a terminal pastes, bracketed when the program asked for it (rustyline does).
+    bob.tmux_ok(&["paste-buffer", "-p", "-t", SESSION]);
+    bob.wait("both lines on the prompt", |s| {
+        s.row_with("second pasted line").is_some()
+    });
+    bob.enter();
+    alice.expect("<bob> first pasted line");
+    let next = alice.expect_where("the second row", |_| true);
+    assert!(
+        next.starts_with("      ") && next.trim() == "second pasted line",
+        "{next:?}: a second row of the same message, indented"
+    );
+    alice.send("/help");
+    alice.expect("/quit");
+    assert!(
+        !alice
+            .seen
+            .iter()
+            .any(|l| l.contains("<bob> second pasted line")),
+        "sent as two messages: {:#?}",
+        alice.seen
+    );
+}

@@ -80,13 +80,27 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
         Output::Mention(inner) => (inner.as_ref(), color),
         other => (other, false),
     };
-    let text_style = |line: &mut String, text: &str| {
+    // A message of several lines (a multi-line paste) is shown as lines, each indented to
+    // where the text starts: `indent` is the width of what precedes the text.
+    let text_style = |line: &mut String, text: &str, indent: usize| {
+        // Blank rows are dropped: a message of ten thousand line breaks is one row.
+        let mut rows = message_lines(text)
+            .map(sanitize)
+            .filter(|r| !r.trim().is_empty());
+        let mut shown = rows.next().unwrap_or_default();
+        for row in rows {
+            shown.push('\n');
+            shown.extend(std::iter::repeat_n(' ', indent));
+            shown.push_str(&row);
+        }
         if highlight {
-            let _ = write!(line, "{MENTION_STYLE}{}{RESET}", sanitize(text));
+            let _ = write!(line, "{MENTION_STYLE}{shown}{RESET}");
         } else {
-            line.push_str(&sanitize(text));
+            line.push_str(&shown);
         }
     };
+    // `HH:MM ` before every label.
+    let label_width = |label: &str| 6 + unicode_width::UnicodeWidthStr::width(label) + 1;
     let mut line = String::new();
     let clock = time.format("%H:%M");
     if color {
@@ -97,9 +111,10 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     match out {
         Output::Group { nick, text } => {
             let nick = display_nick(nick);
-            push_nick(&mut line, &format!("<{nick}>"), &nick, color);
+            let label = format!("<{nick}>");
+            push_nick(&mut line, &label, &nick, color);
             line.push(' ');
-            text_style(&mut line, text);
+            text_style(&mut line, text, label_width(&label));
         }
         Output::Direct { from, to, text } => {
             let (label, colour_key) = match to {
@@ -114,7 +129,7 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
             };
             push_nick(&mut line, &label, &colour_key, color);
             line.push(' ');
-            text_style(&mut line, text);
+            text_style(&mut line, text, label_width(&label));
         }
         Output::Notice(text) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", text, color),
         Output::Error(text) => push_styled(&mut line, ERROR_COLOUR, "error: ", text, color),
@@ -442,6 +457,13 @@ fn push_nick(line: &mut String, label: &str, nick: &str, color: bool) {
     } else {
         line.push_str(label);
     }
+}
+
+/// The lines of a message: split at `\r\n`, `\n`, `\r`, and the Unicode line and paragraph
+/// separators.
+fn message_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split("\r\n")
+        .flat_map(|part| part.split(['\n', '\r', '\u{2028}', '\u{2029}']))
 }
 
 /// Appends `prefix` and the sanitized `text`, both in `style` when `color`.
@@ -854,6 +876,26 @@ mod tests {
     }
 
     #[test]
+    fn a_message_of_several_lines_is_shown_as_indented_rows() {
+        let time = NaiveTime::from_hms_opt(9, 5, 0).unwrap();
+        let out = Output::Group {
+            nick: "alice".into(),
+            text: "first line\nsecond\r\n\n\nthird\n".into(),
+        };
+        assert_eq!(
+            render(&out, time, false),
+            "09:05 <alice> first line\n              second\n              third"
+        );
+        let wide = Output::Direct {
+            from: "世界".into(),
+            to: None,
+            text: "a\nb".into(),
+        };
+        // `*世界*` is 6 columns wide: the second row starts under `a`.
+        assert_eq!(render(&wide, time, false), "09:05 *世界* a\n             b");
+    }
+
+    #[test]
     fn every_field_is_sanitized() {
         let time = NaiveTime::from_hms_opt(12, 0, 0).unwrap();
         let evil = "x\u{1b}]0;t\u{7}\u{1b}[2J\u{202e}\r\u{9b}1m";
@@ -878,8 +920,15 @@ mod tests {
         ];
         for out in &outputs {
             let plain = render(out, time, false);
-            assert_terminal_safe(&plain);
-            assert!(plain.contains("x ⏎ "), "{plain:?}");
+            // A message's lines are rows of their own; everything else stays on one row.
+            for row in plain.split('\n') {
+                assert_terminal_safe(row);
+            }
+            if matches!(out, Output::Group { .. } | Output::Direct { .. }) {
+                assert!(!plain.contains('⏎'), "{plain:?}");
+            } else {
+                assert!(plain.contains("x ⏎ "), "{plain:?}");
+            }
             // With colour, the only escapes are ours: every ESC starts one of our SGR codes.
             let coloured = render(out, time, true);
             let ours = coloured
@@ -997,7 +1046,10 @@ mod tests {
         ) {
             let time = NaiveTime::from_hms_opt(1, 2, 3).unwrap();
             let line = render(&Output::Group { nick, text }, time, false);
-            prop_assert!(line.chars().all(|c| !c.is_control() && !is_bidi_control(c)));
+            // Rows of a multi-line message are separated by '\n' and indented; nothing else.
+            for row in line.split('\n') {
+                prop_assert!(row.chars().all(|c| !c.is_control() && !is_bidi_control(c)));
+            }
         }
     }
 }
