@@ -183,7 +183,7 @@ impl Settings {
             bind: args.bind,
             peers,
             discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
-            data_dir: args.data_dir.or(cfg.data_dir),
+            data_dir: args.data_dir.or(cfg.data_dir.map(|d| expand_home(&d))),
             port_chosen,
             wait: args.wait.unwrap_or(DEFAULT_WAIT),
             json: args.json,
@@ -203,6 +203,29 @@ impl Settings {
             (false, true) => "LAN discovery off: it needs the default --bind",
             (false, false) => "LAN discovery off",
         }
+    }
+}
+
+/// A path from the config file with a leading `~` or `$HOME` replaced by the home directory
+/// (`data_dir = "~/chat"` means the user's, not a directory called `~`). Other paths, and
+/// these when no home directory is known, are left as they are.
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    let Some(text) = path.to_str() else {
+        return path.to_path_buf();
+    };
+    let rest = ["~", "$HOME", "${HOME}"].iter().find_map(|prefix| {
+        let rest = text.strip_prefix(prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    });
+    let home = std::env::var_os("HOME").map(PathBuf::from).or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+    });
+    match (rest, home) {
+        (Some(rest), Some(home)) => home.join(rest.trim_start_matches('/')),
+        _ => path.to_path_buf(),
     }
 }
 
@@ -235,6 +258,19 @@ mod tests {
             .unwrap()
             .map(|u| u.name);
         assert_eq!(login_name(), expected);
+    }
+
+    #[test]
+    fn config_paths_expand_the_home_directory() {
+        let home = PathBuf::from(std::env::var_os("HOME").expect("HOME in tests"));
+        let p = |s: &str| expand_home(std::path::Path::new(s));
+        assert_eq!(p("~/chat"), home.join("chat"));
+        assert_eq!(p("$HOME/a/b"), home.join("a/b"));
+        assert_eq!(p("${HOME}"), home);
+        assert_eq!(p("~"), home);
+        assert_eq!(p("/srv/chat"), PathBuf::from("/srv/chat"));
+        assert_eq!(p("~bob/chat"), PathBuf::from("~bob/chat"), "another user's: left alone");
+        assert_eq!(p("./~/x"), PathBuf::from("./~/x"));
     }
 
     #[test]
