@@ -7,6 +7,7 @@ cargo test --locked "$@"
 if [ "$(id -u)" = 0 ]; then
   cargo build --locked --bin tailchat
   scripts/netns-lan-test.sh target/debug/tailchat
+  scripts/netns-mesh.sh 30 10 target/debug/tailchat
 else
   echo "LAN tests in network namespaces skipped: they need root (sudo scripts/netns-lan-test.sh)"
 fi

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# How fast a LAN meshes: N hosts (default 30) on one bridged LAN of network namespaces, all
+# started together with default flags (discovery on); measures the time until every host has
+# seen every other join. Needs root. Traffic stays inside the namespaces it creates, and all of
+# them are removed on exit, pass or fail.
+#
+# Usage: scripts/netns-mesh.sh [N] [LIMIT_SECONDS] [path/to/tailchat]
+#   exits 0 when the full mesh is reached within LIMIT_SECONDS (default 10), 1 otherwise.
+#   scripts/bench-mesh.sh runs it at 10, 100 and 250 hosts with the release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-30}
+LIMIT=${2:-10}
+BIN=$(readlink -f "${3:-target/debug/tailchat}")
+[ -x "$BIN" ] || { echo "no binary at $BIN: run cargo build first" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
+command -v ip >/dev/null || { echo "needs iproute2 (apt-get install iproute2)" >&2; exit 2; }
+
+P="tm$$"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for i in $(seq 0 "$N"); do ip netns del "$P-$i" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The switch: namespace 0 holds the bridge.
+ip netns add "$P-0"
+ip -n "$P-0" link set lo up
+ip -n "$P-0" link add br0 type bridge
+ip -n "$P-0" link set br0 up
+for i in $(seq 1 "$N"); do
+  ns="$P-$i"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  ip link add name eth0 netns "$ns" type veth peer name "h$i" netns "$P-0"
+  ip -n "$P-0" link set "h$i" master br0 up
+  ip -n "$ns" addr add "10.80.$((i / 250)).$((i % 250 + 1))/16" brd + dev eth0
+  ip -n "$ns" link set eth0 up
+done
+
+start_ms=$(date +%s%3N)
+for i in $(seq 1 "$N"); do
+  mkfifo "$WORK/h$i.in"
+  ip netns exec "$P-$i" env -i PATH="$PATH" HOME="$WORK/h$i.home" NO_COLOR=1 \
+    "$BIN" --nick "h$i" <"$WORK/h$i.in" >"$WORK/h$i.out" 2>"$WORK/h$i.err" &
+  PIDS+=($!)
+  disown "$!"  # no "Killed" job notices at cleanup
+  exec {fd}>"$WORK/h$i.in"  # keeps its standard input open: no end of input, no /quit
+done
+
+joined() {  # joined I: how many distinct peers host I has seen join
+  { grep -o ' h[0-9]* joined' "$WORK/h$1.out" 2>/dev/null || true; } | sort -u | wc -l
+}
+
+want=$((N - 1))
+deadline=$(( $(date +%s%3N) + LIMIT * 1000 ))
+fewest=0
+while :; do
+  fewest=$want
+  for i in $(seq 1 "$N"); do
+    k=$(joined "$i")
+    [ "$k" -lt "$fewest" ] && fewest=$k
+  done
+  [ "$fewest" -ge "$want" ] && break
+  [ "$(date +%s%3N)" -ge "$deadline" ] && break
+  sleep 0.1  # polling the hosts' output for joins, bounded by the deadline
+done
+elapsed=$(( $(date +%s%3N) - start_ms ))
+if [ "$fewest" -ge "$want" ]; then
+  echo "mesh of $N hosts complete in $elapsed ms (limit ${LIMIT} s)"
+  exit 0
+fi
+echo "mesh of $N hosts NOT complete after $elapsed ms: the fewest peers known is $fewest of $want"
+for i in $(seq 1 "$N"); do
+  [ "$(joined "$i")" -lt "$want" ] && { echo "---- h$i: $(joined "$i") joined"; tail -5 "$WORK/h$i.out"; tail -3 "$WORK/h$i.err"; }
+done | head -60
+exit 1
