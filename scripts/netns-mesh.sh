@@ -72,10 +72,12 @@ done
 elapsed=$(( $(date +%s%3N) - start_ms ))
 if [ "$fewest" -ge "$want" ]; then
   echo "mesh of $N hosts complete in $elapsed ms (limit ${LIMIT} s)"
+  echo "mesh: 1 passed, 0 failed"
   exit 0
 fi
 echo "mesh of $N hosts NOT complete after $elapsed ms: the fewest peers known is $fewest of $want"
 for i in $(seq 1 "$N"); do
   [ "$(joined "$i")" -lt "$want" ] && { echo "---- h$i: $(joined "$i") joined"; tail -5 "$WORK/h$i.out"; tail -3 "$WORK/h$i.err"; }
 done | head -60
+echo "mesh: 0 passed, 1 failed"
 exit 1
