@@ -14,7 +14,7 @@ use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -121,6 +121,8 @@ pub struct Chat {
     drain_until: Option<Instant>,
     /// What went wrong, for the exit code.
     outcome: Outcome,
+    /// Each peer's nicks in this run, oldest first, for `/whois`.
+    nick_history: HashMap<PeerId, Vec<String>>,
     /// The core's counters as last logged.
     last_stats: String,
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
@@ -175,6 +177,7 @@ impl Chat {
             drain_until: None,
             outcome: Outcome::default(),
             last_stats: String::new(),
+            nick_history: HashMap::new(),
             pending: Vec::new(),
             clients: BTreeMap::new(),
             reply_to: None,
@@ -402,6 +405,16 @@ impl Chat {
             if let Event::Message { from, id, .. } = &e {
                 shown.insert(*from, id.0);
             }
+            if let Event::PeerJoined { peer, nick, .. }
+            | Event::PeerRenamed {
+                peer, new: nick, ..
+            } = &e
+            {
+                let nicks = self.nick_history.entry(*peer).or_default();
+                if nicks.last() != Some(nick) {
+                    nicks.push(nick.clone());
+                }
+            }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
             let as_json = (self.json || !self.clients.is_empty())
@@ -627,6 +640,17 @@ impl Chat {
                     self.print(Output::Info(line));
                 }
             }
+            Command::Whois(name) => match find_peer(&self.ep.peers(), &name) {
+                Ok((id, _)) => {
+                    if let Some(p) = self.ep.peer(id) {
+                        let nicks = self.nick_history.get(&id).cloned().unwrap_or_default();
+                        for line in present::whois_lines(&p, &nicks, now) {
+                            self.print(Output::Info(line));
+                        }
+                    }
+                }
+                Err(e) => self.command_error(e),
+            },
             Command::Help => {
                 for line in command::help_lines() {
                     self.print(Output::Info(line));

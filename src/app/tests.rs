@@ -438,3 +438,33 @@ fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
         notice(o, "someone here is also called bob")
     });
 }
+
+#[test]
+fn whois_tells_everything_about_one_peer() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    let mut b = Seen(Vec::new());
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    bob.type_line("/nick robert");
+    alice.wait_for(&mut a, "the rename", |o| notice(o, "bob is now robert"));
+    alice.type_line("/whois robert");
+    alice.wait_for(&mut a, "the last line", |o| info(o, "last heard"));
+    for part in [
+        "robert — id ",
+        "online",
+        "10.0.0.2:7654",
+        "found: incoming",
+        "last heard",
+    ] {
+        assert!(
+            a.0.iter().any(|o| info(o, part)),
+            "no {part:?} in {:#?}",
+            a.0
+        );
+    }
+    alice.type_line("/whois carol");
+    alice.wait_for(&mut a, "an error", |o| error(o, "no peer called 'carol'"));
+}

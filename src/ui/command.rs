@@ -16,6 +16,8 @@ const ADD_USAGE: &str = "/add HOST[:PORT]";
 const NICK_USAGE: &str = "/nick NEW";
 /// Usage of `/peers`.
 const PEERS_USAGE: &str = "/peers";
+/// Usage of `/whois`.
+const WHOIS_USAGE: &str = "/whois NICK";
 /// Usage of `/history`.
 const HISTORY_USAGE: &str = "/history [NICK] [N]";
 /// Usage of `/help`.
@@ -36,6 +38,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         PEERS_USAGE,
         "list known peers: state, round-trip time, queued messages, addresses",
+    ),
+    (
+        WHOIS_USAGE,
+        "all about one peer: id, nicks this run, state, addresses, round-trip time, queue",
     ),
     (
         HISTORY_USAGE,
@@ -63,6 +69,8 @@ pub enum Command {
     Nick(String),
     /// `/peers`.
     Peers,
+    /// `/whois NICK` (or `NICK#IDPREFIX`).
+    Whois(String),
     /// `/help`.
     Help,
     /// `/quit` or `/exit`.
@@ -145,6 +153,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             _ => return Err(CommandError::InvalidNick),
         },
         "peers" => no_arguments(&args, PEERS_USAGE, Command::Peers)?,
+        "whois" => match args.as_slice() {
+            [nick] => Command::Whois(checked_peer(nick)?),
+            _ => return Err(CommandError::Usage(WHOIS_USAGE)),
+        },
         "help" => no_arguments(&args, HELP_USAGE, Command::Help)?,
         "quit" | "exit" => no_arguments(&args, QUIT_USAGE, Command::Quit)?,
         "history" => parse_history(&args)?,
@@ -477,7 +489,7 @@ mod tests {
         let names: Vec<&str> = command_names().collect();
         assert_eq!(
             names,
-            ["/msg", "/add", "/nick", "/peers", "/history", "/help", "/quit"]
+            ["/msg", "/add", "/nick", "/peers", "/whois", "/history", "/help", "/quit"]
         );
         for name in names {
             assert!(

@@ -66,7 +66,7 @@ mod tests {
     fn commands_complete_at_the_start_of_the_line() {
         assert_eq!(at_end("/m", &[]), (0, vec!["/msg ".to_owned()]));
         assert_eq!(at_end("/h", &[]), (0, nicks(&["/help ", "/history "])));
-        assert_eq!(at_end("/", &[]).1.len(), 7);
+        assert_eq!(at_end("/", &[]).1.len(), crate::ui::command::COMMANDS.len());
         assert_eq!(at_end("/Q", &[]), (0, vec!["/quit ".to_owned()]));
         assert_eq!(at_end("/zzz", &[]), (0, vec![]));
     }

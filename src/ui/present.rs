@@ -222,6 +222,63 @@ const PEERS_HEADINGS: [&str; 7] = [
 /// Which `/peers` columns are right-aligned (the numbers).
 const PEERS_RIGHT_ALIGNED: [bool; 7] = [false, false, true, true, true, false, false];
 
+/// How a peer's state is shown.
+fn state_name(state: PeerState) -> &'static str {
+    match state {
+        PeerState::Offline => "offline",
+        PeerState::Online => "online",
+        PeerState::Unreachable => "unreachable",
+        PeerState::Left => "left",
+    }
+}
+
+/// How the way a peer was found is shown.
+fn found_name(found: Found) -> &'static str {
+    match found {
+        Found::Manual => "manual",
+        Found::Announced => "announced",
+        Found::Learned => "learned",
+        Found::Incoming => "incoming",
+    }
+}
+
+/// Lines of `/whois`: everything known about one peer. `nicks` are the nicks it had in this
+/// run, oldest first.
+pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> {
+    let mut lines = vec![
+        format!("{} — id {}", display_nick(&p.nick), p.id),
+        format!("  state      {}", state_name(p.state)),
+    ];
+    if nicks.len() > 1 {
+        let shown: Vec<String> = nicks.iter().map(|n| display_nick(n)).collect();
+        lines.push(format!("  nicks      {} (this run)", shown.join(" → ")));
+    }
+    let addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();
+    lines.push(format!(
+        "  addresses  {} (found: {})",
+        if addrs.is_empty() {
+            "none known".to_owned()
+        } else {
+            addrs.join(", ")
+        },
+        found_name(p.found)
+    ));
+    lines.push(format!(
+        "  rtt        {}",
+        p.rtt
+            .map_or_else(|| "not measured yet".to_owned(), show_rtt)
+    ));
+    lines.push(format!(
+        "  queued     {} of your messages wait for them",
+        p.undelivered
+    ));
+    lines.push(format!(
+        "  last heard {}",
+        ago(now.saturating_duration_since(p.last_heard))
+    ));
+    lines
+}
+
 /// Lines of `/peers`: a header and one line per peer, in columns that line up on a terminal.
 ///
 /// Nicks are the [`display_names`] of the peers listed. Every column is as wide, in terminal
@@ -234,18 +291,7 @@ pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
     let named: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
     let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
     for (p, name) in peers.iter().zip(display_names(&named)) {
-        let state = match p.state {
-            PeerState::Offline => "offline",
-            PeerState::Online => "online",
-            PeerState::Unreachable => "unreachable",
-            PeerState::Left => "left",
-        };
-        let found = match p.found {
-            Found::Manual => "manual",
-            Found::Announced => "announced",
-            Found::Learned => "learned",
-            Found::Incoming => "incoming",
-        };
+        let (state, found) = (state_name(p.state), found_name(p.found));
         let addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();
         rows.push([
             name,
