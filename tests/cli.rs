@@ -175,20 +175,7 @@ fn hostile_text_from_a_peer_reaches_the_screen_defanged() {
 fn a_script_on_standard_input_reaches_its_peer() {
     // The README's example: printf '/add HOST\nbuild finished\n' | tailchat --nick ci-bot
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
-    let (mut cmd, _dir) = command(&[
-        "--nick",
-        "ci-bot",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]);
-    let mut bot = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut bot, _dir) = spawn_bot(&["--nick", "ci-bot"]);
     {
         use std::io::Write;
         let mut stdin = bot.stdin.take().unwrap();
@@ -206,23 +193,9 @@ fn a_script_on_standard_input_reaches_its_peer() {
 /// output and standard error.
 fn script(args: &[&str], input: &str) -> (Option<i32>, String, String) {
     use std::io::Write;
-    let mut all = vec![
-        "--nick",
-        "ci-bot",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ];
+    let mut all = vec!["--nick", "ci-bot"];
     all.extend_from_slice(args);
-    let (mut cmd, _dir) = command(&all);
-    let mut bot = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut bot, _dir) = spawn_bot(&all);
     bot.stdin
         .take()
         .unwrap()
@@ -275,25 +248,8 @@ fn a_script_with_nobody_to_send_to_exits_4() {
 #[test]
 fn a_script_whose_message_is_not_acknowledged_within_the_wait_exits_5() {
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
-    let (mut cmd, _dir) = command(&[
-        "--nick",
-        "ci-bot",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--wait",
-        "0.5",
-        "--peer",
-        &format!("127.0.0.1:{}", alice.port),
-    ]);
-    let mut bot = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let (mut bot, _dir) = spawn_bot(&["--nick", "ci-bot", "--wait", "0.5", "--peer", &peer]);
     alice.expect("ci-bot joined");
     // alice stops answering (SIGSTOP: alive, silent), then the bot says something and ends.
     let stop = std::process::Command::new("kill")
@@ -326,22 +282,7 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
     use serde_json::Value;
     use std::io::{BufRead, BufReader, Write};
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
-    let (mut cmd, _dir) = command(&[
-        "--nick",
-        "bot",
-        "--json",
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-    ]);
-    let mut bot = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut bot, _dir) = spawn_bot(&["--nick", "bot", "--json"]);
     let mut stdin = bot.stdin.take().unwrap();
     let stdout = bot.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
@@ -460,4 +401,19 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
     alice.expect("bot left");
     let status = bot.wait().unwrap();
     assert_eq!(status.code(), Some(3), "an invalid command was given, so 3");
+}
+
+/// tailchat as a program runs it: `--no-discovery --bind 127.0.0.1 --port 0` then `args`, with
+/// its three standard streams piped; the temporary home goes with it.
+fn spawn_bot(args: &[&str]) -> (std::process::Child, tempfile::TempDir) {
+    let mut all = vec!["--no-discovery", "--bind", "127.0.0.1", "--port", "0"];
+    all.extend_from_slice(args);
+    let (mut cmd, dir) = command(&all);
+    let child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, dir)
 }

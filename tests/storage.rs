@@ -408,18 +408,7 @@ fn comes_back_as_herself(dir: &Path, bob: &mut Chat, trouble: &str) {
     bob.expect("alice joined");
     alice.send("/history");
     alice.expect("<alice> before the trouble");
-    bob.send("/peers");
-    bob.expect_where("the /peers header", |l| {
-        l.contains("state") && l.contains("rtt")
-    });
-    let header = bob.seen.len();
-    // /help after it marks the end of the table (commands are answered in order).
-    bob.send("/help");
-    bob.expect("/quit");
-    let rows: Vec<&String> = bob.seen[header..]
-        .iter()
-        .take_while(|l| !l.contains("/msg"))
-        .collect();
+    let rows = bob.peers_rows();
     let alices = rows.iter().filter(|l| l.contains(" alice ")).count();
     assert_eq!(
         alices, 1,

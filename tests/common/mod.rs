@@ -128,6 +128,23 @@ impl Chat {
         }
     }
 
+    /// The rows of `/peers` now (without the header); `/help` after it marks the table's end,
+    /// since commands are answered in order.
+    pub fn peers_rows(&mut self) -> Vec<String> {
+        self.send("/peers");
+        self.expect_where("the /peers header", |l| {
+            l.contains("state") && l.contains("rtt")
+        });
+        let header = self.seen.len();
+        self.send("/help");
+        self.expect("/quit");
+        self.seen[header..]
+            .iter()
+            .take_while(|l| !l.contains("/msg"))
+            .cloned()
+            .collect()
+    }
+
     /// The process id (to stop or signal it).
     pub fn pid(&self) -> u32 {
         self.child.id()
