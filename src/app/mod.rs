@@ -11,6 +11,9 @@
 //!   so it runs in tests over channels, without sockets or a terminal.
 //! - [`chat`]: the chat's state and what each command and event does.
 //! - [`lookup`]: which peer a typed nick means.
+//! - [`json`]: JSON lines for programs (`--json`, the control socket).
+//! - [`control`]: the control socket in the data directory, through which programs reach the
+//!   running tailchat; [`client`]: its other end (`tailchat send`, `tailchat attach`).
 //! - [`persist`]: which events become journal records; group commit.
 //! - [`settings`]: the command line over the config file over the defaults.
 //! - [`start`]: the data directory opened and the journal restored into the core.
