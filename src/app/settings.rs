@@ -16,6 +16,8 @@ pub const DEFAULT_PORT: u16 = 7654;
 /// everyone; /help lists the commands.
 #[derive(Parser, Debug)]
 #[command(name = "tailchat", version, about, max_term_width = 100)]
+// The field docs are the --help text, where `HOST[:PORT]` is meant literally.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub struct Args {
     /// Your display name [default: your login name]
     #[arg(long, global = true, value_name = "NICK", value_parser = parse_nick)]
