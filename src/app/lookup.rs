@@ -16,31 +16,60 @@ pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
         .collect()
 }
 
-/// The one peer `wanted` means, with its nick: a present peer whose nick is exactly `wanted`,
-/// or, when several share a nick, `NICK#IDPREFIX` (hex digits of its id). An exact nick is
+/// The one peer `wanted` means, with its nick: a peer whose nick is exactly `wanted`, or, when
+/// several share a nick, `NICK#IDPREFIX` (hex digits of its id). Peers present are preferred;
+/// one that has left is still found (a message to it waits for its return). An exact nick is
 /// tried first, so a nick that itself contains `#` (allowed by older versions) still works.
 ///
 /// # Errors
-/// A message for the user: who is here when nobody matches, or how to pick one of several.
+/// A message for the user: who is known when nobody matches, or how to pick one of several.
 pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), String> {
-    let present = || peers.iter().filter(|p| p.state != PeerState::Left);
-    let mut candidates: Vec<&PeerInfo> = present().filter(|p| p.nick == wanted).collect();
-    if candidates.is_empty() {
-        if let Some((nick, prefix)) = wanted.rsplit_once('#') {
-            let prefix = prefix.to_ascii_lowercase();
-            candidates = present()
-                .filter(|p| p.nick == nick && p.id.to_string().starts_with(&prefix))
-                .collect();
+    let matching = |present: bool| -> Vec<&PeerInfo> {
+        let pool = || {
+            peers
+                .iter()
+                .filter(move |p| (p.state != PeerState::Left) == present)
+        };
+        let exact: Vec<&PeerInfo> = pool().filter(|p| p.nick == wanted).collect();
+        match wanted.rsplit_once('#') {
+            Some((nick, prefix)) if exact.is_empty() => {
+                let prefix = prefix.to_ascii_lowercase();
+                pool()
+                    .filter(|p| p.nick == nick && p.id.to_string().starts_with(&prefix))
+                    .collect()
+            }
+            _ => exact,
         }
+    };
+    let mut candidates = matching(true);
+    if candidates.is_empty() {
+        candidates = matching(false);
     }
     match candidates.as_slice() {
         [one] => Ok((one.id, one.nick.clone())),
         [] => {
             let here = present_nicks(peers);
-            Err(if here.is_empty() {
-                format!("no peer called '{wanted}'; nobody is here yet — /add HOST[:PORT]")
-            } else {
-                format!("no peer called '{wanted}'; here now: {}", here.join(", "))
+            let gone: Vec<&str> = peers
+                .iter()
+                .filter(|p| p.state == PeerState::Left)
+                .map(|p| p.nick.as_str())
+                .collect();
+            Err(match (here.is_empty(), gone.is_empty()) {
+                (true, true) => {
+                    format!("no peer called '{wanted}'; nobody is known yet — /add HOST[:PORT]")
+                }
+                (false, true) => {
+                    format!("no peer called '{wanted}'; here now: {}", here.join(", "))
+                }
+                (true, false) => format!(
+                    "no peer called '{wanted}'; known, away now: {}",
+                    gone.join(", ")
+                ),
+                (false, false) => format!(
+                    "no peer called '{wanted}'; here now: {}; known, away now: {}",
+                    here.join(", "),
+                    gone.join(", ")
+                ),
             })
         }
         many => {
@@ -86,16 +115,21 @@ mod tests {
     }
 
     #[test]
-    fn a_nick_finds_its_present_peer_only() {
+    fn a_nick_finds_its_peer_present_or_away() {
         let peers = [
             peer(1, "bob", PeerState::Online),
             peer(2, "carol", PeerState::Left),
         ];
         assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(1), "bob".into())));
-        let err = find_peer(&peers, "carol").unwrap_err();
-        assert_eq!(err, "no peer called 'carol'; here now: bob");
+        // carol has left: a message to her waits for her return.
+        assert_eq!(find_peer(&peers, "carol"), Ok((PeerId(2), "carol".into())));
+        let err = find_peer(&peers, "dave").unwrap_err();
+        assert_eq!(
+            err,
+            "no peer called 'dave'; here now: bob; known, away now: carol"
+        );
         let err = find_peer(&[], "bob").unwrap_err();
-        assert!(err.contains("nobody is here yet"), "{err}");
+        assert!(err.contains("nobody is known yet"), "{err}");
     }
 
     #[test]
@@ -123,6 +157,15 @@ mod tests {
         assert_eq!(find_peer(&peers, "bob#1D7"), Ok((PeerId(a), "bob".into())));
         assert_eq!(find_peer(&peers, "bob#2e"), Ok((PeerId(b), "bob".into())));
         assert!(find_peer(&peers, "bob#ff").is_err());
+    }
+
+    #[test]
+    fn a_present_peer_wins_over_a_departed_one_with_the_same_nick() {
+        let peers = [
+            peer(1, "bob", PeerState::Left),
+            peer(2, "bob", PeerState::Online),
+        ];
+        assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(2), "bob".into())));
     }
 
     #[test]

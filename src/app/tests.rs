@@ -468,3 +468,25 @@ fn whois_tells_everything_about_one_peer() {
     alice.type_line("/whois carol");
     alice.wait_for(&mut a, "an error", |o| error(o, "no peer called 'carol'"));
 }
+
+#[test]
+fn a_direct_message_to_someone_who_left_waits_for_them() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    bob.type_line("/quit");
+    alice.wait_for(&mut a, "bob left", |o| notice(o, "bob left"));
+    alice.type_line("/msg bob see you tomorrow");
+    alice.wait_for(&mut a, "the echo", |o| {
+        matches!(o, Output::Direct { to: Some(to), text, .. } if to == "bob" && text == "see you tomorrow")
+    });
+    alice.wait_for(&mut a, "that it waits", |o| {
+        notice(o, "bob is away: messages to them are kept")
+    });
+    alice.type_line("/msg nobody hi");
+    alice.wait_for(&mut a, "who is known", |o| {
+        error(o, "no peer called 'nobody'; known, away now: bob")
+    });
+}
