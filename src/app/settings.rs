@@ -269,7 +269,11 @@ mod tests {
         assert_eq!(p("${HOME}"), home);
         assert_eq!(p("~"), home);
         assert_eq!(p("/srv/chat"), PathBuf::from("/srv/chat"));
-        assert_eq!(p("~bob/chat"), PathBuf::from("~bob/chat"), "another user's: left alone");
+        assert_eq!(
+            p("~bob/chat"),
+            PathBuf::from("~bob/chat"),
+            "another user's: left alone"
+        );
         assert_eq!(p("./~/x"), PathBuf::from("./~/x"));
     }
 
