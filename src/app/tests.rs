@@ -58,7 +58,13 @@ impl Network for MemoryNet {
         }
     }
 
-    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
+    fn receive(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        max: usize,
+        admit: &mut dyn FnMut(SocketAddr) -> bool,
+    ) -> usize {
         while let Ok(d) = self.inbox.try_recv() {
             self.pending.push_back(d);
         }
@@ -70,7 +76,9 @@ impl Network for MemoryNet {
             if let Some(tap) = self.tap.as_mut() {
                 tap(Tap::In(&bytes));
             }
-            ep.handle_datagram(now, from, &bytes);
+            if admit(from) {
+                ep.handle_datagram(now, from, &bytes);
+            }
             taken += 1;
         }
         taken

@@ -1,0 +1,1 @@
+//! Tests of the tailnet side: added below.
