@@ -7,7 +7,7 @@
 //! Addresses are only as trustworthy as the network that carries them: on a tailnet, WireGuard
 //! ties each address to one device's key; on a LAN, anyone can send from any address.
 
-use crate::net::tailnet::Owner;
+use crate::net::tailnet::{Device, Owner};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -116,11 +116,21 @@ impl AllowList {
     /// Whether a device that `owner` describes matches a tailnet entry: its user's login name
     /// (compared without regard to case, as e-mail addresses are), or one of its tags.
     pub fn admits_owner(&self, owner: &Owner) -> bool {
+        self.admits_identity(&owner.user.login_name, &owner.tags)
+    }
+
+    /// Whether a device of the tailnet's list, at `ip`, could be admitted: there is no list,
+    /// or its address or its owner (as the list names it) is on it. Only such devices are
+    /// worth contacting.
+    pub fn may_admit_device(&self, ip: IpAddr, device: &Device) -> bool {
+        let login = device.owner.as_ref().map_or("", |u| u.login_name.as_str());
+        !self.is_set() || self.admits_address(ip) || self.admits_identity(login, &device.tags)
+    }
+
+    fn admits_identity(&self, login: &str, tags: &[String]) -> bool {
         self.entries.iter().any(|e| match e {
-            AllowEntry::Tailnet(who) if who.starts_with("tag:") => owner.tags.contains(who),
-            AllowEntry::Tailnet(who) => {
-                !owner.tagged() && owner.user.login_name.eq_ignore_ascii_case(who)
-            }
+            AllowEntry::Tailnet(who) if who.starts_with("tag:") => tags.contains(who),
+            AllowEntry::Tailnet(who) => tags.is_empty() && login.eq_ignore_ascii_case(who),
             AllowEntry::Net(..) => false,
         })
     }

@@ -226,6 +226,7 @@ impl Settings {
             discovery: self.discovery && !self.bind.is_some_and(|ip| ip.is_loopback()),
             allow: AllowList::new(self.allow.clone()),
             port: self.default_port,
+            poll_every: crate::app::tailnet::POLL_EVERY,
         }
     }
 

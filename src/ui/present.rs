@@ -474,7 +474,7 @@ mod tests {
                 .ends_with("tailnet  100.64.0.2:7654 (bob@example.com on laptop), 10.0.0.2:7654"),
             "{lines:#?}"
         );
-        assert!(lines[2].contains("manual     10.0.0.2:7654"), "{lines:#?}");
+        assert!(lines[2].ends_with("manual   10.0.0.2:7654"), "{lines:#?}");
         assert_eq!(
             joined_line(
                 "bob",

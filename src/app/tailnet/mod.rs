@@ -54,6 +54,8 @@ pub struct TailnetSetup {
     pub allow: AllowList,
     /// The tailchat port contacted on each device.
     pub port: u16,
+    /// How often the device list is read ([`POLL_EVERY`]; tests take less).
+    pub poll_every: Duration,
 }
 
 impl TailnetSetup {
@@ -64,6 +66,7 @@ impl TailnetSetup {
             discovery: false,
             allow: AllowList::default(),
             port: 0,
+            poll_every: POLL_EVERY,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Tailnet {
     discovery: bool,
     /// The tailchat port contacted.
     port: u16,
+    /// How often the device list is read.
+    poll_every: Duration,
     /// Which address families the socket reaches, (v4, v6).
     reaches: (bool, bool),
     /// Who may reach us.
@@ -170,6 +175,7 @@ impl Tailnet {
             api: (needed && news.is_some()).then(|| LocalApi::new(setup.socket)),
             discovery: setup.discovery,
             port: setup.port,
+            poll_every: setup.poll_every,
             reaches,
             allow: setup.allow,
             news,
@@ -194,13 +200,14 @@ impl Tailnet {
         let (Some(api), Some(news)) = (self.api.clone(), self.news.clone()) else {
             return;
         };
+        let every = self.poll_every;
         tokio::spawn(async move {
             loop {
                 let status = api.status().await;
                 if news.send(News::Status(status)).is_err() {
                     return;
                 }
-                tokio::time::sleep(POLL_EVERY).await;
+                tokio::time::sleep(every).await;
             }
         });
     }
@@ -208,6 +215,13 @@ impl Tailnet {
     /// Whether tailscaled's answers are in use (the last device list was read).
     fn working(&self) -> bool {
         self.health == Health::Working
+    }
+
+    /// Whether tailscaled is expected to name who is at a tailnet address: it is asked, and
+    /// has not failed (before its first answer it is given the benefit of the doubt, for at
+    /// most the LocalAPI's time limit).
+    fn names_expected(&self) -> bool {
+        self.api.is_some() && !matches!(self.health, Health::Failing(_))
     }
 
     /// A new device list, or why there is none: the plan is brought up to date, and a line for
@@ -227,7 +241,10 @@ impl Tailnet {
                     .flat_map(|d| d.ips.iter().copied())
                     .collect();
                 let targets = if self.discovery {
-                    plan::targets(&st, self.reaches, self.port)
+                    let allow = &self.allow;
+                    plan::targets(&st, self.reaches, self.port, |d, ip| {
+                        allow.may_admit_device(ip, d)
+                    })
                 } else {
                     Vec::new()
                 };
@@ -236,7 +253,7 @@ impl Tailnet {
                 if before == Health::Working {
                     return None;
                 }
-                let online = st.devices.iter().filter(|d| d.online).count();
+                let online = st.devices.iter().filter(|d| d.online && !d.expired).count();
                 let tailnet = if st.tailnet_name.is_empty() {
                     String::new()
                 } else {
@@ -319,7 +336,8 @@ impl Tailnet {
     pub fn admit(&mut self, from: SocketAddr, now: Instant) -> bool {
         let ip = from.ip().to_canonical();
         let asks = self.api.is_some()
-            && (self.working() && (tailnet::in_tailnet_range(ip) || self.listed_ips.contains(&ip))
+            && (self.names_expected()
+                && (tailnet::in_tailnet_range(ip) || self.listed_ips.contains(&ip))
                 || self.allow.has_tailnet_entries() && !self.allow.admits_address(ip));
         let known = self.whois.get(&ip).and_then(|k| k.answer.as_ref());
         if asks && known.is_none() {

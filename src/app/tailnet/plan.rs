@@ -46,10 +46,16 @@ const HANDHELD: [&str; 3] = ["iOS", "android", "tvOS"];
 
 /// The addresses worth contacting in `status`, each with its rank (lower goes first): each
 /// online device that has not expired and that we can reach, at one address — IPv4 when the
-/// socket reaches IPv4 and the device has one, else IPv6 — on `port`. Devices only there
-/// because they belong to someone we shared with (`ShareeNode`) cannot be reached from here,
-/// and are left out; they can still contact us.
-pub fn targets(status: &Status, reaches: (bool, bool), port: u16) -> Vec<(SocketAddr, u8)> {
+/// socket reaches IPv4 and the device has one, else IPv6 — on `port`, and that `wanted`
+/// accepts (the allow-list: a device whose answers would be dropped is not asked). Devices
+/// only there because they belong to someone we shared with (`ShareeNode`) cannot be reached
+/// from here, and are left out; they can still contact us.
+pub fn targets(
+    status: &Status,
+    reaches: (bool, bool),
+    port: u16,
+    wanted: impl Fn(&Device, IpAddr) -> bool,
+) -> Vec<(SocketAddr, u8)> {
     let mine: Vec<IpAddr> = status.me.iter().flat_map(|d| d.ips.clone()).collect();
     let my_login = status
         .me
@@ -62,7 +68,7 @@ pub fn targets(status: &Status, reaches: (bool, bool), port: u16) -> Vec<(Socket
         .filter(|d| d.online && !d.expired && !d.sharee)
         .filter_map(|d| {
             let ip = address_for(d, reaches)?;
-            if mine.contains(&ip) {
+            if mine.contains(&ip) || !wanted(d, ip) {
                 return None;
             }
             let ours = my_login.is_some()
@@ -230,7 +236,7 @@ mod tests {
     #[test]
     fn targets_are_the_reachable_online_devices_at_one_address_each() {
         let st = parse_status(STATUS.as_bytes()).unwrap();
-        let t = targets(&st, (true, true), 7654);
+        let t = targets(&st, (true, true), 7654, |_, _| true);
         let shown: Vec<(String, u8)> = t.iter().map(|(a, r)| (a.to_string(), *r)).collect();
         // Sorted as the device list is (by host name): offline carol, expired dave and the
         // sharee guest are left out; ourselves too.
@@ -246,7 +252,7 @@ mod tests {
         );
         // An IPv6-only socket takes every device's IPv6 address; an IPv4-only one cannot reach
         // erin.
-        let v6: Vec<String> = targets(&st, (false, true), 7654)
+        let v6: Vec<String> = targets(&st, (false, true), 7654, |_, _| true)
             .iter()
             .map(|(a, _)| a.to_string())
             .collect();
@@ -255,13 +261,13 @@ mod tests {
             v6.iter().all(|a| a.starts_with("[fd7a:115c:a1e0::")),
             "{v6:?}"
         );
-        assert_eq!(targets(&st, (true, false), 7654).len(), 4);
+        assert_eq!(targets(&st, (true, false), 7654, |_, _| true).len(), 4);
         // Our own other devices go first.
         let mut mine = st.clone();
         if let Some(me) = mine.me.as_mut() {
             me.owner = st.devices[0].owner.clone(); // we are bob now
         }
-        let ranks: Vec<u8> = targets(&mine, (true, true), 9)
+        let ranks: Vec<u8> = targets(&mine, (true, true), 9, |_, _| true)
             .iter()
             .map(|t| t.1)
             .collect();
@@ -270,6 +276,9 @@ mod tests {
             [0, 2, 1, 1, 1],
             "bob's laptop first, his phone still last"
         );
+        // Devices the allow-list would not let answer are not asked.
+        let only_bob = targets(&st, (true, true), 1, |d, _| d.host_name == "bob-laptop");
+        assert_eq!(only_bob.len(), 1);
     }
 
     #[test]

@@ -384,7 +384,8 @@ mod tests {
 
     #[test]
     fn every_failure_is_one_error_that_says_what_to_do() {
-        let cases: [(Mode, fn(&LocalApiError) -> bool, &str); 5] = [
+        type Case = (Mode, fn(&LocalApiError) -> bool, &'static str);
+        let cases: [Case; 5] = [
             (
                 Mode::Forbidden,
                 |e| matches!(e, LocalApiError::Denied(..)),
