@@ -200,11 +200,13 @@ impl ProbePlan {
             self.refilled = now;
             return;
         }
+        // Whole tokens, counted in integers: a wake-up exactly at the refill time finds its
+        // token (a float could come out a hair short, and the loop would spin until later).
         let gained =
-            now.saturating_duration_since(self.refilled).as_secs_f64() / START_EVERY.as_secs_f64();
-        let gained = gained.floor() as u32;
+            now.saturating_duration_since(self.refilled).as_nanos() / START_EVERY.as_nanos();
+        let gained = u32::try_from(gained).unwrap_or(u32::MAX);
         if gained > 0 {
-            self.tokens = (self.tokens + gained).min(START_BURST);
+            self.tokens = self.tokens.saturating_add(gained).min(START_BURST);
             self.refilled = if self.tokens == START_BURST {
                 now
             } else {
