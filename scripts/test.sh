@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: `cargo test` (unit, simulator, spec vectors, binary tests on loopback,
-# the real-terminal test), then the LAN tests in network namespaces (root only).
+# the real-terminal test), then the LAN and tailnet tests in network namespaces (root only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked "$@"
 if [ "$(id -u)" = 0 ]; then
   cargo build --locked --bin tailchat
   scripts/netns-lan-test.sh target/debug/tailchat
+  scripts/netns-tailnet-test.sh target/debug/tailchat
   scripts/netns-mesh.sh 30 10 target/debug/tailchat
 else
-  echo "LAN tests in network namespaces skipped: they need root (sudo scripts/netns-lan-test.sh)"
+  echo "LAN and tailnet tests in network namespaces skipped: they need root (sudo scripts/netns-lan-test.sh, sudo scripts/netns-tailnet-test.sh)"
 fi

@@ -188,6 +188,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         .as_ref()
         .filter(|s| s.journal.as_ref().is_some_and(|j| j.writable()))
         .map(|s| s.dir.clone());
+    let tailnet = settings.tailnet_setup();
     let setup = Setup {
         endpoint: started.endpoint,
         session: started.session,
@@ -209,7 +210,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         let net =
             UdpIo::new(bound, discovery).map_err(|e| format!("cannot use the socket: {e}"))?;
         let screen = Box::new(term.output);
-        Ok(app::run(setup, net, screen, term.input, shutdown_signal()).await)
+        Ok(app::run_with(setup, tailnet, net, screen, term.input, shutdown_signal()).await)
     });
     // The printer thread owns the screen: let it write the last lines before we exit.
     output.flush();

@@ -6,6 +6,7 @@ use crate::app::control::{ClientId, FromClient};
 use crate::app::json;
 use crate::app::lookup::find_peer;
 use crate::app::persist::{HistoryError, Persistence};
+use crate::app::tailnet::{News, Tailnet};
 use crate::app::{Screen, Setup};
 use crate::net::addr::{self, HostSpec};
 use crate::proto::{Endpoint, Event, PeerId, PeerState, Recipients};
@@ -141,6 +142,9 @@ pub struct Chat {
     /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
+    /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
+    /// [`Chat::set_tailnet`]).
+    pub(super) tailnet: Tailnet,
 }
 
 impl Chat {
@@ -184,6 +188,7 @@ impl Chat {
             json,
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
+            tailnet: Tailnet::off(),
         };
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
@@ -194,6 +199,44 @@ impl Chat {
             nick,
         });
         chat
+    }
+
+    /// Uses `tailnet` from now on, and starts reading the device list.
+    pub fn set_tailnet(&mut self, tailnet: Tailnet) {
+        self.tailnet = tailnet;
+        self.tailnet.start();
+    }
+
+    /// The core and the door in front of it, for the receive path: a datagram reaches
+    /// `Endpoint::handle_datagram` only if [`Tailnet::admit`] lets it in.
+    pub(super) fn receive_parts(&mut self) -> (&mut Endpoint, &mut Tailnet) {
+        (&mut self.ep, &mut self.tailnet)
+    }
+
+    /// An answer from tailscaled's LocalAPI: a notice when its state changed, devices to
+    /// contact, and what is now known of who the peers are.
+    pub fn on_tailnet(&mut self, news: News) {
+        let now = Instant::now();
+        match news {
+            News::Status(status) => {
+                if let Some(line) = self.tailnet.on_status(now, status) {
+                    self.print(Output::Notice(line));
+                }
+            }
+            News::WhoIs(ip, answer) => self.tailnet.on_whois(now, ip, answer),
+        }
+        self.contact_tailnet(now);
+        for line in self.tailnet.check_peers(&self.ep.peers()) {
+            self.print(Output::Notice(line));
+        }
+    }
+
+    /// Hands the core the tailnet addresses due now (see [`crate::app::tailnet::plan`]).
+    fn contact_tailnet(&mut self, now: Instant) {
+        let due = self.tailnet.due(now, &self.ep.peers());
+        for addr in due {
+            self.ep.add_address(now, addr);
+        }
     }
 
     /// Queues one line for the screen (see [`Self::flush_screen`]); as JSON in JSON mode.
@@ -287,6 +330,7 @@ impl Chat {
             self.quit_by,
             self.hold_until,
             self.drain_until,
+            self.tailnet.next_wakeup(),
         ]
         .into_iter()
         .flatten()
@@ -299,6 +343,7 @@ impl Chat {
             self.hold_until = None;
         }
         self.ep.handle_timeout(now);
+        self.contact_tailnet(now);
     }
 
     /// Whether typed lines may be taken now (a script's line waits for its contact).
@@ -338,7 +383,7 @@ impl Chat {
     /// Logs the core's counters (datagrams in and out, dropped and why, retransmissions), at
     /// debug level, when they changed since the last time.
     pub fn log_stats(&mut self) {
-        let stats = format!("{:?}", self.ep.stats());
+        let stats = format!("{:?} {:?}", self.ep.stats(), self.tailnet.counters());
         if stats != self.last_stats {
             tracing::debug!("counters: {stats}");
             self.last_stats = stats;
@@ -387,6 +432,12 @@ impl Chat {
         let mut shown = BTreeMap::new();
         let mut changed_peers = false;
         for e in events {
+            if let Event::AddressUnanswered { addr } = &e {
+                if self.tailnet.is_tailnet_probe(*addr) {
+                    // Most of a tailnet's devices run no tailchat: not worth a line.
+                    continue;
+                }
+            }
             if matches!(
                 e,
                 Event::PeerJoined { .. }
@@ -397,6 +448,9 @@ impl Chat {
             }
             if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
                 self.away_told.remove(peer); // back: its next absence is worth telling again
+            }
+            if let Event::PeerJoined { peer, addr, .. } = &e {
+                self.tailnet.joined(*peer, *addr, Instant::now());
             }
             changed_peers |= matches!(
                 e,
@@ -434,7 +488,17 @@ impl Chat {
                         }
                         _ => false,
                     };
-                    if let Some(out) = present::event_output(&e, name, &mut self.outstanding) {
+                    let out = match &e {
+                        Event::PeerJoined { nick, addr, .. } => {
+                            self.tailnet.who_at(*addr).map(|who| {
+                                Output::Notice(present::joined_line(nick, *addr, Some(&who)))
+                            })
+                        }
+                        _ => None,
+                    };
+                    let out =
+                        out.or_else(|| present::event_output(&e, name, &mut self.outstanding));
+                    if let Some(out) = out {
                         let out = if calls_us {
                             Output::Mention(Box::new(out))
                         } else {
@@ -448,6 +512,11 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             self.screen.peer_nicks(self.completion_names());
+            let peers = self.ep.peers();
+            for line in self.tailnet.check_peers(&peers) {
+                self.print(Output::Notice(line));
+            }
+            self.flush_screen();
         }
     }
 
@@ -632,11 +701,14 @@ impl Chat {
                 Err(e) => self.command_error(e),
             },
             Command::Peers if self.answers_json() => {
-                let peers = json::peers(&self.ep.peers(), now);
+                let tailnet = &self.tailnet;
+                let peers = json::peers_noted(&self.ep.peers(), now, |p| tailnet.note(p));
                 self.answer_json(peers);
             }
             Command::Peers => {
-                for line in present::peers_lines(&self.ep.peers(), now) {
+                let tailnet = &self.tailnet;
+                let lines = present::peers_lines_noted(&self.ep.peers(), now, |p| tailnet.note(p));
+                for line in lines {
                     self.print(Output::Info(line));
                 }
             }
@@ -775,6 +847,7 @@ impl Chat {
                 continue;
             }
             self.ep.add_address(now, *a);
+            self.tailnet.user_added(*a);
             self.print(Output::Notice(format!(
                 "contacting {}…",
                 present::show_addr(*a)

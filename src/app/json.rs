@@ -6,6 +6,7 @@
 use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
 use crate::store::journal::HistoryLine;
 use crate::ui::command::{is_valid_nick, Command, NICK_RULE};
+use crate::ui::present::PeerNote;
 use crate::ui::render::Output;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -206,9 +207,20 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
 
 /// The answer to `peers`.
 pub fn peers(list: &[PeerInfo], now: Instant) -> String {
+    peers_noted(list, now, |_| PeerNote::default())
+}
+
+/// [`peers`], with what `note` adds: `found` is `tailnet` for a peer found through the
+/// tailnet's device list, and `who` is who the tailnet says is at its address (or null).
+pub fn peers_noted(
+    list: &[PeerInfo],
+    now: Instant,
+    note: impl Fn(&PeerInfo) -> PeerNote,
+) -> String {
     let peers: Vec<Value> = list
         .iter()
         .map(|p| {
+            let note = note(p);
             json!({
                 "nick": p.nick,
                 "id": p.id.to_string(),
@@ -222,12 +234,14 @@ pub fn peers(list: &[PeerInfo], now: Instant) -> String {
                 "queued": p.undelivered,
                 "last_heard_s": now.saturating_duration_since(p.last_heard).as_secs_f64(),
                 "found": match p.found {
+                    _ if note.tailnet => "tailnet",
                     Found::Manual => "manual",
                     Found::Announced => "announced",
                     Found::Learned => "learned",
                     Found::Incoming => "incoming",
                 },
                 "addrs": p.addrs.iter().map(|a| show(*a)).collect::<Vec<_>>(),
+                "who": note.who,
             })
         })
         .collect();

@@ -17,7 +17,10 @@
 //! - [`persist`]: which events become journal records; group commit.
 //! - [`settings`]: the command line over the config file over the defaults.
 //! - [`start`]: the data directory opened and the journal restored into the core.
+//! - [`tailnet`]: tailscaled's device list and WhoIs — peers found with no `/add`, who each
+//!   one is, the allow-list's door; [`allow`]: the allow-list itself.
 
+pub mod allow;
 pub mod chat;
 pub mod client;
 pub mod control;
@@ -26,6 +29,7 @@ pub mod lookup;
 pub mod persist;
 pub mod settings;
 pub mod start;
+pub mod tailnet;
 
 use crate::net::addr::HostSpec;
 use crate::net::udp::UdpIo;
@@ -35,7 +39,9 @@ use crate::ui::render::Output;
 use crate::ui::terminal::Input;
 use chat::{Chat, Outcome};
 use control::{ClientId, ControlServer, FromClient};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use tailnet::{Tailnet, TailnetSetup};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -54,8 +60,15 @@ const INTERFACE_SCAN: Duration = Duration::from_secs(5);
 pub trait Network {
     /// Completes when a datagram may be waiting (spuriously at times).
     fn readable(&mut self) -> impl Future<Output = ()>;
-    /// Hands every datagram already waiting, up to `max`, to `ep`; returns how many.
-    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize;
+    /// Hands every datagram already waiting, up to `max`, to `ep` — those from a source
+    /// `admit` refuses are dropped instead; returns how many were taken either way.
+    fn receive(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        max: usize,
+        admit: &mut dyn FnMut(SocketAddr) -> bool,
+    ) -> usize;
     /// Sends everything `ep` has to send: announcements, then datagrams.
     fn transmit(&mut self, ep: &mut Endpoint) -> impl Future<Output = ()>;
     /// Scans the interfaces again; true when one appeared (time to announce).
@@ -69,8 +82,14 @@ impl Network for UdpIo {
         UdpIo::readable(self).await;
     }
 
-    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
-        UdpIo::receive(self, ep, now, max)
+    fn receive(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        max: usize,
+        admit: &mut dyn FnMut(SocketAddr) -> bool,
+    ) -> usize {
+        UdpIo::receive_admitted(self, ep, now, max, admit)
     }
 
     async fn transmit(&mut self, ep: &mut Endpoint) {
@@ -188,21 +207,38 @@ pub struct Setup {
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where
-/// peers were, says what is still waiting, and returns how it went.
+/// peers were, says what is still waiting, and returns how it went. No tailnet: see
+/// [`run_with`].
 pub async fn run(
     setup: Setup,
+    net: impl Network,
+    screen: Box<dyn Screen>,
+    input: mpsc::UnboundedReceiver<Input>,
+    shutdown: impl Future<Output = ()>,
+) -> Outcome {
+    run_with(setup, TailnetSetup::off(), net, screen, input, shutdown).await
+}
+
+/// [`run`], with the tailnet side set up as `tailnet` says: tailscaled's device list read and
+/// its devices contacted, who each peer is shown, and the allow-list at the door.
+pub async fn run_with(
+    setup: Setup,
+    tailnet: TailnetSetup,
     mut net: impl Network,
     screen: Box<dyn Screen>,
     mut input: mpsc::UnboundedReceiver<Input>,
     shutdown: impl Future<Output = ()>,
 ) -> Outcome {
     let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel();
+    let (tailnet_tx, mut tailnet_rx) = mpsc::unbounded_channel();
+    let reaches = setup.reaches;
     let mut setup = setup;
     let setup_session = setup.session;
     let peers = std::mem::take(&mut setup.peers);
     let unshown = std::mem::take(&mut setup.unshown);
     let control_dir = setup.control_dir.take();
     let mut chat = Chat::new(setup, screen, resolved_tx);
+    chat.set_tailnet(Tailnet::new(tailnet, reaches, Some(tailnet_tx)));
     let mut control = control_dir.and_then(|dir| match ControlServer::bind(&dir) {
         Ok(server) => Some(server),
         Err(e) => {
@@ -242,7 +278,10 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown, if !chat.quitting() => chat.quit(),
             () = net.readable() => {
-                net.receive(&mut chat.ep, Instant::now(), BATCH);
+                let now = Instant::now();
+                let (ep, door) = chat.receive_parts();
+                net.receive(ep, now, BATCH, &mut |from| door.admit(from, now));
+                door.pump();
             }
             () = sleep_until(timer) => chat.on_timer(Instant::now()),
             line = input.recv(), if input_open && chat.accepts_input() => {
@@ -265,6 +304,7 @@ pub async fn run(
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+            Some(news) = tailnet_rx.recv() => chat.on_tailnet(news),
             Some((id, to)) = accept(control.as_mut(), &client_tx) => chat.client_connected(id, to),
             Some(msg) = client_rx.recv() => chat.on_client(msg),
             _ = scan.tick() => {

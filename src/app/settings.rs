@@ -1,5 +1,7 @@
 //! The options in force: the command line (clap) over the config file over the defaults.
 
+use crate::app::allow::{self, AllowEntry, AllowList};
+use crate::app::tailnet::TailnetSetup;
 use crate::net::addr::{self, HostSpec};
 use crate::proto::nick::NICK_RULE;
 use crate::store;
@@ -37,10 +39,21 @@ pub struct Args {
     #[arg(long = "peer", global = true, value_name = "HOST[:PORT]", value_parser = parse_peer)]
     pub peers: Vec<HostSpec>,
 
-    /// Do not announce on or listen to the LAN (broadcast and multicast); reach peers with
-    /// --peer and /add only
+    /// Do not announce on or listen to the LAN (broadcast and multicast), and do not contact
+    /// the devices of the tailnet; reach peers with --peer and /add only
     #[arg(long, global = true)]
     pub no_discovery: bool,
+
+    /// tailscaled's LocalAPI socket, read for the tailnet's devices and who is at an address
+    /// [default: /var/run/tailscale/tailscaled.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub tailscale_socket: Option<PathBuf>,
+
+    /// Take datagrams only from here: an address, a network (100.64.0.0/10,
+    /// fd7a:115c:a1e0::/48), or tailnet:LOGIN / tailnet:tag:NAME (checked with tailscaled);
+    /// repeatable, added to the config file's [default: from anywhere]
+    #[arg(long = "allow", global = true, value_name = "ENTRY", value_parser = allow::parse_entry)]
+    pub allow: Vec<AllowEntry>,
 
     /// Where identity, history and undelivered messages are kept [default:
     /// $XDG_DATA_HOME/tailchat]
@@ -134,6 +147,10 @@ pub struct Settings {
     pub nick_chosen: bool,
     /// JSON lines in and out (see [`Args::json`]).
     pub json: bool,
+    /// tailscaled's LocalAPI socket.
+    pub tailscale_socket: PathBuf,
+    /// Who may reach us: the config file's entries, then the command line's (empty: anyone).
+    pub allow: Vec<AllowEntry>,
 }
 
 impl Settings {
@@ -172,6 +189,11 @@ impl Settings {
             }
             p
         }));
+        let mut allow = Vec::new();
+        for entry in cfg.allow.iter().flatten() {
+            allow.push(allow::parse_entry(entry).map_err(|e| in_file(&format!("allow: {e}")))?);
+        }
+        allow.extend(args.allow);
         let nick_chosen = args.nick.is_some() || cfg.nick.is_some();
         Ok(Settings {
             nick_chosen,
@@ -189,7 +211,25 @@ impl Settings {
             port_chosen,
             wait: args.wait.unwrap_or(DEFAULT_WAIT),
             json: args.json,
+            tailscale_socket: args
+                .tailscale_socket
+                .or(cfg.tailscale_socket.map(|p| expand_home(&p)))
+                .unwrap_or_else(|| PathBuf::from(crate::net::tailnet::DEFAULT_SOCKET)),
+            allow,
         })
+    }
+
+    /// The tailnet side: its devices are contacted when discovery is on and the socket can
+    /// reach them (not when bound to loopback); the LocalAPI is also read for an allow-list
+    /// with tailnet entries.
+    pub fn tailnet_setup(&self) -> TailnetSetup {
+        TailnetSetup {
+            socket: self.tailscale_socket.clone(),
+            discovery: self.discovery && !self.bind.is_some_and(|ip| ip.is_loopback()),
+            allow: AllowList::new(self.allow.clone()),
+            port: self.default_port,
+            poll_every: crate::app::tailnet::POLL_EVERY,
+        }
     }
 
     /// Whether LAN discovery can run: announcements are heard only on the wildcard address
@@ -306,6 +346,19 @@ mod tests {
             })
         );
         assert_eq!(send.wait, Some(Duration::from_secs(2)));
+        let t = Args::try_parse_from([
+            "tailchat",
+            "--allow",
+            "100.64.0.0/10",
+            "--allow",
+            "tailnet:bob@example.com",
+            "--tailscale-socket",
+            "/run/ts.sock",
+        ])
+        .unwrap();
+        assert_eq!(t.allow.len(), 2);
+        assert_eq!(t.tailscale_socket, Some(PathBuf::from("/run/ts.sock")));
+        assert!(Args::try_parse_from(["tailchat", "--allow", "laptop"]).is_err());
         let w = Args::try_parse_from(["tailchat", "--wait", "0.5"]).unwrap();
         assert_eq!(w.wait, Some(Duration::from_millis(500)));
         for bad in ["-1", "nan", "inf", "soon", "100000"] {

@@ -2,7 +2,8 @@
 //! on its own thread and runtime as the program runs it, typed lines in and rendered outputs
 //! out. No sockets, no terminal.
 
-use super::{run, Network, Setup};
+use super::tailnet::TailnetSetup;
+use super::{run_with, Network, Setup};
 use crate::app::start;
 use crate::net::addr;
 use crate::proto::Endpoint;
@@ -21,18 +22,18 @@ use tokio::sync::mpsc;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Datagrams on their way: (from, bytes).
-type Datagram = (SocketAddr, Vec<u8>);
+pub(crate) type Datagram = (SocketAddr, Vec<u8>);
 /// Every chat's inbox by address: the in-memory network's "switch".
-type Switch = Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Datagram>>>>;
+pub(crate) type Switch = Arc<Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Datagram>>>>;
 /// A datagram seen by a [`MemoryNet`]'s tap.
-enum Tap<'a> {
+pub(crate) enum Tap<'a> {
     /// Handed to the core.
     In(&'a [u8]),
     /// One sent by the core, before it is delivered.
     Out,
 }
 /// Called with every datagram in and out.
-type OnTap = Box<dyn FnMut(Tap<'_>) + Send>;
+pub(crate) type OnTap = Box<dyn FnMut(Tap<'_>) + Send>;
 
 /// A [`Network`] made of channels.
 struct MemoryNet {
@@ -58,7 +59,13 @@ impl Network for MemoryNet {
         }
     }
 
-    fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
+    fn receive(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        max: usize,
+        admit: &mut dyn FnMut(SocketAddr) -> bool,
+    ) -> usize {
         while let Ok(d) = self.inbox.try_recv() {
             self.pending.push_back(d);
         }
@@ -70,7 +77,9 @@ impl Network for MemoryNet {
             if let Some(tap) = self.tap.as_mut() {
                 tap(Tap::In(&bytes));
             }
-            ep.handle_datagram(now, from, &bytes);
+            if admit(from) {
+                ep.handle_datagram(now, from, &bytes);
+            }
             taken += 1;
         }
         taken
@@ -99,23 +108,23 @@ impl Network for MemoryNet {
 }
 
 /// One running chat, seen from outside.
-struct Running {
+pub(crate) struct Running {
     /// Typed lines.
-    input: mpsc::UnboundedSender<Input>,
+    pub(crate) input: mpsc::UnboundedSender<Input>,
     /// What it shows.
-    output: std_mpsc::Receiver<Output>,
+    pub(crate) output: std_mpsc::Receiver<Output>,
     /// Its address.
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Ends when the chat's loop has returned.
-    done: std_mpsc::Receiver<()>,
+    pub(crate) done: std_mpsc::Receiver<()>,
 }
 
 /// Everything shown so far, kept for failure messages.
-struct Seen(Vec<Output>);
+pub(crate) struct Seen(pub(crate) Vec<Output>);
 
 impl Running {
     /// Waits for a line that `matches`, failing the test after [`WAIT`].
-    fn wait_for(&self, seen: &mut Seen, what: &str, matches: impl Fn(&Output) -> bool) {
+    pub(crate) fn wait_for(&self, seen: &mut Seen, what: &str, matches: impl Fn(&Output) -> bool) {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -135,7 +144,7 @@ impl Running {
         }
     }
 
-    fn type_line(&self, line: &str) {
+    pub(crate) fn type_line(&self, line: &str) {
         self.input.send(Input::Line(line.to_owned())).unwrap();
     }
 }
@@ -150,6 +159,20 @@ fn start_chat(
     tap: Option<OnTap>,
 ) -> Running {
     let addr: SocketAddr = format!("10.0.0.{host}:7654").parse().unwrap();
+    start_chat_at(switch, nick, addr, peers, journal, tap, TailnetSetup::off())
+}
+
+/// Starts a chat called `nick` at `addr` on `switch`, contacting `peers` at start, with the
+/// tailnet side set up as `tailnet` says.
+pub(crate) fn start_chat_at(
+    switch: &Switch,
+    nick: &str,
+    addr: SocketAddr,
+    peers: &[SocketAddr],
+    journal: Option<Journal>,
+    tap: Option<OnTap>,
+    tailnet: TailnetSetup,
+) -> Running {
     let (tx, inbox) = mpsc::unbounded_channel();
     switch.lock().unwrap().insert(addr, tx);
     let net = MemoryNet {
@@ -183,8 +206,9 @@ fn start_chat(
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(run(
+        rt.block_on(run_with(
             setup,
+            tailnet,
             net,
             Box::new(out_tx),
             input_rx,
@@ -208,11 +232,11 @@ fn plain(o: &Output) -> &Output {
     }
 }
 
-fn group(o: &Output, nick: &str, text: &str) -> bool {
+pub(crate) fn group(o: &Output, nick: &str, text: &str) -> bool {
     matches!(plain(o), Output::Group { nick: n, text: t } if n == nick && t == text)
 }
 
-fn notice(o: &Output, part: &str) -> bool {
+pub(crate) fn notice(o: &Output, part: &str) -> bool {
     matches!(o, Output::Notice(s) if s.contains(part))
 }
 
@@ -220,7 +244,7 @@ fn error(o: &Output, part: &str) -> bool {
     matches!(o, Output::Error(s) if s.contains(part))
 }
 
-fn info(o: &Output, part: &str) -> bool {
+pub(crate) fn info(o: &Output, part: &str) -> bool {
     matches!(o, Output::Info(s) if s.contains(part))
 }
 

@@ -8,6 +8,7 @@ use crate::net::socket::{self, Bound};
 use crate::proto::Endpoint;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
 
@@ -83,12 +84,29 @@ impl UdpIo {
 
     /// Hands every datagram already waiting, up to `max`, to `ep`; returns how many.
     pub fn receive(&mut self, ep: &mut Endpoint, now: Instant, max: usize) -> usize {
+        self.receive_admitted(ep, now, max, &mut |_| true)
+    }
+
+    /// [`Self::receive`], except that a datagram whose source `admit` refuses is dropped
+    /// before the core sees it (still counted in the return value, so a flood of refused
+    /// datagrams cannot keep the caller here). The caller decides who is admitted; this
+    /// module only asks.
+    pub fn receive_admitted(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        max: usize,
+        admit: &mut dyn FnMut(SocketAddr) -> bool,
+    ) -> usize {
         let mut taken = 0;
         while taken < max {
             match self.socket.try_recv_from(&mut self.buf) {
                 Ok((n, from)) => {
-                    let bytes = self.buf.get(..n).unwrap_or_default();
-                    ep.handle_datagram(now, socket::normalize(from), bytes);
+                    let from = socket::normalize(from);
+                    if admit(from) {
+                        let bytes = self.buf.get(..n).unwrap_or_default();
+                        ep.handle_datagram(now, from, bytes);
+                    }
                     taken += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -7,6 +7,8 @@
 //! peers = ["bob.tailnet.ts.net", "192.168.1.20:7654"]
 //! discovery = true
 //! data_dir = "/home/alice/chat"
+//! tailscale_socket = "/var/run/tailscale/tailscaled.sock"
+//! allow = ["100.64.0.0/10", "fd7a:115c:a1e0::/48", "tailnet:bob@example.com"]
 //! ```
 //!
 //! Every key is optional; an unknown key is an error, so a typo is reported instead of being
@@ -32,6 +34,10 @@ pub struct FileConfig {
     pub discovery: Option<bool>,
     /// Where to keep identity and history, instead of `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// tailscaled's LocalAPI socket, instead of `--tailscale-socket`.
+    pub tailscale_socket: Option<PathBuf>,
+    /// Who may reach us, as `--allow` takes them (addresses, networks, `tailnet:LOGIN`).
+    pub allow: Option<Vec<String>>,
 }
 
 /// Reads the config file at `path`; `Ok(None)` if there is no file there.
@@ -129,7 +135,25 @@ mod tests {
                 peers: Some(vec!["bob:7000".into(), "10.0.0.2".into()]),
                 discovery: Some(false),
                 data_dir: Some(PathBuf::from("/srv/chat")),
+                tailscale_socket: None,
+                allow: None,
             }))
+        );
+    }
+
+    #[test]
+    fn tailnet_keys() {
+        let (_tmp, path) = file_with(
+            "tailscale_socket = \"/run/ts.sock\"\nallow = [\"100.64.0.0/10\", \"tailnet:bob@example.com\"]\n",
+        );
+        let cfg = load(&path).unwrap().unwrap();
+        assert_eq!(cfg.tailscale_socket, Some(PathBuf::from("/run/ts.sock")));
+        assert_eq!(
+            cfg.allow,
+            Some(vec![
+                "100.64.0.0/10".into(),
+                "tailnet:bob@example.com".into()
+            ])
         );
     }
 

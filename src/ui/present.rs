@@ -96,11 +96,7 @@ pub fn event_output(
                 }
             }
         }
-        Event::PeerJoined { nick, addr, .. } => Output::Notice(format!(
-            "{} joined ({})",
-            display_nick(nick),
-            show_addr(*addr)
-        )),
+        Event::PeerJoined { nick, addr, .. } => Output::Notice(joined_line(nick, *addr, None)),
         Event::PeerRenamed { old, new, .. } => Output::Notice(format!(
             "{} is now {}",
             display_nick(old),
@@ -161,6 +157,24 @@ pub fn event_output(
         )),
     };
     Some(out)
+}
+
+/// The line for a peer that joined: `bob joined (100.64.0.2:7654)`, and with who the tailnet
+/// says is at that address, `bob joined (100.64.0.2:7654, bob@example.com on laptop)`.
+pub fn joined_line(nick: &str, addr: SocketAddr, who: Option<&str>) -> String {
+    match who {
+        Some(who) => format!("{} joined ({}, {who})", display_nick(nick), show_addr(addr)),
+        None => format!("{} joined ({})", display_nick(nick), show_addr(addr)),
+    }
+}
+
+/// What the application knows of a peer beyond the core's view of it, for `/peers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerNote {
+    /// Found because the tailnet's device list named its address: `found` says `tailnet`.
+    pub tailnet: bool,
+    /// Who the tailnet says is at its address (`bob@example.com on laptop`), shown after it.
+    pub who: Option<String>,
 }
 
 /// An address as people write it (no `::ffff:` prefix).
@@ -285,14 +299,34 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
 /// columns (a CJK character or an emoji counts two), as its widest heading or value as
 /// displayed, so each row's columns start at the same place.
 pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
+    peers_lines_noted(peers, now, |_| PeerNote::default())
+}
+
+/// [`peers_lines`], with what `note` adds for each peer: `tailnet` in the found column, and
+/// who the tailnet says is at its address after the addresses (`100.64.0.2:7654
+/// (bob@example.com on laptop)`).
+pub fn peers_lines_noted(
+    peers: &[PeerInfo],
+    now: Instant,
+    note: impl Fn(&PeerInfo) -> PeerNote,
+) -> Vec<String> {
     if peers.is_empty() {
         return vec!["no peers yet — /add HOST[:PORT] to reach someone".to_owned()];
     }
     let named: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
     let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
     for (p, name) in peers.iter().zip(display_names(&named)) {
-        let (state, found) = (state_name(p.state), found_name(p.found));
-        let addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();
+        let note = note(p);
+        let state = state_name(p.state);
+        let found = if note.tailnet {
+            "tailnet"
+        } else {
+            found_name(p.found)
+        };
+        let mut addrs: Vec<String> = p.addrs.iter().map(|a| show_addr(*a)).collect();
+        if let (Some(who), Some(first)) = (&note.who, addrs.first_mut()) {
+            first.push_str(&format!(" ({who})"));
+        }
         rows.push([
             name,
             state.to_owned(),
@@ -467,6 +501,38 @@ mod tests {
             );
         }
         assert_eq!(edges[0][0], 0);
+    }
+
+    #[test]
+    fn tailnet_peers_say_so_and_who_they_are() {
+        let mut bob = info("bob", PeerState::Online);
+        bob.addrs = vec![
+            "100.64.0.2:7654".parse().unwrap(),
+            "10.0.0.2:7654".parse().unwrap(),
+        ];
+        let carol = PeerInfo {
+            id: PeerId(2),
+            nick: "carol".into(),
+            ..info("carol", PeerState::Online)
+        };
+        let lines = peers_lines_noted(&[bob, carol], Instant::now(), |p| PeerNote {
+            tailnet: p.nick == "bob",
+            who: (p.nick == "bob").then(|| "bob@example.com on laptop".to_owned()),
+        });
+        assert!(
+            lines[1]
+                .ends_with("tailnet  100.64.0.2:7654 (bob@example.com on laptop), 10.0.0.2:7654"),
+            "{lines:#?}"
+        );
+        assert!(lines[2].ends_with("manual   10.0.0.2:7654"), "{lines:#?}");
+        assert_eq!(
+            joined_line(
+                "bob",
+                "100.64.0.2:7654".parse().unwrap(),
+                Some("bob@example.com on laptop")
+            ),
+            "bob joined (100.64.0.2:7654, bob@example.com on laptop)"
+        );
     }
 
     #[test]
