@@ -174,6 +174,7 @@ fn start_chat(
         json: false,
         control_dir: None,
         unshown: Vec::new(),
+        files: Default::default(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();

@@ -7,6 +7,8 @@
 //! peers = ["bob.tailnet.ts.net", "192.168.1.20:7654"]
 //! discovery = true
 //! data_dir = "/home/alice/chat"
+//! download_dir = "~/Downloads/tailchat"
+//! accept_from = ["bob"]
 //! ```
 //!
 //! Every key is optional; an unknown key is an error, so a typo is reported instead of being
@@ -32,6 +34,10 @@ pub struct FileConfig {
     pub discovery: Option<bool>,
     /// Where to keep identity and history, instead of `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// Where received files go, instead of `--download-dir`.
+    pub download_dir: Option<PathBuf>,
+    /// Nicks whose file offers are accepted without asking.
+    pub accept_from: Option<Vec<String>>,
 }
 
 /// Reads the config file at `path`; `Ok(None)` if there is no file there.

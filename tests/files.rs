@@ -1,0 +1,111 @@
+//! File transfer with the real program on loopback: a file and a folder arrive byte-exact,
+//! an offer is declined, a transfer is cancelled from either side.
+
+mod common;
+
+use common::Chat;
+use std::fs;
+use std::path::Path;
+
+/// Deterministic pseudo-random bytes (xorshift), so a wrong byte anywhere shows.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Alice and bob on loopback, bob receiving into `downloads`.
+fn pair(downloads: &Path, bob_args: &[&str]) -> (Chat, Chat) {
+    let mut alice = Chat::start("alice", &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let mut args = vec!["--peer", &peer, "--download-dir", &dl];
+    args.extend_from_slice(bob_args);
+    let mut bob = Chat::start("bob", &args);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+/// The number in `… — /accept N or /decline N`.
+fn offer_number(line: &str) -> u32 {
+    line.rsplit("/decline ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no offer number in {line:?}"))
+}
+
+#[test]
+fn a_file_and_a_folder_arrive_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+
+    let big = tmp.path().join("big.bin");
+    let content = bytes(10 * 1024 * 1024, 7);
+    fs::write(&big, &content).unwrap();
+    alice.send(&format!("/send bob {}", big.display()));
+    alice.expect("offered big.bin (10.5 MB) to bob");
+    let offer = bob.expect("alice offers big.bin (10.5 MB)");
+    assert!(
+        !downloads.exists(),
+        "nothing is written before the user accepts"
+    );
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let end = bob.expect("received big.bin from alice");
+    assert!(end.contains("→"), "{end}");
+    alice.expect("sent big.bin to bob");
+    assert_eq!(fs::read(downloads.join("big.bin")).unwrap(), content);
+
+    // A second time: the first is not overwritten.
+    alice.send(&format!("/send bob {}", big.display()));
+    let offer = bob.expect("alice offers big.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received big.bin from alice");
+    assert_eq!(fs::read(downloads.join("big (1).bin")).unwrap(), content);
+
+    let folder = tmp.path().join("many");
+    for i in 0..200 {
+        let sub = folder.join(format!("d{}", i % 7));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i}.txt")), bytes(i * 37, i as u64)).unwrap();
+    }
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers many/");
+    assert!(offer.contains("200 files"), "{offer}");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received many/ from alice");
+    alice.expect("sent many/ to bob");
+    for i in 0..200 {
+        let rel = format!("d{}/f{i}.txt", i % 7);
+        assert_eq!(
+            fs::read(downloads.join("many").join(&rel)).unwrap(),
+            bytes(i * 37, i as u64),
+            "{rel}"
+        );
+    }
+    let leftovers: Vec<_> = walk(&downloads)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
