@@ -109,3 +109,71 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_declined_offer_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let f = tmp.path().join("no.txt");
+    fs::write(&f, b"no thanks").unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers no.txt (9 B)");
+    bob.send("/decline");
+    bob.expect("declined no.txt from alice");
+    alice.expect("bob declined no.txt");
+    bob.send("/files");
+    bob.expect_where("the declined offer in /files", |l| {
+        l.contains("no.txt") && l.contains("declined")
+    });
+    assert!(!downloads.exists());
+}
+
+/// Alice offers a 10 MB file served at 2 MB/s; bob accepts it and waits until it is
+/// arriving. Returns both, the downloads folder and bob's number for the transfer.
+fn slow_transfer(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
+    let downloads = tmp.join("dl");
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "2000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let mut bob = Chat::start("bob", &["--peer", &peer, "--download-dir", &dl]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    let f = tmp.join("slow.bin");
+    fs::write(&f, bytes(10 * 1024 * 1024, 3)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers slow.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("accepted slow.bin from alice");
+    let part = downloads.join("slow.bin.part");
+    common::wait_for("the part file to grow", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    (alice, bob, downloads)
+}
+
+#[test]
+fn the_receiver_cancels_half_way_and_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());
+    bob.send("/cancel 1");
+    bob.expect("cancelled slow.bin (from alice)");
+    alice.expect("bob cancelled slow.bin");
+    common::wait_for("the part file to go", || {
+        fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+}
+
+#[test]
+fn the_sender_cancels_half_way_and_the_receiver_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());
+    alice.send("/cancel 1");
+    alice.expect("cancelled slow.bin (to bob)");
+    bob.expect("alice cancelled slow.bin");
+    common::wait_for("the part file to go", || {
+        fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+    let rest = bob.drain();
+    assert!(!rest.iter().any(|l| l.contains("received")), "{rest:?}");
+}

@@ -360,7 +360,7 @@ impl Files {
                 if self.transfers[&key].record.state.is_finished() {
                     return Err(format!("file transfer {number} is already over"));
                 }
-                self.finish(ep, key, State::Cancelled, Some("cancelled".into()));
+                self.finish(ep, key, State::Cancelled, None);
                 Ok(())
             }
             FileCommand::List => {
@@ -694,14 +694,21 @@ impl Files {
                 by_offerer, reason, ..
             } => {
                 let key = if by_offerer { theirs } else { mine };
-                if self.transfers.get(&key).is_some_and(|t| t.peer() == from) {
-                    let reason = format!(
-                        "{} cancelled: {}",
-                        Self::nick(ep, &self.transfers[&key]),
-                        reason
-                    );
-                    self.finish_remote(ep, key, State::Cancelled, reason);
-                }
+                let Some(t) = self
+                    .transfers
+                    .get(&key)
+                    .filter(|t| t.peer() == from && !t.record.state.is_finished())
+                else {
+                    return;
+                };
+                let (nick, name) = (Self::nick(ep, t), t.shown_name());
+                let reason = crate::ui::render::sanitize(&reason);
+                let line = if reason.is_empty() {
+                    format!("{nick} cancelled {name}")
+                } else {
+                    format!("{nick} stopped {name}: {reason}")
+                };
+                self.finish_remote(ep, key, State::Cancelled, line);
             }
             other => {
                 let Some(t) = self.transfers.get_mut(&mine).filter(|t| t.peer() == from) else {

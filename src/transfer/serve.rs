@@ -31,6 +31,22 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long a connection may stall (a request not sent, a write not taken) before it is
 /// dropped.
 const STALL: Duration = Duration::from_secs(30);
+/// Tests only: `TAILCHAT_TEST_SEND_RATE=BYTES_PER_SEC` slows serving down, so a test can
+/// interrupt a transfer half-way on loopback (where 10 MB takes milliseconds).
+const TEST_RATE_VAR: &str = "TAILCHAT_TEST_SEND_RATE";
+
+/// The rate limit of [`TEST_RATE_VAR`], if set.
+fn test_rate() -> Option<u64> {
+    static RATE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        std::env::var(TEST_RATE_VAR)
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|&r| r > 0)
+    })
+}
+
 /// The congestion controller asked for on data sockets.
 const CONGESTION: &[u8] = b"bbr";
 
@@ -269,6 +285,11 @@ fn send_all(
     let link = |e: io::Error| ServeError::Link(reason(&e));
     data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
     let mut reported = Instant::now();
+    let started = Instant::now();
+    let (chunk, rate) = match test_rate() {
+        Some(rate) => (CHUNK / 16, Some(rate)),
+        None => (CHUNK, None),
+    };
     for (i, e) in serving
         .manifest
         .entries
@@ -297,7 +318,7 @@ fn send_all(
                 return Err(ServeError::Cancelled);
             }
             // std copies a file to a socket with sendfile(2): no copy through user space.
-            let n = io::copy(&mut (&mut file).take(left.min(CHUNK)), stream).map_err(link)?;
+            let n = io::copy(&mut (&mut file).take(left.min(chunk)), stream).map_err(link)?;
             if n == 0 {
                 return Err(ServeError::Unreadable(format!(
                     "{} changed since it was offered (shorter)",
@@ -306,6 +327,10 @@ fn send_all(
             }
             left -= n;
             *sent += n;
+            if let Some(rate) = rate {
+                let due = Duration::from_secs_f64(*sent as f64 / rate as f64);
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
             if reported.elapsed() >= PROGRESS_EVERY {
                 reported = Instant::now();
                 let _ = events.send(DataEvent::ServeProgress {
