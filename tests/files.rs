@@ -177,3 +177,59 @@ fn the_sender_cancels_half_way_and_the_receiver_keeps_nothing() {
     let rest = bob.drain();
     assert!(!rest.iter().any(|l| l.contains("received")), "{rest:?}");
 }
+
+/// The number before ` MB` after `label` in `line`.
+fn megabytes_after(line: &str, label: &str) -> f64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|rest| rest.split(" MB").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no '{label} N MB' in {line:?}"))
+}
+
+#[test]
+fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "4000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let content = bytes(10 * 1024 * 1024, 11);
+    let f = tmp.path().join("resume.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers resume.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let part = downloads.join("resume.bin.part");
+    let half = content.len() as u64 / 2;
+    common::wait_for("more than half of the file", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > half)
+    });
+    bob.kill_hard();
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept > half && kept < content.len() as u64, "{kept}");
+
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("unfinished file transfer");
+    let end = bob.expect("received resume.bin from alice");
+    assert!(end.contains("resumed at"), "{end}");
+    let sent = alice.expect("sent resume.bin to bob");
+    let resumed_at = megabytes_after(&sent, "resumed at");
+    let sent_after = megabytes_after(&sent, "and sent");
+    let total = content.len() as f64 / 1e6;
+    assert!(
+        resumed_at * 1e6 >= kept as f64 - 0.1e6,
+        "{sent} (kept {kept})"
+    );
+    assert!(
+        (resumed_at + sent_after - total).abs() < 0.15,
+        "only what had not arrived is sent again: {sent}"
+    );
+    assert_eq!(fs::read(downloads.join("resume.bin")).unwrap(), content);
+    assert!(!part.exists());
+}

@@ -107,6 +107,8 @@ struct Transfer {
     started: Option<(Instant, u64)>,
     /// Outgoing: bytes sent in this run.
     sent_this_run: u64,
+    /// Outgoing: where the last data connection started in the offer, and what it sent.
+    last_connection: Option<(u64, u64)>,
     /// Recent progress.
     rate: Rate,
     /// Failed attempts in a row (for the retry delay).
@@ -264,6 +266,7 @@ impl Files {
                     fetching: None,
                     started: None,
                     sent_this_run: 0,
+                    last_connection: None,
                     rate: Rate::default(),
                     retries: 0,
                     told_interrupted: false,
@@ -843,8 +846,14 @@ impl Files {
             return;
         };
         let took = t.started.map(|(at, _)| at.elapsed());
-        let resumed = t.started.map_or(0, |(_, from)| from);
-        let sent = t.sent_this_run;
+        let resumed = match t.last_connection {
+            Some((from, sent)) if from > 0 => format!(
+                "; the last connection resumed at {} and sent {}",
+                human_size(from),
+                human_size(sent)
+            ),
+            _ => String::new(),
+        };
         let line = format!(
             "sent {} to {} ({}{}{})",
             t.shown_name(),
@@ -852,15 +861,7 @@ impl Files {
             t.shown_size(),
             took.map(|d| format!(" in {}", seconds(d)))
                 .unwrap_or_default(),
-            if resumed > 0 {
-                format!(
-                    "; resumed at {}, {} sent in this run",
-                    human_size(resumed),
-                    human_size(sent)
-                )
-            } else {
-                String::new()
-            }
+            resumed
         );
         t.record.bytes_done = t.record.offer.size;
         self.finish(ep, key, State::Done, None);
@@ -985,6 +986,7 @@ impl Files {
                 };
                 if let Some(t) = self.mine(id) {
                     t.sent_this_run += sent;
+                    t.last_connection = Some((from, sent));
                     t.record.bytes_done = t.record.bytes_done.max(from + sent);
                 }
                 if let Err(ServeError::Unreadable(why)) = result {
@@ -1274,6 +1276,7 @@ fn new_transfer(
         fetching: None,
         started: None,
         sent_this_run: 0,
+        last_connection: None,
         rate: Rate::default(),
         retries: 0,
         told_interrupted: false,
