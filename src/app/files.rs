@@ -32,6 +32,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A running transfer shows a progress line this often (interactive only).
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 /// The rate shown is measured over this much of the recent past.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
 
@@ -107,6 +109,8 @@ struct Transfer {
     started: Option<(Instant, u64)>,
     /// Outgoing: bytes sent in this run.
     sent_this_run: u64,
+    /// When a progress line was last shown for it (interactive only).
+    progress_shown: Option<Instant>,
     /// Outgoing: where the last data connection started in the offer, and what it sent.
     last_connection: Option<(u64, u64)>,
     /// Recent progress.
@@ -267,6 +271,7 @@ impl Files {
                     started: None,
                     sent_this_run: 0,
                     last_connection: None,
+                    progress_shown: None,
                     rate: Rate::default(),
                     retries: 0,
                     told_interrupted: false,
@@ -728,11 +733,9 @@ impl Files {
                         self.save(mine);
                         self.notice(format!("{nick} accepted {name}"));
                     }
-                    Control::Resume { .. } => {
-                        if t.record.state == State::Offered {
-                            t.record.state = State::Accepted;
-                            self.save(mine);
-                        }
+                    Control::Resume { .. } if t.record.state == State::Offered => {
+                        t.record.state = State::Accepted;
+                        self.save(mine);
                     }
                     Control::Decline { .. } => {
                         self.finish_remote(
@@ -973,6 +976,11 @@ impl Files {
                     t.record.bytes_done = done;
                     t.rate.note(now, done);
                 }
+                let key = TransferKey {
+                    offerer: self.me,
+                    id,
+                };
+                self.progress_line(key, now);
             }
             DataEvent::ServeEnded {
                 id,
@@ -1014,6 +1022,7 @@ impl Files {
                         self.notice(line);
                     }
                 }
+                self.progress_line(key, now);
             }
             DataEvent::FetchManifest { key, bytes } => {
                 if let Some(store) = &self.store {
@@ -1040,6 +1049,49 @@ impl Files {
                 self.start_fetch(ep, key);
             }
         }
+    }
+
+    /// A progress line above the prompt for a transfer that has run a while, at most every
+    /// [`PROGRESS_LINE_EVERY`]: visible without typing, and printed above a half-typed line,
+    /// never into it. Not for scripts and programs (they get the end lines only).
+    fn progress_line(&mut self, key: TransferKey, now: Instant) {
+        if self.quiet {
+            return;
+        }
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        let Some((started, _)) = t.started else {
+            return;
+        };
+        let since = t.progress_shown.unwrap_or(started);
+        if now.saturating_duration_since(since) < PROGRESS_LINE_EVERY {
+            return;
+        }
+        t.progress_shown = Some(now);
+        let size = t.record.offer.size;
+        let done = t.record.bytes_done;
+        let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
+        let rate = t.rate.per_sec().unwrap_or(0.0);
+        let left = if rate > 0.0 {
+            format!(
+                ", {} left",
+                seconds(Duration::from_secs_f64(
+                    size.saturating_sub(done) as f64 / rate
+                ))
+            )
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{} {} {}: {pct}% of {}, {}/s{left}",
+            t.shown_name(),
+            if t.record.outgoing { "to" } else { "from" },
+            crate::ui::render::display_nick(&t.record.peer_nick),
+            human_size(size),
+            human_size(rate as u64),
+        );
+        self.notice(line);
     }
 
     fn mine(&mut self, id: u64) -> Option<&mut Transfer> {
@@ -1156,11 +1208,7 @@ impl Files {
             } else {
                 t.record.bytes_done
             };
-            let pct = if size == 0 {
-                100
-            } else {
-                done.saturating_mul(100) / size
-            };
+            let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
             let rate = t.rate.per_sec().filter(|_| {
                 t.rate
                     .samples
@@ -1277,6 +1325,7 @@ fn new_transfer(
         started: None,
         sent_this_run: 0,
         last_connection: None,
+        progress_shown: None,
         rate: Rate::default(),
         retries: 0,
         told_interrupted: false,
@@ -1309,7 +1358,7 @@ fn remove_parts(t: &Transfer) {
 /// Bytes free for us in the file system of `dir`.
 fn free_space(dir: &Path) -> Option<u64> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())))
+    Some(s.blocks_available().saturating_mul(s.fragment_size()))
 }
 
 fn now_ms() -> i64 {

@@ -125,7 +125,8 @@ mod tests {
     fn full_file() {
         let (_tmp, path) = file_with(
             "nick = \"alice\"\nport = 7654\npeers = [\"bob:7000\", \"10.0.0.2\"]\n\
-             discovery = false\ndata_dir = \"/srv/chat\"\n",
+             discovery = false\ndata_dir = \"/srv/chat\"\n\
+             download_dir = \"/srv/in\"\naccept_from = [\"bob\"]\n",
         );
         assert_eq!(
             load(&path),
@@ -135,6 +136,8 @@ mod tests {
                 peers: Some(vec!["bob:7000".into(), "10.0.0.2".into()]),
                 discovery: Some(false),
                 data_dir: Some(PathBuf::from("/srv/chat")),
+                download_dir: Some(PathBuf::from("/srv/in")),
+                accept_from: Some(vec!["bob".into()]),
             }))
         );
     }

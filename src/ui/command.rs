@@ -572,6 +572,50 @@ mod tests {
     }
 
     #[test]
+    fn file_commands_parse() {
+        let file = |l: &str| match parse(l) {
+            Ok(Some(Command::File(f))) => f,
+            other => panic!("{l}: {other:?}"),
+        };
+        assert_eq!(
+            file("/send bob ~/My Documents/a b.pdf"),
+            FileCommand::Send {
+                nick: "bob".into(),
+                path: "~/My Documents/a b.pdf".into()
+            }
+        );
+        assert_eq!(
+            file("/accept"),
+            FileCommand::Accept {
+                number: None,
+                dir: None
+            }
+        );
+        assert_eq!(
+            file("/accept 3 /mnt/usb stick"),
+            FileCommand::Accept {
+                number: Some(3),
+                dir: Some("/mnt/usb stick".into())
+            }
+        );
+        assert_eq!(
+            file("/accept ~/in"),
+            FileCommand::Accept {
+                number: None,
+                dir: Some("~/in".into())
+            }
+        );
+        assert_eq!(file("/decline"), FileCommand::Decline(None));
+        assert_eq!(file("/decline 2"), FileCommand::Decline(Some(2)));
+        assert_eq!(file("/cancel 4"), FileCommand::Cancel(4));
+        assert_eq!(file("/files"), FileCommand::List);
+        assert_eq!(err("/send bob"), CommandError::Usage(SEND_USAGE));
+        assert_eq!(err("/cancel"), CommandError::Usage(CANCEL_USAGE));
+        assert_eq!(err("/cancel x"), CommandError::Usage(CANCEL_USAGE));
+        assert_eq!(err("/decline 1 2"), CommandError::Usage(DECLINE_USAGE));
+    }
+
+    #[test]
     fn unknown_commands_name_themselves_and_point_to_help() {
         assert_eq!(err("/foo bar"), CommandError::Unknown("/foo".into()));
         assert_eq!(
@@ -587,7 +631,10 @@ mod tests {
         let names: Vec<&str> = command_names().collect();
         assert_eq!(
             names,
-            ["/msg", "/add", "/nick", "/peers", "/whois", "/history", "/help", "/quit"]
+            [
+                "/msg", "/add", "/nick", "/peers", "/whois", "/history", "/send", "/accept",
+                "/decline", "/cancel", "/files", "/help", "/quit"
+            ]
         );
         for name in names {
             assert!(

@@ -598,7 +598,10 @@ mod tests {
         let got: Vec<Vec<u8>> = pump(now, &mut a, a_addr, &mut b, b_addr)
             .into_iter()
             .filter_map(|e| match e {
-                Event::AppData { from, data } if from == PeerId(1) => Some(data),
+                Event::AppData {
+                    from: PeerId(1),
+                    data,
+                } => Some(data),
                 _ => None,
             })
             .collect();
