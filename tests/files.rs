@@ -233,3 +233,69 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     assert_eq!(fs::read(downloads.join("resume.bin")).unwrap(), content);
     assert!(!part.exists());
 }
+
+/// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
+/// this is not root (mounting needs it), and the test then checks nothing.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(tmp: &Path, options: &str) -> Option<Tmpfs> {
+        let at = tmp.join(format!("tmpfs-{}", options.len()));
+        fs::create_dir(&at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tailchat-test"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(small), Some(few_inodes)) = (
+        Tmpfs::mount(tmp.path(), "size=1m"),
+        Tmpfs::mount(tmp.path(), "size=64m,nr_inodes=24"),
+    ) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let (mut alice, mut bob) = pair(&small.0, &[]);
+    let f = tmp.path().join("two.bin");
+    fs::write(&f, bytes(2_000_000, 5)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers two.bin (2.0 MB)");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let refused = bob.expect("not enough space for two.bin");
+    assert!(refused.contains("it needs 2.0 MB"), "{refused}");
+    assert!(fs::read_dir(&small.0).unwrap().next().is_none());
+
+    // Space enough, but the disk fills up on the way (it runs out of inodes).
+    let folder = tmp.path().join("many");
+    fs::create_dir(&folder).unwrap();
+    for i in 0..60 {
+        fs::write(folder.join(format!("f{i:02}")), bytes(1000, i)).unwrap();
+    }
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers many/");
+    bob.send(&format!(
+        "/accept {} {}",
+        offer_number(&offer),
+        few_inodes.0.display()
+    ));
+    let failed = bob.expect("cannot receive many/ from alice");
+    assert!(failed.to_lowercase().contains("no space left"), "{failed}");
+    alice.expect("bob stopped many/");
+    let parts: Vec<_> = walk(&few_inodes.0)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
+}
