@@ -228,6 +228,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             json: false,
             control_dir: None,
             unshown: Vec::new(),
+            files: Default::default(),
         };
         rt.block_on(async {
             let net = UdpIo::new(bound, false).unwrap();

@@ -15,10 +15,13 @@
 //! - [`store`]: everything on disk — the data directory (identity, and the journal of the
 //!   conversation: history, and what a restart needs to resend and deduplicate) and the config
 //!   file.
+//! - [`transfer`]: files and folders sent to one peer — control messages in the chat's
+//!   stream, the data over TCP, names made safe, hashes checked, unfinished transfers kept.
 //! - `main.rs`: parses the command line, sets up logging, the runtime and the terminal, and
 //!   hands over to [`app::run`].
 pub mod app;
 pub mod net;
 pub mod proto;
 pub mod store;
+pub mod transfer;
 pub mod ui;

@@ -189,7 +189,15 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         .filter(|s| s.journal.as_ref().is_some_and(|j| j.writable()))
         .map(|s| s.dir.clone());
     let tailnet = settings.tailnet_setup();
+    let files = app::files::FilesSetup {
+        data_dir: control_dir.clone(),
+        download_dir: settings.download_dir.clone(),
+        accept_from: settings.accept_from.clone(),
+        bind: settings.bind,
+        port,
+    };
     let setup = Setup {
+        files,
         endpoint: started.endpoint,
         session: started.session,
         peers: settings.peers,

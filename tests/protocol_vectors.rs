@@ -13,13 +13,14 @@ use tailchat::proto::wire::{
     PeerEntry, PeerList,
 };
 use tailchat::proto::{MessageId, PeerId};
+use tailchat::transfer::control::{self, Control, Offer};
 
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
 const MIN_VECTORS: usize = 13;
 /// Frame kinds version 1 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=11;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=12;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -258,7 +259,104 @@ fn expectations() -> Vec<Expected> {
             ),
             reencoding: Identical,
         },
+        Expected {
+            name: "hello-caps",
+            datagram: datagram(
+                alice(0),
+                vec![Frame::Hello(Hello {
+                    nick: "alice".into(),
+                    port: 7654,
+                    caps: wire::caps::APP_DATA,
+                })],
+            ),
+            reencoding: Identical,
+        },
     ]
+    .into_iter()
+    .chain(
+        file_controls()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, c))| {
+                let (header, seq) = match c {
+                    Control::Offer(_)
+                    | Control::Cancel {
+                        by_offerer: true, ..
+                    } => (alice(9 + i as u64), 1 + i as u64),
+                    _ => (bob(5 + i as u64), i as u64),
+                };
+                Expected {
+                    name,
+                    datagram: datagram(
+                        header,
+                        vec![Frame::AppData(wire::AppData {
+                            seq,
+                            data: control::encode(&c),
+                        })],
+                    ),
+                    reencoding: Identical,
+                }
+            }),
+    )
+    .collect()
+}
+
+/// The offer in the file-transfer vectors: alice offers bob `report.pdf`.
+fn report_offer() -> Offer {
+    Offer {
+        id: 0x1122_3344_5566_7788,
+        token: *b"0123456789abcdef",
+        name: "report.pdf".into(),
+        size: 4_200_000,
+        files: 1,
+        folder: false,
+        manifest_hash: [0xab; 32],
+        manifest_len: 51,
+        port: 7654,
+    }
+}
+
+/// Every file-transfer control message of the spec's vectors, by vector name.
+fn file_controls() -> Vec<(&'static str, Control)> {
+    let id = report_offer().id;
+    vec![
+        ("file-offer", Control::Offer(report_offer())),
+        ("file-accept", Control::Accept { id }),
+        ("file-decline", Control::Decline { id }),
+        (
+            "file-resume",
+            Control::Resume {
+                id,
+                file: 0,
+                offset: 2_100_000,
+            },
+        ),
+        (
+            "file-cancel",
+            Control::Cancel {
+                id,
+                by_offerer: true,
+                reason: "changed".into(),
+            },
+        ),
+        ("file-done", Control::Done { id }),
+    ]
+}
+
+#[test]
+fn file_transfer_vectors_carry_their_control_messages() {
+    let vectors = load();
+    for (name, c) in file_controls() {
+        let v = vectors
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("{SPEC} lacks `Vector: {name}`"));
+        let d = wire::decode(&v.bytes).unwrap();
+        let [Frame::AppData(a)] = d.frames.as_slice() else {
+            panic!("{name}: not one AppData frame");
+        };
+        assert_eq!(control::decode(&a.data), Ok(c), "{name}");
+    }
 }
 
 /// Reads the spec and extracts its vectors.

@@ -3,6 +3,7 @@
 //! No sockets and no terminal: the event loop ([`super::run`]) feeds it and moves its bytes.
 
 use crate::app::control::{ClientId, FromClient};
+use crate::app::files::Files;
 use crate::app::json;
 use crate::app::lookup::find_peer;
 use crate::app::persist::{HistoryError, Persistence};
@@ -145,6 +146,8 @@ pub struct Chat {
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
     /// [`Chat::set_tailnet`]).
     pub(super) tailnet: Tailnet,
+    /// File transfers (see [`crate::app::files`]).
+    pub(super) files: Files,
 }
 
 impl Chat {
@@ -164,8 +167,10 @@ impl Chat {
             scripted,
             wait,
             json,
+            files,
             ..
         } = setup;
+        let files = Files::new(files, ep.peer_id(), scripted || json);
         let mut chat = Self {
             ep,
             screen,
@@ -189,7 +194,9 @@ impl Chat {
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
             tailnet: Tailnet::off(),
+            files,
         };
+        chat.show_file_lines();
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
         let nick = chat.ep.nick().to_owned();
@@ -438,6 +445,13 @@ impl Chat {
                     continue;
                 }
             }
+            if let Event::AppData { from, data } = &e {
+                self.files.on_app_data(&mut self.ep, *from, data);
+                continue;
+            }
+            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                self.files.on_peer_back(&mut self.ep, *peer);
+            }
             if matches!(
                 e,
                 Event::PeerJoined { .. }
@@ -517,6 +531,21 @@ impl Chat {
                 self.print(Output::Notice(line));
             }
             self.flush_screen();
+        }
+        self.show_file_lines();
+        self.flush_screen();
+    }
+
+    /// A report from a file transfer's data thread.
+    pub fn on_file_event(&mut self, ev: crate::transfer::DataEvent) {
+        self.files.on_data(&mut self.ep, ev);
+        self.show_file_lines();
+    }
+
+    /// Queues what file transfers have to say (see [`Self::flush_screen`]).
+    fn show_file_lines(&mut self) {
+        for line in self.files.take_lines() {
+            self.print(line);
         }
     }
 
@@ -731,6 +760,12 @@ impl Chat {
             Command::History { nick, count } => self.history(nick, count),
             // A script's /quit, like its end, first waits for its messages to be acknowledged.
             Command::Quit => self.end_of_input(),
+            Command::File(cmd) => {
+                if let Err(e) = self.files.command(&mut self.ep, cmd) {
+                    self.command_error(e);
+                }
+                self.show_file_lines();
+            }
         }
     }
 

@@ -202,6 +202,10 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             "version_mismatch",
             json!({ "addr": show(*from), "version": version }),
         ),
+        Event::AppData { from, data } => object(
+            "app_data",
+            json!({ "from_id": from.to_string(), "bytes": data.len() }),
+        ),
     }
 }
 

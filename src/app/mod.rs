@@ -10,6 +10,7 @@
 //!   It reaches the network through the [`Network`] trait and the screen through [`Screen`],
 //!   so it runs in tests over channels, without sockets or a terminal.
 //! - [`chat`]: the chat's state and what each command and event does.
+//! - [`files`]: sending files — the commands, the control messages, the data threads' reports.
 //! - [`lookup`]: which peer a typed nick means.
 //! - [`json`]: JSON lines for programs (`--json`, the control socket).
 //! - [`control`]: the control socket in the data directory, through which programs reach the
@@ -24,6 +25,7 @@ pub mod allow;
 pub mod chat;
 pub mod client;
 pub mod control;
+pub mod files;
 pub mod json;
 pub mod lookup;
 pub mod persist;
@@ -204,6 +206,8 @@ pub struct Setup {
     pub control_dir: Option<PathBuf>,
     /// Messages heard in an earlier run that may never have reached the screen, shown first.
     pub unshown: Vec<Unshown>,
+    /// Where files go and come from (see [`files`]).
+    pub files: files::FilesSetup,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where
@@ -249,6 +253,7 @@ pub async fn run_with(
         }
     });
     let (client_tx, mut client_rx) = mpsc::unbounded_channel();
+    let mut file_events = chat.files.take_events();
     chat.replay(unshown);
     for spec in peers {
         chat.resolve(spec);
@@ -307,6 +312,7 @@ pub async fn run_with(
             Some(news) = tailnet_rx.recv() => chat.on_tailnet(news),
             Some((id, to)) = accept(control.as_mut(), &client_tx) => chat.client_connected(id, to),
             Some(msg) = client_rx.recv() => chat.on_client(msg),
+            Some(ev) = file_events.recv() => chat.on_file_event(ev),
             _ = scan.tick() => {
                 if discovering && net.rescan() {
                     chat.ep.announce_soon(Instant::now());

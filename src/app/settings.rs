@@ -60,6 +60,10 @@ pub struct Args {
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Where received files go [default: your download folder (XDG), in a tailchat folder]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+
     /// Scripts: how long to wait for a peer asked for with /add or --peer to answer, and at
     /// the end for every message to be acknowledged (the exit code says if one was not)
     /// [default: 5]
@@ -151,6 +155,10 @@ pub struct Settings {
     pub tailscale_socket: PathBuf,
     /// Who may reach us: the config file's entries, then the command line's (empty: anyone).
     pub allow: Vec<AllowEntry>,
+    /// Where received files go, if not the default (see [`Args::download_dir`]).
+    pub download_dir: Option<PathBuf>,
+    /// Peers whose file offers are accepted without asking (config file).
+    pub accept_from: Vec<String>,
 }
 
 impl Settings {
@@ -216,6 +224,10 @@ impl Settings {
                 .or(cfg.tailscale_socket.map(|p| expand_home(&p)))
                 .unwrap_or_else(|| PathBuf::from(crate::net::tailnet::DEFAULT_SOCKET)),
             allow,
+            download_dir: args
+                .download_dir
+                .or(cfg.download_dir.map(|d| expand_home(&d))),
+            accept_from: cfg.accept_from.unwrap_or_default(),
         })
     }
 
@@ -251,7 +263,7 @@ impl Settings {
 /// A path from the config file with a leading `~` or `$HOME` replaced by the home directory
 /// (`data_dir = "~/chat"` means the user's, not a directory called `~`). Other paths, and
 /// these when no home directory is known, are left as they are.
-fn expand_home(path: &std::path::Path) -> PathBuf {
+pub(crate) fn expand_home(path: &std::path::Path) -> PathBuf {
     let Some(text) = path.to_str() else {
         return path.to_path_buf();
     };

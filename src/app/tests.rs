@@ -197,6 +197,7 @@ pub(crate) fn start_chat_at(
         json: false,
         control_dir: None,
         unshown: Vec::new(),
+        files: Default::default(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();

@@ -8,8 +8,8 @@
 //! # Driving it
 //!
 //! Inputs: [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`], and the commands
-//! [`Endpoint::send_message`], [`Endpoint::add_address`], [`Endpoint::set_nick`],
-//! [`Endpoint::leave`] (and, once at start, [`Endpoint::restore`]). After any input, drain the
+//! [`Endpoint::send_message`], [`Endpoint::send_app_data`], [`Endpoint::add_address`],
+//! [`Endpoint::set_nick`], [`Endpoint::leave`] (and, once at start, [`Endpoint::restore`]). After any input, drain the
 //! outputs in this order:
 //!
 //! 1. [`Endpoint::poll_event`] until `None`; record what must survive a crash (received
@@ -60,7 +60,7 @@ pub use endpoint::Endpoint;
 pub use ids::{MessageId, PeerId};
 pub use output::{Event, Transmit, UndeliveredReason};
 pub use peer_info::{Found, PeerInfo, PeerState, RestoredPeer};
-pub use sending::{Recipients, SendError, Sent};
+pub use sending::{AppDataError, Recipients, SendError, Sent};
 pub use stats::{LinkCounters, Stats};
 
 use std::time::Duration;

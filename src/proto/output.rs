@@ -120,6 +120,14 @@ pub enum Event {
         /// The address.
         addr: SocketAddr,
     },
+    /// An application payload arrived from a peer (see [`crate::proto::Endpoint::send_app_data`]),
+    /// in the sender's order. After the peer restarts, one may arrive again.
+    AppData {
+        /// From whom.
+        from: PeerId,
+        /// The payload, as sent.
+        data: Vec<u8>,
+    },
     /// A tailchat of another protocol version is sending to us (reported once per address).
     VersionMismatch {
         /// Its address.

@@ -57,3 +57,33 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+/// Why [`crate::proto::Endpoint::send_app_data`] did not queue a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppDataError {
+    /// No such peer.
+    UnknownPeer,
+    /// Not heard from in this run, so whether it understands application payloads is not
+    /// known yet: try again once it has joined.
+    NotHeard,
+    /// Its hello does not have [`crate::proto::wire::caps::APP_DATA`]: an older tailchat.
+    Unsupported,
+    /// Longer than [`crate::proto::wire::MAX_APP_DATA`].
+    TooLong,
+    /// Its queue is full.
+    QueueFull,
+}
+
+impl fmt::Display for AppDataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppDataError::UnknownPeer => "no such peer",
+            AppDataError::NotHeard => "not heard from yet in this run",
+            AppDataError::Unsupported => "its tailchat does not understand application data",
+            AppDataError::TooLong => "payload too long",
+            AppDataError::QueueFull => "its queue is full",
+        })
+    }
+}
+
+impl std::error::Error for AppDataError {}

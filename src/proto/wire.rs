@@ -59,7 +59,21 @@ pub mod kind {
     /// The receiver's session as the sender knows it: a restarted receiver drops datagrams
     /// meant for its previous run.
     pub const SESSION: u32 = 11;
+    /// An opaque payload for the application (file-transfer control), ordered with the
+    /// sender's other stream items. Sent only to peers whose hello has [`super::caps::APP_DATA`].
+    pub const APP_DATA: u32 = 12;
 }
+
+/// Capability bits of [`Hello::caps`]; a peer ignores bits it does not know.
+pub mod caps {
+    /// The sender understands `AppData` frames (kind 12). A peer without it would skip the
+    /// frame and leave a gap in its stream, so `AppData` goes only to peers that set it.
+    pub const APP_DATA: u64 = 1;
+}
+
+/// The largest payload of one `AppData` frame, in bytes: it travels whole in one frame, like a
+/// fragment.
+pub const MAX_APP_DATA: usize = super::FRAGMENT_BYTES;
 
 /// What follows the prelude in every datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +95,7 @@ pub struct Hello {
     pub nick: String,
     /// The UDP port the sender listens on (so others can reach it, even if learned second-hand).
     pub port: u16,
-    /// Capability bits; none are defined in version 1, so this is 0. Unknown bits are ignored.
+    /// Capability bits (see [`caps`]); unknown bits are ignored.
     pub caps: u64,
 }
 
@@ -146,6 +160,15 @@ pub struct PeerList {
     pub peers: Vec<PeerEntry>,
 }
 
+/// Body of `AppData`: an opaque payload for the application.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppData {
+    /// Position in the sender→receiver stream.
+    pub seq: u64,
+    /// The payload, at most [`MAX_APP_DATA`] bytes; the core does not look inside.
+    pub data: Vec<u8>,
+}
+
 /// One inclusive range of acknowledged packet numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckRange {
@@ -190,6 +213,8 @@ pub enum Frame {
     Peers(PeerList),
     /// See [`kind::SESSION`].
     Session(u64),
+    /// See [`kind::APP_DATA`].
+    AppData(AppData),
 }
 
 impl Frame {
@@ -203,6 +228,7 @@ impl Frame {
                 | Frame::Nick(_)
                 | Frame::Leave
                 | Frame::Peers(_)
+                | Frame::AppData(_)
         )
     }
 
@@ -213,6 +239,7 @@ impl Frame {
             Frame::Fragment(f) => Some(f.seq),
             Frame::Nick(n) => Some(n.seq),
             Frame::Peers(p) => Some(p.seq),
+            Frame::AppData(a) => Some(a.seq),
             _ => None,
         }
     }
@@ -231,6 +258,7 @@ impl Frame {
             Frame::Announce(_) => kind::ANNOUNCE,
             Frame::Peers(_) => kind::PEERS,
             Frame::Session(_) => kind::SESSION,
+            Frame::AppData(_) => kind::APP_DATA,
         }
     }
 
@@ -244,6 +272,7 @@ impl Frame {
             Frame::Fragment(f) => to_vec(f),
             Frame::Ack(a) => to_vec(a),
             Frame::Nick(n) => to_vec(n),
+            Frame::AppData(a) => to_vec(a),
             Frame::Ping | Frame::Leave => Vec::new(),
         };
         extend(out, &(self.kind(), body.as_slice()));
@@ -398,6 +427,13 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::LEAVE => Frame::Leave,
         kind::ANNOUNCE => Frame::Announce(check_hello(take(body)?)?),
         kind::SESSION => Frame::Session(take(body)?),
+        kind::APP_DATA => {
+            let a: AppData = take(body)?;
+            if a.data.len() > MAX_APP_DATA {
+                return Err(());
+            }
+            Frame::AppData(a)
+        }
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
@@ -435,7 +471,7 @@ pub fn stream_fields<T: Serialize>(fields: &T) -> Vec<u8> {
     to_vec(fields)
 }
 
-/// Appends a stream frame (`Chat`, `Fragment` or `Nick`) from its kind, sequence number and
+/// Appends a stream frame (`Chat`, `Fragment`, `Nick`, `Peers` or `AppData`) from its kind, sequence number and
 /// the fields after it (see [`stream_fields`]); the same bytes as [`Frame::encode_into`].
 pub fn encode_stream_frame(kind: u32, seq: u64, fields: &[u8], out: &mut Vec<u8>) {
     let seq_len = varint_len(seq);
@@ -528,6 +564,10 @@ mod tests {
             }),
             Frame::Leave,
             Frame::Session(u64::MAX),
+            Frame::AppData(AppData {
+                seq: 12,
+                data: vec![0, 1, 255],
+            }),
             Frame::Announce(Hello {
                 nick: "carol".into(),
                 port: 7654,
@@ -687,6 +727,14 @@ mod tests {
             data: vec![1],
         });
         assert!(decode(&encode(&header(), &[bad_fragment])).is_err());
+        let too_long = Frame::AppData(AppData {
+            seq: 0,
+            data: vec![7; MAX_APP_DATA + 1],
+        });
+        assert_eq!(
+            decode(&encode(&header(), &[too_long])),
+            Err(DecodeError::BadFrame(kind::APP_DATA))
+        );
     }
 
     #[test]

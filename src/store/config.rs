@@ -9,6 +9,8 @@
 //! data_dir = "/home/alice/chat"
 //! tailscale_socket = "/var/run/tailscale/tailscaled.sock"
 //! allow = ["100.64.0.0/10", "fd7a:115c:a1e0::/48", "tailnet:bob@example.com"]
+//! download_dir = "~/Downloads/tailchat"
+//! accept_from = ["bob"]
 //! ```
 //!
 //! Every key is optional; an unknown key is an error, so a typo is reported instead of being
@@ -38,6 +40,10 @@ pub struct FileConfig {
     pub tailscale_socket: Option<PathBuf>,
     /// Who may reach us, as `--allow` takes them (addresses, networks, `tailnet:LOGIN`).
     pub allow: Option<Vec<String>>,
+    /// Where received files go, instead of `--download-dir`.
+    pub download_dir: Option<PathBuf>,
+    /// Nicks whose file offers are accepted without asking.
+    pub accept_from: Option<Vec<String>>,
 }
 
 /// Reads the config file at `path`; `Ok(None)` if there is no file there.
@@ -125,7 +131,8 @@ mod tests {
     fn full_file() {
         let (_tmp, path) = file_with(
             "nick = \"alice\"\nport = 7654\npeers = [\"bob:7000\", \"10.0.0.2\"]\n\
-             discovery = false\ndata_dir = \"/srv/chat\"\n",
+             discovery = false\ndata_dir = \"/srv/chat\"\n\
+             download_dir = \"/srv/in\"\naccept_from = [\"bob\"]\n",
         );
         assert_eq!(
             load(&path),
@@ -137,6 +144,8 @@ mod tests {
                 data_dir: Some(PathBuf::from("/srv/chat")),
                 tailscale_socket: None,
                 allow: None,
+                download_dir: Some(PathBuf::from("/srv/in")),
+                accept_from: Some(vec!["bob".into()]),
             }))
         );
     }

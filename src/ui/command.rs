@@ -20,6 +20,16 @@ const PEERS_USAGE: &str = "/peers";
 const WHOIS_USAGE: &str = "/whois NICK";
 /// Usage of `/history`.
 const HISTORY_USAGE: &str = "/history [NICK] [N]";
+/// Usage of `/send`.
+const SEND_USAGE: &str = "/send NICK PATH";
+/// Usage of `/accept`.
+const ACCEPT_USAGE: &str = "/accept [N] [DIR]";
+/// Usage of `/decline`.
+const DECLINE_USAGE: &str = "/decline [N]";
+/// Usage of `/cancel`.
+const CANCEL_USAGE: &str = "/cancel N";
+/// Usage of `/files`.
+const FILES_USAGE: &str = "/files";
 /// Usage of `/help`.
 const HELP_USAGE: &str = "/help";
 /// Usage of `/quit`.
@@ -46,6 +56,23 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         HISTORY_USAGE,
         "the last N lines (default 20) of the group, or of your conversation with NICK",
+    ),
+    (
+        SEND_USAGE,
+        "offer a file or a folder (with what is in it) to NICK",
+    ),
+    (
+        ACCEPT_USAGE,
+        "take file offer N (the latest when left out), into DIR or the download folder",
+    ),
+    (
+        DECLINE_USAGE,
+        "turn file offer N down (the latest when left out)",
+    ),
+    (CANCEL_USAGE, "stop file transfer N, sending or receiving"),
+    (
+        FILES_USAGE,
+        "file transfers: direction, peer, name, size, state, progress, rate, time left",
     ),
     (HELP_USAGE, "show this list"),
     (QUIT_USAGE, "leave the chat (also /exit)"),
@@ -75,6 +102,8 @@ pub enum Command {
     Help,
     /// `/quit` or `/exit`.
     Quit,
+    /// A file-transfer command.
+    File(FileCommand),
     /// `/history [NICK] [N]`.
     History {
         /// Only messages exchanged with this nick, when given.
@@ -82,6 +111,31 @@ pub enum Command {
         /// Only the last `count` messages (at least 1), when given.
         count: Option<usize>,
     },
+}
+
+/// A file-transfer command (see `crate::app::files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileCommand {
+    /// `/send NICK PATH`: the path as typed (it may contain spaces; a leading `~` is home).
+    Send {
+        /// To whom.
+        nick: String,
+        /// What.
+        path: String,
+    },
+    /// `/accept [N] [DIR]`.
+    Accept {
+        /// Which offer (the latest waiting when `None`).
+        number: Option<u32>,
+        /// Into which folder (the download folder when `None`).
+        dir: Option<String>,
+    },
+    /// `/decline [N]`.
+    Decline(Option<u32>),
+    /// `/cancel N`.
+    Cancel(u32),
+    /// `/files`.
+    List,
 }
 
 /// Why a line could not be understood; its `Display` tells the user what to type instead.
@@ -160,6 +214,50 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "help" => no_arguments(&args, HELP_USAGE, Command::Help)?,
         "quit" | "exit" => no_arguments(&args, QUIT_USAGE, Command::Quit)?,
         "history" => parse_history(&args)?,
+        "send" => {
+            let (nick, path) = split_word(rest.trim_start());
+            let path = path.trim();
+            if nick.is_empty() || path.is_empty() {
+                return Err(CommandError::Usage(SEND_USAGE));
+            }
+            Command::File(FileCommand::Send {
+                nick: checked_peer(nick)?,
+                path: path.to_owned(),
+            })
+        }
+        "accept" => {
+            let (first, dir) = split_word(rest.trim_start());
+            let dir = dir.trim();
+            match (first.parse::<u32>(), first.is_empty()) {
+                (Ok(n), _) => Command::File(FileCommand::Accept {
+                    number: Some(n),
+                    dir: (!dir.is_empty()).then(|| dir.to_owned()),
+                }),
+                (Err(_), true) => Command::File(FileCommand::Accept {
+                    number: None,
+                    dir: None,
+                }),
+                // No number: all of it is the folder (it may contain spaces).
+                (Err(_), false) => Command::File(FileCommand::Accept {
+                    number: None,
+                    dir: Some(rest.trim().to_owned()),
+                }),
+            }
+        }
+        "decline" => match args.as_slice() {
+            [] => Command::File(FileCommand::Decline(None)),
+            [n] => Command::File(FileCommand::Decline(Some(
+                n.parse().map_err(|_| CommandError::Usage(DECLINE_USAGE))?,
+            ))),
+            _ => return Err(CommandError::Usage(DECLINE_USAGE)),
+        },
+        "cancel" => match args.as_slice() {
+            [n] => Command::File(FileCommand::Cancel(
+                n.parse().map_err(|_| CommandError::Usage(CANCEL_USAGE))?,
+            )),
+            _ => return Err(CommandError::Usage(CANCEL_USAGE)),
+        },
+        "files" => no_arguments(&args, FILES_USAGE, Command::File(FileCommand::List))?,
         _ => return Err(CommandError::Unknown(format!("/{name}"))),
     };
     Ok(Some(command))
@@ -474,6 +572,50 @@ mod tests {
     }
 
     #[test]
+    fn file_commands_parse() {
+        let file = |l: &str| match parse(l) {
+            Ok(Some(Command::File(f))) => f,
+            other => panic!("{l}: {other:?}"),
+        };
+        assert_eq!(
+            file("/send bob ~/My Documents/a b.pdf"),
+            FileCommand::Send {
+                nick: "bob".into(),
+                path: "~/My Documents/a b.pdf".into()
+            }
+        );
+        assert_eq!(
+            file("/accept"),
+            FileCommand::Accept {
+                number: None,
+                dir: None
+            }
+        );
+        assert_eq!(
+            file("/accept 3 /mnt/usb stick"),
+            FileCommand::Accept {
+                number: Some(3),
+                dir: Some("/mnt/usb stick".into())
+            }
+        );
+        assert_eq!(
+            file("/accept ~/in"),
+            FileCommand::Accept {
+                number: None,
+                dir: Some("~/in".into())
+            }
+        );
+        assert_eq!(file("/decline"), FileCommand::Decline(None));
+        assert_eq!(file("/decline 2"), FileCommand::Decline(Some(2)));
+        assert_eq!(file("/cancel 4"), FileCommand::Cancel(4));
+        assert_eq!(file("/files"), FileCommand::List);
+        assert_eq!(err("/send bob"), CommandError::Usage(SEND_USAGE));
+        assert_eq!(err("/cancel"), CommandError::Usage(CANCEL_USAGE));
+        assert_eq!(err("/cancel x"), CommandError::Usage(CANCEL_USAGE));
+        assert_eq!(err("/decline 1 2"), CommandError::Usage(DECLINE_USAGE));
+    }
+
+    #[test]
     fn unknown_commands_name_themselves_and_point_to_help() {
         assert_eq!(err("/foo bar"), CommandError::Unknown("/foo".into()));
         assert_eq!(
@@ -489,7 +631,10 @@ mod tests {
         let names: Vec<&str> = command_names().collect();
         assert_eq!(
             names,
-            ["/msg", "/add", "/nick", "/peers", "/whois", "/history", "/help", "/quit"]
+            [
+                "/msg", "/add", "/nick", "/peers", "/whois", "/history", "/send", "/accept",
+                "/decline", "/cancel", "/files", "/help", "/quit"
+            ]
         );
         for name in names {
             assert!(

@@ -50,6 +50,57 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
     (start, candidates)
 }
 
+/// Where the path after `/send NICK ` starts, when the cursor at byte `pos` is in it (the
+/// path is the rest of the line, spaces and all).
+#[must_use]
+pub fn send_path_start(line: &str, pos: usize) -> Option<usize> {
+    let before = line.get(..pos)?;
+    let after_slash = before.strip_prefix('/')?;
+    let name_end = after_slash.find(char::is_whitespace)?;
+    if !after_slash[..name_end].eq_ignore_ascii_case("send") {
+        return None;
+    }
+    let args = &after_slash[name_end..];
+    let nick_at = args.len() - args.trim_start().len();
+    let nick_len = args[nick_at..].find(char::is_whitespace)?;
+    let path_at = nick_at + nick_len;
+    let gap = args[path_at..].len() - args[path_at..].trim_start().len();
+    Some(1 + name_end + path_at + gap)
+}
+
+/// Completions of a partly typed path: the entries of its folder that start with its last
+/// component, each as the whole path typed so far plus the rest of the name (folders end in
+/// `/`); hidden entries only when the component starts with `.`. `home` replaces a leading
+/// `~` for reading, not in what is offered.
+#[must_use]
+pub fn complete_path(partial: &str, home: Option<&std::path::Path>) -> Vec<String> {
+    let (dir_typed, prefix) = match partial.rfind('/') {
+        Some(i) => (&partial[..=i], &partial[i + 1..]),
+        None => ("", partial),
+    };
+    let dir = match (dir_typed.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ if dir_typed.is_empty() => std::path::PathBuf::from("."),
+        _ => std::path::PathBuf::from(dir_typed),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(format!("{dir_typed}{name}{slash}"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +176,29 @@ mod tests {
         let (start, found) = at_end(line, &["alice"]);
         assert_eq!(&line[start..], "al");
         assert_eq!(found, nicks(&["alice"]));
+    }
+
+    #[test]
+    fn paths_complete_after_send_nick() {
+        assert_eq!(send_path_start("/send bob ~/re", 14), Some(10));
+        assert_eq!(send_path_start("/SEND  bob  a b", 15), Some(12));
+        assert_eq!(send_path_start("/send bob", 9), None, "still the nick");
+        assert_eq!(send_path_start("/msg bob x", 10), None);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("reports")).unwrap();
+        std::fs::write(tmp.path().join("report.pdf"), b"").unwrap();
+        std::fs::write(tmp.path().join(".hidden"), b"").unwrap();
+        let typed = format!("{}/rep", tmp.path().display());
+        let dir = tmp.path().display();
+        assert_eq!(
+            complete_path(&typed, None),
+            vec![format!("{dir}/report.pdf"), format!("{dir}/reports/")]
+        );
+        assert_eq!(
+            complete_path("~/rep", Some(tmp.path())),
+            vec!["~/report.pdf", "~/reports/"]
+        );
+        assert_eq!(complete_path("~/.h", Some(tmp.path())), vec!["~/.hidden"]);
     }
 
     #[test]

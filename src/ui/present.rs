@@ -80,6 +80,8 @@ pub fn event_output(
 ) -> Option<Output> {
     let nick_of = |id| display_nick(&nick_of(id));
     let out = match event {
+        // The application's own payloads (file transfer) are shown by whoever reads them.
+        Event::AppData { .. } => return None,
         Event::Message {
             nick, text, direct, ..
         } => {

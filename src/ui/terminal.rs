@@ -568,6 +568,22 @@ impl Completer for ChatHelper {
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         self.refresh();
+        if let Some(start) = completion::send_path_start(line, pos) {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            let found = completion::complete_path(&line[start..pos], home.as_deref());
+            let candidates = found
+                .into_iter()
+                .map(|replacement| Pair {
+                    display: replacement
+                        .rsplit('/')
+                        .find(|s| !s.is_empty())
+                        .unwrap_or(&replacement)
+                        .to_owned(),
+                    replacement,
+                })
+                .collect();
+            return Ok((start, candidates));
+        }
         let (start, found) = completion::complete(line, pos, &self.peer_nicks.borrow());
         let candidates = found
             .into_iter()

@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 /// How long to wait for an expected line before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Waits until `ready()` holds (looking every 10 ms), failing after [`WAIT`]: for a state
+/// outside the program's output, such as a file on disk.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One running tailchat process.
 pub struct Chat {
     /// The process.
@@ -27,8 +37,8 @@ pub struct Chat {
     pub port: u16,
     /// Its nick.
     pub nick: String,
-    /// Temporary data directory, removed on drop.
-    _dir: tempfile::TempDir,
+    /// Temporary data directory, removed on drop (`None`: the test's own, kept).
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A command for the binary with a clean environment and a private data directory.
@@ -55,9 +65,45 @@ impl Chat {
     /// As [`Chat::start`], run through `wrapper` (a program and its arguments, which runs the
     /// rest of its command line: `faketime -f -1h`, say).
     pub fn start_under(wrapper: &[&str], nick: &str, args: &[&str]) -> Chat {
+        Chat::start_full(wrapper, nick, args, &[], None)
+    }
+
+    /// As [`Chat::start`], with more environment variables.
+    pub fn start_env(nick: &str, args: &[&str], env: &[(&str, &str)]) -> Chat {
+        Chat::start_full(&[], nick, args, env, None)
+    }
+
+    /// As [`Chat::start`], with `home` as its home directory (data and config under it), which
+    /// outlives it: a second start on the same `home` is the same peer, restarted.
+    pub fn start_in(
+        home: &std::path::Path,
+        nick: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Chat {
+        Chat::start_full(&[], nick, args, env, Some(home))
+    }
+
+    fn start_full(
+        wrapper: &[&str],
+        nick: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        home: Option<&std::path::Path>,
+    ) -> Chat {
         let mut all = vec!["--nick", nick, "--no-discovery", "--port", "0"];
         all.extend_from_slice(args);
-        let (cmd, dir) = command(&all);
+        let (mut cmd, dir) = command(&all);
+        cmd.envs(env.iter().copied());
+        let dir = match home {
+            Some(home) => {
+                cmd.env("HOME", home)
+                    .env("XDG_DATA_HOME", home.join("data"))
+                    .env("XDG_CONFIG_HOME", home.join("config"));
+                None
+            }
+            None => Some(dir),
+        };
         let mut cmd = match wrapper {
             [] => cmd,
             [program, rest @ ..] => {

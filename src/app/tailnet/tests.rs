@@ -256,9 +256,11 @@ fn the_allow_list_keeps_out_whoever_it_does_not_name() {
     );
     let bob = start(&switch, &BOB, &[], setup(&fakes[1], &[]));
     let carol = start(&switch, &CAROL, &[], setup(&fakes[2], &[]));
-    let (mut a, mut b, c) = (Seen(Vec::new()), Seen(Vec::new()), Seen(Vec::new()));
+    let (mut a, mut b, mut c) = (Seen(Vec::new()), Seen(Vec::new()), Seen(Vec::new()));
     alice.wait_for(&mut a, "bob, who is allowed", |o| notice(o, "bob joined"));
     seen_or_wait(&bob, &mut b, "carol", |o| notice(o, "carol joined"));
+    // Both sides of bob and carol's handshake are done before carol speaks.
+    seen_or_wait(&carol, &mut c, "bob", |o| notice(o, "bob joined"));
     carol.type_line("can alice hear me?");
     bob.wait_for(
         &mut b,

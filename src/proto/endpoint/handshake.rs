@@ -17,7 +17,7 @@ impl Endpoint {
         Hello {
             nick: self.config.nick.clone(),
             port: self.config.port,
-            caps: 0,
+            caps: wire::caps::APP_DATA,
         }
     }
 
@@ -100,6 +100,7 @@ impl Endpoint {
             // once, by the session check that follows in `handle_datagram`.)
             return;
         }
+        peer.caps = Some(h.caps);
         let new_session = peer.session != header.session;
         // A hello from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).

@@ -22,8 +22,8 @@ use super::link::{LinkEvent, LinkState, QueueError};
 use super::nick::{is_valid_nick, NICK_RULE};
 use super::wire::{self, DecodeError, Frame};
 use super::{
-    Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats, Transmit,
-    UndeliveredReason, MAX_MESSAGE_BYTES,
+    AppDataError, Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
+    Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -277,6 +277,39 @@ impl Endpoint {
         })
     }
 
+    /// Queues an opaque application payload for peer `to`, ordered with our other stream
+    /// items to it and delivered once as [`Event::AppData`] (again, if the peer restarts
+    /// before acknowledging it). It waits in the queue while the peer is away, like a message,
+    /// but only for this run: the application keeps what must outlive it.
+    ///
+    /// # Errors
+    /// An [`AppDataError`]: an unknown peer, one whose capabilities are not known yet (not
+    /// heard in this run) or lack [`wire::caps::APP_DATA`], a payload over
+    /// [`wire::MAX_APP_DATA`], or a full queue.
+    pub fn send_app_data(
+        &mut self,
+        now: Instant,
+        to: PeerId,
+        data: &[u8],
+    ) -> Result<(), AppDataError> {
+        if data.len() > wire::MAX_APP_DATA {
+            return Err(AppDataError::TooLong);
+        }
+        let peer = self.peers.get_mut(&to).ok_or(AppDataError::UnknownPeer)?;
+        match peer.caps {
+            None => return Err(AppDataError::NotHeard),
+            Some(caps) if caps & wire::caps::APP_DATA == 0 => {
+                return Err(AppDataError::Unsupported)
+            }
+            Some(_) => {}
+        }
+        peer.link
+            .queue_app_data(data)
+            .map_err(|_| AppDataError::QueueFull)?;
+        self.mark(now);
+        Ok(())
+    }
+
     /// Brings back what storage remembers from an earlier run: the next message id, and for
     /// each peer its nick, addresses, the highest message id already shown from it, and our
     /// messages it has not acknowledged (queued again, in id order, past the queue bound).
@@ -395,6 +428,7 @@ impl Endpoint {
                     self.on_peer_entries(now, id, entries);
                     continue;
                 }
+                LinkEvent::AppData(data) => Event::AppData { from: id, data },
                 LinkEvent::Message { msg, direct, text } => Event::Message {
                     from: id,
                     nick: peer.nick.clone(),
@@ -498,6 +532,115 @@ mod tests {
         assert_eq!(ep.nick(), "me");
         assert_eq!(ep.set_nick(now, "Zoë_世界"), Ok(()));
         assert_eq!(ep.nick(), "Zoë_世界");
+    }
+
+    /// Moves datagrams between two endpoints (at `a_addr` and `b_addr`) until both are quiet;
+    /// returns the events of `b`.
+    fn pump(
+        now: Instant,
+        a: &mut Endpoint,
+        a_addr: SocketAddr,
+        b: &mut Endpoint,
+        b_addr: SocketAddr,
+    ) -> Vec<Event> {
+        let mut b_events = Vec::new();
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = a.poll_transmit() {
+                b.handle_datagram(now, a_addr, &t.bytes);
+                moved = true;
+            }
+            while let Some(t) = b.poll_transmit() {
+                a.handle_datagram(now, b_addr, &t.bytes);
+                moved = true;
+            }
+            while a.poll_event().is_some() {}
+            while let Some(e) = b.poll_event() {
+                b_events.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        b_events
+    }
+
+    #[test]
+    fn application_data_reaches_a_peer_that_understands_it_in_order() {
+        let now = Instant::now();
+        let (a_addr, b_addr) = (
+            SocketAddr::from(([10, 0, 0, 1], 7654)),
+            SocketAddr::from(([10, 0, 0, 2], 7654)),
+        );
+        let mut a = endpoint(now);
+        let mut b = Endpoint::new(
+            Config {
+                peer_id: PeerId(2),
+                session: 2 << 16,
+                ..a.config.clone()
+            },
+            now,
+        );
+        assert_eq!(
+            a.send_app_data(now, PeerId(2), b"x"),
+            Err(AppDataError::UnknownPeer)
+        );
+        a.add_address(now, b_addr);
+        pump(now, &mut a, a_addr, &mut b, b_addr);
+        let too_long = vec![0; wire::MAX_APP_DATA + 1];
+        assert_eq!(
+            a.send_app_data(now, PeerId(2), &too_long),
+            Err(AppDataError::TooLong)
+        );
+        a.send_app_data(now, PeerId(2), b"offer").unwrap();
+        a.send_app_data(now, PeerId(2), &[9; wire::MAX_APP_DATA])
+            .unwrap();
+        let got: Vec<Vec<u8>> = pump(now, &mut a, a_addr, &mut b, b_addr)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::AppData {
+                    from: PeerId(1),
+                    data,
+                } => Some(data),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![b"offer".to_vec(), vec![9; wire::MAX_APP_DATA]]);
+    }
+
+    #[test]
+    fn application_data_is_refused_for_a_peer_without_the_capability_or_not_heard() {
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        let from = SocketAddr::from(([10, 0, 0, 2], 7654));
+        let header = wire::Header {
+            sender: PeerId(2),
+            session: 1,
+            packet: 0,
+        };
+        let old = wire::Hello {
+            nick: "old".into(),
+            port: 7654,
+            caps: 0,
+        };
+        ep.handle_datagram(now, from, &wire::encode(&header, &[Frame::Hello(old)]));
+        assert_eq!(
+            ep.send_app_data(now, PeerId(2), b"offer"),
+            Err(AppDataError::Unsupported)
+        );
+        let restored = RestoredPeer {
+            id: PeerId(3),
+            nick: "away".into(),
+            addrs: vec![SocketAddr::from(([10, 0, 0, 3], 7654))],
+            manual: false,
+            delivered_through: MessageId(0),
+            outbox: Vec::new(),
+        };
+        ep.restore(now, MessageId(1), vec![restored]);
+        assert_eq!(
+            ep.send_app_data(now, PeerId(3), b"offer"),
+            Err(AppDataError::NotHeard)
+        );
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct Peer {
     pub found: Found,
     /// When we last heard from it.
     pub last_heard: Instant,
+    /// The capability bits of its latest hello in this run (`None`: not heard yet).
+    pub caps: Option<u64>,
     /// The reliable link.
     pub link: Link,
     /// Link counters already added to the endpoint's statistics, so only the difference is
@@ -304,6 +306,7 @@ impl PeerTable {
                 addrs: Addresses::new(from),
                 found,
                 last_heard: now,
+                caps: None,
                 link,
                 counted: LinkCounters::default(),
             }
@@ -359,6 +362,7 @@ impl PeerTable {
                     addrs,
                     found,
                     last_heard: now,
+                    caps: None,
                     link,
                     counted: LinkCounters::default(),
                 },

@@ -86,6 +86,8 @@ pub enum LinkEvent {
     Nick(String),
     /// The peer told us of peers it knows.
     Peers(Vec<PeerEntry>),
+    /// An opaque payload for the application arrived, in order, once per stream.
+    AppData(Vec<u8>),
     /// A message was acknowledged in full; `late` if it had been reported delayed.
     Delivered(MessageId, bool),
     /// A message has waited [`crate::proto::DELAYED_AFTER`] without acknowledgement.
@@ -200,6 +202,14 @@ impl Link {
         self.send.queue_peers(peers);
     }
 
+    /// Queues an opaque application payload (at most [`wire::MAX_APP_DATA`] bytes).
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] if it would pass the queue bound.
+    pub fn queue_app_data(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        self.send.queue_app_data(data)
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.send.queue_nick(nick);
@@ -307,6 +317,7 @@ impl Link {
             }
             Item::Nick(nick) => out.push(LinkEvent::Nick(nick)),
             Item::Peers(peers) => out.push(LinkEvent::Peers(peers)),
+            Item::AppData(data) => out.push(LinkEvent::AppData(data)),
             Item::Fragment {
                 msg,
                 direct,

@@ -50,6 +50,8 @@ pub enum Item {
     Nick(String),
     /// Peers the sender knows.
     Peers(Vec<PeerEntry>),
+    /// An opaque payload for the application.
+    AppData(Vec<u8>),
 }
 
 impl Item {
@@ -76,6 +78,7 @@ impl Item {
             )),
             Frame::Nick(n) => Some((n.seq, Item::Nick(n.nick))),
             Frame::Peers(p) => Some((p.seq, Item::Peers(p.peers))),
+            Frame::AppData(a) => Some((a.seq, Item::AppData(a.data))),
             _ => None,
         }
     }

@@ -185,6 +185,20 @@ impl SendQueue {
         }
     }
 
+    /// Queues an opaque application payload.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] if it would pass the queue bound.
+    pub fn queue_app_data(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        if self.items.len() >= self.max_items {
+            let first = !self.full_reported;
+            self.full_reported = true;
+            return Err(QueueError::Full { first });
+        }
+        self.push_item(kind::APP_DATA, wire::stream_fields(&data).into(), None);
+        Ok(())
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.push_item(kind::NICK, wire::stream_fields(&nick).into(), None);
@@ -210,10 +224,17 @@ impl SendQueue {
 
     /// The peer restarted (a new session): the stream starts again from sequence number 0.
     /// Unacknowledged messages are queued again, whole and in id order (the receiver's
-    /// message-id watermark drops any it had already shown). Nick changes and peer lists in
-    /// flight are dropped: the peer's hello carries the nick, and peers are exchanged again on
-    /// rejoining.
+    /// message-id watermark drops any it had already shown), then unacknowledged application
+    /// payloads, in their order (the application may see one again: it must be idempotent).
+    /// Nick changes and peer lists in flight are dropped: the peer's hello carries the nick,
+    /// and peers are exchanged again on rejoining.
     pub fn restart_stream(&mut self) {
+        let app_data: Vec<Arc<[u8]>> = self
+            .items
+            .values()
+            .filter(|i| i.kind == kind::APP_DATA)
+            .map(|i| i.fields.clone())
+            .collect();
         self.items.clear();
         self.unsent.clear();
         self.next_seq = 0;
@@ -231,6 +252,9 @@ impl SendQueue {
                 m.remaining = count;
                 m.last_seq = self.next_seq.saturating_sub(1);
             }
+        }
+        for fields in app_data {
+            self.push_item(kind::APP_DATA, fields, None);
         }
     }
 
@@ -596,6 +620,51 @@ mod tests {
         );
         q.on_acked(again, &mut out);
         assert_eq!(out, vec![LinkEvent::Delivered(MessageId(7), false)]);
+    }
+
+    #[test]
+    fn application_payloads_survive_a_restarted_stream_and_count_in_the_bound() {
+        let mut q = SendQueue::new(3);
+        q.queue_nick("n");
+        q.queue_app_data(b"one").unwrap();
+        q.queue_app_data(b"two").unwrap();
+        assert_eq!(
+            q.queue_app_data(b"three"),
+            Err(QueueError::Full { first: true })
+        );
+        let sent = fill_one(&mut q);
+        assert_eq!(sent.seqs, vec![0, 1, 2]);
+        let mut out = Vec::new();
+        let first = Carried {
+            seqs: vec![0, 1],
+            ..Carried::default()
+        };
+        q.on_acked(first, &mut out);
+        q.restart_stream();
+        let mut buf = Vec::new();
+        let mut carried = Carried::default();
+        q.fill(&mut buf, q.window_end(), &mut carried);
+        assert_eq!(
+            carried.seqs,
+            vec![0],
+            "only the unacknowledged payload, renumbered"
+        );
+        let d = wire::decode(&[wire::encode(&header(), &[]), buf].concat()).unwrap();
+        assert_eq!(
+            d.frames,
+            vec![Frame::AppData(wire::AppData {
+                seq: 0,
+                data: b"two".to_vec()
+            })]
+        );
+    }
+
+    fn header() -> wire::Header {
+        wire::Header {
+            sender: crate::proto::PeerId(1),
+            session: 1,
+            packet: 0,
+        }
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! The receiver's side of the data path: one thread per transfer attempt that connects to the
+//! offerer, checks the manifest against the offer, writes each file as `NAME.part`, checks it
+//! against its BLAKE3 hash, and only then moves it into place.
+//!
+//! A resumed attempt starts at the first file not yet in place and at the length of its
+//! `.part`, whose bytes are hashed again from the disk (nothing is trusted that the hash has
+//! not covered). A file that does not match its hash is deleted, never kept as if it were
+//! good.
+
+use super::control::Offer;
+use super::data::{self, Request, Status};
+use super::manifest::{reason, Manifest};
+use super::names::{self, part_of};
+use super::serve::{set_congestion, PROGRESS_EVERY};
+use super::{DataEvent, TransferKey};
+use socket2::SockRef;
+use std::collections::HashSet;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the offerer may send nothing before the link counts as cut.
+const STALL: Duration = Duration::from_secs(20);
+/// Bytes read from the socket at a time.
+const BUFFER: usize = 1 << 20;
+
+/// Where a transfer's files go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// One file: written to `part`, moved to `wanted` (or `wanted (n)`).
+    File {
+        /// The name it should get.
+        wanted: PathBuf,
+    },
+    /// A folder, created for this transfer: its files go under `top`.
+    Folder {
+        /// The folder.
+        top: PathBuf,
+    },
+}
+
+impl Plan {
+    /// Where each file of `manifest` should end up, in order (paths sanitised, duplicates
+    /// numbered), all inside the plan's folder.
+    pub fn finals(&self, manifest: &Manifest) -> Vec<PathBuf> {
+        match self {
+            Plan::File { wanted } => vec![wanted.clone(); manifest.entries.len().min(1)],
+            Plan::Folder { top } => {
+                let mut used = HashSet::new();
+                manifest
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| {
+                        let rel = names::sanitize_path(&e.path)
+                            .unwrap_or_else(|| vec![format!("file-{i}")]);
+                        let mut path = top.clone();
+                        path.extend(&rel);
+                        let mut n = 1;
+                        while !used.insert(path.clone()) {
+                            let name = rel.last().map_or("file", String::as_str);
+                            path.set_file_name(names::numbered(name, n));
+                            n += 1;
+                        }
+                        path
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The folder everything goes in (for a file, its parent).
+    pub fn top(&self) -> &Path {
+        match self {
+            Plan::File { wanted } => wanted.parent().unwrap_or(Path::new(".")),
+            Plan::Folder { top } => top,
+        }
+    }
+}
+
+/// One attempt at fetching a transfer.
+#[derive(Debug)]
+pub struct Job {
+    /// Which transfer.
+    pub key: TransferKey,
+    /// The offerer's data address (its chat address, the offer's port).
+    pub addr: SocketAddr,
+    /// The offer.
+    pub offer: Offer,
+    /// The manifest, when an earlier attempt fetched it.
+    pub manifest: Option<Manifest>,
+    /// Where the files go.
+    pub plan: Plan,
+    /// Files already in place, in manifest order.
+    pub files_done: u32,
+    /// Set to stop the attempt (cancel, quit).
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// How an attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// The connection could not be made, or broke: try again later.
+    Link(String),
+    /// The offerer refused the request.
+    Refused(Status),
+    /// The offerer broke its own offer (another manifest, other bytes, more bytes): stopped.
+    Broken(String),
+    /// Our disk refused (full, read-only): stopped.
+    Disk(String),
+    /// We stopped it.
+    Cancelled,
+}
+
+impl FetchError {
+    /// Whether trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, FetchError::Link(_))
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Link(why) => write!(f, "connection lost ({why})"),
+            FetchError::Refused(Status::Unknown) => write!(f, "the sender no longer offers it"),
+            FetchError::Refused(Status::Cancelled) => write!(f, "the sender cancelled it"),
+            FetchError::Refused(Status::Unreadable) => {
+                write!(f, "the sender cannot read its files any more")
+            }
+            FetchError::Refused(s) => write!(f, "the sender refused the request ({s:?})"),
+            FetchError::Broken(why) | FetchError::Disk(why) => f.write_str(why),
+            FetchError::Cancelled => write!(f, "cancelled"),
+        }
+    }
+}
+
+/// Where an attempt resumes: the first file not in place, and the length of its `.part`.
+pub fn resume_point(job: &Job) -> (u32, u64) {
+    let Some(manifest) = &job.manifest else {
+        return (0, 0);
+    };
+    let finals = job.plan.finals(manifest);
+    let i = job.files_done as usize;
+    let offset = match (finals.get(i), manifest.entries.get(i)) {
+        (Some(f), Some(e)) => fs::symlink_metadata(part_of(f))
+            .ok()
+            .filter(|m| m.is_file() && m.len() <= e.size)
+            .map_or(0, |m| m.len()),
+        _ => 0,
+    };
+    (job.files_done, offset)
+}
+
+/// Runs one attempt on a thread of its own; its end is reported as
+/// [`DataEvent::FetchEnded`].
+pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
+    let key = job.key;
+    let spawned = std::thread::Builder::new()
+        .name("tailchat-fetch".into())
+        .spawn(move || {
+            let (file, offset) = resume_point(&job);
+            let from = job
+                .manifest
+                .as_ref()
+                .map_or(0, |m| m.position(file, offset));
+            let result = fetch(&job, file, offset, &events);
+            let _ = events.send(DataEvent::FetchEnded {
+                key: job.key,
+                from,
+                result,
+            });
+        });
+    if spawned.is_err() {
+        tracing::warn!("cannot start a thread for file transfer {key:?}");
+    }
+}
+
+/// One attempt, from file `first` byte `offset`.
+fn fetch(
+    job: &Job,
+    first: u32,
+    offset: u64,
+    events: &UnboundedSender<DataEvent>,
+) -> Result<(), FetchError> {
+    let link = |e: io::Error| FetchError::Link(reason(&e));
+    let mut stream = TcpStream::connect_timeout(&job.addr, CONNECT_TIMEOUT).map_err(link)?;
+    let _ = stream.set_read_timeout(Some(STALL));
+    set_congestion(&SockRef::from(&stream));
+    let request = Request {
+        token: job.offer.token,
+        id: job.offer.id,
+        file: first,
+        offset,
+    };
+    stream.write_all(&request.encode()).map_err(link)?;
+    let (status, len) = data::read_response(&mut stream).map_err(link)?;
+    if status != Status::Ok {
+        return Err(FetchError::Refused(status));
+    }
+    let manifest = read_manifest(&mut stream, &job.offer, len)?;
+    if job.manifest.is_none() {
+        let _ = events.send(DataEvent::FetchManifest {
+            key: job.key,
+            bytes: manifest.encode(),
+        });
+    }
+    let finals = job.plan.finals(&manifest);
+    let mut done = manifest.position(first, offset);
+    let mut reported = Instant::now();
+    let mut buf = vec![0u8; BUFFER];
+    for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
+        if i < first as usize {
+            continue;
+        }
+        let skip = if i == first as usize { offset } else { 0 };
+        let part = part_of(wanted);
+        let disk = |e: io::Error| {
+            FetchError::Disk(format!("cannot write {}: {}", part.display(), reason(&e)))
+        };
+        if let Some(parent) = part.parent() {
+            names::make_parents(job.plan.top(), parent).map_err(disk)?;
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut file = if skip > 0 {
+            let mut f = names::open_part(&part, true).map_err(disk)?;
+            // What is on the disk is hashed again: nothing is trusted the hash has not seen.
+            let copied = io::copy(&mut (&mut f).take(skip), &mut hasher).map_err(disk)?;
+            if copied != skip {
+                return Err(FetchError::Disk(format!("{} shrank", part.display())));
+            }
+            f.set_len(skip).map_err(disk)?;
+            f.seek(SeekFrom::Start(skip)).map_err(disk)?;
+            f
+        } else {
+            // A part left by an attempt that wrote nothing we kept: ours, in our folder.
+            if fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
+                fs::remove_file(&part).map_err(disk)?;
+            }
+            names::open_part(&part, false).map_err(disk)?
+        };
+        let mut left = entry.size - skip;
+        while left > 0 {
+            if job.cancel.load(Ordering::Acquire) {
+                return Err(FetchError::Cancelled);
+            }
+            let want = usize::try_from(left).unwrap_or(BUFFER).min(BUFFER);
+            let n = match stream.read(&mut buf[..want]) {
+                Ok(0) => return Err(FetchError::Link("closed early".into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(link(e)),
+            };
+            let chunk = &buf[..n];
+            file.write_all(chunk).map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+                    let _ = fs::remove_file(&part);
+                }
+                disk(e)
+            })?;
+            hasher.update(chunk);
+            left -= n as u64;
+            done += n as u64;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
+            }
+        }
+        file.flush().map_err(disk)?;
+        drop(file);
+        if hasher.finalize().as_bytes() != &entry.hash {
+            let _ = fs::remove_file(&part);
+            return Err(FetchError::Broken(format!(
+                "{} does not match its hash: discarded",
+                entry.path
+            )));
+        }
+        let placed = names::place(&part, wanted).map_err(disk)?;
+        let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
+        let _ = events.send(DataEvent::FileDone {
+            key: job.key,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            path: placed,
+        });
+    }
+    let mut extra = [0u8; 1];
+    match stream.read(&mut extra) {
+        Ok(n) if n > 0 => Err(FetchError::Broken(
+            "it sent more bytes than it offered: connection closed".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the manifest and checks it against the offer: its length and hash, then its files'
+/// count, total size and (for a single file) that there is one.
+fn read_manifest(stream: &mut TcpStream, offer: &Offer, len: u32) -> Result<Manifest, FetchError> {
+    let broken = |why: &str| FetchError::Broken(format!("its file list {why}"));
+    if len != offer.manifest_len {
+        return Err(broken("is not the one it offered (another length)"));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    stream
+        .read_exact(&mut bytes)
+        .map_err(|e| FetchError::Link(reason(&e)))?;
+    if blake3::hash(&bytes).as_bytes() != &offer.manifest_hash {
+        return Err(broken("is not the one it offered (another hash)"));
+    }
+    let m = Manifest::decode(&bytes).map_err(FetchError::Broken)?;
+    let count_ok = u32::try_from(m.entries.len()).is_ok_and(|n| n == offer.files);
+    if !count_ok || m.total() != offer.size || (!offer.folder && m.entries.len() != 1) {
+        return Err(broken(&format!(
+            "does not match its offer ({} files, {} bytes listed)",
+            m.entries.len(),
+            m.total()
+        )));
+    }
+    Ok(m)
+}

@@ -1,0 +1,290 @@
+//! What an offer contains: every file's relative path, size and BLAKE3 hash, in the order the
+//! data connection sends them. The sender builds it from a path ([`prepare`]); the offer
+//! carries the hash of its encoding, so the receiver checks the manifest it is served against
+//! the offer, and each file against the manifest.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Files in one offer at most. A peer that offers more is refused with a notice; a folder
+/// with more is refused at `/send` (send an archive of it instead).
+pub const MAX_FILES: usize = 5000;
+/// Bytes of one relative path at most.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Bytes of a manifest's encoding at most (the largest possible with [`MAX_FILES`] entries of
+/// paths of [`MAX_PATH_BYTES`] is about 5.3 MB; any real one is far smaller).
+pub const MAX_MANIFEST_BYTES: u32 = 6 << 20;
+
+/// One file of an offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its path relative to the offered folder, components joined with `/` (for a single
+    /// file, its name). Untrusted on the receiver: see [`crate::transfer::names`].
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// BLAKE3 of its bytes.
+    pub hash: [u8; 32],
+}
+
+/// Every file of an offer, in sending order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The files.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Bytes in all.
+    pub fn total(&self) -> u64 {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Bytes of the files before file `index` plus `offset`: a position in the whole offer.
+    pub fn position(&self, index: u32, offset: u64) -> u64 {
+        let before: u64 = self
+            .entries
+            .iter()
+            .take(index as usize)
+            .map(|e| e.size)
+            .sum();
+        before + offset
+    }
+
+    /// Its encoding (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a manifest and checks its limits.
+    ///
+    /// # Errors
+    /// It does not decode, has more than [`MAX_FILES`] entries, or a path that is empty or
+    /// longer than [`MAX_PATH_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest =
+            postcard::from_bytes(bytes).map_err(|_| "its file list does not decode".to_owned())?;
+        if m.entries.len() > MAX_FILES {
+            return Err(format!(
+                "its file list has {} files (the limit is {MAX_FILES})",
+                m.entries.len()
+            ));
+        }
+        if m.entries
+            .iter()
+            .any(|e| e.path.is_empty() || e.path.len() > MAX_PATH_BYTES)
+        {
+            return Err("its file list has an empty or over-long path".to_owned());
+        }
+        Ok(m)
+    }
+}
+
+/// An offer ready to go out: the manifest, its encoding, and what the user is told.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The offered name (the last component of the path).
+    pub name: String,
+    /// Whether it is a folder.
+    pub folder: bool,
+    /// Where it is on our disk (a folder's files are under it).
+    pub root: PathBuf,
+    /// The files.
+    pub manifest: Manifest,
+    /// Its encoding, as served.
+    pub bytes: Vec<u8>,
+    /// BLAKE3 of `bytes`.
+    pub hash: [u8; 32],
+    /// Entries of a folder left out: symbolic links (never followed out of it) and special
+    /// files (devices, sockets, pipes).
+    pub skipped: u32,
+}
+
+/// Builds the offer of `path`, a file or a folder (recursively; symbolic links and special
+/// files inside it are skipped, not followed), hashing every file. Slow for large files: run
+/// it off the event loop.
+///
+/// # Errors
+/// The path does not exist or cannot be read, is neither a file nor a folder, has a name that
+/// is not UTF-8, or holds more than [`MAX_FILES`] files.
+pub fn prepare(path: &Path) -> Result<Prepared, String> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("cannot send {shown}: its name is not UTF-8 text"))?
+        .to_owned();
+    if name.len() > crate::transfer::control::MAX_NAME_BYTES {
+        return Err(format!("cannot send {shown}: its name is too long"));
+    }
+    let mut skipped = 0;
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let folder = meta.is_dir();
+    if meta.is_file() {
+        files.push((name.clone(), path.to_path_buf()));
+    } else if folder {
+        walk(path, "", &mut files, &mut skipped)?;
+    } else {
+        return Err(format!("cannot send {shown}: not a file or a folder"));
+    }
+    let mut entries = Vec::with_capacity(files.len());
+    for (rel, full) in files {
+        let (size, hash) = hash_file(&full)
+            .map_err(|e| format!("cannot read {}: {}", full.display(), reason(&e)))?;
+        entries.push(Entry {
+            path: rel,
+            size,
+            hash,
+        });
+    }
+    let manifest = Manifest { entries };
+    let bytes = manifest.encode();
+    Ok(Prepared {
+        hash: *blake3::hash(&bytes).as_bytes(),
+        name,
+        folder,
+        root: path.to_path_buf(),
+        manifest,
+        bytes,
+        skipped,
+    })
+}
+
+/// Adds the regular files under `dir` (relative paths under `prefix`) to `out`, in name
+/// order, depth first; counts symbolic links and special files in `skipped`.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+    skipped: &mut u32,
+) -> Result<(), String> {
+    let read = |e: io::Error| format!("cannot read {}: {}", dir.display(), reason(&e));
+    let mut children: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .map_err(read)?
+        .collect::<Result<_, _>>()
+        .map_err(read)?;
+    children.sort_by_key(fs::DirEntry::file_name);
+    for child in children {
+        let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+            return Err(format!(
+                "cannot send {}: its name is not UTF-8 text",
+                child.path().display()
+            ));
+        };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        // Not followed: a link could lead out of the folder.
+        let kind = child.file_type().map_err(read)?;
+        if kind.is_dir() {
+            walk(&child.path(), &rel, out, skipped)?;
+        } else if kind.is_file() {
+            if out.len() >= MAX_FILES {
+                return Err(format!(
+                    "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
+                    dir.display()
+                ));
+            }
+            if rel.len() > MAX_PATH_BYTES {
+                return Err(format!("cannot send {}: its path is too long", rel));
+            }
+            out.push((rel, child.path()));
+        } else {
+            *skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Size and BLAKE3 of the file at `path` (not following a symbolic link there).
+///
+/// # Errors
+/// It cannot be opened or read.
+pub fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
+    let file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&file)?;
+    let size = file.metadata()?.len();
+    Ok((size, *hasher.finalize().as_bytes()))
+}
+
+/// An I/O error as a person reads it: "no such file or directory", not "No such file or
+/// directory (os error 2)".
+pub fn reason(e: &io::Error) -> String {
+    crate::store::dirs::io_reason(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_lists_its_files_in_order_skipping_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("photos");
+        fs::create_dir_all(root.join("b/c")).unwrap();
+        fs::write(root.join("z.txt"), b"zz").unwrap();
+        fs::write(root.join("a.txt"), b"a").unwrap();
+        fs::write(root.join("b/c/d.bin"), b"ddd").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("dirlink")).unwrap();
+        let p = prepare(&root).unwrap();
+        assert!(p.folder);
+        assert_eq!(p.name, "photos");
+        assert_eq!(p.skipped, 2);
+        let paths: Vec<&str> = p.manifest.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a.txt", "b/c/d.bin", "z.txt"]);
+        assert_eq!(p.manifest.total(), 6);
+        assert_eq!(p.manifest.entries[0].hash, *blake3::hash(b"a").as_bytes());
+        assert_eq!(p.manifest.position(2, 1), 5);
+        assert_eq!(Manifest::decode(&p.bytes).unwrap(), p.manifest);
+        assert_eq!(p.hash, *blake3::hash(&p.bytes).as_bytes());
+    }
+
+    #[test]
+    fn a_single_file_is_one_entry_under_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("report.pdf");
+        fs::write(&f, vec![7u8; 10_000]).unwrap();
+        let p = prepare(&f).unwrap();
+        assert!(!p.folder);
+        assert_eq!(p.manifest.entries.len(), 1);
+        assert_eq!(p.manifest.entries[0].path, "report.pdf");
+        assert_eq!(p.manifest.entries[0].size, 10_000);
+        assert!(prepare(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn too_many_files_or_bad_entries_are_refused() {
+        let many = Manifest {
+            entries: vec![
+                Entry {
+                    path: "x".into(),
+                    size: 0,
+                    hash: [0; 32]
+                };
+                MAX_FILES + 1
+            ],
+        };
+        assert!(Manifest::decode(&many.encode()).is_err());
+        let empty = Manifest {
+            entries: vec![Entry {
+                path: String::new(),
+                size: 1,
+                hash: [0; 32],
+            }],
+        };
+        assert!(Manifest::decode(&empty.encode()).is_err());
+        assert!(Manifest::decode(&[0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! A peer's names on our disk: every path component sanitised, nothing outside the chosen
+//! folder, no symbolic link followed on the way in, and never an existing file overwritten.
+//!
+//! A name from a peer is only a suggestion. [`sanitize_path`] keeps its ordinary components
+//! (`..`, `.`, empty components and a leading `/` are dropped) and replaces in each one what
+//! could hide or fake something on a terminal or a file manager (control characters,
+//! bidirectional overrides, invisible format characters) and the path separators. Files are
+//! created with `O_CREAT | O_EXCL | O_NOFOLLOW`, folders one component at a time, and a
+//! finished file is moved into place under a name nobody has taken (`report (1).pdf`) with a
+//! hard link, which fails rather than replace what is there.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes of one component at most (the usual file-system limit).
+const MAX_COMPONENT_BYTES: usize = 255;
+/// Components of a path at most.
+const MAX_DEPTH: usize = 32;
+/// Suffix of a file still arriving.
+pub const PART_SUFFIX: &str = ".part";
+
+/// Whether `c` must not appear in a file name we create: control characters, bidirectional
+/// controls and invisible format characters (they can make `gnp.exe` read as `exe.png`), and
+/// the path separators.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '/' | '\\')
+        || crate::ui::render::is_bidi_control(c)
+        || crate::ui::render::is_invisible(c)
+}
+
+/// One component made safe, or `None` if nothing usable is left (empty, `.` or `..`).
+pub fn sanitize_component(s: &str) -> Option<String> {
+    let replaced: String = s
+        .chars()
+        .map(|c| if unsafe_char(c) { '_' } else { c })
+        .collect();
+    let trimmed = replaced.trim();
+    if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
+        return None;
+    }
+    let mut end = trimmed
+        .len()
+        .min(MAX_COMPONENT_BYTES - PART_SUFFIX.len() - 8);
+    while !trimmed.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(trimmed[..end].to_owned())
+}
+
+/// A relative path from a peer made safe: its usable components, sanitised (`/` and `\` both
+/// separate; `..`, `.`, empty ones and any root are dropped). `None` if none is left.
+pub fn sanitize_path(p: &str) -> Option<Vec<String>> {
+    let parts: Vec<String> = p
+        .split(['/', '\\'])
+        .filter_map(sanitize_component)
+        .take(MAX_DEPTH)
+        .collect();
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// An offered name made safe as one component: the last usable component of it, else
+/// `"file"`.
+pub fn sanitize_name(name: &str) -> String {
+    sanitize_path(name)
+        .and_then(|mut parts| parts.pop())
+        .unwrap_or_else(|| "file".to_owned())
+}
+
+/// `name` with ` (n)` before its extension: `report (1).pdf`, `photos (2)`, `.bashrc (1)`.
+pub fn numbered(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_owned();
+    }
+    match name.rfind('.').filter(|&dot| dot > 0) {
+        Some(dot) => format!("{} ({n}){}", &name[..dot], &name[dot..]),
+        None => format!("{name} ({n})"),
+    }
+}
+
+/// Whether anything (a file, a folder, a link, even a dangling one) is at `p`.
+fn taken(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+/// The first of `name`, `name (1)`, … in `dir` such that neither it nor its `.part` exists.
+pub fn unique(dir: &Path, name: &str) -> PathBuf {
+    (0..)
+        .map(|n| dir.join(numbered(name, n)))
+        .find(|p| !taken(p) && !taken(&part_of(p)))
+        .unwrap_or_else(|| dir.join(name))
+}
+
+/// The `.part` path of a final path.
+pub fn part_of(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(PART_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// Creates a new folder for a transfer in `dir`: `name`, else `name (1)`, … (never one that
+/// exists). Returns its path.
+///
+/// # Errors
+/// It cannot be created (permissions, a full disk).
+pub fn create_unique_dir(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    for n in 0..10_000 {
+        let p = dir.join(numbered(name, n));
+        match fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "every numbered name is taken",
+    ))
+}
+
+/// Makes the folders from `top` (which must exist) down to `parent`, one component at a time,
+/// refusing to go through anything that is not a real folder (a symbolic link, say).
+///
+/// # Errors
+/// A component exists and is not a folder, or cannot be created.
+pub fn make_parents(top: &Path, parent: &Path) -> io::Result<()> {
+    let rel = parent.strip_prefix(top).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a path outside the transfer's folder",
+        )
+    })?;
+    let mut at = top.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is in the way (not a folder)", at.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Opens a `.part` file to write: a new one (never an existing file, never through a link),
+/// or, to resume, the existing one (not through a link).
+///
+/// # Errors
+/// Creating or opening fails.
+pub fn open_part(path: &Path, resume: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).custom_flags(nix::libc::O_NOFOLLOW);
+    if resume {
+        o.open(path)
+    } else {
+        o.create_new(true).open(path)
+    }
+}
+
+/// Moves a finished `.part` into place at `wanted`, or at the first free `wanted (n)` if that
+/// is taken, without ever replacing a file. Returns where it went.
+///
+/// # Errors
+/// Linking or removing the part fails.
+pub fn place(part: &Path, wanted: &Path) -> io::Result<PathBuf> {
+    let dir = wanted.parent().unwrap_or(Path::new("."));
+    let name = wanted
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file")
+        .to_owned();
+    for n in 0..10_000 {
+        let target = dir.join(numbered(&name, n));
+        match fs::hard_link(part, &target) {
+            Ok(()) => {
+                fs::remove_file(part)?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // A file system without hard links: check, then rename (a small race, on a file
+            // system that cannot do better).
+            Err(_) if !taken(&target) => {
+                fs::rename(part, &target)?;
+                return Ok(target);
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "every numbered name is taken",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_paths_stay_inside() {
+        let p = |s: &str| sanitize_path(s).map(|v| v.join("/"));
+        assert_eq!(p("../../etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(p("/etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(p("a/./b//c").as_deref(), Some("a/b/c"));
+        assert_eq!(p("..\\..\\win.ini").as_deref(), Some("win.ini"));
+        assert_eq!(p("../.."), None);
+        assert_eq!(p(""), None);
+        assert_eq!(
+            p("evil\u{1b}[2J\u{202e}gnp.exe").as_deref(),
+            Some("evil_[2J_gnp.exe")
+        );
+        assert_eq!(p("a\nb").as_deref(), Some("a_b"));
+        let long = "x".repeat(1000);
+        assert!(sanitize_component(&long).unwrap().len() < MAX_COMPONENT_BYTES);
+        assert_eq!(sanitize_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_name(".."), "file");
+        assert_eq!(sanitize_name("report.pdf"), "report.pdf");
+    }
+
+    #[test]
+    fn names_are_numbered_before_the_extension() {
+        assert_eq!(numbered("report.pdf", 1), "report (1).pdf");
+        assert_eq!(numbered("photos", 2), "photos (2)");
+        assert_eq!(numbered(".bashrc", 1), ".bashrc (1)");
+        assert_eq!(numbered("a.tar.gz", 1), "a.tar (1).gz");
+    }
+
+    #[test]
+    fn nothing_is_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("report.pdf"), b"mine").unwrap();
+        let wanted = unique(dir, "report.pdf");
+        assert_eq!(wanted, dir.join("report (1).pdf"));
+        let part = part_of(&wanted);
+        assert_eq!(part, dir.join("report (1).pdf.part"));
+        assert_eq!(unique(dir, "x"), dir.join("x"));
+        let mut f = open_part(&part, false).unwrap();
+        io::Write::write_all(&mut f, b"theirs").unwrap();
+        assert!(open_part(&part, false).is_err(), "never an existing part");
+        // Someone takes the name meanwhile: the file goes to the next one.
+        fs::write(&wanted, b"also mine").unwrap();
+        let placed = place(&part, &dir.join("report.pdf")).unwrap();
+        assert_eq!(placed, dir.join("report (2).pdf"));
+        assert_eq!(fs::read(dir.join("report.pdf")).unwrap(), b"mine");
+        assert_eq!(fs::read(&wanted).unwrap(), b"also mine");
+        assert_eq!(fs::read(&placed).unwrap(), b"theirs");
+        assert!(!part.exists());
+    }
+
+    #[test]
+    fn links_on_the_way_in_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("t");
+        fs::create_dir(&top).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), top.join("up")).unwrap();
+        assert!(make_parents(&top, &top.join("up/x")).is_err());
+        make_parents(&top, &top.join("a/b")).unwrap();
+        assert!(top.join("a/b").is_dir());
+        std::os::unix::fs::symlink("/etc/passwd", top.join("f.part")).unwrap();
+        assert!(open_part(&top.join("f.part"), true).is_err());
+        assert!(open_part(&top.join("f.part"), false).is_err());
+        assert_eq!(
+            create_unique_dir(tmp.path(), "t").unwrap(),
+            tmp.path().join("t (1)")
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! Transfers kept across runs: one small JSON file per transfer in `DATA_DIR/transfers/`
+//! (`OFFERER-ID.json`, written whole to a temporary file and renamed over the old one), and
+//! beside it the manifest (`OFFERER-ID.manifest`), so an unfinished transfer resumes after a
+//! restart of either side. Never the journal: a transfer's state changes often, and its bytes
+//! are not conversation.
+//!
+//! An offer we received and have not accepted is not kept (nothing is written for it before
+//! the user accepts); the offerer offers it again when we are back.
+
+use super::TransferKey;
+use crate::proto::PeerId;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The folder under the data directory.
+pub const DIR: &str = "transfers";
+/// Finished transfers older than this are forgotten at start.
+const KEEP_FINISHED_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Where a transfer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Offered, not yet accepted (or the offer still has to reach the peer).
+    Offered,
+    /// Accepted: bytes are moving, or will when both sides are back.
+    Accepted,
+    /// Every file arrived and matched its hash.
+    Done,
+    /// The receiver declined.
+    Declined,
+    /// Cancelled by one side.
+    Cancelled,
+    /// Stopped by an error (a hash mismatch, a full disk, a broken offer).
+    Failed,
+}
+
+impl State {
+    /// Whether nothing more will happen to it.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            State::Done | State::Declined | State::Cancelled | State::Failed
+        )
+    }
+}
+
+/// One transfer as kept on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Who offered it.
+    pub offerer: u64,
+    /// The offerer's id for it.
+    pub id: u64,
+    /// We offered it (we send), rather than received the offer.
+    pub outgoing: bool,
+    /// The other side.
+    pub peer: u64,
+    /// The other side's nick when it started.
+    pub peer_nick: String,
+    /// The offer, as sent or received (hex fields: token and hash).
+    pub offer: StoredOffer,
+    /// Outgoing: the offered file or folder on our disk.
+    pub source: Option<PathBuf>,
+    /// Incoming: the folder created for it, or the file name it should get.
+    pub dest: Option<PathBuf>,
+    /// Incoming: files already in place, in manifest order.
+    pub files_done: u32,
+    /// Bytes of the offer the receiver has, as last known.
+    pub bytes_done: u64,
+    /// Where it stands.
+    pub state: State,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// When it was offered, in ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When it finished.
+    pub finished_ms: Option<i64>,
+}
+
+/// The offer's fields, as JSON can hold them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOffer {
+    /// Name offered.
+    pub name: String,
+    /// Bytes in all.
+    pub size: u64,
+    /// Files.
+    pub files: u32,
+    /// A folder.
+    pub folder: bool,
+    /// Token, hex.
+    pub token: String,
+    /// Manifest hash, hex.
+    pub manifest_hash: String,
+    /// Manifest length.
+    pub manifest_len: u32,
+    /// The offerer's TCP port.
+    pub port: u16,
+}
+
+impl StoredOffer {
+    /// From an offer.
+    pub fn from_offer(o: &super::control::Offer) -> Self {
+        StoredOffer {
+            name: o.name.clone(),
+            size: o.size,
+            files: o.files,
+            folder: o.folder,
+            token: hex(&o.token),
+            manifest_hash: hex(&o.manifest_hash),
+            manifest_len: o.manifest_len,
+            port: o.port,
+        }
+    }
+
+    /// Back to an offer with id `id`; `None` if a hex field is damaged.
+    pub fn to_offer(&self, id: u64) -> Option<super::control::Offer> {
+        Some(super::control::Offer {
+            id,
+            token: unhex(&self.token)?,
+            name: self.name.clone(),
+            size: self.size,
+            files: self.files,
+            folder: self.folder,
+            manifest_hash: unhex(&self.manifest_hash)?,
+            manifest_len: self.manifest_len,
+            port: self.port,
+        })
+    }
+}
+
+impl Record {
+    /// Its transfer.
+    pub fn key(&self) -> TransferKey {
+        TransferKey {
+            offerer: PeerId(self.offerer),
+            id: self.id,
+        }
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `N` bytes from lowercase or uppercase hex.
+pub fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The transfers folder of a data directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// `DATA_DIR/transfers`.
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store in `data_dir` (the folder is made when first written).
+    pub fn new(data_dir: &Path) -> Store {
+        Store {
+            dir: data_dir.join(DIR),
+        }
+    }
+
+    fn path(&self, key: TransferKey, ext: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}-{:016x}.{ext}", key.offerer, key.id))
+    }
+
+    /// Writes `r`, replacing its earlier version whole.
+    ///
+    /// # Errors
+    /// The folder or file cannot be written.
+    pub fn save(&self, r: &Record) -> io::Result<()> {
+        let text = serde_json::to_vec_pretty(r).map_err(io::Error::other)?;
+        self.write(&self.path(r.key(), "json"), &text)
+    }
+
+    /// Keeps a transfer's manifest.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save_manifest(&self, key: TransferKey, bytes: &[u8]) -> io::Result<()> {
+        self.write(&self.path(key, "manifest"), bytes)
+    }
+
+    /// A transfer's manifest, if kept.
+    pub fn manifest(&self, key: TransferKey) -> Option<Vec<u8>> {
+        fs::read(self.path(key, "manifest")).ok()
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let tmp = path.with_extension("tmp");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    }
+
+    /// Every transfer kept, oldest first, forgetting finished ones older than 30 days;
+    /// and a warning per file that could not be read.
+    pub fn load(&self, now_ms: i64) -> (Vec<Record>, Vec<String>) {
+        let mut records = Vec::new();
+        let mut warnings = Vec::new();
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return (records, warnings);
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            {
+                Some(r)
+                    if r.state.is_finished()
+                        && r.finished_ms.unwrap_or(r.created_ms) + KEEP_FINISHED_MS < now_ms =>
+                {
+                    let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(path.with_extension("manifest"));
+                }
+                Some(r) => records.push(r),
+                None => warnings.push(format!(
+                    "transfer record {} is unreadable: skipped",
+                    path.display()
+                )),
+            }
+        }
+        records.sort_by_key(|r| r.created_ms);
+        (records, warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::control::Offer;
+
+    #[test]
+    fn records_survive_a_restart_and_old_finished_ones_are_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let offer = Offer {
+            id: 9,
+            token: [0xab; 16],
+            name: "a.bin".into(),
+            size: 10,
+            files: 1,
+            folder: false,
+            manifest_hash: [3; 32],
+            manifest_len: 44,
+            port: 7000,
+        };
+        let mut r = Record {
+            offerer: 5,
+            id: 9,
+            outgoing: false,
+            peer: 5,
+            peer_nick: "bob".into(),
+            offer: StoredOffer::from_offer(&offer),
+            source: None,
+            dest: Some(tmp.path().join("a.bin")),
+            files_done: 0,
+            bytes_done: 3,
+            state: State::Accepted,
+            reason: None,
+            created_ms: 1000,
+            finished_ms: None,
+        };
+        store.save(&r).unwrap();
+        store.save_manifest(r.key(), b"mf").unwrap();
+        let (loaded, warnings) = store.load(2000);
+        assert!(warnings.is_empty());
+        assert_eq!(loaded, vec![r.clone()]);
+        assert_eq!(loaded[0].offer.to_offer(9), Some(offer));
+        assert_eq!(store.manifest(r.key()).as_deref(), Some(&b"mf"[..]));
+        r.state = State::Done;
+        r.finished_ms = Some(2000);
+        store.save(&r).unwrap();
+        assert_eq!(store.load(3000).0.len(), 1);
+        assert!(store.load(2000 + KEEP_FINISHED_MS + 1).0.is_empty());
+        assert!(store.manifest(r.key()).is_none());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 255, 16]), "00ff10");
+        assert_eq!(unhex::<3>("00ff10"), Some([0, 255, 16]));
+        assert_eq!(unhex::<3>("00ff1"), None);
+        assert_eq!(unhex::<1>("zz"), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! The offerer's side of the data path: one TCP listener (on the chat's port number where it
+//! is free), and a thread per connection that serves an offer to whoever presents its token.
+//!
+//! Data sockets use BBR where the kernel has it (`TCP_CONGESTION`): it keeps the bottleneck's
+//! queue short, so a chat datagram behind a bulk transfer waits a few milliseconds rather than
+//! the tens of milliseconds a loss-based controller (CUBIC) fills a deep queue with
+//! (`docs/BENCHMARKS.md`). Where BBR is missing, the kernel's default is used.
+
+use super::data::{self, Request, Status};
+use super::manifest::{reason, Manifest};
+use super::DataEvent;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Data connections served at once at most; more are closed at once.
+const MAX_CONNECTIONS: usize = 16;
+/// Bytes copied between two looks at the cancel flag (and progress reports).
+const CHUNK: u64 = 1 << 20;
+/// How often progress is reported at most.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// How long a connection may stall (a request not sent, a write not taken) before it is
+/// dropped.
+const STALL: Duration = Duration::from_secs(30);
+/// Tests only: `TAILCHAT_TEST_SEND_RATE=BYTES_PER_SEC` slows serving down, so a test can
+/// interrupt a transfer half-way on loopback (where 10 MB takes milliseconds).
+const TEST_RATE_VAR: &str = "TAILCHAT_TEST_SEND_RATE";
+
+/// The rate limit of [`TEST_RATE_VAR`], if set.
+fn test_rate() -> Option<u64> {
+    static RATE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| {
+        std::env::var(TEST_RATE_VAR)
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|&r| r > 0)
+    })
+}
+
+/// The congestion controller asked for on data sockets.
+const CONGESTION: &[u8] = b"bbr";
+
+/// One offer being served.
+#[derive(Debug)]
+pub struct Serving {
+    /// The offer's id.
+    pub id: u64,
+    /// The offered file, or the folder its files are under.
+    pub root: PathBuf,
+    /// Whether `root` is a folder.
+    pub folder: bool,
+    /// The files, in sending order.
+    pub manifest: Manifest,
+    /// The manifest's encoding, as offered.
+    pub manifest_bytes: Vec<u8>,
+    /// Set when the offer is withdrawn: connections stop at the next chunk.
+    pub cancelled: AtomicBool,
+}
+
+impl Serving {
+    /// Where file `index` of the manifest is on our disk.
+    fn path(&self, index: usize) -> Option<PathBuf> {
+        let entry = self.manifest.entries.get(index)?;
+        Some(if self.folder {
+            self.root.join(&entry.path)
+        } else {
+            self.root.clone()
+        })
+    }
+}
+
+/// Why serving a connection ended early.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServeError {
+    /// The connection failed or was closed (the receiver resumes later).
+    Link(String),
+    /// The offer was withdrawn.
+    Cancelled,
+    /// A file cannot be read, or changed since it was offered (the offer cannot be served).
+    Unreadable(String),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Link(why) => write!(f, "connection lost ({why})"),
+            ServeError::Cancelled => write!(f, "cancelled"),
+            ServeError::Unreadable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Offers by token.
+type Table = Arc<Mutex<HashMap<[u8; 16], Arc<Serving>>>>;
+
+/// The listener and the offers it serves.
+#[derive(Debug)]
+pub struct Server {
+    /// The TCP port it listens on.
+    port: u16,
+    /// Offers being served, by token.
+    table: Table,
+}
+
+impl Server {
+    /// Listens on TCP `port` of `bind` (every address, dual-stack, when unspecified), or on
+    /// any free port if that one is taken, and serves connections on threads of its own,
+    /// reporting to `events`.
+    ///
+    /// # Errors
+    /// No TCP socket can be bound at all.
+    pub fn start(
+        bind: Option<IpAddr>,
+        port: u16,
+        events: UnboundedSender<DataEvent>,
+    ) -> io::Result<Server> {
+        let listener = listen(bind, port).or_else(|_| listen(bind, 0))?;
+        let port = listener.local_addr()?.port();
+        let table: Table = Arc::default();
+        let shared = Arc::clone(&table);
+        std::thread::Builder::new()
+            .name("tailchat-files".into())
+            .spawn(move || accept_loop(&listener, &shared, &events))?;
+        Ok(Server { port, table })
+    }
+
+    /// The TCP port offers are served on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves `serving` to whoever presents `token`.
+    pub fn offer(&self, token: [u8; 16], serving: Serving) {
+        lock(&self.table).insert(token, Arc::new(serving));
+    }
+
+    /// Stops serving the offer of `token`; connections serving it stop at their next chunk.
+    pub fn withdraw(&self, token: &[u8; 16]) {
+        if let Some(s) = lock(&self.table).remove(token) {
+            s.cancelled.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A listening socket on `port` of `bind`: dual-stack on the unspecified address (IPv4 alone
+/// where the host has no IPv6), like the chat's UDP socket.
+fn listen(bind: Option<IpAddr>, port: u16) -> io::Result<TcpListener> {
+    let ip = bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    let open = |ip: IpAddr| -> io::Result<TcpListener> {
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(ip, port)),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if ip.is_ipv6() {
+            let _ = socket.set_only_v6(false);
+        }
+        socket.set_reuse_address(true)?;
+        set_congestion(&SockRef::from(&socket));
+        socket.bind(&SocketAddr::new(ip, port).into())?;
+        socket.listen(64)?;
+        Ok(socket.into())
+    };
+    open(ip).or_else(|e| match (bind, ip) {
+        (None, IpAddr::V6(_)) => open(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        _ => Err(e),
+    })
+}
+
+/// Asks for BBR on a data socket; keeps the kernel's default where it is not available.
+pub fn set_congestion(socket: &SockRef<'_>) {
+    if let Err(e) = socket.set_tcp_congestion(CONGESTION) {
+        tracing::debug!("BBR not available for file transfers ({e}); using the default");
+    }
+}
+
+/// Accepts connections for ever, one thread each, at most [`MAX_CONNECTIONS`] at once.
+fn accept_loop(listener: &TcpListener, table: &Table, events: &UnboundedSender<DataEvent>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+            continue; // dropped: closed at once
+        }
+        active.fetch_add(1, Ordering::AcqRel);
+        let (table, events, active) = (Arc::clone(table), events.clone(), Arc::clone(&active));
+        let spawned = std::thread::Builder::new()
+            .name("tailchat-serve".into())
+            .spawn(move || {
+                serve(stream, &table, &events);
+                active.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            tracing::warn!("cannot start a thread to serve a file transfer");
+        }
+    }
+}
+
+/// Serves one connection: reads its request, answers, and sends the data.
+fn serve(mut stream: TcpStream, table: &Table, events: &UnboundedSender<DataEvent>) {
+    let _ = stream.set_read_timeout(Some(STALL));
+    let _ = stream.set_write_timeout(Some(STALL));
+    set_congestion(&SockRef::from(&stream));
+    let Ok(req) = Request::read(&mut stream) else {
+        return; // not ours, or nothing: no answer
+    };
+    let serving = lock(table).get(&req.token).cloned();
+    let Some(serving) = serving.filter(|s| s.id == req.id) else {
+        let _ = data::write_response(&mut stream, Status::Unknown, &[]);
+        return;
+    };
+    if serving.cancelled.load(Ordering::Acquire) {
+        let _ = data::write_response(&mut stream, Status::Cancelled, &[]);
+        return;
+    }
+    let entries = &serving.manifest.entries;
+    let first = req.file as usize;
+    let in_range = match entries.get(first) {
+        Some(e) => req.offset <= e.size,
+        None => first == entries.len() && req.offset == 0,
+    };
+    if !in_range {
+        let _ = data::write_response(&mut stream, Status::BadRange, &[]);
+        return;
+    }
+    let from = serving.manifest.position(req.file, req.offset);
+    let mut sent = 0;
+    let result = match check_sources(&serving, first) {
+        Err(why) => {
+            let _ = data::write_response(&mut stream, Status::Unreadable, &[]);
+            Err(ServeError::Unreadable(why))
+        }
+        Ok(()) => {
+            let _ = events.send(DataEvent::Serving {
+                id: serving.id,
+                from,
+            });
+            send_all(&mut stream, &serving, &req, from, &mut sent, events)
+        }
+    };
+    let _ = events.send(DataEvent::ServeEnded {
+        id: serving.id,
+        from,
+        sent,
+        result,
+    });
+}
+
+/// Checks that every file from `first` on still has its offered size.
+fn check_sources(serving: &Serving, first: usize) -> Result<(), String> {
+    for (i, e) in serving.manifest.entries.iter().enumerate().skip(first) {
+        let path = serving.path(i).unwrap_or_default();
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == e.size => {}
+            Ok(_) => return Err(format!("{} changed since it was offered", e.path)),
+            Err(err) => return Err(format!("cannot read {}: {}", path.display(), reason(&err))),
+        }
+    }
+    Ok(())
+}
+
+/// Sends the manifest, then every byte from the request's place to the end of the offer.
+fn send_all(
+    stream: &mut TcpStream,
+    serving: &Serving,
+    req: &Request,
+    from: u64,
+    sent: &mut u64,
+    events: &UnboundedSender<DataEvent>,
+) -> Result<(), ServeError> {
+    let link = |e: io::Error| ServeError::Link(reason(&e));
+    data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
+    let mut reported = Instant::now();
+    let started = Instant::now();
+    let (chunk, rate) = match test_rate() {
+        Some(rate) => (CHUNK / 16, Some(rate)),
+        None => (CHUNK, None),
+    };
+    for (i, e) in serving
+        .manifest
+        .entries
+        .iter()
+        .enumerate()
+        .skip(req.file as usize)
+    {
+        let path = serving.path(i).unwrap_or_default();
+        let unreadable = |err: io::Error| {
+            ServeError::Unreadable(format!("cannot read {}: {}", path.display(), reason(&err)))
+        };
+        let mut file = File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(unreadable)?;
+        let skip = if i == req.file as usize {
+            req.offset
+        } else {
+            0
+        };
+        file.seek(SeekFrom::Start(skip)).map_err(unreadable)?;
+        let mut left = e.size - skip;
+        while left > 0 {
+            if serving.cancelled.load(Ordering::Acquire) {
+                return Err(ServeError::Cancelled);
+            }
+            // std copies a file to a socket with sendfile(2): no copy through user space.
+            let n = io::copy(&mut (&mut file).take(left.min(chunk)), stream).map_err(link)?;
+            if n == 0 {
+                return Err(ServeError::Unreadable(format!(
+                    "{} changed since it was offered (shorter)",
+                    e.path
+                )));
+            }
+            left -= n;
+            *sent += n;
+            if let Some(rate) = rate {
+                let due = Duration::from_secs_f64(*sent as f64 / rate as f64);
+                std::thread::sleep(due.saturating_sub(started.elapsed()));
+            }
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                let _ = events.send(DataEvent::ServeProgress {
+                    id: serving.id,
+                    done: from + *sent,
+                });
+            }
+        }
+    }
+    stream.flush().map_err(link)?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! File transfer with the real program on loopback: a file and a folder arrive byte-exact,
+//! an offer is declined, a transfer is cancelled from either side.
+
+mod common;
+
+use common::Chat;
+use std::fs;
+use std::path::Path;
+
+/// Deterministic pseudo-random bytes (xorshift), so a wrong byte anywhere shows.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Alice and bob on loopback, bob receiving into `downloads`.
+fn pair(downloads: &Path, bob_args: &[&str]) -> (Chat, Chat) {
+    let mut alice = Chat::start("alice", &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let mut args = vec!["--peer", &peer, "--download-dir", &dl];
+    args.extend_from_slice(bob_args);
+    let mut bob = Chat::start("bob", &args);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    (alice, bob)
+}
+
+/// The number in `… — /accept N or /decline N`.
+fn offer_number(line: &str) -> u32 {
+    line.rsplit("/decline ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no offer number in {line:?}"))
+}
+
+#[test]
+fn a_file_and_a_folder_arrive_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+
+    let big = tmp.path().join("big.bin");
+    let content = bytes(10 * 1024 * 1024, 7);
+    fs::write(&big, &content).unwrap();
+    alice.send(&format!("/send bob {}", big.display()));
+    alice.expect("offered big.bin (10.5 MB) to bob");
+    let offer = bob.expect("alice offers big.bin (10.5 MB)");
+    assert!(
+        !downloads.exists(),
+        "nothing is written before the user accepts"
+    );
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let end = bob.expect("received big.bin from alice");
+    assert!(end.contains("→"), "{end}");
+    alice.expect("sent big.bin to bob");
+    assert_eq!(fs::read(downloads.join("big.bin")).unwrap(), content);
+
+    // A second time: the first is not overwritten.
+    alice.send(&format!("/send bob {}", big.display()));
+    let offer = bob.expect("alice offers big.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received big.bin from alice");
+    assert_eq!(fs::read(downloads.join("big (1).bin")).unwrap(), content);
+
+    let folder = tmp.path().join("many");
+    for i in 0..200 {
+        let sub = folder.join(format!("d{}", i % 7));
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join(format!("f{i}.txt")), bytes(i * 37, i as u64)).unwrap();
+    }
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers many/");
+    assert!(offer.contains("200 files"), "{offer}");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received many/ from alice");
+    alice.expect("sent many/ to bob");
+    for i in 0..200 {
+        let rel = format!("d{}/f{i}.txt", i % 7);
+        assert_eq!(
+            fs::read(downloads.join("many").join(&rel)).unwrap(),
+            bytes(i * 37, i as u64),
+            "{rel}"
+        );
+    }
+    let leftovers: Vec<_> = walk(&downloads)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_declined_offer_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let f = tmp.path().join("no.txt");
+    fs::write(&f, b"no thanks").unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers no.txt (9 B)");
+    bob.send("/decline");
+    bob.expect("declined no.txt from alice");
+    alice.expect("bob declined no.txt");
+    bob.send("/files");
+    bob.expect_where("the declined offer in /files", |l| {
+        l.contains("no.txt") && l.contains("declined")
+    });
+    assert!(!downloads.exists());
+}
+
+/// Alice offers a 10 MB file served at 2 MB/s; bob accepts it and waits until it is
+/// arriving. Returns both, the downloads folder and bob's number for the transfer.
+fn slow_transfer(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
+    let downloads = tmp.join("dl");
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "2000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let mut bob = Chat::start("bob", &["--peer", &peer, "--download-dir", &dl]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    let f = tmp.join("slow.bin");
+    fs::write(&f, bytes(10 * 1024 * 1024, 3)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers slow.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("accepted slow.bin from alice");
+    let part = downloads.join("slow.bin.part");
+    common::wait_for("the part file to grow", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    });
+    (alice, bob, downloads)
+}
+
+#[test]
+fn the_receiver_cancels_half_way_and_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());
+    bob.send("/cancel 1");
+    bob.expect("cancelled slow.bin (from alice)");
+    alice.expect("bob cancelled slow.bin");
+    common::wait_for("the part file to go", || {
+        fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+}
+
+#[test]
+fn the_sender_cancels_half_way_and_the_receiver_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());
+    alice.send("/cancel 1");
+    alice.expect("cancelled slow.bin (to bob)");
+    bob.expect("alice cancelled slow.bin");
+    common::wait_for("the part file to go", || {
+        fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+    let rest = bob.drain();
+    assert!(!rest.iter().any(|l| l.contains("received")), "{rest:?}");
+}
+
+/// The number before ` MB` after `label` in `line`.
+fn megabytes_after(line: &str, label: &str) -> f64 {
+    line.split(label)
+        .nth(1)
+        .and_then(|rest| rest.split(" MB").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no '{label} N MB' in {line:?}"))
+}
+
+#[test]
+fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "4000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let content = bytes(10 * 1024 * 1024, 11);
+    let f = tmp.path().join("resume.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers resume.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let part = downloads.join("resume.bin.part");
+    let half = content.len() as u64 / 2;
+    common::wait_for("more than half of the file", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > half)
+    });
+    bob.kill_hard();
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept > half && kept < content.len() as u64, "{kept}");
+
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("unfinished file transfer");
+    let end = bob.expect("received resume.bin from alice");
+    assert!(end.contains("resumed at"), "{end}");
+    let sent = alice.expect("sent resume.bin to bob");
+    let resumed_at = megabytes_after(&sent, "resumed at");
+    let sent_after = megabytes_after(&sent, "and sent");
+    let total = content.len() as f64 / 1e6;
+    assert!(
+        resumed_at * 1e6 >= kept as f64 - 0.1e6,
+        "{sent} (kept {kept})"
+    );
+    assert!(
+        (resumed_at + sent_after - total).abs() < 0.15,
+        "only what had not arrived is sent again: {sent}"
+    );
+    assert_eq!(fs::read(downloads.join("resume.bin")).unwrap(), content);
+    assert!(!part.exists());
+}
+
+/// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
+/// this is not root (mounting needs it), and the test then checks nothing.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(tmp: &Path, options: &str) -> Option<Tmpfs> {
+        let at = tmp.join(format!("tmpfs-{}", options.len()));
+        fs::create_dir(&at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tailchat-test"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(small), Some(few_inodes)) = (
+        Tmpfs::mount(tmp.path(), "size=1m"),
+        Tmpfs::mount(tmp.path(), "size=64m,nr_inodes=24"),
+    ) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let (mut alice, mut bob) = pair(&small.0, &[]);
+    let f = tmp.path().join("two.bin");
+    fs::write(&f, bytes(2_000_000, 5)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers two.bin (2.0 MB)");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let refused = bob.expect("not enough space for two.bin");
+    assert!(refused.contains("it needs 2.0 MB"), "{refused}");
+    assert!(fs::read_dir(&small.0).unwrap().next().is_none());
+
+    // Space enough, but the disk fills up on the way (it runs out of inodes).
+    let folder = tmp.path().join("many");
+    fs::create_dir(&folder).unwrap();
+    for i in 0..60 {
+        fs::write(folder.join(format!("f{i:02}")), bytes(1000, i)).unwrap();
+    }
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers many/");
+    bob.send(&format!(
+        "/accept {} {}",
+        offer_number(&offer),
+        few_inodes.0.display()
+    ));
+    let failed = bob.expect("cannot receive many/ from alice");
+    assert!(failed.to_lowercase().contains("no space left"), "{failed}");
+    alice.expect("bob stopped many/");
+    let parts: Vec<_> = walk(&few_inodes.0)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
+    assert!(parts.is_empty(), "{parts:?}");
+}
