@@ -1,5 +1,7 @@
 //! File transfer with the real program on loopback: a file and a folder arrive byte-exact,
-//! an offer is declined, a transfer is cancelled from either side.
+//! an offer is declined, a transfer is cancelled from either side; against a sender that lies
+//! (a fake peer speaking the real protocol), nothing lands outside the download folder and
+//! nothing that failed its check is kept.
 
 mod common;
 
@@ -298,4 +300,269 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
         .filter(|p| p.extension().is_some_and(|e| e == "part"))
         .collect();
     assert!(parts.is_empty(), "{parts:?}");
+}
+
+/// Bob receiving into `downloads` from a fake peer, mallory, that offers what a test tells it.
+fn bob_and_mallory(downloads: &Path) -> (Chat, common::FakeOfferer) {
+    let mallory = common::FakeOfferer::start("mallory");
+    let peer = format!("127.0.0.1:{}", mallory.port);
+    let dl = downloads.display().to_string();
+    let mut bob = Chat::start("bob", &["--peer", &peer, "--download-dir", &dl]);
+    bob.expect("mallory joined");
+    (bob, mallory)
+}
+
+/// One file's manifest entry for `content` under `path`.
+fn entry(path: &str, content: &[u8]) -> tailchat::transfer::manifest::Entry {
+    tailchat::transfer::manifest::Entry {
+        path: path.to_owned(),
+        size: content.len() as u64,
+        hash: *blake3::hash(content).as_bytes(),
+    }
+}
+
+fn manifest(
+    entries: Vec<tailchat::transfer::manifest::Entry>,
+) -> tailchat::transfer::manifest::Manifest {
+    tailchat::transfer::manifest::Manifest { entries }
+}
+
+/// Offers `offer` (serving `served` and `body`), accepts it, and waits for the line that
+/// says it stopped, which must contain `why`; mallory must be told with a Cancel.
+fn accept_and_expect_stop(
+    bob: &mut Chat,
+    mallory: &common::FakeOfferer,
+    offer: &tailchat::transfer::control::Offer,
+    served: Vec<u8>,
+    body: Vec<u8>,
+    why: &str,
+) -> String {
+    use tailchat::transfer::control::Control;
+    mallory.offer(offer, served, body);
+    let line = bob.expect(&format!("mallory offers {}", offer.name));
+    bob.send(&format!("/accept {}", offer_number(&line)));
+    let stopped = bob.expect(&format!("stopped receiving {}", offer.name));
+    assert!(stopped.contains(why), "{stopped}");
+    mallory.expect_control(
+        "bob's cancel",
+        |c| matches!(c, Control::Cancel { id, by_offerer: false, .. } if *id == offer.id),
+    );
+    stopped
+}
+
+/// Every file under `dir` (none if it does not exist).
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    if dir.exists() {
+        walk(dir)
+    } else {
+        Vec::new()
+    }
+}
+
+#[test]
+fn a_sender_that_lies_leaves_nothing_that_looks_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut bob, mallory) = bob_and_mallory(&downloads);
+    let port = mallory.data_port;
+    let content = bytes(300_000, 21);
+    let other = bytes(300_000, 22);
+
+    // The file list served is not the one the offer's hash fixes.
+    let offered = manifest(vec![entry("list.bin", &content)]);
+    let offer = common::offer_of("list.bin", false, &offered, port);
+    let served = manifest(vec![entry("list.bin", &other)]).encode();
+    accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        served,
+        other.clone(),
+        "another hash",
+    );
+
+    // The list is the offered one, the bytes are not: discarded, not kept as if good.
+    let offered = manifest(vec![entry("hash.bin", &content)]);
+    let offer = common::offer_of("hash.bin", false, &offered, port);
+    let line = accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        offered.encode(),
+        other.clone(),
+        "does not match its hash: discarded",
+    );
+    assert!(line.contains("mallory"), "{line}");
+
+    // The offer says 1 KB; the list (and the bytes) say 300 KB.
+    let offered = manifest(vec![entry("size.bin", &content)]);
+    let mut offer = common::offer_of("size.bin", false, &offered, port);
+    offer.size = 1000;
+    accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        offered.encode(),
+        content.clone(),
+        "does not match its offer",
+    );
+
+    // The offered bytes, then more: the file is not kept either.
+    let offered = manifest(vec![entry("more.bin", &content)]);
+    let offer = common::offer_of("more.bin", false, &offered, port);
+    let mut longer = content.clone();
+    longer.extend_from_slice(&bytes(100_000, 23));
+    accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        offered.encode(),
+        longer,
+        "more bytes than it offered",
+    );
+
+    // A folder whose second file is not what its list says: the first, which matched, stays;
+    // the second is discarded.
+    let offered = manifest(vec![entry("a.bin", &content), entry("b.bin", &content)]);
+    let offer = common::offer_of("pair", true, &offered, port);
+    let mut body = content.clone();
+    body.extend_from_slice(&other);
+    accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        offered.encode(),
+        body,
+        "b.bin does not match its hash: discarded",
+    );
+
+    let mut left: Vec<String> = files_under(&downloads)
+        .iter()
+        .map(|p| p.strip_prefix(&downloads).unwrap().display().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["pair/a.bin"], "only the file that matched is kept");
+    assert_eq!(fs::read(downloads.join("pair/a.bin")).unwrap(), content);
+    bob.send("/files");
+    bob.expect_where("the failed transfers in /files", |l| {
+        l.contains("more.bin") && l.contains("failed")
+    });
+}
+
+#[test]
+fn hostile_names_stay_inside_the_download_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Deep enough that `../..` from it still lands inside the test's folder, where the test
+    // can see it.
+    let downloads = tmp.path().join("one/two/dl");
+    let outside = tmp.path().join("outside");
+    let (mut bob, mallory) = bob_and_mallory(&downloads);
+    let passwd = fs::read("/etc/passwd").ok();
+    let absolute = outside.join("abs.txt").display().to_string();
+    let content = b"hello from mallory".to_vec();
+
+    let single = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../b",
+        absolute.as_str(),
+        "../../../../outside/up.txt",
+        "evil\u{1b}[2J\u{202e}gnp.exe\r\n\u{7}",
+    ];
+    for name in single {
+        let offer = common::offer_of(
+            name,
+            false,
+            &manifest(vec![entry(name, &content)]),
+            mallory.data_port,
+        );
+        mallory.offer(
+            &offer,
+            manifest(vec![entry(name, &content)]).encode(),
+            content.clone(),
+        );
+        let line = bob.expect_where("mallory's offer", |l| l.contains("mallory offers"));
+        bob.send(&format!("/accept {}", offer_number(&line)));
+        let end = bob.expect("received");
+        assert!(end.contains(&downloads.display().to_string()), "{end}");
+        assert!(
+            !end.contains("resumed"),
+            "a first attempt is no resume: {end}"
+        );
+        mallory.expect_control(
+            "bob's done",
+            |c| matches!(c, tailchat::transfer::control::Control::Done { id } if *id == offer.id),
+        );
+    }
+
+    // A folder, itself with a hostile name, of hostile paths (two of which become the same).
+    let paths = [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../b",
+        absolute.as_str(),
+        "..",
+        "c\u{1b}]0;title\u{7}d/e\u{202e}f",
+        "x\\..\\..\\y",
+    ];
+    let entries: Vec<_> = paths.iter().map(|p| entry(p, &content)).collect();
+    let body = content.repeat(paths.len());
+    let offered = manifest(entries);
+    let offer = common::offer_of("../../up", true, &offered, mallory.data_port);
+    mallory.offer(&offer, offered.encode(), body);
+    let line = bob.expect("mallory offers ../../up/");
+    bob.send(&format!("/accept {}", offer_number(&line)));
+    bob.expect("received ../../up/ from mallory");
+
+    // Everything the test's folder holds is in the download folder.
+    let everything = walk(tmp.path());
+    for p in &everything {
+        assert!(p.starts_with(&downloads), "{} is outside", p.display());
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        assert!(!name.contains('\u{202e}'), "{name:?}");
+        assert!(!name.ends_with(".part"), "{name:?}");
+        assert_eq!(fs::read(p).unwrap(), content, "{}", p.display());
+    }
+    assert_eq!(everything.len(), single.len() + paths.len());
+    let mut names: Vec<String> = everything
+        .iter()
+        .map(|p| p.strip_prefix(&downloads).unwrap().display().to_string())
+        .collect();
+    names.sort();
+    let abs_inside = absolute.trim_start_matches('/');
+    let mut want = vec![
+        "passwd".to_owned(),
+        "passwd (1)".to_owned(),
+        "b".to_owned(),
+        "abs.txt".to_owned(),
+        "up.txt".to_owned(),
+        "evil_[2J_gnp.exe___".to_owned(),
+        "up/etc/passwd".to_owned(),
+        "up/etc/passwd (1)".to_owned(),
+        "up/a/b".to_owned(),
+        format!("up/{abs_inside}"),
+        "up/file-4".to_owned(),
+        "up/c_]0;title_d/e_f".to_owned(),
+        "up/x/y".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    assert!(!outside.exists());
+    assert_eq!(
+        fs::read("/etc/passwd").ok(),
+        passwd,
+        "/etc/passwd untouched"
+    );
+    for p in ["/etc/passwd (1)", "/etc/passwd.part", "/b", "/etc/b"] {
+        assert!(fs::symlink_metadata(p).is_err(), "{p} was created");
+    }
+    // Nothing a peer named reaches the terminal as a control character.
+    for line in &bob.seen {
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\t'),
+            "{line:?}"
+        );
+        assert!(!line.contains('\u{202e}'), "{line:?}");
+    }
 }

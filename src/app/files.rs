@@ -1011,6 +1011,14 @@ impl Files {
                     );
                 }
             }
+            DataEvent::Fetching { key, from } => {
+                // Where bytes start to arrive: a fresh transfer's end line says no "resumed at"
+                // (the first progress report comes only once bytes have arrived).
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.started.get_or_insert((now, from));
+                    t.rate.note(now, from);
+                }
+            }
             DataEvent::FetchProgress { key, done } => {
                 if let Some(t) = self.transfers.get_mut(&key) {
                     t.started.get_or_insert((now, done));

@@ -215,6 +215,10 @@ fn fetch(
     }
     let finals = job.plan.finals(&manifest);
     let mut done = manifest.position(first, offset);
+    let _ = events.send(DataEvent::Fetching {
+        key: job.key,
+        from: done,
+    });
     let mut reported = Instant::now();
     let mut buf = vec![0u8; BUFFER];
     for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
@@ -283,6 +287,14 @@ fn fetch(
                 entry.path
             )));
         }
+        // Bytes past the offer's end make the whole offer suspect: the last file is not put
+        // in place (so a stopped single-file transfer leaves no file that looks complete).
+        if i + 1 == manifest.entries.len() {
+            if let Err(e) = nothing_more(&mut stream) {
+                let _ = fs::remove_file(&part);
+                return Err(e);
+            }
+        }
         let placed = names::place(&part, wanted).map_err(disk)?;
         let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
         let _ = events.send(DataEvent::FileDone {
@@ -291,6 +303,14 @@ fn fetch(
             path: placed,
         });
     }
+    if (first as usize) < manifest.entries.len() {
+        return Ok(()); // the end was checked before the last file was put in place
+    }
+    nothing_more(&mut stream)
+}
+
+/// Checks that the offerer closed its side after the offer's last byte.
+fn nothing_more(stream: &mut TcpStream) -> Result<(), FetchError> {
     let mut extra = [0u8; 1];
     match stream.read(&mut extra) {
         Ok(n) if n > 0 => Err(FetchError::Broken(

@@ -81,6 +81,14 @@ pub enum DataEvent {
         /// What went wrong, if anything; `Err(Unreadable)` means the source changed.
         result: Result<(), serve::ServeError>,
     },
+    /// A fetch attempt has the manifest and is about to take bytes, from byte `from` of the
+    /// whole offer (the receiver's [`DataEvent::Serving`]).
+    Fetching {
+        /// Which transfer.
+        key: TransferKey,
+        /// Where in the whole offer it resumes, in bytes.
+        from: u64,
+    },
     /// Progress of a fetch: `done` bytes of the whole offer are on our disk.
     FetchProgress {
         /// Which transfer.

@@ -294,3 +294,221 @@ impl Drop for Chat {
         let _ = self.child.wait();
     }
 }
+
+/// A peer that offers files as a test tells it to, lies included: the library's protocol core
+/// on a UDP socket of its own (so its handshake and control messages are the real ones) and a
+/// TCP listener that serves whatever manifest and bytes the test gave for a token. With it,
+/// the real program's receiving side is tested against a hostile sender without any hook in
+/// the program.
+pub struct FakeOfferer {
+    /// Its UDP port on 127.0.0.1 (give it to the receiver as `--peer`).
+    pub port: u16,
+    /// Its TCP port on 127.0.0.1, where offers are served.
+    pub data_port: u16,
+    /// Control payloads to send to the peer, in order, once it is heard.
+    outgoing: mpsc::Sender<Vec<u8>>,
+    /// Control messages the peer sent us, as they come.
+    incoming: Receiver<tailchat::transfer::control::Control>,
+    /// What each token gets: the manifest bytes served, then the data bytes.
+    served: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], Served>>>,
+    /// Set on drop: both threads end.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What the fake peer serves for one token.
+#[derive(Clone)]
+struct Served {
+    /// The manifest's bytes as served (not necessarily the offered ones).
+    manifest: Vec<u8>,
+    /// Everything after the manifest (not necessarily the offered bytes).
+    body: Vec<u8>,
+}
+
+/// The offer a truthful sender would make of `manifest`: its size, count, hash and length.
+pub fn offer_of(
+    name: &str,
+    folder: bool,
+    manifest: &tailchat::transfer::manifest::Manifest,
+    port: u16,
+) -> tailchat::transfer::control::Offer {
+    let bytes = manifest.encode();
+    tailchat::transfer::control::Offer {
+        id: rand::random(),
+        token: rand::random(),
+        name: name.to_owned(),
+        size: manifest.total(),
+        files: u32::try_from(manifest.entries.len()).expect("files"),
+        folder,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        manifest_len: u32::try_from(bytes.len()).expect("manifest length"),
+        port,
+    }
+}
+
+impl FakeOfferer {
+    /// Starts one, nicked `nick`, on 127.0.0.1; it takes the first peer that says hello.
+    pub fn start(nick: &str) -> FakeOfferer {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let port = udp.local_addr().expect("UDP address").port();
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind TCP");
+        let data_port = tcp.local_addr().expect("TCP address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let served: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], Served>>> =
+            Arc::default();
+        let (outgoing, to_send) = mpsc::channel();
+        let (heard, incoming) = mpsc::channel();
+        let endpoint = tailchat::proto::Endpoint::new(
+            tailchat::proto::Config {
+                peer_id: tailchat::proto::PeerId(rand::random()),
+                nick: nick.to_owned(),
+                port,
+                seed: rand::random(),
+                discovery: false,
+                session: rand::random::<u64>() | 1,
+                limits: tailchat::proto::Limits::default(),
+            },
+            Instant::now(),
+        );
+        let chat_stop = Arc::clone(&stop);
+        std::thread::spawn(move || drive_fake(endpoint, &udp, &to_send, &heard, &chat_stop));
+        let (data_stop, table) = (Arc::clone(&stop), Arc::clone(&served));
+        std::thread::spawn(move || {
+            for conn in tcp.incoming() {
+                if data_stop.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let table = Arc::clone(&table);
+                std::thread::spawn(move || serve_fake(conn, &table));
+            }
+        });
+        FakeOfferer {
+            port,
+            data_port,
+            outgoing,
+            incoming,
+            served,
+            stop,
+        }
+    }
+
+    /// Offers `offer` to the peer and serves `manifest` then `body` to whoever presents its
+    /// token (with the offer's id).
+    pub fn offer(
+        &self,
+        offer: &tailchat::transfer::control::Offer,
+        manifest: Vec<u8>,
+        body: Vec<u8>,
+    ) {
+        self.served
+            .lock()
+            .expect("table")
+            .insert(offer.token, Served { manifest, body });
+        let payload = tailchat::transfer::control::encode(
+            &tailchat::transfer::control::Control::Offer(offer.clone()),
+        );
+        self.outgoing.send(payload).expect("fake peer running");
+    }
+
+    /// Waits for a control message from the peer matching `f`, failing after [`WAIT`].
+    pub fn expect_control(
+        &self,
+        what: &str,
+        f: impl Fn(&tailchat::transfer::control::Control) -> bool,
+    ) -> tailchat::transfer::control::Control {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(c) if f(&c) => return c,
+                Ok(_) => {}
+                Err(_) => panic!("the fake peer timed out waiting for {what}"),
+            }
+        }
+    }
+}
+
+impl Drop for FakeOfferer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        // Wakes the listener's blocking accept so its thread sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.data_port));
+    }
+}
+
+/// The fake peer's chat: runs the protocol core on `udp`, sends queued payloads to the first
+/// peer that joins, and passes on the control messages it gets.
+fn drive_fake(
+    mut ep: tailchat::proto::Endpoint,
+    udp: &std::net::UdpSocket,
+    to_send: &Receiver<Vec<u8>>,
+    heard: &mpsc::Sender<tailchat::transfer::control::Control>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use tailchat::proto::Event;
+    let mut peer = None;
+    let mut pending: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        pending.extend(to_send.try_iter());
+        if let Some(to) = peer {
+            while let Some(p) = pending.front() {
+                if ep.send_app_data(Instant::now(), to, p).is_err() {
+                    break; // not heard yet: tried again next round
+                }
+                pending.pop_front();
+            }
+        }
+        // Wakes for a datagram, the core's next timer, or new payloads, whichever is first.
+        let wait = ep
+            .poll_timeout()
+            .map_or(Duration::from_millis(10), |t| {
+                t.saturating_duration_since(Instant::now())
+            })
+            .clamp(Duration::from_millis(1), Duration::from_millis(10));
+        let _ = udp.set_read_timeout(Some(wait));
+        if let Ok((n, from)) = udp.recv_from(&mut buf) {
+            ep.handle_datagram(Instant::now(), from, &buf[..n]);
+        }
+        ep.handle_timeout(Instant::now());
+        while let Some(t) = ep.poll_transmit() {
+            let _ = udp.send_to(&t.bytes, t.to);
+        }
+        while let Some(event) = ep.poll_event() {
+            match event {
+                Event::PeerJoined { peer: p, .. } => peer = peer.or(Some(p)),
+                Event::AppData { data, .. } => {
+                    if let Ok(c) = tailchat::transfer::control::decode(&data) {
+                        let _ = heard.send(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Serves one data connection of the fake peer: the request is read as the real protocol
+/// has it, then whatever the test gave for its token, then the connection is closed. The
+/// requested file and offset are ignored (always from the start): its tests never resume.
+fn serve_fake(
+    mut conn: std::net::TcpStream,
+    table: &std::sync::Mutex<std::collections::HashMap<[u8; 16], Served>>,
+) {
+    use tailchat::transfer::data::{self, Request, Status};
+    let Ok(req) = Request::read(&mut conn) else {
+        return;
+    };
+    let served = table.lock().expect("table").get(&req.token).cloned();
+    let Some(served) = served else {
+        let _ = data::write_response(&mut conn, Status::Unknown, &[]);
+        return;
+    };
+    // The manifest's length as served, whatever the offer said.
+    if data::write_response(&mut conn, Status::Ok, &served.manifest).is_ok() {
+        let _ = conn.write_all(&served.body);
+    }
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+}
