@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""One scenario of scripts/bench-files.sh: two tailchats (alice has the file, bob receives it)
+in network namespaces the shell script made, and on the same two endpoints a plain TCP copy of
+the same file with socat, for comparison.
+
+Measured, all on one clock (CLOCK_MONOTONIC, which every namespace shares):
+- throughput: from bob's /accept to his "received" line (tailchat), or from the start of the
+  connecting socat to the exit of the receiving one (plain copy); the file is compared after;
+- chat latency: alice types "lat N" every INTERVAL ms and the time until bob's output shows
+  "<alice> lat N" is taken, when idle and during every copy (one loop, select() on both
+  programs' output, so no thread of this script waits for the interpreter's lock);
+- CPU: utime + stime of each tailchat from /proc/PID/stat over the copy, and of each socat
+  from wait4's rusage; also alice's CPU while hashing the file at /send.
+
+Runs alternate (tailchat, plain copy, tailchat, ...) so a change in the machine's load falls on
+both. Prints a JSON summary on the last line of standard output; progress goes to stderr.
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def now():
+    return time.monotonic()
+
+
+NICE = 0  # --nice: the measured programs' niceness (both kinds of copy alike)
+
+
+def in_ns(ns, argv):
+    """argv run in network namespace ns at niceness NICE: nsenter and nice exec it, so the
+    pid is the program's."""
+    return ["nsenter", f"--net=/run/netns/{ns}", "--", "nice", "-n", str(NICE), "--"] + argv
+
+
+def cpu_seconds(pid):
+    """utime + stime of process pid (all its threads, live and ended), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the ")" the fields start at field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def pct(sorted_values, p):
+    if not sorted_values:
+        return None
+    return sorted_values[round((len(sorted_values) - 1) * p)]
+
+
+class Chat:
+    """One running tailchat, its output read line by line without blocking."""
+
+    def __init__(self, binary, ns, nick, bind, port, home, extra):
+        os.makedirs(home, exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "XDG_DATA_HOME": os.path.join(home, "data"),
+            "XDG_CONFIG_HOME": os.path.join(home, "config"),
+            "USER": nick,
+            "NO_COLOR": "1",
+            "RUST_LOG": "warn",
+        }
+        argv = [binary, "--nick", nick, "--no-discovery", "--bind", bind, "--port", str(port)]
+        self.proc = subprocess.Popen(
+            in_ns(ns, argv + extra),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.nick = nick
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buf = b""
+        self.lines = []  # (time read, line) not yet taken by expect()
+        self.log = []
+
+    def type(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def read_ready(self):
+        """Reads what is there; returns the new complete lines with the time they were read."""
+        t = now()
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            raise RuntimeError(f"{self.nick} exited: {self.log[-5:]}")
+        self.buf += chunk
+        *complete, self.buf = self.buf.split(b"\n")
+        got = [(t, l.decode(errors="replace")) for l in complete]
+        self.log.extend(l for _, l in got)
+        return got
+
+    def pid(self):
+        return self.proc.pid
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.alice = None
+        self.bob = None
+        self.pending = {}  # ping number -> time typed
+        self.next_ping = 0
+        self.samples = []  # latencies (s) of the current phase
+        self.loop_extra = []  # (fd, callback) watched besides the chats
+        self.copies = 0  # plain copies made (each takes a port of its own)
+        self.backlog = {"alice": [], "bob": []}  # lines not yet looked at by expect()
+
+    # -- the one loop ------------------------------------------------------------------
+    def pump(self, timeout):
+        """Waits up to timeout for output; takes ping arrivals, keeps other lines for expect."""
+        fds = [self.alice.fd, self.bob.fd] + [fd for fd, _ in self.loop_extra]
+        ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
+        for fd in ready:
+            if fd == self.alice.fd:
+                lines = [("alice", t, l) for t, l in self.alice.read_ready()]
+            elif fd == self.bob.fd:
+                lines = [("bob", t, l) for t, l in self.bob.read_ready()]
+            else:
+                for efd, cb in self.loop_extra:
+                    if efd == fd:
+                        cb(now())
+                continue
+            for who, t, line in lines:
+                m = re.search(r"<alice> lat (\d+)$", line) if who == "bob" else None
+                if m:
+                    n = int(m.group(1))
+                    sent = self.pending.pop(n, None)
+                    if sent is not None:
+                        self.samples.append(t - sent)
+                else:
+                    self.backlog[who].append((t, line))
+
+    def expect(self, who, pattern, limit=120.0, pinging=False):
+        """Runs the loop until `who` prints a line matching pattern; returns (time, match)."""
+        deadline = now() + limit
+        while True:
+            backlog = self.backlog[who]
+            while backlog:
+                t, line = backlog.pop(0)
+                m = re.search(pattern, line)
+                if m:
+                    return t, m
+            if now() > deadline:
+                chat = self.alice if who == "alice" else self.bob
+                raise RuntimeError(f"no {pattern!r} from {who}: {chat.log[-8:]}")
+            self.pump(self.ping_due() if pinging else 0.2)
+            if pinging:
+                self.ping_if_due()
+
+    def ping_due(self):
+        return max(0.0, self.ping_at - now())
+
+    def ping_if_due(self):
+        if now() >= self.ping_at:
+            n = self.next_ping
+            self.next_ping += 1
+            self.pending[n] = now()
+            self.alice.type(f"lat {n}")
+            self.ping_at += self.a.interval_ms / 1000.0
+
+    def start_pinging(self):
+        self.samples = []
+        self.ping_at = now()
+
+    def finish_pinging(self):
+        """Lets the messages in flight arrive (2 s at most); returns the phase's samples."""
+        deadline = now() + 2.0
+        while self.pending and now() < deadline:
+            self.pump(0.05)
+        lost = len(self.pending)
+        self.pending.clear()
+        return sorted(self.samples), lost
+
+    # -- phases ------------------------------------------------------------------------
+    def start_chats(self):
+        a = self.a
+        self.alice = Chat(a.bin, a.ns_a, "alice", a.addr_a, 7654, f"{a.work}/alice", [])
+        self.bob = Chat(
+            a.bin,
+            a.ns_b,
+            "bob",
+            a.addr_b,
+            7655,
+            f"{a.work}/bob",
+            ["--peer", f"{a.addr_a}:7654", "--download-dir", a.dl],
+        )
+        self.expect("bob", r"alice joined", 20)
+        self.expect("alice", r"bob joined", 20)
+
+    def idle(self, seconds):
+        cpu0 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        self.start_pinging()
+        end = now() + seconds
+        while now() < end:
+            self.pump(self.ping_due())
+            self.ping_if_due()
+        lat, lost = self.finish_pinging()
+        cpu1 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        return {
+            "latency": summary(lat, lost),
+            "cpu_per_s": [(cpu1[i] - cpu0[i]) / seconds for i in range(2)],
+        }
+
+    def tailchat_run(self, name):
+        size = os.path.getsize(self.a.file)
+        cpu_a0 = cpu_seconds(self.alice.pid())
+        t_send = now()
+        self.alice.type(f"/send bob {self.a.file}")
+        t_offered, _ = self.expect("alice", r"offered .* to bob")
+        cpu_hash = cpu_seconds(self.alice.pid()) - cpu_a0
+        _, m = self.expect("bob", r"alice offers .*/decline (\d+)")
+        number = m.group(1)
+        cpu0 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        self.start_pinging()
+        t0 = now()
+        self.bob.type(f"/accept {number}")
+        t1, m = self.expect("bob", r"received .* from alice .*→ (.*)$", 600, pinging=True)
+        cpu1 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        lat, lost = self.finish_pinging()
+        self.expect("alice", r"sent .* to bob")
+        dest = m.group(1).strip()
+        same = files_equal(self.a.file, dest)
+        os.remove(dest)
+        secs = t1 - t0
+        return {
+            "kind": "tailchat",
+            "seconds": secs,
+            "mbit_s": size * 8 / secs / 1e6,
+            "mbyte_s": size / secs / 1e6,
+            "byte_exact": same,
+            "cpu_s_per_gb": {
+                "sender": (cpu1[0] - cpu0[0]) / (size / 1e9),
+                "receiver": (cpu1[1] - cpu0[1]) / (size / 1e9),
+            },
+            "hash_at_send": {
+                "seconds": t_offered - t_send,
+                "cpu_s_per_gb": cpu_hash / (size / 1e9),
+            },
+            "latency": summary(lat, lost),
+        }
+
+    def plain_run(self, cc):
+        """socat from alice's namespace to bob's, the data in the same direction, with
+        congestion controller `cc`."""
+        a = self.a
+        size = os.path.getsize(a.file)
+        # TCP_CONGESTION (level 6, option 13) on both sockets: a namespace may not make cubic
+        # its default while the host allows only reno and bbr, but root's sockets may use it.
+        cong = f"setsockopt-string=6:13:{cc}"
+        out = os.path.join(a.dl, "plain.bin")
+        self.copies += 1
+        port = 7700 + self.copies
+        listener = subprocess.Popen(
+            in_ns(a.ns_b, ["socat", "-u", "-b", str(a.socat_buffer),
+                           f"TCP-LISTEN:{port},bind={a.addr_b},reuseaddr,{cong}",
+                           f"CREATE:{out}"])
+        )
+        wait_listening(a.ns_b, port)
+        self.start_pinging()
+        t0 = now()
+        sender = subprocess.Popen(
+            in_ns(a.ns_a, ["socat", "-u", "-b", str(a.socat_buffer),
+                           f"OPEN:{a.file}", f"TCP:{a.addr_b}:{port},{cong}"])
+        )
+        ended = {}
+        fds = {}
+        for name, p in (("receiver", listener), ("sender", sender)):
+            fd = os.pidfd_open(p.pid)
+            fds[name] = fd
+
+            def on_exit(t, name=name, p=p, fd=fd):
+                if name in ended:
+                    return
+                _, status, ru = os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(status)
+                ended[name] = (t, ru.ru_utime + ru.ru_stime)
+                self.loop_extra = [(f, c) for f, c in self.loop_extra if f != fd]
+                os.close(fd)
+
+            self.loop_extra.append((fd, on_exit))
+        while "receiver" not in ended or "sender" not in ended:
+            self.pump(self.ping_due())
+            self.ping_if_due()
+        lat, lost = self.finish_pinging()
+        t1 = ended["receiver"][0]
+        same = files_equal(a.file, out)
+        os.remove(out)
+        secs = t1 - t0
+        return {
+            "kind": f"socat ({cc})",
+            "seconds": secs,
+            "mbit_s": size * 8 / secs / 1e6,
+            "mbyte_s": size / secs / 1e6,
+            "byte_exact": same and listener.returncode == 0 and sender.returncode == 0,
+            "cpu_s_per_gb": {
+                "sender": ended["sender"][1] / (size / 1e9),
+                "receiver": ended["receiver"][1] / (size / 1e9),
+            },
+            "latency": summary(lat, lost),
+        }
+
+
+def summary(lat, lost):
+    ms = lambda v: None if v is None else round(v * 1000, 2)
+    return {
+        "n": len(lat),
+        "lost": lost,
+        "p50_ms": ms(pct(lat, 0.5)),
+        "p99_ms": ms(pct(lat, 0.99)),
+        "max_ms": ms(lat[-1] if lat else None),
+    }
+
+
+def wait_listening(ns, port):
+    deadline = now() + 10
+    while now() < deadline:
+        out = subprocess.run(
+            in_ns(ns, ["ss", "-Hltn", f"sport = :{port}"]), capture_output=True, text=True
+        ).stdout
+        if out.strip():
+            return
+        time.sleep(0.01)  # polling for a listener another program opens; bounded
+    raise RuntimeError(f"socat did not listen on {port}")
+
+
+def files_equal(a, b):
+    return subprocess.run(["cmp", "-s", a, b]).returncode == 0
+
+
+def table(paths):
+    """The JSON summaries in `paths` as Markdown tables (medians over runs, and each run)."""
+    for path in paths:
+        with open(path) as f:
+            r = json.loads(f.read().strip().splitlines()[-1])
+        size = r["size"]
+        print(
+            f"\n### {r['label']}: {size / 1e6:.0f} MB ({size} bytes), niceness {r.get('nice', 0)}, "
+            f"load average at start {' '.join(r.get('load', []))}\n"
+        )
+        idle = r["idle"]["latency"]
+        after = r["idle_after"]["latency"]
+        print(
+            f"Chat idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms ({idle['n']} messages); "
+            f"idle again after: p50 {after['p50_ms']} ms, p99 {after['p99_ms']} ms."
+        )
+        print()
+        print(
+            "| run | copy | time | throughput | CPU s/GB sender | CPU s/GB receiver "
+            "| chat p50 | chat p99 | chat max | messages | byte-exact |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        gb = size / 1e9
+        ping = r["idle"]["cpu_per_s"]
+        for i, run in enumerate(r["runs"]):
+            l = run["latency"]
+            cpu = run["cpu_s_per_gb"]
+            if run["kind"] == "tailchat":
+                # The chat's own work (the timed messages) measured idle, taken off: what is
+                # left is the transfer's. The raw figure follows in brackets.
+                net = [
+                    cpu[side] - ping[k] * run["seconds"] / gb
+                    for k, side in enumerate(("sender", "receiver"))
+                ]
+                shown = [f"{net[k]:.2f} ({cpu[side]:.2f})" for k, side in enumerate(("sender", "receiver"))]
+            else:
+                shown = [f"{cpu['sender']:.2f}", f"{cpu['receiver']:.2f}"]
+            print(
+                f"| {i} | {run['kind']} | {run['seconds']:.2f} s | {run['mbit_s']:.1f} Mbit/s "
+                f"({run['mbyte_s']:.0f} MB/s) | {shown[0]} | {shown[1]} | {l['p50_ms']} ms | "
+                f"{l['p99_ms']} ms | {l['max_ms']} ms | {l['n']} (lost {l['lost']}) | "
+                f"{run['byte_exact']} |"
+            )
+        kinds = []
+        for run in r["runs"]:
+            if run["kind"] not in kinds:
+                kinds.append(run["kind"])
+        med = {}
+        for k in kinds:
+            rates = sorted(x["mbit_s"] for x in r["runs"] if x["kind"] == k)
+            med[k] = rates[len(rates) // 2]
+        base = [k for k in kinds if k != "tailchat"]
+        print()
+        for k in base:
+            pairs = sorted(
+                t["mbit_s"] / p["mbit_s"]
+                for t, p in zip(
+                    [x for x in r["runs"] if x["kind"] == "tailchat"],
+                    [x for x in r["runs"] if x["kind"] == k],
+                )
+            )
+            print(
+                f"Median tailchat / median {k}: {med['tailchat'] / med[k]:.2f}× "
+                f"(run by run: {', '.join(f'{x:.2f}' for x in pairs)})"
+            )
+        hashes = [x["hash_at_send"] for x in r["runs"] if x["kind"] == "tailchat"]
+        if hashes:
+            h = hashes[len(hashes) // 2]
+            print(
+                f"Hashing at /send (before the offer): {h['seconds']:.2f} s, "
+                f"{h['cpu_s_per_gb']:.2f} CPU s/GB."
+            )
+        cpu = r["idle"]["cpu_per_s"]
+        print(
+            f"Chat pings alone cost alice {cpu[0] * 100:.1f}% and bob {cpu[1] * 100:.1f}% of a core."
+        )
+
+
+def main():
+    if sys.argv[1:2] == ["table"]:
+        return table(sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bin", required=True)
+    p.add_argument("--ns-a", required=True)
+    p.add_argument("--ns-b", required=True)
+    p.add_argument("--addr-a", required=True)
+    p.add_argument("--addr-b", required=True)
+    p.add_argument("--file", required=True)
+    p.add_argument("--dl", required=True)
+    p.add_argument("--work", required=True)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--interval-ms", type=float, default=10)
+    p.add_argument("--idle-seconds", type=float, default=5)
+    p.add_argument("--plain-cc", default="bbr", help="comma-separated: bbr,cubic")
+    p.add_argument("--socat-buffer", type=int, default=1 << 20)
+    p.add_argument("--label", required=True)
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the programs measured (tailchat and socat alike); below 0 they "
+        "take the cores from other work on a shared machine",
+    )
+    a = p.parse_args()
+    global NICE
+    NICE = a.nice
+    os.makedirs(a.dl, exist_ok=True)
+    b = Bench(a)
+    b.start_chats()
+    result = {
+        "label": a.label,
+        "size": os.path.getsize(a.file),
+        "nice": a.nice,
+        "load": open("/proc/loadavg").read().split()[:3],
+        "runs": [],
+    }
+    try:
+        log(f"[{a.label}] idle chat latency, {a.idle_seconds} s")
+        result["idle"] = b.idle(a.idle_seconds)
+        log(f"[{a.label}]   {result['idle']['latency']}")
+        for i in range(a.runs):
+            for kind in ["tailchat"] + [k for k in a.plain_cc.split(",") if k]:
+                r = b.tailchat_run(f"run {i}") if kind == "tailchat" else b.plain_run(kind)
+                log(
+                    f"[{a.label}] {r['kind']:14} {r['mbit_s']:9.1f} Mbit/s in {r['seconds']:.2f} s, "
+                    f"CPU s/GB send {r['cpu_s_per_gb']['sender']:.2f} recv "
+                    f"{r['cpu_s_per_gb']['receiver']:.2f}, chat {r['latency']}"
+                )
+                result["runs"].append(r)
+        result["idle_after"] = b.idle(a.idle_seconds)
+        log(f"[{a.label}] idle again: {result['idle_after']['latency']}")
+    finally:
+        for c in (b.alice, b.bob):
+            if c:
+                c.proc.kill()
+                c.proc.wait()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

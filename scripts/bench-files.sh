@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# File transfer, measured (docs/BENCHMARKS.md, "File transfer"): the release build sends a
+# large file from alice to bob, against a plain TCP copy of the same file with socat between
+# the same two endpoints, with chat messages timed while it runs and while idle, and the CPU
+# each side spends; on loopback and through a 20 Mbit/s link. scripts/bench-files.py runs each
+# scenario; this script builds, makes the namespaces and a tmpfs for the files, and prints the
+# tables.
+#
+# Everything runs in network namespaces it creates (loopback inside one; two joined by a veth
+# pair shaped with tbf), with --no-discovery: nothing reaches the machine's interfaces. All of
+# it is removed on exit, pass or fail. Needs root, iproute2 (ip, tc, ss), socat, python3 >= 3.9.
+# Not run in CI.
+#
+# Usage: [NICE=N] [ONLY=loopback|link] scripts/bench-files.sh [RUNS] [LOOPBACK_BYTES] [LINK_BYTES]
+#   defaults: 5 runs of each copy, 1 GiB on loopback, 100 MB through the link, both.
+#   NICE (default 0) is the niceness of every program measured, tailchat and socat alike: on a
+#   machine shared with other work, NICE=-10 lets them have the cores, which is closer to
+#   what an idle machine would show.
+#   Raw results (JSON) and the tables are kept in target/bench-files/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+LOOP_BYTES=${2:-1073741824}
+LINK_BYTES=${3:-100000000}
+NICE=${NICE:-0}
+ONLY=${ONLY:-}
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, tmpfs)" >&2; exit 2; }
+for tool in ip tc ss socat python3 cmp nsenter; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 socat python3)" >&2; exit 2; }
+done
+
+echo "== release build" >&2
+cargo build --release --locked --bin tailchat >&2
+BIN=$(readlink -f target/release/tailchat)
+OUT=$(readlink -f target)/bench-files
+mkdir -p "$OUT"
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+
+P="bf$$"
+WORK=$(mktemp -d)
+NAMESPACES=()
+cleanup() {
+  umount "$WORK/fs" 2>/dev/null || true
+  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ns() {  # a namespace with loopback up, BBR its default (as the system's here)
+  ip netns add "$P$1"
+  NAMESPACES+=("$P$1")
+  ip -n "$P$1" link set lo up
+  ip netns exec "$P$1" sysctl -qw net.ipv4.tcp_congestion_control=bbr
+}
+
+# The files live in memory, so a disk's speed (and its writeback of earlier runs) is not
+# measured: source, received copy, and each side's data directory.
+mkdir "$WORK/fs"
+mount -t tmpfs -o "size=$(( LOOP_BYTES * 2 + (256 << 20) ))" bench-files "$WORK/fs"
+echo "== making the files (random bytes)" >&2
+head -c "$LOOP_BYTES" /dev/urandom >"$WORK/fs/big.bin"
+head -c "$LINK_BYTES" "$WORK/fs/big.bin" >"$WORK/fs/link.bin"
+
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(date -u +%F)" >&2
+
+RESULTS=()
+
+# 1. Loopback: both programs in one namespace, on 127.0.0.1.
+if [ "$ONLY" != link ]; then
+ns lo
+python3 scripts/bench-files.py --label "loopback" --nice "$NICE" --bin "$BIN" \
+  --ns-a "${P}lo" --ns-b "${P}lo" --addr-a 127.0.0.1 --addr-b 127.0.0.1 \
+  --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-lo" --work "$WORK/fs/home-lo" \
+  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc bbr,cubic \
+  >"$OUT/$STAMP-loopback.json"
+RESULTS+=("$OUT/$STAMP-loopback.json")
+fi
+
+# 2. A 20 Mbit/s link: a veth pair between two namespaces, each side's egress through a token
+# bucket with a 200 ms queue (netem is not available here, so there is no added delay: the
+# only queue is the bucket's).
+if [ "$ONLY" != loopback ]; then
+ns a
+ns b
+ip link add eth0 netns "${P}a" type veth peer name eth0 netns "${P}b"
+ip -n "${P}a" addr add 10.77.0.1/24 dev eth0
+ip -n "${P}b" addr add 10.77.0.2/24 dev eth0
+for side in a b; do
+  ip -n "$P$side" link set eth0 up
+  ip netns exec "$P$side" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 200ms
+done
+python3 scripts/bench-files.py --label "20 Mbit/s link (tbf)" --nice "$NICE" --bin "$BIN" \
+  --ns-a "${P}a" --ns-b "${P}b" --addr-a 10.77.0.1 --addr-b 10.77.0.2 \
+  --file "$WORK/fs/link.bin" --dl "$WORK/fs/dl-link" --work "$WORK/fs/home-link" \
+  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc bbr,cubic \
+  >"$OUT/$STAMP-link.json"
+RESULTS+=("$OUT/$STAMP-link.json")
+fi
+
+python3 scripts/bench-files.py table "${RESULTS[@]}" | tee "$OUT/$STAMP.md"
