@@ -35,10 +35,11 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot read the socket's address: {e}"))?
         .port();
     let discovery = settings.discovery_possible();
-    let (mut storage, storage_error) = match Storage::open(settings.data_dir.as_deref()) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
-    };
+    let (mut storage, storage_error) =
+        match Storage::open(settings.data_dir.as_deref(), &settings.history_limit) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

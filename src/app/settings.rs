@@ -2,6 +2,7 @@
 
 use crate::net::addr::{self, HostSpec};
 use crate::store;
+use crate::store::journal::HistoryLimit;
 use crate::ui::command::{is_valid_nick, NICK_RULE};
 use clap::Parser;
 use std::net::IpAddr;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub discovery: bool,
     /// Where to keep data, if not the default.
     pub data_dir: Option<PathBuf>,
+    /// How much history the journal keeps (config file only).
+    pub history_limit: HistoryLimit,
 }
 
 impl Settings {
@@ -124,6 +127,7 @@ impl Settings {
             peers,
             discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
             data_dir: args.data_dir.or(cfg.data_dir),
+            history_limit: cfg.history_limit.map(|h| h.limit()).unwrap_or_default(),
         })
     }
 

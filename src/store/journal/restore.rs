@@ -2,7 +2,7 @@
 
 use super::{HistoryLine, Record};
 use crate::proto::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
 /// One of our messages still on its way to one recipient.
@@ -68,25 +68,76 @@ pub struct Restored {
 }
 
 /// The restart summary of `records`, read in file order.
+#[cfg(test)]
 pub(super) fn summarize(records: &[Record]) -> Restored {
-    let mut max_said = 0;
-    let mut delivered_from = BTreeMap::new();
-    // Per recipient, keyed by id so each comes out in id order whatever the records' order.
-    let mut outbox: BTreeMap<PeerId, BTreeMap<u64, Outgoing>> = BTreeMap::new();
-    let mut peers = BTreeMap::new();
-    let mut tracking = false;
-    let mut last_session = 0;
-    let mut heard = Vec::new();
-    let mut shown: BTreeMap<PeerId, u64> = BTreeMap::new();
-    for record in records {
+    let mut s = Summarizer::default();
+    for r in records {
+        s.add(r.clone());
+    }
+    s.finish()
+}
+
+/// Builds the restart summary one record at a time, in file order, holding only what the
+/// summary needs (not the records): opening a large journal reads it through a small window.
+#[derive(Debug, Default)]
+pub(super) struct Summarizer {
+    /// The highest id of ours in a `Said` record.
+    max_said: u64,
+    /// The next id a [`Record::Compacted`] carried over (its `Said` records may be gone).
+    compacted_next: u64,
+    /// See [`Restored::delivered_from`].
+    delivered_from: BTreeMap<PeerId, u64>,
+    /// Per recipient, keyed by id so each comes out in id order whatever the records' order.
+    outbox: BTreeMap<PeerId, BTreeMap<u64, Outgoing>>,
+    /// See [`Restored::peers`].
+    peers: BTreeMap<PeerId, PeerRecord>,
+    /// A [`Record::Opened`] was read: messages heard from here on are tracked until shown.
+    tracking: bool,
+    /// See [`Restored::last_session`].
+    last_session: u64,
+    /// Tracked messages not yet covered by a [`Record::Shown`], per sender, each with its
+    /// position among the records (to give them back in the order heard).
+    heard: BTreeMap<PeerId, VecDeque<(usize, Unshown)>>,
+    /// The highest id shown per sender.
+    shown: BTreeMap<PeerId, u64>,
+    /// How many records were added.
+    records: usize,
+}
+
+impl Summarizer {
+    /// The highest id shown per sender, so far.
+    pub(super) fn shown(&self) -> &BTreeMap<PeerId, u64> {
+        &self.shown
+    }
+
+    /// Whether a [`Record::Opened`] was read, so far.
+    pub(super) fn tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// Takes the next record in file order.
+    pub(super) fn add(&mut self, record: Record) {
+        let seq = self.records;
+        self.records += 1;
         match record {
             Record::Opened { session, .. } => {
-                tracking = true;
-                last_session = last_session.max(*session);
+                self.tracking = true;
+                self.last_session = self.last_session.max(session);
             }
             Record::Shown { from, id } => {
-                let through = shown.entry(*from).or_insert(*id);
-                *through = (*through).max(*id);
+                let through = self.shown.entry(from).or_insert(id);
+                *through = (*through).max(id);
+                let through = *through;
+                if let Some(waiting) = self.heard.get_mut(&from) {
+                    // Ids grow in the order heard, so what is covered is at the front; any
+                    // straggler is filtered out in `finish`.
+                    while waiting.front().is_some_and(|(_, u)| u.id <= through) {
+                        waiting.pop_front();
+                    }
+                    if waiting.is_empty() {
+                        self.heard.remove(&from);
+                    }
+                }
             }
             Record::Said {
                 at_ms,
@@ -96,15 +147,15 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
                 text,
                 ..
             } => {
-                max_said = max_said.max(*id);
+                self.max_said = self.max_said.max(id);
                 for to in recipients {
-                    outbox.entry(*to).or_default().insert(
-                        *id,
+                    self.outbox.entry(to).or_default().insert(
+                        id,
                         Outgoing {
-                            id: *id,
+                            id,
                             direct: direct_to.is_some(),
                             text: text.clone(),
-                            at_ms: *at_ms,
+                            at_ms,
                         },
                     );
                 }
@@ -117,25 +168,33 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
                 direct,
                 text,
             } => {
-                let highest = delivered_from.entry(*from).or_insert(*id);
-                *highest = (*highest).max(*id);
-                if tracking {
-                    heard.push(Unshown {
-                        from: *from,
-                        id: *id,
+                let highest = self.delivered_from.entry(from).or_insert(id);
+                *highest = (*highest).max(id);
+                let covered = self.shown.get(&from).is_some_and(|through| id <= *through);
+                if self.tracking && !covered {
+                    let unshown = Unshown {
+                        from,
+                        id,
                         line: HistoryLine {
-                            at_ms: *at_ms,
-                            nick: nick.clone(),
+                            at_ms,
+                            nick,
                             to: None,
-                            direct: *direct,
-                            text: text.clone(),
+                            direct,
+                            text,
                         },
-                    });
+                    };
+                    self.heard
+                        .entry(from)
+                        .or_default()
+                        .push_back((seq, unshown));
                 }
             }
             Record::Delivered { to, id } | Record::Dropped { to, id } => {
-                if let Some(pending) = outbox.get_mut(to) {
-                    pending.remove(id);
+                if let Some(pending) = self.outbox.get_mut(&to) {
+                    pending.remove(&id);
+                    if pending.is_empty() {
+                        self.outbox.remove(&to);
+                    }
                 }
             }
             Record::Peer {
@@ -144,33 +203,49 @@ pub(super) fn summarize(records: &[Record]) -> Restored {
                 addrs,
                 manual,
             } => {
-                peers.insert(
-                    *id,
+                self.peers.insert(
+                    id,
                     PeerRecord {
-                        nick: nick.clone(),
-                        addrs: addrs.clone(),
-                        manual: *manual,
+                        nick,
+                        addrs,
+                        manual,
                     },
                 );
             }
+            Record::Received { from, through } => {
+                let highest = self.delivered_from.entry(from).or_insert(through);
+                *highest = (*highest).max(through);
+            }
+            Record::Compacted { next_msg, .. } => {
+                self.compacted_next = self.compacted_next.max(next_msg);
+            }
         }
     }
-    Restored {
-        next_msg: max_said.saturating_add(1),
-        delivered_from,
-        outbox: outbox
-            .into_iter()
-            .filter(|(_, pending)| !pending.is_empty())
-            .map(|(to, pending)| (to, pending.into_values().collect()))
-            .collect(),
-        unshown: heard
-            .into_iter()
-            .filter(|u| shown.get(&u.from).is_none_or(|through| u.id > *through))
-            .collect(),
-        peers,
-        last_session,
-        warnings: Vec::new(),
-        records: records.len(),
+
+    /// The summary of every record added.
+    pub(super) fn finish(self) -> Restored {
+        let shown = self.shown;
+        let mut unshown: Vec<(usize, Unshown)> = self
+            .heard
+            .into_values()
+            .flatten()
+            .filter(|(_, u)| shown.get(&u.from).is_none_or(|through| u.id > *through))
+            .collect();
+        unshown.sort_by_key(|(seq, _)| *seq);
+        Restored {
+            next_msg: self.max_said.saturating_add(1).max(self.compacted_next),
+            delivered_from: self.delivered_from,
+            outbox: self
+                .outbox
+                .into_iter()
+                .map(|(to, pending)| (to, pending.into_values().collect()))
+                .collect(),
+            unshown: unshown.into_iter().map(|(_, u)| u).collect(),
+            peers: self.peers,
+            last_session: self.last_session,
+            warnings: Vec::new(),
+            records: self.records,
+        }
     }
 }
 
