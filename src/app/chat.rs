@@ -23,6 +23,15 @@ pub const SCRIPT_CONTACT_WAIT: Duration = Duration::from_secs(5);
 pub const QUIT_GRACE: Duration = Duration::from_secs(1);
 /// `/history` without a count shows this many lines.
 const HISTORY_DEFAULT: usize = 20;
+/// A long `/history` reaches the screen this many lines per wake-up.
+const HISTORY_SLICE: usize = 1024;
+
+/// The lines of a `/history`, read and formatted off the event loop (a long one reads and
+/// formats for a while): notices about damage, then the lines; or the error to show.
+pub type HistoryLines = Result<(Vec<String>, Vec<String>), String>;
+
+/// [`HistoryLines`], numbered in the order the `/history` commands were typed.
+pub type HistoryAnswer = (u64, HistoryLines);
 
 /// A finished name lookup for `/add` or `--peer`.
 #[derive(Debug)]
@@ -67,6 +76,16 @@ pub struct Chat {
     /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
+    /// Where `/history` answers come back from the thread that reads them.
+    history_tx: mpsc::UnboundedSender<HistoryAnswer>,
+    /// Where the loop takes them (see [`Self::history_answer`]).
+    history_rx: mpsc::UnboundedReceiver<HistoryAnswer>,
+    /// `/history` commands asked, and answers shown: answers are shown in the order asked.
+    history_asked: u64,
+    /// See `history_asked`.
+    history_shown: u64,
+    /// Answers that came back before an earlier one, waiting for it.
+    history_early: BTreeMap<u64, HistoryLines>,
 }
 
 impl Chat {
@@ -86,6 +105,7 @@ impl Chat {
             scripted,
             ..
         } = setup;
+        let (history_tx, history_rx) = mpsc::unbounded_channel();
         let mut chat = Self {
             ep,
             screen,
@@ -100,6 +120,11 @@ impl Chat {
             pending: Vec::new(),
             unconfirmed: Vec::new(),
             away_told: HashSet::new(),
+            history_tx,
+            history_rx,
+            history_asked: 0,
+            history_shown: 0,
+            history_early: BTreeMap::new(),
         };
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
@@ -135,9 +160,10 @@ impl Chat {
         self.ep.handle_timeout(now);
     }
 
-    /// Whether typed lines may be taken now (a script's line waits for its contact).
+    /// Whether typed lines may be taken now (a script's line waits for its contact, and for
+    /// the answer to its `/history`).
     pub fn accepts_input(&self) -> bool {
-        self.hold_until.is_none()
+        self.hold_until.is_none() && !(self.scripted && self.history_asked > self.history_shown)
     }
 
     /// Whether the user has quit and the goodbye is acknowledged or has run out of time.
@@ -418,37 +444,79 @@ impl Chat {
         }
     }
 
-    /// `/history [NICK] [N]`: the last N lines of the group, or of the conversation with NICK.
+    /// `/history [NICK] [N]`: the last N lines of the group, or of the conversation with NICK,
+    /// read and formatted on a blocking thread, so that a long history never holds up the
+    /// network; the answer comes back through [`Self::history_answer`].
     fn history(&mut self, nick: Option<String>, count: Option<usize>) {
         let filter = match &nick {
             Some(n) => HistoryFilter::Direct { nick: n.clone() },
             None => HistoryFilter::Group,
         };
         self.sync(); // what this wake-up appended must be readable
-        match self
+        let query = match self
             .persist
-            .history(&filter, count.unwrap_or(HISTORY_DEFAULT))
+            .history_query(&filter, count.unwrap_or(HISTORY_DEFAULT))
         {
-            Ok((lines, warnings)) => {
-                for w in warnings {
-                    self.print(Output::Notice(w));
-                }
-                if lines.is_empty() {
-                    let what = nick.unwrap_or_else(|| "the group".to_owned());
-                    return self.print(Output::Info(format!("no history with {what} yet")));
-                }
-                for l in &lines {
-                    self.print(Output::Info(format_history_line(l)));
-                }
-            }
+            Ok(query) => query,
             Err(why) => {
-                self.print(Output::Error(match why {
+                return self.print(Output::Error(match why {
                     HistoryError::Off => {
                         "no history: storage is off (see the notices above)".to_owned()
                     }
                     HistoryError::Unreadable(e) => format!("cannot read history: {e}"),
-                }));
+                }))
             }
+        };
+        self.history_asked += 1;
+        let (seq, tx) = (self.history_asked, self.history_tx.clone());
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                let (lines, warnings) = query.run().map_err(|e| e.to_string())?;
+                if lines.is_empty() {
+                    let what = nick.unwrap_or_else(|| "the group".to_owned());
+                    return Ok((warnings, vec![format!("no history with {what} yet")]));
+                }
+                Ok((warnings, lines.iter().map(format_history_line).collect()))
+            })
+            .await;
+            let answer = read.unwrap_or_else(|e| Err(format!("reading it failed: {e}")));
+            let _ = tx.send((seq, answer));
+        });
+    }
+
+    /// The next `/history` answer read (pending forever when none is asked).
+    pub async fn history_answer(&mut self) -> HistoryAnswer {
+        match self.history_rx.recv().await {
+            Some(answer) => answer,
+            // Never: the chat holds a sender.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Shows a `/history` answer, once every one asked before it is shown; a long one
+    /// [`HISTORY_SLICE`] lines per wake-up, the rest sent back to come again, so the network
+    /// is served between slices.
+    pub fn on_history(&mut self, (seq, answer): HistoryAnswer) {
+        self.history_early.insert(seq, answer);
+        while let Some(answer) = self.history_early.remove(&(self.history_shown + 1)) {
+            let seq = self.history_shown + 1;
+            match answer {
+                Ok((warnings, mut lines)) => {
+                    for w in warnings {
+                        self.print(Output::Notice(w));
+                    }
+                    let rest = lines.split_off(lines.len().min(HISTORY_SLICE));
+                    for l in lines {
+                        self.print(Output::Info(l));
+                    }
+                    if !rest.is_empty() {
+                        let _ = self.history_tx.send((seq, Ok((Vec::new(), rest))));
+                        return;
+                    }
+                }
+                Err(e) => self.print(Output::Error(format!("cannot read history: {e}"))),
+            }
+            self.history_shown = seq;
         }
     }
 

@@ -221,6 +221,7 @@ pub async fn run(
                 }
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
+            answer = chat.history_answer() => chat.on_history(answer),
             _ = scan.tick(), if discovering => {
                 if net.rescan() {
                     chat.ep.announce_soon(Instant::now());

@@ -70,6 +70,7 @@ mod frame;
 mod history;
 mod limit;
 mod restore;
+mod view;
 
 pub use admit::MAX_HELD;
 pub use compact::{temp_path, Compaction};
@@ -80,7 +81,7 @@ pub use restore::{Outgoing, PeerRecord, Restored, Unshown};
 
 use admit::Admission;
 use compact::Compactor;
-use frame::{frame, scan_source, Damage, FileWindow, Tail};
+use frame::{frame, read_record_at, scan_source, Damage, FileWindow, Tail};
 use history::Index;
 use limit::Census;
 use restore::Summarizer;
@@ -378,13 +379,15 @@ impl Journal {
         let mut census = Census::new(limit, now_ms);
         let mut read = read_back(&file, len, Some(&mut census)).map_err(io_err("read"))?;
         let torn_at = read.damage.tail.as_ref().map(|t| t.at);
-        let restored = read.restored(path, |tail| {
-            format!(
-                "{}; truncated the file to {} bytes, after the last good record",
-                tail.describe(len),
-                tail.at
-            )
-        });
+        let restored = read
+            .restored(path, &file, |tail| {
+                format!(
+                    "{}; truncated the file to {} bytes, after the last good record",
+                    tail.describe(len),
+                    tail.at
+                )
+            })
+            .map_err(io_err("read"))?;
         if let Some(at) = torn_at {
             file.set_len(at).map_err(io_err("truncate"))?;
             file.sync_all().map_err(io_err("sync"))?;
@@ -427,11 +430,13 @@ impl Journal {
                     });
                 }
                 let mut read = read_back(&file, len, None).map_err(io_err)?;
-                let restored = read.restored(path, |tail| tail.describe(len));
+                let restored = read
+                    .restored(path, &file, |tail| tail.describe(len))
+                    .map_err(io_err)?;
                 (Some(Arc::new(file)), restored, read.index)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                (None, Summarizer::default().finish(), Index::default())
+                (None, Restored::default_empty(), Index::default())
             }
             Err(source) => return Err(io_err(source)),
         };
@@ -487,7 +492,7 @@ impl Journal {
         };
         file.write_all(framed)
             .map_err(|source| self.io_error("write to", source))?;
-        self.index.note(self.end, r);
+        self.index.note(self.end, r.name());
         self.end += framed.len() as u64;
         Ok(())
     }
@@ -550,6 +555,18 @@ impl Journal {
     }
 }
 
+impl Record {
+    /// The peer this record names and what it calls it, for a `Heard` or `Peer` record.
+    fn name(&self) -> Option<(PeerId, &[u8])> {
+        match self {
+            Record::Heard { from: id, nick, .. } | Record::Peer { id, nick, .. } => {
+                Some((*id, nick.as_bytes()))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The first bytes of `file` (of length `len`), up to the header's length.
 fn read_start(file: &File, len: u64) -> Vec<u8> {
     let mut start = vec![0; HEADER.len().min(len as usize)];
@@ -572,14 +589,23 @@ struct ReadBack {
 }
 
 impl ReadBack {
-    /// The restart summary, its warnings prefixed by the path; a torn tail is described by
-    /// `tail_warning`.
-    fn restored(&mut self, path: &Path, tail_warning: impl FnOnce(&Tail) -> String) -> Restored {
+    /// The restart summary of the journal `file` at `path`, its warnings prefixed by the
+    /// path; a torn tail is described by `tail_warning`.
+    ///
+    /// # Errors
+    /// A record to send or show again cannot be read again.
+    fn restored(
+        &mut self,
+        path: &Path,
+        file: &File,
+        tail_warning: impl FnOnce(&Tail) -> String,
+    ) -> io::Result<Restored> {
         let mut warnings = std::mem::take(&mut self.damage.warnings);
         if let Some(tail) = &self.damage.tail {
             warnings.push(tail_warning(tail));
         }
-        let mut restored = std::mem::take(&mut self.summary).finish();
+        let summary = std::mem::take(&mut self.summary);
+        let mut restored = summary.finish(|at| read_record_at(file, at))?;
         restored.warnings = warnings
             .into_iter()
             .map(|w| format!("journal {}: {w}", path.display()))
@@ -590,7 +616,7 @@ impl ReadBack {
             restored.records,
             restored.warnings.len()
         );
-        restored
+        Ok(restored)
     }
 }
 
@@ -609,9 +635,9 @@ fn read_back(file: &File, len: u64, mut census: Option<&mut Census>) -> io::Resu
         if let Some(census) = census.as_deref_mut() {
             census.add(&record, found.end - found.at);
         }
-        index.note(found.at, &record);
+        index.note(found.at, record.name());
         admission.note(&record);
-        summary.add(record);
+        summary.add(&record, found.at);
     })?;
     Ok(ReadBack {
         summary,

@@ -8,9 +8,10 @@
 //! from it, or once we send it one. Until then its latest `Peer` record is held in memory (for
 //! at most [`MAX_HELD`] strangers) and written just before the record that makes it real.
 
+use super::view::RecordView;
 use super::Record;
 use crate::proto::PeerId;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The most strangers whose `Peer` record is held; past it, the lowest id's is forgotten.
 pub const MAX_HELD: usize = 1024;
@@ -19,22 +20,22 @@ pub const MAX_HELD: usize = 1024;
 #[derive(Debug, Default)]
 pub(super) struct Admission {
     /// Peers the journal has a record of, or that became real in this run.
-    real: HashSet<PeerId>,
+    real: BTreeSet<PeerId>,
     /// The latest `Peer` record of each stranger, written if it becomes real.
     held: BTreeMap<PeerId, Record>,
 }
 
 impl Admission {
     /// Notes a record read from the file: the peers it names are real.
-    pub(super) fn note(&mut self, record: &Record) {
+    pub(super) fn note(&mut self, record: &RecordView<'_>) {
         match record {
-            Record::Peer { id, .. } => {
+            RecordView::Peer { id, .. } => {
                 self.real.insert(*id);
             }
-            Record::Heard { from, .. } | Record::Received { from, .. } => {
+            RecordView::Heard { from, .. } | RecordView::Received { from, .. } => {
                 self.real.insert(*from);
             }
-            Record::Said { recipients, .. } => self.real.extend(recipients.iter().copied()),
+            RecordView::Said { recipients, .. } => self.real.extend(recipients.iter().copied()),
             _ => {}
         }
     }

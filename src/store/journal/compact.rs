@@ -47,6 +47,7 @@ use super::frame::{frame, frame_payload, scan_source, FileWindow, Source};
 use super::history::Index;
 use super::limit::{Census, HistoryLimit, Plan};
 use super::restore::Summarizer;
+use super::view::RecordView;
 use super::{Journal, JournalError, Record, HEADER};
 use crate::proto::PeerId;
 use std::collections::{BTreeMap, HashSet};
@@ -263,6 +264,12 @@ impl Journal {
                 );
                 Some(report)
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // Stopped on purpose, the journal being closed: done again at the next start.
+                tracing::info!("journal {}: {e}", self.path.display());
+                let _ = fs::remove_file(temp_path(&self.path));
+                None
+            }
             Err(e) => {
                 tracing::warn!(
                     "journal {}: compaction failed ({e}); the journal is as it was",
@@ -345,6 +352,11 @@ impl Journal {
         }
     }
 
+    /// Changes what compactions from now on keep.
+    pub fn set_history_limit(&mut self, limit: HistoryLimit) {
+        self.compactor.limit = limit;
+    }
+
     /// Waits for the background compaction, if one runs, and puts it in place. For tests and
     /// benchmarks: the program lets [`Journal::sync`] notice it is done.
     pub fn wait_for_compaction(&mut self) -> Option<Compaction> {
@@ -415,18 +427,29 @@ impl Output {
     fn emit(&mut self, r: &Record) -> io::Result<()> {
         // Every record here was read back within the limit, or is smaller than one that was.
         let framed = frame(r).map_err(|e| io::Error::other(e.to_string()))?;
-        self.index.note(self.len, r);
+        self.index.note(self.len, r.name());
         self.messages += u64::from(matches!(r, Record::Said { .. } | Record::Heard { .. }));
-        self.w.write_all(&framed)?;
-        self.len += framed.len() as u64;
-        Ok(())
+        self.write(&framed)
     }
 
-    /// Writes a record this version cannot decode, as it was.
-    fn raw(&mut self, payload: &[u8]) -> io::Result<()> {
-        let framed = frame_payload(payload);
-        self.index.note_start(self.len);
-        self.w.write_all(&framed)?;
+    /// Writes a record as it was read: `payload`, decoded as `view` if this version can.
+    fn copy(&mut self, payload: &[u8], view: Option<&RecordView<'_>>) -> io::Result<()> {
+        match view {
+            Some(v) => {
+                self.index.note(self.len, v.name());
+                self.messages += u64::from(matches!(
+                    v,
+                    RecordView::Said { .. } | RecordView::Heard { .. }
+                ));
+            }
+            None => self.index.note_start(self.len),
+        }
+        self.write(&frame_payload(payload))
+    }
+
+    /// Writes one framed record.
+    fn write(&mut self, framed: &[u8]) -> io::Result<()> {
+        self.w.write_all(framed)?;
         self.len += framed.len() as u64;
         Ok(())
     }
@@ -455,12 +478,12 @@ fn rewrite(
     scan_source(&mut source(), HEADER.len() as u64, |found| {
         if let Some(record) = found.record {
             census.add(&record, found.end - found.at);
-            summary.add(record);
+            summary.add(&record, found.at);
         }
     })?;
     let shown = summary.shown().clone();
     let tracked = summary.tracking();
-    let restored = summary.finish();
+    let restored = summary.finish(|at| super::frame::read_record_at(old, at))?;
     let plan = census.plan(limit, &restored);
     if !force && upto <= plan.kept_bytes.saturating_mul(2) {
         return Ok(None);
@@ -589,41 +612,47 @@ fn write_compacted(
         if failed.is_some() {
             return;
         }
-        let written = match found.record {
-            None => out.raw(found.payload),
-            Some(Record::Said {
+        let written = match &found.record {
+            None => out.copy(found.payload, None),
+            Some(RecordView::Said {
                 at_ms,
                 id,
-                nick,
                 direct_to,
-                recipients: _,
                 text,
+                ..
             }) => {
-                let kept = keeper.keep(None, at_ms, &text);
-                let pending = waiting.get(&id);
-                if kept || pending.is_some() {
-                    out.emit(&Record::Said {
-                        at_ms,
-                        id,
-                        nick,
-                        direct_to,
-                        recipients: pending.cloned().unwrap_or_default(),
-                        text,
-                    })
-                } else {
-                    Ok(())
+                let kept = keeper.keep(None, *at_ms, text.len());
+                match (
+                    waiting.get(id),
+                    found.record.as_ref().map(RecordView::to_record),
+                ) {
+                    // Only the recipients still waiting are listed: the deliveries are gone.
+                    (pending, Some(Record::Said { nick, text, .. }))
+                        if kept || pending.is_some() =>
+                    {
+                        out.emit(&Record::Said {
+                            at_ms: *at_ms,
+                            id: *id,
+                            nick,
+                            direct_to: *direct_to,
+                            recipients: pending.cloned().unwrap_or_default(),
+                            text,
+                        })
+                    }
+                    _ => Ok(()),
                 }
             }
-            Some(Record::Heard {
-                at_ms,
-                from,
-                nick,
-                id,
-                direct,
-                text,
-            }) => {
-                let kept = keeper.keep(Some(from), at_ms, &text);
-                let never_shown = unshown.contains(&(from, id));
+            Some(
+                heard @ RecordView::Heard {
+                    at_ms,
+                    from,
+                    id,
+                    text,
+                    ..
+                },
+            ) => {
+                let kept = keeper.keep(Some(*from), *at_ms, text.len());
+                let never_shown = unshown.contains(&(*from, *id));
                 let mut written = Ok(());
                 if never_shown {
                     if let Some(o) = opened.take() {
@@ -631,15 +660,7 @@ fn write_compacted(
                     }
                 }
                 if kept || never_shown {
-                    let heard = Record::Heard {
-                        at_ms,
-                        from,
-                        nick,
-                        id,
-                        direct,
-                        text,
-                    };
-                    written = written.and_then(|()| out.emit(&heard));
+                    written = written.and_then(|()| out.copy(found.payload, Some(heard)));
                 }
                 written
             }
@@ -679,8 +700,11 @@ fn copy_tail(old: &File, rw: &mut Rewritten, to: u64, cancel: &AtomicBool) -> io
         let framed = frame_payload(found.payload);
         match &found.record {
             Some(r) => {
-                index.note(len, r);
-                *messages += u64::from(matches!(r, Record::Said { .. } | Record::Heard { .. }));
+                index.note(len, r.name());
+                *messages += u64::from(matches!(
+                    r,
+                    RecordView::Said { .. } | RecordView::Heard { .. }
+                ));
             }
             None => index.note_start(len),
         }

@@ -5,6 +5,7 @@
 //! that opening or compacting a large journal never holds the whole file in memory), or bytes
 //! already in memory ([`InMemory`], one stretch of a file, or a whole one in tests).
 
+use super::view::{decode, RecordView};
 use super::{JournalError, Record};
 use std::fmt;
 use std::fs::File;
@@ -242,7 +243,7 @@ pub(super) struct Found<'a> {
     pub(super) payload: &'a [u8],
     /// The payload decoded, or `None` when this version cannot decode it (then skipped with a
     /// warning, and kept in the file).
-    pub(super) record: Option<Record>,
+    pub(super) record: Option<RecordView<'a>>,
 }
 
 /// What [`scan_source`] says about damage.
@@ -275,21 +276,10 @@ pub(super) fn scan_source(
             Ok((payload_len, len)) => {
                 let bytes = src.bytes_at(pos, len)?;
                 let payload = &bytes[FRAME_HEADER..FRAME_HEADER + payload_len];
-                let record = match postcard::take_from_bytes::<Record>(payload) {
-                    Ok((record, [])) => Some(record),
-                    Ok((_, extra)) => {
-                        out.warnings.push(format!(
-                            "offset {pos}: skipped a record with {} unexpected bytes after it",
-                            extra.len()
-                        ));
-                        None
-                    }
-                    // Whole and checksummed, so written on purpose: most likely a kind of
-                    // record from a newer tailchat. Kept in the file, skipped here.
-                    Err(e) => {
-                        out.warnings.push(format!(
-                            "offset {pos}: skipped a record this version cannot decode ({e})"
-                        ));
+                let record = match decode(payload) {
+                    Ok(view) => Some(view),
+                    Err(why) => {
+                        out.warnings.push(format!("offset {pos}: {why}"));
                         None
                     }
                 };
@@ -351,7 +341,27 @@ pub(super) fn scan(bytes: &[u8]) -> Vec<super::Record> {
     let mut records = Vec::new();
     let mut src = InMemory { bytes, base: 0 };
     let from = HEADER.len().min(bytes.len()) as u64;
-    scan_source(&mut src, from, |found| records.extend(found.record))
-        .expect("reading memory cannot fail");
+    scan_source(&mut src, from, |found| {
+        records.extend(found.record.map(|v| v.to_record()));
+    })
+    .expect("reading memory cannot fail");
     records
+}
+
+/// The record whose frame starts at `at` in `file`, read again (one known to be whole).
+///
+/// # Errors
+/// Reading failed, or the bytes there are no longer a whole record of a known kind.
+pub(super) fn read_record_at(file: &File, at: u64) -> io::Result<Record> {
+    let mut header = [0; FRAME_HEADER];
+    file.read_exact_at(&mut header, at)?;
+    let length = u32::from_le_bytes([header[2], header[3], header[4], header[5]]) as usize;
+    let mut bytes = header.to_vec();
+    bytes.resize(FRAME_HEADER + length.min(MAX_PAYLOAD), 0);
+    file.read_exact_at(&mut bytes[FRAME_HEADER..], at + FRAME_HEADER as u64)?;
+    let (payload, _) = read_frame(&bytes, 0)
+        .map_err(|e| io::Error::other(format!("offset {at}: {e}, on reading it again")))?;
+    decode(payload)
+        .map(|v| v.to_record())
+        .map_err(|why| io::Error::other(format!("offset {at}: {why}, on reading it again")))
 }

@@ -8,10 +8,11 @@
 //! KiB of the file whatever its size, and holds only the lines it returns.
 
 use super::frame::{scan_source, FrameError, InMemory, HEADER};
-use super::{JournalError, Record};
+use super::view::{string, RecordView};
+use super::JournalError;
 use crate::proto::PeerId;
 use chrono::{Local, TimeZone};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -58,14 +59,14 @@ pub(super) struct Index {
     checkpoints: Vec<u64>,
     /// Per peer, each nick it was recorded under (by a `Heard` or `Peer` record) and the offset
     /// of the record where that nick first followed a different one.
-    nicks: HashMap<PeerId, Vec<(u64, String)>>,
+    nicks: BTreeMap<PeerId, Vec<(u64, String)>>,
 }
 
 impl Default for Index {
     fn default() -> Self {
         Self {
             checkpoints: vec![HEADER.len() as u64],
-            nicks: HashMap::new(),
+            nicks: BTreeMap::new(),
         }
     }
 }
@@ -79,13 +80,14 @@ impl Index {
         }
     }
 
-    /// Notes `record`, which starts at `at`.
-    pub(super) fn note(&mut self, at: u64, record: &Record) {
+    /// Notes a record that starts at `at` and, for a `Heard` or `Peer` record, the peer it
+    /// names and what it calls it.
+    pub(super) fn note(&mut self, at: u64, name: Option<(PeerId, &[u8])>) {
         self.note_start(at);
-        if let Record::Heard { from: id, nick, .. } | Record::Peer { id, nick, .. } = record {
-            let names = self.nicks.entry(*id).or_default();
-            if names.last().is_none_or(|(_, last)| last != nick) {
-                names.push((at, nick.clone()));
+        if let Some((id, nick)) = name {
+            let names = self.nicks.entry(id).or_default();
+            if names.last().is_none_or(|(_, last)| last.as_bytes() != nick) {
+                names.push((at, string(nick)));
             }
         }
     }
@@ -207,7 +209,7 @@ impl HistoryQuery {
         let mut src = InMemory { bytes, base: start };
         let end = start + bytes.len() as u64;
         let damage = scan_source(&mut src, start, |found| {
-            if let Some(line) = found.record.and_then(|r| self.line(found.at, r)) {
+            if let Some(line) = found.record.and_then(|r| self.line(found.at, &r)) {
                 lines.push(line);
             }
         })
@@ -225,13 +227,13 @@ impl HistoryQuery {
     }
 
     /// The line `record` (at offset `at`) makes, if it is a message this query selects.
-    fn line(&self, at: u64, record: Record) -> Option<HistoryLine> {
-        match record {
-            Record::Said {
+    fn line(&self, at: u64, record: &RecordView<'_>) -> Option<HistoryLine> {
+        match *record {
+            RecordView::Said {
                 at_ms,
                 nick,
                 direct_to,
-                text,
+                text: said,
                 ..
             } => {
                 let to = match direct_to {
@@ -241,26 +243,26 @@ impl HistoryQuery {
                 };
                 Some(HistoryLine {
                     at_ms,
-                    nick,
+                    nick: string(nick),
                     direct: to.is_some(),
                     to,
-                    text,
+                    text: string(said),
                 })
             }
-            Record::Heard {
+            RecordView::Heard {
                 at_ms,
                 from,
                 nick,
                 direct,
-                text,
+                text: heard,
                 ..
             } if direct == self.direct && (!direct || self.names.contains_key(&from)) => {
                 Some(HistoryLine {
                     at_ms,
-                    nick,
+                    nick: string(nick),
                     to: None,
                     direct,
-                    text,
+                    text: string(heard),
                 })
             }
             _ => None,

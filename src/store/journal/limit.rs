@@ -15,14 +15,15 @@
 //!
 //! Kept whatever the limit (they are not history but state): our messages still undelivered
 //! to someone, messages heard but not yet shown, and for each peer still worth knowing its
-//! latest [`Record::Peer`], the highest message id heard from it ([`Record::Received`]) and the
-//! highest shown ([`Record::Shown`]). A peer is worth knowing when it was added by hand, has a
+//! latest [`Record::Peer`](super::Record::Peer), the highest message id heard from it ([`Record::Received`](super::Record::Received)) and the
+//! highest shown ([`Record::Shown`](super::Record::Shown)). A peer is worth knowing when it was added by hand, has a
 //! message of ours waiting, has a message kept (or one of ours to it is), or is among the
 //! [`RECENT_PEERS`] peers recorded last.
 
-use super::{Record, Restored};
+use super::view::RecordView;
+use super::Restored;
 use crate::proto::PeerId;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
 /// The default of [`HistoryLimit::messages`]. At the 100–300 bytes a message takes on disk,
@@ -31,7 +32,7 @@ use std::num::NonZeroU32;
 /// that opens in well under the 300 ms start-up budget (see docs/BENCHMARKS.md).
 pub const DEFAULT_HISTORY_MESSAGES: u64 = 100_000;
 
-/// How many peers recorded last keep their [`Record::Peer`] through a compaction even with
+/// How many peers recorded last keep their [`Record::Peer`](super::Record::Peer) through a compaction even with
 /// nothing else to keep them: friends met recently who have not spoken yet.
 pub const RECENT_PEERS: usize = 256;
 
@@ -63,9 +64,10 @@ impl HistoryLimit {
     }
 }
 
-/// What a message weighs in the limit: one, plus one per whole KiB of text.
-pub(super) fn units(text: &str) -> u64 {
-    1 + text.len() as u64 / 1024
+/// What a message whose text takes `len` bytes weighs in the limit: one, plus one per whole
+/// KiB.
+pub(super) fn units(len: usize) -> u64 {
+    1 + len as u64 / 1024
 }
 
 /// Who wrote a message, for the fair share: `None` for us, or a peer.
@@ -89,12 +91,12 @@ pub(super) struct Census {
     /// See [`HistoryLimit::cutoff_ms`].
     cutoff_ms: Option<i64>,
     /// Per sender, its messages young enough to keep.
-    tallies: HashMap<Sender, Tally>,
+    tallies: BTreeMap<Sender, Tally>,
     /// For each peer we wrote directly to: our units before the last such message young enough
     /// to keep (if it is kept, the peer's name is worth keeping).
-    direct_to: HashMap<PeerId, u64>,
-    /// Each peer's last [`Record::Peer`], by position among the records.
-    peer_seen: HashMap<PeerId, usize>,
+    direct_to: BTreeMap<PeerId, u64>,
+    /// Each peer's last [`Record::Peer`](super::Record::Peer), by position among the records.
+    peer_seen: BTreeMap<PeerId, usize>,
     /// When the run with the largest session started.
     opened: Option<(u64, i64)>,
     /// Records counted.
@@ -108,9 +110,9 @@ impl Census {
     pub(super) fn new(limit: &HistoryLimit, now_ms: i64) -> Self {
         Self {
             cutoff_ms: limit.cutoff_ms(now_ms),
-            tallies: HashMap::new(),
-            direct_to: HashMap::new(),
-            peer_seen: HashMap::new(),
+            tallies: BTreeMap::new(),
+            direct_to: BTreeMap::new(),
+            peer_seen: BTreeMap::new(),
             opened: None,
             seq: 0,
             messages: 0,
@@ -118,10 +120,10 @@ impl Census {
     }
 
     /// Counts the next record in file order, whose frame takes `frame_len` bytes.
-    pub(super) fn add(&mut self, record: &Record, frame_len: u64) {
+    pub(super) fn add(&mut self, record: &RecordView<'_>, frame_len: u64) {
         self.seq += 1;
         let (sender, at_ms, text) = match record {
-            Record::Said {
+            RecordView::Said {
                 at_ms,
                 text,
                 direct_to,
@@ -133,14 +135,14 @@ impl Census {
                 }
                 (None, *at_ms, text)
             }
-            Record::Heard {
+            RecordView::Heard {
                 at_ms, from, text, ..
             } => (Some(*from), *at_ms, text),
-            Record::Peer { id, .. } => {
+            RecordView::Peer { id, .. } => {
                 self.peer_seen.insert(*id, self.seq);
                 return;
             }
-            Record::Opened { at_ms, session } => {
+            RecordView::Opened { at_ms, session } => {
                 if self.opened.is_none_or(|(s, _)| *session >= s) {
                     self.opened = Some((*session, *at_ms));
                 }
@@ -151,7 +153,7 @@ impl Census {
         self.messages += 1;
         if self.young(at_ms) {
             let t = self.tallies.entry(sender).or_default();
-            let u = units(text);
+            let u = units(text.len());
             t.units += u;
             t.bytes += frame_len;
             t.last_units = u;
@@ -204,11 +206,18 @@ impl Census {
                 (u128::from(t.bytes) * u128::from(kept) / u128::from(t.units.max(1))) as u64
             })
             .sum();
+        // Kept whatever the limit: the outbox and the messages never shown.
         let pending: u64 = restored
             .outbox
             .values()
             .flatten()
             .map(|o| 64 + o.text.len() as u64)
+            .chain(
+                restored
+                    .unshown
+                    .iter()
+                    .map(|u| 64 + u.line.text.len() as u64),
+            )
             .sum();
         Plan {
             cutoff_ms: self.cutoff_ms,
@@ -266,7 +275,7 @@ impl Plan {
     pub(super) fn keeper(&self) -> Keeper<'_> {
         Keeper {
             plan: self,
-            before: HashMap::new(),
+            before: BTreeMap::new(),
         }
     }
 }
@@ -278,18 +287,19 @@ pub(super) struct Keeper<'p> {
     /// The plan.
     plan: &'p Plan,
     /// Per sender, the units of its messages seen so far.
-    before: HashMap<Sender, u64>,
+    before: BTreeMap<Sender, u64>,
 }
 
 impl Keeper<'_> {
-    /// Whether the next message (of `sender`, sent at `at_ms`, with `text`) is kept.
-    pub(super) fn keep(&mut self, sender: Sender, at_ms: i64, text: &str) -> bool {
+    /// Whether the next message (of `sender`, sent at `at_ms`, with `len` bytes of text) is
+    /// kept.
+    pub(super) fn keep(&mut self, sender: Sender, at_ms: i64, len: usize) -> bool {
         if self.plan.cutoff_ms.is_some_and(|c| at_ms < c) {
             return false;
         }
         let before = self.before.entry(sender).or_insert(0);
         let from_here = self.plan.totals.get(&sender).copied().unwrap_or(0) - *before;
-        *before += units(text);
+        *before += units(len);
         from_here <= self.plan.quota.get(&sender).copied().unwrap_or(0)
     }
 }
@@ -317,9 +327,9 @@ mod tests {
 
     #[test]
     fn a_message_weighs_one_plus_one_per_whole_kib() {
-        assert_eq!(units(""), 1);
-        assert_eq!(units(&"x".repeat(1023)), 1);
-        assert_eq!(units(&"x".repeat(1024)), 2);
-        assert_eq!(units(&"x".repeat(64 * 1024)), 65);
+        assert_eq!(units(0), 1);
+        assert_eq!(units(1023), 1);
+        assert_eq!(units(1024), 2);
+        assert_eq!(units(64 * 1024), 65);
     }
 }
