@@ -52,7 +52,7 @@
 //! tailchat on the same data directory (which would also share this peer's identity) is refused.
 //!
 //! # Bounded
-//! - Compaction ([`compact`]) rewrites the journal with only what [`HistoryLimit`] keeps of the
+//! - Compaction ([`compact`], [`rewrite`]) rewrites the journal with only what [`HistoryLimit`] keeps of the
 //!   history, shared fairly among senders ([`limit`]), plus the state a restart needs whatever
 //!   its age: undelivered messages, messages not yet shown, and per peer its latest `Peer`
 //!   record and highest ids heard and shown. It runs when the journal holds more than twice
@@ -70,14 +70,15 @@ mod frame;
 mod history;
 mod limit;
 mod restore;
+mod rewrite;
 mod view;
 
 pub use admit::MAX_HELD;
-pub use compact::{temp_path, Compaction};
 pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
 pub use history::{format_history_line, HistoryFilter, HistoryLine, HistoryQuery};
 pub use limit::{HistoryLimit, DEFAULT_HISTORY_MESSAGES, RECENT_PEERS};
 pub use restore::{Outgoing, PeerRecord, Restored, Unshown};
+pub use rewrite::{temp_path, Compaction};
 
 use admit::Admission;
 use compact::Compactor;
@@ -356,7 +357,7 @@ impl Journal {
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock")(e)),
         }
         // Ours now: a compaction interrupted by a crash left it, and the journal is whole.
-        compact::remove_leftover(path);
+        rewrite::remove_leftover(path);
         let mut len = file.metadata().map_err(io_err("read"))?.len();
 
         // Empty (or cut inside the header): a journal whose creation was interrupted, since
@@ -366,7 +367,7 @@ impl Journal {
             file.write_all(&HEADER).map_err(io_err("write to"))?;
             file.sync_all().map_err(io_err("sync"))?;
             // The new directory entry is only durable once the directory is synced.
-            compact::sync_dir(path).map_err(io_err("sync the directory of"))?;
+            rewrite::sync_dir(path).map_err(io_err("sync the directory of"))?;
             len = HEADER.len() as u64;
         }
         if read_start(&file, len) != HEADER {

@@ -364,7 +364,7 @@ fn a_crash_before_the_rename_leaves_the_old_journal() {
     {
         // The compacted file written and synced, then the process dies before the rename.
         let file = File::open(&path).unwrap();
-        let rewritten = compact::rewrite_for_test(&file, &path, &limit(5));
+        let rewritten = rewrite::rewrite_for_test(&file, &path, &limit(5));
         assert!(rewritten < before.len() as u64);
         assert!(temp_path(&path).exists());
     }
