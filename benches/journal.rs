@@ -165,10 +165,10 @@ struct Program {
 }
 
 impl Program {
-    /// Starts it and returns it with the time to its first line (the prompt is up then).
-    fn start(data: &Path, config: &Path) -> (Program, Duration) {
+    /// Starts `binary` and returns it with the time to its first line (the prompt is up then).
+    fn start_binary(binary: &Path, data: &Path, config: &Path) -> (Program, Duration) {
         let t = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tailchat"))
+        let mut child = Command::new(binary)
             .args([
                 "--nick",
                 "me",
@@ -206,6 +206,11 @@ impl Program {
         };
         p.next_line();
         (p, t.elapsed())
+    }
+
+    /// Starts this version of the program (see [`Program::start_binary`]).
+    fn start(data: &Path, config: &Path) -> (Program, Duration) {
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_tailchat")), data, config)
     }
 
     fn next_line(&mut self) -> String {
@@ -443,8 +448,28 @@ fn main() {
 
     latency_during_history(&big);
 
-    // The real program on it, with history_limit = 1 000 000 (nothing to compact).
+    // The real program on it, with history_limit = 1 000 000 (nothing to compact); and, when
+    // JOURNAL_BENCH_OLD_BINARY names one, an older build of it on the same journal, for
+    // comparison (it knows no history_limit: that config file is left out for it).
     let (data, config) = program_dirs(&root, "at-limit", &big, MESSAGES);
+    let old = std::env::var_os("JOURNAL_BENCH_OLD_BINARY").map(PathBuf::from);
+    if let Some(old) = &old {
+        let (old_data, _) = program_dirs(&root, "old", &big, MESSAGES);
+        let no_config = root.join("old").join("no-config");
+        fs::create_dir_all(&no_config).unwrap();
+        for run in 0..2 {
+            let (mut p, start) = Program::start_binary(old, &old_data, &no_config);
+            let (rss0, hwm0) = p.memory();
+            let (h50, n50) = p.history(50);
+            let (rss50, hwm50) = p.memory();
+            println!(
+                "OLD program run {run}: start to first line {}, RSS {rss0} KiB (HWM {hwm0}); /history 50: {} ({n50} lines), RSS {rss50} KiB (HWM {hwm50})",
+                ms(start),
+                ms(h50),
+            );
+            p.quit();
+        }
+    }
     for run in 0..3 {
         let (mut p, start) = Program::start(&data, &config);
         let (rss0, _) = p.memory();

@@ -476,7 +476,9 @@ impl Chat {
                     let what = nick.unwrap_or_else(|| "the group".to_owned());
                     return Ok((warnings, vec![format!("no history with {what} yet")]));
                 }
-                Ok((warnings, lines.iter().map(format_history_line).collect()))
+                // Each line freed as it is formatted: a long history is not held twice.
+                let text = lines.into_iter().map(|l| format_history_line(&l)).collect();
+                Ok((warnings, text))
             })
             .await;
             let answer = read.unwrap_or_else(|e| Err(format!("reading it failed: {e}")));
@@ -494,7 +496,7 @@ impl Chat {
     }
 
     /// Shows a `/history` answer, once every one asked before it is shown; a long one
-    /// [`HISTORY_SLICE`] lines per wake-up, the rest sent back to come again, so the network
+    /// `HISTORY_SLICE` lines per wake-up, the rest sent back to come again, so the network
     /// is served between slices.
     pub fn on_history(&mut self, (seq, answer): HistoryAnswer) {
         self.history_early.insert(seq, answer);

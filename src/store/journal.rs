@@ -52,20 +52,22 @@
 //! tailchat on the same data directory (which would also share this peer's identity) is refused.
 //!
 //! # Bounded
-//! - Compaction ([`compact`], [`rewrite`]) rewrites the journal with only what [`HistoryLimit`] keeps of the
-//!   history, shared fairly among senders ([`limit`]), plus the state a restart needs whatever
-//!   its age: undelivered messages, messages not yet shown, and per peer its latest `Peer`
-//!   record and highest ids heard and shown. It runs when the journal holds more than twice
-//!   what it would keep: at open (in the background past a few MiB, so start-up stays fast),
-//!   and in the background while running, each time the file doubles. The new file replaces
-//!   the old atomically: a crash leaves one or the other.
-//! - A stranger costs no record until it is a real peer ([`admit`]).
-//! - `/history` reads the file backwards from the end through a small index ([`history`]),
-//!   and can run off the event loop ([`Journal::history_query`]).
+//! - Compaction (`journal/compact.rs`: when and how; `journal/rewrite.rs`: what) rewrites the
+//!   journal with only the history [`HistoryLimit`] keeps, shared fairly among senders
+//!   (`journal/limit.rs`), plus what a restart needs whatever its age: undelivered messages,
+//!   messages not yet shown, and per peer its latest `Peer` record and the highest ids heard
+//!   (`Received`) and shown (`Shown`). It runs when the journal holds more than twice what it
+//!   would keep: at open (in the background past a few MiB, so start-up stays fast), and in
+//!   the background while running, each time the file doubles. The new file replaces the old
+//!   atomically: a crash leaves one or the other, never a mix.
+//! - A stranger costs no record until it is a real peer (`journal/admit.rs`).
+//! - `/history` reads the file backwards from the end through a small index
+//!   (`journal/history.rs`), and can run off the event loop ([`Journal::history_query`]).
 
 mod addrs;
 mod admit;
 mod compact;
+mod error;
 mod frame;
 mod history;
 mod limit;
@@ -74,6 +76,7 @@ mod rewrite;
 mod view;
 
 pub use admit::MAX_HELD;
+pub use error::JournalError;
 pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
 pub use history::{format_history_line, HistoryFilter, HistoryLine, HistoryQuery};
 pub use limit::{HistoryLimit, DEFAULT_HISTORY_MESSAGES, RECENT_PEERS};
@@ -88,7 +91,6 @@ use limit::Census;
 use restore::Summarizer;
 
 use crate::proto::PeerId;
-use crate::store::dirs::io_reason;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -149,7 +151,8 @@ pub enum Record {
         id: u64,
     },
     /// How to reach a peer again after a restart (written when a peer joins, or its nick or
-    /// address changes). A stranger's is held back until it is a real peer (see [`admit`]).
+    /// address changes). A stranger's is held back until it is a real peer (see
+    /// `journal/admit.rs`).
     Peer {
         /// The peer.
         id: PeerId,
@@ -199,87 +202,6 @@ pub enum Record {
     },
 }
 
-/// Why the journal could not be opened, read or written.
-#[derive(Debug)]
-pub enum JournalError {
-    /// The operating system refused an operation on the journal.
-    Io {
-        /// The journal's path.
-        path: PathBuf,
-        /// What was being done ("open", "read", "write to", …), for the message.
-        action: &'static str,
-        /// The operating system's reason.
-        source: io::Error,
-    },
-    /// The file exists but is not a tailchat journal; it was left untouched.
-    NotAJournal {
-        /// The file's path.
-        path: PathBuf,
-    },
-    /// Another process has the journal open.
-    Locked {
-        /// The journal's path.
-        path: PathBuf,
-    },
-    /// The journal was opened read-only (its directory cannot be written).
-    ReadOnly {
-        /// The journal's path.
-        path: PathBuf,
-    },
-    /// A record whose payload is over [`MAX_PAYLOAD`]; readers would take it for corruption.
-    RecordTooLarge {
-        /// The payload's size.
-        bytes: usize,
-    },
-}
-
-impl fmt::Display for JournalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JournalError::Io {
-                path,
-                action,
-                source,
-            } => write!(
-                f,
-                "cannot {action} journal {}: {}",
-                path.display(),
-                io_reason(source)
-            ),
-            JournalError::NotAJournal { path } => write!(
-                f,
-                "{}: not a tailchat journal (it does not start with \"TCJ1\"); it was left \
-                 untouched — move it away, or choose another --data-dir",
-                path.display()
-            ),
-            JournalError::Locked { path } => write!(
-                f,
-                "journal {} is in use by another tailchat — quit that one, or choose another \
-                 --data-dir (one data directory is one peer)",
-                path.display()
-            ),
-            JournalError::ReadOnly { path } => write!(
-                f,
-                "journal {} is open read-only: its data directory cannot be written",
-                path.display()
-            ),
-            JournalError::RecordTooLarge { bytes } => write!(
-                f,
-                "a journal record of {bytes} bytes is over the limit of {MAX_PAYLOAD} bytes"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for JournalError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            JournalError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
 /// The open journal, ready to append to (or only to read, see [`Journal::open_read_only`]).
 pub struct Journal {
     /// Where it is, for messages.
@@ -320,7 +242,7 @@ impl Journal {
     /// is truncated (see the module doc); any damage is described in [`Restored::warnings`]. A
     /// temporary file left by an interrupted compaction is removed. If the journal holds more
     /// than twice what `limit` keeps, it is compacted: here when it is small, in the background
-    /// otherwise (see [`compact`]).
+    /// otherwise (see `journal/compact.rs`).
     ///
     /// # Errors
     /// The file cannot be opened, locked, read or repaired; it is held by another process; or
@@ -461,7 +383,7 @@ impl Journal {
     /// Adds `r` to the write buffer. It reaches the disk at the next [`Journal::sync`] (or
     /// earlier, when the buffer fills); only a sync makes it durable. A stranger's
     /// [`Record::Peer`] is held back instead, and written before the record that makes it a
-    /// real peer (see [`admit`]).
+    /// real peer (see `journal/admit.rs`).
     ///
     /// # Errors
     /// The record is over [`MAX_PAYLOAD`] (nothing is written), or writing failed. After a

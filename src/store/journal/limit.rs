@@ -15,10 +15,10 @@
 //!
 //! Kept whatever the limit (they are not history but state): our messages still undelivered
 //! to someone, messages heard but not yet shown, and for each peer still worth knowing its
-//! latest [`Record::Peer`](super::Record::Peer), the highest message id heard from it ([`Record::Received`](super::Record::Received)) and the
-//! highest shown ([`Record::Shown`](super::Record::Shown)). A peer is worth knowing when it was added by hand, has a
-//! message of ours waiting, has a message kept (or one of ours to it is), or is among the
-//! [`RECENT_PEERS`] peers recorded last.
+//! latest `Peer` record, the highest message id heard from it (`Received`) and the highest
+//! shown (`Shown`). A peer is worth knowing when it was added by hand, has a message of ours
+//! waiting, has a message kept (or one of ours to it is), or is among the [`RECENT_PEERS`]
+//! peers recorded last.
 
 use super::view::RecordView;
 use super::Restored;
@@ -32,7 +32,7 @@ use std::num::NonZeroU32;
 /// that opens in well under the 300 ms start-up budget (see docs/BENCHMARKS.md).
 pub const DEFAULT_HISTORY_MESSAGES: u64 = 100_000;
 
-/// How many peers recorded last keep their [`Record::Peer`](super::Record::Peer) through a compaction even with
+/// How many peers recorded last keep their `Peer` record through a compaction even with
 /// nothing else to keep them: friends met recently who have not spoken yet.
 pub const RECENT_PEERS: usize = 256;
 
