@@ -553,3 +553,60 @@ impl Chat {
         self.flush_screen();
     }
 }
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    /// A chat without storage, whose screen is a channel.
+    fn chat() -> (Chat, std::sync::mpsc::Receiver<Output>) {
+        let (screen, lines) = std::sync::mpsc::channel();
+        let setup = Setup {
+            endpoint: crate::app::start::test_endpoint("alice"),
+            session: 1,
+            peers: Vec::new(),
+            default_port: 7654,
+            reaches: (true, true),
+            journal: None,
+            scripted: true,
+            unshown: Vec::new(),
+        };
+        let (resolved_tx, _) = mpsc::unbounded_channel();
+        (Chat::new(setup, Box::new(screen), resolved_tx), lines)
+    }
+
+    fn infos(lines: &std::sync::mpsc::Receiver<Output>) -> Vec<String> {
+        lines
+            .try_iter()
+            .filter_map(|o| match o {
+                Output::Info(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn answers_are_shown_in_the_order_asked_and_long_ones_in_slices() {
+        let (mut chat, lines) = chat();
+        chat.history_asked = 2;
+        assert!(!chat.accepts_input(), "a script waits for its answers");
+        let long: Vec<String> = (0..HISTORY_SLICE + 10)
+            .map(|i| format!("first {i}"))
+            .collect();
+        // The second answer comes back first: it waits.
+        chat.on_history((2, Ok((Vec::new(), vec!["second".to_owned()]))));
+        chat.flush_screen();
+        assert!(infos(&lines).is_empty());
+        // The first: one slice now, the rest at the next wake-up, then the second.
+        chat.on_history((1, Ok((Vec::new(), long.clone()))));
+        chat.flush_screen();
+        assert_eq!(infos(&lines), long[..HISTORY_SLICE]);
+        let rest = chat.history_answer().await;
+        chat.on_history(rest);
+        chat.flush_screen();
+        let mut want = long[HISTORY_SLICE..].to_vec();
+        want.push("second".to_owned());
+        assert_eq!(infos(&lines), want);
+        assert!(chat.accepts_input());
+    }
+}
