@@ -707,3 +707,41 @@ fn group_texts_all(path: &Path) -> Vec<(String, bool, i64)> {
         .map(|l| (l.nick, l.direct, l.at_ms))
         .collect()
 }
+
+#[test]
+fn damage_at_the_end_of_a_stretch_reads_as_the_reader_at_open_says() {
+    let mut records = Vec::new();
+    for id in 1..=2_000 {
+        records.push(heard(
+            BOB,
+            "bob",
+            id,
+            &format!("{id:04} {}", "y".repeat(150)),
+        ));
+    }
+    let (_tmp, path) = journal_with(&records);
+    let (journal, _) = Journal::open(&path).unwrap();
+    let checkpoint = journal.index.checkpoints()[1];
+    drop(journal);
+    // Damage the last record before the second checkpoint.
+    let mut bytes = fs::read(&path).unwrap();
+    let last_before = frame::scan_offsets(&bytes)
+        .into_iter()
+        .rfind(|at| *at < checkpoint)
+        .unwrap();
+    bytes[checkpoint as usize - 1] ^= 0x55;
+    fs::write(&path, &bytes).unwrap();
+    let (journal, restored) = Journal::open_read_only(&path).unwrap();
+    assert_eq!(
+        restored.warnings,
+        [format!(
+            "journal {}: offset {last_before}: checksum mismatch; skipped {} bytes to the next \
+             good record at offset {checkpoint}",
+            path.display(),
+            checkpoint - last_before
+        )]
+    );
+    let (lines, warnings) = journal.history(&HistoryFilter::Group, 10_000).unwrap();
+    assert_eq!(warnings, restored.warnings, "the same words from the end");
+    assert_eq!(lines.len(), 1_999);
+}

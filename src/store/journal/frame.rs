@@ -365,3 +365,13 @@ pub(super) fn read_record_at(file: &File, at: u64) -> io::Result<Record> {
         .map(|v| v.to_record())
         .map_err(|why| io::Error::other(format!("offset {at}: {why}, on reading it again")))
 }
+
+/// The offsets where the whole records of `bytes` (a whole file without damage) start.
+#[cfg(test)]
+pub(super) fn scan_offsets(bytes: &[u8]) -> Vec<u64> {
+    let mut at = Vec::new();
+    let mut src = InMemory { bytes, base: 0 };
+    scan_source(&mut src, HEADER.len() as u64, |found| at.push(found.at))
+        .expect("reading memory cannot fail");
+    at
+}

@@ -92,6 +92,12 @@ impl Index {
         }
     }
 
+    /// The checkpoints, for tests.
+    #[cfg(test)]
+    pub(super) fn checkpoints(&self) -> &[u64] {
+        &self.checkpoints
+    }
+
     /// A query for the last `last` lines that `filter` selects in `file`, which can run on any
     /// thread (see [`HistoryQuery::run`]).
     pub(super) fn query(
