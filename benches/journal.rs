@@ -141,6 +141,13 @@ fn build(path: &Path) -> Duration {
     t.elapsed()
 }
 
+/// Copies `from` to `to` and syncs the copy, so that the first sync of the journal there does
+/// not also write back the whole copy.
+fn copy_synced(from: &Path, to: &Path) {
+    fs::copy(from, to).unwrap();
+    fs::File::open(to).unwrap().sync_all().unwrap();
+}
+
 /// A data directory holding `journal` (copied) and a config directory whose config file sets
 /// `history_limit` to `messages`; returns (data dir, config home).
 fn program_dirs(root: &Path, name: &str, journal: &Path, messages: u64) -> (PathBuf, PathBuf) {
@@ -148,7 +155,7 @@ fn program_dirs(root: &Path, name: &str, journal: &Path, messages: u64) -> (Path
     let config = root.join(name).join("config");
     fs::create_dir_all(&data).unwrap();
     fs::create_dir_all(config.join("tailchat")).unwrap();
-    fs::copy(journal, data.join("journal")).unwrap();
+    copy_synced(journal, &data.join("journal"));
     fs::write(
         config.join("tailchat").join("config.toml"),
         format!("[history_limit]\nmessages = {messages}\n"),
@@ -425,6 +432,17 @@ fn main() {
         let ((lines, _), h_wall, h_cpu) = timed(|| j.history(&HistoryFilter::Group, 50).unwrap());
         let ((many, _), m_wall, m_cpu) =
             timed(|| j.history(&HistoryFilter::Group, 100_000).unwrap());
+        let (_, f_wall, f_cpu) = timed(|| {
+            many.iter()
+                .map(tailchat::store::journal::format_history_line)
+                .map(|l| l.len())
+                .sum::<usize>()
+        });
+        println!(
+            "formatting those 100000 lines: {} (CPU {})",
+            ms(f_wall),
+            ms(f_cpu)
+        );
         println!(
             "Journal::open_with (1M messages, no compaction due): {} (CPU {}); history 50: {} (CPU {}, {} lines); history 100000: {} (CPU {}, {} lines)",
             ms(wall),
@@ -524,7 +542,7 @@ fn main() {
     // Compaction to the default limit, in the foreground (what the background thread does).
     {
         let copy = root.join("journal-compact");
-        fs::copy(&big, &copy).unwrap();
+        copy_synced(&big, &copy);
         let (mut j, _) = Journal::open_with(&copy, &at_limit).unwrap();
         let t = Instant::now();
         j.set_history_limit(HistoryLimit::default());
@@ -555,7 +573,7 @@ fn main() {
     // compaction runs in the background.
     {
         let copy = root.join("journal-first-start");
-        fs::copy(&big, &copy).unwrap();
+        copy_synced(&big, &copy);
         let t = Instant::now();
         let (mut j, _) = Journal::open(&copy).unwrap();
         let opened = t.elapsed();

@@ -12,6 +12,7 @@ use super::view::{string, RecordView};
 use super::JournalError;
 use crate::proto::PeerId;
 use chrono::{Local, TimeZone};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
@@ -315,11 +316,25 @@ fn read_range(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
 /// `… *alice* text` for a direct message to us, `… *-> bob* text` for one from us. The text is
 /// not sanitised here: the caller renders it for the terminal.
 pub fn format_history_line(l: &HistoryLine) -> String {
-    let when = match Local.timestamp_millis_opt(l.at_ms).earliest() {
-        Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
-        // Out of chrono's range: only a damaged or hand-made record has such a time.
-        None => "????-??-?? ??:??".to_string(),
-    };
+    thread_local! {
+        /// The UTC minute formatted last, and how: the lines of a history mostly share their
+        /// minute with the line before, and working out the local time costs more than all the
+        /// rest of a line. (Exact wherever the zone's offset is whole minutes, as every zone's
+        /// has been since the 1970s; within a minute of the truth before that.)
+        static LAST_MINUTE: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let minute = l.at_ms.div_euclid(60_000);
+    let when = LAST_MINUTE.with_borrow_mut(|(last, when)| {
+        if *last != minute {
+            *when = match Local.timestamp_millis_opt(l.at_ms).earliest() {
+                Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+                // Out of chrono's range: only a damaged or hand-made record has such a time.
+                None => "????-??-?? ??:??".to_string(),
+            };
+            *last = minute;
+        }
+        when.clone()
+    });
     let who = match (&l.to, l.direct) {
         (Some(to), _) => format!("*-> {to}*"),
         (None, true) => format!("*{}*", l.nick),
