@@ -12,7 +12,7 @@ use crate::ui::command::{self, Command};
 use crate::ui::present::{self, Outstanding};
 use crate::ui::render::Output;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -28,7 +28,7 @@ const HISTORY_SLICE: usize = 1024;
 
 /// The lines of a `/history`, read and formatted off the event loop (a long one reads and
 /// formats for a while): notices about damage, then the lines; or the error to show.
-pub type HistoryLines = Result<(Vec<String>, Vec<String>), String>;
+pub type HistoryLines = Result<(Vec<String>, VecDeque<String>), String>;
 
 /// [`HistoryLines`], numbered in the order the `/history` commands were typed.
 pub type HistoryAnswer = (u64, HistoryLines);
@@ -474,7 +474,8 @@ impl Chat {
                 let (lines, warnings) = query.run().map_err(|e| e.to_string())?;
                 if lines.is_empty() {
                     let what = nick.unwrap_or_else(|| "the group".to_owned());
-                    return Ok((warnings, vec![format!("no history with {what} yet")]));
+                    let none = format!("no history with {what} yet");
+                    return Ok((warnings, VecDeque::from([none])));
                 }
                 // Each line freed as it is formatted: a long history is not held twice.
                 let text = lines.into_iter().map(|l| format_history_line(&l)).collect();
@@ -507,12 +508,11 @@ impl Chat {
                     for w in warnings {
                         self.print(Output::Notice(w));
                     }
-                    let rest = lines.split_off(lines.len().min(HISTORY_SLICE));
-                    for l in lines {
+                    for l in lines.drain(..lines.len().min(HISTORY_SLICE)) {
                         self.print(Output::Info(l));
                     }
-                    if !rest.is_empty() {
-                        let _ = self.history_tx.send((seq, Ok((Vec::new(), rest))));
+                    if !lines.is_empty() {
+                        let _ = self.history_tx.send((seq, Ok((Vec::new(), lines))));
                         return;
                     }
                 }
@@ -594,11 +594,11 @@ mod history_tests {
             .map(|i| format!("first {i}"))
             .collect();
         // The second answer comes back first: it waits.
-        chat.on_history((2, Ok((Vec::new(), vec!["second".to_owned()]))));
+        chat.on_history((2, Ok((Vec::new(), VecDeque::from(["second".to_owned()])))));
         chat.flush_screen();
         assert!(infos(&lines).is_empty());
         // The first: one slice now, the rest at the next wake-up, then the second.
-        chat.on_history((1, Ok((Vec::new(), long.clone()))));
+        chat.on_history((1, Ok((Vec::new(), long.iter().cloned().collect()))));
         chat.flush_screen();
         assert_eq!(infos(&lines), long[..HISTORY_SLICE]);
         let rest = chat.history_answer().await;
