@@ -166,8 +166,11 @@ fn program_dirs(root: &Path, name: &str, journal: &Path, messages: u64) -> (Path
 
 /// The real program, started on a data directory, reading lines from a script.
 struct Program {
+    /// The process, for its `/proc` status and its exit.
     child: std::process::Child,
+    /// Where commands are typed.
     stdin: std::process::ChildStdin,
+    /// Its output lines, read on a thread.
     lines: mpsc::Receiver<String>,
 }
 
@@ -265,8 +268,11 @@ impl Program {
 /// One instance of the real event loop on its own thread, as the program runs it, with a
 /// journal or not.
 struct Instance {
+    /// Its typed lines.
     input: tokio::sync::mpsc::UnboundedSender<Input>,
+    /// Its screen.
     output: mpsc::Receiver<Output>,
+    /// Its UDP port, for the other to add.
     port: u16,
 }
 

@@ -566,13 +566,46 @@ fn history_reads_the_end_of_a_large_journal_with_names_as_they_were() {
 /// One step of a made-up journal, with ids that grow as the program's do.
 #[derive(Clone, Debug)]
 enum Step {
-    Say { to: Vec<u8>, direct: bool },
-    Hear { from: u8 },
-    Deliver { to: u8, back: u8 },
-    Drop { to: u8, back: u8 },
-    Show { from: u8 },
+    /// We write to peers `to` (the first only, if `direct`).
+    Say {
+        /// The recipients, by number.
+        to: Vec<u8>,
+        /// A direct message to the first.
+        direct: bool,
+    },
+    /// Peer `from` writes its next message.
+    Hear {
+        /// The sender.
+        from: u8,
+    },
+    /// Peer `to` acknowledges our message `back` messages before the last.
+    Deliver {
+        /// The recipient.
+        to: u8,
+        /// How far back.
+        back: u8,
+    },
+    /// Our message `back` messages before the last will never reach `to`.
+    Drop {
+        /// The recipient.
+        to: u8,
+        /// How far back.
+        back: u8,
+    },
+    /// Everything heard from `from` so far is shown.
+    Show {
+        /// The sender.
+        from: u8,
+    },
+    /// A run starts.
     Open,
-    Meet { who: u8, manual: bool },
+    /// Peer `who` is recorded, added by hand or not.
+    Meet {
+        /// The peer.
+        who: u8,
+        /// Added by hand.
+        manual: bool,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
