@@ -5,7 +5,7 @@
 use crate::proto::{Config, Endpoint, Limits, MessageId, PeerId, RestoredPeer};
 use crate::store::{
     self,
-    journal::{Journal, JournalError, Restored},
+    journal::{HistoryLimit, Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
@@ -28,15 +28,16 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (creating it if needed) the data directory: `explicit`, or the default. A
-    /// directory that cannot be written (read-only, full) still gives its identity and its
-    /// journal to read: who we are never changes because of trouble with the disk.
+    /// Opens (creating it if needed) the data directory: `explicit`, or the default, with a
+    /// journal that keeps `history_limit`. A directory that cannot be written (read-only,
+    /// full) still gives its identity and its journal to read: who we are never changes
+    /// because of trouble with the disk.
     ///
     /// # Errors
     /// No data directory can be made, the identity file is unreadable or damaged, or the
     /// journal is held by another tailchat: each says which file and what to do. Storage is
     /// then off, under a new identity.
-    pub fn open(explicit: Option<&Path>) -> Result<Storage, String> {
+    pub fn open(explicit: Option<&Path>, history_limit: &HistoryLimit) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
         let path = dir.join(store::JOURNAL_FILE);
         if let Err(cannot_write) = store::dirs::check_writable(&dir) {
@@ -65,7 +66,7 @@ impl Storage {
             });
         }
         let id = store::identity::load_or_create(&dir, rand::random)?;
-        let (journal, restored, problem) = match Journal::open(&path) {
+        let (journal, restored, problem) = match Journal::open_with(&path, history_limit) {
             Ok((j, r)) => (j, r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
             Err(e) => {
