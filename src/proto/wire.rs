@@ -12,7 +12,7 @@
 //! sequences; ack ranges are additionally capped).
 
 use super::ids::{MessageId, PeerId};
-use super::nick::is_valid_nick;
+use super::nick::is_valid_wire_nick;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -419,7 +419,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PING => Frame::Ping,
         kind::NICK => {
             let n: NickChange = take(body)?;
-            if !is_valid_nick(&n.nick) {
+            if !is_valid_wire_nick(&n.nick) {
                 return Err(());
             }
             Frame::Nick(n)
@@ -437,7 +437,9 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
-                is_valid_nick(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
+                is_valid_wire_nick(&e.nick)
+                    && !e.addrs.is_empty()
+                    && e.addrs.len() <= MAX_ENTRY_ADDRS
             });
             if p.peers.is_empty() || p.peers.len() > MAX_PEER_ENTRIES || !entries_ok {
                 return Err(());
@@ -451,7 +453,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
 
 /// A hello, announcement or hello reply whose nick breaks the nick rule is malformed.
 fn check_hello(h: Hello) -> Result<Hello, ()> {
-    if is_valid_nick(&h.nick) {
+    if is_valid_wire_nick(&h.nick) {
         Ok(h)
     } else {
         Err(())
@@ -750,7 +752,9 @@ mod tests {
             addrs: vec!["10.0.0.5:7654".parse().unwrap()],
             heard_secs: 0,
         };
-        for bad in ["", "c#dev", "bob smith", "\u{202e}evil", "a\u{7}"] {
+        // The wire's rule (§3.4): 1 to 64 bytes, no '#'; the rest is for the display to make safe.
+        let too_long = "a".repeat(MAX_NICK_BYTES + 1);
+        for bad in ["", "c#dev", too_long.as_str()] {
             let frames = [
                 (kind::HELLO, Frame::Hello(hello(bad))),
                 (kind::HELLO_REPLY, Frame::HelloReply(hello(bad))),
