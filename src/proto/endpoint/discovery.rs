@@ -35,9 +35,10 @@ pub const MAX_PROBES: usize = 64;
 /// Probes of addresses heard announcing at most; beyond it an announcement gets one hello and
 /// no probe.
 pub const MAX_ANNOUNCED_PROBES: usize = 16;
-/// Probes of addresses learned from peer lists at most (restored peers' count too); beyond it
-/// learned addresses wait in the hint queue.
-pub const MAX_LEARNED_PROBES: usize = 16;
+/// Probes started from hints (addresses learned from peer lists) at most; a new one replaces
+/// the oldest, so hints that never answer cannot hold the places of those that do (those are
+/// answered within a round trip). The rate at which they start is the hint queue's.
+pub const MAX_LEARNED_PROBES: usize = 32;
 /// Hellos sent without a probe (answers to announcements and to datagrams we cannot place) go
 /// to one address at most this often.
 pub const HELLO_INTERVAL: Duration = Duration::from_millis(250);
@@ -69,18 +70,26 @@ pub struct Probe {
     last_sent: Option<Instant>,
     /// The round trip of the first hello, if its cookie came back before a second hello went.
     cookie_rtt: Option<Duration>,
+    /// A cookie came back: a proof of ours is on its way, and a proof reply should follow.
+    cookie_seen: bool,
+    /// The last datagram from this address that overtook the proof reply (its sender's link
+    /// sent it right after the reply, and it arrived first): taken in once the reply is.
+    early: Option<Vec<u8>>,
     /// Why we probe it; becomes the peer's [`Found`].
     pub origin: Found,
     /// Give up after this many hellos (`None`: never, for addresses the user gave).
     limit: Option<u32>,
     /// Tell the user after [`PROBE_REPORT_AFTER`] unanswered hellos.
     report: bool,
+    /// Started from a hint: one of at most [`MAX_LEARNED_PROBES`], the oldest making room.
+    from_hint: bool,
 }
 
 impl Probe {
     /// A cookie came back at `now`: if exactly one hello has gone, the round trip is
     /// unambiguous (Karn) and kept as the peer's first RTT sample.
     pub fn on_cookie(&mut self, now: Instant) {
+        self.cookie_seen = true;
         if self.attempts == 1 && self.cookie_rtt.is_none() {
             self.cookie_rtt = self.last_sent.map(|s| now.saturating_duration_since(s));
         }
@@ -89,6 +98,20 @@ impl Probe {
     /// The clean round trip measured by [`Probe::on_cookie`], if any.
     pub fn clean_rtt(&self) -> Option<Duration> {
         self.cookie_rtt
+    }
+
+    /// Keeps `bytes`, a datagram from the probed address that could not be placed yet, if a
+    /// proof reply is expected from there (at most one datagram, the last, per probe).
+    pub fn keep_early(&mut self, bytes: &[u8]) -> bool {
+        if self.cookie_seen {
+            self.early = Some(bytes.to_vec());
+        }
+        self.cookie_seen
+    }
+
+    /// The datagram kept by [`Probe::keep_early`].
+    pub fn take_early(&mut self) -> Option<Vec<u8>> {
+        self.early.take()
     }
 }
 
@@ -137,10 +160,30 @@ impl Probes {
             attempts: 0,
             last_sent: None,
             cookie_rtt: None,
+            cookie_seen: false,
+            early: None,
             origin,
             limit,
             report,
+            from_hint: false,
         });
+    }
+
+    /// Starts probing `addr`, learned from a peer list, unless it is probed already; the oldest
+    /// probe started from a hint makes room beyond [`MAX_LEARNED_PROBES`].
+    pub fn add_hint(&mut self, now: Instant, addr: SocketAddr) {
+        if self.contains(addr) {
+            return;
+        }
+        if self.list.iter().filter(|p| p.from_hint).count() >= MAX_LEARNED_PROBES {
+            if let Some(i) = self.list.iter().position(|p| p.from_hint) {
+                self.list.remove(i);
+            }
+        }
+        self.add(now, addr, Found::Learned);
+        if let Some(p) = self.get_mut(addr) {
+            p.from_hint = true;
+        }
     }
 
     /// The probe of `addr`.
@@ -334,10 +377,7 @@ impl Endpoint {
     /// probes as far as the bounds allow.
     pub(super) fn run_discovery(&mut self, now: Instant) {
         self.start_learned_probes(now);
-        let mut due = self.probes.due(now);
-        // Probes given up just now make room for hints, whose first hello goes at once.
-        self.start_learned_probes(now);
-        due.extend(self.probes.due(now));
+        let due = self.probes.due(now);
         if self.announcer.due(now) {
             let bytes = wire::encode(&self.header(), &[Frame::Announce(Announce { caps: 0 })]);
             self.announces.push_back(bytes);
@@ -350,21 +390,21 @@ impl Endpoint {
         }
     }
 
-    /// Turns waiting hints into probes while the bounds allow.
+    /// Turns waiting hints into probes as fast as the hint queue's rate allows.
     fn start_learned_probes(&mut self, now: Instant) {
-        while !self.leaving && self.probes.count(Found::Learned) < MAX_LEARNED_PROBES {
+        while !self.leaving {
             let Some(addr) = self.hints.next(now) else {
                 break;
             };
             if !self.peers.proven_present_at(addr) {
-                self.probes.add(now, addr, Found::Learned);
+                self.probes.add_hint(now, addr);
             }
         }
     }
 
     /// When hints wait for a probe that the rate holds back.
     pub(super) fn hints_due(&self) -> Option<Instant> {
-        if self.leaving || self.probes.count(Found::Learned) >= MAX_LEARNED_PROBES {
+        if self.leaving {
             return None;
         }
         self.hints.ready_at()

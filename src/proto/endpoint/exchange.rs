@@ -6,6 +6,7 @@ use super::peers::Peer;
 use super::Endpoint;
 use crate::proto::ids::PeerId;
 use crate::proto::wire::{self, PeerEntry};
+use crate::proto::Found;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -55,11 +56,18 @@ impl Endpoint {
     pub(super) fn on_peer_entries(&mut self, now: Instant, from: PeerId, entries: Vec<PeerEntry>) {
         let via = self.peers.get(&from).map(|p| p.addrs.current());
         for e in entries {
-            if e.id == self.peer_id()
-                || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
-                || self.peers.get(&e.id).is_some_and(|p| !p.state().is_away())
-            {
+            if e.id == self.peer_id() || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs() {
                 continue;
+            }
+            if let Some(p) = self.peers.get_mut(&e.id) {
+                if p.found == Found::Incoming {
+                    // It reached us first, but through the same exchange: shown as learned
+                    // (only what `/peers` shows; nothing else is taken from the entry).
+                    p.found = Found::Learned;
+                }
+                if !p.state().is_away() {
+                    continue;
+                }
             }
             for addr in e.addrs {
                 if via.is_some_and(|v| shareable(&addr, &v)) && !self.probes.contains(addr) {

@@ -361,6 +361,7 @@ impl Endpoint {
             Some(p) => (Some(p.origin), p.clean_rtt()),
             None => (None, None),
         };
+        let early = self.probes.get_mut(from).and_then(|p| p.take_early());
         let id: PeerId = header.sender;
         if !self.peers.contains(&id) {
             // Room is made only by forgetting a peer that nothing waits for and that was not
@@ -435,6 +436,9 @@ impl Endpoint {
         peer.heard(now);
         if share {
             self.exchange_peers(now, id);
+        }
+        if let Some(bytes) = early {
+            self.take_datagram(now, from, &bytes);
         }
         true
     }

@@ -1,7 +1,8 @@
 //! Addresses learned from peer lists: hints, never a way in. They wait in a bounded queue and
-//! become probes at a bounded rate ([`LEARNED_PROBES_PER_SEC`], at most `MAX_LEARNED_PROBES` at
-//! once), taken from each peer that sent them in turn, so one peer's list of made-up addresses
-//! neither makes us send a burst of hellos nor holds back the addresses other peers told us.
+//! become probes at a bounded rate ([`LEARNED_PROBES_PER_SEC`]; at most `MAX_LEARNED_PROBES`
+//! run at once, the oldest making room), taken from each peer that sent them in turn, so one
+//! peer's list of made-up addresses neither makes us send a burst of hellos nor holds back the
+//! addresses other peers told us.
 //! A hint that answers is admitted only through its own proof, like anyone.
 
 use super::limits::TokenBucket;

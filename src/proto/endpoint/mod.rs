@@ -22,7 +22,7 @@ mod peers;
 use self::discovery::{Announcer, Probes, HELLO_INTERVAL, HELLO_LIMITER_SLOTS};
 use self::handshake::SignatureCache;
 use self::hints::Hints;
-use self::limits::AddrLimiter;
+use self::limits::{AddrLimiter, TokenBucket};
 use self::peers::PeerTable;
 use super::cookie::CookieJar;
 use super::identity::PublicKey;
@@ -40,6 +40,11 @@ use std::time::Instant;
 
 /// Distinct senders told about a version mismatch at most (each once).
 const MAX_VERSION_REPORTS: usize = 64;
+/// Hellos per second answering datagrams from PeerIds we do not know (a peer that still talks
+/// to an earlier run of ours, or whose proof reply we lost). Only those: a known PeerId at an
+/// unproven address or in a stale session is answered by the per-address limiter alone, so a
+/// flood of made-up PeerIds cannot delay a real peer's recovery.
+const WHO_ARE_YOU_PER_SEC: u32 = 10;
 
 /// What an endpoint holds for peers and addresses, for tests and diagnostics: every one of
 /// these is bounded, whatever arrives.
@@ -71,6 +76,8 @@ pub struct Endpoint {
     hints: Hints,
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
+    /// Hellos answering datagrams from PeerIds we do not know, per second.
+    strangers: TokenBucket,
     /// Signatures recently made and verified, so a repeated proof costs no curve arithmetic.
     signatures: SignatureCache,
     /// Next message id.
@@ -108,6 +115,7 @@ impl Endpoint {
             jar: CookieJar::new(config.seed, now),
             hints: Hints::new(now),
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
             signatures: SignatureCache::default(),
             config,
             next_msg: 1,
@@ -149,6 +157,11 @@ impl Endpoint {
             forgotten,
             hello_limiter: self.hello_limiter.capacity(),
         }
+    }
+
+    /// This run's session.
+    pub fn session(&self) -> u64 {
+        self.config.session
     }
 
     /// Our nick.
@@ -210,6 +223,12 @@ impl Endpoint {
     /// One datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        self.take_datagram(now, from, bytes);
+    }
+
+    /// Handles a datagram (counted already): one that arrived, or one kept because it overtook
+    /// a proof reply.
+    fn take_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         if bytes.len() > wire::MAX_DATAGRAM {
             // No tailchat sends more; accepting it would let one item be any size.
             self.stats.malformed += 1;
@@ -256,9 +275,26 @@ impl Endpoint {
         }
         let eliciting = datagram.is_ack_eliciting();
         let session = self.config.session;
+        let placed = self.peers.get(&header.sender).is_some_and(|p| {
+            p.proven_at(from)
+                && p.session == header.session
+                && datagram.frames.iter().all(|f| match f {
+                    Frame::Session(s) => *s == session,
+                    _ => true,
+                })
+        });
+        if !placed {
+            if let Some(probe) = self.probes.get_mut(from) {
+                // Sent right after the proof reply we wait for, and arrived first: taken in
+                // once the reply is (an answer now would only start another handshake).
+                if probe.keep_early(bytes) {
+                    return;
+                }
+            }
+        }
         let Some(peer) = self.peers.get_mut(&header.sender) else {
             self.stats.unknown_sender += 1;
-            if eliciting {
+            if eliciting && self.strangers.take(now) {
                 self.who_are_you(now, from);
             }
             return;
