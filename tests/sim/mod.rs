@@ -223,6 +223,9 @@ pub struct Sim {
     pub outside: Option<Box<dyn Outside>>,
     /// Datagrams sent to addresses no node has.
     pub sent_outside: u64,
+    /// When set, every datagram a node sends is recorded here: (sender node, destination,
+    /// bytes).
+    pub tap: Option<Vec<(usize, SocketAddr, Vec<u8>)>>,
 }
 
 impl Sim {
@@ -301,6 +304,7 @@ impl Sim {
             routes: BTreeMap::new(),
             outside: None,
             sent_outside: 0,
+            tap: None,
         }
     }
 
@@ -473,6 +477,9 @@ impl Sim {
 
     /// Puts one of node `i`'s transmits on the wire (or hands it to what lives outside).
     pub fn send_transmit(&mut self, i: usize, t: tailchat::proto::Transmit) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((i, t.to, t.bytes.clone()));
+        }
         self.sent += 1;
         self.sent_by[i] += 1;
         self.largest_datagram = self.largest_datagram.max(t.bytes.len());
