@@ -176,7 +176,7 @@ fn core_one_way() -> Vec<Duration> {
 fn endpoint(nick: &str, port: u16) -> Endpoint {
     Endpoint::new(
         Config {
-            peer_id: PeerId(rand::random()),
+            identity: tailchat::proto::Identity::from_secret(rand::random()),
             nick: nick.to_owned(),
             port,
             seed: rand::random(),

@@ -13,11 +13,8 @@ use std::time::{Duration, Instant};
 /// Peers heard from longer ago than this are not passed on in peer exchange.
 const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
 /// A newcomer is told of this many peers at most (the most recently heard): enough to mesh a
-/// small network, and a stranger's hello cannot make us send a long list.
+/// small network, and a newcomer cannot make us send a long list.
 const MAX_SHARED_WITH_NEWCOMER: usize = 32;
-/// Addresses learned from peer lists being probed at most: a peer list cannot make us probe
-/// without bound.
-const MAX_LEARNED_PROBES: usize = 32;
 
 impl Endpoint {
     /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
@@ -53,23 +50,28 @@ impl Endpoint {
         }
     }
 
-    /// Entries from peer exchange, from peer `from`: peers we do not know yet (or that are
-    /// away) are contacted directly, and listed only once they answer.
+    /// Entries from peer exchange, from peer `from`: the addresses of peers we do not know yet
+    /// (or that are away) become hints, probed at a bounded rate; a peer is listed only once it
+    /// proves itself at one of them.
     pub(super) fn on_peer_entries(&mut self, now: Instant, from: PeerId, entries: Vec<PeerEntry>) {
         let via = self.peers.get(&from).map(|p| p.addrs.current());
         for e in entries {
-            if e.id == self.config.peer_id
-                || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
-                || self.peers.get(&e.id).is_some_and(|p| !p.state().is_away())
-            {
+            if e.id == self.peer_id() || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs() {
                 continue;
             }
-            for addr in e.addrs {
-                if self.probes.learned() >= MAX_LEARNED_PROBES {
-                    return;
+            if let Some(p) = self.peers.get_mut(&e.id) {
+                if p.found == Found::Incoming {
+                    // It reached us first, but through the same exchange: shown as learned
+                    // (only what `/peers` shows; nothing else is taken from the entry).
+                    p.found = Found::Learned;
                 }
-                if via.is_some_and(|v| shareable(&addr, &v)) {
-                    self.add_probe(now, addr, Found::Learned);
+                if !p.state().is_away() {
+                    continue;
+                }
+            }
+            for addr in e.addrs {
+                if via.is_some_and(|v| shareable(&addr, &v)) && !self.probes.contains(addr) {
+                    self.hints.push(now, from, addr);
                 }
             }
         }
