@@ -310,10 +310,7 @@ fn expectations() -> Vec<Expected> {
         },
         Expected {
             name: "announce",
-            datagram: datagram(
-                alice(0),
-                vec![Frame::Announce(Announce { caps: 0 })],
-            ),
+            datagram: datagram(alice(0), vec![Frame::Announce(Announce { caps: 0 })]),
             reencoding: Identical,
         },
         Expected {
@@ -605,7 +602,11 @@ fn announce_and_handshake_frames_elicit_no_ack() {
             .unwrap_or_else(|| panic!("vector {name} present"))
     };
     let announce = find("announce");
-    assert_eq!(&announce.bytes[16..], &[9, 1, 0], "kind 9, one byte: caps 0");
+    assert_eq!(
+        &announce.bytes[16..],
+        &[9, 1, 0],
+        "kind 9, one byte: caps 0"
+    );
     for name in ["announce", "hello", "cookie", "proof", "proof-reply"] {
         let decoded = wire::decode(&find(name).bytes).expect("decodes");
         assert!(!decoded.is_ack_eliciting(), "{name}");
@@ -707,10 +708,27 @@ fn the_session_vector_starts_with_the_receivers_session() {
 fn the_proof_vectors_are_signed_as_the_spec_says() {
     let vectors = load();
     for (name, domain, receiver, receiver_session, has_challenge, nick) in [
-        ("proof", &b"tailchat/2 proof"[..], "1eed29b1654fbca9", 7u64, true, "alice"),
-        ("proof-reply", &b"tailchat/2 proof-reply"[..], "83561adb398fd87f", 42, false, "bob"),
+        (
+            "proof",
+            &b"tailchat/2 proof"[..],
+            "1eed29b1654fbca9",
+            7u64,
+            true,
+            "alice",
+        ),
+        (
+            "proof-reply",
+            &b"tailchat/2 proof-reply"[..],
+            "83561adb398fd87f",
+            42,
+            false,
+            "bob",
+        ),
     ] {
-        let v = vectors.iter().find(|v| v.name == name).expect("vector present");
+        let v = vectors
+            .iter()
+            .find(|v| v.name == name)
+            .expect("vector present");
         let b = &v.bytes;
         let mut pos = 5;
         let sender = read_varint(b, &mut pos);

@@ -163,7 +163,7 @@ fn with_fakes(sim: &mut Sim, fakes: usize, entries: usize) {
     for (from, hello) in hellos {
         for n in 0..sim.nodes.len() {
             let to = sim.nodes[n].addr;
-            sim.from_outside(from, to, hello.clone());
+            sim.send_from_outside(from, to, hello.clone());
         }
     }
 }

@@ -502,7 +502,7 @@ impl Sim {
         }
         let Some(to) = self.node_at(t.to) else {
             self.sent_outside += 1;
-            self.to_outside(i, t.to, &t.bytes);
+            self.hand_outside(i, t.to, &t.bytes);
             return;
         };
         self.sent_pairs[i][to] += 1;
@@ -561,21 +561,21 @@ impl Sim {
     }
 
     /// Hands a datagram to what lives outside, and puts its answers on the wire (LAN latency).
-    fn to_outside(&mut self, from: usize, to: SocketAddr, bytes: &[u8]) {
+    fn hand_outside(&mut self, from: usize, to: SocketAddr, bytes: &[u8]) {
         let Some(mut outside) = self.outside.take() else {
             return;
         };
         let src = self.nodes[from].addr;
         let now = self.now;
         for (src, dst, reply) in outside.receive(now, src, to, bytes) {
-            self.from_outside(src, dst, reply);
+            self.send_from_outside(src, dst, reply);
         }
         self.outside = Some(outside);
     }
 
     /// Puts a datagram from outside (source `src`) on the wire to `dst`, arriving after LAN
     /// latency.
-    pub fn from_outside(&mut self, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
+    pub fn send_from_outside(&mut self, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
         let Some(to) = self.node_at(dst) else { return };
         self.order += 1;
         self.queue.push(Reverse(InFlight {
