@@ -265,7 +265,7 @@ fn a_peer_with_messages_waiting_or_heard_today_is_never_evicted() {
     sim.outside = Some(Box::new(fakes));
     let to = sim.nodes[ALICE].addr;
     for (i, (from, hello)) in hellos.into_iter().enumerate() {
-        sim.from_outside(from, to, hello);
+        sim.send_from_outside(from, to, hello);
         if i % 10 == 9 {
             sim.run_for(Duration::from_millis(100));
         }

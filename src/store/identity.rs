@@ -39,7 +39,7 @@ struct IdentityFile {
 /// What an identity file holds.
 enum Contents {
     /// A key pair.
-    Current(Identity),
+    Current(Box<Identity>),
     /// Only a PeerId, from before protocol 2.
     Old(PeerId),
 }
@@ -68,7 +68,7 @@ pub fn load_or_create(
     match read(&path)? {
         Some(Contents::Current(identity)) => {
             return Ok(Loaded {
-                identity,
+                identity: *identity,
                 upgraded_from: None,
             })
         }
@@ -113,7 +113,7 @@ pub fn load_or_create(
         // is the one to use.
         Ok(false) => match read(&path)? {
             Some(Contents::Current(identity)) => Ok(Loaded {
-                identity,
+                identity: *identity,
                 upgraded_from: None,
             }),
             _ => Err(format!(
@@ -137,7 +137,7 @@ pub fn load_or_create(
 /// The file exists but cannot be read or is not an identity file.
 pub fn load(dir: &Path) -> Result<Option<Identity>, String> {
     Ok(match read(&dir.join(IDENTITY_FILE))? {
-        Some(Contents::Current(identity)) => Some(identity),
+        Some(Contents::Current(identity)) => Some(*identity),
         Some(Contents::Old(_)) | None => None,
     })
 }
@@ -180,7 +180,7 @@ fn parse(bytes: &[u8]) -> Option<Contents> {
             if peer_id.is_some_and(|id| id != identity.peer_id()) {
                 return None; // damaged: the two disagree
             }
-            Some(Contents::Current(identity))
+            Some(Contents::Current(Box::new(identity)))
         }
         None => peer_id.map(Contents::Old),
     }

@@ -226,6 +226,11 @@ pub struct Sim {
     /// When set, every datagram a node sends is recorded here: (sender node, destination,
     /// bytes).
     pub tap: Option<Vec<(usize, SocketAddr, Vec<u8>)>>,
+    /// Each node's `poll_timeout()` as of its last flush: an endpoint's timer changes only with
+    /// its inputs, and asking a hundred endpoints of a hundred peers at every step would make
+    /// large simulations crawl. Refreshed whole when a run starts (tests may touch an endpoint
+    /// directly in between).
+    timeouts: Vec<Option<Instant>>,
 }
 
 impl Sim {
@@ -305,6 +310,7 @@ impl Sim {
             outside: None,
             sent_outside: 0,
             tap: None,
+            timeouts: vec![None; n],
         }
     }
 
@@ -473,6 +479,7 @@ impl Sim {
                 bytes,
             }));
         }
+        self.timeouts[i] = self.nodes[i].ep.poll_timeout();
     }
 
     /// Puts one of node `i`'s transmits on the wire (or hands it to what lives outside).
@@ -495,7 +502,7 @@ impl Sim {
         }
         let Some(to) = self.node_at(t.to) else {
             self.sent_outside += 1;
-            self.to_outside(i, t.to, &t.bytes);
+            self.hand_outside(i, t.to, &t.bytes);
             return;
         };
         self.sent_pairs[i][to] += 1;
@@ -554,21 +561,21 @@ impl Sim {
     }
 
     /// Hands a datagram to what lives outside, and puts its answers on the wire (LAN latency).
-    fn to_outside(&mut self, from: usize, to: SocketAddr, bytes: &[u8]) {
+    fn hand_outside(&mut self, from: usize, to: SocketAddr, bytes: &[u8]) {
         let Some(mut outside) = self.outside.take() else {
             return;
         };
         let src = self.nodes[from].addr;
         let now = self.now;
         for (src, dst, reply) in outside.receive(now, src, to, bytes) {
-            self.from_outside(src, dst, reply);
+            self.send_from_outside(src, dst, reply);
         }
         self.outside = Some(outside);
     }
 
     /// Puts a datagram from outside (source `src`) on the wire to `dst`, arriving after LAN
     /// latency.
-    pub fn from_outside(&mut self, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
+    pub fn send_from_outside(&mut self, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
         let Some(to) = self.node_at(dst) else { return };
         self.order += 1;
         self.queue.push(Reverse(InFlight {
@@ -624,8 +631,13 @@ impl Sim {
     /// The next moment anything happens.
     fn next_time(&self) -> Option<Instant> {
         let net = self.queue.peek().map(|r| r.0.at);
-        let timers = self.nodes.iter().filter_map(|n| n.ep.poll_timeout());
+        let timers = self.timeouts.iter().flatten().copied();
         net.into_iter().chain(timers).min()
+    }
+
+    /// Reads every node's timer again.
+    fn refresh_timeouts(&mut self) {
+        self.timeouts = self.nodes.iter().map(|n| n.ep.poll_timeout()).collect();
     }
 
     /// Advances to the next moment anything happens, if it is no later than `limit`.
@@ -644,7 +656,7 @@ impl Sim {
             self.flush(d.to);
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
+            if self.timeouts[i].is_some_and(|t| t <= now) {
                 self.nodes[i].ep.handle_timeout(now);
                 self.flush(i);
             }
@@ -654,6 +666,7 @@ impl Sim {
 
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
+        self.refresh_timeouts();
         let limit = self.now + d;
         let mut steps = 0u64;
         while self.step(limit) {
@@ -670,6 +683,7 @@ impl Sim {
     /// Runs until `cond` holds (checked after every step) or `max` passes; returns whether it
     /// held.
     pub fn run_until_cond(&mut self, max: Duration, cond: impl Fn(&Sim) -> bool) -> bool {
+        self.refresh_timeouts();
         let limit = self.now + max;
         let mut steps = 0u64;
         loop {

@@ -34,6 +34,8 @@ use super::{
     AppDataError, Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
     Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
+use rand::rngs::ChaCha8Rng;
+use rand::SeedableRng;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -78,6 +80,8 @@ pub struct Endpoint {
     hello_limiter: AddrLimiter,
     /// Hellos answering datagrams from PeerIds we do not know, per second.
     strangers: TokenBucket,
+    /// Seeded randomness (who is told of a newcomer).
+    rng: ChaCha8Rng,
     /// Signatures recently made and verified, so a repeated proof costs no curve arithmetic.
     signatures: SignatureCache,
     /// Next message id.
@@ -113,9 +117,10 @@ impl Endpoint {
             announcer: Announcer::new(config.discovery, now, config.seed),
             peers: PeerTable::new(config.limits),
             jar: CookieJar::new(config.seed, now),
-            hints: Hints::new(now),
+            hints: Hints::default(),
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
             strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
+            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
             signatures: SignatureCache::default(),
             config,
             next_msg: 1,
@@ -207,8 +212,9 @@ impl Endpoint {
         if self.pending.is_some() {
             return self.pending; // work is waiting: call `handle_timeout` (or a `poll_*`) now
         }
-        let peers = self.peers.iter().filter_map(|(_, p)| p.link.next_timeout());
-        peers
+        self.peers
+            .next_timeout()
+            .into_iter()
             .chain(self.probes.next_due())
             .chain(self.announcer.next())
             .chain(self.hints_due())
@@ -610,9 +616,10 @@ impl Endpoint {
         }
     }
 
-    /// Runs due timers and builds every datagram that is ready.
+    /// Runs due timers and builds every datagram that is ready: for the peers changed since the
+    /// last time and those whose timer is due (the others have nothing to do).
     fn drive(&mut self, now: Instant) {
-        for id in self.peers.ids() {
+        for id in self.peers.due(now) {
             let header = self.header();
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
@@ -629,6 +636,7 @@ impl Endpoint {
                 .links
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
+            self.peers.settle(id);
         }
         self.run_discovery(now);
     }
@@ -734,7 +742,8 @@ mod tests {
             Err(AppDataError::TooLong)
         );
         a.send_app_data(now, b_id, b"offer").unwrap();
-        a.send_app_data(now, b_id, &[9; wire::MAX_APP_DATA]).unwrap();
+        a.send_app_data(now, b_id, &[9; wire::MAX_APP_DATA])
+            .unwrap();
         let got: Vec<Vec<u8>> = pump(now, &mut a, a_addr, &mut b, b_addr)
             .into_iter()
             .filter_map(|e| match e {

@@ -14,7 +14,7 @@ use crate::proto::ids::{MessageId, PeerId};
 use crate::proto::link::{Link, LinkState};
 use crate::proto::stats::LinkCounters;
 use crate::proto::{Found, Limits, PeerInfo, RestoredPeer, PROTECTED_AFTER_HEARD};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -206,6 +206,13 @@ pub struct PeerTable {
     dormant: BTreeMap<PeerId, RestoredPeer>,
     /// What is kept of peers evicted from the table, applied if they come back.
     forgotten: BTreeMap<PeerId, Remembered>,
+    /// Peers changed (handed out mutably) since the endpoint last drove them: their links may
+    /// have something to send, or a new timer.
+    dirty: BTreeSet<PeerId>,
+    /// The next timer of each peer that is not dirty (none: no entry). With `dirty`, this lets
+    /// the endpoint drive only the peers that have work, instead of every peer on every input:
+    /// what a table of hundreds of peers needs.
+    timers: BTreeMap<PeerId, Instant>,
 }
 
 impl PeerTable {
@@ -216,6 +223,8 @@ impl PeerTable {
             limits,
             dormant: BTreeMap::new(),
             forgotten: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            timers: BTreeMap::new(),
         }
     }
 
@@ -224,9 +233,11 @@ impl PeerTable {
         self.peers.get(id)
     }
 
-    /// The peer `id`, to change.
+    /// The peer `id`, to change (so it is driven at the next [`PeerTable::due`]).
     pub fn get_mut(&mut self, id: &PeerId) -> Option<&mut Peer> {
-        self.peers.get_mut(id)
+        let p = self.peers.get_mut(id)?;
+        self.dirty.insert(*id);
+        Some(p)
     }
 
     /// Whether `id` is in the table.
@@ -256,7 +267,45 @@ impl PeerTable {
 
     /// Every known peer, to change.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.dirty.extend(self.peers.keys().copied());
         self.peers.values_mut()
+    }
+
+    /// The peers the endpoint must drive at `now`, in id order: those changed since, and those
+    /// whose timer is due.
+    pub fn due(&self, now: Instant) -> Vec<PeerId> {
+        let timed = self
+            .timers
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id);
+        let mut ids: BTreeSet<PeerId> = self.dirty.clone();
+        ids.extend(timed);
+        ids.into_iter().collect()
+    }
+
+    /// Peer `id` was driven: its timer is noted, and it is clean until changed again.
+    pub fn settle(&mut self, id: PeerId) {
+        self.dirty.remove(&id);
+        match self.peers.get(&id).and_then(|p| p.link.next_timeout()) {
+            Some(t) => self.timers.insert(id, t),
+            None => self.timers.remove(&id),
+        };
+    }
+
+    /// The earliest timer of any peer.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let clean = self
+            .timers
+            .iter()
+            .filter(|(id, _)| !self.dirty.contains(id))
+            .map(|(_, t)| *t);
+        let changed = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.peers.get(id))
+            .filter_map(|p| p.link.next_timeout());
+        clean.chain(changed).min()
     }
 
     /// The key `id` must prove, if one is known for it (in the table, restored with one, or
@@ -311,6 +360,8 @@ impl PeerTable {
         let (id, p) = victim
             .and_then(|id| self.peers.remove(&id).map(|p| (id, p)))
             .ok_or(Refused::Full)?;
+        self.dirty.remove(&id);
+        self.timers.remove(&id);
         // Should it come back in this run, it must not be shown again what it has seen.
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
@@ -346,6 +397,7 @@ impl PeerTable {
         let max_queued_items = self.limits.max_queued_items;
         let forgotten = &mut self.forgotten;
         let dormant = &mut self.dormant;
+        self.dirty.insert(id);
         self.peers.entry(id).or_insert_with(|| {
             let mut link = Link::new(now, max_queued_items);
             if let Some(f) = forgotten.remove(&id) {
@@ -416,6 +468,7 @@ impl PeerTable {
             if r.manual || !r.outbox.is_empty() {
                 contact.extend(addrs.iter().map(|a| (a, found)));
             }
+            self.dirty.insert(r.id);
             self.peers.insert(
                 r.id,
                 Peer {
