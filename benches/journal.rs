@@ -282,7 +282,7 @@ fn instance(nick: &str, peer: Option<u16>, journal: Option<Journal>) -> Instance
     let port = bound.socket.local_addr().unwrap().port();
     let endpoint = Endpoint::new(
         Config {
-            peer_id: PeerId(rand::random()),
+            identity: tailchat::proto::Identity::from_secret(rand::random()),
             nick: nick.to_owned(),
             port,
             seed: rand::random(),

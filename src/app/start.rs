@@ -2,7 +2,7 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{Config, Endpoint, Limits, MessageId, PeerId, RestoredPeer};
+use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, RestoredPeer};
 use crate::store::{
     self,
     journal::{HistoryLimit, Journal, JournalError, Restored},
@@ -17,7 +17,10 @@ pub struct Storage {
     /// The directory.
     pub dir: PathBuf,
     /// Our identity: the stored one whenever it can be read.
-    pub id: PeerId,
+    pub identity: Identity,
+    /// The PeerId of an identity file from before protocol 2, upgraded to `identity` at this
+    /// start (the user is told: peers that knew the old id meet a new peer).
+    pub upgraded_from: Option<PeerId>,
     /// The journal: writable, or read-only when the directory cannot be written (then
     /// [`Self::problem`] says so); `None` when it cannot even be read.
     pub journal: Option<Journal>,
@@ -42,16 +45,18 @@ impl Storage {
         let path = dir.join(store::JOURNAL_FILE);
         if let Err(cannot_write) = store::dirs::check_writable(&dir) {
             let stored = store::identity::load(&dir)?;
-            let id = stored.unwrap_or_else(|| PeerId(rand::random()));
+            let found = stored.is_some();
+            let identity = stored.unwrap_or_else(|| Identity::from_secret(rand::random()));
             let (journal, restored, unreadable) = match Journal::open_read_only(&path) {
                 Ok((j, r)) => (Some(j), r, None),
                 Err(e) => (None, Restored::default(), Some(e.to_string())),
             };
             let mut problem = format!(
                 "{cannot_write} — carrying on{}, but nothing new is kept after you quit",
-                match stored {
-                    Some(_) => " as the same peer, with history to read",
-                    None => " under a new identity",
+                if found {
+                    " as the same peer, with history to read"
+                } else {
+                    " under a new identity"
                 }
             );
             if let Some(e) = unreadable {
@@ -59,13 +64,14 @@ impl Storage {
             }
             return Ok(Storage {
                 dir,
-                id,
+                identity,
+                upgraded_from: None,
                 journal,
                 restored,
                 problem: Some(problem),
             });
         }
-        let id = store::identity::load_or_create(&dir, rand::random)?;
+        let loaded = store::identity::load_or_create(&dir, rand::random)?;
         let (journal, restored, problem) = match Journal::open_with(&path, history_limit) {
             Ok((j, r)) => (j, r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
@@ -78,7 +84,8 @@ impl Storage {
         };
         Ok(Storage {
             dir,
-            id,
+            identity: loaded.identity,
+            upgraded_from: loaded.upgraded_from,
             journal: Some(journal),
             restored,
             problem,
@@ -115,7 +122,10 @@ pub fn endpoint(
     let session = new_session(unix_ms(), after);
     let mut ep = Endpoint::new(
         Config {
-            peer_id: storage.map_or_else(|| PeerId(rand::random()), |s| s.id),
+            identity: storage.map_or_else(
+                || Identity::from_secret(rand::random()),
+                |s| s.identity.clone(),
+            ),
             nick: nick.to_owned(),
             port,
             seed: rand::random(),
@@ -127,6 +137,13 @@ pub fn endpoint(
     );
     let mut notices = Vec::new();
     if let Some(s) = storage {
+        if let Some(old) = s.upgraded_from {
+            notices.push(Output::Notice(format!(
+                "your identity is now a key pair (tailchat protocol 2): your peer id changed \
+                 from {old} to {}, once — peers that knew you meet you as a new peer",
+                s.identity.peer_id()
+            )));
+        }
         notices.extend(s.restored.warnings.iter().cloned().map(Output::Notice));
         let waiting: usize = s.restored.outbox.values().map(Vec::len).sum();
         if waiting > 0 {
@@ -161,6 +178,10 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
             let known = r.peers.get(&id);
             RestoredPeer {
                 id,
+                // Storage does not keep keys or last-heard times yet: any key hashing to the id
+                // is taken, and the peer may be evicted if nothing waits for it.
+                key: None,
+                heard_ago: None,
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
