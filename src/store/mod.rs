@@ -4,8 +4,10 @@
 //!
 //! # What lives where
 //! In the data directory (created mode 0700):
-//! - `identity.toml` ([`identity`]): this peer's [`PeerId`](crate::proto::PeerId), created at
-//!   first start. Peers know each other by it, so it is never replaced silently.
+//! - `identity.toml` ([`identity`]): this peer's ed25519 key pair (mode 0600), created at first
+//!   start; its [`PeerId`](crate::proto::PeerId) is derived from the public key. Peers know
+//!   each other by it, so it is never replaced silently (a version-1 file, a bare PeerId, is
+//!   upgraded once, with a notice).
 //! - `journal` ([`journal`]): the append-only record of the conversation — what we said and
 //!   heard, deliveries, and how to reach peers — from which a restart rebuilds the outbox, the
 //!   deduplication state and the peer list, and `/history` reads. Kept bounded by compaction:
