@@ -14,7 +14,7 @@ use tailchat::app::{self, Setup};
 use tailchat::net::addr;
 use tailchat::net::socket;
 use tailchat::net::udp::UdpIo;
-use tailchat::proto::{Config, Endpoint, Limits, PeerId};
+use tailchat::proto::{Config, Endpoint, Identity, Limits};
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal::Input;
 use tokio::sync::mpsc::UnboundedSender;
@@ -176,7 +176,7 @@ fn core_one_way() -> Vec<Duration> {
 fn endpoint(nick: &str, port: u16) -> Endpoint {
     Endpoint::new(
         Config {
-            peer_id: PeerId(rand::random()),
+            identity: Identity::from_secret(rand::random()),
             nick: nick.to_owned(),
             port,
             seed: rand::random(),

@@ -111,10 +111,11 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         .map_err(|e| format!("cannot read the socket's address: {e}"))?
         .port();
     let discovery = settings.discovery_possible();
-    let (mut storage, storage_error) = match Storage::open(settings.data_dir.as_deref()) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
-    };
+    let (mut storage, storage_error) =
+        match Storage::open(settings.data_dir.as_deref(), &settings.history_limit) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(e)),
+        };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
     // Not told which nick: the one this identity used last, else the login name.
     if let Some(last) = storage

@@ -79,6 +79,9 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     let dir = tempfile::tempdir().unwrap();
     let (alice, mut bob) = alice_and_bob(dir.path());
     let mut alice = alice;
+    // They have talked, so bob is in alice's journal (a peer that never spoke is not kept).
+    bob.send("morning");
+    alice.expect("<bob> morning");
     alice.send("/quit");
     assert!(alice.wait_exit().success());
     bob.expect("alice left");

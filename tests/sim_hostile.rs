@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use sim::{LinkParams, Sim};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tailchat::proto::identity::{PublicKey, Signature};
 use tailchat::proto::wire::{self, Chat, Frame, Header, Hello};
 use tailchat::proto::{Event, Limits, MessageId, PeerId, Recipients, WINDOW};
 
@@ -184,40 +185,42 @@ fn a_flood_from_random_identities_is_bounded() {
         "answered {}",
         sim.sent - sent_before
     );
-    // Hellos from random ids, 100 a second for a minute: admitted only a few a second, the
-    // table never grows past its bound, and it never locks out a newcomer.
+    // Hellos from random ids, 100 a second for a minute: each is answered by one cookie and
+    // nothing else, nobody who does not answer is admitted, the table never grows past its
+    // bound, and it never locks out a newcomer.
     let mut n = 0u32;
     for _ in 0..60 {
+        let sent_before = sim.sent;
         for _ in 0..100 {
             n += 1;
             let bytes = sim::from_stranger(
                 &mut rng,
                 Frame::Hello(Hello {
-                    nick: "flood".into(),
-                    port: 7654,
+                    token: [7; 16],
                     caps: 0,
                 }),
             );
             let from = SocketAddr::from(([10, 60, (n >> 8) as u8, n as u8], 7654));
             sim.inject(1, from, &bytes);
         }
+        assert_eq!(sim.sent - sent_before, 100, "one cookie each");
         sim.run_for(Duration::from_secs(1));
         assert!(sim.nodes[1].ep.peers().len() <= limits.max_peers);
     }
     assert_eq!(
         sim.nodes[1].ep.peers().len(),
-        limits.max_peers,
-        "the flood did reach the bound"
+        1,
+        "a hello that is not followed by a proof admits nobody"
     );
-    assert!(sim.nodes[1].ep.stats().table_full >= 5000);
+    assert_eq!(sim.nodes[1].ep.footprint().probes, 0);
     // The real peer still gets through.
     sim.send(0, Recipients::Everyone, "still here");
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.received(1).len(), 1);
-    // And a newcomer is admitted: the flood's peers never answer, so they become evictable.
+    // And a newcomer is admitted at once.
     sim.add(2, 1);
     let newcomer = sim.id(2);
-    let ok = sim.run_until_cond(Duration::from_secs(60), |s| {
+    let ok = sim.run_until_cond(Duration::from_millis(10), |s| {
         s.nodes[1].ep.peers().iter().any(|p| p.id == newcomer)
     });
     assert!(ok, "a newcomer was locked out by the flood");
@@ -234,7 +237,7 @@ fn another_version_is_reported_once_per_sender() {
         },
         &[Frame::Ping],
     );
-    bytes[4] = 2;
+    bytes[4] = 1; // an older tailchat
     let a: SocketAddr = "10.1.1.1:7654".parse().unwrap();
     let b: SocketAddr = "10.1.1.2:7654".parse().unwrap();
     for _ in 0..10 {
@@ -245,10 +248,12 @@ fn another_version_is_reported_once_per_sender() {
         .events
         .iter()
         .map(|(_, e)| e)
-        .filter(|e| matches!(e, Event::VersionMismatch { version: 2, .. }))
+        .filter(|e| matches!(e, Event::VersionMismatch { version: 1, .. }))
         .collect();
     assert_eq!(reports.len(), 2);
     assert_eq!(sim.nodes[0].ep.stats().bad_version, 20);
+    // Each sender got one datagram of ours, so that it reports our version to its user.
+    assert_eq!(sim.sent_outside, 2);
 }
 
 #[test]
@@ -339,23 +344,42 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         Just(Frame::Ping),
         Just(Frame::Leave),
         any::<u64>().prop_map(Frame::Session),
-        ("[a-z]{1,8}", any::<u16>(), any::<bool>()).prop_map(|(nick, port, reply)| {
-            let h = Hello {
-                nick,
-                port,
-                caps: 0,
-            };
-            if reply {
-                Frame::HelloReply(h)
-            } else {
-                Frame::Hello(h)
-            }
-        }),
-        ("[a-z]{1,8}", any::<u16>()).prop_map(|(nick, port)| Frame::Announce(Hello {
-            nick,
-            port,
-            caps: 0
-        })),
+        (any::<[u8; 16]>(), any::<u64>())
+            .prop_map(|(token, caps)| Frame::Hello(Hello { token, caps })),
+        (any::<[u8; 16]>(), any::<[u8; 16]>())
+            .prop_map(|(echo, cookie)| Frame::Cookie(wire::CookieReply { echo, cookie })),
+        any::<u64>().prop_map(|caps| Frame::Announce(wire::Announce { caps })),
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 16]>(),
+            "[a-z]{1,8}",
+            any::<u16>(),
+            any::<[u8; 32]>(),
+            any::<bool>()
+        )
+            .prop_map(|(key, echo, nick, port, half, reply)| {
+                let signature = Signature([half, half].concat().try_into().unwrap());
+                if reply {
+                    Frame::ProofReply(wire::ProofReply {
+                        key: PublicKey(key),
+                        echo,
+                        nick,
+                        port,
+                        caps: 0,
+                        signature,
+                    })
+                } else {
+                    Frame::Proof(wire::Proof {
+                        key: PublicKey(key),
+                        echo,
+                        challenge: echo,
+                        nick,
+                        port,
+                        caps: 0,
+                        signature,
+                    })
+                }
+            }),
         (
             0u64..300,
             any::<u64>(),

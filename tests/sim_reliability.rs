@@ -396,23 +396,25 @@ fn leaving_right_after_a_near_full_datagram_stays_within_the_size_limit() {
 
 #[test]
 fn a_late_hello_from_an_old_session_does_not_cut_the_peer_off() {
-    use tailchat::proto::wire::{self, Frame, Header, Hello};
+    use tailchat::proto::wire::{self, Frame};
     let mut sim = Sim::new(22, 2, LinkParams::lan());
     sim.connect_star();
-    let stale = wire::encode(
-        &Header {
-            sender: sim.id(0),
-            session: 12345, // not node 0's session
-            packet: 0,
-        },
-        &[Frame::HelloReply(Hello {
-            nick: "n0".into(),
-            port: 7654,
-            caps: 0,
-        })],
-    );
+    // Node 1 says hello to node 0 again; a proof reply signed by node 0's key, but from
+    // another session (12345, smaller), answers it late.
+    let now = sim.now;
+    let to0 = sim.nodes[0].addr;
+    sim.nodes[1].ep.add_address(now, to0);
+    let hello = std::iter::from_fn(|| sim.nodes[1].ep.poll_transmit())
+        .find(|t| t.to == to0)
+        .expect("a hello");
+    let Some(Frame::Hello(h)) = wire::decode(&hello.bytes).unwrap().frames.first().cloned() else {
+        panic!("a hello");
+    };
+    let to = (sim.id(1), sim.session(1));
+    let stale = sim::signed_proof(&sim.nodes[0].identity, 12345, to, h.token, "n0", true);
     let from = sim.nodes[0].addr;
     sim.inject(1, from, &stale);
+    assert_eq!(sim.nodes[1].ep.stats().stale_session, 1);
     sim.send(0, Recipients::Everyone, "after the stale hello");
     let ok = sim.run_until_cond(Duration::from_secs(5), |s| s.received(1).len() == 1);
     assert!(ok, "node 1 never heard node 0 again");

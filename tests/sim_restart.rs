@@ -16,6 +16,8 @@ use tailchat::proto::{
 fn remembered(sim: &Sim, i: usize, shown: MessageId) -> RestoredPeer {
     RestoredPeer {
         id: sim.id(i),
+        key: Some(sim.nodes[i].identity.public_key()),
+        heard_ago: None,
         nick: format!("n{i}"),
         addrs: vec![sim.nodes[i].addr],
         manual: true,
@@ -77,6 +79,8 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     // Node 0 crashes; its journal has "queued while away" undelivered to node 1.
     let node1 = RestoredPeer {
         id: sim.id(1),
+        key: None, // storage without keys: the PeerId binds it by hash
+        heard_ago: None,
         nick: "n1".into(),
         addrs: vec![sim.nodes[1].addr],
         manual: false,
@@ -193,26 +197,19 @@ fn a_message_acknowledged_behind_a_gap_is_not_lost_when_the_receiver_restarts() 
 
 #[test]
 fn a_late_hello_from_an_earlier_run_does_not_reset_the_current_one() {
-    use tailchat::proto::wire::{self, Frame, Header, Hello};
     let mut sim = Sim::new(6, 2, LinkParams::lan());
     sim.connect_star();
     sim.send(0, Recipients::Everyone, "one");
     sim.run_for(Duration::from_secs(1));
-    // A hello from node 0's previous run (a smaller session) arrives late at node 1.
-    let stale = wire::encode(
-        &Header {
-            sender: sim.id(0),
-            session: 5,
-            packet: 0,
-        },
-        &[Frame::Hello(Hello {
-            nick: "n0".into(),
-            port: 7654,
-            caps: 0,
-        })],
-    );
+    // A proof from node 0's previous run (a smaller session, signed with its key, with a cookie
+    // node 1 gave that run) arrives late at node 1.
     let from = sim.nodes[0].addr;
+    let cookie = sim.cookie_for(1, from, sim.id(0), 5);
+    let to = (sim.id(1), sim.session(1));
+    let stale = sim::signed_proof(&sim.nodes[0].identity, 5, to, cookie, "n0", false);
+    let stale_before = sim.nodes[1].ep.stats().stale_session;
     sim.inject(1, from, &stale);
+    assert_eq!(sim.nodes[1].ep.stats().stale_session, stale_before + 1);
     for k in 0..20 {
         sim.send(0, Recipients::Everyone, &format!("after {k}"));
         sim.send(1, Recipients::Everyone, &format!("back {k}"));
@@ -279,6 +276,8 @@ fn restoring_more_peers_than_the_table_holds_loses_nothing() {
     let mut peers: Vec<RestoredPeer> = (0..300u64)
         .map(|i| RestoredPeer {
             id: tailchat::proto::PeerId(1000 + i),
+            key: None,
+            heard_ago: None,
             nick: format!("p{i}"),
             addrs: vec![std::net::SocketAddr::from((
                 [10, 9, (i / 250) as u8, (i % 250) as u8 + 1],

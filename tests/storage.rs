@@ -562,3 +562,125 @@ fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
     alice.send("and back");
     bob.expect("<alice> and back");
 }
+
+/// `start`, with a config file setting `[history_limit] messages = MESSAGES` written into the
+/// chat's own (temporary) config directory just before the program runs.
+fn start_with_history_limit(nick: &str, dir: &Path, messages: u64, extra: &[&str]) -> Chat {
+    let script = format!(
+        "mkdir -p \"$XDG_CONFIG_HOME/tailchat\" && \
+         printf '[history_limit]\\nmessages = {messages}\\n' \
+           > \"$XDG_CONFIG_HOME/tailchat/config.toml\" && exec \"$@\""
+    );
+    let d = data(dir);
+    let mut args = vec!["--bind", "127.0.0.1", "--data-dir", d.as_str()];
+    args.extend_from_slice(extra);
+    Chat::start_under(&["sh", "-c", &script, "sh"], nick, &args)
+}
+
+/// Lines that /history printed (they start with a date), as opposed to live ones.
+fn history_lines<'a>(seen: &'a [String], text: &str) -> Vec<&'a String> {
+    seen.iter()
+        .filter(|l| l.contains(text) && l.matches('-').count() >= 2)
+        .collect()
+}
+
+#[test]
+fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = start("bob", b.path(), &["--peer", &peer]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    // Far more history than alice keeps: 300 messages of ~300 bytes from bob.
+    let pad = "x".repeat(280);
+    for k in 0..300 {
+        bob.send(&format!("said {k:03} {pad}"));
+    }
+    alice.expect("<bob> said 299");
+    quit(bob);
+    alice.expect("bob left");
+    for k in 1..=5 {
+        alice.send(&format!("for bob {k}"));
+    }
+    alice.expect("bob is away");
+    quit_undelivered(alice);
+    let journal = a.path().join("journal");
+    let before = std::fs::metadata(&journal).unwrap().len();
+    assert!(before > 90_000, "{before} bytes");
+    // A compaction that a crash interrupted left its temporary file.
+    let leftover = a.path().join("journal.compacting");
+    std::fs::write(&leftover, b"TCJ1 half a compaction").unwrap();
+
+    // Compacted at open: the undelivered five are kept, and the newest of the history.
+    let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
+    alice.expect("5 message(s) from earlier wait");
+    assert!(!leftover.exists());
+    let after = std::fs::metadata(&journal).unwrap().len();
+    assert!(after < before / 5, "{before} -> {after} bytes");
+    alice.send("/history 1000");
+    alice.send("/peers");
+    alice.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    assert_eq!(history_lines(&alice.seen, "<bob> said 299").len(), 1);
+    assert!(history_lines(&alice.seen, "<bob> said 000").is_empty());
+    for k in 1..=5 {
+        assert_eq!(history_lines(&alice.seen, &format!("for bob {k}")).len(), 1);
+    }
+    quit_undelivered(alice);
+
+    // Once more (nothing to compact now), then bob is back: each arrives once.
+    let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
+    alice.expect("5 message(s) from earlier wait");
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = start("bob", b.path(), &["--peer", &peer]);
+    bob.expect("<alice> for bob 5");
+    alice.send("and one more");
+    bob.expect("<alice> and one more");
+    for k in 1..=5 {
+        let live = bob
+            .seen
+            .iter()
+            .filter(|l| l.contains(&format!("<alice> for bob {k}")))
+            .count();
+        assert_eq!(live, 1, "for bob {k}: {:?}", bob.seen);
+    }
+    quit(bob);
+    quit(alice);
+    // Delivered: nothing waits any more, and alice, who saw all of bob's messages before the
+    // compaction dropped them, does not show any again.
+    let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = start("bob", b.path(), &["--peer", &peer]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    alice.send("/peers");
+    alice.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    assert!(
+        !alice.seen.iter().any(|l| l.contains("from earlier wait")
+            || l.contains("while you were away")
+            || l.contains("said 2")),
+        "{:?}",
+        alice.seen
+    );
+    bob.send("/peers");
+    bob.expect_where("the /peers header", |l| {
+        l.contains("state") && l.contains("rtt")
+    });
+    for k in 1..=5 {
+        let live = bob
+            .seen
+            .iter()
+            .filter(|l| l.contains(&format!("<alice> for bob {k}")))
+            .count();
+        assert_eq!(
+            live, 0,
+            "delivered in the run before, not again: {:?}",
+            bob.seen
+        );
+    }
+    drop(bob);
+}

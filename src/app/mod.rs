@@ -313,6 +313,7 @@ pub async fn run_with(
             Some((id, to)) = accept(control.as_mut(), &client_tx) => chat.client_connected(id, to),
             Some(msg) = client_rx.recv() => chat.on_client(msg),
             Some(ev) = file_events.recv() => chat.on_file_event(ev),
+            answer = chat.history_answer() => chat.on_history(answer),
             _ = scan.tick() => {
                 if discovering && net.rescan() {
                     chat.ep.announce_soon(Instant::now());

@@ -7,7 +7,7 @@
 //! and says so once.
 
 use crate::proto::{Endpoint, Event, Found, PeerInfo, PeerState, Recipients, Sent};
-use crate::store::journal::{HistoryFilter, HistoryLine, Journal, Record};
+use crate::store::journal::{HistoryFilter, HistoryLine, HistoryQuery, Journal, Record};
 
 /// The journal as the application uses it.
 #[derive(Debug)]
@@ -158,12 +158,25 @@ impl Persistence {
         filter: &HistoryFilter,
         count: usize,
     ) -> Result<(Vec<HistoryLine>, Vec<String>), HistoryError> {
+        self.history_query(filter, count)?
+            .run()
+            .map_err(|e| HistoryError::Unreadable(e.to_string()))
+    }
+
+    /// What [`Self::history`] reads, as a query to run off the event loop (see
+    /// [`HistoryQuery::run`]). Call [`Self::sync`] first.
+    ///
+    /// # Errors
+    /// [`HistoryError::Off`] when there is no journal (or writing it failed).
+    pub fn history_query(
+        &self,
+        filter: &HistoryFilter,
+        count: usize,
+    ) -> Result<HistoryQuery, HistoryError> {
         let Some(journal) = self.journal.as_ref().filter(|_| !self.failed) else {
             return Err(HistoryError::Off);
         };
-        journal
-            .history(filter, count)
-            .map_err(|e| HistoryError::Unreadable(e.to_string()))
+        Ok(journal.history_query(filter, count))
     }
 }
 

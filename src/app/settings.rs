@@ -5,6 +5,7 @@ use crate::app::tailnet::TailnetSetup;
 use crate::net::addr::{self, HostSpec};
 use crate::proto::nick::NICK_RULE;
 use crate::store;
+use crate::store::journal::HistoryLimit;
 use crate::ui::command::is_valid_own_nick;
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
@@ -159,6 +160,8 @@ pub struct Settings {
     pub download_dir: Option<PathBuf>,
     /// Peers whose file offers are accepted without asking (config file).
     pub accept_from: Vec<String>,
+    /// How much history the journal keeps (config file only).
+    pub history_limit: HistoryLimit,
 }
 
 impl Settings {
@@ -228,6 +231,7 @@ impl Settings {
                 .download_dir
                 .or(cfg.download_dir.map(|d| expand_home(&d))),
             accept_from: cfg.accept_from.unwrap_or_default(),
+            history_limit: cfg.history_limit.map(|h| h.limit()).unwrap_or_default(),
         })
     }
 

@@ -2,10 +2,10 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{Config, Endpoint, Limits, MessageId, PeerId, RestoredPeer};
+use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, RestoredPeer};
 use crate::store::{
     self,
-    journal::{Journal, JournalError, Restored},
+    journal::{HistoryLimit, Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,10 @@ pub struct Storage {
     /// The directory.
     pub dir: PathBuf,
     /// Our identity: the stored one whenever it can be read.
-    pub id: PeerId,
+    pub identity: Identity,
+    /// The PeerId of an identity file from before protocol 2, upgraded to `identity` at this
+    /// start (the user is told: peers that knew the old id meet a new peer).
+    pub upgraded_from: Option<PeerId>,
     /// The journal: writable, or read-only when the directory cannot be written (then
     /// [`Self::problem`] says so); `None` when it cannot even be read.
     pub journal: Option<Journal>,
@@ -28,29 +31,32 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Opens (creating it if needed) the data directory: `explicit`, or the default. A
-    /// directory that cannot be written (read-only, full) still gives its identity and its
-    /// journal to read: who we are never changes because of trouble with the disk.
+    /// Opens (creating it if needed) the data directory: `explicit`, or the default, with a
+    /// journal that keeps `history_limit`. A directory that cannot be written (read-only,
+    /// full) still gives its identity and its journal to read: who we are never changes
+    /// because of trouble with the disk.
     ///
     /// # Errors
     /// No data directory can be made, the identity file is unreadable or damaged, or the
     /// journal is held by another tailchat: each says which file and what to do. Storage is
     /// then off, under a new identity.
-    pub fn open(explicit: Option<&Path>) -> Result<Storage, String> {
+    pub fn open(explicit: Option<&Path>, history_limit: &HistoryLimit) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
         let path = dir.join(store::JOURNAL_FILE);
         if let Err(cannot_write) = store::dirs::check_writable(&dir) {
             let stored = store::identity::load(&dir)?;
-            let id = stored.unwrap_or_else(|| PeerId(rand::random()));
+            let found = stored.is_some();
+            let identity = stored.unwrap_or_else(|| Identity::from_secret(rand::random()));
             let (journal, restored, unreadable) = match Journal::open_read_only(&path) {
                 Ok((j, r)) => (Some(j), r, None),
                 Err(e) => (None, Restored::default(), Some(e.to_string())),
             };
             let mut problem = format!(
                 "{cannot_write} — carrying on{}, but nothing new is kept after you quit",
-                match stored {
-                    Some(_) => " as the same peer, with history to read",
-                    None => " under a new identity",
+                if found {
+                    " as the same peer, with history to read"
+                } else {
+                    " under a new identity"
                 }
             );
             if let Some(e) = unreadable {
@@ -58,14 +64,15 @@ impl Storage {
             }
             return Ok(Storage {
                 dir,
-                id,
+                identity,
+                upgraded_from: None,
                 journal,
                 restored,
                 problem: Some(problem),
             });
         }
-        let id = store::identity::load_or_create(&dir, rand::random)?;
-        let (journal, restored, problem) = match Journal::open(&path) {
+        let loaded = store::identity::load_or_create(&dir, rand::random)?;
+        let (journal, restored, problem) = match Journal::open_with(&path, history_limit) {
             Ok((j, r)) => (j, r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
             Err(e) => {
@@ -77,7 +84,8 @@ impl Storage {
         };
         Ok(Storage {
             dir,
-            id,
+            identity: loaded.identity,
+            upgraded_from: loaded.upgraded_from,
             journal: Some(journal),
             restored,
             problem,
@@ -114,7 +122,10 @@ pub fn endpoint(
     let session = new_session(unix_ms(), after);
     let mut ep = Endpoint::new(
         Config {
-            peer_id: storage.map_or_else(|| PeerId(rand::random()), |s| s.id),
+            identity: storage.map_or_else(
+                || Identity::from_secret(rand::random()),
+                |s| s.identity.clone(),
+            ),
             nick: nick.to_owned(),
             port,
             seed: rand::random(),
@@ -126,6 +137,13 @@ pub fn endpoint(
     );
     let mut notices = Vec::new();
     if let Some(s) = storage {
+        if let Some(old) = s.upgraded_from {
+            notices.push(Output::Notice(format!(
+                "your identity is now a key pair (tailchat protocol 2): your peer id changed \
+                 from {old} to {}, once — peers that knew you meet you as a new peer",
+                s.identity.peer_id()
+            )));
+        }
         notices.extend(s.restored.warnings.iter().cloned().map(Output::Notice));
         let waiting: usize = s.restored.outbox.values().map(Vec::len).sum();
         if waiting > 0 {
@@ -160,6 +178,10 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
             let known = r.peers.get(&id);
             RestoredPeer {
                 id,
+                // Storage does not keep keys or last-heard times yet: any key hashing to the id
+                // is taken, and the peer may be evicted if nothing waits for it.
+                key: None,
+                heard_ago: None,
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),

@@ -499,8 +499,11 @@ fn a_direct_message_to_someone_who_left_waits_for_them() {
     let switch = Switch::default();
     let alice = start_chat(&switch, "alice", 1, &[], None, None);
     let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
-    let mut a = Seen(Vec::new());
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
     alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    // Bob's side of the handshake ends a moment after alice's; a leave goes only to peers
+    // whose session is established, so bob quits once he has seen alice too.
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
     bob.type_line("/quit");
     alice.wait_for(&mut a, "bob left", |o| notice(o, "bob left"));
     alice.type_line("/msg bob see you tomorrow");

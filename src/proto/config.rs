@@ -1,19 +1,20 @@
 //! How an endpoint is set up: who it is and how it presents itself ([`Config`]), and the
 //! bounds on what it keeps in memory ([`Limits`]).
 
-use super::ids::PeerId;
-use super::{MAX_PEERS, MAX_QUEUED_ITEMS};
+use super::identity::Identity;
+use super::{MAX_PEERS, MAX_PEERS_PER_IP, MAX_QUEUED_ITEMS};
 
 /// How this endpoint presents itself.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Our identity.
-    pub peer_id: PeerId,
+    /// Our key pair; our PeerId is derived from its public key.
+    pub identity: Identity,
     /// Our display name.
     pub nick: String,
     /// The UDP port we listen on, told to peers in hellos.
     pub port: u16,
-    /// Seed for all randomness (the session number), so runs can be replayed.
+    /// Seed for all randomness (announcement jitter, the cookie secret), so runs can be
+    /// replayed.
     pub seed: u64,
     /// Whether to announce ourselves on the LAN (see [`crate::proto::Endpoint::poll_announce`])
     /// and to answer the announcements of others. Without it, announcements heard are dropped
@@ -36,9 +37,12 @@ pub struct Limits {
     /// this is refused for that peer with [`crate::proto::Event::Undelivered`]. Messages
     /// restored from storage are queued whole, past it.
     pub max_queued_items: usize,
-    /// Known peers at most; beyond it a newcomer is refused (after evicting a peer that is not
-    /// online).
+    /// Known peers at most; beyond it a newcomer is refused (after evicting a peer that has no
+    /// message waiting and was not heard in the last day).
     pub max_peers: usize,
+    /// Peers at one IP address at most, those the user added by hand apart: a host with many
+    /// ports that answer cannot fill the table with identities.
+    pub max_peers_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +50,7 @@ impl Default for Limits {
         Self {
             max_queued_items: MAX_QUEUED_ITEMS,
             max_peers: MAX_PEERS,
+            max_peers_per_ip: MAX_PEERS_PER_IP,
         }
     }
 }

@@ -26,13 +26,16 @@
 //! - Public types, apart from the state machine: `config` ([`Config`], [`Limits`]), `output`
 //!   ([`Transmit`], [`Event`]), `sending` ([`Recipients`], [`Sent`], [`SendError`]),
 //!   `peer_info` ([`PeerInfo`], [`PeerState`], [`Found`], [`RestoredPeer`]), `stats`
-//!   ([`Stats`], [`LinkCounters`]), [`ids`] ([`PeerId`], [`MessageId`]) and [`nick`] (the one
-//!   rule for nicks).
+//!   ([`Stats`], [`LinkCounters`]), [`ids`] ([`PeerId`], [`MessageId`]), [`identity`] (key
+//!   pairs, PeerIds derived from keys, what a proof signs), [`cookie`] (stateless proofs of an
+//!   address) and [`nick`] (the one rule for nicks).
 //! - [`wire`]: the datagram format (see `docs/PROTOCOL.md`).
 //! - `endpoint`: [`Endpoint`], the inputs and outputs above; beside it `endpoint/peers` (the
-//!   peer table: admission, rate limiting, eviction), `endpoint/handshake` (hellos and
-//!   sessions), `endpoint/discovery` (probes and LAN announcements) and `endpoint/exchange`
-//!   (peer exchange).
+//!   peer table: admission, eviction), `endpoint/handshake` (hello, cookie, proof, sessions
+//!   and proven addresses), `endpoint/discovery` (probes and LAN announcements),
+//!   `endpoint/hints` (addresses learned from peer lists, probed at a bounded rate),
+//!   `endpoint/limits` (token buckets and the per-address hello limiter) and
+//!   `endpoint/exchange` (peer exchange).
 //! - `link`: one peer's reliable stream and its state (offline, online, unreachable, left);
 //!   beside it `link/send` (queue, window, packing datagrams), `link/recovery` (packets in
 //!   flight, loss detection, retransmission timeout), `link/receive` (acks owed, ordering,
@@ -40,10 +43,12 @@
 //! - [`rtt`]: the round-trip-time estimator and timeout constants.
 //! - [`ranges`]: the range set behind acks.
 
-#![deny(clippy::indexing_slicing)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 mod config;
+pub mod cookie;
 mod endpoint;
+pub mod identity;
 pub mod ids;
 mod link;
 pub mod nick;
@@ -56,7 +61,8 @@ mod stats;
 pub mod wire;
 
 pub use config::{Config, Limits};
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, Footprint};
+pub use identity::{Identity, PublicKey};
 pub use ids::{MessageId, PeerId};
 pub use output::{Event, Transmit, UndeliveredReason};
 pub use peer_info::{Found, PeerInfo, PeerState, RestoredPeer};
@@ -79,8 +85,14 @@ pub const WINDOW: u64 = 128;
 /// peer with [`Event::Undelivered`].
 pub const MAX_QUEUED_ITEMS: usize = 8192;
 /// Known peers at most, by default ([`Limits::max_peers`]); beyond it a newcomer is refused
-/// (after evicting departed peers).
+/// (after evicting a peer with nothing waiting that was not heard in the last day).
 pub const MAX_PEERS: usize = 256;
+/// Peers at one IP address at most, by default ([`Limits::max_peers_per_ip`]), not counting
+/// those the user added by hand.
+pub const MAX_PEERS_PER_IP: usize = 16;
+/// A peer heard from this recently is never evicted to make room (nor one with messages
+/// waiting).
+pub const PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(24 * 60 * 60);
 /// A peer whose outstanding data has not been acknowledged for this long is unreachable.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
 /// Idle peers are pinged this often, keeping round-trip time and liveness current.

@@ -8,8 +8,11 @@
 //! (which would make it display as another nick), and no [`NICK_ID_SEPARATOR`] (`#`), which
 //! the user interface uses to tell apart peers with the same nick (`/msg bob#1a2b hi`).
 //!
-//! On the wire, a `Hello`, `HelloReply`, `Announce`, `Nick` or `Peers` frame whose nick breaks
-//! this rule is malformed: the whole datagram is dropped and counted
+//! On the wire the rule is the protocol's ([`is_valid_wire_nick`], `docs/PROTOCOL.md` §3.4):
+//! 1 to [`MAX_NICK_BYTES`] bytes, no `#`. Our own nick keeps to the stricter rule above (a
+//! subset, so everything we send is valid); what others chose is accepted and shown safely by
+//! the user interface. A `Hello`, `HelloReply`, `Announce`, `Nick` or `Peers` frame whose nick
+//! breaks the wire rule is malformed: the whole datagram is dropped and counted
 //! ([`crate::proto::Stats::malformed`]), as for any other malformed frame.
 
 /// Longest nick, in characters (not bytes, so non-Latin nicks get the same room).
@@ -32,6 +35,14 @@ pub fn is_valid_nick(nick: &str) -> bool {
         && nick.chars().all(is_nick_char)
 }
 
+/// Whether a nick received is valid on the wire (`docs/PROTOCOL.md` §3.4): 1 to
+/// [`MAX_NICK_BYTES`] bytes (it is UTF-8, as every string decoded), without
+/// [`NICK_ID_SEPARATOR`]. Whitespace, control and bidi characters are the display's business.
+#[must_use]
+pub fn is_valid_wire_nick(nick: &str) -> bool {
+    (1..=MAX_NICK_BYTES).contains(&nick.len()) && !nick.contains(NICK_ID_SEPARATOR)
+}
+
 /// Whether `c` may appear in a nick.
 fn is_nick_char(c: char) -> bool {
     !c.is_whitespace() && !c.is_control() && !is_bidi_control(c) && c != NICK_ID_SEPARATOR
@@ -45,6 +56,21 @@ fn is_bidi_control(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wire_accepts_what_others_may_choose_but_not_hash_or_too_long() {
+        for nick in ["bob smith", "a\u{7}b", "x\u{202e}y", "😀", "alice"] {
+            assert!(is_valid_wire_nick(nick), "{nick:?}");
+        }
+        assert!(!is_valid_wire_nick(""));
+        assert!(!is_valid_wire_nick("c#dev"));
+        assert!(is_valid_wire_nick(&"a".repeat(MAX_NICK_BYTES)));
+        assert!(!is_valid_wire_nick(&"a".repeat(MAX_NICK_BYTES + 1)));
+        // Everything we may choose is valid on the wire.
+        for nick in ["alice", "Zoë_世界", &"é".repeat(MAX_NICK_CHARS)] {
+            assert!(is_valid_nick(nick) && is_valid_wire_nick(nick));
+        }
+    }
 
     #[test]
     fn ordinary_nicks_are_valid() {

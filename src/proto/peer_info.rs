@@ -1,6 +1,7 @@
 //! Peers as callers see them: a snapshot for `/peers` ([`PeerInfo`], with its [`PeerState`] and
 //! how it was [`Found`]), and a peer as storage remembers it across runs ([`RestoredPeer`]).
 
+use super::identity::PublicKey;
 use super::ids::{MessageId, PeerId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -57,6 +58,15 @@ pub struct PeerInfo {
 pub struct RestoredPeer {
     /// Its identity.
     pub id: PeerId,
+    /// Its public key, as [`crate::proto::Endpoint::peer_key`] gave it when it was known:
+    /// when it returns it must prove this very key, not just one whose hash starts like its
+    /// PeerId. `None` if storage does not have it (any key hashing to `id` is then taken, and
+    /// pinned). A key that does not hash to `id` is ignored.
+    pub key: Option<PublicKey>,
+    /// How long before this restore it was last heard from, if storage knows: a peer heard in
+    /// the last day is never evicted to make room. `None`: unknown (it may be evicted if
+    /// nothing waits for it).
+    pub heard_ago: Option<Duration>,
     /// Its last nick.
     pub nick: String,
     /// Its last addresses, the one that last worked first.

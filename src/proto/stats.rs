@@ -19,11 +19,23 @@ pub struct Stats {
     pub malformed: u64,
     /// Dropped: our own datagram (heard back from a broadcast).
     pub own: u64,
-    /// Dropped: a non-hello datagram from a peer we do not know.
+    /// Dropped: a datagram (not a handshake) from a PeerId we do not know.
     pub unknown_sender: u64,
-    /// Dropped: a non-hello datagram from an old or unknown session of a known peer.
+    /// Dropped: a datagram (not a handshake) from a known PeerId at an address its current
+    /// session has not proved itself at (someone claiming it, or the peer moved: either way it
+    /// gets a hello and must prove itself there).
+    pub unproven_address: u64,
+    /// Dropped: a datagram from an old or unknown session of a known peer, or a proof from an
+    /// earlier run of it.
     pub stale_session: u64,
-    /// Dropped: a hello from a new peer while the table was full.
+    /// Dropped: a cookie, proof or proof reply whose echoed token or cookie is not one we
+    /// made for its source address (forged, replayed from elsewhere, or expired).
+    pub bad_cookie: u64,
+    /// Dropped: a proof or proof reply whose key is not its sender's (by hash, or not the key
+    /// pinned for that PeerId) or whose signature does not verify.
+    pub bad_proof: u64,
+    /// Dropped: a proof from a new peer that could not be admitted (the table full of peers
+    /// that must stay, or its IP address holding as many peers as one may).
     pub table_full: u64,
     /// Dropped: a LAN announcement heard while discovery is off
     /// ([`crate::proto::Config::discovery`]).

@@ -11,16 +11,20 @@
 //! every length is checked against the bytes that remain (postcard does this for strings and
 //! sequences; ack ranges are additionally capped).
 
+use super::cookie::Cookie;
+use super::identity::{PublicKey, Signature};
 use super::ids::{MessageId, PeerId};
-use super::nick::is_valid_nick;
+use super::nick::is_valid_wire_nick;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 
 /// First four bytes of every tailchat datagram; anything else is not ours and is dropped.
 pub const MAGIC: [u8; 4] = *b"TCHT";
-/// The protocol version this code speaks (byte 4 of every datagram).
-pub const VERSION: u8 = 1;
+/// The protocol version this code speaks (byte 4 of every datagram). Version 2 made identities
+/// key pairs and the handshake a signed, cookie-checked exchange; a version-1 peer cannot talk
+/// to it (each side reports the other's version).
+pub const VERSION: u8 = 2;
 /// No datagram is ever sent with a UDP payload larger than this (RFC 9000 §14; Tailscale's
 /// tunnel MTU is 1280, so 1200 leaves room for IPv6 and UDP headers).
 pub const MAX_DATAGRAM: usize = 1200;
@@ -36,10 +40,11 @@ pub const MAX_ENTRY_ADDRS: usize = 4;
 
 /// Frame kind numbers, as they appear on the wire.
 pub mod kind {
-    /// "I am here, please answer": identity, nick, port.
+    /// "I am here, prove yourself": a token for the address it is sent to.
     pub const HELLO: u32 = 1;
-    /// The answer to a hello; same body, never answered itself.
-    pub const HELLO_REPLY: u32 = 2;
+    /// The stateless answer to a hello: the hello's token echoed, and a cookie for the
+    /// address, PeerId and session that said hello.
+    pub const COOKIE: u32 = 2;
     /// A whole chat message that fits in one frame.
     pub const CHAT: u32 = 3;
     /// One piece of a chat message too large for one frame.
@@ -59,9 +64,13 @@ pub mod kind {
     /// The receiver's session as the sender knows it: a restarted receiver drops datagrams
     /// meant for its previous run.
     pub const SESSION: u32 = 11;
+    /// The initiator's signed proof of its key, echoing the responder's cookie.
+    pub const PROOF: u32 = 12;
+    /// The responder's signed proof of its key, echoing the initiator's token.
+    pub const PROOF_REPLY: u32 = 13;
     /// An opaque payload for the application (file-transfer control), ordered with the
     /// sender's other stream items. Sent only to peers whose hello has [`super::caps::APP_DATA`].
-    pub const APP_DATA: u32 = 12;
+    pub const APP_DATA: u32 = 14;
 }
 
 /// Capability bits of [`Hello::caps`]; a peer ignores bits it does not know.
@@ -78,25 +87,77 @@ pub const MAX_APP_DATA: usize = super::FRAGMENT_BYTES;
 /// What follows the prelude in every datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
-    /// Who sent this datagram.
+    /// Who sent this datagram (only a proof proves it; see `docs/PROTOCOL.md` §8).
     pub sender: PeerId,
-    /// Random per run of the sender; a new value means the sender restarted and its packet
-    /// numbers start again.
+    /// The sender's run: non-zero, larger for every later run of the same identity.
     pub session: u64,
     /// The sender's packet number towards this receiver; meaningful only when the datagram
     /// carries an ack-eliciting frame.
     pub packet: u64,
 }
 
-/// Body of `Hello` and `HelloReply`.
+/// Body of `Hello`: asks whoever is at the address for a cookie.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The sender's token for the address the hello is sent to, echoed in the `Cookie` and in
+    /// the `ProofReply`, which proves they answer this hello.
+    pub token: Cookie,
+    /// Capability bits; none are defined in version 2, so this is 0. Unknown bits are ignored.
+    pub caps: u64,
+}
+
+/// Body of `Cookie`, the stateless answer to a hello.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookieReply {
+    /// The hello's token.
+    pub echo: Cookie,
+    /// The answerer's cookie for the hello's source address, PeerId and session, to be echoed
+    /// in a `Proof`.
+    pub cookie: Cookie,
+}
+
+/// Body of `Announce`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// Capability bits; 0 in version 2.
+    pub caps: u64,
+}
+
+/// Body of `Proof`: the initiator proves its key, answering a `Cookie`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The sender's public key; the header's sender must be its PeerId.
+    pub key: PublicKey,
+    /// The receiver's cookie, from its `Cookie` frame.
+    pub echo: Cookie,
+    /// The sender's token for the receiver's address, to be echoed in the `ProofReply`.
+    pub challenge: Cookie,
     /// The sender's display name.
     pub nick: String,
-    /// The UDP port the sender listens on (so others can reach it, even if learned second-hand).
+    /// The UDP port the sender listens on.
     pub port: u16,
-    /// Capability bits (see [`caps`]); unknown bits are ignored.
+    /// Capability bits; 0 in version 2.
     pub caps: u64,
+    /// The sender's signature over the transcript (`identity::Transcript`, domain
+    /// `identity::PROOF_DOMAIN`).
+    pub signature: Signature,
+}
+
+/// Body of `ProofReply`: the responder proves its key, answering a `Proof`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofReply {
+    /// The sender's public key; the header's sender must be its PeerId.
+    pub key: PublicKey,
+    /// The `Proof`'s challenge: the receiver's token for the sender's address.
+    pub echo: Cookie,
+    /// The sender's display name.
+    pub nick: String,
+    /// The UDP port the sender listens on.
+    pub port: u16,
+    /// Capability bits; 0 in version 2.
+    pub caps: u64,
+    /// The sender's signature over the transcript (domain `identity::PROOF_REPLY_DOMAIN`).
+    pub signature: Signature,
 }
 
 /// Body of `Chat`: a whole message.
@@ -193,8 +254,8 @@ pub struct Ack {
 pub enum Frame {
     /// See [`kind::HELLO`].
     Hello(Hello),
-    /// See [`kind::HELLO_REPLY`].
-    HelloReply(Hello),
+    /// See [`kind::COOKIE`].
+    Cookie(CookieReply),
     /// See [`kind::CHAT`].
     Chat(Chat),
     /// See [`kind::FRAGMENT`].
@@ -208,13 +269,17 @@ pub enum Frame {
     /// See [`kind::LEAVE`].
     Leave,
     /// See [`kind::ANNOUNCE`].
-    Announce(Hello),
+    Announce(Announce),
     /// See [`kind::PEERS`].
     Peers(PeerList),
     /// See [`kind::SESSION`].
     Session(u64),
     /// See [`kind::APP_DATA`].
     AppData(AppData),
+    /// See [`kind::PROOF`].
+    Proof(Proof),
+    /// See [`kind::PROOF_REPLY`].
+    ProofReply(ProofReply),
 }
 
 impl Frame {
@@ -248,7 +313,7 @@ impl Frame {
     fn kind(&self) -> u32 {
         match self {
             Frame::Hello(_) => kind::HELLO,
-            Frame::HelloReply(_) => kind::HELLO_REPLY,
+            Frame::Cookie(_) => kind::COOKIE,
             Frame::Chat(_) => kind::CHAT,
             Frame::Fragment(_) => kind::FRAGMENT,
             Frame::Ack(_) => kind::ACK,
@@ -259,13 +324,19 @@ impl Frame {
             Frame::Peers(_) => kind::PEERS,
             Frame::Session(_) => kind::SESSION,
             Frame::AppData(_) => kind::APP_DATA,
+            Frame::Proof(_) => kind::PROOF,
+            Frame::ProofReply(_) => kind::PROOF_REPLY,
         }
     }
 
     /// Appends this frame (kind, length, body) to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let body = match self {
-            Frame::Hello(h) | Frame::HelloReply(h) | Frame::Announce(h) => to_vec(h),
+            Frame::Hello(h) => to_vec(h),
+            Frame::Cookie(c) => to_vec(c),
+            Frame::Announce(a) => to_vec(a),
+            Frame::Proof(p) => to_vec(p),
+            Frame::ProofReply(p) => to_vec(p),
             Frame::Peers(p) => to_vec(p),
             Frame::Session(s) => to_vec(s),
             Frame::Chat(c) => to_vec(c),
@@ -390,8 +461,8 @@ pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
 /// Decodes a frame body of the given kind: `Ok(None)` for a kind this version does not know.
 fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
     let frame = match kind {
-        kind::HELLO => Frame::Hello(check_hello(take(body)?)?),
-        kind::HELLO_REPLY => Frame::HelloReply(check_hello(take(body)?)?),
+        kind::HELLO => Frame::Hello(take(body)?),
+        kind::COOKIE => Frame::Cookie(take(body)?),
         kind::CHAT => Frame::Chat(take(body)?),
         kind::FRAGMENT => {
             let f: Fragment = take(body)?;
@@ -419,13 +490,11 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PING => Frame::Ping,
         kind::NICK => {
             let n: NickChange = take(body)?;
-            if !is_valid_nick(&n.nick) {
-                return Err(());
-            }
+            check_nick(&n.nick)?;
             Frame::Nick(n)
         }
         kind::LEAVE => Frame::Leave,
-        kind::ANNOUNCE => Frame::Announce(check_hello(take(body)?)?),
+        kind::ANNOUNCE => Frame::Announce(take(body)?),
         kind::SESSION => Frame::Session(take(body)?),
         kind::APP_DATA => {
             let a: AppData = take(body)?;
@@ -437,22 +506,34 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
         kind::PEERS => {
             let p: PeerList = take(body)?;
             let entries_ok = p.peers.iter().all(|e| {
-                is_valid_nick(&e.nick) && !e.addrs.is_empty() && e.addrs.len() <= MAX_ENTRY_ADDRS
+                is_valid_wire_nick(&e.nick)
+                    && !e.addrs.is_empty()
+                    && e.addrs.len() <= MAX_ENTRY_ADDRS
             });
             if p.peers.is_empty() || p.peers.len() > MAX_PEER_ENTRIES || !entries_ok {
                 return Err(());
             }
             Frame::Peers(p)
         }
+        kind::PROOF => {
+            let p: Proof = take(body)?;
+            check_nick(&p.nick)?;
+            Frame::Proof(p)
+        }
+        kind::PROOF_REPLY => {
+            let p: ProofReply = take(body)?;
+            check_nick(&p.nick)?;
+            Frame::ProofReply(p)
+        }
         _ => return Ok(None),
     };
     Ok(Some(frame))
 }
 
-/// A hello, announcement or hello reply whose nick breaks the nick rule is malformed.
-fn check_hello(h: Hello) -> Result<Hello, ()> {
-    if is_valid_nick(&h.nick) {
-        Ok(h)
+/// A frame whose nick breaks the wire's nick rule (`docs/PROTOCOL.md` §3.4) is malformed.
+fn check_nick(nick: &str) -> Result<(), ()> {
+    if is_valid_wire_nick(nick) {
+        Ok(())
     } else {
         Err(())
     }
@@ -520,19 +601,42 @@ mod tests {
         }
     }
 
+    fn proof(nick: &str) -> Proof {
+        Proof {
+            key: PublicKey([3; 32]),
+            echo: [4; 16],
+            challenge: [5; 16],
+            nick: nick.into(),
+            port: 7654,
+            caps: 0,
+            signature: Signature([6; 64]),
+        }
+    }
+
+    fn proof_reply(nick: &str) -> ProofReply {
+        ProofReply {
+            key: PublicKey([7; 32]),
+            echo: [8; 16],
+            nick: nick.into(),
+            port: 1,
+            caps: 3,
+            signature: Signature([9; 64]),
+        }
+    }
+
     #[test]
     fn every_frame_round_trips() {
         let frames = vec![
             Frame::Hello(Hello {
-                nick: "alice".into(),
-                port: 7654,
+                token: [1; 16],
                 caps: 0,
             }),
-            Frame::HelloReply(Hello {
-                nick: "bob".into(),
-                port: 1,
-                caps: 3,
+            Frame::Cookie(CookieReply {
+                echo: [1; 16],
+                cookie: [2; 16],
             }),
+            Frame::Proof(proof("alice")),
+            Frame::ProofReply(proof_reply("bob")),
             Frame::Chat(Chat {
                 seq: 0,
                 msg: MessageId(1),
@@ -568,11 +672,7 @@ mod tests {
                 seq: 12,
                 data: vec![0, 1, 255],
             }),
-            Frame::Announce(Hello {
-                nick: "carol".into(),
-                port: 7654,
-                caps: 0,
-            }),
+            Frame::Announce(Announce { caps: 0 }),
             Frame::Peers(PeerList {
                 seq: 4,
                 peers: vec![PeerEntry {
@@ -652,26 +752,22 @@ mod tests {
 
     #[test]
     fn longer_bodies_are_accepted_for_forward_compatibility() {
-        let mut body = to_vec(&Hello {
-            nick: "a".into(),
-            port: 2,
-            caps: 0,
-        });
+        let mut body = to_vec(&proof("a"));
         body.extend_from_slice(&[9, 9, 9]);
         let mut bytes = encode(&header(), &[]);
-        extend(&mut bytes, &(kind::HELLO, body.as_slice()));
+        extend(&mut bytes, &(kind::PROOF, body.as_slice()));
         let d = decode(&bytes).unwrap();
-        assert!(matches!(&d.frames[0], Frame::Hello(h) if h.nick == "a" && h.port == 2));
+        assert_eq!(d.frames, vec![Frame::Proof(proof("a"))]);
     }
 
     #[test]
     fn wrong_magic_version_and_truncation_are_typed_errors() {
         let bytes = encode(&header(), &[Frame::Ping]);
         assert_eq!(decode(b"TCH"), Err(DecodeError::NotTailchat));
-        assert_eq!(decode(b"XXXX\x01abc"), Err(DecodeError::NotTailchat));
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
-        assert_eq!(decode(&v2), Err(DecodeError::UnsupportedVersion(2)));
+        assert_eq!(decode(b"XXXX\x02abc"), Err(DecodeError::NotTailchat));
+        let mut v1 = bytes.clone();
+        v1[4] = 1;
+        assert_eq!(decode(&v1), Err(DecodeError::UnsupportedVersion(1)));
         assert_eq!(decode(&bytes[..6]), Err(DecodeError::BadHeader));
         let chat = encode(
             &header(),
@@ -739,22 +835,18 @@ mod tests {
 
     #[test]
     fn a_nick_that_breaks_the_nick_rule_makes_its_frame_malformed() {
-        let hello = |nick: &str| Hello {
-            nick: nick.into(),
-            port: 7654,
-            caps: 0,
-        };
         let entry = |nick: &str| PeerEntry {
             id: PeerId(5),
             nick: nick.into(),
             addrs: vec!["10.0.0.5:7654".parse().unwrap()],
             heard_secs: 0,
         };
-        for bad in ["", "c#dev", "bob smith", "\u{202e}evil", "a\u{7}"] {
+        // The wire's rule (§3.4): 1 to 64 bytes, no '#'; the rest is for the display to make safe.
+        let too_long = "a".repeat(MAX_NICK_BYTES + 1);
+        for bad in ["", "c#dev", too_long.as_str()] {
             let frames = [
-                (kind::HELLO, Frame::Hello(hello(bad))),
-                (kind::HELLO_REPLY, Frame::HelloReply(hello(bad))),
-                (kind::ANNOUNCE, Frame::Announce(hello(bad))),
+                (kind::PROOF, Frame::Proof(proof(bad))),
+                (kind::PROOF_REPLY, Frame::ProofReply(proof_reply(bad))),
                 (
                     kind::NICK,
                     Frame::Nick(NickChange {
@@ -775,7 +867,7 @@ mod tests {
                 assert_eq!(decode(&bytes), Err(DecodeError::BadFrame(k)), "{bad:?}");
             }
         }
-        let ok = encode(&header(), &[Frame::Hello(hello("c-dev"))]);
+        let ok = encode(&header(), &[Frame::Proof(proof("c-dev"))]);
         assert!(decode(&ok).is_ok());
     }
 

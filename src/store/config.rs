@@ -11,14 +11,20 @@
 //! allow = ["100.64.0.0/10", "fd7a:115c:a1e0::/48", "tailnet:bob@example.com"]
 //! download_dir = "~/Downloads/tailchat"
 //! accept_from = ["bob"]
+//!
+//! [history_limit]       # how much history the journal keeps (see below)
+//! messages = 100000
+//! days = 365
 //! ```
 //!
 //! Every key is optional; an unknown key is an error, so a typo is reported instead of being
 //! silently ignored.
 
 use crate::store::dirs::io_reason;
+use crate::store::journal::HistoryLimit;
 use serde::Deserialize;
 use std::io;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 /// The settings a config file may hold. Each is `None` when the file does not set it; the
@@ -44,6 +50,38 @@ pub struct FileConfig {
     pub download_dir: Option<PathBuf>,
     /// Nicks whose file offers are accepted without asking.
     pub accept_from: Option<Vec<String>>,
+    /// How much history the journal keeps; unset parts keep their defaults.
+    pub history_limit: Option<HistoryLimitConfig>,
+}
+
+/// The `[history_limit]` table: how much of the conversation the journal keeps, for
+/// `/history` to show (undelivered messages are kept whatever it says). Compaction keeps at
+/// most `messages` (a message over 1 KiB counts once per whole KiB more), shared fairly among
+/// the people who wrote them, and none older than `days`.
+///
+/// The default, 100 000 messages and no age limit, costs 10–30 MB of disk at the 100–300
+/// bytes a message takes; that is years of a chat of a few dozen messages a day, months of a
+/// busy one, further back than anyone reads with `/history`, and a journal that size opens
+/// well within the start-up budget. An age limit is for those who want old words gone; it is
+/// not needed to bound the disk.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryLimitConfig {
+    /// The most messages kept (default 100 000).
+    pub messages: Option<u64>,
+    /// Messages older than this many days are dropped (default: no age limit).
+    pub days: Option<NonZeroU32>,
+}
+
+impl HistoryLimitConfig {
+    /// The limit this table sets, with the defaults for what it does not.
+    pub fn limit(&self) -> HistoryLimit {
+        let default = HistoryLimit::default();
+        HistoryLimit {
+            messages: self.messages.unwrap_or(default.messages),
+            days: self.days.or(default.days),
+        }
+    }
 }
 
 /// Reads the config file at `path`; `Ok(None)` if there is no file there.
@@ -146,6 +184,7 @@ mod tests {
                 allow: None,
                 download_dir: Some(PathBuf::from("/srv/in")),
                 accept_from: Some(vec!["bob".into()]),
+                history_limit: None,
             }))
         );
     }
@@ -164,6 +203,37 @@ mod tests {
                 "tailnet:bob@example.com".into()
             ])
         );
+    }
+
+    #[test]
+    fn history_limit_table_with_defaults_for_what_it_omits() {
+        let (_tmp, path) = file_with("[history_limit]\nmessages = 500\n");
+        let cfg = load(&path).unwrap().unwrap();
+        let limit = cfg.history_limit.unwrap().limit();
+        assert_eq!(
+            limit,
+            HistoryLimit {
+                messages: 500,
+                ..HistoryLimit::default()
+            }
+        );
+        let (_tmp, path) = file_with("history_limit = { days = 30 }\n");
+        let limit = load(&path).unwrap().unwrap().history_limit.unwrap().limit();
+        assert_eq!(limit.days, NonZeroU32::new(30));
+        assert_eq!(limit.messages, HistoryLimit::default().messages);
+    }
+
+    #[test]
+    fn history_limit_mistakes_name_the_line() {
+        let (_tmp, path) = file_with("nick = \"a\"\n[history_limit]\ndays = 0\n");
+        let err = load(&path).unwrap_err();
+        assert!(
+            err.starts_with(&format!("invalid config file {}, line 3: ", path.display())),
+            "{err}"
+        );
+        let (_tmp, path) = file_with("[history_limit]\nmessage = 5\n");
+        let err = load(&path).unwrap_err();
+        assert!(err.contains("unknown field `message`"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The journal: an append-only file holding the conversation — its history, and what a restart
 //! needs to carry on: which of our messages still have to reach whom, which messages from each
-//! peer we already have, and how to reach peers again.
+//! peer we already have and have shown, and how to reach peers again — kept within a bound by
+//! compaction.
 //!
 //! # File format
 //! All integers are little-endian.
@@ -22,7 +23,12 @@
 //! The order of [`Record`]'s variants and fields is part of the format: postcard numbers
 //! variants by position and does not name fields. New kinds of record go at the end; an older
 //! version skips them with a warning (a whole record whose checksum is right but whose payload
-//! it cannot decode).
+//! it cannot decode). The kinds, in order: `Said`, `Heard`, `Delivered`, `Dropped`, `Peer`,
+//! `Opened`, `Shown`, then two that compaction writes: `Received` (per peer, the highest
+//! message id heard, which the `Heard` records dropped no longer say) and `Compacted` (first
+//! in a compacted file: when, and where our message ids continue). A version without them
+//! loses, on a compacted journal, only those two facts (the clock floor still keeps our ids
+//! new).
 //!
 //! # Reading a damaged file
 //! The reader never gives up on the file, and one bad record never hides the ones around it. A
@@ -32,7 +38,8 @@
 //! what a crash or power loss leaves when it interrupts a write (a torn tail).
 //! [`Journal::open`] truncates a torn tail to the end of the last good record, so new records
 //! are not glued to the garbage; damage in the middle is left as it is. A record that is whole
-//! (right length and checksum) but does not decode is skipped and kept.
+//! (right length and checksum) but does not decode is skipped and kept (compaction copies it).
+//! The file is read through a window of a few MiB, never whole.
 //!
 //! # Durability
 //! [`Journal::append`] buffers; [`Journal::sync`] writes the buffer and waits for the disk
@@ -43,29 +50,55 @@
 //!
 //! One process at a time: [`Journal::open`] takes an exclusive lock on the file, so a second
 //! tailchat on the same data directory (which would also share this peer's identity) is refused.
+//!
+//! # Bounded
+//! - Compaction (`journal/compact.rs`: when and how; `journal/rewrite.rs`: what) rewrites the
+//!   journal with only the history [`HistoryLimit`] keeps, shared fairly among senders
+//!   (`journal/limit.rs`), plus what a restart needs whatever its age: undelivered messages,
+//!   messages not yet shown, and per peer its latest `Peer` record and the highest ids heard
+//!   (`Received`) and shown (`Shown`). It runs when the journal holds more than twice what it
+//!   would keep: at open (in the background past a few MiB, so start-up stays fast), and in
+//!   the background while running, each time the file doubles. The new file replaces the old
+//!   atomically: a crash leaves one or the other, never a mix.
+//! - A stranger costs no record until it is a real peer (`journal/admit.rs`).
+//! - `/history` reads the file backwards from the end through a small index
+//!   (`journal/history.rs`), and can run off the event loop ([`Journal::history_query`]).
 
 mod addrs;
+mod admit;
+mod compact;
+mod error;
 mod frame;
 mod history;
+mod limit;
 mod restore;
+mod rewrite;
+mod view;
 
+pub use admit::MAX_HELD;
+pub use error::JournalError;
 pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
-pub use history::{format_history_line, HistoryFilter, HistoryLine};
+pub use history::{format_history_line, HistoryFilter, HistoryLine, HistoryQuery};
+pub use limit::{HistoryLimit, DEFAULT_HISTORY_MESSAGES, RECENT_PEERS};
 pub use restore::{Outgoing, PeerRecord, Restored, Unshown};
+pub use rewrite::{temp_path, Compaction};
 
-use frame::{frame, scan};
-use history::select;
-use restore::summarize;
+use admit::Admission;
+use compact::Compactor;
+use frame::{frame, read_record_at, scan_source, Damage, FileWindow, Tail};
+use history::Index;
+use limit::Census;
+use restore::Summarizer;
 
 use crate::proto::PeerId;
-use crate::store::dirs::io_reason;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The journal's file name in the data directory.
 pub const JOURNAL_FILE: &str = "journal";
@@ -118,7 +151,8 @@ pub enum Record {
         id: u64,
     },
     /// How to reach a peer again after a restart (written when a peer joins, or its nick or
-    /// address changes).
+    /// address changes). A stranger's is held back until it is a real peer (see
+    /// `journal/admit.rs`).
     Peer {
         /// The peer.
         id: PeerId,
@@ -151,87 +185,23 @@ pub enum Record {
         /// The highest of its message ids shown.
         id: u64,
     },
-}
-
-/// Why the journal could not be opened, read or written.
-#[derive(Debug)]
-pub enum JournalError {
-    /// The operating system refused an operation on the journal.
-    Io {
-        /// The journal's path.
-        path: PathBuf,
-        /// What was being done ("open", "read", "write to", …), for the message.
-        action: &'static str,
-        /// The operating system's reason.
-        source: io::Error,
+    /// Every message from `from` up to `through` was heard: a message with such an id is a
+    /// duplicate. Written by compaction, which may drop the [`Record::Heard`] records that
+    /// said so (see [`Restored::delivered_from`]).
+    Received {
+        /// The sender.
+        from: PeerId,
+        /// The highest of its message ids heard.
+        through: u64,
     },
-    /// The file exists but is not a tailchat journal; it was left untouched.
-    NotAJournal {
-        /// The file's path.
-        path: PathBuf,
+    /// The first record of a compacted journal: when it was compacted, and where our message
+    /// ids continue (the [`Record::Said`] with the highest id may be gone).
+    Compacted {
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: i64,
+        /// The id for our next message, as [`Restored::next_msg`] was then.
+        next_msg: u64,
     },
-    /// Another process has the journal open.
-    Locked {
-        /// The journal's path.
-        path: PathBuf,
-    },
-    /// The journal was opened read-only (its directory cannot be written).
-    ReadOnly {
-        /// The journal's path.
-        path: PathBuf,
-    },
-    /// A record whose payload is over [`MAX_PAYLOAD`]; readers would take it for corruption.
-    RecordTooLarge {
-        /// The payload's size.
-        bytes: usize,
-    },
-}
-
-impl fmt::Display for JournalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JournalError::Io {
-                path,
-                action,
-                source,
-            } => write!(
-                f,
-                "cannot {action} journal {}: {}",
-                path.display(),
-                io_reason(source)
-            ),
-            JournalError::NotAJournal { path } => write!(
-                f,
-                "{}: not a tailchat journal (it does not start with \"TCJ1\"); it was left \
-                 untouched — move it away, or choose another --data-dir",
-                path.display()
-            ),
-            JournalError::Locked { path } => write!(
-                f,
-                "journal {} is in use by another tailchat — quit that one, or choose another \
-                 --data-dir (one data directory is one peer)",
-                path.display()
-            ),
-            JournalError::ReadOnly { path } => write!(
-                f,
-                "journal {} is open read-only: its data directory cannot be written",
-                path.display()
-            ),
-            JournalError::RecordTooLarge { bytes } => write!(
-                f,
-                "a journal record of {bytes} bytes is over the limit of {MAX_PAYLOAD} bytes"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for JournalError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            JournalError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
 }
 
 /// The open journal, ready to append to (or only to read, see [`Journal::open_read_only`]).
@@ -241,6 +211,17 @@ pub struct Journal {
     /// The file, opened for appending and locked, behind a buffer so a batch of records costs
     /// one write; `None` when opened read-only.
     file: Option<BufWriter<File>>,
+    /// A handle on the same file for reading history, shared with queries running elsewhere;
+    /// `None` for a read-only journal that does not exist.
+    reader: Option<Arc<File>>,
+    /// Where the next record goes: the file's length once the buffer is written.
+    end: u64,
+    /// Where records start and what peers were called, for history.
+    index: Index,
+    /// Which peers are recorded, and the strangers held back.
+    admission: Admission,
+    /// When to compact, and the compaction running in the background, if any.
+    compactor: Compactor,
 }
 
 impl fmt::Debug for Journal {
@@ -250,14 +231,28 @@ impl fmt::Debug for Journal {
 }
 
 impl Journal {
+    /// [`Journal::open_with`] the default [`HistoryLimit`].
+    ///
+    /// # Errors
+    /// As [`Journal::open_with`].
+    pub fn open(path: &Path) -> Result<(Journal, Restored), JournalError> {
+        Self::open_with(path, &HistoryLimit::default())
+    }
+
     /// Opens the journal at `path`, creating it (mode 0600, header written and synced) if it
     /// does not exist or is empty, and reads it back into a [`Restored`] summary. A torn tail
-    /// is truncated (see the module doc); any damage is described in [`Restored::warnings`].
+    /// is truncated (see the module doc); any damage is described in [`Restored::warnings`]. A
+    /// temporary file left by an interrupted compaction is removed. If the journal holds more
+    /// than twice what `limit` keeps, it is compacted: here when it is small, in the background
+    /// otherwise (see `journal/compact.rs`).
     ///
     /// # Errors
     /// The file cannot be opened, locked, read or repaired; it is held by another process; or
     /// it exists and does not start with the journal header (it is then left untouched).
-    pub fn open(path: &Path) -> Result<(Journal, Restored), JournalError> {
+    pub fn open_with(
+        path: &Path,
+        limit: &HistoryLimit,
+    ) -> Result<(Journal, Restored), JournalError> {
         let io_err = |action| {
             let path = path.to_path_buf();
             move |source| JournalError::Io {
@@ -285,77 +280,99 @@ impl Journal {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock")(e)),
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err("read"))?;
+        // Ours now: a compaction interrupted by a crash left it, and the journal is whole.
+        rewrite::remove_leftover(path);
+        let mut len = file.metadata().map_err(io_err("read"))?.len();
 
         // Empty (or cut inside the header): a journal whose creation was interrupted, since
         // nothing else writes this name; there is nothing in it to lose.
-        if bytes.len() < HEADER.len() && HEADER.starts_with(&bytes) {
+        if len < HEADER.len() as u64 && HEADER.starts_with(&read_start(&file, len)) {
             file.set_len(0).map_err(io_err("truncate"))?;
             file.write_all(&HEADER).map_err(io_err("write to"))?;
             file.sync_all().map_err(io_err("sync"))?;
             // The new directory entry is only durable once the directory is synced.
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io_err("sync the directory of"))?;
-            }
-            bytes = HEADER.to_vec();
+            rewrite::sync_dir(path).map_err(io_err("sync the directory of"))?;
+            len = HEADER.len() as u64;
         }
-        if !bytes.starts_with(&HEADER) {
+        if read_start(&file, len) != HEADER {
             return Err(JournalError::NotAJournal {
                 path: path.to_path_buf(),
             });
         }
 
-        let mut torn_at = None;
-        let restored = read_back(path, &bytes, |tail, len| {
-            torn_at = Some(tail.at);
-            format!(
-                "{}; truncated the file to {} bytes, after the last good record",
-                tail.describe(len),
-                tail.at
-            )
-        });
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut census = Census::new(limit, now_ms);
+        let mut read = read_back(&file, len, Some(&mut census)).map_err(io_err("read"))?;
+        let torn_at = read.damage.tail.as_ref().map(|t| t.at);
+        let restored = read
+            .restored(path, &file, |tail| {
+                format!(
+                    "{}; truncated the file to {} bytes, after the last good record",
+                    tail.describe(len),
+                    tail.at
+                )
+            })
+            .map_err(io_err("read"))?;
         if let Some(at) = torn_at {
-            file.set_len(at as u64).map_err(io_err("truncate"))?;
+            file.set_len(at).map_err(io_err("truncate"))?;
             file.sync_all().map_err(io_err("sync"))?;
         }
-        let journal = Journal {
+        let end = torn_at.unwrap_or(len);
+        let reader = file.try_clone().map_err(io_err("open"))?;
+        let plan = census.plan(limit, &restored);
+        let mut journal = Journal {
             path: path.to_path_buf(),
             file: Some(BufWriter::new(file)),
+            reader: Some(Arc::new(reader)),
+            end,
+            index: read.index,
+            admission: read.admission,
+            compactor: Compactor::new(limit.clone(), end),
         };
+        journal.compact_at_open(&plan);
         Ok((journal, restored))
     }
 
     /// Opens the journal at `path` only to read: for a data directory that cannot be written
     /// (a read-only mount, a full disk), so that history and what a restart needs are still
-    /// known. Nothing is created, locked or repaired; a missing file reads as empty. Appending
-    /// fails with [`JournalError::ReadOnly`]; syncing does nothing.
+    /// known. Nothing is created, locked, repaired or compacted; a missing file reads as empty.
+    /// Appending fails with [`JournalError::ReadOnly`]; syncing does nothing.
     ///
     /// # Errors
     /// The file exists but cannot be read, or is not a journal.
     pub fn open_read_only(path: &Path) -> Result<(Journal, Restored), JournalError> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HEADER.to_vec(),
-            Err(source) => {
-                return Err(JournalError::Io {
-                    path: path.to_path_buf(),
-                    action: "read",
-                    source,
-                })
-            }
+        let io_err = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
         };
-        if !bytes.starts_with(&HEADER) {
-            return Err(JournalError::NotAJournal {
-                path: path.to_path_buf(),
-            });
-        }
-        let restored = read_back(path, &bytes, |tail, len| tail.describe(len));
+        let (reader, restored, index) = match File::open(path) {
+            Ok(file) => {
+                let len = file.metadata().map_err(io_err)?.len();
+                if read_start(&file, len) != HEADER {
+                    return Err(JournalError::NotAJournal {
+                        path: path.to_path_buf(),
+                    });
+                }
+                let mut read = read_back(&file, len, None).map_err(io_err)?;
+                let restored = read
+                    .restored(path, &file, |tail| tail.describe(len))
+                    .map_err(io_err)?;
+                (Some(Arc::new(file)), restored, read.index)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                (None, Restored::default_empty(), Index::default())
+            }
+            Err(source) => return Err(io_err(source)),
+        };
         let journal = Journal {
             path: path.to_path_buf(),
             file: None,
+            reader,
+            end: 0,
+            index,
+            admission: Admission::default(),
+            compactor: Compactor::new(HistoryLimit::default(), u64::MAX),
         };
         Ok((journal, restored))
     }
@@ -366,35 +383,62 @@ impl Journal {
     }
 
     /// Adds `r` to the write buffer. It reaches the disk at the next [`Journal::sync`] (or
-    /// earlier, when the buffer fills); only a sync makes it durable.
+    /// earlier, when the buffer fills); only a sync makes it durable. A stranger's
+    /// [`Record::Peer`] is held back instead, and written before the record that makes it a
+    /// real peer (see `journal/admit.rs`).
     ///
     /// # Errors
     /// The record is over [`MAX_PAYLOAD`] (nothing is written), or writing failed. After a
     /// write error the file may end in a partial record; the next [`Journal::open`] repairs
     /// that, so the caller should report the error and stop using this journal.
     pub fn append(&mut self, r: &Record) -> Result<(), JournalError> {
-        let frame = frame(r)?;
+        let framed = frame(r)?;
+        if self.file.is_none() {
+            return Err(JournalError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        let (before, write) = self.admission.admit(r);
+        for b in &before {
+            self.write_frame(b, &frame(b)?)?;
+        }
+        if write {
+            self.write_frame(r, &framed)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one framed record to the buffer and notes it in the index.
+    fn write_frame(&mut self, r: &Record, framed: &[u8]) -> Result<(), JournalError> {
         let Some(file) = self.file.as_mut() else {
             return Err(JournalError::ReadOnly {
                 path: self.path.clone(),
             });
         };
-        file.write_all(&frame)
-            .map_err(|source| self.io_error("write to", source))
+        file.write_all(framed)
+            .map_err(|source| self.io_error("write to", source))?;
+        self.index.note(self.end, r.name());
+        self.end += framed.len() as u64;
+        Ok(())
     }
 
     /// Writes every appended record and waits until the disk has them (fdatasync). Call it
-    /// once per batch, before acknowledging or sending anything appended in it.
+    /// once per batch, before acknowledging or sending anything appended in it. It is also
+    /// where a background compaction is started, and put in place once done (which costs a
+    /// copy of what was appended meanwhile, usually a few KiB, and two more syncs).
     ///
     /// # Errors
     /// Writing or syncing failed (a full disk, an I/O error); the records appended since the
-    /// last successful sync may not be durable.
+    /// last successful sync may not be durable. A failed compaction is not an error here: it
+    /// is logged, its temporary file removed, and the journal carries on as it was.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         let flushed = file.flush().and_then(|()| file.get_ref().sync_data());
-        flushed.map_err(|source| self.io_error("sync", source))
+        flushed.map_err(|source| self.io_error("sync", source))?;
+        self.after_sync();
+        Ok(())
     }
 
     /// The journal's path.
@@ -404,8 +448,9 @@ impl Journal {
 
     /// The last `last` lines of the conversation that `filter` selects, oldest first, read
     /// again from the file (with the same tolerance of damage as [`Journal::open`], but
-    /// repairing nothing). Records appended since the last [`Journal::sync`] may be missing.
-    /// Also returns the warnings about damage met on the way.
+    /// repairing nothing), from the end backwards until there are enough. Records appended
+    /// since the last [`Journal::sync`] may be missing. Also returns the warnings about damage
+    /// met on the way.
     ///
     /// # Errors
     /// The file cannot be read, or no longer starts with the journal header.
@@ -414,29 +459,15 @@ impl Journal {
         filter: &HistoryFilter,
         last: usize,
     ) -> Result<(Vec<HistoryLine>, Vec<String>), JournalError> {
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            // Read-only and never created: nothing was said yet.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.writable() => HEADER.to_vec(),
-            Err(source) => return Err(self.io_error("read", source)),
-        };
-        if !bytes.starts_with(&HEADER) {
-            return Err(JournalError::NotAJournal {
-                path: self.path.clone(),
-            });
-        }
-        let scan = scan(&bytes);
-        let mut warnings = scan.warnings;
-        if let Some(tail) = scan.tail {
-            warnings.push(tail.describe(bytes.len()));
-        }
-        let warnings = warnings
-            .into_iter()
-            .map(|w| format!("journal {}: {w}", self.path.display()))
-            .collect();
-        let mut lines = select(&scan.records, filter);
-        lines.drain(..lines.len().saturating_sub(last));
-        Ok((lines, warnings))
+        self.history_query(filter, last).run()
+    }
+
+    /// The query [`Journal::history`] runs, to run elsewhere: it holds its own handle on the
+    /// file and a copy of the little it needs from the index, so a long `/history` can be read
+    /// on another thread while the journal is written.
+    pub fn history_query(&self, filter: &HistoryFilter, last: usize) -> HistoryQuery {
+        self.index
+            .query(self.path.clone(), self.reader.clone(), filter, last)
     }
 
     /// An I/O error on this journal.
@@ -449,31 +480,100 @@ impl Journal {
     }
 }
 
-/// The restart summary of a journal's `bytes`, with its warnings prefixed by the path; a torn
-/// tail is described by `tail_warning(tail, file length)`.
-fn read_back(
-    path: &Path,
-    bytes: &[u8],
-    tail_warning: impl FnOnce(&frame::Tail, usize) -> String,
-) -> Restored {
-    let scan = scan(bytes);
-    let mut warnings = scan.warnings;
-    if let Some(tail) = &scan.tail {
-        warnings.push(tail_warning(tail, bytes.len()));
+impl Record {
+    /// The peer this record names and what it calls it, for a `Heard` or `Peer` record.
+    fn name(&self) -> Option<(PeerId, &[u8])> {
+        match self {
+            Record::Heard { from: id, nick, .. } | Record::Peer { id, nick, .. } => {
+                Some((*id, nick.as_bytes()))
+            }
+            _ => None,
+        }
     }
-    let mut restored = summarize(&scan.records);
-    restored.warnings = warnings
-        .into_iter()
-        .map(|w| format!("journal {}: {w}", path.display()))
-        .collect();
-    tracing::debug!(
-        "journal {}: {} records, {} warnings",
-        path.display(),
-        restored.records,
-        restored.warnings.len()
-    );
-    restored
+}
+
+/// The first bytes of `file` (of length `len`), up to the header's length.
+fn read_start(file: &File, len: u64) -> Vec<u8> {
+    let mut start = vec![0; HEADER.len().min(len as usize)];
+    match file.read_exact_at(&mut start, 0) {
+        Ok(()) => start,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What reading a whole journal gives.
+struct ReadBack {
+    /// The restart summary, before damage is described.
+    summary: Summarizer,
+    /// Damage met.
+    damage: Damage,
+    /// The history index.
+    index: Index,
+    /// The peers it records.
+    admission: Admission,
+}
+
+impl ReadBack {
+    /// The restart summary of the journal `file` at `path`, its warnings prefixed by the
+    /// path; a torn tail is described by `tail_warning`.
+    ///
+    /// # Errors
+    /// A record to send or show again cannot be read again.
+    fn restored(
+        &mut self,
+        path: &Path,
+        file: &File,
+        tail_warning: impl FnOnce(&Tail) -> String,
+    ) -> io::Result<Restored> {
+        let mut warnings = std::mem::take(&mut self.damage.warnings);
+        if let Some(tail) = &self.damage.tail {
+            warnings.push(tail_warning(tail));
+        }
+        let summary = std::mem::take(&mut self.summary);
+        let mut restored = summary.finish(|at| read_record_at(file, at))?;
+        restored.warnings = warnings
+            .into_iter()
+            .map(|w| format!("journal {}: {w}", path.display()))
+            .collect();
+        tracing::debug!(
+            "journal {}: {} records, {} warnings",
+            path.display(),
+            restored.records,
+            restored.warnings.len()
+        );
+        Ok(restored)
+    }
+}
+
+/// Reads the records of `file` (`len` bytes, header checked) through a window, into the
+/// restart summary, the history index and the census for compaction, if one is wanted.
+fn read_back(file: &File, len: u64, mut census: Option<&mut Census>) -> io::Result<ReadBack> {
+    let mut summary = Summarizer::default();
+    let mut index = Index::default();
+    let mut admission = Admission::default();
+    let mut src = FileWindow::new(file, len);
+    let damage = scan_source(&mut src, HEADER.len() as u64, |found| {
+        let Some(record) = found.record else {
+            index.note_start(found.at);
+            return;
+        };
+        if let Some(census) = census.as_deref_mut() {
+            census.add(&record, found.end - found.at);
+        }
+        index.note(found.at, record.name());
+        admission.note(&record);
+        summary.add(&record, found.at);
+    })?;
+    Ok(ReadBack {
+        summary,
+        damage,
+        index,
+        admission,
+    })
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod compaction_tests;

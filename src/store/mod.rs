@@ -4,11 +4,16 @@
 //!
 //! # What lives where
 //! In the data directory (created mode 0700):
-//! - `identity.toml` ([`identity`]): this peer's [`PeerId`](crate::proto::PeerId), created at
-//!   first start. Peers know each other by it, so it is never replaced silently.
+//! - `identity.toml` ([`identity`]): this peer's ed25519 key pair (mode 0600), created at first
+//!   start; its [`PeerId`](crate::proto::PeerId) is derived from the public key. Peers know
+//!   each other by it, so it is never replaced silently (a version-1 file, a bare PeerId, is
+//!   upgraded once, with a notice).
 //! - `journal` ([`journal`]): the append-only record of the conversation — what we said and
 //!   heard, deliveries, and how to reach peers — from which a restart rebuilds the outbox, the
-//!   deduplication state and the peer list, and `/history` reads.
+//!   deduplication state and the peer list, and `/history` reads. Kept bounded by compaction:
+//!   the history [`journal::HistoryLimit`] allows (the config file's `history_limit`), shared
+//!   fairly among senders, plus whatever a restart needs, whatever its age. While it is being
+//!   compacted, `journal.compacting` holds the new file.
 //! - `prompt_history`: the lines typed at the prompt, kept by the terminal's line editor.
 //! - `tailchat.log`: the diagnostic log.
 //!
@@ -23,14 +28,19 @@
 //!   would forget to resend or would number again.
 //! - The identity is written once, atomically: temporary file, fsync, link into place, fsync of
 //!   the directory.
+//! - A compacted journal replaces the old one the same way: written to `journal.compacting`,
+//!   fsynced, renamed over `journal`, directory fsynced; a crash leaves the old journal or the
+//!   new one, and a leftover temporary file is removed at the next start.
 //! - The config file is only read.
 //! - The journal holds an exclusive lock while open: one data directory is one running peer.
 //!
 //! # Layout
 //! - [`dirs`]: the data directory and config file paths, and the start-up writability check.
 //! - [`identity`]: the identity file, read or created.
-//! - [`journal`]: the journal's format, its tolerant reader, the restart summary, history.
-//! - [`config`]: the config file, parsed with line-numbered errors.
+//! - [`journal`]: the journal's format, its tolerant reader, the restart summary, history,
+//!   compaction and the history limit.
+//! - [`config`]: the config file (`history_limit` among its settings), parsed with
+//!   line-numbered errors.
 
 pub mod config;
 pub mod dirs;

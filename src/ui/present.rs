@@ -152,8 +152,17 @@ pub fn event_output(
             show_addr(*addr),
             addr.port()
         )),
+        Event::VersionMismatch { from, version } if *version < crate::proto::wire::VERSION => {
+            Output::Notice(format!(
+                "{} runs an older tailchat (protocol version {version}, this one speaks {}): \
+                 the two cannot talk until it is upgraded",
+                show_addr(*from),
+                crate::proto::wire::VERSION
+            ))
+        }
         Event::VersionMismatch { from, version } => Output::Notice(format!(
-            "{} runs tailchat protocol version {version}, this one speaks {}: upgrade the older one",
+            "{} runs a newer tailchat (protocol version {version}, this one speaks {}): \
+             upgrade this one to talk to it",
             show_addr(*from),
             crate::proto::wire::VERSION
         )),

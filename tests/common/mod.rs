@@ -361,7 +361,7 @@ impl FakeOfferer {
         let (heard, incoming) = mpsc::channel();
         let endpoint = tailchat::proto::Endpoint::new(
             tailchat::proto::Config {
-                peer_id: tailchat::proto::PeerId(rand::random()),
+                identity: tailchat::proto::Identity::from_secret(rand::random()),
                 nick: nick.to_owned(),
                 port,
                 seed: rand::random(),

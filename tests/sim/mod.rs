@@ -10,11 +10,13 @@
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tailchat::proto::wire::MAX_DATAGRAM;
-use tailchat::proto::{Config, Endpoint, Event, Limits, MessageId, PeerId, Recipients};
+use tailchat::proto::{Config, Endpoint, Event, Identity, Limits, MessageId, PeerId, Recipients};
+
+pub mod attacker;
 
 /// How one direction of a link behaves.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +63,20 @@ impl LinkParams {
     }
 }
 
+/// Whatever lives at addresses no node has (an attacker's hosts, say): it gets the datagrams
+/// sent there and may answer.
+pub trait Outside {
+    /// Node datagram `bytes`, sent from `from` to `to` (an address no node has), arrived at
+    /// `now`. Returns datagrams to send back, as (source, destination, bytes).
+    fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)>;
+}
+
 /// A datagram from a made-up identity (random PeerId, session 1) carrying one frame: what a
 /// flood test sends.
 pub fn from_stranger(rng: &mut impl RngExt, frame: tailchat::proto::wire::Frame) -> Vec<u8> {
@@ -72,10 +88,72 @@ pub fn from_stranger(rng: &mut impl RngExt, frame: tailchat::proto::wire::Frame)
     tailchat::proto::wire::encode(&header, &[frame])
 }
 
+/// A proof (`reply`: a proof reply) signed by `identity` in run `session`, for the peer `to`
+/// (its PeerId and session), echoing `echo`: what a real peer sends, for tests that replay or
+/// forge one.
+pub fn signed_proof(
+    identity: &Identity,
+    session: u64,
+    to: (PeerId, u64),
+    echo: [u8; 16],
+    nick: &str,
+    reply: bool,
+) -> Vec<u8> {
+    use tailchat::proto::identity::{Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN};
+    use tailchat::proto::wire::{self, Frame, Header, Proof, ProofReply};
+    let challenge = [0x33; 16];
+    let t = Transcript {
+        domain: if reply {
+            PROOF_REPLY_DOMAIN
+        } else {
+            PROOF_DOMAIN
+        },
+        echo,
+        challenge: if reply { [0; 16] } else { challenge },
+        signer: identity.peer_id(),
+        receiver: to.0,
+        signer_session: session,
+        receiver_session: to.1,
+        key: identity.public_key(),
+        port: 7654,
+        caps: 0,
+        nick,
+    };
+    let signature = identity.sign(&t.to_bytes());
+    let frame = if reply {
+        Frame::ProofReply(ProofReply {
+            key: identity.public_key(),
+            echo,
+            nick: nick.into(),
+            port: 7654,
+            caps: 0,
+            signature,
+        })
+    } else {
+        Frame::Proof(Proof {
+            key: identity.public_key(),
+            echo,
+            challenge,
+            nick: nick.into(),
+            port: 7654,
+            caps: 0,
+            signature,
+        })
+    };
+    let header = Header {
+        sender: identity.peer_id(),
+        session,
+        packet: 0,
+    };
+    wire::encode(&header, &[frame])
+}
+
 /// One simulated host.
 pub struct Node {
     /// The protocol core under test.
     pub ep: Endpoint,
+    /// Its key pair (kept, so a restart can run as the same peer).
+    pub identity: Identity,
     /// Its address.
     pub addr: SocketAddr,
     /// Everything it reported, with the virtual time.
@@ -136,6 +214,23 @@ pub struct Sim {
     pub sent_pairs: Vec<Vec<u64>>,
     /// The limits every endpoint is built with (restarted ones included).
     pub limits: Limits,
+    /// Extra addresses that reach a node (a second interface).
+    pub aliases: BTreeMap<SocketAddr, usize>,
+    /// Source addresses other than a node's own, for datagrams from one node to another:
+    /// `routes[(from, to)]` (a second interface that the route to `to` goes out of).
+    pub routes: BTreeMap<(usize, usize), SocketAddr>,
+    /// What answers at addresses no node has.
+    pub outside: Option<Box<dyn Outside>>,
+    /// Datagrams sent to addresses no node has.
+    pub sent_outside: u64,
+    /// When set, every datagram a node sends is recorded here: (sender node, destination,
+    /// bytes).
+    pub tap: Option<Vec<(usize, SocketAddr, Vec<u8>)>>,
+    /// Each node's `poll_timeout()` as of its last flush: an endpoint's timer changes only with
+    /// its inputs, and asking a hundred endpoints of a hundred peers at every step would make
+    /// large simulations crawl. Refreshed whole when a run starts (tests may touch an endpoint
+    /// directly in between).
+    timeouts: Vec<Option<Instant>>,
 }
 
 impl Sim {
@@ -173,8 +268,9 @@ impl Sim {
         let start = Instant::now();
         let nodes = (0..n)
             .map(|i| {
+                let identity = Identity::from_secret(rng.random());
                 let cfg = Config {
-                    peer_id: PeerId(rng.random()),
+                    identity: identity.clone(),
                     nick: format!("n{i}"),
                     port: 7654,
                     seed: rng.random(),
@@ -184,6 +280,7 @@ impl Sim {
                 };
                 Node {
                     ep: Endpoint::new(cfg, start),
+                    identity,
                     addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, i as u8 + 1), 7654)),
                     events: Vec::new(),
                 }
@@ -208,6 +305,12 @@ impl Sim {
             sent_pairs: vec![vec![0; n]; n],
             announces: 0,
             limits,
+            aliases: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            outside: None,
+            sent_outside: 0,
+            tap: None,
+            timeouts: vec![None; n],
         }
     }
 
@@ -233,8 +336,10 @@ impl Sim {
     }
 
     fn start_fresh(&mut self, i: usize, discovery: bool) {
+        let identity = Identity::from_secret(self.rng.random());
+        self.nodes[i].identity = identity.clone();
         let cfg = Config {
-            peer_id: PeerId(self.rng.random()),
+            identity,
             nick: format!("n{i}"),
             port: 7654,
             seed: self.rng.random(),
@@ -256,7 +361,7 @@ impl Sim {
         restored: Vec<tailchat::proto::RestoredPeer>,
     ) {
         let cfg = Config {
-            peer_id: self.id(i),
+            identity: self.nodes[i].identity.clone(),
             nick: format!("n{i}"),
             port: 7654,
             seed: self.rng.random(),
@@ -287,6 +392,11 @@ impl Sim {
     /// Node `i`'s PeerId.
     pub fn id(&self, i: usize) -> PeerId {
         self.nodes[i].ep.peer_id()
+    }
+
+    /// Node `i`'s session.
+    pub fn session(&self, i: usize) -> u64 {
+        self.nodes[i].ep.session()
     }
 
     /// Node `from` adds node `to`'s address, as `/add` would.
@@ -347,24 +457,7 @@ impl Sim {
             self.nodes[i].events.push((now, e));
         }
         while let Some(t) = self.nodes[i].ep.poll_transmit() {
-            self.sent += 1;
-            self.sent_by[i] += 1;
-            self.largest_datagram = self.largest_datagram.max(t.bytes.len());
-            assert!(
-                t.bytes.len() <= MAX_DATAGRAM,
-                "seed {}: datagram of {} bytes",
-                self.seed,
-                t.bytes.len()
-            );
-            if std::env::var_os("SIM_TRACE").is_some() {
-                let d = tailchat::proto::wire::decode(&t.bytes);
-                eprintln!("{:?} {i}->{}: {d:?}", self.elapsed(), t.to);
-            }
-            let Some(to) = self.nodes.iter().position(|n| n.addr == t.to) else {
-                continue; // nobody at that address
-            };
-            self.sent_pairs[i][to] += 1;
-            self.transmit(i, to, t.bytes);
+            self.send_transmit(i, t);
         }
         while let Some(bytes) = self.nodes[i].ep.poll_announce() {
             self.announces += 1;
@@ -386,6 +479,112 @@ impl Sim {
                 bytes,
             }));
         }
+        self.timeouts[i] = self.nodes[i].ep.poll_timeout();
+    }
+
+    /// Puts one of node `i`'s transmits on the wire (or hands it to what lives outside).
+    pub fn send_transmit(&mut self, i: usize, t: tailchat::proto::Transmit) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((i, t.to, t.bytes.clone()));
+        }
+        self.sent += 1;
+        self.sent_by[i] += 1;
+        self.largest_datagram = self.largest_datagram.max(t.bytes.len());
+        assert!(
+            t.bytes.len() <= MAX_DATAGRAM,
+            "seed {}: datagram of {} bytes",
+            self.seed,
+            t.bytes.len()
+        );
+        if std::env::var_os("SIM_TRACE").is_some() {
+            let d = tailchat::proto::wire::decode(&t.bytes);
+            eprintln!("{:?} {i}->{}: {d:?}", self.elapsed(), t.to);
+        }
+        let Some(to) = self.node_at(t.to) else {
+            self.sent_outside += 1;
+            self.hand_outside(i, t.to, &t.bytes);
+            return;
+        };
+        self.sent_pairs[i][to] += 1;
+        self.transmit(i, to, t.bytes);
+    }
+
+    /// The cookie node `to` gives `sender` (run `session`) saying hello from `from`: what
+    /// someone who receives at `from` can learn. Node `to`'s other datagrams go out as usual.
+    pub fn cookie_for(
+        &mut self,
+        to: usize,
+        from: SocketAddr,
+        sender: PeerId,
+        session: u64,
+    ) -> [u8; 16] {
+        use tailchat::proto::wire::{self, Frame, Header, Hello};
+        let hello = wire::encode(
+            &Header {
+                sender,
+                session,
+                packet: 0,
+            },
+            &[Frame::Hello(Hello {
+                token: [0; 16],
+                caps: 0,
+            })],
+        );
+        let now = self.now;
+        self.nodes[to].ep.handle_datagram(now, from, &hello);
+        let mut cookie = None;
+        while let Some(t) = self.nodes[to].ep.poll_transmit() {
+            let d = wire::decode(&t.bytes).unwrap();
+            match d.frames.first() {
+                Some(Frame::Cookie(c)) if t.to == from => cookie = Some(c.cookie),
+                _ => self.send_transmit(to, t),
+            }
+        }
+        self.flush(to);
+        cookie.expect("a cookie")
+    }
+
+    /// The node an address reaches, if any.
+    pub fn node_at(&self, addr: SocketAddr) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.addr == addr)
+            .or_else(|| self.aliases.get(&addr).copied())
+    }
+
+    /// The source address of node `from`'s datagrams to node `to`.
+    fn source(&self, from: usize, to: usize) -> SocketAddr {
+        self.routes
+            .get(&(from, to))
+            .copied()
+            .unwrap_or(self.nodes[from].addr)
+    }
+
+    /// Hands a datagram to what lives outside, and puts its answers on the wire (LAN latency).
+    fn hand_outside(&mut self, from: usize, to: SocketAddr, bytes: &[u8]) {
+        let Some(mut outside) = self.outside.take() else {
+            return;
+        };
+        let src = self.nodes[from].addr;
+        let now = self.now;
+        for (src, dst, reply) in outside.receive(now, src, to, bytes) {
+            self.send_from_outside(src, dst, reply);
+        }
+        self.outside = Some(outside);
+    }
+
+    /// Puts a datagram from outside (source `src`) on the wire to `dst`, arriving after LAN
+    /// latency.
+    pub fn send_from_outside(&mut self, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
+        let Some(to) = self.node_at(dst) else { return };
+        self.order += 1;
+        self.queue.push(Reverse(InFlight {
+            at: self.now + LinkParams::lan().latency,
+            order: self.order,
+            to,
+            from: src,
+            bytes,
+        }));
     }
 
     fn transmit(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
@@ -423,7 +622,7 @@ impl Sim {
                 at: self.now + p.latency + jitter,
                 order: self.order,
                 to,
-                from: self.nodes[from].addr,
+                from: self.source(from, to),
                 bytes: bytes.clone(),
             }));
         }
@@ -432,8 +631,13 @@ impl Sim {
     /// The next moment anything happens.
     fn next_time(&self) -> Option<Instant> {
         let net = self.queue.peek().map(|r| r.0.at);
-        let timers = self.nodes.iter().filter_map(|n| n.ep.poll_timeout());
+        let timers = self.timeouts.iter().flatten().copied();
         net.into_iter().chain(timers).min()
+    }
+
+    /// Reads every node's timer again.
+    fn refresh_timeouts(&mut self) {
+        self.timeouts = self.nodes.iter().map(|n| n.ep.poll_timeout()).collect();
     }
 
     /// Advances to the next moment anything happens, if it is no later than `limit`.
@@ -452,7 +656,7 @@ impl Sim {
             self.flush(d.to);
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
+            if self.timeouts[i].is_some_and(|t| t <= now) {
                 self.nodes[i].ep.handle_timeout(now);
                 self.flush(i);
             }
@@ -462,6 +666,7 @@ impl Sim {
 
     /// Runs for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
+        self.refresh_timeouts();
         let limit = self.now + d;
         let mut steps = 0u64;
         while self.step(limit) {
@@ -478,6 +683,7 @@ impl Sim {
     /// Runs until `cond` holds (checked after every step) or `max` passes; returns whether it
     /// held.
     pub fn run_until_cond(&mut self, max: Duration, cond: impl Fn(&Sim) -> bool) -> bool {
+        self.refresh_timeouts();
         let limit = self.now + max;
         let mut steps = 0u64;
         loop {

@@ -1,13 +1,17 @@
-//! Discovery: addresses we send hellos to until someone answers ([`Probes`]), and our LAN
-//! announcements ([`Announcer`]) and what we do with those of others.
+//! Discovery: addresses we send hellos to until someone proves itself there ([`Probes`]), and
+//! our LAN announcements ([`Announcer`]) and what we do with those of others.
 //!
 //! An address the user gave is tried for ever, ever more slowly, and the user is told when it
 //! stays silent; one heard announcing or learned from a peer is given up after a few hellos.
-//! With discovery off ([`crate::proto::Config::discovery`]) we neither announce nor answer
-//! announcements.
+//! Probes are bounded in number, per origin too, so announcements and peer lists from made-up
+//! peers cannot crowd out the user's; an announcement that finds no room for a probe is still
+//! answered with one hello (at most one per address per [`HELLO_INTERVAL`]), so a newcomer
+//! meets us at once however many fakes announce. Announcements only ever lead to hellos: who
+//! answers is admitted by its proof alone. With discovery off
+//! ([`crate::proto::Config::discovery`]) we neither announce nor answer announcements.
 
 use super::Endpoint;
-use crate::proto::wire::{self, Frame, Header};
+use crate::proto::wire::{self, Announce, Frame, Header};
 use crate::proto::{Event, Found};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -24,10 +28,22 @@ const PROBE_REPORT_AFTER: u32 = 5;
 /// After this many hellos the interval has reached [`PROBE_MAX`] (250 ms · 2⁸ / 2 > 30 s).
 const PROBE_SLOW_ATTEMPTS: u32 = 8;
 /// Hellos to an address heard announcing, or learned from a peer, before giving up on it
-/// (250 ms doubling: about 16 s in all).
-const PROBE_LIMIT_DISCOVERED: u32 = 6;
+/// (at 0, 0.25, 0.75 and 1.75 s; forgotten at 3.75 s).
+const PROBE_LIMIT_DISCOVERED: u32 = 4;
 /// Addresses being probed at most; the oldest is dropped beyond it.
-const MAX_PROBES: usize = 64;
+pub const MAX_PROBES: usize = 64;
+/// Probes of addresses heard announcing at most; beyond it an announcement gets one hello and
+/// no probe.
+pub const MAX_ANNOUNCED_PROBES: usize = 16;
+/// Probes started from hints (addresses learned from peer lists) at most; a new one replaces
+/// the oldest, so hints that never answer cannot hold the places of those that do (those are
+/// answered within a round trip). The rate at which they start is the hint queue's.
+pub const MAX_LEARNED_PROBES: usize = 32;
+/// Hellos sent without a probe (answers to announcements and to datagrams we cannot place) go
+/// to one address at most this often.
+pub const HELLO_INTERVAL: Duration = Duration::from_millis(250);
+/// Addresses the hello limiter remembers (a fixed 48 KiB or so).
+pub const HELLO_LIMITER_SLOTS: usize = 1024;
 /// Gaps after the first, second and third LAN announcements at start (or after a new
 /// interface appears): at 0, 0.5 and 1.5 s, so one lost datagram does not hide us. Entry 0 is
 /// unused (the first goes at once).
@@ -52,21 +68,50 @@ pub struct Probe {
     attempts: u32,
     /// When the last hello went: if only one did, its answer is a clean first RTT sample.
     last_sent: Option<Instant>,
+    /// The round trip of the first hello, if its cookie came back before a second hello went.
+    cookie_rtt: Option<Duration>,
+    /// A cookie came back: a proof of ours is on its way, and a proof reply should follow.
+    cookie_seen: bool,
+    /// The last datagram from this address that overtook the proof reply (its sender's link
+    /// sent it right after the reply, and it arrived first): taken in once the reply is.
+    early: Option<Vec<u8>>,
     /// Why we probe it; becomes the peer's [`Found`].
     pub origin: Found,
     /// Give up after this many hellos (`None`: never, for addresses the user gave).
     limit: Option<u32>,
     /// Tell the user after [`PROBE_REPORT_AFTER`] unanswered hellos.
     report: bool,
+    /// Started from a hint: one of at most [`MAX_LEARNED_PROBES`], the oldest making room.
+    from_hint: bool,
 }
 
 impl Probe {
-    /// The round trip of the one hello sent, if an answer came at `now` after exactly one
-    /// (with more, which one it answers is ambiguous).
-    pub fn clean_rtt(&self, now: Instant) -> Option<Duration> {
-        self.last_sent
-            .filter(|_| self.attempts == 1)
-            .map(|sent| now.saturating_duration_since(sent))
+    /// A cookie came back at `now`: if exactly one hello has gone, the round trip is
+    /// unambiguous (Karn) and kept as the peer's first RTT sample.
+    pub fn on_cookie(&mut self, now: Instant) {
+        self.cookie_seen = true;
+        if self.attempts == 1 && self.cookie_rtt.is_none() {
+            self.cookie_rtt = self.last_sent.map(|s| now.saturating_duration_since(s));
+        }
+    }
+
+    /// The clean round trip measured by [`Probe::on_cookie`], if any.
+    pub fn clean_rtt(&self) -> Option<Duration> {
+        self.cookie_rtt
+    }
+
+    /// Keeps `bytes`, a datagram from the probed address that could not be placed yet, if a
+    /// proof reply is expected from there (at most one datagram, the last, per probe).
+    pub fn keep_early(&mut self, bytes: &[u8]) -> bool {
+        if self.cookie_seen {
+            self.early = Some(bytes.to_vec());
+        }
+        self.cookie_seen
+    }
+
+    /// The datagram kept by [`Probe::keep_early`].
+    pub fn take_early(&mut self) -> Option<Vec<u8>> {
+        self.early.take()
     }
 }
 
@@ -91,6 +136,9 @@ impl Probes {
             }
             return;
         }
+        if origin == Found::Announced && self.count(Found::Announced) >= MAX_ANNOUNCED_PROBES {
+            return;
+        }
         if self.list.len() >= MAX_PROBES {
             match self.list.iter().position(|p| p.origin != Found::Manual) {
                 Some(i) => {
@@ -111,15 +159,46 @@ impl Probes {
             next: now,
             attempts: 0,
             last_sent: None,
+            cookie_rtt: None,
+            cookie_seen: false,
+            early: None,
             origin,
             limit,
             report,
+            from_hint: false,
         });
+    }
+
+    /// Starts probing `addr`, learned from a peer list, unless it is probed already; the oldest
+    /// probe started from a hint makes room beyond [`MAX_LEARNED_PROBES`].
+    pub fn add_hint(&mut self, now: Instant, addr: SocketAddr) {
+        if self.contains(addr) {
+            return;
+        }
+        if self.list.iter().filter(|p| p.from_hint).count() >= MAX_LEARNED_PROBES {
+            if let Some(i) = self.list.iter().position(|p| p.from_hint) {
+                self.list.remove(i);
+            }
+        }
+        self.add(now, addr, Found::Learned);
+        if let Some(p) = self.get_mut(addr) {
+            p.from_hint = true;
+        }
     }
 
     /// The probe of `addr`.
     pub fn get(&self, addr: SocketAddr) -> Option<&Probe> {
         self.list.iter().find(|p| p.addr == addr)
+    }
+
+    /// The probe of `addr`, to change.
+    pub fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut Probe> {
+        self.list.iter_mut().find(|p| p.addr == addr)
+    }
+
+    /// How many addresses are probed.
+    pub fn len(&self) -> usize {
+        self.list.len()
     }
 
     /// Whether `addr` is being probed.
@@ -137,12 +216,9 @@ impl Probes {
         self.list.clear();
     }
 
-    /// How many probes come from peer lists.
-    pub fn learned(&self) -> usize {
-        self.list
-            .iter()
-            .filter(|p| p.origin == Found::Learned)
-            .count()
+    /// How many probes have this origin.
+    pub fn count(&self, origin: Found) -> usize {
+        self.list.iter().filter(|p| p.origin == origin).count()
     }
 
     /// Probes `addr` without telling the user that it does not answer.
@@ -264,50 +340,74 @@ impl Endpoint {
         }
     }
 
-    /// An announcement heard on the LAN. Without discovery it is dropped. Otherwise a peer we
-    /// are not talking to gets a hello at once (so a newcomer learns everyone within a round
-    /// trip); one we know is simply noted at this address too.
-    pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) {
+    /// An announcement heard on the LAN. Without discovery it is dropped. Otherwise whoever
+    /// sent it gets a hello — from a probe if one of the few for announcements is free, else a
+    /// single one (at most one per address per [`HELLO_INTERVAL`]) — unless it is a peer whose
+    /// current session proved itself at that address. Nothing else: an announcement proves
+    /// nothing, so it changes nothing about a peer. Returns whether a probe started (the
+    /// endpoint has work to do).
+    pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) -> bool {
         if !self.config.discovery {
             self.stats.discovery_off += 1;
-            return;
+            return false;
         }
         if self.leaving {
-            return;
+            return false;
         }
         if let Some(peer) = self.peers.get_mut(&header.sender) {
-            if peer.session == header.session && peer.is_online() {
+            if peer.session == header.session && peer.is_online() && peer.proven_at(from) {
                 if peer.found == Found::Incoming {
-                    peer.found = Found::Announced;
+                    peer.found = Found::Announced; // only what `/peers` shows
                 }
-                peer.last_heard = now;
-                peer.addrs.note(from);
-                return;
+                return false;
             }
         }
         if self.probes.contains(from) {
-            return;
+            return false;
         }
-        // Rate-limited like other answers to strangers: a flood of announcements from made-up
-        // identities costs a few hellos a second, and at most MAX_PROBES entries.
-        if self.peers.allow_stranger(now) {
-            self.add_probe(now, from, Found::Announced);
+        self.add_probe(now, from, Found::Announced);
+        if self.probes.contains(from) {
+            return true;
         }
+        self.stateless_hello(now, from);
+        false
     }
 
-    /// Sends the hellos and the announcement due at `now`.
+    /// Sends the hellos and the announcement due at `now`, after turning waiting hints into
+    /// probes as far as the bounds allow.
     pub(super) fn run_discovery(&mut self, now: Instant) {
+        self.start_learned_probes(now);
         let due = self.probes.due(now);
         if self.announcer.due(now) {
-            let bytes = wire::encode(&self.header(), &[Frame::Announce(self.my_hello())]);
+            let bytes = wire::encode(&self.header(), &[Frame::Announce(Announce { caps: 0 })]);
             self.announces.push_back(bytes);
         }
         for (addr, report) in due {
-            self.send_hello(addr, false);
+            self.send_hello(now, addr);
             if report {
                 self.events.push_back(Event::AddressUnanswered { addr });
             }
         }
+    }
+
+    /// Turns waiting hints into probes as fast as the hint queue's rate allows.
+    fn start_learned_probes(&mut self, now: Instant) {
+        while !self.leaving {
+            let Some(addr) = self.hints.next(now) else {
+                break;
+            };
+            if !self.peers.proven_present_at(addr) {
+                self.probes.add_hint(now, addr);
+            }
+        }
+    }
+
+    /// When hints wait for a probe that the rate holds back.
+    pub(super) fn hints_due(&self) -> Option<Instant> {
+        if self.leaving {
+            return None;
+        }
+        self.hints.ready_at()
     }
 }
 
@@ -379,8 +479,10 @@ mod tests {
         let t0 = Instant::now();
         let mut probes = Probes::default();
         probes.add(t0, addr(1), Found::Manual);
+        // Announced probes stop at their own bound; learned ones (bounded by the endpoint's
+        // hint queue) fill the list.
         for i in 2..500 {
-            probes.add(t0, addr(i), Found::Announced);
+            probes.add(t0, addr(i), Found::Learned);
         }
         assert_eq!(probes.list.len(), MAX_PROBES);
         assert!(probes.contains(addr(1)));
@@ -388,7 +490,7 @@ mod tests {
         for i in 1000..1000 + MAX_PROBES as u16 {
             probes.add(t0, addr(i), Found::Manual);
         }
-        probes.add(t0, addr(9), Found::Announced);
+        probes.add(t0, addr(9), Found::Learned);
         assert!(!probes.contains(addr(9)), "no room among manual probes");
         assert!(
             !probes.contains(addr(1)),
@@ -397,20 +499,43 @@ mod tests {
     }
 
     #[test]
-    fn only_the_answer_to_a_single_hello_is_a_clean_rtt_sample() {
+    fn only_the_cookie_of_a_single_hello_is_a_clean_rtt_sample() {
         let t0 = Instant::now();
         let mut probes = Probes::default();
         probes.add(t0, addr(1), Found::Manual);
-        assert_eq!(
-            probes.get(addr(1)).unwrap().clean_rtt(t0),
-            None,
-            "none sent"
-        );
+        probes.add(t0, addr(2), Found::Manual);
+        probes.get_mut(addr(1)).unwrap().on_cookie(t0);
+        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(), None, "none sent");
         probes.due(t0);
-        let p = probes.get(addr(1)).unwrap();
-        assert_eq!(p.clean_rtt(t0 + MS * 3), Some(MS * 3));
+        probes.get_mut(addr(1)).unwrap().on_cookie(t0 + MS * 3);
+        probes.get_mut(addr(1)).unwrap().on_cookie(t0 + MS * 9);
+        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(), Some(MS * 3));
         probes.due(t0 + MS * 250);
-        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(t0 + MS * 260), None);
+        probes.get_mut(addr(2)).unwrap().on_cookie(t0 + MS * 260);
+        assert_eq!(
+            probes.get(addr(2)).unwrap().clean_rtt(),
+            None,
+            "two hellos out"
+        );
+    }
+
+    #[test]
+    fn announced_probes_are_few_and_never_push_out_others() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Learned);
+        for i in 2..200 {
+            probes.add(t0, addr(i), Found::Announced);
+        }
+        assert_eq!(probes.count(Found::Announced), MAX_ANNOUNCED_PROBES);
+        assert!(probes.contains(addr(1)));
+        // Each is given up after a few hellos, so the slots free up.
+        let mut at = t0;
+        while probes.count(Found::Announced) > 0 {
+            at = probes.next_due().unwrap();
+            probes.due(at);
+        }
+        assert_eq!(at - t0, MS * 3750);
     }
 
     #[test]

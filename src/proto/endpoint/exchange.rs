@@ -7,69 +7,69 @@ use super::Endpoint;
 use crate::proto::ids::PeerId;
 use crate::proto::wire::{self, PeerEntry};
 use crate::proto::Found;
+use rand::RngExt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Peers heard from longer ago than this are not passed on in peer exchange.
 const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
-/// A newcomer is told of this many peers at most (the most recently heard): enough to mesh a
-/// small network, and a stranger's hello cannot make us send a long list.
+/// A newcomer is told of this many peers at most (drawn at random among those that qualify):
+/// it meets them, and each of them tells it of as many more, so it reaches a large group in a
+/// few rounds, while one join costs us one short list.
 const MAX_SHARED_WITH_NEWCOMER: usize = 32;
-/// Addresses learned from peer lists being probed at most: a peer list cannot make us probe
-/// without bound.
-const MAX_LEARNED_PROBES: usize = 32;
 
 impl Endpoint {
-    /// Peer exchange when `new` joins: it learns the peers we know, and they learn of it.
+    /// Peer exchange when `new` joins (or restarts): it is told of (up to 32 of) the peers we
+    /// know. The others are not told of it: it contacts them, and is admitted by its proof, so
+    /// one join costs one short list instead of an entry to every peer we know (which in a
+    /// forming mesh of N peers made N³ entries).
     pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId) {
-        let peers = &self.peers;
-        let entry = |about: PeerId, to: PeerId| {
-            let p = peers.get(&about)?;
-            entry_for(now, about, p, peers.get(&to)?.addrs.current())
+        let Some(to_addr) = self.peers.get(&new).map(|p| p.addrs.current()) else {
+            return;
         };
-        let others: Vec<PeerId> = self
+        let mut for_new: Vec<PeerEntry> = self
             .peers
-            .ids()
-            .into_iter()
-            .filter(|&id| id != new)
-            .collect();
-        let mut for_new: Vec<PeerEntry> = others.iter().filter_map(|&o| entry(o, new)).collect();
-        for_new.sort_by_key(|e| e.heard_secs);
-        for_new.truncate(MAX_SHARED_WITH_NEWCOMER);
-        let about_new: Vec<(PeerId, PeerEntry)> = others
             .iter()
-            .filter(|&&o| entry(o, new).is_some())
-            .filter_map(|&o| entry(new, o).map(|e| (o, e)))
+            .filter(|(&id, _)| id != new)
+            .filter_map(|(&id, p)| entry_for(now, id, p, to_addr))
             .collect();
+        // A partial Fisher–Yates shuffle: the first MAX_SHARED_WITH_NEWCOMER are a uniform draw,
+        // so newcomers told by different peers learn of different peers.
+        for i in 0..for_new.len().min(MAX_SHARED_WITH_NEWCOMER) {
+            let j = self.rng.random_range(i..for_new.len());
+            for_new.swap(i, j);
+        }
+        for_new.truncate(MAX_SHARED_WITH_NEWCOMER);
+        for_new.sort_by_key(|e| (e.heard_secs, e.id));
         if let Some(p) = self.peers.get_mut(&new) {
             if !for_new.is_empty() {
                 p.link.queue_peers(&for_new);
             }
         }
-        for (to, e) in about_new {
-            if let Some(p) = self.peers.get_mut(&to) {
-                p.link.queue_peers(&[e]);
-            }
-        }
     }
 
-    /// Entries from peer exchange, from peer `from`: peers we do not know yet (or that are
-    /// away) are contacted directly, and listed only once they answer.
+    /// Entries from peer exchange, from peer `from`: the addresses of peers we do not know yet
+    /// (or that are away) become hints, probed at a bounded rate; a peer is listed only once it
+    /// proves itself at one of them.
     pub(super) fn on_peer_entries(&mut self, now: Instant, from: PeerId, entries: Vec<PeerEntry>) {
         let via = self.peers.get(&from).map(|p| p.addrs.current());
         for e in entries {
-            if e.id == self.config.peer_id
-                || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs()
-                || self.peers.get(&e.id).is_some_and(|p| !p.state().is_away())
-            {
+            if e.id == self.peer_id() || u64::from(e.heard_secs) > EXCHANGE_MAX_AGE.as_secs() {
                 continue;
             }
-            for addr in e.addrs {
-                if self.probes.learned() >= MAX_LEARNED_PROBES {
-                    return;
+            if let Some(p) = self.peers.get_mut(&e.id) {
+                if p.found == Found::Incoming {
+                    // It reached us first, but through the same exchange: shown as learned
+                    // (only what `/peers` shows; nothing else is taken from the entry).
+                    p.found = Found::Learned;
                 }
-                if via.is_some_and(|v| shareable(&addr, &v)) {
-                    self.add_probe(now, addr, Found::Learned);
+                if !p.state().is_away() {
+                    continue;
+                }
+            }
+            for addr in e.addrs {
+                if via.is_some_and(|v| shareable(&addr, &v)) && !self.probes.contains(addr) {
+                    self.hints.push(now, from, addr);
                 }
             }
         }

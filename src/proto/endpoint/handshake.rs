@@ -1,78 +1,378 @@
-//! The handshake: hellos and their replies, which admit a peer, tell its session (a new one
-//! means it restarted, and both streams start again), its nick and its port, and give the
-//! first RTT sample; and the stateless, rate-limited hello we send a stranger that wants
-//! something of us, so that a peer still talking to an earlier run of ours learns who is here
-//! now.
+//! The handshake (protocol 2): how a peer proves who it is and where it receives, in four
+//! datagrams, without the answering side keeping anything for a stranger.
+//!
+//! ```text
+//! initiator I                                   responder R
+//!   Hello { token_I(addr R) }          ──►   (nothing kept)
+//!                                      ◄──   Cookie { echo token_I, cookie_R(addr I, id I, session I) }
+//!   (token checked: R got our hello)
+//!   Proof { key I, echo cookie_R,      ──►   cookie checked (I receives at addr I), key hashes to
+//!           challenge token_I, nick,          id I, signature checked: I is admitted, its session
+//!           signature I }                     bound to addr I
+//!                                      ◄──   ProofReply { key R, echo token_I, nick, signature R }
+//!   token and signature checked: R is
+//!   admitted, its session bound to addr R
+//! ```
+//!
+//! Each side thus proves its key to the other, over a transcript naming both PeerIds, both
+//! sessions and a value that the other side made for the address it sent to
+//! ([`identity::Transcript`]). Nothing in an unproven datagram ever moves a session, a
+//! watermark or an address: only a checked proof admits a peer, starts a new session of it,
+//! or adds an address its datagrams are taken from (a peer that moved proves itself again, from
+//! where it is now). A hello costs its receiver one cookie, and a stranger nothing more.
 
-use super::peers::Refused;
 use super::Endpoint;
-use crate::proto::wire::{self, Frame, Header, Hello};
+use crate::proto::cookie::Cookie;
+use crate::proto::identity::{
+    self, Identity, PublicKey, Signature, Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN,
+};
+use crate::proto::ids::PeerId;
+use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofReply};
 use crate::proto::{Event, Found, Transmit};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-impl Endpoint {
-    /// What we say about ourselves in hellos and announcements.
-    pub(super) fn my_hello(&self) -> Hello {
-        Hello {
-            nick: self.config.nick.clone(),
-            port: self.config.port,
-            caps: wire::caps::APP_DATA,
+/// Signatures made, and signatures verified, remembered (each) at most.
+const SIGNATURES_REMEMBERED: usize = 64;
+
+/// Recently made and verified signatures: a proof repeated (a retransmission, or a replay from
+/// the same address within the cookie's life) costs a hash, not curve arithmetic.
+#[derive(Debug, Default)]
+pub struct SignatureCache {
+    /// Hash of the transcript, and our signature of it.
+    made: VecDeque<([u8; 32], Signature)>,
+    /// Hashes of (key, signature, transcript) found valid.
+    verified: VecDeque<[u8; 32]>,
+}
+
+impl SignatureCache {
+    /// `identity`'s signature of `message`.
+    fn sign(&mut self, identity: &Identity, message: &[u8]) -> Signature {
+        let h = *blake3::hash(message).as_bytes();
+        if let Some((_, sig)) = self.made.iter().find(|(m, _)| *m == h) {
+            return *sig;
         }
+        let sig = identity.sign(message);
+        if self.made.len() >= SIGNATURES_REMEMBERED {
+            self.made.pop_front();
+        }
+        self.made.push_back((h, sig));
+        sig
     }
 
-    /// The header of a datagram that carries no packet number (hellos, announcements); links
-    /// set their own.
+    /// Whether `signature` is `key`'s over `message`.
+    fn verify(&mut self, key: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&key.0);
+        hasher.update(&signature.0);
+        hasher.update(message);
+        let h = *hasher.finalize().as_bytes();
+        if self.verified.contains(&h) {
+            return true;
+        }
+        if !identity::verify(key, message, signature) {
+            return false;
+        }
+        if self.verified.len() >= SIGNATURES_REMEMBERED {
+            self.verified.pop_front();
+        }
+        self.verified.push_back(h);
+        true
+    }
+}
+
+/// What a checked proof established.
+struct Proven<'a> {
+    /// Where it came from: the address now bound to the peer's session.
+    from: SocketAddr,
+    /// Sender and session.
+    header: Header,
+    /// The key it proved.
+    key: PublicKey,
+    /// Its nick, as signed.
+    nick: &'a str,
+}
+
+impl Endpoint {
+    /// The header of a datagram that carries no packet number (handshake, announcements);
+    /// links set their own.
     pub(super) fn header(&self) -> Header {
         Header {
-            sender: self.config.peer_id,
+            sender: self.peer_id(),
             session: self.config.session,
             packet: 0,
         }
     }
 
-    /// Sends a hello (or, in answer to one, a hello reply) to `to`.
-    pub(super) fn send_hello(&mut self, to: SocketAddr, reply: bool) {
-        let hello = if reply {
-            Frame::HelloReply(self.my_hello())
-        } else {
-            Frame::Hello(self.my_hello())
-        };
+    /// Sends a hello to `to`, with our token for that address.
+    pub(super) fn send_hello(&mut self, now: Instant, to: SocketAddr) {
+        let hello = Frame::Hello(Hello {
+            token: self.jar.token(now, to),
+            caps: 0,
+        });
         let bytes = wire::encode(&self.header(), &[hello]);
         self.transmits.push_back(Transmit { to, bytes });
     }
 
-    /// An unknown sender wants something from us: say hello (rate-limited, no state kept), so
-    /// a peer that still knows an old us learns who is at this address now.
-    pub(super) fn who_are_you(&mut self, now: Instant, from: SocketAddr) {
-        if !self.leaving && self.peers.allow_stranger(now) {
-            self.send_hello(from, false);
+    /// A hello with no probe behind it, at most one per address per
+    /// [`super::discovery::HELLO_INTERVAL`] (nothing kept but the limiter's fixed slots).
+    pub(super) fn stateless_hello(&mut self, now: Instant, to: SocketAddr) {
+        if !self.leaving && self.hello_limiter.allow(now, to) {
+            self.send_hello(now, to);
         }
     }
 
-    /// A hello (`reply`: a hello reply) from `from`: admits a new peer, notes a returning or
-    /// restarted one, a new nick and address, and answers a hello with a reply.
+    /// A datagram we cannot place (unknown PeerId, an address its session did not prove, a
+    /// stale session) asks for an answer: say hello, so whoever is there proves who it is now.
+    pub(super) fn who_are_you(&mut self, now: Instant, from: SocketAddr) {
+        self.stateless_hello(now, from);
+    }
+
+    /// A hello: answered with a cookie for its source address, sender and session, and nothing
+    /// kept. Returns false: nothing changed.
     pub(super) fn on_hello(
         &mut self,
         now: Instant,
         from: SocketAddr,
         header: Header,
-        h: Hello,
-        reply: bool,
-    ) {
+        hello: &Hello,
+    ) -> bool {
+        if self.leaving {
+            return false;
+        }
+        if header.session == 0 {
+            self.stats.malformed += 1; // no run is 0; a proof of it could never match
+            return false;
+        }
+        let reply = Frame::Cookie(CookieReply {
+            echo: hello.token,
+            cookie: self.jar.cookie(now, from, header.sender, header.session),
+        });
+        let bytes = wire::encode(&self.header(), &[reply]);
+        self.transmits.push_back(Transmit { to: from, bytes });
+        false
+    }
+
+    /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender.
+    /// Nothing about the sender is taken from it. Returns false: nothing changed.
+    pub(super) fn on_cookie(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        c: &CookieReply,
+    ) -> bool {
+        if self.leaving {
+            return false;
+        }
+        if !self.jar.check_token(now, from, &c.echo) {
+            self.stats.bad_cookie += 1;
+            return false;
+        }
+        if let Some(p) = self.probes.get_mut(from) {
+            p.on_cookie(now);
+        }
+        let challenge = self.jar.token(now, from);
+        let signed = self
+            .transcript(PROOF_DOMAIN, c.cookie, challenge, header)
+            .to_bytes();
+        let signature = self.signatures.sign(&self.config.identity, &signed);
+        let proof = Frame::Proof(Proof {
+            key: self.public_key(),
+            echo: c.cookie,
+            challenge,
+            nick: self.config.nick.clone(),
+            port: self.config.port,
+            caps: 0,
+            signature,
+        });
+        let bytes = wire::encode(&self.header(), &[proof]);
+        self.transmits.push_back(Transmit { to: from, bytes });
+        false
+    }
+
+    /// A proof (we are the responder): checked — our cookie for that address, sender and
+    /// session; the key is the sender's; its signature — and then the sender is admitted or
+    /// updated, and answered with our own proof. Returns whether anything changed.
+    pub(super) fn on_proof(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        p: Proof,
+    ) -> bool {
+        if self.leaving {
+            return false;
+        }
+        if !self
+            .jar
+            .check_cookie(now, from, header.sender, header.session, &p.echo)
+        {
+            self.stats.bad_cookie += 1;
+            return false;
+        }
+        let signed = Transcript {
+            domain: PROOF_DOMAIN,
+            echo: p.echo,
+            challenge: p.challenge,
+            signer: header.sender,
+            receiver: self.peer_id(),
+            signer_session: header.session,
+            receiver_session: self.config.session,
+            key: p.key,
+            port: p.port,
+            caps: p.caps,
+            nick: &p.nick,
+        };
+        if !self.check_proof(header, &signed, &p.signature) {
+            return false;
+        }
+        let proven = Proven {
+            from,
+            header,
+            key: p.key,
+            nick: &p.nick,
+        };
+        if !self.accept(now, proven) {
+            return false;
+        }
+        let signed = self
+            .transcript(PROOF_REPLY_DOMAIN, p.challenge, [0; 16], header)
+            .to_bytes();
+        let signature = self.signatures.sign(&self.config.identity, &signed);
+        let reply = Frame::ProofReply(ProofReply {
+            key: self.public_key(),
+            echo: p.challenge,
+            nick: self.config.nick.clone(),
+            port: self.config.port,
+            caps: 0,
+            signature,
+        });
+        let bytes = wire::encode(&self.header(), &[reply]);
+        self.transmits.push_back(Transmit { to: from, bytes });
+        true
+    }
+
+    /// A proof reply (we are the initiator): checked — our token for that address; the key is
+    /// the sender's; its signature — and then the sender is admitted or updated. Returns
+    /// whether anything changed.
+    pub(super) fn on_proof_reply(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        p: ProofReply,
+    ) -> bool {
+        if self.leaving {
+            return false;
+        }
+        if !self.jar.check_token(now, from, &p.echo) {
+            self.stats.bad_cookie += 1;
+            return false;
+        }
+        let signed = Transcript {
+            domain: PROOF_REPLY_DOMAIN,
+            echo: p.echo,
+            challenge: [0; 16],
+            signer: header.sender,
+            receiver: self.peer_id(),
+            signer_session: header.session,
+            receiver_session: self.config.session,
+            key: p.key,
+            port: p.port,
+            caps: p.caps,
+            nick: &p.nick,
+        };
+        if !self.check_proof(header, &signed, &p.signature) {
+            return false;
+        }
+        let proven = Proven {
+            from,
+            header,
+            key: p.key,
+            nick: &p.nick,
+        };
+        self.accept(now, proven)
+    }
+
+    /// What we sign towards the sender of `to` (whose header we answer).
+    fn transcript(
+        &self,
+        domain: &'static [u8],
+        echo: Cookie,
+        challenge: Cookie,
+        to: Header,
+    ) -> Transcript<'_> {
+        Transcript {
+            domain,
+            echo,
+            challenge,
+            signer: self.peer_id(),
+            receiver: to.sender,
+            signer_session: self.config.session,
+            receiver_session: to.session,
+            key: self.public_key(),
+            port: self.config.port,
+            caps: 0,
+            nick: &self.config.nick,
+        }
+    }
+
+    /// The checks a proof passes after its echo: the key is the PeerId's (its hash, and the key
+    /// pinned for it, if any), its session is not older than the one on record, and the
+    /// signature is the key's. Counted when it fails.
+    fn check_proof(&mut self, header: Header, signed: &Transcript<'_>, sig: &Signature) -> bool {
+        let id = header.sender;
+        let pinned = self.peers.pinned_key(&id);
+        if signed.key.peer_id() != id || pinned.is_some_and(|k| k != signed.key) {
+            self.stats.bad_proof += 1;
+            return false;
+        }
+        if self
+            .peers
+            .get(&id)
+            .is_some_and(|p| header.session < p.session)
+        {
+            // A proof from an earlier run of this peer (sessions grow run by run): it must not
+            // take the current run's place.
+            self.stats.stale_session += 1;
+            return false;
+        }
+        if !self.signatures.verify(&signed.key, &signed.to_bytes(), sig) {
+            self.stats.bad_proof += 1;
+            return false;
+        }
+        true
+    }
+
+    /// A peer proved its key, session and address: admits it if it is new (and there is room),
+    /// notes a returning or restarted one (a new session starts both streams again), binds its
+    /// session to the address, takes its nick, and starts peer exchange when it joins or
+    /// restarts. Returns false if it could not be admitted.
+    fn accept(&mut self, now: Instant, proven: Proven<'_>) -> bool {
+        let Proven {
+            from,
+            header,
+            key,
+            nick,
+        } = proven;
         let (probed, handshake_rtt) = match self.probes.get(from) {
-            Some(p) => (Some(p.origin), p.clean_rtt(now)),
+            Some(p) => (Some(p.origin), p.clean_rtt()),
             None => (None, None),
         };
-        let id = header.sender;
+        let early = self.probes.get_mut(from).and_then(|p| p.take_early());
+        let id: PeerId = header.sender;
         if !self.peers.contains(&id) {
-            // A stranger we did not ask for costs a token (a flood of made-up identities is
-            // admitted a few a second), and a full table must make room: until both, the
-            // hello is dropped, and a probe of ours stays to try again.
-            match self.peers.admit(now, probed.is_some()) {
-                Err(Refused::NoToken | Refused::Full) => {
+            // Room is made only by forgetting a peer that nothing waits for and that was not
+            // heard in the last day; until then the newcomer waits (its probe, or ours, goes on).
+            match self
+                .peers
+                .admit(now, from.ip(), probed == Some(Found::Manual))
+            {
+                Err(_) => {
                     self.stats.table_full += 1;
-                    return;
+                    return false;
                 }
                 Ok(Some(gone)) if !gone.dropped.is_empty() => {
                     self.events.push_back(Event::PeerForgotten {
@@ -88,21 +388,17 @@ impl Endpoint {
         let found = probed.unwrap_or(Found::Incoming);
         let peer = self
             .peers
-            .join(now, id, &h.nick, header.session, from, found);
+            .join(now, id, key, nick, header.session, from, found);
+        peer.key = Some(key);
         if let Some(rtt) = handshake_rtt {
-            // One hello, one answer: the round trip is unambiguous (Karn), so `/peers` shows
-            // an RTT from the first moment rather than after the first keepalive.
+            // One hello, one cookie: the round trip is unambiguous (Karn), so `/peers` shows an
+            // RTT from the first moment rather than after the first keepalive.
             peer.link.handshake_rtt(rtt);
         }
-        if header.session < peer.session {
-            // A late hello from an earlier run of this peer (sessions grow run by run): it
-            // must not reset the streams of the current one. (The datagram is counted stale
-            // once, by the session check that follows in `handle_datagram`.)
-            return;
-        }
-        peer.caps = Some(h.caps);
+        // Every protocol-2 peer takes AppData (an older one cannot even make contact).
+        peer.caps = Some(wire::caps::APP_DATA);
         let new_session = peer.session != header.session;
-        // A hello from an unreachable peer in the same session proves only that it reaches us;
+        // A proof from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).
         let was_unreachable = peer.link.is_unreachable();
         // A new peer's link starts offline, so it joins like one that left or was restored.
@@ -110,6 +406,7 @@ impl Endpoint {
         if probed == Some(Found::Manual) {
             peer.found = Found::Manual;
         }
+        peer.prove(from, new_session);
         let share = joined || new_session;
         if share {
             peer.session = header.session;
@@ -117,34 +414,34 @@ impl Endpoint {
             if joined {
                 self.events.push_back(Event::PeerJoined {
                     peer: id,
-                    nick: h.nick.clone(),
+                    nick: nick.to_owned(),
                     addr: from,
                 });
             } else if was_unreachable {
                 self.events.push_back(Event::PeerReachable {
                     peer: id,
-                    nick: h.nick.clone(),
+                    nick: nick.to_owned(),
                 });
             }
         }
-        if peer.nick != h.nick {
-            let old = std::mem::replace(&mut peer.nick, h.nick.clone());
+        if peer.nick != nick {
+            let old = std::mem::replace(&mut peer.nick, nick.to_owned());
             // A join already shows the new nick; anything else is a rename to tell.
             if !joined {
                 self.events.push_back(Event::PeerRenamed {
                     peer: id,
                     old,
-                    new: h.nick,
+                    new: nick.to_owned(),
                 });
             }
         }
-        peer.last_heard = now;
-        peer.addrs.note(from);
-        if !reply && !self.leaving {
-            self.send_hello(from, true);
-        }
+        peer.heard(now);
         if share {
             self.exchange_peers(now, id);
         }
+        if let Some(bytes) = early {
+            self.take_datagram(now, from, &bytes);
+        }
+        true
     }
 }

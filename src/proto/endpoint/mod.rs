@@ -5,18 +5,27 @@
 //! [`Endpoint`] is one struct whose `impl` blocks are spread over this module's files, one idea
 //! each:
 //! - this file: the inputs and outputs, the commands, and turning link events into events;
-//! - `peers`: the peer table (admission, its token bucket, eviction, restored peers);
-//! - `handshake`: hellos, sessions, and answering strangers;
+//! - `peers`: the peer table (admission, eviction, restored peers);
+//! - `handshake`: hello, cookie, proof and proof reply; sessions and proven addresses;
 //! - `discovery`: probing addresses until they answer, and LAN announcements;
+//! - `hints`: addresses learned from peer lists, waiting to be probed at a bounded rate;
+//! - `limits`: the token bucket and the per-address hello limiter;
 //! - `exchange`: telling peers about each other.
 
 mod discovery;
 mod exchange;
 mod handshake;
+mod hints;
+mod limits;
 mod peers;
 
-use self::discovery::{Announcer, Probes};
+use self::discovery::{Announcer, Probes, HELLO_INTERVAL, HELLO_LIMITER_SLOTS};
+use self::handshake::SignatureCache;
+use self::hints::Hints;
+use self::limits::{AddrLimiter, TokenBucket};
 use self::peers::PeerTable;
+use super::cookie::CookieJar;
+use super::identity::PublicKey;
 use super::ids::{MessageId, PeerId};
 use super::link::{LinkEvent, LinkState, QueueError};
 use super::nick::{is_valid_nick, NICK_RULE};
@@ -25,12 +34,37 @@ use super::{
     AppDataError, Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
     Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
+use rand::rngs::ChaCha8Rng;
+use rand::SeedableRng;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 /// Distinct senders told about a version mismatch at most (each once).
 const MAX_VERSION_REPORTS: usize = 64;
+/// Hellos per second answering datagrams from PeerIds we do not know (a peer that still talks
+/// to an earlier run of ours, or whose proof reply we lost). Only those: a known PeerId at an
+/// unproven address or in a stale session is answered by the per-address limiter alone, so a
+/// flood of made-up PeerIds cannot delay a real peer's recovery.
+const WHO_ARE_YOU_PER_SEC: u32 = 10;
+
+/// What an endpoint holds for peers and addresses, for tests and diagnostics: every one of
+/// these is bounded, whatever arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    /// Peers in the table (each proved its key at an address).
+    pub peers: usize,
+    /// Addresses being probed.
+    pub probes: usize,
+    /// Learned addresses waiting to be probed.
+    pub hints: usize,
+    /// Restored peers waiting outside the table.
+    pub dormant: usize,
+    /// Evicted peers whose watermark is kept.
+    pub forgotten: usize,
+    /// Addresses the hello limiter can remember (fixed).
+    pub hello_limiter: usize,
+}
 
 /// The protocol state machine for one tailchat instance. See the module documentation of
 /// [`crate::proto`] for how to drive it.
@@ -38,6 +72,18 @@ const MAX_VERSION_REPORTS: usize = 64;
 pub struct Endpoint {
     /// Identity, nick, session and limits.
     config: Config,
+    /// Makes and checks the tokens and cookies of the handshake.
+    jar: CookieJar,
+    /// Learned addresses waiting to be probed.
+    hints: Hints,
+    /// At most one stateless hello per address per [`HELLO_INTERVAL`].
+    hello_limiter: AddrLimiter,
+    /// Hellos answering datagrams from PeerIds we do not know, per second.
+    strangers: TokenBucket,
+    /// Seeded randomness (who is told of a newcomer).
+    rng: ChaCha8Rng,
+    /// Signatures recently made and verified, so a repeated proof costs no curve arithmetic.
+    signatures: SignatureCache,
     /// Next message id.
     next_msg: u64,
     /// Known peers.
@@ -69,7 +115,13 @@ impl Endpoint {
     pub fn new(config: Config, now: Instant) -> Self {
         Self {
             announcer: Announcer::new(config.discovery, now, config.seed),
-            peers: PeerTable::new(config.limits, now),
+            peers: PeerTable::new(config.limits),
+            jar: CookieJar::new(config.seed, now),
+            hints: Hints::default(),
+            hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
+            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
+            signatures: SignatureCache::default(),
             config,
             next_msg: 1,
             probes: Probes::default(),
@@ -83,9 +135,38 @@ impl Endpoint {
         }
     }
 
-    /// Our identity.
+    /// Our identity: derived from our public key.
     pub fn peer_id(&self) -> PeerId {
-        self.config.peer_id
+        self.config.identity.peer_id()
+    }
+
+    /// Our public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.config.identity.public_key()
+    }
+
+    /// The public key peer `id` proved (or was restored with), for storage to keep: a returning
+    /// peer must prove the same key ([`RestoredPeer::key`]).
+    pub fn peer_key(&self, id: PeerId) -> Option<PublicKey> {
+        self.peers.get(&id).and_then(|p| p.key)
+    }
+
+    /// How much the endpoint holds for peers and addresses.
+    pub fn footprint(&self) -> Footprint {
+        let (dormant, forgotten) = self.peers.remembered();
+        Footprint {
+            peers: self.peers.len(),
+            probes: self.probes.len(),
+            hints: self.hints.len(),
+            dormant,
+            forgotten,
+            hello_limiter: self.hello_limiter.capacity(),
+        }
+    }
+
+    /// This run's session.
+    pub fn session(&self) -> u64 {
+        self.config.session
     }
 
     /// Our nick.
@@ -131,10 +212,12 @@ impl Endpoint {
         if self.pending.is_some() {
             return self.pending; // work is waiting: call `handle_timeout` (or a `poll_*`) now
         }
-        let peers = self.peers.iter().filter_map(|(_, p)| p.link.next_timeout());
-        peers
+        self.peers
+            .next_timeout()
+            .into_iter()
             .chain(self.probes.next_due())
             .chain(self.announcer.next())
+            .chain(self.hints_due())
             .min()
     }
 
@@ -146,48 +229,94 @@ impl Endpoint {
     /// One datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         self.stats.datagrams_in += 1;
+        self.take_datagram(now, from, bytes);
+    }
+
+    /// Handles a datagram (counted already): one that arrived, or one kept because it overtook
+    /// a proof reply.
+    fn take_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         if bytes.len() > wire::MAX_DATAGRAM {
             // No tailchat sends more; accepting it would let one item be any size.
             self.stats.malformed += 1;
             return;
         }
-        let datagram = match wire::decode(bytes) {
+        let mut datagram = match wire::decode(bytes) {
             Ok(d) => d,
             Err(e) => {
-                self.count_decode_error(from, e);
+                self.count_decode_error(now, from, e);
                 return;
             }
         };
         self.stats.unknown_frames += u64::from(datagram.unknown_frames);
         let header = datagram.header;
-        if header.sender == self.config.peer_id {
+        if header.sender == self.peer_id() {
             self.stats.own += 1;
             return;
         }
-        let hello = datagram.frames.iter().find_map(|f| match f {
-            Frame::Hello(h) => Some((h.clone(), false)),
-            Frame::HelloReply(h) => Some((h.clone(), true)),
-            _ => None,
+        // A handshake frame travels alone; one is acted on, and nothing else in its datagram.
+        let handshake = datagram.frames.iter().position(|f| {
+            matches!(
+                f,
+                Frame::Hello(_) | Frame::Cookie(_) | Frame::Proof(_) | Frame::ProofReply(_)
+            )
         });
-        if let Some((hello, is_reply)) = hello {
-            self.on_hello(now, from, header, hello, is_reply);
-        } else if let Some(Frame::Announce(_)) = datagram.frames.first() {
-            self.on_announce(now, from, header);
-            self.mark(now);
+        if let Some(i) = handshake {
+            let changed = match datagram.frames.swap_remove(i) {
+                Frame::Hello(h) => self.on_hello(now, from, header, &h),
+                Frame::Cookie(c) => self.on_cookie(now, from, header, &c),
+                Frame::Proof(p) => self.on_proof(now, from, header, p),
+                Frame::ProofReply(p) => self.on_proof_reply(now, from, header, p),
+                _ => false,
+            };
+            if changed {
+                self.mark(now);
+            }
+            return;
+        }
+        if let Some(Frame::Announce(_)) = datagram.frames.first() {
+            if self.on_announce(now, from, header) {
+                self.mark(now);
+            }
             return;
         }
         let eliciting = datagram.is_ack_eliciting();
         let session = self.config.session;
+        let placed = self.peers.get(&header.sender).is_some_and(|p| {
+            p.proven_at(from)
+                && p.session == header.session
+                && datagram.frames.iter().all(|f| match f {
+                    Frame::Session(s) => *s == session,
+                    _ => true,
+                })
+        });
+        if !placed {
+            if let Some(probe) = self.probes.get_mut(from) {
+                // Sent right after the proof reply we wait for, and arrived first: taken in
+                // once the reply is (an answer now would only start another handshake).
+                if probe.keep_early(bytes) {
+                    return;
+                }
+            }
+        }
         let Some(peer) = self.peers.get_mut(&header.sender) else {
             self.stats.unknown_sender += 1;
-            if eliciting {
+            if eliciting && self.strangers.take(now) {
                 self.who_are_you(now, from);
             }
             return;
         };
-        // Meant for another run of ours (we restarted), or from another run of the peer (a late
-        // hello from an earlier run may have switched the session we expect): dropped, and a
-        // hello back (rate-limited) makes the peer state its current session and learn ours.
+        // A PeerId proves nothing: its datagrams count only from an address its current session
+        // proved itself at. Anyone else claiming it (or the peer itself, moved) gets a hello, to
+        // which the real peer answers with a proof from where it is now.
+        if !peer.proven_at(from) {
+            self.stats.unproven_address += 1;
+            if eliciting {
+                self.who_are_you(now, from);
+            }
+            return;
+        }
+        // Meant for another run of ours (we restarted), or from another run of the peer: dropped,
+        // and a hello back makes the peer prove its current session and learn ours.
         let for_us = datagram.frames.iter().all(|f| match f {
             Frame::Session(s) => *s == session,
             _ => true,
@@ -199,7 +328,7 @@ impl Endpoint {
             }
             return;
         }
-        peer.last_heard = now;
+        peer.heard(now);
         peer.addrs.note(from);
         let mut out = Vec::new();
         peer.link
@@ -319,7 +448,8 @@ impl Endpoint {
     /// once, before anything else.
     pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
         self.next_msg = self.next_msg.max(next_msg.0);
-        for (addr, origin) in self.peers.restore(now, self.config.peer_id, peers) {
+        let me = self.peer_id();
+        for (addr, origin) in self.peers.restore(now, me, peers) {
             self.add_probe(now, addr, origin);
             self.probes.quiet(addr);
         }
@@ -348,6 +478,7 @@ impl Endpoint {
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
         self.probes.clear();
+        self.hints.clear();
         self.announcer.stop();
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
             p.link.queue_leave();
@@ -386,8 +517,10 @@ impl Endpoint {
         self.peers.get(&peer).map(|p| p.nick.as_str())
     }
 
-    /// Counts a datagram that did not decode, and reports another version once per address.
-    fn count_decode_error(&mut self, from: SocketAddr, e: DecodeError) {
+    /// Counts a datagram that did not decode, and reports another version once per address —
+    /// and answers it once with a hello of ours, so that the other side, which cannot read it,
+    /// tells its user which version we speak.
+    fn count_decode_error(&mut self, now: Instant, from: SocketAddr, e: DecodeError) {
         match e {
             DecodeError::NotTailchat => self.stats.not_tailchat += 1,
             DecodeError::UnsupportedVersion(version) => {
@@ -397,6 +530,9 @@ impl Endpoint {
                 {
                     self.events
                         .push_back(Event::VersionMismatch { from, version });
+                    if !self.leaving {
+                        self.send_hello(now, from);
+                    }
                 }
             }
             DecodeError::BadHeader | DecodeError::BadFrame(_) | DecodeError::Truncated => {
@@ -480,9 +616,10 @@ impl Endpoint {
         }
     }
 
-    /// Runs due timers and builds every datagram that is ready.
+    /// Runs due timers and builds every datagram that is ready: for the peers changed since the
+    /// last time and those whose timer is due (the others have nothing to do).
     fn drive(&mut self, now: Instant) {
-        for id in self.peers.ids() {
+        for id in self.peers.due(now) {
             let header = self.header();
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
@@ -499,6 +636,7 @@ impl Endpoint {
                 .links
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
+            self.peers.settle(id);
         }
         self.run_discovery(now);
     }
@@ -507,14 +645,15 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Limits;
+    use crate::proto::wire::Proof;
+    use crate::proto::{Identity, Limits};
 
-    fn endpoint(now: Instant) -> Endpoint {
+    fn endpoint(secret: u8, now: Instant) -> Endpoint {
         let config = Config {
-            peer_id: PeerId(1),
+            identity: Identity::from_secret([secret; 32]),
             nick: "me".into(),
             port: 7654,
-            seed: 1,
+            seed: u64::from(secret),
             discovery: false,
             session: 1 << 16,
             limits: Limits::default(),
@@ -522,10 +661,30 @@ mod tests {
         Endpoint::new(config, now)
     }
 
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7654))
+    }
+
+    /// Every datagram `from` has to send, decoded.
+    fn sent(from: &mut Endpoint) -> Vec<(SocketAddr, wire::Datagram)> {
+        std::iter::from_fn(|| from.poll_transmit())
+            .map(|t| (t.to, wire::decode(&t.bytes).unwrap()))
+            .collect()
+    }
+
+    /// Hands `to` every datagram `from` (at `from_addr`) has to send; returns how many.
+    fn pass(from: &mut Endpoint, from_addr: SocketAddr, to: &mut Endpoint, now: Instant) -> usize {
+        let all: Vec<Transmit> = std::iter::from_fn(|| from.poll_transmit()).collect();
+        for t in &all {
+            to.handle_datagram(now, from_addr, &t.bytes);
+        }
+        all.len()
+    }
+
     #[test]
     fn set_nick_follows_the_one_nick_rule() {
         let now = Instant::now();
-        let mut ep = endpoint(now);
+        let mut ep = endpoint(1, now);
         for bad in ["", "c#dev", "two words", &"x".repeat(33)] {
             assert_eq!(ep.set_nick(now, bad), Err(NICK_RULE.to_owned()), "{bad:?}");
         }
@@ -566,42 +725,29 @@ mod tests {
     }
 
     #[test]
-    fn application_data_reaches_a_peer_that_understands_it_in_order() {
+    fn application_data_reaches_a_peer_in_order() {
         let now = Instant::now();
-        let (a_addr, b_addr) = (
-            SocketAddr::from(([10, 0, 0, 1], 7654)),
-            SocketAddr::from(([10, 0, 0, 2], 7654)),
-        );
-        let mut a = endpoint(now);
-        let mut b = Endpoint::new(
-            Config {
-                peer_id: PeerId(2),
-                session: 2 << 16,
-                ..a.config.clone()
-            },
-            now,
-        );
+        let (a_addr, b_addr) = (addr(1), addr(2));
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        let (a_id, b_id) = (a.peer_id(), b.peer_id());
         assert_eq!(
-            a.send_app_data(now, PeerId(2), b"x"),
+            a.send_app_data(now, b_id, b"x"),
             Err(AppDataError::UnknownPeer)
         );
         a.add_address(now, b_addr);
         pump(now, &mut a, a_addr, &mut b, b_addr);
         let too_long = vec![0; wire::MAX_APP_DATA + 1];
         assert_eq!(
-            a.send_app_data(now, PeerId(2), &too_long),
+            a.send_app_data(now, b_id, &too_long),
             Err(AppDataError::TooLong)
         );
-        a.send_app_data(now, PeerId(2), b"offer").unwrap();
-        a.send_app_data(now, PeerId(2), &[9; wire::MAX_APP_DATA])
+        a.send_app_data(now, b_id, b"offer").unwrap();
+        a.send_app_data(now, b_id, &[9; wire::MAX_APP_DATA])
             .unwrap();
         let got: Vec<Vec<u8>> = pump(now, &mut a, a_addr, &mut b, b_addr)
             .into_iter()
             .filter_map(|e| match e {
-                Event::AppData {
-                    from: PeerId(1),
-                    data,
-                } => Some(data),
+                Event::AppData { from, data } if from == a_id => Some(data),
                 _ => None,
             })
             .collect();
@@ -609,29 +755,15 @@ mod tests {
     }
 
     #[test]
-    fn application_data_is_refused_for_a_peer_without_the_capability_or_not_heard() {
+    fn application_data_is_refused_for_a_peer_not_heard_in_this_run() {
         let now = Instant::now();
-        let mut ep = endpoint(now);
-        let from = SocketAddr::from(([10, 0, 0, 2], 7654));
-        let header = wire::Header {
-            sender: PeerId(2),
-            session: 1,
-            packet: 0,
-        };
-        let old = wire::Hello {
-            nick: "old".into(),
-            port: 7654,
-            caps: 0,
-        };
-        ep.handle_datagram(now, from, &wire::encode(&header, &[Frame::Hello(old)]));
-        assert_eq!(
-            ep.send_app_data(now, PeerId(2), b"offer"),
-            Err(AppDataError::Unsupported)
-        );
+        let mut ep = endpoint(1, now);
         let restored = RestoredPeer {
             id: PeerId(3),
+            key: None,
+            heard_ago: None,
             nick: "away".into(),
-            addrs: vec![SocketAddr::from(([10, 0, 0, 3], 7654))],
+            addrs: vec![addr(3)],
             manual: false,
             delivered_through: MessageId(0),
             outbox: Vec::new(),
@@ -644,28 +776,101 @@ mod tests {
     }
 
     #[test]
-    fn a_hello_with_a_nick_that_breaks_the_rule_is_malformed() {
+    fn four_datagrams_make_two_peers_known_to_each_other() {
         let now = Instant::now();
-        let mut ep = endpoint(now);
-        let header = wire::Header {
-            sender: PeerId(2),
-            session: 1,
-            packet: 0,
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        assert_eq!(pass(&mut a, addr(1), &mut b, now), 1, "hello");
+        assert_eq!(
+            b.footprint().peers,
+            0,
+            "a hello costs nothing but its cookie"
+        );
+        assert_eq!(pass(&mut b, addr(2), &mut a, now), 1, "cookie");
+        assert_eq!(pass(&mut a, addr(1), &mut b, now), 1, "proof");
+        assert!(
+            matches!(b.poll_event(), Some(Event::PeerJoined { peer, .. }) if peer == a.peer_id())
+        );
+        assert_eq!(b.peer_key(a.peer_id()), Some(a.public_key()));
+        assert_eq!(pass(&mut b, addr(2), &mut a, now), 1, "proof reply");
+        assert!(
+            matches!(a.poll_event(), Some(Event::PeerJoined { peer, .. }) if peer == b.peer_id())
+        );
+        assert_eq!(a.footprint().probes, 0, "the probe ends with the proof");
+    }
+
+    #[test]
+    fn a_proof_with_a_nick_that_breaks_the_rule_is_malformed() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        pass(&mut a, addr(1), &mut b, now);
+        pass(&mut b, addr(2), &mut a, now);
+        let (_, mut proof) = sent(&mut a).pop().unwrap();
+        if let Some(Frame::Proof(p)) = proof.frames.first_mut() {
+            p.nick = "c#dev".into();
+        }
+        let bytes = wire::encode(&proof.header, &proof.frames);
+        b.handle_datagram(now, addr(1), &bytes);
+        assert_eq!(b.stats().malformed, 1);
+        assert!(b.poll_event().is_none() && b.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn a_proof_is_bound_to_its_cookie_its_key_and_its_signature() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        pass(&mut a, addr(1), &mut b, now);
+        pass(&mut b, addr(2), &mut a, now);
+        let (_, proof) = sent(&mut a).pop().unwrap();
+        let Some(Frame::Proof(good)) = proof.frames.first().cloned() else {
+            panic!("a proof");
         };
-        let hello = |nick: &str| {
-            let h = wire::Hello {
-                nick: nick.into(),
-                port: 7654,
-                caps: 0,
-            };
-            wire::encode(&header, &[Frame::Hello(h)])
+        let send = |b: &mut Endpoint, from: SocketAddr, p: Proof| {
+            let bytes = wire::encode(&proof.header, &[Frame::Proof(p)]);
+            b.handle_datagram(now, from, &bytes);
         };
-        let from = SocketAddr::from(([10, 0, 0, 2], 7654));
-        ep.handle_datagram(now, from, &hello("c#dev"));
-        assert_eq!(ep.stats().malformed, 1);
-        assert!(ep.poll_event().is_none() && ep.poll_transmit().is_none());
-        ep.handle_datagram(now, from, &hello("cdev"));
-        assert!(matches!(ep.poll_event(), Some(Event::PeerJoined { .. })));
-        assert!(ep.poll_transmit().is_some(), "the hello is answered");
+        // From another address: the cookie was for addr(1).
+        send(&mut b, addr(9), good.clone());
+        assert_eq!(b.stats().bad_cookie, 1);
+        // Another key (hashing to another id), or a signature that is not the key's.
+        let other = Identity::from_secret([3; 32]).public_key();
+        send(
+            &mut b,
+            addr(1),
+            Proof {
+                key: other,
+                ..good.clone()
+            },
+        );
+        let mut bent = good.clone();
+        bent.signature.0[0] ^= 1;
+        send(&mut b, addr(1), bent);
+        let renamed = Proof {
+            nick: "mallory".into(),
+            ..good.clone()
+        };
+        send(&mut b, addr(1), renamed);
+        assert_eq!(b.stats().bad_proof, 3);
+        assert_eq!(b.footprint().peers, 0);
+        assert!(b.poll_event().is_none() && b.poll_transmit().is_none());
+        send(&mut b, addr(1), good);
+        assert!(matches!(b.poll_event(), Some(Event::PeerJoined { .. })));
+    }
+
+    #[test]
+    fn a_cookie_that_answers_no_hello_of_ours_is_dropped() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        pass(&mut a, addr(1), &mut b, now);
+        let cookies: Vec<Transmit> = std::iter::from_fn(|| b.poll_transmit()).collect();
+        a.handle_datagram(now, addr(3), &cookies[0].bytes);
+        assert_eq!(a.stats().bad_cookie, 1, "not from where our hello went");
+        assert!(a.poll_transmit().is_none());
+        let late = now + crate::proto::cookie::COOKIE_EPOCH * 2;
+        a.handle_datagram(late, addr(2), &cookies[0].bytes);
+        assert_eq!(a.stats().bad_cookie, 2, "expired");
     }
 }

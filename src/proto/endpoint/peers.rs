@@ -1,28 +1,27 @@
 //! The peer table: the peers we know, who may join it, and who is forgotten when it is full.
 //!
-//! Admission is what strangers cannot abuse: a peer we did not ask for costs a token from a
-//! bucket refilled each second ([`TokenBucket`]), and a full table takes a newcomer only by
-//! forgetting a peer that is not online (left, offline or unreachable): the one with nothing
-//! queued heard from longest ago, else the one heard from longest ago (its queue is dropped and
-//! the user told). An online peer is never pushed out. A forgotten peer's message-id watermark
-//! is kept, so that if it comes back in this run it is not shown messages twice; restored peers
-//! that found no room wait, dormant, until they say hello.
+//! Only a peer that proved its key at an address (see `handshake`) is ever added, so nothing
+//! here is spent on anyone who never showed it receives where it claims. Even so the table is
+//! bounded: a full table takes a newcomer only by forgetting a peer that is neither waiting for
+//! our messages nor heard in the last day ([`PROTECTED_AFTER_HEARD`]) — the one heard longest ago
+//! — and one IP address holds at most [`Limits::max_peers_per_ip`] peers the user did not add,
+//! so a host answering on many ports cannot fill it. A forgotten peer's message-id watermark (and
+//! key) is kept, so that if it comes back in this run it is not shown messages twice; restored
+//! peers that found no room wait, dormant, until they prove themselves.
 
+use crate::proto::identity::PublicKey;
 use crate::proto::ids::{MessageId, PeerId};
 use crate::proto::link::{Link, LinkState};
 use crate::proto::stats::LinkCounters;
-use crate::proto::{Found, Limits, PeerInfo, RestoredPeer};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use crate::proto::{Found, Limits, PeerInfo, RestoredPeer, PROTECTED_AFTER_HEARD};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 /// Evicted peers whose message-id watermark is remembered at most.
 const MAX_FORGOTTEN: usize = 1024;
 /// Addresses remembered per peer.
 pub const MAX_ADDRS: usize = 4;
-/// Things per second strangers can make us do (admit them, answer them, probe them), in a
-/// burst of as many.
-pub const STRANGER_TOKENS_PER_SEC: u32 = 10;
 
 /// A peer's addresses: never empty, the one that last worked first, at most [`MAX_ADDRS`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,59 +71,32 @@ impl Addresses {
     }
 }
 
-/// A token bucket: `per_sec` tokens, all refilled once a second has passed since the last
-/// refill.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    /// Tokens a refill gives.
-    per_sec: u32,
-    /// Tokens left.
-    tokens: u32,
-    /// When it was last refilled.
-    since: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket at `now`.
-    pub fn new(per_sec: u32, now: Instant) -> Self {
-        Self {
-            per_sec,
-            tokens: per_sec,
-            since: now,
-        }
-    }
-
-    /// Takes a token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        if now.saturating_duration_since(self.since) >= Duration::from_secs(1) {
-            self.tokens = self.per_sec;
-            self.since = now;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
-}
-
 /// A known peer. Its state (offline, online, unreachable, left) is its link's
 /// ([`Link::state`]): the link runs most of the transitions (acks, timeouts, a leave), and
-/// the endpoint the rest ([`Link::restart`] on a hello).
+/// the endpoint the rest ([`Link::restart`] on a proof).
 #[derive(Debug)]
 pub struct Peer {
     /// Its nick.
     pub nick: String,
-    /// The session its datagrams must carry.
+    /// Its public key, pinned once proven (or restored): another key is never taken for this
+    /// PeerId. `None` only for a peer restored without one, until it proves itself.
+    pub key: Option<PublicKey>,
+    /// The session its datagrams must carry (0 until it proves itself in this run).
     pub session: u64,
-    /// Where it is.
+    /// Where it is known to be (shown, stored, probed again), the one in use first.
     pub addrs: Addresses,
+    /// The addresses its current session proved itself from: its datagrams are taken from
+    /// these alone. Empty until it proves itself in this run.
+    pub proven: Vec<SocketAddr>,
     /// How we found it.
     pub found: Found,
-    /// When we last heard from it.
+    /// When we last heard from it (for a restored peer: when it was restored), for `/peers`.
     pub last_heard: Instant,
     /// The capability bits of its latest hello in this run (`None`: not heard yet).
     pub caps: Option<u64>,
+    /// When we last heard from it, as far as we know (`None`: restored and never heard in this
+    /// run, with no stored time): a peer heard in the last day is never evicted.
+    pub heard_at: Option<Instant>,
     /// The reliable link.
     pub link: Link,
     /// Link counters already added to the endpoint's statistics, so only the difference is
@@ -141,6 +113,40 @@ impl Peer {
     /// Whether it is online (answering, and not gone).
     pub fn is_online(&self) -> bool {
         self.state() == LinkState::Online
+    }
+
+    /// Whether its current session proved itself from `addr`.
+    pub fn proven_at(&self, addr: SocketAddr) -> bool {
+        self.proven.contains(&addr)
+    }
+
+    /// Its current session proved itself from `addr` (a new session forgets the addresses the
+    /// old one proved).
+    pub fn prove(&mut self, addr: SocketAddr, new_session: bool) {
+        if new_session {
+            self.proven.clear();
+        }
+        if !self.proven.contains(&addr) {
+            if self.proven.len() >= MAX_ADDRS {
+                self.proven.remove(0);
+            }
+            self.proven.push(addr);
+        }
+        self.addrs.note(addr);
+    }
+
+    /// It was heard from (a datagram its link took, or a proof) at `now`.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.heard_at = Some(now);
+    }
+
+    /// Whether it must stay: messages of ours wait for it, or it was heard in the last day.
+    pub fn protected(&self, now: Instant) -> bool {
+        self.link.undelivered() > 0
+            || self
+                .heard_at
+                .is_some_and(|t| now.saturating_duration_since(t) < PROTECTED_AFTER_HEARD)
     }
 
     /// A snapshot for the user interface.
@@ -165,17 +171,27 @@ pub struct Forgotten {
     pub id: PeerId,
     /// Its nick.
     pub nick: String,
-    /// Our messages that were waiting for it, now dropped.
+    /// Our messages that were waiting for it, now dropped (none: a peer with messages waiting
+    /// is never evicted; kept for the event's shape).
     pub dropped: Vec<MessageId>,
 }
 
 /// Why a newcomer was not admitted (counted in [`crate::proto::Stats::table_full`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// A stranger, and the bucket is empty this second.
-    NoToken,
-    /// The table is full of peers that are online.
+    /// Its IP address already holds as many peers as one may.
+    AddressFull,
+    /// The table is full of peers that must stay.
     Full,
+}
+
+/// What is remembered of a peer evicted from the table.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    /// The highest message id shown from it.
+    shown: MessageId,
+    /// Its key, if it was known.
+    key: Option<PublicKey>,
 }
 
 /// The known peers, and what is remembered of the ones that are not in the table.
@@ -183,25 +199,32 @@ pub enum Refused {
 pub struct PeerTable {
     /// Known peers.
     peers: BTreeMap<PeerId, Peer>,
-    /// Peers at most, and the queue bound of their links.
+    /// Peers at most, per IP address, and the queue bound of their links.
     limits: Limits,
-    /// Tokens for what strangers can make us do.
-    strangers: TokenBucket,
-    /// Restored peers not in the table (no address, or no room): applied when they say hello.
+    /// Restored peers not in the table (no address, or no room): applied when they prove
+    /// themselves.
     dormant: BTreeMap<PeerId, RestoredPeer>,
-    /// Message-id watermarks of peers evicted from the table, applied if they come back.
-    forgotten: BTreeMap<PeerId, MessageId>,
+    /// What is kept of peers evicted from the table, applied if they come back.
+    forgotten: BTreeMap<PeerId, Remembered>,
+    /// Peers changed (handed out mutably) since the endpoint last drove them: their links may
+    /// have something to send, or a new timer.
+    dirty: BTreeSet<PeerId>,
+    /// The next timer of each peer that is not dirty (none: no entry). With `dirty`, this lets
+    /// the endpoint drive only the peers that have work, instead of every peer on every input:
+    /// what a table of hundreds of peers needs.
+    timers: BTreeMap<PeerId, Instant>,
 }
 
 impl PeerTable {
-    /// An empty table at `now`.
-    pub fn new(limits: Limits, now: Instant) -> Self {
+    /// An empty table.
+    pub fn new(limits: Limits) -> Self {
         Self {
             peers: BTreeMap::new(),
             limits,
-            strangers: TokenBucket::new(STRANGER_TOKENS_PER_SEC, now),
             dormant: BTreeMap::new(),
             forgotten: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            timers: BTreeMap::new(),
         }
     }
 
@@ -210,14 +233,26 @@ impl PeerTable {
         self.peers.get(id)
     }
 
-    /// The peer `id`, to change.
+    /// The peer `id`, to change (so it is driven at the next [`PeerTable::due`]).
     pub fn get_mut(&mut self, id: &PeerId) -> Option<&mut Peer> {
-        self.peers.get_mut(id)
+        let p = self.peers.get_mut(id)?;
+        self.dirty.insert(*id);
+        Some(p)
     }
 
     /// Whether `id` is in the table.
     pub fn contains(&self, id: &PeerId) -> bool {
         self.peers.contains_key(id)
+    }
+
+    /// How many peers are in the table.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Restored peers waiting outside the table, and evicted peers whose watermark is kept.
+    pub fn remembered(&self) -> (usize, usize) {
+        (self.dormant.len(), self.forgotten.len())
     }
 
     /// Every known peer's id, in id order.
@@ -232,23 +267,86 @@ impl PeerTable {
 
     /// Every known peer, to change.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.dirty.extend(self.peers.keys().copied());
         self.peers.values_mut()
     }
 
-    /// Takes a token for something a stranger asks of us; false if none is left this second.
-    pub fn allow_stranger(&mut self, now: Instant) -> bool {
-        self.strangers.take(now)
+    /// The peers the endpoint must drive at `now`, in id order: those changed since, and those
+    /// whose timer is due.
+    pub fn due(&self, now: Instant) -> Vec<PeerId> {
+        let timed = self
+            .timers
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id);
+        let mut ids: BTreeSet<PeerId> = self.dirty.clone();
+        ids.extend(timed);
+        ids.into_iter().collect()
     }
 
-    /// Decides whether a peer not in the table may join it: a stranger we did not `invite`
-    /// costs a token, and a full table must make room (see the module documentation). On
+    /// Peer `id` was driven: its timer is noted, and it is clean until changed again.
+    pub fn settle(&mut self, id: PeerId) {
+        self.dirty.remove(&id);
+        match self.peers.get(&id).and_then(|p| p.link.next_timeout()) {
+            Some(t) => self.timers.insert(id, t),
+            None => self.timers.remove(&id),
+        };
+    }
+
+    /// The earliest timer of any peer.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let clean = self
+            .timers
+            .iter()
+            .filter(|(id, _)| !self.dirty.contains(id))
+            .map(|(_, t)| *t);
+        let changed = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.peers.get(id))
+            .filter_map(|p| p.link.next_timeout());
+        clean.chain(changed).min()
+    }
+
+    /// The key `id` must prove, if one is known for it (in the table, restored with one, or
+    /// remembered after eviction).
+    pub fn pinned_key(&self, id: &PeerId) -> Option<PublicKey> {
+        if let Some(p) = self.peers.get(id) {
+            return p.key;
+        }
+        self.dormant
+            .get(id)
+            .and_then(|r| r.key)
+            .or_else(|| self.forgotten.get(id).and_then(|f| f.key))
+    }
+
+    /// Whether some peer present in the table (not away) has proven itself from `addr`.
+    pub fn proven_present_at(&self, addr: SocketAddr) -> bool {
+        self.peers
+            .values()
+            .any(|p| !p.state().is_away() && p.proven_at(addr))
+    }
+
+    /// Decides whether a peer not in the table, which proved itself from an address at `ip`,
+    /// may join it (see the module documentation); `manual`: at an address the user gave. On
     /// success the caller adds it with [`PeerTable::join`].
     ///
     /// # Errors
-    /// [`Refused`] if it may not join now; a probe of ours, if any, stays to try again.
-    pub fn admit(&mut self, now: Instant, invited: bool) -> Result<Option<Forgotten>, Refused> {
-        if !invited && !self.allow_stranger(now) {
-            return Err(Refused::NoToken);
+    /// [`Refused`] if it may not join now; it will try again (its probe, or ours, goes on).
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        manual: bool,
+    ) -> Result<Option<Forgotten>, Refused> {
+        let ip = ip.to_canonical();
+        let at_ip = self
+            .peers
+            .values()
+            .filter(|p| p.found != Found::Manual && p.addrs.current().ip().to_canonical() == ip)
+            .count();
+        if !manual && at_ip >= self.limits.max_peers_per_ip {
+            return Err(Refused::AddressFull);
         }
         if self.peers.len() < self.limits.max_peers {
             return Ok(None);
@@ -256,17 +354,25 @@ impl PeerTable {
         let victim = self
             .peers
             .iter()
-            .filter(|(_, p)| !p.is_online())
-            .min_by_key(|(_, p)| (p.link.undelivered() > 0, p.last_heard))
+            .filter(|(_, p)| !p.protected(now))
+            .min_by_key(|(&id, p)| (p.heard_at, p.last_heard, id))
             .map(|(&id, _)| id);
         let (id, p) = victim
             .and_then(|id| self.peers.remove(&id).map(|p| (id, p)))
             .ok_or(Refused::Full)?;
+        self.dirty.remove(&id);
+        self.timers.remove(&id);
         // Should it come back in this run, it must not be shown again what it has seen.
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
         }
-        self.forgotten.insert(id, p.link.delivered_through());
+        self.forgotten.insert(
+            id,
+            Remembered {
+                shown: p.link.delivered_through(),
+                key: p.key,
+            },
+        );
         Ok(Some(Forgotten {
             id,
             nick: p.nick,
@@ -274,13 +380,15 @@ impl PeerTable {
         }))
     }
 
-    /// The peer `id`, added (offline, until its hello is handled) if it is not known yet,
+    /// The peer `id`, added (offline, until its proof is handled) if it is not known yet,
     /// with what is remembered of it: its watermark if it was forgotten, its outbox if it was
     /// dormant.
+    #[allow(clippy::too_many_arguments)] // one peer's whole first appearance
     pub fn join(
         &mut self,
         now: Instant,
         id: PeerId,
+        key: PublicKey,
         nick: &str,
         session: u64,
         from: SocketAddr,
@@ -289,10 +397,11 @@ impl PeerTable {
         let max_queued_items = self.limits.max_queued_items;
         let forgotten = &mut self.forgotten;
         let dormant = &mut self.dormant;
+        self.dirty.insert(id);
         self.peers.entry(id).or_insert_with(|| {
             let mut link = Link::new(now, max_queued_items);
-            if let Some(shown) = forgotten.remove(&id) {
-                link.set_delivered_through(shown);
+            if let Some(f) = forgotten.remove(&id) {
+                link.set_delivered_through(f.shown);
             }
             if let Some(r) = dormant.remove(&id) {
                 link.set_delivered_through(r.delivered_through);
@@ -302,11 +411,14 @@ impl PeerTable {
             }
             Peer {
                 nick: nick.to_owned(),
+                key: Some(key),
                 session,
                 addrs: Addresses::new(from),
+                proven: Vec::new(),
                 found,
                 last_heard: now,
                 caps: None,
+                heard_at: Some(now),
                 link,
                 counted: LinkCounters::default(),
             }
@@ -315,9 +427,10 @@ impl PeerTable {
 
     /// Takes in the peers storage remembers (see [`crate::proto::Endpoint::restore`]): the ones
     /// that matter most first (messages waiting for them, then added by hand) while there is
-    /// room, offline; the rest, and those with no address, wait dormant until they say hello.
-    /// Returns the addresses to contact, with why: every address of a peer added by hand or
-    /// with messages waiting.
+    /// room, offline; the rest, and those with no address, wait dormant until they prove
+    /// themselves. A stored key that is not the PeerId's own is dropped (the PeerId still
+    /// binds the key by its hash). Returns the addresses to contact, with why: every address of
+    /// a peer added by hand or with messages waiting.
     pub fn restore(
         &mut self,
         now: Instant,
@@ -327,10 +440,11 @@ impl PeerTable {
         peers.sort_by_key(|r| (r.outbox.is_empty(), !r.manual));
         let room = self.limits.max_peers.saturating_sub(self.peers.len());
         let mut contact = Vec::new();
-        for (i, r) in peers.into_iter().enumerate() {
+        for (i, mut r) in peers.into_iter().enumerate() {
             if r.id == me {
                 continue;
             }
+            r.key = r.key.filter(|k| k.peer_id() == r.id);
             let addrs = match Addresses::from_list(&r.addrs) {
                 Some(addrs) if i < room => addrs,
                 // Nowhere to contact it, or no room: applied when it contacts us.
@@ -354,15 +468,19 @@ impl PeerTable {
             if r.manual || !r.outbox.is_empty() {
                 contact.extend(addrs.iter().map(|a| (a, found)));
             }
+            self.dirty.insert(r.id);
             self.peers.insert(
                 r.id,
                 Peer {
                     nick: r.nick,
+                    key: r.key,
                     session: 0,
                     addrs,
+                    proven: Vec::new(),
                     found,
                     last_heard: now,
                     caps: None,
+                    heard_at: r.heard_ago.and_then(|ago| now.checked_sub(ago)),
                     link,
                     counted: LinkCounters::default(),
                 },
@@ -373,34 +491,51 @@ impl PeerTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)] // a test that indexes out of bounds fails, as it should
 mod tests {
     use super::*;
     use crate::proto::wire::Frame;
+    use std::time::Duration;
 
     const SEC: Duration = Duration::from_secs(1);
+    const DAY: Duration = PROTECTED_AFTER_HEARD;
 
     fn addr(i: u8) -> SocketAddr {
         SocketAddr::from(([10, 0, 0, i], 7654))
     }
 
+    fn ip(i: u8) -> IpAddr {
+        addr(i).ip()
+    }
+
     fn table(max_peers: usize, now: Instant) -> PeerTable {
+        let _ = now;
         let limits = Limits {
             max_peers,
             ..Limits::default()
         };
-        PeerTable::new(limits, now)
+        PeerTable::new(limits)
     }
 
     /// Adds peer `id` (admitted already), online, heard at `now`.
     fn join_online(t: &mut PeerTable, now: Instant, id: u8) -> &mut Peer {
-        let p = t.join(now, PeerId(id.into()), "p", 1, addr(id), Found::Incoming);
+        let key = PublicKey([id; 32]);
+        let p = t.join(
+            now,
+            PeerId(id.into()),
+            key,
+            "p",
+            1,
+            addr(id),
+            Found::Incoming,
+        );
         p.link.restart(now, false);
         p
     }
 
     /// Admits and adds peer `id`, online, heard at `now`.
     fn online(t: &mut PeerTable, now: Instant, id: u8) -> &mut Peer {
-        assert_eq!(t.admit(now, true), Ok(None), "room");
+        assert_eq!(t.admit(now, ip(id), false), Ok(None), "room");
         join_online(t, now, id)
     }
 
@@ -409,20 +544,6 @@ mod tests {
         let mut out = Vec::new();
         p.link.on_datagram(now, 0, vec![Frame::Leave], &mut out);
         assert_eq!(p.state(), LinkState::Left);
-    }
-
-    #[test]
-    fn the_bucket_gives_its_tokens_then_waits_a_second() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(3, t0);
-        assert!((0..3).all(|_| b.take(t0)));
-        assert!(!b.take(t0 + SEC / 2));
-        assert!(b.take(t0 + SEC));
-        assert!(b.take(t0 + SEC) && b.take(t0 + SEC));
-        assert!(
-            !b.take(t0 + SEC * 3 / 2),
-            "refilled at 1 s, not topped up since"
-        );
     }
 
     #[test]
@@ -444,103 +565,97 @@ mod tests {
     }
 
     #[test]
-    fn strangers_are_admitted_a_few_a_second() {
+    fn a_session_proves_addresses_and_a_new_session_starts_over() {
         let t0 = Instant::now();
-        let mut t = table(100, t0);
-        let admitted = (0..50).filter(|_| t.admit(t0, false).is_ok()).count();
-        assert_eq!(admitted, STRANGER_TOKENS_PER_SEC as usize);
-        assert_eq!(t.admit(t0, false), Err(Refused::NoToken));
-        assert_eq!(
-            t.admit(t0, true),
-            Ok(None),
-            "a peer we invited costs no token"
-        );
-        assert_eq!(t.admit(t0 + SEC, false), Ok(None));
+        let mut t = table(4, t0);
+        let p = online(&mut t, t0, 1);
+        assert!(!p.proven_at(addr(1)), "joined, not yet proven");
+        p.prove(addr(1), false);
+        p.prove(addr(2), false);
+        assert!(p.proven_at(addr(1)) && p.proven_at(addr(2)));
+        assert_eq!(p.addrs.current(), addr(2));
+        p.prove(addr(3), true);
+        assert!(!p.proven_at(addr(1)) && p.proven_at(addr(3)));
+        assert_eq!(p.addrs.iter().count(), 3, "still known, for contact");
     }
 
     #[test]
-    fn a_table_full_of_online_peers_refuses_newcomers() {
+    fn a_table_full_of_peers_heard_today_refuses_newcomers() {
         let t0 = Instant::now();
         let mut t = table(3, t0);
         for id in 1..=3 {
-            online(&mut t, t0, id);
+            let p = online(&mut t, t0, id);
+            leave(p, t0); // gone, but heard today
         }
-        assert_eq!(t.admit(t0, true), Err(Refused::Full));
+        assert_eq!(t.admit(t0 + DAY - SEC, ip(9), false), Err(Refused::Full));
         assert_eq!(t.ids().len(), 3);
+        let gone = t.admit(t0 + DAY, ip(9), false).unwrap().unwrap();
+        assert_eq!(
+            gone.id,
+            PeerId(1),
+            "a day later: heard longest ago, lowest id"
+        );
     }
 
     #[test]
-    fn eviction_prefers_a_departed_peer_with_nothing_queued_heard_from_longest_ago() {
+    fn a_peer_with_messages_waiting_is_never_evicted() {
         let t0 = Instant::now();
-        let mut t = table(4, t0);
-        online(&mut t, t0, 1);
-        // Left long ago, but with a message waiting.
-        let p = online(&mut t, t0, 2);
+        let mut t = table(2, t0);
+        let p = online(&mut t, t0, 1);
         p.link
             .queue_message(t0, MessageId(7), false, "wait")
             .unwrap();
         leave(p, t0);
-        // Left later, nothing waiting: this one goes first.
-        let p = online(&mut t, t0 + SEC, 3);
+        let p = online(&mut t, t0, 2);
         p.link.set_delivered_through(MessageId(42));
-        leave(p, t0 + SEC);
-        // Left last, nothing waiting.
-        let p = online(&mut t, t0 + SEC * 2, 4);
-        leave(p, t0 + SEC * 2);
-        let now = t0 + SEC * 3;
-        let first = t.admit(now, true).unwrap().unwrap();
-        assert_eq!((first.id, first.dropped), (PeerId(3), vec![]));
-        join_online(&mut t, now, 5);
-        let second = t.admit(now, true).unwrap().unwrap();
-        assert_eq!(second.id, PeerId(4));
-        join_online(&mut t, now, 6);
-        let third = t.admit(now, true).unwrap().unwrap();
+        leave(p, t0);
+        let later = t0 + DAY * 30;
+        let gone = t.admit(later, ip(3), false).unwrap().unwrap();
+        assert_eq!((gone.id, gone.dropped), (PeerId(2), vec![]));
+        join_online(&mut t, later, 3);
         assert_eq!(
-            (third.id, third.dropped),
-            (PeerId(2), vec![MessageId(7)]),
-            "then the one with a queue: it is dropped, and the caller tells the user"
+            t.admit(later, ip(4), false),
+            Err(Refused::Full),
+            "peer 1 has a message waiting, peer 3 was heard just now"
         );
-        // Peer 3 comes back: it is not shown again what it saw before it was forgotten.
-        let back = t.join(now, PeerId(3), "p3", 2, addr(3), Found::Incoming);
+        // Peer 2 comes back: it is not shown again what it saw before it was forgotten, and
+        // its key stays pinned.
+        assert_eq!(t.pinned_key(&PeerId(2)), Some(PublicKey([2; 32])));
+        let back = t.join(
+            later,
+            PeerId(2),
+            PublicKey([2; 32]),
+            "p2",
+            2,
+            addr(2),
+            Found::Incoming,
+        );
         assert_eq!(back.link.delivered_through(), MessageId(42));
     }
 
     #[test]
-    fn an_unreachable_or_offline_peer_can_be_evicted_but_an_online_one_cannot() {
+    fn one_ip_address_holds_a_bounded_number_of_peers_unless_added_by_hand() {
         let t0 = Instant::now();
-        let mut t = table(2, t0);
-        online(&mut t, t0, 1);
-        t.admit(t0, true).unwrap();
-        t.join(t0, PeerId(2), "p2", 1, addr(2), Found::Incoming); // never restarted: offline
-        let evicted = t.admit(t0, true).unwrap().unwrap();
-        assert_eq!(evicted.id, PeerId(2));
-        // Now make peer 3 unreachable: a message it never acknowledges.
-        t.join(t0, PeerId(3), "p3", 1, addr(3), Found::Incoming)
-            .link
-            .restart(t0, false);
-        let p = t.get_mut(&PeerId(3)).unwrap();
-        p.link
-            .queue_message(t0, MessageId(1), false, "hello?")
-            .unwrap();
-        let header = crate::proto::wire::Header {
-            sender: PeerId(0),
-            session: 1,
-            packet: 0,
-        };
-        let mut now = t0;
-        while p.state() == LinkState::Online {
-            while p.link.poll_datagram(now, header, 1).is_some() {}
-            now = p.link.next_timeout().unwrap();
-            p.link.on_timeout(now, &mut Vec::new());
+        let mut t = PeerTable::new(Limits {
+            max_peers: 100,
+            max_peers_per_ip: 3,
+            ..Limits::default()
+        });
+        let host = ip(7);
+        for port in 0..3u16 {
+            assert_eq!(t.admit(t0, host, false), Ok(None));
+            let id = PeerId(100 + u64::from(port));
+            let at = SocketAddr::new(host, 9000 + port);
+            t.join(t0, id, PublicKey([1; 32]), "p", 1, at, Found::Incoming);
         }
-        assert!(p.link.is_unreachable());
-        let evicted = t.admit(now, true).unwrap().unwrap();
+        assert_eq!(t.admit(t0, host, false), Err(Refused::AddressFull));
         assert_eq!(
-            (evicted.id, evicted.dropped),
-            (PeerId(3), vec![MessageId(1)])
+            t.admit(t0, "::ffff:10.0.0.7".parse().unwrap(), false),
+            Err(Refused::AddressFull),
+            "one address, however written"
         );
-        join_online(&mut t, now, 4);
-        assert_eq!(t.admit(now, true), Err(Refused::Full), "both are online");
+        assert_eq!(t.admit(t0, host, true), Ok(None), "the user's choice");
+        assert_eq!(t.admit(t0, ip(8), false), Ok(None));
     }
 
     #[test]
@@ -550,6 +665,8 @@ mod tests {
         let mut t = table(3, t0);
         let restored = |id: u64, manual: bool, outbox: bool, addrs: Vec<SocketAddr>| RestoredPeer {
             id: PeerId(id),
+            key: None,
+            heard_ago: None,
             nick: format!("p{id}"),
             addrs,
             manual,
@@ -572,6 +689,7 @@ mod tests {
         );
         assert_eq!(t.ids(), vec![PeerId(2), PeerId(3)]);
         assert!(t.iter().all(|(_, p)| p.state() == LinkState::Offline));
+        assert!(t.iter().all(|(_, p)| p.proven.is_empty() && p.session == 0));
         assert_eq!(
             contact,
             vec![
@@ -580,9 +698,49 @@ mod tests {
                 (addr(22), Found::Manual)
             ]
         );
-        // A dormant peer brings its outbox and watermark along when it says hello.
-        let four = t.join(t0, PeerId(4), "p4", 1, addr(4), Found::Incoming);
+        // A dormant peer brings its outbox and watermark along when it proves itself.
+        let four = t.join(
+            t0,
+            PeerId(4),
+            PublicKey([4; 32]),
+            "p4",
+            1,
+            addr(4),
+            Found::Incoming,
+        );
         assert_eq!(four.link.undelivered(), 1);
         assert_eq!(four.link.delivered_through(), MessageId(4));
+    }
+
+    #[test]
+    fn a_restored_key_must_be_the_peer_ids_own_and_old_peers_are_not_protected() {
+        let t0 = Instant::now() + DAY * 3;
+        let mut t = table(8, t0);
+        let real = crate::proto::Identity::from_secret([5; 32]);
+        let restored = |id: PeerId, key, heard_ago| RestoredPeer {
+            id,
+            key,
+            heard_ago,
+            nick: "x".into(),
+            addrs: vec![addr(1)],
+            manual: false,
+            delivered_through: MessageId(0),
+            outbox: vec![],
+        };
+        t.restore(
+            t0,
+            PeerId(99),
+            vec![
+                restored(real.peer_id(), Some(real.public_key()), Some(SEC)),
+                restored(PeerId(7), Some(real.public_key()), Some(DAY * 2)),
+            ],
+        );
+        assert_eq!(t.pinned_key(&real.peer_id()), Some(real.public_key()));
+        assert_eq!(t.pinned_key(&PeerId(7)), None, "not its key: dropped");
+        assert!(t.get(&real.peer_id()).unwrap().protected(t0));
+        assert!(
+            !t.get(&PeerId(7)).unwrap().protected(t0),
+            "heard two days ago"
+        );
     }
 }

@@ -1,10 +1,28 @@
-//! History queries: which records make up the group conversation or a direct one, and how a
-//! line of history is printed.
+//! History queries: which records make up the group conversation or a direct one, how the
+//! last lines are found without reading the whole journal, and how a line is printed.
+//!
+//! The journal keeps a small [`Index`] in memory: where records start, about every
+//! [`CHECKPOINT_EVERY`] bytes, and each peer's changes of nick. A query reads the file
+//! backwards one stretch between checkpoints at a time, each stretch forwards with the
+//! tolerant reader, until it has the lines asked for: `/history 50` reads the last few dozen
+//! KiB of the file whatever its size, and holds only the lines it returns.
 
-use super::Record;
+use super::frame::{scan_source, FrameError, InMemory, HEADER};
+use super::view::{string, RecordView};
+use super::JournalError;
 use crate::proto::PeerId;
 use chrono::{Local, TimeZone};
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How far apart the index's checkpoints are, in bytes: what one step of a history query reads
+/// (plus at most one record).
+pub(super) const CHECKPOINT_EVERY: u64 = 64 * 1024;
 
 /// Which part of the conversation [`Journal::history`](super::Journal::history) returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,87 +52,289 @@ pub struct HistoryLine {
     pub text: String,
 }
 
-/// The lines of `records` that `filter` selects, in file order.
-pub(super) fn select(records: &[Record], filter: &HistoryFilter) -> Vec<HistoryLine> {
-    // The peers a direct conversation is with: a nick can move between ids (a peer that lost
-    // its identity) and an id between nicks (`/nick`), so gather every id that had the nick.
-    let direct_ids: BTreeSet<PeerId> = match filter {
-        HistoryFilter::Group => BTreeSet::new(),
-        HistoryFilter::Direct { nick: wanted } => records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Heard { from, nick, .. } | Record::Peer { id: from, nick, .. }
-                    if nick == wanted =>
-                {
-                    Some(*from)
-                }
-                _ => None,
-            })
-            .collect(),
-    };
-    let wanted = |direct_to: Option<PeerId>| match filter {
-        HistoryFilter::Group => direct_to.is_none(),
-        HistoryFilter::Direct { .. } => direct_to.is_some_and(|p| direct_ids.contains(&p)),
-    };
-    // Each peer's nick as of the record being read, to name the recipient of our direct
-    // messages as it was called then.
-    let mut nicks: BTreeMap<PeerId, &str> = BTreeMap::new();
-    let mut lines = Vec::new();
-    for record in records {
-        match record {
-            Record::Said {
+/// Where records start and what peers were called: enough to read history from the end.
+#[derive(Clone, Debug)]
+pub(super) struct Index {
+    /// Offsets of record starts, increasing, the first right after the header, then the first
+    /// record at or past every [`CHECKPOINT_EVERY`] bytes from the previous one.
+    checkpoints: Vec<u64>,
+    /// Per peer, each nick it was recorded under (by a `Heard` or `Peer` record) and the offset
+    /// of the record where that nick first followed a different one.
+    nicks: BTreeMap<PeerId, Vec<(u64, String)>>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            checkpoints: vec![HEADER.len() as u64],
+            nicks: BTreeMap::new(),
+        }
+    }
+}
+
+impl Index {
+    /// Notes that a record starts at `at` (decoded or not).
+    pub(super) fn note_start(&mut self, at: u64) {
+        let last = *self.checkpoints.last().expect("never empty");
+        if at >= last + CHECKPOINT_EVERY {
+            self.checkpoints.push(at);
+        }
+    }
+
+    /// Notes a record that starts at `at` and, for a `Heard` or `Peer` record, the peer it
+    /// names and what it calls it.
+    pub(super) fn note(&mut self, at: u64, name: Option<(PeerId, &[u8])>) {
+        self.note_start(at);
+        if let Some((id, nick)) = name {
+            let names = self.nicks.entry(id).or_default();
+            if names.last().is_none_or(|(_, last)| last.as_bytes() != nick) {
+                names.push((at, string(nick)));
+            }
+        }
+    }
+
+    /// The checkpoints, for tests.
+    #[cfg(test)]
+    pub(super) fn checkpoints(&self) -> &[u64] {
+        &self.checkpoints
+    }
+
+    /// A query for the last `last` lines that `filter` selects in `file`, which can run on any
+    /// thread (see [`HistoryQuery::run`]).
+    pub(super) fn query(
+        &self,
+        path: PathBuf,
+        file: Option<Arc<File>>,
+        filter: &HistoryFilter,
+        last: usize,
+    ) -> HistoryQuery {
+        let names = match filter {
+            HistoryFilter::Group => BTreeMap::new(),
+            // A nick can move between ids (a peer that lost its identity) and an id between
+            // nicks (`/nick`): every id that ever had the nick is part of the conversation.
+            HistoryFilter::Direct { nick: wanted } => self
+                .nicks
+                .iter()
+                .filter(|(_, names)| names.iter().any(|(_, n)| n == wanted))
+                .map(|(id, names)| (*id, names.clone()))
+                .collect(),
+        };
+        HistoryQuery {
+            path,
+            file,
+            checkpoints: self.checkpoints.clone(),
+            direct: matches!(filter, HistoryFilter::Direct { .. }),
+            names,
+            last,
+        }
+    }
+}
+
+/// A history query, independent of the journal once made: it holds its own handle on the
+/// file, so it can run off the event loop, and it reads the file as it was when the query was
+/// made even if a compaction replaces it meanwhile.
+#[derive(Debug)]
+pub struct HistoryQuery {
+    /// The journal's path, for messages.
+    path: PathBuf,
+    /// The file; `None` for a read-only journal that was never created.
+    file: Option<Arc<File>>,
+    /// See [`Index::checkpoints`].
+    checkpoints: Vec<u64>,
+    /// A direct conversation (with the peers in `names`) rather than the group.
+    direct: bool,
+    /// For a direct conversation, its peers and their nicks over time.
+    names: BTreeMap<PeerId, Vec<(u64, String)>>,
+    /// How many lines are wanted.
+    last: usize,
+}
+
+impl HistoryQuery {
+    /// The lines, oldest first, and the warnings about damage met on the way (in the stretches
+    /// of the file read; damage elsewhere was reported when the journal was opened).
+    ///
+    /// # Errors
+    /// The file cannot be read, or no longer starts with the journal header.
+    pub fn run(self) -> Result<(Vec<HistoryLine>, Vec<String>), JournalError> {
+        let Some(file) = self.file.as_deref() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let io_err = |source| JournalError::Io {
+            path: self.path.clone(),
+            action: "read",
+            source,
+        };
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut header = [0; HEADER.len()];
+        if len < HEADER.len() as u64 || file.read_exact_at(&mut header, 0).is_err() {
+            header = [0; HEADER.len()];
+        }
+        if header != HEADER {
+            return Err(JournalError::NotAJournal {
+                path: self.path.clone(),
+            });
+        }
+        // Stretches from the end backwards; the lines and warnings of each, in file order.
+        let mut stretches: Vec<(Vec<HistoryLine>, Vec<String>)> = Vec::new();
+        let mut found = 0;
+        let mut end = len;
+        for &start in self.checkpoints.iter().rev() {
+            if found >= self.last {
+                break;
+            }
+            if start >= end {
+                continue;
+            }
+            let bytes = read_range(file, start, end).map_err(io_err)?;
+            let stretch = self.read_stretch(&bytes, start, end == len);
+            found += stretch.0.len();
+            stretches.push(stretch);
+            end = start;
+        }
+        let mut lines = Vec::with_capacity(found.min(self.last));
+        let mut warnings = Vec::new();
+        for (l, w) in stretches.into_iter().rev() {
+            lines.extend(l);
+            warnings.extend(
+                w.into_iter()
+                    .map(|w| format!("journal {}: {w}", self.path.display())),
+            );
+        }
+        lines.drain(..lines.len().saturating_sub(self.last));
+        Ok((lines, warnings))
+    }
+
+    /// The lines selected in `bytes`, the stretch of the file from `start` (a record's start)
+    /// to the next checkpoint or, when `at_end`, to the end of the file; and its damage.
+    fn read_stretch(
+        &self,
+        bytes: &[u8],
+        start: u64,
+        at_end: bool,
+    ) -> (Vec<HistoryLine>, Vec<String>) {
+        let mut lines = Vec::new();
+        let mut src = InMemory { bytes, base: start };
+        let end = start + bytes.len() as u64;
+        let damage = scan_source(&mut src, start, |found| {
+            if let Some(line) = found.record.and_then(|r| self.line(found.at, &r)) {
+                lines.push(line);
+            }
+        })
+        .expect("reading memory cannot fail");
+        let mut warnings = damage.warnings;
+        if let Some(tail) = damage.tail {
+            warnings.push(if at_end {
+                tail.describe(end)
+            } else {
+                // Not the file's end: the next stretch starts with a good record.
+                skipped(tail.at, tail.error, end)
+            });
+        }
+        (lines, warnings)
+    }
+
+    /// The line `record` (at offset `at`) makes, if it is a message this query selects.
+    fn line(&self, at: u64, record: &RecordView<'_>) -> Option<HistoryLine> {
+        match *record {
+            RecordView::Said {
                 at_ms,
                 nick,
                 direct_to,
-                text,
+                text: said,
                 ..
-            } if wanted(*direct_to) => lines.push(HistoryLine {
-                at_ms: *at_ms,
-                nick: nick.clone(),
-                to: direct_to.map(|p| match nicks.get(&p) {
-                    Some(nick) => nick.to_string(),
-                    None => p.to_string(),
-                }),
-                direct: direct_to.is_some(),
-                text: text.clone(),
-            }),
-            Record::Heard {
+            } => {
+                let to = match direct_to {
+                    None if !self.direct => None,
+                    Some(p) if self.direct => Some(self.name_at(p, at)?),
+                    _ => return None,
+                };
+                Some(HistoryLine {
+                    at_ms,
+                    nick: string(nick),
+                    direct: to.is_some(),
+                    to,
+                    text: string(said),
+                })
+            }
+            RecordView::Heard {
                 at_ms,
                 from,
                 nick,
                 direct,
-                text,
+                text: heard,
                 ..
-            } => {
-                nicks.insert(*from, nick);
-                if wanted(direct.then_some(*from)) {
-                    lines.push(HistoryLine {
-                        at_ms: *at_ms,
-                        nick: nick.clone(),
-                        to: None,
-                        direct: *direct,
-                        text: text.clone(),
-                    });
-                }
+            } if direct == self.direct && (!direct || self.names.contains_key(&from)) => {
+                Some(HistoryLine {
+                    at_ms,
+                    nick: string(nick),
+                    to: None,
+                    direct,
+                    text: string(heard),
+                })
             }
-            Record::Peer { id, nick, .. } => {
-                nicks.insert(*id, nick);
-            }
-            _ => {}
+            _ => None,
         }
     }
-    lines
+
+    /// What a peer of the conversation was called just before offset `at`: its nick recorded
+    /// last before it, or its id; `None` if it is not of this conversation.
+    fn name_at(&self, peer: PeerId, at: u64) -> Option<String> {
+        let names = self.names.get(&peer)?;
+        let before = names.partition_point(|(from, _)| *from < at);
+        Some(match before {
+            0 => peer.to_string(),
+            n => names[n - 1].1.clone(),
+        })
+    }
+}
+
+/// The warning for damage at `at` that runs to the good record at `next`.
+fn skipped(at: u64, error: FrameError, next: u64) -> String {
+    format!(
+        "offset {at}: {error}; skipped {} bytes to the next good record at offset {next}",
+        next - at
+    )
+}
+
+/// The bytes of `file` from `start` to `end` (fewer if the file is shorter).
+fn read_range(file: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; (end - start) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
 }
 
 /// `l` as one line of text in local time: `2026-11-25 14:02 <alice> text` for the group,
 /// `… *alice* text` for a direct message to us, `… *-> bob* text` for one from us. The text is
 /// not sanitised here: the caller renders it for the terminal.
 pub fn format_history_line(l: &HistoryLine) -> String {
-    let when = match Local.timestamp_millis_opt(l.at_ms).earliest() {
-        Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
-        // Out of chrono's range: only a damaged or hand-made record has such a time.
-        None => "????-??-?? ??:??".to_string(),
-    };
+    thread_local! {
+        /// The UTC minute formatted last, and how: the lines of a history mostly share their
+        /// minute with the line before, and working out the local time costs more than all the
+        /// rest of a line. (Exact wherever the zone's offset is whole minutes, as every zone's
+        /// has been since the 1970s; within a minute of the truth before that.)
+        static LAST_MINUTE: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let minute = l.at_ms.div_euclid(60_000);
+    let when = LAST_MINUTE.with_borrow_mut(|(last, when)| {
+        if *last != minute {
+            *when = match Local.timestamp_millis_opt(l.at_ms).earliest() {
+                Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+                // Out of chrono's range: only a damaged or hand-made record has such a time.
+                None => "????-??-?? ??:??".to_string(),
+            };
+            *last = minute;
+        }
+        when.clone()
+    });
     let who = match (&l.to, l.direct) {
         (Some(to), _) => format!("*-> {to}*"),
         (None, true) => format!("*{}*", l.nick),

@@ -1,8 +1,10 @@
 //! The restart summary: what the records of a journal mean for a program starting again.
 
+use super::view::{string, RecordView};
 use super::{HistoryLine, Record};
 use crate::proto::PeerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 
 /// One of our messages still on its way to one recipient.
@@ -69,114 +71,251 @@ pub struct Restored {
     pub records: usize,
 }
 
+impl Restored {
+    /// The summary of an empty journal.
+    pub(super) fn default_empty() -> Restored {
+        Restored {
+            next_msg: 1,
+            ..Restored::default()
+        }
+    }
+}
+
 /// The restart summary of `records`, read in file order.
+#[cfg(test)]
 pub(super) fn summarize(records: &[Record]) -> Restored {
-    let mut max_said = 0;
-    let mut delivered_from = BTreeMap::new();
-    // Per recipient, keyed by id so each comes out in id order whatever the records' order.
-    let mut outbox: BTreeMap<PeerId, BTreeMap<u64, Outgoing>> = BTreeMap::new();
-    let mut peers = BTreeMap::new();
-    let mut tracking = false;
-    let mut last_session = 0;
-    let mut last_nick = None;
-    let mut heard = Vec::new();
-    let mut shown: BTreeMap<PeerId, u64> = BTreeMap::new();
-    for record in records {
+    let mut s = Summarizer::default();
+    for (at, r) in records.iter().enumerate() {
+        let payload = postcard::to_allocvec(r).unwrap();
+        s.add(&super::view::decode(&payload).unwrap(), at as u64);
+    }
+    s.finish(|at| Ok(records[at as usize].clone())).unwrap()
+}
+
+/// One of our messages waiting for recipients, until the summary is finished.
+#[derive(Clone, Debug)]
+struct Waiting {
+    /// Where its `Said` record starts, to read its text again at the end.
+    at: u64,
+    /// When it was sent.
+    at_ms: i64,
+    /// Whether it was direct.
+    direct: bool,
+    /// The recipients that have neither acknowledged nor refused it.
+    to: Vec<PeerId>,
+}
+
+/// A message heard and not yet shown, until the summary is finished.
+#[derive(Clone, Copy, Debug)]
+struct NotShown {
+    /// Its position among the records, to give them back in the order heard.
+    seq: usize,
+    /// Its id.
+    id: u64,
+    /// Where its `Heard` record starts, to read it again at the end.
+    at: u64,
+}
+
+/// Builds the restart summary one record at a time, in file order, holding only what the
+/// summary needs: where the few records it will show or send again are, not the records (it
+/// reads those again at the end, see [`Summarizer::finish`]), so that opening a large journal
+/// costs neither a copy of every message nor the memory for it.
+#[derive(Debug, Default)]
+pub(super) struct Summarizer {
+    /// The highest id of ours in a `Said` record.
+    max_said: u64,
+    /// The next id a [`Record::Compacted`] carried over (its `Said` records may be gone).
+    compacted_next: u64,
+    /// See [`Restored::delivered_from`].
+    delivered_from: BTreeMap<PeerId, u64>,
+    /// By id, our messages that some recipient has neither acknowledged nor refused (ids
+    /// grow, so a new one goes at the end of the map, cheaply).
+    outbox: BTreeMap<u64, Waiting>,
+    /// See [`Restored::peers`].
+    peers: BTreeMap<PeerId, PeerRecord>,
+    /// A [`Record::Opened`] was read: messages heard from here on are tracked until shown.
+    tracking: bool,
+    /// See [`Restored::last_session`].
+    last_session: u64,
+    /// See [`Restored::last_nick`].
+    last_nick: Option<String>,
+    /// Tracked messages not yet covered by a [`Record::Shown`], per sender, in the order heard.
+    heard: BTreeMap<PeerId, VecDeque<NotShown>>,
+    /// The highest id shown per sender.
+    shown: BTreeMap<PeerId, u64>,
+    /// How many records were added.
+    records: usize,
+}
+
+impl Summarizer {
+    /// The highest id shown per sender, so far.
+    pub(super) fn shown(&self) -> &BTreeMap<PeerId, u64> {
+        &self.shown
+    }
+
+    /// Whether a [`Record::Opened`] was read, so far.
+    pub(super) fn tracking(&self) -> bool {
+        self.tracking
+    }
+
+    /// Takes the next record in file order, which starts at offset `at`.
+    pub(super) fn add(&mut self, record: &RecordView<'_>, at: u64) {
+        let seq = self.records;
+        self.records += 1;
         match record {
-            Record::Opened { session, nick, .. } => {
-                tracking = true;
-                last_session = last_session.max(*session);
-                last_nick = Some(nick.clone());
+            RecordView::Opened { session, nick, .. } => {
+                self.tracking = true;
+                self.last_session = self.last_session.max(*session);
+                self.last_nick = Some(super::view::string(nick));
             }
-            Record::Shown { from, id } => {
-                let through = shown.entry(*from).or_insert(*id);
+            RecordView::Shown { from, id } => {
+                let through = self.shown.entry(*from).or_insert(*id);
                 *through = (*through).max(*id);
+                let through = *through;
+                if let Some(waiting) = self.heard.get_mut(from) {
+                    // Ids grow in the order heard, so what is covered is at the front; any
+                    // straggler is filtered out in `finish`.
+                    while waiting.front().is_some_and(|n| n.id <= through) {
+                        waiting.pop_front();
+                    }
+                    if waiting.is_empty() {
+                        self.heard.remove(from);
+                    }
+                }
             }
-            Record::Said {
+            RecordView::Said {
                 at_ms,
                 id,
                 nick,
                 direct_to,
                 recipients,
-                text,
+                ..
             } => {
-                max_said = max_said.max(*id);
-                last_nick = Some(nick.clone());
-                for to in recipients {
-                    outbox.entry(*to).or_default().insert(
-                        *id,
-                        Outgoing {
-                            id: *id,
-                            direct: direct_to.is_some(),
-                            text: text.clone(),
-                            at_ms: *at_ms,
-                        },
-                    );
-                }
+                self.max_said = self.max_said.max(*id);
+                self.last_nick = Some(super::view::string(nick));
+                let mut to = recipients.clone();
+                to.sort_unstable();
+                to.dedup();
+                // A second record with the same id (no version writes one) replaces the first.
+                self.outbox.insert(
+                    *id,
+                    Waiting {
+                        at,
+                        at_ms: *at_ms,
+                        direct: direct_to.is_some(),
+                        to,
+                    },
+                );
             }
-            Record::Heard {
-                at_ms,
-                from,
-                nick,
-                id,
-                direct,
-                text,
-            } => {
-                let highest = delivered_from.entry(*from).or_insert(*id);
+            RecordView::Heard { from, id, .. } => {
+                let highest = self.delivered_from.entry(*from).or_insert(*id);
                 *highest = (*highest).max(*id);
-                if tracking {
-                    heard.push(Unshown {
-                        from: *from,
-                        id: *id,
-                        line: HistoryLine {
-                            at_ms: *at_ms,
-                            nick: nick.clone(),
-                            to: None,
-                            direct: *direct,
-                            text: text.clone(),
-                        },
-                    });
+                let covered = self.shown.get(from).is_some_and(|through| id <= through);
+                if self.tracking && !covered {
+                    let n = NotShown { seq, id: *id, at };
+                    self.heard.entry(*from).or_default().push_back(n);
                 }
             }
-            Record::Delivered { to, id } | Record::Dropped { to, id } => {
-                if let Some(pending) = outbox.get_mut(to) {
-                    pending.remove(id);
+            RecordView::Delivered { to, id } | RecordView::Dropped { to, id } => {
+                if let Some(w) = self.outbox.get_mut(id) {
+                    w.to.retain(|p| p != to);
+                    if w.to.is_empty() {
+                        self.outbox.remove(id);
+                    }
                 }
             }
-            Record::Peer {
+            RecordView::Peer {
                 id,
                 nick,
                 addrs,
                 manual,
             } => {
-                peers.insert(
+                self.peers.insert(
                     *id,
                     PeerRecord {
-                        nick: nick.clone(),
+                        nick: string(nick),
                         addrs: addrs.clone(),
                         manual: *manual,
                     },
                 );
             }
+            RecordView::Received { from, through } => {
+                let highest = self.delivered_from.entry(*from).or_insert(*through);
+                *highest = (*highest).max(*through);
+            }
+            RecordView::Compacted { next_msg, .. } => {
+                self.compacted_next = self.compacted_next.max(*next_msg);
+            }
         }
     }
-    Restored {
-        next_msg: max_said.saturating_add(1),
-        delivered_from,
-        outbox: outbox
+
+    /// The summary of every record added; `read_at(offset)` reads again the record at an
+    /// offset given to [`Summarizer::add`], for the texts of the messages to send or show.
+    ///
+    /// # Errors
+    /// Reading a record again failed.
+    pub(super) fn finish(
+        self,
+        mut read_at: impl FnMut(u64) -> io::Result<Record>,
+    ) -> io::Result<Restored> {
+        let shown = self.shown;
+        let mut not_shown: Vec<(PeerId, NotShown)> = self
+            .heard
             .into_iter()
-            .filter(|(_, pending)| !pending.is_empty())
-            .map(|(to, pending)| (to, pending.into_values().collect()))
-            .collect(),
-        unshown: heard
-            .into_iter()
-            .filter(|u| shown.get(&u.from).is_none_or(|through| u.id > *through))
-            .collect(),
-        peers,
-        last_session,
-        last_nick,
-        warnings: Vec::new(),
-        records: records.len(),
+            .flat_map(|(from, waiting)| waiting.into_iter().map(move |n| (from, n)))
+            .filter(|(from, n)| shown.get(from).is_none_or(|through| n.id > *through))
+            .collect();
+        not_shown.sort_by_key(|(_, n)| n.seq);
+        let mut unshown = Vec::with_capacity(not_shown.len());
+        for (from, n) in not_shown {
+            if let Record::Heard {
+                at_ms,
+                nick,
+                direct,
+                text,
+                ..
+            } = read_at(n.at)?
+            {
+                unshown.push(Unshown {
+                    from,
+                    id: n.id,
+                    line: HistoryLine {
+                        at_ms,
+                        nick,
+                        to: None,
+                        direct,
+                        text,
+                    },
+                });
+            }
+        }
+        let mut outbox: BTreeMap<PeerId, Vec<Outgoing>> = BTreeMap::new();
+        for (id, w) in self.outbox {
+            // Read once, however many recipients wait for it.
+            let text = match read_at(w.at)? {
+                Record::Said { text, .. } => text,
+                _ => String::new(),
+            };
+            for to in w.to {
+                outbox.entry(to).or_default().push(Outgoing {
+                    id,
+                    direct: w.direct,
+                    text: text.clone(),
+                    at_ms: w.at_ms,
+                });
+            }
+        }
+        Ok(Restored {
+            next_msg: self.max_said.saturating_add(1).max(self.compacted_next),
+            delivered_from: self.delivered_from,
+            outbox,
+            unshown,
+            peers: self.peers,
+            last_session: self.last_session,
+            last_nick: self.last_nick,
+            warnings: Vec::new(),
+            records: self.records,
+        })
     }
 }
 
@@ -213,9 +352,9 @@ mod tests {
     #[test]
     fn messages_heard_but_not_shown_are_replayed_once_tracking_began() {
         let opened = Record::Opened {
+            nick: "alice".into(),
             at_ms: 0,
             session: 1,
-            nick: "alice".into(),
         };
         // Before any Opened (an older version wrote these): never replayed.
         assert!(unshown(&[heard(1, 1), heard(1, 2)]).is_empty());

@@ -1,7 +1,7 @@
 //! Tests of the journal: framing, damage (torn tails, corrupt records, foreign files), the
 //! restart summary and history queries, all on real files in temporary directories.
 
-use super::frame::{read_frame, FRAME_HEADER};
+use super::frame::{read_frame, scan, FRAME_HEADER};
 use super::*;
 use chrono::{Local, TimeZone};
 use proptest::prelude::*;
@@ -96,7 +96,7 @@ fn journal_with(records: &[Record]) -> (tempfile::TempDir, PathBuf) {
 
 /// The records the tolerant reader finds in the file at `path`.
 fn records_in(path: &Path) -> Vec<Record> {
-    scan(&fs::read(path).unwrap()).records
+    scan(&fs::read(path).unwrap())
 }
 
 /// Byte ranges `[start, end)` of each record in a file without damage.
@@ -593,7 +593,11 @@ fn history_recipient_without_a_nick_yet_is_its_id() {
         said(5, Some(stranger), &[stranger], "hi"),
         peer(stranger, "x", &[], true),
     ];
-    let lines = select(&records, &HistoryFilter::Direct { nick: "x".into() });
+    let (_tmp, path) = journal_with(&records);
+    let (journal, _) = Journal::open(&path).unwrap();
+    let (lines, _) = journal
+        .history(&HistoryFilter::Direct { nick: "x".into() }, 10)
+        .unwrap();
     assert_eq!(
         summary(&lines),
         [("me", Some("000000000000dead"), true, "hi")]

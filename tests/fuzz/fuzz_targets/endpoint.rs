@@ -5,25 +5,42 @@
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tailchat::proto::wire::{self, Frame, Header, Hello, MAX_DATAGRAM};
-use tailchat::proto::{Config, Endpoint, Limits, PeerId, Recipients};
+use tailchat::proto::wire::{self, MAX_DATAGRAM};
+use tailchat::proto::{Config, Endpoint, Identity, Limits, Recipients};
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
-    let mut ep = Endpoint::new(
-        Config { peer_id: PeerId(1), nick: "me".into(), port: 7654, seed: 1, discovery: false, session: 1, limits: Limits::default() },
-        start,
-    );
+    let config = |secret: u8, nick: &str| Config {
+        identity: Identity::from_secret([secret; 32]),
+        nick: nick.into(),
+        port: 7654,
+        seed: u64::from(secret),
+        discovery: false,
+        session: 9,
+        limits: Limits::default(),
+    };
+    let mut ep = Endpoint::new(config(1, "me"), start);
+    // A real peer proves itself (hello, cookie, proof, proof reply), so the fuzzed datagrams
+    // below reach a link, not just the handshake.
+    let mut peer = Endpoint::new(config(2, "peer"), start);
+    let me: SocketAddr = "10.0.0.1:7654".parse().unwrap();
     let from: SocketAddr = "10.0.0.2:7654".parse().unwrap();
-    let header = Header { sender: PeerId(2), session: 9, packet: 0 };
-    let hello = Frame::Hello(Hello { nick: "peer".into(), port: 7654, caps: 0 });
-    ep.handle_datagram(start, from, &wire::encode(&header, &[hello]));
+    peer.add_address(start, me);
+    for _ in 0..2 {
+        while let Some(t) = peer.poll_transmit() {
+            ep.handle_datagram(start, from, &t.bytes);
+        }
+        while let Some(t) = ep.poll_transmit() {
+            peer.handle_datagram(start, me, &t.bytes);
+        }
+    }
+    let header = wire::Header { sender: peer.peer_id(), session: 9, packet: 0 };
     let _ = ep.send_message(start, Recipients::Everyone, "hi");
     let mut now = start;
     // Split the input into datagrams at 0xff 0xff; each gets the known peer's header.
     for (i, chunk) in data.split(|&b| b == 0xff).enumerate() {
         now += Duration::from_millis(7);
-        let mut bytes = wire::encode(&Header { packet: i as u64, ..header }, &[]);
+        let mut bytes = wire::encode(&wire::Header { packet: i as u64, ..header }, &[]);
         bytes.extend_from_slice(chunk);
         ep.handle_datagram(now, from, &bytes);
         ep.handle_timeout(now);
