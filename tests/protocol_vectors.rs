@@ -6,6 +6,13 @@
 //! name; that datagram is then re-encoded with [`wire::encode`] and compared byte for byte with
 //! the spec. A vector missing from the spec, or one the spec has and this file does not know,
 //! fails the test, so the two cannot drift apart silently.
+//!
+//! The file-transfer vectors of §13.6 are checked in [`file_vectors`]: its control messages are
+//! datagrams like the rest, and the data connection's vectors are TCP byte strings, played
+//! against the real offerer and receiver.
+
+#[path = "protocol_vectors/file_vectors.rs"]
+mod file_vectors;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tailchat::proto::identity::{Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN};
@@ -18,9 +25,9 @@ use tailchat::proto::{Identity, MessageId, PeerId};
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
-const MIN_VECTORS: usize = 15;
+const MIN_VECTORS: usize = 27;
 /// Frame kinds version 2 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=13;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=14;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -349,7 +356,48 @@ fn expectations() -> Vec<Expected> {
             ),
             reencoding: Identical,
         },
+        // §13.6: alice offers bob the folder `notes`; bob accepts, resumes after a cut link
+        // and is done (or declines, or cancels instead).
+        Expected {
+            name: "file-offer",
+            datagram: datagram(alice(9), vec![file_vectors::app_data("file-offer", 6)]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "file-accept",
+            datagram: datagram(bob(5), vec![file_vectors::app_data("file-accept", 4)]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "file-decline",
+            datagram: datagram(bob(5), vec![file_vectors::app_data("file-decline", 4)]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "file-resume",
+            datagram: datagram(bob(8), vec![file_vectors::app_data("file-resume", 5)]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "file-cancel",
+            datagram: datagram(bob(8), vec![file_vectors::app_data("file-cancel", 5)]),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "file-done",
+            datagram: datagram(bob(9), vec![file_vectors::app_data("file-done", 6)]),
+            reencoding: Identical,
+        },
     ]
+}
+
+/// The vectors that are datagrams (all but the data connection's byte strings).
+fn datagram_vectors() -> Vec<Vector> {
+    let stream = file_vectors::stream_vector_names();
+    load()
+        .into_iter()
+        .filter(|v| !stream.contains(&v.name.as_str()))
+        .collect()
 }
 
 /// Reads the spec and extracts its vectors.
@@ -481,17 +529,17 @@ fn the_spec_has_every_expected_vector_and_no_other() {
         "{SPEC} has {} vectors, at least {MIN_VECTORS} expected",
         vectors.len()
     );
-    let expected = expectations();
-    for e in &expected {
+    let mut expected: Vec<&str> = expectations().iter().map(|e| e.name).collect();
+    expected.extend(file_vectors::stream_vector_names());
+    for name in &expected {
         assert!(
-            vectors.iter().any(|v| v.name == e.name),
-            "{SPEC} lacks `Vector: {}`",
-            e.name
+            vectors.iter().any(|v| v.name == *name),
+            "{SPEC} lacks `Vector: {name}`"
         );
     }
     for v in &vectors {
         assert!(
-            expected.iter().any(|e| e.name == v.name),
+            expected.contains(&v.name.as_str()),
             "{SPEC}:{}: vector {:?} has no expectation in tests/protocol_vectors.rs",
             v.line,
             v.name
@@ -561,7 +609,7 @@ fn the_unknown_frame_vector_skips_exactly_kind_42() {
 
 #[test]
 fn the_prelude_rules_hold_for_every_vector() {
-    for v in load() {
+    for v in datagram_vectors() {
         let mut wrong_magic = v.bytes.clone();
         wrong_magic[0] ^= 0x20;
         assert_eq!(
@@ -782,6 +830,32 @@ fn the_proof_vectors_are_signed_as_the_spec_says() {
     }
 }
 
+/// §13.6, the control messages: each AppData payload decodes to its message, and the offer,
+/// walked by hand, fixes the manifest and through it the files.
+#[test]
+fn the_file_control_vectors_carry_their_messages() {
+    file_vectors::check_control_payloads(&load());
+}
+
+/// §13.6, the data connection: each vector is what the code writes and reads, and follows the
+/// layout tables of §13.4.
+#[test]
+fn the_data_connection_vectors_follow_the_layout() {
+    let vectors = load();
+    file_vectors::check_stream_vectors(&vectors);
+    file_vectors::check_data_layout(&vectors);
+}
+
+/// §13.6 against the running code: the real offerer answers the request vectors with the
+/// response vectors, and the real receiver, served those, sends the request vectors and puts
+/// the files in place.
+#[test]
+fn the_real_offerer_and_receiver_speak_the_data_vectors() {
+    let vectors = load();
+    file_vectors::check_real_offerer(&vectors);
+    file_vectors::check_real_receiver(&vectors);
+}
+
 /// Prints every expected datagram as the spec writes it (run with `--ignored --nocapture` to
 /// regenerate the hex blocks after a deliberate change).
 #[test]
@@ -790,6 +864,9 @@ fn print_vectors() {
     for e in expectations() {
         let bytes = wire::encode(&e.datagram.header, &e.datagram.frames);
         println!("{}: {}", e.name, hex(&bytes));
+    }
+    for (name, bytes) in file_vectors::stream_vectors() {
+        println!("{name}: {}", hex(&bytes));
     }
     for (name, id) in [("alice", alice_key()), ("bob", bob_key())] {
         println!("{name}: key {} id {}", id.public_key(), id.peer_id());
