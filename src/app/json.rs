@@ -3,7 +3,9 @@
 //! bots"); every object carries `"v": 1`. Peer text is JSON-escaped, never sanitised: a program
 //! gets exactly what was sent. Pure: values in, strings out.
 
-use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
+use crate::proto::{
+    Event, ForgetReason, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason,
+};
 use crate::store::journal::HistoryLine;
 use crate::ui::command::{is_valid_nick, Command, NICK_RULE};
 use crate::ui::present::PeerNote;
@@ -108,7 +110,11 @@ pub fn line(out: &Output) -> String {
         Output::Direct { from, text, .. } => {
             object("info", json!({ "text": format!("*{from}* {text}") }))
         }
+        Output::Action { nick, text } => {
+            object("info", json!({ "text": format!("* {nick} {text}") }))
+        }
         Output::Mention(inner) => line(inner),
+        Output::Late { message, .. } => line(message),
     }
 }
 
@@ -144,13 +150,21 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             nick,
             id,
             direct,
+            action,
+            age,
             text,
         } => object(
             "message",
             json!({
                 "id": id.0, "from": nick, "from_id": from.to_string(),
-                "direct": direct, "text": text, "time": time(at_ms),
+                "direct": direct, "action": action, "text": text, "time": time(at_ms),
+                "written": time(crate::app::persist::written_ms(at_ms, *age)),
+                "late": *age >= crate::ui::present::LATE_AFTER,
             }),
+        ),
+        Event::PeerAway { peer, nick, away } => object(
+            "away",
+            json!({ "nick": nick, "id": peer.to_string(), "away": away.is_some(), "reason": away }),
         ),
         Event::PeerJoined { peer, nick, addr } => object(
             "join",
@@ -190,11 +204,17 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             peer,
             nick,
             dropped,
+            reason,
         } => object(
             "forgotten",
             json!({
                 "nick": nick, "id": peer.to_string(),
                 "dropped": dropped.iter().map(|m| m.0).collect::<Vec<_>>(),
+                "reason": match reason {
+                    ForgetReason::Room => "room",
+                    ForgetReason::Ephemeral => "ephemeral",
+                    ForgetReason::Asked => "asked",
+                },
             }),
         ),
         Event::AddressUnanswered { addr } => object("no_answer", json!({ "addr": show(*addr) })),

@@ -2,14 +2,16 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, RestoredPeer};
+use crate::proto::{
+    Config, Endpoint, Identity, Limits, MessageId, PeerId, Queued, RestoredPeer,
+};
 use crate::store::{
     self,
     journal::{HistoryLimit, Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What was opened in the data directory.
 #[derive(Debug)]
@@ -164,24 +166,34 @@ pub fn endpoint(
     }
 }
 
+/// How long before `now_ms` the moment `then_ms` was (zero if it is later).
+pub fn ago(now_ms: i64, then_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(0))
+}
+
 /// The journal's summary as the protocol core takes it back: the next message id, and every
 /// peer the journal knows of (by a peer record, an outbox, or messages already shown).
 pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
     let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
     ids.extend(r.outbox.keys().copied());
-    ids.extend(r.delivered_from.keys().copied());
+    ids.extend(
+        r.delivered_from
+            .keys()
+            .filter(|id| !r.forgotten.contains(id))
+            .copied(),
+    );
     ids.sort();
     ids.dedup();
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let peers = ids
         .into_iter()
         .map(|id| {
             let known = r.peers.get(&id);
             RestoredPeer {
                 id,
-                // Storage does not keep keys or last-heard times yet: any key hashing to the id
-                // is taken, and the peer may be evicted if nothing waits for it.
+                // Storage does not keep keys yet: any key hashing to the id is taken.
                 key: None,
-                heard_ago: None,
+                heard_ago: known.filter(|p| p.heard_ms > 0).map(|p| ago(now_ms, p.heard_ms)),
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
@@ -191,7 +203,13 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
                     .get(&id)
                     .map(|v| {
                         v.iter()
-                            .map(|o| (MessageId(o.id), o.direct, o.text.clone()))
+                            .map(|o| Queued {
+                                id: MessageId(o.id),
+                                direct: o.direct,
+                                action: o.action,
+                                written_ago: ago(now_ms, o.at_ms),
+                                text: o.text.clone(),
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),

@@ -1,7 +1,9 @@
 //! Presentation: what the user reads for each protocol event and for `/peers`. Pure functions
 //! of their inputs, so they are tested without a terminal or a network.
 
-use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
+use crate::proto::{
+    Event, ForgetReason, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason,
+};
 use crate::ui::render::{display_nick, Output};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -83,20 +85,19 @@ pub fn event_output(
         // The application's own payloads (file transfer) are shown by whoever reads them.
         Event::AppData { .. } => return None,
         Event::Message {
-            nick, text, direct, ..
-        } => {
-            if *direct {
-                Output::Direct {
-                    from: nick.clone(),
-                    to: None,
-                    text: text.clone(),
-                }
-            } else {
-                Output::Group {
-                    nick: nick.clone(),
-                    text: text.clone(),
-                }
-            }
+            nick,
+            text,
+            direct,
+            action,
+            ..
+        } => message_output(nick, None, *direct, *action, text),
+        Event::PeerAway { nick, away, .. } => {
+            let nick = display_nick(nick);
+            Output::Notice(match away.as_deref() {
+                None => format!("{nick} is back"),
+                Some("") => format!("{nick} is away"),
+                Some(reason) => format!("{nick} is away: {reason}"),
+            })
         }
         Event::PeerJoined { nick, addr, .. } => Output::Notice(joined_line(nick, *addr, None)),
         Event::PeerRenamed { old, new, .. } => Output::Notice(format!(
@@ -142,11 +143,25 @@ pub fn event_output(
             };
             Output::Error(format!("not delivered to {}: {quote} — {why}", nick_of(*to)))
         }
-        Event::PeerForgotten { nick, dropped, .. } => Output::Error(format!(
-            "forgot {}, long absent, to make room for new peers: {} message(s) waiting for them were dropped",
-            display_nick(nick),
-            dropped.len()
-        )),
+        Event::PeerForgotten {
+            nick,
+            dropped,
+            reason,
+            ..
+        } => {
+            let nick = display_nick(nick);
+            let n = dropped.len();
+            match reason {
+                ForgetReason::Room => Output::Error(format!(
+                    "forgot {nick}, long absent, to make room for new peers: {n} message(s) waiting for them were dropped"
+                )),
+                // It said it was a script, and it left: nothing to tell.
+                ForgetReason::Ephemeral => return None,
+                ForgetReason::Asked => Output::Notice(format!(
+                    "forgot {nick}: {n} message(s) waiting for them dropped"
+                )),
+            }
+        }
         Event::AddressUnanswered { addr } => Output::Notice(format!(
             "no answer from {} yet (still trying) — is tailchat running there, and UDP port {} open?",
             show_addr(*addr),
@@ -168,6 +183,64 @@ pub fn event_output(
         )),
     };
     Some(out)
+}
+
+/// A message as shown: to the group or direct, ours (`to` is its recipient) or theirs, an
+/// action or not. A direct action (no tailchat sends one, but the protocol allows it) is shown
+/// as a direct message whose text starts `* nick`.
+pub fn message_output(
+    nick: &str,
+    to: Option<&str>,
+    direct: bool,
+    action: bool,
+    text: &str,
+) -> Output {
+    match (direct, action) {
+        (false, false) => Output::Group {
+            nick: nick.to_owned(),
+            text: text.to_owned(),
+        },
+        (false, true) => Output::Action {
+            nick: nick.to_owned(),
+            text: text.to_owned(),
+        },
+        (true, _) => Output::Direct {
+            from: nick.to_owned(),
+            to: to.map(str::to_owned),
+            text: if action {
+                format!("* {nick} {text}")
+            } else {
+                text.to_owned()
+            },
+        },
+    }
+}
+
+/// A message this old when it arrives is marked late: `(sent 09:03)` after it.
+pub const LATE_AFTER: Duration = Duration::from_secs(60);
+
+/// `out` marked late ([`Output::Late`]) if it was written `age` before `now`, at least
+/// [`LATE_AFTER`]: with the time it was written, and the day too if that was not today.
+pub fn late(
+    out: Output,
+    age: Duration,
+    now: chrono::DateTime<chrono::Local>,
+) -> Output {
+    if age < LATE_AFTER {
+        return out;
+    }
+    let written = chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d));
+    let sent = match written {
+        Some(w) if w.date_naive() == now.date_naive() => w.format("%H:%M").to_string(),
+        Some(w) => w.format("%b %d %H:%M").to_string(),
+        None => "long ago".to_owned(),
+    };
+    Output::Late {
+        sent,
+        message: Box::new(out),
+    }
 }
 
 /// The line for a peer that joined: `bob joined (100.64.0.2:7654)`, and with who the tailnet

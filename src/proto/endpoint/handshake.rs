@@ -28,7 +28,7 @@ use crate::proto::identity::{
 };
 use crate::proto::ids::PeerId;
 use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofReply};
-use crate::proto::{Event, Found, Transmit};
+use crate::proto::{Event, ForgetReason, Found, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -92,9 +92,20 @@ struct Proven<'a> {
     key: PublicKey,
     /// Its nick, as signed.
     nick: &'a str,
+    /// Its capability bits, as signed.
+    caps: u64,
 }
 
 impl Endpoint {
+    /// The capability bits we sign into proofs.
+    fn our_caps(&self) -> u64 {
+        if self.ephemeral {
+            wire::caps::EPHEMERAL
+        } else {
+            0
+        }
+    }
+
     /// The header of a datagram that carries no packet number (handshake, announcements);
     /// links set their own.
     pub(super) fn header(&self) -> Header {
@@ -184,7 +195,7 @@ impl Endpoint {
             challenge,
             nick: self.config.nick.clone(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             signature,
         });
         let bytes = wire::encode(&self.header(), &[proof]);
@@ -233,6 +244,7 @@ impl Endpoint {
             header,
             key: p.key,
             nick: &p.nick,
+            caps: p.caps,
         };
         if !self.accept(now, proven) {
             return false;
@@ -246,7 +258,7 @@ impl Endpoint {
             echo: p.challenge,
             nick: self.config.nick.clone(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             signature,
         });
         let bytes = wire::encode(&self.header(), &[reply]);
@@ -292,6 +304,7 @@ impl Endpoint {
             header,
             key: p.key,
             nick: &p.nick,
+            caps: p.caps,
         };
         self.accept(now, proven)
     }
@@ -314,7 +327,7 @@ impl Endpoint {
             receiver_session: to.session,
             key: self.public_key(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             nick: &self.config.nick,
         }
     }
@@ -356,6 +369,7 @@ impl Endpoint {
             header,
             key,
             nick,
+            caps,
         } = proven;
         let (probed, handshake_rtt) = match self.probes.get(from) {
             Some(p) => (Some(p.origin), p.clean_rtt()),
@@ -379,6 +393,7 @@ impl Endpoint {
                         peer: gone.id,
                         nick: gone.nick,
                         dropped: gone.dropped,
+                        reason: ForgetReason::Room,
                     });
                 }
                 Ok(_) => {}
@@ -396,7 +411,7 @@ impl Endpoint {
             peer.link.handshake_rtt(rtt);
         }
         // Every protocol-2 peer takes AppData (an older one cannot even make contact).
-        peer.caps = Some(wire::caps::APP_DATA);
+        peer.caps = Some(caps | wire::caps::APP_DATA);
         let new_session = peer.session != header.session;
         // A proof from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).
@@ -411,6 +426,14 @@ impl Endpoint {
         if share {
             peer.session = header.session;
             peer.link.restart(now, new_session);
+            if new_session {
+                // A new run of the peer says again whether it is away.
+                peer.away = None;
+            }
+            // Our stream to it starts again: whether we are away goes first.
+            if let Some(reason) = &self.away {
+                peer.link.queue_presence(Some(reason));
+            }
             if joined {
                 self.events.push_back(Event::PeerJoined {
                     peer: id,

@@ -27,11 +27,11 @@ use self::peers::PeerTable;
 use super::cookie::CookieJar;
 use super::identity::PublicKey;
 use super::ids::{MessageId, PeerId};
-use super::link::{LinkEvent, LinkState, QueueError};
+use super::link::{LinkEvent, LinkState, QueueError, Style};
 use super::nick::{is_valid_nick, NICK_RULE};
 use super::wire::{self, DecodeError, Frame};
 use super::{
-    AppDataError, Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
+    AppDataError, Config, Event, ForgetReason, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
     Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
 use rand::rngs::ChaCha8Rng;
@@ -104,6 +104,10 @@ pub struct Endpoint {
     version_reported: BTreeSet<SocketAddr>,
     /// [`Endpoint::leave`] was called.
     leaving: bool,
+    /// We are away, with this reason (see [`Endpoint::set_away`]).
+    away: Option<String>,
+    /// We say we are ephemeral (see [`Endpoint::set_ephemeral`]).
+    ephemeral: bool,
     /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
     /// the first `poll_*` after a batch of inputs, packs messages typed or received together
     /// into shared datagrams and one ack, without delaying anything.
@@ -131,8 +135,45 @@ impl Endpoint {
             stats: Stats::default(),
             version_reported: BTreeSet::new(),
             leaving: false,
+            away: None,
+            ephemeral: false,
             pending: None,
         }
+    }
+
+    /// Says, in proofs from now on, that we are ephemeral (a script): peers forget us once we
+    /// have left, and keep nothing for us. Call it before any contact.
+    pub fn set_ephemeral(&mut self, ephemeral: bool) {
+        self.ephemeral = ephemeral;
+    }
+
+    /// We are away with `reason` (`Some`, perhaps empty) or back (`None`): every peer is told,
+    /// in order with our messages, and one that joins later is told when it does. Nothing is
+    /// sent if nothing changed.
+    ///
+    /// # Errors
+    /// A reason longer than [`wire::MAX_AWAY_BYTES`] bytes.
+    pub fn set_away(&mut self, now: Instant, reason: Option<&str>) -> Result<(), String> {
+        if reason.is_some_and(|r| r.len() > wire::MAX_AWAY_BYTES) {
+            return Err(format!(
+                "the reason is too long: at most {} bytes",
+                wire::MAX_AWAY_BYTES
+            ));
+        }
+        if self.away.as_deref() == reason {
+            return Ok(());
+        }
+        self.away = reason.map(str::to_owned);
+        for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
+            p.link.queue_presence(reason);
+        }
+        self.mark(now);
+        Ok(())
+    }
+
+    /// Whether we are away, and why.
+    pub fn away(&self) -> Option<&str> {
+        self.away.as_deref()
     }
 
     /// Our identity: derived from our public key.
@@ -348,6 +389,20 @@ impl Endpoint {
         to: Recipients,
         text: &str,
     ) -> Result<Sent, SendError> {
+        self.send_message_as(now, to, text, false)
+    }
+
+    /// [`Endpoint::send_message`], as an action (`/me waves`) when `action`.
+    ///
+    /// # Errors
+    /// As [`Endpoint::send_message`].
+    pub fn send_message_as(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        text: &str,
+        action: bool,
+    ) -> Result<Sent, SendError> {
         if self.leaving {
             return Err(SendError::Leaving);
         }
@@ -378,7 +433,11 @@ impl Endpoint {
             if peer.state() == LinkState::Offline {
                 contact.extend(peer.addrs.iter().map(|a| (a, peer.found)));
             }
-            match peer.link.queue_message(now, id, direct, text) {
+            let style = Style {
+                direct,
+                flags: if action { wire::flags::ACTION } else { 0 },
+            };
+            match peer.link.queue_message(now, id, style, text) {
                 Ok(()) => recipients.push(peer_id),
                 Err(QueueError::Full { first }) => {
                     refused.push(peer_id);
@@ -565,13 +624,31 @@ impl Endpoint {
                     continue;
                 }
                 LinkEvent::AppData(data) => Event::AppData { from: id, data },
-                LinkEvent::Message { msg, direct, text } => Event::Message {
+                LinkEvent::Message {
+                    msg,
+                    style,
+                    age,
+                    text,
+                } => Event::Message {
                     from: id,
                     nick: peer.nick.clone(),
                     id: msg,
-                    direct,
+                    direct: style.direct,
+                    action: style.flags & wire::flags::ACTION != 0,
+                    age,
                     text,
                 },
+                LinkEvent::Presence(away) => {
+                    if peer.away == away {
+                        continue;
+                    }
+                    peer.away.clone_from(&away);
+                    Event::PeerAway {
+                        peer: id,
+                        nick: peer.nick.clone(),
+                        away,
+                    }
+                }
                 LinkEvent::Nick(new) => {
                     if peer.nick == new {
                         continue; // already learned from a hello
@@ -637,8 +714,37 @@ impl Endpoint {
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
             self.peers.settle(id);
+            let gone = self.peers.get(&id).is_some_and(|p| {
+                p.state() == LinkState::Left && !p.link.owes_ack() && p.is_ephemeral()
+            });
+            if gone {
+                // An ephemeral peer that left (and has its ack) is not kept.
+                self.forget_peer(id, ForgetReason::Ephemeral);
+            }
         }
         self.run_discovery(now);
+    }
+
+    /// Forgets peer `id` now: it leaves the table with our messages waiting for it (dropped)
+    /// and [`Event::PeerForgotten`] says so. Should it come back, it joins as new, but is not
+    /// shown again what it was shown before. Returns false if there is no such peer.
+    pub fn forget(&mut self, now: Instant, id: PeerId) -> bool {
+        self.mark(now);
+        self.forget_peer(id, ForgetReason::Asked)
+    }
+
+    /// [`Endpoint::forget`], for `reason`.
+    fn forget_peer(&mut self, id: PeerId, reason: ForgetReason) -> bool {
+        let Some(gone) = self.peers.remove(id) else {
+            return false;
+        };
+        self.events.push_back(Event::PeerForgotten {
+            peer: id,
+            nick: gone.nick,
+            dropped: gone.dropped,
+            reason,
+        });
+        true
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Outgoing {
     pub id: u64,
     /// Whether it was a direct message (to this recipient only).
     pub direct: bool,
+    /// An action (`/me`).
+    pub action: bool,
     /// What we wrote.
     pub text: String,
     /// When we first sent it, in milliseconds since the Unix epoch.
@@ -41,6 +43,9 @@ pub struct PeerRecord {
     pub addrs: Vec<SocketAddr>,
     /// Whether the user added it by hand.
     pub manual: bool,
+    /// When it was last heard from, in milliseconds since the Unix epoch (the latest of its
+    /// `Peer` records and the messages heard from it); 0 if not known.
+    pub heard_ms: i64,
 }
 
 /// What a restart needs from the journal, summarised when it is opened.
@@ -62,8 +67,13 @@ pub struct Restored {
     pub last_session: u64,
     /// Our nick as last recorded (a run's start, or a message we wrote).
     pub last_nick: Option<String>,
-    /// The last [`Record::Peer`] written for each peer.
+    /// The last [`Record::Peer`] written for each peer, but for peers forgotten since.
     pub peers: BTreeMap<PeerId, PeerRecord>,
+    /// Our away reason as last recorded (`None`: here).
+    pub away: Option<String>,
+    /// Peers forgotten (a [`Record::Forgot`] with no [`Record::Peer`] after it): not to be
+    /// known again, though what was heard from them stays in history.
+    pub forgotten: std::collections::BTreeSet<PeerId>,
     /// What was wrong with the file (skipped records, a truncated tail), one line each, for the
     /// user to see.
     pub warnings: Vec<String>,
@@ -139,6 +149,10 @@ pub(super) struct Summarizer {
     last_session: u64,
     /// See [`Restored::last_nick`].
     last_nick: Option<String>,
+    /// See [`Restored::away`].
+    away: Option<String>,
+    /// See [`Restored::forgotten`].
+    forgotten: std::collections::BTreeSet<PeerId>,
     /// Tracked messages not yet covered by a [`Record::Shown`], per sender, in the order heard.
     heard: BTreeMap<PeerId, VecDeque<NotShown>>,
     /// The highest id shown per sender.
@@ -207,7 +221,12 @@ impl Summarizer {
                     },
                 );
             }
-            RecordView::Heard { from, id, .. } => {
+            RecordView::Heard {
+                from, id, at_ms, ..
+            } => {
+                if let Some(p) = self.peers.get_mut(from) {
+                    p.heard_ms = p.heard_ms.max(*at_ms);
+                }
                 let highest = self.delivered_from.entry(*from).or_insert(*id);
                 *highest = (*highest).max(*id);
                 let covered = self.shown.get(from).is_some_and(|through| id <= through);
@@ -229,13 +248,17 @@ impl Summarizer {
                 nick,
                 addrs,
                 manual,
+                heard_ms,
             } => {
+                self.forgotten.remove(id);
+                let before = self.peers.get(id).map_or(0, |p| p.heard_ms);
                 self.peers.insert(
                     *id,
                     PeerRecord {
                         nick: string(nick),
                         addrs: addrs.clone(),
                         manual: *manual,
+                        heard_ms: before.max(*heard_ms),
                     },
                 );
             }
@@ -245,6 +268,17 @@ impl Summarizer {
             }
             RecordView::Compacted { next_msg, .. } => {
                 self.compacted_next = self.compacted_next.max(*next_msg);
+            }
+            RecordView::Forgot { peer, .. } => {
+                self.peers.remove(peer);
+                self.forgotten.insert(*peer);
+                self.outbox.retain(|_, w| {
+                    w.to.retain(|p| p != peer);
+                    !w.to.is_empty()
+                });
+            }
+            RecordView::Away { reason } => {
+                self.away = reason.map(string);
             }
         }
     }
@@ -269,10 +303,11 @@ impl Summarizer {
         let mut unshown = Vec::with_capacity(not_shown.len());
         for (from, n) in not_shown {
             if let Record::Heard {
-                at_ms,
+                written_ms,
                 nick,
                 direct,
                 text,
+                action,
                 ..
             } = read_at(n.at)?
             {
@@ -280,11 +315,12 @@ impl Summarizer {
                     from,
                     id: n.id,
                     line: HistoryLine {
-                        at_ms,
+                        at_ms: written_ms,
                         nick,
                         to: None,
                         direct,
                         text,
+                        action,
                     },
                 });
             }
@@ -292,14 +328,15 @@ impl Summarizer {
         let mut outbox: BTreeMap<PeerId, Vec<Outgoing>> = BTreeMap::new();
         for (id, w) in self.outbox {
             // Read once, however many recipients wait for it.
-            let text = match read_at(w.at)? {
-                Record::Said { text, .. } => text,
-                _ => String::new(),
+            let (text, action) = match read_at(w.at)? {
+                Record::Said { text, action, .. } => (text, action),
+                _ => (String::new(), false),
             };
             for to in w.to {
                 outbox.entry(to).or_default().push(Outgoing {
                     id,
                     direct: w.direct,
+                    action,
                     text: text.clone(),
                     at_ms: w.at_ms,
                 });
@@ -311,6 +348,8 @@ impl Summarizer {
             outbox,
             unshown,
             peers: self.peers,
+            away: self.away,
+            forgotten: self.forgotten,
             last_session: self.last_session,
             last_nick: self.last_nick,
             warnings: Vec::new(),

@@ -31,6 +31,8 @@ pub(super) enum RecordView<'a> {
         recipients: Vec<PeerId>,
         /// What we wrote.
         text: &'a [u8],
+        /// An action.
+        action: bool,
     },
     /// See [`Record::Heard`].
     Heard {
@@ -46,6 +48,10 @@ pub(super) enum RecordView<'a> {
         direct: bool,
         /// What they wrote.
         text: &'a [u8],
+        /// An action.
+        action: bool,
+        /// When it was written, by our clock.
+        written_ms: i64,
     },
     /// See [`Record::Delivered`].
     Delivered {
@@ -72,6 +78,8 @@ pub(super) enum RecordView<'a> {
         addrs: Vec<SocketAddr>,
         /// Added by hand.
         manual: bool,
+        /// When last heard (0: not known).
+        heard_ms: i64,
     },
     /// See [`Record::Opened`].
     Opened {
@@ -103,6 +111,134 @@ pub(super) enum RecordView<'a> {
         /// Our next message id then.
         next_msg: u64,
     },
+    /// See [`Record::Forgot`].
+    Forgot {
+        /// The peer.
+        peer: PeerId,
+        /// When.
+        at_ms: i64,
+    },
+    /// See [`Record::Away`].
+    Away {
+        /// Why, or `None` for back.
+        reason: Option<&'a [u8]>,
+    },
+}
+
+/// The layout of `Said`, `Heard` and `Peer` before they gained their last fields, tried when a
+/// record does not decode as the current layout (the kinds between them have not changed).
+#[derive(Deserialize)]
+enum OlderView<'a> {
+    /// `Said` without `action`.
+    Said {
+        /// When it was sent.
+        at_ms: i64,
+        /// Its message id.
+        id: u64,
+        /// Our nick then.
+        nick: &'a [u8],
+        /// The peer it was for, if direct.
+        direct_to: Option<PeerId>,
+        /// Whose delivery we wait for.
+        recipients: Vec<PeerId>,
+        /// What we wrote.
+        text: &'a [u8],
+    },
+    /// `Heard` without `action` and `written_ms`.
+    Heard {
+        /// When it arrived.
+        at_ms: i64,
+        /// Who wrote it.
+        from: PeerId,
+        /// Their nick then.
+        nick: &'a [u8],
+        /// Its id in the sender's numbering.
+        id: u64,
+        /// Whether it was a direct message.
+        direct: bool,
+        /// What they wrote.
+        text: &'a [u8],
+    },
+    /// As [`RecordView::Delivered`] (unchanged: here to keep the positions).
+    Delivered {
+        /// The recipient.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// As [`RecordView::Dropped`] (unchanged).
+    Dropped {
+        /// The recipient.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// `Peer` without `heard_ms`.
+    Peer {
+        /// The peer.
+        id: PeerId,
+        /// Its nick.
+        nick: &'a [u8],
+        /// Its addresses.
+        #[serde(deserialize_with = "addrs::deserialize")]
+        addrs: Vec<SocketAddr>,
+        /// Added by hand.
+        manual: bool,
+    },
+}
+
+impl<'a> From<OlderView<'a>> for RecordView<'a> {
+    fn from(old: OlderView<'a>) -> Self {
+        match old {
+            OlderView::Said {
+                at_ms,
+                id,
+                nick,
+                direct_to,
+                recipients,
+                text,
+            } => RecordView::Said {
+                at_ms,
+                id,
+                nick,
+                direct_to,
+                recipients,
+                text,
+                action: false,
+            },
+            OlderView::Heard {
+                at_ms,
+                from,
+                nick,
+                id,
+                direct,
+                text,
+            } => RecordView::Heard {
+                at_ms,
+                from,
+                nick,
+                id,
+                direct,
+                text,
+                action: false,
+                written_ms: at_ms,
+            },
+            OlderView::Delivered { to, id } => RecordView::Delivered { to, id },
+            OlderView::Dropped { to, id } => RecordView::Dropped { to, id },
+            OlderView::Peer {
+                id,
+                nick,
+                addrs,
+                manual,
+            } => RecordView::Peer {
+                id,
+                nick,
+                addrs,
+                manual,
+                heard_ms: 0,
+            },
+        }
+    }
 }
 
 impl RecordView<'_> {
@@ -126,6 +262,7 @@ impl RecordView<'_> {
                 direct_to,
                 recipients,
                 text,
+                action,
             } => Record::Said {
                 at_ms,
                 id,
@@ -133,6 +270,7 @@ impl RecordView<'_> {
                 direct_to,
                 recipients,
                 text: string(text),
+                action,
             },
             RecordView::Heard {
                 at_ms,
@@ -141,6 +279,8 @@ impl RecordView<'_> {
                 id,
                 direct,
                 text,
+                action,
+                written_ms,
             } => Record::Heard {
                 at_ms,
                 from,
@@ -148,6 +288,8 @@ impl RecordView<'_> {
                 id,
                 direct,
                 text: string(text),
+                action,
+                written_ms,
             },
             RecordView::Delivered { to, id } => Record::Delivered { to, id },
             RecordView::Dropped { to, id } => Record::Dropped { to, id },
@@ -156,11 +298,13 @@ impl RecordView<'_> {
                 nick,
                 addrs,
                 manual,
+                heard_ms,
             } => Record::Peer {
                 id,
                 nick: string(nick),
                 addrs,
                 manual,
+                heard_ms,
             },
             RecordView::Opened {
                 at_ms,
@@ -174,6 +318,10 @@ impl RecordView<'_> {
             RecordView::Shown { from, id } => Record::Shown { from, id },
             RecordView::Received { from, through } => Record::Received { from, through },
             RecordView::Compacted { at_ms, next_msg } => Record::Compacted { at_ms, next_msg },
+            RecordView::Forgot { peer, at_ms } => Record::Forgot { peer, at_ms },
+            RecordView::Away { reason } => Record::Away {
+                reason: reason.map(string),
+            },
         }
     }
 }
@@ -187,6 +335,16 @@ pub(super) fn string(bytes: &[u8]) -> String {
 pub(super) fn decode(payload: &[u8]) -> Result<RecordView<'_>, String> {
     match postcard::take_from_bytes::<RecordView<'_>>(payload) {
         Ok((view, [])) => Ok(view),
+        // A `Said` or `Heard` of the older layout is cut short as the newer one.
+        _ if matches!(
+            postcard::take_from_bytes::<OlderView<'_>>(payload),
+            Ok((_, []))
+        ) =>
+        {
+            postcard::from_bytes::<OlderView<'_>>(payload)
+                .map(RecordView::from)
+                .map_err(|e| e.to_string())
+        }
         Ok((_, extra)) => Err(format!(
             "skipped a record with {} unexpected bytes after it",
             extra.len()
