@@ -830,7 +830,10 @@ impl Chat {
                         .find(|(p, _)| *p == id)
                         .map_or(nick, |(_, name)| name);
                     if let Some(reason) = self.ep.peer(id).and_then(|p| p.away) {
-                        self.print(Output::Notice(away_line(&format!("{shown} is away"), &reason)));
+                        self.print(Output::Notice(away_line(
+                            &format!("{shown} is away"),
+                            &reason,
+                        )));
                     }
                     self.say(now, Recipients::Peer(id), Some(shown), text, false);
                 }
@@ -1226,6 +1229,7 @@ mod history_tests {
             control_dir: None,
             files: Default::default(),
             unshown: Vec::new(),
+            presence: Default::default(),
         };
         let (resolved_tx, _) = mpsc::unbounded_channel();
         (Chat::new(setup, Box::new(screen), resolved_tx), lines)

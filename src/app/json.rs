@@ -349,6 +349,8 @@ mod tests {
             id: MessageId(7),
             direct: false,
             text: evil.into(),
+            action: false,
+            age: std::time::Duration::ZERO,
         };
         let line = event(&e, |_| String::new(), 0);
         assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");

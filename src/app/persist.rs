@@ -6,9 +6,7 @@
 //! A write failure turns storage off for the rest of the run (the chat carries on in memory),
 //! and says so once.
 
-use crate::proto::{
-    Endpoint, Event, ForgetReason, Found, PeerInfo, PeerState, Recipients, Sent,
-};
+use crate::proto::{Endpoint, Event, ForgetReason, Found, PeerInfo, PeerState, Recipients, Sent};
 use crate::store::journal::{HistoryFilter, HistoryLine, HistoryQuery, Journal, Record};
 
 /// The journal as the application uses it.
@@ -170,7 +168,10 @@ impl Persistence {
     /// joined), so the next run contacts it there. Peers not heard in this run are skipped:
     /// their record is already the latest.
     pub fn addresses(peers: &[PeerInfo]) -> Vec<Record> {
-        let (now, now_ms) = (std::time::Instant::now(), chrono::Utc::now().timestamp_millis());
+        let (now, now_ms) = (
+            std::time::Instant::now(),
+            chrono::Utc::now().timestamp_millis(),
+        );
         peers
             .iter()
             .filter(|p| p.state != PeerState::Offline)
@@ -252,6 +253,8 @@ mod tests {
             id: MessageId(9),
             direct: true,
             text: "hi".into(),
+            action: false,
+            age: std::time::Duration::ZERO,
         };
         let recs = Persistence::records_for(&ep, &heard, 1234);
         assert!(matches!(
@@ -276,6 +279,7 @@ mod tests {
             peer: PeerId(3),
             nick: "carol".into(),
             dropped: vec![MessageId(1), MessageId(2)],
+            reason: crate::proto::ForgetReason::Room,
         };
         assert_eq!(Persistence::records_for(&ep, &forgotten, 0).len(), 2);
         let delayed = Event::DeliveryDelayed {
@@ -295,7 +299,7 @@ mod tests {
             recipients: vec![PeerId(2)],
             refused: Vec::new(),
         };
-        let rec = Persistence::said("alice", Recipients::Everyone, &sent, "hello", 0);
+        let rec = Persistence::said("alice", Recipients::Everyone, &sent, "hello", false, 0);
         assert_eq!(p.append(&rec), None);
         assert_eq!(p.sync(), None);
         let (lines, warnings) = p.history(&HistoryFilter::Group, 10).unwrap();
@@ -314,7 +318,7 @@ mod tests {
             recipients: vec![PeerId(2)],
             refused: Vec::new(),
         };
-        let said = Persistence::said("alice", Recipients::Everyone, &sent, "kept", 0);
+        let said = Persistence::said("alice", Recipients::Everyone, &sent, "kept", false, 0);
         writable.append(&said).unwrap();
         writable.sync().unwrap();
         drop(writable);

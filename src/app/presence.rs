@@ -214,7 +214,10 @@ mod tests {
         assert!(!early.go_away);
         // Typing moves the deadline.
         assert!(!p.typed(t0 + Duration::from_secs(600)));
-        assert!(!p.on_timer(t0 + Duration::from_secs(901), 0, false, &[]).go_away);
+        assert!(
+            !p.on_timer(t0 + Duration::from_secs(901), 0, false, &[])
+                .go_away
+        );
         let due = p.on_timer(t0 + Duration::from_secs(1500), 0, false, &[]);
         assert!(due.go_away);
         // Away: no more auto-away wake-ups; the first line typed ends it, once.
@@ -227,7 +230,10 @@ mod tests {
     fn away_by_hand_is_not_ended_by_typing_and_zero_means_never() {
         let t0 = Instant::now();
         let mut p = Presence::new(setup(), t0);
-        assert!(p.on_timer(t0 + Duration::from_secs(900), 0, false, &[]).go_away);
+        assert!(
+            p.on_timer(t0 + Duration::from_secs(900), 0, false, &[])
+                .go_away
+        );
         p.set_by_hand();
         assert!(!p.typed(t0 + Duration::from_secs(901)));
         let mut never = Presence::new(PresenceSetup::default(), t0);
@@ -264,7 +270,11 @@ mod tests {
         let later = t0 + Duration::from_secs(31 * 86_400);
         let due = p.on_timer(later, now_ms + 31 * day, false, &peers);
         let ids: Vec<u64> = due.forget.iter().map(|(id, _)| id.0).collect();
-        assert_eq!(ids, [1, 2, 5], "left 31 days ago in this run: forgotten too");
+        assert_eq!(
+            ids,
+            [1, 2, 5],
+            "left 31 days ago in this run: forgotten too"
+        );
     }
 
     #[test]

@@ -2,9 +2,7 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{
-    Config, Endpoint, Identity, Limits, MessageId, PeerId, Queued, RestoredPeer,
-};
+use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, Queued, RestoredPeer};
 use crate::store::{
     self,
     journal::{HistoryLimit, Journal, JournalError, Restored},
@@ -193,7 +191,9 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
                 id,
                 // Storage does not keep keys yet: any key hashing to the id is taken.
                 key: None,
-                heard_ago: known.filter(|p| p.heard_ms > 0).map(|p| ago(now_ms, p.heard_ms)),
+                heard_ago: known
+                    .filter(|p| p.heard_ms > 0)
+                    .map(|p| ago(now_ms, p.heard_ms)),
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
@@ -276,6 +276,7 @@ mod tests {
                 nick: "bob".into(),
                 addrs: vec!["127.0.0.1:7654".parse().unwrap()],
                 manual: true,
+                heard_ms: 0,
             },
         );
         r.outbox.insert(
@@ -285,6 +286,7 @@ mod tests {
                 direct: false,
                 text: "later".into(),
                 at_ms: 0,
+                action: false,
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
@@ -296,7 +298,7 @@ mod tests {
             (bob.id, bob.nick.as_str(), bob.manual),
             (PeerId(1), "bob", true)
         );
-        assert_eq!(bob.outbox, [(MessageId(7), false, "later".to_owned())]);
+        assert_eq!(bob.outbox, [Queued::message(MessageId(7), false, "later")]);
         let unnamed = &peers[1];
         assert_eq!(unnamed.nick, PeerId(2).to_string());
         assert_eq!(unnamed.delivered_through, MessageId(9));

@@ -198,6 +198,7 @@ pub(crate) fn start_chat_at(
         control_dir: None,
         unshown: Vec::new(),
         files: Default::default(),
+        presence: Default::default(),
     };
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();

@@ -99,6 +99,17 @@ pub struct RestoredPeer {
 }
 
 impl Queued {
+    /// A plain message (not an action) written just before the restore.
+    pub fn message(id: MessageId, direct: bool, text: &str) -> Self {
+        Self {
+            id,
+            direct,
+            action: false,
+            written_ago: Duration::ZERO,
+            text: text.to_owned(),
+        }
+    }
+
     /// Queues it again on `link`, past the queue bound.
     pub(crate) fn requeue(&self, now: Instant, link: &mut super::link::Link) {
         let style = super::link::Style {

@@ -813,7 +813,7 @@ mod tests {
             nick: "n".into(),
         });
         let mut out = Vec::new();
-        encode_stream_frame(kind::NICK, 5, &stream_fields(&"n"), &mut out);
+        encode_stream_frame(kind::NICK, 5, &stream_fields(&"n"), None, &mut out);
         let mut expected = Vec::new();
         nick.encode_into(&mut expected);
         assert_eq!(out, expected);

@@ -51,7 +51,10 @@ pub use crate::proto::nick::{is_valid_nick, MAX_NICK_BYTES, MAX_NICK_CHARS, NICK
 /// The first word of each usage is the command name; tab completion takes names from here.
 pub const COMMANDS: &[(&str, &str)] = &[
     (MSG_USAGE, "send TEXT privately to NICK"),
-    (ME_USAGE, "an action to everyone: /me waves shows * you waves"),
+    (
+        ME_USAGE,
+        "an action to everyone: /me waves shows * you waves",
+    ),
     (
         AWAY_USAGE,
         "say you are away (with why); peers see it in /peers and when they /msg you",

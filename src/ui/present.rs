@@ -221,11 +221,7 @@ pub const LATE_AFTER: Duration = Duration::from_secs(60);
 
 /// `out` marked late ([`Output::Late`]) if it was written `age` before `now`, at least
 /// [`LATE_AFTER`]: with the time it was written, and the day too if that was not today.
-pub fn late(
-    out: Output,
-    age: Duration,
-    now: chrono::DateTime<chrono::Local>,
-) -> Output {
+pub fn late(out: Output, age: Duration, now: chrono::DateTime<chrono::Local>) -> Output {
     if age < LATE_AFTER {
         return out;
     }
@@ -488,6 +484,8 @@ mod tests {
             rtt: Some(Duration::from_micros(420)),
             undelivered: 3,
             state,
+            away: None,
+            ephemeral: false,
         }
     }
 
@@ -542,6 +540,8 @@ mod tests {
             rtt,
             undelivered,
             state,
+            away: None,
+            ephemeral: false,
         };
         let ms = Duration::from_micros;
         #[rustfmt::skip]

@@ -31,8 +31,8 @@ use super::link::{LinkEvent, LinkState, QueueError, Style};
 use super::nick::{is_valid_nick, NICK_RULE};
 use super::wire::{self, DecodeError, Frame};
 use super::{
-    AppDataError, Config, Event, ForgetReason, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
-    Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
+    AppDataError, Config, Event, ForgetReason, Found, PeerInfo, Recipients, RestoredPeer,
+    SendError, Sent, Stats, Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
 use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;

@@ -624,7 +624,12 @@ mod tests {
         let mut t = table(2, t0);
         let p = online(&mut t, t0, 1);
         p.link
-            .queue_message(t0, MessageId(7), false, "wait")
+            .queue_message(
+                t0,
+                MessageId(7),
+                crate::proto::link::Style::default(),
+                "wait",
+            )
             .unwrap();
         leave(p, t0);
         let p = online(&mut t, t0, 2);
@@ -693,7 +698,13 @@ mod tests {
             manual,
             delivered_through: MessageId(id),
             outbox: if outbox {
-                vec![(MessageId(100 + id), false, "waiting".into())]
+                vec![crate::proto::Queued {
+                    id: MessageId(100 + id),
+                    direct: false,
+                    action: false,
+                    written_ago: Duration::ZERO,
+                    text: "waiting".into(),
+                }]
             } else {
                 vec![]
             },

@@ -155,7 +155,11 @@ mod tests {
     fn piece(msg: u64, index: u16, count: u16, data: &[u8]) -> Piece {
         Piece {
             msg: MessageId(msg),
-            direct: true,
+            style: Style {
+                direct: true,
+                flags: 0,
+            },
+            age_ms: u64::from(index),
             index,
             count,
             data: data.to_vec(),
@@ -171,7 +175,8 @@ mod tests {
         assert_eq!(r.push(now, piece(1, 1, 3, &[b'l', 0xc3])), None);
         let whole = r.push(now, piece(1, 2, 3, &[0xa9, b'!'])).unwrap();
         assert_eq!(whole.text, "hélé!");
-        assert_eq!((whole.msg, whole.direct), (MessageId(1), true));
+        assert_eq!((whole.msg, whole.style.direct), (MessageId(1), true));
+        assert_eq!(whole.age_ms, 2, "the age the last piece gave");
         assert_eq!(r.deadline(), None);
         assert_eq!(r.discarded(), 0);
     }

@@ -294,6 +294,8 @@ mod tests {
             msg: MessageId(seq + 1),
             direct: false,
             text: format!("m{seq}"),
+            flags: 0,
+            age_ms: 0,
         })
     }
 

@@ -540,7 +540,6 @@ fn pieces(msg: MessageId, style: Style, text: &str) -> Pieces {
 mod tests {
     use super::*;
 
-
     fn t0() -> Instant {
         Instant::now()
     }
@@ -549,21 +548,29 @@ mod tests {
     fn fill_one(q: &mut SendQueue) -> Carried {
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         assert!(buf.len() <= MAX_DATAGRAM);
         carried
     }
 
     #[test]
     fn a_long_message_becomes_fragments_of_at_most_fragment_bytes() {
-        assert_eq!(pieces(MessageId(1), false, "short").len(), 1);
+        assert_eq!(pieces(MessageId(1), Style::default(), "short").len(), 1);
         let text = "x".repeat(FRAGMENT_BYTES * 2 + 1);
-        let p = pieces(MessageId(1), false, &text);
+        let p = pieces(MessageId(1), Style::default(), &text);
         assert_eq!(p.len(), 3);
         assert!(p.iter().all(|(k, _)| *k == kind::FRAGMENT));
         let most = "y".repeat(MAX_MESSAGE_BYTES);
         assert_eq!(
-            pieces(MessageId(2), true, &most).len(),
+            pieces(
+                MessageId(2),
+                Style {
+                    direct: true,
+                    flags: 0
+                },
+                &most
+            )
+            .len(),
             MAX_MESSAGE_BYTES.div_ceil(FRAGMENT_BYTES)
         );
     }
@@ -573,14 +580,20 @@ mod tests {
         let now = t0();
         let mut q = SendQueue::new(4);
         let three = "z".repeat(FRAGMENT_BYTES * 3);
-        assert_eq!(q.queue_message(now, MessageId(1), false, &three), Ok(()));
-        assert_eq!(q.queue_message(now, MessageId(2), false, "a"), Ok(()));
-        let full = q.queue_message(now, MessageId(3), false, "b");
+        assert_eq!(
+            q.queue_message(now, MessageId(1), Style::default(), &three),
+            Ok(())
+        );
+        assert_eq!(
+            q.queue_message(now, MessageId(2), Style::default(), "a"),
+            Ok(())
+        );
+        let full = q.queue_message(now, MessageId(3), Style::default(), "b");
         assert_eq!(full, Err(QueueError::Full { first: true }));
-        let again = q.queue_message(now, MessageId(4), false, "c");
+        let again = q.queue_message(now, MessageId(4), Style::default(), "c");
         assert_eq!(again, Err(QueueError::Full { first: false }));
         // A restored message is queued past the bound.
-        q.requeue_message(now, MessageId(5), false, "d");
+        q.requeue_message(now, Duration::ZERO, MessageId(5), Style::default(), "d");
         assert_eq!(q.undelivered(), 3);
         // The notice is re-armed by an ack that finds the queue below half full.
         let mut out = Vec::new();
@@ -589,12 +602,15 @@ mod tests {
             q.on_acked(sent, &mut out);
         }
         assert_eq!(q.undelivered(), 0);
-        q.queue_message(now, MessageId(6), false, "e").unwrap();
+        q.queue_message(now, MessageId(6), Style::default(), "e")
+            .unwrap();
         let sent = fill_one(&mut q);
         q.on_acked(sent, &mut out);
-        q.queue_message(now, MessageId(7), false, &three).unwrap();
-        q.queue_message(now, MessageId(8), false, "f").unwrap();
-        let refused = q.queue_message(now, MessageId(9), false, "g");
+        q.queue_message(now, MessageId(7), Style::default(), &three)
+            .unwrap();
+        q.queue_message(now, MessageId(8), Style::default(), "f")
+            .unwrap();
+        let refused = q.queue_message(now, MessageId(9), Style::default(), "g");
         assert_eq!(refused, Err(QueueError::Full { first: true }));
     }
 
@@ -604,7 +620,8 @@ mod tests {
         let mut q = SendQueue::new(1000);
         let text = "w".repeat(400);
         for i in 1..=5 {
-            q.queue_message(now, MessageId(i), false, &text).unwrap();
+            q.queue_message(now, MessageId(i), Style::default(), &text)
+                .unwrap();
         }
         let first = fill_one(&mut q);
         assert_eq!(first.seqs, vec![0, 1], "two 400-byte chats fit, not three");
@@ -621,7 +638,8 @@ mod tests {
         let mut q = SendQueue::new(10_000);
         let total = WINDOW + 10;
         for i in 0..total {
-            q.queue_message(now, MessageId(i + 1), false, "m").unwrap();
+            q.queue_message(now, MessageId(i + 1), Style::default(), "m")
+                .unwrap();
         }
         let mut sent = Vec::new();
         while q.has_data(q.window_end()) {
@@ -639,9 +657,9 @@ mod tests {
     fn a_message_is_delivered_only_once_everything_before_it_is_acknowledged() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, &"a".repeat(700))
+        q.queue_message(now, MessageId(1), Style::default(), &"a".repeat(700))
             .unwrap();
-        q.queue_message(now, MessageId(2), false, &"b".repeat(700))
+        q.queue_message(now, MessageId(2), Style::default(), &"b".repeat(700))
             .unwrap();
         let p1 = fill_one(&mut q);
         let p2 = fill_one(&mut q);
@@ -662,11 +680,12 @@ mod tests {
     fn lost_items_go_out_again_and_are_counted() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        q.queue_message(now, MessageId(1), Style::default(), "x")
+            .unwrap();
         q.queue_leave();
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         q.fill_leave(&mut buf, &mut carried);
         assert!(q.all_sent() && !q.leave_pending() && q.leave_outstanding());
         q.on_lost(carried.clone());
@@ -683,7 +702,8 @@ mod tests {
         let mut q = SendQueue::new(100);
         q.queue_nick("new");
         let long = "f".repeat(FRAGMENT_BYTES + 1);
-        q.queue_message(now, MessageId(7), false, &long).unwrap();
+        q.queue_message(now, MessageId(7), Style::default(), &long)
+            .unwrap();
         let first = fill_one(&mut q);
         assert_eq!(first.seqs, vec![0, 1, 2], "the nick and both fragments");
         // Only the nick and the first fragment are acknowledged before the peer restarts.
@@ -726,7 +746,7 @@ mod tests {
         q.restart_stream();
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         assert_eq!(
             carried.seqs,
             vec![0],
@@ -754,7 +774,8 @@ mod tests {
     fn a_delay_is_reported_once_per_message_and_marks_its_delivery_late() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        q.queue_message(now, MessageId(1), Style::default(), "x")
+            .unwrap();
         assert_eq!(q.next_delay_notice(), Some(now + DELAYED_AFTER));
         let mut out = Vec::new();
         q.report_delays(now + Duration::from_millis(10), &mut out);

@@ -370,6 +370,8 @@ mod tests {
             id,
             direct: false,
             text: format!("m{id}"),
+            action: false,
+            written_ms: 0,
         }
     }
 

@@ -370,6 +370,7 @@ mod tests {
                 direct_to: Some(peer),
                 recipients: vec![peer, PeerId(1)],
                 text: "ünïcødé ✓".into(),
+                action: false,
             },
             Record::Said {
                 at_ms: 1,
@@ -378,6 +379,7 @@ mod tests {
                 direct_to: None,
                 recipients: vec![],
                 text: "".into(),
+                action: true,
             },
             Record::Heard {
                 at_ms: 3,
@@ -386,6 +388,8 @@ mod tests {
                 id: 4,
                 direct: true,
                 text: "hi".into(),
+                action: true,
+                written_ms: -180_000,
             },
             Record::Delivered { to: peer, id: 5 },
             Record::Dropped { to: peer, id: 6 },
@@ -397,6 +401,7 @@ mod tests {
                     "[fe80::1%2]:7654".parse().unwrap(),
                 ],
                 manual: true,
+                heard_ms: 1_700_000_000_000,
             },
             Record::Opened {
                 at_ms: 7,
@@ -412,6 +417,11 @@ mod tests {
                 at_ms: 11,
                 next_msg: 12,
             },
+            Record::Forgot { peer, at_ms: 13 },
+            Record::Away {
+                reason: Some("lunch".into()),
+            },
+            Record::Away { reason: None },
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for r in records {
@@ -419,7 +429,7 @@ mod tests {
             let payload = postcard::to_allocvec(&r).unwrap();
             assert_eq!(decode(&payload).unwrap().to_record(), r);
         }
-        assert_eq!(kinds.len(), 9, "one of every kind");
+        assert_eq!(kinds.len(), 11, "one of every kind");
     }
 
     /// The variant's position: a new kind of record fails to compile here until it is added
@@ -435,6 +445,114 @@ mod tests {
             Record::Shown { .. } => 6,
             Record::Received { .. } => 7,
             Record::Compacted { .. } => 8,
+            Record::Forgot { .. } => 9,
+            Record::Away { .. } => 10,
+        }
+    }
+
+    /// `Said`, `Heard` and `Peer` as a version before `action`, `written_ms` and `heard_ms`
+    /// wrote them: read with the missing fields filled in.
+    #[test]
+    fn records_of_the_older_layout_are_read() {
+        #[derive(serde::Serialize)]
+        #[allow(dead_code)] // `Dropped` keeps the positions
+        enum Older {
+            Said {
+                at_ms: i64,
+                id: u64,
+                nick: String,
+                direct_to: Option<PeerId>,
+                recipients: Vec<PeerId>,
+                text: String,
+            },
+            Heard {
+                at_ms: i64,
+                from: PeerId,
+                nick: String,
+                id: u64,
+                direct: bool,
+                text: String,
+            },
+            Delivered {
+                to: PeerId,
+                id: u64,
+            },
+            Dropped {
+                to: PeerId,
+                id: u64,
+            },
+            Peer {
+                id: PeerId,
+                nick: String,
+                #[serde(serialize_with = "super::addrs::serialize")]
+                addrs: Vec<SocketAddr>,
+                manual: bool,
+            },
+        }
+        let peer = PeerId(7);
+        let cases = [
+            (
+                Older::Said {
+                    at_ms: 1,
+                    id: 2,
+                    nick: "me".into(),
+                    direct_to: None,
+                    recipients: vec![peer],
+                    text: "hello".into(),
+                },
+                Record::Said {
+                    at_ms: 1,
+                    id: 2,
+                    nick: "me".into(),
+                    direct_to: None,
+                    recipients: vec![peer],
+                    text: "hello".into(),
+                    action: false,
+                },
+            ),
+            (
+                Older::Heard {
+                    at_ms: 3,
+                    from: peer,
+                    nick: "bob".into(),
+                    id: 4,
+                    direct: false,
+                    text: "hi".into(),
+                },
+                Record::Heard {
+                    at_ms: 3,
+                    from: peer,
+                    nick: "bob".into(),
+                    id: 4,
+                    direct: false,
+                    text: "hi".into(),
+                    action: false,
+                    written_ms: 3,
+                },
+            ),
+            (
+                Older::Peer {
+                    id: peer,
+                    nick: "bob".into(),
+                    addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+                    manual: false,
+                },
+                Record::Peer {
+                    id: peer,
+                    nick: "bob".into(),
+                    addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+                    manual: false,
+                    heard_ms: 0,
+                },
+            ),
+            (
+                Older::Delivered { to: peer, id: 9 },
+                Record::Delivered { to: peer, id: 9 },
+            ),
+        ];
+        for (older, now) in cases {
+            let payload = postcard::to_allocvec(&older).unwrap();
+            assert_eq!(decode(&payload).unwrap().to_record(), now);
         }
     }
 }
