@@ -7,6 +7,7 @@ mod sim;
 
 use sim::{LinkParams, Sim};
 use std::time::Duration;
+use tailchat::proto::Queued;
 use tailchat::proto::{
     Event, Limits, MessageId, PeerState, Recipients, RestoredPeer, FRAGMENT_BYTES,
 };
@@ -238,8 +239,8 @@ fn a_restored_outbox_is_queued_whole_even_past_the_bound() {
     // More waiting pieces than a live queue accepts (an earlier run accepted them over time):
     // six messages of three fragments each, and a small one.
     let big = "x".repeat(3 * FRAGMENT_BYTES);
-    let mut outbox: Vec<(MessageId, bool, String)> = (1..=6)
-        .map(|i| (MessageId(i), false, big.clone()))
+    let mut outbox: Vec<Queued> = (1..=6)
+        .map(|i| Queued::message(MessageId(i), false, &big))
         .collect();
     outbox.push(Queued::message(MessageId(7), false, "small"));
     let mut node1 = remembered(&sim, 1, MessageId(0));
