@@ -285,8 +285,8 @@ mod tests {
                 id: 7,
                 direct: false,
                 text: "later".into(),
-                at_ms: 0,
-                action: false,
+                at_ms: chrono::Utc::now().timestamp_millis() + 60_000,
+                action: true,
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
@@ -298,7 +298,12 @@ mod tests {
             (bob.id, bob.nick.as_str(), bob.manual),
             (PeerId(1), "bob", true)
         );
-        assert_eq!(bob.outbox, [Queued::message(MessageId(7), false, "later")]);
+        // Written "in a minute" (a clock that went back): no age, not a negative one.
+        let later = Queued {
+            action: true,
+            ..Queued::message(MessageId(7), false, "later")
+        };
+        assert_eq!(bob.outbox, [later]);
         let unnamed = &peers[1];
         assert_eq!(unnamed.nick, PeerId(2).to_string());
         assert_eq!(unnamed.delivered_through, MessageId(9));

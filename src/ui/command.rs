@@ -672,8 +672,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "/msg", "/add", "/nick", "/peers", "/whois", "/history", "/send", "/accept",
-                "/decline", "/cancel", "/files", "/help", "/quit"
+                "/msg", "/me", "/away", "/back", "/add", "/nick", "/peers", "/whois", "/history",
+                "/send", "/accept", "/decline", "/cancel", "/files", "/forget", "/help", "/quit"
             ]
         );
         for name in names {

@@ -153,6 +153,8 @@ pub(super) struct Summarizer {
     away: Option<String>,
     /// See [`Restored::forgotten`].
     forgotten: std::collections::BTreeSet<PeerId>,
+    /// The latest arrival of a message per sender, for [`PeerRecord::heard_ms`].
+    heard_ms: BTreeMap<PeerId, i64>,
     /// Tracked messages not yet covered by a [`Record::Shown`], per sender, in the order heard.
     heard: BTreeMap<PeerId, VecDeque<NotShown>>,
     /// The highest id shown per sender.
@@ -224,9 +226,8 @@ impl Summarizer {
             RecordView::Heard {
                 from, id, at_ms, ..
             } => {
-                if let Some(p) = self.peers.get_mut(from) {
-                    p.heard_ms = p.heard_ms.max(*at_ms);
-                }
+                let heard = self.heard_ms.entry(*from).or_insert(*at_ms);
+                *heard = (*heard).max(*at_ms);
                 let highest = self.delivered_from.entry(*from).or_insert(*id);
                 *highest = (*highest).max(*id);
                 let covered = self.shown.get(from).is_some_and(|through| id <= through);
@@ -342,12 +343,18 @@ impl Summarizer {
                 });
             }
         }
+        let mut peers = self.peers;
+        for (id, p) in &mut peers {
+            if let Some(heard) = self.heard_ms.get(id) {
+                p.heard_ms = p.heard_ms.max(*heard);
+            }
+        }
         Ok(Restored {
             next_msg: self.max_said.saturating_add(1).max(self.compacted_next),
             delivered_from: self.delivered_from,
             outbox,
             unshown,
-            peers: self.peers,
+            peers,
             away: self.away,
             forgotten: self.forgotten,
             last_session: self.last_session,

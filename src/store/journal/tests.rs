@@ -211,7 +211,8 @@ fn restart_summary() {
                     nick: "alicia".into(),
                     addrs: vec![addr("192.0.2.9:7000")],
                     manual: true,
-                    heard_ms: 0,
+                    // Its latest message arrived then.
+                    heard_ms: 1_700_000_100_005,
                 }
             )]),
             warnings: vec![],
