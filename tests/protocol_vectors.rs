@@ -359,10 +359,7 @@ fn expectations() -> Vec<Expected> {
                         seq: 7,
                         away: Some("lunch".into()),
                     }),
-                    Frame::Presence(Presence {
-                        seq: 8,
-                        away: None,
-                    }),
+                    Frame::Presence(Presence { seq: 8, away: None }),
                 ],
             ),
             reencoding: Identical,

@@ -343,6 +343,19 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
         format!("{} — id {}", display_nick(&p.nick), p.id),
         format!("  state      {}", state_name(p.state)),
     ];
+    if let Some(reason) = &p.away {
+        lines.push(format!(
+            "  away       {}",
+            if reason.is_empty() {
+                "yes (no reason given)".to_owned()
+            } else {
+                crate::ui::render::sanitize(reason)
+            }
+        ));
+    }
+    if p.ephemeral {
+        lines.push("  ephemeral  yes: forgotten once it leaves".to_owned());
+    }
     if nicks.len() > 1 {
         let shown: Vec<String> = nicks.iter().map(|n| display_nick(n)).collect();
         lines.push(format!("  nicks      {} (this run)", shown.join(" → ")));
@@ -373,6 +386,26 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
     lines
 }
 
+/// Longest away reason shown in `/peers`, in characters (`/whois` shows it whole).
+const AWAY_CELL_CHARS: usize = 24;
+
+/// The state column of `/peers`: the state, or for a peer online that is away, `away` and its
+/// reason, cut short.
+fn state_cell(p: &PeerInfo) -> String {
+    match (&p.away, p.state) {
+        (Some(reason), PeerState::Online) if reason.is_empty() => "away".to_owned(),
+        (Some(reason), PeerState::Online) => {
+            let reason = crate::ui::render::sanitize(reason);
+            let mut short: String = reason.chars().take(AWAY_CELL_CHARS).collect();
+            if reason.chars().count() > AWAY_CELL_CHARS {
+                short.push('…');
+            }
+            format!("away: {short}")
+        }
+        _ => state_name(p.state).to_owned(),
+    }
+}
+
 /// Lines of `/peers`: a header and one line per peer, in columns that line up on a terminal.
 ///
 /// Nicks are the [`display_names`] of the peers listed. Every column is as wide, in terminal
@@ -397,7 +430,7 @@ pub fn peers_lines_noted(
     let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
     for (p, name) in peers.iter().zip(display_names(&named)) {
         let note = note(p);
-        let state = state_name(p.state);
+        let state = state_cell(p);
         let found = if note.tailnet {
             "tailnet"
         } else {
@@ -409,7 +442,7 @@ pub fn peers_lines_noted(
         }
         rows.push([
             name,
-            state.to_owned(),
+            state,
             p.rtt.map_or_else(|| "?".to_owned(), show_rtt),
             p.undelivered.to_string(),
             ago(now.saturating_duration_since(p.last_heard)),

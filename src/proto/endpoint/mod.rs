@@ -66,6 +66,10 @@ pub struct Footprint {
     pub hello_limiter: usize,
 }
 
+/// How long an ephemeral peer that left is kept, to acknowledge its leave again if our first
+/// ack was lost (its sender gives up long before), before it is forgotten.
+pub const EPHEMERAL_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The protocol state machine for one tailchat instance. See the module documentation of
 /// [`crate::proto`] for how to drive it.
 #[derive(Debug)]
@@ -108,6 +112,9 @@ pub struct Endpoint {
     away: Option<String>,
     /// We say we are ephemeral (see [`Endpoint::set_ephemeral`]).
     ephemeral: bool,
+    /// Ephemeral peers that left, and when they are forgotten: until then they are kept only
+    /// to acknowledge their leave again, should our first ack be lost.
+    departing: std::collections::BTreeMap<PeerId, Instant>,
     /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
     /// the first `poll_*` after a batch of inputs, packs messages typed or received together
     /// into shared datagrams and one ack, without delaying anything.
@@ -137,6 +144,7 @@ impl Endpoint {
             leaving: false,
             away: None,
             ephemeral: false,
+            departing: std::collections::BTreeMap::new(),
             pending: None,
         }
     }
@@ -259,6 +267,7 @@ impl Endpoint {
             .chain(self.probes.next_due())
             .chain(self.announcer.next())
             .chain(self.hints_due())
+            .chain(self.departing.values().copied())
             .min()
     }
 
@@ -415,7 +424,18 @@ impl Endpoint {
         // Everyone we know takes part in the group, present or not: a peer that left or is
         // offline gets the message when it is back.
         let (candidates, direct): (Vec<PeerId>, bool) = match to {
-            Recipients::Everyone => (self.peers.ids(), false),
+            // An ephemeral peer that left gets nothing more.
+            Recipients::Everyone => (
+                self.peers
+                    .ids()
+                    .into_iter()
+                    .filter(|id| !self.departing.contains_key(id))
+                    .collect(),
+                false,
+            ),
+            Recipients::Peer(id) if self.departing.contains_key(&id) => {
+                return Err(SendError::UnknownPeer)
+            }
             Recipients::Peer(id) if self.peers.contains(&id) => (vec![id], true),
             Recipients::Peer(_) => return Err(SendError::UnknownPeer),
         };
@@ -559,15 +579,24 @@ impl Endpoint {
         self.peers.iter().map(|(_, p)| p.link.undelivered()).sum()
     }
 
-    /// A snapshot of every known peer, ordered by nick.
+    /// A snapshot of every known peer, ordered by nick (an ephemeral peer that left is no
+    /// longer listed).
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut v: Vec<PeerInfo> = self.peers.iter().map(|(&id, p)| p.info(id)).collect();
+        let mut v: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| !self.departing.contains_key(id))
+            .map(|(&id, p)| p.info(id))
+            .collect();
         v.sort_by(|a, b| a.nick.cmp(&b.nick).then(a.id.cmp(&b.id)));
         v
     }
 
     /// A snapshot of one known peer.
     pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
+        if self.departing.contains_key(&id) {
+            return None;
+        }
         self.peers.get(&id).map(|p| p.info(id))
     }
 
@@ -671,11 +700,16 @@ impl Endpoint {
                     nick: peer.nick.clone(),
                     queued: peer.link.undelivered(),
                 },
-                LinkEvent::Left => Event::PeerLeft {
-                    peer: id,
-                    nick: peer.nick.clone(),
-                    queued: peer.link.undelivered(),
-                },
+                LinkEvent::Left => {
+                    if peer.is_ephemeral() {
+                        self.departing.insert(id, now + EPHEMERAL_LINGER);
+                    }
+                    Event::PeerLeft {
+                        peer: id,
+                        nick: peer.nick.clone(),
+                        queued: peer.link.undelivered(),
+                    }
+                }
             };
             self.events.push_back(event);
         }
@@ -714,11 +748,20 @@ impl Endpoint {
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
             self.peers.settle(id);
-            let gone = self.peers.get(&id).is_some_and(|p| {
-                p.state() == LinkState::Left && !p.link.owes_ack() && p.is_ephemeral()
-            });
-            if gone {
-                // An ephemeral peer that left (and has its ack) is not kept.
+        }
+        let due: Vec<PeerId> = self
+            .departing
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.departing.remove(&id);
+            if self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.state() == LinkState::Left)
+            {
                 self.forget_peer(id, ForgetReason::Ephemeral);
             }
         }

@@ -177,11 +177,6 @@ impl Link {
         self.send.pending_ids()
     }
 
-    /// Whether we owe the peer an ack not yet sent.
-    pub fn owes_ack(&self) -> bool {
-        self.receive.ack_deadline().is_some()
-    }
-
     /// Whether a leave is still waiting for its ack.
     pub fn leave_outstanding(&self) -> bool {
         self.send.leave_outstanding()
