@@ -934,7 +934,14 @@ impl Chat {
             (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
             _ => None,
         };
-        let echo = json::sent(sent.id, &me, to_json, &sent.recipients, &text, now_ms);
+        let echo = json::sent(
+            sent.id,
+            &me,
+            to_json,
+            &sent.recipients,
+            (&text, action),
+            now_ms,
+        );
         // Every connection hears of it (the one that asked, too), after the sync.
         for id in self.clients.keys().copied().collect::<Vec<_>>() {
             self.pending

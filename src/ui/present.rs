@@ -789,3 +789,99 @@ mod tests {
         assert_eq!(snippet("short"), "short");
     }
 }
+
+#[cfg(test)]
+mod late_tests {
+    use super::*;
+    use crate::ui::render::render;
+    use chrono::TimeZone;
+
+    fn group() -> Output {
+        Output::Group {
+            nick: "alice".into(),
+            text: "colour test".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_a_minute_old_or_more_is_marked_with_when_it_was_written() {
+        let now = chrono::Local
+            .with_ymd_and_hms(2026, 11, 29, 9, 6, 30)
+            .unwrap();
+        assert_eq!(late(group(), Duration::from_secs(59), now), group());
+        let out = late(group(), Duration::from_secs(200), now);
+        assert_eq!(
+            render(&out, now.time(), false),
+            "09:06 <alice> colour test (sent 09:03)"
+        );
+        // Written yesterday: the date too.
+        let out = late(group(), Duration::from_secs(86_400), now);
+        assert_eq!(
+            render(&out, now.time(), false),
+            "09:06 <alice> colour test (sent Nov 28 09:06)"
+        );
+        // An age no clock can hold is still shown, as long ago.
+        let out = late(group(), Duration::from_secs(u64::MAX), now);
+        assert!(render(&out, now.time(), false).ends_with("(sent long ago)"));
+    }
+
+    #[test]
+    fn actions_and_direct_actions_are_shown_as_such() {
+        let t = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+        let show = |o: Output| render(&o, t, false);
+        assert_eq!(
+            show(message_output("alice", None, false, true, "waves")),
+            "09:00 * alice waves"
+        );
+        assert_eq!(
+            show(message_output("bob", None, true, true, "nods")),
+            "09:00 *bob* * bob nods"
+        );
+        assert_eq!(
+            show(message_output("me", Some("bob"), true, false, "hi")),
+            "09:00 *-> bob* hi"
+        );
+        // Hostile text in an action is defanged like any message.
+        let hostile = show(message_output(
+            "eve\x1b[2J",
+            None,
+            false,
+            true,
+            "x\x1b]0;pwned\x07y",
+        ));
+        assert!(
+            hostile.ends_with(" xy") && !hostile.contains('\x1b'),
+            "{hostile:?}"
+        );
+    }
+
+    #[test]
+    fn peers_and_whois_show_away_with_the_reason_made_safe() {
+        let now = Instant::now();
+        let mut p = PeerInfo {
+            id: PeerId(1),
+            nick: "bob".into(),
+            addrs: vec![],
+            found: Found::Announced,
+            last_heard: now,
+            rtt: None,
+            undelivered: 0,
+            state: PeerState::Online,
+            away: Some("lunch\x1b[31m, back at 2 — long reason here, really".into()),
+            ephemeral: false,
+        };
+        let rows = peers_lines(std::slice::from_ref(&p), now);
+        assert!(
+            rows[1].contains("away: lunch, back at 2 — long …"),
+            "{rows:?}"
+        );
+        assert!(!rows[1].contains('\x1b'));
+        let whois = whois_lines(&p, &[], now).join("\n");
+        assert!(whois.contains("away       lunch, back at 2 — long reason here, really"));
+        p.away = Some(String::new());
+        assert!(peers_lines(std::slice::from_ref(&p), now)[1].contains("away"));
+        // Away matters only while it is here.
+        p.state = PeerState::Left;
+        assert!(peers_lines(&[p], now)[1].contains("left"));
+    }
+}

@@ -442,3 +442,92 @@ mod session_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    fn peer(id: u64, heard_ms: i64) -> Record {
+        Record::Peer {
+            id: PeerId(id),
+            nick: format!("p{id}"),
+            addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+            manual: false,
+            heard_ms,
+        }
+    }
+
+    fn said_to(id: u64, to: &[u64]) -> Record {
+        Record::Said {
+            at_ms: 0,
+            id,
+            nick: "me".into(),
+            direct_to: None,
+            recipients: to.iter().map(|p| PeerId(*p)).collect(),
+            text: format!("m{id}"),
+            action: id == 2,
+        }
+    }
+
+    #[test]
+    fn the_latest_away_holds() {
+        let away = |r: Option<&str>| Record::Away {
+            reason: r.map(str::to_owned),
+        };
+        assert_eq!(summarize(&[]).away, None);
+        assert_eq!(
+            summarize(&[away(Some("lunch")), away(None), away(Some(""))]).away,
+            Some(String::new())
+        );
+        assert_eq!(summarize(&[away(Some("lunch")), away(None)]).away, None);
+    }
+
+    #[test]
+    fn a_forgotten_peer_is_not_known_and_nothing_waits_for_it_until_it_comes_back() {
+        let forgot = Record::Forgot {
+            peer: PeerId(1),
+            at_ms: 5,
+        };
+        let r = summarize(&[
+            peer(1, 100),
+            peer(2, 0),
+            said_to(1, &[1, 2]),
+            said_to(2, &[1]),
+            forgot.clone(),
+        ]);
+        assert!(!r.peers.contains_key(&PeerId(1)));
+        assert!(r.forgotten.contains(&PeerId(1)));
+        assert!(!r.outbox.contains_key(&PeerId(1)));
+        let to_2: Vec<u64> = r.outbox[&PeerId(2)].iter().map(|o| o.id).collect();
+        assert_eq!(to_2, [1], "message 2 was for the forgotten peer alone");
+        assert_eq!(r.next_msg, 3, "ids still continue after it");
+        // It came back: known again.
+        let back = summarize(&[peer(1, 100), forgot, peer(1, 200)]);
+        assert_eq!(back.peers[&PeerId(1)].heard_ms, 200);
+        assert!(back.forgotten.is_empty());
+    }
+
+    #[test]
+    fn an_action_waiting_in_the_outbox_stays_an_action() {
+        let r = summarize(&[peer(1, 0), said_to(2, &[1])]);
+        assert!(r.outbox[&PeerId(1)][0].action);
+    }
+
+    #[test]
+    fn a_peer_is_heard_when_its_last_message_arrived_whatever_the_record_order() {
+        let heard = |at_ms| Record::Heard {
+            at_ms,
+            from: PeerId(1),
+            nick: "p1".into(),
+            id: 1,
+            direct: false,
+            text: "hi".into(),
+            action: false,
+            written_ms: at_ms,
+        };
+        let before = summarize(&[heard(300), peer(1, 100)]);
+        let after = summarize(&[peer(1, 100), heard(300)]);
+        assert_eq!(before.peers[&PeerId(1)].heard_ms, 300);
+        assert_eq!(after.peers[&PeerId(1)].heard_ms, 300);
+    }
+}
