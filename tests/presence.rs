@@ -167,3 +167,58 @@ fn an_ephemeral_script_is_not_listed_once_it_has_left() {
     alice.send("thanks, bot");
     alice.expect("not sent: nobody is here yet");
 }
+
+#[test]
+fn a_mention_makes_a_desktop_notification_when_asked_to() {
+    // A stand-in for notify-send that writes down what it was asked to show.
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let shown = home.path().join("notified");
+    let fake = bin.join("notify-send");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s|' \"$a\"; done >> {}\necho >> {}\n",
+            shown.display(),
+            shown.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = home.path().join("config/tailchat");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("config.toml"), "notify = true\n").unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut bob = Chat::start_in(
+        home.path(),
+        "bob",
+        &["--bind", "127.0.0.1"],
+        &[
+            ("PATH", &path),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/dev/null"),
+        ],
+    );
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1", "--peer", &peer]);
+    alice.expect("bob joined");
+    bob.expect("alice joined");
+    alice.send("no call here");
+    bob.expect("<alice> no call here");
+    alice.send("bob: <b>lunch</b> & coffee?");
+    bob.expect("<alice> bob: <b>lunch</b> & coffee?");
+    common::wait_for("the notification", || {
+        std::fs::read_to_string(&shown).is_ok_and(|s| s.lines().count() >= 1)
+    });
+    let lines = std::fs::read_to_string(&shown).unwrap();
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        ["--app-name=tailchat|--|tailchat: alice|bob: &lt;b&gt;lunch&lt;/b&gt; &amp; coffee?|"],
+        "one notification, for the call only, its markup escaped"
+    );
+}
