@@ -173,6 +173,20 @@ pub(crate) fn start_chat_at(
     tap: Option<OnTap>,
     tailnet: TailnetSetup,
 ) -> Running {
+    let net = (journal, tap, tailnet);
+    start_chat_with(switch, nick, addr, peers, net, |_| {})
+}
+
+/// [`start_chat_at`], its journal, tap and tailnet in `more`, with `adjust` applied to the
+/// setup before the chat starts.
+fn start_chat_with(
+    switch: &Switch,
+    nick: &str,
+    addr: SocketAddr,
+    peers: &[SocketAddr],
+    (journal, tap, tailnet): (Option<Journal>, Option<OnTap>, TailnetSetup),
+    adjust: impl FnOnce(&mut Setup),
+) -> Running {
     let (tx, inbox) = mpsc::unbounded_channel();
     switch.lock().unwrap().insert(addr, tx);
     let net = MemoryNet {
@@ -200,6 +214,8 @@ pub(crate) fn start_chat_at(
         files: Default::default(),
         presence: Default::default(),
     };
+    let mut setup = setup;
+    adjust(&mut setup);
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();
     let (done_tx, done) = std_mpsc::channel();
@@ -609,4 +625,29 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     alice.wait_for(&mut a, "unknown now", |o| error(o, "no peer called 'bob'"));
     alice.type_line("/forget nobody");
     alice.wait_for(&mut a, "unknown", |o| error(o, "no peer called 'nobody'"));
+}
+
+#[test]
+fn idle_for_auto_away_means_away_until_the_next_line_typed() {
+    let switch = Switch::default();
+    let addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let none = (None, None, TailnetSetup::off());
+    let alice = start_chat_with(&switch, "alice", addr, &[], none, |s| {
+        s.presence.auto_away = Some(Duration::from_millis(300));
+    });
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    alice.wait_for(&mut a, "idle", |o| notice(o, "you are away: idle"));
+    bob.wait_for(&mut b, "alice idle", |o| notice(o, "alice is away: idle"));
+    alice.type_line("back at my desk");
+    alice.wait_for(&mut a, "back", |o| notice(o, "you are back"));
+    bob.wait_for(&mut b, "alice back", |o| notice(o, "alice is back"));
+    bob.wait_for(&mut b, "her line", |o| group(o, "alice", "back at my desk"));
+    // Back first, then the line: bob's notice comes before it.
+    let back = b.0.iter().position(|o| notice(o, "alice is back"));
+    let line =
+        b.0.iter()
+            .position(|o| group(o, "alice", "back at my desk"));
+    assert!(back < line, "{:#?}", b.0);
 }
