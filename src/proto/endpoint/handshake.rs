@@ -21,7 +21,7 @@
 //! or adds an address its datagrams are taken from (a peer that moved proves itself again, from
 //! where it is now). A hello costs its receiver one cookie, and a stranger nothing more.
 
-use super::Endpoint;
+use super::{Endpoint, NICK_RESEND_WINDOW};
 use crate::proto::cookie::Cookie;
 use crate::proto::identity::{
     self, Identity, PublicKey, Signature, Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN,
@@ -430,7 +430,15 @@ impl Endpoint {
                 // A new run of the peer says again whether it is away.
                 peer.away = None;
             }
-            // Our stream to it starts again: whether we are away goes first.
+            // Our stream to it starts again. If our nick changed lately, the proof it saw may
+            // predate the change: the nick goes first (ignored when it already has it). Then
+            // whether we are away.
+            let renamed_lately = self
+                .nick_changed
+                .is_some_and(|t| now.saturating_duration_since(t) <= NICK_RESEND_WINDOW);
+            if renamed_lately {
+                peer.link.queue_nick(&self.config.nick);
+            }
             if let Some(reason) = &self.away {
                 peer.link.queue_presence(Some(reason));
             }

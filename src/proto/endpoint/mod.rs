@@ -66,6 +66,10 @@ pub struct Footprint {
     pub hello_limiter: usize,
 }
 
+/// After a change of nick, a peer whose streams (re)start within this long is sent the nick
+/// again: longer than a proof stays valid (a cookie lives at most 10 s, §8.2).
+pub const NICK_RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How long an ephemeral peer that left is kept, to acknowledge its leave again if our first
 /// ack was lost (its sender gives up long before), before it is forgotten.
 pub const EPHEMERAL_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
@@ -112,6 +116,9 @@ pub struct Endpoint {
     away: Option<String>,
     /// We say we are ephemeral (see [`Endpoint::set_ephemeral`]).
     ephemeral: bool,
+    /// When our nick last changed: a peer whose streams start soon after may have our older
+    /// nick from a proof sent before the change.
+    nick_changed: Option<Instant>,
     /// Ephemeral peers that left, and when they are forgotten: until then they are kept only
     /// to acknowledge their leave again, should our first ack be lost.
     departing: std::collections::BTreeMap<PeerId, Instant>,
@@ -144,6 +151,7 @@ impl Endpoint {
             leaving: false,
             away: None,
             ephemeral: false,
+            nick_changed: None,
             departing: std::collections::BTreeMap::new(),
             pending: None,
         }
@@ -545,6 +553,7 @@ impl Endpoint {
             return Err(NICK_RULE.to_owned());
         }
         nick.clone_into(&mut self.config.nick);
+        self.nick_changed = Some(now);
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
             p.link.queue_nick(nick);
         }
@@ -796,6 +805,7 @@ mod tests {
     use super::*;
     use crate::proto::wire::Proof;
     use crate::proto::{Identity, Limits};
+    use std::time::Duration;
 
     fn endpoint(secret: u8, now: Instant) -> Endpoint {
         let config = Config {
@@ -946,6 +956,35 @@ mod tests {
             matches!(a.poll_event(), Some(Event::PeerJoined { peer, .. }) if peer == b.peer_id())
         );
         assert_eq!(a.footprint().probes, 0, "the probe ends with the proof");
+    }
+
+    #[test]
+    fn a_nick_changed_while_the_handshake_runs_still_reaches_the_peer() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        pass(&mut a, addr(1), &mut b, now); // hello
+        pass(&mut b, addr(2), &mut a, now); // cookie
+        pass(&mut a, addr(1), &mut b, now); // proof, signed as "me"
+        a.set_nick(now, "alicia").unwrap();
+        pass(&mut b, addr(2), &mut a, now); // proof reply: a's streams start
+        pass(&mut a, addr(1), &mut b, now);
+        assert_eq!(b.nick_of(a.peer_id()), Some("alicia"));
+        // Long after a change, a join costs no extra item.
+        let later = now + NICK_RESEND_WINDOW + Duration::from_secs(1);
+        let (mut c, mut d) = (endpoint(3, later), endpoint(4, later));
+        c.set_nick(now, "carol").unwrap();
+        c.add_address(later, addr(4));
+        pass(&mut c, addr(3), &mut d, later);
+        pass(&mut d, addr(4), &mut c, later);
+        pass(&mut c, addr(3), &mut d, later);
+        pass(&mut d, addr(4), &mut c, later);
+        assert_eq!(
+            pass(&mut c, addr(3), &mut d, later),
+            0,
+            "nothing more to send"
+        );
+        assert_eq!(d.nick_of(c.peer_id()), Some("carol"));
     }
 
     #[test]
