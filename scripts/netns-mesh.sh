@@ -6,7 +6,13 @@
 #
 # Usage: scripts/netns-mesh.sh [N] [LIMIT_SECONDS] [path/to/tailchat]
 #   exits 0 when the full mesh is reached within LIMIT_SECONDS (default 10), 1 otherwise.
-#   scripts/bench-mesh.sh runs it at 10, 100 and 250 hosts with the release build.
+#   scripts/bench-office.py measures 10, 100 and 250 hosts with the release build.
+#
+# The kernel's neighbour tables (ARP, ND) are shared by every namespace, and their limits
+# (net.ipv{4,6}.neigh.default.gc_thresh*) are global: 1024 entries by default, while N hosts
+# that all talk to each other need about 2·N² (past ~35 hosts the kernel logged "neighbor table
+# overflow" and new hosts could not be reached at all). They are raised for the run, when lower,
+# and put back on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-30}
@@ -19,12 +25,26 @@ command -v ip >/dev/null || { echo "needs iproute2 (apt-get install iproute2)" >
 P="tm$$"
 WORK=$(mktemp -d)
 PIDS=()
+NEIGH_SAVED=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for i in $(seq 0 "$N"); do ip netns del "$P-$i" 2>/dev/null || true; done
+  for kv in "${NEIGH_SAVED[@]}"; do sysctl -qw "$kv" || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+need=$((4 * N * N + 4096))
+for v in 4 6; do
+  for k in 2 3; do
+    key="net.ipv$v.neigh.default.gc_thresh$k"
+    old=$(sysctl -n "$key")
+    if [ "$old" -lt "$need" ]; then
+      NEIGH_SAVED+=("$key=$old")
+      sysctl -qw "$key=$need"
+    fi
+  done
+done
 
 # The switch: namespace 0 holds the bridge.
 ip netns add "$P-0"
