@@ -165,8 +165,11 @@ impl Endpoint {
         false
     }
 
-    /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender.
-    /// Nothing about the sender is taken from it. Returns false: nothing changed.
+    /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender
+    /// — unless it claims to be a peer online in that session whose session proved itself at
+    /// that address already: a proof would change nothing (two handshakes crossed, or a hello
+    /// went again before the first one's proof reply came back), and we say nothing. Nothing
+    /// about the sender is taken from it. Returns false: nothing changed.
     pub(super) fn on_cookie(
         &mut self,
         now: Instant,
@@ -179,6 +182,14 @@ impl Endpoint {
         }
         if !self.jar.check_token(now, from, &c.echo) {
             self.stats.bad_cookie += 1;
+            return false;
+        }
+        let proven = self
+            .peers
+            .get(&header.sender)
+            .is_some_and(|p| p.session == header.session && p.is_online() && p.proven_at(from));
+        if proven {
+            self.probes.remove(from);
             return false;
         }
         if let Some(p) = self.probes.get_mut(from) {

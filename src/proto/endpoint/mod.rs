@@ -22,7 +22,7 @@ mod peers;
 use self::discovery::{Announcer, Probes, HELLO_INTERVAL, HELLO_LIMITER_SLOTS};
 use self::handshake::SignatureCache;
 use self::hints::Hints;
-use self::limits::{AddrLimiter, TokenBucket};
+use self::limits::{AddrLimiter, SlotLimiter, TokenBucket};
 use self::peers::PeerTable;
 use super::cookie::CookieJar;
 use super::identity::PublicKey;
@@ -86,6 +86,10 @@ pub struct Endpoint {
     hints: Hints,
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
+    /// At most one announcement answered per announcer (PeerId and session, as claimed) per
+    /// [`HELLO_INTERVAL`]: one announcement arrives as up to three copies, from the announcer's
+    /// IPv4 and IPv6 addresses, and one handshake is enough.
+    announcers: SlotLimiter<(PeerId, u64)>,
     /// Hellos answering datagrams from PeerIds we do not know, per second.
     strangers: TokenBucket,
     /// Seeded randomness (who is told of a newcomer).
@@ -137,6 +141,7 @@ impl Endpoint {
             jar: CookieJar::new(config.seed, now),
             hints: Hints::default(),
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            announcers: SlotLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
             strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
             signatures: SignatureCache::default(),
@@ -1045,6 +1050,82 @@ mod tests {
         assert!(b.poll_event().is_none() && b.poll_transmit().is_none());
         send(&mut b, addr(1), good);
         assert!(matches!(b.poll_event(), Some(Event::PeerJoined { .. })));
+    }
+
+    /// An endpoint that announces itself and answers announcements.
+    fn discovering(secret: u8, now: Instant) -> Endpoint {
+        let mut ep = endpoint(secret, now);
+        ep.config.discovery = true;
+        ep.announcer = Announcer::new(true, now, u64::from(secret));
+        ep.handle_timeout(now); // the first announcement is due at once
+        ep
+    }
+
+    /// The hellos among what `from` has to send, by address.
+    fn hellos(from: &mut Endpoint) -> Vec<SocketAddr> {
+        sent(from)
+            .into_iter()
+            .filter(|(_, d)| matches!(d.frames.first(), Some(Frame::Hello(_))))
+            .map(|(to, _)| to)
+            .collect()
+    }
+
+    #[test]
+    fn the_copies_of_one_announcement_lead_to_one_hello() {
+        let now = Instant::now();
+        let (mut a, mut b) = (discovering(1, now), discovering(2, now));
+        let announce = a.poll_announce().expect("a burst at start");
+        let v6: SocketAddr = "[fe80::1]:7654".parse().unwrap();
+        // Broadcast, IPv4 multicast (both from a's IPv4 address) and IPv6 multicast.
+        for from in [addr(1), addr(1), v6] {
+            b.handle_datagram(now, from, &announce);
+        }
+        assert_eq!(hellos(&mut b), vec![addr(1)]);
+        // The next announcement of the burst, heard only over IPv6 while a is still unknown:
+        // answered there too (a path that works may be only that one), beside the probe's
+        // second hello to the first address.
+        let later = now + HELLO_INTERVAL;
+        b.handle_datagram(later, v6, &announce);
+        assert_eq!(hellos(&mut b), vec![addr(1), v6]);
+    }
+
+    #[test]
+    fn an_announcement_from_a_peer_online_in_that_session_changes_nothing() {
+        let now = Instant::now();
+        let (mut a, mut b) = (discovering(1, now), discovering(2, now));
+        let announce = a.poll_announce().expect("a burst at start");
+        b.handle_datagram(now, addr(1), &announce);
+        pump(now, &mut b, addr(2), &mut a, addr(1));
+        assert_eq!(b.peers().len(), 1);
+        // The same run of a, heard at another address (another interface, or IPv6): it is
+        // reachable already, so nobody is asked to prove anything.
+        let later = now + HELLO_INTERVAL * 4;
+        b.handle_datagram(later, "[fe80::1]:7654".parse().unwrap(), &announce);
+        assert!(hellos(&mut b).is_empty());
+    }
+
+    #[test]
+    fn a_cookie_from_a_peer_proven_at_that_address_gets_no_second_proof() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        b.add_address(now, addr(1));
+        // Both hellos cross; a's handshake completes first.
+        let a_hello = sent(&mut a);
+        let b_hello = sent(&mut b);
+        assert_eq!((a_hello.len(), b_hello.len()), (1, 1));
+        let encode = |d: &wire::Datagram| wire::encode(&d.header, &d.frames);
+        b.handle_datagram(now, addr(1), &encode(&a_hello[0].1));
+        let b_cookie = sent(&mut b);
+        a.handle_datagram(now, addr(2), &encode(&b_hello[0].1));
+        let a_cookie = sent(&mut a);
+        a.handle_datagram(now, addr(2), &encode(&b_cookie[0].1));
+        pump(now, &mut a, addr(1), &mut b, addr(2));
+        assert_eq!((a.peers().len(), b.peers().len()), (1, 1));
+        // b's own hello's cookie comes back now: a proof would change nothing.
+        b.handle_datagram(now, addr(1), &encode(&a_cookie[0].1));
+        assert!(sent(&mut b).is_empty());
+        assert_eq!(b.footprint().probes, 0, "and its probe is done");
     }
 
     #[test]
