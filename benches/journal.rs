@@ -92,6 +92,7 @@ fn build(path: &Path) -> Duration {
             nick: format!("peer{i}"),
             addrs: vec![format!("192.0.2.{}:7654", i + 1).parse().unwrap()],
             manual: true,
+            heard_ms: 0,
         })
         .unwrap();
     }
@@ -113,6 +114,7 @@ fn build(path: &Path) -> Duration {
                 direct_to: None,
                 recipients: peers.clone(),
                 text: text(n),
+                action: false,
             })
             .unwrap();
             for p in &peers {
@@ -128,6 +130,8 @@ fn build(path: &Path) -> Duration {
                 id: heard[k],
                 direct: n % 17 == 0,
                 text: text(n),
+                action: false,
+                written_ms: at_ms,
             })
             .unwrap();
         }
@@ -315,6 +319,7 @@ fn instance(nick: &str, peer: Option<u16>, journal: Option<Journal>) -> Instance
             control_dir: None,
             files: Default::default(),
             unshown: Vec::new(),
+            presence: Default::default(),
         };
         rt.block_on(async {
             let net = UdpIo::new(bound, false).unwrap();
@@ -532,6 +537,8 @@ fn main() {
                 id: 10_000_000 + i as u64,
                 direct: false,
                 text: text(i as u64),
+                action: false,
+                written_ms: 0,
             };
             let t = Instant::now();
             j.append(&r).unwrap();

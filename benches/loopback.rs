@@ -217,6 +217,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             .build()
             .unwrap();
         let setup = Setup {
+            presence: Default::default(),
             endpoint,
             session: 1,
             peers,

@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked "$@"
 if [ "$(id -u)" = 0 ]; then
-  cargo build --locked --bin tailchat
+  cargo build --locked --bin tailchat --example forger
   scripts/netns-lan-test.sh target/debug/tailchat
   scripts/netns-tailnet-test.sh target/debug/tailchat
   scripts/netns-mesh.sh 30 10 target/debug/tailchat
+  FLOOD=20000 scripts/netns-mesh.sh 30 10 target/debug/tailchat
 else
   echo "LAN and tailnet tests in network namespaces skipped: they need root (sudo scripts/netns-lan-test.sh, sudo scripts/netns-tailnet-test.sh)"
 fi

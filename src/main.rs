@@ -131,7 +131,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     // Before the first prompt; puts the terminal back however this function ends, or panics.
     let _terminal_state = tailchat::ui::tty::TerminalState::save_interactive();
-    let term = match script {
+    let mut term = match script {
         Some(lines) => terminal::start_with_input(lines),
         None => terminal::start(
             &settings.nick,
@@ -158,13 +158,14 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
             settings.port
         )));
     }
-    let started = start::endpoint(
+    let mut started = start::endpoint(
         &settings.nick,
         port,
         discovery,
         storage.as_ref(),
         Instant::now(),
     );
+    started.endpoint.set_ephemeral(settings.ephemeral);
     if json {
         term.output.print_raw(app::json::ready(
             &settings.nick,
@@ -197,7 +198,28 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         bind: settings.bind,
         port,
     };
+    let presence = app::presence::PresenceSetup {
+        auto_away: settings.auto_away,
+        forget_after: settings.forget_after,
+        away: storage.as_ref().and_then(|s| s.restored.away.clone()),
+        heard_ms: storage
+            .as_ref()
+            .map(|s| {
+                s.restored
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.heard_ms > 0)
+                    .map(|(id, p)| (*id, p.heard_ms))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        calls: settings.calls,
+    };
+    if !settings.calls.bell {
+        term.output.silence_bell();
+    }
     let setup = Setup {
+        presence,
         files,
         endpoint: started.endpoint,
         session: started.session,

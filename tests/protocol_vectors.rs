@@ -18,16 +18,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tailchat::proto::identity::{Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN};
 use tailchat::proto::wire::{
     self, Ack, AckRange, Announce, Chat, CookieReply, Datagram, DecodeError, Fragment, Frame,
-    Header, Hello, NickChange, PeerEntry, PeerList, Proof, ProofReply,
+    Header, Hello, NickChange, PeerEntry, PeerList, Presence, Proof, ProofReply,
 };
 use tailchat::proto::{Identity, MessageId, PeerId};
 
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
-const MIN_VECTORS: usize = 27;
+const MIN_VECTORS: usize = 29;
 /// Frame kinds version 2 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=14;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=15;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -236,6 +236,8 @@ fn expectations() -> Vec<Expected> {
                     msg: MessageId(3),
                     direct: false,
                     text: "héllo".into(),
+                    flags: 0,
+                    age_ms: 0,
                 })],
             ),
             reencoding: Identical,
@@ -251,6 +253,8 @@ fn expectations() -> Vec<Expected> {
                     index: 2,
                     count: 3,
                     data: b"ld!".to_vec(),
+                    flags: 0,
+                    age_ms: 183_000,
                 })],
             ),
             reencoding: Identical,
@@ -283,6 +287,8 @@ fn expectations() -> Vec<Expected> {
                         msg: MessageId(5),
                         direct: false,
                         text: "ok".into(),
+                        flags: 0,
+                        age_ms: 0,
                     }),
                 ],
                 unknown_frames: 1,
@@ -337,6 +343,35 @@ fn expectations() -> Vec<Expected> {
             reencoding: Identical,
         },
         Expected {
+            name: "action",
+            datagram: datagram(
+                alice(9),
+                vec![Frame::Chat(Chat {
+                    seq: 6,
+                    msg: MessageId(10),
+                    direct: false,
+                    text: "waves".into(),
+                    flags: wire::flags::ACTION,
+                    age_ms: 0,
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "presence",
+            datagram: datagram(
+                alice(10),
+                vec![
+                    Frame::Presence(Presence {
+                        seq: 7,
+                        away: Some("lunch".into()),
+                    }),
+                    Frame::Presence(Presence { seq: 8, away: None }),
+                ],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
             name: "session-ack-chat",
             datagram: datagram(
                 alice(8),
@@ -351,6 +386,8 @@ fn expectations() -> Vec<Expected> {
                         msg: MessageId(9),
                         direct: true,
                         text: "hi bob".into(),
+                        flags: 0,
+                        age_ms: 12,
                     }),
                 ],
             ),

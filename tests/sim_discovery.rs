@@ -93,13 +93,17 @@ fn one_peer_heard_at_two_addresses_is_one_peer() {
     sim.nodes[0].ep.announce_soon(now);
     let bytes = sim.nodes[0].ep.poll_announce().expect("an announcement");
     let second: SocketAddr = "192.168.7.1:7654".parse().unwrap();
-    // The second interface reaches node 0, and node 0 answers from it: an address counts once
-    // node 0 has proved itself there.
+    // The second interface reaches node 0, and node 0 sends from it from now on. Its
+    // announcement from there changes nothing (node 0 is online in that session: it is
+    // reachable already); its next datagram from there, a keepalive at the latest, is answered
+    // with a hello, and the address counts once node 0 has proved itself there.
     sim.aliases.insert(second, 0);
     sim.routes.insert((0, 1), second);
     sim.inject(1, second, &bytes);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.nodes[1].ep.peers()[0].addrs.len(), 1);
     assert!(
-        sim.run_until_cond(Duration::from_secs(1), |s| s.nodes[1].ep.peers()[0]
+        sim.run_until_cond(Duration::from_secs(10), |s| s.nodes[1].ep.peers()[0]
             .addrs
             .len()
             == 2)

@@ -101,6 +101,8 @@ fn datagrams_beyond_the_receive_window_are_refused() {
             msg: MessageId(999),
             direct: false,
             text: "from the future".into(),
+            flags: 0,
+            age_ms: 0,
         })],
     );
     let from = sim.nodes[0].addr;
@@ -300,6 +302,8 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                 msg: MessageId(m),
                 direct,
                 text,
+                flags: 0,
+                age_ms: 0,
             })
         }),
         (
@@ -316,7 +320,9 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                     direct: false,
                     index,
                     count,
-                    data
+                    data,
+                    flags: 0,
+                    age_ms: 0,
                 })
             ),
         (

@@ -100,6 +100,8 @@ fn a_stranger_claiming_bobs_peer_id_captures_nothing() {
                     msg: MessageId(u64::MAX),
                     direct: false,
                     text: "I am bob".into(),
+                    flags: 0,
+                    age_ms: 0,
                 }),
                 Frame::Ack(Ack {
                     delay_us: 0,
@@ -352,7 +354,13 @@ fn a_returning_peer_is_recognised_by_its_key() {
             addrs: vec![sim.nodes[1].addr],
             manual: true,
             delivered_through: MessageId(0),
-            outbox: vec![(MessageId(1), false, "hello again".into())],
+            outbox: vec![tailchat::proto::Queued {
+                id: MessageId(1),
+                direct: false,
+                action: false,
+                written_ago: std::time::Duration::ZERO,
+                text: "hello again".into(),
+            }],
         };
         sim.restart_node_as(0, MessageId(2), vec![restored]);
         let ok = sim.run_until_cond(Duration::from_secs(3), |s| {

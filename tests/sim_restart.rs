@@ -7,6 +7,7 @@ mod sim;
 
 use sim::{LinkParams, Sim};
 use std::time::Duration;
+use tailchat::proto::Queued;
 use tailchat::proto::{
     Event, Limits, MessageId, PeerState, Recipients, RestoredPeer, FRAGMENT_BYTES,
 };
@@ -85,7 +86,7 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
         addrs: vec![sim.nodes[1].addr],
         manual: false,
         delivered_through: MessageId(0),
-        outbox: vec![(queued, false, "queued while away".into())],
+        outbox: vec![Queued::message(queued, false, "queued while away")],
     };
     sim.restart_node_as(0, MessageId(queued.0 + 1), vec![node1]);
     sim.cut.clear();
@@ -238,10 +239,10 @@ fn a_restored_outbox_is_queued_whole_even_past_the_bound() {
     // More waiting pieces than a live queue accepts (an earlier run accepted them over time):
     // six messages of three fragments each, and a small one.
     let big = "x".repeat(3 * FRAGMENT_BYTES);
-    let mut outbox: Vec<(MessageId, bool, String)> = (1..=6)
-        .map(|i| (MessageId(i), false, big.clone()))
+    let mut outbox: Vec<Queued> = (1..=6)
+        .map(|i| Queued::message(MessageId(i), false, &big))
         .collect();
-    outbox.push((MessageId(7), false, "small".into()));
+    outbox.push(Queued::message(MessageId(7), false, "small"));
     let mut node1 = remembered(&sim, 1, MessageId(0));
     node1.outbox = outbox;
     sim.restart_node_as(0, MessageId(8), vec![node1]);
@@ -288,10 +289,10 @@ fn restoring_more_peers_than_the_table_holds_loses_nothing() {
             outbox: vec![],
         })
         .collect();
-    peers[299].outbox = vec![(MessageId(1), true, "for the last one".into())];
+    peers[299].outbox = vec![Queued::message(MessageId(1), true, "for the last one")];
     let mut node1 = remembered(&sim, 1, MessageId(5));
     node1.manual = false;
-    node1.outbox = vec![(MessageId(2), false, "for node 1".into())];
+    node1.outbox = vec![Queued::message(MessageId(2), false, "for node 1")];
     peers.push(node1);
     sim.restart_node_as(0, MessageId(3), peers);
     assert_eq!(

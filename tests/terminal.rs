@@ -124,8 +124,18 @@ impl Pane {
     /// Starts `tailchat --nick NICK --no-discovery --port 0 --bind 127.0.0.1 ARGS…` in a
     /// fresh `COLUMNS`×`ROWS` pane with a clean environment, and waits for its prompt.
     fn start(nick: &str, args: &[&str]) -> Pane {
+        Self::start_with_config(nick, args, None)
+    }
+
+    /// [`Pane::start`] with `config` as the user's config file, if given.
+    fn start_with_config(nick: &str, args: &[&str], config: Option<&str>) -> Pane {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path().to_str().expect("UTF-8 temp dir").to_owned();
+        if let Some(config) = config {
+            let at = dir.path().join("config/tailchat");
+            std::fs::create_dir_all(&at).expect("config dir");
+            std::fs::write(at.join("config.toml"), config).expect("config file");
+        }
         let socket = format!(
             "tailchat-test-{}-{}",
             std::process::id(),
@@ -481,9 +491,14 @@ fn shell_quote(arg: &str) -> String {
 
 /// Starts alice on pipes and bob in a pane added to her, and waits until each sees the other.
 fn alice_and_bob_in_a_pane() -> (Chat, Pane) {
+    alice_and_bob_in_a_pane_with(None)
+}
+
+/// [`alice_and_bob_in_a_pane`], bob with `config` as his config file.
+fn alice_and_bob_in_a_pane_with(config: Option<&str>) -> (Chat, Pane) {
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
     let peer = format!("127.0.0.1:{}", alice.port);
-    let bob = Pane::start("bob", &["--peer", &peer]);
+    let bob = Pane::start_with_config("bob", &["--peer", &peer], config);
     bob.wait_for_text("alice joined");
     alice.expect("bob joined");
     (alice, bob)
@@ -682,7 +697,22 @@ fn sighup_at_the_prompt_leaves_the_terminal_as_found() {
 
 #[test]
 fn a_mention_rings_the_bell_once_and_our_own_line_does_not() {
-    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    assert_eq!(
+        bells_for_a_mention(None),
+        1,
+        "one bell: for the mention only"
+    );
+}
+
+#[test]
+fn no_bell_rings_with_bell_false_in_the_config() {
+    assert_eq!(bells_for_a_mention(Some("bell = false\n")), 0);
+}
+
+/// Bells written to bob's terminal while alice chats, then calls bob, then chats again, and
+/// bob writes a line of his own (which calls himself).
+fn bells_for_a_mention(config: Option<&str>) -> usize {
+    let (mut alice, bob) = alice_and_bob_in_a_pane_with(config);
     bob.wait("the prompt \"bob> \"", |s| s.prompt_is("bob> "));
     // Everything the program writes to the terminal, byte for byte.
     let raw = bob.dir.path().join("raw-output");
@@ -712,8 +742,9 @@ fn a_mention_rings_the_bell_once_and_our_own_line_does_not() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(bells(), 1, "one bell: for the mention only");
+    let rung = bells();
     quit(&mut alice, &bob, "bob> ", "bob");
+    rung
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::app::files::Files;
 use crate::app::json;
 use crate::app::lookup::find_peer;
 use crate::app::persist::{HistoryError, Persistence};
+use crate::app::presence::{self, Presence, AUTO_AWAY_REASON};
 use crate::app::tailnet::{News, Tailnet};
 use crate::app::{Screen, Setup};
 use crate::net::addr::{self, HostSpec};
@@ -167,6 +168,8 @@ pub struct Chat {
     history_shown: u64,
     /// Answers that came back before an earlier one, waiting for it.
     history_early: BTreeMap<u64, HistoryLines>,
+    /// Auto-away, forgetting, notifications.
+    presence: Presence,
 }
 
 impl Chat {
@@ -187,8 +190,16 @@ impl Chat {
             wait,
             json,
             files,
+            presence,
             ..
         } = setup;
+        let now = Instant::now();
+        let mut presence = presence;
+        if scripted || json {
+            // Nobody types at a script: it is never idle.
+            presence.auto_away = None;
+        }
+        let presence = Presence::new(presence, now);
         let files = Files::new(files, ep.peer_id(), scripted || json);
         let (history_tx, history_rx) = mpsc::unbounded_channel();
         let mut chat = Self {
@@ -220,7 +231,13 @@ impl Chat {
             history_asked: 0,
             history_shown: 0,
             history_early: BTreeMap::new(),
+            presence,
         };
+        if let Some(reason) = chat.presence.restored_away().map(str::to_owned) {
+            if chat.ep.set_away(now, Some(&reason)).is_ok() {
+                chat.print(Output::Notice(away_line("you are still away", &reason)));
+            }
+        }
         chat.show_file_lines();
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
@@ -363,6 +380,7 @@ impl Chat {
             self.hold_until,
             self.drain_until,
             self.tailnet.next_wakeup(),
+            self.presence.next_wakeup(self.ep.away().is_some()),
         ]
         .into_iter()
         .flatten()
@@ -376,6 +394,39 @@ impl Chat {
         }
         self.ep.handle_timeout(now);
         self.contact_tailnet(now);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let peers = self.ep.peers();
+        let due = self
+            .presence
+            .on_timer(now, now_ms, self.ep.away().is_some(), &peers);
+        if due.go_away {
+            self.set_away(now, Some(AUTO_AWAY_REASON.to_owned()));
+        }
+        for (id, silent) in due.forget {
+            let days = silent.as_secs() / 86_400;
+            if let Some(p) = peers.iter().find(|p| p.id == id) {
+                self.print(Output::Notice(format!(
+                    "forgetting {}: not heard for {days} days (forget_after in the config file)",
+                    crate::ui::render::display_nick(&p.nick)
+                )));
+            }
+            self.ep.forget(now, id);
+        }
+    }
+
+    /// Goes away with `reason` (`Some`, perhaps empty) or comes back (`None`): peers are told,
+    /// the journal keeps it for the next run, and the user sees it.
+    fn set_away(&mut self, now: Instant, reason: Option<String>) {
+        if let Err(e) = self.ep.set_away(now, reason.as_deref()) {
+            return self.command_error(e);
+        }
+        self.append(&Record::Away {
+            reason: reason.clone(),
+        });
+        self.print(Output::Notice(match &reason {
+            None => "you are back".to_owned(),
+            Some(r) => away_line("you are away", r),
+        }));
     }
 
     /// Whether typed lines may be taken now (a script's line waits for its contact, and for
@@ -539,6 +590,18 @@ impl Chat {
                     let out =
                         out.or_else(|| present::event_output(&e, name, &mut self.outstanding));
                     if let Some(out) = out {
+                        let out = match &e {
+                            Event::Message { age, .. } => {
+                                present::late(out, *age, chrono::Local::now())
+                            }
+                            _ => out,
+                        };
+                        let calls = self.presence.calls();
+                        if let (true, true, Event::Message { nick, text, .. }) =
+                            (calls_us, calls.notify, &e)
+                        {
+                            presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                        }
                         let out = if calls_us {
                             Output::Mention(Box::new(out))
                         } else {
@@ -605,6 +668,8 @@ impl Chat {
             nick,
             id,
             direct,
+            action,
+            age,
             text,
         } = e
         else {
@@ -637,6 +702,8 @@ impl Chat {
             nick,
             id,
             direct,
+            action,
+            age,
             text,
         }
     }
@@ -706,6 +773,10 @@ impl Chat {
 
     /// A typed line.
     pub fn on_line(&mut self, line: &str) {
+        let now = Instant::now();
+        if self.presence.typed(now) && self.ep.away().is_some() {
+            self.set_away(now, None);
+        }
         let parsed = if self.json {
             json::parse_command(line)
         } else {
@@ -721,7 +792,35 @@ impl Chat {
     fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Say(text) => self.say(now, Recipients::Everyone, None, text),
+            Command::Say(text) => self.say(now, Recipients::Everyone, None, text, false),
+            Command::Me(text) => self.say(now, Recipients::Everyone, None, text, true),
+            Command::Away(reason) => {
+                self.presence.set_by_hand();
+                if self.ep.away() == reason.as_deref() {
+                    self.print(Output::Notice(match &reason {
+                        None => "you are not away".to_owned(),
+                        Some(r) => away_line("you are already away", r),
+                    }));
+                } else {
+                    self.set_away(now, reason);
+                }
+            }
+            Command::Forget(name) => match find_peer(&self.ep.peers(), &name) {
+                Ok((id, nick)) => {
+                    let here = self
+                        .ep
+                        .peer(id)
+                        .is_some_and(|p| p.state == PeerState::Online);
+                    if here {
+                        self.command_error(format!(
+                            "{nick} is here: /forget is for peers who have left for good"
+                        ));
+                    } else {
+                        self.ep.forget(now, id);
+                    }
+                }
+                Err(e) => self.command_error(e),
+            },
             Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
                 Ok((id, nick)) => {
                     // The echo says which one, when nicks are shared: `*-> bob#1d79e0c2*`.
@@ -730,7 +829,13 @@ impl Chat {
                         .into_iter()
                         .find(|(p, _)| *p == id)
                         .map_or(nick, |(_, name)| name);
-                    self.say(now, Recipients::Peer(id), Some(shown), text);
+                    if let Some(reason) = self.ep.peer(id).and_then(|p| p.away) {
+                        self.print(Output::Notice(away_line(
+                            &format!("{shown} is away"),
+                            &reason,
+                        )));
+                    }
+                    self.say(now, Recipients::Peer(id), Some(shown), text, false);
                 }
                 Err(e) => self.command_error(e),
             },
@@ -795,8 +900,15 @@ impl Chat {
         }
     }
 
-    fn say(&mut self, now: Instant, to: Recipients, to_nick: Option<String>, text: String) {
-        let sent = match self.ep.send_message(now, to, &text) {
+    fn say(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        to_nick: Option<String>,
+        text: String,
+        action: bool,
+    ) {
+        let sent = match self.ep.send_message_as(now, to, &text, action) {
             Ok(sent) if sent.recipients.is_empty() => {
                 self.outcome.nobody_to_send_to = true;
                 return self.print(Output::Error(
@@ -809,7 +921,7 @@ impl Chat {
         self.outstanding.sent(sent.id, &text, &sent.recipients);
         let me = self.ep.nick().to_owned();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        self.append(&Persistence::said(&me, to, &sent, &text, now_ms));
+        self.append(&Persistence::said(&me, to, &sent, &text, action, now_ms));
         let away: Vec<String> = self
             .ep
             .peers()
@@ -822,7 +934,14 @@ impl Chat {
             (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
             _ => None,
         };
-        let echo = json::sent(sent.id, &me, to_json, &sent.recipients, &text, now_ms);
+        let echo = json::sent(
+            sent.id,
+            &me,
+            to_json,
+            &sent.recipients,
+            (&text, action),
+            now_ms,
+        );
         // Every connection hears of it (the one that asked, too), after the sync.
         for id in self.clients.keys().copied().collect::<Vec<_>>() {
             self.pending
@@ -833,14 +952,14 @@ impl Chat {
         } else {
             // The user sees it too, even when a program sent it in their name.
             let reply_to = self.reply_to.take();
-            self.print(match to_nick {
-                Some(nick) => Output::Direct {
-                    from: me,
-                    to: Some(nick),
-                    text,
-                },
-                None => Output::Group { nick: me, text },
-            });
+            let direct = to_nick.is_some();
+            self.print(present::message_output(
+                &me,
+                to_nick.as_deref(),
+                direct,
+                action,
+                &text,
+            ));
             self.reply_to = reply_to;
         }
         if !away.is_empty() {
@@ -1051,6 +1170,15 @@ impl Chat {
     }
 }
 
+/// `what` (`you are away`, `bob is away`) with the reason, if one was given.
+fn away_line(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
 /// Whether `text` calls `nick`: the nick as a word of its own, ignoring case (`alice:`,
 /// `hi Alice!`, not `malice`).
 pub fn mentions(text: &str, nick: &str) -> bool {
@@ -1108,6 +1236,7 @@ mod history_tests {
             control_dir: None,
             files: Default::default(),
             unshown: Vec::new(),
+            presence: Default::default(),
         };
         let (resolved_tx, _) = mpsc::unbounded_channel();
         (Chat::new(setup, Box::new(screen), resolved_tx), lines)

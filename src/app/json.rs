@@ -3,7 +3,9 @@
 //! bots"); every object carries `"v": 1`. Peer text is JSON-escaped, never sanitised: a program
 //! gets exactly what was sent. Pure: values in, strings out.
 
-use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
+use crate::proto::{
+    Event, ForgetReason, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason,
+};
 use crate::store::journal::HistoryLine;
 use crate::ui::command::{is_valid_nick, Command, NICK_RULE};
 use crate::ui::present::PeerNote;
@@ -70,9 +72,13 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, String> {
             }
         }
         "quit" => Command::Quit,
+        "me" => Command::Me(need(w.text.clone(), "text")?),
+        // "text" is the reason; without it, away with none.
+        "away" => Command::Away(Some(w.text.clone().unwrap_or_default())),
+        "back" => Command::Away(None),
         other => {
             return Err(format!(
-                "unknown command '{other}' (known: send, msg, nick, add, peers, history, quit)"
+                "unknown command '{other}' (known: send, me, msg, nick, add, peers, history, away, back, quit)"
             ))
         }
     };
@@ -108,7 +114,11 @@ pub fn line(out: &Output) -> String {
         Output::Direct { from, text, .. } => {
             object("info", json!({ "text": format!("*{from}* {text}") }))
         }
+        Output::Action { nick, text } => {
+            object("info", json!({ "text": format!("* {nick} {text}") }))
+        }
         Output::Mention(inner) => line(inner),
+        Output::Late { message, .. } => line(message),
     }
 }
 
@@ -118,7 +128,7 @@ pub fn sent(
     nick: &str,
     to: Option<(PeerId, &str)>,
     recipients: &[PeerId],
-    text: &str,
+    (text, action): (&str, bool),
     at_ms: i64,
 ) -> String {
     object(
@@ -131,6 +141,7 @@ pub fn sent(
             "direct": to.is_some(),
             "recipients": recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "text": text,
+            "action": action,
             "time": time(at_ms),
         }),
     )
@@ -144,13 +155,21 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             nick,
             id,
             direct,
+            action,
+            age,
             text,
         } => object(
             "message",
             json!({
                 "id": id.0, "from": nick, "from_id": from.to_string(),
-                "direct": direct, "text": text, "time": time(at_ms),
+                "direct": direct, "action": action, "text": text, "time": time(at_ms),
+                "written": time(crate::app::persist::written_ms(at_ms, *age)),
+                "late": *age >= crate::ui::present::LATE_AFTER,
             }),
+        ),
+        Event::PeerAway { peer, nick, away } => object(
+            "away",
+            json!({ "nick": nick, "id": peer.to_string(), "away": away.is_some(), "reason": away }),
         ),
         Event::PeerJoined { peer, nick, addr } => object(
             "join",
@@ -190,11 +209,17 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             peer,
             nick,
             dropped,
+            reason,
         } => object(
             "forgotten",
             json!({
                 "nick": nick, "id": peer.to_string(),
                 "dropped": dropped.iter().map(|m| m.0).collect::<Vec<_>>(),
+                "reason": match reason {
+                    ForgetReason::Room => "room",
+                    ForgetReason::Ephemeral => "ephemeral",
+                    ForgetReason::Asked => "asked",
+                },
             }),
         ),
         Event::AddressUnanswered { addr } => object("no_answer", json!({ "addr": show(*addr) })),
@@ -246,6 +271,8 @@ pub fn peers_noted(
                 },
                 "addrs": p.addrs.iter().map(|a| show(*a)).collect::<Vec<_>>(),
                 "who": note.who,
+                "away": p.away,
+                "ephemeral": p.ephemeral,
             })
         })
         .collect();
@@ -260,7 +287,7 @@ pub fn history(kind: &str, lines: &[HistoryLine]) -> String {
         .map(|l| {
             json!({
                 "time": time(l.at_ms), "from": l.nick, "to": l.to,
-                "direct": l.direct, "text": l.text,
+                "direct": l.direct, "action": l.action, "text": l.text,
             })
         })
         .collect();
@@ -329,6 +356,8 @@ mod tests {
             id: MessageId(7),
             direct: false,
             text: evil.into(),
+            action: false,
+            age: std::time::Duration::ZERO,
         };
         let line = event(&e, |_| String::new(), 0);
         assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
@@ -338,5 +367,49 @@ mod tests {
         assert_eq!(v["text"], evil);
         assert_eq!(v["from_id"], "00000000000000ab");
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["action"], false);
+        assert_eq!(v["late"], false);
+    }
+
+    #[test]
+    fn an_action_that_waited_and_away_are_told_to_programs() {
+        let e = Event::Message {
+            from: PeerId(0xab),
+            nick: "bob".into(),
+            id: MessageId(2),
+            direct: false,
+            text: "waves".into(),
+            action: true,
+            age: std::time::Duration::from_secs(120),
+        };
+        let v = parsed(&event(&e, |_| String::new(), 1_000_000));
+        assert_eq!(v["action"], true);
+        assert_eq!(v["late"], true);
+        assert_eq!(v["time"], "1970-01-01T00:16:40.000Z");
+        assert_eq!(v["written"], "1970-01-01T00:14:40.000Z");
+        let away = Event::PeerAway {
+            peer: PeerId(0xab),
+            nick: "bob".into(),
+            away: Some("lunch".into()),
+        };
+        let v = parsed(&event(&away, |_| String::new(), 0));
+        assert_eq!(
+            (
+                v["type"].as_str(),
+                v["away"].as_bool(),
+                v["reason"].as_str()
+            ),
+            (Some("away"), Some(true), Some("lunch"))
+        );
+        let back = Event::PeerAway {
+            peer: PeerId(0xab),
+            nick: "bob".into(),
+            away: None,
+        };
+        let v = parsed(&event(&back, |_| String::new(), 0));
+        assert_eq!(
+            (v["away"].as_bool(), v["reason"].is_null()),
+            (Some(false), true)
+        );
     }
 }

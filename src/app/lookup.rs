@@ -111,6 +111,8 @@ mod tests {
             rtt: None,
             undelivered: 0,
             state,
+            away: None,
+            ephemeral: false,
         }
     }
 

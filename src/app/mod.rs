@@ -29,6 +29,7 @@ pub mod files;
 pub mod json;
 pub mod lookup;
 pub mod persist;
+pub mod presence;
 pub mod settings;
 pub mod start;
 pub mod tailnet;
@@ -208,6 +209,8 @@ pub struct Setup {
     pub unshown: Vec<Unshown>,
     /// Where files go and come from (see [`files`]).
     pub files: files::FilesSetup,
+    /// Away, auto-away, forgetting, notifications (see [`presence`]).
+    pub presence: presence::PresenceSetup,
 }
 
 /// Runs the chat until the user quits, input ends, or `shutdown` completes; then records where

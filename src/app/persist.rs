@@ -6,7 +6,7 @@
 //! A write failure turns storage off for the rest of the run (the chat carries on in memory),
 //! and says so once.
 
-use crate::proto::{Endpoint, Event, Found, PeerInfo, PeerState, Recipients, Sent};
+use crate::proto::{Endpoint, Event, ForgetReason, Found, PeerInfo, PeerState, Recipients, Sent};
 use crate::store::journal::{HistoryFilter, HistoryLine, HistoryQuery, Journal, Record};
 
 /// The journal as the application uses it.
@@ -95,6 +95,8 @@ impl Persistence {
                 nick,
                 id,
                 direct,
+                action,
+                age,
                 text,
             } => vec![Record::Heard {
                 at_ms: now_ms,
@@ -103,24 +105,51 @@ impl Persistence {
                 id: id.0,
                 direct: *direct,
                 text: text.clone(),
+                action: *action,
+                written_ms: written_ms(now_ms, *age),
             }],
             Event::Delivered { to, id, .. } => vec![Record::Delivered { to: *to, id: id.0 }],
-            Event::PeerForgotten { peer, dropped, .. } => dropped
-                .iter()
-                .map(|id| Record::Dropped {
-                    to: *peer,
-                    id: id.0,
-                })
-                .collect(),
-            Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => {
-                ep.peer(*peer).map(peer_record).into_iter().collect()
+            Event::PeerForgotten {
+                peer,
+                dropped,
+                reason,
+                ..
+            } => {
+                let mut records: Vec<Record> = dropped
+                    .iter()
+                    .map(|id| Record::Dropped {
+                        to: *peer,
+                        id: id.0,
+                    })
+                    .collect();
+                // One evicted to make room is still known from the journal; one forgotten on
+                // purpose, or ephemeral, is not.
+                if *reason != ForgetReason::Room {
+                    records.push(Record::Forgot {
+                        peer: *peer,
+                        at_ms: now_ms,
+                    });
+                }
+                records
             }
+            Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => ep
+                .peer(*peer)
+                .map(|p| peer_record(p, now_ms))
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
 
     /// The record of a message we wrote.
-    pub fn said(nick: &str, to: Recipients, sent: &Sent, text: &str, now_ms: i64) -> Record {
+    pub fn said(
+        nick: &str,
+        to: Recipients,
+        sent: &Sent,
+        text: &str,
+        action: bool,
+        now_ms: i64,
+    ) -> Record {
         Record::Said {
             at_ms: now_ms,
             id: sent.id.0,
@@ -131,6 +160,7 @@ impl Persistence {
             },
             recipients: sent.recipients.clone(),
             text: text.to_owned(),
+            action,
         }
     }
 
@@ -138,11 +168,14 @@ impl Persistence {
     /// joined), so the next run contacts it there. Peers not heard in this run are skipped:
     /// their record is already the latest.
     pub fn addresses(peers: &[PeerInfo]) -> Vec<Record> {
+        let (now, now_ms) = (
+            std::time::Instant::now(),
+            chrono::Utc::now().timestamp_millis(),
+        );
         peers
             .iter()
             .filter(|p| p.state != PeerState::Offline)
-            .cloned()
-            .map(peer_record)
+            .map(|p| peer_record(p.clone(), heard_ms(p, now, now_ms)))
             .collect()
     }
 
@@ -180,13 +213,26 @@ impl Persistence {
     }
 }
 
-fn peer_record(p: PeerInfo) -> Record {
+/// When a message that arrived at `now_ms` (by our clock) was written, if it was `age` old.
+pub fn written_ms(now_ms: i64, age: std::time::Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The record of peer `p`, last heard at `heard_ms`.
+fn peer_record(p: PeerInfo, heard_ms: i64) -> Record {
     Record::Peer {
         id: p.id,
         nick: p.nick,
         addrs: p.addrs,
         manual: p.found == Found::Manual,
+        heard_ms,
     }
+}
+
+/// When `p` was last heard, by the wall clock (`now` and `now_ms` being the same moment).
+pub fn heard_ms(p: &PeerInfo, now: std::time::Instant, now_ms: i64) -> i64 {
+    let ago = now.saturating_duration_since(p.last_heard);
+    written_ms(now_ms, ago)
 }
 
 #[cfg(test)]
@@ -207,6 +253,8 @@ mod tests {
             id: MessageId(9),
             direct: true,
             text: "hi".into(),
+            action: false,
+            age: std::time::Duration::ZERO,
         };
         let recs = Persistence::records_for(&ep, &heard, 1234);
         assert!(matches!(
@@ -231,6 +279,7 @@ mod tests {
             peer: PeerId(3),
             nick: "carol".into(),
             dropped: vec![MessageId(1), MessageId(2)],
+            reason: crate::proto::ForgetReason::Room,
         };
         assert_eq!(Persistence::records_for(&ep, &forgotten, 0).len(), 2);
         let delayed = Event::DeliveryDelayed {
@@ -250,7 +299,7 @@ mod tests {
             recipients: vec![PeerId(2)],
             refused: Vec::new(),
         };
-        let rec = Persistence::said("alice", Recipients::Everyone, &sent, "hello", 0);
+        let rec = Persistence::said("alice", Recipients::Everyone, &sent, "hello", false, 0);
         assert_eq!(p.append(&rec), None);
         assert_eq!(p.sync(), None);
         let (lines, warnings) = p.history(&HistoryFilter::Group, 10).unwrap();
@@ -269,7 +318,7 @@ mod tests {
             recipients: vec![PeerId(2)],
             refused: Vec::new(),
         };
-        let said = Persistence::said("alice", Recipients::Everyone, &sent, "kept", 0);
+        let said = Persistence::said("alice", Recipients::Everyone, &sent, "kept", false, 0);
         writable.append(&said).unwrap();
         writable.sync().unwrap();
         drop(writable);

@@ -71,6 +71,11 @@ pub struct Args {
     #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_wait)]
     pub wait: Option<Duration>,
 
+    /// For scripts and bots: say so to peers, who then keep nothing for us once we have left
+    /// and do not list us after
+    #[arg(long, global = true)]
+    pub ephemeral: bool,
+
     /// For programs: every event is one JSON object per line on standard output, and every
     /// input line is a JSON command (schema in the README, "Scripts and bots")
     #[arg(long, global = true)]
@@ -162,7 +167,41 @@ pub struct Settings {
     pub accept_from: Vec<String>,
     /// How much history the journal keeps (config file only).
     pub history_limit: HistoryLimit,
+    /// Mentions and direct messages: bell, desktop notification (config file only).
+    pub calls: Calls,
+    /// Away after this long without typing (`None`: never; config file only).
+    pub auto_away: Option<Duration>,
+    /// Peers not heard for this long are forgotten (`None`: never; config file only).
+    pub forget_after: Option<Duration>,
+    /// We say we are ephemeral (`--ephemeral`, config file).
+    pub ephemeral: bool,
 }
+
+/// What happens when a line calls us (mentions our nick, or is a direct message to us).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Calls {
+    /// The terminal bell rings.
+    pub bell: bool,
+    /// A desktop notification says who.
+    pub notify: bool,
+    /// And what they wrote.
+    pub notify_text: bool,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            bell: true,
+            notify: false,
+            notify_text: true,
+        }
+    }
+}
+
+/// Minutes without typing before we are away, unless the config file says otherwise.
+pub const DEFAULT_AUTO_AWAY_MINUTES: u32 = 15;
+/// Days a peer may go unheard before it is forgotten, unless the config file says otherwise.
+pub const DEFAULT_FORGET_AFTER_DAYS: u32 = 30;
 
 impl Settings {
     /// The command line over the config file (at its usual place) over the defaults.
@@ -232,6 +271,18 @@ impl Settings {
                 .or(cfg.download_dir.map(|d| expand_home(&d))),
             accept_from: cfg.accept_from.unwrap_or_default(),
             history_limit: cfg.history_limit.map(|h| h.limit()).unwrap_or_default(),
+            calls: Calls {
+                bell: cfg.bell.unwrap_or(true),
+                notify: cfg.notify.unwrap_or(false),
+                notify_text: cfg.notify_text.unwrap_or(true),
+            },
+            auto_away: Some(cfg.auto_away.unwrap_or(DEFAULT_AUTO_AWAY_MINUTES))
+                .filter(|m| *m > 0)
+                .map(|m| Duration::from_secs(u64::from(m) * 60)),
+            forget_after: Some(cfg.forget_after.unwrap_or(DEFAULT_FORGET_AFTER_DAYS))
+                .filter(|d| *d > 0)
+                .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+            ephemeral: args.ephemeral || cfg.ephemeral.unwrap_or(false),
         })
     }
 

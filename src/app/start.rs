@@ -2,14 +2,14 @@
 //! protocol core's state (peers, their outboxes, what was already shown, where message ids
 //! and sessions continue).
 
-use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, RestoredPeer};
+use crate::proto::{Config, Endpoint, Identity, Limits, MessageId, PeerId, Queued, RestoredPeer};
 use crate::store::{
     self,
     journal::{HistoryLimit, Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What was opened in the data directory.
 #[derive(Debug)]
@@ -164,24 +164,36 @@ pub fn endpoint(
     }
 }
 
+/// How long before `now_ms` the moment `then_ms` was (zero if it is later).
+pub fn ago(now_ms: i64, then_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(now_ms.saturating_sub(then_ms)).unwrap_or(0))
+}
+
 /// The journal's summary as the protocol core takes it back: the next message id, and every
 /// peer the journal knows of (by a peer record, an outbox, or messages already shown).
 pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
     let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
     ids.extend(r.outbox.keys().copied());
-    ids.extend(r.delivered_from.keys().copied());
+    ids.extend(
+        r.delivered_from
+            .keys()
+            .filter(|id| !r.forgotten.contains(id))
+            .copied(),
+    );
     ids.sort();
     ids.dedup();
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let peers = ids
         .into_iter()
         .map(|id| {
             let known = r.peers.get(&id);
             RestoredPeer {
                 id,
-                // Storage does not keep keys or last-heard times yet: any key hashing to the id
-                // is taken, and the peer may be evicted if nothing waits for it.
+                // Storage does not keep keys yet: any key hashing to the id is taken.
                 key: None,
-                heard_ago: None,
+                heard_ago: known
+                    .filter(|p| p.heard_ms > 0)
+                    .map(|p| ago(now_ms, p.heard_ms)),
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
@@ -191,7 +203,13 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
                     .get(&id)
                     .map(|v| {
                         v.iter()
-                            .map(|o| (MessageId(o.id), o.direct, o.text.clone()))
+                            .map(|o| Queued {
+                                id: MessageId(o.id),
+                                direct: o.direct,
+                                action: o.action,
+                                written_ago: ago(now_ms, o.at_ms),
+                                text: o.text.clone(),
+                            })
                             .collect()
                     })
                     .unwrap_or_default(),
@@ -258,6 +276,7 @@ mod tests {
                 nick: "bob".into(),
                 addrs: vec!["127.0.0.1:7654".parse().unwrap()],
                 manual: true,
+                heard_ms: 0,
             },
         );
         r.outbox.insert(
@@ -266,7 +285,8 @@ mod tests {
                 id: 7,
                 direct: false,
                 text: "later".into(),
-                at_ms: 0,
+                at_ms: chrono::Utc::now().timestamp_millis() + 60_000,
+                action: true,
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
@@ -278,7 +298,12 @@ mod tests {
             (bob.id, bob.nick.as_str(), bob.manual),
             (PeerId(1), "bob", true)
         );
-        assert_eq!(bob.outbox, [(MessageId(7), false, "later".to_owned())]);
+        // Written "in a minute" (a clock that went back): no age, not a negative one.
+        let later = Queued {
+            action: true,
+            ..Queued::message(MessageId(7), false, "later")
+        };
+        assert_eq!(bob.outbox, [later]);
         let unnamed = &peers[1];
         assert_eq!(unnamed.nick, PeerId(2).to_string());
         assert_eq!(unnamed.delivered_through, MessageId(9));

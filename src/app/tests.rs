@@ -173,6 +173,20 @@ pub(crate) fn start_chat_at(
     tap: Option<OnTap>,
     tailnet: TailnetSetup,
 ) -> Running {
+    let net = (journal, tap, tailnet);
+    start_chat_with(switch, nick, addr, peers, net, |_| {})
+}
+
+/// [`start_chat_at`], its journal, tap and tailnet in `more`, with `adjust` applied to the
+/// setup before the chat starts.
+fn start_chat_with(
+    switch: &Switch,
+    nick: &str,
+    addr: SocketAddr,
+    peers: &[SocketAddr],
+    (journal, tap, tailnet): (Option<Journal>, Option<OnTap>, TailnetSetup),
+    adjust: impl FnOnce(&mut Setup),
+) -> Running {
     let (tx, inbox) = mpsc::unbounded_channel();
     switch.lock().unwrap().insert(addr, tx);
     let net = MemoryNet {
@@ -198,7 +212,10 @@ pub(crate) fn start_chat_at(
         control_dir: None,
         unshown: Vec::new(),
         files: Default::default(),
+        presence: Default::default(),
     };
+    let mut setup = setup;
+    adjust(&mut setup);
     let (input, input_rx) = mpsc::unbounded_channel();
     let (out_tx, output) = std_mpsc::channel();
     let (done_tx, done) = std_mpsc::channel();
@@ -517,4 +534,120 @@ fn a_direct_message_to_someone_who_left_waits_for_them() {
     alice.wait_for(&mut a, "who is known", |o| {
         error(o, "no peer called 'nobody'; known, away now: bob")
     });
+}
+
+/// Two chats that have met, each having seen the other join.
+fn two_met(switch: &Switch) -> (Running, Running, Seen, Seen) {
+    let alice = start_chat(switch, "alice", 1, &[], None, None);
+    let bob = start_chat(switch, "bob", 2, &[alice.addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    (alice, bob, a, b)
+}
+
+#[test]
+fn an_action_is_shown_as_one_to_everyone() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, mut b) = two_met(&switch);
+    alice.type_line("/me waves at bob");
+    let action = |o: &Output| matches!(plain(o), Output::Action { nick, text } if nick == "alice" && text == "waves at bob");
+    alice.wait_for(&mut a, "the echo", action);
+    bob.wait_for(&mut b, "the action, calling bob", |o| {
+        matches!(o, Output::Mention(_)) && action(o)
+    });
+    alice.type_line("/me");
+    alice.wait_for(&mut a, "the usage", |o| error(o, "usage: /me TEXT"));
+}
+
+#[test]
+fn away_and_back_are_seen_by_peers_in_notices_peers_and_msg() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, mut b) = two_met(&switch);
+    alice.type_line("/away out for lunch");
+    alice.wait_for(&mut a, "our own notice", |o| {
+        notice(o, "you are away: out for lunch")
+    });
+    bob.wait_for(&mut b, "alice away", |o| {
+        notice(o, "alice is away: out for lunch")
+    });
+    bob.type_line("/peers");
+    bob.wait_for(&mut b, "away in /peers", |o| {
+        info(o, "alice") && info(o, "away: out for lunch")
+    });
+    bob.type_line("/msg alice are you there?");
+    bob.wait_for(&mut b, "the away reply", |o| {
+        notice(o, "alice is away: out for lunch")
+    });
+    bob.type_line("/whois alice");
+    bob.wait_for(&mut b, "away in /whois", |o| {
+        info(o, "away") && info(o, "out for lunch")
+    });
+    // Typing does not end an away set by hand; /back does.
+    alice.type_line("still eating");
+    alice.wait_for(&mut a, "the echo", |o| group(o, "alice", "still eating"));
+    alice.type_line("/back");
+    alice.wait_for(&mut a, "back", |o| notice(o, "you are back"));
+    bob.wait_for(&mut b, "alice back", |o| notice(o, "alice is back"));
+    let away_notices = b.0.iter().filter(|o| notice(o, "alice is away")).count();
+    assert_eq!(
+        away_notices, 2,
+        "once as news, once for the /msg: {:#?}",
+        b.0
+    );
+}
+
+#[test]
+fn forget_drops_a_departed_peer_and_its_queue() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, mut b) = two_met(&switch);
+    alice.type_line("/forget bob");
+    alice.wait_for(&mut a, "refused while bob is here", |o| {
+        error(
+            o,
+            "bob is here: /forget is for peers who have left for good",
+        )
+    });
+    bob.type_line("/quit");
+    alice.wait_for(&mut a, "bob left", |o| notice(o, "bob left"));
+    drop(b.0.drain(..));
+    alice.type_line("kept for bob");
+    alice.wait_for(&mut a, "kept", |o| {
+        notice(o, "bob is away: messages to them are kept")
+    });
+    alice.type_line("/forget bob");
+    alice.wait_for(&mut a, "forgotten", |o| {
+        notice(o, "forgot bob: 1 message(s) waiting for them dropped")
+    });
+    alice.type_line("/peers");
+    alice.wait_for(&mut a, "no peers", |o| info(o, "no peers yet"));
+    alice.type_line("/msg bob hello?");
+    alice.wait_for(&mut a, "unknown now", |o| error(o, "no peer called 'bob'"));
+    alice.type_line("/forget nobody");
+    alice.wait_for(&mut a, "unknown", |o| error(o, "no peer called 'nobody'"));
+}
+
+#[test]
+fn idle_for_auto_away_means_away_until_the_next_line_typed() {
+    let switch = Switch::default();
+    let addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let none = (None, None, TailnetSetup::off());
+    let alice = start_chat_with(&switch, "alice", addr, &[], none, |s| {
+        s.presence.auto_away = Some(Duration::from_millis(300));
+    });
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    alice.wait_for(&mut a, "idle", |o| notice(o, "you are away: idle"));
+    bob.wait_for(&mut b, "alice idle", |o| notice(o, "alice is away: idle"));
+    alice.type_line("back at my desk");
+    alice.wait_for(&mut a, "back", |o| notice(o, "you are back"));
+    bob.wait_for(&mut b, "alice back", |o| notice(o, "alice is back"));
+    bob.wait_for(&mut b, "her line", |o| group(o, "alice", "back at my desk"));
+    // Back first, then the line: bob's notice comes before it.
+    let back = b.0.iter().position(|o| notice(o, "alice is back"));
+    let line =
+        b.0.iter()
+            .position(|o| group(o, "alice", "back at my desk"));
+    assert!(back < line, "{:#?}", b.0);
 }

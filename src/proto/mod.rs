@@ -64,8 +64,8 @@ pub use config::{Config, Limits};
 pub use endpoint::{Endpoint, Footprint};
 pub use identity::{Identity, PublicKey};
 pub use ids::{MessageId, PeerId};
-pub use output::{Event, Transmit, UndeliveredReason};
-pub use peer_info::{Found, PeerInfo, PeerState, RestoredPeer};
+pub use output::{Event, ForgetReason, Transmit, UndeliveredReason};
+pub use peer_info::{Found, PeerInfo, PeerState, Queued, RestoredPeer};
 pub use sending::{AppDataError, Recipients, SendError, Sent};
 pub use stats::{LinkCounters, Stats};
 

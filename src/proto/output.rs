@@ -4,6 +4,7 @@
 
 use super::ids::{MessageId, PeerId};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +20,19 @@ pub struct Transmit {
 pub enum UndeliveredReason {
     /// That peer's queue is full (see [`crate::proto::Limits::max_queued_items`]).
     QueueFull,
+}
+
+/// Why a peer was forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForgetReason {
+    /// The table was full and this absent peer, with nothing waiting for it and not heard in
+    /// the last day, made room for a newcomer.
+    Room,
+    /// It said it was ephemeral, and it left.
+    Ephemeral,
+    /// The application asked ([`crate::proto::Endpoint::forget`]): `/forget`, or not heard
+    /// for too long.
+    Asked,
 }
 
 /// Something that happened, for the user interface.
@@ -77,8 +91,22 @@ pub enum Event {
         id: MessageId,
         /// Sent to us alone.
         direct: bool,
+        /// An action (`/me waves`): shown as `* alice waves`.
+        action: bool,
+        /// How long before its arrival it was written, as the sender measured (its clock
+        /// need not be right): a message that waited in an outbox arrives old.
+        age: Duration,
         /// The text, as sent (not yet sanitised for a terminal).
         text: String,
+    },
+    /// A peer said it is away (`Some(reason)`, perhaps empty) or back (`None`).
+    PeerAway {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+        /// Its reason, or `None` for back.
+        away: Option<String>,
     },
     /// A peer acknowledged all of one of our messages.
     Delivered {
@@ -106,7 +134,7 @@ pub enum Event {
         /// Why.
         reason: UndeliveredReason,
     },
-    /// The peer table was full and this absent peer was forgotten to make room.
+    /// A peer was forgotten: taken out of the table with its queue.
     PeerForgotten {
         /// Who.
         peer: PeerId,
@@ -114,6 +142,8 @@ pub enum Event {
         nick: String,
         /// Our messages that were waiting for it, now dropped.
         dropped: Vec<MessageId>,
+        /// Why.
+        reason: ForgetReason,
     },
     /// An address we were asked to contact has not answered several hellos (still trying).
     AddressUnanswered {

@@ -51,6 +51,25 @@ pub struct PeerInfo {
     pub undelivered: usize,
     /// Offline (restored, not heard from in this run), online, unreachable or left.
     pub state: PeerState,
+    /// Away with this reason (perhaps empty), as it last said; `None`: here.
+    pub away: Option<String>,
+    /// It said it is ephemeral (a script): forgotten once it leaves.
+    pub ephemeral: bool,
+}
+
+/// One of our messages an earlier run queued for a peer, as storage remembers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// Its id.
+    pub id: MessageId,
+    /// To that peer alone rather than to the group.
+    pub direct: bool,
+    /// An action (`/me`).
+    pub action: bool,
+    /// How long before the restore it was written.
+    pub written_ago: Duration,
+    /// What it says.
+    pub text: String,
 }
 
 /// A peer as storage remembers it, for [`crate::proto::Endpoint::restore`].
@@ -75,6 +94,32 @@ pub struct RestoredPeer {
     pub manual: bool,
     /// The highest message id from it already shown.
     pub delivered_through: MessageId,
-    /// Our messages it has not acknowledged, in id order: (id, direct, text).
-    pub outbox: Vec<(MessageId, bool, String)>,
+    /// Our messages it has not acknowledged, in id order.
+    pub outbox: Vec<Queued>,
+}
+
+impl Queued {
+    /// A plain message (not an action) written just before the restore.
+    pub fn message(id: MessageId, direct: bool, text: &str) -> Self {
+        Self {
+            id,
+            direct,
+            action: false,
+            written_ago: Duration::ZERO,
+            text: text.to_owned(),
+        }
+    }
+
+    /// Queues it again on `link`, past the queue bound.
+    pub(crate) fn requeue(&self, now: Instant, link: &mut super::link::Link) {
+        let style = super::link::Style {
+            direct: self.direct,
+            flags: if self.action {
+                super::wire::flags::ACTION
+            } else {
+                0
+            },
+        };
+        link.requeue_message(now, self.written_ago, self.id, style, &self.text);
+    }
 }

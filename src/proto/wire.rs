@@ -71,13 +71,29 @@ pub mod kind {
     /// An opaque payload for the application (file-transfer control), ordered with the
     /// sender's other stream items. Sent only to peers whose hello has [`super::caps::APP_DATA`].
     pub const APP_DATA: u32 = 14;
+    /// The sender is away (with a reason) or back, ordered with its other stream items.
+    pub const PRESENCE: u32 = 15;
 }
+
+/// Bits of a message's `flags` (in `Chat` and `Fragment`); a receiver ignores bits it does not
+/// know.
+pub mod flags {
+    /// An action (`/me waves`), shown as `* alice waves` rather than `<alice> waves`.
+    pub const ACTION: u64 = 1;
+}
+
+/// Longest away reason accepted on the wire, in bytes; a longer one makes the frame malformed.
+pub const MAX_AWAY_BYTES: usize = 256;
 
 /// Capability bits of [`Hello::caps`]; a peer ignores bits it does not know.
 pub mod caps {
     /// The sender understands `AppData` frames (kind 12). A peer without it would skip the
     /// frame and leave a gap in its stream, so `AppData` goes only to peers that set it.
+    /// Every version-2 peer takes `AppData` and `Presence`, whatever it sets.
     pub const APP_DATA: u64 = 1;
+    /// The sender is ephemeral (a script): once it has left, nobody keeps messages for it or
+    /// lists it (set in `Proof` and `ProofReply`).
+    pub const EPHEMERAL: u64 = 2;
 }
 
 /// The largest payload of one `AppData` frame, in bytes: it travels whole in one frame, like a
@@ -171,6 +187,12 @@ pub struct Chat {
     pub direct: bool,
     /// The text, UTF-8.
     pub text: String,
+    /// Bits of [`flags`]: how the message is meant (an action, say).
+    pub flags: u64,
+    /// Milliseconds between the sender writing the message and sending this datagram, by the
+    /// sender's monotonic clock: the receiver takes "now minus age" as the time it was written,
+    /// so neither clock needs to be right.
+    pub age_ms: u64,
 }
 
 /// Body of `Fragment`: piece `index` of `count` of one message's UTF-8 bytes.
@@ -188,6 +210,10 @@ pub struct Fragment {
     pub count: u16,
     /// The piece's bytes; pieces may split a UTF-8 character, the whole is valid UTF-8.
     pub data: Vec<u8>,
+    /// The message's [`flags`], the same in every piece.
+    pub flags: u64,
+    /// As [`Chat::age_ms`], when this piece was sent.
+    pub age_ms: u64,
 }
 
 /// Body of `Nick`: the sender's new nick, ordered with its messages.
@@ -197,6 +223,16 @@ pub struct NickChange {
     pub seq: u64,
     /// The new nick.
     pub nick: String,
+}
+
+/// Body of `Presence`: whether the sender is away, ordered with its messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Position in the sender→receiver stream.
+    pub seq: u64,
+    /// `None`: here. `Some(reason)`: away, with a reason of at most [`MAX_AWAY_BYTES`] bytes
+    /// (perhaps empty).
+    pub away: Option<String>,
 }
 
 /// One peer in a `Peers` frame.
@@ -280,6 +316,8 @@ pub enum Frame {
     Proof(Proof),
     /// See [`kind::PROOF_REPLY`].
     ProofReply(ProofReply),
+    /// See [`kind::PRESENCE`].
+    Presence(Presence),
 }
 
 impl Frame {
@@ -294,6 +332,7 @@ impl Frame {
                 | Frame::Leave
                 | Frame::Peers(_)
                 | Frame::AppData(_)
+                | Frame::Presence(_)
         )
     }
 
@@ -305,6 +344,7 @@ impl Frame {
             Frame::Nick(n) => Some(n.seq),
             Frame::Peers(p) => Some(p.seq),
             Frame::AppData(a) => Some(a.seq),
+            Frame::Presence(p) => Some(p.seq),
             _ => None,
         }
     }
@@ -326,6 +366,7 @@ impl Frame {
             Frame::AppData(_) => kind::APP_DATA,
             Frame::Proof(_) => kind::PROOF,
             Frame::ProofReply(_) => kind::PROOF_REPLY,
+            Frame::Presence(_) => kind::PRESENCE,
         }
     }
 
@@ -344,6 +385,7 @@ impl Frame {
             Frame::Ack(a) => to_vec(a),
             Frame::Nick(n) => to_vec(n),
             Frame::AppData(a) => to_vec(a),
+            Frame::Presence(p) => to_vec(p),
             Frame::Ping | Frame::Leave => Vec::new(),
         };
         extend(out, &(self.kind(), body.as_slice()));
@@ -525,6 +567,13 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
             check_nick(&p.nick)?;
             Frame::ProofReply(p)
         }
+        kind::PRESENCE => {
+            let p: Presence = take(body)?;
+            if p.away.as_ref().is_some_and(|r| r.len() > MAX_AWAY_BYTES) {
+                return Err(());
+            }
+            Frame::Presence(p)
+        }
         _ => return Ok(None),
     };
     Ok(Some(frame))
@@ -552,19 +601,30 @@ pub fn stream_fields<T: Serialize>(fields: &T) -> Vec<u8> {
     to_vec(fields)
 }
 
-/// Appends a stream frame (`Chat`, `Fragment`, `Nick`, `Peers` or `AppData`) from its kind, sequence number and
-/// the fields after it (see [`stream_fields`]); the same bytes as [`Frame::encode_into`].
-pub fn encode_stream_frame(kind: u32, seq: u64, fields: &[u8], out: &mut Vec<u8>) {
-    let seq_len = varint_len(seq);
+/// Appends a stream frame (`Chat`, `Fragment`, `Nick`, `Peers`, `AppData` or `Presence`) from
+/// its kind, sequence number, the fields after it (see [`stream_fields`]) and, for a message's
+/// frames, its age in milliseconds (the last field, which changes from one sending to the
+/// next); the same bytes as [`Frame::encode_into`].
+pub fn encode_stream_frame(
+    kind: u32,
+    seq: u64,
+    fields: &[u8],
+    age_ms: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    let age_len = age_ms.map_or(0, varint_len);
     extend(out, &kind);
-    extend(out, &((seq_len + fields.len()) as u64));
+    extend(out, &((varint_len(seq) + fields.len() + age_len) as u64));
     extend(out, &seq);
     out.extend_from_slice(fields);
+    if let Some(age) = age_ms {
+        extend(out, &age);
+    }
 }
 
 /// The length of what [`encode_stream_frame`] appends.
-pub fn stream_frame_len(kind: u32, seq: u64, fields_len: usize) -> usize {
-    let body = varint_len(seq) + fields_len;
+pub fn stream_frame_len(kind: u32, seq: u64, fields_len: usize, age_ms: Option<u64>) -> usize {
+    let body = varint_len(seq) + fields_len + age_ms.map_or(0, varint_len);
     varint_len(u64::from(kind)) + varint_len(body as u64) + body
 }
 
@@ -642,6 +702,8 @@ mod tests {
                 msg: MessageId(1),
                 direct: false,
                 text: "héllo 👋".into(),
+                flags: flags::ACTION,
+                age_ms: 183_000,
             }),
             Frame::Fragment(Fragment {
                 seq: 300,
@@ -650,6 +712,8 @@ mod tests {
                 index: 1,
                 count: 3,
                 data: vec![0, 255, 7],
+                flags: 0,
+                age_ms: 0,
             }),
             Frame::Ack(Ack {
                 delay_us: 1234,
@@ -673,6 +737,14 @@ mod tests {
                 data: vec![0, 1, 255],
             }),
             Frame::Announce(Announce { caps: 0 }),
+            Frame::Presence(Presence {
+                seq: 13,
+                away: Some("lunch".into()),
+            }),
+            Frame::Presence(Presence {
+                seq: 14,
+                away: None,
+            }),
             Frame::Peers(PeerList {
                 seq: 4,
                 peers: vec![PeerEntry {
@@ -706,14 +778,19 @@ mod tests {
                 msg: MessageId(9),
                 direct: true,
                 text: text.into(),
+                flags: 1,
+                age_ms: seq,
             });
-            let fields = stream_fields(&(MessageId(9), true, text));
+            let fields = stream_fields(&(MessageId(9), true, text, 1u64));
             let mut out = Vec::new();
-            encode_stream_frame(kind::CHAT, seq, &fields, &mut out);
+            encode_stream_frame(kind::CHAT, seq, &fields, Some(seq), &mut out);
             let mut expected = Vec::new();
             whole.encode_into(&mut expected);
             assert_eq!(out, expected);
-            assert_eq!(stream_frame_len(kind::CHAT, seq, fields.len()), out.len());
+            assert_eq!(
+                stream_frame_len(kind::CHAT, seq, fields.len(), Some(seq)),
+                out.len()
+            );
         }
         let fragment = Frame::Fragment(Fragment {
             seq: 3,
@@ -722,10 +799,12 @@ mod tests {
             index: 1,
             count: 4,
             data: vec![1, 2, 3],
+            flags: 0,
+            age_ms: 70_000,
         });
         let mut out = Vec::new();
-        let fields = stream_fields(&(MessageId(2), false, 1u16, 4u16, &[1u8, 2, 3][..]));
-        encode_stream_frame(kind::FRAGMENT, 3, &fields, &mut out);
+        let fields = stream_fields(&(MessageId(2), false, 1u16, 4u16, &[1u8, 2, 3][..], 0u64));
+        encode_stream_frame(kind::FRAGMENT, 3, &fields, Some(70_000), &mut out);
         let mut expected = Vec::new();
         fragment.encode_into(&mut expected);
         assert_eq!(out, expected);
@@ -734,7 +813,7 @@ mod tests {
             nick: "n".into(),
         });
         let mut out = Vec::new();
-        encode_stream_frame(kind::NICK, 5, &stream_fields(&"n"), &mut out);
+        encode_stream_frame(kind::NICK, 5, &stream_fields(&"n"), None, &mut out);
         let mut expected = Vec::new();
         nick.encode_into(&mut expected);
         assert_eq!(out, expected);
@@ -776,6 +855,8 @@ mod tests {
                 msg: MessageId(1),
                 direct: false,
                 text: "hello".into(),
+                flags: 0,
+                age_ms: 0,
             })],
         );
         let header_len = encode(&header(), &[]).len();
@@ -821,6 +902,8 @@ mod tests {
             index: 2,
             count: 2,
             data: vec![1],
+            flags: 0,
+            age_ms: 0,
         });
         assert!(decode(&encode(&header(), &[bad_fragment])).is_err());
         let too_long = Frame::AppData(AppData {
@@ -830,6 +913,14 @@ mod tests {
         assert_eq!(
             decode(&encode(&header(), &[too_long])),
             Err(DecodeError::BadFrame(kind::APP_DATA))
+        );
+        let long_reason = Frame::Presence(Presence {
+            seq: 0,
+            away: Some("z".repeat(MAX_AWAY_BYTES + 1)),
+        });
+        assert_eq!(
+            decode(&encode(&header(), &[long_reason])),
+            Err(DecodeError::BadFrame(kind::PRESENCE))
         );
     }
 

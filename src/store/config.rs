@@ -11,6 +11,12 @@
 //! allow = ["100.64.0.0/10", "fd7a:115c:a1e0::/48", "tailnet:bob@example.com"]
 //! download_dir = "~/Downloads/tailchat"
 //! accept_from = ["bob"]
+//! bell = true           # ring the terminal bell when someone calls you
+//! notify = false        # and a desktop notification (notify-send), with the text unless
+//! notify_text = true    #   notify_text = false
+//! auto_away = 15        # minutes without typing before you are away (0: never)
+//! forget_after = 30     # days a peer may stay unheard before it is forgotten (0: never)
+//! ephemeral = false     # as --ephemeral
 //!
 //! [history_limit]       # how much history the journal keeps (see below)
 //! messages = 100000
@@ -52,6 +58,18 @@ pub struct FileConfig {
     pub accept_from: Option<Vec<String>>,
     /// How much history the journal keeps; unset parts keep their defaults.
     pub history_limit: Option<HistoryLimitConfig>,
+    /// Whether a line that calls us rings the terminal bell (default true).
+    pub bell: Option<bool>,
+    /// Whether a line that calls us also makes a desktop notification (default false).
+    pub notify: Option<bool>,
+    /// Whether that notification shows the message's text (default true).
+    pub notify_text: Option<bool>,
+    /// Minutes without typing before we are away (default 15; 0: never).
+    pub auto_away: Option<u32>,
+    /// Days a peer that is not heard may be kept before it is forgotten (default 30; 0: never).
+    pub forget_after: Option<u32>,
+    /// As `--ephemeral`.
+    pub ephemeral: Option<bool>,
 }
 
 /// The `[history_limit]` table: how much of the conversation the journal keeps, for
@@ -185,6 +203,7 @@ mod tests {
                 download_dir: Some(PathBuf::from("/srv/in")),
                 accept_from: Some(vec!["bob".into()]),
                 history_limit: None,
+                ..FileConfig::default()
             }))
         );
     }

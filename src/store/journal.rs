@@ -28,7 +28,12 @@
 //! message id heard, which the `Heard` records dropped no longer say) and `Compacted` (first
 //! in a compacted file: when, and where our message ids continue). A version without them
 //! loses, on a compacted journal, only those two facts (the clock floor still keeps our ids
-//! new).
+//! new). Then `Forgot` (a peer forgotten) and `Away` (our away state).
+//!
+//! Fields may be appended to a kind: `Said` gained `action`, `Heard` gained `action` and
+//! `written_ms`, `Peer` gained `heard_ms`. A record without them (written before) is read as the older layout, with
+//! `false` and `at_ms` for the missing fields; an older version skips a record with the new
+//! fields (bytes after the ones it knows) with a warning.
 //!
 //! # Reading a damaged file
 //! The reader never gives up on the file, and one bad record never hides the ones around it. A
@@ -120,6 +125,8 @@ pub enum Record {
         recipients: Vec<PeerId>,
         /// What we wrote.
         text: String,
+        /// An action (`/me`). Absent from records of version 1 journals (read as `false`).
+        action: bool,
     },
     /// A message we received; written (and synced) before it is acknowledged.
     Heard {
@@ -135,6 +142,12 @@ pub enum Record {
         direct: bool,
         /// What they wrote, as received (unsanitised).
         text: String,
+        /// An action (`/me`). Absent from records of older versions (read as `false`).
+        action: bool,
+        /// When it was written, by our clock: its arrival less the age the sender gave it
+        /// (equal to `at_ms` for a live message). Absent from records of older versions (read
+        /// as `at_ms`).
+        written_ms: i64,
     },
     /// A recipient acknowledged all of our message `id`.
     Delivered {
@@ -164,6 +177,9 @@ pub enum Record {
         /// Whether the user added it by hand (`--peer`, `/connect`) rather than it being
         /// discovered: a manual peer is worth contacting again after a restart.
         manual: bool,
+        /// When it was last heard from, in milliseconds since the Unix epoch; 0 if not known.
+        /// Absent from records of older versions (read as 0).
+        heard_ms: i64,
     },
     /// A run started with this journal writable; from here on, [`Record::Shown`] says which
     /// messages heard reached the screen (a journal without it predates that, and nothing
@@ -201,6 +217,22 @@ pub enum Record {
         at_ms: i64,
         /// The id for our next message, as [`Restored::next_msg`] was then.
         next_msg: u64,
+    },
+    /// The user forgot `peer` (`/forget`, or not heard for `forget_after` days), or it was an
+    /// ephemeral peer that left: its earlier [`Record::Peer`] records no longer make it known,
+    /// and messages of ours still waiting for it are dropped. A later `Peer` record (it came
+    /// back) makes it known again.
+    Forgot {
+        /// The peer.
+        peer: PeerId,
+        /// When, in milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// We went away with `reason` (`Some`, perhaps empty) or came back (`None`): the latest
+    /// one holds at the next start.
+    Away {
+        /// Why, or `None` for back.
+        reason: Option<String>,
     },
 }
 

@@ -32,6 +32,14 @@ const CANCEL_USAGE: &str = "/cancel N";
 const FILES_USAGE: &str = "/files";
 /// Usage of `/help`.
 const HELP_USAGE: &str = "/help";
+/// Usage of `/me`.
+const ME_USAGE: &str = "/me TEXT";
+/// Usage of `/away`.
+const AWAY_USAGE: &str = "/away [REASON]";
+/// Usage of `/back`.
+const BACK_USAGE: &str = "/back";
+/// Usage of `/forget`.
+const FORGET_USAGE: &str = "/forget NICK";
 /// Usage of `/quit`.
 const QUIT_USAGE: &str = "/quit";
 
@@ -43,6 +51,15 @@ pub use crate::proto::nick::{is_valid_nick, MAX_NICK_BYTES, MAX_NICK_CHARS, NICK
 /// The first word of each usage is the command name; tab completion takes names from here.
 pub const COMMANDS: &[(&str, &str)] = &[
     (MSG_USAGE, "send TEXT privately to NICK"),
+    (
+        ME_USAGE,
+        "an action to everyone: /me waves shows * you waves",
+    ),
+    (
+        AWAY_USAGE,
+        "say you are away (with why); peers see it in /peers and when they /msg you",
+    ),
+    (BACK_USAGE, "say you are back (typing anything also does)"),
     (ADD_USAGE, "add a peer by address (the port is optional)"),
     (NICK_USAGE, "change your nick"),
     (
@@ -74,6 +91,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         FILES_USAGE,
         "file transfers: direction, peer, name, size, state, progress, rate, time left",
     ),
+    (
+        FORGET_USAGE,
+        "drop a peer who left for good: its address and the messages waiting for it",
+    ),
     (HELP_USAGE, "show this list"),
     (QUIT_USAGE, "leave the chat (also /exit)"),
 ];
@@ -90,6 +111,12 @@ pub enum Command {
         /// The message, as typed after the nick.
         text: String,
     },
+    /// `/me TEXT`: an action to everyone, the text as typed after `/me `.
+    Me(String),
+    /// `/away [REASON]` (`Some`, perhaps empty) or `/back` (`None`).
+    Away(Option<String>),
+    /// `/forget NICK` (or `NICK#IDPREFIX`).
+    Forget(String),
     /// `/add HOST[:PORT]`, unparsed: resolving names is the network driver's job.
     Add(String),
     /// `/nick NEW`, already checked with [`is_valid_nick`].
@@ -212,6 +239,19 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             _ => return Err(CommandError::Usage(WHOIS_USAGE)),
         },
         "help" => no_arguments(&args, HELP_USAGE, Command::Help)?,
+        "me" => {
+            let text = rest.strip_prefix(' ').unwrap_or(rest);
+            if text.trim().is_empty() {
+                return Err(CommandError::Usage(ME_USAGE));
+            }
+            Command::Me(text.to_owned())
+        }
+        "away" => Command::Away(Some(rest.trim().to_owned())),
+        "back" => no_arguments(&args, BACK_USAGE, Command::Away(None))?,
+        "forget" => match args.as_slice() {
+            [nick] => Command::Forget(checked_peer(nick)?),
+            _ => return Err(CommandError::Usage(FORGET_USAGE)),
+        },
         "quit" | "exit" => no_arguments(&args, QUIT_USAGE, Command::Quit)?,
         "history" => parse_history(&args)?,
         "send" => {
@@ -632,8 +672,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "/msg", "/add", "/nick", "/peers", "/whois", "/history", "/send", "/accept",
-                "/decline", "/cancel", "/files", "/help", "/quit"
+                "/msg", "/me", "/away", "/back", "/add", "/nick", "/peers", "/whois", "/history",
+                "/send", "/accept", "/decline", "/cancel", "/files", "/forget", "/help", "/quit"
             ]
         );
         for name in names {
@@ -661,5 +701,42 @@ mod tests {
         }
         assert_eq!(column(&lines[0], "send TEXT to everyone"), first);
         assert_eq!(lines[1], "/msg NICK TEXT       send TEXT privately to NICK");
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    #[test]
+    fn me_away_back_and_forget_parse() {
+        assert_eq!(
+            parse("/me waves  at you"),
+            Ok(Some(Command::Me("waves  at you".into())))
+        );
+        assert_eq!(parse("/ME waves"), Ok(Some(Command::Me("waves".into()))));
+        assert_eq!(parse("/me"), Err(CommandError::Usage(ME_USAGE)));
+        assert_eq!(parse("/me   "), Err(CommandError::Usage(ME_USAGE)));
+        assert_eq!(
+            parse("/away  out for lunch "),
+            Ok(Some(Command::Away(Some("out for lunch".into()))))
+        );
+        assert_eq!(parse("/away"), Ok(Some(Command::Away(Some(String::new())))));
+        assert_eq!(parse("/back"), Ok(Some(Command::Away(None))));
+        assert_eq!(parse("/back now"), Err(CommandError::Usage(BACK_USAGE)));
+        assert_eq!(
+            parse("/forget bob#1d79"),
+            Ok(Some(Command::Forget("bob#1d79".into())))
+        );
+        assert_eq!(parse("/forget"), Err(CommandError::Usage(FORGET_USAGE)));
+        assert_eq!(parse("/forget a b"), Err(CommandError::Usage(FORGET_USAGE)));
+    }
+
+    #[test]
+    fn help_names_every_new_command() {
+        let help = help_lines().join("\n");
+        for usage in [ME_USAGE, AWAY_USAGE, BACK_USAGE, FORGET_USAGE] {
+            assert!(help.contains(usage), "{usage} missing from /help");
+        }
     }
 }

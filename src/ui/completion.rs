@@ -115,7 +115,8 @@ mod tests {
 
     #[test]
     fn commands_complete_at_the_start_of_the_line() {
-        assert_eq!(at_end("/m", &[]), (0, vec!["/msg ".to_owned()]));
+        assert_eq!(at_end("/m", &[]), (0, nicks(&["/me ", "/msg "])));
+        assert_eq!(at_end("/ms", &[]), (0, vec!["/msg ".to_owned()]));
         assert_eq!(at_end("/h", &[]), (0, nicks(&["/help ", "/history "])));
         assert_eq!(at_end("/", &[]).1.len(), crate::ui::command::COMMANDS.len());
         assert_eq!(at_end("/Q", &[]), (0, vec!["/quit ".to_owned()]));

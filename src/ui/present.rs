@@ -1,7 +1,9 @@
 //! Presentation: what the user reads for each protocol event and for `/peers`. Pure functions
 //! of their inputs, so they are tested without a terminal or a network.
 
-use crate::proto::{Event, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason};
+use crate::proto::{
+    Event, ForgetReason, Found, MessageId, PeerId, PeerInfo, PeerState, UndeliveredReason,
+};
 use crate::ui::render::{display_nick, Output};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -83,20 +85,19 @@ pub fn event_output(
         // The application's own payloads (file transfer) are shown by whoever reads them.
         Event::AppData { .. } => return None,
         Event::Message {
-            nick, text, direct, ..
-        } => {
-            if *direct {
-                Output::Direct {
-                    from: nick.clone(),
-                    to: None,
-                    text: text.clone(),
-                }
-            } else {
-                Output::Group {
-                    nick: nick.clone(),
-                    text: text.clone(),
-                }
-            }
+            nick,
+            text,
+            direct,
+            action,
+            ..
+        } => message_output(nick, None, *direct, *action, text),
+        Event::PeerAway { nick, away, .. } => {
+            let nick = display_nick(nick);
+            Output::Notice(match away.as_deref() {
+                None => format!("{nick} is back"),
+                Some("") => format!("{nick} is away"),
+                Some(reason) => format!("{nick} is away: {reason}"),
+            })
         }
         Event::PeerJoined { nick, addr, .. } => Output::Notice(joined_line(nick, *addr, None)),
         Event::PeerRenamed { old, new, .. } => Output::Notice(format!(
@@ -142,11 +143,25 @@ pub fn event_output(
             };
             Output::Error(format!("not delivered to {}: {quote} — {why}", nick_of(*to)))
         }
-        Event::PeerForgotten { nick, dropped, .. } => Output::Error(format!(
-            "forgot {}, long absent, to make room for new peers: {} message(s) waiting for them were dropped",
-            display_nick(nick),
-            dropped.len()
-        )),
+        Event::PeerForgotten {
+            nick,
+            dropped,
+            reason,
+            ..
+        } => {
+            let nick = display_nick(nick);
+            let n = dropped.len();
+            match reason {
+                ForgetReason::Room => Output::Error(format!(
+                    "forgot {nick}, long absent, to make room for new peers: {n} message(s) waiting for them were dropped"
+                )),
+                // It said it was a script, and it left: nothing to tell.
+                ForgetReason::Ephemeral => return None,
+                ForgetReason::Asked => Output::Notice(format!(
+                    "forgot {nick}: {n} message(s) waiting for them dropped"
+                )),
+            }
+        }
         Event::AddressUnanswered { addr } => Output::Notice(format!(
             "no answer from {} yet (still trying) — is tailchat running there, and UDP port {} open?",
             show_addr(*addr),
@@ -168,6 +183,60 @@ pub fn event_output(
         )),
     };
     Some(out)
+}
+
+/// A message as shown: to the group or direct, ours (`to` is its recipient) or theirs, an
+/// action or not. A direct action (no tailchat sends one, but the protocol allows it) is shown
+/// as a direct message whose text starts `* nick`.
+pub fn message_output(
+    nick: &str,
+    to: Option<&str>,
+    direct: bool,
+    action: bool,
+    text: &str,
+) -> Output {
+    match (direct, action) {
+        (false, false) => Output::Group {
+            nick: nick.to_owned(),
+            text: text.to_owned(),
+        },
+        (false, true) => Output::Action {
+            nick: nick.to_owned(),
+            text: text.to_owned(),
+        },
+        (true, _) => Output::Direct {
+            from: nick.to_owned(),
+            to: to.map(str::to_owned),
+            text: if action {
+                format!("* {nick} {text}")
+            } else {
+                text.to_owned()
+            },
+        },
+    }
+}
+
+/// A message this old when it arrives is marked late: `(sent 09:03)` after it.
+pub const LATE_AFTER: Duration = Duration::from_secs(60);
+
+/// `out` marked late ([`Output::Late`]) if it was written `age` before `now`, at least
+/// [`LATE_AFTER`]: with the time it was written, and the day too if that was not today.
+pub fn late(out: Output, age: Duration, now: chrono::DateTime<chrono::Local>) -> Output {
+    if age < LATE_AFTER {
+        return out;
+    }
+    let written = chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d));
+    let sent = match written {
+        Some(w) if w.date_naive() == now.date_naive() => w.format("%H:%M").to_string(),
+        Some(w) => w.format("%b %d %H:%M").to_string(),
+        None => "long ago".to_owned(),
+    };
+    Output::Late {
+        sent,
+        message: Box::new(out),
+    }
 }
 
 /// The line for a peer that joined: `bob joined (100.64.0.2:7654)`, and with who the tailnet
@@ -274,6 +343,19 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
         format!("{} — id {}", display_nick(&p.nick), p.id),
         format!("  state      {}", state_name(p.state)),
     ];
+    if let Some(reason) = &p.away {
+        lines.push(format!(
+            "  away       {}",
+            if reason.is_empty() {
+                "yes (no reason given)".to_owned()
+            } else {
+                crate::ui::render::sanitize(reason)
+            }
+        ));
+    }
+    if p.ephemeral {
+        lines.push("  ephemeral  yes: forgotten once it leaves".to_owned());
+    }
     if nicks.len() > 1 {
         let shown: Vec<String> = nicks.iter().map(|n| display_nick(n)).collect();
         lines.push(format!("  nicks      {} (this run)", shown.join(" → ")));
@@ -304,6 +386,26 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
     lines
 }
 
+/// Longest away reason shown in `/peers`, in characters (`/whois` shows it whole).
+const AWAY_CELL_CHARS: usize = 24;
+
+/// The state column of `/peers`: the state, or for a peer online that is away, `away` and its
+/// reason, cut short.
+fn state_cell(p: &PeerInfo) -> String {
+    match (&p.away, p.state) {
+        (Some(reason), PeerState::Online) if reason.is_empty() => "away".to_owned(),
+        (Some(reason), PeerState::Online) => {
+            let reason = crate::ui::render::sanitize(reason);
+            let mut short: String = reason.chars().take(AWAY_CELL_CHARS).collect();
+            if reason.chars().count() > AWAY_CELL_CHARS {
+                short.push('…');
+            }
+            format!("away: {short}")
+        }
+        _ => state_name(p.state).to_owned(),
+    }
+}
+
 /// Lines of `/peers`: a header and one line per peer, in columns that line up on a terminal.
 ///
 /// Nicks are the [`display_names`] of the peers listed. Every column is as wide, in terminal
@@ -328,7 +430,7 @@ pub fn peers_lines_noted(
     let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
     for (p, name) in peers.iter().zip(display_names(&named)) {
         let note = note(p);
-        let state = state_name(p.state);
+        let state = state_cell(p);
         let found = if note.tailnet {
             "tailnet"
         } else {
@@ -340,7 +442,7 @@ pub fn peers_lines_noted(
         }
         rows.push([
             name,
-            state.to_owned(),
+            state,
             p.rtt.map_or_else(|| "?".to_owned(), show_rtt),
             p.undelivered.to_string(),
             ago(now.saturating_duration_since(p.last_heard)),
@@ -415,6 +517,8 @@ mod tests {
             rtt: Some(Duration::from_micros(420)),
             undelivered: 3,
             state,
+            away: None,
+            ephemeral: false,
         }
     }
 
@@ -469,6 +573,8 @@ mod tests {
             rtt,
             undelivered,
             state,
+            away: None,
+            ephemeral: false,
         };
         let ms = Duration::from_micros;
         #[rustfmt::skip]
@@ -681,5 +787,101 @@ mod tests {
     fn snippets_are_one_line() {
         assert_eq!(snippet("a\nb"), "a b");
         assert_eq!(snippet("short"), "short");
+    }
+}
+
+#[cfg(test)]
+mod late_tests {
+    use super::*;
+    use crate::ui::render::render;
+    use chrono::TimeZone;
+
+    fn group() -> Output {
+        Output::Group {
+            nick: "alice".into(),
+            text: "colour test".into(),
+        }
+    }
+
+    #[test]
+    fn a_message_a_minute_old_or_more_is_marked_with_when_it_was_written() {
+        let now = chrono::Local
+            .with_ymd_and_hms(2026, 11, 29, 9, 6, 30)
+            .unwrap();
+        assert_eq!(late(group(), Duration::from_secs(59), now), group());
+        let out = late(group(), Duration::from_secs(200), now);
+        assert_eq!(
+            render(&out, now.time(), false),
+            "09:06 <alice> colour test (sent 09:03)"
+        );
+        // Written yesterday: the date too.
+        let out = late(group(), Duration::from_secs(86_400), now);
+        assert_eq!(
+            render(&out, now.time(), false),
+            "09:06 <alice> colour test (sent Nov 28 09:06)"
+        );
+        // An age no clock can hold is still shown, as long ago.
+        let out = late(group(), Duration::from_secs(u64::MAX), now);
+        assert!(render(&out, now.time(), false).ends_with("(sent long ago)"));
+    }
+
+    #[test]
+    fn actions_and_direct_actions_are_shown_as_such() {
+        let t = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap();
+        let show = |o: Output| render(&o, t, false);
+        assert_eq!(
+            show(message_output("alice", None, false, true, "waves")),
+            "09:00 * alice waves"
+        );
+        assert_eq!(
+            show(message_output("bob", None, true, true, "nods")),
+            "09:00 *bob* * bob nods"
+        );
+        assert_eq!(
+            show(message_output("me", Some("bob"), true, false, "hi")),
+            "09:00 *-> bob* hi"
+        );
+        // Hostile text in an action is defanged like any message.
+        let hostile = show(message_output(
+            "eve\x1b[2J",
+            None,
+            false,
+            true,
+            "x\x1b]0;pwned\x07y",
+        ));
+        assert!(
+            hostile.ends_with(" xy") && !hostile.contains('\x1b'),
+            "{hostile:?}"
+        );
+    }
+
+    #[test]
+    fn peers_and_whois_show_away_with_the_reason_made_safe() {
+        let now = Instant::now();
+        let mut p = PeerInfo {
+            id: PeerId(1),
+            nick: "bob".into(),
+            addrs: vec![],
+            found: Found::Announced,
+            last_heard: now,
+            rtt: None,
+            undelivered: 0,
+            state: PeerState::Online,
+            away: Some("lunch\x1b[31m, back at 2 — long reason here, really".into()),
+            ephemeral: false,
+        };
+        let rows = peers_lines(std::slice::from_ref(&p), now);
+        assert!(
+            rows[1].contains("away: lunch, back at 2 — long …"),
+            "{rows:?}"
+        );
+        assert!(!rows[1].contains('\x1b'));
+        let whois = whois_lines(&p, &[], now).join("\n");
+        assert!(whois.contains("away       lunch, back at 2 — long reason here, really"));
+        p.away = Some(String::new());
+        assert!(peers_lines(std::slice::from_ref(&p), now)[1].contains("away"));
+        // Away matters only while it is here.
+        p.state = PeerState::Left;
+        assert!(peers_lines(&[p], now)[1].contains("left"));
     }
 }

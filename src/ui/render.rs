@@ -47,6 +47,21 @@ pub enum Output {
     /// A message (`Group` or `Direct`) that calls us — our nick as a word, or a direct
     /// message: its text is highlighted, and on a terminal the bell rings once.
     Mention(Box<Output>),
+    /// An action to everyone (`/me waves`): `* alice waves`.
+    Action {
+        /// Who.
+        nick: String,
+        /// What they do.
+        text: String,
+    },
+    /// A message that arrives late (it waited in an outbox): shown as the message followed by
+    /// `(sent 09:03)`, so nobody takes it for a live line.
+    Late {
+        /// When it was written, as shown: `09:03`, or with the date if not today.
+        sent: String,
+        /// The message.
+        message: Box<Output>,
+    },
 }
 
 /// Style of a message that calls us (bold yellow), as irssi and weechat highlight.
@@ -79,6 +94,10 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     let (out, highlight) = match out {
         Output::Mention(inner) => (inner.as_ref(), color),
         other => (other, false),
+    };
+    let (out, sent) = match out {
+        Output::Late { sent, message } => (message.as_ref(), Some(sent.as_str())),
+        other => (other, None),
     };
     // A message of several lines (a multi-line paste) is shown as lines, each indented to
     // where the text starts: `indent` is the width of what precedes the text.
@@ -131,11 +150,27 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
             line.push(' ');
             text_style(&mut line, text, label_width(&label));
         }
+        Output::Action { nick, text } => {
+            let nick = display_nick(nick);
+            let label = format!("* {nick}");
+            push_nick(&mut line, &label, &nick, color);
+            line.push(' ');
+            text_style(&mut line, text, label_width(&label));
+        }
         Output::Notice(text) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", text, color),
         Output::Error(text) => push_styled(&mut line, ERROR_COLOUR, "error: ", text, color),
         Output::Info(text) => line.push_str(&sanitize(text)),
-        // Nested mentions are not made; shown as their message.
+        // Nested mentions and late marks are not made; shown as their message.
         Output::Mention(inner) => return render(inner, time, color),
+        Output::Late { message, .. } => return render(message, time, color),
+    }
+    if let Some(sent) = sent {
+        let sent = sanitize(sent);
+        if color {
+            let _ = write!(line, " {TIME_STYLE}(sent {sent}){RESET}");
+        } else {
+            let _ = write!(line, " (sent {sent})");
+        }
     }
     line
 }

@@ -304,6 +304,8 @@ fn peer(id: u64, nick: &str, addr: &str) -> PeerInfo {
         rtt: None,
         undelivered: 0,
         state: PeerState::Online,
+        away: None,
+        ephemeral: false,
     }
 }
 

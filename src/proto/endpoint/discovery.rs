@@ -342,10 +342,13 @@ impl Endpoint {
 
     /// An announcement heard on the LAN. Without discovery it is dropped. Otherwise whoever
     /// sent it gets a hello — from a probe if one of the few for announcements is free, else a
-    /// single one (at most one per address per [`HELLO_INTERVAL`]) — unless it is a peer whose
-    /// current session proved itself at that address. Nothing else: an announcement proves
-    /// nothing, so it changes nothing about a peer. Returns whether a probe started (the
-    /// endpoint has work to do).
+    /// single one (at most one per address per [`HELLO_INTERVAL`]) — unless it claims to be a
+    /// peer that is online in that session (it is reachable already; one that moved is asked
+    /// to prove its new address by its own datagrams from there), or an announcer answered
+    /// from another address within [`HELLO_INTERVAL`] (the copies of one announcement, over
+    /// IPv4 and IPv6: one handshake is enough, and a later announcement is answered again).
+    /// Nothing else: an announcement proves nothing, so it changes nothing about a peer.
+    /// Returns whether a probe started (the endpoint has work to do).
     pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) -> bool {
         if !self.config.discovery {
             self.stats.discovery_off += 1;
@@ -355,14 +358,17 @@ impl Endpoint {
             return false;
         }
         if let Some(peer) = self.peers.get_mut(&header.sender) {
-            if peer.session == header.session && peer.is_online() && peer.proven_at(from) {
-                if peer.found == Found::Incoming {
+            if peer.session == header.session && peer.is_online() {
+                if peer.found == Found::Incoming && peer.proven_at(from) {
                     peer.found = Found::Announced; // only what `/peers` shows
                 }
                 return false;
             }
         }
         if self.probes.contains(from) {
+            return false;
+        }
+        if !self.announcers.allow(now, (header.sender, header.session)) {
             return false;
         }
         self.add_probe(now, from, Found::Announced);

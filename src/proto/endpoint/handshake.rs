@@ -21,14 +21,14 @@
 //! or adds an address its datagrams are taken from (a peer that moved proves itself again, from
 //! where it is now). A hello costs its receiver one cookie, and a stranger nothing more.
 
-use super::Endpoint;
+use super::{Endpoint, NICK_RESEND_WINDOW};
 use crate::proto::cookie::Cookie;
 use crate::proto::identity::{
     self, Identity, PublicKey, Signature, Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN,
 };
 use crate::proto::ids::PeerId;
 use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofReply};
-use crate::proto::{Event, Found, Transmit};
+use crate::proto::{Event, ForgetReason, Found, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -92,9 +92,20 @@ struct Proven<'a> {
     key: PublicKey,
     /// Its nick, as signed.
     nick: &'a str,
+    /// Its capability bits, as signed.
+    caps: u64,
 }
 
 impl Endpoint {
+    /// The capability bits we sign into proofs.
+    fn our_caps(&self) -> u64 {
+        if self.ephemeral {
+            wire::caps::EPHEMERAL
+        } else {
+            0
+        }
+    }
+
     /// The header of a datagram that carries no packet number (handshake, announcements);
     /// links set their own.
     pub(super) fn header(&self) -> Header {
@@ -154,8 +165,11 @@ impl Endpoint {
         false
     }
 
-    /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender.
-    /// Nothing about the sender is taken from it. Returns false: nothing changed.
+    /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender
+    /// — unless it claims to be a peer online in that session whose session proved itself at
+    /// that address already: a proof would change nothing (two handshakes crossed, or a hello
+    /// went again before the first one's proof reply came back), and we say nothing. Nothing
+    /// about the sender is taken from it. Returns false: nothing changed.
     pub(super) fn on_cookie(
         &mut self,
         now: Instant,
@@ -168,6 +182,14 @@ impl Endpoint {
         }
         if !self.jar.check_token(now, from, &c.echo) {
             self.stats.bad_cookie += 1;
+            return false;
+        }
+        let proven = self
+            .peers
+            .get(&header.sender)
+            .is_some_and(|p| p.session == header.session && p.is_online() && p.proven_at(from));
+        if proven {
+            self.probes.remove(from);
             return false;
         }
         if let Some(p) = self.probes.get_mut(from) {
@@ -184,7 +206,7 @@ impl Endpoint {
             challenge,
             nick: self.config.nick.clone(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             signature,
         });
         let bytes = wire::encode(&self.header(), &[proof]);
@@ -233,6 +255,7 @@ impl Endpoint {
             header,
             key: p.key,
             nick: &p.nick,
+            caps: p.caps,
         };
         if !self.accept(now, proven) {
             return false;
@@ -246,7 +269,7 @@ impl Endpoint {
             echo: p.challenge,
             nick: self.config.nick.clone(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             signature,
         });
         let bytes = wire::encode(&self.header(), &[reply]);
@@ -292,6 +315,7 @@ impl Endpoint {
             header,
             key: p.key,
             nick: &p.nick,
+            caps: p.caps,
         };
         self.accept(now, proven)
     }
@@ -314,7 +338,7 @@ impl Endpoint {
             receiver_session: to.session,
             key: self.public_key(),
             port: self.config.port,
-            caps: 0,
+            caps: self.our_caps(),
             nick: &self.config.nick,
         }
     }
@@ -356,6 +380,7 @@ impl Endpoint {
             header,
             key,
             nick,
+            caps,
         } = proven;
         let (probed, handshake_rtt) = match self.probes.get(from) {
             Some(p) => (Some(p.origin), p.clean_rtt()),
@@ -379,6 +404,7 @@ impl Endpoint {
                         peer: gone.id,
                         nick: gone.nick,
                         dropped: gone.dropped,
+                        reason: ForgetReason::Room,
                     });
                 }
                 Ok(_) => {}
@@ -396,7 +422,7 @@ impl Endpoint {
             peer.link.handshake_rtt(rtt);
         }
         // Every protocol-2 peer takes AppData (an older one cannot even make contact).
-        peer.caps = Some(wire::caps::APP_DATA);
+        peer.caps = Some(caps | wire::caps::APP_DATA);
         let new_session = peer.session != header.session;
         // A proof from an unreachable peer in the same session proves only that it reaches us;
         // it counts as reachable once it acknowledges something (no flapping on one-way loss).
@@ -411,6 +437,22 @@ impl Endpoint {
         if share {
             peer.session = header.session;
             peer.link.restart(now, new_session);
+            if new_session {
+                // A new run of the peer says again whether it is away.
+                peer.away = None;
+            }
+            // Our stream to it starts again. If our nick changed lately, the proof it saw may
+            // predate the change: the nick goes first (ignored when it already has it). Then
+            // whether we are away.
+            let renamed_lately = self
+                .nick_changed
+                .is_some_and(|t| now.saturating_duration_since(t) <= NICK_RESEND_WINDOW);
+            if renamed_lately {
+                peer.link.queue_nick(&self.config.nick);
+            }
+            if let Some(reason) = &self.away {
+                peer.link.queue_presence(Some(reason));
+            }
             if joined {
                 self.events.push_back(Event::PeerJoined {
                     peer: id,

@@ -1,8 +1,9 @@
 //! Rate limits on what others can make us send, in bounded memory: a token bucket
-//! ([`TokenBucket`], for starting probes of learned addresses) and a per-address limiter
-//! ([`AddrLimiter`], for the hellos we send without keeping a probe: answers to announcements
-//! and to datagrams we cannot place). Neither limits who may join: a newcomer's proof does
-//! that, so meshing runs at full speed whatever a flood does.
+//! ([`TokenBucket`], for starting probes of learned addresses) and a per-key limiter
+//! ([`SlotLimiter`]: per address, for the hellos we send without keeping a probe — answers to
+//! announcements and to datagrams we cannot place —; per announcer, so that the copies of one
+//! announcement heard over IPv4 and IPv6 lead to one handshake). Neither limits who may join: a
+//! newcomer's proof does that, so meshing runs at full speed whatever a flood does.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -55,20 +56,23 @@ impl TokenBucket {
     }
 }
 
-/// At most one datagram to an address per `interval`, remembered in a fixed number of slots
-/// (an address's slot is picked by a hash of it). Two addresses that share a slot overwrite each
-/// other, which can only let an extra datagram through: the memory is bounded whatever the
-/// number of addresses, and nobody can be kept out by someone else's traffic.
+/// At most one datagram to an address per `interval`: a [`SlotLimiter`] keyed by address.
+pub type AddrLimiter = SlotLimiter<SocketAddr>;
+
+/// At most one thing per key (an address, an announcer) per `interval`, remembered in a fixed
+/// number of slots (a key's slot is picked by a hash of it). Two keys that share a slot
+/// overwrite each other, which can only let an extra one through: the memory is bounded
+/// whatever the number of keys, and nobody can be held back by someone else's traffic.
 #[derive(Clone, Debug)]
-pub struct AddrLimiter {
-    /// The address last let through in each slot, and when.
-    slots: Vec<Option<(SocketAddr, Instant)>>,
-    /// How long an address waits between two datagrams.
+pub struct SlotLimiter<K> {
+    /// The key last let through in each slot, and when.
+    slots: Vec<Option<(K, Instant)>>,
+    /// How long a key waits between two.
     interval: Duration,
 }
 
-impl AddrLimiter {
-    /// A limiter of `slots` slots letting one datagram per `interval` through to each address.
+impl<K: Copy + Eq + Hash> SlotLimiter<K> {
+    /// A limiter of `slots` slots letting one through per `interval` for each key.
     pub fn new(slots: usize, interval: Duration) -> Self {
         Self {
             slots: vec![None; slots.max(1)],
@@ -76,25 +80,25 @@ impl AddrLimiter {
         }
     }
 
-    /// Whether a datagram may go to `addr` at `now`; if so, it counts as sent.
-    pub fn allow(&mut self, now: Instant, addr: SocketAddr) -> bool {
+    /// Whether one may go for `key` at `now`; if so, it counts as gone.
+    pub fn allow(&mut self, now: Instant, key: K) -> bool {
         let mut h = DefaultHasher::new();
-        addr.hash(&mut h);
+        key.hash(&mut h);
         let len = self.slots.len() as u64;
         let i = usize::try_from(h.finish() % len).unwrap_or(0);
         let Some(slot) = self.slots.get_mut(i) else {
             return true;
         };
-        if let Some((a, at)) = slot {
-            if *a == addr && now < *at + self.interval {
+        if let Some((k, at)) = slot {
+            if *k == key && now < *at + self.interval {
                 return false;
             }
         }
-        *slot = Some((addr, now));
+        *slot = Some((key, now));
         true
     }
 
-    /// How many addresses it remembers at most.
+    /// How many keys it remembers at most.
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }

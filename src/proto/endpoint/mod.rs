@@ -22,17 +22,17 @@ mod peers;
 use self::discovery::{Announcer, Probes, HELLO_INTERVAL, HELLO_LIMITER_SLOTS};
 use self::handshake::SignatureCache;
 use self::hints::Hints;
-use self::limits::{AddrLimiter, TokenBucket};
+use self::limits::{AddrLimiter, SlotLimiter, TokenBucket};
 use self::peers::PeerTable;
 use super::cookie::CookieJar;
 use super::identity::PublicKey;
 use super::ids::{MessageId, PeerId};
-use super::link::{LinkEvent, LinkState, QueueError};
+use super::link::{LinkEvent, LinkState, QueueError, Style};
 use super::nick::{is_valid_nick, NICK_RULE};
 use super::wire::{self, DecodeError, Frame};
 use super::{
-    AppDataError, Config, Event, Found, PeerInfo, Recipients, RestoredPeer, SendError, Sent, Stats,
-    Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
+    AppDataError, Config, Event, ForgetReason, Found, PeerInfo, Recipients, RestoredPeer,
+    SendError, Sent, Stats, Transmit, UndeliveredReason, MAX_MESSAGE_BYTES,
 };
 use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
@@ -66,6 +66,14 @@ pub struct Footprint {
     pub hello_limiter: usize,
 }
 
+/// After a change of nick, a peer whose streams (re)start within this long is sent the nick
+/// again: longer than a proof stays valid (a cookie lives at most 10 s, §8.2).
+pub const NICK_RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How long an ephemeral peer that left is kept, to acknowledge its leave again if our first
+/// ack was lost (its sender gives up long before), before it is forgotten.
+pub const EPHEMERAL_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The protocol state machine for one tailchat instance. See the module documentation of
 /// [`crate::proto`] for how to drive it.
 #[derive(Debug)]
@@ -78,6 +86,10 @@ pub struct Endpoint {
     hints: Hints,
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
+    /// At most one announcement answered per announcer (PeerId and session, as claimed) per
+    /// [`HELLO_INTERVAL`]: one announcement arrives as up to three copies, from the announcer's
+    /// IPv4 and IPv6 addresses, and one handshake is enough.
+    announcers: SlotLimiter<(PeerId, u64)>,
     /// Hellos answering datagrams from PeerIds we do not know, per second.
     strangers: TokenBucket,
     /// Seeded randomness (who is told of a newcomer).
@@ -104,6 +116,16 @@ pub struct Endpoint {
     version_reported: BTreeSet<SocketAddr>,
     /// [`Endpoint::leave`] was called.
     leaving: bool,
+    /// We are away, with this reason (see [`Endpoint::set_away`]).
+    away: Option<String>,
+    /// We say we are ephemeral (see [`Endpoint::set_ephemeral`]).
+    ephemeral: bool,
+    /// When our nick last changed: a peer whose streams start soon after may have our older
+    /// nick from a proof sent before the change.
+    nick_changed: Option<Instant>,
+    /// Ephemeral peers that left, and when they are forgotten: until then they are kept only
+    /// to acknowledge their leave again, should our first ack be lost.
+    departing: std::collections::BTreeMap<PeerId, Instant>,
     /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
     /// the first `poll_*` after a batch of inputs, packs messages typed or received together
     /// into shared datagrams and one ack, without delaying anything.
@@ -119,6 +141,7 @@ impl Endpoint {
             jar: CookieJar::new(config.seed, now),
             hints: Hints::default(),
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            announcers: SlotLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
             strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
             signatures: SignatureCache::default(),
@@ -131,8 +154,47 @@ impl Endpoint {
             stats: Stats::default(),
             version_reported: BTreeSet::new(),
             leaving: false,
+            away: None,
+            ephemeral: false,
+            nick_changed: None,
+            departing: std::collections::BTreeMap::new(),
             pending: None,
         }
+    }
+
+    /// Says, in proofs from now on, that we are ephemeral (a script): peers forget us once we
+    /// have left, and keep nothing for us. Call it before any contact.
+    pub fn set_ephemeral(&mut self, ephemeral: bool) {
+        self.ephemeral = ephemeral;
+    }
+
+    /// We are away with `reason` (`Some`, perhaps empty) or back (`None`): every peer is told,
+    /// in order with our messages, and one that joins later is told when it does. Nothing is
+    /// sent if nothing changed.
+    ///
+    /// # Errors
+    /// A reason longer than [`wire::MAX_AWAY_BYTES`] bytes.
+    pub fn set_away(&mut self, now: Instant, reason: Option<&str>) -> Result<(), String> {
+        if reason.is_some_and(|r| r.len() > wire::MAX_AWAY_BYTES) {
+            return Err(format!(
+                "the reason is too long: at most {} bytes",
+                wire::MAX_AWAY_BYTES
+            ));
+        }
+        if self.away.as_deref() == reason {
+            return Ok(());
+        }
+        self.away = reason.map(str::to_owned);
+        for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
+            p.link.queue_presence(reason);
+        }
+        self.mark(now);
+        Ok(())
+    }
+
+    /// Whether we are away, and why.
+    pub fn away(&self) -> Option<&str> {
+        self.away.as_deref()
     }
 
     /// Our identity: derived from our public key.
@@ -218,6 +280,7 @@ impl Endpoint {
             .chain(self.probes.next_due())
             .chain(self.announcer.next())
             .chain(self.hints_due())
+            .chain(self.departing.values().copied())
             .min()
     }
 
@@ -348,6 +411,20 @@ impl Endpoint {
         to: Recipients,
         text: &str,
     ) -> Result<Sent, SendError> {
+        self.send_message_as(now, to, text, false)
+    }
+
+    /// [`Endpoint::send_message`], as an action (`/me waves`) when `action`.
+    ///
+    /// # Errors
+    /// As [`Endpoint::send_message`].
+    pub fn send_message_as(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        text: &str,
+        action: bool,
+    ) -> Result<Sent, SendError> {
         if self.leaving {
             return Err(SendError::Leaving);
         }
@@ -360,7 +437,18 @@ impl Endpoint {
         // Everyone we know takes part in the group, present or not: a peer that left or is
         // offline gets the message when it is back.
         let (candidates, direct): (Vec<PeerId>, bool) = match to {
-            Recipients::Everyone => (self.peers.ids(), false),
+            // An ephemeral peer that left gets nothing more.
+            Recipients::Everyone => (
+                self.peers
+                    .ids()
+                    .into_iter()
+                    .filter(|id| !self.departing.contains_key(id))
+                    .collect(),
+                false,
+            ),
+            Recipients::Peer(id) if self.departing.contains_key(&id) => {
+                return Err(SendError::UnknownPeer)
+            }
             Recipients::Peer(id) if self.peers.contains(&id) => (vec![id], true),
             Recipients::Peer(_) => return Err(SendError::UnknownPeer),
         };
@@ -378,7 +466,11 @@ impl Endpoint {
             if peer.state() == LinkState::Offline {
                 contact.extend(peer.addrs.iter().map(|a| (a, peer.found)));
             }
-            match peer.link.queue_message(now, id, direct, text) {
+            let style = Style {
+                direct,
+                flags: if action { wire::flags::ACTION } else { 0 },
+            };
+            match peer.link.queue_message(now, id, style, text) {
                 Ok(()) => recipients.push(peer_id),
                 Err(QueueError::Full { first }) => {
                     refused.push(peer_id);
@@ -466,6 +558,7 @@ impl Endpoint {
             return Err(NICK_RULE.to_owned());
         }
         nick.clone_into(&mut self.config.nick);
+        self.nick_changed = Some(now);
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
             p.link.queue_nick(nick);
         }
@@ -500,15 +593,24 @@ impl Endpoint {
         self.peers.iter().map(|(_, p)| p.link.undelivered()).sum()
     }
 
-    /// A snapshot of every known peer, ordered by nick.
+    /// A snapshot of every known peer, ordered by nick (an ephemeral peer that left is no
+    /// longer listed).
     pub fn peers(&self) -> Vec<PeerInfo> {
-        let mut v: Vec<PeerInfo> = self.peers.iter().map(|(&id, p)| p.info(id)).collect();
+        let mut v: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| !self.departing.contains_key(id))
+            .map(|(&id, p)| p.info(id))
+            .collect();
         v.sort_by(|a, b| a.nick.cmp(&b.nick).then(a.id.cmp(&b.id)));
         v
     }
 
     /// A snapshot of one known peer.
     pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
+        if self.departing.contains_key(&id) {
+            return None;
+        }
         self.peers.get(&id).map(|p| p.info(id))
     }
 
@@ -565,13 +667,31 @@ impl Endpoint {
                     continue;
                 }
                 LinkEvent::AppData(data) => Event::AppData { from: id, data },
-                LinkEvent::Message { msg, direct, text } => Event::Message {
+                LinkEvent::Message {
+                    msg,
+                    style,
+                    age,
+                    text,
+                } => Event::Message {
                     from: id,
                     nick: peer.nick.clone(),
                     id: msg,
-                    direct,
+                    direct: style.direct,
+                    action: style.flags & wire::flags::ACTION != 0,
+                    age,
                     text,
                 },
+                LinkEvent::Presence(away) => {
+                    if peer.away == away {
+                        continue;
+                    }
+                    peer.away.clone_from(&away);
+                    Event::PeerAway {
+                        peer: id,
+                        nick: peer.nick.clone(),
+                        away,
+                    }
+                }
                 LinkEvent::Nick(new) => {
                     if peer.nick == new {
                         continue; // already learned from a hello
@@ -594,11 +714,16 @@ impl Endpoint {
                     nick: peer.nick.clone(),
                     queued: peer.link.undelivered(),
                 },
-                LinkEvent::Left => Event::PeerLeft {
-                    peer: id,
-                    nick: peer.nick.clone(),
-                    queued: peer.link.undelivered(),
-                },
+                LinkEvent::Left => {
+                    if peer.is_ephemeral() {
+                        self.departing.insert(id, now + EPHEMERAL_LINGER);
+                    }
+                    Event::PeerLeft {
+                        peer: id,
+                        nick: peer.nick.clone(),
+                        queued: peer.link.undelivered(),
+                    }
+                }
             };
             self.events.push_back(event);
         }
@@ -638,7 +763,45 @@ impl Endpoint {
             self.link_events(now, id, out);
             self.peers.settle(id);
         }
+        let due: Vec<PeerId> = self
+            .departing
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.departing.remove(&id);
+            if self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.state() == LinkState::Left)
+            {
+                self.forget_peer(id, ForgetReason::Ephemeral);
+            }
+        }
         self.run_discovery(now);
+    }
+
+    /// Forgets peer `id` now: it leaves the table with our messages waiting for it (dropped)
+    /// and [`Event::PeerForgotten`] says so. Should it come back, it joins as new, but is not
+    /// shown again what it was shown before. Returns false if there is no such peer.
+    pub fn forget(&mut self, now: Instant, id: PeerId) -> bool {
+        self.mark(now);
+        self.forget_peer(id, ForgetReason::Asked)
+    }
+
+    /// [`Endpoint::forget`], for `reason`.
+    fn forget_peer(&mut self, id: PeerId, reason: ForgetReason) -> bool {
+        let Some(gone) = self.peers.remove(id) else {
+            return false;
+        };
+        self.events.push_back(Event::PeerForgotten {
+            peer: id,
+            nick: gone.nick,
+            dropped: gone.dropped,
+            reason,
+        });
+        true
     }
 }
 
@@ -647,6 +810,7 @@ mod tests {
     use super::*;
     use crate::proto::wire::Proof;
     use crate::proto::{Identity, Limits};
+    use std::time::Duration;
 
     fn endpoint(secret: u8, now: Instant) -> Endpoint {
         let config = Config {
@@ -800,6 +964,35 @@ mod tests {
     }
 
     #[test]
+    fn a_nick_changed_while_the_handshake_runs_still_reaches_the_peer() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        pass(&mut a, addr(1), &mut b, now); // hello
+        pass(&mut b, addr(2), &mut a, now); // cookie
+        pass(&mut a, addr(1), &mut b, now); // proof, signed as "me"
+        a.set_nick(now, "alicia").unwrap();
+        pass(&mut b, addr(2), &mut a, now); // proof reply: a's streams start
+        pass(&mut a, addr(1), &mut b, now);
+        assert_eq!(b.nick_of(a.peer_id()), Some("alicia"));
+        // Long after a change, a join costs no extra item.
+        let later = now + NICK_RESEND_WINDOW + Duration::from_secs(1);
+        let (mut c, mut d) = (endpoint(3, later), endpoint(4, later));
+        c.set_nick(now, "carol").unwrap();
+        c.add_address(later, addr(4));
+        pass(&mut c, addr(3), &mut d, later);
+        pass(&mut d, addr(4), &mut c, later);
+        pass(&mut c, addr(3), &mut d, later);
+        pass(&mut d, addr(4), &mut c, later);
+        assert_eq!(
+            pass(&mut c, addr(3), &mut d, later),
+            0,
+            "nothing more to send"
+        );
+        assert_eq!(d.nick_of(c.peer_id()), Some("carol"));
+    }
+
+    #[test]
     fn a_proof_with_a_nick_that_breaks_the_rule_is_malformed() {
         let now = Instant::now();
         let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
@@ -857,6 +1050,82 @@ mod tests {
         assert!(b.poll_event().is_none() && b.poll_transmit().is_none());
         send(&mut b, addr(1), good);
         assert!(matches!(b.poll_event(), Some(Event::PeerJoined { .. })));
+    }
+
+    /// An endpoint that announces itself and answers announcements.
+    fn discovering(secret: u8, now: Instant) -> Endpoint {
+        let mut ep = endpoint(secret, now);
+        ep.config.discovery = true;
+        ep.announcer = Announcer::new(true, now, u64::from(secret));
+        ep.handle_timeout(now); // the first announcement is due at once
+        ep
+    }
+
+    /// The hellos among what `from` has to send, by address.
+    fn hellos(from: &mut Endpoint) -> Vec<SocketAddr> {
+        sent(from)
+            .into_iter()
+            .filter(|(_, d)| matches!(d.frames.first(), Some(Frame::Hello(_))))
+            .map(|(to, _)| to)
+            .collect()
+    }
+
+    #[test]
+    fn the_copies_of_one_announcement_lead_to_one_hello() {
+        let now = Instant::now();
+        let (mut a, mut b) = (discovering(1, now), discovering(2, now));
+        let announce = a.poll_announce().expect("a burst at start");
+        let v6: SocketAddr = "[fe80::1]:7654".parse().unwrap();
+        // Broadcast, IPv4 multicast (both from a's IPv4 address) and IPv6 multicast.
+        for from in [addr(1), addr(1), v6] {
+            b.handle_datagram(now, from, &announce);
+        }
+        assert_eq!(hellos(&mut b), vec![addr(1)]);
+        // The next announcement of the burst, heard only over IPv6 while a is still unknown:
+        // answered there too (a path that works may be only that one), beside the probe's
+        // second hello to the first address.
+        let later = now + HELLO_INTERVAL;
+        b.handle_datagram(later, v6, &announce);
+        assert_eq!(hellos(&mut b), vec![addr(1), v6]);
+    }
+
+    #[test]
+    fn an_announcement_from_a_peer_online_in_that_session_changes_nothing() {
+        let now = Instant::now();
+        let (mut a, mut b) = (discovering(1, now), discovering(2, now));
+        let announce = a.poll_announce().expect("a burst at start");
+        b.handle_datagram(now, addr(1), &announce);
+        pump(now, &mut b, addr(2), &mut a, addr(1));
+        assert_eq!(b.peers().len(), 1);
+        // The same run of a, heard at another address (another interface, or IPv6): it is
+        // reachable already, so nobody is asked to prove anything.
+        let later = now + HELLO_INTERVAL * 4;
+        b.handle_datagram(later, "[fe80::1]:7654".parse().unwrap(), &announce);
+        assert!(hellos(&mut b).is_empty());
+    }
+
+    #[test]
+    fn a_cookie_from_a_peer_proven_at_that_address_gets_no_second_proof() {
+        let now = Instant::now();
+        let (mut a, mut b) = (endpoint(1, now), endpoint(2, now));
+        a.add_address(now, addr(2));
+        b.add_address(now, addr(1));
+        // Both hellos cross; a's handshake completes first.
+        let a_hello = sent(&mut a);
+        let b_hello = sent(&mut b);
+        assert_eq!((a_hello.len(), b_hello.len()), (1, 1));
+        let encode = |d: &wire::Datagram| wire::encode(&d.header, &d.frames);
+        b.handle_datagram(now, addr(1), &encode(&a_hello[0].1));
+        let b_cookie = sent(&mut b);
+        a.handle_datagram(now, addr(2), &encode(&b_hello[0].1));
+        let a_cookie = sent(&mut a);
+        a.handle_datagram(now, addr(2), &encode(&b_cookie[0].1));
+        pump(now, &mut a, addr(1), &mut b, addr(2));
+        assert_eq!((a.peers().len(), b.peers().len()), (1, 1));
+        // b's own hello's cookie comes back now: a proof would change nothing.
+        b.handle_datagram(now, addr(1), &encode(&a_cookie[0].1));
+        assert!(sent(&mut b).is_empty());
+        assert_eq!(b.footprint().probes, 0, "and its probe is done");
     }
 
     #[test]

@@ -92,8 +92,10 @@ pub struct Peer {
     pub found: Found,
     /// When we last heard from it (for a restored peer: when it was restored), for `/peers`.
     pub last_heard: Instant,
-    /// The capability bits of its latest hello in this run (`None`: not heard yet).
+    /// The capability bits of its latest proof in this run (`None`: not heard yet).
     pub caps: Option<u64>,
+    /// Away (with its reason) or here, as its current session last said.
+    pub away: Option<String>,
     /// When we last heard from it, as far as we know (`None`: restored and never heard in this
     /// run, with no stored time): a peer heard in the last day is never evicted.
     pub heard_at: Option<Instant>,
@@ -141,6 +143,12 @@ impl Peer {
         self.heard_at = Some(now);
     }
 
+    /// Whether it said it is ephemeral.
+    pub fn is_ephemeral(&self) -> bool {
+        self.caps
+            .is_some_and(|c| c & crate::proto::wire::caps::EPHEMERAL != 0)
+    }
+
     /// Whether it must stay: messages of ours wait for it, or it was heard in the last day.
     pub fn protected(&self, now: Instant) -> bool {
         self.link.undelivered() > 0
@@ -160,6 +168,10 @@ impl Peer {
             rtt: self.link.srtt(),
             undelivered: self.link.undelivered(),
             state: self.state().into(),
+            away: self.away.clone(),
+            ephemeral: self
+                .caps
+                .is_some_and(|c| c & crate::proto::wire::caps::EPHEMERAL != 0),
         }
     }
 }
@@ -171,8 +183,8 @@ pub struct Forgotten {
     pub id: PeerId,
     /// Its nick.
     pub nick: String,
-    /// Our messages that were waiting for it, now dropped (none: a peer with messages waiting
-    /// is never evicted; kept for the event's shape).
+    /// Our messages that were waiting for it, now dropped (none when it was evicted: a peer
+    /// with messages waiting never is).
     pub dropped: Vec<MessageId>,
 }
 
@@ -357,9 +369,16 @@ impl PeerTable {
             .filter(|(_, p)| !p.protected(now))
             .min_by_key(|(&id, p)| (p.heard_at, p.last_heard, id))
             .map(|(&id, _)| id);
-        let (id, p) = victim
-            .and_then(|id| self.peers.remove(&id).map(|p| (id, p)))
-            .ok_or(Refused::Full)?;
+        victim
+            .and_then(|id| self.remove(id))
+            .map(Some)
+            .ok_or(Refused::Full)
+    }
+
+    /// Takes peer `id` out of the table, with its queue; what it has been shown is remembered,
+    /// should it come back in this run.
+    pub fn remove(&mut self, id: PeerId) -> Option<Forgotten> {
+        let p = self.peers.remove(&id)?;
         self.dirty.remove(&id);
         self.timers.remove(&id);
         // Should it come back in this run, it must not be shown again what it has seen.
@@ -373,11 +392,11 @@ impl PeerTable {
                 key: p.key,
             },
         );
-        Ok(Some(Forgotten {
+        Some(Forgotten {
             id,
             nick: p.nick,
             dropped: p.link.pending_ids(),
-        }))
+        })
     }
 
     /// The peer `id`, added (offline, until its proof is handled) if it is not known yet,
@@ -405,8 +424,8 @@ impl PeerTable {
             }
             if let Some(r) = dormant.remove(&id) {
                 link.set_delivered_through(r.delivered_through);
-                for (msg, direct, text) in &r.outbox {
-                    link.requeue_message(now, *msg, *direct, text);
+                for q in &r.outbox {
+                    q.requeue(now, &mut link);
                 }
             }
             Peer {
@@ -418,6 +437,7 @@ impl PeerTable {
                 found,
                 last_heard: now,
                 caps: None,
+                away: None,
                 heard_at: Some(now),
                 link,
                 counted: LinkCounters::default(),
@@ -455,10 +475,10 @@ impl PeerTable {
             };
             let mut link = Link::new(now, self.limits.max_queued_items);
             link.set_delivered_through(r.delivered_through);
-            for (msg, direct, text) in &r.outbox {
+            for q in &r.outbox {
                 // Whole and without gaps: an earlier run accepted these, so the bound does not
                 // apply (a gap would let the receiver's watermark swallow the missing one).
-                link.requeue_message(now, *msg, *direct, text);
+                q.requeue(now, &mut link);
             }
             let found = if r.manual {
                 Found::Manual
@@ -480,6 +500,7 @@ impl PeerTable {
                     found,
                     last_heard: now,
                     caps: None,
+                    away: None,
                     heard_at: r.heard_ago.and_then(|ago| now.checked_sub(ago)),
                     link,
                     counted: LinkCounters::default(),
@@ -603,7 +624,12 @@ mod tests {
         let mut t = table(2, t0);
         let p = online(&mut t, t0, 1);
         p.link
-            .queue_message(t0, MessageId(7), false, "wait")
+            .queue_message(
+                t0,
+                MessageId(7),
+                crate::proto::link::Style::default(),
+                "wait",
+            )
             .unwrap();
         leave(p, t0);
         let p = online(&mut t, t0, 2);
@@ -672,7 +698,13 @@ mod tests {
             manual,
             delivered_through: MessageId(id),
             outbox: if outbox {
-                vec![(MessageId(100 + id), false, "waiting".into())]
+                vec![crate::proto::Queued {
+                    id: MessageId(100 + id),
+                    direct: false,
+                    action: false,
+                    written_ago: Duration::ZERO,
+                    text: "waiting".into(),
+                }]
             } else {
                 vec![]
             },

@@ -25,6 +25,7 @@ use self::reassembly::{Piece, ReassemblyBuffer};
 use self::receive::{Item, Receiver};
 use self::recovery::Recovery;
 pub use self::send::QueueError;
+pub use self::send::Style;
 use self::send::{Carried, SendQueue};
 use super::ids::MessageId;
 use super::stats::LinkCounters;
@@ -77,8 +78,10 @@ pub enum LinkEvent {
     Message {
         /// Its id.
         msg: MessageId,
-        /// Direct or group.
-        direct: bool,
+        /// Direct or group, action or not.
+        style: Style,
+        /// How long ago it was written, as the sender said.
+        age: Duration,
         /// Its text.
         text: String,
     },
@@ -88,6 +91,8 @@ pub enum LinkEvent {
     Peers(Vec<PeerEntry>),
     /// An opaque payload for the application arrived, in order, once per stream.
     AppData(Vec<u8>),
+    /// The peer is away (with a reason) or back.
+    Presence(Option<String>),
     /// A message was acknowledged in full; `late` if it had been reported delayed.
     Delivered(MessageId, bool),
     /// A message has waited [`crate::proto::DELAYED_AFTER`] without acknowledgement.
@@ -185,16 +190,28 @@ impl Link {
         &mut self,
         now: Instant,
         msg: MessageId,
-        direct: bool,
+        style: Style,
         text: &str,
     ) -> Result<(), QueueError> {
-        self.send.queue_message(now, msg, direct, text)
+        self.send.queue_message(now, msg, style, text)
     }
 
-    /// Queues a message an earlier run accepted, past the queue bound (see
-    /// `SendQueue::requeue_message`).
-    pub fn requeue_message(&mut self, now: Instant, msg: MessageId, direct: bool, text: &str) {
-        self.send.requeue_message(now, msg, direct, text);
+    /// Queues a message an earlier run accepted (and wrote `before` now), past the queue bound
+    /// (see `SendQueue::requeue_message`).
+    pub fn requeue_message(
+        &mut self,
+        now: Instant,
+        before: Duration,
+        msg: MessageId,
+        style: Style,
+        text: &str,
+    ) {
+        self.send.requeue_message(now, before, msg, style, text);
+    }
+
+    /// Queues a presence change, ordered after everything queued before it.
+    pub fn queue_presence(&mut self, away: Option<&str>) {
+        self.send.queue_presence(away);
     }
 
     /// Queues peer-exchange entries.
@@ -311,29 +328,37 @@ impl Link {
     /// An item in stream order: shown, passed up, or added to the message being reassembled.
     fn deliver(&mut self, now: Instant, item: Item, out: &mut Vec<LinkEvent>) {
         match item {
-            Item::Chat { msg, direct, text } => {
+            Item::Chat {
+                msg,
+                style,
+                age_ms,
+                text,
+            } => {
                 self.reassembly.abandon();
-                self.deliver_message(msg, direct, text, out);
+                self.deliver_message(msg, style, age_ms, text, out);
             }
             Item::Nick(nick) => out.push(LinkEvent::Nick(nick)),
             Item::Peers(peers) => out.push(LinkEvent::Peers(peers)),
             Item::AppData(data) => out.push(LinkEvent::AppData(data)),
+            Item::Presence(away) => out.push(LinkEvent::Presence(away)),
             Item::Fragment {
                 msg,
-                direct,
+                style,
+                age_ms,
                 index,
                 count,
                 data,
             } => {
                 let piece = Piece {
                     msg,
-                    direct,
+                    style,
+                    age_ms,
                     index,
                     count,
                     data,
                 };
-                if let Some(whole) = self.reassembly.push(now, piece) {
-                    self.deliver_message(whole.msg, whole.direct, whole.text, out);
+                if let Some(w) = self.reassembly.push(now, piece) {
+                    self.deliver_message(w.msg, w.style, w.age_ms, w.text, out);
                 }
             }
         }
@@ -343,12 +368,18 @@ impl Link {
     fn deliver_message(
         &mut self,
         msg: MessageId,
-        direct: bool,
+        style: Style,
+        age_ms: u64,
         text: String,
         out: &mut Vec<LinkEvent>,
     ) {
         if self.receive.accept_message(msg) {
-            out.push(LinkEvent::Message { msg, direct, text });
+            out.push(LinkEvent::Message {
+                msg,
+                style,
+                age: Duration::from_millis(age_ms),
+                text,
+            });
         }
     }
 
@@ -488,7 +519,7 @@ impl Link {
         }
         let mut carried = Carried::default();
         if has_data {
-            self.send.fill(&mut buf, window_end, &mut carried);
+            self.send.fill(now, &mut buf, window_end, &mut carried);
         }
         if leave_now {
             self.send.fill_leave(&mut buf, &mut carried);

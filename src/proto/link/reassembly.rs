@@ -2,6 +2,7 @@
 //! message's pieces arrive one after the other, from index 0; anything else is a broken
 //! message, dropped and counted. At most one message is being reassembled per peer.
 
+use super::send::Style;
 use crate::proto::ids::MessageId;
 use crate::proto::{MAX_MESSAGE_BYTES, REASSEMBLY_TIMEOUT};
 use std::time::Instant;
@@ -11,8 +12,10 @@ use std::time::Instant;
 pub struct Piece {
     /// The message it belongs to.
     pub msg: MessageId,
-    /// Direct or group.
-    pub direct: bool,
+    /// Direct or group, action or not.
+    pub style: Style,
+    /// How long ago the message was written, as the sender said when it sent this piece.
+    pub age_ms: u64,
     /// Which piece, from 0.
     pub index: u16,
     /// Of how many.
@@ -26,8 +29,10 @@ pub struct Piece {
 pub struct Whole {
     /// Its id.
     pub msg: MessageId,
-    /// Direct or group.
-    pub direct: bool,
+    /// Direct or group, action or not (as its first piece said).
+    pub style: Style,
+    /// How long ago it was written, as its last piece said.
+    pub age_ms: u64,
     /// Its text.
     pub text: String,
 }
@@ -37,8 +42,8 @@ pub struct Whole {
 struct Partial {
     /// Which message.
     msg: MessageId,
-    /// Direct or group.
-    direct: bool,
+    /// Direct or group, action or not.
+    style: Style,
     /// Pieces in all.
     count: u16,
     /// Bytes so far.
@@ -68,7 +73,7 @@ impl ReassemblyBuffer {
             self.abandon();
             self.partial = Some(Partial {
                 msg: piece.msg,
-                direct: piece.direct,
+                style: piece.style,
                 count: piece.count,
                 data: Vec::new(),
                 next: 0,
@@ -97,7 +102,8 @@ impl ReassemblyBuffer {
         match String::from_utf8(p.data) {
             Ok(text) => Some(Whole {
                 msg: p.msg,
-                direct: p.direct,
+                style: p.style,
+                age_ms: piece.age_ms,
                 text,
             }),
             Err(_) => {
@@ -149,7 +155,11 @@ mod tests {
     fn piece(msg: u64, index: u16, count: u16, data: &[u8]) -> Piece {
         Piece {
             msg: MessageId(msg),
-            direct: true,
+            style: Style {
+                direct: true,
+                flags: 0,
+            },
+            age_ms: u64::from(index),
             index,
             count,
             data: data.to_vec(),
@@ -165,7 +175,8 @@ mod tests {
         assert_eq!(r.push(now, piece(1, 1, 3, &[b'l', 0xc3])), None);
         let whole = r.push(now, piece(1, 2, 3, &[0xa9, b'!'])).unwrap();
         assert_eq!(whole.text, "hélé!");
-        assert_eq!((whole.msg, whole.direct), (MessageId(1), true));
+        assert_eq!((whole.msg, whole.style.direct), (MessageId(1), true));
+        assert_eq!(whole.age_ms, 2, "the age the last piece gave");
         assert_eq!(r.deadline(), None);
         assert_eq!(r.discarded(), 0);
     }

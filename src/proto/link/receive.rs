@@ -2,6 +2,7 @@
 //! (RFC 9000 §13.2), the receive window, putting stream items back in order, and the message-id
 //! watermark that shows each message once even across restarts.
 
+use super::send::Style;
 use crate::proto::ids::MessageId;
 use crate::proto::ranges::RangeSet;
 use crate::proto::rtt::MAX_ACK_DELAY;
@@ -28,8 +29,10 @@ pub enum Item {
     Chat {
         /// Message id.
         msg: MessageId,
-        /// Direct or group.
-        direct: bool,
+        /// Direct or group, action or not.
+        style: Style,
+        /// How long ago it was written, as the sender said when it sent it.
+        age_ms: u64,
         /// The text.
         text: String,
     },
@@ -37,8 +40,10 @@ pub enum Item {
     Fragment {
         /// Message id.
         msg: MessageId,
-        /// Direct or group.
-        direct: bool,
+        /// Direct or group, action or not.
+        style: Style,
+        /// How long ago it was written, as the sender said when it sent this piece.
+        age_ms: u64,
         /// Which piece.
         index: u16,
         /// Of how many.
@@ -52,6 +57,8 @@ pub enum Item {
     Peers(Vec<PeerEntry>),
     /// An opaque payload for the application.
     AppData(Vec<u8>),
+    /// The sender is away (with a reason) or back.
+    Presence(Option<String>),
 }
 
 impl Item {
@@ -62,7 +69,11 @@ impl Item {
                 c.seq,
                 Item::Chat {
                     msg: c.msg,
-                    direct: c.direct,
+                    style: Style {
+                        direct: c.direct,
+                        flags: c.flags,
+                    },
+                    age_ms: c.age_ms,
                     text: c.text,
                 },
             )),
@@ -70,7 +81,11 @@ impl Item {
                 f.seq,
                 Item::Fragment {
                     msg: f.msg,
-                    direct: f.direct,
+                    style: Style {
+                        direct: f.direct,
+                        flags: f.flags,
+                    },
+                    age_ms: f.age_ms,
                     index: f.index,
                     count: f.count,
                     data: f.data,
@@ -79,6 +94,7 @@ impl Item {
             Frame::Nick(n) => Some((n.seq, Item::Nick(n.nick))),
             Frame::Peers(p) => Some((p.seq, Item::Peers(p.peers))),
             Frame::AppData(a) => Some((a.seq, Item::AppData(a.data))),
+            Frame::Presence(p) => Some((p.seq, Item::Presence(p.away))),
             _ => None,
         }
     }
@@ -278,6 +294,8 @@ mod tests {
             msg: MessageId(seq + 1),
             direct: false,
             text: format!("m{seq}"),
+            flags: 0,
+            age_ms: 0,
         })
     }
 

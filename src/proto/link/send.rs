@@ -9,9 +9,19 @@ use crate::proto::wire::{self, kind, Frame, PeerEntry, MAX_DATAGRAM};
 use crate::proto::{DELAYED_AFTER, FRAGMENT_BYTES, MAX_MESSAGE_BYTES, WINDOW};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// A message's stream items as (frame kind, encoded fields after the sequence number).
+/// How a message is meant: to whom, and as what.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// To the receiver alone rather than to the group.
+    pub direct: bool,
+    /// Bits of [`wire::flags`].
+    pub flags: u64,
+}
+
+/// A message's stream items as (frame kind, encoded fields after the sequence number, up to
+/// but not including the age).
 type Pieces = Vec<(u32, Arc<[u8]>)>;
 
 /// Why a message could not be queued.
@@ -54,6 +64,26 @@ struct OutItem {
     fields: Arc<[u8]>,
     /// The message it belongs to, for the delivery report.
     msg: Option<MessageId>,
+    /// When that message was written: a message's frames end with their age, encoded anew at
+    /// each sending.
+    written: Option<Written>,
+}
+
+/// When a message was written, as a time the queue knows and how long before it.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    /// When it was queued in this run.
+    queued: Instant,
+    /// How long before that it was written (zero but for one restored from storage).
+    before: Duration,
+}
+
+impl Written {
+    /// Its age at `now`, in milliseconds.
+    fn age_ms(self, now: Instant) -> u64 {
+        let age = now.saturating_duration_since(self.queued) + self.before;
+        u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 /// A message not yet acknowledged in full.
@@ -68,6 +98,8 @@ struct PendingMessage {
     last_seq: u64,
     /// When it was queued, for the delay notice.
     queued_at: Instant,
+    /// When it was written (earlier than `queued_at` for a message restored from storage).
+    written: Written,
     /// Whether [`LinkEvent::Delayed`] has been reported.
     delay_reported: bool,
 }
@@ -127,30 +159,46 @@ impl SendQueue {
         &mut self,
         now: Instant,
         msg: MessageId,
-        direct: bool,
+        style: Style,
         text: &str,
     ) -> Result<(), QueueError> {
-        let pieces = pieces(msg, direct, text);
+        let pieces = pieces(msg, style, text);
         if self.items.len() + pieces.len() > self.max_items {
             let first = !self.full_reported;
             self.full_reported = true;
             return Err(QueueError::Full { first });
         }
-        self.enqueue(now, msg, pieces);
+        let written = Written {
+            queued: now,
+            before: Duration::ZERO,
+        };
+        self.enqueue(now, written, msg, pieces);
         Ok(())
     }
 
     /// Queues a message an earlier run accepted (restored from storage). The queue bound does
     /// not apply: refusing one would leave a gap in the ids, and the receiver's watermark
-    /// would then swallow the missing message when it came later.
-    pub fn requeue_message(&mut self, now: Instant, msg: MessageId, direct: bool, text: &str) {
-        self.enqueue(now, msg, pieces(msg, direct, text));
+    /// would then swallow the missing message when it came later. It was written `before`
+    /// `now`.
+    pub fn requeue_message(
+        &mut self,
+        now: Instant,
+        before: Duration,
+        msg: MessageId,
+        style: Style,
+        text: &str,
+    ) {
+        let written = Written {
+            queued: now,
+            before,
+        };
+        self.enqueue(now, written, msg, pieces(msg, style, text));
     }
 
     /// Queues a message's pieces and remembers them whole until it is delivered.
-    fn enqueue(&mut self, now: Instant, msg: MessageId, pieces: Pieces) {
+    fn enqueue(&mut self, now: Instant, written: Written, msg: MessageId, pieces: Pieces) {
         for (kind, fields) in &pieces {
-            self.push_item(*kind, fields.clone(), Some(msg));
+            self.push_message_item(*kind, fields.clone(), msg, written);
         }
         self.messages.insert(
             msg,
@@ -159,6 +207,7 @@ impl SendQueue {
                 remaining: u32::try_from(pieces.len()).unwrap_or(u32::MAX),
                 pieces,
                 queued_at: now,
+                written,
                 delay_reported: false,
             },
         );
@@ -214,12 +263,35 @@ impl SendQueue {
         self.ping_pending = true;
     }
 
+    /// Queues a presence change (away with a reason, or back), ordered after everything
+    /// queued before it.
+    pub fn queue_presence(&mut self, away: Option<&str>) {
+        self.push_item(kind::PRESENCE, wire::stream_fields(&away).into(), None);
+    }
+
     /// Gives an item the next sequence number and marks it for sending.
     fn push_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: Option<MessageId>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.items.insert(seq, OutItem { kind, fields, msg });
+        self.items.insert(
+            seq,
+            OutItem {
+                kind,
+                fields,
+                msg,
+                written: None,
+            },
+        );
         self.unsent.insert(seq);
+    }
+
+    /// [`Self::push_item`] for a piece of message `msg`, written at `written`.
+    fn push_message_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: MessageId, at: Written) {
+        let seq = self.next_seq;
+        self.push_item(kind, fields, Some(msg));
+        if let Some(item) = self.items.get_mut(&seq) {
+            item.written = Some(at);
+        }
     }
 
     /// The peer restarted (a new session): the stream starts again from sequence number 0.
@@ -238,15 +310,15 @@ impl SendQueue {
         self.items.clear();
         self.unsent.clear();
         self.next_seq = 0;
-        let pending: Vec<(MessageId, Pieces)> = self
+        let pending: Vec<(MessageId, Pieces, Written)> = self
             .messages
             .iter()
-            .map(|(&id, m)| (id, m.pieces.clone()))
+            .map(|(&id, m)| (id, m.pieces.clone(), m.written))
             .collect();
-        for (id, pieces) in pending {
+        for (id, pieces, written) in pending {
             let count = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
             for (kind, fields) in pieces {
-                self.push_item(kind, fields, Some(id));
+                self.push_message_item(kind, fields, id, written);
             }
             if let Some(m) = self.messages.get_mut(&id) {
                 m.remaining = count;
@@ -306,8 +378,14 @@ impl SendQueue {
     }
 
     /// Appends unsent items below `window_end` to `buf`, lowest first, while they fit in
-    /// [`MAX_DATAGRAM`]; notes them in `carried`.
-    pub fn fill(&mut self, buf: &mut Vec<u8>, window_end: u64, carried: &mut Carried) {
+    /// [`MAX_DATAGRAM`]; notes them in `carried`. A message's frames carry their age at `now`.
+    pub fn fill(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        window_end: u64,
+        carried: &mut Carried,
+    ) {
         // At most as many as could fit in one datagram (an item takes ≥ 4 bytes).
         let candidates: Vec<u64> = self
             .unsent
@@ -321,11 +399,12 @@ impl SendQueue {
                 self.unsent.remove(&seq);
                 continue;
             };
-            if buf.len() + wire::stream_frame_len(item.kind, seq, item.fields.len()) > MAX_DATAGRAM
-            {
+            let age = item.written.map(|w| w.age_ms(now));
+            let len = wire::stream_frame_len(item.kind, seq, item.fields.len(), age);
+            if buf.len() + len > MAX_DATAGRAM {
                 break;
             }
-            wire::encode_stream_frame(item.kind, seq, &item.fields, buf);
+            wire::encode_stream_frame(item.kind, seq, &item.fields, age, buf);
             self.unsent.remove(&seq);
             carried.seqs.push(seq);
         }
@@ -436,10 +515,14 @@ impl SendQueue {
 }
 
 /// A message's stream items: one chat, or fragments of [`FRAGMENT_BYTES`].
-fn pieces(msg: MessageId, direct: bool, text: &str) -> Pieces {
+fn pieces(msg: MessageId, style: Style, text: &str) -> Pieces {
     debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
+    let Style { direct, flags } = style;
     if text.len() <= FRAGMENT_BYTES {
-        return vec![(kind::CHAT, wire::stream_fields(&(msg, direct, text)).into())];
+        return vec![(
+            kind::CHAT,
+            wire::stream_fields(&(msg, direct, text, flags)).into(),
+        )];
     }
     let chunks: Vec<&[u8]> = text.as_bytes().chunks(FRAGMENT_BYTES).collect();
     // At most MAX_MESSAGE_BYTES / FRAGMENT_BYTES + 1 = 66 pieces: far within u16.
@@ -447,7 +530,7 @@ fn pieces(msg: MessageId, direct: bool, text: &str) -> Pieces {
     (0..count)
         .zip(chunks)
         .map(|(i, data)| {
-            let fields = (msg, direct, i, count, data);
+            let fields = (msg, direct, i, count, data, flags);
             (kind::FRAGMENT, wire::stream_fields(&fields).into())
         })
         .collect()
@@ -456,7 +539,6 @@ fn pieces(msg: MessageId, direct: bool, text: &str) -> Pieces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn t0() -> Instant {
         Instant::now()
@@ -466,21 +548,29 @@ mod tests {
     fn fill_one(q: &mut SendQueue) -> Carried {
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         assert!(buf.len() <= MAX_DATAGRAM);
         carried
     }
 
     #[test]
     fn a_long_message_becomes_fragments_of_at_most_fragment_bytes() {
-        assert_eq!(pieces(MessageId(1), false, "short").len(), 1);
+        assert_eq!(pieces(MessageId(1), Style::default(), "short").len(), 1);
         let text = "x".repeat(FRAGMENT_BYTES * 2 + 1);
-        let p = pieces(MessageId(1), false, &text);
+        let p = pieces(MessageId(1), Style::default(), &text);
         assert_eq!(p.len(), 3);
         assert!(p.iter().all(|(k, _)| *k == kind::FRAGMENT));
         let most = "y".repeat(MAX_MESSAGE_BYTES);
         assert_eq!(
-            pieces(MessageId(2), true, &most).len(),
+            pieces(
+                MessageId(2),
+                Style {
+                    direct: true,
+                    flags: 0
+                },
+                &most
+            )
+            .len(),
             MAX_MESSAGE_BYTES.div_ceil(FRAGMENT_BYTES)
         );
     }
@@ -490,14 +580,20 @@ mod tests {
         let now = t0();
         let mut q = SendQueue::new(4);
         let three = "z".repeat(FRAGMENT_BYTES * 3);
-        assert_eq!(q.queue_message(now, MessageId(1), false, &three), Ok(()));
-        assert_eq!(q.queue_message(now, MessageId(2), false, "a"), Ok(()));
-        let full = q.queue_message(now, MessageId(3), false, "b");
+        assert_eq!(
+            q.queue_message(now, MessageId(1), Style::default(), &three),
+            Ok(())
+        );
+        assert_eq!(
+            q.queue_message(now, MessageId(2), Style::default(), "a"),
+            Ok(())
+        );
+        let full = q.queue_message(now, MessageId(3), Style::default(), "b");
         assert_eq!(full, Err(QueueError::Full { first: true }));
-        let again = q.queue_message(now, MessageId(4), false, "c");
+        let again = q.queue_message(now, MessageId(4), Style::default(), "c");
         assert_eq!(again, Err(QueueError::Full { first: false }));
         // A restored message is queued past the bound.
-        q.requeue_message(now, MessageId(5), false, "d");
+        q.requeue_message(now, Duration::ZERO, MessageId(5), Style::default(), "d");
         assert_eq!(q.undelivered(), 3);
         // The notice is re-armed by an ack that finds the queue below half full.
         let mut out = Vec::new();
@@ -506,12 +602,15 @@ mod tests {
             q.on_acked(sent, &mut out);
         }
         assert_eq!(q.undelivered(), 0);
-        q.queue_message(now, MessageId(6), false, "e").unwrap();
+        q.queue_message(now, MessageId(6), Style::default(), "e")
+            .unwrap();
         let sent = fill_one(&mut q);
         q.on_acked(sent, &mut out);
-        q.queue_message(now, MessageId(7), false, &three).unwrap();
-        q.queue_message(now, MessageId(8), false, "f").unwrap();
-        let refused = q.queue_message(now, MessageId(9), false, "g");
+        q.queue_message(now, MessageId(7), Style::default(), &three)
+            .unwrap();
+        q.queue_message(now, MessageId(8), Style::default(), "f")
+            .unwrap();
+        let refused = q.queue_message(now, MessageId(9), Style::default(), "g");
         assert_eq!(refused, Err(QueueError::Full { first: true }));
     }
 
@@ -521,7 +620,8 @@ mod tests {
         let mut q = SendQueue::new(1000);
         let text = "w".repeat(400);
         for i in 1..=5 {
-            q.queue_message(now, MessageId(i), false, &text).unwrap();
+            q.queue_message(now, MessageId(i), Style::default(), &text)
+                .unwrap();
         }
         let first = fill_one(&mut q);
         assert_eq!(first.seqs, vec![0, 1], "two 400-byte chats fit, not three");
@@ -538,7 +638,8 @@ mod tests {
         let mut q = SendQueue::new(10_000);
         let total = WINDOW + 10;
         for i in 0..total {
-            q.queue_message(now, MessageId(i + 1), false, "m").unwrap();
+            q.queue_message(now, MessageId(i + 1), Style::default(), "m")
+                .unwrap();
         }
         let mut sent = Vec::new();
         while q.has_data(q.window_end()) {
@@ -556,9 +657,9 @@ mod tests {
     fn a_message_is_delivered_only_once_everything_before_it_is_acknowledged() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, &"a".repeat(700))
+        q.queue_message(now, MessageId(1), Style::default(), &"a".repeat(700))
             .unwrap();
-        q.queue_message(now, MessageId(2), false, &"b".repeat(700))
+        q.queue_message(now, MessageId(2), Style::default(), &"b".repeat(700))
             .unwrap();
         let p1 = fill_one(&mut q);
         let p2 = fill_one(&mut q);
@@ -579,11 +680,12 @@ mod tests {
     fn lost_items_go_out_again_and_are_counted() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        q.queue_message(now, MessageId(1), Style::default(), "x")
+            .unwrap();
         q.queue_leave();
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         q.fill_leave(&mut buf, &mut carried);
         assert!(q.all_sent() && !q.leave_pending() && q.leave_outstanding());
         q.on_lost(carried.clone());
@@ -600,7 +702,8 @@ mod tests {
         let mut q = SendQueue::new(100);
         q.queue_nick("new");
         let long = "f".repeat(FRAGMENT_BYTES + 1);
-        q.queue_message(now, MessageId(7), false, &long).unwrap();
+        q.queue_message(now, MessageId(7), Style::default(), &long)
+            .unwrap();
         let first = fill_one(&mut q);
         assert_eq!(first.seqs, vec![0, 1, 2], "the nick and both fragments");
         // Only the nick and the first fragment are acknowledged before the peer restarts.
@@ -643,7 +746,7 @@ mod tests {
         q.restart_stream();
         let mut buf = Vec::new();
         let mut carried = Carried::default();
-        q.fill(&mut buf, q.window_end(), &mut carried);
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
         assert_eq!(
             carried.seqs,
             vec![0],
@@ -671,7 +774,8 @@ mod tests {
     fn a_delay_is_reported_once_per_message_and_marks_its_delivery_late() {
         let now = t0();
         let mut q = SendQueue::new(100);
-        q.queue_message(now, MessageId(1), false, "x").unwrap();
+        q.queue_message(now, MessageId(1), Style::default(), "x")
+            .unwrap();
         assert_eq!(q.next_delay_notice(), Some(now + DELAYED_AFTER));
         let mut out = Vec::new();
         q.report_delays(now + Duration::from_millis(10), &mut out);

@@ -1,6 +1,7 @@
 //! A link against another link, over a wire the tests control datagram by datagram: acks,
 //! loss detection and retransmission, ordering, reassembly, liveness and restarts.
 
+use super::send::Style;
 use super::*;
 use crate::proto::ids::PeerId;
 use crate::proto::rtt::MAX_ACK_DELAY;
@@ -98,7 +99,8 @@ fn settle(from: &mut Link, to: &mut Link, now: &mut Instant) -> (Vec<LinkEvent>,
 fn a_message_is_delivered_once_and_acknowledged() {
     let mut now = Instant::now();
     let (mut a, mut b) = pair(now);
-    a.queue_message(now, MessageId(1), false, "hello").unwrap();
+    a.queue_message(now, MessageId(1), Style::default(), "hello")
+        .unwrap();
     let d = datagrams(&mut a, now);
     assert_eq!(d.len(), 1);
     assert_eq!(texts(&receive(&mut b, now, &d)), vec!["hello"]);
@@ -118,7 +120,7 @@ fn a_message_is_delivered_once_and_acknowledged() {
 fn a_lost_datagram_is_sent_again_when_the_timeout_fires() {
     let mut now = Instant::now();
     let (mut a, mut b) = pair(now);
-    a.queue_message(now, MessageId(1), false, "lost once")
+    a.queue_message(now, MessageId(1), Style::default(), "lost once")
         .unwrap();
     assert_eq!(datagrams(&mut a, now).len(), 1); // and dropped
     let rto = a.next_timeout().unwrap();
@@ -138,7 +140,7 @@ fn later_acks_declare_a_packet_lost_before_any_timeout() {
     let (mut a, mut b) = pair(now);
     let mut sent = Vec::new();
     for i in 1..=4 {
-        a.queue_message(now, MessageId(i), false, &format!("m{i}"))
+        a.queue_message(now, MessageId(i), Style::default(), &format!("m{i}"))
             .unwrap();
         sent.extend(datagrams(&mut a, now));
     }
@@ -177,7 +179,7 @@ fn reordered_and_duplicated_datagrams_give_each_message_once_in_order() {
     let (mut a, mut b) = pair(now);
     let mut sent = Vec::new();
     for i in 1..=3 {
-        a.queue_message(now, MessageId(i), false, &format!("m{i}"))
+        a.queue_message(now, MessageId(i), Style::default(), &format!("m{i}"))
             .unwrap();
         sent.extend(datagrams(&mut a, now));
     }
@@ -199,7 +201,16 @@ fn a_long_message_is_sent_as_fragments_and_reassembled() {
     let text: String = (0..5 * FRAGMENT_BYTES)
         .map(|i| if i % 2 == 0 { 'é' } else { 'x' })
         .collect();
-    a.queue_message(now, MessageId(9), true, &text).unwrap();
+    a.queue_message(
+        now,
+        MessageId(9),
+        Style {
+            direct: true,
+            flags: 0,
+        },
+        &text,
+    )
+    .unwrap();
     let d = datagrams(&mut a, now);
     assert!(
         d.len() >= 7,
@@ -214,7 +225,11 @@ fn a_long_message_is_sent_as_fragments_and_reassembled() {
         events,
         vec![LinkEvent::Message {
             msg: MessageId(9),
-            direct: true,
+            style: Style {
+                direct: true,
+                flags: 0
+            },
+            age: Duration::ZERO,
             text
         }]
     );
@@ -227,7 +242,7 @@ fn a_long_message_is_sent_as_fragments_and_reassembled() {
 fn silence_makes_a_peer_unreachable_and_its_ack_brings_it_back() {
     let mut now = Instant::now();
     let (mut a, mut b) = pair(now);
-    a.queue_message(now, MessageId(1), false, "anyone?")
+    a.queue_message(now, MessageId(1), Style::default(), "anyone?")
         .unwrap();
     let mut events = Vec::new();
     let mut sent = 0;
@@ -247,7 +262,8 @@ fn silence_makes_a_peer_unreachable_and_its_ack_brings_it_back() {
     );
     assert!(sent < 30, "timeouts back off: {sent} datagrams");
     // While unreachable, one packet at a time.
-    a.queue_message(now, MessageId(2), false, "more").unwrap();
+    a.queue_message(now, MessageId(2), Style::default(), "more")
+        .unwrap();
     let d = datagrams(&mut a, now);
     assert!(d.is_empty(), "a packet is already in flight");
     now = a.next_timeout().unwrap();
@@ -269,7 +285,7 @@ fn a_leave_stops_the_timers_and_keeps_the_queue_for_a_return() {
     let d = datagrams(&mut b, now);
     assert_eq!(receive(&mut a, now, &d), vec![LinkEvent::Left]);
     assert_eq!(a.state(), LinkState::Left);
-    a.queue_message(now, MessageId(1), false, "for later")
+    a.queue_message(now, MessageId(1), Style::default(), "for later")
         .unwrap();
     // The leave is acknowledged, and then nothing runs.
     now += MAX_ACK_DELAY;
@@ -291,7 +307,13 @@ fn a_new_link_is_offline_and_sends_nothing_until_restarted() {
     let now = Instant::now();
     let mut a = Link::new(now, QUEUE);
     assert_eq!(a.state(), LinkState::Offline);
-    a.requeue_message(now, MessageId(1), false, "restored");
+    a.requeue_message(
+        now,
+        Duration::ZERO,
+        MessageId(1),
+        Style::default(),
+        "restored",
+    );
     assert_eq!(a.next_timeout(), None);
     assert!(datagrams(&mut a, now).is_empty());
     a.restart(now, false);
@@ -321,10 +343,12 @@ fn an_idle_link_pings_to_keep_its_rtt_and_liveness() {
 fn a_peer_restart_resends_unacknowledged_messages_in_a_new_stream() {
     let mut now = Instant::now();
     let (mut a, mut b) = pair(now);
-    a.queue_message(now, MessageId(1), false, "one").unwrap();
+    a.queue_message(now, MessageId(1), Style::default(), "one")
+        .unwrap();
     let (_, b_events) = settle(&mut a, &mut b, &mut now);
     assert_eq!(texts(&b_events), vec!["one"]);
-    a.queue_message(now, MessageId(2), false, "two").unwrap();
+    a.queue_message(now, MessageId(2), Style::default(), "two")
+        .unwrap();
     let _lost = datagrams(&mut a, now);
     // b restarts: a new link (same watermark, as storage would give it), a new session.
     let mut b2 = Link::new(now, QUEUE);
@@ -340,7 +364,8 @@ fn a_peer_restart_resends_unacknowledged_messages_in_a_new_stream() {
 fn a_delayed_message_is_reported_once_and_its_delivery_marked_late() {
     let mut now = Instant::now();
     let (mut a, mut b) = pair(now);
-    a.queue_message(now, MessageId(1), false, "slow").unwrap();
+    a.queue_message(now, MessageId(1), Style::default(), "slow")
+        .unwrap();
     let mut events = Vec::new();
     let until = now + DELAYED_AFTER;
     while now < until {

@@ -27,6 +27,7 @@ fn said_at(at_ms: i64, id: u64, direct_to: Option<PeerId>, to: &[PeerId], text: 
         direct_to,
         recipients: to.to_vec(),
         text: text.into(),
+        action: false,
     }
 }
 
@@ -42,6 +43,8 @@ fn heard_at(at_ms: i64, from: PeerId, nick: &str, id: u64, direct: bool, text: &
         id,
         direct,
         text: text.into(),
+        action: false,
+        written_ms: at_ms,
     }
 }
 
@@ -55,6 +58,7 @@ fn peer(id: PeerId, nick: &str, manual: bool) -> Record {
         nick: nick.into(),
         addrs: vec!["192.0.2.7:7654".parse().unwrap()],
         manual,
+        heard_ms: 0,
     }
 }
 
@@ -671,6 +675,7 @@ fn records_of(steps: &[Step]) -> Vec<Record> {
                 nick: format!("p{n}"),
                 addrs: Vec::new(),
                 manual: *manual,
+                heard_ms: 0,
             },
         });
     }

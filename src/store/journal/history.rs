@@ -39,7 +39,8 @@ pub enum HistoryFilter {
 /// One message of the conversation, as [`Journal::history`](super::Journal::history) returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryLine {
-    /// When it was sent (ours) or received (theirs), in milliseconds since the Unix epoch.
+    /// When it was written (ours: sent; theirs: by our clock, its arrival less the age its
+    /// sender gave it), in milliseconds since the Unix epoch.
     pub at_ms: i64,
     /// Who spoke: our nick then, or theirs.
     pub nick: String,
@@ -50,6 +51,8 @@ pub struct HistoryLine {
     pub direct: bool,
     /// The text, as written or received: unsanitised.
     pub text: String,
+    /// An action (`/me`): shown as `* nick text`.
+    pub action: bool,
 }
 
 /// Where records start and what peers were called: enough to read history from the end.
@@ -241,6 +244,7 @@ impl HistoryQuery {
                 nick,
                 direct_to,
                 text: said,
+                action,
                 ..
             } => {
                 let to = match direct_to {
@@ -254,22 +258,25 @@ impl HistoryQuery {
                     direct: to.is_some(),
                     to,
                     text: string(said),
+                    action,
                 })
             }
             RecordView::Heard {
-                at_ms,
                 from,
                 nick,
                 direct,
                 text: heard,
+                action,
+                written_ms,
                 ..
             } if direct == self.direct && (!direct || self.names.contains_key(&from)) => {
                 Some(HistoryLine {
-                    at_ms,
+                    at_ms: written_ms,
                     nick: string(nick),
                     to: None,
                     direct,
                     text: string(heard),
+                    action,
                 })
             }
             _ => None,
@@ -335,10 +342,13 @@ pub fn format_history_line(l: &HistoryLine) -> String {
         }
         when.clone()
     });
-    let who = match (&l.to, l.direct) {
-        (Some(to), _) => format!("*-> {to}*"),
-        (None, true) => format!("*{}*", l.nick),
-        (None, false) => format!("<{}>", l.nick),
+    let who = match (&l.to, l.direct, l.action) {
+        (Some(to), _, false) => format!("*-> {to}*"),
+        (Some(to), _, true) => format!("*-> {to}* * {}", l.nick),
+        (None, true, false) => format!("*{}*", l.nick),
+        (None, true, true) => format!("*{}* * {}", l.nick, l.nick),
+        (None, false, false) => format!("<{}>", l.nick),
+        (None, false, true) => format!("* {}", l.nick),
     };
     format!("{when} {who} {}", l.text)
 }

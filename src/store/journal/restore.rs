@@ -14,6 +14,8 @@ pub struct Outgoing {
     pub id: u64,
     /// Whether it was a direct message (to this recipient only).
     pub direct: bool,
+    /// An action (`/me`).
+    pub action: bool,
     /// What we wrote.
     pub text: String,
     /// When we first sent it, in milliseconds since the Unix epoch.
@@ -41,6 +43,9 @@ pub struct PeerRecord {
     pub addrs: Vec<SocketAddr>,
     /// Whether the user added it by hand.
     pub manual: bool,
+    /// When it was last heard from, in milliseconds since the Unix epoch (the latest of its
+    /// `Peer` records and the messages heard from it); 0 if not known.
+    pub heard_ms: i64,
 }
 
 /// What a restart needs from the journal, summarised when it is opened.
@@ -62,8 +67,13 @@ pub struct Restored {
     pub last_session: u64,
     /// Our nick as last recorded (a run's start, or a message we wrote).
     pub last_nick: Option<String>,
-    /// The last [`Record::Peer`] written for each peer.
+    /// The last [`Record::Peer`] written for each peer, but for peers forgotten since.
     pub peers: BTreeMap<PeerId, PeerRecord>,
+    /// Our away reason as last recorded (`None`: here).
+    pub away: Option<String>,
+    /// Peers forgotten (a [`Record::Forgot`] with no [`Record::Peer`] after it): not to be
+    /// known again, though what was heard from them stays in history.
+    pub forgotten: std::collections::BTreeSet<PeerId>,
     /// What was wrong with the file (skipped records, a truncated tail), one line each, for the
     /// user to see.
     pub warnings: Vec<String>,
@@ -139,6 +149,12 @@ pub(super) struct Summarizer {
     last_session: u64,
     /// See [`Restored::last_nick`].
     last_nick: Option<String>,
+    /// See [`Restored::away`].
+    away: Option<String>,
+    /// See [`Restored::forgotten`].
+    forgotten: std::collections::BTreeSet<PeerId>,
+    /// The latest arrival of a message per sender, for [`PeerRecord::heard_ms`].
+    heard_ms: BTreeMap<PeerId, i64>,
     /// Tracked messages not yet covered by a [`Record::Shown`], per sender, in the order heard.
     heard: BTreeMap<PeerId, VecDeque<NotShown>>,
     /// The highest id shown per sender.
@@ -207,7 +223,11 @@ impl Summarizer {
                     },
                 );
             }
-            RecordView::Heard { from, id, .. } => {
+            RecordView::Heard {
+                from, id, at_ms, ..
+            } => {
+                let heard = self.heard_ms.entry(*from).or_insert(*at_ms);
+                *heard = (*heard).max(*at_ms);
                 let highest = self.delivered_from.entry(*from).or_insert(*id);
                 *highest = (*highest).max(*id);
                 let covered = self.shown.get(from).is_some_and(|through| id <= through);
@@ -229,13 +249,17 @@ impl Summarizer {
                 nick,
                 addrs,
                 manual,
+                heard_ms,
             } => {
+                self.forgotten.remove(id);
+                let before = self.peers.get(id).map_or(0, |p| p.heard_ms);
                 self.peers.insert(
                     *id,
                     PeerRecord {
                         nick: string(nick),
                         addrs: addrs.clone(),
                         manual: *manual,
+                        heard_ms: before.max(*heard_ms),
                     },
                 );
             }
@@ -245,6 +269,17 @@ impl Summarizer {
             }
             RecordView::Compacted { next_msg, .. } => {
                 self.compacted_next = self.compacted_next.max(*next_msg);
+            }
+            RecordView::Forgot { peer, .. } => {
+                self.peers.remove(peer);
+                self.forgotten.insert(*peer);
+                self.outbox.retain(|_, w| {
+                    w.to.retain(|p| p != peer);
+                    !w.to.is_empty()
+                });
+            }
+            RecordView::Away { reason } => {
+                self.away = reason.map(string);
             }
         }
     }
@@ -269,10 +304,11 @@ impl Summarizer {
         let mut unshown = Vec::with_capacity(not_shown.len());
         for (from, n) in not_shown {
             if let Record::Heard {
-                at_ms,
+                written_ms,
                 nick,
                 direct,
                 text,
+                action,
                 ..
             } = read_at(n.at)?
             {
@@ -280,11 +316,12 @@ impl Summarizer {
                     from,
                     id: n.id,
                     line: HistoryLine {
-                        at_ms,
+                        at_ms: written_ms,
                         nick,
                         to: None,
                         direct,
                         text,
+                        action,
                     },
                 });
             }
@@ -292,17 +329,24 @@ impl Summarizer {
         let mut outbox: BTreeMap<PeerId, Vec<Outgoing>> = BTreeMap::new();
         for (id, w) in self.outbox {
             // Read once, however many recipients wait for it.
-            let text = match read_at(w.at)? {
-                Record::Said { text, .. } => text,
-                _ => String::new(),
+            let (text, action) = match read_at(w.at)? {
+                Record::Said { text, action, .. } => (text, action),
+                _ => (String::new(), false),
             };
             for to in w.to {
                 outbox.entry(to).or_default().push(Outgoing {
                     id,
                     direct: w.direct,
+                    action,
                     text: text.clone(),
                     at_ms: w.at_ms,
                 });
+            }
+        }
+        let mut peers = self.peers;
+        for (id, p) in &mut peers {
+            if let Some(heard) = self.heard_ms.get(id) {
+                p.heard_ms = p.heard_ms.max(*heard);
             }
         }
         Ok(Restored {
@@ -310,7 +354,9 @@ impl Summarizer {
             delivered_from: self.delivered_from,
             outbox,
             unshown,
-            peers: self.peers,
+            peers,
+            away: self.away,
+            forgotten: self.forgotten,
             last_session: self.last_session,
             last_nick: self.last_nick,
             warnings: Vec::new(),
@@ -331,6 +377,8 @@ mod tests {
             id,
             direct: false,
             text: format!("m{id}"),
+            action: false,
+            written_ms: 0,
         }
     }
 
@@ -392,5 +440,94 @@ mod session_tests {
             summarize(&[opened(5), opened(9), opened(7)]).last_session,
             9
         );
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    fn peer(id: u64, heard_ms: i64) -> Record {
+        Record::Peer {
+            id: PeerId(id),
+            nick: format!("p{id}"),
+            addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+            manual: false,
+            heard_ms,
+        }
+    }
+
+    fn said_to(id: u64, to: &[u64]) -> Record {
+        Record::Said {
+            at_ms: 0,
+            id,
+            nick: "me".into(),
+            direct_to: None,
+            recipients: to.iter().map(|p| PeerId(*p)).collect(),
+            text: format!("m{id}"),
+            action: id == 2,
+        }
+    }
+
+    #[test]
+    fn the_latest_away_holds() {
+        let away = |r: Option<&str>| Record::Away {
+            reason: r.map(str::to_owned),
+        };
+        assert_eq!(summarize(&[]).away, None);
+        assert_eq!(
+            summarize(&[away(Some("lunch")), away(None), away(Some(""))]).away,
+            Some(String::new())
+        );
+        assert_eq!(summarize(&[away(Some("lunch")), away(None)]).away, None);
+    }
+
+    #[test]
+    fn a_forgotten_peer_is_not_known_and_nothing_waits_for_it_until_it_comes_back() {
+        let forgot = Record::Forgot {
+            peer: PeerId(1),
+            at_ms: 5,
+        };
+        let r = summarize(&[
+            peer(1, 100),
+            peer(2, 0),
+            said_to(1, &[1, 2]),
+            said_to(2, &[1]),
+            forgot.clone(),
+        ]);
+        assert!(!r.peers.contains_key(&PeerId(1)));
+        assert!(r.forgotten.contains(&PeerId(1)));
+        assert!(!r.outbox.contains_key(&PeerId(1)));
+        let to_2: Vec<u64> = r.outbox[&PeerId(2)].iter().map(|o| o.id).collect();
+        assert_eq!(to_2, [1], "message 2 was for the forgotten peer alone");
+        assert_eq!(r.next_msg, 3, "ids still continue after it");
+        // It came back: known again.
+        let back = summarize(&[peer(1, 100), forgot, peer(1, 200)]);
+        assert_eq!(back.peers[&PeerId(1)].heard_ms, 200);
+        assert!(back.forgotten.is_empty());
+    }
+
+    #[test]
+    fn an_action_waiting_in_the_outbox_stays_an_action() {
+        let r = summarize(&[peer(1, 0), said_to(2, &[1])]);
+        assert!(r.outbox[&PeerId(1)][0].action);
+    }
+
+    #[test]
+    fn a_peer_is_heard_when_its_last_message_arrived_whatever_the_record_order() {
+        let heard = |at_ms| Record::Heard {
+            at_ms,
+            from: PeerId(1),
+            nick: "p1".into(),
+            id: 1,
+            direct: false,
+            text: "hi".into(),
+            action: false,
+            written_ms: at_ms,
+        };
+        let before = summarize(&[heard(300), peer(1, 100)]);
+        let after = summarize(&[peer(1, 100), heard(300)]);
+        assert_eq!(before.peers[&PeerId(1)].heard_ms, 300);
+        assert_eq!(after.peers[&PeerId(1)].heard_ms, 300);
     }
 }

@@ -256,6 +256,11 @@ fn write_compacted(
         at_ms: *now_ms,
         next_msg: restored.next_msg,
     })?;
+    if restored.away.is_some() {
+        out.emit(&Record::Away {
+            reason: restored.away.clone(),
+        })?;
+    }
     for p in &plan.peers {
         if let Some(r) = restored.peers.get(p) {
             out.emit(&Record::Peer {
@@ -263,6 +268,7 @@ fn write_compacted(
                 nick: r.nick.clone(),
                 addrs: r.addrs.clone(),
                 manual: r.manual,
+                heard_ms: r.heard_ms,
             })?;
         }
         if let Some(through) = restored.delivered_from.get(p) {
@@ -313,18 +319,20 @@ fn write_compacted(
                     found.record.as_ref().map(RecordView::to_record),
                 ) {
                     // Only the recipients still waiting are listed: the deliveries are gone.
-                    (pending, Some(Record::Said { nick, text, .. }))
-                        if kept || pending.is_some() =>
-                    {
-                        out.emit(&Record::Said {
-                            at_ms: *at_ms,
-                            id: *id,
-                            nick,
-                            direct_to: *direct_to,
-                            recipients: pending.cloned().unwrap_or_default(),
-                            text,
-                        })
-                    }
+                    (
+                        pending,
+                        Some(Record::Said {
+                            nick, text, action, ..
+                        }),
+                    ) if kept || pending.is_some() => out.emit(&Record::Said {
+                        at_ms: *at_ms,
+                        id: *id,
+                        nick,
+                        direct_to: *direct_to,
+                        recipients: pending.cloned().unwrap_or_default(),
+                        text,
+                        action,
+                    }),
                     _ => Ok(()),
                 }
             }

@@ -25,6 +25,7 @@ fn said(id: u64, direct_to: Option<PeerId>, recipients: &[PeerId], text: &str) -
         direct_to,
         recipients: recipients.to_vec(),
         text: text.into(),
+        action: false,
     }
 }
 
@@ -36,6 +37,8 @@ fn heard(from: PeerId, nick: &str, id: u64, direct: bool, text: &str) -> Record 
         id,
         direct,
         text: text.into(),
+        action: false,
+        written_ms: 1_700_000_100_000 + id as i64,
     }
 }
 
@@ -45,6 +48,7 @@ fn peer(id: PeerId, nick: &str, addrs: &[&str], manual: bool) -> Record {
         nick: nick.into(),
         addrs: addrs.iter().map(|a| addr(a)).collect(),
         manual,
+        heard_ms: 0,
     }
 }
 
@@ -60,6 +64,7 @@ fn every_kind() -> Vec<Record> {
             direct_to: Some(BOB),
             recipients: vec![BOB],
             text: "ünïcødé ✓ \u{1b}[31m".into(),
+            action: false,
         },
         heard(ALICE, "alice", 7, false, ""),
         heard(PeerId(u64::MAX), "x", 0, true, "psst"),
@@ -186,6 +191,7 @@ fn restart_summary() {
         direct,
         text: text.into(),
         at_ms: 1_700_000_000_000 + id as i64,
+        action: false,
     };
     assert_eq!(
         restored,
@@ -205,10 +211,14 @@ fn restart_summary() {
                     nick: "alicia".into(),
                     addrs: vec![addr("192.0.2.9:7000")],
                     manual: true,
+                    // Its latest message arrived then.
+                    heard_ms: 1_700_000_100_005,
                 }
             )]),
             warnings: vec![],
             records: records.len(),
+            away: None,
+            forgotten: Default::default(),
         }
     );
 }
@@ -659,6 +669,7 @@ fn history_line_format() {
         to: to.map(Into::into),
         direct,
         text: "hi \u{1b}[2J there".into(),
+        action: false,
     };
     assert_eq!(
         format_history_line(&line("alice", None, false)),

@@ -31,6 +31,8 @@ pub(super) enum RecordView<'a> {
         recipients: Vec<PeerId>,
         /// What we wrote.
         text: &'a [u8],
+        /// An action.
+        action: bool,
     },
     /// See [`Record::Heard`].
     Heard {
@@ -46,6 +48,10 @@ pub(super) enum RecordView<'a> {
         direct: bool,
         /// What they wrote.
         text: &'a [u8],
+        /// An action.
+        action: bool,
+        /// When it was written, by our clock.
+        written_ms: i64,
     },
     /// See [`Record::Delivered`].
     Delivered {
@@ -72,6 +78,8 @@ pub(super) enum RecordView<'a> {
         addrs: Vec<SocketAddr>,
         /// Added by hand.
         manual: bool,
+        /// When last heard (0: not known).
+        heard_ms: i64,
     },
     /// See [`Record::Opened`].
     Opened {
@@ -103,6 +111,134 @@ pub(super) enum RecordView<'a> {
         /// Our next message id then.
         next_msg: u64,
     },
+    /// See [`Record::Forgot`].
+    Forgot {
+        /// The peer.
+        peer: PeerId,
+        /// When.
+        at_ms: i64,
+    },
+    /// See [`Record::Away`].
+    Away {
+        /// Why, or `None` for back.
+        reason: Option<&'a [u8]>,
+    },
+}
+
+/// The layout of `Said`, `Heard` and `Peer` before they gained their last fields, tried when a
+/// record does not decode as the current layout (the kinds between them have not changed).
+#[derive(Deserialize)]
+enum OlderView<'a> {
+    /// `Said` without `action`.
+    Said {
+        /// When it was sent.
+        at_ms: i64,
+        /// Its message id.
+        id: u64,
+        /// Our nick then.
+        nick: &'a [u8],
+        /// The peer it was for, if direct.
+        direct_to: Option<PeerId>,
+        /// Whose delivery we wait for.
+        recipients: Vec<PeerId>,
+        /// What we wrote.
+        text: &'a [u8],
+    },
+    /// `Heard` without `action` and `written_ms`.
+    Heard {
+        /// When it arrived.
+        at_ms: i64,
+        /// Who wrote it.
+        from: PeerId,
+        /// Their nick then.
+        nick: &'a [u8],
+        /// Its id in the sender's numbering.
+        id: u64,
+        /// Whether it was a direct message.
+        direct: bool,
+        /// What they wrote.
+        text: &'a [u8],
+    },
+    /// As [`RecordView::Delivered`] (unchanged: here to keep the positions).
+    Delivered {
+        /// The recipient.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// As [`RecordView::Dropped`] (unchanged).
+    Dropped {
+        /// The recipient.
+        to: PeerId,
+        /// Our message id.
+        id: u64,
+    },
+    /// `Peer` without `heard_ms`.
+    Peer {
+        /// The peer.
+        id: PeerId,
+        /// Its nick.
+        nick: &'a [u8],
+        /// Its addresses.
+        #[serde(deserialize_with = "addrs::deserialize")]
+        addrs: Vec<SocketAddr>,
+        /// Added by hand.
+        manual: bool,
+    },
+}
+
+impl<'a> From<OlderView<'a>> for RecordView<'a> {
+    fn from(old: OlderView<'a>) -> Self {
+        match old {
+            OlderView::Said {
+                at_ms,
+                id,
+                nick,
+                direct_to,
+                recipients,
+                text,
+            } => RecordView::Said {
+                at_ms,
+                id,
+                nick,
+                direct_to,
+                recipients,
+                text,
+                action: false,
+            },
+            OlderView::Heard {
+                at_ms,
+                from,
+                nick,
+                id,
+                direct,
+                text,
+            } => RecordView::Heard {
+                at_ms,
+                from,
+                nick,
+                id,
+                direct,
+                text,
+                action: false,
+                written_ms: at_ms,
+            },
+            OlderView::Delivered { to, id } => RecordView::Delivered { to, id },
+            OlderView::Dropped { to, id } => RecordView::Dropped { to, id },
+            OlderView::Peer {
+                id,
+                nick,
+                addrs,
+                manual,
+            } => RecordView::Peer {
+                id,
+                nick,
+                addrs,
+                manual,
+                heard_ms: 0,
+            },
+        }
+    }
 }
 
 impl RecordView<'_> {
@@ -126,6 +262,7 @@ impl RecordView<'_> {
                 direct_to,
                 recipients,
                 text,
+                action,
             } => Record::Said {
                 at_ms,
                 id,
@@ -133,6 +270,7 @@ impl RecordView<'_> {
                 direct_to,
                 recipients,
                 text: string(text),
+                action,
             },
             RecordView::Heard {
                 at_ms,
@@ -141,6 +279,8 @@ impl RecordView<'_> {
                 id,
                 direct,
                 text,
+                action,
+                written_ms,
             } => Record::Heard {
                 at_ms,
                 from,
@@ -148,6 +288,8 @@ impl RecordView<'_> {
                 id,
                 direct,
                 text: string(text),
+                action,
+                written_ms,
             },
             RecordView::Delivered { to, id } => Record::Delivered { to, id },
             RecordView::Dropped { to, id } => Record::Dropped { to, id },
@@ -156,11 +298,13 @@ impl RecordView<'_> {
                 nick,
                 addrs,
                 manual,
+                heard_ms,
             } => Record::Peer {
                 id,
                 nick: string(nick),
                 addrs,
                 manual,
+                heard_ms,
             },
             RecordView::Opened {
                 at_ms,
@@ -174,6 +318,10 @@ impl RecordView<'_> {
             RecordView::Shown { from, id } => Record::Shown { from, id },
             RecordView::Received { from, through } => Record::Received { from, through },
             RecordView::Compacted { at_ms, next_msg } => Record::Compacted { at_ms, next_msg },
+            RecordView::Forgot { peer, at_ms } => Record::Forgot { peer, at_ms },
+            RecordView::Away { reason } => Record::Away {
+                reason: reason.map(string),
+            },
         }
     }
 }
@@ -187,6 +335,16 @@ pub(super) fn string(bytes: &[u8]) -> String {
 pub(super) fn decode(payload: &[u8]) -> Result<RecordView<'_>, String> {
     match postcard::take_from_bytes::<RecordView<'_>>(payload) {
         Ok((view, [])) => Ok(view),
+        // A `Said` or `Heard` of the older layout is cut short as the newer one.
+        _ if matches!(
+            postcard::take_from_bytes::<OlderView<'_>>(payload),
+            Ok((_, []))
+        ) =>
+        {
+            postcard::from_bytes::<OlderView<'_>>(payload)
+                .map(RecordView::from)
+                .map_err(|e| e.to_string())
+        }
         Ok((_, extra)) => Err(format!(
             "skipped a record with {} unexpected bytes after it",
             extra.len()
@@ -212,6 +370,7 @@ mod tests {
                 direct_to: Some(peer),
                 recipients: vec![peer, PeerId(1)],
                 text: "ünïcødé ✓".into(),
+                action: false,
             },
             Record::Said {
                 at_ms: 1,
@@ -220,6 +379,7 @@ mod tests {
                 direct_to: None,
                 recipients: vec![],
                 text: "".into(),
+                action: true,
             },
             Record::Heard {
                 at_ms: 3,
@@ -228,6 +388,8 @@ mod tests {
                 id: 4,
                 direct: true,
                 text: "hi".into(),
+                action: true,
+                written_ms: -180_000,
             },
             Record::Delivered { to: peer, id: 5 },
             Record::Dropped { to: peer, id: 6 },
@@ -239,6 +401,7 @@ mod tests {
                     "[fe80::1%2]:7654".parse().unwrap(),
                 ],
                 manual: true,
+                heard_ms: 1_700_000_000_000,
             },
             Record::Opened {
                 at_ms: 7,
@@ -254,6 +417,11 @@ mod tests {
                 at_ms: 11,
                 next_msg: 12,
             },
+            Record::Forgot { peer, at_ms: 13 },
+            Record::Away {
+                reason: Some("lunch".into()),
+            },
+            Record::Away { reason: None },
         ];
         let mut kinds = std::collections::BTreeSet::new();
         for r in records {
@@ -261,7 +429,7 @@ mod tests {
             let payload = postcard::to_allocvec(&r).unwrap();
             assert_eq!(decode(&payload).unwrap().to_record(), r);
         }
-        assert_eq!(kinds.len(), 9, "one of every kind");
+        assert_eq!(kinds.len(), 11, "one of every kind");
     }
 
     /// The variant's position: a new kind of record fails to compile here until it is added
@@ -277,6 +445,114 @@ mod tests {
             Record::Shown { .. } => 6,
             Record::Received { .. } => 7,
             Record::Compacted { .. } => 8,
+            Record::Forgot { .. } => 9,
+            Record::Away { .. } => 10,
+        }
+    }
+
+    /// `Said`, `Heard` and `Peer` as a version before `action`, `written_ms` and `heard_ms`
+    /// wrote them: read with the missing fields filled in.
+    #[test]
+    fn records_of_the_older_layout_are_read() {
+        #[derive(serde::Serialize)]
+        #[allow(dead_code)] // `Dropped` keeps the positions
+        enum Older {
+            Said {
+                at_ms: i64,
+                id: u64,
+                nick: String,
+                direct_to: Option<PeerId>,
+                recipients: Vec<PeerId>,
+                text: String,
+            },
+            Heard {
+                at_ms: i64,
+                from: PeerId,
+                nick: String,
+                id: u64,
+                direct: bool,
+                text: String,
+            },
+            Delivered {
+                to: PeerId,
+                id: u64,
+            },
+            Dropped {
+                to: PeerId,
+                id: u64,
+            },
+            Peer {
+                id: PeerId,
+                nick: String,
+                #[serde(serialize_with = "super::addrs::serialize")]
+                addrs: Vec<SocketAddr>,
+                manual: bool,
+            },
+        }
+        let peer = PeerId(7);
+        let cases = [
+            (
+                Older::Said {
+                    at_ms: 1,
+                    id: 2,
+                    nick: "me".into(),
+                    direct_to: None,
+                    recipients: vec![peer],
+                    text: "hello".into(),
+                },
+                Record::Said {
+                    at_ms: 1,
+                    id: 2,
+                    nick: "me".into(),
+                    direct_to: None,
+                    recipients: vec![peer],
+                    text: "hello".into(),
+                    action: false,
+                },
+            ),
+            (
+                Older::Heard {
+                    at_ms: 3,
+                    from: peer,
+                    nick: "bob".into(),
+                    id: 4,
+                    direct: false,
+                    text: "hi".into(),
+                },
+                Record::Heard {
+                    at_ms: 3,
+                    from: peer,
+                    nick: "bob".into(),
+                    id: 4,
+                    direct: false,
+                    text: "hi".into(),
+                    action: false,
+                    written_ms: 3,
+                },
+            ),
+            (
+                Older::Peer {
+                    id: peer,
+                    nick: "bob".into(),
+                    addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+                    manual: false,
+                },
+                Record::Peer {
+                    id: peer,
+                    nick: "bob".into(),
+                    addrs: vec!["192.0.2.1:7654".parse().unwrap()],
+                    manual: false,
+                    heard_ms: 0,
+                },
+            ),
+            (
+                Older::Delivered { to: peer, id: 9 },
+                Record::Delivered { to: peer, id: 9 },
+            ),
+        ];
+        for (older, now) in cases {
+            let payload = postcard::to_allocvec(&older).unwrap();
+            assert_eq!(decode(&payload).unwrap().to_record(), now);
         }
     }
 }
