@@ -9,6 +9,7 @@
 
 use super::control::Offer;
 use super::data::{self, Request, Status};
+use super::hashing::{self, HashPipe};
 use super::manifest::{reason, Manifest};
 use super::names::{self, part_of};
 use super::serve::{set_congestion, PROGRESS_EVERY};
@@ -29,8 +30,6 @@ use tokio::sync::mpsc::UnboundedSender;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the offerer may send nothing before the link counts as cut.
 const STALL: Duration = Duration::from_secs(20);
-/// Bytes read from the socket at a time.
-const BUFFER: usize = 1 << 20;
 
 /// Where a transfer's files go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,7 +219,6 @@ fn fetch(
         from: done,
     });
     let mut reported = Instant::now();
-    let mut buf = vec![0u8; BUFFER];
     for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
         if i < first as usize {
             continue;
@@ -252,25 +250,28 @@ fn fetch(
             names::open_part(&part, false).map_err(disk)?
         };
         let mut left = entry.size - skip;
+        let mut hashing = HashPipe::new(hasher, left >= hashing::THREADED_FROM);
         while left > 0 {
             if job.cancel.load(Ordering::Acquire) {
                 return Err(FetchError::Cancelled);
             }
-            let want = usize::try_from(left).unwrap_or(BUFFER).min(BUFFER);
-            let n = match stream.read(&mut buf[..want]) {
-                Ok(0) => return Err(FetchError::Link("closed early".into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(link(e)),
+            let mut buf = hashing.buffer();
+            let want = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
+            let n = loop {
+                match stream.read(&mut buf[..want]) {
+                    Ok(0) => return Err(FetchError::Link("closed early".into())),
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(link(e)),
+                }
             };
-            let chunk = &buf[..n];
-            file.write_all(chunk).map_err(|e| {
+            file.write_all(&buf[..n]).map_err(|e| {
                 if e.raw_os_error() == Some(nix::libc::ENOSPC) {
                     let _ = fs::remove_file(&part);
                 }
                 disk(e)
             })?;
-            hasher.update(chunk);
+            hashing.hash(buf, n);
             left -= n as u64;
             done += n as u64;
             if reported.elapsed() >= PROGRESS_EVERY {
@@ -280,7 +281,10 @@ fn fetch(
         }
         file.flush().map_err(disk)?;
         drop(file);
-        if hasher.finalize().as_bytes() != &entry.hash {
+        let hash = hashing
+            .finish()
+            .ok_or_else(|| FetchError::Disk("the hashing thread failed".into()))?;
+        if hash.as_bytes() != &entry.hash {
             let _ = fs::remove_file(&part);
             return Err(FetchError::Broken(format!(
                 "{} does not match its hash: discarded",

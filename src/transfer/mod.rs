@@ -19,6 +19,7 @@
 //! - [`serve`]: the sender's side: a TCP listener that serves offered files to token holders.
 //! - [`fetch`]: the receiver's side: one thread per transfer that pulls, writes `NAME.part`,
 //!   checks each hash and moves the file into place.
+//! - [`hashing`]: the receiver's hash of a large file, on a thread of its own.
 //! - [`record`]: one small JSON file per transfer in `DATA_DIR/transfers/`, so an unfinished
 //!   transfer resumes after a restart of either side.
 //!
@@ -28,6 +29,7 @@
 pub mod control;
 pub mod data;
 pub mod fetch;
+pub mod hashing;
 pub mod manifest;
 pub mod names;
 pub mod record;

@@ -26,6 +26,9 @@ use tokio::sync::mpsc::UnboundedSender;
 const MAX_CONNECTIONS: usize = 16;
 /// Bytes copied between two looks at the cancel flag (and progress reports).
 const CHUNK: u64 = 1 << 20;
+/// Bytes read from a file and written to the socket at a time (as the plain copy it is
+/// measured against does).
+const READ_BUFFER: usize = 1 << 20;
 /// How often progress is reported at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How long a connection may stall (a request not sent, a write not taken) before it is
@@ -286,6 +289,7 @@ fn send_all(
     data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
     let mut reported = Instant::now();
     let started = Instant::now();
+    let mut buffer = Vec::new();
     let (chunk, rate) = match test_rate() {
         Some(rate) => (CHUNK / 16, Some(rate)),
         None => (CHUNK, None),
@@ -317,8 +321,7 @@ fn send_all(
             if serving.cancelled.load(Ordering::Acquire) {
                 return Err(ServeError::Cancelled);
             }
-            // std copies a file to a socket with sendfile(2): no copy through user space.
-            let n = io::copy(&mut (&mut file).take(left.min(chunk)), stream).map_err(link)?;
+            let n = send_chunk(&mut file, stream, left.min(chunk), &mut buffer).map_err(link)?;
             if n == 0 {
                 return Err(ServeError::Unreadable(format!(
                     "{} changed since it was offered (shorter)",
@@ -343,4 +346,34 @@ fn send_all(
     stream.flush().map_err(link)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(())
+}
+
+/// Sends up to `len` bytes of `file` from its current offset, and says how many (fewer only
+/// at its end), in reads and writes of [`READ_BUFFER`] through `buffer`.
+///
+/// `std::io::copy` from a `Take<&mut File>` used 8 KiB reads and sends here, which cost the
+/// sender more CPU than the plain TCP copy it is compared with. sendfile(2) was tried too and
+/// measured no faster end to end on loopback: the receiver then copies out of our page cache
+/// instead of fresh socket buffers, and the receiver is the slower side
+/// (docs/BENCHMARKS.md, "File transfer").
+fn send_chunk(
+    file: &mut File,
+    stream: &mut TcpStream,
+    len: u64,
+    buffer: &mut Vec<u8>,
+) -> io::Result<u64> {
+    buffer.resize(READ_BUFFER, 0);
+    let mut sent = 0;
+    while sent < len {
+        let want = usize::try_from(len - sent).map_or(READ_BUFFER, |l| l.min(READ_BUFFER));
+        let n = match file.read(&mut buffer[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stream.write_all(&buffer[..n])?;
+        sent += n as u64;
+    }
+    Ok(sent)
 }
