@@ -173,8 +173,6 @@ pub struct Files {
     next_number: u32,
     /// Lines for the screen, taken by the chat.
     lines: Vec<Output>,
-    /// The progress shown in the prompt, as last sent (so it is sent only when it changes).
-    status: String,
     /// A script or a program reads the output: no progress lines, only the end lines.
     quiet: bool,
 }
@@ -195,7 +193,6 @@ impl Files {
             transfers: BTreeMap::new(),
             next_number: 1,
             lines: Vec::new(),
-            status: String::new(),
             quiet,
         };
         files.restore();
@@ -959,7 +956,11 @@ impl Files {
 
     /// A report from a data thread.
     pub fn on_data(&mut self, ep: &mut Endpoint, ev: DataEvent) {
-        let now = Instant::now();
+        self.on_data_at(ep, ev, Instant::now());
+    }
+
+    /// [`Files::on_data`] at `now` (tests drive progress on a clock of their own).
+    fn on_data_at(&mut self, ep: &mut Endpoint, ev: DataEvent, now: Instant) {
         match ev {
             DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
             DataEvent::Serving { id, from } => {
@@ -1280,41 +1281,6 @@ impl Files {
             })
             .collect()
     }
-
-    /// What the prompt shows while transfers move: `report.pdf 42% 3.1 MB/s`, for the one
-    /// with the most left (and `+2` more), or nothing. `Some` only when it changed.
-    pub fn status(&mut self) -> Option<String> {
-        let moving: Vec<&Transfer> = self
-            .transfers
-            .values()
-            .filter(|t| t.record.state == State::Accepted && t.started.is_some() && t.this_run)
-            .collect();
-        let status = match moving
-            .iter()
-            .max_by_key(|t| t.record.offer.size.saturating_sub(t.record.bytes_done))
-        {
-            None => String::new(),
-            Some(t) => {
-                let size = t.record.offer.size.max(1);
-                let pct = t.record.bytes_done.saturating_mul(100) / size;
-                let rate = t
-                    .rate
-                    .per_sec()
-                    .map(|r| format!(" {}/s", human_size(r as u64)))
-                    .unwrap_or_default();
-                let more = if moving.len() > 1 {
-                    format!(" +{}", moving.len() - 1)
-                } else {
-                    String::new()
-                };
-                format!("{} {pct}%{rate}{more}", t.shown_name())
-            }
-        };
-        (status != self.status).then(|| {
-            self.status.clone_from(&status);
-            status
-        })
-    }
 }
 
 fn new_transfer(
@@ -1389,3 +1355,6 @@ fn seconds(d: Duration) -> String {
 fn expand_home(p: &str) -> PathBuf {
     crate::app::settings::expand_home(Path::new(p))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! Progress of a running transfer, on a clock of the test's own: interactive users get a line
+//! now and then without typing anything (a notice, which the terminal prints above the prompt,
+//! so a half-typed line is drawn again below it, never broken); scripts and programs get none.
+
+use super::*;
+use crate::proto::{Config, Identity, Limits};
+use crate::transfer::record::{Record, State, StoredOffer};
+
+/// A 10 MB file offered by bob (PeerId 2) and accepted by us, not yet moving.
+fn accepted(quiet: bool) -> (Files, TransferKey) {
+    let mut files = Files::new(FilesSetup::default(), PeerId(1), quiet);
+    let offer = Offer {
+        id: 7,
+        token: [1; 16],
+        name: "report.pdf".into(),
+        size: 10_000_000,
+        files: 1,
+        folder: false,
+        manifest_hash: [2; 32],
+        manifest_len: 50,
+        port: 7654,
+    };
+    let record = Record {
+        offerer: 2,
+        id: 7,
+        outgoing: false,
+        peer: 2,
+        peer_nick: "bob".into(),
+        offer: StoredOffer::from_offer(&offer),
+        source: None,
+        dest: None,
+        files_done: 0,
+        bytes_done: 0,
+        state: State::Accepted,
+        reason: None,
+        created_ms: 0,
+        finished_ms: None,
+    };
+    let key = TransferKey {
+        offerer: PeerId(2),
+        id: 7,
+    };
+    files
+        .transfers
+        .insert(key, new_transfer(1, record, Some(offer), None));
+    (files, key)
+}
+
+fn endpoint(now: Instant) -> Endpoint {
+    Endpoint::new(
+        Config {
+            identity: Identity::from_secret([1; 32]),
+            nick: "alice".into(),
+            port: 7654,
+            seed: 1,
+            discovery: false,
+            session: 1,
+            limits: Limits::default(),
+        },
+        now,
+    )
+}
+
+/// Feeds progress reports every 100 ms (as the fetch thread sends them) for `seconds`, at
+/// 1 MB/s, and returns the notices shown, with when.
+fn run(files: &mut Files, key: TransferKey, seconds: u64) -> Vec<(Duration, String)> {
+    let start = Instant::now();
+    let mut ep = endpoint(start);
+    files.on_data_at(&mut ep, DataEvent::Fetching { key, from: 0 }, start);
+    let mut shown = Vec::new();
+    for tick in 1..=seconds * 10 {
+        let at = Duration::from_millis(tick * 100);
+        let done = tick * 100_000;
+        files.on_data_at(&mut ep, DataEvent::FetchProgress { key, done }, start + at);
+        for line in files.take_lines() {
+            let Output::Notice(text) = line else {
+                panic!("only notices: {line:?}");
+            };
+            shown.push((at, text));
+        }
+    }
+    shown
+}
+
+#[test]
+fn a_running_transfer_shows_its_progress_every_few_seconds() {
+    let (mut files, key) = accepted(false);
+    let shown = run(&mut files, key, 9);
+    let times: Vec<Duration> = shown.iter().map(|(at, _)| *at).collect();
+    assert_eq!(
+        times,
+        [Duration::from_secs(5)],
+        "the first line after 5 s, then none before 10 s: {shown:?}"
+    );
+    let line = &shown[0].1;
+    assert!(
+        line.starts_with("report.pdf from bob: 50% of 10.0 MB, 1.0 MB/s"),
+        "{line}"
+    );
+    assert!(line.ends_with(", 5.0 s left"), "{line}");
+}
+
+#[test]
+fn scripts_and_programs_get_no_progress_lines() {
+    let (mut files, key) = accepted(true);
+    assert_eq!(run(&mut files, key, 12), []);
+}
