@@ -600,7 +600,9 @@ impl Chat {
                         if let (true, true, Event::Message { nick, text, .. }) =
                             (calls_us, calls.notify, &e)
                         {
-                            presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                            if self.presence.may_notify(Instant::now()) {
+                                presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                            }
                         }
                         let out = if calls_us {
                             Output::Mention(Box::new(out))
@@ -774,14 +776,16 @@ impl Chat {
     /// A typed line.
     pub fn on_line(&mut self, line: &str) {
         let now = Instant::now();
-        if self.presence.typed(now) && self.ep.away().is_some() {
-            self.set_away(now, None);
-        }
         let parsed = if self.json {
             json::parse_command(line)
         } else {
             command::parse(line).map_err(|e| e.to_string())
         };
+        // Typing ends an auto-away (but `/away` and `/back` say themselves what they want).
+        let ends_auto_away = self.presence.typed(now) && self.ep.away().is_some();
+        if ends_auto_away && !matches!(parsed, Ok(Some(Command::Away(_)))) {
+            self.set_away(now, None);
+        }
         match parsed {
             Ok(None) => {}
             Ok(Some(cmd)) => self.on_command(cmd),
