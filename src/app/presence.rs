@@ -210,6 +210,7 @@ mod tests {
             state,
             away: None,
             ephemeral: false,
+            key: None,
         }
     }
 
