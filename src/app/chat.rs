@@ -150,7 +150,7 @@ pub struct Chat {
     /// Messages handed to the screen and not yet known to be written: per screen mark, the
     /// highest id shown per sender. Recorded as shown once the screen passes the mark.
     unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
-    /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
+    /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
@@ -977,7 +977,7 @@ impl Chat {
                 many => format!("{} are", many.join(", ")),
             };
             self.print(Output::Notice(format!(
-                "{who} away: messages to them are {kept} and go out when they are back"
+                "{who} not here: messages to them are {kept} and go out when they are back"
             )));
         }
     }
