@@ -93,6 +93,7 @@ fn build(path: &Path) -> Duration {
             addrs: vec![format!("192.0.2.{}:7654", i + 1).parse().unwrap()],
             manual: true,
             heard_ms: 0,
+            key: None,
         })
         .unwrap();
     }

@@ -85,13 +85,13 @@ fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
     quit(bob);
     alice.expect("bob left");
     alice.send("while you were out");
-    alice.expect("bob is away");
+    alice.expect("bob is not here");
     alice.send("and more");
     alice.send("/peers"); // answered in order: every line before it has been printed
     alice.expect_where("the /peers header", |l| {
         l.contains("state") && l.contains("rtt")
     });
-    let told = alice.seen.iter().filter(|l| l.contains("is away")).count();
+    let told = alice.seen.iter().filter(|l| l.contains("is not here")).count();
     assert_eq!(
         told, 1,
         "told once per absence, not per message: {:?}",
@@ -129,7 +129,7 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     quit(bob);
     alice.expect("bob left");
     alice.send("kept for bob");
-    alice.expect("bob is away");
+    alice.expect("bob is not here");
     quit_undelivered(alice);
     let mut alice = start("alice", a.path(), &[]);
     alice.expect("1 message(s) from earlier wait");
@@ -603,7 +603,7 @@ fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once(
     for k in 1..=5 {
         alice.send(&format!("for bob {k}"));
     }
-    alice.expect("bob is away");
+    alice.expect("bob is not here");
     quit_undelivered(alice);
     let journal = a.path().join("journal");
     let before = std::fs::metadata(&journal).unwrap().len();

@@ -150,7 +150,7 @@ pub struct Chat {
     /// Messages handed to the screen and not yet known to be written: per screen mark, the
     /// highest id shown per sender. Recorded as shown once the screen passes the mark.
     unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
-    /// Absent peers already told about ("bob is away: messages … wait"), until they are back:
+    /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
@@ -600,7 +600,9 @@ impl Chat {
                         if let (true, true, Event::Message { nick, text, .. }) =
                             (calls_us, calls.notify, &e)
                         {
-                            presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                            if self.presence.may_notify(Instant::now()) {
+                                presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                            }
                         }
                         let out = if calls_us {
                             Output::Mention(Box::new(out))
@@ -774,14 +776,16 @@ impl Chat {
     /// A typed line.
     pub fn on_line(&mut self, line: &str) {
         let now = Instant::now();
-        if self.presence.typed(now) && self.ep.away().is_some() {
-            self.set_away(now, None);
-        }
         let parsed = if self.json {
             json::parse_command(line)
         } else {
             command::parse(line).map_err(|e| e.to_string())
         };
+        // Typing ends an auto-away (but `/away` and `/back` say themselves what they want).
+        let ends_auto_away = self.presence.typed(now) && self.ep.away().is_some();
+        if ends_auto_away && !matches!(parsed, Ok(Some(Command::Away(_)))) {
+            self.set_away(now, None);
+        }
         match parsed {
             Ok(None) => {}
             Ok(Some(cmd)) => self.on_command(cmd),
@@ -973,7 +977,7 @@ impl Chat {
                 many => format!("{} are", many.join(", ")),
             };
             self.print(Output::Notice(format!(
-                "{who} away: messages to them are {kept} and go out when they are back"
+                "{who} not here: messages to them are {kept} and go out when they are back"
             )));
         }
     }

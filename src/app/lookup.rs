@@ -113,6 +113,7 @@ mod tests {
             state,
             away: None,
             ephemeral: false,
+            key: None,
         }
     }
 

@@ -226,6 +226,7 @@ fn peer_record(p: PeerInfo, heard_ms: i64) -> Record {
         addrs: p.addrs,
         manual: p.found == Found::Manual,
         heard_ms,
+        key: p.key,
     }
 }
 

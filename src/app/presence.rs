@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 pub const AUTO_AWAY_REASON: &str = "idle";
 /// How often peers are checked against `forget_after`.
 const FORGET_CHECK_EVERY: Duration = Duration::from_secs(3600);
+/// At most one desktop notification this often: a peer repeating our nick cannot make us
+/// start a process per line.
+const NOTIFY_EVERY: Duration = Duration::from_secs(2);
 
 /// What [`Presence`] starts from.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +42,8 @@ pub struct Presence {
     auto: bool,
     /// When peers are next checked against `forget_after`.
     next_forget_check: Instant,
+    /// When the last desktop notification was made.
+    last_notified: Option<Instant>,
 }
 
 /// What [`Presence::on_timer`] asks for.
@@ -58,7 +63,20 @@ impl Presence {
             last_typed: now,
             auto: false,
             next_forget_check: now,
+            last_notified: None,
         }
+    }
+
+    /// Whether a desktop notification may be made at `now` (then it counts as made): at most
+    /// one per [`NOTIFY_EVERY`].
+    pub fn may_notify(&mut self, now: Instant) -> bool {
+        let may = self
+            .last_notified
+            .is_none_or(|t| now.saturating_duration_since(t) >= NOTIFY_EVERY);
+        if may {
+            self.last_notified = Some(now);
+        }
+        may
     }
 
     /// The away reason the last run left, to set again at start.
@@ -192,6 +210,7 @@ mod tests {
             state,
             away: None,
             ephemeral: false,
+            key: None,
         }
     }
 
@@ -275,6 +294,15 @@ mod tests {
             [1, 2, 5],
             "left 31 days ago in this run: forgotten too"
         );
+    }
+
+    #[test]
+    fn notifications_are_at_most_one_per_two_seconds() {
+        let t0 = Instant::now();
+        let mut p = Presence::new(PresenceSetup::default(), t0);
+        assert!(p.may_notify(t0));
+        assert!(!p.may_notify(t0 + Duration::from_millis(1999)));
+        assert!(p.may_notify(t0 + Duration::from_secs(2)));
     }
 
     #[test]

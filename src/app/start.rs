@@ -189,8 +189,8 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
             let known = r.peers.get(&id);
             RestoredPeer {
                 id,
-                // Storage does not keep keys yet: any key hashing to the id is taken.
-                key: None,
+                // A peer recorded before keys were kept takes any key hashing to its id.
+                key: known.and_then(|p| p.key),
                 heard_ago: known
                     .filter(|p| p.heard_ms > 0)
                     .map(|p| ago(now_ms, p.heard_ms)),
@@ -277,6 +277,7 @@ mod tests {
                 addrs: vec!["127.0.0.1:7654".parse().unwrap()],
                 manual: true,
                 heard_ms: 0,
+                key: Some(crate::proto::PublicKey([7; 32])),
             },
         );
         r.outbox.insert(
@@ -304,6 +305,11 @@ mod tests {
             ..Queued::message(MessageId(7), false, "later")
         };
         assert_eq!(bob.outbox, [later]);
+        assert_eq!(
+            bob.key,
+            Some(crate::proto::PublicKey([7; 32])),
+            "its key stays pinned"
+        );
         let unnamed = &peers[1];
         assert_eq!(unnamed.nick, PeerId(2).to_string());
         assert_eq!(unnamed.delivered_through, MessageId(9));

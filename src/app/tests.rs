@@ -528,7 +528,7 @@ fn a_direct_message_to_someone_who_left_waits_for_them() {
         matches!(o, Output::Direct { to: Some(to), text, .. } if to == "bob" && text == "see you tomorrow")
     });
     alice.wait_for(&mut a, "that it waits", |o| {
-        notice(o, "bob is away: messages to them are kept")
+        notice(o, "bob is not here: messages to them are kept")
     });
     alice.type_line("/msg nobody hi");
     alice.wait_for(&mut a, "who is known", |o| {
@@ -613,7 +613,7 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     drop(b.0.drain(..));
     alice.type_line("kept for bob");
     alice.wait_for(&mut a, "kept", |o| {
-        notice(o, "bob is away: messages to them are kept")
+        notice(o, "bob is not here: messages to them are kept")
     });
     alice.type_line("/forget bob");
     alice.wait_for(&mut a, "forgotten", |o| {

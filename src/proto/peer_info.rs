@@ -55,6 +55,8 @@ pub struct PeerInfo {
     pub away: Option<String>,
     /// It said it is ephemeral (a script): forgotten once it leaves.
     pub ephemeral: bool,
+    /// The key it proved (or was restored with), pinned to its PeerId.
+    pub key: Option<PublicKey>,
 }
 
 /// One of our messages an earlier run queued for a peer, as storage remembers it.

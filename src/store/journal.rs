@@ -31,7 +31,7 @@
 //! new). Then `Forgot` (a peer forgotten) and `Away` (our away state).
 //!
 //! Fields may be appended to a kind: `Said` gained `action`, `Heard` gained `action` and
-//! `written_ms`, `Peer` gained `heard_ms`. A record without them (written before) is read as the older layout, with
+//! `written_ms`, `Peer` gained `heard_ms` and `key`. A record without them (written before) is read as the older layout, with
 //! `false` and `at_ms` for the missing fields; an older version skips a record with the new
 //! fields (bytes after the ones it knows) with a warning.
 //!
@@ -95,7 +95,7 @@ use history::Index;
 use limit::Census;
 use restore::Summarizer;
 
-use crate::proto::PeerId;
+use crate::proto::{PeerId, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -180,6 +180,9 @@ pub enum Record {
         /// When it was last heard from, in milliseconds since the Unix epoch; 0 if not known.
         /// Absent from records of older versions (read as 0).
         heard_ms: i64,
+        /// The public key it proved, pinned: after a restart it must prove this very key.
+        /// Absent from records of older versions (read as `None`: any key hashing to `id`).
+        key: Option<PublicKey>,
     },
     /// A run started with this journal writable; from here on, [`Record::Shown`] says which
     /// messages heard reached the screen (a journal without it predates that, and nothing

@@ -519,6 +519,7 @@ mod tests {
             state,
             away: None,
             ephemeral: false,
+            key: None,
         }
     }
 
@@ -575,6 +576,7 @@ mod tests {
             state,
             away: None,
             ephemeral: false,
+            key: None,
         };
         let ms = Duration::from_micros;
         #[rustfmt::skip]
@@ -869,6 +871,7 @@ mod late_tests {
             state: PeerState::Online,
             away: Some("lunch\x1b[31m, back at 2 — long reason here, really".into()),
             ephemeral: false,
+            key: None,
         };
         let rows = peers_lines(std::slice::from_ref(&p), now);
         assert!(

@@ -306,6 +306,7 @@ fn peer(id: u64, nick: &str, addr: &str) -> PeerInfo {
         state: PeerState::Online,
         away: None,
         ephemeral: false,
+        key: None,
     }
 }
 

@@ -172,6 +172,7 @@ impl Peer {
             ephemeral: self
                 .caps
                 .is_some_and(|c| c & crate::proto::wire::caps::EPHEMERAL != 0),
+            key: self.key,
         }
     }
 }

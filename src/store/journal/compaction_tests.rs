@@ -59,6 +59,7 @@ fn peer(id: PeerId, nick: &str, manual: bool) -> Record {
         addrs: vec!["192.0.2.7:7654".parse().unwrap()],
         manual,
         heard_ms: 0,
+        key: None,
     }
 }
 
@@ -676,6 +677,7 @@ fn records_of(steps: &[Step]) -> Vec<Record> {
                 addrs: Vec::new(),
                 manual: *manual,
                 heard_ms: 0,
+                key: None,
             },
         });
     }

@@ -46,6 +46,8 @@ pub struct PeerRecord {
     /// When it was last heard from, in milliseconds since the Unix epoch (the latest of its
     /// `Peer` records and the messages heard from it); 0 if not known.
     pub heard_ms: i64,
+    /// The key it proved, as last recorded.
+    pub key: Option<crate::proto::PublicKey>,
 }
 
 /// What a restart needs from the journal, summarised when it is opened.
@@ -250,9 +252,13 @@ impl Summarizer {
                 addrs,
                 manual,
                 heard_ms,
+                key,
             } => {
                 self.forgotten.remove(id);
-                let before = self.peers.get(id).map_or(0, |p| p.heard_ms);
+                let (before, known_key) = self
+                    .peers
+                    .get(id)
+                    .map_or((0, None), |p| (p.heard_ms, p.key));
                 self.peers.insert(
                     *id,
                     PeerRecord {
@@ -260,6 +266,7 @@ impl Summarizer {
                         addrs: addrs.clone(),
                         manual: *manual,
                         heard_ms: before.max(*heard_ms),
+                        key: key.or(known_key),
                     },
                 );
             }
@@ -454,7 +461,25 @@ mod presence_tests {
             addrs: vec!["192.0.2.1:7654".parse().unwrap()],
             manual: false,
             heard_ms,
+            key: (id == 1).then_some(crate::proto::PublicKey([1; 32])),
         }
+    }
+
+    #[test]
+    fn a_peers_key_is_remembered_even_past_a_record_without_one() {
+        let without = Record::Peer {
+            id: PeerId(1),
+            nick: "p1".into(),
+            addrs: vec![],
+            manual: false,
+            heard_ms: 0,
+            key: None,
+        };
+        let r = summarize(&[peer(1, 0), without]);
+        assert_eq!(
+            r.peers[&PeerId(1)].key,
+            Some(crate::proto::PublicKey([1; 32]))
+        );
     }
 
     fn said_to(id: u64, to: &[u64]) -> Record {

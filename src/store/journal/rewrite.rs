@@ -269,6 +269,7 @@ fn write_compacted(
                 addrs: r.addrs.clone(),
                 manual: r.manual,
                 heard_ms: r.heard_ms,
+                key: r.key,
             })?;
         }
         if let Some(through) = restored.delivered_from.get(p) {

@@ -49,6 +49,7 @@ fn peer(id: PeerId, nick: &str, addrs: &[&str], manual: bool) -> Record {
         addrs: addrs.iter().map(|a| addr(a)).collect(),
         manual,
         heard_ms: 0,
+        key: None,
     }
 }
 
@@ -213,6 +214,7 @@ fn restart_summary() {
                     manual: true,
                     // Its latest message arrived then.
                     heard_ms: 1_700_000_100_005,
+                    key: None,
                 }
             )]),
             warnings: vec![],

@@ -10,7 +10,7 @@
 
 use super::addrs;
 use super::Record;
-use crate::proto::PeerId;
+use crate::proto::{PeerId, PublicKey};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -80,6 +80,8 @@ pub(super) enum RecordView<'a> {
         manual: bool,
         /// When last heard (0: not known).
         heard_ms: i64,
+        /// Its pinned key.
+        key: Option<PublicKey>,
     },
     /// See [`Record::Opened`].
     Opened {
@@ -236,6 +238,7 @@ impl<'a> From<OlderView<'a>> for RecordView<'a> {
                 addrs,
                 manual,
                 heard_ms: 0,
+                key: None,
             },
         }
     }
@@ -299,12 +302,14 @@ impl RecordView<'_> {
                 addrs,
                 manual,
                 heard_ms,
+                key,
             } => Record::Peer {
                 id,
                 nick: string(nick),
                 addrs,
                 manual,
                 heard_ms,
+                key,
             },
             RecordView::Opened {
                 at_ms,
@@ -402,6 +407,7 @@ mod tests {
                 ],
                 manual: true,
                 heard_ms: 1_700_000_000_000,
+                key: Some(PublicKey([9; 32])),
             },
             Record::Opened {
                 at_ms: 7,
@@ -543,6 +549,7 @@ mod tests {
                     addrs: vec!["192.0.2.1:7654".parse().unwrap()],
                     manual: false,
                     heard_ms: 0,
+                    key: None,
                 },
             ),
             (
