@@ -87,7 +87,7 @@ pub const MAX_AWAY_BYTES: usize = 256;
 
 /// Capability bits of [`Hello::caps`]; a peer ignores bits it does not know.
 pub mod caps {
-    /// The sender understands `AppData` frames (kind 12). A peer without it would skip the
+    /// The sender understands `AppData` frames (kind 14). A peer without it would skip the
     /// frame and leave a gap in its stream, so `AppData` goes only to peers that set it.
     /// Every version-2 peer takes `AppData` and `Presence`, whatever it sets.
     pub const APP_DATA: u64 = 1;
