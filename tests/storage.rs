@@ -91,7 +91,11 @@ fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
     alice.expect_where("the /peers header", |l| {
         l.contains("state") && l.contains("rtt")
     });
-    let told = alice.seen.iter().filter(|l| l.contains("is not here")).count();
+    let told = alice
+        .seen
+        .iter()
+        .filter(|l| l.contains("is not here"))
+        .count();
     assert_eq!(
         told, 1,
         "told once per absence, not per message: {:?}",
