@@ -16,10 +16,10 @@ const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
 /// A newcomer is told of this many peers at most (drawn at random among those that qualify):
 /// it meets them, and each of them tells it of as many more, so it reaches a large group in a
 /// few rounds, while one join costs us one short list.
-const MAX_SHARED_WITH_NEWCOMER: usize = 32;
+const MAX_SHARED_WITH_NEWCOMER: usize = 16;
 
 impl Endpoint {
-    /// Peer exchange when `new` joins (or restarts): it is told of (up to 32 of) the peers we
+    /// Peer exchange when `new` joins (or restarts): it is told of (up to 16 of) the peers we
     /// know. The others are not told of it: it contacts them, and is admitted by its proof, so
     /// one join costs one short list instead of an entry to every peer we know (which in a
     /// forming mesh of N peers made N³ entries).
