@@ -254,3 +254,29 @@ fn without_discovery_a_stream_of_announcements_costs_nothing() {
     assert_eq!(sim.nodes[0].ep.stats().discovery_off, 40);
     assert!(sim.nodes[0].ep.peers().is_empty());
 }
+
+#[test]
+fn a_lan_started_together_makes_about_one_handshake_per_pair() {
+    for seed in 0..3 {
+        let n = 40;
+        let mut sim = Sim::new_lan(seed, n, LinkParams::lan());
+        sim.tap = Some(Vec::new());
+        assert!(sim.run_until_cond(Duration::from_secs(5), all_know_each_other));
+        let proofs = sim
+            .tap
+            .take()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, bytes)| tailchat::proto::wire::decode(bytes).ok())
+            .flat_map(|d| d.frames)
+            .filter(|f| matches!(f, Frame::Proof(_)))
+            .count();
+        let pairs = n * (n - 1) / 2;
+        // Both sides hear each other; only the lower PeerId starts the handshake (it was
+        // close to two per pair when both did).
+        assert!(
+            proofs * 10 <= pairs * 12,
+            "seed {seed}: {proofs} proofs for {pairs} pairs"
+        );
+    }
+}

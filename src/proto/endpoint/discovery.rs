@@ -371,6 +371,17 @@ impl Endpoint {
         if !self.announcers.allow(now, (header.sender, header.session)) {
             return false;
         }
+        if self.peer_id() > header.sender {
+            // Both sides hear each other's announcements; one handshake per pair is enough,
+            // and the lower PeerId makes it. We prompt it with an announcement to it alone (it
+            // may not have heard ours): one small datagram, one per address per 250 ms.
+            if self.hello_limiter.allow(now, from) {
+                let bytes = wire::encode(&self.header(), &[Frame::Announce(Announce { caps: 0 })]);
+                self.transmits
+                    .push_back(crate::proto::Transmit { to: from, bytes });
+            }
+            return false;
+        }
         self.add_probe(now, from, Found::Announced);
         if self.probes.contains(from) {
             return true;
