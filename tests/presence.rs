@@ -8,22 +8,31 @@ use common::Chat;
 /// Alice and bob, each with a data directory under `a` and `b`, bob added to alice; waits until
 /// both see the other.
 fn pair(a: &std::path::Path, b: &std::path::Path) -> (Chat, Chat) {
-    let mut bob = Chat::start("bob", &["--bind", "127.0.0.1", "--data-dir", &data(b)]);
-    let peer = format!("127.0.0.1:{}", bob.port);
-    let mut alice = Chat::start(
-        "alice",
-        &[
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-            &data(a),
-            "--peer",
-            &peer,
-        ],
-    );
+    let mut bob = start_bob(b);
+    let mut alice = start_alice(&[], a, &bob);
     alice.expect("bob joined");
     bob.expect("alice joined");
     (alice, bob)
+}
+
+/// Bob on loopback, his data under `home`.
+fn start_bob(home: &std::path::Path) -> Chat {
+    Chat::start("bob", &["--bind", "127.0.0.1", "--data-dir", &data(home)])
+}
+
+/// Alice on loopback, her data under `home`, adding `bob`; run through `wrapper` (see
+/// [`Chat::start_under`]).
+fn start_alice(wrapper: &[&str], home: &std::path::Path, bob: &Chat) -> Chat {
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let args = [
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        &data(home),
+        "--peer",
+        &peer,
+    ];
+    Chat::start_under(wrapper, "alice", &args)
 }
 
 fn data(home: &std::path::Path) -> String {
@@ -68,18 +77,7 @@ fn away_outlives_a_restart() {
     alice.send("/quit");
     alice.wait_exit();
     bob.expect("alice left");
-    let peer = format!("127.0.0.1:{}", bob.port);
-    let mut alice = Chat::start(
-        "alice",
-        &[
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-            &data(a.path()),
-            "--peer",
-            &peer,
-        ],
-    );
+    let mut alice = start_alice(&[], a.path(), &bob);
     alice.expect("you are still away: on holiday");
     bob.expect("alice joined");
     bob.expect("alice is away: on holiday");
@@ -102,24 +100,9 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
     alice.wait_exit();
     // Bob is back; alice comes back two hours after she wrote it (her clock, wall and
     // monotonic, moved on; bob's did not).
-    let mut bob = Chat::start(
-        "bob",
-        &["--bind", "127.0.0.1", "--data-dir", &data(b.path())],
-    );
+    let mut bob = start_bob(b.path());
     let written = chrono::Local::now();
-    let peer = format!("127.0.0.1:{}", bob.port);
-    let mut alice = Chat::start_under(
-        &["faketime", "-f", "+2h"],
-        "alice",
-        &[
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-            &data(a.path()),
-            "--peer",
-            &peer,
-        ],
-    );
+    let mut alice = start_alice(&["faketime", "-f", "+2h"], a.path(), &bob);
     alice.expect("bob joined");
     let line = bob.expect("see you later");
     // Shown at arrival, marked with the time it was written: two hours before that, by bob's

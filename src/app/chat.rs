@@ -395,19 +395,19 @@ impl Chat {
         self.ep.handle_timeout(now);
         self.contact_tailnet(now);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let peers = self.ep.peers();
+        let ep = &self.ep;
         let due = self
             .presence
-            .on_timer(now, now_ms, self.ep.away().is_some(), &peers);
+            .on_timer(now, now_ms, ep.away().is_some(), || ep.peers());
         if due.go_away {
             self.set_away(now, Some(AUTO_AWAY_REASON.to_owned()));
         }
         for (id, silent) in due.forget {
             let days = silent.as_secs() / 86_400;
-            if let Some(p) = peers.iter().find(|p| p.id == id) {
+            if let Some(nick) = self.ep.nick_of(id) {
+                let nick = crate::ui::render::display_nick(nick);
                 self.print(Output::Notice(format!(
-                    "forgetting {}: not heard for {days} days (forget_after in the config file)",
-                    crate::ui::render::display_nick(&p.nick)
+                    "forgetting {nick}: not heard for {days} days (forget_after in the config file)"
                 )));
             }
             self.ep.forget(now, id);

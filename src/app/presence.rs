@@ -112,8 +112,15 @@ impl Presence {
     }
 
     /// What is due at `now` (`now_ms` the same moment by the wall clock), given whether we are
-    /// `away` and the peers known.
-    pub fn on_timer(&mut self, now: Instant, now_ms: i64, away: bool, peers: &[PeerInfo]) -> Due {
+    /// `away` and the peers known (asked for only when a check against `forget_after` is due:
+    /// this runs at every timer of the loop).
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        now_ms: i64,
+        away: bool,
+        peers: impl FnOnce() -> Vec<PeerInfo>,
+    ) -> Due {
         let mut due = Due::default();
         if let Some(after) = self.setup.auto_away {
             if !away && now.saturating_duration_since(self.last_typed) >= after {
@@ -124,7 +131,7 @@ impl Presence {
         if let Some(after) = self.setup.forget_after {
             if now >= self.next_forget_check {
                 self.next_forget_check = now + FORGET_CHECK_EVERY;
-                due.forget = peers
+                due.forget = peers()
                     .iter()
                     .filter_map(|p| {
                         let silent = self.silent_for(p, now, now_ms)?;
@@ -227,17 +234,17 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Presence::new(setup(), t0);
         assert_eq!(p.next_wakeup(false), Some(t0), "first forget check");
-        p.on_timer(t0, 0, false, &[]);
+        p.on_timer(t0, 0, false, Vec::new);
         assert_eq!(p.next_wakeup(false), Some(t0 + Duration::from_secs(900)));
-        let early = p.on_timer(t0 + Duration::from_secs(899), 0, false, &[]);
+        let early = p.on_timer(t0 + Duration::from_secs(899), 0, false, Vec::new);
         assert!(!early.go_away);
         // Typing moves the deadline.
         assert!(!p.typed(t0 + Duration::from_secs(600)));
         assert!(
-            !p.on_timer(t0 + Duration::from_secs(901), 0, false, &[])
+            !p.on_timer(t0 + Duration::from_secs(901), 0, false, Vec::new)
                 .go_away
         );
-        let due = p.on_timer(t0 + Duration::from_secs(1500), 0, false, &[]);
+        let due = p.on_timer(t0 + Duration::from_secs(1500), 0, false, Vec::new);
         assert!(due.go_away);
         // Away: no more auto-away wake-ups; the first line typed ends it, once.
         assert_eq!(p.next_wakeup(true), Some(t0 + FORGET_CHECK_EVERY));
@@ -250,14 +257,14 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Presence::new(setup(), t0);
         assert!(
-            p.on_timer(t0 + Duration::from_secs(900), 0, false, &[])
+            p.on_timer(t0 + Duration::from_secs(900), 0, false, Vec::new)
                 .go_away
         );
         p.set_by_hand();
         assert!(!p.typed(t0 + Duration::from_secs(901)));
         let mut never = Presence::new(PresenceSetup::default(), t0);
         assert_eq!(never.next_wakeup(false), None);
-        let due = never.on_timer(t0 + Duration::from_secs(1 << 30), 0, false, &[]);
+        let due = never.on_timer(t0 + Duration::from_secs(1 << 30), 0, false, Vec::new);
         assert_eq!(due, Due::default());
     }
 
@@ -277,17 +284,18 @@ mod tests {
             peer(4, PeerState::Online, t0),
             peer(5, PeerState::Left, t0),
         ];
-        let due = p.on_timer(t0, now_ms, false, &peers);
+        let due = p.on_timer(t0, now_ms, false, || peers.to_vec());
         assert_eq!(due.forget.len(), 1);
         assert_eq!(due.forget[0].0, PeerId(1));
         assert!(due.forget[0].1 >= Duration::from_secs(31 * 86_400));
         // Checked again an hour later, not before.
         assert!(p
-            .on_timer(t0 + Duration::from_secs(60), now_ms, false, &peers)
+            .on_timer(t0 + Duration::from_secs(60), now_ms, false, || peers
+                .to_vec())
             .forget
             .is_empty());
         let later = t0 + Duration::from_secs(31 * 86_400);
-        let due = p.on_timer(later, now_ms + 31 * day, false, &peers);
+        let due = p.on_timer(later, now_ms + 31 * day, false, || peers.to_vec());
         let ids: Vec<u64> = due.forget.iter().map(|(id, _)| id.0).collect();
         assert_eq!(
             ids,

@@ -114,14 +114,7 @@ impl Queued {
 
     /// Queues it again on `link`, past the queue bound.
     pub(crate) fn requeue(&self, now: Instant, link: &mut super::link::Link) {
-        let style = super::link::Style {
-            direct: self.direct,
-            flags: if self.action {
-                super::wire::flags::ACTION
-            } else {
-                0
-            },
-        };
+        let style = super::link::Style::new(self.direct, self.action);
         link.requeue_message(now, self.written_ago, self.id, style, &self.text);
     }
 }

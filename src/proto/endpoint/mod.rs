@@ -452,6 +452,7 @@ impl Endpoint {
             Recipients::Peer(id) if self.peers.contains(&id) => (vec![id], true),
             Recipients::Peer(_) => return Err(SendError::UnknownPeer),
         };
+        let style = Style::new(direct, action);
         let id = MessageId(self.next_msg);
         self.next_msg += 1;
         let mut recipients = Vec::new();
@@ -466,10 +467,6 @@ impl Endpoint {
             if peer.state() == LinkState::Offline {
                 contact.extend(peer.addrs.iter().map(|a| (a, peer.found)));
             }
-            let style = Style {
-                direct,
-                flags: if action { wire::flags::ACTION } else { 0 },
-            };
             match peer.link.queue_message(now, id, style, text) {
                 Ok(()) => recipients.push(peer_id),
                 Err(QueueError::Full { first }) => {
@@ -677,7 +674,7 @@ impl Endpoint {
                     nick: peer.nick.clone(),
                     id: msg,
                     direct: style.direct,
-                    action: style.flags & wire::flags::ACTION != 0,
+                    action: style.is_action(),
                     age,
                     text,
                 },

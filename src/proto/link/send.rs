@@ -20,6 +20,19 @@ pub struct Style {
     pub flags: u64,
 }
 
+impl Style {
+    /// A message to one peer (`direct`) or the group, an action (`/me`) or not.
+    pub fn new(direct: bool, action: bool) -> Self {
+        let flags = if action { wire::flags::ACTION } else { 0 };
+        Self { direct, flags }
+    }
+
+    /// Whether it is an action.
+    pub fn is_action(self) -> bool {
+        self.flags & wire::flags::ACTION != 0
+    }
+}
+
 /// A message's stream items as (frame kind, encoded fields after the sequence number, up to
 /// but not including the age).
 type Pieces = Vec<(u32, Arc<[u8]>)>;
