@@ -59,7 +59,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         AWAY_USAGE,
         "say you are away (with why); peers see it in /peers and when they /msg you",
     ),
-    (BACK_USAGE, "say you are back (typing anything also does)"),
+    (
+        BACK_USAGE,
+        "say you are back (after an automatic away, typing anything also does)",
+    ),
     (ADD_USAGE, "add a peer by address (the port is optional)"),
     (NICK_USAGE, "change your nick"),
     (
