@@ -237,6 +237,89 @@ def udp_drops(spaces):
     return total
 
 
+KIND_NAMES = {1: "Hello", 2: "Cookie", 3: "Chat", 4: "Fragment", 5: "Ack", 6: "Ping", 7: "Nick",
+              8: "Leave", 9: "Announce", 10: "Peers", 11: "Session", 12: "Proof", 13: "ProofReply",
+              14: "AppData", 15: "Presence"}
+
+
+def varint(b, i):
+    v = shift = 0
+    while i < len(b):
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return v, i
+    raise ValueError("cut")
+
+
+def pcap_kinds(path, skip_ifindex):
+    """Counts the frames hosts sent (as captured entering the bridge ports, cooked SLL2 headers):
+    tailchat datagrams by the kinds they carry (Session left out), and ARP / ND / other."""
+    import struct
+    counts = {}
+
+    def bump(k):
+        counts[k] = counts.get(k, 0) + 1
+
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, = struct.unpack_from("<I", data, 0)
+    if magic != 0xA1B2C3D4:
+        raise ValueError("not a little-endian pcap")
+    link, = struct.unpack_from("<I", data, 20)
+    i = 24
+    while i + 16 <= len(data):
+        _, _, caplen, _ = struct.unpack_from("<IIII", data, i)
+        pkt = data[i + 16:i + 16 + caplen]
+        i += 16 + caplen
+        if link == 276:  # LINUX_SLL2
+            proto, _, ifindex = struct.unpack_from(">HHI", pkt, 0)
+            pkttype = pkt[10]
+            body = pkt[20:]
+        else:  # LINUX_SLL
+            pkttype, = struct.unpack_from(">H", pkt, 0)
+            proto, = struct.unpack_from(">H", pkt, 14)
+            ifindex = None
+            body = pkt[16:]
+        if ifindex == skip_ifindex or pkttype == 4:
+            continue
+        if proto == 0x0806:
+            bump("ARP")
+            continue
+        if proto == 0x0800:
+            ihl = (body[0] & 0xF) * 4
+            ipproto, udp = body[9], body[ihl:]
+        elif proto == 0x86DD:
+            ipproto, udp = body[6], body[40:]
+            if ipproto == 58:
+                bump("ICMPv6/ND")
+                continue
+        else:
+            bump("other")
+            continue
+        if ipproto != 17 or len(udp) < 13 or udp[8:12] != b"TCHT":
+            bump("other IP")
+            continue
+        dst = "mcast/bcast" if pkttype in (1, 2) else "unicast"
+        try:
+            _, j = varint(udp, 13)
+            _, j = varint(udp, j)
+            _, j = varint(udp, j)
+            kinds = []
+            while j < len(udp):
+                k, j = varint(udp, j)
+                ln, j = varint(udp, j)
+                j += ln
+                if k != 11:
+                    kinds.append(KIND_NAMES.get(k, str(k)))
+        except ValueError:
+            pass  # cut by the snap length: what was read counts
+        bump(("+".join(sorted(set(kinds))) or "empty") + (f" ({dst})" if "Announce" in kinds else ""))
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def env_for(work, name):
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -252,6 +335,14 @@ def bench_lan(args, n, prefix, work):
     row = {"hosts": n, "load_before": load()}
     try:
         sw, spaces = lan(ns, n)
+        capture = None
+        if args.capture:
+            pcap = os.path.join(args.capture, f"lan{n}.pcap")
+            capture = subprocess.Popen(
+                ["ip", "netns", "exec", sw, "tcpdump", "-i", "any", "-Q", "in", "-s", "128",
+                 "-B", "262144", "-w", pcap, "-U"],
+                stdout=subprocess.DEVNULL, stderr=open(pcap + ".log", "wb"))
+            time.sleep(1.0)  # tcpdump has no "ready" signal; harness only, not a test
         t0 = time.monotonic()
         for i, space in enumerate(spaces, 1):
             hosts.start(f"h{i}", ["ip", "netns", "exec", space, *NICE, args.bin, "--nick", f"h{i}"],
@@ -264,6 +355,12 @@ def bench_lan(args, n, prefix, work):
         frames = port_counters(sw)
         row["mesh_frames_per_host"] = sum(f[0] for f in frames.values()) / n
         row["mesh_rcvbuf_drops"] = udp_drops(spaces)
+        if capture is not None:
+            capture.send_signal(signal.SIGINT)
+            capture.wait()
+            br = json.loads(sh("ip", "-n", sw, "-j", "link", "show", "br0"))[0]["ifindex"]
+            row["mesh_kinds"] = pcap_kinds(pcap, br)
+            print(json.dumps(row["mesh_kinds"], indent=1), file=sys.stderr)
         if ok:
             done = hosts.mesh_time()
             row["mesh_s"] = done - t0
@@ -355,6 +452,8 @@ def main():
     ap.add_argument("--topologies", default="star,ring")
     ap.add_argument("--idle", type=float, default=30.0, help="idle window, seconds")
     ap.add_argument("--limit", type=float, default=60.0, help="longest wait for a mesh, seconds")
+    ap.add_argument("--capture", metavar="DIR",
+                    help="capture each LAN's frames on the bridge until the mesh (tcpdump) and count them by kind")
     ap.add_argument("--data", choices=["tmpfs", "disk"], default="tmpfs",
                     help="data directories on a tmpfs (each host as if on its own disk) or in /tmp")
     args = ap.parse_args()

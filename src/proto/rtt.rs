@@ -14,8 +14,9 @@ pub const INITIAL_RTT: Duration = Duration::from_millis(100);
 /// [`MAX_ACK_DELAY`]; 15 ms leaves a wide margin for a busy machine's scheduler, while a loss
 /// is repaired an order of magnitude sooner than with TCP's 200 ms floor.
 pub const MIN_RTO: Duration = Duration::from_millis(15);
-/// The highest retransmission timeout, however often it has backed off: a peer that comes back
-/// after a partition is retried within this long.
+/// The highest retransmission timeout that backing off reaches: a peer that comes back after a
+/// partition is retried within this long. (A timeout measured longer, srtt + 4·rttvar above
+/// it, is kept: the cap limits the back-off, not the estimate.)
 pub const MAX_RTO: Duration = Duration::from_secs(2);
 /// The longest a receiver waits before acknowledging an in-order packet (QUIC allows 25 ms; a
 /// shorter wait lets the sender's timeout be shorter too).
@@ -86,14 +87,18 @@ impl RttEstimator {
         // Back off by 1.5× per consecutive expiry (KCP's nodelay factor) rather than TCP's 2×:
         // on a LAN a run of timeouts is far more often random loss than congestion, and the
         // cap below, not the factor, is what keeps a dead peer's traffic small.
+        // The cap bounds the back-off, not the estimate: a peer measured to answer in 3 s
+        // (a host so busy that its socket holds seconds of datagrams) gets a timeout above
+        // its round trip, or every packet to it would be sent twice into that queue.
+        let cap = MAX_RTO.max(base);
         let mut rto = base;
         for _ in 0..backoff.min(16) {
             rto = rto * 3 / 2;
-            if rto >= MAX_RTO {
+            if rto >= cap {
                 break;
             }
         }
-        rto.min(MAX_RTO)
+        rto.min(cap)
     }
 }
 

@@ -55,6 +55,9 @@ pub struct LinkCounters {
     pub retransmitted: u64,
     /// Retransmission timeouts that fired.
     pub timeouts: u64,
+    /// Acks that named a packet already declared lost: it was late, not lost (each brings
+    /// an RTT sample that lengthens the timeout).
+    pub spurious: u64,
     /// Datagrams dropped because an item lay beyond the receive window.
     pub out_of_window: u64,
     /// Fragments that did not fit the message being reassembled, and reassemblies abandoned.
@@ -69,6 +72,7 @@ impl LinkCounters {
         self.duplicates += now.duplicates - counted.duplicates;
         self.retransmitted += now.retransmitted - counted.retransmitted;
         self.timeouts += now.timeouts - counted.timeouts;
+        self.spurious += now.spurious - counted.spurious;
         self.out_of_window += now.out_of_window - counted.out_of_window;
         self.bad_fragments += now.bad_fragments - counted.bad_fragments;
         *counted = now;

@@ -77,6 +77,65 @@ pub trait Outside {
     ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)>;
 }
 
+/// Hosts of limited speed: taking in and sending datagrams costs CPU time, and a host whose
+/// socket holds `backlog` datagrams not yet read drops the next (its receive buffer is full).
+/// Without it every datagram is handled the moment it arrives. With it, what an overloaded
+/// machine does to the protocol shows on the virtual clock: answers come late, timers that
+/// are too short fire and send more, and receive buffers overflow (issue 10's 250 hosts on
+/// two cores). Work is served first come, first served by `cores` cores shared by all nodes
+/// (`cores = nodes` gives each host its own, as in a real office).
+#[derive(Clone, Copy, Debug)]
+pub struct Cpu {
+    /// Cores shared by all nodes.
+    pub cores: usize,
+    /// Taking in one datagram: the kernel's receive, the wake-up, decoding.
+    pub per_datagram: Duration,
+    /// Extra for a Proof or ProofReply: a signature to check (and one to make, answering a
+    /// Proof).
+    pub per_proof: Duration,
+    /// Sending one datagram.
+    pub per_send: Duration,
+    /// Datagrams a node's socket holds unread; one more is dropped.
+    pub backlog: usize,
+}
+
+impl Cpu {
+    /// Costs measured on this project's 2-vCPU machine (100 hosts meshing used ~5 CPU-s
+    /// for ~125 k datagrams sent and ~210 k received): two cores shared by every node, a
+    /// receive buffer of about a thousand small datagrams.
+    pub fn two_cores() -> Self {
+        Self {
+            cores: 2,
+            per_datagram: Duration::from_micros(12),
+            per_proof: Duration::from_micros(50),
+            per_send: Duration::from_micros(8),
+            backlog: 1000,
+        }
+    }
+}
+
+/// The shared machine's state when [`Sim::cpu`] is set.
+struct Machine {
+    /// When each core is next free.
+    free: Vec<Instant>,
+    /// Datagrams taken off the wire, to be handled when their CPU time is done.
+    ready: BinaryHeap<Reverse<InFlight>>,
+    /// Per node: datagrams waiting in its socket (queued for the CPU, not yet handled).
+    waiting: Vec<usize>,
+}
+
+impl Machine {
+    /// Runs `cost` of work arriving at `now` on the core free first; returns when it is done.
+    fn run(&mut self, now: Instant, cost: Duration) -> Instant {
+        let core = (0..self.free.len())
+            .min_by_key(|&c| self.free[c])
+            .expect("a core");
+        let done = self.free[core].max(now) + cost;
+        self.free[core] = done;
+        done
+    }
+}
+
 /// A datagram from a made-up identity (random PeerId, session 1) carrying one frame: what a
 /// flood test sends.
 pub fn from_stranger(rng: &mut impl RngExt, frame: tailchat::proto::wire::Frame) -> Vec<u8> {
@@ -231,6 +290,10 @@ pub struct Sim {
     /// large simulations crawl. Refreshed whole when a run starts (tests may touch an endpoint
     /// directly in between).
     timeouts: Vec<Option<Instant>>,
+    /// Hosts of limited speed (see [`Cpu`]); `None`: infinitely fast.
+    cpu: Option<(Cpu, Machine)>,
+    /// Datagrams dropped because the receiving node's socket was full ([`Cpu::backlog`]).
+    pub rcvbuf_drops: u64,
 }
 
 impl Sim {
@@ -311,7 +374,53 @@ impl Sim {
             sent_outside: 0,
             tap: None,
             timeouts: vec![None; n],
+            cpu: None,
+            rcvbuf_drops: 0,
         }
+    }
+
+    /// Makes the hosts limited in speed from now on (see [`Cpu`]).
+    pub fn set_cpu(&mut self, cpu: Cpu) {
+        let machine = Machine {
+            free: vec![self.now; cpu.cores.max(1)],
+            ready: BinaryHeap::new(),
+            waiting: vec![0; self.nodes.len()],
+        };
+        self.cpu = Some((cpu, machine));
+    }
+
+    /// Charges sending one datagram to the machine, if hosts are limited in speed.
+    fn charge_send(&mut self) {
+        let now = self.now;
+        if let Some((cpu, machine)) = &mut self.cpu {
+            machine.run(now, cpu.per_send);
+        }
+    }
+
+    /// A datagram off the wire for node `d.to`: handled now, or queued for the CPU (or dropped
+    /// when that node's socket is full).
+    fn arrive(&mut self, d: InFlight) {
+        let now = self.now;
+        let Some((cpu, machine)) = &mut self.cpu else {
+            self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
+            self.flush(d.to);
+            return;
+        };
+        if machine.waiting[d.to] >= cpu.backlog {
+            self.rcvbuf_drops += 1;
+            return;
+        }
+        let proof = matches!(
+            tailchat::proto::wire::decode(&d.bytes).map(|w| w.frames.into_iter().next()),
+            Ok(Some(
+                tailchat::proto::wire::Frame::Proof(_)
+                    | tailchat::proto::wire::Frame::ProofReply(_)
+            ))
+        );
+        let cost = cpu.per_datagram + if proof { cpu.per_proof } else { Duration::ZERO };
+        let done = machine.run(now, cost);
+        machine.waiting[d.to] += 1;
+        machine.ready.push(Reverse(InFlight { at: done, ..d }));
     }
 
     /// A session number for a node started now: larger than any earlier one, as the program's
@@ -461,6 +570,7 @@ impl Sim {
         }
         while let Some(bytes) = self.nodes[i].ep.poll_announce() {
             self.announces += 1;
+            self.charge_send();
             assert!(bytes.len() <= MAX_DATAGRAM);
             let Some(seg) = self.segment[i] else { continue };
             for to in 0..self.nodes.len() {
@@ -489,6 +599,7 @@ impl Sim {
         }
         self.sent += 1;
         self.sent_by[i] += 1;
+        self.charge_send();
         self.largest_datagram = self.largest_datagram.max(t.bytes.len());
         assert!(
             t.bytes.len() <= MAX_DATAGRAM,
@@ -631,8 +742,12 @@ impl Sim {
     /// The next moment anything happens.
     fn next_time(&self) -> Option<Instant> {
         let net = self.queue.peek().map(|r| r.0.at);
+        let cpu = self
+            .cpu
+            .as_ref()
+            .and_then(|(_, m)| m.ready.peek().map(|r| r.0.at));
         let timers = self.timeouts.iter().flatten().copied();
-        net.into_iter().chain(timers).min()
+        net.into_iter().chain(cpu).chain(timers).min()
     }
 
     /// Reads every node's timer again.
@@ -652,6 +767,15 @@ impl Sim {
         let now = self.now;
         while self.queue.peek().is_some_and(|r| r.0.at <= now) {
             let d = self.queue.pop().expect("peeked").0;
+            self.arrive(d);
+        }
+        while let Some(d) = self.cpu.as_mut().and_then(|(_, m)| {
+            m.ready.peek().is_some_and(|r| r.0.at <= now).then(|| {
+                let d = m.ready.pop().expect("peeked").0;
+                m.waiting[d.to] -= 1;
+                d
+            })
+        }) {
             self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
             self.flush(d.to);
         }

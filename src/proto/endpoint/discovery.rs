@@ -72,6 +72,11 @@ pub struct Probe {
     cookie_rtt: Option<Duration>,
     /// A cookie came back: a proof of ours is on its way, and a proof reply should follow.
     cookie_seen: bool,
+    /// When the first hello went (the longest a cookie's round trip can have taken).
+    first_sent: Option<Instant>,
+    /// Until when a proof of ours is awaited: cookies arriving before then get no second
+    /// proof, and no hello goes (see [`Probe::on_cookie`]).
+    proof_until: Option<Instant>,
     /// The last datagram from this address that overtook the proof reply (its sender's link
     /// sent it right after the reply, and it arrived first): taken in once the reply is.
     early: Option<Vec<u8>>,
@@ -88,11 +93,30 @@ pub struct Probe {
 impl Probe {
     /// A cookie came back at `now`: if exactly one hello has gone, the round trip is
     /// unambiguous (Karn) and kept as the peer's first RTT sample.
-    pub fn on_cookie(&mut self, now: Instant) {
+    ///
+    /// Returns whether to answer it with a proof: not while the answer to an earlier proof
+    /// is awaited. A cookie's round trip is at most the time since the first hello; the
+    /// proof's reply is awaited twice that (at least [`PROBE_FIRST`]), and meanwhile neither
+    /// the cookies of the other hellos (sent again because answers were slow, and answered
+    /// in turn) nor new hellos start another handshake. On a LAN that is 250 ms, as before;
+    /// on hosts so busy that answers take seconds, it keeps a pair at one handshake instead
+    /// of one per hello, each a signature to make and check on both sides. A lost proof is
+    /// repaired by the next hello, after the wait.
+    pub fn on_cookie(&mut self, now: Instant) -> bool {
         self.cookie_seen = true;
         if self.attempts == 1 && self.cookie_rtt.is_none() {
             self.cookie_rtt = self.last_sent.map(|s| now.saturating_duration_since(s));
         }
+        if self.proof_until.is_some_and(|t| now < t) {
+            return false;
+        }
+        let Some(first) = self.first_sent else {
+            return true; // not an answer to this probe's hellos: nothing to time
+        };
+        let until = now + (now.saturating_duration_since(first) * 2).max(PROBE_FIRST);
+        self.proof_until = Some(until);
+        self.next = self.next.max(until);
+        true
     }
 
     /// The clean round trip measured by [`Probe::on_cookie`], if any.
@@ -161,6 +185,8 @@ impl Probes {
             last_sent: None,
             cookie_rtt: None,
             cookie_seen: false,
+            first_sent: None,
+            proof_until: None,
             early: None,
             origin,
             limit,
@@ -252,6 +278,7 @@ impl Probes {
         for p in self.list.iter_mut().filter(|p| p.next <= now) {
             p.attempts += 1;
             p.last_sent = Some(now);
+            p.first_sent.get_or_insert(now);
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
             p.next = now + interval.min(PROBE_MAX);
             due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
@@ -513,6 +540,47 @@ mod tests {
             !probes.contains(addr(1)),
             "the oldest manual one made room for a newer"
         );
+    }
+
+    #[test]
+    fn a_proof_awaits_its_reply_for_twice_the_cookies_round_trip() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Announced);
+        // Answers are slow: all four hellos go before the first cookie is back, 3 s later.
+        let mut hellos = 0;
+        let mut at = t0;
+        while at < t0 + MS * 3000 {
+            hellos += probes.due(at).len();
+            at = probes.next_due().unwrap();
+        }
+        assert_eq!(hellos, 4);
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS * 3000), "the first cookie is proved");
+        // The cookies of the other three hellos follow: no second proof, and no hello, for
+        // twice the 3 s the first round trip may have taken.
+        for late in [3250, 3750, 4750] {
+            assert!(!p.on_cookie(t0 + MS * late), "cookie at {late} ms");
+        }
+        assert_eq!(probes.next_due(), Some(t0 + MS * 9000));
+        // Then a cookie (of a hello sent again) is proved again: the first proof was lost.
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS * 9001));
+    }
+
+    #[test]
+    fn on_a_lan_a_lost_proof_is_retried_after_a_quarter_second() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Manual);
+        assert_eq!(probes.due(t0).len(), 1);
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS));
+        assert!(!p.on_cookie(t0 + MS * 2), "a duplicate cookie");
+        assert_eq!(probes.next_due(), Some(t0 + MS * 251));
+        assert!(probes.due(t0 + MS * 251).len() == 1, "hello again");
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS * 252));
     }
 
     #[test]

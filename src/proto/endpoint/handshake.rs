@@ -168,7 +168,9 @@ impl Endpoint {
     /// A cookie: if it answers a hello of ours to that address, we prove our key to its sender
     /// — unless it claims to be a peer online in that session whose session proved itself at
     /// that address already: a proof would change nothing (two handshakes crossed, or a hello
-    /// went again before the first one's proof reply came back), and we say nothing. Nothing
+    /// went again before the first one's proof reply came back), and we say nothing; or unless
+    /// the probe of that address awaits the reply to a proof sent moments ago
+    /// ([`super::discovery::Probe::on_cookie`]). Nothing
     /// about the sender is taken from it. Returns false: nothing changed.
     pub(super) fn on_cookie(
         &mut self,
@@ -193,7 +195,9 @@ impl Endpoint {
             return false;
         }
         if let Some(p) = self.probes.get_mut(from) {
-            p.on_cookie(now);
+            if !p.on_cookie(now) {
+                return false;
+            }
         }
         let challenge = self.jar.token(now, from);
         let signed = self

@@ -152,6 +152,7 @@ impl Link {
             duplicates: self.receive.duplicates(),
             retransmitted: self.send.retransmitted(),
             timeouts: self.recovery.timeouts(),
+            spurious: self.recovery.spurious(),
             out_of_window: self.receive.out_of_window(),
             bad_fragments: self.reassembly.discarded(),
         }

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 /// A packet is lost once this many later packets have been acknowledged (RFC 9002 §6.1.1).
 const PACKET_THRESHOLD: u64 = 3;
 
+/// Packets declared lost that are remembered, so that a late ack of one still counts: it
+/// proves the loss spurious (the packet was only late), gives the RTT sample that explains
+/// it, and acknowledges what the packet carried. Without it a host too busy to answer within
+/// the timeout never gets a sample (every ack names a packet already declared lost), keeps
+/// its short timeout and retransmits into the queue that made it late.
+const LOST_KEPT: usize = 64;
+
 /// A sent ack-eliciting packet awaiting its ack.
 #[derive(Debug)]
 struct SentPacket {
@@ -36,6 +43,11 @@ pub struct Recovery {
     next_packet: u64,
     /// Ack-eliciting packets in flight, by packet number.
     sent: BTreeMap<u64, SentPacket>,
+    /// The latest [`LOST_KEPT`] packets declared lost, by packet number: an ack may still
+    /// name them.
+    lost: BTreeMap<u64, SentPacket>,
+    /// Acks that named a packet already declared lost (for [`crate::proto::LinkCounters`]).
+    spurious: u64,
     /// Highest packet number the peer has acknowledged.
     largest_acked: Option<u64>,
     /// When the last ack-eliciting packet left (the timeout counts from it).
@@ -87,25 +99,34 @@ impl Recovery {
     pub fn on_ack(&mut self, now: Instant, ack: &Ack) -> Option<Vec<Carried>> {
         let largest = ack.ranges.first()?.last;
         let mut newly: Vec<(u64, SentPacket)> = Vec::new();
+        let mut late: Option<(u64, Instant)> = None;
         for r in &ack.ranges {
-            let pns: Vec<u64> = self
-                .sent
-                .range(r.first..=r.last)
-                .map(|(&pn, _)| pn)
-                .collect();
-            for pn in pns {
-                if let Some(p) = self.sent.remove(&pn) {
+            for (was_lost, map) in [(false, &mut self.sent), (true, &mut self.lost)] {
+                let pns: Vec<u64> = map.range(r.first..=r.last).map(|(&pn, _)| pn).collect();
+                for pn in pns {
+                    let Some(p) = map.remove(&pn) else { continue };
+                    if was_lost && late.is_none_or(|(l, _)| pn > l) {
+                        late = Some((pn, p.time));
+                    }
                     newly.push((pn, p));
                 }
             }
         }
         let largest_newly = newly.iter().map(|(pn, _)| *pn).max()?;
-        // Only the largest acknowledged packet gives a sample: the ack was sent for it.
         if let Some((_, p)) = newly.iter().find(|(pn, _)| *pn == largest) {
+            // The ack was sent for its largest number: the sample, with the delay it reports.
             self.rtt.update(
                 now.saturating_duration_since(p.time),
                 Duration::from_micros(ack.delay_us),
             );
+        } else if let Some((_, sent)) = late {
+            // A packet declared lost was only late: its round trip (an upper bound, the ack
+            // delay unknown) is what the timeout missed.
+            self.rtt
+                .update(now.saturating_duration_since(sent), Duration::ZERO);
+        }
+        if late.is_some() {
+            self.spurious += 1;
         }
         self.largest_acked = Some(
             self.largest_acked
@@ -129,9 +150,18 @@ impl Recovery {
             .map(|(&pn, _)| pn)
             .collect();
         lost.into_iter()
-            .filter_map(|pn| self.sent.remove(&pn))
-            .map(|p| p.carried)
+            .filter_map(|pn| self.sent.remove(&pn).map(|p| self.remember_lost(pn, p)))
             .collect()
+    }
+
+    /// Keeps a packet declared lost among the latest [`LOST_KEPT`]; returns what it carried.
+    fn remember_lost(&mut self, pn: u64, p: SentPacket) -> Carried {
+        let carried = p.carried.clone();
+        self.lost.insert(pn, p);
+        while self.lost.len() > LOST_KEPT {
+            self.lost.pop_first();
+        }
+        carried
     }
 
     /// When [`Recovery::detect_lost`] will next declare a packet lost by time.
@@ -167,8 +197,8 @@ impl Recovery {
     /// Removes and returns everything in flight (to be sent again).
     pub fn take_all(&mut self) -> Vec<Carried> {
         std::mem::take(&mut self.sent)
-            .into_values()
-            .map(|p| p.carried)
+            .into_iter()
+            .map(|(pn, p)| self.remember_lost(pn, p))
             .collect()
     }
 
@@ -191,11 +221,17 @@ impl Recovery {
     pub fn forget_acks(&mut self) {
         self.largest_acked = None;
         self.sent.clear();
+        self.lost.clear();
     }
 
     /// Retransmission timeouts that fired, since the start.
     pub fn timeouts(&self) -> u64 {
         self.timeouts
+    }
+
+    /// Acks that named a packet already declared lost (a spurious loss), since the start.
+    pub fn spurious(&self) -> u64 {
+        self.spurious
     }
 }
 
@@ -282,6 +318,43 @@ mod tests {
         assert_eq!(deadline, t0 + Duration::from_micros(11_250), "9/8 of 10 ms");
         assert_eq!(r.detect_lost(deadline), vec![carrying(0)]);
         assert_eq!(r.loss_deadline(), None);
+    }
+
+    #[test]
+    fn a_late_ack_of_a_packet_presumed_lost_acknowledges_it_and_lengthens_the_timeout() {
+        let t0 = Instant::now();
+        let mut r = sent(1, t0);
+        r.on_ack(t0 + MS, &ack(&[(0, 0)])).unwrap(); // a 1 ms LAN round trip
+                                                     // The peer's host gets busy: its answers now take 3 s. Packet 1 times out, goes again
+                                                     // as packet 2, which times out too.
+        r.on_packet_sent(t0 + MS * 10, carrying(1));
+        let first = r.rto_deadline().unwrap();
+        assert_eq!(r.on_rto(first), Some(vec![carrying(1)]));
+        r.on_packet_sent(first, carrying(1));
+        let second = r.rto_deadline().unwrap();
+        assert_eq!(r.on_rto(second), Some(vec![carrying(1)]));
+        // Packet 1's ack arrives 3 s after it left: its item is acknowledged, and the round
+        // trip it took is learned.
+        let late = t0 + MS * 3010;
+        assert_eq!(r.on_ack(late, &ack(&[(1, 1)])), Some(vec![carrying(1)]));
+        assert_eq!(r.spurious(), 1);
+        assert!(r.srtt().unwrap() > MS * 300);
+        // The next packet waits longer than that round trip before it is sent again (the
+        // 2 s cap of the back-off does not cut a timeout measured longer).
+        r.on_packet_sent(late, carrying(2));
+        assert!(r.rto_deadline().unwrap() > late + MS * 3000);
+        assert!(r.on_rto(late + MS * 2999).is_none());
+        // Packet 2's ack, later still, is no news to the items (already acknowledged) but
+        // counts: forgetting lost packets is bounded.
+        assert_eq!(
+            r.on_ack(late + MS, &ack(&[(2, 2)])),
+            Some(vec![carrying(1)])
+        );
+        for i in 0..(LOST_KEPT as u64 + 10) {
+            r.on_packet_sent(late, carrying(i));
+        }
+        r.take_all();
+        assert_eq!(r.lost.len(), LOST_KEPT);
     }
 
     #[test]
