@@ -95,10 +95,39 @@ pub const MAX_PEERS_PER_IP: usize = 16;
 pub const PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(24 * 60 * 60);
 /// A peer whose outstanding data has not been acknowledged for this long is unreachable.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
-/// Idle peers are pinged this often, keeping round-trip time and liveness current.
+/// Idle peers are pinged this often, keeping round-trip time and liveness current (with up to
+/// [`KEEPALIVE_PEERS`] peers online; see [`keepalive_interval`]).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// Up to this many peers online, idle links are pinged every [`KEEPALIVE_INTERVAL`]; beyond it
+/// the interval grows with their number, one second per this many peers / 5.
+pub const KEEPALIVE_PEERS: usize = 50;
+
+/// How long a link stays idle before it pings, with `peers` online: 5 s up to 50 peers, then
+/// one more second per 10 peers (25 s at 250). An idle link carries one Ping and its Ack per
+/// interval, so a host's keepalive traffic stays near 10 Pings and Acks a second however
+/// large the LAN, instead of growing with it: at 250 peers, pinging each every 5 s alone kept
+/// a 2-core machine running 250 hosts busy. A silent peer is found unreachable later in a
+/// large office (the interval, then [`UNREACHABLE_AFTER`]).
+pub fn keepalive_interval(peers: usize) -> Duration {
+    let per_sec = KEEPALIVE_PEERS / 5;
+    KEEPALIVE_INTERVAL.max(Duration::from_secs(peers.div_ceil(per_sec) as u64))
+}
 /// A message not acknowledged this long after it was queued is reported as delayed.
 pub const DELAYED_AFTER: Duration = Duration::from_secs(2);
 /// A partly reassembled message from a peer that has left is dropped after this long without
 /// progress (while the peer is here, its ordered stream always completes the message).
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalives_slow_down_past_fifty_peers() {
+        assert_eq!(keepalive_interval(0), KEEPALIVE_INTERVAL);
+        assert_eq!(keepalive_interval(50), Duration::from_secs(5));
+        assert_eq!(keepalive_interval(51), Duration::from_secs(6));
+        assert_eq!(keepalive_interval(100), Duration::from_secs(10));
+        assert_eq!(keepalive_interval(250), Duration::from_secs(25));
+    }
+}

@@ -379,6 +379,14 @@ impl Sim {
         }
     }
 
+    /// How far behind the shared machine is: how long work arriving now waits for a core.
+    pub fn cpu_lag(&self) -> Duration {
+        self.cpu.as_ref().map_or(Duration::ZERO, |(_, m)| {
+            let free = m.free.iter().min().copied().unwrap_or(self.now);
+            free.saturating_duration_since(self.now)
+        })
+    }
+
     /// Makes the hosts limited in speed from now on (see [`Cpu`]).
     pub fn set_cpu(&mut self, cpu: Cpu) {
         let machine = Machine {

@@ -170,7 +170,8 @@ impl Endpoint {
     /// that address already: a proof would change nothing (two handshakes crossed, or a hello
     /// went again before the first one's proof reply came back), and we say nothing; or unless
     /// the probe of that address awaits the reply to a proof sent moments ago
-    /// ([`super::discovery::Probe::on_cookie`]). Nothing
+    /// ([`super::discovery::Probe::on_cookie`]), or, with no probe there, a proof went to
+    /// that address less than [`super::PROOF_INTERVAL`] ago. Nothing
     /// about the sender is taken from it. Returns false: nothing changed.
     pub(super) fn on_cookie(
         &mut self,
@@ -194,10 +195,12 @@ impl Endpoint {
             self.probes.remove(from);
             return false;
         }
-        if let Some(p) = self.probes.get_mut(from) {
-            if !p.on_cookie(now) {
-                return false;
-            }
+        let prove = match self.probes.get_mut(from) {
+            Some(p) => p.on_cookie(now),
+            None => self.proof_limiter.allow(now, from),
+        };
+        if !prove {
+            return false;
         }
         let challenge = self.jar.token(now, from);
         let signed = self

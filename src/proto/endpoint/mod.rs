@@ -38,7 +38,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::SeedableRng;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Distinct senders told about a version mismatch at most (each once).
 const MAX_VERSION_REPORTS: usize = 64;
@@ -66,6 +66,9 @@ pub struct Footprint {
     pub hello_limiter: usize,
 }
 
+/// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
+pub const PROOF_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// After a change of nick, a peer whose streams (re)start within this long is sent the nick
 /// again: longer than a proof stays valid (a cookie lives at most 10 s, §8.2).
 pub const NICK_RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
@@ -86,6 +89,11 @@ pub struct Endpoint {
     hints: Hints,
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
+    /// At most one proof per [`PROOF_INTERVAL`] to an address we do not probe (its cookie
+    /// answers a stateless hello, or a probe given up before slow answers came back): the
+    /// cookies of several hellos then make one handshake, not one each. Probed addresses are
+    /// paced by their probe ([`discovery::Probe::on_cookie`]).
+    proof_limiter: AddrLimiter,
     /// At most one announcement answered per announcer (PeerId and session, as claimed) per
     /// [`HELLO_INTERVAL`]: one announcement arrives as up to three copies, from the announcer's
     /// IPv4 and IPv6 addresses, and one handshake is enough.
@@ -130,6 +138,9 @@ pub struct Endpoint {
     /// the first `poll_*` after a batch of inputs, packs messages typed or received together
     /// into shared datagrams and one ack, without delaying anything.
     pending: Option<Instant>,
+    /// When the links' keepalive intervals were last set for the number of peers online (they
+    /// grow with it, [`crate::proto::keepalive_interval`]): at most once a second.
+    keepalives_checked: Option<Instant>,
 }
 
 impl Endpoint {
@@ -141,6 +152,7 @@ impl Endpoint {
             jar: CookieJar::new(config.seed, now),
             hints: Hints::default(),
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            proof_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, PROOF_INTERVAL),
             announcers: SlotLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
             strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
@@ -159,6 +171,7 @@ impl Endpoint {
             nick_changed: None,
             departing: std::collections::BTreeMap::new(),
             pending: None,
+            keepalives_checked: None,
         }
     }
 
@@ -741,6 +754,13 @@ impl Endpoint {
     /// Runs due timers and builds every datagram that is ready: for the peers changed since the
     /// last time and those whose timer is due (the others have nothing to do).
     fn drive(&mut self, now: Instant) {
+        if self
+            .keepalives_checked
+            .is_none_or(|t| now >= t + Duration::from_secs(1))
+        {
+            self.keepalives_checked = Some(now);
+            self.peers.set_keepalives();
+        }
         for id in self.peers.due(now) {
             let header = self.header();
             let Some(peer) = self.peers.get_mut(&id) else {

@@ -278,6 +278,18 @@ impl PeerTable {
         self.peers.iter()
     }
 
+    /// Sets every link's keepalive interval for the number of peers online
+    /// ([`crate::proto::keepalive_interval`]); a link whose interval changes is driven again.
+    pub fn set_keepalives(&mut self) {
+        let online = self.peers.values().filter(|p| p.is_online()).count();
+        let keepalive = crate::proto::keepalive_interval(online);
+        for (id, peer) in &mut self.peers {
+            if peer.link.set_keepalive(keepalive) {
+                self.dirty.insert(*id);
+            }
+        }
+    }
+
     /// Every known peer, to change.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
         self.dirty.extend(self.peers.keys().copied());

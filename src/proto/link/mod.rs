@@ -120,6 +120,9 @@ pub struct Link {
     reassembly: ReassemblyBuffer,
     /// When we last sent an ack-eliciting packet or heard the peer, for keepalives.
     last_activity: Instant,
+    /// How long the link stays idle before it pings (set by the endpoint, which knows how
+    /// many peers there are: [`crate::proto::keepalive_interval`]).
+    keepalive: Duration,
 }
 
 impl Link {
@@ -133,7 +136,13 @@ impl Link {
             receive: Receiver::default(),
             reassembly: ReassemblyBuffer::default(),
             last_activity: now,
+            keepalive: KEEPALIVE_INTERVAL,
         }
+    }
+
+    /// Pings after `keepalive` of idleness from now on; returns whether that changed.
+    pub fn set_keepalive(&mut self, keepalive: Duration) -> bool {
+        std::mem::replace(&mut self.keepalive, keepalive) != keepalive
     }
 
     /// Where the peer stands.
@@ -322,7 +331,18 @@ impl Link {
                 *resent_on_heard = true;
                 self.recovery.reset_backoff();
                 self.requeue_all_sent();
+                self.probe_if_idle();
             }
+        }
+    }
+
+    /// Towards an unreachable peer with nothing in flight and nothing to send (what was
+    /// outstanding got acknowledged late, by acks of packets presumed lost), a Ping: only an
+    /// ack of something in flight makes it reachable again, and without one the link would
+    /// stay unreachable for good, the peer hearing us and acking nothing.
+    fn probe_if_idle(&mut self) {
+        if !self.recovery.in_flight() && self.send.all_sent() && !self.send.leave_pending() {
+            self.send.request_ping();
         }
     }
 
@@ -425,13 +445,13 @@ impl Link {
             && reachable
             && self.send.all_sent()
             && !self.send.ping_pending())
-        .then_some(self.last_activity + KEEPALIVE_INTERVAL);
+        .then_some(self.last_activity + self.keepalive);
         let unreachable = self.recovery.unreachable_deadline().filter(|_| reachable);
         let delay = self.send.next_delay_notice().filter(|_| reachable);
         [
             ack,
             self.recovery.loss_deadline(),
-            self.recovery.rto_deadline(),
+            self.recovery.rto_deadline(self.is_unreachable()),
             keepalive,
             unreachable,
             delay,
@@ -448,7 +468,7 @@ impl Link {
             return;
         }
         self.requeue_lost(now);
-        if let Some(lost) = self.recovery.on_rto(now) {
+        if let Some(lost) = self.recovery.on_rto(now, self.is_unreachable()) {
             // Timeout: everything in flight is presumed lost and goes out again.
             if let LinkState::Unreachable { resent_on_heard } = &mut self.state {
                 *resent_on_heard = false;
@@ -464,7 +484,7 @@ impl Link {
         if !self.recovery.in_flight()
             && self.send.all_sent()
             && reachable
-            && self.last_activity + KEEPALIVE_INTERVAL <= now
+            && self.last_activity + self.keepalive <= now
         {
             self.send.request_ping();
         }
@@ -478,6 +498,7 @@ impl Link {
                 resent_on_heard: false,
             };
             out.push(LinkEvent::Unreachable);
+            self.probe_if_idle();
         }
         if self.is_unreachable() {
             return; // the unreachable notice already said that messages wait

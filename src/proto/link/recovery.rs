@@ -7,7 +7,7 @@
 //! send queue decides what that means.
 
 use super::send::Carried;
-use crate::proto::rtt::RttEstimator;
+use crate::proto::rtt::{RttEstimator, MAX_RTO};
 use crate::proto::wire::Ack;
 use crate::proto::UNREACHABLE_AFTER;
 use std::collections::BTreeMap;
@@ -174,19 +174,23 @@ impl Recovery {
             .map(|(_, p)| p.time + delay)
     }
 
-    /// When the retransmission timeout fires, if anything is in flight.
-    pub fn rto_deadline(&self) -> Option<Instant> {
+    /// When the retransmission timeout fires, if anything is in flight. Towards a peer
+    /// declared unreachable (`probing`) it is at most [`MAX_RTO`], whatever the estimate: an
+    /// estimate swollen while a host was overloaded must not space out the one packet that
+    /// finds out it answers again (it costs one datagram per 2 s).
+    pub fn rto_deadline(&self, probing: bool) -> Option<Instant> {
         if self.sent.is_empty() {
             return None;
         }
-        self.last_eliciting_sent
-            .map(|s| s + self.rtt.rto(self.backoff))
+        let rto = self.rtt.rto(self.backoff);
+        let rto = if probing { rto.min(MAX_RTO) } else { rto };
+        self.last_eliciting_sent.map(|s| s + rto)
     }
 
     /// If the retransmission timeout has fired at `now`: counts it, backs the timeout off, and
     /// returns everything in flight, presumed lost. `None` if it has not fired.
-    pub fn on_rto(&mut self, now: Instant) -> Option<Vec<Carried>> {
-        if self.rto_deadline().is_none_or(|t| t > now) {
+    pub fn on_rto(&mut self, now: Instant, probing: bool) -> Option<Vec<Carried>> {
+        if self.rto_deadline(probing).is_none_or(|t| t > now) {
             return None;
         }
         self.timeouts += 1;
@@ -328,11 +332,11 @@ mod tests {
                                                      // The peer's host gets busy: its answers now take 3 s. Packet 1 times out, goes again
                                                      // as packet 2, which times out too.
         r.on_packet_sent(t0 + MS * 10, carrying(1));
-        let first = r.rto_deadline().unwrap();
-        assert_eq!(r.on_rto(first), Some(vec![carrying(1)]));
+        let first = r.rto_deadline(false).unwrap();
+        assert_eq!(r.on_rto(first, false), Some(vec![carrying(1)]));
         r.on_packet_sent(first, carrying(1));
-        let second = r.rto_deadline().unwrap();
-        assert_eq!(r.on_rto(second), Some(vec![carrying(1)]));
+        let second = r.rto_deadline(false).unwrap();
+        assert_eq!(r.on_rto(second, false), Some(vec![carrying(1)]));
         // Packet 1's ack arrives 3 s after it left: its item is acknowledged, and the round
         // trip it took is learned.
         let late = t0 + MS * 3010;
@@ -342,8 +346,11 @@ mod tests {
         // The next packet waits longer than that round trip before it is sent again (the
         // 2 s cap of the back-off does not cut a timeout measured longer).
         r.on_packet_sent(late, carrying(2));
-        assert!(r.rto_deadline().unwrap() > late + MS * 3000);
-        assert!(r.on_rto(late + MS * 2999).is_none());
+        assert!(r.rto_deadline(false).unwrap() > late + MS * 3000);
+        assert!(r.on_rto(late + MS * 2999, false).is_none());
+        // Towards a peer declared unreachable the one packet out goes again within 2 s, so
+        // that a swollen estimate does not delay finding out it answers again.
+        assert_eq!(r.rto_deadline(true), Some(late + MAX_RTO));
         // Packet 2's ack, later still, is no news to the items (already acknowledged) but
         // counts: forgetting lost packets is bounded.
         assert_eq!(
@@ -362,32 +369,36 @@ mod tests {
         let t0 = Instant::now();
         let mut r = sent(1, t0);
         r.on_ack(t0 + MS, &ack(&[(0, 0)])).unwrap(); // RTT 1 ms: the floor applies
-        assert_eq!(r.rto_deadline(), None, "nothing in flight");
+        assert_eq!(r.rto_deadline(false), None, "nothing in flight");
         let t1 = t0 + MS * 10;
         r.on_packet_sent(t1, carrying(1));
-        assert_eq!(r.rto_deadline(), Some(t1 + MIN_RTO));
-        assert!(r.on_rto(t1 + MIN_RTO - MS).is_none());
-        assert_eq!(r.on_rto(t1 + MIN_RTO), Some(vec![carrying(1)]));
+        assert_eq!(r.rto_deadline(false), Some(t1 + MIN_RTO));
+        assert!(r.on_rto(t1 + MIN_RTO - MS, false).is_none());
+        assert_eq!(r.on_rto(t1 + MIN_RTO, false), Some(vec![carrying(1)]));
         assert_eq!(r.timeouts(), 1);
         let t2 = t1 + MIN_RTO;
         r.on_packet_sent(t2, carrying(1));
         assert_eq!(
-            r.rto_deadline(),
+            r.rto_deadline(false),
             Some(t2 + MIN_RTO * 3 / 2),
             "1.5× after one"
         );
         for _ in 0..30 {
-            let at = r.rto_deadline().unwrap();
-            r.on_rto(at).unwrap();
+            let at = r.rto_deadline(false).unwrap();
+            r.on_rto(at, false).unwrap();
             r.on_packet_sent(at, carrying(1));
         }
         let sent_at = r.last_eliciting_sent.unwrap();
-        assert_eq!(r.rto_deadline().unwrap() - sent_at, MAX_RTO, "capped");
+        assert_eq!(r.rto_deadline(false).unwrap() - sent_at, MAX_RTO, "capped");
         let pn = r.next_packet() - 1;
         r.on_ack(sent_at + MS, &ack(&[(pn, pn)])).unwrap();
         let t3 = sent_at + MS * 2;
         r.on_packet_sent(t3, carrying(2));
-        assert_eq!(r.rto_deadline(), Some(t3 + MIN_RTO), "reset by the ack");
+        assert_eq!(
+            r.rto_deadline(false),
+            Some(t3 + MIN_RTO),
+            "reset by the ack"
+        );
     }
 
     #[test]
