@@ -397,13 +397,17 @@ def table(paths):
                 shown = [f"{net[k]:.2f} ({cpu[side]:.2f})" for k, side in enumerate(("sender", "receiver"))]
             else:
                 shown = [f"{cpu['sender']:.2f}", f"{cpu['receiver']:.2f}"]
+            after = "—"  # a copy shorter than a second has no "after"
+            if l.get("after_1s_p50_ms") is not None:
+                after = (
+                    f"{l['after_1s_p50_ms']} / {l['after_1s_p99_ms']} / {l['after_1s_max_ms']} ms"
+                )
             print(
                 f"| {i} | {run['kind']} | {run['seconds']:.2f} s | {run['mbit_s']:.1f} Mbit/s "
                 f"({run['mbyte_s']:.0f} MB/s) | {shown[0]} | {shown[1]} | {l['p50_ms']} ms | "
                 f"{l['p99_ms']} ms | {l['max_ms']} ms | "
-                f"{l.get('first_s_max_ms')} ms, {l.get('first_s_over_10ms')} | "
-                f"{l.get('after_1s_p50_ms')} / {l.get('after_1s_p99_ms')} / "
-                f"{l.get('after_1s_max_ms')} ms | {l['n']} (lost {l['lost']}) | "
+                f"{l.get('first_s_max_ms')} ms, {l.get('first_s_over_10ms')} | {after} | "
+                f"{l['n']} (lost {l['lost']}) | "
                 f"{run['byte_exact']} |"
             )
         kinds = []
