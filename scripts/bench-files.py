@@ -8,7 +8,9 @@ Measured, all on one clock (CLOCK_MONOTONIC, which every namespace shares):
   connecting socat to the exit of the receiving one (plain copy); the file is compared after;
 - chat latency: alice types "lat N" every INTERVAL ms and the time until bob's output shows
   "<alice> lat N" is taken, when idle and during every copy (one loop, select() on both
-  programs' output, so no thread of this script waits for the interpreter's lock);
+  programs' output, so no thread of this script waits for the interpreter's lock); besides
+  the whole copy's percentiles, the first second (where a congestion controller's start-up
+  fills the bottleneck's queue) and the rest are summarised apart;
 - CPU: utime + stime of each tailchat from /proc/PID/stat over the copy, and of each socat
   from wait4's rusage; also alice's CPU while hashing the file at /send.
 
@@ -119,7 +121,7 @@ class Bench:
         self.bob = None
         self.pending = {}  # ping number -> time typed
         self.next_ping = 0
-        self.samples = []  # latencies (s) of the current phase
+        self.samples = []  # (sent, latency) in s of the current phase, sent from its start
         self.loop_extra = []  # (fd, callback) watched besides the chats
         self.copies = 0  # plain copies made (each takes a port of its own)
         self.backlog = {"alice": [], "bob": []}  # lines not yet looked at by expect()
@@ -145,7 +147,7 @@ class Bench:
                     n = int(m.group(1))
                     sent = self.pending.pop(n, None)
                     if sent is not None:
-                        self.samples.append(t - sent)
+                        self.samples.append((sent - self.phase_start, t - sent))
                 else:
                     self.backlog[who].append((t, line))
 
@@ -180,6 +182,7 @@ class Bench:
     def start_pinging(self):
         self.samples = []
         self.ping_at = now()
+        self.phase_start = self.ping_at
 
     def finish_pinging(self):
         """Lets the messages in flight arrive (2 s at most); returns the phase's samples."""
@@ -188,7 +191,7 @@ class Bench:
             self.pump(0.05)
         lost = len(self.pending)
         self.pending.clear()
-        return sorted(self.samples), lost
+        return self.samples, lost
 
     # -- phases ------------------------------------------------------------------------
     def start_chats(self):
@@ -319,14 +322,24 @@ class Bench:
         }
 
 
-def summary(lat, lost):
+def summary(samples, lost):
+    """Latency figures of a phase's (sent, latency) samples: over the whole phase, and apart
+    for its first second (a copy's congestion controller starts up then) and the rest."""
     ms = lambda v: None if v is None else round(v * 1000, 2)
+    lat = sorted(l for _, l in samples)
+    first = sorted(l for t, l in samples if t < 1.0)
+    rest = sorted(l for t, l in samples if t >= 1.0)
     return {
         "n": len(lat),
         "lost": lost,
         "p50_ms": ms(pct(lat, 0.5)),
         "p99_ms": ms(pct(lat, 0.99)),
         "max_ms": ms(lat[-1] if lat else None),
+        "first_s_max_ms": ms(first[-1] if first else None),
+        "first_s_over_10ms": sum(1 for l in first if l > 0.010),
+        "after_1s_p50_ms": ms(pct(rest, 0.5)),
+        "after_1s_p99_ms": ms(pct(rest, 0.99)),
+        "after_1s_max_ms": ms(rest[-1] if rest else None),
     }
 
 
@@ -365,9 +378,10 @@ def table(paths):
         print()
         print(
             "| run | copy | time | throughput | CPU s/GB sender | CPU s/GB receiver "
-            "| chat p50 | chat p99 | chat max | messages | byte-exact |"
+            "| chat p50 | chat p99 | chat max | first second: max, > 10 ms "
+            "| after it: p50 / p99 / max | messages | byte-exact |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         gb = size / 1e9
         ping = r["idle"]["cpu_per_s"]
         for i, run in enumerate(r["runs"]):
@@ -383,10 +397,17 @@ def table(paths):
                 shown = [f"{net[k]:.2f} ({cpu[side]:.2f})" for k, side in enumerate(("sender", "receiver"))]
             else:
                 shown = [f"{cpu['sender']:.2f}", f"{cpu['receiver']:.2f}"]
+            after = "—"  # a copy shorter than a second has no "after"
+            if l.get("after_1s_p50_ms") is not None:
+                after = (
+                    f"{l['after_1s_p50_ms']} / {l['after_1s_p99_ms']} / {l['after_1s_max_ms']} ms"
+                )
             print(
                 f"| {i} | {run['kind']} | {run['seconds']:.2f} s | {run['mbit_s']:.1f} Mbit/s "
                 f"({run['mbyte_s']:.0f} MB/s) | {shown[0]} | {shown[1]} | {l['p50_ms']} ms | "
-                f"{l['p99_ms']} ms | {l['max_ms']} ms | {l['n']} (lost {l['lost']}) | "
+                f"{l['p99_ms']} ms | {l['max_ms']} ms | "
+                f"{l.get('first_s_max_ms')} ms, {l.get('first_s_over_10ms')} | {after} | "
+                f"{l['n']} (lost {l['lost']}) | "
                 f"{run['byte_exact']} |"
             )
         kinds = []

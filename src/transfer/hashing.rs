@@ -3,6 +3,12 @@
 //! on the receiving thread it was a third more time on the critical path of a transfer
 //! (docs/BENCHMARKS.md, "File transfer"). Buffers go round between the two threads, so the
 //! receiver never waits for the hash unless it is a whole pool of buffers ahead.
+//!
+//! Fewer copies were tried and measured no faster (docs/BENCHMARKS.md, "File transfer"):
+//! splice(2) from the socket through a pipe into the file, with the hash reading the written
+//! range through a memory map, saves the copy out of the socket, but mapping and faulting the
+//! pages in for the hash costs more than that copy did; most of the receiver's time is the
+//! copy into the page cache, which a plain copy pays too.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
