@@ -393,6 +393,7 @@ impl Endpoint {
             Some(p) => (Some(p.origin), p.clean_rtt()),
             None => (None, None),
         };
+        let typical_rtt = self.peers.typical_rtt();
         let early = self.probes.get_mut(from).and_then(|p| p.take_early());
         let id: PeerId = header.sender;
         if !self.peers.contains(&id) {
@@ -427,6 +428,8 @@ impl Endpoint {
             // One hello, one cookie: the round trip is unambiguous (Karn), so `/peers` shows an
             // RTT from the first moment rather than after the first keepalive.
             peer.link.handshake_rtt(rtt);
+        } else if let Some(rtt) = typical_rtt {
+            peer.link.assume_rtt(rtt);
         }
         // Every protocol-2 peer takes AppData (an older one cannot even make contact).
         peer.caps = Some(caps | wire::caps::APP_DATA);
