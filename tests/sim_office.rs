@@ -95,6 +95,20 @@ fn office(seed: u64, n: usize, cpu: Option<Cpu>, limit: Duration) -> (Option<Dur
         let s = node.ep.stats();
         (acc.0 + s.links.retransmitted, acc.1 + s.links.timeouts)
     });
+    let drops = sim.nodes.iter().fold([0u64; 5], |mut acc, node| {
+        let s = node.ep.stats();
+        for (a, v) in acc.iter_mut().zip([
+            s.unknown_sender,
+            s.unproven_address,
+            s.stale_session,
+            s.bad_cookie,
+            s.links.spurious,
+        ]) {
+            *a += v;
+        }
+        acc
+    });
+    eprintln!("  unknown sender, unproven address, stale session, bad cookie, spurious: {drops:?}");
     eprintln!(
         "seed {seed} n {n} cpu {:?}: mesh {:?}, fewest {} of {}, {} datagrams per node, {} announces, rcvbuf drops {}, retransmitted {} timeouts {}",
         cpu.map(|c| c.cores),

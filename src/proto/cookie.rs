@@ -6,7 +6,7 @@
 //!
 //! The secret is derived from the endpoint's seed and rotates every [`COOKIE_EPOCH`] of `now`
 //! (counted from the endpoint's start); a cookie or token is accepted in the epoch it was made
-//! and the next one, so it lives between 5 and 10 s. Only the endpoint that made a value ever
+//! and the next one, so it lives between 7 and 14 s. Only the endpoint that made a value ever
 //! checks it, so the construction below is this implementation's choice, not a wire rule (the
 //! spec describes it, and what any construction must guarantee).
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Bytes of a cookie or token on the wire.
 pub const COOKIE_LEN: usize = 16;
 /// How often the secret changes; a value is accepted in its epoch and the next.
-pub const COOKIE_EPOCH: Duration = Duration::from_secs(5);
+pub const COOKIE_EPOCH: Duration = Duration::from_secs(7);
 
 /// A cookie or token.
 pub type Cookie = [u8; COOKIE_LEN];

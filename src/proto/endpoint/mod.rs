@@ -70,7 +70,7 @@ pub struct Footprint {
 pub const PROOF_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// After a change of nick, a peer whose streams (re)start within this long is sent the nick
-/// again: longer than a proof stays valid (a cookie lives at most 10 s, §8.2).
+/// again: longer than a proof stays valid (a cookie lives at most 14 s, §8.2).
 pub const NICK_RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long an ephemeral peer that left is kept, to acknowledge its leave again if our first
