@@ -21,8 +21,12 @@ them removed on exit, pass or fail. The kernel's neighbour tables are shared by 
 namespaces (gc_thresh* are global: 1024 entries by default, and N hosts need about 2·N² for
 ARP and ND), so the thresholds are raised for the run and put back after it.
 
+With --capture DIR (needs tcpdump), each LAN's frames are captured in the switch namespace
+as they enter the bridge ports until the mesh is complete, and counted by kind (tailchat
+datagrams by the frames they carry, ARP, ND): what multiplies when a LAN does not mesh.
+
 Usage (root): scripts/bench-office.py [--bin target/release/tailchat] [--sizes 10,100,250]
-               [--loopback 100] [--idle 30] [--data tmpfs|disk]
+               [--loopback 100] [--idle 30] [--data tmpfs|disk] [--capture DIR]
 """
 
 import argparse
