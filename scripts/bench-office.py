@@ -346,7 +346,11 @@ def bench_lan(args, n, prefix, work):
                 ["ip", "netns", "exec", sw, "tcpdump", "-i", "any", "-Q", "in", "-s", "128",
                  "-B", "262144", "-w", pcap, "-U"],
                 stdout=subprocess.DEVNULL, stderr=open(pcap + ".log", "wb"))
-            time.sleep(1.0)  # tcpdump has no "ready" signal; harness only, not a test
+            deadline = time.monotonic() + 10
+            while b"listening on" not in open(pcap + ".log", "rb").read():
+                if capture.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"tcpdump did not start: {open(pcap + '.log').read()}")
+                time.sleep(0.05)  # polling tcpdump's log for its "listening on" line
         t0 = time.monotonic()
         for i, space in enumerate(spaces, 1):
             hosts.start(f"h{i}", ["ip", "netns", "exec", space, *NICE, args.bin, "--nick", f"h{i}"],
