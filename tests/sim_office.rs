@@ -146,28 +146,6 @@ fn office(seed: u64, n: usize, cpu: Option<Cpu>, limit: Duration) -> (Option<Dur
                     mine.map(|p| (p.state, p.found)),
                     theirs.map(|p| (p.state, p.found))
                 );
-                if shown == 0 {
-                    let p = mine.unwrap();
-                    eprintln!(
-                        "    {i}'s view: rtt {:?} heard {:?} ago, addrs {:?}; {:?}",
-                        p.rtt,
-                        sim.now - p.last_heard,
-                        p.addrs,
-                        sim.nodes[i].ep.stats().links
-                    );
-                    let (a, b) = (sim.nodes[i].addr, sim.nodes[j].addr);
-                    sim.tap = Some(Vec::new());
-                    sim.run_for(Duration::from_secs(20));
-                    for (from, to, bytes) in sim.tap.take().unwrap() {
-                        let src = sim.nodes[from].addr;
-                        if (src == a && to == b) || (src == b && to == a) {
-                            eprintln!(
-                                "    {from}->{to}: {:?}",
-                                wire::decode(&bytes).map(|d| d.frames)
-                            );
-                        }
-                    }
-                }
                 shown += 1;
             }
         }

@@ -393,7 +393,12 @@ impl Endpoint {
             Some(p) => (Some(p.origin), p.clean_rtt()),
             None => (None, None),
         };
-        let typical_rtt = self.peers.typical_rtt();
+        // Only wanted (and only computed, over the whole table) when the handshake gave no
+        // clean sample.
+        let typical_rtt = handshake_rtt
+            .is_none()
+            .then(|| self.peers.typical_rtt())
+            .flatten();
         let early = self.probes.get_mut(from).and_then(|p| p.take_early());
         let id: PeerId = header.sender;
         if !self.peers.contains(&id) {

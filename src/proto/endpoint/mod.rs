@@ -67,7 +67,7 @@ pub struct Footprint {
 }
 
 /// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
-pub const PROOF_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub const PROOF_INTERVAL: Duration = Duration::from_secs(1);
 
 /// After a change of nick, a peer whose streams (re)start within this long is sent the nick
 /// again: longer than a proof stays valid (a cookie lives at most 14 s, §8.2).

@@ -334,9 +334,9 @@ mod tests {
     fn a_late_ack_of_a_packet_presumed_lost_acknowledges_it_and_lengthens_the_timeout() {
         let t0 = Instant::now();
         let mut r = sent(1, t0);
-        r.on_ack(t0 + MS, &ack(&[(0, 0)])).unwrap(); // a 1 ms LAN round trip
-                                                     // The peer's host gets busy: its answers now take 3 s. Packet 1 times out, goes again
-                                                     // as packet 2, which times out too.
+        // A 1 ms LAN round trip. Then the peer's host gets busy: its answers now take 3 s.
+        // Packet 1 times out, goes again as packet 2, which times out too.
+        r.on_ack(t0 + MS, &ack(&[(0, 0)])).unwrap();
         r.on_packet_sent(t0 + MS * 10, carrying(1));
         let first = r.rto_deadline(false).unwrap();
         assert_eq!(r.on_rto(first, false), Some(vec![carrying(1)]));
