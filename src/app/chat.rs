@@ -282,7 +282,8 @@ impl Chat {
 
     /// Hands the core the tailnet addresses due now (see [`crate::app::tailnet::plan`]).
     fn contact_tailnet(&mut self, now: Instant) {
-        let due = self.tailnet.due(now, &self.ep.peers());
+        let ep = &self.ep;
+        let due = self.tailnet.due(now, || ep.peers());
         for addr in due {
             self.ep.add_address(now, addr);
         }

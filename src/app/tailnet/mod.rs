@@ -296,14 +296,15 @@ impl Tailnet {
             .flatten()
     }
 
-    /// The addresses to hand the core now (`Endpoint::add_address`), given the peers: each is
-    /// remembered as found through the tailnet, and its owner asked for at once, so that the
-    /// answer to our hello is let in with a name.
-    pub fn due(&mut self, now: Instant, peers: &[PeerInfo]) -> Vec<SocketAddr> {
+    /// The addresses to hand the core now (`Endpoint::add_address`), given the peers (asked
+    /// for only when the tailnet is in use: building the list costs a look at every peer, and
+    /// this runs at every wake-up): each is remembered as found through the tailnet, and its
+    /// owner asked for at once, so that the answer to our hello is let in with a name.
+    pub fn due(&mut self, now: Instant, peers: impl FnOnce() -> Vec<PeerInfo>) -> Vec<SocketAddr> {
         if !(self.discovery && self.working()) {
             return Vec::new();
         }
-        let online: HashSet<SocketAddr> = peers
+        let online: HashSet<SocketAddr> = peers()
             .iter()
             .filter(|p| p.state == PeerState::Online)
             .flat_map(|p| p.addrs.iter().copied())

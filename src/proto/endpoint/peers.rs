@@ -226,6 +226,9 @@ pub struct PeerTable {
     /// the endpoint drive only the peers that have work, instead of every peer on every input:
     /// what a table of hundreds of peers needs.
     timers: BTreeMap<PeerId, Instant>,
+    /// The same timers ordered by time, so that the due ones and the earliest are found
+    /// without looking at every peer (each datagram in and every wake-up asks).
+    by_time: BTreeSet<(Instant, PeerId)>,
 }
 
 impl PeerTable {
@@ -238,6 +241,7 @@ impl PeerTable {
             forgotten: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: BTreeMap::new(),
+            by_time: BTreeSet::new(),
         }
     }
 
@@ -310,10 +314,10 @@ impl PeerTable {
     /// whose timer is due.
     pub fn due(&self, now: Instant) -> Vec<PeerId> {
         let timed = self
-            .timers
+            .by_time
             .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(id, _)| *id);
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id);
         let mut ids: BTreeSet<PeerId> = self.dirty.clone();
         ids.extend(timed);
         ids.into_iter().collect()
@@ -322,25 +326,35 @@ impl PeerTable {
     /// Peer `id` was driven: its timer is noted, and it is clean until changed again.
     pub fn settle(&mut self, id: PeerId) {
         self.dirty.remove(&id);
-        match self.peers.get(&id).and_then(|p| p.link.next_timeout()) {
-            Some(t) => self.timers.insert(id, t),
-            None => self.timers.remove(&id),
-        };
+        self.unschedule(id);
+        if let Some(t) = self.peers.get(&id).and_then(|p| p.link.next_timeout()) {
+            self.timers.insert(id, t);
+            self.by_time.insert((t, id));
+        }
+    }
+
+    /// Peer `id`'s timer is no longer noted.
+    fn unschedule(&mut self, id: PeerId) {
+        if let Some(t) = self.timers.remove(&id) {
+            self.by_time.remove(&(t, id));
+        }
     }
 
     /// The earliest timer of any peer.
     pub fn next_timeout(&self) -> Option<Instant> {
+        // The earliest timer of a peer not changed since it was noted (a changed peer's noted
+        // timer may be stale: its link is asked instead).
         let clean = self
-            .timers
+            .by_time
             .iter()
-            .filter(|(id, _)| !self.dirty.contains(id))
-            .map(|(_, t)| *t);
+            .find(|(_, id)| !self.dirty.contains(id))
+            .map(|(t, _)| *t);
         let changed = self
             .dirty
             .iter()
             .filter_map(|id| self.peers.get(id))
             .filter_map(|p| p.link.next_timeout());
-        clean.chain(changed).min()
+        clean.into_iter().chain(changed).min()
     }
 
     /// The key `id` must prove, if one is known for it (in the table, restored with one, or
@@ -403,7 +417,7 @@ impl PeerTable {
     pub fn remove(&mut self, id: PeerId) -> Option<Forgotten> {
         let p = self.peers.remove(&id)?;
         self.dirty.remove(&id);
-        self.timers.remove(&id);
+        self.unschedule(id);
         // Should it come back in this run, it must not be shown again what it has seen.
         if self.forgotten.len() >= MAX_FORGOTTEN {
             self.forgotten.pop_first();
@@ -606,6 +620,47 @@ mod tests {
             Addresses::from_list(&many).unwrap().iter().count(),
             MAX_ADDRS
         );
+    }
+
+    #[test]
+    fn timers_are_found_in_time_order_and_go_with_their_peer() {
+        let t0 = Instant::now();
+        let mut t = table(4, t0);
+        let mut at = Vec::new();
+        for id in 1..=3u8 {
+            // Peer 3 is the first to join, so its timer is the earliest.
+            let p = online(&mut t, t0 + SEC * u32::from(4 - id), id);
+            at.push(p.link.next_timeout().expect("an online link keeps a timer"));
+            t.settle(PeerId(id.into()));
+        }
+        assert!(at[2] < at[1] && at[1] < at[0]);
+        assert_eq!(t.next_timeout(), Some(at[2]));
+        assert_eq!(t.due(at[2] - SEC / 2), vec![]);
+        assert_eq!(t.due(at[2]), vec![PeerId(3)]);
+        assert_eq!(
+            t.due(at[0]),
+            vec![PeerId(1), PeerId(2), PeerId(3)],
+            "in id order"
+        );
+        t.remove(PeerId(3));
+        assert_eq!(t.next_timeout(), Some(at[1]));
+        assert_eq!(t.due(at[1]), vec![PeerId(2)]);
+        // Settled again with a later timer: the old one is gone from the order.
+        t.get_mut(&PeerId(2)).unwrap().link.restart(at[0], false);
+        let later = t.get(&PeerId(2)).unwrap().link.next_timeout().unwrap();
+        assert_eq!(
+            t.next_timeout(),
+            Some(at[0].min(later)),
+            "a changed peer's link is asked"
+        );
+        assert_eq!(
+            t.due(at[1]),
+            vec![PeerId(2)],
+            "changed: driven at the next due"
+        );
+        t.settle(PeerId(2));
+        assert_eq!(t.due(at[1]), vec![]);
+        assert_eq!(t.next_timeout(), Some(at[0]));
     }
 
     #[test]
