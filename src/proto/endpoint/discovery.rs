@@ -384,6 +384,7 @@ impl Endpoint {
         if self.leaving {
             return false;
         }
+        self.heard_announcing(header.sender);
         if let Some(peer) = self.peers.get_mut(&header.sender) {
             if peer.session == header.session && peer.is_online() {
                 if peer.found == Found::Incoming && peer.proven_at(from) {

@@ -17,8 +17,33 @@ const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
 /// it meets them, and each of them tells it of as many more, so it reaches a large group in a
 /// few rounds, while one join costs us one short list.
 const MAX_SHARED_WITH_NEWCOMER: usize = 16;
+/// How long the peer exchange with a newcomer we heard announcing on our LAN waits: past its
+/// burst of announcements at start (0, 0.5 and 1.5 s), by which time the peers of a LAN that
+/// hears itself have met it by their announcements. Sent at once, its list would only start
+/// probes that race those handshakes (at 250 hosts on one LAN, more hellos than the pairs).
+pub const EXCHANGE_DELAY: Duration = Duration::from_millis(1500);
+/// PeerIds remembered as heard announcing (the smallest makes room): a bound on what forged
+/// announcements can make us keep.
+pub const MAX_HEARD_ANNOUNCING: usize = 1024;
 
 impl Endpoint {
+    /// Peer exchange with `new`, which joined or restarted: at once, unless we heard it
+    /// announce on our LAN; then after [`EXCHANGE_DELAY`], if it is still online.
+    pub(super) fn exchange_peers_soon(&mut self, now: Instant, new: PeerId) {
+        if self.heard_announcing.contains(&new) {
+            self.exchange_later.insert((now + EXCHANGE_DELAY, new));
+        } else {
+            self.exchange_peers(now, new);
+        }
+    }
+
+    /// A LAN announcement from `id` was heard.
+    pub(super) fn heard_announcing(&mut self, id: PeerId) {
+        if self.heard_announcing.insert(id) && self.heard_announcing.len() > MAX_HEARD_ANNOUNCING {
+            self.heard_announcing.pop_first();
+        }
+    }
+
     /// Peer exchange when `new` joins (or restarts): it is told of (up to 16 of) the peers we
     /// know. The others are not told of it: it contacts them, and is admitted by its proof, so
     /// one join costs one short list instead of an entry to every peer we know (which in a

@@ -494,7 +494,7 @@ impl Endpoint {
         }
         peer.heard(now);
         if share {
-            self.exchange_peers(now, id);
+            self.exchange_peers_soon(now, id);
         }
         if let Some(bytes) = early {
             self.take_datagram(now, from, &bytes);

@@ -134,6 +134,11 @@ pub struct Endpoint {
     /// Ephemeral peers that left, and when they are forgotten: until then they are kept only
     /// to acknowledge their leave again, should our first ack be lost.
     departing: std::collections::BTreeMap<PeerId, Instant>,
+    /// PeerIds heard announcing on our LAN (at most [`exchange::MAX_HEARD_ANNOUNCING`]): a
+    /// newcomer among them hears the LAN's announcements too, so its peer exchange waits.
+    heard_announcing: BTreeSet<PeerId>,
+    /// Newcomers whose peer exchange waits, and until when ([`exchange::EXCHANGE_DELAY`]).
+    exchange_later: BTreeSet<(Instant, PeerId)>,
     /// An input arrived at this time and datagrams are not built yet. Building them lazily, at
     /// the first `poll_*` after a batch of inputs, packs messages typed or received together
     /// into shared datagrams and one ack, without delaying anything.
@@ -170,6 +175,8 @@ impl Endpoint {
             ephemeral: false,
             nick_changed: None,
             departing: std::collections::BTreeMap::new(),
+            heard_announcing: BTreeSet::new(),
+            exchange_later: BTreeSet::new(),
             pending: None,
             keepalives_checked: None,
         }
@@ -294,6 +301,7 @@ impl Endpoint {
             .chain(self.announcer.next())
             .chain(self.hints_due())
             .chain(self.departing.values().copied())
+            .chain(self.exchange_later.first().map(|(t, _)| *t))
             .min()
     }
 
@@ -779,6 +787,15 @@ impl Endpoint {
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
             self.peers.settle(id);
+        }
+        while let Some(&(t, id)) = self.exchange_later.first() {
+            if t > now {
+                break;
+            }
+            self.exchange_later.pop_first();
+            if self.peers.get(&id).is_some_and(|p| p.is_online()) {
+                self.exchange_peers(now, id);
+            }
         }
         let due: Vec<PeerId> = self
             .departing
