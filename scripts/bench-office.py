@@ -45,8 +45,8 @@ import time
 
 JOINED = re.compile(rb" -!- (h\d+) joined ")
 SAID = re.compile(rb" <(h\d+)> (\S+)")
-# The hosts run at the usual priority, the harness above it (see main).
-NICE = ["nice", "-n", "10"]
+# The hosts run at the usual priority and scheduling policy, the harness above them (see main).
+NICE = ["chrt", "--other", "0", "nice", "-n", "10"]
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 NEIGH = [
@@ -420,6 +420,12 @@ def bench_lan(args, n, prefix, work):
             br = json.loads(sh("ip", "-n", sw, "-j", "link", "show", "br0"))[0]["ifindex"]
             row["mesh_kinds"] = pcap_kinds(pcap, br)
             print(json.dumps(row["mesh_kinds"], indent=1), file=sys.stderr)
+        # When the pairs met: the time from the first start by which a share of all "joined"
+        # lines had been printed (a mesh that waits for a few late pairs shows in the tail).
+        seen = sorted(t - t0 for j in hosts.joined.values() for t in j.values())
+        if seen:
+            row["joins_at_s"] = {f"{q}%": round(seen[min(len(seen) - 1, int(len(seen) * q / 100))], 2)
+                                 for q in (50, 90, 99, 99.9)} | {"last": round(seen[-1], 2)}
         if ok:
             done = hosts.mesh_time()
             row["mesh_s"] = done - t0
@@ -528,6 +534,13 @@ def main():
     # priority than theirs (they get back the usual one once started, NICE), so that a hundred
     # busy hosts on two cores slow neither the start ("started together") nor the stamps.
     os.nice(-10)
+    # Niceness alone is not enough against 250 busy hosts (nice -10 weighs as much as nine of
+    # them: starting 250 took 9 s); as a real-time process it starts them and stamps their
+    # lines at once. It mostly sleeps in select(); the kernel keeps 5 % for everyone else.
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        pass
     prefix = f"bo{os.getpid()}"
     work = tempfile.mkdtemp(prefix="bench-office-")
     mounted = False
