@@ -42,6 +42,11 @@ pub const MAX_LEARNED_PROBES: usize = 32;
 /// Hellos sent without a probe (answers to announcements and to datagrams we cannot place) go
 /// to one address at most this often.
 pub const HELLO_INTERVAL: Duration = Duration::from_millis(250);
+/// At most one hello without a probe per announcer per this long. Such hellos answer
+/// announcements once the probes for announcers are all taken (a large LAN): a burst's
+/// announcements (0, 0.5, 1.5 s) and those a higher PeerId sends us alone each brought one,
+/// and a cookie back — three handshakes' worth of them per pair at 250 hosts.
+pub const STATELESS_ANNOUNCER_INTERVAL: Duration = Duration::from_secs(1);
 /// Addresses the hello limiter remembers (a fixed 48 KiB or so).
 pub const HELLO_LIMITER_SLOTS: usize = 1024;
 /// Gaps after the first, second and third LAN announcements at start (or after a new
@@ -414,7 +419,12 @@ impl Endpoint {
         if self.probes.contains(from) {
             return true;
         }
-        self.stateless_hello(now, from);
+        if self
+            .stateless_announcers
+            .allow(now, (header.sender, header.session))
+        {
+            self.stateless_hello(now, from);
+        }
         false
     }
 

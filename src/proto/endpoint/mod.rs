@@ -98,6 +98,11 @@ pub struct Endpoint {
     /// [`HELLO_INTERVAL`]: one announcement arrives as up to three copies, from the announcer's
     /// IPv4 and IPv6 addresses, and one handshake is enough.
     announcers: SlotLimiter<(PeerId, u64)>,
+    /// At most one hello with no probe behind it per announcer per
+    /// [`discovery::STATELESS_ANNOUNCER_INTERVAL`]: on a large LAN (more announcers than
+    /// probes) each announcement of a burst, and each sent to us alone, would otherwise bring
+    /// another hello, and another cookie back.
+    stateless_announcers: SlotLimiter<(PeerId, u64)>,
     /// Hellos answering datagrams from PeerIds we do not know, per second.
     strangers: TokenBucket,
     /// Seeded randomness (who is told of a newcomer).
@@ -159,6 +164,10 @@ impl Endpoint {
             hello_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
             proof_limiter: AddrLimiter::new(HELLO_LIMITER_SLOTS, PROOF_INTERVAL),
             announcers: SlotLimiter::new(HELLO_LIMITER_SLOTS, HELLO_INTERVAL),
+            stateless_announcers: SlotLimiter::new(
+                HELLO_LIMITER_SLOTS,
+                discovery::STATELESS_ANNOUNCER_INTERVAL,
+            ),
             strangers: TokenBucket::new(WHO_ARE_YOU_PER_SEC, now),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7461_696c_6368_6174),
             signatures: SignatureCache::default(),
