@@ -11,11 +11,13 @@
 # it is removed on exit, pass or fail. Needs root, iproute2 (ip, tc, ss), socat, python3 >= 3.9.
 # Not run in CI.
 #
-# Usage: [NICE=N] [ONLY=loopback|link] scripts/bench-files.sh [RUNS] [LOOPBACK_BYTES] [LINK_BYTES]
+# Usage: [NICE=N] [ONLY=loopback|link] [PLAIN_CC=bbr,cubic] scripts/bench-files.sh [RUNS] [LOOPBACK_BYTES] [LINK_BYTES]
 #   defaults: 5 runs of each copy, 1 GiB on loopback, 100 MB through the link, both.
 #   NICE (default 0) is the niceness of every program measured, tailchat and socat alike: on a
 #   machine shared with other work, NICE=-10 lets them have the cores, which is closer to
 #   what an idle machine would show.
+#   PLAIN_CC: the congestion controllers of the plain copies, comma-separated.
+#   Variables named TAILCHAT_* reach the tailchats measured (test and experiment knobs).
 #   Raw results (JSON) and the tables are kept in target/bench-files/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ LOOP_BYTES=${2:-1073741824}
 LINK_BYTES=${3:-100000000}
 NICE=${NICE:-0}
 ONLY=${ONLY:-}
+PLAIN_CC=${PLAIN_CC:-bbr,cubic}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, tmpfs)" >&2; exit 2; }
 for tool in ip tc ss socat python3 cmp nsenter; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 socat python3)" >&2; exit 2; }
@@ -71,7 +74,7 @@ ns lo
 python3 scripts/bench-files.py --label "loopback" --nice "$NICE" --bin "$BIN" \
   --ns-a "${P}lo" --ns-b "${P}lo" --addr-a 127.0.0.1 --addr-b 127.0.0.1 \
   --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-lo" --work "$WORK/fs/home-lo" \
-  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc bbr,cubic \
+  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc "$PLAIN_CC" \
   >"$OUT/$STAMP-loopback.json"
 RESULTS+=("$OUT/$STAMP-loopback.json")
 fi
@@ -92,7 +95,7 @@ done
 python3 scripts/bench-files.py --label "20 Mbit/s link (tbf)" --nice "$NICE" --bin "$BIN" \
   --ns-a "${P}a" --ns-b "${P}b" --addr-a 10.77.0.1 --addr-b 10.77.0.2 \
   --file "$WORK/fs/link.bin" --dl "$WORK/fs/dl-link" --work "$WORK/fs/home-link" \
-  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc bbr,cubic \
+  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc "$PLAIN_CC" \
   >"$OUT/$STAMP-link.json"
 RESULTS+=("$OUT/$STAMP-link.json")
 fi

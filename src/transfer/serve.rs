@@ -8,6 +8,8 @@
 
 use super::data::{self, Request, Status};
 use super::manifest::{reason, Manifest};
+use super::pacing::{self, Pacer};
+use super::tcp_info;
 use super::DataEvent;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::collections::HashMap;
@@ -18,7 +20,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -287,6 +289,88 @@ fn send_all(
 ) -> Result<(), ServeError> {
     let link = |e: io::Error| ServeError::Link(reason(&e));
     data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let shared: &TcpStream = stream;
+    let pace = pacing_wanted(shared);
+    if pace {
+        let _ = tcp_info::set_max_pacing_rate(shared, Pacer::new().cap());
+    }
+    std::thread::scope(|scope| {
+        if pace {
+            let spawned = std::thread::Builder::new()
+                .name("tailchat-pacing".into())
+                .spawn_scoped(scope, move || pace_while_sending(shared, &stopped));
+            if spawned.is_err() {
+                let _ = tcp_info::set_max_pacing_rate(shared, u64::MAX);
+            }
+        }
+        let r = send_files(shared, serving, req, from, sent, events);
+        drop(stop);
+        r
+    })
+}
+
+/// Experiment knob: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
+/// paces every other connection.
+fn pacing_wanted(_stream: &TcpStream) -> bool {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    match std::env::var("TAILCHAT_PACING").as_deref() {
+        Ok("off") => false,
+        Ok("alternate") => COUNT.fetch_add(1, Ordering::Relaxed) % 2 == 0,
+        _ => true,
+    }
+}
+
+/// Runs the connection's [`Pacer`]: reads `TCP_INFO` every [`pacing::MIN_PERIOD`] and sets
+/// the cap it answers, until `stopped` says the sending is over (or the socket fails).
+fn pace_while_sending(stream: &TcpStream, stopped: &mpsc::Receiver<()>) {
+    let mut pacer = Pacer::new();
+    let mut set = pacer.cap();
+    let start = Instant::now();
+    let mut trace = std::env::var("TAILCHAT_PACING_TRACE")
+        .ok()
+        .and_then(|p| File::create(p).ok())
+        .map(std::io::BufWriter::new);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pacing::MIN_PERIOD) {
+        let Ok(sample) = tcp_info::sample(stream) else {
+            break;
+        };
+        let now = start.elapsed();
+        let cap = pacer.on_sample(now, &sample);
+        if let Some(out) = &mut trace {
+            let s = &sample;
+            let _ = writeln!(
+                out,
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
+                now.as_micros(),
+                s.rtt.as_micros(),
+                s.min_rtt.as_micros(),
+                s.delivery_rate,
+                s.bytes_acked,
+                s.busy.as_micros(),
+                s.rwnd_limited.as_micros(),
+                s.cwnd,
+                s.unacked,
+                s.pacing,
+                s.notsent,
+                cap
+            );
+        }
+        if cap != set && tcp_info::set_max_pacing_rate(stream, cap).is_ok() {
+            set = cap;
+        }
+    }
+}
+
+fn send_files(
+    mut stream: &TcpStream,
+    serving: &Serving,
+    req: &Request,
+    from: u64,
+    sent: &mut u64,
+    events: &UnboundedSender<DataEvent>,
+) -> Result<(), ServeError> {
+    let link = |e: io::Error| ServeError::Link(reason(&e));
     let mut reported = Instant::now();
     let started = Instant::now();
     let mut buffer = Vec::new();
@@ -358,7 +442,7 @@ fn send_all(
 /// (docs/BENCHMARKS.md, "File transfer").
 fn send_chunk(
     file: &mut File,
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     len: u64,
     buffer: &mut Vec<u8>,
 ) -> io::Result<u64> {
