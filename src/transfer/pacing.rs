@@ -143,8 +143,11 @@ impl Pacer {
         let period = s.rtt.max(MIN_PERIOD).as_secs_f64();
         match self.phase {
             Phase::Starting if !queued => {
-                // At most a doubling per round trip, and only on acks (a slow start).
-                if acked {
+                // A doubling per round trip, as long as there is news that the cap is what
+                // limits: acks, or deliveries near it (loopback's 64 KB segments are acked
+                // one at a time, far apart under a low cap). Not on a stale delay reading
+                // while nothing moves.
+                if acked || delivered >= self.rate / 2.0 {
                     self.rate *= (dt / period).min(1.0).exp2();
                 }
             }

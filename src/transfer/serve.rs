@@ -312,8 +312,11 @@ fn send_all(
 
 /// Experiment knob: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
 /// paces every other connection.
-fn pacing_wanted(_stream: &TcpStream) -> bool {
+fn pacing_wanted(stream: &TcpStream) -> bool {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
+    if stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
+        return false;
+    }
     match std::env::var("TAILCHAT_PACING").as_deref() {
         Ok("off") => false,
         Ok("alternate") => COUNT.fetch_add(1, Ordering::Relaxed) % 2 == 0,
