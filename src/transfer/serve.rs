@@ -4,7 +4,10 @@
 //! Data sockets use BBR where the kernel has it (`TCP_CONGESTION`): it keeps the bottleneck's
 //! queue short, so a chat datagram behind a bulk transfer waits a few milliseconds rather than
 //! the tens of milliseconds a loss-based controller (CUBIC) fills a deep queue with
-//! (`docs/BENCHMARKS.md`). Where BBR is missing, the kernel's default is used.
+//! (`docs/BENCHMARKS.md`). Where BBR is missing, the kernel's default is used. BBR's own
+//! start-up still fills a deep queue for half a second, so while a connection sends, a
+//! [`Pacer`] caps its pacing rate to keep the queueing delay near a few milliseconds
+//! ([`super::pacing`]).
 
 use super::data::{self, Request, Status};
 use super::manifest::{reason, Manifest};
@@ -278,7 +281,8 @@ fn check_sources(serving: &Serving, first: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends the manifest, then every byte from the request's place to the end of the offer.
+/// Sends the manifest, then every byte from the request's place to the end of the offer,
+/// with a [`Pacer`] on a thread of its own capping the socket's pacing rate meanwhile.
 fn send_all(
     stream: &mut TcpStream,
     serving: &Serving,
@@ -310,16 +314,22 @@ fn send_all(
     })
 }
 
-/// Experiment knob: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
-/// paces every other connection.
+/// Measurements only: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
+/// paces every other connection, so `scripts/bench-files.sh` can compare both in one run.
+const PACING_VAR: &str = "TAILCHAT_PACING";
+
+/// Whether a connection gets a [`Pacer`]: not on loopback, where no link is shared with the
+/// chat (and a sender's CPU, not a queue, makes RTTs grow), nor when [`PACING_VAR`] says so.
 fn pacing_wanted(stream: &TcpStream) -> bool {
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
     if stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
         return false;
     }
-    match std::env::var("TAILCHAT_PACING").as_deref() {
+    match std::env::var(PACING_VAR).as_deref() {
         Ok("off") => false,
-        Ok("alternate") => COUNT.fetch_add(1, Ordering::Relaxed) % 2 == 0,
+        Ok("alternate") => CONNECTIONS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(2),
         _ => true,
     }
 }
@@ -330,41 +340,18 @@ fn pace_while_sending(stream: &TcpStream, stopped: &mpsc::Receiver<()>) {
     let mut pacer = Pacer::new();
     let mut set = pacer.cap();
     let start = Instant::now();
-    let mut trace = std::env::var("TAILCHAT_PACING_TRACE")
-        .ok()
-        .and_then(|p| File::create(p).ok())
-        .map(std::io::BufWriter::new);
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pacing::MIN_PERIOD) {
         let Ok(sample) = tcp_info::sample(stream) else {
             break;
         };
-        let now = start.elapsed();
-        let cap = pacer.on_sample(now, &sample);
-        if let Some(out) = &mut trace {
-            let s = &sample;
-            let _ = writeln!(
-                out,
-                "{} {} {} {} {} {} {} {} {} {} {} {}",
-                now.as_micros(),
-                s.rtt.as_micros(),
-                s.min_rtt.as_micros(),
-                s.delivery_rate,
-                s.bytes_acked,
-                s.busy.as_micros(),
-                s.rwnd_limited.as_micros(),
-                s.cwnd,
-                s.unacked,
-                s.pacing,
-                s.notsent,
-                cap
-            );
-        }
+        let cap = pacer.on_sample(start.elapsed(), &sample);
         if cap != set && tcp_info::set_max_pacing_rate(stream, cap).is_ok() {
             set = cap;
         }
     }
 }
 
+/// Sends the files of `req` (the manifest is sent).
 fn send_files(
     mut stream: &TcpStream,
     serving: &Serving,

@@ -20,20 +20,9 @@ pub struct TcpSample {
     pub delivery_rate: u64,
     /// Bytes acknowledged so far: whether anything moved since the last sample.
     pub bytes_acked: u64,
-    /// Time so far the connection had data in flight (the kernel's busy chrono).
-    pub busy: Duration,
-    /// Of that, time it waited on the receiver's window: a slow receiver, not a queue.
+    /// Time so far the connection waited on the receiver's window: a slow receiver, not a
+    /// queue (counted in the kernel's clock ticks, 1–10 ms).
     pub rwnd_limited: Duration,
-    /// Of that, time it waited on its own send buffer.
-    pub sndbuf_limited: Duration,
-    /// Experiment.
-    pub cwnd: u32,
-    /// Experiment.
-    pub unacked: u32,
-    /// Experiment.
-    pub pacing: u64,
-    /// Experiment.
-    pub notsent: u32,
 }
 
 /// Reads `stream`'s `TCP_INFO`.
@@ -69,13 +58,7 @@ pub fn sample(stream: &TcpStream) -> io::Result<TcpSample> {
         min_rtt: Duration::from_micros(info.tcpi_min_rtt.into()),
         delivery_rate: info.tcpi_delivery_rate,
         bytes_acked: info.tcpi_bytes_acked,
-        busy: Duration::from_micros(info.tcpi_busy_time),
         rwnd_limited: Duration::from_micros(info.tcpi_rwnd_limited),
-        sndbuf_limited: Duration::from_micros(info.tcpi_sndbuf_limited),
-        cwnd: info.tcpi_snd_cwnd,
-        unacked: info.tcpi_unacked,
-        pacing: info.tcpi_pacing_rate,
-        notsent: info.tcpi_notsent_bytes,
     })
 }
 
