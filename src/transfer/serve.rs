@@ -322,7 +322,11 @@ const PACING_VAR: &str = "TAILCHAT_PACING";
 /// chat (and a sender's CPU, not a queue, makes RTTs grow), nor when [`PACING_VAR`] says so.
 fn pacing_wanted(stream: &TcpStream) -> bool {
     static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
-    if stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: canonical first.
+    if stream
+        .peer_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback())
+    {
         return false;
     }
     match std::env::var(PACING_VAR).as_deref() {
