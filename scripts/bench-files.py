@@ -76,6 +76,8 @@ class Chat:
             "NO_COLOR": "1",
             "RUST_LOG": "warn",
         }
+        # Test and experiment knobs (TAILCHAT_TEST_SEND_RATE, ...) pass through.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("TAILCHAT_")})
         argv = [binary, "--nick", nick, "--no-discovery", "--bind", bind, "--port", str(port)]
         self.proc = subprocess.Popen(
             in_ns(ns, argv + extra),

@@ -11,11 +11,14 @@
 # it is removed on exit, pass or fail. Needs root, iproute2 (ip, tc, ss), socat, python3 >= 3.9.
 # Not run in CI.
 #
-# Usage: [NICE=N] [ONLY=loopback|link] scripts/bench-files.sh [RUNS] [LOOPBACK_BYTES] [LINK_BYTES]
-#   defaults: 5 runs of each copy, 1 GiB on loopback, 100 MB through the link, both.
+# Usage: [NICE=N] [ONLY=loopback|link|fast] [PLAIN_CC=bbr,cubic] scripts/bench-files.sh [RUNS] [LOOPBACK_BYTES] [LINK_BYTES]
+#   defaults: 5 runs of each copy, 1 GiB on loopback, 100 MB through the link, both. ONLY=fast
+#   runs only a third scenario: the veth pair unshaped, with the loopback file.
 #   NICE (default 0) is the niceness of every program measured, tailchat and socat alike: on a
 #   machine shared with other work, NICE=-10 lets them have the cores, which is closer to
 #   what an idle machine would show.
+#   PLAIN_CC: the congestion controllers of the plain copies, comma-separated.
+#   Variables named TAILCHAT_* reach the tailchats measured (test and experiment knobs).
 #   Raw results (JSON) and the tables are kept in target/bench-files/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ LOOP_BYTES=${2:-1073741824}
 LINK_BYTES=${3:-100000000}
 NICE=${NICE:-0}
 ONLY=${ONLY:-}
+PLAIN_CC=${PLAIN_CC:-bbr,cubic}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, tmpfs)" >&2; exit 2; }
 for tool in ip tc ss socat python3 cmp nsenter; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install iproute2 socat python3)" >&2; exit 2; }
@@ -66,12 +70,12 @@ echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel 
 RESULTS=()
 
 # 1. Loopback: both programs in one namespace, on 127.0.0.1.
-if [ "$ONLY" != link ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = loopback ]; then
 ns lo
 python3 scripts/bench-files.py --label "loopback" --nice "$NICE" --bin "$BIN" \
   --ns-a "${P}lo" --ns-b "${P}lo" --addr-a 127.0.0.1 --addr-b 127.0.0.1 \
   --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-lo" --work "$WORK/fs/home-lo" \
-  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc bbr,cubic \
+  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc "$PLAIN_CC" \
   >"$OUT/$STAMP-loopback.json"
 RESULTS+=("$OUT/$STAMP-loopback.json")
 fi
@@ -79,7 +83,7 @@ fi
 # 2. A 20 Mbit/s link: a veth pair between two namespaces, each side's egress through a token
 # bucket with a 200 ms queue (netem is not available here, so there is no added delay: the
 # only queue is the bucket's).
-if [ "$ONLY" != loopback ]; then
+if [ -z "$ONLY" ] || [ "$ONLY" = link ]; then
 ns a
 ns b
 ip link add eth0 netns "${P}a" type veth peer name eth0 netns "${P}b"
@@ -92,9 +96,28 @@ done
 python3 scripts/bench-files.py --label "20 Mbit/s link (tbf)" --nice "$NICE" --bin "$BIN" \
   --ns-a "${P}a" --ns-b "${P}b" --addr-a 10.77.0.1 --addr-b 10.77.0.2 \
   --file "$WORK/fs/link.bin" --dl "$WORK/fs/dl-link" --work "$WORK/fs/home-link" \
-  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc bbr,cubic \
+  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc "$PLAIN_CC" \
   >"$OUT/$STAMP-link.json"
 RESULTS+=("$OUT/$STAMP-link.json")
+fi
+
+# 3. Only with ONLY=fast: the same two namespaces' veth pair unshaped, with the loopback file:
+# a path as fast as the CPUs allow that is not loopback, so the sender's pacing runs on it
+# (it leaves loopback alone) and must not slow it.
+if [ "$ONLY" = fast ]; then
+ns fa
+ns fb
+ip link add eth0 netns "${P}fa" type veth peer name eth0 netns "${P}fb"
+ip -n "${P}fa" addr add 10.78.0.1/24 dev eth0
+ip -n "${P}fb" addr add 10.78.0.2/24 dev eth0
+ip -n "${P}fa" link set eth0 up
+ip -n "${P}fb" link set eth0 up
+python3 scripts/bench-files.py --label "veth pair, unshaped" --nice "$NICE" --bin "$BIN" \
+  --ns-a "${P}fa" --ns-b "${P}fb" --addr-a 10.78.0.1 --addr-b 10.78.0.2 \
+  --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-fast" --work "$WORK/fs/home-fast" \
+  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc "$PLAIN_CC" \
+  >"$OUT/$STAMP-fast.json"
+RESULTS+=("$OUT/$STAMP-fast.json")
 fi
 
 python3 scripts/bench-files.py table "${RESULTS[@]}" | tee "$OUT/$STAMP.md"

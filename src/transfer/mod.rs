@@ -32,8 +32,10 @@ pub mod fetch;
 pub mod hashing;
 pub mod manifest;
 pub mod names;
+pub mod pacing;
 pub mod record;
 pub mod serve;
+pub mod tcp_info;
 
 use crate::proto::PeerId;
 use std::path::PathBuf;

@@ -4,10 +4,15 @@
 //! Data sockets use BBR where the kernel has it (`TCP_CONGESTION`): it keeps the bottleneck's
 //! queue short, so a chat datagram behind a bulk transfer waits a few milliseconds rather than
 //! the tens of milliseconds a loss-based controller (CUBIC) fills a deep queue with
-//! (`docs/BENCHMARKS.md`). Where BBR is missing, the kernel's default is used.
+//! (`docs/BENCHMARKS.md`). Where BBR is missing, the kernel's default is used. BBR's own
+//! start-up still fills a deep queue for half a second, so while a connection sends, a
+//! [`Pacer`] caps its pacing rate to keep the queueing delay near a few milliseconds
+//! ([`super::pacing`]).
 
 use super::data::{self, Request, Status};
 use super::manifest::{reason, Manifest};
+use super::pacing::{self, Pacer};
+use super::tcp_info;
 use super::DataEvent;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::collections::HashMap;
@@ -18,7 +23,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -276,7 +281,8 @@ fn check_sources(serving: &Serving, first: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Sends the manifest, then every byte from the request's place to the end of the offer.
+/// Sends the manifest, then every byte from the request's place to the end of the offer,
+/// with a [`Pacer`] on a thread of its own capping the socket's pacing rate meanwhile.
 fn send_all(
     stream: &mut TcpStream,
     serving: &Serving,
@@ -287,6 +293,78 @@ fn send_all(
 ) -> Result<(), ServeError> {
     let link = |e: io::Error| ServeError::Link(reason(&e));
     data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    let shared: &TcpStream = stream;
+    let pace = pacing_wanted(shared);
+    if pace {
+        let _ = tcp_info::set_max_pacing_rate(shared, Pacer::new().cap());
+    }
+    std::thread::scope(|scope| {
+        if pace {
+            let spawned = std::thread::Builder::new()
+                .name("tailchat-pacing".into())
+                .spawn_scoped(scope, move || pace_while_sending(shared, &stopped));
+            if spawned.is_err() {
+                let _ = tcp_info::set_max_pacing_rate(shared, u64::MAX);
+            }
+        }
+        let r = send_files(shared, serving, req, from, sent, events);
+        drop(stop);
+        r
+    })
+}
+
+/// Measurements only: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
+/// paces every other connection, so `scripts/bench-files.sh` can compare both in one run.
+const PACING_VAR: &str = "TAILCHAT_PACING";
+
+/// Whether a connection gets a [`Pacer`]: not on loopback, where no link is shared with the
+/// chat (and a sender's CPU, not a queue, makes RTTs grow), nor when [`PACING_VAR`] says so.
+fn pacing_wanted(stream: &TcpStream) -> bool {
+    static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+    // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: canonical first.
+    if stream
+        .peer_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback())
+    {
+        return false;
+    }
+    match std::env::var(PACING_VAR).as_deref() {
+        Ok("off") => false,
+        Ok("alternate") => CONNECTIONS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(2),
+        _ => true,
+    }
+}
+
+/// Runs the connection's [`Pacer`]: reads `TCP_INFO` every [`pacing::MIN_PERIOD`] and sets
+/// the cap it answers, until `stopped` says the sending is over (or the socket fails).
+fn pace_while_sending(stream: &TcpStream, stopped: &mpsc::Receiver<()>) {
+    let mut pacer = Pacer::new();
+    let mut set = pacer.cap();
+    let start = Instant::now();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pacing::MIN_PERIOD) {
+        let Ok(sample) = tcp_info::sample(stream) else {
+            break;
+        };
+        let cap = pacer.on_sample(start.elapsed(), &sample);
+        if cap != set && tcp_info::set_max_pacing_rate(stream, cap).is_ok() {
+            set = cap;
+        }
+    }
+}
+
+/// Sends the files of `req` (the manifest is sent).
+fn send_files(
+    mut stream: &TcpStream,
+    serving: &Serving,
+    req: &Request,
+    from: u64,
+    sent: &mut u64,
+    events: &UnboundedSender<DataEvent>,
+) -> Result<(), ServeError> {
+    let link = |e: io::Error| ServeError::Link(reason(&e));
     let mut reported = Instant::now();
     let started = Instant::now();
     let mut buffer = Vec::new();
@@ -358,7 +436,7 @@ fn send_all(
 /// (docs/BENCHMARKS.md, "File transfer").
 fn send_chunk(
     file: &mut File,
-    stream: &mut TcpStream,
+    mut stream: &TcpStream,
     len: u64,
     buffer: &mut Vec<u8>,
 ) -> io::Result<u64> {
