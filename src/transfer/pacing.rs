@@ -48,6 +48,12 @@ pub const GAIN: f64 = 0.25;
 pub const RECEIVER_HOLD: Duration = Duration::from_millis(100);
 /// The lowest cap, in bytes per second: a connection never stalls on the pacer.
 pub const FLOOR: f64 = 64e3;
+/// Holding, a delay over the target this long without a break is not a queue of ours: ours
+/// drains within a few round trips of the cap coming down. It is a path whose round trips
+/// vary by more than the target (Wi-Fi, a tunnel over the Internet) or someone else's
+/// traffic; slowing down for it would only slow the transfer, so the cap is lifted for the
+/// rest of the connection (BBR alone, as without a pacer).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Which of its two behaviours the pacer is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +62,8 @@ pub enum Phase {
     Starting,
     /// Keeping the delay near the target.
     Holding,
+    /// Given up: the delay did not answer the cap ([`GIVE_UP_AFTER`]); no cap.
+    Off,
 }
 
 /// The pacing cap of one data connection; see the module's documentation.
@@ -75,6 +83,8 @@ pub struct Pacer {
     rwnd_limited: Duration,
     /// When the receiver's window was last seen limiting the connection.
     receiver_limited_at: Option<Duration>,
+    /// Since when the delay has been over the target without a break, while holding.
+    over_since: Option<Duration>,
 }
 
 impl Default for Pacer {
@@ -94,6 +104,7 @@ impl Pacer {
             acked: 0,
             rwnd_limited: Duration::ZERO,
             receiver_limited_at: None,
+            over_since: None,
         }
     }
 
@@ -114,6 +125,9 @@ impl Pacer {
     /// Takes the sample `s` read at `now` (any fixed origin, not going backwards) and returns
     /// the new cap ([`Pacer::cap`]).
     pub fn on_sample(&mut self, now: Duration, s: &TcpSample) -> u64 {
+        if self.phase == Phase::Off {
+            return self.cap();
+        }
         let dt = self
             .last
             .map_or(Duration::ZERO, |last| now.saturating_sub(last));
@@ -140,6 +154,16 @@ impl Pacer {
         let delay = s.rtt.saturating_sub(s.min_rtt).as_secs_f64();
         let target = TARGET.as_secs_f64();
         let queued = delay > target / 2.0;
+        if self.phase == Phase::Holding && delay > target {
+            let since = *self.over_since.get_or_insert(now);
+            if now.saturating_sub(since) >= GIVE_UP_AFTER {
+                self.phase = Phase::Off;
+                self.cap = CEILING;
+                return self.cap();
+            }
+        } else {
+            self.over_since = None;
+        }
         let delivered = s.delivery_rate as f64;
         let dt = dt.as_secs_f64();
         let period = s.rtt.max(MIN_PERIOD).as_secs_f64();
@@ -324,8 +348,18 @@ mod tests {
         let (mut p, mut t) = holding();
         for _ in 0..1000 {
             t += 10 * MS;
-            p.on_sample(t, &sample(50_000, 1000, 9000));
+            // Under the target half the time: the other half holds the cap down.
+            let rtt = if (t.as_millis() / 10) % 2 == 0 {
+                50_000
+            } else {
+                20
+            };
+            p.on_sample(t, &sample(rtt, 1000, 9000));
         }
+        assert_eq!(p.phase(), Phase::Holding);
+        assert!(p.cap() <= (FLOOR * (1.0 + SWING)) as u64, "{}", p.cap());
+        p.on_sample(t + 10 * MS, &sample(50_000, 1000, 9000));
+        t += 10 * MS;
         assert_eq!(p.cap(), FLOOR as u64);
         let before = p.cap();
         assert_eq!(p.on_sample(t, &sample(20, 100_000_000, 1 << 30)), before);
@@ -333,6 +367,38 @@ mod tests {
             p.on_sample(t + MS, &sample(0, 100_000_000, 1 << 30)),
             before
         );
+    }
+
+    /// A path whose round trips vary by more than the target whatever is sent (a noisy
+    /// radio, a tunnel): the delay does not answer the cap, so after GIVE_UP_AFTER the cap
+    /// is lifted for good instead of spiralling down to the floor.
+    #[test]
+    fn a_delay_that_does_not_answer_the_cap_makes_it_give_up() {
+        let path = 50_000_000.0; // bytes per second, never the limit here
+        let mut p = Pacer::new();
+        let (mut acked, mut t) = (0.0_f64, Duration::ZERO);
+        let mut lowest = u64::MAX;
+        for step in 0..2000u64 {
+            t = Duration::from_millis(2 * step);
+            let cap = p.cap();
+            let sent = (cap as f64).min(path) * 0.002;
+            acked += sent;
+            // 20 µs of path, plus 3–9 ms of noise that has nothing to do with the rate.
+            let noise = 3000 + (step * 7919) % 6000;
+            let s = TcpSample {
+                rtt: Duration::from_micros(20 + noise),
+                min_rtt: Duration::from_micros(20),
+                delivery_rate: (sent / 0.002) as u64,
+                bytes_acked: acked as u64,
+                ..TcpSample::default()
+            };
+            lowest = lowest.min(p.on_sample(t, &s));
+        }
+        assert_eq!(p.phase(), Phase::Off);
+        assert_eq!(p.cap(), u64::MAX);
+        assert!(lowest >= FLOOR as u64);
+        // And it stays off, whatever comes.
+        assert_eq!(p.on_sample(t + 2 * MS, &sample(20, 1000, 1)), u64::MAX);
     }
 
     /// A 2.4 MB/s bottleneck (20 Mbit/s) behind which the queue is what the cap sends over
