@@ -423,6 +423,13 @@ def bench_lan(args, n, prefix, work):
         # When the pairs met: the time from the first start by which a share of all "joined"
         # lines had been printed (a mesh that waits for a few late pairs shows in the tail).
         seen = sorted(t - t0 for j in hosts.joined.values() for t in j.values())
+        # The pairs that met last, each with when the other side of the pair printed its line
+        # (long before: one side admitted the other and its answer was lost).
+        lines = sorted((t - t0, h, p) for h, j in hosts.joined.items() for p, t in j.items())
+        row["last_joins"] = [
+            (h, p, round(t, 2), round(hosts.joined.get(p, {}).get(h, t0 - 1) - t0, 2))
+            for t, h, p in lines[-6:]
+        ]
         if seen:
             row["joins_at_s"] = {f"{q}%": round(seen[min(len(seen) - 1, int(len(seen) * q / 100))], 2)
                                  for q in (50, 90, 99, 99.9)} | {"last": round(seen[-1], 2)}

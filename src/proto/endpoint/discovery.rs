@@ -23,6 +23,9 @@ const PROBE_FIRST: Duration = Duration::from_millis(250);
 /// Longest interval between hellos to an unanswered address (it is retried for ever, so a peer
 /// that starts later is found by itself).
 const PROBE_MAX: Duration = Duration::from_secs(30);
+/// The longest a probe waits for the reply to its proof before saying hello again: the
+/// shortest life of the token the reply must echo (§8.2).
+const PROOF_WAIT_MAX: Duration = crate::proto::cookie::COOKIE_EPOCH;
 /// After this many unanswered hellos, the user is told the address does not answer.
 const PROBE_REPORT_AFTER: u32 = 5;
 /// After this many hellos the interval has reached [`PROBE_MAX`] (250 ms · 2⁸ / 2 > 30 s).
@@ -106,7 +109,8 @@ impl Probe {
     /// in turn) nor new hellos start another handshake. On a LAN that is 250 ms, as before;
     /// on hosts so busy that answers take seconds, it keeps a pair at one handshake instead
     /// of one per hello, each a signature to make and check on both sides. A lost proof is
-    /// repaired by the next hello, after the wait.
+    /// repaired by the next hello, after the wait. The wait is at most [`PROOF_WAIT_MAX`]: a
+    /// reply later than that finds our token expired, and is refused anyway.
     pub fn on_cookie(&mut self, now: Instant) -> bool {
         self.cookie_seen = true;
         if self.attempts == 1 && self.cookie_rtt.is_none() {
@@ -118,7 +122,8 @@ impl Probe {
         let Some(first) = self.first_sent else {
             return true; // not an answer to this probe's hellos: nothing to time
         };
-        let until = now + (now.saturating_duration_since(first) * 2).max(PROBE_FIRST);
+        let wait = (now.saturating_duration_since(first) * 2).clamp(PROBE_FIRST, PROOF_WAIT_MAX);
+        let until = now + wait;
         self.proof_until = Some(until);
         self.next = self.next.max(until);
         true
@@ -130,10 +135,19 @@ impl Probe {
     }
 
     /// Keeps `bytes`, a datagram from the probed address that could not be placed yet, if a
-    /// proof reply is expected from there (at most one datagram, the last, per probe).
-    pub fn keep_early(&mut self, bytes: &[u8]) -> bool {
+    /// proof reply is expected from there (at most one datagram, the last, per probe). Its
+    /// sender let us in, so the reply was sent: if it does not follow within [`PROBE_FIRST`]
+    /// it was lost (or refused, too late), and a hello goes then instead of after the whole
+    /// wait for it — the other side answers the new proof with a new reply. (At 250 hosts
+    /// meshing on two cores, pairs stayed half-open for 20 s this way.)
+    pub fn keep_early(&mut self, now: Instant, bytes: &[u8]) -> bool {
         if self.cookie_seen {
             self.early = Some(bytes.to_vec());
+            let soon = now + PROBE_FIRST;
+            if self.proof_until.is_none_or(|t| t > soon) {
+                self.proof_until = Some(soon);
+                self.next = self.next.min(soon);
+            }
         }
         self.cookie_seen
     }
@@ -577,6 +591,28 @@ mod tests {
         // Then a cookie (of a hello sent again) is proved again: the first proof was lost.
         let p = probes.get_mut(addr(1)).unwrap();
         assert!(p.on_cookie(t0 + MS * 9001));
+    }
+
+    #[test]
+    fn the_wait_for_a_proof_reply_ends_with_the_token_or_when_its_sender_talks() {
+        let t0 = Instant::now();
+        let mut probes = Probes::default();
+        probes.add(t0, addr(1), Found::Announced);
+        assert_eq!(probes.due(t0).len(), 1);
+        // A cookie 10 s late: twice that would be 20 s, but a reply after 7 s (the shortest
+        // life of our token) could not be taken: hello again then.
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS * 10_000));
+        assert_eq!(probes.next_due(), Some(t0 + MS * 10_000 + PROOF_WAIT_MAX));
+        // Its sender talks to us (it let us in): the reply was sent, and if it is not here
+        // within a quarter second it was lost.
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.keep_early(t0 + MS * 11_000, b"early"));
+        assert_eq!(probes.next_due(), Some(t0 + MS * 11_250));
+        assert_eq!(probes.due(t0 + MS * 11_250).len(), 1, "hello again");
+        let p = probes.get_mut(addr(1)).unwrap();
+        assert!(p.on_cookie(t0 + MS * 11_260), "and a new proof");
+        assert_eq!(p.take_early().as_deref(), Some(&b"early"[..]));
     }
 
     #[test]

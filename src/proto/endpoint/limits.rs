@@ -82,10 +82,7 @@ impl<K: Copy + Eq + Hash> SlotLimiter<K> {
 
     /// Whether one may go for `key` at `now`; if so, it counts as gone.
     pub fn allow(&mut self, now: Instant, key: K) -> bool {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        let len = self.slots.len() as u64;
-        let i = usize::try_from(h.finish() % len).unwrap_or(0);
+        let i = self.slot_of(&key);
         let Some(slot) = self.slots.get_mut(i) else {
             return true;
         };
@@ -96,6 +93,23 @@ impl<K: Copy + Eq + Hash> SlotLimiter<K> {
         }
         *slot = Some((key, now));
         true
+    }
+
+    /// Whether one went for `key` within `within` before `now`, as far as its slot still
+    /// remembers (another key sharing the slot makes it forget: never more than the truth).
+    pub fn went_within(&self, now: Instant, key: K, within: Duration) -> bool {
+        self.slots
+            .get(self.slot_of(&key))
+            .and_then(|slot| slot.as_ref())
+            .is_some_and(|(k, at)| *k == key && now.saturating_duration_since(*at) < within)
+    }
+
+    /// The slot of `key`.
+    fn slot_of(&self, key: &K) -> usize {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let len = self.slots.len() as u64;
+        usize::try_from(h.finish() % len).unwrap_or(0)
     }
 
     /// How many keys it remembers at most.

@@ -68,6 +68,9 @@ pub struct Footprint {
 
 /// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
 pub const PROOF_INTERVAL: Duration = Duration::from_secs(1);
+/// A datagram from an unknown PeerId at an address we sent a proof to within this long is
+/// answered with a hello outside the strangers' budget ([`WHO_ARE_YOU_PER_SEC`]).
+pub const PROVED_TO_LATELY: Duration = Duration::from_secs(60);
 
 /// After a change of nick, a peer whose streams (re)start within this long is sent the nick
 /// again: longer than a proof stays valid (a cookie lives at most 14 s, §8.2).
@@ -386,14 +389,20 @@ impl Endpoint {
             if let Some(probe) = self.probes.get_mut(from) {
                 // Sent right after the proof reply we wait for, and arrived first: taken in
                 // once the reply is (an answer now would only start another handshake).
-                if probe.keep_early(bytes) {
+                if probe.keep_early(now, bytes) {
                     return;
                 }
             }
         }
         let Some(peer) = self.peers.get_mut(&header.sender) else {
             self.stats.unknown_sender += 1;
-            if eliciting && self.strangers.take(now) {
+            // An address we proved ourselves to lately most likely let us in and its proof
+            // reply was lost (or came too late to be taken): answered whatever strangers
+            // cost, or the pair stays half-open until the shared budget reaches it (at 250
+            // hosts meshing, 15 s). The per-address hello limiter still bounds it.
+            let proved_to = self.probes.contains(from)
+                || self.proof_limiter.went_within(now, from, PROVED_TO_LATELY);
+            if eliciting && (proved_to || self.strangers.take(now)) {
                 self.who_are_you(now, from);
             }
             return;
