@@ -352,6 +352,9 @@ fn pace_while_sending(stream: &TcpStream, stopped: &mpsc::Receiver<()>) {
         if cap != set && tcp_info::set_max_pacing_rate(stream, cap).is_ok() {
             set = cap;
         }
+        if pacer.phase() == pacing::Phase::Off && set == u64::MAX {
+            return; // given up for this connection: nothing more to read or set
+        }
     }
 }
 
