@@ -173,9 +173,13 @@ fn a_flood_of_announcements_from_made_up_peers_is_bounded() {
         let bytes = sim::from_stranger(&mut rng, Frame::Announce(Announce { caps: 0 }));
         let from = SocketAddr::from(([10, 70, (i >> 8) as u8, i as u8], 7654));
         sim.inject(0, from, &bytes);
-        // Only a few probes, whatever the flood: the rest get one hello and nothing kept.
-        assert!(sim.nodes[0].ep.footprint().probes <= 16);
+        // Only a few probes, whatever the flood: the rest get one hello and nothing kept but
+        // a bounded memory of who announced.
+        let f = sim.nodes[0].ep.footprint();
+        assert!(f.probes <= 16);
+        assert!(f.heard_announcing <= 1024, "{}", f.heard_announcing);
     }
+    assert_eq!(sim.nodes[0].ep.footprint().heard_announcing, 1024);
     // Protocol 2 answers each announcement with at most one hello (a newcomer is never kept
     // waiting for a token); what is bounded is what one costs, not how many are answered.
     assert!(

@@ -346,7 +346,9 @@ fn pace_while_sending(stream: &TcpStream, stopped: &mpsc::Receiver<()>) {
     let start = Instant::now();
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pacing::MIN_PERIOD) {
         let Ok(sample) = tcp_info::sample(stream) else {
-            break;
+            // No reading, no pacing: the cap set so far must not stay on.
+            let _ = tcp_info::set_max_pacing_rate(stream, u64::MAX);
+            return;
         };
         let cap = pacer.on_sample(start.elapsed(), &sample);
         if cap != set && tcp_info::set_max_pacing_rate(stream, cap).is_ok() {

@@ -76,7 +76,8 @@ pub fn set_max_pacing_rate(stream: &TcpStream, bytes_per_sec: u64) -> io::Result
     use nix::libc;
     use std::os::fd::AsRawFd;
     // The kernel takes a 64-bit value where `optlen` says so (since Linux 4.20); an older one
-    // reads the low 32 bits, so the cap is clamped to what both read the same.
+    // reads the first 32 bits, which on a little-endian machine (all tailchat is built for)
+    // are the low ones, so the cap is clamped to what both read the same.
     let value: u64 = if bytes_per_sec == u64::MAX {
         u64::MAX
     } else {

@@ -31,6 +31,8 @@ impl Endpoint {
     /// announce on our LAN; then after [`EXCHANGE_DELAY`], if it is still online.
     pub(super) fn exchange_peers_soon(&mut self, now: Instant, new: PeerId) {
         if self.heard_announcing.contains(&new) {
+            // A restart within the wait makes one exchange, with the new session.
+            self.exchange_later.retain(|(_, id)| *id != new);
             self.exchange_later.insert((now + EXCHANGE_DELAY, new));
         } else {
             self.exchange_peers(now, new);

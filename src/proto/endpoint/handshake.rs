@@ -196,7 +196,15 @@ impl Endpoint {
             return false;
         }
         let prove = match self.probes.get_mut(from) {
-            Some(p) => p.on_cookie(now),
+            Some(p) => {
+                let prove = p.on_cookie(now);
+                if prove {
+                    // Noted like a probe-less proof: its address is answered outside the
+                    // strangers' budget should the reply be lost (`PROVED_TO_LATELY`).
+                    self.proof_limiter.allow(now, from);
+                }
+                prove
+            }
             None => self.proof_limiter.allow(now, from),
         };
         if !prove {

@@ -64,6 +64,11 @@ pub struct Footprint {
     pub forgotten: usize,
     /// Addresses the hello limiter can remember (fixed).
     pub hello_limiter: usize,
+    /// PeerIds remembered as heard announcing (at most `MAX_HEARD_ANNOUNCING`).
+    pub heard_announcing: usize,
+    /// Newcomers whose peer exchange waits: those that proved themselves in the last
+    /// `EXCHANGE_DELAY`, one entry each.
+    pub exchange_later: usize,
 }
 
 /// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
@@ -255,6 +260,8 @@ impl Endpoint {
             dormant,
             forgotten,
             hello_limiter: self.hello_limiter.capacity(),
+            heard_announcing: self.heard_announcing.len(),
+            exchange_later: self.exchange_later.len(),
         }
     }
 
@@ -608,6 +615,7 @@ impl Endpoint {
         self.leaving = true;
         self.probes.clear();
         self.hints.clear();
+        self.exchange_later.clear();
         self.announcer.stop();
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
             p.link.queue_leave();
@@ -787,6 +795,16 @@ impl Endpoint {
             self.keepalives_checked = Some(now);
             self.peers.set_keepalives();
         }
+        // Peer lists that waited (§8.7) are queued first, so they go in this pass.
+        while let Some(&(t, id)) = self.exchange_later.first() {
+            if t > now {
+                break;
+            }
+            self.exchange_later.pop_first();
+            if self.peers.get(&id).is_some_and(|p| p.is_online()) {
+                self.exchange_peers(now, id);
+            }
+        }
         for id in self.peers.due(now) {
             let header = self.header();
             let Some(peer) = self.peers.get_mut(&id) else {
@@ -805,15 +823,6 @@ impl Endpoint {
                 .add_since(&mut peer.counted, peer.link.counters());
             self.link_events(now, id, out);
             self.peers.settle(id);
-        }
-        while let Some(&(t, id)) = self.exchange_later.first() {
-            if t > now {
-                break;
-            }
-            self.exchange_later.pop_first();
-            if self.peers.get(&id).is_some_and(|p| p.is_online()) {
-                self.exchange_peers(now, id);
-            }
         }
         let due: Vec<PeerId> = self
             .departing
