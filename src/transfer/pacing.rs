@@ -18,6 +18,11 @@
 //!   and caps at that estimate, up to [`SWING`] over it while the delay is under the target
 //!   and down to three times that under it while the delay is over. The queue settles near
 //!   the target, and the link stays busy.
+//! - **Off**, for the rest of the connection: [`HOLD_FOR`] after the first queue (BBR's
+//!   start-up is over, and its steady state keeps a queue of about 10 ms), or sooner if the
+//!   delay stays over the target for [`GIVE_UP_AFTER`] (a delay that does not answer the cap
+//!   is not a queue of ours), or if the kernel reports no minimum RTT. Holding for good would
+//!   risk a path whose delay varies more than the target pulling the cap to the floor.
 //!
 //! A receiver that is the limit (its window fills: `rwnd_limited` advances) also makes RTTs
 //! grow, but no queue of ours is behind that, and a cap would only slow the transfer further:
@@ -54,12 +59,16 @@ pub const FLOOR: f64 = 64e3;
 /// traffic; slowing down for it would only slow the transfer, so the cap is lifted for the
 /// rest of the connection (BBR alone, as without a pacer).
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
-/// Holding, the estimate fell under this share of the highest it has been: the delay did not
-/// answer a cap that came down fourfold, so it is not a queue of ours (a path whose delay
-/// varies by more than the target but now and then dips under it would otherwise pull the
-/// cap to the floor: an estimate follows what is delivered, and that is at most the cap).
-/// The cap is lifted for the rest of the connection.
-pub const GIVE_UP_SHARE: f64 = 0.25;
+/// How long the pacer holds at most, from the first queue on; then the cap is lifted for the
+/// rest of the connection. Its work is BBR's start-up, which fills a deep queue in the first
+/// half second; BBR's own steady state keeps the queue at about 10 ms. Holding longer would
+/// keep the queue nearer the target (a p99 of 6.7 ms instead of 11.8 through the 20 Mbit/s
+/// link), but on a path whose delay varies by more than the target and now and then dips
+/// under it (Wi-Fi, a tunnel over the Internet) the estimate, which follows what is
+/// delivered and so at most the cap, spirals down to the floor: a transfer there would
+/// crawl. No such path can be made on the machines this was measured on, so the pacer
+/// bounds what it can cost instead.
+pub const HOLD_FOR: Duration = Duration::from_secs(2);
 
 /// Which of its two behaviours the pacer is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,8 +100,8 @@ pub struct Pacer {
     receiver_limited_at: Option<Duration>,
     /// Since when the delay has been over the target without a break, while holding.
     over_since: Option<Duration>,
-    /// The highest the estimate has been.
-    peak: f64,
+    /// When it started holding.
+    holding_since: Option<Duration>,
 }
 
 impl Default for Pacer {
@@ -113,7 +122,7 @@ impl Pacer {
             rwnd_limited: Duration::ZERO,
             receiver_limited_at: None,
             over_since: None,
-            peak: START_RATE,
+            holding_since: None,
         }
     }
 
@@ -161,6 +170,7 @@ impl Pacer {
             // The receiver is the limit: its delays are no queue of ours, and a cap would
             // only slow the transfer further.
             self.phase = Phase::Holding;
+            self.holding_since.get_or_insert(now);
             self.cap = CEILING;
             return self.cap();
         }
@@ -169,6 +179,13 @@ impl Pacer {
         }
         if s.min_rtt.is_zero() {
             return self.give_up(); // a kernel that does not report it: no delay to read
+        }
+        if self.phase == Phase::Holding
+            && self
+                .holding_since
+                .is_some_and(|t| now.saturating_sub(t) >= HOLD_FOR)
+        {
+            return self.give_up();
         }
         let delay = s.rtt.saturating_sub(s.min_rtt).as_secs_f64();
         let target = TARGET.as_secs_f64();
@@ -199,6 +216,7 @@ impl Pacer {
                 // (a burst through an idle token bucket), so one moves the estimate up by
                 // SWING at most.
                 self.phase = Phase::Holding;
+                self.holding_since.get_or_insert(now);
                 if delivered > 0.0 {
                     self.rate += (delivered.min(self.rate * (1.0 + SWING)) - self.rate) * GAIN;
                 }
@@ -214,10 +232,6 @@ impl Pacer {
             }
         }
         self.rate = self.rate.clamp(FLOOR, CEILING);
-        self.peak = self.peak.max(self.rate);
-        if self.phase == Phase::Holding && self.rate < self.peak * GIVE_UP_SHARE {
-            return self.give_up();
-        }
         let off = ((target - delay) / target).clamp(-3.0, 1.0);
         self.cap = if self.phase == Phase::Starting {
             self.rate
@@ -391,8 +405,8 @@ mod tests {
 
     /// A path whose delay varies by more than the target but dips under it now and then
     /// (Wi-Fi, a tunnel over the Internet: 0–9 ms of noise over a 30 ms path): the estimate
-    /// follows what is delivered, which is at most the cap, so it would spiral to the floor;
-    /// once it is a quarter of its highest the pacer gives up.
+    /// follows what is delivered, which is at most the cap, so it spirals down; the pacer
+    /// gives up HOLD_FOR after the first queue.
     #[test]
     fn a_noisy_path_that_dips_under_the_target_makes_it_give_up_too() {
         let path = 50_000_000.0;
@@ -414,10 +428,7 @@ mod tests {
             lowest = lowest.min(p.on_sample(t, &s));
         }
         assert_eq!(p.phase(), Phase::Off);
-        assert!(
-            lowest as f64 >= START_RATE * GIVE_UP_SHARE * 0.6,
-            "{lowest}"
-        );
+        assert!(lowest >= FLOOR as u64, "{lowest}");
     }
 
     #[test]
@@ -465,8 +476,8 @@ mod tests {
     }
 
     /// A 2.4 MB/s bottleneck (20 Mbit/s) behind which the queue is what the cap sends over
-    /// its rate, on a 1 ms path: from the start, the queue stays within 5 ms (BBR alone: 76)
-    /// and the link busy.
+    /// its rate, on a 1 ms path: from the start and for as long as the pacer holds, the queue
+    /// stays within 5 ms (BBR alone: 76) and the link busy; then the cap is lifted.
     #[test]
     fn through_a_slow_link_the_queue_stays_short_and_the_link_busy() {
         let link = 2_400_000.0;
@@ -474,15 +485,17 @@ mod tests {
         let mut p = Pacer::new();
         let (mut queue, mut acked, mut delivered_total) = (0.0_f64, 0.0, 0.0);
         let mut worst: f64 = 0.0;
-        for step in 0..5000u32 {
+        let (mut step, mut counted) = (0u32, 0u32);
+        while p.phase() != Phase::Off {
+            assert!(step < 5000, "still pacing after {step} steps");
             let t = Duration::from_millis(2 * u64::from(step));
-            let cap = p.cap() as f64;
-            let sent = cap.min(1e12) * 0.002;
+            let sent = (p.cap() as f64) * 0.002;
             let out = (queue + sent).min(link * 0.002);
             queue = queue + sent - out;
             acked += out;
-            if step >= 500 {
+            if step >= 250 {
                 delivered_total += out;
+                counted += 1;
             }
             worst = worst.max(queue / link);
             let s = TcpSample {
@@ -493,9 +506,15 @@ mod tests {
                 ..TcpSample::default()
             };
             p.on_sample(t, &s);
+            step += 1;
         }
         assert!(worst < 0.005, "the queue reached {worst} s");
-        let busy = delivered_total / (link * 4500.0 * 0.002);
+        let busy = delivered_total / (link * f64::from(counted) * 0.002);
         assert!(busy > 0.97, "the link was busy {busy} of the time");
+        let held = Duration::from_millis(2 * u64::from(step));
+        assert!(
+            held >= HOLD_FOR && held < HOLD_FOR + Duration::from_secs(1),
+            "{held:?}"
+        );
     }
 }
