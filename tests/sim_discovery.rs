@@ -310,3 +310,29 @@ fn a_lan_that_hears_itself_meshes_before_any_peer_list_goes() {
         );
     }
 }
+
+/// Two peers of a LAN that never hear each other's announcements (a filtered kind of
+/// multicast) still meet, through the peer lists of those that hear both — which wait 1.5 s
+/// for newcomers heard announcing (§8.7) and must then go at once.
+#[test]
+fn peers_that_cannot_hear_each_other_meet_through_the_lists_of_those_that_can() {
+    for seed in 0..5 {
+        let mut sim = Sim::new_lan(seed, 5, LinkParams::lan());
+        sim.deaf.insert((0, 4));
+        sim.deaf.insert((4, 0));
+        assert!(
+            sim.run_until_cond(Duration::from_millis(2500), all_know_each_other),
+            "seed {seed}: 0 and 4 did not meet"
+        );
+        let found = sim.nodes[0]
+            .ep
+            .peers()
+            .into_iter()
+            .find(|p| p.id == sim.id(4))
+            .map(|p| p.found);
+        assert!(
+            matches!(found, Some(Found::Learned | Found::Incoming)),
+            "seed {seed}: {found:?}"
+        );
+    }
+}

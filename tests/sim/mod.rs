@@ -250,6 +250,9 @@ pub struct Sim {
     burst_bad: Vec<Vec<bool>>,
     /// Directions currently cut, as (from, to).
     pub cut: BTreeSet<(usize, usize)>,
+    /// Directions in which LAN announcements do not arrive, as (from, to) (a filtered kind of
+    /// multicast, a switch that drops it): other datagrams go through.
+    pub deaf: BTreeSet<(usize, usize)>,
     /// Datagrams in flight.
     queue: BinaryHeap<Reverse<InFlight>>,
     /// Order counter.
@@ -357,6 +360,7 @@ impl Sim {
             links: vec![vec![params; n]; n],
             burst_bad: vec![vec![false; n]; n],
             cut: BTreeSet::new(),
+            deaf: BTreeSet::new(),
             queue: BinaryHeap::new(),
             order: 0,
             rng,
@@ -582,7 +586,7 @@ impl Sim {
             assert!(bytes.len() <= MAX_DATAGRAM);
             let Some(seg) = self.segment[i] else { continue };
             for to in 0..self.nodes.len() {
-                if to != i && self.segment[to] == Some(seg) {
+                if to != i && self.segment[to] == Some(seg) && !self.deaf.contains(&(i, to)) {
                     self.transmit(i, to, bytes.clone());
                 }
             }
