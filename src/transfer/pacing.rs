@@ -448,26 +448,38 @@ mod tests {
 
     /// The noisy path above, its delay varying by up to `spread` µs.
     fn gives_up_on_a_noisy_path(spread: u64) {
-        let path = 50_000_000.0;
         let mut p = Pacer::new();
-        let mut acked = 0.0_f64;
+        let (lowest, _) = run_noisy_path(&mut p, 30_000, 5000, |step| (step * 7919) % spread);
+        assert_eq!(p.phase(), Phase::Off, "noise up to {spread} µs");
+        assert!(lowest >= FLOOR as u64, "{lowest}");
+    }
+
+    /// Runs `p` for `steps` samples 2 ms apart on a 50 MB/s path (never the limit) whose RTT
+    /// is `base` µs plus `noise(step)` µs whatever is sent; returns the lowest cap it set and
+    /// the time of the last sample.
+    fn run_noisy_path(
+        p: &mut Pacer,
+        base: u64,
+        steps: u64,
+        noise: impl Fn(u64) -> u64,
+    ) -> (u64, Duration) {
+        let path = 50_000_000.0;
+        let (mut acked, mut t) = (0.0_f64, Duration::ZERO);
         let mut lowest = u64::MAX;
-        for step in 0..5000u64 {
-            let t = Duration::from_millis(2 * step);
+        for step in 0..steps {
+            t = Duration::from_millis(2 * step);
             let sent = (p.cap() as f64).min(path) * 0.002;
             acked += sent;
-            let noise = (step * 7919) % spread;
             let s = TcpSample {
-                rtt: Duration::from_micros(30_000 + noise),
-                min_rtt: Duration::from_micros(30_000),
+                rtt: Duration::from_micros(base + noise(step)),
+                min_rtt: Duration::from_micros(base),
                 delivery_rate: (sent / 0.002) as u64,
                 bytes_acked: acked as u64,
                 ..TcpSample::default()
             };
             lowest = lowest.min(p.on_sample(t, &s));
         }
-        assert_eq!(p.phase(), Phase::Off, "noise up to {spread} µs");
-        assert!(lowest >= FLOOR as u64, "{lowest}");
+        (lowest, t)
     }
 
     #[test]
@@ -487,26 +499,9 @@ mod tests {
     /// is lifted for good instead of spiralling down to the floor.
     #[test]
     fn a_delay_that_does_not_answer_the_cap_makes_it_give_up() {
-        let path = 50_000_000.0; // bytes per second, never the limit here
         let mut p = Pacer::new();
-        let (mut acked, mut t) = (0.0_f64, Duration::ZERO);
-        let mut lowest = u64::MAX;
-        for step in 0..2000u64 {
-            t = Duration::from_millis(2 * step);
-            let cap = p.cap();
-            let sent = (cap as f64).min(path) * 0.002;
-            acked += sent;
-            // 20 µs of path, plus 3–9 ms of noise that has nothing to do with the rate.
-            let noise = 3000 + (step * 7919) % 6000;
-            let s = TcpSample {
-                rtt: Duration::from_micros(20 + noise),
-                min_rtt: Duration::from_micros(20),
-                delivery_rate: (sent / 0.002) as u64,
-                bytes_acked: acked as u64,
-                ..TcpSample::default()
-            };
-            lowest = lowest.min(p.on_sample(t, &s));
-        }
+        // 20 µs of path, plus 3–9 ms of noise that has nothing to do with the rate.
+        let (lowest, t) = run_noisy_path(&mut p, 20, 2000, |step| 3000 + (step * 7919) % 6000);
         assert_eq!(p.phase(), Phase::Off);
         assert_eq!(p.cap(), u64::MAX);
         assert!(lowest >= FLOOR as u64);
