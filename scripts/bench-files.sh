@@ -57,6 +57,16 @@ ns() {  # a namespace with loopback up, BBR its default (as the system's here)
   ip netns exec "$P$1" sysctl -qw net.ipv4.tcp_congestion_control=bbr
 }
 
+pair() {  # pair A B NET: namespaces A and B joined by a veth pair, NET.1 and NET.2 on it
+  ns "$1"
+  ns "$2"
+  ip link add eth0 netns "$P$1" type veth peer name eth0 netns "$P$2"
+  ip -n "$P$1" addr add "$3.1/24" dev eth0
+  ip -n "$P$2" addr add "$3.2/24" dev eth0
+  ip -n "$P$1" link set eth0 up
+  ip -n "$P$2" link set eth0 up
+}
+
 # The files live in memory, so a disk's speed (and its writeback of earlier runs) is not
 # measured: source, received copy, and each side's data directory.
 mkdir "$WORK/fs"
@@ -84,13 +94,8 @@ fi
 # bucket with a 200 ms queue (netem is not available here, so there is no added delay: the
 # only queue is the bucket's).
 if [ -z "$ONLY" ] || [ "$ONLY" = link ]; then
-ns a
-ns b
-ip link add eth0 netns "${P}a" type veth peer name eth0 netns "${P}b"
-ip -n "${P}a" addr add 10.77.0.1/24 dev eth0
-ip -n "${P}b" addr add 10.77.0.2/24 dev eth0
+pair a b 10.77.0
 for side in a b; do
-  ip -n "$P$side" link set eth0 up
   ip netns exec "$P$side" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 200ms
 done
 python3 scripts/bench-files.py --label "20 Mbit/s link (tbf)" --nice "$NICE" --bin "$BIN" \
@@ -105,13 +110,7 @@ fi
 # a path as fast as the CPUs allow that is not loopback, so the sender's pacing runs on it
 # (it leaves loopback alone) and must not slow it.
 if [ "$ONLY" = fast ]; then
-ns fa
-ns fb
-ip link add eth0 netns "${P}fa" type veth peer name eth0 netns "${P}fb"
-ip -n "${P}fa" addr add 10.78.0.1/24 dev eth0
-ip -n "${P}fb" addr add 10.78.0.2/24 dev eth0
-ip -n "${P}fa" link set eth0 up
-ip -n "${P}fb" link set eth0 up
+pair fa fb 10.78.0
 python3 scripts/bench-files.py --label "veth pair, unshaped" --nice "$NICE" --bin "$BIN" \
   --ns-a "${P}fa" --ns-b "${P}fb" --addr-a 10.78.0.1 --addr-b 10.78.0.2 \
   --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-fast" --work "$WORK/fs/home-fast" \
