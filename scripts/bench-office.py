@@ -165,30 +165,27 @@ class Hosts:
         """When the last join of the full mesh was printed."""
         return max(t for j in self.joined.values() for t in j.values())
 
-    def cpu_split(self):
-        """(user, system) CPU seconds of all hosts together."""
-        user = system = 0
-        for p in self.procs.values():
-            try:
-                with open(f"/proc/{p.pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                user += int(fields[11])
-                system += int(fields[12])
-            except OSError:
-                pass
-        hz = os.sysconf("SC_CLK_TCK")
-        return user / hz, system / hz
-
-    def cpu_ticks(self):
+    def cpu_times(self):
+        """Per host: (user, system) clock ticks from /proc (0, 0 once it is gone)."""
         out = {}
         for name, p in self.procs.items():
             try:
                 with open(f"/proc/{p.pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                out[name] = int(fields[11]) + int(fields[12])
+                out[name] = (int(fields[11]), int(fields[12]))
             except OSError:
-                out[name] = 0
+                out[name] = (0, 0)
         return out
+
+    def cpu_split(self):
+        """(user, system) CPU seconds of all hosts together."""
+        times = self.cpu_times().values()
+        hz = os.sysconf("SC_CLK_TCK")
+        return sum(u for u, _ in times) / hz, sum(s for _, s in times) / hz
+
+    def cpu_ticks(self):
+        """Per host: user + system clock ticks."""
+        return {name: u + s for name, (u, s) in self.cpu_times().items()}
 
     def rss_kib(self):
         out = []
