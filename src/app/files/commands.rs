@@ -1,0 +1,287 @@
+//! What the user's file commands do: `/send` (the offer is built off the loop), `/accept`
+//! (space checked, place made, fetch started), `/decline`, `/cancel`, and the `/files` table.
+
+use super::{default_download_dir, new_transfer, now_ms, seconds, Files, Transfer, RATE_WINDOW};
+use crate::proto::Endpoint;
+use crate::transfer::control::{Control, Offer};
+use crate::transfer::manifest;
+use crate::transfer::names;
+use crate::transfer::record::{Record, State, StoredOffer};
+use crate::transfer::{human_size, DataEvent, TransferKey};
+use crate::ui::command::FileCommand;
+use crate::ui::render::Output;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+impl Files {
+    /// A file command typed by the user.
+    ///
+    /// # Errors
+    /// The command cannot be carried out (no such peer, number or path): the message says
+    /// why.
+    pub fn command(&mut self, ep: &mut Endpoint, cmd: FileCommand) -> Result<(), String> {
+        match cmd {
+            FileCommand::Send { nick, path } => self.send(ep, &nick, &path),
+            FileCommand::Accept { number, dir } => {
+                let key = self.pick_offer(number)?;
+                self.accept(ep, key, dir.map(|d| expand_home(&d)))
+            }
+            FileCommand::Decline(number) => {
+                let key = self.pick_offer(number)?;
+                self.finish(ep, key, State::Declined, None);
+                Ok(())
+            }
+            FileCommand::Cancel(number) => {
+                let key = self
+                    .transfers
+                    .values()
+                    .find(|t| t.number == number && t.number > 0)
+                    .map(Transfer::key)
+                    .ok_or_else(|| format!("no file transfer {number} — /files lists them"))?;
+                if self.transfers[&key].record.state.is_finished() {
+                    return Err(format!("file transfer {number} is already over"));
+                }
+                self.finish(ep, key, State::Cancelled, None);
+                Ok(())
+            }
+            FileCommand::List => {
+                let lines = self.list(ep, Instant::now());
+                self.lines.extend(lines.into_iter().map(Output::Info));
+                Ok(())
+            }
+        }
+    }
+
+    /// The incoming offer `number` names, or the latest one waiting.
+    fn pick_offer(&self, number: Option<u32>) -> Result<TransferKey, String> {
+        let waiting = |t: &&Transfer| !t.record.outgoing && t.record.state == State::Offered;
+        let found = match number {
+            Some(n) => self.transfers.values().find(|t| t.number == n),
+            None => self
+                .transfers
+                .values()
+                .filter(waiting)
+                .max_by_key(|t| t.number),
+        };
+        match (found, number) {
+            (Some(t), _) if waiting(&t) => Ok(t.key()),
+            (Some(t), _) => Err(format!(
+                "file transfer {} is not an offer waiting for you",
+                t.number
+            )),
+            (None, Some(n)) => Err(format!("no file transfer {n} — /files lists them")),
+            (None, None) => Err("no file offer is waiting for you".into()),
+        }
+    }
+
+    /// `/send NICK PATH`: builds the offer off the loop; it goes out when ready.
+    fn send(&mut self, ep: &mut Endpoint, nick: &str, path: &str) -> Result<(), String> {
+        let (peer, nick) = crate::app::lookup::find_peer(&ep.peers(), nick)?;
+        let path = expand_home(path);
+        if std::fs::metadata(&path).is_err() {
+            return Err(format!(
+                "cannot send {}: no such file or folder",
+                path.display()
+            ));
+        }
+        self.server()
+            .ok_or("file transfers are off: no TCP listener")?;
+        let id: u64 = rand::random();
+        let tx = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tailchat-hash".into())
+            .spawn(move || {
+                let result = manifest::prepare(&path);
+                let _ = tx.send(DataEvent::Prepared { id, result });
+            });
+        if spawned.is_err() {
+            return Err("cannot start a thread to read the files".into());
+        }
+        let number = self.number();
+        let record = Record {
+            offerer: self.me.0,
+            id,
+            outgoing: true,
+            peer: peer.0,
+            peer_nick: nick,
+            offer: StoredOffer::from_offer(&Offer {
+                id,
+                token: [0; 16],
+                name: String::new(),
+                size: 0,
+                files: 0,
+                folder: false,
+                manifest_hash: [0; 32],
+                manifest_len: 0,
+                port: 0,
+            }),
+            source: None,
+            dest: None,
+            files_done: 0,
+            bytes_done: 0,
+            state: State::Offered,
+            reason: None,
+            created_ms: now_ms(),
+            finished_ms: None,
+        };
+        self.transfers.insert(
+            TransferKey {
+                offerer: self.me,
+                id,
+            },
+            new_transfer(number, record, None, None),
+        );
+        Ok(())
+    }
+
+    /// `/accept`: checks the space, makes the place, and starts fetching.
+    pub(super) fn accept(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        dir: Option<PathBuf>,
+    ) -> Result<(), String> {
+        let dir = dir
+            .or_else(|| self.setup.download_dir.clone())
+            .or_else(default_download_dir)
+            .ok_or("no download folder: give one, /accept N DIR")?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
+        let t = &self.transfers[&key];
+        let size = t.record.offer.size;
+        if let Some(free) = free_space(&dir) {
+            if size > free {
+                return Err(format!(
+                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {} DIR elsewhere",
+                    t.shown_name(),
+                    dir.display(),
+                    human_size(size),
+                    human_size(free),
+                    t.number
+                ));
+            }
+        }
+        let name = names::sanitize_name(&t.record.offer.name);
+        let dest = if t.record.offer.folder {
+            names::create_unique_dir(&dir, &name).map_err(|e| {
+                format!(
+                    "cannot create a folder in {}: {}",
+                    dir.display(),
+                    manifest::reason(&e)
+                )
+            })?
+        } else {
+            names::unique(&dir, &name)
+        };
+        let t = self.transfers.get_mut(&key).ok_or("gone")?;
+        t.record.dest = Some(dest.clone());
+        t.record.state = State::Accepted;
+        let (peer, shown) = (t.peer(), t.shown_name());
+        let nick = Self::nick(ep, t);
+        self.save(key);
+        let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
+        self.notice(format!("accepted {shown} from {nick} → {}", dest.display()));
+        self.start_fetch(ep, key);
+        Ok(())
+    }
+
+    /// The `/files` table: every transfer of this run, and unfinished ones from before.
+    pub fn list(&self, ep: &Endpoint, now: Instant) -> Vec<String> {
+        let shown: Vec<&Transfer> = self
+            .transfers
+            .values()
+            .filter(|t| t.number > 0 && (t.this_run || !t.record.state.is_finished()))
+            .collect();
+        if shown.is_empty() {
+            return vec!["no file transfers yet — /send NICK PATH offers one".into()];
+        }
+        let mut rows: Vec<Vec<String>> = vec![[
+            "#", "dir", "peer", "name", "size", "state", "progress", "rate", "ETA",
+        ]
+        .map(String::from)
+        .to_vec()];
+        let mut sorted = shown;
+        sorted.sort_by_key(|t| t.number);
+        for t in sorted {
+            let size = t.record.offer.size;
+            let done = if t.record.state == State::Done {
+                size
+            } else {
+                t.record.bytes_done
+            };
+            let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
+            let rate = t.rate.per_sec().filter(|_| {
+                t.rate
+                    .samples
+                    .back()
+                    .is_some_and(|(at, _)| now.saturating_duration_since(*at) < RATE_WINDOW)
+            });
+            let moving = t.record.state == State::Accepted;
+            let state = match t.record.state {
+                State::Offered if t.record.outgoing => "offered",
+                State::Offered => "waiting for you",
+                State::Accepted if t.record.outgoing && t.started.is_some() => "sending",
+                State::Accepted if t.record.outgoing => "accepted",
+                State::Accepted if t.fetching.is_some() => "receiving",
+                State::Accepted => "interrupted",
+                State::Done => "done",
+                State::Declined => "declined",
+                State::Cancelled => "cancelled",
+                State::Failed => "failed",
+            };
+            let earlier = if t.this_run { "" } else { " (earlier run)" };
+            rows.push(vec![
+                t.number.to_string(),
+                if t.record.outgoing { "to" } else { "from" }.into(),
+                Self::nick(ep, t),
+                t.shown_name(),
+                t.shown_size(),
+                format!("{state}{earlier}"),
+                format!("{pct}%"),
+                match (moving, rate) {
+                    (true, Some(r)) => format!("{}/s", human_size(r as u64)),
+                    _ => "-".into(),
+                },
+                match (moving, rate) {
+                    (true, Some(r)) if r > 0.0 => seconds(Duration::from_secs_f64(
+                        size.saturating_sub(done) as f64 / r,
+                    )),
+                    _ => "-".into(),
+                },
+            ]);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| {
+                rows.iter()
+                    .map(|r| unicode_width::UnicodeWidthStr::width(r[c].as_str()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .zip(&widths)
+                    .map(|(cell, w)| {
+                        let pad = w - unicode_width::UnicodeWidthStr::width(cell.as_str());
+                        format!("{cell}{}", " ".repeat(pad))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Bytes free for us in the file system of `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(s.blocks_available().saturating_mul(s.fragment_size()))
+}
+
+/// A path as typed, with a leading `~` for the home directory.
+fn expand_home(p: &str) -> PathBuf {
+    crate::app::settings::expand_home(Path::new(p))
+}

@@ -1,0 +1,381 @@
+//! The data threads of file transfers — the one that reads and hashes an offer's files, and
+//! the fetch of an accepted one — and what each of their reports does: the offer goes out,
+//! progress is shown, a broken link is tried again, the end line is shown.
+
+use super::ending::remove_parts;
+use super::{seconds, Files, Transfer};
+use crate::proto::{AppDataError, Endpoint, PeerId, PeerState};
+use crate::transfer::control::{Control, Offer};
+use crate::transfer::fetch::{self, FetchError, Plan};
+use crate::transfer::manifest::{Manifest, Prepared};
+use crate::transfer::record::{State, StoredOffer};
+use crate::transfer::serve::{ServeError, Server, Serving};
+use crate::transfer::{human_size, DataEvent, TransferKey};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts while the peer is here.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A running transfer shows a progress line this often (interactive only).
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
+
+impl Files {
+    /// Our offer's files are read and hashed: serve them and offer them.
+    fn prepared(&mut self, ep: &mut Endpoint, id: u64, result: Result<Prepared, String>) {
+        let key = TransferKey {
+            offerer: self.me,
+            id,
+        };
+        let p = match result {
+            Ok(p) => p,
+            Err(e) => {
+                self.transfers.remove(&key);
+                return self.error(format!("not offered: {e}"));
+            }
+        };
+        let Some(port) = self.server().map(Server::port) else {
+            self.transfers.remove(&key);
+            return;
+        };
+        if self
+            .transfers
+            .get(&key)
+            .is_none_or(|t| t.record.state.is_finished())
+        {
+            return; // cancelled while it was being read
+        }
+        let offer = Offer {
+            id,
+            token: rand::random(),
+            name: p.name.clone(),
+            size: p.manifest.total(),
+            files: u32::try_from(p.manifest.entries.len()).unwrap_or(u32::MAX),
+            folder: p.folder,
+            manifest_hash: p.hash,
+            manifest_len: u32::try_from(p.bytes.len()).unwrap_or(u32::MAX),
+            port,
+        };
+        if let Some(server) = &self.server {
+            server.offer(
+                offer.token,
+                Serving {
+                    id,
+                    root: p.root.clone(),
+                    folder: p.folder,
+                    manifest: p.manifest.clone(),
+                    manifest_bytes: p.bytes.clone(),
+                    cancelled: AtomicBool::new(false),
+                },
+            );
+        }
+        if let Some(store) = &self.store {
+            let _ = store.save_manifest(key, &p.bytes);
+        }
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        t.record.offer = StoredOffer::from_offer(&offer);
+        t.record.source = Some(std::fs::canonicalize(&p.root).unwrap_or(p.root.clone()));
+        t.offer = Some(offer.clone());
+        t.manifest = Some(p.manifest);
+        let (number, name, size) = (t.number, t.shown_name(), t.shown_size());
+        let nick = Self::nick(ep, t);
+        self.save(key);
+        if p.skipped > 0 {
+            self.notice(format!(
+                "{name}: {} symbolic link(s) or special file(s) left out",
+                p.skipped
+            ));
+        }
+        match Self::control(ep, PeerId(self.transfers[&key].record.peer), &Control::Offer(offer)) {
+            Ok(()) => self.notice(format!(
+                "offered {name} ({size}) to {nick} — /cancel {number} withdraws it"
+            )),
+            Err(AppDataError::NotHeard) => self.notice(format!(
+                "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
+            )),
+            Err(e) => self.refused_by_peer(ep, key, e),
+        }
+    }
+
+    /// Starts a fetch attempt if the transfer is accepted, none runs, and the peer is here.
+    pub(super) fn start_fetch(&mut self, ep: &Endpoint, key: TransferKey) {
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        if t.record.state != State::Accepted || t.fetching.is_some() || t.record.outgoing {
+            return;
+        }
+        let here = ep
+            .peer(t.peer())
+            .filter(|p| p.state != PeerState::Offline && p.state != PeerState::Left);
+        let (Some(peer), Some(offer), Some(dest)) = (here, t.offer.clone(), t.record.dest.clone())
+        else {
+            return;
+        };
+        let Some(addr) = peer.addrs.first() else {
+            return;
+        };
+        let plan = if offer.folder {
+            Plan::Folder { top: dest }
+        } else {
+            Plan::File { wanted: dest }
+        };
+        let cancel = Arc::new(AtomicBool::new(false));
+        t.fetching = Some(Arc::clone(&cancel));
+        let job = fetch::Job {
+            key,
+            addr: SocketAddr::new(addr.ip().to_canonical(), offer.port),
+            offer,
+            manifest: t.manifest.clone(),
+            plan,
+            files_done: t.record.files_done,
+            cancel,
+        };
+        fetch::spawn(job, self.events_tx.clone());
+    }
+
+    /// A report from a data thread.
+    pub fn on_data(&mut self, ep: &mut Endpoint, ev: DataEvent) {
+        self.on_data_at(ep, ev, Instant::now());
+    }
+
+    /// [`Files::on_data`] at `now` (tests drive progress on a clock of their own).
+    pub(super) fn on_data_at(&mut self, ep: &mut Endpoint, ev: DataEvent, now: Instant) {
+        match ev {
+            DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
+            DataEvent::Serving { id, from } => {
+                if let Some(t) = self.mine(id) {
+                    t.started.get_or_insert((now, from));
+                    t.rate.note(now, from);
+                    if t.record.state == State::Offered {
+                        t.record.state = State::Accepted;
+                    }
+                }
+            }
+            DataEvent::ServeProgress { id, done } => {
+                if let Some(t) = self.mine(id) {
+                    t.record.bytes_done = done;
+                    t.rate.note(now, done);
+                }
+                let key = TransferKey {
+                    offerer: self.me,
+                    id,
+                };
+                self.progress_line(key, now);
+            }
+            DataEvent::ServeEnded {
+                id,
+                from,
+                sent,
+                result,
+            } => {
+                let key = TransferKey {
+                    offerer: self.me,
+                    id,
+                };
+                if let Some(t) = self.mine(id) {
+                    t.sent_this_run += sent;
+                    t.last_connection = Some((from, sent));
+                    t.record.bytes_done = t.record.bytes_done.max(from + sent);
+                }
+                if let Err(ServeError::Unreadable(why)) = result {
+                    let name = self
+                        .transfers
+                        .get(&key)
+                        .map(Transfer::shown_name)
+                        .unwrap_or_default();
+                    self.finish(
+                        ep,
+                        key,
+                        State::Failed,
+                        Some(format!("cannot send {name}: {why}")),
+                    );
+                }
+            }
+            DataEvent::Fetching { key, from } => {
+                // Where bytes start to arrive: a fresh transfer's end line says no "resumed at"
+                // (the first progress report comes only once bytes have arrived).
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.started.get_or_insert((now, from));
+                    t.rate.note(now, from);
+                }
+            }
+            DataEvent::FetchProgress { key, done } => {
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.started.get_or_insert((now, done));
+                    t.record.bytes_done = done;
+                    t.rate.note(now, done);
+                    t.retries = 0;
+                    if std::mem::take(&mut t.told_interrupted) {
+                        let line = format!("{}: resumed", t.shown_name());
+                        self.notice(line);
+                    }
+                }
+                self.progress_line(key, now);
+            }
+            DataEvent::FetchManifest { key, bytes } => {
+                if let Some(store) = &self.store {
+                    let _ = store.save_manifest(key, &bytes);
+                }
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.manifest = Manifest::decode(&bytes).ok();
+                }
+            }
+            DataEvent::FileDone { key, index, path } => {
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.record.files_done = index + 1;
+                    if !t.record.offer.folder {
+                        t.record.dest = Some(path);
+                    }
+                    self.save(key);
+                }
+            }
+            DataEvent::FetchEnded { key, from, result } => self.fetch_ended(ep, key, from, result),
+            DataEvent::Retry { key } => {
+                if let Some(t) = self.transfers.get_mut(&key) {
+                    t.retry_pending = false;
+                }
+                self.start_fetch(ep, key);
+            }
+        }
+    }
+
+    /// A progress line above the prompt for a transfer that has run a while, at most every
+    /// [`PROGRESS_LINE_EVERY`]: visible without typing, and printed above a half-typed line,
+    /// never into it. Not for scripts and programs (they get the end lines only).
+    fn progress_line(&mut self, key: TransferKey, now: Instant) {
+        if self.quiet {
+            return;
+        }
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        let Some((started, _)) = t.started else {
+            return;
+        };
+        let since = t.progress_shown.unwrap_or(started);
+        if now.saturating_duration_since(since) < PROGRESS_LINE_EVERY {
+            return;
+        }
+        t.progress_shown = Some(now);
+        let size = t.record.offer.size;
+        let done = t.record.bytes_done;
+        let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
+        let rate = t.rate.per_sec().unwrap_or(0.0);
+        let left = if rate > 0.0 {
+            format!(
+                ", {} left",
+                seconds(Duration::from_secs_f64(
+                    size.saturating_sub(done) as f64 / rate
+                ))
+            )
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{} {} {}: {pct}% of {}, {}/s{left}",
+            t.shown_name(),
+            if t.record.outgoing { "to" } else { "from" },
+            crate::ui::render::display_nick(&t.record.peer_nick),
+            human_size(size),
+            human_size(rate as u64),
+        );
+        self.notice(line);
+    }
+
+    fn mine(&mut self, id: u64) -> Option<&mut Transfer> {
+        self.transfers.get_mut(&TransferKey {
+            offerer: self.me,
+            id,
+        })
+    }
+
+    /// A fetch attempt ended: the end line, a retry, or why it stopped.
+    fn fetch_ended(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        from: u64,
+        result: Result<(), FetchError>,
+    ) {
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        t.fetching = None;
+        if t.started.is_none() && result.is_ok() {
+            t.started = Some((Instant::now(), from));
+        }
+        if t.record.state != State::Accepted {
+            if t.record.state != State::Done {
+                remove_parts(t); // cancelled while running
+            }
+            return;
+        }
+        let nick = Self::nick(ep, t);
+        let name = t.shown_name();
+        match result {
+            Ok(()) => {
+                let took = t.started.map(|(at, _)| at.elapsed()).unwrap_or_default();
+                let resumed = t.started.map_or(0, |(_, f)| f);
+                let line = format!(
+                    "received {name} from {nick} ({} in {}{}) → {}",
+                    t.shown_size(),
+                    seconds(took),
+                    if resumed > 0 {
+                        format!("; resumed at {}", human_size(resumed))
+                    } else {
+                        String::new()
+                    },
+                    t.record
+                        .dest
+                        .as_deref()
+                        .map(Path::display)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                );
+                t.record.bytes_done = t.record.offer.size;
+                self.finish(ep, key, State::Done, None);
+                self.notice(line);
+            }
+            Err(e) if e.is_transient() => {
+                let delay = RETRY_FIRST
+                    .saturating_mul(1 << t.retries.min(6))
+                    .min(RETRY_MAX);
+                t.retries += 1;
+                let tell = !t.told_interrupted && t.retries >= 2;
+                t.told_interrupted |= tell;
+                if !t.retry_pending {
+                    t.retry_pending = true;
+                    let tx = self.events_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(DataEvent::Retry { key });
+                    });
+                }
+                if tell {
+                    self.notice(format!(
+                        "{name} from {nick}: {e}; it resumes when {nick} is reachable"
+                    ));
+                }
+            }
+            Err(FetchError::Cancelled) => {}
+            Err(e) => {
+                let why = match &e {
+                    FetchError::Broken(why) => {
+                        format!("stopped receiving {name} from {nick}: {why}")
+                    }
+                    FetchError::Disk(why) => format!("cannot receive {name} from {nick}: {why}"),
+                    other => format!("{name} from {nick}: {other}"),
+                };
+                remove_parts(t);
+                self.finish(ep, key, State::Failed, Some(why));
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! How a file transfer ends: on our side (the peer is told, and the user why), on the
+//! peer's, or because the peer cannot take files; and what an unfinished incoming transfer
+//! leaves on disk.
+
+use super::{now_ms, Files, Transfer};
+use crate::proto::{AppDataError, Endpoint};
+use crate::transfer::control::Control;
+use crate::transfer::fetch::Plan;
+use crate::transfer::names;
+use crate::transfer::record::State;
+use crate::transfer::TransferKey;
+use std::sync::atomic::Ordering;
+
+impl Files {
+    /// A control message could not be queued for good.
+    pub(super) fn refused_by_peer(&mut self, ep: &mut Endpoint, key: TransferKey, e: AppDataError) {
+        let Some(t) = self.transfers.get(&key) else {
+            return;
+        };
+        let nick = Self::nick(ep, t);
+        let why = match e {
+            AppDataError::Unsupported => {
+                format!("{nick}'s tailchat cannot receive files (an older version)")
+            }
+            other => format!("cannot reach {nick}: {other}"),
+        };
+        self.finish(ep, key, State::Failed, Some(why));
+    }
+
+    /// The peer ended a transfer: `line` says how.
+    pub(super) fn finish_remote(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        state: State,
+        line: String,
+    ) {
+        self.stop(key);
+        if let Some(t) = self.transfers.get_mut(&key) {
+            t.record.state = state;
+            t.record.reason = Some(line.clone());
+            t.record.finished_ms = Some(now_ms());
+            if t.fetching.is_none() {
+                remove_parts(t);
+            }
+        }
+        let _ = ep;
+        self.save(key);
+        self.notice(line);
+    }
+
+    /// Ends a transfer on our side: stops its data, tells the peer, keeps the state, and
+    /// (unless it is done) says why.
+    pub(super) fn finish(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        state: State,
+        reason: Option<String>,
+    ) {
+        self.stop(key);
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        let was = t.record.state;
+        t.record.state = state;
+        t.record.reason.clone_from(&reason);
+        t.record.finished_ms = Some(now_ms());
+        let (peer, outgoing, name) = (t.peer(), t.record.outgoing, t.shown_name());
+        let nick = Self::nick(ep, t);
+        if t.fetching.is_none() && state != State::Done {
+            remove_parts(t);
+        }
+        let message = match state {
+            State::Done if !outgoing => Some(Control::Done { id: key.id }),
+            State::Declined => Some(Control::Decline { id: key.id }),
+            State::Cancelled | State::Failed if was != State::Offered || !outgoing => {
+                Some(Control::Cancel {
+                    id: key.id,
+                    by_offerer: outgoing,
+                    reason: reason.clone().unwrap_or_default(),
+                })
+            }
+            // An offer that never went out is withdrawn quietly.
+            State::Cancelled | State::Failed => Some(Control::Cancel {
+                id: key.id,
+                by_offerer: true,
+                reason: reason.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        if let Some(m) = message {
+            if !matches!(reason.as_deref(), Some(r) if r.contains("cannot receive files")) {
+                let _ = Self::control(ep, peer, &m);
+            }
+        }
+        self.save(key);
+        match state {
+            State::Declined => self.notice(format!("declined {name} from {nick}")),
+            State::Cancelled => {
+                let dir = if outgoing { "to" } else { "from" };
+                self.notice(format!("cancelled {name} ({dir} {nick})"));
+            }
+            State::Failed => self.error(reason.unwrap_or_default()),
+            _ => {}
+        }
+    }
+
+    /// Stops the data of a transfer: no more serving, and a running fetch stops.
+    fn stop(&mut self, key: TransferKey) {
+        let Some(t) = self.transfers.get(&key) else {
+            return;
+        };
+        if let Some(flag) = &t.fetching {
+            flag.store(true, Ordering::Release);
+        }
+        if let (true, Some(offer), Some(server)) = (t.record.outgoing, &t.offer, &self.server) {
+            server.withdraw(&offer.token);
+        }
+    }
+}
+
+/// Removes what an unfinished incoming transfer left: the `.part` of the file it was on (the
+/// files already checked and in place stay).
+pub(super) fn remove_parts(t: &Transfer) {
+    if t.record.outgoing {
+        return;
+    }
+    let Some(dest) = &t.record.dest else { return };
+    let part = match (&t.manifest, t.record.offer.folder) {
+        (Some(m), true) => Plan::Folder { top: dest.clone() }
+            .finals(m)
+            .get(t.record.files_done as usize)
+            .map(|f| names::part_of(f)),
+        (_, false) => Some(names::part_of(dest)),
+        (None, true) => None,
+    };
+    if let Some(part) = part {
+        if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(part);
+        }
+    }
+}

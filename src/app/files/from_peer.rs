@@ -1,0 +1,241 @@
+//! What a peer does to file transfers: when it joins or comes back, unfinished offers to it
+//! go out again and fetches from it resume; each control message it sends (offer, accept,
+//! resume, decline, cancel, done) moves one transfer on.
+
+use super::{new_transfer, now_ms, seconds, Files, Transfer};
+use crate::proto::{AppDataError, Endpoint, PeerId};
+use crate::transfer::control::{self, Control, ControlError, Offer};
+use crate::transfer::manifest;
+use crate::transfer::record::{Record, State, StoredOffer};
+use crate::transfer::{human_size, TransferKey};
+
+impl Files {
+    /// A peer joined (or came back): offers to it go out again, and fetches from it resume.
+    pub fn on_peer_back(&mut self, ep: &mut Endpoint, peer: PeerId) {
+        let keys: Vec<TransferKey> = self
+            .transfers
+            .values()
+            .filter(|t| t.peer() == peer && !t.record.state.is_finished())
+            .map(Transfer::key)
+            .collect();
+        for key in keys {
+            let t = &self.transfers[&key];
+            if t.record.outgoing {
+                if let Some(offer) = t.offer.clone() {
+                    if let Err(e @ AppDataError::Unsupported) =
+                        Self::control(ep, peer, &Control::Offer(offer))
+                    {
+                        self.refused_by_peer(ep, key, e);
+                    }
+                }
+            } else if t.record.state == State::Accepted && t.fetching.is_none() {
+                let _ = Self::control(
+                    ep,
+                    peer,
+                    &Control::Resume {
+                        id: key.id,
+                        file: t.record.files_done,
+                        offset: 0,
+                    },
+                );
+                self.start_fetch(ep, key);
+            }
+        }
+    }
+
+    /// A payload from a peer: a control message, done.
+    pub fn on_app_data(&mut self, ep: &mut Endpoint, from: PeerId, data: &[u8]) {
+        let c = match control::decode(data) {
+            Ok(c) => c,
+            Err(ControlError::OtherTag) => return,
+            Err(ControlError::Malformed) => {
+                let nick = ep.nick_of(from).unwrap_or("?").to_owned();
+                return self.notice(format!(
+                    "{} sent a malformed file-transfer message: ignored",
+                    crate::ui::render::display_nick(&nick)
+                ));
+            }
+        };
+        let mine = TransferKey {
+            offerer: self.me,
+            id: c.id(),
+        };
+        let theirs = TransferKey {
+            offerer: from,
+            id: c.id(),
+        };
+        match c {
+            Control::Offer(offer) => self.on_offer(ep, from, offer),
+            Control::Cancel {
+                by_offerer, reason, ..
+            } => {
+                let key = if by_offerer { theirs } else { mine };
+                let Some(t) = self
+                    .transfers
+                    .get(&key)
+                    .filter(|t| t.peer() == from && !t.record.state.is_finished())
+                else {
+                    return;
+                };
+                let (nick, name) = (Self::nick(ep, t), t.shown_name());
+                let reason = crate::ui::render::sanitize(&reason);
+                let line = if reason.is_empty() {
+                    format!("{nick} cancelled {name}")
+                } else {
+                    format!("{nick} stopped {name}: {reason}")
+                };
+                self.finish_remote(ep, key, State::Cancelled, line);
+            }
+            other => {
+                let Some(t) = self.transfers.get_mut(&mine).filter(|t| t.peer() == from) else {
+                    return;
+                };
+                if t.record.state.is_finished() {
+                    return;
+                }
+                let nick = Self::nick(ep, t);
+                let name = t.shown_name();
+                match other {
+                    Control::Accept { .. } if t.record.state == State::Offered => {
+                        t.record.state = State::Accepted;
+                        self.save(mine);
+                        self.notice(format!("{nick} accepted {name}"));
+                    }
+                    Control::Resume { .. } if t.record.state == State::Offered => {
+                        t.record.state = State::Accepted;
+                        self.save(mine);
+                    }
+                    Control::Decline { .. } => {
+                        self.finish_remote(
+                            ep,
+                            mine,
+                            State::Declined,
+                            format!("{nick} declined {name}"),
+                        );
+                    }
+                    Control::Done { .. } => self.sent_done(ep, mine),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// An offer from `from`: a new one is shown (or accepted, for `accept_from`); a known one
+    /// updates the port and resumes, or is answered with how it ended.
+    fn on_offer(&mut self, ep: &mut Endpoint, from: PeerId, offer: Offer) {
+        let key = TransferKey {
+            offerer: from,
+            id: offer.id,
+        };
+        let nick = crate::ui::render::display_nick(ep.nick_of(from).unwrap_or("?"));
+        if let Some(t) = self.transfers.get_mut(&key) {
+            let answer = match t.record.state {
+                State::Done => Some(Control::Done { id: key.id }),
+                State::Declined => Some(Control::Decline { id: key.id }),
+                State::Cancelled | State::Failed => Some(Control::Cancel {
+                    id: key.id,
+                    by_offerer: false,
+                    reason: t
+                        .record
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "cancelled".into()),
+                }),
+                State::Offered | State::Accepted => None,
+            };
+            if let Some(answer) = answer {
+                let _ = Self::control(ep, from, &answer);
+                return;
+            }
+            let same = t
+                .offer
+                .as_ref()
+                .is_some_and(|o| o.token == offer.token && o.manifest_hash == offer.manifest_hash);
+            if !same {
+                return; // an offer that changed under the same id: not trusted
+            }
+            t.record.offer.port = offer.port;
+            t.offer = Some(offer);
+            self.save(key);
+            self.start_fetch(ep, key);
+            return;
+        }
+        let number = self.number();
+        let record = Record {
+            offerer: from.0,
+            id: offer.id,
+            outgoing: false,
+            peer: from.0,
+            peer_nick: ep.nick_of(from).unwrap_or("?").to_owned(),
+            offer: StoredOffer::from_offer(&offer),
+            source: None,
+            dest: None,
+            files_done: 0,
+            bytes_done: 0,
+            state: State::Offered,
+            reason: None,
+            created_ms: now_ms(),
+            finished_ms: None,
+        };
+        let files_ok = (offer.files as usize) <= manifest::MAX_FILES
+            && offer.manifest_len <= manifest::MAX_MANIFEST_BYTES
+            && (offer.folder || offer.files == 1);
+        let t = new_transfer(number, record, Some(offer.clone()), None);
+        let (name, size) = (t.shown_name(), t.shown_size());
+        self.transfers.insert(key, t);
+        if !files_ok {
+            let why = format!(
+                "{nick} offered {name} with {} files (at most {} are taken): refused",
+                offer.files,
+                manifest::MAX_FILES
+            );
+            self.finish(ep, key, State::Failed, Some(why));
+            return;
+        }
+        let auto = self
+            .setup
+            .accept_from
+            .iter()
+            .any(|n| ep.nick_of(from) == Some(n.as_str()));
+        if auto {
+            self.notice(format!(
+                "{nick} offers {name} ({size}) — accepted (accept_from)"
+            ));
+            if let Err(e) = self.accept(ep, key, None) {
+                self.error(e);
+            }
+        } else {
+            self.notice(format!(
+                "{nick} offers {name} ({size}) — /accept {number} or /decline {number}"
+            ));
+        }
+    }
+
+    /// The receiver says everything arrived and matched: the sender's end line.
+    fn sent_done(&mut self, ep: &mut Endpoint, key: TransferKey) {
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        let took = t.started.map(|(at, _)| at.elapsed());
+        let resumed = match t.last_connection {
+            Some((from, sent)) if from > 0 => format!(
+                "; the last connection resumed at {} and sent {}",
+                human_size(from),
+                human_size(sent)
+            ),
+            _ => String::new(),
+        };
+        let line = format!(
+            "sent {} to {} ({}{}{})",
+            t.shown_name(),
+            Self::nick(ep, t),
+            t.shown_size(),
+            took.map(|d| format!(" in {}", seconds(d)))
+                .unwrap_or_default(),
+            resumed
+        );
+        t.record.bytes_done = t.record.offer.size;
+        self.finish(ep, key, State::Done, None);
+        self.notice(line);
+    }
+}

@@ -1,0 +1,387 @@
+//! Sending files: what `/send`, `/accept`, `/decline`, `/cancel` and `/files` do, what each
+//! control message from a peer does, and what the data threads' reports become on screen and
+//! on disk. The mechanics (manifests, safe names, the TCP data path, records) are in
+//! [`crate::transfer`]; the chat ([`super::chat`]) only dispatches to [`Files`].
+//!
+//! The rules: an offer to a peer not heard in this run waits, like a message, and goes out
+//! when it joins (every unfinished offer is offered again whenever the peer joins, so either
+//! side may restart); nothing is written on the receiver's disk before the user accepts (or
+//! `accept_from` names the peer); an accepted transfer resumes by itself after a cut link or
+//! a restart of either side, from the bytes already on disk; each transfer ends with one
+//! line, on both sides.
+//!
+//! # Layout
+//! - this file: the state — [`Files`], each transfer as this run knows it and its rate — and
+//!   the small steps the other parts share.
+//! - `commands`: what `/send`, `/accept`, `/decline`, `/cancel` and `/files` do.
+//! - `from_peer`: what a peer's coming back and its control messages do.
+//! - `data_threads`: the threads that read and fetch files, and what their reports do.
+//! - `ending`: how a transfer ends, on either side.
+
+mod commands;
+mod data_threads;
+mod ending;
+mod from_peer;
+
+use crate::proto::{AppDataError, Endpoint, PeerId};
+use crate::transfer::control::{self, Control, Offer};
+use crate::transfer::manifest::{self, Manifest};
+use crate::transfer::record::{Record, State, Store};
+use crate::transfer::serve::{Server, Serving};
+use crate::transfer::{human_size, DataEvent, TransferKey};
+use crate::ui::render::Output;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// The rate shown is measured over this much of the recent past.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+/// What the file-transfer part of the chat needs at start.
+#[derive(Clone, Debug, Default)]
+pub struct FilesSetup {
+    /// The data directory, where unfinished transfers are kept (`None`: storage is off, and
+    /// transfers last one run).
+    pub data_dir: Option<PathBuf>,
+    /// Where received files go, unless `/accept` names a folder.
+    pub download_dir: Option<PathBuf>,
+    /// Nicks whose offers are accepted without asking.
+    pub accept_from: Vec<String>,
+    /// The address the chat listens on (the data listener takes the same one).
+    pub bind: Option<IpAddr>,
+    /// The chat's UDP port: the data listener takes the same number when it is free.
+    pub port: u16,
+}
+
+/// The default download folder: the user's download directory (XDG), in a `tailchat`
+/// folder; else `~/Downloads/tailchat`.
+pub fn default_download_dir() -> Option<PathBuf> {
+    directories::UserDirs::new().map(|u| {
+        u.download_dir()
+            .map_or_else(|| u.home_dir().join("Downloads"), Path::to_path_buf)
+            .join("tailchat")
+    })
+}
+
+/// Progress measured over the recent past.
+#[derive(Debug, Default)]
+struct Rate {
+    /// (when, bytes done) samples within [`RATE_WINDOW`].
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    fn note(&mut self, now: Instant, done: u64) {
+        self.samples.push_back((now, done));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Bytes per second, once two samples are apart.
+    fn per_sec(&self) -> Option<f64> {
+        let ((t0, b0), (t1, b1)) = (self.samples.front()?, self.samples.back()?);
+        let dt = t1.saturating_duration_since(*t0).as_secs_f64();
+        (dt > 0.05).then(|| b1.saturating_sub(*b0) as f64 / dt)
+    }
+}
+
+/// One transfer, as this run knows it.
+#[derive(Debug)]
+struct Transfer {
+    /// The number the user types (`/accept 3`), stable for the run.
+    number: u32,
+    /// What is kept on disk (for an incoming offer not accepted, only in memory).
+    record: Record,
+    /// The offer (outgoing: once prepared).
+    offer: Option<Offer>,
+    /// The files (outgoing: once prepared; incoming: once fetched).
+    manifest: Option<Manifest>,
+    /// Started, offered or received in this run (else an unfinished one from before).
+    this_run: bool,
+    /// Incoming: a fetch attempt is running; set its flag to stop it.
+    fetching: Option<Arc<AtomicBool>>,
+    /// When bytes first moved in this run, and from where in the offer.
+    started: Option<(Instant, u64)>,
+    /// Outgoing: bytes sent in this run.
+    sent_this_run: u64,
+    /// When a progress line was last shown for it (interactive only).
+    progress_shown: Option<Instant>,
+    /// Outgoing: where the last data connection started in the offer, and what it sent.
+    last_connection: Option<(u64, u64)>,
+    /// Recent progress.
+    rate: Rate,
+    /// Failed attempts in a row (for the retry delay).
+    retries: u32,
+    /// The user was told the link broke (once, until it works again).
+    told_interrupted: bool,
+    /// A retry is scheduled.
+    retry_pending: bool,
+}
+
+impl Transfer {
+    fn key(&self) -> TransferKey {
+        self.record.key()
+    }
+
+    fn peer(&self) -> PeerId {
+        PeerId(self.record.peer)
+    }
+
+    /// The name as shown: a folder with a trailing `/`.
+    fn shown_name(&self) -> String {
+        let name = crate::ui::render::sanitize(&self.record.offer.name);
+        if self.record.offer.folder {
+            format!("{name}/")
+        } else {
+            name
+        }
+    }
+
+    /// Size as shown: `4.2 MB`, or `12.0 MB in 200 files`.
+    fn shown_size(&self) -> String {
+        let o = &self.record.offer;
+        if o.folder {
+            format!("{}, {} files", human_size(o.size), o.files)
+        } else {
+            human_size(o.size)
+        }
+    }
+}
+
+/// The file-transfer state of a running chat.
+pub struct Files {
+    /// What it was started with.
+    setup: FilesSetup,
+    /// Our identity (the offerer of our transfers).
+    me: PeerId,
+    /// Where transfers are kept, if storage is on.
+    store: Option<Store>,
+    /// The data listener, started with the first outgoing transfer.
+    server: Option<Server>,
+    /// Where the data threads report; cloned into each.
+    events_tx: UnboundedSender<DataEvent>,
+    /// Their reports, until the event loop takes the receiver.
+    events_rx: Option<UnboundedReceiver<DataEvent>>,
+    /// Every transfer known, by key.
+    transfers: BTreeMap<TransferKey, Transfer>,
+    /// The next number to give.
+    next_number: u32,
+    /// Lines for the screen, taken by the chat.
+    lines: Vec<Output>,
+    /// A script or a program reads the output: no progress lines, only the end lines.
+    quiet: bool,
+}
+
+impl Files {
+    /// The transfers of `setup`'s data directory, unfinished ones offered and served again
+    /// (an outgoing one is served as soon as this returns; the rest waits for the peer).
+    pub fn new(setup: FilesSetup, me: PeerId, quiet: bool) -> Files {
+        let (events_tx, events_rx) = unbounded_channel();
+        let store = setup.data_dir.as_deref().map(Store::new);
+        let mut files = Files {
+            setup,
+            me,
+            store,
+            server: None,
+            events_tx,
+            events_rx: Some(events_rx),
+            transfers: BTreeMap::new(),
+            next_number: 1,
+            lines: Vec::new(),
+            quiet,
+        };
+        files.restore();
+        files
+    }
+
+    /// The data threads' reports, for the event loop (once).
+    pub fn take_events(&mut self) -> UnboundedReceiver<DataEvent> {
+        self.events_rx
+            .take()
+            .unwrap_or_else(|| unbounded_channel().1)
+    }
+
+    /// Lines to show since the last call.
+    pub fn take_lines(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.lines)
+    }
+
+    /// Whether a transfer is moving bytes or waiting to (for a script's end).
+    pub fn busy(&self) -> bool {
+        self.transfers
+            .values()
+            .any(|t| t.this_run && t.record.state == State::Accepted)
+    }
+
+    fn notice(&mut self, text: String) {
+        self.lines.push(Output::Notice(text));
+    }
+
+    fn error(&mut self, text: String) {
+        self.lines.push(Output::Error(text));
+    }
+
+    /// Takes in the kept transfers: unfinished ones get a number and outgoing ones are served.
+    fn restore(&mut self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let (records, warnings) = store.load(now_ms());
+        for w in warnings {
+            self.notice(w);
+        }
+        for record in records {
+            let key = record.key();
+            let offer = record.offer.to_offer(record.id);
+            let manifest = store.manifest(key).and_then(|b| Manifest::decode(&b).ok());
+            let unfinished = !record.state.is_finished();
+            let number = if unfinished { self.number() } else { 0 };
+            if unfinished && record.outgoing {
+                if let (Some(o), Some(m), Some(src)) = (&offer, &manifest, &record.source) {
+                    let serving = Serving {
+                        id: o.id,
+                        root: src.clone(),
+                        folder: o.folder,
+                        manifest: m.clone(),
+                        manifest_bytes: m.encode(),
+                        cancelled: AtomicBool::new(false),
+                    };
+                    if let Some(server) = self.server() {
+                        server.offer(o.token, serving);
+                    }
+                }
+            }
+            self.transfers.insert(
+                key,
+                Transfer {
+                    number,
+                    record,
+                    offer,
+                    manifest,
+                    this_run: false,
+                    fetching: None,
+                    started: None,
+                    sent_this_run: 0,
+                    last_connection: None,
+                    progress_shown: None,
+                    rate: Rate::default(),
+                    retries: 0,
+                    told_interrupted: false,
+                    retry_pending: false,
+                },
+            );
+        }
+        let waiting = self
+            .transfers
+            .values()
+            .filter(|t| !t.record.state.is_finished())
+            .count();
+        if waiting > 0 {
+            self.notice(format!(
+                "{waiting} unfinished file transfer(s) from an earlier run resume when the peers are back — /files lists them"
+            ));
+        }
+    }
+
+    fn number(&mut self) -> u32 {
+        let n = self.next_number;
+        self.next_number += 1;
+        n
+    }
+
+    /// The data listener, started if it is not yet.
+    fn server(&mut self) -> Option<&Server> {
+        if self.server.is_none() {
+            match Server::start(self.setup.bind, self.setup.port, self.events_tx.clone()) {
+                Ok(s) => self.server = Some(s),
+                Err(e) => {
+                    self.error(format!(
+                        "cannot listen for file transfers on TCP: {}",
+                        manifest::reason(&e)
+                    ));
+                    return None;
+                }
+            }
+        }
+        self.server.as_ref()
+    }
+
+    fn save(&mut self, key: TransferKey) {
+        let (Some(store), Some(t)) = (&self.store, self.transfers.get(&key)) else {
+            return;
+        };
+        // An incoming offer is written only once accepted.
+        if !t.record.outgoing && t.record.dest.is_none() {
+            return;
+        }
+        if let Err(e) = store.save(&t.record) {
+            let e = format!(
+                "cannot keep file transfer {} on disk ({}): it will not resume after a restart",
+                t.number,
+                manifest::reason(&e)
+            );
+            self.error(e);
+        }
+    }
+
+    /// Queues a control message for `peer`.
+    fn control(ep: &mut Endpoint, peer: PeerId, c: &Control) -> Result<(), AppDataError> {
+        ep.send_app_data(Instant::now(), peer, &control::encode(c))
+    }
+
+    fn nick(ep: &Endpoint, t: &Transfer) -> String {
+        crate::ui::render::display_nick(ep.nick_of(t.peer()).unwrap_or(&t.record.peer_nick))
+    }
+}
+
+fn new_transfer(
+    number: u32,
+    record: Record,
+    offer: Option<Offer>,
+    manifest: Option<Manifest>,
+) -> Transfer {
+    Transfer {
+        number,
+        record,
+        offer,
+        manifest,
+        this_run: true,
+        fetching: None,
+        started: None,
+        sent_this_run: 0,
+        last_connection: None,
+        progress_shown: None,
+        rate: Rate::default(),
+        retries: 0,
+        told_interrupted: false,
+        retry_pending: false,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A duration for people: `0.3 s`, `42 s`, `3 min 5 s`.
+fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 60.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{} min {} s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests;
