@@ -1,0 +1,234 @@
+//! What a typed line does — or a program's command, or a script's line: each command of the
+//! chat, and a message said to everyone or to one peer.
+
+use super::output::{Dest, Line};
+use super::{away_line, Chat};
+use crate::app::json;
+use crate::app::lookup::find_peer;
+use crate::app::persist::Persistence;
+use crate::net::addr;
+use crate::proto::{PeerState, Recipients};
+use crate::ui::command::{self, Command};
+use crate::ui::present;
+use crate::ui::render::Output;
+use std::time::Instant;
+
+impl Chat {
+    /// A typed line.
+    pub fn on_line(&mut self, line: &str) {
+        let now = Instant::now();
+        let parsed = if self.json {
+            json::parse_command(line)
+        } else {
+            command::parse(line).map_err(|e| e.to_string())
+        };
+        // Typing ends an auto-away (but `/away` and `/back` say themselves what they want).
+        let ends_auto_away = self.presence.typed(now) && self.ep.away().is_some();
+        if ends_auto_away && !matches!(parsed, Ok(Some(Command::Away(_)))) {
+            self.set_away(now, None);
+        }
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(cmd)) => self.on_command(cmd),
+            Err(e) => self.command_error(e),
+        }
+    }
+
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Say(text) => self.say(now, Recipients::Everyone, None, text, false),
+            Command::Me(text) => self.say(now, Recipients::Everyone, None, text, true),
+            Command::Away(reason) => {
+                self.presence.set_by_hand();
+                if self.ep.away() == reason.as_deref() {
+                    self.print(Output::Notice(match &reason {
+                        None => "you are not away".to_owned(),
+                        Some(r) => away_line("you are already away", r),
+                    }));
+                } else {
+                    self.set_away(now, reason);
+                }
+            }
+            Command::Forget(name) => match find_peer(&self.ep.peers(), &name) {
+                Ok((id, nick)) => {
+                    let here = self
+                        .ep
+                        .peer(id)
+                        .is_some_and(|p| p.state == PeerState::Online);
+                    if here {
+                        self.command_error(format!(
+                            "{nick} is here: /forget is for peers who have left for good"
+                        ));
+                    } else {
+                        self.ep.forget(now, id);
+                    }
+                }
+                Err(e) => self.command_error(e),
+            },
+            Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
+                Ok((id, nick)) => {
+                    // The echo says which one, when nicks are shared: `*-> bob#1d79e0c2*`.
+                    let shown = self
+                        .display_names()
+                        .into_iter()
+                        .find(|(p, _)| *p == id)
+                        .map_or(nick, |(_, name)| name);
+                    if let Some(reason) = self.ep.peer(id).and_then(|p| p.away) {
+                        self.print(Output::Notice(away_line(
+                            &format!("{shown} is away"),
+                            &reason,
+                        )));
+                    }
+                    self.say(now, Recipients::Peer(id), Some(shown), text, false);
+                }
+                Err(e) => self.command_error(e),
+            },
+            Command::Add(text) => match addr::parse(&text, self.default_port) {
+                Ok(spec) => self.resolve(spec),
+                Err(e) => self.command_error(e),
+            },
+            Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
+                Ok(()) => {
+                    self.screen.nick(&nick);
+                    self.print(Output::Notice(format!("you are now {nick}")));
+                    let taken = self.ep.peers().into_iter().any(|p| {
+                        p.state != PeerState::Left
+                            && crate::ui::render::display_nick(&p.nick) == nick
+                    });
+                    if taken {
+                        self.print(Output::Notice(format!(
+                            "someone here is also called {nick}: peers will tell you apart by your id ({nick}#{})",
+                            &self.ep.peer_id().to_string()[..8]
+                        )));
+                    }
+                }
+                Err(e) => self.command_error(e),
+            },
+            Command::Peers if self.answers_json() => {
+                let tailnet = &self.tailnet;
+                let peers = json::peers_noted(&self.ep.peers(), now, |p| tailnet.note(p));
+                self.answer_json(peers);
+            }
+            Command::Peers => {
+                let tailnet = &self.tailnet;
+                let lines = present::peers_lines_noted(&self.ep.peers(), now, |p| tailnet.note(p));
+                for line in lines {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::Whois(name) => match find_peer(&self.ep.peers(), &name) {
+                Ok((id, _)) => {
+                    if let Some(p) = self.ep.peer(id) {
+                        let nicks = self.nick_history.get(&id).cloned().unwrap_or_default();
+                        for line in present::whois_lines(&p, &nicks, now) {
+                            self.print(Output::Info(line));
+                        }
+                    }
+                }
+                Err(e) => self.command_error(e),
+            },
+            Command::Help => {
+                for line in command::help_lines() {
+                    self.print(Output::Info(line));
+                }
+            }
+            Command::History { nick, count } => self.history(nick, count),
+            // A script's /quit, like its end, first waits for its messages to be acknowledged.
+            Command::Quit => self.end_of_input(),
+            Command::File(cmd) => {
+                if let Err(e) = self.files.command(&mut self.ep, cmd) {
+                    self.command_error(e);
+                }
+                self.show_file_lines();
+            }
+        }
+    }
+
+    fn say(
+        &mut self,
+        now: Instant,
+        to: Recipients,
+        to_nick: Option<String>,
+        text: String,
+        action: bool,
+    ) {
+        let sent = match self.ep.send_message_as(now, to, &text, action) {
+            Ok(sent) if sent.recipients.is_empty() => {
+                self.outcome.nobody_to_send_to = true;
+                return self.print(Output::Error(
+                    "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
+                ));
+            }
+            Ok(sent) => sent,
+            Err(e) => return self.print(Output::Error(format!("not sent: {e}"))),
+        };
+        self.outstanding.sent(sent.id, &text, &sent.recipients);
+        let me = self.ep.nick().to_owned();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.append(&Persistence::said(&me, to, &sent, &text, action, now_ms));
+        let away: Vec<String> = self
+            .ep
+            .peers()
+            .into_iter()
+            .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
+            .filter(|p| self.away_told.insert(p.id))
+            .map(|p| p.nick)
+            .collect();
+        let to_json = match (to, &to_nick) {
+            (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),
+            _ => None,
+        };
+        let echo = json::sent(
+            sent.id,
+            &me,
+            to_json,
+            &sent.recipients,
+            (&text, action),
+            now_ms,
+        );
+        // Every connection hears of it (the one that asked, too), after the sync.
+        for id in self.clients.keys().copied().collect::<Vec<_>>() {
+            self.pending
+                .push((Dest::Client(id), Line::Json(echo.clone())));
+        }
+        if self.json {
+            self.pending.push((Dest::Screen, Line::Json(echo)));
+        } else {
+            // The user sees it too, even when a program sent it in their name.
+            let reply_to = self.reply_to.take();
+            let direct = to_nick.is_some();
+            self.print(present::message_output(
+                &me,
+                to_nick.as_deref(),
+                direct,
+                action,
+                &text,
+            ));
+            self.reply_to = reply_to;
+        }
+        if !away.is_empty() {
+            let kept = if self.persist.storing() {
+                "kept on disk"
+            } else {
+                "kept in memory"
+            };
+            let who = match away.as_slice() {
+                [one] => format!("{one} is"),
+                many => format!("{} are", many.join(", ")),
+            };
+            self.print(Output::Notice(format!(
+                "{who} not here: messages to them are {kept} and go out when they are back"
+            )));
+        }
+    }
+
+    /// Shows an error in a command the user (or a script) gave, and remembers it for the
+    /// exit code; a connected program's mistake is only told to it.
+    pub(super) fn command_error(&mut self, message: String) {
+        if self.reply_to.is_none() {
+            self.outcome.invalid_command = true;
+        }
+        self.print(Output::Error(message));
+    }
+}

@@ -1,0 +1,234 @@
+//! What the core's events become: first journal records (appended and synced before any
+//! datagram leaves), then lines on screen and JSON for programs; file transfers' reports.
+
+use super::mentions;
+use super::Chat;
+use crate::app::json;
+use crate::app::persist::Persistence;
+use crate::app::presence;
+use crate::proto::{Event, PeerId, PeerState};
+use crate::ui::present;
+use crate::ui::render::Output;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+impl Chat {
+    /// First half of a wake-up's output: takes the core's events and makes durable what they
+    /// mean (appended and synced), before the loop lets any datagram leave. Returns the
+    /// events, for [`Self::show`] once the datagrams are sent.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.record_shown(self.screen.reached());
+        let mut events = Vec::new();
+        while let Some(e) = self.ep.poll_event() {
+            tracing::debug!("event: {e:?}");
+            for record in Persistence::records_for(&self.ep, &e, now_ms) {
+                self.append(&record);
+            }
+            events.push(e);
+        }
+        self.sync();
+        events
+    }
+
+    /// Second half, once the journal is synced: the lines of this wake-up's commands (our
+    /// echoes among them), then what the events mean for the user.
+    pub fn show(&mut self, events: Vec<Event>) {
+        self.flush_screen();
+        let mut shown = BTreeMap::new();
+        let mut changed_peers = false;
+        for e in events {
+            if let Event::AddressUnanswered { addr } = &e {
+                if self.tailnet.is_tailnet_probe(*addr) {
+                    // Most of a tailnet's devices run no tailchat: not worth a line.
+                    continue;
+                }
+            }
+            if let Event::AppData { from, data } = &e {
+                self.files.on_app_data(&mut self.ep, *from, data);
+                continue;
+            }
+            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                self.files.on_peer_back(&mut self.ep, *peer);
+            }
+            if matches!(
+                e,
+                Event::PeerJoined { .. }
+                    | Event::PeerReachable { .. }
+                    | Event::AddressUnanswered { .. }
+            ) {
+                self.hold_until = None; // the contact a script waited for is made (or hopeless)
+            }
+            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                self.away_told.remove(peer); // back: its next absence is worth telling again
+            }
+            if let Event::PeerJoined { peer, addr, .. } = &e {
+                self.tailnet.joined(*peer, *addr, Instant::now());
+            }
+            changed_peers |= matches!(
+                e,
+                Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }
+            );
+            if let Event::Message { from, id, .. } = &e {
+                shown.insert(*from, id.0);
+            }
+            if let Event::PeerJoined { peer, nick, .. }
+            | Event::PeerRenamed {
+                peer, new: nick, ..
+            } = &e
+            {
+                let nicks = self.nick_history.entry(*peer).or_default();
+                if nicks.last() != Some(nick) {
+                    nicks.push(nick.clone());
+                }
+            }
+            let ep = &self.ep;
+            let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+            let as_json = (self.json || !self.clients.is_empty())
+                .then(|| json::event(&e, name, chrono::Utc::now().timestamp_millis()));
+            if let Some(line) = &as_json {
+                self.broadcast(line);
+            }
+            match as_json {
+                Some(line) if self.json => self.screen.print_json(line),
+                _ => {
+                    let e = self.told_apart(e);
+                    let ep = &self.ep;
+                    let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+                    let calls_us = match &e {
+                        Event::Message { direct, text, .. } => {
+                            *direct || mentions(text, self.ep.nick())
+                        }
+                        _ => false,
+                    };
+                    let out = match &e {
+                        Event::PeerJoined { nick, addr, .. } => {
+                            self.tailnet.who_at(*addr).map(|who| {
+                                Output::Notice(present::joined_line(nick, *addr, Some(&who)))
+                            })
+                        }
+                        _ => None,
+                    };
+                    let out =
+                        out.or_else(|| present::event_output(&e, name, &mut self.outstanding));
+                    if let Some(out) = out {
+                        let out = match &e {
+                            Event::Message { age, .. } => {
+                                present::late(out, *age, chrono::Local::now())
+                            }
+                            _ => out,
+                        };
+                        let calls = self.presence.calls();
+                        if let (true, true, Event::Message { nick, text, .. }) =
+                            (calls_us, calls.notify, &e)
+                        {
+                            if self.presence.may_notify(Instant::now()) {
+                                presence::notify(nick, calls.notify_text.then_some(text.as_str()));
+                            }
+                        }
+                        let out = if calls_us {
+                            Output::Mention(Box::new(out))
+                        } else {
+                            out
+                        };
+                        self.screen.print(&out);
+                    }
+                }
+            }
+        }
+        self.await_shown(shown);
+        if changed_peers {
+            self.screen.peer_nicks(self.completion_names());
+            let peers = self.ep.peers();
+            for line in self.tailnet.check_peers(&peers) {
+                self.print(Output::Notice(line));
+            }
+            self.flush_screen();
+        }
+        self.show_file_lines();
+        self.flush_screen();
+    }
+
+    /// A report from a file transfer's data thread.
+    pub fn on_file_event(&mut self, ev: crate::transfer::DataEvent) {
+        self.files.on_data(&mut self.ep, ev);
+        self.show_file_lines();
+    }
+
+    /// Queues what file transfers have to say (see [`Self::flush_screen`]).
+    pub(super) fn show_file_lines(&mut self) {
+        for line in self.files.take_lines() {
+            self.print(line);
+        }
+    }
+
+    /// The names completion offers: each present peer's nick, with `#IDPREFIX` where nicks
+    /// are shared (so `/msg bob#1d79e0c2` picks one).
+    fn completion_names(&self) -> Vec<String> {
+        self.display_names()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// Each present peer with the name it is shown under (see [`present::display_names`]).
+    pub(super) fn display_names(&self) -> Vec<(PeerId, String)> {
+        let peers = self.ep.peers();
+        let present: Vec<(PeerId, &str)> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Left)
+            .map(|p| (p.id, p.nick.as_str()))
+            .collect();
+        let names = present::display_names(&present);
+        present.iter().map(|(id, _)| *id).zip(names).collect()
+    }
+
+    /// A message whose sender's nick looks like another present peer's (or ours) is shown
+    /// under the name that tells them apart (`bob#1d79e0c2`): a peer cannot pass for another
+    /// by choosing a look-alike nick.
+    fn told_apart(&self, e: Event) -> Event {
+        let Event::Message {
+            from,
+            nick,
+            id,
+            direct,
+            action,
+            age,
+            text,
+        } = e
+        else {
+            return e;
+        };
+        let peers = self.ep.peers();
+        let mut present: Vec<(PeerId, &str)> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Left || p.id == from)
+            .map(|p| {
+                (
+                    p.id,
+                    if p.id == from {
+                        nick.as_str()
+                    } else {
+                        p.nick.as_str()
+                    },
+                )
+            })
+            .collect();
+        present.push((self.ep.peer_id(), self.ep.nick()));
+        let names = present::display_names(&present);
+        let nick = present
+            .iter()
+            .position(|(p, _)| *p == from)
+            .and_then(|i| names.get(i).cloned())
+            .unwrap_or(nick);
+        Event::Message {
+            from,
+            nick,
+            id,
+            direct,
+            action,
+            age,
+            text,
+        }
+    }
+}

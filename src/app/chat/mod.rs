@@ -1,0 +1,337 @@
+//! The running chat: the protocol core plus the conversation with the user — what each command
+//! does, what each event becomes on disk and on screen, and when a script's next line may go.
+//! No sockets and no terminal: the event loop ([`super::run`]) feeds it and moves its bytes.
+//!
+//! # Layout
+//! - this file: [`Chat`] — its state, its start, its timers, the tailnet's news, the journal.
+//! - `output`: where lines go (the screen, or a program on the control socket), and when.
+//! - `commands`: what a typed line, or a program's command, does.
+//! - `events`: what the core's events become: journal records first, then lines on screen.
+//! - `shown`: messages recorded as shown once the screen has written them.
+//! - `history`: `/history`, read off the event loop and shown in the order asked.
+//! - `host_lookup`: the names of `/add` and `--peer` looked up off the loop, then contacted.
+//! - `quitting`: leaving, and a script's wait for its messages to be acknowledged.
+//! - `outcome`: how the run went, for a script's exit code.
+//! - `mention`: whether a line calls us.
+
+mod commands;
+mod events;
+mod history;
+mod host_lookup;
+mod mention;
+mod outcome;
+mod output;
+mod quitting;
+mod shown;
+
+pub use history::{HistoryAnswer, HistoryLines};
+pub use host_lookup::Resolved;
+pub use mention::mentions;
+pub use outcome::Outcome;
+pub use quitting::QUIT_GRACE;
+
+use crate::app::control::ClientId;
+use crate::app::files::Files;
+use crate::app::persist::Persistence;
+use crate::app::presence::{Presence, AUTO_AWAY_REASON};
+use crate::app::tailnet::{News, Tailnet};
+use crate::app::{Screen, Setup};
+use crate::proto::{Endpoint, PeerId};
+use crate::store::journal::Record;
+use crate::ui::present::Outstanding;
+use crate::ui::render::Output;
+use output::{Dest, Line};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The chat's state between wake-ups.
+pub struct Chat {
+    /// The protocol core.
+    pub(super) ep: Endpoint,
+    /// Where lines, the prompt's nick and the completion list go.
+    screen: Box<dyn Screen>,
+    /// Our messages awaiting acknowledgement, so notices can quote them.
+    outstanding: Outstanding,
+    /// Which address families the socket reaches, (v4, v6): addresses of another family are
+    /// refused with a hint instead of being probed in vain.
+    reaches: (bool, bool),
+    /// Port for `/add` without one.
+    default_port: u16,
+    /// Sends lookups' results back into the loop.
+    resolved_tx: mpsc::UnboundedSender<Resolved>,
+    /// When `/quit` gives up waiting for acks; `Some` once quitting.
+    quit_by: Option<Instant>,
+    /// The journal and its policy.
+    persist: Persistence,
+    /// Input is a script, not a person: hold its lines while a contact it asked for is being
+    /// made, so `printf '/add host\nhello\n' | tailchat` says hello to someone.
+    scripted: bool,
+    /// How long a script waits: for a contact it asked for, and at the end for its messages
+    /// to be acknowledged.
+    wait: Duration,
+    /// Script lines are held until a contact is answered, or until this time.
+    hold_until: Option<Instant>,
+    /// Input has ended: once every message is acknowledged, or at this time, quit.
+    drain_until: Option<Instant>,
+    /// What went wrong, for the exit code.
+    outcome: Outcome,
+    /// Each peer's nicks in this run, oldest first, for `/whois`.
+    nick_history: HashMap<PeerId, Vec<String>>,
+    /// The core's counters as last logged.
+    last_stats: String,
+    /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
+    /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
+    /// disk: a line the user saw as sent survives a crash.
+    pending: Vec<(Dest, Line)>,
+    /// Programs connected through the control socket, by connection.
+    clients: BTreeMap<ClientId, mpsc::Sender<String>>,
+    /// The connection whose command is being carried out: answers go to it.
+    reply_to: Option<ClientId>,
+    /// Output is JSON lines for a program (`--json`), input JSON commands.
+    json: bool,
+    /// Messages handed to the screen and not yet known to be written: per screen mark, the
+    /// highest id shown per sender. Recorded as shown once the screen passes the mark.
+    unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
+    /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
+    /// with a few peers away, a notice per line would drown the conversation.
+    away_told: HashSet<PeerId>,
+    /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
+    /// [`Chat::set_tailnet`]).
+    pub(super) tailnet: Tailnet,
+    /// File transfers (see [`crate::app::files`]).
+    pub(super) files: Files,
+    /// Where `/history` answers come back from the thread that reads them.
+    history_tx: mpsc::UnboundedSender<HistoryAnswer>,
+    /// Where the loop takes them (see [`Self::history_answer`]).
+    history_rx: mpsc::UnboundedReceiver<HistoryAnswer>,
+    /// `/history` commands asked, and answers shown: answers are shown in the order asked.
+    history_asked: u64,
+    /// See `history_asked`.
+    history_shown: u64,
+    /// Answers that came back before an earlier one, waiting for it.
+    history_early: BTreeMap<u64, HistoryLines>,
+    /// Auto-away, forgetting, notifications.
+    presence: Presence,
+}
+
+impl Chat {
+    /// The chat `setup` describes (its `peers` and `unshown` are for [`super::run`] and
+    /// ignored here). Lookups it starts report back through `resolved_tx`.
+    pub fn new(
+        setup: Setup,
+        screen: Box<dyn Screen>,
+        resolved_tx: mpsc::UnboundedSender<Resolved>,
+    ) -> Self {
+        let Setup {
+            endpoint: ep,
+            session,
+            journal,
+            reaches,
+            default_port,
+            scripted,
+            wait,
+            json,
+            files,
+            presence,
+            ..
+        } = setup;
+        let now = Instant::now();
+        let mut presence = presence;
+        if scripted || json {
+            // Nobody types at a script: it is never idle.
+            presence.auto_away = None;
+        }
+        let presence = Presence::new(presence, now);
+        let files = Files::new(files, ep.peer_id(), scripted || json);
+        let (history_tx, history_rx) = mpsc::unbounded_channel();
+        let mut chat = Self {
+            ep,
+            screen,
+            outstanding: Outstanding::default(),
+            reaches,
+            default_port,
+            resolved_tx,
+            quit_by: None,
+            persist: Persistence::new(journal),
+            scripted,
+            wait,
+            hold_until: None,
+            drain_until: None,
+            outcome: Outcome::default(),
+            last_stats: String::new(),
+            nick_history: HashMap::new(),
+            pending: Vec::new(),
+            clients: BTreeMap::new(),
+            reply_to: None,
+            json,
+            unconfirmed: Vec::new(),
+            away_told: HashSet::new(),
+            tailnet: Tailnet::off(),
+            files,
+            history_tx,
+            history_rx,
+            history_asked: 0,
+            history_shown: 0,
+            history_early: BTreeMap::new(),
+            presence,
+        };
+        if let Some(reason) = chat.presence.restored_away().map(str::to_owned) {
+            if chat.ep.set_away(now, Some(&reason)).is_ok() {
+                chat.print(Output::Notice(away_line("you are still away", &reason)));
+            }
+        }
+        chat.show_file_lines();
+        // From here on, messages heard are tracked until shown (see `Record::Shown`).
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        let nick = chat.ep.nick().to_owned();
+        chat.append(&Record::Opened {
+            at_ms,
+            session,
+            nick,
+        });
+        chat
+    }
+
+    /// Uses `tailnet` from now on, and starts reading the device list.
+    pub fn set_tailnet(&mut self, tailnet: Tailnet) {
+        self.tailnet = tailnet;
+        self.tailnet.start();
+    }
+
+    /// The core and the door in front of it, for the receive path: a datagram reaches
+    /// `Endpoint::handle_datagram` only if [`Tailnet::admit`] lets it in.
+    pub(super) fn receive_parts(&mut self) -> (&mut Endpoint, &mut Tailnet) {
+        (&mut self.ep, &mut self.tailnet)
+    }
+
+    /// An answer from tailscaled's LocalAPI: a notice when its state changed, devices to
+    /// contact, and what is now known of who the peers are.
+    pub fn on_tailnet(&mut self, news: News) {
+        let now = Instant::now();
+        match news {
+            News::Status(status) => {
+                if let Some(line) = self.tailnet.on_status(now, status) {
+                    self.print(Output::Notice(line));
+                }
+            }
+            News::WhoIs(ip, answer) => self.tailnet.on_whois(now, ip, answer),
+        }
+        self.contact_tailnet(now);
+        for line in self.tailnet.check_peers(&self.ep.peers()) {
+            self.print(Output::Notice(line));
+        }
+    }
+
+    /// Hands the core the tailnet addresses due now (see [`crate::app::tailnet::plan`]).
+    fn contact_tailnet(&mut self, now: Instant) {
+        let ep = &self.ep;
+        let due = self.tailnet.due(now, || ep.peers());
+        for addr in due {
+            self.ep.add_address(now, addr);
+        }
+    }
+
+    /// When the loop must wake up next even if nothing arrives.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        [
+            self.ep.poll_timeout(),
+            self.quit_by,
+            self.hold_until,
+            self.drain_until,
+            self.tailnet.next_wakeup(),
+            self.presence.next_wakeup(self.ep.away().is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The timer fired: the core's timers, and a script's hold running out.
+    pub fn on_timer(&mut self, now: Instant) {
+        if self.hold_until.is_some_and(|t| t <= now) {
+            self.hold_until = None;
+        }
+        self.ep.handle_timeout(now);
+        self.contact_tailnet(now);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let ep = &self.ep;
+        let due = self
+            .presence
+            .on_timer(now, now_ms, ep.away().is_some(), || ep.peers());
+        if due.go_away {
+            self.set_away(now, Some(AUTO_AWAY_REASON.to_owned()));
+        }
+        for (id, silent) in due.forget {
+            let days = silent.as_secs() / 86_400;
+            if let Some(nick) = self.ep.nick_of(id) {
+                let nick = crate::ui::render::display_nick(nick);
+                self.print(Output::Notice(format!(
+                    "forgetting {nick}: not heard for {days} days (forget_after in the config file)"
+                )));
+            }
+            self.ep.forget(now, id);
+        }
+    }
+
+    /// Goes away with `reason` (`Some`, perhaps empty) or comes back (`None`): peers are told,
+    /// the journal keeps it for the next run, and the user sees it.
+    fn set_away(&mut self, now: Instant, reason: Option<String>) {
+        if let Err(e) = self.ep.set_away(now, reason.as_deref()) {
+            return self.command_error(e);
+        }
+        self.append(&Record::Away {
+            reason: reason.clone(),
+        });
+        self.print(Output::Notice(match &reason {
+            None => "you are back".to_owned(),
+            Some(r) => away_line("you are away", r),
+        }));
+    }
+
+    /// Whether typed lines may be taken now (a script's line waits for its contact, and for
+    /// the answer to its `/history`).
+    pub fn accepts_input(&self) -> bool {
+        self.hold_until.is_none() && !(self.scripted && self.history_asked > self.history_shown)
+    }
+
+    /// Logs the core's counters (datagrams in and out, dropped and why, retransmissions), at
+    /// debug level, when they changed since the last time.
+    pub fn log_stats(&mut self) {
+        let stats = format!("{:?} {:?}", self.ep.stats(), self.tailnet.counters());
+        if stats != self.last_stats {
+            tracing::debug!("counters: {stats}");
+            self.last_stats = stats;
+        }
+    }
+
+    /// How the run went so far.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            undelivered: self.ep.undelivered(),
+            ..self.outcome
+        }
+    }
+
+    fn append(&mut self, record: &Record) {
+        if let Some(failure) = self.persist.append(record) {
+            self.print(Output::Error(failure));
+        }
+    }
+
+    fn sync(&mut self) {
+        if let Some(failure) = self.persist.sync() {
+            self.print(Output::Error(failure));
+        }
+    }
+}
+
+/// `what` (`you are away`, `bob is away`) with the reason, if one was given.
+fn away_line(what: &str, reason: &str) -> String {
+    if reason.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {reason}")
+    }
+}

@@ -1,0 +1,112 @@
+//! Where the chat's lines go — the screen, or a program connected to the control socket —
+//! and when: queued during a wake-up, shown once the journal is synced.
+
+use super::Chat;
+use crate::app::control::{ClientId, FromClient};
+use crate::app::json;
+use crate::ui::command::Command;
+use crate::ui::render::Output;
+use tokio::sync::mpsc;
+
+/// Where a waiting line goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dest {
+    /// The terminal (or standard output).
+    Screen,
+    /// A program on the control socket.
+    Client(ClientId),
+}
+
+/// A line waiting for the screen.
+pub(super) enum Line {
+    /// For a person.
+    Human(Output),
+    /// A JSON object for a program.
+    Json(String),
+}
+
+impl Chat {
+    /// Queues one line for the screen (see [`Self::flush_screen`]); as JSON in JSON mode.
+    pub fn print(&mut self, out: Output) {
+        let line = if self.json || self.reply_to.is_some() {
+            Line::Json(json::line(&out))
+        } else {
+            Line::Human(out)
+        };
+        self.pending.push((self.dest(), line));
+    }
+
+    /// Where an answer goes: the connection whose command it answers, else the screen.
+    fn dest(&self) -> Dest {
+        self.reply_to.map_or(Dest::Screen, Dest::Client)
+    }
+
+    /// Whether answers are JSON (JSON mode, or answering a connection).
+    pub(super) fn answers_json(&self) -> bool {
+        self.json || self.reply_to.is_some()
+    }
+
+    /// Queues a JSON answer for whoever asked.
+    pub(super) fn answer_json(&mut self, text: String) {
+        self.pending.push((self.dest(), Line::Json(text)));
+    }
+
+    /// A program connected through the control socket.
+    pub fn client_connected(&mut self, id: ClientId, to: mpsc::Sender<String>) {
+        self.clients.insert(id, to);
+    }
+
+    /// A line from a connected program: a JSON command, answered to it alone. `quit` ends
+    /// the connection, not the chat.
+    pub fn on_client(&mut self, msg: FromClient) {
+        match msg {
+            FromClient::Gone(id) => {
+                self.clients.remove(&id);
+            }
+            FromClient::Line(id, line) => {
+                self.reply_to = Some(id);
+                match json::parse_command(&line) {
+                    Ok(None) => {}
+                    Ok(Some(Command::Quit)) => {
+                        self.clients.remove(&id);
+                    }
+                    Ok(Some(cmd)) => self.on_command(cmd),
+                    Err(e) => self.command_error(e),
+                }
+                self.reply_to = None;
+            }
+        }
+    }
+
+    /// Sends `line` to every connection; one that does not keep up is dropped.
+    pub(super) fn broadcast(&mut self, line: &str) {
+        self.clients
+            .retain(|_, to| to.try_send(line.to_owned()).is_ok());
+    }
+
+    /// Shows the queued lines. Call only when everything appended is synced.
+    pub fn flush_screen(&mut self) {
+        for (dest, line) in std::mem::take(&mut self.pending) {
+            match (dest, line) {
+                (Dest::Screen, line) => self.show_line(line),
+                (Dest::Client(id), Line::Json(text)) => {
+                    if self
+                        .clients
+                        .get(&id)
+                        .is_some_and(|to| to.try_send(text).is_err())
+                    {
+                        self.clients.remove(&id);
+                    }
+                }
+                (Dest::Client(_), Line::Human(_)) => {}
+            }
+        }
+    }
+
+    fn show_line(&self, line: Line) {
+        match line {
+            Line::Human(out) => self.screen.print(&out),
+            Line::Json(text) => self.screen.print_json(text),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Leaving: peers are told and given a moment to acknowledge; a script whose input ended
+//! first waits for its messages; before exiting, what is still waiting is kept and told.
+
+use super::Chat;
+use crate::app::persist::Persistence;
+use crate::ui::render::Output;
+use std::time::{Duration, Instant};
+
+/// How long `/quit` waits for peers to acknowledge the goodbye.
+pub const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+impl Chat {
+    /// Whether the user has quit and the goodbye is acknowledged or has run out of time.
+    /// A script whose input has ended first waits for its messages to be acknowledged.
+    pub fn finished(&mut self, now: Instant) -> bool {
+        if let Some(until) = self.drain_until {
+            if self.ep.undelivered() == 0 || now >= until {
+                self.drain_until = None;
+                self.quit();
+            }
+        }
+        self.quit_by
+            .is_some_and(|by| self.ep.leave_complete() || now >= by)
+    }
+
+    /// Input has ended: a script first waits (up to its wait) for its messages to be
+    /// acknowledged; a person quits at once.
+    pub fn end_of_input(&mut self) {
+        if self.scripted && self.ep.undelivered() > 0 && !self.quitting() {
+            self.drain_until
+                .get_or_insert_with(|| Instant::now() + self.wait);
+        } else {
+            self.quit();
+        }
+    }
+
+    /// Whether quitting has started.
+    pub fn quitting(&self) -> bool {
+        self.quit_by.is_some()
+    }
+
+    /// Starts leaving (once): peers are told, and the loop ends when they acknowledge or
+    /// [`QUIT_GRACE`] runs out.
+    pub fn quit(&mut self) {
+        if self.quit_by.is_none() {
+            self.ep.leave(Instant::now());
+            self.quit_by = Some(Instant::now() + QUIT_GRACE);
+        }
+    }
+
+    /// Before exiting: where every peer was last heard goes to the journal, and the user is
+    /// told what is still waiting.
+    pub fn goodbye(&mut self) {
+        self.screen.flush();
+        self.record_shown(self.screen.reached());
+        for record in Persistence::addresses(&self.ep.peers()) {
+            self.append(&record);
+        }
+        self.sync();
+        let waiting = self.ep.undelivered();
+        if waiting > 0 && self.persist.storing() {
+            self.print(Output::Notice(format!(
+                "{waiting} message(s) not yet acknowledged are kept, and sent when you and they are both back"
+            )));
+        } else if waiting > 0 {
+            self.print(Output::Error(format!(
+                "{waiting} message(s) had not been acknowledged and are lost: storage is off"
+            )));
+        }
+        self.flush_screen();
+    }
+}
