@@ -436,6 +436,49 @@ fn a_look_alike_nick_cannot_pass_for_another_peer_or_for_us() {
 }
 
 #[test]
+fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_not_after() {
+    // The names are kept between messages: each change of who is present must renew them.
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let carol = start_chat(&switch, "carol", 3, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    for _ in 0..2 {
+        alice.wait_for(&mut a, "a join", |o| notice(o, "joined"));
+    }
+    let said = |alice: &Running, a: &mut Seen, who: &Running, text: &str| {
+        who.type_line(text);
+        alice.wait_for(
+            a,
+            text,
+            |o| matches!(plain(o), Output::Group { text: t, .. } if t == text),
+        );
+        a.0.iter()
+            .find_map(|o| match plain(o) {
+                Output::Group { nick, text: t } if t == text => Some(nick.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(said(&alice, &mut a, &bob, "one"), "bob");
+    carol.type_line("/nick bob");
+    alice.wait_for(&mut a, "carol's new nick", |o| {
+        notice(o, "carol is now bob")
+    });
+    let two = said(&alice, &mut a, &bob, "two");
+    assert!(two.starts_with("bob#"), "{two}");
+    carol.type_line("/quit");
+    alice.wait_for(&mut a, "carol leaving", |o| notice(o, "left"));
+    assert_eq!(said(&alice, &mut a, &bob, "three"), "bob");
+    let fake = start_chat(&switch, "b\u{200b}ob", 4, &[alice.addr], None, None);
+    alice.wait_for(&mut a, "the look-alike joining", |o| notice(o, "joined"));
+    let four = said(&alice, &mut a, &bob, "four");
+    assert!(four.starts_with("bob#"), "{four}");
+    let fakes = said(&alice, &mut a, &fake, "five");
+    assert!(fakes.starts_with("bob#") && fakes != four, "{fakes} {four}");
+}
+
+#[test]
 fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
     let switch = Switch::default();
     let alice = start_chat(&switch, "alice", 1, &[], None, None);

@@ -166,3 +166,22 @@ pub enum Event {
         version: u8,
     },
 }
+
+impl Event {
+    /// Whether it may change who is present or what they are called (see
+    /// [`crate::proto::Endpoint::roster_version`]). Only what is known to change neither says
+    /// no, so that a kind of event added later counts as a change until shown otherwise.
+    #[must_use]
+    pub fn changes_roster(&self) -> bool {
+        !matches!(
+            self,
+            Event::Message { .. }
+                | Event::AppData { .. }
+                | Event::Delivered { .. }
+                | Event::DeliveryDelayed { .. }
+                | Event::Undelivered { .. }
+                | Event::AddressUnanswered { .. }
+                | Event::VersionMismatch { .. }
+        )
+    }
+}

@@ -303,6 +303,55 @@ pub fn display_names(peers: &[(PeerId, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// The names the present peers are shown under, kept to name the sender of each message
+/// without building every peer's name again for it (which at a few hundred peers cost more
+/// than the rest of receiving the message). [`ShownNames::name_of`] gives what
+/// [`display_names`] would give that peer in the list it was made from.
+#[derive(Debug, Default)]
+pub struct ShownNames {
+    /// Each shown nick ([`display_nick`]), with the peers shown under it.
+    by_name: HashMap<String, Vec<PeerId>>,
+}
+
+impl ShownNames {
+    /// The names of `peers` (each listed once).
+    #[must_use]
+    pub fn new(peers: &[(PeerId, &str)]) -> Self {
+        let mut by_name: HashMap<String, Vec<PeerId>> = HashMap::new();
+        for (id, nick) in peers {
+            by_name.entry(display_nick(nick)).or_default().push(*id);
+        }
+        Self { by_name }
+    }
+
+    /// The name peer `id` is shown under when it calls itself `nick`: as [`display_names`]
+    /// names it in the list this was made from, with `id`'s entry there (if any) calling
+    /// itself `nick` instead (a message carries the nick its sender had when it wrote it).
+    #[must_use]
+    pub fn name_of(&self, id: PeerId, nick: &str) -> String {
+        let name = display_nick(nick);
+        let mut others = self
+            .by_name
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .filter(|&&other| other != id)
+            .peekable();
+        if others.peek().is_none() && !name.contains('#') {
+            return name;
+        }
+        // Suffixed like every other peer shown as `name`; all 16 digits when one of them has
+        // the same first 8.
+        let full = id.to_string();
+        let short = full.get(..8).unwrap_or(&full);
+        if others.any(|other| other.to_string().starts_with(short)) {
+            format!("{name}#{full}")
+        } else {
+            format!("{name}#{short}")
+        }
+    }
+}
+
 /// Headings of the `/peers` columns.
 const PEERS_HEADINGS: [&str; 7] = [
     "nick",
@@ -690,6 +739,35 @@ mod tests {
             display_names(&[(bob, "\u{200b}"), (fake, "\u{feff}")]),
             ["\u{fffd}#01234567", "\u{fffd}#fedcba98"]
         );
+    }
+
+    proptest::proptest! {
+        /// The kept names give a message's sender the name the whole list would: its entry
+        /// replaced by the nick the message carries (or added, if it is not listed).
+        #[test]
+        fn kept_names_name_a_sender_as_the_whole_list_would(
+            listed in proptest::collection::btree_map(0..8usize, 0..6usize, 0..8),
+            sender in 0..8usize,
+            nick in 0..6usize,
+        ) {
+            // Ids that agree in their first 8 digits, and nicks alike, with a suffix of their
+            // own, or of nothing visible.
+            const IDS: [u64; 8] = [
+                0x0123_4567_89ab_cdef, 0x0123_4567_0000_0000, 0xfedc_ba98_7654_3210, 1, 2,
+                0x0123_4567_0000_0001, 3, 0xfedc_ba98_0000_0000,
+            ];
+            const NICKS: [&str; 6] =
+                ["bob", "b\u{200b}ob", "Bob", "bob#01234567", "\u{200b}", "carol"];
+            let list: Vec<(PeerId, &str)> =
+                listed.iter().map(|(&i, &n)| (PeerId(IDS[i]), NICKS[n])).collect();
+            let from = PeerId(IDS[sender]);
+            let kept = ShownNames::new(&list);
+            let mut whole: Vec<(PeerId, &str)> =
+                list.iter().copied().filter(|(id, _)| *id != from).collect();
+            whole.push((from, NICKS[nick]));
+            let names = display_names(&whole);
+            proptest::prop_assert_eq!(kept.name_of(from, NICKS[nick]), names.last().cloned().unwrap());
+        }
     }
 
     #[test]

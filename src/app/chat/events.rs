@@ -186,7 +186,7 @@ impl Chat {
     /// A message whose sender's nick looks like another present peer's (or ours) is shown
     /// under the name that tells them apart (`bob#1d79e0c2`): a peer cannot pass for another
     /// by choosing a look-alike nick.
-    fn told_apart(&self, e: Event) -> Event {
+    fn told_apart(&mut self, e: Event) -> Event {
         let Event::Message {
             from,
             nick,
@@ -199,28 +199,26 @@ impl Chat {
         else {
             return e;
         };
-        let peers = self.ep.peers();
-        let mut present: Vec<(PeerId, &str)> = peers
-            .iter()
-            .filter(|p| p.state != PeerState::Left || p.id == from)
-            .map(|p| {
-                (
-                    p.id,
-                    if p.id == from {
-                        nick.as_str()
-                    } else {
-                        p.nick.as_str()
-                    },
-                )
-            })
-            .collect();
-        present.push((self.ep.peer_id(), self.ep.nick()));
-        let names = present::display_names(&present);
-        let nick = present
-            .iter()
-            .position(|(p, _)| *p == from)
-            .and_then(|i| names.get(i).cloned())
-            .unwrap_or(nick);
+        let version = self.ep.roster_version();
+        if self
+            .shown_names
+            .as_ref()
+            .is_some_and(|(v, _)| *v != version)
+        {
+            self.shown_names = None;
+        }
+        let ep = &self.ep;
+        let (_, names) = self.shown_names.get_or_insert_with(|| {
+            let peers = ep.peers();
+            let mut present: Vec<(PeerId, &str)> = peers
+                .iter()
+                .filter(|p| p.state != PeerState::Left)
+                .map(|p| (p.id, p.nick.as_str()))
+                .collect();
+            present.push((ep.peer_id(), ep.nick()));
+            (version, present::ShownNames::new(&present))
+        });
+        let nick = names.name_of(from, &nick);
         Event::Message {
             from,
             nick,

@@ -38,7 +38,7 @@ use crate::app::tailnet::{News, Tailnet};
 use crate::app::{Screen, Setup};
 use crate::proto::{Endpoint, PeerId};
 use crate::store::journal::Record;
-use crate::ui::present::Outstanding;
+use crate::ui::present::{Outstanding, ShownNames};
 use crate::ui::render::Output;
 use output::{Dest, Line};
 
@@ -79,6 +79,9 @@ pub struct Chat {
     outcome: Outcome,
     /// Each peer's nicks in this run, oldest first, for `/whois`.
     nick_history: HashMap<PeerId, Vec<String>>,
+    /// The present peers' names (and ours) as of the endpoint's roster version, to name the
+    /// sender of each message (rebuilt only when someone joins, leaves or is renamed).
+    shown_names: Option<(u64, ShownNames)>,
     /// The core's counters as last logged.
     last_stats: String,
     /// Lines for the screen from this wake-up, shown in order once the journal is synced, so
@@ -162,6 +165,7 @@ impl Chat {
             outcome: Outcome::default(),
             last_stats: String::new(),
             nick_history: HashMap::new(),
+            shown_names: None,
             pending: Vec::new(),
             clients: BTreeMap::new(),
             reply_to: None,

@@ -285,7 +285,19 @@ impl Endpoint {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.catch_up();
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        if event.changes_roster() {
+            self.peers.roster_changed();
+        }
+        Some(event)
+    }
+
+    /// A number that changes whenever the peers' names or presence may have (a peer joined,
+    /// left, was renamed, forgotten or restored, or we renamed ourselves), by the time the
+    /// event that says so is polled: what the UI computes from them (the names that tell peers
+    /// apart) stays good while it stays the same.
+    pub fn roster_version(&self) -> u64 {
+        self.peers.roster_version()
     }
 
     /// Next LAN announcement to send to every broadcast and multicast address (only with
@@ -602,6 +614,7 @@ impl Endpoint {
         }
         nick.clone_into(&mut self.config.nick);
         self.nick_changed = Some(now);
+        self.peers.roster_changed();
         for p in self.peers.values_mut().filter(|p| !p.state().is_away()) {
             p.link.queue_nick(nick);
         }

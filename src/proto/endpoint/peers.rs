@@ -229,6 +229,9 @@ pub struct PeerTable {
     /// The same timers ordered by time, so that the due ones and the earliest are found
     /// without looking at every peer (each datagram in and every wake-up asks).
     by_time: BTreeSet<(Instant, PeerId)>,
+    /// Counts changes to who is in the table and what they are called (see
+    /// [`PeerTable::roster_version`]).
+    roster: u64,
 }
 
 impl PeerTable {
@@ -242,7 +245,21 @@ impl PeerTable {
             dirty: BTreeSet::new(),
             timers: BTreeMap::new(),
             by_time: BTreeSet::new(),
+            roster: 0,
         }
+    }
+
+    /// A number that changes whenever a peer enters or leaves the table, and whenever the
+    /// endpoint says a peer joined, left, was renamed or forgotten (it calls
+    /// [`PeerTable::roster_changed`]): what is computed from the peers' names and presence
+    /// (the names that tell peers apart) is still good while this stays the same.
+    pub fn roster_version(&self) -> u64 {
+        self.roster
+    }
+
+    /// Notes a change of the peers' names or presence (see [`PeerTable::roster_version`]).
+    pub fn roster_changed(&mut self) {
+        self.roster = self.roster.wrapping_add(1);
     }
 
     /// The peer `id`.
@@ -416,6 +433,7 @@ impl PeerTable {
     /// should it come back in this run.
     pub fn remove(&mut self, id: PeerId) -> Option<Forgotten> {
         let p = self.peers.remove(&id)?;
+        self.roster_changed();
         self.dirty.remove(&id);
         self.unschedule(id);
         // Should it come back in this run, it must not be shown again what it has seen.
@@ -454,6 +472,7 @@ impl PeerTable {
         let forgotten = &mut self.forgotten;
         let dormant = &mut self.dormant;
         self.dirty.insert(id);
+        self.roster = self.roster.wrapping_add(1);
         self.peers.entry(id).or_insert_with(|| {
             let mut link = Link::new(now, max_queued_items);
             if let Some(f) = forgotten.remove(&id) {
@@ -526,6 +545,7 @@ impl PeerTable {
                 contact.extend(addrs.iter().map(|a| (a, found)));
             }
             self.dirty.insert(r.id);
+            self.roster_changed();
             self.peers.insert(
                 r.id,
                 Peer {
