@@ -6,7 +6,7 @@ use super::Chat;
 use crate::app::json;
 use crate::app::persist::Persistence;
 use crate::app::presence;
-use crate::proto::{Event, PeerId, PeerState};
+use crate::proto::{Event, PeerId, PeerInfo, PeerState};
 use crate::ui::present;
 use crate::ui::render::Output;
 use std::collections::BTreeMap;
@@ -138,8 +138,11 @@ impl Chat {
         }
         self.await_shown(shown);
         if changed_peers {
-            self.screen.peer_nicks(self.completion_names());
             let peers = self.ep.peers();
+            let present = present_of(&peers);
+            self.screen.peer_nicks(present::display_names(&present));
+            // Named now, while the joins are being shown, rather than by the next message.
+            self.shown_names = Some(self.names_with_ours(present));
             for line in self.tailnet.check_peers(&peers) {
                 self.print(Output::Notice(line));
             }
@@ -162,25 +165,21 @@ impl Chat {
         }
     }
 
-    /// The names completion offers: each present peer's nick, with `#IDPREFIX` where nicks
-    /// are shared (so `/msg bob#1d79e0c2` picks one).
-    fn completion_names(&self) -> Vec<String> {
-        self.display_names()
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect()
-    }
-
     /// Each present peer with the name it is shown under (see [`present::display_names`]).
     pub(super) fn display_names(&self) -> Vec<(PeerId, String)> {
         let peers = self.ep.peers();
-        let present: Vec<(PeerId, &str)> = peers
-            .iter()
-            .filter(|p| p.state != PeerState::Left)
-            .map(|p| (p.id, p.nick.as_str()))
-            .collect();
+        let present = present_of(&peers);
         let names = present::display_names(&present);
         present.iter().map(|(id, _)| *id).zip(names).collect()
+    }
+
+    /// The names of `present` and ours, as of the endpoint's roster version.
+    fn names_with_ours<'a>(
+        &'a self,
+        mut present: Vec<(PeerId, &'a str)>,
+    ) -> (u64, present::ShownNames) {
+        present.push((self.ep.peer_id(), self.ep.nick()));
+        (self.ep.roster_version(), present::ShownNames::new(&present))
     }
 
     /// A message whose sender's nick looks like another present peer's (or ours) is shown
@@ -200,24 +199,11 @@ impl Chat {
             return e;
         };
         let version = self.ep.roster_version();
-        if self
-            .shown_names
-            .as_ref()
-            .is_some_and(|(v, _)| *v != version)
-        {
-            self.shown_names = None;
-        }
-        let ep = &self.ep;
-        let (_, names) = self.shown_names.get_or_insert_with(|| {
-            let peers = ep.peers();
-            let mut present: Vec<(PeerId, &str)> = peers
-                .iter()
-                .filter(|p| p.state != PeerState::Left)
-                .map(|p| (p.id, p.nick.as_str()))
-                .collect();
-            present.push((ep.peer_id(), ep.nick()));
-            (version, present::ShownNames::new(&present))
-        });
+        let names = match self.shown_names.take() {
+            Some((v, names)) if v == version => (v, names),
+            _ => self.names_with_ours(present_of(&self.ep.peers())),
+        };
+        let (_, names) = self.shown_names.insert(names);
         let nick = names.name_of(from, &nick);
         Event::Message {
             from,
@@ -229,4 +215,13 @@ impl Chat {
             text,
         }
     }
+}
+
+/// The peers that have not left, each with its nick.
+fn present_of(peers: &[PeerInfo]) -> Vec<(PeerId, &str)> {
+    peers
+        .iter()
+        .filter(|p| p.state != PeerState::Left)
+        .map(|p| (p.id, p.nick.as_str()))
+        .collect()
 }
