@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Bytes of a cookie or token on the wire.
 pub const COOKIE_LEN: usize = 16;
+/// Bytes at the front of a token or cookie that say when it was made: milliseconds since the
+/// jar's start (so each echo is also a round-trip sample, whichever of several it answers).
+const STAMP_LEN: usize = 4;
 /// How often the secret changes; a value is accepted in its epoch and the next.
 pub const COOKIE_EPOCH: Duration = Duration::from_secs(7);
 
@@ -46,6 +49,24 @@ impl CookieJar {
         }
     }
 
+    /// Milliseconds from the jar's start to `now`, as a stamp (it wraps after 49 days; only
+    /// differences of seconds are ever taken).
+    fn stamp(&self, now: Instant) -> u32 {
+        let ms = now.saturating_duration_since(self.start).as_millis();
+        // Truncation is the wrap: stamps are only compared with recent ones.
+        (ms % (1 << 32)) as u32
+    }
+
+    /// How long ago a value stamped `stamp` was made, if in the current epoch or the one
+    /// before (its secret is then the one of `epoch`).
+    fn age(&self, now: Instant, stamp: u32) -> Option<(Duration, u64)> {
+        let age = Duration::from_millis(u64::from(self.stamp(now).wrapping_sub(stamp)));
+        let made = now.saturating_duration_since(self.start).checked_sub(age)?;
+        let epoch = made.as_secs() / COOKIE_EPOCH.as_secs();
+        let current = self.epoch(now);
+        (epoch == current || epoch + 1 == current).then_some((age, epoch))
+    }
+
     /// The epoch `now` falls in.
     fn epoch(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.start);
@@ -59,23 +80,34 @@ impl CookieJar {
         *blake3::keyed_hash(&self.master, &input).as_bytes()
     }
 
-    /// The token our `Hello` to `to` carries at `now`.
+    /// Our token for `to`, made at `now` (what our hello to it carries).
     pub fn token(&self, now: Instant, to: SocketAddr) -> Cookie {
-        self.token_in(self.epoch(now), to)
+        let stamp = self.stamp(now);
+        stamped(
+            stamp,
+            &self.secret(self.epoch(now)),
+            &token_input(to, stamp),
+        )
     }
 
-    /// Whether `token` is one we put in a hello to `from` in this epoch or the last.
-    pub fn check_token(&self, now: Instant, from: SocketAddr, token: &Cookie) -> bool {
-        self.recent_epochs(now)
-            .any(|e| constant_time_eq(&self.token_in(e, from), token))
+    /// If `token` is one we made for `from` in this epoch or the last: how long ago (the
+    /// round trip of what carried it out and what echoed it back).
+    pub fn check_token(&self, now: Instant, from: SocketAddr, token: &Cookie) -> Option<Duration> {
+        let stamp = stamp_of(token);
+        let (age, epoch) = self.age(now, stamp)?;
+        let want = stamped(stamp, &self.secret(epoch), &token_input(from, stamp));
+        constant_time_eq(&want, token).then_some(age)
     }
 
     /// The cookie our `Cookie` frame gives `peer` (run `session`), which said hello from `addr`.
     pub fn cookie(&self, now: Instant, addr: SocketAddr, peer: PeerId, session: u64) -> Cookie {
-        self.cookie_in(self.epoch(now), addr, peer, session)
+        let stamp = self.stamp(now);
+        let input = cookie_input(addr, peer, session, stamp);
+        stamped(stamp, &self.secret(self.epoch(now)), &input)
     }
 
-    /// Whether `cookie` is one we gave `peer` (run `session`) at `from` in this epoch or the last.
+    /// If `cookie` is one we gave `peer` (run `session`) at `from` in this epoch or the last:
+    /// how long ago (the round trip of our Cookie and the Proof that echoes it).
     pub fn check_cookie(
         &self,
         now: Instant,
@@ -83,30 +115,55 @@ impl CookieJar {
         peer: PeerId,
         session: u64,
         cookie: &Cookie,
-    ) -> bool {
-        self.recent_epochs(now)
-            .any(|e| constant_time_eq(&self.cookie_in(e, from, peer, session), cookie))
+    ) -> Option<Duration> {
+        let stamp = stamp_of(cookie);
+        let (age, epoch) = self.age(now, stamp)?;
+        let want = stamped(
+            stamp,
+            &self.secret(epoch),
+            &cookie_input(from, peer, session, stamp),
+        );
+        constant_time_eq(&want, cookie).then_some(age)
     }
+}
 
-    /// The current epoch and the one before it, if any.
-    fn recent_epochs(&self, now: Instant) -> impl Iterator<Item = u64> {
-        let e = self.epoch(now);
-        std::iter::once(e).chain(e.checked_sub(1))
-    }
+/// What a token's MAC covers: `"token"`, the address, the stamp.
+fn token_input(to: SocketAddr, stamp: u32) -> Vec<u8> {
+    let mut input = b"token".to_vec();
+    input.extend_from_slice(&addr_bytes(to));
+    input.extend_from_slice(&stamp.to_be_bytes());
+    input
+}
 
-    fn token_in(&self, epoch: u64, to: SocketAddr) -> Cookie {
-        let mut input = b"token".to_vec();
-        input.extend_from_slice(&addr_bytes(to));
-        mac(&self.secret(epoch), &input)
-    }
+/// What a cookie's MAC covers: `"cookie"`, the address, PeerId, session, the stamp.
+fn cookie_input(addr: SocketAddr, peer: PeerId, session: u64, stamp: u32) -> Vec<u8> {
+    let mut input = b"cookie".to_vec();
+    input.extend_from_slice(&addr_bytes(addr));
+    input.extend_from_slice(&peer.0.to_be_bytes());
+    input.extend_from_slice(&session.to_be_bytes());
+    input.extend_from_slice(&stamp.to_be_bytes());
+    input
+}
 
-    fn cookie_in(&self, epoch: u64, addr: SocketAddr, peer: PeerId, session: u64) -> Cookie {
-        let mut input = b"cookie".to_vec();
-        input.extend_from_slice(&addr_bytes(addr));
-        input.extend_from_slice(&peer.0.to_be_bytes());
-        input.extend_from_slice(&session.to_be_bytes());
-        mac(&self.secret(epoch), &input)
-    }
+/// The stamp a token or cookie starts with.
+fn stamp_of(value: &Cookie) -> u32 {
+    let mut stamp = [0u8; STAMP_LEN];
+    stamp.copy_from_slice(value.get(..STAMP_LEN).unwrap_or(&[0; STAMP_LEN]));
+    u32::from_be_bytes(stamp)
+}
+
+/// `stamp` (4 bytes, big-endian), then the first 12 bytes of keyed BLAKE3 of `input`.
+fn stamped(stamp: u32, key: &[u8; 32], input: &[u8]) -> Cookie {
+    let mut out = [0u8; COOKIE_LEN];
+    let hash = blake3::keyed_hash(key, input);
+    let (front, mac) = out.split_at_mut(STAMP_LEN);
+    front.copy_from_slice(&stamp.to_be_bytes());
+    mac.copy_from_slice(
+        hash.as_bytes()
+            .get(..COOKIE_LEN - STAMP_LEN)
+            .unwrap_or(&[0; COOKIE_LEN - STAMP_LEN]),
+    );
+    out
 }
 
 /// An address as the MACs read it: an IPv4-mapped IPv6 address is its IPv4 address, so the
@@ -124,18 +181,6 @@ pub fn addr_bytes(addr: SocketAddr) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&addr.port().to_be_bytes());
-    out
-}
-
-/// The first [`COOKIE_LEN`] bytes of keyed BLAKE3.
-fn mac(key: &[u8; 32], input: &[u8]) -> Cookie {
-    let mut out = [0u8; COOKIE_LEN];
-    let hash = blake3::keyed_hash(key, input);
-    out.copy_from_slice(
-        hash.as_bytes()
-            .get(..COOKIE_LEN)
-            .unwrap_or(&[0; COOKIE_LEN]),
-    );
     out
 }
 
@@ -158,19 +203,53 @@ mod tests {
         let jar = CookieJar::new(1, t0);
         let a = sa("10.0.0.1:7654");
         let token = jar.token(t0, a);
-        assert!(jar.check_token(t0, a, &token));
-        assert!(jar.check_token(t0, sa("[::ffff:10.0.0.1]:7654"), &token));
-        assert!(!jar.check_token(t0, sa("10.0.0.1:7655"), &token));
-        assert!(!jar.check_token(t0, sa("10.0.0.2:7654"), &token));
-        assert!(jar.check_token(t0 + COOKIE_EPOCH * 2 - Duration::from_millis(1), a, &token));
+        assert!(jar.check_token(t0, a, &token).is_some());
+        assert!(jar
+            .check_token(t0, sa("[::ffff:10.0.0.1]:7654"), &token)
+            .is_some());
+        assert!(jar.check_token(t0, sa("10.0.0.1:7655"), &token).is_none());
+        assert!(jar.check_token(t0, sa("10.0.0.2:7654"), &token).is_none());
+        let last = t0 + COOKIE_EPOCH * 2 - Duration::from_millis(1);
+        assert!(jar.check_token(last, a, &token).is_some());
         assert!(
-            !jar.check_token(t0 + COOKIE_EPOCH * 2, a, &token),
+            jar.check_token(t0 + COOKIE_EPOCH * 2, a, &token).is_none(),
             "expired"
         );
         assert!(
-            !CookieJar::new(2, t0).check_token(t0, a, &token),
+            CookieJar::new(2, t0).check_token(t0, a, &token).is_none(),
             "another secret"
         );
+    }
+
+    #[test]
+    fn an_echo_says_how_long_ago_it_was_made_and_its_stamp_cannot_be_moved() {
+        let t0 = Instant::now();
+        let jar = CookieJar::new(1, t0);
+        let a = sa("10.0.0.1:7654");
+        let ms = |n: u64| Duration::from_millis(n);
+        // Made late in an epoch, echoed early in the next: still good, and timed.
+        let made = t0 + ms(6_999) + Duration::from_micros(700);
+        let token = jar.token(made, a);
+        assert_eq!(jar.check_token(made + ms(3), a, &token), Some(ms(3)));
+        assert_eq!(
+            jar.check_token(made + ms(2_500), a, &token),
+            Some(ms(2_500))
+        );
+        let cookie = jar.cookie(made, a, PeerId(5), 9);
+        let later = made + ms(1_234);
+        assert_eq!(
+            jar.check_cookie(later, a, PeerId(5), 9, &cookie),
+            Some(ms(1_234))
+        );
+        // A stamp changed (to look older, newer, or of another epoch) no longer matches.
+        for delta in [1u32, 1_000, 7_000, u32::MAX] {
+            let mut moved = token;
+            let stamp = u32::from_be_bytes(moved[..4].try_into().unwrap()).wrapping_add(delta);
+            moved[..4].copy_from_slice(&stamp.to_be_bytes());
+            assert!(jar.check_token(later, a, &moved).is_none(), "{delta}");
+        }
+        // Nor does one from before the jar started, or from the future.
+        assert!(jar.check_token(t0, a, &token).is_none());
     }
 
     #[test]
@@ -179,10 +258,14 @@ mod tests {
         let jar = CookieJar::new(1, t0);
         let a = sa("10.0.0.1:7654");
         let c = jar.cookie(t0, a, PeerId(5), 9);
-        assert!(jar.check_cookie(t0 + COOKIE_EPOCH, a, PeerId(5), 9, &c));
-        assert!(!jar.check_cookie(t0, sa("10.0.0.9:7654"), PeerId(5), 9, &c));
-        assert!(!jar.check_cookie(t0, a, PeerId(6), 9, &c));
-        assert!(!jar.check_cookie(t0, a, PeerId(5), 10, &c));
+        assert!(jar
+            .check_cookie(t0 + COOKIE_EPOCH, a, PeerId(5), 9, &c)
+            .is_some());
+        assert!(jar
+            .check_cookie(t0, sa("10.0.0.9:7654"), PeerId(5), 9, &c)
+            .is_none());
+        assert!(jar.check_cookie(t0, a, PeerId(6), 9, &c).is_none());
+        assert!(jar.check_cookie(t0, a, PeerId(5), 10, &c).is_none());
         assert_ne!(c, jar.token(t0, a), "a token is not a cookie");
     }
 }

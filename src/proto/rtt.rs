@@ -70,16 +70,6 @@ impl RttEstimator {
         self.srtt = (self.srtt * 7 + sample) / 8;
     }
 
-    /// Before the first sample: assumes `rtt` instead of [`INITIAL_RTT`] (a guess, not a
-    /// measurement: [`RttEstimator::srtt`] stays `None`).
-    pub fn assume(&mut self, rtt: Duration) {
-        if !self.sampled {
-            self.srtt = rtt;
-            self.rttvar = rtt / 2;
-            self.latest = rtt;
-        }
-    }
-
     /// The smoothed RTT, or `None` before the first sample.
     pub fn srtt(&self) -> Option<Duration> {
         self.sampled.then_some(self.srtt)
@@ -117,22 +107,6 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn an_assumed_round_trip_times_packets_but_is_no_measurement() {
-        let mut r = RttEstimator::default();
-        r.assume(MS * 4000);
-        assert_eq!(r.srtt(), None, "nothing measured yet");
-        assert_eq!(r.rto(0), MS * (4000 + 8000 + 5));
-        r.update(MS * 10, Duration::ZERO);
-        assert_eq!(
-            r.srtt(),
-            Some(MS * 10),
-            "the first sample replaces the guess"
-        );
-        r.assume(MS * 4000);
-        assert_eq!(r.srtt(), Some(MS * 10), "a measured link keeps its own");
-    }
 
     #[test]
     fn first_sample_sets_srtt_and_half_variation() {

@@ -76,8 +76,6 @@ pub struct Probe {
     attempts: u32,
     /// When the last hello went: if only one did, its answer is a clean first RTT sample.
     last_sent: Option<Instant>,
-    /// The round trip of the first hello, if its cookie came back before a second hello went.
-    cookie_rtt: Option<Duration>,
     /// A cookie came back: a proof of ours is on its way, and a proof reply should follow.
     cookie_seen: bool,
     /// When the first hello went (the longest a cookie's round trip can have taken).
@@ -99,8 +97,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// A cookie came back at `now`: if exactly one hello has gone, the round trip is
-    /// unambiguous (Karn) and kept as the peer's first RTT sample.
+    /// A cookie came back at `now`.
     ///
     /// Returns whether to answer it with a proof: not while the answer to an earlier proof
     /// is awaited. A cookie's round trip is at most the time since the first hello; the
@@ -113,9 +110,6 @@ impl Probe {
     /// reply later than that finds our token expired, and is refused anyway.
     pub fn on_cookie(&mut self, now: Instant) -> bool {
         self.cookie_seen = true;
-        if self.attempts == 1 && self.cookie_rtt.is_none() {
-            self.cookie_rtt = self.last_sent.map(|s| now.saturating_duration_since(s));
-        }
         if self.proof_until.is_some_and(|t| now < t) {
             return false;
         }
@@ -127,11 +121,6 @@ impl Probe {
         self.proof_until = Some(until);
         self.next = self.next.max(until);
         true
-    }
-
-    /// The clean round trip measured by [`Probe::on_cookie`], if any.
-    pub fn clean_rtt(&self) -> Option<Duration> {
-        self.cookie_rtt
     }
 
     /// Keeps `bytes`, a datagram from the probed address that could not be placed yet, if a
@@ -202,7 +191,6 @@ impl Probes {
             next: now,
             attempts: 0,
             last_sent: None,
-            cookie_rtt: None,
             cookie_seen: false,
             first_sent: None,
             proof_until: None,
@@ -628,27 +616,6 @@ mod tests {
         assert!(probes.due(t0 + MS * 251).len() == 1, "hello again");
         let p = probes.get_mut(addr(1)).unwrap();
         assert!(p.on_cookie(t0 + MS * 252));
-    }
-
-    #[test]
-    fn only_the_cookie_of_a_single_hello_is_a_clean_rtt_sample() {
-        let t0 = Instant::now();
-        let mut probes = Probes::default();
-        probes.add(t0, addr(1), Found::Manual);
-        probes.add(t0, addr(2), Found::Manual);
-        probes.get_mut(addr(1)).unwrap().on_cookie(t0);
-        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(), None, "none sent");
-        probes.due(t0);
-        probes.get_mut(addr(1)).unwrap().on_cookie(t0 + MS * 3);
-        probes.get_mut(addr(1)).unwrap().on_cookie(t0 + MS * 9);
-        assert_eq!(probes.get(addr(1)).unwrap().clean_rtt(), Some(MS * 3));
-        probes.due(t0 + MS * 250);
-        probes.get_mut(addr(2)).unwrap().on_cookie(t0 + MS * 260);
-        assert_eq!(
-            probes.get(addr(2)).unwrap().clean_rtt(),
-            None,
-            "two hellos out"
-        );
     }
 
     #[test]

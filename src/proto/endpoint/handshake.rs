@@ -31,7 +31,7 @@ use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofRe
 use crate::proto::{Event, ForgetReason, Found, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Signatures made, and signatures verified, remembered (each) at most.
 const SIGNATURES_REMEMBERED: usize = 64;
@@ -94,6 +94,9 @@ struct Proven<'a> {
     nick: &'a str,
     /// Its capability bits, as signed.
     caps: u64,
+    /// The round trip the echo in its proof (or proof reply) measured (§8.2): the link's
+    /// first RTT sample.
+    rtt: Duration,
 }
 
 impl Endpoint {
@@ -183,10 +186,11 @@ impl Endpoint {
         if self.leaving {
             return false;
         }
-        if !self.jar.check_token(now, from, &c.echo) {
+        let Some(rtt) = self.jar.check_token(now, from, &c.echo) else {
             self.stats.bad_cookie += 1;
             return false;
-        }
+        };
+        self.note_answer(rtt);
         let proven = self
             .peers
             .get(&header.sender)
@@ -242,13 +246,13 @@ impl Endpoint {
         if self.leaving {
             return false;
         }
-        if !self
+        let Some(rtt) = self
             .jar
             .check_cookie(now, from, header.sender, header.session, &p.echo)
-        {
+        else {
             self.stats.bad_cookie += 1;
             return false;
-        }
+        };
         let signed = Transcript {
             domain: PROOF_DOMAIN,
             echo: p.echo,
@@ -271,6 +275,7 @@ impl Endpoint {
             key: p.key,
             nick: &p.nick,
             caps: p.caps,
+            rtt,
         };
         if !self.accept(now, proven) {
             return false;
@@ -305,10 +310,10 @@ impl Endpoint {
         if self.leaving {
             return false;
         }
-        if !self.jar.check_token(now, from, &p.echo) {
+        let Some(rtt) = self.jar.check_token(now, from, &p.echo) else {
             self.stats.bad_cookie += 1;
             return false;
-        }
+        };
         let signed = Transcript {
             domain: PROOF_REPLY_DOMAIN,
             echo: p.echo,
@@ -331,6 +336,7 @@ impl Endpoint {
             key: p.key,
             nick: &p.nick,
             caps: p.caps,
+            rtt,
         };
         self.accept(now, proven)
     }
@@ -396,17 +402,10 @@ impl Endpoint {
             key,
             nick,
             caps,
+            rtt,
         } = proven;
-        let (probed, handshake_rtt) = match self.probes.get(from) {
-            Some(p) => (Some(p.origin), p.clean_rtt()),
-            None => (None, None),
-        };
-        // Only wanted (and only computed, over the whole table) when the handshake gave no
-        // clean sample.
-        let typical_rtt = handshake_rtt
-            .is_none()
-            .then(|| self.peers.typical_rtt())
-            .flatten();
+        self.note_answer(rtt);
+        let probed = self.probes.get(from).map(|p| p.origin);
         let early = self.probes.get_mut(from).and_then(|p| p.take_early());
         let id: PeerId = header.sender;
         if !self.peers.contains(&id) {
@@ -437,13 +436,9 @@ impl Endpoint {
             .peers
             .join(now, id, key, nick, header.session, from, found);
         peer.key = Some(key);
-        if let Some(rtt) = handshake_rtt {
-            // One hello, one cookie: the round trip is unambiguous (Karn), so `/peers` shows an
-            // RTT from the first moment rather than after the first keepalive.
-            peer.link.handshake_rtt(rtt);
-        } else if let Some(rtt) = typical_rtt {
-            peer.link.assume_rtt(rtt);
-        }
+        // The proof's (or reply's) echo timed its round trip, so `/peers` shows an RTT from
+        // the first moment, on both sides.
+        peer.link.handshake_rtt(rtt);
         // Every protocol-2 peer takes AppData (an older one cannot even make contact).
         peer.caps = Some(caps | wire::caps::APP_DATA);
         let new_session = peer.session != header.session;

@@ -80,6 +80,11 @@ impl<K: Copy + Eq + Hash> SlotLimiter<K> {
         }
     }
 
+    /// From now on, one per `interval` for each key.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval;
+    }
+
     /// Whether one may go for `key` at `now`; if so, it counts as gone.
     pub fn allow(&mut self, now: Instant, key: K) -> bool {
         let i = self.slot_of(&key);

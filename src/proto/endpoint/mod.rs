@@ -73,6 +73,9 @@ pub struct Footprint {
 
 /// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
 pub const PROOF_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest [`Endpoint::pace_to_answers`] spaces hellos answering one announcer, and proofs
+/// to one address: a cookie's shortest life (§8.2), so a late answer is still good.
+pub const PACE_MAX: Duration = crate::proto::cookie::COOKIE_EPOCH;
 /// A datagram from an unknown PeerId at an address we sent a proof to within this long is
 /// answered with a hello outside the strangers' budget ([`WHO_ARE_YOU_PER_SEC`]).
 pub const PROVED_TO_LATELY: Duration = Duration::from_secs(60);
@@ -159,6 +162,9 @@ pub struct Endpoint {
     /// When the links' keepalive intervals were last set for the number of peers online (they
     /// grow with it, [`crate::proto::keepalive_interval`]): at most once a second.
     keepalives_checked: Option<Instant>,
+    /// How long answers to our handshake datagrams take lately (see
+    /// [`Endpoint::note_answer`]).
+    answer_time: Option<Duration>,
 }
 
 impl Endpoint {
@@ -196,6 +202,7 @@ impl Endpoint {
             exchange_later: BTreeSet::new(),
             pending: None,
             keepalives_checked: None,
+            answer_time: None,
         }
     }
 
@@ -856,6 +863,28 @@ impl Endpoint {
         self.run_discovery(now);
     }
 
+    /// Takes the round trip an echoed token or cookie measured (§8.2) into how long answers
+    /// take lately (a moving average, a quarter per sample), and paces what answers
+    /// announcements and cookies without a probe behind it to that: at most one per twice
+    /// the answer time (at least the usual intervals, at most [`PACE_MAX`]). Hosts so busy
+    /// that answers take seconds (hundreds of hosts meshing on a few cores) would otherwise
+    /// send each announcer a hello, and each address a proof, every second while the first
+    /// ones are still on their way — each answered in turn; on a LAN that answers within
+    /// milliseconds nothing changes.
+    pub(super) fn note_answer(&mut self, rtt: Duration) {
+        let time = match self.answer_time {
+            None => rtt,
+            Some(t) if rtt > t => t + (rtt - t) / 4,
+            Some(t) => t - (t - rtt) / 4,
+        };
+        self.answer_time = Some(time);
+        let pace = time.saturating_mul(2);
+        self.stateless_announcers
+            .set_interval(pace.clamp(discovery::STATELESS_ANNOUNCER_INTERVAL, PACE_MAX));
+        self.proof_limiter
+            .set_interval(pace.clamp(PROOF_INTERVAL, PACE_MAX));
+    }
+
     /// Forgets peer `id` now: it leaves the table with our messages waiting for it (dropped)
     /// and [`Event::PeerForgotten`] says so. Should it come back, it joins as new, but is not
     /// shown again what it was shown before. Returns false if there is no such peer.
@@ -897,6 +926,38 @@ mod tests {
             limits: Limits::default(),
         };
         Endpoint::new(config, now)
+    }
+
+    #[test]
+    fn slow_answers_space_the_hellos_and_proofs_sent_without_a_probe() {
+        let t0 = Instant::now();
+        let mut ep = endpoint(1, t0);
+        let secs = |s: f64| t0 + Duration::from_secs_f64(s);
+        let announcer = (PeerId(9), 1);
+        let addr: SocketAddr = "10.0.0.9:7654".parse().unwrap();
+        // Answers within milliseconds: once a second, as always.
+        ep.note_answer(Duration::from_millis(2));
+        assert!(ep.stateless_announcers.allow(secs(0.0), announcer));
+        assert!(!ep.stateless_announcers.allow(secs(0.9), announcer));
+        assert!(ep.stateless_announcers.allow(secs(1.0), announcer));
+        assert!(ep.proof_limiter.allow(secs(1.0), addr));
+        assert!(ep.proof_limiter.allow(secs(2.0), addr));
+        // Answers that take 3 s (on average): twice that between two.
+        for _ in 0..40 {
+            ep.note_answer(Duration::from_secs(3));
+        }
+        assert!(!ep.stateless_announcers.allow(secs(6.9), announcer));
+        assert!(ep.stateless_announcers.allow(secs(7.0), announcer));
+        assert!(!ep.proof_limiter.allow(secs(7.9), addr));
+        assert!(ep.proof_limiter.allow(secs(8.0), addr));
+        // Never past a cookie's shortest life, however slow.
+        ep.note_answer(Duration::from_secs(60));
+        assert!(ep.stateless_announcers.allow(secs(14.0), announcer));
+        // And back to once a second when answers are quick again.
+        for _ in 0..60 {
+            ep.note_answer(Duration::from_millis(2));
+        }
+        assert!(ep.stateless_announcers.allow(secs(15.0), announcer));
     }
 
     fn addr(i: u8) -> SocketAddr {

@@ -16,7 +16,7 @@ use crate::proto::stats::LinkCounters;
 use crate::proto::{Found, Limits, PeerInfo, RestoredPeer, PROTECTED_AFTER_HEARD};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Evicted peers whose message-id watermark is remembered at most.
 const MAX_FORGOTTEN: usize = 1024;
@@ -297,16 +297,6 @@ impl PeerTable {
     /// Every known peer, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (&PeerId, &Peer)> {
         self.peers.iter()
-    }
-
-    /// The median of the round trips the links have measured, if any has.
-    pub fn typical_rtt(&self) -> Option<Duration> {
-        let mut rtts: Vec<Duration> = self.peers.values().filter_map(|p| p.link.srtt()).collect();
-        if rtts.is_empty() {
-            return None;
-        }
-        let mid = rtts.len() / 2;
-        Some(*rtts.select_nth_unstable(mid).1)
     }
 
     /// Sets every link's keepalive interval for the number of peers online

@@ -177,13 +177,6 @@ impl Link {
         self.recovery.first_rtt_sample(rtt);
     }
 
-    /// Until it measures its own, assumes the round trip `rtt` (what the other links measure:
-    /// on a host so busy that answers take seconds, a new link's first packets would otherwise
-    /// time out after 305 ms, again and again, into the queue that delays them).
-    pub fn assume_rtt(&mut self, rtt: Duration) {
-        self.recovery.assume_rtt(rtt);
-    }
-
     /// Messages queued for this peer and not yet acknowledged.
     pub fn undelivered(&self) -> usize {
         self.send.undelivered()

@@ -76,12 +76,6 @@ impl Recovery {
         }
     }
 
-    /// Before any sample, times packets as if the round trip were `rtt` (what the other links
-    /// measure) rather than the protocol's default.
-    pub fn assume_rtt(&mut self, rtt: Duration) {
-        self.rtt.assume(rtt);
-    }
-
     /// Whether any ack-eliciting packet awaits its ack.
     pub fn in_flight(&self) -> bool {
         !self.sent.is_empty()
