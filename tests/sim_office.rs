@@ -176,35 +176,28 @@ fn office(
     (took, sim, kinds)
 }
 
+/// The environment variable `name` as a `T`, or `default`.
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 #[ignore = "exploration: cargo test --release --test sim_office -- --ignored --nocapture"]
 fn explore_office_scale() {
-    let n: usize = std::env::var("N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(250);
-    let cores: usize = std::env::var("CORES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    let n: usize = knob("N", 250);
+    let cores: usize = knob("CORES", 2);
     let cpu = Cpu {
         cores,
         ..Cpu::two_cores()
     };
-    let limit: u64 = std::env::var("LIMIT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let limit: u64 = knob("LIMIT", 60);
     // LOSS=0.25: every datagram (announcements too) lost with that probability. CORES=0: a
     // core per host (no CPU model). SEED: another run.
-    let loss: f64 = std::env::var("LOSS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let loss: f64 = knob("LOSS", 0.0);
+    let seed: u64 = knob("SEED", 1);
     let link = if loss > 0.0 {
         LinkParams::lossy(loss)
     } else {

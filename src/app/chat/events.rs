@@ -185,17 +185,8 @@ impl Chat {
     /// A message whose sender's nick looks like another present peer's (or ours) is shown
     /// under the name that tells them apart (`bob#1d79e0c2`): a peer cannot pass for another
     /// by choosing a look-alike nick.
-    fn told_apart(&mut self, e: Event) -> Event {
-        let Event::Message {
-            from,
-            nick,
-            id,
-            direct,
-            action,
-            age,
-            text,
-        } = e
-        else {
+    fn told_apart(&mut self, mut e: Event) -> Event {
+        let Event::Message { from, nick, .. } = &mut e else {
             return e;
         };
         let version = self.ep.roster_version();
@@ -204,16 +195,8 @@ impl Chat {
             _ => self.names_with_ours(present_of(&self.ep.peers())),
         };
         let (_, names) = self.shown_names.insert(names);
-        let nick = names.name_of(from, &nick);
-        Event::Message {
-            from,
-            nick,
-            id,
-            direct,
-            action,
-            age,
-            text,
-        }
+        *nick = names.name_of(*from, nick);
+        e
     }
 }
 
