@@ -152,6 +152,8 @@ impl Probe {
 pub struct Probes {
     /// The probes, oldest first.
     list: Vec<Probe>,
+    /// The shortest gap between two hellos of a probe (see [`Probes::set_min_gap`]).
+    min_gap: Duration,
 }
 
 impl Probes {
@@ -276,6 +278,18 @@ impl Probes {
         self.list.iter().map(|p| p.next).min()
     }
 
+    /// Spaces each probe's hellos by at least `gap` (twice how long answers take lately): a
+    /// hello sent again before the first one's answer could be back only brings another
+    /// answer, on hosts too busy to answer quickly.
+    pub fn set_min_gap(&mut self, gap: Duration) {
+        self.min_gap = gap;
+    }
+
+    /// The gap set by [`Probes::set_min_gap`].
+    pub fn min_gap(&self) -> Duration {
+        self.min_gap
+    }
+
     /// The hellos due at `now`, as (address, whether to tell the user it does not answer);
     /// reschedules them, and forgets discovered addresses whose last hello went unanswered.
     pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, bool)> {
@@ -287,7 +301,7 @@ impl Probes {
             p.last_sent = Some(now);
             p.first_sent.get_or_insert(now);
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
-            p.next = now + interval.min(PROBE_MAX);
+            p.next = now + interval.min(PROBE_MAX).max(self.min_gap);
             due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
         }
         due
@@ -480,7 +494,18 @@ mod tests {
 
     /// The times of the first `n` hellos to a probe added at `t0`.
     fn schedule(origin: Found, n: usize, t0: Instant) -> Vec<(Duration, bool)> {
+        schedule_spaced(origin, n, t0, Duration::ZERO)
+    }
+
+    /// [`schedule`], with answers taking so long that hellos are at least `gap` apart.
+    fn schedule_spaced(
+        origin: Found,
+        n: usize,
+        t0: Instant,
+        gap: Duration,
+    ) -> Vec<(Duration, bool)> {
         let mut probes = Probes::default();
+        probes.set_min_gap(gap);
         probes.add(t0, addr(1), origin);
         let mut got = Vec::new();
         while got.len() < n {
@@ -616,6 +641,24 @@ mod tests {
         assert!(probes.due(t0 + MS * 251).len() == 1, "hello again");
         let p = probes.get_mut(addr(1)).unwrap();
         assert!(p.on_cookie(t0 + MS * 252));
+    }
+
+    #[test]
+    fn slow_answers_space_a_probes_hellos() {
+        let t0 = Instant::now();
+        let times = |gap: u64| -> Vec<u64> {
+            schedule_spaced(Found::Announced, 4, t0, MS * gap as u32)
+                .iter()
+                .map(|(d, _)| d.as_millis() as u64)
+                .collect()
+        };
+        assert_eq!(times(0), [0, 250, 750, 1750], "answers in a moment");
+        assert_eq!(times(3_000), [0, 3_000, 6_000, 9_000], "answers in 1.5 s");
+        assert_eq!(
+            times(700),
+            [0, 700, 1_400, 2_400],
+            "the usual gap once longer"
+        );
     }
 
     #[test]

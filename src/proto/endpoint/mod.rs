@@ -883,6 +883,7 @@ impl Endpoint {
             .set_interval(pace.clamp(discovery::STATELESS_ANNOUNCER_INTERVAL, PACE_MAX));
         self.proof_limiter
             .set_interval(pace.clamp(PROOF_INTERVAL, PACE_MAX));
+        self.probes.set_min_gap(pace.min(PACE_MAX));
     }
 
     /// Forgets peer `id` now: it leaves the table with our messages waiting for it (dropped)
@@ -950,6 +951,8 @@ mod tests {
         assert!(ep.stateless_announcers.allow(secs(7.0), announcer));
         assert!(!ep.proof_limiter.allow(secs(7.9), addr));
         assert!(ep.proof_limiter.allow(secs(8.0), addr));
+        let gap = ep.probes.min_gap().as_secs_f64();
+        assert!((5.99..=6.0).contains(&gap), "and probes' hellos: {gap}");
         // Never past a cookie's shortest life, however slow.
         ep.note_answer(Duration::from_secs(60));
         assert!(ep.stateless_announcers.allow(secs(14.0), announcer));
