@@ -242,12 +242,12 @@ fn an_overloaded_lan_meshes_without_collapsing() {
             fewest_known(&sim)
         );
         // 635 before peer lists to announced newcomers waited, 510 before every handshake
-        // timed itself (stamped tokens and cookies) and answers were paced by it; 333 now.
+        // timed itself (stamped tokens and cookies) and answers were paced by it; 370 now.
         let per_node = sim.sent / 60;
         assert!(per_node < 400, "seed {seed}: {per_node} datagrams per host");
         // Slow answers made each announcement of a burst (and each sent to a lower PeerId
         // alone) bring another hello and cookie: 5.6 hellos per pair, then 4.5 with one per
-        // announcer per second without a probe behind it, 2.9 with one per twice the answer
+        // announcer per second without a probe behind it, 3.3 with one per twice the answer
         // time.
         let hellos = kinds.get("Hello").copied().unwrap_or(0);
         let pairs = 60 * 59 / 2;

@@ -35,6 +35,9 @@ pub struct RttEstimator {
     latest: Duration,
     /// Whether any sample has been taken (the UI shows "?" until then).
     sampled: bool,
+    /// The only sample so far came from the handshake ([`RttEstimator::provisional`]): the
+    /// first ack's sample replaces it rather than averaging with it.
+    provisional: bool,
 }
 
 impl Default for RttEstimator {
@@ -44,11 +47,23 @@ impl Default for RttEstimator {
             rttvar: INITIAL_RTT / 2,
             latest: INITIAL_RTT,
             sampled: false,
+            provisional: false,
         }
     }
 }
 
 impl RttEstimator {
+    /// Takes a sample measured outside the link (by the handshake), if there is none yet: it
+    /// counts as the first, until the first ack gives one of the link's own, which replaces
+    /// it (a handshake timed during a burst of others says more about that burst than about
+    /// the path, and as a first sample it would set the variation to half of it).
+    pub fn provisional(&mut self, rtt: Duration) {
+        if !self.sampled {
+            self.update(rtt, Duration::ZERO);
+            self.provisional = true;
+        }
+    }
+
     /// Takes one sample: `rtt` measured from send to ack, `ack_delay` as reported by the peer.
     pub fn update(&mut self, rtt: Duration, ack_delay: Duration) {
         // Only subtract the ack delay where it leaves a plausible sample (RFC 9002 §5.3).
@@ -59,8 +74,9 @@ impl RttEstimator {
             rtt
         };
         self.latest = sample;
-        if !self.sampled {
+        if !self.sampled || self.provisional {
             self.sampled = true;
+            self.provisional = false;
             self.srtt = sample;
             self.rttvar = sample / 2;
             return;
@@ -107,6 +123,24 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_handshake_sample_counts_until_the_first_ack_replaces_it() {
+        let mut r = RttEstimator::default();
+        r.provisional(MS * 3000);
+        assert_eq!(r.srtt(), Some(MS * 3000), "shown at once");
+        r.provisional(MS * 10);
+        assert_eq!(r.srtt(), Some(MS * 3000), "one handshake sample only");
+        r.update(MS * 10, Duration::ZERO);
+        assert_eq!(
+            r.srtt(),
+            Some(MS * 10),
+            "the first ack's sample replaces it"
+        );
+        assert_eq!(r.rttvar, MS * 5);
+        r.update(MS * 18, Duration::ZERO);
+        assert_eq!(r.srtt(), Some(MS * 11), "and later ones average as usual");
+    }
 
     #[test]
     fn first_sample_sets_srtt_and_half_variation() {

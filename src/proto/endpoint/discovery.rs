@@ -45,7 +45,8 @@ pub const MAX_LEARNED_PROBES: usize = 32;
 /// Hellos sent without a probe (answers to announcements and to datagrams we cannot place) go
 /// to one address at most this often.
 pub const HELLO_INTERVAL: Duration = Duration::from_millis(250);
-/// At most one hello without a probe per announcer per this long. Such hellos answer
+/// At most one hello without a probe per announcer per this long (or twice the answer time,
+/// if longer: [`super::Endpoint::note_answer`]). Such hellos answer
 /// announcements once the probes for announcers are all taken (a large LAN): a burst's
 /// announcements (0, 0.5, 1.5 s) and those a higher PeerId sends us alone each brought one,
 /// and a cookie back — three handshakes' worth of them per pair at 250 hosts.
@@ -74,8 +75,6 @@ pub struct Probe {
     next: Instant,
     /// Hellos sent so far.
     attempts: u32,
-    /// When the last hello went: if only one did, its answer is a clean first RTT sample.
-    last_sent: Option<Instant>,
     /// A cookie came back: a proof of ours is on its way, and a proof reply should follow.
     cookie_seen: bool,
     /// When the first hello went (the longest a cookie's round trip can have taken).
@@ -192,7 +191,6 @@ impl Probes {
             addr,
             next: now,
             attempts: 0,
-            last_sent: None,
             cookie_seen: false,
             first_sent: None,
             proof_until: None,
@@ -286,6 +284,7 @@ impl Probes {
     }
 
     /// The gap set by [`Probes::set_min_gap`].
+    #[cfg(test)]
     pub fn min_gap(&self) -> Duration {
         self.min_gap
     }
@@ -298,7 +297,6 @@ impl Probes {
         let mut due = Vec::new();
         for p in self.list.iter_mut().filter(|p| p.next <= now) {
             p.attempts += 1;
-            p.last_sent = Some(now);
             p.first_sent.get_or_insert(now);
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
             p.next = now + interval.min(PROBE_MAX).max(self.min_gap);

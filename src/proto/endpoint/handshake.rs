@@ -174,7 +174,7 @@ impl Endpoint {
     /// went again before the first one's proof reply came back), and we say nothing; or unless
     /// the probe of that address awaits the reply to a proof sent moments ago
     /// ([`super::discovery::Probe::on_cookie`]), or, with no probe there, a proof went to
-    /// that address less than [`super::PROOF_INTERVAL`] ago. Nothing
+    /// that address less than [`super::PROOF_INTERVAL`] (or twice the answer time) ago. Nothing
     /// about the sender is taken from it. Returns false: nothing changed.
     pub(super) fn on_cookie(
         &mut self,
@@ -186,11 +186,12 @@ impl Endpoint {
         if self.leaving {
             return false;
         }
-        let Some(rtt) = self.jar.check_token(now, from, &c.echo) else {
+        // Its age is no sample: a Cookie is unsigned, and anyone who got one hello from us can
+        // echo its token, late, again and again (the proof that follows is timed instead).
+        if self.jar.check_token(now, from, &c.echo).is_none() {
             self.stats.bad_cookie += 1;
             return false;
-        };
-        self.note_answer(rtt);
+        }
         let proven = self
             .peers
             .get(&header.sender)

@@ -71,11 +71,14 @@ pub struct Footprint {
     pub exchange_later: usize,
 }
 
-/// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`).
+/// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`),
+/// or once per twice the answer time if longer ([`Endpoint::note_answer`]).
 pub const PROOF_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest [`Endpoint::pace_to_answers`] spaces hellos answering one announcer, and proofs
+/// The longest [`Endpoint::note_answer`] spaces hellos answering one announcer, and proofs
 /// to one address: a cookie's shortest life (§8.2), so a late answer is still good.
 pub const PACE_MAX: Duration = crate::proto::cookie::COOKIE_EPOCH;
+/// How many of the last handshakes' round trips make the answer time (their shortest).
+pub const ANSWER_SAMPLES: usize = 8;
 /// A datagram from an unknown PeerId at an address we sent a proof to within this long is
 /// answered with a hello outside the strangers' budget ([`WHO_ARE_YOU_PER_SEC`]).
 pub const PROVED_TO_LATELY: Duration = Duration::from_secs(60);
@@ -100,7 +103,8 @@ pub struct Endpoint {
     hints: Hints,
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
-    /// At most one proof per [`PROOF_INTERVAL`] to an address we do not probe (its cookie
+    /// At most one proof per [`PROOF_INTERVAL`] (or twice the answer time) to an address we
+    /// do not probe (its cookie
     /// answers a stateless hello, or a probe given up before slow answers came back): the
     /// cookies of several hellos then make one handshake, not one each. Probed addresses are
     /// paced by their probe ([`discovery::Probe::on_cookie`]).
@@ -110,7 +114,7 @@ pub struct Endpoint {
     /// IPv4 and IPv6 addresses, and one handshake is enough.
     announcers: SlotLimiter<(PeerId, u64)>,
     /// At most one hello with no probe behind it per announcer per
-    /// [`discovery::STATELESS_ANNOUNCER_INTERVAL`]: on a large LAN (more announcers than
+    /// [`discovery::STATELESS_ANNOUNCER_INTERVAL`] (or twice the answer time): on a large LAN (more announcers than
     /// probes) each announcement of a burst, and each sent to us alone, would otherwise bring
     /// another hello, and another cookie back.
     stateless_announcers: SlotLimiter<(PeerId, u64)>,
@@ -162,9 +166,8 @@ pub struct Endpoint {
     /// When the links' keepalive intervals were last set for the number of peers online (they
     /// grow with it, [`crate::proto::keepalive_interval`]): at most once a second.
     keepalives_checked: Option<Instant>,
-    /// How long answers to our handshake datagrams take lately (see
-    /// [`Endpoint::note_answer`]).
-    answer_time: Option<Duration>,
+    /// The round trips of our last handshakes (see [`Endpoint::note_answer`]).
+    answers: VecDeque<Duration>,
 }
 
 impl Endpoint {
@@ -202,7 +205,7 @@ impl Endpoint {
             exchange_later: BTreeSet::new(),
             pending: None,
             keepalives_checked: None,
-            answer_time: None,
+            answers: VecDeque::with_capacity(ANSWER_SAMPLES),
         }
     }
 
@@ -863,21 +866,23 @@ impl Endpoint {
         self.run_discovery(now);
     }
 
-    /// Takes the round trip an echoed token or cookie measured (§8.2) into how long answers
-    /// take lately (a moving average, a quarter per sample), and paces what answers
-    /// announcements and cookies without a probe behind it to that: at most one per twice
-    /// the answer time (at least the usual intervals, at most [`PACE_MAX`]). Hosts so busy
-    /// that answers take seconds (hundreds of hosts meshing on a few cores) would otherwise
-    /// send each announcer a hello, and each address a proof, every second while the first
-    /// ones are still on their way — each answered in turn; on a LAN that answers within
-    /// milliseconds nothing changes.
+    /// Takes the round trip a signed handshake measured (the echo in a Proof or ProofReply,
+    /// §8.2) into how long answers take lately — the shortest of the last
+    /// [`ANSWER_SAMPLES`]: slow only when all of them are, as on hosts that are themselves
+    /// overloaded, and not because some peers (or fakes with keys of their own) answer late
+    /// on purpose — and paces what goes without a probe behind it, and a probe's hellos, to
+    /// twice that: stateless hellos per announcer and proofs to unprobed addresses at most
+    /// once per `clamp(2 × answer time, their usual 1 s, PACE_MAX)`, a probe's hellos at
+    /// least `min(2 × answer time, PACE_MAX)` apart. Hosts so busy that answers take seconds
+    /// (hundreds of hosts meshing on a few cores) would otherwise send each announcer a hello,
+    /// and each address a proof, every second while the first ones are still on their way —
+    /// each answered in turn; on a LAN that answers within milliseconds nothing changes.
     pub(super) fn note_answer(&mut self, rtt: Duration) {
-        let time = match self.answer_time {
-            None => rtt,
-            Some(t) if rtt > t => t + (rtt - t) / 4,
-            Some(t) => t - (t - rtt) / 4,
-        };
-        self.answer_time = Some(time);
+        if self.answers.len() >= ANSWER_SAMPLES {
+            self.answers.pop_front();
+        }
+        self.answers.push_back(rtt);
+        let time = self.answers.iter().min().copied().unwrap_or(rtt);
         let pace = time.saturating_mul(2);
         self.stateless_announcers
             .set_interval(pace.clamp(discovery::STATELESS_ANNOUNCER_INTERVAL, PACE_MAX));
@@ -943,24 +948,30 @@ mod tests {
         assert!(ep.stateless_announcers.allow(secs(1.0), announcer));
         assert!(ep.proof_limiter.allow(secs(1.0), addr));
         assert!(ep.proof_limiter.allow(secs(2.0), addr));
-        // Answers that take 3 s (on average): twice that between two.
-        for _ in 0..40 {
+        // Handshakes that all took 3 s: twice that between two.
+        for _ in 0..ANSWER_SAMPLES {
             ep.note_answer(Duration::from_secs(3));
         }
         assert!(!ep.stateless_announcers.allow(secs(6.9), announcer));
         assert!(ep.stateless_announcers.allow(secs(7.0), announcer));
         assert!(!ep.proof_limiter.allow(secs(7.9), addr));
         assert!(ep.proof_limiter.allow(secs(8.0), addr));
-        let gap = ep.probes.min_gap().as_secs_f64();
-        assert!((5.99..=6.0).contains(&gap), "and probes' hellos: {gap}");
+        assert_eq!(
+            ep.probes.min_gap(),
+            Duration::from_secs(6),
+            "and probes' hellos"
+        );
         // Never past a cookie's shortest life, however slow.
-        ep.note_answer(Duration::from_secs(60));
-        assert!(ep.stateless_announcers.allow(secs(14.0), announcer));
-        // And back to once a second when answers are quick again.
-        for _ in 0..60 {
-            ep.note_answer(Duration::from_millis(2));
+        for _ in 0..ANSWER_SAMPLES {
+            ep.note_answer(Duration::from_secs(60));
         }
+        assert!(!ep.stateless_announcers.allow(secs(13.9), announcer));
+        assert!(ep.stateless_announcers.allow(secs(14.0), announcer));
+        // One quick answer among them is enough to say the host is not the slow one: peers
+        // that answer late (on purpose, or far away) do not slow the others' discovery.
+        ep.note_answer(Duration::from_millis(2));
         assert!(ep.stateless_announcers.allow(secs(15.0), announcer));
+        assert_eq!(ep.probes.min_gap(), Duration::from_millis(4));
     }
 
     fn addr(i: u8) -> SocketAddr {

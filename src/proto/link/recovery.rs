@@ -69,11 +69,10 @@ impl Recovery {
         self.rtt.srtt()
     }
 
-    /// Takes an RTT measured outside the link (the hello handshake), if there is none yet.
+    /// Takes an RTT measured outside the link (the handshake), if there is none yet, until
+    /// the first ack gives one (see [`crate::proto::rtt::RttEstimator::provisional`]).
     pub fn first_rtt_sample(&mut self, rtt: Duration) {
-        if self.rtt.srtt().is_none() {
-            self.rtt.update(rtt, Duration::ZERO);
-        }
+        self.rtt.provisional(rtt);
     }
 
     /// Whether any ack-eliciting packet awaits its ack.
