@@ -247,7 +247,7 @@ fn an_overloaded_lan_meshes_without_collapsing() {
         assert!(per_node < 400, "seed {seed}: {per_node} datagrams per host");
         // Slow answers made each announcement of a burst (and each sent to a lower PeerId
         // alone) bring another hello and cookie: 5.6 hellos per pair, then 4.5 with one per
-        // announcer per second without a probe behind it, 3.3 with one per twice the answer
+        // announcer per second without a probe behind it, 3.4 with one per twice the answer
         // time.
         let hellos = kinds.get("Hello").copied().unwrap_or(0);
         let pairs = 60 * 59 / 2;
