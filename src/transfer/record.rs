@@ -133,6 +133,33 @@ impl StoredOffer {
 }
 
 impl Record {
+    /// A transfer just offered (by us when `outgoing`, to or by `peer`), nothing of it done.
+    pub fn offered(
+        offerer: u64,
+        peer: u64,
+        peer_nick: String,
+        outgoing: bool,
+        offer: &super::control::Offer,
+        created_ms: i64,
+    ) -> Self {
+        Record {
+            offerer,
+            id: offer.id,
+            outgoing,
+            peer,
+            peer_nick,
+            offer: StoredOffer::from_offer(offer),
+            source: None,
+            dest: None,
+            files_done: 0,
+            bytes_done: 0,
+            state: State::Offered,
+            reason: None,
+            created_ms,
+            finished_ms: None,
+        }
+    }
+
     /// Its transfer.
     pub fn key(&self) -> TransferKey {
         TransferKey {

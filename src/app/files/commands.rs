@@ -6,7 +6,7 @@ use crate::proto::Endpoint;
 use crate::transfer::control::{Control, Offer};
 use crate::transfer::manifest;
 use crate::transfer::names;
-use crate::transfer::record::{Record, State, StoredOffer};
+use crate::transfer::record::{Record, State};
 use crate::transfer::{human_size, DataEvent, TransferKey};
 use crate::ui::command::FileCommand;
 use crate::ui::render::Output;
@@ -98,32 +98,19 @@ impl Files {
             return Err("cannot start a thread to read the files".into());
         }
         let number = self.number();
-        let record = Record {
-            offerer: self.me.0,
+        // What is offered is filled in once the files are read (`DataEvent::Prepared`).
+        let unread = Offer {
             id,
-            outgoing: true,
-            peer: peer.0,
-            peer_nick: nick,
-            offer: StoredOffer::from_offer(&Offer {
-                id,
-                token: [0; 16],
-                name: String::new(),
-                size: 0,
-                files: 0,
-                folder: false,
-                manifest_hash: [0; 32],
-                manifest_len: 0,
-                port: 0,
-            }),
-            source: None,
-            dest: None,
-            files_done: 0,
-            bytes_done: 0,
-            state: State::Offered,
-            reason: None,
-            created_ms: now_ms(),
-            finished_ms: None,
+            token: [0; 16],
+            name: String::new(),
+            size: 0,
+            files: 0,
+            folder: false,
+            manifest_hash: [0; 32],
+            manifest_len: 0,
+            port: 0,
         };
+        let record = Record::offered(self.me.0, peer.0, nick, true, &unread, now_ms());
         self.transfers.insert(
             TransferKey {
                 offerer: self.me,

@@ -6,7 +6,7 @@ use super::{new_transfer, now_ms, seconds, Files, Transfer};
 use crate::proto::{AppDataError, Endpoint, PeerId};
 use crate::transfer::control::{self, Control, ControlError, Offer};
 use crate::transfer::manifest;
-use crate::transfer::record::{Record, State, StoredOffer};
+use crate::transfer::record::{Record, State};
 use crate::transfer::{human_size, TransferKey};
 
 impl Files {
@@ -161,22 +161,8 @@ impl Files {
             return;
         }
         let number = self.number();
-        let record = Record {
-            offerer: from.0,
-            id: offer.id,
-            outgoing: false,
-            peer: from.0,
-            peer_nick: ep.nick_of(from).unwrap_or("?").to_owned(),
-            offer: StoredOffer::from_offer(&offer),
-            source: None,
-            dest: None,
-            files_done: 0,
-            bytes_done: 0,
-            state: State::Offered,
-            reason: None,
-            created_ms: now_ms(),
-            finished_ms: None,
-        };
+        let nick_then = ep.nick_of(from).unwrap_or("?").to_owned();
+        let record = Record::offered(from.0, from.0, nick_then, false, &offer, now_ms());
         let files_ok = (offer.files as usize) <= manifest::MAX_FILES
             && offer.manifest_len <= manifest::MAX_MANIFEST_BYTES
             && (offer.folder || offer.files == 1);

@@ -260,25 +260,11 @@ impl Files {
                     }
                 }
             }
-            self.transfers.insert(
-                key,
-                Transfer {
-                    number,
-                    record,
-                    offer,
-                    manifest,
-                    this_run: false,
-                    fetching: None,
-                    started: None,
-                    sent_this_run: 0,
-                    last_connection: None,
-                    progress_shown: None,
-                    rate: Rate::default(),
-                    retries: 0,
-                    told_interrupted: false,
-                    retry_pending: false,
-                },
-            );
+            let restored = Transfer {
+                this_run: false,
+                ..new_transfer(number, record, offer, manifest)
+            };
+            self.transfers.insert(key, restored);
         }
         let waiting = self
             .transfers
