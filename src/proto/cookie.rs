@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Bytes of a cookie or token on the wire.
 pub const COOKIE_LEN: usize = 16;
-/// Bytes at the front of a token or cookie that say when it was made: milliseconds since the
-/// jar's start (so each echo is also a round-trip sample, whichever of several it answers).
+/// Bytes at the front of a token or cookie that say when it was made: microseconds since the
+/// jar's start, modulo 2³² (so each echo is also a round-trip sample, whichever of several it
+/// answers; a LAN's round trip is a fraction of a millisecond).
 const STAMP_LEN: usize = 4;
 /// How often the secret changes; a value is accepted in its epoch and the next.
 pub const COOKIE_EPOCH: Duration = Duration::from_secs(7);
@@ -49,18 +50,20 @@ impl CookieJar {
         }
     }
 
-    /// Milliseconds from the jar's start to `now`, as a stamp (it wraps after 49 days; only
-    /// differences of seconds are ever taken).
+    /// Microseconds from the jar's start to `now`, as a stamp. It wraps every 71 minutes,
+    /// and only ages of seconds are ever taken: a value made a whole wrap earlier (or more)
+    /// looks recent, but was made in an epoch long gone, with another secret, so its MAC
+    /// does not match the recent epoch's.
     fn stamp(&self, now: Instant) -> u32 {
-        let ms = now.saturating_duration_since(self.start).as_millis();
-        // Truncation is the wrap: stamps are only compared with recent ones.
-        (ms % (1 << 32)) as u32
+        let us = now.saturating_duration_since(self.start).as_micros();
+        // Truncation is the wrap.
+        (us % (1 << 32)) as u32
     }
 
     /// How long ago a value stamped `stamp` was made, if in the current epoch or the one
     /// before (its secret is then the one of `epoch`).
     fn age(&self, now: Instant, stamp: u32) -> Option<(Duration, u64)> {
-        let age = Duration::from_millis(u64::from(self.stamp(now).wrapping_sub(stamp)));
+        let age = Duration::from_micros(u64::from(self.stamp(now).wrapping_sub(stamp)));
         let made = now.saturating_duration_since(self.start).checked_sub(age)?;
         let epoch = made.as_secs() / COOKIE_EPOCH.as_secs();
         let current = self.epoch(now);
@@ -248,6 +251,14 @@ mod tests {
             moved[..4].copy_from_slice(&stamp.to_be_bytes());
             assert!(jar.check_token(later, a, &moved).is_none(), "{delta}");
         }
+        // A LAN's round trip, a fraction of a millisecond, is measured as it is.
+        let quick = jar.token(later, a);
+        let us = Duration::from_micros(250);
+        assert_eq!(jar.check_token(later + us, a, &quick), Some(us));
+        // A stamp wraps every 2³² µs (71 min): one made a whole wrap before looks recent, but
+        // its epoch's secret is long gone.
+        let wrap = Duration::from_micros(1 << 32);
+        assert!(jar.check_token(made + wrap + ms(3), a, &token).is_none());
         // Nor does one from before the jar started, or from the future.
         assert!(jar.check_token(t0, a, &token).is_none());
     }
