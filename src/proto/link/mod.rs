@@ -172,7 +172,8 @@ impl Link {
         self.recovery.srtt()
     }
 
-    /// Takes an RTT measured by the hello handshake, if there is none yet.
+    /// Takes the RTT the handshake measured, if there is none yet, until the first ack gives
+    /// one of the link's own (see [`crate::proto::rtt::RttEstimator::provisional`]).
     pub fn handshake_rtt(&mut self, rtt: Duration) {
         self.recovery.first_rtt_sample(rtt);
     }
