@@ -173,9 +173,14 @@ impl Event {
     /// no, so that a kind of event added later counts as a change until shown otherwise.
     #[must_use]
     pub fn changes_roster(&self) -> bool {
+        // Away, or reachable again (from unreachable only): present before and after (only
+        // a peer that left is not), under the same nick (a nick that changes with it comes as
+        // its own event). Not so "unreachable": a link that had left can become it.
         !matches!(
             self,
             Event::Message { .. }
+                | Event::PeerAway { .. }
+                | Event::PeerReachable { .. }
                 | Event::AppData { .. }
                 | Event::Delivered { .. }
                 | Event::DeliveryDelayed { .. }
