@@ -175,7 +175,9 @@ impl Event {
     pub fn changes_roster(&self) -> bool {
         // Away, or reachable again (from unreachable only): present before and after (only
         // a peer that left is not), under the same nick (a nick that changes with it comes as
-        // its own event). Not so "unreachable": a link that had left can become it.
+        // its own event). "Unreachable" changes nothing either today (only an online link
+        // becomes unreachable) but still counts: that rests on the link's timers, and a wrong
+        // name costs more than a rebuild.
         !matches!(
             self,
             Event::Message { .. }
