@@ -65,15 +65,14 @@ impl CookieJar {
     fn age(&self, now: Instant, stamp: u32) -> Option<(Duration, u64)> {
         let age = Duration::from_micros(u64::from(self.stamp(now).wrapping_sub(stamp)));
         let made = now.saturating_duration_since(self.start).checked_sub(age)?;
-        let epoch = made.as_secs() / COOKIE_EPOCH.as_secs();
+        let epoch = epoch_of(made);
         let current = self.epoch(now);
         (epoch == current || epoch + 1 == current).then_some((age, epoch))
     }
 
     /// The epoch `now` falls in.
     fn epoch(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.start);
-        elapsed.as_secs() / COOKIE_EPOCH.as_secs()
+        epoch_of(now.saturating_duration_since(self.start))
     }
 
     /// The secret of `epoch`.
@@ -83,30 +82,40 @@ impl CookieJar {
         *blake3::keyed_hash(&self.master, &input).as_bytes()
     }
 
+    /// A value made at `now`: its stamp, then the MAC of what `input` makes of the stamp.
+    fn make(&self, now: Instant, input: impl Fn(u32) -> Vec<u8>) -> Cookie {
+        let stamp = self.stamp(now);
+        stamped(stamp, &self.secret(self.epoch(now)), &input(stamp))
+    }
+
+    /// If `value` is one [`CookieJar::make`] made with `input` in this epoch or the last: how
+    /// long ago.
+    fn check(
+        &self,
+        now: Instant,
+        value: &Cookie,
+        input: impl Fn(u32) -> Vec<u8>,
+    ) -> Option<Duration> {
+        let stamp = stamp_of(value);
+        let (age, epoch) = self.age(now, stamp)?;
+        let want = stamped(stamp, &self.secret(epoch), &input(stamp));
+        constant_time_eq(&want, value).then_some(age)
+    }
+
     /// Our token for `to`, made at `now` (what our hello to it carries).
     pub fn token(&self, now: Instant, to: SocketAddr) -> Cookie {
-        let stamp = self.stamp(now);
-        stamped(
-            stamp,
-            &self.secret(self.epoch(now)),
-            &token_input(to, stamp),
-        )
+        self.make(now, |stamp| token_input(to, stamp))
     }
 
     /// If `token` is one we made for `from` in this epoch or the last: how long ago (the
     /// round trip of what carried it out and what echoed it back).
     pub fn check_token(&self, now: Instant, from: SocketAddr, token: &Cookie) -> Option<Duration> {
-        let stamp = stamp_of(token);
-        let (age, epoch) = self.age(now, stamp)?;
-        let want = stamped(stamp, &self.secret(epoch), &token_input(from, stamp));
-        constant_time_eq(&want, token).then_some(age)
+        self.check(now, token, |stamp| token_input(from, stamp))
     }
 
     /// The cookie our `Cookie` frame gives `peer` (run `session`), which said hello from `addr`.
     pub fn cookie(&self, now: Instant, addr: SocketAddr, peer: PeerId, session: u64) -> Cookie {
-        let stamp = self.stamp(now);
-        let input = cookie_input(addr, peer, session, stamp);
-        stamped(stamp, &self.secret(self.epoch(now)), &input)
+        self.make(now, |stamp| cookie_input(addr, peer, session, stamp))
     }
 
     /// If `cookie` is one we gave `peer` (run `session`) at `from` in this epoch or the last:
@@ -119,15 +128,15 @@ impl CookieJar {
         session: u64,
         cookie: &Cookie,
     ) -> Option<Duration> {
-        let stamp = stamp_of(cookie);
-        let (age, epoch) = self.age(now, stamp)?;
-        let want = stamped(
-            stamp,
-            &self.secret(epoch),
-            &cookie_input(from, peer, session, stamp),
-        );
-        constant_time_eq(&want, cookie).then_some(age)
+        self.check(now, cookie, |stamp| {
+            cookie_input(from, peer, session, stamp)
+        })
     }
+}
+
+/// The epoch of a moment `elapsed` after the jar's start.
+fn epoch_of(elapsed: Duration) -> u64 {
+    elapsed.as_secs() / COOKIE_EPOCH.as_secs()
 }
 
 /// What a token's MAC covers: `"token"`, the address, the stamp.

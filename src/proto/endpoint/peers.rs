@@ -458,11 +458,11 @@ impl PeerTable {
         from: SocketAddr,
         found: Found,
     ) -> &mut Peer {
+        self.roster_changed();
         let max_queued_items = self.limits.max_queued_items;
         let forgotten = &mut self.forgotten;
         let dormant = &mut self.dormant;
         self.dirty.insert(id);
-        self.roster = self.roster.wrapping_add(1);
         self.peers.entry(id).or_insert_with(|| {
             let mut link = Link::new(now, max_queued_items);
             if let Some(f) = forgotten.remove(&id) {
