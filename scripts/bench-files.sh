@@ -78,16 +78,21 @@ head -c "$LINK_BYTES" "$WORK/fs/big.bin" >"$WORK/fs/link.bin"
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(date -u +%F)" >&2
 
 RESULTS=()
+# measure NAME LABEL NS_A NS_B ADDR_A ADDR_B FILE INTERVAL_MS IDLE_S: one scenario's copies,
+# its JSON kept as $OUT/$STAMP-NAME.json.
+measure() {
+  python3 scripts/bench-files.py --label "$2" --nice "$NICE" --bin "$BIN" \
+    --ns-a "$P$3" --ns-b "$P$4" --addr-a "$5" --addr-b "$6" \
+    --file "$7" --dl "$WORK/fs/dl-$1" --work "$WORK/fs/home-$1" \
+    --runs "$RUNS" --interval-ms "$8" --idle-seconds "$9" --plain-cc "$PLAIN_CC" \
+    >"$OUT/$STAMP-$1.json"
+  RESULTS+=("$OUT/$STAMP-$1.json")
+}
 
 # 1. Loopback: both programs in one namespace, on 127.0.0.1.
 if [ -z "$ONLY" ] || [ "$ONLY" = loopback ]; then
 ns lo
-python3 scripts/bench-files.py --label "loopback" --nice "$NICE" --bin "$BIN" \
-  --ns-a "${P}lo" --ns-b "${P}lo" --addr-a 127.0.0.1 --addr-b 127.0.0.1 \
-  --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-lo" --work "$WORK/fs/home-lo" \
-  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc "$PLAIN_CC" \
-  >"$OUT/$STAMP-loopback.json"
-RESULTS+=("$OUT/$STAMP-loopback.json")
+measure loopback "loopback" lo lo 127.0.0.1 127.0.0.1 "$WORK/fs/big.bin" 5 5
 fi
 
 # 2. A 20 Mbit/s link: a veth pair between two namespaces, each side's egress through a token
@@ -98,12 +103,7 @@ pair a b 10.77.0
 for side in a b; do
   ip netns exec "$P$side" tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 200ms
 done
-python3 scripts/bench-files.py --label "20 Mbit/s link (tbf)" --nice "$NICE" --bin "$BIN" \
-  --ns-a "${P}a" --ns-b "${P}b" --addr-a 10.77.0.1 --addr-b 10.77.0.2 \
-  --file "$WORK/fs/link.bin" --dl "$WORK/fs/dl-link" --work "$WORK/fs/home-link" \
-  --runs "$RUNS" --interval-ms 20 --idle-seconds 10 --plain-cc "$PLAIN_CC" \
-  >"$OUT/$STAMP-link.json"
-RESULTS+=("$OUT/$STAMP-link.json")
+measure link "20 Mbit/s link (tbf)" a b 10.77.0.1 10.77.0.2 "$WORK/fs/link.bin" 20 10
 fi
 
 # 3. Only with ONLY=fast: the same two namespaces' veth pair unshaped, with the loopback file:
@@ -111,12 +111,7 @@ fi
 # (it leaves loopback alone) and must not slow it.
 if [ "$ONLY" = fast ]; then
 pair fa fb 10.78.0
-python3 scripts/bench-files.py --label "veth pair, unshaped" --nice "$NICE" --bin "$BIN" \
-  --ns-a "${P}fa" --ns-b "${P}fb" --addr-a 10.78.0.1 --addr-b 10.78.0.2 \
-  --file "$WORK/fs/big.bin" --dl "$WORK/fs/dl-fast" --work "$WORK/fs/home-fast" \
-  --runs "$RUNS" --interval-ms 5 --idle-seconds 5 --plain-cc "$PLAIN_CC" \
-  >"$OUT/$STAMP-fast.json"
-RESULTS+=("$OUT/$STAMP-fast.json")
+measure fast "veth pair, unshaped" fa fb 10.78.0.1 10.78.0.2 "$WORK/fs/big.bin" 5 5
 fi
 
 python3 scripts/bench-files.py table "${RESULTS[@]}" | tee "$OUT/$STAMP.md"
