@@ -18,7 +18,7 @@ use socket2::SockRef;
 use std::collections::HashSet;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -231,16 +231,9 @@ fn fetch(
         if let Some(parent) = part.parent() {
             names::make_parents(job.plan.top(), parent).map_err(disk)?;
         }
-        let mut hasher = blake3::Hasher::new();
         let mut file = if skip > 0 {
-            let mut f = names::open_part(&part, true).map_err(disk)?;
-            // What is on the disk is hashed again: nothing is trusted the hash has not seen.
-            let copied = io::copy(&mut (&mut f).take(skip), &mut hasher).map_err(disk)?;
-            if copied != skip {
-                return Err(FetchError::Disk(format!("{} shrank", part.display())));
-            }
+            let f = names::open_part(&part, true).map_err(disk)?;
             f.set_len(skip).map_err(disk)?;
-            f.seek(SeekFrom::Start(skip)).map_err(disk)?;
             f
         } else {
             // A part left by an attempt that wrote nothing we kept: ours, in our folder.
@@ -249,35 +242,51 @@ fn fetch(
             }
             names::open_part(&part, false).map_err(disk)?
         };
-        let mut left = entry.size - skip;
-        let mut hashing = HashPipe::new(hasher, left >= hashing::THREADED_FROM);
-        while left > 0 {
-            if job.cancel.load(Ordering::Acquire) {
-                return Err(FetchError::Cancelled);
-            }
+        let len = entry.size;
+        let mut hashing = HashPipe::new(len, len >= hashing::THREADED_FROM);
+        // Unit by unit: what a resumed attempt has on the disk is read back and hashed again
+        // (nothing is trusted that the hash has not seen), the rest comes from the socket and
+        // is written after it.
+        for index in 0..hashing::units(len) {
+            let n = hashing::unit_len(len, index);
+            let start = index * hashing::UNIT as u64;
+            let have = usize::try_from(skip.saturating_sub(start)).map_or(n, |h| h.min(n));
             let mut buf = hashing.buffer();
-            let want = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
-            let n = loop {
-                match stream.read(&mut buf[..want]) {
+            if have > 0 {
+                file.read_exact(&mut buf[..have]).map_err(|e| {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        FetchError::Disk(format!("{} shrank", part.display()))
+                    } else {
+                        disk(e)
+                    }
+                })?;
+            }
+            let mut got = have;
+            while got < n {
+                if job.cancel.load(Ordering::Acquire) {
+                    return Err(FetchError::Cancelled);
+                }
+                match stream.read(&mut buf[got..n]) {
                     Ok(0) => return Err(FetchError::Link("closed early".into())),
-                    Ok(n) => break n,
+                    Ok(r) => {
+                        got += r;
+                        done += r as u64;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(link(e)),
                 }
-            };
-            file.write_all(&buf[..n]).map_err(|e| {
+                if reported.elapsed() >= PROGRESS_EVERY {
+                    reported = Instant::now();
+                    let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
+                }
+            }
+            file.write_all(&buf[have..n]).map_err(|e| {
                 if e.raw_os_error() == Some(nix::libc::ENOSPC) {
                     let _ = fs::remove_file(&part);
                 }
                 disk(e)
             })?;
-            hashing.hash(buf, n);
-            left -= n as u64;
-            done += n as u64;
-            if reported.elapsed() >= PROGRESS_EVERY {
-                reported = Instant::now();
-                let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
-            }
+            hashing.hash(buf, index);
         }
         file.flush().map_err(disk)?;
         drop(file);
