@@ -9,7 +9,7 @@
 
 use super::control::Offer;
 use super::data::{self, Request, Status};
-use super::hashing::{self, HashPipe};
+use super::hashing::{self, HashPipe, Sharing};
 use super::manifest::{reason, Manifest};
 use super::names::{self, part_of};
 use super::serve::{set_congestion, PROGRESS_EVERY};
@@ -243,7 +243,7 @@ fn fetch(
             names::open_part(&part, false).map_err(disk)?
         };
         let len = entry.size;
-        let mut hashing = HashPipe::new(len, len >= hashing::THREADED_FROM);
+        let mut hashing = HashPipe::new(len, len >= hashing::THREADED_FROM, Sharing::next());
         // Unit by unit: what a resumed attempt has on the disk is read back and hashed again
         // (nothing is trusted that the hash has not seen), the rest comes from the socket and
         // is written after it.

@@ -19,6 +19,7 @@
 
 use blake3::hazmat::{self, ChainingValue, HasherExt, Mode};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
@@ -143,12 +144,35 @@ pub struct HashPipe {
     fresh: usize,
     /// A buffer the receiving thread hashed itself, to be filled again.
     spare: Option<Vec<u8>>,
+    /// Whether the receiving thread hashes a unit itself when the helper is behind (else it
+    /// waits for the helper, as before units: measurements only, see [`Sharing`]).
+    share: bool,
+}
+
+/// Measurements only: `TAILCHAT_VERIFY=helper` leaves every unit to the helper (the receiving
+/// thread waits when it is behind, as the hash did before units), `alternate` does so for
+/// every other file, so `scripts/bench-files.sh` can compare both in one run.
+pub struct Sharing;
+
+impl Sharing {
+    const VAR: &'static str = "TAILCHAT_VERIFY";
+
+    /// Whether the next file's receiving thread shares the hashing.
+    pub fn next() -> bool {
+        static FILES: AtomicUsize = AtomicUsize::new(0);
+        match std::env::var(Sharing::VAR).as_deref() {
+            Ok("helper") => false,
+            Ok("alternate") => FILES.fetch_add(1, Ordering::Relaxed) % 2 == 1,
+            _ => true,
+        }
+    }
 }
 
 impl HashPipe {
     /// The hash of a file of `len` bytes: with a helper thread when `threaded`, else on the
     /// caller's thread. If the helper cannot be started, everything is hashed by the caller.
-    pub fn new(len: u64, threaded: bool) -> HashPipe {
+    /// With `share` false, the caller never hashes a unit the helper could ([`Sharing`]).
+    pub fn new(len: u64, threaded: bool, share: bool) -> HashPipe {
         let mut pipe = HashPipe {
             tree: Tree::new(len),
             work: None,
@@ -156,6 +180,7 @@ impl HashPipe {
             thread: None,
             fresh: 1,
             spare: None,
+            share,
         };
         if !threaded {
             return pipe;
@@ -212,6 +237,10 @@ impl HashPipe {
     /// [`HashPipe::buffer`]): by the helper if it is not too far behind, else here.
     pub fn hash(&mut self, buf: Vec<u8>, index: u64) {
         let buf = match &self.work {
+            Some(work) if !self.share => match work.send((buf, index)) {
+                Ok(()) => return,
+                Err(e) => e.0 .0,
+            },
             Some(work) => match work.try_send((buf, index)) {
                 Ok(()) => return,
                 Err(TrySendError::Full((buf, _)) | TrySendError::Disconnected((buf, _))) => buf,
@@ -292,12 +321,12 @@ mod tests {
         ] {
             let data = bytes(len);
             let order: Vec<u64> = (0..units(len as u64)).collect();
-            for threaded in [false, true] {
-                let got = feed(HashPipe::new(len as u64, threaded), &data, &order);
+            for (threaded, share) in [(false, true), (true, true), (true, false)] {
+                let got = feed(HashPipe::new(len as u64, threaded, share), &data, &order);
                 assert_eq!(
                     got,
                     Some(blake3::hash(&data)),
-                    "{len} bytes, threaded {threaded}"
+                    "{len} bytes, threaded {threaded}, shared {share}"
                 );
             }
         }
@@ -308,7 +337,11 @@ mod tests {
         let data = bytes(3 * UNIT);
         for threaded in [false, true] {
             assert_eq!(
-                feed(HashPipe::new(data.len() as u64, threaded), &data, &[0, 2]),
+                feed(
+                    HashPipe::new(data.len() as u64, threaded, true),
+                    &data,
+                    &[0, 2]
+                ),
                 None
             );
         }
@@ -340,7 +373,7 @@ mod tests {
                 s ^= s << 17;
                 order.swap(i, (s % (i as u64 + 1)) as usize);
             }
-            let got = feed(HashPipe::new(len as u64, false), &data, &order);
+            let got = feed(HashPipe::new(len as u64, false, true), &data, &order);
             prop_assert_eq!(got, Some(blake3::hash(&data)));
         }
     }
