@@ -19,7 +19,8 @@
 //! - [`serve`]: the sender's side: a TCP listener that serves offered files to token holders.
 //! - [`fetch`]: the receiver's side: one thread per transfer that pulls, writes `NAME.part`,
 //!   checks each hash and moves the file into place.
-//! - [`hashing`]: the receiver's hash of a large file, on a thread of its own.
+//! - [`hashing`]: the receiver's BLAKE3 check, by 1 MiB units (whole subtrees) that a helper
+//!   thread hashes, or the receiving thread itself when the helper is behind.
 //! - [`record`]: one small JSON file per transfer in `DATA_DIR/transfers/`, so an unfinished
 //!   transfer resumes after a restart of either side.
 //!
