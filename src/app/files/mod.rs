@@ -360,7 +360,13 @@ fn now_ms() -> i64 {
 /// A duration for people: `0.3 s`, `42 s`, `3 min 5 s`.
 fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
-    if s < 10.0 {
+    if s < 0.1 {
+        // "0.0 s" would say it took no time: a 4 MB file on a LAN takes milliseconds.
+        match d.as_millis() {
+            0 => "under 1 ms".to_string(),
+            ms => format!("{ms} ms"),
+        }
+    } else if s < 10.0 {
         format!("{s:.1} s")
     } else if s < 60.0 {
         format!("{s:.0} s")

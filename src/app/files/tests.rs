@@ -105,3 +105,15 @@ fn scripts_and_programs_get_no_progress_lines() {
     let (mut files, key) = accepted(true);
     assert_eq!(run(&mut files, key, 12), []);
 }
+
+#[test]
+fn durations_read_as_a_person_would_say_them() {
+    let ms = Duration::from_millis;
+    assert_eq!(seconds(Duration::from_micros(300)), "under 1 ms");
+    assert_eq!(seconds(ms(12)), "12 ms");
+    assert_eq!(seconds(ms(99)), "99 ms");
+    assert_eq!(seconds(ms(100)), "0.1 s");
+    assert_eq!(seconds(ms(4_250)), "4.2 s");
+    assert_eq!(seconds(ms(42_000)), "42 s");
+    assert_eq!(seconds(ms(125_000)), "2 min 5 s");
+}
