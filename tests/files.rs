@@ -246,6 +246,58 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     assert!(!part.exists());
 }
 
+#[test]
+fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let alice_home = tmp.path().join("alice");
+    fs::create_dir(&alice_home).unwrap();
+    let slow = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
+    let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let mut bob = Chat::start(
+        "bob",
+        &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
+    );
+    bob.expect("alice joined");
+    let content = bytes(10 * 1024 * 1024, 12);
+    let f = tmp.path().join("cut.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers cut.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let part = downloads.join("cut.bin.part");
+    let half = content.len() as u64 / 2;
+    common::wait_for("more than half of the file", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > half)
+    });
+    alice.kill_hard();
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept > half && kept < content.len() as u64, "{kept}");
+
+    // Alice comes back on her port (where bob, who added her, keeps looking for her) and
+    // serves the rest.
+    let port = alice.port.to_string();
+    let mut alice = Chat::start_in(&alice_home, "alice", &["--port", port.as_str()], &slow);
+    alice.expect("unfinished file transfer");
+    bob.expect("received cut.bin from alice");
+    let sent = alice.expect("sent cut.bin to bob");
+    let resumed_at = megabytes_after(&sent, "resumed at");
+    let sent_after = megabytes_after(&sent, "and sent");
+    let total = content.len() as f64 / 1e6;
+    assert!(
+        resumed_at * 1e6 >= kept as f64 - 0.1e6,
+        "{sent} (kept {kept})"
+    );
+    assert!(
+        (resumed_at + sent_after - total).abs() < 0.15,
+        "only what had not arrived is sent again: {sent}"
+    );
+    assert_eq!(fs::read(downloads.join("cut.bin")).unwrap(), content);
+    assert!(!part.exists());
+}
+
 /// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
 /// this is not root (mounting needs it), and the test then checks nothing.
 struct Tmpfs(std::path::PathBuf);

@@ -57,7 +57,8 @@ pub fn command(args: &[&str]) -> (Command, tempfile::TempDir) {
 }
 
 impl Chat {
-    /// Starts `tailchat --nick NICK --no-discovery --port 0 ARGS…` and waits for its start line.
+    /// Starts `tailchat --nick NICK --no-discovery --port 0 ARGS…` (without `--port 0` when ARGS
+    /// name a port) and waits for its start line.
     pub fn start(nick: &str, args: &[&str]) -> Chat {
         Chat::start_under(&[], nick, args)
     }
@@ -91,7 +92,10 @@ impl Chat {
         env: &[(&str, &str)],
         home: Option<&std::path::Path>,
     ) -> Chat {
-        let mut all = vec!["--nick", nick, "--no-discovery", "--port", "0"];
+        let mut all = vec!["--nick", nick, "--no-discovery"];
+        if !args.contains(&"--port") {
+            all.extend(["--port", "0"]);
+        }
         all.extend_from_slice(args);
         let (mut cmd, dir) = command(&all);
         cmd.envs(env.iter().copied());
