@@ -207,8 +207,10 @@ impl HashPipe {
         pipe
     }
 
-    /// A buffer of [`UNIT`] bytes to fill: one hashed already if there is one, a new one while
-    /// the pool is not all out, else the next one the helper is done with (waiting for it).
+    /// A buffer for a unit, to fill: one hashed already if there is one, a new one while the
+    /// pool is not all out, else the next one the helper is done with (waiting for it). It
+    /// holds [`UNIT`] bytes, or the file's size if that is less (a folder of small files does
+    /// not cost a megabyte a file).
     pub fn buffer(&mut self) -> Vec<u8> {
         if let Some(buf) = self.spare.take() {
             return buf;
@@ -218,13 +220,18 @@ impl HashPipe {
         }
         if self.fresh > 0 {
             self.fresh -= 1;
-            return vec![0; UNIT];
+            return self.new_buffer();
         }
         match self.done.as_ref().map(Receiver::recv) {
             Some(Ok(buf)) => self.took(buf),
             // The helper is gone (it panicked): `finish` says so.
-            _ => vec![0; UNIT],
+            _ => self.new_buffer(),
         }
+    }
+
+    /// A buffer big enough for any unit of the file.
+    fn new_buffer(&self) -> Vec<u8> {
+        vec![0; unit_len(self.tree.len, 0)]
     }
 
     /// Notes the value of a unit the helper is done with, and gives back its buffer.
@@ -280,7 +287,7 @@ mod tests {
         let len = data.len() as u64;
         for &index in order {
             let mut buf = pipe.buffer();
-            assert_eq!(buf.len(), UNIT);
+            assert_eq!(buf.len(), unit_len(len, 0));
             let start = (index as usize) * UNIT;
             let n = unit_len(len, index);
             buf[..n].copy_from_slice(&data[start..start + n]);
