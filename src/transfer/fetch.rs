@@ -6,6 +6,10 @@
 //! `.part`, whose bytes are hashed again from the disk (nothing is trusted that the hash has
 //! not covered). A file that does not match its hash is deleted, never kept as if it were
 //! good.
+//!
+//! Bytes are written a whole 1 MiB unit at a time (see [`super::hashing`]), so an attempt cut
+//! off mid-unit leaves up to a unit read but not written, which the next attempt asks for
+//! again; the progress shown then steps back by as much.
 
 use super::control::Offer;
 use super::data::{self, Request, Status};
@@ -231,8 +235,14 @@ fn fetch(
         if let Some(parent) = part.parent() {
             names::make_parents(job.plan.top(), parent).map_err(disk)?;
         }
+        let shrank = || FetchError::Disk(format!("{} shrank", part.display()));
         let mut file = if skip > 0 {
             let f = names::open_part(&part, true).map_err(disk)?;
+            // Shorter than when the attempt began (another program cut it): setting its length
+            // would pad it with zeros that the hash then rejects only after the whole download.
+            if f.metadata().map_err(disk)?.len() < skip {
+                return Err(shrank());
+            }
             f.set_len(skip).map_err(disk)?;
             f
         } else {
@@ -248,6 +258,10 @@ fn fetch(
         // (nothing is trusted that the hash has not seen), the rest comes from the socket and
         // is written after it.
         for index in 0..hashing::units(len) {
+            // Also between units read back from the disk, which take a while for a large part.
+            if job.cancel.load(Ordering::Acquire) {
+                return Err(FetchError::Cancelled);
+            }
             let n = hashing::unit_len(len, index);
             let start = index * hashing::UNIT as u64;
             let have = usize::try_from(skip.saturating_sub(start)).map_or(n, |h| h.min(n));
@@ -255,7 +269,7 @@ fn fetch(
             if have > 0 {
                 file.read_exact(&mut buf[..have]).map_err(|e| {
                     if e.kind() == io::ErrorKind::UnexpectedEof {
-                        FetchError::Disk(format!("{} shrank", part.display()))
+                        shrank()
                     } else {
                         disk(e)
                     }

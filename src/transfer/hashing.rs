@@ -4,7 +4,8 @@
 //! BLAKE3 is a tree: a file is cut into [`UNIT`]s of 1 MiB, each a whole subtree of the
 //! file's tree, whose chaining value does not depend on any other unit. So units can be hashed
 //! in any order, on any thread, and merged into the file's hash at the end (the
-//! `blake3::hazmat` interface, checked here against `blake3::hash` for every shape of file).
+//! `blake3::hazmat` interface, checked here against `blake3::hash` for files of 0 to 9
+//! units, on both sides of each power of two up to 8, in any order of arrival).
 //! The receiving thread hands each unit it has written to a helper; when the helper is a few
 //! units behind, it hashes the unit itself, while it is still in its cache. Neither waits for
 //! the other, so the hash costs the transfer only what the machine has no spare core for:
@@ -61,8 +62,9 @@ fn hash_unit(len: u64, index: u64, bytes: &[u8]) -> [u8; 32] {
 }
 
 /// The units' values merged into the file's hash as they come, in any order: those that
-/// arrive early wait until the ones before them are in (a few at most), and the merged ones
-/// are kept as BLAKE3's own stack of subtrees, so memory stays small for any size of file.
+/// arrive early wait until the ones before them are in (those the receiving thread hashed
+/// while the helper still had earlier ones: 32 bytes each), and the merged ones are kept as
+/// BLAKE3's own stack of subtrees, so memory stays small for any size of file.
 struct Tree {
     /// The file's length.
     len: u64,

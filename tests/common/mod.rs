@@ -93,7 +93,10 @@ impl Chat {
         home: Option<&std::path::Path>,
     ) -> Chat {
         let mut all = vec!["--nick", nick, "--no-discovery"];
-        if !args.contains(&"--port") {
+        if !args
+            .iter()
+            .any(|a| *a == "--port" || a.starts_with("--port="))
+        {
             all.extend(["--port", "0"]);
         }
         all.extend_from_slice(args);
