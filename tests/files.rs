@@ -298,6 +298,37 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     assert!(!part.exists());
 }
 
+#[test]
+fn an_accept_survives_a_kill_of_the_receiver_right_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    // Alice sends slowly (the 3 MB take 1.5 s), so the kill lands right after bob's accept,
+    // before the file is all there.
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "2000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let content = bytes(3 * 1024 * 1024 + 5, 13);
+    let f = tmp.path().join("early.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers early.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("accepted early.bin from alice");
+    bob.kill_hard();
+    assert!(!downloads.join("early.bin").exists());
+
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("unfinished file transfer");
+    bob.expect("received early.bin from alice");
+    alice.expect("sent early.bin to bob");
+    assert_eq!(fs::read(downloads.join("early.bin")).unwrap(), content);
+}
+
 /// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
 /// this is not root (mounting needs it), and the test then checks nothing.
 struct Tmpfs(std::path::PathBuf);
