@@ -304,3 +304,34 @@ fn restoring_more_peers_than_the_table_holds_loses_nothing() {
     assert!(ok, "node 1 did not get its message");
     assert_eq!(texts(&sim, 1), vec!["for node 1"]);
 }
+
+/// Node `i` as another node's storage remembers a peer it only learned of (not added by hand)
+/// with nothing waiting for it: restored offline, and not contacted.
+fn learned(sim: &Sim, i: usize) -> RestoredPeer {
+    RestoredPeer {
+        manual: false,
+        ..remembered(sim, i, MessageId(0))
+    }
+}
+
+#[test]
+fn a_restored_peer_nothing_waits_for_is_contacted_only_when_asked() {
+    let mut sim = Sim::new(7, 2, LinkParams::lan());
+    sim.connect_star();
+    // Both crash; neither added the other by hand and no message waits (what is left between
+    // them is, say, an unfinished file transfer, which the application keeps).
+    let (n0, n1) = (learned(&sim, 0), learned(&sim, 1));
+    sim.restart_node_as(0, MessageId(1), vec![n1]);
+    sim.restart_node_as(1, MessageId(1), vec![n0]);
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.nodes[0].ep.peers()[0].state, PeerState::Offline);
+    // The application asks node 0 to contact node 1 at its last address.
+    let (now, peer) = (sim.now, sim.id(1));
+    sim.nodes[0].ep.contact_known(now, peer);
+    sim.flush(0);
+    let ok = sim.run_until_cond(Duration::from_secs(5), |s| {
+        s.nodes[0].ep.peers()[0].state == PeerState::Online
+            && s.nodes[1].ep.peers()[0].state == PeerState::Online
+    });
+    assert!(ok, "contact_known brought the two together again");
+}

@@ -6,7 +6,9 @@
 //! A write failure turns storage off for the rest of the run (the chat carries on in memory),
 //! and says so once.
 
-use crate::proto::{Endpoint, Event, ForgetReason, Found, PeerInfo, PeerState, Recipients, Sent};
+use crate::proto::{
+    Endpoint, Event, ForgetReason, Found, PeerId, PeerInfo, PeerState, Recipients, Sent,
+};
 use crate::store::journal::{HistoryFilter, HistoryLine, HistoryQuery, Journal, Record};
 
 /// The journal as the application uses it.
@@ -49,11 +51,27 @@ impl Persistence {
     /// says so (once).
     #[must_use = "a storage failure must be shown to the user"]
     pub fn append(&mut self, record: &Record) -> Option<String> {
+        self.write(|journal| journal.append(record))
+    }
+
+    /// Keeps `id` in the journal as a peer to find again after a restart (see
+    /// [`Journal::keep_peer`]), when storing. On failure storage goes off and the returned
+    /// message says so (once).
+    #[must_use = "a storage failure must be shown to the user"]
+    pub fn keep_peer(&mut self, id: PeerId) -> Option<String> {
+        self.write(|journal| journal.keep_peer(id))
+    }
+
+    /// Runs `write` on the journal, when storing; see [`Persistence::append`].
+    fn write(
+        &mut self,
+        write: impl FnOnce(&mut Journal) -> Result<(), crate::store::journal::JournalError>,
+    ) -> Option<String> {
         if !self.storing() {
             return None; // off, failed, or read-only (said at start)
         }
         let journal = self.journal.as_mut()?;
-        match journal.append(record) {
+        match write(journal) {
             Ok(()) => {
                 self.dirty = true;
                 None

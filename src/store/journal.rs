@@ -443,6 +443,24 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes `id` a peer worth finding again after a restart although no message went either
+    /// way (a file offered to it or accepted from it): how to reach it, held back until now,
+    /// is appended (see `journal/admit.rs`).
+    ///
+    /// # Errors
+    /// As [`Journal::append`].
+    pub fn keep_peer(&mut self, id: PeerId) -> Result<(), JournalError> {
+        if self.file.is_none() {
+            return Err(JournalError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
+        if let Some(r) = self.admission.make_real(id) {
+            self.write_frame(&r, &frame(&r)?)?;
+        }
+        Ok(())
+    }
+
     /// Writes one framed record to the buffer and notes it in the index.
     fn write_frame(&mut self, r: &Record, framed: &[u8]) -> Result<(), JournalError> {
         let Some(file) = self.file.as_mut() else {

@@ -158,8 +158,14 @@ impl Chat {
         self.show_file_lines();
     }
 
-    /// Queues what file transfers have to say (see [`Self::flush_screen`]).
+    /// Queues what file transfers have to say (see [`Self::flush_screen`]), and keeps the
+    /// peers they involve in the journal.
     pub(super) fn show_file_lines(&mut self) {
+        for peer in self.files.take_kept() {
+            if let Some(failure) = self.persist.keep_peer(peer) {
+                self.print(Output::Error(failure));
+            }
+        }
         for line in self.files.take_lines() {
             self.print(line);
         }

@@ -166,6 +166,7 @@ impl Files {
         let (peer, shown) = (t.peer(), t.shown_name());
         let nick = Self::nick(ep, t);
         self.save(key);
+        self.kept.push(peer);
         let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
         self.notice(format!("accepted {shown} from {nick} → {}", dest.display()));
         self.start_fetch(ep, key);

@@ -92,7 +92,9 @@ impl Files {
                 p.skipped
             ));
         }
-        match Self::control(ep, PeerId(self.transfers[&key].record.peer), &Control::Offer(offer)) {
+        let peer = PeerId(self.transfers[&key].record.peer);
+        self.kept.push(peer);
+        match Self::control(ep, peer, &Control::Offer(offer)) {
             Ok(()) => self.notice(format!(
                 "offered {name} ({size}) to {nick} — /cancel {number} withdraws it"
             )),

@@ -177,6 +177,9 @@ pub struct Files {
     next_number: u32,
     /// Lines for the screen, taken by the chat.
     lines: Vec<Output>,
+    /// Peers offered a file or accepted from since the last [`Files::take_kept`]: the
+    /// journal keeps how to reach them, so the transfer finds them after a restart.
+    kept: Vec<PeerId>,
     /// A script or a program reads the output: no progress lines, only the end lines.
     quiet: bool,
 }
@@ -197,6 +200,7 @@ impl Files {
             transfers: BTreeMap::new(),
             next_number: 1,
             lines: Vec::new(),
+            kept: Vec::new(),
             quiet,
         };
         files.restore();
@@ -213,6 +217,25 @@ impl Files {
     /// Lines to show since the last call.
     pub fn take_lines(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.lines)
+    }
+
+    /// The peers of unfinished transfers, each once: to contact at start, since nothing in
+    /// the message queue asks for them (see `Endpoint::contact_known`).
+    pub fn unfinished_peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .transfers
+            .values()
+            .filter(|t| !t.record.state.is_finished())
+            .map(Transfer::peer)
+            .collect();
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Peers to keep in the journal since the last call (see `kept`).
+    pub fn take_kept(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.kept)
     }
 
     /// Whether a transfer is moving bytes or waiting to (for a script's end).
@@ -239,14 +262,14 @@ impl Files {
         for w in warnings {
             self.notice(w);
         }
-        for record in records {
+        for mut record in records {
             let key = record.key();
-            let offer = record.offer.to_offer(record.id);
+            let mut offer = record.offer.to_offer(record.id);
             let manifest = store.manifest(key).and_then(|b| Manifest::decode(&b).ok());
             let unfinished = !record.state.is_finished();
             let number = if unfinished { self.number() } else { 0 };
             if unfinished && record.outgoing {
-                if let (Some(o), Some(m), Some(src)) = (&offer, &manifest, &record.source) {
+                if let (Some(o), Some(m), Some(src)) = (&mut offer, &manifest, &record.source) {
                     let serving = Serving {
                         id: o.id,
                         root: src.clone(),
@@ -257,6 +280,11 @@ impl Files {
                     };
                     if let Some(server) = self.server() {
                         server.offer(o.token, serving);
+                        // This run's listener may have another port than the earlier run's
+                        // (the chat's port changed, or it was taken): the offer sent again
+                        // names this one.
+                        o.port = server.port();
+                        record.offer.port = o.port;
                     }
                 }
             }

@@ -613,6 +613,23 @@ impl Endpoint {
         self.mark(now);
     }
 
+    /// Contacts `peer` at its last addresses if it is known and not online: for a peer
+    /// [`Endpoint::restore`] left waiting (not added by hand, no message for it) with which the
+    /// application has business it keeps outside the message queue, such as an unfinished
+    /// file transfer. Nothing happens for an unknown or dormant peer.
+    pub fn contact_known(&mut self, now: Instant, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer).filter(|p| !p.is_online()) else {
+            return;
+        };
+        let found = p.found;
+        let addrs: Vec<SocketAddr> = p.addrs.iter().collect();
+        for addr in addrs {
+            self.add_probe(now, addr, found);
+            self.probes.quiet(addr);
+        }
+        self.mark(now);
+    }
+
     /// Changes our nick and tells every peer (ordered with our messages to it).
     ///
     /// # Errors

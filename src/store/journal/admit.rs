@@ -5,7 +5,8 @@
 //!
 //! A peer is real once the journal holds any record of it (from an earlier run), once it was
 //! added by hand (`--peer`, `/add`: its `Peer` record says `manual`), once we hear a message
-//! from it, or once we send it one. Until then its latest `Peer` record is held in memory (for
+//! from it, once we send it one, or once the user offers it a file or accepts one from it
+//! ([`Admission::make_real`]: a transfer resumes after a restart only if the peer is found). Until then its latest `Peer` record is held in memory (for
 //! at most [`MAX_HELD`] strangers) and written just before the record that makes it real.
 
 use super::view::RecordView;
@@ -37,6 +38,15 @@ impl Admission {
             }
             RecordView::Said { recipients, .. } => self.real.extend(recipients.iter().copied()),
             _ => {}
+        }
+    }
+
+    /// Makes `p` a real peer: its held `Peer` record, if any, is to be written now.
+    pub(super) fn make_real(&mut self, p: PeerId) -> Option<Record> {
+        if self.real.insert(p) {
+            self.held.remove(&p)
+        } else {
+            None
         }
     }
 

@@ -517,6 +517,26 @@ fn strangers_cost_no_record_until_they_are_real_peers() {
     );
 }
 
+#[test]
+fn a_stranger_kept_for_a_file_transfer_is_written_once_and_stays() {
+    let (_tmp, path) = journal_with(&[]);
+    let (mut journal, _) = Journal::open(&path).unwrap();
+    let stranger = PeerId(0x6001);
+    journal.append(&peer(stranger, "who", false)).unwrap();
+    journal.sync().unwrap();
+    assert_eq!(scan_records(&path), [], "a stranger costs nothing");
+    // A file is offered to it, or accepted from it: how to reach it is written, once.
+    journal.keep_peer(stranger).unwrap();
+    journal.keep_peer(stranger).unwrap();
+    journal.keep_peer(PeerId(0x6002)).unwrap(); // never heard of: nothing to write
+    journal.sync().unwrap();
+    assert_eq!(scan_records(&path), [peer(stranger, "who", false)]);
+    // From now on it is a real peer: its changes are written as they come.
+    journal.append(&peer(stranger, "renamed", false)).unwrap();
+    journal.sync().unwrap();
+    assert_eq!(scan_records(&path).len(), 2);
+}
+
 /// The records in the file at `path`, read whole.
 fn scan_records(path: &Path) -> Vec<Record> {
     frame::scan(&fs::read(path).unwrap())
