@@ -14,7 +14,7 @@
 use super::control::Offer;
 use super::data::{self, Request, Status};
 use super::hashing::{self, HashPipe, Sharing};
-use super::manifest::{reason, Manifest};
+use super::manifest::{self, reason, Manifest};
 use super::names::{self, part_of};
 use super::serve::{set_congestion, PROGRESS_EVERY};
 use super::{DataEvent, TransferKey};
@@ -163,6 +163,36 @@ pub fn resume_point(job: &Job) -> (u32, u64) {
     (job.files_done, offset)
 }
 
+/// Files from `job.files_done` on that are in place although the transfer's record does not
+/// say so (the receiver stopped between moving a file into place and saving its record): a
+/// regular file at its final name, no `.part` beside it, of the manifest's size and hash. Each
+/// is reported done, so it is not fetched again as `NAME (1)`; returns how many there are.
+fn already_placed(job: &Job, events: &UnboundedSender<DataEvent>) -> u32 {
+    let Some(manifest) = &job.manifest else {
+        return 0;
+    };
+    let finals = job.plan.finals(manifest);
+    let mut placed = 0;
+    for (i, (entry, path)) in manifest.entries.iter().zip(&finals).enumerate() {
+        if i < job.files_done as usize {
+            continue;
+        }
+        let whole = fs::symlink_metadata(part_of(path)).is_err()
+            && fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size)
+            && manifest::hash_file(path).is_ok_and(|(_, hash)| hash == entry.hash);
+        if !whole || job.cancel.load(Ordering::Acquire) {
+            break;
+        }
+        let _ = events.send(DataEvent::FileDone {
+            key: job.key,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            path: path.clone(),
+        });
+        placed += 1;
+    }
+    placed
+}
+
 /// Runs one attempt on a thread of its own; its end is reported as
 /// [`DataEvent::FetchEnded`].
 pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
@@ -170,6 +200,11 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     let spawned = std::thread::Builder::new()
         .name("tailchat-fetch".into())
         .spawn(move || {
+            let placed = already_placed(&job, &events);
+            let job = Job {
+                files_done: job.files_done + placed,
+                ..job
+            };
             let (file, offset) = resume_point(&job);
             let from = job
                 .manifest
@@ -371,4 +406,75 @@ fn read_manifest(stream: &mut TcpStream, offer: &Offer, len: u32) -> Result<Mani
         )));
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::PeerId;
+    use crate::transfer::manifest::Entry;
+
+    /// A folder of three files received in an earlier run, whose record says none is in place
+    /// (the receiver stopped before saving it): the first two are in place whole, the third
+    /// has the right size but other bytes (not ours, or cut): only the first two count.
+    #[test]
+    fn files_in_place_whole_are_not_fetched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("pics");
+        fs::create_dir(&top).unwrap();
+        let contents: [&[u8]; 3] = [b"first", b"second", b"third"];
+        let entries: Vec<Entry> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Entry {
+                path: format!("f{i}"),
+                size: c.len() as u64,
+                hash: *blake3::hash(c).as_bytes(),
+            })
+            .collect();
+        fs::write(top.join("f0"), contents[0]).unwrap();
+        fs::write(top.join("f1"), contents[1]).unwrap();
+        fs::write(top.join("f2"), b"THIRD").unwrap();
+        let manifest = Manifest { entries };
+        let bytes = manifest.encode();
+        let job = |files_done| Job {
+            key: TransferKey {
+                offerer: PeerId(7),
+                id: 1,
+            },
+            addr: "127.0.0.1:9".parse().unwrap(),
+            offer: Offer {
+                id: 1,
+                token: [0; 16],
+                name: "pics".into(),
+                size: 16,
+                files: 3,
+                folder: true,
+                manifest_hash: *blake3::hash(&bytes).as_bytes(),
+                manifest_len: u32::try_from(bytes.len()).unwrap(),
+                port: 9,
+            },
+            manifest: Some(manifest.clone()),
+            plan: Plan::Folder { top: top.clone() },
+            files_done,
+            cancel: Arc::new(AtomicBool::new(false)),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        assert_eq!(already_placed(&job(0), &tx), 2);
+        let mut done = Vec::new();
+        while let Ok(DataEvent::FileDone { index, path, .. }) = rx.try_recv() {
+            done.push((index, path));
+        }
+        assert_eq!(done, [(0, top.join("f0")), (1, top.join("f1"))]);
+        // Counted from where the record is; a `.part` beside a file means it was not placed.
+        assert_eq!(already_placed(&job(1), &tx), 1);
+        fs::write(top.join("f1.part"), b"sec").unwrap();
+        assert_eq!(already_placed(&job(1), &tx), 0);
+        // With no manifest yet (a first attempt), nothing is looked at.
+        let first = Job {
+            manifest: None,
+            ..job(0)
+        };
+        assert_eq!(already_placed(&first, &tx), 0);
+    }
 }
