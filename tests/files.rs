@@ -300,6 +300,43 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
 }
 
 #[test]
+fn a_transfer_resumes_after_the_receiver_restarts_on_another_port() {
+    // Alice added bob; bob never added alice and no message goes either way: only the file
+    // he accepted makes his journal keep how to reach her.
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let dl = downloads.display().to_string();
+    let bob_args = ["--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let bob_at = format!("127.0.0.1:{}", bob.port);
+    let slow = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
+    let mut alice = Chat::start_env("alice", &["--peer", bob_at.as_str()], &slow);
+    bob.expect("alice joined");
+    let content = bytes(10 * 1024 * 1024, 14);
+    let f = tmp.path().join("moved.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers moved.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let part = downloads.join("moved.bin.part");
+    common::wait_for("more than half of the file", || {
+        fs::metadata(&part).is_ok_and(|m| m.len() > content.len() as u64 / 2)
+    });
+    bob.kill_hard();
+
+    // Bob comes back on another port: alice looks for him where he was; he must find her.
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("unfinished file transfer");
+    bob.expect("alice joined");
+    let end = bob.expect("received moved.bin from alice");
+    assert!(end.contains("resumed at"), "{end}");
+    alice.expect("sent moved.bin to bob");
+    assert_eq!(fs::read(downloads.join("moved.bin")).unwrap(), content);
+}
+
+#[test]
 fn an_accept_survives_a_kill_of_the_receiver_right_after_it() {
     let tmp = tempfile::tempdir().unwrap();
     let downloads = tmp.path().join("dl");

@@ -51,29 +51,38 @@ impl Persistence {
     /// says so (once).
     #[must_use = "a storage failure must be shown to the user"]
     pub fn append(&mut self, record: &Record) -> Option<String> {
-        self.write(|journal| journal.append(record))
+        self.write(|journal| journal.append(record).map(|()| true))
     }
 
-    /// Keeps `id` in the journal as a peer to find again after a restart (see
-    /// [`Journal::keep_peer`]), when storing. On failure storage goes off and the returned
-    /// message says so (once).
+    /// Keeps `id` in the journal as a peer to find again after a restart, with how `ep`
+    /// reaches it now (see [`Journal::keep_peer`]), when storing. On failure storage goes off
+    /// and the returned message says so (once).
     #[must_use = "a storage failure must be shown to the user"]
-    pub fn keep_peer(&mut self, id: PeerId) -> Option<String> {
-        self.write(|journal| journal.keep_peer(id))
+    pub fn keep_peer(&mut self, ep: &Endpoint, id: PeerId) -> Option<String> {
+        let (now, now_ms) = (
+            std::time::Instant::now(),
+            chrono::Utc::now().timestamp_millis(),
+        );
+        let fresh = ep.peer(id).map(|p| {
+            let heard = heard_ms(&p, now, now_ms);
+            peer_record(p, heard)
+        });
+        self.write(|journal| journal.keep_peer(id, fresh.as_ref()))
     }
 
-    /// Runs `write` on the journal, when storing; see [`Persistence::append`].
+    /// Runs `write` on the journal, when storing (it says whether it appended anything); see
+    /// [`Persistence::append`].
     fn write(
         &mut self,
-        write: impl FnOnce(&mut Journal) -> Result<(), crate::store::journal::JournalError>,
+        write: impl FnOnce(&mut Journal) -> Result<bool, crate::store::journal::JournalError>,
     ) -> Option<String> {
         if !self.storing() {
             return None; // off, failed, or read-only (said at start)
         }
         let journal = self.journal.as_mut()?;
         match write(journal) {
-            Ok(()) => {
-                self.dirty = true;
+            Ok(wrote) => {
+                self.dirty |= wrote;
                 None
             }
             Err(e) => Some(self.fail(&e.to_string())),

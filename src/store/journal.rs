@@ -444,21 +444,26 @@ impl Journal {
     }
 
     /// Makes `id` a peer worth finding again after a restart although no message went either
-    /// way (a file offered to it or accepted from it): how to reach it, held back until now,
-    /// is appended (see `journal/admit.rs`).
+    /// way (a file offered to it or accepted from it; see `journal/admit.rs`). If it was a
+    /// stranger, how to reach it is appended: `fresh` (its `Peer` record as of now), else the
+    /// one held back. Returns whether anything was appended.
     ///
     /// # Errors
     /// As [`Journal::append`].
-    pub fn keep_peer(&mut self, id: PeerId) -> Result<(), JournalError> {
+    pub fn keep_peer(&mut self, id: PeerId, fresh: Option<&Record>) -> Result<bool, JournalError> {
         if self.file.is_none() {
             return Err(JournalError::ReadOnly {
                 path: self.path.clone(),
             });
         }
-        if let Some(r) = self.admission.make_real(id) {
-            self.write_frame(&r, &frame(&r)?)?;
-        }
-        Ok(())
+        let Some(held) = self.admission.make_real(id) else {
+            return Ok(false); // real already: its changes are written as they come
+        };
+        let Some(r) = fresh.cloned().or(held) else {
+            return Ok(false);
+        };
+        self.write_frame(&r, &frame(&r)?)?;
+        Ok(true)
     }
 
     /// Writes one framed record to the buffer and notes it in the index.

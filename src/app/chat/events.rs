@@ -162,7 +162,7 @@ impl Chat {
     /// peers they involve in the journal.
     pub(super) fn show_file_lines(&mut self) {
         for peer in self.files.take_kept() {
-            if let Some(failure) = self.persist.keep_peer(peer) {
+            if let Some(failure) = self.persist.keep_peer(&self.ep, peer) {
                 self.print(Output::Error(failure));
             }
         }

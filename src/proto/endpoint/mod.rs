@@ -616,7 +616,9 @@ impl Endpoint {
     /// Contacts `peer` at its last addresses if it is known and not online: for a peer
     /// [`Endpoint::restore`] left waiting (not added by hand, no message for it) with which the
     /// application has business it keeps outside the message queue, such as an unfinished
-    /// file transfer. Nothing happens for an unknown or dormant peer.
+    /// file transfer. Nothing happens for an unknown or dormant peer, nor for addresses past
+    /// the room left among the probes: this never pushes out the contact of a peer that has
+    /// messages waiting or was added by hand (it waits for the peer to say hello then).
     pub fn contact_known(&mut self, now: Instant, peer: PeerId) {
         let Some(p) = self.peers.get(&peer).filter(|p| !p.is_online()) else {
             return;
@@ -624,6 +626,9 @@ impl Endpoint {
         let found = p.found;
         let addrs: Vec<SocketAddr> = p.addrs.iter().collect();
         for addr in addrs {
+            if !self.probes.has_room() {
+                break;
+            }
             self.add_probe(now, addr, found);
             self.probes.quiet(addr);
         }

@@ -6,7 +6,9 @@
 //! A peer is real once the journal holds any record of it (from an earlier run), once it was
 //! added by hand (`--peer`, `/add`: its `Peer` record says `manual`), once we hear a message
 //! from it, once we send it one, or once the user offers it a file or accepts one from it
-//! ([`Admission::make_real`]: a transfer resumes after a restart only if the peer is found). Until then its latest `Peer` record is held in memory (for
+//! ([`Admission::make_real`]: a transfer resumes after a restart only if the peer is found).
+//! `accept_from` accepts by nick, so an identity that takes a listed nick is kept like one the
+//! user accepted: one record each, bounded by compaction, beside the transfer it starts. Until then its latest `Peer` record is held in memory (for
 //! at most [`MAX_HELD`] strangers) and written just before the record that makes it real.
 
 use super::view::RecordView;
@@ -41,13 +43,11 @@ impl Admission {
         }
     }
 
-    /// Makes `p` a real peer: its held `Peer` record, if any, is to be written now.
-    pub(super) fn make_real(&mut self, p: PeerId) -> Option<Record> {
-        if self.real.insert(p) {
-            self.held.remove(&p)
-        } else {
-            None
-        }
+    /// Makes `p` a real peer. `Some` (its held `Peer` record, if any) when it was not one:
+    /// then how to reach it is to be written now.
+    pub(super) fn make_real(&mut self, p: PeerId) -> Option<Option<Record>> {
+        let held = self.held.remove(&p);
+        self.real.insert(p).then_some(held)
     }
 
     /// What appending `record` writes: first the held records of the peers it makes real, then

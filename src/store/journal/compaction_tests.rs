@@ -526,15 +526,23 @@ fn a_stranger_kept_for_a_file_transfer_is_written_once_and_stays() {
     journal.sync().unwrap();
     assert_eq!(scan_records(&path), [], "a stranger costs nothing");
     // A file is offered to it, or accepted from it: how to reach it is written, once.
-    journal.keep_peer(stranger).unwrap();
-    journal.keep_peer(stranger).unwrap();
-    journal.keep_peer(PeerId(0x6002)).unwrap(); // never heard of: nothing to write
+    assert!(journal.keep_peer(stranger, None).unwrap());
+    assert!(!journal.keep_peer(stranger, None).unwrap());
+    assert!(!journal.keep_peer(PeerId(0x6002), None).unwrap()); // nothing known to write
     journal.sync().unwrap();
     assert_eq!(scan_records(&path), [peer(stranger, "who", false)]);
+    // A stranger that moved since its record was held: the record as of now is written.
+    let moved = PeerId(0x6003);
+    journal.append(&peer(moved, "old", false)).unwrap();
+    assert!(journal
+        .keep_peer(moved, Some(&peer(moved, "new", false)))
+        .unwrap());
+    journal.sync().unwrap();
+    assert_eq!(scan_records(&path)[1], peer(moved, "new", false));
     // From now on it is a real peer: its changes are written as they come.
     journal.append(&peer(stranger, "renamed", false)).unwrap();
     journal.sync().unwrap();
-    assert_eq!(scan_records(&path).len(), 2);
+    assert_eq!(scan_records(&path).len(), 3);
 }
 
 /// The records in the file at `path`, read whole.
