@@ -189,6 +189,19 @@ fn megabytes_after(line: &str, label: &str) -> f64 {
         .unwrap_or_else(|| panic!("no '{label} N MB' in {line:?}"))
 }
 
+/// Waits until `part` holds more than half of `len` bytes, then kills `chat` (-9); returns
+/// the length of the part it left.
+fn kill_past_half_way(chat: &mut Chat, part: &Path, len: usize) -> u64 {
+    let half = len as u64 / 2;
+    common::wait_for("more than half of the file", || {
+        fs::metadata(part).is_ok_and(|m| m.len() > half)
+    });
+    chat.kill_hard();
+    let kept = fs::metadata(part).unwrap().len();
+    assert!(kept > half && kept < len as u64, "{kept}");
+    kept
+}
+
 #[test]
 fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     let tmp = tempfile::tempdir().unwrap();
@@ -208,15 +221,10 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     let offer = bob.expect("alice offers resume.bin");
     bob.send(&format!("/accept {}", offer_number(&offer)));
     let part = downloads.join("resume.bin.part");
-    let half = content.len() as u64 / 2;
-    common::wait_for("more than half of the file", || {
-        fs::metadata(&part).is_ok_and(|m| m.len() > half)
-    });
-    bob.kill_hard();
+    let written = kill_past_half_way(&mut bob, &part, content.len());
     // The receiver writes whole 1 MiB units; a part cut inside one (by an older version, or a
     // write the kill interrupted) must resume as well: its tail unit is read back from the
     // disk, completed from the socket and hashed whole.
-    let written = fs::metadata(&part).unwrap().len();
     let kept = written - 4321;
     fs::OpenOptions::new()
         .write(true)
@@ -224,7 +232,7 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
         .unwrap()
         .set_len(kept)
         .unwrap();
-    assert!(kept > half && kept < content.len() as u64, "{kept}");
+    assert!(kept > content.len() as u64 / 2, "{kept}");
 
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
     bob.expect("unfinished file transfer");
@@ -268,13 +276,7 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     let offer = bob.expect("alice offers cut.bin");
     bob.send(&format!("/accept {}", offer_number(&offer)));
     let part = downloads.join("cut.bin.part");
-    let half = content.len() as u64 / 2;
-    common::wait_for("more than half of the file", || {
-        fs::metadata(&part).is_ok_and(|m| m.len() > half)
-    });
-    alice.kill_hard();
-    let kept = fs::metadata(&part).unwrap().len();
-    assert!(kept > half && kept < content.len() as u64, "{kept}");
+    let kept = kill_past_half_way(&mut alice, &part, content.len());
 
     // Alice comes back on another port, so bob, who added her by her old address, cannot
     // find her: she must find him. No message went either way, only the file, and that is
@@ -320,11 +322,7 @@ fn a_transfer_resumes_after_the_receiver_restarts_on_another_port() {
     alice.send(&format!("/send bob {}", f.display()));
     let offer = bob.expect("alice offers moved.bin");
     bob.send(&format!("/accept {}", offer_number(&offer)));
-    let part = downloads.join("moved.bin.part");
-    common::wait_for("more than half of the file", || {
-        fs::metadata(&part).is_ok_and(|m| m.len() > content.len() as u64 / 2)
-    });
-    bob.kill_hard();
+    kill_past_half_way(&mut bob, &downloads.join("moved.bin.part"), content.len());
 
     // Bob comes back on another port: alice looks for him where he was; he must find her.
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
