@@ -4,7 +4,8 @@
 #   1. a bridged LAN of three hosts: they list each other within 2 s, a group message reaches
 #      both others, /quit is noticed within 2 s, kill -9 within the documented 15 s (+ margin);
 #   2. two subnets joined by a router, so broadcast and multicast do not cross: one /add across
-#      makes the far side's other peer appear (peer exchange), and messages flow both ways.
+#      makes the far side's other peer appear (peer exchange), messages flow both ways, and a
+#      file sent across the router arrives byte-exact in the default download folder.
 # Everything it creates is removed on exit, pass or fail. Traffic stays inside the namespaces.
 # Usage: scripts/netns-lan-test.sh [path/to/tailchat]   (default: target/debug/tailchat)
 set -euo pipefail
@@ -164,6 +165,15 @@ say a2 "and back"
 check "and the other" wait_for b2 "<a2> and back" 2
 say a1 "/peers"
 check "/peers on a1 shows b2 as learned" wait_for a1 "learned" 2
+# A file across the router, to a peer learned from another: the data connection goes to b2's
+# address as a2 learned it, through the router (paced, not loopback), into the download folder.
+head -c 3000000 /dev/urandom >"$WORK/across.bin"
+say b2 "/send a2 $WORK/across.bin"
+check "a file offered across the router reaches a2's prompt" wait_for a2 "b2 offers across.bin" 3
+say a2 "/accept"
+check "and arrives in a2's download folder" wait_for a2 "received across.bin from b2" 10
+check "byte-exact" cmp "$WORK/across.bin" "$WORK/a2.home/Downloads/tailchat/across.bin"
+check "and b2 hears it arrived" wait_for b2 "sent across.bin to a2" 3
 
 echo "== 3. each way of announcing works on its own (nftables drops the other two)"
 if command -v nft >/dev/null; then
