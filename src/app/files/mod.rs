@@ -385,7 +385,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A duration for people: `0.3 s`, `42 s`, `3 min 5 s`.
+/// A duration for people: `12 ms`, `0.3 s`, `42 s`, `3 min 5 s`.
 fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 0.1 {
