@@ -252,6 +252,7 @@ fn a_peer_with_messages_waiting_or_heard_today_is_never_evicted() {
         nick: "dave".into(),
         addrs: vec!["10.0.7.7:7654".parse().unwrap()],
         manual: false,
+        wanted: false,
         delivered_through: MessageId(0),
         outbox: vec![],
     };
@@ -353,6 +354,7 @@ fn a_returning_peer_is_recognised_by_its_key() {
             nick: "n1".into(),
             addrs: vec![sim.nodes[1].addr],
             manual: true,
+            wanted: false,
             delivered_through: MessageId(0),
             outbox: vec![tailchat::proto::Queued {
                 id: MessageId(1),

@@ -139,6 +139,7 @@ fn a_message_restored_from_storage_keeps_the_time_it_was_written() {
         nick: "n1".into(),
         addrs: vec![sim.nodes[1].addr],
         manual: true,
+        wanted: false,
         delivered_through: tailchat::proto::MessageId(0),
         outbox: vec![waiting],
     };

@@ -22,6 +22,7 @@ fn remembered(sim: &Sim, i: usize, shown: MessageId) -> RestoredPeer {
         nick: format!("n{i}"),
         addrs: vec![sim.nodes[i].addr],
         manual: true,
+        wanted: false,
         delivered_through: shown,
         outbox: vec![],
     }
@@ -85,6 +86,7 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
         nick: "n1".into(),
         addrs: vec![sim.nodes[1].addr],
         manual: false,
+        wanted: false,
         delivered_through: MessageId(0),
         outbox: vec![Queued::message(queued, false, "queued while away")],
     };
@@ -285,6 +287,7 @@ fn restoring_more_peers_than_the_table_holds_loses_nothing() {
                 7654,
             ))],
             manual: false,
+            wanted: false,
             delivered_through: MessageId(0),
             outbox: vec![],
         })
@@ -310,28 +313,28 @@ fn restoring_more_peers_than_the_table_holds_loses_nothing() {
 fn learned(sim: &Sim, i: usize) -> RestoredPeer {
     RestoredPeer {
         manual: false,
+        wanted: false,
         ..remembered(sim, i, MessageId(0))
     }
 }
 
 #[test]
-fn a_restored_peer_nothing_waits_for_is_contacted_only_when_asked() {
+fn a_restored_peer_nothing_waits_for_is_contacted_only_when_wanted() {
     let mut sim = Sim::new(7, 2, LinkParams::lan());
     sim.connect_star();
-    // Both crash; neither added the other by hand and no message waits (what is left between
-    // them is, say, an unfinished file transfer, which the application keeps).
+    // Both crash; neither added the other by hand and no message waits.
     let (n0, n1) = (learned(&sim, 0), learned(&sim, 1));
-    sim.restart_node_as(0, MessageId(1), vec![n1]);
+    sim.restart_node_as(0, MessageId(1), vec![n1.clone()]);
     sim.restart_node_as(1, MessageId(1), vec![n0]);
     sim.run_for(Duration::from_secs(20));
     assert_eq!(sim.nodes[0].ep.peers()[0].state, PeerState::Offline);
-    // The application asks node 0 to contact node 1 at its last address.
-    let (now, peer) = (sim.now, sim.id(1));
-    sim.nodes[0].ep.contact_known(now, peer);
-    sim.flush(0);
+    // Node 0 restarts again, and this time the application wants node 1 (what is left
+    // between them is an unfinished file transfer, which the application keeps).
+    let wanted = RestoredPeer { wanted: true, ..n1 };
+    sim.restart_node_as(0, MessageId(1), vec![wanted]);
     let ok = sim.run_until_cond(Duration::from_secs(5), |s| {
         s.nodes[0].ep.peers()[0].state == PeerState::Online
             && s.nodes[1].ep.peers()[0].state == PeerState::Online
     });
-    assert!(ok, "contact_known brought the two together again");
+    assert!(ok, "a wanted peer is contacted at start");
 }

@@ -8,6 +8,7 @@ use crate::store::{
     journal::{HistoryLimit, Journal, JournalError, Restored},
 };
 use crate::ui::render::Output;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,9 @@ pub fn endpoint(
                 "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
             )));
         }
-        let (next_msg, peers) = restored_peers(&s.restored);
+        let wanted = crate::transfer::record::Store::new(&s.dir)
+            .unfinished_peers(chrono::Utc::now().timestamp_millis());
+        let (next_msg, peers) = restored_peers(&s.restored, &wanted);
         // Ids also grow with the clock, so they never repeat even if the journal was lost
         // or a write failed (a receiver would take a repeated id for a message it showed).
         let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));
@@ -170,8 +173,9 @@ pub fn ago(now_ms: i64, then_ms: i64) -> Duration {
 }
 
 /// The journal's summary as the protocol core takes it back: the next message id, and every
-/// peer the journal knows of (by a peer record, an outbox, or messages already shown).
-pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
+/// peer the journal knows of (by a peer record, an outbox, or messages already shown); those
+/// in `wanted` (peers of unfinished file transfers) are marked so.
+pub fn restored_peers(r: &Restored, wanted: &BTreeSet<PeerId>) -> (MessageId, Vec<RestoredPeer>) {
     let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
     ids.extend(r.outbox.keys().copied());
     ids.extend(
@@ -197,6 +201,7 @@ pub fn restored_peers(r: &Restored) -> (MessageId, Vec<RestoredPeer>) {
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
+                wanted: wanted.contains(&id),
                 delivered_through: MessageId(r.delivered_from.get(&id).copied().unwrap_or(0)),
                 outbox: r
                     .outbox
@@ -291,7 +296,7 @@ mod tests {
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
-        let (next, peers) = restored_peers(&r);
+        let (next, peers) = restored_peers(&r, &BTreeSet::from([PeerId(2)]));
         assert_eq!(next, MessageId(42));
         assert_eq!(peers.len(), 2);
         let bob = &peers[0];
@@ -314,5 +319,7 @@ mod tests {
         assert_eq!(unnamed.nick, PeerId(2).to_string());
         assert_eq!(unnamed.delivered_through, MessageId(9));
         assert!(unnamed.addrs.is_empty());
+        // The peer of an unfinished file transfer is wanted; bob is not.
+        assert!(unnamed.wanted && !bob.wanted);
     }
 }

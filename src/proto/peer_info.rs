@@ -94,6 +94,10 @@ pub struct RestoredPeer {
     pub addrs: Vec<SocketAddr>,
     /// Whether the user added it by hand (then it is contacted at start).
     pub manual: bool,
+    /// Whether the application has business with it that it keeps outside the message queue
+    /// (an unfinished file transfer): then it is ranked and contacted at start like a peer
+    /// with messages waiting.
+    pub wanted: bool,
     /// The highest message id from it already shown.
     pub delivered_through: MessageId,
     /// Our messages it has not acknowledged, in id order.

@@ -10,6 +10,7 @@
 use super::TransferKey;
 use crate::proto::PeerId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -235,6 +236,17 @@ impl Store {
         f.write_all(bytes)?;
         f.sync_data()?;
         fs::rename(&tmp, path)
+    }
+
+    /// The peers of unfinished transfers: the application wants them found again at start
+    /// (see `RestoredPeer::wanted`).
+    pub fn unfinished_peers(&self, now_ms: i64) -> BTreeSet<PeerId> {
+        self.load(now_ms)
+            .0
+            .iter()
+            .filter(|r| !r.state.is_finished())
+            .map(|r| PeerId(r.peer))
+            .collect()
     }
 
     /// Every transfer kept, oldest first, forgetting finished ones older than 30 days;

@@ -187,9 +187,6 @@ impl Chat {
             }
         }
         chat.show_file_lines();
-        for peer in chat.files.unfinished_peers() {
-            chat.ep.contact_known(now, peer);
-        }
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
         let at_ms = chrono::Utc::now().timestamp_millis();
         let nick = chat.ep.nick().to_owned();

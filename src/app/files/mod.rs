@@ -219,20 +219,6 @@ impl Files {
         std::mem::take(&mut self.lines)
     }
 
-    /// The peers of unfinished transfers, each once: to contact at start, since nothing in
-    /// the message queue asks for them (see `Endpoint::contact_known`).
-    pub fn unfinished_peers(&self) -> Vec<PeerId> {
-        let mut peers: Vec<PeerId> = self
-            .transfers
-            .values()
-            .filter(|t| !t.record.state.is_finished())
-            .map(Transfer::peer)
-            .collect();
-        peers.sort();
-        peers.dedup();
-        peers
-    }
-
     /// Peers to keep in the journal since the last call (see `kept`).
     pub fn take_kept(&mut self) -> Vec<PeerId> {
         std::mem::take(&mut self.kept)

@@ -156,11 +156,6 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Whether another address can be probed without dropping one.
-    pub fn has_room(&self) -> bool {
-        self.list.len() < MAX_PROBES
-    }
-
     /// Starts sending hellos to `addr` now, unless it is probed already (then a user's request
     /// makes it permanent and reported). Beyond [`MAX_PROBES`] the oldest probe the user did
     /// not ask for goes; one they did is never pushed out for a discovered address (a flood of

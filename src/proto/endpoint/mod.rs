@@ -599,8 +599,9 @@ impl Endpoint {
     /// Brings back what storage remembers from an earlier run: the next message id, and for
     /// each peer its nick, addresses, the highest message id already shown from it, and our
     /// messages it has not acknowledged (queued again, in id order, past the queue bound).
-    /// Such peers are listed as offline until they say hello; the ones added by hand, and the
-    /// ones with messages waiting, are contacted at their last addresses. The table takes the
+    /// Such peers are listed as offline until they say hello; the ones added by hand, the ones
+    /// with messages waiting, and the ones the application wants (see
+    /// [`RestoredPeer::wanted`]) are contacted at their last addresses. The table takes the
     /// peers that matter most first; the rest wait, dormant, until they say hello. Call it
     /// once, before anything else.
     pub fn restore(&mut self, now: Instant, next_msg: MessageId, peers: Vec<RestoredPeer>) {
@@ -608,28 +609,6 @@ impl Endpoint {
         let me = self.peer_id();
         for (addr, origin) in self.peers.restore(now, me, peers) {
             self.add_probe(now, addr, origin);
-            self.probes.quiet(addr);
-        }
-        self.mark(now);
-    }
-
-    /// Contacts `peer` at its last addresses if it is known and not online: for a peer
-    /// [`Endpoint::restore`] left waiting (not added by hand, no message for it) with which the
-    /// application has business it keeps outside the message queue, such as an unfinished
-    /// file transfer. Nothing happens for an unknown or dormant peer, nor for addresses past
-    /// the room left among the probes: this never pushes out the contact of a peer that has
-    /// messages waiting or was added by hand (it waits for the peer to say hello then).
-    pub fn contact_known(&mut self, now: Instant, peer: PeerId) {
-        let Some(p) = self.peers.get(&peer).filter(|p| !p.is_online()) else {
-            return;
-        };
-        let found = p.found;
-        let addrs: Vec<SocketAddr> = p.addrs.iter().collect();
-        for addr in addrs {
-            if !self.probes.has_room() {
-                break;
-            }
-            self.add_probe(now, addr, found);
             self.probes.quiet(addr);
         }
         self.mark(now);
@@ -1100,6 +1079,7 @@ mod tests {
             nick: "away".into(),
             addrs: vec![addr(3)],
             manual: false,
+            wanted: false,
             delivered_through: MessageId(0),
             outbox: Vec::new(),
         };

@@ -492,18 +492,18 @@ impl PeerTable {
     }
 
     /// Takes in the peers storage remembers (see [`crate::proto::Endpoint::restore`]): the ones
-    /// that matter most first (messages waiting for them, then added by hand) while there is
-    /// room, offline; the rest, and those with no address, wait dormant until they prove
-    /// themselves. A stored key that is not the PeerId's own is dropped (the PeerId still
-    /// binds the key by its hash). Returns the addresses to contact, with why: every address of
-    /// a peer added by hand or with messages waiting.
+    /// that matter most first (messages or the application waiting for them, then added by
+    /// hand) while there is room, offline; the rest, and those with no address, wait dormant
+    /// until they prove themselves. A stored key that is not the PeerId's own is dropped (the
+    /// PeerId still binds the key by its hash). Returns the addresses to contact, with why:
+    /// every address of a peer added by hand, wanted, or with messages waiting.
     pub fn restore(
         &mut self,
         now: Instant,
         me: PeerId,
         mut peers: Vec<RestoredPeer>,
     ) -> Vec<(SocketAddr, Found)> {
-        peers.sort_by_key(|r| (r.outbox.is_empty(), !r.manual));
+        peers.sort_by_key(|r| (r.outbox.is_empty() && !r.wanted, !r.manual));
         let room = self.limits.max_peers.saturating_sub(self.peers.len());
         let mut contact = Vec::new();
         for (i, mut r) in peers.into_iter().enumerate() {
@@ -531,7 +531,7 @@ impl PeerTable {
             } else {
                 Found::Learned
             };
-            if r.manual || !r.outbox.is_empty() {
+            if r.manual || r.wanted || !r.outbox.is_empty() {
                 contact.extend(addrs.iter().map(|a| (a, found)));
             }
             self.dirty.insert(r.id);
@@ -784,6 +784,7 @@ mod tests {
             nick: format!("p{id}"),
             addrs,
             manual,
+            wanted: false,
             delivered_through: MessageId(id),
             outbox: if outbox {
                 vec![crate::proto::Queued {
@@ -833,6 +834,35 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_the_application_wants_is_restored_first_and_contacted() {
+        let t0 = Instant::now();
+        // One place: a peer added by hand and a plain one wait; the wanted one takes it.
+        let mut t = table(1, t0);
+        let restored = |id: u64, manual: bool, wanted: bool| RestoredPeer {
+            id: PeerId(id),
+            key: None,
+            heard_ago: None,
+            nick: format!("p{id}"),
+            addrs: vec![addr(id as u8)],
+            manual,
+            wanted,
+            delivered_through: MessageId(0),
+            outbox: vec![],
+        };
+        let contact = t.restore(
+            t0,
+            PeerId(99),
+            vec![
+                restored(1, false, false),
+                restored(2, true, false),
+                restored(3, false, true),
+            ],
+        );
+        assert_eq!(t.ids(), vec![PeerId(3)]);
+        assert_eq!(contact, vec![(addr(3), Found::Learned)]);
+    }
+
+    #[test]
     fn a_restored_key_must_be_the_peer_ids_own_and_old_peers_are_not_protected() {
         let t0 = Instant::now() + DAY * 3;
         let mut t = table(8, t0);
@@ -844,6 +874,7 @@ mod tests {
             nick: "x".into(),
             addrs: vec![addr(1)],
             manual: false,
+            wanted: false,
             delivered_through: MessageId(0),
             outbox: vec![],
         };
