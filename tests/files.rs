@@ -141,11 +141,8 @@ fn slow_transfer(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
     let mut bob = Chat::start("bob", &["--peer", &peer, "--download-dir", &dl]);
     bob.expect("alice joined");
     alice.expect("bob joined");
-    let f = tmp.join("slow.bin");
-    fs::write(&f, bytes(10 * 1024 * 1024, 3)).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    let offer = bob.expect("alice offers slow.bin");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let content = bytes(10 * 1024 * 1024, 3);
+    offer_accepted(&mut alice, &mut bob, tmp, "slow.bin", &content);
     bob.expect("accepted slow.bin from alice");
     let part = downloads.join("slow.bin.part");
     common::wait_for("the part file to grow", || {
@@ -189,6 +186,31 @@ fn megabytes_after(line: &str, label: &str) -> f64 {
         .unwrap_or_else(|| panic!("no '{label} N MB' in {line:?}"))
 }
 
+/// Alice offers bob `content` as file `name` (written in `dir`), and bob accepts it.
+fn offer_accepted(alice: &mut Chat, bob: &mut Chat, dir: &Path, name: &str, content: &[u8]) {
+    let f = dir.join(name);
+    fs::write(&f, content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect(&format!("alice offers {name}"));
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+}
+
+/// The sender's end line `sent` says the transfer resumed at about `kept` bytes (what the
+/// receiver's part held) and sent only the rest of the `len` bytes.
+fn assert_only_the_rest_was_sent(sent: &str, kept: u64, len: usize) {
+    let resumed_at = megabytes_after(sent, "resumed at");
+    let sent_after = megabytes_after(sent, "and sent");
+    let total = len as f64 / 1e6;
+    assert!(
+        resumed_at * 1e6 >= kept as f64 - 0.1e6,
+        "{sent} (kept {kept})"
+    );
+    assert!(
+        (resumed_at + sent_after - total).abs() < 0.15,
+        "only what had not arrived is sent again: {sent}"
+    );
+}
+
 /// Waits until `part` holds more than half of `len` bytes, then kills `chat` (-9); returns
 /// the length of the part it left.
 fn kill_past_half_way(chat: &mut Chat, part: &Path, len: usize) -> u64 {
@@ -215,11 +237,7 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
     bob.expect("alice joined");
     let content = bytes(10 * 1024 * 1024, 11);
-    let f = tmp.path().join("resume.bin");
-    fs::write(&f, &content).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    let offer = bob.expect("alice offers resume.bin");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
+    offer_accepted(&mut alice, &mut bob, tmp.path(), "resume.bin", &content);
     let part = downloads.join("resume.bin.part");
     let written = kill_past_half_way(&mut bob, &part, content.len());
     // The receiver writes whole 1 MiB units; a part cut inside one (by an older version, or a
@@ -239,17 +257,7 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     let end = bob.expect("received resume.bin from alice");
     assert!(end.contains("resumed at"), "{end}");
     let sent = alice.expect("sent resume.bin to bob");
-    let resumed_at = megabytes_after(&sent, "resumed at");
-    let sent_after = megabytes_after(&sent, "and sent");
-    let total = content.len() as f64 / 1e6;
-    assert!(
-        resumed_at * 1e6 >= kept as f64 - 0.1e6,
-        "{sent} (kept {kept})"
-    );
-    assert!(
-        (resumed_at + sent_after - total).abs() < 0.15,
-        "only what had not arrived is sent again: {sent}"
-    );
+    assert_only_the_rest_was_sent(&sent, kept, content.len());
     assert_eq!(fs::read(downloads.join("resume.bin")).unwrap(), content);
     assert!(!part.exists());
 }
@@ -270,11 +278,7 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     );
     bob.expect("alice joined");
     let content = bytes(10 * 1024 * 1024, 12);
-    let f = tmp.path().join("cut.bin");
-    fs::write(&f, &content).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    let offer = bob.expect("alice offers cut.bin");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
+    offer_accepted(&mut alice, &mut bob, tmp.path(), "cut.bin", &content);
     let part = downloads.join("cut.bin.part");
     let kept = kill_past_half_way(&mut alice, &part, content.len());
 
@@ -286,17 +290,7 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     alice.expect("bob joined");
     bob.expect("received cut.bin from alice");
     let sent = alice.expect("sent cut.bin to bob");
-    let resumed_at = megabytes_after(&sent, "resumed at");
-    let sent_after = megabytes_after(&sent, "and sent");
-    let total = content.len() as f64 / 1e6;
-    assert!(
-        resumed_at * 1e6 >= kept as f64 - 0.1e6,
-        "{sent} (kept {kept})"
-    );
-    assert!(
-        (resumed_at + sent_after - total).abs() < 0.15,
-        "only what had not arrived is sent again: {sent}"
-    );
+    assert_only_the_rest_was_sent(&sent, kept, content.len());
     assert_eq!(fs::read(downloads.join("cut.bin")).unwrap(), content);
     assert!(!part.exists());
 }
@@ -317,11 +311,7 @@ fn a_transfer_resumes_after_the_receiver_restarts_on_another_port() {
     let mut alice = Chat::start_env("alice", &["--peer", bob_at.as_str()], &slow);
     bob.expect("alice joined");
     let content = bytes(10 * 1024 * 1024, 14);
-    let f = tmp.path().join("moved.bin");
-    fs::write(&f, &content).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    let offer = bob.expect("alice offers moved.bin");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
+    offer_accepted(&mut alice, &mut bob, tmp.path(), "moved.bin", &content);
     kill_past_half_way(&mut bob, &downloads.join("moved.bin.part"), content.len());
 
     // Bob comes back on another port: alice looks for him where he was; he must find her.
@@ -349,11 +339,7 @@ fn an_accept_survives_a_kill_of_the_receiver_right_after_it() {
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
     bob.expect("alice joined");
     let content = bytes(3 * 1024 * 1024 + 5, 13);
-    let f = tmp.path().join("early.bin");
-    fs::write(&f, &content).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    let offer = bob.expect("alice offers early.bin");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
+    offer_accepted(&mut alice, &mut bob, tmp.path(), "early.bin", &content);
     bob.expect("accepted early.bin from alice");
     bob.kill_hard();
     assert!(!downloads.join("early.bin").exists());
