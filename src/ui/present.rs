@@ -275,38 +275,17 @@ pub fn show_addr(addr: SocketAddr) -> String {
 /// the last `#` is the id), unless the same id is listed twice.
 #[must_use]
 pub fn display_names(peers: &[(PeerId, &str)]) -> Vec<String> {
-    let shown: Vec<String> = peers.iter().map(|(_, nick)| display_nick(nick)).collect();
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for name in &shown {
-        *count.entry(name).or_default() += 1;
-    }
-    let suffixed: Vec<Option<String>> = peers
-        .iter()
-        .zip(&shown)
-        .map(|((id, _), name)| {
-            (count[name.as_str()] > 1 || name.contains('#'))
-                .then(|| format!("{name}#{}", &id.to_string()[..8]))
-        })
-        .collect();
-    let mut short_count: HashMap<&str, usize> = HashMap::new();
-    for name in suffixed.iter().flatten() {
-        *short_count.entry(name).or_default() += 1;
-    }
+    let names = ShownNames::new(peers);
     peers
         .iter()
-        .zip(shown.iter().zip(&suffixed))
-        .map(|((id, _), (name, suffixed))| match suffixed {
-            None => name.clone(),
-            Some(short) if short_count[short.as_str()] == 1 => short.clone(),
-            Some(_) => format!("{name}#{id}"),
-        })
+        .map(|(id, nick)| names.name_of(*id, nick))
         .collect()
 }
 
 /// The names the present peers are shown under, kept to name the sender of each message
 /// without building every peer's name again for it (which at a few hundred peers cost more
-/// than the rest of receiving the message). [`ShownNames::name_of`] gives what
-/// [`display_names`] would give that peer in the list it was made from.
+/// than the rest of receiving the message). [`ShownNames::name_of`] names a peer by the rule
+/// of [`display_names`], which it also serves.
 #[derive(Debug, Default)]
 pub struct ShownNames {
     /// Each shown nick ([`display_nick`]), with the peers shown under it.
@@ -741,6 +720,37 @@ mod tests {
         );
     }
 
+    /// The rule of [`display_names`] as it was first written, counting over the whole list:
+    /// the model the kept names are checked against.
+    fn reference_names(peers: &[(PeerId, &str)]) -> Vec<String> {
+        let shown: Vec<String> = peers.iter().map(|(_, nick)| display_nick(nick)).collect();
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for name in &shown {
+            *count.entry(name).or_default() += 1;
+        }
+        let suffixed: Vec<Option<String>> = peers
+            .iter()
+            .zip(&shown)
+            .map(|((id, _), name)| {
+                (count[name.as_str()] > 1 || name.contains('#'))
+                    .then(|| format!("{name}#{}", &id.to_string()[..8]))
+            })
+            .collect();
+        let mut short_count: HashMap<&str, usize> = HashMap::new();
+        for name in suffixed.iter().flatten() {
+            *short_count.entry(name).or_default() += 1;
+        }
+        peers
+            .iter()
+            .zip(shown.iter().zip(&suffixed))
+            .map(|((id, _), (name, suffixed))| match suffixed {
+                None => name.clone(),
+                Some(short) if short_count[short.as_str()] == 1 => short.clone(),
+                Some(_) => format!("{name}#{id}"),
+            })
+            .collect()
+    }
+
     proptest::proptest! {
         /// The kept names give a message's sender the name the whole list would: its entry
         /// replaced by the nick the message carries (or added, if it is not listed).
@@ -765,8 +775,10 @@ mod tests {
             let mut whole: Vec<(PeerId, &str)> =
                 list.iter().copied().filter(|(id, _)| *id != from).collect();
             whole.push((from, NICKS[nick]));
-            let names = display_names(&whole);
+            let names = reference_names(&whole);
             proptest::prop_assert_eq!(kept.name_of(from, NICKS[nick]), names.last().cloned().unwrap());
+            // And the whole list, named through the kept names, as the model names it.
+            proptest::prop_assert_eq!(display_names(&whole), names);
         }
     }
 
