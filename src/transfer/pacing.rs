@@ -63,9 +63,10 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 /// start-up's overshoot coming down): if the delay was over the target in most samples of one
 /// (half or more) and the estimate fell by half or more in it (or sits at the floor), the delay
 /// is not answering the cap — a queue of ours drains when the cap comes down — and the cap is
-/// lifted for the rest of the connection. It is a path whose delay varies by more than the target but now and
-/// then dips under it (Wi-Fi, a tunnel over the Internet), which would otherwise pull the
-/// estimate, which follows what is delivered and so at most the cap, down to the floor.
+/// lifted for the rest of the connection. It is a path whose delay varies by more than the
+/// target but now and then dips under it (Wi-Fi, a tunnel over the Internet), which would
+/// otherwise pull the estimate, which follows what is delivered and so at most the cap, down
+/// to the floor.
 pub const GIVE_UP_WINDOW: Duration = Duration::from_secs(1);
 
 /// Which of its two behaviours the pacer is in.

@@ -104,19 +104,18 @@ pub struct Endpoint {
     /// At most one stateless hello per address per [`HELLO_INTERVAL`].
     hello_limiter: AddrLimiter,
     /// At most one proof per [`PROOF_INTERVAL`] (or twice the answer time) to an address we
-    /// do not probe (its cookie
-    /// answers a stateless hello, or a probe given up before slow answers came back): the
-    /// cookies of several hellos then make one handshake, not one each. Probed addresses are
-    /// paced by their probe ([`discovery::Probe::on_cookie`]).
+    /// do not probe (its cookie answers a stateless hello, or a probe given up before slow
+    /// answers came back): the cookies of several hellos then make one handshake, not one
+    /// each. Probed addresses are paced by their probe ([`discovery::Probe::on_cookie`]).
     proof_limiter: AddrLimiter,
     /// At most one announcement answered per announcer (PeerId and session, as claimed) per
     /// [`HELLO_INTERVAL`]: one announcement arrives as up to three copies, from the announcer's
     /// IPv4 and IPv6 addresses, and one handshake is enough.
     announcers: SlotLimiter<(PeerId, u64)>,
     /// At most one hello with no probe behind it per announcer per
-    /// [`discovery::STATELESS_ANNOUNCER_INTERVAL`] (or twice the answer time): on a large LAN (more announcers than
-    /// probes) each announcement of a burst, and each sent to us alone, would otherwise bring
-    /// another hello, and another cookie back.
+    /// [`discovery::STATELESS_ANNOUNCER_INTERVAL`] (or twice the answer time): on a large LAN
+    /// (more announcers than probes) each announcement of a burst, and each sent to us alone,
+    /// would otherwise bring another hello, and another cookie back.
     stateless_announcers: SlotLimiter<(PeerId, u64)>,
     /// Hellos answering datagrams from PeerIds we do not know, per second.
     strangers: TokenBucket,
