@@ -173,10 +173,8 @@ fn already_placed(job: &Job, events: &UnboundedSender<DataEvent>) -> u32 {
     };
     let finals = job.plan.finals(manifest);
     let mut placed = 0;
-    for (i, (entry, path)) in manifest.entries.iter().zip(&finals).enumerate() {
-        if i < job.files_done as usize {
-            continue;
-        }
+    let entries = manifest.entries.iter().zip(&finals).enumerate();
+    for (i, (entry, path)) in entries.skip(job.files_done as usize) {
         let whole = fs::symlink_metadata(part_of(path)).is_err()
             && fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size)
             && manifest::hash_file(path).is_ok_and(|(_, hash)| hash == entry.hash);
