@@ -27,6 +27,9 @@ pub struct Storage {
     pub journal: Option<Journal>,
     /// What the journal remembers.
     pub restored: Restored,
+    /// The peers of file transfers left unfinished (from their records in the directory):
+    /// contacted at start, and their journal records kept through compactions.
+    pub transfer_peers: BTreeSet<PeerId>,
     /// What cannot be kept, for one notice at start.
     pub problem: Option<String>,
 }
@@ -44,6 +47,8 @@ impl Storage {
     pub fn open(explicit: Option<&Path>, history_limit: &HistoryLimit) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
         let path = dir.join(store::JOURNAL_FILE);
+        let transfer_peers = crate::transfer::record::Store::new(&dir)
+            .unfinished_peers(chrono::Utc::now().timestamp_millis());
         if let Err(cannot_write) = store::dirs::check_writable(&dir) {
             let stored = store::identity::load(&dir)?;
             let found = stored.is_some();
@@ -69,11 +74,13 @@ impl Storage {
                 upgraded_from: None,
                 journal,
                 restored,
+                transfer_peers,
                 problem: Some(problem),
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
-        let (journal, restored, problem) = match Journal::open_with(&path, history_limit) {
+        let opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+        let (journal, restored, problem) = match opened {
             Ok((j, r)) => (j, r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
             Err(e) => {
@@ -89,6 +96,7 @@ impl Storage {
             upgraded_from: loaded.upgraded_from,
             journal: Some(journal),
             restored,
+            transfer_peers,
             problem,
         })
     }
@@ -152,9 +160,7 @@ pub fn endpoint(
                 "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
             )));
         }
-        let wanted = crate::transfer::record::Store::new(&s.dir)
-            .unfinished_peers(chrono::Utc::now().timestamp_millis());
-        let (next_msg, peers) = restored_peers(&s.restored, &wanted);
+        let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers);
         // Ids also grow with the clock, so they never repeat even if the journal was lost
         // or a write failed (a receiver would take a repeated id for a message it showed).
         let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));

@@ -92,11 +92,12 @@ use admit::Admission;
 use compact::Compactor;
 use frame::{frame, read_record_at, scan_source, Damage, FileWindow, Tail};
 use history::Index;
-use limit::Census;
+use limit::{Census, Keep};
 use restore::Summarizer;
 
 use crate::proto::{PeerId, PublicKey};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -288,6 +289,20 @@ impl Journal {
         path: &Path,
         limit: &HistoryLimit,
     ) -> Result<(Journal, Restored), JournalError> {
+        Self::open_keeping(path, limit, BTreeSet::new())
+    }
+
+    /// [`Journal::open_with`], and `peers` keep their `Peer` records through every compaction,
+    /// whatever the limit: the peers of file transfers left unfinished, which a restart must
+    /// still be able to reach (more are added by [`Journal::keep_peer`]).
+    ///
+    /// # Errors
+    /// As [`Journal::open_with`].
+    pub fn open_keeping(
+        path: &Path,
+        limit: &HistoryLimit,
+        peers: BTreeSet<PeerId>,
+    ) -> Result<(Journal, Restored), JournalError> {
         let io_err = |action| {
             let path = path.to_path_buf();
             move |source| JournalError::Io {
@@ -354,7 +369,11 @@ impl Journal {
         }
         let end = torn_at.unwrap_or(len);
         let reader = file.try_clone().map_err(io_err("open"))?;
-        let plan = census.plan(limit, &restored);
+        let keep = Keep {
+            limit: limit.clone(),
+            peers,
+        };
+        let plan = census.plan(&keep, &restored);
         let mut journal = Journal {
             path: path.to_path_buf(),
             file: Some(BufWriter::new(file)),
@@ -362,7 +381,7 @@ impl Journal {
             end,
             index: read.index,
             admission: read.admission,
-            compactor: Compactor::new(limit.clone(), end),
+            compactor: Compactor::new(keep, end),
         };
         journal.compact_at_open(&plan);
         Ok((journal, restored))
@@ -407,7 +426,7 @@ impl Journal {
             end: 0,
             index,
             admission: Admission::default(),
-            compactor: Compactor::new(HistoryLimit::default(), u64::MAX),
+            compactor: Compactor::new(Keep::default(), u64::MAX),
         };
         Ok((journal, restored))
     }
@@ -446,7 +465,9 @@ impl Journal {
     /// Makes `id` a peer worth finding again after a restart although no message went either
     /// way (a file offered to it or accepted from it; see `journal/admit.rs`). If it was a
     /// stranger, how to reach it is appended: `fresh` (its `Peer` record as of now), else the
-    /// one held back. Returns whether anything was appended.
+    /// one held back. Either way its record is kept through compactions from now on, while
+    /// the journal is open (a restart passes the peers still needed to
+    /// [`Journal::open_keeping`]). Returns whether anything was appended.
     ///
     /// # Errors
     /// As [`Journal::append`].
@@ -456,6 +477,7 @@ impl Journal {
                 path: self.path.clone(),
             });
         }
+        self.compactor.keep.peers.insert(id);
         let Some(held) = self.admission.make_real(id) else {
             return Ok(false); // real already: its changes are written as they come
         };

@@ -27,7 +27,7 @@
 //! [`Journal::open`] removes (it holds the lock then, so no compaction of another process can
 //! be running); a crash after it leaves the new journal, complete. Never a mix, never nothing.
 
-use super::limit::{HistoryLimit, Plan};
+use super::limit::{HistoryLimit, Keep, Plan};
 use super::rewrite::{copy_tail, rewrite, sync_dir, temp_path, Compaction, Rewritten};
 use super::{Journal, JournalError};
 use std::fs;
@@ -51,7 +51,7 @@ const CATCH_UP_SLACK: u64 = 256 * 1024;
 #[derive(Debug)]
 pub(super) struct Compactor {
     /// What to keep.
-    pub(super) limit: HistoryLimit,
+    pub(super) keep: Keep,
     /// When the file reaches this length, a background compaction is tried.
     pub(super) next_check: u64,
     /// The compaction running, if any.
@@ -59,10 +59,10 @@ pub(super) struct Compactor {
 }
 
 impl Compactor {
-    /// For a journal of `len` bytes, compacted under `limit`.
-    pub(super) fn new(limit: HistoryLimit, len: u64) -> Self {
+    /// For a journal of `len` bytes, compacted to what `keep` says.
+    pub(super) fn new(keep: Keep, len: u64) -> Self {
         Self {
-            limit,
+            keep,
             next_check: next_check(len),
             worker: None,
         }
@@ -134,14 +134,14 @@ impl Journal {
         let cancel = Arc::new(AtomicBool::new(false));
         let synced = Arc::new(AtomicU64::new(self.end));
         let upto = self.end;
-        let limit = self.compactor.limit.clone();
+        let keep = self.compactor.keep.clone();
         let tmp = temp_path(&self.path);
         let (stop, copied) = (cancel.clone(), synced.clone());
         let spawned = std::thread::Builder::new()
             .name("journal-compaction".into())
             .spawn(move || {
                 let now_ms = chrono::Utc::now().timestamp_millis();
-                let Some(mut rw) = rewrite(&old, upto, &limit, now_ms, &tmp, force, &stop)? else {
+                let Some(mut rw) = rewrite(&old, upto, &keep, now_ms, &tmp, force, &stop)? else {
                     return Ok(None);
                 };
                 let caught_up = (|| {
@@ -279,10 +279,10 @@ impl Journal {
         let flushed = self.file.as_mut().map_or(Ok(()), |f| f.flush());
         let now_ms = chrono::Utc::now().timestamp_millis();
         let tmp = temp_path(&self.path);
-        let limit = self.compactor.limit.clone();
+        let keep = self.compactor.keep.clone();
         let never = AtomicBool::new(false);
         let rewritten =
-            flushed.and_then(|()| rewrite(&old, self.end, &limit, now_ms, &tmp, true, &never));
+            flushed.and_then(|()| rewrite(&old, self.end, &keep, now_ms, &tmp, true, &never));
         let done =
             rewritten.and_then(|rw| self.put_in_place(rw.expect("forced: always rewritten")));
         match done {
@@ -296,7 +296,7 @@ impl Journal {
 
     /// Changes what compactions from now on keep.
     pub fn set_history_limit(&mut self, limit: HistoryLimit) {
-        self.compactor.limit = limit;
+        self.compactor.keep.limit = limit;
     }
 
     /// Waits for the background compaction, if one runs, and puts it in place. For tests and

@@ -5,7 +5,7 @@
 
 use super::*;
 use proptest::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::num::NonZeroU32;
 
@@ -86,7 +86,7 @@ fn journal_with(records: &[Record]) -> (tempfile::TempDir, PathBuf) {
 /// by opening it again).
 fn compact(path: &Path, l: &HistoryLimit) -> (Restored, Restored) {
     let (mut journal, before) = Journal::open_with(path, &limit(u64::MAX)).unwrap();
-    journal.compactor.limit = l.clone();
+    journal.compactor.keep.limit = l.clone();
     journal.compact().unwrap();
     drop(journal);
     let (_journal, after) = Journal::open_with(path, &limit(u64::MAX)).unwrap();
@@ -428,7 +428,7 @@ fn a_background_compaction_keeps_what_was_appended_while_it_ran() {
     }
     let (_tmp, path) = journal_with(&records);
     let (mut journal, _) = Journal::open_with(&path, &limit(u64::MAX)).unwrap();
-    journal.compactor.limit = limit(50);
+    journal.compactor.keep.limit = limit(50);
     // As if the file had grown past the point where the running program checks.
     journal.compactor.next_check = 0;
     journal.append(&said(1, &[BOB], "first")).unwrap();
@@ -819,4 +819,34 @@ fn damage_at_the_end_of_a_stretch_reads_as_the_reader_at_open_says() {
     let (lines, warnings) = journal.history(&HistoryFilter::Group, 10_000).unwrap();
     assert_eq!(warnings, restored.warnings, "the same words from the end");
     assert_eq!(lines.len(), 1_999);
+}
+
+#[test]
+fn the_peer_of_an_unfinished_transfer_keeps_its_record_past_the_recent_peers() {
+    let far = PeerId(0x7000);
+    let mut records = vec![peer(far, "far", false), heard(far, "far", 1, "hi")];
+    for n in 0..RECENT_PEERS as u64 + 10 {
+        let other = PeerId(0x7100 + n);
+        records.push(peer(other, "other", false));
+        records.push(heard(other, "other", 1, "yo"));
+    }
+    let compacted_keeping = |keep_at_open: bool, keep_later: bool| {
+        let (_tmp, path) = journal_with(&records);
+        let at_open = BTreeSet::from_iter(keep_at_open.then_some(far));
+        let (mut journal, _) = Journal::open_keeping(&path, &limit(u64::MAX), at_open).unwrap();
+        if keep_later {
+            assert!(!journal.keep_peer(far, None).unwrap(), "real already");
+        }
+        journal.compactor.keep.limit = limit(1);
+        journal.compact().unwrap();
+        drop(journal);
+        let (_journal, after) = Journal::open(&path).unwrap();
+        after.peers.contains_key(&far)
+    };
+    // Nothing else keeps it: more peers were recorded after it than are kept as recent.
+    assert!(!compacted_keeping(false, false));
+    // Its transfer's record says it is needed, at the next start; or a file was offered to it
+    // or accepted from it while running.
+    assert!(compacted_keeping(true, false));
+    assert!(compacted_keeping(false, true));
 }

@@ -17,8 +17,10 @@
 //! to someone, messages heard but not yet shown, and for each peer still worth knowing its
 //! latest `Peer` record, the highest message id heard from it (`Received`) and the highest
 //! shown (`Shown`). A peer is worth knowing when it was added by hand, has a message of ours
-//! waiting, has a message kept (or one of ours to it is), or is among the [`RECENT_PEERS`]
-//! peers recorded last.
+//! waiting, has a message kept (or one of ours to it is), has a file transfer unfinished (the
+//! journal is told which: [`Journal::open_keeping`](super::Journal::open_keeping) and
+//! [`Journal::keep_peer`](super::Journal::keep_peer)), or is among the [`RECENT_PEERS`] peers
+//! recorded last.
 
 use super::view::RecordView;
 use super::Restored;
@@ -35,6 +37,17 @@ pub const DEFAULT_HISTORY_MESSAGES: u64 = 100_000;
 /// How many peers recorded last keep their `Peer` record through a compaction even with
 /// nothing else to keep them: friends met recently who have not spoken yet.
 pub const RECENT_PEERS: usize = 256;
+
+/// What a compaction keeps besides the state a restart needs.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Keep {
+    /// How much history.
+    pub(super) limit: HistoryLimit,
+    /// Peers whose records are kept whatever the limit: those of file transfers (see
+    /// [`Journal::keep_peer`](super::Journal::keep_peer)). It only grows while the journal
+    /// is open, by a few ids.
+    pub(super) peers: BTreeSet<PeerId>,
+}
 
 /// How much history the journal keeps (see the module doc for how it is shared out).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,8 +178,9 @@ impl Census {
         self.cutoff_ms.is_none_or(|c| at_ms >= c)
     }
 
-    /// What to keep under `limit`, given the journal's summary.
-    pub(super) fn plan(self, limit: &HistoryLimit, restored: &Restored) -> Plan {
+    /// What to keep under `keep`, given the journal's summary.
+    pub(super) fn plan(self, keep: &Keep, restored: &Restored) -> Plan {
+        let limit = &keep.limit;
         let totals: BTreeMap<Sender, u64> =
             self.tallies.iter().map(|(s, t)| (*s, t.units)).collect();
         let quota = fair_share(&totals, limit.messages);
@@ -177,6 +191,7 @@ impl Census {
             .filter(|(_, p)| p.manual)
             .map(|(id, _)| *id)
             .collect();
+        peers.extend(&keep.peers);
         peers.extend(restored.outbox.keys());
         peers.extend(restored.unshown.iter().map(|u| u.from));
         peers.extend(

@@ -3,7 +3,7 @@
 //! what must be kept; and the copy of records appended meanwhile.
 //!
 //! # What is kept
-//! See [`super::limit`]: the history the [`HistoryLimit`] allows, shared fairly among senders;
+//! See [`super::limit`]: the history the [`HistoryLimit`](super::HistoryLimit) allows, shared fairly among senders;
 //! whatever its age, every message of ours still undelivered to someone (its `Said` record,
 //! listing only the recipients still waiting) and every message heard but not yet shown; for
 //! each peer worth knowing, its latest `Peer` record, a [`Record::Received`] with the highest
@@ -21,7 +21,7 @@
 
 use super::frame::{frame, frame_payload, read_record_at, scan_source, FileWindow, Source};
 use super::history::Index;
-use super::limit::{Census, HistoryLimit, Plan};
+use super::limit::{Census, Keep, Plan};
 use super::restore::{Restored, Summarizer};
 use super::view::RecordView;
 use super::{Record, HEADER};
@@ -144,7 +144,7 @@ impl Output {
 pub(super) fn rewrite(
     old: &File,
     upto: u64,
-    limit: &HistoryLimit,
+    keep: &Keep,
     now_ms: i64,
     tmp: &Path,
     force: bool,
@@ -155,7 +155,7 @@ pub(super) fn rewrite(
         cancel,
     };
     // First pass: the summary and the census, to plan.
-    let mut census = Census::new(limit, now_ms);
+    let mut census = Census::new(&keep.limit, now_ms);
     let mut summary = Summarizer::default();
     scan_source(&mut source(), HEADER.len() as u64, |found| {
         if let Some(record) = found.record {
@@ -166,7 +166,7 @@ pub(super) fn rewrite(
     let shown = summary.shown().clone();
     let tracked = summary.tracking();
     let restored = summary.finish(|at| read_record_at(old, at))?;
-    let plan = census.plan(limit, &restored);
+    let plan = census.plan(keep, &restored);
     if !force && upto <= plan.kept_bytes.saturating_mul(2) {
         return Ok(None);
     }
@@ -430,10 +430,14 @@ pub(super) fn copy_tail(
 /// Writes the compaction of the journal `file` at `path` under `limit` to its temporary file,
 /// and stops there, as a crash before the rename would; returns the new file's length.
 #[cfg(test)]
-pub(super) fn rewrite_for_test(file: &File, path: &Path, limit: &HistoryLimit) -> u64 {
+pub(super) fn rewrite_for_test(file: &File, path: &Path, limit: &super::HistoryLimit) -> u64 {
     let len = file.metadata().unwrap().len();
     let never = AtomicBool::new(false);
-    let rw = rewrite(file, len, limit, 0, &temp_path(path), true, &never).unwrap();
+    let keep = Keep {
+        limit: limit.clone(),
+        ..Keep::default()
+    };
+    let rw = rewrite(file, len, &keep, 0, &temp_path(path), true, &never).unwrap();
     rw.expect("forced").len
 }
 
