@@ -177,6 +177,28 @@ fn the_sender_cancels_half_way_and_the_receiver_keeps_nothing() {
     assert!(!rest.iter().any(|l| l.contains("received")), "{rest:?}");
 }
 
+#[test]
+fn idle_connections_to_the_data_port_do_not_keep_a_transfer_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let content = bytes(1 << 20, 11);
+    let f = tmp.path().join("through.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers through.bin");
+    // Alice now serves it, on her chat port's number. Twice as many connections as she serves
+    // at once, none sending its request: a stuck program, or a peer that means harm.
+    let idle: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", alice.port)).unwrap())
+        .collect();
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    // Well before the idle ones would time out (30 s): the oldest make room for bob's.
+    bob.expect("received through.bin from alice");
+    assert_eq!(fs::read(downloads.join("through.bin")).unwrap(), content);
+    drop(idle);
+}
+
 /// The number before ` MB` after `label` in `line`.
 fn megabytes_after(line: &str, label: &str) -> f64 {
     line.split(label)

@@ -15,7 +15,7 @@ use super::pacing::{self, Pacer};
 use super::tcp_info;
 use super::DataEvent;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,8 +27,12 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Data connections served at once at most; more are closed at once.
+/// Data connections served at once at most. One more makes room by closing the oldest that
+/// has not sent its request yet (so idle or junk connections cannot keep a transfer out), or is
+/// closed at once when all of them have.
 const MAX_CONNECTIONS: usize = 16;
+/// How long a connection has to send its whole request.
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// Bytes copied between two looks at the cancel flag (and progress reports).
 const CHUNK: u64 = 1 << 20;
 /// Bytes read from a file and written to the socket at a time (as the plain copy it is
@@ -196,36 +200,75 @@ pub fn set_congestion(socket: &SockRef<'_>) {
     }
 }
 
+/// The connections that have not sent their request yet, oldest first, by serial number.
+type Waiting = Arc<Mutex<VecDeque<(u64, TcpStream)>>>;
+
 /// Accepts connections for ever, one thread each, at most [`MAX_CONNECTIONS`] at once.
 fn accept_loop(listener: &TcpListener, table: &Table, events: &UnboundedSender<DataEvent>) {
     let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
+    let waiting: Waiting = Arc::default();
+    for (serial, conn) in (0u64..).zip(listener.incoming()) {
         let Ok(stream) = conn else { continue };
-        if active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-            continue; // dropped: closed at once
+        // A closed connection's thread ends at once, but is counted until it has: twice the
+        // limit bounds the threads even while a flood of connections makes room this way.
+        let open = active.load(Ordering::Acquire);
+        if open >= MAX_CONNECTIONS {
+            let oldest = lock(&waiting).pop_front();
+            match oldest {
+                Some((_, idle)) if open < 2 * MAX_CONNECTIONS => {
+                    let _ = idle.shutdown(std::net::Shutdown::Both);
+                }
+                _ => continue, // dropped: closed at once
+            }
+        }
+        if let Ok(handle) = stream.try_clone() {
+            lock(&waiting).push_back((serial, handle));
         }
         active.fetch_add(1, Ordering::AcqRel);
-        let (table, events, active) = (Arc::clone(table), events.clone(), Arc::clone(&active));
+        let (table, events) = (Arc::clone(table), events.clone());
+        let (thread_active, thread_waiting) = (Arc::clone(&active), Arc::clone(&waiting));
         let spawned = std::thread::Builder::new()
             .name("tailchat-serve".into())
             .spawn(move || {
-                serve(stream, &table, &events);
-                active.fetch_sub(1, Ordering::AcqRel);
+                let request = read_request(&stream);
+                lock(&thread_waiting).retain(|(s, _)| *s != serial);
+                if let Ok(req) = request {
+                    serve(stream, &req, &table, &events);
+                }
+                thread_active.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
             tracing::warn!("cannot start a thread to serve a file transfer");
+            lock(&waiting).retain(|(s, _)| *s != serial);
+            active.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-/// Serves one connection: reads its request, answers, and sends the data.
-fn serve(mut stream: TcpStream, table: &Table, events: &UnboundedSender<DataEvent>) {
+/// Reads a connection's request, which must arrive whole within [`REQUEST_WAIT`]; an error
+/// when it does not, or is not a tailchat file request (no answer is sent then).
+fn read_request(stream: &TcpStream) -> io::Result<Request> {
+    /// Reads until a deadline, however slowly the bytes come.
+    struct Until<'a>(&'a TcpStream, Instant);
+    impl Read for Until<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.1.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.0.set_read_timeout(Some(left))?;
+            let mut stream = self.0;
+            stream.read(buf)
+        }
+    }
+    Request::read(&mut Until(stream, Instant::now() + REQUEST_WAIT))
+}
+
+/// Serves one connection whose request is `req`: answers, and sends the data.
+fn serve(mut stream: TcpStream, req: &Request, table: &Table, events: &UnboundedSender<DataEvent>) {
     let _ = stream.set_read_timeout(Some(STALL));
     let _ = stream.set_write_timeout(Some(STALL));
     set_congestion(&SockRef::from(&stream));
-    let Ok(req) = Request::read(&mut stream) else {
-        return; // not ours, or nothing: no answer
-    };
     let serving = lock(table).get(&req.token).cloned();
     let Some(serving) = serving.filter(|s| s.id == req.id) else {
         let _ = data::write_response(&mut stream, Status::Unknown, &[]);
@@ -257,7 +300,7 @@ fn serve(mut stream: TcpStream, table: &Table, events: &UnboundedSender<DataEven
                 id: serving.id,
                 from,
             });
-            send_all(&mut stream, &serving, &req, from, &mut sent, events)
+            send_all(&mut stream, &serving, req, from, &mut sent, events)
         }
     };
     let _ = events.send(DataEvent::ServeEnded {
