@@ -373,6 +373,50 @@ fn an_accept_survives_a_kill_of_the_receiver_right_after_it() {
     assert_eq!(fs::read(downloads.join("early.bin")).unwrap(), content);
 }
 
+#[test]
+fn an_offer_reaches_a_receiver_that_restarts_before_the_sender_misses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start("alice", &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let content = bytes(100_000, 17);
+    let f = tmp.path().join("quick.bin");
+    fs::write(&f, &content).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers quick.bin");
+    // Bob has acknowledged the offer: the message after it, in the same stream, is.
+    alice.send("/msg bob did you get it?");
+    bob.expect("did you get it?");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while alice.queued_for("bob") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob never acknowledged"
+        );
+    }
+    // Bob's program dies with the offer on his screen, unanswered, and is back at once: alice
+    // meets a new run of bob without ever seeing him gone, and offers it again.
+    bob.kill_hard();
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let offer = bob.expect("alice offers quick.bin");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received quick.bin from alice");
+    assert_eq!(fs::read(downloads.join("quick.bin")).unwrap(), content);
+    let rest = alice.drain();
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.contains("bob left") || l.contains("not answering")),
+        "alice must not have missed bob for this test to mean anything: {rest:?}"
+    );
+}
+
 /// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
 /// this is not root (mounting needs it), and the test then checks nothing.
 struct Tmpfs(std::path::PathBuf);

@@ -199,6 +199,48 @@ fn a_message_acknowledged_behind_a_gap_is_not_lost_when_the_receiver_restarts() 
 }
 
 #[test]
+fn a_peer_that_restarts_before_it_is_missed_is_reported_as_restarted_once() {
+    let mut sim = Sim::new(8, 2, LinkParams::lan());
+    sim.connect_star(); // node 1 added node 0
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| {
+        s.saw(0, |e| matches!(e, Event::PeerJoined { .. }))
+    }));
+    sim.send(0, Recipients::Everyone, "before");
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| texts(s, 1).len() == 1));
+    sim.nodes[0].events.clear();
+    // Node 1 dies and is back at once, remembering node 0: node 0 never finds it gone.
+    let node0 = remembered(&sim, 0, sim.received(1)[0].1);
+    sim.restart_node_as(1, MessageId(1), vec![node0]);
+    sim.nodes[1].events.clear();
+    let restarted = |s: &Sim| {
+        s.nodes[0]
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::PeerRestarted { peer, .. } if *peer == s.id(1)))
+            .count()
+    };
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| restarted(s) == 1));
+    sim.send(0, Recipients::Everyone, "after");
+    assert!(sim.run_until_cond(Duration::from_secs(5), |s| texts(s, 1) == ["after"]));
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(restarted(&sim), 1, "once per new run");
+    let others: Vec<_> = sim.nodes[0]
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::PeerJoined { .. }
+                    | Event::PeerLeft { .. }
+                    | Event::PeerUnreachable { .. }
+                    | Event::PeerReachable { .. }
+            )
+        })
+        .collect();
+    assert!(others.is_empty(), "a restart only: {others:?}");
+}
+
+#[test]
 fn a_late_hello_from_an_earlier_run_does_not_reset_the_current_one() {
     let mut sim = Sim::new(6, 2, LinkParams::lan());
     sim.connect_star();

@@ -442,19 +442,6 @@ fn a_read_only_or_full_data_directory_keeps_the_identity_and_history() {
     comes_back_as_herself(fs.path(), &mut bob, "full disk");
 }
 
-/// bob's row of alice's `/peers`: how many of her messages still wait for him.
-fn queued_for(alice: &mut Chat, nick: &str) -> usize {
-    alice.send("/peers");
-    let row = alice.expect_where(&format!("{nick}'s /peers row"), |l| {
-        l.split_whitespace().nth(1) == Some(nick)
-    });
-    // time, nick, state, rtt, queued, …
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    cols.get(4)
-        .and_then(|q| q.parse().ok())
-        .unwrap_or_else(|| alice.fail(&format!("no queued column in {row:?}")))
-}
-
 #[test]
 fn messages_acknowledged_but_never_written_are_shown_after_a_crash() {
     use std::io::{BufRead, BufReader};
@@ -489,7 +476,7 @@ fn messages_acknowledged_but_never_written_are_shown_after_a_crash() {
     }
     // Every message is acknowledged (so on bob's disk) before he dies.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while queued_for(&mut alice, "bob") > 0 {
+    while alice.queued_for("bob") > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "bob never acknowledged everything"

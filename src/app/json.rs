@@ -190,6 +190,9 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
         Event::PeerReachable { peer, nick } => {
             object("reachable", json!({ "nick": nick, "id": peer.to_string() }))
         }
+        Event::PeerRestarted { peer, nick } => {
+            object("restarted", json!({ "nick": nick, "id": peer.to_string() }))
+        }
         Event::Delivered { to, id, late } => object(
             "delivered",
             json!({ "id": id.0, "to": nick_of(*to), "to_id": to.to_string(), "late": late }),

@@ -81,6 +81,16 @@ pub enum Event {
         /// Its nick.
         nick: String,
     },
+    /// A peer online all along proved a new session: it restarted before it was missed. Its
+    /// link started again (our messages it had not acknowledged go to the new run), but what
+    /// the earlier run was told and acknowledged is gone with it unless it kept it: what
+    /// rests on that (a file offer it never answered) is worth saying again.
+    PeerRestarted {
+        /// Who.
+        peer: PeerId,
+        /// Its nick.
+        nick: String,
+    },
     /// A message arrived (exactly once, in the sender's order).
     Message {
         /// From whom.
@@ -183,6 +193,7 @@ impl Event {
             Event::Message { .. }
                 | Event::PeerAway { .. }
                 | Event::PeerReachable { .. }
+                | Event::PeerRestarted { .. }
                 | Event::AppData { .. }
                 | Event::Delivered { .. }
                 | Event::DeliveryDelayed { .. }

@@ -84,6 +84,8 @@ pub fn event_output(
     let out = match event {
         // The application's own payloads (file transfer) are shown by whoever reads them.
         Event::AppData { .. } => return None,
+        // A restart seen only as a new session changes nothing the user sees.
+        Event::PeerRestarted { .. } => return None,
         Event::Message {
             nick,
             text,

@@ -198,6 +198,19 @@ impl Chat {
             .collect()
     }
 
+    /// `nick`'s row of our `/peers`: how many of our messages still wait for it.
+    pub fn queued_for(&mut self, nick: &str) -> usize {
+        self.send("/peers");
+        let row = self.expect_where(&format!("{nick}'s /peers row"), |l| {
+            l.split_whitespace().nth(1) == Some(nick)
+        });
+        // time, nick, state, rtt, queued, …
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        cols.get(4)
+            .and_then(|q| q.parse().ok())
+            .unwrap_or_else(|| self.fail(&format!("no queued column in {row:?}")))
+    }
+
     /// The process id (to stop or signal it).
     pub fn pid(&self) -> u32 {
         self.child.id()

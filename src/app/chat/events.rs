@@ -48,7 +48,10 @@ impl Chat {
                 self.files.on_app_data(&mut self.ep, *from, data);
                 continue;
             }
-            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+            if let Event::PeerJoined { peer, .. }
+            | Event::PeerReachable { peer, .. }
+            | Event::PeerRestarted { peer, .. } = &e
+            {
                 self.files.on_peer_back(&mut self.ep, *peer);
             }
             if matches!(

@@ -483,6 +483,11 @@ impl Endpoint {
                     peer: id,
                     nick: nick.to_owned(),
                 });
+            } else if new_session {
+                self.events.push_back(Event::PeerRestarted {
+                    peer: id,
+                    nick: nick.to_owned(),
+                });
             }
         }
         if peer.nick != nick {
