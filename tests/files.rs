@@ -541,6 +541,42 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+fn offers_past_the_limits_are_refused_at_once_saying_why() {
+    use tailchat::transfer::control::Control;
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut bob, mallory) = bob_and_mallory(&downloads);
+    let one = manifest(vec![entry("x", b"x")]);
+    let refused = |bob: &mut Chat, offer: &tailchat::transfer::control::Offer, why: &str| {
+        mallory.offer(offer, Vec::new(), Vec::new());
+        let line = bob.expect(&format!("mallory offered {}", offer.name));
+        assert!(line.ends_with(&format!("{why}: refused")), "{line}");
+        mallory.expect_control(
+            "bob's refusal",
+            |c| matches!(c, Control::Cancel { id, by_offerer: false, .. } if *id == offer.id),
+        );
+    };
+    let mut many = common::offer_of("many", true, &one, mallory.data_port);
+    many.files = 10_000;
+    refused(&mut bob, &many, "with 10000 files (at most 5000 are taken)");
+    let mut long = common::offer_of("long", true, &one, mallory.data_port);
+    long.manifest_len = 7 << 20;
+    refused(
+        &mut bob,
+        &long,
+        "with a file list of 7340032 bytes (at most 6291456 are taken)",
+    );
+    let mut two = common::offer_of("two.bin", false, &one, mallory.data_port);
+    two.files = 2;
+    refused(
+        &mut bob,
+        &two,
+        "as a single file made of 2 files (a broken offer)",
+    );
+    assert!(!downloads.exists(), "nothing written for a refused offer");
+}
+
+#[test]
 fn a_sender_that_lies_leaves_nothing_that_looks_complete() {
     let tmp = tempfile::tempdir().unwrap();
     let downloads = tmp.path().join("dl");

@@ -163,18 +163,11 @@ impl Files {
         let number = self.number();
         let nick_then = ep.nick_of(from).unwrap_or("?").to_owned();
         let record = Record::offered(from.0, from.0, nick_then, false, &offer, now_ms());
-        let files_ok = (offer.files as usize) <= manifest::MAX_FILES
-            && offer.manifest_len <= manifest::MAX_MANIFEST_BYTES
-            && (offer.folder || offer.files == 1);
         let t = new_transfer(number, record, Some(offer.clone()), None);
         let (name, size) = (t.shown_name(), t.shown_size());
         self.transfers.insert(key, t);
-        if !files_ok {
-            let why = format!(
-                "{nick} offered {name} with {} files (at most {} are taken): refused",
-                offer.files,
-                manifest::MAX_FILES
-            );
+        if let Some(why) = unacceptable(&offer) {
+            let why = format!("{nick} offered {name} {why}: refused");
             self.finish(ep, key, State::Failed, Some(why));
             return;
         }
@@ -211,17 +204,52 @@ impl Files {
             ),
             _ => String::new(),
         };
-        let line = format!(
-            "sent {} to {} ({}{}{})",
-            t.shown_name(),
-            Self::nick(ep, t),
-            t.shown_size(),
-            took.map(|d| format!(" in {}", seconds(d)))
-                .unwrap_or_default(),
-            resumed
-        );
+        let line = if t.last_connection.is_none() {
+            // Nothing served in this run: an earlier one sent it, or the receiver had it.
+            format!(
+                "{} says {} arrived whole ({}); nothing was left to send in this run",
+                Self::nick(ep, t),
+                t.shown_name(),
+                t.shown_size()
+            )
+        } else {
+            format!(
+                "sent {} to {} ({}{}{})",
+                t.shown_name(),
+                Self::nick(ep, t),
+                t.shown_size(),
+                took.map(|d| format!(" in {}", seconds(d)))
+                    .unwrap_or_default(),
+                resumed
+            )
+        };
         t.record.bytes_done = t.record.offer.size;
         self.finish(ep, key, State::Done, None);
         self.notice(line);
+    }
+}
+
+/// Why an offer is refused before it is shown, if it is: past the limits every receiver keeps
+/// (spec §13.2), or a single file that says it is several.
+fn unacceptable(offer: &Offer) -> Option<String> {
+    if offer.files as usize > manifest::MAX_FILES {
+        Some(format!(
+            "with {} files (at most {} are taken)",
+            offer.files,
+            manifest::MAX_FILES
+        ))
+    } else if offer.manifest_len > manifest::MAX_MANIFEST_BYTES {
+        Some(format!(
+            "with a file list of {} bytes (at most {} are taken)",
+            offer.manifest_len,
+            manifest::MAX_MANIFEST_BYTES
+        ))
+    } else if !offer.folder && offer.files != 1 {
+        Some(format!(
+            "as a single file made of {} files (a broken offer)",
+            offer.files
+        ))
+    } else {
+        None
     }
 }

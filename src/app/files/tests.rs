@@ -117,3 +117,51 @@ fn durations_read_as_a_person_would_say_them() {
     assert_eq!(seconds(ms(42_000)), "42 s");
     assert_eq!(seconds(ms(125_000)), "2 min 5 s");
 }
+
+#[test]
+fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
+    let done_line = |served: bool| {
+        let (mut files, theirs) = accepted(false);
+        // The same transfer the other way: ours (PeerId 1) to bob, accepted by him.
+        let mut t = files.transfers.remove(&theirs).unwrap();
+        t.record.offerer = 1;
+        t.record.outgoing = true;
+        let key = TransferKey {
+            offerer: PeerId(1),
+            id: 7,
+        };
+        files.transfers.insert(key, t);
+        let now = Instant::now();
+        let mut ep = endpoint(now);
+        if served {
+            let ended = DataEvent::ServeEnded {
+                id: 7,
+                from: 0,
+                sent: 10_000_000,
+                result: Ok(()),
+            };
+            files.on_data_at(&mut ep, ended, now);
+        }
+        let done = control::encode(&Control::Done { id: 7 });
+        files.on_app_data(&mut ep, PeerId(2), &done);
+        let lines: Vec<String> = files
+            .take_lines()
+            .into_iter()
+            .filter_map(|l| match l {
+                Output::Notice(text) => Some(text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].clone()
+    };
+    assert!(
+        done_line(true).starts_with("sent report.pdf to bob (10.0 MB"),
+        "{}",
+        done_line(true)
+    );
+    assert_eq!(
+        done_line(false),
+        "bob says report.pdf arrived whole (10.0 MB); nothing was left to send in this run"
+    );
+}
