@@ -287,4 +287,18 @@ mod tests {
         assert!(Manifest::decode(&empty.encode()).is_err());
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
     }
+
+    #[test]
+    fn bytes_after_the_last_entry_are_ignored() {
+        let m = Manifest {
+            entries: vec![Entry {
+                path: "a".into(),
+                size: 3,
+                hash: [7; 32],
+            }],
+        };
+        let mut bytes = m.encode();
+        bytes.extend_from_slice(&[0xff, 0x01, 0x02]);
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    }
 }

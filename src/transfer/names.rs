@@ -219,7 +219,21 @@ mod tests {
         );
         assert_eq!(p("a\nb").as_deref(), Some("a_b"));
         let long = "x".repeat(1000);
-        assert!(sanitize_component(&long).unwrap().len() < MAX_COMPONENT_BYTES);
+        assert_eq!(
+            sanitize_component(&long).unwrap().len(),
+            242,
+            "as the spec says"
+        );
+        assert_eq!(
+            p(&"d/".repeat(40)).unwrap().len(),
+            2 * 32 - 1,
+            "32 components at most"
+        );
+        assert_eq!(
+            sanitize_name("../evil\u{1b}.bin"),
+            "evil_.bin",
+            "the spec's example"
+        );
         assert_eq!(sanitize_name("../../etc/passwd"), "passwd");
         assert_eq!(sanitize_name(".."), "file");
         assert_eq!(sanitize_name("report.pdf"), "report.pdf");
