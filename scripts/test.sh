@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: `cargo test` (unit, simulator, spec vectors, binary tests on loopback,
-# the real-terminal test), then the LAN and tailnet tests in network namespaces (root only).
+# the real-terminal test), the peer written from the spec alone (loopback), then the LAN and
+# tailnet tests in network namespaces (root only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --locked "$@"
+cargo build --locked --bin tailchat
+scripts/spec-peer-test.sh target/debug/tailchat
 if [ "$(id -u)" = 0 ]; then
   cargo build --locked --bin tailchat --example forger
   scripts/netns-lan-test.sh target/debug/tailchat
