@@ -24,6 +24,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -165,8 +166,10 @@ pub fn resume_point(job: &Job) -> (u32, u64) {
 
 /// Files from `job.files_done` on that are in place although the transfer's record does not
 /// say so (the receiver stopped between moving a file into place and saving its record): a
-/// regular file at its final name, no `.part` beside it, of the manifest's size and hash. Each
-/// is reported done, so it is not fetched again as `NAME (1)`; returns how many there are.
+/// regular file at its final name, no `.part` beside it, of the manifest's size and hash. A
+/// `.part` that is the very file at the final name (the receiver stopped between the hard link
+/// that put it in place and the removal of the `.part`) is removed first. Each is reported
+/// done, so it is not fetched again as `NAME (1)`; returns how many there are.
 fn already_placed(job: &Job, events: &UnboundedSender<DataEvent>) -> u32 {
     let Some(manifest) = &job.manifest else {
         return 0;
@@ -175,7 +178,13 @@ fn already_placed(job: &Job, events: &UnboundedSender<DataEvent>) -> u32 {
     let mut placed = 0;
     let entries = manifest.entries.iter().zip(&finals).enumerate();
     for (i, (entry, path)) in entries.skip(job.files_done as usize) {
-        let whole = fs::symlink_metadata(part_of(path)).is_err()
+        let part = part_of(path);
+        if let (Ok(p), Ok(f)) = (fs::symlink_metadata(&part), fs::symlink_metadata(path)) {
+            if p.is_file() && p.dev() == f.dev() && p.ino() == f.ino() {
+                let _ = fs::remove_file(&part);
+            }
+        }
+        let whole = fs::symlink_metadata(&part).is_err()
             && fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size)
             && manifest::hash_file(path).is_ok_and(|(_, hash)| hash == entry.hash);
         if !whole || job.cancel.load(Ordering::Acquire) {
@@ -468,6 +477,13 @@ mod tests {
         assert_eq!(already_placed(&job(1), &tx), 1);
         fs::write(top.join("f1.part"), b"sec").unwrap();
         assert_eq!(already_placed(&job(1), &tx), 0);
+        // Stopped between the hard link that placed it and the removal of the part: the part
+        // is the placed file itself, so it goes and the file counts.
+        fs::remove_file(top.join("f1.part")).unwrap();
+        fs::hard_link(top.join("f1"), top.join("f1.part")).unwrap();
+        assert_eq!(already_placed(&job(1), &tx), 1);
+        assert!(!top.join("f1.part").exists());
+        assert!(top.join("f1").exists());
         // With no manifest yet (a first attempt), nothing is looked at.
         let first = Job {
             manifest: None,
