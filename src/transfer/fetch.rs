@@ -265,6 +265,13 @@ fn fetch(
         from: done,
     });
     let mut reported = Instant::now();
+    if let Plan::Folder { top } = &job.plan {
+        // Made at accept, unless the receiver stopped right after saving that it accepted.
+        let disk = |e: io::Error| {
+            FetchError::Disk(format!("cannot create {}: {}", top.display(), reason(&e)))
+        };
+        names::make_parents(top.parent().unwrap_or(top), top).map_err(disk)?;
+    }
     for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
         if i < first as usize {
             continue;

@@ -100,26 +100,6 @@ pub fn part_of(p: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Creates a new folder for a transfer in `dir`: `name`, else `name (1)`, … (never one that
-/// exists). Returns its path.
-///
-/// # Errors
-/// It cannot be created (permissions, a full disk).
-pub fn create_unique_dir(dir: &Path, name: &str) -> io::Result<PathBuf> {
-    for n in 0..10_000 {
-        let p = dir.join(numbered(name, n));
-        match fs::create_dir(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "every numbered name is taken",
-    ))
-}
-
 /// Makes the folders from `top` (which must exist) down to `parent`, one component at a time,
 /// refusing to go through anything that is not a real folder (a symbolic link, say).
 ///
@@ -282,9 +262,9 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", top.join("f.part")).unwrap();
         assert!(open_part(&top.join("f.part"), true).is_err());
         assert!(open_part(&top.join("f.part"), false).is_err());
-        assert_eq!(
-            create_unique_dir(tmp.path(), "t").unwrap(),
-            tmp.path().join("t (1)")
-        );
+        assert_eq!(unique(tmp.path(), "t"), tmp.path().join("t (1)"));
+        // A transfer's folder that is a link is refused too.
+        std::os::unix::fs::symlink(tmp.path(), tmp.path().join("away")).unwrap();
+        assert!(make_parents(tmp.path(), &tmp.path().join("away")).is_err());
     }
 }

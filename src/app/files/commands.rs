@@ -149,23 +149,29 @@ impl Files {
             }
         }
         let name = names::sanitize_name(&t.record.offer.name);
-        let dest = if t.record.offer.folder {
-            names::create_unique_dir(&dir, &name).map_err(|e| {
-                format!(
-                    "cannot create a folder in {}: {}",
-                    dir.display(),
-                    manifest::reason(&e)
-                )
-            })?
-        } else {
-            names::unique(&dir, &name)
-        };
+        let folder = t.record.offer.folder;
+        let dest = names::unique(&dir, &name);
         let t = self.transfers.get_mut(&key).ok_or("gone")?;
         t.record.dest = Some(dest.clone());
         t.record.state = State::Accepted;
         let (peer, shown) = (t.peer(), t.shown_name());
         let nick = Self::nick(ep, t);
+        // Saved before the folder is made: a crash in between resumes into it (the fetch makes
+        // it), instead of leaving it empty beside a `NAME (1)` made by a second accept.
         self.save(key);
+        if folder {
+            if let Err(e) = std::fs::create_dir(&dest) {
+                let t = self.transfers.get_mut(&key).ok_or("gone")?;
+                t.record.dest = None;
+                t.record.state = State::Offered;
+                self.save(key);
+                return Err(format!(
+                    "cannot create {}: {}",
+                    dest.display(),
+                    manifest::reason(&e)
+                ));
+            }
+        }
         self.kept.push(peer);
         let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
         self.notice(format!("accepted {shown} from {nick} → {}", dest.display()));
