@@ -675,3 +675,38 @@ fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once(
     }
     drop(bob);
 }
+
+#[test]
+fn lines_on_the_screen_are_recorded_as_shown_soon_even_when_nothing_else_happens() {
+    use std::time::{Duration, Instant};
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, bob) = pair(a.path(), b.path());
+    quit(bob);
+    alice.expect("bob left");
+    for k in 0..100 {
+        alice.send(&format!("queued {k}"));
+    }
+    // Bob comes back and is shown the hundred at once.
+    let mut bob = start(
+        "bob",
+        b.path(),
+        &["--peer", &format!("127.0.0.1:{}", alice.port)],
+    );
+    bob.expect("<alice> queued 99");
+    // Then nothing happens (the next keepalive is seconds away). Well before that, bob's
+    // journal says every line is on his screen: a crash now would show none of them again.
+    let journal = b.path().join(tailchat::store::JOURNAL_FILE);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, restored) = tailchat::store::journal::Journal::open_read_only(&journal).unwrap();
+        if restored.unshown.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} lines would be shown again after a crash",
+            restored.unshown.len()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling a file: no event to wait for
+    }
+}

@@ -79,6 +79,10 @@ pub struct Record {
     pub created_ms: i64,
     /// When it finished.
     pub finished_ms: Option<i64>,
+    /// Finished, but the line that says so may not have reached the screen (the program
+    /// stopped first): said at the next start. Absent (false) in records of older versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untold: bool,
 }
 
 /// The offer's fields, as JSON can hold them.
@@ -158,6 +162,7 @@ impl Record {
             reason: None,
             created_ms,
             finished_ms: None,
+            untold: false,
         }
     }
 
@@ -320,6 +325,7 @@ mod tests {
             reason: None,
             created_ms: 1000,
             finished_ms: None,
+            untold: false,
         };
         store.save(&r).unwrap();
         store.save_manifest(r.key(), b"mf").unwrap();

@@ -172,6 +172,7 @@ impl Chat {
         for line in self.files.take_lines() {
             self.print(line);
         }
+        self.files_to_mark.extend(self.files.take_untold());
     }
 
     /// Each present peer with the name it is shown under (see [`present::display_names`]).

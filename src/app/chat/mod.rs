@@ -46,6 +46,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// How soon the loop looks again whether the screen has written the lines handed to it.
+const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(100);
+
 /// The chat's state between wake-ups.
 pub struct Chat {
     /// The protocol core.
@@ -97,6 +100,12 @@ pub struct Chat {
     /// Messages handed to the screen and not yet known to be written: per screen mark, the
     /// highest id shown per sender. Recorded as shown once the screen passes the mark.
     unconfirmed: Vec<(u64, BTreeMap<PeerId, u64>)>,
+    /// File transfers whose end lines were handed to the screen, by screen mark: told once
+    /// the screen has written them (`Files::told`), so a crash before then says them again.
+    files_unconfirmed: Vec<(u64, Vec<crate::transfer::TransferKey>)>,
+    /// File transfers whose end lines wait among the lines for the screen: given a mark in
+    /// [`Self::files_unconfirmed`] when they are handed to it.
+    files_to_mark: Vec<crate::transfer::TransferKey>,
     /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
@@ -171,6 +180,8 @@ impl Chat {
             reply_to: None,
             json,
             unconfirmed: Vec::new(),
+            files_unconfirmed: Vec::new(),
+            files_to_mark: Vec::new(),
             away_told: HashSet::new(),
             tailnet: Tailnet::off(),
             files,
@@ -239,7 +250,13 @@ impl Chat {
 
     /// When the loop must wake up next even if nothing arrives.
     pub fn next_wakeup(&self) -> Option<Instant> {
+        // Lines handed to the screen are recorded as shown once it has written them, which
+        // takes it a moment: soon, not at whatever wakes the loop next (seconds, when idle),
+        // so a crash meanwhile repeats a few lines at most.
+        let confirm = (!self.unconfirmed.is_empty() || !self.files_unconfirmed.is_empty())
+            .then(|| Instant::now() + CONFIRM_SHOWN_EVERY);
         [
+            confirm,
             self.ep.poll_timeout(),
             self.quit_by,
             self.hold_until,

@@ -101,6 +101,10 @@ impl Chat {
                 (Dest::Client(_), Line::Human(_)) => {}
             }
         }
+        if !self.files_to_mark.is_empty() {
+            let keys = std::mem::take(&mut self.files_to_mark);
+            self.files_unconfirmed.push((self.screen.mark(), keys));
+        }
     }
 
     fn show_line(&self, line: Line) {

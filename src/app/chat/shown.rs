@@ -56,8 +56,15 @@ impl Chat {
         }
     }
 
-    /// Records as shown the messages whose screen mark is at or below `reached`.
+    /// Records as shown the messages whose screen mark is at or below `reached`, and as told
+    /// the file transfers whose end lines are.
     pub(super) fn record_shown(&mut self, reached: u64) {
+        let written = self
+            .files_unconfirmed
+            .partition_point(|(mark, _)| *mark <= reached);
+        for (_, keys) in self.files_unconfirmed.drain(..written) {
+            self.files.told(&keys);
+        }
         let done = self
             .unconfirmed
             .partition_point(|(mark, _)| *mark <= reached);

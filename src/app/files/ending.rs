@@ -66,6 +66,9 @@ impl Files {
         t.record.state = state;
         t.record.reason.clone_from(&reason);
         t.record.finished_ms = Some(now_ms());
+        // Told once the chat has shown the line it ends with (`lines_shown`).
+        t.record.untold = true;
+        self.untold.push(key);
         let (peer, outgoing, name) = (t.peer(), t.record.outgoing, t.shown_name());
         let nick = Self::nick(ep, t);
         if t.fetching.is_none() && state != State::Done {

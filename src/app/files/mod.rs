@@ -136,6 +136,40 @@ impl Transfer {
         PeerId(self.record.peer)
     }
 
+    /// The end of a transfer that finished just before the program stopped, for the next
+    /// start (the line it got then may never have reached the screen).
+    fn told_late(&self) -> String {
+        let r = &self.record;
+        let (name, nick) = (
+            self.shown_name(),
+            crate::ui::render::display_nick(&r.peer_nick),
+        );
+        let what = match (r.state, r.outgoing) {
+            (State::Done, false) => {
+                let dest = r.dest.as_deref().map(Path::display);
+                format!(
+                    "received {name} from {nick}{}",
+                    dest.map(|d| format!(" → {d}")).unwrap_or_default()
+                )
+            }
+            (State::Done, true) => format!("sent {name} to {nick}"),
+            (State::Declined, true) => format!("{nick} declined {name}"),
+            (State::Declined, false) => format!("declined {name} from {nick}"),
+            (state, outgoing) => {
+                let dir = if outgoing { "to" } else { "from" };
+                let why = r.reason.as_deref().map(crate::ui::render::sanitize);
+                match (state, why) {
+                    (State::Failed, Some(why)) => why,
+                    (_, Some(why)) if !why.is_empty() => {
+                        format!("cancelled {name} ({dir} {nick}): {why}")
+                    }
+                    _ => format!("cancelled {name} ({dir} {nick})"),
+                }
+            }
+        };
+        format!("before tailchat last stopped: {what}")
+    }
+
     /// The name as shown: a folder with a trailing `/`.
     fn shown_name(&self) -> String {
         let name = crate::ui::render::sanitize(&self.record.offer.name);
@@ -180,6 +214,9 @@ pub struct Files {
     /// Peers offered a file or accepted from since the last [`Files::take_kept`]: the
     /// journal keeps how to reach them, so the transfer finds them after a restart.
     kept: Vec<PeerId>,
+    /// Transfers finished (or found finished but untold at start) whose end line is among
+    /// [`Self::lines`]: marked [`Files::told`] once the screen has written them.
+    untold: Vec<TransferKey>,
     /// A script or a program reads the output: no progress lines, only the end lines.
     quiet: bool,
 }
@@ -201,6 +238,7 @@ impl Files {
             next_number: 1,
             lines: Vec::new(),
             kept: Vec::new(),
+            untold: Vec::new(),
             quiet,
         };
         files.restore();
@@ -229,6 +267,22 @@ impl Files {
         self.transfers
             .values()
             .any(|t| t.this_run && t.record.state == State::Accepted)
+    }
+
+    /// The transfers whose end lines are among those the last [`Files::take_lines`] took: to
+    /// be marked [`Files::told`] once the screen has written them.
+    pub fn take_untold(&mut self) -> Vec<TransferKey> {
+        std::mem::take(&mut self.untold)
+    }
+
+    /// The end lines of `keys` are on the screen: they need not be said again after a restart.
+    pub fn told(&mut self, keys: &[TransferKey]) {
+        for &key in keys {
+            if let Some(t) = self.transfers.get_mut(&key).filter(|t| t.record.untold) {
+                t.record.untold = false;
+                self.save(key);
+            }
+        }
     }
 
     fn notice(&mut self, text: String) {
@@ -278,6 +332,11 @@ impl Files {
                 this_run: false,
                 ..new_transfer(number, record, offer, manifest)
             };
+            if restored.record.untold {
+                let line = restored.told_late();
+                self.notice(line);
+                self.untold.push(key);
+            }
             self.transfers.insert(key, restored);
         }
         let waiting = self

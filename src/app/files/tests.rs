@@ -35,6 +35,7 @@ fn accepted(quiet: bool) -> (Files, TransferKey) {
         reason: None,
         created_ms: 0,
         finished_ms: None,
+        untold: false,
     };
     let key = TransferKey {
         offerer: PeerId(2),
@@ -164,4 +165,59 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
         done_line(false),
         "bob says report.pdf arrived whole (10.0 MB); nothing was left to send in this run"
     );
+}
+
+/// The notices among `lines`.
+fn notices(lines: Vec<Output>) -> Vec<String> {
+    lines
+        .into_iter()
+        .filter_map(|l| match l {
+            Output::Notice(text) => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let setup = || FilesSetup {
+        data_dir: Some(tmp.path().to_path_buf()),
+        ..FilesSetup::default()
+    };
+    let store = Store::new(tmp.path());
+    // The transfer of `accepted`, ours this time, finished while running: its record says it is
+    // done and untold until the chat has shown the line.
+    let (mut files, theirs) = accepted(false);
+    files.store = Some(store.clone());
+    let mut t = files.transfers.remove(&theirs).unwrap();
+    t.record.offerer = 1;
+    t.record.outgoing = true;
+    let key = t.record.key();
+    files.transfers.insert(key, t);
+    let mut ep = endpoint(Instant::now());
+    let done = control::encode(&Control::Done { id: 7 });
+    files.on_app_data(&mut ep, PeerId(2), &done);
+    let untold = |store: &Store| {
+        let (records, _) = store.load(now_ms());
+        records.iter().filter(|r| r.untold).count()
+    };
+    assert_eq!(untold(&store), 1, "saved as untold when it ends");
+    // The program stops before the line reaches the screen: the next start says it.
+    let mut next = Files::new(setup(), PeerId(1), false);
+    assert_eq!(
+        notices(next.take_lines()),
+        ["before tailchat last stopped: sent report.pdf to bob"]
+    );
+    let told = next.take_untold();
+    next.told(&told);
+    assert_eq!(untold(&store), 0, "told once shown");
+    let mut after = Files::new(setup(), PeerId(1), false);
+    assert!(notices(after.take_lines()).is_empty(), "and never again");
+    // Shown while running: nothing at the next start.
+    files.take_lines();
+    let told = files.take_untold();
+    assert_eq!(told, [key]);
+    files.told(&told);
+    assert_eq!(untold(&store), 0);
 }
