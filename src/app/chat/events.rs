@@ -62,7 +62,10 @@ impl Chat {
             ) {
                 self.hold_until = None; // the contact a script waited for is made (or hopeless)
             }
-            if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+            if let Event::PeerJoined { peer, .. }
+            | Event::PeerReachable { peer, .. }
+            | Event::PeerRestarted { peer, .. } = &e
+            {
                 self.away_told.remove(peer); // back: its next absence is worth telling again
             }
             if let Event::PeerJoined { peer, addr, .. } = &e {
