@@ -265,6 +265,7 @@ impl Link {
     /// watermark drops any it had already shown).
     pub fn restart(&mut self, now: Instant, new_session: bool) {
         self.last_activity = now;
+        self.send.restart_delay_clock(now);
         self.recovery.reset_backoff();
         self.requeue_all_sent();
         self.recovery.clear_waiting();
@@ -416,6 +417,7 @@ impl Link {
         }
         if self.is_unreachable() {
             self.state = LinkState::Online;
+            self.send.restart_delay_clock(now);
             out.push(LinkEvent::Reachable);
         }
         self.requeue_lost(now);

@@ -514,6 +514,20 @@ impl SendQueue {
         }
     }
 
+    /// The peer is back (it joined, restarted, or answers again): the messages that waited for
+    /// it meanwhile are not late yet, whatever their age; their delay clock starts now (the
+    /// user was told they wait, and a delay notice is for a peer that is there and does not
+    /// take them).
+    pub fn restart_delay_clock(&mut self, now: Instant) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        for (_, m) in self
+            .messages
+            .range_mut((Excluded(self.delay_checked), Unbounded))
+        {
+            m.queued_at = m.queued_at.max(now);
+        }
+    }
+
     /// Messages not yet checked for the delay notice, in id (and so queueing) order.
     fn unchecked_messages(&self) -> impl Iterator<Item = (&MessageId, &PendingMessage)> {
         use std::ops::Bound::{Excluded, Unbounded};
