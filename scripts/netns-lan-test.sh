@@ -63,6 +63,11 @@ start() {  # start NAME [ARGS…]: tailchat --nick NAME on host NAME, commands t
 
 pid_of() { echo "${PIDS[$1]}"; }
 
+script_says() {  # script_says NAME LINE: `echo LINE | tailchat --ephemeral` run once on NAME
+  printf '%s\n' "$2" | ip netns exec "$P$1" env -i PATH="$PATH" HOME="$WORK/$1.home" NO_COLOR=1 \
+    timeout 30 "$BIN" --nick "$1" --ephemeral >"$WORK/$1.out" 2>"$WORK/$1.err"
+}
+
 say() {  # say NAME LINE: type a line on host NAME
   local fd
   eval "fd=\$fd_$1"
@@ -120,12 +125,18 @@ bridge sw
 host h1 sw 10.77.0.1/24
 host h2 sw 10.77.0.2/24
 host h3 sw 10.77.0.3/24
+host h4 sw 10.77.0.4/24
 start h1; start h2; start h3
 check "the three list each other within 2 s, with nobody typing an address" lan_finds_itself
 check "/peers says they were announced" peers_say_announced
 say h1 "hello from h1"
 check "a group message reaches h2" wait_for h2 "<h1> hello from h1" 2
 check "and h3" wait_for h3 "<h1> hello from h1" 2
+check "a one-shot script on h4, default flags, no address: delivered to all (exit 0)" \
+  script_says h4 "from a script"
+check "its line reached h1" wait_for h1 "<h4> from a script" 2
+check "and h2" wait_for h2 "<h4> from a script" 2
+check "and h3, not only the first to answer" wait_for h3 "<h4> from a script" 2
 say h3 "/quit"
 check "/quit is noticed by h1 within 2 s" wait_for h1 "h3 left" 2
 check "and by h2" wait_for h2 "h3 left" 2

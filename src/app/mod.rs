@@ -270,6 +270,9 @@ pub async fn run_with(
     }
     chat.flush_screen();
     let discovering = net.discovery_interfaces().is_some();
+    if discovering {
+        chat.hold_for_discovery(Instant::now());
+    }
     tracing::debug!(
         "running as {} (session {}), discovery {}",
         chat.ep.peer_id(),

@@ -3,6 +3,7 @@
 
 use super::mentions;
 use super::Chat;
+use super::DISCOVERY_QUIET;
 use crate::app::json;
 use crate::app::persist::Persistence;
 use crate::app::presence;
@@ -60,7 +61,15 @@ impl Chat {
                     | Event::PeerReachable { .. }
                     | Event::AddressUnanswered { .. }
             ) {
-                self.hold_until = None; // the contact a script waited for is made (or hopeless)
+                // The contact a script waited for is made (or hopeless); while it listens
+                // for its LAN, a join only means the others are answering too.
+                self.hold_until = match (self.discovery_hold, &e) {
+                    (Some(cap), Event::PeerJoined { .. }) => {
+                        Some((Instant::now() + DISCOVERY_QUIET).min(cap))
+                    }
+                    (Some(_), _) => self.hold_until,
+                    (None, _) => None,
+                };
             }
             if let Event::PeerJoined { peer, .. }
             | Event::PeerReachable { peer, .. }

@@ -46,6 +46,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// A script that discovers its LAN starts once this long has passed without a new peer after
+/// the first one joined: the others answer the same announcement within a few milliseconds
+/// on a LAN, well within this.
+const DISCOVERY_QUIET: Duration = Duration::from_millis(300);
+
 /// How soon the loop looks again whether the screen has written the lines handed to it.
 const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(100);
 
@@ -76,6 +81,10 @@ pub struct Chat {
     wait: Duration,
     /// Script lines are held until a contact is answered, or until this time.
     hold_until: Option<Instant>,
+    /// A script with LAN discovery on: its lines are held at start until the LAN has
+    /// answered (no new peer for [`DISCOVERY_QUIET`] after one joined), at most until this
+    /// time, so its first message reaches everyone on the LAN, not the first to answer.
+    discovery_hold: Option<Instant>,
     /// Input has ended: once every message is acknowledged, or at this time, quit.
     drain_until: Option<Instant>,
     /// What went wrong, for the exit code.
@@ -170,6 +179,7 @@ impl Chat {
             scripted,
             wait,
             hold_until: None,
+            discovery_hold: None,
             drain_until: None,
             outcome: Outcome::default(),
             last_stats: String::new(),
@@ -207,6 +217,16 @@ impl Chat {
             nick,
         });
         chat
+    }
+
+    /// A script that announces itself on the LAN: its lines wait until the LAN has answered
+    /// (see [`Self::discovery_hold`]), at most `--wait`.
+    pub fn hold_for_discovery(&mut self, now: Instant) {
+        if self.scripted {
+            let cap = now + self.wait;
+            self.discovery_hold = Some(cap);
+            self.hold_until = Some(self.hold_until.map_or(cap, |t| t.max(cap)));
+        }
     }
 
     /// Uses `tailnet` from now on, and starts reading the device list.
@@ -273,6 +293,7 @@ impl Chat {
     pub fn on_timer(&mut self, now: Instant) {
         if self.hold_until.is_some_and(|t| t <= now) {
             self.hold_until = None;
+            self.discovery_hold = None;
         }
         self.ep.handle_timeout(now);
         self.contact_tailnet(now);
