@@ -52,7 +52,7 @@ pub struct Args {
 
     /// Take datagrams only from here: an address, a network (100.64.0.0/10,
     /// fd7a:115c:a1e0::/48), or tailnet:LOGIN / tailnet:tag:NAME (checked with tailscaled);
-    /// repeatable, added to the config file's [default: from anywhere]
+    /// repeatable, added to the config file's `allow` list [default: from anywhere]
     #[arg(long = "allow", global = true, value_name = "ENTRY", value_parser = allow::parse_entry)]
     pub allow: Vec<AllowEntry>,
 
@@ -65,8 +65,9 @@ pub struct Args {
     #[arg(long, global = true, value_name = "DIR")]
     pub download_dir: Option<PathBuf>,
 
-    /// Scripts: how long to wait for a peer asked for with /add or --peer to answer, and at
-    /// the end for every message to be acknowledged (the exit code says if one was not)
+    /// Scripts: how long to wait for a peer asked for with /add or --peer (or the LAN, with
+    /// discovery) to answer, and at the end for every message to be acknowledged (the exit
+    /// code says if one was not)
     /// [default: 5]
     #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_wait)]
     pub wait: Option<Duration>,

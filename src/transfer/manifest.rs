@@ -113,9 +113,23 @@ pub struct Prepared {
 pub fn prepare(path: &Path) -> Result<Prepared, String> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?;
-    let name = path
+    // `.` and `..` are named after the folder they are.
+    let canonical = match path.file_name() {
+        Some(_) => None,
+        None => Some(
+            fs::canonicalize(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?,
+        ),
+    };
+    let name = canonical
+        .as_deref()
+        .unwrap_or(path)
         .file_name()
-        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            format!(
+                "cannot send {shown}: the root folder has no name to offer — name a folder in it"
+            )
+        })?
+        .to_str()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| format!("cannot send {shown}: its name is not UTF-8 text"))?
         .to_owned();
@@ -262,6 +276,18 @@ mod tests {
         assert_eq!(p.manifest.entries[0].path, "report.pdf");
         assert_eq!(p.manifest.entries[0].size, 10_000);
         assert!(prepare(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn dot_and_dot_dot_are_named_after_their_folder_and_the_root_is_refused_clearly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("photos");
+        fs::create_dir_all(top.join("sub")).unwrap();
+        fs::write(top.join("sub/a.jpg"), b"a").unwrap();
+        assert_eq!(prepare(&top.join("sub/..")).unwrap().name, "photos");
+        assert_eq!(prepare(&top.join(".")).unwrap().name, "photos");
+        let root = prepare(Path::new("/")).unwrap_err();
+        assert!(root.contains("the root folder has no name"), "{root}");
     }
 
     #[test]

@@ -132,6 +132,12 @@ impl Files {
             .or_else(|| self.setup.download_dir.clone())
             .or_else(default_download_dir)
             .ok_or("no download folder: give one, /accept N DIR")?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!(
+                "{} is not a folder: /accept N DIR takes the folder to put it in",
+                dir.display()
+            ));
+        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
         let t = &self.transfers[&key];

@@ -221,3 +221,18 @@ fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
     files.told(&told);
     assert_eq!(untold(&store), 0);
 }
+
+#[test]
+fn accepting_into_a_file_says_a_folder_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("passwd");
+    std::fs::write(&file, b"x").unwrap();
+    let (mut files, key) = accepted(false);
+    let mut ep = endpoint(Instant::now());
+    let err = files.accept(&mut ep, key, Some(file.clone())).unwrap_err();
+    assert!(
+        err.ends_with("is not a folder: /accept N DIR takes the folder to put it in"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
