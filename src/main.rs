@@ -146,14 +146,14 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
             term.output.print(&out);
         }
     };
-    say(Output::Notice(format!(
+    let mut first = vec![Output::Notice(format!(
         "tailchat {}: you are {}, listening on UDP port {port} ({}). /help lists commands.",
         env!("CARGO_PKG_VERSION"),
         settings.nick,
         settings.discovery_note(),
-    )));
+    ))];
     if fell_back {
-        say(Output::Notice(format!(
+        first.push(Output::Notice(format!(
             "UDP port {} is in use (another tailchat?), so this script listens on {port}",
             settings.port
         )));
@@ -166,6 +166,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         Instant::now(),
     );
     started.endpoint.set_ephemeral(settings.ephemeral);
+    // A program reads `ready` first (the README's promise); a person, who we are first.
     if json {
         term.output.print_raw(app::json::ready(
             &settings.nick,
@@ -173,7 +174,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
             port,
         ));
     }
-    for n in started.notices.iter().cloned() {
+    for n in first.into_iter().chain(started.notices.iter().cloned()) {
         say(n);
     }
     if let Some(problem) = storage.as_ref().and_then(|s| s.problem.clone()) {

@@ -298,6 +298,11 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
             }
         }
     });
+    let ready = rx.recv_timeout(common::WAIT).expect("a first line");
+    assert_eq!(
+        ready["type"], "ready",
+        "ready comes first, as the README says: {ready}"
+    );
     let mut seen = Vec::new();
     let mut expect = |what: &str, f: &dyn Fn(&Value) -> bool| -> Value {
         loop {
@@ -310,7 +315,6 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
             }
         }
     };
-    let ready = expect("ready", &|v| v["type"] == "ready");
     assert_eq!(ready["nick"], "bot");
     assert!(ready["port"].as_u64().unwrap() > 0);
     let send = |stdin: &mut std::process::ChildStdin, v: Value| {
