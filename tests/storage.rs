@@ -710,3 +710,26 @@ fn lines_on_the_screen_are_recorded_as_shown_soon_even_when_nothing_else_happens
         std::thread::sleep(Duration::from_millis(20)); // polling a file: no event to wait for
     }
 }
+
+#[test]
+fn a_new_nick_is_kept_for_the_next_run_even_if_nothing_was_said_under_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mut first = start("bob", d.path(), &[]);
+    first.send("/nick bobby");
+    first.expect("you are now bobby");
+    quit(first);
+    // Started again without --nick: the nick this data directory used last.
+    let dir = data(d.path());
+    let (mut cmd, _home) = command(&[
+        "--no-discovery",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--data-dir",
+        &dir,
+    ]);
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("you are bobby,"), "{text}");
+}

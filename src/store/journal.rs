@@ -187,7 +187,8 @@ pub enum Record {
     },
     /// A run started with this journal writable; from here on, [`Record::Shown`] says which
     /// messages heard reached the screen (a journal without it predates that, and nothing
-    /// before it is replayed).
+    /// before it is replayed). Written again, with the same session, when our nick changes
+    /// during the run.
     Opened {
         /// When, in milliseconds since the Unix epoch.
         at_ms: i64,

@@ -90,6 +90,12 @@ impl Chat {
             },
             Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
                 Ok(()) => {
+                    // The next run starts under this nick, even if nothing is said under it.
+                    self.append(&crate::store::journal::Record::Opened {
+                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        session: self.ep.session(),
+                        nick: nick.clone(),
+                    });
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
                     let taken = self.ep.peers().into_iter().any(|p| {
