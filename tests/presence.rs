@@ -130,7 +130,8 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
 
 #[test]
 fn an_ephemeral_script_is_not_listed_once_it_has_left() {
-    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
     let peer = format!("127.0.0.1:{}", alice.port);
     let mut bot = Chat::start(
         "deploybot",
@@ -149,6 +150,12 @@ fn an_ephemeral_script_is_not_listed_once_it_has_left() {
     alice.expect("no peers yet");
     alice.send("thanks, bot");
     alice.expect("not sent: nobody is here yet");
+    // Nor after alice restarts: nothing of it is kept.
+    alice.send("/quit");
+    alice.wait_exit(); // exit 4: the line above had nobody to go to
+    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
+    alice.send("/peers");
+    alice.expect("no peers yet");
 }
 
 #[test]

@@ -53,6 +53,14 @@ impl Chat {
     pub fn goodbye(&mut self) {
         self.screen.flush();
         self.record_shown(self.screen.reached());
+        // Scripts that left a moment ago would be forgotten in a moment: now, not kept.
+        self.ep.forget_departing();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        while let Some(e) = self.ep.poll_event() {
+            for record in Persistence::records_for(&self.ep, &e, now_ms) {
+                self.append(&record);
+            }
+        }
         for record in Persistence::addresses(&self.ep.peers()) {
             self.append(&record);
         }

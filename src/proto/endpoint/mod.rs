@@ -660,6 +660,21 @@ impl Endpoint {
         self.peers.iter().map(|(_, p)| p.link.undelivered()).sum()
     }
 
+    /// Forgets at once the ephemeral peers that left and are still lingering
+    /// ([`EPHEMERAL_LINGER`]): for a program that stops, so that they are not kept as peers
+    /// past its end. Each is reported as [`Event::PeerForgotten`].
+    pub fn forget_departing(&mut self) {
+        for id in std::mem::take(&mut self.departing).into_keys() {
+            let left = self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.state() == LinkState::Left);
+            if left {
+                self.forget_peer(id, ForgetReason::Ephemeral);
+            }
+        }
+    }
+
     /// A snapshot of every known peer, ordered by nick (an ephemeral peer that left is no
     /// longer listed).
     pub fn peers(&self) -> Vec<PeerInfo> {
