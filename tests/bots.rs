@@ -72,6 +72,29 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     alice.expect_where("the sent line in history", |l| {
         l.contains("-") && l.contains("<alice> build 1234 passed")
     });
+
+    // Bob has left: the line waits for him, and the sender is told so, by his nick.
+    bob.send("/quit");
+    alice.expect("bob left");
+    let d = data(dir.path());
+    let (mut cmd, _home) = command(&[
+        "send",
+        "--data-dir",
+        &d,
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--wait",
+        "1",
+        "later",
+    ]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not yet delivered to bob: your running tailchat keeps it"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

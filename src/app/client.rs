@@ -122,6 +122,10 @@ pub fn send(
     if answers < commands.len() {
         return Err("the running tailchat did not answer".to_owned());
     }
+    if !waiting.is_empty() {
+        // Said by nick, not by id: the running tailchat knows them.
+        names.extend(peer_nicks(&mut writer, &mut reader));
+    }
     for (_, to) in &waiting {
         let name = names.get(to).cloned().unwrap_or_else(|| to.clone());
         eprintln!(
@@ -131,6 +135,41 @@ pub fn send(
     outcome.undelivered += waiting.len();
     let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
     Ok(outcome)
+}
+
+/// The nicks of the running tailchat's peers by id, asked on the connection (empty if it does
+/// not answer within a second).
+fn peer_nicks(
+    writer: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut nicks = std::collections::BTreeMap::new();
+    if writeln!(writer, "{}", json!({ "cmd": "peers" })).is_err() {
+        return nicks;
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut line = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || reader.get_ref().set_read_timeout(Some(left)).is_err() {
+            return nicks;
+        }
+        line.clear();
+        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            return nicks;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["type"] == "peers" {
+            for p in v["peers"].as_array().into_iter().flatten() {
+                if let (Some(id), Some(nick)) = (p["id"].as_str(), p["nick"].as_str()) {
+                    nicks.insert(id.to_owned(), nick.to_owned());
+                }
+            }
+            return nicks;
+        }
+    }
 }
 
 /// Relays standard input (JSON commands) to the running tailchat on `stream`, and its JSON
