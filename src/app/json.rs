@@ -43,7 +43,14 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, String> {
     if line.trim().is_empty() {
         return Ok(None);
     }
-    let w: Wire = serde_json::from_str(line).map_err(|e| format!("not a JSON command: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON command: {e}"))?;
+    if !value.is_object() {
+        return Err(
+            r#"not a command: send an object like {"cmd":"send","text":"hello"}"#.to_owned(),
+        );
+    }
+    let w: Wire = serde_json::from_value(value).map_err(|e| format!("not a JSON command: {e}"))?;
     let need = |field: Option<String>, name: &str| {
         field.ok_or_else(|| format!("'{}' needs a \"{name}\" field", w.cmd))
     };
@@ -345,7 +352,11 @@ mod tests {
             .contains("\"to\""));
         assert!(parse_command("/msg bob hi")
             .unwrap_err()
-            .contains("not a JSON"));
+            .contains("not a JSON command"));
+        // Valid JSON that is not an object says what a command looks like, not serde's words.
+        let e = parse_command("[]").unwrap_err();
+        assert!(e.contains(r#"{"cmd":"send","text":"hello"}"#), "{e}");
+        assert!(!e.contains("Wire"), "{e}");
         assert!(parse_command(r#"{"cmd":"nick","nick":"two words"}"#).is_err());
         assert!(parse_command(r#"{"cmd":"history","count":0}"#).is_err());
     }
