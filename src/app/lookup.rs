@@ -48,12 +48,12 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
     match candidates.as_slice() {
         [one] => Ok((one.id, one.nick.clone())),
         [] => {
-            let here = present_nicks(peers);
-            let gone: Vec<&str> = peers
+            // Here: answering this run (or lately). Away: left, or not seen since the start.
+            let (gone, here): (Vec<&PeerInfo>, Vec<&PeerInfo>) = peers
                 .iter()
-                .filter(|p| p.state == PeerState::Left)
-                .map(|p| p.nick.as_str())
-                .collect();
+                .partition(|p| matches!(p.state, PeerState::Left | PeerState::Offline));
+            let here: Vec<&str> = here.iter().map(|p| p.nick.as_str()).collect();
+            let gone: Vec<&str> = gone.iter().map(|p| p.nick.as_str()).collect();
             Err(match (here.is_empty(), gone.is_empty()) {
                 (true, true) => {
                     format!("no peer called '{wanted}'; nobody is known yet — /add HOST[:PORT]")
@@ -179,5 +179,10 @@ mod tests {
             peer(3, "dave", PeerState::Online),
         ];
         assert_eq!(present_nicks(&peers), ["bob", "dave"]);
+        // Not found: only who answers is 'here now'; one not seen this run is away.
+        assert_eq!(
+            find_peer(&peers, "erin").unwrap_err(),
+            "no peer called 'erin'; here now: dave; known, away now: bob, carol"
+        );
     }
 }
