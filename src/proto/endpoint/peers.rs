@@ -90,7 +90,8 @@ pub struct Peer {
     pub proven: Vec<SocketAddr>,
     /// How we found it.
     pub found: Found,
-    /// When we last heard from it (for a restored peer: when it was restored), for `/peers`.
+    /// When we last heard from it (for a restored peer: as the journal says, else when it was
+    /// restored), for `/peers`.
     pub last_heard: Instant,
     /// The capability bits of its latest proof in this run (`None`: not heard yet).
     pub caps: Option<u64>,
@@ -536,6 +537,7 @@ impl PeerTable {
             }
             self.dirty.insert(r.id);
             self.roster_changed();
+            let heard_at = r.heard_ago.and_then(|ago| now.checked_sub(ago));
             self.peers.insert(
                 r.id,
                 Peer {
@@ -545,10 +547,11 @@ impl PeerTable {
                     addrs,
                     proven: Vec::new(),
                     found,
-                    last_heard: now,
+                    // `/peers` says when it was last heard as the journal knows it.
+                    last_heard: heard_at.unwrap_or(now),
                     caps: None,
                     away: None,
-                    heard_at: r.heard_ago.and_then(|ago| now.checked_sub(ago)),
+                    heard_at,
                     link,
                     counted: LinkCounters::default(),
                 },
@@ -889,6 +892,9 @@ mod tests {
         assert_eq!(t.pinned_key(&real.peer_id()), Some(real.public_key()));
         assert_eq!(t.pinned_key(&PeerId(7)), None, "not its key: dropped");
         assert!(t.get(&real.peer_id()).unwrap().protected(t0));
+        // `/peers` says when it was last heard, as the journal has it, not "just now".
+        let info = t.get(&real.peer_id()).unwrap().info(real.peer_id());
+        assert_eq!(t0.duration_since(info.last_heard), SEC);
         assert!(
             !t.get(&PeerId(7)).unwrap().protected(t0),
             "heard two days ago"
