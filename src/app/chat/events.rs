@@ -55,6 +55,9 @@ impl Chat {
             {
                 self.files.on_peer_back(&mut self.ep, *peer);
             }
+            if let Event::PeerForgotten { peer, nick, .. } = &e {
+                self.files.on_peer_forgotten(&mut self.ep, *peer, nick);
+            }
             if matches!(
                 e,
                 Event::PeerJoined { .. }

@@ -236,3 +236,18 @@ fn accepting_into_a_file_says_a_folder_is_needed() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
+
+#[test]
+fn a_forgotten_peers_transfers_end_with_a_line() {
+    let (mut files, key) = accepted(false);
+    let mut ep = endpoint(Instant::now());
+    files.on_peer_forgotten(&mut ep, PeerId(3), "carol");
+    assert!(files.take_lines().is_empty(), "not carol's");
+    files.on_peer_forgotten(&mut ep, PeerId(2), "bob");
+    let lines = files.take_lines();
+    assert!(
+        matches!(&lines[..], [Output::Error(e)] if e == "report.pdf (from bob) stopped: bob is forgotten, nothing more will come"),
+        "{lines:?}"
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Failed);
+}
