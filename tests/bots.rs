@@ -60,6 +60,14 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("*alice* just for you");
 
+    // To bob and a carol nobody knows: to nobody, and said so.
+    let out = send(dir.path(), &["--to", "bob", "--to", "carol", "for both"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nothing was sent"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = send(dir.path(), &["--to", "carol", "hello?"]);
     assert_eq!(out.status.code(), Some(3), "no carol: an invalid command");
     assert!(
@@ -74,6 +82,8 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     });
 
     // Bob has left: the line waits for him, and the sender is told so, by his nick.
+    let shown = bob.drain();
+    assert!(!shown.iter().any(|l| l.contains("for both")), "{shown:?}");
     bob.send("/quit");
     alice.expect("bob left");
     let d = data(dir.path());

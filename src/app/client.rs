@@ -42,12 +42,25 @@ pub fn send(
 ) -> Result<Outcome, String> {
     let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
     let mut writer = stream.try_clone().map_err(lost)?;
+    let mut reader = BufReader::new(stream);
+    let mut outcome = Outcome::default();
+    if to.len() > 1 {
+        // All or nothing: a message for several, one of them mistyped, goes to none.
+        let known = peer_nicks(&mut writer, &mut reader);
+        let unknown: Vec<&String> = to.iter().filter(|n| !names_a_peer(n, &known)).collect();
+        if !unknown.is_empty() {
+            for nick in unknown {
+                eprintln!("error: no peer called '{nick}'");
+            }
+            eprintln!("error: nothing was sent (to any of them)");
+            outcome.invalid_command = true;
+            return Ok(outcome);
+        }
+    }
     let commands = commands(to, text);
     for c in &commands {
         writeln!(writer, "{c}").map_err(lost)?;
     }
-    let mut reader = BufReader::new(stream);
-    let mut outcome = Outcome::default();
     // (message id, recipient id) still waiting for an acknowledgement.
     let mut waiting: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut names = std::collections::BTreeMap::new();
@@ -135,6 +148,16 @@ pub fn send(
     outcome.undelivered += waiting.len();
     let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
     Ok(outcome)
+}
+
+/// Whether `name` names one of `known` (id -> nick): its nick, or `NICK#IDPREFIX`.
+fn names_a_peer(name: &str, known: &std::collections::BTreeMap<String, String>) -> bool {
+    known.iter().any(|(id, nick)| {
+        nick == name
+            || name.rsplit_once('#').is_some_and(|(n, prefix)| {
+                n == nick && id.starts_with(&prefix.to_ascii_lowercase())
+            })
+    })
 }
 
 /// The nicks of the running tailchat's peers by id, asked on the connection (empty if it does
