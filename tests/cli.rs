@@ -401,6 +401,42 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
     });
     assert!(err["message"].as_str().unwrap().contains("unknown command"));
 
+    // A file offered to the bot, accepted with a typed command.
+    let files = tempfile::tempdir().unwrap();
+    let offered = files.path().join("report.txt");
+    std::fs::write(&offered, b"quarterly numbers").unwrap();
+    alice.send(&format!("/send bot {}", offered.display()));
+    let offer = expect("the offer", &|v| {
+        v["type"] == "notice"
+            && v["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("offers report.txt")
+    });
+    let number = offer["text"]
+        .as_str()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let into = files.path().join("in");
+    std::fs::create_dir(&into).unwrap();
+    send(
+        &mut stdin,
+        serde_json::json!({"cmd": "command", "line": format!("/accept {number} {}", into.display())}),
+    );
+    expect("the end line", &|v| {
+        v["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("received report.txt from alice")
+    });
+    assert_eq!(
+        std::fs::read(into.join("report.txt")).unwrap(),
+        b"quarterly numbers"
+    );
+
     send(&mut stdin, serde_json::json!({"cmd": "quit"}));
     alice.expect("bot left");
     let status = bot.wait().unwrap();

@@ -32,6 +32,8 @@ struct Wire {
     host: Option<String>,
     /// `history`: how many lines.
     count: Option<usize>,
+    /// `command`: a `/command` line as a person would type it.
+    line: Option<String>,
 }
 
 /// The command a JSON line asks for.
@@ -83,9 +85,20 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, String> {
         // "text" is the reason; without it, away with none.
         "away" => Command::Away(Some(w.text.clone().unwrap_or_default())),
         "back" => Command::Away(None),
+        // Any command a person types (files among them: /send, /accept, /files, …).
+        "command" => {
+            let line = need(w.line.clone(), "line")?;
+            if !line.starts_with('/') || line.starts_with("//") {
+                return Err(
+                    "'command' takes a /command line as typed; to say something, use send"
+                        .to_owned(),
+                );
+            }
+            return crate::ui::command::parse(&line).map_err(|e| e.to_string());
+        }
         other => {
             return Err(format!(
-                "unknown command '{other}' (known: send, me, msg, nick, add, peers, history, away, back, quit)"
+                "unknown command '{other}' (known: send, me, msg, nick, add, peers, history, away, back, command, quit)"
             ))
         }
     };
@@ -353,6 +366,19 @@ mod tests {
         assert!(parse_command("/msg bob hi")
             .unwrap_err()
             .contains("not a JSON command"));
+        // Any typed command, files among them.
+        assert_eq!(
+            parse_command(r#"{"cmd":"command","line":"/accept 2 /tmp"}"#),
+            crate::ui::command::parse("/accept 2 /tmp").map_err(|e| e.to_string())
+        );
+        assert!(matches!(
+            parse_command(r#"{"cmd":"command","line":"/files"}"#),
+            Ok(Some(Command::File(_)))
+        ));
+        assert!(parse_command(r#"{"cmd":"command","line":"hello"}"#)
+            .unwrap_err()
+            .contains("use send"));
+        assert!(parse_command(r#"{"cmd":"command","line":"/dance"}"#).is_err());
         // Valid JSON that is not an object says what a command looks like, not serde's words.
         let e = parse_command("[]").unwrap_err();
         assert!(e.contains(r#"{"cmd":"send","text":"hello"}"#), "{e}");
