@@ -138,6 +138,10 @@ fn invalid_command_line_values_exit_2_with_clap_errors() {
         assert!(err.contains("error:"), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // A negative wait is a value out of range, not an unknown option.
+    let (mut cmd, _dir) = command(&["--wait", "-1"]);
+    let err = String::from_utf8_lossy(&cmd.output().unwrap().stderr).into_owned();
+    assert!(err.contains("a number of seconds from 0"), "{err}");
 }
 
 #[test]

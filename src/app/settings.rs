@@ -69,7 +69,7 @@ pub struct Args {
     /// discovery) to answer, and at the end for every message to be acknowledged (the exit
     /// code says if one was not)
     /// [default: 5]
-    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_wait)]
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_wait, allow_negative_numbers = true)]
     pub wait: Option<Duration>,
 
     /// For scripts and bots: say so to peers, who then keep nothing for us once we have left
