@@ -213,12 +213,16 @@ fn accept_loop(listener: &TcpListener, table: &Table, events: &UnboundedSender<D
         // limit bounds the threads even while a flood of connections makes room this way.
         let open = active.load(Ordering::Acquire);
         if open >= MAX_CONNECTIONS {
-            let oldest = lock(&waiting).pop_front();
+            let oldest = if open < 2 * MAX_CONNECTIONS {
+                lock(&waiting).pop_front()
+            } else {
+                None
+            };
             match oldest {
-                Some((_, idle)) if open < 2 * MAX_CONNECTIONS => {
+                Some((_, idle)) => {
                     let _ = idle.shutdown(std::net::Shutdown::Both);
                 }
-                _ => continue, // dropped: closed at once
+                None => continue, // dropped: closed at once
             }
         }
         if let Ok(handle) = stream.try_clone() {
