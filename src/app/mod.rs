@@ -270,7 +270,11 @@ pub async fn run_with(
     }
     chat.flush_screen();
     let discovering = net.discovery_interfaces().is_some();
-    if discovering {
+    // Only when it announces somewhere: with no interface yet, nobody would answer.
+    if net
+        .discovery_interfaces()
+        .is_some_and(|names| !names.is_empty())
+    {
         chat.hold_for_discovery(Instant::now());
     }
     tracing::debug!(

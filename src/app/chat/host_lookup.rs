@@ -31,12 +31,19 @@ impl Chat {
         });
     }
 
+    /// What is left of a script's hold once a contact it asked for is hopeless: the wait for
+    /// its LAN, if it still listens for it.
+    fn lan_hold(&self) -> Option<Instant> {
+        self.discovery_hold
+            .map(|cap| self.hold_until.map_or(cap, |h| h.min(cap)))
+    }
+
     /// A lookup finished: contact every usable address not already connected.
     pub fn on_resolved(&mut self, r: Resolved) {
         let addrs = match r.result {
             Ok(a) => a,
             Err(e) => {
-                self.hold_until = None;
+                self.hold_until = self.lan_hold();
                 return self.command_error(e);
             }
         };
@@ -47,7 +54,7 @@ impl Chat {
             .filter(|a| if a.is_ipv4() { v4 } else { v6 })
             .collect();
         if usable.is_empty() {
-            self.hold_until = None;
+            self.hold_until = self.lan_hold();
             return self.command_error(format!(
                 "cannot reach {}: its addresses are of a family this socket does not speak (check --bind)",
                 r.spec

@@ -52,7 +52,9 @@ use tokio::sync::mpsc;
 const DISCOVERY_QUIET: Duration = Duration::from_millis(300);
 
 /// How soon the loop looks again whether the screen has written the lines handed to it.
-const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(100);
+const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(25);
+/// For how long after lines were handed to the screen the loop keeps looking.
+const CONFIRM_SHOWN_FOR: Duration = Duration::from_secs(2);
 
 /// The chat's state between wake-ups.
 pub struct Chat {
@@ -115,6 +117,10 @@ pub struct Chat {
     /// File transfers whose end lines wait among the lines for the screen: given a mark in
     /// [`Self::files_unconfirmed`] when they are handed to it.
     files_to_mark: Vec<crate::transfer::TransferKey>,
+    /// Until when the loop looks every [`CONFIRM_SHOWN_EVERY`] whether the screen has written
+    /// what it was handed: a while after lines were handed to it, not for ever (a screen that
+    /// stopped, Ctrl-S or a pager, is confirmed at the next ordinary wake-up).
+    confirm_until: Option<Instant>,
     /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
@@ -192,6 +198,7 @@ impl Chat {
             unconfirmed: Vec::new(),
             files_unconfirmed: Vec::new(),
             files_to_mark: Vec::new(),
+            confirm_until: None,
             away_told: HashSet::new(),
             tailnet: Tailnet::off(),
             files,
@@ -273,8 +280,10 @@ impl Chat {
         // Lines handed to the screen are recorded as shown once it has written them, which
         // takes it a moment: soon, not at whatever wakes the loop next (seconds, when idle),
         // so a crash meanwhile repeats a few lines at most.
-        let confirm = (!self.unconfirmed.is_empty() || !self.files_unconfirmed.is_empty())
-            .then(|| Instant::now() + CONFIRM_SHOWN_EVERY);
+        let now = Instant::now();
+        let waiting = !self.unconfirmed.is_empty() || !self.files_unconfirmed.is_empty();
+        let confirm = (waiting && self.confirm_until.is_some_and(|t| t > now))
+            .then(|| now + CONFIRM_SHOWN_EVERY);
         [
             confirm,
             self.ep.poll_timeout(),

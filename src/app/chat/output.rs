@@ -104,6 +104,7 @@ impl Chat {
         if !self.files_to_mark.is_empty() {
             let keys = std::mem::take(&mut self.files_to_mark);
             self.files_unconfirmed.push((self.screen.mark(), keys));
+            self.confirm_until = Some(std::time::Instant::now() + super::CONFIRM_SHOWN_FOR);
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::Chat;
 use crate::app::persist::Persistence;
+use crate::proto::Event;
 use crate::ui::render::Output;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,9 @@ impl Chat {
         while let Some(e) = self.ep.poll_event() {
             for record in Persistence::records_for(&self.ep, &e, now_ms) {
                 self.append(&record);
+            }
+            if let Event::PeerForgotten { peer, nick, .. } = &e {
+                self.files.on_peer_forgotten(&mut self.ep, *peer, nick);
             }
         }
         for record in Persistence::addresses(&self.ep.peers()) {

@@ -44,6 +44,7 @@ impl Chat {
         }
         let mark = self.screen.mark();
         let reached = self.screen.reached();
+        self.confirm_until = Some(std::time::Instant::now() + super::CONFIRM_SHOWN_FOR);
         match self.unconfirmed.last_mut() {
             Some((last, pending)) if *last > reached => {
                 *last = mark;

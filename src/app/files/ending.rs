@@ -40,6 +40,8 @@ impl Files {
             t.record.state = state;
             t.record.reason = Some(line.clone());
             t.record.finished_ms = Some(now_ms());
+            t.record.untold = true;
+            self.untold.push(key);
             if t.fetching.is_none() {
                 remove_parts(t);
             }

@@ -160,6 +160,8 @@ impl Transfer {
                 let why = r.reason.as_deref().map(crate::ui::render::sanitize);
                 match (state, why) {
                     (State::Failed, Some(why)) => why,
+                    // The peer's own line ("bob cancelled report.pdf").
+                    (_, Some(why)) if why.contains(&name) => why,
                     (_, Some(why)) if !why.is_empty() => {
                         format!("cancelled {name} ({dir} {nick}): {why}")
                     }
