@@ -50,6 +50,10 @@ use tokio::sync::mpsc;
 /// the first one joined: the others answer the same announcement within a few milliseconds
 /// on a LAN, well within this.
 const DISCOVERY_QUIET: Duration = Duration::from_millis(300);
+/// The longest a script waits for its LAN before its first line: announcements go out at
+/// start and 0.5 s later, and peers answer within milliseconds, so a LAN silent for this long
+/// has nobody (a script that only talks across a tailnet is not held longer than this).
+const DISCOVERY_WAIT_MAX: Duration = Duration::from_millis(1500);
 
 /// How soon the loop looks again whether the screen has written the lines handed to it.
 const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(25);
@@ -227,12 +231,13 @@ impl Chat {
     }
 
     /// A script that announces itself on the LAN: its lines wait until the LAN has answered
-    /// (see [`Self::discovery_hold`]), at most `--wait`.
+    /// (see [`Self::discovery_hold`]), at most [`DISCOVERY_WAIT_MAX`] (or `--wait`, if less).
     pub fn hold_for_discovery(&mut self, now: Instant) {
         if self.scripted {
-            let cap = now + self.wait;
+            let cap = now + self.wait.min(DISCOVERY_WAIT_MAX);
             self.discovery_hold = Some(cap);
             self.hold_until = Some(self.hold_until.map_or(cap, |t| t.max(cap)));
+            // (A lookup asked for with --peer may hold it longer, up to --wait.)
         }
     }
 
