@@ -153,6 +153,7 @@ impl Files {
             DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
             DataEvent::Serving { id, from } => {
                 if let Some(t) = self.mine(id) {
+                    t.serving += 1;
                     t.started.get_or_insert((now, from));
                     t.rate.note(now, from);
                     if t.record.state == State::Offered {
@@ -181,10 +182,16 @@ impl Files {
                     offerer: self.me,
                     id,
                 };
+                let mut done_now = false;
                 if let Some(t) = self.mine(id) {
                     t.sent_this_run += sent;
                     t.last_connection = Some((from, sent));
                     t.record.bytes_done = t.record.bytes_done.max(from + sent);
+                    t.serving = t.serving.saturating_sub(1);
+                    done_now = t.done_waiting && t.serving == 0;
+                }
+                if done_now {
+                    self.sent_done(ep, key);
                 }
                 if let Err(ServeError::Unreadable(why)) = result {
                     let name = self

@@ -214,10 +214,16 @@ impl Files {
     }
 
     /// The receiver says everything arrived and matched: the sender's end line.
-    fn sent_done(&mut self, ep: &mut Endpoint, key: TransferKey) {
+    pub(super) fn sent_done(&mut self, ep: &mut Endpoint, key: TransferKey) {
         let Some(t) = self.transfers.get_mut(&key) else {
             return;
         };
+        if t.serving > 0 {
+            // Its last bytes were read before our thread said it ended: its figures come
+            // with that report, and so does this line.
+            t.done_waiting = true;
+            return;
+        }
         let took = t.started.map(|(at, _)| at.elapsed());
         let resumed = match t.last_connection {
             Some((from, sent)) if from > 0 => format!(

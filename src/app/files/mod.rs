@@ -117,6 +117,11 @@ struct Transfer {
     progress_shown: Option<Instant>,
     /// Outgoing: where the last data connection started in the offer, and what it sent.
     last_connection: Option<(u64, u64)>,
+    /// Outgoing: data connections being served now.
+    serving: u32,
+    /// Outgoing: the receiver's Done came while a connection was still being served (its
+    /// last bytes read before our thread reported): the end line waits for that report.
+    done_waiting: bool,
     /// Recent progress.
     rate: Rate,
     /// Failed attempts in a row (for the retry delay).
@@ -420,6 +425,8 @@ fn new_transfer(
         started: None,
         sent_this_run: 0,
         last_connection: None,
+        serving: 0,
+        done_waiting: false,
         progress_shown: None,
         rate: Rate::default(),
         retries: 0,

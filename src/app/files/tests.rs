@@ -167,6 +167,49 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
 }
 
+#[test]
+fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
+    let (mut files, theirs) = accepted(false);
+    let mut t = files.transfers.remove(&theirs).unwrap();
+    t.record.offerer = 1;
+    t.record.outgoing = true;
+    let key = t.record.key();
+    files.transfers.insert(key, t);
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Serving {
+            id: 7,
+            from: 4_000_000,
+        },
+        now,
+    );
+    // The receiver read the last byte and said so before our thread reported its end.
+    files.on_app_data(
+        &mut ep,
+        PeerId(2),
+        &control::encode(&Control::Done { id: 7 }),
+    );
+    assert!(
+        notices(files.take_lines()).is_empty(),
+        "not before the figures"
+    );
+    let ended = DataEvent::ServeEnded {
+        id: 7,
+        from: 4_000_000,
+        sent: 6_000_000,
+        result: Ok(()),
+    };
+    files.on_data_at(&mut ep, ended, now);
+    let lines = notices(files.take_lines());
+    assert!(
+        matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob") && l.contains("resumed at 4.0 MB and sent 6.0 MB")),
+        "{lines:?}"
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Done);
+}
+
 /// The notices among `lines`.
 fn notices(lines: Vec<Output>) -> Vec<String> {
     lines
