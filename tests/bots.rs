@@ -15,6 +15,11 @@ fn data(dir: &Path) -> String {
 
 /// `tailchat send ARGS…` with `--data-dir dir`, run to the end.
 fn send(dir: &Path, args: &[&str]) -> Output {
+    send_waiting(dir, "5", args)
+}
+
+/// [`send`] with `--wait SECONDS`.
+fn send_waiting(dir: &Path, seconds: &str, args: &[&str]) -> Output {
     let d = data(dir);
     let mut all = vec![
         "send",
@@ -24,7 +29,7 @@ fn send(dir: &Path, args: &[&str]) -> Output {
         "--bind",
         "127.0.0.1",
         "--wait",
-        "5",
+        seconds,
     ];
     all.extend_from_slice(args);
     let (mut cmd, _home) = command(&all);
@@ -86,19 +91,7 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     assert!(!shown.iter().any(|l| l.contains("for both")), "{shown:?}");
     bob.send("/quit");
     alice.expect("bob left");
-    let d = data(dir.path());
-    let (mut cmd, _home) = command(&[
-        "send",
-        "--data-dir",
-        &d,
-        "--no-discovery",
-        "--bind",
-        "127.0.0.1",
-        "--wait",
-        "1",
-        "later",
-    ]);
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let out = send_waiting(dir.path(), "1", &["later"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("not yet delivered to bob: your running tailchat keeps it"),

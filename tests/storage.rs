@@ -29,6 +29,14 @@ fn pair(a_dir: &Path, b_dir: &Path) -> (Chat, Chat) {
     (alice, bob)
 }
 
+/// [`pair`], then bob quits: alice, who has seen him leave.
+fn bob_gone(a_dir: &Path, b_dir: &Path) -> Chat {
+    let (mut alice, bob) = pair(a_dir, b_dir);
+    quit(bob);
+    alice.expect("bob left");
+    alice
+}
+
 fn quit(mut c: Chat) {
     c.send("/quit");
     assert!(c.wait_exit().success());
@@ -81,9 +89,7 @@ fn identity_and_history_survive_a_restart() {
 #[test]
 fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut alice, bob) = pair(a.path(), b.path());
-    quit(bob);
-    alice.expect("bob left");
+    let mut alice = bob_gone(a.path(), b.path());
     alice.send("while you were out");
     alice.expect("bob is not here");
     alice.send("and more");
@@ -129,9 +135,7 @@ fn a_message_to_a_peer_that_is_down_arrives_once_when_it_restarts() {
 #[test]
 fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut alice, bob) = pair(a.path(), b.path());
-    quit(bob);
-    alice.expect("bob left");
+    let mut alice = bob_gone(a.path(), b.path());
     alice.send("kept for bob");
     alice.expect("bob is not here");
     quit_undelivered(alice);
@@ -528,9 +532,7 @@ fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
         return;
     }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut alice, bob) = pair(a.path(), b.path());
-    quit(bob);
-    alice.expect("bob left");
+    let mut alice = bob_gone(a.path(), b.path());
     // An NTP correction, a dead RTC battery, a VM restored from a snapshot: only the wall
     // clock moves (the monotonic clock does not).
     let d = data(b.path());
@@ -680,9 +682,7 @@ fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once(
 fn lines_on_the_screen_are_recorded_as_shown_soon_even_when_nothing_else_happens() {
     use std::time::{Duration, Instant};
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut alice, bob) = pair(a.path(), b.path());
-    quit(bob);
-    alice.expect("bob left");
+    let mut alice = bob_gone(a.path(), b.path());
     for k in 0..100 {
         alice.send(&format!("queued {k}"));
     }

@@ -232,7 +232,7 @@ impl Files {
             let earlier = if t.this_run { "" } else { " (earlier run)" };
             rows.push(vec![
                 t.number.to_string(),
-                if t.record.outgoing { "to" } else { "from" }.into(),
+                t.toward().into(),
                 Self::nick(ep, t),
                 t.shown_name(),
                 t.shown_size(),

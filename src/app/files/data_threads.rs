@@ -290,7 +290,7 @@ impl Files {
         let line = format!(
             "{} {} {}: {pct}% of {}, {}/s{left}",
             t.shown_name(),
-            if t.record.outgoing { "to" } else { "from" },
+            t.toward(),
             crate::ui::render::display_nick(&t.record.peer_nick),
             human_size(size),
             human_size(rate as u64),

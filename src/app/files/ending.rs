@@ -68,10 +68,10 @@ impl Files {
         t.record.state = state;
         t.record.reason.clone_from(&reason);
         t.record.finished_ms = Some(now_ms());
-        // Told once the chat has shown the line it ends with (`lines_shown`).
+        // Told once the screen has written the line it ends with (`Files::told`).
         t.record.untold = true;
         self.untold.push(key);
-        let (peer, outgoing, name) = (t.peer(), t.record.outgoing, t.shown_name());
+        let (peer, outgoing, name, dir) = (t.peer(), t.record.outgoing, t.shown_name(), t.toward());
         let nick = Self::nick(ep, t);
         if t.fetching.is_none() && state != State::Done {
             remove_parts(t);
@@ -102,10 +102,7 @@ impl Files {
         self.save(key);
         match state {
             State::Declined => self.notice(format!("declined {name} from {nick}")),
-            State::Cancelled => {
-                let dir = if outgoing { "to" } else { "from" };
-                self.notice(format!("cancelled {name} ({dir} {nick})"));
-            }
+            State::Cancelled => self.notice(format!("cancelled {name} ({dir} {nick})")),
             State::Failed => self.error(reason.unwrap_or_default()),
             _ => {}
         }

@@ -13,19 +13,10 @@ impl Files {
     /// `peer` is forgotten (`/forget`, `forget_after`, or a script that left for good): its
     /// unfinished transfers end now, with a line each, rather than wait for ever.
     pub fn on_peer_forgotten(&mut self, ep: &mut Endpoint, peer: PeerId, nick: &str) {
-        let keys: Vec<TransferKey> = self
-            .transfers
-            .values()
-            .filter(|t| t.peer() == peer && !t.record.state.is_finished())
-            .map(Transfer::key)
-            .collect();
         let nick = crate::ui::render::display_nick(nick);
-        for key in keys {
+        for key in self.unfinished_with(peer) {
             let t = &self.transfers[&key];
-            let (name, dir) = (
-                t.shown_name(),
-                if t.record.outgoing { "to" } else { "from" },
-            );
+            let (name, dir) = (t.shown_name(), t.toward());
             let why = format!(
                 "{name} ({dir} {nick}) stopped: {nick} is forgotten, nothing more will come"
             );
@@ -33,15 +24,18 @@ impl Files {
         }
     }
 
-    /// A peer joined (or came back): offers to it go out again, and fetches from it resume.
-    pub fn on_peer_back(&mut self, ep: &mut Endpoint, peer: PeerId) {
-        let keys: Vec<TransferKey> = self
-            .transfers
+    /// The transfers with `peer` that have not ended.
+    fn unfinished_with(&self, peer: PeerId) -> Vec<TransferKey> {
+        self.transfers
             .values()
             .filter(|t| t.peer() == peer && !t.record.state.is_finished())
             .map(Transfer::key)
-            .collect();
-        for key in keys {
+            .collect()
+    }
+
+    /// A peer joined (or came back): offers to it go out again, and fetches from it resume.
+    pub fn on_peer_back(&mut self, ep: &mut Endpoint, peer: PeerId) {
+        for key in self.unfinished_with(peer) {
             let t = &self.transfers[&key];
             if t.record.outgoing {
                 if let Some(offer) = t.offer.clone() {

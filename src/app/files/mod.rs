@@ -141,6 +141,15 @@ impl Transfer {
         PeerId(self.record.peer)
     }
 
+    /// "to" the peer (we send) or "from" it, for the lines that name both.
+    fn toward(&self) -> &'static str {
+        if self.record.outgoing {
+            "to"
+        } else {
+            "from"
+        }
+    }
+
     /// The end of a transfer that finished just before the program stopped, for the next
     /// start (the line it got then may never have reached the screen).
     fn told_late(&self) -> String {
@@ -160,8 +169,8 @@ impl Transfer {
             (State::Done, true) => format!("sent {name} to {nick}"),
             (State::Declined, true) => format!("{nick} declined {name}"),
             (State::Declined, false) => format!("declined {name} from {nick}"),
-            (state, outgoing) => {
-                let dir = if outgoing { "to" } else { "from" };
+            (state, _) => {
+                let dir = self.toward();
                 let why = r.reason.as_deref().map(crate::ui::render::sanitize);
                 match (state, why) {
                     (State::Failed, Some(why)) => why,

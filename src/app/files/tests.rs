@@ -47,6 +47,17 @@ fn accepted(quiet: bool) -> (Files, TransferKey) {
     (files, key)
 }
 
+/// The transfer of [`accepted`] the other way: ours (PeerId 1) to bob, accepted by him.
+fn ours_accepted() -> (Files, TransferKey) {
+    let (mut files, theirs) = accepted(false);
+    let mut t = files.transfers.remove(&theirs).unwrap();
+    t.record.offerer = 1;
+    t.record.outgoing = true;
+    let key = t.record.key();
+    files.transfers.insert(key, t);
+    (files, key)
+}
+
 fn endpoint(now: Instant) -> Endpoint {
     Endpoint::new(
         Config {
@@ -122,16 +133,7 @@ fn durations_read_as_a_person_would_say_them() {
 #[test]
 fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     let done_line = |served: bool| {
-        let (mut files, theirs) = accepted(false);
-        // The same transfer the other way: ours (PeerId 1) to bob, accepted by him.
-        let mut t = files.transfers.remove(&theirs).unwrap();
-        t.record.offerer = 1;
-        t.record.outgoing = true;
-        let key = TransferKey {
-            offerer: PeerId(1),
-            id: 7,
-        };
-        files.transfers.insert(key, t);
+        let (mut files, _) = ours_accepted();
         let now = Instant::now();
         let mut ep = endpoint(now);
         if served {
@@ -145,14 +147,7 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
         }
         let done = control::encode(&Control::Done { id: 7 });
         files.on_app_data(&mut ep, PeerId(2), &done);
-        let lines: Vec<String> = files
-            .take_lines()
-            .into_iter()
-            .filter_map(|l| match l {
-                Output::Notice(text) => Some(text),
-                _ => None,
-            })
-            .collect();
+        let lines = notices(files.take_lines());
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
     };
@@ -169,12 +164,7 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
 
 #[test]
 fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
-    let (mut files, theirs) = accepted(false);
-    let mut t = files.transfers.remove(&theirs).unwrap();
-    t.record.offerer = 1;
-    t.record.outgoing = true;
-    let key = t.record.key();
-    files.transfers.insert(key, t);
+    let (mut files, key) = ours_accepted();
     let now = Instant::now();
     let mut ep = endpoint(now);
     files.on_data_at(
@@ -231,13 +221,8 @@ fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
     let store = Store::new(tmp.path());
     // The transfer of `accepted`, ours this time, finished while running: its record says it is
     // done and untold until the chat has shown the line.
-    let (mut files, theirs) = accepted(false);
+    let (mut files, key) = ours_accepted();
     files.store = Some(store.clone());
-    let mut t = files.transfers.remove(&theirs).unwrap();
-    t.record.offerer = 1;
-    t.record.outgoing = true;
-    let key = t.record.key();
-    files.transfers.insert(key, t);
     let mut ep = endpoint(Instant::now());
     let done = control::encode(&Control::Done { id: 7 });
     files.on_app_data(&mut ep, PeerId(2), &done);
