@@ -45,9 +45,15 @@ pub fn send(
     let mut reader = BufReader::new(stream);
     let mut outcome = Outcome::default();
     if to.len() > 1 {
-        // All or nothing: a message for several, one of them mistyped, goes to none.
+        // All or nothing: a message for several, one of them mistyped, goes to none. (An empty
+        // list, no answer in time or no peer at all, leaves each recipient to be checked as
+        // it is sent; with no peer, none of them is sent either.)
         let known = peer_nicks(&mut writer, &mut reader);
-        let unknown: Vec<&String> = to.iter().filter(|n| !names_a_peer(n, &known)).collect();
+        let unknown: Vec<&String> = if known.is_empty() {
+            Vec::new()
+        } else {
+            to.iter().filter(|n| !names_a_peer(n, &known)).collect()
+        };
         if !unknown.is_empty() {
             for nick in unknown {
                 eprintln!("error: no peer called '{nick}'");
