@@ -181,10 +181,11 @@ class Bench:
             self.alice.type(f"lat {n}")
             self.ping_at += self.a.interval_ms / 1000.0
 
-    def start_pinging(self):
+    def start_pinging(self, pinging=True):
+        """Starts a phase: with the timed messages, or (pinging False) with the chat quiet."""
         self.samples = []
-        self.ping_at = now()
-        self.phase_start = self.ping_at
+        self.phase_start = now()
+        self.ping_at = self.phase_start if pinging else float("inf")
 
     def finish_pinging(self):
         """Lets the messages in flight arrive (2 s at most); returns the phase's samples."""
@@ -225,7 +226,7 @@ class Bench:
             "cpu_per_s": [(cpu1[i] - cpu0[i]) / seconds for i in range(2)],
         }
 
-    def tailchat_run(self, name):
+    def tailchat_run(self, name, pinging=True):
         size = os.path.getsize(self.a.file)
         cpu_a0 = cpu_seconds(self.alice.pid())
         t_send = now()
@@ -235,10 +236,10 @@ class Bench:
         _, m = self.expect("bob", r"alice offers .*/decline (\d+)")
         number = m.group(1)
         cpu0 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
-        self.start_pinging()
+        self.start_pinging(pinging)
         t0 = now()
         self.bob.type(f"/accept {number}")
-        t1, m = self.expect("bob", r"received .* from alice .*→ (.*)$", 600, pinging=True)
+        t1, m = self.expect("bob", r"received .* from alice .*→ (.*)$", 600, pinging=pinging)
         cpu1 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
         lat, lost = self.finish_pinging()
         self.expect("alice", r"sent .* to bob")
@@ -248,6 +249,7 @@ class Bench:
         secs = t1 - t0
         return {
             "kind": "tailchat",
+            "pinging": pinging,
             "seconds": secs,
             "mbit_s": size * 8 / secs / 1e6,
             "mbyte_s": size / secs / 1e6,
@@ -263,7 +265,7 @@ class Bench:
             "latency": summary(lat, lost),
         }
 
-    def plain_run(self, cc):
+    def plain_run(self, cc, pinging=True):
         """socat from alice's namespace to bob's, the data in the same direction, with
         congestion controller `cc`."""
         a = self.a
@@ -280,7 +282,7 @@ class Bench:
                            f"CREATE:{out}"])
         )
         wait_listening(a.ns_b, port)
-        self.start_pinging()
+        self.start_pinging(pinging)
         t0 = now()
         sender = subprocess.Popen(
             in_ns(a.ns_a, ["socat", "-u", "-b", str(a.socat_buffer),
@@ -303,8 +305,9 @@ class Bench:
 
             self.loop_extra.append((fd, on_exit))
         while "receiver" not in ended or "sender" not in ended:
-            self.pump(self.ping_due())
-            self.ping_if_due()
+            self.pump(self.ping_due() if pinging else 0.2)
+            if pinging:
+                self.ping_if_due()
         lat, lost = self.finish_pinging()
         t1 = ended["receiver"][0]
         same = files_equal(a.file, out)
@@ -312,6 +315,7 @@ class Bench:
         secs = t1 - t0
         return {
             "kind": f"socat ({cc})",
+            "pinging": pinging,
             "seconds": secs,
             "mbit_s": size * 8 / secs / 1e6,
             "mbyte_s": size / secs / 1e6,
@@ -389,7 +393,7 @@ def table(paths):
         for i, run in enumerate(r["runs"]):
             l = run["latency"]
             cpu = run["cpu_s_per_gb"]
-            if run["kind"] == "tailchat":
+            if run["kind"] == "tailchat" and run.get("pinging", True):
                 # The chat's own work (the timed messages) measured idle, taken off: what is
                 # left is the transfer's. The raw figure follows in brackets.
                 net = [
@@ -405,7 +409,8 @@ def table(paths):
                     f"{l['after_1s_p50_ms']} / {l['after_1s_p99_ms']} / {l['after_1s_max_ms']} ms"
                 )
             print(
-                f"| {i} | {run['kind']} | {run['seconds']:.2f} s | {run['mbit_s']:.1f} Mbit/s "
+                f"| {i} | {run['kind']}{'' if run.get('pinging', True) else ', chat quiet'} "
+                f"| {run['seconds']:.2f} s | {run['mbit_s']:.1f} Mbit/s "
                 f"({run['mbyte_s']:.0f} MB/s) | {shown[0]} | {shown[1]} | {l['p50_ms']} ms | "
                 f"{l['p99_ms']} ms | {l['max_ms']} ms | "
                 f"{l.get('first_s_max_ms')} ms, {l.get('first_s_over_10ms')} | {after} | "
@@ -416,24 +421,30 @@ def table(paths):
         for run in r["runs"]:
             if run["kind"] not in kinds:
                 kinds.append(run["kind"])
-        med = {}
-        for k in kinds:
-            rates = sorted(x["mbit_s"] for x in r["runs"] if x["kind"] == k)
-            med[k] = rates[len(rates) // 2]
         base = [k for k in kinds if k != "tailchat"]
         print()
-        for k in base:
-            pairs = sorted(
-                t["mbit_s"] / p["mbit_s"]
-                for t, p in zip(
-                    [x for x in r["runs"] if x["kind"] == "tailchat"],
-                    [x for x in r["runs"] if x["kind"] == k],
+        groups = [(False, "with the chat quiet"), (True, "with the timed messages")]
+        if all(run.get("pinging", True) for run in r["runs"]):
+            groups = [(True, "")]
+        for pinging, what in groups:
+            runs = [x for x in r["runs"] if x.get("pinging", True) == pinging]
+            med = {}
+            for k in kinds:
+                rates = sorted(x["mbit_s"] for x in runs if x["kind"] == k)
+                med[k] = rates[len(rates) // 2]
+            for k in base:
+                pairs = sorted(
+                    t["mbit_s"] / p["mbit_s"]
+                    for t, p in zip(
+                        [x for x in runs if x["kind"] == "tailchat"],
+                        [x for x in runs if x["kind"] == k],
+                    )
                 )
-            )
-            print(
-                f"Median tailchat / median {k}: {med['tailchat'] / med[k]:.2f}× "
-                f"(run by run: {', '.join(f'{x:.2f}' for x in pairs)})"
-            )
+                print(
+                    f"Median tailchat / median {k}{', ' + what if what else ''}: "
+                    f"{med['tailchat'] / med[k]:.2f}× "
+                    f"(run by run: {', '.join(f'{x:.2f}' for x in pairs)})"
+                )
         hashes = [x["hash_at_send"] for x in r["runs"] if x["kind"] == "tailchat"]
         if hashes:
             h = hashes[len(hashes) // 2]
@@ -464,6 +475,12 @@ def main():
     p.add_argument("--idle-seconds", type=float, default=5)
     p.add_argument("--plain-cc", default="bbr", help="comma-separated: bbr,cubic")
     p.add_argument("--socat-buffer", type=int, default=1 << 20)
+    p.add_argument(
+        "--quiet-copies",
+        action="store_true",
+        help="make every copy twice: with the chat quiet (time, CPU) and with the timed "
+        "messages (latency); where the CPUs are the limit, 200 messages a second take a share",
+    )
     p.add_argument("--label", required=True)
     p.add_argument(
         "--nice",
@@ -489,9 +506,16 @@ def main():
         log(f"[{a.label}] idle chat latency, {a.idle_seconds} s")
         result["idle"] = b.idle(a.idle_seconds)
         log(f"[{a.label}]   {result['idle']['latency']}")
+        # With --quiet-copies every copy is made twice: once with the chat quiet, for its
+        # time and CPU alone, then once with the timed messages, for the chat's latency.
         for i in range(a.runs):
             for kind in ["tailchat"] + [k for k in a.plain_cc.split(",") if k]:
-                r = b.tailchat_run(f"run {i}") if kind == "tailchat" else b.plain_run(kind)
+              for pinging in ([False, True] if a.quiet_copies else [True]):
+                r = (
+                    b.tailchat_run(f"run {i}", pinging)
+                    if kind == "tailchat"
+                    else b.plain_run(kind, pinging)
+                )
                 log(
                     f"[{a.label}] {r['kind']:14} {r['mbit_s']:9.1f} Mbit/s in {r['seconds']:.2f} s, "
                     f"CPU s/GB send {r['cpu_s_per_gb']['sender']:.2f} recv "
