@@ -127,7 +127,7 @@ pub fn line(out: &Output) -> String {
     match out {
         Output::Error(text) => object("error", json!({ "message": text })),
         Output::Notice(text) => object("notice", json!({ "text": text })),
-        Output::Info(text) => object("info", json!({ "text": text })),
+        Output::Info(text) | Output::Dated(text) => object("info", json!({ "text": text })),
         Output::Group { nick, text } => {
             object("info", json!({ "text": format!("<{nick}> {text}") }))
         }

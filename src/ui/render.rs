@@ -44,6 +44,9 @@ pub enum Output {
     Error(String),
     /// Plain lines such as `/help` and `/peers` output.
     Info(String),
+    /// A line that carries its own date and time (`/history`: `2026-12-06 14:30 <bob> hi`),
+    /// shown without the clock that other lines begin with.
+    Dated(String),
     /// A message (`Group` or `Direct`) that calls us — our nick as a word, or a direct
     /// message: its text is highlighted, and on a terminal the bell rings once.
     Mention(Box<Output>),
@@ -121,6 +124,10 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     // `HH:MM ` before every label.
     let label_width = |label: &str| 6 + unicode_width::UnicodeWidthStr::width(label) + 1;
     let mut line = String::new();
+    if let Output::Dated(text) = out {
+        line.push_str(&sanitize(text));
+        return line;
+    }
     let clock = time.format("%H:%M");
     if color {
         let _ = write!(line, "{TIME_STYLE}{clock}{RESET} ");
@@ -159,7 +166,7 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
         }
         Output::Notice(text) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", text, color),
         Output::Error(text) => push_styled(&mut line, ERROR_COLOUR, "error: ", text, color),
-        Output::Info(text) => line.push_str(&sanitize(text)),
+        Output::Info(text) | Output::Dated(text) => line.push_str(&sanitize(text)),
         // Nested mentions and late marks are not made; shown as their message.
         Output::Mention(inner) => return render(inner, time, color),
         Output::Late { message, .. } => return render(message, time, color),
@@ -907,6 +914,16 @@ mod tests {
         assert_eq!(
             render(&Output::Info("plain".into()), time, true),
             "\x1b[2m23:00\x1b[0m plain"
+        );
+        // A history line has its own time: not a second one in front of it.
+        let old = "2026-12-05 09:30 <bob> hi\x1b[2J";
+        assert_eq!(
+            render(&Output::Dated(old.into()), time, true),
+            "2026-12-05 09:30 <bob> hi"
+        );
+        assert_eq!(
+            render(&Output::Dated(old.into()), time, false),
+            "2026-12-05 09:30 <bob> hi"
         );
     }
 

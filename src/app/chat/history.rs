@@ -100,7 +100,7 @@ impl Chat {
                         self.print(Output::Notice(w));
                     }
                     for l in lines.drain(..lines.len().min(HISTORY_SLICE)) {
-                        self.print(Output::Info(l));
+                        self.print(Output::Dated(l));
                     }
                     if !lines.is_empty() {
                         let _ = self.history_tx.send((seq, Ok((Vec::new(), lines))));
@@ -146,7 +146,7 @@ mod history_tests {
         lines
             .try_iter()
             .filter_map(|o| match o {
-                Output::Info(l) => Some(l),
+                Output::Dated(l) => Some(l),
                 _ => None,
             })
             .collect()

@@ -25,7 +25,7 @@ impl Chat {
                 .print(&Output::Notice("--- while you were away ---".to_owned()));
             for u in &unshown {
                 self.screen
-                    .print(&Output::Info(format_history_line(&u.line)));
+                    .print(&Output::Dated(format_history_line(&u.line)));
             }
         }
         for u in unshown {
