@@ -159,6 +159,31 @@ fn an_ephemeral_script_is_not_listed_once_it_has_left() {
 }
 
 #[test]
+fn an_ephemeral_script_stays_forgotten_when_tailchat_is_killed_right_after_it_left() {
+    let home = tempfile::tempdir().unwrap();
+    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bot = Chat::start(
+        "deploybot",
+        &["--bind", "127.0.0.1", "--ephemeral", "--peer", &peer],
+    );
+    alice.expect("deploybot joined");
+    bot.send("deploy finished");
+    alice.expect("<deploybot> deploy finished");
+    bot.close_input();
+    assert!(bot.wait_exit().success());
+    alice.expect("deploybot left");
+    // Killed while it would still acknowledge the bot's leave again (30 s), before it had
+    // forgotten it: the journal already says the bot is gone for good.
+    alice.kill_hard();
+    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
+    alice.send("/peers");
+    alice.expect("no peers yet");
+    alice.send("/history");
+    alice.expect("<deploybot> deploy finished");
+}
+
+#[test]
 fn a_mention_makes_a_desktop_notification_when_asked_to() {
     // A stand-in for notify-send that writes down what it was asked to show.
     let home = tempfile::tempdir().unwrap();

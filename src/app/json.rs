@@ -199,7 +199,9 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             "nick",
             json!({ "id": peer.to_string(), "old": old, "new": new }),
         ),
-        Event::PeerLeft { peer, nick, queued } => object(
+        Event::PeerLeft {
+            peer, nick, queued, ..
+        } => object(
             "leave",
             json!({ "nick": nick, "id": peer.to_string(), "queued": queued }),
         ),

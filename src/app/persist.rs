@@ -159,6 +159,16 @@ impl Persistence {
                 }
                 records
             }
+            // Written at once, not when it is forgotten a little later: a restart in between
+            // (a crash, a kill) must not bring the script back as a peer to wait for.
+            Event::PeerLeft {
+                peer,
+                ephemeral: true,
+                ..
+            } => vec![Record::Forgot {
+                peer: *peer,
+                at_ms: now_ms,
+            }],
             Event::PeerJoined { peer, .. } | Event::PeerRenamed { peer, .. } => ep
                 .peer(*peer)
                 .map(|p| peer_record(p, now_ms))
@@ -315,6 +325,26 @@ mod tests {
             id: MessageId(5),
         };
         assert!(Persistence::records_for(&ep, &delayed, 0).is_empty());
+    }
+
+    #[test]
+    fn an_ephemeral_peer_is_forgotten_in_the_journal_the_moment_it_leaves() {
+        let ep = crate::app::start::test_endpoint("alice");
+        let left = |ephemeral| Event::PeerLeft {
+            peer: PeerId(4),
+            nick: "bot".into(),
+            queued: 0,
+            ephemeral,
+        };
+        assert!(matches!(
+            &Persistence::records_for(&ep, &left(true), 77)[..],
+            [Record::Forgot {
+                peer: PeerId(4),
+                at_ms: 77
+            }]
+        ));
+        // One that is not ephemeral is kept, to wait for its return.
+        assert!(Persistence::records_for(&ep, &left(false), 77).is_empty());
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum Event {
         nick: String,
         /// Our messages still queued for it, kept for its return.
         queued: usize,
+        /// It said it is ephemeral: it is forgotten once its leave is acknowledged again if
+        /// need be ([`ForgetReason::Ephemeral`]), and never known again after a restart.
+        ephemeral: bool,
     },
     /// A peer stopped acknowledging.
     PeerUnreachable {

@@ -797,13 +797,15 @@ impl Endpoint {
                     queued: peer.link.undelivered(),
                 },
                 LinkEvent::Left => {
-                    if peer.is_ephemeral() {
+                    let ephemeral = peer.is_ephemeral();
+                    if ephemeral {
                         self.departing.insert(id, now + EPHEMERAL_LINGER);
                     }
                     Event::PeerLeft {
                         peer: id,
                         nick: peer.nick.clone(),
                         queued: peer.link.undelivered(),
+                        ephemeral,
                     }
                 }
             };
