@@ -18,6 +18,8 @@
 #   machine shared with other work, NICE=-10 lets them have the cores, which is closer to
 #   what an idle machine would show.
 #   PLAIN_CC: the congestion controllers of the plain copies, comma-separated.
+#   SOCAT_BUFFER (default 1048576): socat's -b, the size of its reads and writes (socat's own
+#   default is 8192).
 #   Variables named TAILCHAT_* reach the tailchats measured (test and experiment knobs).
 #   Raw results (JSON) and the tables are kept in target/bench-files/.
 set -euo pipefail
@@ -85,6 +87,7 @@ measure() {
     --ns-a "$P$3" --ns-b "$P$4" --addr-a "$5" --addr-b "$6" \
     --file "$7" --dl "$WORK/fs/dl-$1" --work "$WORK/fs/home-$1" \
     --runs "$RUNS" --interval-ms "$8" --idle-seconds "$9" --plain-cc "$PLAIN_CC" ${QUIET:-} \
+    --socat-buffer "${SOCAT_BUFFER:-1048576}" \
     >"$OUT/$STAMP-$1.json"
   RESULTS+=("$OUT/$STAMP-$1.json")
 }
