@@ -63,9 +63,11 @@ start() {  # start NAME [ARGS…]: tailchat --nick NAME on host NAME, commands t
 
 pid_of() { echo "${PIDS[$1]}"; }
 
-script_says() {  # script_says NAME LINE: `echo LINE | tailchat --ephemeral` run once on NAME
-  printf '%s\n' "$2" | ip netns exec "$P$1" env -i PATH="$PATH" HOME="$WORK/$1.home" NO_COLOR=1 \
-    timeout 30 "$BIN" --nick "$1" --ephemeral >"$WORK/$1.out" 2>"$WORK/$1.err"
+script_says() {  # script_says NAME LINE [NICK]: `echo LINE | tailchat --ephemeral` run once on
+  # host NAME, as NICK (default NAME; its own home and output files)
+  local nick=${3:-$1}
+  printf '%s\n' "$2" | ip netns exec "$P$1" env -i PATH="$PATH" HOME="$WORK/$nick.home" NO_COLOR=1 \
+    timeout 30 "$BIN" --nick "$nick" --ephemeral >"$WORK/$nick.out" 2>"$WORK/$nick.err"
 }
 
 say() {  # say NAME LINE: type a line on host NAME
@@ -137,6 +139,14 @@ check "a one-shot script on h4, default flags, no address: delivered to all (exi
 check "its line reached h1" wait_for h1 "<h4> from a script" 2
 check "and h2" wait_for h2 "<h4> from a script" 2
 check "and h3, not only the first to answer" wait_for h3 "<h4> from a script" 2
+# On h2, where tailchat already holds port 7654: the script takes another port, and still
+# announces to 7654, where the others listen.
+check "a script beside a running tailchat (port taken): delivered to all (exit 0)" \
+  script_says h2 "bot beside h2" bot
+check "it said it took another port" wait_for bot "is in use (another tailchat?)" 1
+check "its line reached h1" wait_for h1 "<bot> bot beside h2" 2
+check "and h3" wait_for h3 "<bot> bot beside h2" 2
+check "and h2, on its own host" wait_for h2 "<bot> bot beside h2" 2
 say h3 "/quit"
 check "/quit is noticed by h1 within 2 s" wait_for h1 "h3 left" 2
 check "and by h2" wait_for h2 "h3 left" 2

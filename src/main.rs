@@ -239,8 +239,8 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
     };
     let output = term.output.clone();
     let result = runtime.block_on(async {
-        let net =
-            UdpIo::new(bound, discovery).map_err(|e| format!("cannot use the socket: {e}"))?;
+        let net = UdpIo::new(bound, discovery, settings.port)
+            .map_err(|e| format!("cannot use the socket: {e}"))?;
         let screen = Box::new(term.output);
         Ok(app::run_with(setup, tailnet, net, screen, term.input, shutdown_signal()).await)
     });

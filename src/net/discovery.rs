@@ -89,7 +89,8 @@ pub fn scan() -> Targets {
 /// The interfaces we announce on and the groups joined so far.
 #[derive(Debug)]
 pub struct Discovery {
-    /// Our UDP port: announcements go to the same port on others.
+    /// The port the others listen on, where announcements go: ours, or the one we asked
+    /// for when we had to take another ([`crate::net::udp::UdpIo::new`]).
     port: u16,
     /// Whether the socket is IPv6 (then IPv4 destinations are mapped).
     ipv6_socket: bool,
@@ -101,7 +102,7 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Discovery for a socket listening on `port`.
+    /// Discovery announcing to `port` (see the field).
     pub fn new(port: u16, ipv6_socket: bool) -> Self {
         Self {
             port,

@@ -35,14 +35,15 @@ pub struct UdpIo {
 
 impl UdpIo {
     /// Takes over a bound socket; with `discovery`, scans the interfaces and joins the
-    /// multicast groups at once.
+    /// multicast groups at once. Announcements go to `peers_port`, the port the others listen
+    /// on: ours, unless we had to take another one because it was in use (a script beside a
+    /// running tailchat), when the others still listen on the one asked for.
     ///
     /// # Errors
     /// Only if the socket cannot be handed to tokio (no runtime, or the descriptor is bad).
-    pub fn new(bound: Bound, discovery: bool) -> io::Result<Self> {
+    pub fn new(bound: Bound, discovery: bool, peers_port: u16) -> io::Result<Self> {
         let socket = UdpSocket::from_std(bound.socket)?;
-        let port = socket.local_addr()?.port();
-        let mut discovery = discovery.then(|| Discovery::new(port, bound.ipv6));
+        let mut discovery = discovery.then(|| Discovery::new(peers_port, bound.ipv6));
         if let Some(d) = discovery.as_mut() {
             d.refresh(&socket);
         }
