@@ -323,7 +323,7 @@ fn instance(nick: &str, peer: Option<u16>, journal: Option<Journal>) -> Instance
             presence: Default::default(),
         };
         rt.block_on(async {
-            let net = UdpIo::new(bound, false).unwrap();
+            let net = UdpIo::new(bound, false, 0).unwrap();
             app::run(setup, net, Box::new(out_tx), in_rx, std::future::pending()).await;
         });
     });

@@ -232,7 +232,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             files: Default::default(),
         };
         rt.block_on(async {
-            let net = UdpIo::new(bound, false).unwrap();
+            let net = UdpIo::new(bound, false, 0).unwrap();
             app::run(setup, net, Box::new(out_tx), in_rx, std::future::pending()).await;
         });
     });
