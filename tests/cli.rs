@@ -229,11 +229,14 @@ fn a_script_exits_0_only_when_everything_was_delivered() {
 
 #[test]
 fn a_script_with_an_invalid_command_exits_3_with_the_error_on_stderr() {
+    let too_long = format!("{}\n", "x".repeat(70_001));
     for bad in [
         "/frobnicate\n",
         "/msg nobody hi\n",
         "/add a b c\n",
         "/nick two words\n",
+        // Over the 64 KiB a message may have: refused, so not "everything delivered".
+        too_long.as_str(),
     ] {
         let (code, stdout, stderr) = script(&[], bad);
         assert_eq!(code, Some(3), "{bad:?}: stdout {stdout} stderr {stderr}");

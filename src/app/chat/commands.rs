@@ -167,7 +167,11 @@ impl Chat {
                 ));
             }
             Ok(sent) => sent,
-            Err(e) => return self.print(Output::Error(format!("not sent: {e}"))),
+            // Too long, say: the input was wrong, and the line went nowhere.
+            Err(e) => {
+                self.outcome.invalid_command = true;
+                return self.print(Output::Error(format!("not sent: {e}")));
+            }
         };
         self.outstanding.sent(sent.id, &text, &sent.recipients);
         let me = self.ep.nick().to_owned();
