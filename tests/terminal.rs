@@ -577,11 +577,18 @@ fn the_prompt_shows_the_nick_and_follows_nick_changes() {
     alice.expect("bob is now robert");
     bob.wait("the prompt \"robert> \"", |s| s.prompt_is("robert> "));
 
-    bob.type_text("robert> ", "", "hi");
+    // Again, with the confirmation of the first change still queued for the prompt: the new
+    // nick must win, at once and for good (it used to show "robert> " until the next line).
+    bob.type_text("robert> ", "", "/nick bobby");
     bob.enter();
-    alice.expect("<robert> hi");
+    alice.expect("robert is now bobby");
+    bob.wait("the prompt \"bobby> \"", |s| s.prompt_is("bobby> "));
 
-    quit(&mut alice, &bob, "robert> ", "robert");
+    bob.type_text("bobby> ", "", "hi");
+    bob.enter();
+    alice.expect("<bobby> hi");
+
+    quit(&mut alice, &bob, "bobby> ", "bobby");
 
     // On a terminal, logs (RUST_LOG is set) go to a private file, with tailchat's own events.
     use std::os::unix::fs::PermissionsExt;

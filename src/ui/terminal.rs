@@ -418,6 +418,9 @@ fn read_interactive(
                 }
                 if let (Ok(Some(Command::Nick(nick))), Some(helper)) = (&parsed, editor.helper()) {
                     // Shown at once: the application's confirmation comes after the prompt.
+                    // Updates still queued (the confirmation of an earlier /nick) are applied
+                    // first, or the next prompt would show that older nick.
+                    helper.refresh();
                     helper.nick.borrow_mut().clone_from(nick);
                 }
                 let quit = matches!(parsed, Ok(Some(Command::Quit)));

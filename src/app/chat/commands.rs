@@ -109,7 +109,11 @@ impl Chat {
                         )));
                     }
                 }
-                Err(e) => self.command_error(e),
+                Err(e) => {
+                    // The prompt showed the new nick as soon as it was typed: put ours back.
+                    self.screen.nick(&self.ep.nick().to_owned());
+                    self.command_error(e);
+                }
             },
             Command::Peers if self.answers_json() => {
                 let tailnet = &self.tailnet;
