@@ -62,11 +62,12 @@ impl Chat {
         let (seq, tx) = (self.history_asked, self.history_tx.clone());
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
-                let (lines, warnings) = query.run().map_err(|e| e.to_string())?;
+                let (lines, mut warnings) = query.run().map_err(|e| e.to_string())?;
                 if lines.is_empty() {
+                    // A notice, with the clock: it is not a line of the history.
                     let what = nick.unwrap_or_else(|| "the group".to_owned());
-                    let none = format!("no history with {what} yet");
-                    return Ok((warnings, VecDeque::from([none])));
+                    warnings.push(format!("no history with {what} yet"));
+                    return Ok((warnings, VecDeque::new()));
                 }
                 // Each line freed as it is formatted: a long history is not held twice.
                 let text = lines.into_iter().map(|l| format_history_line(&l)).collect();
