@@ -20,6 +20,11 @@ use tailchat::ui::terminal;
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let action = args.action.take();
+    if matches!(action, Some(Action::Attach)) && !args.json {
+        // A usage error, as clap's own are.
+        eprintln!("error: attach speaks JSON lines: use tailchat attach --json");
+        return ExitCode::from(2);
+    }
     let result = Settings::merge(args).and_then(|settings| match action {
         None => run(settings, None),
         Some(Action::Send { to, text }) => send(settings, &to, text),
@@ -76,9 +81,6 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
 /// `tailchat attach --json`: relays between this program's standard streams and the running
 /// tailchat's control socket.
 fn attach(settings: &Settings) -> Result<(), String> {
-    if !settings.json {
-        return Err("attach speaks JSON lines: use tailchat attach --json".to_owned());
-    }
     let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
     let path = control::socket_to_use(&dir)?.ok_or_else(|| {
         format!(

@@ -192,6 +192,11 @@ fn attach_follows_and_drives_the_running_tailchat() {
             return v;
         }
     };
+    // `ready` first, as in --json mode: whose tailchat this is.
+    let ready = rx.recv_timeout(common::WAIT).expect("a first line");
+    assert_eq!(ready["type"], "ready", "{ready}");
+    assert_eq!(ready["nick"], "alice");
+    assert_eq!(ready["port"], alice.port);
     writeln!(stdin, r#"{{"cmd":"peers"}}"#).unwrap();
     let peers = next("peers", &|v| v["type"] == "peers");
     assert_eq!(peers["peers"][0]["nick"], "bob");

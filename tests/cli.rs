@@ -130,6 +130,7 @@ fn invalid_command_line_values_exit_2_with_clap_errors() {
         &["--bind", "not-an-ip"],
         &["--peer", "bad host"],
         &["--frobnicate"],
+        &["attach"], // without --json
     ] {
         let (mut cmd, _dir) = command(args);
         let out = cmd.output().unwrap();

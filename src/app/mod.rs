@@ -244,6 +244,7 @@ pub async fn run_with(
     let peers = std::mem::take(&mut setup.peers);
     let unshown = std::mem::take(&mut setup.unshown);
     let control_dir = setup.control_dir.take();
+    let port = setup.files.port; // the UDP port we listen on, told to programs that connect
     let mut chat = Chat::new(setup, screen, resolved_tx);
     chat.set_tailnet(Tailnet::new(tailnet, reaches, Some(tailnet_tx)));
     let mut control = control_dir.and_then(|dir| match ControlServer::bind(&dir) {
@@ -320,7 +321,9 @@ pub async fn run_with(
             },
             Some(r) = resolved_rx.recv() => chat.on_resolved(r),
             Some(news) = tailnet_rx.recv() => chat.on_tailnet(news),
-            Some((id, to)) = accept(control.as_mut(), &client_tx) => chat.client_connected(id, to),
+            Some((id, to)) = accept(control.as_mut(), &client_tx) => {
+                chat.client_connected(id, to, port);
+            }
             Some(msg) = client_rx.recv() => chat.on_client(msg),
             Some(ev) = file_events.recv() => chat.on_file_event(ev),
             answer = chat.history_answer() => chat.on_history(answer),

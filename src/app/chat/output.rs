@@ -51,9 +51,12 @@ impl Chat {
         self.pending.push((self.dest(), Line::Json(text)));
     }
 
-    /// A program connected through the control socket.
-    pub fn client_connected(&mut self, id: ClientId, to: mpsc::Sender<String>) {
+    /// A program connected through the control socket: it hears `ready` first (who we are,
+    /// on which UDP `port`), as a `--json` run's output begins.
+    pub fn client_connected(&mut self, id: ClientId, to: mpsc::Sender<String>, port: u16) {
         self.clients.insert(id, to);
+        let ready = json::ready(self.ep.nick(), self.ep.peer_id(), port);
+        self.pending.push((Dest::Client(id), Line::Json(ready)));
     }
 
     /// A line from a connected program: a JSON command, answered to it alone. `quit` ends
