@@ -111,7 +111,7 @@ impl Chat {
                 }
                 Err(e) => {
                     // The prompt showed the new nick as soon as it was typed: put ours back.
-                    self.screen.nick(&self.ep.nick().to_owned());
+                    self.screen.nick(self.ep.nick());
                     self.command_error(e);
                 }
             },
