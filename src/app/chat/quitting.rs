@@ -79,6 +79,9 @@ impl Chat {
                 "{waiting} message(s) had not been acknowledged and are lost: storage is off"
             )));
         }
+        for line in self.files.left_unfinished() {
+            self.print(Output::Notice(line));
+        }
         self.flush_screen();
     }
 }

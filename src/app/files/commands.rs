@@ -182,6 +182,15 @@ impl Files {
         let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
         self.notice(format!("accepted {shown} from {nick} → {}", dest.display()));
         self.start_fetch(ep, key);
+        if self
+            .transfers
+            .get(&key)
+            .is_some_and(|t| t.fetching.is_none())
+        {
+            self.notice(format!(
+                "{nick} is not here now: {shown} comes when {nick} is back"
+            ));
+        }
         Ok(())
     }
 

@@ -186,9 +186,15 @@ impl Transfer {
         format!("before tailchat last stopped: {what}")
     }
 
-    /// The name as shown: a folder with a trailing `/`.
+    /// The name as shown: a folder with a trailing `/`. A peer's name is shown as it will be
+    /// saved (made safe for our disk), so the offer line and the file on disk agree.
     fn shown_name(&self) -> String {
-        let name = crate::ui::render::sanitize(&self.record.offer.name);
+        let raw = &self.record.offer.name;
+        let name = if self.record.outgoing {
+            crate::ui::render::sanitize(raw)
+        } else {
+            crate::ui::render::sanitize(&crate::transfer::names::sanitize_name(raw))
+        };
         if self.record.offer.folder {
             format!("{name}/")
         } else {
@@ -283,6 +289,43 @@ impl Files {
         self.transfers
             .values()
             .any(|t| t.this_run && t.record.state == State::Accepted)
+    }
+
+    /// What stays unfinished when the program stops, one line each, for the user to know it
+    /// was not forgotten (or that it is lost, without storage).
+    pub fn left_unfinished(&self) -> Vec<String> {
+        let kept = self.store.is_some();
+        self.transfers
+            .values()
+            .filter(|t| !t.record.state.is_finished())
+            .map(|t| {
+                let r = &t.record;
+                let (name, nick) = (t.shown_name(), crate::ui::render::display_nick(&r.peer_nick));
+                let pct = r
+                    .bytes_done
+                    .saturating_mul(100)
+                    .checked_div(r.offer.size)
+                    .unwrap_or(0);
+                match (r.state, r.outgoing, kept) {
+                    (State::Accepted, true, true) => format!(
+                        "{name} to {nick}: {pct}% sent, the rest goes when you are both back"
+                    ),
+                    (State::Accepted, false, true) => format!(
+                        "{name} from {nick}: {pct}% received, the rest comes when you are both back"
+                    ),
+                    (_, true, true) => format!(
+                        "{name} to {nick}: not answered yet, offered again when you are both back"
+                    ),
+                    (_, false, _) if r.state != State::Accepted => format!(
+                        "{nick}'s offer of {name} was not answered: {nick} offers it again when you are both back"
+                    ),
+                    _ => format!(
+                        "{name} ({} {nick}) stopped at {pct}% and is not kept: storage is off",
+                        t.toward()
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// The transfers whose end lines are among those the last [`Files::take_lines`] took: to

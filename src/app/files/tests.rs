@@ -279,3 +279,68 @@ fn a_forgotten_peers_transfers_end_with_a_line() {
     );
     assert_eq!(files.transfers[&key].record.state, State::Failed);
 }
+
+#[test]
+fn what_is_left_unfinished_is_said_at_quit() {
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.bytes_done = 2_500_000;
+    // Without storage nothing is kept.
+    assert_eq!(
+        files.left_unfinished(),
+        ["report.pdf (from bob) stopped at 25% and is not kept: storage is off"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    files.store = Some(Store::new(dir.path()));
+    assert_eq!(
+        files.left_unfinished(),
+        ["report.pdf from bob: 25% received, the rest comes when you are both back"]
+    );
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    assert_eq!(
+        files.left_unfinished(),
+        ["bob's offer of report.pdf was not answered: bob offers it again when you are both back"]
+    );
+    files.transfers.get_mut(&key).unwrap().record.state = State::Done;
+    assert!(files.left_unfinished().is_empty(), "a finished one is not");
+
+    let (mut ours, key) = ours_accepted();
+    ours.store = Some(Store::new(dir.path()));
+    ours.transfers.get_mut(&key).unwrap().record.bytes_done = 9_000_000;
+    assert_eq!(
+        ours.left_unfinished(),
+        ["report.pdf to bob: 90% sent, the rest goes when you are both back"]
+    );
+    ours.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    assert_eq!(
+        ours.left_unfinished(),
+        ["report.pdf to bob: not answered yet, offered again when you are both back"]
+    );
+}
+
+#[test]
+fn accepting_from_a_peer_who_is_away_says_it_waits_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.state = State::Offered;
+        // A hostile name: shown as it will be saved.
+        t.record.offer.name = "evil\u{1b}[31mred\u{202e}txt.exe".into();
+    }
+    let mut ep = endpoint(Instant::now());
+    files
+        .accept(&mut ep, key, Some(tmp.path().to_path_buf()))
+        .unwrap();
+    let lines = notices(files.take_lines());
+    let saved = crate::transfer::names::sanitize_name("evil\u{1b}[31mred\u{202e}txt.exe");
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "accepted {saved} from bob → {}",
+                tmp.path().join(&saved).display()
+            ),
+            format!("bob is not here now: {saved} comes when bob is back"),
+        ]
+    );
+}
