@@ -80,7 +80,7 @@ impl fmt::Display for LocalApiError {
         match self {
             E::Missing(p) => write!(
                 f,
-                "no tailscaled socket at {} — not on a tailnet here (LAN discovery and /add still work); if tailscaled uses another socket, pass --tailscale-socket PATH",
+                "no tailscaled socket at {} (--tailscale-socket PATH if it is elsewhere)",
                 p.display()
             ),
             E::NotListening(p) => write!(
