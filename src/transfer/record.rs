@@ -83,6 +83,14 @@ pub struct Record {
     /// stopped first): said at the next start. Absent (false) in records of older versions.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub untold: bool,
+    /// The number the user knows it by (`/cancel 3`), kept so that it is the same after a
+    /// restart. Absent (0) in records of older versions: those get a new one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub number: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The offer's fields, as JSON can hold them.
@@ -163,6 +171,7 @@ impl Record {
             created_ms,
             finished_ms: None,
             untold: false,
+            number: 0,
         }
     }
 
@@ -326,6 +335,7 @@ mod tests {
             created_ms: 1000,
             finished_ms: None,
             untold: false,
+            number: 0,
         };
         store.save(&r).unwrap();
         store.save_manifest(r.key(), b"mf").unwrap();

@@ -361,12 +361,21 @@ impl Files {
         for w in warnings {
             self.notice(w);
         }
+        // Numbers go on from the highest kept, so an unfinished transfer keeps the number the
+        // user was given (`/cancel 3` still means it after a restart) and no new one takes it.
+        let kept = records.iter().map(|r| r.number).max().unwrap_or(0);
+        self.next_number = self.next_number.max(kept.saturating_add(1));
+        let mut taken = std::collections::BTreeSet::new();
         for mut record in records {
             let key = record.key();
             let mut offer = record.offer.to_offer(record.id);
             let manifest = store.manifest(key).and_then(|b| Manifest::decode(&b).ok());
             let unfinished = !record.state.is_finished();
-            let number = if unfinished { self.number() } else { 0 };
+            let number = match record.number {
+                _ if !unfinished => 0,
+                n if n > 0 && taken.insert(n) => n,
+                _ => self.number(),
+            };
             if unfinished && record.outgoing {
                 if let (Some(o), Some(m), Some(src)) = (&mut offer, &manifest, &record.source) {
                     let serving = Serving {
@@ -463,10 +472,13 @@ impl Files {
 
 fn new_transfer(
     number: u32,
-    record: Record,
+    mut record: Record,
     offer: Option<Offer>,
     manifest: Option<Manifest>,
 ) -> Transfer {
+    if number > 0 {
+        record.number = number;
+    }
     Transfer {
         number,
         record,

@@ -36,6 +36,7 @@ fn accepted(quiet: bool) -> (Files, TransferKey) {
         created_ms: 0,
         finished_ms: None,
         untold: false,
+        number: 0,
     };
     let key = TransferKey {
         offerer: PeerId(2),
@@ -343,4 +344,26 @@ fn accepting_from_a_peer_who_is_away_says_it_waits_for_them() {
             format!("bob is not here now: {saved} comes when bob is back"),
         ]
     );
+}
+
+#[test]
+fn an_unfinished_transfer_keeps_its_number_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.store = Some(Store::new(dir.path()));
+    {
+        // The third of its run, accepted: kept on disk.
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.number = 3;
+        t.record.number = 3;
+        t.record.dest = Some(dir.path().join("report.pdf"));
+    }
+    files.save(key);
+    let setup = FilesSetup {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..FilesSetup::default()
+    };
+    let mut again = Files::new(setup, PeerId(1), false);
+    assert_eq!(again.transfers[&key].number, 3, "/cancel 3 still means it");
+    assert_eq!(again.number(), 4, "and no new transfer takes 3");
 }
