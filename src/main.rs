@@ -248,7 +248,15 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
     });
     // The printer thread owns the screen: let it write the last lines before we exit.
     output.flush();
-    result
+    // The exit codes tell a script how its input went; a person at the prompt has seen every
+    // error already, and a typo an hour ago does not make the session a failure.
+    result.map(|outcome| {
+        if interactive {
+            Outcome::default()
+        } else {
+            outcome
+        }
+    })
 }
 
 /// Completes on Ctrl-C (when not reading a terminal), SIGTERM or SIGHUP (the terminal window

@@ -588,6 +588,10 @@ fn the_prompt_shows_the_nick_and_follows_nick_changes() {
     bob.enter();
     alice.expect("<bobby> hi");
 
+    // A typo earlier in the session does not make /quit exit non-zero (a script's would).
+    bob.type_text("bobby> ", "", "/hlep");
+    bob.enter();
+    bob.wait_for_text("unknown command /hlep");
     quit(&mut alice, &bob, "bobby> ", "bobby");
 
     // On a terminal, logs (RUST_LOG is set) go to a private file, with tailchat's own events.
