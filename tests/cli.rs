@@ -465,3 +465,15 @@ fn spawn_bot(args: &[&str]) -> (std::process::Child, tempfile::TempDir) {
         .unwrap();
     (child, dir)
 }
+
+#[test]
+fn adding_our_own_address_says_it_is_ourselves() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    alice.send(&format!("/add 127.0.0.1:{}", alice.port));
+    alice.expect(&format!(
+        "127.0.0.1:{} is this tailchat itself (it listens on port {})",
+        alice.port, alice.port
+    ));
+    alice.send("/peers");
+    alice.expect("no peers yet");
+}

@@ -62,7 +62,17 @@ impl Chat {
         }
         let peers = self.ep.peers();
         let now = Instant::now();
+        let ours = own_addresses();
+        let mut contacted = false;
         for a in &usable {
+            if a.port() == self.own_port && ours(a.ip()) {
+                self.command_error(format!(
+                    "{} is this tailchat itself (it listens on port {}) — give the other's port: /add HOST:PORT",
+                    present::show_addr(*a),
+                    self.own_port
+                ));
+                continue;
+            }
             if let Some(p) = peers
                 .iter()
                 .find(|p| p.state == PeerState::Online && p.addrs.contains(a))
@@ -75,11 +85,25 @@ impl Chat {
                 continue;
             }
             self.ep.add_address(now, *a);
+            contacted = true;
             self.tailnet.user_added(*a);
             self.print(Output::Notice(format!(
                 "contacting {}…",
                 present::show_addr(*a)
             )));
         }
+        if !contacted {
+            // Already connected, or ourselves: a script has no contact to wait for.
+            self.hold_until = self.lan_hold();
+        }
     }
+}
+
+/// Whether an IP address is one of this machine's: loopback, unspecified, or an address of one
+/// of its interfaces (read once per call of the returned function's maker).
+fn own_addresses() -> impl Fn(std::net::IpAddr) -> bool {
+    let local: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .map(|ifaces| ifaces.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default();
+    move |ip| ip.is_loopback() || ip.is_unspecified() || local.contains(&ip)
 }

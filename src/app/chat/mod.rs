@@ -73,6 +73,8 @@ pub struct Chat {
     reaches: (bool, bool),
     /// Port for `/add` without one.
     default_port: u16,
+    /// The UDP port we listen on: `/add` of one of our own addresses with it is ourselves.
+    own_port: u16,
     /// Sends lookups' results back into the loop.
     resolved_tx: mpsc::UnboundedSender<Resolved>,
     /// When `/quit` gives up waiting for acks; `Some` once quitting.
@@ -175,6 +177,7 @@ impl Chat {
             presence.auto_away = None;
         }
         let presence = Presence::new(presence, now);
+        let own_port = files.port;
         let files = Files::new(files, ep.peer_id(), scripted || json);
         let (history_tx, history_rx) = mpsc::unbounded_channel();
         let mut chat = Self {
@@ -183,6 +186,7 @@ impl Chat {
             outstanding: Outstanding::default(),
             reaches,
             default_port,
+            own_port,
             resolved_tx,
             quit_by: None,
             persist: Persistence::new(journal),
