@@ -624,6 +624,24 @@ fn a_sender_that_lies_leaves_nothing_that_looks_complete() {
         "does not match its offer",
     );
 
+    // A folder of "5 B" whose two sizes, 2^63 and 2^63 + 5, add up to 5 when they wrap
+    // round: refused before a byte is written (it used to write without end).
+    let mut huge = entry("w1", b"x");
+    huge.size = 1 << 63;
+    let mut huger = entry("w2", b"x");
+    huger.size = (1 << 63) + 5;
+    let offered = manifest(vec![huge, huger]);
+    let mut offer = common::offer_of("wrap", true, &offered, port);
+    offer.size = 5;
+    accept_and_expect_stop(
+        &mut bob,
+        &mallory,
+        &offer,
+        offered.encode(),
+        content.clone(),
+        "does not match its offer",
+    );
+
     // The offered bytes, then more: the file is not kept either.
     let offered = manifest(vec![entry("more.bin", &content)]);
     let offer = common::offer_of("more.bin", false, &offered, port);

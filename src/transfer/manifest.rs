@@ -38,20 +38,22 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Bytes in all.
+    /// Bytes in all; `u64::MAX` when the sizes add up to more (a peer's list whose sizes
+    /// wrap round to a small sum must not pass for that sum).
     pub fn total(&self) -> u64 {
-        self.entries.iter().map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .try_fold(0u64, |sum, e| sum.checked_add(e.size))
+            .unwrap_or(u64::MAX)
     }
 
-    /// Bytes of the files before file `index` plus `offset`: a position in the whole offer.
+    /// Bytes of the files before file `index` plus `offset`: a position in the whole offer
+    /// (at most `u64::MAX`).
     pub fn position(&self, index: u32, offset: u64) -> u64 {
-        let before: u64 = self
-            .entries
+        self.entries
             .iter()
             .take(index as usize)
-            .map(|e| e.size)
-            .sum();
-        before + offset
+            .fold(offset, |sum, e| sum.saturating_add(e.size))
     }
 
     /// Its encoding (postcard).
@@ -312,6 +314,22 @@ mod tests {
         };
         assert!(Manifest::decode(&empty.encode()).is_err());
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn sizes_that_add_up_past_u64_do_not_wrap_round_to_a_small_total() {
+        let entry = |size| Entry {
+            path: "w".into(),
+            size,
+            hash: [0; 32],
+        };
+        // 2^63 + (2^63 + 5) wraps to 5: a "5 B" offer that writes without end.
+        let m = Manifest {
+            entries: vec![entry(1 << 63), entry((1 << 63) + 5)],
+        };
+        assert_eq!(m.total(), u64::MAX);
+        assert_eq!(m.position(2, 0), u64::MAX);
+        assert_eq!(m.position(1, 7), (1 << 63) + 7);
     }
 
     #[test]
