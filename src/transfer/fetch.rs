@@ -53,7 +53,9 @@ pub enum Plan {
 
 impl Plan {
     /// Where each file of `manifest` should end up, in order (paths sanitised, duplicates
-    /// numbered), all inside the plan's folder.
+    /// numbered), all inside the plan's folder. No file's path is another's `.part`: a list
+    /// with `x.part` and `x` would have the second written over the first, already in place,
+    /// so the later one of the two is numbered.
     pub fn finals(&self, manifest: &Manifest) -> Vec<PathBuf> {
         match self {
             Plan::File { wanted } => vec![wanted.clone(); manifest.entries.len().min(1)],
@@ -69,11 +71,13 @@ impl Plan {
                         let mut path = top.clone();
                         path.extend(&rel);
                         let mut n = 1;
-                        while !used.insert(path.clone()) {
+                        while used.contains(&path) || used.contains(&part_of(&path)) {
                             let name = rel.last().map_or("file", String::as_str);
                             path.set_file_name(names::numbered(name, n));
                             n += 1;
                         }
+                        used.insert(part_of(&path));
+                        used.insert(path.clone());
                         path
                     })
                     .collect()
@@ -497,5 +501,31 @@ mod tests {
             ..job(0)
         };
         assert_eq!(already_placed(&first, &tx), 0);
+    }
+
+    #[test]
+    fn no_file_of_a_folder_lands_on_another_ones_part() {
+        let entry = |path: &str| Entry {
+            path: path.into(),
+            size: 1,
+            hash: [0; 32],
+        };
+        let top = PathBuf::from("/dl/pc");
+        let finals = |paths: &[&str]| {
+            Plan::Folder { top: top.clone() }.finals(&Manifest {
+                entries: paths.iter().map(|p| entry(p)).collect(),
+            })
+        };
+        // `x.part` in place first, then `x` would be written to `x.part`: numbered instead.
+        assert_eq!(
+            finals(&["x.part", "x"]),
+            [top.join("x.part"), top.join("x (1)")]
+        );
+        assert_eq!(
+            finals(&["x", "x.part"]),
+            [top.join("x"), top.join("x (1).part")]
+        );
+        assert_eq!(finals(&["a", "a"]), [top.join("a"), top.join("a (1)")]);
+        assert_eq!(finals(&["a", "b"]), [top.join("a"), top.join("b")]);
     }
 }
