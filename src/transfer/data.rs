@@ -131,7 +131,17 @@ pub fn read_response(r: &mut impl Read) -> io::Result<(Status, u32)> {
     if head[..4] != MAGIC || head[4] != VERSION {
         return Err(bad());
     }
-    let status = Status::from_byte(head[5]).ok_or_else(bad)?;
+    // A tailchat's answer, with a status this version does not know: any status but 0 ends
+    // the transfer for good (§13.4), so it is told apart from a broken connection.
+    let status = Status::from_byte(head[5]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "its answer has a status this tailchat does not know ({})",
+                head[5]
+            ),
+        )
+    })?;
     if status != Status::Ok {
         return Ok((status, 0));
     }
@@ -177,6 +187,11 @@ mod tests {
             read_response(&mut &out[..]).unwrap(),
             (Status::Cancelled, 0)
         );
-        assert!(read_response(&mut &b"TCHF\x01\x09"[..]).is_err());
+        // An unknown status is told apart from a broken or foreign answer: it ends the
+        // transfer, where those are retried.
+        let unknown = read_response(&mut &b"TCHF\x01\x09"[..]).unwrap_err();
+        assert_eq!(unknown.kind(), io::ErrorKind::Unsupported);
+        let foreign = read_response(&mut &b"HTTP/1"[..]).unwrap_err();
+        assert_eq!(foreign.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -251,7 +251,13 @@ fn fetch(
         offset,
     };
     stream.write_all(&request.encode()).map_err(link)?;
-    let (status, len) = data::read_response(&mut stream).map_err(link)?;
+    let (status, len) = data::read_response(&mut stream).map_err(|e| {
+        if e.kind() == io::ErrorKind::Unsupported {
+            FetchError::Broken(e.to_string())
+        } else {
+            link(e)
+        }
+    })?;
     if status != Status::Ok {
         return Err(FetchError::Refused(status));
     }
