@@ -199,7 +199,10 @@ impl Files {
         let shown: Vec<&Transfer> = self
             .transfers
             .values()
-            .filter(|t| t.number > 0 && (t.this_run || !t.record.state.is_finished()))
+            .filter(|t| {
+                let ended_now = t.record.finished_ms.is_some_and(|f| f >= self.started_ms);
+                t.number > 0 && (t.this_run || ended_now || !t.record.state.is_finished())
+            })
             .collect();
         if shown.is_empty() {
             return vec!["no file transfers yet — /send NICK PATH offers one".into()];

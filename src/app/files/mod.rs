@@ -241,6 +241,9 @@ pub struct Files {
     untold: Vec<TransferKey>,
     /// A script or a program reads the output: no progress lines, only the end lines.
     quiet: bool,
+    /// When this run started (ms since the Unix epoch): a transfer from an earlier run that
+    /// ends in this one is listed by `/files` with this run's.
+    started_ms: i64,
 }
 
 impl Files {
@@ -262,6 +265,7 @@ impl Files {
             kept: Vec::new(),
             untold: Vec::new(),
             quiet,
+            started_ms: now_ms(),
         };
         files.restore();
         files

@@ -367,3 +367,22 @@ fn an_unfinished_transfer_keeps_its_number_after_a_restart() {
     assert_eq!(again.transfers[&key].number, 3, "/cancel 3 still means it");
     assert_eq!(again.number(), 4, "and no new transfer takes 3");
 }
+
+#[test]
+fn a_transfer_from_an_earlier_run_that_ends_in_this_one_stays_in_the_list() {
+    let (mut files, key) = accepted(false);
+    let ep = endpoint(Instant::now());
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.this_run = false;
+        t.record.state = State::Done;
+        t.record.finished_ms = Some(files.started_ms - 1);
+    }
+    let listed = |files: &Files| files.list(&ep, Instant::now()).join("\n");
+    assert!(
+        !listed(&files).contains("report.pdf"),
+        "ended before this run"
+    );
+    files.transfers.get_mut(&key).unwrap().record.finished_ms = Some(now_ms());
+    assert!(listed(&files).contains("report.pdf"), "{}", listed(&files));
+}
