@@ -246,10 +246,16 @@ impl Store {
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let tmp = path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        fs::rename(&tmp, path)
+        let written = fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            fs::rename(&tmp, path)
+        });
+        if written.is_err() {
+            // A full disk, say: no empty or cut file is left behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// The peers of unfinished transfers: the application wants them found again at start

@@ -128,6 +128,8 @@ struct Transfer {
     retries: u32,
     /// The user was told the link broke (once, until it works again).
     told_interrupted: bool,
+    /// Saving its record failed, and the user was told (once, until a save works again).
+    told_unsaved: bool,
     /// A retry is scheduled.
     retry_pending: bool,
 }
@@ -454,13 +456,22 @@ impl Files {
         if !t.record.outgoing && t.record.dest.is_none() {
             return;
         }
-        if let Err(e) = store.save(&t.record) {
-            let e = format!(
-                "cannot keep file transfer {} on disk ({}): it will not resume after a restart",
-                t.number,
-                manifest::reason(&e)
-            );
-            self.error(e);
+        let saved = store.save(&t.record);
+        let (told, number) = (t.told_unsaved, t.number);
+        if let Some(t) = self.transfers.get_mut(&key) {
+            t.told_unsaved = saved.is_err();
+        }
+        match saved {
+            // Said once: a transfer saves its record at every file of a folder.
+            Err(e) if !told => {
+                let e = format!(
+                    "cannot keep file transfer {} on disk ({}): it will not resume after a restart",
+                    number,
+                    manifest::reason(&e)
+                );
+                self.error(e);
+            }
+            _ => {}
         }
     }
 
@@ -499,6 +510,7 @@ fn new_transfer(
         rate: Rate::default(),
         retries: 0,
         told_interrupted: false,
+        told_unsaved: false,
         retry_pending: false,
     }
 }

@@ -386,3 +386,22 @@ fn a_transfer_from_an_earlier_run_that_ends_in_this_one_stays_in_the_list() {
     files.transfers.get_mut(&key).unwrap().record.finished_ms = Some(now_ms());
     assert!(listed(&files).contains("report.pdf"), "{}", listed(&files));
 }
+
+#[test]
+fn a_record_that_cannot_be_saved_is_said_once_not_at_every_save() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let (mut files, key) = accepted(false);
+    files.store = Some(Store::new(&not_a_dir));
+    files.transfers.get_mut(&key).unwrap().record.dest = Some(tmp.path().join("report.pdf"));
+    for _ in 0..3 {
+        files.save(key);
+    }
+    let errors: Vec<_> = files
+        .take_lines()
+        .into_iter()
+        .filter(|l| matches!(l, Output::Error(e) if e.starts_with("cannot keep file transfer")))
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
