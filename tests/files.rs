@@ -668,7 +668,7 @@ fn a_sender_that_lies_leaves_nothing_that_looks_complete() {
         &offer,
         offered.encode(),
         body,
-        "b.bin does not match its hash: discarded",
+        "pair/b.bin does not match its hash: discarded",
     );
 
     let mut left: Vec<String> = files_under(&downloads)

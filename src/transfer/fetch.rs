@@ -85,6 +85,17 @@ impl Plan {
         }
     }
 
+    /// How a file the plan puts at `path` is named to the user: its name, or for a folder's
+    /// file its path from the folder's parent (`photos/2024/a.jpg`).
+    pub fn landed_name(&self, path: &Path) -> String {
+        let base = match self {
+            Plan::File { wanted } => wanted.parent(),
+            Plan::Folder { top } => top.parent(),
+        };
+        let shown = base.and_then(|b| path.strip_prefix(b).ok()).unwrap_or(path);
+        shown.display().to_string()
+    }
+
     /// The folder everything goes in (for a file, its parent).
     pub fn top(&self) -> &Path {
         match self {
@@ -368,9 +379,10 @@ fn fetch(
             .ok_or_else(|| FetchError::Disk("the hashing thread failed".into()))?;
         if hash.as_bytes() != &entry.hash {
             let _ = fs::remove_file(&part);
+            // Named as it would have landed, not by the peer's own text for it.
             return Err(FetchError::Broken(format!(
                 "{} does not match its hash: discarded",
-                entry.path
+                job.plan.landed_name(wanted)
             )));
         }
         // Bytes past the offer's end make the whole offer suspect: the last file is not put
