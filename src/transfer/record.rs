@@ -288,7 +288,10 @@ impl Store {
             {
                 Some(r)
                     if r.state.is_finished()
-                        && r.finished_ms.unwrap_or(r.created_ms) + KEEP_FINISHED_MS < now_ms =>
+                        && r.finished_ms
+                            .unwrap_or(r.created_ms)
+                            .saturating_add(KEEP_FINISHED_MS)
+                            < now_ms =>
                 {
                     let _ = fs::remove_file(&path);
                     let _ = fs::remove_file(path.with_extension("manifest"));
@@ -356,6 +359,11 @@ mod tests {
         assert_eq!(store.load(3000).0.len(), 1);
         assert!(store.load(2000 + KEEP_FINISHED_MS + 1).0.is_empty());
         assert!(store.manifest(r.key()).is_none());
+        // A file on disk is input like any other: a time at the end of the range is kept,
+        // not an overflow.
+        r.finished_ms = Some(i64::MAX);
+        store.save(&r).unwrap();
+        assert_eq!(store.load(3000).0.len(), 1);
     }
 
     #[test]
