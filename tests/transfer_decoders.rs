@@ -7,19 +7,38 @@
 use proptest::prelude::*;
 use tailchat::transfer::control::{self, Control, Offer};
 use tailchat::transfer::data::{self, Request};
+use tailchat::transfer::fetch::Plan;
 use tailchat::transfer::manifest::{Entry, Manifest};
+use tailchat::transfer::names::part_of;
 
 fn decode_all(bytes: &[u8]) {
     if let Ok(c) = control::decode(bytes) {
         assert_eq!(control::decode(&control::encode(&c)).ok(), Some(c));
     }
     if let Ok(m) = Manifest::decode(bytes) {
+        where_files_land(&m);
         assert_eq!(Manifest::decode(&m.encode()).ok(), Some(m));
     }
     if let Ok(r) = Request::read(&mut &bytes[..]) {
         assert_eq!(Request::read(&mut &r.encode()[..]).ok(), Some(r));
     }
     let _ = data::read_response(&mut &bytes[..]);
+}
+
+/// A peer's file list, whatever it says: its sizes add up without overflow, and every file
+/// lands inside the folder, none on another's `.part`.
+fn where_files_land(m: &Manifest) {
+    let _ = m.total();
+    let _ = m.position(u32::MAX, u64::MAX);
+    let top = std::path::PathBuf::from("/dl/folder");
+    let finals = Plan::Folder { top: top.clone() }.finals(m);
+    assert_eq!(finals.len(), m.entries.len());
+    assert!(
+        finals.iter().all(|p| p.starts_with(&top) && p != &top),
+        "{finals:?}"
+    );
+    let parts: std::collections::HashSet<_> = finals.iter().map(|p| part_of(p)).collect();
+    assert!(finals.iter().all(|p| !parts.contains(p)), "{finals:?}");
 }
 
 /// Valid encodings of every kind, to mutate.
@@ -79,6 +98,25 @@ fn valid() -> Vec<Vec<u8>> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn any_file_list_adds_up_and_lands_inside_the_folder(
+        entries in proptest::collection::vec(
+            (
+                proptest::string::string_regex("[a-zA-Z./\\ _\\-]{0,12}(\\.part)?").unwrap(),
+                any::<u64>(),
+            ),
+            0..12,
+        ),
+    ) {
+        let m = Manifest {
+            entries: entries
+                .into_iter()
+                .map(|(path, size)| Entry { path, size, hash: [0; 32] })
+                .collect(),
+        };
+        where_files_land(&m);
+    }
 
     #[test]
     fn any_bytes_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {

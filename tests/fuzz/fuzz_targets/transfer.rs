@@ -4,13 +4,23 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tailchat::transfer::{control, data, manifest::Manifest};
+use tailchat::transfer::{control, data, fetch::Plan, manifest::Manifest};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(c) = control::decode(bytes) {
         assert_eq!(control::decode(&control::encode(&c)).ok(), Some(c));
     }
     if let Ok(m) = Manifest::decode(bytes) {
+        // Sums of a peer's sizes never overflow (a debug build would panic), and every file
+        // lands inside the folder, none on another's `.part`.
+        let _ = m.total();
+        let _ = m.position(u32::MAX, u64::MAX);
+        let top = std::path::PathBuf::from("/dl/folder");
+        let finals = Plan::Folder { top: top.clone() }.finals(&m);
+        assert!(finals.iter().all(|p| p.starts_with(&top) && p != &top));
+        let parts: std::collections::HashSet<_> =
+            finals.iter().map(|p| tailchat::transfer::names::part_of(p)).collect();
+        assert!(finals.iter().all(|p| !parts.contains(p)));
         assert_eq!(Manifest::decode(&m.encode()).ok(), Some(m));
     }
     if let Ok(r) = data::Request::read(&mut &bytes[..]) {
