@@ -40,9 +40,11 @@ const CHUNK: u64 = 1 << 20;
 const READ_BUFFER: usize = 1 << 20;
 /// How often progress is reported at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-/// How long a connection may stall (a request not sent, a write not taken) before it is
+/// How long a connection may stall (a request not sent, data not taken) before it is
 /// dropped.
 const STALL: Duration = Duration::from_secs(30);
+/// How long one write waits before [`Taking`] looks whether the receiver took anything.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 /// Tests only: `TAILCHAT_TEST_SEND_RATE=BYTES_PER_SEC` slows serving down, so a test can
 /// interrupt a transfer half-way on loopback (where 10 MB takes milliseconds).
 const TEST_RATE_VAR: &str = "TAILCHAT_TEST_SEND_RATE";
@@ -309,7 +311,7 @@ fn read_request(stream: &TcpStream) -> io::Result<Request> {
 /// Serves one connection whose request is `req`: answers, and sends the data.
 fn serve(mut stream: TcpStream, req: &Request, table: &Table, events: &UnboundedSender<DataEvent>) {
     let _ = stream.set_read_timeout(Some(STALL));
-    let _ = stream.set_write_timeout(Some(STALL));
+    let _ = stream.set_write_timeout(Some(STALL_CHECK));
     set_congestion(&SockRef::from(&stream));
     let serving = lock(table).get(&req.token).cloned();
     let Some(serving) = serving.filter(|s| s.id == req.id) else {
@@ -377,7 +379,12 @@ fn send_all(
     events: &UnboundedSender<DataEvent>,
 ) -> Result<(), ServeError> {
     let link = |e: io::Error| ServeError::Link(reason(&e));
-    data::write_response(stream, Status::Ok, &serving.manifest_bytes).map_err(link)?;
+    data::write_response(
+        &mut Taking::new(stream),
+        Status::Ok,
+        &serving.manifest_bytes,
+    )
+    .map_err(link)?;
     let (stop, stopped) = mpsc::channel::<()>();
     let shared: &TcpStream = stream;
     let pace = pacing_wanted(shared);
@@ -397,6 +404,80 @@ fn send_all(
         drop(stop);
         r
     })
+}
+
+/// A data connection as something to write to, that fails once the receiver has taken nothing
+/// for [`STALL`]. A write that returns is not enough to go on: the kernel's send buffer grows
+/// now and then (autotuning), and a receiver that reads nothing would keep a connection (and
+/// a place among [`MAX_CONNECTIONS`]) for minutes. What counts is what TCP says the receiver
+/// acknowledged (`TCP_INFO`); where that cannot be read, a write that took bytes.
+struct Taking<'a> {
+    stream: &'a TcpStream,
+    /// Bytes acknowledged when last looked at.
+    acked: u64,
+    /// When the receiver last took something.
+    since: Instant,
+    /// How long it may take nothing ([`STALL`]).
+    stall: Duration,
+}
+
+impl<'a> Taking<'a> {
+    fn new(stream: &'a TcpStream) -> Taking<'a> {
+        Taking::stalling_after(stream, STALL)
+    }
+
+    fn stalling_after(stream: &'a TcpStream, stall: Duration) -> Taking<'a> {
+        let acked = tcp_info::sample(stream).map_or(0, |s| s.bytes_acked);
+        Taking {
+            stream,
+            acked,
+            since: Instant::now(),
+            stall,
+        }
+    }
+
+    /// Notes whether the receiver took anything (`wrote`: the last write took bytes); an
+    /// error once it has taken nothing for [`STALL`].
+    fn check(&mut self, wrote: bool) -> io::Result<()> {
+        match tcp_info::sample(self.stream) {
+            Ok(s) if s.bytes_acked != self.acked => {
+                self.acked = s.bytes_acked;
+                self.since = Instant::now();
+            }
+            Ok(_) => {}
+            Err(_) if wrote => self.since = Instant::now(),
+            Err(_) => {}
+        }
+        if self.since.elapsed() >= self.stall {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the receiver took nothing for {} s", self.stall.as_secs()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Write for Taking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let result = { self.stream }.write(buf);
+            self.check(matches!(result, Ok(n) if n > 0))?;
+            match result {
+                // The socket's write timeout (STALL_CHECK): look again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        { self.stream }.flush()
+    }
 }
 
 /// Measurements only: `TAILCHAT_PACING=off` leaves the kernel's pacing alone, `alternate`
@@ -458,6 +539,7 @@ fn send_files(
     let mut reported = Instant::now();
     let started = Instant::now();
     let mut buffer = Vec::new();
+    let mut out = Taking::new(stream);
     let (chunk, rate) = match test_rate() {
         Some(rate) => (CHUNK / 16, Some(rate)),
         None => (CHUNK, None),
@@ -489,7 +571,7 @@ fn send_files(
             if serving.cancelled.load(Ordering::Acquire) {
                 return Err(ServeError::Cancelled);
             }
-            let n = send_chunk(&mut file, stream, left.min(chunk), &mut buffer).map_err(link)?;
+            let n = send_chunk(&mut file, &mut out, left.min(chunk), &mut buffer).map_err(link)?;
             if n == 0 {
                 return Err(ServeError::Unreadable(format!(
                     "{} changed since it was offered (shorter)",
@@ -526,7 +608,7 @@ fn send_files(
 /// (docs/BENCHMARKS.md, "File transfer").
 fn send_chunk(
     file: &mut File,
-    mut stream: &TcpStream,
+    stream: &mut impl Write,
     len: u64,
     buffer: &mut Vec<u8>,
 ) -> io::Result<u64> {
@@ -586,5 +668,28 @@ mod tests {
         leave_token(&by_token, [7; 16], 2);
         assert!(!lock(&by_token).contains_key(&[7; 16]));
         drop(other);
+    }
+
+    #[test]
+    fn a_receiver_that_takes_nothing_is_dropped_though_writes_return() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        served
+            .set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut out = Taking::stalling_after(&served, Duration::from_millis(500));
+        let started = Instant::now();
+        let chunk = vec![0u8; 1 << 20];
+        // The client reads nothing: the buffers fill, then the writer must give up.
+        let err = loop {
+            if let Err(e) = out.write_all(&chunk) {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "never gave up");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        drop(client);
     }
 }
