@@ -419,6 +419,9 @@ struct Taking<'a> {
     since: Instant,
     /// How long it may take nothing ([`STALL`]).
     stall: Duration,
+    /// When `TCP_INFO` was last read: at most once a second while writes go through (a
+    /// `getsockopt` per megabyte cost the sender on loopback).
+    looked: Instant,
 }
 
 impl<'a> Taking<'a> {
@@ -433,12 +436,17 @@ impl<'a> Taking<'a> {
             acked,
             since: Instant::now(),
             stall,
+            looked: Instant::now(),
         }
     }
 
     /// Notes whether the receiver took anything (`wrote`: the last write took bytes); an
     /// error once it has taken nothing for [`STALL`].
     fn check(&mut self, wrote: bool) -> io::Result<()> {
+        if wrote && self.looked.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.looked = Instant::now();
         match tcp_info::sample(self.stream) {
             Ok(s) if s.bytes_acked != self.acked => {
                 self.acked = s.bytes_acked;
