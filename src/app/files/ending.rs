@@ -9,6 +9,7 @@ use crate::transfer::fetch::Plan;
 use crate::transfer::names;
 use crate::transfer::record::State;
 use crate::transfer::TransferKey;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 impl Files {
@@ -73,6 +74,9 @@ impl Files {
         self.untold.push(key);
         let (peer, outgoing, name, dir) = (t.peer(), t.record.outgoing, t.shown_name(), t.toward());
         let nick = Self::nick(ep, t);
+        let told = reason
+            .as_deref()
+            .map(|r| for_peer(r, t.record.dest.as_deref()));
         if t.fetching.is_none() && state != State::Done {
             remove_parts(t);
         }
@@ -83,14 +87,14 @@ impl Files {
                 Some(Control::Cancel {
                     id: key.id,
                     by_offerer: outgoing,
-                    reason: reason.clone().unwrap_or_default(),
+                    reason: told.unwrap_or_default(),
                 })
             }
             // An offer that never went out is withdrawn quietly.
             State::Cancelled | State::Failed => Some(Control::Cancel {
                 id: key.id,
                 by_offerer: true,
-                reason: reason.clone().unwrap_or_default(),
+                reason: told.unwrap_or_default(),
             }),
             _ => None,
         };
@@ -119,6 +123,16 @@ impl Files {
         if let (true, Some(offer), Some(server)) = (t.record.outgoing, &t.offer, &self.server) {
             server.withdraw(&offer.token);
         }
+    }
+}
+
+/// A reason as the peer is told it: our folders are none of its business, so the download
+/// folder `dest` is in is left out of the paths in it (`cannot write
+/// /home/bob/Downloads/tailchat/x.part` → `cannot write x.part`).
+pub(super) fn for_peer(reason: &str, dest: Option<&Path>) -> String {
+    match dest.and_then(Path::parent) {
+        Some(base) => reason.replace(&format!("{}/", base.display()), ""),
+        None => reason.to_owned(),
     }
 }
 

@@ -405,3 +405,17 @@ fn a_record_that_cannot_be_saved_is_said_once_not_at_every_save() {
         .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
 }
+
+#[test]
+fn a_reason_told_to_the_peer_names_no_folder_of_ours() {
+    use super::ending::for_peer;
+    let dest = std::path::Path::new("/home/bob/Downloads/tailchat/photos");
+    assert_eq!(
+        for_peer(
+            "cannot receive photos/ from alice: cannot write /home/bob/Downloads/tailchat/photos/a/b.jpg.part: No space left on device",
+            Some(dest)
+        ),
+        "cannot receive photos/ from alice: cannot write photos/a/b.jpg.part: No space left on device"
+    );
+    assert_eq!(for_peer("cancelled", None), "cancelled");
+}
