@@ -74,11 +74,18 @@ impl Chat {
                         .into_iter()
                         .find(|(p, _)| *p == id)
                         .map_or(nick, |(_, name)| name);
-                    if let Some(reason) = self.ep.peer(id).and_then(|p| p.away) {
+                    let away = self.ep.peer(id).and_then(|p| p.away);
+                    let fresh = |r: &String| {
+                        self.away_shown.get(&id).is_some_and(|(told, at)| {
+                            told == r && at.elapsed() < super::AWAY_REMIND
+                        })
+                    };
+                    if let Some(reason) = away.filter(|r| !fresh(r)) {
                         self.print(Output::Notice(away_line(
                             &format!("{shown} is away"),
                             &reason,
                         )));
+                        self.away_shown.insert(id, (reason, now));
                     }
                     self.say(now, Recipients::Peer(id), Some(shown), text, false);
                 }

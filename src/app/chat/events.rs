@@ -83,6 +83,14 @@ impl Chat {
             if let Event::PeerJoined { peer, addr, .. } = &e {
                 self.tailnet.joined(*peer, *addr, Instant::now());
             }
+            if let Event::PeerAway { peer, away, .. } = &e {
+                match away {
+                    Some(reason) => self
+                        .away_shown
+                        .insert(*peer, (reason.clone(), Instant::now())),
+                    None => self.away_shown.remove(peer),
+                };
+            }
             changed_peers |= matches!(
                 e,
                 Event::PeerJoined { .. } | Event::PeerRenamed { .. } | Event::PeerLeft { .. }

@@ -57,6 +57,9 @@ const DISCOVERY_WAIT_MAX: Duration = Duration::from_millis(1500);
 
 /// How soon the loop looks again whether the screen has written the lines handed to it.
 const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(25);
+/// After this long, a `/msg` to a peer who is away says so again (the notice has scrolled away).
+const AWAY_REMIND: Duration = Duration::from_secs(600);
+
 /// For how long after lines were handed to the screen the loop keeps looking.
 const CONFIRM_SHOWN_FOR: Duration = Duration::from_secs(2);
 
@@ -130,6 +133,10 @@ pub struct Chat {
     /// Absent peers already told about ("bob is not here: messages … wait"), until they are back:
     /// with a few peers away, a notice per line would drown the conversation.
     away_told: HashSet<PeerId>,
+    /// The away reason last shown per peer (its notice, or before a `/msg` to it), and when:
+    /// a `/msg` says it again only when it changed or [`AWAY_REMIND`] has passed, not right
+    /// under the notice that just said it.
+    away_shown: HashMap<PeerId, (String, Instant)>,
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
     /// [`Chat::set_tailnet`]).
     pub(super) tailnet: Tailnet,
@@ -208,6 +215,7 @@ impl Chat {
             files_to_mark: Vec::new(),
             confirm_until: None,
             away_told: HashSet::new(),
+            away_shown: HashMap::new(),
             tailnet: Tailnet::off(),
             files,
             history_tx,
