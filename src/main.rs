@@ -149,10 +149,16 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         }
     };
     let mut first = vec![Output::Notice(format!(
-        "tailchat {}: you are {}, listening on UDP port {port} ({}). /help lists commands.",
+        "tailchat {}: you are {}, listening on UDP port {port} ({}).{}",
         env!("CARGO_PKG_VERSION"),
         settings.nick,
         settings.discovery_note(),
+        // Only a person at the prompt types commands.
+        if interactive {
+            " /help lists commands."
+        } else {
+            ""
+        },
     ))];
     if fell_back {
         first.push(Output::Notice(format!(
