@@ -16,6 +16,7 @@
 //! - [`names`]: making a peer's names safe on our disk: sanitising, unique names, never
 //!   overwriting.
 //! - [`data`]: the data connection's request and response headers.
+//! - [`admit`]: who gets a place on the sender's data port.
 //! - [`serve`]: the sender's side: a TCP listener that serves offered files to token holders.
 //! - [`fetch`]: the receiver's side: one thread per transfer that pulls, writes `NAME.part`,
 //!   checks each hash and moves the file into place.
@@ -27,6 +28,7 @@
 //! Data moves on threads of its own (blocking sockets and files), never on the chat's event
 //! loop, which only hears about it through [`DataEvent`]s.
 
+pub mod admit;
 pub mod control;
 pub mod data;
 pub mod fetch;

@@ -1,5 +1,6 @@
 //! The offerer's side of the data path: one TCP listener (on the chat's port number where it
-//! is free), and a thread per connection that serves an offer to whoever presents its token.
+//! is free), and a thread per connection that serves an offer to whoever presents its token
+//! (which connections get a thread: [`super::admit`]).
 //!
 //! Data sockets use BBR where the kernel has it (`TCP_CONGESTION`): it keeps the bottleneck's
 //! queue short, so a chat datagram behind a bulk transfer waits a few milliseconds rather than
@@ -9,13 +10,14 @@
 //! [`Pacer`] caps its pacing rate to keep the queueing delay near a few milliseconds
 //! ([`super::pacing`]).
 
+use super::admit;
 use super::data::{self, Request, Status};
 use super::manifest::{reason, Manifest};
 use super::pacing::{self, Pacer};
 use super::tcp_info;
 use super::DataEvent;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,12 +29,6 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Data connections served at once at most. One more makes room by closing the oldest that
-/// has not sent its request yet (so idle or junk connections cannot keep a transfer out), or is
-/// closed at once when all of them have.
-const MAX_CONNECTIONS: usize = 16;
-/// How long a connection has to send its whole request.
-const REQUEST_WAIT: Duration = Duration::from_secs(10);
 /// Bytes copied between two looks at the cancel flag (and progress reports).
 const CHUNK: u64 = 1 << 20;
 /// Bytes read from a file and written to the socket at a time (as the plain copy it is
@@ -115,7 +111,7 @@ impl fmt::Display for ServeError {
 }
 
 /// Offers by token.
-type Table = Arc<Mutex<HashMap<[u8; 16], Arc<Serving>>>>;
+pub(super) type Table = Arc<Mutex<HashMap<[u8; 16], Arc<Serving>>>>;
 
 /// The listener and the offers it serves.
 #[derive(Debug)]
@@ -144,7 +140,7 @@ impl Server {
         let shared = Arc::clone(&table);
         std::thread::Builder::new()
             .name("tailchat-files".into())
-            .spawn(move || accept_loop(&listener, &shared, &events))?;
+            .spawn(move || admit::accept_loop(&listener, &shared, &events))?;
         Ok(Server { port, table })
     }
 
@@ -166,7 +162,7 @@ impl Server {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -202,114 +198,13 @@ pub fn set_congestion(socket: &SockRef<'_>) {
     }
 }
 
-/// The connections that have not sent their request yet, oldest first, by serial number.
-type Waiting = Arc<Mutex<VecDeque<(u64, TcpStream)>>>;
-
-/// Connections served per token at once: a receiver fetches over one, and one that connects
-/// again (it took the old one for stalled) may overlap it for a moment. More would let one
-/// receiver, or anyone who learned one token, take every slot and keep the others out.
-const PER_TOKEN: usize = 2;
-
-/// The connections being served, by the token they asked with, oldest first.
-type ByToken = Arc<Mutex<HashMap<[u8; 16], VecDeque<(u64, TcpStream)>>>>;
-
-/// Counts connection `serial` under `token`, closing the oldest ones of the token beyond
-/// [`PER_TOKEN`] (their threads then fail to write and end).
-fn admit_for_token(by_token: &ByToken, token: [u8; 16], serial: u64, stream: &TcpStream) {
-    let mut by = lock(by_token);
-    let list = by.entry(token).or_default();
-    if let Ok(handle) = stream.try_clone() {
-        list.push_back((serial, handle));
-    }
-    while list.len() > PER_TOKEN {
-        if let Some((_, old)) = list.pop_front() {
-            let _ = old.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-/// Forgets connection `serial` of `token` (its thread is done).
-fn leave_token(by_token: &ByToken, token: [u8; 16], serial: u64) {
-    let mut by = lock(by_token);
-    if let Some(list) = by.get_mut(&token) {
-        list.retain(|(s, _)| *s != serial);
-        if list.is_empty() {
-            by.remove(&token);
-        }
-    }
-}
-
-/// Accepts connections for ever, one thread each, at most [`MAX_CONNECTIONS`] at once.
-fn accept_loop(listener: &TcpListener, table: &Table, events: &UnboundedSender<DataEvent>) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let waiting: Waiting = Arc::default();
-    let by_token: ByToken = Arc::default();
-    for (serial, conn) in (0u64..).zip(listener.incoming()) {
-        let Ok(stream) = conn else { continue };
-        // A closed connection's thread ends at once, but is counted until it has: twice the
-        // limit bounds the threads even while a flood of connections makes room this way.
-        let open = active.load(Ordering::Acquire);
-        if open >= MAX_CONNECTIONS {
-            let oldest = if open < 2 * MAX_CONNECTIONS {
-                lock(&waiting).pop_front()
-            } else {
-                None
-            };
-            match oldest {
-                Some((_, idle)) => {
-                    let _ = idle.shutdown(std::net::Shutdown::Both);
-                }
-                None => continue, // dropped: closed at once
-            }
-        }
-        if let Ok(handle) = stream.try_clone() {
-            lock(&waiting).push_back((serial, handle));
-        }
-        active.fetch_add(1, Ordering::AcqRel);
-        let (table, events) = (Arc::clone(table), events.clone());
-        let (thread_active, thread_waiting) = (Arc::clone(&active), Arc::clone(&waiting));
-        let thread_tokens = Arc::clone(&by_token);
-        let spawned = std::thread::Builder::new()
-            .name("tailchat-serve".into())
-            .spawn(move || {
-                let request = read_request(&stream);
-                lock(&thread_waiting).retain(|(s, _)| *s != serial);
-                if let Ok(req) = request {
-                    admit_for_token(&thread_tokens, req.token, serial, &stream);
-                    serve(stream, &req, &table, &events);
-                    leave_token(&thread_tokens, req.token, serial);
-                }
-                thread_active.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            tracing::warn!("cannot start a thread to serve a file transfer");
-            lock(&waiting).retain(|(s, _)| *s != serial);
-            active.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// Reads a connection's request, which must arrive whole within [`REQUEST_WAIT`]; an error
-/// when it does not, or is not a tailchat file request (no answer is sent then).
-fn read_request(stream: &TcpStream) -> io::Result<Request> {
-    /// Reads until a deadline, however slowly the bytes come.
-    struct Until<'a>(&'a TcpStream, Instant);
-    impl Read for Until<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let left = self.1.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.0.set_read_timeout(Some(left))?;
-            let mut stream = self.0;
-            stream.read(buf)
-        }
-    }
-    Request::read(&mut Until(stream, Instant::now() + REQUEST_WAIT))
-}
-
 /// Serves one connection whose request is `req`: answers, and sends the data.
-fn serve(mut stream: TcpStream, req: &Request, table: &Table, events: &UnboundedSender<DataEvent>) {
+pub(super) fn serve(
+    mut stream: TcpStream,
+    req: &Request,
+    table: &Table,
+    events: &UnboundedSender<DataEvent>,
+) {
     let _ = stream.set_read_timeout(Some(STALL));
     let _ = stream.set_write_timeout(Some(STALL_CHECK));
     set_congestion(&SockRef::from(&stream));
@@ -409,7 +304,7 @@ fn send_all(
 /// A data connection as something to write to, that fails once the receiver has taken nothing
 /// for [`STALL`]. A write that returns is not enough to go on: the kernel's send buffer grows
 /// now and then (autotuning), and a receiver that reads nothing would keep a connection (and
-/// a place among [`MAX_CONNECTIONS`]) for minutes. What counts is what TCP says the receiver
+/// a place among [`admit::MAX_CONNECTIONS`]) for minutes. What counts is what TCP says the receiver
 /// acknowledged (`TCP_INFO`); where that cannot be read, a write that took bytes.
 struct Taking<'a> {
     stream: &'a TcpStream,
@@ -639,44 +534,6 @@ fn send_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_token_holds_two_connections_at_most_the_oldest_closed_first() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let by_token: ByToken = Arc::default();
-        let mut clients = Vec::new();
-        for serial in 0..3u64 {
-            let client = TcpStream::connect(addr).unwrap();
-            let (served, _) = listener.accept().unwrap();
-            admit_for_token(&by_token, [7; 16], serial, &served);
-            clients.push((client, served));
-        }
-        // Another token has its own places.
-        let other = TcpStream::connect(addr).unwrap();
-        let (other_served, _) = listener.accept().unwrap();
-        admit_for_token(&by_token, [8; 16], 9, &other_served);
-        assert_eq!(lock(&by_token)[&[7; 16]].len(), 2);
-        assert_eq!(lock(&by_token)[&[8; 16]].len(), 1);
-        // The first was shut down: its client reads the end at once.
-        let mut byte = [0u8; 1];
-        let (first, _) = &mut clients[0];
-        first
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(first.read(&mut byte).unwrap(), 0);
-        // The newest is still open: nothing to read, and no end.
-        let (last, _) = &mut clients[2];
-        last.set_nonblocking(true).unwrap();
-        assert_eq!(
-            last.read(&mut byte).unwrap_err().kind(),
-            io::ErrorKind::WouldBlock
-        );
-        leave_token(&by_token, [7; 16], 1);
-        leave_token(&by_token, [7; 16], 2);
-        assert!(!lock(&by_token).contains_key(&[7; 16]));
-        drop(other);
-    }
 
     #[test]
     fn a_receiver_that_takes_nothing_is_dropped_though_writes_return() {
