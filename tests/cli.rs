@@ -477,3 +477,17 @@ fn adding_our_own_address_says_it_is_ourselves() {
     alice.send("/peers");
     alice.expect("no peers yet");
 }
+
+#[test]
+fn input_ends_at_quit_and_lines_after_it_are_not_errors() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let input = format!(
+        "/add 127.0.0.1:{}\nbefore quit\n/quit\nafter quit\n",
+        alice.port
+    );
+    let (code, stdout, stderr) = script(&[], &input);
+    alice.expect("<ci-bot> before quit");
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    assert!(!stdout.contains("after quit"), "{stdout}");
+}

@@ -359,9 +359,13 @@ impl Chat {
     }
 
     /// Whether typed lines may be taken now (a script's line waits for its contact, and for
-    /// the answer to its `/history`).
+    /// the answer to its `/history`). None after `/quit`: input ends there, and lines after it
+    /// are not read (they are not errors).
     pub fn accepts_input(&self) -> bool {
-        self.hold_until.is_none() && !(self.scripted && self.history_asked > self.history_shown)
+        self.hold_until.is_none()
+            && !(self.scripted && self.history_asked > self.history_shown)
+            && self.drain_until.is_none()
+            && !self.quitting()
     }
 
     /// Logs the core's counters (datagrams in and out, dropped and why, retransmissions), at
