@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     let result = Settings::merge(args).and_then(|settings| match action {
         None => run(settings, None),
         Some(Action::Send { to, text }) => send(settings, &to, text),
-        Some(Action::Attach) => attach(&settings).map(|()| Outcome::default()),
+        Some(Action::Attach) => attach(&settings).map(|refused| Outcome {
+            invalid_command: refused,
+            ..Outcome::default()
+        }),
     });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
@@ -79,8 +82,8 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
 }
 
 /// `tailchat attach --json`: relays between this program's standard streams and the running
-/// tailchat's control socket.
-fn attach(settings: &Settings) -> Result<(), String> {
+/// tailchat's control socket; whether a command of ours was refused.
+fn attach(settings: &Settings) -> Result<bool, String> {
     let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
     let path = control::socket_to_use(&dir)?.ok_or_else(|| {
         format!(

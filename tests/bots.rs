@@ -211,8 +211,19 @@ fn attach_follows_and_drives_the_running_tailchat() {
     next("the sent echo", &|v| v["type"] == "sent");
     bob.expect("<alice> the bot speaks for alice");
     alice.expect("<alice> the bot speaks for alice");
+    // A line that is not JSON is answered with an error, and makes the exit code 3.
+    writeln!(stdin, "garbage").unwrap();
+    next("the error", &|v| v["type"] == "error");
     drop(stdin); // detaches; alice carries on
-    assert!(attached.wait().unwrap().success());
+    assert_eq!(attached.wait().unwrap().code(), Some(3));
+    // One that asked nothing wrong exits 0.
+    let (mut cmd, _home2) = command(&["attach", "--json", "--data-dir", &d]);
+    let quiet = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(quiet.success());
     bob.send("still here?");
     alice.expect("<bob> still here?");
 }

@@ -203,10 +203,12 @@ fn peer_nicks(
 
 /// Relays standard input (JSON commands) to the running tailchat on `stream`, and its JSON
 /// events to standard output, until it closes the connection; end of standard input detaches.
+/// Returns whether one of our commands was answered with an `error` (answers go to the
+/// connection that asked alone), for the exit code.
 ///
 /// # Errors
 /// The connection failed.
-pub fn attach(stream: UnixStream) -> Result<(), String> {
+pub fn attach(stream: UnixStream) -> Result<bool, String> {
     let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
     let mut writer = stream.try_clone().map_err(lost)?;
     std::thread::spawn(move || {
@@ -221,8 +223,10 @@ pub fn attach(stream: UnixStream) -> Result<(), String> {
         let _ = writer.shutdown(std::net::Shutdown::Write);
     });
     let mut stdout = io::stdout().lock();
+    let mut refused = false;
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(lost)?;
+        refused |= serde_json::from_str::<Value>(&line).is_ok_and(|v| v["type"] == "error");
         if writeln!(stdout, "{line}")
             .and_then(|()| stdout.flush())
             .is_err()
@@ -230,5 +234,5 @@ pub fn attach(stream: UnixStream) -> Result<(), String> {
             break; // nobody reads our output any more
         }
     }
-    Ok(())
+    Ok(refused)
 }
