@@ -144,6 +144,10 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         ),
     };
     let json = settings.json;
+    if json {
+        term.output
+            .skipped_lines_as(|text| app::json::line(&Output::Error(text)));
+    }
     let say = |out: Output| {
         if json {
             term.output.print_raw(app::json::line(&out));

@@ -132,6 +132,9 @@ enum ToPrinter {
     /// Signal the sender once everything queued before has been written; lines up to `.1`
     /// are then all written or skipped.
     Flush(mpsc::Sender<()>, u64),
+    /// Lines were skipped from here on: the printer says how many when it gets here, even if
+    /// nothing is printed after them.
+    Skipped,
 }
 
 /// Counters shared by the senders and the printer thread.
@@ -145,6 +148,21 @@ struct PrinterState {
     printed: AtomicU64,
     /// The number of the last line written; every line before it is written or skipped.
     written: AtomicU64,
+    /// The number of the first line skipped in this run (0: none). Marks are never reached
+    /// past it: a message that was skipped was not seen, so it is not confirmed as shown, and
+    /// the next start shows it (with the ones after it, which may then come twice: at least
+    /// once, never lost).
+    first_skipped: AtomicU64,
+    /// How the line that counts skipped lines is written, when not as a human line (`--json`
+    /// sets one that writes a JSON `error` object).
+    skipped_line: std::sync::OnceLock<fn(String) -> String>,
+}
+
+/// The line that says `skipped` lines were not shown.
+fn skipped_text(skipped: u64) -> String {
+    format!(
+        "{skipped} line(s) not shown: the screen was not keeping up — /history shows the messages, and the next start shows again what was not seen"
+    )
 }
 
 impl OutputSender {
@@ -165,12 +183,26 @@ impl OutputSender {
         let number = self.state.printed.fetch_add(1, Ordering::AcqRel) + 1;
         if self.state.queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_OUTPUT {
             self.state.queued.fetch_sub(len, Ordering::AcqRel);
-            self.state.skipped.fetch_add(1, Ordering::AcqRel);
+            if self.state.skipped.fetch_add(1, Ordering::AcqRel) == 0 {
+                let _ = self.lines.send(ToPrinter::Skipped);
+            }
+            let _ = self.state.first_skipped.compare_exchange(
+                0,
+                number,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
             return;
         }
         // Sending fails only once the printer thread has ended, when there is nowhere left to
         // write to anyway.
         let _ = self.lines.send(ToPrinter::Line(number, line, error));
+    }
+
+    /// Writes the line that counts skipped lines with `as_line` (from its text) rather than as
+    /// a human line: for `--json`, whose output must be JSON objects only. Once, at start.
+    pub fn skipped_lines_as(&self, as_line: fn(String) -> String) {
+        let _ = self.state.skipped_line.set(as_line);
     }
 
     /// Queues a line that is already safe to print as it is (a JSON object, escaped), like
@@ -185,9 +217,13 @@ impl OutputSender {
         self.state.printed.load(Ordering::Acquire)
     }
 
-    /// The last mark the printer has reached.
+    /// The last mark the printer has reached: never past a line that was skipped.
     pub fn reached(&self) -> u64 {
-        self.state.written.load(Ordering::Acquire)
+        let written = self.state.written.load(Ordering::Acquire);
+        match self.state.first_skipped.load(Ordering::Acquire) {
+            0 => written,
+            first => written.min(first - 1),
+        }
     }
 
     /// No bell for mentions (`bell = false` in the config file).
@@ -374,13 +410,16 @@ fn run_printer(
         // before anything newer.
         let skipped = state.skipped.swap(0, Ordering::AcqRel);
         if skipped > 0 {
-            write(render(
-                &Output::Error(format!(
-                    "{skipped} line(s) not shown: the screen was not keeping up — /history shows the messages"
-                )),
-                chrono::Local::now().time(),
-                false,
-            ), true);
+            // A JSON object goes with the other JSON, on standard output; a human error line
+            // goes where errors go.
+            let text = skipped_text(skipped);
+            match state.skipped_line.get() {
+                Some(as_line) => write(as_line(text), false),
+                None => write(
+                    render(&Output::Error(text), chrono::Local::now().time(), false),
+                    true,
+                ),
+            }
         }
         match message {
             ToPrinter::Line(number, line, error) => {
@@ -393,6 +432,8 @@ fn run_printer(
                 state.written.fetch_max(through, Ordering::AcqRel);
                 let _ = done.send(());
             }
+            // Said above, before anything newer, if there was anything to say.
+            ToPrinter::Skipped => {}
         }
     }
 }
@@ -784,7 +825,11 @@ mod tests {
         release.send(()).unwrap();
         output.print(&Output::Info("after the stall".into()));
         output.flush();
-        assert_eq!(output.reached(), mark + 1);
+        // Everything is written or skipped now, but a skipped line was never seen: the mark
+        // stops before the first one, so what it held is not confirmed as shown.
+        let first = output.state.first_skipped.load(Ordering::Acquire);
+        assert!(first > 0 && first <= mark);
+        assert_eq!(output.reached(), first - 1);
         let written = lock(&written).clone();
         assert_eq!(written.len() as u64 + skipped, total as u64 + 2);
         let notice = written
@@ -796,6 +841,35 @@ mod tests {
             "{notice}"
         );
         assert!(written.last().unwrap().ends_with("after the stall"));
+    }
+
+    #[test]
+    fn with_json_the_count_of_skipped_lines_is_a_json_line_on_standard_output() {
+        let (release, gate) = mpsc::channel::<()>();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&written);
+        let output = spawn_printer(false, mpsc::channel().0, move |line, error| {
+            if lock(&sink).is_empty() {
+                let _ = gate.recv();
+            }
+            lock(&sink).push((line, error));
+            Ok(())
+        });
+        output.skipped_lines_as(|text| format!("{{\"type\":\"error\",\"message\":\"{text}\"}}"));
+        let line = "x".repeat(1 << 20);
+        for _ in 0..8 {
+            output.print_raw(line.clone());
+        }
+        release.send(()).unwrap();
+        output.print_raw("{}".into());
+        output.flush();
+        let written = lock(&written).clone();
+        let (notice, error) = written
+            .iter()
+            .find(|(l, _)| l.contains("not shown"))
+            .expect("a notice of the skipped lines");
+        assert!(notice.starts_with("{\"type\":\"error\""), "{notice}");
+        assert!(!error, "with the other JSON, not on standard error");
     }
 
     #[test]

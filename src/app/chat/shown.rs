@@ -19,7 +19,11 @@ impl Chat {
         let mut shown = BTreeMap::new();
         if self.json {
             let lines: Vec<_> = unshown.iter().map(|u| u.line.clone()).collect();
-            self.screen.print_json(json::history("missed", &lines));
+            // In parts of a megabyte or so: many long messages in one object would be a line
+            // too long for the screen's queue, and skipped.
+            for part in json::history_in_parts("missed", &lines, 1 << 20) {
+                self.screen.print_json(part);
+            }
         } else {
             self.screen
                 .print(&Output::Notice("--- while you were away ---".to_owned()));
