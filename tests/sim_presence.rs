@@ -230,3 +230,45 @@ fn a_peer_that_leaves_without_saying_it_is_ephemeral_is_kept_until_forgotten() {
     assert_eq!(sim.nodes[0].ep.undelivered(), 0);
     assert!(!sim.nodes[0].ep.forget(now, bob), "forgotten already");
 }
+
+#[test]
+fn scripts_that_left_hold_no_place_among_the_peers_of_their_address() {
+    // Node 0 takes at most 2 peers from one IP address; nodes 1..=3 are scripts run one after
+    // another on one host (one address, other ports), each leaving before the next starts.
+    let limits = tailchat::proto::Limits {
+        max_peers_per_ip: 2,
+        ..tailchat::proto::Limits::default()
+    };
+    let mut sim = Sim::with_limits(11, 4, LinkParams::lossy(0.2), limits);
+    for i in 1..=3 {
+        sim.nodes[i].addr = std::net::SocketAddr::from(([10, 0, 0, 99], 9000 + i as u16));
+        sim.nodes[i].ep.set_ephemeral(true);
+    }
+    for i in 1..=3 {
+        let bot = sim.id(i);
+        sim.add(i, 0);
+        let hub = sim.id(0);
+        let joined = sim.run_until_cond(Duration::from_secs(20), |s| {
+            s.nodes[0]
+                .ep
+                .peer(bot)
+                .is_some_and(|p| p.state == PeerState::Online)
+                && s.nodes[i]
+                    .ep
+                    .peer(hub)
+                    .is_some_and(|p| p.state == PeerState::Online)
+        });
+        // The third used to wait until the first two were forgotten (30 s after leaving).
+        assert!(joined, "script {i} was not let in");
+        let now = sim.now;
+        sim.nodes[i].ep.leave(now);
+        sim.flush(i);
+        let left = sim.run_until_cond(Duration::from_secs(20), |s| {
+            s.saw(
+                0,
+                |e| matches!(e, Event::PeerLeft { peer, .. } if *peer == bot),
+            )
+        });
+        assert!(left, "script {i} did not leave");
+    }
+}

@@ -397,10 +397,14 @@ impl PeerTable {
         manual: bool,
     ) -> Result<Option<Forgotten>, Refused> {
         let ip = ip.to_canonical();
+        // A script that left (ephemeral) lingers only to acknowledge its leave again: it holds
+        // no place, or a CI host running one short-lived script after another would be refused
+        // from the 17th on, for as long as they linger.
         let at_ip = self
             .peers
             .values()
             .filter(|p| p.found != Found::Manual && p.addrs.current().ip().to_canonical() == ip)
+            .filter(|p| !(p.is_ephemeral() && p.state() == LinkState::Left))
             .count();
         if !manual && at_ip >= self.limits.max_peers_per_ip {
             return Err(Refused::AddressFull);
