@@ -311,28 +311,6 @@ pub fn history(kind: &str, lines: &[HistoryLine]) -> String {
     object(kind, json!({ "lines": lines }))
 }
 
-/// [`history`] in as many objects as it takes for none to pass about `max_bytes` (each holds
-/// one line at least): for the lines replayed at start, which may be many long messages and
-/// must not make one line too long for the screen's queue.
-pub fn history_in_parts(kind: &str, lines: &[HistoryLine], max_bytes: usize) -> Vec<String> {
-    let mut parts = Vec::new();
-    let (mut part, mut bytes) = (Vec::new(), 0);
-    for l in lines {
-        let v = history_line(l);
-        let len = v.to_string().len();
-        if !part.is_empty() && bytes + len > max_bytes {
-            parts.push(object(kind, json!({ "lines": std::mem::take(&mut part) })));
-            bytes = 0;
-        }
-        bytes += len;
-        part.push(v);
-    }
-    if !part.is_empty() || parts.is_empty() {
-        parts.push(object(kind, json!({ "lines": part })));
-    }
-    parts
-}
-
 fn history_line(l: &HistoryLine) -> Value {
     json!({
         "time": time(l.at_ms), "from": l.nick, "to": l.to,
@@ -357,38 +335,6 @@ mod tests {
 
     fn parsed(line: &str) -> Value {
         serde_json::from_str(line).unwrap()
-    }
-
-    #[test]
-    fn many_long_lines_come_in_parts_that_hold_them_all_in_order() {
-        let line = |i: usize| HistoryLine {
-            at_ms: 1_700_000_000_000,
-            nick: "bob".into(),
-            to: None,
-            direct: false,
-            text: format!("{i:03} {}", "x".repeat(60_000)),
-            action: false,
-        };
-        let lines: Vec<HistoryLine> = (0..110).map(line).collect();
-        let parts = history_in_parts("missed", &lines, 1 << 20);
-        assert!(parts.len() >= 6, "{}", parts.len());
-        assert!(parts.iter().all(|p| p.len() < (1 << 20) + 70_000));
-        let texts: Vec<String> = parts
-            .iter()
-            .flat_map(|p| {
-                let v = parsed(p);
-                assert_eq!(v["type"], "missed");
-                v["lines"].as_array().unwrap().clone()
-            })
-            .map(|l| l["text"].as_str().unwrap()[..3].to_owned())
-            .collect();
-        let wanted: Vec<String> = (0..110).map(|i| format!("{i:03}")).collect();
-        assert_eq!(texts, wanted);
-        // Few short lines: one object, as `history` gives.
-        assert_eq!(
-            history_in_parts("missed", &lines[..0], 1 << 20),
-            [history("missed", &lines[..0])]
-        );
     }
 
     #[test]

@@ -124,6 +124,10 @@ pub trait Screen: Send {
     fn flush(&self);
     /// Shows one JSON line as it is (already escaped; `--json` mode).
     fn print_json(&self, line: String);
+    /// Bytes of lines waiting to be written: a long replay goes out as this stays low.
+    fn backlog(&self) -> usize {
+        0
+    }
 }
 
 impl Screen for crate::ui::terminal::OutputSender {
@@ -153,6 +157,10 @@ impl Screen for crate::ui::terminal::OutputSender {
 
     fn print_json(&self, line: String) {
         self.print_raw(line);
+    }
+
+    fn backlog(&self) -> usize {
+        crate::ui::terminal::OutputSender::backlog(self)
     }
 }
 

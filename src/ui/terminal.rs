@@ -217,6 +217,11 @@ impl OutputSender {
         self.state.printed.load(Ordering::Acquire)
     }
 
+    /// Bytes of lines queued and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.state.queued.load(Ordering::Acquire)
+    }
+
     /// The last mark the printer has reached: never past a line that was skipped.
     pub fn reached(&self) -> u64 {
         let written = self.state.written.load(Ordering::Acquire);

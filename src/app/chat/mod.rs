@@ -137,6 +137,9 @@ pub struct Chat {
     /// a `/msg` says it again only when it changed or [`AWAY_REMIND`] has passed, not right
     /// under the notice that just said it.
     away_shown: HashMap<PeerId, (String, Instant)>,
+    /// The rest of a replay of messages not shown in an earlier run ([`Chat::replay`]),
+    /// going out as the screen takes it.
+    replay_rest: std::collections::VecDeque<shown::ReplayPart>,
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
     /// [`Chat::set_tailnet`]).
     pub(super) tailnet: Tailnet,
@@ -216,6 +219,7 @@ impl Chat {
             confirm_until: None,
             away_told: HashSet::new(),
             away_shown: HashMap::new(),
+            replay_rest: std::collections::VecDeque::new(),
             tailnet: Tailnet::off(),
             files,
             history_tx,
@@ -301,8 +305,10 @@ impl Chat {
         let waiting = !self.unconfirmed.is_empty() || !self.files_unconfirmed.is_empty();
         let confirm = (waiting && self.confirm_until.is_some_and(|t| t > now))
             .then(|| now + CONFIRM_SHOWN_EVERY);
+        let replay = (!self.replay_rest.is_empty()).then(|| now + shown::REPLAY_EVERY);
         [
             confirm,
+            replay,
             self.ep.poll_timeout(),
             self.quit_by,
             self.hold_until,
@@ -317,6 +323,7 @@ impl Chat {
 
     /// The timer fired: the core's timers, and a script's hold running out.
     pub fn on_timer(&mut self, now: Instant) {
+        self.replay_more();
         if self.hold_until.is_some_and(|t| t <= now) {
             self.hold_until = None;
             self.discovery_hold = None;
