@@ -259,6 +259,26 @@ pub fn test_endpoint(nick: &str) -> Endpoint {
     endpoint(nick, 7654, false, None, Instant::now()).endpoint
 }
 
+/// A chat's setup for unit tests: alice, a script, no storage, nobody to contact.
+#[cfg(test)]
+pub fn test_setup() -> super::Setup {
+    super::Setup {
+        endpoint: test_endpoint("alice"),
+        session: 1,
+        peers: Vec::new(),
+        default_port: 7654,
+        reaches: (true, true),
+        journal: None,
+        scripted: true,
+        wait: std::time::Duration::from_secs(5),
+        json: false,
+        control_dir: None,
+        files: Default::default(),
+        unshown: Vec::new(),
+        presence: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

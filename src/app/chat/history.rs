@@ -118,27 +118,12 @@ impl Chat {
 #[cfg(test)]
 mod history_tests {
     use super::*;
-    use crate::app::Setup;
     use tokio::sync::mpsc;
 
     /// A chat without storage, whose screen is a channel.
     fn chat() -> (Chat, std::sync::mpsc::Receiver<Output>) {
         let (screen, lines) = std::sync::mpsc::channel();
-        let setup = Setup {
-            endpoint: crate::app::start::test_endpoint("alice"),
-            session: 1,
-            peers: Vec::new(),
-            default_port: 7654,
-            reaches: (true, true),
-            journal: None,
-            scripted: true,
-            wait: std::time::Duration::from_secs(5),
-            json: false,
-            control_dir: None,
-            files: Default::default(),
-            unshown: Vec::new(),
-            presence: Default::default(),
-        };
+        let setup = crate::app::start::test_setup();
         let (resolved_tx, _) = mpsc::unbounded_channel();
         (Chat::new(setup, Box::new(screen), resolved_tx), lines)
     }

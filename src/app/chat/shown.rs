@@ -148,7 +148,7 @@ impl Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{Screen, Setup};
+    use crate::app::Screen;
     use crate::store::journal::HistoryLine;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
@@ -188,21 +188,7 @@ mod tests {
             out,
             backlog: Arc::clone(&backlog),
         };
-        let setup = Setup {
-            endpoint: crate::app::start::test_endpoint("alice"),
-            session: 1,
-            peers: Vec::new(),
-            default_port: 7654,
-            reaches: (true, true),
-            journal: None,
-            scripted: true,
-            wait: std::time::Duration::from_secs(5),
-            json: false,
-            control_dir: None,
-            files: Default::default(),
-            unshown: Vec::new(),
-            presence: Default::default(),
-        };
+        let setup = crate::app::start::test_setup();
         let (resolved_tx, _) = tokio::sync::mpsc::unbounded_channel();
         let mut chat = Chat::new(setup, Box::new(screen), resolved_tx);
         // 300 messages of 10 KB: three megabytes, more than the screen may hold at once.
