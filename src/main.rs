@@ -46,9 +46,11 @@ fn main() -> ExitCode {
 /// else as a one-shot script of this identity.
 fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome, String> {
     let text = if words.is_empty() {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
             .map_err(|e| format!("cannot read the message from standard input: {e}"))?;
+        // As a piped script's lines: bytes that are not UTF-8 become U+FFFD, not an error.
+        let text = String::from_utf8_lossy(&bytes);
         text.trim_end_matches(['\n', '\r']).to_owned()
     } else {
         words.join(" ")

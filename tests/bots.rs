@@ -20,6 +20,16 @@ fn send(dir: &Path, args: &[&str]) -> Output {
 
 /// [`send`] with `--wait SECONDS`.
 fn send_waiting(dir: &Path, seconds: &str, args: &[&str]) -> Output {
+    let (mut cmd, _home) = send_command(dir, seconds, args);
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+/// The command of [`send_waiting`], not yet run, and the home it runs in.
+fn send_command(
+    dir: &Path,
+    seconds: &str,
+    args: &[&str],
+) -> (std::process::Command, tempfile::TempDir) {
     let d = data(dir);
     let mut all = vec![
         "send",
@@ -32,8 +42,7 @@ fn send_waiting(dir: &Path, seconds: &str, args: &[&str]) -> Output {
         seconds,
     ];
     all.extend_from_slice(args);
-    let (mut cmd, _home) = command(&all);
-    cmd.stdin(Stdio::null()).output().unwrap()
+    command(&all)
 }
 
 fn text(b: &[u8]) -> String {
@@ -64,6 +73,23 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     let out = send(dir.path(), &["--to", "bob", "just", "for", "you"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("*alice* just for you");
+
+    // From standard input, bytes that are not UTF-8 too: replaced, as a piped script's are.
+    let (mut cmd, _home) = send_command(dir.path(), "5", &[]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"stdin \xff end\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    bob.expect("<alice> stdin \u{fffd} end");
 
     // To bob and a carol nobody knows: to nobody, and said so.
     let out = send(dir.path(), &["--to", "bob", "--to", "carol", "for both"]);
