@@ -215,13 +215,7 @@ impl Files {
         let mut sorted = shown;
         sorted.sort_by_key(|t| t.number);
         for t in sorted {
-            let size = t.record.offer.size;
-            let done = if t.record.state == State::Done {
-                size
-            } else {
-                t.record.bytes_done
-            };
-            let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
+            let (size, done, pct) = (t.record.offer.size, t.bytes_done(), t.percent_done());
             let rate = t.rate.per_sec().filter(|_| {
                 t.rate
                     .samples

@@ -275,7 +275,7 @@ impl Files {
         t.progress_shown = Some(now);
         let size = t.record.offer.size;
         let done = t.record.bytes_done;
-        let pct = done.saturating_mul(100).checked_div(size).unwrap_or(100);
+        let pct = t.percent_done();
         let rate = t.rate.per_sec().unwrap_or(0.0);
         let left = if rate > 0.0 {
             format!(

@@ -143,6 +143,24 @@ impl Transfer {
         PeerId(self.record.peer)
     }
 
+    /// Bytes of the offer the receiver has (all of it once done).
+    fn bytes_done(&self) -> u64 {
+        if self.record.state == State::Done {
+            self.record.offer.size
+        } else {
+            self.record.bytes_done
+        }
+    }
+
+    /// How much of the offer the receiver has, in percent (an empty offer: 100).
+    fn percent_done(&self) -> u64 {
+        let size = self.record.offer.size;
+        self.bytes_done()
+            .saturating_mul(100)
+            .checked_div(size)
+            .unwrap_or(100)
+    }
+
     /// "to" the peer (we send) or "from" it, for the lines that name both.
     fn toward(&self) -> &'static str {
         if self.record.outgoing {
@@ -307,11 +325,7 @@ impl Files {
             .map(|t| {
                 let r = &t.record;
                 let (name, nick) = (t.shown_name(), crate::ui::render::display_nick(&r.peer_nick));
-                let pct = r
-                    .bytes_done
-                    .saturating_mul(100)
-                    .checked_div(r.offer.size)
-                    .unwrap_or(0);
+                let pct = t.percent_done();
                 match (r.state, r.outgoing, kept) {
                     (State::Accepted, true, true) => format!(
                         "{name} to {nick}: {pct}% sent, the rest goes when you are both back"
