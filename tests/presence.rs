@@ -127,10 +127,10 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
     assert!(!live.contains("(sent"), "{live:?}");
 }
 
-#[test]
-fn an_ephemeral_script_is_not_listed_once_it_has_left() {
-    let home = tempfile::tempdir().unwrap();
-    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
+/// Alice (her data under `home`) and an ephemeral deploybot that adds her, meets her and
+/// says "deploy finished".
+fn alice_and_a_bot(home: &std::path::Path) -> (Chat, Chat) {
+    let mut alice = Chat::start_in(home, "alice", &["--bind", "127.0.0.1"], &[]);
     let peer = format!("127.0.0.1:{}", alice.port);
     let mut bot = Chat::start(
         "deploybot",
@@ -140,6 +140,13 @@ fn an_ephemeral_script_is_not_listed_once_it_has_left() {
     bot.expect("alice joined");
     bot.send("deploy finished");
     alice.expect("<deploybot> deploy finished");
+    (alice, bot)
+}
+
+#[test]
+fn an_ephemeral_script_is_not_listed_once_it_has_left() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut alice, mut bot) = alice_and_a_bot(home.path());
     alice.send("/whois deploybot");
     alice.expect("ephemeral  yes");
     bot.close_input();
@@ -160,15 +167,7 @@ fn an_ephemeral_script_is_not_listed_once_it_has_left() {
 #[test]
 fn an_ephemeral_script_stays_forgotten_when_tailchat_is_killed_right_after_it_left() {
     let home = tempfile::tempdir().unwrap();
-    let mut alice = Chat::start_in(home.path(), "alice", &["--bind", "127.0.0.1"], &[]);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let mut bot = Chat::start(
-        "deploybot",
-        &["--bind", "127.0.0.1", "--ephemeral", "--peer", &peer],
-    );
-    alice.expect("deploybot joined");
-    bot.send("deploy finished");
-    alice.expect("<deploybot> deploy finished");
+    let (mut alice, mut bot) = alice_and_a_bot(home.path());
     bot.close_input();
     assert!(bot.wait_exit().success());
     alice.expect("deploybot left");
