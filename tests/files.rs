@@ -221,7 +221,7 @@ fn offer_accepted(alice: &mut Chat, bob: &mut Chat, dir: &Path, name: &str, cont
 /// receiver's part held) and sent only the rest of the `len` bytes.
 fn assert_only_the_rest_was_sent(sent: &str, kept: u64, len: usize) {
     let resumed_at = megabytes_after(sent, "resumed at");
-    let sent_after = megabytes_after(sent, "and sent");
+    let sent_after = megabytes_after(sent, "sent the remaining");
     let total = len as f64 / 1e6;
     assert!(
         resumed_at * 1e6 >= kept as f64 - 0.1e6,
@@ -230,6 +230,35 @@ fn assert_only_the_rest_was_sent(sent: &str, kept: u64, len: usize) {
     assert!(
         (resumed_at + sent_after - total).abs() < 0.15,
         "only what had not arrived is sent again: {sent}"
+    );
+}
+
+/// Both end lines of a resumed transfer tell it the same way: where it resumed, and how long
+/// it took since its first bytes moved (the receiver's first run counted, so both about the
+/// same), though one side restarted.
+fn assert_both_ends_agree(received: &str, sent: &str) {
+    let resumed = |line: &str| {
+        let at = line
+            .split("resumed at ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{line}"));
+        at.split(" and").next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(resumed(received), resumed(sent), "{received} / {sent}");
+    assert!(received.contains("received the remaining"), "{received}");
+    let took = |line: &str| -> f64 {
+        let t = line.split(" in ").nth(1).unwrap_or_default();
+        let t = t.split([';', ')']).next().unwrap_or_default();
+        match t.split(' ').collect::<Vec<_>>()[..] {
+            [n, "ms"] => n.parse::<f64>().unwrap() / 1000.0,
+            [n, "s"] => n.parse().unwrap(),
+            [m, "min", s, "s"] => m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap(),
+            _ => panic!("no duration in {line}"),
+        }
+    };
+    assert!(
+        (took(received) - took(sent)).abs() < 1.5,
+        "{received} / {sent}"
     );
 }
 
@@ -277,9 +306,9 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
     bob.expect("unfinished file transfer");
     let end = bob.expect("received resume.bin from alice");
-    assert!(end.contains("resumed at"), "{end}");
     let sent = alice.expect("sent resume.bin to bob");
     assert_only_the_rest_was_sent(&sent, kept, content.len());
+    assert_both_ends_agree(&end, &sent);
     assert_eq!(fs::read(downloads.join("resume.bin")).unwrap(), content);
     assert!(!part.exists());
 }
@@ -310,9 +339,10 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
     alice.expect("unfinished file transfer");
     alice.expect("bob joined");
-    bob.expect("received cut.bin from alice");
+    let end = bob.expect("received cut.bin from alice");
     let sent = alice.expect("sent cut.bin to bob");
     assert_only_the_rest_was_sent(&sent, kept, content.len());
+    assert_both_ends_agree(&end, &sent);
     assert_eq!(fs::read(downloads.join("cut.bin")).unwrap(), content);
     assert!(!part.exists());
 }

@@ -87,6 +87,11 @@ pub struct Record {
     /// restart. Absent (0) in records of older versions: those get a new one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub number: u32,
+    /// When its first bytes moved, in any run (ms since the Unix epoch): the time an end line
+    /// gives counts from there, on both sides, across restarts. Absent in records of older
+    /// versions and before any byte moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -172,6 +177,7 @@ impl Record {
             finished_ms: None,
             untold: false,
             number: 0,
+            first_byte_ms: None,
         }
     }
 
@@ -345,6 +351,7 @@ mod tests {
             finished_ms: None,
             untold: false,
             number: 0,
+            first_byte_ms: Some(1500),
         };
         store.save(&r).unwrap();
         store.save_manifest(r.key(), b"mf").unwrap();

@@ -442,6 +442,14 @@ fn send_files(
     let mut reported = Instant::now();
     let started = Instant::now();
     let mut buffer = Vec::new();
+    // Progress is what the receiver acknowledged, not what the send buffer took.
+    let report = |sent: u64| {
+        let unacked = tcp_info::unacked(stream).unwrap_or(0);
+        let _ = events.send(DataEvent::ServeProgress {
+            id: serving.id,
+            done: from + sent.saturating_sub(unacked),
+        });
+    };
     let mut out = Taking::new(stream);
     let (chunk, rate) = match test_rate() {
         Some(rate) => (CHUNK / 16, Some(rate)),
@@ -489,16 +497,49 @@ fn send_files(
             }
             if reported.elapsed() >= PROGRESS_EVERY {
                 reported = Instant::now();
-                let _ = events.send(DataEvent::ServeProgress {
-                    id: serving.id,
-                    done: from + *sent,
-                });
+                report(*sent);
             }
         }
     }
     stream.flush().map_err(link)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    wait_until_received(stream, *sent, &report);
     Ok(())
+}
+
+/// After the last byte is written: waits while the receiver still has some of the `sent` bytes
+/// to take, reporting progress by what it acknowledged, until TCP acknowledged everything
+/// (our FIN too), the receiver closed, or it took nothing for [`STALL`]. Whatever the end,
+/// the receiver's Done or Resume says what arrived; this only keeps progress and rate true
+/// while the send buffer (megabytes on a slow link) drains.
+fn wait_until_received(stream: &TcpStream, sent: u64, report: &impl Fn(u64)) {
+    let _ = stream.set_read_timeout(Some(PROGRESS_EVERY));
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let Ok(left) = tcp_info::unacked(stream) else {
+            return;
+        };
+        report(sent);
+        if left == 0 {
+            return;
+        }
+        if left != last.0 {
+            last = (left, Instant::now());
+        } else if last.1.elapsed() >= STALL {
+            return;
+        }
+        match { stream }.read(&mut [0u8; 1]) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            // Closed (it has all it wanted), failed, or sent bytes it has no business sending.
+            _ => return,
+        }
+    }
 }
 
 /// Sends up to `len` bytes of `file` from its current offset, and says how many (fewer only
@@ -556,5 +597,44 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(started.elapsed() >= Duration::from_millis(500));
         drop(client);
+    }
+
+    #[test]
+    fn progress_after_the_last_write_follows_what_the_receiver_took() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        // Room for the whole megabyte on our side; little on the receiver's, which reads
+        // nothing yet: most of what we wrote waits in our send buffer.
+        SockRef::from(&served)
+            .set_send_buffer_size(4 << 20)
+            .unwrap();
+        SockRef::from(&client)
+            .set_recv_buffer_size(64 << 10)
+            .unwrap();
+        const SENT: u64 = 1 << 20;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            (&served).write_all(&vec![1u8; SENT as usize]).unwrap();
+            let _ = served.shutdown(std::net::Shutdown::Write);
+            wait_until_received(&served, SENT, &|done: u64| {
+                let left = tcp_info::unacked(&served).unwrap_or(0);
+                let _ = tx.send(done.saturating_sub(left));
+            });
+        });
+        let first = rx.recv().unwrap();
+        assert!(
+            first < SENT / 2,
+            "reported {first} of {SENT} before the receiver read any"
+        );
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len() as u64, SENT);
+        sender.join().unwrap();
+        let last = rx.iter().last().unwrap_or(first);
+        assert_eq!(
+            last, SENT,
+            "everything taken is reported before the wait ends"
+        );
     }
 }

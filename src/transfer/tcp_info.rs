@@ -1,7 +1,7 @@
-//! The two socket calls the sender's pacing needs and neither `std` nor `socket2` offers:
+//! The socket calls the sender's pacing and progress need and neither `std` nor `socket2` offers:
 //! reading the kernel's view of a TCP connection (`TCP_INFO`: smoothed and minimum RTT, the
-//! latest delivery rate) and capping its pacing rate (`SO_MAX_PACING_RATE`, which BBR and the
-//! `fq` qdisc honour). Linux only, like the congestion controller they go with; elsewhere
+//! latest delivery rate), capping its pacing rate (`SO_MAX_PACING_RATE`, which BBR and the
+//! `fq` qdisc honour), and how much of what was written is not yet acknowledged (`SIOCOUTQ`). Linux only, like the congestion controller they go with; elsewhere
 //! they report `Unsupported` and the transfer runs uncapped.
 
 use std::io;
@@ -62,6 +62,27 @@ pub fn sample(stream: &TcpStream) -> io::Result<TcpSample> {
     })
 }
 
+/// Bytes written to `stream` that the peer's TCP has not acknowledged yet (`SIOCOUTQ`: those
+/// still in the send buffer, sent or not, and a FIN not yet acknowledged). What a sender's
+/// progress subtracts, so that it shows what reached the receiver rather than what the send
+/// buffer took, which on a slow link is megabytes ahead.
+///
+/// # Errors
+/// The call fails (not a TCP socket, a closed one), or the platform has no such call.
+#[cfg(target_os = "linux")]
+pub fn unacked(stream: &TcpStream) -> io::Result<u64> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: `TIOCOUTQ` (`SIOCOUTQ` on a socket) writes one `int` through the pointer, which
+    // points at `queued`, alive across the call.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &raw mut queued) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(queued).unwrap_or(0))
+}
+
 /// `SO_MAX_PACING_RATE` (`asm-generic/socket.h`; the same on every architecture but
 /// alpha, mips, parisc and sparc, which tailchat is not built for), not in the `libc` crate.
 #[cfg(target_os = "linux")]
@@ -108,6 +129,15 @@ pub fn sample(_stream: &TcpStream) -> io::Result<TcpSample> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Elsewhere: nothing is known to be unacknowledged.
+///
+/// # Errors
+/// Always `Unsupported`.
+#[cfg(not(target_os = "linux"))]
+pub fn unacked(_stream: &TcpStream) -> io::Result<u64> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// Elsewhere: no cap is set.
 ///
 /// # Errors
@@ -137,5 +167,33 @@ mod tests {
         // are about to be (no assertion on that: it races the peer's ack).
         let s = sample(&server).unwrap();
         assert!(s.min_rtt > Duration::ZERO && s.rtt >= s.min_rtt, "{s:?}");
+    }
+
+    #[test]
+    fn bytes_still_in_the_send_buffer_are_unacknowledged_until_the_peer_takes_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        // The client reads nothing yet: its window closes, then the server's send buffer fills.
+        server
+            .set_nonblocking(true)
+            .expect("a non-blocking sender fills the buffers without waiting");
+        let mut written = 0u64;
+        let chunk = [5u8; 65536];
+        while let Ok(n) = { &server }.write(&chunk) {
+            written += n as u64;
+        }
+        let left = unacked(&server).unwrap();
+        assert!(left > 0 && left <= written, "{left} of {written}");
+        let mut got = vec![0u8; usize::try_from(written).unwrap()];
+        client.read_exact(&mut got).unwrap();
+        // Everything read was acknowledged (the last ack may still be on its way).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut now = unacked(&server).unwrap();
+        while now > 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+            now = unacked(&server).unwrap();
+        }
+        assert_eq!(now, 0);
     }
 }

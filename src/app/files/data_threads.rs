@@ -152,13 +152,20 @@ impl Files {
         match ev {
             DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
             DataEvent::Serving { id, from } => {
+                let mut save = false;
                 if let Some(t) = self.mine(id) {
                     t.serving += 1;
-                    t.started.get_or_insert((now, from));
+                    save = t.begin(now, from);
                     t.rate.note(now, from);
                     if t.record.state == State::Offered {
                         t.record.state = State::Accepted;
                     }
+                }
+                if save {
+                    self.save(TransferKey {
+                        offerer: self.me,
+                        id,
+                    });
                 }
             }
             DataEvent::ServeProgress { id, done } => {
@@ -210,14 +217,22 @@ impl Files {
             DataEvent::Fetching { key, from } => {
                 // Where bytes start to arrive: a fresh transfer's end line says no "resumed at"
                 // (the first progress report comes only once bytes have arrived).
+                let mut save = false;
                 if let Some(t) = self.transfers.get_mut(&key) {
-                    t.started.get_or_insert((now, from));
+                    save = t.begin(now, from);
+                    t.last_connection = Some((from, 0));
                     t.rate.note(now, from);
+                }
+                if save {
+                    self.save(key);
                 }
             }
             DataEvent::FetchProgress { key, done } => {
                 if let Some(t) = self.transfers.get_mut(&key) {
-                    t.started.get_or_insert((now, done));
+                    t.begin(now, done);
+                    if let Some((from, brought)) = &mut t.last_connection {
+                        *brought = done.saturating_sub(*from);
+                    }
                     t.record.bytes_done = done;
                     t.rate.note(now, done);
                     t.retries = 0;
@@ -317,8 +332,8 @@ impl Files {
             return;
         };
         t.fetching = None;
-        if t.started.is_none() && result.is_ok() {
-            t.started = Some((Instant::now(), from));
+        if result.is_ok() {
+            t.begin(Instant::now(), from);
         }
         if t.record.state != State::Accepted {
             if t.record.state != State::Done {
@@ -330,17 +345,11 @@ impl Files {
         let name = t.shown_name();
         match result {
             Ok(()) => {
-                let took = t.started.map(|(at, _)| at.elapsed()).unwrap_or_default();
-                let resumed = t.started.map_or(0, |(_, f)| f);
                 let line = format!(
                     "received {name} from {nick} ({} in {}{}) → {}",
                     t.shown_size(),
-                    seconds(took),
-                    if resumed > 0 {
-                        format!("; resumed at {}", human_size(resumed))
-                    } else {
-                        String::new()
-                    },
+                    seconds(t.took().unwrap_or_default()),
+                    t.resumed("received"),
                     t.record
                         .dest
                         .as_deref()

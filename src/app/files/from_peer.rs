@@ -7,7 +7,7 @@ use crate::proto::{AppDataError, Endpoint, PeerId};
 use crate::transfer::control::{self, Control, ControlError, Offer};
 use crate::transfer::manifest;
 use crate::transfer::record::{Record, State};
-use crate::transfer::{human_size, TransferKey};
+use crate::transfer::TransferKey;
 
 impl Files {
     /// `peer` is forgotten (`/forget`, `forget_after`, or a script that left for good): its
@@ -218,15 +218,8 @@ impl Files {
             t.done_waiting = true;
             return;
         }
-        let took = t.started.map(|(at, _)| at.elapsed());
-        let resumed = match t.last_connection {
-            Some((from, sent)) if from > 0 => format!(
-                "; the last connection resumed at {} and sent {}",
-                human_size(from),
-                human_size(sent)
-            ),
-            _ => String::new(),
-        };
+        let took = t.took();
+        let resumed = t.resumed("sent");
         let line = if t.last_connection.is_none() {
             // Nothing served in this run: an earlier one sent it, or the receiver had it.
             format!(

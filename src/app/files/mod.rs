@@ -111,11 +111,14 @@ struct Transfer {
     fetching: Option<Arc<AtomicBool>>,
     /// When bytes first moved in this run, and from where in the offer.
     started: Option<(Instant, u64)>,
+    /// How long before `started` its first bytes moved, in an earlier run (zero if in this).
+    earlier: Duration,
     /// Outgoing: bytes sent in this run.
     sent_this_run: u64,
     /// When a progress line was last shown for it (interactive only).
     progress_shown: Option<Instant>,
-    /// Outgoing: where the last data connection started in the offer, and what it sent.
+    /// Where the last data connection started in the offer, and what it sent (outgoing) or
+    /// brought (incoming).
     last_connection: Option<(u64, u64)>,
     /// Outgoing: data connections being served now.
     serving: u32,
@@ -137,6 +140,46 @@ struct Transfer {
 impl Transfer {
     fn key(&self) -> TransferKey {
         self.record.key()
+    }
+
+    /// Bytes start to move in this run, from `from` in the offer: its clock starts, or, when
+    /// its first bytes moved in an earlier run, goes on from then. True when the record got
+    /// its first byte's time and wants saving.
+    fn begin(&mut self, now: Instant, from: u64) -> bool {
+        if self.started.is_some() {
+            return false;
+        }
+        self.started = Some((now, from));
+        let ms = now_ms();
+        match self.record.first_byte_ms {
+            Some(first) => {
+                let before = u64::try_from(ms.saturating_sub(first)).unwrap_or(0);
+                self.earlier = Duration::from_millis(before);
+                false
+            }
+            None => {
+                self.record.first_byte_ms = Some(ms);
+                true
+            }
+        }
+    }
+
+    /// How long since its first bytes moved, in this run or an earlier one.
+    fn took(&self) -> Option<Duration> {
+        self.started.map(|(at, _)| self.earlier + at.elapsed())
+    }
+
+    /// What an end line says of a resume, the same on both sides: where the last connection
+    /// started and what it `moved` ("sent", "received") from there.
+    fn resumed(&self, moved: &str) -> String {
+        match self.last_connection {
+            Some((from, bytes)) if from > 0 => format!(
+                "; resumed at {} and {moved} the remaining {}",
+                human_size(from),
+                human_size(bytes)
+            ),
+            _ => String::new(),
+        }
     }
 
     fn peer(&self) -> PeerId {
@@ -516,6 +559,7 @@ fn new_transfer(
         this_run: true,
         fetching: None,
         started: None,
+        earlier: Duration::ZERO,
         sent_this_run: 0,
         last_connection: None,
         serving: 0,

@@ -37,6 +37,7 @@ fn accepted(quiet: bool) -> (Files, TransferKey) {
         finished_ms: None,
         untold: false,
         number: 0,
+        first_byte_ms: None,
     };
     let key = TransferKey {
         offerer: PeerId(2),
@@ -195,7 +196,7 @@ fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
     files.on_data_at(&mut ep, ended, now);
     let lines = notices(files.take_lines());
     assert!(
-        matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob") && l.contains("resumed at 4.0 MB and sent 6.0 MB")),
+        matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob") && l.contains("resumed at 4.0 MB and sent the remaining 6.0 MB")),
         "{lines:?}"
     );
     assert_eq!(files.transfers[&key].record.state, State::Done);
