@@ -5,7 +5,10 @@
 #      both others, /quit is noticed within 2 s, kill -9 within the documented 15 s (+ margin);
 #   2. two subnets joined by a router, so broadcast and multicast do not cross: one /add across
 #      makes the far side's other peer appear (peer exchange), messages flow both ways, and a
-#      file sent across the router arrives byte-exact in the default download folder.
+#      file sent across the router arrives byte-exact in the default download folder;
+#   3. each way of announcing (broadcast, IPv4 and IPv6 multicast) works on its own;
+#   4. a file transfer across a link cut for longer than a connection survives resumes when
+#      the link is back, sending only what had not arrived.
 # Everything it creates is removed on exit, pass or fail. Traffic stays inside the namespaces.
 # Usage: scripts/netns-lan-test.sh [path/to/tailchat]   (default: target/debug/tailchat)
 set -euo pipefail
@@ -54,8 +57,9 @@ host() {  # host NAME SWITCH ADDR/PREFIX [GATEWAY]: a host with one interface on
 start() {  # start NAME [ARGS…]: tailchat --nick NAME on host NAME, commands through a fifo
   local name=$1; shift
   mkfifo "$WORK/$name.in"
+  # shellcheck disable=SC2086  # START_ENV: more VAR=VALUE words for this host, if any
   ip netns exec "$P$name" env -i PATH="$PATH" HOME="$WORK/$name.home" NO_COLOR=1 RUST_LOG=tailchat=debug \
-    "$BIN" --nick "$name" "$@" <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    ${START_ENV:-} "$BIN" --nick "$name" "$@" <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=($!)
   disown "$!"  # no "Killed" job notices from bash when a host is killed on purpose
   eval "exec {fd_$name}>\"$WORK/$name.in\""
@@ -220,6 +224,55 @@ NFT
   only "subnet broadcast" 1 "ip daddr 239.255.76.54" "ip6 daddr ff02::7654"
   only "IPv4 multicast" 2 "ip daddr 10.79.2.255" "ip6 daddr ff02::7654"
   only "IPv6 multicast" 3 "ip daddr 10.79.3.255" "ip daddr 239.255.76.54"
+else
+  echo "  (skipped: nft not installed; apt-get install nftables)"
+  failed=$((failed + 1))
+fi
+
+echo "== 4. a file transfer across a link cut long enough to break its connection resumes"
+if command -v nft >/dev/null; then
+  part_past() {  # part_past FILE BYTES: FILE is longer than BYTES (within 20 s)
+    local deadline=$((SECONDS + 20))
+    while [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -le "$2" ]; do
+      [ "$SECONDS" -lt "$deadline" ] || return 1
+      sleep 0.05  # polling a file's growth, bounded by the deadline
+    done
+  }
+  only_the_rest_sent() {  # c1's end line: resumed at no less than what c2 kept, sent the rest
+    local line at rest
+    line=$(grep "sent cut.bin to c2" "$WORK/c1.out")
+    at=$(sed -n 's/.*resumed at \([0-9.]*\) MB.*/\1/p' <<<"$line")
+    rest=$(sed -n 's/.*sent the remaining \([0-9.]*\) MB.*/\1/p' <<<"$line")
+    echo "    $line (c2 had $kept bytes when the link was cut)"
+    [ -n "$at" ] && [ -n "$rest" ] &&
+      awk -v at="$at" -v rest="$rest" -v kept="$kept" \
+        'BEGIN { exit !(at * 1e6 >= kept - 0.1e6 && at + rest > 11.9 && at + rest < 12.1) }'
+  }
+  bridge sw5
+  host c1 sw5 10.79.5.1/24
+  host c2 sw5 10.79.5.2/24
+  START_ENV="TAILCHAT_TEST_SEND_RATE=1000000" start c1  # 1 MB/s: time to cut it half-way
+  start c2
+  check "two more hosts meet" wait_for c1 "c2 joined" 3
+  head -c 12000000 /dev/urandom >"$WORK/cut.bin"
+  say c1 "/send c2 $WORK/cut.bin"
+  wait_for c2 "c1 offers cut.bin" 3 && say c2 "/accept"
+  part="$WORK/c2.home/Downloads/tailchat/cut.bin.part"
+  check "c2 has 5 MB of the 12 MB" part_past "$part" 5000000
+  kept=$(stat -c %s "$part")
+  ip netns exec "${P}c2" nft -f - <<NFT
+table inet cut {
+  chain in { type filter hook input priority 0; iifname "eth0" drop; }
+  chain out { type filter hook output priority 0; oifname "eth0" drop; }
+}
+NFT
+  check "the link cut, c2 counts its connection as lost (20 s without data) and says it waits" \
+    wait_for c2 "cut.bin from c1: connection lost" 40
+  ip netns exec "${P}c2" nft delete table inet cut
+  check "the link back, the transfer resumes and ends" wait_for c2 "received cut.bin from c1" 30
+  check "byte-exact" cmp "$WORK/cut.bin" "$WORK/c2.home/Downloads/tailchat/cut.bin"
+  check "c1 resumed where c2 was and sent only the rest" wait_for c1 "sent cut.bin to c2" 3
+  check "(counted from c1's end line)" only_the_rest_sent
 else
   echo "  (skipped: nft not installed; apt-get install nftables)"
   failed=$((failed + 1))
