@@ -2,10 +2,9 @@
 
 Runs only inside network namespaces created for the test (10.66.0.0/16 etc.).
 """
-import os, socket, struct, threading, time, random, select, secrets, ipaddress, fcntl, array
+import socket, struct, threading, time, random, ipaddress
 from tcwire import *
-import specpeer
-from specpeer import Peer, Link, log, now
+from specpeer import Peer, log, now
 
 MC4 = "239.255.76.54"
 MC6 = "ff02::7654"
@@ -61,9 +60,7 @@ class DiscPeer(Peer):
         if pid_pred:
             while not pid_pred(ident.peer_id):
                 ident = Identity()
-        self.ident = ident
-        self.session = ((int(time.time() * 1000) << 16) | random.getrandbits(16) | 1)
-        self.nick = nick
+        self._init_state(ident, nick, "/tmp/discpeer-dl", None)
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -71,15 +68,6 @@ class DiscPeer(Peer):
         self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         self.sock.bind(("::", port))
         self.port = port
-        self.secret = secrets.token_bytes(32)
-        self.tokens = {}
-        self.links = {}
-        self.lock = threading.RLock()
-        self.download_dir = "/tmp/discpeer-dl"
-        self.incoming, self.outgoing, self.events = {}, {}, []
-        self.on_event = None
-        self.stop = False
-        self.stats = {"dropped": 0}
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.tcp.bind(("127.0.0.1", 0)); self.tcp.listen(4)
         self.tcp_port = self.tcp.getsockname()[1]
@@ -135,7 +123,7 @@ class DiscPeer(Peer):
         self.sock.sendto(dg, to_sockaddr(addr))
 
     def announce_dgram(self):
-        return datagram(self.ident.peer_id, self.session, 0, [(K_ANNOUNCE, uv(0))])
+        return datagram(self.ident.peer_id, self.session, 0, [announce()])
 
     def send_announce(self):
         dg = self.announce_dgram()
@@ -251,12 +239,9 @@ class DiscPeer(Peer):
         if not ents:
             log("EXCHANGE with %016x: nothing to send" % pid)
             return
-        body = b""
-        for hs, q, l in ents:
-            body += uv(q) + sstr(l.nick) + uv(1) + enc_addr(l.addr[0], l.addr[1]) + uv(hs)
-        n = len(ents)
+        entries = [(q, l.nick, [l.addr[:2]], hs) for hs, q, l in ents]
         log("EXCHANGE with %016x: %s" % (pid, [(("%016x" % q), l.nick, l.addr) for _, q, l in ents]))
-        self.queue_item(pid, K_PEERS, lambda s: uv(s) + uv(n) + body)
+        self.queue_item(pid, K_PEERS, lambda s: peers(s, entries)[1])
 
     def _flush(self):
         t = now()
@@ -274,28 +259,15 @@ class DiscPeer(Peer):
                         self._exchange(pid, t)
         Peer._flush(self)
 
-    def _udp_loop(self):
-        while not self.stop:
-            r, _, _ = select.select([self.sock], [], [], 0.01)
-            with self.lock:
-                if self.stop:
-                    return
-                if r:
-                    for _ in range(64):
-                        try:
-                            data, anc, _fl, sa = self.sock.recvmsg(65536, 256, socket.MSG_DONTWAIT)
-                        except BlockingIOError:
-                            break
-                        self.last_dst = None
-                        for lvl, typ, cd in anc:
-                            if lvl == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO:
-                                d = socket.inet_ntop(socket.AF_INET6, cd[:16])
-                                self.last_dst = d[7:] if d.startswith("::ffff:") else d
-                        try:
-                            self._handle(data, sa)
-                        except Exception:
-                            import traceback; traceback.print_exc()
-                self._flush()
+    def _recv(self):
+        """As Peer's, and notes in self.last_dst the address the datagram was sent to (IPV6_PKTINFO)."""
+        data, anc, _fl, sa = self.sock.recvmsg(65536, 256, socket.MSG_DONTWAIT)
+        self.last_dst = None
+        for lvl, typ, cd in anc:
+            if lvl == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO:
+                d = socket.inet_ntop(socket.AF_INET6, cd[:16])
+                self.last_dst = d[7:] if d.startswith("::ffff:") else d
+        return data, sa
 
     def close(self):
         self.stop = True

@@ -63,13 +63,19 @@ def join_of(p, nick, timeout):
     return p.wait_event(lambda e: e[0] == "join" and e[2] == nick, timeout)
 
 
+def bob_after_start_burst():
+    """tailchat bob (sd2), announcing, once the announcements of its start burst are over."""
+    tc = TC(NS2, "bob")
+    assert tc.wait_line(r"announcing on", 5)
+    time.sleep(2.5)
+    return tc
+
+
 def t1():
     """1: tailchat discovers the spec peer from the spec peer's announcements alone."""
     print("\n=== T1a: tailchat (sd2) hears our Announce, our PeerId larger -> tailchat says Hello")
-    tc = TC(NS2, "bob")
-    assert tc.wait_line(r"announcing on", 5)
-    time.sleep(2.5)                 # bob's start burst is over; we do not react to announcements
-    p = DiscPeer(nick="spec", pid_pred=HUGE, react_announce=False)
+    tc = bob_after_start_burst()
+    p = DiscPeer(nick="spec", pid_pred=HUGE, react_announce=False)   # we do not react to announcements
     try:
         ok_tc = tc.wait_line(r"spec joined", 6)
         j = join_of(p, "bob", 2)
@@ -86,9 +92,7 @@ def t1():
         tc.quit(); p.close()
 
     print("\n=== T1b: our PeerId smaller -> tailchat answers our Announce with a unicast Announce; we then probe")
-    tc = TC(NS2, "bob")
-    assert tc.wait_line(r"announcing on", 5)
-    time.sleep(2.5)
+    tc = bob_after_start_burst()
     p = DiscPeer(nick="spec", pid_pred=TINY, react_announce=True)
     try:
         ok_tc = tc.wait_line(r"spec joined", 6)

@@ -1,7 +1,8 @@
 """End-to-end: specpeer <-> real tailchat on loopback."""
-import os, sys, subprocess, threading, time, socket, tempfile, re, shutil, filecmp, hashlib
+import os, sys, time, socket, tempfile, shutil
 sys.path.insert(0, os.path.dirname(__file__))
-from specpeer import Peer, log
+from specpeer import Peer
+from tcproc import Tailchat
 
 BIN = os.environ.get("TAILCHAT_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "debug", "tailchat"))
 
@@ -18,45 +19,18 @@ def free_port():
             u.close(); t.close()
 
 
-class TC:
+class TC(Tailchat):
     def __init__(self, root, peer_port=None, nick="tc", extra=()):
         self.root = root
-        home = os.path.join(root, "home")
-        os.makedirs(home, exist_ok=True)
         self.dl = os.path.join(root, "downloads")
         self.port = free_port()
-        env = dict(os.environ, HOME=home, XDG_DATA_HOME=home + "/.local/share", XDG_CONFIG_HOME=home + "/.config",
-                   XDG_DOWNLOAD_DIR=self.dl, NO_COLOR="1", RUST_LOG=os.environ.get("TC_LOG", "warn"))
         args = [BIN, "--nick", nick, "--no-discovery", "--bind", "127.0.0.1", "--port", str(self.port),
                 "--data-dir", os.path.join(root, "data"), "--download-dir", self.dl, "--wait", "10"]
         if peer_port:
             args += ["--peer", "127.0.0.1:%d" % peer_port]
         args += list(extra)
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=env, text=True, bufsize=1)
-        self.lines = []
-        self.errlines = []
-        threading.Thread(target=self._rd, args=(self.p.stdout, self.lines, "TC>"), daemon=True).start()
-        threading.Thread(target=self._rd, args=(self.p.stderr, self.errlines, "TC!"), daemon=True).start()
-
-    def _rd(self, f, lst, tag):
-        for line in f:
-            lst.append(line.rstrip("\n"))
-            print("%.3f %s %s" % (time.time() % 1000, tag, line.rstrip("\n")), flush=True)
-
-    def cmd(self, s):
-        print("%.3f TC< %s" % (time.time() % 1000, s), flush=True)
-        self.p.stdin.write(s + "\n"); self.p.stdin.flush()
-
-    def wait_line(self, pat, timeout=15, start=0):
-        end = time.time() + timeout
-        while time.time() < end:
-            for l in self.lines[start:]:
-                m = re.search(pat, l)
-                if m:
-                    return m
-            time.sleep(0.05)
-        return None
+        Tailchat.__init__(self, args, os.path.join(root, "home"), out_tag="TC>", in_tag="TC<", err_tag="TC!",
+                          env=dict(XDG_DOWNLOAD_DIR=self.dl, RUST_LOG=os.environ.get("TC_LOG", "warn")))
 
     def quit(self):
         try:
@@ -85,6 +59,19 @@ def same_tree(a, b):
             if not os.path.exists(pb) or open(pa, "rb").read() != open(pb, "rb").read():
                 bad.append(os.path.relpath(pa, a))
     return bad
+
+
+def offer_to_tc(peer, tc, tc_pid, path, what, timeout):
+    """The spec peer offers path to tailchat, which is told to /accept it; the spec peer's done or
+    cancel event for it, or None if neither comes within timeout seconds."""
+    with peer.lock:
+        peer.events.clear()
+    n0 = len(tc.lines)
+    peer.offer(tc_pid, path)
+    m = tc.wait_line(r"/accept (\d+)", 10, n0)
+    assert m, "tailchat did not show the %s" % what
+    tc.cmd("/accept %s" % m.group(1))
+    return peer.wait_event(lambda e: e[0] in ("done", "cancel"), timeout)
 
 
 def main():
@@ -133,27 +120,13 @@ def main():
         results["tc says sent folder"] = bool(tc.wait_line(r"sent src/ to spec", 10))
 
         # (2) spec offers; tailchat receives
-        with peer.lock:
-            peer.events.clear()
         s2 = os.path.join(root, "to-tc.bin"); open(s2, "wb").write(os.urandom(2_500_001))
-        n0 = len(tc.lines)
-        peer.offer(tc_pid, s2)
-        m = tc.wait_line(r"/accept (\d+)", 10, n0)
-        assert m, "tailchat did not show the offer"
-        tc.cmd("/accept %s" % m.group(1))
-        e = peer.wait_event(lambda e: e[0] in ("done", "cancel"), 20)
+        e = offer_to_tc(peer, tc, tc_pid, s2, "offer", 20)
         got = os.path.join(tc.dl, "to-tc.bin")
         results["send single file"] = bool(e and e[0] == "done" and os.path.exists(got) and open(got, "rb").read() == open(s2, "rb").read())
 
-        with peer.lock:
-            peer.events.clear()
         src2 = os.path.join(root, "folder2"); make_tree(src2)
-        n0 = len(tc.lines)
-        peer.offer(tc_pid, src2)
-        m = tc.wait_line(r"/accept (\d+)", 10, n0)
-        assert m, "tailchat did not show the folder offer"
-        tc.cmd("/accept %s" % m.group(1))
-        e = peer.wait_event(lambda e: e[0] in ("done", "cancel"), 30)
+        e = offer_to_tc(peer, tc, tc_pid, src2, "folder offer", 30)
         results["send folder"] = bool(e and e[0] == "done" and not same_tree(src2, os.path.join(tc.dl, "folder2")))
     finally:
         rc = tc.quit()

@@ -33,12 +33,24 @@ class Link:
 
 class Peer:
     def __init__(self, nick="specpeer", download_dir="/tmp/specpeer-dl", on_event=None, seed=None):
-        self.ident = Identity(seed)
-        self.session = ((int(time.time() * 1000) << 16) | random.getrandbits(16) | 1)
-        self.nick = nick
+        self._init_state(Identity(seed), nick, download_dir, on_event)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen(16)
+        self.tcp_port = self.tcp.getsockname()[1]
+        log("PeerId %016x session %d udp %d tcp %d" % (self.ident.peer_id, self.session, self.port, self.tcp_port))
+        threading.Thread(target=self._udp_loop, daemon=True).start()
+        threading.Thread(target=self._tcp_loop, daemon=True).start()
+
+    def _init_state(self, ident, nick, download_dir, on_event):
+        """What every peer keeps, whatever sockets it opens (DiscPeer opens others than Peer)."""
+        self.ident = ident
+        self.session = ((int(time.time() * 1000) << 16) | random.getrandbits(16) | 1)
+        self.nick = nick
         self.secret = secrets.token_bytes(32)
         self.tokens = {}        # addr -> token we sent in Hello
         self.links = {}         # pid -> Link
@@ -50,14 +62,6 @@ class Peer:
         self.on_event = on_event
         self.stop = False
         self.stats = {"dropped": 0}
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", 0))
-        self.tcp.listen(16)
-        self.tcp_port = self.tcp.getsockname()[1]
-        log("PeerId %016x session %d udp %d tcp %d" % (self.ident.peer_id, self.session, self.port, self.tcp_port))
-        threading.Thread(target=self._udp_loop, daemon=True).start()
-        threading.Thread(target=self._tcp_loop, daemon=True).start()
 
     def event(self, *e):
         with self.lock:
@@ -265,7 +269,12 @@ class Peer:
             l.owe_ack = False
             self._send(l.addr, dg)
 
+    def _recv(self):
+        """(data, sender address) of a datagram waiting on the socket; BlockingIOError if none is."""
+        return self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
+
     def _udp_loop(self):
+        """Until stop: up to 64 datagrams at a time to _handle as they come, then _flush, every 10 ms."""
         while not self.stop:
             r, _, _ = select.select([self.sock], [], [], 0.01)
             with self.lock:
@@ -274,12 +283,12 @@ class Peer:
                 if r:
                     for _ in range(64):
                         try:
-                            data, addr = self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
+                            data, addr = self._recv()
                         except BlockingIOError:
                             break
                         try:
                             self._handle(data, addr)
-                        except Exception as e:
+                        except Exception:
                             import traceback; traceback.print_exc()
                 self._flush()
 

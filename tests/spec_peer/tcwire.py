@@ -267,6 +267,21 @@ def leave():
     return (K_LEAVE, b"")
 
 
+def announce(caps=0):
+    return (K_ANNOUNCE, uv(caps))
+
+
+def peers(seq, entries):
+    """entries: list of (peer_id, nick, [(ip, port)], heard_secs)."""
+    b = uv(seq) + uv(len(entries))
+    for pid, nick, addrs, heard_secs in entries:
+        b += uv(pid) + sstr(nick) + uv(len(addrs))
+        for ip, port in addrs:
+            b += enc_addr(ip, port)
+        b += uv(heard_secs)
+    return (K_PEERS, b)
+
+
 def appdata(seq, data):
     return (K_APPDATA, uv(seq) + bstr(data))
 
