@@ -386,6 +386,7 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
         serde_json::json!({"cmd": "history", "count": 10}),
     );
     let history = expect("history", &|v| v["type"] == "history");
+    assert_eq!(history["more"], false, "a short answer is one object");
     let texts: Vec<&str> = history["lines"]
         .as_array()
         .unwrap()
@@ -449,6 +450,70 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
     alice.expect("bot left");
     let status = bot.wait().unwrap();
     assert_eq!(status.code(), Some(3), "an invalid command was given, so 3");
+}
+
+/// A `history` answer longer than the output queue holds at once (5 MB) comes whole, in
+/// objects of about a megabyte, each but the last saying `"more": true`; nothing is skipped.
+#[test]
+fn a_long_json_history_comes_whole_in_parts() {
+    use serde_json::Value;
+    use std::io::{BufRead, BufReader, Write};
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let (mut bot, _dir) = spawn_bot(&["--nick", "bot", "--json", "--peer", &peer]);
+    let mut stdin = bot.stdin.take().unwrap();
+    let stdout = bot.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let v = serde_json::from_str(&line.unwrap()).expect("JSON");
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(common::WAIT * 4)
+            .unwrap_or_else(|_| panic!("no {what}"))
+    };
+    while next("alice's join")["type"] != "join" {}
+    let text = |i: usize| format!("{i:03} {}", "y".repeat(50_000));
+    for i in 0..100 {
+        alice.send(&text(i));
+    }
+    let mut heard = 0;
+    while heard < 100 {
+        let v = next("alice's messages");
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "message" {
+            heard += 1;
+        }
+    }
+    writeln!(stdin, r#"{{"cmd":"history","count":200}}"#).unwrap();
+    let mut parts = 0;
+    let mut texts = Vec::new();
+    loop {
+        let v = next("the history");
+        assert_ne!(v["type"], "error", "nothing is skipped: {v}");
+        if v["type"] != "history" {
+            continue;
+        }
+        parts += 1;
+        for l in v["lines"].as_array().unwrap() {
+            texts.push(l["text"].as_str().unwrap().to_owned());
+        }
+        if v["more"] == false {
+            break;
+        }
+        assert_eq!(v["more"], true, "{}", v["more"]);
+    }
+    assert!(parts >= 4, "5 MB in parts of about a megabyte, not {parts}");
+    assert!(
+        texts == (0..100).map(text).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    writeln!(stdin, r#"{{"cmd":"quit"}}"#).unwrap();
+    assert_eq!(bot.wait().unwrap().code(), Some(0));
 }
 
 /// tailchat as a program runs it: `--no-discovery --bind 127.0.0.1 --port 0` then `args`, with

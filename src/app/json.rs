@@ -305,10 +305,11 @@ pub fn peers_noted(
 }
 
 /// The answer to `history` (`kind` "history"), or messages missed in an earlier run, shown at
-/// start (`kind` "missed").
-pub fn history(kind: &str, lines: &[HistoryLine]) -> String {
+/// start (`kind` "missed"): one part of it, and whether `more` parts follow (a long one comes
+/// in parts of about a megabyte).
+pub fn history(kind: &str, lines: &[HistoryLine], more: bool) -> String {
     let lines: Vec<Value> = lines.iter().map(history_line).collect();
-    object(kind, json!({ "lines": lines }))
+    object(kind, json!({ "lines": lines, "more": more }))
 }
 
 fn history_line(l: &HistoryLine) -> Value {

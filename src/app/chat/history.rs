@@ -1,22 +1,20 @@
 //! `/history`: the last lines of the group or of a conversation, read and formatted on a
 //! blocking thread so a long history never holds up the network, and shown in the order
-//! asked, a slice per wake-up.
+//! asked, in parts of about a megabyte as the screen takes them (see [`super::shown`]).
 
+use super::shown::{in_parts, line_size, Paced};
 use super::Chat;
 use crate::app::json;
 use crate::app::persist::HistoryError;
 use crate::store::journal::{format_history_line, HistoryFilter};
 use crate::ui::render::Output;
-use std::collections::VecDeque;
 
 /// `/history` without a count shows this many lines.
 const HISTORY_DEFAULT: usize = 20;
-/// A long `/history` reaches the screen this many lines per wake-up.
-const HISTORY_SLICE: usize = 1024;
 
 /// The lines of a `/history`, read and formatted off the event loop (a long one reads and
 /// formats for a while): notices about damage, then the lines; or the error to show.
-pub type HistoryLines = Result<(Vec<String>, VecDeque<String>), String>;
+pub type HistoryLines = Result<(Vec<String>, Vec<String>), String>;
 
 /// [`HistoryLines`], numbered in the order the `/history` commands were typed.
 pub type HistoryAnswer = (u64, HistoryLines);
@@ -46,14 +44,26 @@ impl Chat {
             }
         };
         if self.answers_json() {
-            // A program's answer is one object, to whoever asked: read it here (a program
-            // asks for what it can take; the screen's long answers go through the thread).
+            // A program's answer, to whoever asked: read here (a program asks for what it can
+            // take; the screen's long answers go through the thread), in objects of about a
+            // megabyte each, all but the last saying more follow; on standard output, each
+            // as the screen takes it.
             return match query.run() {
                 Ok((lines, warnings)) => {
                     for w in warnings {
                         self.print(Output::Notice(w));
                     }
-                    self.answer_json(json::history("history", &lines));
+                    let parts = in_parts(lines, line_size);
+                    let last = parts.len().saturating_sub(1);
+                    for i in 0..=last {
+                        let part = parts.get(i).map_or(&[][..], Vec::as_slice);
+                        let text = json::history("history", part, i < last);
+                        if self.reply_to.is_some() {
+                            self.answer_json(text);
+                        } else {
+                            self.paced.push_back(Paced::json(text));
+                        }
+                    }
                 }
                 Err(e) => self.print(Output::Error(format!("cannot read history: {e}"))),
             };
@@ -67,7 +77,7 @@ impl Chat {
                     // A notice, with the clock: it is not a line of the history.
                     let what = nick.unwrap_or_else(|| "the group".to_owned());
                     warnings.push(format!("no history with {what} yet"));
-                    return Ok((warnings, VecDeque::new()));
+                    return Ok((warnings, Vec::new()));
                 }
                 // Each line freed as it is formatted: a long history is not held twice.
                 let text = lines.into_iter().map(|l| format_history_line(&l)).collect();
@@ -88,29 +98,25 @@ impl Chat {
         }
     }
 
-    /// Shows a `/history` answer, once every one asked before it is shown; a long one
-    /// `HISTORY_SLICE` lines per wake-up, the rest sent back to come again, so the network
-    /// is served between slices.
+    /// Shows a `/history` answer, once every one asked before it is shown: its notices, then
+    /// its lines in parts that go out as the screen takes them, so a long one is never
+    /// skipped and the network is served between parts.
     pub fn on_history(&mut self, (seq, answer): HistoryAnswer) {
         self.history_early.insert(seq, answer);
         while let Some(answer) = self.history_early.remove(&(self.history_shown + 1)) {
-            let seq = self.history_shown + 1;
             match answer {
-                Ok((warnings, mut lines)) => {
+                Ok((warnings, lines)) => {
                     for w in warnings {
                         self.print(Output::Notice(w));
                     }
-                    for l in lines.drain(..lines.len().min(HISTORY_SLICE)) {
-                        self.print(Output::Dated(l));
-                    }
-                    if !lines.is_empty() {
-                        let _ = self.history_tx.send((seq, Ok((Vec::new(), lines))));
-                        return;
+                    for part in in_parts(lines, |l| l.len()) {
+                        let part = Paced::human(part.into_iter().map(Output::Dated));
+                        self.paced.push_back(part);
                     }
                 }
                 Err(e) => self.print(Output::Error(format!("cannot read history: {e}"))),
             }
-            self.history_shown = seq;
+            self.history_shown += 1;
         }
     }
 }
@@ -139,25 +145,19 @@ mod history_tests {
     }
 
     #[tokio::test]
-    async fn answers_are_shown_in_the_order_asked_and_long_ones_in_slices() {
+    async fn answers_are_shown_in_the_order_asked() {
         let (mut chat, lines) = chat();
         chat.history_asked = 2;
         assert!(!chat.accepts_input(), "a script waits for its answers");
-        let long: Vec<String> = (0..HISTORY_SLICE + 10)
-            .map(|i| format!("first {i}"))
-            .collect();
+        let long: Vec<String> = (0..3000).map(|i| format!("first {i}")).collect();
         // The second answer comes back first: it waits.
-        chat.on_history((2, Ok((Vec::new(), VecDeque::from(["second".to_owned()])))));
+        chat.on_history((2, Ok((Vec::new(), vec!["second".to_owned()]))));
         chat.flush_screen();
         assert!(infos(&lines).is_empty());
-        // The first: one slice now, the rest at the next wake-up, then the second.
-        chat.on_history((1, Ok((Vec::new(), long.iter().cloned().collect()))));
+        // The first: then both, in order.
+        chat.on_history((1, Ok((Vec::new(), long.clone()))));
         chat.flush_screen();
-        assert_eq!(infos(&lines), long[..HISTORY_SLICE]);
-        let rest = chat.history_answer().await;
-        chat.on_history(rest);
-        chat.flush_screen();
-        let mut want = long[HISTORY_SLICE..].to_vec();
+        let mut want = long;
         want.push("second".to_owned());
         assert_eq!(infos(&lines), want);
         assert!(chat.accepts_input());

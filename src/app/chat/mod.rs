@@ -139,7 +139,7 @@ pub struct Chat {
     away_shown: HashMap<PeerId, (String, Instant)>,
     /// The rest of a replay of messages not shown in an earlier run ([`Chat::replay`]),
     /// going out as the screen takes it.
-    replay_rest: std::collections::VecDeque<shown::ReplayPart>,
+    paced: std::collections::VecDeque<shown::Paced>,
     /// The tailnet: its devices contacted, who each peer is, the allow-list (off unless
     /// [`Chat::set_tailnet`]).
     pub(super) tailnet: Tailnet,
@@ -219,7 +219,7 @@ impl Chat {
             confirm_until: None,
             away_told: HashSet::new(),
             away_shown: HashMap::new(),
-            replay_rest: std::collections::VecDeque::new(),
+            paced: std::collections::VecDeque::new(),
             tailnet: Tailnet::off(),
             files,
             history_tx,
@@ -305,7 +305,7 @@ impl Chat {
         let waiting = !self.unconfirmed.is_empty() || !self.files_unconfirmed.is_empty();
         let confirm = (waiting && self.confirm_until.is_some_and(|t| t > now))
             .then(|| now + CONFIRM_SHOWN_EVERY);
-        let replay = (!self.replay_rest.is_empty()).then(|| now + shown::REPLAY_EVERY);
+        let replay = (!self.paced.is_empty()).then(|| now + shown::PACED_EVERY);
         [
             confirm,
             replay,
@@ -323,7 +323,7 @@ impl Chat {
 
     /// The timer fired: the core's timers, and a script's hold running out.
     pub fn on_timer(&mut self, now: Instant) {
-        self.replay_more();
+        self.pace_more();
         if self.hold_until.is_some_and(|t| t <= now) {
             self.hold_until = None;
             self.discovery_hold = None;
@@ -370,7 +370,8 @@ impl Chat {
     /// are not read (they are not errors).
     pub fn accepts_input(&self) -> bool {
         self.hold_until.is_none()
-            && !(self.scripted && self.history_asked > self.history_shown)
+            && !(self.scripted
+                && (self.history_asked > self.history_shown || !self.paced.is_empty()))
             && self.drain_until.is_none()
             && !self.quitting()
     }

@@ -109,6 +109,8 @@ impl Chat {
             self.files_unconfirmed.push((self.screen.mark(), keys));
             self.confirm_until = Some(std::time::Instant::now() + super::CONFIRM_SHOWN_FOR);
         }
+        // Long output queued in this wake-up goes after the lines queued before it.
+        self.pace_more();
     }
 
     fn show_line(&self, line: Line) {

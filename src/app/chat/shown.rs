@@ -1,34 +1,79 @@
 //! Which messages are on screen: a message heard is recorded as shown only once the screen
 //! has written it, and one heard but never shown (a crash in between) is shown at the next
-//! start.
+//! start. Long output (that replay, a long `/history`) goes to the screen in parts, as it
+//! takes them.
 
 use super::Chat;
 use crate::app::json;
 use crate::proto::PeerId;
-use crate::store::journal::{format_history_line, Record, Unshown};
+use crate::store::journal::{format_history_line, HistoryLine, Record, Unshown};
 use crate::ui::render::Output;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Bytes of messages in one part of a replay: a part goes out whole.
-const REPLAY_PART: usize = 1 << 20;
-/// A part goes out while fewer bytes than this wait for the screen, so a replay never fills
+/// Bytes of text in one part of long output: a part goes out whole.
+const PACED_PART: usize = 1 << 20;
+/// A part goes out while fewer bytes than this wait for the screen, so long output never fills
 /// its queue (and is skipped) however long it is.
-const REPLAY_BACKLOG: usize = 2 << 20;
-/// How often the screen is looked at while a replay waits for it.
-pub(super) const REPLAY_EVERY: Duration = Duration::from_millis(50);
+const PACED_BACKLOG: usize = 2 << 20;
+/// How often the screen is looked at while long output waits for it.
+pub(super) const PACED_EVERY: Duration = Duration::from_millis(50);
 
-/// Some of the messages a replay shows, and what showing them confirms.
-pub struct ReplayPart {
-    /// With `--json`: one `missed` object; else a line each.
-    lines: Vec<ReplayLine>,
+/// A part of long output, and, for a replay, what showing it confirms.
+pub struct Paced {
+    /// With `--json`: one object; else a line each.
+    lines: Vec<PacedLine>,
     /// The highest message id per sender in the part.
     shown: BTreeMap<PeerId, u64>,
 }
 
-enum ReplayLine {
+enum PacedLine {
     Json(String),
     Human(Output),
+}
+
+impl Paced {
+    /// Lines for a person.
+    pub(super) fn human(lines: impl IntoIterator<Item = Output>) -> Paced {
+        Paced {
+            lines: lines.into_iter().map(PacedLine::Human).collect(),
+            shown: BTreeMap::new(),
+        }
+    }
+
+    /// One JSON object.
+    pub(super) fn json(text: String) -> Paced {
+        Paced {
+            lines: vec![PacedLine::Json(text)],
+            shown: BTreeMap::new(),
+        }
+    }
+}
+
+/// `items` in order, cut into parts of about [`PACED_PART`] bytes as `size` counts them.
+pub(super) fn in_parts<T>(
+    items: impl IntoIterator<Item = T>,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut parts = Vec::new();
+    let (mut part, mut bytes) = (Vec::new(), 0);
+    for item in items {
+        bytes += size(&item);
+        part.push(item);
+        if bytes >= PACED_PART {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
+/// What a message counts for in a part: its text, and about what a line adds around it.
+pub(super) fn line_size(line: &HistoryLine) -> usize {
+    line.text.len() + line.nick.len() + 100
 }
 
 impl Chat {
@@ -42,29 +87,19 @@ impl Chat {
         }
         if !self.json {
             let separator = Output::Notice("--- while you were away ---".to_owned());
-            self.replay_rest.push_back(ReplayPart {
-                lines: vec![ReplayLine::Human(separator)],
-                shown: BTreeMap::new(),
-            });
+            self.paced.push_back(Paced::human([separator]));
         }
-        let mut bytes = 0;
-        let mut part: Vec<Unshown> = Vec::new();
-        for u in unshown {
-            bytes += u.line.text.len() + u.line.nick.len() + 100;
-            part.push(u);
-            if bytes >= REPLAY_PART {
-                let whole = std::mem::take(&mut part);
-                self.replay_rest.push_back(self.replay_part(whole));
-                bytes = 0;
-            }
+        let parts = in_parts(unshown, |u| line_size(&u.line));
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let part = self.replay_part(part, i < last);
+            self.paced.push_back(part);
         }
-        if !part.is_empty() {
-            self.replay_rest.push_back(self.replay_part(part));
-        }
-        self.replay_more();
+        self.pace_more();
     }
 
-    fn replay_part(&self, unshown: Vec<Unshown>) -> ReplayPart {
+    /// A part of a replay; with `--json`, a `missed` object that says whether `more` follow.
+    fn replay_part(&self, unshown: Vec<Unshown>, more: bool) -> Paced {
         let mut shown = BTreeMap::new();
         for u in &unshown {
             let through = shown.entry(u.from).or_insert(u.id);
@@ -72,26 +107,26 @@ impl Chat {
         }
         let lines = if self.json {
             let lines: Vec<_> = unshown.into_iter().map(|u| u.line).collect();
-            vec![ReplayLine::Json(json::history("missed", &lines))]
+            vec![PacedLine::Json(json::history("missed", &lines, more))]
         } else {
             unshown
                 .iter()
-                .map(|u| ReplayLine::Human(Output::Dated(format_history_line(&u.line))))
+                .map(|u| PacedLine::Human(Output::Dated(format_history_line(&u.line))))
                 .collect()
         };
-        ReplayPart { lines, shown }
+        Paced { lines, shown }
     }
 
-    /// Hands the screen the next parts of a replay while little waits for it.
-    pub(super) fn replay_more(&mut self) {
-        while self.screen.backlog() < REPLAY_BACKLOG {
-            let Some(part) = self.replay_rest.pop_front() else {
+    /// Hands the screen the next parts of long output while little waits for it.
+    pub(super) fn pace_more(&mut self) {
+        while self.screen.backlog() < PACED_BACKLOG {
+            let Some(part) = self.paced.pop_front() else {
                 return;
             };
             for line in part.lines {
                 match line {
-                    ReplayLine::Json(text) => self.screen.print_json(text),
-                    ReplayLine::Human(out) => self.screen.print(&out),
+                    PacedLine::Json(text) => self.screen.print_json(text),
+                    PacedLine::Human(out) => self.screen.print(&out),
                 }
             }
             self.await_shown(part.shown);
@@ -149,17 +184,16 @@ impl Chat {
 mod tests {
     use super::*;
     use crate::app::Screen;
-    use crate::store::journal::HistoryLine;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
 
     /// A screen whose backlog the test sets.
-    struct Paced {
+    struct LaggingScreen {
         out: mpsc::Sender<Output>,
         backlog: Arc<AtomicUsize>,
     }
 
-    impl Screen for Paced {
+    impl Screen for LaggingScreen {
         fn print(&self, out: &Output) {
             let _ = self.out.send(out.clone());
         }
@@ -180,17 +214,58 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_long_replay_goes_out_as_the_screen_takes_it_whole_and_in_order() {
+    /// A chat whose screen lags as the test says, and what reaches that screen.
+    fn lagging() -> (Chat, mpsc::Receiver<Output>, Arc<AtomicUsize>) {
         let (out, lines) = mpsc::channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        let screen = Paced {
+        let screen = LaggingScreen {
             out,
             backlog: Arc::clone(&backlog),
         };
         let setup = crate::app::start::test_setup();
         let (resolved_tx, _) = tokio::sync::mpsc::unbounded_channel();
-        let mut chat = Chat::new(setup, Box::new(screen), resolved_tx);
+        let chat = Chat::new(setup, Box::new(screen), resolved_tx);
+        (chat, lines, backlog)
+    }
+
+    #[test]
+    fn a_long_history_goes_out_as_the_screen_takes_it_and_a_script_waits_for_it() {
+        let (mut chat, lines, backlog) = lagging();
+        chat.scripted = true;
+        chat.history_asked = 1;
+        // Three megabytes, more than the screen may hold at once, and it is behind.
+        let long: Vec<String> = (0..300)
+            .map(|i| format!("{i:03} {}", "h".repeat(10_000)))
+            .collect();
+        backlog.store(PACED_BACKLOG, Ordering::Release);
+        chat.on_history((
+            1,
+            Ok((vec!["a damaged line was skipped".to_owned()], long.clone())),
+        ));
+        chat.flush_screen();
+        let first: Vec<Output> = lines.try_iter().collect();
+        assert!(matches!(&first[..], [Output::Notice(_)]), "{first:?}");
+        assert!(
+            !chat.accepts_input(),
+            "a script's next command waits for the answer"
+        );
+        assert!(chat.next_wakeup().is_some(), "it looks again soon");
+        backlog.store(0, Ordering::Release);
+        chat.on_timer(std::time::Instant::now());
+        let shown: Vec<String> = lines
+            .try_iter()
+            .map(|o| match o {
+                Output::Dated(l) => l,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(shown == long, "every line once, in order");
+        assert!(chat.accepts_input());
+    }
+
+    #[test]
+    fn a_long_replay_goes_out_as_the_screen_takes_it_whole_and_in_order() {
+        let (mut chat, lines, backlog) = lagging();
         // 300 messages of 10 KB: three megabytes, more than the screen may hold at once.
         let unshown: Vec<Unshown> = (0..300u64)
             .map(|i| Unshown {
@@ -207,13 +282,13 @@ mod tests {
             })
             .collect();
         // The screen is behind: nothing more is handed to it yet.
-        backlog.store(REPLAY_BACKLOG, Ordering::Release);
+        backlog.store(PACED_BACKLOG, Ordering::Release);
         chat.replay(unshown);
         assert_eq!(lines.try_iter().count(), 0);
         assert!(chat.next_wakeup().is_some(), "it looks again soon");
         // It caught up: the rest follows, separator first, every message once, in order.
         backlog.store(0, Ordering::Release);
-        chat.replay_more();
+        chat.pace_more();
         let shown: Vec<Output> = lines.try_iter().collect();
         assert!(
             matches!(&shown[0], Output::Notice(n) if n == "--- while you were away ---"),
@@ -229,6 +304,6 @@ mod tests {
             .collect();
         let wanted: Vec<String> = (0..300).map(|i| format!("{i:03}")).collect();
         assert_eq!(numbers, wanted);
-        assert!(chat.replay_rest.is_empty());
+        assert!(chat.paced.is_empty());
     }
 }
