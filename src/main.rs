@@ -180,6 +180,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
         port,
         discovery,
         storage.as_ref(),
+        !interactive,
         Instant::now(),
     );
     started.endpoint.set_ephemeral(settings.ephemeral);

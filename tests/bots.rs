@@ -150,6 +150,13 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
         text(&out.stdout),
         text(&out.stderr)
     );
+    // Bob, known from the journal, is contacted and answers before the line goes: he is
+    // not said to be away a moment before he joins.
+    assert!(
+        !text(&out.stdout).contains("not here") && !text(&out.stderr).contains("not here"),
+        "{}",
+        text(&out.stdout)
+    );
     bob.expect("<alice> while you work");
     let alices = bob
         .peers_rows()

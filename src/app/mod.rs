@@ -286,6 +286,7 @@ pub async fn run_with(
     {
         chat.hold_for_discovery(Instant::now());
     }
+    chat.hold_for_known(Instant::now());
     tracing::debug!(
         "running as {} (session {}), discovery {}",
         chat.ep.peer_id(),

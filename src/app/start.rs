@@ -119,12 +119,15 @@ pub struct Started {
     pub notices: Vec<Output>,
 }
 
-/// The protocol core for this run (see [`Started`]).
+/// The protocol core for this run (see [`Started`]). A script (`contact_known`) contacts every
+/// peer it knows at start, as it is about to talk to them; a person's chat only those that
+/// matter now (added by hand, messages or a transfer waiting): the rest find us again.
 pub fn endpoint(
     nick: &str,
     port: u16,
     discovery: bool,
     storage: Option<&Storage>,
+    contact_known: bool,
     now: Instant,
 ) -> Started {
     let after = storage.map_or(0, |s| s.restored.last_session);
@@ -160,7 +163,7 @@ pub fn endpoint(
                 "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
             )));
         }
-        let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers);
+        let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers, contact_known);
         // Ids also grow with the clock, so they never repeat even if the journal was lost
         // or a write failed (a receiver would take a repeated id for a message it showed).
         let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));
@@ -180,8 +183,13 @@ pub fn ago(now_ms: i64, then_ms: i64) -> Duration {
 
 /// The journal's summary as the protocol core takes it back: the next message id, and every
 /// peer the journal knows of (by a peer record, an outbox, or messages already shown); those
-/// in `wanted` (peers of unfinished file transfers) are marked so.
-pub fn restored_peers(r: &Restored, wanted: &BTreeSet<PeerId>) -> (MessageId, Vec<RestoredPeer>) {
+/// in `wanted` (peers of unfinished file transfers), or all of them (`all_wanted`: a script), are
+/// marked so.
+pub fn restored_peers(
+    r: &Restored,
+    wanted: &BTreeSet<PeerId>,
+    all_wanted: bool,
+) -> (MessageId, Vec<RestoredPeer>) {
     let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
     ids.extend(r.outbox.keys().copied());
     ids.extend(
@@ -207,7 +215,7 @@ pub fn restored_peers(r: &Restored, wanted: &BTreeSet<PeerId>) -> (MessageId, Ve
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
-                wanted: wanted.contains(&id),
+                wanted: all_wanted || wanted.contains(&id),
                 delivered_through: MessageId(r.delivered_from.get(&id).copied().unwrap_or(0)),
                 outbox: r
                     .outbox
@@ -256,7 +264,7 @@ fn unix_ms() -> u64 {
 /// A core for unit tests: no storage, no discovery.
 #[cfg(test)]
 pub fn test_endpoint(nick: &str) -> Endpoint {
-    endpoint(nick, 7654, false, None, Instant::now()).endpoint
+    endpoint(nick, 7654, false, None, false, Instant::now()).endpoint
 }
 
 /// A chat's setup for unit tests: alice, a script, no storage, nobody to contact.
@@ -322,7 +330,7 @@ mod tests {
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
-        let (next, peers) = restored_peers(&r, &BTreeSet::from([PeerId(2)]));
+        let (next, peers) = restored_peers(&r, &BTreeSet::from([PeerId(2)]), false);
         assert_eq!(next, MessageId(42));
         assert_eq!(peers.len(), 2);
         let bob = &peers[0];

@@ -65,13 +65,23 @@ impl Chat {
                     | Event::AddressUnanswered { .. }
             ) {
                 // The contact a script waited for is made (or hopeless); while it listens
-                // for its LAN, a join only means the others are answering too.
-                self.hold_until = match (self.discovery_hold, &e) {
+                // for its LAN, a join only means the others are answering too; while peers it
+                // knew from earlier runs have not answered, it waits for them.
+                if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
+                    self.awaiting_known.remove(peer);
+                }
+                let rest = match (self.discovery_hold, &e) {
                     (Some(cap), Event::PeerJoined { .. }) => {
                         Some((Instant::now() + DISCOVERY_QUIET).min(cap))
                     }
                     (Some(_), _) => self.hold_until,
                     (None, _) => None,
+                };
+                self.hold_until = match self.known_hold {
+                    Some(cap) if !self.awaiting_known.is_empty() => {
+                        Some(rest.map_or(cap, |t| t.max(cap)))
+                    }
+                    _ => rest,
                 };
             }
             if let Event::PeerJoined { peer, .. }

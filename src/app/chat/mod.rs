@@ -36,7 +36,7 @@ use crate::app::persist::Persistence;
 use crate::app::presence::{Presence, AUTO_AWAY_REASON};
 use crate::app::tailnet::{News, Tailnet};
 use crate::app::{Screen, Setup};
-use crate::proto::{Endpoint, PeerId};
+use crate::proto::{Endpoint, PeerId, PeerState};
 use crate::store::journal::Record;
 use crate::ui::present::{Outstanding, ShownNames};
 use crate::ui::render::Output;
@@ -54,6 +54,9 @@ const DISCOVERY_QUIET: Duration = Duration::from_millis(300);
 /// start and 0.5 s later, and peers answer within milliseconds, so a LAN silent for this long
 /// has nobody (a script that only talks across a tailnet is not held longer than this).
 const DISCOVERY_WAIT_MAX: Duration = Duration::from_millis(1500);
+/// The longest a script waits at start for the peers it knew from earlier runs (a few round
+/// trips across a tailnet, with a Hello lost on the way).
+const KNOWN_WAIT_MAX: Duration = Duration::from_secs(3);
 
 /// How soon the loop looks again whether the screen has written the lines handed to it.
 const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(25);
@@ -96,6 +99,13 @@ pub struct Chat {
     /// answered (no new peer for [`DISCOVERY_QUIET`] after one joined), at most until this
     /// time, so its first message reaches everyone on the LAN, not the first to answer.
     discovery_hold: Option<Instant>,
+    /// A script: the peers it knew from earlier runs and contacts at start, until each has
+    /// answered or [`KNOWN_WAIT_MAX`] has passed (then `known_hold`): its lines are held
+    /// meanwhile, so that a message to them is not said to wait for peers who are a moment
+    /// from joining.
+    awaiting_known: HashSet<PeerId>,
+    /// When a script stops waiting for `awaiting_known`.
+    known_hold: Option<Instant>,
     /// Input has ended: once every message is acknowledged, or at this time, quit.
     drain_until: Option<Instant>,
     /// What went wrong, for the exit code.
@@ -204,6 +214,8 @@ impl Chat {
             wait,
             hold_until: None,
             discovery_hold: None,
+            awaiting_known: HashSet::new(),
+            known_hold: None,
             drain_until: None,
             outcome: Outcome::default(),
             last_stats: String::new(),
@@ -254,6 +266,27 @@ impl Chat {
             self.discovery_hold = Some(cap);
             self.hold_until = Some(self.hold_until.map_or(cap, |t| t.max(cap)));
             // (A lookup asked for with --peer may hold it longer, up to --wait.)
+        }
+    }
+
+    /// A script: its lines wait until the peers it knew from earlier runs (contacted at start,
+    /// see [`crate::app::start::endpoint`]) have answered, at most [`KNOWN_WAIT_MAX`] (or
+    /// `--wait`, if less).
+    pub fn hold_for_known(&mut self, now: Instant) {
+        if !self.scripted {
+            return;
+        }
+        self.awaiting_known = self
+            .ep
+            .peers()
+            .iter()
+            .filter(|p| p.state == PeerState::Offline && !p.addrs.is_empty())
+            .map(|p| p.id)
+            .collect();
+        if !self.awaiting_known.is_empty() {
+            let cap = now + self.wait.min(KNOWN_WAIT_MAX);
+            self.known_hold = Some(cap);
+            self.hold_until = Some(self.hold_until.map_or(cap, |t| t.max(cap)));
         }
     }
 
@@ -327,6 +360,8 @@ impl Chat {
         if self.hold_until.is_some_and(|t| t <= now) {
             self.hold_until = None;
             self.discovery_hold = None;
+            self.known_hold = None;
+            self.awaiting_known.clear();
         }
         self.ep.handle_timeout(now);
         self.contact_tailnet(now);
