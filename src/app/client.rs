@@ -158,12 +158,9 @@ pub fn send(
 
 /// Whether `name` names one of `known` (id -> nick): its nick, or `NICK#IDPREFIX`.
 fn names_a_peer(name: &str, known: &std::collections::BTreeMap<String, String>) -> bool {
-    known.iter().any(|(id, nick)| {
-        nick == name
-            || name.rsplit_once('#').is_some_and(|(n, prefix)| {
-                n == nick && id.starts_with(&prefix.to_ascii_lowercase())
-            })
-    })
+    known
+        .iter()
+        .any(|(id, nick)| nick == name || crate::app::lookup::by_id_prefix(name, nick, id))
 }
 
 /// The nicks of the running tailchat's peers by id, asked on the connection (empty if it does

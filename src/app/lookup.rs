@@ -16,6 +16,14 @@ pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `wanted`, as `NICK#IDPREFIX`, names the peer `nick` whose id (16 hex digits) is
+/// `id`: the nick, and the start of the id in either case.
+pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
+    wanted
+        .rsplit_once('#')
+        .is_some_and(|(n, prefix)| n == nick && id.starts_with(&prefix.to_ascii_lowercase()))
+}
+
 /// The one peer `wanted` means, with its nick: a peer whose nick is exactly `wanted`, or, when
 /// several share a nick, `NICK#IDPREFIX` (hex digits of its id). Peers present are preferred;
 /// one that has left is still found (a message to it waits for its return). An exact nick is
@@ -31,14 +39,12 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 .filter(move |p| (p.state != PeerState::Left) == present)
         };
         let exact: Vec<&PeerInfo> = pool().filter(|p| p.nick == wanted).collect();
-        match wanted.rsplit_once('#') {
-            Some((nick, prefix)) if exact.is_empty() => {
-                let prefix = prefix.to_ascii_lowercase();
-                pool()
-                    .filter(|p| p.nick == nick && p.id.to_string().starts_with(&prefix))
-                    .collect()
-            }
-            _ => exact,
+        if exact.is_empty() {
+            pool()
+                .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
+                .collect()
+        } else {
+            exact
         }
     };
     let mut candidates = matching(true);
