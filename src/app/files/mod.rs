@@ -166,7 +166,8 @@ impl Transfer {
 
     /// How long since its first bytes moved, in this run or an earlier one.
     fn took(&self) -> Option<Duration> {
-        self.started.map(|(at, _)| self.earlier + at.elapsed())
+        self.started
+            .map(|(at, _)| self.earlier.saturating_add(at.elapsed()))
     }
 
     /// What an end line says of a resume, the same on both sides: where the last connection
