@@ -315,6 +315,7 @@ fn instance(nick: &str, peer: Option<u16>, journal: Option<Journal>) -> Instance
             reaches: (bound.reaches_v4, bound.reaches_v6),
             journal,
             scripted: false,
+            awaited: None,
             wait: Duration::from_secs(5),
             json: false,
             control_dir: None,

@@ -225,6 +225,7 @@ fn start(nick: &str, peer: Option<u16>) -> Instance {
             reaches: (bound.reaches_v4, bound.reaches_v6),
             journal: None,
             scripted: false,
+            awaited: None,
             wait: std::time::Duration::from_secs(5),
             json: false,
             control_dir: None,

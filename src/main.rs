@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = Settings::merge(args).and_then(|settings| match action {
-        None => run(settings, None),
+        None => run(settings, None, None),
         Some(Action::Send { to, text }) => send(settings, &to, text),
         Some(Action::Attach) => attach(&settings).map(|refused| Outcome {
             invalid_command: refused,
@@ -80,7 +80,9 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
             .map(|nick| format!("/msg {nick} {text}"))
             .collect()
     };
-    run(settings, Some(lines))
+    // At start it waits for the peers it knows to answer: only for these, when named.
+    let awaited = (!to.is_empty()).then(|| to.to_vec());
+    run(settings, Some(lines), awaited)
 }
 
 /// `tailchat attach --json`: relays between this program's standard streams and the running
@@ -104,8 +106,13 @@ fn attach(settings: &Settings) -> Result<bool, String> {
     client::attach(stream)
 }
 
-/// Runs the chat: at the prompt, or as a script (standard input, or `script` lines).
-fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, String> {
+/// Runs the chat: at the prompt, or as a script (standard input, or `script` lines, which go
+/// to the peers `awaited` names, if it names them).
+fn run(
+    mut settings: Settings,
+    script: Option<Vec<String>>,
+    awaited: Option<Vec<String>>,
+) -> Result<Outcome, String> {
     let interactive =
         script.is_none() && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     // A script on a machine where someone already chats on the default port takes any free
@@ -251,6 +258,7 @@ fn run(mut settings: Settings, script: Option<Vec<String>>) -> Result<Outcome, S
             .unwrap_or_default(),
         journal: storage.and_then(|s| s.journal),
         scripted: !interactive,
+        awaited,
         wait: settings.wait,
         json: settings.json,
         control_dir,

@@ -166,6 +166,40 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     assert_eq!(alices, 1, "the same alice, not a stranger: {:#?}", bob.seen);
 }
 
+/// A one-shot `send --to bob` is about that message: a backlog an earlier run left for a peer
+/// who is gone (carol) neither holds it up at start nor makes its exit code 5.
+#[test]
+fn send_without_a_running_tailchat_answers_for_its_own_message_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut carol = Chat::start("carol", &["--bind", "127.0.0.1", "--peer", &peer]);
+    alice.expect("carol joined");
+    carol.send("/quit");
+    alice.expect("carol left");
+    alice.send("for carol, who is gone");
+    bob.expect("<alice> for carol, who is gone");
+    alice.send("/quit");
+    alice.wait_exit(); // 5, as a script: carol has not had it
+    bob.expect("alice left");
+    let started = std::time::Instant::now();
+    let out = send_waiting(dir.path(), "3", &["--to", "bob", "deploy done"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    bob.expect("*alice* deploy done");
+    // Not held for carol at start (3 s), nor at the end for her backlog (3 s more).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_control_socket_others_could_use_is_refused() {
     use std::os::unix::fs::PermissionsExt;

@@ -516,6 +516,40 @@ fn a_long_json_history_comes_whole_in_parts() {
     assert_eq!(bot.wait().unwrap().code(), Some(0));
 }
 
+/// A script whose input comes faster than its peer acknowledges waits for the peer: twenty
+/// thousand lines piped at once all arrive, in order, and nothing is refused.
+#[test]
+fn a_script_faster_than_its_peer_waits_for_it_and_loses_nothing() {
+    use std::io::Write;
+    const LINES: usize = 20_000;
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let (mut bot, _dir) = spawn_bot(&["--nick", "logbot", "--ephemeral", "--peer", &peer]);
+    let input: String = (0..LINES)
+        .map(|i| format!("L{i:05} {}\n", "z".repeat(40)))
+        .collect();
+    let mut stdin = bot.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    alice.expect(&format!("<logbot> L{:05}", LINES - 1));
+    writer.join().unwrap().unwrap();
+    let out = bot.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    let got: Vec<&String> = alice
+        .seen
+        .iter()
+        .filter(|l| l.contains("<logbot> L"))
+        .collect();
+    assert_eq!(got.len(), LINES, "every line once");
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, l)| l.contains(&format!("<logbot> L{i:05} "))),
+        "in order"
+    );
+}
+
 /// tailchat as a program runs it: `--no-discovery --bind 127.0.0.1 --port 0` then `args`, with
 /// its three standard streams piped; the temporary home goes with it.
 fn spawn_bot(args: &[&str]) -> (std::process::Child, tempfile::TempDir) {

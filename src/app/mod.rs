@@ -206,6 +206,9 @@ pub struct Setup {
     pub journal: Option<Journal>,
     /// Input is a script, not a person (see [`chat::Chat`]).
     pub scripted: bool,
+    /// A script whose lines go only to these nicks (`tailchat send --to`): at start it waits
+    /// for them alone of the peers it knows; `None`: for all of them.
+    pub awaited: Option<Vec<String>>,
     /// How long a script waits for a contact it asked for, and at the end for its messages
     /// to be acknowledged.
     pub wait: Duration,

@@ -278,6 +278,7 @@ pub fn test_setup() -> super::Setup {
         reaches: (true, true),
         journal: None,
         scripted: true,
+        awaited: None,
         wait: std::time::Duration::from_secs(5),
         json: false,
         control_dir: None,

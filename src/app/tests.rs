@@ -207,6 +207,7 @@ fn start_chat_with(
         reaches: (true, true),
         journal,
         scripted: false,
+        awaited: None,
         wait: Duration::from_secs(5),
         json: false,
         control_dir: None,

@@ -171,13 +171,24 @@ impl Chat {
         action: bool,
     ) {
         let sent = match self.ep.send_message_as(now, to, &text, action) {
+            // Refused because too much already waits for them: said once, when the first
+            // message was refused (an Undelivered event); counted for the exit code.
+            Ok(sent) if sent.recipients.is_empty() && !sent.refused.is_empty() => {
+                self.outcome.refused += 1;
+                return;
+            }
             Ok(sent) if sent.recipients.is_empty() => {
                 self.outcome.nobody_to_send_to = true;
                 return self.print(Output::Error(
                     "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
                 ));
             }
-            Ok(sent) => sent,
+            Ok(sent) => {
+                if !sent.refused.is_empty() {
+                    self.outcome.refused += 1;
+                }
+                sent
+            }
             // Too long, say: the input was wrong, and the line went nowhere.
             Err(e) => {
                 self.outcome.invalid_command = true;

@@ -36,7 +36,7 @@ use crate::app::persist::Persistence;
 use crate::app::presence::{Presence, AUTO_AWAY_REASON};
 use crate::app::tailnet::{News, Tailnet};
 use crate::app::{Screen, Setup};
-use crate::proto::{Endpoint, PeerId, PeerState};
+use crate::proto::{Endpoint, MessageId, PeerId, PeerState};
 use crate::store::journal::Record;
 use crate::ui::present::{Outstanding, ShownNames};
 use crate::ui::render::Output;
@@ -54,6 +54,9 @@ const DISCOVERY_QUIET: Duration = Duration::from_millis(300);
 /// start and 0.5 s later, and peers answer within milliseconds, so a LAN silent for this long
 /// has nobody (a script that only talks across a tailnet is not held longer than this).
 const DISCOVERY_WAIT_MAX: Duration = Duration::from_millis(1500);
+/// A script's input waits while the queue to a peer that is answering is this full (a share
+/// of [`crate::proto::Limits::max_queued_items`]).
+const INPUT_PAUSE_FULLNESS: f64 = 0.5;
 /// The longest a script waits at start for the peers it knew from earlier runs (a few round
 /// trips across a tailnet, with a Hello lost on the way).
 const KNOWN_WAIT_MAX: Duration = Duration::from_secs(3);
@@ -106,6 +109,11 @@ pub struct Chat {
     awaiting_known: HashSet<PeerId>,
     /// When a script stops waiting for `awaiting_known`.
     known_hold: Option<Instant>,
+    /// See [`Setup::awaited`].
+    awaited: Option<Vec<String>>,
+    /// The id of this run's first message: a script's wait at the end and its exit code are
+    /// about its own messages, not those an earlier run left waiting.
+    first_msg: MessageId,
     /// Input has ended: once every message is acknowledged, or at this time, quit.
     drain_until: Option<Instant>,
     /// What went wrong, for the exit code.
@@ -184,12 +192,14 @@ impl Chat {
             reaches,
             default_port,
             scripted,
+            awaited,
             wait,
             json,
             files,
             presence,
             ..
         } = setup;
+        let first_msg = ep.next_message_id();
         let now = Instant::now();
         let mut presence = presence;
         if scripted || json {
@@ -216,6 +226,8 @@ impl Chat {
             discovery_hold: None,
             awaiting_known: HashSet::new(),
             known_hold: None,
+            awaited,
+            first_msg,
             drain_until: None,
             outcome: Outcome::default(),
             last_stats: String::new(),
@@ -276,11 +288,18 @@ impl Chat {
         if !self.scripted {
             return;
         }
+        let named = |p: &crate::proto::PeerInfo| {
+            self.awaited.as_ref().is_none_or(|names| {
+                names.iter().any(|n| {
+                    *n == p.nick || crate::app::lookup::by_id_prefix(n, &p.nick, &p.id.to_string())
+                })
+            })
+        };
         self.awaiting_known = self
             .ep
             .peers()
             .iter()
-            .filter(|p| p.state == PeerState::Offline && !p.addrs.is_empty())
+            .filter(|p| p.state == PeerState::Offline && !p.addrs.is_empty() && named(p))
             .map(|p| p.id)
             .collect();
         if !self.awaiting_known.is_empty() {
@@ -407,6 +426,9 @@ impl Chat {
         self.hold_until.is_none()
             && !(self.scripted
                 && (self.history_asked > self.history_shown || !self.paced.is_empty()))
+            // A script that writes faster than its peers acknowledge waits for them, rather
+            // than having its messages refused once a queue is full.
+            && !(self.scripted && self.ep.fullest_answering_queue() >= INPUT_PAUSE_FULLNESS)
             && self.drain_until.is_none()
             && !self.quitting()
     }
@@ -424,7 +446,7 @@ impl Chat {
     /// How the run went so far.
     pub fn outcome(&self) -> Outcome {
         Outcome {
-            undelivered: self.ep.undelivered(),
+            undelivered: self.ep.undelivered_from(self.first_msg),
             ..self.outcome
         }
     }

@@ -10,6 +10,8 @@ pub struct Outcome {
     pub nobody_to_send_to: bool,
     /// Messages still unacknowledged by some recipient when the run ended.
     pub undelivered: usize,
+    /// Messages refused for some recipient, whose queue was full.
+    pub refused: usize,
 }
 
 impl Outcome {
@@ -32,7 +34,7 @@ impl Outcome {
             Self::INVALID_COMMAND
         } else if self.nobody_to_send_to {
             Self::NOBODY_TO_SEND_TO
-        } else if self.undelivered > 0 {
+        } else if self.undelivered > 0 || self.refused > 0 {
             Self::UNDELIVERED
         } else {
             Self::DELIVERED

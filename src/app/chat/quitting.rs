@@ -15,7 +15,7 @@ impl Chat {
     /// A script whose input has ended first waits for its messages to be acknowledged.
     pub fn finished(&mut self, now: Instant) -> bool {
         if let Some(until) = self.drain_until {
-            if self.ep.undelivered() == 0 || now >= until {
+            if self.ep.undelivered_from(self.first_msg) == 0 || now >= until {
                 self.drain_until = None;
                 self.quit();
             }
@@ -24,10 +24,11 @@ impl Chat {
             .is_some_and(|by| self.ep.leave_complete() || now >= by)
     }
 
-    /// Input has ended: a script first waits (up to its wait) for its messages to be
-    /// acknowledged; a person quits at once.
+    /// Input has ended: a script first waits (up to its wait) for its messages — this run's,
+    /// not those an earlier run left waiting for peers who are away — to be acknowledged; a
+    /// person quits at once.
     pub fn end_of_input(&mut self) {
-        if self.scripted && self.ep.undelivered() > 0 && !self.quitting() {
+        if self.scripted && self.ep.undelivered_from(self.first_msg) > 0 && !self.quitting() {
             self.drain_until
                 .get_or_insert_with(|| Instant::now() + self.wait);
         } else {

@@ -660,6 +660,32 @@ impl Endpoint {
         self.peers.iter().map(|(_, p)| p.link.undelivered()).sum()
     }
 
+    /// Like [`Endpoint::undelivered`], counting only messages from `first` on (those of this
+    /// run, when `first` is what [`Endpoint::next_message_id`] said at its start).
+    pub fn undelivered_from(&self, first: MessageId) -> usize {
+        self.peers
+            .iter()
+            .map(|(_, p)| p.link.undelivered_from(first))
+            .sum()
+    }
+
+    /// The id the next message will get.
+    pub fn next_message_id(&self) -> MessageId {
+        MessageId(self.next_msg)
+    }
+
+    /// How full the fullest send queue of a peer that is answering is, as a share of the
+    /// bound (0.0 with none): what a program that writes faster than its peers acknowledge
+    /// waits on, before its messages would be refused. Peers that are away do not count:
+    /// their queues fill until they are back, however long that is.
+    pub fn fullest_answering_queue(&self) -> f64 {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state() == LinkState::Online)
+            .map(|(_, p)| p.link.fullness())
+            .fold(0.0, f64::max)
+    }
+
     /// Forgets at once the ephemeral peers that left and are still lingering
     /// ([`EPHEMERAL_LINGER`]): for a program that stops, so that they are not kept as peers
     /// past its end. Each is reported as [`Event::PeerForgotten`].

@@ -183,6 +183,16 @@ impl Link {
         self.send.undelivered()
     }
 
+    /// Our messages from `first` on not yet acknowledged.
+    pub fn undelivered_from(&self, first: MessageId) -> usize {
+        self.send.undelivered_from(first)
+    }
+
+    /// How full its send queue is, as a share of the bound.
+    pub fn fullness(&self) -> f64 {
+        self.send.fullness()
+    }
+
     /// Our messages it has not acknowledged, in id order.
     pub fn pending_ids(&self) -> Vec<MessageId> {
         self.send.pending_ids()

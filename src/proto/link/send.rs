@@ -348,6 +348,16 @@ impl SendQueue {
         self.messages.len()
     }
 
+    /// Our messages from `first` on (by id) not yet acknowledged.
+    pub fn undelivered_from(&self, first: MessageId) -> usize {
+        self.messages.range(first..).count()
+    }
+
+    /// How full the queue is: items waiting, as a share of the bound (0.0–1.0).
+    pub fn fullness(&self) -> f64 {
+        self.items.len() as f64 / self.max_items.max(1) as f64
+    }
+
     /// Our messages not yet acknowledged, in id order.
     pub fn pending_ids(&self) -> Vec<MessageId> {
         self.messages.keys().copied().collect()
