@@ -16,6 +16,9 @@ const PACED_PART: usize = 1 << 20;
 /// A part goes out while fewer bytes than this wait for the screen, so long output never fills
 /// its queue (and is skipped) however long it is.
 const PACED_BACKLOG: usize = 2 << 20;
+/// Entries of messages handed to the screen and not yet written that are kept apart (see
+/// [`Chat::await_shown`]): a few per message at most, a small map each.
+const MAX_UNCONFIRMED: usize = 4096;
 /// How often the screen is looked at while long output waits for it.
 pub(super) const PACED_EVERY: Duration = Duration::from_millis(50);
 
@@ -134,8 +137,10 @@ impl Chat {
     }
 
     /// Messages just handed to the screen (highest id per sender), to record as shown once
-    /// the screen has written them. While the screen lags, they join the newest unconfirmed
-    /// entry under the later mark, so a stalled screen holds one entry, not one per wake-up.
+    /// the screen has written them: an entry per wake-up, so that what the screen wrote
+    /// before it fell behind (and perhaps skipped lines) is recorded as shown. Only past
+    /// [`MAX_UNCONFIRMED`] entries do they join the newest one under the later mark, so a
+    /// screen stalled for long holds a bounded list.
     pub(super) fn await_shown(&mut self, shown: BTreeMap<PeerId, u64>) {
         if shown.is_empty() {
             return;
@@ -143,8 +148,9 @@ impl Chat {
         let mark = self.screen.mark();
         let reached = self.screen.reached();
         self.confirm_until = Some(std::time::Instant::now() + super::CONFIRM_SHOWN_FOR);
+        let full = self.unconfirmed.len() >= MAX_UNCONFIRMED;
         match self.unconfirmed.last_mut() {
-            Some((last, pending)) if *last > reached => {
+            Some((last, pending)) if *last > reached && full => {
                 *last = mark;
                 for (from, id) in shown {
                     let t = pending.entry(from).or_insert(id);
@@ -164,6 +170,14 @@ impl Chat {
         for (_, keys) in self.files_unconfirmed.drain(..written) {
             self.files.told(&keys);
         }
+        for (from, id) in self.confirmed(reached) {
+            self.append(&Record::Shown { from, id });
+        }
+    }
+
+    /// Takes the messages whose screen mark is at or below `reached`: the highest id per
+    /// sender.
+    fn confirmed(&mut self, reached: u64) -> BTreeMap<PeerId, u64> {
         let done = self
             .unconfirmed
             .partition_point(|(mark, _)| *mark <= reached);
@@ -174,9 +188,7 @@ impl Chat {
                 *t = (*t).max(id);
             }
         }
-        for (from, id) in through {
-            self.append(&Record::Shown { from, id });
-        }
+        through
     }
 }
 
@@ -261,6 +273,55 @@ mod tests {
             .collect();
         assert!(shown == long, "every line once, in order");
         assert!(chat.accepts_input());
+    }
+
+    /// A screen that counts the lines handed to it (its marks) and writes as far as the test
+    /// says.
+    struct CountingScreen {
+        marks: Arc<AtomicUsize>,
+        written: Arc<AtomicUsize>,
+    }
+
+    impl Screen for CountingScreen {
+        fn print(&self, _out: &Output) {
+            self.marks.fetch_add(1, Ordering::AcqRel);
+        }
+        fn nick(&self, _nick: &str) {}
+        fn peer_nicks(&self, _nicks: Vec<String>) {}
+        fn mark(&self) -> u64 {
+            self.marks.load(Ordering::Acquire) as u64
+        }
+        fn reached(&self) -> u64 {
+            self.written.load(Ordering::Acquire) as u64
+        }
+        fn flush(&self) {}
+        fn print_json(&self, _line: String) {
+            self.marks.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    #[test]
+    fn what_the_screen_wrote_before_it_fell_behind_is_recorded_as_shown() {
+        let (marks, written) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let screen = CountingScreen {
+            marks: Arc::clone(&marks),
+            written: Arc::clone(&written),
+        };
+        let setup = crate::app::start::test_setup();
+        let (resolved_tx, _) = tokio::sync::mpsc::unbounded_channel();
+        let mut chat = Chat::new(setup, Box::new(screen), resolved_tx);
+        let bob = PeerId(2);
+        // Three wake-ups, a message each, while the screen writes nothing.
+        for id in 1..=3 {
+            chat.screen.print(&Output::Info(format!("message {id}")));
+            chat.await_shown(BTreeMap::from([(bob, id)]));
+        }
+        // It writes the first two, then skips the third (so it never gets past the second).
+        written.store(2, Ordering::Release);
+        assert_eq!(chat.confirmed(2), BTreeMap::from([(bob, 2)]));
+        assert_eq!(chat.confirmed(2), BTreeMap::new(), "taken once");
+        written.store(3, Ordering::Release);
+        assert_eq!(chat.confirmed(3), BTreeMap::from([(bob, 3)]));
     }
 
     #[test]
