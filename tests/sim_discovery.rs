@@ -218,6 +218,54 @@ fn a_restarted_manual_peer_comes_back_by_itself() {
     assert!(ok, "the restarted peer was not found again");
 }
 
+/// A peer known from an earlier run is probed at start, its hellos backing off while it is
+/// not there (or given up); when it starts `after` that (a fresh run that does not know us),
+/// its first announcement brings our next hello at once.
+fn a_known_peer_starts_later(after: Duration) {
+    let mut sim = Sim::new_lan(21, 2, LinkParams::lan());
+    assert!(sim.run_until_cond(Duration::from_secs(5), all_know_each_other));
+    // Node 1 starts again remembering node 0, which is not running (cut off) yet.
+    let node0 = tailchat::proto::RestoredPeer {
+        id: sim.id(0),
+        key: Some(sim.nodes[0].identity.public_key()),
+        heard_ago: None,
+        nick: "n0".into(),
+        addrs: vec![sim.nodes[0].addr],
+        manual: false,
+        wanted: true,
+        delivered_through: tailchat::proto::MessageId(0),
+        outbox: vec![],
+    };
+    sim.cut.insert((0, 1));
+    sim.cut.insert((1, 0));
+    sim.restart_node_as(1, tailchat::proto::MessageId(1), vec![node0]);
+    sim.nodes[1].events.clear();
+    sim.run_for(after);
+    assert!(!sim.saw(1, |e| matches!(e, Event::PeerJoined { .. })));
+    // Node 0 starts, knowing nobody (as an ephemeral peer's peers forget it).
+    sim.cut.clear();
+    sim.restart_node_as(0, tailchat::proto::MessageId(1), vec![]);
+    let id0 = sim.id(0);
+    let met = sim.run_until_cond(Duration::from_millis(100), |s| {
+        s.saw(
+            1,
+            |e| matches!(e, Event::PeerJoined { peer, .. } if *peer == id0),
+        )
+    });
+    assert!(met, "node 1 answered node 0's first announcement at once");
+}
+
+#[test]
+fn a_known_peer_that_starts_later_is_met_at_its_first_announcement() {
+    // Its probe waits 0.75 s more before the next hello.
+    a_known_peer_starts_later(Duration::from_secs(1));
+}
+
+#[test]
+fn a_known_peer_that_starts_after_its_probe_gave_up_is_met_at_its_first_announcement() {
+    a_known_peer_starts_later(Duration::from_secs(2));
+}
+
 #[test]
 fn without_discovery_announcements_heard_are_dropped_unanswered() {
     // Node 0 runs with --no-discovery on a LAN where the others announce themselves.

@@ -254,6 +254,27 @@ impl Probes {
         self.list.iter().filter(|p| p.origin == origin).count()
     }
 
+    /// An announcement came from `addr`, which is being probed (a peer known from an earlier
+    /// run, say, whose hellos back off while it was not there): its next hello goes at
+    /// `now`, unless a proof of ours to it is awaited. Whether one is now due. A probe that
+    /// had given up (its last hello unanswered) is dropped instead, so that the announcement
+    /// is answered as a newcomer's.
+    pub fn hurry(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        let Some(i) = self.list.iter().position(|p| p.addr == addr) else {
+            return false;
+        };
+        let p = &mut self.list[i];
+        if p.limit.is_some_and(|l| p.attempts >= l) {
+            self.list.remove(i);
+            return false;
+        }
+        if p.proof_until.is_some_and(|t| t > now) {
+            return false;
+        }
+        p.next = p.next.min(now);
+        true
+    }
+
     /// Probes `addr` without telling the user that it does not answer.
     pub fn quiet(&mut self, addr: SocketAddr) {
         if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {
@@ -393,6 +414,7 @@ impl Endpoint {
     /// to prove its new address by its own datagrams from there), or an announcer answered
     /// from another address within [`HELLO_INTERVAL`] (the copies of one announcement, over
     /// IPv4 and IPv6: one handshake is enough, and a later announcement is answered again).
+    /// An address already probed gets that probe's next hello at once.
     /// Nothing else: an announcement proves nothing, so it changes nothing about a peer.
     /// Returns whether a probe started (the endpoint has work to do).
     pub(super) fn on_announce(&mut self, now: Instant, from: SocketAddr, header: Header) -> bool {
@@ -412,11 +434,15 @@ impl Endpoint {
                 return false;
             }
         }
-        if self.probes.contains(from) {
-            return false;
-        }
         if !self.announcers.allow(now, (header.sender, header.session)) {
             return false;
+        }
+        // Already looked for there, its hellos backing off: it is there now.
+        if self.probes.hurry(now, from) {
+            return true;
+        }
+        if self.probes.contains(from) {
+            return false; // a proof of ours awaits its answer
         }
         if self.peer_id() > header.sender {
             // Both sides hear each other's announcements; one handshake per pair is enough,
