@@ -79,6 +79,8 @@ pub struct Probe {
     cookie_seen: bool,
     /// When the first hello went (the longest a cookie's round trip can have taken).
     first_sent: Option<Instant>,
+    /// When the latest hello went.
+    last_sent: Option<Instant>,
     /// Until when a proof of ours is awaited: cookies arriving before then get no second
     /// proof, and no hello goes (see [`Probe::on_cookie`]).
     proof_until: Option<Instant>,
@@ -193,6 +195,7 @@ impl Probes {
             attempts: 0,
             cookie_seen: false,
             first_sent: None,
+            last_sent: None,
             proof_until: None,
             early: None,
             origin,
@@ -255,20 +258,30 @@ impl Probes {
     }
 
     /// An announcement came from `addr`, which is being probed (a peer known from an earlier
-    /// run, say, whose hellos back off while it was not there): its next hello goes at
-    /// `now`, unless a proof of ours to it is awaited. Whether one is now due. A probe that
-    /// had given up (its last hello unanswered) is dropped instead, so that the announcement
-    /// is answered as a newcomer's.
+    /// run, say, whose hellos back off while it was not there; not for an announcement, which
+    /// the probe answers already, nor for a hint from a peer list, which the peer itself
+    /// will answer too): its next hello goes at
+    /// `now`, unless a proof of ours to it is awaited or a hello went too lately for its
+    /// answer to be back (the probes' gap, at least [`PROBE_FIRST`]: on a busy LAN, where
+    /// answers are slow, announcements must not bring a hello each). Whether one is now due.
+    /// A probe that had given up (its last hello unanswered) is dropped instead, so that the
+    /// announcement is answered as a newcomer's.
     pub fn hurry(&mut self, now: Instant, addr: SocketAddr) -> bool {
         let Some(i) = self.list.iter().position(|p| p.addr == addr) else {
             return false;
         };
-        let p = &mut self.list[i];
+        let Some(p) = self.list.get_mut(i) else {
+            return false;
+        };
+        if p.origin == Found::Announced || p.from_hint {
+            return false;
+        }
         if p.limit.is_some_and(|l| p.attempts >= l) {
             self.list.remove(i);
             return false;
         }
-        if p.proof_until.is_some_and(|t| t > now) {
+        let gap = self.min_gap.max(PROBE_FIRST);
+        if p.proof_until.is_some_and(|t| t > now) || p.last_sent.is_some_and(|t| now < t + gap) {
             return false;
         }
         p.next = p.next.min(now);
@@ -319,6 +332,7 @@ impl Probes {
         for p in self.list.iter_mut().filter(|p| p.next <= now) {
             p.attempts += 1;
             p.first_sent.get_or_insert(now);
+            p.last_sent = Some(now);
             let interval = PROBE_FIRST.saturating_mul(1 << p.attempts.min(10)) / 2;
             p.next = now + interval.min(PROBE_MAX).max(self.min_gap);
             due.push((p.addr, p.report && p.attempts == PROBE_REPORT_AFTER));
