@@ -127,7 +127,9 @@ pub struct Job {
 /// How an attempt failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FetchError {
-    /// The connection could not be made, or broke: try again later.
+    /// No connection could be made to this address, for this reason: try again later.
+    Connect(SocketAddr, String),
+    /// The connection broke: try again later.
     Link(String),
     /// The offerer refused the request.
     Refused(Status),
@@ -142,13 +144,14 @@ pub enum FetchError {
 impl FetchError {
     /// Whether trying again later may work.
     pub fn is_transient(&self) -> bool {
-        matches!(self, FetchError::Link(_))
+        matches!(self, FetchError::Link(_) | FetchError::Connect(..))
     }
 }
 
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            FetchError::Connect(addr, why) => write!(f, "cannot connect to {addr} ({why})"),
             FetchError::Link(why) => write!(f, "connection lost ({why})"),
             FetchError::Refused(Status::Unknown) => write!(f, "the sender no longer offers it"),
             FetchError::Refused(Status::Cancelled) => write!(f, "the sender cancelled it"),
@@ -252,7 +255,14 @@ fn fetch(
     events: &UnboundedSender<DataEvent>,
 ) -> Result<(), FetchError> {
     let link = |e: io::Error| FetchError::Link(reason(&e));
-    let mut stream = TcpStream::connect_timeout(&job.addr, CONNECT_TIMEOUT).map_err(link)?;
+    let mut stream = TcpStream::connect_timeout(&job.addr, CONNECT_TIMEOUT).map_err(|e| {
+        let why = reason(&e);
+        let mut chars = why.chars();
+        let why = chars.next().map_or(String::new(), |c| {
+            c.to_lowercase().chain(chars).collect() // "Connection refused" as the others
+        });
+        FetchError::Connect(job.addr, why)
+    })?;
     let _ = stream.set_read_timeout(Some(STALL));
     set_congestion(&SockRef::from(&stream));
     let request = Request {

@@ -226,7 +226,8 @@ impl Files {
             let state = match t.record.state {
                 State::Offered if t.record.outgoing => "offered",
                 State::Offered => "waiting for you",
-                State::Accepted if t.record.outgoing && t.started.is_some() => "sending",
+                State::Accepted if t.record.outgoing && t.serving > 0 => "sending",
+                State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
                 State::Accepted if t.fetching.is_some() => "receiving",
                 State::Accepted => "interrupted",

@@ -24,6 +24,16 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A running transfer shows a progress line this often (interactive only).
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
+/// How a transfer that was interrupted goes again, `from` bytes into its `size`.
+fn going_again(from: u64, size: u64) -> String {
+    if from == 0 {
+        "connected, from the start".to_owned()
+    } else {
+        let pct = u128::from(from) * 100 / u128::from(size.max(1));
+        format!("resumed at {} ({pct}%)", human_size(from))
+    }
+}
+
 impl Files {
     /// Our offer's files are read and hashed: serve them and offer them.
     fn prepared(&mut self, ep: &mut Endpoint, id: u64, result: Result<Prepared, String>) {
@@ -153,8 +163,17 @@ impl Files {
             DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
             DataEvent::Serving { id, from } => {
                 let mut save = false;
+                let mut again = None;
                 if let Some(t) = self.mine(id) {
                     t.serving += 1;
+                    if std::mem::take(&mut t.told_interrupted) {
+                        again = Some(format!(
+                            "{} to {}: {}",
+                            t.shown_name(),
+                            crate::ui::render::display_nick(&t.record.peer_nick),
+                            going_again(from, t.record.offer.size)
+                        ));
+                    }
                     save = t.begin(now, from);
                     t.rate.note(now, from);
                     if t.record.state == State::Offered {
@@ -166,6 +185,9 @@ impl Files {
                         offerer: self.me,
                         id,
                     });
+                }
+                if let Some(line) = again {
+                    self.notice(line);
                 }
             }
             DataEvent::ServeProgress { id, done } => {
@@ -190,12 +212,35 @@ impl Files {
                     id,
                 };
                 let mut done_now = false;
+                let mut interrupted = None;
                 if let Some(t) = self.mine(id) {
                     t.sent_this_run += sent;
                     t.last_connection = Some((from, sent));
-                    t.record.bytes_done = t.record.bytes_done.max(from + sent);
+                    if result.is_ok() {
+                        // (What a broken connection wrote may not have arrived.)
+                        t.record.bytes_done = t.record.bytes_done.max(from + sent);
+                    }
                     t.serving = t.serving.saturating_sub(1);
                     done_now = t.done_waiting && t.serving == 0;
+                    // The receiver's connection broke before it said it has everything: the
+                    // sender is told once, as the receiver is.
+                    if let Err(ServeError::Link(why)) = &result {
+                        if t.serving == 0
+                            && t.record.state == State::Accepted
+                            && !t.told_interrupted
+                        {
+                            t.told_interrupted = true;
+                            let nick = crate::ui::render::display_nick(&t.record.peer_nick);
+                            interrupted = Some(format!(
+                                "{} to {nick}: interrupted at {}% ({why}); it resumes when {nick} connects again",
+                                t.shown_name(),
+                                t.percent_done()
+                            ));
+                        }
+                    }
+                }
+                if let Some(line) = interrupted {
+                    self.notice(line);
                 }
                 if done_now {
                     self.sent_done(ep, key);
@@ -237,7 +282,13 @@ impl Files {
                     t.rate.note(now, done);
                     t.retries = 0;
                     if std::mem::take(&mut t.told_interrupted) {
-                        let line = format!("{}: resumed", t.shown_name());
+                        let from = t.last_connection.map_or(0, |(f, _)| f);
+                        let line = format!(
+                            "{} from {}: {}",
+                            t.shown_name(),
+                            crate::ui::render::display_nick(&t.record.peer_nick),
+                            going_again(from, t.record.offer.size)
+                        );
                         self.notice(line);
                     }
                 }
@@ -377,9 +428,17 @@ impl Files {
                     });
                 }
                 if tell {
-                    self.notice(format!(
-                        "{name} from {nick}: {e}; it resumes when {nick} is reachable"
-                    ));
+                    let answering = ep
+                        .peer(t.peer())
+                        .is_some_and(|p| p.state == PeerState::Online);
+                    self.notice(match &e {
+                        // Chat goes through and data does not: TCP is in the way.
+                        FetchError::Connect(addr, _) if answering => format!(
+                            "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {} blocked on the way? Trying again",
+                            addr.port()
+                        ),
+                        _ => format!("{name} from {nick}: {e}; it resumes when {nick} is reachable"),
+                    });
                 }
             }
             Err(FetchError::Cancelled) => {}

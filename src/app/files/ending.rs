@@ -48,8 +48,9 @@ impl Files {
             }
         }
         let _ = ep;
+        let kept = self.transfers.get(&key).map(kept_files).unwrap_or_default();
         self.save(key);
-        self.notice(line);
+        self.notice(format!("{line}{kept}"));
     }
 
     /// Ends a transfer on our side: stops its data, tells the peer, keeps the state, and
@@ -103,11 +104,12 @@ impl Files {
                 let _ = Self::control(ep, peer, &m);
             }
         }
+        let kept = self.transfers.get(&key).map(kept_files).unwrap_or_default();
         self.save(key);
         match state {
             State::Declined => self.notice(format!("declined {name} from {nick}")),
-            State::Cancelled => self.notice(format!("cancelled {name} ({dir} {nick})")),
-            State::Failed => self.error(reason.unwrap_or_default()),
+            State::Cancelled => self.notice(format!("cancelled {name} ({dir} {nick}){kept}")),
+            State::Failed => self.error(format!("{}{kept}", reason.unwrap_or_default())),
             _ => {}
         }
     }
@@ -123,6 +125,21 @@ impl Files {
         if let (true, Some(offer), Some(server)) = (t.record.outgoing, &t.offer, &self.server) {
             server.withdraw(&offer.token);
         }
+    }
+}
+
+/// What an incoming folder that ended unfinished leaves: the files that had arrived whole
+/// (each checked against its hash) stay where they landed, and its end line says so.
+fn kept_files(t: &Transfer) -> String {
+    let (done, total) = (t.record.files_done, t.record.offer.files);
+    match &t.record.dest {
+        Some(dest) if !t.record.outgoing && t.record.offer.folder && done > 0 && done < total => {
+            format!(
+                " — the {done} of {total} files that had arrived whole are kept in {}",
+                dest.display()
+            )
+        }
+        _ => String::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::proto::{Config, Identity, Limits};
 use crate::transfer::record::{Record, State, StoredOffer};
+use crate::transfer::serve::ServeError;
 
 /// A 10 MB file offered by bob (PeerId 2) and accepted by us, not yet moving.
 fn accepted(quiet: bool) -> (Files, TransferKey) {
@@ -161,6 +162,78 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     assert_eq!(
         done_line(false),
         "bob says report.pdf arrived whole (10.0 MB); nothing was left to send in this run"
+    );
+}
+
+#[test]
+fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
+    let (mut files, _) = ours_accepted();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    let serving = |from| DataEvent::Serving { id: 7, from };
+    let broken = |from, sent| DataEvent::ServeEnded {
+        id: 7,
+        from,
+        sent,
+        result: Err(ServeError::Link("connection reset by peer".into())),
+    };
+    files.on_data_at(&mut ep, serving(0), now);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::ServeProgress {
+            id: 7,
+            done: 2_900_000,
+        },
+        now,
+    );
+    files.on_data_at(&mut ep, broken(0, 3_000_000), now);
+    // A second connection that breaks before any went again: nothing more to say.
+    files.on_data_at(&mut ep, serving(2_900_000), now);
+    let lines = notices(files.take_lines());
+    assert_eq!(
+        lines,
+        [
+            "report.pdf to bob: interrupted at 29% (connection reset by peer); it resumes when bob connects again",
+            "report.pdf to bob: resumed at 2.9 MB (29%)",
+        ],
+        "what was written but not acknowledged is not counted"
+    );
+    files.on_data_at(&mut ep, broken(2_900_000, 100), now);
+    files.on_data_at(&mut ep, broken(2_900_000, 100), now);
+    assert_eq!(
+        notices(files.take_lines()).len(),
+        1,
+        "once per interruption"
+    );
+}
+
+#[test]
+fn a_folder_stopped_half_way_says_which_files_it_kept() {
+    let (mut files, key) = accepted(false);
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("photos");
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.offer.folder = true;
+        t.record.offer.files = 10;
+        t.record.files_done = 4;
+        t.record.dest = Some(top.clone());
+    }
+    let mut ep = endpoint(Instant::now());
+    let cancel = Control::Cancel {
+        id: 7,
+        by_offerer: true,
+        reason: String::new(),
+    };
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    let lines = notices(files.take_lines());
+    let kept = format!(
+        " — the 4 of 10 files that had arrived whole are kept in {}",
+        top.display()
+    );
+    assert!(
+        matches!(&lines[..], [l] if l.starts_with("bob cancelled") && l.ends_with(&kept)),
+        "{lines:?}"
     );
 }
 
