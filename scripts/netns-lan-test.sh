@@ -267,9 +267,12 @@ table inet cut {
 }
 NFT
   check "the link cut, c2 counts its connection as lost (20 s without data) and says it waits" \
-    wait_for c2 "cut.bin from c1: connection lost" 40
+    wait_for c2 "cut.bin from c1: .*it resumes when c1 is reachable" 40
+  check "and c1 that it was interrupted (30 s without an acknowledgement)" \
+    wait_for c1 "cut.bin to c2: interrupted at" 15
   ip netns exec "${P}c2" nft delete table inet cut
   check "the link back, the transfer resumes and ends" wait_for c2 "received cut.bin from c1" 30
+  check "both sides said it went again" wait_for c1 "cut.bin to c2: resumed at" 1
   check "byte-exact" cmp "$WORK/cut.bin" "$WORK/c2.home/Downloads/tailchat/cut.bin"
   check "c1 resumed where c2 was and sent only the rest" wait_for c1 "sent cut.bin to c2" 3
   check "(counted from c1's end line)" only_the_rest_sent
