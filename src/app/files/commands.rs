@@ -222,7 +222,9 @@ impl Files {
                     .back()
                     .is_some_and(|(at, _)| now.saturating_duration_since(*at) < RATE_WINDOW)
             });
-            let moving = t.record.state == State::Accepted;
+            // Rate and time left only while data moves.
+            let moving =
+                t.record.state == State::Accepted && (t.serving > 0 || t.fetching.is_some());
             let state = match t.record.state {
                 State::Offered if t.record.outgoing => "offered",
                 State::Offered => "waiting for you",
@@ -236,7 +238,13 @@ impl Files {
                 State::Cancelled => "cancelled",
                 State::Failed => "failed",
             };
-            let earlier = if t.this_run { "" } else { " (earlier run)" };
+            // From an earlier run, and nothing has happened to it in this one.
+            let ended_now = t.record.finished_ms.is_some_and(|f| f >= self.started_ms);
+            let earlier = if t.this_run || t.started.is_some() || ended_now {
+                ""
+            } else {
+                " (earlier run)"
+            };
             rows.push(vec![
                 t.number.to_string(),
                 t.toward().into(),

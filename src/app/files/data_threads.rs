@@ -104,7 +104,12 @@ impl Files {
         }
         let peer = PeerId(self.transfers[&key].record.peer);
         self.kept.push(peer);
+        let away = ep.peer(peer).is_some_and(|p| p.state != PeerState::Online);
         match Self::control(ep, peer, &Control::Offer(offer)) {
+            // Queued for a peer who is away, like a message.
+            Ok(()) if away => self.notice(format!(
+                "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
+            )),
             Ok(()) => self.notice(format!(
                 "offered {name} ({size}) to {nick} — /cancel {number} withdraws it"
             )),
@@ -165,6 +170,14 @@ impl Files {
                 let mut save = false;
                 let mut again = None;
                 if let Some(t) = self.mine(id) {
+                    if t.record.state == State::Offered {
+                        // Its data connection overtook the Accept.
+                        again = Some(format!(
+                            "{} accepted {}",
+                            crate::ui::render::display_nick(&t.record.peer_nick),
+                            t.shown_name()
+                        ));
+                    }
                     t.serving += 1;
                     if std::mem::take(&mut t.told_interrupted) {
                         again = Some(format!(

@@ -478,7 +478,8 @@ impl Files {
             .count();
         if waiting > 0 {
             self.notice(format!(
-                "{waiting} unfinished file transfer(s) from an earlier run resume when the peers are back — /files lists them"
+                "{waiting} unfinished file {} from an earlier run resume when the peers are back — /files lists them",
+                if waiting == 1 { "transfer" } else { "transfers" }
             ));
         }
     }

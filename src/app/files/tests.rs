@@ -458,7 +458,36 @@ fn a_transfer_from_an_earlier_run_that_ends_in_this_one_stays_in_the_list() {
         "ended before this run"
     );
     files.transfers.get_mut(&key).unwrap().record.finished_ms = Some(now_ms());
-    assert!(listed(&files).contains("report.pdf"), "{}", listed(&files));
+    let list = listed(&files);
+    assert!(list.contains("report.pdf"), "{list}");
+    assert!(
+        !list.contains("earlier run"),
+        "it ended in this run: {list}"
+    );
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.state = State::Accepted;
+        t.record.finished_ms = None;
+    }
+    assert!(listed(&files).contains("interrupted (earlier run)"));
+    files.transfers.get_mut(&key).unwrap().started = Some((Instant::now(), 0));
+    assert!(
+        !listed(&files).contains("earlier run"),
+        "it moved in this run"
+    );
+}
+
+#[test]
+fn a_data_connection_that_overtakes_the_accept_says_it_was_accepted() {
+    let (mut files, key) = ours_accepted();
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    // The Accept, behind it, says nothing more.
+    let accept = Control::Accept { id: 7 };
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&accept));
+    assert_eq!(notices(files.take_lines()), ["bob accepted report.pdf"]);
 }
 
 #[test]
