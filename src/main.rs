@@ -25,6 +25,13 @@ fn main() -> ExitCode {
         eprintln!("error: attach speaks JSON lines: use tailchat attach --json");
         return ExitCode::from(2);
     }
+    if matches!(action, Some(Action::Send { .. })) && args.json {
+        // Its text is a message, not a JSON command; its answers are exit codes.
+        eprintln!(
+            "error: send takes no --json: tailchat send [--to NICK]... TEXT, or tailchat attach --json for JSON"
+        );
+        return ExitCode::from(2);
+    }
     let result = Settings::merge(args).and_then(|settings| match action {
         None => run(settings, None, None),
         Some(Action::Send { to, text }) => send(settings, &to, text),

@@ -131,6 +131,8 @@ fn invalid_command_line_values_exit_2_with_clap_errors() {
         &["--peer", "bad host"],
         &["--frobnicate"],
         &["attach"], // without --json
+        &["--json", "send", "hello"],
+        &["send", "--json", "hello"],
     ] {
         let (mut cmd, _dir) = command(args);
         let out = cmd.output().unwrap();
