@@ -162,7 +162,7 @@ fn run(
     let json = settings.json;
     if json {
         term.output
-            .skipped_lines_as(|text| app::json::line(&Output::Error(text)));
+            .skipped_lines_as(|text| app::json::line(&Output::Notice(text)));
     }
     let say = |out: Output| {
         if json {

@@ -411,21 +411,6 @@ fn run_printer(
         }
     };
     for message in queue {
-        // Lines skipped while the screen lagged are told about as soon as it keeps up again,
-        // before anything newer.
-        let skipped = state.skipped.swap(0, Ordering::AcqRel);
-        if skipped > 0 {
-            // A JSON object goes with the other JSON, on standard output; a human error line
-            // goes where errors go.
-            let text = skipped_text(skipped);
-            match state.skipped_line.get() {
-                Some(as_line) => write(as_line(text), false),
-                None => write(
-                    render(&Output::Error(text), chrono::Local::now().time(), false),
-                    true,
-                ),
-            }
-        }
         match message {
             ToPrinter::Line(number, line, error) => {
                 let len = line.len();
@@ -437,8 +422,22 @@ fn run_printer(
                 state.written.fetch_max(through, Ordering::AcqRel);
                 let _ = done.send(());
             }
-            // Said above, before anything newer, if there was anything to say.
-            ToPrinter::Skipped => {}
+            // Where the skipping began, after the lines queued before it: how many lines were
+            // skipped, on standard output, where they would have been (a notice, or with
+            // `--json` the object `skipped_lines_as` makes).
+            ToPrinter::Skipped => {
+                let skipped = state.skipped.swap(0, Ordering::AcqRel);
+                if skipped > 0 {
+                    let text = skipped_text(skipped);
+                    match state.skipped_line.get() {
+                        Some(as_line) => write(as_line(text), false),
+                        None => write(
+                            render(&Output::Notice(text), chrono::Local::now().time(), false),
+                            false,
+                        ),
+                    }
+                }
+            }
         }
     }
 }
@@ -837,10 +836,8 @@ mod tests {
         assert_eq!(output.reached(), first - 1);
         let written = lock(&written).clone();
         assert_eq!(written.len() as u64 + skipped, total as u64 + 2);
-        let notice = written
-            .iter()
-            .find(|l| l.contains("not shown"))
-            .expect("a notice of the skipped lines");
+        // Where the gap is: after the lines written before the first skipped one.
+        let notice = &written[usize::try_from(first - 1).unwrap()];
         assert!(
             notice.contains(&format!("{skipped} line(s) not shown")),
             "{notice}"
@@ -860,7 +857,7 @@ mod tests {
             lock(&sink).push((line, error));
             Ok(())
         });
-        output.skipped_lines_as(|text| format!("{{\"type\":\"error\",\"message\":\"{text}\"}}"));
+        output.skipped_lines_as(|text| format!("{{\"type\":\"notice\",\"text\":\"{text}\"}}"));
         let line = "x".repeat(1 << 20);
         for _ in 0..8 {
             output.print_raw(line.clone());
@@ -873,7 +870,7 @@ mod tests {
             .iter()
             .find(|(l, _)| l.contains("not shown"))
             .expect("a notice of the skipped lines");
-        assert!(notice.starts_with("{\"type\":\"error\""), "{notice}");
+        assert!(notice.starts_with("{\"type\":\"notice\""), "{notice}");
         assert!(!error, "with the other JSON, not on standard error");
     }
 
