@@ -556,6 +556,24 @@ fn a_script_faster_than_its_peer_waits_for_it_and_loses_nothing() {
     );
 }
 
+/// A script's /add of an address where nobody answers says so when the script goes on
+/// without it (after --wait), rather than only "nobody is here".
+#[test]
+fn a_script_says_which_added_address_did_not_answer() {
+    use std::io::Write;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // takes, never answers
+    let addr = silent.local_addr().unwrap();
+    let (mut bot, _dir) = spawn_bot(&["--nick", "bot", "--ephemeral", "--wait", "1"]);
+    writeln!(bot.stdin.take().unwrap(), "/add {addr}\nhello").unwrap();
+    let out = bot.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("no answer from {addr} within 1.0 s (--wait)")),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(4), "nobody to send to");
+}
+
 /// tailchat as a program runs it: `--no-discovery --bind 127.0.0.1 --port 0` then `args`, with
 /// its three standard streams piped; the temporary home goes with it.
 fn spawn_bot(args: &[&str]) -> (std::process::Child, tempfile::TempDir) {

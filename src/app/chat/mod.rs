@@ -111,6 +111,8 @@ pub struct Chat {
     known_hold: Option<Instant>,
     /// See [`Setup::awaited`].
     awaited: Option<Vec<String>>,
+    /// A script's added addresses already said not to answer.
+    told_unanswered: HashSet<std::net::SocketAddr>,
     /// The id of this run's first message: a script's wait at the end and its exit code are
     /// about its own messages, not those an earlier run left waiting.
     first_msg: MessageId,
@@ -227,6 +229,7 @@ impl Chat {
             awaiting_known: HashSet::new(),
             known_hold: None,
             awaited,
+            told_unanswered: HashSet::new(),
             first_msg,
             drain_until: None,
             outcome: Outcome::default(),
@@ -377,6 +380,19 @@ impl Chat {
     pub fn on_timer(&mut self, now: Instant) {
         self.pace_more();
         if self.hold_until.is_some_and(|t| t <= now) {
+            // A script goes on without what it waited for; an address it added that has not
+            // answered is said (a person sees "no answer" later, as the probe goes on).
+            if self.scripted {
+                for addr in self.ep.unanswered_added() {
+                    if self.told_unanswered.insert(addr) {
+                        self.print(Output::Notice(format!(
+                            "no answer from {} within {} (--wait): going on without it",
+                            crate::ui::present::show_addr(addr),
+                            crate::app::files::seconds(self.wait)
+                        )));
+                    }
+                }
+            }
             self.hold_until = None;
             self.discovery_hold = None;
             self.known_hold = None;

@@ -580,7 +580,7 @@ fn now_ms() -> i64 {
 }
 
 /// A duration for people: `12 ms`, `0.3 s`, `42 s`, `3 min 5 s`.
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 0.1 {
         // "0.0 s" would say it took no time: a 4 MB file on a LAN takes milliseconds.

@@ -288,6 +288,15 @@ impl Probes {
         true
     }
 
+    /// The addresses the user added that are still probed: nobody has answered there yet.
+    pub fn manual(&self) -> Vec<SocketAddr> {
+        self.list
+            .iter()
+            .filter(|p| p.origin == Found::Manual)
+            .map(|p| p.addr)
+            .collect()
+    }
+
     /// Probes `addr` without telling the user that it does not answer.
     pub fn quiet(&mut self, addr: SocketAddr) {
         if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {

@@ -669,6 +669,11 @@ impl Endpoint {
             .sum()
     }
 
+    /// Addresses the user added (`/add`, `--peer`) where nobody has answered yet.
+    pub fn unanswered_added(&self) -> Vec<SocketAddr> {
+        self.probes.manual()
+    }
+
     /// The id the next message will get.
     pub fn next_message_id(&self) -> MessageId {
         MessageId(self.next_msg)
