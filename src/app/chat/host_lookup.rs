@@ -85,6 +85,7 @@ impl Chat {
                 continue;
             }
             self.ep.add_address(now, *a);
+            self.script_added.insert(*a);
             contacted = true;
             self.tailnet.user_added(*a);
             self.print(Output::Notice(format!(

@@ -113,6 +113,8 @@ pub struct Chat {
     awaited: Option<Vec<String>>,
     /// A script's added addresses already said not to answer.
     told_unanswered: HashSet<std::net::SocketAddr>,
+    /// The addresses a script's `/add` and `--peer` contacted.
+    script_added: HashSet<std::net::SocketAddr>,
     /// The id of this run's first message: a script's wait at the end and its exit code are
     /// about its own messages, not those an earlier run left waiting.
     first_msg: MessageId,
@@ -230,6 +232,7 @@ impl Chat {
             known_hold: None,
             awaited,
             told_unanswered: HashSet::new(),
+            script_added: HashSet::new(),
             first_msg,
             drain_until: None,
             outcome: Outcome::default(),
@@ -384,7 +387,8 @@ impl Chat {
             // answered is said (a person sees "no answer" later, as the probe goes on).
             if self.scripted {
                 for addr in self.ep.unanswered_added() {
-                    if self.told_unanswered.insert(addr) {
+                    // Its own /add and --peer, not the tailnet's devices (told otherwise).
+                    if self.script_added.contains(&addr) && self.told_unanswered.insert(addr) {
                         self.print(Output::Notice(format!(
                             "no answer from {} within {} (--wait): going on without it",
                             crate::ui::present::show_addr(addr),

@@ -457,15 +457,19 @@ impl Endpoint {
                 return false;
             }
         }
+        if self.probes.contains(from) {
+            // Already looked for there: for a peer known from before, its hellos backing off,
+            // it is there now. (Not counted as an answer to the announcer: the copies of the
+            // announcement from its other addresses are answered as before.)
+            if self.probes.hurry(now, from) {
+                return true;
+            }
+            if self.probes.contains(from) {
+                return false;
+            }
+        }
         if !self.announcers.allow(now, (header.sender, header.session)) {
             return false;
-        }
-        // Already looked for there, its hellos backing off: it is there now.
-        if self.probes.hurry(now, from) {
-            return true;
-        }
-        if self.probes.contains(from) {
-            return false; // a proof of ours awaits its answer
         }
         if self.peer_id() > header.sender {
             // Both sides hear each other's announcements; one handshake per pair is enough,
