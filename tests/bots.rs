@@ -49,6 +49,17 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `out` is of a program that exited with `code` (else both its streams are shown).
+fn assert_exited(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// alice on `dir` (her control socket there), and bob who adds her.
 fn alice_and_bob(dir: &Path) -> (Chat, Chat) {
     let d = data(dir);
@@ -143,13 +154,7 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     );
     // alice's journal knows where bob is: the message reaches him from her identity.
     let out = send(dir.path(), &["while", "you", "work"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exited(&out, 0);
     // Bob, known from the journal, is contacted and answers before the line goes: he is
     // not said to be away a moment before he joins.
     assert!(
@@ -184,13 +189,7 @@ fn send_without_a_running_tailchat_answers_for_its_own_message_only() {
     bob.expect("alice left");
     let started = std::time::Instant::now();
     let out = send_waiting(dir.path(), "3", &["--to", "bob", "deploy done"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_exited(&out, 0);
     bob.expect("*alice* deploy done");
     // Not held for carol at start (3 s), nor at the end for her backlog (3 s more).
     assert!(
