@@ -152,6 +152,27 @@ fn slow_transfer(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
 }
 
 #[test]
+fn a_file_changed_on_the_senders_disk_mid_way_stops_with_that_reason() {
+    use std::io::{Seek, SeekFrom, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());
+    // Someone edits the file while it is sent (same size, other bytes near its end).
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(tmp.path().join("slow.bin"))
+        .unwrap();
+    f.seek(SeekFrom::Start(9 * 1024 * 1024)).unwrap();
+    f.write_all(b"edited").unwrap();
+    drop(f);
+    let why = "slow.bin changed on the sender's disk after it was offered";
+    alice.expect(why);
+    bob.expect(why);
+    common::wait_for("nothing left in the downloads", || {
+        fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+}
+
+#[test]
 fn the_receiver_cancels_half_way_and_keeps_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut alice, mut bob, downloads) = slow_transfer(tmp.path());

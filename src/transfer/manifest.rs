@@ -103,6 +103,9 @@ pub struct Prepared {
     /// Entries of a folder left out: symbolic links (never followed out of it) and special
     /// files (devices, sockets, pipes).
     pub skipped: u32,
+    /// Each file's modification time when it was read for its hash (`None` where the system
+    /// has none): one that changes later was changed after it was offered.
+    pub modified: Vec<Option<std::time::SystemTime>>,
 }
 
 /// Builds the offer of `path`, a file or a folder (recursively; symbolic links and special
@@ -149,7 +152,10 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         return Err(format!("cannot send {shown}: not a file or a folder"));
     }
     let mut entries = Vec::with_capacity(files.len());
+    let mut modified = Vec::with_capacity(files.len());
     for (rel, full) in files {
+        // Before the hash: a change while it is read shows as a later time.
+        modified.push(fs::symlink_metadata(&full).and_then(|m| m.modified()).ok());
         let (size, hash) = hash_file(&full)
             .map_err(|e| format!("cannot read {}: {}", full.display(), reason(&e)))?;
         entries.push(Entry {
@@ -168,6 +174,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         manifest,
         bytes,
         skipped,
+        modified,
     })
 }
 

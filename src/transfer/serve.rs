@@ -75,9 +75,20 @@ pub struct Serving {
     pub manifest_bytes: Vec<u8>,
     /// Set when the offer is withdrawn: connections stop at the next chunk.
     pub cancelled: AtomicBool,
+    /// Each file's modification time when it was hashed, where known (not for an offer
+    /// restored from an earlier run): a file that changed since is not served.
+    pub modified: Vec<Option<std::time::SystemTime>>,
 }
 
 impl Serving {
+    /// Whether file `index`, as `meta` shows it now, changed since it was offered: another
+    /// size, or another modification time than when it was hashed.
+    fn changed(&self, index: usize, meta: &std::fs::Metadata) -> bool {
+        let size = self.manifest.entries.get(index).map(|e| e.size);
+        let then = self.modified.get(index).copied().flatten();
+        Some(meta.len()) != size || then.is_some_and(|t| meta.modified().ok() != Some(t))
+    }
+
     /// Where file `index` of the manifest is on our disk.
     fn path(&self, index: usize) -> Option<PathBuf> {
         let entry = self.manifest.entries.get(index)?;
@@ -255,12 +266,17 @@ fn check_sources(serving: &Serving, first: usize) -> Result<(), String> {
     for (i, e) in serving.manifest.entries.iter().enumerate().skip(first) {
         let path = serving.path(i).unwrap_or_default();
         match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() && m.len() == e.size => {}
-            Ok(_) => return Err(format!("{} changed since it was offered", e.path)),
+            Ok(m) if m.is_file() && !serving.changed(i, &m) => {}
+            Ok(_) => return Err(changed_since(&e.path)),
             Err(err) => return Err(format!("cannot read {}: {}", path.display(), reason(&err))),
         }
     }
     Ok(())
+}
+
+/// Why a file is not served any more.
+fn changed_since(name: &str) -> String {
+    format!("{name} changed on the sender's disk after it was offered")
 }
 
 /// Sends the manifest, then every byte from the request's place to the end of the offer,
@@ -495,9 +511,13 @@ fn send_files(
                 let due = Duration::from_secs_f64(*sent as f64 / rate as f64);
                 std::thread::sleep(due.saturating_sub(started.elapsed()));
             }
-            if reported.elapsed() >= PROGRESS_EVERY {
+            if reported.elapsed() >= PROGRESS_EVERY || left == 0 {
                 reported = Instant::now();
                 report(*sent);
+                // Written to meanwhile: what it sends now is not what it hashed.
+                if file.metadata().is_ok_and(|m| serving.changed(i, &m)) {
+                    return Err(ServeError::Unreadable(changed_since(&e.path)));
+                }
             }
         }
     }

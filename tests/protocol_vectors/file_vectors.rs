@@ -345,6 +345,7 @@ pub fn check_real_offerer(vectors: &[Vector]) {
             manifest_bytes: m.encode(),
             manifest: m,
             cancelled: AtomicBool::new(false),
+            modified: Vec::new(),
         },
     );
     let addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), server.port());

@@ -80,6 +80,7 @@ impl Files {
                     manifest: p.manifest.clone(),
                     manifest_bytes: p.bytes.clone(),
                     cancelled: AtomicBool::new(false),
+                    modified: p.modified.clone(),
                 },
             );
         }

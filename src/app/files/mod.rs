@@ -449,6 +449,7 @@ impl Files {
                         manifest: m.clone(),
                         manifest_bytes: m.encode(),
                         cancelled: AtomicBool::new(false),
+                        modified: Vec::new(),
                     };
                     if let Some(server) = self.server() {
                         server.offer(o.token, serving);
