@@ -308,6 +308,47 @@ fn two_chats_meet_talk_directly_and_say_goodbye() {
 }
 
 #[test]
+fn a_message_refused_for_a_full_queue_says_so_rather_than_nobody_is_here() {
+    use crate::proto::{Config, Identity, Limits};
+    let switch = Switch::default();
+    let a_addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let small = |s: &mut Setup| {
+        let limits = Limits {
+            max_queued_items: 3,
+            ..Limits::default()
+        };
+        s.endpoint = Endpoint::new(
+            Config {
+                identity: Identity::from_secret([7; 32]),
+                nick: "alice".into(),
+                port: 7654,
+                seed: 7,
+                discovery: false,
+                session: 1,
+                limits,
+            },
+            Instant::now(),
+        );
+    };
+    let net = (None, None, TailnetSetup::off());
+    let alice = start_chat_with(&switch, "alice", a_addr, &[], net, small);
+    let bob = start_chat(&switch, "bob", 2, &[a_addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    bob.type_line("/quit");
+    alice.wait_for(&mut a, "bob left", |o| notice(o, "bob left"));
+    // Three pieces wait for bob; the fourth message has nowhere to go.
+    for i in 0..4 {
+        alice.type_line(&format!("message {i}"));
+    }
+    alice.wait_for(&mut a, "the refusal", |o| {
+        error(o, "not sent: too many messages already wait for bob")
+    });
+    assert!(!a.0.iter().any(|o| error(o, "nobody is here")), "{:?}", a.0);
+}
+
+#[test]
 fn nobody_to_send_to_and_bad_commands_are_told() {
     let switch = Switch::default();
     let alice = start_chat(&switch, "alice", 1, &[], None, None);

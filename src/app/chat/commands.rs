@@ -171,11 +171,20 @@ impl Chat {
         action: bool,
     ) {
         let sent = match self.ep.send_message_as(now, to, &text, action) {
-            // Refused because too much already waits for them: said once, when the first
-            // message was refused (an Undelivered event); counted for the exit code.
+            // Refused for everyone it was for: too much already waits for them (they are
+            // away). Answered, so that whoever sent it (a program too) knows; counted for the
+            // exit code.
             Ok(sent) if sent.recipients.is_empty() && !sent.refused.is_empty() => {
                 self.outcome.refused += 1;
-                return;
+                let who: Vec<String> = sent
+                    .refused
+                    .iter()
+                    .map(|id| self.ep.nick_of(*id).unwrap_or("?").to_owned())
+                    .collect();
+                return self.print(Output::Error(format!(
+                    "not sent: too many messages already wait for {} — this one is not kept",
+                    who.join(", ")
+                )));
             }
             Ok(sent) if sent.recipients.is_empty() => {
                 self.outcome.nobody_to_send_to = true;
