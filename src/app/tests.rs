@@ -488,6 +488,12 @@ fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_n
     for _ in 0..2 {
         alice.wait_for(&mut a, "a join", |o| notice(o, "joined"));
     }
+    // And each of them has alice too (else a line typed now would have nobody to go to).
+    for who in [&bob, &carol] {
+        who.wait_for(&mut Seen(Vec::new()), "alice joined", |o| {
+            notice(o, "alice joined")
+        });
+    }
     let said = |alice: &Running, a: &mut Seen, who: &Running, text: &str| {
         who.type_line(text);
         alice.wait_for(
