@@ -447,6 +447,12 @@ fn a_look_alike_nick_cannot_pass_for_another_peer_or_for_us() {
     for _ in 0..3 {
         alice.wait_for(&mut a, "a join", |o| notice(o, "joined"));
     }
+    // And each of them has alice too (else a line typed now would have nobody to go to).
+    for who in [&bob, &fake_bob, &fake_alice] {
+        who.wait_for(&mut Seen(Vec::new()), "alice's join", |o| {
+            notice(o, "joined")
+        });
+    }
     let from = |o: &Output, text: &str| match plain(o) {
         Output::Group { nick, text: t } if t == text => Some(nick.clone()),
         _ => None,
