@@ -458,13 +458,15 @@ fn send_files(
     let mut reported = Instant::now();
     let started = Instant::now();
     let mut buffer = Vec::new();
-    // Progress is what the receiver acknowledged, not what the send buffer took.
+    // Progress is what the receiver acknowledged, not what the send buffer took; returns
+    // what is still unacknowledged (0 where that cannot be read).
     let report = |sent: u64| {
         let unacked = tcp_info::unacked(stream).unwrap_or(0);
         let _ = events.send(DataEvent::ServeProgress {
             id: serving.id,
             done: from + sent.saturating_sub(unacked),
         });
+        unacked
     };
     let mut out = Taking::new(stream);
     let (chunk, rate) = match test_rate() {
@@ -528,18 +530,16 @@ fn send_files(
 }
 
 /// After the last byte is written: waits while the receiver still has some of the `sent` bytes
-/// to take, reporting progress by what it acknowledged, until TCP acknowledged everything
-/// (our FIN too), the receiver closed, or it took nothing for [`STALL`]. Whatever the end,
+/// to take, reporting progress by what it acknowledged (`report` says what is left), until TCP
+/// acknowledged everything (our FIN too), the receiver closed, or it took nothing for
+/// [`STALL`]. Whatever the end,
 /// the receiver's Done or Resume says what arrived; this only keeps progress and rate true
 /// while the send buffer (megabytes on a slow link) drains.
-fn wait_until_received(stream: &TcpStream, sent: u64, report: &impl Fn(u64)) {
+fn wait_until_received(stream: &TcpStream, sent: u64, report: &impl Fn(u64) -> u64) {
     let _ = stream.set_read_timeout(Some(PROGRESS_EVERY));
     let mut last = (u64::MAX, Instant::now());
     loop {
-        let Ok(left) = tcp_info::unacked(stream) else {
-            return;
-        };
-        report(sent);
+        let left = report(sent);
         if left == 0 {
             return;
         }
@@ -640,6 +640,7 @@ mod tests {
             wait_until_received(&served, SENT, &|done: u64| {
                 let left = tcp_info::unacked(&served).unwrap_or(0);
                 let _ = tx.send(done.saturating_sub(left));
+                left
             });
         });
         let first = rx.recv().unwrap();

@@ -793,19 +793,26 @@ mod tests {
         assert_eq!(flushed.try_recv(), Ok(()));
     }
 
-    #[test]
-    fn a_stalled_screen_skips_and_counts_lines_instead_of_growing() {
-        // A sink that blocks until released: the terminal under Ctrl-S.
+    /// A printer whose sink blocks on its first line until released (the terminal under
+    /// Ctrl-S), and what it wrote: each line, and whether it went to standard error.
+    type Written = Arc<Mutex<Vec<(String, bool)>>>;
+    fn stalled_printer() -> (OutputSender, mpsc::Sender<()>, Written) {
         let (release, gate) = mpsc::channel::<()>();
-        let written = Arc::new(Mutex::new(Vec::new()));
+        let written: Written = Arc::default();
         let sink = Arc::clone(&written);
-        let output = spawn_printer(false, mpsc::channel().0, move |line, _| {
+        let output = spawn_printer(false, mpsc::channel().0, move |line, error| {
             if lock(&sink).is_empty() {
                 let _ = gate.recv();
             }
-            lock(&sink).push(line);
+            lock(&sink).push((line, error));
             Ok(())
         });
+        (output, release, written)
+    }
+
+    #[test]
+    fn a_stalled_screen_skips_and_counts_lines_instead_of_growing() {
+        let (output, release, written) = stalled_printer();
         let line = "x".repeat(1000);
         let total = 2 * MAX_QUEUED_OUTPUT / 1000;
         for _ in 0..total {
@@ -834,7 +841,7 @@ mod tests {
         let first = output.state.first_skipped.load(Ordering::Acquire);
         assert!(first > 0 && first <= mark);
         assert_eq!(output.reached(), first - 1);
-        let written = lock(&written).clone();
+        let written: Vec<String> = lock(&written).iter().map(|(l, _)| l.clone()).collect();
         assert_eq!(written.len() as u64 + skipped, total as u64 + 2);
         // Where the gap is: after the lines written before the first skipped one.
         let notice = &written[usize::try_from(first - 1).unwrap()];
@@ -847,16 +854,7 @@ mod tests {
 
     #[test]
     fn with_json_the_count_of_skipped_lines_is_a_json_line_on_standard_output() {
-        let (release, gate) = mpsc::channel::<()>();
-        let written = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&written);
-        let output = spawn_printer(false, mpsc::channel().0, move |line, error| {
-            if lock(&sink).is_empty() {
-                let _ = gate.recv();
-            }
-            lock(&sink).push((line, error));
-            Ok(())
-        });
+        let (output, release, written) = stalled_printer();
         output.skipped_lines_as(|text| format!("{{\"type\":\"notice\",\"text\":\"{text}\"}}"));
         let line = "x".repeat(1 << 20);
         for _ in 0..8 {

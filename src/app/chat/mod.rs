@@ -111,9 +111,7 @@ pub struct Chat {
     known_hold: Option<Instant>,
     /// See [`Setup::awaited`].
     awaited: Option<Vec<String>>,
-    /// A script's added addresses already said not to answer.
-    told_unanswered: HashSet<std::net::SocketAddr>,
-    /// The addresses a script's `/add` and `--peer` contacted.
+    /// The addresses a script's `/add` and `--peer` contacted (until said not to answer).
     script_added: HashSet<std::net::SocketAddr>,
     /// The id of this run's first message: a script's wait at the end and its exit code are
     /// about its own messages, not those an earlier run left waiting.
@@ -231,7 +229,6 @@ impl Chat {
             awaiting_known: HashSet::new(),
             known_hold: None,
             awaited,
-            told_unanswered: HashSet::new(),
             script_added: HashSet::new(),
             first_msg,
             drain_until: None,
@@ -387,8 +384,8 @@ impl Chat {
             // answered is said (a person sees "no answer" later, as the probe goes on).
             if self.scripted {
                 for addr in self.ep.unanswered_added() {
-                    // Its own /add and --peer, not the tailnet's devices (told otherwise).
-                    if self.script_added.contains(&addr) && self.told_unanswered.insert(addr) {
+                    // Its own /add and --peer, not the tailnet's devices (told otherwise); once.
+                    if self.script_added.remove(&addr) {
                         self.print(Output::Notice(format!(
                             "no answer from {} within {} (--wait): going on without it",
                             crate::ui::present::show_addr(addr),

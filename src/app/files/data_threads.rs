@@ -173,18 +173,14 @@ impl Files {
                 if let Some(t) = self.mine(id) {
                     if t.record.state == State::Offered {
                         // Its data connection overtook the Accept.
-                        again = Some(format!(
-                            "{} accepted {}",
-                            crate::ui::render::display_nick(&t.record.peer_nick),
-                            t.shown_name()
-                        ));
+                        again = Some(format!("{} accepted {}", Self::nick(ep, t), t.shown_name()));
                     }
                     t.serving += 1;
                     if std::mem::take(&mut t.told_interrupted) {
                         again = Some(format!(
                             "{} to {}: {}",
                             t.shown_name(),
-                            crate::ui::render::display_nick(&t.record.peer_nick),
+                            Self::nick(ep, t),
                             going_again(from, t.record.offer.size)
                         ));
                     }
@@ -244,7 +240,7 @@ impl Files {
                             && !t.told_interrupted
                         {
                             t.told_interrupted = true;
-                            let nick = crate::ui::render::display_nick(&t.record.peer_nick);
+                            let nick = Self::nick(ep, t);
                             interrupted = Some(format!(
                                 "{} to {nick}: interrupted at {}% ({why}); it resumes when {nick} connects again",
                                 t.shown_name(),
@@ -300,7 +296,7 @@ impl Files {
                         let line = format!(
                             "{} from {}: {}",
                             t.shown_name(),
-                            crate::ui::render::display_nick(&t.record.peer_nick),
+                            Self::nick(ep, t),
                             going_again(from, t.record.offer.size)
                         );
                         self.notice(line);
