@@ -483,6 +483,25 @@ impl Tmpfs {
             .is_ok_and(|s| s.success());
         ok.then_some(Tmpfs(at))
     }
+
+    /// Mounts it again with `options` (more room), keeping what is on it.
+    fn remount(&self, options: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot remount {} with {options}", self.0.display());
+    }
+}
+
+/// The number in `… then /accept N to go on`.
+fn paused_number(line: &str) -> u32 {
+    line.rsplit("/accept ")
+        .next()
+        .and_then(|n| n.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number in {line:?}"))
 }
 
 impl Drop for Tmpfs {
@@ -494,9 +513,10 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
     let tmp = tempfile::tempdir().unwrap();
-    let (Some(small), Some(few_inodes)) = (
+    let (Some(small), Some(few_inodes), Some(four)) = (
         Tmpfs::mount(tmp.path(), "size=1m"),
         Tmpfs::mount(tmp.path(), "size=64m,nr_inodes=24"),
+        Tmpfs::mount(tmp.path(), "size=4m,nr_inodes=1k"),
     ) else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
@@ -511,7 +531,8 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
     assert!(refused.contains("it needs 2.0 MB"), "{refused}");
     assert!(fs::read_dir(&small.0).unwrap().next().is_none());
 
-    // Space enough, but the disk fills up on the way (it runs out of inodes).
+    // Space enough at accept, but the disk fills up on the way (it runs out of inodes): the
+    // transfer pauses, keeps what arrived, and goes on once there is room.
     let folder = tmp.path().join("many");
     fs::create_dir(&folder).unwrap();
     for i in 0..60 {
@@ -524,14 +545,79 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
         offer_number(&offer),
         few_inodes.0.display()
     ));
-    let failed = bob.expect("cannot receive many/ from alice");
-    assert!(failed.to_lowercase().contains("no space left"), "{failed}");
-    alice.expect("bob stopped many/");
-    let parts: Vec<_> = walk(&few_inodes.0)
+    let paused = bob.expect("paused many/ from alice");
+    assert!(paused.to_lowercase().contains("no space left"), "{paused}");
+    let kept = walk(&few_inodes.0.join("many"));
+    assert!(
+        !kept.is_empty() && kept.len() < 60,
+        "the whole files that arrived are kept: {kept:?}"
+    );
+    bob.send("/files");
+    bob.expect("paused: disk full");
+    few_inodes.remount("nr_inodes=200");
+    bob.send(&format!("/accept {}", paused_number(&paused)));
+    bob.expect("going on with many/ from alice");
+    bob.expect("received many/ from alice");
+    alice.expect("sent many/ to bob");
+    for i in 0..60 {
+        let got = fs::read(few_inodes.0.join("many").join(format!("f{i:02}"))).unwrap();
+        assert_eq!(got, bytes(1000, i), "f{i:02}");
+    }
+
+    // Two files of 3 MB accepted at once into 4 MB: each fits at accept, not both. What
+    // stops for lack of room keeps its bytes in `NAME.part`, shorter than the file, and the
+    // rest comes once there is room.
+    let (a, b) = (tmp.path().join("a.bin"), tmp.path().join("b.bin"));
+    fs::write(&a, bytes(3_000_000, 1)).unwrap();
+    fs::write(&b, bytes(3_000_000, 2)).unwrap();
+    let mut numbers = Vec::new();
+    for f in [&a, &b] {
+        alice.send(&format!("/send bob {}", f.display()));
+        let name = f.file_name().unwrap().to_str().unwrap();
+        numbers.push(offer_number(&bob.expect(&format!("alice offers {name}"))));
+    }
+    for n in &numbers {
+        bob.send(&format!("/accept {n} {}", four.0.display()));
+    }
+    let mut paused = Vec::new();
+    let mut ended = 0;
+    while ended < 2 {
+        let line = bob.expect_where("a received or paused line", |l| {
+            (l.contains("received ") || l.contains("paused ")) && l.contains(".bin from alice")
+        });
+        if line.contains("paused ") {
+            assert!(line.to_lowercase().contains("no space left"), "{line}");
+            paused.push(paused_number(&line));
+        }
+        ended += 1;
+    }
+    assert!(!paused.is_empty(), "6 MB cannot fit in 4 MB");
+    let parts: Vec<_> = walk(&four.0)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "part"))
         .collect();
-    assert!(parts.is_empty(), "{parts:?}");
+    assert_eq!(parts.len(), paused.len(), "{parts:?}");
+    for p in &parts {
+        let len = fs::metadata(p).unwrap().len();
+        assert!(len < 3_000_000, "{} looks complete: {len}", p.display());
+    }
+    let refused_again = {
+        bob.send(&format!("/accept {}", paused[0]));
+        bob.expect("still not enough space")
+    };
+    assert!(refused_again.contains("the rest needs"), "{refused_again}");
+    four.remount("size=16m");
+    for n in &paused {
+        bob.send(&format!("/accept {n}"));
+        bob.expect("going on with");
+    }
+    for _ in &paused {
+        bob.expect_where("received", |l| {
+            l.contains("received ") && l.contains(".bin from alice")
+        });
+    }
+    assert_eq!(fs::read(four.0.join("a.bin")).unwrap(), bytes(3_000_000, 1));
+    assert_eq!(fs::read(four.0.join("b.bin")).unwrap(), bytes(3_000_000, 2));
 }
 
 /// Bob receiving into `downloads` from a fake peer, mallory, that offers what a test tells it.

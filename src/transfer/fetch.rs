@@ -135,8 +135,11 @@ pub enum FetchError {
     Refused(Status),
     /// The offerer broke its own offer (another manifest, other bytes, more bytes): stopped.
     Broken(String),
-    /// Our disk refused (full, read-only): stopped.
+    /// Our disk refused (read-only, a name it cannot take): stopped.
     Disk(String),
+    /// Our disk is full (or the quota reached): what arrived is kept, to go on from when
+    /// there is room.
+    Full(String),
     /// We stopped it.
     Cancelled,
 }
@@ -159,7 +162,9 @@ impl fmt::Display for FetchError {
                 write!(f, "the sender cannot read its files any more")
             }
             FetchError::Refused(s) => write!(f, "the sender refused the request ({s:?})"),
-            FetchError::Broken(why) | FetchError::Disk(why) => f.write_str(why),
+            FetchError::Broken(why) | FetchError::Disk(why) | FetchError::Full(why) => {
+                f.write_str(why)
+            }
             FetchError::Cancelled => write!(f, "cancelled"),
         }
     }
@@ -298,9 +303,7 @@ fn fetch(
     let mut reported = Instant::now();
     if let Plan::Folder { top } = &job.plan {
         // Made at accept, unless the receiver stopped right after saving that it accepted.
-        let disk = |e: io::Error| {
-            FetchError::Disk(format!("cannot create {}: {}", top.display(), reason(&e)))
-        };
+        let disk = |e: io::Error| disk_error(&e, format!("cannot create {}", top.display()));
         names::make_parents(top.parent().unwrap_or(top), top).map_err(disk)?;
     }
     for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
@@ -309,9 +312,7 @@ fn fetch(
         }
         let skip = if i == first as usize { offset } else { 0 };
         let part = part_of(wanted);
-        let disk = |e: io::Error| {
-            FetchError::Disk(format!("cannot write {}: {}", part.display(), reason(&e)))
-        };
+        let disk = |e: io::Error| disk_error(&e, format!("cannot write {}", part.display()));
         if let Some(parent) = part.parent() {
             names::make_parents(job.plan.top(), parent).map_err(disk)?;
         }
@@ -374,12 +375,9 @@ fn fetch(
                     let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
                 }
             }
-            file.write_all(&buf[have..n]).map_err(|e| {
-                if e.raw_os_error() == Some(nix::libc::ENOSPC) {
-                    let _ = fs::remove_file(&part);
-                }
-                disk(e)
-            })?;
+            // A full disk keeps what was written: it is the offer's bytes, in order, and the
+            // next attempt (once there is room) reads them back and hashes them again.
+            file.write_all(&buf[have..n]).map_err(disk)?;
             hashing.hash(buf, index);
         }
         file.flush().map_err(disk)?;
@@ -415,6 +413,21 @@ fn fetch(
         return Ok(()); // the end was checked before the last file was put in place
     }
     nothing_more(&mut stream)
+}
+
+/// What our disk's `e` means for the transfer: a full disk (or quota) pauses it, anything
+/// else stops it. `what` says what was being done (`cannot write /dl/a.part`).
+fn disk_error(e: &io::Error, what: String) -> FetchError {
+    let full = matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+    );
+    let why = format!("{what}: {}", reason(e));
+    if full {
+        FetchError::Full(why)
+    } else {
+        FetchError::Disk(why)
+    }
 }
 
 /// Checks that the offerer closed its side after the offer's last byte.

@@ -83,7 +83,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         ACCEPT_USAGE,
-        "take file offer N (the latest when left out), into DIR or the download folder",
+        "take file offer N (the latest when left out) into DIR or the download folder; or resume one paused by a full disk",
     ),
     (
         DECLINE_USAGE,

@@ -23,6 +23,9 @@ impl Files {
         match cmd {
             FileCommand::Send { nick, path } => self.send(ep, &nick, &path),
             FileCommand::Accept { number, dir } => {
+                if let Some(key) = self.pick_paused(number) {
+                    return self.go_on(ep, key, dir.map(|d| expand_home(&d)));
+                }
                 let key = self.pick_offer(number)?;
                 self.accept(ep, key, dir.map(|d| expand_home(&d)))
             }
@@ -72,6 +75,88 @@ impl Files {
             (None, Some(n)) => Err(format!("no file transfer {n} — /files lists them")),
             (None, None) => Err("no file offer is waiting for you".into()),
         }
+    }
+
+    /// The incoming transfer paused for lack of space that `/accept [N]` names: number `N`,
+    /// or with no number the latest one, when no offer waits.
+    fn pick_paused(&self, number: Option<u32>) -> Option<TransferKey> {
+        let paused = |t: &&Transfer| t.paused && t.record.state == State::Accepted;
+        let offers = || {
+            self.transfers
+                .values()
+                .any(|t| !t.record.outgoing && t.record.state == State::Offered)
+        };
+        match number {
+            Some(n) => self
+                .transfers
+                .values()
+                .find(|t| t.number == n)
+                .filter(paused),
+            None if offers() => None,
+            None => self
+                .transfers
+                .values()
+                .filter(paused)
+                .max_by_key(|t| t.number),
+        }
+        .map(Transfer::key)
+    }
+
+    /// `/accept` of a transfer paused for lack of space: goes on where it is, if the rest fits.
+    fn go_on(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        dir: Option<PathBuf>,
+    ) -> Result<(), String> {
+        let t = &self.transfers[&key];
+        let dest = t.record.dest.clone().ok_or("gone")?;
+        let folder = if t.record.offer.folder {
+            dest.clone()
+        } else {
+            dest.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        if dir.is_some_and(|d| d != folder && d != dest) {
+            return Err(format!(
+                "file transfer {} goes to {}: /accept {} goes on there",
+                t.number,
+                dest.display(),
+                t.number
+            ));
+        }
+        let left = t
+            .record
+            .offer
+            .size
+            .saturating_sub(super::ending::bytes_on_disk(t));
+        if let Some(free) = free_space(&folder) {
+            if left > free {
+                return Err(format!(
+                    "still not enough space for {} in {}: the rest needs {}, {} free — free some, then /accept {}",
+                    t.shown_name(),
+                    folder.display(),
+                    human_size(left),
+                    human_size(free),
+                    t.number
+                ));
+            }
+        }
+        let (name, pct, nick) = (t.shown_name(), t.percent_done(), Self::nick(ep, t));
+        let t = self.transfers.get_mut(&key).ok_or("gone")?;
+        t.paused = false;
+        t.retries = 0;
+        self.notice(format!("going on with {name} from {nick} at {pct}%"));
+        self.start_fetch(ep, key);
+        if self
+            .transfers
+            .get(&key)
+            .is_some_and(|t| t.fetching.is_none())
+        {
+            self.notice(format!(
+                "{nick} is not here now: the rest of {name} comes when {nick} is back"
+            ));
+        }
+        Ok(())
     }
 
     /// `/send NICK PATH`: builds the offer off the loop; it goes out when ready.
@@ -232,6 +317,7 @@ impl Files {
                 State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
                 State::Accepted if t.fetching.is_some() => "receiving",
+                State::Accepted if t.paused => "paused: disk full",
                 State::Accepted => "interrupted",
                 State::Done => "done",
                 State::Declined => "declined",

@@ -126,7 +126,11 @@ impl Files {
         let Some(t) = self.transfers.get_mut(&key) else {
             return;
         };
-        if t.record.state != State::Accepted || t.fetching.is_some() || t.record.outgoing {
+        if t.record.state != State::Accepted
+            || t.fetching.is_some()
+            || t.record.outgoing
+            || t.paused
+        {
             return;
         }
         let here = ep
@@ -452,6 +456,16 @@ impl Files {
                 }
             }
             Err(FetchError::Cancelled) => {}
+            Err(FetchError::Full(why)) => {
+                // Nothing is lost: the parts stay, and the sender keeps offering it.
+                t.paused = true;
+                t.record.bytes_done = super::ending::bytes_on_disk(t);
+                let (pct, number) = (t.percent_done(), t.number);
+                self.save(key);
+                self.error(format!(
+                    "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space, then /accept {number} to go on"
+                ));
+            }
             Err(e) => {
                 let why = match &e {
                     FetchError::Broken(why) => {

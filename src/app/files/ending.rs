@@ -156,21 +156,39 @@ pub(super) fn for_peer(reason: &str, dest: Option<&Path>) -> String {
 /// Removes what an unfinished incoming transfer left: the `.part` of the file it was on (the
 /// files already checked and in place stay).
 pub(super) fn remove_parts(t: &Transfer) {
-    if t.record.outgoing {
-        return;
+    if let Some(part) = part_path(t) {
+        if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
+            let _ = std::fs::remove_file(part);
+        }
     }
-    let Some(dest) = &t.record.dest else { return };
-    let part = match (&t.manifest, t.record.offer.folder) {
+}
+
+/// The `.part` an incoming transfer writes now (the first file not in place), if known.
+fn part_path(t: &Transfer) -> Option<std::path::PathBuf> {
+    if t.record.outgoing {
+        return None;
+    }
+    let dest = t.record.dest.as_ref()?;
+    match (&t.manifest, t.record.offer.folder) {
         (Some(m), true) => Plan::Folder { top: dest.clone() }
             .finals(m)
             .get(t.record.files_done as usize)
             .map(|f| names::part_of(f)),
         (_, false) => Some(names::part_of(dest)),
         (None, true) => None,
-    };
-    if let Some(part) = part {
-        if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
-            let _ = std::fs::remove_file(part);
-        }
     }
+}
+
+/// How much of an incoming transfer is on our disk: the files in place and its `.part`
+/// (what a fetch goes on from). Without a manifest yet, what the record says.
+pub(super) fn bytes_on_disk(t: &Transfer) -> u64 {
+    let Some(m) = &t.manifest else {
+        return t.record.bytes_done;
+    };
+    let part = part_path(t)
+        .and_then(|p| std::fs::symlink_metadata(p).ok())
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0, |m| m.len());
+    m.position(t.record.files_done, part)
+        .min(t.record.offer.size)
 }

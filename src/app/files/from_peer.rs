@@ -45,7 +45,7 @@ impl Files {
                         self.refused_by_peer(ep, key, e);
                     }
                 }
-            } else if t.record.state == State::Accepted && t.fetching.is_none() {
+            } else if t.record.state == State::Accepted && t.fetching.is_none() && !t.paused {
                 let _ = Self::control(
                     ep,
                     peer,

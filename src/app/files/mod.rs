@@ -135,6 +135,9 @@ struct Transfer {
     told_unsaved: bool,
     /// A retry is scheduled.
     retry_pending: bool,
+    /// Incoming: stopped because our disk is full, parts kept; no attempt is made until the
+    /// user accepts it again (or the next run).
+    paused: bool,
 }
 
 impl Transfer {
@@ -374,6 +377,9 @@ impl Files {
                     (State::Accepted, true, true) => format!(
                         "{name} to {nick}: {pct}% sent, the rest goes when you are both back"
                     ),
+                    (State::Accepted, false, true) if t.paused => format!(
+                        "{name} from {nick}: {pct}% received and kept, paused for lack of space; it goes on when you are both back, if there is room"
+                    ),
                     (State::Accepted, false, true) => format!(
                         "{name} from {nick}: {pct}% received, the rest comes when you are both back"
                     ),
@@ -573,6 +579,7 @@ fn new_transfer(
         told_interrupted: false,
         told_unsaved: false,
         retry_pending: false,
+        paused: false,
     }
 }
 
