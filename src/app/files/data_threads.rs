@@ -368,12 +368,15 @@ impl Files {
             String::new()
         };
         let line = format!(
-            "{} {} {}: {pct}% of {}, {}/s{left}",
+            "{} {} {}: {pct}% of {}, {}/s{left}{}",
             t.shown_name(),
             t.toward(),
             crate::ui::render::display_nick(&t.record.peer_nick),
             human_size(size),
             human_size(rate as u64),
+            t.current_file()
+                .map(|(i, n, path)| format!(" — file {i} of {n}: {path}"))
+                .unwrap_or_default(),
         );
         self.notice(line);
     }

@@ -199,6 +199,26 @@ impl Transfer {
         }
     }
 
+    /// For a folder whose file list is known: which of its files the transfer is at (from
+    /// 1), out of how many, and that file's path in the folder as it is shown (for an
+    /// incoming one, as it will be saved).
+    fn current_file(&self) -> Option<(usize, usize, String)> {
+        let m = self.manifest.as_ref().filter(|_| self.record.offer.folder)?;
+        let done = self.bytes_done();
+        let mut start = 0u64;
+        let (i, e) = m.entries.iter().enumerate().find(|(_, e)| {
+            start = start.saturating_add(e.size);
+            start > done
+        })?;
+        let path = if self.record.outgoing {
+            e.path.clone()
+        } else {
+            crate::transfer::names::sanitize_path(&e.path)
+                .map_or_else(|| format!("file-{i}"), |c| c.join("/"))
+        };
+        Some((i + 1, m.entries.len(), crate::ui::render::sanitize(&path)))
+    }
+
     /// How much of the offer the receiver has, in percent (an empty offer: 100).
     fn percent_done(&self) -> u64 {
         let size = self.record.offer.size;

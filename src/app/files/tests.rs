@@ -116,6 +116,38 @@ fn a_running_transfer_shows_its_progress_every_few_seconds() {
 }
 
 #[test]
+fn a_folders_progress_line_names_the_file_it_is_at() {
+    use crate::transfer::manifest::{Entry, Manifest};
+    let (mut files, key) = accepted(false);
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.offer.folder = true;
+        t.record.offer.name = "photos".into();
+        let entry = |path: &str, size| Entry {
+            path: path.into(),
+            size,
+            hash: [0; 32],
+        };
+        // The peer's paths, shown as they will be saved; an empty file is never "at".
+        t.manifest = Some(Manifest {
+            entries: vec![
+                entry("a.jpg", 4_000_000),
+                entry("empty", 0),
+                entry("2024/../x\u{1b}[2Jb.jpg", 6_000_000),
+            ],
+        });
+    }
+    let shown = run(&mut files, key, 5);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0]
+            .1
+            .ends_with(" left — file 3 of 3: 2024/x_[2Jb.jpg"),
+        "{shown:?}"
+    );
+}
+
+#[test]
 fn scripts_and_programs_get_no_progress_lines() {
     let (mut files, key) = accepted(true);
     assert_eq!(run(&mut files, key, 12), []);
