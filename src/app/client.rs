@@ -70,6 +70,7 @@ pub fn send(
     // (message id, recipient id) still waiting for an acknowledgement.
     let mut waiting: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut names = std::collections::BTreeMap::new();
+    let mut refused: Vec<String> = Vec::new();
     let mut answers = 0;
     // The answers come at once; deliveries within `wait` of them.
     let mut deadline = Instant::now() + wait + Duration::from_secs(5);
@@ -108,6 +109,18 @@ pub fn send(
                 for r in v["recipients"].as_array().into_iter().flatten() {
                     waiting.insert((id, r.as_str().unwrap_or_default().to_owned()));
                 }
+                // Not kept for these (their queues are full): said once the names are known.
+                let before = refused.len();
+                refused.extend(
+                    v["refused"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str().map(str::to_owned)),
+                );
+                if refused.len() > before {
+                    outcome.refused += 1;
+                }
                 if answers == commands.len() {
                     deadline = Instant::now() + wait;
                 }
@@ -118,6 +131,8 @@ pub fn send(
                 eprintln!("error: {message}");
                 if message.contains("nobody is here") {
                     outcome.nobody_to_send_to = true;
+                } else if message.contains("too many messages already wait") {
+                    outcome.refused += 1;
                 } else {
                     outcome.invalid_command = true;
                 }
@@ -141,9 +156,15 @@ pub fn send(
     if answers < commands.len() {
         return Err("the running tailchat did not answer".to_owned());
     }
-    if !waiting.is_empty() {
+    if !waiting.is_empty() || !refused.is_empty() {
         // Said by nick, not by id: the running tailchat knows them.
         names.extend(peer_nicks(&mut writer, &mut reader));
+    }
+    for to in &refused {
+        let name = names.get(to).map_or(to.as_str(), String::as_str);
+        eprintln!(
+            "error: not sent to {name}: too many messages already wait for them — this one is not kept"
+        );
     }
     for (_, to) in &waiting {
         let name = names.get(to).cloned().unwrap_or_else(|| to.clone());
@@ -232,4 +253,80 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
         }
     }
     Ok(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A running tailchat played by a thread: answers each command read with `answer(cmd)`
+    /// (zero or more lines), until the client quits or goes.
+    fn fake_tailchat(answer: impl Fn(&Value) -> Vec<Value> + Send + 'static) -> UnixStream {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut writer = theirs.try_clone().unwrap();
+            for line in BufReader::new(theirs).lines() {
+                let Ok(cmd) = serde_json::from_str::<Value>(&line.unwrap_or_default()) else {
+                    return;
+                };
+                if cmd["cmd"] == "quit" {
+                    return;
+                }
+                for a in answer(&cmd) {
+                    if writeln!(writer, "{a}").is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        ours
+    }
+
+    const BOB: &str = "00000000000000b0";
+    const CAROL: &str = "00000000000000c0";
+
+    fn peers() -> Value {
+        json!({ "type": "peers", "peers": [
+            { "id": BOB, "nick": "bob" }, { "id": CAROL, "nick": "carol" },
+        ]})
+    }
+
+    #[test]
+    fn a_message_refused_for_a_full_queue_counts_for_the_exit_code() {
+        // Delivered to carol, refused for bob (his queue is full): exit code 5, not 0.
+        let stream = fake_tailchat(|cmd| match cmd["cmd"].as_str() {
+            Some("send") => vec![
+                json!({ "type": "sent", "id": 1, "text": "hi",
+                        "recipients": [CAROL], "refused": [BOB] }),
+                json!({ "type": "delivered", "id": 1, "to": "carol", "to_id": CAROL }),
+            ],
+            Some("peers") => vec![peers()],
+            _ => vec![],
+        });
+        let outcome = send(stream, &[], "hi", Duration::from_secs(5)).unwrap();
+        assert_eq!((outcome.refused, outcome.undelivered), (1, 0));
+        assert_eq!(outcome.exit_code(), Outcome::UNDELIVERED);
+
+        // Refused for everyone it was for: an error answer, the same count (not a bad command).
+        let stream = fake_tailchat(|cmd| match cmd["cmd"].as_str() {
+            Some("msg") => vec![json!({ "type": "error",
+                "message": "not sent: too many messages already wait for bob — this one is not kept" })],
+            _ => vec![],
+        });
+        let outcome = send(stream, &["bob".into()], "hi", Duration::from_secs(5)).unwrap();
+        assert!(!outcome.invalid_command);
+        assert_eq!(outcome.exit_code(), Outcome::UNDELIVERED);
+
+        // And delivered to all: 0.
+        let stream = fake_tailchat(|cmd| match cmd["cmd"].as_str() {
+            Some("send") => vec![
+                json!({ "type": "sent", "id": 1, "text": "hi",
+                        "recipients": [CAROL], "refused": [] }),
+                json!({ "type": "delivered", "id": 1, "to": "carol", "to_id": CAROL }),
+            ],
+            _ => vec![],
+        });
+        let outcome = send(stream, &[], "hi", Duration::from_secs(5)).unwrap();
+        assert_eq!(outcome.exit_code(), Outcome::DELIVERED);
+    }
 }

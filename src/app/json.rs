@@ -142,12 +142,13 @@ pub fn line(out: &Output) -> String {
     }
 }
 
-/// A message of ours, as queued: `to` is the recipient of a direct message.
+/// A message of ours, as queued: `to` is the recipient of a direct message; `refused` are
+/// the peers it was also for whose queues were full (it is not kept for them).
 pub fn sent(
     id: MessageId,
     nick: &str,
     to: Option<(PeerId, &str)>,
-    recipients: &[PeerId],
+    (recipients, refused): (&[PeerId], &[PeerId]),
     (text, action): (&str, bool),
     at_ms: i64,
 ) -> String {
@@ -160,6 +161,7 @@ pub fn sent(
             "to_id": to.map(|(p, _)| p.to_string()),
             "direct": to.is_some(),
             "recipients": recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "refused": refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "text": text,
             "action": action,
             "time": time(at_ms),

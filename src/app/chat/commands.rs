@@ -224,7 +224,7 @@ impl Chat {
             sent.id,
             &me,
             to_json,
-            &sent.recipients,
+            (&sent.recipients, &sent.refused),
             (&text, action),
             now_ms,
         );

@@ -203,7 +203,10 @@ impl Transfer {
     /// 1), out of how many, and that file's path in the folder as it is shown (for an
     /// incoming one, as it will be saved).
     fn current_file(&self) -> Option<(usize, usize, String)> {
-        let m = self.manifest.as_ref().filter(|_| self.record.offer.folder)?;
+        let m = self
+            .manifest
+            .as_ref()
+            .filter(|_| self.record.offer.folder)?;
         let done = self.bytes_done();
         let mut start = 0u64;
         let (i, e) = m.entries.iter().enumerate().find(|(_, e)| {

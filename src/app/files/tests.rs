@@ -140,9 +140,7 @@ fn a_folders_progress_line_names_the_file_it_is_at() {
     let shown = run(&mut files, key, 5);
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(
-        shown[0]
-            .1
-            .ends_with(" left — file 3 of 3: 2024/x_[2Jb.jpg"),
+        shown[0].1.ends_with(" left — file 3 of 3: 2024/x_[2Jb.jpg"),
         "{shown:?}"
     );
 }
