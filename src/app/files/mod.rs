@@ -223,12 +223,21 @@ impl Transfer {
     }
 
     /// How much of the offer the receiver has, in percent (an empty offer: 100).
+    /// 100 only once it is done: a sender whose last bytes the receiver's TCP took (all
+    /// acknowledged) but whose receiver has not said it has them all (it could not write them,
+    /// or stopped before the check) shows 99.
     fn percent_done(&self) -> u64 {
         let size = self.record.offer.size;
-        self.bytes_done()
+        let pct = self
+            .bytes_done()
             .saturating_mul(100)
             .checked_div(size)
-            .unwrap_or(100)
+            .unwrap_or(100);
+        if self.record.state == State::Done {
+            pct
+        } else {
+            pct.min(99)
+        }
     }
 
     /// "to" the peer (we send) or "from" it, for the lines that name both.
@@ -508,8 +517,9 @@ impl Files {
             .count();
         if waiting > 0 {
             self.notice(format!(
-                "{waiting} unfinished file {} from an earlier run resume when the peers are back — /files lists them",
-                if waiting == 1 { "transfer" } else { "transfers" }
+                "{waiting} unfinished file {} from an earlier run {} when the peers are back — /files lists them",
+                if waiting == 1 { "transfer" } else { "transfers" },
+                if waiting == 1 { "resumes" } else { "resume" }
             ));
         }
     }
