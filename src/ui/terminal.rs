@@ -548,7 +548,11 @@ fn read_plain(mut reader: impl BufRead, input_tx: &UnboundedSender<Input>) {
         match reader.read_until(b'\n', &mut bytes) {
             Ok(0) => break,
             Ok(_) => {
-                if bytes.ends_with(b"\n") {
+                // A line cut short by the end of input: a terminal's Ctrl-D in the middle of
+                // a line hands it over, and a second Ctrl-D ends it. The end is not sticky on a
+                // terminal, so reading on would wait for a third.
+                let ended = !bytes.ends_with(b"\n");
+                if !ended {
                     bytes.pop();
                     if bytes.ends_with(b"\r") {
                         bytes.pop();
@@ -557,6 +561,9 @@ fn read_plain(mut reader: impl BufRead, input_tx: &UnboundedSender<Input>) {
                 let line = String::from_utf8_lossy(&bytes).into_owned();
                 if input_tx.send(Input::Line(line)).is_err() {
                     return;
+                }
+                if ended {
+                    break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -708,6 +715,24 @@ mod tests {
                 Input::Eof
             ]
         );
+    }
+
+    #[test]
+    fn ctrl_d_in_the_middle_of_a_line_on_a_terminal_ends_the_input_at_the_second() {
+        /// A terminal: each Ctrl-D ends one `read` (the first hands over the half line, the
+        /// second reads nothing), and the end is not sticky: reading on would block for more.
+        struct Tty(Vec<&'static [u8]>);
+        impl io::Read for Tty {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let chunk = self.0.remove(0);
+                buf[..chunk.len()].copy_from_slice(chunk);
+                Ok(chunk.len())
+            }
+        }
+        let (tx, mut rx) = unbounded_channel();
+        // "hello" then Ctrl-D, Ctrl-D; what follows would need a third (and here, a panic).
+        read_plain(io::BufReader::new(Tty(vec![b"hello", b""])), &tx);
+        assert_eq!(drain(&mut rx), [line("hello"), Input::Eof]);
     }
 
     #[test]
