@@ -939,3 +939,91 @@ fn hostile_names_stay_inside_the_download_folder() {
         assert!(!line.contains('\u{202e}'), "{line:?}");
     }
 }
+
+/// Bob, in `home`, with `accept_from` set to `entries` and downloads going to `downloads`.
+fn bob_accepting_from(home: &Path, downloads: &Path, entries: &str, args: &[&str]) -> Chat {
+    let config = home.join("config").join("tailchat");
+    fs::create_dir_all(&config).unwrap();
+    fs::write(
+        config.join("config.toml"),
+        format!(
+            "download_dir = \"{}\"\naccept_from = [{entries}]\n",
+            downloads.display()
+        ),
+    )
+    .unwrap();
+    Chat::start_in(home, "bob", args, &[])
+}
+
+#[test]
+fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
+    let mut alice = Chat::start("alice", &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = bob_accepting_from(
+        &home,
+        &downloads,
+        "\"alice\"",
+        &["--bind", "127.0.0.1", "--peer", &peer],
+    );
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    let f = tmp.path().join("one.bin");
+    fs::write(&f, bytes(3000, 1)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers one.bin (3.0 KB) — accepted (accept_from)");
+    bob.expect("received one.bin from alice");
+    assert_eq!(fs::read(downloads.join("one.bin")).unwrap(), bytes(3000, 1));
+
+    // Another peer calls itself alice: a nick is not proof, so its offer is asked about,
+    // under a name that tells the two apart, and nothing is written.
+    let mallory = common::FakeOfferer::start("alice");
+    bob.send(&format!("/add 127.0.0.1:{}", mallory.port));
+    bob.expect_where("the second alice", |l| {
+        l.contains("joined") && l.contains("alice#")
+    });
+    let body = b"not from alice".to_vec();
+    let m = manifest(vec![entry("evil.bin", &body)]);
+    let offer = common::offer_of("evil.bin", false, &m, mallory.data_port);
+    mallory.offer(&offer, m.encode(), body);
+    let line = bob.expect("offers evil.bin");
+    assert!(
+        line.contains("alice#") && line.contains("not accepted by itself"),
+        "{line}"
+    );
+    let pin = line
+        .split("accept_from = [\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no entry suggested: {line}"))
+        .to_owned();
+    assert!(!downloads.join("evil.bin").exists());
+
+    // The entry suggested names the peer that offered. The real alice, named so, is
+    // accepted again while the other one still goes by her nick.
+    let rows = bob.peers_rows();
+    let alice_id = rows
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(1)) // after the time
+        .find(|n| n.starts_with("alice#") && !pin.starts_with(n) && !n.starts_with(&pin))
+        .unwrap_or_else(|| panic!("no other alice than {pin} in {rows:?}"))
+        .to_owned();
+    bob.send("/quit");
+    bob.wait_exit();
+    let mut bob = bob_accepting_from(
+        &home,
+        &downloads,
+        &format!("\"{alice_id}\""),
+        &["--bind", "127.0.0.1"],
+    );
+    bob.expect_where("alice back", |l| {
+        l.contains("alice") && l.contains("joined")
+    });
+    let g = tmp.path().join("two.bin");
+    fs::write(&g, bytes(2000, 2)).unwrap();
+    alice.expect("bob joined");
+    alice.send(&format!("/send bob {}", g.display()));
+    bob.expect("offers two.bin (2.0 KB) — accepted (accept_from)");
+    bob.expect("received two.bin");
+}

@@ -539,9 +539,13 @@ fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
     let bob1 = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
     let bob2 = start_chat(&switch, "bob", 3, &[alice.addr], None, None);
     let mut a = Seen(Vec::new());
-    for _ in 0..2 {
-        alice.wait_for(&mut a, "a bob joining", |o| notice(o, "bob joined"));
-    }
+    alice.wait_for(&mut a, "a bob joining", |o| notice(o, "bob joined"));
+    // The second is told apart from the first as it arrives.
+    alice.wait_for(
+        &mut a,
+        "another bob joining",
+        |o| matches!(o, Output::Notice(n) if n.starts_with("bob#") && n.contains(" joined")),
+    );
     alice.type_line("/msg bob hi");
     alice.wait_for(&mut a, "the ambiguity", |o| error(o, "is ambiguous"));
     let Some(Output::Error(e)) = a.0.last() else {

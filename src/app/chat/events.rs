@@ -229,8 +229,15 @@ impl Chat {
     /// under the name that tells them apart (`bob#1d79e0c2`): a peer cannot pass for another
     /// by choosing a look-alike nick.
     fn told_apart(&mut self, mut e: Event) -> Event {
-        let Event::Message { from, nick, .. } = &mut e else {
-            return e;
+        // Joins, leaves and the rest too: an impostor's arrival reads `alice#abdf0fda joined`.
+        let (from, nick) = match &mut e {
+            Event::Message { from, nick, .. } => (from, nick),
+            Event::PeerJoined { peer, nick, .. }
+            | Event::PeerLeft { peer, nick, .. }
+            | Event::PeerUnreachable { peer, nick, .. }
+            | Event::PeerReachable { peer, nick }
+            | Event::PeerRestarted { peer, nick } => (peer, nick),
+            _ => return e,
         };
         let version = self.ep.roster_version();
         let names = match self.shown_names.take() {

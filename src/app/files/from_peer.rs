@@ -144,7 +144,7 @@ impl Files {
             offerer: from,
             id: offer.id,
         };
-        let nick = crate::ui::render::display_nick(ep.nick_of(from).unwrap_or("?"));
+        let nick = Self::nick_of(ep, from);
         if let Some(t) = self.transfers.get_mut(&key) {
             let answer = match t.record.state {
                 State::Done => Some(Control::Done { id: key.id }),
@@ -188,22 +188,48 @@ impl Files {
             self.finish(ep, key, State::Failed, Some(why));
             return;
         }
-        let auto = self
-            .setup
-            .accept_from
-            .iter()
-            .any(|n| ep.nick_of(from) == Some(n.as_str()));
-        if auto {
-            self.notice(format!(
-                "{nick} offers {name} ({size}) — accepted (accept_from)"
-            ));
-            if let Err(e) = self.accept(ep, key, None) {
-                self.error(e);
+        match self.accepted_from(ep, from) {
+            AcceptFrom::Yes => {
+                self.notice(format!(
+                    "{nick} offers {name} ({size}) — accepted (accept_from)"
+                ));
+                if let Err(e) = self.accept(ep, key, None) {
+                    self.error(e);
+                }
             }
-        } else {
-            self.notice(format!(
+            AcceptFrom::Shared(listed, pinned) => self.notice(format!(
+                "{nick} offers {name} ({size}) — not accepted by itself: more than one peer is called {listed} (accept_from = [\"{pinned}\"] would name this one) — /accept {number} or /decline {number}"
+            )),
+            AcceptFrom::No => self.notice(format!(
                 "{nick} offers {name} ({size}) — /accept {number} or /decline {number}"
-            ));
+            )),
+        }
+    }
+
+    /// Whether `accept_from` takes offers from `from`: an entry `NICK#IDPREFIX` names one
+    /// identity; a bare nick is not proof, so it counts only while no other peer we know (or
+    /// we) goes by it.
+    fn accepted_from(&self, ep: &Endpoint, from: PeerId) -> AcceptFrom {
+        let Some(nick) = ep.nick_of(from) else {
+            return AcceptFrom::No;
+        };
+        let id = from.to_string();
+        let list = &self.setup.accept_from;
+        if list
+            .iter()
+            .any(|n| n.contains('#') && crate::app::lookup::by_id_prefix(n, nick, &id))
+        {
+            return AcceptFrom::Yes;
+        }
+        if !list.iter().any(|n| n == nick) {
+            return AcceptFrom::No;
+        }
+        let shared = nick == ep.nick() || ep.peers().iter().any(|p| p.id != from && p.nick == nick);
+        if shared {
+            let pinned = format!("{nick}#{}", id.get(..8).unwrap_or(&id));
+            AcceptFrom::Shared(crate::ui::render::display_nick(nick), pinned)
+        } else {
+            AcceptFrom::Yes
         }
     }
 
@@ -268,4 +294,15 @@ fn unacceptable(offer: &Offer) -> Option<String> {
     } else {
         None
     }
+}
+
+/// What `accept_from` says of an offer's sender.
+enum AcceptFrom {
+    /// Listed: accepted without asking.
+    Yes,
+    /// Listed by a nick that another peer also goes by (shown here): asked, as unlisted;
+    /// with the entry that would name this peer alone.
+    Shared(String, String),
+    /// Not listed.
+    No,
 }

@@ -23,7 +23,7 @@ mod data_threads;
 mod ending;
 mod from_peer;
 
-use crate::proto::{AppDataError, Endpoint, PeerId};
+use crate::proto::{AppDataError, Endpoint, PeerId, PeerState};
 use crate::transfer::control::{self, Control, Offer};
 use crate::transfer::manifest::{self, Manifest};
 use crate::transfer::record::{Record, State, Store};
@@ -579,8 +579,28 @@ impl Files {
         ep.send_app_data(Instant::now(), peer, &control::encode(c))
     }
 
+    /// The peer's present nick, shown as chat lines show it: `bob#1d79e0c2` while another
+    /// peer (or we) goes by the same.
     fn nick(ep: &Endpoint, t: &Transfer) -> String {
-        crate::ui::render::display_nick(ep.nick_of(t.peer()).unwrap_or(&t.record.peer_nick))
+        Self::nick_or(ep, t.peer(), &t.record.peer_nick)
+    }
+
+    /// [`Files::nick`] of peer `id`.
+    fn nick_of(ep: &Endpoint, id: PeerId) -> String {
+        Self::nick_or(ep, id, "?")
+    }
+
+    /// [`Files::nick`] of peer `id`, called `known` if the endpoint has no nick for it.
+    fn nick_or(ep: &Endpoint, id: PeerId, known: &str) -> String {
+        let nick = ep.nick_of(id).unwrap_or(known);
+        let peers = ep.peers();
+        let mut present: Vec<(PeerId, &str)> = peers
+            .iter()
+            .filter(|p| p.state != PeerState::Left)
+            .map(|p| (p.id, p.nick.as_str()))
+            .collect();
+        present.push((ep.peer_id(), ep.nick()));
+        crate::ui::present::ShownNames::new(&present).name_of(id, nick)
     }
 }
 
