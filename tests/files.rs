@@ -326,6 +326,9 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
 
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
     bob.expect("unfinished file transfer");
+    // The restarted side says when it goes again, as the other side does.
+    // (Alice may say nothing: bob was back within a second.)
+    bob.expect("resume.bin from alice: resumed at");
     let end = bob.expect("received resume.bin from alice");
     let sent = alice.expect("sent resume.bin to bob");
     assert_only_the_rest_was_sent(&sent, kept, content.len());
@@ -357,9 +360,17 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     // Alice comes back on another port, so bob, who added her by her old address, cannot
     // find her: she must find him. No message went either way, only the file, and that is
     // enough for her journal to keep how to reach him.
+    // Bob is told the connection broke, not that TCP may be blocked (alice is gone).
+    let told = bob.expect("cut.bin from alice: interrupted at");
+    assert!(
+        told.ends_with("it resumes when alice is reachable"),
+        "{told}"
+    );
     let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
     alice.expect("unfinished file transfer");
     alice.expect("bob joined");
+    alice.expect("cut.bin to bob: resumed at");
+    bob.expect("cut.bin from alice: resumed at");
     let end = bob.expect("received cut.bin from alice");
     let sent = alice.expect("sent cut.bin to bob");
     assert_only_the_rest_was_sent(&sent, kept, content.len());

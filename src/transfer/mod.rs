@@ -133,6 +133,14 @@ pub enum DataEvent {
         /// Which transfer.
         key: TransferKey,
     },
+    /// A data connection broke a moment ago, for this reason: said now, unless the
+    /// transfer ended (a Cancel overtaken by the broken connection) or goes again.
+    Interrupted {
+        /// Which transfer.
+        key: TransferKey,
+        /// Why it broke.
+        why: String,
+    },
 }
 
 /// `bytes` for people: `512 B`, `4.2 KB`, `4.2 MB`, `1.3 GB` (powers of 1000, as file managers

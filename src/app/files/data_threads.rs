@@ -17,6 +17,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long after a data connection broke the user is told: a Cancel from the peer, which
+/// the broken connection may overtake, ends the transfer meanwhile, and then its own line
+/// says so instead.
+pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
@@ -237,24 +241,21 @@ impl Files {
                     t.serving = t.serving.saturating_sub(1);
                     done_now = t.done_waiting && t.serving == 0;
                     // The receiver's connection broke before it said it has everything: the
-                    // sender is told once, as the receiver is.
+                    // sender is told once, as the receiver is (a moment later).
                     if let Err(ServeError::Link(why)) = &result {
                         if t.serving == 0
                             && t.record.state == State::Accepted
                             && !t.told_interrupted
                         {
-                            t.told_interrupted = true;
-                            let nick = Self::nick(ep, t);
-                            interrupted = Some(format!(
-                                "{} to {nick}: interrupted at {}% ({why}); it resumes when {nick} connects again",
-                                t.shown_name(),
-                                t.percent_done()
-                            ));
+                            interrupted = Some(why.clone());
                         }
                     }
                 }
-                if let Some(line) = interrupted {
-                    self.notice(line);
+                if let Some(why) = interrupted {
+                    if let Some(t) = self.transfers.get_mut(&key) {
+                        t.interrupt_pending = true;
+                    }
+                    self.later(INTERRUPT_GRACE, DataEvent::Interrupted { key, why });
                 }
                 if done_now {
                     self.sent_done(ep, key);
@@ -295,6 +296,8 @@ impl Files {
                     t.record.bytes_done = done;
                     t.rate.note(now, done);
                     t.retries = 0;
+                    t.failing_since = None;
+                    t.told_blocked = false;
                     if std::mem::take(&mut t.told_interrupted) {
                         let from = t.last_connection.map_or(0, |(f, _)| f);
                         let line = format!(
@@ -326,6 +329,7 @@ impl Files {
                 }
             }
             DataEvent::FetchEnded { key, from, result } => self.fetch_ended(ep, key, from, result),
+            DataEvent::Interrupted { key, why } => self.interrupted(ep, key, &why),
             DataEvent::Retry { key } => {
                 if let Some(t) = self.transfers.get_mut(&key) {
                     t.retry_pending = false;
@@ -388,6 +392,40 @@ impl Files {
         })
     }
 
+    /// Hands `ev` to the loop after `delay`.
+    fn later(&self, delay: Duration, ev: DataEvent) {
+        let tx = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(ev);
+        });
+    }
+
+    /// A data connection broke [`INTERRUPT_GRACE`] ago: the user is told, once, unless the
+    /// transfer ended meanwhile (its own line said how) or data moves again.
+    fn interrupted(&mut self, ep: &Endpoint, key: TransferKey, why: &str) {
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        t.interrupt_pending = false;
+        let stopped = if t.record.outgoing {
+            t.serving == 0
+        } else {
+            t.retries > 0 && !t.paused
+        };
+        if t.record.state != State::Accepted || t.told_interrupted || !stopped {
+            return;
+        }
+        t.told_interrupted = true;
+        let (name, nick, pct) = (t.shown_name(), Self::nick(ep, t), t.percent_done());
+        let line = if t.record.outgoing {
+            format!("{name} to {nick}: interrupted at {pct}% ({why}); it resumes when {nick} connects again")
+        } else {
+            format!("{name} from {nick}: interrupted at {pct}% ({why}); it resumes when {nick} is reachable")
+        };
+        self.notice(line);
+    }
+
     /// A fetch attempt ended: the end line, a retry, or why it stopped.
     fn fetch_ended(
         &mut self,
@@ -434,28 +472,55 @@ impl Files {
                     .saturating_mul(1 << t.retries.min(6))
                     .min(RETRY_MAX);
                 t.retries += 1;
-                let tell = !t.told_interrupted && t.retries >= 2;
-                t.told_interrupted |= tell;
-                if !t.retry_pending {
-                    t.retry_pending = true;
-                    let tx = self.events_tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = tx.send(DataEvent::Retry { key });
-                    });
+                let schedule_retry = !std::mem::replace(&mut t.retry_pending, true);
+                let line = match &e {
+                    // Data was coming and the connection broke: said in a moment (a Cancel
+                    // may be on its way).
+                    FetchError::Link(why) => {
+                        if !t.told_interrupted && !t.interrupt_pending {
+                            t.interrupt_pending = true;
+                            self.later(
+                                INTERRUPT_GRACE,
+                                DataEvent::Interrupted {
+                                    key,
+                                    why: why.clone(),
+                                },
+                            );
+                        }
+                        None
+                    }
+                    // No connection. Chat heard from the sender since the first failure: it
+                    // is there, and TCP is in the way. Otherwise it is away (stopped, killed,
+                    // unplugged), said once a second try failed too.
+                    _ => {
+                        let since = *t.failing_since.get_or_insert_with(Instant::now);
+                        let answering = ep
+                            .peer(t.peer())
+                            .is_some_and(|p| p.state == PeerState::Online && p.last_heard > since);
+                        match &e {
+                            FetchError::Connect(addr, _) if answering && !t.told_blocked => {
+                                t.told_blocked = true;
+                                t.told_interrupted = true;
+                                Some(format!(
+                                    "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {} blocked on the way? Trying again",
+                                    addr.port()
+                                ))
+                            }
+                            _ if !t.told_interrupted && !t.interrupt_pending && t.retries >= 2 => {
+                                t.told_interrupted = true;
+                                Some(format!(
+                                    "{name} from {nick}: {e}; it resumes when {nick} is reachable"
+                                ))
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                if schedule_retry {
+                    self.later(delay, DataEvent::Retry { key });
                 }
-                if tell {
-                    let answering = ep
-                        .peer(t.peer())
-                        .is_some_and(|p| p.state == PeerState::Online);
-                    self.notice(match &e {
-                        // Chat goes through and data does not: TCP is in the way.
-                        FetchError::Connect(addr, _) if answering => format!(
-                            "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {} blocked on the way? Trying again",
-                            addr.port()
-                        ),
-                        _ => format!("{name} from {nick}: {e}; it resumes when {nick} is reachable"),
-                    });
+                if let Some(line) = line {
+                    self.notice(line);
                 }
             }
             Err(FetchError::Cancelled) => {}

@@ -131,6 +131,13 @@ struct Transfer {
     retries: u32,
     /// The user was told the link broke (once, until it works again).
     told_interrupted: bool,
+    /// Incoming: when the data connection first failed to open in the current run of
+    /// failures (to tell a blocked TCP port from a sender that is gone).
+    failing_since: Option<Instant>,
+    /// Incoming: the user was told TCP may be blocked (once per run of failures).
+    told_blocked: bool,
+    /// A broken connection is to be told in a moment ([`DataEvent::Interrupted`]).
+    interrupt_pending: bool,
     /// Saving its record failed, and the user was told (once, until a save works again).
     told_unsaved: bool,
     /// A retry is scheduled.
@@ -499,8 +506,12 @@ impl Files {
                     }
                 }
             }
+            // One that had moved bytes was interrupted by the restart: the line saying it
+            // goes again comes when it does, as after any interruption.
+            let moved = record.state == State::Accepted && record.first_byte_ms.is_some();
             let restored = Transfer {
                 this_run: false,
+                told_interrupted: moved,
                 ..new_transfer(number, record, offer, manifest)
             };
             if restored.record.untold {
@@ -630,6 +641,9 @@ fn new_transfer(
         rate: Rate::default(),
         retries: 0,
         told_interrupted: false,
+        failing_since: None,
+        told_blocked: false,
+        interrupt_pending: false,
         told_unsaved: false,
         retry_pending: false,
         paused: false,

@@ -2,10 +2,13 @@
 //! now and then without typing anything (a notice, which the terminal prints above the prompt,
 //! so a half-typed line is drawn again below it, never broken); scripts and programs get none.
 
+use super::data_threads::INTERRUPT_GRACE;
 use super::*;
 use crate::proto::{Config, Identity, Limits};
+use crate::transfer::fetch::FetchError;
 use crate::transfer::record::{Record, State, StoredOffer};
 use crate::transfer::serve::ServeError;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A 10 MB file offered by bob (PeerId 2) and accepted by us, not yet moving.
 fn accepted(quiet: bool) -> (Files, TransferKey) {
@@ -195,9 +198,21 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
 }
 
-#[test]
-fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
+/// What the loop would hand back a moment later (virtual time: the test does not wait).
+async fn delivered_later(files: &mut Files, events: &mut UnboundedReceiver<DataEvent>) {
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    let ev = tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("an event comes back")
+        .expect("the channel is open");
+    files.on_data_at(&mut ep, ev, now);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
     let (mut files, _) = ours_accepted();
+    let mut events = files.take_events();
     let now = Instant::now();
     let mut ep = endpoint(now);
     let serving = |from| DataEvent::Serving { id: 7, from };
@@ -217,6 +232,12 @@ fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
         now,
     );
     files.on_data_at(&mut ep, broken(0, 3_000_000), now);
+    assert_eq!(
+        notices(files.take_lines()),
+        [] as [String; 0],
+        "not at once"
+    );
+    delivered_later(&mut files, &mut events).await;
     // A second connection that breaks before any went again: nothing more to say.
     files.on_data_at(&mut ep, serving(2_900_000), now);
     let lines = notices(files.take_lines());
@@ -229,11 +250,105 @@ fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
         "what was written but not acknowledged is not counted"
     );
     files.on_data_at(&mut ep, broken(2_900_000, 100), now);
+    delivered_later(&mut files, &mut events).await;
     files.on_data_at(&mut ep, broken(2_900_000, 100), now);
+    tokio::time::sleep(2 * INTERRUPT_GRACE).await;
+    while let Ok(ev) = events.try_recv() {
+        files.on_data_at(&mut ep, ev, now);
+    }
     assert_eq!(
         notices(files.take_lines()).len(),
         1,
         "once per interruption"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interruption() {
+    // Bob cancels: his data connection closes, and his Cancel comes a moment after.
+    let (mut files, _) = ours_accepted();
+    let mut events = files.take_events();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    let broken = DataEvent::ServeEnded {
+        id: 7,
+        from: 0,
+        sent: 400_000,
+        result: Err(ServeError::Link("broken pipe".into())),
+    };
+    files.on_data_at(&mut ep, broken, now);
+    let cancel = Control::Cancel {
+        id: 7,
+        by_offerer: false,
+        reason: String::new(),
+    };
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    delivered_later(&mut files, &mut events).await;
+    let lines = notices(files.take_lines());
+    assert!(
+        matches!(&lines[..], [one] if one.starts_with("bob cancelled report.pdf")),
+        "{lines:?}"
+    );
+
+    // The same on the receiving side: alice (here bob) cancels, and the fetch breaks first.
+    let (mut files, key) = accepted(false);
+    let mut events = files.take_events();
+    files.on_data_at(&mut ep, DataEvent::Fetching { key, from: 0 }, now);
+    let ended = DataEvent::FetchEnded {
+        key,
+        from: 0,
+        result: Err(FetchError::Link("closed early".into())),
+    };
+    files.on_data_at(&mut ep, ended, now);
+    let cancel = Control::Cancel {
+        id: 7,
+        by_offerer: true,
+        reason: String::new(),
+    };
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    // Two events come back: the retry and the notice (both find the transfer over).
+    delivered_later(&mut files, &mut events).await;
+    delivered_later(&mut files, &mut events).await;
+    let lines = notices(files.take_lines());
+    assert!(
+        matches!(&lines[..], [one] if one.starts_with("bob cancelled report.pdf")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_whose_connection_broke_is_told_a_moment_later_once() {
+    let (mut files, key) = accepted(false);
+    let mut events = files.take_events();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Fetching { key, from: 0 }, now);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::FetchProgress {
+            key,
+            done: 4_000_000,
+        },
+        now,
+    );
+    let ended = DataEvent::FetchEnded {
+        key,
+        from: 0,
+        result: Err(FetchError::Link("connection reset by peer".into())),
+    };
+    files.on_data_at(&mut ep, ended, now);
+    assert_eq!(
+        notices(files.take_lines()),
+        [] as [String; 0],
+        "not at once"
+    );
+    // The retry (bob is not a peer of this endpoint: no attempt starts) and the notice.
+    delivered_later(&mut files, &mut events).await;
+    delivered_later(&mut files, &mut events).await;
+    assert_eq!(
+        notices(files.take_lines()),
+        ["report.pdf from bob: interrupted at 40% (connection reset by peer); it resumes when bob is reachable"]
     );
 }
 
