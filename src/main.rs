@@ -63,11 +63,9 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
         words.join(" ")
     };
     if text.trim().is_empty() {
-        eprintln!("error: nothing to send — tailchat send [--to NICK]... TEXT");
-        return Ok(Outcome {
-            invalid_command: true,
-            ..Outcome::default()
-        });
+        // A usage error (exit 2), as clap's own are: no TEXT, and none on standard input.
+        eprintln!("error: nothing to send — tailchat send [--to NICK]... TEXT, or the text on standard input");
+        std::process::exit(2);
     }
     let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
     if let Some(stream) = control::socket_to_use(&dir)?.and_then(|p| client::connect(&p)) {

@@ -133,6 +133,8 @@ fn invalid_command_line_values_exit_2_with_clap_errors() {
         &["attach"], // without --json
         &["--json", "send", "hello"],
         &["send", "--json", "hello"],
+        &["send"], // no text, and none on standard input
+        &["send", "--to", "bob", "  "],
     ] {
         let (mut cmd, _dir) = command(args);
         let out = cmd.output().unwrap();

@@ -166,10 +166,11 @@ pub fn socket_to_use(dir: &Path) -> Result<Option<PathBuf>, String> {
     }
     if meta.mode() & 0o077 != 0 {
         return Err(format!(
-            "{} can be opened by other users (mode {:o}); refusing to use it — remove it, or \
-             restart tailchat, which makes it 0600",
+            "{} can be opened by other users (mode {:o}); refusing to use it — chmod 600 {} \
+             (or restart tailchat, which makes it 0600)",
             path.display(),
-            meta.mode() & 0o777
+            meta.mode() & 0o777,
+            path.display()
         ));
     }
     Ok(Some(path))

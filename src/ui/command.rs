@@ -321,8 +321,15 @@ pub fn help_lines() -> Vec<String> {
     std::iter::once(&say)
         .chain(COMMANDS.iter())
         .map(|(usage, description)| format!("{usage:<width$}  {description}"))
+        .chain(HELP_FOOTER.iter().map(|l| (*l).to_owned()))
         .collect()
 }
+
+/// What `/help` says after the commands: the keys, and naming one of two peers with a nick.
+const HELP_FOOTER: &[&str] = &[
+    "Keys: Tab completes commands, nicks and paths; Up and Down recall earlier lines; Ctrl-C clears the line, and on an empty line quits, as Ctrl-D does.",
+    "Two peers with the same nick: write NICK#ID (the first hex digits of its id, as /peers shows it; Tab offers them).",
+];
 
 /// The command names (`/msg`, `/add`, …) in [`COMMANDS`] order, for completion.
 pub fn command_names() -> impl Iterator<Item = &'static str> {
@@ -692,13 +699,14 @@ mod tests {
         let lines = help_lines();
         assert_eq!(
             lines.len(),
-            COMMANDS.len() + 1,
-            "plain text first, then each command"
+            COMMANDS.len() + 1 + HELP_FOOTER.len(),
+            "plain text first, then each command, then the keys"
         );
+        assert!(lines.last().unwrap().contains("NICK#ID"));
         assert!(lines[0].starts_with("TEXT ") && lines[0].contains("everyone"));
         let column = |line: &str, description: &str| line.find(description).unwrap();
         let first = column(&lines[1], COMMANDS[0].1);
-        for (line, (usage, description)) in lines[1..].iter().zip(COMMANDS) {
+        for (line, (usage, description)) in lines[1..=COMMANDS.len()].iter().zip(COMMANDS) {
             assert!(line.starts_with(usage), "{line:?}");
             assert_eq!(column(line, description), first, "{line:?} is not aligned");
         }

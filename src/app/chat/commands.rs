@@ -188,9 +188,16 @@ impl Chat {
             }
             Ok(sent) if sent.recipients.is_empty() => {
                 self.outcome.nobody_to_send_to = true;
-                return self.print(Output::Error(
-                    "not sent: nobody is here yet — /add HOST[:PORT] to reach someone".to_owned(),
-                ));
+                // A script (or `tailchat send`) reaches someone with --peer, or an /add line
+                // before its messages.
+                let how = if self.scripted {
+                    "--peer HOST[:PORT], or an /add HOST[:PORT] line before it, reaches someone"
+                } else {
+                    "/add HOST[:PORT] to reach someone"
+                };
+                return self.print(Output::Error(format!(
+                    "not sent: nobody is here yet — {how}"
+                )));
             }
             Ok(sent) => {
                 if !sent.refused.is_empty() {
