@@ -293,3 +293,36 @@ fn attach_follows_and_drives_the_running_tailchat() {
     bob.send("still here?");
     alice.expect("<bob> still here?");
 }
+
+#[test]
+fn a_script_that_adds_one_peer_reaches_the_peers_it_brings_in_too() {
+    // xavier and yvonne know each other; the script adds only xavier, who passes yvonne on.
+    let (mut xavier, mut yvonne) = alice_and_bob(tempfile::tempdir().unwrap().path());
+    let script = format!("/add 127.0.0.1:{}\nbuild finished\n", xavier.port);
+    let (mut cmd, _home) = command(&[
+        "--nick",
+        "ci-bot",
+        "--ephemeral",
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+    ]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exited(&out, 0);
+    xavier.expect("<ci-bot> build finished");
+    yvonne.expect("<ci-bot> build finished");
+}

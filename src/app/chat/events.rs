@@ -3,7 +3,7 @@
 
 use super::mentions;
 use super::Chat;
-use super::DISCOVERY_QUIET;
+use super::{DISCOVERY_QUIET, KNOWN_WAIT_MAX};
 use crate::app::json;
 use crate::app::persist::Persistence;
 use crate::app::presence;
@@ -70,11 +70,20 @@ impl Chat {
                 if let Event::PeerJoined { peer, .. } | Event::PeerReachable { peer, .. } = &e {
                     self.awaiting_known.remove(peer);
                 }
+                let now = Instant::now();
                 let rest = match (self.discovery_hold, &e) {
-                    (Some(cap), Event::PeerJoined { .. }) => {
-                        Some((Instant::now() + DISCOVERY_QUIET).min(cap))
-                    }
+                    (Some(cap), Event::PeerJoined { .. }) => Some((now + DISCOVERY_QUIET).min(cap)),
                     (Some(_), _) => self.hold_until,
+                    // The contact a script asked for answered: the peers it passes on arrive
+                    // a round trip or two later; while they are tried, the script waits.
+                    (None, Event::PeerJoined { .. })
+                        if self.scripted && self.hold_until.is_some() =>
+                    {
+                        let cap = *self
+                            .exchange_hold
+                            .get_or_insert(now + self.wait.min(KNOWN_WAIT_MAX));
+                        Some((now + DISCOVERY_QUIET).min(cap))
+                    }
                     (None, _) => None,
                 };
                 self.hold_until = match self.known_hold {

@@ -58,8 +58,11 @@ const DISCOVERY_WAIT_MAX: Duration = Duration::from_millis(1500);
 /// of [`crate::proto::Limits::max_queued_items`]).
 const INPUT_PAUSE_FULLNESS: f64 = 0.5;
 /// The longest a script waits at start for the peers it knew from earlier runs (a few round
-/// trips across a tailnet, with a Hello lost on the way).
+/// trips across a tailnet, with a Hello lost on the way); also, after a contact it asked for
+/// answered, for the peers that contact passed on.
 const KNOWN_WAIT_MAX: Duration = Duration::from_secs(3);
+/// How often a script holding for passed-on peers looks again whether they are still tried.
+const EXCHANGE_POLL: Duration = Duration::from_millis(50);
 
 /// How soon the loop looks again whether the screen has written the lines handed to it.
 const CONFIRM_SHOWN_EVERY: Duration = Duration::from_millis(25);
@@ -109,6 +112,10 @@ pub struct Chat {
     awaiting_known: HashSet<PeerId>,
     /// When a script stops waiting for `awaiting_known`.
     known_hold: Option<Instant>,
+    /// A script whose contact answered: its lines wait, until this time at most, while the
+    /// peers that contact passed on (peer exchange) are being tried, so that its first
+    /// message reaches them too.
+    exchange_hold: Option<Instant>,
     /// See [`Setup::awaited`].
     awaited: Option<Vec<String>>,
     /// The addresses a script's `/add` and `--peer` contacted (until said not to answer).
@@ -226,6 +233,7 @@ impl Chat {
             wait,
             hold_until: None,
             discovery_hold: None,
+            exchange_hold: None,
             awaiting_known: HashSet::new(),
             known_hold: None,
             awaited,
@@ -380,6 +388,14 @@ impl Chat {
     pub fn on_timer(&mut self, now: Instant) {
         self.pace_more();
         if self.hold_until.is_some_and(|t| t <= now) {
+            // Peers the contact passed on are still being tried: a little longer.
+            if let Some(cap) = self.exchange_hold.filter(|&cap| cap > now) {
+                if self.ep.learning_peers() {
+                    self.hold_until = Some((now + EXCHANGE_POLL).min(cap));
+                }
+            }
+        }
+        if self.hold_until.is_some_and(|t| t <= now) {
             // A script goes on without what it waited for; an address it added that has not
             // answered is said (a person sees "no answer" later, as the probe goes on).
             if self.scripted {
@@ -397,6 +413,7 @@ impl Chat {
             self.hold_until = None;
             self.discovery_hold = None;
             self.known_hold = None;
+            self.exchange_hold = None;
             self.awaiting_known.clear();
         }
         self.ep.handle_timeout(now);

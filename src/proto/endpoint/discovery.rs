@@ -297,6 +297,11 @@ impl Probes {
             .collect()
     }
 
+    /// Whether a probe started from a hint (an address another peer passed on) is going on.
+    pub fn any_from_hint(&self) -> bool {
+        self.list.iter().any(|p| p.from_hint)
+    }
+
     /// Probes `addr` without telling the user that it does not answer.
     pub fn quiet(&mut self, addr: SocketAddr) {
         if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {

@@ -669,6 +669,13 @@ impl Endpoint {
             .sum()
     }
 
+    /// Whether addresses other peers passed on (peer exchange) are still being tried: queued,
+    /// or probed and not yet answered nor given up. A script that `/add`ed one peer waits on
+    /// this, so that its first message reaches the peers that one brings in.
+    pub fn learning_peers(&self) -> bool {
+        self.hints.len() > 0 || self.probes.any_from_hint()
+    }
+
     /// Addresses the user added (`/add`, `--peer`) where nobody has answered yet.
     pub fn unanswered_added(&self) -> Vec<SocketAddr> {
         self.probes.manual()
