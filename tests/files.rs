@@ -558,6 +558,11 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
     ));
     let paused = bob.expect("paused many/ from alice");
     assert!(paused.to_lowercase().contains("no space left"), "{paused}");
+    // Alice is told why, not that the connection broke.
+    let told = alice.expect("bob paused many/ at");
+    assert!(told.contains("the disk is full"), "{told}");
+    alice.send("/files");
+    alice.expect("paused by receiver");
     let kept = walk(&few_inodes.0.join("many"));
     assert!(
         !kept.is_empty() && kept.len() < 60,
@@ -569,7 +574,10 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
     bob.send(&format!("/accept {}", paused_number(&paused)));
     bob.expect("going on with many/ from alice");
     bob.expect("received many/ from alice");
+    alice.expect("many/ to bob: resumed at");
     alice.expect("sent many/ to bob");
+    let interrupted = alice.seen.iter().find(|l| l.contains("interrupted"));
+    assert!(interrupted.is_none(), "{interrupted:?}");
     for i in 0..60 {
         let got = fs::read(few_inodes.0.join("many").join(format!("f{i:02}"))).unwrap();
         assert_eq!(got, bytes(1000, i), "f{i:02}");

@@ -425,6 +425,11 @@ fn expectations() -> Vec<Expected> {
             datagram: datagram(bob(9), vec![file_vectors::app_data("file-done", 6)]),
             reencoding: Identical,
         },
+        Expected {
+            name: "file-pause",
+            datagram: datagram(bob(8), vec![file_vectors::app_data("file-pause", 5)]),
+            reencoding: Identical,
+        },
     ]
 }
 

@@ -13,7 +13,8 @@ use std::fmt;
 pub const TAG_FILES: u8 = 1;
 /// Longest offered name, in bytes of UTF-8.
 pub const MAX_NAME_BYTES: usize = 255;
-/// Longest reason in a [`Control::Cancel`], in bytes (longer ones are cut when sent).
+/// Longest reason in a [`Control::Cancel`] or [`Control::Pause`], in bytes (longer ones are
+/// cut when sent).
 pub const MAX_REASON_BYTES: usize = 200;
 
 /// An offer: what is offered, and how to fetch it.
@@ -81,6 +82,17 @@ pub enum Control {
         /// The transfer.
         id: u64,
     },
+    /// Receiver → offerer: fetching stopped for now (its disk is full, say); what it has,
+    /// `at` bytes of the offer, is kept, and it fetches again when its user says so. The
+    /// offerer keeps serving.
+    Pause {
+        /// The transfer.
+        id: u64,
+        /// Bytes of the offer the receiver has on its disk.
+        at: u64,
+        /// Why, for the offerer's user.
+        reason: String,
+    },
 }
 
 /// Why a payload is not a control message.
@@ -110,6 +122,7 @@ impl Control {
             | Control::Decline { id }
             | Control::Resume { id, .. }
             | Control::Cancel { id, .. }
+            | Control::Pause { id, .. }
             | Control::Done { id } => *id,
         }
     }
@@ -119,7 +132,7 @@ impl Control {
 /// [`MAX_REASON_BYTES`] (on a character boundary).
 pub fn encode(c: &Control) -> Vec<u8> {
     let mut c = c.clone();
-    if let Control::Cancel { reason, .. } = &mut c {
+    if let Control::Cancel { reason, .. } | Control::Pause { reason, .. } = &mut c {
         let mut end = reason.len().min(MAX_REASON_BYTES);
         while !reason.is_char_boundary(end) {
             end -= 1;
@@ -148,7 +161,9 @@ pub fn decode(payload: &[u8]) -> Result<Control, ControlError> {
         postcard::take_from_bytes(body).map_err(|_| ControlError::Malformed)?;
     let ok = match &c {
         Control::Offer(o) => !o.name.is_empty() && o.name.len() <= MAX_NAME_BYTES,
-        Control::Cancel { reason, .. } => reason.len() <= MAX_REASON_BYTES,
+        Control::Cancel { reason, .. } | Control::Pause { reason, .. } => {
+            reason.len() <= MAX_REASON_BYTES
+        }
         _ => true,
     };
     if ok {
@@ -200,6 +215,11 @@ mod tests {
                 reason: "cancelled".into(),
             },
             Control::Done { id: 7 },
+            Control::Pause {
+                id: 7,
+                at: 5_000_000,
+                reason: "the disk is full".into(),
+            },
         ] {
             let bytes = encode(&c);
             assert!(bytes.len() <= crate::proto::wire::MAX_APP_DATA, "{c:?}");

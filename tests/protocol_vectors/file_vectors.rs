@@ -102,6 +102,14 @@ pub fn controls() -> Vec<(&'static str, Control)> {
             },
         ),
         ("file-done", Control::Done { id: TRANSFER_ID }),
+        (
+            "file-pause",
+            Control::Pause {
+                id: TRANSFER_ID,
+                at: 9,
+                reason: "the disk is full".into(),
+            },
+        ),
     ]
 }
 

@@ -314,6 +314,7 @@ impl Files {
                 State::Offered if t.record.outgoing => "offered",
                 State::Offered => "waiting for you",
                 State::Accepted if t.record.outgoing && t.serving > 0 => "sending",
+                State::Accepted if t.record.outgoing && t.paused_by_peer => "paused by receiver",
                 State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
                 State::Accepted if t.fetching.is_some() => "receiving",

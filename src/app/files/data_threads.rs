@@ -184,6 +184,7 @@ impl Files {
                         again = Some(format!("{} accepted {}", Self::nick(ep, t), t.shown_name()));
                     }
                     t.serving += 1;
+                    t.paused_by_peer = false;
                     if std::mem::take(&mut t.told_interrupted) {
                         again = Some(format!(
                             "{} to {}: {}",
@@ -409,7 +410,7 @@ impl Files {
         };
         t.interrupt_pending = false;
         let stopped = if t.record.outgoing {
-            t.serving == 0
+            t.serving == 0 && !t.paused_by_peer
         } else {
             t.retries > 0 && !t.paused
         };
@@ -525,10 +526,17 @@ impl Files {
             }
             Err(FetchError::Cancelled) => {}
             Err(FetchError::Full(why)) => {
-                // Nothing is lost: the parts stay, and the sender keeps offering it.
+                // Nothing is lost: the parts stay, and the sender keeps offering it (told
+                // why, rather than seeing only a broken connection).
                 t.paused = true;
                 t.record.bytes_done = super::ending::bytes_on_disk(t);
-                let (pct, number) = (t.percent_done(), t.number);
+                let (pct, number, peer) = (t.percent_done(), t.number, t.peer());
+                let pause = Control::Pause {
+                    id: key.id,
+                    at: t.record.bytes_done,
+                    reason: "the disk is full".into(),
+                };
+                let _ = Self::control(ep, peer, &pause);
                 self.save(key);
                 self.error(format!(
                     "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space, then /accept {number} to go on"

@@ -131,6 +131,19 @@ impl Files {
                         );
                     }
                     Control::Done { .. } => self.sent_done(ep, mine),
+                    Control::Pause { at, reason, .. } if t.record.state == State::Accepted => {
+                        // Said instead of "interrupted": the receiver stopped on purpose,
+                        // and the line when it goes again says where from.
+                        t.told_interrupted = true;
+                        t.paused_by_peer = true;
+                        t.record.bytes_done = at.min(t.record.offer.size);
+                        let line = format!(
+                            "{nick} paused {name} at {}%: {} — it goes on when {nick} has made room",
+                            t.percent_done(),
+                            crate::ui::render::sanitize(&reason)
+                        );
+                        self.notice(line);
+                    }
                     _ => {}
                 }
             }

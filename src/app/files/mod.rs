@@ -138,6 +138,8 @@ struct Transfer {
     told_blocked: bool,
     /// A broken connection is to be told in a moment ([`DataEvent::Interrupted`]).
     interrupt_pending: bool,
+    /// Outgoing: the receiver paused it ([`Control::Pause`]) until data moves again.
+    paused_by_peer: bool,
     /// Saving its record failed, and the user was told (once, until a save works again).
     told_unsaved: bool,
     /// A retry is scheduled.
@@ -644,6 +646,7 @@ fn new_transfer(
         failing_since: None,
         told_blocked: false,
         interrupt_pending: false,
+        paused_by_peer: false,
         told_unsaved: false,
         retry_pending: false,
         paused: false,
