@@ -16,6 +16,15 @@ Measured, all on one clock (CLOCK_MONOTONIC, which every namespace shares):
 
 Runs alternate (tailchat, plain copy, tailchat, ...) so a change in the machine's load falls on
 both. Prints a JSON summary on the last line of standard output; progress goes to stderr.
+
+With --twoway FWD1 FWD2 REV the copies go both ways instead (ONLY=twoway): alice sends FWD1
+(and FWD2) to bob while bob sends REV to alice, in four shapes — REV alone, FWD1 alone, FWD1 +
+FWD2 + REV at once, FWD1 + REV at once — each as tailchat transfers (every offer made first,
+then all accepted back to back) and as plain copies with socat. A transfer's ACKs then share a
+queue with the other direction's data, which is what these shapes measure. Each transfer is
+timed from its own /accept (or its own sender's start) to its own "received" line (or its
+receiver's exit); the timed messages go both ways (bob types them too), summarised per
+direction.
 """
 
 import argparse
@@ -77,7 +86,14 @@ class Chat:
             "RUST_LOG": "warn",
         }
         # Test and experiment knobs (TAILCHAT_TEST_SEND_RATE, ...) pass through.
-        env.update({k: v for k, v in os.environ.items() if k.startswith("TAILCHAT_")})
+        # TAILCHAT_BIN only names the binary measured (bench-files.sh): not a knob.
+        env.update(
+            {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("TAILCHAT_") and k != "TAILCHAT_BIN"
+            }
+        )
         argv = [binary, "--nick", nick, "--no-discovery", "--bind", bind, "--port", str(port)]
         self.proc = subprocess.Popen(
             in_ns(ns, argv + extra),
@@ -121,9 +137,13 @@ class Bench:
         self.a = args
         self.alice = None
         self.bob = None
-        self.pending = {}  # ping number -> time typed
+        # Per direction of the timed messages ("a2b": alice types them, bob reads them; "b2a",
+        # only with --twoway, the other way):
+        self.pending = {"a2b": {}, "b2a": {}}  # ping number -> time typed
         self.next_ping = 0
-        self.samples = []  # (sent, latency) in s of the current phase, sent from its start
+        # (sent, latency) in s of the current phase, sent from its start
+        self.samples = {"a2b": [], "b2a": []}
+        self.both_ways = bool(args.twoway)
         self.loop_extra = []  # (fd, callback) watched besides the chats
         self.copies = 0  # plain copies made (each takes a port of its own)
         self.backlog = {"alice": [], "bob": []}  # lines not yet looked at by expect()
@@ -144,12 +164,14 @@ class Bench:
                         cb(now())
                 continue
             for who, t, line in lines:
-                m = re.search(r"<alice> lat (\d+)$", line) if who == "bob" else None
+                way = "a2b" if who == "bob" else "b2a"
+                other = "alice" if who == "bob" else "bob"
+                m = re.search(rf"<{other}> lat (\d+)$", line)
                 if m:
                     n = int(m.group(1))
-                    sent = self.pending.pop(n, None)
+                    sent = self.pending[way].pop(n, None)
                     if sent is not None:
-                        self.samples.append((sent - self.phase_start, t - sent))
+                        self.samples[way].append((sent - self.phase_start, t - sent))
                 else:
                     self.backlog[who].append((t, line))
 
@@ -177,29 +199,49 @@ class Bench:
         if now() >= self.ping_at:
             n = self.next_ping
             self.next_ping += 1
-            self.pending[n] = now()
+            self.pending["a2b"][n] = now()
             self.alice.type(f"lat {n}")
+            if self.both_ways:
+                self.pending["b2a"][n] = now()
+                self.bob.type(f"lat {n}")
             self.ping_at += self.a.interval_ms / 1000.0
 
     def start_pinging(self, pinging=True):
         """Starts a phase: with the timed messages, or (pinging False) with the chat quiet."""
-        self.samples = []
+        self.samples = {"a2b": [], "b2a": []}
         self.phase_start = now()
         self.ping_at = self.phase_start if pinging else float("inf")
 
-    def finish_pinging(self):
-        """Lets the messages in flight arrive (2 s at most); returns the phase's samples."""
+    def finish_pinging(self, way="a2b"):
+        """Lets the messages in flight arrive (2 s at most); returns the phase's samples of
+        direction `way` and how many of its messages were lost."""
+        both = self.finish_pinging_both()
+        return both[way]
+
+    def finish_pinging_both(self):
+        """As finish_pinging, both directions: {"a2b": (samples, lost), "b2a": ...}."""
         deadline = now() + 2.0
-        while self.pending and now() < deadline:
+        while any(self.pending.values()) and now() < deadline:
             self.pump(0.05)
-        lost = len(self.pending)
-        self.pending.clear()
-        return self.samples, lost
+        out = {}
+        for way, pending in self.pending.items():
+            out[way] = (self.samples[way], len(pending))
+            pending.clear()
+        return out
 
     # -- phases ------------------------------------------------------------------------
     def start_chats(self):
         a = self.a
-        self.alice = Chat(a.bin, a.ns_a, "alice", a.addr_a, 7654, f"{a.work}/alice", [])
+        # alice's downloads (--twoway: bob sends to her) go next to bob's.
+        self.alice = Chat(
+            a.bin,
+            a.ns_a,
+            "alice",
+            a.addr_a,
+            7654,
+            f"{a.work}/alice",
+            ["--download-dir", a.dl + "-alice"],
+        )
         self.bob = Chat(
             a.bin,
             a.ns_b,
@@ -219,12 +261,15 @@ class Bench:
         while now() < end:
             self.pump(self.ping_due())
             self.ping_if_due()
-        lat, lost = self.finish_pinging()
+        lat = self.finish_pinging_both()
         cpu1 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
-        return {
-            "latency": summary(lat, lost),
+        r = {
+            "latency": summary(*lat["a2b"]),
             "cpu_per_s": [(cpu1[i] - cpu0[i]) / seconds for i in range(2)],
         }
+        if self.both_ways:
+            r["latency_b2a"] = summary(*lat["b2a"])
+        return r
 
     def tailchat_run(self, name, pinging=True):
         size = os.path.getsize(self.a.file)
@@ -289,21 +334,8 @@ class Bench:
                            f"OPEN:{a.file}", f"TCP:{a.addr_b}:{port},{cong}"])
         )
         ended = {}
-        fds = {}
         for name, p in (("receiver", listener), ("sender", sender)):
-            fd = os.pidfd_open(p.pid)
-            fds[name] = fd
-
-            def on_exit(t, name=name, p=p, fd=fd):
-                if name in ended:
-                    return
-                _, status, ru = os.wait4(p.pid, 0)
-                p.returncode = os.waitstatus_to_exitcode(status)
-                ended[name] = (t, ru.ru_utime + ru.ru_stime)
-                self.loop_extra = [(f, c) for f, c in self.loop_extra if f != fd]
-                os.close(fd)
-
-            self.loop_extra.append((fd, on_exit))
+            self.watch_exit(name, p, ended)
         while "receiver" not in ended or "sender" not in ended:
             self.pump(self.ping_due() if pinging else 0.2)
             if pinging:
@@ -326,6 +358,186 @@ class Bench:
             },
             "latency": summary(lat, lost),
         }
+
+
+    def watch_exit(self, name, p, ended):
+        """Has the loop note when process p exits: ended[name] = (time, CPU seconds)."""
+        fd = os.pidfd_open(p.pid)
+
+        def on_exit(t):
+            if name in ended:
+                return
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            ended[name] = (t, ru.ru_utime + ru.ru_stime)
+            self.loop_extra = [(f, c) for f, c in self.loop_extra if f != fd]
+            os.close(fd)
+
+        self.loop_extra.append((fd, on_exit))
+
+    # -- both ways (--twoway) ----------------------------------------------------------
+    def expect_all(self, waits, limit):
+        """Runs the loop, with the timed messages, until every (who, pattern) of the dict
+        `waits` has been matched by a line of `who`; returns {key: (time, match)}. A line
+        matches one wait at most; lines matching none are dropped, as expect() does."""
+        got = {}
+        deadline = now() + limit
+        while True:
+            for who in ("alice", "bob"):
+                backlog = self.backlog[who]
+                while backlog:
+                    t, line = backlog.pop(0)
+                    for key, (w, pattern) in waits.items():
+                        if w == who and key not in got:
+                            m = re.search(pattern, line)
+                            if m:
+                                got[key] = (t, m)
+                                break
+            if len(got) == len(waits):
+                return got
+            if now() > deadline:
+                missing = [w for k, w in waits.items() if k not in got]
+                raise RuntimeError(
+                    f"no {missing}: alice {self.alice.log[-8:]}, bob {self.bob.log[-8:]}"
+                )
+            self.pump(self.ping_due())
+            self.ping_if_due()
+
+    def twoway_tailchat(self, shape):
+        """The transfers of `shape` ((sender, file index) each) at once: every offer made
+        first, then all accepted back to back, each timed from its own /accept."""
+        chats = {"alice": self.alice, "bob": self.bob}
+        flows = []
+        for sender, i in shape:
+            receiver = "bob" if sender == "alice" else "alice"
+            path = self.a.twoway[i]
+            name = re.escape(os.path.basename(path))
+            chats[sender].type(f"/send {receiver} {path}")
+            self.expect(sender, rf"offered {name} .* to {receiver}")
+            _, m = self.expect(receiver, rf"{sender} offers {name} .*/decline (\d+)")
+            flows.append((sender, receiver, path, name, m.group(1)))
+        cpu0 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        self.start_pinging()
+        starts = []
+        for sender, receiver, _, _, number in flows:
+            starts.append(now())
+            chats[receiver].type(f"/accept {number}")
+        waits = {}
+        for k, (sender, receiver, _, name, _) in enumerate(flows):
+            waits[("received", k)] = (receiver, rf"received {name} from {sender} .*→ (.*)$")
+            waits[("sent", k)] = (sender, rf"sent {name} to {receiver}")
+        got = self.expect_all(waits, 600)
+        cpu1 = (cpu_seconds(self.alice.pid()), cpu_seconds(self.bob.pid()))
+        lat = self.finish_pinging_both()
+        transfers = []
+        for k, (sender, receiver, path, _, _) in enumerate(flows):
+            t1, m = got[("received", k)]
+            dest = m.group(1).strip()
+            same = files_equal(path, dest)
+            os.remove(dest)
+            transfers.append(transfer_figures(sender, path, starts[k], t1, same))
+        return twoway_result("tailchat", shape, transfers, starts, lat, cpu1, cpu0)
+
+    def twoway_plain(self, cc, shape):
+        """The copies of `shape` at once with socat (congestion controller `cc`): every
+        listener up first, then the senders started back to back, each timed from its own
+        start to its receiver's exit."""
+        a = self.a
+        ns = {"alice": a.ns_a, "bob": a.ns_b}
+        addr = {"alice": a.addr_a, "bob": a.addr_b}
+        dl = {"alice": a.dl + "-alice", "bob": a.dl}
+        cong = f"setsockopt-string=6:13:{cc}"  # as in plain_run
+        flows = []
+        for k, (sender, i) in enumerate(shape):
+            receiver = "bob" if sender == "alice" else "alice"
+            self.copies += 1
+            port = 7700 + self.copies
+            out = os.path.join(dl[receiver], f"plain-{k}.bin")
+            listener = subprocess.Popen(
+                in_ns(ns[receiver], ["socat", "-u", "-b", str(a.socat_buffer),
+                                     f"TCP-LISTEN:{port},bind={addr[receiver]},reuseaddr,{cong}",
+                                     f"CREATE:{out}"])
+            )
+            flows.append((sender, receiver, a.twoway[i], port, out, listener))
+        for _, receiver, _, port, _, _ in flows:
+            wait_listening(ns[receiver], port)
+        ended = {}
+        self.start_pinging()
+        starts, senders = [], []
+        for k, (sender, receiver, path, port, _, listener) in enumerate(flows):
+            starts.append(now())
+            p = subprocess.Popen(
+                in_ns(ns[sender], ["socat", "-u", "-b", str(a.socat_buffer),
+                                   f"OPEN:{path}", f"TCP:{addr[receiver]}:{port},{cong}"])
+            )
+            senders.append(p)
+            self.watch_exit(("receiver", k), listener, ended)
+            self.watch_exit(("sender", k), p, ended)
+        while len(ended) < 2 * len(flows):
+            self.pump(self.ping_due())
+            self.ping_if_due()
+        lat = self.finish_pinging_both()
+        transfers = []
+        for k, (sender, _, path, _, out, listener) in enumerate(flows):
+            same = files_equal(path, out)
+            os.remove(out)
+            ok = same and listener.returncode == 0 and senders[k].returncode == 0
+            transfers.append(transfer_figures(sender, path, starts[k], ended[("receiver", k)][0], ok))
+        return twoway_result(f"socat ({cc})", shape, transfers, starts, lat)
+
+
+# The shapes of --twoway: (key, what, transfers as (sender, index into --twoway's files)).
+SHAPES = [
+    ("a", "bob→alice alone", [("bob", 2)]),
+    ("b", "alice→bob alone", [("alice", 0)]),
+    ("c", "2× alice→bob + bob→alice", [("alice", 0), ("alice", 1), ("bob", 2)]),
+    ("d", "alice→bob + bob→alice", [("alice", 0), ("bob", 2)]),
+]
+
+
+def transfer_figures(sender, path, t0, t1, same):
+    size = os.path.getsize(path)
+    secs = t1 - t0
+    return {
+        "way": "a2b" if sender == "alice" else "b2a",
+        "bytes": size,
+        "start": t0,
+        "end": t1,
+        "seconds": secs,
+        "mbit_s": size * 8 / secs / 1e6,
+        "byte_exact": same,
+    }
+
+
+def twoway_result(kind, shape, transfers, starts, lat, cpu1=None, cpu0=None):
+    """One two-way run: its transfers (named a→b 1, a→b 2, b→a in the order of the
+    shape), the whole of it, the chat's latency each way."""
+    n = {"a2b": 0, "b2a": 0}
+    for t in transfers:
+        n[t["way"]] += 1
+        t["name"] = ("a→b" if t["way"] == "a2b" else "b→a") + (
+            f" {n[t['way']]}" if t["way"] == "a2b" else ""
+        )
+    key = next(k for k, _, s in SHAPES if s == shape)
+    r = {
+        "kind": kind,
+        "shape": key,
+        "transfers": transfers,
+        "seconds": max(t["end"] for t in transfers) - min(starts),
+        "latency": summary(*lat["a2b"]),
+        "latency_b2a": summary(*lat["b2a"]),
+    }
+    if cpu0 is not None:
+        r["cpu_s"] = {"alice": cpu1[0] - cpu0[0], "bob": cpu1[1] - cpu0[1]}
+    fwd = [t for t in transfers if t["way"] == "a2b"]
+    if len(fwd) > 1:
+        # The forward transfers together: their bytes over the time from the first's start
+        # to the last's end (what the link gave that direction).
+        secs = max(t["end"] for t in fwd) - min(t["start"] for t in fwd)
+        r["a2b_together_mbit_s"] = sum(t["bytes"] for t in fwd) * 8 / secs / 1e6
+    for t in transfers:
+        del t["start"], t["end"]
+    return r
 
 
 def summary(samples, lost):
@@ -370,6 +582,9 @@ def table(paths):
     for path in paths:
         with open(path) as f:
             r = json.loads(f.read().strip().splitlines()[-1])
+        if r.get("twoway"):
+            table_twoway(r)
+            continue
         size = r["size"]
         print(
             f"\n### {r['label']}: {size / 1e6:.0f} MB ({size} bytes), niceness {r.get('nice', 0)}, "
@@ -458,6 +673,139 @@ def table(paths):
         )
 
 
+def twoway_runs(b, a, result):
+    """--twoway: every shape with every kind of copy, RUNS times, alternating (shape by
+    shape, tailchat then each plain copy) so a change in the machine's load falls on all."""
+    for i in range(a.runs):
+        for key, what, shape in SHAPES:
+            for kind in ["tailchat"] + [k for k in a.plain_cc.split(",") if k]:
+                r = b.twoway_tailchat(shape) if kind == "tailchat" else b.twoway_plain(kind, shape)
+                r["round"] = i
+                flows = ", ".join(
+                    f"{t['name']} {t['mbit_s']:.1f} Mbit/s in {t['seconds']:.2f} s"
+                    + ("" if t["byte_exact"] else " NOT BYTE-EXACT")
+                    for t in r["transfers"]
+                )
+                lat = lambda l: f"p50 {l['p50_ms']} p99 {l['p99_ms']} ms (lost {l['lost']})"
+                log(
+                    f"[{a.label}] {i} {key} {r['kind']:11} {flows}; chat a→b "
+                    f"{lat(r['latency'])}, b→a {lat(r['latency_b2a'])}"
+                )
+                result["runs"].append(r)
+
+
+def table_twoway(r):
+    """A --twoway summary: per shape and kind of copy, each transfer's time and rate and the
+    chat's latency each way, as the median over the runs and the range (lowest–highest)."""
+
+    def median(values):
+        values = sorted(values)
+        n = len(values)
+        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+    def med(values, fmt="{:.1f}"):
+        values = sorted(v for v in values if v is not None)
+        if not values:
+            return "—"
+        return f"{fmt.format(median(values))} ({fmt.format(values[0])}–{fmt.format(values[-1])})"
+
+    size = r["size"]
+    runs = r["runs"]
+    print(
+        f"\n### {r['label']}, both ways: files of {size / 1e6:.0f} MB ({size} bytes), "
+        f"{1 + max(x['round'] for x in runs)} runs of each, niceness {r.get('nice', 0)}, "
+        f"load average at start {' '.join(r.get('load', []))}\n"
+    )
+    for when in ("idle", "idle_after"):
+        l, l2 = r[when]["latency"], r[when]["latency_b2a"]
+        print(
+            f"Chat {'idle' if when == 'idle' else 'idle again after'}: alice→bob p50 "
+            f"{l['p50_ms']} / p99 {l['p99_ms']} ms, bob→alice p50 {l2['p50_ms']} / p99 "
+            f"{l2['p99_ms']} ms."
+        )
+    kinds = []
+    for x in runs:
+        if x["kind"] not in kinds:
+            kinds.append(x["kind"])
+    print(
+        "\nMedian (lowest–highest) over the runs. 'vs alone': the median rate over the median "
+        "rate of the same direction's transfer alone with the same kind of copy.\n"
+    )
+    print(
+        "| shape | copy | transfer | time s | Mbit/s | vs alone | chat a→b p50 ms | p99 ms "
+        "| chat b→a p50 ms | p99 ms | byte-exact |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    alone = {}
+    for kind in kinds:
+        for way, key in (("b2a", "a"), ("a2b", "b")):
+            rates = [t["mbit_s"] for x in runs if x["kind"] == kind and x["shape"] == key
+                     for t in x["transfers"]]
+            alone[(kind, way)] = median(rates) if rates else None
+    for key, what, _ in SHAPES:
+        for kind in kinds:
+            these = [x for x in runs if x["kind"] == kind and x["shape"] == key]
+            if not these:
+                continue
+            names = [t["name"] for t in these[0]["transfers"]]
+            rows = [(n, [next(t for t in x["transfers"] if t["name"] == n) for x in these])
+                    for n in names]
+            for j, (n, ts) in enumerate(rows):
+                rate = median([t["mbit_s"] for t in ts])
+                base = alone[(kind, ts[0]["way"])]
+                chat = ["", "", "", ""]
+                if j == 0:
+                    chat = [
+                        med([x[l][p] for x in these])
+                        for l in ("latency", "latency_b2a") for p in ("p50_ms", "p99_ms")
+                    ]
+                print(
+                    f"| {key + ': ' + what if j == 0 else ''} | {kind} | {n} "
+                    f"| {med([t['seconds'] for t in ts], '{:.2f}')} "
+                    f"| {med([t['mbit_s'] for t in ts])} "
+                    f"| {rate / base:.2f}× | " + " | ".join(chat)
+                    + f" | {all(t['byte_exact'] for t in ts)} |"
+                )
+            together = [x["a2b_together_mbit_s"] for x in these if "a2b_together_mbit_s" in x]
+            if together:
+                print(
+                    f"| | {kind} | a→b together | | {med(together)} "
+                    f"| {median(together) / alone[(kind, 'a2b')]:.2f}× | | | | | |"
+                )
+    print()
+    # The question these shapes are for: is a transfer slowed by one the other way?
+    for kind in kinds:
+        for key in ("c", "d"):
+            for way, alone_key, label in (("b2a", "a", "bob→alice"), ("a2b", "b", "alice→bob")):
+                ratios = []
+                for x in runs:
+                    if x["kind"] != kind or x["shape"] != key:
+                        continue
+                    base = [t["mbit_s"] for y in runs if y["kind"] == kind
+                            and y["shape"] == alone_key and y["round"] == x["round"]
+                            for t in y["transfers"]]
+                    if way == "a2b" and "a2b_together_mbit_s" in x:
+                        rate = x["a2b_together_mbit_s"]
+                    else:
+                        rate = next(t["mbit_s"] for t in x["transfers"] if t["way"] == way)
+                    if base:
+                        ratios.append(rate / base[0])
+                if ratios:
+                    print(
+                        f"{kind}, shape {key}: {label}{' (together)' if way == 'a2b' and key == 'c' else ''} "
+                        f"over {label} alone, run by run: "
+                        f"{', '.join(f'{v:.2f}' for v in ratios)} (median {median(ratios):.2f})"
+                    )
+    print("\nEach run (time s / Mbit/s per transfer; chat p50 / p99 ms each way):\n")
+    for x in runs:
+        flows = ", ".join(f"{t['name']} {t['seconds']:.2f} s {t['mbit_s']:.1f}" for t in x["transfers"])
+        l, l2 = x["latency"], x["latency_b2a"]
+        print(
+            f"- {x['round']} {x['shape']} {x['kind']}: {flows}; a→b {l['p50_ms']} / {l['p99_ms']}, "
+            f"b→a {l2['p50_ms']} / {l2['p99_ms']} (lost {l['lost']}, {l2['lost']})"
+        )
+
+
 def main():
     if sys.argv[1:2] == ["table"]:
         return table(sys.argv[2:])
@@ -467,7 +815,14 @@ def main():
     p.add_argument("--ns-b", required=True)
     p.add_argument("--addr-a", required=True)
     p.add_argument("--addr-b", required=True)
-    p.add_argument("--file", required=True)
+    p.add_argument("--file", help="the file alice sends (one way)")
+    p.add_argument(
+        "--twoway",
+        nargs=3,
+        metavar=("FWD1", "FWD2", "REV"),
+        help="copies both ways instead (see the top of this file): alice sends FWD1 and FWD2 "
+        "to bob, bob sends REV to alice",
+    )
     p.add_argument("--dl", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--runs", type=int, default=3)
@@ -490,9 +845,14 @@ def main():
         "take the cores from other work on a shared machine",
     )
     a = p.parse_args()
+    if a.twoway:
+        a.file = a.twoway[0]
     global NICE
     NICE = a.nice
+    if not a.file:
+        p.error("--file or --twoway is needed")
     os.makedirs(a.dl, exist_ok=True)
+    os.makedirs(a.dl + "-alice", exist_ok=True)
     b = Bench(a)
     b.start_chats()
     result = {
@@ -501,14 +861,19 @@ def main():
         "nice": a.nice,
         "load": open("/proc/loadavg").read().split()[:3],
         "runs": [],
+        "twoway": bool(a.twoway),
     }
     try:
         log(f"[{a.label}] idle chat latency, {a.idle_seconds} s")
         result["idle"] = b.idle(a.idle_seconds)
         log(f"[{a.label}]   {result['idle']['latency']}")
+        if a.twoway:
+            log(f"[{a.label}]   bob→alice: {result['idle']['latency_b2a']}")
+        if a.twoway:
+            twoway_runs(b, a, result)
         # With --quiet-copies every copy is made twice: once with the chat quiet, for its
         # time and CPU alone, then once with the timed messages, for the chat's latency.
-        for i in range(a.runs):
+        for i in range(0 if a.twoway else a.runs):
             for kind in ["tailchat"] + [k for k in a.plain_cc.split(",") if k]:
               for pinging in ([False, True] if a.quiet_copies else [True]):
                 r = (
@@ -524,6 +889,8 @@ def main():
                 result["runs"].append(r)
         result["idle_after"] = b.idle(a.idle_seconds)
         log(f"[{a.label}] idle again: {result['idle_after']['latency']}")
+        if a.twoway:
+            log(f"[{a.label}] idle again, bob→alice: {result['idle_after']['latency_b2a']}")
     finally:
         for c in (b.alice, b.bob):
             if c:
