@@ -419,32 +419,52 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
     let offered = files.path().join("report.txt");
     std::fs::write(&offered, b"quarterly numbers").unwrap();
     alice.send(&format!("/send bot {}", offered.display()));
+    // A `file` object: what a program acts on, no prose to parse.
     let offer = expect("the offer", &|v| {
-        v["type"] == "notice"
-            && v["text"]
-                .as_str()
-                .unwrap_or("")
-                .contains("offers report.txt")
+        v["type"] == "file" && v["event"] == "offer"
     });
-    let number = offer["text"]
+    assert_eq!(
+        (
+            &offer["direction"],
+            &offer["peer"],
+            &offer["name"],
+            &offer["size"]
+        ),
+        (
+            &Value::from("in"),
+            &Value::from("alice"),
+            &Value::from("report.txt"),
+            &Value::from(17)
+        ),
+        "{offer}"
+    );
+    assert_eq!(offer["peer_id"], join["id"]);
+    assert!(offer["text"]
         .as_str()
         .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+        .contains("offers report.txt"));
+    let number = offer["number"].as_u64().unwrap();
     let into = files.path().join("in");
     std::fs::create_dir(&into).unwrap();
     send(
         &mut stdin,
         serde_json::json!({"cmd": "command", "line": format!("/accept {number} {}", into.display())}),
     );
-    expect("the end line", &|v| {
-        v["text"]
-            .as_str()
-            .unwrap_or("")
-            .contains("received report.txt from alice")
+    expect("the accept", &|v| {
+        v["type"] == "file" && v["event"] == "accepted"
     });
+    let end = expect("the end line", &|v| {
+        v["type"] == "file" && v["event"] == "received"
+    });
+    assert_eq!(end["number"].as_u64(), Some(number));
+    assert_eq!(
+        end["path"].as_str(),
+        Some(into.join("report.txt").to_str().unwrap())
+    );
+    assert!(end["text"]
+        .as_str()
+        .unwrap()
+        .contains("received report.txt from alice"));
     assert_eq!(
         std::fs::read(into.join("report.txt")).unwrap(),
         b"quarterly numbers"

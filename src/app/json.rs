@@ -139,6 +139,14 @@ pub fn line(out: &Output) -> String {
         }
         Output::Mention(inner) => line(inner),
         Output::Late { message, .. } => line(message),
+        Output::File(f) => object(
+            "file",
+            json!({
+                "event": f.event, "number": f.number, "direction": f.direction,
+                "peer": f.peer, "peer_id": f.peer_id, "name": f.name, "size": f.size,
+                "path": f.path, "text": f.text, "error": f.error,
+            }),
+        ),
     }
 }
 

@@ -65,6 +65,37 @@ pub enum Output {
         /// The message.
         message: Box<Output>,
     },
+    /// A file transfer's line that a program may act on (an offer, how a transfer ended or
+    /// paused): shown as a notice (an error, when `error`), and in JSON as a `file` object
+    /// with its fields.
+    File(Box<FileEvent>),
+}
+
+/// What [`Output::File`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEvent {
+    /// What happened: `offer`, `accepted`, `received`, `sent`, `declined`, `cancelled`,
+    /// `failed`, `paused`.
+    pub event: &'static str,
+    /// The number the user types (`/accept 3`).
+    pub number: u32,
+    /// `in` (we receive) or `out` (we send).
+    pub direction: &'static str,
+    /// The peer's nick, and its id.
+    pub peer: String,
+    /// The peer's id (16 hex digits).
+    pub peer_id: String,
+    /// The file's or folder's name (for an incoming one, as it will be saved).
+    pub name: String,
+    /// Bytes offered.
+    pub size: u64,
+    /// Where it lands or landed (incoming, once accepted), or where it is read from
+    /// (outgoing).
+    pub path: Option<String>,
+    /// The line a person sees.
+    pub text: String,
+    /// Shown as an error.
+    pub error: bool,
 }
 
 /// Style of a message that calls us (bold yellow), as irssi and weechat highlight.
@@ -165,6 +196,10 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
             text_style(&mut line, text, label_width(&label));
         }
         Output::Notice(text) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", text, color),
+        Output::File(f) if f.error => {
+            push_styled(&mut line, ERROR_COLOUR, "error: ", &f.text, color);
+        }
+        Output::File(f) => push_styled(&mut line, NOTICE_COLOUR, "-!- ", &f.text, color),
         Output::Error(text) => push_styled(&mut line, ERROR_COLOUR, "error: ", text, color),
         Output::Info(text) | Output::Dated(text) => line.push_str(&sanitize(text)),
         // Nested mentions and late marks are not made; shown as their message.

@@ -265,7 +265,12 @@ impl Files {
         }
         self.kept.push(peer);
         let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
-        self.notice(format!("accepted {shown} from {nick} → {}", dest.display()));
+        self.event(
+            ep,
+            key,
+            "accepted",
+            format!("accepted {shown} from {nick} → {}", dest.display()),
+        );
         self.start_fetch(ep, key);
         if self
             .transfers

@@ -112,13 +112,13 @@ impl Files {
         let away = ep.peer(peer).is_some_and(|p| p.state != PeerState::Online);
         match Self::control(ep, peer, &Control::Offer(offer)) {
             // Queued for a peer who is away, like a message.
-            Ok(()) if away => self.notice(format!(
+            Ok(()) if away => self.event(ep, key, "offer", format!(
                 "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
             )),
-            Ok(()) => self.notice(format!(
+            Ok(()) => self.event(ep, key, "offer", format!(
                 "offered {name} ({size}) to {nick} — /cancel {number} withdraws it"
             )),
-            Err(AppDataError::NotHeard) => self.notice(format!(
+            Err(AppDataError::NotHeard) => self.event(ep, key, "offer", format!(
                 "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
             )),
             Err(e) => self.refused_by_peer(ep, key, e),
@@ -466,7 +466,7 @@ impl Files {
                 );
                 t.record.bytes_done = t.record.offer.size;
                 self.finish(ep, key, State::Done, None);
-                self.notice(line);
+                self.event(ep, key, "received", line);
             }
             Err(e) if e.is_transient() => {
                 let delay = RETRY_FIRST
@@ -538,7 +538,7 @@ impl Files {
                 };
                 let _ = Self::control(ep, peer, &pause);
                 self.save(key);
-                self.error(format!(
+                self.event_error(ep, key, "paused", format!(
                     "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space, then /accept {number} to go on"
                 ));
             }

@@ -47,10 +47,14 @@ impl Files {
                 remove_parts(t);
             }
         }
-        let _ = ep;
         let kept = self.transfers.get(&key).map(kept_files).unwrap_or_default();
         self.save(key);
-        self.notice(format!("{line}{kept}"));
+        let event = match state {
+            State::Declined => "declined",
+            State::Cancelled => "cancelled",
+            _ => "failed",
+        };
+        self.event(ep, key, event, format!("{line}{kept}"));
     }
 
     /// Ends a transfer on our side: stops its data, tells the peer, keeps the state, and
@@ -107,9 +111,21 @@ impl Files {
         let kept = self.transfers.get(&key).map(kept_files).unwrap_or_default();
         self.save(key);
         match state {
-            State::Declined => self.notice(format!("declined {name} from {nick}")),
-            State::Cancelled => self.notice(format!("cancelled {name} ({dir} {nick}){kept}")),
-            State::Failed => self.error(format!("{}{kept}", reason.unwrap_or_default())),
+            State::Declined => {
+                self.event(ep, key, "declined", format!("declined {name} from {nick}"))
+            }
+            State::Cancelled => self.event(
+                ep,
+                key,
+                "cancelled",
+                format!("cancelled {name} ({dir} {nick}){kept}"),
+            ),
+            State::Failed => self.event_error(
+                ep,
+                key,
+                "failed",
+                format!("{}{kept}", reason.unwrap_or_default()),
+            ),
             _ => {}
         }
     }

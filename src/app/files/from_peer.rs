@@ -116,7 +116,7 @@ impl Files {
                     Control::Accept { .. } if t.record.state == State::Offered => {
                         t.record.state = State::Accepted;
                         self.save(mine);
-                        self.notice(format!("{nick} accepted {name}"));
+                        self.event(ep, mine, "accepted", format!("{nick} accepted {name}"));
                     }
                     Control::Resume { .. } if t.record.state == State::Offered => {
                         t.record.state = State::Accepted;
@@ -142,7 +142,7 @@ impl Files {
                             t.percent_done(),
                             crate::ui::render::sanitize(&reason)
                         );
-                        self.notice(line);
+                        self.event(ep, mine, "paused", line);
                     }
                     _ => {}
                 }
@@ -203,17 +203,17 @@ impl Files {
         }
         match self.accepted_from(ep, from) {
             AcceptFrom::Yes => {
-                self.notice(format!(
+                self.event(ep, key, "offer", format!(
                     "{nick} offers {name} ({size}) — accepted (accept_from)"
                 ));
                 if let Err(e) = self.accept(ep, key, None) {
                     self.error(e);
                 }
             }
-            AcceptFrom::Shared(listed, pinned) => self.notice(format!(
+            AcceptFrom::Shared(listed, pinned) => self.event(ep, key, "offer", format!(
                 "{nick} offers {name} ({size}) — not accepted by itself: more than one peer is called {listed} (accept_from = [\"{pinned}\"] would name this one) — /accept {number} or /decline {number}"
             )),
-            AcceptFrom::No => self.notice(format!(
+            AcceptFrom::No => self.event(ep, key, "offer", format!(
                 "{nick} offers {name} ({size}) — /accept {number} or /decline {number}"
             )),
         }
@@ -280,7 +280,7 @@ impl Files {
         };
         t.record.bytes_done = t.record.offer.size;
         self.finish(ep, key, State::Done, None);
-        self.notice(line);
+        self.event(ep, key, "sent", line);
     }
 }
 

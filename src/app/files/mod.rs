@@ -463,6 +463,49 @@ impl Files {
         self.lines.push(Output::Error(text));
     }
 
+    /// A line about transfer `key` that a program may act on: `text` for a person, and
+    /// `event` with the transfer's fields for `--json` ([`Output::File`]).
+    fn event(&mut self, ep: &Endpoint, key: TransferKey, event: &'static str, text: String) {
+        self.file_line(ep, key, event, text, false);
+    }
+
+    /// [`Files::event`], shown as an error.
+    fn event_error(&mut self, ep: &Endpoint, key: TransferKey, event: &'static str, text: String) {
+        self.file_line(ep, key, event, text, true);
+    }
+
+    fn file_line(
+        &mut self,
+        ep: &Endpoint,
+        key: TransferKey,
+        event: &'static str,
+        text: String,
+        error: bool,
+    ) {
+        let Some(t) = self.transfers.get(&key) else {
+            return self.lines.push(if error {
+                Output::Error(text)
+            } else {
+                Output::Notice(text)
+            });
+        };
+        let r = &t.record;
+        let path = if r.outgoing { &r.source } else { &r.dest };
+        let line = crate::ui::render::FileEvent {
+            event,
+            number: t.number,
+            direction: if r.outgoing { "out" } else { "in" },
+            peer: Self::nick(ep, t),
+            peer_id: t.peer().to_string(),
+            name: t.shown_name(),
+            size: r.offer.size,
+            path: path.as_ref().map(|p| p.display().to_string()),
+            text,
+            error,
+        };
+        self.lines.push(Output::File(Box::new(line)));
+    }
+
     /// Takes in the kept transfers: unfinished ones get a number and outgoing ones are served.
     fn restore(&mut self) {
         let Some(store) = self.store.clone() else {

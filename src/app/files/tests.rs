@@ -426,6 +426,7 @@ fn notices(lines: Vec<Output>) -> Vec<String> {
         .into_iter()
         .filter_map(|l| match l {
             Output::Notice(text) => Some(text),
+            Output::File(f) if !f.error => Some(f.text),
             _ => None,
         })
         .collect()
@@ -494,7 +495,7 @@ fn a_forgotten_peers_transfers_end_with_a_line() {
     files.on_peer_forgotten(&mut ep, PeerId(2), "bob");
     let lines = files.take_lines();
     assert!(
-        matches!(&lines[..], [Output::Error(e)] if e == "report.pdf (from bob) stopped: bob is forgotten, nothing more will come"),
+        matches!(&lines[..], [Output::File(f)] if f.error && f.event == "failed" && f.text == "report.pdf (from bob) stopped: bob is forgotten, nothing more will come"),
         "{lines:?}"
     );
     assert_eq!(files.transfers[&key].record.state, State::Failed);
