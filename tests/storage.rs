@@ -138,7 +138,10 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     let mut alice = bob_gone(a.path(), b.path());
     alice.send("kept for bob");
     alice.expect("bob is not here");
-    quit_undelivered(alice);
+    alice.send("/quit");
+    // Whom the kept message waits for is said.
+    alice.expect("1 message(s) not yet acknowledged by bob are kept");
+    assert_eq!(alice.wait_exit().code(), Some(5), "{:#?}", alice.seen);
     let mut alice = start("alice", a.path(), &[]);
     alice.expect("1 message(s) from earlier wait");
     let mut bob = start(

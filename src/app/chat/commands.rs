@@ -215,13 +215,13 @@ impl Chat {
         let me = self.ep.nick().to_owned();
         let now_ms = chrono::Utc::now().timestamp_millis();
         self.append(&Persistence::said(&me, to, &sent, &text, action, now_ms));
-        let away: Vec<String> = self
-            .ep
-            .peers()
-            .into_iter()
+        let peers = self.ep.peers();
+        let names = self.known_names(&peers);
+        let away: Vec<String> = peers
+            .iter()
             .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
             .filter(|p| self.away_told.insert(p.id))
-            .map(|p| p.nick)
+            .map(|p| names.name_of(p.id, &p.nick))
             .collect();
         let to_json = match (to, &to_nick) {
             (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),

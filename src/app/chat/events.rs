@@ -225,6 +225,14 @@ impl Chat {
         present.iter().map(|(id, _)| *id).zip(names).collect()
     }
 
+    /// Every known peer's name as lines show it, `bob#1d79e0c2` while another known peer (or
+    /// we) goes by the same nick, away or not.
+    pub(super) fn known_names(&self, peers: &[PeerInfo]) -> present::ShownNames {
+        let mut all: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
+        all.push((self.ep.peer_id(), self.ep.nick()));
+        present::ShownNames::new(&all)
+    }
+
     /// The names of `present` and ours, as of the endpoint's roster version.
     fn names_with_ours<'a>(
         &'a self,

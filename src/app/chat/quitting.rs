@@ -71,13 +71,22 @@ impl Chat {
         }
         self.sync();
         let waiting = self.ep.undelivered();
+        // For whom, so that the user knows whom to expect back.
+        let peers = self.ep.peers();
+        let names = self.known_names(&peers);
+        let whom: Vec<String> = peers
+            .iter()
+            .filter(|p| p.undelivered > 0)
+            .map(|p| names.name_of(p.id, &p.nick))
+            .collect();
+        let whom = whom.join(", ");
         if waiting > 0 && self.persist.storing() {
             self.print(Output::Notice(format!(
-                "{waiting} message(s) not yet acknowledged are kept, and sent when you and they are both back"
+                "{waiting} message(s) not yet acknowledged by {whom} are kept, and sent when you and they are both back"
             )));
         } else if waiting > 0 {
             self.print(Output::Error(format!(
-                "{waiting} message(s) had not been acknowledged and are lost: storage is off"
+                "{waiting} message(s) had not been acknowledged by {whom} and are lost: storage is off"
             )));
         }
         for line in self.files.left_unfinished() {
