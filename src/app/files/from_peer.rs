@@ -131,7 +131,11 @@ impl Files {
                         );
                     }
                     Control::Done { .. } => self.sent_done(ep, mine),
-                    Control::Pause { at, reason, .. } if t.record.state == State::Accepted => {
+                    // Once per pause: a peer repeating it is not shown again (data moving
+                    // again ends the pause).
+                    Control::Pause { at, reason, .. }
+                        if t.record.state == State::Accepted && !t.paused_by_peer =>
+                    {
                         // Said instead of "interrupted": the receiver stopped on purpose,
                         // and the line when it goes again says where from.
                         t.told_interrupted = true;

@@ -668,3 +668,57 @@ fn a_reason_told_to_the_peer_names_no_folder_of_ours() {
     );
     assert_eq!(for_peer("cancelled", None), "cancelled");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
+    let (mut files, key) = ours_accepted();
+    let mut events = files.take_events();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    let broken = DataEvent::ServeEnded {
+        id: 7,
+        from: 0,
+        sent: 6_000_000,
+        result: Err(ServeError::Link("connection reset by peer".into())),
+    };
+    files.on_data_at(&mut ep, broken, now);
+    // Its own count was 6 MB; bob has 5 MB on his disk. Sent again (or by a hostile peer,
+    // many times): said once.
+    let pause = control::encode(&Control::Pause {
+        id: 7,
+        at: 5_000_000,
+        reason: "the disk \u{1b}[2Jis full".into(),
+    });
+    for _ in 0..3 {
+        files.on_app_data(&mut ep, PeerId(2), &pause);
+    }
+    delivered_later(&mut files, &mut events).await;
+    assert_eq!(
+        notices(files.take_lines()),
+        ["bob paused report.pdf at 50%: the disk is full — it goes on when bob has made room"]
+    );
+    assert!(files
+        .list(&ep, now)
+        .iter()
+        .any(|row| row.contains("paused by receiver")));
+    // Going again: said, and a later pause is said again.
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Serving {
+            id: 7,
+            from: 5_000_000,
+        },
+        now,
+    );
+    assert_eq!(
+        notices(files.take_lines()),
+        ["report.pdf to bob: resumed at 5.0 MB (50%)"]
+    );
+    files.on_app_data(&mut ep, PeerId(2), &pause);
+    assert_eq!(notices(files.take_lines()).len(), 1);
+    // Not from bob's peer: ignored.
+    let (mut other, _) = ours_accepted();
+    other.on_app_data(&mut ep, PeerId(3), &pause);
+    assert!(other.take_lines().is_empty());
+}
