@@ -671,7 +671,7 @@ fn a_reason_told_to_the_peer_names_no_folder_of_ours() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
-    let (mut files, key) = ours_accepted();
+    let (mut files, _) = ours_accepted();
     let mut events = files.take_events();
     let now = Instant::now();
     let mut ep = endpoint(now);
