@@ -49,6 +49,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs `cmd` with `input` on its standard input (then closed), to the end.
+fn run_with_input(mut cmd: std::process::Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `out` is of a program that exited with `code` (else both its streams are shown).
 fn assert_exited(out: &Output, code: i32) {
     assert_eq!(
@@ -86,19 +98,8 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     bob.expect("*alice* just for you");
 
     // From standard input, bytes that are not UTF-8 too: replaced, as a piped script's are.
-    let (mut cmd, _home) = send_command(dir.path(), "5", &[]);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"stdin \xff end\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let (cmd, _home) = send_command(dir.path(), "5", &[]);
+    let out = run_with_input(cmd, b"stdin \xff end\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("<alice> stdin \u{fffd} end");
 
@@ -299,7 +300,7 @@ fn a_script_that_adds_one_peer_reaches_the_peers_it_brings_in_too() {
     // xavier and yvonne know each other; the script adds only xavier, who passes yvonne on.
     let (mut xavier, mut yvonne) = alice_and_bob(tempfile::tempdir().unwrap().path());
     let script = format!("/add 127.0.0.1:{}\nbuild finished\n", xavier.port);
-    let (mut cmd, _home) = command(&[
+    let (cmd, _home) = command(&[
         "--nick",
         "ci-bot",
         "--ephemeral",
@@ -309,19 +310,7 @@ fn a_script_that_adds_one_peer_reaches_the_peers_it_brings_in_too() {
         "--port",
         "0",
     ]);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(cmd, script.as_bytes());
     assert_exited(&out, 0);
     xavier.expect("<ci-bot> build finished");
     yvonne.expect("<ci-bot> build finished");

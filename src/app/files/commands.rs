@@ -146,6 +146,13 @@ impl Files {
         t.paused = false;
         t.retries = 0;
         self.notice(format!("going on with {name} from {nick} at {pct}%"));
+        self.fetch_or_wait(ep, key, &format!("the rest of {name}"), &nick);
+        Ok(())
+    }
+
+    /// Starts fetching `key`, or, with its sender away, says that `what` comes when `nick`
+    /// is back.
+    fn fetch_or_wait(&mut self, ep: &Endpoint, key: TransferKey, what: &str, nick: &str) {
         self.start_fetch(ep, key);
         if self
             .transfers
@@ -153,10 +160,9 @@ impl Files {
             .is_some_and(|t| t.fetching.is_none())
         {
             self.notice(format!(
-                "{nick} is not here now: the rest of {name} comes when {nick} is back"
+                "{nick} is not here now: {what} comes when {nick} is back"
             ));
         }
-        Ok(())
     }
 
     /// `/send NICK PATH`: builds the offer off the loop; it goes out when ready.
@@ -271,16 +277,7 @@ impl Files {
             "accepted",
             format!("accepted {shown} from {nick} → {}", dest.display()),
         );
-        self.start_fetch(ep, key);
-        if self
-            .transfers
-            .get(&key)
-            .is_some_and(|t| t.fetching.is_none())
-        {
-            self.notice(format!(
-                "{nick} is not here now: {shown} comes when {nick} is back"
-            ));
-        }
+        self.fetch_or_wait(ep, key, &shown, &nick);
         Ok(())
     }
 

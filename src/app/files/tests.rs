@@ -263,21 +263,28 @@ async fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_aga
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interruption() {
-    // Bob cancels: his data connection closes, and his Cancel comes a moment after.
+/// Our transfer 7 to bob, accepted, whose data connection broke after `sent` bytes (`why`):
+/// the files, the events the loop would deliver later, a clock and an endpoint.
+fn ours_broken(sent: u64, why: &str) -> (Files, UnboundedReceiver<DataEvent>, Instant, Endpoint) {
     let (mut files, _) = ours_accepted();
-    let mut events = files.take_events();
+    let events = files.take_events();
     let now = Instant::now();
     let mut ep = endpoint(now);
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
     let broken = DataEvent::ServeEnded {
         id: 7,
         from: 0,
-        sent: 400_000,
-        result: Err(ServeError::Link("broken pipe".into())),
+        sent,
+        result: Err(ServeError::Link(why.into())),
     };
     files.on_data_at(&mut ep, broken, now);
+    (files, events, now, ep)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interruption() {
+    // Bob cancels: his data connection closes, and his Cancel comes a moment after.
+    let (mut files, mut events, now, mut ep) = ours_broken(400_000, "broken pipe");
     let cancel = Control::Cancel {
         id: 7,
         by_offerer: false,
@@ -671,18 +678,7 @@ fn a_reason_told_to_the_peer_names_no_folder_of_ours() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
-    let (mut files, _) = ours_accepted();
-    let mut events = files.take_events();
-    let now = Instant::now();
-    let mut ep = endpoint(now);
-    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
-    let broken = DataEvent::ServeEnded {
-        id: 7,
-        from: 0,
-        sent: 6_000_000,
-        result: Err(ServeError::Link("connection reset by peer".into())),
-    };
-    files.on_data_at(&mut ep, broken, now);
+    let (mut files, mut events, now, mut ep) = ours_broken(6_000_000, "connection reset by peer");
     // Its own count was 6 MB; bob has 5 MB on his disk. Sent again (or by a hostile peer,
     // many times): said once.
     let pause = control::encode(&Control::Pause {
