@@ -75,7 +75,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         HISTORY_USAGE,
-        "the last N lines (default 20) of the group, or of your conversation with NICK",
+        "the last N lines (default 20) of the group, or of your conversation with NICK (NICK#ID: that identity alone)",
     ),
     (
         SEND_USAGE,

@@ -25,6 +25,13 @@ impl Chat {
     /// network; the answer comes back through [`Self::history_answer`].
     pub(super) fn history(&mut self, nick: Option<String>, count: Option<usize>) {
         let filter = match &nick {
+            // `bob#1d79e0c2`: that identity alone (another that went by bob is not it).
+            Some(n) if n.contains('#') => {
+                match crate::app::lookup::find_peer(&self.ep.peers(), n) {
+                    Ok((id, _)) => HistoryFilter::Peer { id },
+                    Err(e) => return self.command_error(e),
+                }
+            }
             Some(n) => HistoryFilter::Direct { nick: n.clone() },
             None => HistoryFilter::Group,
         };

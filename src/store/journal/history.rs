@@ -34,6 +34,11 @@ pub enum HistoryFilter {
         /// The peer's nick, exactly as it was recorded.
         nick: String,
     },
+    /// The direct messages between us and one identity, whatever it was called.
+    Peer {
+        /// Its id.
+        id: PeerId,
+    },
 }
 
 /// One message of the conversation, as [`Journal::history`](super::Journal::history) returns it.
@@ -121,12 +126,16 @@ impl Index {
                 .filter(|(_, names)| names.iter().any(|(_, n)| n == wanted))
                 .map(|(id, names)| (*id, names.clone()))
                 .collect(),
+            // Known by its id even if no nick of it was recorded.
+            HistoryFilter::Peer { id } => {
+                BTreeMap::from([(*id, self.nicks.get(id).cloned().unwrap_or_default())])
+            }
         };
         HistoryQuery {
             path,
             file,
             checkpoints: self.checkpoints.clone(),
-            direct: matches!(filter, HistoryFilter::Direct { .. }),
+            direct: !matches!(filter, HistoryFilter::Group),
             names,
             last,
         }

@@ -595,6 +595,15 @@ fn history_of_a_direct_conversation_follows_nick_changes() {
         .unwrap()
         .0
         .is_empty());
+
+    // One of the two carols alone, by its id (`/history carol#…`).
+    let second = HistoryFilter::Peer {
+        id: PeerId(0xca202),
+    };
+    assert_eq!(
+        summary(&journal.history(&second, 100).unwrap().0),
+        [("me", Some("carol"), true, "welcome back carol")]
+    );
 }
 
 #[test]
