@@ -177,11 +177,12 @@ impl Files {
             DataEvent::Prepared { id, result } => self.prepared(ep, id, result),
             DataEvent::Serving { id, from } => {
                 let mut save = false;
-                let mut again = None;
+                let (mut accepted, mut again) = (None, None);
                 if let Some(t) = self.mine(id) {
                     if t.record.state == State::Offered {
                         // Its data connection overtook the Accept.
-                        again = Some(format!("{} accepted {}", Self::nick(ep, t), t.shown_name()));
+                        accepted =
+                            Some(format!("{} accepted {}", Self::nick(ep, t), t.shown_name()));
                     }
                     t.serving += 1;
                     t.paused_by_peer = false;
@@ -199,11 +200,15 @@ impl Files {
                         t.record.state = State::Accepted;
                     }
                 }
+                let key = TransferKey {
+                    offerer: self.me,
+                    id,
+                };
                 if save {
-                    self.save(TransferKey {
-                        offerer: self.me,
-                        id,
-                    });
+                    self.save(key);
+                }
+                if let Some(line) = accepted {
+                    self.event(ep, key, "accepted", line);
                 }
                 if let Some(line) = again {
                     self.notice(line);
