@@ -129,9 +129,10 @@ pub fn send(
                 answers += 1;
                 let message = field("message");
                 eprintln!("error: {message}");
-                if message.contains("nobody is here") {
+                // By how the message begins: what follows may hold a peer's nick.
+                if message.starts_with("not sent: nobody is here") {
                     outcome.nobody_to_send_to = true;
-                } else if message.contains("too many messages already wait") {
+                } else if message.starts_with("not sent: too many messages already wait") {
                     outcome.refused += 1;
                 } else {
                     outcome.invalid_command = true;

@@ -259,7 +259,15 @@ fn fetch(
     offset: u64,
     events: &UnboundedSender<DataEvent>,
 ) -> Result<(), FetchError> {
-    let link = |e: io::Error| FetchError::Link(reason(&e));
+    let link = |e: io::Error| {
+        FetchError::Link(match e.kind() {
+            // The read timeout: said as what it means.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                format!("nothing came for {} s", STALL.as_secs())
+            }
+            _ => reason(&e),
+        })
+    };
     let mut stream = TcpStream::connect_timeout(&job.addr, CONNECT_TIMEOUT).map_err(|e| {
         let why = reason(&e);
         let mut chars = why.chars();

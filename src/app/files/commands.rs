@@ -116,7 +116,8 @@ impl Files {
         } else {
             dest.parent().map(Path::to_path_buf).unwrap_or_default()
         };
-        if dir.is_some_and(|d| d != folder && d != dest) {
+        // The folder it goes in, or (for a folder) the one it was accepted into.
+        if dir.is_some_and(|d| d != folder && d != dest && dest.parent() != Some(d.as_path())) {
             return Err(format!(
                 "file transfer {} goes to {}: /accept {} goes on there",
                 t.number,

@@ -483,6 +483,9 @@ impl Files {
                     // Data was coming and the connection broke: said in a moment (a Cancel
                     // may be on its way).
                     FetchError::Link(why) => {
+                        // Counted from what is on disk, where it will resume (what was read
+                        // but not written is asked for again).
+                        t.record.bytes_done = super::ending::bytes_on_disk(t);
                         if !t.told_interrupted && !t.interrupt_pending {
                             t.interrupt_pending = true;
                             self.later(
@@ -539,7 +542,7 @@ impl Files {
                 let pause = Control::Pause {
                     id: key.id,
                     at: t.record.bytes_done,
-                    reason: "the disk is full".into(),
+                    reason: super::from_peer::PAUSED_FULL.into(),
                 };
                 let _ = Self::control(ep, peer, &pause);
                 self.save(key);

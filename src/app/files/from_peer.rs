@@ -45,7 +45,15 @@ impl Files {
                         self.refused_by_peer(ep, key, e);
                     }
                 }
-            } else if t.record.state == State::Accepted && t.fetching.is_none() && !t.paused {
+            } else if t.record.state == State::Accepted && t.paused {
+                // Paused for lack of space: it is told again (it may have restarted since).
+                let pause = Control::Pause {
+                    id: key.id,
+                    at: t.record.bytes_done,
+                    reason: PAUSED_FULL.into(),
+                };
+                let _ = Self::control(ep, peer, &pause);
+            } else if t.record.state == State::Accepted && t.fetching.is_none() {
                 let _ = Self::control(
                     ep,
                     peer,
@@ -66,6 +74,11 @@ impl Files {
             Ok(c) => c,
             Err(ControlError::OtherTag) => return,
             Err(ControlError::Malformed) => {
+                // Once per peer and run: a peer (hostile, or of another version) sending
+                // many is not shown many times.
+                if !self.told_malformed.insert(from) {
+                    return;
+                }
                 let nick = ep.nick_of(from).unwrap_or("?").to_owned();
                 return self.notice(format!(
                     "{} sent a malformed file-transfer message: ignored",
@@ -119,8 +132,10 @@ impl Files {
                         self.event(ep, mine, "accepted", format!("{nick} accepted {name}"));
                     }
                     Control::Resume { .. } if t.record.state == State::Offered => {
+                        // Its Accept was missed (we restarted before it came): the same line.
                         t.record.state = State::Accepted;
                         self.save(mine);
+                        self.event(ep, mine, "accepted", format!("{nick} accepted {name}"));
                     }
                     Control::Decline { .. } => {
                         self.finish_remote(
@@ -140,6 +155,8 @@ impl Files {
                         // and the line when it goes again says where from.
                         t.told_interrupted = true;
                         t.paused_by_peer = true;
+                        // Where it will resume (a lying peer's `at` moves nothing but this
+                        // line and /files; a restarted sender knows no better).
                         t.record.bytes_done = at.min(t.record.offer.size);
                         let line = format!(
                             "{nick} paused {name} at {}%: {} — it goes on when {nick} has made room",
@@ -234,7 +251,7 @@ impl Files {
         let list = &self.setup.accept_from;
         if list
             .iter()
-            .any(|n| n.contains('#') && crate::app::lookup::by_id_prefix(n, nick, &id))
+            .any(|n| pinned(n) && crate::app::lookup::by_id_prefix(n, nick, &id))
         {
             return AcceptFrom::Yes;
         }
@@ -243,7 +260,8 @@ impl Files {
         }
         let shared = nick == ep.nick() || ep.peers().iter().any(|p| p.id != from && p.nick == nick);
         if shared {
-            let pinned = format!("{nick}#{}", id.get(..8).unwrap_or(&id));
+            // The whole id: a prefix an impostor could grind a key for is no proof.
+            let pinned = format!("{nick}#{id}");
             AcceptFrom::Shared(crate::ui::render::display_nick(nick), pinned)
         } else {
             AcceptFrom::Yes
@@ -322,4 +340,21 @@ enum AcceptFrom {
     Shared(String, String),
     /// Not listed.
     No,
+}
+
+/// The reason a receiver gives in a Pause for a full disk.
+pub(super) const PAUSED_FULL: &str = "the disk is full";
+
+/// The fewest hex digits of an id an `accept_from` entry `NICK#ID` must give to name one
+/// identity (shorter ones are refused at start, see [`Files::new`]).
+pub(super) const PIN_DIGITS: usize = 8;
+
+/// Whether `entry` is `NICK#ID` with at least [`PIN_DIGITS`] hex digits.
+pub(super) fn pinned(entry: &str) -> bool {
+    entry.rsplit_once('#').is_some_and(|(nick, id)| {
+        !nick.is_empty()
+            && id.len() >= PIN_DIGITS
+            && id.len() <= 16
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }

@@ -260,6 +260,41 @@ impl Transfer {
 
     /// The end of a transfer that finished just before the program stopped, for the next
     /// start (the line it got then may never have reached the screen).
+    /// Its [`Output::File`] fields, with `peer` as the peer's name.
+    fn file_event(
+        &self,
+        peer: String,
+        event: &'static str,
+        text: String,
+        error: bool,
+    ) -> crate::ui::render::FileEvent {
+        let r = &self.record;
+        let path = if r.outgoing { &r.source } else { &r.dest };
+        crate::ui::render::FileEvent {
+            event,
+            number: self.number,
+            direction: if r.outgoing { "out" } else { "in" },
+            peer,
+            peer_id: self.peer().to_string(),
+            name: self.shown_name(),
+            size: r.offer.size,
+            path: path.as_ref().map(|p| p.display().to_string()),
+            text,
+            error,
+        }
+    }
+
+    /// The event a finished transfer's end line is.
+    fn end_event(&self) -> &'static str {
+        match (self.record.state, self.record.outgoing) {
+            (State::Done, false) => "received",
+            (State::Done, true) => "sent",
+            (State::Declined, _) => "declined",
+            (State::Cancelled, _) => "cancelled",
+            _ => "failed",
+        }
+    }
+
     fn told_late(&self) -> String {
         let r = &self.record;
         let (name, nick) = (
@@ -352,6 +387,8 @@ pub struct Files {
     /// When this run started (ms since the Unix epoch): a transfer from an earlier run that
     /// ends in this one is listed by `/files` with this run's.
     started_ms: i64,
+    /// Peers already said to have sent a malformed file-transfer message (once per run).
+    told_malformed: std::collections::HashSet<PeerId>,
 }
 
 impl Files {
@@ -374,7 +411,23 @@ impl Files {
             untold: Vec::new(),
             quiet,
             started_ms: now_ms(),
+            told_malformed: std::collections::HashSet::new(),
         };
+        // An entry that names an identity by too few digits names none: said, not guessed.
+        let short: Vec<String> = files
+            .setup
+            .accept_from
+            .iter()
+            .filter(|n| n.contains('#') && !from_peer::pinned(n))
+            .cloned()
+            .collect();
+        for entry in short {
+            files.error(format!(
+                "accept_from: '{}' is not used — after the #, give the peer's id, {} to 16 hex digits (/whois shows it)",
+                crate::ui::render::sanitize(&entry),
+                from_peer::PIN_DIGITS
+            ));
+        }
         files.restore();
         files
     }
@@ -489,20 +542,7 @@ impl Files {
                 Output::Notice(text)
             });
         };
-        let r = &t.record;
-        let path = if r.outgoing { &r.source } else { &r.dest };
-        let line = crate::ui::render::FileEvent {
-            event,
-            number: t.number,
-            direction: if r.outgoing { "out" } else { "in" },
-            peer: Self::nick(ep, t),
-            peer_id: t.peer().to_string(),
-            name: t.shown_name(),
-            size: r.offer.size,
-            path: path.as_ref().map(|p| p.display().to_string()),
-            text,
-            error,
-        };
+        let line = t.file_event(Self::nick(ep, t), event, text, error);
         self.lines.push(Output::File(Box::new(line)));
     }
 
@@ -560,8 +600,11 @@ impl Files {
                 ..new_transfer(number, record, offer, manifest)
             };
             if restored.record.untold {
+                let nick = crate::ui::render::display_nick(&restored.record.peer_nick);
                 let line = restored.told_late();
-                self.notice(line);
+                let error = restored.record.state == State::Failed;
+                let event = restored.file_event(nick, restored.end_event(), line, error);
+                self.lines.push(Output::File(Box::new(event)));
                 self.untold.push(key);
             }
             self.transfers.insert(key, restored);

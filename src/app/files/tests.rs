@@ -461,8 +461,14 @@ fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
     assert_eq!(untold(&store), 1, "saved as untold when it ends");
     // The program stops before the line reaches the screen: the next start says it.
     let mut next = Files::new(setup(), PeerId(1), false);
+    let lines = next.take_lines();
+    // A program gets it as the end of that transfer, as it would have live.
+    assert!(
+        matches!(&lines[..], [Output::File(f)] if f.event == "sent" && f.direction == "out"),
+        "{lines:?}"
+    );
     assert_eq!(
-        notices(next.take_lines()),
+        notices(lines),
         ["before tailchat last stopped: sent report.pdf to bob"]
     );
     let told = next.take_untold();
@@ -717,4 +723,47 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
     let (mut other, _) = ours_accepted();
     other.on_app_data(&mut ep, PeerId(3), &pause);
     assert!(other.take_lines().is_empty());
+}
+
+#[test]
+fn accept_from_names_an_identity_only_with_enough_of_its_id() {
+    use super::from_peer::pinned;
+    assert!(pinned("alice#1d79e0c2"));
+    assert!(pinned("alice#1D79E0C2AB12CD34"));
+    for weak in [
+        "alice#",
+        "alice#1d",
+        "alice#1d79e0c",
+        "#1d79e0c2",
+        "alice#1d79e0cz",
+        "alice#1d79e0c2ab12cd34ff",
+    ] {
+        assert!(!pinned(weak), "{weak}");
+    }
+    // Said at start, not silently ignored (nor taken as any alice).
+    let files = Files::new(
+        FilesSetup {
+            accept_from: vec!["alice#".into(), "bob".into(), "carol#1d79e0c2".into()],
+            ..FilesSetup::default()
+        },
+        PeerId(1),
+        false,
+    );
+    let errors: Vec<&Output> = files.lines.iter().collect();
+    assert!(
+        matches!(&errors[..], [Output::Error(e)] if e.starts_with("accept_from: 'alice#' is not used")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn malformed_file_messages_from_a_peer_are_said_once() {
+    let (mut files, _) = accepted(false);
+    let mut ep = endpoint(Instant::now());
+    for _ in 0..30 {
+        files.on_app_data(&mut ep, PeerId(2), &[control::TAG_FILES, 99]);
+    }
+    assert_eq!(files.take_lines().len(), 1);
+    files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99]);
+    assert_eq!(files.take_lines().len(), 1, "another peer's: said too");
 }
