@@ -133,6 +133,11 @@ pub enum DataEvent {
         /// Which transfer.
         key: TransferKey,
     },
+    /// Time to look whether a transfer paused for lack of space fits now.
+    SpaceCheck {
+        /// Which transfer.
+        key: TransferKey,
+    },
     /// A data connection broke a moment ago, for this reason: said now, unless the
     /// transfer ended (a Cancel overtaken by the broken connection) or goes again.
     Interrupted {

@@ -125,30 +125,48 @@ impl Files {
                 t.number
             ));
         }
+        self.room_for_the_rest(key)?;
+        self.go_on_now(ep, key, "going on with");
+        Ok(())
+    }
+
+    /// Whether what is left of paused transfer `key` fits in its folder now; if not, says so.
+    pub(super) fn room_for_the_rest(&self, key: TransferKey) -> Result<(), String> {
+        let t = self.transfers.get(&key).ok_or("gone")?;
+        let dest = t.record.dest.as_deref().ok_or("gone")?;
+        let folder = if t.record.offer.folder {
+            dest
+        } else {
+            dest.parent().unwrap_or(dest)
+        };
         let left = t
             .record
             .offer
             .size
             .saturating_sub(super::ending::bytes_on_disk(t));
-        if let Some(free) = free_space(&folder) {
-            if left > free {
-                return Err(format!(
-                    "still not enough space for {} in {}: the rest needs {}, {} free — free some, then /accept {}",
-                    t.shown_name(),
-                    folder.display(),
-                    human_size(left),
-                    human_size(free),
-                    t.number
-                ));
-            }
+        match free_space(folder) {
+            Some(free) if left > free => Err(format!(
+                "still not enough space for {} in {}: the rest needs {}, {} free — free some, and it goes on by itself (or /accept {} then)",
+                t.shown_name(),
+                folder.display(),
+                human_size(left),
+                human_size(free),
+                t.number
+            )),
+            _ => Ok(()),
         }
-        let (name, pct, nick) = (t.shown_name(), t.percent_done(), Self::nick(ep, t));
-        let t = self.transfers.get_mut(&key).ok_or("gone")?;
+    }
+
+    /// Unpauses `key` and fetches the rest, saying `how` ("going on with").
+    pub(super) fn go_on_now(&mut self, ep: &Endpoint, key: TransferKey, how: &str) {
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
         t.paused = false;
         t.retries = 0;
-        self.notice(format!("going on with {name} from {nick} at {pct}%"));
+        let (name, pct, nick) = (t.shown_name(), t.percent_done(), Self::nick(ep, t));
+        self.notice(format!("{how} {name} from {nick} at {pct}%"));
         self.fetch_or_wait(ep, key, &format!("the rest of {name}"), &nick);
-        Ok(())
     }
 
     /// Starts fetching `key`, or, with its sender away, says that `what` comes when `nick`

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// the broken connection may overtake, ends the transfer meanwhile, and then its own line
 /// says so instead.
 pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+/// How often a transfer paused for lack of space looks whether the rest fits now (then it
+/// goes on by itself).
+pub(super) const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
@@ -336,6 +339,20 @@ impl Files {
             }
             DataEvent::FetchEnded { key, from, result } => self.fetch_ended(ep, key, from, result),
             DataEvent::Interrupted { key, why } => self.interrupted(ep, key, &why),
+            DataEvent::SpaceCheck { key } => {
+                let paused = self
+                    .transfers
+                    .get(&key)
+                    .is_some_and(|t| t.paused && t.record.state == State::Accepted);
+                if !paused {
+                    return; // gone on (`/accept`), cancelled, or done
+                }
+                if self.room_for_the_rest(key).is_ok() {
+                    self.go_on_now(ep, key, "there is room again: going on with");
+                } else {
+                    self.later(SPACE_CHECK_EVERY, DataEvent::SpaceCheck { key });
+                }
+            }
             DataEvent::Retry { key } => {
                 if let Some(t) = self.transfers.get_mut(&key) {
                     t.retry_pending = false;
@@ -547,8 +564,9 @@ impl Files {
                 let _ = Self::control(ep, peer, &pause);
                 self.save(key);
                 self.event_error(ep, key, "paused", format!(
-                    "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space, then /accept {number} to go on"
+                    "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space and it goes on by itself (or /accept {number} then)"
                 ));
+                self.later(SPACE_CHECK_EVERY, DataEvent::SpaceCheck { key });
             }
             Err(e) => {
                 let why = match &e {
