@@ -149,6 +149,13 @@ class Bench:
         self.backlog = {"alice": [], "bob": []}  # lines not yet looked at by expect()
 
     # -- the one loop ------------------------------------------------------------------
+    def hold(self, seconds):
+        """Lets `seconds` pass, pinging and taking output meanwhile (nothing is waited for)."""
+        end = now() + seconds
+        while now() < end:
+            self.pump(min(self.ping_due(), end - now()))
+            self.ping_if_due()
+
     def pump(self, timeout):
         """Waits up to timeout for output; takes ping arrivals, keeps other lines for expect."""
         fds = [self.alice.fd, self.bob.fd] + [fd for fd, _ in self.loop_extra]
@@ -420,6 +427,8 @@ class Bench:
         self.start_pinging()
         starts = []
         for sender, receiver, _, _, number in flows:
+            if sender == "bob" and len(flows) > 1:
+                self.hold(REVERSE_DELAY)
             starts.append(now())
             chats[receiver].type(f"/accept {number}")
         waits = {}
@@ -465,6 +474,8 @@ class Bench:
         self.start_pinging()
         starts, senders = [], []
         for k, (sender, receiver, path, port, _, listener) in enumerate(flows):
+            if sender == "bob" and len(flows) > 1:
+                self.hold(REVERSE_DELAY)
             starts.append(now())
             p = subprocess.Popen(
                 in_ns(ns[sender], ["socat", "-u", "-b", str(a.socat_buffer),
@@ -485,6 +496,11 @@ class Bench:
             transfers.append(transfer_figures(sender, path, starts[k], ended[("receiver", k)][0], ok))
         return twoway_result(f"socat ({cc})", shape, transfers, starts, lat)
 
+
+# --twoway: how long after the others the bob→alice transfer of a shape with several starts
+# (TWOWAY_REVERSE_DELAY, seconds; 0: back to back), to see whether a transfer that starts
+# once the other way's queue is there fares otherwise.
+REVERSE_DELAY = float(os.environ.get("TWOWAY_REVERSE_DELAY", "0"))
 
 # The shapes of --twoway: (key, what, transfers as (sender, index into --twoway's files)).
 SHAPES = [

@@ -19,6 +19,8 @@
 #   file TWOWAY_BYTES (default 30000000), against socat copies of the same shapes; the timed
 #   messages go both ways. A transfer's ACKs then wait in the other direction's queue, which
 #   a sender that watches its RTT can take for a queue of its own.
+#   TWOWAY_REVERSE_DELAY (seconds, default 0): in ONLY=twoway's shapes with several
+#   transfers, the bob→alice one starts this long after the others.
 #   TAILCHAT_BIN: the tailchat measured (nothing is built), e.g. to compare another build
 #   against this tree's; without it the release build of this tree (in CARGO_TARGET_DIR if
 #   set).
