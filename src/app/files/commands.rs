@@ -133,12 +133,7 @@ impl Files {
     /// Whether what is left of paused transfer `key` fits in its folder now; if not, says so.
     pub(super) fn room_for_the_rest(&self, key: TransferKey) -> Result<(), String> {
         let t = self.transfers.get(&key).ok_or("gone")?;
-        let dest = t.record.dest.as_deref().ok_or("gone")?;
-        let folder = if t.record.offer.folder {
-            dest
-        } else {
-            dest.parent().unwrap_or(dest)
-        };
+        let folder = t.folder().ok_or("gone")?;
         let left = t
             .record
             .offer
@@ -155,6 +150,30 @@ impl Files {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether paused transfer `key` may go on by itself: its folder has more room than when
+    /// it paused (so the same write does not just fail again, every few seconds, on a quota
+    /// that free space does not show), enough bytes for the rest and an inode for each file
+    /// still to come.
+    pub(super) fn room_grew(&self, key: TransferKey) -> bool {
+        let Some(t) = self.transfers.get(&key) else {
+            return false;
+        };
+        let Some((bytes, inodes)) = t.folder().and_then(disk_room) else {
+            return false;
+        };
+        let left = t
+            .record
+            .offer
+            .size
+            .saturating_sub(super::ending::bytes_on_disk(t));
+        let files_left = t.record.offer.files.saturating_sub(t.record.files_done);
+        may_go_on(
+            (bytes, inodes),
+            t.paused_room,
+            (left, u64::from(files_left)),
+        )
     }
 
     /// Unpauses `key` and fetches the rest, saying `how` ("going on with").
@@ -398,13 +417,53 @@ impl Files {
     }
 }
 
+/// The rule of [`Files::room_grew`]: free `(bytes, inodes)` now and when it paused, and the
+/// `(bytes, files)` still to come.
+fn may_go_on(now: (u64, u64), at_pause: Option<(u64, u64)>, need: (u64, u64)) -> bool {
+    let grew = at_pause.is_none_or(|(b, i)| now.0 > b || now.1 > i);
+    grew && now.0 >= need.0 && now.1 >= need.1
+}
+
 /// Bytes free for us in the file system of `dir`.
 fn free_space(dir: &Path) -> Option<u64> {
+    disk_room(dir).map(|(bytes, _)| bytes)
+}
+
+/// Bytes and inodes free for us in the file system of `dir` (inodes: `u64::MAX` where the
+/// file system counts none).
+pub(super) fn disk_room(dir: &Path) -> Option<(u64, u64)> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;
-    Some(s.blocks_available().saturating_mul(s.fragment_size()))
+    let bytes = s.blocks_available().saturating_mul(s.fragment_size());
+    let inodes = if s.files() == 0 {
+        u64::MAX
+    } else {
+        s.files_available()
+    };
+    Some((bytes, inodes))
 }
 
 /// A path as typed, with a leading `~` for the home directory.
 fn expand_home(p: &str) -> PathBuf {
     crate::app::settings::expand_home(Path::new(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_go_on;
+
+    #[test]
+    fn a_paused_transfer_goes_on_by_itself_only_when_room_grew_enough() {
+        let paused = Some((1_000, 0)); // 1 kB and no inode free when it paused
+                                       // Freed bytes but no inode (a folder out of inodes): not yet.
+        assert!(!may_go_on((5_000_000, 0), paused, (2_000_000, 3)));
+        // Inodes back, bytes enough: yes.
+        assert!(may_go_on((5_000_000, 10), paused, (2_000_000, 3)));
+        // Room enough but nothing changed since the pause (a quota statvfs does not show):
+        // not by itself, or it would fail again every few seconds.
+        assert!(!may_go_on((1_000, 0), paused, (0, 0)));
+        // More room, but not enough for the rest.
+        assert!(!may_go_on((1_500_000, 10), paused, (2_000_000, 3)));
+        // Not known when it paused: as soon as it fits.
+        assert!(may_go_on((2_000_000, 3), None, (2_000_000, 3)));
+    }
 }

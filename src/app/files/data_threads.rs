@@ -347,7 +347,7 @@ impl Files {
                 if !paused {
                     return; // gone on (`/accept`), cancelled, or done
                 }
-                if self.room_for_the_rest(key).is_ok() {
+                if self.room_grew(key) {
                     self.go_on_now(ep, key, "there is room again: going on with");
                 } else {
                     self.later(SPACE_CHECK_EVERY, DataEvent::SpaceCheck { key });
@@ -554,6 +554,7 @@ impl Files {
                 // Nothing is lost: the parts stay, and the sender keeps offering it (told
                 // why, rather than seeing only a broken connection).
                 t.paused = true;
+                t.paused_room = t.folder().and_then(super::commands::disk_room);
                 t.record.bytes_done = super::ending::bytes_on_disk(t);
                 let (pct, number, peer) = (t.percent_done(), t.number, t.peer());
                 let pause = Control::Pause {

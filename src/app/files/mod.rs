@@ -140,6 +140,8 @@ struct Transfer {
     interrupt_pending: bool,
     /// Outgoing: the receiver paused it ([`Control::Pause`]) until data moves again.
     paused_by_peer: bool,
+    /// Incoming, paused: the free bytes and inodes of its folder when it paused.
+    paused_room: Option<(u64, u64)>,
     /// Saving its record failed, and the user was told (once, until a save works again).
     told_unsaved: bool,
     /// A retry is scheduled.
@@ -206,6 +208,16 @@ impl Transfer {
         } else {
             self.record.bytes_done
         }
+    }
+
+    /// Incoming, accepted: the folder its files go in.
+    fn folder(&self) -> Option<&Path> {
+        let dest = self.record.dest.as_deref()?;
+        Some(if self.record.offer.folder {
+            dest
+        } else {
+            dest.parent().unwrap_or(dest)
+        })
     }
 
     /// For a folder whose file list is known: which of its files the transfer is at (from
@@ -733,6 +745,7 @@ fn new_transfer(
         told_blocked: false,
         interrupt_pending: false,
         paused_by_peer: false,
+        paused_room: None,
         told_unsaved: false,
         retry_pending: false,
         paused: false,
