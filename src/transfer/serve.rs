@@ -131,6 +131,8 @@ pub struct Server {
     port: u16,
     /// Offers being served, by token.
     table: Table,
+    /// Bound, not yet accepting ([`Server::bind`]): connections wait in the listen queue.
+    idle: Option<TcpListener>,
 }
 
 impl Server {
@@ -145,14 +147,40 @@ impl Server {
         port: u16,
         events: UnboundedSender<DataEvent>,
     ) -> io::Result<Server> {
+        let mut server = Server::bind(bind, port)?;
+        server.serve(events)?;
+        Ok(server)
+    }
+
+    /// Listens as [`Server::start`] does but accepts nothing until [`Server::serve`]: offers
+    /// restored at start are all in place before the first request is read (one that came
+    /// in between would be told "no such offer", which ends a transfer for good).
+    ///
+    /// # Errors
+    /// No TCP socket can be bound at all.
+    pub fn bind(bind: Option<IpAddr>, port: u16) -> io::Result<Server> {
         let listener = listen(bind, port).or_else(|_| listen(bind, 0))?;
         let port = listener.local_addr()?.port();
-        let table: Table = Arc::default();
-        let shared = Arc::clone(&table);
+        Ok(Server {
+            port,
+            table: Arc::default(),
+            idle: Some(listener),
+        })
+    }
+
+    /// Starts accepting connections (once), reporting to `events`.
+    ///
+    /// # Errors
+    /// No thread could be started.
+    pub fn serve(&mut self, events: UnboundedSender<DataEvent>) -> io::Result<()> {
+        let Some(listener) = self.idle.take() else {
+            return Ok(());
+        };
+        let shared = Arc::clone(&self.table);
         std::thread::Builder::new()
             .name("tailchat-files".into())
             .spawn(move || admit::accept_loop(&listener, &shared, &events))?;
-        Ok(Server { port, table })
+        Ok(())
     }
 
     /// The TCP port offers are served on.
@@ -657,5 +685,52 @@ mod tests {
             last, SENT,
             "everything taken is reported before the wait ends"
         );
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+    use crate::transfer::data::{self, Request, Status};
+
+    /// A request that arrives while a restarted sender puts its offers back is answered
+    /// once they are in, not with "no such offer" (which ends the transfer for good).
+    #[test]
+    fn a_request_before_the_restored_offers_are_in_waits_for_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f.bin");
+        std::fs::write(&file, b"the bytes").unwrap();
+        let prepared = crate::transfer::manifest::prepare(&file).unwrap();
+        let mut server = Server::bind(Some("127.0.0.1".parse().unwrap()), 0).unwrap();
+        // The receiver connects and asks at once (the listen queue takes it).
+        let mut client = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+        let token = [7; 16];
+        let request = Request {
+            token,
+            id: 1,
+            file: 0,
+            offset: 0,
+        };
+        client.write_all(&request.encode()).unwrap();
+        // Only then is the offer put back, and the server starts accepting.
+        server.offer(
+            token,
+            Serving {
+                id: 1,
+                root: prepared.root.clone(),
+                folder: false,
+                manifest_bytes: prepared.manifest.encode(),
+                manifest: prepared.manifest,
+                cancelled: AtomicBool::new(false),
+                modified: Vec::new(),
+            },
+        );
+        let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
+        server.serve(events).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (status, _) = data::read_response(&mut client).unwrap();
+        assert_eq!(status, Status::Ok);
     }
 }

@@ -24,6 +24,9 @@ pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// How often a transfer paused for lack of space looks whether the rest fits now (then it
 /// goes on by itself).
 pub(super) const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Failed tries to connect, while the sender answers chat, before TCP is said to be in the
+/// way (with [`RETRY_FIRST`] doubling: 3.5 s).
+const BLOCKED_AFTER: u32 = 4;
 /// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
@@ -246,6 +249,9 @@ impl Files {
                     if result.is_ok() {
                         // (What a broken connection wrote may not have arrived.)
                         t.record.bytes_done = t.record.bytes_done.max(from + sent);
+                    } else {
+                        // But where it started had (and a report may not have come yet).
+                        t.record.bytes_done = t.record.bytes_done.max(from);
                     }
                     t.serving = t.serving.saturating_sub(1);
                     done_now = t.done_waiting && t.serving == 0;
@@ -291,6 +297,9 @@ impl Files {
                     save = t.begin(now, from);
                     t.last_connection = Some((from, 0));
                     t.rate.note(now, from);
+                    // Connected: a run of failures to connect is over.
+                    t.failing_since = None;
+                    t.told_blocked = false;
                 }
                 if save {
                     self.save(key);
@@ -523,8 +532,12 @@ impl Files {
                         let answering = ep
                             .peer(t.peer())
                             .is_some_and(|p| p.state == PeerState::Online && p.last_heard > since);
+                        // A few tries (seconds) first: a sender that has just restarted
+                        // answers chat a moment before its listener has its offers.
                         match &e {
-                            FetchError::Connect(addr, _) if answering && !t.told_blocked => {
+                            FetchError::Connect(addr, _)
+                                if answering && !t.told_blocked && t.retries >= BLOCKED_AFTER =>
+                            {
                                 t.told_blocked = true;
                                 t.told_interrupted = true;
                                 Some(format!(

@@ -401,6 +401,8 @@ pub struct Files {
     started_ms: i64,
     /// Peers already said to have sent a malformed file-transfer message (once per run).
     told_malformed: std::collections::HashSet<PeerId>,
+    /// Offers of an earlier run are being put back: the listener waits until all are in.
+    restoring: bool,
 }
 
 impl Files {
@@ -424,6 +426,7 @@ impl Files {
             quiet,
             started_ms: now_ms(),
             told_malformed: std::collections::HashSet::new(),
+            restoring: false,
         };
         // An entry that names an identity by too few digits names none: said, not guessed.
         let short: Vec<String> = files
@@ -440,7 +443,16 @@ impl Files {
                 from_peer::PIN_DIGITS
             ));
         }
+        files.restoring = true;
         files.restore();
+        files.restoring = false;
+        let events = files.events_tx.clone();
+        if let Some(Err(e)) = files.server.as_mut().map(|s| s.serve(events)) {
+            files.error(format!(
+                "cannot serve file transfers: {}",
+                manifest::reason(&e)
+            ));
+        }
         files
     }
 
@@ -644,7 +656,13 @@ impl Files {
     /// The data listener, started if it is not yet.
     fn server(&mut self) -> Option<&Server> {
         if self.server.is_none() {
-            match Server::start(self.setup.bind, self.setup.port, self.events_tx.clone()) {
+            // While restoring, bound only: it accepts once every restored offer is in.
+            let started = if self.restoring {
+                Server::bind(self.setup.bind, self.setup.port)
+            } else {
+                Server::start(self.setup.bind, self.setup.port, self.events_tx.clone())
+            };
+            match started {
                 Ok(s) => self.server = Some(s),
                 Err(e) => {
                     self.error(format!(
