@@ -6,6 +6,7 @@ use super::ending::remove_parts;
 use super::{seconds, Files, Transfer};
 use crate::proto::{AppDataError, Endpoint, PeerId, PeerState};
 use crate::transfer::control::{Control, Offer};
+use crate::transfer::data::Status;
 use crate::transfer::fetch::{self, FetchError, Plan};
 use crate::transfer::manifest::{Manifest, Prepared};
 use crate::transfer::record::{State, StoredOffer};
@@ -24,6 +25,8 @@ pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 /// How often a transfer paused for lack of space looks whether the rest fits now (then it
 /// goes on by itself).
 pub(super) const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// How many times in a row "no such offer" is tried again before the transfer fails.
+const UNKNOWN_TRIES: u32 = 2;
 /// Failed tries to connect, while the sender answers chat, before TCP is said to be in the
 /// way (with [`RETRY_FIRST`] doubling: 3.5 s).
 const BLOCKED_AFTER: u32 = 4;
@@ -314,6 +317,7 @@ impl Files {
                     t.record.bytes_done = done;
                     t.rate.note(now, done);
                     t.retries = 0;
+                    t.unknowns = 0;
                     t.failing_since = None;
                     t.told_blocked = false;
                     if std::mem::take(&mut t.told_interrupted) {
@@ -481,6 +485,10 @@ impl Files {
         }
         let nick = Self::nick(ep, t);
         let name = t.shown_name();
+        let retry_unknown = result == Err(FetchError::Refused(Status::Unknown)) && {
+            t.unknowns += 1;
+            t.unknowns <= UNKNOWN_TRIES
+        };
         match result {
             Ok(()) => {
                 let line = format!(
@@ -499,7 +507,10 @@ impl Files {
                 self.finish(ep, key, State::Done, None);
                 self.event(ep, key, "received", line);
             }
-            Err(e) if e.is_transient() => {
+            // "No such offer" from a sender that has just restarted may come before its
+            // offers are back (another implementation's race): tried again twice before it
+            // counts.
+            Err(e) if e.is_transient() || retry_unknown => {
                 let delay = RETRY_FIRST
                     .saturating_mul(1 << t.retries.min(6))
                     .min(RETRY_MAX);
@@ -524,6 +535,7 @@ impl Files {
                         }
                         None
                     }
+                    FetchError::Refused(_) => None,
                     // No connection. Chat heard from the sender since the first failure: it
                     // is there, and TCP is in the way. Otherwise it is away (stopped, killed,
                     // unplugged), said once a second try failed too.

@@ -136,6 +136,8 @@ struct Transfer {
     failing_since: Option<Instant>,
     /// Incoming: the user was told TCP may be blocked (once per run of failures).
     told_blocked: bool,
+    /// Incoming: "no such offer" answers in a row (see `UNKNOWN_TRIES`).
+    unknowns: u32,
     /// A broken connection is to be told in a moment ([`DataEvent::Interrupted`]).
     interrupt_pending: bool,
     /// Outgoing: the receiver paused it ([`Control::Pause`]) until data moves again.
@@ -761,6 +763,7 @@ fn new_transfer(
         told_interrupted: false,
         failing_since: None,
         told_blocked: false,
+        unknowns: 0,
         interrupt_pending: false,
         paused_by_peer: false,
         paused_room: None,

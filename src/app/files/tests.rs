@@ -767,3 +767,24 @@ fn malformed_file_messages_from_a_peer_are_said_once() {
     files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99]);
     assert_eq!(files.take_lines().len(), 1, "another peer's: said too");
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_such_offer_is_tried_again_twice_before_the_transfer_fails() {
+    use crate::transfer::data::Status;
+    let (mut files, key) = accepted(false);
+    let _events = files.take_events();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    let unknown = || DataEvent::FetchEnded {
+        key,
+        from: 0,
+        result: Err(FetchError::Refused(Status::Unknown)),
+    };
+    for _ in 0..2 {
+        files.on_data_at(&mut ep, unknown(), now);
+        assert_eq!(files.transfers[&key].record.state, State::Accepted);
+        assert!(files.take_lines().is_empty());
+    }
+    files.on_data_at(&mut ep, unknown(), now);
+    assert_eq!(files.transfers[&key].record.state, State::Failed);
+}
