@@ -16,6 +16,23 @@ pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
         .collect()
 }
 
+/// The names peers are shown under (`bob#1d79e0c2` while another peer, or we, goes by the
+/// same nick): the peers of `peers` that have not left (all of them with `with_left`), and
+/// us (`me`).
+pub fn shown_names(
+    peers: &[PeerInfo],
+    me: (PeerId, &str),
+    with_left: bool,
+) -> crate::ui::present::ShownNames {
+    let mut all: Vec<(PeerId, &str)> = peers
+        .iter()
+        .filter(|p| with_left || p.state != PeerState::Left)
+        .map(|p| (p.id, p.nick.as_str()))
+        .collect();
+    all.push(me);
+    crate::ui::present::ShownNames::new(&all)
+}
+
 /// Whether `wanted`, as `NICK#IDPREFIX`, names the peer `nick` whose id (16 hex digits) is
 /// `id`: the nick, and the start of the id in either case.
 pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {

@@ -184,10 +184,10 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             let peers = self.ep.peers();
-            let present = present_of(&peers);
-            self.screen.peer_nicks(present::display_names(&present));
+            self.screen
+                .peer_nicks(present::display_names(&present_of(&peers)));
             // Named now, while the joins are being shown, rather than by the next message.
-            self.shown_names = Some(self.names_with_ours(present));
+            self.shown_names = Some(self.names_with_ours(&peers));
             for line in self.tailnet.check_peers(&peers) {
                 self.print(Output::Notice(line));
             }
@@ -228,18 +228,15 @@ impl Chat {
     /// Every known peer's name as lines show it, `bob#1d79e0c2` while another known peer (or
     /// we) goes by the same nick, away or not.
     pub(super) fn known_names(&self, peers: &[PeerInfo]) -> present::ShownNames {
-        let mut all: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
-        all.push((self.ep.peer_id(), self.ep.nick()));
-        present::ShownNames::new(&all)
+        crate::app::lookup::shown_names(peers, (self.ep.peer_id(), self.ep.nick()), true)
     }
 
-    /// The names of `present` and ours, as of the endpoint's roster version.
-    fn names_with_ours<'a>(
-        &'a self,
-        mut present: Vec<(PeerId, &'a str)>,
-    ) -> (u64, present::ShownNames) {
-        present.push((self.ep.peer_id(), self.ep.nick()));
-        (self.ep.roster_version(), present::ShownNames::new(&present))
+    /// The names of the present peers of `peers` and ours, as of the endpoint's roster
+    /// version.
+    fn names_with_ours(&self, peers: &[PeerInfo]) -> (u64, present::ShownNames) {
+        let me = (self.ep.peer_id(), self.ep.nick());
+        let names = crate::app::lookup::shown_names(peers, me, false);
+        (self.ep.roster_version(), names)
     }
 
     /// A message whose sender's nick looks like another present peer's (or ours) is shown
@@ -259,7 +256,7 @@ impl Chat {
         let version = self.ep.roster_version();
         let names = match self.shown_names.take() {
             Some((v, names)) if v == version => (v, names),
-            _ => self.names_with_ours(present_of(&self.ep.peers())),
+            _ => self.names_with_ours(&self.ep.peers()),
         };
         let (_, names) = self.shown_names.insert(names);
         *nick = names.name_of(*from, nick);

@@ -110,12 +110,7 @@ impl Files {
         dir: Option<PathBuf>,
     ) -> Result<(), String> {
         let t = &self.transfers[&key];
-        let dest = t.record.dest.clone().ok_or("gone")?;
-        let folder = if t.record.offer.folder {
-            dest.clone()
-        } else {
-            dest.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
+        let (dest, folder) = t.record.dest.as_deref().zip(t.folder()).ok_or("gone")?;
         // The folder it goes in, or (for a folder) the one it was accepted into.
         if dir.is_some_and(|d| d != folder && d != dest && dest.parent() != Some(d.as_path())) {
             return Err(format!(
@@ -134,11 +129,7 @@ impl Files {
     pub(super) fn room_for_the_rest(&self, key: TransferKey) -> Result<(), String> {
         let t = self.transfers.get(&key).ok_or("gone")?;
         let folder = t.folder().ok_or("gone")?;
-        let left = t
-            .record
-            .offer
-            .size
-            .saturating_sub(super::ending::bytes_on_disk(t));
+        let left = t.left_to_fetch();
         match free_space(folder) {
             Some(free) if left > free => Err(format!(
                 "still not enough space for {} in {}: the rest needs {}, {} free — free some, and it goes on by itself (or /accept {} then)",
@@ -163,11 +154,7 @@ impl Files {
         let Some((bytes, inodes)) = t.folder().and_then(disk_room) else {
             return false;
         };
-        let left = t
-            .record
-            .offer
-            .size
-            .saturating_sub(super::ending::bytes_on_disk(t));
+        let left = t.left_to_fetch();
         let files_left = t.record.offer.files.saturating_sub(t.record.files_done);
         may_go_on(
             (bytes, inodes),

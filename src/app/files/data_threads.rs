@@ -37,17 +37,25 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A running transfer shows a progress line this often (interactive only).
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
-/// How a transfer that was interrupted goes again, `from` bytes into its `size`.
-fn going_again(from: u64, size: u64) -> String {
-    if from == 0 {
-        "connected, from the start".to_owned()
-    } else {
-        let pct = u128::from(from) * 100 / u128::from(size.max(1));
-        format!("resumed at {} ({pct}%)", human_size(from))
-    }
-}
-
 impl Files {
+    /// The line for `t`, which was interrupted, going again `from` bytes into the offer:
+    /// `report.pdf to bob: resumed at 1.8 MB (43%)`.
+    fn going_again(ep: &Endpoint, t: &Transfer, from: u64) -> String {
+        let size = t.record.offer.size;
+        let how = if from == 0 {
+            "connected, from the start".to_owned()
+        } else {
+            let pct = u128::from(from) * 100 / u128::from(size.max(1));
+            format!("resumed at {} ({pct}%)", human_size(from))
+        };
+        format!(
+            "{} {} {}: {how}",
+            t.shown_name(),
+            t.toward(),
+            Self::nick(ep, t)
+        )
+    }
+
     /// Our offer's files are read and hashed: serve them and offer them.
     fn prepared(&mut self, ep: &mut Endpoint, id: u64, result: Result<Prepared, String>) {
         let key = TransferKey {
@@ -196,12 +204,7 @@ impl Files {
                     t.serving += 1;
                     t.paused_by_peer = false;
                     if std::mem::take(&mut t.told_interrupted) {
-                        again = Some(format!(
-                            "{} to {}: {}",
-                            t.shown_name(),
-                            Self::nick(ep, t),
-                            going_again(from, t.record.offer.size)
-                        ));
+                        again = Some(Self::going_again(ep, t, from));
                     }
                     save = t.begin(now, from);
                     t.rate.note(now, from);
@@ -300,9 +303,7 @@ impl Files {
                     save = t.begin(now, from);
                     t.last_connection = Some((from, 0));
                     t.rate.note(now, from);
-                    // Connected: a run of failures to connect is over.
-                    t.failing_since = None;
-                    t.told_blocked = false;
+                    t.connected();
                 }
                 if save {
                     self.save(key);
@@ -318,16 +319,10 @@ impl Files {
                     t.rate.note(now, done);
                     t.retries = 0;
                     t.unknowns = 0;
-                    t.failing_since = None;
-                    t.told_blocked = false;
+                    t.connected();
                     if std::mem::take(&mut t.told_interrupted) {
                         let from = t.last_connection.map_or(0, |(f, _)| f);
-                        let line = format!(
-                            "{} from {}: {}",
-                            t.shown_name(),
-                            Self::nick(ep, t),
-                            going_again(from, t.record.offer.size)
-                        );
+                        let line = Self::going_again(ep, t, from);
                         self.notice(line);
                     }
                 }

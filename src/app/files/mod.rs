@@ -23,7 +23,7 @@ mod data_threads;
 mod ending;
 mod from_peer;
 
-use crate::proto::{AppDataError, Endpoint, PeerId, PeerState};
+use crate::proto::{AppDataError, Endpoint, PeerId};
 use crate::transfer::control::{self, Control, Offer};
 use crate::transfer::manifest::{self, Manifest};
 use crate::transfer::record::{Record, State, Store};
@@ -210,6 +210,20 @@ impl Transfer {
         } else {
             self.record.bytes_done
         }
+    }
+
+    /// Incoming: a data connection was made, so a run of failures to connect is over.
+    fn connected(&mut self) {
+        self.failing_since = None;
+        self.told_blocked = false;
+    }
+
+    /// Incoming: bytes of the offer not yet on our disk.
+    fn left_to_fetch(&self) -> u64 {
+        self.record
+            .offer
+            .size
+            .saturating_sub(ending::bytes_on_disk(self))
     }
 
     /// Incoming, accepted: the folder its files go in.
@@ -724,14 +738,8 @@ impl Files {
     /// [`Files::nick`] of peer `id`, called `known` if the endpoint has no nick for it.
     fn nick_or(ep: &Endpoint, id: PeerId, known: &str) -> String {
         let nick = ep.nick_of(id).unwrap_or(known);
-        let peers = ep.peers();
-        let mut present: Vec<(PeerId, &str)> = peers
-            .iter()
-            .filter(|p| p.state != PeerState::Left)
-            .map(|p| (p.id, p.nick.as_str()))
-            .collect();
-        present.push((ep.peer_id(), ep.nick()));
-        crate::ui::present::ShownNames::new(&present).name_of(id, nick)
+        crate::app::lookup::shown_names(&ep.peers(), (ep.peer_id(), ep.nick()), false)
+            .name_of(id, nick)
     }
 }
 
