@@ -577,12 +577,7 @@ impl Files {
                 t.paused_room = t.folder().and_then(super::commands::disk_room);
                 t.record.bytes_done = super::ending::bytes_on_disk(t);
                 let (pct, number, peer) = (t.percent_done(), t.number, t.peer());
-                let pause = Control::Pause {
-                    id: key.id,
-                    at: t.record.bytes_done,
-                    reason: super::from_peer::PAUSED_FULL.into(),
-                };
-                let _ = Self::control(ep, peer, &pause);
+                let _ = Self::control(ep, peer, &t.pause());
                 self.save(key);
                 self.event_error(ep, key, "paused", format!(
                     "paused {name} from {nick} at {pct}%: {why} — what arrived is kept; free some space and it goes on by itself (or /accept {number} then)"

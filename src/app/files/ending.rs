@@ -49,11 +49,10 @@ impl Files {
         }
         let kept = self.transfers.get(&key).map(kept_files).unwrap_or_default();
         self.save(key);
-        let event = match state {
-            State::Declined => "declined",
-            State::Cancelled => "cancelled",
-            _ => "failed",
-        };
+        let event = self
+            .transfers
+            .get(&key)
+            .map_or("failed", Transfer::end_event);
         self.event(ep, key, event, format!("{line}{kept}"));
     }
 

@@ -47,12 +47,7 @@ impl Files {
                 }
             } else if t.record.state == State::Accepted && t.paused {
                 // Paused for lack of space: it is told again (it may have restarted since).
-                let pause = Control::Pause {
-                    id: key.id,
-                    at: t.record.bytes_done,
-                    reason: PAUSED_FULL.into(),
-                };
-                let _ = Self::control(ep, peer, &pause);
+                let _ = Self::control(ep, peer, &t.pause());
             } else if t.record.state == State::Accepted && t.fetching.is_none() {
                 let _ = Self::control(
                     ep,

@@ -212,6 +212,15 @@ impl Transfer {
         }
     }
 
+    /// Incoming, paused for lack of space: what tells the sender so.
+    fn pause(&self) -> Control {
+        Control::Pause {
+            id: self.record.id,
+            at: self.record.bytes_done,
+            reason: from_peer::PAUSED_FULL.into(),
+        }
+    }
+
     /// Incoming: a data connection was made, so a run of failures to connect is over.
     fn connected(&mut self) {
         self.failing_since = None;
