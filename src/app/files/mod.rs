@@ -656,12 +656,16 @@ impl Files {
                 self.lines.push(Output::File(Box::new(event)));
                 self.untold.push(key);
             }
+            let incoming = restored.record.state == State::Accepted && !restored.record.outgoing;
             self.transfers.insert(key, restored);
+            if incoming {
+                self.pause_if_no_room(key);
+            }
         }
         let waiting = self
             .transfers
             .values()
-            .filter(|t| !t.record.state.is_finished())
+            .filter(|t| !t.record.state.is_finished() && !t.paused) // a pause said why
             .count();
         if waiting > 0 {
             self.notice(format!(
@@ -670,6 +674,26 @@ impl Files {
                 if waiting == 1 { "resumes" } else { "resume" }
             ));
         }
+    }
+
+    /// An incoming transfer from an earlier run whose rest does not fit in its folder (it was
+    /// paused for lack of space then, or the disk filled while tailchat was not running):
+    /// paused now, with the reason, rather than started only to pause again at the first
+    /// write. It goes on by itself once there is more room, as any pause does.
+    fn pause_if_no_room(&mut self, key: TransferKey) {
+        let Err(why) = self.room_for_the_rest(key) else {
+            return;
+        };
+        let Some(t) = self.transfers.get_mut(&key) else {
+            return;
+        };
+        t.paused = true;
+        t.paused_room = t.folder().and_then(commands::disk_room);
+        let nick = crate::ui::render::display_nick(&t.record.peer_nick);
+        let event = t.file_event(nick, "paused", why, true);
+        self.lines.push(Output::File(Box::new(event)));
+        // The first look comes through the event loop, which then looks every few seconds.
+        let _ = self.events_tx.send(DataEvent::SpaceCheck { key });
     }
 
     fn number(&mut self) -> u32 {

@@ -601,6 +601,62 @@ fn an_unfinished_transfer_keeps_its_number_after_a_restart() {
     assert_eq!(again.number(), 4, "and no new transfer takes 3");
 }
 
+/// A transfer whose rest no longer fits (it paused for lack of space, or the disk filled while
+/// tailchat was stopped) starts paused, with the reason, instead of saying it resumes and then
+/// pausing again at its first write; one whose rest fits is not paused.
+#[tokio::test]
+async fn an_unfinished_transfer_that_cannot_fit_starts_paused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = commands::disk_room(dir.path()).unwrap().0;
+    for (size, fits) in [(1_000, true), (free.saturating_mul(4).max(1 << 50), false)] {
+        let (mut files, key) = accepted(false);
+        files.store = Some(Store::new(dir.path()));
+        {
+            let t = files.transfers.get_mut(&key).unwrap();
+            t.record.offer.size = size;
+            t.record.dest = Some(dir.path().join("report.pdf"));
+        }
+        files.save(key);
+        let setup = FilesSetup {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..FilesSetup::default()
+        };
+        let mut again = Files::new(setup, PeerId(1), false);
+        let lines = again.take_lines();
+        let paused: Vec<_> = lines
+            .clone()
+            .into_iter()
+            .filter_map(|l| match l {
+                Output::File(f) if f.event == "paused" => Some(f.text),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(again.transfers[&key].paused, !fits, "{size} bytes");
+        let said_resumes = notices(lines.clone())
+            .iter()
+            .any(|l| l.contains("resumes when"));
+        assert_eq!(said_resumes, fits, "{size} bytes: {lines:?}");
+        if fits {
+            assert!(paused.is_empty(), "{paused:?}");
+            continue;
+        }
+        assert!(
+            matches!(&paused[..], [line] if line.starts_with("still not enough space for report.pdf in ")
+                && line.ends_with("free some, and it goes on by itself (or /accept 1 then)")),
+            "{paused:?}"
+        );
+        let ep = endpoint(Instant::now());
+        let list = again.list(&ep, Instant::now()).join("\n");
+        assert!(list.contains("paused: disk full"), "{list}");
+        // It keeps looking for room, through the event loop.
+        let mut events = again.take_events();
+        assert!(matches!(
+            events.try_recv(),
+            Ok(DataEvent::SpaceCheck { key: k }) if k == key
+        ));
+    }
+}
+
 #[test]
 fn a_transfer_from_an_earlier_run_that_ends_in_this_one_stays_in_the_list() {
     let (mut files, key) = accepted(false);
