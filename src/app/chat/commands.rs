@@ -176,10 +176,12 @@ impl Chat {
             // exit code.
             Ok(sent) if sent.recipients.is_empty() && !sent.refused.is_empty() => {
                 self.outcome.refused += 1;
+                // As lines name them: `bob#1d79e0c2` while another known peer is bob too.
+                let names = self.known_names(&self.ep.peers());
                 let who: Vec<String> = sent
                     .refused
                     .iter()
-                    .map(|id| self.ep.nick_of(*id).unwrap_or("?").to_owned())
+                    .map(|id| names.name_of(*id, self.ep.nick_of(*id).unwrap_or("?")))
                     .collect();
                 return self.print(Output::Error(format!(
                     "not sent: too many messages already wait for {} — this one is not kept",
