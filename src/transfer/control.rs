@@ -148,12 +148,14 @@ pub fn encode(c: &Control) -> Vec<u8> {
 /// The control message in a payload.
 ///
 /// # Errors
-/// [`ControlError::OtherTag`] for a payload of another use; [`ControlError::Malformed`] if it
+/// [`ControlError::OtherTag`] for a payload of another use (or none: empty);
+/// [`ControlError::Malformed`] if it
 /// does not decode, or an offer's name is empty or longer than [`MAX_NAME_BYTES`], or a
 /// reason longer than [`MAX_REASON_BYTES`]. Bytes after the message are ignored (a later
 /// version's fields).
 pub fn decode(payload: &[u8]) -> Result<Control, ControlError> {
-    let (tag, body) = payload.split_first().ok_or(ControlError::Malformed)?;
+    // An empty payload has no tag: not one of ours (§13.2: only a first byte 01 is).
+    let (tag, body) = payload.split_first().ok_or(ControlError::OtherTag)?;
     if *tag != TAG_FILES {
         return Err(ControlError::OtherTag);
     }
@@ -229,7 +231,7 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_typed_errors() {
-        assert_eq!(decode(&[]), Err(ControlError::Malformed));
+        assert_eq!(decode(&[]), Err(ControlError::OtherTag));
         assert_eq!(decode(&[2, 0]), Err(ControlError::OtherTag));
         assert_eq!(decode(&[TAG_FILES, 99]), Err(ControlError::Malformed));
         let mut o = offer();

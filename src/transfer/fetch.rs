@@ -35,6 +35,8 @@ use tokio::sync::mpsc::UnboundedSender;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the offerer may send nothing before the link counts as cut.
 const STALL: Duration = Duration::from_secs(20);
+/// How long the offerer's end of the connection is waited for after the offer's last byte.
+const END_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a transfer's files go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +169,18 @@ impl fmt::Display for FetchError {
             }
             FetchError::Cancelled => write!(f, "cancelled"),
         }
+    }
+}
+
+/// The offerer's data address: its chat address `chat` (an IPv4 one as such, not mapped into
+/// IPv6) with the offer's `port`; a link-local IPv6 address keeps its scope (the interface),
+/// without which it cannot be reached.
+pub fn data_addr(chat: SocketAddr, port: u16) -> SocketAddr {
+    match chat {
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_none() => SocketAddr::V6(
+            std::net::SocketAddrV6::new(*v6.ip(), port, 0, v6.scope_id()),
+        ),
+        other => SocketAddr::new(other.ip().to_canonical(), port),
     }
 }
 
@@ -438,8 +452,11 @@ fn disk_error(e: &io::Error, what: String) -> FetchError {
     }
 }
 
-/// Checks that the offerer closed its side after the offer's last byte.
+/// Checks that the offerer sends nothing after the offer's last byte: it closes its side
+/// right after it (§13.4), so its end comes at once; one that keeps the connection open is
+/// waited for [`END_WAIT`] at most, not the whole [`STALL`].
 fn nothing_more(stream: &mut TcpStream) -> Result<(), FetchError> {
+    let _ = stream.set_read_timeout(Some(END_WAIT));
     let mut extra = [0u8; 1];
     match stream.read(&mut extra) {
         Ok(n) if n > 0 => Err(FetchError::Broken(
@@ -480,6 +497,50 @@ mod tests {
     use super::*;
     use crate::proto::PeerId;
     use crate::transfer::manifest::Entry;
+
+    /// After the last byte: more bytes stop the transfer; the offerer's close, or a wait of
+    /// [`END_WAIT`] for an offerer that keeps the connection open, end it well.
+    #[test]
+    fn after_the_last_byte_only_the_end_is_waited_for_a_short_while() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for how in ["more", "close", "open"] {
+            let mut ours = TcpStream::connect(addr).unwrap();
+            ours.set_read_timeout(Some(STALL)).unwrap();
+            let (mut theirs, _) = listener.accept().unwrap();
+            match how {
+                "more" => theirs.write_all(b"x").unwrap(),
+                "close" => theirs.shutdown(std::net::Shutdown::Write).unwrap(),
+                _ => {}
+            }
+            let started = Instant::now();
+            let got = nothing_more(&mut ours);
+            assert_eq!(got.is_err(), how == "more", "{how}: {got:?}");
+            assert!(started.elapsed() < STALL, "{how}: waited as for a stall");
+            drop(theirs);
+        }
+    }
+
+    #[test]
+    fn the_data_address_is_the_chat_address_with_the_offers_port() {
+        let v4: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert_eq!(data_addr(v4, 6000), "192.0.2.7:6000".parse().unwrap());
+        // A dual-stack socket's view of an IPv4 peer: connected to as IPv4.
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
+        assert_eq!(data_addr(mapped, 6000), "192.0.2.7:6000".parse().unwrap());
+        // Link-local: the interface stays, or the address names no one.
+        let link = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            5000,
+            0,
+            3,
+        ));
+        match data_addr(link, 6000) {
+            SocketAddr::V6(a) => assert_eq!((a.port(), a.scope_id()), (6000, 3)),
+            other => panic!("{other}"),
+        }
+    }
 
     /// A folder of three files received in an earlier run, whose record says none is in place
     /// (the receiver stopped before saving it): the first two are in place whole, the third

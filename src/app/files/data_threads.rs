@@ -12,7 +12,6 @@ use crate::transfer::manifest::{Manifest, Prepared};
 use crate::transfer::record::{State, StoredOffer};
 use crate::transfer::serve::{ServeError, Server, Serving};
 use crate::transfer::{human_size, DataEvent, TransferKey};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -173,7 +172,7 @@ impl Files {
         t.fetching = Some(Arc::clone(&cancel));
         let job = fetch::Job {
             key,
-            addr: SocketAddr::new(addr.ip().to_canonical(), offer.port),
+            addr: fetch::data_addr(*addr, offer.port),
             offer,
             manifest: t.manifest.clone(),
             plan,

@@ -200,8 +200,12 @@ impl Files {
             if !same {
                 return; // an offer that changed under the same id: not trusted
             }
+            // Only its port may change (the offerer restarted on another): the rest is the
+            // offer as first made, whatever a repeat says.
             t.record.offer.port = offer.port;
-            t.offer = Some(offer);
+            if let Some(o) = &mut t.offer {
+                o.port = offer.port;
+            }
             self.save(key);
             self.start_fetch(ep, key);
             return;

@@ -844,3 +844,25 @@ async fn no_such_offer_is_tried_again_twice_before_the_transfer_fails() {
     files.on_data_at(&mut ep, unknown(), now);
     assert_eq!(files.transfers[&key].record.state, State::Failed);
 }
+
+/// An offer made again (the offerer came back, maybe on another port) changes only the port:
+/// a repeat that says another name or size does not change what was accepted.
+#[test]
+fn a_repeated_offer_changes_only_its_port() {
+    let (mut files, key) = accepted(false);
+    let mut ep = endpoint(Instant::now());
+    let mut again = files.transfers[&key].offer.clone().unwrap();
+    again.port = 9999;
+    again.name = "evil.exe".into();
+    again.size = 1;
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&Control::Offer(again)));
+    let t = &files.transfers[&key];
+    let offer = t.offer.as_ref().unwrap();
+    assert_eq!((offer.port, t.record.offer.port), (9999, 9999));
+    assert_eq!(
+        (offer.name.as_str(), offer.size),
+        ("report.pdf", 10_000_000)
+    );
+    assert_eq!(t.shown_name(), "report.pdf");
+    assert_eq!(t.record.offer.size, 10_000_000);
+}
