@@ -579,24 +579,30 @@ fn accepting_from_a_peer_who_is_away_says_it_waits_for_them() {
     );
 }
 
+/// The transfer of [`accepted`], changed by `change`, going to `dir` and kept in `dir`'s
+/// store; then the files of the next start, with that store.
+fn kept_and_restarted(dir: &Path, change: impl FnOnce(&mut Transfer)) -> (Files, TransferKey) {
+    let (mut files, key) = accepted(false);
+    files.store = Some(Store::new(dir));
+    let t = files.transfers.get_mut(&key).unwrap();
+    t.record.dest = Some(dir.join("report.pdf"));
+    change(t);
+    files.save(key);
+    let setup = FilesSetup {
+        data_dir: Some(dir.to_path_buf()),
+        ..FilesSetup::default()
+    };
+    (Files::new(setup, PeerId(1), false), key)
+}
+
 #[test]
 fn an_unfinished_transfer_keeps_its_number_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut files, key) = accepted(false);
-    files.store = Some(Store::new(dir.path()));
-    {
-        // The third of its run, accepted: kept on disk.
-        let t = files.transfers.get_mut(&key).unwrap();
+    // The third of its run, accepted: kept on disk.
+    let (mut again, key) = kept_and_restarted(dir.path(), |t| {
         t.number = 3;
         t.record.number = 3;
-        t.record.dest = Some(dir.path().join("report.pdf"));
-    }
-    files.save(key);
-    let setup = FilesSetup {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..FilesSetup::default()
-    };
-    let mut again = Files::new(setup, PeerId(1), false);
+    });
     assert_eq!(again.transfers[&key].number, 3, "/cancel 3 still means it");
     assert_eq!(again.number(), 4, "and no new transfer takes 3");
 }
@@ -609,19 +615,7 @@ async fn an_unfinished_transfer_that_cannot_fit_starts_paused_after_a_restart() 
     let dir = tempfile::tempdir().unwrap();
     let free = commands::disk_room(dir.path()).unwrap().0;
     for (size, fits) in [(1_000, true), (free.saturating_mul(4).max(1 << 50), false)] {
-        let (mut files, key) = accepted(false);
-        files.store = Some(Store::new(dir.path()));
-        {
-            let t = files.transfers.get_mut(&key).unwrap();
-            t.record.offer.size = size;
-            t.record.dest = Some(dir.path().join("report.pdf"));
-        }
-        files.save(key);
-        let setup = FilesSetup {
-            data_dir: Some(dir.path().to_path_buf()),
-            ..FilesSetup::default()
-        };
-        let mut again = Files::new(setup, PeerId(1), false);
+        let (mut again, key) = kept_and_restarted(dir.path(), |t| t.record.offer.size = size);
         let lines = again.take_lines();
         let paused: Vec<_> = lines
             .clone()
