@@ -148,6 +148,11 @@ pub enum DataEvent {
     },
 }
 
+/// `n` things: `1 file`, `2 files` (`one` and `many` are the noun's two forms).
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `bytes` for people: `512 B`, `4.2 KB`, `4.2 MB`, `1.3 GB` (powers of 1000, as file managers
 /// show sizes).
 pub fn human_size(bytes: u64) -> String {

@@ -11,7 +11,7 @@ use crate::transfer::fetch::{self, FetchError, Plan};
 use crate::transfer::manifest::{Manifest, Prepared};
 use crate::transfer::record::{State, StoredOffer};
 use crate::transfer::serve::{ServeError, Server, Serving};
-use crate::transfer::{human_size, DataEvent, TransferKey};
+use crate::transfer::{count, human_size, DataEvent, TransferKey};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -119,8 +119,12 @@ impl Files {
         self.save(key);
         if p.skipped > 0 {
             self.notice(format!(
-                "{name}: {} symbolic link(s) or special file(s) left out",
-                p.skipped
+                "{name}: {} left out (symbolic links and special files are not sent)",
+                count(
+                    p.skipped as u64,
+                    "symbolic link or special file",
+                    "symbolic links or special files"
+                )
             ));
         }
         let peer = PeerId(self.transfers[&key].record.peer);

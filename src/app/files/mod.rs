@@ -28,7 +28,7 @@ use crate::transfer::control::{self, Control, Offer};
 use crate::transfer::manifest::{self, Manifest};
 use crate::transfer::record::{Record, State, Store};
 use crate::transfer::serve::{Server, Serving};
-use crate::transfer::{human_size, DataEvent, TransferKey};
+use crate::transfer::{count, human_size, DataEvent, TransferKey};
 use crate::ui::render::Output;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
@@ -278,7 +278,12 @@ impl Transfer {
             .bytes_done()
             .saturating_mul(100)
             .checked_div(size)
-            .unwrap_or(100);
+            // Nothing to move: all there once it is accepted (until then nothing is).
+            .unwrap_or(if self.record.state == State::Offered {
+                0
+            } else {
+                100
+            });
         if self.record.state == State::Done {
             pct
         } else {
@@ -386,7 +391,11 @@ impl Transfer {
     fn shown_size(&self) -> String {
         let o = &self.record.offer;
         if o.folder {
-            format!("{}, {} files", human_size(o.size), o.files)
+            format!(
+                "{}, {}",
+                human_size(o.size),
+                count(u64::from(o.files), "file", "files")
+            )
         } else {
             human_size(o.size)
         }

@@ -860,3 +860,15 @@ fn a_repeated_offer_changes_only_its_port() {
     assert_eq!(t.shown_name(), "report.pdf");
     assert_eq!(t.record.offer.size, 10_000_000);
 }
+
+/// An empty file or folder is 0% while offered and 100% once it arrived; never "99%".
+#[test]
+fn an_empty_offer_is_not_shown_all_but_done() {
+    let (mut files, key) = accepted(false);
+    let t = files.transfers.get_mut(&key).unwrap();
+    t.record.offer.size = 0;
+    t.record.state = State::Offered;
+    assert_eq!(t.percent_done(), 0);
+    t.record.state = State::Done;
+    assert_eq!(t.percent_done(), 100);
+}
