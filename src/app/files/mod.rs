@@ -57,14 +57,25 @@ pub struct FilesSetup {
     pub port: u16,
 }
 
-/// The default download folder: the user's download directory (XDG), in a `tailchat`
-/// folder; else `~/Downloads/tailchat`.
+/// The default download folder: the user's download directory (XDG: `$XDG_DOWNLOAD_DIR`
+/// when it is set to an absolute path, else the one `~/.config/user-dirs.dirs` names), in a
+/// `tailchat` folder; else `~/Downloads/tailchat`.
 pub fn default_download_dir() -> Option<PathBuf> {
+    let from_env = std::env::var_os("XDG_DOWNLOAD_DIR").map(PathBuf::from);
+    if let Some(dir) = xdg_download_dir(from_env) {
+        return Some(dir.join("tailchat"));
+    }
     directories::UserDirs::new().map(|u| {
         u.download_dir()
             .map_or_else(|| u.home_dir().join("Downloads"), Path::to_path_buf)
             .join("tailchat")
     })
+}
+
+/// `$XDG_DOWNLOAD_DIR` as the download directory, if it is an absolute path (XDG ignores a
+/// relative one).
+fn xdg_download_dir(var: Option<PathBuf>) -> Option<PathBuf> {
+    var.filter(|p| p.is_absolute())
 }
 
 /// Progress measured over the recent past.

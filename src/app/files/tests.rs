@@ -872,3 +872,12 @@ fn an_empty_offer_is_not_shown_all_but_done() {
     t.record.state = State::Done;
     assert_eq!(t.percent_done(), 100);
 }
+
+#[test]
+fn xdg_download_dir_counts_only_when_absolute() {
+    let dir = |s: &str| xdg_download_dir(Some(PathBuf::from(s)));
+    assert_eq!(dir("/srv/dl"), Some(PathBuf::from("/srv/dl")));
+    assert_eq!(dir("dl"), None);
+    assert_eq!(dir(""), None);
+    assert_eq!(xdg_download_dir(None), None);
+}
