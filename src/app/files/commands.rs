@@ -23,6 +23,9 @@ impl Files {
         match cmd {
             FileCommand::Send { nick, path } => self.send(ep, &nick, &path),
             FileCommand::Accept { number, dir } => {
+                if let (None, Some(word)) = (number, &dir) {
+                    typo_for_a_number(word)?;
+                }
                 if let Some(key) = self.pick_paused(number) {
                     return self.go_on(ep, key, dir.map(|d| expand_home(&d)));
                 }
@@ -248,6 +251,9 @@ impl Files {
             .or_else(|| self.setup.download_dir.clone())
             .or_else(default_download_dir)
             .ok_or("no download folder: give one, /accept N DIR")?;
+        // Said and kept whole: the lines show where it is whatever the directory tailchat was
+        // started in (`dl/report.pdf` would not say).
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
                 "{} is not a folder: /accept N DIR takes the folder to put it in",
@@ -404,6 +410,20 @@ impl Files {
     }
 }
 
+/// `/accept WORD` without a number, where WORD is one word that names nothing here (`/accept
+/// abc`, `/accept 3x`): most likely a mistyped number, not a new folder `abc` in whatever
+/// directory tailchat was started in. A path (`./abc`, `~/in`, `/mnt/usb`) or an existing
+/// folder is taken as the folder.
+fn typo_for_a_number(word: &str) -> Result<(), String> {
+    let path_like = word.contains('/') || word.starts_with('~') || word.starts_with('.');
+    if path_like || Path::new(word).exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "no file transfer '{word}': /accept takes a transfer's number (/files lists them) — to accept into a new folder {word}, write /accept ./{word}"
+    ))
+}
+
 /// The rule of [`Files::room_grew`]: free `(bytes, inodes)` now and when it paused, and the
 /// `(bytes, files)` still to come.
 fn may_go_on(now: (u64, u64), at_pause: Option<(u64, u64)>, need: (u64, u64)) -> bool {
@@ -436,7 +456,24 @@ fn expand_home(p: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::may_go_on;
+    use super::{may_go_on, typo_for_a_number};
+
+    #[test]
+    fn a_word_that_names_nothing_is_taken_for_a_mistyped_number() {
+        let err = typo_for_a_number("abc").unwrap_err();
+        assert!(err.starts_with("no file transfer 'abc': "), "{err}");
+        assert!(err.ends_with("write /accept ./abc"), "{err}");
+        assert!(typo_for_a_number("3x").is_err());
+        for path in ["./abc", "~/in", "/mnt/usb stick", "a/b", "..", "/"] {
+            assert_eq!(typo_for_a_number(path), Ok(()), "{path}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().join("existing");
+        std::fs::create_dir(&here).unwrap();
+        // An existing folder named by one word: relative to where tailchat runs, so tested
+        // by its whole path (the test does not change the working directory).
+        assert_eq!(typo_for_a_number(here.to_str().unwrap()), Ok(()));
+    }
 
     #[test]
     fn a_paused_transfer_goes_on_by_itself_only_when_room_grew_enough() {
