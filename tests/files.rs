@@ -164,11 +164,32 @@ fn a_file_changed_on_the_senders_disk_mid_way_stops_with_that_reason() {
     f.seek(SeekFrom::Start(9 * 1024 * 1024)).unwrap();
     f.write_all(b"edited").unwrap();
     drop(f);
-    let why = "slow.bin changed on the sender's disk after it was offered";
+    let why = "slow.bin changed after it was offered: it must be offered again (/send)";
     alice.expect(why);
     bob.expect(why);
     common::wait_for("nothing left in the downloads", || {
         fs::read_dir(&downloads).unwrap().next().is_none()
+    });
+}
+
+/// A file changed between the offer and the accept: both sides are told it changed and must
+/// be offered again (the receiver learns it from the data connection's status 4, or from the
+/// sender's Cancel, whichever comes first).
+#[test]
+fn a_file_changed_before_the_accept_says_it_must_be_offered_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let f = tmp.path().join("x.bin");
+    fs::write(&f, b"first version").unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers x.bin (13 B)");
+    fs::write(&f, b"first version, and more").unwrap();
+    bob.send("/accept");
+    alice.expect("x.bin changed after it was offered: it must be offered again (/send)");
+    bob.expect("must be offered again");
+    common::wait_for("nothing left in the downloads", || {
+        !downloads.exists() || fs::read_dir(&downloads).unwrap().next().is_none()
     });
 }
 

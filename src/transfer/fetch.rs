@@ -161,7 +161,10 @@ impl fmt::Display for FetchError {
             FetchError::Refused(Status::Unknown) => write!(f, "the sender no longer offers it"),
             FetchError::Refused(Status::Cancelled) => write!(f, "the sender cancelled it"),
             FetchError::Refused(Status::Unreadable) => {
-                write!(f, "the sender cannot read its files any more")
+                write!(
+                    f,
+                    "the sender's copy changed since it was offered, or cannot be read any more: it must be offered again"
+                )
             }
             FetchError::Refused(s) => write!(f, "the sender refused the request ({s:?})"),
             FetchError::Broken(why) | FetchError::Disk(why) | FetchError::Full(why) => {

@@ -304,7 +304,7 @@ fn check_sources(serving: &Serving, first: usize) -> Result<(), String> {
 
 /// Why a file is not served any more.
 fn changed_since(name: &str) -> String {
-    format!("{name} changed on the sender's disk after it was offered")
+    format!("{name} changed after it was offered: it must be offered again (/send)")
 }
 
 /// Sends the manifest, then every byte from the request's place to the end of the offer,
