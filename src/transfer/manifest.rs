@@ -147,7 +147,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     if meta.is_file() {
         files.push((name.clone(), path.to_path_buf()));
     } else if folder {
-        walk(path, "", &mut files, &mut skipped)?;
+        walk(path, path, "", &mut files, &mut skipped)?;
     } else {
         return Err(format!("cannot send {shown}: not a file or a folder"));
     }
@@ -179,8 +179,10 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
 }
 
 /// Adds the regular files under `dir` (relative paths under `prefix`) to `out`, in name
-/// order, depth first; counts symbolic links and special files in `skipped`.
+/// order, depth first; counts symbolic links and special files in `skipped`. `top` is the
+/// folder offered (named when it holds too many files).
 fn walk(
+    top: &Path,
     dir: &Path,
     prefix: &str,
     out: &mut Vec<(String, PathBuf)>,
@@ -207,12 +209,12 @@ fn walk(
         // Not followed: a link could lead out of the folder.
         let kind = child.file_type().map_err(read)?;
         if kind.is_dir() {
-            walk(&child.path(), &rel, out, skipped)?;
+            walk(top, &child.path(), &rel, out, skipped)?;
         } else if kind.is_file() {
             if out.len() >= MAX_FILES {
                 return Err(format!(
                     "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
-                    dir.display()
+                    top.display()
                 ));
             }
             if rel.len() > MAX_PATH_BYTES {
@@ -297,6 +299,27 @@ mod tests {
         assert_eq!(prepare(&top.join(".")).unwrap().name, "photos");
         let root = prepare(Path::new("/")).unwrap_err();
         assert!(root.contains("the root folder has no name"), "{root}");
+    }
+
+    /// Too many files deep inside: the folder offered is named, not the one where the count
+    /// ran over.
+    #[test]
+    fn a_folder_with_too_many_files_is_named_as_offered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("big");
+        let deep = top.join("a/b");
+        fs::create_dir_all(&deep).unwrap();
+        for i in 0..=MAX_FILES {
+            fs::write(deep.join(i.to_string()), b"").unwrap();
+        }
+        let err = prepare(&top).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
+                top.display()
+            )
+        );
     }
 
     #[test]

@@ -55,6 +55,16 @@ impl Files {
         )
     }
 
+    /// Our offer `key` could not be made: forgotten, and its number given back if no later
+    /// transfer took one (so failed `/send`s leave no gaps in `/files`).
+    fn unmade(&mut self, key: TransferKey) {
+        if let Some(t) = self.transfers.remove(&key) {
+            if t.number.checked_add(1) == Some(self.next_number) {
+                self.next_number = t.number;
+            }
+        }
+    }
+
     /// Our offer's files are read and hashed: serve them and offer them.
     fn prepared(&mut self, ep: &mut Endpoint, id: u64, result: Result<Prepared, String>) {
         let key = TransferKey {
@@ -64,12 +74,12 @@ impl Files {
         let p = match result {
             Ok(p) => p,
             Err(e) => {
-                self.transfers.remove(&key);
+                self.unmade(key);
                 return self.error(format!("not offered: {e}"));
             }
         };
         let Some(port) = self.server().map(Server::port) else {
-            self.transfers.remove(&key);
+            self.unmade(key);
             return;
         };
         if self

@@ -881,3 +881,19 @@ fn xdg_download_dir_counts_only_when_absolute() {
     assert_eq!(dir(""), None);
     assert_eq!(xdg_download_dir(None), None);
 }
+
+/// A `/send` whose files cannot be read gives its number back, unless a later transfer has
+/// taken one since (numbers are never reused once a later one is out).
+#[test]
+fn a_failed_send_gives_its_number_back_when_it_is_the_last() {
+    for (next, back) in [(2, 1), (3, 3)] {
+        let (mut files, key) = ours_accepted();
+        files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+        files.next_number = next;
+        let mut ep = endpoint(Instant::now());
+        let result = Err("cannot read /x: no such file or directory".into());
+        files.on_data(&mut ep, DataEvent::Prepared { id: key.id, result });
+        assert!(!files.transfers.contains_key(&key));
+        assert_eq!(files.number(), back, "next was {next}");
+    }
+}
