@@ -260,6 +260,27 @@ fn an_invalid_config_file_names_the_file_and_line() {
     assert!(err.contains("line 3"), "{err}");
 }
 
+/// An `accept_from` entry with too short an id names no one: the config file is refused, as
+/// any invalid setting is, rather than the program running with the entry left out.
+#[test]
+fn an_accept_from_entry_with_a_short_id_is_refused_at_start() {
+    let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
+    let config_dir = dir.path().join("config/tailchat");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        "accept_from = [\"alice\", \"bob#1234\"]\n",
+    )
+    .unwrap();
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.toml") && err.contains("accept_from: 'bob#1234' names no one"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_config_file_sets_defaults_and_flags_override_it() {
     let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);

@@ -245,6 +245,10 @@ impl Settings {
             allow.push(allow::parse_entry(entry).map_err(|e| in_file(&format!("allow: {e}")))?);
         }
         allow.extend(args.allow);
+        for entry in cfg.accept_from.iter().flatten() {
+            crate::app::files::check_accept_from(entry)
+                .map_err(|e| in_file(&format!("accept_from: {e}")))?;
+        }
         let nick_chosen = args.nick.is_some() || cfg.nick.is_some();
         Ok(Settings {
             nick_chosen,

@@ -345,7 +345,7 @@ enum AcceptFrom {
 pub(super) const PAUSED_FULL: &str = "the disk is full";
 
 /// The fewest hex digits of an id an `accept_from` entry `NICK#ID` must give to name one
-/// identity (shorter ones are refused at start, see [`Files::new`]).
+/// identity (with fewer the config file is refused at start, see [`super::check_accept_from`]).
 pub(super) const PIN_DIGITS: usize = 8;
 
 /// Whether `entry` is `NICK#ID` with at least [`PIN_DIGITS`] hex digits.

@@ -57,6 +57,23 @@ pub struct FilesSetup {
     pub port: u16,
 }
 
+/// An `accept_from` entry: a nick, or `NICK#ID` naming one identity by 8 to 16 hex digits of
+/// its id. One with fewer names none (an impostor could make a key whose id starts so), so the
+/// config file is refused rather than the entry guessed at.
+///
+/// # Errors
+/// What is wrong with `entry`, for the config file's error.
+pub fn check_accept_from(entry: &str) -> Result<(), String> {
+    if entry.contains('#') && !from_peer::pinned(entry) {
+        return Err(format!(
+            "'{}' names no one — after the #, give the peer's whole id, {} to 16 hex digits (/whois shows it)",
+            crate::ui::render::sanitize(entry),
+            from_peer::PIN_DIGITS
+        ));
+    }
+    Ok(())
+}
+
 /// The default download folder: the user's download directory (XDG: `$XDG_DOWNLOAD_DIR`
 /// when it is set to an absolute path, else the one `~/.config/user-dirs.dirs` names), in a
 /// `tailchat` folder; else `~/Downloads/tailchat`.
@@ -473,21 +490,6 @@ impl Files {
             told_malformed: std::collections::HashSet::new(),
             restoring: false,
         };
-        // An entry that names an identity by too few digits names none: said, not guessed.
-        let short: Vec<String> = files
-            .setup
-            .accept_from
-            .iter()
-            .filter(|n| n.contains('#') && !from_peer::pinned(n))
-            .cloned()
-            .collect();
-        for entry in short {
-            files.error(format!(
-                "accept_from: '{}' is not used — after the #, give the peer's id, {} to 16 hex digits (/whois shows it)",
-                crate::ui::render::sanitize(&entry),
-                from_peer::PIN_DIGITS
-            ));
-        }
         files.restoring = true;
         files.restore();
         files.restoring = false;

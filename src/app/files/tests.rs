@@ -790,20 +790,11 @@ fn accept_from_names_an_identity_only_with_enough_of_its_id() {
     ] {
         assert!(!pinned(weak), "{weak}");
     }
-    // Said at start, not silently ignored (nor taken as any alice).
-    let files = Files::new(
-        FilesSetup {
-            accept_from: vec!["alice#".into(), "bob".into(), "carol#1d79e0c2".into()],
-            ..FilesSetup::default()
-        },
-        PeerId(1),
-        false,
-    );
-    let errors: Vec<&Output> = files.lines.iter().collect();
-    assert!(
-        matches!(&errors[..], [Output::Error(e)] if e.starts_with("accept_from: 'alice#' is not used")),
-        "{errors:?}"
-    );
+    // Refused with the config file, not silently ignored (nor taken as any alice).
+    let err = check_accept_from("alice#").unwrap_err();
+    assert!(err.starts_with("'alice#' names no one — "), "{err}");
+    assert_eq!(check_accept_from("bob"), Ok(()));
+    assert_eq!(check_accept_from("carol#1d79e0c2"), Ok(()));
 }
 
 #[test]
