@@ -27,8 +27,52 @@ pub(super) const SPACE_CHECK_EVERY: Duration = Duration::from_secs(5);
 /// How many times in a row "no such offer" is tried again before the transfer fails.
 const UNKNOWN_TRIES: u32 = 2;
 /// Failed tries to connect, while the sender answers chat, before TCP is said to be in the
-/// way (with [`RETRY_FIRST`] doubling: 3.5 s).
+/// way (with [`RETRY_FIRST`] doubling: 3.5 s) — or two, once they have failed for
+/// [`BLOCKED_AFTER_TIME`] (each try waits up to 5 s where a firewall drops the connection).
 const BLOCKED_AFTER: u32 = 4;
+/// See [`BLOCKED_AFTER`].
+const BLOCKED_AFTER_TIME: Duration = Duration::from_secs(5);
+
+/// What failed tries to connect to the sender tell the user.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Failing {
+    /// The sender answers chat, not TCP: said once, as a port blocked on the way.
+    Blocked,
+    /// The sender is away (stopped, killed, unplugged): said once.
+    Away,
+    /// Nothing (yet, or again).
+    Quiet,
+}
+
+/// The rule for failed tries to connect: `retries` so far, failing for `failing_for`, the
+/// sender `answering` chat since they began; whether the blocked line (`told_blocked`) or an
+/// interruption (`told`) was said. A few tries come first, a second or so: a sender that has
+/// just restarted answers chat a moment before its listener has its offers. While the sender
+/// answers chat it is not said to be away.
+pub(super) fn connect_failure(
+    answering: bool,
+    retries: u32,
+    failing_for: Duration,
+    told_blocked: bool,
+    told: bool,
+) -> Failing {
+    if retries < 2 {
+        return Failing::Quiet;
+    }
+    if answering {
+        let long_enough = retries >= BLOCKED_AFTER || failing_for >= BLOCKED_AFTER_TIME;
+        return if long_enough && !told_blocked {
+            Failing::Blocked
+        } else {
+            Failing::Quiet
+        };
+    }
+    if told {
+        Failing::Quiet
+    } else {
+        Failing::Away
+    }
+}
 /// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
@@ -552,26 +596,32 @@ impl Files {
                         let answering = ep
                             .peer(t.peer())
                             .is_some_and(|p| p.state == PeerState::Online && p.last_heard > since);
-                        // A few tries (seconds) first: a sender that has just restarted
-                        // answers chat a moment before its listener has its offers.
-                        match &e {
-                            FetchError::Connect(addr, _)
-                                if answering && !t.told_blocked && t.retries >= BLOCKED_AFTER =>
-                            {
+                        let told = t.told_interrupted || t.interrupt_pending;
+                        let port = match &e {
+                            FetchError::Connect(addr, _) => addr.port(),
+                            _ => t.offer.as_ref().map_or(0, |o| o.port),
+                        };
+                        match connect_failure(
+                            answering,
+                            t.retries,
+                            since.elapsed(),
+                            t.told_blocked,
+                            told,
+                        ) {
+                            Failing::Blocked => {
                                 t.told_blocked = true;
                                 t.told_interrupted = true;
                                 Some(format!(
-                                    "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {} blocked on the way? Trying again",
-                                    addr.port()
+                                    "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {port} blocked on the way? Trying again"
                                 ))
                             }
-                            _ if !t.told_interrupted && !t.interrupt_pending && t.retries >= 2 => {
+                            Failing::Away => {
                                 t.told_interrupted = true;
                                 Some(format!(
                                     "{name} from {nick}: {e}; it resumes when {nick} is reachable"
                                 ))
                             }
-                            _ => None,
+                            Failing::Quiet => None,
                         }
                     }
                 };

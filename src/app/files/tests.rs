@@ -888,3 +888,41 @@ fn a_failed_send_gives_its_number_back_when_it_is_the_last() {
         assert_eq!(files.number(), back, "next was {next}");
     }
 }
+
+/// Failed tries to connect: nothing for the first, then "away" if the sender is silent, or
+/// "is TCP blocked?" if it answers chat — after four quick tries or two slow ones (a firewall
+/// that drops connections makes each try wait) — each said once; never "away" while it answers.
+#[test]
+fn failed_connections_say_away_or_blocked_once() {
+    use super::data_threads::{connect_failure, Failing};
+    let s = Duration::from_secs;
+    // The first try fails: nothing yet.
+    assert_eq!(
+        connect_failure(false, 1, s(0), false, false),
+        Failing::Quiet
+    );
+    assert_eq!(connect_failure(true, 1, s(9), false, false), Failing::Quiet);
+    // The sender is silent: away, once.
+    assert_eq!(connect_failure(false, 2, s(1), false, false), Failing::Away);
+    assert_eq!(
+        connect_failure(false, 5, s(30), false, true),
+        Failing::Quiet
+    );
+    // It answers chat: not away; blocked after four quick tries or two slow ones, once.
+    assert_eq!(connect_failure(true, 2, s(1), false, false), Failing::Quiet);
+    assert_eq!(connect_failure(true, 3, s(3), false, false), Failing::Quiet);
+    assert_eq!(
+        connect_failure(true, 4, s(3), false, false),
+        Failing::Blocked
+    );
+    assert_eq!(
+        connect_failure(true, 2, s(6), false, false),
+        Failing::Blocked
+    );
+    assert_eq!(connect_failure(true, 6, s(60), true, true), Failing::Quiet);
+    // Said away earlier, answering now: blocked is still said.
+    assert_eq!(
+        connect_failure(true, 4, s(9), false, true),
+        Failing::Blocked
+    );
+}
