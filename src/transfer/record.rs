@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The folder under the data directory.
@@ -249,10 +250,25 @@ impl Store {
         fs::read(self.path(key, "manifest")).ok()
     }
 
+    /// Writes `bytes` to `path` whole or not at all, readable by the user only (a record holds
+    /// the offer's token and the source's path), in a folder only the user can enter.
     fn write(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        // One an earlier version made open to others (0755) is closed too.
+        if fs::metadata(&self.dir).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        }
         let tmp = path.with_extension("tmp");
-        let written = fs::File::create(&tmp).and_then(|mut f| {
+        let created = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp);
+        let written = created.and_then(|mut f| {
             f.write_all(bytes)?;
             f.sync_data()?;
             fs::rename(&tmp, path)
@@ -355,6 +371,12 @@ mod tests {
         };
         store.save(&r).unwrap();
         store.save_manifest(r.key(), b"mf").unwrap();
+        // Tokens and source paths: for the user's eyes only.
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.dir), 0o700);
+        for e in fs::read_dir(&store.dir).unwrap() {
+            assert_eq!(mode(&e.unwrap().path()), 0o600);
+        }
         let (loaded, warnings) = store.load(2000);
         assert!(warnings.is_empty());
         assert_eq!(loaded, vec![r.clone()]);
