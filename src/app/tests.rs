@@ -519,6 +519,12 @@ fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_n
     alice.wait_for(&mut a, "carol's new nick", |o| {
         notice(o, "carol is now bob")
     });
+    // Told apart from the bob already here: it does not read as bob's own rename.
+    assert!(
+        matches!(a.0.last(), Some(Output::Notice(n)) if n.starts_with("carol is now bob#")),
+        "{:?}",
+        a.0.last()
+    );
     let two = said(&alice, &mut a, &bob, "two");
     assert!(two.starts_with("bob#"), "{two}");
     carol.type_line("/quit");

@@ -244,6 +244,14 @@ impl Chat {
     /// by choosing a look-alike nick.
     fn told_apart(&mut self, mut e: Event) -> Event {
         // Joins, leaves and the rest too: an impostor's arrival reads `alice#abdf0fda joined`.
+        if let Event::PeerRenamed { peer, old, new } = &mut e {
+            // Both names as lines show them: `alice is now bob#1d79e0c2` when another bob
+            // (or we) is here, so the rename does not read as bob's own.
+            let names = self.current_names();
+            *old = names.name_of(*peer, old);
+            *new = names.name_of(*peer, new);
+            return e;
+        }
         let (from, nick) = match &mut e {
             Event::Message { from, nick, .. } => (from, nick),
             Event::PeerJoined { peer, nick, .. }
@@ -253,14 +261,19 @@ impl Chat {
             | Event::PeerRestarted { peer, nick } => (peer, nick),
             _ => return e,
         };
+        let names = self.current_names();
+        *nick = names.name_of(*from, nick);
+        e
+    }
+
+    /// The present peers' names and ours, kept while the roster does not change.
+    fn current_names(&mut self) -> &present::ShownNames {
         let version = self.ep.roster_version();
         let names = match self.shown_names.take() {
             Some((v, names)) if v == version => (v, names),
             _ => self.names_with_ours(&self.ep.peers()),
         };
-        let (_, names) = self.shown_names.insert(names);
-        *nick = names.name_of(*from, nick);
-        e
+        &self.shown_names.insert(names).1
     }
 }
 
