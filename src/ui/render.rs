@@ -81,7 +81,7 @@ pub struct FileEvent {
     pub number: u32,
     /// `in` (we receive) or `out` (we send).
     pub direction: &'static str,
-    /// The peer's nick, and its id.
+    /// The peer's nick, as it calls itself (`peer_id` tells two of the same nick apart).
     pub peer: String,
     /// The peer's id (16 hex digits).
     pub peer_id: String,

@@ -613,7 +613,12 @@ impl Files {
                 Output::Notice(text)
             });
         };
-        let line = t.file_event(Self::nick(ep, t), event, text, error);
+        // For programs the nick itself: `peer_id` tells two of the same nick apart.
+        let nick = ep
+            .nick_of(t.peer())
+            .unwrap_or(&t.record.peer_nick)
+            .to_owned();
+        let line = t.file_event(nick, event, text, error);
         self.lines.push(Output::File(Box::new(line)));
     }
 
@@ -671,7 +676,7 @@ impl Files {
                 ..new_transfer(number, record, offer, manifest)
             };
             if restored.record.untold {
-                let nick = crate::ui::render::display_nick(&restored.record.peer_nick);
+                let nick = restored.record.peer_nick.clone();
                 let line = restored.told_late();
                 let error = restored.record.state == State::Failed;
                 let event = restored.file_event(nick, restored.end_event(), line, error);
@@ -711,7 +716,7 @@ impl Files {
         };
         t.paused = true;
         t.paused_room = t.folder().and_then(commands::disk_room);
-        let nick = crate::ui::render::display_nick(&t.record.peer_nick);
+        let nick = t.record.peer_nick.clone();
         let event = t.file_event(nick, "paused", why, true);
         self.lines.push(Output::File(Box::new(event)));
         // The first look comes through the event loop, which then looks every few seconds.
