@@ -89,7 +89,7 @@ impl Chat {
                 "{waiting} message(s) had not been acknowledged by {whom} and are lost: storage is off"
             )));
         }
-        for line in self.files.left_unfinished() {
+        for line in self.files.left_unfinished(&self.ep) {
             self.print(Output::Notice(line));
         }
         self.flush_screen();

@@ -529,14 +529,15 @@ impl Files {
 
     /// What stays unfinished when the program stops, one line each, for the user to know it
     /// was not forgotten (or that it is lost, without storage).
-    pub fn left_unfinished(&self) -> Vec<String> {
+    pub fn left_unfinished(&self, ep: &Endpoint) -> Vec<String> {
         let kept = self.store.is_some();
         self.transfers
             .values()
             .filter(|t| !t.record.state.is_finished())
             .map(|t| {
                 let r = &t.record;
-                let (name, nick) = (t.shown_name(), crate::ui::render::display_nick(&r.peer_nick));
+                // As lines name it: `alice#f0d31d29` while another alice (or we) is here.
+                let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let pct = t.percent_done();
                 match (r.state, r.outgoing, kept) {
                     (State::Accepted, true, true) => format!(

@@ -516,37 +516,41 @@ fn a_forgotten_peers_transfers_end_with_a_line() {
 
 #[test]
 fn what_is_left_unfinished_is_said_at_quit() {
+    let ep = endpoint(Instant::now());
     let (mut files, key) = accepted(false);
     files.transfers.get_mut(&key).unwrap().record.bytes_done = 2_500_000;
     // Without storage nothing is kept.
     assert_eq!(
-        files.left_unfinished(),
+        files.left_unfinished(&ep),
         ["report.pdf (from bob) stopped at 25% and is not kept: storage is off"]
     );
     let dir = tempfile::tempdir().unwrap();
     files.store = Some(Store::new(dir.path()));
     assert_eq!(
-        files.left_unfinished(),
+        files.left_unfinished(&ep),
         ["report.pdf from bob: 25% received, the rest comes when you are both back"]
     );
     files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
     assert_eq!(
-        files.left_unfinished(),
+        files.left_unfinished(&ep),
         ["bob's offer of report.pdf was not answered: bob offers it again when you are both back"]
     );
     files.transfers.get_mut(&key).unwrap().record.state = State::Done;
-    assert!(files.left_unfinished().is_empty(), "a finished one is not");
+    assert!(
+        files.left_unfinished(&ep).is_empty(),
+        "a finished one is not"
+    );
 
     let (mut ours, key) = ours_accepted();
     ours.store = Some(Store::new(dir.path()));
     ours.transfers.get_mut(&key).unwrap().record.bytes_done = 9_000_000;
     assert_eq!(
-        ours.left_unfinished(),
+        ours.left_unfinished(&ep),
         ["report.pdf to bob: 90% sent, the rest goes when you are both back"]
     );
     ours.transfers.get_mut(&key).unwrap().record.state = State::Offered;
     assert_eq!(
-        ours.left_unfinished(),
+        ours.left_unfinished(&ep),
         ["report.pdf to bob: not answered yet, offered again when you are both back"]
     );
 }
