@@ -75,8 +75,11 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
             let (gone, here): (Vec<&PeerInfo>, Vec<&PeerInfo>) = peers
                 .iter()
                 .partition(|p| matches!(p.state, PeerState::Left | PeerState::Offline));
-            let here: Vec<&str> = here.iter().map(|p| p.nick.as_str()).collect();
-            let gone: Vec<&str> = gone.iter().map(|p| p.nick.as_str()).collect();
+            // Each named as lines name it: two bobs as `bob#1d79e0c2` and `bob#2e01a9f3`.
+            let all: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
+            let names = crate::ui::present::ShownNames::new(&all);
+            let here: Vec<String> = here.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
+            let gone: Vec<String> = gone.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             Err(match (here.is_empty(), gone.is_empty()) {
                 (true, true) => {
                     format!("no peer called '{wanted}'; nobody is known yet — /add HOST[:PORT]")
@@ -192,6 +195,18 @@ mod tests {
             peer(2, "bob", PeerState::Online),
         ];
         assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(2), "bob".into())));
+        // Listed apart when no one matches: not 'here now: bob; known, away now: bob'.
+        let err = find_peer(&peers, "erin").unwrap_err();
+        // (All 16 digits: these two ids share their first 8.)
+        let bob = |id: u64| PeerId(id).to_string();
+        assert_eq!(
+            err,
+            format!(
+                "no peer called 'erin'; here now: bob#{}; known, away now: bob#{}",
+                bob(2),
+                bob(1)
+            )
+        );
     }
 
     #[test]
