@@ -739,6 +739,33 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     alice.wait_for(&mut a, "unknown", |o| error(o, "no peer called 'nobody'"));
 }
 
+/// Two bobs, one gone: `/forget bob` means the one that left (the other is here), and the
+/// line names it apart from the one still here.
+#[test]
+fn forget_by_a_shared_nick_means_the_one_that_left() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob1 = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let bob2 = start_chat(&switch, "bob", 3, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    let bob_joined = |o: &Output| matches!(o, Output::Notice(n) if n.starts_with("bob") && n.contains(" joined"));
+    alice.wait_for(&mut a, "a bob joining", bob_joined);
+    alice.wait_for(&mut a, "another bob joining", bob_joined);
+    bob1.type_line("/quit");
+    alice.wait_for(&mut a, "a bob leaving", |o| notice(o, " left"));
+    alice.type_line("/forget bob");
+    alice.wait_for(&mut a, "the departed bob forgotten", |o| {
+        notice(o, "forgot bob#")
+    });
+    alice.type_line("/msg bob still here?");
+    let mut b2 = Seen(Vec::new());
+    bob2.wait_for(
+        &mut b2,
+        "the message to the bob still here",
+        |o| matches!(plain(o), Output::Direct { text, .. } if text == "still here?"),
+    );
+}
+
 #[test]
 fn idle_for_auto_away_means_away_until_the_next_line_typed() {
     let switch = Switch::default();

@@ -50,22 +50,33 @@ impl Chat {
                     self.set_away(now, reason);
                 }
             }
-            Command::Forget(name) => match find_peer(&self.ep.peers(), &name) {
-                Ok((id, nick)) => {
-                    let here = self
-                        .ep
-                        .peer(id)
-                        .is_some_and(|p| p.state == PeerState::Online);
-                    if here {
-                        self.command_error(format!(
-                            "{nick} is here: /forget is for peers who have left for good"
-                        ));
-                    } else {
-                        self.ep.forget(now, id);
+            Command::Forget(name) => {
+                // The peer meant is one that is gone: where a present bob and a departed one
+                // share the nick, `/forget bob` is the departed one.
+                let peers = self.ep.peers();
+                let gone: Vec<crate::proto::PeerInfo> = peers
+                    .iter()
+                    .filter(|p| p.state != PeerState::Online)
+                    .cloned()
+                    .collect();
+                match find_peer(&gone, &name).or_else(|_| find_peer(&peers, &name)) {
+                    Ok((id, nick)) => {
+                        let here = self
+                            .ep
+                            .peer(id)
+                            .is_some_and(|p| p.state == PeerState::Online);
+                        if here {
+                            let shown = self.known_names(&peers).name_of(id, &nick);
+                            self.command_error(format!(
+                                "{shown} is here: /forget is for peers who have left for good"
+                            ));
+                        } else {
+                            self.ep.forget(now, id);
+                        }
                     }
+                    Err(e) => self.command_error(e),
                 }
-                Err(e) => self.command_error(e),
-            },
+            }
             Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
                 Ok((id, nick)) => {
                     // The echo says which one, when nicks are shared: `*-> bob#1d79e0c2*`.

@@ -258,7 +258,8 @@ impl Chat {
             | Event::PeerLeft { peer, nick, .. }
             | Event::PeerUnreachable { peer, nick, .. }
             | Event::PeerReachable { peer, nick }
-            | Event::PeerRestarted { peer, nick } => (peer, nick),
+            | Event::PeerRestarted { peer, nick }
+            | Event::PeerForgotten { peer, nick, .. } => (peer, nick),
             _ => return e,
         };
         let names = self.current_names();
