@@ -147,7 +147,10 @@ pub fn send(
             Some("not_delivered") => {
                 let key = (v["id"].as_u64().unwrap_or_default(), field("to_id"));
                 if waiting.remove(&key) {
-                    eprintln!("error: not delivered to {}", field("to"));
+                    eprintln!(
+                        "error: not delivered to {}",
+                        crate::ui::render::display_nick(&field("to"))
+                    );
                     outcome.undelivered += 1;
                 }
             }
@@ -161,6 +164,7 @@ pub fn send(
         // Said by nick, not by id: the running tailchat knows them.
         names.extend(peer_nicks(&mut writer, &mut reader));
     }
+    let names = told_apart(&names);
     for to in &refused {
         let name = names.get(to).map_or(to.as_str(), String::as_str);
         eprintln!(
@@ -187,6 +191,29 @@ fn names_a_peer(name: &str, known: &std::collections::BTreeMap<String, String>) 
 
 /// The nicks of the running tailchat's peers by id, asked on the connection (empty if it does
 /// not answer within a second).
+/// Each peer's name as the running tailchat's lines show it (`id -> name`): its nick, made
+/// safe for the terminal, with `#` and the first 8 digits of its id when another peer in
+/// `nicks` has the same nick (so "not yet delivered to bob" says which bob).
+fn told_apart(
+    nicks: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    nicks
+        .iter()
+        .map(|(id, nick)| {
+            let shown = crate::ui::render::display_nick(nick);
+            let shared = nicks
+                .iter()
+                .any(|(other, n)| other != id && crate::ui::render::display_nick(n) == shown);
+            let name = if shared {
+                format!("{shown}#{}", id.get(..8).unwrap_or(id))
+            } else {
+                shown
+            };
+            (id.clone(), name)
+        })
+        .collect()
+}
+
 fn peer_nicks(
     writer: &mut UnixStream,
     reader: &mut BufReader<UnixStream>,
@@ -259,6 +286,23 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_told_apart_and_made_safe() {
+        let nicks: std::collections::BTreeMap<String, String> = [
+            ("1d79e0c2ab12cd34", "bob"),
+            ("2e01a9f300000000", "bob"),
+            ("3f00000000000000", "car\u{1b}[2Jol"),
+        ]
+        .into_iter()
+        .map(|(id, n)| (id.to_owned(), n.to_owned()))
+        .collect();
+        let names = told_apart(&nicks);
+        assert_eq!(names["1d79e0c2ab12cd34"], "bob#1d79e0c2");
+        assert_eq!(names["2e01a9f300000000"], "bob#2e01a9f3");
+        assert!(!names["3f00000000000000"].contains('\u{1b}'));
+        assert!(!names["3f00000000000000"].contains('#'));
+    }
 
     /// A running tailchat played by a thread: answers each command read with `answer(cmd)`
     /// (zero or more lines), until the client quits or goes.
