@@ -303,6 +303,7 @@ pub fn peers_noted(
                     Found::Announced => "announced",
                     Found::Learned => "learned",
                     Found::Incoming => "incoming",
+                    Found::Remembered => "remembered",
                 },
                 "addrs": p.addrs.iter().map(|a| show(*a)).collect::<Vec<_>>(),
                 "who": note.who,

@@ -17,6 +17,8 @@ pub enum Found {
     Learned,
     /// It contacted us first.
     Incoming,
+    /// Known from an earlier run: contacted at the addresses the data directory kept.
+    Remembered,
 }
 
 /// A peer's state as the user sees it.

@@ -363,6 +363,7 @@ fn found_name(found: Found) -> &'static str {
         Found::Announced => "announced",
         Found::Learned => "learned",
         Found::Incoming => "incoming",
+        Found::Remembered => "remembered",
     }
 }
 

@@ -534,7 +534,7 @@ impl PeerTable {
             let found = if r.manual {
                 Found::Manual
             } else {
-                Found::Learned
+                Found::Remembered
             };
             if r.manual || r.wanted || !r.outbox.is_empty() {
                 contact.extend(addrs.iter().map(|a| (a, found)));
@@ -821,7 +821,7 @@ mod tests {
         assert_eq!(
             contact,
             vec![
-                (addr(3), Found::Learned),
+                (addr(3), Found::Remembered),
                 (addr(2), Found::Manual),
                 (addr(22), Found::Manual)
             ]
@@ -866,7 +866,7 @@ mod tests {
             ],
         );
         assert_eq!(t.ids(), vec![PeerId(3)]);
-        assert_eq!(contact, vec![(addr(3), Found::Learned)]);
+        assert_eq!(contact, vec![(addr(3), Found::Remembered)]);
     }
 
     #[test]
