@@ -739,6 +739,26 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     alice.wait_for(&mut a, "unknown", |o| error(o, "no peer called 'nobody'"));
 }
 
+/// A mistyped `/add`: nobody answers there, and `/forget ADDR` stops the trying.
+#[test]
+fn forget_stops_trying_an_added_address_nobody_answers() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let mut a = Seen(Vec::new());
+    alice.type_line("/add 10.9.9.9:7688");
+    alice.wait_for(&mut a, "the contact begun", |o| {
+        notice(o, "contacting 10.9.9.9:7688")
+    });
+    alice.type_line("/forget 10.9.9.9:7688");
+    alice.wait_for(&mut a, "the trying stopped", |o| {
+        notice(o, "no longer trying 10.9.9.9:7688 (nobody answered there)")
+    });
+    alice.type_line("/forget 10.9.9.9:7688");
+    alice.wait_for(&mut a, "nothing left to stop", |o| {
+        error(o, "no peer called '10.9.9.9:7688'")
+    });
+}
+
 /// Two bobs, one gone: `/forget bob` means the one that left (the other is here), and the
 /// line names it apart from the one still here.
 #[test]

@@ -96,7 +96,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         FORGET_USAGE,
-        "drop a peer who left for good: its address and the messages waiting for it",
+        "drop a peer who left for good: its address and the messages waiting for it (/forget ADDR: stop trying an /add nobody answers)",
     ),
     (HELP_USAGE, "show this list"),
     (QUIT_USAGE, "leave the chat (also /exit)"),

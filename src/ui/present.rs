@@ -165,9 +165,9 @@ pub fn event_output(
             }
         }
         Event::AddressUnanswered { addr } => Output::Notice(format!(
-            "no answer from {} yet (still trying) — is tailchat running there, and UDP port {} open?",
-            show_addr(*addr),
-            addr.port()
+            "no answer from {shown} yet (still trying; /forget {shown} stops it) — is tailchat running there, and UDP port {} open?",
+            addr.port(),
+            shown = show_addr(*addr),
         )),
         Event::VersionMismatch { from, version } if *version < crate::proto::wire::VERSION => {
             Output::Notice(format!(

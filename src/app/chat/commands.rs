@@ -51,6 +51,21 @@ impl Chat {
                 }
             }
             Command::Forget(name) => {
+                // An address added (`/add`) where nobody answers: no longer tried.
+                if let Ok(crate::net::addr::HostSpec {
+                    host: crate::net::addr::Host::Ip(ip),
+                    port,
+                }) = addr::parse(&name, self.default_port)
+                {
+                    let at = std::net::SocketAddr::new(ip, port);
+                    if self.ep.stop_trying(at) {
+                        let shown = crate::ui::present::show_addr(at);
+                        self.print(Output::Notice(format!(
+                            "no longer trying {shown} (nobody answered there)"
+                        )));
+                        return;
+                    }
+                }
                 // The peer meant is one that is gone: where a present bob and a departed one
                 // share the nick, `/forget bob` is the departed one.
                 let peers = self.ep.peers();

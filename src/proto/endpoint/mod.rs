@@ -681,6 +681,16 @@ impl Endpoint {
         self.probes.manual()
     }
 
+    /// Stops trying `addr`, an address the user added where nobody has answered (`/forget
+    /// ADDR`: a mistyped `/add`); whether it was being tried.
+    pub fn stop_trying(&mut self, addr: SocketAddr) -> bool {
+        let tried = self.probes.manual().contains(&addr);
+        if tried {
+            self.probes.remove(addr);
+        }
+        tried
+    }
+
     /// The id the next message will get.
     pub fn next_message_id(&self) -> MessageId {
         MessageId(self.next_msg)
