@@ -39,14 +39,6 @@ fn data(home: &std::path::Path) -> String {
     home.join("data").to_str().expect("UTF-8 path").to_owned()
 }
 
-/// Whether `faketime` can be run (CI installs it; a developer may not have).
-fn have_faketime() -> bool {
-    std::process::Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_ok()
-}
-
 #[test]
 fn an_action_and_away_travel_to_the_peer() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -84,10 +76,10 @@ fn away_outlives_a_restart() {
 
 #[test]
 fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
-    if !have_faketime() {
+    let Some(later) = common::faketime("+2h", false) else {
         eprintln!("skipped: faketime is not installed (apt-get install faketime)");
         return;
-    }
+    };
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut alice, mut bob) = pair(a.path(), b.path());
     bob.send("/quit");
@@ -101,7 +93,8 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
     // monotonic, moved on; bob's did not).
     let mut bob = start_bob(b.path());
     let written = chrono::Local::now();
-    let mut alice = start_alice(&["faketime", "-f", "+2h"], a.path(), &bob);
+    let wrapper: Vec<&str> = later.iter().map(String::as_str).collect();
+    let mut alice = start_alice(&wrapper, a.path(), &bob);
     alice.expect("bob joined");
     let line = bob.expect("see you later");
     // Shown at arrival, marked with the time it was written: two hours before that, by bob's

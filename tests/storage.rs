@@ -547,28 +547,19 @@ fn messages_acknowledged_but_never_written_are_shown_after_a_crash() {
 
 #[test]
 fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
-    if std::process::Command::new("faketime")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
-        return;
-    }
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut alice = bob_gone(a.path(), b.path());
     // An NTP correction, a dead RTC battery, a VM restored from a snapshot: only the wall
     // clock moves (the monotonic clock does not).
+    let Some(back_an_hour) = common::faketime("-1h", true) else {
+        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = bob_gone(a.path(), b.path());
     let d = data(b.path());
     let peer = format!("127.0.0.1:{}", alice.port);
+    let wrapper: Vec<&str> = back_an_hour.iter().map(String::as_str).collect();
     let mut bob = Chat::start_under(
-        &[
-            "env",
-            "FAKETIME_DONT_FAKE_MONOTONIC=1",
-            "faketime",
-            "-f",
-            "-1h",
-        ],
+        &wrapper,
         "bob",
         &["--bind", "127.0.0.1", "--data-dir", &d, "--peer", &peer],
     );

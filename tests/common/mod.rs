@@ -41,6 +41,31 @@ pub struct Chat {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A wrapper for [`Chat::start_under`] that moves a process's clock by `offset` (`-1h`,
+/// `+2h`), with libfaketime preloaded (`apt-get install faketime`; CI installs it), and the
+/// monotonic clock too unless `wall_only`; `None` where libfaketime is not installed.
+///
+/// The library, not the `faketime` program: that wrapper keeps a semaphore and a shared
+/// memory segment per process id in /dev/shm, which a killed run leaves behind, and a later
+/// process given the same id fails to start ("sem_open: File exists").
+#[allow(dead_code)] // not every test binary moves clocks
+pub fn faketime(offset: &str, wall_only: bool) -> Option<Vec<String>> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.is_file())?;
+    let mut wrapper = vec![
+        "env".to_owned(),
+        format!("LD_PRELOAD={}", lib.display()),
+        format!("FAKETIME={offset}"),
+    ];
+    if wall_only {
+        wrapper.push("FAKETIME_DONT_FAKE_MONOTONIC=1".to_owned());
+    }
+    Some(wrapper)
+}
+
 /// A command for the binary with a clean environment and a private data directory.
 pub fn command(args: &[&str]) -> (Command, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
