@@ -538,18 +538,25 @@ fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_n
     assert!(fakes.starts_with("bob#") && fakes != four, "{fakes} {four}");
 }
 
-#[test]
-fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
-    let switch = Switch::default();
-    let alice = start_chat(&switch, "alice", 1, &[], None, None);
-    let bob1 = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
-    let bob2 = start_chat(&switch, "bob", 3, &[alice.addr], None, None);
+/// Alice, and two peers called bob who contact her; once she has seen both join, with what
+/// she saw.
+fn alice_and_two_bobs(switch: &Switch) -> (Running, Running, Running, Seen) {
+    let alice = start_chat(switch, "alice", 1, &[], None, None);
+    let bob1 = start_chat(switch, "bob", 2, &[alice.addr], None, None);
+    let bob2 = start_chat(switch, "bob", 3, &[alice.addr], None, None);
     let mut a = Seen(Vec::new());
-    // The second is told apart from the first as it arrives (the first too, if the second
-    // was known by the time its line was made).
     let bob_joined = |o: &Output| matches!(o, Output::Notice(n) if n.starts_with("bob") && n.contains(" joined"));
     alice.wait_for(&mut a, "a bob joining", bob_joined);
     alice.wait_for(&mut a, "another bob joining", bob_joined);
+    (alice, bob1, bob2, a)
+}
+
+#[test]
+fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
+    let switch = Switch::default();
+    let (alice, bob1, bob2, mut a) = alice_and_two_bobs(&switch);
+    // The second is told apart from the first as it arrives (the first too, if the second
+    // was known by the time its line was made).
     assert!(
         matches!(a.0.last(), Some(Output::Notice(n)) if n.starts_with("bob#")),
         "{:?}",
@@ -764,13 +771,7 @@ fn forget_stops_trying_an_added_address_nobody_answers() {
 #[test]
 fn forget_by_a_shared_nick_means_the_one_that_left() {
     let switch = Switch::default();
-    let alice = start_chat(&switch, "alice", 1, &[], None, None);
-    let bob1 = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
-    let bob2 = start_chat(&switch, "bob", 3, &[alice.addr], None, None);
-    let mut a = Seen(Vec::new());
-    let bob_joined = |o: &Output| matches!(o, Output::Notice(n) if n.starts_with("bob") && n.contains(" joined"));
-    alice.wait_for(&mut a, "a bob joining", bob_joined);
-    alice.wait_for(&mut a, "another bob joining", bob_joined);
+    let (alice, bob1, bob2, mut a) = alice_and_two_bobs(&switch);
     bob1.type_line("/quit");
     alice.wait_for(&mut a, "a bob leaving", |o| notice(o, " left"));
     alice.type_line("/forget bob");
