@@ -220,6 +220,15 @@ fn walk(
             if rel.len() > MAX_PATH_BYTES {
                 return Err(format!("cannot send {}: its path is too long", rel));
             }
+            // Deeper than a receiver keeps (it would flatten the rest): said, not sent.
+            if rel.split('/').count() > crate::transfer::names::MAX_DEPTH {
+                return Err(format!(
+                    "{} has files nested more than {} folders deep ({}): send an archive of it instead (tar, zip)",
+                    top.display(),
+                    crate::transfer::names::MAX_DEPTH - 1,
+                    child.path().display()
+                ));
+            }
             out.push((rel, child.path()));
         } else {
             *skipped += 1;
@@ -319,6 +328,30 @@ mod tests {
                 "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
                 top.display()
             )
+        );
+    }
+
+    #[test]
+    fn a_folder_nested_deeper_than_a_receiver_keeps_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let top = tmp.path().join("deep");
+        let mut at = top.clone();
+        for i in 0..31 {
+            at.push(format!("l{i}"));
+        }
+        fs::create_dir_all(&at).unwrap();
+        fs::write(at.join("ok.txt"), b"31 folders and a file: kept whole").unwrap();
+        assert!(prepare(&top).is_ok());
+        at.push("l31");
+        fs::create_dir_all(&at).unwrap();
+        fs::write(at.join("bottom.txt"), b"one too deep").unwrap();
+        let err = prepare(&top).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "{} has files nested more than 31 folders deep",
+                top.display()
+            )),
+            "{err}"
         );
     }
 

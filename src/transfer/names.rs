@@ -16,8 +16,13 @@ use std::path::{Path, PathBuf};
 
 /// Bytes of one component at most (the usual file-system limit).
 const MAX_COMPONENT_BYTES: usize = 255;
-/// Components of a path at most.
-const MAX_DEPTH: usize = 32;
+/// Components of a path at most (an offerer refuses to offer a folder nested deeper; a
+/// receiver keeps the first ones and the file's own name).
+pub const MAX_DEPTH: usize = 32;
+/// Bytes of a component at most, with room for ` (n)` and [`PART_SUFFIX`] in the usual 255.
+const KEPT_COMPONENT_BYTES: usize = MAX_COMPONENT_BYTES - PART_SUFFIX.len() - 8;
+/// The longest extension kept whole when a long name is cut (`.txt`, `.tar.gz`'s `.gz`).
+const MAX_EXTENSION_BYTES: usize = 16;
 /// Suffix of a file still arriving.
 pub const PART_SUFFIX: &str = ".part";
 
@@ -41,23 +46,34 @@ pub fn sanitize_component(s: &str) -> Option<String> {
     if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
         return None;
     }
-    let mut end = trimmed
-        .len()
-        .min(MAX_COMPONENT_BYTES - PART_SUFFIX.len() - 8);
+    if trimmed.len() <= KEPT_COMPONENT_BYTES {
+        return Some(trimmed.to_owned());
+    }
+    // Too long: cut before its extension, which stays (`very long … name.txt`).
+    let ext = trimmed
+        .rfind('.')
+        .filter(|&dot| dot > 0 && trimmed.len() - dot <= MAX_EXTENSION_BYTES)
+        .map_or("", |dot| &trimmed[dot..]);
+    let mut end = KEPT_COMPONENT_BYTES - ext.len();
     while !trimmed.is_char_boundary(end) {
         end -= 1;
     }
-    Some(trimmed[..end].to_owned())
+    Some(format!("{}{ext}", &trimmed[..end]))
 }
 
 /// A relative path from a peer made safe: its usable components, sanitised (`/` and `\` both
-/// separate; `..`, `.`, empty ones and any root are dropped). `None` if none is left.
+/// separate; `..`, `.`, empty ones and any root are dropped). `None` if none is left. Past
+/// [`MAX_DEPTH`] components, the first ones and the last (the file's own name) are kept.
 pub fn sanitize_path(p: &str) -> Option<Vec<String>> {
-    let parts: Vec<String> = p
+    let mut parts: Vec<String> = p
         .split(['/', '\\'])
         .filter_map(sanitize_component)
-        .take(MAX_DEPTH)
         .collect();
+    if parts.len() > MAX_DEPTH {
+        let name = parts.pop()?;
+        parts.truncate(MAX_DEPTH - 1);
+        parts.push(name);
+    }
     (!parts.is_empty()).then_some(parts)
 }
 
@@ -209,6 +225,19 @@ mod tests {
             2 * 32 - 1,
             "32 components at most"
         );
+        // Too deep: the file keeps its own name (it does not become the 32nd folder's).
+        let deep = format!("{}bottom.txt", "d/".repeat(40));
+        let kept = sanitize_path(&deep).unwrap();
+        assert_eq!(
+            (kept.len(), kept.last().unwrap().as_str()),
+            (32, "bottom.txt")
+        );
+        // Too long: cut before the extension, which stays.
+        let name = format!("{}.txt", "y".repeat(300));
+        let cut = sanitize_component(&name).unwrap();
+        assert_eq!((cut.len(), cut.ends_with("y.txt")), (242, true), "{cut}");
+        let dotless_tail = format!("a.{}", "z".repeat(300));
+        assert_eq!(sanitize_component(&dotless_tail).unwrap().len(), 242);
         assert_eq!(
             sanitize_name("../evil\u{1b}.bin"),
             "evil_.bin",
