@@ -426,6 +426,11 @@ fn fetch(
                 return Err(e);
             }
         }
+        // Stopped meanwhile: what the end line counted as kept is what stays.
+        if job.cancel.load(Ordering::Acquire) {
+            let _ = fs::remove_file(&part);
+            return Err(FetchError::Cancelled);
+        }
         let placed = names::place(&part, wanted).map_err(disk)?;
         let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
         let _ = events.send(DataEvent::FileDone {

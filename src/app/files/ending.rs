@@ -146,7 +146,23 @@ impl Files {
 /// What an incoming folder that ended unfinished leaves: the files that had arrived whole
 /// (each checked against its hash) stay where they landed, and its end line says so.
 fn kept_files(t: &Transfer) -> String {
-    let (done, total) = (t.record.files_done, t.record.offer.files);
+    let total = t.record.offer.files;
+    // Counted on the disk: the fetch thread's reports of the last files placed may still be
+    // on their way when it is stopped.
+    let on_disk = match (&t.manifest, &t.record.dest) {
+        (Some(m), Some(top)) if t.record.offer.folder && !t.record.outgoing => {
+            Plan::Folder { top: top.clone() }
+                .finals(m)
+                .iter()
+                .take_while(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+                .count()
+        }
+        _ => 0,
+    };
+    let done = t
+        .record
+        .files_done
+        .max(u32::try_from(on_disk).unwrap_or(u32::MAX));
     match &t.record.dest {
         Some(dest) if !t.record.outgoing && t.record.offer.folder && done > 0 && done < total => {
             format!(

@@ -930,3 +930,38 @@ fn failed_connections_say_away_or_blocked_once() {
         Failing::Blocked
     );
 }
+
+/// A folder stopped half-way: its end line counts the files in place on the disk, also those
+/// whose reports from the fetch thread had not come yet.
+#[test]
+fn a_stopped_folder_counts_the_files_on_the_disk() {
+    use crate::transfer::manifest::{Entry, Manifest};
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("photos");
+    std::fs::create_dir_all(&top).unwrap();
+    let (mut files, key) = accepted(false);
+    let entry = |path: &str| Entry {
+        path: path.into(),
+        size: 1,
+        hash: [0; 32],
+    };
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.offer.folder = true;
+        t.record.offer.files = 3;
+        t.record.dest = Some(top.clone());
+        t.record.files_done = 0; // no report has come yet
+        t.manifest = Some(Manifest {
+            entries: vec![entry("a.jpg"), entry("b.jpg"), entry("c.jpg")],
+        });
+    }
+    std::fs::write(top.join("a.jpg"), b"a").unwrap();
+    std::fs::write(top.join("b.jpg"), b"b").unwrap();
+    let mut ep = endpoint(Instant::now());
+    files.finish(&mut ep, key, State::Cancelled, None);
+    let lines = notices(files.take_lines());
+    assert!(
+        matches!(&lines[..], [l] if l.ends_with(&format!("the 2 of 3 files that had arrived whole are kept in {}", top.display()))),
+        "{lines:?}"
+    );
+}
