@@ -79,6 +79,8 @@ fn a_file_and_a_folder_arrive_byte_exact() {
         fs::write(sub.join(format!("f{i}.txt")), bytes(i * 37, i as u64)).unwrap();
     }
     alice.send(&format!("/send bob {}", folder.display()));
+    // A folder is read (hashed) before it is offered: said, with how to stop it.
+    alice.expect("reading many/ to offer it to bob — /cancel 3 stops it");
     let offer = bob.expect("alice offers many/");
     assert!(offer.contains("200 files"), "{offer}");
     bob.send(&format!("/accept {}", offer_number(&offer)));
@@ -571,6 +573,8 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
         fs::write(folder.join(format!("f{i:02}")), bytes(1000, i)).unwrap();
     }
     alice.send(&format!("/send bob {}", folder.display()));
+    // A folder is read (hashed) before it is offered: said, with how to stop it.
+    alice.expect("reading many/ to offer it to bob — /cancel 3 stops it");
     let offer = bob.expect("alice offers many/");
     bob.send(&format!(
         "/accept {} {}",

@@ -13,6 +13,10 @@ use crate::ui::render::Output;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// A file at least this big, or any folder, is said to be read before its offer goes out (it
+/// is hashed first: a few seconds per gigabyte), so a user waiting for the offer line knows.
+const SAY_READING_FROM: u64 = 64 << 20;
+
 impl Files {
     /// A file command typed by the user.
     ///
@@ -197,34 +201,55 @@ impl Files {
     fn send(&mut self, ep: &mut Endpoint, nick: &str, path: &str) -> Result<(), String> {
         let (peer, nick) = crate::app::lookup::find_peer(&ep.peers(), nick)?;
         let path = expand_home(path);
-        if std::fs::metadata(&path).is_err() {
+        let Ok(meta) = std::fs::metadata(&path) else {
             return Err(format!(
                 "cannot send {}: no such file or folder",
                 path.display()
             ));
-        }
+        };
         self.server()
             .ok_or("file transfers are off: no TCP listener")?;
         let id: u64 = rand::random();
         let tx = self.events_tx.clone();
+        let source = path.clone();
         let spawned = std::thread::Builder::new()
             .name("tailchat-hash".into())
             .spawn(move || {
-                let result = manifest::prepare(&path);
+                let result = manifest::prepare(&source);
                 let _ = tx.send(DataEvent::Prepared { id, result });
             });
         if spawned.is_err() {
             return Err("cannot start a thread to read the files".into());
         }
         let number = self.number();
-        // What is offered is filled in once the files are read (`DataEvent::Prepared`).
+        // What is offered is filled in once the files are read (`DataEvent::Prepared`); until
+        // then it goes by the name and size the path has.
+        let name = std::path::absolute(&path)
+            .ok()
+            .as_deref()
+            .and_then(Path::file_name)
+            .map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+        let size = if meta.is_dir() { 0 } else { meta.len() };
+        if meta.is_dir() || size >= SAY_READING_FROM {
+            let what = if meta.is_dir() {
+                format!("{name}/")
+            } else {
+                format!("{name} ({})", human_size(size))
+            };
+            self.notice(format!(
+                "reading {what} to offer it to {nick} — /cancel {number} stops it"
+            ));
+        }
         let unread = Offer {
             id,
             token: [0; 16],
-            name: String::new(),
-            size: 0,
+            name,
+            size,
             files: 0,
-            folder: false,
+            folder: meta.is_dir(),
             manifest_hash: [0; 32],
             manifest_len: 0,
             port: 0,
@@ -343,11 +368,22 @@ impl Files {
             // Rate and time left only while data moves.
             let moving =
                 t.record.state == State::Accepted && (t.serving > 0 || t.fetching.is_some());
+            // Every byte sent and acknowledged by the receiver's TCP, its Done not yet here:
+            // it is still writing and checking what its kernel took (a folder of small files
+            // fits in the socket buffers), unless it is gone.
+            let all_sent = t.record.outgoing
+                && t.started.is_some()
+                && t.record.bytes_done >= t.record.offer.size
+                && ep
+                    .peer(t.peer())
+                    .is_some_and(|p| p.state == crate::proto::PeerState::Online);
             let state = match t.record.state {
+                State::Offered if t.record.outgoing && t.offer.is_none() => "reading",
                 State::Offered if t.record.outgoing => "offered",
                 State::Offered => "waiting for you",
                 State::Accepted if t.record.outgoing && t.serving > 0 => "sending",
                 State::Accepted if t.record.outgoing && t.paused_by_peer => "paused by receiver",
+                State::Accepted if all_sent => "sent, receiver checking",
                 State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
                 State::Accepted if t.fetching.is_some() => "receiving",

@@ -306,11 +306,11 @@ impl Transfer {
             .bytes_done()
             .saturating_mul(100)
             .checked_div(size)
-            // Nothing to move: all there once it is accepted (until then nothing is).
-            .unwrap_or(if self.record.state == State::Offered {
-                0
-            } else {
+            // Nothing to move: all there once done (until then nothing is).
+            .unwrap_or(if self.record.state == State::Done {
                 100
+            } else {
+                0
             });
         if self.record.state == State::Done {
             pct
@@ -540,6 +540,10 @@ impl Files {
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let pct = t.percent_done();
                 match (r.state, r.outgoing, kept) {
+                    // Its files were still being read: nothing went out, nothing is kept.
+                    (State::Offered, true, _) if t.offer.is_none() => format!(
+                        "{name} to {nick}: not offered (tailchat stopped while reading it) — /send it again"
+                    ),
                     (State::Accepted, true, true) => format!(
                         "{name} to {nick}: {pct}% sent, the rest goes when you are both back"
                     ),

@@ -864,6 +864,8 @@ fn an_empty_offer_is_not_shown_all_but_done() {
     t.record.offer.size = 0;
     t.record.state = State::Offered;
     assert_eq!(t.percent_done(), 0);
+    t.record.state = State::Declined;
+    assert_eq!(t.percent_done(), 0);
     t.record.state = State::Done;
     assert_eq!(t.percent_done(), 100);
 }
@@ -964,4 +966,42 @@ fn a_stopped_folder_counts_the_files_on_the_disk() {
         matches!(&lines[..], [l] if l.ends_with(&format!("the 2 of 3 files that had arrived whole are kept in {}", top.display()))),
         "{lines:?}"
     );
+}
+
+/// A `/send` whose files are still being read: `/files` says so, and quitting then says it
+/// was not offered (nothing is kept to offer it later).
+#[test]
+fn a_send_still_reading_is_shown_so_and_not_promised_at_quit() {
+    let (mut files, key) = ours_accepted();
+    let ep = endpoint(Instant::now());
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.state = State::Offered;
+        t.offer = None;
+    }
+    let list = files.list(&ep, Instant::now()).join("\n");
+    assert!(list.contains("reading"), "{list}");
+    let dir = tempfile::tempdir().unwrap();
+    files.store = Some(Store::new(dir.path()));
+    assert_eq!(
+        files.left_unfinished(&ep),
+        ["report.pdf to bob: not offered (tailchat stopped while reading it) — /send it again"]
+    );
+}
+
+/// All of it sent and acknowledged by the receiver's TCP, its Done not come yet: "sent,
+/// receiver checking" while the receiver is here; "interrupted" once it is not (here: a
+/// receiver this endpoint does not know).
+#[test]
+fn a_sender_whose_receiver_went_after_all_was_sent_shows_interrupted() {
+    let (mut files, key) = ours_accepted();
+    let ep = endpoint(Instant::now());
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.started = Some((Instant::now(), 0));
+        t.record.bytes_done = t.record.offer.size;
+    }
+    // Bob is not known to this endpoint, so not here: interrupted.
+    let list = files.list(&ep, Instant::now()).join("\n");
+    assert!(list.contains("interrupted"), "{list}");
 }
