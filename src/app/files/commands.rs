@@ -287,6 +287,17 @@ impl Files {
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
+        // Checked here, while the offer can still be taken elsewhere: a folder we may not
+        // write in would fail the transfer at its first file.
+        let writable = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+        if let Err(e) = nix::unistd::access(&dir, writable) {
+            return Err(format!(
+                "cannot write in {}: {} — /accept {} DIR puts it elsewhere",
+                dir.display(),
+                manifest::reason(&std::io::Error::from(e)),
+                self.transfers[&key].number
+            ));
+        }
         let t = &self.transfers[&key];
         let size = t.record.offer.size;
         if let Some(free) = free_space(&dir) {

@@ -1005,3 +1005,21 @@ fn a_sender_whose_receiver_went_after_all_was_sent_shows_interrupted() {
     let list = files.list(&ep, Instant::now()).join("\n");
     assert!(list.contains("interrupted"), "{list}");
 }
+
+/// Accepting into a folder we may not write in is refused while the offer can still be taken
+/// elsewhere (/proc/1: not writable even for root).
+#[test]
+fn accepting_into_a_folder_we_cannot_write_keeps_the_offer() {
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    let mut ep = endpoint(Instant::now());
+    let err = files
+        .accept(&mut ep, key, Some(PathBuf::from("/proc/1")))
+        .unwrap_err();
+    assert!(
+        err.starts_with("cannot write in /proc/1: ")
+            && err.ends_with("/accept 1 DIR puts it elsewhere"),
+        "{err}"
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Offered);
+}
