@@ -264,7 +264,7 @@ impl Files {
                         again = Some(Self::going_again(ep, t, from));
                     }
                     save = t.begin(now, from);
-                    t.rate.note(now, from);
+                    t.rate.restart(now, from);
                     if t.record.state == State::Offered {
                         t.record.state = State::Accepted;
                     }
@@ -359,7 +359,7 @@ impl Files {
                 if let Some(t) = self.transfers.get_mut(&key) {
                     save = t.begin(now, from);
                     t.last_connection = Some((from, 0));
-                    t.rate.note(now, from);
+                    t.rate.restart(now, from);
                     t.connected();
                 }
                 if save {

@@ -114,6 +114,13 @@ impl Rate {
         }
     }
 
+    /// A new connection starts at `done`: the rate is measured from here, not over the
+    /// outage before it (which made the time left read as an hour for seconds of work).
+    fn restart(&mut self, now: Instant, done: u64) {
+        self.samples.clear();
+        self.note(now, done);
+    }
+
     /// Bytes per second, once two samples are apart.
     fn per_sec(&self) -> Option<f64> {
         let ((t0, b0), (t1, b1)) = (self.samples.front()?, self.samples.back()?);

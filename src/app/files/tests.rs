@@ -1023,3 +1023,40 @@ fn accepting_into_a_folder_we_cannot_write_keeps_the_offer() {
     );
     assert_eq!(files.transfers[&key].record.state, State::Offered);
 }
+
+/// The rate after a new connection is measured from it, not over the outage before it.
+#[test]
+fn the_rate_after_a_reconnection_leaves_out_the_outage() {
+    let (mut files, key) = accepted(false);
+    let start = Instant::now();
+    let mut ep = endpoint(start);
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    files.on_data_at(&mut ep, DataEvent::Fetching { key, from: 0 }, at(0));
+    files.on_data_at(
+        &mut ep,
+        DataEvent::FetchProgress {
+            key,
+            done: 1_000_000,
+        },
+        at(1000),
+    );
+    // Cut at 1 MB; a new connection 3 s later goes on at 1 MB/s.
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Fetching {
+            key,
+            from: 1_000_000,
+        },
+        at(4000),
+    );
+    files.on_data_at(
+        &mut ep,
+        DataEvent::FetchProgress {
+            key,
+            done: 2_000_000,
+        },
+        at(5000),
+    );
+    let rate = files.transfers[&key].rate.per_sec().unwrap();
+    assert!((rate - 1e6).abs() < 1e3, "{rate}");
+}
