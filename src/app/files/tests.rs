@@ -1040,22 +1040,22 @@ fn the_rate_after_a_reconnection_leaves_out_the_outage() {
         },
         at(1000),
     );
-    // Cut at 1 MB; a new connection 3 s later goes on at 1 MB/s.
+    // Cut at 1 MB; a new connection 1.5 s later (within the rate's window) goes on at 1 MB/s.
     files.on_data_at(
         &mut ep,
         DataEvent::Fetching {
             key,
             from: 1_000_000,
         },
-        at(4000),
+        at(2500),
     );
     files.on_data_at(
         &mut ep,
         DataEvent::FetchProgress {
             key,
-            done: 2_000_000,
+            done: 1_500_000,
         },
-        at(5000),
+        at(3000),
     );
     let rate = files.transfers[&key].rate.per_sec().unwrap();
     assert!((rate - 1e6).abs() < 1e3, "{rate}");
