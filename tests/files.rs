@@ -133,6 +133,27 @@ fn a_declined_offer_writes_nothing() {
     assert!(!downloads.exists());
 }
 
+/// A symbolic link named to /send is followed (as cp does): the file it leads to arrives,
+/// under the link's name.
+#[test]
+fn a_symbolic_link_named_to_send_is_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let real = tmp.path().join("real.txt");
+    fs::write(&real, b"through a link").unwrap();
+    let link = tmp.path().join("link.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    alice.send(&format!("/send bob {}", link.display()));
+    let offer = bob.expect("alice offers link.txt (14 B)");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("received link.txt from alice");
+    assert_eq!(
+        fs::read(downloads.join("link.txt")).unwrap(),
+        b"through a link"
+    );
+}
+
 /// Alice offers a 10 MB file served at 2 MB/s; bob accepts it and waits until it is
 /// arriving. Returns both, the downloads folder and bob's number for the transfer.
 fn slow_transfer(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {

@@ -144,10 +144,19 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     let mut skipped = 0;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let folder = meta.is_dir();
+    // The path named is followed when it is a symbolic link (the user chose it, as `cp` does;
+    // links inside a folder are not): read and served from where it leads, offered under the
+    // name given.
+    let linked = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let source = if linked {
+        fs::canonicalize(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?
+    } else {
+        path.to_path_buf()
+    };
     if meta.is_file() {
-        files.push((name.clone(), path.to_path_buf()));
+        files.push((name.clone(), source.clone()));
     } else if folder {
-        walk(path, path, "", &mut files, &mut skipped)?;
+        walk(path, &source, "", &mut files, &mut skipped)?;
     } else {
         return Err(format!("cannot send {shown}: not a file or a folder"));
     }
@@ -170,7 +179,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         hash: *blake3::hash(&bytes).as_bytes(),
         name,
         folder,
-        root: path.to_path_buf(),
+        root: source,
         manifest,
         bytes,
         skipped,
@@ -329,6 +338,31 @@ mod tests {
                 top.display()
             )
         );
+    }
+
+    /// The path named may be a symbolic link (to a file or a folder): followed, offered under
+    /// the link's name; links inside a folder are still left out.
+    #[test]
+    fn a_symbolic_link_named_is_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("real.txt");
+        fs::write(&target, b"real").unwrap();
+        let link = tmp.path().join("link.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let p = prepare(&link).unwrap();
+        assert_eq!(p.name, "link.txt");
+        assert_eq!(p.manifest.entries[0].size, 4);
+        assert_eq!(p.root, fs::canonicalize(&target).unwrap());
+        let folder = tmp.path().join("folder");
+        fs::create_dir(&folder).unwrap();
+        fs::write(folder.join("a.txt"), b"a").unwrap();
+        std::os::unix::fs::symlink(&target, folder.join("inner-link")).unwrap();
+        let folder_link = tmp.path().join("folder-link");
+        std::os::unix::fs::symlink(&folder, &folder_link).unwrap();
+        let p = prepare(&folder_link).unwrap();
+        assert_eq!(p.name, "folder-link");
+        assert_eq!(p.manifest.entries.len(), 1);
+        assert_eq!(p.skipped, 1);
     }
 
     #[test]
