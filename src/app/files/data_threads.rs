@@ -648,7 +648,7 @@ impl Files {
                 self.later(SPACE_CHECK_EVERY, DataEvent::SpaceCheck { key });
             }
             Err(e) => {
-                let why = match &e {
+                let line = match &e {
                     FetchError::Broken(why) => {
                         format!("stopped receiving {name} from {nick}: {why}")
                     }
@@ -656,7 +656,13 @@ impl Files {
                     other => format!("{name} from {nick}: {other}"),
                 };
                 remove_parts(t);
-                self.finish(ep, key, State::Failed, Some(why));
+                // The sender's line says who stopped what ("bob stopped NAME: …"): told the
+                // cause alone.
+                let cause = match &e {
+                    FetchError::Disk(why) => format!("cannot receive it: {why}"),
+                    other => other.to_string(),
+                };
+                self.finish_telling(ep, key, State::Failed, Some(line), Some(cause));
             }
         }
     }

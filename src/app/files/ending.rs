@@ -65,6 +65,19 @@ impl Files {
         state: State,
         reason: Option<String>,
     ) {
+        self.finish_telling(ep, key, state, reason, None);
+    }
+
+    /// [`Files::finish`], telling the peer `for_them` as the reason (our line's `reason` names
+    /// the peer and the transfer, which its own line says already).
+    pub(super) fn finish_telling(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        state: State,
+        reason: Option<String>,
+        for_them: Option<String>,
+    ) {
         self.stop(key);
         let Some(t) = self.transfers.get_mut(&key) else {
             return;
@@ -78,8 +91,9 @@ impl Files {
         self.untold.push(key);
         let (peer, outgoing, name, dir) = (t.peer(), t.record.outgoing, t.shown_name(), t.toward());
         let nick = Self::nick(ep, t);
-        let told = reason
+        let told = for_them
             .as_deref()
+            .or(reason.as_deref())
             .map(|r| for_peer(r, t.record.dest.as_deref()));
         if t.fetching.is_none() && state != State::Done {
             remove_parts(t);
