@@ -133,6 +133,20 @@ fn a_declined_offer_writes_nothing() {
     assert!(!downloads.exists());
 }
 
+/// A path in quotes, as a shell would want one with a space: the quotes are not its name.
+#[test]
+fn a_quoted_path_is_sent_without_its_quotes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    let f = tmp.path().join("my report.txt");
+    fs::write(&f, b"quoted").unwrap();
+    alice.send(&format!("/send bob \"{}\"", f.display()));
+    bob.expect("alice offers my report.txt (6 B)");
+    alice.send(&format!("/send bob '{}'", f.display()));
+    bob.expect("alice offers my report.txt (6 B)");
+}
+
 /// A symbolic link named to /send is followed (as cp does): the file it leads to arrives,
 /// under the link's name.
 #[test]

@@ -75,8 +75,13 @@ impl Files {
         };
         match (found, number) {
             (Some(t), _) if waiting(&t) => Ok(t.key()),
+            // Accepted already (or ours, or over): /cancel is what stops it.
+            (Some(t), _) if !t.record.state.is_finished() => Err(format!(
+                "file transfer {} is not an offer waiting for you — /cancel {} stops it",
+                t.number, t.number
+            )),
             (Some(t), _) => Err(format!(
-                "file transfer {} is not an offer waiting for you",
+                "file transfer {} is not an offer waiting for you: it is over",
                 t.number
             )),
             (None, Some(n)) => Err(format!("no file transfer {n} — /files lists them")),
@@ -200,7 +205,13 @@ impl Files {
     /// `/send NICK PATH`: builds the offer off the loop; it goes out when ready.
     fn send(&mut self, ep: &mut Endpoint, nick: &str, path: &str) -> Result<(), String> {
         let (peer, nick) = crate::app::lookup::find_peer(&ep.peers(), nick)?;
-        let path = expand_home(path);
+        // A path in quotes, as a shell wants one with spaces: the quotes are not part of it
+        // (unless a file is really named so).
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| path.strip_prefix(*q)?.strip_suffix(*q))
+            .filter(|inner| !inner.is_empty() && std::fs::metadata(expand_home(path)).is_err());
+        let path = expand_home(unquoted.unwrap_or(path));
         let Ok(meta) = std::fs::metadata(&path) else {
             return Err(format!(
                 "cannot send {}: no such file or folder",

@@ -1060,3 +1060,17 @@ fn the_rate_after_a_reconnection_leaves_out_the_outage() {
     let rate = files.transfers[&key].rate.per_sec().unwrap();
     assert!((rate - 1e6).abs() < 1e3, "{rate}");
 }
+
+/// `/decline` (or `/accept`) of a transfer already accepted points to `/cancel`.
+#[test]
+fn declining_an_accepted_transfer_points_to_cancel() {
+    let (mut files, _) = accepted(false);
+    let mut ep = endpoint(Instant::now());
+    let err = files
+        .command(&mut ep, crate::ui::command::FileCommand::Decline(Some(1)))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "file transfer 1 is not an offer waiting for you — /cancel 1 stops it"
+    );
+}
