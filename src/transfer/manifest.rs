@@ -256,9 +256,32 @@ pub fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(&file)?;
+    let mut counted = Counted { inner: &file, n: 0 };
+    hasher.update_reader(&mut counted)?;
     let size = file.metadata()?.len();
+    // A file whose size is not what reading it gives (`/proc/cpuinfo` says 0 bytes and reads
+    // as thousands; one being written grows) cannot be served as hashed.
+    if counted.n != size {
+        return Err(io::Error::other(format!(
+            "its size is {size} bytes but {} were read: it changes as it is read (a file being written, or one of the system's): not sent",
+            counted.n
+        )));
+    }
     Ok((size, *hasher.finalize().as_bytes()))
+}
+
+/// A reader that counts the bytes it gives.
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: io::Read> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
 }
 
 /// An I/O error as a person reads it: "no such file or directory", not "No such file or
@@ -338,6 +361,13 @@ mod tests {
                 top.display()
             )
         );
+    }
+
+    /// A file whose size is not what reading it gives is refused, saying why.
+    #[test]
+    fn a_file_whose_size_lies_is_not_offered() {
+        let err = prepare(Path::new("/proc/self/status")).unwrap_err();
+        assert!(err.contains("it changes as it is read"), "{err}");
     }
 
     /// The path named may be a symbolic link (to a file or a folder): followed, offered under
