@@ -57,21 +57,35 @@ impl Plan {
     /// Where each file of `manifest` should end up, in order (paths sanitised, duplicates
     /// numbered), all inside the plan's folder. No file's path is another's `.part`: a list
     /// with `x.part` and `x` would have the second written over the first, already in place,
-    /// so the later one of the two is numbered.
+    /// so one of the two is numbered. Where two paths come out the same, one that needed no
+    /// cleaning keeps its name and the cleaned one (` lead.txt`, `a\b.txt`) is numbered;
+    /// otherwise the earlier in the list keeps it.
     pub fn finals(&self, manifest: &Manifest) -> Vec<PathBuf> {
         match self {
             Plan::File { wanted } => vec![wanted.clone(); manifest.entries.len().min(1)],
             Plan::Folder { top } => {
-                let mut used = HashSet::new();
-                manifest
+                let cleaned: Vec<(Vec<String>, bool)> = manifest
                     .entries
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| {
-                        let rel = names::sanitize_path(&e.path)
-                            .unwrap_or_else(|| vec![format!("file-{i}")]);
+                    .map(|(i, e)| match names::sanitize_path(&e.path) {
+                        Some(rel) => {
+                            let same = rel.join("/") == e.path;
+                            (rel, same)
+                        }
+                        None => (vec![format!("file-{i}")], false),
+                    })
+                    .collect();
+                let mut used = HashSet::new();
+                let mut finals = vec![PathBuf::new(); cleaned.len()];
+                // Those named as sent first, then the cleaned ones, each in list order.
+                for first in [true, false] {
+                    for (i, (rel, same)) in cleaned.iter().enumerate() {
+                        if *same != first {
+                            continue;
+                        }
                         let mut path = top.clone();
-                        path.extend(&rel);
+                        path.extend(rel);
                         let mut n = 1;
                         while used.contains(&path) || used.contains(&part_of(&path)) {
                             let name = rel.last().map_or("file", String::as_str);
@@ -80,9 +94,10 @@ impl Plan {
                         }
                         used.insert(part_of(&path));
                         used.insert(path.clone());
-                        path
-                    })
-                    .collect()
+                        finals[i] = path;
+                    }
+                }
+                finals
             }
         }
     }
@@ -645,5 +660,16 @@ mod tests {
         );
         assert_eq!(finals(&["a", "a"]), [top.join("a"), top.join("a (1)")]);
         assert_eq!(finals(&["a", "b"]), [top.join("a"), top.join("b")]);
+        // A name that needed cleaning does not take the name of one that did not, even when
+        // it comes first in the list.
+        assert_eq!(
+            finals(&[" lead.txt", "lead.txt", "a\\b.txt", "a/b.txt"]),
+            [
+                top.join("lead (1).txt"),
+                top.join("lead.txt"),
+                top.join("a/b (1).txt"),
+                top.join("a/b.txt")
+            ]
+        );
     }
 }
