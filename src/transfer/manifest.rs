@@ -162,16 +162,23 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     }
     let mut entries = Vec::with_capacity(files.len());
     let mut modified = Vec::with_capacity(files.len());
+    // Every file that cannot be read is named (a few), not only the first: one try shows
+    // all there is to fix.
+    let mut unreadable: Vec<(PathBuf, String)> = Vec::new();
     for (rel, full) in files {
         // Before the hash: a change while it is read shows as a later time.
         modified.push(fs::symlink_metadata(&full).and_then(|m| m.modified()).ok());
-        let (size, hash) = hash_file(&full)
-            .map_err(|e| format!("cannot read {}: {}", full.display(), reason(&e)))?;
-        entries.push(Entry {
-            path: rel,
-            size,
-            hash,
-        });
+        match hash_file(&full) {
+            Ok((size, hash)) => entries.push(Entry {
+                path: rel,
+                size,
+                hash,
+            }),
+            Err(e) => unreadable.push((full, reason(&e))),
+        }
+    }
+    if let Some(e) = unreadable_error(path, &unreadable) {
+        return Err(e);
     }
     let manifest = Manifest { entries };
     let bytes = manifest.encode();
@@ -185,6 +192,34 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
         skipped,
         modified,
     })
+}
+
+/// The error for the files of `top` that could not be read, `(path, why)` each: the one, or
+/// how many with the first few named; `None` if there are none.
+fn unreadable_error(top: &Path, unreadable: &[(PathBuf, String)]) -> Option<String> {
+    match unreadable {
+        [] => None,
+        [(one, why)] => Some(format!("cannot read {}: {why}", one.display())),
+        many => {
+            let shown: Vec<String> = many
+                .iter()
+                .take(3)
+                .map(|(p, why)| format!("{} ({why})", p.display()))
+                .collect();
+            let more = many.len().saturating_sub(shown.len());
+            Some(format!(
+                "cannot read {} files of {}: {}{} — fix them or move them out, then /send again",
+                many.len(),
+                top.display(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ))
+        }
+    }
 }
 
 /// Adds the regular files under `dir` (relative paths under `prefix`) to `out`, in name
@@ -360,6 +395,23 @@ mod tests {
                 "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
                 top.display()
             )
+        );
+    }
+
+    /// Files that cannot be read are all counted, and the first few named, in one error.
+    #[test]
+    fn every_unreadable_file_is_counted() {
+        let top = Path::new("/photos");
+        let denied = |n: u32| (top.join(format!("{n}.jpg")), "permission denied".to_owned());
+        assert_eq!(unreadable_error(top, &[]), None);
+        assert_eq!(
+            unreadable_error(top, &[denied(1)]).unwrap(),
+            "cannot read /photos/1.jpg: permission denied"
+        );
+        let five: Vec<_> = (1..=5).map(denied).collect();
+        assert_eq!(
+            unreadable_error(top, &five).unwrap(),
+            "cannot read 5 files of /photos: /photos/1.jpg (permission denied), /photos/2.jpg (permission denied), /photos/3.jpg (permission denied) and 2 more — fix them or move them out, then /send again"
         );
     }
 
