@@ -198,14 +198,35 @@ pub(super) fn for_peer(reason: &str, dest: Option<&Path>) -> String {
     }
 }
 
-/// Removes what an unfinished incoming transfer left: the `.part` of the file it was on (the
-/// files already checked and in place stay).
+/// Removes what an unfinished incoming transfer left: the `.part` of the file it was on, and
+/// the folders of a folder transfer that hold no file (the files already checked and in place
+/// stay, and their folders).
 pub(super) fn remove_parts(t: &Transfer) {
     if let Some(part) = part_path(t) {
         if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file()) {
             let _ = std::fs::remove_file(part);
         }
     }
+    if let (false, true, Some(top)) = (t.record.outgoing, t.record.offer.folder, &t.record.dest) {
+        remove_empty_folders(top);
+    }
+}
+
+/// Removes the empty folders under `dir` and `dir` itself if it ends up empty (folders made
+/// for a transfer that stopped before their files came); never through a symbolic link, and
+/// nothing that holds anything.
+fn remove_empty_folders(dir: &Path) {
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|k| k.is_dir()) {
+                remove_empty_folders(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir); // fails, as it should, unless empty
 }
 
 /// The `.part` an incoming transfer writes now (the first file not in place), if known.

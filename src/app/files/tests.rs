@@ -1074,3 +1074,29 @@ fn declining_an_accepted_transfer_points_to_cancel() {
         "file transfer 1 is not an offer waiting for you — /cancel 1 stops it"
     );
 }
+
+/// A folder transfer that stops leaves no empty folders behind: those holding a file that
+/// arrived whole stay; with none, the transfer's folder goes too.
+#[test]
+fn a_stopped_folder_leaves_no_empty_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    for keep_one in [true, false] {
+        let top = dir.path().join(format!("photos-{keep_one}"));
+        std::fs::create_dir_all(top.join("a/b")).unwrap();
+        std::fs::create_dir_all(top.join("c")).unwrap();
+        if keep_one {
+            std::fs::write(top.join("c/x.jpg"), b"x").unwrap();
+        }
+        let (mut files, key) = accepted(false);
+        {
+            let t = files.transfers.get_mut(&key).unwrap();
+            t.record.offer.folder = true;
+            t.record.dest = Some(top.clone());
+        }
+        let mut ep = endpoint(Instant::now());
+        files.finish(&mut ep, key, State::Cancelled, None);
+        assert!(!top.join("a").exists());
+        assert_eq!(top.join("c/x.jpg").exists(), keep_one);
+        assert_eq!(top.exists(), keep_one);
+    }
+}
