@@ -746,6 +746,17 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     alice.wait_for(&mut a, "unknown", |o| error(o, "no peer called 'nobody'"));
 }
 
+/// `/add` of an address a peer here answers at says so, naming the peer as lines do.
+#[test]
+fn adding_the_address_of_a_peer_here_says_who_it_is() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, _) = two_met(&switch);
+    alice.type_line(&format!("/add {}", bob.addr));
+    alice.wait_for(&mut a, "already connected", |o| {
+        notice(o, &format!("already connected to bob at {}", bob.addr))
+    });
+}
+
 /// A mistyped `/add`: nobody answers there, and `/forget ADDR` stops the trying.
 #[test]
 fn forget_stops_trying_an_added_address_nobody_answers() {

@@ -77,9 +77,9 @@ impl Chat {
                 .iter()
                 .find(|p| p.state == PeerState::Online && p.addrs.contains(a))
             {
+                let name = self.known_names(&peers).name_of(p.id, &p.nick);
                 self.print(Output::Notice(format!(
-                    "already connected to {} at {}",
-                    p.nick,
+                    "already connected to {name} at {}",
                     present::show_addr(*a)
                 )));
                 continue;
