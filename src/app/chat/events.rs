@@ -58,6 +58,13 @@ impl Chat {
             if let Event::PeerForgotten { peer, nick, .. } = &e {
                 self.files.on_peer_forgotten(&mut self.ep, *peer, nick);
             }
+            match &e {
+                Event::PeerUnreachable { peer, .. } => {
+                    self.files.on_peer_gone(&self.ep, *peer, "not answering");
+                }
+                Event::PeerLeft { peer, .. } => self.files.on_peer_gone(&self.ep, *peer, "left"),
+                _ => {}
+            }
             if matches!(
                 e,
                 Event::PeerJoined { .. }

@@ -33,6 +33,35 @@ impl Files {
             .collect()
     }
 
+    /// A peer stopped answering or left (`why`, as chat says it). A transfer to it that had
+    /// sent everything, its data connection ended and the receiver's check not yet come,
+    /// saw no connection break: it is said to be interrupted now, once, as any other would be
+    /// (and "resumed" when the receiver connects again).
+    pub fn on_peer_gone(&mut self, ep: &Endpoint, peer: PeerId, why: &str) {
+        let mut lines = Vec::new();
+        for key in self.unfinished_with(peer) {
+            let Some(t) = self.transfers.get_mut(&key) else {
+                continue;
+            };
+            let waiting = t.record.outgoing
+                && t.record.state == State::Accepted
+                && t.serving == 0
+                && t.started.is_some()
+                && !t.paused_by_peer;
+            if !waiting || t.told_interrupted || t.interrupt_pending {
+                continue;
+            }
+            t.told_interrupted = true;
+            let (name, nick, pct) = (t.shown_name(), Self::nick(ep, t), t.percent_done());
+            lines.push(format!(
+                "{name} to {nick}: interrupted at {pct}% ({why}) before {nick} confirmed it; it resumes when {nick} connects again"
+            ));
+        }
+        for line in lines {
+            self.notice(line);
+        }
+    }
+
     /// A peer joined (or came back): offers to it go out again, and fetches from it resume.
     pub fn on_peer_back(&mut self, ep: &mut Endpoint, peer: PeerId) {
         for key in self.unfinished_with(peer) {

@@ -1100,3 +1100,25 @@ fn a_stopped_folder_leaves_no_empty_folders() {
         assert_eq!(top.exists(), keep_one);
     }
 }
+
+/// A sender whose bytes all went, waiting for the receiver's check, is told once that it is
+/// interrupted when the receiver stops answering (its own connection ended well).
+#[test]
+fn a_sender_waiting_for_the_check_is_told_when_the_receiver_goes() {
+    let (mut files, key) = ours_accepted();
+    let ep = endpoint(Instant::now());
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.started = Some((Instant::now(), 0));
+        t.record.bytes_done = t.record.offer.size;
+    }
+    files.on_peer_gone(&ep, PeerId(3), "not answering");
+    assert!(files.take_lines().is_empty(), "not carol's");
+    files.on_peer_gone(&ep, PeerId(2), "not answering");
+    assert_eq!(
+        notices(files.take_lines()),
+        ["report.pdf to bob: interrupted at 99% (not answering) before bob confirmed it; it resumes when bob connects again"]
+    );
+    files.on_peer_gone(&ep, PeerId(2), "left");
+    assert!(files.take_lines().is_empty(), "said once");
+}
