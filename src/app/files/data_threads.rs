@@ -292,7 +292,7 @@ impl Files {
                     offerer: self.me,
                     id,
                 };
-                self.progress_line(key, now);
+                self.progress_line(ep, key, now);
             }
             DataEvent::ServeEnded {
                 id,
@@ -383,7 +383,7 @@ impl Files {
                         self.notice(line);
                     }
                 }
-                self.progress_line(key, now);
+                self.progress_line(ep, key, now);
             }
             DataEvent::FetchManifest { key, bytes } => {
                 if let Some(store) = &self.store {
@@ -430,7 +430,7 @@ impl Files {
     /// A progress line above the prompt for a transfer that has run a while, at most every
     /// [`PROGRESS_LINE_EVERY`]: visible without typing, and printed above a half-typed line,
     /// never into it. Not for scripts and programs (they get the end lines only).
-    fn progress_line(&mut self, key: TransferKey, now: Instant) {
+    fn progress_line(&mut self, ep: &Endpoint, key: TransferKey, now: Instant) {
         if self.quiet {
             return;
         }
@@ -463,7 +463,7 @@ impl Files {
             "{} {} {}: {pct}% of {}, {}/s{left}{}",
             t.shown_name(),
             t.toward(),
-            crate::ui::render::display_nick(&t.record.peer_nick),
+            Self::nick(ep, t),
             human_size(size),
             human_size(rate as u64),
             t.current_file()
