@@ -439,6 +439,11 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
         "{offer}"
     );
     assert_eq!(offer["peer_id"], join["id"]);
+    assert_eq!(
+        (&offer["files"], &offer["took_ms"], &offer["resumed_from"]),
+        (&Value::from(1), &Value::Null, &Value::Null),
+        "{offer}"
+    );
     assert!(offer["text"]
         .as_str()
         .unwrap()
@@ -457,6 +462,8 @@ fn a_json_session_is_all_json_and_carries_peer_text_exactly() {
         v["type"] == "file" && v["event"] == "received"
     });
     assert_eq!(end["number"].as_u64(), Some(number));
+    assert!(end["took_ms"].is_u64(), "{end}");
+    assert_eq!(end["resumed_from"], Value::Null, "{end}");
     assert_eq!(
         end["path"].as_str(),
         Some(into.join("report.txt").to_str().unwrap())

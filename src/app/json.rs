@@ -144,6 +144,7 @@ pub fn line(out: &Output) -> String {
             json!({
                 "event": f.event, "number": f.number, "direction": f.direction,
                 "peer": f.peer, "peer_id": f.peer_id, "name": f.name, "size": f.size,
+                "files": f.files, "took_ms": f.took_ms, "resumed_from": f.resumed_from,
                 "path": f.path, "text": f.text, "error": f.error,
             }),
         ),

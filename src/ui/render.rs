@@ -89,6 +89,14 @@ pub struct FileEvent {
     pub name: String,
     /// Bytes offered.
     pub size: u64,
+    /// Files offered (1 for a file; a folder's count).
+    pub files: u32,
+    /// Milliseconds since its first byte moved, over restarts (on `received` and `sent`: how
+    /// long it took); `None` before any did.
+    pub took_ms: Option<u64>,
+    /// Where in the offer its last data connection started, when that was not the start (a
+    /// resume), in bytes.
+    pub resumed_from: Option<u64>,
     /// Where it lands or landed (incoming, once accepted), or where it is read from
     /// (outgoing).
     pub path: Option<String>,

@@ -355,6 +355,14 @@ impl Transfer {
             peer_id: self.peer().to_string(),
             name: self.shown_name(),
             size: r.offer.size,
+            files: r.offer.files,
+            took_ms: self
+                .took()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            resumed_from: self
+                .last_connection
+                .map(|(from, _)| from)
+                .filter(|&f| f > 0),
             path: path.as_ref().map(|p| p.display().to_string()),
             text,
             error,

@@ -1122,3 +1122,39 @@ fn a_sender_waiting_for_the_check_is_told_when_the_receiver_goes() {
     files.on_peer_gone(&ep, PeerId(2), "left");
     assert!(files.take_lines().is_empty(), "said once");
 }
+
+/// A `--json` end line carries how long it took and where its last connection resumed.
+#[test]
+fn an_end_event_says_how_long_and_where_it_resumed() {
+    let (mut files, key) = accepted(false);
+    let start = Instant::now();
+    let mut ep = endpoint(start);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Fetching {
+            key,
+            from: 4_000_000,
+        },
+        start,
+    );
+    files.on_data(
+        &mut ep,
+        DataEvent::FetchEnded {
+            key,
+            from: 4_000_000,
+            result: Ok(()),
+        },
+    );
+    let ends: Vec<_> = files
+        .take_lines()
+        .into_iter()
+        .filter_map(|l| match l {
+            Output::File(f) if f.event == "received" => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&ends[..], [f] if f.resumed_from == Some(4_000_000) && f.took_ms.is_some() && f.files == 1),
+        "{ends:?}"
+    );
+}
