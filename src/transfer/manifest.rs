@@ -108,16 +108,14 @@ pub struct Prepared {
     pub modified: Vec<Option<std::time::SystemTime>>,
 }
 
-/// Builds the offer of `path`, a file or a folder (recursively; symbolic links and special
-/// files inside it are skipped, not followed), hashing every file. Slow for large files: run
-/// it off the event loop.
+/// The name `path` is offered under: its last component (`.` and `..` are named after the
+/// folder they are; a symbolic link by its own name).
 ///
 /// # Errors
-/// The path does not exist or cannot be read, is neither a file nor a folder, has a name that
-/// is not UTF-8, or holds more than [`MAX_FILES`] files.
-pub fn prepare(path: &Path) -> Result<Prepared, String> {
+/// It is the root folder, its name is not UTF-8 or too long, or (for `.` and `..`) it cannot
+/// be resolved.
+pub fn offered_name(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?;
     // `.` and `..` are named after the folder they are.
     let canonical = match path.file_name() {
         Some(_) => None,
@@ -141,6 +139,20 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     if name.len() > crate::transfer::control::MAX_NAME_BYTES {
         return Err(format!("cannot send {shown}: its name is too long"));
     }
+    Ok(name)
+}
+
+/// Builds the offer of `path`, a file or a folder (recursively; symbolic links and special
+/// files inside it are skipped, not followed), hashing every file. Slow for large files: run
+/// it off the event loop.
+///
+/// # Errors
+/// The path does not exist or cannot be read, is neither a file nor a folder, has a name that
+/// is not UTF-8, or holds more than [`MAX_FILES`] files.
+pub fn prepare(path: &Path) -> Result<Prepared, String> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read {shown}: {}", reason(&e)))?;
+    let name = offered_name(path)?;
     let mut skipped = 0;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let folder = meta.is_dir();

@@ -234,15 +234,8 @@ impl Files {
         }
         let number = self.number();
         // What is offered is filled in once the files are read (`DataEvent::Prepared`); until
-        // then it goes by the name and size the path has.
-        let name = std::path::absolute(&path)
-            .ok()
-            .as_deref()
-            .and_then(Path::file_name)
-            .map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+        // then it goes by the name it will be offered under, and the size the path has.
+        let name = manifest::offered_name(&path).unwrap_or_else(|_| path.display().to_string());
         let size = if meta.is_dir() { 0 } else { meta.len() };
         if meta.is_dir() || size >= SAY_READING_FROM {
             let what = if meta.is_dir() {
