@@ -32,6 +32,12 @@ const UNKNOWN_TRIES: u32 = 2;
 const BLOCKED_AFTER: u32 = 4;
 /// See [`BLOCKED_AFTER`].
 const BLOCKED_AFTER_TIME: Duration = Duration::from_secs(5);
+/// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest wait between two attempts while the peer is here.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A running transfer shows a progress line this often (interactive only).
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 /// What failed tries to connect to the sender tell the user.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,12 +79,6 @@ pub(super) fn connect_failure(
         Failing::Away
     }
 }
-/// A broken link is tried again after this long, doubling up to [`RETRY_MAX`].
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-/// The longest wait between two attempts while the peer is here.
-const RETRY_MAX: Duration = Duration::from_secs(30);
-/// A running transfer shows a progress line this often (interactive only).
-const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 impl Files {
     /// The line for `t`, which was interrupted, going again `from` bytes into the offer:
@@ -636,8 +636,7 @@ impl Files {
             Err(FetchError::Full(why)) => {
                 // Nothing is lost: the parts stay, and the sender keeps offering it (told
                 // why, rather than seeing only a broken connection).
-                t.paused = true;
-                t.paused_room = t.folder().and_then(super::commands::disk_room);
+                t.pause_for_room();
                 t.record.bytes_done = super::ending::bytes_on_disk(t);
                 let (pct, number, peer) = (t.percent_done(), t.number, t.peer());
                 let _ = Self::control(ep, peer, &t.pause());

@@ -247,6 +247,13 @@ impl Transfer {
         }
     }
 
+    /// Incoming: paused for lack of space, noting its folder's room now (it goes on by itself
+    /// only once there is more, see `Files::room_grew`).
+    fn pause_for_room(&mut self) {
+        self.paused = true;
+        self.paused_room = self.folder().and_then(commands::disk_room);
+    }
+
     /// Incoming, paused for lack of space: what tells the sender so.
     fn pause(&self) -> Control {
         Control::Pause {
@@ -734,8 +741,7 @@ impl Files {
         let Some(t) = self.transfers.get_mut(&key) else {
             return;
         };
-        t.paused = true;
-        t.paused_room = t.folder().and_then(commands::disk_room);
+        t.pause_for_room();
         let nick = t.record.peer_nick.clone();
         let event = t.file_event(nick, "paused", why, true);
         self.lines.push(Output::File(Box::new(event)));
