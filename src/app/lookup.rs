@@ -18,10 +18,10 @@ pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
 
 /// The names peers are shown under (`bob#1d79e0c2` while another peer, or we, goes by the
 /// same nick): the peers of `peers` that have not left (all of them with `with_left`), and
-/// us (`me`).
+/// us (`me`, when given).
 pub fn shown_names(
     peers: &[PeerInfo],
-    me: (PeerId, &str),
+    me: Option<(PeerId, &str)>,
     with_left: bool,
 ) -> crate::ui::present::ShownNames {
     let mut all: Vec<(PeerId, &str)> = peers
@@ -29,7 +29,7 @@ pub fn shown_names(
         .filter(|p| with_left || p.state != PeerState::Left)
         .map(|p| (p.id, p.nick.as_str()))
         .collect();
-    all.push(me);
+    all.extend(me);
     crate::ui::present::ShownNames::new(&all)
 }
 
@@ -76,8 +76,7 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 .iter()
                 .partition(|p| matches!(p.state, PeerState::Left | PeerState::Offline));
             // Each named as lines name it: two bobs as `bob#1d79e0c2` and `bob#2e01a9f3`.
-            let all: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
-            let names = crate::ui::present::ShownNames::new(&all);
+            let names = shown_names(peers, None, true);
             let here: Vec<String> = here.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             let gone: Vec<String> = gone.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             Err(match (here.is_empty(), gone.is_empty()) {
