@@ -192,24 +192,25 @@ fn names_a_peer(name: &str, known: &std::collections::BTreeMap<String, String>) 
 /// The nicks of the running tailchat's peers by id, asked on the connection (empty if it does
 /// not answer within a second).
 /// Each peer's name as the running tailchat's lines show it (`id -> name`): its nick, made
-/// safe for the terminal, with `#` and the first 8 digits of its id when another peer in
-/// `nicks` has the same nick (so "not yet delivered to bob" says which bob).
+/// safe for the terminal, with `#` and digits of its id when another peer in `nicks` has the
+/// same nick (so "not yet delivered to bob" says which bob), as `ShownNames` makes them.
 fn told_apart(
     nicks: &std::collections::BTreeMap<String, String>,
 ) -> std::collections::BTreeMap<String, String> {
+    let id = |hex: &str| u64::from_str_radix(hex, 16).ok().map(crate::proto::PeerId);
+    let peers: Vec<(crate::proto::PeerId, &str)> = nicks
+        .iter()
+        .filter_map(|(hex, nick)| Some((id(hex)?, nick.as_str())))
+        .collect();
+    let names = crate::ui::present::ShownNames::new(&peers);
     nicks
         .iter()
-        .map(|(id, nick)| {
-            let shown = crate::ui::render::display_nick(nick);
-            let shared = nicks
-                .iter()
-                .any(|(other, n)| other != id && crate::ui::render::display_nick(n) == shown);
-            let name = if shared {
-                format!("{shown}#{}", id.get(..8).unwrap_or(id))
-            } else {
-                shown
+        .map(|(hex, nick)| {
+            let name = match id(hex) {
+                Some(peer) => names.name_of(peer, nick),
+                None => crate::ui::render::display_nick(nick),
             };
-            (id.clone(), name)
+            (hex.clone(), name)
         })
         .collect()
 }
