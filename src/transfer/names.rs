@@ -43,7 +43,8 @@ pub fn sanitize_component(s: &str) -> Option<String> {
         .map(|c| if unsafe_char(c) { '_' } else { c })
         .collect();
     let trimmed = replaced.trim();
-    if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
+    let usable = |s: &str| !(s.is_empty() || s == "." || s == "..");
+    if !usable(trimmed) {
         return None;
     }
     if trimmed.len() <= KEPT_COMPONENT_BYTES {
@@ -58,7 +59,10 @@ pub fn sanitize_component(s: &str) -> Option<String> {
     while !trimmed.is_char_boundary(end) {
         end -= 1;
     }
-    Some(format!("{}{ext}", &trimmed[..end]))
+    // White space the cut left at the end is trimmed too (`a` + 300 spaces + `b` is `a`), and
+    // what is left is checked again: `.` + 300 spaces + `.` would otherwise come out as `..`.
+    let cut = format!("{}{ext}", trimmed[..end].trim_end());
+    usable(&cut).then_some(cut)
 }
 
 /// A relative path from a peer made safe: its usable components, sanitised (`/` and `\` both
@@ -238,6 +242,15 @@ mod tests {
         assert_eq!((cut.len(), cut.ends_with("y.txt")), (242, true), "{cut}");
         let dotless_tail = format!("a.{}", "z".repeat(300));
         assert_eq!(sanitize_component(&dotless_tail).unwrap().len(), 242);
+        // White space where the cut falls is trimmed as at the ends (found by fuzzing: a
+        // name could end in 241 invisible spaces), and the result is checked again.
+        let spaced = format!("a{}b", " ".repeat(241));
+        assert_eq!(sanitize_component(&spaced).as_deref(), Some("a"));
+        let spaced = format!("invoice{}x.pdf", " ".repeat(300));
+        assert_eq!(sanitize_component(&spaced).as_deref(), Some("invoice.pdf"));
+        let dots = format!(".{}.", " ".repeat(300));
+        assert_eq!(sanitize_component(&dots), None, "not `..`");
+        assert_eq!(p(&format!("x/{dots}/y")).as_deref(), Some("x/y"));
         assert_eq!(
             sanitize_name("../evil\u{1b}.bin"),
             "evil_.bin",
