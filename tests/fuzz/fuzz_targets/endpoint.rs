@@ -34,13 +34,23 @@ fuzz_target!(|data: &[u8]| {
             peer.handle_datagram(start, me, &t.bytes);
         }
     }
-    let header = wire::Header { sender: peer.peer_id(), session: 9, packet: 0 };
+    let header = wire::Header {
+        sender: peer.peer_id(),
+        session: 9,
+        packet: 0,
+    };
     let _ = ep.send_message(start, Recipients::Everyone, "hi");
     let mut now = start;
     // Split the input into datagrams at 0xff 0xff; each gets the known peer's header.
     for (i, chunk) in data.split(|&b| b == 0xff).enumerate() {
         now += Duration::from_millis(7);
-        let mut bytes = wire::encode(&wire::Header { packet: i as u64, ..header }, &[]);
+        let mut bytes = wire::encode(
+            &wire::Header {
+                packet: i as u64,
+                ..header
+            },
+            &[],
+        );
         bytes.extend_from_slice(chunk);
         ep.handle_datagram(now, from, &bytes);
         ep.handle_timeout(now);

@@ -18,8 +18,17 @@ fuzz_target!(|bytes: &[u8]| {
         let top = std::path::PathBuf::from("/dl/folder");
         let finals = Plan::Folder { top: top.clone() }.finals(&m);
         assert!(finals.iter().all(|p| p.starts_with(&top) && p != &top));
-        let parts: std::collections::HashSet<_> =
-            finals.iter().map(|p| tailchat::transfer::names::part_of(p)).collect();
+        assert!(finals.iter().all(|p| p
+            .strip_prefix(&top)
+            .unwrap()
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))));
+        let apart: std::collections::HashSet<_> = finals.iter().collect();
+        assert_eq!(apart.len(), finals.len(), "two files land on one path");
+        let parts: std::collections::HashSet<_> = finals
+            .iter()
+            .map(|p| tailchat::transfer::names::part_of(p))
+            .collect();
         assert!(finals.iter().all(|p| !parts.contains(p)));
         assert_eq!(Manifest::decode(&m.encode()).ok(), Some(m));
     }
