@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
+# config_load, journal_read and transfer_record write their inputs to a folder of their own
+# in /dev/shm (one per process): removed at the end.
+trap 'rm -rf /dev/shm/tailchat-fuzz-*' EXIT
 for target in decode endpoint endpoint_pair transfer names_sanitize render_sanitize command_parse addr_parse \
     tailnet_status config_load journal_read transfer_record; do
   echo "== fuzzing $target for ${secs}s"
