@@ -36,8 +36,12 @@ const BLOCKED_AFTER_TIME: Duration = Duration::from_secs(5);
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts while the peer is here.
 const RETRY_MAX: Duration = Duration::from_secs(30);
-/// A running transfer shows a progress line this often (interactive only).
-const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
+/// A running transfer shows its first progress line this long after it started (interactive
+/// only); then as long again after each line as it had run by then (10 s, 20 s, 40 s), at most
+/// [`PROGRESS_LINE_MAX`] apart, so that a long transfer does not push the chat off the screen.
+const PROGRESS_LINE_FIRST: Duration = Duration::from_secs(5);
+/// The longest time between two progress lines of one transfer.
+const PROGRESS_LINE_MAX: Duration = Duration::from_secs(60);
 
 /// What failed tries to connect to the sender tell the user.
 #[derive(Debug, PartialEq, Eq)]
@@ -427,9 +431,10 @@ impl Files {
         }
     }
 
-    /// A progress line above the prompt for a transfer that has run a while, at most every
-    /// [`PROGRESS_LINE_EVERY`]: visible without typing, and printed above a half-typed line,
-    /// never into it. Not for scripts and programs (they get the end lines only).
+    /// A progress line above the prompt for a transfer that has run a while, first after
+    /// [`PROGRESS_LINE_FIRST`], then further apart: visible without typing, and printed above a
+    /// half-typed line, never into it. Not for scripts and programs (they get the end lines
+    /// only).
     fn progress_line(&mut self, ep: &Endpoint, key: TransferKey, now: Instant) {
         if self.quiet {
             return;
@@ -440,8 +445,14 @@ impl Files {
         let Some((started, _)) = t.started else {
             return;
         };
+        let gap = match t.progress_shown {
+            None => PROGRESS_LINE_FIRST,
+            Some(last) => last
+                .saturating_duration_since(started)
+                .clamp(PROGRESS_LINE_FIRST, PROGRESS_LINE_MAX),
+        };
         let since = t.progress_shown.unwrap_or(started);
-        if now.saturating_duration_since(since) < PROGRESS_LINE_EVERY {
+        if now.saturating_duration_since(since) < gap {
             return;
         }
         t.progress_shown = Some(now);

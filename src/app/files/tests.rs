@@ -118,6 +118,21 @@ fn a_running_transfer_shows_its_progress_every_few_seconds() {
     assert!(line.ends_with(", 5.0 s left"), "{line}");
 }
 
+/// A long transfer does not fill the screen: its lines come further apart as it runs (each
+/// gap as long as it had run, at most a minute).
+#[test]
+fn a_long_transfers_progress_lines_come_further_apart() {
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.offer.size = 1_000_000_000;
+    let shown = run(&mut files, key, 400);
+    let times: Vec<u64> = shown.iter().map(|(at, _)| at.as_secs()).collect();
+    assert_eq!(
+        times,
+        [5, 10, 20, 40, 80, 140, 200, 260, 320, 380],
+        "{shown:?}"
+    );
+}
+
 #[test]
 fn a_folders_progress_line_names_the_file_it_is_at() {
     use crate::transfer::manifest::{Entry, Manifest};
