@@ -44,7 +44,9 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 /// The one peer `wanted` means, with its nick: a peer whose nick is exactly `wanted`, or, when
 /// several share a nick, `NICK#IDPREFIX` (hex digits of its id). Peers present are preferred;
 /// one that has left is still found (a message to it waits for its return). An exact nick is
-/// tried first, so a nick that itself contains `#` (allowed by older versions) still works.
+/// tried first, so a nick that itself contains `#` (allowed by older versions) still works;
+/// then the nick as the screen shows it, so a peer whose nick holds control or invisible
+/// characters (`ev<ESC>[7mil`, shown `ev[7mil`) can be named as it is seen.
 ///
 /// # Errors
 /// A message for the user: who is known when nobody matches, or how to pick one of several.
@@ -56,13 +58,22 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 .filter(move |p| (p.state != PeerState::Left) == present)
         };
         let exact: Vec<&PeerInfo> = pool().filter(|p| p.nick == wanted).collect();
-        if exact.is_empty() {
-            pool()
-                .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
-                .collect()
-        } else {
-            exact
+        if !exact.is_empty() {
+            return exact;
         }
+        let prefixed: Vec<&PeerInfo> = pool()
+            .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
+            .collect();
+        if !prefixed.is_empty() {
+            return prefixed;
+        }
+        pool()
+            .filter(|p| {
+                let shown = crate::ui::render::display_nick(&p.nick);
+                shown != p.nick
+                    && (shown == wanted || by_id_prefix(wanted, &shown, &p.id.to_string()))
+            })
+            .collect()
     };
     let mut candidates = matching(true);
     if candidates.is_empty() {
@@ -104,7 +115,8 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                     let id = p.id.to_string();
                     let addr = p.addrs.first().map(|a| show(*a)).unwrap_or_default();
                     let short = id.get(..ID_PREFIX).unwrap_or(&id);
-                    format!("{}#{short} ({addr})", p.nick)
+                    let nick = crate::ui::render::display_nick(&p.nick);
+                    format!("{nick}#{short} ({addr})")
                 })
                 .collect();
             Err(format!(
@@ -206,6 +218,25 @@ mod tests {
                 bob(1)
             )
         );
+    }
+
+    #[test]
+    fn a_nick_with_control_characters_is_found_as_it_is_shown() {
+        let peers = [
+            peer(1, "ev\u{1b}[7mil", PeerState::Online),
+            peer(2, "ev\u{1b}[7mil", PeerState::Online),
+            peer(3, "zero\u{200b}width", PeerState::Online),
+        ];
+        assert_eq!(find_peer(&peers, "zerowidth").map(|f| f.0), Ok(PeerId(3)));
+        let one = format!("ev[7mil#{}", PeerId(2));
+        assert_eq!(find_peer(&peers, &one).map(|f| f.0), Ok(PeerId(2)));
+        let err = find_peer(&peers, "ev[7mil").unwrap_err();
+        assert!(
+            err.contains("ambiguous") && !err.contains('\u{1b}'),
+            "{err}"
+        );
+        // A nick that is shown as it is still needs its exact spelling.
+        assert!(find_peer(&[peer(4, "bob", PeerState::Online)], "Bob").is_err());
     }
 
     #[test]

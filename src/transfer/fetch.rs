@@ -317,6 +317,8 @@ fn fetch(
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 format!("nothing came for {} s", STALL.as_secs())
             }
+            // read_exact's "failed to fill whole buffer", said as what it means.
+            io::ErrorKind::UnexpectedEof => "the sender closed the connection".into(),
             _ => reason(&e),
         })
     };

@@ -27,11 +27,12 @@ const MAX_EXTENSION_BYTES: usize = 16;
 pub const PART_SUFFIX: &str = ".part";
 
 /// Whether `c` must not appear in a file name we create: control characters, bidirectional
-/// controls and invisible format characters (they can make `gnp.exe` read as `exe.png`), and
-/// the path separators.
+/// controls and invisible format characters (they can make `gnp.exe` read as `exe.png`), the
+/// line and paragraph separators (`U+2028`, `U+2029`: a name that breaks the line it is shown
+/// on), and the path separators.
 fn unsafe_char(c: char) -> bool {
     c.is_control()
-        || matches!(c, '/' | '\\')
+        || matches!(c, '/' | '\\' | '\u{2028}' | '\u{2029}')
         || crate::ui::render::is_bidi_control(c)
         || crate::ui::render::is_invisible(c)
 }
@@ -218,6 +219,11 @@ mod tests {
             Some("evil_[2J_gnp.exe")
         );
         assert_eq!(p("a\nb").as_deref(), Some("a_b"));
+        // Line and paragraph separators: a terminal breaks the line there.
+        assert_eq!(
+            p("report\u{2028}\u{2029}final.txt").as_deref(),
+            Some("report__final.txt")
+        );
         let long = "x".repeat(1000);
         assert_eq!(
             sanitize_component(&long).unwrap().len(),
