@@ -1106,3 +1106,45 @@ fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     bob.expect("offers two.bin (2.0 KB) — accepted (accept_from)");
     bob.expect("received two.bin");
 }
+
+/// Six offers accepted at once from one peer: four are fetched at once, the other two wait
+/// their turn, saying so, and start as the first ones end; all six arrive.
+#[test]
+fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
+    // 1 MB at 1 MB/s: each of the first four still runs when the last offers come.
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "1000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = bob_accepting_from(
+        &home,
+        &downloads,
+        "\"alice\"",
+        &["--bind", "127.0.0.1", "--peer", &peer],
+    );
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    let mut sent = Vec::new();
+    for i in 0..6u64 {
+        let f = tmp.path().join(format!("f{i}.bin"));
+        let content = bytes(1_000_000, 40 + i);
+        fs::write(&f, &content).unwrap();
+        alice.send(&format!("/send bob {}", f.display()));
+        alice.expect(&format!("offered f{i}.bin"));
+        sent.push(content);
+    }
+    let waits = bob.expect("waits its turn: 4 transfers from alice are running");
+    assert!(waits.contains("f4.bin from alice"), "{waits}");
+    bob.expect("f5.bin from alice waits its turn");
+    for i in 0..6 {
+        // In whatever order they end.
+        let done = format!("received f{i}.bin from alice");
+        bob.expect_seen_or(&done, |l| l.contains(&done));
+    }
+    for (i, content) in sent.iter().enumerate() {
+        assert_eq!(
+            &fs::read(downloads.join(format!("f{i}.bin"))).unwrap(),
+            content
+        );
+    }
+}

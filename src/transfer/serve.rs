@@ -73,6 +73,9 @@ pub struct Serving {
     pub manifest: Manifest,
     /// The manifest's encoding, as offered.
     pub manifest_bytes: Vec<u8>,
+    /// The peer it is offered to (its `PeerId`): the data port gives the offers to one
+    /// receiver half its places at most.
+    pub receiver: u64,
     /// Set when the offer is withdrawn: connections stop at the next chunk.
     pub cancelled: AtomicBool,
     /// Each file's modification time when it was hashed, where known (not for an offer
@@ -721,6 +724,7 @@ mod restore_tests {
                 folder: false,
                 manifest_bytes: prepared.manifest.encode(),
                 manifest: prepared.manifest,
+                receiver: 2,
                 cancelled: AtomicBool::new(false),
                 modified: Vec::new(),
             },

@@ -352,6 +352,7 @@ pub fn check_real_offerer(vectors: &[Vector]) {
             folder: true,
             manifest_bytes: m.encode(),
             manifest: m,
+            receiver: 2,
             cancelled: AtomicBool::new(false),
             modified: Vec::new(),
         },

@@ -402,6 +402,7 @@ impl Files {
                 State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
                 State::Accepted if t.fetching.is_some() => "receiving",
+                State::Accepted if t.queued => "waiting its turn",
                 State::Accepted if t.paused => "paused: disk full",
                 State::Accepted => "interrupted",
                 State::Done => "done",

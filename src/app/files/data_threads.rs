@@ -40,6 +40,12 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// only); then as long again after each line as it had run by then (10 s, 20 s, 40 s), at most
 /// [`PROGRESS_LINE_MAX`] apart, so that a long transfer does not push the chat off the screen.
 const PROGRESS_LINE_FIRST: Duration = Duration::from_secs(5);
+/// Fetches from one peer that run at once; more accepted transfers from it wait their turn
+/// (each holds a thread, a connection and a file open, and the offerer gives one receiver half
+/// its data port's places: `docs/PROTOCOL.md` §13.4).
+pub(super) const FETCHES_PER_PEER: usize = 4;
+/// Fetches that run at once in all.
+pub(super) const FETCHES_AT_ONCE: usize = 16;
 /// The longest time between two progress lines of one transfer.
 const PROGRESS_LINE_MAX: Duration = Duration::from_secs(60);
 
@@ -148,11 +154,13 @@ impl Files {
             manifest_len: u32::try_from(p.bytes.len()).unwrap_or(u32::MAX),
             port,
         };
+        let receiver = self.transfers.get(&key).map_or(0, |t| t.peer().0);
         if let Some(server) = &self.server {
             server.offer(
                 offer.token,
                 Serving {
                     id,
+                    receiver,
                     root: p.root.clone(),
                     folder: p.folder,
                     manifest: p.manifest.clone(),
@@ -203,8 +211,11 @@ impl Files {
         }
     }
 
-    /// Starts a fetch attempt if the transfer is accepted, none runs, and the peer is here.
+    /// Starts a fetch attempt if the transfer is accepted, none runs, and the peer is here;
+    /// while [`FETCHES_PER_PEER`] from the same peer (or [`FETCHES_AT_ONCE`] in all) run, it
+    /// is queued instead, and started by [`Files::start_queued`] when one ends.
     pub(super) fn start_fetch(&mut self, ep: &Endpoint, key: TransferKey) {
+        let (from_peer, in_all) = self.running_fetches(key.offerer);
         let Some(t) = self.transfers.get_mut(&key) else {
             return;
         };
@@ -225,6 +236,21 @@ impl Files {
         let Some(addr) = peer.addrs.first() else {
             return;
         };
+        if from_peer >= FETCHES_PER_PEER || in_all >= FETCHES_AT_ONCE {
+            if !std::mem::replace(&mut t.queued, true) {
+                let (name, nick) = (t.shown_name(), Self::nick(ep, t));
+                let why = if from_peer >= FETCHES_PER_PEER {
+                    format!("{from_peer} transfers from {nick} are running")
+                } else {
+                    format!("{in_all} transfers are running")
+                };
+                self.notice(format!(
+                    "{name} from {nick} waits its turn: {why}; it starts when one of them ends"
+                ));
+            }
+            return;
+        }
+        t.queued = false;
         let plan = if offer.folder {
             Plan::Folder { top: dest }
         } else {
@@ -242,6 +268,29 @@ impl Files {
             cancel,
         };
         fetch::spawn(job, self.events_tx.clone());
+    }
+
+    /// Fetches running now: from `peer`, and in all.
+    fn running_fetches(&self, peer: PeerId) -> (usize, usize) {
+        let running = || self.transfers.values().filter(|t| t.fetching.is_some());
+        (
+            running().filter(|t| t.peer() == peer).count(),
+            running().count(),
+        )
+    }
+
+    /// Starts the queued fetches that have a place now, in the order they were numbered.
+    pub(super) fn start_queued(&mut self, ep: &Endpoint) {
+        let mut queued: Vec<(u32, TransferKey)> = self
+            .transfers
+            .values()
+            .filter(|t| t.queued && t.fetching.is_none())
+            .map(|t| (t.number, t.key()))
+            .collect();
+        queued.sort_unstable();
+        for (_, key) in queued {
+            self.start_fetch(ep, key);
+        }
     }
 
     /// A report from a data thread.
@@ -406,7 +455,10 @@ impl Files {
                     self.save(key);
                 }
             }
-            DataEvent::FetchEnded { key, from, result } => self.fetch_ended(ep, key, from, result),
+            DataEvent::FetchEnded { key, from, result } => {
+                self.fetch_ended(ep, key, from, result);
+                self.start_queued(ep);
+            }
             DataEvent::Interrupted { key, why } => self.interrupted(ep, key, &why),
             DataEvent::SpaceCheck { key } => {
                 let paused = self

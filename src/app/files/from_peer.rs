@@ -9,6 +9,16 @@ use crate::transfer::manifest;
 use crate::transfer::record::{Record, State};
 use crate::transfer::TransferKey;
 
+/// Offers from one peer that may be open at once (waiting for an answer, or accepted and not
+/// finished); more are refused, with a Cancel saying why, so that a peer cannot fill our
+/// memory, screen or disk with offers.
+pub(super) const OPEN_FROM_PEER: usize = 100;
+/// Offers that may be open at once from all peers together.
+const OPEN_IN_ALL: usize = 1000;
+/// Offers from one peer that ended without being accepted (declined, refused, cancelled)
+/// kept in memory to answer their repeats; older ones are forgotten (they are not on disk).
+const UNTAKEN_KEPT_PER_PEER: usize = 200;
+
 impl Files {
     /// `peer` is forgotten (`/forget`, `forget_after`, or a script that left for good): its
     /// unfinished transfers end now, with a line each, rather than wait for ever.
@@ -239,6 +249,10 @@ impl Files {
             self.start_fetch(ep, key);
             return;
         }
+        if self.too_many_offers(ep, from, offer.id) {
+            return;
+        }
+        self.forget_untaken(from);
         let number = self.number();
         let nick_then = ep.nick_of(from).unwrap_or("?").to_owned();
         let record = Record::offered(from.0, from.0, nick_then, false, &offer, now_ms());
@@ -265,6 +279,70 @@ impl Files {
             AcceptFrom::No => self.event(ep, key, "offer", format!(
                 "{nick} offers {name} ({size}) — /accept {number} or /decline {number}"
             )),
+        }
+    }
+
+    /// Whether a new offer `id` from `from` is one too many: [`OPEN_FROM_PEER`] of its offers,
+    /// or [`OPEN_IN_ALL`] of everyone's, are open already. It is refused then, with a Cancel
+    /// saying why, and the user is told once (until an offer from that peer is taken again).
+    fn too_many_offers(&mut self, ep: &mut Endpoint, from: PeerId, id: u64) -> bool {
+        let open = || {
+            self.transfers
+                .values()
+                .filter(|t| !t.record.outgoing && !t.record.state.is_finished())
+        };
+        let (theirs, all) = (open().filter(|t| t.peer() == from).count(), open().count());
+        if theirs < OPEN_FROM_PEER && all < OPEN_IN_ALL {
+            self.told_too_many.remove(&from);
+            return false;
+        }
+        let reason = if theirs >= OPEN_FROM_PEER {
+            format!("{theirs} of your offers are open here already: offer it again once some have ended")
+        } else {
+            format!("{all} offers are open here already: offer it again later")
+        };
+        let _ = Self::control(
+            ep,
+            from,
+            &Control::Cancel {
+                id,
+                by_offerer: false,
+                reason: reason.clone(),
+            },
+        );
+        if self.told_too_many.insert(from) {
+            let nick = Self::nick_of(ep, from);
+            self.notice(if theirs >= OPEN_FROM_PEER {
+                format!("{nick} has {theirs} offers open here (waiting for you, or being received): more are refused and not shown, and {nick} is told so")
+            } else {
+                format!("{all} offers are open here (waiting for you, or being received): more are refused and not shown, and their senders are told so")
+            });
+        }
+        true
+    }
+
+    /// Forgets the oldest offers from `from` that ended without being accepted, beyond
+    /// [`UNTAKEN_KEPT_PER_PEER`]: they are kept in memory only, to answer a repeat.
+    fn forget_untaken(&mut self, from: PeerId) {
+        let untaken: Vec<TransferKey> = self
+            .transfers
+            .values()
+            .filter(|t| {
+                t.peer() == from
+                    && !t.record.outgoing
+                    && t.record.dest.is_none()
+                    && t.record.state.is_finished()
+            })
+            .map(Transfer::key)
+            .collect();
+        let over = (untaken.len() + 1).saturating_sub(UNTAKEN_KEPT_PER_PEER);
+        let mut by_number: Vec<(u32, TransferKey)> = untaken
+            .into_iter()
+            .map(|k| (self.transfers[&k].number, k))
+            .collect();
+        by_number.sort_unstable();
+        for (_, key) in by_number.into_iter().take(over) {
+            self.transfers.remove(&key);
         }
     }
 

@@ -186,6 +186,9 @@ struct Transfer {
     /// Incoming: stopped because our disk is full, parts kept; no attempt is made until the
     /// user accepts it again (or the next run).
     paused: bool,
+    /// Incoming: accepted, waiting for a fetch to end before its own starts
+    /// ([`data_threads::FETCHES_PER_PEER`]).
+    queued: bool,
 }
 
 impl Transfer {
@@ -485,6 +488,9 @@ pub struct Files {
     started_ms: i64,
     /// Peers already said to have sent a malformed file-transfer message (once per run).
     told_malformed: std::collections::HashSet<PeerId>,
+    /// Peers whose offers are being refused for [`from_peer::OPEN_FROM_PEER`] open ones
+    /// (said once, until one is taken again).
+    told_too_many: std::collections::HashSet<PeerId>,
     /// Offers of an earlier run are being put back: the listener waits until all are in.
     restoring: bool,
 }
@@ -510,6 +516,7 @@ impl Files {
             quiet,
             started_ms: now_ms(),
             told_malformed: std::collections::HashSet::new(),
+            told_too_many: std::collections::HashSet::new(),
             restoring: false,
         };
         files.restoring = true;
@@ -677,6 +684,7 @@ impl Files {
                 if let (Some(o), Some(m), Some(src)) = (&mut offer, &manifest, &record.source) {
                     let serving = Serving {
                         id: o.id,
+                        receiver: record.peer,
                         root: src.clone(),
                         folder: o.folder,
                         manifest: m.clone(),
@@ -864,6 +872,7 @@ fn new_transfer(
         told_unsaved: false,
         retry_pending: false,
         paused: false,
+        queued: false,
     }
 }
 

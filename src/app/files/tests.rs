@@ -1173,3 +1173,58 @@ fn an_end_event_says_how_long_and_where_it_resumed() {
         "{ends:?}"
     );
 }
+
+/// A peer offering without end: past 100 open offers the rest are refused (said once), other
+/// peers still get through, and offers made and withdrawn over and over are remembered 200 at
+/// most, so memory and the screen stay bounded.
+#[test]
+fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundred() {
+    let (mut files, key) = accepted(false); // one of bob's already open
+    let mut ep = endpoint(Instant::now());
+    let base = files.transfers[&key].offer.clone().unwrap();
+    let offer = |id: u64| {
+        let mut o = base.clone();
+        o.id = id;
+        control::encode(&Control::Offer(o))
+    };
+    for id in 100..20_100 {
+        files.on_app_data(&mut ep, PeerId(2), &offer(id));
+    }
+    let lines = notices(files.take_lines());
+    let said: Vec<&String> = lines.iter().filter(|l| l.contains("open here")).collect();
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    assert!(said[0].contains("has 100 offers open here"), "{said:?}");
+    assert_eq!(lines.iter().filter(|l| l.contains("/accept")).count(), 99);
+    assert_eq!(files.transfers.len(), 100);
+    // Another peer's offer is taken.
+    files.on_app_data(&mut ep, PeerId(3), &offer(5));
+    assert_eq!(files.transfers.len(), 101);
+    // Bob withdraws his open offers and makes new ones, over and over.
+    for id in 100..199 {
+        let cancel = Control::Cancel {
+            id,
+            by_offerer: true,
+            reason: String::new(),
+        };
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    }
+    for id in 30_000..31_000 {
+        files.on_app_data(&mut ep, PeerId(2), &offer(id));
+        let cancel = Control::Cancel {
+            id,
+            by_offerer: true,
+            reason: String::new(),
+        };
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    }
+    let bobs = files.transfers.values().filter(|t| t.peer() == PeerId(2));
+    assert_eq!(
+        bobs.count(),
+        1 + 200,
+        "the accepted one and the last 200 withdrawn"
+    );
+    assert!(
+        files.transfers.contains_key(&key),
+        "an accepted one is never forgotten"
+    );
+}
