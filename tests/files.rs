@@ -1148,3 +1148,58 @@ fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
         );
     }
 }
+
+/// Six files of one name accepted together (so that most wait their turn, their `.part` not
+/// started): each gets a name of its own at accept, and each received line names the file that
+/// holds its bytes. (They shared one `.part`, and a partial file landed under a final name.)
+#[test]
+fn files_of_one_name_accepted_together_each_land_whole_under_their_own_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "1000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = bob_accepting_from(
+        &home,
+        &downloads,
+        "\"alice\"",
+        &["--bind", "127.0.0.1", "--peer", &peer],
+    );
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    // Sizes tell the six apart.
+    let sources: Vec<Vec<u8>> = (0..6u64)
+        .map(|i| bytes(600_000 + 100_000 * i as usize, 60 + i))
+        .collect();
+    for (i, content) in sources.iter().enumerate() {
+        let dir = tmp.path().join(format!("src{i}"));
+        fs::create_dir(&dir).unwrap();
+        let f = dir.join("same.bin");
+        fs::write(&f, content).unwrap();
+        alice.send(&format!("/send bob {}", f.display()));
+        alice.expect("offered same.bin");
+    }
+    let mut dests = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let line = bob.expect_where("an accepted line", |l| l.contains("accepted same.bin"));
+        let dest = line.rsplit("→ ").next().unwrap().to_owned();
+        assert!(dests.insert(dest), "two transfers into one file: {line}");
+    }
+    let mut landed = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let line = bob.expect_where("a received line", |l| l.contains("received same.bin"));
+        let path = line.rsplit("→ ").next().unwrap().to_owned();
+        let got = fs::read(&path).unwrap();
+        assert!(
+            sources.contains(&got),
+            "{path} holds no source whole: {line}"
+        );
+        assert!(landed.insert(got.len()), "one source twice: {line}");
+    }
+    let mut names: Vec<String> = fs::read_dir(&downloads)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "six files and no part left: {names:?}");
+    assert!(!names.iter().any(|n| n.ends_with(".part")), "{names:?}");
+}

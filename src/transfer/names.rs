@@ -108,9 +108,15 @@ fn taken(p: &Path) -> bool {
 
 /// The first of `name`, `name (1)`, … in `dir` such that neither it nor its `.part` exists.
 pub fn unique(dir: &Path, name: &str) -> PathBuf {
+    unique_but(dir, name, |_| false)
+}
+
+/// [`unique`], also passing over the paths `reserved` says are another transfer's (accepted,
+/// its `.part` not made yet).
+pub fn unique_but(dir: &Path, name: &str, reserved: impl Fn(&Path) -> bool) -> PathBuf {
     (0..)
         .map(|n| dir.join(numbered(name, n)))
-        .find(|p| !taken(p) && !taken(&part_of(p)))
+        .find(|p| !taken(p) && !taken(&part_of(p)) && !reserved(p))
         .unwrap_or_else(|| dir.join(name))
 }
 

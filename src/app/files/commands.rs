@@ -318,27 +318,46 @@ impl Files {
         }
         let name = names::sanitize_name(&t.record.offer.name);
         let folder = t.record.offer.folder;
-        let dest = names::unique(&dir, &name);
+        // Not the name of another transfer accepted and not started yet (its `.part` may not be
+        // on the disk): two files of one name accepted together would share a `.part`.
+        let reserved: std::collections::HashSet<&Path> = self
+            .transfers
+            .values()
+            .filter(|o| !o.record.outgoing && !o.record.state.is_finished())
+            .filter_map(|o| o.record.dest.as_deref())
+            .collect();
+        let dest = names::unique_but(&dir, &name, |p| reserved.contains(p));
         let t = self.transfers.get_mut(&key).ok_or("gone")?;
         t.record.dest = Some(dest.clone());
         t.record.state = State::Accepted;
         let (peer, shown) = (t.peer(), t.shown_name());
         let nick = Self::nick(ep, t);
-        // Saved before the folder is made: a crash in between resumes into it (the fetch makes
-        // it), instead of leaving it empty beside a `NAME (1)` made by a second accept.
+        // Saved before the folder or `.part` is made: a crash in between resumes into it (the
+        // fetch makes it), instead of leaving it empty beside a `NAME (1)` made by a second
+        // accept.
         self.save(key);
-        if folder {
-            if let Err(e) = std::fs::create_dir(&dest) {
-                let t = self.transfers.get_mut(&key).ok_or("gone")?;
-                t.record.dest = None;
-                t.record.state = State::Offered;
-                self.save(key);
-                return Err(format!(
-                    "cannot create {}: {}",
-                    dest.display(),
-                    manifest::reason(&e)
-                ));
-            }
+        // The name is taken on the disk at once, for other programs too: the folder, or an
+        // empty `.part` (the fetch starts that again from nothing).
+        let made = if folder {
+            dest.clone()
+        } else {
+            names::part_of(&dest)
+        };
+        let making = if folder {
+            std::fs::create_dir(&made)
+        } else {
+            names::open_part(&made, false).map(drop)
+        };
+        if let Err(e) = making {
+            let t = self.transfers.get_mut(&key).ok_or("gone")?;
+            t.record.dest = None;
+            t.record.state = State::Offered;
+            self.save(key);
+            return Err(format!(
+                "cannot create {}: {}",
+                made.display(),
+                manifest::reason(&e)
+            ));
         }
         self.kept.push(peer);
         let _ = Self::control(ep, peer, &Control::Accept { id: key.id });
