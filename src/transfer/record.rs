@@ -245,6 +245,12 @@ impl Store {
         self.write(&self.path(key, "manifest"), bytes)
     }
 
+    /// Forgets a transfer: its record and manifest.
+    pub fn remove(&self, key: TransferKey) {
+        let _ = fs::remove_file(self.path(key, "json"));
+        let _ = fs::remove_file(self.path(key, "manifest"));
+    }
+
     /// A transfer's manifest, if kept.
     pub fn manifest(&self, key: TransferKey) -> Option<Vec<u8>> {
         fs::read(self.path(key, "manifest")).ok()

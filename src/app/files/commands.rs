@@ -259,13 +259,15 @@ impl Files {
             port: 0,
         };
         let record = Record::offered(self.me.0, peer.0, nick, true, &unread, now_ms());
-        self.transfers.insert(
-            TransferKey {
-                offerer: self.me,
-                id,
-            },
-            new_transfer(number, record, None, None),
-        );
+        let key = TransferKey {
+            offerer: self.me,
+            id,
+        };
+        self.transfers
+            .insert(key, new_transfer(number, record, None, None));
+        // Kept while it is read, so that a crash (kill -9) meanwhile is said at the next start
+        // rather than lost without a word; its token of zeros marks it ([`unread`]).
+        self.save(key);
         Ok(())
     }
 

@@ -112,6 +112,9 @@ impl Files {
     /// Our offer `key` could not be made: forgotten, and its number given back if no later
     /// transfer took one (so failed `/send`s leave no gaps in `/files`).
     fn unmade(&mut self, key: TransferKey) {
+        if let Some(store) = &self.store {
+            store.remove(key);
+        }
         if let Some(t) = self.transfers.remove(&key) {
             if t.number.checked_add(1) == Some(self.next_number) {
                 self.next_number = t.number;

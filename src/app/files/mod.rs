@@ -556,6 +556,17 @@ impl Files {
             .any(|t| t.this_run && t.record.state == State::Accepted)
     }
 
+    /// Forgets the offers still being read (at quit, where [`Files::left_unfinished`] has said
+    /// they were not offered): their records are only for a crash to be told at the next start.
+    pub fn forget_unread(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        for t in self.transfers.values().filter(|t| unread(&t.record)) {
+            store.remove(t.key());
+        }
+    }
+
     /// What stays unfinished when the program stops, one line each, for the user to know it
     /// was not forgotten (or that it is lost, without storage).
     pub fn left_unfinished(&self, ep: &Endpoint) -> Vec<String> {
@@ -672,6 +683,19 @@ impl Files {
         let mut taken = std::collections::BTreeSet::new();
         for mut record in records {
             let key = record.key();
+            if unread(&record) {
+                // Tailchat stopped (a crash: a quit forgets it) while it read the files: nothing
+                // went out. Said once, as an end line.
+                let name = crate::ui::render::sanitize(&record.offer.name);
+                let nick = crate::ui::render::display_nick(&record.peer_nick);
+                record.state = State::Failed;
+                record.reason = Some(format!(
+                    "{name} to {nick}: not offered, its files were still being read — /send it again"
+                ));
+                record.finished_ms = Some(now_ms());
+                record.untold = true;
+                let _ = store.save(&record);
+            }
             let mut offer = record.offer.to_offer(record.id);
             let manifest = store.manifest(key).and_then(|b| Manifest::decode(&b).ok());
             let unfinished = !record.state.is_finished();
@@ -874,6 +898,14 @@ fn new_transfer(
         paused: false,
         queued: false,
     }
+}
+
+/// Whether `r` is an offer of ours whose files were still being read when it was saved (its
+/// token is all zeros until they are).
+fn unread(r: &Record) -> bool {
+    r.outgoing
+        && r.state == State::Offered
+        && r.offer.token == crate::transfer::record::hex(&[0; 16])
 }
 
 fn now_ms() -> i64 {

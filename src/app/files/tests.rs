@@ -1228,3 +1228,52 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
         "an accepted one is never forgotten"
     );
 }
+
+/// A `/send` still reading its files when tailchat is killed: the next start says it was not
+/// offered (once); one that a quit has already spoken of is not said again.
+#[test]
+fn a_send_cut_by_a_crash_while_reading_is_said_at_the_next_start() {
+    let restart = |quit: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, key) = ours_accepted();
+        files.store = Some(Store::new(dir.path()));
+        {
+            let t = files.transfers.get_mut(&key).unwrap();
+            t.record.state = State::Offered;
+            t.record.offer.token = crate::transfer::record::hex(&[0; 16]);
+            t.offer = None;
+        }
+        files.save(key);
+        if quit {
+            let _ = files.left_unfinished(&endpoint(Instant::now()));
+            files.forget_unread();
+        }
+        let setup = || FilesSetup {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..FilesSetup::default()
+        };
+        let texts = |lines: Vec<Output>| -> Vec<String> {
+            lines
+                .into_iter()
+                .filter_map(|l| match l {
+                    Output::File(f) => Some(f.text),
+                    Output::Notice(t) | Output::Error(t) => Some(t),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut next = Files::new(setup(), PeerId(1), false);
+        let said = texts(next.take_lines());
+        let told = next.take_untold();
+        next.told(&told);
+        let mut third = Files::new(setup(), PeerId(1), false);
+        (said, texts(third.take_lines()))
+    };
+    let (said, again) = restart(false);
+    assert_eq!(
+        said,
+        ["before tailchat last stopped: report.pdf to bob: not offered, its files were still being read — /send it again"]
+    );
+    assert!(again.is_empty(), "said once: {again:?}");
+    assert_eq!(restart(true), (vec![], vec![]), "a quit said it already");
+}
