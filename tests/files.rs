@@ -1147,6 +1147,10 @@ fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
             content
         );
     }
+    // Alice was here all along: waiting its turn is not waiting for her.
+    bob.drain();
+    let away: Vec<&String> = bob.seen.iter().filter(|l| l.contains("not here")).collect();
+    assert!(away.is_empty(), "{away:?}");
 }
 
 /// Six files of one name accepted together (so that most wait their turn, their `.part` not

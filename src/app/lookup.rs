@@ -51,34 +51,37 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 /// # Errors
 /// A message for the user: who is known when nobody matches, or how to pick one of several.
 pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), String> {
-    let matching = |present: bool| -> Vec<&PeerInfo> {
+    // By the nick itself (exactly, then `NICK#ID`), or by the nick as the screen shows it.
+    let matching = |present: bool, shown: bool| -> Vec<&PeerInfo> {
         let pool = || {
             peers
                 .iter()
                 .filter(move |p| (p.state != PeerState::Left) == present)
         };
+        if shown {
+            return pool()
+                .filter(|p| {
+                    let shown = crate::ui::render::display_nick(&p.nick);
+                    shown != p.nick
+                        && (shown == wanted || by_id_prefix(wanted, &shown, &p.id.to_string()))
+                })
+                .collect();
+        }
         let exact: Vec<&PeerInfo> = pool().filter(|p| p.nick == wanted).collect();
         if !exact.is_empty() {
             return exact;
         }
-        let prefixed: Vec<&PeerInfo> = pool()
-            .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
-            .collect();
-        if !prefixed.is_empty() {
-            return prefixed;
-        }
         pool()
-            .filter(|p| {
-                let shown = crate::ui::render::display_nick(&p.nick);
-                shown != p.nick
-                    && (shown == wanted || by_id_prefix(wanted, &shown, &p.id.to_string()))
-            })
+            .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
             .collect()
     };
-    let mut candidates = matching(true);
-    if candidates.is_empty() {
-        candidates = matching(false);
-    }
+    // The shown form last of all: a peer that left, named exactly, is not taken over by one
+    // here whose nick only looks the same (`bob` + an invisible character).
+    let candidates = [(true, false), (false, false), (true, true), (false, true)]
+        .into_iter()
+        .map(|(present, shown)| matching(present, shown))
+        .find(|found| !found.is_empty())
+        .unwrap_or_default();
     match candidates.as_slice() {
         [one] => Ok((one.id, one.nick.clone())),
         [] => {
@@ -237,6 +240,13 @@ mod tests {
         );
         // A nick that is shown as it is still needs its exact spelling.
         assert!(find_peer(&[peer(4, "bob", PeerState::Online)], "Bob").is_err());
+        // A peer that left, named exactly, is not taken over by one here that only looks
+        // like it.
+        let peers = [
+            peer(5, "bob", PeerState::Left),
+            peer(6, "bob\u{200b}", PeerState::Online),
+        ];
+        assert_eq!(find_peer(&peers, "bob").map(|f| f.0), Ok(PeerId(5)));
     }
 
     #[test]

@@ -276,9 +276,11 @@ fn already_placed(job: &Job, events: &UnboundedSender<DataEvent>) -> u32 {
 }
 
 /// Runs one attempt on a thread of its own; its end is reported as
-/// [`DataEvent::FetchEnded`].
+/// [`DataEvent::FetchEnded`] (at once, as a cut link to try again later, when no thread can be
+/// started: the transfer must not look fetched for ever).
 pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     let key = job.key;
+    let report = events.clone();
     let spawned = std::thread::Builder::new()
         .name("tailchat-fetch".into())
         .spawn(move || {
@@ -299,8 +301,15 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
                 result,
             });
         });
-    if spawned.is_err() {
-        tracing::warn!("cannot start a thread for file transfer {key:?}");
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a thread for file transfer {key:?}: {e}");
+        let _ = report.send(DataEvent::FetchEnded {
+            key,
+            from: 0,
+            result: Err(FetchError::Link(format!(
+                "cannot start a thread for it: {e}"
+            ))),
+        });
     }
 }
 

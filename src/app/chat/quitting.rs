@@ -92,7 +92,7 @@ impl Chat {
         for line in self.files.left_unfinished(&self.ep) {
             self.print(Output::Notice(line));
         }
-        self.files.forget_unread();
+        self.files.quitting();
         self.flush_screen();
     }
 }

@@ -194,7 +194,7 @@ impl Files {
         if self
             .transfers
             .get(&key)
-            .is_some_and(|t| t.fetching.is_none())
+            .is_some_and(|t| t.fetching.is_none() && !t.queued)
         {
             self.notice(format!(
                 "{nick} is not here now: {what} comes when {nick} is back"
@@ -354,7 +354,11 @@ impl Files {
             let t = self.transfers.get_mut(&key).ok_or("gone")?;
             t.record.dest = None;
             t.record.state = State::Offered;
-            self.save(key);
+            // Not kept: an offer is written only once accepted (`save` would leave the
+            // accepted record of a moment ago, to be resumed at the next start).
+            if let Some(store) = &self.store {
+                store.remove(key);
+            }
             return Err(format!(
                 "cannot create {}: {}",
                 made.display(),

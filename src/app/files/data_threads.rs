@@ -232,11 +232,11 @@ impl Files {
         let here = ep
             .peer(t.peer())
             .filter(|p| p.state != PeerState::Offline && p.state != PeerState::Left);
-        let (Some(peer), Some(offer), Some(dest)) = (here, t.offer.clone(), t.record.dest.clone())
+        let addr = here.and_then(|p| p.addrs.first().copied());
+        let (Some(addr), Some(offer), Some(dest)) = (addr, t.offer.clone(), t.record.dest.clone())
         else {
-            return;
-        };
-        let Some(addr) = peer.addrs.first() else {
+            // It waits for the peer now, not for its turn (the peer's return starts it).
+            t.queued = false;
             return;
         };
         if from_peer >= FETCHES_PER_PEER || in_all >= FETCHES_AT_ONCE {
@@ -263,7 +263,7 @@ impl Files {
         t.fetching = Some(Arc::clone(&cancel));
         let job = fetch::Job {
             key,
-            addr: fetch::data_addr(*addr, offer.port),
+            addr: fetch::data_addr(addr, offer.port),
             offer,
             manifest: t.manifest.clone(),
             plan,

@@ -230,7 +230,7 @@ fn remove_empty_folders(dir: &Path) {
 }
 
 /// The `.part` an incoming transfer writes now (the first file not in place), if known.
-fn part_path(t: &Transfer) -> Option<std::path::PathBuf> {
+pub(super) fn part_path(t: &Transfer) -> Option<std::path::PathBuf> {
     if t.record.outgoing {
         return None;
     }

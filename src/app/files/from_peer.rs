@@ -293,7 +293,11 @@ impl Files {
         };
         let (theirs, all) = (open().filter(|t| t.peer() == from).count(), open().count());
         if theirs < OPEN_FROM_PEER && all < OPEN_IN_ALL {
-            self.told_too_many.remove(&from);
+            // Told again only once half of them have ended: a peer at the limit that ends one
+            // and offers two, over and over, is not told every time.
+            if theirs < OPEN_FROM_PEER / 2 {
+                self.told_too_many.remove(&from);
+            }
             return false;
         }
         let reason = if theirs >= OPEN_FROM_PEER {

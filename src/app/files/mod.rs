@@ -556,10 +556,20 @@ impl Files {
             .any(|t| t.this_run && t.record.state == State::Accepted)
     }
 
-    /// Forgets the offers still being read (at quit, where [`Files::left_unfinished`] has said
-    /// they were not offered): their records are only for a crash to be told at the next start.
-    pub fn forget_unread(&mut self) {
+    /// At quit, after [`Files::left_unfinished`] has said where each transfer stands: forgets
+    /// the offers still being read (their records are only for a crash to be told at the next
+    /// start); and without storage, where nothing resumes, removes the empty `.part`s that
+    /// accepted transfers not started yet had taken their names with.
+    pub fn quitting(&mut self) {
         let Some(store) = &self.store else {
+            for t in self.transfers.values() {
+                let waiting = t.record.state == State::Accepted && t.fetching.is_none();
+                if let Some(part) = ending::part_path(t).filter(|_| waiting) {
+                    if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                        let _ = std::fs::remove_file(part);
+                    }
+                }
+            }
             return;
         };
         for t in self.transfers.values().filter(|t| unread(&t.record)) {

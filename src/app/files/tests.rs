@@ -1246,7 +1246,7 @@ fn a_send_cut_by_a_crash_while_reading_is_said_at_the_next_start() {
         files.save(key);
         if quit {
             let _ = files.left_unfinished(&endpoint(Instant::now()));
-            files.forget_unread();
+            files.quitting();
         }
         let setup = || FilesSetup {
             data_dir: Some(dir.path().to_path_buf()),
@@ -1276,4 +1276,28 @@ fn a_send_cut_by_a_crash_while_reading_is_said_at_the_next_start() {
     );
     assert!(again.is_empty(), "said once: {again:?}");
     assert_eq!(restart(true), (vec![], vec![]), "a quit said it already");
+}
+
+/// An accept whose `.part` cannot be made (here: its path would be longer than the system
+/// takes) is refused, and nothing of it is kept: the next start does not resume it.
+#[test]
+fn an_accept_whose_part_cannot_be_made_keeps_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.store = Some(Store::new(data.path()));
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    // Folders of 200 bytes down to just under 4096 bytes in all: `report.pdf.part` inside
+    // goes over.
+    let mut dir = data.path().join("dl");
+    while dir.as_os_str().len() < 4096 - 220 {
+        dir.push("d".repeat(200));
+    }
+    let pad = 4096 - 8 - dir.as_os_str().len();
+    dir.push("e".repeat(pad));
+    let mut ep = endpoint(Instant::now());
+    let err = files.accept(&mut ep, key, Some(dir)).unwrap_err();
+    assert!(err.starts_with("cannot create "), "{err}");
+    assert_eq!(files.transfers[&key].record.state, State::Offered);
+    let (records, _) = Store::new(data.path()).load(now_ms());
+    assert!(records.is_empty(), "kept: {records:?}");
 }
