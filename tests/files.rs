@@ -1037,17 +1037,7 @@ fn bob_accepting_from(home: &Path, downloads: &Path, entries: &str, args: &[&str
 #[test]
 fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     let tmp = tempfile::tempdir().unwrap();
-    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
-    let mut alice = Chat::start("alice", &[]);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let mut bob = bob_accepting_from(
-        &home,
-        &downloads,
-        "\"alice\"",
-        &["--bind", "127.0.0.1", "--peer", &peer],
-    );
-    bob.expect("alice joined");
-    alice.expect("bob joined");
+    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp.path(), &[]);
     let f = tmp.path().join("one.bin");
     fs::write(&f, bytes(3000, 1)).unwrap();
     alice.send(&format!("/send bob {}", f.display()));
@@ -1091,7 +1081,7 @@ fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     bob.send("/quit");
     bob.wait_exit();
     let mut bob = bob_accepting_from(
-        &home,
+        &tmp.path().join("bob"),
         &downloads,
         &format!("\"{alice_id}\""),
         &["--bind", "127.0.0.1"],
@@ -1107,14 +1097,17 @@ fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     bob.expect("received two.bin");
 }
 
-/// Six offers accepted at once from one peer: four are fetched at once, the other two wait
-/// their turn, saying so, and start as the first ones end; all six arrive.
-#[test]
-fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
-    // 1 MB at 1 MB/s: each of the first four still runs when the last offers come.
-    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "1000000")]);
+/// Alice serving at 1 MB/s a connection, so that transfers of a megabyte overlap on loopback,
+/// and bob accepting from her (`accept_from`) into the returned downloads folder.
+fn slow_alice_and_accepting_bob(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
+    alice_and_accepting_bob(tmp, &[("TAILCHAT_TEST_SEND_RATE", "1000000")])
+}
+
+/// Alice (with `env`), and bob in `tmp/bob` accepting from her (`accept_from = ["alice"]`)
+/// into the returned downloads folder, `tmp/dl`; they have met.
+fn alice_and_accepting_bob(tmp: &Path, env: &[(&str, &str)]) -> (Chat, Chat, std::path::PathBuf) {
+    let (home, downloads) = (tmp.join("bob"), tmp.join("dl"));
+    let mut alice = Chat::start_env("alice", &[], env);
     let peer = format!("127.0.0.1:{}", alice.port);
     let mut bob = bob_accepting_from(
         &home,
@@ -1124,6 +1117,15 @@ fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
     );
     bob.expect("alice joined");
     alice.expect("bob joined");
+    (alice, bob, downloads)
+}
+
+/// Six offers accepted at once from one peer: four are fetched at once, the other two wait
+/// their turn, saying so, and start as the first ones end; all six arrive.
+#[test]
+fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = slow_alice_and_accepting_bob(tmp.path());
     let mut sent = Vec::new();
     for i in 0..6u64 {
         let f = tmp.path().join(format!("f{i}.bin"));
@@ -1159,17 +1161,7 @@ fn accepted_transfers_beyond_four_from_one_peer_wait_their_turn() {
 #[test]
 fn files_of_one_name_accepted_together_each_land_whole_under_their_own_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let (home, downloads) = (tmp.path().join("bob"), tmp.path().join("dl"));
-    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "1000000")]);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let mut bob = bob_accepting_from(
-        &home,
-        &downloads,
-        "\"alice\"",
-        &["--bind", "127.0.0.1", "--peer", &peer],
-    );
-    bob.expect("alice joined");
-    alice.expect("bob joined");
+    let (mut alice, mut bob, downloads) = slow_alice_and_accepting_bob(tmp.path());
     // Sizes tell the six apart.
     let sources: Vec<Vec<u8>> = (0..6u64)
         .map(|i| bytes(600_000 + 100_000 * i as usize, 60 + i))
