@@ -37,10 +37,13 @@ fn unsafe_char(c: char) -> bool {
         || crate::ui::render::is_invisible(c)
 }
 
-/// One component made safe, or `None` if nothing usable is left (empty, `.` or `..`).
+/// One component made safe, or `None` if nothing usable is left (empty, `.` or `..`). It is
+/// put in Unicode's composed form (NFC) first, as most systems but macOS write names: the
+/// same name sent as NFD (`e` + U+0301) and as NFC (`é`) is one name here.
 pub fn sanitize_component(s: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
     let replaced: String = s
-        .chars()
+        .nfc()
         .map(|c| if unsafe_char(c) { '_' } else { c })
         .collect();
     let trimmed = replaced.trim();
@@ -225,6 +228,12 @@ mod tests {
             Some("evil_[2J_gnp.exe")
         );
         assert_eq!(p("a\nb").as_deref(), Some("a_b"));
+        // One name however its accents are written: composed (NFC), as it comes from a Mac
+        // (NFD), or as a mix.
+        assert_eq!(
+            p("e\u{301}t\u{e9}.txt").as_deref(),
+            Some("\u{e9}t\u{e9}.txt")
+        );
         // Line and paragraph separators: a terminal breaks the line there.
         assert_eq!(
             p("report\u{2028}\u{2029}final.txt").as_deref(),
@@ -320,5 +329,26 @@ mod tests {
         // A transfer's folder that is a link is refused too.
         std::os::unix::fs::symlink(tmp.path(), tmp.path().join("away")).unwrap();
         assert!(make_parents(tmp.path(), &tmp.path().join("away")).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// A cleaned name is its own cleaning, whatever composing, combining, expanding and
+        /// invisible characters it had, and wherever a cut for length fell among them.
+        #[test]
+        fn cleaning_a_clean_name_changes_nothing(
+            picks in proptest::collection::vec(0usize..17, 0..200)
+        ) {
+            const CHARS: [char; 17] = [
+                'e', 'A', '.', ' ', '\u{301}', '\u{328}', '\u{308}', '\u{323}', '\u{958}',
+                '\u{212b}', '\u{1100}', '\u{1161}', '\u{11a8}', '\u{ac00}', '\u{200b}',
+                '\u{2028}', '\u{f900}',
+            ];
+            let s: String = picks.iter().map(|&i| CHARS[i]).collect();
+            if let Some(clean) = sanitize_component(&s) {
+                proptest::prop_assert!(clean.len() <= KEPT_COMPONENT_BYTES, "{clean:?}");
+                proptest::prop_assert_eq!(sanitize_component(&clean), Some(clean));
+            }
+        }
     }
 }
