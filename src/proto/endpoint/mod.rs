@@ -525,6 +525,8 @@ impl Endpoint {
         let mut recipients = Vec::new();
         let mut refused = Vec::new();
         let mut contact = Vec::new();
+        // Encoded once, its bytes shared by every peer's queue.
+        let pieces = crate::proto::link::pieces(id, style, text);
         for peer_id in candidates {
             let Some(peer) = self.peers.get_mut(&peer_id) else {
                 continue;
@@ -534,7 +536,7 @@ impl Endpoint {
             if peer.state() == LinkState::Offline {
                 contact.extend(peer.addrs.iter().map(|a| (a, peer.found)));
             }
-            match peer.link.queue_message(now, id, style, text) {
+            match peer.link.queue_pieces(now, id, &pieces) {
                 Ok(()) => recipients.push(peer_id),
                 Err(QueueError::Full { first }) => {
                     refused.push(peer_id);

@@ -24,8 +24,8 @@ mod send;
 use self::reassembly::{Piece, ReassemblyBuffer};
 use self::receive::{Item, Receiver};
 use self::recovery::Recovery;
-pub use self::send::QueueError;
 pub use self::send::Style;
+pub use self::send::{pieces, Pieces, QueueError};
 use self::send::{Carried, SendQueue};
 use super::ids::MessageId;
 use super::stats::LinkCounters;
@@ -207,6 +207,7 @@ impl Link {
     ///
     /// # Errors
     /// [`QueueError::Full`] if it would pass the queue bound.
+    #[cfg(test)]
     pub fn queue_message(
         &mut self,
         now: Instant,
@@ -215,6 +216,20 @@ impl Link {
         text: &str,
     ) -> Result<(), QueueError> {
         self.send.queue_message(now, msg, style, text)
+    }
+
+    /// Queues message `msg` already made into `pieces` ([`pieces`]; a group message's are
+    /// made once for all its peers).
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] if it would pass the queue bound.
+    pub fn queue_pieces(
+        &mut self,
+        now: Instant,
+        msg: MessageId,
+        pieces: &Pieces,
+    ) -> Result<(), QueueError> {
+        self.send.queue_pieces(now, msg, pieces)
     }
 
     /// Queues a message an earlier run accepted (and wrote `before` now), past the queue bound

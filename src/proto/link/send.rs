@@ -35,7 +35,10 @@ impl Style {
 
 /// A message's stream items as (frame kind, encoded fields after the sequence number, up to
 /// but not including the age).
-type Pieces = Vec<(u32, Arc<[u8]>)>;
+/// A message's frames, each encoded once (kind, fields after the sequence number). A group
+/// message's are made once and shared by every peer's queue: its bytes are held once, not once
+/// per peer.
+pub type Pieces = Vec<(u32, Arc<[u8]>)>;
 
 /// Why a message could not be queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -168,6 +171,7 @@ impl SendQueue {
     ///
     /// # Errors
     /// [`QueueError::Full`] if it would pass the queue bound.
+    #[cfg(test)]
     pub fn queue_message(
         &mut self,
         now: Instant,
@@ -175,7 +179,19 @@ impl SendQueue {
         style: Style,
         text: &str,
     ) -> Result<(), QueueError> {
-        let pieces = pieces(msg, style, text);
+        self.queue_pieces(now, msg, &pieces(msg, style, text))
+    }
+
+    /// Queues message `msg` made into `pieces` (by [`pieces`], maybe for other peers too).
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] if it would pass the queue bound.
+    pub fn queue_pieces(
+        &mut self,
+        now: Instant,
+        msg: MessageId,
+        pieces: &Pieces,
+    ) -> Result<(), QueueError> {
         if self.items.len() + pieces.len() > self.max_items {
             let first = !self.full_reported;
             self.full_reported = true;
@@ -185,7 +201,7 @@ impl SendQueue {
             queued: now,
             before: Duration::ZERO,
         };
-        self.enqueue(now, written, msg, pieces);
+        self.enqueue(now, written, msg, pieces.clone());
         Ok(())
     }
 
@@ -552,7 +568,7 @@ impl SendQueue {
 }
 
 /// A message's stream items: one chat, or fragments of [`FRAGMENT_BYTES`].
-fn pieces(msg: MessageId, style: Style, text: &str) -> Pieces {
+pub fn pieces(msg: MessageId, style: Style, text: &str) -> Pieces {
     debug_assert!(text.len() <= MAX_MESSAGE_BYTES);
     let Style { direct, flags } = style;
     if text.len() <= FRAGMENT_BYTES {
@@ -579,6 +595,24 @@ mod tests {
 
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    /// A group message's bytes are held once however many peers' queues hold it (255 silent
+    /// peers made each 64 KiB message cost 16 MB when every queue encoded its own copy).
+    #[test]
+    fn queues_given_the_same_pieces_share_their_bytes() {
+        let text = "x".repeat(MAX_MESSAGE_BYTES);
+        let made = pieces(MessageId(1), Style::default(), &text);
+        let mut queues: Vec<SendQueue> = (0..10).map(|_| SendQueue::new(8192)).collect();
+        for q in &mut queues {
+            q.queue_pieces(t0(), MessageId(1), &made).unwrap();
+        }
+        for q in &queues {
+            let (_, first) = q.items.first_key_value().unwrap();
+            assert!(Arc::ptr_eq(&first.fields, &made[0].1));
+        }
+        // Each queue holds each piece twice (as an item, and in the message kept whole).
+        assert_eq!(Arc::strong_count(&made[0].1), 1 + 10 * 2);
     }
 
     /// Everything `fill` puts in one fresh datagram buffer.
