@@ -129,10 +129,10 @@ impl Chat {
                 peer, new: nick, ..
             } = &e
             {
-                let nicks = self.nick_history.entry(*peer).or_default();
-                if nicks.last() != Some(nick) {
-                    nicks.push(nick.clone());
-                }
+                remember_nick(self.nick_history.entry(*peer).or_default(), nick);
+            }
+            if let Event::PeerForgotten { peer, .. } = &e {
+                self.nick_history.remove(peer);
             }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
@@ -292,4 +292,40 @@ fn present_of(peers: &[PeerInfo]) -> Vec<(PeerId, &str)> {
         .filter(|p| p.state != PeerState::Left)
         .map(|p| (p.id, p.nick.as_str()))
         .collect()
+}
+
+/// Nicks of one peer kept for `/whois`: the latest ones, each once (a peer renaming itself
+/// without end must not grow our memory).
+const NICKS_KEPT: usize = 16;
+
+/// Notes that a peer goes by `nick` now, in its `nicks` (oldest first): a nick it had before
+/// moves to the end, and only the last [`NICKS_KEPT`] are kept.
+fn remember_nick(nicks: &mut Vec<String>, nick: &str) {
+    if nicks.last().is_some_and(|last| last == nick) {
+        return;
+    }
+    nicks.retain(|n| n != nick);
+    nicks.push(nick.to_owned());
+    if nicks.len() > NICKS_KEPT {
+        nicks.drain(..nicks.len() - NICKS_KEPT);
+    }
+}
+
+#[cfg(test)]
+mod nick_tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_renaming_without_end_keeps_its_last_sixteen_nicks_each_once() {
+        let mut nicks = Vec::new();
+        for i in 0..100_000 {
+            remember_nick(&mut nicks, &format!("n{}", i % 40));
+        }
+        let want: Vec<String> = (24..40).map(|i| format!("n{i}")).collect();
+        assert_eq!(nicks, want);
+        remember_nick(&mut nicks, "n30");
+        assert_eq!(nicks.last().map(String::as_str), Some("n30"));
+        assert_eq!(nicks.iter().filter(|n| *n == "n30").count(), 1);
+        assert_eq!(nicks.len(), NICKS_KEPT);
+    }
 }
