@@ -78,11 +78,10 @@ struct OutItem {
     /// The frame's fields after the sequence number, already encoded (shared with the
     /// message's pieces, kept for a restart).
     fields: Arc<[u8]>,
-    /// The message it belongs to, for the delivery report.
+    /// The message it belongs to, for the delivery report; its frames end with the message's
+    /// age, encoded anew at each sending from when it was written ([`PendingMessage`]: kept
+    /// there once, not in each of its items, which a queue may hold thousands of).
     msg: Option<MessageId>,
-    /// When that message was written: a message's frames end with their age, encoded anew at
-    /// each sending.
-    written: Option<Written>,
 }
 
 /// When a message was written, as a time the queue knows and how long before it.
@@ -227,7 +226,7 @@ impl SendQueue {
     /// Queues a message's pieces and remembers them whole until it is delivered.
     fn enqueue(&mut self, now: Instant, written: Written, msg: MessageId, pieces: Pieces) {
         for (kind, fields) in &pieces {
-            self.push_message_item(*kind, fields.clone(), msg, written);
+            self.push_message_item(*kind, fields.clone(), msg);
         }
         self.messages.insert(
             msg,
@@ -302,25 +301,14 @@ impl SendQueue {
     fn push_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: Option<MessageId>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.items.insert(
-            seq,
-            OutItem {
-                kind,
-                fields,
-                msg,
-                written: None,
-            },
-        );
+        self.items.insert(seq, OutItem { kind, fields, msg });
         self.unsent.insert(seq);
     }
 
-    /// [`Self::push_item`] for a piece of message `msg`, written at `written`.
-    fn push_message_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: MessageId, at: Written) {
-        let seq = self.next_seq;
+    /// [`Self::push_item`] for a piece of message `msg` (its [`PendingMessage`] says when it
+    /// was written).
+    fn push_message_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: MessageId) {
         self.push_item(kind, fields, Some(msg));
-        if let Some(item) = self.items.get_mut(&seq) {
-            item.written = Some(at);
-        }
     }
 
     /// The peer restarted (a new session): the stream starts again from sequence number 0.
@@ -339,15 +327,15 @@ impl SendQueue {
         self.items.clear();
         self.unsent.clear();
         self.next_seq = 0;
-        let pending: Vec<(MessageId, Pieces, Written)> = self
+        let pending: Vec<(MessageId, Pieces)> = self
             .messages
             .iter()
-            .map(|(&id, m)| (id, m.pieces.clone(), m.written))
+            .map(|(&id, m)| (id, m.pieces.clone()))
             .collect();
-        for (id, pieces, written) in pending {
+        for (id, pieces) in pending {
             let count = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
             for (kind, fields) in pieces {
-                self.push_message_item(kind, fields, id, written);
+                self.push_message_item(kind, fields, id);
             }
             if let Some(m) = self.messages.get_mut(&id) {
                 m.remaining = count;
@@ -438,7 +426,13 @@ impl SendQueue {
                 self.unsent.remove(&seq);
                 continue;
             };
-            let age = item.written.map(|w| w.age_ms(now));
+            // A message's items are acknowledged before it is forgotten; its age 0 otherwise,
+            // so that a message's frame never goes without one.
+            let age = item.msg.map(|m| {
+                self.messages
+                    .get(&m)
+                    .map_or(0, |pending| pending.written.age_ms(now))
+            });
             let len = wire::stream_frame_len(item.kind, seq, item.fields.len(), age);
             if buf.len() + len > MAX_DATAGRAM {
                 break;
