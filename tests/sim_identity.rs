@@ -288,6 +288,21 @@ fn a_peer_with_messages_waiting_or_heard_today_is_never_evicted() {
         sim.nodes[ALICE].ep.stats().table_full > 0,
         "the rest were refused"
     );
+    // Alice's user is told, once for the whole crowd, that newcomers could not join.
+    let told = sim.nodes[ALICE]
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::NewcomerRefused {
+                    address_full: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(told, 1, "told once");
     assert!(!sim.saw(ALICE, |e| matches!(e, Event::PeerForgotten { .. })));
     // Bob comes back and gets his message.
     sim.cut.clear();

@@ -258,6 +258,17 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
                 },
             }),
         ),
+        Event::NewcomerRefused {
+            addr,
+            nick,
+            address_full,
+        } => object(
+            "refused",
+            json!({
+                "addr": show(*addr), "nick": nick,
+                "reason": if *address_full { "address_full" } else { "table_full" },
+            }),
+        ),
         Event::AddressUnanswered { addr } => object("no_answer", json!({ "addr": show(*addr) })),
         Event::VersionMismatch { from, version } => object(
             "version_mismatch",

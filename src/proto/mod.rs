@@ -90,6 +90,9 @@ pub const MAX_PEERS: usize = 256;
 /// Peers at one IP address at most, by default ([`Limits::max_peers_per_ip`]), not counting
 /// those the user added by hand.
 pub const MAX_PEERS_PER_IP: usize = 16;
+/// A newcomer refused for a full peer table is told ([`Event::NewcomerRefused`]) at most this
+/// often.
+pub const REFUSED_TOLD_EVERY: Duration = Duration::from_secs(600);
 /// A peer heard from this recently is never evicted to make room (nor one with messages
 /// waiting).
 pub const PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(24 * 60 * 60);

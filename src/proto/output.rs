@@ -158,6 +158,18 @@ pub enum Event {
         /// Why.
         reason: ForgetReason,
     },
+    /// A new peer proved itself but could not join: the table is full of peers that must stay
+    /// (messages wait for them, or they were heard today), or its address holds as many peers
+    /// as one may. Told at most once per [`crate::proto::REFUSED_TOLD_EVERY`] (a crowd of
+    /// newcomers is one notice), and counted in [`crate::proto::Stats::table_full`].
+    NewcomerRefused {
+        /// Where it came from.
+        addr: SocketAddr,
+        /// The nick it gave.
+        nick: String,
+        /// The address's share was full, rather than the whole table.
+        address_full: bool,
+    },
     /// An address we were asked to contact has not answered several hellos (still trying).
     AddressUnanswered {
         /// The address.

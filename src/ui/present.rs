@@ -164,6 +164,23 @@ pub fn event_output(
                 )),
             }
         }
+        Event::NewcomerRefused {
+            addr,
+            nick,
+            address_full,
+        } => Output::Error(if *address_full {
+            format!(
+                "{} at {} could not join: that address already has as many peers as one may (16) — are they throw-away identities?",
+                display_nick(nick),
+                show_addr(*addr)
+            )
+        } else {
+            format!(
+                "{} at {} could not join: the peer table is full (every peer in it has messages waiting or was heard today) — /forget one you no longer need; told once in 10 minutes",
+                display_nick(nick),
+                show_addr(*addr)
+            )
+        }),
         Event::AddressUnanswered { addr } => Output::Notice(format!(
             "no answer from {shown} yet (still trying; /forget {shown} stops it) — is tailchat running there, and UDP port {} open?",
             addr.port(),

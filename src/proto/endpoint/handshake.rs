@@ -416,8 +416,19 @@ impl Endpoint {
                 .peers
                 .admit(now, from.ip(), probed == Some(Found::Manual))
             {
-                Err(_) => {
+                Err(why) => {
                     self.stats.table_full += 1;
+                    let due = self.refused_told.is_none_or(|at| {
+                        now.saturating_duration_since(at) >= crate::proto::REFUSED_TOLD_EVERY
+                    });
+                    if due {
+                        self.refused_told = Some(now);
+                        self.events.push_back(Event::NewcomerRefused {
+                            addr: from,
+                            nick: nick.to_owned(),
+                            address_full: why == super::peers::Refused::AddressFull,
+                        });
+                    }
                     return false;
                 }
                 Ok(Some(gone)) if !gone.dropped.is_empty() => {

@@ -141,6 +141,8 @@ pub struct Endpoint {
     stats: Stats,
     /// Addresses already told about a version mismatch.
     version_reported: BTreeSet<SocketAddr>,
+    /// When a refused newcomer was last told ([`Event::NewcomerRefused`]).
+    refused_told: Option<Instant>,
     /// [`Endpoint::leave`] was called.
     leaving: bool,
     /// We are away, with this reason (see [`Endpoint::set_away`]).
@@ -195,6 +197,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             version_reported: BTreeSet::new(),
+            refused_told: None,
             leaving: false,
             away: None,
             ephemeral: false,
