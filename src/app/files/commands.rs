@@ -323,9 +323,7 @@ impl Files {
         // Not the name of another transfer accepted and not started yet (its `.part` may not be
         // on the disk): two files of one name accepted together would share a `.part`.
         let reserved: std::collections::HashSet<&Path> = self
-            .transfers
-            .values()
-            .filter(|o| !o.record.outgoing && !o.record.state.is_finished())
+            .open_incoming()
             .filter_map(|o| o.record.dest.as_deref())
             .collect();
         let dest = names::unique_but(&dir, &name, |p| reserved.contains(p));
@@ -340,15 +338,12 @@ impl Files {
         self.save(key);
         // The name is taken on the disk at once, for other programs too: the folder, or an
         // empty `.part` (the fetch starts that again from nothing).
-        let made = if folder {
-            dest.clone()
+        let (made, making) = if folder {
+            (dest.clone(), std::fs::create_dir(&dest))
         } else {
-            names::part_of(&dest)
-        };
-        let making = if folder {
-            std::fs::create_dir(&made)
-        } else {
-            names::open_part(&made, false).map(drop)
+            let part = names::part_of(&dest);
+            let making = names::open_part(&part, false).map(drop);
+            (part, making)
         };
         if let Err(e) = making {
             let t = self.transfers.get_mut(&key).ok_or("gone")?;

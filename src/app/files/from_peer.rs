@@ -286,12 +286,8 @@ impl Files {
     /// or [`OPEN_IN_ALL`] of everyone's, are open already. It is refused then, with a Cancel
     /// saying why, and the user is told once (until an offer from that peer is taken again).
     fn too_many_offers(&mut self, ep: &mut Endpoint, from: PeerId, id: u64) -> bool {
-        let open = || {
-            self.transfers
-                .values()
-                .filter(|t| !t.record.outgoing && !t.record.state.is_finished())
-        };
-        let (theirs, all) = (open().filter(|t| t.peer() == from).count(), open().count());
+        let theirs = self.open_incoming().filter(|t| t.peer() == from).count();
+        let all = self.open_incoming().count();
         if theirs < OPEN_FROM_PEER && all < OPEN_IN_ALL {
             // Told again only once half of them have ended: a peer at the limit that ends one
             // and offers two, over and over, is not told every time.
@@ -328,7 +324,7 @@ impl Files {
     /// Forgets the oldest offers from `from` that ended without being accepted, beyond
     /// [`UNTAKEN_KEPT_PER_PEER`]: they are kept in memory only, to answer a repeat.
     fn forget_untaken(&mut self, from: PeerId) {
-        let untaken: Vec<TransferKey> = self
+        let mut untaken: Vec<(u32, TransferKey)> = self
             .transfers
             .values()
             .filter(|t| {
@@ -337,15 +333,11 @@ impl Files {
                     && t.record.dest.is_none()
                     && t.record.state.is_finished()
             })
-            .map(Transfer::key)
+            .map(|t| (t.number, t.key()))
             .collect();
         let over = (untaken.len() + 1).saturating_sub(UNTAKEN_KEPT_PER_PEER);
-        let mut by_number: Vec<(u32, TransferKey)> = untaken
-            .into_iter()
-            .map(|k| (self.transfers[&k].number, k))
-            .collect();
-        by_number.sort_unstable();
-        for (_, key) in by_number.into_iter().take(over) {
+        untaken.sort_unstable();
+        for (_, key) in untaken.into_iter().take(over) {
             self.transfers.remove(&key);
         }
     }

@@ -556,6 +556,13 @@ impl Files {
             .any(|t| t.this_run && t.record.state == State::Accepted)
     }
 
+    /// The transfers offered to us that have not ended (waiting for an answer, or accepted).
+    fn open_incoming(&self) -> impl Iterator<Item = &Transfer> {
+        self.transfers
+            .values()
+            .filter(|t| !t.record.outgoing && !t.record.state.is_finished())
+    }
+
     /// At quit, after [`Files::left_unfinished`] has said where each transfer stands: forgets
     /// the offers still being read (their records are only for a crash to be told at the next
     /// start); and without storage, where nothing resumes, removes the empty `.part`s that
