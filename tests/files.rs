@@ -78,6 +78,10 @@ fn a_file_and_a_folder_arrive_byte_exact() {
         fs::create_dir_all(&sub).unwrap();
         fs::write(sub.join(format!("f{i}.txt")), bytes(i * 37, i as u64)).unwrap();
     }
+    // Empty folders arrive too (a git repository without them is not one).
+    fs::create_dir_all(folder.join("logs")).unwrap();
+    fs::create_dir_all(folder.join(".git/refs/tags")).unwrap();
+    fs::create_dir_all(folder.join("d3/empty")).unwrap();
     alice.send(&format!("/send bob {}", folder.display()));
     // A folder is read (hashed) before it is offered: said, with how to stop it.
     alice.expect("reading many/ to offer it to bob — /cancel 3 stops it");
@@ -93,6 +97,11 @@ fn a_file_and_a_folder_arrive_byte_exact() {
             bytes(i * 37, i as u64),
             "{rel}"
         );
+    }
+    for empty in ["logs", ".git/refs/tags", "d3/empty"] {
+        let made = downloads.join("many").join(empty);
+        assert!(made.is_dir(), "{} was not made", made.display());
+        assert_eq!(fs::read_dir(&made).unwrap().count(), 0);
     }
     let leftovers: Vec<_> = walk(&downloads)
         .into_iter()
@@ -719,7 +728,10 @@ fn entry(path: &str, content: &[u8]) -> tailchat::transfer::manifest::Entry {
 fn manifest(
     entries: Vec<tailchat::transfer::manifest::Entry>,
 ) -> tailchat::transfer::manifest::Manifest {
-    tailchat::transfer::manifest::Manifest { entries }
+    tailchat::transfer::manifest::Manifest {
+        entries,
+        folders: vec![],
+    }
 }
 
 /// Offers `offer` (serving `served` and `body`), accepts it, and waits for the line that
@@ -958,7 +970,17 @@ fn hostile_names_stay_inside_the_download_folder() {
     ];
     let entries: Vec<_> = paths.iter().map(|p| entry(p, &content)).collect();
     let body = content.repeat(paths.len());
-    let offered = manifest(entries);
+    let mut offered = manifest(entries);
+    // And empty folders of hostile names, one where a file is (passed over).
+    offered.folders = [
+        "../../../../outside/made",
+        "/etc/evil",
+        "..",
+        "etc/passwd",
+        "deep\u{1b}[2J/x",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     let offer = common::offer_of("../../up", true, &offered, mallory.data_port);
     mallory.offer(&offer, offered.encode(), body);
     // Shown as it will be saved: "../../" is no part of it.
@@ -1001,12 +1023,23 @@ fn hostile_names_stay_inside_the_download_folder() {
     want.sort();
     assert_eq!(names, want);
     assert!(!outside.exists());
+    let up = downloads.join("up");
+    for made in ["outside/made", "etc/evil", "deep_[2J/x"] {
+        assert!(up.join(made).is_dir(), "{made} was not made");
+    }
+    assert!(up.join("etc/passwd").is_file());
     assert_eq!(
         fs::read("/etc/passwd").ok(),
         passwd,
         "/etc/passwd untouched"
     );
-    for p in ["/etc/passwd (1)", "/etc/passwd.part", "/b", "/etc/b"] {
+    for p in [
+        "/etc/passwd (1)",
+        "/etc/passwd.part",
+        "/b",
+        "/etc/b",
+        "/etc/evil",
+    ] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} was created");
     }
     // Nothing a peer named reaches the terminal as a control character.

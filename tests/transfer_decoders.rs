@@ -67,6 +67,7 @@ fn valid() -> Vec<Vec<u8>> {
                 hash: [2; 32],
             },
         ],
+        folders: vec!["empty".into(), "a/deep/er".into()],
     };
     let request = Request {
         token: [3; 16],
@@ -114,6 +115,7 @@ proptest! {
                 .into_iter()
                 .map(|(path, size)| Entry { path, size, hash: [0; 32] })
                 .collect(),
+            folders: vec![],
         };
         where_files_land(&m);
     }

@@ -485,10 +485,38 @@ fn fetch(
             path: placed,
         });
     }
-    if (first as usize) < manifest.entries.len() {
-        return Ok(()); // the end was checked before the last file was put in place
+    // Unless there were no files to take this time, the end was checked before the last one
+    // was put in place.
+    if (first as usize) >= manifest.entries.len() {
+        nothing_more(&mut stream)?;
     }
-    nothing_more(&mut stream)
+    make_empty_folders(job, &manifest)
+}
+
+/// Makes a folder transfer's empty folders (with their parents) under its folder, once its
+/// files are in place: named as the files' folders are, and passed over where a path cleans
+/// to nothing or something that is not a folder is in the way. Another error (a full disk)
+/// stops the transfer as a file's would; the next attempt finds the files in place and
+/// makes the folders.
+fn make_empty_folders(job: &Job, manifest: &Manifest) -> Result<(), FetchError> {
+    let Plan::Folder { top } = &job.plan else {
+        return Ok(());
+    };
+    for rel in manifest
+        .folders
+        .iter()
+        .filter_map(|p| names::sanitize_path(p))
+    {
+        let mut at = top.clone();
+        at.extend(rel);
+        match names::make_parents(top, &at) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(disk_error(&e, format!("cannot create {}", at.display())));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// What our disk's `e` means for the transfer: a full disk (or quota) pauses it, anything
@@ -617,7 +645,10 @@ mod tests {
         fs::write(top.join("f0"), contents[0]).unwrap();
         fs::write(top.join("f1"), contents[1]).unwrap();
         fs::write(top.join("f2"), b"THIRD").unwrap();
-        let manifest = Manifest { entries };
+        let manifest = Manifest {
+            entries,
+            folders: vec![],
+        };
         let bytes = manifest.encode();
         let job = |files_done| Job {
             key: TransferKey {
@@ -678,6 +709,7 @@ mod tests {
         let finals = |paths: &[&str]| {
             Plan::Folder { top: top.clone() }.finals(&Manifest {
                 entries: paths.iter().map(|p| entry(p)).collect(),
+                folders: vec![],
             })
         };
         // `x.part` in place first, then `x` would be written to `x.part`: numbered instead.
@@ -733,7 +765,10 @@ mod tests {
             .collect();
         let top = PathBuf::from("/dl/pc");
         TRIES.with(|t| t.set(0));
-        let finals = Plan::Folder { top: top.clone() }.finals(&Manifest { entries });
+        let finals = Plan::Folder { top: top.clone() }.finals(&Manifest {
+            entries,
+            folders: vec![],
+        });
         let tries = TRIES.with(std::cell::Cell::get);
         let n = finals.len();
         assert_eq!(n, 5000);

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILES: usize = 5000;
 /// Bytes of one relative path at most.
 pub const MAX_PATH_BYTES: usize = 1024;
+/// Empty folders in one offer at most (a list with more is ignored by a receiver; a folder
+/// with more is refused at `/send`).
+pub const MAX_FOLDERS: usize = 5000;
 /// Bytes of a manifest's encoding at most (the largest possible with [`MAX_FILES`] entries of
 /// paths of [`MAX_PATH_BYTES`] is about 5.3 MB; any real one is far smaller).
 pub const MAX_MANIFEST_BYTES: u32 = 6 << 20;
@@ -30,11 +33,16 @@ pub struct Entry {
     pub hash: [u8; 32],
 }
 
-/// Every file of an offer, in sending order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Every file of an offer, in sending order, and a folder's empty folders.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manifest {
     /// The files.
     pub entries: Vec<Entry>,
+    /// The folders of an offered folder that nothing offered is in, and no other folder
+    /// either (`logs`, `.git/refs/tags`): made by the receiver, with their parents, once the
+    /// files are in place. Relative paths as the entries' are. Empty for a single file and
+    /// for most folders, and then not in the encoding at all (spec §13.3).
+    pub folders: Vec<String>,
 }
 
 impl Manifest {
@@ -56,32 +64,41 @@ impl Manifest {
             .fold(offset, |sum, e| sum.saturating_add(e.size))
     }
 
-    /// Its encoding (postcard).
+    /// Its encoding (postcard): the entries, then the empty folders if there are any.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        let mut bytes = postcard::to_allocvec(&self.entries).unwrap_or_default();
+        if !self.folders.is_empty() {
+            bytes.extend(postcard::to_allocvec(&self.folders).unwrap_or_default());
+        }
+        bytes
     }
 
-    /// Decodes a manifest and checks its limits.
+    /// Decodes a manifest and checks its limits. What follows the entries is the list of
+    /// empty folders if it decodes as one within [`MAX_FOLDERS`] and [`MAX_PATH_BYTES`];
+    /// anything else there is ignored (room for later versions, spec §13.3).
     ///
     /// # Errors
     /// It does not decode, has more than [`MAX_FILES`] entries, or a path that is empty or
     /// longer than [`MAX_PATH_BYTES`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-        let m: Manifest =
-            postcard::from_bytes(bytes).map_err(|_| "its file list does not decode".to_owned())?;
-        if m.entries.len() > MAX_FILES {
+        let (entries, rest): (Vec<Entry>, &[u8]) = postcard::take_from_bytes(bytes)
+            .map_err(|_| "its file list does not decode".to_owned())?;
+        if entries.len() > MAX_FILES {
             return Err(format!(
                 "its file list has {} files (the limit is {MAX_FILES})",
-                m.entries.len()
+                entries.len()
             ));
         }
-        if m.entries
-            .iter()
-            .any(|e| e.path.is_empty() || e.path.len() > MAX_PATH_BYTES)
-        {
+        let path_ok = |p: &str| !p.is_empty() && p.len() <= MAX_PATH_BYTES;
+        if !entries.iter().all(|e| path_ok(&e.path)) {
             return Err("its file list has an empty or over-long path".to_owned());
         }
-        Ok(m)
+        let folders = postcard::take_from_bytes::<Vec<String>>(rest)
+            .ok()
+            .map(|(folders, _)| folders)
+            .filter(|f| f.len() <= MAX_FOLDERS && f.iter().all(|p| path_ok(p)))
+            .unwrap_or_default();
+        Ok(Manifest { entries, folders })
     }
 }
 
@@ -155,6 +172,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     let name = offered_name(path)?;
     let mut skipped = 0;
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut folders: Vec<String> = Vec::new();
     let folder = meta.is_dir();
     // The path named is followed when it is a symbolic link (the user chose it, as `cp` does;
     // links inside a folder are not): read and served from where it leads, offered under the
@@ -168,7 +186,12 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     if meta.is_file() {
         files.push((name.clone(), source.clone()));
     } else if folder {
-        walk(path, &source, "", &mut files, &mut skipped)?;
+        let mut found = Found {
+            files: &mut files,
+            folders: &mut folders,
+            skipped: &mut skipped,
+        };
+        walk(path, &source, "", &mut found)?;
     } else {
         return Err(format!("cannot send {shown}: not a file or a folder"));
     }
@@ -192,8 +215,14 @@ pub fn prepare(path: &Path) -> Result<Prepared, String> {
     if let Some(e) = unreadable_error(path, &unreadable) {
         return Err(e);
     }
-    let manifest = Manifest { entries };
+    let manifest = Manifest { entries, folders };
     let bytes = manifest.encode();
+    // Only with thousands of long paths: more than a receiver takes.
+    if bytes.len() > MAX_MANIFEST_BYTES as usize {
+        return Err(format!(
+            "{shown} has too many long paths to list in one offer: send an archive of it instead (tar, zip)"
+        ));
+    }
     Ok(Prepared {
         hash: *blake3::hash(&bytes).as_bytes(),
         name,
@@ -234,16 +263,30 @@ fn unreadable_error(top: &Path, unreadable: &[(PathBuf, String)]) -> Option<Stri
     }
 }
 
-/// Adds the regular files under `dir` (relative paths under `prefix`) to `out`, in name
-/// order, depth first; counts symbolic links and special files in `skipped`. `top` is the
-/// folder offered (named when it holds too many files).
-fn walk(
-    top: &Path,
-    dir: &Path,
-    prefix: &str,
-    out: &mut Vec<(String, PathBuf)>,
-    skipped: &mut u32,
-) -> Result<(), String> {
+/// What [`walk`] finds in a folder.
+struct Found<'a> {
+    /// Regular files: relative path, and where it is.
+    files: &'a mut Vec<(String, PathBuf)>,
+    /// Folders that nothing offered is in, and no other folder.
+    folders: &'a mut Vec<String>,
+    /// Symbolic links and special files, left out.
+    skipped: &'a mut u32,
+}
+
+/// Adds the regular files under `dir` (relative paths under `prefix`) to `found`, in name
+/// order, depth first, and `dir` itself to its empty folders if nothing offered is in it (nor
+/// any folder); counts symbolic links and special files. `top` is the folder offered (named
+/// when it holds too many files).
+fn walk(top: &Path, dir: &Path, prefix: &str, found: &mut Found<'_>) -> Result<(), String> {
+    let before = (found.files.len(), found.folders.len());
+    let too_deep = |what: &str, path: &Path| {
+        format!(
+            "{} has {what} nested more than {} folders deep ({}): send an archive of it instead (tar, zip)",
+            top.display(),
+            crate::transfer::names::MAX_DEPTH - 1,
+            path.display()
+        )
+    };
     let read = |e: io::Error| format!("cannot read {}: {}", dir.display(), reason(&e));
     let mut children: Vec<fs::DirEntry> = fs::read_dir(dir)
         .map_err(read)?
@@ -265,9 +308,9 @@ fn walk(
         // Not followed: a link could lead out of the folder.
         let kind = child.file_type().map_err(read)?;
         if kind.is_dir() {
-            walk(top, &child.path(), &rel, out, skipped)?;
+            walk(top, &child.path(), &rel, found)?;
         } else if kind.is_file() {
-            if out.len() >= MAX_FILES {
+            if found.files.len() >= MAX_FILES {
                 return Err(format!(
                     "{} has more than {MAX_FILES} files: send an archive of it instead (tar, zip)",
                     top.display()
@@ -278,17 +321,28 @@ fn walk(
             }
             // Deeper than a receiver keeps (it would flatten the rest): said, not sent.
             if rel.split('/').count() > crate::transfer::names::MAX_DEPTH {
-                return Err(format!(
-                    "{} has files nested more than {} folders deep ({}): send an archive of it instead (tar, zip)",
-                    top.display(),
-                    crate::transfer::names::MAX_DEPTH - 1,
-                    child.path().display()
-                ));
+                return Err(too_deep("files", &child.path()));
             }
-            out.push((rel, child.path()));
+            found.files.push((rel, child.path()));
         } else {
-            *skipped += 1;
+            *found.skipped += 1;
         }
+    }
+    if !prefix.is_empty() && before == (found.files.len(), found.folders.len()) {
+        if found.folders.len() >= MAX_FOLDERS {
+            return Err(format!(
+                "{} has more than {MAX_FOLDERS} empty folders: send an archive of it instead (tar, zip)",
+                top.display()
+            ));
+        }
+        if prefix.len() > MAX_PATH_BYTES {
+            return Err(format!("cannot send {prefix}: its path is too long"));
+        }
+        // A receiver keeps a file's first folders and its name; a folder has no name to keep.
+        if prefix.split('/').count() >= crate::transfer::names::MAX_DEPTH {
+            return Err(too_deep("folders", dir));
+        }
+        found.folders.push(prefix.to_owned());
     }
     Ok(())
 }
@@ -362,6 +416,74 @@ mod tests {
         assert_eq!(p.manifest.position(2, 1), 5);
         assert_eq!(Manifest::decode(&p.bytes).unwrap(), p.manifest);
         assert_eq!(p.hash, *blake3::hash(&p.bytes).as_bytes());
+    }
+
+    /// Folders that nothing offered is in are listed, the innermost only (making one makes
+    /// its parents); a folder holding only a link is one of them. Without any, the encoding
+    /// is the entries' alone, as a receiver of the first revision reads it.
+    #[test]
+    fn empty_folders_are_listed_innermost_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("repo");
+        for d in [
+            "logs",
+            ".git/refs/tags",
+            ".git/refs/heads",
+            "src/deep/er",
+            "full",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join(".git/refs/heads/main"), b"ref").unwrap();
+        fs::write(root.join("full/x.txt"), b"x").unwrap();
+        fs::create_dir(root.join("linked")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("linked/out")).unwrap();
+        let p = prepare(&root).unwrap();
+        assert_eq!(
+            p.manifest.folders,
+            [".git/refs/tags", "linked", "logs", "src/deep/er"]
+        );
+        assert_eq!(Manifest::decode(&p.bytes).unwrap(), p.manifest);
+        assert_eq!(p.hash, *blake3::hash(&p.bytes).as_bytes());
+
+        fs::remove_dir_all(root.join("logs")).unwrap();
+        fs::remove_dir_all(root.join("linked")).unwrap();
+        fs::remove_dir_all(root.join("src")).unwrap();
+        fs::remove_dir_all(root.join(".git/refs/tags")).unwrap();
+        let p = prepare(&root).unwrap();
+        assert!(p.manifest.folders.is_empty());
+        assert_eq!(p.bytes, postcard::to_allocvec(&p.manifest.entries).unwrap());
+        // A folder with nothing in it at all: no files, and itself is the offer's folder.
+        let bare = tmp.path().join("bare");
+        fs::create_dir(&bare).unwrap();
+        let p = prepare(&bare).unwrap();
+        assert_eq!((p.manifest.entries.len(), p.manifest.folders.len()), (0, 0));
+    }
+
+    /// What follows the entries is used only if it is a list of folders within the limits.
+    #[test]
+    fn a_folder_list_out_of_its_limits_is_ignored() {
+        let entry = Entry {
+            path: "a".into(),
+            size: 1,
+            hash: [3; 32],
+        };
+        let with = |folders: Vec<String>| Manifest {
+            entries: vec![entry.clone()],
+            folders,
+        };
+        let ok = with(vec!["x/y".into(), "z".into()]);
+        assert_eq!(Manifest::decode(&ok.encode()).unwrap(), ok);
+        let mut later = ok.encode();
+        later.extend_from_slice(b"more from a later version");
+        assert_eq!(Manifest::decode(&later).unwrap(), ok);
+        for bad in [
+            vec![String::new()],
+            vec!["p".repeat(MAX_PATH_BYTES + 1)],
+            vec!["f".into(); MAX_FOLDERS + 1],
+        ] {
+            assert_eq!(Manifest::decode(&with(bad).encode()).unwrap(), with(vec![]));
+        }
     }
 
     #[test]
@@ -494,6 +616,7 @@ mod tests {
                 };
                 MAX_FILES + 1
             ],
+            folders: vec![],
         };
         assert!(Manifest::decode(&many.encode()).is_err());
         let empty = Manifest {
@@ -502,6 +625,7 @@ mod tests {
                 size: 1,
                 hash: [0; 32],
             }],
+            folders: vec![],
         };
         assert!(Manifest::decode(&empty.encode()).is_err());
         assert!(Manifest::decode(&[0xff, 0xff]).is_err());
@@ -517,6 +641,7 @@ mod tests {
         // 2^63 + (2^63 + 5) wraps to 5: a "5 B" offer that writes without end.
         let m = Manifest {
             entries: vec![entry(1 << 63), entry((1 << 63) + 5)],
+            folders: vec![],
         };
         assert_eq!(m.total(), u64::MAX);
         assert_eq!(m.position(2, 0), u64::MAX);
@@ -531,6 +656,7 @@ mod tests {
                 size: 3,
                 hash: [7; 32],
             }],
+            folders: vec![],
         };
         let mut bytes = m.encode();
         bytes.extend_from_slice(&[0xff, 0x01, 0x02]);

@@ -60,6 +60,19 @@ pub fn manifest() -> Manifest {
                 hash: *blake3::hash(FILE_B).as_bytes(),
             },
         ],
+        folders: vec![],
+    }
+}
+
+/// A folder holding `a.txt` and the empty folders `logs` and `x/empty` (§13.3's list).
+pub fn manifest_with_folders() -> Manifest {
+    Manifest {
+        entries: vec![Entry {
+            path: "a.txt".into(),
+            size: FILE_A.len() as u64,
+            hash: *blake3::hash(FILE_A).as_bytes(),
+        }],
+        folders: vec!["logs".into(), "x/empty".into()],
     }
 }
 
@@ -149,6 +162,7 @@ pub fn stream_vectors() -> Vec<(&'static str, Vec<u8>)> {
     let tail = &FILE_B[RESUME_OFFSET as usize..];
     vec![
         ("file-manifest", manifest().encode()),
+        ("file-manifest-folders", manifest_with_folders().encode()),
         ("file-request", request(0, 0).encode().to_vec()),
         ("file-response", response(Status::Ok, &whole)),
         (
@@ -176,6 +190,10 @@ pub fn check_stream_vectors(vectors: &[Vector]) {
     }
     let m = find(vectors, "file-manifest");
     assert_eq!(Manifest::decode(&m.bytes), Ok(manifest()));
+    assert_eq!(
+        Manifest::decode(&find(vectors, "file-manifest-folders").bytes),
+        Ok(manifest_with_folders())
+    );
     for (name, file, offset) in [
         ("file-request", 0, 0),
         ("file-request-resume", RESUME_FILE, RESUME_OFFSET),

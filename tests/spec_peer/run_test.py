@@ -48,11 +48,16 @@ def make_tree(d):
     open(os.path.join(d, "sub", "deeper", "big.bin"), "wb").write(os.urandom(3_000_000 + 17))
     open(os.path.join(d, "empty"), "wb").write(b"")
     open(os.path.join(d, "z é.bin"), "wb").write(os.urandom(70000))
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    os.makedirs(os.path.join(d, "x", "empty"), exist_ok=True)
 
 
 def same_tree(a, b):
     bad = []
     for dp, dn, fn in os.walk(a):
+        for f in dn:
+            if not os.path.isdir(os.path.join(b, os.path.relpath(os.path.join(dp, f), a))):
+                bad.append(os.path.relpath(os.path.join(dp, f), a) + "/")
         for f in fn:
             pa = os.path.join(dp, f)
             pb = os.path.join(b, os.path.relpath(pa, a))

@@ -398,6 +398,11 @@ class Peer:
         if extra:
             raise IOError("more than it offered")
         s.close()
+        if o["folder"]:
+            for path in manifest_folders(man):
+                comps = [c for c in path.split("/") if c not in ("", ".", "..")]
+                if comps:
+                    os.makedirs(os.path.join(top, *comps), exist_ok=True)
         return written
 
     # ---------------- file transfer: sending ----------------
@@ -405,8 +410,10 @@ class Peer:
         path = os.path.abspath(path)
         folder = os.path.isdir(path)
         files = []
+        empty = []
         if folder:
             def walk(d, rel):
+                before = (len(files), len(empty))
                 for n in sorted(os.listdir(d), key=lambda x: x.encode()):
                     full = os.path.join(d, n)
                     if os.path.islink(full):
@@ -415,6 +422,8 @@ class Peer:
                         walk(full, rel + [n])
                     elif os.path.isfile(full):
                         files.append(("/".join(rel + [n]), full))
+                if rel and before == (len(files), len(empty)):
+                    empty.append("/".join(rel))
             walk(path, [])
         else:
             files.append((name or os.path.basename(path), path))
@@ -422,7 +431,7 @@ class Peer:
         for rel, full in files:
             data = open(full, "rb").read()
             ents.append((rel, len(data), blake3.blake3(data).digest()))
-        man = manifest_encode(ents)
+        man = manifest_encode(ents, empty)
         id_ = random.getrandbits(64)
         tok = secrets.token_bytes(16)
         o = dict(id=id_, token=tok, name=name or os.path.basename(path), files=files, ents=ents,

@@ -378,11 +378,16 @@ def parse_ctl(data):
     return c
 
 
-def manifest_encode(entries):
-    """entries: list of (path, size, hash32)"""
+def manifest_encode(entries, folders=()):
+    """entries: list of (path, size, hash32); folders: the empty folders (section 13.3),
+    written only if there are any"""
     out = uv(len(entries))
     for p, s, h in entries:
         out += sstr(p) + uv(s) + h
+    if folders:
+        out += uv(len(folders))
+        for p in folders:
+            out += sstr(p)
     return out
 
 
@@ -397,9 +402,28 @@ def manifest_decode(b):
         if not 1 <= len(p.encode()) <= 1024:
             raise DecodeError("path length")
         ents.append((p, s, h))
-    if r.left():
-        raise DecodeError("trailing bytes in manifest")  # spec silent on this
     return ents
+
+
+def manifest_folders(b):
+    """The empty folders after the entries (section 13.3): the list if the bytes there decode
+    as one within its limits, else none."""
+    r = R(b)
+    n = r.varint()
+    for _ in range(n):
+        r.string(); r.varint(); r.raw(32)
+    if not r.left():
+        return []
+    try:
+        k = r.varint()
+        if not 1 <= k <= 5000:
+            return []
+        out = [r.string() for _ in range(k)]
+    except Exception:
+        return []
+    if not all(1 <= len(p.encode()) <= 1024 for p in out):
+        return []
+    return out
 
 
 FT_MAGIC = b"TCHF"

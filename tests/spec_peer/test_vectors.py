@@ -57,6 +57,9 @@ assert verify(f["key"], f["signature"], transcript(False, f["echo"], f["challeng
 # §13.6
 man = manifest_encode([("a.txt", 3, blake3.blake3(b"hi\n").digest()), ("sub/b.txt", 9, blake3.blake3(b"tailchat\n").digest())])
 check("file-manifest", man)
+mf = manifest_encode([("a.txt", 3, blake3.blake3(b"hi\n").digest())], ["logs", "x/empty"])
+check("file-manifest-folders", mf)
+assert manifest_folders(mf) == ["logs", "x/empty"] and manifest_folders(man) == []
 mh = blake3.blake3(man).digest()
 print("manifest hash", mh.hex())
 tid = 0x1f2e3d4c5b6a7988

@@ -153,6 +153,7 @@ fn a_folders_progress_line_names_the_file_it_is_at() {
                 entry("empty", 0),
                 entry("2024/../x\u{1b}[2Jb.jpg", 6_000_000),
             ],
+            folders: vec![],
         });
     }
     let shown = run(&mut files, key, 5);
@@ -970,6 +971,7 @@ fn a_stopped_folder_counts_the_files_on_the_disk() {
         t.record.files_done = 0; // no report has come yet
         t.manifest = Some(Manifest {
             entries: vec![entry("a.jpg"), entry("b.jpg"), entry("c.jpg")],
+            folders: vec![],
         });
     }
     std::fs::write(top.join("a.jpg"), b"a").unwrap();
