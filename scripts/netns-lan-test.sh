@@ -4,8 +4,9 @@
 #   1. a bridged LAN of three hosts: they list each other within 2 s, a group message reaches
 #      both others, /quit is noticed within 2 s, kill -9 within the documented 15 s (+ margin);
 #   2. two subnets joined by a router, so broadcast and multicast do not cross: one /add across
-#      makes the far side's other peer appear (peer exchange), messages flow both ways, and a
-#      file sent across the router arrives byte-exact in the default download folder;
+#      makes the far side's other peer appear (peer exchange), messages flow both ways, a
+#      one-shot script on one side reaches the other, and a file sent across the router
+#      arrives byte-exact in the default download folder;
 #   3. each way of announcing (broadcast, IPv4 and IPv6 multicast) works on its own;
 #   4. a file transfer across a link cut for longer than a connection survives resumes when
 #      the link is back, sending only what had not arrived.
@@ -188,6 +189,13 @@ say b2 "from the far side"
 check "messages flow one way" wait_for a2 "<b2> from the far side" 2
 say a2 "and back"
 check "and the other" wait_for b2 "<a2> and back" 2
+# A one-shot script on the LAN reaches the far side too: the peers its LAN peers passed on
+# (never heard announcing, so passed on at once) are waited for before its line goes.
+host a3 swa 10.78.1.3/24 10.78.1.254
+check "a one-shot script on a3, default flags: delivered to all (exit 0)" \
+  script_says a3 "script across"
+check "its line reached b2, whom its LAN knows by an /add" wait_for b2 "<a3> script across" 2
+check "and b1" wait_for b1 "<a3> script across" 2
 say a1 "/peers"
 check "/peers on a1 shows b2 as learned" wait_for a1 "learned" 2
 # A file across the router, to a peer learned from another: the data connection goes to b2's

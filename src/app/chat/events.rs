@@ -79,7 +79,13 @@ impl Chat {
                 }
                 let now = Instant::now();
                 let rest = match (self.discovery_hold, &e) {
-                    (Some(cap), Event::PeerJoined { .. }) => Some((now + DISCOVERY_QUIET).min(cap)),
+                    // A LAN peer answered: the peers it passes on (who may not be on the LAN,
+                    // or not announcing) are waited for as a contact's are, below.
+                    (Some(cap), Event::PeerJoined { .. }) => {
+                        self.exchange_hold
+                            .get_or_insert(now + self.wait.min(KNOWN_WAIT_MAX));
+                        Some((now + DISCOVERY_QUIET).min(cap))
+                    }
                     (Some(_), _) => self.hold_until,
                     // The contact a script asked for answered: the peers it passes on arrive
                     // a round trip or two later; while they are tried, the script waits.

@@ -26,16 +26,33 @@ pub const EXCHANGE_DELAY: Duration = Duration::from_millis(1500);
 /// announcements can make us keep.
 pub const MAX_HEARD_ANNOUNCING: usize = 1024;
 
+/// Which of the peers we know a peer exchange draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Draw {
+    /// All of them.
+    All,
+    /// Those we heard announcing on our LAN: a newcomer that announces meets them by their
+    /// announcements, so they are passed on only after [`EXCHANGE_DELAY`].
+    Announcing,
+    /// Those we never heard announcing (found by `/add`, `--peer`, the tailnet or an
+    /// exchange): a newcomer on our LAN cannot meet them by announcements, so it is told of
+    /// them at once.
+    Silent,
+}
+
 impl Endpoint {
     /// Peer exchange with `new`, which joined or restarted: at once, unless we heard it
-    /// announce on our LAN; then after [`EXCHANGE_DELAY`], if it is still online.
+    /// announce on our LAN; then the peers it cannot hear announce go at once, and the others
+    /// after [`EXCHANGE_DELAY`], if it is still online. (A script on the LAN waits for the
+    /// peers its first contacts pass on: a wait of 1.5 s for those was longer than it waits.)
     pub(super) fn exchange_peers_soon(&mut self, now: Instant, new: PeerId) {
         if self.heard_announcing.contains(&new) {
+            self.exchange_peers(now, new, Draw::Silent);
             // A restart within the wait makes one exchange, with the new session.
             self.exchange_later.retain(|(_, id)| *id != new);
             self.exchange_later.insert((now + EXCHANGE_DELAY, new));
         } else {
-            self.exchange_peers(now, new);
+            self.exchange_peers(now, new, Draw::All);
         }
     }
 
@@ -50,14 +67,20 @@ impl Endpoint {
     /// know. The others are not told of it: it contacts them, and is admitted by its proof, so
     /// one join costs one short list instead of an entry to every peer we know (which in a
     /// forming mesh of N peers made N³ entries).
-    pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId) {
+    pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId, draw: Draw) {
         let Some(to_addr) = self.peers.get(&new).map(|p| p.addrs.current()) else {
             return;
         };
+        let heard = &self.heard_announcing;
         let mut for_new: Vec<PeerEntry> = self
             .peers
             .iter()
             .filter(|(&id, _)| id != new)
+            .filter(|(id, _)| match draw {
+                Draw::All => true,
+                Draw::Announcing => heard.contains(id),
+                Draw::Silent => !heard.contains(id),
+            })
             .filter_map(|(&id, p)| entry_for(now, id, p, to_addr))
             .collect();
         // A partial Fisher–Yates shuffle: the first MAX_SHARED_WITH_NEWCOMER are a uniform draw,

@@ -895,7 +895,7 @@ impl Endpoint {
             }
             self.exchange_later.pop_first();
             if self.peers.get(&id).is_some_and(|p| p.is_online()) {
-                self.exchange_peers(now, id);
+                self.exchange_peers(now, id, exchange::Draw::Announcing);
             }
         }
         for id in self.peers.due(now) {
