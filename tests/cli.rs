@@ -630,6 +630,22 @@ fn adding_our_own_address_says_it_is_ourselves() {
     alice.expect("no peers yet");
 }
 
+/// An address the allow-list will never admit is not contacted: its answers would be
+/// dropped, and the "no answer" that followed blamed the other side.
+#[test]
+fn adding_an_address_the_allow_list_keeps_out_says_so() {
+    let mut bob = Chat::start("bob", &["--bind", "127.0.0.1"]);
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1", "--allow", "10.1.0.0/16"]);
+    alice.send(&format!("/add 127.0.0.1:{}", bob.port));
+    alice.expect(
+        "127.0.0.1 is not in your allow-list (10.1.0.0/16): everything from it would be dropped — add it (--allow 127.0.0.1, or to allow in the config file) to reach it",
+    );
+    alice.send("/peers");
+    alice.expect("no peers yet");
+    bob.send("/peers");
+    bob.expect("no peers yet");
+}
+
 #[test]
 fn input_ends_at_quit_and_lines_after_it_are_not_errors() {
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);

@@ -113,6 +113,15 @@ impl AllowList {
         })
     }
 
+    /// Whether the list is set and can never admit `ip`: not by its address, and not by a
+    /// tailnet entry either (WhoIs names tailnet addresses only). Such an address is not worth
+    /// contacting: its answers would be dropped.
+    pub fn never_admits(&self, ip: IpAddr) -> bool {
+        self.is_set()
+            && !self.admits_address(ip)
+            && !(self.has_tailnet_entries() && crate::net::tailnet::in_tailnet_range(ip))
+    }
+
     /// Whether a device that `owner` describes matches a tailnet entry: its user's login name
     /// (compared without regard to case, as e-mail addresses are), or one of its tags.
     pub fn admits_owner(&self, owner: &Owner) -> bool {
@@ -228,6 +237,23 @@ mod tests {
             parse_entry("100.64.0.0/10").unwrap().to_string(),
             "100.64.0.0/10"
         );
+    }
+
+    /// Only an address that neither an entry nor a WhoIs answer could let in is never
+    /// admitted (tailnet entries can admit tailnet addresses only).
+    #[test]
+    fn never_admits_what_no_entry_could_let_in() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(!AllowList::default().never_admits(ip("192.0.2.1")));
+        let nets = list(&["10.1.0.0/16"]);
+        assert!(!nets.never_admits(ip("10.1.2.3")));
+        assert!(nets.never_admits(ip("10.2.0.1")));
+        assert!(nets.never_admits(ip("127.0.0.1")));
+        assert!(nets.never_admits(ip("100.64.0.1")));
+        let people = list(&["tailnet:bob@example.com"]);
+        assert!(!people.never_admits(ip("100.100.1.2")));
+        assert!(!people.never_admits(ip("fd7a:115c:a1e0::9")));
+        assert!(people.never_admits(ip("192.168.1.9")));
     }
 
     #[test]

@@ -73,6 +73,10 @@ impl Chat {
                 ));
                 continue;
             }
+            if let Some(why) = self.tailnet.never_admitted(a.ip()) {
+                self.command_error(why);
+                continue;
+            }
             if let Some(p) = peers
                 .iter()
                 .find(|p| p.state == PeerState::Online && p.addrs.contains(a))

@@ -319,6 +319,23 @@ impl Tailnet {
         started
     }
 
+    /// Why the allow-list will never let `ip` in, if it will not: said to a user who asks to
+    /// contact it (its answers would be dropped, and "no answer" would blame the other side).
+    pub fn never_admitted(&self, ip: std::net::IpAddr) -> Option<String> {
+        self.allow.never_admits(ip).then(|| {
+            let list: Vec<String> = self
+                .allow
+                .entries()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            format!(
+                "{ip} is not in your allow-list ({}): everything from it would be dropped — add it (--allow {ip}, or to allow in the config file) to reach it",
+                list.join(", ")
+            )
+        })
+    }
+
     /// The user asked for `addr` (`/add`, `--peer`).
     pub fn user_added(&mut self, addr: SocketAddr) {
         self.user_added.insert(addr);
