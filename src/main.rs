@@ -313,8 +313,11 @@ fn init_logging(interactive: bool, data_dir: Option<&std::path::Path>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     if !interactive {
+        // Colours only for a person watching standard error, not in a file or a pipe.
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(colour)
             .with_writer(std::io::stderr)
             .try_init();
         return;

@@ -218,6 +218,21 @@ fn script(args: &[&str], input: &str) -> (Option<i32>, String, String) {
     )
 }
 
+/// A script's debug log goes to standard error as plain text when that is a file or a pipe:
+/// no colour codes in a log someone greps.
+#[test]
+fn a_scripts_log_to_a_pipe_has_no_colour_codes() {
+    let (mut cmd, _dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
+    let out = cmd
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("DEBUG"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
 #[test]
 fn a_script_exits_0_only_when_everything_was_delivered() {
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);

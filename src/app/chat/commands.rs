@@ -217,9 +217,9 @@ impl Chat {
             Ok(sent) if sent.recipients.is_empty() => {
                 self.outcome.nobody_to_send_to = true;
                 // A script (or `tailchat send`) reaches someone with --peer, or an /add line
-                // before its messages.
+                // before its messages (not `tailchat send`, whose input is all text).
                 let how = if self.scripted {
-                    "--peer HOST[:PORT], or an /add HOST[:PORT] line before it, reaches someone"
+                    "--peer HOST[:PORT] reaches someone (a script reading commands can also have an /add HOST[:PORT] line before it)"
                 } else {
                     "/add HOST[:PORT] to reach someone"
                 };

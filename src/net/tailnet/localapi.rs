@@ -43,6 +43,9 @@ pub enum LocalApiError {
     Missing(PathBuf),
     /// The socket is there but nobody listens (tailscaled stopped or crashed).
     NotListening(PathBuf),
+    /// Something other than a socket is at the path (a file, a folder): a wrong
+    /// `--tailscale-socket`, not a stopped tailscaled.
+    NotASocket(PathBuf, &'static str),
     /// The socket may not be opened by us (file permissions), or tailscaled answered 403.
     Denied(PathBuf, String),
     /// No complete answer within the time limit.
@@ -86,6 +89,11 @@ impl fmt::Display for LocalApiError {
             E::NotListening(p) => write!(
                 f,
                 "tailscaled is not running ({}: connection refused) — start it (`sudo systemctl start tailscaled`)",
+                p.display()
+            ),
+            E::NotASocket(p, what) => write!(
+                f,
+                "{} is {what}, not a socket — check --tailscale-socket (tailscaled's is usually /var/run/tailscale/tailscaled.sock)",
                 p.display()
             ),
             E::Denied(p, why) => write!(
@@ -262,7 +270,14 @@ impl LocalApi {
             io::ErrorKind::PermissionDenied => {
                 LocalApiError::Denied(path, "permission denied".to_owned())
             }
-            io::ErrorKind::ConnectionRefused => LocalApiError::NotListening(path),
+            io::ErrorKind::ConnectionRefused => {
+                use std::os::unix::fs::FileTypeExt;
+                match std::fs::metadata(&path).map(|m| m.file_type()) {
+                    Ok(t) if t.is_dir() => LocalApiError::NotASocket(path, "a folder"),
+                    Ok(t) if !t.is_socket() => LocalApiError::NotASocket(path, "a file"),
+                    _ => LocalApiError::NotListening(path),
+                }
+            }
             _ => LocalApiError::Io(path, e.to_string()),
         }
     }
@@ -444,6 +459,14 @@ mod tests {
             drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
             let e = LocalApi::new(&dead).status().await.unwrap_err();
             assert!(matches!(e, LocalApiError::NotListening(_)), "{e:?}");
+            // A wrong path: a file or a folder, not a stopped tailscaled.
+            let file = dir.path().join("plain");
+            std::fs::write(&file, b"").unwrap();
+            for (path, what) in [(file.as_path(), "a file"), (dir.path(), "a folder")] {
+                let e = LocalApi::new(path).status().await.unwrap_err();
+                assert_eq!(e, LocalApiError::NotASocket(path.to_path_buf(), what));
+                assert!(e.to_string().contains("check --tailscale-socket"), "{e}");
+            }
         });
     }
 
