@@ -592,6 +592,12 @@ fn the_prompt_shows_the_nick_and_follows_nick_changes() {
     bob.type_text("bobby> ", "", "/hlep");
     bob.enter();
     bob.wait_for_text("unknown command /hlep");
+    // A message that goes nowhere: the prompt took its line off the screen (it expects an
+    // echo), so the error gives the text back.
+    bob.type_text("bobby> ", "", "/msg nobdy see you");
+    bob.enter();
+    bob.wait_for_text("no peer called 'nobdy'");
+    bob.wait_for_text("(your line: see you)");
     quit(&mut alice, &bob, "bobby> ", "bobby");
 
     // On a terminal, logs (RUST_LOG is set) go to a private file, with tailchat's own events.

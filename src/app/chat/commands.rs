@@ -115,7 +115,10 @@ impl Chat {
                     }
                     self.say(now, Recipients::Peer(id), Some(shown), text, false);
                 }
-                Err(e) => self.command_error(e),
+                Err(e) => {
+                    let line = self.your_line(&text);
+                    self.command_error(format!("{e}{line}"));
+                }
             },
             Command::Add(text) => match addr::parse(&text, self.default_port) {
                 Ok(spec) => self.resolve(spec),
@@ -188,6 +191,17 @@ impl Chat {
         }
     }
 
+    /// At the prompt, the text of a line that was not sent, to end its error with: the
+    /// prompt took the line off the screen, expecting its echo (up-arrow brings it back too).
+    /// A script has its input; it is not repeated there.
+    fn your_line(&self, text: &str) -> String {
+        if self.scripted {
+            String::new()
+        } else {
+            format!(" (your line: {text})")
+        }
+    }
+
     fn say(
         &mut self,
         now: Instant,
@@ -209,8 +223,9 @@ impl Chat {
                     .iter()
                     .map(|id| names.name_of(*id, self.ep.nick_of(*id).unwrap_or("?")))
                     .collect();
+                let line = self.your_line(&text);
                 return self.print(Output::Error(format!(
-                    "not sent: too many messages already wait for {} — this one is not kept",
+                    "not sent: too many messages already wait for {} — this one is not kept{line}",
                     who.join(", ")
                 )));
             }
@@ -223,8 +238,9 @@ impl Chat {
                 } else {
                     "/add HOST[:PORT] to reach someone"
                 };
+                let line = self.your_line(&text);
                 return self.print(Output::Error(format!(
-                    "not sent: nobody is here yet — {how}"
+                    "not sent: nobody is here yet — {how}{line}"
                 )));
             }
             Ok(sent) => {
