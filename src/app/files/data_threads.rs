@@ -612,7 +612,7 @@ impl Files {
                 let line = format!(
                     "received {name} from {nick} ({} in {}{}) → {}",
                     t.shown_size(),
-                    seconds(t.took().unwrap_or_default()),
+                    seconds(t.stop_clock().unwrap_or_default()),
                     t.resumed("received"),
                     t.record
                         .dest

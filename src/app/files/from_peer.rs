@@ -381,7 +381,7 @@ impl Files {
             t.done_waiting = true;
             return;
         }
-        let took = t.took();
+        let took = t.stop_clock();
         let resumed = t.resumed("sent");
         let line = if t.last_connection.is_none() {
             // Nothing served in this run: an earlier one sent it, or the receiver had it.

@@ -148,6 +148,9 @@ struct Transfer {
     started: Option<(Instant, u64)>,
     /// How long before `started` its first bytes moved, in an earlier run (zero if in this).
     earlier: Duration,
+    /// How long it took, fixed when it ended ([`Transfer::stop_clock`]): its end line and its
+    /// JSON event's `took_ms` say the same.
+    took_at_end: Option<Duration>,
     /// Outgoing: bytes sent in this run.
     sent_this_run: u64,
     /// When a progress line was last shown for it (interactive only).
@@ -218,10 +221,18 @@ impl Transfer {
         }
     }
 
-    /// How long since its first bytes moved, in this run or an earlier one.
+    /// How long since its first bytes moved, in this run or an earlier one (until it ended).
     fn took(&self) -> Option<Duration> {
-        self.started
-            .map(|(at, _)| self.earlier.saturating_add(at.elapsed()))
+        self.took_at_end.or_else(|| {
+            self.started
+                .map(|(at, _)| self.earlier.saturating_add(at.elapsed()))
+        })
+    }
+
+    /// It ended: how long it took, fixed from now on.
+    fn stop_clock(&mut self) -> Option<Duration> {
+        self.took_at_end = self.took();
+        self.took_at_end
     }
 
     /// What an end line says of a resume, the same on both sides: where the last connection
@@ -896,6 +907,7 @@ fn new_transfer(
         fetching: None,
         started: None,
         earlier: Duration::ZERO,
+        took_at_end: None,
         sent_this_run: 0,
         last_connection: None,
         serving: 0,
