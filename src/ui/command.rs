@@ -177,6 +177,8 @@ pub enum CommandError {
     Usage(&'static str),
     /// A nick that breaks the rules of [`is_valid_nick`].
     InvalidNick,
+    /// `NICK#…` whose part after `#` is not the start of a peer's id (hex digits).
+    InvalidId(String),
 }
 
 impl fmt::Display for CommandError {
@@ -187,6 +189,10 @@ impl fmt::Display for CommandError {
             }
             Self::Usage(usage) => write!(f, "usage: {usage}"),
             Self::InvalidNick => write!(f, "{NICK_RULE}"),
+            Self::InvalidId(name) => write!(
+                f,
+                "{name}: after # come the first hex digits of the peer's id, as /peers shows it (bob#1d79)"
+            ),
         }
     }
 }
@@ -367,7 +373,12 @@ fn checked_nick(nick: &str) -> Result<String, CommandError> {
 /// A peer as a command names it: its nick, or `NICK#IDPREFIX` when nicks are shared (the
 /// nick itself must follow the rule; which peer it is, is looked up later).
 fn checked_peer(name: &str) -> Result<String, CommandError> {
-    checked_nick(without_id(name)).map(|_| name.to_owned())
+    let nick = without_id(name);
+    // `bob#zz`: a valid nick and a broken id, not a nick with a `#` in it.
+    if nick == name && is_valid_nick(name.rsplit_once('#').map_or("", |(n, _)| n)) {
+        return Err(CommandError::InvalidId(name.to_owned()));
+    }
+    checked_nick(nick).map(|_| name.to_owned())
 }
 
 /// A peer's name without the `#IDPREFIX` that tells apart peers sharing a nick
@@ -537,7 +548,18 @@ mod tests {
                 text: "hi".into()
             }
         );
-        assert_eq!(err("/msg bob#zz hi"), CommandError::InvalidNick);
+        // A good nick with a broken id says what comes after `#`.
+        for (line, name) in [
+            ("/msg bob#zz hi", "bob#zz"),
+            ("/history bob#zz", "bob#zz"),
+            ("/whois bob#", "bob#"),
+        ] {
+            assert_eq!(err(line), CommandError::InvalidId(name.into()), "{line}");
+        }
+        assert!(CommandError::InvalidId("bob#zz".into())
+            .to_string()
+            .contains("first hex digits"));
+        assert_eq!(err("/msg b\u{7}b#zz hi"), CommandError::InvalidNick);
         assert_eq!(err("/nick bob#1d79"), CommandError::InvalidNick);
         assert_eq!(err("/nick b\u{200b}ob"), CommandError::InvalidNick);
         assert_eq!(
