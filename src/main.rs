@@ -25,6 +25,34 @@ fn main() -> ExitCode {
         eprintln!("error: attach speaks JSON lines: use tailchat attach --json");
         return ExitCode::from(2);
     }
+    if matches!(action, Some(Action::Attach)) {
+        // It drives the tailchat already running, which has its own; taking them silently
+        // would let `attach --nick zed` look as if it were zed.
+        let ignored = [
+            ("--nick", args.nick.is_some()),
+            ("--port", args.port.is_some()),
+            ("--bind", args.bind.is_some()),
+            ("--peer", !args.peers.is_empty()),
+            ("--no-discovery", args.no_discovery),
+            ("--tailscale-socket", args.tailscale_socket.is_some()),
+            ("--allow", !args.allow.is_empty()),
+            ("--download-dir", args.download_dir.is_some()),
+            ("--wait", args.wait.is_some()),
+            ("--ephemeral", args.ephemeral),
+        ];
+        let given: Vec<&str> = ignored
+            .iter()
+            .filter(|(_, g)| *g)
+            .map(|(o, _)| *o)
+            .collect();
+        if !given.is_empty() {
+            eprintln!(
+                "error: attach takes only --json and --data-dir (the running tailchat has its own settings): drop {}",
+                given.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    }
     if matches!(action, Some(Action::Send { .. })) && args.json {
         // Its text is a message, not a JSON command; its answers are exit codes.
         eprintln!(
@@ -93,7 +121,7 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
 /// `tailchat attach --json`: relays between this program's standard streams and the running
 /// tailchat's control socket; whether a command of ours was refused.
 fn attach(settings: &Settings) -> Result<bool, String> {
-    let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
+    let dir = store::dirs::data_dir_path(settings.data_dir.as_deref())?;
     let path = control::socket_to_use(&dir)?.ok_or_else(|| {
         format!(
             "no tailchat is running on data directory {} (no {} there) — start one first",

@@ -284,7 +284,7 @@ fn attach_follows_and_drives_the_running_tailchat() {
     drop(stdin); // detaches; alice carries on
     assert_eq!(attached.wait().unwrap().code(), Some(3));
     // One that asked nothing wrong exits 0.
-    let (mut cmd, _home2) = command(&["attach", "--json", "--data-dir", &d]);
+    let (mut cmd, home2) = command(&["attach", "--json", "--data-dir", &d]);
     let quiet = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -293,6 +293,26 @@ fn attach_follows_and_drives_the_running_tailchat() {
     assert!(quiet.success());
     bob.send("still here?");
     alice.expect("<bob> still here?");
+    // Where nothing runs: said, and no data directory is made for it.
+    let nowhere = home2.path().join("never-used");
+    let (mut cmd, _home3) = command(&["attach", "--json", "--data-dir", nowhere.to_str().unwrap()]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no tailchat is running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!nowhere.exists(), "attach made {}", nowhere.display());
+    // Settings of its own are refused, not silently dropped.
+    let (mut cmd, _home4) = command(&["attach", "--json", "--data-dir", &d, "--nick", "zed"]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("drop --nick"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

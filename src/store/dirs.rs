@@ -19,6 +19,25 @@ fn project_dirs() -> Option<ProjectDirs> {
     ProjectDirs::from("", "", "tailchat")
 }
 
+/// Where the data directory is (`explicit`, else the XDG data directory's `tailchat`), without
+/// making it: for `attach`, which only looks for a running tailchat there.
+///
+/// # Errors
+/// No directory was given and there is no home directory to put it in.
+pub fn data_dir_path(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    match explicit {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => Ok(project_dirs()
+            .ok_or_else(|| {
+                "cannot find a home directory to put the data directory in (is HOME set?) \
+                 — choose one with --data-dir"
+                    .to_string()
+            })?
+            .data_dir()
+            .to_path_buf()),
+    }
+}
+
 /// The data directory to use, created (with its missing parents, mode 0700) if it does not
 /// exist: `explicit` if given, else the platform's data directory for tailchat (on Linux
 /// `$XDG_DATA_HOME/tailchat`, or `~/.local/share/tailchat`).
@@ -27,17 +46,7 @@ fn project_dirs() -> Option<ProjectDirs> {
 /// No home directory to derive the default from, the directory cannot be created, or the path
 /// exists and is not a directory. The message names the path and suggests `--data-dir`.
 pub fn data_dir(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    let dir = match explicit {
-        Some(dir) => dir.to_path_buf(),
-        None => project_dirs()
-            .ok_or_else(|| {
-                "cannot find a home directory to put the data directory in (is HOME set?) \
-                 — choose one with --data-dir"
-                    .to_string()
-            })?
-            .data_dir()
-            .to_path_buf(),
-    };
+    let dir = data_dir_path(explicit)?;
     // `recursive` makes an existing directory a success, so a second start does not fail; the
     // mode applies only to directories created here, never to one the user made.
     DirBuilder::new()
