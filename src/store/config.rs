@@ -310,7 +310,7 @@ mod tests {
         let err = load(&path).unwrap_err();
         assert_eq!(
             err,
-            format!("cannot read config file {}: Is a directory", path.display())
+            format!("cannot read config file {}: is a directory", path.display())
         );
     }
 

@@ -111,12 +111,21 @@ pub fn check_writable(dir: &Path) -> Result<(), String> {
     fs::remove_file(&probe).map_err(fail)
 }
 
-/// An I/O error as a user reads it: "Permission denied", without Rust's "(os error 13)".
+/// An I/O error as a user reads it after a colon or in brackets: "permission denied",
+/// without Rust's "(os error 13)" and with the system's capital lowered (only where the
+/// second letter is small: "IO" stays).
 pub(crate) fn io_reason(e: &io::Error) -> String {
     let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => {
+            first.to_lowercase().chain(text[first.len_utf8()..].chars()).collect()
+        }
+        _ => text.to_owned(),
     }
 }
 
@@ -157,7 +166,7 @@ mod tests {
         let err = data_dir(Some(&bad)).unwrap_err();
         assert!(err.starts_with("cannot create data directory "), "{err}");
         assert!(err.contains(&bad.display().to_string()), "{err}");
-        assert!(err.contains("Not a directory"), "{err}");
+        assert!(err.contains(": not a directory"), "{err}");
         assert!(!err.contains("os error"), "{err}");
         assert!(err.ends_with("choose another with --data-dir"), "{err}");
     }
@@ -193,7 +202,7 @@ mod tests {
         let err = check_writable(&missing).unwrap_err();
         assert!(
             err.starts_with(&format!(
-                "cannot write in data directory {}: No such file or directory",
+                "cannot write in data directory {}: no such file or directory",
                 missing.display()
             )),
             "{err}"

@@ -405,7 +405,7 @@ mod tests {
         let err = load_or_create(&missing, || SECRET).unwrap_err();
         assert!(
             err.starts_with(&format!(
-                "cannot create identity file {}: No such file or directory",
+                "cannot create identity file {}: no such file or directory",
                 missing.join(IDENTITY_FILE).display()
             )),
             "{err}"

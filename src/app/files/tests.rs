@@ -744,10 +744,10 @@ fn a_reason_told_to_the_peer_names_no_folder_of_ours() {
     let dest = std::path::Path::new("/home/bob/Downloads/tailchat/photos");
     assert_eq!(
         for_peer(
-            "cannot receive photos/ from alice: cannot write /home/bob/Downloads/tailchat/photos/a/b.jpg.part: No space left on device",
+            "cannot receive photos/ from alice: cannot write /home/bob/Downloads/tailchat/photos/a/b.jpg.part: no space left on device",
             Some(dest)
         ),
-        "cannot receive photos/ from alice: cannot write photos/a/b.jpg.part: No space left on device"
+        "cannot receive photos/ from alice: cannot write photos/a/b.jpg.part: no space left on device"
     );
     assert_eq!(for_peer("cancelled", None), "cancelled");
 }

@@ -493,7 +493,7 @@ fn unopenable_path_names_it() {
     assert_eq!(
         err.to_string(),
         format!(
-            "cannot open journal {}: No such file or directory",
+            "cannot open journal {}: no such file or directory",
             path.display()
         )
     );
