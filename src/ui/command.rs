@@ -63,7 +63,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         BACK_USAGE,
         "say you are back (after an automatic away, typing anything also does)",
     ),
-    (ADD_USAGE, "add a peer by address (the port is optional)"),
+    (ADD_USAGE, "add a peer by address or name (without :PORT, the port you listen on, 7654 unless --port)"),
     (NICK_USAGE, "change your nick"),
     (
         PEERS_USAGE,
