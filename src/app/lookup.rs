@@ -101,11 +101,11 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                     format!("no peer called '{wanted}'; here now: {}", here.join(", "))
                 }
                 (true, false) => format!(
-                    "no peer called '{wanted}'; known, away now: {}",
+                    "no peer called '{wanted}'; known, not here now: {}",
                     gone.join(", ")
                 ),
                 (false, false) => format!(
-                    "no peer called '{wanted}'; here now: {}; known, away now: {}",
+                    "no peer called '{wanted}'; here now: {}; known, not here now: {}",
                     here.join(", "),
                     gone.join(", ")
                 ),
@@ -169,7 +169,7 @@ mod tests {
         let err = find_peer(&peers, "dave").unwrap_err();
         assert_eq!(
             err,
-            "no peer called 'dave'; here now: bob; known, away now: carol"
+            "no peer called 'dave'; here now: bob; known, not here now: carol"
         );
         let err = find_peer(&[], "bob").unwrap_err();
         assert!(err.contains("nobody is known yet"), "{err}");
@@ -209,14 +209,14 @@ mod tests {
             peer(2, "bob", PeerState::Online),
         ];
         assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(2), "bob".into())));
-        // Listed apart when no one matches: not 'here now: bob; known, away now: bob'.
+        // Listed apart when no one matches: not 'here now: bob; known, not here now: bob'.
         let err = find_peer(&peers, "erin").unwrap_err();
         // (All 16 digits: these two ids share their first 8.)
         let bob = |id: u64| PeerId(id).to_string();
         assert_eq!(
             err,
             format!(
-                "no peer called 'erin'; here now: bob#{}; known, away now: bob#{}",
+                "no peer called 'erin'; here now: bob#{}; known, not here now: bob#{}",
                 bob(2),
                 bob(1)
             )
@@ -260,7 +260,7 @@ mod tests {
         // Not found: only who answers is 'here now'; one not seen this run is away.
         assert_eq!(
             find_peer(&peers, "erin").unwrap_err(),
-            "no peer called 'erin'; here now: dave; known, away now: bob, carol"
+            "no peer called 'erin'; here now: dave; known, not here now: bob, carol"
         );
     }
 }

@@ -649,7 +649,7 @@ fn a_direct_message_to_someone_who_left_waits_for_them() {
     });
     alice.type_line("/msg nobody hi");
     alice.wait_for(&mut a, "who is known", |o| {
-        error(o, "no peer called 'nobody'; known, away now: bob")
+        error(o, "no peer called 'nobody'; known, not here now: bob")
     });
 }
 

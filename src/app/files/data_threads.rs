@@ -202,13 +202,13 @@ impl Files {
         match Self::control(ep, peer, &Control::Offer(offer)) {
             // Queued for a peer who is away, like a message.
             Ok(()) if away => self.event(ep, key, "offer", format!(
-                "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
+                "{nick} is not here: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
             )),
             Ok(()) => self.event(ep, key, "offer", format!(
                 "offered {name} ({size}) to {nick} — /cancel {number} withdraws it"
             )),
             Err(AppDataError::NotHeard) => self.event(ep, key, "offer", format!(
-                "{nick} is away: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
+                "{nick} is not here: the offer of {name} ({size}) goes out when they are back — /cancel {number} withdraws it"
             )),
             Err(e) => self.refused_by_peer(ep, key, e),
         }
