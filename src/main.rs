@@ -224,6 +224,7 @@ fn run(
         Instant::now(),
     );
     started.endpoint.set_ephemeral(settings.ephemeral);
+    started.endpoint.set_script(!interactive);
     // A program reads `ready` first (the README's promise); a person, who we are first.
     if json {
         term.output.print_raw(app::json::ready(

@@ -971,7 +971,7 @@ fn hostile_names_stay_inside_the_download_folder() {
     let entries: Vec<_> = paths.iter().map(|p| entry(p, &content)).collect();
     let body = content.repeat(paths.len());
     let mut offered = manifest(entries);
-    // And empty folders of hostile names, one where a file is (passed over).
+    // And empty folders of hostile names, one where files are (they are numbered).
     offered.folders = [
         "../../../../outside/made",
         "/etc/evil",
@@ -1012,8 +1012,9 @@ fn hostile_names_stay_inside_the_download_folder() {
         "abs.txt".to_owned(),
         "up.txt".to_owned(),
         "evil_[2J_gnp.exe___".to_owned(),
-        "up/etc/passwd".to_owned(),
+        // The empty folder `etc/passwd` keeps its name: the files are numbered.
         "up/etc/passwd (1)".to_owned(),
+        "up/etc/passwd (2)".to_owned(),
         "up/a/b".to_owned(),
         format!("up/{abs_inside}"),
         "up/file-4".to_owned(),
@@ -1027,7 +1028,7 @@ fn hostile_names_stay_inside_the_download_folder() {
     for made in ["outside/made", "etc/evil", "deep_[2J/x"] {
         assert!(up.join(made).is_dir(), "{made} was not made");
     }
-    assert!(up.join("etc/passwd").is_file());
+    assert!(up.join("etc/passwd").is_dir());
     assert_eq!(
         fs::read("/etc/passwd").ok(),
         passwd,

@@ -94,6 +94,10 @@ pub mod caps {
     /// The sender is ephemeral (a script): once it has left, nobody keeps messages for it or
     /// lists it (set in `Proof` and `ProofReply`).
     pub const EPHEMERAL: u64 = 2;
+    /// The sender is a script (its input is not a person): it waits only a moment for the
+    /// peers it is told of, so peer exchange with it is not delayed (set in `Proof` and
+    /// `ProofReply`; spec §8.7).
+    pub const SCRIPT: u64 = 4;
 }
 
 /// The largest payload of one `AppData` frame, in bytes: it travels whole in one frame, like a

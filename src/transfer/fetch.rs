@@ -77,6 +77,24 @@ impl Plan {
                     })
                     .collect();
                 let mut used = HashSet::new();
+                // The folders of the files named as sent, and the empty folders: a cleaned
+                // name that comes out as one of them (` a` beside the folder `a`) is numbered,
+                // or its file would stand where the folder must be made.
+                let folders = manifest
+                    .folders
+                    .iter()
+                    .filter_map(|p| names::sanitize_path(p));
+                let parents = cleaned
+                    .iter()
+                    .filter(|(_, same)| *same)
+                    .map(|(rel, _)| rel[..rel.len().saturating_sub(1)].to_vec());
+                for rel in folders.chain(parents) {
+                    let mut at = top.clone();
+                    for c in rel {
+                        at.push(c);
+                        used.insert(at.clone());
+                    }
+                }
                 // Per path as cleaned, the number its next duplicate tries first: the ones
                 // below it are taken already (`used` only grows), so 5000 files of one name
                 // cost 5000 tries, not 12.5 million (found by fuzzing).
@@ -497,27 +515,40 @@ fn fetch(
 /// files are in place: named as the files' folders are, and passed over where a path cleans
 /// to nothing or something that is not a folder is in the way. Another error (a full disk)
 /// stops the transfer as a file's would; the next attempt finds the files in place and
-/// makes the folders.
+/// makes the folders. A cancel stops it; a list that would make more than
+/// [`MAX_FOLDERS_MADE`] folders in all is a broken offer.
 fn make_empty_folders(job: &Job, manifest: &Manifest) -> Result<(), FetchError> {
     let Plan::Folder { top } = &job.plan else {
         return Ok(());
     };
+    let mut made = 0;
     for rel in manifest
         .folders
         .iter()
         .filter_map(|p| names::sanitize_path(p))
     {
+        if job.cancel.load(Ordering::Acquire) {
+            return Err(FetchError::Cancelled);
+        }
         let mut at = top.clone();
         at.extend(rel);
         match names::make_parents(top, &at) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(disk_error(&e, format!("cannot create {}", at.display())));
-            }
-            _ => {}
+            Ok(n) => made += n,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(disk_error(&e, format!("cannot create {}", at.display()))),
+        }
+        if made > MAX_FOLDERS_MADE {
+            return Err(FetchError::Broken(format!(
+                "its list of empty folders makes more than {MAX_FOLDERS_MADE} folders: the files are in place, the rest of the folders not made"
+            )));
         }
     }
     Ok(())
 }
+
+/// Folders the empty-folder list of one transfer may make in all (its paths, up to 32 deep,
+/// with their parents): twice as many as the list may name.
+const MAX_FOLDERS_MADE: usize = 2 * crate::transfer::manifest::MAX_FOLDERS;
 
 /// What our disk's `e` means for the transfer: a full disk (or quota) pauses it, anything
 /// else stops it. `what` says what was being done (`cannot write /dl/a.part`).

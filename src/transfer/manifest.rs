@@ -81,24 +81,46 @@ impl Manifest {
     /// It does not decode, has more than [`MAX_FILES`] entries, or a path that is empty or
     /// longer than [`MAX_PATH_BYTES`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-        let (entries, rest): (Vec<Entry>, &[u8]) = postcard::take_from_bytes(bytes)
-            .map_err(|_| "its file list does not decode".to_owned())?;
-        if entries.len() > MAX_FILES {
+        let broken = || "its file list does not decode".to_owned();
+        // Counts are read first and checked before anything is built: a list of millions of
+        // empty names fits in the largest manifest taken.
+        let (count, mut rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| broken())?;
+        if count > MAX_FILES as u64 {
             return Err(format!(
-                "its file list has {} files (the limit is {MAX_FILES})",
-                entries.len()
+                "its file list has {count} files (the limit is {MAX_FILES})"
             ));
         }
         let path_ok = |p: &str| !p.is_empty() && p.len() <= MAX_PATH_BYTES;
-        if !entries.iter().all(|e| path_ok(&e.path)) {
-            return Err("its file list has an empty or over-long path".to_owned());
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let (entry, after) = postcard::take_from_bytes::<Entry>(rest).map_err(|_| broken())?;
+            if !path_ok(&entry.path) {
+                return Err("its file list has an empty or over-long path".to_owned());
+            }
+            entries.push(entry);
+            rest = after;
         }
-        let folders = postcard::take_from_bytes::<Vec<String>>(rest)
-            .ok()
-            .map(|(folders, _)| folders)
-            .filter(|f| f.len() <= MAX_FOLDERS && f.iter().all(|p| path_ok(p)))
-            .unwrap_or_default();
+        let folders = Self::folders_after(rest, path_ok).unwrap_or_default();
         Ok(Manifest { entries, folders })
+    }
+
+    /// The empty folders in `rest` (what follows the entries), if it starts with such a list
+    /// within [`MAX_FOLDERS`] whose every path is `path_ok`.
+    fn folders_after(rest: &[u8], path_ok: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+        let (count, mut rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+        if count > MAX_FOLDERS as u64 {
+            return None;
+        }
+        let mut folders = Vec::new();
+        for _ in 0..count {
+            let (path, after) = postcard::take_from_bytes::<String>(rest).ok()?;
+            if !path_ok(&path) {
+                return None;
+            }
+            folders.push(path);
+            rest = after;
+        }
+        Some(folders)
     }
 }
 
@@ -484,6 +506,11 @@ mod tests {
         ] {
             assert_eq!(Manifest::decode(&with(bad).encode()).unwrap(), with(vec![]));
         }
+        // Millions of empty names: the count is refused before any is read.
+        let mut huge = with(vec![]).encode();
+        huge.extend(postcard::to_allocvec(&6_000_000u64).unwrap());
+        huge.resize(huge.len() + 6_000_000, 0);
+        assert_eq!(Manifest::decode(&huge).unwrap(), with(vec![]));
     }
 
     #[test]

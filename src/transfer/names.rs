@@ -131,11 +131,12 @@ pub fn part_of(p: &Path) -> PathBuf {
 }
 
 /// Makes the folders from `top` (which must exist) down to `parent`, one component at a time,
-/// refusing to go through anything that is not a real folder (a symbolic link, say).
+/// refusing to go through anything that is not a real folder (a symbolic link, say). Returns
+/// how many it made.
 ///
 /// # Errors
 /// A component exists and is not a folder, or cannot be created.
-pub fn make_parents(top: &Path, parent: &Path) -> io::Result<()> {
+pub fn make_parents(top: &Path, parent: &Path) -> io::Result<usize> {
     let rel = parent.strip_prefix(top).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -143,6 +144,7 @@ pub fn make_parents(top: &Path, parent: &Path) -> io::Result<()> {
         )
     })?;
     let mut at = top.to_path_buf();
+    let mut made = 0;
     for c in rel.components() {
         at.push(c);
         match fs::symlink_metadata(&at) {
@@ -153,11 +155,14 @@ pub fn make_parents(top: &Path, parent: &Path) -> io::Result<()> {
                     format!("{} is in the way (not a folder)", at.display()),
                 ))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&at)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&at)?;
+                made += 1;
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// Opens a `.part` file to write: a new one (never an existing file, never through a link),

@@ -390,7 +390,7 @@ impl Chat {
         if self.hold_until.is_some_and(|t| t <= now) {
             // Peers the contact passed on are still being tried: a little longer.
             if let Some(cap) = self.exchange_hold.filter(|&cap| cap > now) {
-                if self.ep.learning_peers() {
+                if self.ep.learning_peers(now) {
                     self.hold_until = Some((now + EXCHANGE_POLL).min(cap));
                 }
             }

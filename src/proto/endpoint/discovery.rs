@@ -297,9 +297,14 @@ impl Probes {
             .collect()
     }
 
-    /// Whether a probe started from a hint (an address another peer passed on) is going on.
-    pub fn any_from_hint(&self) -> bool {
-        self.list.iter().any(|p| p.from_hint)
+    /// Whether a probe started from a hint (an address another peer passed on) is going on,
+    /// its first hello sent less than `within` ago (or not yet).
+    pub fn any_from_hint_since(&self, now: Instant, within: Duration) -> bool {
+        self.list.iter().any(|p| {
+            p.from_hint
+                && p.first_sent
+                    .is_none_or(|at| now.saturating_duration_since(at) < within)
+        })
     }
 
     /// Probes `addr` without telling the user that it does not answer.

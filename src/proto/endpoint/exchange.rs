@@ -26,33 +26,24 @@ pub const EXCHANGE_DELAY: Duration = Duration::from_millis(1500);
 /// announcements can make us keep.
 pub const MAX_HEARD_ANNOUNCING: usize = 1024;
 
-/// Which of the peers we know a peer exchange draws from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Draw {
-    /// All of them.
-    All,
-    /// Those we heard announcing on our LAN: a newcomer that announces meets them by their
-    /// announcements, so they are passed on only after [`EXCHANGE_DELAY`].
-    Announcing,
-    /// Those we never heard announcing (found by `/add`, `--peer`, the tailnet or an
-    /// exchange): a newcomer on our LAN cannot meet them by announcements, so it is told of
-    /// them at once.
-    Silent,
-}
-
 impl Endpoint {
     /// Peer exchange with `new`, which joined or restarted: at once, unless we heard it
-    /// announce on our LAN; then the peers it cannot hear announce go at once, and the others
-    /// after [`EXCHANGE_DELAY`], if it is still online. (A script on the LAN waits for the
-    /// peers its first contacts pass on: a wait of 1.5 s for those was longer than it waits.)
+    /// announce on our LAN; then after [`EXCHANGE_DELAY`], if it is still online. A script
+    /// (`caps::SCRIPT`) is told at once all the same: it waits only a moment for the peers it
+    /// is told of (a one-shot `echo … | tailchat` on the LAN missed those that do not announce),
+    /// and scripts do not start by the hundred as a LAN's peers do after a power cut.
     pub(super) fn exchange_peers_soon(&mut self, now: Instant, new: PeerId) {
-        if self.heard_announcing.contains(&new) {
-            self.exchange_peers(now, new, Draw::Silent);
+        let script = self
+            .peers
+            .get(&new)
+            .and_then(|p| p.caps)
+            .is_some_and(|c| c & wire::caps::SCRIPT != 0);
+        if self.heard_announcing.contains(&new) && !script {
             // A restart within the wait makes one exchange, with the new session.
             self.exchange_later.retain(|(_, id)| *id != new);
             self.exchange_later.insert((now + EXCHANGE_DELAY, new));
         } else {
-            self.exchange_peers(now, new, Draw::All);
+            self.exchange_peers(now, new);
         }
     }
 
@@ -67,20 +58,14 @@ impl Endpoint {
     /// know. The others are not told of it: it contacts them, and is admitted by its proof, so
     /// one join costs one short list instead of an entry to every peer we know (which in a
     /// forming mesh of N peers made N³ entries).
-    pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId, draw: Draw) {
+    pub(super) fn exchange_peers(&mut self, now: Instant, new: PeerId) {
         let Some(to_addr) = self.peers.get(&new).map(|p| p.addrs.current()) else {
             return;
         };
-        let heard = &self.heard_announcing;
         let mut for_new: Vec<PeerEntry> = self
             .peers
             .iter()
             .filter(|(&id, _)| id != new)
-            .filter(|(id, _)| match draw {
-                Draw::All => true,
-                Draw::Announcing => heard.contains(id),
-                Draw::Silent => !heard.contains(id),
-            })
             .filter_map(|(&id, p)| entry_for(now, id, p, to_addr))
             .collect();
         // A partial Fisher–Yates shuffle: the first MAX_SHARED_WITH_NEWCOMER are a uniform draw,

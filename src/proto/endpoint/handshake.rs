@@ -102,11 +102,13 @@ struct Proven<'a> {
 impl Endpoint {
     /// The capability bits we sign into proofs.
     fn our_caps(&self) -> u64 {
-        if self.ephemeral {
+        let ephemeral = if self.ephemeral {
             wire::caps::EPHEMERAL
         } else {
             0
-        }
+        };
+        let script = if self.script { wire::caps::SCRIPT } else { 0 };
+        ephemeral | script
     }
 
     /// The header of a datagram that carries no packet number (handshake, announcements);

@@ -71,6 +71,10 @@ pub struct Footprint {
     pub exchange_later: usize,
 }
 
+/// How long [`Endpoint::learning_peers`] counts a peer passed on as still being met: a
+/// handshake is two round trips, under a second even through a relay; one that has not
+/// answered by then is not waited for.
+pub const HINT_PATIENCE: Duration = Duration::from_secs(1);
 /// Proofs to one address we do not probe go at most this often (see `Endpoint::proof_limiter`),
 /// or once per twice the answer time if longer ([`Endpoint::note_answer`]).
 pub const PROOF_INTERVAL: Duration = Duration::from_secs(1);
@@ -147,6 +151,8 @@ pub struct Endpoint {
     leaving: bool,
     /// We are away, with this reason (see [`Endpoint::set_away`]).
     away: Option<String>,
+    /// We say we are a script (see [`Endpoint::set_script`]).
+    script: bool,
     /// We say we are ephemeral (see [`Endpoint::set_ephemeral`]).
     ephemeral: bool,
     /// When our nick last changed: a peer whose streams start soon after may have our older
@@ -201,6 +207,7 @@ impl Endpoint {
             leaving: false,
             away: None,
             ephemeral: false,
+            script: false,
             nick_changed: None,
             departing: std::collections::BTreeMap::new(),
             heard_announcing: BTreeSet::new(),
@@ -209,6 +216,13 @@ impl Endpoint {
             keepalives_checked: None,
             answers: VecDeque::with_capacity(ANSWER_SAMPLES),
         }
+    }
+
+    /// Says, in proofs from now on, that we are a script (`caps::SCRIPT`): a program that
+    /// waits only a moment for the peers it is told of, so peers on our LAN pass theirs on at
+    /// once rather than after `EXCHANGE_DELAY` (spec §8.7). Call it before any contact.
+    pub fn set_script(&mut self, script: bool) {
+        self.script = script;
     }
 
     /// Says, in proofs from now on, that we are ephemeral (a script): peers forget us once we
@@ -675,10 +689,11 @@ impl Endpoint {
     }
 
     /// Whether addresses other peers passed on (peer exchange) are still being tried: queued,
-    /// or probed and not yet answered nor given up. A script that `/add`ed one peer waits on
-    /// this, so that its first message reaches the peers that one brings in.
-    pub fn learning_peers(&self) -> bool {
-        self.hints.len() > 0 || self.probes.any_from_hint()
+    /// or probed for less than [`HINT_PATIENCE`] and not yet answered. A script that `/add`ed
+    /// one peer waits on this, so that its first message reaches the peers that one brings
+    /// in, but not for one that does not answer at all (a tailnet peer it cannot reach).
+    pub fn learning_peers(&self, now: Instant) -> bool {
+        self.hints.len() > 0 || self.probes.any_from_hint_since(now, HINT_PATIENCE)
     }
 
     /// Addresses the user added (`/add`, `--peer`) where nobody has answered yet.
@@ -895,7 +910,7 @@ impl Endpoint {
             }
             self.exchange_later.pop_first();
             if self.peers.get(&id).is_some_and(|p| p.is_online()) {
-                self.exchange_peers(now, id, exchange::Draw::Announcing);
+                self.exchange_peers(now, id);
             }
         }
         for id in self.peers.due(now) {
