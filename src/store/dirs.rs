@@ -120,6 +120,11 @@ pub(crate) fn io_reason(e: &io::Error) -> String {
         Some(i) => &text[..i],
         None => &text,
     };
+    // Only the system's own text: one of ours may start with a path (`Incoming/a is in the
+    // way`), which must stay as it is.
+    if e.raw_os_error().is_none() {
+        return text.to_owned();
+    }
     let mut chars = text.chars();
     match (chars.next(), chars.next()) {
         (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
@@ -170,6 +175,14 @@ mod tests {
         assert!(err.contains(": not a directory"), "{err}");
         assert!(!err.contains("os error"), "{err}");
         assert!(err.ends_with("choose another with --data-dir"), "{err}");
+    }
+
+    #[test]
+    fn only_the_systems_text_is_put_in_lower_case() {
+        let os = io::Error::from_raw_os_error(nix::libc::ENOSPC);
+        assert_eq!(io_reason(&os), "no space left on device");
+        let ours = io::Error::new(io::ErrorKind::AlreadyExists, "Incoming/a is in the way");
+        assert_eq!(io_reason(&ours), "Incoming/a is in the way");
     }
 
     #[test]
