@@ -437,3 +437,27 @@ fn the_handshake_gives_a_first_round_trip_time() {
         "{rtt:?}"
     );
 }
+
+/// A peer that quits while its proof's reply is on the way (the other side has admitted it
+/// already) still says goodbye: it takes the reply and sends a leave, so the other side says
+/// it left at once instead of listing it until it stops answering (15 s).
+#[test]
+fn quitting_before_the_handshake_is_answered_still_says_goodbye() {
+    for seed in 0..5 {
+        let mut sim = Sim::new(seed, 2, LinkParams::lan());
+        sim.add(1, 0);
+        let joined = |s: &Sim| s.saw(0, |e| matches!(e, Event::PeerJoined { .. }));
+        assert!(sim.run_until_cond(Duration::from_secs(2), joined));
+        // Node 0 admitted node 1 and sent its reply; node 1 has not read it yet.
+        assert!(!sim.saw(1, |e| matches!(e, Event::PeerJoined { .. })));
+        let now = sim.now;
+        sim.nodes[1].ep.leave(now);
+        sim.flush(1);
+        let left = |s: &Sim| s.saw(0, |e| matches!(e, Event::PeerLeft { .. }));
+        assert!(
+            sim.run_until_cond(Duration::from_secs(2), left),
+            "seed {seed}: no goodbye"
+        );
+        assert!(sim.run_until_cond(Duration::from_secs(2), |s| s.nodes[1].ep.leave_complete()));
+    }
+}

@@ -310,9 +310,8 @@ impl Endpoint {
         header: Header,
         p: ProofReply,
     ) -> bool {
-        if self.leaving {
-            return false;
-        }
+        // Taken while leaving too: the peer that sent it has admitted us, and is owed a goodbye
+        // (a user who quit before the reply came was left listed there until it timed out).
         let Some(rtt) = self.jar.check_token(now, from, &p.echo) else {
             self.stats.bad_cookie += 1;
             return false;
@@ -341,7 +340,13 @@ impl Endpoint {
             caps: p.caps,
             rtt,
         };
-        self.accept(now, proven)
+        let admitted = self.accept(now, proven);
+        if self.leaving {
+            if let Some(peer) = self.peers.get_mut(&header.sender) {
+                peer.link.queue_leave();
+            }
+        }
+        admitted
     }
 
     /// What we sign towards the sender of `to` (whose header we answer).
@@ -515,7 +520,7 @@ impl Endpoint {
             }
         }
         peer.heard(now);
-        if share {
+        if share && !self.leaving {
             self.exchange_peers_soon(now, id);
         }
         if let Some(bytes) = early {
