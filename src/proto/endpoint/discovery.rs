@@ -461,8 +461,10 @@ impl Endpoint {
         self.heard_announcing(header.sender);
         if let Some(peer) = self.peers.get_mut(&header.sender) {
             if peer.session == header.session && peer.is_online() {
-                if peer.found == Found::Incoming && peer.proven_at(from) {
-                    peer.found = Found::Announced; // only what `/peers` shows
+                // Only what `/peers` shows: a peer that reached us first, or that a peer list
+                // named before its announcement came, is on our LAN all the same.
+                if matches!(peer.found, Found::Incoming | Found::Learned) && peer.proven_at(from) {
+                    peer.found = Found::Announced;
                 }
                 return false;
             }
