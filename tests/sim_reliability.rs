@@ -461,3 +461,41 @@ fn quitting_before_the_handshake_is_answered_still_says_goodbye() {
         assert!(sim.run_until_cond(Duration::from_secs(2), |s| s.nodes[1].ep.leave_complete()));
     }
 }
+
+/// A peer we added leaves, and starts again at its address: we look for it there slowly (it
+/// may be gone for a while), but an `/add` of it again says hello at once.
+#[test]
+fn adding_again_a_peer_that_left_says_hello_at_once() {
+    for seed in 0..5 {
+        let mut sim = Sim::new(seed, 2, LinkParams::lan());
+        sim.add(1, 0);
+        let online = |s: &Sim| {
+            let id = s.id(0);
+            s.nodes[1]
+                .ep
+                .peers()
+                .iter()
+                .any(|p| p.id == id && p.state == PeerState::Online)
+        };
+        assert!(sim.run_until_cond(Duration::from_secs(2), online));
+        let now = sim.now;
+        sim.nodes[0].ep.leave(now);
+        sim.flush(0);
+        let left = |s: &Sim| s.saw(1, |e| matches!(e, Event::PeerLeft { .. }));
+        assert!(sim.run_until_cond(Duration::from_secs(2), left));
+        sim.run_for(Duration::from_secs(1));
+        sim.restart_node(0);
+        sim.add(1, 0);
+        let back = |s: &Sim| {
+            s.nodes[1]
+                .ep
+                .peers()
+                .iter()
+                .any(|p| p.state == PeerState::Online)
+        };
+        assert!(
+            sim.run_until_cond(Duration::from_secs(1), back),
+            "seed {seed}: the second /add was not answered within 1 s"
+        );
+    }
+}

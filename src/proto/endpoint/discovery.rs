@@ -314,6 +314,18 @@ impl Probes {
         }
     }
 
+    /// Probes `addr` as a new manual probe from `now` if it is probed already: the user asked
+    /// for it again (`/add`), so a probe gone quiet and slow (its peer left, or it never
+    /// answered) says hello at once and reports again.
+    pub fn restart(&mut self, now: Instant, addr: SocketAddr) {
+        if let Some(p) = self.list.iter_mut().find(|p| p.addr == addr) {
+            p.next = now;
+            p.attempts = 0;
+            p.first_sent = None;
+            p.report = true;
+        }
+    }
+
     /// Probes `addr` quietly at the slowest pace, from `now`: a peer the user added went away,
     /// and is looked for again in case it comes back.
     pub fn slow(&mut self, now: Instant, addr: SocketAddr) {
@@ -421,6 +433,9 @@ impl Endpoint {
     /// Starts contacting a peer at `addr` (`/add`, `--peer`): hellos go out until it answers.
     pub fn add_address(&mut self, now: Instant, addr: SocketAddr) {
         self.add_probe(now, addr, Found::Manual);
+        if !self.leaving {
+            self.probes.restart(now, addr);
+        }
         self.mark(now);
     }
 
