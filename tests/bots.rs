@@ -278,6 +278,18 @@ fn attach_follows_and_drives_the_running_tailchat() {
     next("the sent echo", &|v| v["type"] == "sent");
     bob.expect("<alice> the bot speaks for alice");
     alice.expect("<alice> the bot speaks for alice");
+    // File offers and end lines reach the program too, as they would in --json mode.
+    let file = dir.path().join("for-alice.txt");
+    std::fs::write(&file, b"a file for the bot").unwrap();
+    bob.send(&format!("/send alice {}", file.display()));
+    let offer = next("bob's offer", &|v| {
+        v["type"] == "file" && v["event"] == "offer"
+    });
+    assert_eq!(offer["name"], "for-alice.txt", "{offer}");
+    alice.send("/decline");
+    next("the decline", &|v| {
+        v["type"] == "file" && v["event"] == "declined"
+    });
     // A line that is not JSON is answered with an error, and makes the exit code 3.
     writeln!(stdin, "garbage").unwrap();
     next("the error", &|v| v["type"] == "error");

@@ -225,6 +225,14 @@ impl Chat {
             }
         }
         for line in self.files.take_lines() {
+            // Offers and end lines are events for every connected program too (`attach`), as
+            // the chat's are; the one whose command this answers gets it as its answer.
+            if matches!(line, Output::File(_)) && !self.clients.is_empty() {
+                let text = json::line(&line);
+                let asking = self.reply_to;
+                self.clients
+                    .retain(|id, to| Some(*id) == asking || to.try_send(text.clone()).is_ok());
+            }
             self.print(line);
         }
         self.files_to_mark.extend(self.files.take_untold());

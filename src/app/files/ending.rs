@@ -179,8 +179,9 @@ fn kept_files(t: &Transfer) -> String {
         .max(u32::try_from(on_disk).unwrap_or(u32::MAX));
     match &t.record.dest {
         Some(dest) if !t.record.outgoing && t.record.offer.folder && done > 0 && done < total => {
+            let are = if done == 1 { "is" } else { "are" };
             format!(
-                " — the {done} of {total} files that had arrived whole are kept in {}",
+                " — the {done} of {total} files that had arrived whole {are} kept in {}",
                 dest.display()
             )
         }
