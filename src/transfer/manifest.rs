@@ -81,47 +81,54 @@ impl Manifest {
     /// It does not decode, has more than [`MAX_FILES`] entries, or a path that is empty or
     /// longer than [`MAX_PATH_BYTES`].
     pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
-        let broken = || "its file list does not decode".to_owned();
-        // Counts are read first and checked before anything is built: a list of millions of
-        // empty names fits in the largest manifest taken.
-        let (count, mut rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|_| broken())?;
-        if count > MAX_FILES as u64 {
-            return Err(format!(
-                "its file list has {count} files (the limit is {MAX_FILES})"
-            ));
-        }
         let path_ok = |p: &str| !p.is_empty() && p.len() <= MAX_PATH_BYTES;
-        let mut entries = Vec::new();
-        for _ in 0..count {
-            let (entry, after) = postcard::take_from_bytes::<Entry>(rest).map_err(|_| broken())?;
-            if !path_ok(&entry.path) {
-                return Err("its file list has an empty or over-long path".to_owned());
-            }
-            entries.push(entry);
-            rest = after;
-        }
-        let folders = Self::folders_after(rest, path_ok).unwrap_or_default();
+        let (entries, rest) =
+            take_list(bytes, MAX_FILES, |e: &Entry| path_ok(&e.path)).map_err(|e| match e {
+                ListError::Decode => "its file list does not decode".to_owned(),
+                ListError::TooMany(n) => {
+                    format!("its file list has {n} files (the limit is {MAX_FILES})")
+                }
+                ListError::Refused => "its file list has an empty or over-long path".to_owned(),
+            })?;
+        let folders = take_list(rest, MAX_FOLDERS, |p: &String| path_ok(p))
+            .map_or_else(|_| Vec::new(), |(folders, _)| folders);
         Ok(Manifest { entries, folders })
     }
+}
 
-    /// The empty folders in `rest` (what follows the entries), if it starts with such a list
-    /// within [`MAX_FOLDERS`] whose every path is `path_ok`.
-    fn folders_after(rest: &[u8], path_ok: impl Fn(&str) -> bool) -> Option<Vec<String>> {
-        let (count, mut rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
-        if count > MAX_FOLDERS as u64 {
-            return None;
-        }
-        let mut folders = Vec::new();
-        for _ in 0..count {
-            let (path, after) = postcard::take_from_bytes::<String>(rest).ok()?;
-            if !path_ok(&path) {
-                return None;
-            }
-            folders.push(path);
-            rest = after;
-        }
-        Some(folders)
+/// Why [`take_list`] took no list.
+enum ListError {
+    /// It does not decode.
+    Decode,
+    /// Its count is over the limit (the count).
+    TooMany(u64),
+    /// An item is refused.
+    Refused,
+}
+
+/// A postcard list of `T` at the start of `bytes` (a `varint` count, then the items), and what
+/// follows it. The count is checked against `max` before anything is read (a list of millions
+/// of empty names fits in the largest manifest taken), and each item by `ok` as it is read.
+fn take_list<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+    ok: impl Fn(&T) -> bool,
+) -> Result<(Vec<T>, &[u8]), ListError> {
+    let (count, mut rest) =
+        postcard::take_from_bytes::<u64>(bytes).map_err(|_| ListError::Decode)?;
+    if count > max as u64 {
+        return Err(ListError::TooMany(count));
     }
+    let mut items = Vec::new();
+    for _ in 0..count {
+        let (item, after) = postcard::take_from_bytes::<T>(rest).map_err(|_| ListError::Decode)?;
+        if !ok(&item) {
+            return Err(ListError::Refused);
+        }
+        items.push(item);
+        rest = after;
+    }
+    Ok((items, rest))
 }
 
 /// An offer ready to go out: the manifest, its encoding, and what the user is told.

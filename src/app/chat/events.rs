@@ -145,7 +145,7 @@ impl Chat {
             let as_json = (self.json || !self.clients.is_empty())
                 .then(|| json::event(&e, name, chrono::Utc::now().timestamp_millis()));
             if let Some(line) = &as_json {
-                self.broadcast(line);
+                self.broadcast(line, None);
             }
             match as_json {
                 Some(line) if self.json => self.screen.print_json(line),
@@ -228,10 +228,7 @@ impl Chat {
             // Offers and end lines are events for every connected program too (`attach`), as
             // the chat's are; the one whose command this answers gets it as its answer.
             if matches!(line, Output::File(_)) && !self.clients.is_empty() {
-                let text = json::line(&line);
-                let asking = self.reply_to;
-                self.clients
-                    .retain(|id, to| Some(*id) == asking || to.try_send(text.clone()).is_ok());
+                self.broadcast(&json::line(&line), self.reply_to);
             }
             self.print(line);
         }

@@ -81,10 +81,11 @@ impl Chat {
         }
     }
 
-    /// Sends `line` to every connection; one that does not keep up is dropped.
-    pub(super) fn broadcast(&mut self, line: &str) {
+    /// Sends `line` to every connection but `except` (which has it as an answer); one that
+    /// does not keep up is dropped.
+    pub(super) fn broadcast(&mut self, line: &str, except: Option<ClientId>) {
         self.clients
-            .retain(|_, to| to.try_send(line.to_owned()).is_ok());
+            .retain(|id, to| Some(*id) == except || to.try_send(line.to_owned()).is_ok());
     }
 
     /// Shows the queued lines. Call only when everything appended is synced.
