@@ -32,6 +32,11 @@ impl Files {
             );
             self.finish(ep, key, State::Failed, Some(why));
         }
+        // Its offers never taken were kept only to answer a repeat, which a forgotten peer
+        // cannot send: without this, identities that come and go would each leave up to
+        // [`UNTAKEN_KEPT_PER_PEER`] records behind for the rest of the run.
+        self.transfers
+            .retain(|_, t| !(t.peer() == peer && untaken(t)));
     }
 
     /// The transfers with `peer` that have not ended.
@@ -327,12 +332,7 @@ impl Files {
         let mut untaken: Vec<(u32, TransferKey)> = self
             .transfers
             .values()
-            .filter(|t| {
-                t.peer() == from
-                    && !t.record.outgoing
-                    && t.record.dest.is_none()
-                    && t.record.state.is_finished()
-            })
+            .filter(|t| t.peer() == from && untaken(t))
             .map(|t| (t.number, t.key()))
             .collect();
         let over = (untaken.len() + 1).saturating_sub(UNTAKEN_KEPT_PER_PEER);
@@ -459,4 +459,10 @@ pub(super) fn pinned(entry: &str) -> bool {
             && id.len() <= 16
             && id.bytes().all(|b| b.is_ascii_hexdigit())
     })
+}
+
+/// An offer to us that ended without being accepted: kept in memory only (never on disk), to
+/// answer a repeat.
+fn untaken(t: &Transfer) -> bool {
+    !t.record.outgoing && t.record.dest.is_none() && t.record.state.is_finished()
 }

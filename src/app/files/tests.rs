@@ -517,7 +517,9 @@ fn accepting_into_a_file_says_a_folder_is_needed() {
 
 #[test]
 fn a_forgotten_peers_transfers_end_with_a_line() {
+    let tmp = tempfile::tempdir().unwrap();
     let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.dest = Some(tmp.path().join("report.pdf"));
     let mut ep = endpoint(Instant::now());
     files.on_peer_forgotten(&mut ep, PeerId(3), "carol");
     assert!(files.take_lines().is_empty(), "not carol's");
@@ -1228,6 +1230,53 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
     assert!(
         files.transfers.contains_key(&key),
         "an accepted one is never forgotten"
+    );
+}
+
+/// Identities that come and go (scripts that leave for good) leave no records behind: the
+/// offers of a forgotten peer that were never taken go, each with its end line; one that was
+/// accepted stays, as every transfer of this run does.
+#[test]
+fn a_forgotten_peers_untaken_offers_are_not_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.dest = Some(tmp.path().join("report.pdf"));
+    let mut ep = endpoint(Instant::now());
+    let base = files.transfers[&key].offer.clone().unwrap();
+    for id in 100..150 {
+        let mut o = base.clone();
+        o.id = id;
+        files.on_app_data(
+            &mut ep,
+            PeerId(2),
+            &control::encode(&Control::Offer(o.clone())),
+        );
+        files.on_app_data(&mut ep, PeerId(3), &control::encode(&Control::Offer(o)));
+    }
+    assert_eq!(files.transfers.len(), 101);
+    files.take_lines();
+    files.on_peer_forgotten(&mut ep, PeerId(2), "bob");
+    let ended = files.take_lines();
+    let said =
+        |l: &Output| matches!(l, Output::File(f) if f.error && f.text.contains("bob is forgotten"));
+    assert_eq!(ended.iter().filter(|l| said(l)).count(), 51, "{ended:?}");
+    assert!(files.transfers.contains_key(&key), "the accepted one stays");
+    assert_eq!(
+        files
+            .transfers
+            .values()
+            .filter(|t| t.peer() == PeerId(2))
+            .count(),
+        1
+    );
+    assert_eq!(
+        files
+            .transfers
+            .values()
+            .filter(|t| t.peer() == PeerId(3))
+            .count(),
+        50,
+        "not carol's"
     );
 }
 
