@@ -111,7 +111,31 @@ fn object(kind: &str, fields: Value) -> String {
     if let (Some(o), Value::Object(fields)) = (o.as_object_mut(), fields) {
         o.extend(fields);
     }
-    o.to_string()
+    escape_invisible(&o.to_string())
+}
+
+/// `line` (serialised JSON) with every character that a terminal could take for a control,
+/// or that reorders or hides text, written as `\uXXXX`: DEL and the C1 controls (U+007F to
+/// U+009F; U+009B is CSI to some terminals), the line and paragraph separators, and the
+/// bidirectional marks, embeddings, overrides and isolates. serde_json escapes only what JSON
+/// requires (below U+0020), and a peer's nick or text reaches a program's terminal as is when
+/// someone watches `--json` output. Such characters occur only inside strings, so the line
+/// stays valid JSON and decodes to the same text.
+fn escape_invisible(line: &str) -> String {
+    use std::fmt::Write;
+    let hidden = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !line.contains(hidden) {
+        return line.to_owned();
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if hidden(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The first object: who we are and where we listen.
@@ -414,7 +438,8 @@ mod tests {
 
     #[test]
     fn peer_text_is_escaped_not_sanitised() {
-        let evil = "\u{1b}]0;owned\u{7}hi\n\"quoted\"";
+        let evil =
+            "\u{1b}]0;owned\u{7}hi\n\"quoted\"\u{9b}2J\u{7f}\u{85}\u{202e}lin\u{2028}e\u{2066}";
         let e = Event::Message {
             from: PeerId(0xab),
             nick: "mallory".into(),
@@ -425,7 +450,11 @@ mod tests {
             age: std::time::Duration::ZERO,
         };
         let line = event(&e, |_| String::new(), 0);
-        assert!(!line.contains('\u{1b}') && !line.contains('\n'), "{line}");
+        assert!(line.is_ascii(), "{line}");
+        assert!(
+            line.contains(r"\u009b2J") && line.contains(r"\u202elin\u2028e"),
+            "{line}"
+        );
         let v = parsed(&line);
         assert_eq!(v["v"], 1);
         assert_eq!(v["type"], "message");
