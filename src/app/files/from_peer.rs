@@ -5,6 +5,7 @@
 use super::{new_transfer, now_ms, seconds, Files, Transfer};
 use crate::proto::{AppDataError, Endpoint, PeerId};
 use crate::transfer::control::{self, Control, ControlError, Offer};
+use crate::transfer::human_size;
 use crate::transfer::manifest;
 use crate::transfer::record::{Record, State};
 use crate::transfer::TransferKey;
@@ -383,16 +384,25 @@ impl Files {
         }
         let took = t.stop_clock();
         let resumed = t.resumed("sent");
-        let line = if t.last_connection.is_none() {
+        let size = t.record.offer.size;
+        let line = match t.last_connection {
             // Nothing served in this run: an earlier one sent it, or the receiver had it.
-            format!(
+            None => format!(
                 "{} says {} arrived whole ({}); nothing was left to send in this run",
                 Self::nick(ep, t),
                 t.shown_name(),
                 t.shown_size()
-            )
-        } else {
-            format!(
+            ),
+            // Each connection serves from where the receiver has it to the end: one that
+            // stopped short and a "done" is a receiver that says more than it was sent.
+            Some((from, sent)) if from.saturating_add(sent) < size => format!(
+                "{} says {} arrived whole ({}), but only {} of it was sent",
+                Self::nick(ep, t),
+                t.shown_name(),
+                t.shown_size(),
+                human_size(from.saturating_add(sent))
+            ),
+            Some(_) => format!(
                 "sent {} to {} ({}{}{})",
                 t.shown_name(),
                 Self::nick(ep, t),
@@ -400,7 +410,7 @@ impl Files {
                 took.map(|d| format!(" in {}", seconds(d)))
                     .unwrap_or_default(),
                 resumed
-            )
+            ),
         };
         t.record.bytes_done = t.record.offer.size;
         self.finish(ep, key, State::Done, None);

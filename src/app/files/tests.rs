@@ -214,6 +214,34 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
 }
 
+/// A receiver that says "done" before it was sent everything (a lie, or a bug in another
+/// program): the sender does not say it sent what it did not.
+#[tokio::test(start_paused = true)]
+async fn a_done_before_all_was_sent_says_how_much_was() {
+    let (mut files, key) = ours_accepted();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    files.on_app_data(
+        &mut ep,
+        PeerId(2),
+        &control::encode(&Control::Done { id: 7 }),
+    );
+    let ended = DataEvent::ServeEnded {
+        id: 7,
+        from: 0,
+        sent: 1_100_000,
+        result: Err(ServeError::Link("connection reset by peer".into())),
+    };
+    files.on_data_at(&mut ep, ended, now);
+    let lines = notices(files.take_lines());
+    assert_eq!(
+        lines,
+        ["bob says report.pdf arrived whole (10.0 MB), but only 1.1 MB of it was sent"]
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Done);
+}
+
 /// What the loop would hand back a moment later (virtual time: the test does not wait).
 async fn delivered_later(files: &mut Files, events: &mut UnboundedReceiver<DataEvent>) {
     let now = Instant::now();
