@@ -6,8 +6,16 @@ use super::shown::{in_parts, line_size, Paced};
 use super::Chat;
 use crate::app::json;
 use crate::app::persist::HistoryError;
-use crate::store::journal::{format_history_line, HistoryFilter};
-use crate::ui::render::Output;
+use crate::store::journal::{format_history_line, HistoryFilter, HistoryLine};
+use crate::ui::render::{display_nick, Output};
+
+/// A line of the history as the screen shows it: the nicks as every other line shows them
+/// (the text is cleaned as a message's is, by the screen).
+fn shown_line(mut l: HistoryLine) -> String {
+    l.nick = display_nick(&l.nick);
+    l.to = l.to.as_deref().map(display_nick);
+    format_history_line(&l)
+}
 
 /// `/history` without a count shows this many lines.
 const HISTORY_DEFAULT: usize = 20;
@@ -87,7 +95,7 @@ impl Chat {
                     return Ok((warnings, Vec::new()));
                 }
                 // Each line freed as it is formatted: a long history is not held twice.
-                let text = lines.into_iter().map(|l| format_history_line(&l)).collect();
+                let text = lines.into_iter().map(shown_line).collect();
                 Ok((warnings, text))
             })
             .await;
@@ -168,5 +176,40 @@ mod history_tests {
         want.push("second".to_owned());
         assert_eq!(infos(&lines), want);
         assert!(chat.accepts_input());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nick_in_the_history_reads_as_on_every_other_line() {
+        let nick = "ev\u{9b}31m\u{202e}il\u{200b}\u{85}x\u{1b}]0;T\u{7}\u{2028}y";
+        let line = |to: Option<&str>| {
+            shown_line(HistoryLine {
+                at_ms: 0,
+                nick: nick.into(),
+                to: to.map(str::to_owned),
+                direct: to.is_some(),
+                text: "hi".into(),
+                action: false,
+            })
+        };
+        let shown = display_nick(nick);
+        assert!(
+            line(None).ends_with(&format!(" <{shown}> hi")),
+            "{}",
+            line(None)
+        );
+        assert!(
+            line(Some(nick)).ends_with(&format!(" *-> {shown}* hi")),
+            "{}",
+            line(Some(nick))
+        );
+        assert!(
+            shown.chars().all(|c| !c.is_control() && c != '\u{202e}'),
+            "{shown}"
+        );
     }
 }
