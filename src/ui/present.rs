@@ -95,10 +95,10 @@ pub fn event_output(
         } => message_output(nick, None, *direct, *action, text),
         Event::PeerAway { nick, away, .. } => {
             let nick = display_nick(nick);
-            Output::Notice(match away.as_deref() {
+            Output::Notice(match away.as_deref().map(shown_reason) {
                 None => format!("{nick} is back"),
-                Some("") => format!("{nick} is away"),
-                Some(reason) => format!("{nick} is away: {reason}"),
+                Some(None) => format!("{nick} is away"),
+                Some(Some(reason)) => format!("{nick} is away: {reason}"),
             })
         }
         Event::PeerJoined { nick, addr, .. } => Output::Notice(joined_line(nick, *addr, None)),
@@ -391,14 +391,10 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
         format!("{} — id {}", display_nick(&p.nick), p.id),
         format!("  state      {}", state_name(p.state)),
     ];
-    if let Some(reason) = &p.away {
+    if let Some(reason) = p.away.as_deref().map(shown_reason) {
         lines.push(format!(
             "  away       {}",
-            if reason.is_empty() {
-                "yes (no reason given)".to_owned()
-            } else {
-                crate::ui::render::sanitize(reason)
-            }
+            reason.unwrap_or_else(|| "yes (no reason given)".to_owned())
         ));
     }
     if p.ephemeral {
@@ -434,16 +430,22 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
     lines
 }
 
+/// An away reason as shown, or `None` if nothing of it can be (none given, or only controls
+/// and spaces).
+fn shown_reason(reason: &str) -> Option<String> {
+    let shown = crate::ui::render::sanitize(reason);
+    (!shown.trim().is_empty()).then_some(shown)
+}
+
 /// Longest away reason shown in `/peers`, in characters (`/whois` shows it whole).
 const AWAY_CELL_CHARS: usize = 24;
 
 /// The state column of `/peers`: the state, or for a peer online that is away, `away` and its
 /// reason, cut short.
 fn state_cell(p: &PeerInfo) -> String {
-    match (&p.away, p.state) {
-        (Some(reason), PeerState::Online) if reason.is_empty() => "away".to_owned(),
-        (Some(reason), PeerState::Online) => {
-            let reason = crate::ui::render::sanitize(reason);
+    match (p.away.as_deref().map(shown_reason), p.state) {
+        (Some(None), PeerState::Online) => "away".to_owned(),
+        (Some(Some(reason)), PeerState::Online) => {
             let mut short: String = reason.chars().take(AWAY_CELL_CHARS).collect();
             if reason.chars().count() > AWAY_CELL_CHARS {
                 short.push('…');
@@ -993,6 +995,22 @@ mod late_tests {
         assert!(whois.contains("away       lunch, back at 2 — long reason here, really"));
         p.away = Some(String::new());
         assert!(peers_lines(std::slice::from_ref(&p), now)[1].contains("away"));
+        // A reason of nothing but controls reads as none.
+        p.away = Some("\x1b[31m\u{202e} ".into());
+        let row = &peers_lines(std::slice::from_ref(&p), now)[1];
+        assert!(row.contains("away") && !row.contains("away:"), "{row}");
+        let whois = whois_lines(&p, &[], now).join("\n");
+        assert!(
+            whois.contains("away       yes (no reason given)"),
+            "{whois}"
+        );
+        let away = Event::PeerAway {
+            peer: PeerId(2),
+            nick: "bob".into(),
+            away: p.away.clone(),
+        };
+        let shown = event_output(&away, |_| String::new(), &mut Outstanding::default());
+        assert_eq!(shown, Some(Output::Notice("bob is away".into())));
         // Away matters only while it is here.
         p.state = PeerState::Left;
         assert!(peers_lines(&[p], now)[1].contains("left"));
