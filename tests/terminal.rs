@@ -661,6 +661,23 @@ fn a_burst_of_input_shows_whole_across_an_incoming_message() {
     quit(&mut alice, &bob, "bob> ", "bob");
 }
 
+/// Lines that reach the terminal in one read (a paste without bracketed paste, lines typed
+/// ahead over a slow ssh link) are each sent: rustyline reads input in blocks and, without its
+/// `buffer-redux` feature, dropped what it had read past the first line's Enter.
+#[test]
+fn lines_that_arrive_in_one_read_are_all_sent() {
+    let (mut alice, bob) = alice_and_bob_in_a_pane();
+    bob.wait("the prompt \"bob> \"", |s| s.prompt_is("bob> "));
+    bob.send_burst("line one\rline two\rline three\r");
+    for line in ["line one", "line two", "line three"] {
+        alice.expect(&format!("<bob> {line}"));
+    }
+    bob.wait("the three echoed and an empty prompt", |s| {
+        s.row_with("<bob> line three").is_some() && s.prompt_is("bob> ")
+    });
+    quit(&mut alice, &bob, "bob> ", "bob");
+}
+
 /// Sends `signal` to bob while his prompt holds a half-typed line: he must quit through the
 /// shutdown path (exit status 0), leave the cursor at the start of a row, and `stty -a` in
 /// the shell after him must show the terminal back in canonical mode with echo, as the shell
