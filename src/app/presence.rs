@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 /// The reason given when we go away by ourselves.
 pub const AUTO_AWAY_REASON: &str = "idle";
-/// How often peers are checked against `forget_after`.
+/// How often peers are checked against `forget_after`; the first check comes this long after
+/// the start too, so that peers still there have rejoined by then (the journal's times count
+/// the days we were not running, and a peer back after a month away is not to be forgotten,
+/// and its waiting messages dropped, in the second before it answers).
 const FORGET_CHECK_EVERY: Duration = Duration::from_secs(3600);
 /// At most one desktop notification this often: a peer repeating our nick cannot make us
 /// start a process per line.
@@ -56,13 +59,13 @@ pub struct Due {
 }
 
 impl Presence {
-    /// Starts at `now`; the first check for peers to forget is at once.
+    /// Starts at `now`; the first check for peers to forget is [`FORGET_CHECK_EVERY`] later.
     pub fn new(setup: PresenceSetup, now: Instant) -> Self {
         Self {
             setup,
             last_typed: now,
             auto: false,
-            next_forget_check: now,
+            next_forget_check: now + FORGET_CHECK_EVERY,
             last_notified: None,
         }
     }
@@ -233,8 +236,6 @@ mod tests {
     fn away_after_the_idle_time_and_back_at_the_first_typed_line() {
         let t0 = Instant::now();
         let mut p = Presence::new(setup(), t0);
-        assert_eq!(p.next_wakeup(false), Some(t0), "first forget check");
-        p.on_timer(t0, 0, false, Vec::new);
         assert_eq!(p.next_wakeup(false), Some(t0 + Duration::from_secs(900)));
         let early = p.on_timer(t0 + Duration::from_secs(899), 0, false, Vec::new);
         assert!(!early.go_away);
@@ -277,23 +278,35 @@ mod tests {
         s.heard_ms.insert(PeerId(1), now_ms - 31 * day); // journal: 31 days ago
         s.heard_ms.insert(PeerId(2), now_ms - 29 * day);
         let mut p = Presence::new(s, t0);
-        let peers = [
+        let mut peers = vec![
             peer(1, PeerState::Offline, t0),
             peer(2, PeerState::Offline, t0),
             peer(3, PeerState::Offline, t0), // no time known: kept
             peer(4, PeerState::Online, t0),
             peer(5, PeerState::Left, t0),
+            peer(6, PeerState::Offline, t0),
         ];
-        let due = p.on_timer(t0, now_ms, false, || peers.to_vec());
+        s_heard(&mut p, 6, now_ms - 40 * day);
+        // Not at the start: the peers still there rejoin first (6 does, 40 days after we
+        // last heard it, while we were not running).
+        assert!(p
+            .on_timer(t0, now_ms, false, || peers.clone())
+            .forget
+            .is_empty());
+        assert_eq!(p.next_wakeup(true), Some(t0 + FORGET_CHECK_EVERY));
+        peers[5].state = PeerState::Online;
+        let hour = t0 + FORGET_CHECK_EVERY;
+        let due = p.on_timer(hour, now_ms, false, || peers.clone());
         assert_eq!(due.forget.len(), 1);
         assert_eq!(due.forget[0].0, PeerId(1));
         assert!(due.forget[0].1 >= Duration::from_secs(31 * 86_400));
         // Checked again an hour later, not before.
         assert!(p
-            .on_timer(t0 + Duration::from_secs(60), now_ms, false, || peers
-                .to_vec())
+            .on_timer(hour + Duration::from_secs(60), now_ms, false, || peers
+                .clone())
             .forget
             .is_empty());
+        peers.pop();
         let later = t0 + Duration::from_secs(31 * 86_400);
         let due = p.on_timer(later, now_ms + 31 * day, false, || peers.to_vec());
         let ids: Vec<u64> = due.forget.iter().map(|(id, _)| id.0).collect();
@@ -302,6 +315,10 @@ mod tests {
             [1, 2, 5],
             "left 31 days ago in this run: forgotten too"
         );
+    }
+
+    fn s_heard(p: &mut Presence, id: u64, at_ms: i64) {
+        p.setup.heard_ms.insert(PeerId(id), at_ms);
     }
 
     #[test]

@@ -258,6 +258,17 @@ pub fn late(out: Output, age: Duration, now: chrono::DateTime<chrono::Local>) ->
     }
 }
 
+/// The line for a peer forgotten for `forget_after`: not heard for `days`, with `dropped`
+/// messages that were waiting for it.
+pub fn forgotten_unheard_line(nick: &str, days: u64, dropped: usize) -> String {
+    let nick = display_nick(nick);
+    let dropped = match dropped {
+        0 => String::new(),
+        n => format!("; {n} message(s) waiting for them dropped"),
+    };
+    format!("forgot {nick}: not heard for {days} days (forget_after){dropped}")
+}
+
 /// The line for a peer that joined: `bob joined (100.64.0.2:7654)`, and with who the tailnet
 /// says is at that address, `bob joined (100.64.0.2:7654, bob@example.com on laptop)`.
 pub fn joined_line(nick: &str, addr: SocketAddr, who: Option<&str>) -> String {
@@ -802,6 +813,18 @@ mod tests {
             // And the whole list, named through the kept names, as the model names it.
             proptest::prop_assert_eq!(display_names(&whole), names);
         }
+    }
+
+    #[test]
+    fn a_peer_forgotten_for_forget_after_is_one_line_with_what_it_drops() {
+        assert_eq!(
+            forgotten_unheard_line("car\u{1b}[2Jol", 31, 2),
+            "forgot car[2Jol: not heard for 31 days (forget_after); 2 message(s) waiting for them dropped"
+        );
+        assert_eq!(
+            forgotten_unheard_line("carol", 40, 0),
+            "forgot carol: not heard for 40 days (forget_after)"
+        );
     }
 
     #[test]

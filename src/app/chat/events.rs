@@ -137,8 +137,10 @@ impl Chat {
             {
                 remember_nick(self.nick_history.entry(*peer).or_default(), nick);
             }
+            let mut unheard = None;
             if let Event::PeerForgotten { peer, .. } = &e {
                 self.nick_history.remove(peer);
+                unheard = self.forgetting_unheard.remove(peer);
             }
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
@@ -160,6 +162,13 @@ impl Chat {
                         _ => false,
                     };
                     let out = match &e {
+                        Event::PeerForgotten { nick, dropped, .. } => unheard.map(|days| {
+                            Output::Notice(present::forgotten_unheard_line(
+                                nick,
+                                days,
+                                dropped.len(),
+                            ))
+                        }),
                         Event::PeerJoined { nick, addr, .. } => {
                             self.tailnet.who_at(*addr).map(|who| {
                                 Output::Notice(present::joined_line(nick, *addr, Some(&who)))

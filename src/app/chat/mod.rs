@@ -128,6 +128,9 @@ pub struct Chat {
     /// What went wrong, for the exit code.
     outcome: Outcome,
     /// Each peer's nicks in this run, oldest first, for `/whois`.
+    /// Peers being forgotten for `forget_after`, with how many days they were not heard:
+    /// their forgetting is said in one line, with the messages dropped.
+    forgetting_unheard: HashMap<PeerId, u64>,
     nick_history: HashMap<PeerId, Vec<String>>,
     /// The present peers' names (and ours) as of the endpoint's roster version, to name the
     /// sender of each message (rebuilt only when someone joins, leaves or is renamed).
@@ -243,6 +246,7 @@ impl Chat {
             outcome: Outcome::default(),
             last_stats: String::new(),
             nick_history: HashMap::new(),
+            forgetting_unheard: HashMap::new(),
             shown_names: None,
             pending: Vec::new(),
             clients: BTreeMap::new(),
@@ -427,13 +431,9 @@ impl Chat {
             self.set_away(now, Some(AUTO_AWAY_REASON.to_owned()));
         }
         for (id, silent) in due.forget {
-            let days = silent.as_secs() / 86_400;
-            if let Some(nick) = self.ep.nick_of(id) {
-                let nick = crate::ui::render::display_nick(nick);
-                self.print(Output::Notice(format!(
-                    "forgetting {nick}: not heard for {days} days (forget_after in the config file)"
-                )));
-            }
+            // Said with the event, in one line with what it drops.
+            self.forgetting_unheard
+                .insert(id, silent.as_secs() / 86_400);
             self.ep.forget(now, id);
         }
     }
