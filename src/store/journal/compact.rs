@@ -2,7 +2,8 @@
 //! runs beside the event loop, and how the new file is put in place atomically.
 //!
 //! # When
-//! - At open, when the file is over [`OPEN_FLOOR`] and over twice what would be kept: right
+//! - At open, when the file is over [`OPEN_FLOOR`] and over twice what would be kept, or when
+//!   the history limit drops messages older than its age or from a file under the floor: right
 //!   there when it is at most [`FOREGROUND_MAX`] (a few milliseconds), otherwise in the
 //!   background, so a first start on a huge journal is not slowed.
 //! - While running, each time the file reaches twice its size after the last compaction (and
@@ -91,7 +92,13 @@ impl Journal {
     /// Starts the compaction that `plan` (made while opening) calls for, if any: here for a
     /// small journal, in the background for a large one.
     pub(super) fn compact_at_open(&mut self, plan: &Plan) {
-        if self.end <= OPEN_FLOOR || self.end <= plan.kept_bytes.saturating_mul(2) {
+        // Worth the work: a file twice what it would keep. Due: messages the history limit
+        // drops in a file too small for that (the limit is a promise of what is kept, which a
+        // quiet chat's small journal would otherwise never see kept), or older than its
+        // age limit (what `days` is set for: old words gone).
+        let worth = self.end > OPEN_FLOOR && self.end > plan.kept_bytes.saturating_mul(2);
+        let due = plan.drops_messages() && (self.end <= OPEN_FLOOR || plan.old_messages > 0);
+        if !worth && !due {
             return;
         }
         tracing::info!(

@@ -346,6 +346,45 @@ fn small_journals_are_compacted_at_open_and_the_lock_holds_the_new_file() {
     assert_eq!(group_texts(&path, 1000).len(), 100);
 }
 
+/// The history limit is what is kept, however small the journal: a quiet chat's journal never
+/// reaches the size where compacting is worth the work, and `messages = 10` or `days = 1` must
+/// hold there too. One that the limit keeps whole is not rewritten.
+#[test]
+fn the_history_limit_holds_at_open_in_a_journal_too_small_to_be_worth_compacting() {
+    let day = 86_400_000;
+    let now = now_ms();
+    let mut records = vec![heard_at(now - 3 * day, BOB, "bob", 1, false, "old secret")];
+    for id in 2..=40 {
+        records.push(heard(BOB, "bob", id, &format!("message {id}")));
+    }
+    let (_tmp, path) = journal_with(&records);
+    assert!(fs::metadata(&path).unwrap().len() < compact::OPEN_FLOOR);
+    let untouched = fs::read(&path).unwrap();
+    drop(Journal::open_with(&path, &limit(1000)).unwrap());
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        untouched,
+        "nothing dropped: not rewritten"
+    );
+    let by_age = HistoryLimit {
+        messages: 1000,
+        days: NonZeroU32::new(1),
+    };
+    drop(Journal::open_with(&path, &by_age).unwrap());
+    let texts = group_texts(&path, 100);
+    assert_eq!(texts.len(), 39);
+    assert!(!texts.contains(&"old secret".to_owned()), "{texts:?}");
+    assert!(
+        !fs::read(&path)
+            .unwrap()
+            .windows(10)
+            .any(|w| w == b"old secret"),
+        "gone from the file, not only from /history"
+    );
+    drop(Journal::open_with(&path, &limit(10)).unwrap());
+    assert_eq!(group_texts(&path, 100).len(), 10);
+}
+
 #[test]
 fn a_leftover_temporary_file_is_removed_and_the_journal_is_intact() {
     let records = [said(1, &[BOB], "kept"), heard(BOB, "bob", 1, "also kept")];

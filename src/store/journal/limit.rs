@@ -116,6 +116,8 @@ pub(super) struct Census {
     seq: usize,
     /// Messages counted.
     pub(super) messages: u64,
+    /// Messages counted that are older than the age limit.
+    old: u64,
 }
 
 impl Census {
@@ -129,6 +131,7 @@ impl Census {
             opened: None,
             seq: 0,
             messages: 0,
+            old: 0,
         }
     }
 
@@ -170,6 +173,8 @@ impl Census {
             t.units += u;
             t.bytes += frame_len;
             t.last_units = u;
+        } else {
+            self.old += 1;
         }
     }
 
@@ -242,6 +247,7 @@ impl Census {
             peers,
             opened: self.opened,
             messages: self.messages,
+            old_messages: self.old,
         }
     }
 }
@@ -283,9 +289,18 @@ pub(super) struct Plan {
     pub(super) opened: Option<(u64, i64)>,
     /// How many messages the journal holds.
     pub(super) messages: u64,
+    /// How many of them are older than the age limit.
+    pub(super) old_messages: u64,
 }
 
 impl Plan {
+    /// Whether the history limit drops any message: one older than its age, or past its
+    /// count. (Messages never delivered or never shown are kept all the same.)
+    pub(super) fn drops_messages(&self) -> bool {
+        self.old_messages > 0
+            || self.quota.values().sum::<u64>() < self.totals.values().sum::<u64>()
+    }
+
     /// Decides, for messages in file order, which the history limit keeps.
     pub(super) fn keeper(&self) -> Keeper<'_> {
         Keeper {
