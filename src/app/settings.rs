@@ -250,6 +250,15 @@ impl Settings {
                 .map_err(|e| in_file(&format!("accept_from: {e}")))?;
         }
         let nick_chosen = args.nick.is_some() || cfg.nick.is_some();
+        let path_in_file = |key: &str, value: Option<PathBuf>| {
+            value
+                .map(|v| config_path(key, &v))
+                .transpose()
+                .map_err(|e| in_file(&e))
+        };
+        let cfg_data_dir = path_in_file("data_dir", cfg.data_dir)?;
+        let cfg_download_dir = path_in_file("download_dir", cfg.download_dir)?;
+        let cfg_tailscale_socket = path_in_file("tailscale_socket", cfg.tailscale_socket)?;
         Ok(Settings {
             nick_chosen,
             nick: args
@@ -262,18 +271,16 @@ impl Settings {
             bind: args.bind,
             peers,
             discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
-            data_dir: args.data_dir.or(cfg.data_dir.map(|d| expand_home(&d))),
+            data_dir: args.data_dir.or(cfg_data_dir),
             port_chosen,
             wait: args.wait.unwrap_or(DEFAULT_WAIT),
             json: args.json,
             tailscale_socket: args
                 .tailscale_socket
-                .or(cfg.tailscale_socket.map(|p| expand_home(&p)))
+                .or(cfg_tailscale_socket)
                 .unwrap_or_else(|| PathBuf::from(crate::net::tailnet::DEFAULT_SOCKET)),
             allow,
-            download_dir: args
-                .download_dir
-                .or(cfg.download_dir.map(|d| expand_home(&d))),
+            download_dir: args.download_dir.or(cfg_download_dir),
             accept_from: cfg.accept_from.unwrap_or_default(),
             history_limit: cfg.history_limit.map(|h| h.limit()).unwrap_or_default(),
             calls: Calls {
@@ -323,6 +330,27 @@ impl Settings {
 /// A path from the config file with a leading `~` or `$HOME` replaced by the home directory
 /// (`data_dir = "~/chat"` means the user's, not a directory called `~`). Other paths, and
 /// these when no home directory is known, are left as they are.
+/// A path from the config file: `~`, `$HOME` and `${HOME}` at its start are the home
+/// directory; what is left must be absolute, since a relative path would mean another place
+/// (for the data directory: another identity) in each folder tailchat is started from.
+fn config_path(key: &str, value: &std::path::Path) -> Result<PathBuf, String> {
+    if value.as_os_str().is_empty() {
+        return Err(format!(
+            "{key} is empty: give a path, or leave the line out"
+        ));
+    }
+    let path = expand_home(value);
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    let shown = value.display();
+    Err(if shown.to_string().starts_with('~') {
+        format!("{key} '{shown}': only ~ alone or ~/… is your home directory here; write the whole path")
+    } else {
+        format!("{key} '{shown}' is relative: write the whole path, or start it with ~/ for your home directory")
+    })
+}
+
 pub(crate) fn expand_home(path: &std::path::Path) -> PathBuf {
     let Some(text) = path.to_str() else {
         return path.to_path_buf();
@@ -389,6 +417,22 @@ mod tests {
             "another user's: left alone"
         );
         assert_eq!(p("./~/x"), PathBuf::from("./~/x"));
+    }
+
+    #[test]
+    fn config_paths_must_be_whole() {
+        let c = |s: &str| config_path("data_dir", std::path::Path::new(s));
+        assert!(c("~/chat").unwrap().is_absolute());
+        assert_eq!(c("/srv/chat").unwrap(), PathBuf::from("/srv/chat"));
+        assert_eq!(
+            c("").unwrap_err(),
+            "data_dir is empty: give a path, or leave the line out"
+        );
+        assert_eq!(
+            c("relative/dd").unwrap_err(),
+            "data_dir 'relative/dd' is relative: write the whole path, or start it with ~/ for your home directory"
+        );
+        assert!(c("~bob/chat").unwrap_err().contains("only ~ alone or ~/…"));
     }
 
     #[test]
