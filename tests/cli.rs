@@ -168,6 +168,25 @@ fn run_time_failures_exit_1_with_advice() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not on this machine"), "{err}");
+
+    // A download folder that is a file is said at the start, naming the option.
+    let file = _dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let dl = file.to_str().unwrap();
+    let (mut cmd, _dir) = command(&[
+        "--no-discovery",
+        "--bind",
+        "127.0.0.1",
+        "--download-dir",
+        dl,
+    ]);
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("tailchat: --download-dir: ") && err.contains("is not a folder"),
+        "{err}"
+    );
 }
 
 #[test]

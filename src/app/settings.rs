@@ -259,6 +259,22 @@ impl Settings {
         let cfg_data_dir = path_in_file("data_dir", cfg.data_dir)?;
         let cfg_download_dir = path_in_file("download_dir", cfg.download_dir)?;
         let cfg_tailscale_socket = path_in_file("tailscale_socket", cfg.tailscale_socket)?;
+        // Said now, not at the first /accept, where the error could not say where it was set.
+        let from_args = args.download_dir.is_some();
+        if let Some(dir) = args.download_dir.as_ref().or(cfg_download_dir.as_ref()) {
+            if dir.exists() && !dir.is_dir() {
+                let set = if from_args {
+                    "--download-dir".to_owned()
+                } else {
+                    in_file("download_dir")
+                };
+                return Err(format!(
+                    "{}: {} is not a folder; received files go into a folder",
+                    set,
+                    dir.display()
+                ));
+            }
+        }
         Ok(Settings {
             nick_chosen,
             nick: args
