@@ -31,7 +31,7 @@ const CANCEL_USAGE: &str = "/cancel N";
 /// Usage of `/files`.
 const FILES_USAGE: &str = "/files";
 /// Usage of `/help`.
-const HELP_USAGE: &str = "/help";
+const HELP_USAGE: &str = "/help [COMMAND]";
 /// Usage of `/me`.
 const ME_USAGE: &str = "/me TEXT";
 /// Usage of `/away`.
@@ -98,7 +98,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         FORGET_USAGE,
         "drop a peer who left for good: its address and the messages waiting for it (/forget ADDR: stop trying an /add nobody answers)",
     ),
-    (HELP_USAGE, "show this list"),
+    (HELP_USAGE, "show this list, or what COMMAND does"),
     (QUIT_USAGE, "leave the chat (also /exit)"),
 ];
 
@@ -128,8 +128,8 @@ pub enum Command {
     Peers,
     /// `/whois NICK` (or `NICK#IDPREFIX`).
     Whois(String),
-    /// `/help`.
-    Help,
+    /// `/help`, or `/help COMMAND` (the name, without its `/`).
+    Help(Option<String>),
     /// `/quit` or `/exit`.
     Quit,
     /// A file-transfer command.
@@ -247,7 +247,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             [nick] => Command::Whois(checked_peer(nick)?),
             _ => return Err(CommandError::Usage(WHOIS_USAGE)),
         },
-        "help" => no_arguments(&args, HELP_USAGE, Command::Help)?,
+        "help" => match args.as_slice() {
+            [] => Command::Help(None),
+            [topic] => Command::Help(Some(topic.trim_start_matches('/').to_lowercase())),
+            _ => return Err(CommandError::Usage(HELP_USAGE)),
+        },
         "me" => {
             let text = rest.strip_prefix(' ').unwrap_or(rest);
             if text.trim().is_empty() {
@@ -329,6 +333,17 @@ pub fn help_lines() -> Vec<String> {
         .map(|(usage, description)| format!("{usage:<width$}  {description}"))
         .chain(HELP_FOOTER.iter().map(|l| (*l).to_owned()))
         .collect()
+}
+
+/// `/help COMMAND`: that command's line of [`help_lines`], or what to do instead.
+pub fn help_for(topic: &str) -> Result<String, String> {
+    let topic = if topic == "exit" { "quit" } else { topic };
+    let wanted = format!("/{topic}");
+    COMMANDS
+        .iter()
+        .find(|(usage, _)| usage.split_whitespace().next() == Some(wanted.as_str()))
+        .map(|(usage, description)| format!("{usage}  {description}"))
+        .ok_or_else(|| format!("no command {wanted}: /help lists them all"))
 }
 
 /// What `/help` says after the commands: the keys, and naming one of two peers with a nick.
@@ -591,12 +606,16 @@ mod tests {
     #[test]
     fn argumentless_commands() {
         assert_eq!(ok("/peers"), Command::Peers);
-        assert_eq!(ok("/help"), Command::Help);
+        assert_eq!(ok("/help"), Command::Help(None));
+        assert_eq!(ok("/help /MSG"), Command::Help(Some("msg".into())));
+        assert_eq!(err("/help msg me"), CommandError::Usage(HELP_USAGE));
+        assert!(help_for("whois").unwrap().starts_with("/whois NICK  all about one peer"));
+        assert!(help_for("exit").unwrap().starts_with("/quit  leave the chat"));
+        assert_eq!(help_for("frob").unwrap_err(), "no command /frob: /help lists them all");
         assert_eq!(ok("/quit"), Command::Quit);
         assert_eq!(ok("/exit"), Command::Quit);
         assert_eq!(ok("/quit   "), Command::Quit);
         assert_eq!(err("/peers bob"), CommandError::Usage(PEERS_USAGE));
-        assert_eq!(err("/help me"), CommandError::Usage(HELP_USAGE));
         assert_eq!(err("/exit now"), CommandError::Usage(QUIT_USAGE));
     }
 

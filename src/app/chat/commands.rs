@@ -174,11 +174,15 @@ impl Chat {
                 }
                 Err(e) => self.command_error(e),
             },
-            Command::Help => {
+            Command::Help(None) => {
                 for line in command::help_lines() {
                     self.print(Output::Info(line));
                 }
             }
+            Command::Help(Some(topic)) => match command::help_for(&topic) {
+                Ok(line) => self.print(Output::Info(line)),
+                Err(e) => self.print(Output::Error(e)),
+            },
             Command::History { nick, count } => self.history(nick, count),
             // A script's /quit, like its end, first waits for its messages to be acknowledged.
             Command::Quit => self.end_of_input(),
