@@ -197,7 +197,10 @@ mod tests {
         assert!(err.contains("ambiguous"), "{err}");
         assert!(err.contains("bob#1d790000 (10.0.0.2:7654)"), "{err}");
         assert!(err.contains("bob#2e800000"), "{err}");
-        assert!(err.ends_with("— name one as NICK#ID"), "for /whois and /history too: {err}");
+        assert!(
+            err.ends_with("— name one as NICK#ID"),
+            "for /whois and /history too: {err}"
+        );
         assert_eq!(find_peer(&peers, "bob#1D7"), Ok((PeerId(a), "bob".into())));
         assert_eq!(find_peer(&peers, "bob#2e"), Ok((PeerId(b), "bob".into())));
         assert!(find_peer(&peers, "bob#ff").is_err());

@@ -609,9 +609,16 @@ mod tests {
         assert_eq!(ok("/help"), Command::Help(None));
         assert_eq!(ok("/help /MSG"), Command::Help(Some("msg".into())));
         assert_eq!(err("/help msg me"), CommandError::Usage(HELP_USAGE));
-        assert!(help_for("whois").unwrap().starts_with("/whois NICK  all about one peer"));
-        assert!(help_for("exit").unwrap().starts_with("/quit  leave the chat"));
-        assert_eq!(help_for("frob").unwrap_err(), "no command /frob: /help lists them all");
+        assert!(help_for("whois")
+            .unwrap()
+            .starts_with("/whois NICK  all about one peer"));
+        assert!(help_for("exit")
+            .unwrap()
+            .starts_with("/quit  leave the chat"));
+        assert_eq!(
+            help_for("frob").unwrap_err(),
+            "no command /frob: /help lists them all"
+        );
         assert_eq!(ok("/quit"), Command::Quit);
         assert_eq!(ok("/exit"), Command::Quit);
         assert_eq!(ok("/quit   "), Command::Quit);

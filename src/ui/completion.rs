@@ -29,11 +29,35 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
         i + before[i..].chars().next().map_or(1, char::len_utf8)
     });
     let word = &before[start..];
+    // In a command's arguments: what that argument is.
+    let command = line
+        .split_whitespace()
+        .next()
+        .filter(|c| start > 0 && c.starts_with('/'))
+        .map(str::to_ascii_lowercase);
+    let argument = before[..start].split_whitespace().count();
+    let takes_nick = match command.as_deref() {
+        None => true,
+        // The nick, or (in the text) a mention.
+        Some("/msg") => true,
+        Some("/whois" | "/history" | "/forget" | "/send") => argument == 1,
+        Some("/me") => true,
+        // Numbers, paths, addresses, a reason, a new nick: no peer's nick.
+        Some(_) => false,
+    };
     let mut candidates: Vec<String> = if start == 0 && word.starts_with('/') {
         command_names()
             .filter(|name| name.starts_with(&word.to_ascii_lowercase()))
             .map(|name| format!("{name} "))
             .collect()
+    } else if command.as_deref() == Some("/help") && argument == 1 {
+        command_names()
+            .map(|name| name.trim_start_matches('/'))
+            .filter(|name| name.starts_with(&word.trim_start_matches('/').to_ascii_lowercase()))
+            .map(str::to_owned)
+            .collect()
+    } else if !takes_nick {
+        Vec::new()
     } else {
         let word = word.to_lowercase();
         // At the start of a line a nick is an address: `bob: `, as irssi and weechat do.
@@ -144,6 +168,30 @@ mod tests {
             complete("/msg b hello", 6, &nicks(&known)),
             (5, nicks(&["bob"]))
         );
+    }
+
+    #[test]
+    fn nicks_are_offered_only_where_a_nick_or_a_mention_goes() {
+        let known = ["alice", "bob"];
+        for line in [
+            "/accept ",
+            "/decline ",
+            "/cancel ",
+            "/add ",
+            "/nick ",
+            "/away ",
+            "/send bob ",
+            "/history bob ",
+        ] {
+            assert_eq!(at_end(line, &known).1, Vec::<String>::new(), "{line:?}");
+        }
+        assert_eq!(at_end("/whois a", &known).1, nicks(&["alice"]));
+        assert_eq!(at_end("/send b", &known).1, nicks(&["bob"]));
+        assert_eq!(at_end("/me waves at b", &known).1, nicks(&["bob"]));
+        assert_eq!(at_end("/msg alice hi b", &known).1, nicks(&["bob"]));
+        assert_eq!(at_end("hi b", &known).1, nicks(&["bob"]));
+        assert_eq!(at_end("/help wh", &known), (6, nicks(&["whois"])));
+        assert_eq!(at_end("/help /fi", &known).1, nicks(&["files"]));
     }
 
     #[test]
