@@ -396,8 +396,8 @@ fn found_name(found: Found) -> &'static str {
 }
 
 /// Lines of `/whois`: everything known about one peer. `nicks` are the nicks it had in this
-/// run, oldest first.
-pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> {
+/// run, oldest first; `note` what the tailnet says of it, as `/peers` shows it.
+pub fn whois_lines(p: &PeerInfo, nicks: &[String], note: &PeerNote, now: Instant) -> Vec<String> {
     let mut lines = vec![
         format!("{} — id {}", display_nick(&p.nick), p.id),
         format!("  state      {}", state_name(p.state)),
@@ -423,8 +423,15 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], now: Instant) -> Vec<String> 
         } else {
             addrs.join(", ")
         },
-        found_name(p.found)
+        if note.tailnet {
+            "tailnet"
+        } else {
+            found_name(p.found)
+        }
     ));
+    if let Some(who) = &note.who {
+        lines.push(format!("  tailnet    {who} (at its first address)"));
+    }
     lines.push(format!(
         "  rtt        {}",
         p.rtt
@@ -1014,15 +1021,26 @@ mod late_tests {
             "{rows:?}"
         );
         assert!(!rows[1].contains('\x1b'));
-        let whois = whois_lines(&p, &[], now).join("\n");
+        let whois = whois_lines(&p, &[], &PeerNote::default(), now).join("\n");
         assert!(whois.contains("away       lunch, back at 2 — long reason here, really"));
+        // On a tailnet, as /peers says it.
+        let note = PeerNote {
+            tailnet: true,
+            who: Some("bob@example.com on laptop".into()),
+        };
+        let whois = whois_lines(&p, &[], &note, now).join("\n");
+        assert!(whois.contains("(found: tailnet)"), "{whois}");
+        assert!(
+            whois.contains("  tailnet    bob@example.com on laptop (at its first address)"),
+            "{whois}"
+        );
         p.away = Some(String::new());
         assert!(peers_lines(std::slice::from_ref(&p), now)[1].contains("away"));
         // A reason of nothing but controls reads as none.
         p.away = Some("\x1b[31m\u{202e} ".into());
         let row = &peers_lines(std::slice::from_ref(&p), now)[1];
         assert!(row.contains("away") && !row.contains("away:"), "{row}");
-        let whois = whois_lines(&p, &[], now).join("\n");
+        let whois = whois_lines(&p, &[], &PeerNote::default(), now).join("\n");
         assert!(
             whois.contains("away       yes (no reason given)"),
             "{whois}"

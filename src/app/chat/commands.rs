@@ -167,7 +167,8 @@ impl Chat {
                 Ok((id, _)) => {
                     if let Some(p) = self.ep.peer(id) {
                         let nicks = self.nick_history.get(&id).cloned().unwrap_or_default();
-                        for line in present::whois_lines(&p, &nicks, now) {
+                        let note = self.tailnet.note(&p);
+                        for line in present::whois_lines(&p, &nicks, &note, now) {
                             self.print(Output::Info(line));
                         }
                     }
