@@ -22,7 +22,8 @@ pub const DEFAULT_PORT: u16 = 7654;
 // The field docs are the --help text, where `HOST[:PORT]` is meant literally.
 #[allow(rustdoc::broken_intra_doc_links)]
 pub struct Args {
-    /// Your display name [default: your login name]
+    /// Your display name [default: the nick this data directory used last, else your login
+    /// name]
     #[arg(long, global = true, value_name = "NICK", value_parser = parse_nick)]
     pub nick: Option<String>,
 
@@ -103,6 +104,9 @@ pub enum Action {
     },
     /// Follow and drive your running tailchat: JSON events out, JSON commands in (needs
     /// --json)
+    #[command(
+        after_help = "Only --json and --data-dir apply: the running tailchat has its own nick, port, peers and the rest, and attach refuses the other options."
+    )]
     Attach,
 }
 
