@@ -133,8 +133,27 @@ pub fn load(path: &Path) -> Result<Option<FileConfig>, String> {
         format!(
             "invalid config file {}{place}: {}{key}",
             path.display(),
-            e.message().trim_end()
+            plain(e.message().trim_end())
         )
+    })
+}
+
+/// serde's message with its Rust type names said as a person would (`expected u16` is
+/// `expected a whole number from 0 to 65535`).
+fn plain(message: &str) -> String {
+    const SAID: [(&str, &str); 6] = [
+        ("expected a nonzero u32", "expected a whole number above 0"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0 to 4294967295"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected a sequence", "expected a list, as [\"a\", \"b\"]"),
+        (
+            "expected struct HistoryLimitConfig",
+            "expected a table: [history_limit] on a line of its own, then messages = … and days = …",
+        ),
+    ];
+    SAID.iter().fold(message.to_owned(), |m, (rust, person)| {
+        m.replace(rust, person)
     })
 }
 
@@ -261,11 +280,38 @@ mod tests {
         assert_eq!(
             load(&path).unwrap_err(),
             format!(
-                "invalid config file {}, line 3: invalid type: string \"x\", expected u16 \
-                 for key `port`",
+                "invalid config file {}, line 3: invalid type: string \"x\", expected a whole \
+                 number from 0 to 65535 for key `port`",
                 path.display()
             )
         );
+    }
+
+    #[test]
+    fn types_are_said_as_a_person_would() {
+        for (text, said) in [
+            (
+                "auto_away = -1\n",
+                "expected a whole number from 0 to 4294967295 for key `auto_away`",
+            ),
+            (
+                "history_limit = 5\n",
+                "expected a table: [history_limit] on a line of its own",
+            ),
+            (
+                "peers = \"laptop\"\n",
+                "expected a list, as [\"a\", \"b\"] for key `peers`",
+            ),
+            (
+                "[history_limit]\ndays = 0\n",
+                "expected a whole number above 0 for key `days`",
+            ),
+        ] {
+            let (_tmp, path) = file_with(text);
+            let err = load(&path).unwrap_err();
+            assert!(err.contains(said), "{text:?}: {err}");
+            assert!(!err.contains(" u32") && !err.contains("struct"), "{err}");
+        }
     }
 
     #[test]
