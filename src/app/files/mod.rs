@@ -71,6 +71,14 @@ pub fn check_accept_from(entry: &str) -> Result<(), String> {
             from_peer::PIN_DIGITS
         ));
     }
+    let nick = crate::ui::command::without_id(entry);
+    if !crate::ui::command::is_valid_nick(nick) {
+        return Err(format!(
+            "'{}' is no peer's nick: {}",
+            crate::ui::render::sanitize(nick),
+            crate::ui::command::NICK_RULE
+        ));
+    }
     Ok(())
 }
 

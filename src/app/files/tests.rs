@@ -845,6 +845,9 @@ fn accept_from_names_an_identity_only_with_enough_of_its_id() {
     assert!(err.starts_with("'alice#' names no one — "), "{err}");
     assert_eq!(check_accept_from("bob"), Ok(()));
     assert_eq!(check_accept_from("carol#1d79e0c2"), Ok(()));
+    let err = check_accept_from("b ob").unwrap_err();
+    assert!(err.starts_with("'b ob' is no peer's nick: "), "{err}");
+    assert!(check_accept_from("").is_err());
 }
 
 #[test]
