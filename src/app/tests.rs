@@ -365,6 +365,8 @@ fn nobody_to_send_to_and_bad_commands_are_told() {
     });
     alice.type_line("/nick ally");
     alice.wait_for(&mut a, "the rename", |o| notice(o, "you are now ally"));
+    alice.type_line("/nick ally");
+    alice.wait_for(&mut a, "no rename", |o| notice(o, "you are ally already"));
     alice.input.send(Input::Eof).unwrap();
     alice.done.recv_timeout(WAIT).expect("end of input quits");
 }

@@ -124,6 +124,9 @@ impl Chat {
                 Ok(spec) => self.resolve(spec),
                 Err(e) => self.command_error(e),
             },
+            Command::Nick(nick) if nick == self.ep.nick() => {
+                self.print(Output::Notice(format!("you are {nick} already")));
+            }
             Command::Nick(nick) => match self.ep.set_nick(now, &nick) {
                 Ok(()) => {
                     // The next run starts under this nick, even if nothing is said under it.
