@@ -96,14 +96,14 @@ fn bind_one(at: SocketAddr) -> Result<Bound, (SocketAddr, io::Error)> {
 fn explain_bind_error(at: SocketAddr, e: &io::Error) -> String {
     let hint = match e.kind() {
         io::ErrorKind::AddrInUse => format!(
-            "another program (perhaps another tailchat) uses UDP port {}; stop it or pick another with --port",
+            "another program (perhaps another tailchat) uses UDP port {}; stop it or pick another with --port (or port in the config file)",
             at.port()
         ),
         io::ErrorKind::AddrNotAvailable => {
             "that address is not on this machine; check --bind (see `ip addr`)".to_owned()
         }
         io::ErrorKind::PermissionDenied => {
-            "permission denied; ports below 1024 need root, pick another with --port".to_owned()
+            "permission denied; ports below 1024 need root, pick another with --port (or port in the config file)".to_owned()
         }
         _ => "check --bind and --port".to_owned(),
     };
