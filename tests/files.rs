@@ -404,6 +404,50 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     assert!(!part.exists());
 }
 
+/// A folder's file already received is deleted while the receiver is down: the resumed
+/// transfer fetches it again, says so, and ends with every file, rather than "received" with
+/// one missing.
+#[test]
+fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "4000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let folder = tmp.path().join("pics");
+    fs::create_dir(&folder).unwrap();
+    let (first, second) = (bytes(1024 * 1024, 21), bytes(8 * 1024 * 1024, 22));
+    fs::write(folder.join("a.bin"), &first).unwrap();
+    fs::write(folder.join("b.bin"), &second).unwrap();
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers pics/");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let got = downloads.join("pics");
+    kill_past_half_way(&mut bob, &got.join("b.bin.part"), second.len());
+    assert_eq!(
+        fs::read(got.join("a.bin")).unwrap(),
+        first,
+        "a.bin was in place"
+    );
+    fs::remove_file(got.join("a.bin")).unwrap();
+
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let said = bob.expect("is not as it was received");
+    assert!(
+        said.contains("a.bin") && said.contains("receiving it again"),
+        "{said}"
+    );
+    bob.expect("received pics/ from alice");
+    assert_eq!(fs::read(got.join("a.bin")).unwrap(), first);
+    assert_eq!(fs::read(got.join("b.bin")).unwrap(), second);
+    assert_eq!(walk(&got).len(), 2, "{:?}", walk(&got));
+}
+
 #[test]
 fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     let tmp = tempfile::tempdir().unwrap();

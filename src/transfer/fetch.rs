@@ -257,6 +257,26 @@ pub fn resume_point(job: &Job) -> (u32, u64) {
     (job.files_done, offset)
 }
 
+/// The first of the files the record counts as in place (before `job.files_done`) that is
+/// not at its final name as a regular file of the manifest's size, with that name: the user
+/// moved, deleted or cut it while we were not running, and a transfer that went on from
+/// after it would end "received" with a file missing. (The size, not the hash: reading every
+/// file received so far again at each resume would cost more than the check is worth, and a
+/// file the user changed in place is theirs.)
+fn gone_since(job: &Job) -> Option<(u32, PathBuf)> {
+    let manifest = job.manifest.as_ref()?;
+    let mut finals = job.plan.finals(manifest);
+    let i = manifest
+        .entries
+        .iter()
+        .zip(&finals)
+        .take(job.files_done as usize)
+        .position(|(entry, path)| {
+            !fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size)
+        })?;
+    Some((u32::try_from(i).ok()?, finals.swap_remove(i)))
+}
+
 /// Files from `job.files_done` on that are in place although the transfer's record does not
 /// say so (the receiver stopped between moving a file into place and saving its record): a
 /// regular file at its final name, no `.part` beside it, of the manifest's size and hash. A
@@ -302,6 +322,20 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     let spawned = std::thread::Builder::new()
         .name("tailchat-fetch".into())
         .spawn(move || {
+            let job = match gone_since(&job) {
+                Some((index, path)) => {
+                    let _ = events.send(DataEvent::FilesGone {
+                        key: job.key,
+                        index,
+                        path,
+                    });
+                    Job {
+                        files_done: index,
+                        ..job
+                    }
+                }
+                None => job,
+            };
             let placed = already_placed(&job, &events);
             let job = Job {
                 files_done: job.files_done + placed,

@@ -119,6 +119,17 @@ pub enum DataEvent {
         /// Where it is now.
         path: PathBuf,
     },
+    /// Files the record counts as in place are not there any more (moved, deleted or cut
+    /// short while we were not running): the fetch goes back to file `index`, the first of
+    /// them, at `path`.
+    FilesGone {
+        /// Which transfer.
+        key: TransferKey,
+        /// The first file not in place, in manifest order.
+        index: u32,
+        /// Where it should be.
+        path: PathBuf,
+    },
     /// A fetch attempt ended.
     FetchEnded {
         /// Which transfer.

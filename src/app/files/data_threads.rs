@@ -458,6 +458,18 @@ impl Files {
                     self.save(key);
                 }
             }
+            DataEvent::FilesGone { key, index, path } => {
+                let Some(t) = self.transfers.get_mut(&key) else {
+                    return;
+                };
+                t.record.files_done = t.record.files_done.min(index);
+                let (name, nick) = (t.shown_name(), Self::nick(ep, t));
+                self.save(key);
+                self.notice(format!(
+                    "{name} from {nick}: {} is not as it was received (moved, deleted or cut short while tailchat was not running): receiving it again (anything now at that name is left as it is)",
+                    path.display()
+                ));
+            }
             DataEvent::FetchEnded { key, from, result } => {
                 self.fetch_ended(ep, key, from, result);
                 self.start_queued(ep);
