@@ -601,6 +601,17 @@ impl Files {
         for t in self.transfers.values().filter(|t| unread(&t.record)) {
             store.remove(t.key());
         }
+        // Their progress as it is now (records are saved at each file, not at each byte), so
+        // the next run's /files and quit lines start from it.
+        let unfinished: Vec<TransferKey> = self
+            .transfers
+            .values()
+            .filter(|t| !t.record.state.is_finished() && !unread(&t.record))
+            .map(Transfer::key)
+            .collect();
+        for key in unfinished {
+            self.save(key);
+        }
     }
 
     /// What stays unfinished when the program stops, one line each, for the user to know it
@@ -765,11 +776,16 @@ impl Files {
             // One that had moved bytes was interrupted by the restart: the line saying it
             // goes again comes when it does, as after any interruption.
             let moved = record.state == State::Accepted && record.first_byte_ms.is_some();
-            let restored = Transfer {
+            let mut restored = Transfer {
                 this_run: false,
                 told_interrupted: moved,
                 ..new_transfer(number, record, offer, manifest)
             };
+            if restored.record.state == State::Accepted && !restored.record.outgoing {
+                // What is on the disk, not the record's count (saved only at each file): a
+                // transfer killed at 37% of one big file is at 37%, not 0%.
+                restored.record.bytes_done = ending::bytes_on_disk(&restored);
+            }
             if restored.record.untold {
                 let nick = restored.record.peer_nick.clone();
                 let line = restored.told_late();

@@ -657,6 +657,35 @@ fn an_unfinished_transfer_keeps_its_number_after_a_restart() {
     assert_eq!(again.number(), 4, "and no new transfer takes 3");
 }
 
+/// After a restart an unfinished transfer shows what is on the disk (its record is saved at
+/// each file, not at each byte): 30% of one big file received is 30%, not 0%.
+#[test]
+fn an_unfinished_transfer_shows_what_is_on_the_disk_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Manifest {
+        entries: vec![manifest::Entry {
+            path: "report.pdf".into(),
+            size: 10_000_000,
+            hash: [0; 32],
+        }],
+        folders: vec![],
+    };
+    let store = Store::new(dir.path());
+    let key = TransferKey {
+        offerer: PeerId(2),
+        id: 7,
+    };
+    store.save_manifest(key, &manifest.encode()).unwrap();
+    std::fs::write(dir.path().join("report.pdf.part"), vec![0u8; 3_000_000]).unwrap();
+    let (again, key) = kept_and_restarted(dir.path(), |_| {});
+    assert_eq!(again.transfers[&key].percent_done(), 30);
+    let ep = endpoint(Instant::now());
+    assert_eq!(
+        again.left_unfinished(&ep),
+        ["report.pdf from bob: 30% received, the rest comes when you are both back"]
+    );
+}
+
 /// A transfer whose rest no longer fits (it paused for lack of space, or the disk filled while
 /// tailchat was stopped) starts paused, with the reason, instead of saying it resumes and then
 /// pausing again at its first write; one whose rest fits is not paused.
