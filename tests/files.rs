@@ -490,6 +490,77 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
     assert!(!part.exists());
 }
 
+/// The sender's kept file list (`.manifest`) or record (`.json`) is damaged while it is down:
+/// it says so at its start and serves no list other than the one it offered; the receiver,
+/// asking to resume, is told the transfer ended rather than trying the sender's data port for
+/// ever, and keeps nothing.
+#[test]
+fn a_sender_whose_kept_transfer_was_damaged_says_so_and_the_receiver_is_told() {
+    for (kind, alice_says, bob_hears) in [
+        (
+            "manifest",
+            "is missing or damaged",
+            "ended on the sender's side",
+        ),
+        (
+            "json",
+            "is damaged, so its transfer is forgotten",
+            "no longer offered",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let downloads = tmp.path().join("dl");
+        let alice_home = tmp.path().join("alice");
+        fs::create_dir(&alice_home).unwrap();
+        let slow = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
+        let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
+        let peer = format!("127.0.0.1:{}", alice.port);
+        let dl = downloads.display().to_string();
+        let mut bob = Chat::start(
+            "bob",
+            &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
+        );
+        bob.expect("alice joined");
+        let content = bytes(10 * 1024 * 1024, 13);
+        offer_accepted(&mut alice, &mut bob, tmp.path(), "list.bin", &content);
+        let part = downloads.join("list.bin.part");
+        kill_past_half_way(&mut alice, &part, content.len());
+        let kept = alice_home.join("data/tailchat/transfers");
+        let files: Vec<_> = fs::read_dir(&kept)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == kind))
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let mut bytes = fs::read(&files[0]).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20; // a list that still decodes, but is not the one offered
+        if kind == "json" {
+            bytes.truncate(middle);
+        }
+        fs::write(&files[0], &bytes).unwrap();
+
+        let mut alice = Chat::start_in(&alice_home, "alice", &["--port", &peer[10..]], &slow);
+        let said = alice.expect(alice_says);
+        assert!(
+            said.contains(if kind == "json" {
+                "send"
+            } else {
+                "list.bin to bob"
+            }),
+            "{said}"
+        );
+        let told = bob.expect("alice stopped list.bin");
+        assert!(
+            told.contains(bob_hears) && told.contains("ask for it to be sent again"),
+            "{told}"
+        );
+        common::wait_for("bob's part removed", || !part.exists());
+        assert!(!downloads.join("list.bin").exists());
+    }
+}
+
 #[test]
 fn a_transfer_resumes_after_the_receiver_restarts_on_another_port() {
     // Alice added bob; bob never added alice and no message goes either way: only the file

@@ -216,6 +216,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Where the records are (`DATA_DIR/transfers`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The store in `data_dir` (the folder is made when first written).
     pub fn new(data_dir: &Path) -> Store {
         Store {
@@ -326,7 +331,7 @@ impl Store {
                 }
                 Some(r) => records.push(r),
                 None => warnings.push(format!(
-                    "transfer record {} is unreadable: skipped",
+                    "transfer record {} is damaged, so its transfer is forgotten: one you were sending must be sent again (the receiver is told so when it asks); one you were receiving comes again from the start when its sender offers it again (a .part it left can be deleted). Delete the record to stop this line",
                     path.display()
                 )),
             }

@@ -157,10 +157,39 @@ impl Files {
                 self.finish_remote(ep, key, State::Cancelled, line);
             }
             other => {
+                let asks_data = matches!(other, Control::Accept { .. } | Control::Resume { .. });
                 let Some(t) = self.transfers.get_mut(&mine).filter(|t| t.peer() == from) else {
+                    if asks_data {
+                        // Not ours (any more): its record was lost or damaged, or it ended
+                        // long ago. Said, or the receiver would try our data port for ever.
+                        let _ = Self::control(
+                            ep,
+                            from,
+                            &Control::Cancel {
+                                id: mine.id,
+                                by_offerer: true,
+                                reason: "it is no longer offered (the sender has no record of it): ask for it to be sent again".into(),
+                            },
+                        );
+                    }
                     return;
                 };
                 if t.record.state.is_finished() {
+                    // Ended on our side while the receiver was away (or its end was lost):
+                    // told how, as a repeated offer is.
+                    if asks_data && matches!(t.record.state, State::Cancelled | State::Failed) {
+                        // Not our line: it may name our folders.
+                        let reason = "it ended on the sender's side while you were away: ask for it to be sent again".to_owned();
+                        let _ = Self::control(
+                            ep,
+                            from,
+                            &Control::Cancel {
+                                id: mine.id,
+                                by_offerer: true,
+                                reason,
+                            },
+                        );
+                    }
                     return;
                 }
                 let nick = Self::nick(ep, t);

@@ -744,7 +744,32 @@ impl Files {
                 let _ = store.save(&record);
             }
             let mut offer = record.offer.to_offer(record.id);
-            let manifest = store.manifest(key).and_then(|b| Manifest::decode(&b).ok());
+            let kept_manifest = store.manifest(key);
+            // Ours must be the very list we offered (its hash is in the offer): a damaged one
+            // served as is would make the receiver throw away all it has.
+            let ours_as_offered = kept_manifest.as_ref().is_some_and(|b| {
+                offer
+                    .as_ref()
+                    .is_some_and(|o| blake3::hash(b).as_bytes() == &o.manifest_hash)
+            });
+            let manifest = kept_manifest.and_then(|b| Manifest::decode(&b).ok());
+            if record.outgoing
+                && !record.state.is_finished()
+                && (manifest.is_none() || !ours_as_offered)
+            {
+                let name = crate::ui::render::sanitize(&record.offer.name);
+                let nick = crate::ui::render::display_nick(&record.peer_nick);
+                let why = format!(
+                    "{name} to {nick}: its file list in {} is missing or damaged, so it cannot go on — /send it again",
+                    store.dir().display()
+                );
+                record.state = State::Failed;
+                record.reason = Some(why.clone());
+                record.finished_ms = Some(now_ms());
+                // Found now, and said now (not as a line from before the restart).
+                self.error(why);
+                let _ = store.save(&record);
+            }
             let unfinished = !record.state.is_finished();
             let number = match record.number {
                 _ if !unfinished => 0,
