@@ -385,6 +385,35 @@ fn the_history_limit_holds_at_open_in_a_journal_too_small_to_be_worth_compacting
     assert_eq!(group_texts(&path, 100).len(), 10);
 }
 
+/// An old message kept whatever its age (undelivered) does not make every start rewrite the
+/// journal: only messages the limit drops do.
+#[test]
+fn old_messages_that_are_kept_anyway_cause_no_compaction() {
+    let day = 86_400_000;
+    let records = [
+        said_at(
+            now_ms() - 40 * day,
+            1,
+            None,
+            &[BOB, CAROL],
+            "old, undelivered",
+        ),
+        heard(BOB, "bob", 1, "recent"),
+    ];
+    let (_tmp, path) = journal_with(&records);
+    let untouched = fs::read(&path).unwrap();
+    let by_age = HistoryLimit {
+        messages: 1000,
+        days: NonZeroU32::new(30),
+    };
+    drop(Journal::open_with(&path, &by_age).unwrap());
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        untouched,
+        "nothing to drop: not rewritten"
+    );
+}
+
 #[test]
 fn a_leftover_temporary_file_is_removed_and_the_journal_is_intact() {
     let records = [said(1, &[BOB], "kept"), heard(BOB, "bob", 1, "also kept")];

@@ -247,9 +247,30 @@ impl Census {
             peers,
             opened: self.opened,
             messages: self.messages,
-            old_messages: self.old,
+            old_messages: self.old.saturating_sub(old_kept(self.cutoff_ms, restored)),
         }
     }
+}
+
+/// How many messages older than `cutoff_ms` are kept whatever their age: ours not yet
+/// delivered (once each, however many peers wait for it) and those heard but never shown.
+fn old_kept(cutoff_ms: Option<i64>, restored: &Restored) -> u64 {
+    let Some(cutoff) = cutoff_ms else {
+        return 0;
+    };
+    let ours: BTreeSet<u64> = restored
+        .outbox
+        .values()
+        .flatten()
+        .filter(|o| o.at_ms < cutoff)
+        .map(|o| o.id)
+        .collect();
+    let theirs = restored
+        .unshown
+        .iter()
+        .filter(|u| u.line.at_ms < cutoff)
+        .count();
+    ours.len() as u64 + theirs as u64
 }
 
 /// The max-min fair share of `limit` units among senders who wrote `totals`: the largest
@@ -289,7 +310,8 @@ pub(super) struct Plan {
     pub(super) opened: Option<(u64, i64)>,
     /// How many messages the journal holds.
     pub(super) messages: u64,
-    /// How many of them are older than the age limit.
+    /// How many of them are older than the age limit and not kept all the same (undelivered
+    /// or never shown).
     pub(super) old_messages: u64,
 }
 
