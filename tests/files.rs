@@ -405,15 +405,16 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
 }
 
 /// A folder's file already received is deleted while the receiver is down: the resumed
-/// transfer fetches it again, says so, and ends with every file, rather than "received" with
-/// one missing.
+/// transfer fetches that file again, says so, and ends with every file, rather than
+/// "received" with one missing; the file received after it is not fetched again (no
+/// `b (1).bin`), and the file being received goes on from its part.
 #[test]
 fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     let tmp = tempfile::tempdir().unwrap();
     let downloads = tmp.path().join("dl");
     let bob_home = tmp.path().join("bob");
     fs::create_dir(&bob_home).unwrap();
-    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "4000000")]);
+    let mut alice = Chat::start_env("alice", &[], &SLOW);
     let peer = format!("127.0.0.1:{}", alice.port);
     let dl = downloads.display().to_string();
     let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
@@ -421,41 +422,68 @@ fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     bob.expect("alice joined");
     let folder = tmp.path().join("pics");
     fs::create_dir(&folder).unwrap();
-    let (first, second) = (bytes(1024 * 1024, 21), bytes(8 * 1024 * 1024, 22));
-    fs::write(folder.join("a.bin"), &first).unwrap();
-    fs::write(folder.join("b.bin"), &second).unwrap();
+    let (a, b, c) = (
+        bytes(1024 * 1024, 21),
+        bytes(1024 * 1024, 22),
+        bytes(8 * 1024 * 1024, 23),
+    );
+    fs::write(folder.join("a.bin"), &a).unwrap();
+    fs::write(folder.join("b.bin"), &b).unwrap();
+    fs::write(folder.join("c.bin"), &c).unwrap();
     alice.send(&format!("/send bob {}", folder.display()));
     let offer = bob.expect("alice offers pics/");
     bob.send(&format!("/accept {}", offer_number(&offer)));
     let got = downloads.join("pics");
-    kill_past_half_way(&mut bob, &got.join("b.bin.part"), second.len());
+    let kept = kill_past_half_way(&mut bob, &got.join("c.bin.part"), c.len());
     assert_eq!(
-        fs::read(got.join("a.bin")).unwrap(),
-        first,
-        "a.bin was in place"
+        fs::read(got.join("b.bin")).unwrap(),
+        b,
+        "b.bin was in place"
     );
     fs::remove_file(got.join("a.bin")).unwrap();
 
     let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
-    let said = bob.expect("is not as it was received");
+    let said = bob.expect("no longer there");
     assert!(
-        said.contains("a.bin") && said.contains("receiving it again"),
+        said.contains("a.bin,") && said.ends_with("receiving again"),
         "{said}"
     );
     bob.expect("received pics/ from alice");
-    assert_eq!(fs::read(got.join("a.bin")).unwrap(), first);
-    assert_eq!(fs::read(got.join("b.bin")).unwrap(), second);
-    assert_eq!(walk(&got).len(), 2, "{:?}", walk(&got));
+    let sent = alice.expect("sent pics/ to bob");
+    assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
+    assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
+    assert_eq!(fs::read(got.join("c.bin")).unwrap(), c);
+    assert_eq!(walk(&got).len(), 3, "{:?}", walk(&got));
+    // c.bin went on from its part: what was sent after the restart is a.bin and c.bin's rest.
+    let total = (a.len() + b.len() + c.len()) as u64;
+    let at = megabytes_after(&sent, "resumed at");
+    assert!(
+        at * 1e6 >= (a.len() + b.len()) as f64 + kept as f64 - 0.1e6,
+        "{sent} (kept {kept} of c.bin, total {total})"
+    );
 }
 
-#[test]
-fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
-    let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let alice_home = tmp.path().join("alice");
+/// Alice (sending at 4 MB/s from a data directory under `tmp`) offers bob `name`, 10 MiB,
+/// and is killed once bob's part holds more than half of it.
+struct SenderKilled {
+    alice_home: std::path::PathBuf,
+    /// Alice's chat address, as bob was given it.
+    peer: String,
+    bob: Chat,
+    downloads: std::path::PathBuf,
+    part: std::path::PathBuf,
+    /// The length of bob's part when alice was killed.
+    kept: u64,
+    content: Vec<u8>,
+}
+
+const SLOW: [(&str, &str); 1] = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
+
+fn sender_killed_past_half_way(tmp: &Path, name: &str, seed: u64) -> SenderKilled {
+    let downloads = tmp.join("dl");
+    let alice_home = tmp.join("alice");
     fs::create_dir(&alice_home).unwrap();
-    let slow = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
-    let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
+    let mut alice = Chat::start_in(&alice_home, "alice", &[], &SLOW);
     let peer = format!("127.0.0.1:{}", alice.port);
     let dl = downloads.display().to_string();
     let mut bob = Chat::start(
@@ -463,10 +491,34 @@ fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
         &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
     );
     bob.expect("alice joined");
-    let content = bytes(10 * 1024 * 1024, 12);
-    offer_accepted(&mut alice, &mut bob, tmp.path(), "cut.bin", &content);
-    let part = downloads.join("cut.bin.part");
+    let content = bytes(10 * 1024 * 1024, seed);
+    offer_accepted(&mut alice, &mut bob, tmp, name, &content);
+    let part = downloads.join(format!("{name}.part"));
     let kept = kill_past_half_way(&mut alice, &part, content.len());
+    SenderKilled {
+        alice_home,
+        peer,
+        bob,
+        downloads,
+        part,
+        kept,
+        content,
+    }
+}
+
+#[test]
+fn a_transfer_resumes_after_the_sender_is_killed_past_half_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let SenderKilled {
+        alice_home,
+        mut bob,
+        downloads,
+        part,
+        kept,
+        content,
+        ..
+    } = sender_killed_past_half_way(tmp.path(), "cut.bin", 12);
+    let slow = SLOW;
 
     // Alice comes back on another port, so bob, who added her by her old address, cannot
     // find her: she must find him. No message went either way, only the file, and that is
@@ -509,22 +561,15 @@ fn a_sender_whose_kept_transfer_was_damaged_says_so_and_the_receiver_is_told() {
         ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        let downloads = tmp.path().join("dl");
-        let alice_home = tmp.path().join("alice");
-        fs::create_dir(&alice_home).unwrap();
-        let slow = [("TAILCHAT_TEST_SEND_RATE", "4000000")];
-        let mut alice = Chat::start_in(&alice_home, "alice", &[], &slow);
-        let peer = format!("127.0.0.1:{}", alice.port);
-        let dl = downloads.display().to_string();
-        let mut bob = Chat::start(
-            "bob",
-            &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
-        );
-        bob.expect("alice joined");
-        let content = bytes(10 * 1024 * 1024, 13);
-        offer_accepted(&mut alice, &mut bob, tmp.path(), "list.bin", &content);
-        let part = downloads.join("list.bin.part");
-        kill_past_half_way(&mut alice, &part, content.len());
+        let SenderKilled {
+            alice_home,
+            peer,
+            mut bob,
+            downloads,
+            part,
+            ..
+        } = sender_killed_past_half_way(tmp.path(), "list.bin", 13);
+        let slow = SLOW;
         let kept = alice_home.join("data/tailchat/transfers");
         let files: Vec<_> = fs::read_dir(&kept)
             .unwrap()

@@ -257,24 +257,46 @@ pub fn resume_point(job: &Job) -> (u32, u64) {
     (job.files_done, offset)
 }
 
-/// The first of the files the record counts as in place (before `job.files_done`) that is
-/// not at its final name as a regular file of the manifest's size, with that name: the user
-/// moved, deleted or cut it while we were not running, and a transfer that went on from
-/// after it would end "received" with a file missing. (The size, not the hash: reading every
-/// file received so far again at each resume would cost more than the check is worth, and a
-/// file the user changed in place is theirs.)
-fn gone_since(job: &Job) -> Option<(u32, PathBuf)> {
-    let manifest = job.manifest.as_ref()?;
-    let mut finals = job.plan.finals(manifest);
-    let i = manifest
-        .entries
-        .iter()
-        .zip(&finals)
-        .take(job.files_done as usize)
-        .position(|(entry, path)| {
-            !fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == entry.size)
-        })?;
-    Some((u32::try_from(i).ok()?, finals.swap_remove(i)))
+/// The files the record counts as in place (before `job.files_done`) that are not at their
+/// names any more (the user moved or deleted them, or their folder, since they were
+/// received), as runs of consecutive indexes `(first, last)`: a transfer that went on from
+/// after them would end "received" with files missing. A file that is there but changed is
+/// the user's, and left alone (it cannot have been cut by a crash: files are put in place
+/// whole, once checked).
+fn missing_runs(job: &Job) -> Vec<(u32, u32)> {
+    let Some(manifest) = &job.manifest else {
+        return Vec::new();
+    };
+    let finals = job.plan.finals(manifest);
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    let placed = finals.iter().take(job.files_done as usize).enumerate();
+    for (i, _) in placed.filter(|(_, p)| fs::symlink_metadata(p).is_err()) {
+        let Ok(i) = u32::try_from(i) else { break };
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == i => *last = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs
+}
+
+/// Fetches again, each run on a connection of its own, the files [`missing_runs`] finds,
+/// saying so first.
+fn fetch_missing(job: &Job, events: &UnboundedSender<DataEvent>) -> Result<(), (u64, FetchError)> {
+    let (Some(manifest), runs) = (&job.manifest, missing_runs(job)) else {
+        return Ok(());
+    };
+    let finals = job.plan.finals(manifest);
+    for (first, last) in runs {
+        let _ = events.send(DataEvent::FilesGone {
+            key: job.key,
+            index: first,
+            count: last - first + 1,
+            path: finals[first as usize].clone(),
+        });
+        fetch(job, first, 0, Some(last), events).map_err(|e| (manifest.position(first, 0), e))?;
+    }
+    Ok(())
 }
 
 /// Files from `job.files_done` on that are in place although the transfer's record does not
@@ -322,20 +344,14 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     let spawned = std::thread::Builder::new()
         .name("tailchat-fetch".into())
         .spawn(move || {
-            let job = match gone_since(&job) {
-                Some((index, path)) => {
-                    let _ = events.send(DataEvent::FilesGone {
-                        key: job.key,
-                        index,
-                        path,
-                    });
-                    Job {
-                        files_done: index,
-                        ..job
-                    }
-                }
-                None => job,
-            };
+            if let Err((from, e)) = fetch_missing(&job, &events) {
+                let _ = events.send(DataEvent::FetchEnded {
+                    key: job.key,
+                    from,
+                    result: Err(e),
+                });
+                return;
+            }
             let placed = already_placed(&job, &events);
             let job = Job {
                 files_done: job.files_done + placed,
@@ -346,7 +362,7 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
                 .manifest
                 .as_ref()
                 .map_or(0, |m| m.position(file, offset));
-            let result = fetch(&job, file, offset, &events);
+            let result = fetch(&job, file, offset, None, &events);
             let _ = events.send(DataEvent::FetchEnded {
                 key: job.key,
                 from,
@@ -370,6 +386,7 @@ fn fetch(
     job: &Job,
     first: u32,
     offset: u64,
+    last: Option<u32>,
     events: &UnboundedSender<DataEvent>,
 ) -> Result<(), FetchError> {
     let link = |e: io::Error| {
@@ -531,11 +548,16 @@ fn fetch(
         }
         let placed = names::place(&part, wanted).map_err(disk)?;
         let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
         let _ = events.send(DataEvent::FileDone {
             key: job.key,
-            index: u32::try_from(i).unwrap_or(u32::MAX),
+            index,
             path: placed,
         });
+        if last == Some(index) {
+            // Files fetched again (see `fetch_missing`): the rest is not asked for here.
+            return Ok(());
+        }
     }
     // Unless there were no files to take this time, the end was checked before the last one
     // was put in place.

@@ -119,15 +119,17 @@ pub enum DataEvent {
         /// Where it is now.
         path: PathBuf,
     },
-    /// Files the record counts as in place are not there any more (moved, deleted or cut
-    /// short while we were not running): the fetch goes back to file `index`, the first of
-    /// them, at `path`.
+    /// Files the record counts as in place are not at their names any more (moved or
+    /// deleted since they were received): `count` of them from file `index`, the first at
+    /// `path`, are fetched again.
     FilesGone {
         /// Which transfer.
         key: TransferKey,
         /// The first file not in place, in manifest order.
         index: u32,
-        /// Where it should be.
+        /// How many, from it on, in a row.
+        count: u32,
+        /// Where the first should be.
         path: PathBuf,
     },
     /// A fetch attempt ended.

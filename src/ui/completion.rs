@@ -33,7 +33,7 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
     let command = line
         .split_whitespace()
         .next()
-        .filter(|c| start > 0 && c.starts_with('/'))
+        .filter(|c| start > 0 && c.starts_with('/') && !c.starts_with("//"))
         .map(str::to_ascii_lowercase);
     let argument = before[..start].split_whitespace().count();
     let takes_nick = match command.as_deref() {
@@ -190,6 +190,11 @@ mod tests {
         assert_eq!(at_end("/me waves at b", &known).1, nicks(&["bob"]));
         assert_eq!(at_end("/msg alice hi b", &known).1, nicks(&["bob"]));
         assert_eq!(at_end("hi b", &known).1, nicks(&["bob"]));
+        assert_eq!(
+            at_end("//etc is odd, b", &known).1,
+            nicks(&["bob"]),
+            "text, not a command"
+        );
         assert_eq!(at_end("/help wh", &known), (6, nicks(&["whois"])));
         assert_eq!(at_end("/help /fi", &known).1, nicks(&["files"]));
     }

@@ -365,6 +365,7 @@ impl Files {
                 if let Some(t) = self.mine(id) {
                     t.sent_this_run += sent;
                     t.last_connection = Some((from, sent));
+                    t.served_to = t.served_to.max(from.saturating_add(sent));
                     if result.is_ok() {
                         // (What a broken connection wrote may not have arrived.)
                         t.record.bytes_done = t.record.bytes_done.max(from + sent);
@@ -451,22 +452,27 @@ impl Files {
             }
             DataEvent::FileDone { key, index, path } => {
                 if let Some(t) = self.transfers.get_mut(&key) {
-                    t.record.files_done = index + 1;
+                    // (Files fetched again come after later ones: the count never goes back.)
+                    t.record.files_done = t.record.files_done.max(index + 1);
                     if !t.record.offer.folder {
                         t.record.dest = Some(path);
                     }
                     self.save(key);
                 }
             }
-            DataEvent::FilesGone { key, index, path } => {
-                let Some(t) = self.transfers.get_mut(&key) else {
+            DataEvent::FilesGone {
+                key, count, path, ..
+            } => {
+                let Some(t) = self.transfers.get(&key) else {
                     return;
                 };
-                t.record.files_done = t.record.files_done.min(index);
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
-                self.save(key);
+                let more = match count {
+                    1 => String::new(),
+                    n => format!(" and the {} after it", n - 1),
+                };
                 self.notice(format!(
-                    "{name} from {nick}: {} is not as it was received (moved, deleted or cut short while tailchat was not running): receiving it again (anything now at that name is left as it is)",
+                    "{name} from {nick}: {}{more}, received already, no longer there (moved or deleted since): receiving again",
                     path.display()
                 ));
             }

@@ -422,14 +422,14 @@ impl Files {
                 t.shown_name(),
                 t.shown_size()
             ),
-            // Each connection serves from where the receiver has it to the end: one that
-            // stopped short and a "done" is a receiver that says more than it was sent.
-            Some((from, sent)) if from.saturating_add(sent) < size => format!(
+            // Each connection serves from where the receiver has it to the end: when none
+            // reached the end, a "done" is a receiver that says more than it was sent.
+            Some(_) if t.served_to < size => format!(
                 "{} says {} arrived whole ({}), but only {} of it was sent",
                 Self::nick(ep, t),
                 t.shown_name(),
                 t.shown_size(),
-                human_size(from.saturating_add(sent))
+                human_size(t.served_to)
             ),
             Some(_) => format!(
                 "sent {} to {} ({}{}{})",

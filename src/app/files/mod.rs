@@ -166,6 +166,9 @@ struct Transfer {
     /// Where the last data connection started in the offer, and what it sent (outgoing) or
     /// brought (incoming).
     last_connection: Option<(u64, u64)>,
+    /// Outgoing: the furthest any of this run's data connections served, in bytes of the
+    /// offer (a stalled connection may end after the one that finished).
+    served_to: u64,
     /// Outgoing: data connections being served now.
     serving: u32,
     /// Outgoing: the receiver's Done came while a connection was still being served (its
@@ -752,7 +755,11 @@ impl Files {
                     .as_ref()
                     .is_some_and(|o| blake3::hash(b).as_bytes() == &o.manifest_hash)
             });
-            let manifest = kept_manifest.and_then(|b| Manifest::decode(&b).ok());
+            // A receiver's list that is not the offered one is not trusted either: the next
+            // fetch asks the sender for it again.
+            let manifest = kept_manifest
+                .filter(|_| ours_as_offered)
+                .and_then(|b| Manifest::decode(&b).ok());
             if record.outgoing
                 && !record.state.is_finished()
                 && (manifest.is_none() || !ours_as_offered)
@@ -959,6 +966,7 @@ fn new_transfer(
         took_at_end: None,
         sent_this_run: 0,
         last_connection: None,
+        served_to: 0,
         serving: 0,
         done_waiting: false,
         progress_shown: None,

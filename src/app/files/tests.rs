@@ -214,6 +214,49 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
 }
 
+/// A stalled connection that ends after the one that served the rest (the receiver gave up
+/// on it first and came back) does not make an honest "done" look like a lie.
+#[tokio::test(start_paused = true)]
+async fn a_done_after_a_stale_connection_ends_last_is_sent() {
+    let (mut files, key) = ours_accepted();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Serving {
+            id: 7,
+            from: 4_000_000,
+        },
+        now,
+    );
+    let rest = DataEvent::ServeEnded {
+        id: 7,
+        from: 4_000_000,
+        sent: 6_000_000,
+        result: Ok(()),
+    };
+    files.on_data_at(&mut ep, rest, now);
+    files.on_app_data(
+        &mut ep,
+        PeerId(2),
+        &control::encode(&Control::Done { id: 7 }),
+    );
+    let stale = DataEvent::ServeEnded {
+        id: 7,
+        from: 0,
+        sent: 4_000_000,
+        result: Err(ServeError::Link("nothing taken for 30 s".into())),
+    };
+    files.on_data_at(&mut ep, stale, now);
+    let lines = notices(files.take_lines());
+    assert!(
+        matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob")),
+        "{lines:?}"
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Done);
+}
+
 /// A receiver that says "done" before it was sent everything (a lie, or a bug in another
 /// program): the sender does not say it sent what it did not.
 #[tokio::test(start_paused = true)]
@@ -675,15 +718,60 @@ fn an_unfinished_transfer_shows_what_is_on_the_disk_after_a_restart() {
         offerer: PeerId(2),
         id: 7,
     };
-    store.save_manifest(key, &manifest.encode()).unwrap();
+    let bytes = manifest.encode();
+    store.save_manifest(key, &bytes).unwrap();
     std::fs::write(dir.path().join("report.pdf.part"), vec![0u8; 3_000_000]).unwrap();
-    let (again, key) = kept_and_restarted(dir.path(), |_| {});
+    let offered = crate::transfer::record::hex(blake3::hash(&bytes).as_bytes());
+    let (again, key) = kept_and_restarted(dir.path(), |t| {
+        t.record.offer.manifest_hash = offered.clone()
+    });
     assert_eq!(again.transfers[&key].percent_done(), 30);
+    assert!(again.transfers[&key].manifest.is_some());
     let ep = endpoint(Instant::now());
     assert_eq!(
         again.left_unfinished(&ep),
         ["report.pdf from bob: 30% received, the rest comes when you are both back"]
     );
+}
+
+/// A receiver's kept file list that is not the one offered (damaged, or changed) is not used:
+/// the next fetch asks the sender for it again.
+#[test]
+fn a_kept_file_list_other_than_the_offered_one_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = TransferKey {
+        offerer: PeerId(2),
+        id: 7,
+    };
+    let other = Manifest {
+        entries: vec![manifest::Entry {
+            path: "other.pdf".into(),
+            size: 1,
+            hash: [0; 32],
+        }],
+        folders: vec![],
+    };
+    Store::new(dir.path())
+        .save_manifest(key, &other.encode())
+        .unwrap();
+    let (again, key) = kept_and_restarted(dir.path(), |_| {});
+    assert!(again.transfers[&key].manifest.is_none());
+}
+
+/// A quit keeps each unfinished transfer's progress as it is then (records are saved at each
+/// file): the next run's /files and lines start from it.
+#[test]
+fn a_quit_keeps_the_progress_of_unfinished_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut files, key) = ours_accepted();
+    files.store = Some(Store::new(dir.path()));
+    files.transfers.get_mut(&key).unwrap().record.source = Some(dir.path().join("report.pdf"));
+    files.save(key);
+    files.transfers.get_mut(&key).unwrap().record.bytes_done = 3_700_000;
+    files.quitting();
+    let (records, _) = Store::new(dir.path()).load(now_ms());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].bytes_done, 3_700_000);
 }
 
 /// A transfer whose rest no longer fits (it paused for lack of space, or the disk filled while
