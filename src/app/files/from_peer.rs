@@ -157,39 +157,33 @@ impl Files {
                 self.finish_remote(ep, key, State::Cancelled, line);
             }
             other => {
-                let asks_data = matches!(other, Control::Accept { .. } | Control::Resume { .. });
-                let Some(t) = self.transfers.get_mut(&mine).filter(|t| t.peer() == from) else {
-                    if asks_data {
-                        // Not ours (any more): its record was lost or damaged, or it ended
-                        // long ago. Said, or the receiver would try our data port for ever.
-                        let _ = Self::control(
-                            ep,
-                            from,
-                            &Control::Cancel {
-                                id: mine.id,
-                                by_offerer: true,
-                                reason: "it is no longer offered (the sender has no record of it): ask for it to be sent again".into(),
-                            },
-                        );
+                if matches!(other, Control::Accept { .. } | Control::Resume { .. }) {
+                    // For a transfer not ours (any more: its record was lost or damaged, or
+                    // it ended long ago) or ended on our side while the receiver was away:
+                    // said, or the receiver would try our data port for ever. (Not our own
+                    // line as the reason: it may name our folders.)
+                    let ended = match self.transfers.get(&mine).filter(|t| t.peer() == from) {
+                        None => Some("it is no longer offered (the sender has no record of it)"),
+                        Some(t) if matches!(t.record.state, State::Cancelled | State::Failed) => {
+                            Some("it ended on the sender's side while you were away")
+                        }
+                        Some(_) => None,
+                    };
+                    if let Some(why) = ended {
+                        let reason = format!("{why}: ask for it to be sent again");
+                        let cancel = Control::Cancel {
+                            id: mine.id,
+                            by_offerer: true,
+                            reason,
+                        };
+                        let _ = Self::control(ep, from, &cancel);
+                        return;
                     }
+                }
+                let Some(t) = self.transfers.get_mut(&mine).filter(|t| t.peer() == from) else {
                     return;
                 };
                 if t.record.state.is_finished() {
-                    // Ended on our side while the receiver was away (or its end was lost):
-                    // told how, as a repeated offer is.
-                    if asks_data && matches!(t.record.state, State::Cancelled | State::Failed) {
-                        // Not our line: it may name our folders.
-                        let reason = "it ended on the sender's side while you were away: ask for it to be sent again".to_owned();
-                        let _ = Self::control(
-                            ep,
-                            from,
-                            &Control::Cancel {
-                                id: mine.id,
-                                by_offerer: true,
-                                reason,
-                            },
-                        );
-                    }
                     return;
                 }
                 let nick = Self::nick(ep, t);
