@@ -258,7 +258,9 @@ impl Store {
 
     /// A transfer's manifest, if kept.
     pub fn manifest(&self, key: TransferKey) -> Option<Vec<u8>> {
-        fs::read(self.path(key, "manifest")).ok()
+        // One byte more than a manifest may have: a longer file is not one.
+        let limit = u64::from(super::manifest::MAX_MANIFEST_BYTES) + 1;
+        read_kept(&self.path(key, "manifest"), limit).ok()
     }
 
     /// Writes `bytes` to `path` whole or not at all, readable by the user only (a record holds
@@ -307,15 +309,24 @@ impl Store {
     pub fn load(&self, now_ms: i64) -> (Vec<Record>, Vec<String>) {
         let mut records = Vec::new();
         let mut warnings = Vec::new();
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return (records, warnings);
+        let dir = match fs::read_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return (records, warnings),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot read {} ({}): unfinished file transfers are not resumed and finished ones are not listed — make it a folder you can read (or move it away to start afresh), then restart",
+                    self.dir.display(),
+                    crate::store::dirs::io_reason(&e)
+                ));
+                return (records, warnings);
+            }
         };
         for entry in dir.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            match fs::read(&path)
+            match read_kept(&path, MAX_RECORD_BYTES)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
             {
@@ -341,10 +352,74 @@ impl Store {
     }
 }
 
+/// A record is a few hundred bytes (its names are bounded); far more is not one.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+
+/// The bytes of a file kept in `transfers/`, if it is a regular file of at most `limit`
+/// bytes: not through a symbolic link, and without waiting on a FIFO or reading a device
+/// (something else put there must not hang the start or fill memory).
+fn read_kept(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(io::Error::other("too large"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transfer::control::Offer;
+
+    /// Whatever is put in `transfers/` in place of a record or a file list (a link to a
+    /// device, a FIFO, a huge file, a folder) is said to be damaged at once: no hang at the
+    /// start, no memory filled. A `transfers` that is a file is said too.
+    #[test]
+    fn what_is_not_a_record_is_refused_without_reading_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let dir = tmp.path().join("transfers");
+        fs::create_dir(&dir).unwrap();
+        let key = TransferKey {
+            offerer: PeerId(5),
+            id: 9,
+        };
+        std::os::unix::fs::symlink("/dev/zero", dir.join("a.json")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", store.path(key, "manifest")).unwrap();
+        nix::unistd::mkfifo(&dir.join("b.json"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::File::create(dir.join("c.json"))
+            .unwrap()
+            .set_len(2 * MAX_RECORD_BYTES)
+            .unwrap();
+        fs::create_dir(dir.join("d.json")).unwrap();
+        let (records, warnings) = store.load(0);
+        assert!(records.is_empty());
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("is damaged")),
+            "{warnings:?}"
+        );
+        assert_eq!(store.manifest(key), None);
+
+        fs::remove_dir_all(&dir).unwrap();
+        fs::write(&dir, b"not a folder").unwrap();
+        let (records, warnings) = store.load(0);
+        assert!(records.is_empty());
+        assert!(
+            matches!(&warnings[..], [w] if w.starts_with("cannot read") && w.contains("not resumed")),
+            "{warnings:?}"
+        );
+    }
 
     #[test]
     fn records_survive_a_restart_and_old_finished_ones_are_forgotten() {
