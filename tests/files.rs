@@ -469,6 +469,42 @@ fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     );
 }
 
+/// A file received is deleted while the rest of its folder still comes: before saying
+/// "received", the receiver fetches it again.
+#[test]
+fn a_file_deleted_while_its_folder_still_comes_is_fetched_again_before_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = {
+        let mut alice = Chat::start_env("alice", &[], &SLOW);
+        let peer = format!("127.0.0.1:{}", alice.port);
+        let dl = downloads.display().to_string();
+        let mut bob = Chat::start(
+            "bob",
+            &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
+        );
+        bob.expect("alice joined");
+        alice.expect("bob joined");
+        (alice, bob)
+    };
+    let folder = tmp.path().join("pics");
+    fs::create_dir(&folder).unwrap();
+    let (a, b) = (bytes(1024 * 1024, 31), bytes(8 * 1024 * 1024, 32));
+    fs::write(folder.join("a.bin"), &a).unwrap();
+    fs::write(folder.join("b.bin"), &b).unwrap();
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers pics/");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let got = downloads.join("pics");
+    common::wait_for("a.bin in place", || got.join("a.bin").exists());
+    fs::remove_file(got.join("a.bin")).unwrap();
+    let said = bob.expect("no longer there");
+    assert!(said.contains("a.bin,"), "{said}");
+    bob.expect("received pics/ from alice");
+    assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
+    assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
+}
+
 /// Alice (sending at 4 MB/s from a data directory under `tmp`) offers bob `name`, 10 MiB,
 /// and is killed once bob's part holds more than half of it.
 struct SenderKilled {

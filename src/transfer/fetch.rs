@@ -286,14 +286,17 @@ fn fetch_missing(job: &Job, events: &UnboundedSender<DataEvent>) -> Result<(), (
     let (Some(manifest), runs) = (&job.manifest, missing_runs(job)) else {
         return Ok(());
     };
-    let finals = job.plan.finals(manifest);
+    let Some(&(first, _)) = runs.first() else {
+        return Ok(());
+    };
+    // Said once, for all of them.
+    let _ = events.send(DataEvent::FilesGone {
+        key: job.key,
+        index: first,
+        count: runs.iter().map(|(a, b)| b - a + 1).sum(),
+        path: job.plan.finals(manifest).swap_remove(first as usize),
+    });
     for (first, last) in runs {
-        let _ = events.send(DataEvent::FilesGone {
-            key: job.key,
-            index: first,
-            count: last - first + 1,
-            path: finals[first as usize].clone(),
-        });
         fetch(job, first, 0, Some(last), events).map_err(|e| (manifest.position(first, 0), e))?;
     }
     Ok(())
@@ -362,12 +365,18 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
                 .manifest
                 .as_ref()
                 .map_or(0, |m| m.position(file, offset));
-            let result = fetch(&job, file, offset, None, &events);
-            let _ = events.send(DataEvent::FetchEnded {
-                key: job.key,
-                from,
-                result,
+            let key = job.key;
+            // Files moved or deleted while this attempt ran are fetched again before the end
+            // is said: "received" must be true when it is said.
+            let result = fetch(&job, file, offset, None, &events).and_then(|manifest| {
+                let whole = Job {
+                    files_done: u32::try_from(manifest.entries.len()).unwrap_or(u32::MAX),
+                    manifest: Some(manifest),
+                    ..job
+                };
+                fetch_missing(&whole, &events).map_err(|(_, e)| e)
             });
+            let _ = events.send(DataEvent::FetchEnded { key, from, result });
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot start a thread for file transfer {key:?}: {e}");
@@ -388,7 +397,7 @@ fn fetch(
     offset: u64,
     last: Option<u32>,
     events: &UnboundedSender<DataEvent>,
-) -> Result<(), FetchError> {
+) -> Result<Manifest, FetchError> {
     let link = |e: io::Error| {
         FetchError::Link(match e.kind() {
             // The read timeout: said as what it means.
@@ -556,7 +565,7 @@ fn fetch(
         });
         if last == Some(index) {
             // Files fetched again (see `fetch_missing`): the rest is not asked for here.
-            return Ok(());
+            return Ok(manifest);
         }
     }
     // Unless there were no files to take this time, the end was checked before the last one
@@ -564,7 +573,8 @@ fn fetch(
     if (first as usize) >= manifest.entries.len() {
         nothing_more(&mut stream)?;
     }
-    make_empty_folders(job, &manifest)
+    make_empty_folders(job, &manifest)?;
+    Ok(manifest)
 }
 
 /// Makes a folder transfer's empty folders (with their parents) under its folder, once its

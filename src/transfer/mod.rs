@@ -127,7 +127,7 @@ pub enum DataEvent {
         key: TransferKey,
         /// The first file not in place, in manifest order.
         index: u32,
-        /// How many, from it on, in a row.
+        /// How many in all.
         count: u32,
         /// Where the first should be.
         path: PathBuf,

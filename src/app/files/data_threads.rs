@@ -469,7 +469,7 @@ impl Files {
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let more = match count {
                     1 => String::new(),
-                    n => format!(" and the {} after it", n - 1),
+                    n => format!(" and {} more", n - 1),
                 };
                 self.notice(format!(
                     "{name} from {nick}: {}{more}, received already, no longer there (moved or deleted since): receiving again",
