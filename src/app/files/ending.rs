@@ -162,21 +162,18 @@ impl Files {
 fn kept_files(t: &Transfer) -> String {
     let total = t.record.offer.files;
     // Counted on the disk: the fetch thread's reports of the last files placed may still be
-    // on their way when it is stopped.
-    let on_disk = match (&t.manifest, &t.record.dest) {
+    // on their way when it is stopped, and the user may have moved some away since.
+    let done = match (&t.manifest, &t.record.dest) {
         (Some(m), Some(top)) if t.record.offer.folder && !t.record.outgoing => {
-            Plan::Folder { top: top.clone() }
-                .finals(m)
+            let finals = Plan::Folder { top: top.clone() }.finals(m);
+            let there = finals
                 .iter()
-                .take_while(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
-                .count()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+                .count();
+            u32::try_from(there).unwrap_or(u32::MAX)
         }
-        _ => 0,
+        _ => t.record.files_done,
     };
-    let done = t
-        .record
-        .files_done
-        .max(u32::try_from(on_disk).unwrap_or(u32::MAX));
     match &t.record.dest {
         Some(dest) if !t.record.outgoing && t.record.offer.folder && done > 0 && done < total => {
             let are = if done == 1 { "is" } else { "are" };

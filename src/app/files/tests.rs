@@ -1120,17 +1120,24 @@ fn a_stopped_folder_counts_the_files_on_the_disk() {
         t.record.dest = Some(top.clone());
         t.record.files_done = 0; // no report has come yet
         t.manifest = Some(Manifest {
-            entries: vec![entry("a.jpg"), entry("b.jpg"), entry("c.jpg")],
+            entries: vec![
+                entry("a.jpg"),
+                entry("b.jpg"),
+                entry("c.jpg"),
+                entry("d.jpg"),
+            ],
             folders: vec![],
         });
+        t.record.offer.files = 4;
     }
-    std::fs::write(top.join("a.jpg"), b"a").unwrap();
+    // a.jpg was received, then moved away by the user: not counted as kept.
     std::fs::write(top.join("b.jpg"), b"b").unwrap();
+    std::fs::write(top.join("c.jpg"), b"c").unwrap();
     let mut ep = endpoint(Instant::now());
     files.finish(&mut ep, key, State::Cancelled, None);
     let lines = notices(files.take_lines());
     assert!(
-        matches!(&lines[..], [l] if l.ends_with(&format!("the 2 of 3 files that had arrived whole are kept in {}", top.display()))),
+        matches!(&lines[..], [l] if l.ends_with(&format!("the 2 of 4 files that had arrived whole are kept in {}", top.display()))),
         "{lines:?}"
     );
 }
