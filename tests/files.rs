@@ -469,6 +469,44 @@ fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     );
 }
 
+/// The receiver's kept file list is damaged while it is down: it asks the sender for the list
+/// again before anything else, so the files already in place are known and not fetched
+/// again as `a (1).bin`.
+#[test]
+fn a_receiver_whose_kept_file_list_was_damaged_fetches_no_file_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start_env("alice", &[], &SLOW);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    let folder = tmp.path().join("pics");
+    fs::create_dir(&folder).unwrap();
+    let (a, b) = (bytes(1024 * 1024, 41), bytes(8 * 1024 * 1024, 42));
+    fs::write(folder.join("a.bin"), &a).unwrap();
+    fs::write(folder.join("b.bin"), &b).unwrap();
+    alice.send(&format!("/send bob {}", folder.display()));
+    let offer = bob.expect("alice offers pics/");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    let got = downloads.join("pics");
+    kill_past_half_way(&mut bob, &got.join("b.bin.part"), b.len());
+    let kept = bob_home.join("data/tailchat/transfers");
+    for e in fs::read_dir(&kept).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "manifest") {
+            fs::write(e.path(), b"damaged").unwrap();
+        }
+    }
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("received pics/ from alice");
+    assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
+    assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
+    assert_eq!(walk(&got).len(), 2, "{:?}", walk(&got));
+}
+
 /// A file received is deleted while the rest of its folder still comes: before saying
 /// "received", the receiver fetches it again.
 #[test]

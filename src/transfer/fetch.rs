@@ -347,6 +347,29 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     let spawned = std::thread::Builder::new()
         .name("tailchat-fetch".into())
         .spawn(move || {
+            // Files in place but no list kept that names them (it was lost or damaged): the
+            // list first (a request for the file past the last), so that those are known
+            // and not fetched again as `NAME (1)`.
+            let job = match job.manifest {
+                None if job.files_done > 0 => {
+                    match fetch(&job, job.offer.files, 0, Some(job.offer.files), &events) {
+                        Ok(manifest) => Job {
+                            manifest: Some(manifest),
+                            ..job
+                        },
+                        Err(e) => {
+                            let (key, result) = (job.key, Err(e));
+                            let _ = events.send(DataEvent::FetchEnded {
+                                key,
+                                from: 0,
+                                result,
+                            });
+                            return;
+                        }
+                    }
+                }
+                _ => job,
+            };
             if let Err((from, e)) = fetch_missing(&job, &events) {
                 let _ = events.send(DataEvent::FetchEnded {
                     key: job.key,
@@ -567,6 +590,10 @@ fn fetch(
             // Files fetched again (see `fetch_missing`): the rest is not asked for here.
             return Ok(manifest);
         }
+    }
+    if last.is_some() {
+        // Only the list was asked for (see `spawn`): nothing else follows.
+        return Ok(manifest);
     }
     // Unless there were no files to take this time, the end was checked before the last one
     // was put in place.
