@@ -404,6 +404,62 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
     assert!(!part.exists());
 }
 
+/// The folder `pics` of `files` (name, bytes) on its way from alice (4 MB/s) to bob, who
+/// accepted it and runs from a data directory of his own.
+struct FolderComing {
+    alice: Chat,
+    bob: Chat,
+    bob_home: std::path::PathBuf,
+    bob_args: Vec<String>,
+    /// Where it lands.
+    got: std::path::PathBuf,
+}
+
+impl FolderComing {
+    /// Bob again, as he was started.
+    fn restart_bob(&self) -> Chat {
+        let args: Vec<&str> = self.bob_args.iter().map(String::as_str).collect();
+        Chat::start_in(&self.bob_home, "bob", &args, &[])
+    }
+}
+
+fn folder_coming(tmp: &Path, files: &[(&str, &[u8])]) -> FolderComing {
+    let downloads = tmp.join("dl");
+    let bob_home = tmp.join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let alice = Chat::start_env("alice", &[], &SLOW);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let bob_args = vec![
+        "--peer".to_owned(),
+        peer,
+        "--download-dir".to_owned(),
+        downloads.display().to_string(),
+    ];
+    let args: Vec<&str> = bob_args.iter().map(String::as_str).collect();
+    let bob = Chat::start_in(&bob_home, "bob", &args, &[]);
+    let mut coming = FolderComing {
+        alice,
+        bob,
+        bob_home,
+        bob_args,
+        got: downloads.join("pics"),
+    };
+    coming.bob.expect("alice joined");
+    let folder = tmp.join("pics");
+    fs::create_dir(&folder).unwrap();
+    for (name, bytes) in files {
+        fs::write(folder.join(name), bytes).unwrap();
+    }
+    coming
+        .alice
+        .send(&format!("/send bob {}", folder.display()));
+    let offer = coming.bob.expect("alice offers pics/");
+    coming
+        .bob
+        .send(&format!("/accept {}", offer_number(&offer)));
+    coming
+}
+
 /// A folder's file already received is deleted while the receiver is down: the resumed
 /// transfer fetches that file again, says so, and ends with every file, rather than
 /// "received" with one missing; the file received after it is not fetched again (no
@@ -411,30 +467,14 @@ fn a_transfer_resumes_after_the_receiver_is_killed_past_half_way() {
 #[test]
 fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let bob_home = tmp.path().join("bob");
-    fs::create_dir(&bob_home).unwrap();
-    let mut alice = Chat::start_env("alice", &[], &SLOW);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let dl = downloads.display().to_string();
-    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
-    bob.expect("alice joined");
-    let folder = tmp.path().join("pics");
-    fs::create_dir(&folder).unwrap();
     let (a, b, c) = (
         bytes(1024 * 1024, 21),
         bytes(1024 * 1024, 22),
         bytes(8 * 1024 * 1024, 23),
     );
-    fs::write(folder.join("a.bin"), &a).unwrap();
-    fs::write(folder.join("b.bin"), &b).unwrap();
-    fs::write(folder.join("c.bin"), &c).unwrap();
-    alice.send(&format!("/send bob {}", folder.display()));
-    let offer = bob.expect("alice offers pics/");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
-    let got = downloads.join("pics");
-    let kept = kill_past_half_way(&mut bob, &got.join("c.bin.part"), c.len());
+    let mut coming = folder_coming(tmp.path(), &[("a.bin", &a), ("b.bin", &b), ("c.bin", &c)]);
+    let got = coming.got.clone();
+    let kept = kill_past_half_way(&mut coming.bob, &got.join("c.bin.part"), c.len());
     assert_eq!(
         fs::read(got.join("b.bin")).unwrap(),
         b,
@@ -442,23 +482,23 @@ fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
     );
     fs::remove_file(got.join("a.bin")).unwrap();
 
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let mut bob = coming.restart_bob();
     let said = bob.expect("no longer there");
     assert!(
         said.contains("a.bin,") && said.ends_with("receiving again"),
         "{said}"
     );
     bob.expect("received pics/ from alice");
-    let sent = alice.expect("sent pics/ to bob");
+    let sent = coming.alice.expect("sent pics/ to bob");
     assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
     assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
     assert_eq!(fs::read(got.join("c.bin")).unwrap(), c);
     assert_eq!(walk(&got).len(), 3, "{:?}", walk(&got));
     // The connection that fetched a.bin again, closed by bob once it had it, is no outage.
     assert!(
-        !alice.seen.iter().any(|l| l.contains("interrupted")),
+        !coming.alice.seen.iter().any(|l| l.contains("interrupted")),
         "{:#?}",
-        alice.seen
+        coming.alice.seen
     );
     // c.bin went on from its part: what was sent after the restart is a.bin and c.bin's rest.
     let total = (a.len() + b.len() + c.len()) as u64;
@@ -475,32 +515,17 @@ fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
 #[test]
 fn a_receiver_whose_kept_file_list_was_damaged_fetches_no_file_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let bob_home = tmp.path().join("bob");
-    fs::create_dir(&bob_home).unwrap();
-    let mut alice = Chat::start_env("alice", &[], &SLOW);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let dl = downloads.display().to_string();
-    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
-    bob.expect("alice joined");
-    let folder = tmp.path().join("pics");
-    fs::create_dir(&folder).unwrap();
     let (a, b) = (bytes(1024 * 1024, 41), bytes(8 * 1024 * 1024, 42));
-    fs::write(folder.join("a.bin"), &a).unwrap();
-    fs::write(folder.join("b.bin"), &b).unwrap();
-    alice.send(&format!("/send bob {}", folder.display()));
-    let offer = bob.expect("alice offers pics/");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
-    let got = downloads.join("pics");
-    kill_past_half_way(&mut bob, &got.join("b.bin.part"), b.len());
-    let kept = bob_home.join("data/tailchat/transfers");
+    let mut coming = folder_coming(tmp.path(), &[("a.bin", &a), ("b.bin", &b)]);
+    let got = coming.got.clone();
+    kill_past_half_way(&mut coming.bob, &got.join("b.bin.part"), b.len());
+    let kept = coming.bob_home.join("data/tailchat/transfers");
     for e in fs::read_dir(&kept).unwrap().flatten() {
         if e.path().extension().is_some_and(|x| x == "manifest") {
             fs::write(e.path(), b"damaged").unwrap();
         }
     }
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let mut bob = coming.restart_bob();
     bob.expect("received pics/ from alice");
     assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
     assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
@@ -512,28 +537,9 @@ fn a_receiver_whose_kept_file_list_was_damaged_fetches_no_file_twice() {
 #[test]
 fn a_file_deleted_while_its_folder_still_comes_is_fetched_again_before_the_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let (mut alice, mut bob) = {
-        let mut alice = Chat::start_env("alice", &[], &SLOW);
-        let peer = format!("127.0.0.1:{}", alice.port);
-        let dl = downloads.display().to_string();
-        let mut bob = Chat::start(
-            "bob",
-            &["--peer", peer.as_str(), "--download-dir", dl.as_str()],
-        );
-        bob.expect("alice joined");
-        alice.expect("bob joined");
-        (alice, bob)
-    };
-    let folder = tmp.path().join("pics");
-    fs::create_dir(&folder).unwrap();
     let (a, b) = (bytes(1024 * 1024, 31), bytes(8 * 1024 * 1024, 32));
-    fs::write(folder.join("a.bin"), &a).unwrap();
-    fs::write(folder.join("b.bin"), &b).unwrap();
-    alice.send(&format!("/send bob {}", folder.display()));
-    let offer = bob.expect("alice offers pics/");
-    bob.send(&format!("/accept {}", offer_number(&offer)));
-    let got = downloads.join("pics");
+    let coming = folder_coming(tmp.path(), &[("a.bin", &a), ("b.bin", &b)]);
+    let (mut bob, got) = (coming.bob, coming.got);
     common::wait_for("a.bin in place", || got.join("a.bin").exists());
     fs::remove_file(got.join("a.bin")).unwrap();
     let said = bob.expect("no longer there");
