@@ -214,6 +214,24 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
 }
 
+/// Our data connection to bob for transfer 7, from byte `from`, ended having sent `sent`
+/// bytes; `broken` says why it broke, if it did.
+fn served(files: &mut Files, ep: &mut Endpoint, from: u64, sent: u64, broken: Option<&str>) {
+    let result = broken.map_or(Ok(()), |why| Err(ServeError::Link(why.into())));
+    let ended = DataEvent::ServeEnded {
+        id: 7,
+        from,
+        sent,
+        result,
+    };
+    files.on_data_at(ep, ended, Instant::now());
+}
+
+/// Bob says transfer 7 arrived whole.
+fn done_from_bob(files: &mut Files, ep: &mut Endpoint) {
+    files.on_app_data(ep, PeerId(2), &control::encode(&Control::Done { id: 7 }));
+}
+
 /// A stalled connection that ends after the one that served the rest (the receiver gave up
 /// on it first and came back) does not make an honest "done" look like a lie.
 #[tokio::test(start_paused = true)]
@@ -222,33 +240,20 @@ async fn a_done_after_a_stale_connection_ends_last_is_sent() {
     let now = Instant::now();
     let mut ep = endpoint(now);
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
-    files.on_data_at(
-        &mut ep,
-        DataEvent::Serving {
-            id: 7,
-            from: 4_000_000,
-        },
-        now,
-    );
-    let rest = DataEvent::ServeEnded {
+    let resumed = DataEvent::Serving {
         id: 7,
         from: 4_000_000,
-        sent: 6_000_000,
-        result: Ok(()),
     };
-    files.on_data_at(&mut ep, rest, now);
-    files.on_app_data(
+    files.on_data_at(&mut ep, resumed, now);
+    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
+    done_from_bob(&mut files, &mut ep);
+    served(
+        &mut files,
         &mut ep,
-        PeerId(2),
-        &control::encode(&Control::Done { id: 7 }),
+        0,
+        4_000_000,
+        Some("nothing taken for 30 s"),
     );
-    let stale = DataEvent::ServeEnded {
-        id: 7,
-        from: 0,
-        sent: 4_000_000,
-        result: Err(ServeError::Link("nothing taken for 30 s".into())),
-    };
-    files.on_data_at(&mut ep, stale, now);
     let lines = notices(files.take_lines());
     assert!(
         matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob")),
@@ -265,18 +270,14 @@ async fn a_done_before_all_was_sent_says_how_much_was() {
     let now = Instant::now();
     let mut ep = endpoint(now);
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
-    files.on_app_data(
+    done_from_bob(&mut files, &mut ep);
+    served(
+        &mut files,
         &mut ep,
-        PeerId(2),
-        &control::encode(&Control::Done { id: 7 }),
+        0,
+        1_100_000,
+        Some("connection reset by peer"),
     );
-    let ended = DataEvent::ServeEnded {
-        id: 7,
-        from: 0,
-        sent: 1_100_000,
-        result: Err(ServeError::Link("connection reset by peer".into())),
-    };
-    files.on_data_at(&mut ep, ended, now);
     let lines = notices(files.take_lines());
     assert_eq!(
         lines,
