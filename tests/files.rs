@@ -460,52 +460,57 @@ fn folder_coming(tmp: &Path, files: &[(&str, &[u8])]) -> FolderComing {
     coming
 }
 
-/// A folder's file already received is deleted while the receiver is down: the resumed
-/// transfer fetches that file again, says so, and ends with every file, rather than
-/// "received" with one missing; the file received after it is not fetched again (no
-/// `b (1).bin`), and the file being received goes on from its part.
+/// Two files of a folder already received, with one still in place between them, are
+/// deleted while the receiver is down: the resumed transfer fetches those two again, says so,
+/// and ends with every file, rather than "received" with two missing; the file between them
+/// (taken along on the same connection and dropped) and the one after them are not fetched
+/// again as `b (1).bin`, and the file being received goes on from its part.
 #[test]
-fn a_file_received_and_removed_while_the_receiver_was_down_is_fetched_again() {
+fn files_received_and_removed_while_the_receiver_was_down_are_fetched_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, c) = (
+    let (a, b, c, d) = (
         bytes(1024 * 1024, 21),
         bytes(1024 * 1024, 22),
+        bytes(64 * 1024, 24),
         bytes(8 * 1024 * 1024, 23),
     );
-    let mut coming = folder_coming(tmp.path(), &[("a.bin", &a), ("b.bin", &b), ("c.bin", &c)]);
+    let files: [(&str, &[u8]); 4] = [("a.bin", &a), ("b.bin", &b), ("c.bin", &c), ("d.bin", &d)];
+    let mut coming = folder_coming(tmp.path(), &files);
     let got = coming.got.clone();
-    let kept = kill_past_half_way(&mut coming.bob, &got.join("c.bin.part"), c.len());
+    let kept = kill_past_half_way(&mut coming.bob, &got.join("d.bin.part"), d.len());
     assert_eq!(
         fs::read(got.join("b.bin")).unwrap(),
         b,
         "b.bin was in place"
     );
     fs::remove_file(got.join("a.bin")).unwrap();
+    fs::remove_file(got.join("c.bin")).unwrap();
 
     let mut bob = coming.restart_bob();
     let said = bob.expect("no longer there");
     assert!(
-        said.contains("a.bin,") && said.ends_with("receiving again"),
+        said.contains("a.bin and 1 more,") && said.ends_with("receiving again"),
         "{said}"
     );
     bob.expect("received pics/ from alice");
     let sent = coming.alice.expect("sent pics/ to bob");
-    assert_eq!(fs::read(got.join("a.bin")).unwrap(), a);
-    assert_eq!(fs::read(got.join("b.bin")).unwrap(), b);
-    assert_eq!(fs::read(got.join("c.bin")).unwrap(), c);
-    assert_eq!(walk(&got).len(), 3, "{:?}", walk(&got));
-    // The connection that fetched a.bin again, closed by bob once it had it, is no outage.
+    for (name, content) in files {
+        assert!(fs::read(got.join(name)).unwrap() == content, "{name}");
+    }
+    assert_eq!(walk(&got).len(), 4, "{:?}", walk(&got));
+    // The connection that fetched them again, closed by bob once he had them, is no outage.
     assert!(
         !coming.alice.seen.iter().any(|l| l.contains("interrupted")),
         "{:#?}",
         coming.alice.seen
     );
-    // c.bin went on from its part: what was sent after the restart is a.bin and c.bin's rest.
-    let total = (a.len() + b.len() + c.len()) as u64;
+    // d.bin went on from its part: what was sent after the restart is a.bin to c.bin and
+    // d.bin's rest.
+    let total = (a.len() + b.len() + c.len() + d.len()) as u64;
     let at = megabytes_after(&sent, "resumed at");
     assert!(
-        at * 1e6 >= (a.len() + b.len()) as f64 + kept as f64 - 0.1e6,
-        "{sent} (kept {kept} of c.bin, total {total})"
+        at * 1e6 >= (a.len() + b.len() + c.len()) as f64 + kept as f64 - 0.1e6,
+        "{sent} (kept {kept} of d.bin, total {total})"
     );
 }
 

@@ -280,8 +280,35 @@ fn missing_runs(job: &Job) -> Vec<(u32, u32)> {
     runs
 }
 
-/// Fetches again, each run on a connection of its own, the files [`missing_runs`] finds,
-/// saying so first.
+/// Runs of missing files fetched on one connection: the files in place between two runs
+/// come along too, and are read and dropped, as long as they are no more than the manifest
+/// (which every connection sends again) and [`GAP_TAKEN`] together. So a folder with every
+/// other small file deleted is fetched again on one connection, not one per file; a big file
+/// in place between two runs is not sent again.
+fn batches(runs: &[(u32, u32)], manifest: &Manifest, limit: u64) -> Vec<Vec<(u32, u32)>> {
+    let size = |i: u32| manifest.entries.get(i as usize).map_or(0, |e| e.size);
+    let mut batches: Vec<Vec<(u32, u32)>> = Vec::new();
+    for &(first, last) in runs {
+        match batches.last_mut() {
+            Some(batch)
+                if batch
+                    .last()
+                    .is_some_and(|&(_, end)| (end + 1..first).map(size).sum::<u64>() <= limit) =>
+            {
+                batch.push((first, last));
+            }
+            _ => batches.push(vec![(first, last)]),
+        }
+    }
+    batches
+}
+
+/// Bytes of files in place that a connection fetching gone files again may take along, on top
+/// of the manifest's length, rather than connect again (see [`batches`]).
+const GAP_TAKEN: u64 = 1 << 20;
+
+/// Fetches again the files [`missing_runs`] finds, saying so first: runs close together on
+/// one connection (see [`batches`]).
 fn fetch_missing(job: &Job, events: &UnboundedSender<DataEvent>) -> Result<(), (u64, FetchError)> {
     let (Some(manifest), runs) = (&job.manifest, missing_runs(job)) else {
         return Ok(());
@@ -296,8 +323,13 @@ fn fetch_missing(job: &Job, events: &UnboundedSender<DataEvent>) -> Result<(), (
         count: runs.iter().map(|(a, b)| b - a + 1).sum(),
         path: job.plan.finals(manifest).swap_remove(first as usize),
     });
-    for (first, last) in runs {
-        fetch(job, first, 0, Some(last), events).map_err(|e| (manifest.position(first, 0), e))?;
+    let limit = u64::from(job.offer.manifest_len) + GAP_TAKEN;
+    for batch in batches(&runs, manifest, limit) {
+        let (Some(&(first, _)), Some(&(_, last))) = (batch.first(), batch.last()) else {
+            continue;
+        };
+        let take = Take::Again { last, kept: &batch };
+        fetch(job, first, 0, take, events).map_err(|e| (manifest.position(first, 0), e))?;
     }
     Ok(())
 }
@@ -352,7 +384,11 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
             // and not fetched again as `NAME (1)`.
             let job = match job.manifest {
                 None if job.files_done > 0 => {
-                    match fetch(&job, job.offer.files, 0, Some(job.offer.files), &events) {
+                    let list_only = Take::Again {
+                        last: job.offer.files,
+                        kept: &[],
+                    };
+                    match fetch(&job, job.offer.files, 0, list_only, &events) {
                         Ok(manifest) => Job {
                             manifest: Some(manifest),
                             ..job
@@ -391,7 +427,7 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
             let key = job.key;
             // Files moved or deleted while this attempt ran are fetched again before the end
             // is said: "received" must be true when it is said.
-            let result = fetch(&job, file, offset, None, &events).and_then(|manifest| {
+            let result = fetch(&job, file, offset, Take::All, &events).and_then(|manifest| {
                 let whole = Job {
                     files_done: u32::try_from(manifest.entries.len()).unwrap_or(u32::MAX),
                     manifest: Some(manifest),
@@ -413,14 +449,46 @@ pub fn spawn(job: Job, events: UnboundedSender<DataEvent>) {
     }
 }
 
+/// What one connection takes from its first file on.
+#[derive(Clone, Copy, Debug)]
+enum Take<'a> {
+    /// Every file to the offer's end.
+    All,
+    /// Files fetched again (see [`fetch_missing`]), or the list alone (`kept` empty): up to
+    /// file `last`, keeping those in the runs `kept` (sorted); the bytes of the others, which
+    /// are in place, are read and dropped.
+    Again { last: u32, kept: &'a [(u32, u32)] },
+}
+
+impl Take<'_> {
+    /// Whether file `i` is kept.
+    fn keeps(&self, i: u32) -> bool {
+        match self {
+            Take::All => true,
+            Take::Again { kept, .. } => {
+                let k = kept.partition_point(|&(_, end)| end < i);
+                kept.get(k).is_some_and(|&(first, _)| first <= i)
+            }
+        }
+    }
+
+    fn last(&self) -> Option<u32> {
+        match self {
+            Take::All => None,
+            Take::Again { last, .. } => Some(*last),
+        }
+    }
+}
+
 /// One attempt, from file `first` byte `offset`.
 fn fetch(
     job: &Job,
     first: u32,
     offset: u64,
-    last: Option<u32>,
+    take: Take<'_>,
     events: &UnboundedSender<DataEvent>,
 ) -> Result<Manifest, FetchError> {
+    let last = take.last();
     let link = |e: io::Error| {
         FetchError::Link(match e.kind() {
             // The read timeout: said as what it means.
@@ -480,6 +548,11 @@ fn fetch(
     }
     for (i, (entry, wanted)) in manifest.entries.iter().zip(&finals).enumerate() {
         if i < first as usize {
+            continue;
+        }
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        if !take.keeps(index) {
+            drop_file(&mut stream, entry.size, job, &mut done, &link)?;
             continue;
         }
         let skip = if i == first as usize { offset } else { 0 };
@@ -580,7 +653,6 @@ fn fetch(
         }
         let placed = names::place(&part, wanted).map_err(disk)?;
         let _ = events.send(DataEvent::FetchProgress { key: job.key, done });
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
         let _ = events.send(DataEvent::FileDone {
             key: job.key,
             index,
@@ -602,6 +674,35 @@ fn fetch(
     }
     make_empty_folders(job, &manifest)?;
     Ok(manifest)
+}
+
+/// Reads the `len` bytes of a file in place (see [`Take::Again`]) and drops them; `link` says
+/// what a socket error means.
+fn drop_file(
+    stream: &mut TcpStream,
+    len: u64,
+    job: &Job,
+    done: &mut u64,
+    link: &dyn Fn(io::Error) -> FetchError,
+) -> Result<(), FetchError> {
+    let mut scratch = [0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        if job.cancel.load(Ordering::Acquire) {
+            return Err(FetchError::Cancelled);
+        }
+        let n = usize::try_from(left).map_or(scratch.len(), |l| l.min(scratch.len()));
+        match stream.read(&mut scratch[..n]) {
+            Ok(0) => return Err(FetchError::Link("closed early".into())),
+            Ok(r) => {
+                left -= r as u64;
+                *done += r as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(link(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Makes a folder transfer's empty folders (with their parents) under its folder, once its
@@ -899,5 +1000,43 @@ mod tests {
         assert_eq!(finals[n - 1], top.join("a (4999)"));
         assert_eq!(finals.iter().collect::<HashSet<_>>().len(), n, "all apart");
         assert!(tries < 2 * n as u64, "{tries} tries for {n} names");
+    }
+
+    /// Gone files are fetched again on as few connections as the files in place between them
+    /// allow: small ones in between come along (and are dropped), a big one splits the batch.
+    #[test]
+    fn gone_files_close_together_share_a_connection() {
+        let sizes = [10, 10, 10, 10, 5_000, 10, 10];
+        let manifest = Manifest {
+            entries: sizes
+                .iter()
+                .map(|&size| Entry {
+                    path: "f".into(),
+                    size,
+                    hash: [0; 32],
+                })
+                .collect(),
+            folders: vec![],
+        };
+        // Files 0, 2, 3 and 6 gone; 1 (10 bytes) and 4 + 5 (5 010 bytes) in place.
+        let runs = [(0, 0), (2, 3), (6, 6)];
+        assert_eq!(
+            batches(&runs, &manifest, 100),
+            vec![vec![(0, 0), (2, 3)], vec![(6, 6)]]
+        );
+        assert_eq!(batches(&runs, &manifest, 5_010), vec![runs.to_vec()]);
+        assert_eq!(
+            batches(&runs, &manifest, 9),
+            vec![vec![(0, 0)], vec![(2, 3)], vec![(6, 6)]]
+        );
+        assert_eq!(batches(&[], &manifest, 100), Vec::<Vec<(u32, u32)>>::new());
+        // What a connection of the first batch keeps: the gone files only.
+        let take = Take::Again {
+            last: 3,
+            kept: &[(0, 0), (2, 3)],
+        };
+        let kept: Vec<u32> = (0..7).filter(|&i| take.keeps(i)).collect();
+        assert_eq!(kept, [0, 2, 3]);
+        assert!((0..7).all(|i| Take::All.keeps(i)));
     }
 }
