@@ -224,6 +224,119 @@ fn a_peer_that_moves_proves_itself_again_from_where_it_is() {
     );
 }
 
+/// Mallory, at an address of her own, forwards datagrams unchanged between it and alice and
+/// bob, who are linked already.
+struct Relay {
+    at: SocketAddr,
+    alice: SocketAddr,
+    bob: SocketAddr,
+    /// Datagrams forwarded.
+    forwarded: std::rc::Rc<std::cell::Cell<u32>>,
+}
+
+impl sim::Outside for Relay {
+    fn receive(
+        &mut self,
+        _now: std::time::Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let other = match from {
+            f if f == self.alice => self.bob,
+            f if f == self.bob => self.alice,
+            _ => return Vec::new(),
+        };
+        if to != self.at {
+            return Vec::new();
+        }
+        self.forwarded.set(self.forwarded.get() + 1);
+        vec![(self.at, other, bytes.to_vec())]
+    }
+}
+
+/// Mallory, who reaches both, claims bob's PeerId towards alice from her own address and then
+/// only forwards: alice's hello to her address reaches bob, whose cookie, proofs and replies
+/// reach alice through her, so each would prove the other at mallory's address and move
+/// their link there — where she could drop and change what they say. Neither takes the new
+/// address while the other still answers where it was proven.
+#[test]
+fn a_third_party_relaying_a_handshake_does_not_move_a_live_link() {
+    for seed in 1..=5 {
+        let mut sim = Sim::new(seed, 2, LinkParams::lan());
+        sim.connect_star();
+        let mallory: SocketAddr = "10.0.66.6:7654".parse().unwrap();
+        let forwarded = std::rc::Rc::new(std::cell::Cell::new(0));
+        sim.outside = Some(Box::new(Relay {
+            at: mallory,
+            alice: sim.nodes[ALICE].addr,
+            bob: sim.nodes[BOB].addr,
+            forwarded: forwarded.clone(),
+        }));
+        let bob_session = sim.session(BOB);
+        let ping = as_bob(
+            &sim,
+            bob_session,
+            1 << 20,
+            &[Frame::Session(sim.session(ALICE)), Frame::Ping],
+        );
+        sim.inject(ALICE, mallory, &ping);
+        sim.run_for(Duration::from_secs(5));
+        assert!(
+            forwarded.get() >= 4,
+            "seed {seed}: the handshake went through mallory ({} datagrams)",
+            forwarded.get()
+        );
+        for (me, other) in [(ALICE, BOB), (BOB, ALICE)] {
+            let seen = sim.nodes[me].ep.peer(sim.id(other)).unwrap();
+            assert_eq!(
+                seen.addrs[0], sim.nodes[other].addr,
+                "seed {seed}: node {me} moved its link to {:?}",
+                seen.addrs
+            );
+            assert!(
+                !seen.addrs.contains(&mallory),
+                "seed {seed}: {:?}",
+                seen.addrs
+            );
+            assert!(
+                sim.nodes[me].ep.stats().address_kept >= 1,
+                "seed {seed}: node {me} kept the address"
+            );
+        }
+        // What mallory sends as bob from her address is still not taken.
+        let forged = as_bob(
+            &sim,
+            bob_session,
+            1 << 20,
+            &[
+                Frame::Session(sim.session(ALICE)),
+                Frame::Chat(Chat {
+                    seq: 1,
+                    msg: MessageId(1 << 40),
+                    direct: false,
+                    text: "please deploy tonight".into(),
+                    flags: 0,
+                    age_ms: 0,
+                }),
+            ],
+        );
+        sim.inject(ALICE, mallory, &forged);
+        sim.run_for(Duration::from_secs(1));
+        assert!(
+            texts(&sim, ALICE).is_empty(),
+            "seed {seed}: {:?}",
+            texts(&sim, ALICE)
+        );
+        // And the two still talk.
+        sim.send(BOB, Recipients::Everyone, "do not deploy tonight");
+        let ok = sim.run_until_cond(Duration::from_secs(2), |s| {
+            texts(s, ALICE) == ["do not deploy tonight"]
+        });
+        assert!(ok, "seed {seed}: {:?}", texts(&sim, ALICE));
+    }
+}
+
 #[test]
 fn a_peer_with_messages_waiting_or_heard_today_is_never_evicted() {
     // A table of 8. Bob has a message waiting (he is cut off); carol is online. Answering

@@ -37,6 +37,10 @@ pub struct Stats {
     /// Dropped: a proof from a new peer that could not be admitted (the table full of peers
     /// that must stay, or its IP address holding as many peers as one may).
     pub table_full: u64,
+    /// New addresses not taken: an online peer proved itself at one, but then answered at an
+    /// address it had proven before (it did not move; the new one may be a third party
+    /// relaying its datagrams, §8.3 "Roaming").
+    pub address_kept: u64,
     /// Dropped: a LAN announcement heard while discovery is off
     /// ([`crate::proto::Config::discovery`]).
     pub discovery_off: u64,

@@ -35,6 +35,12 @@ use std::time::{Duration, Instant};
 
 /// Signatures made, and signatures verified, remembered (each) at most.
 const SIGNATURES_REMEMBERED: usize = 64;
+/// How long an online peer that proved itself at a new address has to answer at a proven one
+/// instead (four round trips, within these bounds; the longest without a round trip measured)
+/// before the new address is taken: a peer that moved no longer answers at the old one.
+pub const ADDRESS_CHECK_MIN: Duration = Duration::from_millis(300);
+/// See [`ADDRESS_CHECK_MIN`].
+pub const ADDRESS_CHECK_MAX: Duration = Duration::from_secs(2);
 
 /// Recently made and verified signatures: a proof repeated (a retransmission, or a replay from
 /// the same address within the cookie's life) costs a hash, not curve arithmetic.
@@ -399,6 +405,24 @@ impl Endpoint {
         true
     }
 
+    /// Addresses whose check ([`Endpoint::accept`]) is over: the peer was not heard at a proven
+    /// address meanwhile, so it moved, and the new one is taken (its next datagrams from there
+    /// are, and it becomes the current address).
+    pub(super) fn take_checked_addresses(&mut self, now: Instant) {
+        let due: Vec<(PeerId, SocketAddr)> = self
+            .address_checks
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(id, (addr, _))| (*id, *addr))
+            .collect();
+        for (id, addr) in due {
+            self.address_checks.remove(&id);
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.prove(addr, false);
+            }
+        }
+    }
+
     /// A peer proved its key, session and address: admits it if it is new (and there is room),
     /// notes a returning or restarted one (a new session starts both streams again), binds its
     /// session to the address, takes its nick, and starts peer exchange when it joins or
@@ -468,6 +492,29 @@ impl Endpoint {
         let joined = peer.state().is_away();
         if probed == Some(Found::Manual) {
             peer.found = Found::Manual;
+        }
+        // An online peer in the same session, proven elsewhere, proving itself at a new
+        // address: taken only if it does not answer at the old ones meanwhile.
+        let check = !new_session
+            && !joined
+            && !was_unreachable
+            && peer.is_online()
+            && !peer.proven.is_empty()
+            && !peer.proven_at(from);
+        if check {
+            let wait = peer
+                .link
+                .srtt()
+                .map_or(ADDRESS_CHECK_MAX, |rtt| rtt.saturating_mul(4))
+                .clamp(ADDRESS_CHECK_MIN, ADDRESS_CHECK_MAX);
+            // A ping to where it is now: a peer that did not move acknowledges it from there.
+            peer.link.request_ping();
+            let due = now + wait;
+            let check = self.address_checks.entry(id).or_insert((from, due));
+            if check.0 != from {
+                *check = (from, due);
+            }
+            return true;
         }
         peer.prove(from, new_session);
         let share = joined || new_session;

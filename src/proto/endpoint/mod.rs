@@ -161,6 +161,10 @@ pub struct Endpoint {
     /// Ephemeral peers that left, and when they are forgotten: until then they are kept only
     /// to acknowledge their leave again, should our first ack be lost.
     departing: std::collections::BTreeMap<PeerId, Instant>,
+    /// Online peers that proved themselves at a new address while their current one may still
+    /// work, with that address and when it is taken if nothing comes from a proven one by then
+    /// (see [`handshake`]'s `check_address`). At most one per peer.
+    address_checks: std::collections::BTreeMap<PeerId, (SocketAddr, Instant)>,
     /// PeerIds heard announcing on our LAN (at most [`exchange::MAX_HEARD_ANNOUNCING`]): a
     /// newcomer among them hears the LAN's announcements too, so its peer exchange waits.
     heard_announcing: BTreeSet<PeerId>,
@@ -210,6 +214,7 @@ impl Endpoint {
             script: false,
             nick_changed: None,
             departing: std::collections::BTreeMap::new(),
+            address_checks: std::collections::BTreeMap::new(),
             heard_announcing: BTreeSet::new(),
             exchange_later: BTreeSet::new(),
             pending: None,
@@ -358,6 +363,7 @@ impl Endpoint {
             .chain(self.announcer.next())
             .chain(self.hints_due())
             .chain(self.departing.values().copied())
+            .chain(self.address_checks.values().map(|(_, t)| *t))
             .chain(self.exchange_later.first().map(|(t, _)| *t))
             .min()
     }
@@ -477,6 +483,10 @@ impl Endpoint {
         }
         peer.heard(now);
         peer.addrs.note(from);
+        if self.address_checks.remove(&header.sender).is_some() {
+            // It still answers where it was proven before: the new address is not taken.
+            self.stats.address_kept += 1;
+        }
         let mut out = Vec::new();
         peer.link
             .on_datagram(now, header.packet, datagram.frames, &mut out);
@@ -932,6 +942,7 @@ impl Endpoint {
             self.link_events(now, id, out);
             self.peers.settle(id);
         }
+        self.take_checked_addresses(now);
         let due: Vec<PeerId> = self
             .departing
             .iter()

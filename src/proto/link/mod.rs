@@ -363,6 +363,11 @@ impl Link {
         }
     }
 
+    /// A ping in the next datagram: whether the peer still answers here.
+    pub fn request_ping(&mut self) {
+        self.send.request_ping();
+    }
+
     /// Towards an unreachable peer with nothing in flight and nothing to send (what was
     /// outstanding got acknowledged late, by acks of packets presumed lost), a Ping: only an
     /// ack of something in flight makes it reachable again, and without one the link would
