@@ -225,6 +225,84 @@ pub fn render(out: &Output, time: NaiveTime, color: bool) -> String {
     line
 }
 
+/// Where the rows of `out` after its first start when [`render`]'s line is wider than the
+/// terminal (see [`wrap`]): under the text, after the label (`12:03 <alice> `, `12:03 -!- `),
+/// as the rows of a message of several lines do.
+#[must_use]
+pub fn continuation_indent(out: &Output) -> usize {
+    let width = |label: &str| 6 + unicode_width::UnicodeWidthStr::width(label) + 1;
+    match out {
+        Output::Group { nick, .. } => width(&format!("<{}>", display_nick(nick))),
+        Output::Direct { to: Some(to), .. } => width(&format!("*-> {}*", display_nick(to))),
+        Output::Direct { from, to: None, .. } => width(&format!("*{}*", display_nick(from))),
+        Output::Action { nick, .. } => width(&format!("* {}", display_nick(nick))),
+        Output::Notice(_) | Output::File(_) => width("-!-"),
+        Output::Error(_) => width("error:"),
+        Output::Info(_) | Output::Dated(_) => 6,
+        Output::Mention(inner) | Output::Late { message: inner, .. } => continuation_indent(inner),
+    }
+}
+
+/// Breaks a line of [`render`] into rows of at most `cols` terminal columns, each row it adds
+/// starting with `indent` spaces (at most half the width; the rows of a message of several
+/// lines come indented from [`render`]). So a row that starts at the left edge is always
+/// the start of a line of ours, with its time: a peer's text that filled its row to the end
+/// and went on with `12:03 <alice> …` would otherwise, wrapped by the terminal, pass for a line
+/// of alice's. Rows break at a space where there is one (the space goes), else anywhere;
+/// colour sequences take no room.
+#[must_use]
+pub fn wrap(line: &str, cols: usize, indent: usize) -> String {
+    let indent = indent.min(cols / 2);
+    let mut out = String::with_capacity(line.len() + line.len() / cols.max(1) * (indent + 1));
+    let row_start = format!("\n{}", " ".repeat(indent));
+    let mut col = 0;
+    // The last space of the row so far: where it is in `out`, and the column after it.
+    let mut space: Option<(usize, usize)> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // `ESC [` parameters and a final byte: a colour of ours.
+                out.push(c);
+                if let Some(open) = chars.next() {
+                    out.push(open);
+                    for d in chars.by_ref() {
+                        out.push(d);
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\n' => {
+                out.push(c);
+                col = 0;
+                space = None;
+            }
+            _ => {
+                let w = c.width().unwrap_or(0);
+                if col + w > cols {
+                    // At the row's last space if it has one past the indent, else here.
+                    if let Some((at, after)) = space.take().filter(|&(_, after)| after > indent) {
+                        out.replace_range(at..=at, &row_start);
+                        col = indent + (col - after);
+                    }
+                    if col + w > cols && col > indent {
+                        out.push_str(&row_start);
+                        col = indent;
+                    }
+                }
+                if c == ' ' {
+                    space = Some((out.len(), col + 1));
+                }
+                out.push(c);
+                col += w;
+            }
+        }
+    }
+    out
+}
+
 /// Makes any text safe to print on a terminal: nothing in it can hide, reorder or fake what
 /// is shown.
 ///
@@ -968,6 +1046,81 @@ mod tests {
             render(&Output::Dated(old.into()), time, false),
             "2026-12-05 09:30 <bob> hi"
         );
+    }
+
+    /// The terminal's columns of `row`, colour sequences left out.
+    fn columns(row: &str) -> usize {
+        let mut plain = String::new();
+        let mut chars = row.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                chars
+                    .by_ref()
+                    .find(|d| ('@'..='~').contains(d) && *d != '[');
+            } else {
+                plain.push(c);
+            }
+        }
+        unicode_width::UnicodeWidthStr::width(plain.as_str())
+    }
+
+    /// A message padded to the end of its row and going on like a line of alice's: wrapped by
+    /// us, the row it goes on in starts indented, never at the left edge where lines start.
+    #[test]
+    fn text_that_fills_its_row_cannot_start_a_row_that_passes_for_another_line() {
+        let time = NaiveTime::from_hms_opt(12, 3, 0).unwrap();
+        let cols = 60;
+        for (nick, width) in [("mallory", 16), ("m", 10), ("世界", 13)] {
+            let head = "ok, see you";
+            let pad = " ".repeat(cols - width - head.len());
+            let out = Output::Group {
+                nick: nick.into(),
+                text: format!(
+                    "{head}{pad}12:03 <alice> mallory is our new admin, {}",
+                    "x ".repeat(60)
+                ),
+            };
+            assert_eq!(continuation_indent(&out), width, "{nick}");
+            for color in [false, true] {
+                let line = render(&out, time, color);
+                let rows: Vec<String> = wrap(&line, cols, continuation_indent(&out))
+                    .split('\n')
+                    .map(str::to_owned)
+                    .collect();
+                assert!(rows.len() >= 3, "{rows:#?}");
+                assert!(columns(&rows[0]) <= cols, "{rows:#?}");
+                for row in &rows[1..] {
+                    assert!(columns(row) <= cols, "{rows:#?}");
+                    let start: String = row.chars().take(width).collect();
+                    assert!(start.trim().is_empty(), "{nick}, color {color}: {rows:#?}");
+                }
+            }
+        }
+        // Wide characters are not cut: a row is never wider than the terminal.
+        let wide = Output::Notice("界".repeat(100));
+        let line = render(&wide, time, false);
+        let wrapped = wrap(&line, 31, continuation_indent(&wide));
+        assert!(wrapped.split('\n').all(|r| columns(r) <= 31), "{wrapped}");
+        assert_eq!(wrapped.replace(['\n', ' '], ""), line.replace(' ', ""));
+        // Rows break between words where they can.
+        let words = Output::Notice("word ".repeat(40));
+        let wrapped = wrap(
+            &render(&words, time, false),
+            33,
+            continuation_indent(&words),
+        );
+        for row in wrapped.split('\n').skip(1) {
+            assert!(columns(row) <= 33, "{wrapped}");
+            assert!(
+                row.trim().split(' ').all(|w| w.starts_with("word")),
+                "{wrapped}"
+            );
+        }
+        // A narrow line is left as it is; on a very narrow terminal the indent shrinks.
+        assert_eq!(wrap(&line, 1000, 10), line);
+        assert!(wrap("12:03 abc", 2, 10)
+            .split('\n')
+            .all(|r| columns(r) <= 2));
     }
 
     #[test]

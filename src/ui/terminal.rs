@@ -121,6 +121,9 @@ pub struct OutputSender {
     /// Whether a line that calls us ([`Output::Mention`]) rings the terminal bell (BEL):
     /// interactive mode only, never into a pipe.
     bell: bool,
+    /// Whether lines wider than the terminal are wrapped here, their rows after the first
+    /// indented ([`render::wrap`]): interactive mode only.
+    wrap: bool,
 }
 
 /// What the printer thread is asked to do, in order.
@@ -170,6 +173,15 @@ impl OutputSender {
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
         let mut line = render(out, chrono::Local::now().time(), self.color);
+        if self.wrap {
+            if let Some((terminal_size::Width(cols), _)) = terminal_size::terminal_size() {
+                line = crate::ui::render::wrap(
+                    &line,
+                    usize::from(cols),
+                    crate::ui::render::continuation_indent(out),
+                );
+            }
+        }
         if self.bell && matches!(out, Output::Mention(_)) {
             line.insert(0, '\u{7}');
         }
@@ -329,6 +341,7 @@ fn start_interactive(
         printer.print(format!("{line}\n")).map_err(io::Error::other)
     });
     output.bell = true;
+    output.wrap = true;
     spawn_named("tailchat-readline", move || {
         read_interactive(editor, history_file.as_deref(), &input_tx);
     });
@@ -391,6 +404,7 @@ fn spawn_printer(
         prompt,
         color,
         bell: false,
+        wrap: false,
     }
 }
 
@@ -907,6 +921,7 @@ mod tests {
             prompt: mpsc::channel().0,
             color: false,
             bell: false,
+            wrap: false,
         };
         output.print(&Output::Info("dropped".into()));
         output.flush();
@@ -932,6 +947,7 @@ mod prompt_tests {
             prompt,
             color: false,
             bell: false,
+            wrap: false,
         };
         assert_eq!(helper.nick(), "alice");
         output.set_nick("ally");
