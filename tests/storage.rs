@@ -571,6 +571,37 @@ fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
     bob.expect("<alice> and back");
 }
 
+/// Bob ran with his clock an hour fast, then lost his journal (deleted, or a disk that lost
+/// its last writes) and came back with the right time: his messages and his session would
+/// number below what alice has from him, and she would take his new messages for ones she had
+/// shown (dropped, yet acknowledged: "delivered", never seen) and refuse his new session.
+/// What his last run wrote beside the journal (`floors.toml`) keeps both going up.
+#[test]
+fn a_peer_that_lost_its_journal_and_an_hour_of_clock_is_heard_again() {
+    let Some(ahead) = common::faketime("+1h", true) else {
+        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = start("alice", a.path(), &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let d = data(b.path());
+    let bob_args = ["--bind", "127.0.0.1", "--data-dir", &d, "--peer", &peer];
+    let wrapper: Vec<&str> = ahead.iter().map(String::as_str).collect();
+    let mut bob = Chat::start_under(&wrapper, "bob", &bob_args);
+    alice.expect("bob joined");
+    bob.send("from an hour ahead");
+    alice.expect("<bob> from an hour ahead");
+    quit(bob);
+    alice.expect("bob left");
+    std::fs::remove_file(b.path().join("journal")).unwrap();
+
+    let mut bob = Chat::start("bob", &bob_args);
+    alice.expect("bob joined");
+    bob.send("back on time");
+    alice.expect("<bob> back on time");
+}
+
 /// `start`, with a config file setting `[history_limit] messages = MESSAGES` written into the
 /// chat's own (temporary) config directory just before the program runs.
 fn start_with_history_limit(nick: &str, dir: &Path, messages: u64, extra: &[&str]) -> Chat {

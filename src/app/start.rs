@@ -32,6 +32,11 @@ pub struct Storage {
     pub transfer_peers: BTreeSet<PeerId>,
     /// What cannot be kept, for one notice at start.
     pub problem: Option<String>,
+    /// Where this run's message ids and session start at the lowest, as the last run wrote
+    /// ([`store::floors`]); zero when unknown.
+    pub floors: store::floors::Floors,
+    /// Why that could not be read (the file is damaged), for a notice.
+    pub floors_problem: Option<String>,
 }
 
 impl Storage {
@@ -49,6 +54,10 @@ impl Storage {
         let path = dir.join(store::JOURNAL_FILE);
         let transfer_peers = crate::transfer::record::Store::new(&dir)
             .unfinished_peers(chrono::Utc::now().timestamp_millis());
+        let (floors, floors_problem) = match store::floors::read(&dir) {
+            Ok(floors) => (floors, None),
+            Err(why) => (store::floors::Floors::default(), Some(why)),
+        };
         if let Err(cannot_write) = store::dirs::check_writable(&dir) {
             let stored = store::identity::load(&dir)?;
             let found = stored.is_some();
@@ -76,6 +85,8 @@ impl Storage {
                 restored,
                 transfer_peers,
                 problem: Some(problem),
+                floors,
+                floors_problem,
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
@@ -98,6 +109,8 @@ impl Storage {
             restored,
             transfer_peers,
             problem,
+            floors,
+            floors_problem,
         })
     }
 
@@ -130,7 +143,7 @@ pub fn endpoint(
     contact_known: bool,
     now: Instant,
 ) -> Started {
-    let after = storage.map_or(0, |s| s.restored.last_session);
+    let after = storage.map_or(0, |s| s.restored.last_session.max(s.floors.session_after));
     let session = new_session(unix_ms(), after);
     let mut ep = Endpoint::new(
         Config {
@@ -163,10 +176,34 @@ pub fn endpoint(
                 "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
             )));
         }
+        if let Some(why) = &s.floors_problem {
+            notices.push(Output::Notice(format!(
+                "{why}; message ids and sessions go on from the journal and the clock"
+            )));
+        }
         let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers, contact_known);
-        // Ids also grow with the clock, so they never repeat even if the journal was lost
-        // or a write failed (a receiver would take a repeated id for a message it showed).
-        let next_msg = MessageId(next_msg.0.max(clock_message_floor(unix_ms())));
+        // Ids also grow with the clock, and start at or above what the last run reserved, so
+        // they never repeat even if the journal was lost or a write failed and the clock was
+        // set back since (a receiver would take a repeated id for a message it showed).
+        let next_msg = MessageId(
+            next_msg
+                .0
+                .max(clock_message_floor(unix_ms()))
+                .max(s.floors.message_ids_from),
+        );
+        if s.problem.is_none() {
+            let floors = store::floors::Floors {
+                message_ids_from: next_msg.0.saturating_add(store::floors::RESERVED),
+                session_after: session,
+            };
+            if let Err(e) = store::floors::write(&s.dir, floors) {
+                tracing::warn!(
+                    "cannot write {} in {}: {e}; message ids and sessions go on from the journal and the clock",
+                    store::floors::FLOORS_FILE,
+                    s.dir.display()
+                );
+            }
+        }
         ep.restore(now, next_msg, peers);
     }
     Started {

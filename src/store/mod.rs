@@ -14,6 +14,9 @@
 //!   the history [`journal::HistoryLimit`] allows (the config file's `history_limit`), shared
 //!   fairly among senders, plus whatever a restart needs, whatever its age. While it is being
 //!   compacted, `journal.compacting` holds the new file.
+//! - `floors.toml` ([`floors`]): where the next run's message ids and session start, written
+//!   at each start, so that they never repeat even when the journal is lost and the clock set
+//!   back.
 //! - `prompt_history`: the lines typed at the prompt, kept by the terminal's line editor.
 //! - `tailchat.log`: the diagnostic log.
 //!
@@ -44,6 +47,7 @@
 
 pub mod config;
 pub mod dirs;
+pub mod floors;
 pub mod identity;
 pub mod journal;
 

@@ -1,0 +1,133 @@
+//! Where this peer's next run starts its numbering: `floors.toml` in the data directory, kept
+//! apart from the journal, so that message ids and sessions never repeat or go back even when
+//! the journal is lost or damaged and the clock has meanwhile stepped back.
+//!
+//! A receiver takes a message whose id is at or below the highest it showed from us for one it
+//! already showed: it drops it and acknowledges it, so a repeated id is a message lost with
+//! "delivered" said of it (spec §7.3). And a peer refuses a proof in a session smaller than the
+//! one it has on record, so a session that went back locks us out of it until it restarts. The
+//! journal records both, and both also grow with the wall clock; but a journal deleted or cut
+//! short, with a clock set back since, left both behind an earlier run's.
+//!
+//! So each run writes here at start, atomically and synced, its own session and a message id
+//! [`RESERVED`] above its first: the next run's session is larger and its ids start at or above
+//! that. A run sends far fewer messages than that (its windows and queues bound it to well
+//! under a million a second), so every id it uses is below what it wrote.
+
+use serde::Deserialize;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The file's name in the data directory.
+pub const FLOORS_FILE: &str = "floors.toml";
+
+/// Message ids reserved per run: 2^40, so a run would have to send a million messages a
+/// second for twelve days to reach the end; a million restarts use 2^60 of the 2^64.
+pub const RESERVED: u64 = 1 << 40;
+
+/// Where the next run starts, as the last run wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Floors {
+    /// The lowest message id the next run may use.
+    pub message_ids_from: u64,
+    /// The next run's session must be larger than this.
+    pub session_after: u64,
+}
+
+/// The file as written: decimal strings, since TOML's integers stop at 2^63.
+#[derive(Deserialize)]
+struct File {
+    message_ids_from: String,
+    session_after: String,
+}
+
+/// What the last run wrote; all zero if there is no file.
+///
+/// # Errors
+/// The file exists but cannot be read, or is not what this module writes (damaged): the
+/// message says which, for the user; numbering then goes on from the journal and the clock.
+pub fn read(dir: &Path) -> Result<Floors, String> {
+    let path = dir.join(FLOORS_FILE);
+    let mut text = String::new();
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path);
+    let read = opened.and_then(|f| {
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        f.take(4096).read_to_string(&mut text)
+    });
+    match read {
+        Ok(_) => toml::from_str::<self::File>(&text)
+            .ok()
+            .and_then(|f| {
+                Some(Floors {
+                    message_ids_from: f.message_ids_from.parse().ok()?,
+                    session_after: f.session_after.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| format!("{} is damaged: ignored", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Floors::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes `floors` for the next run: to a temporary file, synced, renamed into place, and the
+/// directory synced, so a crash leaves the old numbers or the new ones.
+///
+/// # Errors
+/// It could not be written (the disk is full, say).
+pub fn write(dir: &Path, floors: Floors) -> io::Result<()> {
+    let tmp = dir.join(format!(".{FLOORS_FILE}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        write!(
+            file,
+            "# Where tailchat's next run in this data directory starts numbering (written at\n\
+             # each start; delete it only together with identity.toml).\n\
+             message_ids_from = \"{}\"\n\
+             session_after = \"{}\"\n",
+            floors.message_ids_from, floors.session_after
+        )?;
+        file.sync_all()?;
+        fs::rename(&tmp, dir.join(FLOORS_FILE))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_are_read_back_and_a_damaged_file_is_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(read(tmp.path()), Ok(Floors::default()));
+        let floors = Floors {
+            message_ids_from: u64::MAX - 1,
+            session_after: 123_456_789_012,
+        };
+        write(tmp.path(), floors).unwrap();
+        assert_eq!(read(tmp.path()), Ok(floors));
+        fs::write(tmp.path().join(FLOORS_FILE), "message_ids_from = \"x\"").unwrap();
+        assert!(read(tmp.path()).unwrap_err().contains("damaged"));
+        fs::remove_file(tmp.path().join(FLOORS_FILE)).unwrap();
+        fs::create_dir(tmp.path().join(FLOORS_FILE)).unwrap();
+        assert!(read(tmp.path()).is_err());
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+}
