@@ -143,7 +143,14 @@ pub fn endpoint(
     contact_known: bool,
     now: Instant,
 ) -> Started {
-    let after = storage.map_or(0, |s| s.restored.last_session.max(s.floors.session_after));
+    let after = storage.map_or(0, |s| {
+        let floor = if s.problem.is_none() {
+            s.floors.session_after
+        } else {
+            0
+        };
+        s.restored.last_session.max(floor)
+    });
     let session = new_session(unix_ms(), after);
     let mut ep = Endpoint::new(
         Config {
@@ -184,24 +191,24 @@ pub fn endpoint(
         let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers, contact_known);
         // Ids also grow with the clock, and start at or above what the last run reserved, so
         // they never repeat even if the journal was lost or a write failed and the clock was
-        // set back since (a receiver would take a repeated id for a message it showed).
-        let next_msg = MessageId(
-            next_msg
-                .0
-                .max(clock_message_floor(unix_ms()))
-                .max(s.floors.message_ids_from),
-        );
+        // set back since (a receiver would take a repeated id for a message it showed). The
+        // floor is used only once this run's own is written: the next run would otherwise
+        // read the same one and start where this run did.
+        let base = next_msg.0.max(clock_message_floor(unix_ms()));
+        let mut next_msg = MessageId(base);
         if s.problem.is_none() {
+            let from = base.max(s.floors.message_ids_from);
             let floors = store::floors::Floors {
-                message_ids_from: next_msg.0.saturating_add(store::floors::RESERVED),
+                message_ids_from: from.saturating_add(store::floors::RESERVED),
                 session_after: session,
             };
-            if let Err(e) = store::floors::write(&s.dir, floors) {
-                tracing::warn!(
+            match store::floors::write(&s.dir, floors) {
+                Ok(()) => next_msg = MessageId(from),
+                Err(e) => tracing::warn!(
                     "cannot write {} in {}: {e}; message ids and sessions go on from the journal and the clock",
                     store::floors::FLOORS_FILE,
                     s.dir.display()
-                );
+                ),
             }
         }
         ep.restore(now, next_msg, peers);
