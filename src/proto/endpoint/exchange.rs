@@ -22,6 +22,13 @@ const MAX_SHARED_WITH_NEWCOMER: usize = 16;
 /// hears itself have met it by their announcements. Sent at once, its list would only start
 /// probes that race those handshakes (at 250 hosts on one LAN, more hellos than the pairs).
 pub const EXCHANGE_DELAY: Duration = Duration::from_millis(1500);
+/// How often a peer picked at random among those online is told of (up to 16 of) the peers we
+/// know, besides the exchange when a peer joins, ±10%. Two peers that missed each other then
+/// (one was asleep, or the path between them failed for a while, while a third joined) meet
+/// later through a third, within a few periods: in a group of N, each period brings each of
+/// them an entry for the other with a chance of about 16/N from each of the others' lists.
+pub const GOSSIP_EVERY: Duration = Duration::from_secs(60);
+
 /// PeerIds remembered as heard announcing (the smallest makes room): a bound on what forged
 /// announcements can make us keep.
 pub const MAX_HEARD_ANNOUNCING: usize = 1024;
@@ -44,6 +51,29 @@ impl Endpoint {
             self.exchange_later.insert((now + EXCHANGE_DELAY, new));
         } else {
             self.exchange_peers(now, new);
+        }
+    }
+
+    /// Peer exchange with a peer picked at random among those online, every
+    /// [`GOSSIP_EVERY`] (±10%); the first a period after the first call.
+    pub(super) fn gossip(&mut self, now: Instant) {
+        if self.next_gossip.is_some_and(|at| at > now) {
+            return;
+        }
+        let first = self.next_gossip.is_none();
+        self.next_gossip = Some(now + GOSSIP_EVERY.mul_f64(self.rng.random_range(0.9..1.1)));
+        if first || self.leaving {
+            return;
+        }
+        let online: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.is_online())
+            .map(|(&id, _)| id)
+            .collect();
+        if !online.is_empty() {
+            let to = online[self.rng.random_range(0..online.len())];
+            self.exchange_peers(now, to);
         }
     }
 

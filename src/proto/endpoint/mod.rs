@@ -177,6 +177,9 @@ pub struct Endpoint {
     /// When the links' keepalive intervals were last set for the number of peers online (they
     /// grow with it, [`crate::proto::keepalive_interval`]): at most once a second.
     keepalives_checked: Option<Instant>,
+    /// When a peer picked at random is next told of the peers we know
+    /// ([`exchange::GOSSIP_EVERY`]); `None` until the first pass.
+    next_gossip: Option<Instant>,
     /// The round trips of our last handshakes (see [`Endpoint::note_answer`]).
     answers: VecDeque<Duration>,
 }
@@ -219,6 +222,7 @@ impl Endpoint {
             exchange_later: BTreeSet::new(),
             pending: None,
             keepalives_checked: None,
+            next_gossip: None,
             answers: VecDeque::with_capacity(ANSWER_SAMPLES),
         }
     }
@@ -365,6 +369,7 @@ impl Endpoint {
             .chain(self.departing.values().copied())
             .chain(self.address_checks.values().map(|(_, t)| *t))
             .chain(self.exchange_later.first().map(|(t, _)| *t))
+            .chain(self.next_gossip)
             .min()
     }
 
@@ -923,6 +928,7 @@ impl Endpoint {
                 self.exchange_peers(now, id);
             }
         }
+        self.gossip(now);
         for id in self.peers.due(now) {
             let header = self.header();
             let Some(peer) = self.peers.get_mut(&id) else {
