@@ -72,8 +72,9 @@ impl Endpoint {
             .map(|(&id, _)| id)
             .collect();
         if !online.is_empty() {
-            let to = online[self.rng.random_range(0..online.len())];
-            self.exchange_peers(now, to);
+            if let Some(&to) = online.get(self.rng.random_range(0..online.len())) {
+                self.exchange_peers(now, to);
+            }
         }
     }
 
