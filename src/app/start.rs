@@ -188,7 +188,16 @@ pub fn endpoint(
                 "{why}; message ids and sessions go on from the journal and the clock"
             )));
         }
-        let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers, contact_known);
+        // Without LAN discovery, nothing else brings back at once the peers met by peer
+        // exchange or that contacted us: those heard lately are contacted too.
+        let contact = if contact_known {
+            Contact::All
+        } else if discovery {
+            Contact::Wanted
+        } else {
+            Contact::HeardWithin(CONTACT_HEARD_WITHIN)
+        };
+        let (next_msg, peers) = restored_peers(&s.restored, &s.transfer_peers, contact);
         // Ids also grow with the clock, and start at or above what the last run reserved, so
         // they never repeat even if the journal was lost or a write failed and the clock was
         // set back since (a receiver would take a repeated id for a message it showed). The
@@ -232,7 +241,7 @@ pub fn ago(now_ms: i64, then_ms: i64) -> Duration {
 pub fn restored_peers(
     r: &Restored,
     wanted: &BTreeSet<PeerId>,
-    all_wanted: bool,
+    contact: Contact,
 ) -> (MessageId, Vec<RestoredPeer>) {
     let mut ids: Vec<PeerId> = r.peers.keys().copied().collect();
     ids.extend(r.outbox.keys().copied());
@@ -259,7 +268,13 @@ pub fn restored_peers(
                 nick: known.map_or_else(|| id.to_string(), |p| p.nick.clone()),
                 addrs: known.map(|p| p.addrs.clone()).unwrap_or_default(),
                 manual: known.is_some_and(|p| p.manual),
-                wanted: all_wanted || wanted.contains(&id),
+                wanted: wanted.contains(&id)
+                    || match contact {
+                        Contact::All => true,
+                        Contact::Wanted => false,
+                        Contact::HeardWithin(within) => known
+                            .is_some_and(|p| p.heard_ms > 0 && ago(now_ms, p.heard_ms) <= within),
+                    },
                 delivered_through: MessageId(r.delivered_from.get(&id).copied().unwrap_or(0)),
                 outbox: r
                     .outbox
@@ -281,6 +296,22 @@ pub fn restored_peers(
         .collect();
     (MessageId(r.next_msg), peers)
 }
+
+/// Which restored peers are contacted at start besides those added by hand or with messages
+/// waiting (the core's own rule, spec §8.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// Every one (a script: it is about to talk to them).
+    All,
+    /// Those given (peers of unfinished file transfers) only: LAN discovery brings the rest.
+    Wanted,
+    /// Those, and those heard from within this long before (no LAN discovery).
+    HeardWithin(Duration),
+}
+
+/// How recently a peer must have been heard for a chat without LAN discovery to contact it at
+/// start ([`Contact::HeardWithin`]): a week.
+pub const CONTACT_HEARD_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The lowest message id a run starting at `unix_ms` may use: milliseconds × 4096, so every
 /// run starts above any earlier run's ids unless that run sent over 4096 messages per
@@ -348,6 +379,33 @@ mod tests {
         assert_eq!(clock_message_floor(0), 1);
     }
 
+    /// Without LAN discovery, a chat contacts at start the peers heard within a week (a
+    /// script all of them), besides those the core contacts anyway.
+    #[test]
+    fn peers_heard_lately_are_contacted_at_start_without_discovery() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut r = Restored::default();
+        for (id, heard_ms) in [(1, now - 86_400_000), (2, now - 30 * 86_400_000), (3, 0)] {
+            r.peers.insert(
+                PeerId(id),
+                PeerRecord {
+                    nick: format!("p{id}"),
+                    addrs: vec!["127.0.0.1:7654".parse().unwrap()],
+                    manual: false,
+                    heard_ms,
+                    key: None,
+                },
+            );
+        }
+        let wanted = |contact| -> Vec<u64> {
+            let (_, peers) = restored_peers(&r, &BTreeSet::new(), contact);
+            peers.iter().filter(|p| p.wanted).map(|p| p.id.0).collect()
+        };
+        assert_eq!(wanted(Contact::HeardWithin(CONTACT_HEARD_WITHIN)), [1]);
+        assert_eq!(wanted(Contact::Wanted), Vec::<u64>::new());
+        assert_eq!(wanted(Contact::All), [1, 2, 3]);
+    }
+
     #[test]
     fn every_peer_the_journal_knows_of_is_restored_once() {
         let mut r = Restored {
@@ -375,7 +433,7 @@ mod tests {
             }],
         );
         r.delivered_from.insert(PeerId(2), 9);
-        let (next, peers) = restored_peers(&r, &BTreeSet::from([PeerId(2)]), false);
+        let (next, peers) = restored_peers(&r, &BTreeSet::from([PeerId(2)]), Contact::Wanted);
         assert_eq!(next, MessageId(42));
         assert_eq!(peers.len(), 2);
         let bob = &peers[0];
