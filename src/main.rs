@@ -79,7 +79,11 @@ fn main() -> ExitCode {
 
 /// `tailchat send`: through the running tailchat on this data directory when there is one,
 /// else as a one-shot script of this identity.
-fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome, String> {
+fn send(
+    settings: Settings,
+    to: &[String],
+    words: Vec<std::ffi::OsString>,
+) -> Result<Outcome, String> {
     let text = if words.is_empty() {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -88,6 +92,11 @@ fn send(settings: Settings, to: &[String], words: Vec<String>) -> Result<Outcome
         let text = String::from_utf8_lossy(&bytes);
         text.trim_end_matches(['\n', '\r']).to_owned()
     } else {
+        // Bytes that are not UTF-8 become U+FFFD here too (a word taken from a Latin-1 log).
+        let words: Vec<String> = words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
         words.join(" ")
     };
     if text.trim().is_empty() {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
+
 use common::{command, Chat};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -102,6 +104,12 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     let out = run_with_input(cmd, b"stdin \xff end\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("<alice> stdin \u{fffd} end");
+    // And in the words of the command line.
+    let (mut cmd, _home) = send_command(dir.path(), "5", &[]);
+    cmd.arg(std::ffi::OsStr::from_bytes(b"caf\xe9 latin-1"));
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    bob.expect("<alice> caf\u{fffd} latin-1");
 
     // To bob and a carol nobody knows: to nobody, and said so.
     let out = send(dir.path(), &["--to", "bob", "--to", "carol", "for both"]);
@@ -278,6 +286,12 @@ fn attach_follows_and_drives_the_running_tailchat() {
     next("the sent echo", &|v| v["type"] == "sent");
     bob.expect("<alice> the bot speaks for alice");
     alice.expect("<alice> the bot speaks for alice");
+    // Latin-1 from a log: U+FFFD, and the session goes on.
+    stdin
+        .write_all(b"{\"cmd\":\"send\",\"text\":\"caf\xe9 ok\"}\n")
+        .unwrap();
+    next("the Latin-1 echo", &|v| v["type"] == "sent");
+    bob.expect("<alice> caf\u{fffd} ok");
     // File offers and end lines reach the program too, as they would in --json mode.
     let file = dir.path().join("for-alice.txt");
     std::fs::write(&file, b"a file for the bot").unwrap();

@@ -259,12 +259,17 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
     let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
     let mut writer = stream.try_clone().map_err(lost)?;
     std::thread::spawn(move || {
-        let stdin = io::stdin();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
+        // Bytes that are not UTF-8 (a Latin-1 log) become U+FFFD, as with `--json`: the
+        // line is still a command, and the session goes on.
+        let mut stdin = io::stdin().lock();
+        let mut bytes = Vec::new();
+        while matches!(stdin.read_until(b'\n', &mut bytes), Ok(n) if n > 0) {
+            let line = String::from_utf8_lossy(&bytes);
+            let line = line.trim_end_matches(['\n', '\r']);
             if writeln!(writer, "{line}").is_err() {
                 return;
             }
+            bytes.clear();
         }
         let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
         let _ = writer.shutdown(std::net::Shutdown::Write);

@@ -100,7 +100,7 @@ pub enum Action {
         to: Vec<String>,
         /// The message (several words are joined with spaces); standard input when none
         #[arg(value_name = "TEXT")]
-        text: Vec<String>,
+        text: Vec<std::ffi::OsString>,
     },
     /// Follow and drive your running tailchat: JSON events out, JSON commands in (needs
     /// --json)
