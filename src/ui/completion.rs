@@ -14,7 +14,8 @@ use crate::ui::render::display_nick;
 /// - a word starting with `/` at the start of the line completes to command names, each
 ///   followed by a space so the arguments can be typed straight away;
 /// - any other word (including an empty one, to list everyone after `/msg `) completes to the
-///   nicks in `nicks` that start with it, ignoring case. Nicks that could not be typed as one
+///   nicks in `nicks` that start with it, ignoring case: followed by `: ` at the start of the
+///   line, by a space as a command's nick argument (`/msg bob `), by nothing in the text. Nicks that could not be typed as one
 ///   argument, or that do not display as they are (anything [`display_nick`] would strip, such
 ///   as a zero-width character that makes `b\u{200b}ob` look like `bob`), are never offered:
 ///   the list is printed to the terminal as is, and peers choose their own nicks.
@@ -60,8 +61,20 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
         Vec::new()
     } else {
         let word = word.to_lowercase();
-        // At the start of a line a nick is an address: `bob: `, as irssi and weechat do.
-        let suffix = if start == 0 { ": " } else { "" };
+        // At the start of a line a nick is an address: `bob: `, as irssi and weechat do; as
+        // a command's first argument it is followed by the rest (`/msg bob `); in the text,
+        // a mention, it is left as it is.
+        let suffix = if start == 0 {
+            ": "
+        } else if command.is_some()
+            && argument == 1
+            && command.as_deref() != Some("/me")
+            && !line.get(pos..).is_some_and(|r| r.starts_with(char::is_whitespace))
+        {
+            " "
+        } else {
+            ""
+        };
         nicks
             .iter()
             .filter(|nick| is_valid_nick(without_id(nick)) && display_nick(nick) == **nick)
@@ -155,15 +168,16 @@ mod tests {
     #[test]
     fn nicks_complete_the_word_under_the_cursor() {
         let known = ["alice", "Alfred", "bob"];
-        assert_eq!(at_end("/msg al", &known), (5, nicks(&["Alfred", "alice"])));
+        assert_eq!(at_end("/msg al", &known), (5, nicks(&["Alfred ", "alice "])));
         assert_eq!(
             at_end("/msg ", &known),
-            (5, nicks(&["Alfred", "alice", "bob"]))
+            (5, nicks(&["Alfred ", "alice ", "bob "]))
         );
-        assert_eq!(at_end("/history B", &known), (9, nicks(&["bob"])));
+        assert_eq!(at_end("/history B", &known), (9, nicks(&["bob "])));
         // At the start of a line, a nick is addressed: `bob: `.
         assert_eq!(at_end("bo", &known), (0, nicks(&["bob: "])));
-        // The cursor in the middle of the line: only the text before it counts.
+        // The cursor in the middle of the line: only the text before it counts (and the
+        // space after it is there already).
         assert_eq!(
             complete("/msg b hello", 6, &nicks(&known)),
             (5, nicks(&["bob"]))
@@ -185,8 +199,8 @@ mod tests {
         ] {
             assert_eq!(at_end(line, &known).1, Vec::<String>::new(), "{line:?}");
         }
-        assert_eq!(at_end("/whois a", &known).1, nicks(&["alice"]));
-        assert_eq!(at_end("/send b", &known).1, nicks(&["bob"]));
+        assert_eq!(at_end("/whois a", &known).1, nicks(&["alice "]));
+        assert_eq!(at_end("/send b", &known).1, nicks(&["bob "]));
         assert_eq!(at_end("/me waves at b", &known).1, nicks(&["bob"]));
         assert_eq!(at_end("/msg alice hi b", &known).1, nicks(&["bob"]));
         assert_eq!(at_end("hi b", &known).1, nicks(&["bob"]));
@@ -202,7 +216,7 @@ mod tests {
     #[test]
     fn nicks_are_offered_once_and_only_if_safe() {
         let known = ["bob", "bob", "bo b", "bo\u{1b}[2Jb", "bo\u{202e}b", "bó"];
-        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob", "bó"])));
+        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob ", "bó "])));
         // Look-alikes: invisible characters, a joiner text would keep, too many marks.
         let known = [
             "bob",
@@ -211,7 +225,7 @@ mod tests {
             "bo\u{301}\u{301}\u{301}\u{301}\u{301}b",
             "bö",
         ];
-        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob", "bö"])));
+        assert_eq!(at_end("/msg b", &known), (5, nicks(&["bob ", "bö "])));
     }
 
     #[test]
@@ -219,7 +233,7 @@ mod tests {
         let known = ["bob#1d79e0c2", "bob#2e80aa01", "carol"];
         assert_eq!(
             at_end("/msg b", &known),
-            (5, nicks(&["bob#1d79e0c2", "bob#2e80aa01"]))
+            (5, nicks(&["bob#1d79e0c2 ", "bob#2e80aa01 "]))
         );
         assert_eq!(at_end("bob#2", &known), (0, nicks(&["bob#2e80aa01: "])));
     }
