@@ -571,6 +571,37 @@ fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
     bob.expect("<alice> and back");
 }
 
+/// A journal damaged at its very start (one bit of its magic flipped) is no journal: alice
+/// says so, leaves it as it is, and carries on without history — as herself, since her
+/// identity is intact: bob meets the same alice, not a second one.
+#[test]
+fn a_journal_damaged_at_its_start_keeps_the_identity() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    alice.send("before the damage");
+    bob.expect("<alice> before the damage");
+    quit(alice);
+    bob.expect("alice left");
+    let journal = a.path().join("journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[0] ^= 0x04;
+    std::fs::write(&journal, &bytes).unwrap();
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let mut alice = start("alice", a.path(), &["--peer", &peer]);
+    let said = alice.expect("not a tailchat journal");
+    assert!(said.contains("as the same peer"), "{said}");
+    bob.expect("alice joined");
+    let rows = bob.peers_rows();
+    assert_eq!(
+        rows.iter().filter(|l| l.contains(" alice ")).count(),
+        1,
+        "{rows:#?}"
+    );
+    alice.send("after the damage");
+    bob.expect("<alice> after the damage");
+    assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left untouched");
+}
+
 /// Bob ran with his clock an hour fast, then lost his journal (deleted, or a disk that lost
 /// its last writes) and came back with the right time: his messages and his session would
 /// number below what alice has from him, and she would take his new messages for ones she had

@@ -92,20 +92,30 @@ impl Storage {
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
         let opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
         let (journal, restored, problem) = match opened {
-            Ok((j, r)) => (j, r, None),
+            Ok((j, r)) => (Some(j), r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
-            Err(e) => {
+            Err(e) => match Journal::open_read_only(&path) {
                 // Not writable after all: read what can be read, and say what cannot be kept.
-                let (j, r) = Journal::open_read_only(&path).map_err(|e| e.to_string())?;
-                let why = format!("{e} — history is read-only, nothing new is kept after you quit");
-                (j, r, Some(why))
-            }
+                Ok((j, r)) => {
+                    let why =
+                        format!("{e} — history is read-only, nothing new is kept after you quit");
+                    (Some(j), r, Some(why))
+                }
+                // Not readable either (not a journal: damaged at its very start): we are still
+                // who identity.toml says, without history; the file is left for the user.
+                Err(unreadable) => {
+                    let why = format!(
+                        "{unreadable} — carrying on as the same peer, without history, and nothing new is kept after you quit"
+                    );
+                    (None, Restored::default(), Some(why))
+                }
+            },
         };
         Ok(Storage {
             dir,
             identity: loaded.identity,
             upgraded_from: loaded.upgraded_from,
-            journal: Some(journal),
+            journal,
             restored,
             transfer_peers,
             problem,

@@ -69,7 +69,9 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
         } else if command.is_some()
             && argument == 1
             && command.as_deref() != Some("/me")
-            && !line.get(pos..).is_some_and(|r| r.starts_with(char::is_whitespace))
+            && !line
+                .get(pos..)
+                .is_some_and(|r| r.starts_with(char::is_whitespace))
         {
             " "
         } else {
@@ -168,7 +170,10 @@ mod tests {
     #[test]
     fn nicks_complete_the_word_under_the_cursor() {
         let known = ["alice", "Alfred", "bob"];
-        assert_eq!(at_end("/msg al", &known), (5, nicks(&["Alfred ", "alice "])));
+        assert_eq!(
+            at_end("/msg al", &known),
+            (5, nicks(&["Alfred ", "alice "]))
+        );
         assert_eq!(
             at_end("/msg ", &known),
             (5, nicks(&["Alfred ", "alice ", "bob "]))
