@@ -602,6 +602,25 @@ fn a_journal_damaged_at_its_start_keeps_the_identity() {
     assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left untouched");
 }
 
+/// A journal cut to a few bytes (inside its header) reads as a new one: alice is told that
+/// what it held is gone, rather than starting as if nothing had happened.
+#[test]
+fn a_journal_cut_to_nothing_is_said() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, bob) = pair(a.path(), b.path());
+    alice.send("soon gone");
+    quit(bob);
+    alice.expect("bob left");
+    quit(alice);
+    let journal = std::fs::OpenOptions::new()
+        .write(true)
+        .open(a.path().join("journal"))
+        .unwrap();
+    journal.set_len(2).unwrap();
+    let mut alice = start("alice", a.path(), &[]);
+    alice.expect("knows of no earlier run");
+}
+
 /// Bob ran with his clock an hour fast, then lost his journal (deleted, or a disk that lost
 /// its last writes) and came back with the right time: his messages and his session would
 /// number below what alice has from him, and she would take his new messages for ones she had

@@ -193,6 +193,13 @@ pub fn endpoint(
                 "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
             )));
         }
+        if s.problem.is_none() && s.floors.session_after > 0 && s.restored.last_session == 0 {
+            // Every run records its start; an earlier run wrote its floors, so it ran here.
+            notices.push(Output::Notice(format!(
+                "the journal in {} knows of no earlier run, though one ran here: it was emptied, cut short or deleted — the history and messages that waited from before are gone",
+                s.dir.display()
+            )));
+        }
         if let Some(why) = &s.floors_problem {
             notices.push(Output::Notice(format!(
                 "{why}; message ids and sessions go on from the journal and the clock"
