@@ -602,6 +602,33 @@ fn a_journal_damaged_at_its_start_keeps_the_identity() {
     assert_eq!(std::fs::read(&journal).unwrap(), bytes, "left untouched");
 }
 
+/// Storage off at a restart (a read-only directory): at quit, alice is told that this run's
+/// message for bob, who is away, is lost — and that those of the earlier run, still in the
+/// journal, are not (they were counted as lost with it, and a user who believed it typed them
+/// again).
+#[test]
+fn storage_off_at_quit_counts_as_lost_only_what_this_run_wrote() {
+    let Some(fs) = Tmpfs::mount() else { return };
+    let b = tempfile::tempdir().unwrap();
+    let (mut alice, bob) = pair(fs.path(), b.path());
+    quit(bob);
+    alice.expect("bob left");
+    alice.send("early one");
+    alice.send("early two");
+    quit_undelivered(alice);
+    fs.remount("ro");
+    let mut alice = start("alice", fs.path(), &[]);
+    alice.expect("storage");
+    alice.send("late one");
+    alice.send("/quit");
+    let said = alice.expect("acknowledged by bob");
+    assert!(
+        said.contains("1 message(s) of this run") && said.contains("2 more from earlier runs"),
+        "{said}"
+    );
+    fs.remount("rw");
+}
+
 /// A journal cut to a few bytes (inside its header) reads as a new one: alice is told that
 /// what it held is gone, rather than starting as if nothing had happened.
 #[test]

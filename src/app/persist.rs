@@ -42,6 +42,11 @@ impl Persistence {
         }
     }
 
+    /// Whether writing failed in this run (storage was on until then).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
     /// Whether what happens is being kept on disk.
     pub fn storing(&self) -> bool {
         self.journal.as_ref().is_some_and(Journal::writable) && !self.failed

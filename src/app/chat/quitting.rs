@@ -85,9 +85,31 @@ impl Chat {
                 "{waiting} message(s) not yet acknowledged by {whom} are kept, and sent when you and they are both back"
             )));
         } else if waiting > 0 {
-            self.print(Output::Error(format!(
-                "{waiting} message(s) had not been acknowledged by {whom} and are lost: storage is off"
-            )));
+            // Those of earlier runs are still in the journal (storage went off in this run, or
+            // was never on for writing): only this run's can be lost.
+            let this_run = self.ep.undelivered_from(self.first_msg);
+            let earlier = waiting - this_run.min(waiting);
+            let kept = match earlier {
+                0 => String::new(),
+                n => format!(
+                    "; {n} more from earlier runs stay in the journal, and go out at a later start"
+                ),
+            };
+            if this_run > 0 {
+                // Since storage failed, or all of them when it was never on.
+                let lost = if self.persist.failed() {
+                    "may be lost (those written since storage failed)"
+                } else {
+                    "are lost"
+                };
+                self.print(Output::Error(format!(
+                    "{this_run} message(s) of this run had not been acknowledged by {whom} and {lost}: storage is off{kept}"
+                )));
+            } else {
+                self.print(Output::Notice(format!(
+                    "{earlier} message(s) from earlier runs not yet acknowledged by {whom} stay in the journal, and go out at a later start"
+                )));
+            }
         }
         for line in self.files.left_unfinished(&self.ep) {
             self.print(Output::Notice(line));
