@@ -14,7 +14,8 @@ use std::time::Instant;
 /// Ranges of received packet numbers remembered for acks.
 const ACK_RANGES_KEPT: usize = 32;
 /// Bytes an ack frame may take in a datagram that also carries data. With the largest header
-/// (35), a `Session` frame (12) and the largest stream item (1036) this stays within
+/// (35), a `Session` frame (12) and the largest stream item (1052: a Fragment of 1000 bytes
+/// with every varint at its longest) this stays within
 /// [`crate::proto::wire::MAX_DATAGRAM`], so an item always fits in a datagram of its own.
 const ACK_BUDGET: usize = 100;
 /// Ack at once after this many ack-eliciting packets (RFC 9000 §13.2.2).
