@@ -218,6 +218,13 @@ fn run(
             ""
         },
     ))];
+    if discovery && settings.default_port != app::settings::DEFAULT_PORT {
+        // Announcements go to our own port, where only tailchats on that port listen.
+        first.push(Output::Notice(format!(
+            "LAN discovery: announcing to UDP port {0}, where only tailchats started with --port {0} listen; others on the LAN meet you when you /add them or they /add you",
+            settings.default_port
+        )));
+    }
     if fell_back {
         first.push(Output::Notice(format!(
             "UDP port {} is in use (another tailchat?), so this script listens on {port}",
