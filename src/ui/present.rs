@@ -318,8 +318,26 @@ pub fn display_names(peers: &[(PeerId, &str)]) -> Vec<String> {
 /// of [`display_names`], which it also serves.
 #[derive(Debug, Default)]
 pub struct ShownNames {
-    /// Each shown nick ([`display_nick`]), with the peers shown under it.
+    /// The look of each shown nick ([`looks`] of [`display_nick`]), with the peers shown
+    /// under a nick that looks like it.
     by_name: HashMap<String, Vec<PeerId>>,
+}
+
+/// What a shown nick looks like: its UTS #39 confusable skeleton, so that nicks a reader
+/// could take for one another (`alice` and Cyrillic `аlice`, `aIice` with a capital i) have
+/// one look, and are told apart by their ids as equal nicks are. Case is kept: `Bob` and
+/// `bob` are told apart by it.
+fn looks(shown: &str) -> String {
+    unicode_security::confusable_detection::skeleton(shown).collect()
+}
+
+/// Whether a shown nick could pass for something else in a line: it holds what frames a nick
+/// or a line (`<`, `>`, `*`, whitespace), or characters that are another's compatibility form
+/// (fullwidth `＃`, ligatures): such a nick is always shown with its id.
+fn not_plain(shown: &str) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    shown.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '*' | '#'))
+        || !shown.chars().nfkc().eq(shown.chars())
 }
 
 impl ShownNames {
@@ -328,7 +346,10 @@ impl ShownNames {
     pub fn new(peers: &[(PeerId, &str)]) -> Self {
         let mut by_name: HashMap<String, Vec<PeerId>> = HashMap::new();
         for (id, nick) in peers {
-            by_name.entry(display_nick(nick)).or_default().push(*id);
+            by_name
+                .entry(looks(&display_nick(nick)))
+                .or_default()
+                .push(*id);
         }
         Self { by_name }
     }
@@ -341,12 +362,12 @@ impl ShownNames {
         let name = display_nick(nick);
         let mut others = self
             .by_name
-            .get(&name)
+            .get(&looks(&name))
             .into_iter()
             .flatten()
             .filter(|&&other| other != id)
             .peekable();
-        if others.peek().is_none() && !name.contains('#') {
+        if others.peek().is_none() && !not_plain(&name) {
             return name;
         }
         // Suffixed like every other peer shown as `name`; all 16 digits when one of them has
@@ -738,6 +759,29 @@ mod tests {
             ["bob", "Bob"]
         );
         assert!(display_names(&[]).is_empty());
+        // Look-alikes by their shapes: Cyrillic а and е, a capital i for an l.
+        assert_eq!(
+            display_names(&[
+                (bob, "alice"),
+                (fake, "\u{430}lic\u{435}"),
+                (carol, "carol")
+            ]),
+            ["alice#01234567", "\u{430}lic\u{435}#fedcba98", "carol"]
+        );
+        assert_eq!(
+            display_names(&[(bob, "alice"), (fake, "aIice")]),
+            ["alice#01234567", "aIice#fedcba98"]
+        );
+        // A nick that could pass for a line's frame or an id, even alone, is shown with its
+        // own: `<alice> hi <bob` would make a line read `<alice> hi <bob> …`.
+        assert_eq!(
+            display_names(&[(fake, "alice> hi <bob")]),
+            ["alice> hi <bob#fedcba98"]
+        );
+        assert_eq!(
+            display_names(&[(fake, "alice\u{ff03}46a877f5")]),
+            ["alice\u{ff03}46a877f5#fedcba98"]
+        );
         // A nick that brings its own suffix gets a real one after it.
         assert_eq!(
             display_names(&[(bob, "bob"), (fake, "bob#01234567")]),
@@ -764,15 +808,15 @@ mod tests {
     /// the model the kept names are checked against.
     fn reference_names(peers: &[(PeerId, &str)]) -> Vec<String> {
         let shown: Vec<String> = peers.iter().map(|(_, nick)| display_nick(nick)).collect();
-        let mut count: HashMap<&str, usize> = HashMap::new();
+        let mut count: HashMap<String, usize> = HashMap::new();
         for name in &shown {
-            *count.entry(name).or_default() += 1;
+            *count.entry(looks(name)).or_default() += 1;
         }
         let suffixed: Vec<Option<String>> = peers
             .iter()
             .zip(&shown)
             .map(|((id, _), name)| {
-                (count[name.as_str()] > 1 || name.contains('#'))
+                (count[&looks(name)] > 1 || not_plain(name))
                     .then(|| format!("{name}#{}", &id.to_string()[..8]))
             })
             .collect();
