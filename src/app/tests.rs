@@ -594,6 +594,12 @@ fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
     bob2.wait_for(&mut b2, "the group line", |o| group(o, "alice", "to both"));
     assert!(got(&b1) != got(&b2), "one bob only");
 
+    // Their presence is told apart too: which bob went away.
+    bob2.type_line("/away lunch");
+    alice.wait_for(&mut a, "which bob is away", |o| {
+        matches!(o, Output::Notice(n) if n.starts_with("bob#") && n.ends_with(" is away: lunch"))
+    });
+
     alice.type_line("/nick bob");
     alice.wait_for(&mut a, "the warning", |o| {
         notice(o, "someone here is also called bob")

@@ -286,6 +286,7 @@ impl Chat {
             | Event::PeerUnreachable { peer, nick, .. }
             | Event::PeerReachable { peer, nick }
             | Event::PeerRestarted { peer, nick }
+            | Event::PeerAway { peer, nick, .. }
             | Event::PeerForgotten { peer, nick, .. } => (peer, nick),
             _ => return e,
         };
