@@ -629,6 +629,18 @@ fn storage_off_at_quit_counts_as_lost_only_what_this_run_wrote() {
     fs.remount("rw");
 }
 
+/// identity.toml deleted between runs: alice is a new peer, and is told so, rather than
+/// finding out from her friends.
+#[test]
+fn a_lost_identity_is_said() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, _bob) = pair(a.path(), b.path());
+    quit(alice);
+    std::fs::remove_file(a.path().join("identity.toml")).unwrap();
+    let mut alice = start("alice", a.path(), &[]);
+    alice.expect("identity.toml was missing");
+}
+
 /// A journal cut to a few bytes (inside its header) reads as a new one: alice is told that
 /// what it held is gone, rather than starting as if nothing had happened.
 #[test]

@@ -42,7 +42,8 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 }
 
 /// The one peer `wanted` means, with its nick: a peer whose nick is exactly `wanted`, or, when
-/// several share a nick, `NICK#IDPREFIX` (hex digits of its id). Peers present are preferred;
+/// several share a nick, `NICK#IDPREFIX` (hex digits of its id), or `#IDPREFIX` alone (4 to 16
+/// hex digits: a nick that cannot be typed). Peers present are preferred;
 /// one that has left is still found (a message to it waits for its return). An exact nick is
 /// tried first, so a nick that itself contains `#` (allowed by older versions) still works;
 /// then the nick as the screen shows it, so a peer whose nick holds control or invisible
@@ -58,6 +59,16 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 .iter()
                 .filter(move |p| (p.state != PeerState::Left) == present)
         };
+        if let Some(prefix) = wanted
+            .strip_prefix('#')
+            .filter(|_| crate::ui::command::is_id_alone(wanted))
+        {
+            // By the start of its id alone (`#1d79e0c2`): any nick, shown or not.
+            let prefix = prefix.to_ascii_lowercase();
+            return pool()
+                .filter(|p| !shown && p.id.to_string().starts_with(&prefix))
+                .collect();
+        }
         if shown {
             return pool()
                 .filter(|p| {
@@ -140,6 +151,28 @@ mod tests {
     use super::*;
     use crate::proto::Found;
     use std::time::Instant;
+
+    /// A nick that cannot be typed (escape sequences, bidi controls) is named by its id alone.
+    #[test]
+    fn a_peer_is_found_by_the_start_of_its_id_alone() {
+        let peers = [
+            peer(
+                0x1d79_e0c2_0000_0001,
+                "w17\u{1b}]2;x\u{7}\u{202e}",
+                PeerState::Online,
+            ),
+            peer(0x2e01_a9f3_0000_0000, "bob", PeerState::Online),
+        ];
+        assert_eq!(
+            find_peer(&peers, "#1D79e0c2").unwrap().0,
+            PeerId(0x1d79_e0c2_0000_0001)
+        );
+        assert_eq!(find_peer(&peers, "#2e01").unwrap().1, "bob");
+        assert!(find_peer(&peers, "#3f00").is_err());
+        assert!(crate::ui::command::is_id_alone("#1d79"));
+        assert!(!crate::ui::command::is_id_alone("#1d7"));
+        assert!(!crate::ui::command::is_id_alone("#xyz0"));
+    }
 
     fn peer(id: u64, nick: &str, state: PeerState) -> PeerInfo {
         PeerInfo {

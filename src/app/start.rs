@@ -111,6 +111,15 @@ impl Storage {
                 }
             },
         };
+        let mut restored = restored;
+        if loaded.created && (restored.last_session > 0 || floors.session_after > 0) {
+            // The journal (or the floors) says a peer ran here: its key is gone.
+            restored.warnings.push(format!(
+                "{} was missing, though tailchat ran here before: you are a new peer ({}) — peers meet you as a newcomer, and what waited for your old identity does not come to this one (restore the file from a backup and restart to be your old self)",
+                dir.join(store::IDENTITY_FILE).display(),
+                loaded.identity.peer_id()
+            ));
+        }
         Ok(Storage {
             dir,
             identity: loaded.identity,

@@ -51,6 +51,8 @@ pub struct Loaded {
     pub identity: Identity,
     /// The PeerId of a file from before protocol 2 that was just upgraded to this key pair.
     pub upgraded_from: Option<PeerId>,
+    /// The file did not exist: this key pair was made now.
+    pub created: bool,
 }
 
 /// Reads this peer's identity from `dir/identity.toml`; creates the file with the key pair
@@ -70,6 +72,7 @@ pub fn load_or_create(
             return Ok(Loaded {
                 identity: *identity,
                 upgraded_from: None,
+                created: false,
             })
         }
         Some(Contents::Old(old)) => {
@@ -84,6 +87,7 @@ pub fn load_or_create(
                     Ok(Loaded {
                         identity,
                         upgraded_from: Some(old),
+                        created: false,
                     })
                 }
                 Err(e) => Err(format!(
@@ -107,6 +111,7 @@ pub fn load_or_create(
             Ok(Loaded {
                 identity,
                 upgraded_from: None,
+                created: true,
             })
         }
         // Another process created the file since we looked: its key is the one on disk, so it
@@ -115,6 +120,7 @@ pub fn load_or_create(
             Some(Contents::Current(identity)) => Ok(Loaded {
                 identity: *identity,
                 upgraded_from: None,
+                created: false,
             }),
             _ => Err(format!(
                 "identity file {} changed while being created — start again",

@@ -349,7 +349,7 @@ pub fn help_for(topic: &str) -> Result<String, String> {
 /// What `/help` says after the commands: the keys, and naming one of two peers with a nick.
 const HELP_FOOTER: &[&str] = &[
     "Keys: Tab completes commands, nicks and paths; Up and Down recall earlier lines; Ctrl-C clears the line, and on an empty line quits, as Ctrl-D does.",
-    "Two peers with the same nick: write NICK#ID (the first hex digits of its id, as /peers shows it; Tab offers them).",
+    "Two peers with the same nick: write NICK#ID (the first hex digits of its id, as /whois shows it, and /peers while nicks are shared; Tab offers them); a nick you cannot type: #ID alone.",
 ];
 
 /// The command names (`/msg`, `/add`, …) in [`COMMANDS`] order, for completion.
@@ -388,12 +388,23 @@ fn checked_nick(nick: &str) -> Result<String, CommandError> {
 /// A peer as a command names it: its nick, or `NICK#IDPREFIX` when nicks are shared (the
 /// nick itself must follow the rule; which peer it is, is looked up later).
 fn checked_peer(name: &str) -> Result<String, CommandError> {
+    // `#1d79e0c2`: by id alone, for a peer whose nick cannot be typed.
+    if is_id_alone(name) {
+        return Ok(name.to_owned());
+    }
     let nick = without_id(name);
     // `bob#zz`: a valid nick and a broken id, not a nick with a `#` in it.
     if nick == name && is_valid_nick(name.rsplit_once('#').map_or("", |(n, _)| n)) {
         return Err(CommandError::InvalidId(name.to_owned()));
     }
     checked_nick(nick).map(|_| name.to_owned())
+}
+
+/// Whether `name` is `#` and 4 to 16 hex digits: a peer named by the start of its id alone.
+#[must_use]
+pub fn is_id_alone(name: &str) -> bool {
+    name.strip_prefix('#')
+        .is_some_and(|id| (4..=16).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A peer's name without the `#IDPREFIX` that tells apart peers sharing a nick
