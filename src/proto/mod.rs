@@ -96,6 +96,12 @@ pub const REFUSED_TOLD_EVERY: Duration = Duration::from_secs(600);
 /// A peer heard from this recently is never evicted to make room (nor one with messages
 /// waiting).
 pub const PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(24 * 60 * 60);
+/// A peer that never exchanged a message with us (none acknowledged, none received; not
+/// restored from storage, not added by hand) is kept from eviction only this long after it
+/// was last heard, whatever waits for it: identities made by the hundred, that prove
+/// themselves and go silent, would otherwise hold every place for a day — for ever once a
+/// group message waits for them.
+pub const UNENGAGED_PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(10 * 60);
 /// A peer whose outstanding data has not been acknowledged for this long is unreachable.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
 /// Idle peers are pinged this often, keeping round-trip time and liveness current (with up to

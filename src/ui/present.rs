@@ -155,7 +155,7 @@ pub fn event_output(
             let n = dropped.len();
             match reason {
                 ForgetReason::Room => Output::Error(format!(
-                    "forgot {nick}, long absent, to make room for new peers: {n} message(s) waiting for them were dropped"
+                    "forgot {nick}, absent a while, to make room for new peers: {n} message(s) waiting for them were dropped"
                 )),
                 // It said it was a script, and it left: nothing to tell.
                 ForgetReason::Ephemeral => return None,

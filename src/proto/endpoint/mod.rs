@@ -826,6 +826,9 @@ impl Endpoint {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
+            if matches!(e, LinkEvent::Message { .. } | LinkEvent::Delivered(..)) {
+                peer.engaged = true;
+            }
             let event = match e {
                 LinkEvent::Peers(entries) => {
                     self.on_peer_entries(now, id, entries);

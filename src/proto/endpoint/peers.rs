@@ -100,6 +100,10 @@ pub struct Peer {
     /// When we last heard from it, as far as we know (`None`: restored and never heard in this
     /// run, with no stored time): a peer heard in the last day is never evicted.
     pub heard_at: Option<Instant>,
+    /// Whether it ever exchanged a message with us (one of ours acknowledged, one of its
+    /// received), was restored from storage (which keeps only such peers) or added by hand:
+    /// see [`Peer::protected`].
+    pub engaged: bool,
     /// The reliable link.
     pub link: Link,
     /// Link counters already added to the endpoint's statistics, so only the difference is
@@ -150,12 +154,18 @@ impl Peer {
             .is_some_and(|c| c & crate::proto::wire::caps::EPHEMERAL != 0)
     }
 
-    /// Whether it must stay: messages of ours wait for it, or it was heard in the last day.
+    /// Whether it must stay: messages of ours wait for it, or it was heard in the last day —
+    /// for a peer that never exchanged a message with us, only that it was heard in the last
+    /// [`crate::proto::UNENGAGED_PROTECTED_AFTER_HEARD`].
     pub fn protected(&self, now: Instant) -> bool {
-        self.link.undelivered() > 0
-            || self
-                .heard_at
-                .is_some_and(|t| now.saturating_duration_since(t) < PROTECTED_AFTER_HEARD)
+        let heard_within = |d| {
+            self.heard_at
+                .is_some_and(|t| now.saturating_duration_since(t) < d)
+        };
+        if !self.engaged && self.found != Found::Manual {
+            return heard_within(crate::proto::UNENGAGED_PROTECTED_AFTER_HEARD);
+        }
+        self.link.undelivered() > 0 || heard_within(PROTECTED_AFTER_HEARD)
     }
 
     /// A snapshot for the user interface.
@@ -400,14 +410,26 @@ impl PeerTable {
         // A script that left (ephemeral) lingers only to acknowledge its leave again: it holds
         // no place, or a CI host running one short-lived script after another would be refused
         // from the 17th on, for as long as they linger.
-        let at_ip = self
+        let at_ip: Vec<(&PeerId, &Peer)> = self
             .peers
-            .values()
-            .filter(|p| p.found != Found::Manual && p.addrs.current().ip().to_canonical() == ip)
-            .filter(|p| !(p.is_ephemeral() && p.state() == LinkState::Left))
-            .count();
-        if !manual && at_ip >= self.limits.max_peers_per_ip {
-            return Err(Refused::AddressFull);
+            .iter()
+            .filter(|(_, p)| {
+                p.found != Found::Manual && p.addrs.current().ip().to_canonical() == ip
+            })
+            .filter(|(_, p)| !(p.is_ephemeral() && p.state() == LinkState::Left))
+            .collect();
+        if !manual && at_ip.len() >= self.limits.max_peers_per_ip {
+            // Room at that address is made as in the table: identities made by the dozen at
+            // one address, silent since, do not keep the real ones there out.
+            let victim = at_ip
+                .iter()
+                .filter(|(_, p)| !p.protected(now))
+                .min_by_key(|(&id, p)| (p.engaged, p.heard_at, p.last_heard, id))
+                .map(|(&id, _)| id);
+            return victim
+                .and_then(|id| self.remove(id))
+                .map(Some)
+                .ok_or(Refused::AddressFull);
         }
         if self.peers.len() < self.limits.max_peers {
             return Ok(None);
@@ -416,7 +438,7 @@ impl PeerTable {
             .peers
             .iter()
             .filter(|(_, p)| !p.protected(now))
-            .min_by_key(|(&id, p)| (p.heard_at, p.last_heard, id))
+            .min_by_key(|(&id, p)| (p.engaged, p.heard_at, p.last_heard, id))
             .map(|(&id, _)| id);
         victim
             .and_then(|id| self.remove(id))
@@ -490,6 +512,7 @@ impl PeerTable {
                 caps: None,
                 away: None,
                 heard_at: Some(now),
+                engaged: false,
                 link,
                 counted: LinkCounters::default(),
             }
@@ -556,6 +579,7 @@ impl PeerTable {
                     caps: None,
                     away: None,
                     heard_at,
+                    engaged: true,
                     link,
                     counted: LinkCounters::default(),
                 },
@@ -592,8 +616,16 @@ mod tests {
         PeerTable::new(limits)
     }
 
-    /// Adds peer `id` (admitted already), online, heard at `now`.
+    /// Adds peer `id` (admitted already), online, heard at `now`, one we exchanged messages
+    /// with (see [`join_unengaged`] for one we did not).
     fn join_online(t: &mut PeerTable, now: Instant, id: u8) -> &mut Peer {
+        let p = join_unengaged(t, now, id);
+        p.engaged = true;
+        p
+    }
+
+    /// Adds peer `id` (admitted already), online, heard at `now`, with nothing exchanged.
+    fn join_unengaged(t: &mut PeerTable, now: Instant, id: u8) -> &mut Peer {
         let key = PublicKey([id; 32]);
         let p = t.join(
             now,
@@ -711,6 +743,55 @@ mod tests {
             PeerId(1),
             "a day later: heard longest ago, lowest id"
         );
+    }
+
+    /// Identities that proved themselves and went silent, never exchanging a message, hold
+    /// their places for ten minutes only, messages waiting for them or not; at one address as
+    /// in the table.
+    #[test]
+    fn peers_that_never_exchanged_a_message_are_protected_only_a_while() {
+        use crate::proto::UNENGAGED_PROTECTED_AFTER_HEARD as WHILE;
+        let t0 = Instant::now();
+        let mut t = table(3, t0);
+        for id in 1..=3 {
+            assert_eq!(t.admit(t0, ip(id), false), Ok(None));
+            let p = join_unengaged(&mut t, t0, id);
+            p.link
+                .queue_message(
+                    t0,
+                    MessageId(7),
+                    crate::proto::link::Style::default(),
+                    "all",
+                )
+                .unwrap();
+        }
+        assert_eq!(t.admit(t0 + WHILE - SEC, ip(9), false), Err(Refused::Full));
+        let gone = t.admit(t0 + WHILE, ip(9), false).unwrap().unwrap();
+        assert_eq!((gone.id, gone.dropped), (PeerId(1), vec![MessageId(7)]));
+        // An engaged peer goes after every unengaged one.
+        let mut t = table(2, t0);
+        online(&mut t, t0, 1);
+        assert_eq!(t.admit(t0, ip(2), false), Ok(None));
+        join_unengaged(&mut t, t0 + SEC, 2);
+        let gone = t.admit(t0 + DAY, ip(3), false).unwrap().unwrap();
+        assert_eq!(gone.id, PeerId(2), "the unengaged one, though heard later");
+        // At one address: the 17th is let in once one of the 16 there is silent a while.
+        let mut t = PeerTable::new(Limits::default());
+        let at = |i: u8| SocketAddr::from(([10, 0, 0, 1], 7000 + u16::from(i)));
+        for i in 0..16u8 {
+            assert_eq!(t.admit(t0, at(i).ip(), false), Ok(None));
+            t.join(
+                t0,
+                PeerId(100 + u64::from(i)),
+                PublicKey([i; 32]),
+                "f",
+                1,
+                at(i),
+                Found::Incoming,
+            );
+        }
+        assert_eq!(t.admit(t0, at(16).ip(), false), Err(Refused::AddressFull));
+        assert!(t.admit(t0 + WHILE, at(16).ip(), false).unwrap().is_some());
     }
 
     #[test]
