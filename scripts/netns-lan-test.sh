@@ -72,7 +72,7 @@ script_says() {  # script_says NAME LINE [NICK]: `echo LINE | tailchat --ephemer
   # host NAME, as NICK (default NAME; its own home and output files)
   local nick=${3:-$1}
   printf '%s\n' "$2" | ip netns exec "$P$1" env -i PATH="$PATH" HOME="$WORK/$nick.home" NO_COLOR=1 \
-    timeout 30 "$BIN" --nick "$nick" --ephemeral >"$WORK/$nick.out" 2>"$WORK/$nick.err"
+    timeout 30 "$BIN" --nick "$nick" --ephemeral ${SCRIPT_ARGS:-} >"$WORK/$nick.out" 2>"$WORK/$nick.err"
 }
 
 say() {  # say NAME LINE: type a line on host NAME
@@ -152,6 +152,12 @@ check "it said it took another port" wait_for bot "is in use (another tailchat?)
 check "its line reached h1" wait_for h1 "<bot> bot beside h2" 2
 check "and h3" wait_for h3 "<bot> bot beside h2" 2
 check "and h2, on its own host" wait_for h2 "<bot> bot beside h2" 2
+# With --port 0 (any free port) too: announcements still go to 7654.
+SCRIPT_ARGS="--port 0"
+check "a script on --port 0: delivered to all (exit 0)" script_says h4 "from any port" anyport
+SCRIPT_ARGS=""
+check "its line reached h1" wait_for h1 "<anyport> from any port" 2
+check "and h3" wait_for h3 "<anyport> from any port" 2
 say h3 "/quit"
 check "/quit is noticed by h1 within 2 s" wait_for h1 "h3 left" 2
 check "and by h2" wait_for h2 "h3 left" 2

@@ -315,7 +315,7 @@ fn run(
     };
     let output = term.output.clone();
     let result = runtime.block_on(async {
-        let net = UdpIo::new(bound, discovery, settings.port)
+        let net = UdpIo::new(bound, discovery, settings.default_port)
             .map_err(|e| format!("cannot use the socket: {e}"))?;
         let screen = Box::new(term.output);
         Ok(app::run_with(setup, tailnet, net, screen, term.input, shutdown_signal()).await)
