@@ -260,6 +260,30 @@ fn an_invalid_config_file_names_the_file_and_line() {
     assert!(err.contains("line 3"), "{err}");
 }
 
+/// Values of the right type but not allowed, found after the file was read, are named by
+/// their line too; a bare word is explained, not answered with "quote it".
+#[test]
+fn a_config_value_refused_after_parsing_names_its_line() {
+    for (text, said) in [
+        ("# mine\n\nnick = \"a b\"\n", "line 3"),
+        ("bell = true\nallow = [\"notanaddr\"]\n", "line 2"),
+        ("\n\n\n\naccept_from = [\"bob#1234\"]\n", "line 5"),
+        ("bell = yes\n", "true or false"),
+    ] {
+        let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
+        let config_dir = dir.path().join("config/tailchat");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::write(config_dir.join("config.toml"), text).unwrap();
+        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("config.toml") && err.contains(said),
+            "{text:?}: {err}"
+        );
+    }
+}
+
 /// An `accept_from` entry with too short an id names no one: the config file is refused, as
 /// any invalid setting is, rather than the program running with the entry left out.
 #[test]

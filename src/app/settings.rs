@@ -219,9 +219,21 @@ impl Settings {
             Some(path) => store::config::load(path)?.unwrap_or_default(),
             None => store::config::FileConfig::default(),
         };
+        // "invalid config file PATH, line N: …", the line found by the key the message
+        // starts with (`nick '…': …`, `allow: …`).
         let in_file = |what: &str| {
+            let key: String = what
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let line = file
+                .as_deref()
+                .zip((!key.is_empty()).then_some(key.as_str()))
+                .and_then(|(p, k)| store::config::line_of_key(p, k))
+                .map(|n| format!(", line {n}"))
+                .unwrap_or_default();
             format!(
-                "invalid config file {}: {what}",
+                "invalid config file {}{line}: {what}",
                 file.as_deref()
                     .map_or("?".into(), |p| p.display().to_string())
             )
@@ -235,7 +247,8 @@ impl Settings {
         let mut peers = Vec::new();
         for p in cfg.peers.iter().flatten() {
             peers.push(
-                addr::parse(p, default_port).map_err(|e| in_file(&format!("peer '{p}': {e}")))?,
+                addr::parse(p, default_port)
+                    .map_err(|e| in_file(&format!("peers entry '{p}': {e}")))?,
             );
         }
         peers.extend(args.peers.into_iter().map(|mut p| {

@@ -141,7 +141,11 @@ pub fn load(path: &Path) -> Result<Option<FileConfig>, String> {
 /// serde's message with its Rust type names said as a person would (`expected u16` is
 /// `expected a whole number from 0 to 65535`).
 fn plain(message: &str) -> String {
-    const SAID: [(&str, &str); 6] = [
+    const SAID: [(&str, &str); 7] = [
+        (
+            "string values must be quoted, expected literal string",
+            "a value must be true or false, a number, a list, or text in quotes",
+        ),
         ("expected a nonzero u32", "expected a whole number above 0"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         ("expected u32", "expected a whole number from 0 to 4294967295"),
@@ -155,6 +159,21 @@ fn plain(message: &str) -> String {
     SAID.iter().fold(message.to_owned(), |m, (rust, person)| {
         m.replace(rust, person)
     })
+}
+
+/// The line of `path` where `key` is set (`key = …` at the start of a line, outside any
+/// table only as far as a plain search can tell), for errors found after parsing: the value
+/// was of the right type but is not allowed (`nick = "a b"`).
+#[must_use]
+pub fn line_of_key(path: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 /// The key whose value starts at byte `offset`, when it is on the same line (`port = "x"`):
