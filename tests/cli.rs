@@ -642,6 +642,13 @@ fn a_script_says_which_added_address_did_not_answer() {
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(4), "nobody to send to");
+    // Its error line does not tell it to give an address it gave, but that it waited too
+    // little.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("have not answered in time: --wait SECONDS"),
+        "{stderr}"
+    );
 }
 
 /// tailchat as a program runs it: `--no-discovery --bind 127.0.0.1 --port 0` then `args`, with

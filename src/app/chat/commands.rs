@@ -241,10 +241,14 @@ impl Chat {
                 self.outcome.nobody_to_send_to = true;
                 // A script (or `tailchat send`) reaches someone with --peer, or an /add line
                 // before its messages (not `tailchat send`, whose input is all text).
-                let how = if self.scripted {
-                    "--peer HOST[:PORT] reaches someone (a script reading commands can also have an /add HOST[:PORT] line before it)"
-                } else {
-                    "/add HOST[:PORT] to reach someone"
+                // Addresses being tried that have not answered: the hint is the wait, not how
+                // to give one (`--peer` was given, with `--wait 0`, say).
+                let trying = self.ep.footprint().probes > 0;
+                let how = match (self.scripted, trying) {
+                    (true, true) => "the addresses given have not answered in time: --wait SECONDS gives them longer",
+                    (true, false) => "--peer HOST[:PORT] reaches someone (a script reading commands can also have an /add HOST[:PORT] line before it)",
+                    (false, true) => "the addresses known have not answered yet: try again once someone has joined",
+                    (false, false) => "/add HOST[:PORT] to reach someone",
                 };
                 let line = self.your_line(&text);
                 return self.print(Output::Error(format!(
