@@ -85,6 +85,33 @@ fn alice_and_bob(dir: &Path) -> (Chat, Chat) {
     (alice, bob)
 }
 
+/// The running tailchat dies while `send` waits for the acknowledgements: the message was
+/// taken (and journaled) already, so `send` says it goes out at the next start and exits 5
+/// (not delivered within the wait), not 1 (could not start).
+#[test]
+fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    bob.send("/quit");
+    alice.expect("bob left");
+    let (mut cmd, _home) = send_command(dir.path(), "20", &["for bob, later"]);
+    let sending = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    alice.expect("<alice> for bob, later");
+    alice.kill_hard();
+    let out = sending.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in its journal"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn send_goes_through_the_running_tailchat_as_its_user() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,9 +85,9 @@ pub fn send(
             .set_read_timeout(Some(left))
             .map_err(lost)?;
         line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Err("the running tailchat closed the connection".to_owned()),
-            Ok(_) => {}
+        let ended = match reader.read_line(&mut line) {
+            Ok(0) => Some("the running tailchat closed the connection".to_owned()),
+            Ok(_) => None,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -96,7 +96,19 @@ pub fn send(
             {
                 break
             }
-            Err(e) => return Err(lost(e)),
+            Err(e) => Some(lost(e)),
+        };
+        if let Some(why) = ended {
+            if answers < commands.len() {
+                return Err(why);
+            }
+            // It took the message (and journaled it) before it went: what is not yet
+            // acknowledged goes out when it runs again — not delivered within the wait (5).
+            eprintln!(
+                "error: {why} before every recipient acknowledged: the message is in its journal and goes out when it runs again"
+            );
+            outcome.undelivered += waiting.len();
+            return Ok(outcome);
         }
         let Ok(v) = serde_json::from_str::<Value>(&line) else {
             continue;
