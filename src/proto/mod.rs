@@ -96,9 +96,8 @@ pub const REFUSED_TOLD_EVERY: Duration = Duration::from_secs(600);
 /// A peer heard from this recently is never evicted to make room (nor one with messages
 /// waiting).
 pub const PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(24 * 60 * 60);
-/// A peer that never exchanged a message with us (none acknowledged, none received; not
-/// restored from storage, not added by hand) is kept from eviction only this long after it
-/// was last heard, whatever waits for it: identities made by the hundred, that prove
+/// A peer that never wrote us a message we showed (its watermark is 0) and that the user did
+/// not add is kept from eviction only this long after it was last heard, whatever waits for it: identities made by the hundred, that prove
 /// themselves and go silent, would otherwise hold every place for a day — for ever once a
 /// group message waits for them.
 pub const UNENGAGED_PROTECTED_AFTER_HEARD: Duration = Duration::from_secs(10 * 60);

@@ -409,15 +409,16 @@ impl Endpoint {
     /// address meanwhile, so it moved, and the new one is taken (its next datagrams from there
     /// are, and it becomes the current address).
     pub(super) fn take_checked_addresses(&mut self, now: Instant) {
-        let due: Vec<(PeerId, SocketAddr)> = self
+        let due: Vec<(PeerId, SocketAddr, u64)> = self
             .address_checks
             .iter()
-            .filter(|(_, (_, t))| *t <= now)
-            .map(|(id, (addr, _))| (*id, *addr))
+            .filter(|(_, (_, t, _))| *t <= now)
+            .map(|(id, (addr, _, session))| (*id, *addr, *session))
             .collect();
-        for (id, addr) in due {
+        for (id, addr, session) in due {
             self.address_checks.remove(&id);
-            if let Some(peer) = self.peers.get_mut(&id) {
+            // Proven by that session: a peer that restarted since proves its addresses anew.
+            if let Some(peer) = self.peers.get_mut(&id).filter(|p| p.session == session) {
                 peer.prove(addr, false);
             }
         }
@@ -510,12 +511,17 @@ impl Endpoint {
             // A ping to where it is now: a peer that did not move acknowledges it from there.
             peer.link.request_ping();
             let due = now + wait;
-            let check = self.address_checks.entry(id).or_insert((from, due));
-            if check.0 != from {
-                *check = (from, due);
-            }
+            // One at a time: a proof from yet another address meanwhile neither replaces it
+            // nor moves its deadline (it is checked in turn, if it comes again).
+            let session = peer.session;
+            self.address_checks
+                .entry(id)
+                .or_insert((from, due, session));
             return true;
         }
+        // Bound at once (a join, a restart, an unreachable peer, or one proven nowhere yet):
+        // a check under way has nothing left to decide.
+        self.address_checks.remove(&id);
         peer.prove(from, new_session);
         let share = joined || new_session;
         if share {

@@ -164,7 +164,7 @@ pub struct Endpoint {
     /// Online peers that proved themselves at a new address while their current one may still
     /// work, with that address and when it is taken if nothing comes from a proven one by then
     /// (see [`handshake`]'s `check_address`). At most one per peer.
-    address_checks: std::collections::BTreeMap<PeerId, (SocketAddr, Instant)>,
+    address_checks: std::collections::BTreeMap<PeerId, (SocketAddr, Instant, u64)>,
     /// PeerIds heard announcing on our LAN (at most [`exchange::MAX_HEARD_ANNOUNCING`]): a
     /// newcomer among them hears the LAN's announcements too, so its peer exchange waits.
     heard_announcing: BTreeSet<PeerId>,
@@ -367,7 +367,7 @@ impl Endpoint {
             .chain(self.announcer.next())
             .chain(self.hints_due())
             .chain(self.departing.values().copied())
-            .chain(self.address_checks.values().map(|(_, t)| *t))
+            .chain(self.address_checks.values().map(|(_, t, _)| *t))
             .chain(self.exchange_later.first().map(|(t, _)| *t))
             .chain(self.next_gossip)
             .min()
@@ -826,9 +826,6 @@ impl Endpoint {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
-            if matches!(e, LinkEvent::Message { .. } | LinkEvent::Delivered(..)) {
-                peer.engaged = true;
-            }
             let event = match e {
                 LinkEvent::Peers(entries) => {
                     self.on_peer_entries(now, id, entries);
@@ -1006,6 +1003,7 @@ impl Endpoint {
 
     /// [`Endpoint::forget`], for `reason`.
     fn forget_peer(&mut self, id: PeerId, reason: ForgetReason) -> bool {
+        self.address_checks.remove(&id);
         let Some(gone) = self.peers.remove(id) else {
             return false;
         };

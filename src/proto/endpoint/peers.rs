@@ -100,10 +100,6 @@ pub struct Peer {
     /// When we last heard from it, as far as we know (`None`: restored and never heard in this
     /// run, with no stored time): a peer heard in the last day is never evicted.
     pub heard_at: Option<Instant>,
-    /// Whether it ever exchanged a message with us (one of ours acknowledged, one of its
-    /// received), was restored from storage (which keeps only such peers) or added by hand:
-    /// see [`Peer::protected`].
-    pub engaged: bool,
     /// The reliable link.
     pub link: Link,
     /// Link counters already added to the endpoint's statistics, so only the difference is
@@ -154,15 +150,23 @@ impl Peer {
             .is_some_and(|c| c & crate::proto::wire::caps::EPHEMERAL != 0)
     }
 
+    /// Whether it ever wrote us a message that we showed (in this run or an earlier one: its
+    /// watermark says so, kept through restarts and evictions), or was added by the user. A
+    /// peer that only ever acknowledged ours does not count: an identity made to hold a place
+    /// acknowledges as cheaply as it proves itself.
+    pub fn engaged(&self) -> bool {
+        self.found == Found::Manual || self.link.delivered_through() > MessageId(0)
+    }
+
     /// Whether it must stay: messages of ours wait for it, or it was heard in the last day —
-    /// for a peer that never exchanged a message with us, only that it was heard in the last
+    /// for a peer that is not [`Peer::engaged`], only that it was heard in the last
     /// [`crate::proto::UNENGAGED_PROTECTED_AFTER_HEARD`].
     pub fn protected(&self, now: Instant) -> bool {
         let heard_within = |d| {
             self.heard_at
                 .is_some_and(|t| now.saturating_duration_since(t) < d)
         };
-        if !self.engaged && self.found != Found::Manual {
+        if !self.engaged() {
             return heard_within(crate::proto::UNENGAGED_PROTECTED_AFTER_HEARD);
         }
         self.link.undelivered() > 0 || heard_within(PROTECTED_AFTER_HEARD)
@@ -424,7 +428,7 @@ impl PeerTable {
             let victim = at_ip
                 .iter()
                 .filter(|(_, p)| !p.protected(now))
-                .min_by_key(|(&id, p)| (p.engaged, p.heard_at, p.last_heard, id))
+                .min_by_key(|(&id, p)| (p.engaged(), p.heard_at, p.last_heard, id))
                 .map(|(&id, _)| id);
             return victim
                 .and_then(|id| self.remove(id))
@@ -438,7 +442,7 @@ impl PeerTable {
             .peers
             .iter()
             .filter(|(_, p)| !p.protected(now))
-            .min_by_key(|(&id, p)| (p.engaged, p.heard_at, p.last_heard, id))
+            .min_by_key(|(&id, p)| (p.engaged(), p.heard_at, p.last_heard, id))
             .map(|(&id, _)| id);
         victim
             .and_then(|id| self.remove(id))
@@ -512,7 +516,6 @@ impl PeerTable {
                 caps: None,
                 away: None,
                 heard_at: Some(now),
-                engaged: false,
                 link,
                 counted: LinkCounters::default(),
             }
@@ -579,7 +582,6 @@ impl PeerTable {
                     caps: None,
                     away: None,
                     heard_at,
-                    engaged: true,
                     link,
                     counted: LinkCounters::default(),
                 },
@@ -620,7 +622,7 @@ mod tests {
     /// with (see [`join_unengaged`] for one we did not).
     fn join_online(t: &mut PeerTable, now: Instant, id: u8) -> &mut Peer {
         let p = join_unengaged(t, now, id);
-        p.engaged = true;
+        p.link.set_delivered_through(MessageId(1));
         p
     }
 
@@ -792,6 +794,36 @@ mod tests {
         }
         assert_eq!(t.admit(t0, at(16).ip(), false), Err(Refused::AddressFull));
         assert!(t.admit(t0 + WHILE, at(16).ip(), false).unwrap().is_some());
+        // Restored after a restart with a group message waiting for it: one that never wrote
+        // to us is still unengaged (storage kept it only because it was sent that message);
+        // one that did is protected.
+        let mut t = table(2, t0);
+        let restored = |id: u64, shown: u64| RestoredPeer {
+            id: PeerId(id),
+            key: None,
+            heard_ago: Some(Duration::ZERO),
+            nick: format!("p{id}"),
+            addrs: vec![addr(id as u8)],
+            manual: false,
+            wanted: false,
+            delivered_through: MessageId(shown),
+            outbox: vec![crate::proto::Queued {
+                id: MessageId(7),
+                direct: false,
+                action: false,
+                written_ago: Duration::ZERO,
+                text: "all".into(),
+            }],
+        };
+        t.restore(t0, PeerId(99), vec![restored(1, 0), restored(2, 5)]);
+        let gone = t.admit(t0 + DAY, ip(9), false).unwrap().unwrap();
+        assert_eq!(gone.id, PeerId(1));
+        join_online(&mut t, t0 + DAY * 30, 9);
+        assert_eq!(
+            t.admit(t0 + DAY * 30, ip(8), false),
+            Err(Refused::Full),
+            "peer 2 wrote to us and a message waits for it; 9 was heard just now"
+        );
     }
 
     #[test]
