@@ -37,6 +37,9 @@ pub struct Storage {
     pub floors: store::floors::Floors,
     /// Why that could not be read (the file is damaged), for a notice.
     pub floors_problem: Option<String>,
+    /// Whether the directory can be written (the floors with it), whatever became of the
+    /// journal.
+    pub writable: bool,
 }
 
 impl Storage {
@@ -87,6 +90,7 @@ impl Storage {
                 problem: Some(problem),
                 floors,
                 floors_problem,
+                writable: false,
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
@@ -130,6 +134,7 @@ impl Storage {
             problem,
             floors,
             floors_problem,
+            writable: true,
         })
     }
 
@@ -163,7 +168,7 @@ pub fn endpoint(
     now: Instant,
 ) -> Started {
     let after = storage.map_or(0, |s| {
-        let floor = if s.problem.is_none() {
+        let floor = if s.writable {
             s.floors.session_after
         } else {
             0
@@ -231,7 +236,7 @@ pub fn endpoint(
         // read the same one and start where this run did.
         let base = next_msg.0.max(clock_message_floor(unix_ms()));
         let mut next_msg = MessageId(base);
-        if s.problem.is_none() {
+        if s.writable {
             let from = base.max(s.floors.message_ids_from);
             let floors = store::floors::Floors {
                 message_ids_from: from.saturating_add(store::floors::RESERVED),

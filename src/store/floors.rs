@@ -23,9 +23,16 @@ use std::path::Path;
 /// The file's name in the data directory.
 pub const FLOORS_FILE: &str = "floors.toml";
 
-/// Message ids reserved per run: 2^40, so a run would have to send a million messages a
-/// second for twelve days to reach the end; a million restarts use 2^60 of the 2^64.
-pub const RESERVED: u64 = 1 << 40;
+/// Message ids reserved per run: 2^36 (69 billion), far more than a run sends (its windows and
+/// acknowledgements hold it to thousands a second). While the floor is ahead of the clock each
+/// start moves it on by this much: from about 2^53 today, 2^26 (67 million) starts reach the
+/// 2^62 past which the file is not believed — a start every 5 s for ten years.
+pub const RESERVED: u64 = 1 << 36;
+
+/// Larger numbers are not what a run writes (ids start near the clock's milliseconds × 4096,
+/// about 2^53 today, sessions near its milliseconds × 2^16), and would make the counters that
+/// start from them wrap: the file is then taken as damaged.
+const PLAUSIBLE: u64 = 1 << 62;
 
 /// Where the next run starts, as the last run wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +77,7 @@ pub fn read(dir: &Path) -> Result<Floors, String> {
                     session_after: f.session_after.parse().ok()?,
                 })
             })
+            .filter(|f| f.message_ids_from <= PLAUSIBLE && f.session_after <= PLAUSIBLE)
             .ok_or_else(|| format!("{} is damaged: ignored", path.display())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Floors::default()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -117,11 +125,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(read(tmp.path()), Ok(Floors::default()));
         let floors = Floors {
-            message_ids_from: u64::MAX - 1,
+            message_ids_from: 1 << 60,
             session_after: 123_456_789_012,
         };
         write(tmp.path(), floors).unwrap();
         assert_eq!(read(tmp.path()), Ok(floors));
+        // Numbers no run writes, near the end of the counters: damaged, not believed.
+        let huge = Floors {
+            message_ids_from: u64::MAX - 1,
+            ..floors
+        };
+        write(tmp.path(), huge).unwrap();
+        assert!(read(tmp.path()).unwrap_err().contains("damaged"));
         fs::write(tmp.path().join(FLOORS_FILE), "message_ids_from = \"x\"").unwrap();
         assert!(read(tmp.path()).unwrap_err().contains("damaged"));
         fs::remove_file(tmp.path().join(FLOORS_FILE)).unwrap();

@@ -258,7 +258,7 @@ pub fn wrap(line: &str, cols: usize, indent: usize) -> String {
     let mut col = 0;
     // The last space of the row so far: where it is in `out`, and the column after it.
     let mut space: Option<(usize, usize)> = None;
-    let mut chars = line.chars();
+    let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\x1b' => {
@@ -280,7 +280,11 @@ pub fn wrap(line: &str, cols: usize, indent: usize) -> String {
                 space = None;
             }
             _ => {
-                let w = c.width().unwrap_or(0);
+                // Followed by the emoji variation selector (`❤️`), a character most terminals
+                // draw two columns wide where its own width says one: counted as two, since
+                // counting short would let the terminal wrap the row itself, at column 0.
+                let emoji = chars.peek() == Some(&'\u{fe0f}');
+                let w = c.width().unwrap_or(0).max(if emoji { 2 } else { 0 });
                 if col + w > cols {
                     // At the row's last space if it has one past the indent, else here.
                     if let Some((at, after)) = space.take().filter(|&(_, after)| after > indent) {
@@ -1116,6 +1120,26 @@ mod tests {
                 "{wrapped}"
             );
         }
+        // An emoji with its variation selector counts two columns, as terminals draw it.
+        let hearts = Output::Group {
+            nick: "m".into(),
+            text: format!("{}12:03 <alice> fake", "\u{2764}\u{fe0f}".repeat(35)),
+        };
+        let wrapped = wrap(
+            &render(&hearts, time, false),
+            80,
+            continuation_indent(&hearts),
+        );
+        let first = wrapped.split('\n').next().unwrap();
+        let drawn: usize = first
+            .chars()
+            .map(|c| match c {
+                '\u{2764}' => 2,
+                '\u{fe0f}' => 0,
+                c => c.width().unwrap_or(0),
+            })
+            .sum();
+        assert!(drawn <= 80, "{drawn} columns drawn: {wrapped}");
         // A narrow line is left as it is; on a very narrow terminal the indent shrinks.
         assert_eq!(wrap(&line, 1000, 10), line);
         assert!(wrap("12:03 abc", 2, 10)
