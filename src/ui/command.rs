@@ -191,7 +191,7 @@ impl fmt::Display for CommandError {
             Self::InvalidNick => write!(f, "{NICK_RULE}"),
             Self::InvalidId(name) => write!(
                 f,
-                "{name}: after # come the first hex digits of the peer's id, as /peers shows it (bob#1d79)"
+                "{name}: after # come 4 to 16 hex digits of the peer's id, as /whois shows it (bob#1d79, or #1d79e0c2 alone)"
             ),
         }
     }
@@ -392,6 +392,10 @@ fn checked_peer(name: &str) -> Result<String, CommandError> {
     if is_id_alone(name) {
         return Ok(name.to_owned());
     }
+    // `#abc`, `#xyz…`: an id alone, broken.
+    if name.starts_with('#') {
+        return Err(CommandError::InvalidId(name.to_owned()));
+    }
     let nick = without_id(name);
     // `bob#zz`: a valid nick and a broken id, not a nick with a `#` in it.
     if nick == name && is_valid_nick(name.rsplit_once('#').map_or("", |(n, _)| n)) {
@@ -579,12 +583,16 @@ mod tests {
             ("/msg bob#zz hi", "bob#zz"),
             ("/history bob#zz", "bob#zz"),
             ("/whois bob#", "bob#"),
+            // An id alone, too short, too long or not hex: the rule for ids, not for nicks.
+            ("/msg #abc hi", "#abc"),
+            ("/whois #1d79e0c2aa55bb66cc", "#1d79e0c2aa55bb66cc"),
+            ("/msg #xyz0 hi", "#xyz0"),
         ] {
             assert_eq!(err(line), CommandError::InvalidId(name.into()), "{line}");
         }
         assert!(CommandError::InvalidId("bob#zz".into())
             .to_string()
-            .contains("first hex digits"));
+            .contains("4 to 16 hex digits"));
         assert_eq!(err("/msg b\u{7}b#zz hi"), CommandError::InvalidNick);
         assert_eq!(err("/nick bob#1d79"), CommandError::InvalidNick);
         assert_eq!(err("/nick b\u{200b}ob"), CommandError::InvalidNick);

@@ -323,12 +323,19 @@ pub struct ShownNames {
     by_name: HashMap<String, Vec<PeerId>>,
 }
 
-/// What a shown nick looks like: its UTS #39 confusable skeleton, so that nicks a reader
-/// could take for one another (`alice` and Cyrillic `аlice`, `aIice` with a capital i) have
-/// one look, and are told apart by their ids as equal nicks are. Case is kept: `Bob` and
-/// `bob` are told apart by it.
+/// What a shown nick looks like: its compatibility form, in lower case, as a UTS #39
+/// confusable skeleton, without accents — so that nicks a reader could take for one another
+/// (`alice` and Cyrillic `аlice`, `aIice` with a capital i, `Alice`, `alíce`) have one look,
+/// and are told apart by their ids as equal nicks are.
 fn looks(shown: &str) -> String {
-    unicode_security::confusable_detection::skeleton(shown).collect()
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    let compatible: String = shown.nfkc().collect();
+    // Case is folded after the skeleton, which tells `I` for `l` apart from `i`.
+    unicode_security::confusable_detection::skeleton(&compatible)
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Whether a shown nick could pass for something else in a line: it holds what frames a nick
@@ -752,11 +759,23 @@ mod tests {
             display_names(&[(bob, "bob"), (fake, "b\u{200b}ob"), (carol, "carol")]),
             ["bob#01234567", "bob#fedcba98", "carol"]
         );
-        // Alone, or only alike in case, a nick is shown as it is.
+        // Alone, a nick is shown as it is; alike but for case or accents, with ids.
         assert_eq!(display_names(&[(fake, "b\u{200b}ob")]), ["bob"]);
         assert_eq!(
             display_names(&[(bob, "bob"), (fake, "Bob")]),
-            ["bob", "Bob"]
+            ["bob#01234567", "Bob#fedcba98"]
+        );
+        assert_eq!(
+            display_names(&[
+                (bob, "alice"),
+                (fake, "al\u{ed}ce"),
+                (carol, "al\u{131}\u{307}ce")
+            ]),
+            [
+                "alice#01234567",
+                "al\u{ed}ce#fedcba98",
+                "al\u{131}\u{307}ce#00000000"
+            ]
         );
         assert!(display_names(&[]).is_empty());
         // Look-alikes by their shapes: Cyrillic а and е, a capital i for an l.
@@ -820,16 +839,20 @@ mod tests {
                     .then(|| format!("{name}#{}", &id.to_string()[..8]))
             })
             .collect();
-        let mut short_count: HashMap<&str, usize> = HashMap::new();
-        for name in suffixed.iter().flatten() {
-            *short_count.entry(name).or_default() += 1;
+        // Shown whole when another of the same look has the same first 8 digits.
+        let key = |id: &PeerId, name: &str| (looks(name), id.to_string()[..8].to_owned());
+        let mut short_count: HashMap<(String, String), usize> = HashMap::new();
+        for ((id, _), (name, suffixed)) in peers.iter().zip(shown.iter().zip(&suffixed)) {
+            if suffixed.is_some() {
+                *short_count.entry(key(id, name)).or_default() += 1;
+            }
         }
         peers
             .iter()
             .zip(shown.iter().zip(&suffixed))
             .map(|((id, _), (name, suffixed))| match suffixed {
                 None => name.clone(),
-                Some(short) if short_count[short.as_str()] == 1 => short.clone(),
+                Some(short) if short_count[&key(id, name)] == 1 => short.clone(),
                 Some(_) => format!("{name}#{id}"),
             })
             .collect()

@@ -280,11 +280,16 @@ pub fn wrap(line: &str, cols: usize, indent: usize) -> String {
                 space = None;
             }
             _ => {
-                // Followed by the emoji variation selector (`❤️`), a character most terminals
-                // draw two columns wide where its own width says one: counted as two, since
-                // counting short would let the terminal wrap the row itself, at column 0.
+                // Counted as wide as any terminal may draw it, since counting short would let
+                // the terminal wrap the row itself, at column 0: East Asian "ambiguous"
+                // characters as two (`㉈`, which CJK locales and tmux draw wide), and so a
+                // character followed by the emoji variation selector (`❤️`).
                 let emoji = chars.peek() == Some(&'\u{fe0f}');
-                let w = c.width().unwrap_or(0).max(if emoji { 2 } else { 0 });
+                let w = c
+                    .width_cjk()
+                    .unwrap_or(0)
+                    .max(c.width().unwrap_or(0))
+                    .max(if emoji { 2 } else { 0 });
                 if col + w > cols {
                     // At the row's last space if it has one past the indent, else here.
                     if let Some((at, after)) = space.take().filter(|&(_, after)| after > indent) {
@@ -1140,6 +1145,19 @@ mod tests {
             })
             .sum();
         assert!(drawn <= 80, "{drawn} columns drawn: {wrapped}");
+        // Ambiguous-width characters count two, as a terminal may draw them.
+        let circled = Output::Group {
+            nick: "m".into(),
+            text: format!("{}13:00 <alice> fake", "\u{3248}".repeat(30)),
+        };
+        let wrapped = wrap(
+            &render(&circled, time, false),
+            60,
+            continuation_indent(&circled),
+        );
+        let first = wrapped.split('\n').next().unwrap();
+        let drawn: usize = first.chars().map(|c| c.width_cjk().unwrap_or(0)).sum();
+        assert!(drawn <= 60, "{drawn} columns drawn: {wrapped}");
         // A narrow line is left as it is; on a very narrow terminal the indent shrinks.
         assert_eq!(wrap(&line, 1000, 10), line);
         assert!(wrap("12:03 abc", 2, 10)
