@@ -337,6 +337,79 @@ fn a_third_party_relaying_a_handshake_does_not_move_a_live_link() {
     }
 }
 
+/// Bob restarts (same identity, new session, alice remembered), and mallory races his own
+/// handshake: she claims his new session towards alice from her address and relays, so that
+/// each side first proves the other's new run at her address, bound at once as a new
+/// session's is. Each side then contacts the other where it was before, and the proof there
+/// replaces hers: the link is on the real addresses, and hers is not proven.
+#[test]
+fn a_third_party_relaying_at_a_restart_does_not_keep_the_link() {
+    for seed in 1..=5 {
+        let mut sim = Sim::new(seed, 2, LinkParams::lan());
+        sim.connect_star();
+        let mallory: SocketAddr = "10.0.66.6:7654".parse().unwrap();
+        let forwarded = std::rc::Rc::new(std::cell::Cell::new(0));
+        sim.outside = Some(Box::new(Relay {
+            at: mallory,
+            alice: sim.nodes[ALICE].addr,
+            bob: sim.nodes[BOB].addr,
+            forwarded: forwarded.clone(),
+        }));
+        let alice_then = sim.nodes[BOB].ep.peer(sim.id(ALICE)).unwrap();
+        let remembered = RestoredPeer {
+            id: sim.id(ALICE),
+            key: sim.nodes[BOB].ep.peer_key(sim.id(ALICE)),
+            heard_ago: Some(Duration::ZERO),
+            nick: alice_then.nick.clone(),
+            addrs: alice_then.addrs.clone(),
+            manual: false,
+            wanted: false,
+            delivered_through: MessageId(0),
+            outbox: vec![],
+        };
+        sim.restart_node_as(BOB, MessageId(1 << 20), vec![remembered]);
+        let ping = as_bob(
+            &sim,
+            sim.session(BOB),
+            1,
+            &[Frame::Session(sim.session(ALICE)), Frame::Ping],
+        );
+        sim.inject(ALICE, mallory, &ping);
+        sim.run_for(Duration::from_secs(10));
+        assert!(
+            forwarded.get() >= 4,
+            "seed {seed}: nothing went through mallory"
+        );
+        for (me, other) in [(ALICE, BOB), (BOB, ALICE)] {
+            let seen = sim.nodes[me].ep.peer(sim.id(other)).unwrap();
+            assert_eq!(
+                seen.addrs[0], sim.nodes[other].addr,
+                "seed {seed}: node {me} keeps its link at {:?}",
+                seen.addrs
+            );
+        }
+        // What mallory sends as bob's new run from her address is not taken.
+        let forged = as_bob(
+            &sim,
+            sim.session(BOB),
+            1 << 10,
+            &[Frame::Session(sim.session(ALICE)), Frame::Ping],
+        );
+        let before = sim.nodes[ALICE].ep.stats().unproven_address;
+        sim.inject(ALICE, mallory, &forged);
+        assert_eq!(
+            sim.nodes[ALICE].ep.stats().unproven_address,
+            before + 1,
+            "seed {seed}: mallory's address is still proven"
+        );
+        sim.send(BOB, Recipients::Everyone, "back, and still me");
+        let ok = sim.run_until_cond(Duration::from_secs(3), |s| {
+            texts(s, ALICE).contains(&"back, and still me".to_owned())
+        });
+        assert!(ok, "seed {seed}: {:?}", texts(&sim, ALICE));
+    }
+}
+
 #[test]
 fn a_peer_with_messages_waiting_or_heard_today_is_never_evicted() {
     // A table of 8. Bob has a message waiting (he is cut off); carol is online. Answering

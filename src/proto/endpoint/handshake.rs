@@ -41,6 +41,9 @@ const SIGNATURES_REMEMBERED: usize = 64;
 pub const ADDRESS_CHECK_MIN: Duration = Duration::from_millis(300);
 /// See [`ADDRESS_CHECK_MIN`].
 pub const ADDRESS_CHECK_MAX: Duration = Duration::from_secs(2);
+/// How long after a new session was bound at an address first seen with it a proof of that
+/// session at one of the peer's earlier addresses replaces it (see `accept`).
+pub const FIRST_SEEN_WATCH: Duration = Duration::from_secs(3);
 
 /// Recently made and verified signatures: a proof repeated (a retransmission, or a replay from
 /// the same address within the cookie's life) costs a hash, not curve arithmetic.
@@ -494,6 +497,29 @@ impl Endpoint {
         if probed == Some(Found::Manual) {
             peer.found = Found::Manual;
         }
+        // A peer that restarted was bound at an address first seen with its new session (a
+        // third party may have relayed that proof, racing the peer's own); now the same
+        // session proves itself where the peer was before: that address is taken at once,
+        // and the other dropped.
+        let relayed = self
+            .first_seen
+            .get(&id)
+            .copied()
+            .filter(|&(x, until, session)| {
+                until > now
+                    && session == header.session
+                    && from != x
+                    && peer.addrs.iter().any(|a| a == from)
+            });
+        if let Some((x, _, _)) = relayed {
+            self.first_seen.remove(&id);
+            self.address_checks.remove(&id);
+            peer.proven.retain(|a| *a != x);
+            peer.prove(from, false);
+            peer.heard(now);
+            self.stats.address_kept += 1;
+            return true;
+        }
         // An online peer in the same session, proven elsewhere, proving itself at a new
         // address: taken only if it does not answer at the old ones meanwhile.
         let check = !new_session
@@ -522,8 +548,12 @@ impl Endpoint {
         // Bound at once (a join, a restart, an unreachable peer, or one proven nowhere yet):
         // a check under way has nothing left to decide.
         self.address_checks.remove(&id);
-        peer.prove(from, new_session);
         let share = joined || new_session;
+        // A (re)joining peer at an address it never had, while it had others: those are
+        // contacted, and a proof there in this session soon replaces this one (above).
+        let earlier: Vec<SocketAddr> = peer.addrs.iter().filter(|a| *a != from).collect();
+        let first_seen = share && !earlier.is_empty() && !peer.addrs.iter().any(|a| a == from);
+        peer.prove(from, new_session);
         if share {
             peer.session = header.session;
             peer.link.restart(now, new_session);
@@ -575,6 +605,14 @@ impl Endpoint {
         peer.heard(now);
         if share && !self.leaving {
             self.exchange_peers_soon(now, id);
+        }
+        if first_seen {
+            self.first_seen
+                .insert(id, (from, now + FIRST_SEEN_WATCH, header.session));
+            // A few hellos each (as a learned address gets), not a probe for ever.
+            for addr in earlier {
+                self.add_probe(now, addr, Found::Learned);
+            }
         }
         if let Some(bytes) = early {
             self.take_datagram(now, from, &bytes);

@@ -165,6 +165,10 @@ pub struct Endpoint {
     /// work, with that address and when it is taken if nothing comes from a proven one by then
     /// (see [`handshake`]'s `check_address`). At most one per peer.
     address_checks: std::collections::BTreeMap<PeerId, (SocketAddr, Instant, u64)>,
+    /// Peers whose new session was bound at an address first seen with it, while they had
+    /// others before: that address, until when a proof at one of the earlier ones replaces it,
+    /// and the session (see [`handshake`]'s `accept`).
+    first_seen: std::collections::BTreeMap<PeerId, (SocketAddr, Instant, u64)>,
     /// PeerIds heard announcing on our LAN (at most [`exchange::MAX_HEARD_ANNOUNCING`]): a
     /// newcomer among them hears the LAN's announcements too, so its peer exchange waits.
     heard_announcing: BTreeSet<PeerId>,
@@ -218,6 +222,7 @@ impl Endpoint {
             nick_changed: None,
             departing: std::collections::BTreeMap::new(),
             address_checks: std::collections::BTreeMap::new(),
+            first_seen: std::collections::BTreeMap::new(),
             heard_announcing: BTreeSet::new(),
             exchange_later: BTreeSet::new(),
             pending: None,
@@ -1004,6 +1009,7 @@ impl Endpoint {
     /// [`Endpoint::forget`], for `reason`.
     fn forget_peer(&mut self, id: PeerId, reason: ForgetReason) -> bool {
         self.address_checks.remove(&id);
+        self.first_seen.remove(&id);
         let Some(gone) = self.peers.remove(id) else {
             return false;
         };
