@@ -255,6 +255,22 @@ impl sim::Outside for Relay {
     }
 }
 
+/// Alice and bob, linked, and mallory at an address of her own, relaying between them: the
+/// simulation, her address, and the count of what she forwarded.
+fn alice_bob_and_a_relay(seed: u64) -> (Sim, SocketAddr, std::rc::Rc<std::cell::Cell<u32>>) {
+    let mut sim = Sim::new(seed, 2, LinkParams::lan());
+    sim.connect_star();
+    let mallory: SocketAddr = "10.0.66.6:7654".parse().unwrap();
+    let forwarded = std::rc::Rc::new(std::cell::Cell::new(0));
+    sim.outside = Some(Box::new(Relay {
+        at: mallory,
+        alice: sim.nodes[ALICE].addr,
+        bob: sim.nodes[BOB].addr,
+        forwarded: forwarded.clone(),
+    }));
+    (sim, mallory, forwarded)
+}
+
 /// Mallory, who reaches both, claims bob's PeerId towards alice from her own address and then
 /// only forwards: alice's hello to her address reaches bob, whose cookie, proofs and replies
 /// reach alice through her, so each would prove the other at mallory's address and move
@@ -263,16 +279,7 @@ impl sim::Outside for Relay {
 #[test]
 fn a_third_party_relaying_a_handshake_does_not_move_a_live_link() {
     for seed in 1..=5 {
-        let mut sim = Sim::new(seed, 2, LinkParams::lan());
-        sim.connect_star();
-        let mallory: SocketAddr = "10.0.66.6:7654".parse().unwrap();
-        let forwarded = std::rc::Rc::new(std::cell::Cell::new(0));
-        sim.outside = Some(Box::new(Relay {
-            at: mallory,
-            alice: sim.nodes[ALICE].addr,
-            bob: sim.nodes[BOB].addr,
-            forwarded: forwarded.clone(),
-        }));
+        let (mut sim, mallory, forwarded) = alice_bob_and_a_relay(seed);
         let bob_session = sim.session(BOB);
         let ping = as_bob(
             &sim,
@@ -345,16 +352,7 @@ fn a_third_party_relaying_a_handshake_does_not_move_a_live_link() {
 #[test]
 fn a_third_party_relaying_at_a_restart_does_not_keep_the_link() {
     for seed in 1..=5 {
-        let mut sim = Sim::new(seed, 2, LinkParams::lan());
-        sim.connect_star();
-        let mallory: SocketAddr = "10.0.66.6:7654".parse().unwrap();
-        let forwarded = std::rc::Rc::new(std::cell::Cell::new(0));
-        sim.outside = Some(Box::new(Relay {
-            at: mallory,
-            alice: sim.nodes[ALICE].addr,
-            bob: sim.nodes[BOB].addr,
-            forwarded: forwarded.clone(),
-        }));
+        let (mut sim, mallory, forwarded) = alice_bob_and_a_relay(seed);
         let alice_then = sim.nodes[BOB].ep.peer(sim.id(ALICE)).unwrap();
         let remembered = RestoredPeer {
             id: sim.id(ALICE),
