@@ -791,6 +791,10 @@ fn forget_stops_trying_an_added_address_nobody_answers() {
 fn forget_by_a_shared_nick_means_the_one_that_left() {
     let switch = Switch::default();
     let (alice, bob1, bob2, mut a) = alice_and_two_bobs(&switch);
+    // Bob's side of the handshake done too, or his leave has nobody to go to (alice would
+    // see him go only when he stops answering, 15 s later).
+    let mut b1 = Seen(Vec::new());
+    bob1.wait_for(&mut b1, "alice joined", |o| notice(o, "alice joined"));
     bob1.type_line("/quit");
     alice.wait_for(&mut a, "a bob leaving", |o| notice(o, " left"));
     alice.type_line("/forget bob");
