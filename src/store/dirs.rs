@@ -7,7 +7,7 @@
 use directories::ProjectDirs;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode of a data directory this module creates: it holds the identity and the conversation,
@@ -133,6 +133,32 @@ pub(crate) fn io_reason(e: &io::Error) -> String {
             .collect(),
         _ => text.to_owned(),
     }
+}
+
+/// The bytes of a small file tailchat keeps in the data directory (`transfers/`,
+/// `floors.toml`), if it is a regular file of at most `limit` bytes: not through a symbolic
+/// link, and without waiting on a FIFO or reading a device (something else put there must
+/// not hang the start or fill memory).
+///
+/// # Errors
+/// It cannot be opened (`NotFound` when it does not exist), is not a regular file, or is
+/// larger than `limit`.
+pub fn read_kept(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > limit {
+        return Err(io::Error::other("too large"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use serde::Deserialize;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -57,19 +57,10 @@ struct File {
 /// message says which, for the user; numbering then goes on from the journal and the clock.
 pub fn read(dir: &Path) -> Result<Floors, String> {
     let path = dir.join(FLOORS_FILE);
-    let mut text = String::new();
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path);
-    let read = opened.and_then(|f| {
-        if !f.metadata()?.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
-        f.take(4096).read_to_string(&mut text)
-    });
+    let read = super::dirs::read_kept(&path, 4096)
+        .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other));
     match read {
-        Ok(_) => toml::from_str::<self::File>(&text)
+        Ok(text) => toml::from_str::<self::File>(&text)
             .ok()
             .and_then(|f| {
                 Some(Floors {

@@ -260,7 +260,7 @@ impl Store {
     pub fn manifest(&self, key: TransferKey) -> Option<Vec<u8>> {
         // One byte more than a manifest may have: a longer file is not one.
         let limit = u64::from(super::manifest::MAX_MANIFEST_BYTES) + 1;
-        read_kept(&self.path(key, "manifest"), limit).ok()
+        crate::store::dirs::read_kept(&self.path(key, "manifest"), limit).ok()
     }
 
     /// Writes `bytes` to `path` whole or not at all, readable by the user only (a record holds
@@ -326,7 +326,7 @@ impl Store {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            match read_kept(&path, MAX_RECORD_BYTES)
+            match crate::store::dirs::read_kept(&path, MAX_RECORD_BYTES)
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
             {
@@ -354,27 +354,6 @@ impl Store {
 
 /// A record is a few hundred bytes (its names are bounded); far more is not one.
 const MAX_RECORD_BYTES: u64 = 1 << 20;
-
-/// The bytes of a file kept in `transfers/`, if it is a regular file of at most `limit`
-/// bytes: not through a symbolic link, and without waiting on a FIFO or reading a device
-/// (something else put there must not hang the start or fill memory).
-fn read_kept(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    if meta.len() > limit {
-        return Err(io::Error::other("too large"));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
 
 #[cfg(test)]
 mod tests {
