@@ -1125,38 +1125,27 @@ mod tests {
                 "{wrapped}"
             );
         }
-        // An emoji with its variation selector counts two columns, as terminals draw it.
-        let hearts = Output::Group {
-            nick: "m".into(),
-            text: format!("{}12:03 <alice> fake", "\u{2764}\u{fe0f}".repeat(35)),
+        // Characters a terminal may draw wider than their own width says: a message of them
+        // wrapped at `cols`, its first row as a terminal drawing each `drawn` wide.
+        let first_row_drawn = |run: &str, cols: usize, drawn: fn(char) -> usize| {
+            let out = Output::Group {
+                nick: "m".into(),
+                text: format!("{run}12:03 <alice> fake"),
+            };
+            let wrapped = wrap(&render(&out, time, false), cols, continuation_indent(&out));
+            let first = wrapped.split('\n').next().unwrap_or_default();
+            (first.chars().map(drawn).sum::<usize>(), wrapped)
         };
-        let wrapped = wrap(
-            &render(&hearts, time, false),
-            80,
-            continuation_indent(&hearts),
-        );
-        let first = wrapped.split('\n').next().unwrap();
-        let drawn: usize = first
-            .chars()
-            .map(|c| match c {
-                '\u{2764}' => 2,
-                '\u{fe0f}' => 0,
-                c => c.width().unwrap_or(0),
-            })
-            .sum();
+        // An emoji with its variation selector counts two columns, as terminals draw it.
+        let (drawn, wrapped) = first_row_drawn(&"\u{2764}\u{fe0f}".repeat(35), 80, |c| match c {
+            '\u{2764}' => 2,
+            '\u{fe0f}' => 0,
+            c => c.width().unwrap_or(0),
+        });
         assert!(drawn <= 80, "{drawn} columns drawn: {wrapped}");
         // Ambiguous-width characters count two, as a terminal may draw them.
-        let circled = Output::Group {
-            nick: "m".into(),
-            text: format!("{}13:00 <alice> fake", "\u{3248}".repeat(30)),
-        };
-        let wrapped = wrap(
-            &render(&circled, time, false),
-            60,
-            continuation_indent(&circled),
-        );
-        let first = wrapped.split('\n').next().unwrap();
-        let drawn: usize = first.chars().map(|c| c.width_cjk().unwrap_or(0)).sum();
+        let (drawn, wrapped) =
+            first_row_drawn(&"\u{3248}".repeat(30), 60, |c| c.width_cjk().unwrap_or(0));
         assert!(drawn <= 60, "{drawn} columns drawn: {wrapped}");
         // A narrow line is left as it is; on a very narrow terminal the indent shrinks.
         assert_eq!(wrap(&line, 1000, 10), line);
