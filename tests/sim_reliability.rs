@@ -452,6 +452,8 @@ fn quitting_before_the_handshake_is_answered_still_says_goodbye() {
         assert!(!sim.saw(1, |e| matches!(e, Event::PeerJoined { .. })));
         let now = sim.now;
         sim.nodes[1].ep.leave(now);
+        // The reply is awaited: a program that exited now would leave node 0 listing it.
+        assert!(!sim.nodes[1].ep.leave_complete(), "seed {seed}");
         sim.flush(1);
         let left = |s: &Sim| s.saw(0, |e| matches!(e, Event::PeerLeft { .. }));
         assert!(
@@ -460,6 +462,23 @@ fn quitting_before_the_handshake_is_answered_still_says_goodbye() {
         );
         assert!(sim.run_until_cond(Duration::from_secs(2), |s| s.nodes[1].ep.leave_complete()));
     }
+}
+
+/// The same, with the reply lost: the goodbye waits for it only as long as a reply could take,
+/// then the peer leaves all the same (the other side finds out when it stops answering).
+#[test]
+fn quitting_while_a_lost_reply_is_awaited_waits_only_for_its_time() {
+    let mut sim = Sim::new(1, 2, LinkParams::lan());
+    sim.add(1, 0);
+    let joined = |s: &Sim| s.saw(0, |e| matches!(e, Event::PeerJoined { .. }));
+    assert!(sim.run_until_cond(Duration::from_secs(2), joined));
+    let now = sim.now;
+    sim.nodes[1].ep.leave(now);
+    sim.drop_in_flight();
+    assert!(!sim.nodes[1].ep.leave_complete());
+    let done = |s: &Sim| s.nodes[1].ep.leave_complete();
+    assert!(sim.run_until_cond(Duration::from_secs(3), done));
+    assert!(!sim.saw(0, |e| matches!(e, Event::PeerLeft { .. })));
 }
 
 /// A peer we added leaves, and starts again at its address: we look for it there slowly (it

@@ -710,6 +710,12 @@ impl Sim {
         }));
     }
 
+    /// Loses every datagram on the wire now (those queued for a node's CPU stay).
+    pub fn drop_in_flight(&mut self) {
+        self.lost += self.queue.len() as u64;
+        self.queue.clear();
+    }
+
     fn transmit(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
         if self.cut.contains(&(from, to)) {
             self.lost += 1;

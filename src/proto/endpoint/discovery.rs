@@ -341,6 +341,16 @@ impl Probes {
         self.list.iter().map(|p| p.next).min()
     }
 
+    /// The probed addresses where a proof of ours went and its reply is still awaited, each
+    /// with the end of that wait: the peer there may have let us in already.
+    pub fn awaiting_proof_reply(&self, now: Instant) -> Vec<(SocketAddr, Instant)> {
+        self.list
+            .iter()
+            .filter(|p| p.cookie_seen)
+            .filter_map(|p| Some((p.addr, p.proof_until.filter(|t| *t > now)?)))
+            .collect()
+    }
+
     /// Spaces each probe's hellos by at least `gap` (twice how long answers take lately): a
     /// hello sent again before the first one's answer could be back only brings another
     /// answer, on hosts too busy to answer quickly.

@@ -351,6 +351,7 @@ impl Endpoint {
         };
         let admitted = self.accept(now, proven);
         if self.leaving {
+            self.goodbyes_owed.retain(|(addr, _)| *addr != from);
             if let Some(peer) = self.peers.get_mut(&header.sender) {
                 peer.link.queue_leave();
             }

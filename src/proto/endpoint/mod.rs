@@ -149,6 +149,10 @@ pub struct Endpoint {
     refused_told: Option<Instant>,
     /// [`Endpoint::leave`] was called.
     leaving: bool,
+    /// After leaving: addresses a proof of ours went to, whose reply had not come, and until
+    /// when it is awaited. The peer there may have admitted us, and is owed a goodbye once the
+    /// reply comes (else it lists us until we stop answering).
+    goodbyes_owed: Vec<(SocketAddr, Instant)>,
     /// We are away, with this reason (see [`Endpoint::set_away`]).
     away: Option<String>,
     /// We say we are a script (see [`Endpoint::set_script`]).
@@ -216,6 +220,7 @@ impl Endpoint {
             version_reported: BTreeSet::new(),
             refused_told: None,
             leaving: false,
+            goodbyes_owed: Vec::new(),
             away: None,
             ephemeral: false,
             script: false,
@@ -375,11 +380,13 @@ impl Endpoint {
             .chain(self.address_checks.values().map(|(_, t, _)| *t))
             .chain(self.exchange_later.first().map(|(t, _)| *t))
             .chain(self.next_gossip)
+            .chain(self.goodbyes_owed.iter().map(|(_, t)| *t))
             .min()
     }
 
     /// Runs whatever timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.goodbyes_owed.retain(|(_, until)| *until > now);
         self.mark(now);
     }
 
@@ -675,6 +682,7 @@ impl Endpoint {
     /// [`Endpoint::leave_complete`] (or a short grace period) so the goodbyes are acknowledged.
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
+        self.goodbyes_owed = self.probes.awaiting_proof_reply(now);
         self.probes.clear();
         self.hints.clear();
         self.exchange_later.clear();
@@ -688,10 +696,11 @@ impl Endpoint {
     /// True once every peer has acknowledged our leave and every message to a peer that is
     /// online has been delivered (or there was nobody to tell).
     pub fn leave_complete(&self) -> bool {
-        self.peers.iter().all(|(_, p)| {
-            let waiting = p.is_online() && p.link.undelivered() > 0;
-            !(p.link.leave_outstanding() || waiting)
-        })
+        self.goodbyes_owed.is_empty()
+            && self.peers.iter().all(|(_, p)| {
+                let waiting = p.is_online() && p.link.undelivered() > 0;
+                !(p.link.leave_outstanding() || waiting)
+            })
     }
 
     /// Messages queued and not yet acknowledged, summed over peers.
