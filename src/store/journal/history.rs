@@ -13,7 +13,7 @@ use super::JournalError;
 use crate::proto::PeerId;
 use chrono::{Local, TimeZone};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -186,8 +186,11 @@ impl HistoryQuery {
                 path: self.path.clone(),
             });
         }
-        // Stretches from the end backwards; the lines and warnings of each, in file order.
+        // Stretches from the end backwards; the lines and warnings of each, in file order. A
+        // message recorded twice (a damaged journal can repeat a stretch) is shown once: its
+        // last copy.
         let mut stretches: Vec<(Vec<HistoryLine>, Vec<String>)> = Vec::new();
+        let mut seen = HashSet::new();
         let mut found = 0;
         let mut end = len;
         for &start in self.checkpoints.iter().rev() {
@@ -198,9 +201,16 @@ impl HistoryQuery {
                 continue;
             }
             let bytes = read_range(file, start, end).map_err(io_err)?;
-            let stretch = self.read_stretch(&bytes, start, end == len);
-            found += stretch.0.len();
-            stretches.push(stretch);
+            let (keyed, damage) = self.read_stretch(&bytes, start, end == len);
+            let mut lines: Vec<HistoryLine> = keyed
+                .into_iter()
+                .rev()
+                .filter(|(key, _)| seen.insert(*key))
+                .map(|(_, line)| line)
+                .collect();
+            lines.reverse();
+            found += lines.len();
+            stretches.push((lines, damage));
             end = start;
         }
         let mut lines = Vec::with_capacity(found.min(self.last));
@@ -223,7 +233,7 @@ impl HistoryQuery {
         bytes: &[u8],
         start: u64,
         at_end: bool,
-    ) -> (Vec<HistoryLine>, Vec<String>) {
+    ) -> (Vec<(MessageKey, HistoryLine)>, Vec<String>) {
         let mut lines = Vec::new();
         let mut src = InMemory { bytes, base: start };
         let end = start + bytes.len() as u64;
@@ -245,11 +255,13 @@ impl HistoryQuery {
         (lines, warnings)
     }
 
-    /// The line `record` (at offset `at`) makes, if it is a message this query selects.
-    fn line(&self, at: u64, record: &RecordView<'_>) -> Option<HistoryLine> {
+    /// The line `record` (at offset `at`) makes, if it is a message this query selects, with
+    /// the message it is.
+    fn line(&self, at: u64, record: &RecordView<'_>) -> Option<(MessageKey, HistoryLine)> {
         match *record {
             RecordView::Said {
                 at_ms,
+                id,
                 nick,
                 direct_to,
                 text: said,
@@ -261,32 +273,35 @@ impl HistoryQuery {
                     Some(p) if self.direct => Some(self.name_at(p, at)?),
                     _ => return None,
                 };
-                Some(HistoryLine {
+                let line = HistoryLine {
                     at_ms,
                     nick: string(nick),
                     direct: to.is_some(),
                     to,
                     text: string(said),
                     action,
-                })
+                };
+                Some(((None, id), line))
             }
             RecordView::Heard {
                 from,
                 nick,
+                id,
                 direct,
                 text: heard,
                 action,
                 written_ms,
                 ..
             } if direct == self.direct && (!direct || self.names.contains_key(&from)) => {
-                Some(HistoryLine {
+                let line = HistoryLine {
                     at_ms: written_ms,
                     nick: string(nick),
                     to: None,
                     direct,
                     text: string(heard),
                     action,
-                })
+                };
+                Some(((Some(from), id), line))
             }
             _ => None,
         }
@@ -303,6 +318,9 @@ impl HistoryQuery {
         })
     }
 }
+
+/// A message: its sender (`None`: us) and its id in the sender's numbering.
+type MessageKey = (Option<PeerId>, u64);
 
 /// The warning for damage at `at` that runs to the good record at `next`.
 fn skipped(at: u64, error: FrameError, next: u64) -> String {

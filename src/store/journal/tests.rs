@@ -644,6 +644,36 @@ fn history_keeps_the_last_n() {
         .is_empty());
 }
 
+/// A journal whose records were written twice (damage can repeat a stretch of a file) shows
+/// each message once, however far apart the copies are.
+#[test]
+fn history_shows_a_message_recorded_twice_once() {
+    let mut records = conversation();
+    // Enough to span several checkpoints, so copies fall in different stretches.
+    let filler = "x".repeat(200);
+    records.extend((10..1010).map(|id| heard(BOB, "bob", id, false, &filler)));
+    let (_tmp, path) = journal_with(&records);
+    let mut bytes = fs::read(&path).unwrap();
+    let body = bytes[HEADER.len()..].to_vec();
+    bytes.extend_from_slice(&body);
+    fs::write(&path, &bytes).unwrap();
+    let (journal, _) = Journal::open(&path).unwrap();
+    let (lines, _) = journal.history(&HistoryFilter::Group, 5000).unwrap();
+    assert_eq!(lines.len(), 3 + 1000);
+    assert_eq!(
+        summary(&lines[..3]),
+        [
+            ("me", None, false, "hello all"),
+            ("bob", None, false, "hi from bob"),
+            ("robert", None, false, "robert to all"),
+        ]
+    );
+    let (last, _) = journal.history(&HistoryFilter::Group, 10).unwrap();
+    assert_eq!(last.len(), 10);
+    let direct = HistoryFilter::Direct { nick: "bob".into() };
+    assert_eq!(journal.history(&direct, 100).unwrap().0.len(), 3);
+}
+
 #[test]
 fn history_reports_damage_without_repairing() {
     let (_tmp, path) = journal_with(&conversation());
