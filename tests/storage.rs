@@ -656,6 +656,29 @@ fn storage_off_at_quit_counts_as_lost_only_what_this_run_wrote() {
     fs.remount("rw");
 }
 
+/// An allow-list that refuses every address a remembered peer was known at: alice is told at
+/// start that bob is not heard while it stands, and her message to him says why he is not
+/// here (not only "not here", as if he might come back by himself).
+#[test]
+fn remembered_peers_the_allow_list_refuses_are_named() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut alice, mut bob) = pair(a.path(), b.path());
+    bob.send("remember me"); // a peer met without a word is not kept
+    alice.expect("<bob> remember me");
+    quit(bob);
+    alice.expect("bob left");
+    quit(alice);
+    let mut alice = start("alice", a.path(), &["--allow", "10.1.0.0/16"]);
+    let said = alice.expect("allow-list refuses");
+    assert!(said.contains("bob is known only at"), "{said}");
+    alice.send("anyone?");
+    let said = alice.expect("not here");
+    assert!(
+        said.contains("bob (known only at addresses your allow-list refuses) is not here"),
+        "{said}"
+    );
+}
+
 /// identity.toml deleted between runs: alice is a new peer, and is told so, rather than
 /// finding out from her friends.
 #[test]

@@ -277,7 +277,15 @@ impl Chat {
             .iter()
             .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
             .filter(|p| self.away_told.insert(p.id))
-            .map(|p| names.name_of(p.id, &p.nick))
+            .map(|p| {
+                let name = names.name_of(p.id, &p.nick);
+                if self.tailnet.shuts_out(&p.addrs) {
+                    // Not coming back while the list stands: say why, not only "not here".
+                    format!("{name} (known only at addresses your allow-list refuses)")
+                } else {
+                    name
+                }
+            })
             .collect();
         let to_json = match (to, &to_nick) {
             (Recipients::Peer(p), Some(n)) => Some((p, n.as_str())),

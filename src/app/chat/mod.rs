@@ -328,6 +328,23 @@ impl Chat {
     pub fn set_tailnet(&mut self, tailnet: Tailnet) {
         self.tailnet = tailnet;
         self.tailnet.start();
+        // Remembered peers the allow-list keeps out would otherwise only ever be "not here".
+        let peers = self.ep.peers();
+        let names = self.known_names(&peers);
+        let shut: Vec<String> = peers
+            .iter()
+            .filter(|p| self.tailnet.shuts_out(&p.addrs))
+            .map(|p| names.name_of(p.id, &p.nick))
+            .collect();
+        if !shut.is_empty() {
+            let who = match shut.as_slice() {
+                [one] => format!("{one} is"),
+                many => format!("{} are", many.join(", ")),
+            };
+            self.print(Output::Notice(format!(
+                "{who} known only at addresses your allow-list refuses: not heard while it stands (messages to them wait)"
+            )));
+        }
     }
 
     /// The core and the door in front of it, for the receive path: a datagram reaches

@@ -380,6 +380,18 @@ impl Tailnet {
         }
     }
 
+    /// Whether the allow-list surely refuses every one of `addrs` (a peer known only there is
+    /// not heard while it stands): not when there is no list, no address, or one whose owner
+    /// a tailnet entry could admit and that is not known yet.
+    pub fn shuts_out(&self, addrs: &[SocketAddr]) -> bool {
+        !addrs.is_empty()
+            && addrs.iter().all(|a| {
+                let ip = a.ip().to_canonical();
+                let known = self.whois.get(&ip).and_then(|k| k.answer.as_ref());
+                self.allow.verdict(ip, known.map(Option::as_ref)) == Verdict::Refuse
+            })
+    }
+
     /// Datagrams refused so far.
     pub fn counters(&self) -> DoorCounters {
         self.counters
