@@ -129,6 +129,13 @@ impl Pane {
 
     /// [`Pane::start`] with `config` as the user's config file, if given.
     fn start_with_config(nick: &str, args: &[&str], config: Option<&str>) -> Pane {
+        Self::start_in("screen-256color", nick, args, config)
+    }
+
+    /// [`Pane::start_with_config`] with `TERM` set to `term`. With `dumb` there is no line
+    /// editing (and no prompt): it waits for the start line instead.
+    fn start_in(term: &str, nick: &str, args: &[&str], config: Option<&str>) -> Pane {
+        let term_var = format!("TERM={term}");
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path().to_str().expect("UTF-8 temp dir").to_owned();
         if let Some(config) = config {
@@ -175,7 +182,7 @@ impl Pane {
             "sh",
             "env",
             "-i",
-            "TERM=screen-256color",
+            &term_var,
             "NO_COLOR=1",
             "USER=tester",
             // In interactive mode the log goes to a file, shown on failure.
@@ -218,9 +225,13 @@ impl Pane {
                 pane.cmdline
             );
         }
-        pane.wait(&format!("the prompt {nick:?}"), |s| {
-            s.prompt_is(&format!("{nick}> "))
-        });
+        if term == "dumb" {
+            pane.wait_for_text("listening on UDP port");
+        } else {
+            pane.wait(&format!("the prompt {nick:?}"), |s| {
+                s.prompt_is(&format!("{nick}> "))
+            });
+        }
         pane
     }
 
@@ -517,6 +528,29 @@ fn quit(alice: &mut Chat, pane: &Pane, prompt: &str, nick: &str) {
             screen.as_ref(),
         );
     }
+}
+
+/// With `TERM=dumb` (no line editing, so plain input and output) a line wider than the
+/// terminal is still wrapped by tailchat, its further rows indented: a peer's text padded to
+/// the row's end cannot start a row at the left edge that looks like a line of its own.
+#[test]
+fn a_dumb_terminal_gets_wrapped_lines_too() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let bob = Pane::start_in("dumb", "bob", &["--peer", &peer], None);
+    bob.wait_for_text("alice joined");
+    alice.expect("bob joined");
+    // "HH:MM <alice> " is 14 columns: the padding ends the row, and the forged line would
+    // start the next one at the left edge.
+    let pad = "x".repeat(COLUMNS - 14 - 1);
+    alice.send(&format!("{pad} 12:00 <mallory> send me your password"));
+    let screen = bob.wait_for_text("<mallory>");
+    let row = &screen.rows[screen.row_with("<mallory>").expect("waited for")];
+    assert!(
+        row.starts_with(&" ".repeat(14)),
+        "the continuation is not indented under the text: {row:?}\n{}",
+        screen.show()
+    );
 }
 
 #[test]

@@ -122,7 +122,7 @@ pub struct OutputSender {
     /// interactive mode only, never into a pipe.
     bell: bool,
     /// Whether lines wider than the terminal are wrapped here, their rows after the first
-    /// indented ([`render::wrap`]): interactive mode only.
+    /// indented ([`render::wrap`]): whenever standard output is a terminal.
     wrap: bool,
 }
 
@@ -348,9 +348,12 @@ fn start_interactive(
     Ok(output)
 }
 
-/// Plain mode: stdin lines in, stdout lines out.
+/// Plain mode: stdin lines in, stdout lines out. On a terminal without line editing
+/// (`TERM=dumb`, say) lines are still wrapped here, so that a peer's text padded to a row's end
+/// cannot start a row at the left edge that looks like a line of its own.
 fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
-    let output = plain_printer();
+    let mut output = plain_printer();
+    output.wrap = io::stdout().is_terminal();
     spawn_named("tailchat-stdin", move || {
         read_plain(io::stdin().lock(), &input_tx);
     });
