@@ -454,3 +454,33 @@ fn a_script_on_the_lan_hears_at_once_of_the_peers_it_cannot_hear_announce() {
         }
     }
 }
+
+/// A peer known from an earlier run that is then heard announcing on the LAN is listed as
+/// `announced`, not as `remembered` (which says only storage brought it back).
+#[test]
+fn a_remembered_peer_heard_announcing_is_relabelled() {
+    for seed in 1..=3 {
+        let mut sim = Sim::new_lan(seed, 2, LinkParams::lan());
+        assert!(sim.run_until_cond(Duration::from_secs(2), all_know_each_other));
+        let node0 = tailchat::proto::RestoredPeer {
+            id: sim.id(0),
+            key: Some(sim.nodes[0].identity.public_key()),
+            heard_ago: None,
+            nick: "n0".into(),
+            addrs: vec![sim.nodes[0].addr],
+            manual: false,
+            wanted: false,
+            delivered_through: tailchat::proto::MessageId(0),
+            outbox: vec![],
+        };
+        sim.restart_node_as(1, tailchat::proto::MessageId(1), vec![node0]);
+        let found = |s: &Sim| s.nodes[1].ep.peers().first().map(|p| (p.state, p.found));
+        assert_eq!(found(&sim), Some((PeerState::Offline, Found::Remembered)));
+        let announced = |s: &Sim| found(s) == Some((PeerState::Online, Found::Announced));
+        assert!(
+            sim.run_until_cond(Duration::from_secs(90), announced),
+            "seed {seed}: {:?}",
+            found(&sim)
+        );
+    }
+}

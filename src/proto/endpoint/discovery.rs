@@ -488,7 +488,11 @@ impl Endpoint {
             if peer.session == header.session && peer.is_online() {
                 // Only what `/peers` shows: a peer that reached us first, or that a peer list
                 // named before its announcement came, is on our LAN all the same.
-                if matches!(peer.found, Found::Incoming | Found::Learned) && peer.proven_at(from) {
+                let relabel = matches!(
+                    peer.found,
+                    Found::Incoming | Found::Learned | Found::Remembered
+                );
+                if relabel && peer.proven_at(from) {
                     peer.found = Found::Announced;
                 }
                 return false;
