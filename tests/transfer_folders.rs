@@ -260,3 +260,64 @@ fn a_file_cleaned_to_a_folders_name_is_numbered() {
     assert!(top.join("e").is_dir());
     assert_eq!(fs::read(top.join("e (1)")).unwrap(), b"three");
 }
+
+/// A resumed file: its part is read back from the disk (and hashed again) before bytes come
+/// from the socket, which takes seconds for a large part. Once it is read back the fetch says
+/// again where bytes start to arrive, so the rate (and the time left) is measured from there
+/// rather than over the read-back.
+#[test]
+fn a_resumed_part_says_where_bytes_arrive_once_it_is_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("pc");
+    fs::create_dir(&top).unwrap();
+    let body: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let m = Manifest {
+        entries: vec![entry("big.bin", &body)],
+        folders: vec![],
+    };
+    let had = (2 << 20) + 4321;
+    fs::write(top.join("big.bin.part"), &body[..had]).unwrap();
+    let bytes = m.encode();
+    let (port, server) = serve_once(bytes.clone(), vec![body.clone()]);
+    let offer = Offer {
+        id: 7,
+        token: [9; 16],
+        name: "pc".into(),
+        size: m.total(),
+        files: 1,
+        folder: true,
+        manifest_hash: *blake3::hash(&bytes).as_bytes(),
+        manifest_len: bytes.len() as u32,
+        port,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let job = Job {
+        key: TransferKey {
+            offerer: PeerId(1),
+            id: 7,
+        },
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        offer,
+        manifest: Some(m.clone()),
+        plan: Plan::Folder { top: top.clone() },
+        files_done: 0,
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+    fetch::spawn(job, tx);
+    let mut fetching = Vec::new();
+    loop {
+        match rx.blocking_recv() {
+            Some(DataEvent::FetchEnded { result, .. }) => {
+                assert!(result.is_ok(), "{result:?}");
+                break;
+            }
+            Some(DataEvent::Fetching { from, .. }) => fetching.push(from),
+            Some(_) => {}
+            None => panic!("the fetch ended without saying how"),
+        }
+    }
+    server.join().unwrap();
+    assert_eq!(fs::read(top.join("big.bin")).unwrap(), body);
+    // At the connection, and again after the read-back, from where the part ended.
+    assert_eq!(fetching, [had as u64, had as u64]);
+}

@@ -541,6 +541,10 @@ fn fetch(
         from: done,
     });
     let mut reported = Instant::now();
+    // A resumed part is read back from the disk first (seconds, for a large one): once that is
+    // done, bytes arrive, and the rate is measured from there, not over the read-back (which
+    // made the first progress line's time left read as an hour for seconds of work).
+    let mut arriving = offset == 0;
     if let Plan::Folder { top } = &job.plan {
         // Made at accept, unless the receiver stopped right after saving that it accepted.
         let disk = |e: io::Error| disk_error(&e, format!("cannot create {}", top.display()));
@@ -602,6 +606,14 @@ fn fetch(
                 })?;
             }
             let mut got = have;
+            if got < n && !arriving {
+                arriving = true;
+                let _ = events.send(DataEvent::Fetching {
+                    key: job.key,
+                    from: done,
+                });
+                reported = Instant::now();
+            }
             while got < n {
                 if job.cancel.load(Ordering::Acquire) {
                     return Err(FetchError::Cancelled);
