@@ -142,6 +142,35 @@ fn a_declined_offer_writes_nothing() {
     assert!(!downloads.exists());
 }
 
+/// An ephemeral peer (a throw-away script) that offers a file and quits never comes back: its
+/// offer ends when it leaves, rather than waiting for an /accept that could only leave an
+/// empty `.part` behind.
+#[test]
+fn an_offer_from_an_ephemeral_peer_that_left_is_withdrawn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let (mut alice, mut bob) = pair(&downloads, &[]);
+    alice.close_input();
+    alice.wait_exit();
+    bob.expect("alice left");
+    let mut alice = Chat::start(
+        "alice",
+        &["--ephemeral", "--peer", &format!("127.0.0.1:{}", bob.port)],
+    );
+    bob.expect("alice joined");
+    let f = tmp.path().join("one-off.txt");
+    fs::write(&f, b"take it or leave it").unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offer = bob.expect("alice offers one-off.txt");
+    alice.send("/quit");
+    alice.wait_exit();
+    let said = bob.expect("one-off.txt (from alice) stopped");
+    assert!(said.contains("left for good"), "{said}");
+    bob.send(&format!("/accept {}", offer_number(&offer)));
+    bob.expect("no file transfer");
+    assert!(!downloads.exists(), "nothing written");
+}
+
 /// A path in quotes, as a shell would want one with a space: the quotes are not its name.
 #[test]
 fn a_quoted_path_is_sent_without_its_quotes() {

@@ -62,6 +62,12 @@ impl Chat {
                 Event::PeerUnreachable { peer, .. } => {
                     self.files.on_peer_gone(&self.ep, *peer, "not answering");
                 }
+                Event::PeerLeft {
+                    peer,
+                    nick,
+                    ephemeral: true,
+                    ..
+                } => self.files.on_ephemeral_left(&mut self.ep, *peer, nick),
                 Event::PeerLeft { peer, .. } => self.files.on_peer_gone(&self.ep, *peer, "left"),
                 _ => {}
             }

@@ -24,13 +24,25 @@ impl Files {
     /// `peer` is forgotten (`/forget`, `forget_after`, or a script that left for good): its
     /// unfinished transfers end now, with a line each, rather than wait for ever.
     pub fn on_peer_forgotten(&mut self, ep: &mut Endpoint, peer: PeerId, nick: &str) {
+        self.on_peer_gone_for_good(ep, peer, nick, "is forgotten");
+    }
+
+    /// An ephemeral peer left: it never comes back (it is forgotten in a moment, and a script
+    /// that stops forgets it at once), so its transfers end now rather than waiting for it —
+    /// an offer it made would otherwise stay "waiting for you", and an `/accept` of it leave
+    /// an empty `.part` behind.
+    pub fn on_ephemeral_left(&mut self, ep: &mut Endpoint, peer: PeerId, nick: &str) {
+        self.on_peer_gone_for_good(ep, peer, nick, "left for good (an ephemeral peer)");
+    }
+
+    /// [`Files::on_peer_forgotten`], saying why with `how` (`bob {how}`).
+    fn on_peer_gone_for_good(&mut self, ep: &mut Endpoint, peer: PeerId, nick: &str, how: &str) {
         let nick = crate::ui::render::display_nick(nick);
         for key in self.unfinished_with(peer) {
             let t = &self.transfers[&key];
             let (name, dir) = (t.shown_name(), t.toward());
-            let why = format!(
-                "{name} ({dir} {nick}) stopped: {nick} is forgotten, nothing more will come"
-            );
+            let why =
+                format!("{name} ({dir} {nick}) stopped: {nick} {how}, nothing more will come");
             self.finish(ep, key, State::Failed, Some(why));
         }
         // Its offers never taken were kept only to answer a repeat, which a forgotten peer
