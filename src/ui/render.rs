@@ -299,6 +299,9 @@ pub fn wrap(line: &str, cols: usize, indent: usize) -> String {
                     if col + w > cols && col > indent {
                         out.push_str(&row_start);
                         col = indent;
+                        if c == ' ' {
+                            continue; // the break stands for it, as it does for the others
+                        }
                     }
                 }
                 if c == ' ' {
@@ -1147,6 +1150,17 @@ mod tests {
         let (drawn, wrapped) =
             first_row_drawn(&"\u{3248}".repeat(30), 60, |c| c.width_cjk().unwrap_or(0));
         assert!(drawn <= 60, "{drawn} columns drawn: {wrapped}");
+        // A label that fills the row: the space after it is where the row breaks, and every
+        // row after the first starts with the indent alone, the first as the others.
+        let long = Output::Group {
+            nick: "abcdefghijklmnopqrstuvwxyz012345".into(),
+            text: "this is a message from someone with a very long nick".into(),
+        };
+        let wrapped = wrap(&render(&long, time, false), 40, continuation_indent(&long));
+        for row in wrapped.split('\n').skip(1) {
+            assert!(row.starts_with(&" ".repeat(20)), "{wrapped}");
+            assert!(!row[20..].starts_with(' '), "{wrapped}");
+        }
         // A narrow line is left as it is; on a very narrow terminal the indent shrinks.
         assert_eq!(wrap(&line, 1000, 10), line);
         assert!(wrap("12:03 abc", 2, 10)
