@@ -1419,6 +1419,30 @@ fn slow_alice_and_accepting_bob(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) 
 
 /// Alice (with `env`), and bob in `tmp/bob` accepting from her (`accept_from = ["alice"]`)
 /// into the returned downloads folder, `tmp/dl`; they have met.
+/// accept_from with a download folder that cannot take the offer: the offer line says why
+/// and what to do, rather than "accepted" followed by an error saying it was not.
+#[test]
+fn accept_from_that_cannot_take_an_offer_says_why_in_the_offer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp.path(), &[]);
+    fs::write(&downloads, b"a file where the folder should be").unwrap();
+    let f = tmp.path().join("one.bin");
+    fs::write(&f, bytes(3000, 1)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let line = bob.expect("alice offers one.bin");
+    assert!(
+        line.contains("accept_from would take it, but")
+            && line.contains("is not a folder")
+            && line.contains("/accept 1 DIR")
+            && line.contains("/decline 1"),
+        "{line}"
+    );
+    let other = tmp.path().join("elsewhere");
+    bob.send(&format!("/accept 1 {}", other.display()));
+    bob.expect("received one.bin from alice");
+    assert_eq!(fs::read(other.join("one.bin")).unwrap(), bytes(3000, 1));
+}
+
 fn alice_and_accepting_bob(tmp: &Path, env: &[(&str, &str)]) -> (Chat, Chat, std::path::PathBuf) {
     let (home, downloads) = (tmp.join("bob"), tmp.join("dl"));
     let mut alice = Chat::start_env("alice", &[], env);

@@ -278,46 +278,8 @@ impl Files {
         key: TransferKey,
         dir: Option<PathBuf>,
     ) -> Result<(), String> {
-        let dir = dir
-            .or_else(|| self.setup.download_dir.clone())
-            .or_else(default_download_dir)
-            .ok_or("no download folder: give one, /accept N DIR")?;
-        // Said and kept whole: the lines show where it is whatever the directory tailchat was
-        // started in (`dl/report.pdf` would not say).
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        if dir.exists() && !dir.is_dir() {
-            return Err(format!(
-                "{} is not a folder: /accept N DIR takes the folder to put it in",
-                dir.display()
-            ));
-        }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
-        // Checked here, while the offer can still be taken elsewhere: a folder we may not
-        // write in would fail the transfer at its first file.
-        let writable = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
-        if let Err(e) = nix::unistd::access(&dir, writable) {
-            return Err(format!(
-                "cannot write in {}: {} — /accept {} DIR puts it elsewhere",
-                dir.display(),
-                manifest::reason(&std::io::Error::from(e)),
-                self.transfers[&key].number
-            ));
-        }
+        let dir = self.accept_checks(key, dir)?;
         let t = &self.transfers[&key];
-        let size = t.record.offer.size;
-        if let Some(free) = free_space(&dir) {
-            if size > free {
-                return Err(format!(
-                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {} DIR elsewhere",
-                    t.shown_name(),
-                    dir.display(),
-                    human_size(size),
-                    human_size(free),
-                    t.number
-                ));
-            }
-        }
         let name = names::sanitize_name(&t.record.offer.name);
         let folder = t.record.offer.folder;
         // Not the name of another transfer accepted and not started yet (its `.part` may not be
@@ -370,6 +332,58 @@ impl Files {
         );
         self.fetch_or_wait(ep, key, &shown, &nick);
         Ok(())
+    }
+
+    /// What [`Files::accept`] checks before it takes anything: the folder `dir` (or the
+    /// download folder) exists or is made, we may write in it, and the offer fits in its free
+    /// space. Returns the folder, absolute.
+    pub(super) fn accept_checks(
+        &self,
+        key: TransferKey,
+        dir: Option<PathBuf>,
+    ) -> Result<PathBuf, String> {
+        let dir = dir
+            .or_else(|| self.setup.download_dir.clone())
+            .or_else(default_download_dir)
+            .ok_or("no download folder: give one, /accept N DIR")?;
+        // Said and kept whole: the lines show where it is whatever the directory tailchat was
+        // started in (`dl/report.pdf` would not say).
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!(
+                "{} is not a folder: /accept {} DIR takes the folder to put it in",
+                dir.display(),
+                self.transfers[&key].number
+            ));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
+        // Checked here, while the offer can still be taken elsewhere: a folder we may not
+        // write in would fail the transfer at its first file.
+        let writable = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+        if let Err(e) = nix::unistd::access(&dir, writable) {
+            return Err(format!(
+                "cannot write in {}: {} — /accept {} DIR puts it elsewhere",
+                dir.display(),
+                manifest::reason(&std::io::Error::from(e)),
+                self.transfers[&key].number
+            ));
+        }
+        let t = &self.transfers[&key];
+        let size = t.record.offer.size;
+        if let Some(free) = free_space(&dir) {
+            if size > free {
+                return Err(format!(
+                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {} DIR elsewhere",
+                    t.shown_name(),
+                    dir.display(),
+                    human_size(size),
+                    human_size(free),
+                    t.number
+                ));
+            }
+        }
+        Ok(dir)
     }
 
     /// The `/files` table: every transfer of this run, and unfinished ones from before.

@@ -306,14 +306,20 @@ impl Files {
             return;
         }
         match self.accepted_from(ep, from) {
-            AcceptFrom::Yes => {
-                self.event(ep, key, "offer", format!(
-                    "{nick} offers {name} ({size}) — accepted (accept_from)"
-                ));
-                if let Err(e) = self.accept(ep, key, None) {
-                    self.error(e);
+            // Said as it is: "accepted" only if it is, else why not and what to do.
+            AcceptFrom::Yes => match self.accept_checks(key, None) {
+                Ok(_) => {
+                    self.event(ep, key, "offer", format!(
+                        "{nick} offers {name} ({size}) — accepted (accept_from)"
+                    ));
+                    if let Err(e) = self.accept(ep, key, None) {
+                        self.error(e);
+                    }
                 }
-            }
+                Err(why) => self.event(ep, key, "offer", format!(
+                    "{nick} offers {name} ({size}) — accept_from would take it, but {why} (/decline {number} refuses it)"
+                )),
+            },
             AcceptFrom::Shared(listed, pinned) => self.event(ep, key, "offer", format!(
                 "{nick} offers {name} ({size}) — not accepted by itself: more than one peer is called {listed} (accept_from = [\"{pinned}\"] would name this one) — /accept {number} or /decline {number}"
             )),

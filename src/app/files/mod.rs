@@ -40,6 +40,10 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// The rate shown is measured over this much of the recent past.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
+/// Seconds of samples before a rate (and a time left) is given: the first moments of a
+/// connection (socket buffers filling at once, a receiver reading its part back) say little
+/// about the link.
+const RATE_SETTLED: f64 = 1.0;
 
 /// What the file-transfer part of the chat needs at start.
 #[derive(Clone, Debug, Default)]
@@ -129,11 +133,11 @@ impl Rate {
         self.note(now, done);
     }
 
-    /// Bytes per second, once two samples are apart.
+    /// Bytes per second, once the samples span [`RATE_SETTLED`].
     fn per_sec(&self) -> Option<f64> {
         let ((t0, b0), (t1, b1)) = (self.samples.front()?, self.samples.back()?);
         let dt = t1.saturating_duration_since(*t0).as_secs_f64();
-        (dt > 0.05).then(|| b1.saturating_sub(*b0) as f64 / dt)
+        (dt >= RATE_SETTLED).then(|| b1.saturating_sub(*b0) as f64 / dt)
     }
 }
 

@@ -581,7 +581,10 @@ fn accepting_into_a_file_says_a_folder_is_needed() {
     let mut ep = endpoint(Instant::now());
     let err = files.accept(&mut ep, key, Some(file.clone())).unwrap_err();
     assert!(
-        err.ends_with("is not a folder: /accept N DIR takes the folder to put it in"),
+        err.ends_with(&format!(
+            "is not a folder: /accept {} DIR takes the folder to put it in",
+            files.transfers[&key].number
+        )),
         "{err}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
@@ -1231,6 +1234,16 @@ fn the_rate_after_a_reconnection_leaves_out_the_outage() {
             done: 1_500_000,
         },
         at(3000),
+    );
+    // Half a second of it says too little yet (no rate, no time left).
+    assert_eq!(files.transfers[&key].rate.per_sec(), None);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::FetchProgress {
+            key,
+            done: 2_000_000,
+        },
+        at(3500),
     );
     let rate = files.transfers[&key].rate.per_sec().unwrap();
     assert!((rate - 1e6).abs() < 1e3, "{rate}");
