@@ -95,6 +95,15 @@ fn add_by_ipv6_and_by_name() {
     alice.expect("<carol> via a name");
 }
 
+/// `/whois` of our own nick says who we are to the peers: the id their accept_from names.
+#[test]
+fn whois_of_our_own_nick_gives_our_id() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    alice.send("/whois alice");
+    let said = alice.expect("alice is you");
+    assert!(said.contains("accept_from = [\"alice#"), "{said}");
+}
+
 #[test]
 fn bad_adds_and_commands_say_what_to_do() {
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);

@@ -94,6 +94,9 @@ pub enum Action {
     /// Send one message as you and exit: through your running tailchat when one runs on the
     /// same data directory, else as yourself on a free port (what cannot be delivered within
     /// --wait stays queued). Exit codes as for scripts
+    #[command(
+        after_help = "Every option above applies but --json (for JSON, tailchat attach --json)."
+    )]
     Send {
         /// Send it to NICK only, as a direct message; repeatable. Without it: to everyone
         #[arg(long = "to", value_name = "NICK")]

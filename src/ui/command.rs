@@ -71,7 +71,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         WHOIS_USAGE,
-        "all about one peer: id, nicks this run, state, addresses, round-trip time, queue",
+        "all about one peer: id, nicks this run, state, addresses, round-trip time, queue (your own nick: your id)",
     ),
     (
         HISTORY_USAGE,

@@ -176,6 +176,13 @@ impl Chat {
                         }
                     }
                 }
+                // Our own nick: who we are to the others (what their accept_from names).
+                Err(_) if name == self.ep.nick() => {
+                    let (nick, id) = (self.ep.nick().to_owned(), self.ep.peer_id());
+                    self.print(Output::Info(format!(
+                        "{nick} is you: {nick}#{id} to your peers (their accept_from = [\"{nick}#{id}\"] names you alone)"
+                    )));
+                }
                 Err(e) => self.command_error(e),
             },
             Command::Help(None) => {
