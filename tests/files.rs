@@ -183,6 +183,10 @@ fn a_quoted_path_is_sent_without_its_quotes() {
     bob.expect("alice offers my report.txt (6 B)");
     alice.send(&format!("/send bob '{}'", f.display()));
     bob.expect("alice offers my report.txt (6 B)");
+    // Or with the space escaped, as a shell also takes it.
+    let escaped = f.display().to_string().replace(' ', "\\ ");
+    alice.send(&format!("/send bob {escaped}"));
+    bob.expect("alice offers my report.txt (6 B)");
 }
 
 /// A symbolic link named to /send is followed (as cp does): the file it leads to arrives,

@@ -211,7 +211,12 @@ impl Files {
             .iter()
             .find_map(|q| path.strip_prefix(*q)?.strip_suffix(*q))
             .filter(|inner| !inner.is_empty() && std::fs::metadata(expand_home(path)).is_err());
-        let path = expand_home(unquoted.unwrap_or(path));
+        // Or with its spaces escaped, as a shell also takes it (`my\ report.pdf`).
+        let unescaped = path
+            .contains('\\')
+            .then(|| shell_unescape(path))
+            .filter(|p| std::fs::metadata(expand_home(path)).is_err() && *p != path);
+        let path = expand_home(unescaped.as_deref().or(unquoted).unwrap_or(path));
         let Ok(meta) = std::fs::metadata(&path) else {
             return Err(format!(
                 "cannot send {}: no such file or folder",
@@ -508,6 +513,20 @@ fn typo_for_a_number(word: &str) -> Result<(), String> {
     Err(format!(
         "no file transfer '{word}': /accept takes a transfer's number (/files lists them) — to accept into a new folder {word}, write /accept ./{word}"
     ))
+}
+
+/// `text` with each `\x` as `x` (a backslash as the last character stays), as a shell reads
+/// an unquoted word.
+fn shell_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next().unwrap_or('\\')),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The rule of [`Files::room_grew`]: free `(bytes, inodes)` now and when it paused, and the
