@@ -104,7 +104,23 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
             let names = shown_names(peers, None, true);
             let here: Vec<String> = here.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             let gone: Vec<String> = gone.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
-            Err(match (here.is_empty(), gone.is_empty()) {
+            // Nicks differ by case (`Alice` may be someone else than `alice`): never taken for
+            // one another, but pointed out.
+            let folded = wanted.to_lowercase();
+            let near: Vec<String> = peers
+                .iter()
+                .filter(|p| p.nick.to_lowercase() == folded)
+                .map(|p| names.name_of(p.id, &p.nick))
+                .collect();
+            let hint = if near.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " — nicks differ by case: did you mean {}?",
+                    near.join(" or ")
+                )
+            };
+            let err = match (here.is_empty(), gone.is_empty()) {
                 (true, true) => {
                     format!("no peer called '{wanted}'; nobody is known yet — /add HOST[:PORT]")
                 }
@@ -120,7 +136,8 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                     here.join(", "),
                     gone.join(", ")
                 ),
-            })
+            };
+            Err(err + &hint)
         }
         many => {
             let names: Vec<String> = many
@@ -206,6 +223,12 @@ mod tests {
         );
         let err = find_peer(&[], "bob").unwrap_err();
         assert!(err.contains("nobody is known yet"), "{err}");
+        // Another case is another nick (it may be someone else), but it is pointed out.
+        let err = find_peer(&peers, "BOB").unwrap_err();
+        assert_eq!(
+            err,
+            "no peer called 'BOB'; here now: bob; known, not here now: carol — nicks differ by case: did you mean bob?"
+        );
     }
 
     #[test]
