@@ -366,6 +366,25 @@ fn attach_follows_and_drives_the_running_tailchat() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The tailchat followed quits while the program is still attached: a last notice says
+    // so, rather than an end the program cannot tell from its own.
+    let (mut cmd, _home5) = command(&["attach", "--json", "--data-dir", &d]);
+    let mut following = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _held = following.stdin.take();
+    let mut lines = BufReader::new(following.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("ready").unwrap();
+    assert!(ready.contains("\"ready\""), "{ready}");
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    let last = lines.last().expect("a last line").unwrap();
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(last["type"], "notice", "{last}");
+    assert_eq!(last["text"], "your tailchat quit: attach ends", "{last}");
+    assert!(following.wait().unwrap().success());
 }
 
 #[test]

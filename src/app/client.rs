@@ -273,6 +273,8 @@ fn peer_nicks(
 pub fn attach(stream: UnixStream) -> Result<bool, String> {
     let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
     let mut writer = stream.try_clone().map_err(lost)?;
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let detaching = detached.clone();
     std::thread::spawn(move || {
         // Bytes that are not UTF-8 (a Latin-1 log) become U+FFFD, as with `--json`: the
         // line is still a command, and the session goes on.
@@ -286,6 +288,7 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
             }
             bytes.clear();
         }
+        detaching.store(true, std::sync::atomic::Ordering::Release);
         let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
         let _ = writer.shutdown(std::net::Shutdown::Write);
     });
@@ -300,6 +303,11 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
         {
             break; // nobody reads our output any more
         }
+    }
+    // The tailchat followed went (it quit), not we: said, so that a program can tell.
+    if !detached.load(std::sync::atomic::Ordering::Acquire) {
+        let last = json!({ "v": 1, "type": "notice", "text": "your tailchat quit: attach ends" });
+        let _ = writeln!(stdout, "{last}").and_then(|()| stdout.flush());
     }
     Ok(refused)
 }
