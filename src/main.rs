@@ -127,6 +127,13 @@ fn send(
     run(settings, Some(lines), awaited)
 }
 
+/// The data directory, when a tailchat runs on it (its control socket answers).
+fn running_here(settings: &Settings) -> Option<std::path::PathBuf> {
+    let dir = store::dirs::data_dir_path(settings.data_dir.as_deref()).ok()?;
+    let path = control::socket_to_use(&dir).ok()??;
+    client::connect(&path).map(|_| dir)
+}
+
 /// `tailchat attach --json`: relays between this program's standard streams and the running
 /// tailchat's control socket; whether a command of ours was refused.
 fn attach(settings: &Settings) -> Result<bool, String> {
@@ -160,7 +167,15 @@ fn run(
     // A script on a machine where someone already chats on the default port takes any free
     // port rather than failing: it reaches its peers with --peer or /add.
     let fallback = !interactive && !settings.port_chosen;
-    let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)?;
+    let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)
+        .map_err(|e| match running_here(&settings) {
+            // The port is taken by our own tailchat: what to do then is not "stop it".
+            Some(dir) if e.contains("uses UDP port") => format!(
+                "{e} — your tailchat already runs on data directory {}: chat there, or reach it with tailchat send or tailchat attach --json",
+                dir.display()
+            ),
+            _ => e,
+        })?;
     let port = bound
         .socket
         .local_addr()

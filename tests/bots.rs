@@ -263,6 +263,25 @@ fn a_control_socket_others_could_use_is_refused() {
     }
 }
 
+/// Starting tailchat again on the port and data directory of the one already running: the
+/// error says that it is your own, and how to reach it, not only "stop it".
+#[test]
+fn a_second_start_on_your_own_port_says_your_tailchat_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path());
+    let alice = Chat::start("alice", &["--bind", "127.0.0.1", "--data-dir", &d]);
+    let port = alice.port.to_string();
+    let (mut cmd, _home) = command(&["--bind", "127.0.0.1", "--port", &port, "--data-dir", &d]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("your tailchat already runs on data directory")
+            && err.contains("tailchat send"),
+        "{err}"
+    );
+}
+
 #[test]
 fn attach_follows_and_drives_the_running_tailchat() {
     let dir = tempfile::tempdir().unwrap();
