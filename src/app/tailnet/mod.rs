@@ -276,7 +276,17 @@ impl Tailnet {
             }
             Err(e) => {
                 self.plan.update(now, &[]);
-                let told = matches!(&self.health, Health::Failing(old) if old.same_kind(&e));
+                // Tailscale not installed at all (not even the default socket's folder), and
+                // nothing in the allow-list needs it: a LAN-only user is not told at every start.
+                let not_installed = matches!(&e, crate::net::tailnet::LocalApiError::Missing(p)
+                    if p.as_path() == std::path::Path::new(crate::net::tailnet::DEFAULT_SOCKET)
+                        && p.parent().is_some_and(|d| !d.exists()))
+                    && !self.allow.has_tailnet_entries();
+                let told = not_installed
+                    || matches!(&self.health, Health::Failing(old) if old.same_kind(&e));
+                if not_installed {
+                    tracing::debug!("tailnet discovery off: {e}");
+                }
                 let what = if self.discovery {
                     "tailnet discovery off"
                 } else {

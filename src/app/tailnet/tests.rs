@@ -488,3 +488,35 @@ fn names_from_the_tailnet_are_shown_short_and_clean() {
     assert_eq!(who(&owner("a@b", "evil\x1b[2Jhost")), "a@b on evil[2Jhost");
     assert_eq!(who(&owner("", "")), "an unknown user");
 }
+
+/// A machine without Tailscale (not even the default socket's folder): a LAN-only user is not
+/// told at every start that tailnet discovery is off; a missing socket elsewhere (given with
+/// --tailscale-socket, or Tailscale installed and stopped) is still said.
+#[test]
+fn no_tailscale_installed_is_not_said() {
+    let default = std::path::PathBuf::from(crate::net::tailnet::DEFAULT_SOCKET);
+    if default.parent().is_some_and(std::path::Path::exists) {
+        eprintln!("skipped: Tailscale's folder exists on this machine");
+        return;
+    }
+    let missing = |path: std::path::PathBuf, allow: &[&str]| {
+        let setup = TailnetSetup {
+            socket: path.clone(),
+            discovery: true,
+            allow: AllowList::new(allow.iter().map(|e| parse_entry(e).unwrap()).collect()),
+            port: 7654,
+            poll_every: Duration::from_secs(60),
+        };
+        let mut t = Tailnet::new(setup, (true, true), None);
+        t.on_status(Instant::now(), Err(LocalApiError::Missing(path)))
+    };
+    assert_eq!(missing(default.clone(), &[]), None);
+    let line = missing(default, &["tailnet:bob@example.com"]).expect("said");
+    assert!(line.contains("no tailscaled socket"), "{line}");
+    let elsewhere = std::path::PathBuf::from("/nonexistent-tailscale/ts.sock");
+    let line = missing(elsewhere, &[]).expect("said");
+    assert!(
+        line.starts_with("tailnet discovery off: no tailscaled socket"),
+        "{line}"
+    );
+}
