@@ -532,24 +532,24 @@ impl Files {
         let size = t.record.offer.size;
         let done = t.record.bytes_done;
         let pct = t.percent_done();
-        let rate = t.rate.per_sec().unwrap_or(0.0);
-        let left = if rate > 0.0 {
-            format!(
-                ", {} left",
-                seconds(Duration::from_secs_f64(
-                    size.saturating_sub(done) as f64 / rate
-                ))
-            )
-        } else {
-            String::new()
+        // No rate yet (a connection that has just started says little): none shown, rather
+        // than "0 B/s" while bytes arrive.
+        let rate = match t.rate.per_sec() {
+            Some(rate) if rate > 0.0 => {
+                let left = seconds(Duration::from_secs_f64(
+                    size.saturating_sub(done) as f64 / rate,
+                ));
+                format!(", {}/s, {left} left", human_size(rate as u64))
+            }
+            Some(_) => ", 0 B/s".to_owned(),
+            None => String::new(),
         };
         let line = format!(
-            "{} {} {}: {pct}% of {}, {}/s{left}{}",
+            "{} {} {}: {pct}% of {}{rate}{}",
             t.shown_name(),
             t.toward(),
             Self::nick(ep, t),
             human_size(size),
-            human_size(rate as u64),
             t.current_file()
                 .map(|(i, n, path)| format!(" — file {i} of {n}: {path}"))
                 .unwrap_or_default(),

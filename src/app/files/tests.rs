@@ -1521,3 +1521,40 @@ fn an_accept_whose_part_cannot_be_made_keeps_nothing() {
     let (records, _) = Store::new(data.path()).load(now_ms());
     assert!(records.is_empty(), "kept: {records:?}");
 }
+
+/// A progress line due just after a resumed part was read back: bytes arrive, but too few
+/// moments have been measured for a rate, so none is given (not "0 B/s", nor a time left).
+#[test]
+fn a_progress_line_without_a_rate_yet_gives_none() {
+    let (mut files, key) = accepted(false);
+    let start = Instant::now();
+    let mut ep = endpoint(start);
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Fetching {
+            key,
+            from: 2_000_000,
+        },
+        at(0),
+    );
+    // The part was read back for 4.6 s; then bytes arrive (the fetch says so again).
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Fetching {
+            key,
+            from: 2_000_000,
+        },
+        at(4600),
+    );
+    let mut shown = Vec::new();
+    for (i, ms) in (4700..=5400).step_by(100).enumerate() {
+        let done = 2_000_000 + (i as u64 + 1) * 200_000;
+        files.on_data_at(&mut ep, DataEvent::FetchProgress { key, done }, at(ms));
+        shown.extend(files.take_lines());
+    }
+    let [Output::Notice(line)] = shown.as_slice() else {
+        panic!("one progress line: {shown:?}");
+    };
+    assert_eq!(line, "report.pdf from bob: 28% of 10.0 MB", "{shown:?}");
+}
