@@ -152,7 +152,7 @@ fn attach(settings: &Settings) -> Result<bool, String> {
             path.display()
         )
     })?;
-    client::attach(stream)
+    client::attach(stream, &path)
 }
 
 /// Runs the chat: at the prompt, or as a script (standard input, or `script` lines, which go

@@ -385,6 +385,22 @@ fn attach_follows_and_drives_the_running_tailchat() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A program that says quit itself (its input still open) is told nothing more: it knows.
+    let (mut cmd, _home6) = command(&["attach", "--json", "--data-dir", &d]);
+    let mut leaving = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = leaving.stdin.take().unwrap();
+    writeln!(input, r#"{{"cmd":"quit"}}"#).unwrap();
+    let said: Vec<String> = BufReader::new(leaving.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(said.iter().all(|l| !l.contains("attach ends")), "{said:?}");
+    assert!(leaving.wait().unwrap().success());
+    drop(input);
     // The tailchat followed quits while the program is still attached: a last notice says
     // so, rather than an end the program cannot tell from its own.
     let (mut cmd, _home5) = command(&["attach", "--json", "--data-dir", &d]);

@@ -270,7 +270,7 @@ fn peer_nicks(
 ///
 /// # Errors
 /// The connection failed.
-pub fn attach(stream: UnixStream) -> Result<bool, String> {
+pub fn attach(stream: UnixStream, socket: &Path) -> Result<bool, String> {
     let lost = |e: io::Error| format!("lost the connection to the running tailchat: {e}");
     let mut writer = stream.try_clone().map_err(lost)?;
     let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -283,6 +283,10 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
         while matches!(stdin.read_until(b'\n', &mut bytes), Ok(n) if n > 0) {
             let line = String::from_utf8_lossy(&bytes);
             let line = line.trim_end_matches(['\n', '\r']);
+            if serde_json::from_str::<Value>(line).is_ok_and(|v| v["cmd"] == "quit") {
+                // Our own goodbye: the connection ends because we asked.
+                detaching.store(true, std::sync::atomic::Ordering::Release);
+            }
             if writeln!(writer, "{line}").is_err() {
                 return;
             }
@@ -304,9 +308,15 @@ pub fn attach(stream: UnixStream) -> Result<bool, String> {
             break; // nobody reads our output any more
         }
     }
-    // The tailchat followed went (it quit), not we: said, so that a program can tell.
+    // The tailchat followed ended the connection, not we: said, so that a program can tell
+    // (it quit, or it dropped a connection that did not keep up or sent too long a line).
     if !detached.load(std::sync::atomic::Ordering::Acquire) {
-        let last = json!({ "v": 1, "type": "notice", "text": "your tailchat quit: attach ends" });
+        let text = if connect(socket).is_some() {
+            "your tailchat dropped this connection (it did not keep up with the events, or sent a line over 128 KiB); it still runs: attach ends"
+        } else {
+            "your tailchat quit: attach ends"
+        };
+        let last = json!({ "v": 1, "type": "notice", "text": text });
         let _ = writeln!(stdout, "{last}").and_then(|()| stdout.flush());
     }
     Ok(refused)
