@@ -124,6 +124,9 @@ pub struct OutputSender {
     /// Whether lines wider than the terminal are wrapped here, their rows after the first
     /// indented ([`render::wrap`]): whenever standard output is a terminal.
     wrap: bool,
+    /// The same for errors, which plain mode writes to standard error: only when that is a
+    /// terminal too (a log of errors keeps each whole, on one line).
+    wrap_errors: bool,
 }
 
 /// What the printer thread is asked to do, in order.
@@ -173,7 +176,8 @@ impl OutputSender {
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
         let mut line = render(out, chrono::Local::now().time(), self.color);
-        if self.wrap {
+        let error = matches!(out, Output::Error(_));
+        if if error { self.wrap_errors } else { self.wrap } {
             if let Some((terminal_size::Width(cols), _)) = terminal_size::terminal_size() {
                 line = crate::ui::render::wrap(
                     &line,
@@ -342,6 +346,7 @@ fn start_interactive(
     });
     output.bell = true;
     output.wrap = true;
+    output.wrap_errors = true;
     spawn_named("tailchat-readline", move || {
         read_interactive(editor, history_file.as_deref(), &input_tx);
     });
@@ -354,6 +359,7 @@ fn start_interactive(
 fn start_plain(input_tx: UnboundedSender<Input>) -> OutputSender {
     let mut output = plain_printer();
     output.wrap = io::stdout().is_terminal();
+    output.wrap_errors = output.wrap && io::stderr().is_terminal();
     spawn_named("tailchat-stdin", move || {
         read_plain(io::stdin().lock(), &input_tx);
     });
@@ -408,6 +414,7 @@ fn spawn_printer(
         color,
         bell: false,
         wrap: false,
+        wrap_errors: false,
     }
 }
 
@@ -925,6 +932,7 @@ mod tests {
             color: false,
             bell: false,
             wrap: false,
+            wrap_errors: false,
         };
         output.print(&Output::Info("dropped".into()));
         output.flush();
@@ -951,6 +959,7 @@ mod prompt_tests {
             color: false,
             bell: false,
             wrap: false,
+            wrap_errors: false,
         };
         assert_eq!(helper.nick(), "alice");
         output.set_nick("ally");
