@@ -127,11 +127,21 @@ fn send(
     run(settings, Some(lines), awaited)
 }
 
-/// The data directory, when a tailchat runs on it (its control socket answers).
-fn running_here(settings: &Settings) -> Option<std::path::PathBuf> {
+/// The data directory and the UDP port of the tailchat that runs on it, if one does: its
+/// control socket answers, and says the port in its first line (`ready`).
+fn running_here(settings: &Settings) -> Option<(std::path::PathBuf, u16)> {
+    use std::io::BufRead;
     let dir = store::dirs::data_dir_path(settings.data_dir.as_deref()).ok()?;
     let path = control::socket_to_use(&dir).ok()??;
-    client::connect(&path).map(|_| dir)
+    let stream = client::connect(&path)?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .ok()?;
+    let mut ready = String::new();
+    std::io::BufReader::new(stream).read_line(&mut ready).ok()?;
+    let ready: serde_json::Value = serde_json::from_str(&ready).ok()?;
+    let port = u16::try_from(ready["port"].as_u64()?).ok()?;
+    Some((dir, port))
 }
 
 /// `tailchat attach --json`: relays between this program's standard streams and the running
@@ -170,10 +180,13 @@ fn run(
     let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)
         .map_err(|e| match running_here(&settings) {
             // The port is taken by our own tailchat: what to do then is not "stop it".
-            Some(dir) if e.contains("uses UDP port") => format!(
-                "{e} — your tailchat already runs on data directory {}: chat there, or reach it with tailchat send or tailchat attach --json",
-                dir.display()
-            ),
+            Some((dir, port)) if port == settings.port && e.contains("uses UDP port") => {
+                let what = e.split(" — ").next().unwrap_or(&e);
+                format!(
+                    "{what} — your tailchat already runs on this port, with data directory {}: chat there, or reach it with tailchat send or tailchat attach --json",
+                    dir.display()
+                )
+            }
             _ => e,
         })?;
     let port = bound

@@ -276,8 +276,9 @@ fn a_second_start_on_your_own_port_says_your_tailchat_runs() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("your tailchat already runs on data directory")
-            && err.contains("tailchat send"),
+        err.contains("your tailchat already runs on this port, with data directory")
+            && err.contains("tailchat send")
+            && !err.contains("stop it"),
         "{err}"
     );
 }

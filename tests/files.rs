@@ -1421,8 +1421,6 @@ fn slow_alice_and_accepting_bob(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) 
     alice_and_accepting_bob(tmp, &[("TAILCHAT_TEST_SEND_RATE", "1000000")])
 }
 
-/// Alice (with `env`), and bob in `tmp/bob` accepting from her (`accept_from = ["alice"]`)
-/// into the returned downloads folder, `tmp/dl`; they have met.
 /// accept_from with a download folder that cannot take the offer: the offer line says why
 /// and what to do, rather than "accepted" followed by an error saying it was not.
 #[test]
@@ -1447,6 +1445,8 @@ fn accept_from_that_cannot_take_an_offer_says_why_in_the_offer() {
     assert_eq!(fs::read(other.join("one.bin")).unwrap(), bytes(3000, 1));
 }
 
+/// Alice (with `env`), and bob in `tmp/bob` accepting from her (`accept_from = ["alice"]`)
+/// into the returned downloads folder, `tmp/dl`; they have met.
 fn alice_and_accepting_bob(tmp: &Path, env: &[(&str, &str)]) -> (Chat, Chat, std::path::PathBuf) {
     let (home, downloads) = (tmp.join("bob"), tmp.join("dl"));
     let mut alice = Chat::start_env("alice", &[], env);

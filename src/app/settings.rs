@@ -95,7 +95,7 @@ pub enum Action {
     /// same data directory, else as yourself on a free port (what cannot be delivered within
     /// --wait stays queued). Exit codes as for scripts
     #[command(
-        after_help = "Every option above applies but --json (for JSON, tailchat attach --json)."
+        after_help = "When your tailchat runs on the data directory, the message goes through it: only --to, --wait and --data-dir apply (it has its own nick, port, peers and the rest). Else every option above applies but --json (for JSON, tailchat attach --json)."
     )]
     Send {
         /// Send it to NICK only, as a direct message; repeatable. Without it: to everyone

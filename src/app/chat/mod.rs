@@ -342,7 +342,7 @@ impl Chat {
                 many => format!("{} are", many.join(", ")),
             };
             self.print(Output::Notice(format!(
-                "{who} known only at addresses your allow-list refuses: not heard while it stands (messages to them wait)"
+                "{who} known only at addresses your allow-list refuses: not contacted there while it stands (messages to them wait until they reach you from an address it admits)"
             )));
         }
     }

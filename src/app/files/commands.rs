@@ -347,10 +347,11 @@ impl Files {
         key: TransferKey,
         dir: Option<PathBuf>,
     ) -> Result<PathBuf, String> {
+        let number = self.transfers[&key].number;
         let dir = dir
             .or_else(|| self.setup.download_dir.clone())
             .or_else(default_download_dir)
-            .ok_or("no download folder: give one, /accept N DIR")?;
+            .ok_or_else(|| format!("no download folder: give one, /accept {number} DIR"))?;
         // Said and kept whole: the lines show where it is whatever the directory tailchat was
         // started in (`dl/report.pdf` would not say).
         let dir = std::path::absolute(&dir).unwrap_or(dir);
@@ -361,8 +362,13 @@ impl Files {
                 self.transfers[&key].number
             ));
         }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {}", dir.display(), manifest::reason(&e)))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            format!(
+                "cannot create {}: {} — /accept {number} DIR puts it elsewhere",
+                dir.display(),
+                manifest::reason(&e)
+            )
+        })?;
         // Checked here, while the offer can still be taken elsewhere: a folder we may not
         // write in would fail the transfer at its first file.
         let writable = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;

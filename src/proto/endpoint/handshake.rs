@@ -498,9 +498,10 @@ impl Endpoint {
         if probed == Some(Found::Manual) {
             peer.found = Found::Manual;
         }
-        // Known from an earlier run, and found again another way in this one: said so.
-        if let Some(origin) = probed.filter(|_| peer.found == Found::Remembered) {
-            peer.found = origin;
+        // Known from an earlier run, and found again another way in this one (or it reached
+        // us first): said so.
+        if peer.found == Found::Remembered {
+            peer.found = probed.unwrap_or(Found::Incoming);
         }
         // A peer that restarted was bound at an address first seen with its new session (a
         // third party may have relayed that proof, racing the peer's own); now the same
