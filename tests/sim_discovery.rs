@@ -247,6 +247,22 @@ fn a_restarted_manual_peer_comes_back_by_itself() {
     assert!(ok, "the restarted peer was not found again");
 }
 
+/// Node 0 as node 1's storage gives it back: met before, not added by hand, `wanted` (to be
+/// contacted at start) or not, nothing waiting for it.
+fn node0_remembered(sim: &Sim, wanted: bool) -> tailchat::proto::RestoredPeer {
+    tailchat::proto::RestoredPeer {
+        id: sim.id(0),
+        key: Some(sim.nodes[0].identity.public_key()),
+        heard_ago: None,
+        nick: "n0".into(),
+        addrs: vec![sim.nodes[0].addr],
+        manual: false,
+        wanted: wanted,
+        delivered_through: tailchat::proto::MessageId(0),
+        outbox: vec![],
+    }
+}
+
 /// A peer known from an earlier run is probed at start, its hellos backing off while it is
 /// not there (or given up); when it starts `after` that (a fresh run that does not know us),
 /// its first announcement brings our next hello at once.
@@ -254,17 +270,7 @@ fn a_known_peer_starts_later(after: Duration) {
     let mut sim = Sim::new_lan(21, 2, LinkParams::lan());
     assert!(sim.run_until_cond(Duration::from_secs(5), all_know_each_other));
     // Node 1 starts again remembering node 0, which is not running (cut off) yet.
-    let node0 = tailchat::proto::RestoredPeer {
-        id: sim.id(0),
-        key: Some(sim.nodes[0].identity.public_key()),
-        heard_ago: None,
-        nick: "n0".into(),
-        addrs: vec![sim.nodes[0].addr],
-        manual: false,
-        wanted: true,
-        delivered_through: tailchat::proto::MessageId(0),
-        outbox: vec![],
-    };
+    let node0 = node0_remembered(&sim, true);
     sim.cut.insert((0, 1));
     sim.cut.insert((1, 0));
     sim.restart_node_as(1, tailchat::proto::MessageId(1), vec![node0]);
@@ -462,17 +468,7 @@ fn a_remembered_peer_heard_announcing_is_relabelled() {
     for seed in 1..=3 {
         let mut sim = Sim::new_lan(seed, 2, LinkParams::lan());
         assert!(sim.run_until_cond(Duration::from_secs(2), all_know_each_other));
-        let node0 = tailchat::proto::RestoredPeer {
-            id: sim.id(0),
-            key: Some(sim.nodes[0].identity.public_key()),
-            heard_ago: None,
-            nick: "n0".into(),
-            addrs: vec![sim.nodes[0].addr],
-            manual: false,
-            wanted: false,
-            delivered_through: tailchat::proto::MessageId(0),
-            outbox: vec![],
-        };
+        let node0 = node0_remembered(&sim, false);
         sim.restart_node_as(1, tailchat::proto::MessageId(1), vec![node0]);
         let found = |s: &Sim| s.nodes[1].ep.peers().first().map(|p| (p.state, p.found));
         assert_eq!(found(&sim), Some((PeerState::Offline, Found::Remembered)));

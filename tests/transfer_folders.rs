@@ -58,36 +58,11 @@ fn fetch_into(
     cancelled: bool,
 ) -> (Result<(), FetchError>, Vec<DataEvent>) {
     let (port, server) = serve_once(bytes.clone(), bodies);
-    let offer = Offer {
-        id: 7,
-        token: [9; 16],
-        name: "pc".into(),
-        size: m.total(),
-        files: m.entries.len() as u32,
-        folder: true,
-        manifest_hash: *blake3::hash(&bytes).as_bytes(),
-        manifest_len: bytes.len() as u32,
-        port,
-    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let key = TransferKey {
-        offerer: PeerId(1),
-        id: 7,
-    };
-    fetch::spawn(
-        Job {
-            key,
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            offer,
-            manifest: (files_done > 0).then(|| m.clone()),
-            plan: Plan::Folder {
-                top: top.to_path_buf(),
-            },
-            files_done,
-            cancel: Arc::new(AtomicBool::new(cancelled)),
-        },
-        tx,
-    );
+    let mut job = folder_job(top, &bytes, m, port, (files_done > 0).then(|| m.clone()));
+    job.files_done = files_done;
+    job.cancel = Arc::new(AtomicBool::new(cancelled));
+    fetch::spawn(job, tx);
     let mut events = Vec::new();
     loop {
         match rx.blocking_recv() {
@@ -98,6 +73,41 @@ fn fetch_into(
             Some(e) => events.push(e),
             None => panic!("the fetch ended without saying how"),
         }
+    }
+}
+
+/// The job of a folder transfer of `m` (raw `bytes`) into `top`, from an offerer on loopback
+/// at `port`; `manifest`: the one kept from an earlier attempt, if any.
+fn folder_job(
+    top: &Path,
+    bytes: &[u8],
+    m: &Manifest,
+    port: u16,
+    manifest: Option<Manifest>,
+) -> Job {
+    Job {
+        key: TransferKey {
+            offerer: PeerId(1),
+            id: 7,
+        },
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        offer: Offer {
+            id: 7,
+            token: [9; 16],
+            name: "pc".into(),
+            size: m.total(),
+            files: m.entries.len() as u32,
+            folder: true,
+            manifest_hash: *blake3::hash(bytes).as_bytes(),
+            manifest_len: bytes.len() as u32,
+            port,
+        },
+        manifest,
+        plan: Plan::Folder {
+            top: top.to_path_buf(),
+        },
+        files_done: 0,
+        cancel: Arc::new(AtomicBool::new(false)),
     }
 }
 
@@ -279,30 +289,8 @@ fn a_resumed_part_says_where_bytes_arrive_once_it_is_read_back() {
     fs::write(top.join("big.bin.part"), &body[..had]).unwrap();
     let bytes = m.encode();
     let (port, server) = serve_once(bytes.clone(), vec![body.clone()]);
-    let offer = Offer {
-        id: 7,
-        token: [9; 16],
-        name: "pc".into(),
-        size: m.total(),
-        files: 1,
-        folder: true,
-        manifest_hash: *blake3::hash(&bytes).as_bytes(),
-        manifest_len: bytes.len() as u32,
-        port,
-    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let job = Job {
-        key: TransferKey {
-            offerer: PeerId(1),
-            id: 7,
-        },
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        offer,
-        manifest: Some(m.clone()),
-        plan: Plan::Folder { top: top.clone() },
-        files_done: 0,
-        cancel: Arc::new(AtomicBool::new(false)),
-    };
+    let job = folder_job(&top, &bytes, &m, port, Some(m.clone()));
     fetch::spawn(job, tx);
     let mut fetching = Vec::new();
     loop {
