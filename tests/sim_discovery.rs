@@ -257,7 +257,7 @@ fn node0_remembered(sim: &Sim, wanted: bool) -> tailchat::proto::RestoredPeer {
         nick: "n0".into(),
         addrs: vec![sim.nodes[0].addr],
         manual: false,
-        wanted: wanted,
+        wanted,
         delivered_through: tailchat::proto::MessageId(0),
         outbox: vec![],
     }
