@@ -380,3 +380,53 @@ fn a_restored_peer_nothing_waits_for_is_contacted_only_when_wanted() {
     });
     assert!(ok, "a wanted peer is contacted at start");
 }
+
+/// The same identity running twice (a data directory copied and started beside its original):
+/// node 2 runs as node 1 with a later session, and node 0 takes it. Node 1, the earlier run,
+/// is refused from then on — and node 0 says so, once, naming where that run is; nothing else
+/// would say why it is never heard.
+#[test]
+fn an_earlier_run_still_running_is_refused_and_said_once() {
+    let mut sim = Sim::new(5, 3, LinkParams::lan());
+    sim.add(1, 0);
+    let online = |s: &Sim, n: usize| {
+        s.nodes[0]
+            .ep
+            .peers()
+            .iter()
+            .any(|p| p.id == s.id(n) && p.state == PeerState::Online)
+    };
+    assert!(sim.run_until_cond(Duration::from_secs(2), |s| online(s, 1)));
+    // Node 2 becomes a later run of node 1's identity, at its own address.
+    let config = tailchat::proto::Config {
+        identity: sim.nodes[1].identity.clone(),
+        nick: "n1".into(),
+        port: 7654,
+        seed: 99,
+        discovery: false,
+        session: sim.nodes[1].ep.session() + 1,
+        limits: Limits::default(),
+    };
+    let now = sim.now;
+    sim.nodes[2].identity = sim.nodes[1].identity.clone();
+    sim.nodes[2].ep = tailchat::proto::Endpoint::new(config, now);
+    sim.add(2, 0);
+    let refused = |s: &Sim| {
+        s.saw(
+            0,
+            |e| matches!(e, Event::EarlierRunRefused { addr, .. } if *addr == s.nodes[1].addr),
+        )
+    };
+    // Node 1 goes on sending (its keepalives and hellos): it proves its older session again.
+    assert!(
+        sim.run_until_cond(Duration::from_secs(30), refused),
+        "node 0 never said the earlier run was refused"
+    );
+    sim.run_for(Duration::from_secs(30));
+    let told = sim.nodes[0]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::EarlierRunRefused { .. }))
+        .count();
+    assert_eq!(told, 1, "said once");
+}

@@ -294,6 +294,10 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             }),
         ),
         Event::AddressUnanswered { addr } => object("no_answer", json!({ "addr": show(*addr) })),
+        Event::EarlierRunRefused { peer, nick, addr } => object(
+            "earlier_run",
+            json!({ "nick": nick, "id": peer.to_string(), "addr": show(*addr) }),
+        ),
         Event::VersionMismatch { from, version } => object(
             "version_mismatch",
             json!({ "addr": show(*from), "version": version }),

@@ -183,6 +183,17 @@ pub enum Event {
         /// The payload, as sent.
         data: Vec<u8>,
     },
+    /// An earlier run of a known peer (an older session than the one on record, its proof fresh
+    /// and its signature good) is still running, and is refused: a later run took its place
+    /// (its identity runs twice, from a copied data directory, say). Reported once per run.
+    EarlierRunRefused {
+        /// The peer.
+        peer: PeerId,
+        /// The nick that run proved.
+        nick: String,
+        /// Where that run is.
+        addr: SocketAddr,
+    },
     /// A tailchat of another protocol version is sending to us (reported once per address).
     VersionMismatch {
         /// Its address.
@@ -214,6 +225,7 @@ impl Event {
                 | Event::DeliveryDelayed { .. }
                 | Event::Undelivered { .. }
                 | Event::AddressUnanswered { .. }
+                | Event::EarlierRunRefused { .. }
                 | Event::VersionMismatch { .. }
         )
     }

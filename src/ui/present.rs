@@ -186,6 +186,11 @@ pub fn event_output(
             addr.port(),
             shown = show_addr(*addr),
         )),
+        Event::EarlierRunRefused { peer, addr, .. } => Output::Notice(format!(
+            "an earlier run of {} is still running at {} and is refused: a later run of the same identity took its place (a copied data directory running beside its original?) — only the latest run is heard",
+            nick_of(*peer),
+            show_addr(*addr)
+        )),
         Event::VersionMismatch { from, version } if *version < crate::proto::wire::VERSION => {
             Output::Notice(format!(
                 "{} runs an older tailchat (protocol version {version}, this one speaks {}): \

@@ -33,6 +33,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Earlier runs of peers told about ([`Event::EarlierRunRefused`]) remembered at most.
+const EARLIER_RUNS_TOLD: usize = 64;
 /// Signatures made, and signatures verified, remembered (each) at most.
 const SIGNATURES_REMEMBERED: usize = 64;
 /// How long an online peer that proved itself at a new address has to answer at a proven one
@@ -278,7 +280,7 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(header, &signed, &p.signature) {
+        if !self.check_proof(from, header, &signed, &p.signature) {
             return false;
         }
         let proven = Proven {
@@ -338,7 +340,7 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(header, &signed, &p.signature) {
+        if !self.check_proof(from, header, &signed, &p.signature) {
             return false;
         }
         let proven = Proven {
@@ -385,7 +387,13 @@ impl Endpoint {
     /// The checks a proof passes after its echo: the key is the PeerId's (its hash, and the key
     /// pinned for it, if any), its session is not older than the one on record, and the
     /// signature is the key's. Counted when it fails.
-    fn check_proof(&mut self, header: Header, signed: &Transcript<'_>, sig: &Signature) -> bool {
+    fn check_proof(
+        &mut self,
+        from: SocketAddr,
+        header: Header,
+        signed: &Transcript<'_>,
+        sig: &Signature,
+    ) -> bool {
         let id = header.sender;
         let pinned = self.peers.pinned_key(&id);
         if signed.key.peer_id() != id || pinned.is_some_and(|k| k != signed.key) {
@@ -398,8 +406,24 @@ impl Endpoint {
             .is_some_and(|p| header.session < p.session)
         {
             // A proof from an earlier run of this peer (sessions grow run by run): it must not
-            // take the current run's place.
+            // take the current run's place. Fresh (its echo was checked) and signed, it is
+            // that run, still running: told once, since nothing else would say why it is
+            // never heard (the same identity running twice, from a copied data directory).
             self.stats.stale_session += 1;
+            let run = (id, header.session);
+            if !self.earlier_runs_told.contains(&run)
+                && self.signatures.verify(&signed.key, &signed.to_bytes(), sig)
+            {
+                if self.earlier_runs_told.len() >= EARLIER_RUNS_TOLD {
+                    self.earlier_runs_told.clear();
+                }
+                self.earlier_runs_told.insert(run);
+                self.events.push_back(Event::EarlierRunRefused {
+                    peer: id,
+                    nick: signed.nick.to_owned(),
+                    addr: from,
+                });
+            }
             return false;
         }
         if !self.signatures.verify(&signed.key, &signed.to_bytes(), sig) {
