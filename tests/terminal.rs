@@ -23,7 +23,7 @@
 mod common;
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -135,7 +135,21 @@ impl Pane {
     /// [`Pane::start_with_config`] with `TERM` set to `term`. With `dumb` there is no line
     /// editing (and no prompt): it waits for the start line instead.
     fn start_in(term: &str, nick: &str, args: &[&str], config: Option<&str>) -> Pane {
+        Self::start_with_stderr(term, nick, args, config, None)
+    }
+
+    /// [`Pane::start_in`] with standard error going to the file `stderr`, if given.
+    fn start_with_stderr(
+        term: &str,
+        nick: &str,
+        args: &[&str],
+        config: Option<&str>,
+        stderr: Option<&Path>,
+    ) -> Pane {
         let term_var = format!("TERM={term}");
+        let redirect = stderr.map_or(String::new(), |p| {
+            format!(" 2>{}", shell_quote(p.to_str().expect("UTF-8 path")))
+        });
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path().to_str().expect("UTF-8 temp dir").to_owned();
         if let Some(config) = config {
@@ -178,7 +192,7 @@ impl Pane {
             // Then an interactive shell takes the pane over, to look at the terminal with.
             "sh",
             "-c",
-            &format!("\"$@\"; echo \"{EXIT_MARK}$?]\"; export PS1='{SHELL_PROMPT}'; exec sh -i"),
+            &format!("\"$@\"{redirect}; echo \"{EXIT_MARK}$?]\"; export PS1='{SHELL_PROMPT}'; exec sh -i"),
             "sh",
             "env",
             "-i",
@@ -551,6 +565,33 @@ fn a_dumb_terminal_gets_wrapped_lines_too() {
         "the continuation is not indented under the text: {row:?}\n{}",
         screen.show()
     );
+}
+
+/// Errors written to a file while the screen is a terminal (`2>errors.log`): each stays one
+/// line in the file, however wide, since the file is not a terminal; the screen's own lines are
+/// still wrapped.
+#[test]
+fn errors_to_a_file_are_not_wrapped() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("errors.log");
+    let bob = Pane::start_with_stderr("dumb", "bob", &[], None, Some(&log));
+    let long = format!("/nosuchcommand{}", "x".repeat(COLUMNS + 20));
+    bob.send_burst(&long);
+    bob.enter();
+    let deadline = Instant::now() + WAIT;
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("nosuchcommand")) {
+            break line.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error in {}: {text:?}",
+            log.display()
+        );
+        std::thread::sleep(POLL);
+    };
+    assert!(line.contains(&"x".repeat(COLUMNS + 20)), "cut: {line:?}");
 }
 
 #[test]
