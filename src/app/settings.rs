@@ -167,6 +167,8 @@ pub struct Settings {
     pub json: bool,
     /// tailscaled's LocalAPI socket.
     pub tailscale_socket: PathBuf,
+    /// Whether the user named it (`--tailscale-socket`, `tailscale_socket` in the config).
+    pub tailscale_socket_given: bool,
     /// Who may reach us: the config file's entries, then the command line's (empty: anyone).
     pub allow: Vec<AllowEntry>,
     /// Where received files go, if not the default (see [`Args::download_dir`]).
@@ -311,6 +313,8 @@ impl Settings {
             port_chosen,
             wait: args.wait.unwrap_or(DEFAULT_WAIT),
             json: args.json,
+            tailscale_socket_given: args.tailscale_socket.is_some()
+                || cfg_tailscale_socket.is_some(),
             tailscale_socket: args
                 .tailscale_socket
                 .or(cfg_tailscale_socket)
@@ -340,6 +344,7 @@ impl Settings {
     pub fn tailnet_setup(&self) -> TailnetSetup {
         TailnetSetup {
             socket: self.tailscale_socket.clone(),
+            socket_given: self.tailscale_socket_given,
             discovery: self.discovery && !self.bind.is_some_and(|ip| ip.is_loopback()),
             allow: AllowList::new(self.allow.clone()),
             port: self.default_port,

@@ -48,6 +48,9 @@ const NAME_CHARS: usize = 64;
 pub struct TailnetSetup {
     /// tailscaled's LocalAPI socket.
     pub socket: PathBuf,
+    /// Whether the user named it (`--tailscale-socket`, the config file): then a missing one
+    /// is always said.
+    pub socket_given: bool,
     /// Contact the tailnet's devices (off with `--no-discovery`).
     pub discovery: bool,
     /// Who may reach us; tailnet entries need WhoIs.
@@ -63,6 +66,7 @@ impl TailnetSetup {
     pub fn off() -> Self {
         Self {
             socket: PathBuf::from(tailnet::DEFAULT_SOCKET),
+            socket_given: false,
             discovery: false,
             allow: AllowList::default(),
             port: 0,
@@ -124,6 +128,8 @@ pub struct Tailnet {
     poll_every: Duration,
     /// Which address families the socket reaches, (v4, v6).
     reaches: (bool, bool),
+    /// See [`TailnetSetup::socket_given`].
+    socket_given: bool,
     /// Who may reach us.
     allow: AllowList,
     /// Where the LocalAPI tasks send their answers.
@@ -172,6 +178,7 @@ impl Tailnet {
     ) -> Self {
         let needed = setup.discovery || setup.allow.has_tailnet_entries();
         Self {
+            socket_given: setup.socket_given,
             api: (needed && news.is_some()).then(|| LocalApi::new(setup.socket)),
             discovery: setup.discovery,
             port: setup.port,
@@ -278,7 +285,8 @@ impl Tailnet {
                 self.plan.update(now, &[]);
                 // Tailscale not installed at all (not even the default socket's folder), and
                 // nothing in the allow-list needs it: a LAN-only user is not told at every start.
-                let not_installed = matches!(&e, crate::net::tailnet::LocalApiError::Missing(p)
+                let not_installed = !self.socket_given
+                    && matches!(&e, crate::net::tailnet::LocalApiError::Missing(p)
                     if p.as_path() == std::path::Path::new(crate::net::tailnet::DEFAULT_SOCKET)
                         && p.parent().is_some_and(|d| !d.exists()))
                     && !self.allow.has_tailnet_entries();

@@ -89,6 +89,7 @@ fn fake_for(me: &Dev, others: &[Dev], mode: Mode) -> FakeLocalApi {
 fn setup(fake: &FakeLocalApi, allow: &[&str]) -> TailnetSetup {
     TailnetSetup {
         socket: fake.path().to_owned(),
+        socket_given: true,
         discovery: true,
         allow: AllowList::new(allow.iter().map(|e| parse_entry(e).unwrap()).collect()),
         port: 7654,
@@ -401,6 +402,7 @@ async fn the_door_waits_for_whois_on_tailnet_addresses_and_applies_the_allow_lis
     let (tx, _rx) = mpsc::unbounded_channel();
     let setup = TailnetSetup {
         socket: dir.path().join("none.sock"),
+        socket_given: true,
         discovery: true,
         allow: AllowList::new(vec![
             parse_entry("tailnet:bob@example.com").unwrap(),
@@ -442,6 +444,7 @@ async fn without_a_list_only_the_first_datagrams_of_a_tailnet_address_wait() {
     let (tx, _rx) = mpsc::unbounded_channel();
     let setup = TailnetSetup {
         socket: dir.path().join("none.sock"),
+        socket_given: true,
         discovery: true,
         ..TailnetSetup::off()
     };
@@ -499,9 +502,10 @@ fn no_tailscale_installed_is_not_said() {
         eprintln!("skipped: Tailscale's folder exists on this machine");
         return;
     }
-    let missing = |path: std::path::PathBuf, allow: &[&str]| {
+    let missing = |path: std::path::PathBuf, given: bool, allow: &[&str]| {
         let setup = TailnetSetup {
             socket: path.clone(),
+            socket_given: given,
             discovery: true,
             allow: AllowList::new(allow.iter().map(|e| parse_entry(e).unwrap()).collect()),
             port: 7654,
@@ -510,11 +514,14 @@ fn no_tailscale_installed_is_not_said() {
         let mut t = Tailnet::new(setup, (true, true), None);
         t.on_status(Instant::now(), Err(LocalApiError::Missing(path)))
     };
-    assert_eq!(missing(default.clone(), &[]), None);
-    let line = missing(default, &["tailnet:bob@example.com"]).expect("said");
+    assert_eq!(missing(default.clone(), false, &[]), None);
+    let line = missing(default.clone(), false, &["tailnet:bob@example.com"]).expect("said");
+    assert!(line.contains("no tailscaled socket"), "{line}");
+    // Named by the user, even where it would be by default: said.
+    let line = missing(default, true, &[]).expect("said");
     assert!(line.contains("no tailscaled socket"), "{line}");
     let elsewhere = std::path::PathBuf::from("/nonexistent-tailscale/ts.sock");
-    let line = missing(elsewhere, &[]).expect("said");
+    let line = missing(elsewhere, true, &[]).expect("said");
     assert!(
         line.starts_with("tailnet discovery off: no tailscaled socket"),
         "{line}"
