@@ -466,7 +466,7 @@ impl Files {
                 t.number.to_string(),
                 t.toward().into(),
                 Self::nick(ep, t),
-                t.shown_name(),
+                shortened(&t.shown_name(), NAME_COLUMN),
                 t.shown_size(),
                 format!("{state}{earlier}"),
                 format!("{pct}%"),
@@ -521,6 +521,39 @@ fn typo_for_a_number(word: &str) -> Result<(), String> {
     ))
 }
 
+/// The widest a name is shown in the `/files` table, in columns: a long one (a peer's choice)
+/// would widen every row. The lines of each transfer give it whole.
+const NAME_COLUMN: usize = 40;
+
+/// `name` in at most `max` columns: whole if it fits, else its start and its end (where the
+/// extension is) around `…`.
+fn shortened(name: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    if unicode_width::UnicodeWidthStr::width(name) <= max {
+        return name.to_owned();
+    }
+    let take = |chars: &mut dyn Iterator<Item = char>, room: usize| {
+        let mut used = 0;
+        let mut out = Vec::new();
+        for c in chars {
+            let w = c.width().unwrap_or(0);
+            if used + w > room {
+                break;
+            }
+            used += w;
+            out.push(c);
+        }
+        out
+    };
+    let tail_room = (max - 1) / 3;
+    let head: String = take(&mut name.chars(), max - 1 - tail_room)
+        .into_iter()
+        .collect();
+    let mut tail = take(&mut name.chars().rev(), tail_room);
+    tail.reverse();
+    format!("{head}…{}", tail.into_iter().collect::<String>())
+}
+
 /// `text` with each `\x` as `x` (a backslash as the last character stays), as a shell reads
 /// an unquoted word.
 fn shell_unescape(text: &str) -> String {
@@ -567,7 +600,7 @@ fn expand_home(p: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::{may_go_on, typo_for_a_number};
+    use super::{may_go_on, shortened, typo_for_a_number};
 
     #[test]
     fn a_word_that_names_nothing_is_taken_for_a_mistyped_number() {
@@ -584,6 +617,29 @@ mod tests {
         // An existing folder named by one word: relative to where tailchat runs, so tested
         // by its whole path (the test does not change the working directory).
         assert_eq!(typo_for_a_number(here.to_str().unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn long_names_are_shortened_in_the_table_keeping_their_end() {
+        assert_eq!(shortened("report.pdf", 40), "report.pdf");
+        let long = format!("{}.tar.gz", "a".repeat(60));
+        let short = shortened(&long, 40);
+        assert_eq!(
+            unicode_width::UnicodeWidthStr::width(short.as_str()),
+            40,
+            "{short}"
+        );
+        assert!(
+            short.starts_with("aaaa") && short.ends_with("a.tar.gz"),
+            "{short}"
+        );
+        assert!(short.contains('…'), "{short}");
+        // Wide characters count two columns; never more than the room.
+        let wide = shortened(&"界".repeat(30), 40);
+        assert!(
+            unicode_width::UnicodeWidthStr::width(wide.as_str()) <= 40,
+            "{wide}"
+        );
     }
 
     #[test]
