@@ -117,20 +117,28 @@ fn object(kind: &str, fields: Value) -> String {
 /// `line` (serialised JSON) with every character that a terminal could take for a control,
 /// or that reorders or hides text, written as `\uXXXX`: DEL and the C1 controls (U+007F to
 /// U+009F; U+009B is CSI to some terminals), the line and paragraph separators, and the
-/// bidirectional marks, embeddings, overrides and isolates. serde_json escapes only what JSON
+/// bidirectional marks, embeddings, overrides and isolates, and every other character the
+/// human output drops as invisible ([`crate::ui::render::is_invisible`]: zero-width spaces and
+/// joiners, the BOM, soft hyphens, tag characters, …). serde_json escapes only what JSON
 /// requires (below U+0020), and a peer's nick or text reaches a program's terminal as is when
 /// someone watches `--json` output. Such characters occur only inside strings, so the line
-/// stays valid JSON and decodes to the same text.
+/// stays valid JSON and decodes to the same text; one beyond U+FFFF is written as its UTF-16
+/// surrogate pair, as JSON wants.
 fn escape_invisible(line: &str) -> String {
     use std::fmt::Write;
-    let hidden = |c: char| matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let hidden = |c: char| {
+        matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || crate::ui::render::is_invisible(c)
+    };
     if !line.contains(hidden) {
         return line.to_owned();
     }
     let mut out = String::with_capacity(line.len() + 16);
     for c in line.chars() {
         if hidden(c) {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         } else {
             out.push(c);
         }
@@ -443,7 +451,8 @@ mod tests {
     #[test]
     fn peer_text_is_escaped_not_sanitised() {
         let evil =
-            "\u{1b}]0;owned\u{7}hi\n\"quoted\"\u{9b}2J\u{7f}\u{85}\u{202e}lin\u{2028}e\u{2066}";
+            "\u{1b}]0;owned\u{7}hi\n\"quoted\"\u{9b}2J\u{7f}\u{85}\u{202e}lin\u{2028}e\u{2066}\
+                    b\u{200b}ob\u{feff}\u{ad}\u{e0041}";
         let e = Event::Message {
             from: PeerId(0xab),
             nick: "mallory".into(),
@@ -457,6 +466,11 @@ mod tests {
         assert!(line.is_ascii(), "{line}");
         assert!(
             line.contains(r"\u009b2J") && line.contains(r"\u202elin\u2028e"),
+            "{line}"
+        );
+        // Invisible characters too; beyond U+FFFF as a surrogate pair.
+        assert!(
+            line.contains(r"b\u200bob\ufeff\u00ad\udb40\udc41"),
             "{line}"
         );
         let v = parsed(&line);
