@@ -33,8 +33,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Earlier runs of peers told about ([`Event::EarlierRunRefused`]) remembered at most.
+/// Earlier runs of peers seen or told about ([`Event::EarlierRunRefused`]) remembered at most.
 const EARLIER_RUNS_TOLD: usize = 64;
+/// How long after a first proof of an earlier run a second one shows that run is alive.
+const EARLIER_RUN_AGAIN_AFTER: Duration = Duration::from_secs(1);
 /// Signatures made, and signatures verified, remembered (each) at most.
 const SIGNATURES_REMEMBERED: usize = 64;
 /// How long an online peer that proved itself at a new address has to answer at a proven one
@@ -280,7 +282,7 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(from, header, &signed, &p.signature) {
+        if !self.check_proof(now, from, header, &signed, &p.signature) {
             return false;
         }
         let proven = Proven {
@@ -340,7 +342,7 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(from, header, &signed, &p.signature) {
+        if !self.check_proof(now, from, header, &signed, &p.signature) {
             return false;
         }
         let proven = Proven {
@@ -389,6 +391,7 @@ impl Endpoint {
     /// signature is the key's. Counted when it fails.
     fn check_proof(
         &mut self,
+        now: Instant,
         from: SocketAddr,
         header: Header,
         signed: &Transcript<'_>,
@@ -406,23 +409,33 @@ impl Endpoint {
             .is_some_and(|p| header.session < p.session)
         {
             // A proof from an earlier run of this peer (sessions grow run by run): it must not
-            // take the current run's place. Fresh (its echo was checked) and signed, it is
-            // that run, still running: told once, since nothing else would say why it is
-            // never heard (the same identity running twice, from a copied data directory).
+            // take the current run's place. Fresh (its echo was checked) and signed, and again
+            // a while later (not one datagram of a run that has ended, delayed past its
+            // restart), it is that run, still running: told once, since nothing else would
+            // say why it is never heard (the same identity twice, from a copied data
+            // directory).
             self.stats.stale_session += 1;
             let run = (id, header.session);
-            if !self.earlier_runs_told.contains(&run)
-                && self.signatures.verify(&signed.key, &signed.to_bytes(), sig)
-            {
-                if self.earlier_runs_told.len() >= EARLIER_RUNS_TOLD {
-                    self.earlier_runs_told.clear();
+            let seen = self.earlier_runs.get(&run).copied();
+            let due = match seen {
+                None => true,
+                Some((first, told)) => {
+                    !told && now.saturating_duration_since(first) >= EARLIER_RUN_AGAIN_AFTER
                 }
-                self.earlier_runs_told.insert(run);
-                self.events.push_back(Event::EarlierRunRefused {
-                    peer: id,
-                    nick: signed.nick.to_owned(),
-                    addr: from,
-                });
+            };
+            if due && self.signatures.verify(&signed.key, &signed.to_bytes(), sig) {
+                if self.earlier_runs.len() >= EARLIER_RUNS_TOLD {
+                    self.earlier_runs.clear();
+                }
+                let first = seen.map_or(now, |(first, _)| first);
+                self.earlier_runs.insert(run, (first, seen.is_some()));
+                if seen.is_some() {
+                    self.events.push_back(Event::EarlierRunRefused {
+                        peer: id,
+                        nick: signed.nick.to_owned(),
+                        addr: from,
+                    });
+                }
             }
             return false;
         }

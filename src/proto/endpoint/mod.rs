@@ -153,8 +153,9 @@ pub struct Endpoint {
     /// when it is awaited. The peer there may have admitted us, and is owed a goodbye once the
     /// reply comes (else it lists us until we stop answering).
     goodbyes_owed: Vec<(SocketAddr, Instant)>,
-    /// Earlier runs of peers told about, as (peer, session): once each.
-    earlier_runs_told: BTreeSet<(PeerId, u64)>,
+    /// Earlier runs of peers whose proofs were refused, as (peer, session): when first, and
+    /// whether the user was told (once each).
+    earlier_runs: std::collections::BTreeMap<(PeerId, u64), (Instant, bool)>,
     /// We are away, with this reason (see [`Endpoint::set_away`]).
     away: Option<String>,
     /// We say we are a script (see [`Endpoint::set_script`]).
@@ -223,7 +224,7 @@ impl Endpoint {
             refused_told: None,
             leaving: false,
             goodbyes_owed: Vec::new(),
-            earlier_runs_told: BTreeSet::new(),
+            earlier_runs: std::collections::BTreeMap::new(),
             away: None,
             ephemeral: false,
             script: false,
