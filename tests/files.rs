@@ -164,6 +164,15 @@ fn an_offer_from_an_ephemeral_peer_that_left_is_withdrawn() {
     let offer = bob.expect("alice offers one-off.txt");
     alice.send("/quit");
     alice.wait_exit();
+    // Alice is not promised a resume that will not come.
+    assert!(
+        alice
+            .seen
+            .iter()
+            .any(|l| l.contains("one-off.txt (to bob) stopped at 0%: this run is ephemeral")),
+        "{:#?}",
+        alice.seen
+    );
     let said = bob.expect("one-off.txt (from alice) stopped");
     assert!(said.contains("left for good"), "{said}");
     bob.send(&format!("/accept {}", offer_number(&offer)));

@@ -187,7 +187,7 @@ pub fn event_output(
             shown = show_addr(*addr),
         )),
         Event::EarlierRunRefused { peer, addr, .. } => Output::Notice(format!(
-            "an earlier run of {} is still running at {} and is refused: a later run of the same identity took its place (a copied data directory running beside its original?) — only the latest run is heard",
+            "an earlier run of {} is still running at {} and is refused: a later run of the same identity took its place (a copied data directory running beside its original?) — only the latest run is heard, and messages of the other may be lost: it must run only once",
             nick_of(*peer),
             show_addr(*addr)
         )),

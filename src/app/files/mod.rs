@@ -625,6 +625,8 @@ impl Files {
     /// was not forgotten (or that it is lost, without storage).
     pub fn left_unfinished(&self, ep: &Endpoint) -> Vec<String> {
         let kept = self.store.is_some();
+        // Peers end an ephemeral run's transfers when it leaves (it never comes back).
+        let ephemeral = ep.is_ephemeral();
         self.transfers
             .values()
             .filter(|t| !t.record.state.is_finished())
@@ -633,6 +635,12 @@ impl Files {
                 // As lines name it: `alice#f0d31d29` while another alice (or we) is here.
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let pct = t.percent_done();
+                if ephemeral {
+                    return format!(
+                        "{name} ({} {nick}) stopped at {pct}%: this run is ephemeral, and {nick} ends its transfers when it leaves",
+                        t.toward()
+                    );
+                }
                 match (r.state, r.outgoing, kept) {
                     // Its files were still being read: nothing went out, nothing is kept.
                     (State::Offered, true, _) if t.offer.is_none() => format!(

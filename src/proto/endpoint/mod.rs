@@ -254,6 +254,12 @@ impl Endpoint {
         self.ephemeral = ephemeral;
     }
 
+    /// Whether we say we are ephemeral ([`Endpoint::set_ephemeral`]).
+    #[must_use]
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
+    }
+
     /// We are away with `reason` (`Some`, perhaps empty) or back (`None`): every peer is told,
     /// in order with our messages, and one that joins later is told when it does. Nothing is
     /// sent if nothing changed.
