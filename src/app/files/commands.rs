@@ -284,6 +284,16 @@ impl Files {
         dir: Option<PathBuf>,
     ) -> Result<(), String> {
         let dir = self.accept_checks(key, dir)?;
+        self.accept_into(ep, key, &dir)
+    }
+
+    /// [`Files::accept`] into `dir`, a folder [`Files::accept_checks`] passed.
+    pub(super) fn accept_into(
+        &mut self,
+        ep: &mut Endpoint,
+        key: TransferKey,
+        dir: &Path,
+    ) -> Result<(), String> {
         let t = &self.transfers[&key];
         let name = names::sanitize_name(&t.record.offer.name);
         let folder = t.record.offer.folder;
@@ -293,7 +303,7 @@ impl Files {
             .open_incoming()
             .filter_map(|o| o.record.dest.as_deref())
             .collect();
-        let dest = names::unique_but(&dir, &name, |p| reserved.contains(p));
+        let dest = names::unique_but(dir, &name, |p| reserved.contains(p));
         let t = self.transfers.get_mut(&key).ok_or("gone")?;
         t.record.dest = Some(dest.clone());
         t.record.state = State::Accepted;
@@ -357,9 +367,8 @@ impl Files {
         let dir = std::path::absolute(&dir).unwrap_or(dir);
         if dir.exists() && !dir.is_dir() {
             return Err(format!(
-                "{} is not a folder: /accept {} DIR takes the folder to put it in",
-                dir.display(),
-                self.transfers[&key].number
+                "{} is not a folder: /accept {number} DIR takes the folder to put it in",
+                dir.display()
             ));
         }
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -374,10 +383,9 @@ impl Files {
         let writable = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
         if let Err(e) = nix::unistd::access(&dir, writable) {
             return Err(format!(
-                "cannot write in {}: {} — /accept {} DIR puts it elsewhere",
+                "cannot write in {}: {} — /accept {number} DIR puts it elsewhere",
                 dir.display(),
-                manifest::reason(&std::io::Error::from(e)),
-                self.transfers[&key].number
+                manifest::reason(&std::io::Error::from(e))
             ));
         }
         let t = &self.transfers[&key];
@@ -385,12 +393,11 @@ impl Files {
         if let Some(free) = free_space(&dir) {
             if size > free {
                 return Err(format!(
-                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {} DIR elsewhere",
+                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {number} DIR elsewhere",
                     t.shown_name(),
                     dir.display(),
                     human_size(size),
-                    human_size(free),
-                    t.number
+                    human_size(free)
                 ));
             }
         }

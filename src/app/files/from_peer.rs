@@ -308,11 +308,11 @@ impl Files {
         match self.accepted_from(ep, from) {
             // Said as it is: "accepted" only if it is, else why not and what to do.
             AcceptFrom::Yes => match self.accept_checks(key, None) {
-                Ok(_) => {
+                Ok(dir) => {
                     self.event(ep, key, "offer", format!(
                         "{nick} offers {name} ({size}) — accepted (accept_from)"
                     ));
-                    if let Err(e) = self.accept(ep, key, None) {
+                    if let Err(e) = self.accept_into(ep, key, &dir) {
                         self.error(e);
                     }
                 }
