@@ -189,7 +189,7 @@ impl OutputSender {
         if self.bell && matches!(out, Output::Mention(_)) {
             line.insert(0, '\u{7}');
         }
-        self.queue(line, matches!(out, Output::Error(_)));
+        self.queue(line, error);
     }
 
     /// Queues a rendered line (`error`: for standard error in plain mode), or counts it as

@@ -2,7 +2,7 @@
 //! chat, and a message said to everyone or to one peer.
 
 use super::output::{Dest, Line};
-use super::{away_line, Chat};
+use super::{away_line, they_are, Chat};
 use crate::app::json;
 use crate::app::lookup::find_peer;
 use crate::app::persist::Persistence;
@@ -332,10 +332,7 @@ impl Chat {
             } else {
                 "kept in memory"
             };
-            let who = match away.as_slice() {
-                [one] => format!("{one} is"),
-                many => format!("{} are", many.join(", ")),
-            };
+            let who = they_are(&away);
             self.print(Output::Notice(format!(
                 "{who} not here: messages to them are {kept} and go out when they are back"
             )));

@@ -337,10 +337,7 @@ impl Chat {
             .map(|p| names.name_of(p.id, &p.nick))
             .collect();
         if !shut.is_empty() {
-            let who = match shut.as_slice() {
-                [one] => format!("{one} is"),
-                many => format!("{} are", many.join(", ")),
-            };
+            let who = they_are(&shut);
             self.print(Output::Notice(format!(
                 "{who} known only at addresses your allow-list refuses: not contacted there while it stands (messages to them wait until they reach you from an address it admits)"
             )));
@@ -516,6 +513,14 @@ impl Chat {
 }
 
 /// `what` (`you are away`, `bob is away`) with the reason, if one was given.
+/// `bob is`, or `bob, carol are`: the start of a notice about the peers `names`.
+pub(super) fn they_are(names: &[String]) -> String {
+    match names {
+        [one] => format!("{one} is"),
+        many => format!("{} are", many.join(", ")),
+    }
+}
+
 fn away_line(what: &str, reason: &str) -> String {
     if reason.is_empty() {
         what.to_owned()

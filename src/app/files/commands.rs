@@ -207,15 +207,16 @@ impl Files {
         let (peer, nick) = crate::app::lookup::find_peer(&ep.peers(), nick)?;
         // A path in quotes, as a shell wants one with spaces: the quotes are not part of it
         // (unless a file is really named so).
+        let literal = std::fs::metadata(expand_home(path)).is_ok();
         let unquoted = ['"', '\'']
             .iter()
             .find_map(|q| path.strip_prefix(*q)?.strip_suffix(*q))
-            .filter(|inner| !inner.is_empty() && std::fs::metadata(expand_home(path)).is_err());
+            .filter(|inner| !inner.is_empty() && !literal);
         // Or with its spaces escaped, as a shell also takes it (`my\ report.pdf`).
         let unescaped = path
             .contains('\\')
             .then(|| shell_unescape(path))
-            .filter(|p| std::fs::metadata(expand_home(path)).is_err() && *p != path);
+            .filter(|p| !literal && *p != path);
         let path = expand_home(unescaped.as_deref().or(unquoted).unwrap_or(path));
         let Ok(meta) = std::fs::metadata(&path) else {
             return Err(format!(
