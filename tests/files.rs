@@ -153,10 +153,11 @@ fn an_offer_from_an_ephemeral_peer_that_left_is_withdrawn() {
     alice.close_input();
     alice.wait_exit();
     bob.expect("alice left");
-    let mut alice = Chat::start(
-        "alice",
-        &["--ephemeral", "--peer", &format!("127.0.0.1:{}", bob.port)],
-    );
+    // The script's own data directory, kept across its runs.
+    let home = tmp.path().join("script");
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let args = ["--ephemeral", "--peer", &peer];
+    let mut alice = Chat::start_in(&home, "alice", &args, &[]);
     bob.expect("alice joined");
     let f = tmp.path().join("one-off.txt");
     fs::write(&f, b"take it or leave it").unwrap();
@@ -178,6 +179,24 @@ fn an_offer_from_an_ephemeral_peer_that_left_is_withdrawn() {
     bob.send(&format!("/accept {}", offer_number(&offer)));
     bob.expect("no file transfer");
     assert!(!downloads.exists(), "nothing written");
+    // Her next run from the same data directory does not offer it again (it ended at her
+    // quit), nor say that it resumes.
+    let mut alice = Chat::start_in(&home, "alice", &args, &[]);
+    bob.expect("alice joined");
+    alice.send("back again");
+    // Stream order: an offer made again at her start would come before this line.
+    bob.expect("back again");
+    let offers = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("offers one-off.txt"))
+        .count();
+    assert_eq!(offers, 1, "{:#?}", bob.seen);
+    assert!(
+        !alice.seen.iter().any(|l| l.contains("unfinished")),
+        "{:#?}",
+        alice.seen
+    );
 }
 
 /// A path in quotes, as a shell would want one with a space: the quotes are not its name.

@@ -114,7 +114,7 @@ impl Chat {
         for line in self.files.left_unfinished(&self.ep) {
             self.print(Output::Notice(line));
         }
-        self.files.quitting();
+        self.files.quitting(self.ep.is_ephemeral());
         self.flush_screen();
     }
 }

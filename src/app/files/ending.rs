@@ -144,7 +144,7 @@ impl Files {
     }
 
     /// Stops the data of a transfer: no more serving, and a running fetch stops.
-    fn stop(&mut self, key: TransferKey) {
+    pub(super) fn stop(&mut self, key: TransferKey) {
         let Some(t) = self.transfers.get(&key) else {
             return;
         };

@@ -592,8 +592,13 @@ impl Files {
     /// At quit, after [`Files::left_unfinished`] has said where each transfer stands: forgets
     /// the offers still being read (their records are only for a crash to be told at the next
     /// start); and without storage, where nothing resumes, removes the empty `.part`s that
-    /// accepted transfers not started yet had taken their names with.
-    pub fn quitting(&mut self) {
+    /// accepted transfers not started yet had taken their names with. An ephemeral run's
+    /// unfinished transfers end here (`ephemeral`): its peers end them when it leaves, so a
+    /// later run from the same data directory must not offer or fetch them again.
+    pub fn quitting(&mut self, ephemeral: bool) {
+        if ephemeral {
+            self.end_for_good_at_quit();
+        }
         let Some(store) = &self.store else {
             for t in self.transfers.values() {
                 let waiting = t.record.state == State::Accepted && t.fetching.is_none();
@@ -617,6 +622,34 @@ impl Files {
             .map(Transfer::key)
             .collect();
         for key in unfinished {
+            self.save(key);
+        }
+    }
+
+    /// [`Files::quitting`] of an ephemeral run: each unfinished transfer stops, an incoming one
+    /// leaves no `.part` (what [`Files::left_unfinished`] has just said), and its record is
+    /// kept as failed and already told. No Cancel goes out: the peers end an ephemeral run's
+    /// transfers on its Leave.
+    fn end_for_good_at_quit(&mut self) {
+        let keys: Vec<TransferKey> = self
+            .transfers
+            .values()
+            .filter(|t| !t.record.state.is_finished())
+            .map(Transfer::key)
+            .collect();
+        for key in keys {
+            self.stop(key);
+            let Some(t) = self.transfers.get_mut(&key) else {
+                continue;
+            };
+            if !t.record.outgoing {
+                ending::remove_parts(t);
+            }
+            let pct = t.percent_done();
+            t.record.state = State::Failed;
+            t.record.reason = Some(format!("stopped at {pct}% when this ephemeral run quit"));
+            t.record.finished_ms = Some(now_ms());
+            t.record.untold = false;
             self.save(key);
         }
     }

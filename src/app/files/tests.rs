@@ -772,10 +772,26 @@ fn a_quit_keeps_the_progress_of_unfinished_transfers() {
     files.transfers.get_mut(&key).unwrap().record.source = Some(dir.path().join("report.pdf"));
     files.save(key);
     files.transfers.get_mut(&key).unwrap().record.bytes_done = 3_700_000;
-    files.quitting();
+    files.quitting(false);
     let (records, _) = Store::new(dir.path()).load(now_ms());
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].bytes_done, 3_700_000);
+}
+
+/// An ephemeral run's quit ends its unfinished transfers for good (its peers end them on its
+/// Leave): the record is kept as failed, so the next run neither offers nor fetches it again.
+#[test]
+fn an_ephemeral_quit_ends_unfinished_transfers_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut files, key) = ours_accepted();
+    files.store = Some(Store::new(dir.path()));
+    files.transfers.get_mut(&key).unwrap().record.source = Some(dir.path().join("report.pdf"));
+    files.save(key);
+    files.quitting(true);
+    let (records, _) = Store::new(dir.path()).load(now_ms());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, State::Failed);
+    assert!(!records[0].untold, "its quit line said it already");
 }
 
 /// A transfer whose rest no longer fits (it paused for lack of space, or the disk filled while
@@ -1466,7 +1482,7 @@ fn a_send_cut_by_a_crash_while_reading_is_said_at_the_next_start() {
         files.save(key);
         if quit {
             let _ = files.left_unfinished(&endpoint(Instant::now()));
-            files.quitting();
+            files.quitting(false);
         }
         let setup = || FilesSetup {
             data_dir: Some(dir.path().to_path_buf()),
