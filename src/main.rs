@@ -267,7 +267,12 @@ fn run(
         !interactive,
         Instant::now(),
     );
-    started.endpoint.set_ephemeral(settings.ephemeral);
+    // An identity that lives only in memory never comes back: its peers need not keep
+    // anything for it, nor list it, once it has left.
+    let one_off = app::start::Storage::run_is_one_off(storage.as_ref());
+    started
+        .endpoint
+        .set_ephemeral(settings.ephemeral || one_off);
     started.endpoint.set_script(!interactive);
     // A program reads `ready` first (the README's promise); a person, who we are first.
     if json {
@@ -280,12 +285,18 @@ fn run(
     for n in first.into_iter().chain(started.notices.iter().cloned()) {
         say(n);
     }
+    // Said only where the user did not ask for it.
+    let forgotten = if one_off && !settings.ephemeral {
+        "; this run's identity is new and not kept, so peers forget it when you leave (as with --ephemeral)"
+    } else {
+        ""
+    };
     if let Some(problem) = storage.as_ref().and_then(|s| s.problem.clone()) {
-        say(Output::Error(format!("storage: {problem}")));
+        say(Output::Error(format!("storage: {problem}{forgotten}")));
     }
     if let Some(e) = storage_error {
         say(Output::Error(format!(
-            "storage off: {e} — the chat works, but nothing is kept after you quit"
+            "storage off: {e} — the chat works, but nothing is kept after you quit{forgotten}"
         )));
     }
     let reaches = (bound.reaches_v4, bound.reaches_v6);

@@ -339,6 +339,22 @@ fn an_unusable_data_dir_is_reported_and_the_chat_carries_on() {
     bob.expect("alice joined");
     alice.send("still chatting");
     bob.expect("<alice> still chatting");
+    // Her identity lived only in memory: bob keeps nothing for it once she has left, as for
+    // an --ephemeral peer (a ghost listed as "left" would hold his group messages and make
+    // every `tailchat send` of his exit 5 until forgotten, 30 days later).
+    assert!(
+        alice
+            .seen
+            .iter()
+            .any(|l| l.contains("peers forget it when you leave")),
+        "{:#?}",
+        alice.seen
+    );
+    alice.send("/quit");
+    alice.wait_exit();
+    bob.expect("alice left");
+    bob.send("/peers");
+    bob.expect("no peers yet");
 }
 
 #[test]

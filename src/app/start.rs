@@ -40,9 +40,18 @@ pub struct Storage {
     /// Whether the directory can be written (the floors with it), whatever became of the
     /// journal.
     pub writable: bool,
+    /// Whether [`Self::identity`] is the one stored in the directory, so that a later run is
+    /// this peer again: not when the directory cannot be written and held none.
+    pub identity_kept: bool,
 }
 
 impl Storage {
+    /// Whether a run with this storage (`None`: storage off) is one its peers will never meet
+    /// again, as if `--ephemeral`: its identity lives only in memory.
+    pub fn run_is_one_off(storage: Option<&Storage>) -> bool {
+        storage.is_none_or(|s| !s.identity_kept)
+    }
+
     /// Opens (creating it if needed) the data directory: `explicit`, or the default, with a
     /// journal that keeps `history_limit`. A directory that cannot be written (read-only,
     /// full) still gives its identity and its journal to read: who we are never changes
@@ -91,6 +100,7 @@ impl Storage {
                 floors,
                 floors_problem,
                 writable: false,
+                identity_kept: found,
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
@@ -135,6 +145,7 @@ impl Storage {
             floors,
             floors_problem,
             writable: true,
+            identity_kept: true,
         })
     }
 

@@ -668,7 +668,7 @@ impl Files {
                 // As lines name it: `alice#f0d31d29` while another alice (or we) is here.
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let pct = t.percent_done();
-                if ephemeral {
+                if ephemeral && kept {
                     return format!(
                         "{name} ({} {nick}) stopped at {pct}%: this run is ephemeral, and {nick} ends its transfers when it leaves",
                         t.toward()
@@ -691,7 +691,7 @@ impl Files {
                     (_, true, true) => format!(
                         "{name} to {nick}: not answered yet, offered again when you are both back"
                     ),
-                    (_, false, _) if r.state != State::Accepted => format!(
+                    (_, false, true) if r.state != State::Accepted => format!(
                         "{nick}'s offer of {name} was not answered: {nick} offers it again when you are both back"
                     ),
                     _ => format!(
