@@ -606,6 +606,41 @@ fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
     });
 }
 
+/// A peer whose nick looks like ours (`Bob` for `bob`) is named with its id everywhere: in
+/// `/peers` and in the echo of `/msg`, as in its lines; and one who takes such a nick is told.
+#[test]
+fn a_nick_that_looks_like_ours_is_shown_with_its_id() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    let mut b = Seen(Vec::new());
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    alice.type_line("/nick Bob");
+    alice.wait_for(&mut a, "the warning", |o| {
+        notice(o, "someone here goes by bob, which looks like Bob")
+    });
+    bob.wait_for(&mut b, "the rename", |o| notice(o, "alice is now Bob#"));
+    bob.type_line("/peers");
+    bob.wait_for(
+        &mut b,
+        "her row, with her id",
+        |o| matches!(o, Output::Info(l) if l.starts_with("Bob#") && l.contains("online")),
+    );
+    bob.type_line("/msg Bob yo");
+    bob.wait_for(&mut b, "the echo, with her id", |o| {
+        matches!(o, Output::Direct { to: Some(to), text, .. } if to.starts_with("Bob#") && text == "yo")
+    });
+    // And on her side, the bob who is not her.
+    alice.type_line("/peers");
+    alice.wait_for(
+        &mut a,
+        "his row, with his id",
+        |o| matches!(o, Output::Info(l) if l.starts_with("bob#") && l.contains("online")),
+    );
+}
+
 #[test]
 fn whois_tells_everything_about_one_peer() {
     let switch = Switch::default();

@@ -352,6 +352,13 @@ fn not_plain(shown: &str) -> bool {
         || !shown.chars().nfkc().eq(shown.chars())
 }
 
+/// Whether two nicks could be taken for one another on screen (`bob`, `Bob`, Cyrillic `bоb`):
+/// peers going by them are told apart by their ids.
+#[must_use]
+pub fn look_alike(a: &str, b: &str) -> bool {
+    looks(&display_nick(a)) == looks(&display_nick(b))
+}
+
 impl ShownNames {
     /// The names of `peers` (each listed once).
     #[must_use]
@@ -513,23 +520,28 @@ fn state_cell(p: &PeerInfo) -> String {
 /// columns (a CJK character or an emoji counts two), as its widest heading or value as
 /// displayed, so each row's columns start at the same place.
 pub fn peers_lines(peers: &[PeerInfo], now: Instant) -> Vec<String> {
-    peers_lines_noted(peers, now, |_| PeerNote::default())
+    peers_lines_noted(peers, None, now, |_| PeerNote::default())
 }
 
 /// [`peers_lines`], with what `note` adds for each peer: `tailnet` in the found column, and
 /// who the tailnet says is at its address after the addresses (`100.64.0.2:7654
-/// (bob@example.com on laptop)`).
+/// (bob@example.com on laptop)`). With `me` (our id and nick), a peer whose nick looks like
+/// ours is shown with its id too, as its lines are.
 pub fn peers_lines_noted(
     peers: &[PeerInfo],
+    me: Option<(PeerId, &str)>,
     now: Instant,
     note: impl Fn(&PeerInfo) -> PeerNote,
 ) -> Vec<String> {
     if peers.is_empty() {
         return vec!["no peers yet — /add HOST[:PORT] to reach someone".to_owned()];
     }
-    let named: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
+    let mut named: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
+    named.extend(me);
+    let names = ShownNames::new(&named);
     let mut rows = vec![PEERS_HEADINGS.map(str::to_owned)];
-    for (p, name) in peers.iter().zip(display_names(&named)) {
+    for p in peers {
+        let name = names.name_of(p.id, &p.nick);
         let note = note(p);
         let state = state_cell(p);
         let found = if note.tailnet {
@@ -735,7 +747,7 @@ mod tests {
             nick: "carol".into(),
             ..info("carol", PeerState::Online)
         };
-        let lines = peers_lines_noted(&[bob, carol], Instant::now(), |p| PeerNote {
+        let lines = peers_lines_noted(&[bob, carol], None, Instant::now(), |p| PeerNote {
             tailnet: p.nick == "bob",
             who: (p.nick == "bob").then(|| "bob@example.com on laptop".to_owned()),
         });

@@ -94,12 +94,9 @@ impl Chat {
             }
             Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
                 Ok((id, nick)) => {
-                    // The echo says which one, when nicks are shared: `*-> bob#1d79e0c2*`.
-                    let shown = self
-                        .display_names()
-                        .into_iter()
-                        .find(|(p, _)| *p == id)
-                        .map_or(nick, |(_, name)| name);
+                    // The echo says which one, when nicks look alike (another peer's, or
+                    // ours): `*-> bob#1d79e0c2*`, as that peer's own lines name it.
+                    let shown = self.current_names().name_of(id, &nick);
                     let away = self.ep.peer(id).and_then(|p| p.away);
                     let fresh = |r: &String| {
                         self.away_shown.get(&id).is_some_and(|(told, at)| {
@@ -137,15 +134,18 @@ impl Chat {
                     });
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
-                    let taken = self.ep.peers().into_iter().any(|p| {
-                        p.state != PeerState::Left
-                            && crate::ui::render::display_nick(&p.nick) == nick
+                    let peers = self.ep.peers();
+                    let taken = peers.iter().find(|p| {
+                        p.state != PeerState::Left && present::look_alike(&p.nick, &nick)
                     });
-                    if taken {
-                        self.print(Output::Notice(format!(
-                            "someone here is also called {nick}: peers will tell you apart by your id ({nick}#{})",
-                            &self.ep.peer_id().to_string()[..8]
-                        )));
+                    if let Some(other) = taken {
+                        let id = &self.ep.peer_id().to_string()[..8];
+                        let theirs = crate::ui::render::display_nick(&other.nick);
+                        self.print(Output::Notice(if theirs == nick {
+                            format!("someone here is also called {nick}: peers will tell you apart by your id ({nick}#{id})")
+                        } else {
+                            format!("someone here goes by {theirs}, which looks like {nick}: peers will tell you apart by your id ({nick}#{id})")
+                        }));
                     }
                 }
                 Err(e) => {
@@ -161,7 +161,9 @@ impl Chat {
             }
             Command::Peers => {
                 let tailnet = &self.tailnet;
-                let lines = present::peers_lines_noted(&self.ep.peers(), now, |p| tailnet.note(p));
+                let me = Some((self.ep.peer_id(), self.ep.nick()));
+                let lines =
+                    present::peers_lines_noted(&self.ep.peers(), me, now, |p| tailnet.note(p));
                 for line in lines {
                     self.print(Output::Info(line));
                 }

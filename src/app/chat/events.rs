@@ -250,14 +250,6 @@ impl Chat {
         self.files_to_mark.extend(self.files.take_untold());
     }
 
-    /// Each present peer with the name it is shown under (see [`present::display_names`]).
-    pub(super) fn display_names(&self) -> Vec<(PeerId, String)> {
-        let peers = self.ep.peers();
-        let present = present_of(&peers);
-        let names = present::display_names(&present);
-        present.iter().map(|(id, _)| *id).zip(names).collect()
-    }
-
     /// Every known peer's name as lines show it, `bob#1d79e0c2` while another known peer (or
     /// we) goes by the same nick, away or not.
     pub(super) fn known_names(&self, peers: &[PeerInfo]) -> present::ShownNames {
@@ -302,7 +294,7 @@ impl Chat {
     }
 
     /// The present peers' names and ours, kept while the roster does not change.
-    fn current_names(&mut self) -> &present::ShownNames {
+    pub(super) fn current_names(&mut self) -> &present::ShownNames {
         let version = self.ep.roster_version();
         let names = match self.shown_names.take() {
             Some((v, names)) if v == version => (v, names),
