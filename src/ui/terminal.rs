@@ -522,15 +522,33 @@ fn erase_accepted_line(editor: &mut Editor<ChatHelper, FileHistory>, prompt: &st
     let Some((cols, _)) = editor.dimensions().filter(|(c, _)| *c > 0) else {
         return;
     };
-    if line.contains(['\n', '\r']) {
-        return; // a pasted multi-line entry: its layout is not worth guessing
-    }
-    let width = prompt.chars().count() + line.chars().count();
-    let rows = width.div_ceil(usize::from(cols)).max(1);
+    let Some(rows) = entered_rows(prompt, line, usize::from(cols)) else {
+        return;
+    };
     let mut out = std::io::stdout().lock();
     // CSI n F: to the start of the line n rows up; CSI J: erase to the end of the screen.
     let _ = write!(out, "\x1b[{rows}F\x1b[J");
     let _ = out.flush();
+}
+
+/// How many rows of a `cols`-wide terminal the entered `line` took after `prompt`, counted in
+/// characters (never more than its display width): the first row follows the prompt, and each
+/// further line of a pasted multi-line entry starts at the left edge. `None` for a carriage
+/// return, whose layout is not worth guessing.
+fn entered_rows(prompt: &str, line: &str, cols: usize) -> Option<usize> {
+    if line.contains('\r') || cols == 0 {
+        return None;
+    }
+    let prompt = prompt.chars().count();
+    Some(
+        line.split('\n')
+            .enumerate()
+            .map(|(i, part)| {
+                let width = part.chars().count() + if i == 0 { prompt } else { 0 };
+                width.div_ceil(cols).max(1)
+            })
+            .sum(),
+    )
 }
 
 /// Adds a non-blank `line` to the up-arrow history and appends it to the history file. After
@@ -757,6 +775,20 @@ mod tests {
         // "hello" then Ctrl-D, Ctrl-D; what follows would need a third (and here, a panic).
         read_plain(io::BufReader::new(Tty(vec![b"hello", b""])), &tx);
         assert_eq!(drain(&mut rx), [line("hello"), Input::Eof]);
+    }
+
+    #[test]
+    fn an_entered_line_is_counted_in_rows() {
+        assert_eq!(entered_rows("alice> ", "hi", 80), Some(1));
+        assert_eq!(entered_rows("alice> ", &"x".repeat(73), 80), Some(1));
+        assert_eq!(entered_rows("alice> ", &"x".repeat(74), 80), Some(2));
+        // A pasted entry: its further lines start at the left edge.
+        assert_eq!(entered_rows("alice> ", "one\ntwo\n\nfour", 80), Some(4));
+        assert_eq!(
+            entered_rows("alice> ", &format!("one\n{}", "y".repeat(81)), 80),
+            Some(3)
+        );
+        assert_eq!(entered_rows("alice> ", "one\rtwo", 80), None);
     }
 
     #[test]
