@@ -490,6 +490,13 @@ impl Files {
                 },
             ]);
         }
+        // Rate and time left are columns only while some transfer moves, so that a list of
+        // ended ones fits 80 columns (a folder's size cell, `900.0 KB, 4 files`, is wide).
+        if rows[1..].iter().all(|r| r[7..].iter().all(|c| c == "-")) {
+            for r in &mut rows {
+                r.truncate(7);
+            }
+        }
         let widths: Vec<usize> = (0..rows[0].len())
             .map(|c| {
                 rows.iter()

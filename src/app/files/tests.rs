@@ -1200,6 +1200,34 @@ fn a_sender_whose_receiver_went_after_all_was_sent_shows_interrupted() {
     assert!(list.contains("interrupted"), "{list}");
 }
 
+/// `/files` has rate and time-left columns only while a transfer moves, so that a list of
+/// ended transfers (a folder's size cell is wide) fits 80 columns.
+#[test]
+fn files_lists_rate_and_time_left_only_while_data_moves() {
+    let (mut files, key) = ours_accepted();
+    let ep = endpoint(Instant::now());
+    files.transfers.get_mut(&key).unwrap().record.state = State::Done;
+    let list = files.list(&ep, Instant::now());
+    assert!(
+        list[0].ends_with("progress") && !list[0].contains("rate"),
+        "{list:#?}"
+    );
+    let now = Instant::now();
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.state = State::Accepted;
+        t.serving = 1;
+        t.rate.note(now - Duration::from_secs(2), 0);
+        t.rate.note(now, 2_000_000);
+    }
+    let list = files.list(&ep, now);
+    assert!(
+        list[0].contains(" rate ") && list[0].ends_with("ETA"),
+        "{list:#?}"
+    );
+    assert!(list[1].contains("/s"), "{list:#?}");
+}
+
 /// Accepting into a folder we may not write in is refused while the offer can still be taken
 /// elsewhere (/proc/1: not writable even for root).
 #[test]
