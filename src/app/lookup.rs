@@ -16,19 +16,14 @@ pub fn present_nicks(peers: &[PeerInfo]) -> Vec<String> {
         .collect()
 }
 
-/// The names peers are shown under (`bob#1d79e0c2` while another peer, or we, goes by the
-/// same nick): the peers of `peers` that have not left (all of them with `with_left`), and
-/// us (`me`, when given).
+/// The names peers are shown under (`bob#1d79e0c2` while another peer, or we, goes by a nick
+/// that looks the same): every peer of `peers`, those that have left too (a newcomer calling
+/// itself bob just after bob quit is not bob), and us (`me`, when given).
 pub fn shown_names(
     peers: &[PeerInfo],
     me: Option<(PeerId, &str)>,
-    with_left: bool,
 ) -> crate::ui::present::ShownNames {
-    let mut all: Vec<(PeerId, &str)> = peers
-        .iter()
-        .filter(|p| with_left || p.state != PeerState::Left)
-        .map(|p| (p.id, p.nick.as_str()))
-        .collect();
+    let mut all: Vec<(PeerId, &str)> = peers.iter().map(|p| (p.id, p.nick.as_str())).collect();
     all.extend(me);
     crate::ui::present::ShownNames::new(&all)
 }
@@ -101,7 +96,7 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 .iter()
                 .partition(|p| matches!(p.state, PeerState::Left | PeerState::Offline));
             // Each named as lines name it: two bobs as `bob#1d79e0c2` and `bob#2e01a9f3`.
-            let names = shown_names(peers, None, true);
+            let names = shown_names(peers, None);
             let here: Vec<String> = here.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             let gone: Vec<String> = gone.iter().map(|p| names.name_of(p.id, &p.nick)).collect();
             // Nicks differ by case (`Alice` may be someone else than `alice`): never taken for

@@ -522,15 +522,22 @@ fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_n
         notice(o, "carol is now bob")
     });
     // Told apart from the bob already here: it does not read as bob's own rename.
-    assert!(
-        matches!(a.0.last(), Some(Output::Notice(n)) if n.starts_with("carol is now bob#")),
-        "{:?}",
-        a.0.last()
-    );
+    let carol_as_bob = match a.0.last() {
+        Some(Output::Notice(n)) if n.starts_with("carol is now bob#") => {
+            n.trim_start_matches("carol is now ").to_owned()
+        }
+        other => panic!("{other:?}"),
+    };
     let two = said(&alice, &mut a, &bob, "two");
     assert!(two.starts_with("bob#"), "{two}");
     carol.type_line("/quit");
     alice.wait_for(&mut a, "carol leaving", |o| notice(o, "left"));
+    // A peer that left is still known: bob stays told apart from it (else a newcomer calling
+    // itself bob just after bob quit would read as bob) until it is forgotten.
+    let still = said(&alice, &mut a, &bob, "still two");
+    assert!(still.starts_with("bob#"), "{still}");
+    alice.type_line(&format!("/forget {carol_as_bob}"));
+    alice.wait_for(&mut a, "carol forgotten", |o| notice(o, "forgot"));
     assert_eq!(said(&alice, &mut a, &bob, "three"), "bob");
     let fake = start_chat(&switch, "b\u{200b}ob", 4, &[alice.addr], None, None);
     alice.wait_for(&mut a, "the look-alike joining", |o| notice(o, "joined"));

@@ -253,15 +253,12 @@ impl Chat {
     /// Every known peer's name as lines show it, `bob#1d79e0c2` while another known peer (or
     /// we) goes by the same nick, away or not.
     pub(super) fn known_names(&self, peers: &[PeerInfo]) -> present::ShownNames {
-        crate::app::lookup::shown_names(peers, Some((self.ep.peer_id(), self.ep.nick())), true)
+        crate::app::lookup::shown_names(peers, Some((self.ep.peer_id(), self.ep.nick())))
     }
 
-    /// The names of the present peers of `peers` and ours, as of the endpoint's roster
-    /// version.
+    /// [`Self::known_names`], as of the endpoint's roster version.
     fn names_with_ours(&self, peers: &[PeerInfo]) -> (u64, present::ShownNames) {
-        let me = (self.ep.peer_id(), self.ep.nick());
-        let names = crate::app::lookup::shown_names(peers, Some(me), false);
-        (self.ep.roster_version(), names)
+        (self.ep.roster_version(), self.known_names(peers))
     }
 
     /// A message whose sender's nick looks like another present peer's (or ours) is shown

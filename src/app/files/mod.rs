@@ -985,7 +985,7 @@ impl Files {
     /// [`Files::nick`] of peer `id`, called `known` if the endpoint has no nick for it.
     fn nick_or(ep: &Endpoint, id: PeerId, known: &str) -> String {
         let nick = ep.nick_of(id).unwrap_or(known);
-        crate::app::lookup::shown_names(&ep.peers(), Some((ep.peer_id(), ep.nick())), false)
+        crate::app::lookup::shown_names(&ep.peers(), Some((ep.peer_id(), ep.nick())))
             .name_of(id, nick)
     }
 }
