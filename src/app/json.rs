@@ -373,7 +373,7 @@ pub fn history(kind: &str, lines: &[HistoryLine], more: bool) -> String {
 
 fn history_line(l: &HistoryLine) -> Value {
     json!({
-        "time": time(l.at_ms), "from": l.nick, "to": l.to,
+        "time": time(l.at_ms), "from": l.nick, "from_id": l.from.map(|id| id.to_string()), "to": l.to,
         "direct": l.direct, "action": l.action, "text": l.text,
     })
 }
@@ -395,6 +395,28 @@ mod tests {
 
     fn parsed(line: &str) -> Value {
         serde_json::from_str(line).unwrap()
+    }
+
+    /// A history line says who wrote it by id as well as by nick (two identities may have
+    /// gone by one nick); our own lines have no id.
+    #[test]
+    fn history_lines_carry_the_senders_id() {
+        let line = |from| HistoryLine {
+            at_ms: 1_700_000_000_000,
+            nick: "bob".into(),
+            from,
+            to: None,
+            direct: false,
+            text: "hi".into(),
+            action: false,
+        };
+        let v = parsed(&history(
+            "history",
+            &[line(Some(PeerId(0xab))), line(None)],
+            false,
+        ));
+        assert_eq!(v["lines"][0]["from_id"], "00000000000000ab");
+        assert_eq!(v["lines"][1]["from_id"], Value::Null);
     }
 
     #[test]

@@ -6,13 +6,19 @@ use super::shown::{in_parts, line_size, Paced};
 use super::Chat;
 use crate::app::json;
 use crate::app::persist::HistoryError;
+use crate::proto::PeerId;
 use crate::store::journal::{format_history_line, HistoryFilter, HistoryLine};
+use crate::ui::present::ShownNames;
 use crate::ui::render::{display_nick, Output};
 
-/// A line of the history as the screen shows it: the nicks as every other line shows them
+/// A line of the history as the screen shows it: the nicks as every other line shows them,
+/// a peer's with its id (`bob#1d79e0c2`) when another identity of `names` went by a nick alike
 /// (the text is cleaned as a message's is, by the screen).
-fn shown_line(mut l: HistoryLine) -> String {
-    l.nick = display_nick(&l.nick);
+fn shown_line(mut l: HistoryLine, names: &ShownNames) -> String {
+    l.nick = match l.from {
+        Some(from) => names.name_of(from, &l.nick),
+        None => display_nick(&l.nick),
+    };
     l.to = l.to.as_deref().map(display_nick);
     format_history_line(&l)
 }
@@ -85,6 +91,10 @@ impl Chat {
         }
         self.history_asked += 1;
         let (seq, tx) = (self.history_asked, self.history_tx.clone());
+        // Everyone who ever went by a nick: the journal's, the peers known now, and us.
+        let mut everyone = query.identities().to_vec();
+        everyone.extend(self.ep.peers().into_iter().map(|p| (p.id, p.nick)));
+        everyone.push((self.ep.peer_id(), self.ep.nick().to_owned()));
         tokio::spawn(async move {
             let read = tokio::task::spawn_blocking(move || {
                 let (lines, mut warnings) = query.run().map_err(|e| e.to_string())?;
@@ -94,8 +104,11 @@ impl Chat {
                     warnings.push(format!("no history with {what} yet"));
                     return Ok((warnings, Vec::new()));
                 }
+                let named: Vec<(PeerId, &str)> =
+                    everyone.iter().map(|(id, n)| (*id, n.as_str())).collect();
+                let names = ShownNames::new(&named);
                 // Each line freed as it is formatted: a long history is not held twice.
-                let text = lines.into_iter().map(shown_line).collect();
+                let text = lines.into_iter().map(|l| shown_line(l, &names)).collect();
                 Ok((warnings, text))
             })
             .await;
@@ -187,16 +200,39 @@ mod tests {
     fn a_nick_in_the_history_reads_as_on_every_other_line() {
         let nick = "ev\u{9b}31m\u{202e}il\u{200b}\u{85}x\u{1b}]0;T\u{7}\u{2028}y";
         let line = |to: Option<&str>| {
-            shown_line(HistoryLine {
-                at_ms: 0,
-                nick: nick.into(),
-                to: to.map(str::to_owned),
-                direct: to.is_some(),
-                text: "hi".into(),
-                action: false,
-            })
+            shown_line(
+                HistoryLine {
+                    at_ms: 0,
+                    nick: nick.into(),
+                    from: None,
+                    to: to.map(str::to_owned),
+                    direct: to.is_some(),
+                    text: "hi".into(),
+                    action: false,
+                },
+                &ShownNames::default(),
+            )
         };
         let shown = display_nick(nick);
+        // Two identities that went by bob: each line says which; ours stay as written.
+        let names = ShownNames::new(&[(PeerId(0x1d79_e0c2_0000_0001), "bob"), (PeerId(2), "bob")]);
+        let heard = |from: Option<PeerId>| {
+            shown_line(
+                HistoryLine {
+                    at_ms: 0,
+                    nick: "bob".into(),
+                    from,
+                    to: None,
+                    direct: false,
+                    text: "hi".into(),
+                    action: false,
+                },
+                &names,
+            )
+        };
+        assert!(heard(Some(PeerId(0x1d79_e0c2_0000_0001))).contains("<bob#1d79e0c2> hi"));
+        assert!(heard(Some(PeerId(2))).contains("<bob#00000000> hi"));
+        assert!(heard(None).contains("<bob> hi"));
         assert!(
             line(None).ends_with(&format!(" <{shown}> hi")),
             "{}",

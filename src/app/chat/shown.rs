@@ -335,6 +335,7 @@ mod tests {
                 line: HistoryLine {
                     at_ms: 1_700_000_000_000,
                     nick: "bob".into(),
+                    from: Some(PeerId(2)),
                     to: None,
                     direct: false,
                     text: format!("{i:03} {}", "x".repeat(10_000)),

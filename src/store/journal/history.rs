@@ -49,6 +49,8 @@ pub struct HistoryLine {
     pub at_ms: i64,
     /// Who spoke: our nick then, or theirs.
     pub nick: String,
+    /// Who spoke: `None` for us, else the peer (the nick alone is no proof of who it was).
+    pub from: Option<PeerId>,
     /// For our direct messages, the recipient's nick (as last recorded before the message, or
     /// its id in hex if no nick was); `None` otherwise.
     pub to: Option<String>,
@@ -131,9 +133,15 @@ impl Index {
                 BTreeMap::from([(*id, self.nicks.get(id).cloned().unwrap_or_default())])
             }
         };
+        let everyone = self
+            .nicks
+            .iter()
+            .flat_map(|(id, names)| names.iter().map(|(_, n)| (*id, n.clone())))
+            .collect();
         HistoryQuery {
             path,
             file,
+            everyone,
             checkpoints: self.checkpoints.clone(),
             direct: !matches!(filter, HistoryFilter::Group),
             names,
@@ -151,6 +159,9 @@ pub struct HistoryQuery {
     path: PathBuf,
     /// The file; `None` for a read-only journal that was never created.
     file: Option<Arc<File>>,
+    /// Every peer the journal names, with each nick it was recorded under: to tell apart in
+    /// the lines the identities that went by nicks alike.
+    everyone: Vec<(PeerId, String)>,
     /// See [`Index::checkpoints`].
     checkpoints: Vec<u64>,
     /// A direct conversation (with the peers in `names`) rather than the group.
@@ -162,6 +173,12 @@ pub struct HistoryQuery {
 }
 
 impl HistoryQuery {
+    /// Every peer the journal names, once with each nick it was recorded under.
+    #[must_use]
+    pub fn identities(&self) -> &[(PeerId, String)] {
+        &self.everyone
+    }
+
     /// The lines, oldest first, and the warnings about damage met on the way (in the stretches
     /// of the file read; damage elsewhere was reported when the journal was opened).
     ///
@@ -276,6 +293,7 @@ impl HistoryQuery {
                 let line = HistoryLine {
                     at_ms,
                     nick: string(nick),
+                    from: None,
                     direct: to.is_some(),
                     to,
                     text: string(said),
@@ -296,6 +314,7 @@ impl HistoryQuery {
                 let line = HistoryLine {
                     at_ms: written_ms,
                     nick: string(nick),
+                    from: Some(from),
                     to: None,
                     direct,
                     text: string(heard),

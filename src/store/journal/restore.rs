@@ -325,6 +325,7 @@ impl Summarizer {
                     line: HistoryLine {
                         at_ms: written_ms,
                         nick,
+                        from: Some(from),
                         to: None,
                         direct,
                         text,

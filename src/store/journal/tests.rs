@@ -707,6 +707,7 @@ fn history_line_format() {
     let line = |nick: &str, to: Option<&str>, direct: bool| HistoryLine {
         at_ms,
         nick: nick.into(),
+        from: None,
         to: to.map(Into::into),
         direct,
         text: "hi \u{1b}[2J there".into(),
