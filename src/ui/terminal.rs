@@ -419,31 +419,40 @@ fn spawn_printer(
 }
 
 /// The printer loop: until every [`OutputSender`] is dropped, write lines in order and answer
-/// flushes. A failing sink (closed stdout, …) is reported once, not once per line.
+/// flushes. A failing sink (closed stdout, …) is reported once, not once per line. Once a
+/// line could not be written to standard output, no later line counts as written (the
+/// messages among them were not shown: the next start shows them), even if a write succeeds
+/// again.
 fn run_printer(
     queue: &mpsc::Receiver<ToPrinter>,
     state: &PrinterState,
     mut sink: impl FnMut(String, bool) -> io::Result<()>,
 ) {
     let mut reported = false;
-    let mut write = |line: String, error: bool| {
+    let mut lost = false;
+    let mut write = |line: String, error: bool, lost: &mut bool| {
         if let Err(e) = sink(line, error) {
             if !reported {
                 warn!("cannot write output: {e}");
                 reported = true;
             }
+            *lost |= !error;
         }
     };
     for message in queue {
         match message {
             ToPrinter::Line(number, line, error) => {
                 let len = line.len();
-                write(line, error);
+                write(line, error, &mut lost);
                 state.queued.fetch_sub(len, Ordering::AcqRel);
-                state.written.fetch_max(number, Ordering::AcqRel);
+                if !lost {
+                    state.written.fetch_max(number, Ordering::AcqRel);
+                }
             }
             ToPrinter::Flush(done, through) => {
-                state.written.fetch_max(through, Ordering::AcqRel);
+                if !lost {
+                    state.written.fetch_max(through, Ordering::AcqRel);
+                }
                 let _ = done.send(());
             }
             // Where the skipping began, after the lines queued before it: how many lines were
@@ -454,10 +463,11 @@ fn run_printer(
                 if skipped > 0 {
                     let text = skipped_text(skipped);
                     match state.skipped_line.get() {
-                        Some(as_line) => write(as_line(text), false),
+                        Some(as_line) => write(as_line(text), false, &mut lost),
                         None => write(
                             render(&Output::Notice(text), chrono::Local::now().time(), false),
                             false,
+                            &mut lost,
                         ),
                     }
                 }
@@ -872,6 +882,38 @@ mod tests {
         });
         assert_eq!(attempts, 2);
         assert_eq!(flushed.try_recv(), Ok(()));
+    }
+
+    /// A line that could not be written to standard output (its reader gone) was not shown:
+    /// neither it nor any later line counts as written, so the messages among them are shown
+    /// at the next start. An error line that could not be written does not count.
+    #[test]
+    fn lines_after_a_failed_write_do_not_count_as_written() {
+        let (queue_tx, queue) = mpsc::channel();
+        let (done, flushed) = mpsc::channel();
+        for (n, line, error) in [(1, "ok", false), (2, "err", true), (3, "ok", false)] {
+            queue_tx
+                .send(ToPrinter::Line(n, line.into(), error))
+                .unwrap();
+        }
+        queue_tx
+            .send(ToPrinter::Line(4, "fails".into(), false))
+            .unwrap();
+        queue_tx
+            .send(ToPrinter::Line(5, "ok".into(), false))
+            .unwrap();
+        queue_tx.send(ToPrinter::Flush(done, 6)).unwrap();
+        drop(queue_tx);
+        let state = PrinterState::default();
+        run_printer(&queue, &state, |line, error| {
+            if error || line == "fails" {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(state.written.load(Ordering::Acquire), 3);
+        assert_eq!(flushed.try_recv(), Ok(()), "the flush is still answered");
     }
 
     /// A printer whose sink blocks on its first line until released (the terminal under
