@@ -364,6 +364,11 @@ impl Probes {
         self.min_gap
     }
 
+    /// The gap set by [`Probes::set_min_gap`]: twice the time answers take lately.
+    pub fn gap(&self) -> Duration {
+        self.min_gap
+    }
+
     /// The hellos due at `now`, as (address, whether to tell the user it does not answer);
     /// reschedules them, and forgets discovered addresses whose last hello went unanswered.
     pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, bool)> {

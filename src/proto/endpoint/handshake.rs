@@ -309,6 +309,20 @@ impl Endpoint {
             signature,
         });
         let bytes = wire::encode(&self.header(), &[reply]);
+        // Paced by this handshake's round trip and by how slow answers are lately (a busy
+        // host's peer takes in the reply late, and a resend would only add to its load).
+        let gap = super::REPLY_RESEND_FIRST
+            .max(rtt.saturating_mul(2))
+            .max(self.probes.gap());
+        let unconfirmed = super::UnconfirmedReply {
+            to: from,
+            bytes: bytes.clone(),
+            first: now,
+            next: now + gap,
+            gap,
+            sent: 1,
+        };
+        self.replies_unconfirmed.insert(header.sender, unconfirmed);
         self.transmits.push_back(Transmit { to: from, bytes });
         true
     }

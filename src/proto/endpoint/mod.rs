@@ -86,6 +86,30 @@ pub const ANSWER_SAMPLES: usize = 8;
 /// A datagram from an unknown PeerId at an address we sent a proof to within this long is
 /// answered with a hello outside the strangers' budget ([`WHO_ARE_YOU_PER_SEC`]).
 pub const PROVED_TO_LATELY: Duration = Duration::from_secs(60);
+/// A proof reply of ours, sent again until its peer is heard ([`Endpoint::resend_replies`]).
+#[derive(Debug)]
+pub(super) struct UnconfirmedReply {
+    /// Where it went.
+    pub to: SocketAddr,
+    /// The datagram.
+    pub bytes: Vec<u8>,
+    /// When it first went: it is not sent past the shortest life of the token it echoes.
+    pub first: Instant,
+    /// When it goes next.
+    pub next: Instant,
+    /// The gap before the first resend; each later one waits twice as long.
+    pub gap: Duration,
+    /// Sends so far.
+    pub sent: u32,
+}
+
+/// When a proof reply whose peer has not been heard since goes again, at the least (then twice
+/// as long each time; see [`Endpoint::resend_replies`]): or twice the round trip its
+/// handshake took, or twice the time answers take lately, if longer.
+pub const REPLY_RESEND_FIRST: Duration = Duration::from_millis(250);
+/// A proof reply goes at most this often in all (at 0, 0.25, 0.75, 1.75 and 3.75 s: within
+/// the 7 s the initiator's token lasts at the least).
+pub const REPLY_SENDS: u32 = 5;
 
 /// After a change of nick, a peer whose streams (re)start within this long is sent the nick
 /// again: longer than a proof stays valid (a cookie lives at most 14 s, §8.2).
@@ -153,6 +177,12 @@ pub struct Endpoint {
     /// when it is awaited. The peer there may have admitted us, and is owed a goodbye once the
     /// reply comes (else it lists us until we stop answering).
     goodbyes_owed: Vec<(SocketAddr, Instant)>,
+    /// Our proof replies not yet known to have arrived, per peer we admitted as responder.
+    /// Dropped at the first datagram of the peer's that its link takes (it has admitted us).
+    /// A lost reply would otherwise leave the pair half-open (we list the peer, it does not
+    /// know us) until its next handshake goes through whole: four legs instead of one, long
+    /// under heavy loss (§8.3).
+    replies_unconfirmed: std::collections::BTreeMap<PeerId, UnconfirmedReply>,
     /// Earlier runs of peers whose proofs were refused, as (peer, session): when first, and
     /// whether the user was told (once each).
     earlier_runs: std::collections::BTreeMap<(PeerId, u64), (Instant, bool)>,
@@ -224,6 +254,7 @@ impl Endpoint {
             refused_told: None,
             leaving: false,
             goodbyes_owed: Vec::new(),
+            replies_unconfirmed: std::collections::BTreeMap::new(),
             earlier_runs: std::collections::BTreeMap::new(),
             away: None,
             ephemeral: false,
@@ -391,6 +422,7 @@ impl Endpoint {
             .chain(self.exchange_later.first().map(|(t, _)| *t))
             .chain(self.next_gossip)
             .chain(self.goodbyes_owed.iter().map(|(_, t)| *t))
+            .chain(self.replies_unconfirmed.values().map(|r| r.next))
             .min()
     }
 
@@ -509,6 +541,7 @@ impl Endpoint {
             return;
         }
         peer.heard(now);
+        self.replies_unconfirmed.remove(&header.sender);
         peer.addrs.note(from);
         if self.address_checks.remove(&header.sender).is_some() {
             // It still answers where it was proven before: the new address is not taken.
@@ -692,6 +725,7 @@ impl Endpoint {
     /// [`Endpoint::leave_complete`] (or a short grace period) so the goodbyes are acknowledged.
     pub fn leave(&mut self, now: Instant) {
         self.leaving = true;
+        self.replies_unconfirmed.clear();
         self.goodbyes_owed = self.probes.awaiting_proof_reply(now);
         self.probes.clear();
         self.hints.clear();
@@ -990,6 +1024,30 @@ impl Endpoint {
             }
         }
         self.run_discovery(now);
+        self.resend_replies(now);
+    }
+
+    /// Sends again the proof replies whose peers have not been heard since (see
+    /// [`Endpoint::replies_unconfirmed`]): after the reply's gap, then twice as long each
+    /// time, [`REPLY_SENDS`] in all, within the life of the token the reply echoes.
+    fn resend_replies(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.replies_unconfirmed.retain(|id, r| {
+            if r.next > now {
+                return true;
+            }
+            due.push((*id, r.to, r.bytes.clone()));
+            r.next = now + r.gap * (1 << r.sent.min(8));
+            r.sent += 1;
+            r.sent < REPLY_SENDS && r.next < r.first + crate::proto::cookie::COOKIE_EPOCH
+        });
+        for (id, to, bytes) in due {
+            // Only to a peer still listed there in the same session.
+            let current = self.peers.get(&id).is_some_and(|p| p.proven_at(to));
+            if current {
+                self.transmits.push_back(Transmit { to, bytes });
+            }
+        }
     }
 
     /// Takes the round trip a signed handshake measured (the echo in a Proof or ProofReply,
