@@ -547,6 +547,28 @@ fn a_sender_once_alone_in_its_name_is_told_apart_when_a_look_alike_arrives_and_n
     assert!(fakes.starts_with("bob#") && fakes != four, "{fakes} {four}");
 }
 
+/// A delivery notice about one of two peers sharing a nick says which one, as its lines do.
+#[test]
+fn a_delivery_notice_names_which_of_two_bobs() {
+    let switch = Switch::default();
+    let (alice, _bob1, bob2, mut a) = alice_and_two_bobs(&switch);
+    // The second bob stops hearing anything: alice's line to both waits for him alone.
+    switch.lock().unwrap().remove(&bob2.addr);
+    alice.type_line("hello both");
+    alice.wait_for(&mut a, "the delay notice", |o| {
+        notice(o, "not yet delivered to bob")
+    });
+    let said =
+        a.0.iter()
+            .rev()
+            .find_map(|o| match o {
+                Output::Notice(n) if n.starts_with("not yet delivered to") => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap();
+    assert!(said.starts_with("not yet delivered to bob#"), "{said}");
+}
+
 /// Alice, and two peers called bob who contact her; once she has seen both join, with what
 /// she saw.
 fn alice_and_two_bobs(switch: &Switch) -> (Running, Running, Running, Seen) {

@@ -159,8 +159,18 @@ impl Chat {
                 Some(line) if self.json => self.screen.print_json(line),
                 _ => {
                     let e = self.told_apart(e);
+                    // Peers named as lines name them (`not yet delivered to alex#2c1a6732`,
+                    // while another alex is here): the names kept, taken out for the while.
+                    let _ = self.current_names();
+                    let names = self.shown_names.take();
                     let ep = &self.ep;
-                    let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
+                    let name = |id: PeerId| {
+                        let nick = ep.nick_of(id).unwrap_or("?");
+                        match &names {
+                            Some((_, names)) => names.name_of(id, nick),
+                            None => nick.to_owned(),
+                        }
+                    };
                     let calls_us = match &e {
                         Event::Message { direct, text, .. } => {
                             *direct || mentions(text, self.ep.nick())
@@ -184,6 +194,7 @@ impl Chat {
                     };
                     let out =
                         out.or_else(|| present::event_output(&e, name, &mut self.outstanding));
+                    self.shown_names = names;
                     if let Some(out) = out {
                         let out = match &e {
                             Event::Message { age, .. } => {
