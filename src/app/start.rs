@@ -263,6 +263,11 @@ pub fn endpoint(
             }
         }
         ep.restore(now, next_msg, peers);
+        // Peers forgotten in earlier runs: what they were shown, should they come back.
+        ep.restore_forgotten(s.restored.forgotten.iter().filter_map(|id| {
+            let through = s.restored.delivered_from.get(id)?;
+            Some((*id, MessageId(*through)))
+        }));
     }
     Started {
         endpoint: ep,

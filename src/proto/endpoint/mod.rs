@@ -702,6 +702,15 @@ impl Endpoint {
         self.mark(now);
     }
 
+    /// Restores what is remembered of peers forgotten in earlier runs: the highest message id
+    /// shown from each, so that one coming back is not shown again a message it resends
+    /// (§10.8). Bounded as the peers forgotten in this run are.
+    pub fn restore_forgotten(&mut self, shown: impl IntoIterator<Item = (PeerId, MessageId)>) {
+        for (id, through) in shown {
+            self.peers.remember_forgotten(id, through);
+        }
+    }
+
     /// Changes our nick and tells every peer (ordered with our messages to it).
     ///
     /// # Errors

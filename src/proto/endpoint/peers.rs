@@ -475,6 +475,18 @@ impl PeerTable {
         })
     }
 
+    /// Remembers that peer `id`, not in the table, was shown messages up to `shown` (a peer
+    /// forgotten in an earlier run): kept as [`PeerTable::remove`] keeps a peer forgotten now.
+    pub fn remember_forgotten(&mut self, id: PeerId, shown: MessageId) {
+        if self.peers.contains_key(&id) || self.forgotten.contains_key(&id) {
+            return;
+        }
+        if self.forgotten.len() >= MAX_FORGOTTEN {
+            self.forgotten.pop_first();
+        }
+        self.forgotten.insert(id, Remembered { shown, key: None });
+    }
+
     /// The peer `id`, added (offline, until its proof is handled) if it is not known yet,
     /// with what is remembered of it: its watermark if it was forgotten, its outbox if it was
     /// dormant.
@@ -865,6 +877,31 @@ mod tests {
             Found::Incoming,
         );
         assert_eq!(back.link.delivered_through(), MessageId(42));
+    }
+
+    /// A peer forgotten in an earlier run (the journal keeps what it was shown) that comes
+    /// back is not shown again what it resends.
+    #[test]
+    fn a_peer_forgotten_in_an_earlier_run_comes_back_with_its_watermark() {
+        let t0 = Instant::now();
+        let mut t = PeerTable::new(Limits::default());
+        t.remember_forgotten(PeerId(2), MessageId(42));
+        let back = t.join(
+            t0,
+            PeerId(2),
+            PublicKey([2; 32]),
+            "p2",
+            2,
+            addr(2),
+            Found::Incoming,
+        );
+        assert_eq!(back.link.delivered_through(), MessageId(42));
+        // One known (or remembered already) is left as it is.
+        t.remember_forgotten(PeerId(2), MessageId(50));
+        assert_eq!(
+            t.get(&PeerId(2)).unwrap().link.delivered_through(),
+            MessageId(42)
+        );
     }
 
     #[test]
