@@ -30,7 +30,7 @@ use crate::store::dirs::io_reason;
 use crate::store::journal::HistoryLimit;
 use serde::Deserialize;
 use std::io;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 
 /// The settings a config file may hold. Each is `None` when the file does not set it; the
@@ -85,8 +85,9 @@ pub struct FileConfig {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryLimitConfig {
-    /// The most messages kept (default 100 000).
-    pub messages: Option<u64>,
+    /// The most messages kept (default 100 000). Zero is refused as for `days`: it would
+    /// empty the history at the next start, for good, where 0 means "never" for `auto_away`.
+    pub messages: Option<NonZeroU64>,
     /// Messages older than this many days are dropped (default: no age limit).
     pub days: Option<NonZeroU32>,
 }
@@ -96,7 +97,7 @@ impl HistoryLimitConfig {
     pub fn limit(&self) -> HistoryLimit {
         let default = HistoryLimit::default();
         HistoryLimit {
-            messages: self.messages.unwrap_or(default.messages),
+            messages: self.messages.map_or(default.messages, NonZeroU64::get),
             days: self.days.or(default.days),
         }
     }
@@ -141,12 +142,13 @@ pub fn load(path: &Path) -> Result<Option<FileConfig>, String> {
 /// serde's message with its Rust type names said as a person would (`expected u16` is
 /// `expected a whole number from 0 to 65535`).
 fn plain(message: &str) -> String {
-    const SAID: [(&str, &str); 7] = [
+    const SAID: [(&str, &str); 8] = [
         (
             "string values must be quoted, expected literal string",
             "a value must be true or false, a number, a list, or text in quotes",
         ),
         ("expected a nonzero u32", "expected a whole number above 0"),
+        ("expected a nonzero u64", "expected a whole number above 0"),
         ("expected u16", "expected a whole number from 0 to 65535"),
         ("expected u32", "expected a whole number from 0 to 4294967295"),
         ("expected u64", "expected a whole number, 0 or more"),
@@ -324,6 +326,10 @@ mod tests {
             (
                 "[history_limit]\ndays = 0\n",
                 "expected a whole number above 0 for key `days`",
+            ),
+            (
+                "[history_limit]\nmessages = 0\n",
+                "expected a whole number above 0 for key `messages`",
             ),
         ] {
             let (_tmp, path) = file_with(text);
