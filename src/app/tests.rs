@@ -874,6 +874,33 @@ fn forget_by_a_shared_nick_means_the_one_that_left() {
     );
 }
 
+/// Going away by itself is not kept for the next run (whoever starts tailchat again is at the
+/// keyboard); an away set by hand is.
+#[test]
+fn an_automatic_away_is_not_kept_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let (journal, _) = Journal::open(&path).unwrap();
+    let switch = Switch::default();
+    let addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let with = (Some(journal), None, TailnetSetup::off());
+    let alice = start_chat_with(&switch, "alice", addr, &[], with, |s| {
+        s.presence.auto_away = Some(Duration::from_millis(100));
+    });
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "idle", |o| notice(o, "you are away: idle"));
+    alice.type_line("/away lunch");
+    alice.wait_for(&mut a, "lunch", |o| notice(o, "you are away: lunch"));
+    alice.type_line("/back");
+    alice.wait_for(&mut a, "back", |o| notice(o, "you are back"));
+    alice.wait_for(&mut a, "idle again", |o| notice(o, "you are away: idle"));
+    let (_, restored) = Journal::open_read_only(&path).unwrap();
+    assert_eq!(
+        restored.away, None,
+        "the next run does not start away: idle"
+    );
+}
+
 #[test]
 fn idle_for_auto_away_means_away_until_the_next_line_typed() {
     let switch = Switch::default();

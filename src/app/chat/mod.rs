@@ -442,7 +442,9 @@ impl Chat {
             .presence
             .on_timer(now, now_ms, ep.away().is_some(), || ep.peers());
         if due.go_away {
-            self.set_away(now, Some(AUTO_AWAY_REASON.to_owned()));
+            // Not kept for the next run: whoever starts tailchat again is at the keyboard
+            // (a window closed while idle-away began the next run "away: idle").
+            self.set_away_kept(now, Some(AUTO_AWAY_REASON.to_owned()), false);
         }
         for (id, silent) in due.forget {
             // Said with the event, in one line with what it drops.
@@ -455,12 +457,19 @@ impl Chat {
     /// Goes away with `reason` (`Some`, perhaps empty) or comes back (`None`): peers are told,
     /// the journal keeps it for the next run, and the user sees it.
     fn set_away(&mut self, now: Instant, reason: Option<String>) {
+        self.set_away_kept(now, reason, true);
+    }
+
+    /// [`Self::set_away`], kept in the journal for the next run only if `kept`.
+    fn set_away_kept(&mut self, now: Instant, reason: Option<String>, kept: bool) {
         if let Err(e) = self.ep.set_away(now, reason.as_deref()) {
             return self.command_error(e);
         }
-        self.append(&Record::Away {
-            reason: reason.clone(),
-        });
+        if kept {
+            self.append(&Record::Away {
+                reason: reason.clone(),
+            });
+        }
         self.print(Output::Notice(match &reason {
             None => "you are back".to_owned(),
             Some(r) => away_line("you are away", r),
