@@ -433,7 +433,13 @@ fn run_printer(
     let mut write = |line: String, error: bool, lost: &mut bool| {
         if let Err(e) = sink(line, error) {
             if !reported {
-                warn!("cannot write output: {e}");
+                // A reader that went away (`| head`) is no surprise: said only in the log,
+                // as `cat` or `grep` say nothing then.
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    tracing::debug!("cannot write output: {e}");
+                } else {
+                    warn!("cannot write output: {e}");
+                }
                 reported = true;
             }
             *lost |= !error;
