@@ -359,6 +359,7 @@ impl Files {
         dir: Option<PathBuf>,
     ) -> Result<PathBuf, String> {
         let number = self.transfers[&key].number;
+        let given = dir.is_some();
         let dir = dir
             .or_else(|| self.setup.download_dir.clone())
             .or_else(default_download_dir)
@@ -370,6 +371,18 @@ impl Files {
             return Err(format!(
                 "{} is not a folder: /accept {number} DIR takes the folder to put it in",
                 dir.display()
+            ));
+        }
+        // A folder typed with /accept is made if only its last part is missing (a new
+        // folder), not a whole path: `~/Dowloads/x` is a typo, not a wish.
+        let missing_parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !p.exists());
+        if let (true, false, Some(parent)) = (given, dir.exists(), missing_parent) {
+            return Err(format!(
+                "no folder {}, nor {}: check the spelling, or create it first — /accept {number} DIR takes an existing folder, or a new one in an existing folder",
+                dir.display(),
+                parent.display()
             ));
         }
         std::fs::create_dir_all(&dir).map_err(|e| {

@@ -1246,6 +1246,27 @@ fn accepting_into_a_folder_we_cannot_write_keeps_the_offer() {
     assert_eq!(files.transfers[&key].record.state, State::Offered);
 }
 
+/// `/accept N DIR` makes a new folder in an existing one, but not a whole path that does not
+/// exist (a typo): that is refused while the offer can still be taken elsewhere.
+#[test]
+fn accepting_into_a_mistyped_path_is_refused_and_a_new_folder_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    let mut ep = endpoint(Instant::now());
+    let typo = tmp.path().join("Dowloads").join("in");
+    let err = files.accept(&mut ep, key, Some(typo.clone())).unwrap_err();
+    assert!(
+        err.starts_with("no folder ") && err.contains("check the spelling"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("Dowloads").exists(), "nothing made");
+    assert_eq!(files.transfers[&key].record.state, State::Offered);
+    let new = tmp.path().join("in");
+    files.accept(&mut ep, key, Some(new.clone())).unwrap();
+    assert!(new.is_dir());
+}
+
 /// The rate after a new connection is measured from it, not over the outage before it.
 #[test]
 fn the_rate_after_a_reconnection_leaves_out_the_outage() {
