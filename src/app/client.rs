@@ -283,7 +283,7 @@ pub fn attach(stream: UnixStream, socket: &Path) -> Result<bool, String> {
         while matches!(stdin.read_until(b'\n', &mut bytes), Ok(n) if n > 0) {
             let line = String::from_utf8_lossy(&bytes);
             let line = line.trim_end_matches(['\n', '\r']);
-            if serde_json::from_str::<Value>(line).is_ok_and(|v| v["cmd"] == "quit") {
+            if serde_json::from_str::<Value>(line).is_ok_and(|v| asks_to_detach(&v)) {
                 // Our own goodbye: the connection ends because we asked.
                 detaching.store(true, std::sync::atomic::Ordering::Release);
             }
@@ -322,9 +322,33 @@ pub fn attach(stream: UnixStream, socket: &Path) -> Result<bool, String> {
     Ok(refused)
 }
 
+/// Whether a program's command ends its connection: `{"cmd":"quit"}`, or `/quit` (`/exit`)
+/// as a typed line, which from a program detaches it too (the tailchat runs on).
+fn asks_to_detach(v: &Value) -> bool {
+    v["cmd"] == "quit"
+        || (v["cmd"] == "command"
+            && v["line"]
+                .as_str()
+                .is_some_and(|l| matches!(l.trim_end(), "/quit" | "/exit")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quit_as_a_command_or_a_typed_line_detaches() {
+        for (line, detaches) in [
+            (r#"{"cmd":"quit"}"#, true),
+            (r#"{"cmd":"command","line":"/quit"}"#, true),
+            (r#"{"cmd":"command","line":"/exit "}"#, true),
+            (r#"{"cmd":"command","line":"/quiet"}"#, false),
+            (r#"{"cmd":"send","text":"/quit"}"#, false),
+        ] {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(asks_to_detach(&v), detaches, "{line}");
+        }
+    }
 
     #[test]
     fn names_are_told_apart_and_made_safe() {
