@@ -220,7 +220,7 @@ impl Tail {
     pub(super) fn describe(&self, file_len: u64) -> String {
         match self.error {
             FrameError::Incomplete { .. } => format!(
-                "offset {}: torn tail, {} — a write cut short by a crash or power loss",
+                "offset {}: torn tail, {} — a write cut short (a crash, a power loss, or a full disk)",
                 self.at, self.error
             ),
             _ => format!(
