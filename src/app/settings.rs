@@ -18,7 +18,13 @@ pub const DEFAULT_PORT: u16 = 7654;
 /// Peer-to-peer chat for the terminal, for a trusted LAN or tailnet. Type a line to send it to
 /// everyone; /help lists the commands.
 #[derive(Parser, Debug)]
-#[command(name = "tailchat", version, about, max_term_width = 100)]
+#[command(
+    name = "tailchat",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Defaults for these options, and settings with no option (accept_from, bell, notify, notify_text, auto_away, forget_after, [history_limit]), are read from $XDG_CONFIG_HOME/tailchat/config.toml, usually ~/.config/tailchat/config.toml: see the README's \"Config file\". At the prompt, /help lists the commands."
+)]
 // The field docs are the --help text, where `HOST[:PORT]` is meant literally.
 #[allow(rustdoc::broken_intra_doc_links)]
 pub struct Args {

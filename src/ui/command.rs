@@ -348,7 +348,7 @@ pub fn help_for(topic: &str) -> Result<String, String> {
 
 /// What `/help` says after the commands: the keys, and naming one of two peers with a nick.
 const HELP_FOOTER: &[&str] = &[
-    "Keys: Tab completes commands, nicks and paths; Up and Down recall earlier lines; Ctrl-C clears the line, and on an empty line quits, as Ctrl-D does.",
+    "Keys: Tab completes commands, nicks and paths; Up and Down recall earlier lines; Ctrl-C clears the line, and on an empty line quits, as Ctrl-D does; Ctrl-L redraws a screen garbled by a resize.",
     "Two peers with the same nick: write NICK#ID (the first hex digits of its id, as /whois shows it, and /peers while nicks are shared; Tab offers them); a nick you cannot type: #ID alone.",
 ];
 
