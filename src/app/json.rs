@@ -401,15 +401,7 @@ mod tests {
     /// gone by one nick); our own lines have no id.
     #[test]
     fn history_lines_carry_the_senders_id() {
-        let line = |from| HistoryLine {
-            at_ms: 1_700_000_000_000,
-            nick: "bob".into(),
-            from,
-            to: None,
-            direct: false,
-            text: "hi".into(),
-            action: false,
-        };
+        let line = |from| HistoryLine::group(1_700_000_000_000, "bob", from, "hi");
         let v = parsed(&history(
             "history",
             &[line(Some(PeerId(0xab))), line(None)],

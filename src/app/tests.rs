@@ -635,17 +635,23 @@ fn peers_sharing_a_nick_are_named_by_id_and_taking_a_used_nick_warns() {
     });
 }
 
+/// Alice and bob, who contacts her, once each has seen the other join, with what they saw.
+fn alice_and_bob(switch: &Switch) -> (Running, Running, Seen, Seen) {
+    let alice = start_chat(switch, "alice", 1, &[], None, None);
+    let bob = start_chat(switch, "bob", 2, &[alice.addr], None, None);
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    let mut b = Seen(Vec::new());
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    (alice, bob, a, b)
+}
+
 /// A peer whose nick looks like ours (`Bob` for `bob`) is named with its id everywhere: in
 /// `/peers` and in the echo of `/msg`, as in its lines; and one who takes such a nick is told.
 #[test]
 fn a_nick_that_looks_like_ours_is_shown_with_its_id() {
     let switch = Switch::default();
-    let alice = start_chat(&switch, "alice", 1, &[], None, None);
-    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
-    let mut a = Seen(Vec::new());
-    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
-    let mut b = Seen(Vec::new());
-    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    let (alice, bob, mut a, mut b) = alice_and_bob(&switch);
     alice.type_line("/nick Bob");
     alice.wait_for(&mut a, "the warning", |o| {
         notice(o, "someone here goes by bob, which looks like Bob")
@@ -673,12 +679,7 @@ fn a_nick_that_looks_like_ours_is_shown_with_its_id() {
 #[test]
 fn whois_tells_everything_about_one_peer() {
     let switch = Switch::default();
-    let alice = start_chat(&switch, "alice", 1, &[], None, None);
-    let bob = start_chat(&switch, "bob", 2, &[alice.addr], None, None);
-    let mut a = Seen(Vec::new());
-    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
-    let mut b = Seen(Vec::new());
-    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    let (alice, bob, mut a, _) = alice_and_bob(&switch);
     bob.type_line("/nick robert");
     alice.wait_for(&mut a, "the rename", |o| notice(o, "bob is now robert"));
     alice.type_line("/whois robert");

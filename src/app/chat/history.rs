@@ -216,20 +216,7 @@ mod tests {
         let shown = display_nick(nick);
         // Two identities that went by bob: each line says which; ours stay as written.
         let names = ShownNames::new(&[(PeerId(0x1d79_e0c2_0000_0001), "bob"), (PeerId(2), "bob")]);
-        let heard = |from: Option<PeerId>| {
-            shown_line(
-                HistoryLine {
-                    at_ms: 0,
-                    nick: "bob".into(),
-                    from,
-                    to: None,
-                    direct: false,
-                    text: "hi".into(),
-                    action: false,
-                },
-                &names,
-            )
-        };
+        let heard = |from| shown_line(HistoryLine::group(0, "bob", from, "hi"), &names);
         assert!(heard(Some(PeerId(0x1d79_e0c2_0000_0001))).contains("<bob#1d79e0c2> hi"));
         assert!(heard(Some(PeerId(2))).contains("<bob#00000000> hi"));
         assert!(heard(None).contains("<bob> hi"));

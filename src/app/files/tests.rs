@@ -1578,6 +1578,8 @@ fn an_accept_whose_part_cannot_be_made_keeps_nothing() {
         dir.push("d".repeat(200));
     }
     let pad = 4096 - 8 - dir.as_os_str().len();
+    // Made, as a folder typed with /accept must be but for its last part.
+    std::fs::create_dir_all(&dir).unwrap();
     dir.push("e".repeat(pad));
     let mut ep = endpoint(Instant::now());
     let err = files.accept(&mut ep, key, Some(dir)).unwrap_err();

@@ -886,15 +886,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = PeerTable::new(Limits::default());
         t.remember_forgotten(PeerId(2), MessageId(42));
-        let back = t.join(
-            t0,
-            PeerId(2),
-            PublicKey([2; 32]),
-            "p2",
-            2,
-            addr(2),
-            Found::Incoming,
-        );
+        let back = join_unengaged(&mut t, t0, 2);
         assert_eq!(back.link.delivered_through(), MessageId(42));
         // One known (or remembered already) is left as it is.
         t.remember_forgotten(PeerId(2), MessageId(50));

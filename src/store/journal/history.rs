@@ -62,6 +62,22 @@ pub struct HistoryLine {
     pub action: bool,
 }
 
+#[cfg(test)]
+impl HistoryLine {
+    /// A group line written at `at_ms` by `nick` (`from`: `None` for us), for tests.
+    pub fn group(at_ms: i64, nick: &str, from: Option<PeerId>, text: &str) -> Self {
+        HistoryLine {
+            at_ms,
+            nick: nick.into(),
+            from,
+            to: None,
+            direct: false,
+            text: text.into(),
+            action: false,
+        }
+    }
+}
+
 /// Where records start and what peers were called: enough to read history from the end.
 #[derive(Clone, Debug)]
 pub(super) struct Index {
