@@ -569,6 +569,20 @@ fn a_delivery_notice_names_which_of_two_bobs() {
     assert!(said.starts_with("not yet delivered to bob#"), "{said}");
 }
 
+/// Who starts with a nick a peer here already goes by is told, as a `/nick` to it is.
+#[test]
+fn starting_with_a_nick_in_use_is_told() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let other = start_chat(&switch, "alice", 2, &[alice.addr], None, None);
+    let mut o = Seen(Vec::new());
+    other.wait_for(&mut o, "the warning", |out| {
+        notice(out, "someone here is also called alice")
+    });
+    let told = o.0.iter().filter(|out| notice(out, "someone here")).count();
+    assert_eq!(told, 1, "{:#?}", o.0);
+}
+
 /// Alice, and two peers called bob who contact her; once she has seen both join, with what
 /// she saw.
 fn alice_and_two_bobs(switch: &Switch) -> (Running, Running, Running, Seen) {

@@ -134,19 +134,7 @@ impl Chat {
                     });
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
-                    let peers = self.ep.peers();
-                    let taken = peers.iter().find(|p| {
-                        p.state != PeerState::Left && present::look_alike(&p.nick, &nick)
-                    });
-                    if let Some(other) = taken {
-                        let id = &self.ep.peer_id().to_string()[..8];
-                        let theirs = crate::ui::render::display_nick(&other.nick);
-                        self.print(Output::Notice(if theirs == nick {
-                            format!("someone here is also called {nick}: peers will tell you apart by your id ({nick}#{id})")
-                        } else {
-                            format!("someone here goes by {theirs}, which looks like {nick}: peers will tell you apart by your id ({nick}#{id})")
-                        }));
-                    }
+                    self.tell_nick_clash(&self.ep.peers());
                 }
                 Err(e) => {
                     // The prompt showed the new nick as soon as it was typed: put ours back.

@@ -223,6 +223,8 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             let peers = self.ep.peers();
+            // Someone who joined goes by a nick like ours (we started with it, say).
+            self.tell_nick_clash(&peers);
             self.screen
                 .peer_nicks(present::display_names(&present_of(&peers)));
             // Named now, while the joins are being shown, rather than by the next message.
@@ -234,6 +236,29 @@ impl Chat {
         }
         self.show_file_lines();
         self.flush_screen();
+    }
+
+    /// Says once per nick of ours that a peer here goes by one like it (`/nick` to it, or a
+    /// start with `--nick` in a room that has it): peers then see us with our id.
+    pub(super) fn tell_nick_clash(&mut self, peers: &[PeerInfo]) {
+        let nick = self.ep.nick().to_owned();
+        if self.clash_told.as_deref() == Some(nick.as_str()) {
+            return;
+        }
+        let taken = peers
+            .iter()
+            .find(|p| p.state != PeerState::Left && present::look_alike(&p.nick, &nick));
+        let Some(other) = taken else {
+            return;
+        };
+        self.clash_told = Some(nick.clone());
+        let id = &self.ep.peer_id().to_string()[..8];
+        let theirs = crate::ui::render::display_nick(&other.nick);
+        self.print(Output::Notice(if theirs == nick {
+            format!("someone here is also called {nick}: peers will tell you apart by your id ({nick}#{id})")
+        } else {
+            format!("someone here goes by {theirs}, which looks like {nick}: peers will tell you apart by your id ({nick}#{id})")
+        }));
     }
 
     /// A report from a file transfer's data thread.

@@ -167,6 +167,8 @@ pub struct Chat {
     /// a `/msg` says it again only when it changed or [`AWAY_REMIND`] has passed, not right
     /// under the notice that just said it.
     away_shown: HashMap<PeerId, (String, Instant)>,
+    /// Our nick when we were last told a peer here goes by one like it (said once each).
+    clash_told: Option<String>,
     /// The rest of a replay of messages not shown in an earlier run ([`Chat::replay`]),
     /// going out as the screen takes it.
     paced: std::collections::VecDeque<shown::Paced>,
@@ -258,6 +260,7 @@ impl Chat {
             confirm_until: None,
             away_told: HashSet::new(),
             away_shown: HashMap::new(),
+            clash_told: None,
             paced: std::collections::VecDeque::new(),
             tailnet: Tailnet::off(),
             files,
