@@ -352,13 +352,6 @@ fn not_plain(shown: &str) -> bool {
         || !shown.chars().nfkc().eq(shown.chars())
 }
 
-/// Whether two nicks could be taken for one another on screen (`bob`, `Bob`, Cyrillic `bоb`):
-/// peers going by them are told apart by their ids.
-#[must_use]
-pub fn look_alike(a: &str, b: &str) -> bool {
-    looks(&display_nick(a)) == looks(&display_nick(b))
-}
-
 impl ShownNames {
     /// The names of `peers` (each listed once).
     #[must_use]
@@ -373,19 +366,29 @@ impl ShownNames {
         Self { by_name }
     }
 
+    /// The peers but `id` shown under a nick that looks like `nick`.
+    pub fn alike(&self, id: PeerId, nick: &str) -> Vec<PeerId> {
+        self.others_alike(id, &display_nick(nick))
+            .copied()
+            .collect()
+    }
+
+    /// [`Self::alike`], for a nick as [`display_nick`] shows it.
+    fn others_alike(&self, id: PeerId, shown: &str) -> impl Iterator<Item = &PeerId> {
+        self.by_name
+            .get(&looks(shown))
+            .into_iter()
+            .flatten()
+            .filter(move |&&other| other != id)
+    }
+
     /// The name peer `id` is shown under when it calls itself `nick`: as [`display_names`]
     /// names it in the list this was made from, with `id`'s entry there (if any) calling
     /// itself `nick` instead (a message carries the nick its sender had when it wrote it).
     #[must_use]
     pub fn name_of(&self, id: PeerId, nick: &str) -> String {
         let name = display_nick(nick);
-        let mut others = self
-            .by_name
-            .get(&looks(&name))
-            .into_iter()
-            .flatten()
-            .filter(|&&other| other != id)
-            .peekable();
+        let mut others = self.others_alike(id, &name).peekable();
         if others.peek().is_none() && !not_plain(&name) {
             return name;
         }

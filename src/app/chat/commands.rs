@@ -134,7 +134,7 @@ impl Chat {
                     });
                     self.screen.nick(&nick);
                     self.print(Output::Notice(format!("you are now {nick}")));
-                    self.tell_nick_clash(&self.ep.peers());
+                    self.tell_nick_clash();
                 }
                 Err(e) => {
                     // The prompt showed the new nick as soon as it was typed: put ours back.

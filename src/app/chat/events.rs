@@ -162,11 +162,10 @@ impl Chat {
                     // Peers named as lines name them (`not yet delivered to alex#2c1a6732`,
                     // while another alex is here): the names kept, taken out for the while.
                     let _ = self.current_names();
-                    let names = self.shown_names.take();
-                    let ep = &self.ep;
+                    let (ep, names) = (&self.ep, &self.shown_names);
                     let name = |id: PeerId| {
                         let nick = ep.nick_of(id).unwrap_or("?");
-                        match &names {
+                        match names {
                             Some((_, names)) => names.name_of(id, nick),
                             None => nick.to_owned(),
                         }
@@ -194,7 +193,6 @@ impl Chat {
                     };
                     let out =
                         out.or_else(|| present::event_output(&e, name, &mut self.outstanding));
-                    self.shown_names = names;
                     if let Some(out) = out {
                         let out = match &e {
                             Event::Message { age, .. } => {
@@ -223,12 +221,12 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             let peers = self.ep.peers();
-            // Someone who joined goes by a nick like ours (we started with it, say).
-            self.tell_nick_clash(&peers);
             self.screen
                 .peer_nicks(present::display_names(&present_of(&peers)));
             // Named now, while the joins are being shown, rather than by the next message.
             self.shown_names = Some(self.names_with_ours(&peers));
+            // Someone who joined goes by a nick like ours (we started with it, say).
+            self.tell_nick_clash();
             for line in self.tailnet.check_peers(&peers) {
                 self.print(Output::Notice(line));
             }
@@ -240,14 +238,17 @@ impl Chat {
 
     /// Says once per nick of ours that a peer here goes by one like it (`/nick` to it, or a
     /// start with `--nick` in a room that has it): peers then see us with our id.
-    pub(super) fn tell_nick_clash(&mut self, peers: &[PeerInfo]) {
-        let nick = self.ep.nick().to_owned();
+    /// From the kept names: one look of our nick, not one per peer at every change.
+    pub(super) fn tell_nick_clash(&mut self) {
+        let (me, nick) = (self.ep.peer_id(), self.ep.nick().to_owned());
         if self.clash_told.as_deref() == Some(nick.as_str()) {
             return;
         }
-        let taken = peers
-            .iter()
-            .find(|p| p.state != PeerState::Left && present::look_alike(&p.nick, &nick));
+        let alike = self.current_names().alike(me, &nick);
+        let taken = alike
+            .into_iter()
+            .filter_map(|id| self.ep.peer(id))
+            .find(|p| p.state != PeerState::Left);
         let Some(other) = taken else {
             return;
         };
