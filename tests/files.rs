@@ -1443,6 +1443,35 @@ fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     bob.expect("received two.bin");
 }
 
+/// `accept_from = ["alice"]` trusts the alice it accepted: when she takes another nick and
+/// someone else then calls itself alice, that one's offer is asked about, not taken.
+#[test]
+fn accept_from_by_nick_does_not_follow_the_nick_to_someone_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp.path(), &[]);
+    let f = tmp.path().join("one.bin");
+    fs::write(&f, bytes(3000, 1)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers one.bin (3.0 KB) — accepted (accept_from)");
+    bob.expect("received one.bin from alice");
+
+    alice.send("/nick ally");
+    bob.expect("alice is now ally");
+    let mallory = common::FakeOfferer::start("alice");
+    bob.send(&format!("/add 127.0.0.1:{}", mallory.port));
+    bob.expect_where("the new alice", |l| {
+        l.contains("joined") && l.contains("alice")
+    });
+    let body = b"not from alice".to_vec();
+    let m = manifest(vec![entry("evil.bin", &body)]);
+    let offer = common::offer_of("evil.bin", false, &m, mallory.data_port);
+    mallory.offer(&offer, m.encode(), body);
+    let line = bob.expect("offers evil.bin");
+    assert!(line.contains("not accepted by itself"), "{line}");
+    assert!(line.contains("accept_from = [\"alice#"), "{line}");
+    assert!(!downloads.join("evil.bin").exists());
+}
+
 /// Alice serving at 1 MB/s a connection, so that transfers of a megabyte overlap on loopback,
 /// and bob accepting from her (`accept_from`) into the returned downloads folder.
 fn slow_alice_and_accepting_bob(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {

@@ -238,6 +238,15 @@ impl Persistence {
             .map_err(|e| HistoryError::Unreadable(e.to_string()))
     }
 
+    /// Every peer the journal recorded under `nick` at some time (none when there is no
+    /// journal): see [`Journal::went_by`].
+    pub fn went_by(&self, nick: &str) -> Vec<PeerId> {
+        self.journal
+            .as_ref()
+            .map(|j| j.went_by(nick))
+            .unwrap_or_default()
+    }
+
     /// What [`Self::history`] reads, as a query to run off the event loop (see
     /// [`HistoryQuery::run`]). Call [`Self::sync`] first.
     ///

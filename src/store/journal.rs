@@ -551,6 +551,14 @@ impl Journal {
             .query(self.path.clone(), self.reader.clone(), filter, last)
     }
 
+    /// Every peer the journal has recorded under `nick` (exactly: a `Heard` or `Peer` record
+    /// with that nick), whatever it is called now: a nick is not proof of who uses it, and
+    /// this says who else did.
+    #[must_use]
+    pub fn went_by(&self, nick: &str) -> Vec<PeerId> {
+        self.index.went_by(nick)
+    }
+
     /// An I/O error on this journal.
     fn io_error(&self, action: &'static str, source: io::Error) -> JournalError {
         JournalError::Io {

@@ -46,7 +46,10 @@ impl Chat {
                 }
             }
             if let Event::AppData { from, data } = &e {
-                self.files.on_app_data(&mut self.ep, *from, data);
+                let went_by = (self.ep.nick_of(*from))
+                    .map(|n| self.persist.went_by(n))
+                    .unwrap_or_default();
+                self.files.on_app_data(&mut self.ep, *from, data, &went_by);
                 continue;
             }
             if let Event::PeerJoined { peer, .. }

@@ -120,8 +120,15 @@ impl Files {
         }
     }
 
-    /// A payload from a peer: a control message, done.
-    pub fn on_app_data(&mut self, ep: &mut Endpoint, from: PeerId, data: &[u8]) {
+    /// A payload from a peer: a control message, done. `went_by` are the identities our
+    /// journal recorded under the sender's nick at some time (see [`Self::accepted_from`]).
+    pub fn on_app_data(
+        &mut self,
+        ep: &mut Endpoint,
+        from: PeerId,
+        data: &[u8],
+        went_by: &[PeerId],
+    ) {
         let c = match control::decode(data) {
             Ok(c) => c,
             Err(ControlError::OtherTag) => return,
@@ -147,7 +154,7 @@ impl Files {
             id: c.id(),
         };
         match c {
-            Control::Offer(offer) => self.on_offer(ep, from, offer),
+            Control::Offer(offer) => self.on_offer(ep, from, offer, went_by),
             Control::Cancel {
                 by_offerer, reason, ..
             } => {
@@ -248,7 +255,7 @@ impl Files {
 
     /// An offer from `from`: a new one is shown (or accepted, for `accept_from`); a known one
     /// updates the port and resumes, or is answered with how it ended.
-    fn on_offer(&mut self, ep: &mut Endpoint, from: PeerId, offer: Offer) {
+    fn on_offer(&mut self, ep: &mut Endpoint, from: PeerId, offer: Offer, went_by: &[PeerId]) {
         let key = TransferKey {
             offerer: from,
             id: offer.id,
@@ -305,7 +312,7 @@ impl Files {
             self.finish(ep, key, State::Failed, Some(why));
             return;
         }
-        match self.accepted_from(ep, from) {
+        match self.accepted_from(ep, from, went_by) {
             // Said as it is: "accepted" only if it is, else why not and what to do.
             AcceptFrom::Yes => match self.accept_checks(key, None) {
                 Ok(dir) => {
@@ -321,7 +328,7 @@ impl Files {
                 )),
             },
             AcceptFrom::Shared(listed, pinned) => self.event(ep, key, "offer", format!(
-                "{nick} offers {name} ({size}) — not accepted by itself: more than one peer is called {listed} (accept_from = [\"{pinned}\"] would name this one) — /accept {number} or /decline {number}"
+                "{nick} offers {name} ({size}) — not accepted by itself: another peer you know goes or went by {listed} (accept_from = [\"{pinned}\"] would name this one) — /accept {number} or /decline {number}"
             )),
             AcceptFrom::No => self.event(ep, key, "offer", format!(
                 "{nick} offers {name} ({size}) — /accept {number} or /decline {number}"
@@ -386,8 +393,9 @@ impl Files {
 
     /// Whether `accept_from` takes offers from `from`: an entry `NICK#IDPREFIX` names one
     /// identity; a bare nick is not proof, so it counts only while no other peer we know (or
-    /// we) goes by it.
-    fn accepted_from(&self, ep: &Endpoint, from: PeerId) -> AcceptFrom {
+    /// we) goes by it, and no other identity ever went by it in our journal (`went_by`: the
+    /// bob we accepted renamed, and someone else took "bob").
+    fn accepted_from(&self, ep: &Endpoint, from: PeerId, went_by: &[PeerId]) -> AcceptFrom {
         let Some(nick) = ep.nick_of(from) else {
             return AcceptFrom::No;
         };
@@ -402,7 +410,9 @@ impl Files {
         if !list.iter().any(|n| n == nick) {
             return AcceptFrom::No;
         }
-        let shared = nick == ep.nick() || ep.peers().iter().any(|p| p.id != from && p.nick == nick);
+        let shared = nick == ep.nick()
+            || ep.peers().iter().any(|p| p.id != from && p.nick == nick)
+            || went_by.iter().any(|id| *id != from);
         if shared {
             // The whole id: a prefix an impostor could grind a key for is no proof.
             let pinned = format!("{nick}#{id}");

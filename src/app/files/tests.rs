@@ -198,7 +198,7 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
             files.on_data_at(&mut ep, ended, now);
         }
         let done = control::encode(&Control::Done { id: 7 });
-        files.on_app_data(&mut ep, PeerId(2), &done);
+        files.on_app_data(&mut ep, PeerId(2), &done, &[]);
         let lines = notices(files.take_lines());
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
@@ -229,7 +229,12 @@ fn served(files: &mut Files, ep: &mut Endpoint, from: u64, sent: u64, broken: Op
 
 /// Bob says transfer 7 arrived whole.
 fn done_from_bob(files: &mut Files, ep: &mut Endpoint) {
-    files.on_app_data(ep, PeerId(2), &control::encode(&Control::Done { id: 7 }));
+    files.on_app_data(
+        ep,
+        PeerId(2),
+        &control::encode(&Control::Done { id: 7 }),
+        &[],
+    );
 }
 
 /// A stalled connection that ends after the one that served the rest (the receiver gave up
@@ -378,7 +383,7 @@ async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interrupt
         by_offerer: false,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &[]);
     delivered_later(&mut files, &mut events).await;
     let lines = notices(files.take_lines());
     assert!(
@@ -401,7 +406,7 @@ async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interrupt
         by_offerer: true,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &[]);
     // Two events come back: the retry and the notice (both find the transfer over).
     delivered_later(&mut files, &mut events).await;
     delivered_later(&mut files, &mut events).await;
@@ -465,7 +470,7 @@ fn a_folder_stopped_half_way_says_which_files_it_kept() {
         by_offerer: true,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &[]);
     let lines = notices(files.take_lines());
     let kept = format!(
         " — the 4 of 10 files that had arrived whole are kept in {}",
@@ -495,6 +500,7 @@ fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
         &mut ep,
         PeerId(2),
         &control::encode(&Control::Done { id: 7 }),
+        &[],
     );
     assert!(
         notices(files.take_lines()).is_empty(),
@@ -541,7 +547,7 @@ fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
     files.store = Some(store.clone());
     let mut ep = endpoint(Instant::now());
     let done = control::encode(&Control::Done { id: 7 });
-    files.on_app_data(&mut ep, PeerId(2), &done);
+    files.on_app_data(&mut ep, PeerId(2), &done, &[]);
     let untold = |store: &Store| {
         let (records, _) = store.load(now_ms());
         records.iter().filter(|r| r.untold).count()
@@ -882,7 +888,7 @@ fn a_data_connection_that_overtakes_the_accept_says_it_was_accepted() {
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
     // The Accept, behind it, says nothing more.
     let accept = Control::Accept { id: 7 };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&accept));
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&accept), &[]);
     assert_eq!(notices(files.take_lines()), ["bob accepted report.pdf"]);
 }
 
@@ -930,7 +936,7 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         reason: "the disk \u{1b}[2Jis full".into(),
     });
     for _ in 0..3 {
-        files.on_app_data(&mut ep, PeerId(2), &pause);
+        files.on_app_data(&mut ep, PeerId(2), &pause, &[]);
     }
     delivered_later(&mut files, &mut events).await;
     assert_eq!(
@@ -954,11 +960,11 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         notices(files.take_lines()),
         ["report.pdf to bob: resumed at 5.0 MB (50%)"]
     );
-    files.on_app_data(&mut ep, PeerId(2), &pause);
+    files.on_app_data(&mut ep, PeerId(2), &pause, &[]);
     assert_eq!(notices(files.take_lines()).len(), 1);
     // Not from bob's peer: ignored.
     let (mut other, _) = ours_accepted();
-    other.on_app_data(&mut ep, PeerId(3), &pause);
+    other.on_app_data(&mut ep, PeerId(3), &pause, &[]);
     assert!(other.take_lines().is_empty());
 }
 
@@ -992,10 +998,10 @@ fn malformed_file_messages_from_a_peer_are_said_once() {
     let (mut files, _) = accepted(false);
     let mut ep = endpoint(Instant::now());
     for _ in 0..30 {
-        files.on_app_data(&mut ep, PeerId(2), &[control::TAG_FILES, 99]);
+        files.on_app_data(&mut ep, PeerId(2), &[control::TAG_FILES, 99], &[]);
     }
     assert_eq!(files.take_lines().len(), 1);
-    files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99]);
+    files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99], &[]);
     assert_eq!(files.take_lines().len(), 1, "another peer's: said too");
 }
 
@@ -1030,7 +1036,12 @@ fn a_repeated_offer_changes_only_its_port() {
     again.port = 9999;
     again.name = "evil.exe".into();
     again.size = 1;
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&Control::Offer(again)));
+    files.on_app_data(
+        &mut ep,
+        PeerId(2),
+        &control::encode(&Control::Offer(again)),
+        &[],
+    );
     let t = &files.transfers[&key];
     let offer = t.offer.as_ref().unwrap();
     assert_eq!((offer.port, t.record.offer.port), (9999, 9999));
@@ -1426,7 +1437,7 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
         control::encode(&Control::Offer(o))
     };
     for id in 100..20_100 {
-        files.on_app_data(&mut ep, PeerId(2), &offer(id));
+        files.on_app_data(&mut ep, PeerId(2), &offer(id), &[]);
     }
     let lines = notices(files.take_lines());
     let said: Vec<&String> = lines.iter().filter(|l| l.contains("open here")).collect();
@@ -1435,7 +1446,7 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
     assert_eq!(lines.iter().filter(|l| l.contains("/accept")).count(), 99);
     assert_eq!(files.transfers.len(), 100);
     // Another peer's offer is taken.
-    files.on_app_data(&mut ep, PeerId(3), &offer(5));
+    files.on_app_data(&mut ep, PeerId(3), &offer(5), &[]);
     assert_eq!(files.transfers.len(), 101);
     // Bob withdraws his open offers and makes new ones, over and over.
     for id in 100..199 {
@@ -1444,16 +1455,16 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
             by_offerer: true,
             reason: String::new(),
         };
-        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &[]);
     }
     for id in 30_000..31_000 {
-        files.on_app_data(&mut ep, PeerId(2), &offer(id));
+        files.on_app_data(&mut ep, PeerId(2), &offer(id), &[]);
         let cancel = Control::Cancel {
             id,
             by_offerer: true,
             reason: String::new(),
         };
-        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel));
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &[]);
     }
     let bobs = files.transfers.values().filter(|t| t.peer() == PeerId(2));
     assert_eq!(
@@ -1484,8 +1495,14 @@ fn a_forgotten_peers_untaken_offers_are_not_kept() {
             &mut ep,
             PeerId(2),
             &control::encode(&Control::Offer(o.clone())),
+            &[],
         );
-        files.on_app_data(&mut ep, PeerId(3), &control::encode(&Control::Offer(o)));
+        files.on_app_data(
+            &mut ep,
+            PeerId(3),
+            &control::encode(&Control::Offer(o)),
+            &[],
+        );
     }
     assert_eq!(files.transfers.len(), 101);
     files.take_lines();

@@ -119,6 +119,15 @@ impl Index {
         }
     }
 
+    /// Every peer recorded under `nick` (exactly) at some time, whatever it is called now.
+    pub(super) fn went_by(&self, nick: &str) -> Vec<PeerId> {
+        self.nicks
+            .iter()
+            .filter(|(_, names)| names.iter().any(|(_, n)| n == nick))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The checkpoints, for tests.
     #[cfg(test)]
     pub(super) fn checkpoints(&self) -> &[u64] {
