@@ -91,9 +91,15 @@ fn alice_and_bob(dir: &Path) -> (Chat, Chat) {
 #[test]
 fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob) = alice_and_bob(dir.path());
-    bob.send("/quit");
-    alice.expect("bob left");
+    let (mut alice, bob) = alice_and_bob(dir.path());
+    // bob here but silent (stopped): send waits for him.
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &bob.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
     let (mut cmd, _home) = send_command(dir.path(), "20", &["for bob, later"]);
     let sending = cmd
         .stdin(Stdio::null())
@@ -104,6 +110,7 @@ fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
     alice.expect("<alice> for bob, later");
     alice.kill_hard();
     let out = sending.wait_with_output().unwrap();
+    signal("-CONT");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("in its journal"),
@@ -159,15 +166,17 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
         l.contains("-") && l.contains("<alice> build 1234 passed")
     });
 
-    // Bob has left: the line waits for him, and the sender is told so, by his nick.
+    // Bob has left: the line waits for him, and the sender is told so, by his nick; with
+    // nobody here who did not take it, that is exit 6 (not 5: undelivered to someone here),
+    // and `send` does not wait for him (with 60 s of wait, this test would take a minute).
     let shown = bob.drain();
     assert!(!shown.iter().any(|l| l.contains("for both")), "{shown:?}");
     bob.send("/quit");
     alice.expect("bob left");
-    let out = send_waiting(dir.path(), "1", &["later"]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let out = send_waiting(dir.path(), "60", &["later"]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("not yet delivered to bob: your running tailchat keeps it"),
+        text(&out.stderr).contains("bob is away: your running tailchat keeps it"),
         "{}",
         text(&out.stderr)
     );

@@ -29,8 +29,9 @@ fn commands(to: &[String], text: &str) -> Vec<Value> {
 }
 
 /// Sends `text` through the running tailchat on `stream` and waits, at most `wait` after the
-/// answers, for every recipient to acknowledge it. Errors and what was not delivered are
-/// said on standard error.
+/// answers, for every recipient here (answering when it was sent) to acknowledge it; those
+/// away are not waited for (the running tailchat keeps it for them). Errors, what was not
+/// delivered and who it is kept for are said on standard error.
 ///
 /// # Errors
 /// The connection failed or closed before the answers came.
@@ -67,8 +68,10 @@ pub fn send(
     for c in &commands {
         writeln!(writer, "{c}").map_err(lost)?;
     }
-    // (message id, recipient id) still waiting for an acknowledgement.
+    // (message id, recipient id) still waiting for an acknowledgement: from a recipient here,
+    // and from one away when it was sent (not waited for).
     let mut waiting: BTreeSet<(u64, String)> = BTreeSet::new();
+    let mut away: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut names = std::collections::BTreeMap::new();
     let mut refused: Vec<String> = Vec::new();
     let mut answers = 0;
@@ -103,9 +106,12 @@ pub fn send(
             // perhaps even if it had no time to; what is not acknowledged goes out when it
             // runs again — not delivered within the wait (5), rather than "could not start".
             let (taken, count) = if answers < commands.len() {
-                ("may be", commands.len() - answers + waiting.len())
+                (
+                    "may be",
+                    commands.len() - answers + waiting.len() + away.len(),
+                )
             } else {
-                ("is", waiting.len())
+                ("is", waiting.len() + away.len())
             };
             eprintln!(
                 "error: {why} before every recipient acknowledged: the message {taken} in its journal, and goes out when it runs again"
@@ -121,8 +127,18 @@ pub fn send(
             Some("sent") if answers < commands.len() && v["text"].as_str() == Some(text) => {
                 answers += 1;
                 let id = v["id"].as_u64().unwrap_or_default();
-                for r in v["recipients"].as_array().into_iter().flatten() {
-                    waiting.insert((id, r.as_str().unwrap_or_default().to_owned()));
+                let ids = |k: &str| -> BTreeSet<String> {
+                    (v[k].as_array().into_iter().flatten())
+                        .filter_map(|r| r.as_str().map(str::to_owned))
+                        .collect()
+                };
+                let not_here = ids("away");
+                for r in ids("recipients") {
+                    if not_here.contains(&r) {
+                        away.insert((id, r));
+                    } else {
+                        waiting.insert((id, r));
+                    }
                 }
                 // Not kept for these (their queues are full): said once the names are known.
                 let before = refused.len();
@@ -154,14 +170,16 @@ pub fn send(
                 }
             }
             Some("delivered") => {
-                waiting.remove(&(v["id"].as_u64().unwrap_or_default(), field("to_id")));
+                let key = (v["id"].as_u64().unwrap_or_default(), field("to_id"));
+                waiting.remove(&key);
+                away.remove(&key);
             }
             Some("delayed") => {
                 names.insert(field("to_id"), field("to"));
             }
             Some("not_delivered") => {
                 let key = (v["id"].as_u64().unwrap_or_default(), field("to_id"));
-                if waiting.remove(&key) {
+                if waiting.remove(&key) | away.remove(&key) {
                     eprintln!(
                         "error: not delivered to {}",
                         crate::ui::render::display_nick(&field("to"))
@@ -175,7 +193,7 @@ pub fn send(
     if answers < commands.len() {
         return Err("the running tailchat did not answer".to_owned());
     }
-    if !waiting.is_empty() || !refused.is_empty() {
+    if !waiting.is_empty() || !refused.is_empty() || !away.is_empty() {
         // Said by nick, not by id: the running tailchat knows them.
         names.extend(peer_nicks(&mut writer, &mut reader));
     }
@@ -192,7 +210,12 @@ pub fn send(
             "not yet delivered to {name}: your running tailchat keeps it and sends it when they are back"
         );
     }
+    for (_, to) in &away {
+        let name = names.get(to).cloned().unwrap_or_else(|| to.clone());
+        eprintln!("{name} is away: your running tailchat keeps it and sends it when they are back");
+    }
     outcome.undelivered += waiting.len();
+    outcome.kept_for_away += away.len();
     let _ = writeln!(writer, "{}", json!({ "cmd": "quit" }));
     Ok(outcome)
 }

@@ -189,7 +189,7 @@ pub fn sent(
     id: MessageId,
     nick: &str,
     to: Option<(PeerId, &str)>,
-    (recipients, refused): (&[PeerId], &[PeerId]),
+    (recipients, refused, away): (&[PeerId], &[PeerId], &[PeerId]),
     (text, action): (&str, bool),
     at_ms: i64,
 ) -> String {
@@ -203,6 +203,7 @@ pub fn sent(
             "direct": to.is_some(),
             "recipients": recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "refused": refused.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "away": away.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "text": text,
             "action": action,
             "time": time(at_ms),

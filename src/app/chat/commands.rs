@@ -7,7 +7,7 @@ use crate::app::json;
 use crate::app::lookup::find_peer;
 use crate::app::persist::Persistence;
 use crate::net::addr;
-use crate::proto::{PeerState, Recipients};
+use crate::proto::{PeerId, PeerInfo, PeerState, Recipients};
 use crate::ui::command::{self, Command};
 use crate::ui::present;
 use crate::ui::render::Output;
@@ -270,9 +270,15 @@ impl Chat {
         self.append(&Persistence::said(&me, to, &sent, &text, action, now_ms));
         let peers = self.ep.peers();
         let names = self.known_names(&peers);
-        let away: Vec<String> = peers
+        // Recipients not answering now: the message waits for them (a script's `send` does
+        // not wait for them, and says so).
+        let not_here: Vec<&PeerInfo> = peers
             .iter()
             .filter(|p| sent.recipients.contains(&p.id) && p.state != PeerState::Online)
+            .collect();
+        let away_ids: Vec<PeerId> = not_here.iter().map(|p| p.id).collect();
+        let away: Vec<String> = not_here
+            .into_iter()
             .filter(|p| self.away_told.insert(p.id))
             .map(|p| {
                 let name = names.name_of(p.id, &p.nick);
@@ -292,7 +298,7 @@ impl Chat {
             sent.id,
             &me,
             to_json,
-            (&sent.recipients, &sent.refused),
+            (&sent.recipients, &sent.refused, &away_ids),
             (&text, action),
             now_ms,
         );

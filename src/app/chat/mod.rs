@@ -505,8 +505,15 @@ impl Chat {
 
     /// How the run went so far.
     pub fn outcome(&self) -> Outcome {
+        let (mut undelivered, mut kept_for_away) =
+            self.ep.undelivered_from_here_and_away(self.first_msg);
+        if !self.persist.storing() {
+            // Not kept for anyone: lost at exit.
+            undelivered += std::mem::take(&mut kept_for_away);
+        }
         Outcome {
-            undelivered: self.ep.undelivered_from(self.first_msg),
+            undelivered,
+            kept_for_away,
             ..self.outcome
         }
     }

@@ -770,6 +770,19 @@ impl Endpoint {
             .sum()
     }
 
+    /// [`Self::undelivered_from`] in two: waiting for peers online (answering) now, and for
+    /// the others (away: not heard in this run, not answering, or left).
+    pub fn undelivered_from_here_and_away(&self, first: MessageId) -> (usize, usize) {
+        self.peers.iter().fold((0, 0), |(here, away), (_, p)| {
+            let n = p.link.undelivered_from(first);
+            if p.is_online() {
+                (here + n, away)
+            } else {
+                (here, away + n)
+            }
+        })
+    }
+
     /// Whether addresses other peers passed on (peer exchange) are still being tried: queued,
     /// or probed for less than [`HINT_PATIENCE`] and not yet answered. A script that `/add`ed
     /// one peer waits on this, so that its first message reaches the peers that one brings
