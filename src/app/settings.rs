@@ -6,7 +6,7 @@ use crate::net::addr::{self, HostSpec};
 use crate::proto::nick::NICK_RULE;
 use crate::store;
 use crate::store::journal::HistoryLimit;
-use crate::ui::command::is_valid_own_nick;
+use crate::ui::command::{is_valid_own_nick, own_nick_problem};
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -131,10 +131,9 @@ fn parse_wait(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_nick(s: &str) -> Result<String, String> {
-    if is_valid_own_nick(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(NICK_RULE.to_owned())
+    match own_nick_problem(s) {
+        None => Ok(s.to_owned()),
+        Some(why) => Err(format!("{why} — {NICK_RULE}")),
     }
 }
 
@@ -249,8 +248,8 @@ impl Settings {
                     .map_or("?".into(), |p| p.display().to_string())
             )
         };
-        if let Some(n) = cfg.nick.as_deref().filter(|n| !is_valid_own_nick(n)) {
-            return Err(in_file(&format!("nick '{n}': {NICK_RULE}")));
+        if let Some(why) = cfg.nick.as_deref().and_then(own_nick_problem) {
+            return Err(in_file(&format!("nick: {why} — {NICK_RULE}")));
         }
         let port_chosen = args.port.or(cfg.port).is_some();
         let port = args.port.or(cfg.port).unwrap_or(DEFAULT_PORT);

@@ -175,8 +175,9 @@ pub enum CommandError {
     Unknown(String),
     /// A known command with missing or extra arguments; holds its usage line.
     Usage(&'static str),
-    /// A nick that breaks the rules of [`is_valid_nick`].
-    InvalidNick,
+    /// A nick that breaks the rules of [`is_valid_nick`] (or, for ours,
+    /// [`is_valid_own_nick`]); holds what is wrong with it ([`nick_problem`]).
+    InvalidNick(String),
     /// `NICK#…` whose part after `#` is not the start of a peer's id (hex digits).
     InvalidId(String),
 }
@@ -188,7 +189,7 @@ impl fmt::Display for CommandError {
                 write!(f, "unknown command {name} — type /help for the list")
             }
             Self::Usage(usage) => write!(f, "usage: {usage}"),
-            Self::InvalidNick => write!(f, "{NICK_RULE}"),
+            Self::InvalidNick(why) => write!(f, "{why} — {NICK_RULE}"),
             Self::InvalidId(name) => write!(
                 f,
                 "{name}: after # come 4 to 16 hex digits of the peer's id, as /whois shows it (bob#1d79, or #1d79e0c2 alone)"
@@ -236,11 +237,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         },
         "nick" => match args.as_slice() {
             [] => return Err(CommandError::Usage(NICK_USAGE)),
-            [nick] if !is_valid_own_nick(nick) => return Err(CommandError::InvalidNick),
-            [nick] => Command::Nick(checked_nick(nick)?),
+            [nick] => match own_nick_problem(nick) {
+                Some(why) => return Err(CommandError::InvalidNick(why)),
+                None => Command::Nick((*nick).to_owned()),
+            },
             // Several words are most likely a nick with a space in it, so say what is wrong
             // with the nick rather than repeating the usage.
-            _ => return Err(CommandError::InvalidNick),
+            _ => {
+                return Err(CommandError::InvalidNick(
+                    nick_problem(" ").unwrap_or_default(),
+                ))
+            }
         },
         "peers" => no_arguments(&args, PEERS_USAGE, Command::Peers)?,
         "whois" => match args.as_slice() {
@@ -373,15 +380,73 @@ fn split_word(s: &str) -> (&str, &str) {
 /// like another's. Peers' nicks are only displayed that way, not refused.
 #[must_use]
 pub fn is_valid_own_nick(nick: &str) -> bool {
-    is_valid_nick(nick) && crate::ui::render::display_nick(nick) == nick
+    own_nick_problem(nick).is_none()
+}
+
+/// What breaks [`is_valid_nick`] in `nick`, said so that the user can fix it (a character by
+/// its code point, never as itself); `None` when nothing does.
+#[must_use]
+pub fn nick_problem(nick: &str) -> Option<String> {
+    let chars = nick.chars().count();
+    let first = |f: fn(char) -> bool| nick.chars().find(|c| f(*c));
+    Some(if nick.is_empty() {
+        "a nick cannot be empty".to_owned()
+    } else if first(char::is_whitespace).is_some() {
+        "no spaces in a nick: it is one word (bob_smith, not bob smith)".to_owned()
+    } else if nick.contains(crate::proto::nick::NICK_ID_SEPARATOR) {
+        "no '#' in a nick: it separates a nick from an id (bob#1d79e0c2)".to_owned()
+    } else if let Some(c) = first(char::is_control) {
+        format!(
+            "U+{:04X} is a control character: not in a nick",
+            u32::from(c)
+        )
+    } else if let Some(c) =
+        first(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        format!(
+            "U+{:04X} changes the direction of the text (it would make the nick read as another): not in a nick",
+            u32::from(c)
+        )
+    } else if chars > MAX_NICK_CHARS {
+        format!("{chars} characters is too long (at most {MAX_NICK_CHARS})")
+    } else if nick.len() > MAX_NICK_BYTES {
+        format!(
+            "{} bytes of UTF-8 is too long (at most {MAX_NICK_BYTES}: an emoji takes 4)",
+            nick.len()
+        )
+    } else {
+        debug_assert!(is_valid_nick(nick));
+        return None;
+    })
+}
+
+/// What keeps `nick` from being ours ([`is_valid_own_nick`]), said so that the user can fix
+/// it; `None` when nothing does.
+#[must_use]
+pub fn own_nick_problem(nick: &str) -> Option<String> {
+    if let Some(why) = nick_problem(nick) {
+        return Some(why);
+    }
+    // The first character after which the nick no longer shows as written.
+    let mut end = 0;
+    for c in nick.chars() {
+        end += c.len_utf8();
+        let so_far = &nick[..end];
+        if crate::ui::render::display_nick(so_far) != so_far {
+            return Some(format!(
+                "U+{:04X} does not show as itself (invisible, a joiner or variation selector as in emoji sequences, or one mark too many): a nick must show exactly as typed",
+                u32::from(c)
+            ));
+        }
+    }
+    None
 }
 
 /// Returns `nick` owned if [`is_valid_nick`] accepts it.
 fn checked_nick(nick: &str) -> Result<String, CommandError> {
-    if is_valid_nick(nick) {
-        Ok(nick.to_owned())
-    } else {
-        Err(CommandError::InvalidNick)
+    match nick_problem(nick) {
+        None => Ok(nick.to_owned()),
+        Some(why) => Err(CommandError::InvalidNick(why)),
     }
 }
 
@@ -552,7 +617,10 @@ mod tests {
     #[test]
     fn msg_to_an_impossible_nick_is_refused() {
         let long = "n".repeat(MAX_NICK_CHARS + 1);
-        assert_eq!(err(&format!("/msg {long} hi")), CommandError::InvalidNick);
+        assert!(matches!(
+            err(&format!("/msg {long} hi")),
+            CommandError::InvalidNick(_)
+        ));
     }
 
     #[test]
@@ -593,23 +661,65 @@ mod tests {
         assert!(CommandError::InvalidId("bob#zz".into())
             .to_string()
             .contains("4 to 16 hex digits"));
-        assert_eq!(err("/msg b\u{7}b#zz hi"), CommandError::InvalidNick);
-        assert_eq!(err("/nick bob#1d79"), CommandError::InvalidNick);
-        assert_eq!(err("/nick b\u{200b}ob"), CommandError::InvalidNick);
-        assert_eq!(
+        assert!(matches!(
+            err("/msg b\u{7}b#zz hi"),
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(
+            err("/nick bob#1d79"),
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(
+            err("/nick b\u{200b}ob"),
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(
             err("/nick bo\u{300}\u{300}\u{300}\u{300}\u{300}b"),
-            CommandError::InvalidNick
-        );
-        assert_eq!(err("/nick bob smith"), CommandError::InvalidNick);
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(
+            err("/nick bob smith"),
+            CommandError::InvalidNick(_)
+        ));
         let too_long = "é".repeat(MAX_NICK_CHARS + 1);
-        assert_eq!(err(&format!("/nick {too_long}")), CommandError::InvalidNick);
-        assert_eq!(err("/nick a\u{7}b"), CommandError::InvalidNick);
-        assert_eq!(err("/nick a\u{1b}[2Jb"), CommandError::InvalidNick);
-        assert_eq!(err("/nick \u{202e}evil"), CommandError::InvalidNick);
-        assert_eq!(err("/nick a b").to_string(), NICK_RULE);
+        assert!(matches!(
+            err(&format!("/nick {too_long}")),
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(err("/nick a\u{7}b"), CommandError::InvalidNick(_)));
+        assert!(matches!(
+            err("/nick a\u{1b}[2Jb"),
+            CommandError::InvalidNick(_)
+        ));
+        assert!(matches!(
+            err("/nick \u{202e}evil"),
+            CommandError::InvalidNick(_)
+        ));
+        // Each says what is wrong, then the rule.
+        let said = |line: &str| err(line).to_string();
+        assert!(
+            said("/nick a b").starts_with("no spaces in a nick"),
+            "{}",
+            said("/nick a b")
+        );
+        assert!(said("/nick a b").ends_with(NICK_RULE));
+        assert!(said("/nick bob#1d79").starts_with("no '#' in a nick"));
+        assert!(said("/nick a\u{1b}[2Jb").starts_with("U+001B is a control character"));
+        assert!(!said("/nick a\u{1b}[2Jb").contains('\u{1b}'));
+        assert!(said("/nick \u{202e}evil").starts_with("U+202E changes the direction"));
+        assert!(said(&format!("/nick {too_long}")).starts_with("33 characters is too long"));
+        assert!(said(&format!("/nick {}", "😀".repeat(17))).starts_with("68 bytes of UTF-8"));
+        assert!(said("/nick b\u{200b}ob").starts_with("U+200B does not show as itself"));
+        // A family emoji is three joined by U+200D: the joiner is named.
+        assert!(said("/nick 👨\u{200d}👩\u{200d}👧").starts_with("U+200D does not show"));
+        assert_eq!(own_nick_problem("bob"), None);
+        assert_eq!(own_nick_problem("ﾎﾞﾌﾞ"), None);
         // 17 emoji are 17 characters but 68 bytes: over the wire's limit.
         let emoji = "😀".repeat(17);
-        assert_eq!(err(&format!("/nick {emoji}")), CommandError::InvalidNick);
+        assert!(matches!(
+            err(&format!("/nick {emoji}")),
+            CommandError::InvalidNick(_)
+        ));
         assert!(is_valid_nick(&"😀".repeat(16)));
     }
 
@@ -685,7 +795,10 @@ mod tests {
         ] {
             assert_eq!(err(line), CommandError::Usage(HISTORY_USAGE), "{line:?}");
         }
-        assert_eq!(err("/history b\u{1b}b"), CommandError::InvalidNick);
+        assert!(matches!(
+            err("/history b\u{1b}b"),
+            CommandError::InvalidNick(_)
+        ));
     }
 
     #[test]
