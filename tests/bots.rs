@@ -119,6 +119,25 @@ fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
     );
 }
 
+/// A data directory deeper than a Unix socket address holds (108 bytes): the control socket
+/// still works, so `send` speaks as the user rather than as a stranger.
+#[test]
+fn send_goes_through_a_running_tailchat_in_a_deep_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    let (mut alice, mut bob) = alice_and_bob(&deep);
+    assert!(
+        !alice.seen.iter().any(|l| l.contains("control socket off")),
+        "{:?}",
+        alice.seen
+    );
+    let out = send(&deep, &["from", "deep", "down"]);
+    assert_exited(&out, 0);
+    bob.expect("<alice> from deep down");
+    alice.expect("<alice> from deep down");
+}
+
 #[test]
 fn send_goes_through_the_running_tailchat_as_its_user() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// Connects to the socket at `path`; `None` when nothing answers there (a socket file left
 /// by a tailchat that is gone).
 pub fn connect(path: &Path) -> Option<UnixStream> {
-    UnixStream::connect(path).ok()
+    let (address, _held) = super::control::addressable(path).ok()?;
+    UnixStream::connect(address).ok()
 }
 
 /// The commands that send `text` to `to` (everyone when empty).

@@ -22,6 +22,29 @@ const CLIENT_QUEUE: usize = 4096;
 /// The longest command line a connection may send.
 const MAX_LINE: usize = 128 * 1024;
 
+/// The longest path a Unix socket address holds (`sun_path`, 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A path by which the socket file `path` can be bound or connected to: `path` itself, or, when
+/// it is longer than a socket address holds (a deep data directory), the same file reached
+/// through `/proc/self/fd/N/`, N being its directory opened and held by the returned handle
+/// (keep it while the path is used).
+///
+/// # Errors
+/// The directory of a long path cannot be opened.
+pub fn addressable(path: &Path) -> io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::fd::AsRawFd;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok((path.to_owned(), None));
+    };
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok((path.to_owned(), None));
+    }
+    let held = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd())).join(name);
+    Ok((short, Some(held)))
+}
+
 /// A connection's number, for routing answers.
 pub type ClientId = u64;
 
@@ -54,7 +77,8 @@ impl ControlServer {
     /// The socket cannot be created or restricted to the user.
     pub fn bind(dir: &Path) -> io::Result<ControlServer> {
         let path = dir.join(SOCKET_FILE);
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        let (address, _held) = addressable(&path)?;
+        if std::os::unix::net::UnixStream::connect(&address).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 "another tailchat answers on it",
@@ -64,7 +88,7 @@ impl ControlServer {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = UnixListener::bind(&path)?;
+        let listener = UnixListener::bind(&address)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         Ok(ControlServer {
             listener,
