@@ -247,6 +247,7 @@ impl Tailnet {
                     .chain(st.me.iter())
                     .flat_map(|d| d.ips.iter().copied())
                     .collect();
+                self.forget_changed_owners(&st);
                 let targets = if self.discovery {
                     let allow = &self.allow;
                     plan::targets(&st, self.reaches, self.port, |d, ip| {
@@ -413,6 +414,41 @@ impl Tailnet {
     /// Datagrams refused so far.
     pub fn counters(&self) -> DoorCounters {
         self.counters
+    }
+
+    /// Forgets what WhoIs said of the addresses of a device whose owner (or tags) the device
+    /// list now gives otherwise: re-owned or tagged in the admin console. The next datagram
+    /// from there waits for a new answer, so the allow-list and the names follow the change
+    /// within a poll rather than when the answer would be old ([`OWNER_FRESH`]).
+    fn forget_changed_owners(&mut self, st: &Status) {
+        for d in st.devices.iter().chain(st.me.iter()) {
+            let listed = if d.tags.is_empty() {
+                d.owner.as_ref().map(|u| u.login_name.to_lowercase())
+            } else {
+                let mut tags = d.tags.clone();
+                tags.sort();
+                Some(tags.join(","))
+            };
+            let Some(listed) = listed else {
+                continue;
+            };
+            for ip in &d.ips {
+                let ip = ip.to_canonical();
+                let changed = (self.whois.get(&ip))
+                    .filter(|k| !k.pending)
+                    .and_then(|k| k.answer.as_ref())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|o| {
+                        let mut known = o.clone();
+                        known.tags.sort();
+                        identity(&known) != listed
+                    });
+                if changed {
+                    tracing::debug!("tailnet: the owner at {ip} changed in the device list");
+                    self.whois.remove(&ip);
+                }
+            }
+        }
     }
 
     /// Asks again for an address whose answer is old.

@@ -527,3 +527,38 @@ fn no_tailscale_installed_is_not_said() {
         "{line}"
     );
 }
+
+/// A device re-owned in the admin console: the next device list makes its WhoIs answer
+/// forgotten, so the next datagram from there waits for a new one (and the allow-list and
+/// the names follow), instead of the old owner standing for ten minutes more.
+#[test]
+fn an_owner_changed_in_the_device_list_is_asked_again() {
+    let mut t = quiet_tailnet(false);
+    let now = Instant::now();
+    let me = dev("me", "me@example.com", "100.64.0.1");
+    let (bob, carol) = (
+        dev("laptop", "bob@example.com", "100.64.0.2"),
+        dev("pi", "carol@example.com", "100.64.0.3"),
+    );
+    for d in [&bob, &carol] {
+        t.on_whois(now, d.ip.parse().unwrap(), Ok(Some(owner(d.login, d.host))));
+    }
+    let at = |d: &Dev| SocketAddr::new(d.ip.parse().unwrap(), 7654);
+    // The list agrees (the login's case aside): nothing forgotten.
+    let agrees = dev("laptop", "Bob@Example.com", "100.64.0.2");
+    let st = parse_status(status_json(&me, &[agrees, carol]).as_bytes()).unwrap();
+    let _ = t.on_status(now, Ok(st));
+    assert_eq!(
+        t.who_at(at(&bob)).as_deref(),
+        Some("bob@example.com on laptop")
+    );
+    // The laptop now belongs to mallory.
+    let moved = dev("laptop", "mallory@example.com", "100.64.0.2");
+    let st = parse_status(status_json(&me, &[moved, carol]).as_bytes()).unwrap();
+    let _ = t.on_status(now, Ok(st));
+    assert_eq!(t.who_at(at(&bob)), None, "asked again");
+    assert_eq!(
+        t.who_at(at(&carol)).as_deref(),
+        Some("carol@example.com on pi")
+    );
+}
