@@ -940,3 +940,73 @@ fn idle_for_auto_away_means_away_until_the_next_line_typed() {
             .position(|o| group(o, "alice", "back at my desk"));
     assert!(back < line, "{:#?}", b.0);
 }
+
+/// Three peers cut off at once (a switch between them and alice fails): alice reads one line
+/// naming all three, not a line each; and one line again when they are back.
+#[test]
+fn peers_cut_off_together_are_told_in_one_line() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let mut a = Seen(Vec::new());
+    let others: Vec<Running> = ["bob", "carol", "dave"]
+        .iter()
+        .zip(2u8..)
+        .map(|(nick, host)| start_chat(&switch, nick, host, &[alice.addr], None, None))
+        .collect();
+    for nick in ["bob", "carol", "dave"] {
+        alice.wait_for(&mut a, "the join", |o| notice(o, &format!("{nick} joined")));
+    }
+    // Cut: whatever goes to the three, or comes from them, is lost.
+    let inboxes: Vec<_> = {
+        let mut s = switch.lock().unwrap();
+        others
+            .iter()
+            .map(|r| (r.addr, s.remove(&r.addr).unwrap()))
+            .collect()
+    };
+    // Their datagrams to alice are lost too: her inbox on the switch is a dead end meanwhile.
+    let (cut_tx, _cut_rx) = mpsc::unbounded_channel::<Datagram>();
+    let alice_inbox = switch.lock().unwrap().insert(alice.addr, cut_tx).unwrap();
+    alice.type_line("anyone there?");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let o = alice
+            .output
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no 'not answering' within 30 s; saw {:#?}", a.0));
+        let hit = notice(&o, "not answering");
+        a.0.push(o);
+        if hit {
+            break a.0.last().cloned().unwrap();
+        }
+    };
+    let Output::Notice(line) = said else {
+        panic!("{said:?}")
+    };
+    assert!(
+        line.contains(" are not answering")
+            && ["bob", "carol", "dave"].iter().all(|n| line.contains(n)),
+        "{line}"
+    );
+    // Mended: one line again.
+    let mut s = switch.lock().unwrap();
+    s.insert(alice.addr, alice_inbox);
+    for (addr, inbox) in inboxes {
+        s.insert(addr, inbox);
+    }
+    drop(s);
+    alice.wait_for(&mut a, "the three back", |o| {
+        notice(o, " are answering again")
+            && ["bob", "carol", "dave"]
+                .iter()
+                .all(|n| matches!(o, Output::Notice(l) if l.contains(n)))
+    });
+    assert!(
+        !a.0.iter()
+            .any(|o| notice(o, " is not answering") || notice(o, " is answering again")),
+        "{:#?}",
+        a.0
+    );
+    drop(others);
+}

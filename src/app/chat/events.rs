@@ -162,6 +162,20 @@ impl Chat {
                 Some(line) if self.json => self.screen.print_json(line),
                 _ => {
                     let e = self.told_apart(e);
+                    // Told together with others that stop (or start) answering meanwhile.
+                    match &e {
+                        Event::PeerUnreachable { peer, nick, queued } => {
+                            let name = crate::ui::render::display_nick(nick);
+                            self.answering.stopped(Instant::now(), *peer, name, *queued);
+                            continue;
+                        }
+                        Event::PeerReachable { peer, nick } => {
+                            let name = crate::ui::render::display_nick(nick);
+                            self.answering.answering(Instant::now(), *peer, name);
+                            continue;
+                        }
+                        _ => {}
+                    }
                     // Peers named as lines name them (`not yet delivered to alex#2c1a6732`,
                     // while another alex is here): the names kept, taken out for the while.
                     let _ = self.current_names();

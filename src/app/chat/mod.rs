@@ -13,7 +13,9 @@
 //! - `quitting`: leaving, and a script's wait for its messages to be acknowledged.
 //! - `outcome`: how the run went, for a script's exit code.
 //! - `mention`: whether a line calls us.
+//! - `answering`: peers that stop answering (or answer again) told together, not one by one.
 
+mod answering;
 mod commands;
 mod events;
 mod history;
@@ -141,6 +143,8 @@ pub struct Chat {
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
     pending: Vec<(Dest, Line)>,
+    /// Peers that stopped answering, or answer again, waiting to be told together.
+    answering: answering::AnsweringNotices,
     /// Programs connected through the control socket, by connection.
     clients: BTreeMap<ClientId, mpsc::Sender<String>>,
     /// The connection whose command is being carried out: answers go to it.
@@ -252,6 +256,7 @@ impl Chat {
             shown_names: None,
             pending: Vec::new(),
             clients: BTreeMap::new(),
+            answering: answering::AnsweringNotices::default(),
             reply_to: None,
             json,
             unconfirmed: Vec::new(),
@@ -399,6 +404,7 @@ impl Chat {
             self.drain_until,
             self.tailnet.next_wakeup(),
             self.presence.next_wakeup(self.ep.away().is_some()),
+            self.answering.next_wakeup(),
         ]
         .into_iter()
         .flatten()
@@ -408,6 +414,9 @@ impl Chat {
     /// The timer fired: the core's timers, and a script's hold running out.
     pub fn on_timer(&mut self, now: Instant) {
         self.pace_more();
+        for line in self.answering.due(now, false) {
+            self.print(Output::Notice(line));
+        }
         if self.hold_until.is_some_and(|t| t <= now) {
             // Peers the contact passed on are still being tried: a little longer.
             if let Some(cap) = self.exchange_hold.filter(|&cap| cap > now) {

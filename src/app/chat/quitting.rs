@@ -53,6 +53,9 @@ impl Chat {
     /// Before exiting: where every peer was last heard goes to the journal, and the user is
     /// told what is still waiting.
     pub fn goodbye(&mut self) {
+        for line in self.answering.due(Instant::now(), true) {
+            self.print(Output::Notice(line));
+        }
         self.screen.flush();
         self.record_shown(self.screen.reached());
         // Scripts that left a moment ago would be forgotten in a moment: now, not kept.
