@@ -1028,6 +1028,37 @@ fn bob_and_mallory(downloads: &Path) -> (Chat, common::FakeOfferer) {
     (bob, mallory)
 }
 
+/// The receiver cannot open TCP to the sender's data port while the sender answers chat (a
+/// firewall on the sender's side, most likely): both are told — the receiver asks whether the
+/// port is blocked, and the sender gets a Pause saying its port cannot be reached, since only
+/// its user can open it.
+#[test]
+fn a_data_port_that_cannot_be_reached_is_told_to_both_sides() {
+    use tailchat::transfer::control::Control;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut bob, mallory) = bob_and_mallory(tmp.path());
+    // A port nobody listens on: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let body = b"never sent".to_vec();
+    let m = manifest(vec![entry("walled.bin", &body)]);
+    let offer = common::offer_of("walled.bin", false, &m, closed);
+    mallory.offer(&offer, m.encode(), body);
+    let line = bob.expect("mallory offers walled.bin");
+    bob.send(&format!("/accept {}", offer_number(&line)));
+    let said = bob.expect(&format!("is TCP port {closed} blocked on the way?"));
+    assert!(said.contains("though mallory answers chat"), "{said}");
+    mallory.expect_control("bob's pause", |c| {
+        matches!(c, Control::Pause { id, reason, .. }
+            if *id == offer.id
+                && reason.contains(&format!("cannot connect to your TCP port {closed}"))
+                && reason.contains("firewall"))
+    });
+}
+
 /// One file's manifest entry for `content` under `path`.
 fn entry(path: &str, content: &[u8]) -> tailchat::transfer::manifest::Entry {
     tailchat::transfer::manifest::Entry {

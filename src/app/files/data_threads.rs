@@ -695,6 +695,20 @@ impl Files {
                             Failing::Blocked => {
                                 t.told_blocked = true;
                                 t.told_interrupted = true;
+                                // The sender is told too: its firewall is the likely one,
+                                // and only its user can open the port.
+                                let pause = Control::Pause {
+                                    id: key.id,
+                                    at: t.record.bytes_done,
+                                    reason: format!(
+                                        "cannot connect to your TCP port {port} ({}) though you answer chat — is a firewall on your side blocking it?",
+                                        match &e {
+                                            FetchError::Connect(_, why) => why.clone(),
+                                            other => other.to_string(),
+                                        }
+                                    ),
+                                };
+                                let _ = Self::control(ep, t.peer(), &pause);
                                 Some(format!(
                                     "{name} from {nick}: {e}, though {nick} answers chat — is TCP port {port} blocked on the way? Trying again"
                                 ))

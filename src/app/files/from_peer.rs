@@ -240,10 +240,17 @@ impl Files {
                         // Where it will resume (a lying peer's `at` moves nothing but this
                         // line and /files; a restarted sender knows no better).
                         t.record.bytes_done = at.min(t.record.offer.size);
+                        // The reference pauses for a full disk, or (it keeps trying) when it
+                        // cannot reach our data port: what happens next is said accordingly.
+                        let reason = crate::ui::render::sanitize(&reason);
+                        let next = if reason == PAUSED_FULL {
+                            format!("it goes on when {nick} has made room")
+                        } else {
+                            format!("{nick} keeps trying")
+                        };
                         let line = format!(
-                            "{nick} paused {name} at {}%: {} — it goes on when {nick} has made room",
+                            "{nick} paused {name} at {}%: {reason} — {next}",
                             t.percent_done(),
-                            crate::ui::render::sanitize(&reason)
                         );
                         self.event(ep, mine, "paused", line);
                     }

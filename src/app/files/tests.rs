@@ -962,6 +962,26 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
     );
     files.on_app_data(&mut ep, PeerId(2), &pause, &[]);
     assert_eq!(notices(files.take_lines()).len(), 1);
+    // Paused for another reason (bob cannot reach our data port): bob keeps trying.
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Serving {
+            id: 7,
+            from: 5_000_000,
+        },
+        now,
+    );
+    let _ = files.take_lines();
+    let walled = control::encode(&Control::Pause {
+        id: 7,
+        at: 5_000_000,
+        reason: "cannot connect to your TCP port 7654 (connection refused)".into(),
+    });
+    files.on_app_data(&mut ep, PeerId(2), &walled, &[]);
+    assert_eq!(
+        notices(files.take_lines()),
+        ["bob paused report.pdf at 50%: cannot connect to your TCP port 7654 (connection refused) — bob keeps trying"]
+    );
     // Not from bob's peer: ignored.
     let (mut other, _) = ours_accepted();
     other.on_app_data(&mut ep, PeerId(3), &pause, &[]);
