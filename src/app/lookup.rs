@@ -88,23 +88,6 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
         .map(|(present, shown)| matching(present, shown))
         .find(|found| !found.is_empty())
         .unwrap_or_default();
-    // A nick shared with identities not heard from since we started (bob reinstalled, his
-    // old identity still known): the one answering is meant. One that was here in this run
-    // and stopped answering is not passed over: it may be back in a moment.
-    let answering: Vec<&PeerInfo> = candidates
-        .iter()
-        .copied()
-        .filter(|p| p.state == PeerState::Online)
-        .collect();
-    let candidates = match answering.as_slice() {
-        [_] if candidates
-            .iter()
-            .all(|p| matches!(p.state, PeerState::Online | PeerState::Offline)) =>
-        {
-            answering
-        }
-        _ => candidates,
-    };
     match candidates.as_slice() {
         [one] => Ok((one.id, one.nick.clone())),
         [] => {
@@ -293,35 +276,6 @@ mod tests {
                 bob(1)
             )
         );
-    }
-
-    #[test]
-    fn the_answering_peer_wins_over_one_not_heard_since_the_start() {
-        // bob reinstalled: his old identity is known from an earlier run, his new one is here.
-        let peers = [
-            peer(1, "bob", PeerState::Offline),
-            peer(2, "bob", PeerState::Online),
-        ];
-        assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(2), "bob".into())));
-        // One that was here this run and stopped answering may be back in a moment: asked.
-        let peers = [
-            peer(1, "bob", PeerState::Unreachable),
-            peer(2, "bob", PeerState::Online),
-        ];
-        assert!(find_peer(&peers, "bob").unwrap_err().contains("ambiguous"));
-        // Two answering: asked.
-        let peers = [
-            peer(1, "bob", PeerState::Online),
-            peer(2, "bob", PeerState::Online),
-            peer(3, "bob", PeerState::Offline),
-        ];
-        assert!(find_peer(&peers, "bob").unwrap_err().contains("ambiguous"));
-        // Nobody answering: asked.
-        let peers = [
-            peer(1, "bob", PeerState::Offline),
-            peer(2, "bob", PeerState::Offline),
-        ];
-        assert!(find_peer(&peers, "bob").unwrap_err().contains("ambiguous"));
     }
 
     #[test]
