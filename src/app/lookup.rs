@@ -145,8 +145,36 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                     format!("{nick}#{short} ({addr})")
                 })
                 .collect();
+            // One answering, the others not heard since we started: most likely a peer that
+            // reinstalled (a new identity), which is no proof, so asked all the same; the
+            // old identity can be forgotten.
+            let stale: Vec<&&PeerInfo> = many
+                .iter()
+                .filter(|p| p.state == PeerState::Offline)
+                .collect();
+            let answering = many.iter().filter(|p| p.state == PeerState::Online).count();
+            let hint = if answering == 1 && stale.len() + 1 == many.len() {
+                let named: Vec<String> = stale
+                    .iter()
+                    .map(|p| {
+                        let id = p.id.to_string();
+                        let short = id.get(..ID_PREFIX).unwrap_or(&id);
+                        format!(
+                            "/forget {}#{short}",
+                            crate::ui::render::display_nick(&p.nick)
+                        )
+                    })
+                    .collect();
+                format!(
+                    " (only one answers now; if the other{} gone for good — reinstalled, say — {} ends the doubt)",
+                    if stale.len() == 1 { " is" } else { "s are" },
+                    named.join(", ")
+                )
+            } else {
+                String::new()
+            };
             Err(format!(
-                "'{wanted}' is ambiguous: {} — name one as NICK#ID",
+                "'{wanted}' is ambiguous: {} — name one as NICK#ID{hint}",
                 names.join(", ")
             ))
         }
@@ -276,6 +304,28 @@ mod tests {
                 bob(1)
             )
         );
+    }
+
+    #[test]
+    fn a_nick_shared_with_an_identity_not_heard_since_the_start_is_still_asked_about() {
+        // bob reinstalled, or someone else took "bob" while bob is away: no proof either way.
+        let peers = [
+            peer(1, "bob", PeerState::Offline),
+            peer(2, "bob", PeerState::Online),
+        ];
+        let err = find_peer(&peers, "bob").unwrap_err();
+        assert!(err.contains("is ambiguous"), "{err}");
+        let old = PeerId(1).to_string();
+        assert!(
+            err.contains(&format!("only one answers now; if the other is gone for good — reinstalled, say — /forget bob#{} ends the doubt", &old[..ID_PREFIX])),
+            "{err}"
+        );
+        // Both answering: no such hint.
+        let peers = [
+            peer(1, "bob", PeerState::Online),
+            peer(2, "bob", PeerState::Online),
+        ];
+        assert!(!find_peer(&peers, "bob").unwrap_err().contains("/forget"));
     }
 
     #[test]
