@@ -143,7 +143,10 @@ if [ "$fewest" -ge "$want" ] && [ -n "$FLOOD" ]; then
     [ "$(date +%s%3N)" -ge "$deadline" ] && break
     sleep 0.1  # polling the hosts' /peers output, bounded by the deadline
   done
-  gone=$(cat "$WORK"/h*.out | grep -cE -- '-!- h[0-9]+.* (left|not answering)' || true)
+  # A peer that stops answering is told after 2 s, gathered with others: wait that out, then
+  # count the lines naming a real host (h1…hN, anywhere in a gathered line; fakes are ghost#…).
+  sleep 3
+  gone=$(cat "$WORK"/h*.out | grep -E -- '-!- .*(left|not answering)' | grep -cE '(^|[ ,])h[0-9]+([ ,]|$)' || true)
   tail -1 "$WORK/forger.out" 2>/dev/null || true
   if [ "$short" != 0 ] || [ "$gone" != 0 ]; then
     echo "under the flood: $short hosts do not list every other as online; $gone lines of a real peer gone"

@@ -380,7 +380,7 @@ fn split_word(s: &str) -> (&str, &str) {
 /// like another's. Peers' nicks are only displayed that way, not refused.
 #[must_use]
 pub fn is_valid_own_nick(nick: &str) -> bool {
-    own_nick_problem(nick).is_none()
+    is_valid_nick(nick) && own_nick_problem(nick).is_none()
 }
 
 /// What breaks [`is_valid_nick`] in `nick`, said so that the user can fix it (a character by

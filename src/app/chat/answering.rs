@@ -3,7 +3,10 @@
 //! answering within a few seconds of the others; a line for each would push the conversation
 //! off the screen, twice (when they go, and when they come back). The first such notice waits
 //! [`GATHER`] for others of its kind, then one line names them all. A peer that answers again
-//! before its "not answering" was shown is not mentioned at all: nothing changed for the user.
+//! before its "not answering" was shown is not mentioned at all, nor one that stops again
+//! before its "answering again" was: nothing changed for the user. Anything else said about a
+//! peer whose notice waits here (it left, was forgotten, renamed, wrote) first lets the
+//! waiting lines out ([`AnsweringNotices::involves`]), so that lines keep their order.
 
 use crate::proto::PeerId;
 use std::time::{Duration, Instant};
@@ -27,11 +30,16 @@ pub struct AnsweringNotices {
 }
 
 impl AnsweringNotices {
-    /// `peer` (shown as `name`) stopped answering, with `queued` of our messages waiting.
+    /// `peer` (shown as `name`) stopped answering, with `queued` of our messages waiting:
+    /// said, unless its "answering again" is still waiting here, which then goes unsaid.
     pub fn stopped(&mut self, now: Instant, peer: PeerId, name: String, queued: usize) {
+        let before = self.again.len();
         self.again.retain(|(p, _)| *p != peer);
-        if self.again.is_empty() {
-            self.again_since = None;
+        if self.again.len() < before {
+            if self.again.is_empty() {
+                self.again_since = None;
+            }
+            return;
         }
         self.stopped.retain(|(p, ..)| *p != peer);
         self.stopped.push((peer, name, queued));
@@ -52,6 +60,11 @@ impl AnsweringNotices {
         self.again.retain(|(p, _)| *p != peer);
         self.again.push((peer, name));
         self.again_since.get_or_insert(now);
+    }
+
+    /// Whether a notice about `peer` waits here.
+    pub fn involves(&self, peer: PeerId) -> bool {
+        self.stopped.iter().any(|(p, ..)| *p == peer) || self.again.iter().any(|(p, _)| *p == peer)
     }
 
     /// When the next line is due.
@@ -104,13 +117,18 @@ fn subject(names: &[String]) -> String {
     }
 }
 
-/// The line for peers that stopped answering, with our messages waiting for them.
+/// The line for peers that stopped answering, with our messages waiting for them (`queued`:
+/// the sum of each one's count, the same group message counted once per peer, so it is
+/// given as a number only for one peer).
 fn not_answering_line(names: &[String], queued: usize) -> String {
     let who = subject(names);
-    match queued {
-        0 => format!("{who} not answering"),
-        n => format!(
+    match (queued, names.len()) {
+        (0, _) => format!("{who} not answering"),
+        (n, 1) => format!(
             "{who} not answering; {n} of your messages wait and will be resent when they are back"
+        ),
+        _ => format!(
+            "{who} not answering; your messages to them wait and will be resent when they are back"
         ),
     }
 }
@@ -137,7 +155,7 @@ mod tests {
             .is_empty());
         assert_eq!(
             g.due(t0 + GATHER, false),
-            ["n1, n2, n3, n4, n5 and 3 more are not answering; 8 of your messages wait and will be resent when they are back"]
+            ["n1, n2, n3, n4, n5 and 3 more are not answering; your messages to them wait and will be resent when they are back"]
         );
         assert_eq!(g.next_wakeup(), None);
         let t1 = t0 + Duration::from_secs(60);
@@ -148,6 +166,12 @@ mod tests {
             g.due(t1 + GATHER, false),
             ["n1, n2 and n3 are answering again"]
         );
+        // Back, then gone again before that was said: neither line.
+        g.answering(t1, PeerId(4), "n4".into());
+        assert!(g.involves(PeerId(4)));
+        g.stopped(t1, PeerId(4), "n4".into(), 0);
+        assert!(!g.involves(PeerId(4)));
+        assert!(g.due(t1 + GATHER, true).is_empty());
     }
 
     #[test]

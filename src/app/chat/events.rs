@@ -162,7 +162,23 @@ impl Chat {
                 Some(line) if self.json => self.screen.print_json(line),
                 _ => {
                     let e = self.told_apart(e);
-                    // Told together with others that stop (or start) answering meanwhile.
+                    // Told together with others that stop (or start) answering meanwhile;
+                    // anything else about a peer whose such notice waits lets it out first.
+                    let about = match &e {
+                        Event::Message { from, .. } => Some(*from),
+                        Event::PeerLeft { peer, .. }
+                        | Event::PeerJoined { peer, .. }
+                        | Event::PeerForgotten { peer, .. }
+                        | Event::PeerRenamed { peer, .. }
+                        | Event::PeerRestarted { peer, .. }
+                        | Event::PeerAway { peer, .. } => Some(*peer),
+                        _ => None,
+                    };
+                    if about.is_some_and(|p| self.answering.involves(p)) {
+                        for line in self.answering.due(Instant::now(), true) {
+                            self.screen.print(&Output::Notice(line));
+                        }
+                    }
                     match &e {
                         Event::PeerUnreachable { peer, nick, queued } => {
                             let name = crate::ui::render::display_nick(nick);
