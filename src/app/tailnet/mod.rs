@@ -148,6 +148,9 @@ pub struct Tailnet {
     user_added: HashSet<SocketAddr>,
     /// Who is at each address asked about.
     whois: HashMap<IpAddr, Known>,
+    /// Whose each address is by the last device list (a login, or the device's tags), to
+    /// notice a device re-owned.
+    listed_owners: HashMap<IpAddr, String>,
     /// Addresses waiting for a WhoIs request, oldest first.
     whois_queue: VecDeque<SocketAddr>,
     /// WhoIs requests under way.
@@ -192,6 +195,7 @@ impl Tailnet {
             probed: HashSet::new(),
             user_added: HashSet::new(),
             whois: HashMap::new(),
+            listed_owners: HashMap::new(),
             whois_queue: VecDeque::new(),
             whois_in_flight: 0,
             peer_owner: HashMap::new(),
@@ -416,39 +420,39 @@ impl Tailnet {
         self.counters
     }
 
-    /// Forgets what WhoIs said of the addresses of a device whose owner (or tags) the device
-    /// list now gives otherwise: re-owned or tagged in the admin console. The next datagram
+    /// Forgets what WhoIs said of the addresses of a device whose owner (or tags) changed
+    /// since the last device list: re-owned or tagged in the admin console. The next datagram
     /// from there waits for a new answer, so the allow-list and the names follow the change
-    /// within a poll rather than when the answer would be old ([`OWNER_FRESH`]).
+    /// within a poll rather than when the answer would be old ([`OWNER_FRESH`]). Compared
+    /// with the list before, not with WhoIs: the two need not spell an owner alike.
     fn forget_changed_owners(&mut self, st: &Status) {
+        let mut listed = HashMap::new();
         for d in st.devices.iter().chain(st.me.iter()) {
-            let listed = if d.tags.is_empty() {
+            let owner = if d.tags.is_empty() {
                 d.owner.as_ref().map(|u| u.login_name.to_lowercase())
             } else {
                 let mut tags = d.tags.clone();
                 tags.sort();
                 Some(tags.join(","))
             };
-            let Some(listed) = listed else {
+            let Some(owner) = owner else {
                 continue;
             };
             for ip in &d.ips {
-                let ip = ip.to_canonical();
-                let changed = (self.whois.get(&ip))
-                    .filter(|k| !k.pending)
-                    .and_then(|k| k.answer.as_ref())
-                    .and_then(Option::as_ref)
-                    .is_some_and(|o| {
-                        let mut known = o.clone();
-                        known.tags.sort();
-                        identity(&known) != listed
-                    });
-                if changed {
-                    tracing::debug!("tailnet: the owner at {ip} changed in the device list");
-                    self.whois.remove(&ip);
-                }
+                listed.insert(ip.to_canonical(), owner.clone());
             }
         }
+        for (ip, owner) in &listed {
+            if self
+                .listed_owners
+                .get(ip)
+                .is_some_and(|before| before != owner)
+                && self.whois.remove(ip).is_some()
+            {
+                tracing::debug!("tailnet: the owner at {ip} changed in the device list");
+            }
+        }
+        self.listed_owners = listed;
     }
 
     /// Asks again for an address whose answer is old.
