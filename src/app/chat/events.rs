@@ -46,9 +46,8 @@ impl Chat {
                 }
             }
             if let Event::AppData { from, data } = &e {
-                let went_by = (self.ep.nick_of(*from))
-                    .map(|n| self.persist.went_by(n))
-                    .unwrap_or_default();
+                let persist = &self.persist;
+                let went_by = |nick: &str| persist.went_by(nick);
                 self.files.on_app_data(&mut self.ep, *from, data, &went_by);
                 continue;
             }

@@ -120,14 +120,15 @@ impl Files {
         }
     }
 
-    /// A payload from a peer: a control message, done. `went_by` are the identities our
-    /// journal recorded under the sender's nick at some time (see [`Self::accepted_from`]).
+    /// A payload from a peer: a control message, done. `went_by` says which identities our
+    /// journal recorded under a nick at some time (see [`Self::accepted_from`]); asked only
+    /// for an offer.
     pub fn on_app_data(
         &mut self,
         ep: &mut Endpoint,
         from: PeerId,
         data: &[u8],
-        went_by: &[PeerId],
+        went_by: &dyn Fn(&str) -> Vec<PeerId>,
     ) {
         let c = match control::decode(data) {
             Ok(c) => c,
@@ -262,7 +263,13 @@ impl Files {
 
     /// An offer from `from`: a new one is shown (or accepted, for `accept_from`); a known one
     /// updates the port and resumes, or is answered with how it ended.
-    fn on_offer(&mut self, ep: &mut Endpoint, from: PeerId, offer: Offer, went_by: &[PeerId]) {
+    fn on_offer(
+        &mut self,
+        ep: &mut Endpoint,
+        from: PeerId,
+        offer: Offer,
+        went_by: &dyn Fn(&str) -> Vec<PeerId>,
+    ) {
         let key = TransferKey {
             offerer: from,
             id: offer.id,
@@ -402,7 +409,12 @@ impl Files {
     /// identity; a bare nick is not proof, so it counts only while no other peer we know (or
     /// we) goes by it, and no other identity ever went by it in our journal (`went_by`: the
     /// bob we accepted renamed, and someone else took "bob").
-    fn accepted_from(&self, ep: &Endpoint, from: PeerId, went_by: &[PeerId]) -> AcceptFrom {
+    fn accepted_from(
+        &self,
+        ep: &Endpoint,
+        from: PeerId,
+        went_by: &dyn Fn(&str) -> Vec<PeerId>,
+    ) -> AcceptFrom {
         let Some(nick) = ep.nick_of(from) else {
             return AcceptFrom::No;
         };
@@ -419,7 +431,7 @@ impl Files {
         }
         let shared = nick == ep.nick()
             || ep.peers().iter().any(|p| p.id != from && p.nick == nick)
-            || went_by.iter().any(|id| *id != from);
+            || went_by(nick).iter().any(|id| *id != from);
         if shared {
             // The whole id: a prefix an impostor could grind a key for is no proof.
             let pinned = format!("{nick}#{id}");

@@ -318,6 +318,32 @@ fn direct_conversations_keep_their_names_after_compaction() {
     assert_eq!(got, [(Some("bob"), "psst"), (None, "psst back")]);
 }
 
+/// A peer that renamed still counts as one that went by its old nick after compaction (what
+/// `accept_from` by nick relies on), while its latest nick is the one restored.
+#[test]
+fn the_nicks_a_peer_went_by_survive_compaction() {
+    // Added by hand: real peers, recorded at once (a stranger's record is held back).
+    let mut records = vec![peer(BOB, "bob", true), peer(BOB, "robert", true)];
+    // More renames than are kept: the oldest go first.
+    for i in 0..20 {
+        records.push(peer(CAROL, &format!("c{i}"), true));
+    }
+    let (_tmp, path) = journal_with(&records);
+    let (before, after) = compact(&path, &limit(100));
+    assert_eq!(before.peers[&BOB].nick, "robert");
+    assert_eq!(after.peers[&BOB].nick, "robert");
+    assert_eq!(after.peers[&CAROL].nick, "c19");
+    let (journal, _) = Journal::open_read_only(&path).unwrap();
+    assert_eq!(journal.went_by("bob"), [BOB]);
+    assert_eq!(journal.went_by("robert"), [BOB]);
+    assert_eq!(journal.went_by("c3"), [CAROL]);
+    assert!(journal.went_by("c2").is_empty(), "past the 16 kept");
+    // And again: a second compaction keeps them.
+    compact(&path, &limit(100));
+    let (journal, _) = Journal::open_read_only(&path).unwrap();
+    assert_eq!(journal.went_by("bob"), [BOB]);
+}
+
 #[test]
 fn small_journals_are_compacted_at_open_and_the_lock_holds_the_new_file() {
     let mut records = Vec::new();

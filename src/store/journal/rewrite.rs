@@ -157,10 +157,12 @@ pub(super) fn rewrite(
     // First pass: the summary and the census, to plan.
     let mut census = Census::new(&keep.limit, now_ms);
     let mut summary = Summarizer::default();
+    let mut nicks = PastNicks::default();
     scan_source(&mut source(), HEADER.len() as u64, |found| {
         if let Some(record) = found.record {
             census.add(&record, found.end - found.at);
             summary.add(&record, found.at);
+            nicks.note(&record);
         }
     })?;
     let shown = summary.shown().clone();
@@ -185,6 +187,7 @@ pub(super) fn rewrite(
         shown,
         tracked,
         now_ms,
+        nicks,
     };
     let written = file
         .try_lock()
@@ -228,6 +231,46 @@ struct Kept {
     tracked: bool,
     /// When it is compacted.
     now_ms: i64,
+    /// The nicks each peer went by before its latest.
+    nicks: PastNicks,
+}
+
+/// The most nicks kept per peer besides its latest.
+const PAST_NICKS: usize = 16;
+
+/// The nicks each peer was recorded under (by a `Heard` or `Peer` record), kept through
+/// compaction as a `Peer` record each before its latest: who went by a nick is what
+/// `accept_from` and `/history` tell identities apart by, and a peer that renamed must not
+/// leave its old nick free for another to take once the records that said so are compacted.
+#[derive(Debug, Default)]
+struct PastNicks(BTreeMap<PeerId, Vec<String>>);
+
+impl PastNicks {
+    /// Notes the nick `record` gives a peer, if any (at most [`PAST_NICKS`] + 1 kept per
+    /// peer, the latest ones, each once).
+    fn note(&mut self, record: &RecordView<'_>) {
+        if let Some((id, nick)) = record.name() {
+            let names = self.0.entry(id).or_default();
+            if names.last().is_some_and(|n| n.as_bytes() == nick) {
+                return;
+            }
+            names.retain(|n| n.as_bytes() != nick);
+            names.push(super::view::string(nick));
+            if names.len() > PAST_NICKS + 1 {
+                names.remove(0);
+            }
+        }
+    }
+
+    /// The nicks `id` went by, oldest first, but `latest`.
+    fn before(&self, id: PeerId, latest: &str) -> impl Iterator<Item = &String> {
+        let latest = latest.to_owned();
+        self.0
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(move |n| **n != latest)
+    }
 }
 
 /// The second pass of [`rewrite`]: what `kept` says to keep of `src`, written through `w`.
@@ -243,6 +286,7 @@ fn write_compacted(
         shown,
         tracked,
         now_ms,
+        nicks,
     } = kept;
     let mut out = Output {
         w,
@@ -263,6 +307,16 @@ fn write_compacted(
     }
     for p in &plan.peers {
         if let Some(r) = restored.peers.get(p) {
+            for nick in nicks.before(*p, &r.nick) {
+                out.emit(&Record::Peer {
+                    id: *p,
+                    nick: nick.clone(),
+                    addrs: r.addrs.clone(),
+                    manual: r.manual,
+                    heard_ms: r.heard_ms,
+                    key: r.key,
+                })?;
+            }
             out.emit(&Record::Peer {
                 id: *p,
                 nick: r.nick.clone(),
