@@ -1396,6 +1396,34 @@ fn hostile_names_stay_inside_the_download_folder() {
     }
 }
 
+/// [`alice_and_accepting_bob`] in `tmp`, and one.bin sent by alice, accepted by itself and
+/// received.
+fn one_file_accepted_from_alice(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {
+    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp, &[]);
+    let f = tmp.join("one.bin");
+    fs::write(&f, bytes(3000, 1)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    bob.expect("alice offers one.bin (3.0 KB) — accepted (accept_from)");
+    bob.expect("received one.bin from alice");
+    (alice, bob, downloads)
+}
+
+/// A fake peer calling itself alice, added by bob, offers him evil.bin: the fake (kept
+/// running while it is held) and bob's offer line.
+fn offer_from_another_alice(bob: &mut Chat) -> (common::FakeOfferer, String) {
+    let mallory = common::FakeOfferer::start("alice");
+    bob.send(&format!("/add 127.0.0.1:{}", mallory.port));
+    bob.expect_where("the other alice", |l| {
+        l.contains("joined") && l.contains("alice")
+    });
+    let body = b"not from alice".to_vec();
+    let m = manifest(vec![entry("evil.bin", &body)]);
+    let offer = common::offer_of("evil.bin", false, &m, mallory.data_port);
+    mallory.offer(&offer, m.encode(), body);
+    let line = bob.expect("offers evil.bin");
+    (mallory, line)
+}
+
 /// Bob, in `home`, with `accept_from` set to `entries` and downloads going to `downloads`.
 fn bob_accepting_from(home: &Path, downloads: &Path, entries: &str, args: &[&str]) -> Chat {
     let config = home.join("config").join("tailchat");
@@ -1414,26 +1442,12 @@ fn bob_accepting_from(home: &Path, downloads: &Path, entries: &str, args: &[&str
 #[test]
 fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp.path(), &[]);
-    let f = tmp.path().join("one.bin");
-    fs::write(&f, bytes(3000, 1)).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    bob.expect("alice offers one.bin (3.0 KB) — accepted (accept_from)");
-    bob.expect("received one.bin from alice");
+    let (mut alice, mut bob, downloads) = one_file_accepted_from_alice(tmp.path());
     assert_eq!(fs::read(downloads.join("one.bin")).unwrap(), bytes(3000, 1));
 
     // Another peer calls itself alice: a nick is not proof, so its offer is asked about,
     // under a name that tells the two apart, and nothing is written.
-    let mallory = common::FakeOfferer::start("alice");
-    bob.send(&format!("/add 127.0.0.1:{}", mallory.port));
-    bob.expect_where("the second alice", |l| {
-        l.contains("joined") && l.contains("alice#")
-    });
-    let body = b"not from alice".to_vec();
-    let m = manifest(vec![entry("evil.bin", &body)]);
-    let offer = common::offer_of("evil.bin", false, &m, mallory.data_port);
-    mallory.offer(&offer, m.encode(), body);
-    let line = bob.expect("offers evil.bin");
+    let (_mallory, line) = offer_from_another_alice(&mut bob);
     assert!(
         line.contains("alice#") && line.contains("not accepted by itself"),
         "{line}"
@@ -1479,25 +1493,11 @@ fn accept_from_takes_a_listed_peer_but_not_a_nick_two_peers_go_by() {
 #[test]
 fn accept_from_by_nick_does_not_follow_the_nick_to_someone_else() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob, downloads) = alice_and_accepting_bob(tmp.path(), &[]);
-    let f = tmp.path().join("one.bin");
-    fs::write(&f, bytes(3000, 1)).unwrap();
-    alice.send(&format!("/send bob {}", f.display()));
-    bob.expect("alice offers one.bin (3.0 KB) — accepted (accept_from)");
-    bob.expect("received one.bin from alice");
+    let (mut alice, mut bob, downloads) = one_file_accepted_from_alice(tmp.path());
 
     alice.send("/nick ally");
     bob.expect("alice is now ally");
-    let mallory = common::FakeOfferer::start("alice");
-    bob.send(&format!("/add 127.0.0.1:{}", mallory.port));
-    bob.expect_where("the new alice", |l| {
-        l.contains("joined") && l.contains("alice")
-    });
-    let body = b"not from alice".to_vec();
-    let m = manifest(vec![entry("evil.bin", &body)]);
-    let offer = common::offer_of("evil.bin", false, &m, mallory.data_port);
-    mallory.offer(&offer, m.encode(), body);
-    let line = bob.expect("offers evil.bin");
+    let (_mallory, line) = offer_from_another_alice(&mut bob);
     assert!(line.contains("not accepted by itself"), "{line}");
     assert!(line.contains("accept_from = [\"alice#"), "{line}");
     assert!(!downloads.join("evil.bin").exists());

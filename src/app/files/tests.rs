@@ -956,14 +956,11 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         .iter()
         .any(|row| row.contains("paused by receiver")));
     // Going again: said, and a later pause is said again.
-    files.on_data_at(
-        &mut ep,
-        DataEvent::Serving {
-            id: 7,
-            from: 5_000_000,
-        },
-        now,
-    );
+    let serving = || DataEvent::Serving {
+        id: 7,
+        from: 5_000_000,
+    };
+    files.on_data_at(&mut ep, serving(), now);
     assert_eq!(
         notices(files.take_lines()),
         ["report.pdf to bob: resumed at 5.0 MB (50%)"]
@@ -971,14 +968,7 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
     files.on_app_data(&mut ep, PeerId(2), &pause, &|_| Vec::new());
     assert_eq!(notices(files.take_lines()).len(), 1);
     // Paused for another reason (bob cannot reach our data port): bob keeps trying.
-    files.on_data_at(
-        &mut ep,
-        DataEvent::Serving {
-            id: 7,
-            from: 5_000_000,
-        },
-        now,
-    );
+    files.on_data_at(&mut ep, serving(), now);
     let _ = files.take_lines();
     let walled = control::encode(&Control::Pause {
         id: 7,
