@@ -553,7 +553,18 @@ fn files_received_and_removed_while_the_receiver_was_down_are_fetched_again() {
         said.contains("a.bin and 1 more,") && said.ends_with("receiving again"),
         "{said}"
     );
-    bob.expect("received pics/ from alice");
+    let received = bob.expect("received pics/ from alice");
+    // Its end line counts them, and nothing said the transfer began again "from the start".
+    assert!(
+        received.contains("; resumed at ")
+            && received.contains(", and 2 files again (moved or deleted since they were received)"),
+        "{received}"
+    );
+    assert!(
+        !bob.seen.iter().any(|l| l.contains("from the start")),
+        "{:#?}",
+        bob.seen
+    );
     let sent = coming.alice.expect("sent pics/ to bob");
     for (name, content) in files {
         assert!(fs::read(got.join(name)).unwrap() == content, "{name}");

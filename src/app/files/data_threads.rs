@@ -434,7 +434,9 @@ impl Files {
                     t.retries = 0;
                     t.unknowns = 0;
                     t.connected();
-                    if std::mem::take(&mut t.told_interrupted) {
+                    // Fetching again files moved or deleted: that line said so ("receiving
+                    // again"), and a connection from their place is no resume "from the start".
+                    if std::mem::take(&mut t.told_interrupted) && t.again == 0 {
                         let from = t.last_connection.map_or(0, |(f, _)| f);
                         let line = Self::going_again(ep, t, from);
                         self.notice(line);
@@ -463,9 +465,10 @@ impl Files {
             DataEvent::FilesGone {
                 key, count, path, ..
             } => {
-                let Some(t) = self.transfers.get(&key) else {
+                let Some(t) = self.transfers.get_mut(&key) else {
                     return;
                 };
+                t.again += count;
                 let (name, nick) = (t.shown_name(), Self::nick(ep, t));
                 let more = match count {
                     1 => String::new(),

@@ -189,6 +189,9 @@ struct Transfer {
     failing_since: Option<Instant>,
     /// Incoming: the user was told TCP may be blocked (once per run of failures).
     told_blocked: bool,
+    /// Incoming: files received already, then moved or deleted, fetched again in this run
+    /// (said with the end line: a resume's "the remaining" alone would not count them).
+    again: u32,
     /// Incoming: "no such offer" answers in a row (see `UNKNOWN_TRIES`).
     unknowns: u32,
     /// A broken connection is to be told in a moment ([`DataEvent::Interrupted`]).
@@ -253,13 +256,22 @@ impl Transfer {
     /// What an end line says of a resume, the same on both sides: where the last connection
     /// started and what it `moved` ("sent", "received") from there.
     fn resumed(&self, moved: &str) -> String {
-        match self.last_connection {
+        let resumed = match self.last_connection {
             Some((from, bytes)) if from > 0 => format!(
                 "; resumed at {} and {moved} the remaining {}",
                 human_size(from),
                 human_size(bytes)
             ),
             _ => String::new(),
+        };
+        match self.again {
+            0 => resumed,
+            n => format!(
+                "{resumed}{}{n} file{} again (moved or deleted since {} received)",
+                if resumed.is_empty() { "; " } else { ", and " },
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it was" } else { "they were" }
+            ),
         }
     }
 
@@ -1020,6 +1032,7 @@ fn new_transfer(
         told_interrupted: false,
         failing_since: None,
         told_blocked: false,
+        again: 0,
         unknowns: 0,
         interrupt_pending: false,
         paused_by_peer: false,
