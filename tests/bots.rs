@@ -138,6 +138,40 @@ fn send_goes_through_a_running_tailchat_in_a_deep_data_directory() {
     alice.expect("<alice> from deep down");
 }
 
+/// The running tailchat is stopped (SIGSTOP) when `send` hands it a message: `send` gives up
+/// waiting with exit 5 and says the message goes out if it carries on — not 1 ("could not
+/// start"), which a script would answer by sending it again — and it does go out, once.
+#[test]
+fn send_to_a_stopped_running_tailchat_exits_5_and_the_message_goes_out_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &alice.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let out = send_waiting(dir.path(), "0", &["while you slept"]);
+    assert!(signal("-CONT").success());
+    assert_exited(&out, 5);
+    assert!(
+        text(&out.stderr).contains("goes out if it carries on"),
+        "{}",
+        text(&out.stderr)
+    );
+    bob.expect("<alice> while you slept");
+    alice.expect("<alice> while you slept");
+    bob.send("/quit");
+    bob.wait_exit();
+    let told = bob
+        .seen
+        .iter()
+        .filter(|l| l.contains("while you slept"))
+        .count();
+    assert_eq!(told, 1, "{:#?}", bob.seen);
+}
+
 #[test]
 fn send_goes_through_the_running_tailchat_as_its_user() {
     let dir = tempfile::tempdir().unwrap();

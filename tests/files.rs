@@ -1407,6 +1407,35 @@ fn hostile_names_stay_inside_the_download_folder() {
     }
 }
 
+/// A piped script's `/send` is waited for like its messages: the script ends once the file
+/// has arrived (exit 0), not at the end of its input with the offer not even made; and one
+/// whose offer nobody takes within --wait ends with exit 5.
+#[test]
+fn a_script_waits_for_the_files_it_sends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    let mut bob = bob_accepting_from(&bob_home, &downloads, "\"dave\"", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let f = tmp.path().join("log.bin");
+    fs::write(&f, bytes(2_000_000, 7)).unwrap();
+    let mut dave = Chat::start("dave", &["--peer", &peer]);
+    dave.send(&format!("/send bob {}", f.display()));
+    dave.close_input();
+    assert_eq!(dave.wait_exit().code(), Some(0), "{:#?}", dave.seen);
+    bob.expect("received log.bin from dave");
+    assert_eq!(
+        fs::read(downloads.join("log.bin")).unwrap(),
+        bytes(2_000_000, 7)
+    );
+    // Nobody accepts carol's offer: after the wait, exit 5.
+    let mut carol = Chat::start("carol", &["--peer", &peer, "--wait", "1"]);
+    carol.send(&format!("/send bob {}", f.display()));
+    carol.close_input();
+    bob.expect("carol offers log.bin");
+    assert_eq!(carol.wait_exit().code(), Some(5), "{:#?}", carol.seen);
+}
+
 /// [`alice_and_accepting_bob`] in `tmp`, and one.bin sent by alice, accepted by itself and
 /// received.
 fn one_file_accepted_from_alice(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {

@@ -192,7 +192,15 @@ pub fn send(
         }
     }
     if answers < commands.len() {
-        return Err("the running tailchat did not answer".to_owned());
+        // Handed over all the same: it takes the message when it carries on (it may be
+        // stopped, or swamped), so this is "not delivered within the wait" (5), not "could
+        // not start" (1) — a script that sent it again would send it twice.
+        eprintln!(
+            "error: your running tailchat did not answer within {} (stopped?): the message was handed to it and goes out if it carries on — do not send it again",
+            crate::app::files::seconds(wait + Duration::from_secs(5))
+        );
+        outcome.undelivered += commands.len() - answers;
+        return Ok(outcome);
     }
     if !waiting.is_empty() || !refused.is_empty() || !away.is_empty() {
         // Said by nick, not by id: the running tailchat knows them.

@@ -15,6 +15,8 @@ pub struct Outcome {
     pub kept_for_away: usize,
     /// Messages refused for some recipient, whose queue was full.
     pub refused: usize,
+    /// Files (or folders) a script offered that had not arrived when it ended.
+    pub files_unfinished: usize,
 }
 
 impl Outcome {
@@ -39,7 +41,7 @@ impl Outcome {
             Self::INVALID_COMMAND
         } else if self.nobody_to_send_to {
             Self::NOBODY_TO_SEND_TO
-        } else if self.undelivered > 0 || self.refused > 0 {
+        } else if self.undelivered > 0 || self.refused > 0 || self.files_unfinished > 0 {
             Self::UNDELIVERED
         } else if self.kept_for_away > 0 {
             Self::KEPT_FOR_AWAY

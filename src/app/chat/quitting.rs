@@ -15,7 +15,10 @@ impl Chat {
     /// A script whose input has ended first waits for its messages to be acknowledged.
     pub fn finished(&mut self, now: Instant) -> bool {
         if let Some(until) = self.drain_until {
-            if self.ep.undelivered_from(self.first_msg) == 0 || now >= until {
+            // Its offers too: waited for until they arrive, past the wait while bytes move.
+            let (offers, moving) = self.files.script_offers();
+            let all_there = self.ep.undelivered_from(self.first_msg) == 0 && offers == 0;
+            if all_there || (now >= until && !moving) {
                 self.drain_until = None;
                 self.quit();
             }
@@ -28,7 +31,9 @@ impl Chat {
     /// not those an earlier run left waiting for peers who are away — to be acknowledged; a
     /// person quits at once.
     pub fn end_of_input(&mut self) {
-        if self.scripted && self.ep.undelivered_from(self.first_msg) > 0 && !self.quitting() {
+        let waiting =
+            self.ep.undelivered_from(self.first_msg) > 0 || self.files.script_offers().0 > 0;
+        if self.scripted && waiting && !self.quitting() {
             self.drain_until
                 .get_or_insert_with(|| Instant::now() + self.wait);
         } else {
@@ -116,6 +121,9 @@ impl Chat {
         }
         for line in self.files.left_unfinished(&self.ep) {
             self.print(Output::Notice(line));
+        }
+        if self.scripted {
+            self.outcome.files_unfinished = self.files.script_offers().0;
         }
         self.files.quitting(self.ep.is_ephemeral());
         self.flush_screen();

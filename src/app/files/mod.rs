@@ -587,11 +587,16 @@ impl Files {
         std::mem::take(&mut self.kept)
     }
 
-    /// Whether a transfer is moving bytes or waiting to (for a script's end).
-    pub fn busy(&self) -> bool {
-        self.transfers
-            .values()
-            .any(|t| t.this_run && t.record.state == State::Accepted)
+    /// For a script's end: how many files (or folders) it offered in this run have not
+    /// arrived yet (being read, waiting for an answer, or accepted and not done), and whether
+    /// one of them is moving bytes now.
+    pub fn script_offers(&self) -> (usize, bool) {
+        let open = || {
+            self.transfers
+                .values()
+                .filter(|t| t.this_run && t.record.outgoing && !t.record.state.is_finished())
+        };
+        (open().count(), open().any(|t| t.serving > 0))
     }
 
     /// The transfers offered to us that have not ended (waiting for an answer, or accepted).
