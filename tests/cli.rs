@@ -720,3 +720,38 @@ fn input_ends_at_quit_and_lines_after_it_are_not_errors() {
     assert!(!stderr.contains("error"), "{stderr}");
     assert!(!stdout.contains("after quit"), "{stdout}");
 }
+
+/// A script's --peer that does not answer its first hellos (a peer stopped for a few seconds)
+/// still has the script's whole --wait: once it goes on, it answers the hellos waiting in its
+/// socket, and the script's line reaches it (the script no longer gives up when the first
+/// hellos go unanswered, about 4 s in, whatever --wait said).
+#[test]
+fn a_script_waits_its_whole_wait_for_a_peer_that_answers_late() {
+    use std::io::Write;
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &alice.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let (mut bot, _dir) = spawn_bot(&["--nick", "latebot", "--wait", "15", "--peer", &peer]);
+    {
+        let mut stdin = bot.stdin.take().unwrap();
+        writeln!(stdin, "better late than never").unwrap();
+    }
+    // The scenario, not a synchronisation: alice is stopped past the point where the first
+    // hellos count as unanswered (about 4 s), well within the bot's 15 s.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(signal("-CONT").success());
+    let out = bot.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alice.expect("<latebot> better late than never");
+}

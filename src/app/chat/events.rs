@@ -95,6 +95,14 @@ impl Chat {
                         Some((now + DISCOVERY_QUIET).min(cap))
                     }
                     (Some(_), _) => self.hold_until,
+                    // An address the script asked for has not answered the first hellos: it
+                    // still has its --wait (a stopped peer answers the hellos waiting in its
+                    // socket once it goes on).
+                    (None, Event::AddressUnanswered { addr })
+                        if self.scripted && self.script_added.contains(addr) =>
+                    {
+                        self.hold_until
+                    }
                     // The contact a script asked for answered: the peers it passes on arrive
                     // a round trip or two later; while they are tried, the script waits.
                     (None, Event::PeerJoined { .. })
