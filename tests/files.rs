@@ -1436,6 +1436,29 @@ fn a_script_waits_for_the_files_it_sends() {
     assert_eq!(carol.wait_exit().code(), Some(5), "{:#?}", carol.seen);
 }
 
+/// A throw-away script calling itself alice offers bob a file while the real alice is here,
+/// and ends without it being taken: the line that ends its offer names it with its id, as
+/// its lines did — not as plain "alice", which would read as the real one.
+#[test]
+fn an_impostors_offer_ends_under_its_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_alice, mut bob, _downloads) = alice_and_accepting_bob(tmp.path(), &[]);
+    let peer = format!("127.0.0.1:{}", bob.port);
+    let f = tmp.path().join("imp.txt");
+    fs::write(&f, b"not from alice").unwrap();
+    let mut imp = Chat::start("alice", &["--ephemeral", "--peer", &peer, "--wait", "1"]);
+    imp.send(&format!("/send bob {}", f.display()));
+    imp.close_input();
+    let offered = bob.expect("offers imp.txt");
+    assert!(offered.contains("not accepted by itself"), "{offered}");
+    assert_eq!(imp.wait_exit().code(), Some(5), "{:#?}", imp.seen);
+    let ended = bob.expect("imp.txt (from");
+    assert!(
+        ended.contains("(from alice#") && ended.contains("stopped: alice#"),
+        "{ended}"
+    );
+}
+
 /// [`alice_and_accepting_bob`] in `tmp`, and one.bin sent by alice, accepted by itself and
 /// received.
 fn one_file_accepted_from_alice(tmp: &Path) -> (Chat, Chat, std::path::PathBuf) {

@@ -58,7 +58,9 @@ impl Chat {
                 self.files.on_peer_back(&mut self.ep, *peer);
             }
             if let Event::PeerForgotten { peer, nick, .. } = &e {
-                self.files.on_peer_forgotten(&mut self.ep, *peer, nick);
+                // Named as its lines were: `alice#1d79e0c2` while another alice is known.
+                let name = self.current_names().name_of(*peer, nick);
+                self.files.on_peer_forgotten(&mut self.ep, *peer, &name);
             }
             match &e {
                 Event::PeerUnreachable { peer, .. } => {
@@ -69,7 +71,10 @@ impl Chat {
                     nick,
                     ephemeral: true,
                     ..
-                } => self.files.on_ephemeral_left(&mut self.ep, *peer, nick),
+                } => {
+                    let name = self.current_names().name_of(*peer, nick);
+                    self.files.on_ephemeral_left(&mut self.ep, *peer, &name);
+                }
                 Event::PeerLeft { peer, .. } => self.files.on_peer_gone(&self.ep, *peer, "left"),
                 _ => {}
             }

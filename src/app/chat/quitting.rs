@@ -71,7 +71,8 @@ impl Chat {
                 self.append(&record);
             }
             if let Event::PeerForgotten { peer, nick, .. } = &e {
-                self.files.on_peer_forgotten(&mut self.ep, *peer, nick);
+                let name = self.current_names().name_of(*peer, nick);
+                self.files.on_peer_forgotten(&mut self.ep, *peer, &name);
             }
         }
         for record in Persistence::addresses(&self.ep.peers()) {
