@@ -93,13 +93,7 @@ fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
     let dir = tempfile::tempdir().unwrap();
     let (mut alice, bob) = alice_and_bob(dir.path());
     // bob here but silent (stopped): send waits for him.
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &bob.pid().to_string()])
-            .status()
-            .unwrap()
-    };
-    assert!(signal("-STOP").success());
+    assert!(bob.signal("-STOP"));
     let (mut cmd, _home) = send_command(dir.path(), "20", &["for bob, later"]);
     let sending = cmd
         .stdin(Stdio::null())
@@ -110,7 +104,7 @@ fn send_whose_running_tailchat_dies_meanwhile_exits_5() {
     alice.expect("<alice> for bob, later");
     alice.kill_hard();
     let out = sending.wait_with_output().unwrap();
-    signal("-CONT");
+    bob.signal("-CONT");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("in its journal"),
@@ -145,15 +139,9 @@ fn send_goes_through_a_running_tailchat_in_a_deep_data_directory() {
 fn send_to_a_stopped_running_tailchat_exits_5_and_the_message_goes_out_once() {
     let dir = tempfile::tempdir().unwrap();
     let (mut alice, mut bob) = alice_and_bob(dir.path());
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &alice.pid().to_string()])
-            .status()
-            .unwrap()
-    };
-    assert!(signal("-STOP").success());
+    assert!(alice.signal("-STOP"));
     let out = send_waiting(dir.path(), "0", &["while you slept"]);
-    assert!(signal("-CONT").success());
+    assert!(alice.signal("-CONT"));
     assert_exited(&out, 5);
     assert!(
         text(&out.stderr).contains("goes out if it carries on"),

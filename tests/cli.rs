@@ -730,13 +730,7 @@ fn a_script_waits_its_whole_wait_for_a_peer_that_answers_late() {
     use std::io::Write;
     let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
     let peer = format!("127.0.0.1:{}", alice.port);
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &alice.pid().to_string()])
-            .status()
-            .unwrap()
-    };
-    assert!(signal("-STOP").success());
+    assert!(alice.signal("-STOP"));
     let (mut bot, _dir) = spawn_bot(&["--nick", "latebot", "--wait", "15", "--peer", &peer]);
     {
         let mut stdin = bot.stdin.take().unwrap();
@@ -745,7 +739,7 @@ fn a_script_waits_its_whole_wait_for_a_peer_that_answers_late() {
     // The scenario, not a synchronisation: alice is stopped past the point where the first
     // hellos count as unanswered (about 4 s), well within the bot's 15 s.
     std::thread::sleep(std::time::Duration::from_secs(6));
-    assert!(signal("-CONT").success());
+    assert!(alice.signal("-CONT"));
     let out = bot.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

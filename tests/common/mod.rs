@@ -264,6 +264,14 @@ impl Chat {
         self.child.id()
     }
 
+    /// Sends it a signal with kill(1) (`-STOP`, `-CONT`), and says whether that worked.
+    pub fn signal(&self, sig: &str) -> bool {
+        std::process::Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Closes standard input (EOF), which means /quit.
     pub fn close_input(&mut self) {
         self.stdin = None;
