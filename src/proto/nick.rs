@@ -29,10 +29,41 @@ pub const NICK_RULE: &str = "a nick is 1 to 32 characters (at most 64 bytes), wi
 /// Whether `nick` follows the rule described in the module documentation.
 #[must_use]
 pub fn is_valid_nick(nick: &str) -> bool {
+    nick_problem(nick).is_none()
+}
+
+/// What breaks the rule in `nick`, said so that the user can fix it (a character by its code
+/// point, never as itself); `None` when nothing does: [`is_valid_nick`].
+#[must_use]
+pub fn nick_problem(nick: &str) -> Option<String> {
     let chars = nick.chars().count();
-    (1..=MAX_NICK_CHARS).contains(&chars)
-        && nick.len() <= MAX_NICK_BYTES
-        && nick.chars().all(is_nick_char)
+    let first = |f: fn(char) -> bool| nick.chars().find(|c| f(*c));
+    Some(if nick.is_empty() {
+        "a nick cannot be empty".to_owned()
+    } else if first(char::is_whitespace).is_some() {
+        "no spaces in a nick: it is one word (bob_smith, not bob smith)".to_owned()
+    } else if nick.contains(NICK_ID_SEPARATOR) {
+        "no '#' in a nick: it separates a nick from an id (bob#1d79e0c2)".to_owned()
+    } else if let Some(c) = first(char::is_control) {
+        format!(
+            "U+{:04X} is a control character: not in a nick",
+            u32::from(c)
+        )
+    } else if let Some(c) = first(is_bidi_control) {
+        format!(
+            "U+{:04X} changes the direction of the text (it would make the nick read as another): not in a nick",
+            u32::from(c)
+        )
+    } else if chars > MAX_NICK_CHARS {
+        format!("{chars} characters is too long (at most {MAX_NICK_CHARS})")
+    } else if nick.len() > MAX_NICK_BYTES {
+        format!(
+            "{} bytes of UTF-8 is too long (at most {MAX_NICK_BYTES}: an emoji takes 4)",
+            nick.len()
+        )
+    } else {
+        return None;
+    })
 }
 
 /// Whether a nick received is valid on the wire (`docs/PROTOCOL.md` §3.4): 1 to
@@ -41,11 +72,6 @@ pub fn is_valid_nick(nick: &str) -> bool {
 #[must_use]
 pub fn is_valid_wire_nick(nick: &str) -> bool {
     (1..=MAX_NICK_BYTES).contains(&nick.len()) && !nick.contains(NICK_ID_SEPARATOR)
-}
-
-/// Whether `c` may appear in a nick.
-fn is_nick_char(c: char) -> bool {
-    !c.is_whitespace() && !c.is_control() && !is_bidi_control(c) && c != NICK_ID_SEPARATOR
 }
 
 /// Whether `c` is a bidi embedding, override or isolate control (the "Trojan Source" set).

@@ -44,7 +44,9 @@ const FORGET_USAGE: &str = "/forget NICK";
 const QUIT_USAGE: &str = "/quit";
 
 /// The nick rule is the protocol's, so what the prompt accepts is what peers accept.
-pub use crate::proto::nick::{is_valid_nick, MAX_NICK_BYTES, MAX_NICK_CHARS, NICK_RULE};
+pub use crate::proto::nick::{
+    is_valid_nick, nick_problem, MAX_NICK_BYTES, MAX_NICK_CHARS, NICK_RULE,
+};
 
 /// Every command as `(usage, one-line description)`, in the order `/help` lists them.
 ///
@@ -380,44 +382,7 @@ fn split_word(s: &str) -> (&str, &str) {
 /// like another's. Peers' nicks are only displayed that way, not refused.
 #[must_use]
 pub fn is_valid_own_nick(nick: &str) -> bool {
-    is_valid_nick(nick) && own_nick_problem(nick).is_none()
-}
-
-/// What breaks [`is_valid_nick`] in `nick`, said so that the user can fix it (a character by
-/// its code point, never as itself); `None` when nothing does.
-#[must_use]
-pub fn nick_problem(nick: &str) -> Option<String> {
-    let chars = nick.chars().count();
-    let first = |f: fn(char) -> bool| nick.chars().find(|c| f(*c));
-    Some(if nick.is_empty() {
-        "a nick cannot be empty".to_owned()
-    } else if first(char::is_whitespace).is_some() {
-        "no spaces in a nick: it is one word (bob_smith, not bob smith)".to_owned()
-    } else if nick.contains(crate::proto::nick::NICK_ID_SEPARATOR) {
-        "no '#' in a nick: it separates a nick from an id (bob#1d79e0c2)".to_owned()
-    } else if let Some(c) = first(char::is_control) {
-        format!(
-            "U+{:04X} is a control character: not in a nick",
-            u32::from(c)
-        )
-    } else if let Some(c) =
-        first(|c| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
-    {
-        format!(
-            "U+{:04X} changes the direction of the text (it would make the nick read as another): not in a nick",
-            u32::from(c)
-        )
-    } else if chars > MAX_NICK_CHARS {
-        format!("{chars} characters is too long (at most {MAX_NICK_CHARS})")
-    } else if nick.len() > MAX_NICK_BYTES {
-        format!(
-            "{} bytes of UTF-8 is too long (at most {MAX_NICK_BYTES}: an emoji takes 4)",
-            nick.len()
-        )
-    } else {
-        debug_assert!(is_valid_nick(nick));
-        return None;
-    })
+    own_nick_problem(nick).is_none()
 }
 
 /// What keeps `nick` from being ours ([`is_valid_own_nick`]), said so that the user can fix
