@@ -10,6 +10,12 @@ use crate::transfer::record::{Record, State, StoredOffer};
 use crate::transfer::serve::ServeError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// For `Files::on_app_data`: no other identity ever went by a nick (the journal's answer
+/// where it knows nobody else).
+fn no_one_else(_: &str) -> Vec<PeerId> {
+    Vec::new()
+}
+
 /// A 10 MB file offered by bob (PeerId 2) and accepted by us, not yet moving.
 fn accepted(quiet: bool) -> (Files, TransferKey) {
     let mut files = Files::new(FilesSetup::default(), PeerId(1), quiet);
@@ -198,7 +204,7 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
             files.on_data_at(&mut ep, ended, now);
         }
         let done = control::encode(&Control::Done { id: 7 });
-        files.on_app_data(&mut ep, PeerId(2), &done, &|_| Vec::new());
+        files.on_app_data(&mut ep, PeerId(2), &done, &no_one_else);
         let lines = notices(files.take_lines());
         assert_eq!(lines.len(), 1, "{lines:?}");
         lines[0].clone()
@@ -233,7 +239,7 @@ fn done_from_bob(files: &mut Files, ep: &mut Endpoint) {
         ep,
         PeerId(2),
         &control::encode(&Control::Done { id: 7 }),
-        &|_| Vec::new(),
+        &no_one_else,
     );
 }
 
@@ -383,9 +389,7 @@ async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interrupt
         by_offerer: false,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &|_| {
-        Vec::new()
-    });
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &no_one_else);
     delivered_later(&mut files, &mut events).await;
     let lines = notices(files.take_lines());
     assert!(
@@ -408,9 +412,7 @@ async fn a_cancel_overtaken_by_the_broken_connection_is_not_told_as_an_interrupt
         by_offerer: true,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &|_| {
-        Vec::new()
-    });
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &no_one_else);
     // Two events come back: the retry and the notice (both find the transfer over).
     delivered_later(&mut files, &mut events).await;
     delivered_later(&mut files, &mut events).await;
@@ -474,9 +476,7 @@ fn a_folder_stopped_half_way_says_which_files_it_kept() {
         by_offerer: true,
         reason: String::new(),
     };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &|_| {
-        Vec::new()
-    });
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &no_one_else);
     let lines = notices(files.take_lines());
     let kept = format!(
         " — the 4 of 10 files that had arrived whole are kept in {}",
@@ -506,7 +506,7 @@ fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
         &mut ep,
         PeerId(2),
         &control::encode(&Control::Done { id: 7 }),
-        &|_| Vec::new(),
+        &no_one_else,
     );
     assert!(
         notices(files.take_lines()).is_empty(),
@@ -553,7 +553,7 @@ fn an_end_line_the_screen_may_not_have_shown_is_shown_at_the_next_start() {
     files.store = Some(store.clone());
     let mut ep = endpoint(Instant::now());
     let done = control::encode(&Control::Done { id: 7 });
-    files.on_app_data(&mut ep, PeerId(2), &done, &|_| Vec::new());
+    files.on_app_data(&mut ep, PeerId(2), &done, &no_one_else);
     let untold = |store: &Store| {
         let (records, _) = store.load(now_ms());
         records.iter().filter(|r| r.untold).count()
@@ -894,9 +894,7 @@ fn a_data_connection_that_overtakes_the_accept_says_it_was_accepted() {
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
     // The Accept, behind it, says nothing more.
     let accept = Control::Accept { id: 7 };
-    files.on_app_data(&mut ep, PeerId(2), &control::encode(&accept), &|_| {
-        Vec::new()
-    });
+    files.on_app_data(&mut ep, PeerId(2), &control::encode(&accept), &no_one_else);
     assert_eq!(notices(files.take_lines()), ["bob accepted report.pdf"]);
 }
 
@@ -944,7 +942,7 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         reason: "the disk \u{1b}[2Jis full".into(),
     });
     for _ in 0..3 {
-        files.on_app_data(&mut ep, PeerId(2), &pause, &|_| Vec::new());
+        files.on_app_data(&mut ep, PeerId(2), &pause, &no_one_else);
     }
     delivered_later(&mut files, &mut events).await;
     assert_eq!(
@@ -965,7 +963,7 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         notices(files.take_lines()),
         ["report.pdf to bob: resumed at 5.0 MB (50%)"]
     );
-    files.on_app_data(&mut ep, PeerId(2), &pause, &|_| Vec::new());
+    files.on_app_data(&mut ep, PeerId(2), &pause, &no_one_else);
     assert_eq!(notices(files.take_lines()).len(), 1);
     // Paused for another reason (bob cannot reach our data port): bob keeps trying.
     files.on_data_at(&mut ep, serving(), now);
@@ -975,14 +973,14 @@ async fn a_pause_from_the_receiver_is_said_once_instead_of_an_interruption() {
         at: 5_000_000,
         reason: "cannot connect to your TCP port 7654 (connection refused)".into(),
     });
-    files.on_app_data(&mut ep, PeerId(2), &walled, &|_| Vec::new());
+    files.on_app_data(&mut ep, PeerId(2), &walled, &no_one_else);
     assert_eq!(
         notices(files.take_lines()),
         ["bob paused report.pdf at 50%: cannot connect to your TCP port 7654 (connection refused) — bob keeps trying"]
     );
     // Not from bob's peer: ignored.
     let (mut other, _) = ours_accepted();
-    other.on_app_data(&mut ep, PeerId(3), &pause, &|_| Vec::new());
+    other.on_app_data(&mut ep, PeerId(3), &pause, &no_one_else);
     assert!(other.take_lines().is_empty());
 }
 
@@ -1016,14 +1014,10 @@ fn malformed_file_messages_from_a_peer_are_said_once() {
     let (mut files, _) = accepted(false);
     let mut ep = endpoint(Instant::now());
     for _ in 0..30 {
-        files.on_app_data(&mut ep, PeerId(2), &[control::TAG_FILES, 99], &|_| {
-            Vec::new()
-        });
+        files.on_app_data(&mut ep, PeerId(2), &[control::TAG_FILES, 99], &no_one_else);
     }
     assert_eq!(files.take_lines().len(), 1);
-    files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99], &|_| {
-        Vec::new()
-    });
+    files.on_app_data(&mut ep, PeerId(3), &[control::TAG_FILES, 99], &no_one_else);
     assert_eq!(files.take_lines().len(), 1, "another peer's: said too");
 }
 
@@ -1062,7 +1056,7 @@ fn a_repeated_offer_changes_only_its_port() {
         &mut ep,
         PeerId(2),
         &control::encode(&Control::Offer(again)),
-        &|_| Vec::new(),
+        &no_one_else,
     );
     let t = &files.transfers[&key];
     let offer = t.offer.as_ref().unwrap();
@@ -1459,7 +1453,7 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
         control::encode(&Control::Offer(o))
     };
     for id in 100..20_100 {
-        files.on_app_data(&mut ep, PeerId(2), &offer(id), &|_| Vec::new());
+        files.on_app_data(&mut ep, PeerId(2), &offer(id), &no_one_else);
     }
     let lines = notices(files.take_lines());
     let said: Vec<&String> = lines.iter().filter(|l| l.contains("open here")).collect();
@@ -1468,7 +1462,7 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
     assert_eq!(lines.iter().filter(|l| l.contains("/accept")).count(), 99);
     assert_eq!(files.transfers.len(), 100);
     // Another peer's offer is taken.
-    files.on_app_data(&mut ep, PeerId(3), &offer(5), &|_| Vec::new());
+    files.on_app_data(&mut ep, PeerId(3), &offer(5), &no_one_else);
     assert_eq!(files.transfers.len(), 101);
     // Bob withdraws his open offers and makes new ones, over and over.
     for id in 100..199 {
@@ -1477,20 +1471,16 @@ fn a_flood_of_offers_is_refused_past_a_hundred_open_and_forgotten_past_two_hundr
             by_offerer: true,
             reason: String::new(),
         };
-        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &|_| {
-            Vec::new()
-        });
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &no_one_else);
     }
     for id in 30_000..31_000 {
-        files.on_app_data(&mut ep, PeerId(2), &offer(id), &|_| Vec::new());
+        files.on_app_data(&mut ep, PeerId(2), &offer(id), &no_one_else);
         let cancel = Control::Cancel {
             id,
             by_offerer: true,
             reason: String::new(),
         };
-        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &|_| {
-            Vec::new()
-        });
+        files.on_app_data(&mut ep, PeerId(2), &control::encode(&cancel), &no_one_else);
     }
     let bobs = files.transfers.values().filter(|t| t.peer() == PeerId(2));
     assert_eq!(
@@ -1521,13 +1511,13 @@ fn a_forgotten_peers_untaken_offers_are_not_kept() {
             &mut ep,
             PeerId(2),
             &control::encode(&Control::Offer(o.clone())),
-            &|_| Vec::new(),
+            &no_one_else,
         );
         files.on_app_data(
             &mut ep,
             PeerId(3),
             &control::encode(&Control::Offer(o)),
-            &|_| Vec::new(),
+            &no_one_else,
         );
     }
     assert_eq!(files.transfers.len(), 101);
