@@ -140,10 +140,10 @@ fn a_sender_that_restarts_with_a_queued_message_still_delivers_it() {
     alice.expect("bob is not here");
     alice.send("/quit");
     // Whom the kept message waits for is said.
-    alice.expect("1 message(s) not yet acknowledged by bob are kept");
+    alice.expect("1 message not yet acknowledged by bob is kept");
     assert_eq!(alice.wait_exit().code(), Some(6), "{:#?}", alice.seen);
     let mut alice = start("alice", a.path(), &[]);
-    alice.expect("1 message(s) from earlier wait");
+    alice.expect("1 message from earlier waits");
     let mut bob = start(
         "bob",
         b.path(),
@@ -666,7 +666,7 @@ fn storage_off_at_quit_counts_as_lost_only_what_this_run_wrote() {
     alice.send("/quit");
     let said = alice.expect("acknowledged by bob");
     assert!(
-        said.contains("1 message(s) of this run") && said.contains("2 more from earlier runs"),
+        said.contains("1 message of this run") && said.contains("2 more from earlier runs"),
         "{said}"
     );
     // Lost, not kept for bob: exit 5 ("not delivered"), not 6 ("kept for peers away").
@@ -810,7 +810,7 @@ fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once(
 
     // Compacted at open: the undelivered five are kept, and the newest of the history.
     let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
-    alice.expect("5 message(s) from earlier wait");
+    alice.expect("5 messages from earlier wait");
     assert!(!leftover.exists());
     let after = std::fs::metadata(&journal).unwrap().len();
     assert!(after < before / 5, "{before} -> {after} bytes");
@@ -829,7 +829,7 @@ fn compaction_across_restarts_keeps_undelivered_messages_and_delivers_them_once(
 
     // Once more (nothing to compact now), then bob is back: each arrives once.
     let mut alice = start_with_history_limit("alice", a.path(), 20, &[]);
-    alice.expect("5 message(s) from earlier wait");
+    alice.expect("5 messages from earlier wait");
     let peer = format!("127.0.0.1:{}", alice.port);
     let mut bob = start("bob", b.path(), &["--peer", &peer]);
     bob.expect("<alice> for bob 5");

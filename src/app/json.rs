@@ -235,9 +235,14 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             "away",
             json!({ "nick": nick, "id": peer.to_string(), "away": away.is_some(), "reason": away }),
         ),
-        Event::PeerJoined { peer, nick, addr } => object(
+        Event::PeerJoined {
+            peer,
+            nick,
+            was,
+            addr,
+        } => object(
             "join",
-            json!({ "nick": nick, "id": peer.to_string(), "addr": show(*addr) }),
+            json!({ "nick": nick, "id": peer.to_string(), "was": was, "addr": show(*addr) }),
         ),
         Event::PeerRenamed { peer, old, new } => object(
             "nick",

@@ -214,8 +214,13 @@ pub fn endpoint(
         notices.extend(s.restored.warnings.iter().cloned().map(Output::Notice));
         let waiting: usize = s.restored.outbox.values().map(Vec::len).sum();
         if waiting > 0 {
+            let (wait, go) = match waiting {
+                1 => ("waits", "goes"),
+                _ => ("wait", "go"),
+            };
             notices.push(Output::Notice(format!(
-                "{waiting} message(s) from earlier wait for their recipients and go out when they are back"
+                "{} from earlier {wait} for their recipients and {go} out when they are back",
+                crate::ui::present::messages(waiting)
             )));
         }
         if s.problem.is_none() && s.floors.session_after > 0 && s.restored.last_session == 0 {

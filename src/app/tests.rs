@@ -715,6 +715,69 @@ fn whois_tells_everything_about_one_peer() {
     alice.wait_for(&mut a, "an error", |o| error(o, "no peer called 'carol'"));
 }
 
+/// A chat at 10.0.0.`host` whose identity is always the same for the same `secret`, in run
+/// `session`: the same person starting tailchat again.
+fn start_as(
+    switch: &Switch,
+    nick: &str,
+    host: u8,
+    peers: &[SocketAddr],
+    secret: u8,
+    session: u64,
+) -> Running {
+    use crate::proto::{Config, Identity, Limits};
+    let addr: SocketAddr = format!("10.0.0.{host}:7654").parse().unwrap();
+    let nick_owned = nick.to_owned();
+    let same = move |s: &mut Setup| {
+        s.endpoint = Endpoint::new(
+            Config {
+                identity: Identity::from_secret([secret; 32]),
+                nick: nick_owned,
+                port: 7654,
+                seed: u64::from(secret),
+                discovery: false,
+                session,
+                limits: Limits::default(),
+            },
+            Instant::now(),
+        );
+        s.session = session;
+    };
+    start_chat_with(
+        switch,
+        nick,
+        addr,
+        peers,
+        (None, None, TailnetSetup::off()),
+        same,
+    )
+}
+
+#[test]
+fn a_peer_back_under_another_nick_is_told_as_the_one_it_was() {
+    let switch = Switch::default();
+    let alice = start_chat(&switch, "alice", 1, &[], None, None);
+    let bob = start_as(&switch, "bob", 2, &[alice.addr], 9, 1);
+    let mut a = Seen(Vec::new());
+    alice.wait_for(&mut a, "bob joined", |o| {
+        notice(o, "bob joined (10.0.0.2:7654)")
+    });
+    bob.type_line("/quit");
+    alice.wait_for(&mut a, "bob left", |o| notice(o, "bob left"));
+    bob.done
+        .recv_timeout(WAIT)
+        .expect("bob's loop ends after /quit");
+    // He starts again, as carl.
+    let _carl = start_as(&switch, "carl", 2, &[alice.addr], 9, 2);
+    alice.wait_for(&mut a, "carl joined, once bob", |o| {
+        notice(o, "carl joined (10.0.0.2:7654), known before as bob")
+    });
+    alice.type_line("/whois carl");
+    alice.wait_for(&mut a, "both nicks", |o| {
+        info(o, "nicks      bob → carl (this run)")
+    });
+}
+
 #[test]
 fn a_direct_message_to_someone_who_left_waits_for_them() {
     let switch = Switch::default();
@@ -823,7 +886,7 @@ fn forget_drops_a_departed_peer_and_its_queue() {
     });
     alice.type_line("/forget bob");
     alice.wait_for(&mut a, "forgotten", |o| {
-        notice(o, "forgot bob: 1 message(s) waiting for them dropped")
+        notice(o, "forgot bob: 1 message waiting for them dropped")
     });
     alice.type_line("/peers");
     alice.wait_for(&mut a, "no peers", |o| info(o, "no peers yet"));

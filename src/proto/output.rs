@@ -44,6 +44,9 @@ pub enum Event {
         peer: PeerId,
         /// Its nick.
         nick: String,
+        /// The nick it had when last heard, if it comes back under another one (it renamed
+        /// while away, or restarted with another `--nick`).
+        was: Option<String>,
         /// Where it was heard from.
         addr: SocketAddr,
     },

@@ -101,7 +101,9 @@ pub fn event_output(
                 Some(Some(reason)) => format!("{nick} is away: {reason}"),
             })
         }
-        Event::PeerJoined { nick, addr, .. } => Output::Notice(joined_line(nick, *addr, None)),
+        Event::PeerJoined {
+            nick, was, addr, ..
+        } => Output::Notice(joined_line(nick, was.as_deref(), *addr, None)),
         Event::PeerRenamed { old, new, .. } => Output::Notice(format!(
             "{} is now {}",
             display_nick(old),
@@ -111,14 +113,17 @@ pub fn event_output(
             let nick = display_nick(nick);
             Output::Notice(match queued {
                 0 => format!("{nick} left"),
-                n => format!("{nick} left; {n} of your messages wait for their return"),
+                n => format!("{nick} left; {n} of your messages {} for their return", wait(*n)),
             })
         }
         Event::PeerUnreachable { nick, queued, .. } => {
             let nick = display_nick(nick);
             Output::Notice(match queued {
                 0 => format!("{nick} is not answering"),
-                n => format!("{nick} is not answering; {n} of your messages wait and will be resent when they are back"),
+                n => format!(
+                    "{nick} is not answering; {n} of your messages {} and will be resent when they are back",
+                    wait(*n)
+                ),
             })
         }
         Event::PeerReachable { nick, .. } => {
@@ -155,12 +160,15 @@ pub fn event_output(
             let n = dropped.len();
             match reason {
                 ForgetReason::Room => Output::Error(format!(
-                    "forgot {nick}, absent a while, to make room for new peers: {n} message(s) waiting for them were dropped"
+                    "forgot {nick}, absent a while, to make room for new peers: {} waiting for them {} dropped",
+                    messages(n),
+                    if n == 1 { "was" } else { "were" }
                 )),
                 // It said it was a script, and it left: nothing to tell.
                 ForgetReason::Ephemeral => return None,
                 ForgetReason::Asked => Output::Notice(format!(
-                    "forgot {nick}: {n} message(s) waiting for them dropped"
+                    "forgot {nick}: {} waiting for them dropped",
+                    messages(n)
                 )),
             }
         }
@@ -263,23 +271,43 @@ pub fn late(out: Output, age: Duration, now: chrono::DateTime<chrono::Local>) ->
     }
 }
 
+/// `n` messages: `1 message`, `2 messages`.
+pub fn messages(n: usize) -> String {
+    crate::transfer::count(n as u64, "message", "messages")
+}
+
+/// What `n` messages do while they wait: `1 of your messages waits`, `2 … wait`.
+pub fn wait(n: usize) -> &'static str {
+    if n == 1 {
+        "waits"
+    } else {
+        "wait"
+    }
+}
+
 /// The line for a peer forgotten for `forget_after`: not heard for `days`, with `dropped`
 /// messages that were waiting for it.
 pub fn forgotten_unheard_line(nick: &str, days: u64, dropped: usize) -> String {
     let nick = display_nick(nick);
     let dropped = match dropped {
         0 => String::new(),
-        n => format!("; {n} message(s) waiting for them dropped"),
+        n => format!("; {} waiting for them dropped", messages(n)),
     };
     format!("forgot {nick}: not heard for {days} days (forget_after){dropped}")
 }
 
 /// The line for a peer that joined: `bob joined (100.64.0.2:7654)`, and with who the tailnet
-/// says is at that address, `bob joined (100.64.0.2:7654, bob@example.com on laptop)`.
-pub fn joined_line(nick: &str, addr: SocketAddr, who: Option<&str>) -> String {
-    match who {
+/// says is at that address, `bob joined (100.64.0.2:7654, bob@example.com on laptop)`. A
+/// peer back under another nick than it had (`was`) is told as such: `bob joined
+/// (10.0.0.2:7654), known before as robert`.
+pub fn joined_line(nick: &str, was: Option<&str>, addr: SocketAddr, who: Option<&str>) -> String {
+    let line = match who {
         Some(who) => format!("{} joined ({}, {who})", display_nick(nick), show_addr(addr)),
         None => format!("{} joined ({})", display_nick(nick), show_addr(addr)),
+    };
+    match was {
+        Some(was) => format!("{line}, known before as {}", display_nick(was)),
+        None => line,
     }
 }
 
@@ -481,8 +509,9 @@ pub fn whois_lines(p: &PeerInfo, nicks: &[String], note: &PeerNote, now: Instant
             .map_or_else(|| "not measured yet".to_owned(), show_rtt)
     ));
     lines.push(format!(
-        "  queued     {} of your messages wait for them",
-        p.undelivered
+        "  queued     {} of your messages {} for them",
+        p.undelivered,
+        wait(p.undelivered)
     ));
     lines.push(format!(
         "  last heard {}",
@@ -763,6 +792,7 @@ mod tests {
         assert_eq!(
             joined_line(
                 "bob",
+                None,
                 "100.64.0.2:7654".parse().unwrap(),
                 Some("bob@example.com on laptop")
             ),
@@ -913,7 +943,7 @@ mod tests {
     fn a_peer_forgotten_for_forget_after_is_one_line_with_what_it_drops() {
         assert_eq!(
             forgotten_unheard_line("car\u{1b}[2Jol", 31, 2),
-            "forgot car[2Jol: not heard for 31 days (forget_after); 2 message(s) waiting for them dropped"
+            "forgot car[2Jol: not heard for 31 days (forget_after); 2 messages waiting for them dropped"
         );
         assert_eq!(
             forgotten_unheard_line("carol", 40, 0),
@@ -928,11 +958,24 @@ mod tests {
         let joined = Event::PeerJoined {
             peer: PeerId(1),
             nick: "é\u{200d}é\u{fe0f}".into(),
+            was: None,
             addr: "10.0.0.2:7654".parse().unwrap(),
         };
         assert_eq!(
             event_output(&joined, name, &mut o),
             Some(Output::Notice("éé joined (10.0.0.2:7654)".into()))
+        );
+        let back = Event::PeerJoined {
+            peer: PeerId(1),
+            nick: "carl".into(),
+            was: Some("rob\u{1b}[2Jert".into()),
+            addr: "10.0.0.2:7654".parse().unwrap(),
+        };
+        assert_eq!(
+            event_output(&back, name, &mut o),
+            Some(Output::Notice(
+                "carl joined (10.0.0.2:7654), known before as rob[2Jert".into()
+            ))
         );
         let renamed = Event::PeerRenamed {
             peer: PeerId(1),

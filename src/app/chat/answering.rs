@@ -125,7 +125,8 @@ fn not_answering_line(names: &[String], queued: usize) -> String {
     match (queued, names.len()) {
         (0, _) => format!("{who} not answering"),
         (n, 1) => format!(
-            "{who} not answering; {n} of your messages wait and will be resent when they are back"
+            "{who} not answering; {n} of your messages {} and will be resent when they are back",
+            crate::ui::present::wait(n)
         ),
         _ => format!(
             "{who} not answering; your messages to them wait and will be resent when they are back"

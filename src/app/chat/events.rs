@@ -151,12 +151,21 @@ impl Chat {
             if let Event::Message { from, id, .. } = &e {
                 shown.insert(*from, id.0);
             }
-            if let Event::PeerJoined { peer, nick, .. }
-            | Event::PeerRenamed {
-                peer, new: nick, ..
-            } = &e
-            {
-                remember_nick(self.nick_history.entry(*peer).or_default(), nick);
+            // A peer's nicks this run, for /whois: one known from an earlier run that comes
+            // back or renames under another nick starts the list with the one it had.
+            let renamed = match &e {
+                Event::PeerJoined {
+                    peer, was, nick, ..
+                } => Some((peer, was.as_deref(), nick)),
+                Event::PeerRenamed { peer, old, new } => Some((peer, Some(old.as_str()), new)),
+                _ => None,
+            };
+            if let Some((peer, old, new)) = renamed {
+                let nicks = self.nick_history.entry(*peer).or_default();
+                if let (true, Some(old)) = (nicks.is_empty(), old) {
+                    remember_nick(nicks, old);
+                }
+                remember_nick(nicks, new);
             }
             let mut unheard = None;
             if let Event::PeerForgotten { peer, .. } = &e {
@@ -229,11 +238,16 @@ impl Chat {
                                 dropped.len(),
                             ))
                         }),
-                        Event::PeerJoined { nick, addr, .. } => {
-                            self.tailnet.who_at(*addr).map(|who| {
-                                Output::Notice(present::joined_line(nick, *addr, Some(&who)))
-                            })
-                        }
+                        Event::PeerJoined {
+                            nick, was, addr, ..
+                        } => self.tailnet.who_at(*addr).map(|who| {
+                            Output::Notice(present::joined_line(
+                                nick,
+                                was.as_deref(),
+                                *addr,
+                                Some(&who),
+                            ))
+                        }),
                         _ => None,
                     };
                     let out =

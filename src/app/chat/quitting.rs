@@ -91,7 +91,9 @@ impl Chat {
         let whom = whom.join(", ");
         if waiting > 0 && self.persist.storing() {
             self.print(Output::Notice(format!(
-                "{waiting} message(s) not yet acknowledged by {whom} are kept, and sent when you and they are both back"
+                "{} not yet acknowledged by {whom} {} kept, and sent when you and they are both back",
+                crate::ui::present::messages(waiting),
+                if waiting == 1 { "is" } else { "are" }
             )));
         } else if waiting > 0 {
             // Those of earlier runs are still in the journal (storage went off in this run, or
@@ -106,17 +108,24 @@ impl Chat {
             };
             if this_run > 0 {
                 // Since storage failed, or all of them when it was never on.
-                let lost = if self.persist.failed() {
-                    "may be lost (those written since storage failed)"
-                } else {
-                    "are lost"
+                let lost = match (self.persist.failed(), this_run) {
+                    (true, 1) => "may be lost (it was written since storage failed)",
+                    (true, _) => "may be lost (those written since storage failed)",
+                    (false, 1) => "is lost",
+                    (false, _) => "are lost",
                 };
                 self.print(Output::Error(format!(
-                    "{this_run} message(s) of this run had not been acknowledged by {whom} and {lost}: storage is off{kept}"
+                    "{} of this run had not been acknowledged by {whom} and {lost}: storage is off{kept}",
+                    crate::ui::present::messages(this_run)
                 )));
             } else {
+                let (stay, go) = match earlier {
+                    1 => ("stays", "goes"),
+                    _ => ("stay", "go"),
+                };
                 self.print(Output::Notice(format!(
-                    "{earlier} message(s) from earlier runs not yet acknowledged by {whom} stay in the journal, and go out at a later start"
+                    "{} from earlier runs not yet acknowledged by {whom} {stay} in the journal, and {go} out at a later start",
+                    crate::ui::present::messages(earlier)
                 )));
             }
         }

@@ -531,6 +531,11 @@ impl Endpoint {
         }
         self.probes.remove(from);
         let found = probed.unwrap_or(Found::Incoming);
+        let was = self
+            .peers
+            .get(&id)
+            .map(|p| p.nick.clone())
+            .filter(|old| old != nick);
         let peer = self
             .peers
             .join(now, id, key, nick, header.session, from, found);
@@ -634,6 +639,7 @@ impl Endpoint {
                 self.events.push_back(Event::PeerJoined {
                     peer: id,
                     nick: nick.to_owned(),
+                    was,
                     addr: from,
                 });
             } else if was_unreachable {
