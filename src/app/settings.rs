@@ -39,7 +39,7 @@ pub struct Args {
     pub port: Option<u16>,
 
     /// Local address to listen on [default: every address, IPv6 and IPv4]
-    #[arg(long, global = true, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR", value_parser = parse_bind)]
     pub bind: Option<IpAddr>,
 
     /// A peer to contact at start, as HOST[:PORT] (an IPv4 or IPv6 address, or a host name);
@@ -141,6 +141,24 @@ fn parse_nick(s: &str) -> Result<String, String> {
 /// parsing, so [`Settings::merge`] re-applies it to peers given without one.
 fn parse_peer(s: &str) -> Result<HostSpec, String> {
     addr::parse(s, 0)
+}
+
+/// `--bind`: an IP address. One given with a port says where the port goes instead.
+fn parse_bind(s: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = s.trim_matches(|c| c == '[' || c == ']').parse() {
+        return Ok(ip);
+    }
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(with_port) => Err(format!(
+            "--bind takes an address without a port: --bind {} --port {}",
+            with_port.ip(),
+            with_port.port()
+        )),
+        Err(_) => Err(
+            "not an IP address (such as 127.0.0.1, ::1 or 100.64.0.1; a host name is not taken here)"
+                .to_owned(),
+        ),
+    }
 }
 
 /// The options in force.
@@ -446,6 +464,23 @@ mod tests {
             .unwrap()
             .map(|u| u.name);
         assert_eq!(login_name(), expected);
+    }
+
+    #[test]
+    fn bind_takes_an_address_and_says_where_a_port_goes() {
+        assert_eq!(parse_bind("127.0.0.1"), Ok("127.0.0.1".parse().unwrap()));
+        assert_eq!(parse_bind("[::1]"), Ok("::1".parse().unwrap()));
+        assert_eq!(
+            parse_bind("127.0.0.1:47001"),
+            Err("--bind takes an address without a port: --bind 127.0.0.1 --port 47001".into())
+        );
+        assert_eq!(
+            parse_bind("[::1]:7000"),
+            Err("--bind takes an address without a port: --bind ::1 --port 7000".into())
+        );
+        assert!(parse_bind("laptop")
+            .unwrap_err()
+            .contains("not an IP address"));
     }
 
     #[test]
