@@ -114,6 +114,8 @@ pub enum Action {
     /// Follow and drive your running tailchat: JSON events out, JSON commands in (needs
     /// --json)
     #[command(
+        // The global options would all be listed: attach takes two of them.
+        help_template = "{about-with-newline}\n{usage-heading} {usage}\n\nOptions:\n      --json            Required: events are JSON lines on standard output, commands JSON lines on standard input (schema in the README, \"Scripts and bots\")\n      --data-dir <DIR>  The data directory of the running tailchat [default: $XDG_DATA_HOME/tailchat]\n  -h, --help            Print help{after-help}",
         after_help = "Only --json and --data-dir apply: the running tailchat has its own nick, port, peers and the rest, and attach refuses the other options."
     )]
     Attach,
@@ -519,6 +521,24 @@ mod tests {
     #[test]
     fn command_line_definition_is_valid() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn attach_help_lists_only_what_attach_takes() {
+        let help = match Args::try_parse_from(["tailchat", "attach", "--help"]) {
+            Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => e.to_string(),
+            other => panic!("no help: {other:?}"),
+        };
+        for taken in [
+            "--json",
+            "--data-dir <DIR>",
+            "attach refuses the other options",
+        ] {
+            assert!(help.contains(taken), "{taken} missing from {help}");
+        }
+        for refused in ["--nick", "--port", "--peer", "--wait"] {
+            assert!(!help.contains(refused), "{refused} listed in {help}");
+        }
     }
 
     #[test]
