@@ -1062,6 +1062,11 @@ fn a_data_port_that_cannot_be_reached_is_told_to_both_sides() {
     bob.send(&format!("/accept {}", offer_number(&line)));
     let said = bob.expect(&format!("is TCP port {closed} blocked on the way?"));
     assert!(said.contains("though mallory answers chat"), "{said}");
+    // /files does not call it receiving.
+    bob.send("/files");
+    let row = bob.expect("walled.bin");
+    assert!(row.contains("TCP blocked, trying again"), "{row}");
+    assert!(!row.contains("receiving"), "{row}");
     mallory.expect_control("bob's pause", |c| {
         matches!(c, Control::Pause { id, reason, .. }
             if *id == offer.id

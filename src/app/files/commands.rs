@@ -447,8 +447,8 @@ impl Files {
                     .is_some_and(|(at, _)| now.saturating_duration_since(*at) < RATE_WINDOW)
             });
             // Rate and time left only while data moves.
-            let moving =
-                t.record.state == State::Accepted && (t.serving > 0 || t.fetching.is_some());
+            let moving = t.record.state == State::Accepted
+                && (t.serving > 0 || (t.fetching.is_some() && t.failing_since.is_none()));
             // Every byte sent and acknowledged by the receiver's TCP, its Done not yet here:
             // it is still writing and checking what its kernel took (a folder of small files
             // fits in the socket buffers), unless it is gone.
@@ -467,6 +467,12 @@ impl Files {
                 State::Accepted if all_sent => "sent, receiver checking",
                 State::Accepted if t.record.outgoing && t.started.is_some() => "interrupted",
                 State::Accepted if t.record.outgoing => "accepted",
+                // Connecting again after a failure: not receiving until it connects.
+                State::Accepted if t.told_blocked => "TCP blocked, trying again",
+                State::Accepted if t.failing_since.is_some() && t.told_interrupted => {
+                    "interrupted, trying again"
+                }
+                State::Accepted if t.failing_since.is_some() => "connecting again",
                 State::Accepted if t.fetching.is_some() => "receiving",
                 State::Accepted if t.queued => "waiting its turn",
                 State::Accepted if t.paused => "paused: disk full",
