@@ -221,6 +221,9 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
         "{}",
         text(&out.stderr)
     );
+    // Alice's screen says so too: the line was sent in her name.
+    alice.expect("<alice> later");
+    alice.expect("bob is not here: messages to them are kept on disk");
 }
 
 #[test]

@@ -329,9 +329,16 @@ impl Chat {
                 "kept in memory"
             };
             let who = they_are(&away);
-            self.print(Output::Notice(format!(
+            let line = format!(
                 "{who} not here: messages to them are {kept} and go out when they are back"
-            )));
+            );
+            // Sent by a program in the user's name: the user hears it too (once per absence).
+            if self.reply_to.is_some() {
+                let reply_to = self.reply_to.take();
+                self.print(Output::Notice(line.clone()));
+                self.reply_to = reply_to;
+            }
+            self.print(Output::Notice(line));
         }
     }
 
