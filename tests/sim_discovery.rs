@@ -541,3 +541,56 @@ fn under_heavy_loss_a_half_open_pair_is_mended_within_seconds() {
         "{over} pairs half-open over 5 s; longest {worst:?}"
     );
 }
+
+/// An IPv4 outage on a LAN where IPv6 still works: two peers find each other again through
+/// the link-local copy of their announcements, and once IPv4 is back they go back to their
+/// IPv4 addresses within an announcement interval or so (a link-local address means nothing
+/// to anyone else or in another run, whose scope is lost: PROTOCOL.md §8.6).
+#[test]
+fn after_an_ipv4_outage_peers_go_back_from_link_local_to_ipv4() {
+    for seed in 1..=3 {
+        let mut sim = Sim::new_lan(seed, 2, LinkParams::lan());
+        let ll = |i: usize| -> SocketAddr { format!("[fe80::{}]:7654", i + 1).parse().unwrap() };
+        let v4 = [sim.nodes[0].addr, sim.nodes[1].addr];
+        // Where node i sends to the other, and whether it is online there.
+        let at = |s: &Sim, i: usize| {
+            let p = s.nodes[i].ep.peers().first().cloned();
+            p.map(|p| (p.state, p.addrs[0]))
+        };
+        let both_at = |s: &Sim, a: [SocketAddr; 2]| {
+            at(s, 0) == Some((PeerState::Online, a[1]))
+                && at(s, 1) == Some((PeerState::Online, a[0]))
+        };
+        assert!(
+            sim.run_until_cond(Duration::from_secs(3), |s| both_at(s, v4)),
+            "seed {seed}: {:?} {:?}",
+            at(&sim, 0),
+            at(&sim, 1)
+        );
+        // IPv6 comes up (as it does a second after an interface: duplicate address
+        // detection), then IPv4 goes down.
+        for i in 0..2 {
+            sim.link_local.insert(i, ll(i));
+            sim.aliases.insert(ll(i), i);
+        }
+        sim.run_for(Duration::from_secs(40));
+        assert!(both_at(&sim, v4), "seed {seed}: moved while IPv4 worked");
+        sim.dead.extend(v4);
+        assert!(
+            sim.run_until_cond(Duration::from_secs(120), |s| both_at(s, [ll(0), ll(1)])),
+            "seed {seed}: not found again through IPv6: {:?} {:?}",
+            at(&sim, 0),
+            at(&sim, 1)
+        );
+        sim.dead.clear();
+        let back = sim.now;
+        assert!(
+            sim.run_until_cond(Duration::from_secs(120), |s| both_at(s, v4)),
+            "seed {seed}: stayed on link-local: {:?} {:?}",
+            at(&sim, 0),
+            at(&sim, 1)
+        );
+        let took = sim.now - back;
+        assert!(took <= Duration::from_secs(70), "seed {seed}: {took:?}");
+    }
+}

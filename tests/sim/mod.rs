@@ -281,6 +281,12 @@ pub struct Sim {
     /// Source addresses other than a node's own, for datagrams from one node to another:
     /// `routes[(from, to)]` (a second interface that the route to `to` goes out of).
     pub routes: BTreeMap<(usize, usize), SocketAddr>,
+    /// A node's IPv6 link-local address (also put in `aliases`): its announcements go out a
+    /// second time from there to the nodes that have one too (the IPv6 multicast copy), and
+    /// its datagrams to a link-local address leave from it.
+    pub link_local: BTreeMap<usize, SocketAddr>,
+    /// Addresses whose datagrams, to or from them, are lost (an IPv4 outage, say).
+    pub dead: BTreeSet<SocketAddr>,
     /// What answers at addresses no node has.
     pub outside: Option<Box<dyn Outside>>,
     /// Datagrams sent to addresses no node has.
@@ -374,6 +380,8 @@ impl Sim {
             limits,
             aliases: BTreeMap::new(),
             routes: BTreeMap::new(),
+            link_local: BTreeMap::new(),
+            dead: BTreeSet::new(),
             outside: None,
             sent_outside: 0,
             tap: None,
@@ -588,6 +596,11 @@ impl Sim {
             for to in 0..self.nodes.len() {
                 if to != i && self.segment[to] == Some(seg) && !self.deaf.contains(&(i, to)) {
                     self.transmit(i, to, bytes.clone());
+                    if let (Some(&ll), true) =
+                        (self.link_local.get(&i), self.link_local.contains_key(&to))
+                    {
+                        self.transmit_from(i, to, ll, bytes.clone());
+                    }
                 }
             }
             // Multicast loops back to the sender, which must ignore its own announcement.
@@ -629,7 +642,17 @@ impl Sim {
             return;
         };
         self.sent_pairs[i][to] += 1;
-        self.transmit(i, to, t.bytes);
+        let link_local =
+            matches!(t.to.ip(), std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+        let src = match self.link_local.get(&i) {
+            Some(&ll) if link_local => ll,
+            _ => self.source(i, to),
+        };
+        if self.dead.contains(&t.to) {
+            self.lost += 1;
+            return;
+        }
+        self.transmit_from(i, to, src, t.bytes);
     }
 
     /// The cookie node `to` gives `sender` (run `session`) saying hello from `from`: what
@@ -717,7 +740,13 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
-        if self.cut.contains(&(from, to)) {
+        let src = self.source(from, to);
+        self.transmit_from(from, to, src, bytes);
+    }
+
+    /// [`Sim::transmit`] from source address `src`.
+    fn transmit_from(&mut self, from: usize, to: usize, src: SocketAddr, bytes: Vec<u8>) {
+        if self.cut.contains(&(from, to)) || self.dead.contains(&src) {
             self.lost += 1;
             return;
         }
@@ -751,7 +780,7 @@ impl Sim {
                 at: self.now + p.latency + jitter,
                 order: self.order,
                 to,
-                from: self.source(from, to),
+                from: src,
                 bytes: bytes.clone(),
             }));
         }

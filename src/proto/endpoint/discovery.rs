@@ -500,6 +500,16 @@ impl Endpoint {
                 if relabel && peer.proven_at(from) {
                     peer.found = Found::Announced;
                 }
+                // Found again through IPv6 link-local while IPv4 was out, and announcing from
+                // an address this session proved before: back to that one, whose meaning does
+                // not depend on an interface (a link-local address is never passed on, and
+                // means nothing in another run).
+                if is_link_local(peer.addrs.current())
+                    && !is_link_local(from)
+                    && peer.proven_at(from)
+                {
+                    peer.addrs.note(from);
+                }
                 return false;
             }
         }
@@ -577,6 +587,11 @@ impl Endpoint {
         }
         self.hints.ready_at()
     }
+}
+
+/// Whether `addr` is an IPv6 link-local address (`fe80::/10`), whose zone is lost on the wire.
+pub(super) fn is_link_local(addr: SocketAddr) -> bool {
+    matches!(addr.ip().to_canonical(), std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 #[cfg(test)]

@@ -176,8 +176,7 @@ fn shareable(addr: &SocketAddr, via: &SocketAddr) -> bool {
             !(v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast())
         }
         IpAddr::V6(v6) => {
-            let link_local = v6.segments().first().is_some_and(|s| s & 0xffc0 == 0xfe80);
-            !(v6.is_unspecified() || v6.is_multicast() || link_local)
+            !(v6.is_unspecified() || v6.is_multicast() || super::discovery::is_link_local(*addr))
         }
     }
 }
