@@ -17,9 +17,11 @@
 //!   file.
 //! - [`transfer`]: files and folders sent to one peer — control messages in the chat's
 //!   stream, the data over TCP, names made safe, hashes checked, unfinished transfers kept.
+//! - [`clock`]: the wall clock, read one way (a clock before 1970 does not panic).
 //! - `main.rs`: parses the command line, sets up logging, the runtime and the terminal, and
 //!   hands over to [`app::run`].
 pub mod app;
+pub mod clock;
 pub mod net;
 pub mod proto;
 pub mod store;

@@ -92,7 +92,7 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
     // Bob is back; alice comes back two hours after she wrote it (her clock, wall and
     // monotonic, moved on; bob's did not).
     let mut bob = start_bob(b.path());
-    let written = chrono::Local::now();
+    let written = tailchat::clock::local_now();
     let wrapper: Vec<&str> = later.iter().map(String::as_str).collect();
     let mut alice = start_alice(&wrapper, a.path(), &bob);
     alice.expect("bob joined");
@@ -103,7 +103,7 @@ fn a_message_that_waited_hours_is_shown_with_the_time_it_was_written() {
         .iter()
         .map(|m| {
             let at = written - chrono::Duration::hours(2) + chrono::Duration::minutes(*m);
-            if at.date_naive() == chrono::Local::now().date_naive() {
+            if at.date_naive() == tailchat::clock::local_now().date_naive() {
                 format!("(sent {})", at.format("%H:%M"))
             } else {
                 format!("(sent {})", at.format("%b %d %H:%M"))

@@ -611,6 +611,35 @@ fn a_peer_whose_clock_stepped_back_an_hour_is_not_locked_out() {
     bob.expect("<alice> and back");
 }
 
+/// A clock set before 1970 (a dead RTC battery): tailchat starts, says the clock is wrong,
+/// and chats (chrono's clock reads panicked there).
+#[test]
+fn a_clock_before_1970_is_told_and_does_not_stop_the_chat() {
+    let Some(in_1969) = common::faketime("@1969-12-31 23:00:00", true) else {
+        eprintln!("skipped: faketime is not installed (apt-get install faketime)");
+        return;
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = start("alice", a.path(), &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let wrapper: Vec<&str> = in_1969.iter().map(String::as_str).collect();
+    let d = data(b.path());
+    let mut bob = Chat::start_under(
+        &wrapper,
+        "bob",
+        &["--bind", "127.0.0.1", "--data-dir", &d, "--peer", &peer],
+    );
+    let said = bob.expect_seen_or("the clock's error", |l| l.contains("your clock reads 19"));
+    assert!(said.contains("set the system clock"), "{said}");
+    alice.expect("bob joined");
+    bob.send("from the past");
+    alice.expect("<bob> from the past");
+    alice.send("hello back");
+    bob.expect("<alice> hello back");
+    bob.send("/history 5");
+    bob.expect("<alice> hello back");
+}
+
 /// A journal damaged at its very start (one bit of its magic flipped) is no journal: alice
 /// says so, leaves it as it is, and carries on without history — as herself, since her
 /// identity is intact: bob meets the same alice, not a second one.

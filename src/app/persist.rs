@@ -64,10 +64,7 @@ impl Persistence {
     /// and the returned message says so (once).
     #[must_use = "a storage failure must be shown to the user"]
     pub fn keep_peer(&mut self, ep: &Endpoint, id: PeerId) -> Option<String> {
-        let (now, now_ms) = (
-            std::time::Instant::now(),
-            chrono::Utc::now().timestamp_millis(),
-        );
+        let (now, now_ms) = (std::time::Instant::now(), crate::clock::now_ms());
         let fresh = ep.peer(id).map(|p| {
             let heard = heard_ms(&p, now, now_ms);
             peer_record(p, heard)
@@ -210,10 +207,7 @@ impl Persistence {
     /// joined), so the next run contacts it there. Peers not heard in this run are skipped:
     /// their record is already the latest.
     pub fn addresses(peers: &[PeerInfo]) -> Vec<Record> {
-        let (now, now_ms) = (
-            std::time::Instant::now(),
-            chrono::Utc::now().timestamp_millis(),
-        );
+        let (now, now_ms) = (std::time::Instant::now(), crate::clock::now_ms());
         peers
             .iter()
             .filter(|p| p.state != PeerState::Offline)

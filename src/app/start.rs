@@ -64,8 +64,8 @@ impl Storage {
     pub fn open(explicit: Option<&Path>, history_limit: &HistoryLimit) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
         let path = dir.join(store::JOURNAL_FILE);
-        let transfer_peers = crate::transfer::record::Store::new(&dir)
-            .unfinished_peers(chrono::Utc::now().timestamp_millis());
+        let transfer_peers =
+            crate::transfer::record::Store::new(&dir).unfinished_peers(crate::clock::now_ms());
         let (floors, floors_problem) = match store::floors::read(&dir) {
             Ok(floors) => (floors, None),
             Err(why) => (store::floors::Floors::default(), Some(why)),
@@ -203,6 +203,9 @@ pub fn endpoint(
         now,
     );
     let mut notices = Vec::new();
+    if let Some(line) = clock_problem(crate::clock::now_ms()) {
+        notices.push(Output::Error(line));
+    }
     if let Some(s) = storage {
         if let Some(old) = s.upgraded_from {
             notices.push(Output::Notice(format!(
@@ -305,7 +308,7 @@ pub fn restored_peers(
     );
     ids.sort();
     ids.dedup();
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = crate::clock::now_ms();
     let peers = ids
         .into_iter()
         .map(|id| {
@@ -382,10 +385,19 @@ pub fn new_session(unix_ms: u64, after: u64) -> u64 {
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock reads before it).
+/// A clock that reads before this program was written (2026) is wrong: what to tell the user.
+fn clock_problem(now_ms: i64) -> Option<String> {
+    const WRITTEN_MS: i64 = 1_767_225_600_000; // 2026-01-01 UTC
+    (now_ms < WRITTEN_MS).then(|| {
+        format!(
+            "your clock reads {}: the times of your messages and of your history will be wrong — set the system clock (timedatectl, or ntp)",
+            crate::clock::local_at(now_ms).format("%Y-%m-%d %H:%M")
+        )
+    })
+}
+
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 /// A core for unit tests: no storage, no discovery.
@@ -435,7 +447,7 @@ mod tests {
     /// script all of them), besides those the core contacts anyway.
     #[test]
     fn peers_heard_lately_are_contacted_at_start_without_discovery() {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::now_ms();
         let mut r = Restored::default();
         for (id, heard_ms) in [(1, now - 86_400_000), (2, now - 30 * 86_400_000), (3, 0)] {
             r.peers.insert(
@@ -480,7 +492,7 @@ mod tests {
                 id: 7,
                 direct: false,
                 text: "later".into(),
-                at_ms: chrono::Utc::now().timestamp_millis() + 60_000,
+                at_ms: crate::clock::now_ms() + 60_000,
                 action: true,
             }],
         );

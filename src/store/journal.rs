@@ -351,7 +351,7 @@ impl Journal {
             });
         }
 
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         let mut census = Census::new(limit, now_ms);
         let mut read = read_back(&file, len, Some(&mut census)).map_err(io_err("read"))?;
         let torn_at = read.damage.tail.as_ref().map(|t| t.at);

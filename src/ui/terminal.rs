@@ -175,7 +175,7 @@ impl OutputSender {
     /// Renders `out` with the local time of day and queues it for printing. Never blocks; if
     /// the printer thread is gone, the line is dropped.
     pub fn print(&self, out: &Output) {
-        let mut line = render(out, chrono::Local::now().time(), self.color);
+        let mut line = render(out, crate::clock::local_now().time(), self.color);
         let error = matches!(out, Output::Error(_));
         if if error { self.wrap_errors } else { self.wrap } {
             if let Some((terminal_size::Width(cols), _)) = terminal_size::terminal_size() {
@@ -471,7 +471,11 @@ fn run_printer(
                     match state.skipped_line.get() {
                         Some(as_line) => write(as_line(text), false, &mut lost),
                         None => write(
-                            render(&Output::Notice(text), chrono::Local::now().time(), false),
+                            render(
+                                &Output::Notice(text),
+                                crate::clock::local_now().time(),
+                                false,
+                            ),
                             false,
                             &mut lost,
                         ),

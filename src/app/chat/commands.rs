@@ -128,7 +128,7 @@ impl Chat {
                 Ok(()) => {
                     // The next run starts under this nick, even if nothing is said under it.
                     self.append(&crate::store::journal::Record::Opened {
-                        at_ms: chrono::Utc::now().timestamp_millis(),
+                        at_ms: crate::clock::now_ms(),
                         session: self.ep.session(),
                         nick: nick.clone(),
                     });
@@ -266,7 +266,7 @@ impl Chat {
         };
         self.outstanding.sent(sent.id, &text, &sent.recipients);
         let me = self.ep.nick().to_owned();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         self.append(&Persistence::said(&me, to, &sent, &text, action, now_ms));
         let peers = self.ep.peers();
         let names = self.known_names(&peers);

@@ -18,7 +18,7 @@ impl Chat {
     /// mean (appended and synced), before the loop lets any datagram leave. Returns the
     /// events, for [`Self::show`] once the datagrams are sent.
     pub fn take_events(&mut self) -> Vec<Event> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         self.record_shown(self.screen.reached());
         let mut events = Vec::new();
         while let Some(e) = self.ep.poll_event() {
@@ -175,7 +175,7 @@ impl Chat {
             let ep = &self.ep;
             let name = |id: PeerId| ep.nick_of(id).unwrap_or("?").to_owned();
             let as_json = (self.json || !self.clients.is_empty())
-                .then(|| json::event(&e, name, chrono::Utc::now().timestamp_millis()));
+                .then(|| json::event(&e, name, crate::clock::now_ms()));
             if let Some(line) = &as_json {
                 self.broadcast(line, None);
             }
@@ -255,7 +255,7 @@ impl Chat {
                     if let Some(out) = out {
                         let out = match &e {
                             Event::Message { age, .. } => {
-                                present::late(out, *age, chrono::Local::now())
+                                present::late(out, *age, crate::clock::local_now())
                             }
                             _ => out,
                         };

@@ -283,7 +283,7 @@ impl Chat {
         }
         chat.show_file_lines();
         // From here on, messages heard are tracked until shown (see `Record::Shown`).
-        let at_ms = chrono::Utc::now().timestamp_millis();
+        let at_ms = crate::clock::now_ms();
         let nick = chat.ep.nick().to_owned();
         chat.append(&Record::Opened {
             at_ms,
@@ -448,7 +448,7 @@ impl Chat {
         }
         self.ep.handle_timeout(now);
         self.contact_tailnet(now);
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         let ep = &self.ep;
         let due = self
             .presence

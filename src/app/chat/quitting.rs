@@ -65,7 +65,7 @@ impl Chat {
         self.record_shown(self.screen.reached());
         // Scripts that left a moment ago would be forgotten in a moment: now, not kept.
         self.ep.forget_departing();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         while let Some(e) = self.ep.poll_event() {
             for record in Persistence::records_for(&self.ep, &e, now_ms) {
                 self.append(&record);

@@ -1058,7 +1058,7 @@ fn unread(r: &Record) -> bool {
 }
 
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 /// A duration for people: `12 ms`, `0.3 s`, `42 s`, `3 min 5 s`.

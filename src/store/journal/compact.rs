@@ -147,7 +147,7 @@ impl Journal {
         let spawned = std::thread::Builder::new()
             .name("journal-compaction".into())
             .spawn(move || {
-                let now_ms = chrono::Utc::now().timestamp_millis();
+                let now_ms = crate::clock::now_ms();
                 let Some(mut rw) = rewrite(&old, upto, &keep, now_ms, &tmp, force, &stop)? else {
                     return Ok(None);
                 };
@@ -284,7 +284,7 @@ impl Journal {
             .clone()
             .expect("a writable journal has a reader");
         let flushed = self.file.as_mut().map_or(Ok(()), |f| f.flush());
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::clock::now_ms();
         let tmp = temp_path(&self.path);
         let keep = self.compactor.keep.clone();
         let never = AtomicBool::new(false);

@@ -16,7 +16,7 @@ const MALLORY: PeerId = PeerId(0x6a1);
 
 /// Milliseconds since the epoch now, so that an age limit applies to these records as it would.
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now_ms()
 }
 
 fn said_at(at_ms: i64, id: u64, direct_to: Option<PeerId>, to: &[PeerId], text: &str) -> Record {
