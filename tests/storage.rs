@@ -510,6 +510,43 @@ fn a_read_only_or_full_data_directory_keeps_the_identity_and_history() {
     comes_back_as_herself(fs.path(), &mut bob, "full disk");
 }
 
+/// The disk fills while alice chats: the error that her journal could not be written comes
+/// before the echo of the first line that was not written, not after it — every line echoed
+/// before the error is on disk (README "Durability").
+#[test]
+fn a_line_that_could_not_be_written_is_echoed_after_the_error() {
+    let Some(fs) = Tmpfs::mount() else { return };
+    let b = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = pair(fs.path(), b.path());
+    alice.send("before the disk filled");
+    bob.expect("<alice> before the disk filled");
+    fs.fill();
+    // The journal's last page has room left: lines go on fitting until one crosses it.
+    let pad = "x".repeat(300);
+    let line = |i: usize| format!("line-{i:02} {pad}");
+    let mut failed = None;
+    for i in 0..40 {
+        alice.send(&line(i));
+        let said = alice.expect_where("the echo or the error", |l| {
+            l.contains(&format!("<alice> line-{i:02}")) || l.contains("storage failed")
+        });
+        if said.contains("storage failed") {
+            alice.expect(&format!("<alice> line-{i:02}"));
+            failed = Some(i);
+            break;
+        }
+    }
+    let failed = failed.expect("the disk never said it was full");
+    alice.send("/quit");
+    alice.wait_exit();
+    std::fs::remove_file(fs.path().join("filler")).unwrap();
+    let mut alice = start("alice", fs.path(), &[]);
+    alice.send("/history 50");
+    for i in 0..failed {
+        alice.expect(&format!("<alice> line-{i:02}"));
+    }
+}
+
 #[test]
 fn messages_acknowledged_but_never_written_are_shown_after_a_crash() {
     use std::io::{BufRead, BufReader};

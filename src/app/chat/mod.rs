@@ -533,9 +533,14 @@ impl Chat {
         }
     }
 
+    /// Syncs the journal. If that fails, the error goes before the lines waiting for this
+    /// sync (the echoes of what was typed meanwhile): those lines were not made durable.
     fn sync(&mut self) {
         if let Some(failure) = self.persist.sync() {
+            let waiting = self.pending.len();
             self.print(Output::Error(failure));
+            let added = self.pending.len() - waiting;
+            self.pending.rotate_right(added);
         }
     }
 }
