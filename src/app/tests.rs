@@ -569,6 +569,29 @@ fn a_delivery_notice_names_which_of_two_bobs() {
     assert!(said.starts_with("not yet delivered to bob#"), "{said}");
 }
 
+/// A burst to a peer that stopped hearing us is one "not yet delivered" line, not one per
+/// message.
+#[test]
+fn a_delayed_burst_is_told_in_one_line() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, _) = two_met(&switch);
+    switch.lock().unwrap().remove(&bob.addr);
+    for i in 0..50 {
+        alice.type_line(&format!("burst {i}"));
+    }
+    alice.wait_for(&mut a, "the delay notice", |o| {
+        notice(
+            o,
+            "not yet delivered to bob: “burst 0” and 49 more (still trying)",
+        )
+    });
+    let delays =
+        a.0.iter()
+            .filter(|o| notice(o, "not yet delivered"))
+            .count();
+    assert_eq!(delays, 1, "{:#?}", a.0);
+}
+
 /// Who starts with a nick a peer here already goes by is told, as a `/nick` to it is.
 #[test]
 fn starting_with_a_nick_in_use_is_told() {

@@ -39,7 +39,7 @@ impl Outstanding {
     }
 
     /// The quoted beginning of a message, or its id if it was forgotten.
-    fn quote(&self, id: MessageId) -> String {
+    pub fn quote(&self, id: MessageId) -> String {
         self.messages
             .get(&id)
             .map_or_else(|| format!("message {id}"), |(s, _)| format!("“{s}”"))
@@ -47,7 +47,7 @@ impl Outstanding {
 
     /// One recipient is done with a message (delivered or given up). A peer the message was
     /// never queued for (refused at once, its queue full) changes nothing.
-    fn settle(&mut self, id: MessageId, peer: PeerId) {
+    pub fn settle(&mut self, id: MessageId, peer: PeerId) {
         if let Some((_, left)) = self.messages.get_mut(&id) {
             left.remove(&peer);
             if left.is_empty() {

@@ -224,6 +224,23 @@ impl Chat {
                             None => nick.to_owned(),
                         }
                     };
+                    // Told together with the others to the same peer meanwhile.
+                    match &e {
+                        Event::DeliveryDelayed { to, id } => {
+                            let quote = self.outstanding.quote(*id);
+                            self.delivery
+                                .delayed(Instant::now(), *to, name(*to), *id, quote);
+                            continue;
+                        }
+                        Event::Delivered { to, id, late: true } => {
+                            let quote = self.outstanding.quote(*id);
+                            self.outstanding.settle(*id, *to);
+                            self.delivery
+                                .late(Instant::now(), *to, name(*to), *id, quote);
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let calls_us = match &e {
                         Event::Message { direct, text, .. } => {
                             *direct || mentions(text, self.ep.nick())

@@ -17,6 +17,7 @@
 
 mod answering;
 mod commands;
+mod delivery;
 mod events;
 mod history;
 mod host_lookup;
@@ -145,6 +146,8 @@ pub struct Chat {
     pending: Vec<(Dest, Line)>,
     /// Peers that stopped answering, or answer again, waiting to be told together.
     answering: answering::AnsweringNotices,
+    /// Late-delivery notices waiting to be told together.
+    delivery: delivery::DeliveryNotices,
     /// Programs connected through the control socket, by connection.
     clients: BTreeMap<ClientId, mpsc::Sender<String>>,
     /// The connection whose command is being carried out: answers go to it.
@@ -257,6 +260,7 @@ impl Chat {
             pending: Vec::new(),
             clients: BTreeMap::new(),
             answering: answering::AnsweringNotices::default(),
+            delivery: delivery::DeliveryNotices::default(),
             reply_to: None,
             json,
             unconfirmed: Vec::new(),
@@ -405,6 +409,7 @@ impl Chat {
             self.tailnet.next_wakeup(),
             self.presence.next_wakeup(self.ep.away().is_some()),
             self.answering.next_wakeup(),
+            self.delivery.next_wakeup(),
         ]
         .into_iter()
         .flatten()
@@ -415,6 +420,9 @@ impl Chat {
     pub fn on_timer(&mut self, now: Instant) {
         self.pace_more();
         for line in self.answering.due(now, false) {
+            self.print(Output::Notice(line));
+        }
+        for line in self.delivery.due(now, false) {
             self.print(Output::Notice(line));
         }
         if self.hold_until.is_some_and(|t| t <= now) {

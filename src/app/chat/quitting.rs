@@ -61,6 +61,9 @@ impl Chat {
         for line in self.answering.due(Instant::now(), true) {
             self.print(Output::Notice(line));
         }
+        for line in self.delivery.due(Instant::now(), true) {
+            self.print(Output::Notice(line));
+        }
         self.screen.flush();
         self.record_shown(self.screen.reached());
         // Scripts that left a moment ago would be forgotten in a moment: now, not kept.
