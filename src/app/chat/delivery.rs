@@ -17,12 +17,15 @@ enum Kind {
     Late,
 }
 
+/// A message told about: its id and quoted beginning.
+type Quoted = (MessageId, String);
+
 /// The notices waiting to be shown.
 #[derive(Debug, Default)]
 pub struct DeliveryNotices {
     /// Per kind and recipient, in the order they first came: the recipient's shown name, and
     /// the messages (id and quoted beginning).
-    waiting: Vec<(Kind, PeerId, String, Vec<(MessageId, String)>)>,
+    waiting: Vec<(Kind, PeerId, String, Vec<Quoted>)>,
     /// When the first of them came.
     since: Option<Instant>,
 }
