@@ -105,7 +105,7 @@ fn send(
         std::process::exit(2);
     }
     let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
-    if let Some(stream) = control::socket_to_use(&dir)?.and_then(|p| client::connect(&p)) {
+    if let Some(stream) = control::socket_to_use(&dir)?.and_then(|p| client::connect(&p).ok()) {
         return client::send(stream, to, &text, settings.wait);
     }
     // Nobody runs here: be that peer for as long as it takes. A leading '/' is text, not a
@@ -133,7 +133,7 @@ fn running_here(settings: &Settings) -> Option<(std::path::PathBuf, u16)> {
     use std::io::BufRead;
     let dir = store::dirs::data_dir_path(settings.data_dir.as_deref()).ok()?;
     let path = control::socket_to_use(&dir).ok()??;
-    let stream = client::connect(&path)?;
+    let stream = client::connect(&path).ok()?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(1)))
         .ok()?;
@@ -155,12 +155,18 @@ fn attach(settings: &Settings) -> Result<bool, String> {
             control::SOCKET_FILE
         )
     })?;
-    let stream = client::connect(&path).ok_or_else(|| {
-        format!(
-            "the tailchat of data directory {} is not answering on {}",
+    let stream = client::connect(&path).map_err(|e| match e.kind() {
+        // The socket file of a tailchat that stopped without quitting (killed, say).
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => format!(
+            "no tailchat is running on data directory {} (its {} was left by one that stopped without quitting) — start one first",
+            dir.display(),
+            control::SOCKET_FILE
+        ),
+        _ => format!(
+            "cannot reach the tailchat of data directory {} on {}: {e}",
             dir.display(),
             path.display()
-        )
+        ),
     })?;
     client::attach(stream, &path)
 }

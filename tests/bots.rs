@@ -476,6 +476,26 @@ fn attach_follows_and_drives_the_running_tailchat() {
     assert!(following.wait().unwrap().success());
 }
 
+/// A tailchat killed leaves its control socket behind: attach says nothing runs there (as
+/// where there is no socket), not that a tailchat "is not answering".
+#[test]
+fn attach_to_a_killed_tailchat_says_none_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, _bob) = alice_and_bob(dir.path());
+    alice.kill_hard();
+    assert!(dir.path().join("control.sock").exists(), "left behind");
+    let d = dir.path().display().to_string();
+    let (mut cmd, _home) = command(&["attach", "--json", "--data-dir", &d]);
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no tailchat is running on data directory"),
+        "{said}"
+    );
+    assert!(said.contains("stopped without quitting"), "{said}");
+}
+
 #[test]
 fn a_script_that_adds_one_peer_reaches_the_peers_it_brings_in_too() {
     // xavier and yvonne know each other; the script adds only xavier, who passes yvonne on.

@@ -11,11 +11,11 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Connects to the socket at `path`; `None` when nothing answers there (a socket file left
-/// by a tailchat that is gone).
-pub fn connect(path: &Path) -> Option<UnixStream> {
-    let (address, _held) = super::control::addressable(path).ok()?;
-    UnixStream::connect(address).ok()
+/// Connects to the socket at `path`; an error when nothing answers there (`ConnectionRefused`:
+/// a socket file left by a tailchat that is gone).
+pub fn connect(path: &Path) -> io::Result<UnixStream> {
+    let (address, _held) = super::control::addressable(path)?;
+    UnixStream::connect(address)
 }
 
 /// The commands that send `text` to `to` (everyone when empty).
@@ -343,7 +343,7 @@ pub fn attach(stream: UnixStream, socket: &Path) -> Result<bool, String> {
     // The tailchat followed ended the connection, not we: said, so that a program can tell
     // (it quit, or it dropped a connection that did not keep up or sent too long a line).
     if !detached.load(std::sync::atomic::Ordering::Acquire) {
-        let text = if connect(socket).is_some() {
+        let text = if connect(socket).is_ok() {
             "your tailchat dropped this connection (it did not keep up with the events, or sent a line over 128 KiB); it still runs: attach ends"
         } else {
             "your tailchat quit: attach ends"
