@@ -262,7 +262,9 @@ pub fn late(out: Output, age: Duration, now: chrono::DateTime<chrono::Local>) ->
         .and_then(|d| now.checked_sub_signed(d));
     let sent = match written {
         Some(w) if w.date_naive() == now.date_naive() => w.format("%H:%M").to_string(),
-        Some(w) => w.format("%b %d %H:%M").to_string(),
+        // Within the last half year the month and day say it; older, the year too.
+        Some(w) if age < Duration::from_secs(183 * 86_400) => w.format("%b %d %H:%M").to_string(),
+        Some(w) => w.format("%Y-%m-%d %H:%M").to_string(),
         None => "long ago".to_owned(),
     };
     Output::Late {
@@ -1093,6 +1095,12 @@ mod late_tests {
         assert_eq!(
             render(&out, now.time(), false),
             "09:06 <alice> colour test (sent Nov 28 09:06)"
+        );
+        // Written more than half a year ago: the year too (400 days back is last year).
+        let out = late(group(), Duration::from_secs(400 * 86_400), now);
+        assert_eq!(
+            render(&out, now.time(), false),
+            "09:06 <alice> colour test (sent 2025-10-25 09:06)"
         );
         // An age no clock can hold is still shown, as long ago.
         let out = late(group(), Duration::from_secs(u64::MAX), now);
