@@ -126,6 +126,9 @@ impl Storage {
             },
         };
         let mut restored = restored;
+        restored
+            .warnings
+            .extend(store::identity::keep_private(&dir));
         if loaded.created && (restored.last_session > 0 || floors.session_after > 0) {
             // The journal (or the floors) says a peer ran here: its key is gone.
             restored.warnings.push(format!(

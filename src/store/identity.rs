@@ -136,6 +136,32 @@ pub fn load_or_create(
     }
 }
 
+/// Makes the identity file in `dir` readable by its owner alone if others could read it (a
+/// copy with `cp`, a backup unpacked), as ssh insists for its keys: it holds the secret key
+/// that proves who we are. What to tell the user, if anything.
+pub fn keep_private(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(IDENTITY_FILE);
+    let mode = fs::metadata(&path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    Some(
+        match fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => format!(
+                "your identity file {} could be read by other users (mode {mode:o}); it holds your secret key, so it is now yours alone (mode {:o})",
+                path.display(),
+                mode & 0o700
+            ),
+            Err(e) => format!(
+                "your identity file {} can be read by other users (mode {mode:o}), and holds your secret key: {} — make it yours alone with chmod 600",
+                path.display(),
+                io_reason(&e)
+            ),
+        },
+    )
+}
+
 /// The identity in `dir`, without creating or upgrading one: for a data directory that cannot
 /// be written. A file from before protocol 2 gives `None` (its id cannot be used any more).
 ///
@@ -281,6 +307,29 @@ fn write_synced(tmp: &Path, identity: &Identity, old: Option<PeerId>) -> io::Res
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_others_can_read_is_made_private_and_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        load_or_create(tmp.path(), || [3; SECRET_KEY_LEN]).unwrap();
+        let path = tmp.path().join(IDENTITY_FILE);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "created private");
+        assert_eq!(keep_private(tmp.path()), None);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let said = keep_private(tmp.path()).expect("said");
+        assert!(
+            said.contains("could be read by other users (mode 644)"),
+            "{said}"
+        );
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(keep_private(tmp.path()), None, "said once");
+        let loaded = load_or_create(tmp.path(), || [9; SECRET_KEY_LEN]).unwrap();
+        assert_eq!(
+            loaded.identity.peer_id(),
+            Identity::from_secret([3; SECRET_KEY_LEN]).peer_id()
+        );
+    }
 
     const SECRET: [u8; 32] = [0x42; 32];
 
