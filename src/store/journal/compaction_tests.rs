@@ -137,6 +137,23 @@ fn history_keeps_the_newest_up_to_the_limit_and_the_outbox_whatever_its_age() {
     assert_eq!(group_texts(&path, 1000), want);
 }
 
+/// Twelve people wrote two lines each, and the limit is ten: the ten newest lines' writers
+/// keep their newest line (the even share was nothing each, which had kept no history at all).
+#[test]
+fn more_writers_than_the_limit_keep_the_newest_lines() {
+    let mut records = Vec::new();
+    for i in 1..=12u64 {
+        let who = PeerId(1000 + i);
+        records.push(peer(who, &format!("w{i}"), false));
+        records.push(heard(who, &format!("w{i}"), 1, &format!("w{i} one")));
+        records.push(heard(who, &format!("w{i}"), 2, &format!("w{i} two")));
+    }
+    let (_tmp, path) = journal_with(&records);
+    compact(&path, &limit(10));
+    let want: Vec<String> = (3..=12).map(|i| format!("w{i} two")).collect();
+    assert_eq!(group_texts(&path, 1000), want);
+}
+
 #[test]
 fn one_flooding_peer_evicts_only_its_own_history() {
     let mut records = Vec::new();

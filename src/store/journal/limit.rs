@@ -95,6 +95,9 @@ struct Tally {
     bytes: u64,
     /// The weight of the newest: whether it fits the quota says if anything of theirs is kept.
     last_units: u64,
+    /// Where the newest is among all messages (the count before it): the quota's remainder
+    /// goes to those who wrote last.
+    last_at: u64,
 }
 
 /// What compaction needs to know about a journal besides its restart summary, gathered in the
@@ -173,6 +176,7 @@ impl Census {
             t.units += u;
             t.bytes += frame_len;
             t.last_units = u;
+            t.last_at = self.messages;
         } else {
             self.old += 1;
         }
@@ -188,7 +192,8 @@ impl Census {
         let limit = &keep.limit;
         let totals: BTreeMap<Sender, u64> =
             self.tallies.iter().map(|(s, t)| (*s, t.units)).collect();
-        let quota = fair_share(&totals, limit.messages);
+        let last_at = |s: &Sender| self.tallies.get(s).map_or(0, |t| t.last_at);
+        let quota = fair_share(&totals, limit.messages, last_at);
         let keeps = |s: &Sender| quota.get(s).copied().unwrap_or(0);
         let mut peers: BTreeSet<PeerId> = restored
             .peers
@@ -274,8 +279,14 @@ fn old_kept(cutoff_ms: Option<i64>, restored: &Restored) -> u64 {
 }
 
 /// The max-min fair share of `limit` units among senders who wrote `totals`: the largest
-/// common quota `q` with `Σ min(total, q) ≤ limit`, and each sender's `min(total, q)`.
-pub(super) fn fair_share(totals: &BTreeMap<Sender, u64>, limit: u64) -> BTreeMap<Sender, u64> {
+/// common quota `q` with `Σ min(total, q) ≤ limit`, and each sender's `min(total, q)`; what
+/// that leaves of `limit` goes one unit each to the senders who wrote more, those who wrote
+/// last (by `last_at`) first — so that more senders than units still keep the newest lines.
+pub(super) fn fair_share(
+    totals: &BTreeMap<Sender, u64>,
+    limit: u64,
+    last_at: impl Fn(&Sender) -> u64,
+) -> BTreeMap<Sender, u64> {
     let kept_at = |q: u64| -> u64 { totals.values().map(|t| (*t).min(q)).sum() };
     let (mut lo, mut hi) = (0, totals.values().copied().max().unwrap_or(0));
     if kept_at(hi) <= limit {
@@ -290,7 +301,24 @@ pub(super) fn fair_share(totals: &BTreeMap<Sender, u64>, limit: u64) -> BTreeMap
             hi = mid - 1;
         }
     }
-    totals.iter().map(|(s, t)| (*s, (*t).min(lo))).collect()
+    let mut share: BTreeMap<Sender, u64> = totals.iter().map(|(s, t)| (*s, (*t).min(lo))).collect();
+    let mut left = limit.saturating_sub(kept_at(lo));
+    let mut more: Vec<Sender> = totals
+        .iter()
+        .filter(|(_, t)| **t > lo)
+        .map(|(s, _)| *s)
+        .collect();
+    more.sort_by_key(|s| std::cmp::Reverse(last_at(s)));
+    for s in more {
+        if left == 0 {
+            break;
+        }
+        if let Some(k) = share.get_mut(&s) {
+            *k += 1;
+            left -= 1;
+        }
+    }
+    share
 }
 
 /// What a compaction keeps.
@@ -363,18 +391,36 @@ mod tests {
     #[test]
     fn fair_share_gives_the_quiet_everything_and_the_loud_the_rest() {
         let totals = BTreeMap::from([(None, 10), (Some(PeerId(1)), 1_000), (Some(PeerId(2)), 40)]);
-        let share = fair_share(&totals, 100);
+        let share = fair_share(&totals, 100, |_| 0);
         // q = 50: 10 + 50 + 40 = 100.
         assert_eq!(share[&None], 10);
         assert_eq!(share[&Some(PeerId(2))], 40);
         assert_eq!(share[&Some(PeerId(1))], 50);
         // Under the limit: everything.
-        assert_eq!(fair_share(&totals, 5_000), totals);
+        assert_eq!(fair_share(&totals, 5_000, |_| 0), totals);
         // Nothing allowed: nothing kept.
-        assert!(fair_share(&totals, 0).values().all(|k| *k == 0));
-        // Three equally loud senders split it evenly (a remainder is left unused).
+        assert!(fair_share(&totals, 0, |_| 0).values().all(|k| *k == 0));
+        // Three equally loud senders split it evenly, the remainder to the one who wrote last.
         let loud: BTreeMap<Sender, u64> = (1..=3).map(|p| (Some(PeerId(p)), 1_000)).collect();
-        assert!(fair_share(&loud, 100).values().all(|k| *k == 33));
+        let last = |s: &Sender| s.map_or(0, |p| p.0);
+        let share = fair_share(&loud, 100, last);
+        assert_eq!(share.values().copied().collect::<Vec<_>>(), [33, 33, 34]);
+    }
+
+    /// More senders than the limit allows messages: the limit is still used up, by the
+    /// newest writers' newest messages (it had kept nothing at all).
+    #[test]
+    fn more_senders_than_the_limit_keep_the_newest_writers() {
+        let totals: BTreeMap<Sender, u64> = (1..=12).map(|p| (Some(PeerId(p)), 2)).collect();
+        let last = |s: &Sender| s.map_or(0, |p| p.0);
+        let share = fair_share(&totals, 10, last);
+        assert_eq!(share.values().sum::<u64>(), 10);
+        assert_eq!(share[&Some(PeerId(1))], 0);
+        assert_eq!(share[&Some(PeerId(2))], 0);
+        assert!((3..=12).all(|p| share[&Some(PeerId(p))] == 1), "{share:?}");
+        // Two writers, a limit of three: all three kept.
+        let two: BTreeMap<Sender, u64> = (1..=2).map(|p| (Some(PeerId(p)), 5)).collect();
+        assert_eq!(fair_share(&two, 3, last).values().sum::<u64>(), 3);
     }
 
     #[test]
