@@ -109,7 +109,8 @@ pub fn send_path_start(line: &str, pos: usize) -> Option<usize> {
 
 /// Completions of a partly typed path: the entries of its folder that start with its last
 /// component, each as the whole path typed so far plus the rest of the name (folders end in
-/// `/`); hidden entries only when the component starts with `.`. `home` replaces a leading
+/// `/`); hidden entries only when the component starts with `.`, and none whose name has
+/// characters the screen would not show as themselves. `home` replaces a leading
 /// `~` for reading, not in what is offered.
 #[must_use]
 pub fn complete_path(partial: &str, home: Option<&std::path::Path>) -> Vec<String> {
@@ -130,6 +131,11 @@ pub fn complete_path(partial: &str, home: Option<&std::path::Path>) -> Vec<Strin
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            // A name with an escape sequence, a line break or another control or invisible
+            // character would be written to the terminal as it is: not offered.
+            if crate::ui::render::sanitize(&name) != name {
                 return None;
             }
             let slash = if e.path().is_dir() { "/" } else { "" };
@@ -272,6 +278,14 @@ mod tests {
             vec!["~/report.pdf", "~/reports/"]
         );
         assert_eq!(complete_path("~/.h", Some(tmp.path())), vec!["~/.hidden"]);
+        // Names that would put an escape sequence or a line break on the screen.
+        std::fs::write(tmp.path().join("rep\u{1b}[31mred.txt"), b"").unwrap();
+        std::fs::write(tmp.path().join("rep\nsplit.txt"), b"").unwrap();
+        std::fs::write(tmp.path().join("rep\u{202e}txt.exe"), b"").unwrap();
+        assert_eq!(
+            complete_path("~/rep", Some(tmp.path())),
+            vec!["~/report.pdf", "~/reports/"]
+        );
     }
 
     #[test]
