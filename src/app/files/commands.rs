@@ -66,7 +66,8 @@ impl Files {
     fn pick_offer(&self, number: Option<u32>) -> Result<TransferKey, String> {
         let waiting = |t: &&Transfer| !t.record.outgoing && t.record.state == State::Offered;
         let found = match number {
-            Some(n) => self.transfers.values().find(|t| t.number == n),
+            // Number 0 is no transfer's (those not listed carry it).
+            Some(n) => self.transfers.values().find(|t| t.number == n && n > 0),
             None => self
                 .transfers
                 .values()
@@ -102,7 +103,7 @@ impl Files {
             Some(n) => self
                 .transfers
                 .values()
-                .find(|t| t.number == n)
+                .find(|t| t.number == n && n > 0)
                 .filter(paused),
             None if offers() => None,
             None => self

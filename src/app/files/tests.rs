@@ -1355,6 +1355,27 @@ fn declining_an_accepted_transfer_points_to_cancel() {
     );
 }
 
+/// Number 0 is no transfer's, whatever carries it (those not listed): `/accept 0` and
+/// `/decline 0` say there is none, as `/cancel 0` does.
+#[test]
+fn transfer_number_0_is_nobodys() {
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().number = 0;
+    let mut ep = endpoint(Instant::now());
+    use crate::ui::command::FileCommand;
+    for command in [
+        FileCommand::Decline(Some(0)),
+        FileCommand::Accept {
+            number: Some(0),
+            dir: None,
+        },
+        FileCommand::Cancel(0),
+    ] {
+        let err = files.command(&mut ep, command).unwrap_err();
+        assert_eq!(err, "no file transfer 0 — /files lists them");
+    }
+}
+
 /// A folder transfer that stops leaves no empty folders behind: those holding a file that
 /// arrived whole stay; with none, the transfer's folder goes too.
 #[test]
