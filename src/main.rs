@@ -17,6 +17,25 @@ use tailchat::store;
 use tailchat::ui::render::Output;
 use tailchat::ui::terminal;
 
+/// The options given that set what a running tailchat has its own of (nick, port, peers …).
+fn own_settings_given(args: &Args) -> Vec<&'static str> {
+    [
+        ("--nick", args.nick.is_some()),
+        ("--port", args.port.is_some()),
+        ("--bind", args.bind.is_some()),
+        ("--peer", !args.peers.is_empty()),
+        ("--no-discovery", args.no_discovery),
+        ("--tailscale-socket", args.tailscale_socket.is_some()),
+        ("--allow", !args.allow.is_empty()),
+        ("--download-dir", args.download_dir.is_some()),
+        ("--ephemeral", args.ephemeral),
+    ]
+    .into_iter()
+    .filter(|(_, given)| *given)
+    .map(|(option, _)| option)
+    .collect()
+}
+
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let action = args.action.take();
@@ -25,26 +44,16 @@ fn main() -> ExitCode {
         eprintln!("error: attach speaks JSON lines: use tailchat attach --json");
         return ExitCode::from(2);
     }
+    // Options a running tailchat has its own of: `attach` refuses them, and `send` through
+    // one says it did not use them.
+    let own_settings = own_settings_given(&args);
     if matches!(action, Some(Action::Attach)) {
         // It drives the tailchat already running, which has its own; taking them silently
         // would let `attach --nick zed` look as if it were zed.
-        let ignored = [
-            ("--nick", args.nick.is_some()),
-            ("--port", args.port.is_some()),
-            ("--bind", args.bind.is_some()),
-            ("--peer", !args.peers.is_empty()),
-            ("--no-discovery", args.no_discovery),
-            ("--tailscale-socket", args.tailscale_socket.is_some()),
-            ("--allow", !args.allow.is_empty()),
-            ("--download-dir", args.download_dir.is_some()),
-            ("--wait", args.wait.is_some()),
-            ("--ephemeral", args.ephemeral),
-        ];
-        let given: Vec<&str> = ignored
-            .iter()
-            .filter(|(_, g)| *g)
-            .map(|(o, _)| *o)
-            .collect();
+        let mut given = own_settings.clone();
+        if args.wait.is_some() {
+            given.push("--wait");
+        }
         if !given.is_empty() {
             eprintln!(
                 "error: attach takes only --json and --data-dir (the running tailchat has its own settings): drop {}",
@@ -62,7 +71,7 @@ fn main() -> ExitCode {
     }
     let result = Settings::merge(args).and_then(|settings| match action {
         None => run(settings, None, None),
-        Some(Action::Send { to, text }) => send(settings, &to, text),
+        Some(Action::Send { to, text }) => send(settings, &to, text, own_settings),
         Some(Action::Attach) => attach(&settings).map(|refused| Outcome {
             invalid_command: refused,
             ..Outcome::default()
@@ -77,12 +86,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// `tailchat send`: through the running tailchat on this data directory when there is one,
+/// `tailchat send`: through the running tailchat on this data directory when there is one
+/// (the options in `unused`, which set what it has its own of, are then said not to be used),
 /// else as a one-shot script of this identity.
 fn send(
     settings: Settings,
     to: &[String],
     words: Vec<std::ffi::OsString>,
+    unused: Vec<&str>,
 ) -> Result<Outcome, String> {
     let text = if words.is_empty() {
         let mut bytes = Vec::new();
@@ -106,6 +117,12 @@ fn send(
     }
     let dir = store::dirs::data_dir(settings.data_dir.as_deref())?;
     if let Some(stream) = control::socket_to_use(&dir)?.and_then(|p| client::connect(&p).ok()) {
+        if !unused.is_empty() {
+            eprintln!(
+                "note: your running tailchat sends it, with its own settings: {} not used",
+                unused.join(", ")
+            );
+        }
         return client::send(stream, to, &text, settings.wait);
     }
     // Nobody runs here: be that peer for as long as it takes. A leading '/' is text, not a

@@ -174,6 +174,17 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("*alice* just for you");
 
+    // A nick of its own is not taken (the running tailchat sends as alice), and said so.
+    let out = send(dir.path(), &["--nick", "zed", "not", "zed"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    bob.expect("<alice> not zed");
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("your running tailchat sends it, with its own settings: --nick"),
+        "{said}"
+    );
+    assert!(said.contains("not used"), "{said}");
+
     // From standard input, bytes that are not UTF-8 too: replaced, as a piped script's are.
     let (cmd, _home) = send_command(dir.path(), "5", &[]);
     let out = run_with_input(cmd, b"stdin \xff end\n");
