@@ -298,6 +298,41 @@ fn a_script_with_nobody_to_send_to_exits_4() {
     let (code, stdout, stderr) = script(&["--wait", "0.2"], "anyone there?\n");
     assert_eq!(code, Some(4), "stdout {stdout} stderr {stderr}");
     assert!(stderr.contains("nobody is here"), "{stderr}");
+    // A burst: one line says it, and one at the end counts the rest (not 3000 alike).
+    let lines: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+    let (code, stdout, stderr) = script(&["--wait", "0.2"], &lines);
+    assert_eq!(code, Some(4), "stdout {stdout} stderr {stderr}");
+    assert_eq!(stderr.matches("nobody is here").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not sent either, for the same reason: 2999 more lines"),
+        "{stderr}"
+    );
+}
+
+/// A --peer the allow-list refuses is said to be refused, and the script's unsent line does
+/// not then tell it to give a --peer.
+#[test]
+fn a_script_whose_peer_the_allow_list_refuses_is_told_so() {
+    let (_code, _stdout, stderr) = script(
+        &[
+            "--wait",
+            "0.2",
+            "--allow",
+            "100.64.0.0/10",
+            "--peer",
+            "127.0.0.1:9",
+        ],
+        "anyone there?\n",
+    );
+    assert!(stderr.contains("is not in your allow-list"), "{stderr}");
+    assert!(
+        stderr.contains("the addresses given could not be contacted (said above)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("--peer HOST[:PORT] reaches someone"),
+        "{stderr}"
+    );
 }
 
 #[test]

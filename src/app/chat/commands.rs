@@ -235,6 +235,11 @@ impl Chat {
                 )));
             }
             Ok(sent) if sent.recipients.is_empty() => {
+                // A script's burst: the first line is said, the rest counted (said at the end).
+                if self.scripted && self.outcome.nobody_to_send_to && self.reply_to.is_none() {
+                    self.unsent_more += 1;
+                    return;
+                }
                 self.outcome.nobody_to_send_to = true;
                 // A script (or `tailchat send`) reaches someone with --peer, or an /add line
                 // before its messages (not `tailchat send`, whose input is all text).
@@ -242,6 +247,9 @@ impl Chat {
                 // to give one (`--peer` was given, with `--wait 0`, say).
                 let trying = self.ep.footprint().probes > 0;
                 let how = match (self.scripted, trying) {
+                    (true, false) if self.added_refused => {
+                        "the addresses given could not be contacted (said above)"
+                    }
                     (true, true) => "the addresses given have not answered in time: --wait SECONDS gives them longer",
                     (true, false) => "--peer HOST[:PORT] reaches someone (a script reading commands can also have an /add HOST[:PORT] line before it)",
                     (false, true) => "the addresses known have not answered yet: try again once someone has joined",

@@ -66,6 +66,7 @@ impl Chat {
         let mut contacted = false;
         for a in &usable {
             if a.port() == self.own_port && ours(a.ip()) {
+                self.added_refused = true;
                 self.command_error(format!(
                     "{} is this tailchat itself (it listens on port {}) — give the other's port: /add HOST:PORT",
                     present::show_addr(*a),
@@ -74,6 +75,7 @@ impl Chat {
                 continue;
             }
             if let Some(why) = self.tailnet.never_admitted(a.ip()) {
+                self.added_refused = true;
                 self.command_error(why);
                 continue;
             }

@@ -123,6 +123,12 @@ pub struct Chat {
     awaited: Option<Vec<String>>,
     /// The addresses a script's `/add` and `--peer` contacted (until said not to answer).
     script_added: HashSet<std::net::SocketAddr>,
+    /// An address given to contact (`--peer`, `/add`) was refused here (the allow-list's, or
+    /// our own): said at once, and not blamed on the wait later.
+    added_refused: bool,
+    /// A script's lines not sent for want of anyone to send them to, after the first (which
+    /// was said): counted, and said once at the end.
+    unsent_more: usize,
     /// The id of this run's first message: a script's wait at the end and its exit code are
     /// about its own messages, not those an earlier run left waiting.
     first_msg: MessageId,
@@ -250,6 +256,8 @@ impl Chat {
             known_hold: None,
             awaited,
             script_added: HashSet::new(),
+            added_refused: false,
+            unsent_more: 0,
             first_msg,
             drain_until: None,
             outcome: Outcome::default(),

@@ -58,6 +58,14 @@ impl Chat {
     /// Before exiting: where every peer was last heard goes to the journal, and the user is
     /// told what is still waiting.
     pub fn goodbye(&mut self) {
+        if self.unsent_more > 0 {
+            let n = self.unsent_more;
+            self.print(Output::Error(format!(
+                "not sent either, for the same reason: {} more {}",
+                n,
+                if n == 1 { "line" } else { "lines" }
+            )));
+        }
         for line in self.answering.due(Instant::now(), true) {
             self.print(Output::Notice(line));
         }
