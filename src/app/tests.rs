@@ -569,6 +569,22 @@ fn a_delivery_notice_names_which_of_two_bobs() {
     assert!(said.starts_with("not yet delivered to bob#"), "{said}");
 }
 
+/// Commands given the wrong way round, or to ourselves, say what to type.
+#[test]
+fn mistaken_commands_say_what_to_type() {
+    let switch = Switch::default();
+    let (alice, _bob, mut a, _) = two_met(&switch);
+    alice.type_line("/send /tmp/report.pdf bob");
+    alice.wait_for(&mut a, "the order", |o| {
+        error(o, "no peer called '/tmp/report.pdf'")
+            && error(o, "the nick comes first: /send bob /tmp/report.pdf")
+    });
+    alice.type_line("/msg alice note to self");
+    alice.wait_for(&mut a, "that it is her", |o| {
+        error(o, "alice is you: /msg NICK goes to someone else")
+    });
+}
+
 /// A burst to a peer that stopped hearing us is one "not yet delivered" line, not one per
 /// message.
 #[test]

@@ -114,6 +114,11 @@ impl Chat {
                 }
                 Err(e) => {
                     let line = self.your_line(&text);
+                    let e = if nick == self.ep.nick() {
+                        format!("{nick} is you: /msg NICK goes to someone else")
+                    } else {
+                        e
+                    };
                     self.command_error(format!("{e}{line}"));
                 }
             },

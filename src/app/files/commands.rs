@@ -205,7 +205,17 @@ impl Files {
 
     /// `/send NICK PATH`: builds the offer off the loop; it goes out when ready.
     fn send(&mut self, ep: &mut Endpoint, nick: &str, path: &str) -> Result<(), String> {
-        let (peer, nick) = crate::app::lookup::find_peer(&ep.peers(), nick)?;
+        let peers = ep.peers();
+        let (peer, nick) = crate::app::lookup::find_peer(&peers, nick).map_err(|e| {
+            // The path first and the nick second: said which way round it goes.
+            let swapped = crate::app::lookup::find_peer(&peers, path.trim()).is_ok()
+                && (nick.contains('/') || std::fs::metadata(expand_home(nick)).is_ok());
+            if swapped {
+                format!("{e} — the nick comes first: /send {} {nick}", path.trim())
+            } else {
+                e
+            }
+        })?;
         // A path in quotes, as a shell wants one with spaces: the quotes are not part of it
         // (unless a file is really named so).
         let literal = std::fs::metadata(expand_home(path)).is_ok();
