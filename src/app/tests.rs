@@ -699,6 +699,29 @@ fn alice_and_bob(switch: &Switch) -> (Running, Running, Seen, Seen) {
     (alice, bob, a, b)
 }
 
+/// Taking the nick of a peer that is not here now (not answering) says so, rather than that
+/// someone here has it.
+#[test]
+fn taking_the_nick_of_a_peer_not_here_says_it_is_not_here() {
+    let switch = Switch::default();
+    let (alice, bob, mut a, _) = two_met(&switch);
+    switch.lock().unwrap().remove(&bob.addr);
+    alice.type_line("are you there?");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.0.iter().any(|o| notice(o, "bob is not answering")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let o = alice
+            .output
+            .recv_timeout(left)
+            .expect("bob not answering within 30 s");
+        a.0.push(o);
+    }
+    alice.type_line("/nick bob");
+    alice.wait_for(&mut a, "the warning", |o| {
+        notice(o, "a peer you know (not here now) is also called bob")
+    });
+}
+
 /// A peer whose nick looks like ours (`Bob` for `bob`) is named with its id everywhere: in
 /// `/peers` and in the echo of `/msg`, as in its lines; and one who takes such a nick is told.
 #[test]

@@ -331,10 +331,16 @@ impl Chat {
         self.clash_told = Some(nick.clone());
         let id = &self.ep.peer_id().to_string()[..8];
         let theirs = crate::ui::render::display_nick(&other.nick);
-        self.print(Output::Notice(if theirs == nick {
-            format!("someone here is also called {nick}: peers will tell you apart by your id ({nick}#{id})")
+        // Here (answering), or known from before and not here now.
+        let who = if other.state == PeerState::Online {
+            "someone here"
         } else {
-            format!("someone here goes by {theirs}, which looks like {nick}: peers will tell you apart by your id ({nick}#{id})")
+            "a peer you know (not here now)"
+        };
+        self.print(Output::Notice(if theirs == nick {
+            format!("{who} is also called {nick}: peers will tell you apart by your id ({nick}#{id})")
+        } else {
+            format!("{who} goes by {theirs}, which looks like {nick}: peers will tell you apart by your id ({nick}#{id})")
         }));
     }
 
