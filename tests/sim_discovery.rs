@@ -594,3 +594,41 @@ fn after_an_ipv4_outage_peers_go_back_from_link_local_to_ipv4() {
         assert!(took <= Duration::from_secs(70), "seed {seed}: {took:?}");
     }
 }
+
+/// How a peer was found is what happened first: one that reached us (`incoming`) stays so when,
+/// minutes later, a newcomer's peer list names it; only a list that came as it joined (the
+/// same exchange brought both) shows it as learned.
+#[test]
+fn a_peer_list_much_later_does_not_change_how_a_peer_was_found() {
+    for seed in 1..=3 {
+        let mut sim = Sim::new(seed, 3, LinkParams::lan());
+        // Node 1 reaches node 0: incoming, to node 0.
+        sim.add(1, 0);
+        let found = |s: &Sim| {
+            let id1 = s.id(1);
+            s.nodes[0]
+                .ep
+                .peers()
+                .iter()
+                .find(|p| p.id == id1)
+                .map(|p| (p.state, p.found))
+        };
+        assert!(sim.run_until_cond(Duration::from_secs(3), |s| found(s)
+            == Some((PeerState::Online, Found::Incoming))));
+        sim.run_for(Duration::from_secs(120));
+        // Node 2 comes through node 1, meets node 0, and passes node 1 on to it.
+        sim.add(2, 1);
+        let id2 = sim.id(2);
+        assert!(sim.run_until_cond(Duration::from_secs(10), |s| s.nodes[0]
+            .ep
+            .peers()
+            .iter()
+            .any(|p| p.id == id2 && p.state == PeerState::Online)));
+        sim.run_for(Duration::from_secs(10));
+        assert_eq!(
+            found(&sim),
+            Some((PeerState::Online, Found::Incoming)),
+            "seed {seed}"
+        );
+    }
+}

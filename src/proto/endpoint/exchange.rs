@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Peers heard from longer ago than this are not passed on in peer exchange.
 const EXCHANGE_MAX_AGE: Duration = Duration::from_secs(120);
+/// A peer that reached us first is shown as learned if a peer list names it within this
+/// long of its joining: both came of the same exchange.
+const LEARNED_WITHIN: Duration = Duration::from_secs(30);
 /// A newcomer is told of this many peers at most (drawn at random among those that qualify):
 /// it meets them, and each of them tells it of as many more, so it reaches a large group in a
 /// few rounds, while one join costs us one short list.
@@ -124,9 +127,13 @@ impl Endpoint {
                 continue;
             }
             if let Some(p) = self.peers.get_mut(&e.id) {
-                if p.found == Found::Incoming {
-                    // It reached us first, but through the same exchange: shown as learned
-                    // (only what `/peers` shows; nothing else is taken from the entry).
+                let lately = p
+                    .joined_at
+                    .is_some_and(|t| now.saturating_duration_since(t) <= LEARNED_WITHIN);
+                if p.found == Found::Incoming && lately {
+                    // It reached us first, but through the same exchange (the list came as
+                    // it joined): shown as learned (only what `/peers` shows; nothing else is
+                    // taken from the entry). A list much later changes nothing of it.
                     p.found = Found::Learned;
                 }
                 if !p.state().is_away() {

@@ -636,6 +636,7 @@ impl Endpoint {
                 peer.link.queue_presence(Some(reason));
             }
             if joined {
+                peer.joined_at = Some(now);
                 self.events.push_back(Event::PeerJoined {
                     peer: id,
                     nick: nick.to_owned(),

@@ -105,6 +105,9 @@ pub struct Peer {
     /// Link counters already added to the endpoint's statistics, so only the difference is
     /// added.
     pub counted: LinkCounters,
+    /// When it last joined (came online from away) in this run: a peer list naming it soon
+    /// after shows it as learned, one much later does not change how it was found.
+    pub joined_at: Option<Instant>,
 }
 
 impl Peer {
@@ -530,6 +533,7 @@ impl PeerTable {
                 heard_at: Some(now),
                 link,
                 counted: LinkCounters::default(),
+                joined_at: None,
             }
         })
     }
@@ -596,6 +600,7 @@ impl PeerTable {
                     heard_at,
                     link,
                     counted: LinkCounters::default(),
+                    joined_at: None,
                 },
             );
         }
