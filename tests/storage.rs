@@ -517,7 +517,17 @@ fn a_read_only_or_full_data_directory_keeps_the_identity_and_history() {
 fn a_line_that_could_not_be_written_is_echoed_after_the_error() {
     let Some(fs) = Tmpfs::mount() else { return };
     let b = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob) = pair(fs.path(), b.path());
+    // Standard error (where a script's errors go) into the same pipe as standard output, so
+    // that the lines are read in the order they were written.
+    let d = data(fs.path());
+    let mut alice = Chat::start_under(
+        &["sh", "-c", "exec \"$0\" \"$@\" 2>&1"],
+        "alice",
+        &["--bind", "127.0.0.1", "--data-dir", &d],
+    );
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let mut bob = start("bob", b.path(), &["--peer", &peer]);
+    alice.expect("bob joined");
     alice.send("before the disk filled");
     bob.expect("<alice> before the disk filled");
     fs.fill();
