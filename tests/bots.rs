@@ -466,6 +466,28 @@ fn attach_follows_and_drives_the_running_tailchat() {
     assert!(said.iter().all(|l| !l.contains("attach ends")), "{said:?}");
     assert!(leaving.wait().unwrap().success());
     drop(input);
+    // A typed /quit, which a program may have meant for the chat, is told what it did.
+    let (mut cmd, _home7) = command(&["attach", "--json", "--data-dir", &d]);
+    let mut typed = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = typed.stdin.take().unwrap();
+    writeln!(input, r#"{{"cmd":"command","line":"/quit"}}"#).unwrap();
+    let said: Vec<String> = BufReader::new(typed.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("your tailchat runs on (quit it at its own prompt)")),
+        "{said:?}"
+    );
+    assert!(typed.wait().unwrap().success());
+    drop(input);
+    bob.send("after the typed quit");
+    alice.expect("<bob> after the typed quit");
     // The tailchat followed quits while the program is still attached: a last notice says
     // so, rather than an end the program cannot tell from its own.
     let (mut cmd, _home5) = command(&["attach", "--json", "--data-dir", &d]);

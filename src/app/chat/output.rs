@@ -71,7 +71,16 @@ impl Chat {
                 match json::parse_command(&line) {
                     Ok(None) => {}
                     Ok(Some(Command::Quit)) => {
-                        self.clients.remove(&id);
+                        // A typed `/quit` from a program may have meant the chat: it is told
+                        // what it did. (`{"cmd":"quit"}` says what it does.)
+                        let typed = serde_json::from_str::<serde_json::Value>(&line)
+                            .is_ok_and(|v| v["cmd"] == "command");
+                        if let Some(to) = self.clients.remove(&id).filter(|_| typed) {
+                            let told = json::line(&Output::Notice(
+                                "/quit from a program ends its connection: your tailchat runs on (quit it at its own prompt)".into(),
+                            ));
+                            let _ = to.try_send(told);
+                        }
                     }
                     Ok(Some(cmd)) => self.on_command(cmd),
                     Err(e) => self.command_error(e),
