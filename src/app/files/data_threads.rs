@@ -317,7 +317,17 @@ impl Files {
                     t.serving += 1;
                     t.paused_by_peer = false;
                     if std::mem::take(&mut t.told_interrupted) {
-                        again = Some(Self::going_again(ep, t, from));
+                        again = Some(if t.record.offer.folder && from < t.record.bytes_done {
+                            // Before where it stopped: files the receiver no longer has (moved
+                            // or deleted since they arrived), not a start all over again.
+                            let nick = Self::nick(ep, t);
+                            format!(
+                                "{} to {nick}: connected again; first what {nick} no longer has (files moved or deleted since they arrived)",
+                                t.shown_name()
+                            )
+                        } else {
+                            Self::going_again(ep, t, from)
+                        });
                     }
                     save = t.begin(now, from);
                     t.rate.restart(now, from);

@@ -308,6 +308,45 @@ async fn delivered_later(files: &mut Files, events: &mut UnboundedReceiver<DataE
     files.on_data_at(&mut ep, ev, now);
 }
 
+/// A folder's receiver that comes back without some files it had (moved or deleted) asks for
+/// them first: the sender's line says so, not "connected, from the start".
+#[tokio::test(start_paused = true)]
+async fn a_folder_fetched_again_before_where_it_stopped_is_not_said_to_start_over() {
+    let (mut files, key) = ours_accepted();
+    files.transfers.get_mut(&key).unwrap().record.offer.folder = true;
+    let mut events = files.take_events();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    files.on_data_at(
+        &mut ep,
+        DataEvent::ServeProgress {
+            id: 7,
+            done: 4_000_000,
+        },
+        now,
+    );
+    files.on_data_at(
+        &mut ep,
+        DataEvent::ServeEnded {
+            id: 7,
+            from: 0,
+            sent: 4_000_000,
+            result: Err(ServeError::Link("connection reset by peer".into())),
+        },
+        now,
+    );
+    delivered_later(&mut files, &mut events).await;
+    let _ = files.take_lines();
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    let lines = notices(files.take_lines());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(": connected again; first what bob no longer has"),
+        "{lines:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_sender_is_told_once_when_its_connection_breaks_and_when_it_goes_again() {
     let (mut files, _) = ours_accepted();
