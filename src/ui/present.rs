@@ -374,11 +374,14 @@ fn looks(shown: &str) -> String {
 }
 
 /// Whether a shown nick could pass for something else in a line: it holds what frames a nick
-/// or a line (`<`, `>`, `*`, whitespace), or characters that are another's compatibility form
-/// (fullwidth `＃`, ligatures): such a nick is always shown with its id.
+/// or a line (`<`, `>`, `*`, whitespace), characters that are another's compatibility form
+/// (fullwidth `＃`, ligatures), or the mark of what cannot be shown (a nick of invisible
+/// characters only shows as `�`): such a nick is always shown with its id.
 fn not_plain(shown: &str) -> bool {
     use unicode_normalization::UnicodeNormalization;
-    shown.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '*' | '#'))
+    shown.contains(|c: char| {
+        c.is_whitespace() || matches!(c, '<' | '>' | '*' | '#') || c == '\u{fffd}'
+    })
         || !shown.chars().nfkc().eq(shown.chars())
 }
 
@@ -813,6 +816,8 @@ mod tests {
         );
         // Alone, a nick is shown as it is; alike but for case or accents, with ids.
         assert_eq!(display_names(&[(fake, "b\u{200b}ob")]), ["bob"]);
+        // A nick of invisible characters only, shown as �: with its id even alone.
+        assert_eq!(display_names(&[(fake, "\u{200b}")]), ["\u{fffd}#fedcba98"]);
         assert_eq!(
             display_names(&[(bob, "bob"), (fake, "Bob")]),
             ["bob#01234567", "Bob#fedcba98"]
