@@ -381,8 +381,7 @@ fn not_plain(shown: &str) -> bool {
     use unicode_normalization::UnicodeNormalization;
     shown.contains(|c: char| {
         c.is_whitespace() || matches!(c, '<' | '>' | '*' | '#') || c == '\u{fffd}'
-    })
-        || !shown.chars().nfkc().eq(shown.chars())
+    }) || !shown.chars().nfkc().eq(shown.chars())
 }
 
 impl ShownNames {

@@ -95,10 +95,19 @@ impl Files {
     /// `report.pdf to bob: resumed at 1.8 MB (43%)`.
     fn going_again(ep: &Endpoint, t: &Transfer, from: u64) -> String {
         let size = t.record.offer.size;
-        let how = if from == 0 {
+        let pct = u128::from(from) * 100 / u128::from(size.max(1));
+        let how = if t.record.outgoing && from < t.record.bytes_done {
+            // Before where it had got to: the receiver did not keep all it was sent (what
+            // its disk had not taken when it stopped, or files moved or deleted since they
+            // arrived) — not a start all over again.
+            format!(
+                "going again from {} ({pct}%): {} asks again for what it did not keep",
+                human_size(from),
+                Self::nick(ep, t)
+            )
+        } else if from == 0 {
             "connected, from the start".to_owned()
         } else {
-            let pct = u128::from(from) * 100 / u128::from(size.max(1));
             format!("resumed at {} ({pct}%)", human_size(from))
         };
         format!(
@@ -317,17 +326,7 @@ impl Files {
                     t.serving += 1;
                     t.paused_by_peer = false;
                     if std::mem::take(&mut t.told_interrupted) {
-                        again = Some(if t.record.offer.folder && from < t.record.bytes_done {
-                            // Before where it stopped: files the receiver no longer has (moved
-                            // or deleted since they arrived), not a start all over again.
-                            let nick = Self::nick(ep, t);
-                            format!(
-                                "{} to {nick}: connected again; first what {nick} no longer has (files moved or deleted since they arrived)",
-                                t.shown_name()
-                            )
-                        } else {
-                            Self::going_again(ep, t, from)
-                        });
+                        again = Some(Self::going_again(ep, t, from));
                     }
                     save = t.begin(now, from);
                     t.rate.restart(now, from);
