@@ -238,7 +238,9 @@ pub fn continuation_indent(out: &Output) -> usize {
         Output::Action { nick, .. } => width(&format!("* {}", display_nick(nick))),
         Output::Notice(_) | Output::File(_) => width("-!-"),
         Output::Error(_) => width("error:"),
-        Output::Info(_) | Output::Dated(_) => 6,
+        Output::Info(_) => 6,
+        // A line of history: under what follows its date and time (`2026-12-08 09:05 `).
+        Output::Dated(_) => 17,
         Output::Mention(inner) | Output::Late { message: inner, .. } => continuation_indent(inner),
     }
 }
@@ -1074,6 +1076,22 @@ mod tests {
             }
         }
         unicode_width::UnicodeWidthStr::width(plain.as_str())
+    }
+
+    /// A long line of history goes on under what follows its date and time.
+    #[test]
+    fn a_line_of_history_wraps_under_its_date() {
+        let out = Output::Dated(format!("2026-12-08 09:05 <alice> {}", "word ".repeat(30)));
+        let line = render(&out, NaiveTime::from_hms_opt(9, 6, 0).unwrap(), false);
+        let wrapped = wrap(&line, 60, continuation_indent(&out));
+        let rows: Vec<&str> = wrapped.split('\n').collect();
+        assert!(rows.len() >= 3, "{rows:#?}");
+        for row in &rows[1..] {
+            assert!(
+                row.starts_with(&" ".repeat(17)) && !row[17..].starts_with(' '),
+                "{rows:#?}"
+            );
+        }
     }
 
     /// A message padded to the end of its row and going on like a line of alice's: wrapped by
