@@ -374,6 +374,8 @@ impl Files {
                 if let Some(t) = self.mine(id) {
                     t.sent_this_run += sent;
                     t.last_connection = Some((from, sent));
+                    // Before where this run's connections had got to: sent again.
+                    t.resent += sent.min(t.served_to.saturating_sub(from));
                     t.served_to = t.served_to.max(from.saturating_add(sent));
                     if result.is_ok() {
                         // (What a broken connection wrote may not have arrived.)

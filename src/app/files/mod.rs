@@ -173,6 +173,10 @@ struct Transfer {
     /// Outgoing: the furthest any of this run's data connections served, in bytes of the
     /// offer (a stalled connection may end after the one that finished).
     served_to: u64,
+    /// Outgoing: bytes sent again in this run, before where earlier connections had got to
+    /// (what the receiver did not keep: unsynced bytes of a killed receiver, or a folder's
+    /// files moved or deleted), said with the end line.
+    resent: u64,
     /// Outgoing: data connections being served now.
     serving: u32,
     /// Outgoing: the receiver's Done came while a connection was still being served (its
@@ -264,6 +268,14 @@ impl Transfer {
             ),
             _ => String::new(),
         };
+        if self.record.outgoing && self.resent > 0 {
+            return format!(
+                "{resumed}{}{} again that {} did not keep",
+                if resumed.is_empty() { "; " } else { ", and " },
+                human_size(self.resent),
+                crate::ui::render::display_nick(&self.record.peer_nick)
+            );
+        }
         match self.again {
             0 => resumed,
             n => format!(
@@ -1029,6 +1041,7 @@ fn new_transfer(
         sent_this_run: 0,
         last_connection: None,
         served_to: 0,
+        resent: 0,
         serving: 0,
         done_waiting: false,
         progress_shown: None,

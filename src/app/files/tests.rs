@@ -567,6 +567,64 @@ fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
     assert_eq!(files.transfers[&key].record.state, State::Done);
 }
 
+/// Bytes the receiver did not keep and asked for again are counted in the sender's end line,
+/// as the receiver's counts the files it fetched again.
+#[tokio::test(start_paused = true)]
+async fn the_senders_end_line_counts_what_it_sent_again() {
+    let (mut files, key) = ours_accepted();
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    let serve = |files: &mut Files, ep: &mut Endpoint, from, sent, result| {
+        files.on_data_at(ep, DataEvent::Serving { id: 7, from }, now);
+        files.on_data_at(
+            ep,
+            DataEvent::ServeEnded {
+                id: 7,
+                from,
+                sent,
+                result,
+            },
+            now,
+        );
+    };
+    serve(
+        &mut files,
+        &mut ep,
+        0,
+        5_000_000,
+        Err(ServeError::Link("reset".into())),
+    );
+    // The receiver had kept 4 MB: the fifth goes again, then the rest.
+    files.on_data_at(
+        &mut ep,
+        DataEvent::Serving {
+            id: 7,
+            from: 4_000_000,
+        },
+        now,
+    );
+    files.on_app_data(
+        &mut ep,
+        PeerId(2),
+        &control::encode(&Control::Done { id: 7 }),
+        &no_one_else,
+    );
+    let ended = DataEvent::ServeEnded {
+        id: 7,
+        from: 4_000_000,
+        sent: 6_000_000,
+        result: Ok(()),
+    };
+    files.on_data_at(&mut ep, ended, now);
+    let lines = notices(files.take_lines());
+    assert!(
+        lines.iter().any(|l| l.starts_with("sent report.pdf to bob")
+            && l.contains("resumed at 4.0 MB and sent the remaining 6.0 MB, and 1.0 MB again that bob did not keep")),
+        "{lines:?}"
+    );
+    assert_eq!(files.transfers[&key].record.state, State::Done);
+}
+
 /// The notices among `lines`.
 fn notices(lines: Vec<Output>) -> Vec<String> {
     lines
