@@ -206,7 +206,7 @@ pub fn endpoint(
         now,
     );
     let mut notices = Vec::new();
-    if let Some(line) = clock_problem(crate::clock::now_ms()) {
+    if let Some(line) = clock_problem(crate::clock::reading_ms()) {
         notices.push(Output::Error(line));
     }
     if let Some(s) = storage {
