@@ -726,6 +726,18 @@ fn adding_our_own_address_says_it_is_ourselves() {
     alice.expect("no peers yet");
 }
 
+/// Bound to one address, a tailchat is not another on another loopback address that uses the
+/// same port (two on one machine, each with `--bind`).
+#[test]
+fn the_same_port_on_another_bound_address_is_someone_else() {
+    let mut alice = Chat::start("alice", &["--bind", "127.0.0.1"]);
+    let port = alice.port.to_string();
+    let mut bob = Chat::start("bob", &["--bind", "127.0.0.2", "--port", &port]);
+    alice.send(&format!("/add 127.0.0.2:{port}"));
+    alice.expect("bob joined (127.0.0.2:");
+    bob.expect("alice joined");
+}
+
 /// An address the allow-list will never admit is not contacted: its answers would be
 /// dropped, and the "no answer" that followed blamed the other side.
 #[test]

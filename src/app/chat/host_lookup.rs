@@ -62,7 +62,7 @@ impl Chat {
         }
         let peers = self.ep.peers();
         let now = Instant::now();
-        let ours = own_addresses();
+        let ours = own_addresses(self.own_bind);
         let mut contacted = false;
         for a in &usable {
             if a.port() == self.own_port && ours(a.ip()) {
@@ -106,11 +106,22 @@ impl Chat {
     }
 }
 
-/// Whether an IP address is one of this machine's: loopback, unspecified, or an address of one
-/// of its interfaces (read once per call of the returned function's maker).
-fn own_addresses() -> impl Fn(std::net::IpAddr) -> bool {
-    let local: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
-        .map(|ifaces| ifaces.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default();
-    move |ip| ip.is_loopback() || ip.is_unspecified() || local.contains(&ip)
+/// Whether an IP address is where our socket listens: the one `bound` names (`--bind`), else
+/// any of this machine's — loopback, unspecified, or an address of one of its interfaces (read
+/// once per call of the returned function's maker). So with `--bind 127.0.0.1`, another
+/// tailchat on 127.0.0.2 and the same port is not taken for ourselves.
+fn own_addresses(bound: Option<std::net::IpAddr>) -> impl Fn(std::net::IpAddr) -> bool {
+    let local: Vec<std::net::IpAddr> = match bound {
+        Some(ip) => vec![ip.to_canonical()],
+        None => if_addrs::get_if_addrs()
+            .map(|ifaces| ifaces.into_iter().map(|i| i.ip()).collect())
+            .unwrap_or_default(),
+    };
+    move |ip| {
+        let ip = ip.to_canonical();
+        match bound {
+            Some(_) => local.contains(&ip),
+            None => ip.is_loopback() || ip.is_unspecified() || local.contains(&ip),
+        }
+    }
 }

@@ -90,6 +90,8 @@ pub struct Chat {
     default_port: u16,
     /// The UDP port we listen on: `/add` of one of our own addresses with it is ourselves.
     own_port: u16,
+    /// The one address our socket listens on, when `--bind` named one (else every address).
+    own_bind: Option<std::net::IpAddr>,
     /// Sends lookups' results back into the loop.
     resolved_tx: mpsc::UnboundedSender<Resolved>,
     /// When `/quit` gives up waiting for acks; `Some` once quitting.
@@ -235,6 +237,7 @@ impl Chat {
         }
         let presence = Presence::new(presence, now);
         let own_port = files.port;
+        let own_bind = files.bind.filter(|ip| !ip.is_unspecified());
         let files = Files::new(files, ep.peer_id(), scripted || json);
         let (history_tx, history_rx) = mpsc::unbounded_channel();
         let mut chat = Self {
@@ -244,6 +247,7 @@ impl Chat {
             reaches,
             default_port,
             own_port,
+            own_bind,
             resolved_tx,
             quit_by: None,
             persist: Persistence::new(journal),
