@@ -371,6 +371,7 @@ impl Files {
     ) -> Result<PathBuf, String> {
         let number = self.transfers[&key].number;
         let given = dir.is_some();
+        let configured = !given && self.setup.download_dir.is_some();
         let dir = dir
             .or_else(|| self.setup.download_dir.clone())
             .or_else(default_download_dir)
@@ -392,6 +393,15 @@ impl Files {
         if let (true, false, Some(parent)) = (given, dir.exists(), missing_parent) {
             return Err(format!(
                 "no folder {}, nor {}: check the spelling, or create it first — /accept {number} DIR takes an existing folder, or a new one in an existing folder",
+                dir.display(),
+                parent.display()
+            ));
+        }
+        // So is the download folder set with --download-dir or download_dir (the default one
+        // is made whole: ~/Downloads may not exist yet on a fresh account).
+        if let (true, false, Some(parent)) = (configured, dir.exists(), missing_parent) {
+            return Err(format!(
+                "your download folder {} does not exist, nor {} (--download-dir, or download_dir in the config file): check the spelling, or create it — /accept {number} DIR puts it elsewhere",
                 dir.display(),
                 parent.display()
             ));

@@ -1392,6 +1392,26 @@ fn accepting_into_a_mistyped_path_is_refused_and_a_new_folder_is_made() {
     assert!(new.is_dir());
 }
 
+/// A download folder set with --download-dir (or download_dir) that is a typo is refused at
+/// /accept as one typed there, not made whole; one missing only its last part is made.
+#[test]
+fn a_mistyped_download_dir_is_refused_at_accept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    files.setup.download_dir = Some(tmp.path().join("nonexistent").join("x"));
+    let mut ep = endpoint(Instant::now());
+    let err = files.accept(&mut ep, key, None).unwrap_err();
+    assert!(
+        err.starts_with("your download folder ") && err.contains("check the spelling"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("nonexistent").exists(), "nothing made");
+    files.setup.download_dir = Some(tmp.path().join("tailchat"));
+    files.accept(&mut ep, key, None).unwrap();
+    assert!(tmp.path().join("tailchat").is_dir());
+}
+
 /// The rate after a new connection is measured from it, not over the outage before it.
 #[test]
 fn the_rate_after_a_reconnection_leaves_out_the_outage() {
