@@ -31,10 +31,10 @@ impl Files {
                     typo_for_a_number(word)?;
                 }
                 if let Some(key) = self.pick_paused(number) {
-                    return self.go_on(ep, key, dir.map(|d| expand_home(&d)));
+                    return self.go_on(ep, key, dir.map(|d| typed_path(&d)));
                 }
                 let key = self.pick_offer(number)?;
-                self.accept(ep, key, dir.map(|d| expand_home(&d)))
+                self.accept(ep, key, dir.map(|d| typed_path(&d)))
             }
             FileCommand::Decline(number) => {
                 let key = self.pick_offer(number)?;
@@ -216,19 +216,7 @@ impl Files {
                 e
             }
         })?;
-        // A path in quotes, as a shell wants one with spaces: the quotes are not part of it
-        // (unless a file is really named so).
-        let literal = std::fs::metadata(expand_home(path)).is_ok();
-        let unquoted = ['"', '\'']
-            .iter()
-            .find_map(|q| path.strip_prefix(*q)?.strip_suffix(*q))
-            .filter(|inner| !inner.is_empty() && !literal);
-        // Or with its spaces escaped, as a shell also takes it (`my\ report.pdf`).
-        let unescaped = path
-            .contains('\\')
-            .then(|| shell_unescape(path))
-            .filter(|p| !literal && *p != path);
-        let path = expand_home(unescaped.as_deref().or(unquoted).unwrap_or(path));
+        let path = typed_path(path);
         let Ok(meta) = std::fs::metadata(&path) else {
             return Err(format!(
                 "cannot send {}: no such file or folder",
@@ -653,9 +641,40 @@ fn expand_home(p: &str) -> PathBuf {
     crate::app::settings::expand_home(Path::new(p))
 }
 
+/// A path as typed after `/send NICK` or `/accept N`: in quotes, as a shell wants one with
+/// spaces (the quotes are not part of it, unless a file is really named so), or with its
+/// spaces escaped (`my\ report.pdf`), as a shell also takes it; `~` is the home folder.
+fn typed_path(path: &str) -> PathBuf {
+    let literal = std::fs::metadata(expand_home(path)).is_ok();
+    let unquoted = ['"', '\'']
+        .iter()
+        .find_map(|q| path.strip_prefix(*q)?.strip_suffix(*q))
+        .filter(|inner| !inner.is_empty() && !literal);
+    let unescaped = path
+        .contains('\\')
+        .then(|| shell_unescape(path))
+        .filter(|p| !literal && *p != path);
+    expand_home(unescaped.as_deref().or(unquoted).unwrap_or(path))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{may_go_on, shortened, typo_for_a_number};
+    use super::{may_go_on, shortened, typed_path, typo_for_a_number};
+
+    /// `/accept N DIR` reads its folder as `/send` reads its path: quotes and `\ ` as a
+    /// shell does, `~` as the home folder.
+    #[test]
+    fn a_typed_folder_is_read_as_a_shell_would() {
+        let home = std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME in tests"));
+        let want = home.join("my box");
+        assert_eq!(typed_path("\"~/my box\""), want);
+        assert_eq!(typed_path("'~/my box'"), want);
+        assert_eq!(typed_path("~/my\\ box"), want);
+        assert_eq!(
+            typed_path("/tmp/plain"),
+            std::path::PathBuf::from("/tmp/plain")
+        );
+    }
 
     #[test]
     fn a_word_that_names_nothing_is_taken_for_a_mistyped_number() {
