@@ -248,8 +248,10 @@ impl Files {
             } else {
                 format!("{name} ({})", human_size(size))
             };
+            // Named as its lines name it (`robert#67dc012d` beside another robert).
+            let shown = Self::nick_or(ep, peer, &nick);
             self.notice(format!(
-                "reading {what} to offer it to {nick} — /cancel {number} stops it"
+                "reading {what} to offer it to {shown} — /cancel {number} stops it"
             ));
         }
         let unread = Offer {
