@@ -583,6 +583,14 @@ fn mistaken_commands_say_what_to_type() {
     alice.wait_for(&mut a, "that it is her", |o| {
         error(o, "alice is you: /msg NICK goes to someone else")
     });
+    alice.type_line("/forget alice");
+    alice.wait_for(&mut a, "that it is her", |o| {
+        error(o, "alice is you: /forget is for peers")
+    });
+    alice.type_line("/send alice /tmp");
+    alice.wait_for(&mut a, "that it is her", |o| {
+        error(o, "alice is you: /send NICK PATH offers it")
+    });
 }
 
 /// A burst to a peer that stopped hearing us is one "not yet delivered" line, not one per

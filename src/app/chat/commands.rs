@@ -89,6 +89,9 @@ impl Chat {
                             self.ep.forget(now, id);
                         }
                     }
+                    Err(_) if name == self.ep.nick() => self.command_error(format!(
+                        "{name} is you: /forget is for peers who have left for good"
+                    )),
                     Err(e) => self.command_error(e),
                 }
             }

@@ -212,6 +212,8 @@ impl Files {
                 && (nick.contains('/') || std::fs::metadata(expand_home(nick)).is_ok());
             if swapped {
                 format!("{e} — the nick comes first: /send {} {nick}", path.trim())
+            } else if nick == ep.nick() {
+                format!("{nick} is you: /send NICK PATH offers it to someone else")
             } else {
                 e
             }
