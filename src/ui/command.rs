@@ -39,8 +39,7 @@ const AWAY_USAGE: &str = "/away [REASON]";
 /// Usage of `/back`.
 const BACK_USAGE: &str = "/back";
 /// Usage of `/forget`.
-const FORGET_USAGE: &str =
-    "/forget NICK, or /forget HOST[:PORT] (an address /add tries that nobody answers)";
+const FORGET_USAGE: &str = "/forget NICK|ADDR";
 /// Usage of `/quit`.
 const QUIT_USAGE: &str = "/quit";
 
