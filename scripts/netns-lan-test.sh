@@ -7,7 +7,8 @@
 #      makes the far side's other peer appear (peer exchange), messages flow both ways, a
 #      one-shot script on one side reaches the other, and a file sent across the router
 #      arrives byte-exact in the default download folder;
-#   3. each way of announcing (broadcast, IPv4 and IPv6 multicast) works on its own;
+#   3. each way of announcing (broadcast, IPv4 and IPv6 multicast) works on its own, and a
+#      link with only IPv6 link-local addresses is announced on;
 #   4. a file transfer across a link cut for longer than a connection survives resumes when
 #      the link is back, sending only what had not arrived.
 # Everything it creates is removed on exit, pass or fail. Traffic stays inside the namespaces.
@@ -242,6 +243,18 @@ else
   echo "  (skipped: nft not installed; apt-get install nftables)"
   failed=$((failed + 1))
 fi
+
+echo "== 3b. a link with only IPv6 link-local addresses (a cable, no DHCP): IPv6 multicast finds"
+bridge "sw6"
+for h in r1 r2; do
+  ns "$h"
+  ip link add name eth0 netns "$P$h" type veth peer name "$h" netns "${P}sw6"
+  ip -n "${P}sw6" link set "$h" master br0 up
+  ip -n "$P$h" link set eth0 up
+done
+start r1; start r2
+check "r1 announces on its link-local-only eth0" wait_for r1 "announcing on eth0" 2
+check "link-local only: the two meet within 3 s" wait_for r1 "r2 joined" 3
 
 echo "== 4. a file transfer across a link cut long enough to break its connection resumes"
 if command -v nft >/dev/null; then
