@@ -1280,6 +1280,8 @@ fn hostile_names_stay_inside_the_download_folder() {
     // Deep enough that `../..` from it still lands inside the test's folder, where the test
     // can see it.
     let downloads = tmp.path().join("one/two/dl");
+    // (A download folder is made if only its last part is missing.)
+    fs::create_dir_all(tmp.path().join("one/two")).unwrap();
     let outside = tmp.path().join("outside");
     let (mut bob, mallory) = bob_and_mallory(&downloads);
     let passwd = fs::read("/etc/passwd").ok();
