@@ -327,16 +327,14 @@ impl Chat {
             self.pending.push((Dest::Screen, Line::Json(echo)));
         } else {
             // The user sees it too, even when a program sent it in their name.
-            let reply_to = self.reply_to.take();
             let direct = to_nick.is_some();
-            self.print(present::message_output(
+            self.print_to_screen(present::message_output(
                 &me,
                 to_nick.as_deref(),
                 direct,
                 action,
                 &text,
             ));
-            self.reply_to = reply_to;
         }
         if !away.is_empty() {
             let kept = if self.persist.storing() {
@@ -350,9 +348,7 @@ impl Chat {
             );
             // Sent by a program in the user's name: the user hears it too (once per absence).
             if self.reply_to.is_some() {
-                let reply_to = self.reply_to.take();
-                self.print(Output::Notice(line.clone()));
-                self.reply_to = reply_to;
+                self.print_to_screen(Output::Notice(line.clone()));
             }
             self.print(Output::Notice(line));
         }

@@ -431,12 +431,7 @@ impl Chat {
     /// The timer fired: the core's timers, and a script's hold running out.
     pub fn on_timer(&mut self, now: Instant) {
         self.pace_more();
-        for line in self.answering.due(now, false) {
-            self.print(Output::Notice(line));
-        }
-        for line in self.delivery.due(now, false) {
-            self.print(Output::Notice(line));
-        }
+        self.print_gathered(now, false);
         if self.hold_until.is_some_and(|t| t <= now) {
             // Peers the contact passed on are still being tried: a little longer.
             if let Some(cap) = self.exchange_hold.filter(|&cap| cap > now) {
@@ -550,6 +545,20 @@ impl Chat {
     fn append(&mut self, record: &Record) {
         if let Some(failure) = self.persist.append(record) {
             self.print(Output::Error(failure));
+        }
+    }
+
+    /// Lets out the notices gathered for a moment (peers not answering or answering again,
+    /// late deliveries) that are due at `now`, or all of them when `all`.
+    pub(super) fn print_gathered(&mut self, now: Instant, all: bool) {
+        let due: Vec<String> = self
+            .answering
+            .due(now, all)
+            .into_iter()
+            .chain(self.delivery.due(now, all))
+            .collect();
+        for line in due {
+            self.print(Output::Notice(line));
         }
     }
 

@@ -36,6 +36,14 @@ impl Chat {
         self.pending.push((self.dest(), line));
     }
 
+    /// Queues one line for the user's screen even while answering a connection (what a
+    /// program does in the user's name is shown to the user too).
+    pub(super) fn print_to_screen(&mut self, out: Output) {
+        let reply_to = self.reply_to.take();
+        self.print(out);
+        self.reply_to = reply_to;
+    }
+
     /// Where an answer goes: the connection whose command it answers, else the screen.
     fn dest(&self) -> Dest {
         self.reply_to.map_or(Dest::Screen, Dest::Client)

@@ -61,17 +61,11 @@ impl Chat {
         if self.unsent_more > 0 {
             let n = self.unsent_more;
             self.print(Output::Error(format!(
-                "not sent either, for the same reason: {} more {}",
-                n,
+                "not sent either, for the same reason: {n} more {}",
                 if n == 1 { "line" } else { "lines" }
             )));
         }
-        for line in self.answering.due(Instant::now(), true) {
-            self.print(Output::Notice(line));
-        }
-        for line in self.delivery.due(Instant::now(), true) {
-            self.print(Output::Notice(line));
-        }
+        self.print_gathered(Instant::now(), true);
         self.screen.flush();
         self.record_shown(self.screen.reached());
         // Scripts that left a moment ago would be forgotten in a moment: now, not kept.
