@@ -917,10 +917,9 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
     let tmp = tempfile::tempdir().unwrap();
-    let (Some(small), Some(few_inodes), Some(four)) = (
+    let (Some(small), Some(few_inodes)) = (
         Tmpfs::mount(tmp.path(), "size=1m"),
         Tmpfs::mount(tmp.path(), "size=64m,nr_inodes=24"),
-        Tmpfs::mount(tmp.path(), "size=4m,nr_inodes=1k"),
     ) else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
@@ -975,10 +974,25 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
         let got = fs::read(few_inodes.0.join("many").join(format!("f{i:02}"))).unwrap();
         assert_eq!(got, bytes(1000, i), "f{i:02}");
     }
+}
 
-    // Two files of 3 MB accepted at once into 4 MB: each fits at accept, not both. What
-    // stops for lack of room keeps its bytes in `NAME.part`, shorter than the file, and the
-    // rest comes once there is room.
+/// Space that a transfer accepted already will still fill is not free for the next offer; and
+/// a disk that something else fills on the way pauses the transfer, which keeps its bytes in a
+/// `NAME.part` shorter than the file and goes on by itself once there is room.
+#[test]
+fn a_disk_filled_on_the_way_pauses_and_room_promised_is_not_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(four) = Tmpfs::mount(tmp.path(), "size=4m,nr_inodes=1k") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    // Alice serves at 1 MB/s, so that the disk fills while a.bin is on its way.
+    let mut alice = Chat::start_env("alice", &[], &[("TAILCHAT_TEST_SEND_RATE", "1000000")]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = four.0.display().to_string();
+    let mut bob = Chat::start("bob", &["--peer", &peer, "--download-dir", &dl]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
     let (a, b) = (tmp.path().join("a.bin"), tmp.path().join("b.bin"));
     fs::write(&a, bytes(3_000_000, 1)).unwrap();
     fs::write(&b, bytes(3_000_000, 2)).unwrap();
@@ -988,46 +1002,41 @@ fn a_full_disk_gives_a_clear_message_and_no_part_that_looks_complete() {
         let name = f.file_name().unwrap().to_str().unwrap();
         numbers.push(offer_number(&bob.expect(&format!("alice offers {name}"))));
     }
-    for n in &numbers {
-        bob.send(&format!("/accept {n} {}", four.0.display()));
-    }
-    let mut paused = Vec::new();
-    let mut ended = 0;
-    while ended < 2 {
-        let line = bob.expect_where("a received or paused line", |l| {
-            (l.contains("received ") || l.contains("paused ")) && l.contains(".bin from alice")
-        });
-        if line.contains("paused ") {
-            assert!(line.to_lowercase().contains("no space left"), "{line}");
-            paused.push(paused_number(&line));
-        }
-        ended += 1;
-    }
-    assert!(!paused.is_empty(), "6 MB cannot fit in 4 MB");
+    // Each fits in 4 MB, not both: the second is refused while the first is under way.
+    bob.send(&format!("/accept {}", numbers[0]));
+    bob.expect("accepted a.bin from alice");
+    bob.send(&format!("/accept {}", numbers[1]));
+    let refused = bob.expect("not enough space for b.bin");
+    assert!(
+        refused.contains("it needs 3.0 MB") && refused.contains("for transfers accepted already"),
+        "{refused}"
+    );
+    // Something else takes 2 MB of the disk while a.bin arrives.
+    fs::write(four.0.join("other.bin"), bytes(2_000_000, 9)).unwrap();
+    let paused = bob.expect("paused a.bin from alice");
+    assert!(paused.to_lowercase().contains("no space left"), "{paused}");
+    alice.expect("bob paused a.bin at");
     let parts: Vec<_> = walk(&four.0)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "part"))
         .collect();
-    assert_eq!(parts.len(), paused.len(), "{parts:?}");
-    for p in &parts {
-        let len = fs::metadata(p).unwrap().len();
-        assert!(len < 3_000_000, "{} looks complete: {len}", p.display());
-    }
-    let refused_again = {
-        bob.send(&format!("/accept {}", paused[0]));
-        bob.expect("still not enough space")
-    };
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let len = fs::metadata(&parts[0]).unwrap().len();
+    assert!(
+        len < 3_000_000,
+        "{} looks complete: {len}",
+        parts[0].display()
+    );
+    let number = paused_number(&paused);
+    bob.send(&format!("/accept {number}"));
+    let refused_again = bob.expect("still not enough space");
     assert!(refused_again.contains("the rest needs"), "{refused_again}");
     // Room again: it goes on by itself (it looks every few seconds).
     four.remount("size=16m");
-    for _ in &paused {
-        bob.expect("there is room again: going on with");
-    }
-    for _ in &paused {
-        bob.expect_where("received", |l| {
-            l.contains("received ") && l.contains(".bin from alice")
-        });
-    }
+    bob.expect("there is room again: going on with a.bin");
+    bob.expect("received a.bin from alice");
+    bob.send(&format!("/accept {}", numbers[1]));
+    bob.expect("received b.bin from alice");
     assert_eq!(fs::read(four.0.join("a.bin")).unwrap(), bytes(3_000_000, 1));
     assert_eq!(fs::read(four.0.join("b.bin")).unwrap(), bytes(3_000_000, 2));
 }

@@ -418,9 +418,27 @@ impl Files {
         let t = &self.transfers[&key];
         let size = t.record.offer.size;
         if let Some(free) = free_space(&dir) {
-            if size > free {
+            // What transfers accepted already will still write on the same disk is not free
+            // for this one.
+            let here = device_of(&dir);
+            let promised: u64 = self
+                .transfers
+                .values()
+                .filter(|o| o.key() != key && !o.record.outgoing)
+                .filter(|o| o.record.state == State::Accepted)
+                .filter(|o| here.is_some() && o.folder().and_then(device_of) == here)
+                .map(|o| o.record.offer.size.saturating_sub(o.record.bytes_done))
+                .sum();
+            if size > free.saturating_sub(promised) {
+                let of_it = match promised {
+                    0 => String::new(),
+                    p => format!(
+                        " (of which {} is for transfers accepted already)",
+                        human_size(p.min(free))
+                    ),
+                };
                 return Err(format!(
-                    "not enough space for {} in {}: it needs {}, {} free — free some, or /accept {number} DIR elsewhere",
+                    "not enough space for {} in {}: it needs {}, {} free{of_it} — free some, or /accept {number} DIR elsewhere",
                     t.shown_name(),
                     dir.display(),
                     human_size(size),
@@ -641,6 +659,14 @@ pub(super) fn disk_room(dir: &Path) -> Option<(u64, u64)> {
 }
 
 /// A path as typed, with a leading `~` for the home directory.
+/// The device (file system) `path` is on: its own, or its nearest existing folder's.
+fn device_of(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .find_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.dev())
+}
+
 fn expand_home(p: &str) -> PathBuf {
     crate::app::settings::expand_home(Path::new(p))
 }

@@ -1392,6 +1392,37 @@ fn accepting_into_a_mistyped_path_is_refused_and_a_new_folder_is_made() {
     assert!(new.is_dir());
 }
 
+/// Space that a transfer accepted already will still fill on the same disk is not counted as
+/// free for the next one (two offers that each fit, but not together, were both accepted).
+#[test]
+fn space_promised_to_accepted_transfers_is_not_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    let mut big = files.transfers[&key].record.clone();
+    files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
+    let free = nix::sys::statvfs::statvfs(tmp.path())
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .unwrap();
+    big.id = 8;
+    big.offer.size = free;
+    big.dest = Some(tmp.path().join("big.bin"));
+    let big_key = big.key();
+    files
+        .transfers
+        .insert(big_key, new_transfer(2, big, None, None));
+    let mut ep = endpoint(Instant::now());
+    let err = files
+        .accept(&mut ep, key, Some(tmp.path().to_owned()))
+        .unwrap_err();
+    assert!(err.starts_with("not enough space for report.pdf"), "{err}");
+    assert!(err.contains("is for transfers accepted already"), "{err}");
+    // Once that one is over, there is room again.
+    files.transfers.get_mut(&big_key).unwrap().record.state = State::Done;
+    files
+        .accept(&mut ep, key, Some(tmp.path().to_owned()))
+        .unwrap();
+}
+
 /// A download folder set with --download-dir (or download_dir) that is a typo is refused at
 /// /accept as one typed there, not made whole; one missing only its last part is made.
 #[test]
