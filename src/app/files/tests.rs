@@ -1401,7 +1401,7 @@ fn space_promised_to_accepted_transfers_is_not_free() {
     let mut big = files.transfers[&key].record.clone();
     files.transfers.get_mut(&key).unwrap().record.state = State::Offered;
     let free = nix::sys::statvfs::statvfs(tmp.path())
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap();
     big.id = 8;
     big.offer.size = free;
