@@ -367,6 +367,13 @@ fn nobody_to_send_to_and_bad_commands_are_told() {
     alice.wait_for(&mut a, "the rename", |o| notice(o, "you are now ally"));
     alice.type_line("/nick ally");
     alice.wait_for(&mut a, "no rename", |o| notice(o, "you are ally already"));
+    alice.type_line("/history ally");
+    alice.wait_for(&mut a, "that is you", |o| {
+        error(
+            o,
+            "ally is you: /history NICK shows your conversation with NICK",
+        )
+    });
     alice.input.send(Input::Eof).unwrap();
     alice.done.recv_timeout(WAIT).expect("end of input quits");
 }

@@ -46,6 +46,12 @@ impl Chat {
                     Err(e) => return self.command_error(e),
                 }
             }
+            // Our own nick, which no peer known goes by: there is no conversation with us.
+            Some(n) if *n == self.ep.nick() && !self.ep.peers().iter().any(|p| p.nick == *n) => {
+                return self.command_error(format!(
+                    "{n} is you: /history NICK shows your conversation with NICK, /history the group's"
+                ));
+            }
             Some(n) => HistoryFilter::Direct { nick: n.clone() },
             None => HistoryFilter::Group,
         };
