@@ -38,8 +38,9 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 
 /// The one peer `wanted` means, with its nick: a peer whose nick is exactly `wanted`, or, when
 /// several share a nick, `NICK#IDPREFIX` (hex digits of its id), or `#IDPREFIX` alone (4 to 16
-/// hex digits: a nick that cannot be typed). Peers present are preferred;
-/// one that has left is still found (a message to it waits for its return). An exact nick is
+/// hex digits: a nick that cannot be typed). One that has left is found too (a message to it
+/// waits for its return), and is as much a candidate as one present: a newcomer who takes the
+/// nick of a peer who left does not get what was meant for that peer. An exact nick is
 /// tried first, so a nick that itself contains `#` (allowed by older versions) still works;
 /// then the nick as the screen shows it, so a peer whose nick holds control or invisible
 /// characters (`ev<ESC>[7mil`, shown `ev[7mil`) can be named as it is seen.
@@ -48,12 +49,8 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 /// A message for the user: who is known when nobody matches, or how to pick one of several.
 pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), String> {
     // By the nick itself (exactly, then `NICK#ID`), or by the nick as the screen shows it.
-    let matching = |present: bool, shown: bool| -> Vec<&PeerInfo> {
-        let pool = || {
-            peers
-                .iter()
-                .filter(move |p| (p.state != PeerState::Left) == present)
-        };
+    let matching = |shown: bool| -> Vec<&PeerInfo> {
+        let pool = || peers.iter();
         if let Some(prefix) = wanted
             .strip_prefix('#')
             .filter(|_| crate::ui::command::is_id_alone(wanted))
@@ -83,9 +80,9 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
     };
     // The shown form last of all: a peer that left, named exactly, is not taken over by one
     // here whose nick only looks the same (`bob` + an invisible character).
-    let candidates = [(true, false), (false, false), (true, true), (false, true)]
+    let candidates = [false, true]
         .into_iter()
-        .map(|(present, shown)| matching(present, shown))
+        .map(matching)
         .find(|found| !found.is_empty())
         .unwrap_or_default();
     match candidates.as_slice() {
@@ -145,12 +142,13 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                     format!("{nick}#{short} ({addr})")
                 })
                 .collect();
-            // One answering, the others not heard since we started: most likely a peer that
-            // reinstalled (a new identity), which is no proof, so asked all the same; the
-            // old identity can be forgotten.
+            // One answering, the others gone (left, or not heard since we started): most
+            // likely a peer that reinstalled (a new identity), which is no proof (someone else
+            // may have taken the nick), so asked all the same; the old identity can be
+            // forgotten.
             let stale: Vec<&&PeerInfo> = many
                 .iter()
-                .filter(|p| p.state == PeerState::Offline)
+                .filter(|p| matches!(p.state, PeerState::Offline | PeerState::Left))
                 .collect();
             let answering = many.iter().filter(|p| p.state == PeerState::Online).count();
             let hint = if answering == 1 && stale.len() + 1 == many.len() {
@@ -286,12 +284,23 @@ mod tests {
     }
 
     #[test]
-    fn a_present_peer_wins_over_a_departed_one_with_the_same_nick() {
+    fn a_present_peer_does_not_take_what_is_meant_for_a_departed_one_of_the_same_nick() {
         let peers = [
             peer(1, "bob", PeerState::Left),
             peer(2, "bob", PeerState::Online),
         ];
-        assert_eq!(find_peer(&peers, "bob"), Ok((PeerId(2), "bob".into())));
+        // A newcomer who took the nick of one who left: asked which, with how to end the doubt.
+        let err = find_peer(&peers, "bob").unwrap_err();
+        let old = PeerId(1).to_string();
+        assert!(
+            err.contains("is ambiguous")
+                && err.contains(&format!("/forget bob#{} ends the doubt", &old[..ID_PREFIX])),
+            "{err}"
+        );
+        assert_eq!(
+            find_peer(&peers, &format!("bob#{}", PeerId(2))),
+            Ok((PeerId(2), "bob".into()))
+        );
         // Listed apart when no one matches: not 'here now: bob; known, not here now: bob'.
         let err = find_peer(&peers, "erin").unwrap_err();
         // (All 16 digits: these two ids share their first 8.)

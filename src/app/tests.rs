@@ -1004,8 +1004,8 @@ fn forget_stops_trying_an_added_address_nobody_answers() {
     });
 }
 
-/// Two bobs, one gone: `/forget bob` means the one that left (the other is here), and the
-/// line names it apart from the one still here.
+/// Two bobs, one gone: `/msg bob` asks which; `/forget bob` means the one that left (the
+/// other is here), and the line names it apart from the one still here.
 #[test]
 fn forget_by_a_shared_nick_means_the_one_that_left() {
     let switch = Switch::default();
@@ -1016,6 +1016,11 @@ fn forget_by_a_shared_nick_means_the_one_that_left() {
     bob1.wait_for(&mut b1, "alice joined", |o| notice(o, "alice joined"));
     bob1.type_line("/quit");
     alice.wait_for(&mut a, "a bob leaving", |o| notice(o, " left"));
+    // The bob here may be someone who took the nick of the one who left: asked which.
+    alice.type_line("/msg bob which of you?");
+    alice.wait_for(&mut a, "the question", |o| {
+        error(o, "'bob' is ambiguous: bob#") && error(o, "ends the doubt")
+    });
     alice.type_line("/forget bob");
     alice.wait_for(&mut a, "the departed bob forgotten", |o| {
         notice(o, "forgot bob#")

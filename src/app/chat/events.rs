@@ -297,8 +297,14 @@ impl Chat {
         self.await_shown(shown);
         if changed_peers {
             let peers = self.ep.peers();
-            self.screen
-                .peer_nicks(present::display_names(&present_of(&peers)));
+            // The present peers, for completion, named as lines name them: `carol#8b5a65e1`
+            // while a carol who left is known too (`/msg carol` would be ambiguous).
+            let names = crate::app::lookup::shown_names(&peers, None);
+            let completable = present_of(&peers)
+                .into_iter()
+                .map(|(id, nick)| names.name_of(id, nick))
+                .collect();
+            self.screen.peer_nicks(completable);
             // Named now, while the joins are being shown, rather than by the next message.
             self.shown_names = Some(self.names_with_ours(&peers));
             // Someone who joined goes by a nick like ours (we started with it, say).
