@@ -415,6 +415,15 @@ fn attach_follows_and_drives_the_running_tailchat() {
     next("the decline", &|v| {
         v["type"] == "file" && v["event"] == "declined"
     });
+    // What a program changes of alice is said on her screen too: she is not left away, or
+    // under another nick, without a word.
+    writeln!(stdin, r#"{{"cmd":"away","text":"scripted"}}"#).unwrap();
+    next("the away notice", &|v| {
+        v["type"] == "notice" && v["text"] == "you are away: scripted"
+    });
+    alice.expect("you are away: scripted (by a program, tailchat attach)");
+    writeln!(stdin, r#"{{"cmd":"back"}}"#).unwrap();
+    alice.expect("you are back (by a program, tailchat attach)");
     // A line that is not JSON is answered with an error, and makes the exit code 3.
     writeln!(stdin, "garbage").unwrap();
     next("the error", &|v| v["type"] == "error");

@@ -141,7 +141,7 @@ impl Chat {
                         nick: nick.clone(),
                     });
                     self.screen.nick(&nick);
-                    self.print(Output::Notice(format!("you are now {nick}")));
+                    self.print_own_change(format!("you are now {nick}"));
                     self.tell_nick_clash();
                 }
                 Err(e) => {

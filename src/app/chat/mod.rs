@@ -497,10 +497,10 @@ impl Chat {
                 reason: reason.clone(),
             });
         }
-        self.print(Output::Notice(match &reason {
+        self.print_own_change(match &reason {
             None => "you are back".to_owned(),
             Some(r) => away_line("you are away", r),
-        }));
+        });
     }
 
     /// Whether typed lines may be taken now (a script's line waits for its contact, and for

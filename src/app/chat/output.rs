@@ -44,6 +44,18 @@ impl Chat {
         self.reply_to = reply_to;
     }
 
+    /// A change of ours (nick, away): told to whoever asked for it, and, when a program did
+    /// (`tailchat attach`), on the user's screen too, saying so — the user is not left away, or
+    /// under another nick, without a word.
+    pub(super) fn print_own_change(&mut self, line: String) {
+        if self.reply_to.is_some() {
+            self.print_to_screen(Output::Notice(format!(
+                "{line} (by a program, tailchat attach)"
+            )));
+        }
+        self.print(Output::Notice(line));
+    }
+
     /// Where an answer goes: the connection whose command it answers, else the screen.
     fn dest(&self) -> Dest {
         self.reply_to.map_or(Dest::Screen, Dest::Client)
