@@ -354,9 +354,23 @@ pub async fn run_with(
             break;
         }
     }
+    // Transfers stop before the quit lines say where they are (they would go on moving bytes
+    // until the process exits); their ends are waited for a moment.
+    chat.files.stop_data_for_quit();
+    let until = tokio::time::Instant::now() + DATA_STOP_WAIT;
+    while chat.files.data_running() {
+        match tokio::time::timeout_at(until, file_events.recv()).await {
+            Ok(Some(ev)) => chat.on_file_event(ev),
+            _ => break,
+        }
+    }
+    chat.files.settle_for_quit();
     chat.goodbye();
     chat.outcome()
 }
+
+/// How long quitting waits for the transfers' data connections to stop.
+const DATA_STOP_WAIT: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests;

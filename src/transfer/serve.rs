@@ -529,6 +529,7 @@ fn send_files(
         let mut left = e.size - skip;
         while left > 0 {
             if serving.cancelled.load(Ordering::Acquire) {
+                report(*sent); // where it stopped, for the quit lines
                 return Err(ServeError::Cancelled);
             }
             let n = send_chunk(&mut file, &mut out, left.min(chunk), &mut buffer).map_err(link)?;

@@ -683,6 +683,39 @@ impl Files {
         }
     }
 
+    /// Quitting: every data connection is stopped, so that what the quit lines say is where
+    /// the transfers stopped, not where they were when the user quit while bytes kept moving
+    /// until the program exited. [`Self::data_running`] says when all have ended.
+    pub fn stop_data_for_quit(&mut self) {
+        let keys: Vec<TransferKey> = self
+            .transfers
+            .values()
+            .filter(|t| t.fetching.is_some() || t.serving > 0)
+            .map(Transfer::key)
+            .collect();
+        for key in keys {
+            self.stop(key);
+        }
+    }
+
+    /// Whether a data connection still runs (its end not handled yet).
+    #[must_use]
+    pub fn data_running(&self) -> bool {
+        self.transfers
+            .values()
+            .any(|t| t.fetching.is_some() || t.serving > 0)
+    }
+
+    /// Before the quit lines: what each unfinished incoming transfer has on disk (where it
+    /// will resume), rather than the last progress report.
+    pub fn settle_for_quit(&mut self) {
+        for t in self.transfers.values_mut() {
+            if !t.record.outgoing && t.record.state == State::Accepted && t.manifest.is_some() {
+                t.record.bytes_done = ending::bytes_on_disk(t);
+            }
+        }
+    }
+
     /// What stays unfinished when the program stops, one line each, for the user to know it
     /// was not forgotten (or that it is lost, without storage).
     pub fn left_unfinished(&self, ep: &Endpoint) -> Vec<String> {

@@ -717,6 +717,46 @@ fn a_forgotten_peers_transfers_end_with_a_line() {
     assert_eq!(files.transfers[&key].record.state, State::Failed);
 }
 
+/// At quit the data connections are stopped first, and a receiver's quit line counts what is
+/// on its disk (where it resumes), not the last progress report (the bytes kept moving until
+/// the program exited, and the two sides' lines did not agree).
+#[test]
+fn quitting_stops_the_data_and_counts_what_is_on_disk() {
+    let ep = endpoint(Instant::now());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut files, key) = accepted(false);
+    files.store = Some(Store::new(dir.path()));
+    let flag = Arc::new(AtomicBool::new(false));
+    {
+        let t = files.transfers.get_mut(&key).unwrap();
+        t.record.dest = Some(dir.path().join("report.pdf"));
+        t.record.bytes_done = 2_500_000;
+        t.manifest = Some(Manifest {
+            entries: vec![crate::transfer::manifest::Entry {
+                path: "report.pdf".into(),
+                size: 10_000_000,
+                hash: [0; 32],
+            }],
+            folders: vec![],
+        });
+        t.fetching = Some(Arc::clone(&flag));
+    }
+    std::fs::write(dir.path().join("report.pdf.part"), vec![0; 7_100_000]).unwrap();
+    assert!(files.data_running());
+    files.stop_data_for_quit();
+    assert!(
+        flag.load(std::sync::atomic::Ordering::Acquire),
+        "the fetch is told to stop"
+    );
+    files.transfers.get_mut(&key).unwrap().fetching = None; // (its end, handled)
+    assert!(!files.data_running());
+    files.settle_for_quit();
+    assert_eq!(
+        files.left_unfinished(&ep),
+        ["report.pdf from bob: 71% received, the rest comes when you are both back"]
+    );
+}
+
 #[test]
 fn what_is_left_unfinished_is_said_at_quit() {
     let ep = endpoint(Instant::now());
