@@ -144,9 +144,9 @@ fn send(
     run(settings, Some(lines), awaited)
 }
 
-/// The data directory and the UDP port of the tailchat that runs on it, if one does: its
-/// control socket answers, and says the port in its first line (`ready`).
-fn running_here(settings: &Settings) -> Option<(std::path::PathBuf, u16)> {
+/// The data directory, the UDP port and the nick of the tailchat that runs on it, if one
+/// does: its control socket answers, and says them in its first line (`ready`).
+fn running_here(settings: &Settings) -> Option<(std::path::PathBuf, u16, String)> {
     use std::io::BufRead;
     let dir = store::dirs::data_dir_path(settings.data_dir.as_deref()).ok()?;
     let path = control::socket_to_use(&dir).ok()??;
@@ -158,7 +158,8 @@ fn running_here(settings: &Settings) -> Option<(std::path::PathBuf, u16)> {
     std::io::BufReader::new(stream).read_line(&mut ready).ok()?;
     let ready: serde_json::Value = serde_json::from_str(&ready).ok()?;
     let port = u16::try_from(ready["port"].as_u64()?).ok()?;
-    Some((dir, port))
+    let nick = ready["nick"].as_str().unwrap_or_default().to_owned();
+    Some((dir, port, nick))
 }
 
 /// `tailchat attach --json`: relays between this program's standard streams and the running
@@ -203,7 +204,7 @@ fn run(
     let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)
         .map_err(|e| match running_here(&settings) {
             // The port is taken by our own tailchat: what to do then is not "stop it".
-            Some((dir, port)) if port == settings.port && e.contains("uses UDP port") => {
+            Some((dir, port, _)) if port == settings.port && e.contains("uses UDP port") => {
                 let what = e.split(" — ").next().unwrap_or(&e);
                 format!(
                     "{what} — your tailchat already runs on this port, with data directory {}: chat there, or reach it with tailchat send or tailchat attach --json",
@@ -224,10 +225,16 @@ fn run(
             Err(e) => (None, Some(e)),
         };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
-    // Not told which nick: the one this identity used last, else the login name.
+    // The tailchat that holds this data directory, when this one cannot use it.
+    let holder = storage_error
+        .as_ref()
+        .and_then(|_| running_here(&settings));
+    // Not told which nick: the one this data directory used last (the running tailchat's, when
+    // one holds it), else the login name.
     if let Some(last) = storage
         .as_ref()
         .and_then(|s| s.restored.last_nick.clone())
+        .or_else(|| holder.as_ref().map(|(_, _, nick)| nick.clone()))
         .filter(|n| !settings.nick_chosen && tailchat::proto::nick::is_valid_nick(n))
     {
         settings.nick = last;
@@ -318,8 +325,14 @@ fn run(
         say(Output::Error(format!("storage: {problem}{forgotten}")));
     }
     if let Some(e) = storage_error {
+        // A script beside the user's tailchat most likely meant to speak through it.
+        let through = if holder.is_some() && !interactive {
+            "; to speak as yourself from a script, use tailchat send (it goes through your running tailchat)"
+        } else {
+            ""
+        };
         say(Output::Error(format!(
-            "storage off: {e} — the chat works, but nothing is kept after you quit{forgotten}"
+            "storage off: {e} — the chat works, but nothing is kept after you quit{forgotten}{through}"
         )));
     }
     let reaches = (bound.reaches_v4, bound.reaches_v6);

@@ -347,6 +347,39 @@ fn a_second_start_on_your_own_port_says_your_tailchat_runs() {
     );
 }
 
+/// A script started beside the user's running tailchat, on its data directory (and another
+/// port): it goes by the nick that data directory used last (the running one's), not the
+/// login name, and its storage-off line says that `tailchat send` is the way to speak as
+/// oneself from a script.
+#[test]
+fn a_script_beside_your_tailchat_keeps_your_nick_and_points_to_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = data(dir.path());
+    let mut alice = Chat::start("alicia", &["--bind", "127.0.0.1", "--data-dir", &d]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let (cmd, _home) = command(&[
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-discovery",
+        "--data-dir",
+        &d,
+        "--peer",
+        &peer,
+    ]);
+    let out = run_with_input(cmd, b"from the script\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is in use by another tailchat") && err.contains("use tailchat send"),
+        "{err}"
+    );
+    // Shown with its id: the running alicia has the nick too.
+    alice.expect_where("the script's line", |l| {
+        l.contains("<alicia#") && l.ends_with("> from the script")
+    });
+}
+
 #[test]
 fn attach_follows_and_drives_the_running_tailchat() {
     let dir = tempfile::tempdir().unwrap();
