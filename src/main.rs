@@ -226,9 +226,7 @@ fn run(
         };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
     // The tailchat that holds this data directory, when this one cannot use it.
-    let holder = storage_error
-        .as_ref()
-        .and_then(|_| running_here(&settings));
+    let holder = storage_error.as_ref().and_then(|_| running_here(&settings));
     // Not told which nick: the one this data directory used last (the running tailchat's, when
     // one holds it), else the login name.
     if let Some(last) = storage

@@ -271,6 +271,26 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     assert_eq!(alices, 1, "the same alice, not a stranger: {:#?}", bob.seen);
 }
 
+/// A one-shot `send --to` a nick nobody known goes by (a typo) waits for the peers it knows
+/// to answer before it says who is here: bob is listed as here, not as away.
+#[test]
+fn send_to_a_mistyped_nick_lists_who_is_here_truly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    bob.send("morning");
+    alice.expect("<bob> morning");
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    bob.expect("alice left");
+    let out = send(dir.path(), &["--to", "bbo", "typo"]);
+    assert_exited(&out, 3);
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        said.contains("no peer called 'bbo'; here now: bob"),
+        "{said}"
+    );
+}
+
 /// A one-shot `send --to bob` is about that message: a backlog an earlier run left for a peer
 /// who is gone (carol) neither holds it up at start nor makes its exit code 5.
 #[test]

@@ -327,16 +327,24 @@ impl Chat {
         if !self.scripted {
             return;
         }
-        let named = |p: &crate::proto::PeerInfo| {
-            self.awaited.as_ref().is_none_or(|names| {
-                names.iter().any(|n| {
-                    *n == p.nick || crate::app::lookup::by_id_prefix(n, &p.nick, &p.id.to_string())
-                })
-            })
+        let peers = self.ep.peers();
+        let names_it = |n: &String, p: &crate::proto::PeerInfo| {
+            *n == p.nick || crate::app::lookup::by_id_prefix(n, &p.nick, &p.id.to_string())
         };
-        self.awaiting_known = self
-            .ep
-            .peers()
+        // A name no known peer goes by (a typo, or someone met under another nick): all are
+        // waited for, so that what the error then says of who is here is true.
+        let unknown = self
+            .awaited
+            .as_ref()
+            .is_some_and(|names| names.iter().any(|n| !peers.iter().any(|p| names_it(n, p))));
+        let named = |p: &crate::proto::PeerInfo| {
+            unknown
+                || self
+                    .awaited
+                    .as_ref()
+                    .is_none_or(|names| names.iter().any(|n| names_it(n, p)))
+        };
+        self.awaiting_known = peers
             .iter()
             .filter(|p| p.state == PeerState::Offline && !p.addrs.is_empty() && named(p))
             .map(|p| p.id)
