@@ -86,6 +86,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long `tailchat send` waits for another one to release the data directory.
+const SEND_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `tailchat send`: through the running tailchat on this data directory when there is one
 /// (the options in `unused`, which set what it has its own of, are then said not to be used),
 /// else as a one-shot script of this identity.
@@ -219,11 +222,21 @@ fn run(
         .map_err(|e| format!("cannot read the socket's address: {e}"))?
         .port();
     let discovery = settings.discovery_possible();
-    let (mut storage, storage_error) =
-        match Storage::open(settings.data_dir.as_deref(), &settings.history_limit) {
-            Ok(s) => (Some(s), None),
-            Err(e) => (None, Some(e)),
-        };
+    // `tailchat send` (its lines given): another send on the same data directory holds the
+    // journal for a moment; this one waits its turn, so that it speaks as the same peer.
+    let lock_wait = if script.is_some() {
+        SEND_LOCK_WAIT
+    } else {
+        std::time::Duration::ZERO
+    };
+    let (mut storage, storage_error) = match Storage::open(
+        settings.data_dir.as_deref(),
+        &settings.history_limit,
+        lock_wait,
+    ) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
     // The tailchat that holds this data directory, when this one cannot use it.
     let holder = storage_error.as_ref().and_then(|_| running_here(&settings));

@@ -271,6 +271,54 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     assert_eq!(alices, 1, "the same alice, not a stranger: {:#?}", bob.seen);
 }
 
+/// Several `tailchat send` at once on one data directory where no tailchat runs: each waits
+/// its turn for the journal (or goes through the one that holds it), so every message goes
+/// out as alice, none under a new identity or lost to "storage off".
+#[test]
+fn sends_started_together_all_speak_as_the_same_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    bob.send("morning");
+    alice.expect("<bob> morning");
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    bob.expect("alice left");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let (mut cmd, home) = send_command(dir.path(), "5", &[&format!("together {i}")]);
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, home)
+        })
+        .collect();
+    for (child, _home) in children {
+        let out = child.wait_with_output().unwrap();
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0 | 6)),
+            "{code:?}\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // (In any order: each sender went its own way.)
+    let mut got: Vec<String> = (0..4)
+        .map(|_| bob.expect("<alice> together "))
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["0", "1", "2", "3"]);
+    let strangers = bob
+        .seen
+        .iter()
+        .find(|l| l.contains("joined") && !l.contains("alice"));
+    assert!(strangers.is_none(), "{strangers:?}");
+}
+
 /// A one-shot `send --to` a nick nobody known goes by (a typo) waits for the peers it knows
 /// to answer before it says who is here: bob is listed as here, not as away.
 #[test]

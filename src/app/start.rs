@@ -45,6 +45,9 @@ pub struct Storage {
     pub identity_kept: bool,
 }
 
+/// How often a journal held by another tailchat is tried again, while waiting for it.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Storage {
     /// Whether a run with this storage (`None`: storage off) is one its peers will never meet
     /// again, as if `--ephemeral`: its identity lives only in memory.
@@ -59,9 +62,14 @@ impl Storage {
     ///
     /// # Errors
     /// No data directory can be made, the identity file is unreadable or damaged, or the
-    /// journal is held by another tailchat: each says which file and what to do. Storage is
-    /// then off, under a new identity.
-    pub fn open(explicit: Option<&Path>, history_limit: &HistoryLimit) -> Result<Storage, String> {
+    /// journal is held by another tailchat (for longer than `lock_wait`: a `tailchat send`
+    /// waits its turn behind another one on the same directory): each says which file and
+    /// what to do. Storage is then off, under a new identity.
+    pub fn open(
+        explicit: Option<&Path>,
+        history_limit: &HistoryLimit,
+        lock_wait: std::time::Duration,
+    ) -> Result<Storage, String> {
         let dir = store::dirs::data_dir(explicit)?;
         let path = dir.join(store::JOURNAL_FILE);
         let transfer_peers =
@@ -104,7 +112,14 @@ impl Storage {
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
-        let opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+        let until = std::time::Instant::now() + lock_wait;
+        let mut opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+        while matches!(opened, Err(JournalError::Locked { .. }))
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(LOCK_RETRY);
+            opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+        }
         let (journal, restored, problem) = match opened {
             Ok((j, r)) => (Some(j), r, None),
             Err(e @ JournalError::Locked { .. }) => return Err(e.to_string()),
