@@ -376,6 +376,7 @@ fn run(
             })
             .unwrap_or_default(),
         calls: settings.calls,
+        forget_check_every: None,
     };
     if !settings.calls.bell {
         term.output.silence_bell();

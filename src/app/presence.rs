@@ -32,6 +32,9 @@ pub struct PresenceSetup {
     pub heard_ms: HashMap<PeerId, i64>,
     /// What a line that calls us does.
     pub calls: Calls,
+    /// How often peers are checked against `forget_after` (`None`: every
+    /// [`FORGET_CHECK_EVERY`]; tests check sooner).
+    pub forget_check_every: Option<Duration>,
 }
 
 /// Auto-away and forgetting, between wake-ups.
@@ -61,11 +64,12 @@ pub struct Due {
 impl Presence {
     /// Starts at `now`; the first check for peers to forget is [`FORGET_CHECK_EVERY`] later.
     pub fn new(setup: PresenceSetup, now: Instant) -> Self {
+        let first_check = now + setup.forget_check_every.unwrap_or(FORGET_CHECK_EVERY);
         Self {
             setup,
             last_typed: now,
             auto: false,
-            next_forget_check: now + FORGET_CHECK_EVERY,
+            next_forget_check: first_check,
             last_notified: None,
         }
     }
@@ -133,7 +137,8 @@ impl Presence {
         }
         if let Some(after) = self.setup.forget_after {
             if now >= self.next_forget_check {
-                self.next_forget_check = now + FORGET_CHECK_EVERY;
+                self.next_forget_check =
+                    now + self.setup.forget_check_every.unwrap_or(FORGET_CHECK_EVERY);
                 due.forget = peers()
                     .iter()
                     .filter_map(|p| {

@@ -1004,6 +1004,55 @@ fn forget_stops_trying_an_added_address_nobody_answers() {
     });
 }
 
+/// A peer unheard for `forget_after` is forgotten, but not one that messages wait for: those
+/// are the user's, and a clock set weeks ahead looks like a month away; said once, with the
+/// `/forget` that drops them.
+#[test]
+fn forget_after_keeps_a_peer_that_messages_wait_for() {
+    let switch = Switch::default();
+    let a_addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let soon = |s: &mut Setup| {
+        s.presence.forget_after = Some(Duration::from_millis(300));
+        s.presence.forget_check_every = Some(Duration::from_millis(50));
+    };
+    let net = (None, None, TailnetSetup::off());
+    let alice = start_chat_with(&switch, "alice", a_addr, &[], net, soon);
+    let bob = start_chat(&switch, "bob", 2, &[a_addr], None, None);
+    let carol = start_chat(&switch, "carol", 3, &[a_addr], None, None);
+    let mut a = Seen(Vec::new());
+    for _ in 0..2 {
+        alice.wait_for(&mut a, "a join", |o| notice(o, " joined"));
+    }
+    for (chat, nick) in [(&bob, "bob"), (&carol, "carol")] {
+        let mut seen = Seen(Vec::new());
+        chat.wait_for(&mut seen, "alice joined", |o| notice(o, "alice joined"));
+        chat.type_line("/quit");
+        alice.wait_for(&mut a, "a leave", |o| notice(o, &format!("{nick} left")));
+    }
+    alice.type_line("/msg bob for when you are back");
+    let forgot_carol = |o: &Output| notice(o, "forgot carol: not heard for 0 days (forget_after)");
+    let kept_bob = |o: &Output| {
+        notice(
+            o,
+            "bob not heard for 0 days (forget_after), but 1 message waits for them: kept — /forget bob drops them",
+        )
+    };
+    // (In either order.)
+    for _ in 0..2 {
+        alice.wait_for(&mut a, "carol forgotten, bob kept", |o| {
+            forgot_carol(o) || kept_bob(o)
+        });
+    }
+    assert!(
+        a.0.iter().any(forgot_carol) && a.0.iter().any(kept_bob),
+        "{:?}",
+        a.0
+    );
+    let told = a.0.iter().filter(|o| notice(o, "bob not heard")).count();
+    assert_eq!(told, 1, "{:?}", a.0);
+    assert!(!a.0.iter().any(|o| notice(o, "forgot bob")), "{:?}", a.0);
+}
+
 /// Two bobs, one gone: `/msg bob` asks which; `/forget bob` means the one that left (the
 /// other is here), and the line names it apart from the one still here.
 #[test]

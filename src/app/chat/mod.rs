@@ -142,6 +142,8 @@ pub struct Chat {
     /// Peers being forgotten for `forget_after`, with how many days they were not heard:
     /// their forgetting is said in one line, with the messages dropped.
     forgetting_unheard: HashMap<PeerId, u64>,
+    /// Peers not heard for `forget_after` but kept, since messages wait for them (said once).
+    kept_unheard: std::collections::HashSet<PeerId>,
     nick_history: HashMap<PeerId, Vec<String>>,
     /// The present peers' names (and ours) as of the endpoint's roster version, to name the
     /// sender of each message (rebuilt only when someone joins, leaves or is renamed).
@@ -268,6 +270,7 @@ impl Chat {
             last_stats: String::new(),
             nick_history: HashMap::new(),
             forgetting_unheard: HashMap::new(),
+            kept_unheard: std::collections::HashSet::new(),
             shown_names: None,
             pending: Vec::new(),
             clients: BTreeMap::new(),
@@ -482,9 +485,25 @@ impl Chat {
             self.set_away_kept(now, Some(AUTO_AWAY_REASON.to_owned()), false);
         }
         for (id, silent) in due.forget {
+            let days = silent.as_secs() / 86_400;
+            // Never the user's messages without a word from the user: one who has some
+            // waiting (a clock set weeks ahead looks the same as a month away) is kept, said
+            // once a run, for the user to /forget.
+            let waiting = self.ep.peer(id).map_or(0, |p| p.undelivered);
+            if waiting > 0 {
+                if self.kept_unheard.insert(id) {
+                    let nick = self.ep.peer(id).map(|p| p.nick).unwrap_or_default();
+                    let name = self.current_names().name_of(id, &nick);
+                    self.print(Output::Notice(format!(
+                        "{name} not heard for {days} days (forget_after), but {} {} for them: kept — /forget {name} drops them",
+                        crate::ui::present::messages(waiting),
+                        crate::ui::present::wait(waiting)
+                    )));
+                }
+                continue;
+            }
             // Said with the event, in one line with what it drops.
-            self.forgetting_unheard
-                .insert(id, silent.as_secs() / 86_400);
+            self.forgetting_unheard.insert(id, days);
             self.ep.forget(now, id);
         }
     }
