@@ -127,7 +127,8 @@ fn object(kind: &str, fields: Value) -> String {
 fn escape_invisible(line: &str) -> String {
     use std::fmt::Write;
     let hidden = |c: char| {
-        matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        // (The joiners too: the screen keeps them only between two characters they join.)
+        matches!(c, '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{61c}' | '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
             || crate::ui::render::is_invisible(c)
     };
     if !line.contains(hidden) {
@@ -472,7 +473,7 @@ mod tests {
     fn peer_text_is_escaped_not_sanitised() {
         let evil =
             "\u{1b}]0;owned\u{7}hi\n\"quoted\"\u{9b}2J\u{7f}\u{85}\u{202e}lin\u{2028}e\u{2066}\
-                    b\u{200b}ob\u{feff}\u{ad}\u{e0041}";
+                    b\u{200b}ob\u{feff}\u{ad}\u{e0041}\u{200c}\u{200d}";
         let e = Event::Message {
             from: PeerId(0xab),
             nick: "mallory".into(),
@@ -490,7 +491,7 @@ mod tests {
         );
         // Invisible characters too; beyond U+FFFF as a surrogate pair.
         assert!(
-            line.contains(r"b\u200bob\ufeff\u00ad\udb40\udc41"),
+            line.contains(r"b\u200bob\ufeff\u00ad\udb40\udc41\u200c\u200d"),
             "{line}"
         );
         let v = parsed(&line);

@@ -54,6 +54,12 @@ impl fmt::Display for JournalError {
                 path.display(),
                 io_reason(source)
             ),
+            JournalError::NotAJournal { path } if path.is_dir() => write!(
+                f,
+                "{} is a folder, not tailchat's journal file; it was left untouched — move it \
+                 away, or choose another --data-dir",
+                path.display()
+            ),
             JournalError::NotAJournal { path } => write!(
                 f,
                 "{}: not a tailchat journal (it does not start with \"TCJ1\"); it was left \

@@ -455,6 +455,15 @@ fn foreign_file_is_an_error_and_untouched() {
         )
     );
     assert_eq!(fs::read(&path).unwrap(), contents);
+    // A folder where the journal should be is named as one.
+    let folder = tmp.path().join("other");
+    fs::create_dir(folder.join("")).unwrap();
+    let err = Journal::open_read_only(&folder).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("other is a folder, not tailchat's journal file"),
+        "{err}"
+    );
 }
 
 #[test]
