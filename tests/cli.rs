@@ -15,6 +15,14 @@ fn pair() -> (Chat, Chat) {
     (alice, bob)
 }
 
+/// A flag given twice (an alias that has it, and the line typed) is taken once, not refused.
+#[test]
+fn a_flag_given_twice_is_taken_once() {
+    let mut alice = Chat::start("alice", &["--no-discovery"]);
+    alice.send("/nick alicia");
+    alice.expect("you are now alicia");
+}
+
 #[test]
 fn two_peers_join_and_chat_both_ways() {
     let (mut alice, mut bob) = pair();

@@ -23,6 +23,9 @@ pub const DEFAULT_PORT: u16 = 7654;
     version,
     about,
     max_term_width = 100,
+    // `--no-discovery` twice (an alias that has it, and the line typed) is not an error: the
+    // last of a repeated option counts (repeatable ones such as --peer still add up).
+    args_override_self = true,
     after_help = "Defaults for these options, and settings with no option (accept_from, bell, notify, notify_text, auto_away, forget_after, [history_limit]), are read from $XDG_CONFIG_HOME/tailchat/config.toml, usually ~/.config/tailchat/config.toml: see the README's \"Config file\". At the prompt, /help lists the commands."
 )]
 // The field docs are the --help text, where `HOST[:PORT]` is meant literally.
@@ -98,8 +101,8 @@ pub struct Args {
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send one message as you and exit: through your running tailchat when one runs on the
-    /// same data directory, else as yourself on a free port (what cannot be delivered within
-    /// --wait stays queued). Exit codes as for scripts
+    /// same data directory, else as yourself for a moment, on --port (any free port if that is
+    /// taken; what cannot be delivered within --wait stays queued). Exit codes as for scripts
     #[command(
         after_help = "When your tailchat runs on the data directory, the message goes through it: only --to, --wait and --data-dir apply (it has its own nick, port, peers and the rest). Else every option above applies but --json (for JSON, tailchat attach --json)."
     )]

@@ -878,6 +878,11 @@ fn a_direct_message_to_someone_who_left_waits_for_them() {
     alice.wait_for(&mut a, "who is known", |o| {
         error(o, "no peer called 'nobody'; known, not here now: bob")
     });
+    // `bob:` as Tab completes it at the start of a line: bob.
+    alice.type_line("/msg bob: and the day after");
+    alice.wait_for(&mut a, "the echo to bob", |o| {
+        matches!(o, Output::Direct { to: Some(to), text, .. } if to == "bob" && text == "and the day after")
+    });
 }
 
 /// Two chats that have met, each having seen the other join.
@@ -1000,7 +1005,7 @@ fn forget_stops_trying_an_added_address_nobody_answers() {
     });
     alice.type_line("/forget 10.9.9.9:7688");
     alice.wait_for(&mut a, "nothing left to stop", |o| {
-        error(o, "no peer called '10.9.9.9:7688'")
+        error(o, "nothing is being tried at 10.9.9.9:7688: /forget ADDR stops an address you /added where nobody answers")
     });
 }
 

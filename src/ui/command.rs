@@ -55,7 +55,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (MSG_USAGE, "send TEXT privately to NICK"),
     (
         ME_USAGE,
-        "an action to everyone: /me waves shows * you waves",
+        "an action to everyone: /me waves shows * NICK waves (your nick)",
     ),
     (
         AWAY_USAGE,
@@ -187,9 +187,13 @@ pub enum CommandError {
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unknown(name) => {
-                write!(f, "unknown command {name} — type /help for the list")
-            }
+            Self::Unknown(name) => match nearest_command(name) {
+                Some(meant) => write!(
+                    f,
+                    "unknown command {name} — did you mean {meant}? (/help lists them)"
+                ),
+                None => write!(f, "unknown command {name} — type /help for the list"),
+            },
             Self::Usage(usage) => write!(f, "usage: {usage}"),
             Self::InvalidNick(why) => write!(f, "{why} — {NICK_RULE}"),
             Self::InvalidId(name) => write!(
@@ -361,11 +365,24 @@ const HELP_FOOTER: &[&str] = &[
     "Two peers with the same nick: write NICK#ID (the first hex digits of its id, as /whois shows it, and /peers while nicks are shared; Tab offers them); a nick you cannot type: #ID alone.",
 ];
 
-/// The command names (`/msg`, `/add`, …) in [`COMMANDS`] order, for completion.
+/// The command names (`/msg`, `/add`, …) in [`COMMANDS`] order, then `/exit`, for completion.
 pub fn command_names() -> impl Iterator<Item = &'static str> {
     COMMANDS
         .iter()
         .map(|(usage, _)| usage.split_whitespace().next().unwrap_or(usage))
+        .chain(["/exit"])
+}
+
+/// The command a mistyped `name` most likely meant (`/peer` → `/peers`): one a typo or two
+/// away (one for names of three characters or fewer), the nearest.
+fn nearest_command(name: &str) -> Option<&'static str> {
+    let typed = name.to_lowercase();
+    let most = if typed.chars().count() <= 3 { 1 } else { 2 };
+    command_names()
+        .map(|c| (strsim::damerau_levenshtein(&typed, c), c))
+        .filter(|(d, _)| *d <= most)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 /// Splits off the first whitespace-separated word; the rest keeps its leading whitespace so
@@ -813,6 +830,16 @@ mod tests {
     #[test]
     fn unknown_commands_name_themselves_and_point_to_help() {
         assert_eq!(err("/foo bar"), CommandError::Unknown("/foo".into()));
+        // A typo is pointed at the command it most likely meant.
+        assert_eq!(
+            err("/peer").to_string(),
+            "unknown command /peer — did you mean /peers? (/help lists them)"
+        );
+        assert!(err("/Quti").to_string().contains("did you mean /quit?"));
+        assert_eq!(
+            err("/xyzzy").to_string(),
+            "unknown command /xyzzy — type /help for the list"
+        );
         assert_eq!(
             err("/foo").to_string(),
             "unknown command /foo — type /help for the list"
@@ -828,7 +855,8 @@ mod tests {
             names,
             [
                 "/msg", "/me", "/away", "/back", "/add", "/nick", "/peers", "/whois", "/history",
-                "/send", "/accept", "/decline", "/cancel", "/files", "/forget", "/help", "/quit"
+                "/send", "/accept", "/decline", "/cancel", "/files", "/forget", "/help", "/quit",
+                "/exit"
             ]
         );
         for name in names {

@@ -163,7 +163,12 @@ mod tests {
         assert_eq!(at_end("/m", &[]), (0, nicks(&["/me ", "/msg "])));
         assert_eq!(at_end("/ms", &[]), (0, vec!["/msg ".to_owned()]));
         assert_eq!(at_end("/h", &[]), (0, nicks(&["/help ", "/history "])));
-        assert_eq!(at_end("/", &[]).1.len(), crate::ui::command::COMMANDS.len());
+        // Every command, and /exit.
+        assert_eq!(
+            at_end("/", &[]).1.len(),
+            crate::ui::command::COMMANDS.len() + 1
+        );
+        assert_eq!(at_end("/ex", &[]), (0, vec!["/exit ".to_owned()]));
         assert_eq!(at_end("/Q", &[]), (0, vec!["/quit ".to_owned()]));
         assert_eq!(at_end("/zzz", &[]), (0, vec![]));
     }

@@ -52,12 +52,14 @@ impl Chat {
             }
             Command::Forget(name) => {
                 // An address added (`/add`) where nobody answers: no longer tried.
+                let mut an_address = None;
                 if let Ok(crate::net::addr::HostSpec {
                     host: crate::net::addr::Host::Ip(ip),
                     port,
                 }) = addr::parse(&name, self.default_port)
                 {
                     let at = std::net::SocketAddr::new(ip, port);
+                    an_address = Some(at);
                     if self.ep.stop_trying(at) {
                         let shown = crate::ui::present::show_addr(at);
                         self.print(Output::Notice(format!(
@@ -92,10 +94,16 @@ impl Chat {
                     Err(_) if name == self.ep.nick() => self.command_error(format!(
                         "{name} is you: /forget is for peers who have left for good"
                     )),
-                    Err(e) => self.command_error(e),
+                    Err(e) => match an_address {
+                        Some(at) => self.command_error(format!(
+                            "nothing is being tried at {}: /forget ADDR stops an address you /added where nobody answers, /forget NICK a peer who has left",
+                            crate::ui::present::show_addr(at)
+                        )),
+                        None => self.command_error(e),
+                    },
                 }
             }
-            Command::Msg { nick, text } => match find_peer(&self.ep.peers(), &nick) {
+            Command::Msg { nick, text } => match find_peer_or_addressed(&self.ep.peers(), &nick) {
                 Ok((id, nick)) => {
                     // The echo says which one, when nicks look alike (another peer's, or
                     // ours): `*-> bob#1d79e0c2*`, as that peer's own lines name it.
@@ -362,4 +370,21 @@ impl Chat {
         }
         self.print(Output::Error(message));
     }
+}
+
+/// [`find_peer`], taking `bob:` or `bob,` (as Tab completes a nick at the start of a line, to
+/// address someone in the group) for `bob` when no peer is called that.
+fn find_peer_or_addressed(
+    peers: &[crate::proto::PeerInfo],
+    wanted: &str,
+) -> Result<(crate::proto::PeerId, String), String> {
+    find_peer(peers, wanted).or_else(|e| {
+        match wanted
+            .strip_suffix(':')
+            .or_else(|| wanted.strip_suffix(','))
+        {
+            Some(nick) if !nick.is_empty() => find_peer(peers, nick).map_err(|_| e),
+            _ => Err(e),
+        }
+    })
 }
