@@ -89,22 +89,39 @@ pub fn complete(line: &str, pos: usize, nicks: &[String]) -> (usize, Vec<String>
     (start, candidates)
 }
 
-/// Where the path after `/send NICK ` starts, when the cursor at byte `pos` is in it (the
-/// path is the rest of the line, spaces and all).
+/// Where the path being typed starts, when the cursor at byte `pos` is in one: after
+/// `/send NICK `, or the folder of `/accept [N] ` (the path is the rest of the line, spaces and
+/// all).
 #[must_use]
-pub fn send_path_start(line: &str, pos: usize) -> Option<usize> {
+pub fn path_arg_start(line: &str, pos: usize) -> Option<usize> {
     let before = line.get(..pos)?;
     let after_slash = before.strip_prefix('/')?;
     let name_end = after_slash.find(char::is_whitespace)?;
-    if !after_slash[..name_end].eq_ignore_ascii_case("send") {
+    let command = &after_slash[..name_end];
+    let args = &after_slash[name_end..];
+    let first_at = args.len() - args.trim_start().len();
+    let first_len = args[first_at..].find(char::is_whitespace);
+    let word_then_path = |len: usize| {
+        let path_at = first_at + len;
+        let gap = args[path_at..].len() - args[path_at..].trim_start().len();
+        1 + name_end + path_at + gap
+    };
+    if command.eq_ignore_ascii_case("send") {
+        // The nick first.
+        return first_len.map(word_then_path);
+    }
+    if !command.eq_ignore_ascii_case("accept") {
         return None;
     }
-    let args = &after_slash[name_end..];
-    let nick_at = args.len() - args.trim_start().len();
-    let nick_len = args[nick_at..].find(char::is_whitespace)?;
-    let path_at = nick_at + nick_len;
-    let gap = args[path_at..].len() - args[path_at..].trim_start().len();
-    Some(1 + name_end + path_at + gap)
+    let number = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit());
+    match first_len {
+        // `/accept 3 ~/inc`: the folder after the number.
+        Some(len) if number(&args[first_at..first_at + len]) => Some(word_then_path(len)),
+        // `/accept 3`: still the number.
+        None if number(&args[first_at..]) => None,
+        // `/accept ~/inc`: the folder alone.
+        _ => Some(1 + name_end + first_at),
+    }
 }
 
 /// Completions of a partly typed path: the entries of its folder that start with its last
@@ -263,11 +280,16 @@ mod tests {
     }
 
     #[test]
-    fn paths_complete_after_send_nick() {
-        assert_eq!(send_path_start("/send bob ~/re", 14), Some(10));
-        assert_eq!(send_path_start("/SEND  bob  a b", 15), Some(12));
-        assert_eq!(send_path_start("/send bob", 9), None, "still the nick");
-        assert_eq!(send_path_start("/msg bob x", 10), None);
+    fn paths_complete_after_send_nick_and_accept() {
+        assert_eq!(path_arg_start("/send bob ~/re", 14), Some(10));
+        assert_eq!(path_arg_start("/SEND  bob  a b", 15), Some(12));
+        assert_eq!(path_arg_start("/send bob", 9), None, "still the nick");
+        assert_eq!(path_arg_start("/msg bob x", 10), None);
+        // The folder of /accept, after its number or alone.
+        assert_eq!(path_arg_start("/accept 3 ~/in", 14), Some(10));
+        assert_eq!(path_arg_start("/accept 3", 9), None, "still the number");
+        assert_eq!(path_arg_start("/accept ~/in", 12), Some(8));
+        assert_eq!(path_arg_start("/accept 3  a b", 14), Some(11));
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("reports")).unwrap();
         std::fs::write(tmp.path().join("report.pdf"), b"").unwrap();

@@ -685,7 +685,7 @@ impl Completer for ChatHelper {
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         self.refresh();
-        if let Some(start) = completion::send_path_start(line, pos) {
+        if let Some(start) = completion::path_arg_start(line, pos) {
             let home = std::env::var_os("HOME").map(PathBuf::from);
             let found = completion::complete_path(&line[start..pos], home.as_deref());
             let candidates = found
