@@ -349,7 +349,8 @@ pub fn peers_noted(
                     PeerState::Unreachable => "unreachable",
                     PeerState::Left => "left",
                 },
-                "rtt_ms": p.rtt.map(|d| d.as_secs_f64() * 1e3),
+                // In whole microseconds: 0.935, not 0.9349999999999999.
+                "rtt_ms": p.rtt.map(|d| (d.as_micros() as f64) / 1e3),
                 "queued": p.undelivered,
                 "last_heard_s": now.saturating_duration_since(p.last_heard).as_secs_f64(),
                 "found": match p.found {
@@ -467,6 +468,25 @@ mod tests {
         assert!(!e.contains("Wire"), "{e}");
         assert!(parse_command(r#"{"cmd":"nick","nick":"two words"}"#).is_err());
         assert!(parse_command(r#"{"cmd":"history","count":0}"#).is_err());
+    }
+
+    #[test]
+    fn a_round_trip_time_is_in_whole_microseconds() {
+        let p = PeerInfo {
+            id: PeerId(1),
+            nick: "bob".into(),
+            addrs: vec![],
+            found: crate::proto::Found::Manual,
+            last_heard: Instant::now(),
+            rtt: Some(std::time::Duration::from_nanos(934_999)),
+            undelivered: 0,
+            state: PeerState::Online,
+            away: None,
+            ephemeral: false,
+            key: None,
+        };
+        let line = peers(&[p], Instant::now());
+        assert!(line.contains(r#""rtt_ms":0.934,"#), "{line}");
     }
 
     #[test]
