@@ -732,7 +732,7 @@ impl Files {
                 let pct = t.percent_done();
                 if ephemeral && kept {
                     return format!(
-                        "{name} ({} {nick}) stopped at {pct}%: this run is ephemeral, and {nick} ends its transfers when it leaves",
+                        "{name} ({} {nick}) stopped at {pct}%: this run is ephemeral, so {nick} ends the transfers it has with this run once this run has left",
                         t.toward()
                     );
                 }
