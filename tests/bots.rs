@@ -271,18 +271,25 @@ fn send_without_a_running_tailchat_is_that_peer_for_a_moment() {
     assert_eq!(alices, 1, "the same alice, not a stranger: {:#?}", bob.seen);
 }
 
+/// Bob, after alice (on `dir`) has talked with him and quit: her journal knows him, and no
+/// tailchat runs on `dir`.
+fn bob_after_alice_quit(dir: &Path) -> Chat {
+    let (mut alice, mut bob) = alice_and_bob(dir);
+    bob.send("morning");
+    alice.expect("<bob> morning");
+    alice.send("/quit");
+    assert!(alice.wait_exit().success());
+    bob.expect("alice left");
+    bob
+}
+
 /// Several `tailchat send` at once on one data directory where no tailchat runs: each waits
 /// its turn for the journal (or goes through the one that holds it), so every message goes
 /// out as alice, none under a new identity or lost to "storage off".
 #[test]
 fn sends_started_together_all_speak_as_the_same_peer() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob) = alice_and_bob(dir.path());
-    bob.send("morning");
-    alice.expect("<bob> morning");
-    alice.send("/quit");
-    assert!(alice.wait_exit().success());
-    bob.expect("alice left");
+    let mut bob = bob_after_alice_quit(dir.path());
     let children: Vec<_> = (0..4)
         .map(|i| {
             let (mut cmd, home) = send_command(dir.path(), "5", &[&format!("together {i}")]);
@@ -324,12 +331,7 @@ fn sends_started_together_all_speak_as_the_same_peer() {
 #[test]
 fn send_to_a_mistyped_nick_lists_who_is_here_truly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob) = alice_and_bob(dir.path());
-    bob.send("morning");
-    alice.expect("<bob> morning");
-    alice.send("/quit");
-    assert!(alice.wait_exit().success());
-    bob.expect("alice left");
+    let _bob = bob_after_alice_quit(dir.path()); // here, answering
     let out = send(dir.path(), &["--to", "bbo", "typo"]);
     assert_exited(&out, 3);
     let said = text(&out.stdout) + &text(&out.stderr);
