@@ -345,10 +345,27 @@ impl Journal {
             rewrite::sync_dir(path).map_err(io_err("sync the directory of"))?;
             len = HEADER.len() as u64;
         }
+        // Only the header damaged (its records follow it whole): written again, and said.
+        let mut repaired = None;
         if read_start(&file, len) != HEADER {
-            return Err(JournalError::NotAJournal {
-                path: path.to_path_buf(),
-            });
+            if !header_alone_damaged(&file, len).map_err(io_err("read"))? {
+                return Err(JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                });
+            }
+            let writer = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err("open"))?;
+            writer
+                .write_all_at(&HEADER, 0)
+                .map_err(io_err("write to"))?;
+            writer.sync_all().map_err(io_err("sync"))?;
+            repaired = Some(format!(
+                "{}: its first {} bytes were damaged (not a journal's header): written again; its records were read as usual",
+                path.display(),
+                HEADER.len()
+            ));
         }
 
         let now_ms = crate::clock::now_ms();
@@ -364,6 +381,8 @@ impl Journal {
                 )
             })
             .map_err(io_err("read"))?;
+        let mut restored = restored;
+        restored.warnings.extend(repaired);
         if let Some(at) = torn_at {
             file.set_len(at).map_err(io_err("truncate"))?;
             file.sync_all().map_err(io_err("sync"))?;
@@ -404,7 +423,9 @@ impl Journal {
         let (reader, restored, index) = match File::open(path) {
             Ok(file) => {
                 let len = file.metadata().map_err(io_err)?.len();
-                if read_start(&file, len) != HEADER {
+                if read_start(&file, len) != HEADER
+                    && !header_alone_damaged(&file, len).map_err(io_err)?
+                {
                     return Err(JournalError::NotAJournal {
                         path: path.to_path_buf(),
                     });
@@ -582,6 +603,21 @@ impl Record {
 }
 
 /// The first bytes of `file` (of length `len`), up to the header's length.
+/// Whether a file that does not start with [`HEADER`] is a journal whose header alone was
+/// damaged: a whole record (checksum and all) starts right where the header ends, which the
+/// bytes of a file that is not a journal do not do but by a one-in-four-billion chance.
+fn header_alone_damaged(file: &File, len: u64) -> io::Result<bool> {
+    if !file.metadata()?.is_file() {
+        return Ok(false); // a folder, say: named as such
+    }
+    let mut first = None;
+    let mut src = FileWindow::new(file, len);
+    scan_source(&mut src, HEADER.len() as u64, |found| {
+        first.get_or_insert((found.at, found.record.is_some()));
+    })?;
+    Ok(first == Some((HEADER.len() as u64, true)))
+}
+
 fn read_start(file: &File, len: u64) -> Vec<u8> {
     let mut start = vec![0; HEADER.len().min(len as usize)];
     match file.read_exact_at(&mut start, 0) {

@@ -289,6 +289,35 @@ fn cut_at_a_record_boundary_is_no_damage() {
     assert!(restored.warnings.is_empty(), "{:?}", restored.warnings);
 }
 
+/// A journal whose header alone is damaged (its records follow it whole) is read as usual,
+/// its header written again, and said: the intact records are not hidden behind four bytes.
+#[test]
+fn a_damaged_header_alone_is_repaired_and_every_record_read() {
+    let records = every_kind();
+    let (_tmp, path) = journal_with(&records);
+    let mut bytes = fs::read(&path).unwrap();
+    for b in &mut bytes[..HEADER.len()] {
+        *b ^= 0xff;
+    }
+    fs::write(&path, &bytes).unwrap();
+    // Read-only, it is read all the same (and left as it is).
+    let (_journal, restored) = Journal::open_read_only(&path).unwrap();
+    assert_eq!(restored.records, records.len());
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+    let (_journal, restored) = Journal::open(&path).unwrap();
+    assert_eq!(restored.records, records.len());
+    assert!(
+        restored
+            .warnings
+            .iter()
+            .any(|w| w.contains("first 4 bytes were damaged")),
+        "{:?}",
+        restored.warnings
+    );
+    assert_eq!(&fs::read(&path).unwrap()[..HEADER.len()], HEADER);
+    assert_eq!(records_in(&path), records);
+}
+
 /// Damages the third record of [`every_kind`] with `damage(bytes, start, end)` and checks that
 /// exactly that record is lost, with one warning naming its offset, and nothing is truncated.
 fn check_middle_damage(damage: impl Fn(&mut Vec<u8>, usize, usize), why: &str) {
