@@ -701,10 +701,24 @@ fn a_journal_damaged_at_its_start_keeps_the_identity() {
     quit(alice);
     bob.expect("alice left");
     let journal = a.path().join("journal");
-    let mut bytes = std::fs::read(&journal).unwrap();
+    let peer = format!("127.0.0.1:{}", bob.port);
+    // Its header alone: written again, and every record read.
+    let whole = std::fs::read(&journal).unwrap();
+    let mut bytes = whole.clone();
     bytes[0] ^= 0x04;
     std::fs::write(&journal, &bytes).unwrap();
-    let peer = format!("127.0.0.1:{}", bob.port);
+    let mut alice = start("alice", a.path(), &["--peer", &peer]);
+    alice.expect_seen_or("the repair", |l| l.contains("first 4 bytes were damaged"));
+    bob.expect("alice joined");
+    alice.send("/history");
+    alice.expect("<alice> before the damage");
+    quit(alice);
+    bob.expect("alice left");
+    assert_eq!(std::fs::read(&journal).unwrap()[..4], whole[..4]);
+    // Into its first record too: not taken for a journal, left untouched; alice is still alice.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[..16].fill(0);
+    std::fs::write(&journal, &bytes).unwrap();
     let mut alice = start("alice", a.path(), &["--peer", &peer]);
     let said = alice.expect_seen_or("the journal error", |l| {
         l.contains("not a tailchat journal")
