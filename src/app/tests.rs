@@ -1088,6 +1088,56 @@ fn forget_by_a_shared_nick_means_the_one_that_left() {
     );
 }
 
+/// Our lines are marked echoed once the screen has written them, so that only one sent but
+/// never echoed (a crash between the two, here a `Said` appended by hand after the run) is
+/// shown again at the next start.
+#[test]
+fn our_lines_echoed_are_marked_so_only_one_never_echoed_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let (journal, _) = Journal::open(&path).unwrap();
+    let switch = Switch::default();
+    let with = (Some(journal), None, TailnetSetup::off());
+    let a_addr: SocketAddr = "10.0.0.1:7654".parse().unwrap();
+    let alice = start_chat_with(&switch, "alice", a_addr, &[], with, |_| {});
+    let bob = start_chat(&switch, "bob", 2, &[a_addr], None, None);
+    let (mut a, mut b) = (Seen(Vec::new()), Seen(Vec::new()));
+    alice.wait_for(&mut a, "bob joined", |o| notice(o, "bob joined"));
+    bob.wait_for(&mut b, "alice joined", |o| notice(o, "alice joined"));
+    for text in ["first", "second"] {
+        alice.type_line(text);
+        alice.wait_for(
+            &mut a,
+            "the echo",
+            |o| matches!(o, Output::Group { text: t, .. } if t == text),
+        );
+    }
+    alice.type_line("/quit");
+    alice.done.recv_timeout(WAIT).unwrap();
+    let (mut journal, restored) = Journal::open(&path).unwrap();
+    assert!(restored.unshown.is_empty(), "{:?}", restored.unshown);
+    journal
+        .append(&crate::store::journal::Record::Said {
+            at_ms: 0,
+            id: restored.next_msg,
+            nick: "alice".into(),
+            direct_to: None,
+            recipients: vec![],
+            text: "never echoed".into(),
+            action: false,
+        })
+        .unwrap();
+    journal.sync().unwrap();
+    drop(journal);
+    let (_journal, restored) = Journal::open(&path).unwrap();
+    let texts: Vec<&str> = restored
+        .unshown
+        .iter()
+        .map(|u| u.line.text.as_str())
+        .collect();
+    assert_eq!(texts, ["never echoed"]);
+}
+
 /// Going away by itself is not kept for the next run (whoever starts tailchat again is at the
 /// keyboard); an away set by hand is.
 #[test]

@@ -85,7 +85,7 @@ pub use error::JournalError;
 pub use frame::{HEADER, MARKER, MAX_PAYLOAD};
 pub use history::{format_history_line, HistoryFilter, HistoryLine, HistoryQuery};
 pub use limit::{HistoryLimit, DEFAULT_HISTORY_MESSAGES, RECENT_PEERS};
-pub use restore::{Outgoing, PeerRecord, Restored, Unshown};
+pub use restore::{Outgoing, PeerRecord, Restored, Unshown, OWN_LINES};
 pub use rewrite::{temp_path, Compaction};
 
 use admit::Admission;

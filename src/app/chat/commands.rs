@@ -326,6 +326,8 @@ impl Chat {
             (&text, action),
             now_ms,
         );
+        // Recorded as echoed once the screen has written it (see `OWN_LINES`).
+        self.own_echoed = self.own_echoed.max(Some(sent.id.0));
         // Every connection hears of it (the one that asked, too), after the sync.
         for id in self.clients.keys().copied().collect::<Vec<_>>() {
             self.pending

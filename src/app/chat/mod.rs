@@ -154,6 +154,10 @@ pub struct Chat {
     /// that the echo of a message (`<alice> hi`) is never on screen before the message is on
     /// disk: a line the user saw as sent survives a crash.
     pending: Vec<(Dest, Line)>,
+    /// The highest id of our messages echoed among the lines pending: marked shown once the
+    /// screen has written them, so that one sent but never echoed (a crash between) is shown
+    /// at the next start.
+    own_echoed: Option<u64>,
     /// Peers that stopped answering, or answer again, waiting to be told together.
     answering: answering::AnsweringNotices,
     /// Late-delivery notices waiting to be told together.
@@ -273,6 +277,7 @@ impl Chat {
             kept_unheard: std::collections::HashSet::new(),
             shown_names: None,
             pending: Vec::new(),
+            own_echoed: None,
             clients: BTreeMap::new(),
             answering: answering::AnsweringNotices::default(),
             delivery: delivery::DeliveryNotices::default(),

@@ -134,6 +134,10 @@ impl Chat {
                 (Dest::Client(_), Line::Human(_)) => {}
             }
         }
+        if let Some(id) = self.own_echoed.take() {
+            let own = std::collections::BTreeMap::from([(crate::store::journal::OWN_LINES, id)]);
+            self.await_shown(own);
+        }
         if !self.files_to_mark.is_empty() {
             let keys = std::mem::take(&mut self.files_to_mark);
             self.files_unconfirmed.push((self.screen.mark(), keys));

@@ -89,7 +89,15 @@ impl Chat {
             return;
         }
         if !self.json {
-            let separator = Output::Notice("--- while you were away ---".to_owned());
+            // Lines of ours among them: sent, but the last run stopped before echoing them.
+            let ours = unshown
+                .iter()
+                .any(|u| u.from == crate::store::journal::OWN_LINES);
+            let separator = Output::Notice(if ours {
+                "--- while you were away (with lines of yours the last run sent but never showed) ---".to_owned()
+            } else {
+                "--- while you were away ---".to_owned()
+            });
             self.paced.push_back(Paced::human([separator]));
         }
         let parts = in_parts(unshown, |u| line_size(&u.line));

@@ -255,6 +255,66 @@ fn messages_never_shown_are_kept_and_replayed_once_across_compaction_and_restart
     assert_eq!(group_texts(&path, 100), ["before tracking", "bob 40"]);
 }
 
+/// Our own lines are tracked as messages heard are: one sent but never echoed (a crash between
+/// the two) is replayed at the next start, across compaction too; a journal that never marked
+/// one of ours (an older version's) replays none of them.
+#[test]
+fn our_lines_never_echoed_are_replayed_and_a_journal_that_never_marked_ours_replays_none() {
+    let opened = |session| Record::Opened {
+        at_ms: 0,
+        session,
+        nick: "alice".into(),
+    };
+    // An older version's journal: nothing of ours marked.
+    let older = vec![opened(1), said(1, &[BOB], "one"), said(2, &[BOB], "two")];
+    let (_tmp, path) = journal_with(&older);
+    let (_journal, restored) = Journal::open_with(&path, &limit(u64::MAX)).unwrap();
+    assert!(restored.unshown.is_empty(), "{:?}", restored.unshown);
+    drop(_journal);
+
+    // This version echoed 3, and stopped before echoing 4 and 5.
+    let mut records = older;
+    records.extend([
+        opened(2),
+        said(3, &[BOB], "three"),
+        Record::Shown {
+            from: OWN_LINES,
+            id: 3,
+        },
+        said(4, &[BOB], "four"),
+        said(5, &[BOB], "five"),
+    ]);
+    let (_tmp, path) = journal_with(&records);
+    let (before, after) = compact(&path, &limit(1));
+    let lines = |r: &Restored| -> Vec<(PeerId, u64, Option<PeerId>, String)> {
+        r.unshown
+            .iter()
+            .map(|u| (u.from, u.id, u.line.from, u.line.text.clone()))
+            .collect()
+    };
+    let want = vec![
+        (OWN_LINES, 4, None, "four".to_owned()),
+        (OWN_LINES, 5, None, "five".to_owned()),
+    ];
+    assert_eq!(lines(&before), want);
+    assert_eq!(state(&after), state(&before));
+    // Shown at the next start (as the app does): nothing more after that.
+    {
+        let (mut journal, _) = Journal::open_with(&path, &limit(1)).unwrap();
+        journal.append(&opened(3)).unwrap();
+        journal
+            .append(&Record::Shown {
+                from: OWN_LINES,
+                id: 5,
+            })
+            .unwrap();
+        journal.sync().unwrap();
+        journal.compact().unwrap();
+    }
+    let (_journal, restored) = Journal::open_with(&path, &limit(1)).unwrap();
+    assert!(restored.unshown.is_empty(), "{:?}", restored.unshown);
+}
+
 #[test]
 fn undelivered_messages_survive_compactions_and_restarts_until_delivered() {
     let (_tmp, path) = journal_with(&[peer(BOB, "bob", true)]);

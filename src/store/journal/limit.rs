@@ -203,7 +203,13 @@ impl Census {
             .collect();
         peers.extend(&keep.peers);
         peers.extend(restored.outbox.keys());
-        peers.extend(restored.unshown.iter().map(|u| u.from));
+        peers.extend(
+            restored
+                .unshown
+                .iter()
+                .map(|u| u.from)
+                .filter(|from| *from != super::OWN_LINES),
+        );
         peers.extend(
             self.tallies
                 .iter()
@@ -263,17 +269,25 @@ fn old_kept(cutoff_ms: Option<i64>, restored: &Restored) -> u64 {
     let Some(cutoff) = cutoff_ms else {
         return 0;
     };
+    // Ours: undelivered, or never echoed (each once).
     let ours: BTreeSet<u64> = restored
         .outbox
         .values()
         .flatten()
         .filter(|o| o.at_ms < cutoff)
         .map(|o| o.id)
+        .chain(
+            restored
+                .unshown
+                .iter()
+                .filter(|u| u.from == super::OWN_LINES && u.line.at_ms < cutoff)
+                .map(|u| u.id),
+        )
         .collect();
     let theirs = restored
         .unshown
         .iter()
-        .filter(|u| u.line.at_ms < cutoff)
+        .filter(|u| u.from != super::OWN_LINES && u.line.at_ms < cutoff)
         .count();
     ours.len() as u64 + theirs as u64
 }

@@ -7,6 +7,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 
+/// The sender under which [`super::Record::Shown`] marks our own lines shown: no peer's id is
+/// 0 (ids are the first 8 bytes of a hash of the peer's key). A journal with no such mark was
+/// written by a version that did not mark them, and none of its lines of ours is replayed.
+pub const OWN_LINES: PeerId = PeerId(0);
+
 /// One of our messages still on its way to one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
@@ -23,7 +28,8 @@ pub struct Outgoing {
 }
 
 /// A message heard that may never have reached the screen (heard, acknowledged, then a crash
-/// before it was written): shown at the next start.
+/// before it was written), or one of ours sent but never echoed (`from` is [`OWN_LINES`]):
+/// shown at the next start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unshown {
     /// Who wrote it.
@@ -214,6 +220,15 @@ impl Summarizer {
                 let mut to = recipients.clone();
                 to.sort_unstable();
                 to.dedup();
+                // Tracked until echoed, as a message heard is until shown.
+                let covered = self
+                    .shown
+                    .get(&OWN_LINES)
+                    .is_some_and(|through| id <= through);
+                if self.tracking && !covered {
+                    let n = NotShown { seq, id: *id, at };
+                    self.heard.entry(OWN_LINES).or_default().push_back(n);
+                }
                 // A second record with the same id (no version writes one) replaces the first.
                 self.outbox.insert(
                     *id,
@@ -305,34 +320,60 @@ impl Summarizer {
             .heard
             .into_iter()
             .flat_map(|(from, waiting)| waiting.into_iter().map(move |n| (from, n)))
-            .filter(|(from, n)| shown.get(from).is_none_or(|through| n.id > *through))
+            .filter(|(from, n)| match shown.get(from) {
+                Some(through) => n.id > *through,
+                // Ours are tracked only in a journal that marks them (see `OWN_LINES`).
+                None => *from != OWN_LINES,
+            })
             .collect();
         not_shown.sort_by_key(|(_, n)| n.seq);
         let mut unshown = Vec::with_capacity(not_shown.len());
         for (from, n) in not_shown {
-            if let Record::Heard {
-                written_ms,
-                nick,
-                direct,
-                text,
-                action,
-                ..
-            } = read_at(n.at)?
-            {
-                unshown.push(Unshown {
-                    from,
-                    id: n.id,
-                    line: HistoryLine {
-                        at_ms: written_ms,
-                        nick,
-                        from: Some(from),
-                        to: None,
-                        direct,
-                        text,
-                        action,
-                    },
-                });
-            }
+            let line = match read_at(n.at)? {
+                Record::Heard {
+                    written_ms,
+                    nick,
+                    direct,
+                    text,
+                    action,
+                    ..
+                } => HistoryLine {
+                    at_ms: written_ms,
+                    nick,
+                    from: Some(from),
+                    to: None,
+                    direct,
+                    text,
+                    action,
+                },
+                Record::Said {
+                    at_ms,
+                    nick,
+                    direct_to,
+                    text,
+                    action,
+                    ..
+                } => HistoryLine {
+                    at_ms,
+                    nick,
+                    from: None,
+                    // The recipient as last recorded, or its id.
+                    to: direct_to.map(|to| {
+                        self.peers
+                            .get(&to)
+                            .map_or_else(|| to.to_string(), |p| p.nick.clone())
+                    }),
+                    direct: direct_to.is_some(),
+                    text,
+                    action,
+                },
+                _ => continue,
+            };
+            unshown.push(Unshown {
+                from,
+                id: n.id,
+                line,
+            });
         }
         let mut outbox: BTreeMap<PeerId, Vec<Outgoing>> = BTreeMap::new();
         for (id, w) in self.outbox {

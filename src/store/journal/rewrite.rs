@@ -22,7 +22,7 @@
 use super::frame::{frame, frame_payload, read_record_at, scan_source, FileWindow, Source};
 use super::history::Index;
 use super::limit::{Census, Keep, Plan};
-use super::restore::{Restored, Summarizer};
+use super::restore::{Restored, Summarizer, OWN_LINES};
 use super::view::RecordView;
 use super::{Record, HEADER};
 use crate::proto::PeerId;
@@ -336,6 +336,13 @@ fn write_compacted(
             out.emit(&Record::Shown { from: *p, id: *id })?;
         }
     }
+    // Our own lines echoed (see `OWN_LINES`).
+    if let Some(id) = shown.get(&OWN_LINES) {
+        out.emit(&Record::Shown {
+            from: OWN_LINES,
+            id: *id,
+        })?;
+    }
     // Who still waits for each of our messages.
     let mut waiting: BTreeMap<u64, Vec<PeerId>> = BTreeMap::new();
     for (to, pending) in &restored.outbox {
@@ -369,27 +376,37 @@ fn write_compacted(
                 ..
             }) => {
                 let kept = keeper.keep(None, *at_ms, text.len());
-                match (
-                    waiting.get(id),
-                    found.record.as_ref().map(RecordView::to_record),
-                ) {
-                    // Only the recipients still waiting are listed: the deliveries are gone.
-                    (
-                        pending,
-                        Some(Record::Said {
-                            nick, text, action, ..
-                        }),
-                    ) if kept || pending.is_some() => out.emit(&Record::Said {
-                        at_ms: *at_ms,
-                        id: *id,
-                        nick,
-                        direct_to: *direct_to,
-                        recipients: pending.cloned().unwrap_or_default(),
-                        text,
-                        action,
-                    }),
-                    _ => Ok(()),
+                // Sent and never echoed: kept, after the `Opened` that tracks it.
+                let never_shown = unshown.contains(&(OWN_LINES, *id));
+                let mut opening = Ok(());
+                if never_shown {
+                    if let Some(o) = opened.take() {
+                        opening = out.emit(&o);
+                    }
                 }
+                opening.and_then(|()| {
+                    match (
+                        waiting.get(id),
+                        found.record.as_ref().map(RecordView::to_record),
+                    ) {
+                        // Only the recipients still waiting are listed: the deliveries are gone.
+                        (
+                            pending,
+                            Some(Record::Said {
+                                nick, text, action, ..
+                            }),
+                        ) if kept || pending.is_some() || never_shown => out.emit(&Record::Said {
+                            at_ms: *at_ms,
+                            id: *id,
+                            nick,
+                            direct_to: *direct_to,
+                            recipients: pending.cloned().unwrap_or_default(),
+                            text,
+                            action,
+                        }),
+                        _ => Ok(()),
+                    }
+                })
             }
             Some(
                 heard @ RecordView::Heard {
