@@ -50,19 +50,20 @@ pub fn by_id_prefix(wanted: &str, nick: &str, id: &str) -> bool {
 pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), String> {
     // By the nick itself (exactly, then `NICK#ID`), or by the nick as the screen shows it.
     let matching = |shown: bool| -> Vec<&PeerInfo> {
-        let pool = || peers.iter();
         if let Some(prefix) = wanted
             .strip_prefix('#')
             .filter(|_| crate::ui::command::is_id_alone(wanted))
         {
             // By the start of its id alone (`#1d79e0c2`): any nick, shown or not.
             let prefix = prefix.to_ascii_lowercase();
-            return pool()
+            return peers
+                .iter()
                 .filter(|p| !shown && p.id.to_string().starts_with(&prefix))
                 .collect();
         }
         if shown {
-            return pool()
+            return peers
+                .iter()
                 .filter(|p| {
                     let shown = crate::ui::render::display_nick(&p.nick);
                     shown != p.nick
@@ -70,11 +71,12 @@ pub fn find_peer(peers: &[PeerInfo], wanted: &str) -> Result<(PeerId, String), S
                 })
                 .collect();
         }
-        let exact: Vec<&PeerInfo> = pool().filter(|p| p.nick == wanted).collect();
+        let exact: Vec<&PeerInfo> = peers.iter().filter(|p| p.nick == wanted).collect();
         if !exact.is_empty() {
             return exact;
         }
-        pool()
+        peers
+            .iter()
             .filter(|p| by_id_prefix(wanted, &p.nick, &p.id.to_string()))
             .collect()
     };

@@ -37,6 +37,13 @@ pub struct PresenceSetup {
     pub forget_check_every: Option<Duration>,
 }
 
+impl PresenceSetup {
+    /// How often peers are checked against `forget_after`.
+    fn check_every(&self) -> Duration {
+        self.forget_check_every.unwrap_or(FORGET_CHECK_EVERY)
+    }
+}
+
 /// Auto-away and forgetting, between wake-ups.
 #[derive(Debug)]
 pub struct Presence {
@@ -64,12 +71,11 @@ pub struct Due {
 impl Presence {
     /// Starts at `now`; the first check for peers to forget is [`FORGET_CHECK_EVERY`] later.
     pub fn new(setup: PresenceSetup, now: Instant) -> Self {
-        let first_check = now + setup.forget_check_every.unwrap_or(FORGET_CHECK_EVERY);
         Self {
+            next_forget_check: now + setup.check_every(),
             setup,
             last_typed: now,
             auto: false,
-            next_forget_check: first_check,
             last_notified: None,
         }
     }
@@ -137,8 +143,7 @@ impl Presence {
         }
         if let Some(after) = self.setup.forget_after {
             if now >= self.next_forget_check {
-                self.next_forget_check =
-                    now + self.setup.forget_check_every.unwrap_or(FORGET_CHECK_EVERY);
+                self.next_forget_check = now + self.setup.check_every();
                 due.forget = peers()
                     .iter()
                     .filter_map(|p| {

@@ -112,13 +112,14 @@ impl Storage {
             });
         }
         let loaded = store::identity::load_or_create(&dir, rand::random)?;
+        let open = || Journal::open_keeping(&path, history_limit, transfer_peers.clone());
         let until = std::time::Instant::now() + lock_wait;
-        let mut opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+        let mut opened = open();
         while matches!(opened, Err(JournalError::Locked { .. }))
             && std::time::Instant::now() < until
         {
             std::thread::sleep(LOCK_RETRY);
-            opened = Journal::open_keeping(&path, history_limit, transfer_peers.clone());
+            opened = open();
         }
         let (journal, restored, problem) = match opened {
             Ok((j, r)) => (Some(j), r, None),

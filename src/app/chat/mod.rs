@@ -494,10 +494,12 @@ impl Chat {
             // Never the user's messages without a word from the user: one who has some
             // waiting (a clock set weeks ahead looks the same as a month away) is kept, said
             // once a run, for the user to /forget.
-            let waiting = self.ep.peer(id).map_or(0, |p| p.undelivered);
+            let (nick, waiting) = self
+                .ep
+                .peer(id)
+                .map_or_else(Default::default, |p| (p.nick, p.undelivered));
             if waiting > 0 {
                 if self.kept_unheard.insert(id) {
-                    let nick = self.ep.peer(id).map(|p| p.nick).unwrap_or_default();
                     let name = self.current_names().name_of(id, &nick);
                     self.print(Output::Notice(format!(
                         "{name} not heard for {days} days (forget_after), but {} {} for them: kept — /forget {name} drops them",

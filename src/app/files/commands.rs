@@ -658,7 +658,6 @@ pub(super) fn disk_room(dir: &Path) -> Option<(u64, u64)> {
     Some((bytes, inodes))
 }
 
-/// A path as typed, with a leading `~` for the home directory.
 /// The device (file system) `path` is on: its own, or its nearest existing folder's.
 fn device_of(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
@@ -667,6 +666,7 @@ fn device_of(path: &Path) -> Option<u64> {
         .map(|m| m.dev())
 }
 
+/// A path as typed, with a leading `~` for the home directory.
 fn expand_home(p: &str) -> PathBuf {
     crate::app::settings::expand_home(Path::new(p))
 }

@@ -217,6 +217,11 @@ struct Transfer {
 }
 
 impl Transfer {
+    /// Whether a data connection of it runs (fetching, or serving), its end not handled yet.
+    fn moving_data(&self) -> bool {
+        self.fetching.is_some() || self.serving > 0
+    }
+
     fn key(&self) -> TransferKey {
         self.record.key()
     }
@@ -690,7 +695,7 @@ impl Files {
         let keys: Vec<TransferKey> = self
             .transfers
             .values()
-            .filter(|t| t.fetching.is_some() || t.serving > 0)
+            .filter(|t| t.moving_data())
             .map(Transfer::key)
             .collect();
         for key in keys {
@@ -701,9 +706,7 @@ impl Files {
     /// Whether a data connection still runs (its end not handled yet).
     #[must_use]
     pub fn data_running(&self) -> bool {
-        self.transfers
-            .values()
-            .any(|t| t.fetching.is_some() || t.serving > 0)
+        self.transfers.values().any(Transfer::moving_data)
     }
 
     /// Before the quit lines: what each unfinished incoming transfer has on disk (where it

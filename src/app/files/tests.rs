@@ -542,23 +542,12 @@ fn a_done_that_overtakes_the_end_of_our_serving_waits_for_it() {
         now,
     );
     // The receiver read the last byte and said so before our thread reported its end.
-    files.on_app_data(
-        &mut ep,
-        PeerId(2),
-        &control::encode(&Control::Done { id: 7 }),
-        &no_one_else,
-    );
+    done_from_bob(&mut files, &mut ep);
     assert!(
         notices(files.take_lines()).is_empty(),
         "not before the figures"
     );
-    let ended = DataEvent::ServeEnded {
-        id: 7,
-        from: 4_000_000,
-        sent: 6_000_000,
-        result: Ok(()),
-    };
-    files.on_data_at(&mut ep, ended, now);
+    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
     let lines = notices(files.take_lines());
     assert!(
         matches!(&lines[..], [l] if l.starts_with("sent report.pdf to bob") && l.contains("resumed at 4.0 MB and sent the remaining 6.0 MB")),
@@ -574,48 +563,16 @@ async fn the_senders_end_line_counts_what_it_sent_again() {
     let (mut files, key) = ours_accepted();
     let now = Instant::now();
     let mut ep = endpoint(now);
-    let serve = |files: &mut Files, ep: &mut Endpoint, from, sent, result| {
-        files.on_data_at(ep, DataEvent::Serving { id: 7, from }, now);
-        files.on_data_at(
-            ep,
-            DataEvent::ServeEnded {
-                id: 7,
-                from,
-                sent,
-                result,
-            },
-            now,
-        );
-    };
-    serve(
-        &mut files,
-        &mut ep,
-        0,
-        5_000_000,
-        Err(ServeError::Link("reset".into())),
-    );
+    files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
+    served(&mut files, &mut ep, 0, 5_000_000, Some("reset"));
     // The receiver had kept 4 MB: the fifth goes again, then the rest.
-    files.on_data_at(
-        &mut ep,
-        DataEvent::Serving {
-            id: 7,
-            from: 4_000_000,
-        },
-        now,
-    );
-    files.on_app_data(
-        &mut ep,
-        PeerId(2),
-        &control::encode(&Control::Done { id: 7 }),
-        &no_one_else,
-    );
-    let ended = DataEvent::ServeEnded {
+    let resumed = DataEvent::Serving {
         id: 7,
         from: 4_000_000,
-        sent: 6_000_000,
-        result: Ok(()),
     };
-    files.on_data_at(&mut ep, ended, now);
+    files.on_data_at(&mut ep, resumed, now);
+    done_from_bob(&mut files, &mut ep);
+    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
     let lines = notices(files.take_lines());
     assert!(
         lines.iter().any(|l| l.starts_with("sent report.pdf to bob")

@@ -92,6 +92,15 @@ impl Source for Cancellable<'_> {
     }
 }
 
+/// Before a message that was never shown (or, ours, never echoed): the one `Opened`, if it is
+/// not written yet, so that the message reads back as tracked and not shown.
+fn open_before(out: &mut Output, opened: &mut Option<Record>, never_shown: bool) -> io::Result<()> {
+    match opened.take_if(|_| never_shown) {
+        Some(o) => out.emit(&o),
+        None => Ok(()),
+    }
+}
+
 /// The compacted file being written.
 struct Output {
     /// The temporary file, behind a buffer.
@@ -378,13 +387,7 @@ fn write_compacted(
                 let kept = keeper.keep(None, *at_ms, text.len());
                 // Sent and never echoed: kept, after the `Opened` that tracks it.
                 let never_shown = unshown.contains(&(OWN_LINES, *id));
-                let mut opening = Ok(());
-                if never_shown {
-                    if let Some(o) = opened.take() {
-                        opening = out.emit(&o);
-                    }
-                }
-                opening.and_then(|()| {
+                open_before(&mut out, &mut opened, never_shown).and_then(|()| {
                     match (
                         waiting.get(id),
                         found.record.as_ref().map(RecordView::to_record),
@@ -419,12 +422,7 @@ fn write_compacted(
             ) => {
                 let kept = keeper.keep(Some(*from), *at_ms, text.len());
                 let never_shown = unshown.contains(&(*from, *id));
-                let mut written = Ok(());
-                if never_shown {
-                    if let Some(o) = opened.take() {
-                        written = out.emit(&o);
-                    }
-                }
+                let mut written = open_before(&mut out, &mut opened, never_shown);
                 if kept || never_shown {
                     written = written.and_then(|()| out.copy(found.payload, Some(heard)));
                 }
