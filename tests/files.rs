@@ -873,6 +873,47 @@ fn an_offer_reaches_a_receiver_that_restarts_before_the_sender_misses_it() {
     );
 }
 
+#[test]
+fn an_offer_withdrawn_while_the_receiver_was_away_never_reaches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let downloads = tmp.path().join("dl");
+    let bob_home = tmp.path().join("bob");
+    fs::create_dir(&bob_home).unwrap();
+    let mut alice = Chat::start("alice", &[]);
+    let peer = format!("127.0.0.1:{}", alice.port);
+    let dl = downloads.display().to_string();
+    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    alice.expect("bob joined");
+    // Killed: alice does not know yet that bob is gone, so her offer goes into the stream to
+    // him, unacknowledged, and would be carried to his next run.
+    bob.kill_hard();
+    let f = tmp.path().join("withdrawn.bin");
+    fs::write(&f, bytes(10_000, 3)).unwrap();
+    alice.send(&format!("/send bob {}", f.display()));
+    let offered = alice.expect("offered withdrawn.bin");
+    let number = offered
+        .rsplit("/cancel ")
+        .next()
+        .and_then(|n| n.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no number in {offered:?}"))
+        .to_owned();
+    alice.send(&format!("/cancel {number}"));
+    alice.expect("cancelled withdrawn.bin");
+    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    bob.expect("alice joined");
+    // Everything alice queued for bob before this message comes before it.
+    alice.send("/msg bob after the offer");
+    bob.expect("after the offer");
+    assert!(
+        !bob.seen.iter().any(|l| l.contains("withdrawn.bin")),
+        "bob was shown an offer that was over before he came back: {:#?}",
+        bob.seen
+    );
+    assert!(!downloads.join("withdrawn.bin").exists());
+}
+
 /// A tmpfs of its own (`options`) at a new folder in `tmp`, unmounted on drop; `None` when
 /// this is not root (mounting needs it), and the test then checks nothing.
 struct Tmpfs(std::path::PathBuf);

@@ -4,7 +4,7 @@
 
 use super::{now_ms, Files, Transfer};
 use crate::proto::{AppDataError, Endpoint};
-use crate::transfer::control::Control;
+use crate::transfer::control::{self, Control};
 use crate::transfer::fetch::Plan;
 use crate::transfer::names;
 use crate::transfer::record::State;
@@ -97,6 +97,17 @@ impl Files {
             .map(|r| for_peer(r, t.record.dest.as_deref()));
         if t.fetching.is_none() && state != State::Done {
             remove_parts(t);
+        }
+        // An offer the receiver never answered, ended here: if it still waits unacknowledged
+        // (the receiver away) and the receiver restarts, it is not sent again, so the
+        // receiver does not see an offer that is already over (its Cancel, for a transfer it
+        // never heard of, says nothing).
+        let withdrawn = (outgoing && was == State::Offered && state != State::Done)
+            .then(|| t.offer.clone())
+            .flatten();
+        if let Some(offer) = withdrawn {
+            let offer = control::encode(&Control::Offer(offer));
+            while ep.withdraw_app_data(peer, &offer) {}
         }
         let message = match state {
             State::Done if !outgoing => Some(Control::Done { id: key.id }),

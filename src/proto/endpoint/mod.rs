@@ -684,6 +684,16 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Takes back an application payload queued for `to` with [`Endpoint::send_app_data`] and
+    /// not yet acknowledged: if the peer restarts before acknowledging it, it is not sent
+    /// again (`docs/PROTOCOL.md` §13.2, an offer withdrawn). Returns whether it was still
+    /// waiting.
+    pub fn withdraw_app_data(&mut self, to: PeerId, data: &[u8]) -> bool {
+        self.peers
+            .get_mut(&to)
+            .is_some_and(|p| p.link.withdraw_app_data(data))
+    }
+
     /// Brings back what storage remembers from an earlier run: the next message id, and for
     /// each peer its nick, addresses, the highest message id already shown from it, and our
     /// messages it has not acknowledged (queued again, in id order, past the queue bound).

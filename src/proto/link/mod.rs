@@ -263,6 +263,12 @@ impl Link {
         self.send.queue_app_data(data)
     }
 
+    /// Takes back a queued application payload not yet acknowledged; see
+    /// [`SendQueue::withdraw_app_data`].
+    pub fn withdraw_app_data(&mut self, data: &[u8]) -> bool {
+        self.send.withdraw_app_data(data)
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.send.queue_nick(nick);

@@ -78,6 +78,9 @@ struct OutItem {
     /// The frame's fields after the sequence number, already encoded (shared with the
     /// message's pieces, kept for a restart).
     fields: Arc<[u8]>,
+    /// An application payload the application took back ([`SendQueue::withdraw_app_data`]):
+    /// not carried into a restarted stream.
+    withdrawn: bool,
     /// The message it belongs to, for the delivery report; its frames end with the message's
     /// age, encoded anew at each sending from when it was written ([`PendingMessage`]: kept
     /// there once, not in each of its items, which a queue may hold thousands of).
@@ -276,6 +279,20 @@ impl SendQueue {
         Ok(())
     }
 
+    /// Takes back an application payload queued earlier and not yet acknowledged (the first
+    /// such copy of `data`): it is not carried into a restarted stream, so a peer that
+    /// restarts before acknowledging it never sees it. In the current stream it keeps its
+    /// place (it may have been sent already, and its sequence number is the peer's to
+    /// expect). Returns whether such a payload was queued.
+    pub fn withdraw_app_data(&mut self, data: &[u8]) -> bool {
+        let fields: Arc<[u8]> = wire::stream_fields(&data).into();
+        let found = self
+            .items
+            .values_mut()
+            .find(|i| i.kind == kind::APP_DATA && !i.withdrawn && i.fields == fields);
+        found.map(|i| i.withdrawn = true).is_some()
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.push_item(kind::NICK, wire::stream_fields(&nick).into(), None);
@@ -301,7 +318,15 @@ impl SendQueue {
     fn push_item(&mut self, kind: u32, fields: Arc<[u8]>, msg: Option<MessageId>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.items.insert(seq, OutItem { kind, fields, msg });
+        self.items.insert(
+            seq,
+            OutItem {
+                kind,
+                fields,
+                msg,
+                withdrawn: false,
+            },
+        );
         self.unsent.insert(seq);
     }
 
@@ -321,7 +346,7 @@ impl SendQueue {
         let app_data: Vec<Arc<[u8]>> = self
             .items
             .values()
-            .filter(|i| i.kind == kind::APP_DATA)
+            .filter(|i| i.kind == kind::APP_DATA && !i.withdrawn)
             .map(|i| i.fields.clone())
             .collect();
         self.items.clear();
@@ -823,6 +848,32 @@ mod tests {
             vec![Frame::AppData(wire::AppData {
                 seq: 0,
                 data: b"two".to_vec()
+            })]
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_payload_is_not_carried_into_a_restarted_stream() {
+        let mut q = SendQueue::new(8);
+        q.queue_app_data(b"offer").unwrap();
+        q.queue_app_data(b"cancel").unwrap();
+        assert!(q.withdraw_app_data(b"offer"));
+        assert!(!q.withdraw_app_data(b"offer"), "only once");
+        assert!(!q.withdraw_app_data(b"never queued"));
+        // In the current stream it keeps its place.
+        let sent = fill_one(&mut q);
+        assert_eq!(sent.seqs, vec![0, 1]);
+        q.restart_stream();
+        let mut buf = Vec::new();
+        let mut carried = Carried::default();
+        q.fill(t0(), &mut buf, q.window_end(), &mut carried);
+        assert_eq!(carried.seqs, vec![0]);
+        let d = wire::decode(&[wire::encode(&header(), &[]), buf].concat()).unwrap();
+        assert_eq!(
+            d.frames,
+            vec![Frame::AppData(wire::AppData {
+                seq: 0,
+                data: b"cancel".to_vec()
             })]
         );
     }
