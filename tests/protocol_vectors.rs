@@ -18,16 +18,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tailchat::proto::identity::{Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN};
 use tailchat::proto::wire::{
     self, Ack, AckRange, Announce, Chat, CookieReply, Datagram, DecodeError, Fragment, Frame,
-    Header, Hello, NickChange, PeerEntry, PeerList, Presence, Proof, ProofReply,
+    Header, Hello, NickChange, PeerEntry, PeerList, Presence, Proof, ProofReply, Superseded,
 };
 use tailchat::proto::{Identity, MessageId, PeerId};
 
 /// Where the spec lives, relative to the crate root.
 const SPEC: &str = "docs/PROTOCOL.md";
 /// The spec promises at least this many vectors.
-const MIN_VECTORS: usize = 29;
+const MIN_VECTORS: usize = 30;
 /// Frame kinds version 2 knows; anything else is skipped by a decoder.
-const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=15;
+const KNOWN_KINDS: std::ops::RangeInclusive<u64> = 1..=16;
 
 /// One test vector as found in the spec.
 #[derive(Debug)]
@@ -302,6 +302,17 @@ fn expectations() -> Vec<Expected> {
                 vec![Frame::Nick(NickChange {
                     seq: 5,
                     nick: "alicia".into(),
+                })],
+            ),
+            reencoding: Identical,
+        },
+        Expected {
+            name: "superseded",
+            datagram: datagram(
+                bob(0),
+                vec![Frame::Superseded(Superseded {
+                    echo: TOKEN,
+                    session: 43,
                 })],
             ),
             reencoding: Identical,

@@ -385,8 +385,9 @@ fn a_restored_peer_nothing_waits_for_is_contacted_only_when_wanted() {
 /// node 2 takes over node 1's identity with a later session, node 0 takes it, and node 1's
 /// run is refused from then on; `node1_goes_on`: node 1 keeps running (else it is cut off right
 /// after its first refused proof, as a run that ended with a datagram still on its way).
-/// Returns whether node 0 said an earlier run is still running, within 30 s.
-fn earlier_run_told(node1_goes_on: bool) -> bool {
+/// Returns whether node 0 said an earlier run is still running, within 30 s, and whether node 1
+/// (that earlier run) was told that node 0 no longer hears it.
+fn earlier_run_told(node1_goes_on: bool) -> (bool, bool) {
     let mut sim = Sim::new(5, 3, LinkParams::lan());
     sim.add(1, 0);
     let online = |s: &Sim| {
@@ -423,13 +424,27 @@ fn earlier_run_told(node1_goes_on: bool) -> bool {
         .filter(|(_, e)| matches!(e, Event::EarlierRunRefused { addr, .. } if *addr == sim.nodes[1].addr))
         .count();
     assert!(told <= 1, "said {told} times");
-    told == 1
+    let superseded = sim.nodes[1]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Superseded { by, addr } if *by == sim.id(0) && *addr == sim.nodes[0].addr))
+        .count();
+    assert!(superseded <= 1, "node 1 told {superseded} times");
+    (told == 1, superseded == 1)
 }
 
 /// One refused proof of an earlier run is not enough to say it runs: it may be a datagram of
 /// a run that has ended, delayed past its restart. A run that goes on proving itself is.
 #[test]
 fn an_earlier_run_is_told_only_when_it_proves_itself_again() {
-    assert!(!earlier_run_told(false), "told of a run that had ended");
-    assert!(earlier_run_told(true), "not told of a run still going");
+    assert_eq!(
+        earlier_run_told(false),
+        (false, false),
+        "told of a run that had ended"
+    );
+    assert_eq!(
+        earlier_run_told(true),
+        (true, true),
+        "a run still going: both sides are told"
+    );
 }

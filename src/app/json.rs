@@ -313,6 +313,10 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             "earlier_run",
             json!({ "nick": nick, "id": peer.to_string(), "addr": show(*addr) }),
         ),
+        Event::Superseded { by, addr } => object(
+            "superseded",
+            json!({ "by_id": by.to_string(), "addr": show(*addr) }),
+        ),
         Event::VersionMismatch { from, version } => object(
             "version_mismatch",
             json!({ "addr": show(*from), "version": version }),

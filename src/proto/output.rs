@@ -197,6 +197,15 @@ pub enum Event {
         /// Where that run is.
         addr: SocketAddr,
     },
+    /// A peer refused a proof of ours because a later run of our own identity (a copy of our
+    /// data directory, running elsewhere) took our place there: that peer no longer hears this
+    /// run. Reported once per peer.
+    Superseded {
+        /// The peer that refused us.
+        by: PeerId,
+        /// Where it is.
+        addr: SocketAddr,
+    },
     /// A tailchat of another protocol version is sending to us (reported once per address).
     VersionMismatch {
         /// Its address.
@@ -229,6 +238,7 @@ impl Event {
                 | Event::Undelivered { .. }
                 | Event::AddressUnanswered { .. }
                 | Event::EarlierRunRefused { .. }
+                | Event::Superseded { .. }
                 | Event::VersionMismatch { .. }
         )
     }

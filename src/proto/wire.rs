@@ -73,6 +73,9 @@ pub mod kind {
     pub const APP_DATA: u32 = 14;
     /// The sender is away (with a reason) or back, ordered with its other stream items.
     pub const PRESENCE: u32 = 15;
+    /// "Your run is refused here: a later run of your identity took its place": the answer
+    /// to a proof of an earlier run that is still running (a copied data directory).
+    pub const SUPERSEDED: u32 = 16;
 }
 
 /// Bits of a message's `flags` (in `Chat` and `Fragment`); a receiver ignores bits it does not
@@ -178,6 +181,16 @@ pub struct ProofReply {
     pub caps: u64,
     /// The sender's signature over the transcript (domain `identity::PROOF_REPLY_DOMAIN`).
     pub signature: Signature,
+}
+
+/// Body of `Superseded`: the answer to a fresh, signed `Proof` refused because it comes from
+/// an earlier run of a peer whose later run took its place (spec §5.15).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    /// The refused `Proof`'s challenge: the receiver's token for the sender's address.
+    pub echo: Cookie,
+    /// The session of the later run, as the sender has it on record.
+    pub session: u64,
 }
 
 /// Body of `Chat`: a whole message.
@@ -322,6 +335,8 @@ pub enum Frame {
     ProofReply(ProofReply),
     /// See [`kind::PRESENCE`].
     Presence(Presence),
+    /// See [`kind::SUPERSEDED`].
+    Superseded(Superseded),
 }
 
 impl Frame {
@@ -371,6 +386,7 @@ impl Frame {
             Frame::Proof(_) => kind::PROOF,
             Frame::ProofReply(_) => kind::PROOF_REPLY,
             Frame::Presence(_) => kind::PRESENCE,
+            Frame::Superseded(_) => kind::SUPERSEDED,
         }
     }
 
@@ -390,6 +406,7 @@ impl Frame {
             Frame::Nick(n) => to_vec(n),
             Frame::AppData(a) => to_vec(a),
             Frame::Presence(p) => to_vec(p),
+            Frame::Superseded(s) => to_vec(s),
             Frame::Ping | Frame::Leave => Vec::new(),
         };
         extend(out, &(self.kind(), body.as_slice()));
@@ -578,6 +595,7 @@ fn decode_frame(kind: u32, body: &[u8]) -> Result<Option<Frame>, ()> {
             }
             Frame::Presence(p)
         }
+        kind::SUPERSEDED => Frame::Superseded(take(body)?),
         _ => return Ok(None),
     };
     Ok(Some(frame))

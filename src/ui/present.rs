@@ -199,6 +199,11 @@ pub fn event_output(
             nick_of(*peer),
             show_addr(*addr)
         )),
+        Event::Superseded { by, addr } => Output::Error(format!(
+            "{} (at {}) no longer hears this run: a later run of your own identity took its place there — is this data directory a copy that also runs elsewhere? Run each copy with a data directory of its own (--data-dir; a copy then becomes a new peer), or quit this one; your messages to them stay queued here",
+            nick_of(*by),
+            show_addr(*addr)
+        )),
         Event::VersionMismatch { from, version } if *version < crate::proto::wire::VERSION => {
             Output::Notice(format!(
                 "{} runs an older tailchat (protocol version {version}, this one speaks {}): \

@@ -27,7 +27,7 @@ use crate::proto::identity::{
     self, Identity, PublicKey, Signature, Transcript, PROOF_DOMAIN, PROOF_REPLY_DOMAIN,
 };
 use crate::proto::ids::PeerId;
-use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofReply};
+use crate::proto::wire::{self, CookieReply, Frame, Header, Hello, Proof, ProofReply, Superseded};
 use crate::proto::{Event, ForgetReason, Found, Transmit};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -37,6 +37,12 @@ use std::time::{Duration, Instant};
 const EARLIER_RUNS_TOLD: usize = 64;
 /// How long after a first proof of an earlier run a second one shows that run is alive.
 const EARLIER_RUN_AGAIN_AFTER: Duration = Duration::from_secs(1);
+/// Peers whose refusal of an earlier run of ours ([`Event::Superseded`]) is remembered at most
+/// (each is told once).
+const SUPERSEDED_TOLD: usize = 64;
+/// The cookies our latest proofs echoed (one per proof, with its address) remembered at most,
+/// for a [`Frame::Superseded`] answering a proof reply.
+const COOKIES_ECHOED: usize = 16;
 /// Signatures made, and signatures verified, remembered (each) at most.
 const SIGNATURES_REMEMBERED: usize = 64;
 /// How long an online peer that proved itself at a new address has to answer at a proven one
@@ -93,6 +99,18 @@ impl SignatureCache {
         self.verified.push_back(h);
         true
     }
+}
+
+/// What the checks of a proof found ([`Endpoint::check_proof`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checked {
+    /// All passed.
+    Good,
+    /// One failed (counted).
+    Refused,
+    /// It is from an earlier run of a known peer that is still running (fresh, signed, and
+    /// again a while after the first): refused, and answered with [`Frame::Superseded`].
+    EarlierRunAlive,
 }
 
 /// What a checked proof established.
@@ -246,7 +264,29 @@ impl Endpoint {
         });
         let bytes = wire::encode(&self.header(), &[proof]);
         self.transmits.push_back(Transmit { to: from, bytes });
+        if self.cookies_echoed.len() >= COOKIES_ECHOED {
+            self.cookies_echoed.pop_front();
+        }
+        self.cookies_echoed.push_back((from, c.cookie));
         false
+    }
+
+    /// Tells an earlier run of `peer`, at `to`, that its later run took its place here
+    /// (§5.15), echoing `echo`, which it can check: its token in the proof we refused, or
+    /// its cookie that our proof echoed. Else that run would never know why it is not heard.
+    fn send_superseded(
+        &mut self,
+        to: SocketAddr,
+        peer: PeerId,
+        echo: crate::proto::cookie::Cookie,
+    ) {
+        let later = self.peers.get(&peer).map_or(0, |p| p.session);
+        let answer = Frame::Superseded(Superseded {
+            echo,
+            session: later,
+        });
+        let bytes = wire::encode(&self.header(), &[answer]);
+        self.transmits.push_back(Transmit { to, bytes });
     }
 
     /// A proof (we are the responder): checked — our cookie for that address, sender and
@@ -282,8 +322,13 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(now, from, header, &signed, &p.signature) {
-            return false;
+        match self.check_proof(now, from, header, &signed, &p.signature) {
+            Checked::Good => {}
+            Checked::Refused => return false,
+            Checked::EarlierRunAlive => {
+                self.send_superseded(from, header.sender, p.challenge);
+                return false;
+            }
         }
         let proven = Proven {
             from,
@@ -356,8 +401,17 @@ impl Endpoint {
             caps: p.caps,
             nick: &p.nick,
         };
-        if !self.check_proof(now, from, header, &signed, &p.signature) {
-            return false;
+        match self.check_proof(now, from, header, &signed, &p.signature) {
+            Checked::Good => {}
+            Checked::Refused => return false,
+            Checked::EarlierRunAlive => {
+                // Its cookie, which our proof echoed, is what it can check.
+                let cookie = self.cookies_echoed.iter().rev().find(|(a, _)| *a == from);
+                if let Some(&(_, cookie)) = cookie {
+                    self.send_superseded(from, header.sender, cookie);
+                }
+                return false;
+            }
         }
         let proven = Proven {
             from,
@@ -400,6 +454,39 @@ impl Endpoint {
         }
     }
 
+    /// A `Superseded` (we are the earlier run): if it echoes our token for that address, a
+    /// peer there refused our proof because a later run of our identity took our place; our
+    /// user is told once per such peer. Returns false: nothing changed.
+    pub(super) fn on_superseded(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: Header,
+        s: &Superseded,
+    ) -> bool {
+        let ours = self.jar.check_token(now, from, &s.echo).is_some()
+            || self
+                .jar
+                .check_cookie(now, from, header.sender, header.session, &s.echo)
+                .is_some();
+        if !ours {
+            self.stats.bad_cookie += 1;
+            return false;
+        }
+        if self.superseded_told.contains(&header.sender) {
+            return false;
+        }
+        if self.superseded_told.len() >= SUPERSEDED_TOLD {
+            self.superseded_told.clear();
+        }
+        self.superseded_told.insert(header.sender);
+        self.events.push_back(Event::Superseded {
+            by: header.sender,
+            addr: from,
+        });
+        false
+    }
+
     /// The checks a proof passes after its echo: the key is the PeerId's (its hash, and the key
     /// pinned for it, if any), its session is not older than the one on record, and the
     /// signature is the key's. Counted when it fails.
@@ -410,12 +497,12 @@ impl Endpoint {
         header: Header,
         signed: &Transcript<'_>,
         sig: &Signature,
-    ) -> bool {
+    ) -> Checked {
         let id = header.sender;
         let pinned = self.peers.pinned_key(&id);
         if signed.key.peer_id() != id || pinned.is_some_and(|k| k != signed.key) {
             self.stats.bad_proof += 1;
-            return false;
+            return Checked::Refused;
         }
         if self
             .peers
@@ -449,15 +536,20 @@ impl Endpoint {
                         nick: signed.nick.to_owned(),
                         addr: from,
                     });
+                    return Checked::EarlierRunAlive;
                 }
+            } else if seen.is_some_and(|(_, told)| told) {
+                // Told already: its later proofs are answered too (one answer may be lost),
+                // its echo fresh, without checking the signature again.
+                return Checked::EarlierRunAlive;
             }
-            return false;
+            return Checked::Refused;
         }
         if !self.signatures.verify(&signed.key, &signed.to_bytes(), sig) {
             self.stats.bad_proof += 1;
-            return false;
+            return Checked::Refused;
         }
-        true
+        Checked::Good
     }
 
     /// Addresses whose check ([`Endpoint::accept`]) is over: the peer was not heard at a proven

@@ -186,6 +186,12 @@ pub struct Endpoint {
     /// Earlier runs of peers whose proofs were refused, as (peer, session): when first, and
     /// whether the user was told (once each).
     earlier_runs: std::collections::BTreeMap<(PeerId, u64), (Instant, bool)>,
+    /// Peers that told us a later run of our identity took our place there
+    /// ([`Event::Superseded`]), told to our user once each.
+    superseded_told: std::collections::BTreeSet<PeerId>,
+    /// The cookies our latest proofs echoed, with where they went (see
+    /// [`handshake::COOKIES_ECHOED`]).
+    cookies_echoed: std::collections::VecDeque<(SocketAddr, crate::proto::cookie::Cookie)>,
     /// We are away, with this reason (see [`Endpoint::set_away`]).
     away: Option<String>,
     /// We say we are a script (see [`Endpoint::set_script`]).
@@ -256,6 +262,8 @@ impl Endpoint {
             goodbyes_owed: Vec::new(),
             replies_unconfirmed: std::collections::BTreeMap::new(),
             earlier_runs: std::collections::BTreeMap::new(),
+            superseded_told: std::collections::BTreeSet::new(),
+            cookies_echoed: std::collections::VecDeque::new(),
             away: None,
             ephemeral: false,
             script: false,
@@ -463,7 +471,11 @@ impl Endpoint {
         let handshake = datagram.frames.iter().position(|f| {
             matches!(
                 f,
-                Frame::Hello(_) | Frame::Cookie(_) | Frame::Proof(_) | Frame::ProofReply(_)
+                Frame::Hello(_)
+                    | Frame::Cookie(_)
+                    | Frame::Proof(_)
+                    | Frame::ProofReply(_)
+                    | Frame::Superseded(_)
             )
         });
         if let Some(i) = handshake {
@@ -472,6 +484,7 @@ impl Endpoint {
                 Frame::Cookie(c) => self.on_cookie(now, from, header, &c),
                 Frame::Proof(p) => self.on_proof(now, from, header, p),
                 Frame::ProofReply(p) => self.on_proof_reply(now, from, header, p),
+                Frame::Superseded(s) => self.on_superseded(now, from, header, &s),
                 _ => false,
             };
             if changed {
