@@ -192,6 +192,28 @@ fn attach(settings: &Settings) -> Result<bool, String> {
     client::attach(stream, &path)
 }
 
+/// How long a `tailchat send` whose turn came waits for its port, which the send before it
+/// holds until it has exited.
+const SEND_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Binds the chat's socket ([`socket::bind_or_any`]); for a `send`, trying again while the
+/// port is in use, up to [`SEND_PORT_WAIT`].
+fn bind_for(
+    settings: &Settings,
+    fallback: bool,
+    send: bool,
+) -> Result<(socket::Bound, bool), String> {
+    let until = std::time::Instant::now() + SEND_PORT_WAIT;
+    loop {
+        match socket::bind_or_any(settings.bind, settings.port, fallback) {
+            Err(e) if send && e.contains("uses UDP port") && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the chat: at the prompt, or as a script (standard input, or `script` lines, which go
 /// to the peers `awaited` names, if it names them).
 fn run(
@@ -201,10 +223,26 @@ fn run(
 ) -> Result<Outcome, String> {
     let interactive =
         script.is_none() && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // `tailchat send` (its lines given): another send on the same data directory holds the
+    // journal for a moment; this one waits its turn, so that it speaks as the same peer.
+    let lock_wait = if script.is_some() {
+        SEND_LOCK_WAIT
+    } else {
+        std::time::Duration::ZERO
+    };
+    let (mut storage, storage_error) = match Storage::open(
+        settings.data_dir.as_deref(),
+        &settings.history_limit,
+        lock_wait,
+    ) {
+        Ok(s) => (Some(s), None),
+        Err(e) => (None, Some(e)),
+    };
     // A script on a machine where someone already chats on the default port takes any free
-    // port rather than failing: it reaches its peers with --peer or /add.
+    // port rather than failing: it reaches its peers with --peer or /add. A `send` whose turn
+    // came (above) may find the port still held for a moment by the one before it, exiting.
     let fallback = !interactive && !settings.port_chosen;
-    let (bound, fell_back) = socket::bind_or_any(settings.bind, settings.port, fallback)
+    let (bound, fell_back) = bind_for(&settings, fallback, script.is_some())
         .map_err(|e| match running_here(&settings) {
             // The port is taken by our own tailchat: what to do then is not "stop it".
             Some((dir, port, _)) if port == settings.port && e.contains("uses UDP port") => {
@@ -222,21 +260,6 @@ fn run(
         .map_err(|e| format!("cannot read the socket's address: {e}"))?
         .port();
     let discovery = settings.discovery_possible();
-    // `tailchat send` (its lines given): another send on the same data directory holds the
-    // journal for a moment; this one waits its turn, so that it speaks as the same peer.
-    let lock_wait = if script.is_some() {
-        SEND_LOCK_WAIT
-    } else {
-        std::time::Duration::ZERO
-    };
-    let (mut storage, storage_error) = match Storage::open(
-        settings.data_dir.as_deref(),
-        &settings.history_limit,
-        lock_wait,
-    ) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
-    };
     init_logging(interactive, storage.as_ref().map(|s| s.dir.as_path()));
     // The tailchat that holds this data directory, when this one cannot use it.
     let holder = storage_error.as_ref().and_then(|_| running_here(&settings));

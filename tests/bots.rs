@@ -288,11 +288,33 @@ fn bob_after_alice_quit(dir: &Path) -> Chat {
 /// out as alice, none under a new identity or lost to "storage off".
 #[test]
 fn sends_started_together_all_speak_as_the_same_peer() {
+    sends_together(&[]);
+}
+
+/// The same with one port for all (the config file's `port`, say): each waits its turn for the
+/// port as for the journal, instead of failing with its message unsent.
+#[test]
+fn sends_started_together_on_one_port_all_go_out() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    sends_together(&["--port", &port]);
+}
+
+/// Four `tailchat send` at once (with `extra` options) on alice's data directory: all four
+/// arrive at bob, from alice.
+fn sends_together(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let mut bob = bob_after_alice_quit(dir.path());
     let children: Vec<_> = (0..4)
         .map(|i| {
-            let (mut cmd, home) = send_command(dir.path(), "5", &[&format!("together {i}")]);
+            let line = format!("together {i}");
+            let mut args = extra.to_vec();
+            args.push(&line);
+            let (mut cmd, home) = send_command(dir.path(), "5", &args);
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
