@@ -502,7 +502,10 @@ fn read_interactive(
             Ok(line) => {
                 remember(&mut editor, &line, &mut history_file);
                 let parsed = command::parse(&line);
-                if matches!(parsed, Ok(Some(Command::Say(_) | Command::Msg { .. }))) {
+                if matches!(
+                    parsed,
+                    Ok(Some(Command::Say(_) | Command::Me(_) | Command::Msg { .. }))
+                ) {
                     erase_accepted_line(&mut editor, &prompt, &line);
                 }
                 if let (Ok(Some(Command::Nick(nick))), Some(helper)) = (&parsed, editor.helper()) {
@@ -535,9 +538,8 @@ fn read_interactive(
 /// Removes the line just entered from the screen: a message comes back at once as its echo
 /// (`12:03 <alice> hi`), and showing it twice is clutter. Between two `readline` calls this
 /// thread owns the terminal (the external printer waits for the next call), so nothing else
-/// is written meanwhile. The rows are counted in characters, which never overestimates the
-/// display width, so at worst a wide-character line leaves a row behind; it never erases an
-/// earlier line.
+/// is written meanwhile. The rows are counted as rustyline lays the line out
+/// ([`entered_rows`]).
 fn erase_accepted_line(editor: &mut Editor<ChatHelper, FileHistory>, prompt: &str, line: &str) {
     let Some((cols, _)) = editor.dimensions().filter(|(c, _)| *c > 0) else {
         return;
@@ -551,24 +553,34 @@ fn erase_accepted_line(editor: &mut Editor<ChatHelper, FileHistory>, prompt: &st
     let _ = out.flush();
 }
 
-/// How many rows of a `cols`-wide terminal the entered `line` took after `prompt`, counted in
-/// characters (never more than its display width): the first row follows the prompt, and each
-/// further line of a pasted multi-line entry starts at the left edge. `None` for a carriage
-/// return, whose layout is not worth guessing.
+/// How many rows of a `cols`-wide terminal the entered `line` took after `prompt`, up to the
+/// row of the cursor when Enter was pressed, laid out as rustyline lays it out
+/// (`calculate_position`, with the terminal widths of `unicode-width`, as its default
+/// `WcWidth` mode): each character takes its width (a CJK character two columns), one that no
+/// longer fits goes to the next row whole, each further line of a pasted multi-line entry
+/// starts at the left edge, and a line that ends exactly at the right edge puts the cursor on
+/// the row below. `None` for a carriage return or a tab, whose layout is not worth guessing.
 fn entered_rows(prompt: &str, line: &str, cols: usize) -> Option<usize> {
-    if line.contains('\r') || cols == 0 {
+    use unicode_width::UnicodeWidthChar as _;
+    if line.contains(['\r', '\t']) || cols == 0 {
         return None;
     }
-    let prompt = prompt.chars().count();
-    Some(
-        line.split('\n')
-            .enumerate()
-            .map(|(i, part)| {
-                let width = part.chars().count() + if i == 0 { prompt } else { 0 };
-                width.div_ceil(cols).max(1)
-            })
-            .sum(),
-    )
+    let (mut row, mut col) = (0, 0);
+    for c in prompt.chars().chain(line.chars()) {
+        if c == '\n' {
+            (row, col) = (row + 1, 0);
+            continue;
+        }
+        let width = c.width().unwrap_or(0);
+        col += width;
+        if col > cols {
+            (row, col) = (row + 1, width);
+        }
+    }
+    if col == cols {
+        row += 1;
+    }
+    Some(row + 1)
 }
 
 /// Adds a non-blank `line` to the up-arrow history and appends it to the history file. After
@@ -800,8 +812,18 @@ mod tests {
     #[test]
     fn an_entered_line_is_counted_in_rows() {
         assert_eq!(entered_rows("alice> ", "hi", 80), Some(1));
-        assert_eq!(entered_rows("alice> ", &"x".repeat(73), 80), Some(1));
+        assert_eq!(entered_rows("alice> ", &"x".repeat(72), 80), Some(1));
+        // Up to the right edge exactly: the cursor is on the row below.
+        assert_eq!(entered_rows("alice> ", &"x".repeat(73), 80), Some(2));
         assert_eq!(entered_rows("alice> ", &"x".repeat(74), 80), Some(2));
+        assert_eq!(entered_rows("bob> ", &"y".repeat(35), 40), Some(2));
+        // Wide characters take two columns; one that does not fit goes to the next row.
+        assert_eq!(entered_rows("bob> ", &"字".repeat(17), 40), Some(1));
+        assert_eq!(entered_rows("bob> ", &"字".repeat(18), 40), Some(2));
+        assert_eq!(entered_rows("bob> ", &"字".repeat(36), 40), Some(2));
+        // 17 on the first row, 20 filling the second to its edge.
+        assert_eq!(entered_rows("bob> ", &"字".repeat(37), 40), Some(3));
+        assert_eq!(entered_rows("bob> ", &"字".repeat(37), 80), Some(1));
         // A pasted entry: its further lines start at the left edge.
         assert_eq!(entered_rows("alice> ", "one\ntwo\n\nfour", 80), Some(4));
         assert_eq!(
