@@ -98,6 +98,14 @@ fn send(
     words: Vec<std::ffi::OsString>,
     unused: Vec<&str>,
 ) -> Result<Outcome, String> {
+    // `--to bob --to bob` (an alias and the line typed, say) is one message to bob.
+    let mut once: Vec<String> = Vec::new();
+    for nick in to {
+        if !once.contains(nick) {
+            once.push(nick.clone());
+        }
+    }
+    let to = once.as_slice();
     let text = if words.is_empty() {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
