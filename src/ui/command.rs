@@ -187,12 +187,20 @@ pub enum CommandError {
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unknown(name) => match nearest_command(name) {
-                Some(meant) => write!(
-                    f,
-                    "unknown command {name} — did you mean {meant}? (/help lists them)"
-                ),
-                None => write!(f, "unknown command {name} — type /help for the list"),
+            Self::Unknown(name) => match nearest_commands(name).as_slice() {
+                [] => write!(f, "unknown command {name} — type /help for the list"),
+                meant => {
+                    let (last, rest) = meant.split_last().unwrap_or((&"", &[]));
+                    let meant = if rest.is_empty() {
+                        (*last).to_owned()
+                    } else {
+                        format!("{} or {last}", rest.join(", "))
+                    };
+                    write!(
+                        f,
+                        "unknown command {name} — did you mean {meant}? (/help lists them)"
+                    )
+                }
             },
             Self::Usage(usage) => write!(f, "usage: {usage}"),
             Self::InvalidNick(why) => write!(f, "{why} — {NICK_RULE}"),
@@ -373,16 +381,25 @@ pub fn command_names() -> impl Iterator<Item = &'static str> {
         .chain(["/exit"])
 }
 
-/// The command a mistyped `name` most likely meant (`/peer` → `/peers`): one a typo or two
-/// away (one for names of three characters or fewer), the nearest.
-fn nearest_command(name: &str) -> Option<&'static str> {
+/// The commands a mistyped `name` most likely meant: those it begins (`/pe` → `/peers`, `/m`
+/// → `/me` or `/msg`), at most three, else the nearest one a typo or two away (one for names
+/// of three characters or fewer: `/peer` → `/peers`).
+fn nearest_commands(name: &str) -> Vec<&'static str> {
     let typed = name.to_lowercase();
+    if typed.len() > 1 {
+        let begun: Vec<&str> = command_names().filter(|c| c.starts_with(&typed)).collect();
+        if !begun.is_empty() && begun.len() <= 3 {
+            return begun;
+        }
+    }
     let most = if typed.chars().count() <= 3 { 1 } else { 2 };
     command_names()
         .map(|c| (strsim::damerau_levenshtein(&typed, c), c))
         .filter(|(d, _)| *d <= most)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
+        .into_iter()
+        .collect()
 }
 
 /// Splits off the first whitespace-separated word; the rest keeps its leading whitespace so
@@ -836,6 +853,12 @@ mod tests {
             "unknown command /peer — did you mean /peers? (/help lists them)"
         );
         assert!(err("/Quti").to_string().contains("did you mean /quit?"));
+        // The beginning of a command's name: each it begins.
+        assert!(err("/pe").to_string().contains("did you mean /peers?"));
+        assert!(err("/q").to_string().contains("did you mean /quit?"));
+        assert!(err("/m bob hi")
+            .to_string()
+            .contains("did you mean /msg or /me?"));
         assert_eq!(
             err("/xyzzy").to_string(),
             "unknown command /xyzzy — type /help for the list"
