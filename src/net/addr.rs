@@ -93,6 +93,13 @@ pub fn parse(text: &str, default_port: u16) -> Result<HostSpec, String> {
     if !valid {
         return Err(format!("'{name}' is not a host name or address; {usage}"));
     }
+    // Digits and dots alone are a mistyped IPv4 address, never a name (no top-level domain is
+    // all digits): said so, rather than asked of the resolver.
+    if name.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "'{name}' is not an IPv4 address (four numbers from 0 to 255, e.g. 192.168.1.7); {usage}"
+        ));
+    }
     Ok(HostSpec {
         host: Host::Name(name.to_owned()),
         port,
@@ -163,10 +170,16 @@ mod tests {
             "a b",
             "[::1]x",
             "bad/name",
+            "999.1.1.1",
+            "10.0.0",
+            "10.0.0.1.5:7654",
         ] {
             let e = parse(bad, 7654).unwrap_err();
             assert!(e.contains("expected HOST[:PORT]"), "{bad}: {e}");
         }
+        // Never asked of the resolver: said to be a mistyped address.
+        let e = parse("999.1.1.1", 7654).unwrap_err();
+        assert!(e.contains("is not an IPv4 address"), "{e}");
     }
 
     #[tokio::test]
