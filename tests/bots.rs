@@ -180,7 +180,11 @@ fn send_goes_through_the_running_tailchat_as_its_user() {
     let out = send(dir.path(), &["--to", "bob", "after once"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     bob.expect("*alice* after once");
-    let copies = bob.seen.iter().filter(|l| l.ends_with("*alice* once")).count();
+    let copies = bob
+        .seen
+        .iter()
+        .filter(|l| l.ends_with("*alice* once"))
+        .count();
     assert_eq!(copies, 1, "{:#?}", bob.seen);
 
     // A nick of its own is not taken (the running tailchat sends as alice), and said so.

@@ -82,8 +82,17 @@ fn identity_and_history_survive_a_restart() {
     });
     alice.send("/history bob");
     alice.expect("*bob* just for you");
+    // Nobody ever went by carol: a typo, not a peer who never wrote.
     alice.send("/history carol");
-    alice.expect("no history with carol yet");
+    alice.expect("nobody called carol here now or in your history");
+    // bob#ID is that identity, whatever it was called: bob is bobby now.
+    bob.send("/nick bobby");
+    alice.expect("bob is now bobby");
+    alice.send("/whois bobby");
+    let whois = alice.expect("— id ");
+    let id = whois.rsplit("— id ").next().unwrap().trim();
+    alice.send(&format!("/history bob#{}", &id[..8]));
+    alice.expect("*bob* just for you");
 }
 
 #[test]

@@ -41,7 +41,13 @@ impl Chat {
         let filter = match &nick {
             // `bob#1d79e0c2`: that identity alone (another that went by bob is not it).
             Some(n) if n.contains('#') => {
-                match crate::app::lookup::find_peer(&self.ep.peers(), n) {
+                let peers = self.ep.peers();
+                // Whatever it was called: the id names it (`bob#…` where bob is now alice).
+                let by_id = |e| {
+                    let id = n.find('#').map_or(n.as_str(), |i| &n[i..]);
+                    crate::app::lookup::find_peer(&peers, id).map_err(|_| e)
+                };
+                match crate::app::lookup::find_peer(&peers, n).or_else(by_id) {
                     Ok((id, _)) => HistoryFilter::Peer { id },
                     Err(e) => return self.command_error(e),
                 }
@@ -106,8 +112,15 @@ impl Chat {
                 let (lines, mut warnings) = query.run().map_err(|e| e.to_string())?;
                 if lines.is_empty() {
                     // A notice, with the clock: it is not a line of the history.
-                    let what = nick.unwrap_or_else(|| "the group".to_owned());
-                    warnings.push(format!("no history with {what} yet"));
+                    let known = |n: &String| everyone.iter().any(|(_, x)| x == n);
+                    warnings.push(match nick {
+                        // A typo is not a peer who never wrote.
+                        Some(n) if !n.contains('#') && !known(&n) => format!(
+                            "nobody called {n} here now or in your history — /peers lists who is here"
+                        ),
+                        Some(n) => format!("no history with {n} yet"),
+                        None => "no history with the group yet".to_owned(),
+                    });
                     return Ok((warnings, Vec::new()));
                 }
                 let named: Vec<(PeerId, &str)> =
