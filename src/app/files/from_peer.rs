@@ -458,7 +458,7 @@ impl Files {
         let line = match t.last_connection {
             // Nothing served in this run: an earlier one sent it, or the receiver had it.
             None => format!(
-                "{} says {} arrived whole ({}); nothing was left to send in this run",
+                "{} says {} arrived whole ({}); none of it was sent in this run (an earlier run sent it, or they had it)",
                 Self::nick(ep, t),
                 t.shown_name(),
                 t.shown_size()

@@ -216,7 +216,7 @@ fn the_sender_says_sent_only_when_it_served_something_in_this_run() {
     );
     assert_eq!(
         done_line(false),
-        "bob says report.pdf arrived whole (10.0 MB); nothing was left to send in this run"
+        "bob says report.pdf arrived whole (10.0 MB); none of it was sent in this run (an earlier run sent it, or they had it)"
     );
 }
 

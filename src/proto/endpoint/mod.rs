@@ -308,7 +308,8 @@ impl Endpoint {
     pub fn set_away(&mut self, now: Instant, reason: Option<&str>) -> Result<(), String> {
         if reason.is_some_and(|r| r.len() > wire::MAX_AWAY_BYTES) {
             return Err(format!(
-                "the reason is too long: at most {} bytes",
+                "the reason is too long: {} bytes, at most {} (256 letters of English, fewer of other scripts: é takes 2, 字 3) — shorten it",
+                reason.map_or(0, str::len),
                 wire::MAX_AWAY_BYTES
             ));
         }
