@@ -131,10 +131,23 @@ pub fn load(path: &Path) -> Result<Option<FileConfig>, String> {
             ),
             None => (String::new(), String::new()),
         };
+        let message = e.message().trim_end();
+        // The span of a key set twice is the key (or the table's name) itself.
+        let twice = e
+            .span()
+            .and_then(|span| text.get(span))
+            .map(|k| k.trim().trim_matches(['[', ']', '"']).trim())
+            .filter(|k| message == "duplicate key" && !k.is_empty());
+        if let Some(k) = twice {
+            return format!(
+                "invalid config file {}{place}: `{k}` is set twice — keep one",
+                path.display()
+            );
+        }
         format!(
             "invalid config file {}{place}: {}{key}",
             path.display(),
-            plain(e.message().trim_end())
+            plain(message)
         )
     })
 }
@@ -347,6 +360,29 @@ mod tests {
             err.starts_with(&format!("invalid config file {}, line 1: ", path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_key_set_twice_is_named() {
+        for (text, key, line) in [
+            ("nick = \"a\"\nnick = \"b\"\n", "nick", 2),
+            (
+                "[history_limit]\ndays = 1\n[history_limit]\n",
+                "history_limit",
+                3,
+            ),
+            ("[history_limit]\ndays = 1\ndays = 2\n", "days", 3),
+        ] {
+            let (_tmp, path) = file_with(text);
+            let err = load(&path).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid config file {}, line {line}: `{key}` is set twice — keep one",
+                    path.display()
+                )
+            );
+        }
     }
 
     #[test]
