@@ -325,9 +325,15 @@ impl Files {
                     }
                     t.serving += 1;
                     t.paused_by_peer = false;
-                    if std::mem::take(&mut t.told_interrupted) {
+                    // Said when the break was (or, asked again for bytes sent before, a
+                    // receiver killed and back before we saw it gone, it had to be).
+                    let back = from < t.record.bytes_done;
+                    if std::mem::take(&mut t.told_interrupted) || back {
                         again = Some(Self::going_again(ep, t, from));
                     }
+                    // Where it had got to counts, in an earlier run too: what is sent again
+                    // before it is in the end line, as the line above says.
+                    t.served_to = t.served_to.max(t.record.bytes_done);
                     save = t.begin(now, from);
                     t.rate.restart(now, from);
                     if t.record.state == State::Offered {

@@ -582,6 +582,35 @@ async fn the_senders_end_line_counts_what_it_sent_again() {
     assert_eq!(files.transfers[&key].record.state, State::Done);
 }
 
+/// After a restart of ours, the bytes an earlier run sent that the receiver did not keep are
+/// said to go again (as the line when the connection comes says), and counted in the end line.
+#[tokio::test(start_paused = true)]
+async fn what_an_earlier_run_sent_and_the_receiver_asks_again_is_counted_too() {
+    let (mut files, key) = ours_accepted();
+    // As restored: an earlier run had sent 5 MB; this run has served nothing yet.
+    files.transfers.get_mut(&key).unwrap().record.bytes_done = 5_000_000;
+    let now = Instant::now();
+    let mut ep = endpoint(now);
+    let resumed = DataEvent::Serving {
+        id: 7,
+        from: 4_000_000,
+    };
+    files.on_data_at(&mut ep, resumed, now);
+    done_from_bob(&mut files, &mut ep);
+    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
+    let lines = notices(files.take_lines());
+    assert!(
+        lines.iter().any(|l| l
+            .contains("going again from 4.0 MB (40%): bob asks again for what it did not keep")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("sent report.pdf to bob")
+            && l.contains("and 1.0 MB again that bob did not keep")),
+        "{lines:?}"
+    );
+}
+
 /// The notices among `lines`.
 fn notices(lines: Vec<Output>) -> Vec<String> {
     lines
