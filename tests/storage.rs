@@ -278,6 +278,7 @@ fn a_config_value_refused_after_parsing_names_its_line() {
         ("bell = true\nallow = [\"notanaddr\"]\n", "line 2"),
         ("\n\n\n\naccept_from = [\"bob#1234\"]\n", "line 5"),
         ("bell = yes\n", "true or false"),
+        ("\nbind = \"laptop\"\n", "line 2: bind: not an IP address"),
     ] {
         let (mut cmd, dir) = command(&["--no-discovery", "--bind", "127.0.0.1", "--port", "0"]);
         let config_dir = dir.path().join("config/tailchat");
@@ -291,6 +292,20 @@ fn a_config_value_refused_after_parsing_names_its_line() {
             "{text:?}: {err}"
         );
     }
+}
+
+/// `bind` in the config file is `--bind`: an address not on this machine (TEST-NET-1, never
+/// assigned) is where it tries to listen, and fails saying so, before sending anything.
+#[test]
+fn bind_in_the_config_file_is_where_it_listens() {
+    let (mut cmd, dir) = command(&["--no-discovery", "--port", "0"]);
+    let config_dir = dir.path().join("config/tailchat");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("config.toml"), "bind = \"192.0.2.1\"\n").unwrap();
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot bind UDP 192.0.2.1:0"), "{err}");
 }
 
 /// An `accept_from` entry with too short an id names no one: the config file is refused, as

@@ -274,6 +274,15 @@ impl Settings {
         if let Some(why) = cfg.nick.as_deref().and_then(own_nick_problem) {
             return Err(in_file(&format!("nick: {why} — {NICK_RULE}")));
         }
+        // Checked even where --bind overrides it, as every key of the file is.
+        let cfg_bind = match cfg.bind.as_deref() {
+            None => None,
+            Some(text) => Some(
+                parse_bind(text)
+                    .map_err(|e| in_file(&format!("bind: {}", e.replace("--bind", "bind"))))?,
+            ),
+        };
+        let bind = args.bind.or(cfg_bind);
         let port_chosen = args.port.or(cfg.port).is_some();
         let port = args.port.or(cfg.port).unwrap_or(DEFAULT_PORT);
         let default_port = if port == 0 { DEFAULT_PORT } else { port };
@@ -334,7 +343,7 @@ impl Settings {
                 .unwrap_or_else(|| "anon".to_owned()),
             port,
             default_port,
-            bind: args.bind,
+            bind,
             peers,
             discovery: !args.no_discovery && cfg.discovery.unwrap_or(true),
             data_dir: args.data_dir.or(cfg_data_dir),

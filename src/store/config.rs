@@ -42,6 +42,8 @@ pub struct FileConfig {
     pub nick: Option<String>,
     /// The UDP port to listen on, instead of `--port`.
     pub port: Option<u16>,
+    /// The one address to listen on, instead of `--bind` (an IP address, no port).
+    pub bind: Option<String>,
     /// Peers to contact at start, as `--peer` takes them (host, host:port, address).
     pub peers: Option<Vec<String>>,
     /// Whether to look for peers on the LAN, instead of the discovery flag.
