@@ -185,7 +185,7 @@ impl Files {
                     let ended = match self.transfers.get(&mine).filter(|t| t.peer() == from) {
                         None => Some("it is no longer offered (the sender has no record of it)"),
                         Some(t) if matches!(t.record.state, State::Cancelled | State::Failed) => {
-                            Some("it ended on the sender's side while you were away")
+                            Some("it was stopped for good already (cancelled, or it failed)")
                         }
                         Some(_) => None,
                     };
