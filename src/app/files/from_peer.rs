@@ -184,8 +184,12 @@ impl Files {
                     // line as the reason: it may name our folders.)
                     let ended = match self.transfers.get(&mine).filter(|t| t.peer() == from) {
                         None => Some("it is no longer offered (the sender has no record of it)"),
-                        Some(t) if matches!(t.record.state, State::Cancelled | State::Failed) => {
-                            Some("it was stopped for good already (cancelled, or it failed)")
+                        Some(t) if t.record.state == State::Failed => {
+                            Some("it ended on the sender's side (it failed there)")
+                        }
+                        // By either side: a receiver that cancelled, then accepted after all.
+                        Some(t) if t.record.state == State::Cancelled => {
+                            Some("it was cancelled already")
                         }
                         Some(_) => None,
                     };
