@@ -482,12 +482,10 @@ impl Transfer {
     /// The name as shown: a folder with a trailing `/`. A peer's name is shown as it will be
     /// saved (made safe for our disk), so the offer line and the file on disk agree.
     fn shown_name(&self) -> String {
+        // As the receiver shows it (and names the file it lands as), on both sides: a name
+        // with a control character reads the same to sender and receiver.
         let raw = &self.record.offer.name;
-        let name = if self.record.outgoing {
-            crate::ui::render::sanitize(raw)
-        } else {
-            crate::ui::render::sanitize(&crate::transfer::names::sanitize_name(raw))
-        };
+        let name = crate::ui::render::sanitize(&crate::transfer::names::sanitize_name(raw));
         if self.record.offer.folder {
             format!("{name}/")
         } else {

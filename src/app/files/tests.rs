@@ -611,6 +611,20 @@ async fn what_an_earlier_run_sent_and_the_receiver_asks_again_is_counted_too() {
     );
 }
 
+/// A name with a control character reads the same on both sides: as the receiver lands it.
+#[test]
+fn an_offered_name_is_shown_to_its_sender_as_the_receiver_shows_it() {
+    let name = "top\u{1b}[7mrev.txt";
+    let (mut ours, key) = ours_accepted();
+    let ours = ours.transfers.get_mut(&key).unwrap();
+    ours.record.offer.name = name.into();
+    let (mut theirs, key) = accepted(false);
+    let theirs = theirs.transfers.get_mut(&key).unwrap();
+    theirs.record.offer.name = name.into();
+    assert_eq!(ours.shown_name(), "top_[7mrev.txt");
+    assert_eq!(theirs.shown_name(), ours.shown_name());
+}
+
 /// The notices among `lines`.
 fn notices(lines: Vec<Output>) -> Vec<String> {
     lines
