@@ -829,18 +829,48 @@ fn an_accept_survives_a_kill_of_the_receiver_right_after_it() {
     assert_eq!(fs::read(downloads.join("early.bin")).unwrap(), content);
 }
 
+/// Where bob lives, so that he can be started again as the same peer.
+struct BobHome {
+    home: std::path::PathBuf,
+    args: Vec<String>,
+    downloads: std::path::PathBuf,
+}
+
+impl BobHome {
+    /// Bob, started (again) in his home.
+    fn start(&self) -> Chat {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Chat::start_in(&self.home, "bob", &args, &[])
+    }
+}
+
+/// Alice, and bob with a home of his own in `tmp`, receiving into `tmp/dl`, joined to her.
+fn alice_and_bob_at_home(tmp: &Path) -> (Chat, Chat, BobHome) {
+    let home = tmp.join("bob");
+    fs::create_dir(&home).unwrap();
+    let alice = Chat::start("alice", &[]);
+    let downloads = tmp.join("dl");
+    let args = vec![
+        "--peer".to_owned(),
+        format!("127.0.0.1:{}", alice.port),
+        "--download-dir".to_owned(),
+        downloads.display().to_string(),
+    ];
+    let bob_home = BobHome {
+        home,
+        args,
+        downloads,
+    };
+    let mut bob = bob_home.start();
+    bob.expect("alice joined");
+    (alice, bob, bob_home)
+}
+
 #[test]
 fn an_offer_reaches_a_receiver_that_restarts_before_the_sender_misses_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let bob_home = tmp.path().join("bob");
-    fs::create_dir(&bob_home).unwrap();
-    let mut alice = Chat::start("alice", &[]);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let dl = downloads.display().to_string();
-    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
-    bob.expect("alice joined");
+    let (mut alice, mut bob, bob_home) = alice_and_bob_at_home(tmp.path());
+    let downloads = bob_home.downloads.clone();
     let content = bytes(100_000, 17);
     let f = tmp.path().join("quick.bin");
     fs::write(&f, &content).unwrap();
@@ -859,7 +889,7 @@ fn an_offer_reaches_a_receiver_that_restarts_before_the_sender_misses_it() {
     // Bob's program dies with the offer on his screen, unanswered, and is back at once: alice
     // meets a new run of bob without ever seeing him gone, and offers it again.
     bob.kill_hard();
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let mut bob = bob_home.start();
     let offer = bob.expect("alice offers quick.bin");
     bob.send(&format!("/accept {}", offer_number(&offer)));
     bob.expect("received quick.bin from alice");
@@ -876,15 +906,8 @@ fn an_offer_reaches_a_receiver_that_restarts_before_the_sender_misses_it() {
 #[test]
 fn an_offer_withdrawn_while_the_receiver_was_away_never_reaches_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let downloads = tmp.path().join("dl");
-    let bob_home = tmp.path().join("bob");
-    fs::create_dir(&bob_home).unwrap();
-    let mut alice = Chat::start("alice", &[]);
-    let peer = format!("127.0.0.1:{}", alice.port);
-    let dl = downloads.display().to_string();
-    let bob_args = ["--peer", peer.as_str(), "--download-dir", dl.as_str()];
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
-    bob.expect("alice joined");
+    let (mut alice, mut bob, bob_home) = alice_and_bob_at_home(tmp.path());
+    let downloads = bob_home.downloads.clone();
     alice.expect("bob joined");
     // Killed: alice does not know yet that bob is gone, so her offer goes into the stream to
     // him, unacknowledged, and would be carried to his next run.
@@ -901,7 +924,7 @@ fn an_offer_withdrawn_while_the_receiver_was_away_never_reaches_it() {
         .to_owned();
     alice.send(&format!("/cancel {number}"));
     alice.expect("cancelled withdrawn.bin");
-    let mut bob = Chat::start_in(&bob_home, "bob", &bob_args, &[]);
+    let mut bob = bob_home.start();
     bob.expect("alice joined");
     // Everything alice queued for bob before this message comes before it.
     alice.send("/msg bob after the offer");

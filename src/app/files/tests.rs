@@ -566,20 +566,25 @@ async fn the_senders_end_line_counts_what_it_sent_again() {
     files.on_data_at(&mut ep, DataEvent::Serving { id: 7, from: 0 }, now);
     served(&mut files, &mut ep, 0, 5_000_000, Some("reset"));
     // The receiver had kept 4 MB: the fifth goes again, then the rest.
-    let resumed = DataEvent::Serving {
-        id: 7,
-        from: 4_000_000,
-    };
-    files.on_data_at(&mut ep, resumed, now);
-    done_from_bob(&mut files, &mut ep);
-    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
-    let lines = notices(files.take_lines());
+    let lines = the_rest_from_4_mb(&mut files, &mut ep, now);
     assert!(
         lines.iter().any(|l| l.starts_with("sent report.pdf to bob")
             && l.contains("resumed at 4.0 MB and sent the remaining 6.0 MB, and 1.0 MB again that bob did not keep")),
         "{lines:?}"
     );
     assert_eq!(files.transfers[&key].record.state, State::Done);
+}
+
+/// Transfer 7 served again from 4 MB to its end, and bob's Done: the notices said.
+fn the_rest_from_4_mb(files: &mut Files, ep: &mut Endpoint, now: Instant) -> Vec<String> {
+    let resumed = DataEvent::Serving {
+        id: 7,
+        from: 4_000_000,
+    };
+    files.on_data_at(ep, resumed, now);
+    done_from_bob(files, ep);
+    served(files, ep, 4_000_000, 6_000_000, None);
+    notices(files.take_lines())
 }
 
 /// After a restart of ours, the bytes an earlier run sent that the receiver did not keep are
@@ -591,14 +596,7 @@ async fn what_an_earlier_run_sent_and_the_receiver_asks_again_is_counted_too() {
     files.transfers.get_mut(&key).unwrap().record.bytes_done = 5_000_000;
     let now = Instant::now();
     let mut ep = endpoint(now);
-    let resumed = DataEvent::Serving {
-        id: 7,
-        from: 4_000_000,
-    };
-    files.on_data_at(&mut ep, resumed, now);
-    done_from_bob(&mut files, &mut ep);
-    served(&mut files, &mut ep, 4_000_000, 6_000_000, None);
-    let lines = notices(files.take_lines());
+    let lines = the_rest_from_4_mb(&mut files, &mut ep, now);
     assert!(
         lines.iter().any(|l| l
             .contains("going again from 4.0 MB (40%): bob asks again for what it did not keep")),
