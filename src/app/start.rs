@@ -111,7 +111,6 @@ impl Storage {
                 identity_kept: found,
             });
         }
-        let loaded = store::identity::load_or_create(&dir, rand::random)?;
         let open = || Journal::open_keeping(&path, history_limit, transfer_peers.clone());
         let until = std::time::Instant::now() + lock_wait;
         let mut opened = open();
@@ -141,6 +140,10 @@ impl Storage {
                 }
             },
         };
+        // Once the journal is ours: a `tailchat send` waiting its turn on a new data directory
+        // reads the identity the one before it made, rather than making it and then finding
+        // a journal that says a peer ran here (and warning that its key was lost).
+        let loaded = store::identity::load_or_create(&dir, rand::random)?;
         let mut restored = restored;
         restored
             .warnings
