@@ -9,7 +9,8 @@ use sim::{LinkParams, Sim};
 use std::time::Duration;
 use tailchat::proto::Queued;
 use tailchat::proto::{
-    Event, Limits, MessageId, PeerState, Recipients, RestoredPeer, FRAGMENT_BYTES,
+    Event, Limits, MessageId, PeerState, Recipients, RestoredPeer, UndeliveredReason,
+    FRAGMENT_BYTES,
 };
 
 /// Node `i` as another node's storage remembers it: added by hand, nothing waiting for it,
@@ -413,6 +414,9 @@ fn earlier_run_told(node1_goes_on: bool) -> (bool, bool) {
     sim.add(2, 0);
     let refused = |s: &Sim| s.nodes[0].ep.stats().stale_session > 0;
     assert!(sim.run_until_cond(Duration::from_secs(30), refused));
+    // The earlier run writes to node 0, which takes only the later run's messages (their ids
+    // are shared): never delivered, and said so once that run is told.
+    let lost = node1_goes_on.then(|| sim.send(1, Recipients::Everyone, "from the earlier run"));
     if !node1_goes_on {
         sim.cut.insert((1, 0));
         sim.cut.insert((0, 1));
@@ -430,6 +434,17 @@ fn earlier_run_told(node1_goes_on: bool) -> (bool, bool) {
         .filter(|(_, e)| matches!(e, Event::Superseded { by, addr } if *by == sim.id(0) && *addr == sim.nodes[0].addr))
         .count();
     assert!(superseded <= 1, "node 1 told {superseded} times");
+    if let Some(lost) = lost {
+        let to0 = sim.id(0);
+        let said = sim.nodes[1].events.iter().any(|(_, e)| {
+            matches!(e, Event::Undelivered { to, id, reason: UndeliveredReason::Superseded }
+                if *to == to0 && *id == lost)
+        });
+        let delivered = sim.nodes[1].events.iter().any(
+            |(_, e)| matches!(e, Event::Delivered { to, id, .. } if *to == to0 && *id == lost),
+        );
+        assert!(said && !delivered, "said {said}, delivered {delivered}");
+    }
     (told == 1, superseded == 1)
 }
 

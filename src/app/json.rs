@@ -277,7 +277,10 @@ pub fn event(e: &Event, nick_of: impl Fn(PeerId) -> String, at_ms: i64) -> Strin
             "not_delivered",
             json!({
                 "id": id.0, "to": nick_of(*to), "to_id": to.to_string(),
-                "reason": match reason { UndeliveredReason::QueueFull => "queue_full" },
+                "reason": match reason {
+                    UndeliveredReason::QueueFull => "queue_full",
+                    UndeliveredReason::Superseded => "superseded",
+                },
             }),
         ),
         Event::PeerForgotten {

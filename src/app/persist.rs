@@ -138,6 +138,12 @@ impl Persistence {
                 written_ms: written_ms(now_ms, *age),
             }],
             Event::Delivered { to, id, .. } => vec![Record::Delivered { to: *to, id: id.0 }],
+            // Dropped for good: a restart must not send them into the same hole.
+            Event::Undelivered {
+                to,
+                id,
+                reason: crate::proto::UndeliveredReason::Superseded,
+            } => vec![Record::Dropped { to: *to, id: id.0 }],
             Event::PeerForgotten {
                 peer,
                 dropped,

@@ -20,6 +20,9 @@ pub struct Transmit {
 pub enum UndeliveredReason {
     /// That peer's queue is full (see [`crate::proto::Limits::max_queued_items`]).
     QueueFull,
+    /// That peer hears a later run of our own identity instead of this one
+    /// ([`Event::Superseded`]): it would take our messages for that run's, already shown.
+    Superseded,
 }
 
 /// Why a peer was forgotten.

@@ -147,6 +147,9 @@ pub fn event_output(
             outstanding.settle(*id, *to);
             let why = match reason {
                 UndeliveredReason::QueueFull => "too many messages are already waiting for them",
+                UndeliveredReason::Superseded => {
+                    "they hear a later run of your identity instead of this one: send it from there"
+                }
             };
             Output::Error(format!("not delivered to {}: {quote} — {why}", nick_of(*to)))
         }
@@ -200,7 +203,7 @@ pub fn event_output(
             show_addr(*addr)
         )),
         Event::Superseded { by, addr } => Output::Error(format!(
-            "{} (at {}) no longer hears this run: a later run of your own identity took its place there — is this data directory a copy that also runs elsewhere? Run each copy with a data directory of its own (--data-dir; a copy then becomes a new peer), or quit this one; your messages to them stay queued here",
+            "{} (at {}) no longer hears this run: a later run of your own identity took its place there — is this data directory a copy that also runs elsewhere? Run each copy with a data directory of its own (--data-dir; a copy then becomes a new peer), or quit this one; messages of this run to them are not delivered (each is said): send them from the run they hear",
             nick_of(*by),
             show_addr(*addr)
         )),

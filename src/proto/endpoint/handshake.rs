@@ -473,6 +473,18 @@ impl Endpoint {
             self.stats.bad_cookie += 1;
             return false;
         }
+        // Never delivered now: that peer takes the later run's messages, whose ids ours share
+        // (a later run of the same journal), and would drop ours as already shown. Said, and
+        // dropped, rather than reported delivered one day, or never.
+        if let Some(p) = self.peers.get_mut(&header.sender) {
+            for id in p.link.drop_messages() {
+                self.events.push_back(Event::Undelivered {
+                    to: header.sender,
+                    id,
+                    reason: crate::proto::UndeliveredReason::Superseded,
+                });
+            }
+        }
         if self.superseded_told.contains(&header.sender) {
             return false;
         }

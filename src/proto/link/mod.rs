@@ -263,6 +263,11 @@ impl Link {
         self.send.queue_app_data(data)
     }
 
+    /// Drops our messages not yet acknowledged; see [`SendQueue::drop_messages`].
+    pub fn drop_messages(&mut self) -> Vec<MessageId> {
+        self.send.drop_messages()
+    }
+
     /// Takes back a queued application payload not yet acknowledged; see
     /// [`SendQueue::withdraw_app_data`].
     pub fn withdraw_app_data(&mut self, data: &[u8]) -> bool {

@@ -293,6 +293,18 @@ impl SendQueue {
         found.map(|i| i.withdrawn = true).is_some()
     }
 
+    /// Drops every message not yet acknowledged (their items too; other items stay): the
+    /// peer will never take them (see [`crate::proto::Event::Superseded`]). Returns their
+    /// ids.
+    pub fn drop_messages(&mut self) -> Vec<MessageId> {
+        let ids: Vec<MessageId> = self.messages.keys().copied().collect();
+        self.items.retain(|_, i| i.msg.is_none());
+        let items = &self.items;
+        self.unsent.retain(|seq| items.contains_key(seq));
+        self.messages.clear();
+        ids
+    }
+
     /// Queues a nick change, ordered after everything queued before it.
     pub fn queue_nick(&mut self, nick: &str) {
         self.push_item(kind::NICK, wire::stream_fields(&nick).into(), None);
