@@ -198,7 +198,7 @@ pub fn event_output(
             shown = show_addr(*addr),
         )),
         Event::EarlierRunRefused { peer, addr, .. } => Output::Notice(format!(
-            "an earlier run of {} is still running at {} and is refused: a later run of the same identity took its place (a copied data directory running beside its original?) — only the latest run is heard, and the other's messages wait there undelivered (it is told so): an identity must run only once",
+            "an earlier run of {} is still running at {} and is refused: a later run of the same identity took its place (a copied data directory running beside its original?) — only the latest run is heard, and the other's messages do not reach you (it is told so, line by line): an identity must run only once",
             nick_of(*peer),
             show_addr(*addr)
         )),
